@@ -1,0 +1,1 @@
+"""Alerting: routing, grouping, the durable outbox and the notifiers. No statistics here."""

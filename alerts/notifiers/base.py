@@ -1,0 +1,36 @@
+"""The notifier contract (as in Alertmanager's ``notify.Notifier``): send one payload, and on
+failure say whether a retry can help. The outbox worker owns retries, backoff and dead-letters.
+
+Payload schema (a JSON-able dict, the same for every notifier)::
+
+    {"status": "firing" | "resolved", "update": bool, "incident_key": str,
+     "group": {label: value}, "journey": str | None, "severity": int, "title": str,
+     "opened_at": iso, "resolved_at": iso | None, "runbook": str | None,
+     "anomalies": [{"series", "metric", "labels", "timestamp", "value", "expected",
+                    "lower", "upper", "score", "severity", "direction", "change",
+                    "detector", "kind"}, ...]}
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+
+class NotifyError(RuntimeError):
+    """Delivery failed. ``retryable`` says whether trying again may work; ``retry_after``
+    (seconds) is the receiver's own hint, e.g. Slack's 429 ``Retry-After``."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Notifier(ABC):
+    """Delivers payloads to one receiver's channel."""
+
+    @abstractmethod
+    def send(self, payload: Mapping[str, Any]) -> None:
+        """Deliver or raise :class:`NotifyError`. Must never log secrets."""

@@ -1,0 +1,70 @@
+"""Build the notification payload (the schema in :mod:`alerts.notifiers.base`) for one
+incident change. Every notifier renders from this one dict, so they all say the same thing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from monitor.incidents import IncidentChange
+from monitor.model import Anomaly
+
+MAX_ANOMALIES = 20
+
+
+def anomaly_dict(a: Anomaly) -> dict[str, Any]:
+    """JSON-able view of an anomaly (non-finite numbers become None)."""
+    return {
+        "id": a.id,
+        "series": a.series,
+        "metric": a.metric,
+        "labels": dict(a.labels),
+        "timestamp": a.timestamp.isoformat(),
+        "value": _finite(a.value),
+        "expected": _finite(a.expected),
+        "lower": _finite(a.lower),
+        "upper": _finite(a.upper),
+        "score": _finite(a.score),
+        "severity": a.severity,
+        "direction": str(a.direction),
+        "change": _finite(a.change),
+        "detector": a.detector,
+        "kind": a.kind,
+    }
+
+
+def incident_payload(
+    change: IncidentChange, *, runbooks: Mapping[str, str | None] | None = None
+) -> dict[str, Any]:
+    """Payload for an opened, updated or resolved incident."""
+    inc = change.incident
+    ranked = sorted(change.anomalies, key=lambda a: (-a.severity, len(a.labels), a.series))
+    shown = ranked[:MAX_ANOMALIES]
+    metrics = sorted({a.metric for a in change.anomalies})
+    where = ", ".join(f"{k}={v}" for k, v in sorted(inc.group.items())) or "all series"
+    if change.status == "resolved":
+        title = f"{where}: resolved"
+    else:
+        title = f"{where}: {', '.join(metrics)} anomalous"
+    runbook = None
+    for m in metrics:
+        runbook = runbook or (runbooks or {}).get(m)
+    return {
+        "status": "resolved" if change.status == "resolved" else "firing",
+        "update": change.status == "updated",
+        "incident_key": inc.key,
+        "group": dict(inc.group),
+        "journey": inc.group.get("journey"),
+        "severity": inc.severity,
+        "title": title,
+        "opened_at": inc.opened_at.isoformat(),
+        "resolved_at": change.at.isoformat() if change.status == "resolved" else None,
+        "runbook": runbook,
+        "anomalies": [anomaly_dict(a) for a in shown],
+        "anomalies_total": len(change.anomalies),
+    }
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None

@@ -1,0 +1,1 @@
+"""Dashboards: Prometheus exporter and Grafana dashboards-as-code (see the dashboards issue)."""

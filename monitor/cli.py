@@ -1,0 +1,329 @@
+"""The ``cxmon`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from monitor.clock import FakeClock, SystemClock
+from monitor.config import MonitorConfig, config_json_schema, load_config
+from monitor.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from monitor.pipeline import TickResult
+    from monitor.store import Store
+    from sources.demo import ResolvedIncident
+
+app = typer.Typer(
+    help="cxmon: anomaly detection and alerting for customer-experience KPIs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+alerts_app = typer.Typer(help="Inspect the alert outbox.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _load(path: Path, env: dict[str, str] | None = None) -> MonitorConfig:
+    """Load a config or print every problem and exit 2."""
+    try:
+        return load_config(path, env=env)
+    except ConfigError as exc:
+        err_console.print(f"[bold red]{exc.source}: {len(exc.problems)} problem(s)[/]")
+        for p in exc.problems:
+            where = p.path or "<root>"
+            err_console.print(f"  [red]✗[/] [bold]{where}[/]: {p.message}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _open_store(config: MonitorConfig) -> Store:
+    from monitor.store import Store
+
+    try:
+        return Store.open(config.store.url)
+    except StoreError as exc:
+        err_console.print(f"[bold red]store:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"not a time: {text!r} (use ISO 8601, e.g. 2026-01-05T00:00Z)"
+        ) from None
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return ts.tz_convert("UTC").to_pydatetime()
+
+
+@app.command()
+def validate(config: ConfigOpt) -> None:
+    """Check a config file; print every problem with its path (exit 2 if any)."""
+    cfg = _load(config)
+    console.print(
+        f"[green]✓[/] {config}: {len(cfg.sources)} source(s), {len(cfg.metrics)} metric(s), "
+        f"{len(cfg.detectors)} detector(s), {len(cfg.alerting.receivers)} receiver(s)"
+    )
+
+
+@app.command("config-schema")
+def config_schema() -> None:
+    """Print the config's JSON Schema (point your editor's YAML plugin at it)."""
+    sys.stdout.write(json.dumps(config_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def run(
+    config: ConfigOpt,
+    once: Annotated[bool, typer.Option(help="Tick every metric once, deliver, exit.")] = False,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM."""
+    from monitor.pipeline import Pipeline
+    from monitor.scheduler import Scheduler
+
+    _setup_logging(log_level)
+    cfg = _load(config)
+    store = _open_store(cfg)
+    pipeline = Pipeline(cfg, store, clock=SystemClock(), console=console)
+    try:
+        if once:
+            for m in cfg.metrics:
+                _log_tick(pipeline.tick(m.name))
+            pipeline.deliver()
+            return
+        logging.getLogger(__name__).info(
+            "cxmon running: %d metric(s), store %s; Ctrl-C to stop",
+            len(cfg.metrics), store.url_redacted,
+        )
+        Scheduler(pipeline, on_tick=_log_tick).run_until_stopped()
+    finally:
+        pipeline.close()
+        store.close()
+
+
+def _log_tick(result: TickResult) -> None:
+    log = logging.getLogger("cxmon.tick")
+    if result.error:
+        log.warning("%s: tick failed: %s", result.metric, result.error)
+    elif not result.skipped:
+        log.info(
+            "%s: %s..%s rows=%d stored=%d rejected=%d anomalies=%d",
+            result.metric, _hm(result.since), _hm(result.until), result.rows_in,
+            result.rows_stored, sum(result.rejected.values()), len(result.anomalies),
+        )
+
+
+def _hm(ts: datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M") if ts else "-"
+
+
+@app.command()
+def demo(
+    once: Annotated[
+        bool, typer.Option(help="Stop after replaying history instead of polling live.")
+    ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Store URL (default: a fresh SQLite file in a temp dir)."),
+    ] = None,
+    anchor: Annotated[
+        str | None,
+        typer.Option(help="Day 0 of the demo data (default: 28 days before today, UTC)."),
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, help="Days of history to replay.")] = 28,
+    step_hours: Annotated[
+        int,
+        typer.Option("--step-hours", min=1, max=24,
+                     help="Simulated hours per replay tick (detection is still hourly)."),
+    ] = 6,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Replay a few weeks of a simulated retailer's KPIs, print the alerts, then poll live."""
+    from monitor.pipeline import Pipeline
+    from monitor.scheduler import Scheduler, replay
+    from sources.demo import default_anchor, incidents_at
+
+    _setup_logging(log_level)
+    now = SystemClock().now()
+    start = _parse_time(anchor) if anchor else default_anchor(now)
+    end = min(start + timedelta(days=days), now) if not anchor else start + timedelta(days=days)
+    if store is None:
+        store = f"sqlite:///{Path(tempfile.mkdtemp(prefix='cxmon-demo-')) / 'demo.db'}"
+    env = {**os.environ, "CXMON_DEMO_STORE": store, "CXMON_DEMO_ANCHOR": start.isoformat()}
+    demo_yaml = resources.files("monitor") / "examples" / "demo.yaml"
+    with resources.as_file(demo_yaml) as path:
+        cfg = _load(path, env=env)
+    st = _open_store(cfg)
+    clock = FakeClock(start + timedelta(hours=1))
+    pipeline = Pipeline(cfg, st, clock=clock, console=console)
+    console.rule("[bold]cxmon demo")
+    console.print(
+        f"Replaying {days} days of an omnichannel retailer ({len(cfg.metrics)} KPIs, "
+        f"from {_hm(start)} UTC); store: {st.url_redacted}\n"
+    )
+    step = timedelta(hours=step_hours)
+    steps = int((end - clock.now()) / step) + 1
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} ticks"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("replaying", total=steps)
+        replay(pipeline, clock, end, step=step, on_step=lambda _t, _r: progress.advance(task))
+    _demo_summary(st, incidents_at(start))
+    pipeline.close()
+    if once:
+        st.close()
+        return
+    console.print("\nPolling live (Ctrl-C to stop)...")
+    live = Pipeline(cfg, st, clock=SystemClock(), console=console)
+    try:
+        Scheduler(live, on_tick=_log_tick).run_until_stopped()
+    finally:
+        live.close()
+        st.close()
+
+
+def _demo_summary(store: Store, truth: list[ResolvedIncident]) -> None:
+    anomalies = store.anomalies()
+    table = Table(title="Scripted incidents vs. what cxmon found")
+    for col in ("incident", "window (UTC)", "detected", "first alert", "anomalies"):
+        table.add_column(col)
+    for inc in truth:
+        if anomalies.empty:
+            hits = anomalies
+        else:
+            ts = anomalies["ts"]
+            hits = anomalies[(ts >= inc.start) & (ts < inc.end)]
+            hits = hits[[inc.journey == (lab or {}).get("journey") for lab in hits["labels"]]]
+        first = _hm(hits["ts"].min().to_pydatetime()) if len(hits) else "-"
+        table.add_row(
+            inc.name, f"{_hm(inc.start)} – {inc.end.strftime('%H:%M')}",
+            "[green]yes[/]" if len(hits) else "[red]no[/]", first, str(len(hits)),
+        )
+    console.print(table)
+    counts = store.outbox_counts()
+    console.print(
+        f"{len(anomalies)} anomalies, outbox: {counts.get('sent', 0)} sent, "
+        f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead"
+    )
+
+
+@app.command()
+def backtest(
+    config: ConfigOpt,
+    start: Annotated[str, typer.Option(help="First bucket to replay (ISO 8601, UTC).")],
+    end: Annotated[str, typer.Option(help="End of the replay, exclusive (ISO 8601, UTC).")],
+    metric: Annotated[
+        list[str] | None, typer.Option(help="Only these metrics (repeatable).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write anomalies to this .csv or .json file.")
+    ] = None,
+) -> None:
+    """Replay history through the detectors (fresh state, no look-ahead); nothing is stored
+    or sent. Prints a table of anomalies and a summary."""
+    from monitor.backtest import run_backtest
+
+    cfg = _load(config)
+    t0, t1 = _parse_time(start), _parse_time(end)
+    if t1 <= t0:
+        raise typer.BadParameter("--end must be after --start")
+    names = metric or [m.name for m in cfg.metrics]
+    unknown = [n for n in names if n not in {m.name for m in cfg.metrics}]
+    if unknown:
+        raise typer.BadParameter(f"unknown metric(s): {', '.join(unknown)}")
+    result = run_backtest(cfg, names, t0, t1, progress_console=console)
+    frame = result.anomalies
+    table = Table(title=f"Anomalies {_hm(t0)} – {_hm(t1)} UTC")
+    for col in ("time", "series", "value", "expected", "band", "sev"):
+        table.add_column(col)
+    for row in frame.head(50).itertuples():
+        table.add_row(_hm(row.timestamp), row.series, f"{row.value:.4g}", f"{row.expected:.4g}",
+                      f"{row.lower:.4g} – {row.upper:.4g}", str(row.severity))
+    console.print(table)
+    if len(frame) > 50:
+        console.print(f"... and {len(frame) - 50} more (use --output to get them all)")
+    for name, s in result.summary.items():
+        console.print(
+            f"[bold]{name}[/]: {s['rows']} rows, {s['points']} points in {s['series']} series, "
+            f"{s['anomalies']} anomalies, rejected {s['rejected']}"
+        )
+    if output:
+        if output.suffix.lower() == ".json":
+            output.write_text(frame.to_json(orient="records", date_format="iso", indent=1))
+        else:
+            frame.to_csv(output, index=False)
+        console.print(f"wrote {len(frame)} anomalies to {output}")
+
+
+@alerts_app.command("status")
+def alerts_status(
+    config: ConfigOpt,
+    show: Annotated[int, typer.Option(help="List this many pending/failed notifications.")] = 20,
+) -> None:
+    """Outbox counts (pending, sent, dead) and the notifications that are not sent yet."""
+    cfg = _load(config)
+    st = _open_store(cfg)
+    counts = st.outbox_counts()
+    console.print(
+        f"pending {counts.get('pending', 0)} · sent {counts.get('sent', 0)} · "
+        f"dead {counts.get('dead', 0)}"
+    )
+    rows = [r for r in st.notifications() if r.status != "sent"][:show]
+    if rows:
+        table = Table()
+        for col in ("id", "status", "receiver", "incident", "attempts", "next attempt", "error"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(str(r.id), r.status, r.receiver, r.incident_key, str(r.attempts),
+                          _hm(r.next_attempt_at), (r.last_error or "")[:60])
+        console.print(table)
+    st.close()
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,990 @@
+"""The one YAML config file, parsed into strict pydantic models.
+
+Everything wrong with a file is reported at once, each problem with its path
+(``metrics[0].detectors[1]``), so a user fixes a config in one pass instead of one error per
+run (Alertmanager's ``config.Load``). The pipeline is:
+
+1. YAML -> node tree: syntax errors, duplicate keys and the line of every path (for ordering);
+2. ``${VAR}`` interpolation in string values, remembering which paths hold environment values;
+3. pydantic validation (sources and detectors against their registered config classes);
+4. cross-references (metric -> source / detectors, route -> receiver, duplicate names).
+
+Values that came from the environment are treated as secrets: problems never quote them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    SecretStr,
+    SerializeAsAny,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
+
+from detectors.base import DetectorConfig
+from detectors.registry import config_class as detector_config_class
+from detectors.registry import detector_types
+from monitor.durations import Duration, format_duration
+from monitor.errors import ConfigError, Problem
+from monitor.model import Direction, ValueKind
+from sources.base import SourceConfig
+from sources.registry import config_class as source_config_class
+from sources.registry import source_types
+
+__all__ = [
+    "DEFAULT_DETECTOR_TYPE",
+    "AlertingConfig",
+    "ConsoleReceiverConfig",
+    "GrafanaConfig",
+    "MetricConfig",
+    "MonitorConfig",
+    "ReceiverConfig",
+    "RouteConfig",
+    "SchedulerConfig",
+    "StoreConfig",
+    "ValueSpec",
+    "config_json_schema",
+    "format_path",
+    "load_config",
+    "parse_config",
+    "redact_url",
+]
+
+DEFAULT_DETECTOR_TYPE = "robust_seasonal"
+"""Type of the implicit ``default`` detector, added when the user defines none of that name."""
+
+Loc = tuple[str | int, ...]
+
+METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+LabelName = Annotated[str, Field(pattern=LABEL_NAME)]
+Column = Annotated[str, Field(min_length=1)]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------
+# Errors raised from inside validators keep their structure (pydantic relocates nested
+# ValidationErrors), so a check on a list can point at the offending element.
+
+
+def _raise(title: str, errors: Iterable[tuple[Loc, str, str]]) -> None:
+    """Raise one ValidationError holding ``(loc, error_type, message)`` problems, if any."""
+    details = [
+        InitErrorDetails(type=PydanticCustomError(kind, msg), loc=loc, input=None)
+        for loc, kind, msg in errors
+    ]
+    if details:
+        raise ValidationError.from_exception_data(title, details)
+
+
+def _relocate(exc: ValidationError, prefix: Loc = ()) -> list[InitErrorDetails]:
+    """Copy a ValidationError's problems (type and message kept) under ``prefix``."""
+    return [
+        InitErrorDetails(
+            type=PydanticCustomError(err["type"], err["msg"]),
+            loc=(*prefix, *err["loc"]),
+            input=None,  # inputs may be secrets: never carried along
+        )
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validate_with_checks(
+    cls: type[M],
+    data: Any,
+    handler: Callable[[Any], M],
+    check: Callable[[Any], list[tuple[Loc, str, str]]],
+) -> M:
+    """Run structural validation and the reference ``check`` on the raw input independently,
+    then report both together: a typo elsewhere must not hide a dangling reference."""
+    if isinstance(data, cls):
+        return data
+    errors: list[InitErrorDetails] = []
+    try:
+        result = handler(data)
+    except ValidationError as exc:
+        errors = _relocate(exc)
+    refs = check(data) if isinstance(data, Mapping) else []
+    errors += [
+        InitErrorDetails(type=PydanticCustomError(kind, msg), loc=loc, input=None)
+        for loc, kind, msg in refs
+    ]
+    if errors:
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+    return result
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """Read a key from raw YAML data or an already-built model alike."""
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    if isinstance(obj, BaseModel):
+        return getattr(obj, key, default)
+    return default
+
+
+def _has(obj: Any, key: str) -> bool:
+    if isinstance(obj, Mapping):
+        return key in obj
+    if isinstance(obj, BaseModel):
+        return key in obj.model_fields_set
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+
+
+def _redact_password(match: re.Match[str]) -> str:
+    return f"{match.group(1)}***@"
+
+
+_URL_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://u:pw@h/db`` -> ``postgresql://u:***@h/db``, for logs and messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        if parsed.password is None:
+            return url
+        return parsed.render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL, or SQLAlchemy missing: mask by pattern
+        return _URL_PASSWORD.sub(_redact_password, url)
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be greater than 0s")
+    return value
+
+
+def _non_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("must not be negative")
+    return value
+
+
+class StoreConfig(BaseModel):
+    """Where series and state are kept; ``store: <url>`` is shorthand for ``{url: ...}``."""
+
+    model_config = _STRICT
+
+    url: str = "sqlite:///cxmon.db"
+    retention: Duration = timedelta(days=90)  # how long raw points are kept
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, data: Any) -> Any:
+        return {"url": data} if isinstance(data, str) else data
+
+    _retention_positive = field_validator("retention")(_positive)
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # The URL may carry a database password: never show it in reprs or logs.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" else value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        url = {"type": "string", "description": "database URL (shorthand for {url: ...})"}
+        return {"anyOf": [url, dict(schema)]}
+
+
+_VALUE_FORMS = (
+    "value must be one of: a column name (value: orders), {sum: column}, "
+    "{ratio: [numerator_column, denominator_column]} or {mean: [sum_column, count_column]}"
+)
+
+
+class ValueSpec(BaseModel):
+    """How a metric's value is computed from its rows, normalized from four YAML forms."""
+
+    model_config = _STRICT
+
+    kind: ValueKind
+    numerator: Column
+    denominator: Column | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"kind": ValueKind.SUM, "numerator": data}
+        if not isinstance(data, Mapping):
+            raise ValueError(_VALUE_FORMS)
+        if "kind" in data:
+            return data  # already normalized
+        if len(data) != 1:
+            raise ValueError(_VALUE_FORMS)
+        ((key, arg),) = data.items()
+        if key == "sum" and isinstance(arg, str):
+            return {"kind": ValueKind.SUM, "numerator": arg}
+        if key in ("ratio", "mean"):
+            parts = {
+                "ratio": "numerator_column, denominator_column",
+                "mean": "sum_column, count_column",
+            }
+            if not (isinstance(arg, list) and len(arg) == 2):
+                raise ValueError(f"{key} needs a list of two column names: [{parts[key]}]")
+            return {"kind": ValueKind(key), "numerator": arg[0], "denominator": arg[1]}
+        raise ValueError(_VALUE_FORMS)
+
+    @model_validator(mode="after")
+    def _parts_match_kind(self) -> ValueSpec:
+        if (self.kind is ValueKind.SUM) != (self.denominator is None):
+            raise ValueError(
+                f"a {self.kind.value} value needs "
+                + ("exactly one column" if self.kind is ValueKind.SUM else "two columns")
+            )
+        return self
+
+    def columns(self) -> list[str]:
+        """The source columns this value reads."""
+        return [self.numerator] if self.denominator is None else [self.numerator, self.denominator]
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        col = {"type": "string", "minLength": 1}
+        pair = {"type": "array", "items": col, "minItems": 2, "maxItems": 2}
+
+        def one(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "type": "object",
+                "properties": {key: schema},
+                "required": [key],
+                "additionalProperties": False,
+            }
+
+        return {
+            "description": _VALUE_FORMS,
+            "oneOf": [col, one("sum", col), one("ratio", pair), one("mean", pair)],
+        }
+
+
+def _unique(items: list[str], what: str) -> list[str]:
+    seen: set[str] = set()
+    dups = []
+    for i, item in enumerate(items):
+        if item in seen:
+            dups.append(((i,), "duplicate", f"duplicate {what} {item!r}"))
+        seen.add(item)
+    _raise(what, dups)
+    return items
+
+
+class MetricConfig(BaseModel):
+    """One KPI: which source and query produce it, how to bucket it, when to alert."""
+
+    model_config = _STRICT
+
+    name: str = Field(pattern=METRIC_NAME)
+    source: str
+    query: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    interval: Duration = timedelta(minutes=5)
+    timestamp: str = "timestamp"  # the timestamp column
+    dimensions: list[LabelName] = Field(default_factory=list)  # rolled up
+    split_by: list[LabelName] = Field(default_factory=list)  # kept on every series, not rolled up
+    value: ValueSpec
+    labels: dict[LabelName, str] = Field(default_factory=dict)
+    direction: Direction = Direction.BOTH
+    detectors: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    delay: Duration = timedelta(0)  # how long after a bucket ends its data is complete
+    min_severity: float = Field(default=25.0, ge=0, le=100)  # 25 = a 1-in-10,000 point
+    min_change: float = Field(default=0.0, ge=0)  # relative change needed to alert
+    min_volume: float = Field(default=0.0, ge=0)  # minimum denominator / count to alert
+    description: str | None = None
+    runbook: str | None = None
+
+    _interval_positive = field_validator("interval")(_positive)
+    _delay_non_negative = field_validator("delay")(_non_negative)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _unique_dimensions(cls, value: list[str]) -> list[str]:
+        return _unique(value, "dimension")
+
+    @field_validator("split_by")
+    @classmethod
+    def _split_by_not_dimensions(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        dims = set(info.data.get("dimensions") or ())
+        both = [
+            ((i,), "collision", f"{k!r} is also a dimension")
+            for i, k in enumerate(value)
+            if k in dims
+        ]
+        _raise("split_by", both)
+        return _unique(value, "split_by label")
+
+    @field_validator("detectors")
+    @classmethod
+    def _unique_detectors(cls, value: list[str]) -> list[str]:
+        return _unique(value, "detector")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_not_dimensions(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        taken = {
+            **dict.fromkeys(info.data.get("split_by") or (), "split_by label"),
+            **dict.fromkeys(info.data.get("dimensions") or (), "dimension"),
+        }
+        _raise(
+            "labels",
+            (((k,), "collision", f"label {k!r} is also a {taken[k]}") for k in value if k in taken),
+        )
+        return value
+
+
+class ConsoleReceiverConfig(BaseModel):
+    """Print notifications to the terminal (``rich``) or as JSON lines (``json``)."""
+
+    model_config = _STRICT
+
+    format: Literal["rich", "json"] = "rich"
+
+
+class ReceiverConfig(BaseModel):
+    """A named destination; with no notifier configured it drops what reaches it."""
+
+    model_config = _STRICT
+
+    name: str = Field(min_length=1)
+    console: ConsoleReceiverConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_defaults(cls, data: Any) -> Any:
+        # ``console:`` with nothing under it reads as "console with defaults", not "off".
+        if isinstance(data, Mapping) and "console" in data and data["console"] is None:
+            return {**data, "console": {}}
+        return data
+
+
+class RouteConfig(BaseModel):
+    """The root of the route tree (to be extended to Alertmanager's full syntax)."""
+
+    model_config = _STRICT
+
+    receiver: str | None = None
+    group_by: list[str] = Field(default_factory=lambda: ["journey"])
+
+
+def _default_receivers() -> list[ReceiverConfig]:
+    return [ReceiverConfig(name="console", console=ConsoleReceiverConfig())]
+
+
+def _check_alerting(data: Any) -> list[tuple[Loc, str, str]]:
+    """Receiver names unique; route receiver defined. Works on raw YAML or models."""
+    out: list[tuple[Loc, str, str]] = []
+    receivers = _get(data, "receivers") if _has(data, "receivers") else _default_receivers()
+    if not isinstance(receivers, list):
+        return out
+    names: dict[str, int] = {}
+    for i, rec in enumerate(receivers):
+        name = _get(rec, "name")
+        if not isinstance(name, str):
+            continue
+        if name in names:
+            msg = f"duplicate receiver name {name!r} (first at alerting.receivers[{names[name]}])"
+            out.append((("receivers", i, "name"), "duplicate", msg))
+        else:
+            names[name] = i
+    target = _get(_get(data, "route"), "receiver")
+    if isinstance(target, str) and target not in names:
+        defined = ", ".join(names) or "none"
+        msg = f"receiver {target!r} is not defined{_did_you_mean(target, names)}; "
+        out.append((("route", "receiver"), "reference", msg + f"defined receivers: {defined}"))
+    return out
+
+
+class AlertingConfig(BaseModel):
+    """Receivers and the route tree that picks one for each notification."""
+
+    model_config = _STRICT
+
+    receivers: list[ReceiverConfig] = Field(default_factory=_default_receivers)
+    route: RouteConfig = Field(default_factory=RouteConfig)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _validate_all(cls, data: Any, handler: Callable[[Any], AlertingConfig]) -> AlertingConfig:
+        result = _validate_with_checks(cls, data, handler, _check_alerting)
+        if result.route.receiver is None and result.receivers:
+            result.route.receiver = result.receivers[0].name
+        return result
+
+
+class GrafanaConfig(BaseModel):
+    """The Grafana server dashboards and annotations are pushed to."""
+
+    model_config = _STRICT
+
+    url: str
+    token: SecretStr | None = None
+
+
+class SchedulerConfig(BaseModel):
+    """Tick timing: jitter spreads polls; misfire grace lets a late tick still run."""
+
+    model_config = _STRICT
+
+    jitter: Duration = timedelta(seconds=5)
+    misfire_grace: Duration = timedelta(minutes=1)
+
+    _durations_non_negative = field_validator("jitter", "misfire_grace")(_non_negative)
+
+
+def _validate_plugins(
+    value: Any, kind: str, lookup: Callable[[str], type[BaseModel]], valid: Iterable[str]
+) -> Any:
+    """Validate each ``name: {type: ..., ...}`` entry against its registered config class."""
+    if not isinstance(value, Mapping):
+        return value  # pydantic reports "valid dictionary"
+    valid_list = ", ".join(sorted(valid)) or "none registered"
+    out: dict[Any, Any] = {}
+    errors: list[InitErrorDetails] = []
+
+    def bad(loc: Loc, kind_: str, msg: str) -> None:
+        errors.append(InitErrorDetails(type=PydanticCustomError(kind_, msg), loc=loc, input=None))
+
+    for name, entry in value.items():
+        if isinstance(entry, BaseModel):
+            out[name] = entry
+            continue
+        if not isinstance(entry, Mapping):
+            bad((name,), "model_type", f"expected a mapping with a 'type' key ({valid_list})")
+            continue
+        type_name = entry.get("type")
+        if "type" not in entry:
+            msg = f"missing required key 'type'; valid types: {valid_list}"
+            bad((name, "type"), "missing", msg)
+            continue
+        if not isinstance(type_name, str):
+            bad((name, "type"), "string_type", f"expected a {kind} type name: {valid_list}")
+            continue
+        try:
+            cls = lookup(type_name)
+        except KeyError as exc:
+            msg = str(exc.args[0])
+            bad((name, "type"), "unknown_type", msg + "none" if msg.endswith(": ") else msg)
+            continue
+        try:
+            out[name] = cls.model_validate(entry)
+        except ValidationError as exc:
+            errors += _relocate(exc, (name,))
+    if errors:
+        raise ValidationError.from_exception_data(kind, errors)
+    return out
+
+
+def _default_detector() -> DetectorConfig | None:
+    """The implicit ``default`` detector, or None when its type is not available."""
+    if DEFAULT_DETECTOR_TYPE not in detector_types():
+        return None
+    try:
+        return detector_config_class(DEFAULT_DETECTOR_TYPE).model_validate(
+            {"type": DEFAULT_DETECTOR_TYPE}
+        )
+    except ValidationError:
+        return None
+
+
+def _check_metrics(data: Any) -> list[tuple[Loc, str, str]]:
+    """Metric names unique; metric sources and detectors defined. Raw YAML or models."""
+    out: list[tuple[Loc, str, str]] = []
+    sources = _get(data, "sources")
+    detectors = _get(data, "detectors") if _has(data, "detectors") else {}
+    metrics = _get(data, "metrics")
+    if not isinstance(metrics, list):
+        return out
+    # Only string keys name anything (a non-string key is reported by validation).
+    src_names = [k for k in sources if isinstance(k, str)] if isinstance(sources, Mapping) else None
+    det_names = (
+        [k for k in detectors if isinstance(k, str)] if isinstance(detectors, Mapping) else None
+    )
+    if det_names is not None and "default" not in det_names and _default_detector() is not None:
+        det_names.append("default")
+    seen: dict[str, int] = {}
+    for i, metric in enumerate(metrics):
+        name = _get(metric, "name")
+        if isinstance(name, str):
+            if name in seen:
+                msg = f"duplicate metric name {name!r} (first at metrics[{seen[name]}])"
+                out.append((("metrics", i, "name"), "duplicate", msg))
+            else:
+                seen[name] = i
+        src = _get(metric, "source")
+        if isinstance(src, str) and src_names is not None and src not in src_names:
+            defined = ", ".join(src_names) or "none"
+            msg = f"source {src!r} is not defined{_did_you_mean(src, src_names)}; "
+            out.append((("metrics", i, "source"), "reference", msg + f"defined sources: {defined}"))
+        if det_names is None or not isinstance(metric, Mapping | BaseModel):
+            continue
+        defined = ", ".join(det_names) or "none"
+        if not _has(metric, "detectors") and "default" not in det_names:
+            msg = (
+                "no detectors listed and no detector named 'default' is defined; "
+                f"list detectors or define detectors.default (defined detectors: {defined})"
+            )
+            out.append((("metrics", i, "detectors"), "reference", msg))
+            continue
+        listed = _get(metric, "detectors")
+        for j, det in enumerate(listed if isinstance(listed, list) else ()):
+            if isinstance(det, str) and det not in det_names:
+                msg = f"detector {det!r} is not defined{_did_you_mean(det, det_names)}; "
+                loc: Loc = ("metrics", i, "detectors", j)
+                out.append((loc, "reference", msg + f"defined detectors: {defined}"))
+    return out
+
+
+class MonitorConfig(BaseModel):
+    """The whole config file."""
+
+    model_config = _STRICT
+
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    sources: dict[str, SerializeAsAny[SourceConfig]]
+    metrics: list[MetricConfig] = Field(min_length=1)
+    detectors: dict[str, SerializeAsAny[DetectorConfig]] = Field(default_factory=dict)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    grafana: GrafanaConfig | None = None
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        return _validate_plugins(value, "source", source_config_class, source_types())
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _detectors(cls, value: Any) -> Any:
+        return _validate_plugins(value, "detector", detector_config_class, detector_types())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _validate_all(cls, data: Any, handler: Callable[[Any], MonitorConfig]) -> MonitorConfig:
+        result = _validate_with_checks(cls, data, handler, _check_metrics)
+        if "default" not in result.detectors and (default := _default_detector()) is not None:
+            result.detectors["default"] = default
+        return result
+
+    def metric(self, name: str) -> MetricConfig:
+        """The metric called ``name``; ``KeyError`` lists the defined ones."""
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        names = ", ".join(m.name for m in self.metrics)
+        raise KeyError(f"no metric named {name!r}; defined metrics: {names}")
+
+    def detector(self, name: str) -> DetectorConfig:
+        """The detector config called ``name``; ``KeyError`` lists the defined ones."""
+        try:
+            return self.detectors[name]
+        except KeyError:
+            names = ", ".join(self.detectors) or "none"
+            raise KeyError(f"no detector named {name!r}; defined detectors: {names}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# YAML: one pass over the node tree finds duplicate keys and the position of every path.
+
+
+class _Positions:
+    """Start/end (line, column) of every path in the document, to sort problems by."""
+
+    def __init__(self) -> None:
+        self.spans: dict[Loc, tuple[tuple[int, int], tuple[int, int]]] = {}
+
+    def add(self, loc: Loc, start: yaml.Mark, end: yaml.Mark) -> None:
+        # Last one wins, like the value YAML keeps for a duplicate key.
+        self.spans[loc] = ((start.line, start.column), (end.line, end.column))
+
+    def of(self, loc: Loc) -> tuple[int, int]:
+        """Where a path starts; for a missing key, the end of its closest existing parent."""
+        if loc in self.spans:
+            return self.spans[loc][0]
+        for n in range(len(loc) - 1, -1, -1):
+            if loc[:n] in self.spans:
+                return self.spans[loc[:n]][1]
+        return (1 << 30, 0)
+
+
+def _walk_nodes(
+    node: yaml.Node, loc: Loc, pos: _Positions, problems: list[tuple[Loc, str, tuple[int, int]]]
+) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = key_node.value
+            where = (key_node.start_mark.line, key_node.start_mark.column)
+            if key in seen:
+                msg = f"duplicate key {key!r} (first defined at line {seen[key] + 1})"
+                problems.append(((*loc, key), msg, where))
+            else:
+                seen[key] = key_node.start_mark.line
+            pos.add((*loc, key), key_node.start_mark, value_node.end_mark)
+            _walk_nodes(value_node, (*loc, key), pos, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            pos.add((*loc, i), item.start_mark, item.end_mark)
+            _walk_nodes(item, (*loc, i), pos, problems)
+
+
+def _load_yaml(text: str, source: str) -> tuple[Any, _Positions, list[tuple[Loc, str, Any]]]:
+    pos = _Positions()
+    problems: list[tuple[Loc, str, Any]] = []
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, pos, problems
+        pos.add((), node.start_mark, node.end_mark)
+        _walk_nodes(node, (), pos, problems)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = "; ".join(p for p in (exc.context, exc.problem) if p)
+        raise ConfigError([Problem("", f"invalid YAML{where}: {what}")], source) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem("", f"invalid YAML: {exc}")], source) from None
+    finally:
+        loader.dispose()
+    return data, pos, problems
+
+
+# --------------------------------------------------------------------------------------------
+# Interpolation
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+
+
+class _Interpolator:
+    """Replaces ``${VAR}`` / ``${VAR:-default}`` in string values; ``$${`` is a literal ``${``."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[tuple[Loc, str]] = []
+        self.unset: list[Loc] = []  # paths whose value is unknown: skip their other problems
+        self.secrets: dict[Loc, list[str]] = {}  # environment values used at each path
+
+    def walk(self, value: Any, loc: Loc) -> Any:
+        if isinstance(value, str):
+            return self._string(value, loc)
+        if isinstance(value, dict):
+            return {k: self.walk(v, (*loc, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.walk(v, (*loc, i)) for i, v in enumerate(value)]
+        return value
+
+    def _string(self, text: str, loc: Loc) -> str:
+        if "${" not in text:
+            return text
+        used: list[str] = []
+        failed = False
+
+        def sub(m: re.Match[str]) -> str:
+            nonlocal failed
+            if m.group(0) == "$${":
+                return "${"
+            name, default = m.group(1), m.group(2)
+            if name is None:
+                failed = True
+                self.problems.append(
+                    (
+                        loc,
+                        "invalid variable reference: use ${NAME}, ${NAME:-default}, "
+                        "or $${ for a literal ${",
+                    )
+                )
+                return ""
+            value = self.env.get(name)
+            if value is None or (value == "" and default is not None):
+                if default is not None:
+                    return default
+                failed = True
+                self.problems.append((loc, f"environment variable {name} is not set"))
+                return ""
+            if value:
+                used.append(value)
+            return value
+
+        result = _VAR.sub(sub, text)
+        if failed:
+            self.unset.append(loc)
+        if used:
+            self.secrets[loc] = [result, *used]
+        return result
+
+
+def _scrub(message: str, loc: Loc, secrets: Mapping[Loc, list[str]]) -> str:
+    """Hide environment values: everywhere if long enough, and at their own path always."""
+    local = [s for key, values in secrets.items() if loc[: len(key)] == key for s in values]
+    everywhere = [s for values in secrets.values() for s in values if len(s) >= 4]
+    for secret in sorted({*local, *everywhere}, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
+# --------------------------------------------------------------------------------------------
+# pydantic errors -> problems
+
+_SIMPLE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    """``("metrics", 0, "detectors", 1)`` -> ``metrics[0].detectors[1]``."""
+    out = ""
+    for el in loc:
+        if isinstance(el, int):
+            out += f"[{el}]"
+        elif _SIMPLE_KEY.match(el):
+            out += f".{el}" if out else el
+        else:
+            out += f"[{json.dumps(el)}]"
+    return out
+
+
+def _child(node: Any, el: str | int) -> Any:
+    """Step into raw data by one path element (None when it is not there)."""
+    if isinstance(node, Mapping):
+        return node.get(el)
+    if isinstance(node, list) and isinstance(el, int) and 0 <= el < len(node):
+        return node[el]
+    return None
+
+
+def _strip_tags(loc: Loc, data: Any) -> Loc:
+    """Drop discriminated-union tag elements, which are not keys in the document."""
+    out: list[str | int] = []
+    node = data
+    for el in loc:
+        if isinstance(node, Mapping) and el not in node and el == node.get("type"):
+            continue
+        out.append(el)
+        node = _child(node, el)
+    return tuple(out)
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """The concrete types an annotation may hold (Annotated/Optional/Union removed)."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        return [t for arg in typing.get_args(tp) for t in _unwrap(arg) if t is not type(None)]
+    return [tp]
+
+
+def _resolve_plugin(tp: Any, node: Any) -> Any:
+    """A registry base class (SourceConfig) -> the registered class named by ``type:``."""
+    lookups = {SourceConfig: source_config_class, DetectorConfig: detector_config_class}
+    if tp in lookups and isinstance(node, Mapping) and isinstance(node.get("type"), str):
+        try:
+            return lookups[tp](node["type"])
+        except KeyError:
+            return tp
+    return tp
+
+
+def _known_keys(loc: Loc, data: Any) -> list[str]:
+    """The keys the model at ``loc`` accepts, for "did you mean" hints (best effort)."""
+    tp: Any = MonitorConfig
+    node = data
+    for el in loc:
+        candidates = _unwrap(tp)
+        if len(candidates) != 1:
+            return []
+        tp = _resolve_plugin(candidates[0], node)
+        origin = typing.get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(el, str):
+            field = tp.model_fields.get(el)
+            if field is None:
+                return []
+            tp = field.annotation
+        elif origin is list and isinstance(el, int):
+            tp = typing.get_args(tp)[0]
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return []
+        node = _child(node, el)
+    candidates = _unwrap(tp)
+    if len(candidates) == 1:
+        tp = _resolve_plugin(candidates[0], node)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return list(tp.model_fields)
+    return []
+
+
+def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
+    """A user-facing message from a pydantic error. Never uses the error's ``input``."""
+    kind, msg = err["type"], str(err["msg"])
+    if kind == "extra_forbidden" and loc:
+        key = str(loc[-1])
+        return f"unknown key {key!r}{_did_you_mean(key, _known_keys(loc[:-1], data))}"
+    if kind == "missing" and msg == "Field required" and loc:
+        return f"missing required key {loc[-1]!r}"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg
+
+
+def _problems_from(exc: ValidationError, data: Any) -> list[tuple[Loc, str]]:
+    out = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = _strip_tags(tuple(err["loc"]), data)
+        if "[key]" in loc:
+            loc = tuple(el for el in loc if el != "[key]")
+            out.append((loc, "invalid key: " + _message(err, loc, data)))
+        else:
+            out.append((loc, _message(err, loc, data)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def parse_config(
+    text: str, env: Mapping[str, str] | None = None, source: str = "<string>"
+) -> MonitorConfig:
+    """Parse and validate a config document; ``ConfigError`` lists every problem found."""
+    env = os.environ if env is None else env
+    data, positions, yaml_problems = _load_yaml(text, source)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        msg = "expected a mapping of top-level keys (store, sources, metrics, detectors, ...)"
+        raise ConfigError([Problem("", msg)], source)
+    found: list[tuple[Loc, str, tuple[int, int]]] = list(yaml_problems)
+
+    interp = _Interpolator(env)
+    data = interp.walk(data, ())
+    found += [(loc, msg, positions.of(loc)) for loc, msg in interp.problems]
+    own = len(found)
+
+    config: MonitorConfig | None = None
+    try:
+        config = MonitorConfig.model_validate(data)
+    except ValidationError as exc:
+        found += [(loc, msg, positions.of(loc)) for loc, msg in _problems_from(exc, data)]
+
+    # A path whose variable is unset has no value to judge: report only the unset variable.
+    unset = interp.unset
+    kept = found[:own] + [p for p in found[own:] if not any(p[0][: len(u)] == u for u in unset)]
+    kept.sort(key=lambda p: p[2])  # stable: document order, then discovery order
+    problems: list[Problem] = []
+    for loc, msg, _ in kept:
+        problem = Problem(format_path(loc), _scrub(msg, loc, interp.secrets))
+        if problem not in problems:
+            problems.append(problem)
+    if problems or config is None:
+        raise ConfigError(problems or [Problem("", "invalid config")], source)
+    return config
+
+
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> MonitorConfig:
+    """Read and validate the config file at ``path`` (``env`` defaults to ``os.environ``)."""
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem("", f"config file not found: {name}")], name) from None
+    except UnicodeDecodeError as exc:
+        msg = f"config file is not UTF-8 text: {exc.reason}"
+        raise ConfigError([Problem("", msg)], name) from None
+    except OSError as exc:
+        msg = f"cannot read config file: {exc.strerror or exc}"
+        raise ConfigError([Problem("", msg)], name) from None
+    return parse_config(text, env, source=name)
+
+
+def _plugin_union(classes: list[type[BaseModel]]) -> Any:
+    if not classes:
+        return Any  # replaced below by a schema that accepts nothing
+    union = Union[tuple(classes)]  # noqa: UP007 - built from a runtime tuple
+    return Annotated[union, Field(discriminator="type")]
+
+
+def _readable_duration_defaults(node: Any) -> None:
+    """pydantic writes timedelta defaults as ISO 8601 (``PT5M``); the config says ``5m``."""
+    if isinstance(node, dict):
+        default = node.get("default")
+        if "(ms|s|m|h|d|w|y)" in str(node.get("pattern")) and isinstance(default, str):
+            with contextlib.suppress(ValidationError):
+                node["default"] = format_duration(_TIMEDELTA.validate_python(default))
+        for value in node.values():
+            _readable_duration_defaults(value)
+    elif isinstance(node, list):
+        for value in node:
+            _readable_duration_defaults(value)
+
+
+_TIMEDELTA = TypeAdapter(timedelta)
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of the config for editors, built from the types registered right now."""
+    source_classes = [cls.Config for _, cls in sorted(source_types().items())]
+    detector_classes = [cls.Config for _, cls in sorted(detector_types().items())]
+    schema_model = create_model(
+        "MonitorConfig",
+        __base__=MonitorConfig,
+        __doc__=MonitorConfig.__doc__,
+        sources=(dict[str, _plugin_union(source_classes)], ...),
+        detectors=(dict[str, _plugin_union(detector_classes)], {}),
+    )
+    schema = schema_model.model_json_schema()
+    _readable_duration_defaults(schema)
+    for key, classes in (("sources", source_classes), ("detectors", detector_classes)):
+        if not classes:
+            schema["properties"][key]["additionalProperties"] = {
+                "not": {},
+                "description": f"no {key[:-1]} types are registered",
+            }
+    return schema

@@ -1,0 +1,81 @@
+"""Prometheus-style durations (``90s``, ``5m``, ``1h30m``, ``1d``, ``1w``) as real timedeltas.
+
+One parser for every interval, timeout and retention in the config, so ``5m`` means the same
+thing everywhere and a typo is rejected rather than read as zero.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_UNITS = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+    "y": timedelta(days=365),
+}
+_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_ORDER = ["y", "w", "d", "h", "m", "s", "ms"]
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Prometheus duration such as ``1h30m``.
+
+    >>> parse_duration("1h30m")
+    datetime.timedelta(seconds=5400)
+    >>> parse_duration("1w")
+    datetime.timedelta(days=7)
+    """
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 5m, 1h, 1d")
+    pos, total, last_rank = 0, timedelta(0), -1
+    for m in _PART.finditer(text):
+        if m.start() != pos:
+            break
+        rank = _ORDER.index(m.group(2))
+        if rank <= last_rank:
+            raise ValueError(f"invalid duration {text!r}: units must go from largest to smallest")
+        last_rank = rank
+        total += int(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text):
+        raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 5m, 1h30m, 1d, 1w")
+    return total
+
+
+def format_duration(value: timedelta) -> str:
+    """Inverse of :func:`parse_duration` (``timedelta(minutes=90)`` -> ``1h30m``)."""
+    ms = round(value.total_seconds() * 1000)
+    if ms == 0:
+        return "0s"
+    out = []
+    for unit in _ORDER:
+        size = int(_UNITS[unit].total_seconds() * 1000)
+        if ms >= size:
+            out.append(f"{ms // size}{unit}")
+            ms %= size
+    return "".join(out)
+
+
+def _coerce(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("expected a duration string such as 5m or 1h")
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_coerce),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^(\d+(ms|s|m|h|d|w|y))+$"}),
+]
+"""A pydantic field type: accepts ``"5m"`` in YAML, holds a ``timedelta``."""

@@ -1,0 +1,324 @@
+"""The tick: poll since the cursor -> validate -> roll up -> detect -> incidents -> outbox.
+
+Everything a tick produces (points, detector checkpoints, anomalies, incidents, outbox rows,
+the new cursor and the tick record) is written in ONE transaction, so after a crash the
+monitor resumes exactly where the last committed tick ended: no bucket is polled twice, no
+anomaly is alerted twice, and no detected anomaly is lost (it is in the outbox).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from rich.console import Console
+
+from alerts.notifiers.base import Notifier
+from alerts.notifiers.console import ConsoleNotifier
+from alerts.outbox import DeliveryPolicy, DeliveryReport, OutboxWorker
+from alerts.payload import anomaly_dict, incident_payload
+from alerts.routing import Router
+from detectors.postrules import PostRules
+from monitor.clock import Clock, SystemClock
+from monitor.config import MetricConfig, MonitorConfig
+from monitor.detection import MetricDetectors
+from monitor.frames import FrameError, MeasureSpec, build_measure_frame, floor_time
+from monitor.incidents import IncidentChange, IncidentTracker, OpenIncident, group_key
+from monitor.model import Anomaly, Notification
+from monitor.store import Store, StoreTx
+from sources.base import FatalSourceError, PollRequest, RetriableSourceError, Source
+from sources.registry import create as create_source
+
+log = logging.getLogger(__name__)
+
+#: At most this many buckets are polled in one tick when catching up after downtime.
+MAX_CATCHUP_BUCKETS = 2000
+#: Backoff after consecutive failed polls of a metric: interval * 2^(n-1), capped.
+MAX_BACKOFF = timedelta(hours=1)
+
+
+@dataclass(slots=True)
+class TickResult:
+    """What one tick did; also recorded in the store's ``ticks`` table."""
+
+    metric: str
+    since: datetime | None = None
+    until: datetime | None = None
+    rows_in: int = 0
+    rows_stored: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    notifications: int = 0
+    error: str | None = None
+    skipped: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
+class _Health:
+    failures: int = 0
+    retry_at: datetime | None = None
+
+
+def measure_spec(metric: MetricConfig) -> MeasureSpec:
+    """The part of a metric's config that shapes its frame."""
+    return MeasureSpec(
+        metric=metric.name,
+        interval=metric.interval,
+        kind=metric.value.kind,
+        numerator=metric.value.numerator,
+        denominator=metric.value.denominator,
+        timestamp=metric.timestamp,
+        dimensions=tuple(metric.dimensions),
+        labels=dict(metric.labels),
+        split_by=tuple(metric.split_by),
+    )
+
+
+def post_rules(metric: MetricConfig) -> PostRules:
+    return PostRules(
+        min_severity=metric.min_severity,
+        direction=metric.direction,
+        min_change=metric.min_change,
+        min_volume=metric.min_volume,
+    )
+
+
+def build_notifiers(config: MonitorConfig, console: Console | None = None) -> dict[str, Notifier]:
+    """One notifier per receiver that has a notifier configured (others drop alerts)."""
+    out: dict[str, Notifier] = {}
+    for r in config.alerting.receivers:
+        if r.console is not None:
+            out[r.name] = ConsoleNotifier(console, format=r.console.format)
+    return out
+
+
+class Pipeline:
+    """Runs ticks for the configured metrics against one store. Clock and I/O are injected."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        notifiers: Mapping[str, Notifier] | None = None,
+        sources: Mapping[str, Source] | None = None,
+        console: Console | None = None,
+        delivery: DeliveryPolicy | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.sources: dict[str, Source] = dict(sources or {})
+        for name, cfg in config.sources.items():
+            self.sources.setdefault(name, create_source(name, cfg))
+        if notifiers is None:
+            notifiers = build_notifiers(config, console)
+        self.notifiers = dict(notifiers)
+        self.router = Router(config.alerting.route.receiver)
+        self.outbox = OutboxWorker(store, self.notifiers, self.clock, delivery)
+        self.runbooks = {m.name: m.runbook for m in config.metrics}
+        max_interval = max(m.interval for m in config.metrics)
+        self.incidents = IncidentTracker(
+            config.alerting.route.group_by,
+            gap=max(timedelta(hours=3), 3 * max_interval),
+        )
+        self._detectors: dict[str, MetricDetectors] = {}
+        self._health: dict[str, _Health] = {m.name: _Health() for m in config.metrics}
+        self._cursors: dict[str, datetime | None] = {}
+        self._restore_incidents()
+
+    # -- public -------------------------------------------------------------------------------
+
+    def tick(self, metric_name: str) -> TickResult:
+        """Run one tick of a metric now. Never raises for data or source problems."""
+        metric = self.config.metric(metric_name)
+        started = time.perf_counter()
+        started_at = self.clock.now()
+        result = TickResult(metric.name)
+        health = self._health[metric.name]
+        if health.retry_at is not None and started_at < health.retry_at:
+            result.skipped = f"backing off until {health.retry_at.isoformat()}"
+            return result
+        if metric.name not in self._cursors:
+            self._cursors[metric.name] = self.store.get_cursor(metric.name)
+        cursor = self._cursors[metric.name]
+        until = floor_time(started_at - metric.delay, metric.interval)
+        since = cursor if cursor is not None else until - metric.interval
+        until = min(until, since + MAX_CATCHUP_BUCKETS * metric.interval)
+        result.since, result.until = since, until
+        if until <= since:
+            result.skipped = "no complete bucket since the last tick"
+            return result
+        snapshot = self.incidents.snapshot()
+        try:
+            self._run(metric, since, until, result)
+        except (RetriableSourceError, FatalSourceError, FrameError) as exc:
+            self._failed(metric, result, exc, health, started_at, snapshot)
+        except Exception as exc:  # a bug must not kill the scheduler; it is logged and counted
+            log.exception("tick of %s failed", metric.name)
+            self._failed(metric, result, exc, health, started_at, snapshot)
+        else:
+            health.failures, health.retry_at = 0, None
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def deliver(self) -> DeliveryReport:
+        """Send what is due in the outbox."""
+        return self.outbox.deliver_due()
+
+    def close(self) -> None:
+        for source in self.sources.values():
+            source.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _run(
+        self, metric: MetricConfig, since: datetime, until: datetime, result: TickResult
+    ) -> None:
+        source = self.sources[metric.source]
+        request = PollRequest(
+            metric=metric.name,
+            since=since,
+            until=until,
+            query=metric.query,
+            params=dict(metric.params),
+            timestamp_column=metric.timestamp,
+        )
+        raw = source.fetch(request)
+        built = build_measure_frame(raw, measure_spec(metric), since, until)
+        result.rows_in = built.rows_in
+        result.rejected = dict(built.rejected)
+        if built.rejected:
+            log.warning("%s: rejected %d of %d rows %s", metric.name, built.rejected_total,
+                        built.rows_in, dict(built.rejected))
+        dets = self._metric_detectors(metric, list(built.series))
+        detected = dets.run(built.frame, built.series)
+        result.anomalies = detected.anomalies
+        changes = self.incidents.observe(detected.anomalies, until)
+        changes += self.incidents.resolve_quiet(until)
+        notifications = self._notifications(changes)
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            tx.ensure_series(list(built.series.values()))
+            result.rows_stored = tx.upsert_points(built.frame)
+            keys = list(built.series)
+            for name, det in dets.detectors.items():
+                tx.save_checkpoints(dets.checkpoint_name(name), det.get_state(keys))
+            tx.add_anomalies(detected.anomalies)
+            for change in changes:
+                self._persist_incident(tx, change)
+            result.notifications = tx.enqueue(notifications, now)
+            tx.set_cursor(metric.name, until)
+            tx.record_tick(
+                metric=metric.name, started_at=now, finished_at=self.clock.now(), since=since,
+                until=until, rows_in=result.rows_in, rows_stored=result.rows_stored,
+                rejected=result.rejected, anomalies=len(result.anomalies),
+            )
+        self._cursors[metric.name] = until
+
+    def _failed(
+        self,
+        metric: MetricConfig,
+        result: TickResult,
+        exc: BaseException,
+        health: _Health,
+        now: datetime,
+        snapshot: dict[str, OpenIncident],
+    ) -> None:
+        """Undo in-memory effects, back off, and record the failure (never the secrets)."""
+        self.incidents.restore(snapshot)
+        self._detectors.pop(metric.name, None)  # reload the committed state next time
+        self._cursors.pop(metric.name, None)
+        result.error = str(exc) or type(exc).__name__
+        result.anomalies = []
+        health.failures += 1
+        backoff = min(metric.interval * 2 ** (health.failures - 1), MAX_BACKOFF)
+        health.retry_at = now + backoff if health.failures > 1 else None
+        level = logging.ERROR if isinstance(exc, FatalSourceError | FrameError) else logging.WARNING
+        log.log(level, "tick of %s failed (%d in a row): %s", metric.name, health.failures,
+                result.error)
+        try:
+            with self.store.transaction() as tx:
+                tx.record_tick(
+                    metric=metric.name, started_at=now, finished_at=self.clock.now(),
+                    since=result.since, until=result.until, rows_in=result.rows_in,
+                    rows_stored=0, rejected=result.rejected, anomalies=0, error=result.error,
+                )
+        except Exception:
+            log.exception("could not record the failed tick of %s", metric.name)
+
+    def _metric_detectors(self, metric: MetricConfig, keys: list[str]) -> MetricDetectors:
+        """The metric's detectors, restored from their checkpoints on first use."""
+        dets = self._detectors.get(metric.name)
+        if dets is None:
+            configs = {name: self.config.detector(name) for name in metric.detectors}
+            dets = MetricDetectors(metric.name, metric.interval, configs, post_rules(metric))
+            for name, det in dets.detectors.items():
+                states = self.store.load_checkpoints(dets.checkpoint_name(name))
+                if states:
+                    det.set_state(states)
+            self._detectors[metric.name] = dets
+        return dets
+
+    def _notifications(self, changes: list[IncidentChange]) -> list[Notification]:
+        out = []
+        for change in changes:
+            if not change.notify:
+                continue
+            payload = incident_payload(change, runbooks=self.runbooks)
+            labels = dict(change.incident.group)
+            if change.anomalies:
+                labels = {**change.anomalies[0].labels, **labels}
+            for receiver in self.router.receivers(labels):
+                if receiver not in self.notifiers:
+                    continue  # a receiver without notifiers drops what reaches it
+                key = f"{change.incident.key}|{change.status}|{change.at.isoformat()}|{receiver}"
+                out.append(Notification(key, receiver, change.incident.key, payload))
+        return out
+
+    def _persist_incident(self, tx: StoreTx, change: IncidentChange) -> None:
+        inc = change.incident
+        if change.status == "resolved":
+            tx.resolve_incident(inc.key, change.at)
+            return
+        summary = {
+            "group": inc.group,
+            "series": sorted(inc.series),
+            "last_anomaly_at": inc.last_anomaly_at.isoformat(),
+            "last_notified_at": inc.last_notified_at.isoformat() if inc.last_notified_at else None,
+            "notified_severity": inc.notified_severity,
+            "top": [anomaly_dict(a) for a in change.anomalies[:5]],
+        }
+        iid = tx.open_incident(
+            inc.key, journey=inc.group.get("journey"), severity=inc.severity,
+            at=inc.opened_at if change.status == "opened" else change.at, summary=summary,
+        )
+        tx.link_anomalies(iid, [a.id for a in change.anomalies])
+
+    def _restore_incidents(self) -> None:
+        """Rebuild the open incidents from the store after a restart."""
+        for row in self.store.open_incidents():
+            s = row["summary"] or {}
+            group = dict(s.get("group") or {})
+            last = s.get("last_anomaly_at")
+            notified = s.get("last_notified_at")
+            inc = OpenIncident(
+                key=row["key"],
+                group=group,
+                opened_at=row["opened_at"],
+                last_anomaly_at=datetime.fromisoformat(last) if last else row["updated_at"],
+                severity=int(row["severity"]),
+                series=set(s.get("series") or []),
+                last_notified_at=datetime.fromisoformat(notified) if notified else None,
+                notified_severity=int(s.get("notified_severity") or 0),
+            )
+            self.incidents.open[group_key(group)] = inc

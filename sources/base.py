@@ -1,0 +1,71 @@
+"""The source contract: a poller returns the raw rows of one metric's query for a time range.
+
+Sources do I/O only. They never detect or alert. Errors are classified so the pipeline knows
+what to do: retry later (:class:`RetriableSourceError`), stop and tell the user what to fix
+(:class:`FatalSourceError`). A bad row is not an error here: the pipeline counts and skips it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+
+class SourceError(RuntimeError):
+    """A poll failed. The message names the source and never contains secrets."""
+
+
+class RetriableSourceError(SourceError):
+    """Temporary failure (timeout, 429, 5xx, connection refused): retry with backoff."""
+
+
+class FatalSourceError(SourceError):
+    """Needs a human (bad credentials, bad query, missing table): retrying will not help."""
+
+
+class SourceConfig(BaseModel):
+    """Base of every source's config class. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollRequest:
+    """What to fetch: one metric's query for ``since <= timestamp < until`` (UTC, tz-aware)."""
+
+    metric: str
+    since: datetime
+    until: datetime
+    query: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    timestamp_column: str = "timestamp"
+
+
+class Source(ABC):
+    """A configured source. Subclasses set ``Config`` and implement :meth:`fetch`."""
+
+    Config: ClassVar[type[SourceConfig]]
+    type_name: ClassVar[str]
+
+    def __init__(self, name: str, config: SourceConfig) -> None:
+        self.name = name
+        self.config = config
+
+    @abstractmethod
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        """Return the raw rows for ``request`` as a DataFrame.
+
+        Must include ``request.timestamp_column`` and the columns the metric's value spec and
+        dimensions name. Rows outside ``[since, until)`` may be returned; the pipeline drops
+        them. Raise :class:`RetriableSourceError` or :class:`FatalSourceError` on failure.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Called once when the monitor stops."""

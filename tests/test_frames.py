@@ -1,0 +1,124 @@
+"""Row validation and exact roll-ups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.frames import FrameError, MeasureSpec, build_measure_frame, floor_time
+from monitor.model import ValueKind
+
+T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+T1 = T0 + timedelta(hours=1)
+
+
+def spec(**kw: object) -> MeasureSpec:
+    base: dict[str, object] = dict(
+        metric="dropoff", interval=timedelta(hours=1), kind=ValueKind.RATIO,
+        numerator="abandoned", denominator="started", timestamp="ts",
+        dimensions=("channel", "region"), labels={"journey": "checkout"},
+    )
+    base.update(kw)
+    return MeasureSpec(**base)  # type: ignore[arg-type]
+
+
+def leaf_rows() -> pd.DataFrame:
+    return pd.DataFrame({
+        "ts": [T0 + timedelta(minutes=i) for i in range(4)],
+        "channel": ["app", "app", "web", "web"],
+        "region": ["uk", "de", "uk", "de"],
+        "started": [100, 300, 1000, 10],
+        "abandoned": [50, 30, 100, 9],
+    })
+
+
+def value_of(frame: pd.DataFrame, key: str) -> float:
+    return float(frame.loc[frame["series"] == key, "value"].iloc[0])
+
+
+def test_ratio_rollup_is_exact_not_averaged() -> None:
+    mf = build_measure_frame(leaf_rows(), spec(), T0, T1)
+    total = value_of(mf.frame, 'dropoff{journey="checkout"}')
+    assert total == pytest.approx((50 + 30 + 100 + 9) / (100 + 300 + 1000 + 10))
+    # the average of the four leaf rates would be very different
+    assert total != pytest.approx(np.mean([0.5, 0.1, 0.1, 0.9]))
+    app = value_of(mf.frame, 'dropoff{channel="app",journey="checkout"}')
+    assert app == pytest.approx(80 / 400)
+    # total + 4 leaves + 2 channels + 2 regions
+    assert len(mf.frame) == 9 and len(mf.series) == 9
+    assert mf.series['dropoff{channel="app",journey="checkout"}'].dimensions == ("channel",)
+    assert (mf.frame["timestamp"] == pd.Timestamp(T0)).all()
+
+
+def test_mean_and_sum_measures() -> None:
+    rows = pd.DataFrame({
+        "ts": [T0, T0 + timedelta(minutes=5)],
+        "channel": ["app", "web"], "region": ["uk", "uk"],
+        "rating_sum": [40.0, 9.0], "responses": [10, 3],
+    })
+    mf = build_measure_frame(
+        rows, spec(kind=ValueKind.MEAN, numerator="rating_sum", denominator="responses"), T0, T1
+    )
+    assert value_of(mf.frame, 'dropoff{journey="checkout"}') == pytest.approx(49 / 13)
+    rows = rows.rename(columns={"responses": "complaints"})
+    mf = build_measure_frame(
+        rows, spec(kind=ValueKind.SUM, numerator="complaints", denominator=None), T0, T1
+    )
+    total = mf.frame[mf.frame["series"] == 'dropoff{journey="checkout"}']
+    assert float(total["value"].iloc[0]) == 13 and np.isnan(total["denominator"].iloc[0])
+
+
+def test_bad_rows_are_counted_by_reason_and_never_crash() -> None:
+    rows = pd.DataFrame({
+        "ts": [T0, "not a time", T0, T0, T0 - timedelta(hours=2), T0, T0, T1, T0],
+        "channel": ["app", "app", "app", "web", "app", None, "app", "app", "app"],
+        "region": ["uk"] * 9,
+        "started": [100, 100, "lots", 100, 100, 100, -3, 100, float("inf")],
+        "abandoned": [10, 10, 10, None, 10, 10, 1, 10, 1],
+    })
+    mf = build_measure_frame(rows, spec(), T0, T1)
+    assert mf.rejected == {
+        "bad_timestamp": 1, "non_numeric": 1, "missing_value": 1, "before_cursor": 1,
+        "missing_dimension": 1, "negative": 1, "non_finite": 1,
+    }
+    assert mf.rows_in == 9
+    # only the first row survives (the T1 row belongs to a later bucket: neither kept nor rejected)
+    assert value_of(mf.frame, 'dropoff{journey="checkout"}') == pytest.approx(0.1)
+
+
+def test_duplicates_keep_last_and_zero_denominators_are_reported() -> None:
+    rows = pd.DataFrame({
+        "ts": [T0, T0, T0], "channel": ["app", "app", "web"], "region": ["uk", "uk", "uk"],
+        "started": [100, 200, 0], "abandoned": [10, 50, 0],
+    })
+    mf = build_measure_frame(rows, spec(), T0, T1)
+    assert mf.rejected == {"duplicate": 1, "zero_denominator": 1}
+    assert value_of(mf.frame, 'dropoff{channel="app",journey="checkout",region="uk"}') == 0.25
+    assert not (mf.frame["series"].str.contains('channel="web"')).any()
+
+
+def test_missing_column_is_a_clear_error() -> None:
+    with pytest.raises(FrameError, match="no column.*started"):
+        build_measure_frame(leaf_rows().drop(columns=["started"]), spec(), T0, T1)
+
+
+def test_split_by_is_never_rolled_up() -> None:
+    rows = leaf_rows().assign(journey=["a", "a", "b", "b"])
+    mf = build_measure_frame(rows, spec(split_by=("journey",), dimensions=("channel",)), T0, T1)
+    assert all('journey="' in k for k in mf.series)
+    assert set(mf.series) == {
+        'dropoff{journey="a"}', 'dropoff{journey="b"}',
+        'dropoff{channel="app",journey="a"}', 'dropoff{channel="web",journey="b"}',
+    }
+
+
+def test_buckets_and_naive_timestamps_are_utc() -> None:
+    rows = leaf_rows().assign(ts=["2026-01-05 10:59:59"] * 4)
+    mf = build_measure_frame(rows, spec(interval=timedelta(minutes=15)), T0, T1)
+    assert set(mf.frame["timestamp"]) == {pd.Timestamp("2026-01-05 10:45", tz="UTC")}
+    assert floor_time(datetime(2026, 1, 5, 10, 7, tzinfo=UTC), timedelta(minutes=5)) == datetime(
+        2026, 1, 5, 10, 5, tzinfo=UTC
+    )

@@ -1,0 +1,62 @@
+"""Incident grouping: open, update (throttled), resolve after a quiet gap."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from monitor.incidents import IncidentTracker
+from monitor.model import Anomaly, Direction
+
+T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+H = timedelta(hours=1)
+
+
+def anomaly(series: str, at: datetime, severity: int = 40, journey: str = "checkout") -> Anomaly:
+    return Anomaly(
+        series=series, metric=series.split("{")[0], labels={"journey": journey},
+        timestamp=at, value=2.0, expected=1.0, lower=0.5, upper=1.5, score=0.9999,
+        severity=severity, direction=Direction.UP, detector="default",
+    )
+
+
+def test_anomalies_of_one_journey_close_in_time_form_one_incident() -> None:
+    tr = IncidentTracker(["journey"], gap=3 * H, renotify=H)
+    opened = tr.observe([anomaly("a", T0), anomaly("b", T0)], T0 + H)
+    assert [c.status for c in opened] == ["opened"] and opened[0].notify
+    key = opened[0].incident.key
+    # same series again one hour later: no spread, no growth -> update without a notification
+    same = tr.observe([anomaly("a", T0 + H)], T0 + 2 * H)
+    assert same[0].status == "updated" and not same[0].notify and same[0].incident.key == key
+    # a new series joins after the renotify period -> notified update
+    spread = tr.observe([anomaly("c", T0 + 2 * H)], T0 + 3 * H)
+    assert spread[0].notify and spread[0].incident.series == {"a", "b", "c"}
+    # another journey is another incident
+    other = tr.observe([anomaly("x", T0 + 2 * H, journey="returns")], T0 + 3 * H)
+    assert other[0].status == "opened" and other[0].incident.key != key
+
+
+def test_growth_in_severity_renotifies_but_not_more_than_once_per_period() -> None:
+    tr = IncidentTracker(["journey"], gap=3 * H, renotify=H)
+    tr.observe([anomaly("a", T0, 30)], T0 + H)
+    quick = tr.observe([anomaly("a", T0 + H, 80)], T0 + H + timedelta(minutes=10))
+    assert not quick[0].notify  # grew, but within the renotify period
+    later = tr.observe([anomaly("a", T0 + 2 * H, 80)], T0 + 3 * H)
+    assert later[0].notify and later[0].incident.severity == 80
+
+
+def test_quiet_incidents_resolve_and_a_late_anomaly_opens_a_new_one() -> None:
+    tr = IncidentTracker(["journey"], gap=3 * H)
+    first = tr.observe([anomaly("a", T0)], T0 + H)[0].incident.key
+    assert tr.resolve_quiet(T0 + 3 * H) == []
+    resolved = tr.resolve_quiet(T0 + 4 * H)
+    assert [(c.status, c.incident.key, c.notify) for c in resolved] == [("resolved", first, True)]
+    again = tr.observe([anomaly("a", T0 + 10 * H)], T0 + 11 * H)
+    assert again[0].status == "opened" and again[0].incident.key != first
+
+
+def test_snapshot_restore_undoes_a_step() -> None:
+    tr = IncidentTracker(["journey"])
+    snap = tr.snapshot()
+    tr.observe([anomaly("a", T0)], T0 + H)
+    tr.restore(snap)
+    assert tr.open == {}

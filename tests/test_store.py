@@ -1,0 +1,652 @@
+"""The store, against SQLite and the real PostgreSQL server (same suite, both backends)."""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+import monitor.store as store_module
+from monitor.clock import FakeClock
+from monitor.errors import StoreError
+from monitor.model import MEASURE_COLUMNS, Anomaly, Direction, Notification, Series
+from monitor.store import METADATA, OutboxRow, Store
+
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+STEP = timedelta(minutes=5)
+TABLES = {
+    "series",
+    "points",
+    "anomalies",
+    "incidents",
+    "notifications",
+    "poll_cursors",
+    "detector_checkpoints",
+    "feedback",
+    "ticks",
+    "alembic_version",
+}
+
+
+def make_series(n: int, metric: str = "checkout_dropoff_rate") -> list[Series]:
+    return [
+        Series(metric, {"journey": "checkout", "channel": f"c{i}"}, ("channel",)) for i in range(n)
+    ]
+
+
+def make_frame(series: list[Series], n_times: int, offset: float = 0.0) -> pd.DataFrame:
+    """One point per series and bucket; ratio parts so value = numerator / denominator."""
+    times = [T0 + i * STEP for i in range(n_times)]
+    rows = []
+    for j, s in enumerate(series):
+        for i, t in enumerate(times):
+            den = 100.0 + i
+            num = float(j + i) + offset
+            rows.append((t, s.key, num / den, num, den))
+    frame = pd.DataFrame(rows, columns=MEASURE_COLUMNS)
+    frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")
+    return frame
+
+
+def make_anomaly(s: Series, ts: datetime, detector: str = "fast", **kw: object) -> Anomaly:
+    fields: dict[str, object] = dict(
+        series=s.key,
+        metric=s.metric,
+        labels=s.labels,
+        timestamp=ts,
+        value=0.4,
+        expected=0.2,
+        lower=0.1,
+        upper=0.3,
+        score=0.97,
+        severity=80,
+        direction=Direction.UP,
+        detector=detector,
+    )
+    fields.update(kw)
+    return Anomaly(**fields)  # type: ignore[arg-type]
+
+
+def count(store: Store, table: str) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def cstore(store_url: str, clock: FakeClock):
+    """A migrated store driven by a fake clock."""
+    s = Store.open(store_url, clock=clock)
+    yield s
+    s.close()
+
+
+# -- schema -------------------------------------------------------------------------------------
+
+
+def test_migrate_is_idempotent_and_lands_in_current_schema(store: Store) -> None:
+    store.migrate()
+    store.migrate()
+    script = ScriptDirectory(str(Path(store_module.__file__).parent / "migrations"))
+    with store.engine.connect() as conn:
+        versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+        assert list(versions) == [script.get_current_head()]
+        names = set(sa.inspect(conn).get_table_names())
+        assert names >= TABLES
+        if store.dialect == "postgresql":
+            schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+            assert schema.startswith("cxmon_test_")
+            here = conn.execute(
+                sa.text(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema()"
+                )
+            ).scalars()
+            assert set(here) >= TABLES
+
+
+def test_migrations_match_table_definitions(store: Store) -> None:
+    """The Core tables used for queries and the Alembic schema must not drift apart."""
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), METADATA)
+    assert diff == []
+
+
+def test_store_without_open_does_not_migrate(store_url: str) -> None:
+    s = Store(store_url)
+    try:
+        with s.engine.connect() as conn:
+            assert "series" not in sa.inspect(conn).get_table_names()
+        s.migrate()
+        assert s.get_cursor("anything") is None
+    finally:
+        s.close()
+
+
+def test_open_failure_is_store_error_with_redacted_url(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://cx:s3cr3t-pw@127.0.0.1:1/nowhere"
+    with pytest.raises(StoreError) as err:
+        Store.open(url)
+    assert "s3cr3t-pw" not in str(err.value)
+    assert "***" in str(err.value)
+    unopened = Store(url)  # creating the engine does not connect
+    assert unopened.url_redacted == "postgresql+psycopg://cx:***@127.0.0.1:1/nowhere"
+    unopened.close()
+    with pytest.raises(StoreError, match="cannot migrate"):
+        Store.open(f"sqlite:///{tmp_path}")  # a directory, not a database file
+    with pytest.raises(StoreError, match="unsupported store backend"):
+        Store("mysql://u:p@localhost/db")
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(sqlite_url: str) -> None:
+    s = Store.open(sqlite_url)
+    try:
+        with s.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    finally:
+        s.close()
+
+
+def test_sqlite_creates_missing_parent_directory(tmp_path: Path) -> None:
+    s = Store.open(f"sqlite:///{tmp_path / 'deep' / 'er' / 'cxmon.db'}")
+    s.close()
+    assert (tmp_path / "deep" / "er" / "cxmon.db").exists()
+
+
+# -- timestamps ---------------------------------------------------------------------------------
+
+
+def test_timestamps_round_trip_as_utc_and_naive_is_rejected(store: Store) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    local = datetime(2026, 1, 5, 12, 0, 0, 123456, tzinfo=plus2)
+    with store.transaction() as tx:
+        tx.set_cursor("m", local)
+    got = store.get_cursor("m")
+    assert got == local
+    assert got is not None and got.utcoffset() == timedelta(0)
+    assert got.hour == 10 and got.microsecond == 123456
+
+    with pytest.raises(ValueError, match="tz-aware"), store.transaction() as tx:
+        tx.set_cursor("m", datetime(2026, 1, 5, 12, 0))
+    assert store.get_cursor("m") == local
+    with pytest.raises(ValueError, match="tz-aware"):
+        store.load_points(start=datetime(2026, 1, 1))
+    series = make_series(1)
+    naive = make_frame(series, 2)
+    naive["timestamp"] = naive["timestamp"].dt.tz_localize(None)
+    with pytest.raises(ValueError, match="tz-aware"), store.transaction() as tx:
+        tx.ensure_series(series)
+        tx.upsert_points(naive)
+
+
+def test_points_accept_object_timestamps_in_any_zone(store: Store) -> None:
+    series = make_series(1)
+    plus1 = timezone(timedelta(hours=1))
+    frame = make_frame(series, 2)
+    frame["timestamp"] = pd.Series([T0, (T0 + STEP).astimezone(plus1)], dtype=object)
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        assert tx.upsert_points(frame) == 2
+    assert store.load_points()["timestamp"].tolist() == [T0, T0 + STEP]
+    frame["timestamp"] = pd.Series([T0, datetime(2026, 1, 5, 10, 5)], dtype=object)
+    with pytest.raises(ValueError, match="tz-aware"), store.transaction() as tx:
+        tx.upsert_points(frame)
+
+
+def test_utc_type_rejects_naive_even_when_bypassing_the_api(store: Store) -> None:
+    with pytest.raises(sa.exc.StatementError, match="tz-aware"), store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(store_module.poll_cursors_t).values(
+                metric="m", cursor=datetime(2026, 1, 1), updated_at=T0
+            )
+        )
+
+
+# -- series and points --------------------------------------------------------------------------
+
+
+def test_ensure_series_is_idempotent(store: Store) -> None:
+    first, second = make_series(3), make_series(5)
+    with store.transaction() as tx:
+        ids1 = tx.ensure_series(first + first)  # duplicates in one call are fine
+    assert len(set(ids1.values())) == 3
+    with store.transaction() as tx:
+        ids2 = tx.ensure_series(second)
+        assert tx.ensure_series([]) == {}
+    assert {k: ids2[k] for k in ids1} == ids1
+    assert len(set(ids2.values())) == 5
+    assert store.series_ids([s.key for s in second] + ["unknown"]) == ids2
+    assert count(store, "series") == 5
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(store_module.series_t).where(store_module.series_t.c.key == first[0].key)
+        ).one()
+    assert row.metric == "checkout_dropoff_rate"
+    assert row.labels == {"journey": "checkout", "channel": "c0"}
+    assert row.created_at.tzinfo is not None
+
+
+def test_upsert_points_inserts_then_corrects(store: Store) -> None:
+    series = make_series(3)
+    frame = make_frame(series, 4)
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        assert tx.upsert_points(frame) == 12
+    loaded = store.load_points()
+    assert list(loaded.columns) == MEASURE_COLUMNS
+    assert str(loaded["timestamp"].dtype) == "datetime64[ns, UTC]"
+    expected = frame.sort_values(["series", "timestamp"], ignore_index=True)
+    pd.testing.assert_frame_equal(loaded, expected, check_dtype=False)
+
+    # A re-poll revises the last two buckets and adds a new one; a sum has no denominator.
+    fixed = make_frame(series, 6, offset=1000.0).iloc[[2, 3, 4, 5]].copy()
+    fixed.loc[fixed.index[0], "denominator"] = np.nan
+    with store.transaction() as tx:
+        assert tx.upsert_points(fixed) == 4
+    loaded = store.load_points()
+    assert len(loaded) == 12 + 2
+    key = series[0].key
+    mine = loaded[loaded["series"] == key].set_index("timestamp")
+    assert mine.loc[T0 + 2 * STEP, "numerator"] == 1002.0
+    assert math.isnan(mine.loc[T0 + 2 * STEP, "denominator"])
+    assert mine.loc[T0 + 5 * STEP, "numerator"] == 1005.0
+    assert mine.loc[T0, "numerator"] == 0.0  # untouched
+    assert count(store, "points") == 14
+
+
+def test_upsert_points_keeps_last_duplicate_and_validates(store: Store) -> None:
+    series = make_series(1)
+    frame = make_frame(series, 1)
+    dup = pd.concat([frame, frame.assign(value=0.99)], ignore_index=True)
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        assert tx.upsert_points(dup) == 1
+        assert tx.upsert_points(frame.iloc[0:0]) == 0
+        with pytest.raises(ValueError, match="lacks columns"):
+            tx.upsert_points(frame.drop(columns=["numerator"]))
+    assert store.load_points()["value"].tolist() == [0.99]
+
+
+def test_upsert_points_for_unknown_series_names_them(store: Store) -> None:
+    frame = make_frame(make_series(2), 1)
+    with pytest.raises(KeyError, match=r"ensure_series.*c0"), store.transaction() as tx:
+        tx.upsert_points(frame)
+
+
+def test_load_points_filters(store: Store) -> None:
+    a, b = make_series(2, "a"), make_series(1, "b")
+    with store.transaction() as tx:
+        tx.ensure_series(a + b)
+        tx.upsert_points(pd.concat([make_frame(a, 6), make_frame(b, 6)], ignore_index=True))
+    assert len(store.load_points()) == 18
+    assert set(store.load_points(metric="b")["series"]) == {b[0].key}
+    assert len(store.load_points(keys=[a[1].key, "nope"])) == 6
+    window = store.load_points(metric="a", start=T0 + STEP, end=T0 + 3 * STEP)
+    assert sorted(set(window["timestamp"])) == [T0 + STEP, T0 + 2 * STEP]  # [start, end)
+    empty = store.load_points(metric="none")
+    assert list(empty.columns) == MEASURE_COLUMNS and empty.empty
+    assert str(empty["timestamp"].dtype) == "datetime64[ns, UTC]"
+    ordered = store.load_points()
+    assert ordered.equals(ordered.sort_values(["series", "timestamp"], ignore_index=True))
+
+
+def test_bulk_upsert_of_50k_points_in_one_call(store: Store) -> None:
+    series = make_series(50)
+    frame = make_frame(series, 1000)
+    assert len(frame) == 50_000
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        assert tx.upsert_points(frame) == 50_000
+    assert count(store, "points") == 50_000
+    with store.transaction() as tx:  # and the whole batch again as corrections
+        assert tx.upsert_points(frame.assign(value=frame["value"] + 1)) == 50_000
+    assert count(store, "points") == 50_000
+    loaded = store.load_points()
+    assert len(loaded) == 50_000
+    assert loaded["value"].min() >= 1.0
+
+
+def test_purge_points_retention(store: Store) -> None:
+    series = make_series(2)
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        tx.upsert_points(make_frame(series, 10))
+    assert store.purge_points(T0 + 4 * STEP) == 8
+    assert store.purge_points(T0 + 4 * STEP) == 0
+    left = store.load_points()
+    assert len(left) == 12 and left["timestamp"].min() == T0 + 4 * STEP
+
+
+# -- atomicity ----------------------------------------------------------------------------------
+
+
+def test_transaction_rolls_back_everything_on_error(store: Store) -> None:
+    series = make_series(2)
+    with pytest.raises(RuntimeError, match="boom"), store.transaction() as tx:
+        tx.ensure_series(series)
+        tx.upsert_points(make_frame(series, 3))
+        tx.add_anomalies([make_anomaly(series[0], T0)])
+        tx.enqueue([Notification("k1", "cx-ops", "inc")], T0)
+        tx.set_cursor("checkout_dropoff_rate", T0 + 3 * STEP)
+        tx.save_checkpoints("fast", {series[0].key: b"state"})
+        raise RuntimeError("boom")
+    assert store.get_cursor("checkout_dropoff_rate") is None
+    assert store.load_points().empty
+    assert store.anomalies().empty
+    assert store.notifications() == []
+    assert store.series_ids([s.key for s in series]) == {}
+    assert store.load_checkpoints("fast") == {}
+
+
+# -- anomalies ----------------------------------------------------------------------------------
+
+
+def test_add_anomalies_ignores_duplicates(cstore: Store) -> None:
+    series = make_series(2)
+    a1, a2 = make_anomaly(series[0], T0), make_anomaly(series[1], T0 + STEP)
+    no_data = make_anomaly(
+        series[1],
+        T0 + 2 * STEP,
+        kind="no_data",
+        value=math.nan,
+        expected=math.nan,
+        lower=math.nan,
+        upper=math.nan,
+        severity=np.int64(50),
+        direction=Direction.DOWN,
+    )
+    with cstore.transaction() as tx:
+        tx.ensure_series(series)
+        assert tx.add_anomalies([a1, a1]) == [a1.id]
+    with cstore.transaction() as tx:
+        assert tx.add_anomalies([a1, a2, no_data]) == [a2.id, no_data.id]
+        assert tx.add_anomalies([a2]) == []
+        assert tx.add_anomalies([]) == []
+    frame = cstore.anomalies()
+    assert len(frame) == 3 and frame["id"].is_unique
+    assert {
+        "id",
+        "series",
+        "series_id",
+        "ts",
+        "metric",
+        "detector",
+        "kind",
+        "value",
+        "expected",
+        "lower",
+        "upper",
+        "score",
+        "severity",
+        "direction",
+        "labels",
+        "incident_id",
+        "created_at",
+    } <= set(frame.columns)
+    assert str(frame["ts"].dtype) == "datetime64[ns, UTC]"
+    first = frame.iloc[0]
+    assert first["series"] == series[0].key and first["ts"] == T0
+    assert first["labels"] == dict(series[0].labels) and first["direction"] == "up"
+    assert first["created_at"] == T0
+    last = frame.iloc[2]
+    assert last["kind"] == "no_data" and math.isnan(last["value"]) and last["severity"] == 50
+    assert len(cstore.anomalies(start=T0 + STEP)) == 2
+    assert len(cstore.anomalies(end=T0 + STEP)) == 1
+    assert cstore.anomalies(metric="other").empty
+
+
+def test_add_anomalies_for_unknown_series_is_keyerror(store: Store) -> None:
+    with pytest.raises(KeyError), store.transaction() as tx:
+        tx.add_anomalies([make_anomaly(make_series(1)[0], T0)])
+
+
+# -- outbox -------------------------------------------------------------------------------------
+
+
+def test_enqueue_is_idempotent_by_key(store: Store) -> None:
+    n1 = Notification("inc-1|open|r1", "cx-ops", "inc-1", {"text": "checkout up 40%"})
+    n2 = Notification("inc-1|open|r2", "checkout", "inc-1", {"text": "x"})
+    with store.transaction() as tx:
+        assert tx.enqueue([n1, n1], T0) == 1
+    with store.transaction() as tx:
+        assert tx.enqueue([n1, n2], T0 + STEP) == 1
+        assert tx.enqueue([], T0) == 0
+    rows = store.notifications()
+    assert [r.idempotency_key for r in rows] == [n1.idempotency_key, n2.idempotency_key]
+    first = rows[0]
+    assert isinstance(first, OutboxRow)
+    assert first.payload == {"text": "checkout up 40%"}
+    assert (first.status, first.attempts, first.next_attempt_at) == ("pending", 0, T0)
+    assert first.created_at == T0 and first.sent_at is None and first.last_error is None
+    assert store.outbox_counts() == {"pending": 2, "sent": 0, "dead": 0}
+
+
+def test_claim_due_orders_by_id_and_filters_by_due_time(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.enqueue([Notification(f"k{i}", "cx-ops", "inc") for i in range(3)], T0 + STEP)
+        tx.enqueue([Notification("early", "cx-ops", "inc")], T0)
+    assert store.claim_due(T0 - timedelta(seconds=1)) == []
+    assert [r.idempotency_key for r in store.claim_due(T0)] == ["early"]
+    due = store.claim_due(T0 + STEP)
+    assert [r.idempotency_key for r in due] == ["k0", "k1", "k2", "early"]
+    assert [r.id for r in due] == sorted(r.id for r in due)
+    assert [r.idempotency_key for r in store.claim_due(T0 + STEP, limit=2)] == ["k0", "k1"]
+
+    k0, k1, k2, early = due
+    store.mark_retry(k0.id, "HTTP 503", T0 + 10 * STEP)
+    store.mark_dead(k1.id, "channel_not_found")
+    store.mark_sent(k2.id, T0 + STEP)
+    assert [r.id for r in store.claim_due(T0 + STEP)] == [early.id]
+    assert [r.id for r in store.claim_due(T0 + 10 * STEP)] == [k0.id, early.id]
+    assert store.outbox_counts() == {"pending": 2, "sent": 1, "dead": 0 + 1}
+
+    by_id = {r.id: r for r in store.notifications()}
+    assert (by_id[k0.id].attempts, by_id[k0.id].last_error) == (1, "HTTP 503")
+    assert by_id[k0.id].next_attempt_at == T0 + 10 * STEP
+    assert (by_id[k1.id].status, by_id[k1.id].attempts) == ("dead", 1)
+    assert (by_id[k2.id].status, by_id[k2.id].sent_at) == ("sent", T0 + STEP)
+    store.mark_retry(k0.id, "HTTP 429", T0 + 20 * STEP)
+    assert store.notifications("pending")[0].attempts == 2
+    assert [r.id for r in store.notifications("dead")] == [k1.id]
+    with pytest.raises(KeyError):
+        store.mark_sent(10_000, T0)
+
+
+def test_outbox_counts_empty(store: Store) -> None:
+    assert store.outbox_counts() == {"pending": 0, "sent": 0, "dead": 0}
+
+
+def test_claim_due_with_lease_hides_claimed_rows(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.enqueue([Notification(f"k{i}", "cx-ops", "inc") for i in range(3)], T0)
+    lease = timedelta(minutes=1)
+    first = store.claim_due(T0, limit=2, lease=lease)
+    assert [r.idempotency_key for r in first] == ["k0", "k1"]
+    assert all(r.next_attempt_at == T0 + lease for r in first)
+    assert [r.idempotency_key for r in store.claim_due(T0, lease=lease)] == ["k2"]
+    assert store.claim_due(T0, lease=lease) == []
+    assert len(store.claim_due(T0 + lease)) == 3  # an unfinished claim comes back
+
+
+# -- checkpoints, cursors, ticks ----------------------------------------------------------------
+
+
+def test_checkpoints_round_trip_bytes(store: Store) -> None:
+    series = make_series(3)
+    states = {s.key: bytes([i, 0, 255]) * (i + 1) for i, s in enumerate(series)}
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        tx.save_checkpoints("fast", states)
+        tx.save_checkpoints("seasonal", {series[0].key: b"other"})
+        tx.save_checkpoints("fast", {})
+    assert store.load_checkpoints("fast") == states
+    assert store.load_checkpoints("seasonal") == {series[0].key: b"other"}
+    assert store.load_checkpoints("fast", [series[1].key, "nope"]) == {
+        series[1].key: states[series[1].key]
+    }
+    with store.transaction() as tx:
+        tx.save_checkpoints("fast", {series[1].key: b"\x00new"})
+    got = store.load_checkpoints("fast")
+    assert got[series[1].key] == b"\x00new" and isinstance(got[series[1].key], bytes)
+    assert store.load_checkpoints("none") == {}
+    with pytest.raises(KeyError), store.transaction() as tx:
+        tx.save_checkpoints("fast", {"unknown_series": b"x"})
+
+
+def test_cursor_upsert(store: Store) -> None:
+    assert store.get_cursor("m") is None
+    with store.transaction() as tx:
+        tx.set_cursor("m", T0)
+        tx.set_cursor("m", T0 + STEP)
+        tx.set_cursor("other", T0)
+    assert store.get_cursor("m") == T0 + STEP
+    with store.transaction() as tx:
+        tx.set_cursor("m", T0)  # a backfill can move it back
+    assert store.get_cursor("m") == T0
+
+
+def test_record_and_list_ticks(store: Store) -> None:
+    with store.transaction() as tx:
+        for i in range(3):
+            tx.record_tick(
+                metric="m",
+                started_at=T0 + i * STEP,
+                finished_at=T0 + i * STEP,
+                since=T0 + (i - 1) * STEP,
+                until=T0 + i * STEP,
+                rows_in=10,
+                rows_stored=8,
+                rejected={"non_numeric": 2},
+                anomalies=i,
+            )
+        tx.record_tick(
+            metric="other",
+            started_at=T0,
+            finished_at=T0,
+            since=None,
+            until=None,
+            rows_in=0,
+            rows_stored=0,
+            rejected={},
+            anomalies=0,
+            error="source timed out",
+        )
+    ticks = store.ticks("m")
+    assert [t["anomalies"] for t in ticks] == [2, 1, 0]  # newest first
+    assert ticks[0]["rejected"] == {"non_numeric": 2} and ticks[0]["until"] == T0 + 2 * STEP
+    assert len(store.ticks(limit=2)) == 2
+    (failed,) = store.ticks("other")
+    assert failed["error"] == "source timed out" and failed["since"] is None
+
+
+# -- incidents and feedback ---------------------------------------------------------------------
+
+
+def test_incidents_open_update_resolve(store: Store) -> None:
+    key = "journey=checkout|2026-01-05T10:00"
+    series = make_series(1)
+    anomaly = make_anomaly(series[0], T0)
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        tx.add_anomalies([anomaly])
+        iid = tx.open_incident(key, journey="checkout", severity=60, at=T0, summary={"n": 1})
+        tx.link_anomalies(iid, [anomaly.id, "unknown-id"])
+    with store.transaction() as tx:
+        again = tx.open_incident(
+            key, journey="checkout", severity=40, at=T0 + STEP, summary={"n": 2}
+        )
+    assert again == iid
+    (inc,) = store.open_incidents()
+    assert (inc["id"], inc["severity"], inc["summary"]) == (iid, 60, {"n": 2})
+    assert inc["opened_at"] == T0 and inc["updated_at"] == T0 + STEP
+    assert inc["status"] == "open" and inc["resolved_at"] is None
+    assert store.anomalies()["incident_id"].tolist() == [iid]
+    with store.transaction() as tx:
+        tx.open_incident(key, journey="checkout", severity=90, at=T0 + 2 * STEP, summary={})
+        tx.resolve_incident(key, T0 + 3 * STEP)
+        tx.resolve_incident(key, T0 + 4 * STEP)  # already resolved: no-op
+        tx.resolve_incident("never-opened", T0)  # unknown: logged no-op
+    assert store.open_incidents() == []
+    (inc,) = store.incidents("resolved")
+    assert inc["severity"] == 90 and inc["resolved_at"] == T0 + 3 * STEP
+    with store.transaction() as tx:  # the same window flaring again re-opens it
+        assert (
+            tx.open_incident(key, journey="checkout", severity=10, at=T0 + 5 * STEP, summary={})
+            == iid
+        )
+    (inc,) = store.open_incidents()
+    assert inc["resolved_at"] is None and inc["severity"] == 90
+    assert len(store.incidents()) == 1
+
+
+def test_feedback(cstore: Store) -> None:
+    series = make_series(2)
+    a1, a2 = make_anomaly(series[0], T0), make_anomaly(series[1], T0)
+    with cstore.transaction() as tx:
+        tx.ensure_series(series)
+        tx.add_anomalies([a1, a2])
+    with pytest.raises(KeyError, match="no anomaly"):
+        cstore.add_feedback("0" * 32, "confirmed")
+    with pytest.raises(ValueError, match="unknown feedback label"):
+        cstore.add_feedback(a1.id, "meh")
+    f1 = cstore.add_feedback(a1.id, "not_anomaly", user="ana", note="promo day")
+    f2 = cstore.add_feedback(a1.id, "expected", source="slack")
+    cstore.add_feedback(a2.id, "confirmed")
+    got = cstore.feedback_for(series[0].key)
+    assert [f["id"] for f in got] == [f1, f2]
+    assert got[0]["label"] == "not_anomaly" and got[0]["user"] == "ana"
+    assert got[0]["note"] == "promo day" and got[0]["source"] == "cli"
+    assert got[0]["created_at"] == T0 and got[0]["ts"] == T0 and got[0]["detector"] == "fast"
+    assert got[1]["source"] == "slack"
+    assert cstore.feedback_for("unknown") == []
+
+
+# -- concurrency --------------------------------------------------------------------------------
+
+
+def test_concurrent_writers_do_not_fail(store_url: str) -> None:
+    """Two processes' worth of stores writing at once: writers queue, nobody errors."""
+    Store.open(store_url).close()
+    stores = [Store(store_url) for _ in range(2)]
+    series = make_series(4)
+    with stores[0].transaction() as tx:
+        tx.ensure_series(series)
+    errors: list[BaseException] = []
+
+    def work(s: Store, worker: int) -> None:
+        try:
+            for i in range(15):
+                with s.transaction() as tx:
+                    tx.ensure_series(series)
+                    tx.upsert_points(make_frame(series, 3, offset=worker * 100 + i))
+                    tx.set_cursor(f"m{worker}", T0 + i * STEP)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s, w)) for w, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        assert count(stores[0], "points") == 12
+        assert stores[1].get_cursor("m0") == T0 + 14 * STEP
+    finally:
+        for s in stores:
+            s.close()
