@@ -4,6 +4,7 @@ and polls nothing twice."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -151,7 +152,7 @@ def test_sql_source_to_outbox_with_restart(
     replay(p2, clock, SPIKE + timedelta(hours=8))
     assert src2.requests[0].since == cursor  # no bucket polled twice
     spans = [(r.since, r.until) for r in src1.requests + src2.requests]
-    for (_, u1), (s2, _) in zip(spans, spans[1:], strict=False):
+    for (_, u1), (s2, _) in itertools.pairwise(spans):
         assert s2 == u1  # contiguous, non-overlapping polls across the restart
     after = store.anomalies()
     assert after["id"].is_unique

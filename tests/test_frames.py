@@ -101,7 +101,7 @@ def test_duplicates_keep_last_and_zero_denominators_are_reported() -> None:
 
 
 def test_missing_column_is_a_clear_error() -> None:
-    with pytest.raises(FrameError, match="no column.*started"):
+    with pytest.raises(FrameError, match=r"no column.*started"):
         build_measure_frame(leaf_rows().drop(columns=["started"]), spec(), T0, T1)
 
 
