@@ -53,6 +53,7 @@ class PostRules:
     min_severity: float = 25.0  # p <= 1e-4
     direction: Direction = Direction.BOTH
     min_change: float = 0.0  # relative change |value - expected| / |expected|
+    min_abs_change: float = 0.0  # absolute change |value - expected|, in the KPI's units
     min_volume: float = 0.0  # minimum denominator / count behind the value
 
     def decide(self, batch: TickBatch, scores: Scores) -> np.ndarray:
@@ -68,6 +69,8 @@ class PostRules:
                 with np.errstate(divide="ignore"):
                     change = np.abs(value - expected) / np.abs(expected)
                 flag &= change >= self.min_change
+            if self.min_abs_change > 0:
+                flag &= np.abs(value - expected) >= self.min_abs_change
             if self.min_volume > 0:
                 flag &= ~(batch.volumes < self.min_volume)  # NaN volume (sums) passes
         return flag & np.isfinite(value) & np.isfinite(scores.score)

@@ -15,12 +15,16 @@ Model, per series (every step vectorized over the series of a tick)::
     z        = (value - expected) / sigma
     score    = P(|T| < |z|),  T ~ Student-t(tail_dof)   (= 1 - two-sided tail probability)
 
-* The **baseline** is slow: ``L`` is the deseasonalized level, ``D`` a time-of-day profile
-  learned across *all* days (kept centred, so ``L`` carries the mean) and ``W`` the weekly
-  correction on top of it (weekday vs weekend), all with memory ``baseline_halflife`` /
-  ``seasonal_halflife`` and running means at first, so a few days give a usable daily shape.
-  Each layer learns its own target (``D`` from value - ``L``, ``W`` from what ``L + D``
-  leaves), so the layers do not compete for the same error.
+* The **baseline** is slow. ``D`` is a time-of-day profile learned across *all* days (kept
+  centred, so ``L`` carries the mean) and ``W`` the weekly correction on top of it (weekday
+  vs weekend); both are running means at first and exponentially weighted later
+  (``baseline_halflife``, ``seasonal_halflife``), so one day gives a usable daily shape.
+  ``L``, the deseasonalized level, keeps the first value through the first day while ``D``
+  learns that day exactly, then takes over the profile's mean and moves with
+  ``baseline_halflife``, only as far as the weekly slot has been seen: a first weekend is
+  the weekly layer's to learn, not a drop of the level. Each layer learns its own target
+  (``D`` what ``L`` and the trusted part of ``W`` leave, ``W`` what ``L + D`` leave) rather
+  than sharing one error, so the layers do not compete for it.
 * Until a weekly slot has been seen, ``W`` is 0 and the detector falls back to the
   time-of-day profile; afterwards the correction is used with weight
   ``w = max(0, 1 - weekly_shrink / t^2)``, where ``t`` is the correction over its standard
@@ -73,9 +77,9 @@ Example: a flat series with noise, then an outlier.
 >>> for t in range(48):
 ...     batch = TickBatch.of(["csat"], [t * hour], [4.2 + rng.normal(0.0, 0.05)])
 ...     det.learn(batch, np.zeros(1, dtype=bool))
->>> normal = det.score(TickBatch.of(["csat"], [48 * hour], [4.22]))
+>>> normal = det.score(TickBatch.of(["csat"], [48 * hour], [4.2]))
 >>> outlier = det.score(TickBatch.of(["csat"], [48 * hour], [3.1]))
->>> bool(normal.score[0] < 0.9), bool(outlier.score[0] > 0.99)
+>>> bool(normal.score[0] < 0.99), bool(outlier.score[0] > 0.9999)
 (True, True)
 """
 
@@ -102,16 +106,17 @@ _NS_DAY = 24 * _NS_HOUR
 _NS_WEEK = 7 * _NS_DAY
 _SQRT_HALF_PI = math.sqrt(math.pi / 2.0)  # Gaussian sigma / mean absolute deviation
 _SCALE_PRIOR = 4.0  # pseudo-observations of the series scale in a time-of-day slot's scale
-_SCALE_SETTLED = 24  # points after which scale samples are Huber-clipped (also in warm-up)
+_SCALE_SETTLED = 24.0  # sample weight after which scale samples are Huber-clipped
 _UNSEEN_WEEK_WEIGHT = 0.25  # weight of a scale sample from a weekly slot seen the first time
 _SHIFT_SIZE_RATE = 1.0 / 3.0  # EW rate of the error whose value is the size of a shift
 _COUNT_MAX = float(np.iinfo(np.uint16).max)
+_EVIDENCE_CLIP = 6.0  # one extreme point adds at most this much z to the sustained test
 
 _FLAG_COUNT = 1  # every learned value was a non-negative integer
 _FLAG_UNIT = 2  # every learned value was within [0, 1]
 
 _MAGIC = b"CXRS"
-_VERSION = 1
+_VERSION = 2
 _HEADER = struct.Struct("<4sBBBB")  # magic, version, day slots, week slots - 1, reserved
 
 
@@ -185,6 +190,11 @@ class RobustSeasonalConfig(DetectorConfig):
     )
     min_scale: float = Field(
         0.0, ge=0.0, description="Floor of sigma in the KPI's units (0 = none)."
+    )
+    evidence_rate: float = Field(
+        0.3, ge=0.0, lt=1.0, description="EWMA weight of the newest point in the sustained-"
+        "deviation test (0 disables it): several moderately unusual points in a row, all on "
+        "one side, are as rare as one extreme point and score so."
     )
 
     @field_validator(
@@ -296,6 +306,7 @@ class RobustSeasonal(Detector):
     _sig: np.ndarray
     _mz: np.ndarray
     _mr: np.ndarray
+    _ez: np.ndarray
     _sD: np.ndarray
     _ns: np.ndarray
     _flags: np.ndarray
@@ -353,7 +364,8 @@ class RobustSeasonal(Detector):
 
         self._record = np.dtype([
             ("t0", "<i8"), ("n", "<i8"), ("L", "<f4"), ("O", "<f4"), ("sig", "<f4"),
-            ("mz", "<f4"), ("mr", "<f4"), ("sD", "<f4"), ("ns", "<f4"), ("flags", "u1"),
+            ("mz", "<f4"), ("mr", "<f4"), ("sD", "<f4"), ("ns", "<f4"), ("ez", "<f4"),
+            ("flags", "u1"),
             ("D", "<f4", (n_d,)), ("Sd", "<f4", (n_d,)), ("wS", "<f4", (n_d,)),
             ("Vd", "<f4", (n_d,)),
             ("nD", "<u2", (n_d,)), ("W", "<f4", (n_w,)), ("nW", "<u2", (n_w,)),
@@ -525,6 +537,13 @@ class RobustSeasonal(Detector):
             upper = pr.expected + half
             z = (pr.y - pr.expected) / pr.sigma
             score = t_two_sided_cdf(z, self.cfg.tail_dof)
+            lam = self.cfg.evidence_rate
+            if lam > 0:
+                # EWMA control chart on the clipped z: its stationary sd is sqrt(lam/(2-lam)).
+                zc = np.clip(z, -_EVIDENCE_CLIP, _EVIDENCE_CLIP)
+                ez = (1.0 - lam) * self._ez[pr.rows].astype(np.float64) + lam * zc
+                sustained = t_two_sided_cdf(ez / math.sqrt(lam / (2.0 - lam)), self.cfg.tail_dof)
+                score = np.fmax(score, np.where(np.isfinite(z), sustained, np.nan))
         out.expected[pr.sel] = pr.expected
         out.lower[pr.sel] = np.where(nonneg, np.maximum(lower, 0.0), lower)
         out.upper[pr.sel] = np.where(unit, np.minimum(upper, 1.0), upper)
@@ -663,7 +682,16 @@ class RobustSeasonal(Detector):
         mr = self._mr[r].astype(np.float64)
         mz = np.where(pr.ready, mz + self._a_shift * (z - mz), mz)
         mr = np.where(pr.ready, mr + _SHIFT_SIZE_RATE * (y - pr.raw - mr), mr)
+        if c.evidence_rate > 0:
+            z_raw = (y - pr.expected) / pr.sigma
+            zc = np.clip(np.where(np.isfinite(z_raw), z_raw, 0.0), -_EVIDENCE_CLIP,
+                         _EVIDENCE_CLIP)
+            ez = self._ez[r].astype(np.float64)
+            ez = np.where(pr.ready, (1.0 - c.evidence_rate) * ez + c.evidence_rate * zc, 0.0)
+        else:
+            ez = np.zeros(len(r))
         accept = pr.ready & (np.abs(mz) >= c.k)
+        self._ez[r] = np.where(accept, 0.0, ez)
         self._L[r] = np.where(accept, level + mr, level)
         self._mz[r] = np.where(accept, 0.0, mz)
         self._mr[r] = np.where(accept, 0.0, mr)

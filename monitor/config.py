@@ -332,6 +332,7 @@ class MetricConfig(BaseModel):
     delay: Duration = timedelta(0)  # how long after a bucket ends its data is complete
     min_severity: float = Field(default=25.0, ge=0, le=100)  # 25 = a 1-in-10,000 point
     min_change: float = Field(default=0.0, ge=0)  # relative change needed to alert
+    min_abs_change: float = Field(default=0.0, ge=0)  # absolute change needed to alert
     min_volume: float = Field(default=0.0, ge=0)  # minimum denominator / count to alert
     description: str | None = None
     runbook: str | None = None
@@ -444,6 +445,11 @@ class AlertingConfig(BaseModel):
 
     receivers: list[ReceiverConfig] = Field(default_factory=_default_receivers)
     route: RouteConfig = Field(default_factory=RouteConfig)
+    resolve_after: Duration = Field(
+        default=timedelta(hours=3),
+        description="An incident resolves when its group had no anomaly for this long "
+        "(at least three intervals of the slowest metric are used).",
+    )
 
     @model_validator(mode="wrap")
     @classmethod

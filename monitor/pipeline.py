@@ -87,6 +87,7 @@ def post_rules(metric: MetricConfig) -> PostRules:
         min_severity=metric.min_severity,
         direction=metric.direction,
         min_change=metric.min_change,
+        min_abs_change=metric.min_abs_change,
         min_volume=metric.min_volume,
     )
 
@@ -129,7 +130,7 @@ class Pipeline:
         max_interval = max(m.interval for m in config.metrics)
         self.incidents = IncidentTracker(
             config.alerting.route.group_by,
-            gap=max(timedelta(hours=3), 3 * max_interval),
+            gap=max(config.alerting.resolve_after, 3 * max_interval),
         )
         self._detectors: dict[str, MetricDetectors] = {}
         self._health: dict[str, _Health] = {m.name: _Health() for m in config.metrics}
@@ -204,7 +205,8 @@ class Pipeline:
         detected = dets.run(built.frame, built.series)
         result.anomalies = detected.anomalies
         changes = self.incidents.observe(detected.anomalies, until)
-        changes += self.incidents.resolve_quiet(until)
+        # Quiet means quiet in every metric: resolve only up to where all have been polled.
+        changes += self.incidents.resolve_quiet(self._watermark(metric.name, until))
         notifications = self._notifications(changes)
         now = self.clock.now()
         with self.store.transaction() as tx:
@@ -224,6 +226,19 @@ class Pipeline:
                 rejected=result.rejected, anomalies=len(result.anomalies),
             )
         self._cursors[metric.name] = until
+
+    def _watermark(self, current: str, until: datetime) -> datetime:
+        """The time up to which every metric has been processed (this tick included)."""
+        marks = [until]
+        for m in self.config.metrics:
+            if m.name == current:
+                continue
+            if m.name not in self._cursors:
+                self._cursors[m.name] = self.store.get_cursor(m.name)
+            cursor = self._cursors[m.name]
+            if cursor is not None:  # a metric never polled yet does not hold others back
+                marks.append(cursor)
+        return min(marks)
 
     def _failed(
         self,
@@ -264,8 +279,13 @@ class Pipeline:
             dets = MetricDetectors(metric.name, metric.interval, configs, post_rules(metric))
             for name, det in dets.detectors.items():
                 states = self.store.load_checkpoints(dets.checkpoint_name(name))
-                if states:
+                if not states:
+                    continue
+                try:
                     det.set_state(states)
+                except ValueError as exc:  # e.g. the interval or detector settings changed
+                    log.warning("%s/%s: checkpoint not usable (%s); learning afresh",
+                                metric.name, name, exc)
             self._detectors[metric.name] = dets
         return dets
 

@@ -1,0 +1,116 @@
+"""Durable delivery: retries with backoff, Retry-After, dead letters, order per incident."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from alerts.notifiers.base import Notifier, NotifyError
+from alerts.outbox import DeliveryPolicy, OutboxWorker
+from monitor.clock import FakeClock
+from monitor.model import Notification
+from monitor.store import Store
+
+T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+
+
+class Flaky(Notifier):
+    """Fails the first ``failures`` sends, then records what it receives."""
+
+    def __init__(self, failures: int = 0, *, retryable: bool = True,
+                 retry_after: float | None = None) -> None:
+        self.failures = failures
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.received: list[Mapping[str, Any]] = []
+
+    def send(self, payload: Mapping[str, Any]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise NotifyError("server error", retryable=self.retryable,
+                              retry_after=self.retry_after)
+        self.received.append(payload)
+
+
+def enqueue(store: Store, *items: tuple[str, str, int]) -> None:
+    with store.transaction() as tx:
+        tx.enqueue([Notification(f"{inc}-{n}", rcv, inc, {"n": n}) for inc, rcv, n in items], T0)
+
+
+def test_retries_with_backoff_until_sent(store: Store) -> None:
+    clock = FakeClock(T0)
+    slack = Flaky(failures=2)
+    worker = OutboxWorker(store, {"slack": slack}, clock,
+                          DeliveryPolicy(base_delay=timedelta(seconds=10)))
+    enqueue(store, ("i1", "slack", 1))
+    assert worker.deliver_due().retried == 1
+    assert worker.deliver_due().retried == 0  # not due yet: backoff
+    clock.advance(timedelta(seconds=10))
+    assert worker.deliver_due().retried == 1  # second failure, next delay is 20 s
+    clock.advance(timedelta(seconds=19))
+    assert worker.deliver_due().sent == 0
+    clock.advance(timedelta(seconds=1))
+    assert worker.deliver_due().sent == 1
+    assert slack.received == [{"n": 1}]
+    assert store.outbox_counts() == {"pending": 0, "sent": 1, "dead": 0}
+    assert store.notifications("sent")[0].attempts == 2
+
+
+def test_retry_after_hint_is_honoured(store: Store) -> None:
+    clock = FakeClock(T0)
+    worker = OutboxWorker(store, {"slack": Flaky(failures=1, retry_after=120)}, clock)
+    enqueue(store, ("i1", "slack", 1))
+    worker.deliver_due()
+    assert store.notifications("pending")[0].next_attempt_at == T0 + timedelta(seconds=120)
+
+
+def test_dead_letter_after_max_attempts_and_on_fatal_errors(store: Store) -> None:
+    clock = FakeClock(T0)
+    worker = OutboxWorker(
+        store,
+        {"down": Flaky(failures=99), "bad": Flaky(failures=1, retryable=False)},
+        clock,
+        DeliveryPolicy(max_attempts=3, base_delay=timedelta(seconds=1)),
+    )
+    enqueue(store, ("i1", "down", 1), ("i2", "bad", 1), ("i3", "unknown", 1))
+    for _ in range(5):
+        worker.deliver_due()
+        clock.advance(timedelta(minutes=1))
+    dead = {n.receiver: n for n in store.notifications("dead")}
+    assert set(dead) == {"down", "bad", "unknown"}
+    assert dead["down"].attempts == 3 and dead["bad"].attempts == 1
+    assert "not configured" in (dead["unknown"].last_error or "")
+
+
+def test_order_per_incident_is_kept_when_a_send_fails(store: Store) -> None:
+    clock = FakeClock(T0)
+    slack = Flaky(failures=1)
+    worker = OutboxWorker(store, {"slack": slack}, clock,
+                          DeliveryPolicy(base_delay=timedelta(seconds=1)))
+    enqueue(store, ("i1", "slack", 1), ("i1", "slack", 2), ("i2", "slack", 1))
+    report = worker.deliver_due()
+    # i1's first failed, so i1's second must wait; the other incident goes through
+    assert report.sent == 1 and slack.received == [{"n": 1}]
+    clock.advance(timedelta(seconds=1))
+    worker.deliver_due()
+    assert slack.received == [{"n": 1}, {"n": 1}, {"n": 2}]
+
+
+def test_a_crash_between_send_and_mark_resends_once_more(store: Store) -> None:
+    """At-least-once: an unmarked send is repeated after restart, never lost."""
+    clock = FakeClock(T0)
+    enqueue(store, ("i1", "slack", 1))
+
+    class Crash(Notifier):
+        def send(self, payload: Mapping[str, Any]) -> None:
+            raise SystemExit("kill -9")  # the process dies after the message left
+
+    with pytest.raises(SystemExit):
+        OutboxWorker(store, {"slack": Crash()}, clock).deliver_due()
+    slack = Flaky()
+    OutboxWorker(store, {"slack": slack}, clock).deliver_due()
+    assert slack.received == [{"n": 1}]
+    assert store.outbox_counts()["sent"] == 1
