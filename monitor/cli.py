@@ -221,27 +221,44 @@ def demo(
 
 
 def _demo_summary(store: Store, truth: list[ResolvedIncident]) -> None:
+    """What was injected, what cxmon found, and the incidents that match nothing."""
     anomalies = store.anomalies()
+    incidents = store.incidents()
     table = Table(title="Scripted incidents vs. what cxmon found")
-    for col in ("incident", "window (UTC)", "detected", "first alert", "anomalies"):
-        table.add_column(col)
+    table.add_column("scripted incident", overflow="fold")
+    table.add_column("window (UTC)", overflow="fold")
+    table.add_column("found")
+    table.add_column("first alert", overflow="fold")
+    matched: set[int] = set()
     for inc in truth:
-        if anomalies.empty:
-            hits = anomalies
-        else:
-            ts = anomalies["ts"]
-            hits = anomalies[(ts >= inc.start) & (ts < inc.end)]
-            hits = hits[[inc.journey == (lab or {}).get("journey") for lab in hits["labels"]]]
-        first = _hm(hits["ts"].min().to_pydatetime()) if len(hits) else "-"
+        hits = [i for i in incidents if _incident_matches(i, inc)]
+        matched.update(i["id"] for i in hits)
+        first = min((i["opened_at"] for i in hits), default=None)
         table.add_row(
-            inc.name, f"{_hm(inc.start)} – {inc.end.strftime('%H:%M')}",
-            "[green]yes[/]" if len(hits) else "[red]no[/]", first, str(len(hits)),
+            inc.name,
+            f"{inc.start:%m-%d %H:%M} – {inc.end:%m-%d %H:%M}",
+            "[green]yes[/]" if hits else "[red]no[/]",
+            f"{first:%m-%d %H:%M}" if first else "-",
         )
     console.print(table)
+    others = [i for i in incidents if i["id"] not in matched]
     counts = store.outbox_counts()
     console.print(
-        f"{len(anomalies)} anomalies, outbox: {counts.get('sent', 0)} sent, "
+        f"{len(incidents)} incidents ({len(others)} matching no scripted incident), "
+        f"{len(anomalies)} anomalous points; outbox: {counts.get('sent', 0)} sent, "
         f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead"
+    )
+
+
+def _incident_matches(incident: dict, truth: ResolvedIncident) -> bool:
+    """Same journey, and the incident overlaps the scripted window (plus a little slack)."""
+    summary = incident.get("summary") or {}
+    last = summary.get("last_anomaly_at")
+    last_ts = datetime.fromisoformat(last) if last else incident["updated_at"]
+    return (
+        incident.get("journey") == truth.journey
+        and incident["opened_at"] < truth.end + timedelta(hours=3)
+        and last_ts >= truth.start
     )
 
 

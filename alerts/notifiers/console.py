@@ -8,9 +8,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from alerts.notifiers.base import Notifier
 
@@ -41,31 +42,46 @@ def render_panel(payload: Mapping[str, Any]) -> Panel:
     severity = int(payload.get("severity", 0))
     status = payload.get("status", "firing")
     colour = "green" if status == "resolved" else severity_colour(severity)
-    table = Table(expand=True, show_edge=False, pad_edge=False)
-    for col, justify in (
-        ("series", "left"),
-        ("time (UTC)", "left"),
-        ("value", "right"),
-        ("expected", "right"),
-        ("band", "right"),
-        ("change", "right"),
-        ("sev", "right"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for a in payload.get("anomalies", []):
-        table.add_row(
-            a["series"],
-            str(a["timestamp"])[:16].replace("T", " "),
-            _num(a["value"]),
-            _num(a["expected"]),
-            f"{_num(a['lower'])} – {_num(a['upper'])}",
-            _pct(a.get("change")),
-            f"[{severity_colour(int(a['severity']))}]{a['severity']}[/]",
-        )
+    body: RenderableType
+    anomalies = payload.get("anomalies", [])
+    if anomalies:
+        body = _anomaly_table(anomalies, payload.get("group") or {})
+        more = int(payload.get("anomalies_total", len(anomalies))) - len(anomalies)
+        if more > 0:
+            table = body
+            table.caption = f"... and {more} more anomalies"
+    else:
+        since = str(payload.get("opened_at", ""))[:16].replace("T", " ")
+        until = str(payload.get("resolved_at") or "")[:16].replace("T", " ")
+        body = Text(f"back to normal; open from {since} to {until} UTC")
     verb = "RESOLVED" if status == "resolved" else ("UPDATE" if payload.get("update") else "FIRING")
     title = f"[{colour}]{verb}[/] sev {severity} · {payload.get('title', '')}"
     subtitle = payload.get("runbook") or payload.get("incident_key", "")
-    return Panel(table, title=title, subtitle=str(subtitle), border_style=colour)
+    return Panel(body, title=title, subtitle=str(subtitle), border_style=colour)
+
+
+def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str]) -> Table:
+    """One row per anomaly; the series is shown as metric + the labels the title lacks."""
+    table = Table(expand=True, show_edge=False, pad_edge=False)
+    one_metric = len({a.get("metric") for a in anomalies}) == 1
+    table.add_column("where" if one_metric else "metric · where", overflow="fold", ratio=1)
+    table.add_column("UTC", no_wrap=True)
+    for col in ("value", "expected", "band", "change", "sev"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for a in anomalies:
+        labels = a.get("labels") or {}
+        where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
+                          if k not in group and k != "team") or "all"
+        table.add_row(
+            where if one_metric else f"{a.get('metric', a['series'])} · {where}",
+            str(a["timestamp"])[5:16].replace("T", " "),
+            _num(a["value"]),
+            _num(a["expected"]),
+            f"{_num(a['lower'])}–{_num(a['upper'])}",
+            _pct(a.get("change")),
+            f"[{severity_colour(int(a['severity']))}]{a['severity']}[/]",
+        )
+    return table
 
 
 def _num(value: Any) -> str:
