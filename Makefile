@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo demo-live test lint install clean
+.PHONY: demo demo-live test lint install system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,13 @@ demo: $(STAMP)
 demo-live: $(STAMP)
 	$(BIN)/cxmon demo
 
+system-deps:
+	./scripts/install-system-deps.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --doctest-modules --ignore=monitor/migrations monitor detectors alerts sources dashboards tests
 

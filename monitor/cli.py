@@ -335,6 +335,9 @@ def alerts_status(
     st.close()
 
 
+# --- command groups defined in other modules: one register line each, below this marker ---
+
+
 def main() -> None:  # pragma: no cover
     app()
 

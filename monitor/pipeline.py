@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import pandas as pd
 from rich.console import Console
 
 from alerts.notifiers.base import Notifier
@@ -55,6 +56,9 @@ class TickResult:
     error: str | None = None
     skipped: str | None = None
     seconds: float = 0.0
+    #: The newest scored point of every series in the tick (SCORE_COLUMNS, first detector):
+    #: value, expected, band, score and severity, for the exporter and dashboards.
+    scores: pd.DataFrame | None = None
 
     @property
     def ok(self) -> bool:
@@ -202,8 +206,10 @@ class Pipeline:
             log.warning("%s: rejected %d of %d rows %s", metric.name, built.rejected_total,
                         built.rows_in, dict(built.rejected))
         dets = self._metric_detectors(metric, list(built.series))
-        detected = dets.run(built.frame, built.series)
+        detected = dets.run(built.frame, built.series, keep_scores=True)
         result.anomalies = detected.anomalies
+        if detected.scores is not None and len(detected.scores):
+            result.scores = detected.scores.drop_duplicates("series", keep="last")
         changes = self.incidents.observe(detected.anomalies, until)
         # Quiet means quiet in every metric: resolve only up to where all have been polled.
         changes += self.incidents.resolve_quiet(self._watermark(metric.name, until))

@@ -805,7 +805,7 @@ class Store:
                             "|| coalesce(current_schema(), '')))"
                         )
                     cfg.attributes["connection"] = conn
-                    command.upgrade(cfg, "head")
+                    command.upgrade(cfg, "heads")
         except Exception as exc:
             raise StoreError(
                 f"cannot migrate store {self.url_redacted}: "

@@ -57,7 +57,7 @@ def test_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -> Non
         seen = _read_until(proc, "complaints:", timeout=120)
         assert "complaints:" in seen, seen  # the first tick ran and was logged
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
