@@ -336,6 +336,9 @@ def alerts_status(
 
 
 # --- command groups defined in other modules: one register line each, below this marker ---
+from monitor.bench.cli import bench_app  # noqa: E402
+
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:  # pragma: no cover

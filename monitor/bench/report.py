@@ -1,0 +1,62 @@
+"""Record benchmark results in ``docs/benchmarks.md``, one section per benchmark, each with
+the exact command that produced it, so the numbers can be reproduced and compared."""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DOC = Path("docs/benchmarks.md")
+_HEADER = (
+    "# Benchmarks\n\n"
+    "Every section is written by the `cxmon bench` command it names, on the machine it names.\n"
+    "Re-run the command to refresh it. Ratios are measured side by side in one run.\n"
+)
+
+
+def machine() -> str:
+    """A one-line description of where the numbers came from."""
+    import os
+
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()}"
+    )
+
+
+def command_line() -> str:
+    """The command as typed (``cxmon bench ...``)."""
+    args = sys.argv[1:]
+    return "cxmon " + " ".join(args) if args else "cxmon bench"
+
+
+def update_section(name: str, body_markdown: str, doc: Path | None = None) -> Path:
+    """Replace (or append) the section ``name`` of the benchmarks document."""
+    doc = doc or DEFAULT_DOC
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    text = doc.read_text() if doc.exists() else _HEADER
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    block = (
+        f"<!-- bench:{name} -->\n## {name}\n\n"
+        f"Command: `{command_line()}`  \nRun: {stamp} on {machine()}\n\n"
+        f"{body_markdown.strip()}\n<!-- /bench:{name} -->\n"
+    )
+    tag = re.escape(name)
+    pattern = re.compile(rf"<!-- bench:{tag} -->.*?<!-- /bench:{tag} -->\n?", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block
+    doc.write_text(text)
+    return doc
+
+
+def write_json(path: Path | None, figures: dict[str, Any]) -> None:
+    """``--json FILE``: the benchmark's figures as one JSON object."""
+    if path is not None:
+        path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
