@@ -2,8 +2,10 @@
 sends what is due, retries with exponential backoff, and dead-letters after too many failures.
 
 At-least-once: a notification is marked sent only after its notifier returned, so a crash in
-between re-sends it; receivers dedup on the idempotency key. Order per incident is kept: once
-one notification of an incident fails, the later ones of that incident wait for the next pass.
+between re-sends it; notifiers get the idempotency key to deduplicate (``Notifier.deliver``).
+Order per incident and receiver is kept: a notification is sent only when no earlier one of the
+same incident to the same receiver is still pending (e.g. waiting for its retry), so an update
+never overtakes the message that opened the incident. Another receiver is not held back.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import sqlalchemy as sa
+
 from alerts.notifiers.base import Notifier, NotifyError
 from monitor.clock import Clock
-from monitor.store import Store
+from monitor.store import IN_CHUNK, OutboxRow, Store, notifications_t
 
 log = logging.getLogger(__name__)
 
@@ -62,28 +66,53 @@ class OutboxWorker:
     def deliver_due(self, limit: int = 500) -> DeliveryReport:
         """One pass over what is due now."""
         report = DeliveryReport()
-        blocked: set[str] = set()
-        for row in self.store.claim_due(self.clock.now(), limit):
-            if row.incident_key in blocked:
-                continue
+        rows = self.store.claim_due(self.clock.now(), limit)
+        pending = self._pending_ids(rows)
+        blocked: set[tuple[str, str]] = set()
+        for row in rows:
+            stream = (row.incident_key, row.receiver)
+            queue = pending.get(stream) or [row.id]
+            if stream in blocked or queue[0] < row.id:
+                continue  # an earlier notification of this incident is still pending
             notifier = self.notifiers.get(row.receiver)
             if notifier is None:
                 self.store.mark_dead(row.id, f"receiver {row.receiver!r} is not configured")
                 report.dead += 1
                 continue
             try:
-                notifier.send(row.payload)
+                deliver = getattr(notifier, "deliver", None)  # duck-typed ones may only send
+                if deliver is None:
+                    notifier.send(row.payload)
+                else:
+                    deliver(row.payload, row.idempotency_key)
             except NotifyError as exc:
                 self._failed(row.id, row.attempts + 1, row.receiver, exc, report)
-                blocked.add(row.incident_key)
+                blocked.add(stream)
             except Exception as exc:  # a notifier bug must not stop delivery of the rest
                 err = NotifyError(f"{type(exc).__name__}: {exc}", retryable=True)
                 self._failed(row.id, row.attempts + 1, row.receiver, err, report)
-                blocked.add(row.incident_key)
+                blocked.add(stream)
             else:
                 self.store.mark_sent(row.id, self.clock.now())
                 report.sent += 1
+                if queue[0] == row.id:
+                    queue.pop(0)
         return report
+
+    def _pending_ids(self, rows: list[OutboxRow]) -> dict[tuple[str, str], list[int]]:
+        """Pending notification ids, oldest first, per (incident, receiver) of ``rows``
+        (due or not: one waiting for its retry holds back the later ones)."""
+        t = notifications_t
+        keys = sorted({r.incident_key for r in rows})
+        out: dict[tuple[str, str], list[int]] = {}
+        with self.store.engine.connect() as conn:
+            for i in range(0, len(keys), IN_CHUNK):
+                q = (sa.select(t.c.incident_key, t.c.receiver, t.c.id)
+                     .where(t.c.status == "pending", t.c.incident_key.in_(keys[i:i + IN_CHUNK]))
+                     .order_by(t.c.id))
+                for k, r, nid in conn.execute(q):
+                    out.setdefault((k, r), []).append(int(nid))
+        return out
 
     def _failed(
         self, nid: int, attempts: int, receiver: str, exc: NotifyError, report: DeliveryReport

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from monitor.incidents import IncidentChange
+from monitor.incidents import IncidentChange, contributors, root_cause_payload
 from monitor.model import Anomaly
 
 MAX_ANOMALIES = 20
@@ -63,6 +63,11 @@ def incident_payload(
         "runbook": runbook,
         "anomalies": [anomaly_dict(a) for a in shown],
         "anomalies_total": len(change.anomalies),
+        # root cause (monitor/incidents.py): measures in the order they moved, the best root
+        # cause of each ([{metric, elements, share, score, ...}]) and the top dimension values
+        "measures": [{"metric": m, **inc.measures[m]} for m in inc.measure_order()],
+        "root_cause": root_cause_payload(inc),
+        "contributors": contributors(inc),
     }
 
 

@@ -1,6 +1,12 @@
 """Detectors: columnar streaming and seasonal scorers, post-rules, severity. No I/O here."""
 
-from detectors import robust_seasonal  # noqa: F401  (registers the built-in types)
+from detectors import (  # noqa: F401  (register more built-in types)
+    prophet_detector,
+    river_adapter,
+    robust_seasonal,
+    seasonal_baseline,
+    surprise,
+)
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
 from detectors.registry import config_class, create, detector_types, register
 

@@ -16,6 +16,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -51,7 +52,8 @@ def _setup_logging(level: str) -> None:
         handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
         force=True,
     )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("apscheduler", "alembic", "cmdstanpy", "prophet"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _load(path: Path, env: dict[str, str] | None = None) -> MonitorConfig:
@@ -59,20 +61,35 @@ def _load(path: Path, env: dict[str, str] | None = None) -> MonitorConfig:
     try:
         return load_config(path, env=env)
     except ConfigError as exc:
-        err_console.print(f"[bold red]{exc.source}: {len(exc.problems)} problem(s)[/]")
+        err_console.print(f"[bold red]{escape(exc.source)}: {len(exc.problems)} problem(s)[/]")
         for p in exc.problems:
-            where = p.path or "<root>"
-            err_console.print(f"  [red]✗[/] [bold]{where}[/]: {p.message}", highlight=False)
+            where = escape(p.path or "<root>")
+            err_console.print(f"  [red]✗[/] [bold]{where}[/]: {escape(p.message)}",
+                              highlight=False)
         raise typer.Exit(2) from None
 
 
-def _open_store(config: MonitorConfig) -> Store:
+def _open_store(config: MonitorConfig, *, must_exist: bool = False) -> Store:
+    """Open (and migrate) the store. ``must_exist``: for read-only commands, a mistyped
+    SQLite path is an error rather than a fresh, empty store that reports all clear."""
+    from sqlalchemy.engine import make_url
+
     from monitor.store import Store
 
     try:
+        url = make_url(config.store.url)
+    except Exception:
+        err_console.print("[bold red]store:[/] the store URL is not a valid SQLAlchemy URL")
+        raise typer.Exit(1) from None
+    path = url.database or ""
+    is_file = url.get_backend_name() == "sqlite" and path not in ("", ":memory:")
+    if must_exist and is_file and not Path(path).exists():
+        err_console.print(f"[bold red]store:[/] no store at {escape(path)}")
+        raise typer.Exit(1)
+    try:
         return Store.open(config.store.url)
     except StoreError as exc:
-        err_console.print(f"[bold red]store:[/] {exc}")
+        err_console.print(f"[bold red]store:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
 
 
@@ -111,34 +128,57 @@ def run(
     log_level: LogLevel = "info",
 ) -> None:
     """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM."""
+    from alerts.cli import start_feedback
     from monitor.pipeline import Pipeline
     from monitor.scheduler import Scheduler
 
     _setup_logging(log_level)
     cfg = _load(config)
     store = _open_store(cfg)
-    pipeline = Pipeline(cfg, store, clock=SystemClock(), console=console)
+    from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz
+
+    telemetry = Telemetry(cfg, store)
+    on_tick = telemetry.chain(_log_tick)
+    pipeline = Pipeline(cfg, store, clock=SystemClock(), console=console,
+                        sources=telemetry.sources)
     try:
         if once:
-            for m in cfg.metrics:
-                _log_tick(pipeline.tick(m.name))
-            pipeline.deliver()
+            results = [pipeline.tick(m.name) for m in cfg.metrics]
+            for r in results:
+                on_tick(r)
+                if r.skipped:
+                    logging.getLogger("cxmon.tick").info("%s: nothing to do (%s)",
+                                                         r.metric, r.skipped)
+            report = pipeline.deliver()
+            failed = [r.metric for r in results if r.error]
+            if failed or report.dead:
+                dead = f", {report.dead} notification(s) dead-lettered" if report.dead else ""
+                err_console.print(
+                    f"[bold red]{len(failed)} of {len(results)} tick(s) failed{dead}[/]"
+                )
+                raise typer.Exit(1)
             return
         logging.getLogger(__name__).info(
             "cxmon running: %d metric(s), store %s; Ctrl-C to stop",
             len(cfg.metrics), store.url_redacted,
         )
-        Scheduler(pipeline, on_tick=_log_tick).run_until_stopped()
+        telemetry.serve()
+        feedback = start_feedback(cfg, store)  # Slack buttons, if alerting.feedback is set
+        try:
+            Scheduler(pipeline, on_tick=on_tick).run_until_stopped()
+        finally:
+            if feedback is not None:
+                feedback.stop()
     finally:
+        telemetry.stop()
         pipeline.close()
         store.close()
 
 
 def _log_tick(result: TickResult) -> None:
+    """One line per completed tick (failures are logged once, by the pipeline)."""
     log = logging.getLogger("cxmon.tick")
-    if result.error:
-        log.warning("%s: tick failed: %s", result.metric, result.error)
-    elif not result.skipped:
+    if not result.error and not result.skipped:
         log.info(
             "%s: %s..%s rows=%d stored=%d rejected=%d anomalies=%d",
             result.metric, _hm(result.since), _hm(result.until), result.rows_in,
@@ -188,7 +228,10 @@ def demo(
         cfg = _load(path, env=env)
     st = _open_store(cfg)
     clock = FakeClock(start + timedelta(hours=1))
-    pipeline = Pipeline(cfg, st, clock=clock, console=console)
+    from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz
+
+    telemetry = Telemetry(cfg, st)
+    pipeline = Pipeline(cfg, st, clock=clock, console=console, sources=telemetry.sources)
     console.rule("[bold]cxmon demo")
     console.print(
         f"Replaying {days} days of an omnichannel retailer ({len(cfg.metrics)} KPIs, "
@@ -205,22 +248,34 @@ def demo(
         transient=True,
     ) as progress:
         task = progress.add_task("replaying", total=steps)
-        replay(pipeline, clock, end, step=step, on_step=lambda _t, _r: progress.advance(task))
-    _demo_summary(st, incidents_at(start))
+        def on_step(_t: datetime, results: list[TickResult]) -> None:
+            for r in results:
+                telemetry.on_tick(r)
+            progress.advance(task)
+
+        replay(pipeline, clock, end, step=step, on_step=on_step)
+    table_metric = {m.query: m.name for m in cfg.metrics if m.query}
+    replayed = [t for t in incidents_at(start) if t.start < end]
+    _demo_summary(st, replayed, table_metric)
     pipeline.close()
     if once:
         st.close()
         return
-    console.print("\nPolling live (Ctrl-C to stop)...")
-    live = Pipeline(cfg, st, clock=SystemClock(), console=console)
+    console.print(f"\nPolling live (Ctrl-C to stop); store: {st.url_redacted}")
+    live = Pipeline(cfg, st, clock=SystemClock(), console=console, sources=telemetry.sources)
     try:
-        Scheduler(live, on_tick=_log_tick).run_until_stopped()
+        telemetry.serve()
+        Scheduler(live, on_tick=telemetry.chain(_log_tick)).run_until_stopped()
     finally:
+        telemetry.stop()
         live.close()
         st.close()
+        console.print(f"stopped; the demo's store stays at {st.url_redacted}")
 
 
-def _demo_summary(store: Store, truth: list[ResolvedIncident]) -> None:
+def _demo_summary(
+    store: Store, truth: list[ResolvedIncident], table_metric: dict[str, str]
+) -> None:
     """What was injected, what cxmon found, and the incidents that match nothing."""
     anomalies = store.anomalies()
     incidents = store.incidents()
@@ -231,7 +286,8 @@ def _demo_summary(store: Store, truth: list[ResolvedIncident]) -> None:
     table.add_column("first alert", overflow="fold")
     matched: set[int] = set()
     for inc in truth:
-        hits = [i for i in incidents if _incident_matches(i, inc)]
+        hits = [i for i in incidents
+                if _incident_matches(i, inc, table_metric.get(inc.table, inc.table))]
         matched.update(i["id"] for i in hits)
         first = min((i["opened_at"] for i in hits), default=None)
         table.add_row(
@@ -240,8 +296,17 @@ def _demo_summary(store: Store, truth: list[ResolvedIncident]) -> None:
             "[green]yes[/]" if hits else "[red]no[/]",
             f"{first:%m-%d %H:%M}" if first else "-",
         )
+    if not truth:
+        table.add_row("(none in the replayed period)", "-", "-", "-")
     console.print(table)
     others = [i for i in incidents if i["id"] not in matched]
+    for i in others:
+        top = ((i.get("summary") or {}).get("top") or [{}])[0]
+        series = escape(str(top.get("series", i["key"])))
+        console.print(
+            f"  not scripted: {i['opened_at']:%m-%d %H:%M} {series}"
+            f" value {top.get('value')} vs expected {top.get('expected')}", highlight=False,
+        )
     counts = store.outbox_counts()
     console.print(
         f"{len(incidents)} incidents ({len(others)} matching no scripted incident), "
@@ -250,13 +315,16 @@ def _demo_summary(store: Store, truth: list[ResolvedIncident]) -> None:
     )
 
 
-def _incident_matches(incident: dict, truth: ResolvedIncident) -> bool:
-    """Same journey, and the incident overlaps the scripted window (plus a little slack)."""
+def _incident_matches(incident: dict, truth: ResolvedIncident, metric: str) -> bool:
+    """Same journey, an anomaly in the scripted measure, and the incident overlaps the
+    scripted window (plus a little slack)."""
     summary = incident.get("summary") or {}
     last = summary.get("last_anomaly_at")
     last_ts = datetime.fromisoformat(last) if last else incident["updated_at"]
+    metrics = {str(k).split("{", 1)[0] for k in summary.get("series") or []}
     return (
         incident.get("journey") == truth.journey
+        and (not metrics or metric in metrics)
         and incident["opened_at"] < truth.end + timedelta(hours=3)
         and last_ts >= truth.start
     )
@@ -286,11 +354,25 @@ def backtest(
     unknown = [n for n in names if n not in {m.name for m in cfg.metrics}]
     if unknown:
         raise typer.BadParameter(f"unknown metric(s): {', '.join(unknown)}")
-    result = run_backtest(cfg, names, t0, t1, progress_console=console)
+    if output is not None:
+        if output.suffix.lower() not in (".csv", ".json"):
+            raise typer.BadParameter("--output must end in .csv or .json")
+        if not output.parent.exists():
+            raise typer.BadParameter(f"--output: no directory {output.parent}")
+    from monitor.frames import FrameError
+    from sources.base import SourceError
+
+    try:
+        result = run_backtest(cfg, names, t0, t1, progress_console=console)
+    except (SourceError, FrameError) as exc:
+        err_console.print(f"[bold red]backtest failed:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     frame = result.anomalies
     table = Table(title=f"Anomalies {_hm(t0)} – {_hm(t1)} UTC")
-    for col in ("time", "series", "value", "expected", "band", "sev"):
-        table.add_column(col)
+    table.add_column("time", no_wrap=True)
+    table.add_column("series", overflow="fold", ratio=1)
+    for col in ("value", "expected", "band", "sev"):
+        table.add_column(col, justify="right", no_wrap=True)
     for row in frame.head(50).itertuples():
         table.add_row(_hm(row.timestamp), row.series, f"{row.value:.4g}", f"{row.expected:.4g}",
                       f"{row.lower:.4g} – {row.upper:.4g}", str(row.severity))
@@ -304,9 +386,11 @@ def backtest(
         )
     if output:
         if output.suffix.lower() == ".json":
-            output.write_text(frame.to_json(orient="records", date_format="iso", indent=1))
+            out = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
+            output.write_text(out.to_json(orient="records", indent=1))
         else:
-            frame.to_csv(output, index=False)
+            out = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
+            out.to_csv(output, index=False)
         console.print(f"wrote {len(frame)} anomalies to {output}")
 
 
@@ -317,7 +401,7 @@ def alerts_status(
 ) -> None:
     """Outbox counts (pending, sent, dead) and the notifications that are not sent yet."""
     cfg = _load(config)
-    st = _open_store(cfg)
+    st = _open_store(cfg, must_exist=True)
     counts = st.outbox_counts()
     console.print(
         f"pending {counts.get('pending', 0)} · sent {counts.get('sent', 0)} · "
@@ -339,6 +423,12 @@ def alerts_status(
 from monitor.bench.cli import bench_app  # noqa: E402
 
 app.add_typer(bench_app, name="bench")
+__import__("monitor.cli_alerting").cli_alerting.register(app)  # routes test, silence
+__import__("monitor.cli_dashboards").cli_dashboards.register(app)  # dashboards build, push
+__import__("monitor.cli_rca").cli_rca.register(app)  # rca
+__import__("monitor.cli_sources").cli_sources.register(app)  # backfill
+__import__("alerts.cli").cli.register(app, alerts_app)  # alerts deliver, serve-feedback
+__import__("monitor.cli_score").cli_score.register(app)  # score, feedback
 
 
 def main() -> None:  # pragma: no cover

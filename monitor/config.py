@@ -44,12 +44,23 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
 
+from alerts.am_config import InhibitRuleConfig, RouteConfig, check_references  # route tree
+from alerts.notifiers.config import (
+    FeedbackServerConfig,
+    PagerDutyReceiverConfig,
+    SlackReceiverConfig,
+    WebhookReceiverConfig,
+)
+from alerts.timeintervals import NamedTimeInterval  # alerting.time_intervals
+from dashboards.config import ExporterConfig
 from detectors.base import DetectorConfig
+from detectors.postrules import MissingPolicy, WindowRule
 from detectors.registry import config_class as detector_config_class
 from detectors.registry import detector_types
 from monitor.durations import Duration, format_duration
 from monitor.errors import ConfigError, Problem
 from monitor.model import Direction, ValueKind
+from monitor.redact import redact_url as _redact_url
 from sources.base import SourceConfig
 from sources.registry import config_class as source_config_class
 from sources.registry import source_types
@@ -167,24 +178,11 @@ def _has(obj: Any, key: str) -> bool:
 # Models
 
 
-def _redact_password(match: re.Match[str]) -> str:
-    return f"{match.group(1)}***@"
-
-
-_URL_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@\s]*@")
 
 
 def redact_url(url: str) -> str:
-    """``postgresql://u:pw@h/db`` -> ``postgresql://u:***@h/db``, for logs and messages."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        if parsed.password is None:
-            return url
-        return parsed.render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL, or SQLAlchemy missing: mask by pattern
-        return _URL_PASSWORD.sub(_redact_password, url)
+    """The URL with secrets masked (see :func:`monitor.redact.redact_url`)."""
+    return _redact_url(url)
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -330,15 +328,31 @@ class MetricConfig(BaseModel):
     direction: Direction = Direction.BOTH
     detectors: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     delay: Duration = timedelta(0)  # how long after a bucket ends its data is complete
+    # sources (issue 6): re-poll this much of the recent past each tick and upsert corrections
+    # (re-polled buckets are not detected again); alert "no data" after this long without rows
+    # (default 3 intervals; 0s turns it off)
+    late_window: Duration = timedelta(0)
+    no_data_after: Duration | None = None
     min_severity: float = Field(default=25.0, ge=0, le=100)  # 25 = a 1-in-10,000 point
     min_change: float = Field(default=0.0, ge=0)  # relative change needed to alert
     min_abs_change: float = Field(default=0.0, ge=0)  # absolute change needed to alert
     min_volume: float = Field(default=0.0, ge=0)  # minimum denominator / count to alert
+    # Stateful post-rules per series (detectors/postrules.py RuleState; README "Detectors").
+    consecutive: int = Field(default=1, ge=1, le=64)  # unusual points in a row to alert
+    window: WindowRule | None = None  # {k, n}: k of the last n points unusual to alert
+    warmup: Duration = timedelta(0)  # no alerts this long after a series first appears
+    suppress: Duration = timedelta(0)  # no new alert on a series this long after one
+    missing: MissingPolicy = MissingPolicy.SKIP  # skip | zero | carry (a bucket without data)
     description: str | None = None
     runbook: str | None = None
 
     _interval_positive = field_validator("interval")(_positive)
-    _delay_non_negative = field_validator("delay")(_non_negative)
+    _delay_non_negative = field_validator("delay", "late_window")(_non_negative)
+
+    @field_validator("no_data_after")
+    @classmethod
+    def _no_data_after_non_negative(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _non_negative(value)
 
     @field_validator("dimensions")
     @classmethod
@@ -391,6 +405,10 @@ class ReceiverConfig(BaseModel):
 
     name: str = Field(min_length=1)
     console: ConsoleReceiverConfig | None = None
+    # delivery receivers (models in alerts/notifiers/config.py)
+    slack: SlackReceiverConfig | None = None
+    webhook: WebhookReceiverConfig | None = None
+    pagerduty: PagerDutyReceiverConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -399,15 +417,6 @@ class ReceiverConfig(BaseModel):
         if isinstance(data, Mapping) and "console" in data and data["console"] is None:
             return {**data, "console": {}}
         return data
-
-
-class RouteConfig(BaseModel):
-    """The root of the route tree (to be extended to Alertmanager's full syntax)."""
-
-    model_config = _STRICT
-
-    receiver: str | None = None
-    group_by: list[str] = Field(default_factory=lambda: ["journey"])
 
 
 def _default_receivers() -> list[ReceiverConfig]:
@@ -430,12 +439,8 @@ def _check_alerting(data: Any) -> list[tuple[Loc, str, str]]:
             out.append((("receivers", i, "name"), "duplicate", msg))
         else:
             names[name] = i
-    target = _get(_get(data, "route"), "receiver")
-    if isinstance(target, str) and target not in names:
-        defined = ", ".join(names) or "none"
-        msg = f"receiver {target!r} is not defined{_did_you_mean(target, names)}; "
-        out.append((("route", "receiver"), "reference", msg + f"defined receivers: {defined}"))
-    return out
+    # route tree: receivers and time intervals defined, root-route rules (alerts/am_config.py)
+    return out + check_references(data, names, _did_you_mean)
 
 
 class AlertingConfig(BaseModel):
@@ -450,6 +455,18 @@ class AlertingConfig(BaseModel):
         description="An incident resolves when its group had no anomaly for this long "
         "(at least three intervals of the slowest metric are used).",
     )
+    resolve_after_ticks: int = Field(
+        default=0, ge=0,
+        description="...and only after this many ticks (of any metric) without an anomaly in "
+        "its group.",
+    )
+    feedback: FeedbackServerConfig | None = Field(
+        default=None, description="HTTP endpoint for Slack's feedback buttons."
+    )
+    # Alertmanager syntax, verbatim (alerts/am_config.py, alerts/timeintervals.py)
+    inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
+    time_intervals: list[NamedTimeInterval] = Field(default_factory=list)
+    mute_time_intervals: list[NamedTimeInterval] = Field(default_factory=list)  # deprecated form
 
     @model_validator(mode="wrap")
     @classmethod
@@ -457,6 +474,8 @@ class AlertingConfig(BaseModel):
         result = _validate_with_checks(cls, data, handler, _check_alerting)
         if result.route.receiver is None and result.receivers:
             result.route.receiver = result.receivers[0].name
+        if result.route.group_by is None:  # cxmon's default: one incident per journey
+            result.route.group_by = ["journey"]
         return result
 
 
@@ -594,6 +613,7 @@ class MonitorConfig(BaseModel):
     detectors: dict[str, SerializeAsAny[DetectorConfig]] = Field(default_factory=dict)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     grafana: GrafanaConfig | None = None
+    exporter: ExporterConfig = Field(default_factory=ExporterConfig)  # dashboards/config.py
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 
     @field_validator("sources", mode="before")
@@ -861,7 +881,7 @@ def _known_keys(loc: Loc, data: Any) -> list[str]:
     if len(candidates) == 1:
         tp = _resolve_plugin(candidates[0], node)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
-            return list(tp.model_fields)
+            return [f.alias or n for n, f in tp.model_fields.items()]  # route's `continue`
     return []
 
 

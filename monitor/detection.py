@@ -7,7 +7,9 @@ post-rules decide, then the detectors learn with the decision (flagged points le
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -15,10 +17,18 @@ import numpy as np
 import pandas as pd
 
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
-from detectors.postrules import PostRules, severity_from_score
+from detectors.feedback import FeedbackBook
+from detectors.postrules import (
+    MissingPolicy,
+    PostRules,
+    RuleState,
+    severity_from_score,
+)
 from detectors.registry import create as create_detector
 from monitor.model import Anomaly, Direction, Series
+from monitor.staleness import NO_DATA_SEVERITY
 
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
 SCORE_COLUMNS = ["timestamp", "series", "value", "expected", "lower", "upper", "score", "severity"]
 
 
@@ -37,23 +47,75 @@ class MetricDetectors:
         interval: timedelta,
         detectors: Mapping[str, DetectorConfig],
         rules: PostRules,
+        feedback: FeedbackBook | None = None,
     ) -> None:
         self.metric = metric
         self.rules = rules
+        self.feedback = feedback if feedback is not None else FeedbackBook()
         self.detectors: dict[str, Detector] = {
             name: create_detector(cfg, interval=interval) for name, cfg in detectors.items()
         }
+        #: Per-series post-rule state (streaks, suppression, last values), one per detector.
+        self.rule_states: dict[str, RuleState] = {
+            name: RuleState(rules, interval) for name in self.detectors
+        }
+        self._labels: dict[str, Mapping[str, str]] = {}
 
     def checkpoint_name(self, detector: str) -> str:
         """Name under which a detector's state is checkpointed (unique per metric)."""
         return f"{self.metric}/{detector}"
 
+    def set_executor(self, executor: Executor) -> None:
+        """Run slow fits (detectors with ``set_executor``, e.g. Prophet) on ``executor``."""
+        for det in self.detectors.values():
+            setter = getattr(det, "set_executor", None)
+            if setter is not None:
+                setter(executor)
+
+    def checkpoints(self, keys: list[str]) -> dict[str, dict[str, bytes]]:
+        """Everything to checkpoint after a tick, by checkpoint name: each detector's state
+        of ``keys`` and its post-rule state of every series the tick touched."""
+        out: dict[str, dict[str, bytes]] = {}
+        for name, det in self.detectors.items():
+            out[self.checkpoint_name(name)] = det.get_state(keys)
+            rs = self.rule_states[name]
+            out[self.checkpoint_name(name) + "#rules"] = rs.get_state(sorted(rs.dirty))
+            rs.dirty.clear()
+        return out
+
+    def restore(self, load: Callable[[str], Mapping[str, bytes]]) -> list[str]:
+        """Restore detector and post-rule state with ``load(checkpoint name)``; returns the
+        names whose state could not be used (learned afresh)."""
+        unusable = []
+        for name, det in self.detectors.items():
+            for cname, target in ((self.checkpoint_name(name), det),
+                                  (self.checkpoint_name(name) + "#rules", self.rule_states[name])):
+                states = load(cname)
+                if not states:
+                    continue
+                try:
+                    target.set_state(states)
+                except ValueError:  # e.g. the interval or detector settings changed
+                    unusable.append(cname)
+        return unusable
+
     def run(
-        self, frame: pd.DataFrame, series: Mapping[str, Series], *, keep_scores: bool = False
+        self,
+        frame: pd.DataFrame,
+        series: Mapping[str, Series],
+        *,
+        keep_scores: bool = False,
+        until: datetime | None = None,
     ) -> DetectionResult:
-        """Score, decide and learn every bucket of ``frame`` (MEASURE_COLUMNS) in time order."""
+        """Score, decide and learn every bucket of ``frame`` (MEASURE_COLUMNS) in time order.
+
+        With ``until`` (the end of the polled range), series that stopped arriving while
+        others of the metric still arrive are reported once per gap as ``kind="no_data"``
+        after ``no_data_after`` (a silent metric as a whole is :mod:`monitor.staleness`'s).
+        """
         result = DetectionResult()
-        if frame.empty:
+        self._labels.update({k: s.labels for k, s in series.items()})
+        if frame.empty:  # the whole metric is silent: monitor.staleness reports that
             return result
         frame = frame.sort_values(["timestamp", "series"], kind="stable")
         ts_ns = frame["timestamp"].dt.as_unit("ns").astype("int64").to_numpy()
@@ -65,21 +127,32 @@ class MetricDetectors:
         ends = np.concatenate([bounds, [len(ts_ns)]])
         score_parts: list[pd.DataFrame] = []
         for lo, hi in zip(starts, ends, strict=True):
-            batch = TickBatch(keys[lo:hi], ts_ns[lo:hi], values[lo:hi], volumes[lo:hi])
+            polled = TickBatch(keys[lo:hi], ts_ns[lo:hi], values[lo:hi], volumes[lo:hi])
             first = True
             for name, det in self.detectors.items():
+                state = self.rule_states[name]
+                batch, filled = state.fill(polled)
                 scores = det.score(batch)
-                flags = self.rules.decide(batch, scores)
-                det.learn(batch, flags)
+                need = None
+                if self.feedback:
+                    need = self.feedback.min_severity(batch.series, batch.timestamps,
+                                                      self.rules.min_severity)
+                decision = state.decide(batch, scores, filled=filled, min_severity=need)
+                flags = decision.alert
+                learned = batch
+                if self.rules.missing is MissingPolicy.CARRY and filled.any():
+                    learned = TickBatch(batch.series, batch.timestamps,
+                                        np.where(filled, np.nan, batch.values), batch.volumes)
+                det.learn(learned, decision.unusual)
                 if flags.any():
                     result.anomalies.extend(self._anomalies(name, batch, scores, flags, series))
                 if keep_scores and first:
                     score_parts.append(
                         pd.DataFrame(
                             {
-                                "timestamp": ts_ns[lo:hi],
-                                "series": keys[lo:hi],
-                                "value": values[lo:hi],
+                                "timestamp": batch.timestamps,
+                                "series": batch.series,
+                                "value": batch.values,
                                 "expected": scores.expected,
                                 "lower": scores.lower,
                                 "upper": scores.upper,
@@ -93,7 +166,28 @@ class MetricDetectors:
             scores_df = pd.concat(score_parts, ignore_index=True)
             scores_df["timestamp"] = pd.to_datetime(scores_df["timestamp"], utc=True)
             result.scores = scores_df
+        self._no_data(until, result)
         return result
+
+    def _no_data(self, until: datetime | None, result: DetectionResult) -> None:
+        """``kind="no_data"`` anomalies (first detector's post-rule state) up to ``until``."""
+        if until is None or not self.detectors:
+            return
+        name = next(iter(self.detectors))
+        until_ns = int(pd.Timestamp(until).as_unit("ns").value)
+        for key, at_ns, last in self.rule_states[name].no_data(until_ns):
+            labels = self._labels.get(key)
+            if labels is None:
+                labels = {k: v.replace('\\"', '"') for k, v in _LABEL.findall(key)}
+            result.anomalies.append(
+                Anomaly(
+                    series=key, metric=self.metric, labels=dict(labels),
+                    timestamp=datetime.fromtimestamp(at_ns / 1e9, tz=UTC),
+                    value=float("nan"), expected=last, lower=last, upper=last, score=1.0,
+                    severity=NO_DATA_SEVERITY, direction=Direction.DOWN, detector=name,
+                    kind="no_data",
+                )
+            )
 
     def _anomalies(
         self,
@@ -115,7 +209,7 @@ class MetricDetectors:
                 Anomaly(
                     series=key,
                     metric=self.metric,
-                    labels=dict(s.labels) if s else {},
+                    labels=dict(s.labels) if s else dict(self._labels.get(key, {})),
                     timestamp=datetime.fromtimestamp(int(batch.timestamps[i]) / 1e9, tz=UTC),
                     value=value,
                     expected=expected,

@@ -134,7 +134,10 @@ def build_measure_frame(
     ok &= ~after
 
     df = df[ok]
-    dup = df.duplicated(subset=["ts", *spec.split_by, *spec.dimensions], keep="last").to_numpy()
+    # Rows are additive contributions (events, or partial aggregates) and are summed per
+    # bucket; only a row identical to another in every column the metric uses is a
+    # duplicate (a record delivered twice), counted and dropped.
+    dup = df.duplicated(keep="first").to_numpy()
     rejected["duplicate"] += int(dup.sum())
     df = df[~dup]
 

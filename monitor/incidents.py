@@ -1,6 +1,12 @@
 """Group anomalies into incidents: one per alert group (by default per journey), open while
 anomalies keep arriving, resolved after a quiet period.
 
+An incident gathers every measure of its group that moved (checkout drop-off, the complaint
+surge, the CSAT dip of one journey), remembers the order in which they moved, and carries the
+dimensional root cause of each measure (:func:`attribute`, computed by the pipeline from the
+tick's leaf rows and the detectors' expected values) with the top contributing dimension
+values and their share of the change. That is what alerts render.
+
 Pure logic with explicit time: the pipeline persists what :meth:`IncidentTracker.observe` and
 :meth:`IncidentTracker.resolve_quiet` return, inside the tick's transaction.
 """
@@ -8,11 +14,22 @@ Pure logic with explicit time: the pipeline persists what :meth:`IncidentTracker
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from monitor.model import Anomaly
+import numpy as np
+import pandas as pd
+
+from detectors.rootcause import RootCause, localize, prepare
+from monitor.model import Anomaly, Series, ValueKind
+
+#: Root causes (candidate sets) kept per measure of an incident.
+TOP_ROOT_CAUSES = 3
+#: A later root cause replaces the onset's only when its anomaly is this much more severe.
+ONSET_UPGRADE = 25
 
 
 @dataclass(slots=True)
@@ -27,6 +44,16 @@ class OpenIncident:
     series: set[str] = field(default_factory=set)
     last_notified_at: datetime | None = None
     notified_severity: int = 0
+    #: metric -> {"first_at", "last_at", "direction", "severity"}: what moved, and when
+    measures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: metric -> {"at", "severity", "labels", "causes": [RootCause.to_dict()]}
+    root_causes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ticks (of any metric) since the group's last anomaly
+    quiet_ticks: int = 0
+
+    def measure_order(self) -> list[str]:
+        """Metrics in the order they moved (first anomaly time, then name)."""
+        return sorted(self.measures, key=lambda m: (self.measures[m]["first_at"], m))
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +69,11 @@ class IncidentChange:
 
 def group_of(anomaly: Anomaly, group_by: Sequence[str]) -> dict[str, str]:
     """The anomaly's alert group: its values of the ``group_by`` labels (missing ones absent)."""
-    return {k: anomaly.labels[k] for k in group_by if k in anomaly.labels}
+    return labels_group(anomaly.labels, group_by)
+
+
+def labels_group(labels: Mapping[str, str], group_by: Sequence[str]) -> dict[str, str]:
+    return {k: labels[k] for k in group_by if k in labels}
 
 
 def group_key(group: dict[str, str]) -> str:
@@ -53,8 +84,10 @@ class IncidentTracker:
     """Tracks open incidents by group.
 
     ``gap``: anomalies of a group further apart than this start a new incident; an incident
-    with no anomaly for ``gap`` resolves. ``renotify``: an update is sent only when the incident
-    spread to new series or grew in severity, and at most once per ``renotify``.
+    with no anomaly for ``gap`` resolves, once it also saw ``quiet_ticks`` normal ticks (calls
+    of :meth:`resolve_quiet` without an anomaly of its group since the last one). ``renotify``:
+    an update is sent only when the incident spread to new series or measures, grew in
+    severity, or learned a root cause for a measure, and at most once per ``renotify``.
     """
 
     def __init__(
@@ -64,12 +97,15 @@ class IncidentTracker:
         gap: timedelta = timedelta(hours=3),
         renotify: timedelta = timedelta(hours=1),
         severity_step: int = 10,
+        quiet_ticks: int = 0,
     ) -> None:
         self.group_by = list(group_by)
         self.gap = gap
         self.renotify = renotify
         self.severity_step = severity_step
+        self.quiet_ticks = quiet_ticks
         self.open: dict[str, OpenIncident] = {}
+        self._touched: set[str] = set()
 
     def snapshot(self) -> dict[str, OpenIncident]:
         """A copy to roll back to if the step's transaction fails."""
@@ -78,8 +114,14 @@ class IncidentTracker:
     def restore(self, snapshot: dict[str, OpenIncident]) -> None:
         self.open = snapshot
 
-    def observe(self, anomalies: Iterable[Anomaly], at: datetime) -> list[IncidentChange]:
-        """Attach anomalies (of one tick) to incidents, opening new ones as needed."""
+    def observe(
+        self,
+        anomalies: Iterable[Anomaly],
+        at: datetime,
+        root_causes: Sequence[Attribution] = (),
+    ) -> list[IncidentChange]:
+        """Attach anomalies (of one tick) and their root causes to incidents, opening new ones
+        as needed."""
         by_group: dict[str, list[Anomaly]] = {}
         groups: dict[str, dict[str, str]] = {}
         for a in sorted(anomalies, key=lambda a: (a.timestamp, -a.severity, a.series)):
@@ -96,6 +138,7 @@ class IncidentTracker:
                 inc = None
             severity = max(a.severity for a in items)
             new_series = {a.series for a in items}
+            self._touched.add(gk)
             if inc is None:
                 inc = OpenIncident(
                     key=f"{gk}@{first.strftime('%Y-%m-%dT%H:%MZ')}",
@@ -108,9 +151,14 @@ class IncidentTracker:
                     notified_severity=severity,
                 )
                 self.open[gk] = inc
+                _add_measures(inc, items)
+                _add_root_causes(inc, root_causes, self.group_by, gk)
                 changes.append(IncidentChange(inc, "opened", tuple(items), True, at))
                 continue
+            inc.quiet_ticks = 0
             spread = bool(new_series - inc.series)
+            spread |= _add_measures(inc, items)
+            spread |= _add_root_causes(inc, root_causes, self.group_by, gk)
             grew = severity >= inc.notified_severity + self.severity_step
             inc.series |= new_series
             inc.severity = max(inc.severity, severity)
@@ -124,13 +172,217 @@ class IncidentTracker:
         return changes
 
     def resolve_quiet(self, now: datetime) -> list[IncidentChange]:
-        """Resolve incidents whose last anomaly is older than ``gap``."""
+        """Count a normal tick for incidents without anomalies since the last call, and
+        resolve those quiet for ``gap`` and ``quiet_ticks`` ticks."""
+        for gk, inc in self.open.items():
+            if gk not in self._touched:
+                inc.quiet_ticks += 1
+        self._touched.clear()
         return [
             self._resolve(gk, inc, now)
             for gk, inc in list(self.open.items())
-            if now - inc.last_anomaly_at > self.gap
+            if now - inc.last_anomaly_at > self.gap and inc.quiet_ticks >= self.quiet_ticks
         ]
 
     def _resolve(self, gk: str, inc: OpenIncident, at: datetime) -> IncidentChange:
         del self.open[gk]
         return IncidentChange(inc, "resolved", (), True, at)
+
+
+def _add_measures(inc: OpenIncident, items: Sequence[Anomaly]) -> bool:
+    """Record which measures moved and when; True if a measure is new to the incident."""
+    new = False
+    for a in items:
+        m = inc.measures.get(a.metric)
+        at = a.timestamp.isoformat()
+        if m is None:
+            inc.measures[a.metric] = {"first_at": at, "last_at": at, "direction": str(a.direction),
+                                      "severity": a.severity}
+            new = True
+            continue
+        m["last_at"] = max(m["last_at"], at)
+        if a.severity > m["severity"]:
+            m["severity"], m["direction"] = a.severity, str(a.direction)
+    return new
+
+
+# --- root cause -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """The root cause of one measure's deviation at one time, within one split group."""
+
+    metric: str
+    labels: dict[str, str]  # the group's labels (metric labels and split_by values)
+    timestamp: datetime
+    severity: int  # the highest severity among the anomalies it explains
+    causes: tuple[RootCause, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.timestamp.isoformat(),
+            "severity": self.severity,
+            "labels": dict(self.labels),
+            "causes": [c.to_dict() for c in self.causes],
+        }
+
+
+def _add_root_causes(
+    inc: OpenIncident, attributions: Sequence[Attribution], group_by: Sequence[str], gk: str
+) -> bool:
+    """Keep, per measure, the root cause found at its onset (before the detectors start to
+    learn the new level), upgraded only by a clearly more severe moment; True if new."""
+    new = False
+    for att in attributions:
+        if not att.causes or group_key(labels_group(att.labels, group_by)) != gk:
+            continue
+        old = inc.root_causes.get(att.metric)
+        if old is None or att.severity >= old["severity"] + ONSET_UPGRADE:
+            new |= old is None
+            inc.root_causes[att.metric] = att.to_dict()
+    return new
+
+
+def attribute(
+    frame: pd.DataFrame,
+    scores: pd.DataFrame | None,
+    series: Mapping[str, Series],
+    anomalies: Sequence[Anomaly],
+    *,
+    kind: ValueKind,
+    dimensions: Sequence[str],
+    split_by: Sequence[str] = (),
+    top: int = TOP_ROOT_CAUSES,
+) -> list[Attribution]:
+    """Root cause of every (time, split group) of a metric's tick that has an anomaly.
+
+    ``frame`` is the tick's measure frame (all groupings), ``scores`` the detection scores
+    (SCORE_COLUMNS: expected value and band of every point, leaves included). The leaves are
+    the series carrying every dimension; their actual numerator (and denominator) come from
+    the frame, their expected value from the scores, their noise from the band. A leaf the
+    detectors cannot judge yet (no expected value) is taken as normal.
+    """
+    dims = list(dimensions)
+    if not dims or scores is None or scores.empty or not anomalies:
+        return []
+    wanted: dict[tuple[pd.Timestamp, tuple[str, ...]], int] = {}
+    for a in anomalies:
+        if a.kind != "outlier" or any(k not in a.labels for k in split_by):
+            continue
+        key = (pd.Timestamp(a.timestamp), tuple(a.labels[k] for k in split_by))
+        wanted[key] = max(wanted.get(key, 0), a.severity)
+    leaf_keys = {k for k, s in series.items() if set(dims) <= set(s.dimensions)}
+    if not wanted or not leaf_keys:
+        return []
+    leaves = frame[frame["series"].isin(leaf_keys)]
+    leaves = leaves.merge(
+        scores[["timestamp", "series", "expected", "lower", "upper"]],
+        on=["timestamp", "series"], how="left",
+    )
+    for col in (*split_by, *dims):
+        leaves[col] = [series[k].labels.get(col, "") for k in leaves["series"]]
+    out = []
+    for (ts, split), severity in sorted(wanted.items()):
+        sel = leaves["timestamp"] == ts
+        for col, val in zip(split_by, split, strict=True):
+            sel &= leaves[col] == val
+        snap = leaves[sel]
+        if snap.empty:
+            continue
+        causes = localize(_leaf_cube(snap, kind, dims), top=top)
+        labels = {k: v for k, v in series[snap["series"].iloc[0]].labels.items() if k not in dims}
+        out.append(Attribution(
+            metric=series[snap["series"].iloc[0]].metric, labels=labels,
+            timestamp=ts.to_pydatetime(), severity=severity, causes=tuple(causes),
+        ))
+    return out
+
+
+def _leaf_cube(snap: pd.DataFrame, kind: ValueKind, dims: list[str]) -> Any:
+    """Leaf rows -> root-cause cube: numerators against expected numerators (exact parts)."""
+    value = snap["value"].to_numpy(dtype=np.float64)
+    expected = snap["expected"].to_numpy(dtype=np.float64)
+    unknown = ~np.isfinite(expected)
+    expected = np.where(unknown, value, expected)  # not judged yet: taken as normal
+    half = np.fmax(snap["upper"].to_numpy(dtype=np.float64) - expected,
+                   expected - snap["lower"].to_numpy(dtype=np.float64))
+    noise = half / 3.0  # the detectors' band is +/- 3 sd by default
+    bad = ~np.isfinite(noise) | (noise <= 0)
+    if bad.all():
+        noise = None
+    elif bad.any():
+        rel = np.nanmedian(np.where(bad, np.nan, noise / np.maximum(np.abs(expected), 1e-12)))
+        noise = np.where(bad, rel * np.abs(expected), noise)
+    df = snap[dims].copy()
+    if kind is ValueKind.SUM:
+        df["actual"], df["expected"] = value, expected
+        if noise is not None:
+            df["noise"] = noise
+        return prepare(df, dims, actual="actual", expected="expected",
+                       noise="noise" if noise is not None else None)
+    den = snap["denominator"].to_numpy(dtype=np.float64)
+    df["actual"] = snap["numerator"].to_numpy(dtype=np.float64)
+    df["denominator"] = den
+    df["expected"] = expected * den  # expected rate * actual volume
+    df["expected_denominator"] = den
+    if noise is not None:
+        df["noise"] = noise
+    return prepare(df, dims, actual="actual", expected="expected", denominator="denominator",
+                   expected_denominator="expected_denominator",
+                   noise="noise" if noise is not None else None)
+
+
+# --- what alerts and the store see ------------------------------------------------------------
+
+
+def root_cause_payload(inc: OpenIncident, top: int = 1) -> list[dict[str, Any]]:
+    """``[{metric, at, elements, share, score, contributions}]``: the best ``top`` root causes
+    of each measure, measures in the order they moved."""
+    out = []
+    for metric in inc.measure_order() + sorted(set(inc.root_causes) - set(inc.measures)):
+        rc = inc.root_causes.get(metric)
+        if not rc:
+            continue
+        for cause in rc["causes"][:top]:
+            out.append({
+                "metric": metric,
+                "at": rc["at"],
+                "elements": cause["elements"],
+                "share": cause["share"],
+                "score": cause["score"],
+                "contributions": cause["contributions"],
+            })
+    return out
+
+
+def incident_summary(inc: OpenIncident) -> dict[str, Any]:
+    """The incident's measures (in the order they moved) and root causes, for the store."""
+    return {
+        "measures": [{"metric": m, **inc.measures[m]} for m in inc.measure_order()],
+        "root_causes": copy.deepcopy(inc.root_causes),
+        "root_cause": root_cause_payload(inc),
+        "contributors": contributors(inc),
+        "quiet_ticks": inc.quiet_ticks,
+    }
+
+
+def restore_summary(inc: OpenIncident, summary: Mapping[str, Any]) -> None:
+    """Inverse of :func:`incident_summary` (after a restart)."""
+    for m in summary.get("measures") or []:
+        m = dict(m)
+        inc.measures[m.pop("metric")] = m
+    inc.root_causes = copy.deepcopy(dict(summary.get("root_causes") or {}))
+    inc.quiet_ticks = int(summary.get("quiet_ticks") or 0)
+
+
+def contributors(inc: OpenIncident, top: int = 5) -> list[dict[str, Any]]:
+    """Top contributing dimension values across the incident's measures, by |share|."""
+    items = []
+    for entry in root_cause_payload(inc):
+        for c in entry["contributions"]:
+            share = c.get("share")
+            items.append({"metric": entry["metric"], **c,
+                          "_key": abs(share) if share is not None and math.isfinite(share) else 0})
+    items.sort(key=lambda c: -c["_key"])
+    return [{k: v for k, v in c.items() if k != "_key"} for c in items[:top]]

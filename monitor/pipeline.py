@@ -11,26 +11,40 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
 from rich.console import Console
 
+from alerts.dispatch import Dispatcher
 from alerts.notifiers.base import Notifier
-from alerts.notifiers.console import ConsoleNotifier
+from alerts.notifiers.factory import receiver_notifier
 from alerts.outbox import DeliveryPolicy, DeliveryReport, OutboxWorker
 from alerts.payload import anomaly_dict, incident_payload
-from alerts.routing import Router
+from alerts.routing import Router, incident_group_by
+from alerts.silences import active_silences
+from detectors.feedback import verdicts
 from detectors.postrules import PostRules
 from monitor.clock import Clock, SystemClock
 from monitor.config import MetricConfig, MonitorConfig
 from monitor.detection import MetricDetectors
 from monitor.frames import FrameError, MeasureSpec, build_measure_frame, floor_time
-from monitor.incidents import IncidentChange, IncidentTracker, OpenIncident, group_key
-from monitor.model import Anomaly, Notification
+from monitor.incidents import (
+    IncidentChange,
+    IncidentTracker,
+    OpenIncident,
+    attribute,
+    group_key,
+    incident_summary,
+    restore_summary,
+)
+from monitor.model import Anomaly, Notification, Series
+from monitor.staleness import StalenessRule
 from monitor.store import Store, StoreTx
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError, Source
+from sources.metrics import SourceMetrics
 from sources.registry import create as create_source
 
 log = logging.getLogger(__name__)
@@ -59,6 +73,8 @@ class TickResult:
     #: The newest scored point of every series in the tick (SCORE_COLUMNS, first detector):
     #: value, expected, band, score and severity, for the exporter and dashboards.
     scores: pd.DataFrame | None = None
+    #: Incident changes (opened / updated / resolved) committed by the tick.
+    incidents: list[IncidentChange] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -93,15 +109,34 @@ def post_rules(metric: MetricConfig) -> PostRules:
         min_change=metric.min_change,
         min_abs_change=metric.min_abs_change,
         min_volume=metric.min_volume,
+        consecutive=metric.consecutive,
+        window_k=metric.window.k if metric.window else 1,
+        window_n=metric.window.n if metric.window else 1,
+        warmup=metric.warmup,
+        suppress=metric.suppress,
+        missing=metric.missing,
+        no_data_after=no_data_intervals(metric),
     )
 
 
-def build_notifiers(config: MonitorConfig, console: Console | None = None) -> dict[str, Notifier]:
-    """One notifier per receiver that has a notifier configured (others drop alerts)."""
+def no_data_intervals(metric: MetricConfig) -> int:
+    """``no_data_after`` in intervals (default 3; 0 = off), for the per-series rule."""
+    if metric.no_data_after is None:
+        return 3
+    return -(-metric.no_data_after // metric.interval)
+
+
+def build_notifiers(
+    config: MonitorConfig, console: Console | None = None, store: Store | None = None
+) -> dict[str, Notifier]:
+    """One notifier per receiver that has a notifier configured (others drop alerts); with a
+    store, Slack keeps its delivery receipts (thread, exactly-once) there."""
+    grafana_url = config.grafana.url if config.grafana else None
     out: dict[str, Notifier] = {}
     for r in config.alerting.receivers:
-        if r.console is not None:
-            out[r.name] = ConsoleNotifier(console, format=r.console.format)
+        n = receiver_notifier(r, console=console, store=store, grafana_url=grafana_url)
+        if n is not None:
+            out[r.name] = n
     return out
 
 
@@ -118,6 +153,8 @@ class Pipeline:
         sources: Mapping[str, Source] | None = None,
         console: Console | None = None,
         delivery: DeliveryPolicy | None = None,
+        source_metrics: SourceMetrics | None = None,
+        fit_executor: Executor | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -126,19 +163,33 @@ class Pipeline:
         for name, cfg in config.sources.items():
             self.sources.setdefault(name, create_source(name, cfg))
         if notifiers is None:
-            notifiers = build_notifiers(config, console)
+            notifiers = build_notifiers(config, console, store)
         self.notifiers = dict(notifiers)
-        self.router = Router(config.alerting.route.receiver)
+        self.router = Router.from_config(config.alerting)
+        # routes, silences, inhibition, time intervals, group_interval (alerts/dispatch.py)
+        self.dispatcher = Dispatcher(config.alerting, router=self.router,
+                                     silences=lambda now: active_silences(store, now))
         self.outbox = OutboxWorker(store, self.notifiers, self.clock, delivery)
         self.runbooks = {m.name: m.runbook for m in config.metrics}
         max_interval = max(m.interval for m in config.metrics)
         self.incidents = IncidentTracker(
-            config.alerting.route.group_by,
+            incident_group_by(config.alerting.route.group_by, config.metrics),
             gap=max(config.alerting.resolve_after, 3 * max_interval),
+            renotify=config.alerting.route.group_interval or timedelta(hours=1),
+            quiet_ticks=config.alerting.resolve_after_ticks,
         )
         self._detectors: dict[str, MetricDetectors] = {}
         self._health: dict[str, _Health] = {m.name: _Health() for m in config.metrics}
         self._cursors: dict[str, datetime | None] = {}
+        # sources (issue 6): staleness rules, end of the newest bucket with rows, metrics
+        self._staleness = {m.name: StalenessRule.for_metric(m) for m in config.metrics}
+        self._last_data: dict[str, datetime | None] = {}
+        self.source_metrics = source_metrics  # None: fed by dashboards.telemetry instead
+        #: Where slow model fits (Prophet refits) run; None = inline. A thread pool or a Dask
+        #: client's ``get_executor()`` takes them off the tick path.
+        self.fit_executor = fit_executor
+        for m in config.metrics if source_metrics is not None else ():
+            source_metrics.declare(m.source, m.name)
         self._restore_incidents()
 
     # -- public -------------------------------------------------------------------------------
@@ -163,9 +214,13 @@ class Pipeline:
         if until <= since:
             result.skipped = "no complete bucket since the last tick"
             return result
+        # The late-data window: re-poll the recent past too (upserted, not detected again).
+        fetch_since = since
+        if cursor is not None and metric.late_window > timedelta(0):
+            fetch_since = floor_time(since - metric.late_window, metric.interval)
         snapshot = self.incidents.snapshot()
         try:
-            self._run(metric, since, until, result)
+            self._run(metric, since, until, result, fetch_since=fetch_since)
         except (RetriableSourceError, FatalSourceError, FrameError) as exc:
             self._failed(metric, result, exc, health, started_at, snapshot)
         except Exception as exc:  # a bug must not kill the scheduler; it is logged and counted
@@ -174,6 +229,9 @@ class Pipeline:
         else:
             health.failures, health.retry_at = 0, None
         result.seconds = time.perf_counter() - started
+        if self.source_metrics is not None:
+            self.source_metrics.observe(metric.source, self.sources.get(metric.source), result,
+                                        last_data_end=self._last_data.get(metric.name))
         return result
 
     def deliver(self) -> DeliveryReport:
@@ -187,40 +245,57 @@ class Pipeline:
     # -- internals ----------------------------------------------------------------------------
 
     def _run(
-        self, metric: MetricConfig, since: datetime, until: datetime, result: TickResult
+        self,
+        metric: MetricConfig,
+        since: datetime,
+        until: datetime,
+        result: TickResult,
+        *,
+        fetch_since: datetime | None = None,
     ) -> None:
         source = self.sources[metric.source]
+        fetch_since = since if fetch_since is None else fetch_since
         request = PollRequest(
             metric=metric.name,
-            since=since,
+            since=fetch_since,
             until=until,
             query=metric.query,
             params=dict(metric.params),
             timestamp_column=metric.timestamp,
         )
         raw = source.fetch(request)
-        built = build_measure_frame(raw, measure_spec(metric), since, until)
+        built = build_measure_frame(raw, measure_spec(metric), fetch_since, until)
         result.rows_in = built.rows_in
         result.rejected = dict(built.rejected)
         if built.rejected:
             log.warning("%s: rejected %d of %d rows %s", metric.name, built.rejected_total,
                         built.rows_in, dict(built.rejected))
         dets = self._metric_detectors(metric, list(built.series))
-        detected = dets.run(built.frame, built.series, keep_scores=True)
+        fresh = built.frame  # re-polled (late-window) buckets are stored, never re-detected
+        if fetch_since < since:
+            fresh = fresh[fresh["timestamp"] >= pd.Timestamp(since)]
+        dets.feedback.extend(verdicts(self.store.feedback_after(metric.name,
+                                                                dets.feedback.last_id)))
+        detected = dets.run(fresh, built.series, keep_scores=True, until=until)
+        no_data = self._no_data(metric, until, built.frame)
+        detected.anomalies += no_data
         result.anomalies = detected.anomalies
         if detected.scores is not None and len(detected.scores):
             result.scores = detected.scores.drop_duplicates("series", keep="last")
-        changes = self.incidents.observe(detected.anomalies, until)
+        rca = attribute(fresh, detected.scores, built.series, detected.anomalies,  # root cause
+                        kind=metric.value.kind, dimensions=metric.dimensions,
+                        split_by=metric.split_by)
+        changes = self.incidents.observe(detected.anomalies, until, rca)
         # Quiet means quiet in every metric: resolve only up to where all have been polled.
         changes += self.incidents.resolve_quiet(self._watermark(metric.name, until))
         notifications = self._notifications(changes)
         now = self.clock.now()
         with self.store.transaction() as tx:
-            tx.ensure_series(list(built.series.values()))
+            tx.ensure_series([*built.series.values(), *self._no_data_series(metric, no_data)])
             result.rows_stored = tx.upsert_points(built.frame)
             keys = list(built.series)
-            for name, det in dets.detectors.items():
-                tx.save_checkpoints(dets.checkpoint_name(name), det.get_state(keys))
+            for name, states in dets.checkpoints(keys).items():
+                tx.save_checkpoints(name, states)
             tx.add_anomalies(detected.anomalies)
             for change in changes:
                 self._persist_incident(tx, change)
@@ -232,6 +307,7 @@ class Pipeline:
                 rejected=result.rejected, anomalies=len(result.anomalies),
             )
         self._cursors[metric.name] = until
+        result.incidents = changes
 
     def _watermark(self, current: str, until: datetime) -> datetime:
         """The time up to which every metric has been processed (this tick included)."""
@@ -259,6 +335,7 @@ class Pipeline:
         self.incidents.restore(snapshot)
         self._detectors.pop(metric.name, None)  # reload the committed state next time
         self._cursors.pop(metric.name, None)
+        self._last_data.pop(metric.name, None)
         result.error = str(exc) or type(exc).__name__
         result.anomalies = []
         health.failures += 1
@@ -267,15 +344,47 @@ class Pipeline:
         level = logging.ERROR if isinstance(exc, FatalSourceError | FrameError) else logging.WARNING
         log.log(level, "tick of %s failed (%d in a row): %s", metric.name, health.failures,
                 result.error)
+        snapshot = self.incidents.snapshot()
         try:
             with self.store.transaction() as tx:
+                if result.until is not None:  # no data while the source is down (issue 6)
+                    no_data = self._no_data(metric, result.until, None)
+                    changes = self.incidents.observe(no_data, result.until)
+                    tx.ensure_series(self._no_data_series(metric, no_data))
+                    tx.add_anomalies(no_data)
+                    for change in changes:
+                        self._persist_incident(tx, change)
+                    result.notifications = tx.enqueue(self._notifications(changes), now)
+                    result.anomalies, result.incidents = no_data, changes
                 tx.record_tick(
                     metric=metric.name, started_at=now, finished_at=self.clock.now(),
                     since=result.since, until=result.until, rows_in=result.rows_in,
                     rows_stored=0, rejected=result.rejected, anomalies=0, error=result.error,
                 )
         except Exception:
+            self.incidents.restore(snapshot)
+            result.anomalies, result.incidents = [], []
             log.exception("could not record the failed tick of %s", metric.name)
+
+    def _no_data(
+        self, metric: MetricConfig, until: datetime, frame: pd.DataFrame | None
+    ) -> list[Anomaly]:
+        """Track the newest bucket with rows; a ``no_data`` anomaly if the metric is stale."""
+        if metric.name not in self._last_data:
+            last = self.store.last_point_time(metric.name)
+            self._last_data[metric.name] = None if last is None else last + metric.interval
+        if frame is not None and len(frame):
+            end = frame["timestamp"].max().to_pydatetime() + metric.interval
+            prev = self._last_data[metric.name]
+            self._last_data[metric.name] = end if prev is None else max(prev, end)
+        rule = self._staleness[metric.name]
+        last_end = self._last_data[metric.name]
+        if last_end is None or not rule.is_stale(last_end, until):
+            return []
+        return [rule.anomaly(last_end, until)]
+
+    def _no_data_series(self, metric: MetricConfig, anomalies: list[Anomaly]) -> list[Series]:
+        return [self._staleness[metric.name].series] if anomalies else []
 
     def _metric_detectors(self, metric: MetricConfig, keys: list[str]) -> MetricDetectors:
         """The metric's detectors, restored from their checkpoints on first use."""
@@ -283,28 +392,23 @@ class Pipeline:
         if dets is None:
             configs = {name: self.config.detector(name) for name in metric.detectors}
             dets = MetricDetectors(metric.name, metric.interval, configs, post_rules(metric))
-            for name, det in dets.detectors.items():
-                states = self.store.load_checkpoints(dets.checkpoint_name(name))
-                if not states:
-                    continue
-                try:
-                    det.set_state(states)
-                except ValueError as exc:  # e.g. the interval or detector settings changed
-                    log.warning("%s/%s: checkpoint not usable (%s); learning afresh",
-                                metric.name, name, exc)
+            if self.fit_executor is not None:
+                dets.set_executor(self.fit_executor)
+            for name in dets.restore(self.store.load_checkpoints):
+                log.warning("%s: checkpoint not usable; learning afresh", name)
             self._detectors[metric.name] = dets
         return dets
 
     def _notifications(self, changes: list[IncidentChange]) -> list[Notification]:
         out = []
+        now = self.clock.now()
+        for change in changes:
+            self.dispatcher.observe(change)
         for change in changes:
             if not change.notify:
                 continue
             payload = incident_payload(change, runbooks=self.runbooks)
-            labels = dict(change.incident.group)
-            if change.anomalies:
-                labels = {**change.anomalies[0].labels, **labels}
-            for receiver in self.router.receivers(labels):
+            for receiver in self.dispatcher.receivers(change, now, self.incidents.open.values()):
                 if receiver not in self.notifiers:
                     continue  # a receiver without notifiers drops what reaches it
                 key = f"{change.incident.key}|{change.status}|{change.at.isoformat()}|{receiver}"
@@ -323,6 +427,7 @@ class Pipeline:
             "last_notified_at": inc.last_notified_at.isoformat() if inc.last_notified_at else None,
             "notified_severity": inc.notified_severity,
             "top": [anomaly_dict(a) for a in change.anomalies[:5]],
+            **incident_summary(inc),  # measures in order, root causes, contributors
         }
         iid = tx.open_incident(
             inc.key, journey=inc.group.get("journey"), severity=inc.severity,
@@ -347,4 +452,5 @@ class Pipeline:
                 last_notified_at=datetime.fromisoformat(notified) if notified else None,
                 notified_severity=int(s.get("notified_severity") or 0),
             )
+            restore_summary(inc, s)
             self.incidents.open[group_key(group)] = inc

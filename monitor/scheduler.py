@@ -130,6 +130,8 @@ def replay_steps(start: datetime, end: datetime, step: timedelta) -> Iterator[da
     while t <= end:
         yield t
         t += step
+    if start <= end and t - step < end:  # always finish exactly at ``end``
+        yield end
 
 
 def replay(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -36,6 +35,7 @@ from sqlalchemy.types import TypeDecorator
 from monitor.clock import Clock, SystemClock
 from monitor.errors import StoreError
 from monitor.model import MEASURE_COLUMNS, Anomaly, Notification, Series
+from monitor.redact import redact_url as _redact_url
 
 __all__ = [
     "FEEDBACK_LABELS",
@@ -268,6 +268,43 @@ ticks_t = sa.Table(
 )
 
 
+# -- delivery receipts (issue 5: alerts/receipts.py; migration 0003_delivery) -------------------
+# What a notifier has already done for a notification, written before and after the external
+# call: a re-send after a crash (at-least-once outbox) then finds the message instead of posting
+# it twice, and follow-ups of an incident find its Slack thread (the first posted ``ts``).
+
+delivery_receipts_t = sa.Table(
+    "delivery_receipts",
+    METADATA,
+    sa.Column("idempotency_key", sa.Text, primary_key=True),
+    sa.Column("receiver", sa.String(255), nullable=False),
+    sa.Column("incident_key", sa.Text, nullable=False),
+    sa.Column("channel", sa.String(255), nullable=True),
+    sa.Column("ts", sa.String(64), nullable=True),  # Slack message ts, once posted
+    sa.Column("thread_ts", sa.String(64), nullable=True),  # the thread it was posted in
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("posted_at", UTCDateTime, nullable=True),
+    sa.Index("ix_delivery_receipts_incident_key_receiver", "incident_key", "receiver"),
+)
+
+# -- silences (issue 5/12: alerts/silences.py; migration 0002_silences) -------------------------
+# Alertmanager-style silences: matchers (strings in matcher syntax) and a validity window;
+# expiring one sets ends_at to now. Notifications they silence are recorded, not sent.
+
+silences_t = sa.Table(
+    "silences",
+    METADATA,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("matchers", JSONType, nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("ends_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_silences_ends_at", "ends_at"),
+)
+
+
 # -- values -------------------------------------------------------------------------------------
 
 
@@ -308,15 +345,11 @@ def _outbox_row(row: sa.Row[Any]) -> OutboxRow:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-_USERINFO = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
 def redact_url(url: str | URL) -> str:
-    """The URL with its password replaced by ``***``: safe for logs and error messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # unparsable: mask whatever looks like user:password@
-        return _USERINFO.sub(r"\1***@", str(url))
+    """The URL with secrets masked (see :func:`monitor.redact.redact_url`)."""
+    return _redact_url(url)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -823,6 +856,16 @@ class Store:
                 sa.select(poll_cursors_t.c.cursor).where(poll_cursors_t.c.metric == metric)
             ).scalar_one_or_none()
 
+    def last_point_time(self, metric: str) -> datetime | None:
+        """Start of the newest stored bucket of a metric (for staleness), or None."""
+        q = (
+            sa.select(sa.func.max(points_t.c.ts, type_=UTCDateTime()))
+            .join_from(points_t, series_t)
+            .where(series_t.c.metric == metric)
+        )
+        with self._read() as conn:
+            return conn.execute(q).scalar_one_or_none()
+
     def series_ids(self, keys: Sequence[str]) -> dict[str, int]:
         """Ids of the known keys; unknown keys are simply absent."""
         with self._read() as conn:
@@ -1071,6 +1114,22 @@ class Store:
                     .returning(feedback_t.c.id)
                 ).scalar_one()
             )
+
+    def feedback_after(self, metric: str, after_id: int = 0) -> list[dict[str, Any]]:
+        """Feedback on a metric's anomalies with id > ``after_id``, oldest first: id, label,
+        series (key), ts and severity of the anomaly (for detectors/feedback.py)."""
+        q = (
+            sa.select(
+                feedback_t.c.id, feedback_t.c.label, series_t.c.key.label("series"),
+                anomalies_t.c.ts, anomalies_t.c.severity,
+            )
+            .join_from(feedback_t, anomalies_t)
+            .join(series_t, anomalies_t.c.series_id == series_t.c.id)
+            .where(anomalies_t.c.metric == metric, feedback_t.c.id > int(after_id))
+            .order_by(feedback_t.c.id)
+        )
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def feedback_for(self, series_key: str) -> list[dict[str, Any]]:
         """Feedback on a series' anomalies, oldest first, with the anomaly's ts/detector/kind."""

@@ -1,6 +1,16 @@
 """Pollers: one module per source type, registered by ``type:``."""
 
-from sources import demo, sql  # noqa: F401  (registers the built-in types)
+from sources import (  # noqa: F401  (registers the built-in types)
+    demo,
+    files,
+    google_analytics,
+    http_json,
+    prometheus,
+    salesforce,
+    servicenow,
+    sql,
+    zendesk,
+)
 from sources.base import (
     FatalSourceError,
     PollRequest,

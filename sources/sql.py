@@ -57,6 +57,11 @@ class SqlSource(Source):
                 result = conn.execute(stmt, bound)
                 return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
         except OperationalError as exc:
+            if _is_login_failure(exc):
+                raise FatalSourceError(
+                    f"source {self.name}: the database rejected the credentials or database "
+                    f"name in url ({_reason(exc)}); check the source's url"
+                ) from None
             raise RetriableSourceError(
                 f"source {self.name}: database unreachable or busy ({_reason(exc)})"
             ) from None
@@ -69,6 +74,24 @@ class SqlSource(Source):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+#: Login failures: MySQL/MariaDB error codes (access denied, unknown database) and PostgreSQL
+#: messages/SQLSTATEs (28000/28P01 invalid authorization, 3D000 unknown database).
+_LOGIN_CODES = {1044, 1045, 1049, 1698}
+_LOGIN_TEXT = ("password authentication failed", "role \"", "does not exist",
+               "authentication failed", "access denied")
+
+
+def _is_login_failure(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _LOGIN_CODES:
+        return True
+    if getattr(orig, "sqlstate", None) in {"28000", "28P01", "3D000"}:
+        return True
+    text = str(orig or exc).lower()
+    return "fatal:" in text and any(t in text for t in _LOGIN_TEXT)
 
 
 def _reason(exc: BaseException) -> str:

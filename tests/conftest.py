@@ -15,10 +15,15 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from monitor.store import Store
+
+# Shared CI machines are noisy: no per-example time limits (speed lives in benchmarks).
+settings.register_profile("cxmon", deadline=None)
+settings.load_profile("cxmon")
 
 PG_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -112,6 +112,26 @@ def test_backtest_rejects_bad_ranges(tmp_path: Path, args: list[str]) -> None:
 
 def test_alerts_status(tmp_path: Path) -> None:
     cfg = write(tmp_path, GOOD.format(db=tmp_path / "s.db"))
+    missing = runner.invoke(app, ["alerts", "status", "-c", str(cfg)])
+    assert missing.exit_code == 1 and "no store" in missing.output  # no false all-clear
+    assert not (tmp_path / "s.db").exists()
+    assert runner.invoke(app, ["run", "-c", str(cfg), "--once"]).exit_code == 0
     result = runner.invoke(app, ["alerts", "status", "-c", str(cfg)])
     assert result.exit_code == 0, result.output
     assert "pending 0" in result.output
+
+
+def test_run_once_exits_non_zero_when_a_tick_fails(tmp_path: Path) -> None:
+    broken = GOOD.format(db=tmp_path / "f.db").replace("query: checkout", "query: nosuchtable")
+    result = runner.invoke(app, ["run", "-c", str(write(tmp_path, broken)), "--once"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "1 of 1 tick(s) failed" in result.output
+
+
+def test_validate_messages_keep_square_brackets(tmp_path: Path) -> None:
+    bad = GOOD.format(db="x.db").replace("name: checkout_dropoff_rate", "name: 9bad")
+    result = runner.invoke(app, ["validate", "-c", str(write(tmp_path, bad))],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "[a-zA-Z_:]" in result.output  # rich markup must not swallow the pattern

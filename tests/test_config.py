@@ -248,13 +248,10 @@ def test_design_example_loads_with_console_receivers() -> None:
     assert c.scheduler.misfire_grace == timedelta(minutes=1)
 
 
-def test_design_example_verbatim_reports_only_what_is_not_supported_yet() -> None:
-    problems = problems_of(with_fake_types(DESIGN_EXAMPLE))
-    assert problems == [
-        ("alerting.route.routes", "unknown key 'routes'"),
-        ("alerting.receivers[0].slack", "unknown key 'slack'"),
-        ("alerting.receivers[1].slack", "unknown key 'slack'"),
-    ]
+def test_design_example_verbatim_loads_with_its_route_tree() -> None:
+    c = cfg.parse_config(with_fake_types(DESIGN_EXAMPLE), env=ENV)
+    (child,) = c.alerting.route.routes
+    assert (child.matchers, child.receiver) == (['team="checkout-squad"'], "checkout")
 
 
 def test_demo_example_file_loads() -> None:
@@ -385,7 +382,7 @@ def test_store_url_password_is_masked() -> None:
     assert cfg.redact_url("sqlite:///cxmon.db") == "sqlite:///cxmon.db"
     assert cfg.redact_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
     assert cfg.redact_url("https://u:p%40ss@h/x?a=1") == "https://u:***@h/x?a=1"
-    assert cfg.redact_url("not a url") == "not a url"
+    assert cfg.redact_url("not a url") == "<unparsable URL>"
     store = cfg.StoreConfig(url=url)
     assert "hunter2" not in repr(store) and "hunter2" not in str(store)
     assert store.url == url  # the value itself is intact for the store to use
@@ -731,6 +728,7 @@ def test_json_schema_lists_registered_types() -> None:
         "alerting",
         "grafana",
         "scheduler",
+        "exporter",
     }
     assert schema["required"] == ["sources", "metrics"]
     sources = props["sources"]["additionalProperties"]
@@ -750,3 +748,4 @@ def test_json_schema_lists_registered_types() -> None:
     assert metric["properties"]["interval"]["type"] == "string"
     assert metric["properties"]["interval"]["default"] == "5m"  # not ISO 8601 "PT5M"
     assert defs["FakeApiConfig"]["properties"]["timeout"]["default"] == "30s"
+

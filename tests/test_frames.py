@@ -89,15 +89,23 @@ def test_bad_rows_are_counted_by_reason_and_never_crash() -> None:
     assert value_of(mf.frame, 'dropoff{journey="checkout"}') == pytest.approx(0.1)
 
 
-def test_duplicates_keep_last_and_zero_denominators_are_reported() -> None:
+def test_identical_rows_are_duplicates_other_rows_add_up() -> None:
     rows = pd.DataFrame({
-        "ts": [T0, T0, T0], "channel": ["app", "app", "web"], "region": ["uk", "uk", "uk"],
-        "started": [100, 200, 0], "abandoned": [10, 50, 0],
+        "ts": [T0, T0, T0, T0], "channel": ["app", "app", "app", "web"],
+        "region": ["uk", "uk", "uk", "uk"],
+        "started": [100, 100, 200, 0], "abandoned": [10, 10, 50, 0],
     })
     mf = build_measure_frame(rows, spec(), T0, T1)
     assert mf.rejected == {"duplicate": 1, "zero_denominator": 1}
-    assert value_of(mf.frame, 'dropoff{channel="app",journey="checkout",region="uk"}') == 0.25
+    # the two distinct app rows are summed: (10 + 50) / (100 + 200)
+    assert value_of(mf.frame, 'dropoff{channel="app",journey="checkout",region="uk"}') == 0.2
     assert not (mf.frame["series"].str.contains('channel="web"')).any()
+
+
+def test_rows_without_declared_dimensions_are_summed_not_dropped() -> None:
+    mf = build_measure_frame(leaf_rows(), spec(dimensions=()), T0, T1)
+    assert mf.rejected == {}
+    assert value_of(mf.frame, 'dropoff{journey="checkout"}') == pytest.approx(189 / 1410)
 
 
 def test_missing_column_is_a_clear_error() -> None:

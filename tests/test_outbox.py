@@ -114,3 +114,23 @@ def test_a_crash_between_send_and_mark_resends_once_more(store: Store) -> None:
     OutboxWorker(store, {"slack": slack}, clock).deliver_due()
     assert slack.received == [{"n": 1}]
     assert store.outbox_counts()["sent"] == 1
+
+
+def test_an_update_never_overtakes_the_message_waiting_for_its_retry(store: Store) -> None:
+    """The incident's first message failed and waits for its retry; the update enqueued after
+    it is due now but must wait too. Another receiver of the same incident is not held back."""
+    clock = FakeClock(T0)
+    slack, pager = Flaky(failures=1), Flaky()
+    worker = OutboxWorker(store, {"slack": slack, "pager": pager}, clock,
+                          DeliveryPolicy(base_delay=timedelta(seconds=30)))
+    enqueue(store, ("i1", "slack", 1))
+    worker.deliver_due()  # fails: retry in 30 s
+    with store.transaction() as tx:
+        tx.enqueue([Notification("i1-2", "slack", "i1", {"n": 2}),
+                    Notification("i1-pager", "pager", "i1", {"n": 2})], T0)
+    clock.advance(timedelta(seconds=10))
+    assert worker.deliver_due().sent == 1  # only the other receiver's
+    assert slack.received == [] and pager.received == [{"n": 2}]
+    clock.advance(timedelta(seconds=20))
+    assert worker.deliver_due().sent == 2
+    assert slack.received == [{"n": 1}, {"n": 2}]

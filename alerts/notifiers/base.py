@@ -8,7 +8,12 @@ Payload schema (a JSON-able dict, the same for every notifier)::
      "opened_at": iso, "resolved_at": iso | None, "runbook": str | None,
      "anomalies": [{"series", "metric", "labels", "timestamp", "value", "expected",
                     "lower", "upper", "score", "severity", "direction", "change",
-                    "detector", "kind"}, ...]}
+                    "detector", "kind"}, ...],
+     "measures": [{"metric", "first_at", "last_at", "direction", "severity"}, ...],  # as moved
+     "root_cause": [{"metric", "at", "elements": [{dim: value}, ...], "share", "score",
+                     "contributions": [{"element", "actual", "expected", "change", "share",
+                                        "leaves"}]}, ...],
+     "contributors": [{"metric", "element", "share", ...}, ...]}  # top dimension values
 """
 
 from __future__ import annotations
@@ -34,3 +39,8 @@ class Notifier(ABC):
     @abstractmethod
     def send(self, payload: Mapping[str, Any]) -> None:
         """Deliver or raise :class:`NotifyError`. Must never log secrets."""
+
+    def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
+        """What the outbox calls: :meth:`send` plus the notification's idempotency key, which
+        is the same on every retry. Override it to deduplicate re-sends (at-least-once)."""
+        self.send(payload)

@@ -8,3 +8,7 @@ import typer
 bench_app = typer.Typer(help="Benchmarks (results go to docs/benchmarks.md).", no_args_is_help=True)
 
 # --- benchmark modules: one register line each, below this marker ---
+__import__("monitor.bench.nab").bench.nab.register(bench_app)  # nab
+__import__("monitor.bench.rca").bench.rca.register(bench_app)  # rca
+__import__("monitor.bench.exporter").bench.exporter.register(bench_app)  # exporter
+__import__("monitor.bench.detect").bench.detect.register(bench_app)  # detect

@@ -1,0 +1,336 @@
+"""Slack Block Kit rendering of a notification payload. Pure: a dict in, a dict out.
+
+:func:`render_message` returns ``{"text", "color", "blocks"}``: ``text`` is the notification
+fallback, ``color`` the severity bar (the blocks are sent inside one attachment, the only way
+Slack draws a colour), ``blocks`` the message. Slack's limits are respected (50 blocks,
+3,000 characters per text, 150 per header, 2,000 per button value); anything cut says so.
+
+Root cause (``payload["root_cause"]``, optional; made by ``monitor/incidents.py``) is read in
+any of these shapes (``metric`` and per-element ``contributions`` are optional)::
+
+    [{"metric": "m", "elements": [{"channel": "app", "region": "uk"}], "share": 0.78,
+      "contributions": [{"element": {...}, "share": 0.78}, ...]}, ...]
+    {"root_causes": [{"elements": [...], "score": 0.93, "share": 0.78}, ...]}
+    [{"labels": {"channel": "app"}, "share": 0.78}, ...]
+
+Grafana deep link convention: dashboard uid ``cxmon-journey-<journey>`` (``cxmon-overview``
+without a journey), time range from 6 h before the first anomaly to 1 h after the last one (or
+the resolution), and one ``var-<label>=<value>`` per label of the top anomaly (``team`` left out)
+plus ``var-metric``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from alerts.notifiers.console import format_change, format_number
+
+__all__ = [
+    "FEEDBACK_ACTIONS",
+    "MAX_BLOCKS",
+    "MAX_TEXT",
+    "grafana_link",
+    "limit_blocks",
+    "render_message",
+    "root_cause_items",
+    "severity_style",
+]
+
+MAX_BLOCKS = 50
+MAX_TEXT = 3000
+MAX_HEADER = 150
+MAX_BUTTON_VALUE = 2000
+MAX_ROOT_CAUSES = 5
+
+#: action_id -> (button label, feedback label stored in the ``feedback`` table)
+FEEDBACK_ACTIONS: dict[str, tuple[str, str]] = {
+    "cxmon_ack": ("Acknowledge", "acknowledged"),
+    "cxmon_not_anomaly": ("Not an anomaly", "not_anomaly"),
+    "cxmon_expected": ("Expected", "expected"),
+}
+
+_STYLES = (
+    (75, "critical", ":red_circle:", "#D32F2F"),
+    (50, "high", ":large_orange_circle:", "#F57C00"),
+    (25, "medium", ":large_yellow_circle:", "#FBC02D"),
+    (0, "low", ":large_blue_circle:", "#1E88E5"),
+)
+_RESOLVED = ("resolved", ":white_check_mark:", "#2E7D32")
+_HIDDEN_LABELS = ("team",)
+
+
+def severity_style(severity: int) -> tuple[str, str, str]:
+    """(name, emoji, hex colour) for a severity 0-100."""
+    return next((name, emoji, colour) for floor, name, emoji, colour in _STYLES
+                if severity >= floor)
+
+
+def render_message(
+    payload: Mapping[str, Any],
+    *,
+    grafana_url: str | None = None,
+    runbook: str | None = None,
+    feedback: bool = True,
+    closed: bool = False,
+) -> dict[str, Any]:
+    """Blocks for one notification. ``closed=True`` renders the incident's first message as
+    resolved (it is edited in place when the incident resolves): no feedback buttons."""
+    resolved = payload.get("status") == "resolved" or closed
+    severity = int(payload.get("severity") or 0)
+    name, emoji, colour = _RESOLVED if resolved else severity_style(severity)
+    title = str(payload.get("title") or payload.get("incident_key") or "incident")
+    verb = "Resolved" if resolved else ("Update" if payload.get("update") else "Anomaly")
+    header = f"{emoji} {verb} · sev {severity} · {title}"
+    text = f"{verb}: {title} (severity {severity}, {name})"
+
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(_cut(header, MAX_HEADER))},
+    ]
+    anomalies = list(payload.get("anomalies") or [])
+    metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")})
+    fields = [
+        f"*Severity*\n{emoji} {severity} · {name}",
+        f"*Journey*\n{payload.get('journey') or 'all'}",
+        f"*Metric*\n{', '.join(metrics) or 'n/a'}",
+        f"*Since*\n{_when(payload.get('opened_at'))}",
+    ]
+    blocks.append({"type": "section", "fields": [_mrkdwn(_cut(f, 2000)) for f in fields]})
+
+    if payload.get("status") == "resolved":
+        opened, until = payload.get("opened_at"), payload.get("resolved_at")
+        blocks.append(_section(
+            f"Back to normal. Open from {_when(opened)} to {_when(until)}"
+            f"{_duration(opened, until)}; this thread is closed."))
+    elif anomalies:
+        top, related = anomalies[0], anomalies[1:]
+        blocks.append(_section(_top_anomaly(top, payload.get("group") or {})))
+        causes = root_cause_items(payload.get("root_cause"))
+        if causes:
+            lines = [f"• {f'*{metric}*: ' if metric else ''}{_labels_md(labels)}{_share(share)}"
+                     for metric, labels, share in causes]
+            blocks.append(_section("*Root cause* (top dimension values, share of the change)\n"
+                                   + "\n".join(lines)))
+        total = int(payload.get("anomalies_total") or len(anomalies))
+        if related:
+            lines = [_related_line(a, payload.get("group") or {}) for a in related]
+            hidden = total - len(anomalies)
+            if hidden > 0:
+                lines.append(f"… and {hidden} more not shown")
+            order = _measure_order(payload.get("measures"))
+            blocks.append(_section(f"*Related anomalies* ({total - 1})\n{order}"
+                                   + "\n".join(lines)))
+
+    buttons = _buttons(payload, grafana_url, runbook, feedback and not resolved)
+    if buttons:
+        blocks.append({"type": "actions", "block_id": "cxmon_actions", "elements": buttons})
+    context = f"cxmon · incident `{payload.get('incident_key', '')}`"
+    if closed and payload.get("status") != "resolved":
+        context += " · resolved, see thread"
+    blocks.append({"type": "context", "elements": [_mrkdwn(_cut(context, MAX_TEXT))]})
+    return {"text": _cut(text, MAX_TEXT), "color": colour, "blocks": limit_blocks(blocks)}
+
+
+def grafana_link(payload: Mapping[str, Any], base_url: str) -> str | None:
+    """Deep link to the journey's dashboard around the incident, filtered to the top anomaly."""
+    anomalies = list(payload.get("anomalies") or [])
+    times = [t for t in (_parse(a.get("timestamp")) for a in anomalies) if t is not None]
+    for key in ("opened_at", "resolved_at"):
+        if (t := _parse(payload.get(key))) is not None:
+            times.append(t)
+    if not times:
+        return None
+    journey = payload.get("journey")
+    uid = f"cxmon-journey-{journey}" if journey else "cxmon-overview"
+    params: list[tuple[str, str]] = [
+        ("from", str(_ms(min(times) - timedelta(hours=6)))),
+        ("to", str(_ms(max(times) + timedelta(hours=1)))),
+    ]
+    if anomalies:
+        top = anomalies[0]
+        if top.get("metric"):
+            params.append(("var-metric", str(top["metric"])))
+        labels = top.get("labels") or {}
+        params += [(f"var-{k}", str(v)) for k, v in sorted(labels.items())
+                   if k not in _HIDDEN_LABELS]
+    return f"{base_url.rstrip('/')}/d/{uid}?{urlencode(params)}"
+
+
+def root_cause_items(raw: Any) -> list[tuple[str | None, dict[str, str], float | None]]:
+    """Normalise the payload's root cause to ``[(metric, labels, share), ...]``, best first;
+    a root cause made of several dimension-value combinations gives one item each."""
+    if isinstance(raw, Mapping):
+        raw = raw.get("root_causes") or raw.get("top") or raw.get("items") or []
+    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
+        return []
+    out: list[tuple[str | None, dict[str, str], float | None]] = []
+    for item in raw:
+        if not isinstance(item, Mapping):
+            continue
+        metric = str(item["metric"]) if item.get("metric") else None
+        found = (item.get("elements") or item.get("labels") or item.get("dimensions")
+                 or item.get("values") or [])
+        elements = [dict(e) for e in (found if isinstance(found, list) else [found])
+                    if isinstance(e, Mapping) and e]
+        shares = {_key(c.get("element")): c.get("share") for c in item.get("contributions") or []
+                  if isinstance(c, Mapping)}
+        for el in elements:
+            share = item.get("share", item.get("contribution")) if len(elements) == 1 \
+                else shares.get(_key(el))
+            labels = {str(k): str(v) for k, v in el.items()}
+            out.append((metric, labels, float(share) if isinstance(share, int | float) else None))
+    return out[:MAX_ROOT_CAUSES]
+
+
+def _key(element: Any) -> str:
+    return json.dumps(element, sort_keys=True, default=str)
+
+
+# -- pieces ---------------------------------------------------------------------------------
+
+
+def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
+    where = _where(a, group)
+    return (
+        f"*{a.get('metric', a.get('series', ''))}* · {where}"
+        f" at {_when(a.get('timestamp'))}\n"
+        f"*Value {format_number(a.get('value'))}* vs expected {format_number(a.get('expected'))}"
+        f" (band {format_number(a.get('lower'))}–{format_number(a.get('upper'))}),"
+        f" *{format_change(a.get('change'))}* · sev {a.get('severity', 0)}"
+    )
+
+
+def _related_line(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
+    where = _where(a, group)
+    ts = str(a.get("timestamp", ""))[11:16]
+    return (
+        f"• {a.get('metric', a.get('series', ''))} · {where}:"
+        f" {format_number(a.get('value'))} vs {format_number(a.get('expected'))}"
+        f" ({format_change(a.get('change'))}), sev {a.get('severity', 0)}, {ts}"
+    )
+
+
+def _measure_order(measures: Any) -> str:
+    """``Moved in this order: a (07:00) → b (09:00)`` when several measures moved."""
+    if not isinstance(measures, list) or len(measures) < 2:
+        return ""
+    steps = [f"{m.get('metric')} ({str(m.get('first_at', ''))[11:16]})" for m in measures
+             if isinstance(m, Mapping)]
+    return "Moved in this order: " + " → ".join(steps) + "\n"
+
+
+def _where(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
+    """The labels the incident's group does not already say; ``total`` for the roll-up."""
+    labels = a.get("labels") or {}
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
+                     if k not in group and k not in _HIDDEN_LABELS) or "total"
+
+
+def _buttons(
+    payload: Mapping[str, Any], grafana_url: str | None, runbook: str | None, feedback: bool
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    link = grafana_link(payload, grafana_url) if grafana_url else None
+    if link:
+        out.append({"type": "button", "action_id": "cxmon_grafana", "url": link[:3000],
+                    "text": _plain("Open in Grafana")})
+    book = payload.get("runbook") or runbook
+    if book:
+        out.append({"type": "button", "action_id": "cxmon_runbook", "url": str(book)[:3000],
+                    "text": _plain("Runbook")})
+    if feedback:
+        value = _feedback_value(payload)
+        for action_id, (label, _) in FEEDBACK_ACTIONS.items():
+            button: dict[str, Any] = {"type": "button", "action_id": action_id,
+                                      "text": _plain(label), "value": value}
+            if action_id == "cxmon_ack":
+                button["style"] = "primary"
+            out.append(button)
+    return out
+
+
+def _feedback_value(payload: Mapping[str, Any]) -> str:
+    """``{"incident": key, "anomalies": [ids]}``, as many ids as fit Slack's 2,000 chars."""
+    ids = [str(a["id"]) for a in payload.get("anomalies") or [] if a.get("id")]
+    incident = str(payload.get("incident_key", ""))
+    while True:
+        value = json.dumps({"incident": incident, "anomalies": ids}, separators=(",", ":"))
+        if len(value) <= MAX_BUTTON_VALUE or not ids:
+            return value[:MAX_BUTTON_VALUE]
+        ids.pop()
+
+
+def limit_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most 50 blocks: the header and the last two (buttons, context) always stay."""
+    if len(blocks) <= MAX_BLOCKS:
+        return blocks
+    tail = blocks[-2:]
+    keep = blocks[: MAX_BLOCKS - 3]
+    dropped = len(blocks) - len(keep) - len(tail)
+    note = {"type": "context", "elements": [_mrkdwn(
+        f"… {dropped} more blocks not shown (truncated: Slack allows {MAX_BLOCKS} per message)")]}
+    return [*keep, note, *tail]
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(_cut(text, MAX_TEXT))}
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters; when cut, whole lines are kept where possible
+    and the end says how much was left out."""
+    if len(text) <= limit:
+        return text
+    lines = text.split("\n")
+    size = 0
+    for k, line in enumerate(lines):
+        note = f"… (truncated: {len(lines) - k} more lines)"
+        if k and size + len(note) <= limit and size + len(line) + 1 + len(note) > limit:
+            return "\n".join([*lines[:k], note])
+        size += len(line) + 1
+    return text[: limit - 14] + "… (truncated)"
+
+
+def _labels_md(labels: Mapping[str, str]) -> str:
+    return " ".join(f"`{k}={v}`" for k, v in labels.items())
+
+
+def _share(share: float | None) -> str:
+    return "" if share is None else f" — {share * 100:.0f}%"
+
+
+def _parse(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _when(value: Any) -> str:
+    t = _parse(value)
+    return t.strftime("%Y-%m-%d %H:%M UTC") if t else "n/a"
+
+
+def _duration(start: Any, end: Any) -> str:
+    t0, t1 = _parse(start), _parse(end)
+    if t0 is None or t1 is None or t1 < t0:
+        return ""
+    minutes = int((t1 - t0).total_seconds() // 60)
+    return f" ({minutes // 60} h {minutes % 60:02d} min)"
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)

@@ -1,0 +1,106 @@
+"""Delivery commands: ``cxmon alerts deliver`` (the outbox worker alone) and
+``cxmon serve-feedback`` (Slack's feedback endpoint alone). ``cxmon run`` starts the feedback
+endpoint too when ``alerting.feedback`` is configured (:func:`start_feedback`)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from alerts.feedback_server import FeedbackServer
+    from monitor.config import MonitorConfig
+    from monitor.store import Store
+
+__all__ = ["register", "start_feedback"]
+
+log = logging.getLogger("cxmon.delivery")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
+def start_feedback(config: MonitorConfig, store: Store) -> FeedbackServer | None:
+    """Start the feedback endpoint in the background if the config has one."""
+    fb = config.alerting.feedback
+    if fb is None:
+        return None
+    from alerts.feedback_server import FeedbackApp, FeedbackServer
+
+    app = FeedbackApp(store, fb.signing_secret.get_secret_value(), max_age=fb.max_age,
+                      path=fb.path)
+    return FeedbackServer(app, fb.host, fb.port).start()
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
+    """Add the commands (the CLI's helpers are imported when a command runs)."""
+
+    @alerts_app.command("deliver")
+    def deliver(
+        config: ConfigOpt,
+        until_empty: Annotated[bool, typer.Option(
+            help="Exit when no notification is pending (waits for scheduled retries).")] = False,
+        every: Annotated[float, typer.Option(help="Seconds between passes.")] = 5.0,
+        log_level: LogLevel = "info",
+    ) -> None:
+        """Run the delivery worker alone: send what is due in the outbox, with retries."""
+        from alerts.outbox import OutboxWorker
+        from monitor import cli as main
+        from monitor.clock import SystemClock
+        from monitor.pipeline import build_notifiers
+
+        main._setup_logging(log_level)
+        cfg = main._load(config)
+        store = main._open_store(cfg)
+        clock = SystemClock()
+        worker = OutboxWorker(store, build_notifiers(cfg, main.console, store), clock)
+        stop = _stop_event()
+        try:
+            while not stop.is_set():
+                report = worker.deliver_due()
+                if report.sent or report.retried or report.dead:
+                    log.info("delivery: %d sent, %d to retry, %d dead", report.sent,
+                             report.retried, report.dead)
+                wait = every
+                if until_empty:
+                    pending = store.notifications("pending")
+                    if not pending:
+                        break
+                    now = clock.now()  # the next retry; due rows wait for their incident
+                    later = [p.next_attempt_at - now for p in pending if p.next_attempt_at > now]
+                    wait = min([every, *(d.total_seconds() for d in later)])
+                stop.wait(wait)
+        finally:
+            store.close()
+
+    @app.command("serve-feedback")
+    def serve_feedback(config: ConfigOpt, log_level: LogLevel = "info") -> None:
+        """Serve the endpoint Slack's feedback buttons post to (alerting.feedback)."""
+        from monitor import cli as main
+
+        main._setup_logging(log_level)
+        cfg = main._load(config)
+        if cfg.alerting.feedback is None:
+            main.err_console.print("[bold red]alerting.feedback is not configured[/]")
+            raise typer.Exit(2)
+        store = main._open_store(cfg)
+        server = start_feedback(cfg, store)
+        stop = _stop_event()
+        try:
+            stop.wait()
+        finally:
+            if server is not None:
+                server.stop()
+            store.close()

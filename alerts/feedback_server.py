@@ -1,0 +1,184 @@
+"""The HTTP endpoint for Slack's interactivity: the feedback buttons on alert messages.
+
+Slack POSTs ``application/x-www-form-urlencoded`` ``payload=<JSON>`` to the app's
+Interactivity Request URL, signed with the app's signing secret:
+``X-Slack-Signature: v0=<hex HMAC-SHA256 of "v0:<X-Slack-Request-Timestamp>:<raw body>">``.
+
+A request is accepted only if the signature matches (constant-time compare), the timestamp is
+within ``max_age`` (5 minutes) of now, and the same signature was not seen before (a replay
+inside the window). Anything else is answered 401 and records nothing. Accepted
+``block_actions`` for the buttons ``cxmon_ack`` / ``cxmon_not_anomaly`` / ``cxmon_expected``
+record ``acknowledged`` / ``not_anomaly`` / ``expected`` feedback (source ``slack``, the
+Slack user) for every anomaly id in the button's value; the detectors read it from the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from alerts.blocks import FEEDBACK_ACTIONS
+from monitor.clock import Clock, SystemClock
+from monitor.store import Store
+
+__all__ = ["FeedbackApp", "FeedbackServer", "slack_signature"]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20
+
+
+def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """Slack's v0 request signature."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: str = ""
+
+
+class FeedbackApp:
+    """Verifies and records one request; no HTTP server needed (tests call :meth:`handle`)."""
+
+    def __init__(self, store: Store, signing_secret: str, *, clock: Clock | None = None,
+                 max_age: float = 300.0, path: str = "/slack/actions") -> None:
+        self.store = store
+        self._secret = signing_secret
+        self.clock = clock or SystemClock()
+        self.max_age = max_age
+        self.path = path
+        self._seen: dict[str, float] = {}  # signature -> request time, inside the window
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"FeedbackApp(path={self.path!r})"
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        if path.split("?", 1)[0] != self.path:
+            return Reply(404, "not found")
+        if method != "POST":
+            return Reply(405, "POST only")
+        h = {k.lower(): v for k, v in headers.items()}
+        if not self._authentic(h.get("x-slack-request-timestamp", ""),
+                               h.get("x-slack-signature", ""), body):
+            return Reply(401, "invalid signature")
+        try:
+            payload = json.loads(parse_qs(body.decode())["payload"][-1])
+        except (KeyError, ValueError, UnicodeDecodeError):
+            return Reply(400, "expected form field 'payload' with JSON")
+        if not isinstance(payload, dict):
+            return Reply(400, "payload must be a JSON object")
+        self._record(payload)
+        return Reply(200)
+
+    def _authentic(self, timestamp: str, signature: str, body: bytes) -> bool:
+        try:
+            ts = float(timestamp)
+        except ValueError:
+            return False
+        now = self.clock.now().timestamp()
+        if abs(now - ts) > self.max_age:
+            log.warning("feedback: refused a request %.0f s away from now (replay?)", now - ts)
+            return False
+        if not hmac.compare_digest(slack_signature(self._secret, timestamp, body), signature):
+            log.warning("feedback: refused a request with a bad signature")
+            return False
+        with self._lock:
+            self._seen = {s: t for s, t in self._seen.items() if abs(now - t) <= self.max_age}
+            if signature in self._seen:
+                log.warning("feedback: refused a replayed request")
+                return False
+            self._seen[signature] = ts
+        return True
+
+    def _record(self, payload: Mapping[str, Any]) -> int:
+        if payload.get("type") != "block_actions":
+            return 0
+        user_info = payload.get("user") or {}
+        user = user_info.get("username") or user_info.get("name") or user_info.get("id")
+        recorded = 0
+        for action in payload.get("actions") or []:
+            known = FEEDBACK_ACTIONS.get(str(action.get("action_id")))
+            if known is None:
+                continue  # link buttons (Grafana, runbook) also report clicks
+            try:
+                value = json.loads(action.get("value") or "{}")
+            except ValueError:
+                continue
+            note = f"incident {value.get('incident', '')}"
+            for anomaly_id in value.get("anomalies") or []:
+                try:
+                    self.store.add_feedback(str(anomaly_id), known[1], source="slack",
+                                            user=user, note=note)
+                    recorded += 1
+                except KeyError:
+                    log.warning("feedback: unknown anomaly %s", anomaly_id)
+        log.info("feedback: %d record(s) from %s", recorded, user)
+        return recorded
+
+
+class FeedbackServer:
+    """Serves a :class:`FeedbackApp` over HTTP in a background thread."""
+
+    def __init__(self, app: FeedbackApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+
+        class _Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _do(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    reply = Reply(413, "too large")
+                else:
+                    body = self.rfile.read(length) if length else b""
+                    try:
+                        reply = app.handle(self.command, self.path, dict(self.headers), body)
+                    except Exception:
+                        log.exception("feedback: request failed")
+                        reply = Reply(500, "error")
+                data = reply.body.encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = _do
+
+        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
+                                        name="cxmon-feedback")
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}{self.app.path}"
+
+    def start(self) -> FeedbackServer:
+        self._thread.start()
+        log.info("feedback endpoint listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FeedbackServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

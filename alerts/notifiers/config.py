@@ -1,0 +1,99 @@
+"""Config models of the delivery receivers (Slack, webhook, PagerDuty) and of the Slack
+feedback endpoint. Pure pydantic: ``monitor.config`` plugs them into ``ReceiverConfig`` and
+``AlertingConfig``. Secrets are ``SecretStr``: they print as ``**********`` in reprs and logs.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+__all__ = [
+    "DEFAULT_PAGERDUTY_EVENTS_URL",
+    "DEFAULT_SLACK_API_URL",
+    "FeedbackServerConfig",
+    "PagerDutyReceiverConfig",
+    "SlackReceiverConfig",
+    "WebhookReceiverConfig",
+]
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+class SlackReceiverConfig(BaseModel):
+    """Post incidents to a Slack channel with a bot token (``chat:write``; ``channels:history``
+    lets cxmon find a message it posted just before a crash, so it is never posted twice)."""
+
+    model_config = _STRICT
+
+    token: SecretStr
+    channel: str = Field(min_length=1)
+    api_url: str = Field(
+        default=DEFAULT_SLACK_API_URL,
+        description="Slack Web API base URL (proxies, Enterprise Grid, tests).",
+    )
+    runbook: str | None = Field(
+        default=None, description="Runbook link used when the metric has none."
+    )
+    timeout: float = Field(default=10.0, gt=0, description="Seconds per Slack API call.")
+
+    _api_url = field_validator("api_url")(_http_url)
+
+
+class WebhookReceiverConfig(BaseModel):
+    """POST the notification payload as JSON to a URL."""
+
+    model_config = _STRICT
+
+    url: str
+    secret: SecretStr | None = Field(
+        default=None,
+        description="If set, the body is signed: X-Cxmon-Signature: sha256=<HMAC-SHA256 hex> "
+        "of '<X-Cxmon-Timestamp>.<body>'.",
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=10.0, gt=0)
+
+    _url = field_validator("url")(_http_url)
+
+
+class PagerDutyReceiverConfig(BaseModel):
+    """PagerDuty Events API v2: trigger on firing, resolve on resolved; dedup_key = incident."""
+
+    model_config = _STRICT
+
+    routing_key: SecretStr
+    events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
+    source: str = "cxmon"
+    timeout: float = Field(default=10.0, gt=0)
+
+    _events_url = field_validator("events_url")(_http_url)
+
+
+class FeedbackServerConfig(BaseModel):
+    """The HTTP endpoint Slack's interactivity (feedback buttons) posts to."""
+
+    model_config = _STRICT
+
+    signing_secret: SecretStr
+    listen: str = Field(default="127.0.0.1:8787", pattern=r"^[^:\s]*:\d{1,5}$",
+                        description="host:port to bind")
+    path: str = Field(default="/slack/actions", pattern=r"^/")
+    max_age: float = Field(default=300.0, gt=0,
+                           description="Requests whose timestamp is older (or newer) are refused.")
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0] or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])

@@ -1,0 +1,78 @@
+"""Notifiers for a receiver's config: one per configured block (console, slack, webhook,
+pagerduty); a receiver with several gets a :class:`FanOut`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from alerts.notifiers.base import Notifier, NotifyError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from monitor.config import ReceiverConfig
+    from monitor.store import Store
+
+__all__ = ["FanOut", "receiver_notifier"]
+
+
+class FanOut(Notifier):
+    """Sends to every notifier of one receiver. Each must tolerate a re-send (Slack keeps
+    receipts, PagerDuty dedups by key, webhooks get the idempotency key) because one failing
+    makes the outbox retry the whole notification."""
+
+    def __init__(self, notifiers: Sequence[Notifier]) -> None:
+        self.notifiers = list(notifiers)
+
+    def send(self, payload: Mapping[str, Any]) -> None:
+        self._each(lambda n: n.send(payload))
+
+    def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
+        self._each(lambda n: n.deliver(payload, idempotency_key))
+
+    def _each(self, call: Any) -> None:
+        errors: list[NotifyError] = []
+        for n in self.notifiers:
+            try:
+                call(n)
+            except NotifyError as exc:
+                errors.append(exc)
+        if errors:
+            hints = [e.retry_after for e in errors if e.retry_after is not None]
+            raise NotifyError("; ".join(str(e) for e in errors),
+                              retryable=any(e.retryable for e in errors),
+                              retry_after=max(hints) if hints else None)
+
+
+def receiver_notifier(
+    receiver: ReceiverConfig,
+    *,
+    console: Console | None = None,
+    store: Store | None = None,
+    grafana_url: str | None = None,
+) -> Notifier | None:
+    """The notifier for one receiver, or None when it has none (it drops what reaches it)."""
+    out: list[Notifier] = []
+    if receiver.console is not None:
+        from alerts.notifiers.console import ConsoleNotifier
+
+        out.append(ConsoleNotifier(console, format=receiver.console.format))
+    if receiver.slack is not None:
+        from alerts.notifiers.slack import SlackNotifier
+        from alerts.receipts import StoreReceipts
+
+        receipts = StoreReceipts(store) if store is not None else None
+        out.append(SlackNotifier(receiver.name, receiver.slack, receipts=receipts,
+                                 grafana_url=grafana_url))
+    if receiver.webhook is not None:
+        from alerts.notifiers.webhook import WebhookNotifier
+
+        out.append(WebhookNotifier(receiver.name, receiver.webhook))
+    if receiver.pagerduty is not None:
+        from alerts.notifiers.pagerduty import PagerDutyNotifier
+
+        out.append(PagerDutyNotifier(receiver.name, receiver.pagerduty, grafana_url=grafana_url))
+    if not out:
+        return None
+    return out[0] if len(out) == 1 else FanOut(out)

@@ -1,0 +1,87 @@
+"""PagerDuty Events API v2: a firing notification (new or update) is a ``trigger``, a resolved
+one a ``resolve``; ``dedup_key`` is the incident key, so PagerDuty keeps one alert per
+incident and a re-sent trigger is merged into it (at-least-once is safe)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from alerts.blocks import grafana_link
+from alerts.notifiers.base import Notifier
+from alerts.notifiers.config import PagerDutyReceiverConfig
+from alerts.notifiers.http import post_json
+
+__all__ = ["PagerDutyNotifier", "pagerduty_event"]
+
+_SEVERITIES = ((75, "critical"), (50, "error"), (25, "warning"), (0, "info"))
+
+
+def dedup_key(incident_key: str) -> str:
+    """The incident key, hashed only when longer than PagerDuty's 255 characters."""
+    if len(incident_key) <= 255:
+        return incident_key
+    return "cxmon-" + hashlib.sha256(incident_key.encode()).hexdigest()
+
+
+def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str = "cxmon",
+                    grafana_url: str | None = None) -> dict[str, Any]:
+    """The Events API v2 body for one notification."""
+    key = dedup_key(str(payload.get("incident_key", "")))
+    if payload.get("status") == "resolved":
+        return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": key}
+    severity = int(payload.get("severity") or 0)
+    anomalies = list(payload.get("anomalies") or [])
+    metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")})
+    event: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": key,
+        "client": "cxmon",
+        "payload": {
+            "summary": str(payload.get("title") or key)[:1024],
+            "source": source,
+            "severity": next(name for floor, name in _SEVERITIES if severity >= floor),
+            "timestamp": payload.get("opened_at"),
+            "component": payload.get("journey") or "all",
+            "group": payload.get("journey") or "all",
+            "class": ", ".join(metrics) or "anomaly",
+            "custom_details": {
+                "severity": severity,
+                "group": payload.get("group") or {},
+                "anomalies": anomalies[:5],
+                "anomalies_total": payload.get("anomalies_total", len(anomalies)),
+                **({"root_cause": payload["root_cause"]} if payload.get("root_cause") else {}),
+            },
+        },
+    }
+    links = []
+    if grafana_url and (link := grafana_link(payload, grafana_url)):
+        links.append({"href": link, "text": "Grafana"})
+    if payload.get("runbook"):
+        links.append({"href": str(payload["runbook"]), "text": "Runbook"})
+    if links:
+        event["links"] = links
+    return event
+
+
+class PagerDutyNotifier(Notifier):
+    def __init__(self, name: str, config: PagerDutyReceiverConfig, *,
+                 grafana_url: str | None = None, client: httpx.Client | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.grafana_url = grafana_url
+        self.client = client or httpx.Client(timeout=config.timeout)
+
+    def __repr__(self) -> str:
+        return f"PagerDutyNotifier({self.name!r})"
+
+    def send(self, payload: Mapping[str, Any]) -> None:
+        event = pagerduty_event(payload, self.config.routing_key.get_secret_value(),
+                                source=self.config.source, grafana_url=self.grafana_url)
+        body = json.dumps(event, default=str).encode()
+        post_json(self.client, self.config.events_url, body, {}, f"pagerduty {self.name}")

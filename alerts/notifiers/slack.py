@@ -1,0 +1,198 @@
+"""Slack notifier: one Block Kit message per incident, follow-ups in its thread.
+
+* The first notification of an incident (per receiver) is posted to the channel; updates are
+  posted as replies in its thread; the resolved notification is posted in the thread and the
+  first message is edited (``chat.update``) to show the incident as resolved: green, no
+  feedback buttons.
+* Exactly once on top of the at-least-once outbox: a receipt is written before each
+  ``chat.postMessage`` and the message ``ts`` after it. A re-send finds the ``ts`` and posts
+  nothing; a receipt without ``ts`` (the process died during the call) makes the notifier
+  look for the message by the idempotency key it put in the message metadata
+  (``conversations.history`` / ``conversations.replies``) before posting.
+* Errors: 429 (with ``Retry-After``), 5xx, timeouts and connection errors are retryable;
+  auth, channel and payload errors are not (the outbox dead-letters them at once).
+* The bot token is never logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from alerts.blocks import render_message
+from alerts.notifiers.base import Notifier, NotifyError
+from alerts.notifiers.config import SlackReceiverConfig
+from alerts.receipts import MemoryReceipts, Receipt, Receipts
+
+__all__ = ["METADATA_EVENT", "SlackNotifier"]
+
+log = logging.getLogger(__name__)
+
+#: Slack message metadata event type carrying the notification's idempotency key.
+METADATA_EVENT = "cxmon_notification"
+
+#: Slack ``error`` codes a retry cannot fix.
+FATAL_ERRORS = frozenset({
+    "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+    "no_permission", "missing_scope", "not_allowed_token_type", "channel_not_found",
+    "not_in_channel", "is_archived", "restricted_action", "invalid_blocks",
+    "invalid_attachments", "msg_too_long", "too_many_attachments", "invalid_arguments",
+    "invalid_metadata_format", "invalid_metadata_schema", "message_not_found",
+    "cant_update_message", "edit_window_closed", "ekm_access_denied",
+})
+
+
+class SlackNotifier(Notifier):
+    """Posts incidents to one Slack channel with ``slack_sdk.WebClient``."""
+
+    def __init__(
+        self,
+        name: str,
+        config: SlackReceiverConfig,
+        *,
+        receipts: Receipts | None = None,
+        grafana_url: str | None = None,
+        client: WebClient | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.grafana_url = grafana_url
+        self.receipts: Receipts = receipts if receipts is not None else MemoryReceipts()
+        base_url = config.api_url if config.api_url.endswith("/") else config.api_url + "/"
+        # retry_handlers=[]: the outbox owns retries and backoff; the client never sleeps.
+        self.client = client or WebClient(
+            token=config.token.get_secret_value(), base_url=base_url,
+            timeout=int(max(1, config.timeout)), retry_handlers=[],
+        )
+
+    def __repr__(self) -> str:
+        return f"SlackNotifier({self.name!r}, channel={self.config.channel!r})"
+
+    def render(self, payload: Mapping[str, Any], *, closed: bool = False) -> dict[str, Any]:
+        """The message as sent (``text``, ``color``, ``blocks``)."""
+        return render_message(payload, grafana_url=self.grafana_url,
+                              runbook=self.config.runbook, closed=closed)
+
+    def send(self, payload: Mapping[str, Any]) -> None:
+        """Without an outbox key, the payload itself identifies the notification."""
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
+        self.deliver(payload, f"payload:{digest.hexdigest()[:32]}")
+
+    def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
+        incident = str(payload.get("incident_key", ""))
+        root = self.receipts.thread(incident, self.name)
+        receipt = self.receipts.get(idempotency_key)
+        if receipt is None:
+            thread_ts = root.ts if root is not None else None
+            receipt = self.receipts.start(idempotency_key, self.name, incident, thread_ts,
+                                          payload)
+            self._post(payload, receipt)
+        elif receipt.ts is None and not self._recover(receipt):
+            self._post(payload, receipt)  # to the thread chosen the first time
+        if payload.get("status") == "resolved" and root is not None \
+                and root.idempotency_key != idempotency_key:
+            self._close(root, payload)
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _post(self, payload: Mapping[str, Any], receipt: Receipt) -> None:
+        message = self.render(payload)
+        resp = self._call(
+            self.client.chat_postMessage,
+            # Slack answered with an error: surely not posted, no lookup needed next time
+            undo=lambda: self.receipts.discard(receipt.idempotency_key),
+            channel=self.config.channel,
+            text=message["text"],
+            attachments=[{"color": message["color"], "fallback": message["text"],
+                          "blocks": message["blocks"]}],
+            thread_ts=receipt.thread_ts,
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata={"event_type": METADATA_EVENT,
+                      "event_payload": {"idempotency_key": receipt.idempotency_key,
+                                        "incident_key": receipt.incident_key}},
+        )
+        self.receipts.posted(receipt.idempotency_key, str(resp["channel"]), str(resp["ts"]))
+
+    def _recover(self, receipt: Receipt) -> bool:
+        """A previous attempt died during its call: was the message posted after all?"""
+        oldest = f"{receipt.started_at.timestamp() - 3600:.6f}"
+        if receipt.thread_ts:
+            root = self.receipts.thread(receipt.incident_key, self.name)
+            channel = root.channel if root is not None and root.channel else self.config.channel
+            resp = self._call(self.client.conversations_replies, channel=channel,
+                              ts=receipt.thread_ts, include_all_metadata=True, limit=200)
+        else:  # conversations.history wants the channel id, not its #name
+            channel = self.receipts.channel_of(self.name) or self.config.channel
+            if channel.startswith("#"):
+                log.warning("slack %s: cannot look up notification %s in %s (configure the "
+                            "channel id to avoid a possible duplicate); posting it again",
+                            self.name, receipt.idempotency_key, channel)
+                return False
+            resp = self._call(self.client.conversations_history, channel=channel,
+                              oldest=oldest, include_all_metadata=True, limit=200)
+        for msg in resp.get("messages") or []:
+            meta = (msg.get("metadata") or {}).get("event_payload") or {}
+            if meta.get("idempotency_key") == receipt.idempotency_key:
+                self.receipts.posted(receipt.idempotency_key,
+                                     str(resp.get("channel") or channel), str(msg["ts"]))
+                log.info("slack %s: notification %s was already posted (ts %s); not reposting",
+                         self.name, receipt.idempotency_key, msg["ts"])
+                return True
+        return False
+
+    def _close(self, root: Receipt, resolved: Mapping[str, Any]) -> None:
+        """Edit the incident's first message to show it resolved (idempotent)."""
+        original = self.receipts.payload(root.idempotency_key) or resolved
+        message = self.render({**original, "resolved_at": resolved.get("resolved_at")},
+                              closed=True)
+        self._call(
+            self.client.chat_update,
+            channel=root.channel or self.config.channel,
+            ts=root.ts,
+            text=message["text"],
+            attachments=[{"color": message["color"], "fallback": message["text"],
+                          "blocks": message["blocks"]}],
+        )
+
+    def _call(self, method: Callable[..., Any], *, undo: Callable[[], None] | None = None,
+              **kwargs: Any) -> Any:
+        """One Web API call; failures become :class:`NotifyError` (never with the token).
+        ``undo`` runs when Slack answered with an error (the call surely had no effect)."""
+        api = getattr(method, "__name__", "api").replace("_", ".", 1)
+        try:
+            return method(**kwargs)
+        except SlackApiError as exc:
+            if undo is not None:
+                undo()
+            raise _api_error(api, exc) from None
+        except (SlackClientError, OSError, TimeoutError) as exc:
+            raise NotifyError(f"slack {api}: {type(exc).__name__}: {exc}",
+                              retryable=True) from None
+
+
+def _api_error(api: str, exc: SlackApiError) -> NotifyError:
+    resp = exc.response
+    status = int(getattr(resp, "status_code", 0) or 0)
+    data = getattr(resp, "data", None)
+    error = data.get("error") if isinstance(data, Mapping) else None
+    headers = getattr(resp, "headers", None) or {}
+    retry_after = None
+    for key, value in headers.items():
+        if key.lower() == "retry-after":
+            try:
+                retry_after = float(value[0] if isinstance(value, list) else value)
+            except (TypeError, ValueError):
+                retry_after = None
+    message = f"slack {api}: HTTP {status}" + (f" {error}" if error else "")
+    if status == 429 or error == "ratelimited":
+        return NotifyError(message, retryable=True, retry_after=retry_after)
+    if status >= 500 or status in (408, 0):
+        return NotifyError(message, retryable=True, retry_after=retry_after)
+    return NotifyError(message, retryable=error not in FATAL_ERRORS and status not in (401, 403))

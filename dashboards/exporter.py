@@ -1,0 +1,545 @@
+"""Prometheus exporter: every monitored series and the monitor's own health on ``/metrics``.
+
+The exporter is fed :class:`~monitor.pipeline.TickResult` values (``Scheduler(on_tick=...)``
+in ``cxmon run``, the replay loop in ``cxmon demo``) and serves them over HTTP. Nothing here
+reaches back into the pipeline.
+
+Per series (newest scored point), one gauge family per field, labelled with the metric name
+as ``cx_metric`` plus the series' own labels, so PromQL can slice by journey or dimension::
+
+    cxmon_series_value{cx_metric="checkout_dropoff_rate",channel="app",journey="checkout"}
+    cxmon_series_expected / _lower / _upper / _score / _severity  (same labels)
+
+A roll-up total has no label for the rolled-up dimension: ``channel=""`` selects it.
+
+Monitor health: ``cxmon_ticks_total{cx_metric,outcome}``, ``cxmon_tick_duration_seconds``,
+``cxmon_rows_total``, ``cxmon_rows_rejected_total{cx_metric,reason}``,
+``cxmon_anomalies_total{cx_metric,journey,severity}``,
+``cxmon_incidents_opened_total{journey,severity}``, ``cxmon_incidents_open{journey,severity}``,
+``cxmon_notifications{receiver,status}``, ``cxmon_source_poll_seconds{source,type}``,
+``cxmon_source_poll_errors_total{source,type,kind}``,
+``cxmon_detector_refit_seconds{cx_metric,detector}``, ``cxmon_last_tick_timestamp_seconds``,
+and the cardinality guard's ``cxmon_exporter_series`` / ``cxmon_exporter_series_dropped_total``.
+
+The registry is injected (``registry=``, like client_python's own collectors), so tests use a
+fresh one and other modules can add their metrics to the same ``/metrics``. The per-series
+gauges are rendered by :class:`SeriesGauges` straight to the text format (100,000 series in
+well under the 2 s scrape budget); it is also a regular collector if you register it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from monitor.frames import REJECT_REASONS
+from monitor.model import parse_series_key
+
+if TYPE_CHECKING:
+    from monitor.config import MonitorConfig
+    from monitor.pipeline import TickResult
+    from monitor.store import Store
+    from sources.base import PollRequest, Source
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DEFAULT_ADDRESS = "127.0.0.1"
+DEFAULT_PORT = 9464
+DEFAULT_MAX_SERIES = 10_000
+
+#: The label that carries the cxmon metric name on every per-series gauge.
+METRIC_LABEL = "cx_metric"
+#: Field of the score frame -> exported gauge name.
+SERIES_FIELDS: dict[str, str] = {
+    "value": "cxmon_series_value",
+    "expected": "cxmon_series_expected",
+    "lower": "cxmon_series_lower",
+    "upper": "cxmon_series_upper",
+    "score": "cxmon_series_score",
+    "severity": "cxmon_series_severity",
+}
+_FIELD_HELP = {
+    "value": "Newest value of the monitored series (the KPI).",
+    "expected": "What the detector expected for the newest point.",
+    "lower": "Lower edge of the expected band for the newest point.",
+    "upper": "Upper edge of the expected band for the newest point.",
+    "score": "Anomaly score of the newest point, in [0, 1] (1 - tail probability).",
+    "severity": "Severity of the newest point, 0-100 (same number = same rarity).",
+}
+#: Severity bands used as the ``severity`` label of counters (bounded cardinality).
+SEVERITY_BANDS = ("low", "medium", "high", "critical")
+
+
+def severity_band(severity: float) -> str:
+    """A 0-100 severity as one of four bands (``low`` < 25 <= ``medium`` < 50 <= ``high`` <
+    75 <= ``critical``).
+
+    >>> severity_band(10), severity_band(25), severity_band(60), severity_band(99)
+    ('low', 'medium', 'high', 'critical')
+    """
+    if severity >= 75:
+        return "critical"
+    if severity >= 50:
+        return "high"
+    if severity >= 25:
+        return "medium"
+    return "low"
+
+
+def _escape(value: str) -> str:
+    if "\\" not in value and '"' not in value and "\n" not in value:
+        return value
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _fmt(value: float) -> str:
+    """A float in the exposition format (``NaN``, ``+Inf``, ``-Inf``, shortest repr)."""
+    if value != value:
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def series_labels(key: str) -> dict[str, str]:
+    """The Prometheus labels of a series key: its labels plus ``cx_metric``.
+
+    >>> series_labels('csat{channel="app",journey="support"}')
+    {'cx_metric': 'csat', 'channel': 'app', 'journey': 'support'}
+    """
+    metric, labels = parse_series_key(key)
+    return {METRIC_LABEL: metric, **labels}
+
+
+#: Series per pre-rendered block of sample lines.
+BLOCK = 2048
+
+
+class SeriesGauges(Collector):
+    """The per-series gauges, with a cardinality guard.
+
+    At most ``max_series`` series are kept (first come, first kept); a point of any other
+    series is dropped and counted per metric in ``dropped``. ``metrics``, when given, is an
+    opt-in list: only those metrics are exported at all (others are not counted as dropped).
+
+    The text format is produced when values are set, not when they are scraped: each sample
+    line is formatted on update, and the lines of every block of :data:`BLOCK` series are
+    encoded again only when one of them changed. A scrape hands out the ready blocks, so its
+    cost is copying bytes, whatever the number of series.
+    """
+
+    def __init__(
+        self, max_series: int = DEFAULT_MAX_SERIES, metrics: Iterable[str] | None = None
+    ) -> None:
+        self.max_series = int(max_series)
+        self.metrics = frozenset(metrics) if metrics is not None else None
+        self._lock = threading.Lock()
+        self._index: dict[str, int] = {}
+        self._labels: list[dict[str, str]] = []
+        self._prefix: list[list[str]] = [[] for _ in SERIES_FIELDS]  # 'name{labels} '
+        self._values: dict[str, list[float]] = {f: [] for f in SERIES_FIELDS}
+        self._lines: list[list[str]] = [[] for _ in SERIES_FIELDS]  # 'name{labels} value'
+        self._blocks: list[list[bytes]] = [[] for _ in SERIES_FIELDS]  # encoded lines
+        self._headers = [
+            f"# HELP {name} {_FIELD_HELP[field]}\n# TYPE {name} gauge\n".encode()
+            for field, name in SERIES_FIELDS.items()
+        ]
+        self.dropped: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def wants(self, metric: str) -> bool:
+        return self.metrics is None or metric in self.metrics
+
+    def update(self, rows: Iterable[tuple[str, Sequence[float]]]) -> dict[str, int]:
+        """Set the newest point of each ``(series_key, (value, expected, lower, upper, score,
+        severity))``; returns the points dropped by the guard in this call, per metric."""
+        dropped: dict[str, int] = {}
+        columns = list(self._values.values())
+        touched: set[int] = set()
+        with self._lock:
+            for key, fields in rows:
+                i = self._index.get(key)
+                if i is None:
+                    labels = series_labels(key)
+                    metric = labels[METRIC_LABEL]
+                    if not self.wants(metric):
+                        continue
+                    if len(self._index) >= self.max_series:
+                        self.dropped[metric] = self.dropped.get(metric, 0) + 1
+                        dropped[metric] = dropped.get(metric, 0) + 1
+                        continue
+                    i = self._index[key] = len(self._labels)
+                    self._labels.append(labels)
+                    inner = "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "} "
+                    for prefixes, lines, values, name in zip(
+                        self._prefix, self._lines, columns, SERIES_FIELDS.values(), strict=True
+                    ):
+                        prefixes.append(name + inner)
+                        lines.append("")
+                        values.append(math.nan)
+                touched.add(i // BLOCK)
+                for j, x in enumerate(fields):
+                    x = float(x)
+                    columns[j][i] = x
+                    text = repr(x)
+                    if text[-1] in "nf":  # nan, inf, -inf
+                        text = _fmt(x)
+                    self._lines[j][i] = self._prefix[j][i] + text
+            for blocks, lines in zip(self._blocks, self._lines, strict=True):
+                while len(blocks) * BLOCK < len(lines):
+                    blocks.append(b"")
+                for b in touched:
+                    blocks[b] = ("\n".join(lines[b * BLOCK:(b + 1) * BLOCK]) + "\n").encode()
+        return dropped
+
+    def render_parts(self) -> list[bytes]:
+        """The gauges in the Prometheus text format, as a list of byte strings to send."""
+        with self._lock:
+            if not self._index:
+                return []
+            parts: list[bytes] = []
+            for header, blocks in zip(self._headers, self._blocks, strict=True):
+                parts.append(header)
+                parts.extend(blocks)
+            return parts
+
+    def render(self) -> bytes:
+        """The gauges in the Prometheus text format."""
+        return b"".join(self.render_parts())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            labels = list(self._labels)
+            columns = {f: list(v) for f, v in self._values.items()}
+        for field, name in SERIES_FIELDS.items():
+            fam = GaugeMetricFamily(name, _FIELD_HELP[field])
+            for lbl, v in zip(labels, columns[field], strict=True):
+                fam.add_sample(name, lbl, v)
+            yield fam
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    journey: str
+    severity: str
+
+
+class Exporter:
+    """Holds cxmon's Prometheus metrics and serves them. Feed it with :meth:`observe`."""
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry | None = None,
+        max_series: int = DEFAULT_MAX_SERIES,
+        metrics: Iterable[str] | None = None,
+        journeys: Mapping[str, str] | None = None,
+    ) -> None:
+        """``registry``: where the health metrics live (a fresh one by default).
+        ``metrics``: opt-in list of exported metrics (default: all, up to ``max_series``).
+        ``journeys``: metric -> journey label for counters of metrics whose series carry no
+        journey label."""
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.series = SeriesGauges(max_series, metrics)
+        self.journeys = dict(journeys or {})
+        r = self.registry
+        m = METRIC_LABEL
+        self.ticks = Counter("cxmon_ticks", "Ticks run, by outcome (ok, error, skipped).",
+                             [m, "outcome"], registry=r)
+        self.tick_seconds = Histogram(
+            "cxmon_tick_duration_seconds", "Wall time of a tick (poll, detect, store).", [m],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r,
+        )
+        self.rows = Counter("cxmon_rows", "Rows received from sources.", [m], registry=r)
+        self.rows_rejected = Counter("cxmon_rows_rejected", "Bad rows skipped, by reason.",
+                                     [m, "reason"], registry=r)
+        self.anomalies = Counter("cxmon_anomalies", "Anomalous points, by journey and severity.",
+                                 [m, "journey", "severity"], registry=r)
+        self.incidents_opened = Counter("cxmon_incidents_opened", "Incidents opened.",
+                                        ["journey", "severity"], registry=r)
+        self.incidents_open = Gauge("cxmon_incidents_open", "Open incidents now.",
+                                    ["journey", "severity"], registry=r)
+        self.notifications = Gauge(
+            "cxmon_notifications", "Outbox notifications by receiver and status "
+            "(pending, sent, dead = failed for good).", ["receiver", "status"], registry=r,
+        )
+        self.notifications_sent = Counter(
+            "cxmon_notifications_enqueued", "Notifications written to the outbox.", [m],
+            registry=r,
+        )
+        self.poll_seconds = Histogram(
+            "cxmon_source_poll_seconds", "Latency of one poll of a source.", ["source", "type"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r,
+        )
+        self.poll_errors = Counter(
+            "cxmon_source_poll_errors", "Failed polls, by kind (retriable, fatal, other).",
+            ["source", "type", "kind"], registry=r,
+        )
+        self.refit_seconds = Histogram(
+            "cxmon_detector_refit_seconds", "Time a detector spent refitting its model.",
+            [m, "detector"], buckets=(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900), registry=r,
+        )
+        self.last_tick = Gauge("cxmon_last_tick_timestamp_seconds",
+                               "Unix time of the last successful tick.", [m], registry=r)
+        self.series_count = Gauge("cxmon_exporter_series", "Series exported now.", registry=r)
+        self.series_count.set_function(lambda: len(self.series))
+        self.series_dropped = Counter(
+            "cxmon_exporter_series_dropped",
+            "Points not exported because the series cap (exporter.max_series) was reached.",
+            [m], registry=r,
+        )
+        self._open: dict[str, _Open] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.ticks_seen = 0
+
+    @classmethod
+    def from_config(
+        cls, config: MonitorConfig, *, registry: CollectorRegistry | None = None
+    ) -> Exporter:
+        """An exporter set up from the ``exporter:`` block (defaults when absent)."""
+        ex = getattr(config, "exporter", None)
+        journeys = {m.name: m.labels["journey"] for m in config.metrics if "journey" in m.labels}
+        exp = cls(
+            registry=registry,
+            max_series=ex.max_series if ex else DEFAULT_MAX_SERIES,
+            metrics=ex.metrics if ex else None,
+            journeys=journeys,
+        )
+        for m in config.metrics:  # every metric shows up at 0 before its first tick
+            for outcome in ("ok", "error", "skipped"):
+                exp.ticks.labels(m.name, outcome)
+        for m in config.metrics:
+            for reason in REJECT_REASONS:
+                exp.rows_rejected.labels(m.name, reason)
+            for detector in m.detectors:
+                exp.refit_seconds.labels(m.name, detector)
+            exp.notifications_sent.labels(m.name)
+        for r in config.alerting.receivers:
+            for status in ("pending", "sent", "dead"):
+                exp.notifications.labels(r.name, status).set(0)
+        for name, src in config.sources.items():
+            exp.poll_seconds.labels(name, src.type)
+            exp.poll_errors.labels(name, src.type, "retriable")
+        return exp
+
+    # -- feeding ------------------------------------------------------------------------------
+
+    def observe(self, result: TickResult) -> None:
+        """Record one tick (thread-safe; call from ``on_tick``)."""
+        metric = result.metric
+        self.ticks_seen += 1
+        if result.skipped:
+            self.ticks.labels(metric, "skipped").inc()
+            return
+        self.ticks.labels(metric, "error" if result.error else "ok").inc()
+        self.tick_seconds.labels(metric).observe(result.seconds)
+        if result.rows_in:
+            self.rows.labels(metric).inc(result.rows_in)
+        for reason, n in result.rejected.items():
+            self.rows_rejected.labels(metric, reason).inc(n)
+        if result.error:
+            return
+        self.last_tick.labels(metric).set_to_current_time()
+        if result.notifications:
+            self.notifications_sent.labels(metric).inc(result.notifications)
+        for a in result.anomalies:
+            journey = a.labels.get("journey") or self.journeys.get(a.metric, "")
+            self.anomalies.labels(a.metric, journey, severity_band(a.severity)).inc()
+        for detector, seconds in (getattr(result, "refits", None) or {}).items():
+            self.refit_seconds.labels(metric, detector).observe(seconds)
+        self._observe_incidents(getattr(result, "incidents", None) or ())
+        scores = result.scores
+        if scores is not None and len(scores):
+            cols = [scores[f].to_numpy(dtype=float).tolist() for f in SERIES_FIELDS]
+            rows = zip(scores["series"].tolist(), zip(*cols, strict=True), strict=True)
+            for name, n in self.series.update(rows).items():
+                self.series_dropped.labels(name).inc(n)
+
+    def _observe_incidents(self, changes: Iterable[Any]) -> None:
+        """Incident changes (``IncidentChange``): opened counter and the open gauge."""
+        changed = False
+        with self._lock:
+            for change in changes:
+                inc = change.incident
+                if change.status == "resolved":
+                    changed |= self._open.pop(inc.key, None) is not None
+                    continue
+                band = severity_band(inc.severity)
+                journey = inc.group.get("journey", "")
+                if change.status == "opened":
+                    self.incidents_opened.labels(journey, band).inc()
+                self._open[inc.key] = _Open(journey, band)
+                changed = True
+            if changed:
+                self._set_open_gauge()
+
+    def _set_open_gauge(self) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for o in self._open.values():
+            counts[(o.journey, o.severity)] = counts.get((o.journey, o.severity), 0) + 1
+        for labels in list(self.incidents_open._metrics):  # zero the groups that closed
+            if labels not in counts:
+                self.incidents_open.labels(*labels).set(0)
+        for (journey, band), n in counts.items():
+            self.incidents_open.labels(journey, band).set(n)
+
+    def sync_store(self, store: Store) -> None:
+        """Refresh what lives in the store: outbox counts per receiver and status, and the
+        open incidents (after a restart). Cheap: two grouped queries."""
+        import sqlalchemy as sa
+
+        from monitor.store import incidents_t, notifications_t
+
+        n = notifications_t.c
+        q = sa.select(n.receiver, n.status, sa.func.count()).group_by(n.receiver, n.status)
+        i = incidents_t.c
+        open_q = sa.select(i.key, i.journey, i.severity).where(i.status == "open")
+        with store.engine.connect() as conn:
+            counts = conn.execute(q).all()
+            open_rows = conn.execute(open_q).all()
+        for labels in list(self.notifications._metrics):
+            self.notifications.labels(*labels).set(0)
+        for receiver, status, count in counts:
+            self.notifications.labels(receiver, status).set(count)
+        with self._lock:
+            self._open = {k: _Open(j or "", severity_band(s)) for k, j, s in open_rows}
+            self._set_open_gauge()
+
+    def observe_refit(self, metric: str, detector: str, seconds: float) -> None:
+        """A detector refitted its model (for detectors with a periodic refit)."""
+        self.refit_seconds.labels(metric, detector).observe(seconds)
+
+    @contextmanager
+    def poll_timer(self, source: str, type_name: str) -> Iterator[None]:
+        """Time one poll; count an error by kind if it raises (the error propagates)."""
+        from sources.base import FatalSourceError, RetriableSourceError
+
+        start = time.perf_counter()
+        try:
+            yield
+        except RetriableSourceError:
+            self.poll_errors.labels(source, type_name, "retriable").inc()
+            raise
+        except FatalSourceError:
+            self.poll_errors.labels(source, type_name, "fatal").inc()
+            raise
+        except Exception:
+            self.poll_errors.labels(source, type_name, "other").inc()
+            raise
+        finally:
+            self.poll_seconds.labels(source, type_name).observe(time.perf_counter() - start)
+
+    def instrument_sources(self, sources: Mapping[str, Source]) -> dict[str, Source]:
+        """Wrap sources so their polls are timed and their errors counted."""
+        return {name: _TimedSource(src, self) for name, src in sources.items()}
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The whole ``/metrics`` payload."""
+        return generate_latest(self.registry) + self.series.render()
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "ticks": self.ticks_seen, "series": len(self.series)}
+
+    def start(self, address: str = DEFAULT_ADDRESS, port: int = DEFAULT_PORT) -> int:
+        """Serve ``/metrics`` and ``/healthz`` in a daemon thread; returns the bound port
+        (pass ``port=0`` for a free one)."""
+        exporter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":  # two writes: no copy of a large series payload
+                    parts = (generate_latest(exporter.registry),
+                             *exporter.series.render_parts())
+                    self._send(200, parts, CONTENT_TYPE)
+                elif path == "/healthz":
+                    body = json.dumps(exporter.health()).encode()
+                    self._send(200, body, "application/json")
+                else:
+                    self._send(404, b"not found: try /metrics or /healthz\n", "text/plain")
+
+            def _send(self, code: int, body: bytes | tuple[bytes, ...], ctype: str) -> None:
+                parts = body if isinstance(body, tuple) else (body,)
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(sum(len(p) for p in parts)))
+                self.end_headers()
+                for part in parts:
+                    self.wfile.write(part)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("exporter: " + format, *args)
+
+        self._server = ThreadingHTTPServer((address, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="cxmon-exporter", daemon=True
+        )
+        self._thread.start()
+        return self.port
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("exporter is not serving")
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class _TimedSource:
+    """A source whose ``fetch`` is timed by the exporter; everything else is delegated."""
+
+    def __init__(self, inner: Source, exporter: Exporter) -> None:
+        self._inner = inner
+        self._exporter = exporter
+
+    def fetch(self, request: PollRequest) -> Any:
+        inner = self._inner
+        with self._exporter.poll_timer(inner.name, getattr(inner, "type_name", "unknown")):
+            return inner.fetch(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_MAX_SERIES",
+    "DEFAULT_PORT",
+    "METRIC_LABEL",
+    "SERIES_FIELDS",
+    "Exporter",
+    "SeriesGauges",
+    "series_labels",
+    "severity_band",
+]

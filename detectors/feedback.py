@@ -1,0 +1,111 @@
+"""Feedback: an analyst's verdict on an anomaly changes how that series is judged later.
+
+Applied in the decide step (:class:`detectors.postrules.RuleState` takes the per-point
+``min_severity`` this module computes); scoring and learning are untouched, so feedback never
+corrupts a detector's state and can be reverted.
+
+* ``not_anomaly``: the series needs a point clearly rarer than the dismissed one: for
+  ``NOT_ANOMALY_TTL`` (7 days) after it, its required severity is at least the dismissed
+  severity + ``MARGIN`` (12.5 = ten times rarer). The same deviation no longer alerts.
+* ``expected``: the pattern is known (a promotion, a planned outage): the same margin
+  applies for the rest of that day and, for ``EXPECTED_TTL`` (4 weeks), at the same hour of
+  the week.
+* ``confirmed``: a real incident; it cancels earlier ``not_anomaly`` / ``expected`` verdicts
+  on the series (the analyst has changed their mind), and raises nothing.
+* ``acknowledged``: seen; no effect on scoring.
+
+Verdicts act only from the anomaly's own timestamp on (no retroactive change), so a backtest
+with feedback gives the same answers as the live run did.
+
+>>> book = FeedbackBook()
+>>> H = 3_600 * 10**9
+>>> book.add(Verdict("s", "not_anomaly", at_ns=10 * H, severity=30))
+>>> book.min_severity(np.array(["s", "t"], dtype=object), np.array([11 * H, 11 * H]), 25.0)
+array([42.5, 25. ])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "EXPECTED_TTL_NS", "MARGIN", "NOT_ANOMALY_TTL_NS", "FeedbackBook", "Verdict", "verdicts",
+]
+
+_H = 3_600 * 10**9
+_DAY = 24 * _H
+_WEEK = 7 * _DAY
+MARGIN = 12.5  # severity points: ten times rarer than the point the analyst dismissed
+NOT_ANOMALY_TTL_NS = 7 * _DAY
+EXPECTED_TTL_NS = 4 * _WEEK
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One piece of feedback on one anomaly."""
+
+    series: str
+    label: str  # not_anomaly | expected | confirmed | acknowledged
+    at_ns: int  # the anomaly's timestamp (UTC ns)
+    severity: float  # the anomaly's severity
+    id: int = 0  # the feedback row id, to read only new feedback
+
+
+@dataclass(slots=True)
+class FeedbackBook:
+    """Verdicts by series, and the severity each point needs because of them."""
+
+    verdicts: dict[str, list[Verdict]] = field(default_factory=dict)
+    last_id: int = 0
+
+    def add(self, verdict: Verdict) -> None:
+        self.last_id = max(self.last_id, verdict.id)
+        if verdict.label == "confirmed":  # the analyst changed their mind: undo the raises
+            kept = [v for v in self.verdicts.get(verdict.series, ()) if v.at_ns > verdict.at_ns]
+            self.verdicts[verdict.series] = kept
+        elif verdict.label in ("not_anomaly", "expected"):
+            self.verdicts.setdefault(verdict.series, []).append(verdict)
+
+    def extend(self, verdicts: Iterable[Verdict]) -> None:
+        for v in sorted(verdicts, key=lambda v: v.id):
+            self.add(v)
+
+    def __bool__(self) -> bool:
+        return any(self.verdicts.values())
+
+    def min_severity(self, series: np.ndarray, ts: np.ndarray, base: float) -> np.ndarray:
+        """Required severity per point: ``base``, raised by active verdicts on its series."""
+        out = np.full(len(series), float(base))
+        if not self:
+            return out
+        for i, key in enumerate(series.tolist()):
+            for v in self.verdicts.get(str(key), ()):
+                t = int(ts[i])
+                if t < v.at_ns:
+                    continue
+                age = t - v.at_ns
+                if v.label == "not_anomaly":
+                    active = age < NOT_ANOMALY_TTL_NS
+                else:  # expected: the rest of the day, and the same hour of the week
+                    same_day = t // _DAY == v.at_ns // _DAY
+                    same_hour = (t % _WEEK) // _H == (v.at_ns % _WEEK) // _H
+                    active = same_day or (same_hour and age < EXPECTED_TTL_NS)
+                if active:
+                    out[i] = max(out[i], v.severity + MARGIN)
+        return out
+
+
+def verdicts(rows: Iterable[Mapping[str, Any]]) -> list[Verdict]:
+    """Verdicts from store rows (``Store.feedback_after``: id, label, series, ts, severity)."""
+    out = []
+    for r in rows:
+        ts: datetime = r["ts"]
+        at_ns = int(ts.timestamp()) * 10**9 + ts.microsecond * 1_000
+        out.append(Verdict(str(r["series"]), str(r["label"]), at_ns, float(r["severity"]),
+                           int(r["id"])))
+    return out

@@ -1,0 +1,561 @@
+"""Dimensional root cause: which dimension-value combinations explain a KPI's deviation.
+
+Given the leaves of a measure at the anomalous time (one row per combination of dimension
+values) with actual and expected values, find the smallest set of elements -- combinations
+such as ``{channel=app, region=uk}``, possibly several, possibly at different depths -- whose
+change explains the deviation of the total.
+
+Method (a greedy minimum-description-length search that borrows from the published methods):
+
+* **Ripple effect** (Squeeze): a root cause changes every leaf under it by the same relative
+  amount, so an element ``e`` predicts ``v_i = f_i + (V_e - F_e) * f_i / F_e`` for its leaves
+  (``V``/``F`` actual/expected sums). Leaves with zero expected get a small share so new
+  dimension values are still explained.
+* **Explanatory power** (Adtributor) becomes *likelihood gain*: a leaf's residual is scored
+  as a squared z-score against its noise sd -- from the detector's band when known, else
+  ``sqrt(a^2 f^2 + c^2 |f|)`` (forecast error plus counting noise) fitted robustly to the
+  leaves themselves (binned median, or lower quartile when there are few leaves), then again
+  to the leaves left unexplained. The test adapts to the noise in the data instead of using
+  fixed thresholds (RiskLoc, HotSpot and Squeeze need several).
+* **Succinctness** (HotSpot, Squeeze): naming an element costs ``1.5 log(#elements in its
+  layer) + 2`` nats (a Bonferroni-like price), so a parent wins over its children whenever
+  it explains as much, and a noisy single leaf never pays for itself. Elements are added
+  greedily while their gain exceeds their cost; each leaf is explained by the first element
+  that covers it.
+* **Alternatives**: the greedy search is restarted from each of the best first elements, and
+  the resulting sets are ranked by total net gain (the top set is the answer).
+
+Derived measures are exact. For a ratio (``abandoned / started``) or a mean (``sum /
+count``) the numerator is analysed against the expected numerator *given the actual
+denominator* (``expected rate * actual denominator``): a leaf whose traffic doubled at a normal
+rate is not a cause, a leaf whose rate rose is, and rates are never averaged. Shares of the
+change are shares of the summed numerator excess, which add up to the rate-driven change of
+the total.
+
+Pure NumPy, no I/O. Well under a second for 10^4 leaves in 5 dimensions (``cxmon bench rca``).
+
+>>> import pandas as pd
+>>> leaves = pd.DataFrame({
+...     "channel": ["app", "app", "web", "web"], "region": ["uk", "de", "uk", "de"],
+...     "actual": [300.0, 100.0, 100.0, 100.0], "expected": [100.0, 100.0, 100.0, 100.0]})
+>>> cube = prepare(leaves, ["channel", "region"], actual="actual", expected="expected")
+>>> [rc.elements for rc in localize(cube, top=1)]
+[({'channel': 'app', 'region': 'uk'},)]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "Contribution",
+    "Cube",
+    "RootCause",
+    "RootCauseError",
+    "expected_from_history",
+    "localize",
+    "parse_time",
+    "prepare",
+    "rows_at",
+]
+
+#: Default deepest combination considered (elements of up to this many dimensions).
+MAX_DEPTH = 3
+#: At most this many elements in one explanation.
+MAX_ELEMENTS = 8
+#: Cost (nats) of naming an element: COST_PER_LOG * log(#elements of its depth) + COST_BASE.
+COST_PER_LOG = 1.5
+COST_BASE = 2.0
+_Q25_ABS_NORMAL = 0.3186  # lower quartile of |Z| for a standard normal Z
+_Q50_ABS_NORMAL = 0.6745  # median of |Z|
+
+
+class RootCauseError(ValueError):
+    """The input cannot be analysed (missing columns, nothing expected, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """One element of a root cause: its leaves' actual and expected (numerator) sums."""
+
+    element: dict[str, str]
+    actual: float
+    expected: float
+    share: float  # share of the total deviation (sum of actual - expected over all leaves)
+    leaves: int
+
+    @property
+    def change(self) -> float:
+        """Relative change of the element versus expected (inf when expected is 0)."""
+        if self.expected == 0:
+            return math.inf if self.actual != 0 else 0.0
+        return (self.actual - self.expected) / abs(self.expected)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "element": dict(self.element),
+            "actual": _finite(self.actual),
+            "expected": _finite(self.expected),
+            "change": _finite(self.change),
+            "share": _finite(self.share),
+            "leaves": self.leaves,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RootCause:
+    """A candidate explanation: a set of elements, its score in [0, 1] and share of change."""
+
+    elements: tuple[dict[str, str], ...]
+    score: float
+    share: float
+    contributions: tuple[Contribution, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "elements": [dict(e) for e in self.elements],
+            "score": round(self.score, 4),
+            "share": _finite(round(self.share, 4)),
+            "contributions": [c.to_dict() for c in self.contributions],
+        }
+
+
+@dataclass(slots=True)
+class Cube:
+    """Leaves ready for :func:`localize`: dimension codes and effective actual/expected.
+
+    For ratios and means, ``actual`` is the numerator and ``expected`` the expected numerator
+    given the actual denominator (see the module docs).
+    """
+
+    dimensions: tuple[str, ...]
+    codes: np.ndarray  # (leaves, dims) int64
+    labels: list[np.ndarray]  # per dimension, the value of each code
+    actual: np.ndarray
+    expected: np.ndarray
+    noise: np.ndarray | None = None  # per-leaf noise sd of ``actual``, when known
+    _cuboids: dict[int, list[_Cuboid]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.actual)
+
+    def element(self, dims: tuple[int, ...], leaf: int) -> dict[str, str]:
+        return {self.dimensions[d]: str(self.labels[d][self.codes[leaf, d]]) for d in dims}
+
+    def cuboids(self, max_depth: int) -> list[_Cuboid]:
+        if max_depth not in self._cuboids:
+            out = []
+            for depth in range(1, min(max_depth, len(self.dimensions)) + 1):
+                for dims in combinations(range(len(self.dimensions)), depth):
+                    out.append(_Cuboid.build(self, dims))
+            self._cuboids[max_depth] = out
+        return self._cuboids[max_depth]
+
+
+@dataclass(slots=True)
+class _Cuboid:
+    dims: tuple[int, ...]
+    inv: np.ndarray  # leaf -> element index
+    first: np.ndarray  # element index -> one of its leaves
+    size: int
+
+    @classmethod
+    def build(cls, cube: Cube, dims: tuple[int, ...]) -> _Cuboid:
+        key = np.zeros(len(cube), dtype=np.int64)
+        radix = 1
+        for d in dims:
+            key = key * len(cube.labels[d]) + cube.codes[:, d]
+            radix *= len(cube.labels[d])
+        if radix > 4 * len(cube) + 1_000_000:  # sparse: sort
+            _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+            return cls(dims, inv.reshape(-1), first, len(first))
+        present = np.zeros(radix, dtype=bool)  # dense enough: a lookup table, no sort
+        present[key] = True
+        index = np.cumsum(present) - 1
+        inv = index[key]
+        n = int(index[-1]) + 1 if radix else 0
+        first = np.empty(n, dtype=np.int64)
+        first[inv[::-1]] = np.arange(len(key) - 1, -1, -1)
+        return cls(dims, inv, first, n)
+
+
+def prepare(
+    leaves: pd.DataFrame,
+    dimensions: Sequence[str],
+    *,
+    actual: str,
+    expected: str,
+    denominator: str | None = None,
+    expected_denominator: str | None = None,
+    noise: str | None = None,
+) -> Cube:
+    """Leaf rows -> :class:`Cube`. Duplicate leaves are summed; NaN counts as 0.
+
+    Additive: ``actual``/``expected`` are the values. Ratio or mean: ``actual``/``expected``
+    are the numerators and ``denominator``/``expected_denominator`` the denominators (the
+    expected rate of a leaf is ``expected / expected_denominator``; leaves with no expected
+    denominator take the overall expected rate).
+
+    ``noise``: optional column with each leaf's noise sd (of the value; of the rate for a
+    ratio), e.g. from a detector's band. Without it the noise is estimated from the leaves.
+    """
+    dims = list(dict.fromkeys(dimensions))
+    if not dims:
+        raise RootCauseError("at least one dimension is needed")
+    ratio = denominator is not None
+    if ratio and expected_denominator is None:
+        raise RootCauseError("a ratio needs the expected denominator too")
+    cols = [actual, expected] + ([denominator, expected_denominator] if ratio else [])
+    cols += [noise] if noise else []
+    missing = [c for c in dict.fromkeys([*dims, *cols]) if c not in leaves.columns]
+    if missing:
+        raise RootCauseError(f"missing column(s): {', '.join(map(str, missing))}")
+    df = leaves[[*dims, *dict.fromkeys(cols)]].copy()
+    for c in dict.fromkeys(cols):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+        df.loc[~np.isfinite(df[c].to_numpy()), c] = 0.0
+    for d in dims:
+        df[d] = df[d].astype(str)
+    if df.duplicated(dims).any():
+        df = df.groupby(dims, sort=False, as_index=False)[list(dict.fromkeys(cols))].sum()
+    codes, labels = [], []
+    for d in dims:
+        c, u = pd.factorize(df[d], sort=True)
+        codes.append(c.astype(np.int64))
+        labels.append(np.asarray(u, dtype=object))
+    v = df[actual].to_numpy(dtype=np.float64)
+    f = df[expected].to_numpy(dtype=np.float64)
+    sd = np.abs(df[noise].to_numpy(dtype=np.float64)) if noise else None
+    if ratio:
+        assert denominator is not None and expected_denominator is not None
+        d_v = df[denominator].to_numpy(dtype=np.float64)
+        d_f = df[expected_denominator].to_numpy(dtype=np.float64)
+        f = _expected_numerator(v, f, d_v, d_f)
+        sd = sd * d_v if sd is not None else None
+    return Cube(
+        tuple(dims),
+        np.stack(codes, axis=1) if codes else np.zeros((len(df), 0), np.int64),
+        labels,
+        v,
+        f,
+        sd,
+    )
+
+
+def _expected_numerator(
+    n_v: np.ndarray, n_f: np.ndarray, d_v: np.ndarray, d_f: np.ndarray
+) -> np.ndarray:
+    """Expected numerator given the actual denominator: leaf expected rate * actual volume."""
+    total_df = d_f.sum()
+    if total_df != 0:
+        overall = n_f.sum() / total_df
+    elif d_v.sum() != 0:  # nothing expected at all: no rate change can be measured
+        overall = n_v.sum() / d_v.sum()
+    else:
+        overall = 0.0
+    rate = np.full(len(n_v), overall)
+    ok = d_f != 0
+    rate[ok] = n_f[ok] / d_f[ok]
+    return rate * d_v
+
+
+def localize(
+    cube: Cube,
+    *,
+    top: int = 3,
+    max_depth: int = MAX_DEPTH,
+    max_elements: int = MAX_ELEMENTS,
+) -> list[RootCause]:
+    """Ranked candidate root causes (best first); empty when nothing stands out."""
+    if len(cube) == 0 or not cube.dimensions:
+        return []
+    search = _Search(cube, cube.cuboids(max_depth), max_elements)
+    sets = search.run(top)
+    if not sets:
+        return []
+    if cube.noise is None:
+        # the noise scale again, from the leaves the best explanation leaves unexplained
+        before = search.scale
+        search.estimate_scale(~search.covered_by(sets[0][0]))
+        if not np.allclose(search.scale, before, rtol=0.05):
+            sets = search.run(top, [chosen for chosen, _ in sets]) or sets
+    return [search.root_cause(chosen, gain) for chosen, gain in sets[:top]]
+
+
+class _Search:
+    """Greedy likelihood-gain search over all elements of the cuboids."""
+
+    def __init__(self, cube: Cube, cuboids: list[_Cuboid], max_elements: int) -> None:
+        self.cube = cube
+        self.cuboids = cuboids
+        self.max_elements = max_elements
+        v, f = cube.actual, cube.expected
+        self.v, self.f = v, f
+        mag = np.abs(f)
+        pos = mag[mag > 0]
+        floor = float(np.quantile(pos, 0.1)) if len(pos) else 1.0
+        floor = max(floor, 1e-9 * float(np.abs(v).max(initial=0.0)), 1e-12)
+        self.mag = np.maximum(mag, floor)
+        # ripple weights: proportional to expected, with a little for zero-expected leaves
+        self.w = mag + 1e-3 * float(mag.mean() if len(mag) else 0.0) + 1e-12
+        self.dev = v - f
+        by_depth: dict[int, int] = {}
+        for cb in cuboids:
+            by_depth[len(cb.dims)] = by_depth.get(len(cb.dims), 0) + cb.size
+        self.cost = {d: COST_PER_LOG * math.log(max(n, 2)) + COST_BASE for d, n in by_depth.items()}
+        self.estimate_scale(np.ones(len(v), dtype=bool))
+
+    def estimate_scale(self, mask: np.ndarray) -> None:
+        """Per-leaf noise sd ``sqrt(a^2 f^2 + c^2 |f|)`` (forecast error + counting noise),
+        fitted robustly (binned MAD) on the leaves in ``mask``; losses are squared z-scores."""
+        floor = (1e-3 * self.mag) ** 2  # never trust a forecast to better than 0.1 %
+        if self.cube.noise is not None:
+            self.scale = np.sqrt(np.maximum(self.cube.noise**2, floor))
+            self.base_loss = 0.5 * (self.dev / self.scale) ** 2
+            return
+        idx = np.flatnonzero(mask) if mask.any() else np.arange(len(self.v))
+        mag, dev = self.mag[idx], np.abs(self.dev[idx])
+        x1, x2 = mag**2, mag
+        bins = max(1, min(20, len(idx) // 25))
+        order = np.argsort(mag, kind="stable")
+        rows, ys = [], []
+        for chunk in np.array_split(order, bins):
+            if len(chunk):
+                rows.append([x1[chunk].mean(), x2[chunk].mean()])
+                # median |deviation|; with few leaves the lower quartile, as many may be causes
+                q, norm = (0.5, _Q50_ABS_NORMAL) if len(idx) >= 40 else (0.25, _Q25_ABS_NORMAL)
+                ys.append((float(np.quantile(dev[chunk], q)) / norm) ** 2)
+        a_mat, y = np.asarray(rows), np.asarray(ys)
+        coef = _nnls2(a_mat, y) if bins > 1 else np.array([y[0] / max(a_mat[0, 0], 1e-300), 0])
+        var = coef[0] * self.mag**2 + coef[1] * self.mag
+        self.scale = np.sqrt(np.maximum(var, floor))
+        self.base_loss = 0.5 * (self.dev / self.scale) ** 2
+
+    # -- search -------------------------------------------------------------------------------
+
+    def _gains(self, uncovered: np.ndarray, k: int = 1) -> list[tuple[float, int, int]]:
+        """The ``k`` best elements by net gain: (net gain, cuboid index, element index)."""
+        u = uncovered.astype(np.float64)
+        dev_u, w_u, loss_u = self.dev * u, self.w * u, self.base_loss * u
+        out: list[tuple[float, int, int]] = []
+        for ci, cb in enumerate(self.cuboids):
+            n = cb.size
+            dev = np.bincount(cb.inv, dev_u, n)
+            wsum = np.bincount(cb.inv, w_u, n)
+            old = np.bincount(cb.inv, loss_u, n)
+            per_w = np.divide(dev, wsum, out=np.zeros(n), where=wsum > 0)
+            resid = 0.5 * ((self.dev - per_w[cb.inv] * self.w) / self.scale) ** 2
+            net = old - np.bincount(cb.inv, resid * u, n) - self.cost[len(cb.dims)]
+            best = np.argpartition(-net, k - 1)[:k] if n > k else np.arange(n)
+            out.extend((float(net[g]), ci, int(g)) for g in best if net[g] > 0)
+        out.sort(key=lambda t: (-t[0], len(self.cuboids[t[1]].dims)))
+        return out[:k]
+
+    def _members(self, ci: int, g: int) -> np.ndarray:
+        return self.cuboids[ci].inv == g
+
+    def _greedy(self, start: Sequence[tuple[int, int]]) -> tuple[list[tuple[int, int]], float]:
+        """Take the ``start`` elements that still pay for themselves, then add the best
+        element while one does."""
+        uncovered = np.ones(len(self.v), dtype=bool)
+        chosen: list[tuple[int, int]] = []
+        total = 0.0
+        for ci, g in start:
+            net = self._net_of(ci, g, uncovered)
+            if net > 0:
+                chosen.append((ci, g))
+                total += net
+                uncovered &= ~self._members(ci, g)
+        while len(chosen) < self.max_elements and uncovered.any():
+            gains = self._gains(uncovered)
+            if not gains:
+                break
+            net, ci, g = gains[0]
+            chosen.append((ci, g))
+            total += net
+            uncovered &= ~self._members(ci, g)
+        return chosen, total
+
+    def _net_of(self, ci: int, g: int, uncovered: np.ndarray) -> float:
+        m = self._members(ci, g) & uncovered
+        dev, w = self.dev[m], self.w[m]
+        per_w = dev.sum() / w.sum() if w.sum() > 0 else 0.0
+        new = 0.5 * ((dev - per_w * w) / self.scale[m]) ** 2
+        gain = float(self.base_loss[m].sum() - new.sum())
+        return gain - self.cost[len(self.cuboids[ci].dims)]
+
+    def run(
+        self, top: int, starts: Sequence[Sequence[tuple[int, int]]] | None = None
+    ) -> list[tuple[list[tuple[int, int]], float]]:
+        """Greedy sets from the best few first elements (or from ``starts``, earlier sets to
+        revise), ranked by total net gain."""
+        if starts is None:
+            n_first = 1 if top <= 1 else top + 1
+            firsts = self._gains(np.ones(len(self.v), dtype=bool), n_first)
+            starts = [[(ci, g)] for _, ci, g in firsts]
+        seen: set[frozenset[tuple[tuple[str, str], ...]]] = set()
+        sets = []
+        for start in starts:
+            chosen, total = self._greedy(start)
+            key = frozenset(self._canonical(c) for c in chosen)
+            if chosen and key not in seen:
+                seen.add(key)
+                sets.append((chosen, total))
+        sets.sort(key=lambda t: -t[1])
+        return sets
+
+    def _canonical(self, item: tuple[int, int]) -> tuple[tuple[str, str], ...]:
+        ci, g = item
+        cb = self.cuboids[ci]
+        return tuple(sorted(self.cube.element(cb.dims, int(cb.first[g])).items()))
+
+    def covered_by(self, chosen: list[tuple[int, int]]) -> np.ndarray:
+        m = np.zeros(len(self.v), dtype=bool)
+        for ci, g in chosen:
+            m |= self._members(ci, g)
+        return m
+
+    # -- output -------------------------------------------------------------------------------
+
+    def root_cause(self, chosen: list[tuple[int, int]], gain: float) -> RootCause:
+        total_dev = float(self.dev.sum())
+        contribs = []
+        for ci, g in chosen:
+            m = self._members(ci, g)
+            cb = self.cuboids[ci]
+            a, e = float(self.v[m].sum()), float(self.f[m].sum())
+            contribs.append(
+                Contribution(
+                    element=self.cube.element(cb.dims, int(cb.first[g])),
+                    actual=a,
+                    expected=e,
+                    share=_share(a - e, total_dev),
+                    leaves=int(m.sum()),
+                )
+            )
+        contribs.sort(key=lambda c: -abs(c.actual - c.expected))
+        covered = self.covered_by(chosen)
+        total_loss = float(self.base_loss.sum())
+        score = min(max(gain / total_loss, 0.0), 1.0) if total_loss > 0 else 0.0
+        return RootCause(
+            elements=tuple(c.element for c in contribs),
+            score=score,
+            share=_share(float(self.dev[covered].sum()), total_dev),
+            contributions=tuple(contribs),
+        )
+
+
+def _nnls2(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares with two unknowns (the best of the feasible fits)."""
+    best, best_err = np.zeros(2), float(np.sum(y**2))
+    full, *_ = np.linalg.lstsq(a, y, rcond=None)
+    cands = [full] if (full >= 0).all() else []
+    for j in (0, 1):
+        col = a[:, j]
+        den = float(col @ col)
+        if den > 0:
+            c = np.zeros(2)
+            c[j] = max(float(col @ y) / den, 0.0)
+            cands.append(c)
+    for c in cands:
+        err = float(np.sum((a @ c - y) ** 2))
+        if err < best_err:
+            best, best_err = c, err
+    return best
+
+
+def _share(part: float, total: float) -> float:
+    if total == 0:
+        return math.nan
+    return part / total
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def expected_from_history(
+    rows: pd.DataFrame,
+    dimensions: Sequence[str],
+    *,
+    time_column: str,
+    at: pd.Timestamp | str,
+    value: str,
+    denominator: str | None = None,
+) -> pd.DataFrame:
+    """Leaves at ``at`` with expected values from each leaf's own history before ``at``.
+
+    Returns one row per leaf seen at ``at`` or before, with columns ``actual``, ``expected``
+    (and ``denominator``, ``expected_denominator`` for a ratio). Additive: expected is the
+    leaf's median over the history's time points (a leaf absent at a time point counts as
+    0 there). Ratio: the expected rate is the leaf's pooled historical rate (numerator and
+    denominator summed, never averaged); a leaf absent at ``at`` has actual 0.
+    """
+    dims = list(dimensions)
+    cols = [value] + ([denominator] if denominator else [])
+    missing = [c for c in dict.fromkeys([time_column, *dims, *cols]) if c not in rows.columns]
+    if missing:
+        raise RootCauseError(f"missing column(s): {', '.join(missing)}")
+    df = rows[[time_column, *dims, *cols]].copy()
+    for d in dims:
+        df[d] = df[d].astype(str)
+    for c in cols:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float).fillna(0.0)
+    ts = _parse_times(df[time_column])
+    at = parse_time(at)
+    now = df[ts == at]
+    past = df[ts < at]
+    if now.empty:
+        raise RootCauseError(f"no rows at {at.isoformat()} in column {time_column!r}")
+    if past.empty:
+        raise RootCauseError(f"no rows before {at.isoformat()}: no history to learn from")
+    snap = now.groupby(dims, sort=False)[cols].sum()
+    if denominator is None:
+        per_time = past.assign(_t=ts[ts < at]).groupby(["_t", *dims])[value].sum()
+        wide = per_time.unstack("_t", fill_value=0.0)
+        hist = wide.median(axis=1).rename("expected").to_frame()
+    else:
+        hist = past.groupby(dims, sort=False)[cols].sum()
+        hist.columns = ["expected", "expected_denominator"]
+    out = snap.join(hist, how="outer").fillna(0.0)
+    out = out.rename(columns={value: "actual"})
+    if denominator is not None:
+        out = out.rename(columns={denominator: "denominator"})
+    return out.reset_index()
+
+
+def _parse_times(col: pd.Series) -> pd.Series:
+    ts = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
+    if ts.isna().any():
+        bad = col[ts.isna()].iloc[0]
+        raise RootCauseError(f"cannot parse time {bad!r}")
+    return ts
+
+
+def parse_time(at: pd.Timestamp | str) -> pd.Timestamp:
+    """A UTC timestamp (naive = UTC); RootCauseError when it cannot be parsed."""
+    try:
+        t = pd.Timestamp(at)
+    except (ValueError, TypeError):
+        raise RootCauseError(f"cannot parse time {at!r}") from None
+    if t is pd.NaT:
+        raise RootCauseError(f"cannot parse time {at!r}")
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def rows_at(rows: pd.DataFrame, time_column: str, at: pd.Timestamp | str) -> pd.DataFrame:
+    """The rows whose ``time_column`` is ``at``."""
+    if time_column not in rows.columns:
+        raise RootCauseError(f"missing column(s): {time_column}")
+    t = parse_time(at)
+    out = rows[_parse_times(rows[time_column]) == t]
+    if out.empty:
+        raise RootCauseError(f"no rows at {t.isoformat()} in column {time_column!r}")
+    return out

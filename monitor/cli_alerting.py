@@ -1,0 +1,168 @@
+"""``cxmon routes test`` and ``cxmon silence add|query|expire`` (amtool-like)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from alerts.matchers import MatcherError, parse_matcher, parse_matchers
+
+if TYPE_CHECKING:
+    from monitor.store import Store
+
+routes_app = typer.Typer(help="Inspect the alert route tree.", no_args_is_help=True)
+
+
+def _labels(args: list[str]) -> dict[str, str]:
+    """``key=value`` arguments (quotes optional), parsed like amtool parses them."""
+    out: dict[str, str] = {}
+    for arg in args:
+        try:
+            m = parse_matcher(arg)
+        except MatcherError as exc:
+            raise typer.BadParameter(f"Failed to parse labels: {exc}") from None
+        if m.op != "=":
+            raise typer.BadParameter("labels must be specified as key=value pairs")
+        out[m.name] = m.value
+    return out
+
+
+@routes_app.command("test")
+def routes_test(
+    config: Annotated[str, typer.Option("--config", "-c", help="cxmon YAML config file.")],
+    labels: Annotated[list[str] | None, typer.Argument(help="label=value ...")] = None,
+    tree: Annotated[bool, typer.Option("--tree", help="Print the routing tree.")] = False,
+    verify: Annotated[
+        str | None,
+        typer.Option("--verify-receivers", help="Exit 1 unless the receivers are exactly these "
+                     "(comma-separated)."),
+    ] = None,
+) -> None:
+    """Print the receivers a label set reaches, comma-separated, in Alertmanager's order
+    (like ``amtool config routes test``)."""
+    from pathlib import Path
+
+    from alerts.routing import Router
+    from monitor.cli import _load
+
+    cfg = _load(Path(config))
+    lset = _labels(labels or [])
+    router = Router.from_config(cfg.alerting)
+    if tree:
+        typer.echo(router.tree(lset))
+        typer.echo("")
+    slug = ",".join(router.receivers(lset))
+    typer.echo(slug)
+    if verify is not None and verify != slug:
+        typer.echo("WARNING: Expected receivers did not match resolved receivers.")
+        raise typer.Exit(1)
+
+
+silence_app = typer.Typer(help="Add, list and expire silences (amtool-like).",
+                          no_args_is_help=True)
+ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="cxmon YAML config file.")]
+
+
+def _store(config: str) -> Store:
+    from pathlib import Path
+
+    from monitor.cli import _load, _open_store
+
+    return _open_store(_load(Path(config)))
+
+
+def _silence_matchers(args: list[str]) -> list[str]:
+    """amtool style: a first argument without an operator means ``alertname=<it>``."""
+    out = list(args)
+    if out and not any(op in out[0] for op in ("=", "!=", "=~", "!~")):
+        out[0] = f"alertname={out[0]}"
+    return out
+
+
+@silence_app.command("add")
+def silence_add(
+    config: ConfigOpt,
+    matchers: Annotated[list[str], typer.Argument(help="Matchers, e.g. 'team=\"checkout\"'")],
+    duration: Annotated[str, typer.Option("--duration", "-d", help="e.g. 2h")] = "1h",
+    comment: Annotated[str, typer.Option("--comment", help="Why.")] = "",
+    author: Annotated[str, typer.Option("--author", "-a")] = "",
+) -> None:
+    """Silence matching notifications for --duration; prints the silence id."""
+    from alerts.silences import add_silence
+    from monitor.clock import SystemClock
+    from monitor.durations import parse_duration
+
+    try:
+        length = parse_duration(duration)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    st = _store(config)
+    try:
+        s = add_silence(st, _silence_matchers(matchers), now=SystemClock().now(),
+                        duration=length, comment=comment,
+                        created_by=author or os.environ.get("USER", "cxmon"))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    finally:
+        st.close()
+    typer.echo(s.id)
+
+
+@silence_app.command("query")
+def silence_query(
+    config: ConfigOpt,
+    matchers: Annotated[list[str] | None, typer.Argument(help="Only silences with these "
+                                                         "matchers (exact, amtool-like)")] = None,
+    expired: Annotated[bool, typer.Option("--expired", help="Show expired ones instead.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only ids.")] = False,
+) -> None:
+    """List active and pending silences (or --expired ones)."""
+    from alerts.silences import list_silences
+    from monitor.clock import SystemClock
+
+    wanted = {str(m) for line in _silence_matchers(matchers or []) for m in parse_matchers(line)}
+    now = SystemClock().now()
+    st = _store(config)
+    try:
+        rows = [s for s in list_silences(st)
+                if (s.state(now) == "expired") == expired and wanted <= set(s.matchers)]
+    finally:
+        st.close()
+    if quiet:
+        for s in rows:
+            typer.echo(s.id)
+        return
+    typer.echo(f"{'ID':36}  {'Matchers':40}  {'Ends At':25}  {'Created By':12}  Comment")
+    for s in rows:
+        typer.echo(f"{s.id:36}  {' '.join(s.matchers):40}  {s.ends_at.isoformat():25}  "
+                   f"{s.created_by:12}  {s.comment}")
+
+
+@silence_app.command("expire")
+def silence_expire(
+    config: ConfigOpt,
+    ids: Annotated[list[str], typer.Argument(help="Silence ids.")],
+) -> None:
+    """End silences now."""
+    from alerts.silences import expire_silence
+    from monitor.clock import SystemClock
+
+    st = _store(config)
+    missing = []
+    try:
+        for sid in ids:
+            if not expire_silence(st, sid, SystemClock().now()):
+                missing.append(sid)
+    finally:
+        st.close()
+    if missing:
+        typer.echo(f"no active silence with id: {', '.join(missing)}", err=True)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``routes`` and ``silence`` command groups to the ``cxmon`` app."""
+    app.add_typer(routes_app, name="routes")
+    app.add_typer(silence_app, name="silence")

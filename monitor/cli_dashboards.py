@@ -1,0 +1,80 @@
+"""``cxmon dashboards build`` / ``cxmon dashboards push`` (registered in :mod:`monitor.cli`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+dashboards_app = typer.Typer(help="Grafana dashboards generated from the config.",
+                             no_args_is_help=True)
+
+JourneyOpt = Annotated[
+    list[str] | None,
+    typer.Option("--journey", help="Also build a dashboard for this journey (repeatable); "
+                 "needed for values of a split_by: [journey] label."),
+]
+
+
+@dashboards_app.command("build")
+def build(
+    config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("grafana"),
+    journey: JourneyOpt = None,
+    prometheus_url: Annotated[
+        str, typer.Option(help="URL written into the provisioned Prometheus data source.")
+    ] = "http://localhost:9090",
+) -> None:
+    """Write the dashboards' JSON and Grafana provisioning YAML under --out."""
+    from dashboards import provisioning
+    from dashboards.grafana import build_all
+    from monitor.cli import _load, console
+
+    cfg = _load(config)
+    built = build_all(cfg, journey or ())
+    files = provisioning.write(built, out, prometheus_url=prometheus_url)
+    for d in built:
+        console.print(f"[green]✓[/] {d.uid}: {d.title}")
+    console.print(f"wrote {len(files)} files under {out}")
+
+
+@dashboards_app.command("push")
+def push(
+    config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")],
+    journey: JourneyOpt = None,
+    annotations: Annotated[
+        bool, typer.Option(help="Also post the stored anomalies as annotations.")
+    ] = True,
+) -> None:
+    """Upload the dashboards into the 'cxmon' folder of the config's grafana: server and post
+    the anomalies as annotations."""
+    from dashboards.grafana import build_all
+    from dashboards.push import push as do_push
+    from monitor.cli import _load, _open_store, console, err_console
+
+    cfg = _load(config)
+    if cfg.grafana is None:
+        err_console.print("[bold red]no grafana: block in the config[/] "
+                          "(grafana: {url: ..., token: ${GRAFANA_TOKEN}})")
+        raise typer.Exit(2)
+    store = _open_store(cfg) if annotations else None
+    try:
+        report = do_push(cfg, build_all(cfg, journey or ()), store=store)
+    except Exception as exc:
+        err_console.print(f"[bold red]grafana:[/] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        if store is not None:
+            store.close()
+    folder = "created" if report.folder_created else "exists"
+    console.print(f"folder {report.folder_uid} ({folder}); {len(report.dashboards)} dashboards "
+                  f"saved; annotations: {report.annotations_posted} posted, "
+                  f"{report.annotations_skipped} already there")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dashboards_app, name="dashboards")
+
+
+__all__ = ["register"]

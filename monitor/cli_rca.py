@@ -1,0 +1,103 @@
+"""``cxmon rca``: dimensional root cause of one snapshot of a CSV file, printed as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from detectors.rootcause import RootCauseError, expected_from_history, localize, prepare, rows_at
+
+
+def rca(
+    input: Annotated[Path, typer.Option("--input", help="CSV file, one row per leaf (and time).")],
+    dimensions: Annotated[str, typer.Option(help="Comma-separated dimension columns.")],
+    time_column: Annotated[
+        str | None, typer.Option(help="Time column: rows before --at are history.")
+    ] = None,
+    at: Annotated[str | None, typer.Option(help="The anomalous time (with --time-column).")] = None,
+    actual: Annotated[str | None, typer.Option(help="Actual value column.")] = None,
+    expected: Annotated[str | None, typer.Option(help="Expected value column.")] = None,
+    value: Annotated[
+        str | None, typer.Option(help="Value column; expected values come from history.")
+    ] = None,
+    denominator: Annotated[
+        str | None, typer.Option(help="Denominator column: the KPI is sum(value)/sum(denominator).")
+    ] = None,
+    top: Annotated[int, typer.Option(help="How many candidate root causes to print.")] = 3,
+) -> None:
+    """Which dimension values drove the change: ranked root causes as JSON.
+
+    Either --actual and --expected columns (one snapshot; additive), or --value [--denominator]
+    with --time-column and --at (rows before --at are history, rows at --at the snapshot).
+    """
+    try:
+        result = run_rca(
+            input, [d.strip() for d in dimensions.split(",") if d.strip()],
+            time_column=time_column, at=at, actual=actual, expected=expected, value=value,
+            denominator=denominator, top=top,
+        )
+    except RootCauseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result, indent=2))
+
+
+def run_rca(
+    path: Path,
+    dims: list[str],
+    *,
+    time_column: str | None,
+    at: str | None,
+    actual: str | None,
+    expected: str | None,
+    value: str | None,
+    denominator: str | None,
+    top: int,
+) -> dict[str, object]:
+    """The ``cxmon rca`` result as a JSON-able dict; raises RootCauseError for bad input."""
+    if top < 1:
+        raise RootCauseError("--top must be at least 1")
+    if not dims:
+        raise RootCauseError("--dimensions needs at least one column")
+    try:
+        rows = pd.read_csv(path, dtype={d: str for d in dims}, keep_default_na=False,
+                           na_values=[""])
+    except (OSError, ValueError) as exc:
+        raise RootCauseError(f"cannot read {path}: {exc}") from None
+    if (actual is None) != (expected is None):
+        raise RootCauseError("--actual and --expected go together")
+    if actual is not None and value is not None:
+        raise RootCauseError("give either --actual/--expected or --value, not both")
+    if actual is not None:
+        if denominator is not None:
+            raise RootCauseError("--denominator goes with --value (expected from history)")
+        assert expected is not None
+        if time_column is not None or at is not None:
+            if time_column is None or at is None:
+                raise RootCauseError("--time-column and --at go together")
+            rows = rows_at(rows, time_column, at)
+        cube = prepare(rows, dims, actual=actual, expected=expected)
+    elif value is not None:
+        if time_column is None or at is None:
+            raise RootCauseError("--value needs --time-column and --at (history before --at)")
+        leaves = expected_from_history(
+            rows, dims, time_column=time_column, at=at, value=value,
+            denominator=denominator,
+        )
+        cube = prepare(
+            leaves, dims, actual="actual", expected="expected",
+            denominator="denominator" if denominator else None,
+            expected_denominator="expected_denominator" if denominator else None,
+        )
+    else:
+        raise RootCauseError("give --actual and --expected, or --value with --time-column/--at")
+    causes = localize(cube, top=top)
+    return {"root_causes": [c.to_dict() for c in causes]}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rca")(rca)

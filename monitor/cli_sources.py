@@ -1,0 +1,78 @@
+"""``cxmon backfill``: load a metric's history from its source into the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from monitor.errors import StoreError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the source commands to the main CLI."""
+
+    @app.command("backfill")
+    def backfill_cmd(
+        config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")],
+        metric: Annotated[str, typer.Option(help="The metric to backfill.")],
+        start: Annotated[str, typer.Option(help="First bucket (ISO 8601, UTC).")],
+        end: Annotated[str, typer.Option(help="End, exclusive (ISO 8601, UTC).")],
+        chunk: Annotated[
+            str | None, typer.Option(help="Range fetched per request, e.g. 1d (default: "
+                                     "288 buckets, at most a day).")
+        ] = None,
+    ) -> None:
+        """Poll [start, end) from the metric's source and store the points (no detection,
+        no alerts; the live cursor is not moved). Safe to re-run."""
+        from monitor.backfill import backfill, chunks, default_chunk
+        from monitor.cli import _load, _open_store, _parse_time, console, err_console
+        from monitor.durations import parse_duration
+        from monitor.frames import floor_time
+        from sources.base import SourceError
+
+        cfg = _load(config)
+        names = [m.name for m in cfg.metrics]
+        if metric not in names:
+            raise typer.BadParameter(f"unknown metric {metric!r}; defined: {', '.join(names)}")
+        t0, t1 = _parse_time(start), _parse_time(end)
+        if t1 <= t0:
+            raise typer.BadParameter("--end must be after --start")
+        m = cfg.metric(metric)
+        try:
+            step = parse_duration(chunk) if chunk else default_chunk(m)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        total = len(chunks(floor_time(t0, m.interval), floor_time(t1, m.interval), step))
+        try:
+            store = _open_store(cfg)
+        except StoreError as exc:  # pragma: no cover - _open_store exits already
+            err_console.print(f"store: {exc}")
+            raise typer.Exit(1) from None
+        try:
+            with Progress(
+                TextColumn("[progress.description]{task.description}"), BarColumn(),
+                TextColumn("{task.completed}/{task.total} chunks"), TimeRemainingColumn(),
+                console=console, transient=True,
+            ) as progress:
+                task = progress.add_task(f"backfill {metric}", total=total)
+                result = backfill(
+                    cfg, store, metric, t0, t1, chunk=step,
+                    on_chunk=lambda lo, _hi, _r: progress.update(
+                        task, advance=1, description=f"{metric} {lo:%Y-%m-%d %H:%M}"),
+                )
+        except SourceError as exc:
+            err_console.print(f"[bold red]backfill failed:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        finally:
+            store.close()
+        rejected = sum(result.rejected.values())
+        console.print(
+            f"[green]✓[/] {metric}: {result.start:%Y-%m-%d %H:%M} – {result.end:%Y-%m-%d %H:%M}"
+            f" UTC, {result.chunks} chunk(s), {result.rows_in} rows, {result.points} points in "
+            f"{result.series} series, {rejected} rejected"
+            + (f" {dict(result.rejected)}" if rejected else ""),
+            highlight=False,
+        )

@@ -1,0 +1,134 @@
+"""``type: files`` — CSV, Parquet or JSON-lines files: one path or a glob.
+
+Every poll globs again, so files dropped into the folder later are picked up; a file is
+re-read only when its size or modification time changed (a small cache per source). Rows are
+filtered to ``since <= timestamp < until`` here; a row whose timestamp cannot be parsed is
+dropped and counted once per file version (``skipped["bad_timestamp"]``, exported as
+``cxmon_source_records_skipped_total``), not at every poll. A metric's ``query``, if set,
+is its own path or glob instead of the source's ``path``. Relative paths are taken from
+``base_dir`` (default: the working directory).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow
+from pydantic import Field
+
+from sources.base import FatalSourceError, PollRequest, Source, SourceConfig
+from sources.registry import register
+
+Format = Literal["auto", "csv", "parquet", "jsonl"]
+_EXT = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
+        ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+
+
+class FilesSourceConfig(SourceConfig):
+    """Files matching ``path`` (a glob such as ``exports/*.csv`` is allowed)."""
+
+    type: Literal["files"]
+    path: str = Field(min_length=1, description="file path or glob (**, *, ?)")
+    format: Format = Field("auto", description="auto picks by extension")
+    base_dir: str | None = Field(None, description="relative paths start here")
+    csv_separator: str = ","
+
+
+@register("files")
+class FilesSource(Source):
+    """Reads the files matching the glob at each poll; caches unchanged files."""
+
+    Config = FilesSourceConfig
+    config: FilesSourceConfig
+
+    def __init__(self, name: str, config: FilesSourceConfig) -> None:  # type: ignore[override]
+        super().__init__(name, config)
+        self._cache: dict[str, tuple[tuple[int, int], pd.DataFrame]] = {}
+        self._ts_cache: dict[tuple[str, str], tuple[Any, pd.Series]] = {}
+        self.skipped: Counter[str] = Counter()  # rows dropped here (see sources.metrics)
+
+    def files(self, pattern: str | None = None) -> list[str]:
+        """The files matching the pattern now, sorted."""
+        pattern = pattern or self.config.path
+        if not os.path.isabs(pattern):
+            pattern = os.path.join(self.config.base_dir or os.getcwd(), pattern)
+        return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        paths = self.files(request.query)
+        frames = []
+        for path in paths:
+            df = self._read(path)
+            if df.columns.empty:
+                continue
+            if request.timestamp_column not in df.columns:
+                raise FatalSourceError(
+                    f"source {self.name}: {Path(path).name} has no column "
+                    f"{request.timestamp_column!r} (metric {request.metric}'s timestamp); "
+                    f"columns: {', '.join(map(str, df.columns))}"
+                )
+            ts = self._times(path, df, request.timestamp_column)
+            keep = (ts >= pd.Timestamp(request.since)) & (ts < pd.Timestamp(request.until))
+            frames.append(df[keep.to_numpy()])
+        live = set(paths)
+        self._cache = {p: v for p, v in self._cache.items() if p in live}
+        self._ts_cache = {k: v for k, v in self._ts_cache.items() if k[0] in live}
+        if not frames:
+            return pd.DataFrame(columns=[request.timestamp_column])
+        return pd.concat(frames, ignore_index=True)
+
+    def _times(self, path: str, df: pd.DataFrame, column: str) -> pd.Series:
+        """Parsed timestamps of a file (cached with it); a row whose timestamp cannot be
+        parsed belongs to no time range: it is counted once per file version in
+        :attr:`skipped` (``bad_timestamp``), not at every poll."""
+        key = (path, column)
+        stamp = self._cache[path][0] if path in self._cache else None
+        hit = self._ts_cache.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        ts = pd.to_datetime(df[column], utc=True, errors="coerce", format="mixed")
+        bad = int(ts.isna().sum())
+        if bad:
+            self.skipped["bad_timestamp"] += bad
+        self._ts_cache[key] = (stamp, ts)
+        return ts
+
+    def _read(self, path: str) -> pd.DataFrame:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:  # removed between glob and read
+            return pd.DataFrame()
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = self._cache.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        fmt = self.config.format
+        if fmt == "auto":
+            fmt = _EXT.get(Path(path).suffix.lower())  # type: ignore[assignment]
+            if fmt is None:
+                raise FatalSourceError(
+                    f"source {self.name}: cannot tell the format of {Path(path).name}; "
+                    "set format: csv, parquet or jsonl"
+                )
+        try:
+            if fmt == "csv":
+                df = pd.read_csv(path, sep=self.config.csv_separator)
+            elif fmt == "parquet":
+                df = pd.read_parquet(path)
+            else:
+                df = pd.read_json(path, lines=True, dtype=False)
+        except pd.errors.EmptyDataError:  # being written, or empty: nothing yet
+            df = pd.DataFrame()
+        except (ValueError, pyarrow.ArrowException, pd.errors.ParserError, UnicodeDecodeError,
+                OSError) as exc:
+            raise FatalSourceError(
+                f"source {self.name}: cannot read {Path(path).name} as {fmt}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
+        self._cache[path] = (stamp, df)
+        return df

@@ -1,0 +1,219 @@
+"""``type: google_analytics`` — GA4 Data API ``runReport`` through the official
+``google-analytics-data`` client (REST transport).
+
+A metric's ``params``:
+
+``dimensions``  GA4 dimensions to break down by, e.g. ``[deviceCategory,
+                sessionDefaultChannelGroup]`` (``dateHour`` is always added: it becomes the
+                ``timestamp`` column)
+``metrics``     GA4 metrics as columns, e.g. ``[sessions, activeUsers]``
+``funnel``      optional ``{column: eventName}`` steps, e.g. ``{started: begin_checkout,
+                completed: purchase}``: the report is filtered to those events, broken down
+                by ``eventName`` and pivoted to one column per step (``funnel_metric``,
+                default ``activeUsers``), plus ``abandoned = first step - last step``
+                (clipped at 0), so a drop-off rate is ``{ratio: [abandoned, started]}``
+``timezone``    the property's reporting time zone (``dateHour`` is local to it; default UTC)
+
+``query`` is free text (e.g. ``checkout funnel``); the report is defined by ``params``.
+Pages are fetched with ``limit``/``offset`` until ``rowCount``. Errors: 401/403 (token
+expired, no access to the property) and 400 (unknown dimension or metric) are fatal; 429
+(quota), 5xx and connection errors are retried with backoff honouring ``Retry-After``.
+
+Auth: ``credentials_file`` (a service-account JSON key), an OAuth ``access_token``, or
+Application Default Credentials. ``api_endpoint`` points the client elsewhere (a regional
+endpoint, a proxy, or a local test server: ``http://127.0.0.1:8080``).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from sources.base import FatalSourceError, PollRequest, SourceConfig
+from sources.http import (
+    Classified,
+    RetryConfig,
+    SdkSource,
+    Sleep,
+    parse_params,
+    retry_after_seconds,
+)
+from sources.registry import register
+
+SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
+
+
+class GoogleAnalyticsSourceConfig(SourceConfig):
+    """A GA4 property."""
+
+    type: Literal["google_analytics"]
+    property_id: str = Field(pattern=r"^\d+$", description="the numeric GA4 property id")
+    credentials_file: str | None = Field(None, description="service-account JSON key file")
+    access_token: SecretStr | None = Field(None, description="an OAuth access token")
+    api_endpoint: str | None = Field(None, description="default analyticsdata.googleapis.com")
+    page_size: int = Field(10_000, ge=1, le=250_000)
+    timeout: float = Field(60.0, gt=0)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+
+class ReportParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dimensions: list[str] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=list)
+    funnel: dict[str, str] = Field(default_factory=dict)
+    funnel_metric: str = "activeUsers"
+    timezone: str = "UTC"
+
+
+@register("google_analytics")
+class GoogleAnalyticsSource(SdkSource):
+    """Runs a GA4 report per poll; rows become the metric's raw rows."""
+
+    Config = GoogleAnalyticsSourceConfig
+    config: GoogleAnalyticsSourceConfig
+
+    def __init__(self, name: str, config: GoogleAnalyticsSourceConfig, *,  # type: ignore[override]
+                 sleep: Sleep = time.sleep) -> None:
+        super().__init__(name, config, sleep=sleep)
+        self._client: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            from google.analytics.data_v1beta import BetaAnalyticsDataClient
+
+            cfg = self.config
+            credentials: Any = None
+            if cfg.access_token is not None:
+                from google.oauth2.credentials import Credentials
+
+                credentials = Credentials(token=cfg.access_token.get_secret_value())
+            elif cfg.credentials_file:
+                from google.oauth2 import service_account
+
+                try:
+                    credentials = service_account.Credentials.from_service_account_file(
+                        cfg.credentials_file, scopes=[SCOPE])
+                except (OSError, ValueError) as exc:
+                    raise FatalSourceError(
+                        f"source {self.name}: cannot read credentials_file: "
+                        f"{type(exc).__name__}") from None
+            options = ClientOptions(api_endpoint=cfg.api_endpoint) if cfg.api_endpoint else None
+            self._client = BetaAnalyticsDataClient(credentials=credentials, transport="rest",
+                                                   client_options=options)
+        return self._client
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        p = parse_params(ReportParams, self.name, request)
+        if not p.metrics and not p.funnel:
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: set params.metrics or "
+                "params.funnel")
+        try:
+            tz = pd.Timestamp(request.since).tz_convert(p.timezone).tz
+        except Exception:
+            raise FatalSourceError(
+                f"source {self.name}: unknown time zone {p.timezone!r}") from None
+        local_lo = pd.Timestamp(request.since).tz_convert(tz)
+        local_hi = pd.Timestamp(request.until - timedelta(microseconds=1)).tz_convert(tz)
+        dims = ["dateHour", *p.dimensions] + (["eventName"] if p.funnel else [])
+        metrics = [p.funnel_metric] if p.funnel else list(p.metrics)
+        body: dict[str, Any] = {
+            "property": f"properties/{self.config.property_id}",
+            "date_ranges": [{"start_date": local_lo.date().isoformat(),
+                             "end_date": local_hi.date().isoformat()}],
+            "dimensions": [{"name": d} for d in dims],
+            "metrics": [{"name": m} for m in metrics],
+            "keep_empty_rows": False,
+        }
+        if p.funnel:
+            body["dimension_filter"] = {"filter": {
+                "field_name": "eventName",
+                "in_list_filter": {"values": list(dict.fromkeys(p.funnel.values()))},
+            }}
+        rows = self.call(lambda: self._all_pages(body))
+        df = pd.DataFrame(rows, columns=[*dims, *metrics])
+        for m in metrics:
+            df[m] = pd.to_numeric(df[m], errors="coerce")
+        stamps = pd.to_datetime(df["dateHour"], format="%Y%m%d%H", errors="coerce")
+        df.insert(0, "timestamp", stamps.dt.tz_localize(tz, ambiguous="NaT",
+                                                         nonexistent="NaT").dt.tz_convert(UTC))
+        df = df.drop(columns=["dateHour"])
+        keep = df["timestamp"].isna() | ((df["timestamp"] >= pd.Timestamp(request.since))
+                                         & (df["timestamp"] < pd.Timestamp(request.until)))
+        df = df[keep.to_numpy()]
+        if p.funnel:
+            df = _pivot_funnel(df, p)
+        return df.reset_index(drop=True)
+
+    def _all_pages(self, body: dict[str, Any]) -> list[list[str]]:
+        from google.analytics.data_v1beta.types import RunReportRequest
+
+        out: list[list[str]] = []
+        offset = 0
+        while True:
+            req = RunReportRequest(**body, limit=self.config.page_size, offset=offset)
+            resp = self.client().run_report(request=req, retry=None,
+                                            timeout=self.config.timeout)
+            for row in resp.rows:
+                out.append([v.value for v in row.dimension_values]
+                           + [v.value for v in row.metric_values])
+            offset += len(resp.rows)
+            if not resp.rows or offset >= resp.row_count:
+                return out
+
+    def classify(self, exc: BaseException) -> Classified | None:
+        if isinstance(exc, gexc.GoogleAPICallError):
+            code = getattr(exc, "code", None) or 0
+            message = f"GA4 Data API HTTP {code}: {exc.message}"
+            if isinstance(exc, gexc.Unauthenticated | gexc.PermissionDenied):
+                return ("fatal", None, f"credentials rejected ({message}); the token expired "
+                        "or the account has no access to the property: renew the credentials "
+                        "or grant the service account Viewer on the property")
+            if isinstance(exc, gexc.TooManyRequests | gexc.ResourceExhausted) or code >= 500:
+                response = getattr(exc, "response", None)
+                headers = getattr(response, "headers", None) or {}
+                return ("retriable", retry_after_seconds(headers.get("Retry-After")), message)
+            return ("fatal", None, f"report rejected ({message}); check params.dimensions and "
+                    "params.metrics against the GA4 API schema")
+        from google.auth import exceptions as auth_exc
+
+        if isinstance(exc, auth_exc.RefreshError | auth_exc.DefaultCredentialsError):
+            return ("fatal", None, "credentials rejected by the GA4 Data API and they cannot "
+                    f"be refreshed ({type(exc).__name__}); the access token expired: renew it "
+                    "or use a service-account credentials_file")
+        if isinstance(exc, gexc.RetryError):
+            return ("retriable", None, f"GA4 Data API: {exc.message}")
+        import requests
+
+        if isinstance(exc, requests.Timeout | requests.ConnectionError):
+            return ("retriable", None, f"connection failed ({type(exc).__name__})")
+        return None
+
+    def close(self) -> None:
+        if self._client is not None:
+            transport = getattr(self._client, "_transport", None)
+            if transport is not None:
+                transport.close()
+            self._client = None
+
+
+def _pivot_funnel(df: pd.DataFrame, p: ReportParams) -> pd.DataFrame:
+    """One row per (hour, dimensions) with a column per funnel step and ``abandoned``."""
+    keys = ["timestamp", *p.dimensions]
+    steps = list(p.funnel)
+    if df.empty:
+        return pd.DataFrame(columns=[*keys, *steps, "abandoned"])
+    by_event = df.pivot_table(index=keys, columns="eventName", values=p.funnel_metric,
+                              aggfunc="sum", fill_value=0)
+    out = pd.DataFrame(index=by_event.index)
+    for column, event in p.funnel.items():
+        out[column] = by_event[event] if event in by_event.columns else 0
+    out["abandoned"] = (out[steps[0]] - out[steps[-1]]).clip(lower=0)
+    return out.reset_index()

@@ -1,0 +1,568 @@
+"""The shared HTTP base of every API source: auth, pagination, rate limits, backoff, errors.
+
+A connector is a small subclass (as in the Singer SDK's ``RESTStream``): it says which URL to
+call and how to turn a page into rows; :class:`HttpClient` owns everything else.
+
+Error classification (what the pipeline and the user should do):
+
+* **retriable** — timeouts, connection errors, 429 and 5xx. Retried here with exponential
+  backoff that honours ``Retry-After`` (seconds or an HTTP date), then raised as
+  :class:`~sources.base.RetriableSourceError` so the pipeline retries on a later tick;
+* **fatal** — 401/403 (credentials wrong or expired), 400/404/422 (bad query or URL): raised
+  as :class:`~sources.base.FatalSourceError` with the source name and what to fix;
+* **skippable** — one record that cannot be read: dropped and counted
+  (:attr:`HttpSource.skipped`), the poll goes on.
+
+Secrets (tokens, passwords, API keys, header values) never appear in messages: every message
+is passed through :meth:`HttpClient.scrub`, and URLs are shown without their query string.
+Clock and sleep are injected, so tests never wait.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+import jmespath
+from jmespath.exceptions import JMESPathError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from sources.base import FatalSourceError, RetriableSourceError, Source, SourceConfig
+
+log = logging.getLogger(__name__)
+
+RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+AUTH_STATUS = frozenset({401, 403})
+
+T = TypeVar("T")
+Sleep = Callable[[float], None]
+Monotonic = Callable[[], float]
+
+
+class SkipRecord(ValueError):
+    """Raised by a connector's record parser: this one record is unusable; count and skip."""
+
+
+class RetryConfig(BaseModel):
+    """Backoff within one poll (the pipeline backs off across ticks after that)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(4, ge=1, le=20, description="tries per request, the first included")
+    backoff: float = Field(1.0, ge=0, description="first wait in seconds; doubles per retry")
+    max_wait: float = Field(
+        60.0, gt=0, description="longest wait; a longer Retry-After ends the poll (retried later)"
+    )
+
+
+class PaginationConfig(BaseModel):
+    """How an API splits results into pages.
+
+    ``none``; ``next_url`` (a JMESPath to the next page's URL in the body); ``link_header``
+    (RFC 8288 ``Link: <...>; rel="next"``); ``cursor`` (JMESPath to a cursor sent back as
+    ``cursor_param``); ``offset`` (``offset_param`` += page size); ``page`` (``page_param``
+    += 1). Paging stops at an empty page, a missing next link/cursor, or ``max_pages``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    style: Literal["none", "next_url", "link_header", "cursor", "offset", "page"] = "none"
+    next: str | None = Field(None, description="JMESPath of the next URL or cursor")
+    cursor_param: str = "cursor"
+    offset_param: str = "offset"
+    page_param: str = "page"
+    limit_param: str | None = Field(None, description="query parameter carrying page_size")
+    page_size: int = Field(100, ge=1)
+    first_page: int = 1
+    max_pages: int = Field(1000, ge=1)
+
+
+class HttpSourceConfig(SourceConfig):
+    """Settings every HTTP source has. ``token`` is sent as ``Authorization: Bearer``;
+    ``username``/``password`` as basic auth; ``headers`` values are treated as secrets."""
+
+    base_url: str | None = Field(None, description="API root, e.g. https://api.example.com")
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    timeout: float = Field(30.0, gt=0, description="seconds per request")
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    rate_limit: float | None = Field(None, gt=0, description="most requests per second")
+    verify_tls: bool = True
+
+
+def secrets_of(model: BaseModel) -> list[str]:
+    """Every secret value in a config (SecretStr anywhere, nested models and dicts included)."""
+    out: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            out.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+
+    walk(model)
+    return [s for s in out if s]
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None.
+
+    >>> retry_after_seconds("7")
+    7.0
+    >>> retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT",
+    ...                     datetime(2015, 10, 21, 7, 28, tzinfo=UTC))
+    10.0
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class HttpClient:
+    """One source's HTTP session: auth, retries with backoff, rate limit, classification.
+
+    ``sleep`` and ``monotonic`` are injectable so tests run without waiting; ``transport``
+    lets a test plug an ``httpx.MockTransport`` (the repo's tests use real local servers).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        config: HttpSourceConfig,
+        *,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        sleep: Sleep = time.sleep,
+        monotonic: Monotonic = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
+        extra_secrets: list[str] | None = None,
+    ) -> None:
+        self.source = source
+        self.config = config
+        self.sleep = sleep
+        self.monotonic = monotonic
+        self.secrets = sorted(
+            {*secrets_of(config), *(extra_secrets or [])}, key=len, reverse=True
+        )
+        hdrs = {"User-Agent": "cxmon", "Accept": "application/json"}
+        hdrs.update({k: v.get_secret_value() for k, v in config.headers.items()})
+        if config.token is not None:
+            hdrs["Authorization"] = f"Bearer {config.token.get_secret_value()}"
+        hdrs.update(headers or {})
+        if auth is None and config.username is not None:
+            pw = config.password.get_secret_value() if config.password else ""
+            auth = (config.username, pw)
+        self._client = httpx.Client(
+            base_url=config.base_url or "",
+            headers=hdrs,
+            auth=auth,
+            timeout=config.timeout,
+            verify=config.verify_tls,
+            transport=transport,
+            follow_redirects=True,
+        )
+        self._lock = threading.Lock()
+        self._last_request: float | None = None
+        self.requests = 0  # sent, retries included (for tests and metrics)
+        self.retries = 0
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        """Remove every secret value from ``text``."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+            quoted = quote(secret, safe="")
+            if quoted != secret:
+                text = text.replace(quoted, "***")
+        return text
+
+    def where(self, url: httpx.URL | str) -> str:
+        """A URL for messages: host and path, never the query string (it may hold keys)."""
+        parts = urlsplit(str(url))
+        return self.scrub(f"{parts.netloc}{parts.path}")
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _throttle(self) -> None:
+        if self.config.rate_limit is None:
+            return
+        gap = 1.0 / self.config.rate_limit
+        with self._lock:
+            now = self.monotonic()
+            if self._last_request is not None and now - self._last_request < gap:
+                self.sleep(gap - (now - self._last_request))
+                now = self.monotonic()
+            self._last_request = now
+
+    def _wait_for(self, attempt: int, response: httpx.Response | None) -> float:
+        retry = self.config.retry
+        after = retry_after_seconds(response.headers.get("Retry-After")) if response else None
+        if after is not None:
+            return after
+        return min(retry.backoff * 2 ** (attempt - 1), retry.max_wait)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        fix_hint: str = "",
+    ) -> httpx.Response:
+        """Send with retries; return a 2xx response or raise a classified source error."""
+        attempts = self.config.retry.attempts
+        target = httpx.URL(url)
+        if params:  # merged into the URL's own query (httpx would replace it)
+            target = target.copy_merge_params({k: _param(v) for k, v in params.items()})
+        last = ""
+        for attempt in range(1, attempts + 1):
+            self._throttle()
+            self.requests += 1
+            response: httpx.Response | None = None
+            try:
+                response = self._client.request(
+                    method, target, json=json, data=data, headers=headers
+                )
+            except httpx.TimeoutException:
+                last = f"timed out after {self.config.timeout:g}s"
+            except httpx.TransportError as exc:
+                last = f"connection failed ({type(exc).__name__}: {self.scrub(str(exc))})"
+            else:
+                status = response.status_code
+                if status < 400:
+                    return response
+                where = self.where(response.request.url)
+                if status in AUTH_STATUS:
+                    raise FatalSourceError(
+                        f"source {self.source}: credentials rejected by {where} (HTTP {status}"
+                        f"{self._detail(response)}); check the source's credentials, they may "
+                        "be wrong or expired" + (f" ({fix_hint})" if fix_hint else "")
+                    )
+                if status not in RETRIABLE_STATUS:
+                    raise FatalSourceError(
+                        f"source {self.source}: {method} {where} was refused (HTTP {status}"
+                        f"{self._detail(response)}); check the metric's query and parameters"
+                        + (f" ({fix_hint})" if fix_hint else "")
+                    )
+                last = f"HTTP {status} from {where}"
+            if attempt == attempts:
+                break
+            wait = self._wait_for(attempt, response)
+            if wait > self.config.retry.max_wait:
+                last += f"; server asked to wait {wait:.0f}s"
+                break
+            self.retries += 1
+            log.info("source %s: %s; retry %d/%d in %.1fs", self.source, last, attempt,
+                     attempts - 1, wait)
+            self.sleep(wait)
+        raise RetriableSourceError(f"source {self.source}: {last} (will retry on a later tick)")
+
+    def _detail(self, response: httpx.Response) -> str:
+        """A short, scrubbed excerpt of the vendor's error message."""
+        try:
+            text = response.text.strip().replace("\n", " ")
+        except Exception:  # undecodable body
+            return ""
+        return f": {self.scrub(text[:200])}" if text else ""
+
+    def get_json(
+        self, url: str, *, params: Mapping[str, Any] | None = None, fix_hint: str = ""
+    ) -> Any:
+        response = self.request("GET", url, params=params, fix_hint=fix_hint)
+        return self.decode(response)
+
+    def decode(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise RetriableSourceError(
+                f"source {self.source}: {self.where(response.request.url)} returned a body "
+                "that is not JSON (a proxy or maintenance page?)"
+            ) from None
+
+    def pages(
+        self,
+        url: str,
+        pagination: PaginationConfig,
+        *,
+        params: Mapping[str, Any] | None = None,
+        records: str | None = None,
+        fix_hint: str = "",
+    ) -> Iterator[Any]:
+        """Yield decoded bodies page after page, following ``pagination``.
+
+        ``records`` (JMESPath) finds the records of a page, to count them for the offset and
+        page styles (default: ``pagination.next``, else the body itself)."""
+        query = dict(params or {})
+        style = pagination.style
+        if pagination.limit_param:
+            query[pagination.limit_param] = pagination.page_size
+        offset, page = 0, pagination.first_page
+        if style == "offset":
+            query[pagination.offset_param] = offset
+        elif style == "page":
+            query[pagination.page_param] = page
+        next_url: str | None = url
+        for _ in range(pagination.max_pages):
+            assert next_url is not None
+            response = self.request("GET", next_url, params=query, fix_hint=fix_hint)
+            body = self.decode(response)
+            yield body
+            if style == "none":
+                return
+            if style == "next_url":
+                link = _search(pagination.next, body)
+                if not link:
+                    return
+                next_url, query = urljoin(str(response.request.url), str(link)), {}
+            elif style == "link_header":
+                link = response.links.get("next", {}).get("url")
+                if not link:
+                    return
+                next_url, query = urljoin(str(response.request.url), link), {}
+            elif style == "cursor":
+                cursor = _search(pagination.next, body)
+                if not cursor:
+                    return
+                query[pagination.cursor_param] = cursor
+            else:
+                n = _page_len(body, records or pagination.next)
+                if n == 0 or n < pagination.page_size:
+                    return
+                if style == "offset":
+                    offset += n
+                    query[pagination.offset_param] = offset
+                else:
+                    page += 1
+                    query[pagination.page_param] = page
+        log.warning("source %s: stopped after max_pages=%d pages", self.source,
+                    pagination.max_pages)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+Classified = tuple[Literal["retriable", "fatal"], float | None, str]
+
+
+def call_with_retries(
+    fn: Callable[[], T],
+    classify: Callable[[BaseException], Classified | None],
+    *,
+    source: str,
+    retry: RetryConfig,
+    sleep: Sleep,
+    scrub: Callable[[str], str] = lambda s: s,
+) -> T:
+    """Run ``fn`` with the same backoff policy as :meth:`HttpClient.request`, for sources
+    built on a vendor SDK (Salesforce, Google Analytics) rather than on :class:`HttpClient`.
+
+    ``classify(exc)`` says ``("retriable", retry_after_or_None, message)``,
+    ``("fatal", None, message)``, or None for an exception that is not the SDK's (re-raised).
+    Messages pass through ``scrub``.
+    """
+    last = ""
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            verdict = classify(exc)
+            if verdict is None:
+                raise
+            kind, after, message = verdict
+            message = scrub(message)
+            if kind == "fatal":
+                raise FatalSourceError(f"source {source}: {message}") from None
+            last = message
+        if attempt == retry.attempts:
+            break
+        wait = after if after is not None else min(retry.backoff * 2 ** (attempt - 1),
+                                                   retry.max_wait)
+        if wait > retry.max_wait:
+            last += f"; server asked to wait {wait:.0f}s"
+            break
+        log.info("source %s: %s; retry %d/%d in %.1fs", source, last, attempt,
+                 retry.attempts - 1, wait)
+        sleep(wait)
+    raise RetriableSourceError(f"source {source}: {last} (will retry on a later tick)")
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return iso_z(value)
+    return value
+
+
+def _search(expr: str | None, body: Any) -> Any:
+    if not expr:
+        return None
+    return jmespath.search(expr, body)
+
+
+def _page_len(body: Any, expr: str | None) -> int:
+    """Records on a page, for the offset and page styles."""
+    records = _search(expr, body) if expr else body
+    return len(records) if isinstance(records, list) else 0
+
+
+def compile_jmespath(expr: str, source: str, what: str) -> jmespath.parser.ParsedResult:
+    """Compile a JMESPath expression or raise a fatal error saying which one is wrong."""
+    try:
+        return jmespath.compile(expr)
+    except JMESPathError as exc:
+        raise FatalSourceError(f"source {source}: invalid JMESPath in {what}: {exc}") from None
+
+
+class HttpSource(Source):
+    """Base of HTTP API sources: builds one :class:`HttpClient` lazily, counts skipped
+    records. Subclasses implement :meth:`fetch` with ``self.http``."""
+
+    config: HttpSourceConfig
+
+    def __init__(
+        self,
+        name: str,
+        config: HttpSourceConfig,
+        *,
+        sleep: Sleep = time.sleep,
+        monotonic: Monotonic = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(name, config)
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._transport = transport
+        self._http: HttpClient | None = None
+        self.skipped: Counter[str] = Counter()
+
+    def make_client(self) -> HttpClient:
+        """Override to add auth or headers the generic config does not cover."""
+        return HttpClient(self.name, self.config, sleep=self._sleep, monotonic=self._monotonic,
+                          transport=self._transport)
+
+    @property
+    def http(self) -> HttpClient:
+        if self._http is None:
+            self._http = self.make_client()
+        return self._http
+
+    def set_sleep(self, sleep: Sleep, monotonic: Monotonic | None = None) -> None:
+        """Swap the sleep (and clock) used for backoff, e.g. for tests."""
+        self._sleep = sleep
+        self._monotonic = monotonic or self._monotonic
+        if self._http is not None:
+            self._http.sleep = sleep
+            self._http.monotonic = self._monotonic
+
+    def records(
+        self, items: Any, parse: Callable[[Any], dict[str, Any] | list[dict[str, Any]] | None]
+    ) -> list[dict[str, Any]]:
+        """Parse each item into row(s); an item raising :class:`SkipRecord` (or a KeyError,
+        TypeError, ValueError) is counted under its reason and skipped."""
+        rows: list[dict[str, Any]] = []
+        for item in items or ():
+            try:
+                out = parse(item)
+            except SkipRecord as exc:
+                self.skipped[str(exc) or "bad_record"] += 1
+                continue
+            except (KeyError, TypeError, ValueError):
+                self.skipped["bad_record"] += 1
+                continue
+            if out is None:
+                continue
+            if isinstance(out, list):
+                rows.extend(out)
+            else:
+                rows.append(out)
+        if self.skipped:
+            log.debug("source %s: skipped records %s", self.name, dict(self.skipped))
+        return rows
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+
+class SdkSource(Source):
+    """Base of sources built on a vendor SDK instead of :class:`HttpClient` (Salesforce,
+    Google Analytics): the same retry policy (``config.retry``), an injectable sleep, and
+    secret scrubbing. Subclasses implement :meth:`classify` and call :meth:`call`."""
+
+    def __init__(self, name: str, config: SourceConfig, *, sleep: Sleep = time.sleep) -> None:
+        super().__init__(name, config)
+        self._sleep = sleep
+        self._secrets = sorted(secrets_of(config), key=len, reverse=True)
+
+    def set_sleep(self, sleep: Sleep) -> None:
+        self._sleep = sleep
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def classify(self, exc: BaseException) -> Classified | None:
+        """Retriable / fatal verdict for an SDK exception; None re-raises it."""
+        return None
+
+    def call(self, fn: Callable[[], T]) -> T:
+        retry = getattr(self.config, "retry", None) or RetryConfig()
+        return call_with_retries(fn, self.classify, source=self.name, retry=retry,
+                                 sleep=self._sleep, scrub=self.scrub)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_params(model: type[M], source: str, request: Any) -> M:
+    """A metric's ``params`` validated against ``model``; problems are one fatal error that
+    names the source, the metric and each bad key."""
+    try:
+        return model.model_validate(dict(request.params))
+    except ValidationError as exc:
+        errs = "; ".join(f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                         for e in exc.errors(include_input=False))
+        raise FatalSourceError(
+            f"source {source}: metric {request.metric} has invalid params ({errs})"
+        ) from None
+
+
+def iso_z(ts: datetime) -> str:
+    """``2026-01-05T10:00:00Z`` (UTC, whole seconds), the form most APIs accept."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,141 @@
+"""``type: http_json`` — any JSON API: a URL template, headers/auth, a pagination style and a
+JMESPath mapping from each record to the metric's columns.
+
+Per metric: ``query`` is the URL (absolute, or a path under the source's ``base_url``) with
+placeholders ``{since}``/``{until}`` (ISO 8601 UTC), ``{since_epoch}``/``{until_epoch}``
+(Unix seconds), ``{since_date}``/``{until_date}`` and any key of ``params.vars``. Every value is
+URL-encoded, so data or config values cannot change the URL's structure. ``params``:
+
+``records``       JMESPath to the list of records in a page (default: the page itself)
+``fields``        ``{column: JMESPath}`` evaluated on each record (default: the record as is)
+``query_params``  extra query-string parameters (values may use the same placeholders)
+``vars``          values for extra placeholders
+"""
+
+from __future__ import annotations
+
+import string
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from sources.base import FatalSourceError, PollRequest
+from sources.http import (
+    HttpSource,
+    HttpSourceConfig,
+    PaginationConfig,
+    SkipRecord,
+    compile_jmespath,
+    iso_z,
+    parse_params,
+)
+from sources.registry import register
+
+
+class HttpJsonSourceConfig(HttpSourceConfig):
+    """A JSON HTTP API (``base_url`` plus auth and headers shared by its metrics)."""
+
+    type: Literal["http_json"]
+    pagination: PaginationConfig = Field(default_factory=PaginationConfig)
+
+
+class HttpJsonQuery(BaseModel):
+    """The ``params`` of a metric polled from an http_json source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: str = "@"
+    fields: dict[str, str] = Field(default_factory=dict)
+    query_params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    vars: dict[str, str | int | float] = Field(default_factory=dict)
+    pagination: PaginationConfig | None = None
+
+
+def placeholders(since: datetime, until: datetime, extra: dict[str, Any]) -> dict[str, str]:
+    """The values a URL template may use (all strings, not yet encoded)."""
+    out = {str(k): str(v) for k, v in extra.items()}
+    for name, ts in (("since", since), ("until", until)):
+        ts = ts.astimezone(UTC)
+        out[name] = iso_z(ts)
+        out[f"{name}_epoch"] = str(int(ts.timestamp()))
+        out[f"{name}_date"] = ts.date().isoformat()
+    return out
+
+
+def render_template(template: str, values: dict[str, str], *, encode: bool) -> str:
+    """Fill ``{name}`` placeholders; unknown names are a :class:`KeyError`.
+
+    >>> render_template("/x?q={q}", {"q": "a&b=c"}, encode=True)
+    '/x?q=a%26b%3Dc'
+    """
+    out = []
+    for literal, field, spec, conv in string.Formatter().parse(template):
+        out.append(literal)
+        if field is None:
+            continue
+        if spec or conv:
+            raise KeyError(f"{{{field}}}: format specs are not supported")
+        value = values[field]
+        out.append(quote(value, safe="") if encode else value)
+    return "".join(out)
+
+
+@register("http_json")
+class HttpJsonSource(HttpSource):
+    """Polls a JSON API and maps records to rows with JMESPath."""
+
+    Config = HttpJsonSourceConfig
+    config: HttpJsonSourceConfig
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        if not request.query:
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric} needs query: the URL to call"
+            )
+        q = parse_params(HttpJsonQuery, self.name, request)
+        values = placeholders(request.since, request.until, q.vars)
+        try:
+            url = render_template(request.query, values, encode=True)
+            query = {
+                k: render_template(v, values, encode=False) if isinstance(v, str) else v
+                for k, v in q.query_params.items()
+            }
+        except KeyError as exc:
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: unknown placeholder {exc} in the "
+                f"URL or query_params (known: {', '.join(sorted(values))})"
+            ) from None
+        records_expr = compile_jmespath(q.records, self.name, "params.records")
+        fields = {
+            col: compile_jmespath(expr, self.name, f"params.fields.{col}")
+            for col, expr in q.fields.items()
+        }
+        pagination = q.pagination or self.config.pagination
+
+        def parse(record: Any) -> dict[str, Any]:
+            if not fields:
+                if not isinstance(record, dict):
+                    raise SkipRecord("not_an_object")
+                return record
+            row = {col: expr.search(record) for col, expr in fields.items()}
+            for col, value in row.items():
+                if isinstance(value, dict | list):
+                    raise SkipRecord(f"non_scalar_{col}")
+            return row
+
+        rows: list[dict[str, Any]] = []
+        for body in self.http.pages(url, pagination, params=query, records=q.records):
+            items = records_expr.search(body)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                raise FatalSourceError(
+                    f"source {self.name}: metric {request.metric}: params.records "
+                    f"({q.records}) selects a {type(items).__name__}, not a list of records"
+                )
+            rows.extend(self.records(items, parse))
+        columns = list(fields) or None
+        return pd.DataFrame(rows, columns=columns)

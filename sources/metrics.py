@@ -1,0 +1,121 @@
+"""Per-source Prometheus metrics: what each poll brought in, what was thrown away, retries,
+and how fresh the data is.
+
+Poll latency and poll errors by kind are recorded by the exporter's ``poll_timer``
+(``cxmon_source_poll_seconds``, ``cxmon_source_poll_errors_total`` in
+:mod:`dashboards.exporter`); this module adds the row-level and freshness side. The registry
+is injected (client_python style): ``SourceMetrics(registry=exporter.registry)`` puts these on
+the same ``/metrics``; tests use a fresh one.
+
+``cxmon_source_rows_total{source,metric}``                rows returned by polls
+``cxmon_source_rows_rejected_total{source,metric,reason}`` rows dropped by validation
+``cxmon_source_records_skipped_total{source,reason}``     records a connector could not read
+``cxmon_source_http_requests_total{source}``              HTTP requests, retries included
+``cxmon_source_http_retries_total{source}``               requests retried after 429/5xx/timeouts
+``cxmon_source_polls_total{source,metric,outcome}``       ok / empty / error
+``cxmon_source_last_data_timestamp_seconds{source,metric}`` end of the newest bucket with rows
+``cxmon_source_no_data{source,metric}``                   1 while the metric is stale
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter as PyCounter
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from sources.base import Source
+
+OUTCOMES = ("ok", "empty", "error")
+
+
+class SourceMetrics:
+    """The collectors, and :meth:`observe` to feed them after each tick."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.rows = Counter("cxmon_source_rows", "Rows returned by source polls.",
+                            ["source", "metric"], registry=r)
+        self.rejected = Counter("cxmon_source_rows_rejected",
+                                "Rows dropped by validation, by reason.",
+                                ["source", "metric", "reason"], registry=r)
+        self.skipped = Counter("cxmon_source_records_skipped",
+                               "Records a connector could not read (skipped, counted).",
+                               ["source", "reason"], registry=r)
+        self.requests = Counter("cxmon_source_http_requests",
+                                "HTTP requests sent by a source, retries included.",
+                                ["source"], registry=r)
+        self.retries = Counter("cxmon_source_http_retries",
+                               "HTTP requests retried after 429, 5xx or a timeout.",
+                               ["source"], registry=r)
+        self.polls = Counter("cxmon_source_polls", "Polls by outcome (ok, empty, error).",
+                             ["source", "metric", "outcome"], registry=r)
+        self.last_data = Gauge("cxmon_source_last_data_timestamp_seconds",
+                               "Unix time at which the newest bucket with rows ended.",
+                               ["source", "metric"], registry=r)
+        self.no_data = Gauge("cxmon_source_no_data", "1 while a metric gets no data.",
+                             ["source", "metric"], registry=r)
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[int, int, PyCounter[str]]] = {}
+
+    def declare(self, source: str, metric: str) -> None:
+        """Make a (source, metric) pair visible at 0 before its first poll."""
+        self.rows.labels(source, metric)
+        for outcome in OUTCOMES:
+            self.polls.labels(source, metric, outcome)
+        self.no_data.labels(source, metric).set(0)
+
+    def observe(
+        self,
+        source_name: str,
+        source: Source | None,
+        result: Any,
+        *,
+        stale: bool | None = None,
+        last_data_end: datetime | None = None,
+    ) -> None:
+        """Record one tick's poll (``result`` is a :class:`~monitor.pipeline.TickResult`).
+
+        ``stale`` defaults to whether the tick raised a ``no_data`` anomaly."""
+        metric = result.metric
+        if result.skipped:
+            return
+        if stale is None:
+            anomalies = getattr(result, "anomalies", None) or ()
+            stale = any(getattr(a, "kind", "") == "no_data" for a in anomalies)
+        outcome = "error" if result.error else ("ok" if result.rows_in else "empty")
+        self.polls.labels(source_name, metric, outcome).inc()
+        if result.rows_in:
+            self.rows.labels(source_name, metric).inc(result.rows_in)
+        for reason, n in (result.rejected or {}).items():
+            self.rejected.labels(source_name, metric, reason).inc(n)
+        self.no_data.labels(source_name, metric).set(1 if stale else 0)
+        if last_data_end is not None:
+            self.last_data.labels(source_name, metric).set(last_data_end.timestamp())
+        if source is not None:
+            self._observe_source(source_name, source)
+
+    def _observe_source(self, name: str, source: Source) -> None:
+        """Counters kept by the source itself (HTTP client, skipped records): add the delta."""
+        http = getattr(source, "_http", None)
+        requests = int(getattr(http, "requests", 0) or 0)
+        retries = int(getattr(http, "retries", 0) or 0)
+        skipped: PyCounter[str] = PyCounter(getattr(source, "skipped", None) or {})
+        with self._lock:
+            prev_req, prev_retry, prev_skip = self._seen.get(name, (0, 0, PyCounter()))
+            if requests >= prev_req:
+                self.requests.labels(name).inc(requests - prev_req)
+            else:  # the client was recreated: its counts restarted
+                self.requests.labels(name).inc(requests)
+            if retries >= prev_retry:
+                self.retries.labels(name).inc(retries - prev_retry)
+            else:
+                self.retries.labels(name).inc(retries)
+            for reason, n in skipped.items():
+                delta = n - prev_skip.get(reason, 0)
+                if delta > 0:
+                    self.skipped.labels(name, reason).inc(delta)
+            self._seen[name] = (requests, retries, skipped.copy())

@@ -1,0 +1,128 @@
+"""``type: prometheus`` — PromQL range queries over Prometheus' HTTP API.
+
+A metric's ``query`` is PromQL. It is evaluated with ``/api/v1/query_range`` every ``step``
+(``params.step``, else the source's ``step``); the sample at time ``t`` describes the window
+that ends at ``t`` (``increase(x[5m])``), so it becomes the row of the bucket starting at
+``t - step``. Every series of the result becomes rows with columns ``timestamp``, ``value``
+and one column per label (``__name__`` dropped): use ``timestamp: timestamp``,
+``value: value`` and the labels you want as ``dimensions``.
+
+Use a step equal to the metric's interval for gauges and rates; with a smaller step,
+``increase(...[step])`` values add up exactly into the bucket (a sum).
+
+Long ranges are split so that no request asks for more than 10,000 points per series
+(Prometheus refuses more than 11,000). ``NaN``/``Inf`` samples are passed on and rejected
+(counted) by the pipeline. A PromQL error (HTTP 400/422, ``bad_data``) is fatal.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field
+
+from monitor.durations import Duration, parse_duration
+from sources.base import FatalSourceError, PollRequest, RetriableSourceError
+from sources.http import HttpSource, HttpSourceConfig, SkipRecord
+from sources.registry import register
+
+MAX_POINTS = 10_000
+
+
+class PrometheusSourceConfig(HttpSourceConfig):
+    """A Prometheus-compatible server (Prometheus, Thanos, Mimir, VictoriaMetrics)."""
+
+    type: Literal["prometheus"]
+    base_url: str = Field(description="e.g. http://prometheus:9090")  # type: ignore[assignment]
+    step: Duration = Field(default=timedelta(minutes=1), description="default query step")
+
+
+def _seconds(td: timedelta) -> str:
+    return f"{td.total_seconds():g}s"
+
+
+@register("prometheus")
+class PrometheusSource(HttpSource):
+    """Runs a metric's PromQL as a range query; labels become columns."""
+
+    Config = PrometheusSourceConfig
+    config: PrometheusSourceConfig
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        if not request.query:
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric} needs query: a PromQL expression"
+            )
+        step = self._step(request)
+        frames = []
+        t = request.since
+        while t < request.until:
+            hi = min(t + MAX_POINTS * step, request.until)
+            frames.append(self._range(request, t, hi, step))
+            t = hi
+        out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if "timestamp" not in out.columns:
+            out = pd.DataFrame(columns=["timestamp", "value"])
+        return out
+
+    def _step(self, request: PollRequest) -> timedelta:
+        raw = request.params.get("step")
+        if raw is None:
+            return self.config.step
+        try:
+            step = parse_duration(str(raw))
+        except ValueError as exc:
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: params.step: {exc}"
+            ) from None
+        if step <= timedelta(0):
+            raise FatalSourceError(f"source {self.name}: params.step must be positive")
+        return step
+
+    def _range(
+        self, request: PollRequest, lo: datetime, hi: datetime, step: timedelta
+    ) -> pd.DataFrame:
+        """Samples at ``lo + step .. hi`` (inclusive) -> rows stamped ``t - step``."""
+        params = {
+            "query": request.query,
+            "start": f"{(lo + step).timestamp():.3f}",
+            "end": f"{hi.timestamp():.3f}",
+            "step": _seconds(step),
+        }
+        body = self.http.get_json("/api/v1/query_range", params=params,
+                                  fix_hint="check the PromQL in the metric's query")
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error") if isinstance(body, dict) else None
+            kind = body.get("errorType") if isinstance(body, dict) else None
+            if kind in ("timeout", "canceled", "unavailable"):
+                raise RetriableSourceError(f"source {self.name}: Prometheus {kind}: {error}")
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: query failed ({kind}: {error})"
+            )
+        data = body.get("data") or {}
+        if data.get("resultType") != "matrix":
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: expected a range vector "
+                f"(matrix), got {data.get('resultType')}"
+            )
+        shift = step.total_seconds()
+
+        def parse(series: Any) -> list[dict[str, Any]]:
+            labels = {k: v for k, v in (series.get("metric") or {}).items() if k != "__name__"}
+            rows = []
+            for ts, value in series.get("values") or ():
+                try:
+                    stamp = float(ts) - shift
+                except (TypeError, ValueError):
+                    raise SkipRecord("bad_sample") from None
+                rows.append({**labels, "timestamp": stamp, "value": float(value)})
+            return rows
+
+        rows = self.records(data.get("result") or [], parse)
+        if not rows:
+            return pd.DataFrame(columns=["timestamp", "value"])
+        df = pd.DataFrame(rows)
+        df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True).dt.round("ms")
+        return df

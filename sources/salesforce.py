@@ -1,0 +1,249 @@
+"""``type: salesforce`` — SOQL (typically aggregates of Cases) via simple-salesforce.
+
+A metric's ``query`` is SOQL with placeholders ``:since``, ``:until`` and any key of
+``params``. SOQL has no bound parameters, so each placeholder is replaced by a SOQL
+*literal* built here: datetimes as ``2026-01-05T00:00:00Z``, everything else quoted and
+escaped by simple-salesforce's ``quote_soql_value``; placeholders inside quoted strings are
+left alone. A config value can therefore never become SOQL syntax. Example::
+
+    SELECT DAY_ONLY(CreatedDate) day, HOUR_IN_DAY(CreatedDate) hour, Origin origin,
+           COUNT(Id) cases
+    FROM Case WHERE CreatedDate >= :since AND CreatedDate < :until AND Type = :type
+    GROUP BY DAY_ONLY(CreatedDate), HOUR_IN_DAY(CreatedDate), Origin
+
+Rows are the records (``attributes`` dropped, relationship fields flattened to
+``Owner.Name``). When the metric's timestamp column is missing but ``day`` (and ``hour``)
+are present, as in the aggregate above, the timestamp is ``day + hour`` (UTC; Salesforce
+date functions use UTC unless wrapped in ``convertTimezone()``). ``nextRecordsUrl`` paging
+is followed (``query_all_iter``).
+
+Auth: an OAuth ``access_token`` with ``instance_url``, or ``username`` + ``password`` +
+``security_token`` (``domain: test`` for sandboxes); with a password login an expired
+session is renewed once. Errors: 401 (expired session, no password to renew) and 400
+(``MALFORMED_QUERY``, ``INVALID_FIELD``) are fatal; 429, 5xx, ``REQUEST_LIMIT_EXCEEDED``,
+timeouts and connection errors are retried with backoff (honouring ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import pandas as pd
+import requests
+from pydantic import Field, SecretStr, model_validator
+from requests.adapters import HTTPAdapter
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+from simple_salesforce.format import quote_soql_value
+
+from sources.base import FatalSourceError, PollRequest, SourceConfig
+from sources.http import Classified, RetryConfig, SdkSource, Sleep, retry_after_seconds
+from sources.registry import register
+
+_PLACEHOLDER = re.compile(r"'(?:[^'\\]|\\.)*'|(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class SalesforceSourceConfig(SourceConfig):
+    """A Salesforce org (REST API through simple-salesforce)."""
+
+    type: Literal["salesforce"]
+    instance_url: str | None = Field(None, description="e.g. https://acme.my.salesforce.com")
+    access_token: SecretStr | None = Field(None, description="OAuth access token (session id)")
+    username: str | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    domain: str = Field("login", description="login, test (sandbox) or a My Domain")
+    version: str = Field("59.0", pattern=r"^\d+\.\d$")
+    timeout: float = Field(60.0, gt=0)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @model_validator(mode="after")
+    def _auth(self) -> SalesforceSourceConfig:
+        if self.access_token is not None:
+            if not self.instance_url:
+                raise ValueError("access_token needs instance_url")
+        elif not (self.username and self.password):
+            raise ValueError("set access_token + instance_url, or username + password "
+                             "(+ security_token)")
+        return self
+
+
+def soql_literal(value: Any) -> str:
+    """A value as a SOQL literal.
+
+    >>> soql_literal(datetime(2026, 1, 5, tzinfo=UTC))
+    '2026-01-05T00:00:00Z'
+    >>> soql_literal("O'Brien")
+    "'O\\\\'Brien'"
+    """
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(quote_soql_value(value))
+
+
+def render_soql(soql: str, values: dict[str, Any]) -> str:
+    """Replace ``:name`` placeholders outside quoted strings with SOQL literals."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name is None:  # a quoted string: untouched
+            return m.group(0)
+        if name not in values:
+            raise KeyError(name)
+        return soql_literal(values[name])
+
+    return _PLACEHOLDER.sub(sub, soql)
+
+
+class _PlainHttp(HTTPAdapter):
+    """Sends ``https://host`` requests to ``http://host``: only mounted when ``instance_url``
+    is explicitly ``http://`` (a local proxy or a test server)."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        assert request.url is not None
+        request.url = "http://" + request.url.removeprefix("https://")
+        return super().send(request, **kwargs)
+
+
+@register("salesforce")
+class SalesforceSource(SdkSource):
+    """Runs a metric's SOQL and returns the records as rows."""
+
+    Config = SalesforceSourceConfig
+    config: SalesforceSourceConfig
+
+    def __init__(self, name: str, config: SalesforceSourceConfig, *,  # type: ignore[override]
+                 sleep: Sleep = time.sleep) -> None:
+        super().__init__(name, config, sleep=sleep)
+        self._sf: Salesforce | None = None
+        self._last_headers: dict[str, str] = {}
+        self._renewed = False
+
+    def _client(self) -> Salesforce:
+        if self._sf is not None:
+            return self._sf
+        cfg = self.config
+        session = requests.Session()
+        session.hooks["response"].append(self._remember)
+        if cfg.instance_url and cfg.instance_url.startswith("http://"):
+            session.mount(f"https://{urlsplit(cfg.instance_url).netloc}", _PlainHttp())
+        kwargs: dict[str, Any] = {"version": cfg.version, "session": session}
+        if cfg.access_token is not None:
+            kwargs.update(instance_url=cfg.instance_url,
+                          session_id=cfg.access_token.get_secret_value())
+        else:
+            assert cfg.password is not None
+            kwargs.update(
+                username=cfg.username, password=cfg.password.get_secret_value(),
+                security_token=cfg.security_token.get_secret_value()
+                if cfg.security_token else "",
+                domain=cfg.domain,
+            )
+        self._sf = Salesforce(**kwargs)
+        self._sf.session.request = _with_timeout(session.request, cfg.timeout)  # type: ignore[method-assign]
+        return self._sf
+
+    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last_headers = dict(response.headers)
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        if not request.query:
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric} needs query: a SOQL statement"
+            )
+        values = {**request.params, "since": request.since, "until": request.until}
+        try:
+            soql = render_soql(request.query, values)
+        except KeyError as exc:
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: no value for placeholder "
+                f":{exc.args[0]} (set it in the metric's params)"
+            ) from None
+        except (TypeError, ValueError) as exc:
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: {exc}") from None
+        self._renewed = False
+        records = self.call(lambda: list(self._client().query_all_iter(soql)))
+        rows = [_flatten(r) for r in records]
+        df = pd.DataFrame(rows)
+        ts = request.timestamp_column
+        if ts not in df.columns and "day" in df.columns:
+            hours = pd.to_numeric(df["hour"], errors="coerce") if "hour" in df.columns else 0
+            df[ts] = pd.to_datetime(df["day"], errors="coerce", utc=True) + pd.to_timedelta(
+                hours, unit="h")
+        if df.empty and ts not in df.columns:
+            df = pd.DataFrame(columns=[ts])
+        return df
+
+    def classify(self, exc: BaseException) -> Classified | None:
+        detail = _detail(exc)
+        if isinstance(exc, SalesforceExpiredSession | SalesforceAuthenticationFailed):
+            if self.config.password is not None and not self._renewed:
+                self._renewed, self._sf = True, None  # log in again once
+                return ("retriable", 0.0, "session expired; logging in again")
+            return ("fatal", None, f"credentials rejected ({detail}); the access token or "
+                    "password expired or is wrong: renew it in the source's config")
+        if isinstance(exc, SalesforceRefusedRequest):
+            if "REQUEST_LIMIT_EXCEEDED" in detail:
+                return ("retriable", self._retry_after(), f"API limit reached ({detail})")
+            return ("fatal", None, f"request refused ({detail}); check the user's permissions "
+                    "(API Enabled, read access to the queried objects)")
+        if isinstance(exc, SalesforceMalformedRequest | SalesforceResourceNotFound):
+            return ("fatal", None, f"query rejected ({detail}); check the metric's SOQL")
+        if isinstance(exc, SalesforceError):
+            status = getattr(exc, "status", 0) or 0
+            if status == 429 or status >= 500:
+                return ("retriable", self._retry_after(), f"HTTP {status} ({detail})")
+            return ("fatal", None, f"HTTP {status} ({detail})")
+        if isinstance(exc, requests.Timeout | requests.ConnectionError):
+            return ("retriable", None, f"connection failed ({type(exc).__name__})")
+        return None
+
+    def _retry_after(self) -> float | None:
+        return retry_after_seconds(self._last_headers.get("Retry-After"))
+
+    def close(self) -> None:
+        if self._sf is not None:
+            self._sf.session.close()
+            self._sf = None
+
+
+def _with_timeout(request: Any, timeout: float) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", timeout)
+        return request(*args, **kwargs)
+
+    return call
+
+
+def _detail(exc: BaseException) -> str:
+    content = getattr(exc, "content", None)
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        return f"{first.get('errorCode', '')}: {first.get('message', '')}".strip(": ")
+    if isinstance(content, dict):
+        return str(content.get("error_description") or content.get("message") or content)
+    return type(exc).__name__
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "attributes":
+            continue
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

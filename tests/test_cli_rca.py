@@ -1,0 +1,75 @@
+"""``cxmon rca`` on CSV files: snapshot with expected values, history, bad input."""
+
+from __future__ import annotations
+
+import json
+from itertools import product
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from monitor.cli import app
+
+runner = CliRunner()
+
+
+def _snapshot_csv(path: Path) -> Path:
+    rows = []
+    for a, b, c in product(["a1", "a2", "a3"], ["b1", "b2", "b3"], ["c1", "c2"]):
+        exp = 100.0
+        act = 250.0 if (a, b) == ("a1", "b2") else exp
+        rows.append({"a": a, "b": b, "c": c, "actual": act, "expected": exp})
+    rows = [r for r in rows if (r["a"], r["b"], r["c"]) != ("a3", "b3", "c2")]  # missing leaf
+    rows.append({"a": "a3", "b": "b3", "c": "c1", "actual": 0.0, "expected": 0.0})  # zero
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_rca_snapshot_prints_ranked_root_causes(tmp_path: Path) -> None:
+    csv = _snapshot_csv(tmp_path / "snap.csv")
+    res = runner.invoke(app, ["rca", "--input", str(csv), "--dimensions", "a,b,c",
+                              "--actual", "actual", "--expected", "expected", "--top", "2"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["root_causes"][0]["elements"] == [{"a": "a1", "b": "b2"}]
+    assert 0 < out["root_causes"][0]["score"] <= 1
+    scores = [rc["score"] for rc in out["root_causes"]]
+    assert len(scores) <= 2 and scores == sorted(scores, reverse=True)
+
+
+def test_rca_with_history_and_denominator(tmp_path: Path) -> None:
+    rows = []
+    for h in range(5):
+        for ch, rg in product(["web", "app"], ["uk", "de", "fr"]):
+            rate = 0.55 if (h == 4 and ch == "app" and rg == "uk") else 0.3
+            started = 0 if (ch, rg) == ("web", "fr") else 1000  # a zero denominator
+            rows.append({"t": f"2026-01-05T0{h}:00:00Z", "channel": ch, "region": rg,
+                         "started": started, "abandoned": rate * started})
+    path = tmp_path / "funnel.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    res = runner.invoke(app, ["rca", "--input", str(path), "--dimensions", "channel,region",
+                              "--time-column", "t", "--at", "2026-01-05T04:00Z",
+                              "--value", "abandoned", "--denominator", "started"])
+    assert res.exit_code == 0, res.output
+    top = json.loads(res.stdout)["root_causes"][0]
+    assert top["elements"] == [{"channel": "app", "region": "uk"}]
+    assert top["share"] == 1.0
+
+
+def test_rca_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    csv = _snapshot_csv(tmp_path / "snap.csv")
+    cases = [
+        (["--actual", "actual"], "go together"),
+        (["--actual", "nope", "--expected", "expected"], "missing column"),
+        (["--value", "actual"], "--time-column"),
+        (["--value", "actual", "--time-column", "t", "--at", "2026-01-01"], "missing column"),
+        (["--actual", "actual", "--expected", "expected", "--top", "0"], "--top"),
+    ]
+    for extra, message in cases:
+        res = runner.invoke(app, ["rca", "--input", str(csv), "--dimensions", "a,b", *extra])
+        assert res.exit_code == 2, (extra, res.output)
+        assert message in res.output, (extra, res.output)
+    res = runner.invoke(app, ["rca", "--input", str(tmp_path / "none.csv"), "--dimensions",
+                              "a", "--actual", "x", "--expected", "y"])
+    assert res.exit_code == 2 and "cannot read" in res.output

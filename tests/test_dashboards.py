@@ -1,0 +1,53 @@
+"""Dashboards as code: what ``cxmon dashboards build`` writes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import yaml
+from typer.testing import CliRunner
+
+from dashboards.grafana import iter_panels, panel_queries, variable_names
+from dashboards.links import panel_id
+from monitor.cli import app
+
+
+def test_build_writes_dashboards_and_provisioning(tmp_path):
+    env = {**os.environ, "CXMON_DEMO_ANCHOR": "2026-01-05T00:00:00Z"}
+    out = tmp_path / "grafana"
+    res = CliRunner().invoke(app, ["dashboards", "build", "-c", "monitor/examples/demo.yaml",
+                                   "--out", str(out), "--journey", "support"], env=env)
+    assert res.exit_code == 0, res.output
+    files = sorted(p.name for p in (out / "dashboards").iterdir())
+    assert files == ["cxmon-health.json", "cxmon-journey-checkout.json",
+                     "cxmon-journey-support.json", "cxmon-overview.json"]
+    checkout = json.loads((out / "dashboards" / "cxmon-journey-checkout.json").read_text())
+    assert variable_names(checkout) == ["datasource", "channel", "region"]
+    region = next(v for v in checkout["templating"]["list"] if v["name"] == "region")
+    assert region["allValue"] == "^$" and region["includeAll"] is True
+    titles = [p["title"] for p in iter_panels(checkout)]
+    for metric in ("checkout_dropoff_rate", "complaints", "csat", "contact_volume"):
+        assert f"{metric}: value and expected band" in titles
+    band = next(p for p in iter_panels(checkout) if p.get("id") == panel_id("csat"))
+    legends = [t["legendFormat"] for t in band["targets"]]
+    assert legends == ["value", "expected", "lower", "upper"]
+    assert 'journey="checkout"' in band["targets"][0]["expr"]
+    assert 'channel=~"$channel"' in band["targets"][0]["expr"]
+    fill = [o for o in band["fieldConfig"]["overrides"] if o["matcher"]["options"] == "upper"]
+    assert {"id": "custom.fillBelowTo", "value": "lower"} in fill[0]["properties"]
+    annotations = checkout["annotations"]["list"]
+    assert any("cxmon_series_severity" in a.get("expr", "") for a in annotations)
+    assert any(a.get("target", {}).get("tags") == ["cxmon", "journey:checkout"]
+               for a in annotations)
+    health = json.loads((out / "dashboards" / "cxmon-health.json").read_text())
+    exprs = " ".join(e for _, e in panel_queries(health))
+    for name in ("cxmon_ticks_total", "cxmon_tick_duration_seconds_bucket",
+                 "cxmon_source_poll_seconds_bucket", "cxmon_source_poll_errors_total",
+                 "cxmon_rows_rejected_total", "cxmon_notifications",
+                 "cxmon_detector_refit_seconds"):
+        assert name in exprs
+    provider = yaml.safe_load((out / "provisioning" / "dashboards" / "cxmon.yaml").read_text())
+    assert provider["providers"][0]["options"]["path"] == str((out / "dashboards").resolve())
+    ds = yaml.safe_load((out / "provisioning" / "datasources" / "cxmon.yaml").read_text())
+    assert ds["datasources"][0]["type"] == "prometheus"

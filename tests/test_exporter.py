@@ -1,0 +1,167 @@
+"""The exporter: per-series gauges with labels, health metrics, cardinality guard, HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pandas as pd
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from dashboards.exporter import Exporter, SeriesGauges
+from monitor.model import Anomaly, Direction
+from monitor.pipeline import TickResult
+
+KEYS = [
+    'checkout_dropoff_rate{journey="checkout"}',
+    'checkout_dropoff_rate{channel="app",journey="checkout"}',
+    'csat{channel="web",journey="support",region="uk"}',
+]
+
+
+def _scores(keys, value=0.3):
+    n = len(keys)
+    return pd.DataFrame({
+        "timestamp": pd.Timestamp("2026-01-05", tz="UTC"), "series": keys,
+        "value": np.full(n, value), "expected": 0.25, "lower": 0.2, "upper": 0.3,
+        "score": 0.9, "severity": 30,
+    })
+
+
+def _samples(text: str) -> dict:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text) for s in fam.samples
+    }
+
+
+def test_series_gauges_and_health_metrics_over_http():
+    ex = Exporter(registry=CollectorRegistry())
+    anomaly = Anomaly(KEYS[1], "checkout_dropoff_rate", {"journey": "checkout", "channel": "app"},
+                      pd.Timestamp("2026-01-05", tz="UTC").to_pydatetime(), 0.5, 0.25, 0.2, 0.3,
+                      0.99, 80, Direction.UP, "default")
+    ex.observe(TickResult("checkout_dropoff_rate", rows_in=10, rejected={"negative": 2},
+                          anomalies=[anomaly], seconds=0.2, scores=_scores(KEYS[:2])))
+    ex.observe(TickResult("csat", error="boom", seconds=0.1))
+    ex.observe(TickResult("csat", skipped="backing off"))
+    ex.observe(TickResult("csat", scores=_scores(KEYS[2:], value=4.1)))
+    port = ex.start("127.0.0.1", 0)
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        s = _samples(r.text)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+        assert health == {"status": "ok", "ticks": 4, "series": 3}
+        assert httpx.get(f"http://127.0.0.1:{port}/nope").status_code == 404
+    finally:
+        ex.stop()
+    lbl = (("channel", "app"), ("cx_metric", "checkout_dropoff_rate"), ("journey", "checkout"))
+    assert s[("cxmon_series_value", lbl)] == 0.3
+    assert s[("cxmon_series_upper", lbl)] == 0.3
+    assert s[("cxmon_series_severity", lbl)] == 30
+    csat = (("channel", "web"), ("cx_metric", "csat"), ("journey", "support"), ("region", "uk"))
+    assert s[("cxmon_series_value", csat)] == 4.1
+    assert s[("cxmon_ticks_total", (("cx_metric", "csat"), ("outcome", "error")))] == 1
+    assert s[("cxmon_ticks_total", (("cx_metric", "csat"), ("outcome", "skipped")))] == 1
+    assert s[("cxmon_rows_rejected_total",
+              (("cx_metric", "checkout_dropoff_rate"), ("reason", "negative")))] == 2
+    assert s[("cxmon_anomalies_total", (("cx_metric", "checkout_dropoff_rate"),
+                                        ("journey", "checkout"), ("severity", "critical")))] == 1
+    assert s[("cxmon_tick_duration_seconds_count",
+              (("cx_metric", "checkout_dropoff_rate"),))] == 1
+    assert s[("cxmon_exporter_series", ())] == 3
+
+
+def test_cardinality_cap_counts_overflow_and_opt_in_list():
+    ex = Exporter(registry=CollectorRegistry(), max_series=2)
+    ex.observe(TickResult("checkout_dropoff_rate", scores=_scores(KEYS[:2])))
+    ex.observe(TickResult("csat", scores=_scores(KEYS[2:])))
+    ex.observe(TickResult("csat", scores=_scores(KEYS[2:])))
+    s = _samples(ex.render().decode())
+    assert s[("cxmon_exporter_series", ())] == 2
+    assert s[("cxmon_exporter_series_dropped_total", (("cx_metric", "csat"),))] == 2
+    assert not any(k[0] == "cxmon_series_value" and ("cx_metric", "csat") in k[1] for k in s)
+    # Known series keep updating once the cap is reached.
+    ex.observe(TickResult("checkout_dropoff_rate", scores=_scores(KEYS[:1], value=0.9)))
+    assert ex.series._values["value"][0] == 0.9
+    rendered = _samples(ex.render().decode())  # the cached text was invalidated by the update
+    assert rendered[("cxmon_series_value", (("cx_metric", "checkout_dropoff_rate"),
+                                            ("journey", "checkout")))] == 0.9
+    opt = SeriesGauges(max_series=10, metrics=["csat"])
+    assert opt.update([(KEYS[0], (1, 1, 1, 1, 0, 0)), (KEYS[2], (2, 2, 2, 2, 0, 0))]) == {}
+    assert len(opt) == 1 and opt.dropped == {}
+
+
+def test_fast_render_matches_the_collector():
+    g = SeriesGauges()
+    g.update([(KEYS[2], (1.5, float("nan"), float("-inf"), float("inf"), 0.5, 3))])
+    reg = CollectorRegistry()
+    reg.register(g)
+    from prometheus_client import generate_latest
+
+    fast = _samples(g.render().decode())
+    slow = _samples(generate_latest(reg).decode())
+    assert fast.keys() == slow.keys()
+    for k in fast:
+        assert (fast[k] == slow[k]) or (fast[k] != fast[k] and slow[k] != slow[k])
+
+
+def test_telemetry_times_polls_and_counts_errors_by_kind(tmp_path):
+    import os
+    from datetime import timedelta
+
+    from dashboards.telemetry import Telemetry
+    from monitor.clock import FakeClock
+    from monitor.config import load_config
+    from monitor.pipeline import Pipeline
+    from monitor.store import Store
+    from sources.base import RetriableSourceError
+
+    env = {**os.environ, "CXMON_DEMO_ANCHOR": "2026-01-05T00:00:00Z",
+           "CXMON_DEMO_STORE": f"sqlite:///{tmp_path / 'd.db'}"}
+    cfg = load_config("monitor/examples/demo.yaml", env=env)
+    store = Store.open(cfg.store.url)
+    tel = Telemetry(cfg, store, registry=CollectorRegistry())
+    start = pd.Timestamp("2026-01-05T03:00Z").to_pydatetime()
+    pipeline = Pipeline(cfg, store, clock=FakeClock(start), notifiers={}, sources=tel.sources)
+    tel.on_tick(pipeline.tick("checkout_dropoff_rate"))
+    inner = tel.sources["shop"]._inner
+    real_fetch = inner.fetch
+
+    def failing(request):
+        raise RetriableSourceError("shop: 503 from the demo")
+
+    inner.fetch = failing
+    pipeline.clock.set(start + timedelta(hours=1))
+    tel.on_tick(pipeline.tick("csat"))
+    inner.fetch = real_fetch
+    s = _samples(tel.exporter.render().decode())
+    store.close()
+    assert s[("cxmon_source_poll_seconds_count", (("source", "shop"), ("type", "demo")))] == 2
+    assert s[("cxmon_source_poll_errors_total",
+              (("kind", "retriable"), ("source", "shop"), ("type", "demo")))] == 1
+    assert s[("cxmon_ticks_total", (("cx_metric", "csat"), ("outcome", "error")))] == 1
+    assert s[("cxmon_ticks_total",
+              (("cx_metric", "checkout_dropoff_rate"), ("outcome", "ok")))] == 1
+    # The per-source metrics of sources/metrics.py are on the same registry / payload.
+    assert any(k[0] == "cxmon_source_polls_total" for k in s)
+    assert s[("cxmon_notifications", (("receiver", "console"), ("status", "pending")))] == 0
+
+
+def test_exporter_config_block_defaults_and_strictness():
+    import pytest
+
+    from monitor.config import parse_config
+    from monitor.errors import ConfigError
+
+    base = ("sources: {s: {type: demo, anchor: '2026-01-05T00:00:00Z'}}\n"
+            "metrics: [{name: m, source: s, value: v}]\n")
+    default = parse_config(base)
+    assert (default.exporter.address, default.exporter.port) == ("127.0.0.1", 9464)
+    assert default.exporter.max_series == 10_000 and default.exporter.metrics is None
+    custom = parse_config(base + "exporter: {port: 0, max_series: 5, metrics: [m]}\n")
+    assert (custom.exporter.port, custom.exporter.max_series) == (0, 5)
+    with pytest.raises(ConfigError) as exc:
+        parse_config(base + "exporter: {port: 70000, colour: red}\n")
+    paths = {p.path for p in exc.value.problems}
+    assert {"exporter.port", "exporter.colour"} <= paths

@@ -1,0 +1,144 @@
+"""Slack feedback buttons: signed requests are recorded; forged, tampered, stale or replayed
+ones are refused with 401 and leave no trace in the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from alerts.feedback_server import FeedbackApp, FeedbackServer, slack_signature
+from monitor.clock import FakeClock
+from monitor.config import parse_config
+from monitor.store import Store
+from tests.test_store import make_anomaly, make_series
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW)
+
+
+@pytest.fixture
+def anomaly_ids(store: Store) -> list[str]:
+    series = make_series(2)
+    anomalies = [make_anomaly(series[0], NOW), make_anomaly(series[1], NOW)]
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        tx.add_anomalies(anomalies)
+    return [a.id for a in anomalies]
+
+
+@pytest.fixture
+def server(store: Store, clock: FakeClock) -> Iterator[FeedbackServer]:
+    with FeedbackServer(FeedbackApp(store, SECRET, clock=clock)) as srv:
+        yield srv
+
+
+def body_for(action_id: str, ids: list[str], user: str = "ana") -> bytes:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "U123", "username": user},
+        "actions": [{"action_id": action_id, "type": "button",
+                     "value": json.dumps({"incident": "journey=checkout@x", "anomalies": ids})}],
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def post(server: FeedbackServer, body: bytes, *, secret: str = SECRET,
+         at: datetime = NOW, signature: str | None = None) -> httpx.Response:
+    ts = str(int(at.timestamp()))
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature or slack_signature(secret, ts, body),
+    }
+    return httpx.post(server.url, content=body, headers=headers)
+
+
+def feedback_rows(store: Store) -> list[dict]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            'SELECT anomaly_id, label, source, "user", note FROM feedback ORDER BY id'))
+        return [dict(r._mapping) for r in rows]
+
+
+def test_a_signed_click_records_feedback_for_every_anomaly_of_the_incident(
+    server: FeedbackServer, store: Store, anomaly_ids: list[str]
+) -> None:
+    resp = post(server, body_for("cxmon_not_anomaly", anomaly_ids))
+    assert resp.status_code == 200
+    assert feedback_rows(store) == [
+        {"anomaly_id": aid, "label": "not_anomaly", "source": "slack", "user": "ana",
+         "note": "incident journey=checkout@x"} for aid in anomaly_ids
+    ]
+    assert post(server, body_for("cxmon_ack", anomaly_ids[:1]), at=NOW - timedelta(seconds=299)
+                ).status_code == 200
+    assert post(server, body_for("cxmon_expected", anomaly_ids[1:])).status_code == 200
+    assert [r["label"] for r in feedback_rows(store)][2:] == ["acknowledged", "expected"]
+
+
+def test_forged_tampered_stale_and_replayed_requests_are_refused_and_not_recorded(
+    server: FeedbackServer, store: Store, anomaly_ids: list[str]
+) -> None:
+    body = body_for("cxmon_not_anomaly", anomaly_ids)
+    assert post(server, body, secret="not-the-signing-secret").status_code == 401  # forged
+    signed_for_other = slack_signature(SECRET, str(int(NOW.timestamp())),
+                                       body_for("cxmon_ack", anomaly_ids))
+    assert post(server, body, signature=signed_for_other).status_code == 401  # tampered
+    assert post(server, body, at=NOW - timedelta(minutes=5, seconds=1)).status_code == 401
+    assert post(server, body, at=NOW + timedelta(minutes=6)).status_code == 401  # future
+    no_headers = httpx.post(server.url, content=body)
+    assert no_headers.status_code == 401
+    assert feedback_rows(store) == []
+
+    assert post(server, body).status_code == 200
+    assert post(server, body).status_code == 401  # the same request again: a replay
+    assert len(feedback_rows(store)) == len(anomaly_ids)
+
+
+def test_other_paths_methods_and_bodies(server: FeedbackServer, store: Store,
+                                        anomaly_ids: list[str]) -> None:
+    assert httpx.get(server.url).status_code == 405
+    assert httpx.post(server.url.replace("/slack/actions", "/other")).status_code == 404
+    garbage = b"payload=not-json"
+    assert post(server, garbage).status_code == 400
+    link_click = body_for("cxmon_grafana", anomaly_ids)  # a link button: nothing to record
+    assert post(server, link_click).status_code == 200
+    unknown = body_for("cxmon_ack", ["f" * 32])  # an anomaly the store does not know
+    assert post(server, unknown).status_code == 200
+    assert feedback_rows(store) == []
+
+
+def test_feedback_config_keeps_the_signing_secret_secret() -> None:
+    cfg = parse_config("""
+sources: {shop: {type: demo}}
+metrics: [{name: m, source: shop, query: complaints, value: complaints}]
+alerting:
+  receivers: [{name: console, console: {}}]
+  feedback: {signing_secret: "${SLACK_SIGNING_SECRET}", listen: "0.0.0.0:8787"}
+""", env={"SLACK_SIGNING_SECRET": SECRET})
+    fb = cfg.alerting.feedback
+    assert fb is not None and fb.port == 8787 and fb.host == "0.0.0.0"
+    assert fb.signing_secret.get_secret_value() == SECRET
+    assert SECRET not in repr(cfg) and SECRET not in str(cfg.model_dump())
+
+
+def test_serve_feedback_needs_the_feedback_config(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    config = tmp_path / "cxmon.yaml"
+    config.write_text("sources: {shop: {type: demo}}\n"
+                      "metrics: [{name: m, source: shop, query: complaints, value: complaints}]\n")
+    result = CliRunner().invoke(app, ["serve-feedback", "-c", str(config)])
+    assert result.exit_code == 2 and "alerting.feedback is not configured" in result.output

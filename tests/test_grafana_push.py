@@ -1,0 +1,113 @@
+"""``cxmon dashboards push`` against a local server speaking Grafana's HTTP API."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from grafana_client.client import GrafanaUnauthorizedError
+
+from dashboards.grafana import build_all
+from dashboards.links import grafana_link, journey_uid, panel_id
+from dashboards.push import anomaly_annotations, connect, post_annotations, push_dashboards
+from monitor.config import load_config
+from tests.fakes.grafana_server import FakeGrafana
+
+
+@pytest.fixture
+def grafana():
+    fake = FakeGrafana()
+    url = fake.start()
+    yield fake, url
+    fake.stop()
+
+
+@pytest.fixture
+def demo_cfg():
+    env = {**os.environ, "CXMON_DEMO_ANCHOR": "2026-01-05T00:00:00Z"}
+    return load_config("monitor/examples/demo.yaml", env=env)
+
+
+def test_push_creates_folder_saves_dashboards_and_searches(grafana, demo_cfg):
+    fake, url = grafana
+    api = connect(url, fake.token)
+    built = build_all(demo_cfg, ["returns"])
+    report = push_dashboards(api, built)
+    calls = [(r.method, r.path) for r in fake.requests]
+    assert calls == [
+        ("GET", "/api/folders/cxmon"),
+        ("POST", "/api/folders"),
+        *[("POST", "/api/dashboards/db")] * len(built),
+        ("GET", "/api/search"),
+    ]
+    assert fake.requests[1].body == {"title": "cxmon", "uid": "cxmon"}
+    saved = fake.requests[2].body
+    assert saved["folderUid"] == "cxmon" and saved["overwrite"] is True
+    assert saved["dashboard"]["uid"] == "cxmon-overview" and "id" not in saved["dashboard"]
+    assert fake.requests[-1].query == {"tag": ["cxmon"], "type": ["dash-db"]}
+    assert all(r.headers["Authorization"] == "Bearer test-token" for r in fake.requests)
+    assert report.folder_created and report.found == sorted(b.uid for b in built)
+    # A second push reuses the folder and overwrites (new versions), still idempotent.
+    fake.requests.clear()
+    again = push_dashboards(api, built)
+    assert not again.folder_created
+    assert [(r.method, r.path) for r in fake.requests][:2] == [
+        ("GET", "/api/folders/cxmon"), ("POST", "/api/dashboards/db")]
+    assert fake.dashboards["cxmon-journey-checkout"]["version"] == 2
+
+
+def test_annotations_posted_once_on_the_journey_panel(grafana):
+    fake, url = grafana
+    api = connect(url, fake.token)
+    ts = pd.Timestamp("2026-01-27T12:00Z")
+    frame = pd.DataFrame([{
+        "id": "abc123", "series": 'checkout_dropoff_rate{channel="app",journey="checkout"}',
+        "metric": "checkout_dropoff_rate", "labels": {"journey": "checkout", "channel": "app"},
+        "ts": ts, "value": 0.55, "expected": 0.30, "severity": 80,
+    }])
+    payloads = anomaly_annotations(frame)
+    report = post_annotations(api, payloads)
+    assert report.annotations_posted == 1
+    get, post = fake.requests
+    assert (get.method, get.path) == ("GET", "/api/annotations")
+    assert get.query["tags"] == ["cxmon"]
+    assert (post.method, post.path) == ("POST", "/api/annotations")
+    assert post.body == {
+        "dashboardUID": "cxmon-journey-checkout",
+        "panelId": panel_id("checkout_dropoff_rate"),
+        "time": int(ts.timestamp() * 1000),
+        "timeEnd": int(ts.timestamp() * 1000),
+        "tags": ["cxmon", "journey:checkout", "cx_metric:checkout_dropoff_rate",
+                 "severity:critical", "anomaly:abc123"],
+        "text": 'checkout_dropoff_rate{channel="app",journey="checkout"}: 0.55 vs expected '
+                "0.3 (+83%), severity 80",
+    }
+    again = post_annotations(api, payloads)
+    assert again.annotations_posted == 0 and again.annotations_skipped == 1
+    assert len(fake.annotations) == 1
+
+
+def test_wrong_token_is_an_error(grafana, demo_cfg):
+    fake, url = grafana
+    with pytest.raises(GrafanaUnauthorizedError):
+        push_dashboards(connect(url, "nope"), build_all(demo_cfg))
+    assert fake.folders == {} and fake.dashboards == {}
+
+
+def test_deep_link_points_at_generated_dashboard_and_panel(demo_cfg):
+    built = {b.uid: b.model for b in build_all(demo_cfg)}
+    link = grafana_link("http://g:3000", "checkout", metric="checkout_dropoff_rate",
+                        labels={"journey": "checkout", "channel": "app", "team": "x"},
+                        at=datetime(2026, 1, 27, 12, tzinfo=UTC))
+    uid = journey_uid("checkout")
+    assert link.startswith(f"http://g:3000/d/{uid}/")
+    model = built[uid]
+    ids = {p["id"] for p in model["panels"] if "id" in p}
+    assert panel_id("checkout_dropoff_rate") in ids
+    assert f"viewPanel={panel_id('checkout_dropoff_rate')}" in link
+    assert "var-channel=app" in link and "var-team" not in link
+    assert "channel" in [v["name"] for v in model["templating"]["list"]]
+    start = int(datetime(2026, 1, 27, 0, tzinfo=UTC).timestamp() * 1000)
+    assert f"from={start}" in link

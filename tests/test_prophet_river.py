@@ -1,0 +1,147 @@
+"""Prophet detector scheduling (fits off the tick path), calendar features; river adapter;
+``cxmon feedback``."""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, Future
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+import detectors  # noqa: F401
+from detectors.base import TickBatch
+from detectors.prophet_detector import ProphetConfig, ProphetDetector, fit_forecast
+from detectors.river_adapter import RiverConfig, RiverDetector
+from monitor.cli import app
+from monitor.model import Anomaly, Direction, Series
+from monitor.store import Store
+
+H = 3_600 * 10**9
+HOUR = timedelta(hours=1)
+
+
+class ManualExecutor(Executor):
+    """Holds submitted calls; the test decides when (and with what) they finish."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Future, tuple[Any, ...]]] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
+        fut: Future = Future()
+        self.calls.append((fut, args))
+        return fut
+
+
+def feed(det: ProphetDetector, ts: range, value: float = 10.0) -> None:
+    for t in ts:
+        det.learn(TickBatch.of(["s"], [t * H], [value]), np.zeros(1, bool))
+
+
+def test_fits_are_queued_off_the_tick_path_and_installed_later() -> None:
+    ex = ManualExecutor()
+    det = ProphetDetector(ProphetConfig(refit="1d", min_history="2d"), interval=HOUR,
+                          executor=ex)
+    feed(det, range(48))
+    assert ex.calls == []  # 47 h of history: not yet
+    feed(det, range(48, 49))
+    assert len(ex.calls) == 1 and det.pending() == 1
+    fut, (ts, _y, _settings, step, steps) = ex.calls[0]
+    assert ts[-1] == 48 * H and step == H and steps == 48  # horizon: 2 x refit
+    probe = TickBatch.of(["s"], [49 * H], [12.0])
+    assert np.isnan(det.score(probe).score[0])  # no model yet: scoring does not wait
+    feed(det, range(49, 50))
+    assert len(ex.calls) == 1  # no second fit while one is pending
+    fut.set_result((49 * H, np.full(48, 10.0), np.full(48, 9.0), np.full(48, 11.0)))
+    feed(det, range(50, 51))  # the next learn installs the finished fit
+    assert det.pending() == 0
+    s = det.score(TickBatch.of(["s", "s"], [51 * H, 51 * H], [10.5, 20.0]))
+    assert s.expected.tolist() == [10.0, 10.0] and s.lower[0] == 9.0 and s.upper[0] == 11.0
+    assert s.score[0] < 0.9 < 0.9999 < s.score[1]
+    # the state (history + forecast) round-trips; the refit is due a day after the fit
+    fresh = ProphetDetector(det.cfg, interval=HOUR, executor=ex)
+    fresh.set_state(det.get_state())
+    np.testing.assert_array_equal(fresh.score(probe).score, det.score(probe).score)
+    feed(det, range(51, 72))
+    assert len(ex.calls) == 1
+    feed(det, range(72, 73))
+    assert len(ex.calls) == 2
+
+
+def test_flagged_points_are_left_out_of_the_fit() -> None:
+    ex = ManualExecutor()
+    det = ProphetDetector(ProphetConfig(min_history="2d"), interval=HOUR, executor=ex)
+    feed(det, range(47))
+    det.learn(TickBatch.of(["s"], [47 * H], [99.0]), np.ones(1, bool))
+    feed(det, range(48, 49))
+    _, (_ts, y, *_rest) = ex.calls[0]
+    assert 99.0 not in y and len(y) == 48
+
+
+def test_holidays_and_events_move_the_forecast() -> None:
+    """A custom event (and GB holidays) are features of the fit: with the event in the
+    history, the forecast for the event's next occurrence differs (2 small Prophet fits)."""
+    with pytest.raises(ValidationError):
+        ProphetConfig(holidays="XX")
+    with pytest.raises(ValidationError):
+        ProphetConfig(events=[{"name": "sale", "start": "2026-01-10", "end": "2026-01-09"}])
+    start = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp()) * 10**9
+    ts = start + 6 * H * np.arange(4 * 14)  # 14 days, every 6 h
+    day = (ts - start) // (24 * H)
+    y = 10.0 + np.where((day == 5) | (day == 12), 8.0, 0.0)  # the event days
+    base = {"type": "prophet", "uncertainty_samples": 20, "weekly": False, "daily": False}
+    ev = {**base, "holidays": "GB", "events": [
+        {"name": "sale", "start": "2026-01-10", "end": "2026-01-10"},
+        {"name": "sale", "start": "2026-01-17", "end": "2026-01-17"},
+        {"name": "sale", "start": "2026-01-24", "end": "2026-01-24"}]}
+    _, plain, _, _ = fit_forecast(ts, y, base, 6 * H, 4 * 8)
+    _, with_event, _, _ = fit_forecast(ts, y, ev, 6 * H, 4 * 8)
+    event_day = slice(4 * 5, 4 * 6)  # forecast day 5 after the history = 2026-01-24
+    assert with_event[event_day].mean() > plain[event_day].mean() + 4
+
+
+def test_river_config_is_checked_and_state_is_per_series() -> None:
+    with pytest.raises(ValidationError, match="unknown river model"):
+        RiverConfig(model="NoSuchModel")
+    with pytest.raises(ValidationError, match="no parameter"):
+        RiverConfig(params={"bogus": 1})
+    det = RiverDetector(RiverConfig(params={"n_trees": 5}), interval=HOUR)
+    rng = np.random.default_rng(0)
+    for t in range(150):
+        det.learn(TickBatch.of(["a", "b"], [t * H] * 2, 10 + rng.normal(size=2)),
+                  np.zeros(2, bool))
+    spike = det.score(TickBatch.of(["a", "b"], [150 * H] * 2, [10.0, 80.0]))
+    assert spike.score[1] > 0.99 and spike.score[0] < spike.score[1]
+    assert set(det.get_state()) == {"a", "b"}
+    det.forget(["a"])
+    assert set(det.get_state()) == {"b"}
+
+
+def test_cli_feedback_records_the_verdict(tmp_path: Path) -> None:
+    db = tmp_path / "fb.db"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"store: sqlite:///{db}\nsources:\n  shop: {{type: demo}}\nmetrics:\n"
+        "  - {name: kpi, source: shop, query: checkout, value: started}\n")
+    store = Store.open(f"sqlite:///{db}")
+    store.migrate()
+    a = Anomaly(series='kpi{region="uk"}', metric="kpi", labels={"region": "uk"},
+                timestamp=datetime(2026, 1, 5, tzinfo=UTC), value=3.0, expected=1.0,
+                lower=0.5, upper=1.5, score=0.999999, severity=50, direction=Direction.UP,
+                detector="default")
+    with store.transaction() as tx:
+        tx.ensure_series([Series("kpi", {"region": "uk"})])
+        tx.add_anomalies([a])
+    runner = CliRunner()
+    res = runner.invoke(app, ["feedback", a.id, "not_anomaly", "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    rows = store.feedback_after("kpi")
+    assert [(r["label"], r["series"], r["severity"]) for r in rows] == [
+        ("not_anomaly", 'kpi{region="uk"}', 50)]
+    assert runner.invoke(app, ["feedback", "nope", "expected", "-c", str(cfg)]).exit_code == 1
+    assert runner.invoke(app, ["feedback", a.id, "maybe", "-c", str(cfg)]).exit_code != 0
+    store.close()

@@ -1,0 +1,225 @@
+"""Root cause: the localisation algorithm, exact derived measures, history-based expected
+values, the generated benchmark, and root causes in incidents."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import product
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alerts.notifiers.console import render_panel
+from alerts.payload import incident_payload
+from detectors.rootcause import RootCauseError, expected_from_history, localize, prepare
+from monitor.bench.rca import generate_case, run_case
+from monitor.incidents import Attribution, IncidentTracker, attribute
+from monitor.model import Anomaly, Direction, Series, ValueKind, series_key
+
+CH = ["web", "app", "store", "cc"]
+RG = ["uk", "de", "fr", "us"]
+OS = ["ios", "android", "other"]
+
+
+def cube_frame(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = list(product(CH, RG, OS))
+    df = pd.DataFrame(rows, columns=["channel", "region", "os"])
+    df["expected"] = rng.uniform(500, 2000, len(df))
+    df["actual"] = df["expected"] * rng.normal(1.0, 0.02, len(df))
+    return df
+
+
+def top_elements(df: pd.DataFrame, **kw: str) -> list[dict[str, str]]:
+    cube = prepare(df, ["channel", "region", "os"], **kw)  # type: ignore[arg-type]
+    causes = localize(cube, top=1)
+    return list(causes[0].elements) if causes else []
+
+
+def test_additive_root_causes_at_different_depths_are_found_exactly() -> None:
+    df = cube_frame()
+    hit = (df["channel"] == "app") & (df["region"] == "uk")
+    df.loc[hit, "actual"] = df.loc[hit, "expected"] * 1.8
+    hit2 = df["os"] == "other"
+    df.loc[hit2, "actual"] = df.loc[hit2, "expected"] * 0.5
+    found = top_elements(df, actual="actual", expected="expected")
+    assert sorted(found, key=len) == [{"os": "other"}, {"channel": "app", "region": "uk"}]
+
+
+def test_nothing_abnormal_gives_no_root_cause() -> None:
+    assert top_elements(cube_frame(1), actual="actual", expected="expected") == []
+
+
+def test_ratio_is_analysed_as_numerator_and_denominator() -> None:
+    """Drop-off = abandoned / started. web traffic doubles at a normal rate (not a cause);
+    android's rate rises from 30 % to 45 % (the cause). Analysing the numerator alone would
+    blame web."""
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame(list(product(CH, RG, OS)), columns=["channel", "region", "os"])
+    df["exp_started"] = rng.uniform(1000, 3000, len(df))
+    df["started"] = df["exp_started"] * rng.normal(1.0, 0.02, len(df))
+    df.loc[df["channel"] == "web", "started"] *= 2.0
+    rate = np.where(df["os"] == "android", 0.45, 0.30)
+    df["abandoned"] = df["started"] * rate * rng.normal(1.0, 0.02, len(df))
+    df["exp_abandoned"] = df["exp_started"] * 0.30
+    found = top_elements(df, actual="abandoned", expected="exp_abandoned",
+                         denominator="started", expected_denominator="exp_started")
+    assert found == [{"os": "android"}]
+    naive = top_elements(df, actual="abandoned", expected="exp_abandoned")
+    assert {"channel": "web"} in naive
+
+
+def test_missing_leaves_zero_expected_and_zero_denominators_are_handled() -> None:
+    df = cube_frame(2)
+    df = df[~((df["channel"] == "cc") & (df["region"] == "us"))].copy()  # missing leaves
+    new = (df["channel"] == "store") & (df["region"] == "fr")
+    df.loc[new, "expected"] = 0.0  # a segment that did not exist yesterday
+    df.loc[new, "actual"] = 3000.0
+    found = top_elements(df, actual="actual", expected="expected")
+    assert found == [{"channel": "store", "region": "fr"}]
+    causes = localize(prepare(df, ["channel", "region", "os"], actual="actual",
+                              expected="expected"))
+    assert causes[0].contributions[0].change == float("inf")
+    assert causes[0].to_dict()["contributions"][0]["change"] is None  # JSON-able
+    # zero denominators: no sessions at all in a leaf, actual or expected
+    df["den"], df["exp_den"] = 100.0, 100.0
+    df.loc[df["channel"] == "cc", "den"] = 0.0
+    df.loc[df["channel"] == "app", "exp_den"] = 0.0
+    df["num"] = np.where(df["den"] > 0, 30.0, 0.0)
+    df["exp_num"] = np.where(df["exp_den"] > 0, 30.0, 0.0)
+    assert top_elements(df, actual="num", expected="exp_num", denominator="den",
+                        expected_denominator="exp_den") == []
+    with pytest.raises(RootCauseError, match="missing column"):
+        prepare(df, ["channel", "nope"], actual="actual", expected="expected")
+
+
+def test_expected_from_history_uses_each_leafs_own_past() -> None:
+    t0 = pd.Timestamp("2026-01-05T00:00Z")
+    rows = []
+    for h in range(6):
+        for ch, rg in product(CH, RG):
+            started = 1000
+            rate = 0.3 if not (h == 5 and ch == "app" and rg == "uk") else 0.6
+            if h == 5 and ch == "cc" and rg == "us":
+                continue  # missing at the anomalous time
+            rows.append({"ts": t0 + pd.Timedelta(hours=h), "channel": ch, "region": rg,
+                         "started": started, "abandoned": rate * started})
+    df = pd.DataFrame(rows)
+    at = t0 + pd.Timedelta(hours=5)
+    leaves = expected_from_history(df, ["channel", "region"], time_column="ts", at=at,
+                                   value="abandoned", denominator="started")
+    assert len(leaves) == 16 and set(leaves.columns) >= {"actual", "expected", "denominator"}
+    cube = prepare(leaves, ["channel", "region"], actual="actual", expected="expected",
+                   denominator="denominator", expected_denominator="expected_denominator")
+    assert localize(cube, top=1)[0].elements == ({"channel": "app", "region": "uk"},)
+    additive = expected_from_history(df, ["channel", "region"], time_column="ts", at=at,
+                                     value="started")
+    assert float(additive["expected"].iloc[0]) == 1000.0
+    with pytest.raises(RootCauseError, match="no rows before"):
+        expected_from_history(df, ["channel"], time_column="ts", at=t0, value="started")
+
+
+@pytest.mark.parametrize("kind", ["additive", "ratio"])
+def test_generated_benchmark_cases_are_solved(kind: str) -> None:
+    """A small slice of ``cxmon bench rca`` (the full run is the benchmark)."""
+    rng = np.random.default_rng(11)
+    scores = [run_case(generate_case(rng, kind=kind, n_causes=n, depth=d, n_leaves=2000))[0]
+              for n, d in [(1, 1), (2, 2), (3, 1), (1, 2)]]
+    assert np.mean(scores) >= 0.75, scores
+
+
+# --- incidents ------------------------------------------------------------------------------
+
+T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+H = timedelta(hours=1)
+
+
+def _anomaly(metric: str, at: datetime, labels: dict[str, str], sev: int = 40) -> Anomaly:
+    return Anomaly(series=series_key(metric, labels), metric=metric, labels=labels,
+                   timestamp=at, value=2.0, expected=1.0, lower=0.5, upper=1.5,
+                   score=0.9999, severity=sev, direction=Direction.UP, detector="default")
+
+
+def _leaf_tick(metric: str, at: datetime) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """A ratio measure frame (leaves + total) and scores where app/uk's rate doubled."""
+    series: dict[str, Series] = {}
+    frame, scores = [], []
+    for ch, rg in product(CH, RG):
+        labels = {"journey": "checkout", "channel": ch, "region": rg}
+        key = series_key(metric, labels)
+        series[key] = Series(metric, labels, ("channel", "region"))
+        rate = 0.6 if (ch, rg) == ("app", "uk") else 0.3
+        frame.append({"timestamp": pd.Timestamp(at), "series": key, "value": rate,
+                      "numerator": 1000 * rate, "denominator": 1000.0})
+        scores.append({"timestamp": pd.Timestamp(at), "series": key, "expected": 0.3,
+                       "lower": 0.27, "upper": 0.33})
+    total = series_key(metric, {"journey": "checkout"})
+    series[total] = Series(metric, {"journey": "checkout"}, ())
+    frame.append({"timestamp": pd.Timestamp(at), "series": total, "value": 0.31875,
+                  "numerator": 5100.0, "denominator": 16000.0})
+    return pd.DataFrame(frame), pd.DataFrame(scores), series
+
+
+def test_attribute_uses_leaf_rows_and_detector_expectations() -> None:
+    frame, scores, series = _leaf_tick("dropoff", T0)
+    a = _anomaly("dropoff", T0, {"journey": "checkout"})
+    out = attribute(frame, scores, series, [a], kind=ValueKind.RATIO,
+                    dimensions=["channel", "region"])
+    assert len(out) == 1 and out[0].labels == {"journey": "checkout"}
+    assert out[0].causes[0].elements == ({"channel": "app", "region": "uk"},)
+    assert out[0].causes[0].share == pytest.approx(1.0)
+    assert attribute(frame, scores, series, [], kind=ValueKind.RATIO,
+                     dimensions=["channel", "region"]) == []
+
+
+def test_related_measures_of_a_journey_form_one_incident_with_order_and_root_cause() -> None:
+    tr = IncidentTracker(["journey"], gap=3 * H, renotify=H, quiet_ticks=2)
+    frame, scores, series = _leaf_tick("dropoff", T0)
+    first = _anomaly("dropoff", T0, {"journey": "checkout"}, 60)
+    rca = attribute(frame, scores, series, [first], kind=ValueKind.RATIO,
+                    dimensions=["channel", "region"])
+    opened = tr.observe([first], T0 + H, rca)
+    later = _anomaly("complaints", T0 + H, {"journey": "checkout", "channel": "app"})
+    updated = tr.observe([later], T0 + 2 * H + H)
+    other = tr.observe([_anomaly("csat", T0 + H, {"journey": "support"})], T0 + 3 * H)
+    inc = opened[0].incident
+    assert updated[0].incident is inc and updated[0].notify  # a new measure joined
+    assert other[0].incident is not inc
+    assert inc.measure_order() == ["dropoff", "complaints"]
+    payload = incident_payload(updated[0])
+    assert [m["metric"] for m in payload["measures"]] == ["dropoff", "complaints"]
+    assert payload["root_cause"][0]["elements"] == [{"channel": "app", "region": "uk"}]
+    assert payload["root_cause"][0]["share"] == pytest.approx(1.0)
+    assert payload["contributors"][0]["element"] == {"channel": "app", "region": "uk"}
+    text = render_panel(payload)
+    from rich.console import Console
+
+    console = Console(width=100, record=True)
+    console.print(text)
+    assert "root cause · dropoff: channel=app, region=uk (100% of change)" in console.export_text()
+    # resolves only after the quiet gap AND two normal ticks
+    tr2 = IncidentTracker(["journey"], gap=H, quiet_ticks=2)
+    tr2.observe([first], T0 + H, [Attribution("dropoff", {"journey": "checkout"}, T0, 60, ())])
+    assert tr2.resolve_quiet(T0 + 5 * H) == []  # the tick that saw the anomaly is not quiet
+    assert tr2.resolve_quiet(T0 + 6 * H) == []  # one normal tick
+    assert [c.status for c in tr2.resolve_quiet(T0 + 7 * H)] == ["resolved"]
+
+
+def test_incident_root_causes_survive_a_restart() -> None:
+    """What the pipeline stores in the incident summary restores the in-memory incident."""
+    import json
+
+    from monitor.incidents import OpenIncident, incident_summary, restore_summary
+
+    frame, scores, series = _leaf_tick("dropoff", T0)
+    first = _anomaly("dropoff", T0, {"journey": "checkout"}, 60)
+    rca = attribute(frame, scores, series, [first], kind=ValueKind.RATIO,
+                    dimensions=["channel", "region"])
+    tr = IncidentTracker(["journey"])
+    inc = tr.observe([first], T0 + H, rca)[0].incident
+    stored = json.loads(json.dumps(incident_summary(inc)))
+    assert stored["root_cause"][0]["elements"] == [{"channel": "app", "region": "uk"}]
+    back = OpenIncident(inc.key, inc.group, inc.opened_at, inc.last_anomaly_at, inc.severity)
+    restore_summary(back, stored)
+    assert back.measures == inc.measures and back.root_causes == inc.root_causes

@@ -1,0 +1,220 @@
+"""Route tree: Alertmanager semantics on tables of cases, config validation with paths,
+``cxmon routes test``, and Alertmanager's own doc example routed the same as amtool."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from alerts.matchers import MatcherError, compile_regex, parse_matcher, parse_matchers
+from alerts.routing import Router, alert_labels
+from monitor.cli import app
+from monitor.config import parse_config
+from monitor.errors import ConfigError
+from tests.test_amtool_differential import amtool_receivers, require_amtool
+
+DATA = Path(__file__).parent / "data"
+HEAD = """
+sources: {s: {type: sql, url: "sqlite://"}}
+metrics: [{name: m, source: s, value: v}]
+"""
+
+TREE = HEAD + """
+alerting:
+  receivers: [{name: ops}, {name: checkout}, {name: pager}, {name: app}, {name: eu}]
+  route:
+    receiver: ops
+    group_by: [journey]
+    group_wait: 1m
+    repeat_interval: 2h
+    routes:
+      - matchers: ['team="checkout"']
+        receiver: checkout
+        continue: true
+        routes:
+          - {matchers: ['channel=~"app|ios"'], receiver: app}
+      - match_re: {severity: "high|critical"}
+        receiver: pager
+        group_by: ['...']
+      - matchers: ['region!~"us.*"', 'journey!="support"']
+        receiver: eu
+        group_interval: 10m
+      - {match: {journey: support}}
+"""
+
+
+def router(text: str = TREE) -> Router:
+    return Router.from_config(parse_config(text, env={}).alerting)
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({}, ["eu"]),  # a missing label is "": region!~"us.*" and journey!="support" hold
+        ({"region": "us-east"}, ["ops"]),
+        ({"team": "checkout", "region": "us"}, ["checkout"]),
+        ({"team": "checkout", "channel": "app", "region": "us"}, ["app"]),
+        ({"team": "checkout", "channel": "apple", "region": "us"}, ["checkout"]),  # anchored
+        ({"team": "checkout", "severity": "critical", "region": "us"}, ["checkout", "pager"]),
+        ({"severity": "high", "region": "uk"}, ["pager"]),  # no continue: stops at pager
+        ({"severity": "highest", "region": "uk"}, ["eu"]),
+        ({"journey": "support", "region": "us"}, ["ops"]),  # last route inherits receiver
+        ({"journey": "support", "region": "uk"}, ["ops"]),
+    ],
+)
+def test_routing_table(labels: dict[str, str], expected: list[str]) -> None:
+    assert router().receivers(labels) == expected
+
+
+def test_options_are_inherited_and_overridden() -> None:
+    r = router()
+    pager = r.routes({"severity": "high", "region": "us"})[0]
+    assert pager.group_by_all and pager.group_labels({"a": "1"}) == {"a": "1"}
+    assert (pager.group_wait, pager.repeat_interval) == (timedelta(minutes=1), timedelta(hours=2))
+    assert pager.group_interval == timedelta(minutes=5)  # Alertmanager's default
+    eu = r.routes({})[0]
+    assert eu.group_by == ("journey",) and eu.group_interval == timedelta(minutes=10)
+    assert not eu.continue_ and r.root.routes[0].continue_
+    support = r.routes({"journey": "support", "region": "us"})[0]
+    assert support.receiver == "ops" and support.path == "route.routes[3]"
+
+
+def test_min_severity_route_and_cxmon_labels() -> None:
+    text = HEAD + """
+alerting:
+  receivers: [{name: ops}, {name: pager}]
+  route:
+    receiver: ops
+    routes: [{receiver: pager, min_severity: 70, matchers: ['metric="m"']}]
+"""
+    anomaly_like = type("A", (), {"labels": {"journey": "checkout"}, "metric": "m"})()
+    low = alert_labels({"journey": "checkout"}, anomaly_like, 40)  # type: ignore[arg-type]
+    high = alert_labels({"journey": "checkout"}, anomaly_like, 80)  # type: ignore[arg-type]
+    assert high == {"journey": "checkout", "metric": "m", "alertname": "m",
+                    "severity": "critical", "severity_score": "80"}
+    assert router(text).receivers(low) == ["ops"]
+    assert router(text).receivers(high) == ["pager"]
+
+
+def test_matcher_syntax() -> None:
+    assert str(parse_matcher(' team = "a\\"b" ')) == 'team="a\\"b"'
+    assert parse_matcher("a=b c").value == "b c"
+    assert parse_matcher("a==b").value == "=b"  # as Alertmanager reads it
+    assert parse_matcher('a="x\\ny"').value == "x\ny"
+    assert [m.value for m in parse_matchers('{a="1,2", b=~"x|y",}')] == ["1,2", "x|y"]
+    assert parse_matcher("env=~prod").matches({"env": "prod"})
+    assert not parse_matcher("env=~prod").matches({"env": "production"})
+    assert parse_matcher('team!="x"').matches({})
+    for bad in ('a="b', "1a=b", 'a=b"c', "a"):
+        with pytest.raises(MatcherError):
+            parse_matcher(bad)
+    for bad_regex in ("(", "a(?=b)", "(a)\\1", "a*+", "(?x)a"):
+        with pytest.raises(MatcherError):
+            compile_regex(bad_regex)
+    assert compile_regex("(?i)ab|c").fullmatch("AB")
+    assert compile_regex("[[:digit:]]+").fullmatch("42")
+
+
+def problems(text: str) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    return [(p.path, p.message) for p in info.value.problems]
+
+
+def test_validate_rejects_what_alertmanager_rejects_with_paths() -> None:
+    text = HEAD + """
+alerting:
+  receivers: [{name: ops}]
+  time_intervals:
+    - name: offhours
+      time_intervals:
+        - {weekdays: [saturday], times: [{start_time: '18:00', end_time: '09:00'}]}
+  inhibit_rules:
+    - {source_matchers: ['severity="critical"'], target_match_re: {severity: "(warn"}}
+  route:
+    receiver: ops
+    matchers: ['a="b"']
+    routes:
+      - receiver: opps
+        matchers: ['team="a"', 'team=~"(x"', 'bad matcher']
+        group_by: [journey, '...']
+        group_interval: 0s
+        routes:
+          - {mute_time_intervals: [offhours, nights], match: {"0bad": x}, continue: true}
+          - {receiver: ops, contnue: true}
+"""
+    found = problems(text)
+    paths = [p for p, _ in found]
+    assert "alerting.time_intervals[0].time_intervals[0].times[0].end_time" in paths
+    assert "alerting.inhibit_rules[0].target_match_re.severity" in paths
+    assert ("alerting.route.matchers", "root route must not have any matchers") in found
+    assert "alerting.route.routes[0].matchers[1]" in paths
+    assert any(p == "alerting.route.routes[0].matchers[2]" and "bad matcher format" in m
+               for p, m in found)
+    assert "alerting.route.routes[0].group_by" in paths
+    assert "alerting.route.routes[0].group_interval" in paths
+    assert "alerting.route.routes[0].routes[0].match.0bad" in paths
+    assert ("alerting.route.routes[0].routes[1].contnue",
+            "unknown key 'contnue' (did you mean 'continue'?)") in found
+    assert any(p == "alerting.route.routes[0].receiver" and "did you mean 'ops'" in m
+               for p, m in found)
+    assert any(p == "alerting.route.routes[0].routes[0].mute_time_intervals[1]"
+               and "'nights' is not defined" in m for p, m in found)
+
+
+def test_blackhole_receiver_and_defaults() -> None:
+    cfg = parse_config(HEAD + "alerting: {receivers: [{name: nowhere}]}", env={})
+    assert cfg.alerting.route.receiver == "nowhere"
+    assert cfg.alerting.route.group_by == ["journey"]  # cxmon's default grouping
+    assert Router.from_config(cfg.alerting).receivers({"a": "b"}) == ["nowhere"]
+
+
+def test_routes_test_command(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(TREE)
+    run = CliRunner().invoke
+    out = run(app, ["routes", "test", "-c", str(path), "team=checkout", 'severity="high"',
+                    "region=us"])
+    assert out.exit_code == 0, out.output
+    assert out.output.strip() == "checkout,pager"
+    out = run(app, ["routes", "test", "-c", str(path), "--tree", "region=uk"])
+    assert out.output.splitlines()[0] == "Routing tree:"
+    assert out.output.strip().splitlines()[-1] == "eu"
+    assert any(line.endswith(" *") and "receiver: eu" in line for line in out.output.splitlines())
+    out = run(app, ["routes", "test", "-c", str(path), "--verify-receivers", "ops", "region=uk"])
+    assert out.exit_code == 1
+    out = run(app, ["routes", "test", "-c", str(path), "team!=x"])
+    assert out.exit_code != 0
+
+
+SIMPLE_CASES = [
+    {},
+    {"service": "foo1"},
+    {"service": "foo2", "severity": "critical"},
+    {"service": "baz", "severity": "warning"},
+    {"service": "foo12", "severity": "critical"},
+    {"service": "files"},
+    {"service": "files", "severity": "critical"},
+    {"service": "database"},
+    {"service": "database", "owner": "team-X"},
+    {"service": "database", "owner": "team-Y"},
+    {"service": "database", "owner": "team-Z", "severity": "critical"},
+    {"service": "other", "severity": "critical"},
+]
+
+
+def test_alertmanager_doc_example_loads_unchanged_and_routes_like_amtool() -> None:
+    amtool = require_amtool()
+    original = yaml.safe_load((DATA / "alertmanager_simple.yml").read_text())
+    cfg = parse_config((DATA / "cxmon_alertmanager_simple.yaml").read_text(), env={})
+    ours = cfg.alerting.model_dump(by_alias=True, exclude_unset=True)
+    assert ours["route"] == original["route"]
+    assert ours["inhibit_rules"] == original["inhibit_rules"]
+    r = Router.from_config(cfg.alerting)
+    for labels in SIMPLE_CASES:
+        want = amtool_receivers(amtool, DATA / "alertmanager_simple.yml", labels)
+        assert ",".join(r.receivers(labels)) == want, labels

@@ -1,0 +1,118 @@
+"""Silences: stored (SQLite and PostgreSQL), matched like Alertmanager, applied by the
+dispatcher, and managed with ``cxmon silence add|query|expire``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from alerts.dispatch import Dispatcher
+from alerts.matchers import MatcherError
+from alerts.silences import (
+    active_silences,
+    add_silence,
+    expire_silence,
+    list_silences,
+    silenced_by,
+)
+from monitor.cli import app
+from monitor.config import parse_config
+from monitor.store import Store
+from tests.test_inhibit_timeintervals import anomaly, change
+
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+
+
+def test_add_match_expire(store: Store) -> None:
+    s = add_silence(store, ['team="checkout"', 'journey=~"check.*"'], now=T0,
+                    duration=timedelta(hours=2), comment="deploy", created_by="ana")
+    (stored,) = list_silences(store)
+    assert stored == s and stored.matchers == ('team="checkout"', 'journey=~"check.*"')
+    assert stored.starts_at == T0 and stored.ends_at == T0 + timedelta(hours=2)
+    hit = {"team": "checkout", "journey": "checkout"}
+    assert silenced_by(active_silences(store, T0), hit, T0) == s
+    assert silenced_by(active_silences(store, T0), {"team": "checkout"}, T0) is None
+    assert active_silences(store, T0 + timedelta(hours=2)) == []  # ends_at is exclusive
+    assert expire_silence(store, s.id, T0 + timedelta(minutes=5))
+    assert not expire_silence(store, s.id, T0 + timedelta(minutes=6))  # already ended
+    assert list_silences(store)[0].state(T0 + timedelta(minutes=5)) == "expired"
+    assert active_silences(store, T0 + timedelta(minutes=5)) == []
+
+
+def test_rejects_bad_silences(store: Store) -> None:
+    with pytest.raises(MatcherError):
+        add_silence(store, ['team=~"("'], now=T0)
+    with pytest.raises(ValueError, match="empty string"):
+        add_silence(store, ['team=~".*"'], now=T0)  # would silence everything
+    with pytest.raises(ValueError, match="end after"):
+        add_silence(store, ["team=a"], now=T0, duration=timedelta(0))
+    assert list_silences(store) == []
+
+
+def test_dispatcher_drops_silenced_notifications_and_records_them(store: Store) -> None:
+    cfg = parse_config("""
+sources: {s: {type: sql, url: "sqlite://"}}
+metrics: [{name: m, source: s, value: v}]
+alerting: {receivers: [{name: ops}]}
+""", env={})
+    d = Dispatcher(cfg.alerting, silences=lambda now: active_silences(store, now))
+    s = add_silence(store, ['journey="checkout"', 'severity="critical"'], now=T0,
+                    duration=timedelta(hours=1))
+    loud = change(anomaly("checkout", severity=90))
+    assert d.receivers(loud, T0) == []
+    assert d.muted[-1].reason == f"silenced by {s.id}"
+    assert d.receivers(change(anomaly("checkout", severity=60)), T0) == ["ops"]  # high
+    assert d.receivers(loud, T0 + timedelta(hours=1)) == ["ops"]  # silence over
+    quiet = change(anomaly("search", severity=90))
+    assert d.receivers(quiet, T0) == ["ops"]
+    add_silence(store, ['journey="search"'], now=T0)
+    hushed = change(anomaly("returns", severity=90))
+    add_silence(store, ['journey="returns"'], now=T0)
+    assert d.receivers(hushed, T0) == []
+    resolved = change(anomaly("returns"), "resolved")
+    assert d.receivers(resolved, T0) == []  # never announced: resolves silently
+    assert d.receivers(change(anomaly("search"), "resolved"), T0) == ["ops"]
+
+
+def test_silence_cli(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"""
+store: sqlite:///{tmp_path / 's.db'}
+sources: {{s: {{type: sql, url: "sqlite://"}}}}
+metrics: [{{name: m, source: s, value: v}}]
+""")
+    run = CliRunner().invoke
+    out = run(app, ["silence", "add", "-c", str(path), 'team="checkout"', "region!~us.*",
+                    "--duration", "2h", "--comment", "deploy", "--author", "ana"])
+    assert out.exit_code == 0, out.output
+    sid = out.output.strip()
+    out = run(app, ["silence", "query", "-c", str(path)])
+    assert sid in out.output and 'team="checkout" region!~"us.*"' in out.output
+    assert "ana" in out.output and "deploy" in out.output
+    assert run(app, ["silence", "query", "-c", str(path), "-q", "team=other"]).output == ""
+    assert run(app, ["silence", "expire", "-c", str(path), sid]).exit_code == 0
+    assert run(app, ["silence", "query", "-c", str(path), "-q"]).output == ""
+    assert run(app, ["silence", "query", "-c", str(path), "-q", "--expired"]).output.strip() == sid
+    assert run(app, ["silence", "expire", "-c", str(path), sid]).exit_code == 1
+    bad = run(app, ["silence", "add", "-c", str(path), 'team=~"("'])
+    assert bad.exit_code != 0
+
+
+def test_pipeline_drops_silenced_incident_and_records_it(tmp_path: Path) -> None:
+    from tests.test_sources_pipeline import T0 as START
+    from tests.test_sources_pipeline import run, setup
+
+    p, store, clock, shop = setup(tmp_path)
+    s = add_silence(store, ['journey="checkout"', 'metric="orders"'], now=START,
+                    duration=timedelta(hours=3), comment="planned outage")
+    run(p, clock, START + timedelta(minutes=30))
+    shop.down = True  # "no data" incident for journey=checkout
+    run(p, clock, START + timedelta(hours=1))
+    assert store.incidents()  # the incident exists ...
+    assert store.notifications() == []  # ... but nobody was told
+    assert any(m.reason == f"silenced by {s.id}" for m in p.dispatcher.muted)
+    p.close()
+    store.close()

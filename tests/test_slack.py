@@ -1,0 +1,341 @@
+"""Slack notifier against a local Slack Web API: the exact blocks sent, threads, the resolved
+edit, Slack's limits, error mapping, and exactly-once across a crash."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from alerts.blocks import (
+    MAX_BLOCKS,
+    MAX_TEXT,
+    grafana_link,
+    limit_blocks,
+    render_message,
+    root_cause_items,
+)
+from alerts.notifiers.base import NotifyError
+from alerts.notifiers.config import SlackReceiverConfig
+from alerts.notifiers.slack import METADATA_EVENT, SlackNotifier
+from alerts.receipts import StoreReceipts
+from monitor.store import Store
+from tests.fakes.slack_server import TOKEN, SlackServer
+
+INCIDENT = "journey=checkout@2026-01-05T10:00:00+00:00"
+
+PAYLOAD: dict[str, Any] = {
+    "status": "firing",
+    "update": False,
+    "incident_key": INCIDENT,
+    "group": {"journey": "checkout"},
+    "journey": "checkout",
+    "severity": 82,
+    "title": "journey=checkout: checkout_dropoff_rate, complaints anomalous",
+    "opened_at": "2026-01-05T10:00:00+00:00",
+    "resolved_at": None,
+    "runbook": "https://runbooks.example.com/checkout-dropoff",
+    "anomalies": [
+        {"id": "a1", "series": 'checkout_dropoff_rate{channel="app",journey="checkout"}',
+         "metric": "checkout_dropoff_rate",
+         "labels": {"channel": "app", "journey": "checkout", "team": "checkout-squad"},
+         "timestamp": "2026-01-05T10:00:00+00:00", "value": 0.412, "expected": 0.21,
+         "lower": 0.18, "upper": 0.24, "score": 0.99999, "severity": 82, "direction": "up",
+         "change": 0.9619, "detector": "default", "kind": "point"},
+        {"id": "a2", "series": 'checkout_dropoff_rate{journey="checkout"}',
+         "metric": "checkout_dropoff_rate",
+         "labels": {"journey": "checkout", "team": "checkout-squad"},
+         "timestamp": "2026-01-05T10:00:00+00:00", "value": 0.305, "expected": 0.2,
+         "lower": 0.185, "upper": 0.215, "score": 0.9999, "severity": 61, "direction": "up",
+         "change": 0.525, "detector": "default", "kind": "point"},
+        {"id": "a3", "series": 'complaints{channel="app",journey="checkout"}',
+         "metric": "complaints", "labels": {"channel": "app", "journey": "checkout"},
+         "timestamp": "2026-01-05T11:00:00+00:00", "value": 140.0, "expected": 41.0,
+         "lower": 25.0, "upper": 58.0, "score": 0.999, "severity": 40, "direction": "up",
+         "change": 2.41, "detector": "default", "kind": "point"},
+    ],
+    "anomalies_total": 3,
+    "root_cause": [
+        {"elements": [{"channel": "app", "region": "uk"}], "share": 0.78},
+        {"elements": [{"channel": "web", "region": "uk"}], "share": 0.12},
+    ],
+}
+
+FEEDBACK_VALUE = '{"incident":"' + INCIDENT + '","anomalies":["a1","a2","a3"]}'
+GRAFANA = (
+    "http://grafana.local:3000/d/cxmon-journey-checkout?from=1767585600000&to=1767614400000"
+    "&var-metric=checkout_dropoff_rate&var-channel=app&var-journey=checkout"
+)
+
+
+def plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def md(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+EXPECTED_TEXT = ("Anomaly: journey=checkout: checkout_dropoff_rate, complaints anomalous "
+                 "(severity 82, critical)")
+EXPECTED_BLOCKS = [
+    {"type": "header", "text": plain(
+        ":red_circle: Anomaly · sev 82 · journey=checkout: checkout_dropoff_rate, "
+        "complaints anomalous")},
+    {"type": "section", "fields": [
+        md("*Severity*\n:red_circle: 82 · critical"),
+        md("*Journey*\ncheckout"),
+        md("*Metric*\ncheckout_dropoff_rate, complaints"),
+        md("*Since*\n2026-01-05 10:00 UTC"),
+    ]},
+    {"type": "section", "text": md(
+        "*checkout_dropoff_rate* · channel=app at 2026-01-05 10:00 UTC\n"
+        "*Value 0.412* vs expected 0.210 (band 0.180–0.240), *+96%* · sev 82")},
+    {"type": "section", "text": md(
+        "*Root cause* (top dimension values, share of the change)\n"
+        "• `channel=app` `region=uk` — 78%\n"
+        "• `channel=web` `region=uk` — 12%")},
+    {"type": "section", "text": md(
+        "*Related anomalies* (2)\n"
+        "• checkout_dropoff_rate · total: 0.305 vs 0.200 (+52%), sev 61, 10:00\n"
+        "• complaints · channel=app: 140 vs 41 (+241%), sev 40, 11:00")},
+    {"type": "actions", "block_id": "cxmon_actions", "elements": [
+        {"type": "button", "action_id": "cxmon_grafana", "url": GRAFANA,
+         "text": plain("Open in Grafana")},
+        {"type": "button", "action_id": "cxmon_runbook",
+         "url": "https://runbooks.example.com/checkout-dropoff", "text": plain("Runbook")},
+        {"type": "button", "action_id": "cxmon_ack", "text": plain("Acknowledge"),
+         "value": FEEDBACK_VALUE, "style": "primary"},
+        {"type": "button", "action_id": "cxmon_not_anomaly", "text": plain("Not an anomaly"),
+         "value": FEEDBACK_VALUE},
+        {"type": "button", "action_id": "cxmon_expected", "text": plain("Expected"),
+         "value": FEEDBACK_VALUE},
+    ]},
+    {"type": "context", "elements": [md(f"cxmon · incident `{INCIDENT}`")]},
+]
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackServer]:
+    with SlackServer() as server:
+        yield server
+
+
+def notifier(server: SlackServer, **kw: Any) -> SlackNotifier:
+    cfg = SlackReceiverConfig(token=TOKEN, channel="#checkout-alerts", api_url=server.api_url)
+    return SlackNotifier("checkout", cfg, grafana_url="http://grafana.local:3000", **kw)
+
+
+def update_of(payload: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out = copy.deepcopy(payload)
+    out.update(changes)
+    return out
+
+
+def test_the_exact_message_sent_for_a_known_incident(slack: SlackServer) -> None:
+    notifier(slack).deliver(PAYLOAD, "n-1")
+    assert len(slack.messages) == 1
+    msg = slack.messages[0]
+    assert msg["channel"] == slack.channel_id("#checkout-alerts")
+    assert msg["thread_ts"] is None
+    assert msg["text"] == EXPECTED_TEXT
+    assert msg["attachments"] == [
+        {"color": "#D32F2F", "fallback": EXPECTED_TEXT, "blocks": EXPECTED_BLOCKS}
+    ]
+    assert msg["metadata"] == {
+        "event_type": METADATA_EVENT,
+        "event_payload": {"idempotency_key": "n-1", "incident_key": INCIDENT},
+    }
+
+
+def test_updates_go_to_the_thread_and_resolution_closes_it(slack: SlackServer) -> None:
+    n = notifier(slack)
+    n.deliver(PAYLOAD, "n-1")
+    root = slack.messages[0]["ts"]
+    n.deliver(update_of(PAYLOAD, update=True, severity=90), "n-2")
+    resolved = update_of(PAYLOAD, status="resolved", anomalies=[], anomalies_total=0,
+                         resolved_at="2026-01-05T14:30:00+00:00",
+                         title="journey=checkout: resolved")
+    n.deliver(resolved, "n-3")
+
+    assert [m["thread_ts"] for m in slack.messages] == [None, root, root]
+    update_header = slack.messages[1]["attachments"][0]["blocks"][0]["text"]["text"]
+    assert update_header.startswith(":red_circle: Update · sev 90 ·")
+    reply = slack.messages[2]["attachments"][0]
+    assert reply["color"] == "#2E7D32"
+    assert reply["blocks"][2] == {"type": "section", "text": md(
+        "Back to normal. Open from 2026-01-05 10:00 UTC to 2026-01-05 14:30 UTC (4 h 30 min);"
+        " this thread is closed.")}
+
+    # the first message is edited in place: resolved, green, no feedback buttons
+    assert len(slack.updates) == 1
+    edit = slack.updates[0]
+    assert (edit["channel"], edit["ts"]) == (slack.messages[0]["channel"], root)
+    blocks = edit["attachments"][0]["blocks"]
+    assert edit["attachments"][0]["color"] == "#2E7D32"
+    assert blocks[0]["text"]["text"].startswith(":white_check_mark: Resolved · sev 82 ·")
+    actions = next(b for b in blocks if b["type"] == "actions")
+    assert [e["action_id"] for e in actions["elements"]] == ["cxmon_grafana", "cxmon_runbook"]
+    assert blocks[2:5] == EXPECTED_BLOCKS[2:5]  # what happened is still in the root message
+    assert blocks[-1] == {"type": "context", "elements": [
+        md(f"cxmon · incident `{INCIDENT}` · resolved, see thread")]}
+
+
+def test_a_second_delivery_of_the_same_notification_posts_nothing(slack: SlackServer) -> None:
+    n = notifier(slack)
+    n.deliver(PAYLOAD, "n-1")
+    n.deliver(PAYLOAD, "n-1")
+    n.send(PAYLOAD)
+    n.send(PAYLOAD)  # without a key, the payload is the key
+    assert len(slack.messages) == 2
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_crash_after_post_before_receipt_is_recovered_not_reposted(
+    slack: SlackServer, store: Store, threaded: bool
+) -> None:
+    """The process dies after Slack accepted the message but before its ts was recorded."""
+    first = notifier(slack, receipts=StoreReceipts(store))
+    # threaded: the incident's first message; else another incident's (the channel id is known)
+    first.deliver(PAYLOAD if threaded else update_of(PAYLOAD, incident_key="other"), "n-0")
+    payload = update_of(PAYLOAD, update=threaded)
+
+    class Died(BaseException):
+        pass
+
+    def die(*_a: Any, **_k: Any) -> None:
+        raise Died
+
+    first.receipts.posted = die  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        first.deliver(payload, "n-1")
+    before = len(slack.messages)
+
+    restarted = notifier(slack, receipts=StoreReceipts(store))
+    restarted.deliver(payload, "n-1")
+    restarted.deliver(payload, "n-1")
+    assert len(slack.messages) == before
+    receipt = restarted.receipts.get("n-1")
+    assert receipt is not None and receipt.ts == slack.messages[-1]["ts"]
+    assert slack.calls("conversations.replies" if threaded else "conversations.history") == 1
+
+
+def test_crash_on_a_receivers_very_first_message_reposts_when_only_the_name_is_known(
+    slack: SlackServer,
+) -> None:
+    """Without a channel id, Slack's history cannot be searched: at-least-once, not lost."""
+    n = notifier(slack)
+    n.receipts.start("n-1", "checkout", INCIDENT, None, PAYLOAD)  # started, then died
+    n.deliver(PAYLOAD, "n-1")
+    assert len(slack.messages) == 1 and slack.calls("conversations.history") == 0
+    by_id = SlackNotifier("checkout", SlackReceiverConfig(
+        token=TOKEN, channel=slack.channel_id("#checkout-alerts"), api_url=slack.api_url))
+    by_id.receipts.start("n-2", "checkout", "other", None, PAYLOAD)
+    by_id.deliver(PAYLOAD, "n-2")  # looked up (not found), then posted
+    assert len(slack.messages) == 2 and slack.calls("conversations.history") == 1
+    assert slack.messages[1]["channel"] == slack.messages[0]["channel"]
+
+
+def test_thread_survives_a_restart(slack: SlackServer, store: Store) -> None:
+    notifier(slack, receipts=StoreReceipts(store)).deliver(PAYLOAD, "n-1")
+    notifier(slack, receipts=StoreReceipts(store)).deliver(update_of(PAYLOAD, update=True), "n-2")
+    assert slack.messages[1]["thread_ts"] == slack.messages[0]["ts"]
+
+
+def test_errors_say_whether_a_retry_can_help_and_never_show_the_token(
+    slack: SlackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    n = notifier(slack)
+    slack.rate_limit(1, retry_after=42)
+    with pytest.raises(NotifyError) as rate:
+        n.deliver(PAYLOAD, "n-1")
+    assert rate.value.retryable and rate.value.retry_after == 42
+
+    slack.down = True
+    with pytest.raises(NotifyError) as down:
+        n.deliver(PAYLOAD, "n-2")
+    assert down.value.retryable and "503" in str(down.value)
+    slack.down = False
+
+    bad = SlackNotifier("x", SlackReceiverConfig(token="xoxb-wrong-secret", channel="#c",
+                                                 api_url=slack.api_url))
+    with pytest.raises(NotifyError) as auth:
+        bad.deliver(PAYLOAD, "n-3")
+    assert not auth.value.retryable and "invalid_auth" in str(auth.value)
+
+    gone = SlackNotifier("x", SlackReceiverConfig(token=TOKEN, channel="#c",
+                                                  api_url="http://127.0.0.1:9/api/"))
+    with pytest.raises(NotifyError) as refused:
+        gone.deliver(PAYLOAD, "n-4")
+    assert refused.value.retryable
+
+    everything = " ".join([str(rate.value), str(down.value), str(auth.value),
+                           str(refused.value), repr(n), repr(n.config), caplog.text])
+    assert TOKEN not in everything and "xoxb-wrong-secret" not in everything
+    assert slack.messages == []
+
+
+def test_message_limits_are_respected_and_truncation_says_so() -> None:
+    many = [
+        {**PAYLOAD["anomalies"][0], "id": f"{i:032d}",
+         "labels": {"channel": "app", "region": f"region-{i}-" + "x" * 60}}
+        for i in range(300)
+    ]
+    payload = update_of(PAYLOAD, anomalies=many, anomalies_total=1000, title="t" * 400)
+    message = render_message(payload, grafana_url="http://g")
+    blocks = message["blocks"]
+    assert len(blocks) <= MAX_BLOCKS
+    assert len(blocks[0]["text"]["text"]) <= 150
+    assert blocks[0]["text"]["text"].endswith("… (truncated)")
+    related = next(b for b in blocks if b["type"] == "section"
+                   and b.get("text", {}).get("text", "").startswith("*Related anomalies* (999)"))
+    assert len(related["text"]["text"]) <= MAX_TEXT
+    assert related["text"]["text"].rsplit("\n", 1)[-1].startswith("… (truncated: ")
+    value = blocks[-2]["elements"][-1]["value"]
+    assert len(value) <= 2000 and value.startswith('{"incident":')
+
+    fifty_five = [{"type": "header"}] + [{"type": "section", "n": i} for i in range(52)] + [
+        {"type": "actions"}, {"type": "context"}]
+    limited = limit_blocks(fifty_five)
+    assert len(limited) == MAX_BLOCKS
+    assert limited[0] == {"type": "header"} and limited[-2:] == fifty_five[-2:]
+    assert limited[-3]["elements"][0]["text"] == (
+        "… 6 more blocks not shown (truncated: Slack allows 50 per message)")
+
+
+def test_grafana_link_convention() -> None:
+    assert grafana_link(PAYLOAD, "http://grafana.local:3000/") == GRAFANA
+    no_journey = update_of(PAYLOAD, journey=None)
+    assert grafana_link(no_journey, "http://g").startswith("http://g/d/cxmon-overview?")
+
+
+def test_root_cause_shapes() -> None:
+    want = [(None, {"channel": "app", "region": "uk"}, 0.78)]
+    assert root_cause_items([{"elements": [{"channel": "app", "region": "uk"}],
+                              "share": 0.78}]) == want
+    assert root_cause_items({"root_causes": [{"elements": [{"channel": "app", "region": "uk"}],
+                                              "share": 0.78, "score": 0.9}]}) == want
+    assert root_cause_items([{"labels": {"channel": "app", "region": "uk"},
+                              "contribution": 0.78}]) == want
+    two = root_cause_items([{  # the incidents module's shape: one item per element
+        "metric": "complaints", "elements": [{"channel": "app"}, {"region": "uk"}],
+        "share": 0.9, "contributions": [{"element": {"region": "uk"}, "share": 0.3},
+                                        {"element": {"channel": "app"}, "share": 0.6}]}])
+    assert two == [("complaints", {"channel": "app"}, 0.6), ("complaints", {"region": "uk"}, 0.3)]
+    assert root_cause_items(None) == [] and root_cause_items("junk") == []
+    no_rc = render_message(update_of(PAYLOAD, root_cause=None))
+    assert not any("Root cause" in str(b) for b in no_rc["blocks"])
+    with_metric = render_message(update_of(PAYLOAD, root_cause=[
+        {"metric": "complaints", "elements": [{"channel": "app"}], "share": 0.5}],
+        measures=[{"metric": "checkout_dropoff_rate", "first_at": "2026-01-05T10:00:00+00:00"},
+                  {"metric": "complaints", "first_at": "2026-01-05T11:00:00+00:00"}]))
+    texts = [b.get("text", {}).get("text", "") for b in with_metric["blocks"]]
+    assert "*Root cause* (top dimension values, share of the change)\n"\
+        "• *complaints*: `channel=app` — 50%" in texts
+    assert any(t.startswith("*Related anomalies* (2)\nMoved in this order: "
+                            "checkout_dropoff_rate (10:00) → complaints (11:00)\n• ")
+               for t in texts)

@@ -1,0 +1,93 @@
+"""``type: files``: CSV, Parquet and JSON lines; a path or a glob; new and changed files
+picked up at the next poll; bad timestamps counted once; unreadable files are fatal."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from sources.base import FatalSourceError, PollRequest
+from sources.files import FilesSource, FilesSourceConfig
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def rows(start_hour: int, hours: int) -> pd.DataFrame:
+    ts = [T0 + timedelta(hours=h) for h in range(start_hour, start_hour + hours)]
+    return pd.DataFrame({"ts": [t.isoformat() for t in ts], "channel": "app",
+                         "contacts": range(hours)})
+
+
+def src(path: str, **kw) -> FilesSource:
+    return FilesSource("exports", FilesSourceConfig(type="files", path=path, **kw))
+
+
+def req(hours: int = 24, query: str | None = None) -> PollRequest:
+    return PollRequest("contacts", T0, T0 + timedelta(hours=hours), query, {}, "ts")
+
+
+def test_csv_parquet_jsonl_by_extension(tmp_path) -> None:
+    rows(0, 2).to_csv(tmp_path / "a.csv", index=False)
+    rows(2, 2).to_parquet(tmp_path / "b.parquet")
+    rows(4, 2).to_json(tmp_path / "c.jsonl", orient="records", lines=True)
+    df = src(str(tmp_path / "*")).fetch(req())
+    assert len(df) == 6
+    assert sorted(pd.to_datetime(df["ts"], utc=True, format="mixed")) == [
+        pd.Timestamp(T0 + timedelta(hours=h)) for h in range(6)]
+
+
+def test_new_and_changed_files_are_picked_up(tmp_path) -> None:
+    s = src("exports/*.csv", base_dir=str(tmp_path))
+    (tmp_path / "exports").mkdir()
+    assert len(s.fetch(req())) == 0
+    rows(0, 3).to_csv(tmp_path / "exports" / "day1.csv", index=False)
+    assert len(s.fetch(req())) == 3
+    rows(3, 2).to_csv(tmp_path / "exports" / "day2.csv", index=False)
+    assert len(s.fetch(req())) == 5
+    path = tmp_path / "exports" / "day2.csv"
+    rows(3, 4).to_csv(path, index=False)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert len(s.fetch(req())) == 7
+    os.remove(tmp_path / "exports" / "day1.csv")
+    assert len(s.fetch(req())) == 4
+
+
+def test_range_filter_and_metric_query_glob(tmp_path) -> None:
+    rows(0, 10).to_csv(tmp_path / "x.csv", index=False)
+    rows(0, 1).to_csv(tmp_path / "other.csv", index=False)
+    s = src(str(tmp_path / "*.csv"))
+    window = PollRequest("c", T0 + timedelta(hours=2), T0 + timedelta(hours=5),
+                         str(tmp_path / "x.csv"), {}, "ts")
+    df = s.fetch(window)
+    assert len(df) == 3
+
+
+def test_bad_timestamps_counted_once_per_file_version(tmp_path) -> None:
+    df = rows(0, 3)
+    df.loc[1, "ts"] = "yesterday-ish"
+    df.to_csv(tmp_path / "a.csv", index=False)
+    s = src(str(tmp_path / "a.csv"))
+    assert len(s.fetch(req())) == 2
+    assert len(s.fetch(req())) == 2
+    assert s.skipped["bad_timestamp"] == 1
+
+
+def test_empty_file_being_written_is_ignored(tmp_path) -> None:
+    (tmp_path / "a.csv").write_text("")
+    assert len(src(str(tmp_path / "*.csv")).fetch(req())) == 0
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("a.xlsx", "x", "format"),
+    ("a.csv", "when,value\n2026-01-05,1\n", "no column 'ts'"),
+    ("a.parquet", "not parquet", "cannot read"),
+])
+def test_unusable_files_are_fatal(tmp_path, name: str, content: str, needle: str) -> None:
+    (tmp_path / name).write_text(content)
+    with pytest.raises(FatalSourceError) as info:
+        src(str(tmp_path / name)).fetch(req())
+    assert "exports" in str(info.value) and needle in str(info.value)

@@ -1,0 +1,212 @@
+"""Sources in the tick pipeline: the outage acceptance test (no gap after recovery, one "no
+data" alert, resolved after), the late-data window (corrections upserted, never re-detected),
+staleness settings and the per-source Prometheus metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitor.clock import FakeClock
+from monitor.config import parse_config
+from monitor.pipeline import Pipeline
+from monitor.staleness import StalenessRule
+from monitor.store import Store
+from sources.base import PollRequest, RetriableSourceError, Source, SourceConfig
+from sources.metrics import SourceMetrics
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+STEP = timedelta(minutes=5)
+
+CONFIG = """
+store: "sqlite:///{db}"
+sources:
+  shop: {{type: demo}}
+metrics:
+  - name: orders
+    source: shop
+    interval: 5m
+    query: orders
+    timestamp: ts
+    dimensions: [channel]
+    value: count
+    labels: {{journey: checkout}}
+    direction: up
+    min_change: 10
+    {extra}
+alerting:
+  resolve_after: 15m
+  receivers: [{{name: console, console: {{format: json}}}}]
+"""
+
+
+class Shop(Source):
+    """Orders per 5 minutes for two channels; can go down; can revise the past."""
+
+    def __init__(self) -> None:
+        super().__init__("shop", SourceConfig(type="demo"))
+        self.down = False
+        self.revised: dict[datetime, int] = {}
+        self.requests: list[PollRequest] = []
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        self.requests.append(request)
+        if self.down:
+            raise RetriableSourceError("source shop: HTTP 503 from shop.example/api")
+        stamps = pd.date_range(request.since, request.until, freq=STEP, inclusive="left")
+        rows = []
+        for ts in stamps:
+            for i, channel in enumerate(("app", "web")):
+                base = 100 + 10 * i + int(ts.minute / 5) % 3
+                rows.append({"ts": ts, "channel": channel,
+                             "count": self.revised.get(ts.to_pydatetime(), base)})
+        return pd.DataFrame(rows, columns=["ts", "channel", "count"])
+
+
+def setup(tmp_path, extra: str = "", metrics: SourceMetrics | None = None):
+    cfg = parse_config(CONFIG.format(db=tmp_path / "s.db", extra=extra), env={})
+    store = Store.open(cfg.store.url)
+    clock = FakeClock(T0 + STEP)
+    shop = Shop()
+    p = Pipeline(cfg, store, clock=clock, sources={"shop": shop},
+                 notifiers={"console": object()},  # type: ignore[dict-item] - never delivered
+                 source_metrics=metrics)
+    return p, store, clock, shop
+
+
+def run(p: Pipeline, clock: FakeClock, until: datetime) -> list:
+    out = []
+    while clock.now() < until:
+        clock.advance(STEP)
+        out.append(p.tick("orders"))
+    return out
+
+
+def test_outage_then_recovery_no_gap_one_no_data_alert_resolved(tmp_path) -> None:
+    registry = CollectorRegistry()
+    p, store, clock, shop = setup(tmp_path, metrics=SourceMetrics(registry))
+    run(p, clock, T0 + timedelta(minutes=30))
+    shop.down = True
+    outage = run(p, clock, T0 + timedelta(hours=1))  # six intervals down
+    assert all(r.error or r.skipped for r in outage)
+    assert registry.get_sample_value("cxmon_source_no_data", {"source": "shop",
+                                                              "metric": "orders"}) == 1
+    shop.down = False
+    after = run(p, clock, T0 + timedelta(hours=1, minutes=45))
+    first = next(r for r in after if not r.skipped)  # once the backoff has passed
+    assert first.ok and first.since == T0 + timedelta(minutes=30)  # the missed range at once
+    assert first.until - first.since > 6 * STEP
+
+    # no gap: every 5-minute bucket of the total series is stored
+    points = store.load_points(metric="orders")
+    total = points[points["series"] == 'orders{journey="checkout"}']
+    expected = pd.date_range(T0 + STEP, clock.now(), freq=STEP, inclusive="left", tz=UTC)
+    assert list(total["timestamp"]) == list(expected)
+
+    # "no data" anomalies only during the outage, in one incident, notified once, resolved
+    anomalies = store.anomalies()
+    nodata = anomalies[anomalies["kind"] == "no_data"]
+    assert len(nodata) >= 1
+    assert nodata["ts"].min() >= T0 + timedelta(minutes=30)
+    assert nodata["ts"].max() < T0 + timedelta(hours=1)
+    assert (anomalies["kind"] == "no_data").all()  # nothing else fired
+    incidents = store.incidents()
+    assert len(incidents) == 1 and incidents[0]["status"] == "resolved"
+    keys = [n.idempotency_key for n in store.notifications()]
+    assert sum("|opened|" in k for k in keys) == 1
+    assert sum("|resolved|" in k for k in keys) == 1
+    assert len(keys) == 2
+    assert registry.get_sample_value("cxmon_source_no_data", {"source": "shop",
+                                                              "metric": "orders"}) == 0
+    assert registry.get_sample_value("cxmon_source_polls_total", {
+        "source": "shop", "metric": "orders", "outcome": "error"}) >= 3
+    assert registry.get_sample_value("cxmon_source_rows_total", {
+        "source": "shop", "metric": "orders"}) == 2 * len(expected)
+    p.close()
+    store.close()
+
+
+def test_no_data_after_zero_disables_staleness(tmp_path) -> None:
+    p, store, clock, shop = setup(tmp_path, extra="no_data_after: 0s")
+    run(p, clock, T0 + timedelta(minutes=20))
+    shop.down = True
+    run(p, clock, T0 + timedelta(hours=1))
+    assert store.anomalies().empty
+    store.close()
+
+
+def test_staleness_rule_defaults_to_three_intervals() -> None:
+    cfg = parse_config(CONFIG.format(db="x", extra=""), env={})
+    rule = StalenessRule.for_metric(cfg.metrics[0])
+    assert rule.timeout == 3 * STEP
+    assert not rule.is_stale(None, T0)  # never had data: a new metric, not an outage
+    assert not rule.is_stale(T0, T0 + 2 * STEP)
+    assert rule.is_stale(T0, T0 + 3 * STEP)
+    a = rule.anomaly(T0, T0 + 4 * STEP)
+    assert a.kind == "no_data" and a.value == 4.0 and a.labels == {"journey": "checkout"}
+
+
+def test_late_window_upserts_corrections_without_redetecting(tmp_path) -> None:
+    p, store, clock, shop = setup(tmp_path, extra="late_window: 15m")
+    run(p, clock, T0 + timedelta(minutes=30))
+    late_bucket = T0 + timedelta(minutes=30) - 2 * STEP
+    shop.revised[late_bucket] = 100_000  # a huge correction of an already-detected bucket
+    clock.advance(STEP)
+    result = p.tick("orders")
+    assert result.ok
+    last = shop.requests[-1]
+    assert last.since == T0 + timedelta(minutes=30) - 3 * STEP  # cursor - late_window
+    assert last.until == T0 + timedelta(minutes=30) + STEP
+    points = store.load_points(metric="orders", start=late_bucket, end=late_bucket + STEP)
+    app = points[points["series"] == 'orders{channel="app",journey="checkout"}']
+    assert app["value"].tolist() == [100_000.0]
+    # re-polled buckets are stored, never scored again: no anomaly, no alert for them
+    assert store.anomalies().empty
+    assert result.anomalies == []
+    assert result.scores is None or set(result.scores["timestamp"]) == {
+        pd.Timestamp(T0 + timedelta(minutes=30))}
+    store.close()
+
+
+def test_first_tick_ignores_late_window(tmp_path) -> None:
+    p, _store, clock, shop = setup(tmp_path, extra="late_window: 1h")
+    clock.advance(STEP)
+    assert p.tick("orders").ok
+    assert shop.requests[0].until - shop.requests[0].since == STEP
+
+
+@pytest.mark.parametrize("bad", ["late_window: -5m", "no_data_after: soon"])
+def test_bad_source_settings_are_config_errors(bad: str) -> None:
+    from monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(CONFIG.format(db="x", extra=bad), env={})
+    assert info.value.problems[0].path.startswith("metrics[0].")
+
+
+def test_source_metrics_count_http_retries_and_skips() -> None:
+    registry = CollectorRegistry()
+    m = SourceMetrics(registry)
+
+    fake = SimpleNamespace(skipped={"bad_record": 2},
+                           _http=SimpleNamespace(requests=5, retries=2))
+    result = SimpleNamespace(metric="m", skipped=None, error=None, rows_in=3,
+                             rejected={"negative": 1})
+    m.observe("api", fake, result, last_data_end=T0)  # type: ignore[arg-type]
+    m.observe("api", fake, result)  # type: ignore[arg-type]  # same totals: not counted twice
+    get = registry.get_sample_value
+    assert get("cxmon_source_http_requests_total", {"source": "api"}) == 5
+    assert get("cxmon_source_http_retries_total", {"source": "api"}) == 2
+    assert get("cxmon_source_records_skipped_total", {"source": "api", "reason": "bad_record"}) == 2
+    assert get("cxmon_source_rows_total", {"source": "api", "metric": "m"}) == 6
+    assert get("cxmon_source_rows_rejected_total", {"source": "api", "metric": "m",
+                                                    "reason": "negative"}) == 2
+    assert get("cxmon_source_last_data_timestamp_seconds", {"source": "api", "metric": "m"}) \
+        == T0.timestamp()
+    assert np.isfinite(get("cxmon_source_polls_total", {"source": "api", "metric": "m",
+                                                         "outcome": "ok"}))

@@ -1,0 +1,197 @@
+"""``type: sql`` on the real PostgreSQL and MariaDB servers (127.0.0.1): bound ``:since`` /
+``:until``, classification of failures, and SQL injection through config-supplied and
+data-supplied values never reaching the database as SQL."""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from monitor.config import parse_config
+from monitor.frames import build_measure_frame
+from monitor.pipeline import measure_spec
+from sources.base import FatalSourceError, PollRequest, RetriableSourceError
+from sources.sql import SqlSource, SqlSourceConfig
+from tests.conftest import PG_URL, in_ci, require_postgres
+
+MARIADB_URL = os.environ.get("CXMON_TEST_MARIADB_URL") or "mysql+pymysql://root@127.0.0.1:3306/test"
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+EVIL = "x'); DROP TABLE {table}; --"
+
+
+@functools.cache
+def _mariadb_problem() -> str | None:
+    try:
+        import pymysql  # noqa: F401
+    except ImportError:
+        return "the pymysql driver is not installed"
+    engine = sa.create_engine(MARIADB_URL, poolclass=NullPool,
+                              connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        engine.dispose()
+    return None
+
+
+def require_mariadb() -> None:
+    problem = _mariadb_problem()
+    if problem is None:
+        return
+    message = f"MariaDB at {sa.make_url(MARIADB_URL).render_as_string()} unusable ({problem})"
+    if in_ci():
+        pytest.fail(f"{message}; CI is set, so MariaDB tests must run", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def db(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(url, table) with a fresh ``funnel`` table of 6 hours x 2 channels."""
+    if request.param == "postgresql":
+        require_postgres()
+        url = PG_URL
+    else:
+        require_mariadb()
+        url = MARIADB_URL
+    table = f"funnel_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(url, poolclass=NullPool)
+    rows = [
+        {"ts": (T0 + timedelta(hours=h)).replace(tzinfo=None), "channel": c,
+         "started": 100 + h, "abandoned": 30 + h}
+        for h in range(6) for c in ("app", "web")
+    ]
+    rows.append({"ts": T0.replace(tzinfo=None) + timedelta(hours=1), "channel": EVIL.format(
+        table=table), "started": 5, "abandoned": 1})
+    meta = sa.MetaData()
+    t = sa.Table(table, meta, sa.Column("ts", sa.DateTime), sa.Column("channel", sa.String(200)),
+                 sa.Column("started", sa.Integer), sa.Column("abandoned", sa.Integer))
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(t.insert(), rows)
+    try:
+        yield url, table
+    finally:
+        meta.drop_all(engine)
+        engine.dispose()
+
+
+def _source(url: str) -> SqlSource:
+    return SqlSource("warehouse", SqlSourceConfig(type="sql", url=url))
+
+
+def _count(url: str, table: str) -> int:
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(f"select count(*) from {table}")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_bound_since_until(db: tuple[str, str]) -> None:
+    url, table = db
+    src = _source(url)
+    try:
+        df = src.fetch(PollRequest(
+            "dropoff", T0 + timedelta(hours=2), T0 + timedelta(hours=4),
+            f"select ts, channel, started, abandoned from {table} "
+            "where ts >= :since and ts < :until order by ts, channel", {}, "ts"))
+    finally:
+        src.close()
+    assert len(df) == 4
+    assert sorted(df["channel"]) == ["app", "app", "web", "web"]
+
+
+def test_injection_through_config_params_is_data(db: tuple[str, str]) -> None:
+    url, table = db
+    src = _source(url)
+    evil = EVIL.format(table=table)
+    try:
+        df = src.fetch(PollRequest(
+            "dropoff", T0, T0 + timedelta(hours=6),
+            f"select ts, channel, started, abandoned from {table} "
+            "where ts >= :since and ts < :until and channel = :channel",
+            {"channel": evil, "unused": "1; DROP TABLE x"}, "ts"))
+    finally:
+        src.close()
+    # The value matched the one row holding that exact text: it was a value, not SQL.
+    assert len(df) == 1 and df["channel"].iloc[0] == evil
+    assert _count(url, table) == 13
+
+
+def test_injection_through_data_stays_data(db: tuple[str, str]) -> None:
+    """A dimension value holding SQL flows through frames as a label, and nothing runs."""
+    url, table = db
+    cfg = parse_config(f"""
+sources: {{w: {{type: sql, url: "{url}"}}}}
+metrics:
+  - name: dropoff
+    source: w
+    interval: 1h
+    query: "select ts, channel, started, abandoned from {table} where ts >= :since and ts < :until"
+    timestamp: ts
+    dimensions: [channel]
+    value: {{ratio: [abandoned, started]}}
+""", env={})
+    metric = cfg.metrics[0]
+    src = _source(url)
+    try:
+        raw = src.fetch(PollRequest("dropoff", T0, T0 + timedelta(hours=6), metric.query, {},
+                                    "ts"))
+    finally:
+        src.close()
+    built = build_measure_frame(raw, measure_spec(metric), T0, T0 + timedelta(hours=6))
+    evil = EVIL.format(table=table)
+    assert any(s.labels.get("channel") == evil for s in built.series.values())
+    assert _count(url, table) == 13
+
+
+def test_bad_query_is_fatal_and_names_the_source(db: tuple[str, str]) -> None:
+    url, _ = db
+    src = _source(url)
+    with pytest.raises(FatalSourceError) as info:
+        src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1), "select * from no_such_table",
+                              {}, "ts"))
+    src.close()
+    assert "warehouse" in str(info.value) and "metric m" in str(info.value)
+
+
+def test_wrong_credentials_are_fatal_without_the_password() -> None:
+    require_mariadb()
+    url = sa.make_url(MARIADB_URL).set(password="hunter2-secret")
+    src = _source(url.render_as_string(hide_password=False))
+    with pytest.raises(FatalSourceError) as info:
+        src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1), "select 1", {}, "ts"))
+    src.close()
+    assert "credentials" in str(info.value)
+    assert "hunter2-secret" not in str(info.value)
+
+
+def test_unreachable_server_is_retriable() -> None:
+    src = _source("postgresql+psycopg://postgres@127.0.0.1:9/test?connect_timeout=2")
+    with pytest.raises(RetriableSourceError):
+        src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1), "select 1", {}, "ts"))
+    src.close()
+
+
+def test_frame_from_mariadb_naive_timestamps_are_utc(db: tuple[str, str]) -> None:
+    url, table = db
+    src = _source(url)
+    try:
+        raw = src.fetch(PollRequest("m", T0, T0 + timedelta(hours=6),
+                                    f"select ts, started from {table} where ts >= :since "
+                                    "and ts < :until", {}, "ts"))
+    finally:
+        src.close()
+    assert pd.to_datetime(raw["ts"]).min() == pd.Timestamp(T0.replace(tzinfo=None))

@@ -1,0 +1,204 @@
+"""Generic webhook (documented body, HMAC signature) and PagerDuty Events API v2, against
+local HTTP servers; plus building notifiers from receiver config."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from alerts.notifiers.base import NotifyError
+from alerts.notifiers.config import PagerDutyReceiverConfig, WebhookReceiverConfig
+from alerts.notifiers.console import ConsoleNotifier
+from alerts.notifiers.factory import FanOut
+from alerts.notifiers.pagerduty import PagerDutyNotifier, pagerduty_event
+from alerts.notifiers.slack import SlackNotifier
+from alerts.notifiers.webhook import WebhookNotifier, verify_signature, webhook_body
+from monitor.clock import FakeClock
+from monitor.config import parse_config
+from monitor.pipeline import build_notifiers
+from tests.fakes.server import FakeServer, Request, Response
+from tests.test_slack import GRAFANA, INCIDENT, PAYLOAD
+
+NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
+WEBHOOK_SECRET = "whsec-0123456789abcdef"
+ROUTING_KEY = "R0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def http() -> Iterator[FakeServer]:
+    with FakeServer() as server:
+        server.route("POST", "/hook", lambda r: Response(204, b""))
+        server.route("POST", "/v2/enqueue", lambda r: Response(
+            202, {"status": "success", "message": "Event processed",
+                  "dedup_key": r.json()["dedup_key"]}))
+        yield server
+
+
+def webhook(http: FakeServer, **kw: Any) -> WebhookNotifier:
+    cfg = WebhookReceiverConfig(url=http.url + "/hook", **kw)
+    return WebhookNotifier("ops-hook", cfg, clock=FakeClock(NOW))
+
+
+def pagerduty(http: FakeServer) -> PagerDutyNotifier:
+    cfg = PagerDutyReceiverConfig(routing_key=ROUTING_KEY, events_url=http.url + "/v2/enqueue")
+    return PagerDutyNotifier("oncall", cfg, grafana_url="http://grafana.local:3000")
+
+
+# -- webhook ----------------------------------------------------------------------------------
+
+
+def test_webhook_posts_the_documented_body_signed(http: FakeServer) -> None:
+    webhook(http, secret=WEBHOOK_SECRET, headers={"X-Team": "cx"}).deliver(PAYLOAD, "n-1")
+    (req,) = http.requests_to("/hook")
+    assert req.json() == {"version": 1, "receiver": "ops-hook", "idempotency_key": "n-1",
+                          "notification": PAYLOAD}
+    assert req.body == webhook_body("ops-hook", "n-1", PAYLOAD)
+    assert req.headers["content-type"] == "application/json"
+    assert req.headers["idempotency-key"] == "n-1" and req.headers["x-team"] == "cx"
+    ts = req.headers["x-cxmon-timestamp"]
+    assert ts == str(int(NOW.timestamp()))
+    assert verify_signature(WEBHOOK_SECRET, ts, req.body, req.headers["x-cxmon-signature"])
+    assert not verify_signature("wrong", ts, req.body, req.headers["x-cxmon-signature"])
+    assert not verify_signature(WEBHOOK_SECRET, ts, req.body + b" ",
+                                req.headers["x-cxmon-signature"])
+
+
+def test_webhook_without_secret_is_unsigned(http: FakeServer) -> None:
+    webhook(http).deliver(PAYLOAD, "n-1")
+    assert "x-cxmon-signature" not in http.requests_to("/hook")[0].headers
+
+
+def test_webhook_errors(http: FakeServer) -> None:
+    n = webhook(http, secret=WEBHOOK_SECRET)
+    http.fail(503, headers={"Retry-After": "17"}, body={"error": "busy"})
+    with pytest.raises(NotifyError) as busy:
+        n.deliver(PAYLOAD, "n-1")
+    assert busy.value.retryable and busy.value.retry_after == 17
+    http.fail(400, body={"error": "bad"})
+    with pytest.raises(NotifyError) as bad:
+        n.deliver(PAYLOAD, "n-1")
+    assert not bad.value.retryable and "HTTP 400" in str(bad.value)
+    gone = WebhookNotifier("x", WebhookReceiverConfig(url="http://127.0.0.1:9/hook"))
+    with pytest.raises(NotifyError) as refused:
+        gone.deliver(PAYLOAD, "n-1")
+    assert refused.value.retryable
+    text = " ".join(map(str, [busy.value, bad.value, refused.value, n, n.config]))
+    assert WEBHOOK_SECRET not in text
+
+
+# -- PagerDuty --------------------------------------------------------------------------------
+
+
+def test_pagerduty_trigger_then_resolve_with_the_incident_as_dedup_key(http: FakeServer) -> None:
+    pd = pagerduty(http)
+    pd.deliver(PAYLOAD, "n-1")
+    pd.send({**PAYLOAD, "status": "resolved", "anomalies": []})
+    trigger, resolve = (r.json() for r in http.requests_to("/v2/enqueue"))
+    assert trigger == {
+        "routing_key": ROUTING_KEY,
+        "event_action": "trigger",
+        "dedup_key": INCIDENT,
+        "client": "cxmon",
+        "payload": {
+            "summary": "journey=checkout: checkout_dropoff_rate, complaints anomalous",
+            "source": "cxmon",
+            "severity": "critical",
+            "timestamp": "2026-01-05T10:00:00+00:00",
+            "component": "checkout",
+            "group": "checkout",
+            "class": "checkout_dropoff_rate, complaints",
+            "custom_details": {
+                "severity": 82, "group": {"journey": "checkout"},
+                "anomalies": PAYLOAD["anomalies"], "anomalies_total": 3,
+                "root_cause": PAYLOAD["root_cause"],
+            },
+        },
+        "links": [{"href": GRAFANA, "text": "Grafana"},
+                  {"href": "https://runbooks.example.com/checkout-dropoff", "text": "Runbook"}],
+    }
+    assert resolve == {"routing_key": ROUTING_KEY, "event_action": "resolve",
+                       "dedup_key": INCIDENT}
+
+
+def test_pagerduty_severity_and_long_keys() -> None:
+    low = pagerduty_event({**PAYLOAD, "severity": 10}, "k")
+    assert low["payload"]["severity"] == "info"
+    long_key = pagerduty_event({**PAYLOAD, "incident_key": "x" * 300}, "k")["dedup_key"]
+    assert len(long_key) <= 255 and long_key.startswith("cxmon-")
+
+
+def test_pagerduty_errors_never_show_the_routing_key(http: FakeServer) -> None:
+    pd = pagerduty(http)
+    http.fail(429, headers={"Retry-After": "60"}, body={"status": "throttled"})
+    with pytest.raises(NotifyError) as throttled:
+        pd.deliver(PAYLOAD, "n-1")
+    assert throttled.value.retryable and throttled.value.retry_after == 60
+    http.fail(400, body={"status": "invalid event", "errors": ["bad"]})
+    with pytest.raises(NotifyError) as invalid:
+        pd.deliver(PAYLOAD, "n-1")
+    assert not invalid.value.retryable
+    assert ROUTING_KEY not in " ".join(map(str, [throttled.value, invalid.value, pd, pd.config]))
+
+
+# -- building notifiers from config -----------------------------------------------------------
+
+
+def test_receivers_from_config(http: FakeServer) -> None:
+    cfg = parse_config(f"""
+sources: {{shop: {{type: demo}}}}
+metrics: [{{name: m, source: shop, query: complaints, value: complaints}}]
+grafana: {{url: "http://grafana.local:3000"}}
+alerting:
+  route: {{receiver: all}}
+  receivers:
+    - name: all
+      slack: {{channel: "#cx", token: "${{SLACK_BOT_TOKEN}}", api_url: "{http.url}/api/"}}
+      pagerduty: {{routing_key: "${{PD_KEY}}", events_url: "{http.url}/v2/enqueue"}}
+    - {{name: hook, webhook: {{url: "{http.url}/hook", secret: "${{HOOK_SECRET}}"}}}}
+    - {{name: console, console: {{format: json}}}}
+    - {{name: blackhole}}
+""", env={"SLACK_BOT_TOKEN": "xoxb-secret-token", "PD_KEY": ROUTING_KEY,
+         "HOOK_SECRET": WEBHOOK_SECRET})
+    notifiers = build_notifiers(cfg)
+    assert set(notifiers) == {"all", "hook", "console"}
+    fan = notifiers["all"]
+    assert isinstance(fan, FanOut)
+    assert [type(n) for n in fan.notifiers] == [SlackNotifier, PagerDutyNotifier]
+    assert isinstance(notifiers["hook"], WebhookNotifier)
+    assert isinstance(notifiers["console"], ConsoleNotifier)
+    assert fan.notifiers[0].grafana_url == "http://grafana.local:3000"  # type: ignore[attr-defined]
+    dump = json.dumps(cfg.model_dump(mode="json")) + repr(cfg)
+    for secret in ("xoxb-secret-token", ROUTING_KEY, WEBHOOK_SECRET):
+        assert secret not in dump
+
+
+def test_fan_out_tries_every_notifier_and_reports_failures() -> None:
+    class Ok(ConsoleNotifier):
+        def __init__(self) -> None:
+            self.got: list[Any] = []
+
+        def send(self, payload: Any) -> None:
+            self.got.append(payload)
+
+    class Down(Ok):
+        def send(self, payload: Any) -> None:
+            raise NotifyError("down", retryable=True, retry_after=30)
+
+    ok = Ok()
+    with pytest.raises(NotifyError) as err:
+        FanOut([Down(), ok]).deliver(PAYLOAD, "n-1")
+    assert ok.got == [PAYLOAD] and err.value.retryable and err.value.retry_after == 30
+
+
+def test_fake_server_saw_the_requests(http: FakeServer) -> None:
+    """The fake answers 404 on unknown paths (a wrong events_url fails loudly)."""
+    wrong = PagerDutyNotifier("x", PagerDutyReceiverConfig(routing_key="k",
+                                                           events_url=http.url + "/nope"))
+    with pytest.raises(NotifyError) as err:
+        wrong.send(PAYLOAD)
+    assert "HTTP 404" in str(err.value) and not err.value.retryable
+    assert isinstance(http.log[-1], Request)
