@@ -111,6 +111,7 @@ _UNSEEN_WEEK_WEIGHT = 0.25  # weight of a scale sample from a weekly slot seen t
 _SHIFT_SIZE_RATE = 1.0 / 3.0  # EW rate of the error whose value is the size of a shift
 _COUNT_MAX = float(np.iinfo(np.uint16).max)
 _EVIDENCE_CLIP = 6.0  # one extreme point adds at most this much z to the sustained test
+_EVIDENCE_MIN_Z = 2.0  # the sustained test speaks only for a point at least this unusual
 
 _FLAG_COUNT = 1  # every learned value was a non-negative integer
 _FLAG_UNIT = 2  # every learned value was within [0, 1]
@@ -543,7 +544,10 @@ class RobustSeasonal(Detector):
                 zc = np.clip(z, -_EVIDENCE_CLIP, _EVIDENCE_CLIP)
                 ez = (1.0 - lam) * self._ez[pr.rows].astype(np.float64) + lam * zc
                 sustained = t_two_sided_cdf(ez / math.sqrt(lam / (2.0 - lam)), self.cfg.tail_dof)
-                score = np.fmax(score, np.where(np.isfinite(z), sustained, np.nan))
+                # Only while the current point itself still deviates the same way: the
+                # EWMA lags, and the hour after an incident must not inherit its alert.
+                ongoing = (np.sign(z) == np.sign(ez)) & (np.abs(z) >= _EVIDENCE_MIN_Z)
+                score = np.fmax(score, np.where(np.isfinite(z) & ongoing, sustained, np.nan))
         out.expected[pr.sel] = pr.expected
         out.lower[pr.sel] = np.where(nonneg, np.maximum(lower, 0.0), lower)
         out.upper[pr.sel] = np.where(unit, np.minimum(upper, 1.0), upper)

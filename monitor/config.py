@@ -333,6 +333,9 @@ class MetricConfig(BaseModel):
     # (default 3 intervals; 0s turns it off)
     late_window: Duration = timedelta(0)
     no_data_after: Duration | None = None
+    # On a metric's first tick (no cursor yet), learn from this much history: its anomalies
+    # are stored but only the newest bucket can alert (no alert storm about old data).
+    history: Duration = timedelta(0)
     min_severity: float = Field(default=25.0, ge=0, le=100)  # 25 = a 1-in-10,000 point
     min_change: float = Field(default=0.0, ge=0)  # relative change needed to alert
     min_abs_change: float = Field(default=0.0, ge=0)  # absolute change needed to alert
@@ -347,7 +350,7 @@ class MetricConfig(BaseModel):
     runbook: str | None = None
 
     _interval_positive = field_validator("interval")(_positive)
-    _delay_non_negative = field_validator("delay", "late_window")(_non_negative)
+    _delay_non_negative = field_validator("delay", "late_window", "history")(_non_negative)
 
     @field_validator("no_data_after")
     @classmethod

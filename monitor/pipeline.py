@@ -73,6 +73,8 @@ class TickResult:
     #: The newest scored point of every series in the tick (SCORE_COLUMNS, first detector):
     #: value, expected, band, score and severity, for the exporter and dashboards.
     scores: pd.DataFrame | None = None
+    #: First tick of a metric: anomalies before this time are history (stored, not alerted).
+    silent_before: datetime | None = None
     #: Incident changes (opened / updated / resolved) committed by the tick.
     incidents: list[IncidentChange] = field(default_factory=list)
 
@@ -208,8 +210,14 @@ class Pipeline:
             self._cursors[metric.name] = self.store.get_cursor(metric.name)
         cursor = self._cursors[metric.name]
         until = floor_time(started_at - metric.delay, metric.interval)
-        since = cursor if cursor is not None else until - metric.interval
-        until = min(until, since + MAX_CATCHUP_BUCKETS * metric.interval)
+        if cursor is not None:
+            since = cursor
+            until = min(until, since + MAX_CATCHUP_BUCKETS * metric.interval)
+        else:  # first tick: the last bucket, or the configured history (learned silently)
+            span = min(max(metric.history, metric.interval),
+                       MAX_CATCHUP_BUCKETS * metric.interval)
+            since = floor_time(until - span, metric.interval)
+        result.silent_before = until - metric.interval if cursor is None else None
         result.since, result.until = since, until
         if until <= since:
             result.skipped = "no complete bucket since the last tick"
@@ -285,7 +293,10 @@ class Pipeline:
         rca = attribute(fresh, detected.scores, built.series, detected.anomalies,  # root cause
                         kind=metric.value.kind, dimensions=metric.dimensions,
                         split_by=metric.split_by)
-        changes = self.incidents.observe(detected.anomalies, until, rca)
+        alerting = detected.anomalies
+        if result.silent_before is not None:
+            alerting = [a for a in alerting if a.timestamp >= result.silent_before]
+        changes = self.incidents.observe(alerting, until, rca)
         # Quiet means quiet in every metric: resolve only up to where all have been polled.
         changes += self.incidents.resolve_quiet(self._watermark(metric.name, until))
         notifications = self._notifications(changes)

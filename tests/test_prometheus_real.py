@@ -53,13 +53,14 @@ def _prometheus() -> str:
 
 
 def demo_config(store_url: str, start) -> object:
-    """The demo config, with a 1-day warm-up so a short replay already finds anomalies."""
+    """The demo config, with a 1-day warm-up, replayed from day 21 of the demo data: the
+    scripted incidents of every journey (days 22-26) then give real, high-severity anomalies."""
     from importlib import resources
 
     text = (resources.files("monitor") / "examples" / "demo.yaml").read_text()
     data = yaml.safe_load(text)
     data["store"] = store_url
-    data["sources"]["shop"]["anchor"] = start.isoformat()
+    data["sources"]["shop"]["anchor"] = (start - timedelta(days=21)).isoformat()
     data["detectors"]["default"] = {"type": "robust_seasonal", "warmup": "1d", "season": "day"}
     for m in data["metrics"]:
         m.update(min_severity=10, min_change=0, min_abs_change=0, min_volume=0)
@@ -126,8 +127,20 @@ def test_every_panel_query_returns_data_from_real_prometheus(tmp_path):
         # The demo replay feeds the exporter while Prometheus scrapes it every second.
         clock = FakeClock(start + timedelta(hours=1))
         pipeline = Pipeline(cfg, store, clock=clock, notifiers={}, sources=telemetry.sources)
-        results = replay(pipeline, clock, start + timedelta(days=2), step=timedelta(hours=6),
-                         on_step=lambda _t, rs: [telemetry.on_tick(r) for r in rs])
+        def scraped_after(t: float) -> bool:
+            rows = _query(client, 'timestamp(up{job="cxmon"})')
+            return bool(rows) and float(rows[0]["value"][1]) > t
+
+        def on_step(_t: object, rs: list) -> None:
+            for r in rs:
+                telemetry.on_tick(r)
+            # Gauges hold the newest point: let Prometheus see each step before the next one
+            # overwrites it, however loaded the machine is (bounded wait).
+            done = time.time()
+            _wait(lambda: scraped_after(done), "a scrape after the replay step")
+
+        results = replay(pipeline, clock, start + timedelta(days=6), step=timedelta(hours=6),
+                         on_step=on_step)
         assert sum(len(r.anomalies) for r in results) > 0
         assert len(telemetry.exporter.series) > 100
         scrapes = _query(client, 'count_over_time(up{job="cxmon"}[5m])')

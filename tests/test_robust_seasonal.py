@@ -428,3 +428,16 @@ def test_sustained_moderate_deviation_is_detected_by_the_evidence_test() -> None
     assert (with_evidence[window, 10:] >= ALERT).mean() < 0.02
     quiet = with_evidence[WEEK:start]
     assert (quiet >= ALERT).mean() < 0.001
+
+
+def test_sustained_evidence_does_not_outlive_the_deviation() -> None:
+    """Right after a sustained deviation ends, points back at normal are not flagged."""
+    rng = np.random.default_rng(32)
+    n_ticks, n_series = 3 * WEEK, 20
+    values = weekly_shape(n_ticks) + rng.normal(0, NOISE, (n_ticks, n_series))
+    start = 3 * WEEK - 20
+    values[start:start + 8] += 8 * NOISE
+    score = field(run(detector(), values), "score")
+    assert (score[start:start + 8] >= ALERT).any(axis=0).all()
+    after = score[start + 8:start + 11]  # back to normal: the EWMA still remembers
+    assert (after >= ALERT).mean() < 0.02

@@ -1,0 +1,77 @@
+"""``history``: a metric's first tick learns from the past and alerts only on the newest bucket."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from monitor.clock import FakeClock
+from monitor.config import parse_config
+from monitor.pipeline import Pipeline
+from monitor.store import Store
+
+ANCHOR = datetime(2026, 1, 5, tzinfo=UTC)
+INCIDENT = ANCHOR + timedelta(days=22, hours=11)  # app/uk checkout drop-off, 6 hours
+
+CONFIG = """
+store: sqlite:///{db}
+sources:
+  shop: {{type: demo, anchor: "2026-01-05T00:00:00Z"}}
+metrics:
+  - name: checkout_dropoff_rate
+    source: shop
+    query: checkout
+    interval: 1h
+    timestamp: ts
+    dimensions: [channel, region]
+    value: {{ratio: [abandoned, started]}}
+    labels: {{journey: checkout}}
+    direction: up
+    min_change: 0.1
+    history: {history}
+alerting:
+  receivers: [{{name: collect, console: {{}}}}]
+"""
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.payloads: list[Mapping[str, Any]] = []
+
+    def send(self, payload: Mapping[str, Any]) -> None:
+        self.payloads.append(payload)
+
+    def deliver(self, payload: Mapping[str, Any], key: str) -> None:
+        self.send(payload)
+
+
+def first_tick(tmp_path: Path, history: str) -> tuple[Store, Collect, Any]:
+    cfg = parse_config(CONFIG.format(db=tmp_path / f"h{history}.db", history=history))
+    store = Store.open(cfg.store.url)
+    sink = Collect()
+    # two hours into the incident: the 11:00 bucket is history, 12:00 is the newest bucket
+    clock = FakeClock(INCIDENT + timedelta(hours=2))
+    pipeline = Pipeline(cfg, store, clock=clock, notifiers={"collect": sink})  # type: ignore[dict-item]
+    result = pipeline.tick("checkout_dropoff_rate")
+    pipeline.deliver()
+    return store, sink, result
+
+
+def test_first_tick_learns_history_and_alerts_only_on_the_newest_bucket(tmp_path: Path) -> None:
+    store, sink, result = first_tick(tmp_path, "21d")
+    assert result.ok and result.since == INCIDENT + timedelta(hours=2) - timedelta(days=21)
+    flagged = store.anomalies()
+    assert set(flagged["ts"]) == {INCIDENT, INCIDENT + timedelta(hours=1)}  # found and stored
+    assert len(sink.payloads) == 1  # one alert, about the newest bucket only
+    alerted = {a["timestamp"] for a in sink.payloads[0]["anomalies"]}
+    assert alerted == {(INCIDENT + timedelta(hours=1)).isoformat()}
+    store.close()
+
+
+def test_without_history_the_first_tick_cannot_judge(tmp_path: Path) -> None:
+    store, sink, result = first_tick(tmp_path, "0s")
+    assert result.ok and result.until - result.since == timedelta(hours=1)
+    assert store.anomalies().empty and sink.payloads == []  # cold detectors: warm-up
+    store.close()
