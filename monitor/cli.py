@@ -305,7 +305,8 @@ def _demo_summary(
         series = escape(str(top.get("series", i["key"])))
         console.print(
             f"  not scripted: {i['opened_at']:%m-%d %H:%M} {series}"
-            f" value {top.get('value')} vs expected {top.get('expected')}", highlight=False,
+            f" value {_g(top.get('value'))} vs expected {_g(top.get('expected'))}",
+            highlight=False,
         )
     counts = store.outbox_counts()
     console.print(
@@ -313,6 +314,11 @@ def _demo_summary(
         f"{len(anomalies)} anomalous points; outbox: {counts.get('sent', 0)} sent, "
         f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead"
     )
+
+
+def _g(x: object) -> str:
+    """A number in 4 significant digits (anything else as is)."""
+    return f"{x:.4g}" if isinstance(x, int | float) else str(x)
 
 
 def _incident_matches(incident: dict, truth: ResolvedIncident, metric: str) -> bool:
