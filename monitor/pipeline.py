@@ -41,7 +41,7 @@ from monitor.incidents import (
     restore_summary,
 )
 from monitor.model import Anomaly, Notification, Series
-from monitor.staleness import StalenessRule
+from monitor.staleness import DEFAULT_NO_DATA_INTERVALS, StalenessRule
 from monitor.store import Store, StoreTx
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError, Source
 from sources.metrics import SourceMetrics
@@ -122,9 +122,10 @@ def post_rules(metric: MetricConfig) -> PostRules:
 
 
 def no_data_intervals(metric: MetricConfig) -> int:
-    """``no_data_after`` in intervals (default 3; 0 = off), for the per-series rule."""
+    """``no_data_after`` in intervals (0 = off), for the per-series rule; the default is the
+    metric-level staleness rule's, so both rules go quiet after the same time."""
     if metric.no_data_after is None:
-        return 3
+        return DEFAULT_NO_DATA_INTERVALS
     return -(-metric.no_data_after // metric.interval)
 
 

@@ -40,12 +40,9 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-@functools.cache
-def _pg_problem() -> str | None:
-    """Why PostgreSQL cannot be used, or None if it can (checked once per session)."""
-    engine = sa.create_engine(
-        pg_base_url(), poolclass=NullPool, connect_args={"connect_timeout": 5}
-    )
+def server_problem(url: str) -> str | None:
+    """Why the database server at ``url`` cannot be used, or None if it answers."""
+    engine = sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
@@ -54,6 +51,12 @@ def _pg_problem() -> str | None:
     finally:
         engine.dispose()
     return None
+
+
+@functools.cache
+def _pg_problem() -> str | None:
+    """Why PostgreSQL cannot be used, or None if it can (checked once per session)."""
+    return server_problem(pg_base_url())
 
 
 def pg_url_available() -> bool:

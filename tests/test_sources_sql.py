@@ -20,7 +20,7 @@ from monitor.frames import build_measure_frame
 from monitor.pipeline import measure_spec
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError
 from sources.sql import SqlSource, SqlSourceConfig
-from tests.conftest import PG_URL, in_ci, require_postgres
+from tests.conftest import PG_URL, in_ci, require_postgres, server_problem
 
 MARIADB_URL = os.environ.get("CXMON_TEST_MARIADB_URL") or "mysql+pymysql://root@127.0.0.1:3306/test"
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -33,16 +33,7 @@ def _mariadb_problem() -> str | None:
         import pymysql  # noqa: F401
     except ImportError:
         return "the pymysql driver is not installed"
-    engine = sa.create_engine(MARIADB_URL, poolclass=NullPool,
-                              connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
-    finally:
-        engine.dispose()
-    return None
+    return server_problem(MARIADB_URL)
 
 
 def require_mariadb() -> None:
