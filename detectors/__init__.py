@@ -1,6 +1,7 @@
 """Detectors: columnar streaming and seasonal scorers, post-rules, severity. No I/O here."""
 
 from detectors import (  # noqa: F401  (register more built-in types)
+    novelty,
     prophet_detector,
     river_adapter,
     robust_seasonal,

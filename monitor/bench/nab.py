@@ -404,8 +404,8 @@ def _table(results: Mapping[str, Mapping[str, ProfileResult]],
 def bench_nab(
     data: Path = typer.Option(..., "--data", help="NAB folder (data/, labels/, config/, "
                               "results/final_results.json)."),
-    detector: str = typer.Option("surprise", "--detector", help="Detector type (default: "
-                                  "the NAB-tuned streaming change detector)."),
+    detector: str = typer.Option("novelty", "--detector", help="Detector type (default: "
+                                  "the streaming discord detector)."),
     param: list[str] = typer.Option([], "--param", help="Detector setting key=value "
                                     "(repeatable)."),
     files: list[str] = typer.Option([], "--file", help="Only these files (name or "

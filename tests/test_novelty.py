@@ -1,0 +1,66 @@
+"""The ``novelty`` detector: recurring shapes are normal, new shapes are news, once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+
+from detectors.base import TickBatch
+from detectors.novelty import Novelty, NoveltyConfig
+
+STEP_NS = 300 * 10**9
+ALARM = 1 - 10**-2.8
+
+
+def _scores(det: Novelty, values: np.ndarray) -> np.ndarray:
+    out = []
+    for t, v in enumerate(values):
+        batch = TickBatch.of(["s"], [t * STEP_NS], [v])
+        out.append(det.score(batch).score[0])
+        det.learn(batch, np.zeros(1, dtype=bool))
+    return np.nan_to_num(np.array(out))
+
+
+def _daily_spikes(days: int, rng: np.random.Generator) -> np.ndarray:
+    """Noise with the same batch-job spike at the same time every day (48 points a day)."""
+    values = 10 + rng.normal(size=48 * days)
+    values[20::48] += 30
+    return values
+
+
+def test_a_recurring_spike_is_learned_and_a_new_shape_is_flagged() -> None:
+    rng = np.random.default_rng(5)
+    values = _daily_spikes(30, rng)
+    values[48 * 28 + 5] += 60  # a spike twice as high as the daily one, at another time
+    scores = _scores(Novelty(NoveltyConfig(), interval=timedelta(minutes=30)), values)
+    later_daily = np.arange(48 * 5 + 20, 48 * 28, 48)
+    assert scores[later_daily].max() < ALARM  # the daily spike has near twins
+    assert scores[48 * 28 + 5] >= ALARM  # the new one has none
+    assert scores[48 * 5:48 * 28].max() < ALARM  # and nothing else fired in between
+
+
+def test_fires_once_then_stays_quiet_for_the_refractory_period() -> None:
+    rng = np.random.default_rng(3)
+    values = np.concatenate([50 + rng.normal(size=400), 80 + rng.normal(size=60)])
+    scores = _scores(Novelty(NoveltyConfig(refractory=30), interval=timedelta(minutes=5)),
+                     values)
+    fired = np.flatnonzero(scores >= ALARM)
+    assert 400 <= fired[0] <= 402  # the jump, at once
+    assert (scores[fired[0] + 1:fired[0] + 31] == 0.0).all()  # its echo is not reported
+    assert scores[100:400].max() < ALARM
+
+
+def test_without_refractory_the_echo_is_reported() -> None:
+    rng = np.random.default_rng(3)
+    values = np.concatenate([50 + rng.normal(size=400), 80 + rng.normal(size=60)])
+    scores = _scores(Novelty(NoveltyConfig(refractory=0), interval=timedelta(minutes=5)),
+                     values)
+    assert (scores[400:416] >= ALARM).sum() > 1
+
+
+def test_state_is_bounded_by_history() -> None:
+    det = Novelty(NoveltyConfig(history=100, windows=[4, 8]), interval=timedelta(minutes=5))
+    _scores(det, np.arange(500.0))
+    (blob,) = det.get_state().values()
+    assert len(blob) < 8 * (100 + 8) + 200
