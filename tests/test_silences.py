@@ -101,7 +101,9 @@ metrics: [{{name: m, source: s, value: v}}]
     assert bad.exit_code != 0
 
 
-def test_pipeline_drops_silenced_incident_and_records_it(tmp_path: Path) -> None:
+def test_pipeline_drops_silenced_incident_and_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.test_sources_pipeline import T0 as START
     from tests.test_sources_pipeline import run, setup
 
@@ -121,8 +123,10 @@ def test_pipeline_drops_silenced_incident_and_records_it(tmp_path: Path) -> None
 
     path = tmp_path / "c.yaml"
     path.write_text(CONFIG.format(db=tmp_path / "s.db", extra=""))
-    out = CliRunner().invoke(app, ["alerts", "status", "-c", str(path)],
-                             env={"COLUMNS": "250"})
+    from monitor import cli
+
+    monkeypatch.setattr(cli.console, "width", 250)  # one line per row, whatever the terminal
+    out = CliRunner().invoke(app, ["alerts", "status", "-c", str(path)])
     assert out.exit_code == 0, out.output
     assert "pending 0 · sent 0 · dead 0 · suppressed 1" in out.output
     assert "suppressed" in out.output.split("\n", 1)[1] and f"silenced by {s.id}" in out.output
