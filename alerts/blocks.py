@@ -13,10 +13,9 @@ any of these shapes (``metric`` and per-element ``contributions`` are optional):
     {"root_causes": [{"elements": [...], "score": 0.93, "share": 0.78}, ...]}
     [{"labels": {"channel": "app"}, "share": 0.78}, ...]
 
-Grafana deep link convention: dashboard uid ``cxmon-journey-<journey>`` (``cxmon-overview``
-without a journey), time range from 6 h before the first anomaly to 1 h after the last one (or
-the resolution), and one ``var-<label>=<value>`` per label of the top anomaly (``team`` left out)
-plus ``var-metric``.
+Grafana deep link: :func:`dashboards.links.grafana_link` (journey dashboard, the top anomaly's
+panel as ``viewPanel``, one ``var-<label>`` per dimension label of the top anomaly), time range
+from 6 h before the first anomaly to 1 h after the last one (or the resolution).
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from alerts.notifiers.console import format_change, format_number
+from dashboards.links import grafana_link as dashboard_link
 
 __all__ = [
     "FEEDBACK_ACTIONS",
@@ -45,6 +44,9 @@ MAX_TEXT = 3000
 MAX_HEADER = 150
 MAX_BUTTON_VALUE = 2000
 MAX_ROOT_CAUSES = 5
+#: The Grafana link's time range around the incident.
+LINK_BEFORE = timedelta(hours=6)
+LINK_AFTER = timedelta(hours=1)
 
 #: action_id -> (button label, feedback label stored in the ``feedback`` table)
 FEEDBACK_ACTIONS: dict[str, tuple[str, str]] = {
@@ -135,7 +137,9 @@ def render_message(
 
 
 def grafana_link(payload: Mapping[str, Any], base_url: str) -> str | None:
-    """Deep link to the journey's dashboard around the incident, filtered to the top anomaly."""
+    """Deep link to the top anomaly's panel around the incident. The URL itself comes from
+    :func:`dashboards.links.grafana_link`, the one place that knows the dashboards' uids,
+    panel ids and template variables, so alerts and dashboards never drift apart."""
     anomalies = list(payload.get("anomalies") or [])
     times = [t for t in (_parse(a.get("timestamp")) for a in anomalies) if t is not None]
     for key in ("opened_at", "resolved_at"):
@@ -143,20 +147,12 @@ def grafana_link(payload: Mapping[str, Any], base_url: str) -> str | None:
             times.append(t)
     if not times:
         return None
-    journey = payload.get("journey")
-    uid = f"cxmon-journey-{journey}" if journey else "cxmon-overview"
-    params: list[tuple[str, str]] = [
-        ("from", str(_ms(min(times) - timedelta(hours=6)))),
-        ("to", str(_ms(max(times) + timedelta(hours=1)))),
-    ]
-    if anomalies:
-        top = anomalies[0]
-        if top.get("metric"):
-            params.append(("var-metric", str(top["metric"])))
-        labels = top.get("labels") or {}
-        params += [(f"var-{k}", str(v)) for k, v in sorted(labels.items())
-                   if k not in _HIDDEN_LABELS]
-    return f"{base_url.rstrip('/')}/d/{uid}?{urlencode(params)}"
+    top = anomalies[0] if anomalies else {}
+    return dashboard_link(
+        base_url, payload.get("journey") or None, metric=top.get("metric") or None,
+        labels={str(k): str(v) for k, v in (top.get("labels") or {}).items()},
+        start=min(times) - LINK_BEFORE, end=max(times) + LINK_AFTER,
+    )
 
 
 def root_cause_items(raw: Any) -> list[tuple[str | None, dict[str, str], float | None]]:
@@ -330,7 +326,3 @@ def _duration(start: Any, end: Any) -> str:
         return ""
     minutes = int((t1 - t0).total_seconds() // 60)
     return f" ({minutes // 60} h {minutes % 60:02d} min)"
-
-
-def _ms(t: datetime) -> int:
-    return int(t.timestamp() * 1000)

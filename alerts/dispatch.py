@@ -1,19 +1,16 @@
-"""From an incident change to the receivers to notify now: route tree, silences, inhibition,
-time intervals and per-route ``group_interval`` (the Alertmanager dispatcher's job).
+"""From an incident change to receivers, and whether a notification may go out now: route
+tree, silences, inhibition and time intervals (the Alertmanager dispatcher's job).
 
-For each incident change the pipeline asks :meth:`Dispatcher.receivers`:
-
-1. the change's labels (:func:`alerts.routing.alert_labels`) go through the route tree;
-2. a firing change matched by an active silence is dropped (recorded as muted, with the
-   silence id);
-3. a firing change inhibited by another open incident (``inhibit_rules``) is dropped;
-4. per matched route: muted while in one of its ``mute_time_intervals`` or outside all of its
-   ``active_time_intervals``; an *update* is sent on a route at most once per the route's
-   ``group_interval`` (the incident tracker's own throttle, ``alerting.route.group_interval``
-   when set, applies first);
-5. a resolved incident is announced to the receivers that were told it fired.
-
-Whatever is dropped is kept in :attr:`Dispatcher.muted` (newest last) and logged.
+- :meth:`Dispatcher.targets`: the change's labels (:func:`alerts.routing.alert_labels`) go
+  through the route tree; each receiver once, with the first route that reached it (its
+  ``group_wait`` / ``group_interval`` / ``repeat_interval`` apply, see :mod:`alerts.grouping`);
+- :meth:`Dispatcher.suppression`: why a firing notification must not be sent at a given time:
+  an active silence (its id), another open incident inhibiting it (``inhibit_rules``; that
+  incident's key), or the route's time intervals (inside a ``mute_time_intervals`` entry,
+  outside all ``active_time_intervals``). :mod:`alerts.grouping` asks when a group flushes, as
+  Alertmanager does, and keeps suppressed notifications in the outbox with the reason.
+- :meth:`Dispatcher.receivers`: both at once for one change, without group timing (tests,
+  tools); a resolution goes to the receivers it told the incident fired.
 """
 
 from __future__ import annotations
@@ -26,7 +23,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from alerts.inhibit import Inhibitor
-from alerts.routing import Router, alert_labels
+from alerts.routing import Route, Router, alert_labels
+from alerts.timeintervals import in_any
 
 if TYPE_CHECKING:
     from alerts.silences import Silence
@@ -45,7 +43,7 @@ class Muted:
     at: datetime
     incident_key: str
     status: str
-    receiver: str | None  # None: muted before routing to receivers (silence, inhibition)
+    receiver: str | None
     reason: str
 
 
@@ -77,7 +75,7 @@ class Dispatcher:
         self.muted: deque[Muted] = deque(maxlen=keep_muted)
         self._firing: dict[str, dict[str, str]] = {}  # incident key -> labels
         self._told: dict[str, list[str]] = {}  # incident key -> receivers told it fired
-        self._last_sent: dict[tuple[str, str], datetime] = {}  # (incident, route) -> when
+        self._routes = {r.path: r for r in self.router.root.walk()}
 
     def observe(self, change: IncidentChange) -> None:
         """Track which incidents are firing (inhibition sources); call for every change."""
@@ -87,43 +85,55 @@ class Dispatcher:
         elif change.anomalies or key not in self._firing:
             self._firing[key] = change_labels(change)
 
+    def labels(self, change: IncidentChange) -> dict[str, str]:
+        """What routes, silences and inhibition see for ``change`` (as when it fired)."""
+        return dict(self._firing.get(change.incident.key) or change_labels(change))
+
+    def targets(self, change: IncidentChange) -> list[tuple[str, Route]]:
+        """(receiver, first route that reached it), in route order, each receiver once."""
+        out: dict[str, Route] = {}
+        for route in self.router.routes(self.labels(change)):
+            if route.receiver:
+                out.setdefault(route.receiver, route)
+        return list(out.items())
+
+    def suppression(
+        self, key: str, labels: Mapping[str, str], route_path: str | None, now: datetime,
+        open_incidents: Iterable[OpenIncident] = (),
+    ) -> str | None:
+        """Why a firing notification of incident ``key`` must not go out at ``now`` on the
+        route ``route_path``, or None: silence, inhibition, then time intervals."""
+        silence = self._silenced(labels, now)
+        if silence is not None:
+            return f"silenced by {silence}"
+        source = self._inhibited_by(key, labels, open_incidents)
+        if source is not None:
+            return f"inhibited by {source}"
+        route = self._routes.get(route_path or "")
+        if route is not None:
+            return self._time_muted(route, now)
+        return None
+
     def receivers(
         self, change: IncidentChange, now: datetime, open_incidents: Iterable[OpenIncident] = ()
     ) -> list[str]:
-        """Receivers to notify about ``change`` now, in route order, without duplicates."""
+        """Receivers to notify about ``change`` now, in route order, without duplicates
+        (no group timing: that is :mod:`alerts.grouping`'s)."""
         key = change.incident.key
         if change.status == "resolved":
             told = self._told.pop(key, None)
-            for route_key in [k for k in self._last_sent if k[0] == key]:
-                del self._last_sent[route_key]
             if told is not None:
                 return told
             return _unique(self.router.receivers(change_labels(change)))
-        labels = self._firing.get(key) or change_labels(change)
+        labels = self.labels(change)
         told = self._told.setdefault(key, [])  # a muted incident resolves silently too
-        silence = self._silenced(labels, now)
-        if silence is not None:
-            self._mute(change, None, f"silenced by {silence}", now)
-            return []
-        if self._inhibited(key, labels, open_incidents):
-            self._mute(change, None, "inhibited", now)
-            return []
         out: list[str] = []
-        for route in self.router.routes(labels):
-            if not route.receiver:
+        for receiver, route in self.targets(change):
+            reason = self.suppression(key, labels, route.path, now, open_incidents)
+            if reason is not None:
+                self._mute(change, receiver, reason, now)
                 continue
-            if route.muted_at(now, self.intervals):
-                self._mute(change, route.receiver, f"time interval ({route.path})", now)
-                continue
-            last = self._last_sent.get((key, route.path))
-            if change.status == "updated" and last is not None and (
-                now - last < route.group_interval
-            ):
-                self._mute(change, route.receiver, f"group_interval ({route.path})", now)
-                continue
-            self._last_sent[(key, route.path)] = now
-            out.append(route.receiver)
-        out = _unique(out)
+            out.append(receiver)
         told += [r for r in out if r not in told]
         return out
 
@@ -135,16 +145,30 @@ class Dispatcher:
                 return s.id
         return None
 
-    def _inhibited(
+    def _inhibited_by(
         self, key: str, labels: Mapping[str, str], open_incidents: Iterable[OpenIncident]
-    ) -> bool:
+    ) -> str | None:
+        """The key of an open incident that inhibits ``labels``, if any."""
         if not self.inhibitor.rules:
-            return False
+            return None
         firing = dict(self._firing)
         for inc in open_incidents:  # after a restart: what is known of the open incidents
             firing.setdefault(inc.key, alert_labels(inc.group, None, inc.severity))
         firing.pop(key, None)
-        return self.inhibitor.inhibited(labels, list(firing.values()))
+        for source, src_labels in sorted(firing.items()):
+            if self.inhibitor.inhibited(labels, [src_labels]):
+                return source
+        return None
+
+    def _time_muted(self, route: Route, now: datetime) -> str | None:
+        for name in route.mute_time_intervals:
+            if in_any((name,), self.intervals, now):
+                return f"mute time interval {name} ({route.path})"
+        if route.active_time_intervals and not in_any(route.active_time_intervals,
+                                                      self.intervals, now):
+            names = ", ".join(route.active_time_intervals)
+            return f"outside active time intervals {names} ({route.path})"
+        return None
 
     def _mute(self, change: IncidentChange, receiver: str | None, reason: str,
               now: datetime) -> None:

@@ -3,34 +3,48 @@ sends what is due, retries with exponential backoff, and dead-letters after too 
 
 At-least-once: a notification is marked sent only after its notifier returned, so a crash in
 between re-sends it; notifiers get the idempotency key to deduplicate (``Notifier.deliver``).
-Order per incident and receiver is kept: a notification is sent only when no earlier one of the
-same incident to the same receiver is still pending (e.g. waiting for its retry), so an update
-never overtakes the message that opened the incident. Another receiver is not held back.
+Order per incident and receiver is kept: only the oldest pending notification of an (incident,
+receiver) can be claimed (``heads_only``), so an update never overtakes the message that opened
+the incident, even while that one waits for its retry. Another receiver is not held back.
+
+Several workers may share one store (``cxmon run`` and ``cxmon alerts deliver`` processes): a
+worker claims rows with a lease (:meth:`monitor.store.Store.claim_due`), so no row is sent by
+two workers; a crashed worker's rows come back when its lease expires, or at once when it ran
+on this host and its process is gone. A worker whose lease expired mid-send cannot settle the
+row any more (its ``mark_sent`` is refused); the new owner's re-send is deduplicated by the
+idempotency key, as after any crash.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import sqlalchemy as sa
-
 from alerts.notifiers.base import Notifier, NotifyError
 from monitor.clock import Clock
-from monitor.store import IN_CHUNK, OutboxRow, Store, notifications_t
+from monitor.store import OutboxRow, Store
 
 log = logging.getLogger(__name__)
+
+#: A pass claims at most this many batches (each of ``limit`` rows).
+MAX_BATCHES = 100
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryPolicy:
-    """How hard to try before a notification is dead-lettered."""
+    """How hard to try before a notification is dead-lettered, and how long a claim lasts."""
 
     max_attempts: int = 10
     base_delay: timedelta = timedelta(seconds=5)
     max_delay: timedelta = timedelta(minutes=15)
+    #: Longer than any one send (notifier timeouts are 10-30 s), short enough that a crashed
+    #: worker on another host delays its rows only briefly.
+    lease: timedelta = timedelta(minutes=2)
 
     def delay(self, attempts: int, hint: float | None = None) -> timedelta:
         """Backoff after ``attempts`` failures, never shorter than the receiver's hint."""
@@ -45,7 +59,34 @@ class DeliveryReport:
     sent: int = 0
     retried: int = 0
     dead: int = 0
+    lost: int = 0  # rows whose lease expired mid-send (another worker owns them now)
     errors: list[str] = field(default_factory=list)
+
+
+def worker_id() -> str:
+    """``host:pid:random``: unique per worker; host and pid let a sibling on the same host
+    see that the process is gone (:func:`local_owner_dead`)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def local_owner_dead(owner: str, host: str | None = None) -> bool:
+    """True if ``owner`` (a :func:`worker_id`) ran on this host and its process is gone."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != (host or socket.gethostname()):
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 class OutboxWorker:
@@ -57,76 +98,82 @@ class OutboxWorker:
         notifiers: Mapping[str, Notifier],
         clock: Clock,
         policy: DeliveryPolicy | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.notifiers = notifiers
         self.clock = clock
         self.policy = policy or DeliveryPolicy()
+        self.owner = owner or worker_id()
 
     def deliver_due(self, limit: int = 500) -> DeliveryReport:
-        """One pass over what is due now."""
+        """Send everything due now: claim the heads of the queues, send them, and claim again
+        (the next message of a queue becomes its head once the previous one is settled)."""
         report = DeliveryReport()
-        rows = self.store.claim_due(self.clock.now(), limit)
-        pending = self._pending_ids(rows)
-        blocked: set[tuple[str, str]] = set()
-        for row in rows:
-            stream = (row.incident_key, row.receiver)
-            queue = pending.get(stream) or [row.id]
-            if stream in blocked or queue[0] < row.id:
-                continue  # an earlier notification of this incident is still pending
-            notifier = self.notifiers.get(row.receiver)
-            if notifier is None:
-                self.store.mark_dead(row.id, f"receiver {row.receiver!r} is not configured")
-                report.dead += 1
-                continue
-            try:
-                deliver = getattr(notifier, "deliver", None)  # duck-typed ones may only send
-                if deliver is None:
-                    notifier.send(row.payload)
-                else:
-                    deliver(row.payload, row.idempotency_key)
-            except NotifyError as exc:
-                self._failed(row.id, row.attempts + 1, row.receiver, exc, report)
-                blocked.add(stream)
-            except Exception as exc:  # a notifier bug must not stop delivery of the rest
-                err = NotifyError(f"{type(exc).__name__}: {exc}", retryable=True)
-                self._failed(row.id, row.attempts + 1, row.receiver, err, report)
-                blocked.add(stream)
-            else:
-                self.store.mark_sent(row.id, self.clock.now())
-                report.sent += 1
-                if queue[0] == row.id:
-                    queue.pop(0)
+        self._release_dead_local_workers()
+        for _ in range(MAX_BATCHES):
+            rows = self.store.claim_due(self.clock.now(), limit, lease=self.policy.lease,
+                                        owner=self.owner, heads_only=True)
+            if not rows:
+                break
+            for row in rows:
+                self._deliver(row, report)
         return report
 
-    def _pending_ids(self, rows: list[OutboxRow]) -> dict[tuple[str, str], list[int]]:
-        """Pending notification ids, oldest first, per (incident, receiver) of ``rows``
-        (due or not: one waiting for its retry holds back the later ones)."""
-        t = notifications_t
-        keys = sorted({r.incident_key for r in rows})
-        out: dict[tuple[str, str], list[int]] = {}
-        with self.store.engine.connect() as conn:
-            for i in range(0, len(keys), IN_CHUNK):
-                q = (sa.select(t.c.incident_key, t.c.receiver, t.c.id)
-                     .where(t.c.status == "pending", t.c.incident_key.in_(keys[i:i + IN_CHUNK]))
-                     .order_by(t.c.id))
-                for k, r, nid in conn.execute(q):
-                    out.setdefault((k, r), []).append(int(nid))
-        return out
+    def _deliver(self, row: OutboxRow, report: DeliveryReport) -> None:
+        notifier = self.notifiers.get(row.receiver)
+        if notifier is None:
+            self._settle(self.store.mark_dead(
+                row.id, f"receiver {row.receiver!r} is not configured", owner=self.owner),
+                row, report)
+            report.dead += 1
+            return
+        try:
+            deliver = getattr(notifier, "deliver", None)  # duck-typed ones may only send
+            if deliver is None:
+                notifier.send(row.payload)
+            else:
+                deliver(row.payload, row.idempotency_key)
+        except NotifyError as exc:
+            self._failed(row, exc, report)
+        except Exception as exc:  # a notifier bug must not stop delivery of the rest
+            self._failed(row, NotifyError(f"{type(exc).__name__}: {exc}", retryable=True),
+                         report)
+        else:
+            self._settle(self.store.mark_sent(row.id, self.clock.now(), owner=self.owner),
+                         row, report)
+            report.sent += 1
 
-    def _failed(
-        self, nid: int, attempts: int, receiver: str, exc: NotifyError, report: DeliveryReport
-    ) -> None:
+    def _settle(self, ok: bool, row: OutboxRow, report: DeliveryReport) -> None:
+        if not ok:
+            report.lost += 1
+            log.warning("notification %s to %s: lease expired during the send; another worker "
+                        "owns it now", row.id, row.receiver)
+
+    def _release_dead_local_workers(self) -> None:
+        """Rows leased by a worker of this host whose process is gone (``kill -9``) are free
+        again at once, instead of after the lease."""
+        dead = [o for o in self.store.lease_owners(self.clock.now())
+                if o != self.owner and local_owner_dead(o)]
+        if dead:
+            n = self.store.release_leases(dead)
+            log.warning("released %d notification(s) held by dead worker(s) %s", n,
+                        ", ".join(dead))
+
+    def _failed(self, row: OutboxRow, exc: NotifyError, report: DeliveryReport) -> None:
         message = str(exc)
-        report.errors.append(f"{receiver}: {message}")
+        attempts = row.attempts + 1
+        report.errors.append(f"{row.receiver}: {message}")
         if not exc.retryable or attempts >= self.policy.max_attempts:
-            self.store.mark_dead(nid, message)
+            self._settle(self.store.mark_dead(row.id, message, owner=self.owner), row, report)
             report.dead += 1
             log.error("notification %s to %s dead-lettered after %d attempt(s): %s",
-                      nid, receiver, attempts, message)
+                      row.id, row.receiver, attempts, message)
             return
         when = self.clock.now() + self.policy.delay(attempts, exc.retry_after)
-        self.store.mark_retry(nid, message, when)
+        self._settle(self.store.mark_retry(row.id, message, when, owner=self.owner), row,
+                     report)
         report.retried += 1
         log.warning("notification %s to %s failed (attempt %d), retry at %s: %s",
-                    nid, receiver, attempts, when.isoformat(), message)
+                    row.id, row.receiver, attempts, when.isoformat(), message)

@@ -405,22 +405,28 @@ def alerts_status(
     config: ConfigOpt,
     show: Annotated[int, typer.Option(help="List this many pending/failed notifications.")] = 20,
 ) -> None:
-    """Outbox counts (pending, sent, dead) and the notifications that are not sent yet."""
+    """Outbox counts (pending, sent, dead, suppressed) and the notifications not sent: pending
+    (with the worker holding them), dead-lettered (the error) and suppressed (the silence,
+    time interval or inhibiting incident)."""
     cfg = _load(config)
     st = _open_store(cfg, must_exist=True)
     counts = st.outbox_counts()
     console.print(
         f"pending {counts.get('pending', 0)} · sent {counts.get('sent', 0)} · "
-        f"dead {counts.get('dead', 0)}"
+        f"dead {counts.get('dead', 0)} · suppressed {counts.get('suppressed', 0)}"
     )
     rows = [r for r in st.notifications() if r.status != "sent"][:show]
     if rows:
         table = Table()
-        for col in ("id", "status", "receiver", "incident", "attempts", "next attempt", "error"):
-            table.add_column(col)
+        for col in ("id", "status", "receiver", "incident", "attempts", "next attempt",
+                    "error / reason"):
+            table.add_column(col, overflow="fold")
         for r in rows:
+            why = r.reason if r.status == "suppressed" else (r.last_error or "")
+            if r.status == "pending" and r.lease_owner and r.lease_until:
+                why = f"claimed by {r.lease_owner} until {_hm(r.lease_until)}; {why}".strip()
             table.add_row(str(r.id), r.status, r.receiver, r.incident_key, str(r.attempts),
-                          _hm(r.next_attempt_at), (r.last_error or "")[:60])
+                          _hm(r.next_attempt_at), (why or "")[:80])
         console.print(table)
     st.close()
 

@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 from rich.console import Console
 
 from alerts.dispatch import Dispatcher
+from alerts.grouping import AlertGroups, next_flush_at
 from alerts.notifiers.base import Notifier
 from alerts.notifiers.factory import receiver_notifier
 from alerts.outbox import DeliveryPolicy, DeliveryReport, OutboxWorker
@@ -40,7 +42,7 @@ from monitor.incidents import (
     incident_summary,
     restore_summary,
 )
-from monitor.model import Anomaly, Notification, Series
+from monitor.model import Anomaly, Series
 from monitor.staleness import DEFAULT_NO_DATA_INTERVALS, StalenessRule
 from monitor.store import Store, StoreTx
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError, Source
@@ -172,13 +174,15 @@ class Pipeline:
         # routes, silences, inhibition, time intervals, group_interval (alerts/dispatch.py)
         self.dispatcher = Dispatcher(config.alerting, router=self.router,
                                      silences=lambda now: active_silences(store, now))
+        # group_wait / group_interval / repeat_interval, durable (alerts/grouping.py)
+        self.groups = AlertGroups(self.dispatcher, self.notifiers)
         self.outbox = OutboxWorker(store, self.notifiers, self.clock, delivery)
         self.runbooks = {m.name: m.runbook for m in config.metrics}
         max_interval = max(m.interval for m in config.metrics)
         self.incidents = IncidentTracker(
             incident_group_by(config.alerting.route.group_by, config.metrics),
             gap=max(config.alerting.resolve_after, 3 * max_interval),
-            renotify=config.alerting.route.group_interval or timedelta(hours=1),
+            renotify=timedelta(0),  # every change is reported; group_interval paces them
             quiet_ticks=config.alerting.resolve_after_ticks,
         )
         self._detectors: dict[str, MetricDetectors] = {}
@@ -244,8 +248,19 @@ class Pipeline:
         return result
 
     def deliver(self) -> DeliveryReport:
-        """Send what is due in the outbox."""
+        """Flush the alert groups that are due into the outbox, then send what is due."""
+        self.flush_groups()
         return self.outbox.deliver_due()
+
+    def flush_groups(self) -> int:
+        """Alert groups due now (group_wait, group_interval, repeat_interval) into the outbox;
+        returns how many notifications were enqueued."""
+        with self.store.transaction() as tx:
+            return self.groups.flush(tx, self.clock.now(), self.incidents.open.values()).enqueued
+
+    def next_flush_at(self) -> datetime | None:
+        """When the next alert group is due (for simulated time), or None."""
+        return next_flush_at(self.store)
 
     def close(self) -> None:
         for source in self.sources.values():
@@ -300,7 +315,7 @@ class Pipeline:
         changes = self.incidents.observe(alerting, until, rca)
         # Quiet means quiet in every metric: resolve only up to where all have been polled.
         changes += self.incidents.resolve_quiet(self._watermark(metric.name, until))
-        notifications = self._notifications(changes)
+        payloads = self._payloads(changes)
         now = self.clock.now()
         with self.store.transaction() as tx:
             tx.ensure_series([*built.series.values(), *self._no_data_series(metric, no_data)])
@@ -311,7 +326,7 @@ class Pipeline:
             tx.add_anomalies(detected.anomalies)
             for change in changes:
                 self._persist_incident(tx, change)
-            result.notifications = tx.enqueue(notifications, now)
+            result.notifications = self._route(tx, changes, payloads, now)
             tx.set_cursor(metric.name, until)
             tx.record_tick(
                 metric=metric.name, started_at=now, finished_at=self.clock.now(), since=since,
@@ -366,7 +381,8 @@ class Pipeline:
                     tx.add_anomalies(no_data)
                     for change in changes:
                         self._persist_incident(tx, change)
-                    result.notifications = tx.enqueue(self._notifications(changes), now)
+                    result.notifications = self._route(tx, changes, self._payloads(changes),
+                                                       now)
                     result.anomalies, result.incidents = no_data, changes
                 tx.record_tick(
                     metric=metric.name, started_at=now, finished_at=self.clock.now(),
@@ -411,21 +427,17 @@ class Pipeline:
             self._detectors[metric.name] = dets
         return dets
 
-    def _notifications(self, changes: list[IncidentChange]) -> list[Notification]:
-        out = []
-        now = self.clock.now()
-        for change in changes:
-            self.dispatcher.observe(change)
-        for change in changes:
-            if not change.notify:
-                continue
-            payload = incident_payload(change, runbooks=self.runbooks)
-            for receiver in self.dispatcher.receivers(change, now, self.incidents.open.values()):
-                if receiver not in self.notifiers:
-                    continue  # a receiver without notifiers drops what reaches it
-                key = f"{change.incident.key}|{change.status}|{change.at.isoformat()}|{receiver}"
-                out.append(Notification(key, receiver, change.incident.key, payload))
-        return out
+    def _payloads(self, changes: list[IncidentChange]) -> dict[int, dict[str, Any]]:
+        """The notification payload of each change worth telling, by ``id(change)``."""
+        return {id(c): incident_payload(c, runbooks=self.runbooks)
+                for c in changes if c.notify}
+
+    def _route(self, tx: StoreTx, changes: list[IncidentChange],
+               payloads: dict[int, dict[str, Any]], now: datetime) -> int:
+        """Changes into the alert groups, then due groups into the outbox (same transaction,
+        so a group with ``group_wait: 0s`` goes out with its tick). Returns the new rows."""
+        self.groups.apply(tx, changes, payloads, now)
+        return self.groups.flush(tx, now, self.incidents.open.values()).enqueued
 
     def _persist_incident(self, tx: StoreTx, change: IncidentChange) -> None:
         inc = change.incident

@@ -146,11 +146,17 @@ def replay(
     """Advance ``clock`` to ``end`` in steps, ticking every metric and delivering at each step.
 
     ``step`` defaults to the smallest metric interval. Metrics whose bucket is not complete yet
-    skip cheaply, so each metric still ticks at its own interval.
+    skip cheaply, so each metric still ticks at its own interval. Between steps the clock also
+    stops at every alert group's flush time (``group_wait``, ``group_interval``,
+    ``repeat_interval``), so simulated notifications go out when real ones would.
     """
     step = step or min(m.interval for m in pipeline.config.metrics)
     results: list[TickResult] = []
     for t in replay_steps(clock.now(), end, step):
+        while deliver and (due := pipeline.next_flush_at()) is not None and (
+                clock.now() < due < t):
+            clock.set(due)  # an alert group's group_wait / group_interval ends between steps
+            pipeline.deliver()
         clock.set(t)
         step_results = [pipeline.tick(m.name) for m in pipeline.config.metrics]
         if deliver:

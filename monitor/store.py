@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -51,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OUTBOX_STATUSES = ("pending", "sent", "dead")
+OUTBOX_STATUSES = ("pending", "sent", "dead", "suppressed")
 INCIDENT_STATUSES = ("open", "resolved")
 FEEDBACK_LABELS = ("not_anomaly", "expected", "confirmed", "acknowledged")
 
@@ -204,8 +204,14 @@ notifications_t = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime, nullable=True),
-    sa.CheckConstraint("status IN ('pending', 'sent', 'dead')", name="status"),
+    # issue 5 (migration 0004_alerts): the delivery worker holding the row, and until when
+    # (several workers share one outbox); why a suppressed notification was not sent
+    sa.Column("lease_owner", sa.String(255), nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'dead', 'suppressed')", name="status"),
     sa.Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_notifications_incident_key_receiver", "incident_key", "receiver"),
 )
 
 poll_cursors_t = sa.Table(
@@ -287,6 +293,31 @@ delivery_receipts_t = sa.Table(
     sa.Index("ix_delivery_receipts_incident_key_receiver", "incident_key", "receiver"),
 )
 
+# -- alert groups (issue 5: alerts/grouping.py; migration 0004_alerts) -------------------------
+# One row per (incident, receiver) that has something to say or has said something: the
+# notification waiting for group_wait / group_interval, when it is due, and what was sent last
+# (for repeat_interval reminders). Written in the tick's transaction, so a restart neither
+# loses a waiting notification nor sends one early.
+
+alert_groups_t = sa.Table(
+    "alert_groups",
+    METADATA,
+    sa.Column("incident_key", sa.Text, primary_key=True),
+    sa.Column("receiver", sa.String(255), primary_key=True),
+    sa.Column("route", sa.String(255), nullable=False),  # the route path that reached it
+    sa.Column("labels", JSONType, nullable=False),  # what silences and inhibition look at
+    sa.Column("group_interval_s", sa.Float, nullable=False),
+    sa.Column("repeat_interval_s", sa.Float, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("next_flush_at", UTCDateTime, nullable=True, index=True),
+    sa.Column("last_flush_at", UTCDateTime, nullable=True),
+    sa.Column("last_sent_at", UTCDateTime, nullable=True),
+    sa.Column("pending", JSONType, nullable=True),  # the payload waiting to go
+    sa.Column("pending_kind", sa.String(16), nullable=True),  # opened | updated | resolved
+    sa.Column("last_payload", JSONType, nullable=True),  # the last payload sent
+    sa.Column("seq", sa.Integer, nullable=False),  # flushes so far
+)
+
 # -- silences (issue 5/12: alerts/silences.py; migration 0002_silences) -------------------------
 # Alertmanager-style silences: matchers (strings in matcher syntax) and a validity window;
 # expiring one sets ends_at to now. Notifications they silence are recorded, not sent.
@@ -323,6 +354,9 @@ class OutboxRow:
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    reason: str | None = None  # why a suppressed notification was not sent
 
 
 def _outbox_row(row: sa.Row[Any]) -> OutboxRow:
@@ -339,6 +373,9 @@ def _outbox_row(row: sa.Row[Any]) -> OutboxRow:
         last_error=m["last_error"],
         created_at=m["created_at"],
         sent_at=m["sent_at"],
+        lease_owner=m["lease_owner"],
+        lease_until=m["lease_until"],
+        reason=m["reason"],
     )
 
 
@@ -606,6 +643,32 @@ class StoreTx:
         for chunk in _chunks(rows, WRITE_CHUNK):
             count += len(self.conn.execute(stmt, list(chunk)).all())
         return count
+
+    def record_suppressed(
+        self, items: Sequence[tuple[Notification, str]], now: datetime
+    ) -> int:
+        """Keep notifications that were not sent (silenced, muted, inhibited) in the outbox
+        with status ``suppressed`` and the reason, so ``cxmon alerts status`` shows them.
+        A known idempotency key is a no-op. Returns how many were new."""
+        now = _require_aware(now, "now")
+        rows = {
+            n.idempotency_key: {
+                "idempotency_key": n.idempotency_key, "receiver": n.receiver,
+                "incident_key": n.incident_key, "payload": dict(n.payload),
+                "status": "suppressed", "attempts": 0, "next_attempt_at": now,
+                "last_error": None, "created_at": now, "sent_at": None,
+                "reason": reason[:MAX_ERROR_CHARS],
+            }
+            for n, reason in items
+        }
+        if not rows:
+            return 0
+        stmt = (
+            _insert(self.conn, notifications_t)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(notifications_t.c.id)
+        )
+        return len(self.conn.execute(stmt, list(rows.values())).all())
 
     def open_incident(
         self,
@@ -992,66 +1055,113 @@ class Store:
         return counts
 
     def claim_due(
-        self, now: datetime, limit: int = 100, *, lease: timedelta | None = None
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        lease: timedelta | None = None,
+        owner: str | None = None,
+        heads_only: bool = False,
     ) -> list[OutboxRow]:
-        """Pending notifications due at ``now``, oldest first.
+        """Pending notifications due at ``now`` and not leased by a worker, oldest first.
 
-        With ``lease``, the claimed rows are pushed ``lease`` into the future in the same
-        transaction (PostgreSQL skips rows another worker holds), so concurrent workers do
-        not send the same row and a crashed worker's rows come back after the lease.
+        With ``lease`` the rows are claimed: in one atomic statement they get ``lease_owner``
+        (``owner``) and ``lease_until = now + lease``, so a concurrent worker cannot claim them
+        (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: the write transaction is serialized by
+        ``BEGIN IMMEDIATE``), and a crashed worker's rows come back once the lease expires.
+        ``heads_only``: only the oldest pending row of each (incident, receiver), so an update
+        is never sent before, or beside, the message that precedes it.
         """
         now = _require_aware(now, "now")
-        q = (
-            sa.select(notifications_t)
-            .where(notifications_t.c.status == "pending", notifications_t.c.next_attempt_at <= now)
-            .order_by(notifications_t.c.id)
-            .limit(int(limit))
-        )
+        t = notifications_t
+        due = [t.c.status == "pending", t.c.next_attempt_at <= now,
+               sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now)]
+        if heads_only:
+            earlier = t.alias("earlier")
+            due.append(~sa.exists().where(
+                earlier.c.incident_key == t.c.incident_key, earlier.c.receiver == t.c.receiver,
+                earlier.c.status == "pending", earlier.c.id < t.c.id))
         if lease is None:
             with self._read() as conn:
-                return [_outbox_row(r) for r in conn.execute(q)]
-        if self.dialect == "postgresql":
-            q = q.with_for_update(skip_locked=True)
+                q_rows = sa.select(t).where(*due).order_by(t.c.id).limit(int(limit))
+                return [_outbox_row(r) for r in conn.execute(q_rows)]
+        q = sa.select(t.c.id).where(*due).order_by(t.c.id).limit(int(limit)).correlate(None)
         until = now + lease
+        stmt = sa.update(t).values(lease_owner=owner or "cxmon", lease_until=until).returning(t)
+        if self.dialect == "postgresql":
+            # a materialized CTE: PostgreSQL may re-run an IN (... LIMIT) subquery per row
+            claim = q.with_for_update(skip_locked=True, of=t).cte("claim")
+            claim = claim.prefix_with("MATERIALIZED")
+            stmt = stmt.add_cte(claim).where(t.c.id.in_(sa.select(claim.c.id)), *due)
+        else:
+            stmt = stmt.where(t.c.id.in_(q.scalar_subquery()), *due)
         with self._write() as conn:
-            rows = [_outbox_row(r) for r in conn.execute(q)]
-            for chunk in _chunks([r.id for r in rows], IN_CHUNK):
-                conn.execute(
-                    sa.update(notifications_t)
-                    .where(notifications_t.c.id.in_(chunk))
-                    .values(next_attempt_at=until)
-                )
-        return [replace(r, next_attempt_at=until) for r in rows]
+            rows = [_outbox_row(r) for r in conn.execute(stmt)]
+        return sorted(rows, key=lambda r: r.id)
 
-    def _update_notification(self, notification_id: int, **values: Any) -> None:
+    def release_leases(self, owners: Sequence[str]) -> int:
+        """Give up the leases of these workers (known dead) at once; returns how many."""
+        if not owners:
+            return 0
+        t = notifications_t
         with self._write() as conn:
-            res = conn.execute(
-                sa.update(notifications_t)
-                .where(notifications_t.c.id == int(notification_id))
-                .values(**values)
-            )
-            if res.rowcount == 0:
+            res = conn.execute(sa.update(t).where(t.c.status == "pending",
+                                                  t.c.lease_owner.in_(list(owners)))
+                               .values(lease_owner=None, lease_until=None))
+            return int(res.rowcount or 0)
+
+    def lease_owners(self, now: datetime) -> list[str]:
+        """Workers holding an unexpired lease on a pending notification."""
+        t = notifications_t
+        q = sa.select(t.c.lease_owner).distinct().where(
+            t.c.status == "pending", t.c.lease_owner.is_not(None),
+            t.c.lease_until > _require_aware(now, "now"))
+        with self._read() as conn:
+            return [str(o) for o in conn.execute(q).scalars()]
+
+    def _update_notification(
+        self, notification_id: int, owner: str | None = None, **values: Any
+    ) -> bool:
+        """Update one row and drop its lease. With ``owner``, only while that worker still
+        holds it: False if the lease was lost (expired and claimed by another worker)."""
+        t = notifications_t
+        where = [t.c.id == int(notification_id)]
+        if owner is not None:
+            where += [t.c.status == "pending",
+                      sa.or_(t.c.lease_owner.is_(None), t.c.lease_owner == owner)]
+        with self._write() as conn:
+            res = conn.execute(sa.update(t).where(*where)
+                               .values(lease_owner=None, lease_until=None, **values))
+            if res.rowcount:
+                return True
+            exists = conn.execute(sa.select(t.c.id).where(t.c.id == int(notification_id)))
+            if exists.first() is None:
                 raise KeyError(f"no notification with id {notification_id}")
+            return False
 
-    def mark_sent(self, notification_id: int, now: datetime) -> None:
-        self._update_notification(
-            notification_id, status="sent", sent_at=_require_aware(now, "now")
+    def mark_sent(self, notification_id: int, now: datetime, *, owner: str | None = None
+                  ) -> bool:
+        return self._update_notification(
+            notification_id, owner, status="sent", sent_at=_require_aware(now, "now")
         )
 
-    def mark_retry(self, notification_id: int, error: str, next_attempt_at: datetime) -> None:
+    def mark_retry(self, notification_id: int, error: str, next_attempt_at: datetime, *,
+                   owner: str | None = None) -> bool:
         """A failed attempt that will be retried at ``next_attempt_at``."""
-        self._update_notification(
+        return self._update_notification(
             notification_id,
+            owner,
             status="pending",
             attempts=notifications_t.c.attempts + 1,
             last_error=error[:MAX_ERROR_CHARS],
             next_attempt_at=_require_aware(next_attempt_at, "next_attempt_at"),
         )
 
-    def mark_dead(self, notification_id: int, error: str) -> None:
+    def mark_dead(self, notification_id: int, error: str, *, owner: str | None = None) -> bool:
         """A failed attempt after which the notification is given up (dead-lettered)."""
-        self._update_notification(
+        return self._update_notification(
             notification_id,
+            owner,
             status="dead",
             attempts=notifications_t.c.attempts + 1,
             last_error=error[:MAX_ERROR_CHARS],

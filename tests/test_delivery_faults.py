@@ -100,7 +100,8 @@ def test_slack_down_then_rate_limited_every_notification_arrives_once_in_order(
             clock.set(min(n.next_attempt_at for n in pending
                           if n.next_attempt_at > clock.now()))
         assert rate_limited_checked
-        assert store.outbox_counts() == {"pending": 0, "sent": len(sent), "dead": 0}
+        assert store.outbox_counts() == {"pending": 0, "sent": len(sent), "dead": 0,
+                                         "suppressed": 0}
         assert max(n.attempts for n in store.notifications("sent")) >= 4  # it was down a while
         assert_delivered_exactly_once_in_order(slack, sent)
 
@@ -125,7 +126,8 @@ alerting:
         with Store.open(f"sqlite:///{db}") as store:
             sent = enqueue_incidents(store, ["checkout", "delivery", "returns", "stores"])
         slack.stall_on(7)  # an update, posted in its incident's thread
-        cmd = [str(Path(sys.executable).parent / "cxmon"), "alerts", "deliver", "-c", str(config),
+        # ``-m`` from the checkout: the code under test, whatever the venv's install points at
+        cmd = [sys.executable, "-m", "monitor.cli", "alerts", "deliver", "-c", str(config),
                "--until-empty", "--every", "0.05", "--log-level", "warning"]
         env = {**os.environ, "SLACK_BOT_TOKEN": TOKEN}
         first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -148,6 +150,7 @@ alerting:
         assert second.returncode == 0, second.stdout + second.stderr
         assert TOKEN not in second.stdout + second.stderr
         with Store.open(f"sqlite:///{db}") as store:
-            assert store.outbox_counts() == {"pending": 0, "sent": len(sent), "dead": 0}
+            assert store.outbox_counts() == {"pending": 0, "sent": len(sent), "dead": 0,
+                                         "suppressed": 0}
         assert slack.calls("conversations.replies") == 1  # the unknown outcome was looked up
         assert_delivered_exactly_once_in_order(slack, sent)

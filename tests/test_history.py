@@ -55,6 +55,7 @@ def first_tick(tmp_path: Path, history: str) -> tuple[Store, Collect, Any]:
     clock = FakeClock(INCIDENT + timedelta(hours=2))
     pipeline = Pipeline(cfg, store, clock=clock, notifiers={"collect": sink})  # type: ignore[dict-item]
     result = pipeline.tick("checkout_dropoff_rate")
+    clock.advance(timedelta(seconds=30))  # the root route's group_wait
     pipeline.deliver()
     return store, sink, result
 

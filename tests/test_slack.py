@@ -22,6 +22,7 @@ from alerts.notifiers.base import NotifyError
 from alerts.notifiers.config import SlackReceiverConfig
 from alerts.notifiers.slack import METADATA_EVENT, SlackNotifier
 from alerts.receipts import StoreReceipts
+from dashboards.links import panel_id
 from monitor.store import Store
 from tests.fakes.slack_server import TOKEN, SlackServer
 
@@ -65,9 +66,9 @@ PAYLOAD: dict[str, Any] = {
 }
 
 FEEDBACK_VALUE = '{"incident":"' + INCIDENT + '","anomalies":["a1","a2","a3"]}'
-GRAFANA = (
-    "http://grafana.local:3000/d/cxmon-journey-checkout?from=1767585600000&to=1767614400000"
-    "&var-metric=checkout_dropoff_rate&var-channel=app&var-journey=checkout"
+GRAFANA = (  # dashboards.links.grafana_link: the metric's panel, 6 h before to 1 h after
+    "http://grafana.local:3000/d/cxmon-journey-checkout/cxmon-journey-checkout?orgId=1"
+    "&from=1767585600000&to=1767614400000&var-channel=app&viewPanel=982310"
 )
 
 
@@ -307,10 +308,14 @@ def test_message_limits_are_respected_and_truncation_says_so() -> None:
         "… 6 more blocks not shown (truncated: Slack allows 50 per message)")
 
 
-def test_grafana_link_convention() -> None:
+def test_grafana_link_is_the_dashboards_link() -> None:
+    """Slack links to the panel the generated dashboard really has (one link builder)."""
     assert grafana_link(PAYLOAD, "http://grafana.local:3000/") == GRAFANA
+    assert GRAFANA.endswith(f"viewPanel={panel_id('checkout_dropoff_rate')}")
     no_journey = update_of(PAYLOAD, journey=None)
-    assert grafana_link(no_journey, "http://g").startswith("http://g/d/cxmon-overview?")
+    link = grafana_link(no_journey, "http://g")
+    assert link is not None and link.startswith("http://g/d/cxmon-overview/cxmon-overview?")
+    assert "viewPanel" not in link  # the overview has no per-metric panel ids
 
 
 def test_root_cause_shapes() -> None:

@@ -33,6 +33,7 @@ TABLES = {
     "detector_checkpoints",
     "feedback",
     "ticks",
+    "alert_groups",
     "alembic_version",
 }
 
@@ -433,7 +434,7 @@ def test_enqueue_is_idempotent_by_key(store: Store) -> None:
     assert first.payload == {"text": "checkout up 40%"}
     assert (first.status, first.attempts, first.next_attempt_at) == ("pending", 0, T0)
     assert first.created_at == T0 and first.sent_at is None and first.last_error is None
-    assert store.outbox_counts() == {"pending": 2, "sent": 0, "dead": 0}
+    assert store.outbox_counts() == {"pending": 2, "sent": 0, "dead": 0, "suppressed": 0}
 
 
 def test_claim_due_orders_by_id_and_filters_by_due_time(store: Store) -> None:
@@ -453,7 +454,7 @@ def test_claim_due_orders_by_id_and_filters_by_due_time(store: Store) -> None:
     store.mark_sent(k2.id, T0 + STEP)
     assert [r.id for r in store.claim_due(T0 + STEP)] == [early.id]
     assert [r.id for r in store.claim_due(T0 + 10 * STEP)] == [k0.id, early.id]
-    assert store.outbox_counts() == {"pending": 2, "sent": 1, "dead": 0 + 1}
+    assert store.outbox_counts() == {"pending": 2, "sent": 1, "dead": 1, "suppressed": 0}
 
     by_id = {r.id: r for r in store.notifications()}
     assert (by_id[k0.id].attempts, by_id[k0.id].last_error) == (1, "HTTP 503")
@@ -468,19 +469,42 @@ def test_claim_due_orders_by_id_and_filters_by_due_time(store: Store) -> None:
 
 
 def test_outbox_counts_empty(store: Store) -> None:
-    assert store.outbox_counts() == {"pending": 0, "sent": 0, "dead": 0}
+    assert store.outbox_counts() == {"pending": 0, "sent": 0, "dead": 0, "suppressed": 0}
 
 
 def test_claim_due_with_lease_hides_claimed_rows(store: Store) -> None:
     with store.transaction() as tx:
         tx.enqueue([Notification(f"k{i}", "cx-ops", "inc") for i in range(3)], T0)
     lease = timedelta(minutes=1)
-    first = store.claim_due(T0, limit=2, lease=lease)
+    first = store.claim_due(T0, limit=2, lease=lease, owner="w1")
     assert [r.idempotency_key for r in first] == ["k0", "k1"]
-    assert all(r.next_attempt_at == T0 + lease for r in first)
-    assert [r.idempotency_key for r in store.claim_due(T0, lease=lease)] == ["k2"]
+    assert all((r.lease_owner, r.lease_until) == ("w1", T0 + lease) for r in first)
+    assert all(r.next_attempt_at == T0 for r in first)  # the schedule itself is untouched
+    assert [r.idempotency_key for r in store.claim_due(T0, lease=lease, owner="w2")] == ["k2"]
     assert store.claim_due(T0, lease=lease) == []
+    assert sorted(store.lease_owners(T0)) == ["w1", "w2"]
     assert len(store.claim_due(T0 + lease)) == 3  # an unfinished claim comes back
+    # w1's lease expired and w3 claimed k0: w1 can no longer settle it, w3 can
+    assert [r.idempotency_key for r in store.claim_due(T0 + lease, limit=1, lease=lease,
+                                                       owner="w3")] == ["k0"]
+    assert store.mark_sent(first[0].id, T0 + lease, owner="w1") is False
+    assert store.mark_sent(first[0].id, T0 + lease, owner="w3") is True
+    assert store.release_leases(["w2"]) == 1  # a dead worker's rows are free again at once
+    assert [r.idempotency_key for r in store.claim_due(T0)] == ["k2"]
+
+
+def test_claim_heads_only_takes_the_oldest_pending_row_per_incident_and_receiver(
+    store: Store,
+) -> None:
+    with store.transaction() as tx:
+        tx.enqueue([Notification("a1", "slack", "a"), Notification("a2", "slack", "a"),
+                    Notification("a-pd", "pager", "a"), Notification("b1", "slack", "b")], T0)
+    got = store.claim_due(T0, lease=timedelta(minutes=10), owner="w", heads_only=True)
+    assert [r.idempotency_key for r in got] == ["a1", "a-pd", "b1"]
+    store.mark_retry(got[0].id, "HTTP 503", T0 + STEP, owner="w")
+    # a1 waits for its retry: a2 must wait too, even though it is due
+    assert store.claim_due(T0 + timedelta(minutes=2), heads_only=True) == []
+    assert [r.idempotency_key for r in store.claim_due(T0 + STEP, heads_only=True)] == ["a1"]
 
 
 # -- checkpoints, cursors, ticks ----------------------------------------------------------------

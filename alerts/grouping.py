@@ -1,0 +1,218 @@
+"""Alertmanager's group timing for cxmon's incident notifications, durable in the store.
+
+An *alert group* here is one incident as told to one receiver (the route that reached the
+receiver first gives the timings). Like Alertmanager's aggregation groups:
+
+- ``group_wait``: a new group's first notification waits this long, so whatever else the
+  incident gathers meanwhile (more series, measures, root causes) goes out in one message;
+- ``group_interval``: after a flush, the group flushes again only at ``last flush + k ×
+  group_interval``; changes in between are merged into one notification;
+- ``repeat_interval``: an unchanged, still-firing group is re-notified (a reminder in the
+  thread) at the first flush at least this long after the last notification;
+- a resolution is a change too (sent at the next flush, to receivers that were told); an
+  incident that resolves before anything was sent is dropped silently, as in Alertmanager.
+
+Silences, inhibition and time intervals are checked when a group flushes (as Alertmanager's
+notification pipeline does), through :meth:`alerts.dispatch.Dispatcher.suppression`; a
+suppressed notification is stored in the outbox with status ``suppressed`` and the reason.
+
+Everything uses the caller's ``now`` (the injected clock) and the ``alert_groups`` table, written
+in the caller's transaction: a restart neither loses a waiting notification nor sends early.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from alerts.payload import MAX_ANOMALIES
+from monitor.model import Notification
+from monitor.store import Store, StoreTx, alert_groups_t
+
+if TYPE_CHECKING:
+    from alerts.dispatch import Dispatcher
+    from alerts.routing import Route
+    from monitor.incidents import IncidentChange, OpenIncident
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AlertGroups", "FlushResult", "merge_payloads", "next_tick"]
+
+G = alert_groups_t
+
+
+@dataclass(slots=True)
+class FlushResult:
+    enqueued: int = 0
+    suppressed: int = 0
+
+
+def next_tick(last_flush: datetime, interval: timedelta, not_before: datetime) -> datetime:
+    """The first flush time ``last_flush + k × interval`` (k ≥ 1) at or after ``not_before``.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    >>> next_tick(t0, timedelta(minutes=5), t0 + timedelta(minutes=7)).minute
+    10
+    >>> next_tick(t0, timedelta(minutes=5), t0).minute  # never the flush just done
+    5
+    """
+    k = max(1, math.ceil((not_before - last_flush) / interval))
+    return last_flush + k * interval
+
+
+def merge_payloads(waiting: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """One notification for several changes of a group: the incident as it is now (``new``),
+    with the anomalies of all the changes (most severe first) and the first one's ``update``
+    flag (the opening message stays the opening message)."""
+    seen: dict[Any, dict[str, Any]] = {}
+    for a in [*(waiting.get("anomalies") or []), *(new.get("anomalies") or [])]:
+        seen[a.get("id") or id(a)] = dict(a)
+    ranked = sorted(seen.values(), key=lambda a: (-(a.get("severity") or 0),
+                                                  str(a.get("series"))))
+    overlap = len(waiting.get("anomalies") or []) + len(new.get("anomalies") or []) - len(seen)
+    total = int(waiting.get("anomalies_total") or 0) + int(new.get("anomalies_total") or 0)
+    return {**new, "update": bool(waiting.get("update")), "anomalies": ranked[:MAX_ANOMALIES],
+            "anomalies_total": total - overlap}
+
+
+class AlertGroups:
+    """Applies incident changes to the durable groups, and flushes the groups that are due."""
+
+    def __init__(self, dispatcher: Dispatcher, receivers: Collection[str]) -> None:
+        self.dispatcher = dispatcher
+        self.receivers = set(receivers)  # receivers with a notifier (others drop alerts)
+
+    # -- changes --------------------------------------------------------------------------
+
+    def apply(
+        self, tx: StoreTx, changes: Sequence[IncidentChange],
+        payloads: Mapping[int, Mapping[str, Any]], now: datetime,
+    ) -> None:
+        """Record what ``changes`` have to say (``payloads``: by ``id(change)``)."""
+        for change in changes:
+            self.dispatcher.observe(change)
+        for change in changes:
+            payload = payloads.get(id(change))
+            if payload is None:
+                continue
+            if change.status == "resolved":
+                self._resolved(tx, change.incident.key, payload, now)
+            elif change.notify:
+                labels = self.dispatcher.labels(change)
+                for receiver, route in self.dispatcher.targets(change):
+                    if receiver in self.receivers:
+                        self._firing(tx, change, receiver, route, labels, payload, now)
+
+    def _get(self, tx: StoreTx, key: str, receiver: str) -> Any:
+        q = sa.select(G).where(G.c.incident_key == key, G.c.receiver == receiver)
+        return tx.conn.execute(q).first()
+
+    def _firing(self, tx: StoreTx, change: IncidentChange, receiver: str, route: Route,
+                labels: Mapping[str, str], payload: Mapping[str, Any], now: datetime) -> None:
+        key = change.incident.key
+        row = self._get(tx, key, receiver)
+        if row is None:
+            tx.conn.execute(sa.insert(G).values(
+                incident_key=key, receiver=receiver, route=route.path, labels=dict(labels),
+                group_interval_s=route.group_interval.total_seconds(),
+                repeat_interval_s=route.repeat_interval.total_seconds(), created_at=now,
+                next_flush_at=now + route.group_wait, last_flush_at=None, last_sent_at=None,
+                pending={**payload, "update": False}, pending_kind="opened",
+                last_payload=None, seq=0))
+            return
+        told = row.last_sent_at is not None
+        if row.pending is not None and row.pending_kind != "resolved":
+            pending, kind = merge_payloads(row.pending, payload), row.pending_kind
+        else:
+            pending = {**payload, "update": told}
+            kind = "updated" if told else "opened"
+        if row.last_flush_at is None:  # still in group_wait
+            due = row.next_flush_at
+        else:
+            due = next_tick(row.last_flush_at, timedelta(seconds=row.group_interval_s), now)
+        tx.conn.execute(sa.update(G).where(G.c.incident_key == key, G.c.receiver == receiver)
+                        .values(pending=pending, pending_kind=kind, next_flush_at=due,
+                                labels=dict(labels)))
+
+    def _resolved(self, tx: StoreTx, key: str, payload: Mapping[str, Any],
+                  now: datetime) -> None:
+        rows = tx.conn.execute(sa.select(G).where(G.c.incident_key == key)).all()
+        for row in rows:
+            where = (G.c.incident_key == key, G.c.receiver == row.receiver)
+            if row.last_sent_at is None:  # nobody was told: nothing to close
+                tx.conn.execute(sa.delete(G).where(*where))
+                log.info("incident %s resolved before anything was sent to %s", key,
+                         row.receiver)
+                continue
+            due = next_tick(row.last_flush_at, timedelta(seconds=row.group_interval_s), now) \
+                if row.last_flush_at is not None else now
+            tx.conn.execute(sa.update(G).where(*where).values(
+                pending=dict(payload), pending_kind="resolved", next_flush_at=due))
+
+    # -- flushing -------------------------------------------------------------------------
+
+    def flush(self, tx: StoreTx, now: datetime,
+              open_incidents: Iterable[OpenIncident] = ()) -> FlushResult:
+        """Turn every group due at ``now`` into an outbox row (or a suppressed one)."""
+        q = sa.select(G).where(G.c.next_flush_at <= now).order_by(G.c.next_flush_at,
+                                                                   G.c.incident_key)
+        if tx.conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        rows = tx.conn.execute(q).all()
+        result = FlushResult()
+        if not rows:
+            return result
+        opened = list(open_incidents)
+        sent: list[Notification] = []
+        muted: list[tuple[Notification, str]] = []
+        for row in rows:
+            self._flush_one(tx, row, now, opened, sent, muted)
+        result.enqueued = tx.enqueue(sent, now)
+        result.suppressed = tx.record_suppressed(muted, now)
+        for n, reason in muted:
+            log.info("notification %s not sent to %s: %s", n.incident_key, n.receiver, reason)
+        return result
+
+    def _flush_one(self, tx: StoreTx, row: Any, now: datetime, opened: list[OpenIncident],
+                   sent: list[Notification], muted: list[tuple[Notification, str]]) -> None:
+        where = (G.c.incident_key == row.incident_key, G.c.receiver == row.receiver)
+        payload, kind = row.pending, row.pending_kind
+        interval = timedelta(seconds=row.group_interval_s)
+        repeat = timedelta(seconds=row.repeat_interval_s)
+        if payload is None and row.last_sent_at is not None and (
+                now - row.last_sent_at >= repeat):
+            payload, kind = {**row.last_payload, "update": True, "repeat": True}, "repeat"
+        last_sent, last_payload = row.last_sent_at, row.last_payload
+        if payload is not None:
+            n = Notification(f"{row.incident_key}|{kind}|{now.isoformat()}|{row.receiver}",
+                             row.receiver, row.incident_key, payload)
+            reason = None if kind == "resolved" else self.dispatcher.suppression(
+                row.incident_key, row.labels, row.route, now, opened)
+            if reason is None:
+                sent.append(n)
+                last_sent, last_payload = now, payload
+            else:
+                muted.append((n, reason))
+        if kind == "resolved":
+            tx.conn.execute(sa.delete(G).where(*where))
+            return
+        due = None
+        if last_sent is not None:  # the reminder: the first flush tick after repeat_interval
+            due = next_tick(now, interval, last_sent + repeat)
+        tx.conn.execute(sa.update(G).where(*where).values(
+            pending=None, pending_kind=None, last_flush_at=now, next_flush_at=due,
+            last_sent_at=last_sent, last_payload=last_payload, seq=row.seq + 1))
+
+
+def next_flush_at(store: Store) -> datetime | None:
+    """When the next group is due (simulated time jumps there), or None."""
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.min(G.c.next_flush_at,
+                                                  type_=G.c.next_flush_at.type))).scalar()

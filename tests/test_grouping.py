@@ -1,0 +1,221 @@
+"""group_wait, group_interval and repeat_interval on incident notifications (Alertmanager's
+aggregation-group timing), durable across restarts, with suppression decided at flush time and
+stored in the outbox. Every test drives a fake clock; nothing sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from alerts.dispatch import Dispatcher
+from alerts.grouping import AlertGroups, merge_payloads
+from alerts.payload import incident_payload
+from alerts.silences import active_silences, add_silence
+from monitor.config import parse_config
+from monitor.incidents import IncidentChange, OpenIncident
+from monitor.model import Anomaly, Direction
+from monitor.store import Store
+
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday
+S, M, H = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
+
+CONFIG = """
+sources: {s: {type: sql, url: "sqlite://"}}
+metrics: [{name: m, source: s, value: v}]
+alerting:
+  receivers: [{name: ops}, {name: pager}]
+  time_intervals:
+    - name: weekend
+      time_intervals: [{weekdays: [saturday, sunday]}]
+  inhibit_rules:
+    - {source_matchers: ['channel=""'], target_matchers: ['channel=~".+"'], equal: [journey]}
+  route:
+    receiver: ops
+    group_by: [journey, channel]
+    group_wait: 30s
+    group_interval: 5m
+    repeat_interval: 1h
+    routes:
+      - {receiver: pager, matchers: ['journey="payments"'], group_wait: 0s,
+         mute_time_intervals: [weekend]}
+"""
+
+
+class Harness:
+    """AlertGroups over a store, as the pipeline uses them (fresh objects = a restart)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.restart()
+
+    def restart(self) -> None:
+        cfg = parse_config(CONFIG, env={})
+        self.dispatcher = Dispatcher(cfg.alerting,
+                                     silences=lambda now: active_silences(self.store, now))
+        self.groups = AlertGroups(self.dispatcher, {"ops", "pager"})
+
+    def change(self, changes: Sequence[IncidentChange], now: datetime) -> None:
+        payloads = {id(c): incident_payload(c) for c in changes if c.notify}
+        with self.store.transaction() as tx:
+            self.groups.apply(tx, changes, payloads, now)
+            self.groups.flush(tx, now)
+
+    def flush(self, now: datetime, open_incidents: Sequence[OpenIncident] = ()) -> None:
+        with self.store.transaction() as tx:
+            self.groups.flush(tx, now, open_incidents)
+
+    def sent(self, receiver: str = "ops") -> list[dict[str, Any]]:
+        return [dict(n.payload) for n in self.store.notifications()
+                if n.receiver == receiver and n.status == "pending"]
+
+
+def anomaly(journey: str, channel: str | None, at: datetime, severity: int = 60) -> Anomaly:
+    labels = {"journey": journey, **({"channel": channel} if channel else {})}
+    return Anomaly(f"m{sorted(labels.items())}", "m", labels, at, 1.0, 0.5, 0.4, 0.6, 0.999,
+                   severity, Direction.UP, "d")
+
+
+def incident(journey: str, channel: str | None = None) -> OpenIncident:
+    group = {"journey": journey, **({"channel": channel} if channel else {})}
+    return OpenIncident(key=f"{journey}/{channel}@T0", group=group, opened_at=T0,
+                        last_anomaly_at=T0, severity=60)
+
+
+def step(inc: OpenIncident, status: str, at: datetime, *series: str) -> IncidentChange:
+    items = tuple(anomaly(inc.group["journey"], inc.group.get("channel"), at, 60 + i)
+                  for i, _ in enumerate(series))
+    items = tuple(Anomaly(f"{a.series}{s}", a.metric, a.labels, a.timestamp, a.value,
+                          a.expected, a.lower, a.upper, a.score, a.severity, a.direction,
+                          a.detector) for a, s in zip(items, series, strict=True))
+    return IncidentChange(inc, status, items if status != "resolved" else (), True, at)
+
+
+@pytest.fixture
+def h(store: Store) -> Harness:
+    return Harness(store)
+
+
+def test_group_wait_batches_what_arrives_within_it(h: Harness) -> None:
+    inc = incident("checkout", "app")
+    h.change([step(inc, "opened", T0, "a")], T0)
+    assert h.sent() == []  # waits group_wait
+    h.change([step(inc, "updated", T0 + 10 * S, "b")], T0 + 10 * S)
+    h.flush(T0 + 29 * S)
+    assert h.sent() == []
+    h.flush(T0 + 30 * S)
+    (first,) = h.sent()
+    assert first["update"] is False  # one opening message ...
+    assert {a["series"] for a in first["anomalies"]} == {
+        "m[('channel', 'app'), ('journey', 'checkout')]a",
+        "m[('channel', 'app'), ('journey', 'checkout')]b"}  # ... with both changes
+    assert first["anomalies_total"] == 2
+
+
+def test_group_interval_paces_later_changes_and_merges_them(h: Harness) -> None:
+    inc = incident("checkout", "app")
+    h.change([step(inc, "opened", T0, "a")], T0)
+    h.flush(T0 + 30 * S)  # first flush; the next ticks are 05:30, 10:30, ...
+    h.change([step(inc, "updated", T0 + M, "b")], T0 + M)
+    h.change([step(inc, "updated", T0 + 2 * M, "c")], T0 + 2 * M)
+    h.flush(T0 + 5 * M + 29 * S)
+    assert len(h.sent()) == 1  # nothing before group_interval has passed
+    h.flush(T0 + 5 * M + 30 * S)
+    _opened, update = h.sent()
+    assert update["update"] is True
+    assert {a["series"][-1] for a in update["anomalies"]} == {"b", "c"}  # one merged update
+    h.change([step(inc, "updated", T0 + 12 * M, "d")], T0 + 12 * M)
+    h.flush(T0 + 15 * M)
+    assert len(h.sent()) == 2
+    h.flush(T0 + 15 * M + 30 * S)  # on the group's tick, not 5 minutes after the change
+    assert [p["anomalies"][0]["series"][-1] for p in h.sent()[2:]] == ["d"]
+
+
+def test_repeat_interval_reminds_of_an_unchanged_firing_group(h: Harness) -> None:
+    inc = incident("checkout", "app")
+    h.change([step(inc, "opened", T0, "a")], T0)
+    h.flush(T0 + 30 * S)
+    h.flush(T0 + H + 29 * S)
+    assert len(h.sent()) == 1
+    h.flush(T0 + H + 30 * S)  # the first tick at least repeat_interval after the last send
+    first, reminder = h.sent()
+    assert reminder["repeat"] is True and reminder["update"] is True
+    assert reminder["anomalies"] == first["anomalies"]
+    h.flush(T0 + 2 * H)
+    assert len(h.sent()) == 2
+    h.flush(T0 + 2 * H + 30 * S)
+    assert len(h.sent()) == 3
+
+
+def test_a_restart_neither_loses_a_waiting_group_nor_sends_early(h: Harness) -> None:
+    inc = incident("checkout", "app")
+    h.change([step(inc, "opened", T0, "a")], T0)
+    h.restart()  # kill -9 during group_wait: new process, same store
+    h.flush(T0 + 20 * S)
+    assert h.sent() == []
+    h.flush(T0 + 30 * S)
+    assert len(h.sent()) == 1
+    h.change([step(inc, "updated", T0 + M, "b")], T0 + M)
+    h.restart()
+    h.flush(T0 + 3 * M)
+    assert len(h.sent()) == 1  # group_interval survives the restart too
+    h.flush(T0 + 5 * M + 30 * S)
+    assert len(h.sent()) == 2
+
+
+def test_resolution_closes_told_groups_and_drops_untold_ones(h: Harness) -> None:
+    quick, told = incident("search", "web"), incident("checkout", "app")
+    h.change([step(quick, "opened", T0, "a"), step(told, "opened", T0, "a")], T0)
+    h.flush(T0 + 30 * S)
+    late = incident("returns", "web")
+    h.change([step(late, "opened", T0 + M, "a")], T0 + M)
+    h.change([step(late, "resolved", T0 + M + 10 * S)], T0 + M + 10 * S)  # within group_wait
+    h.change([step(told, "resolved", T0 + 2 * M)], T0 + 2 * M)
+    h.flush(T0 + 5 * M + 30 * S)
+    keys = [(p["incident_key"], p["status"]) for p in h.sent()]
+    assert sorted(keys) == sorted([(quick.key, "firing"), (told.key, "firing"),
+                                   (told.key, "resolved")])  # nothing about ``late``
+
+
+def test_a_route_with_group_wait_0s_sends_with_the_change(h: Harness) -> None:
+    inc = incident("payments")
+    h.change([step(inc, "opened", T0, "a")], T0)
+    assert len(h.sent("pager")) == 1 and h.sent("ops") == []
+
+
+def test_suppressed_notifications_are_stored_with_the_reason(h: Harness, store: Store) -> None:
+    # a silence created during group_wait still applies: suppression is decided at flush time
+    silenced = incident("checkout", "app")
+    h.change([step(silenced, "opened", T0, "a")], T0)
+    s = add_silence(store, ['journey="checkout"'], now=T0 + 10 * S, duration=H)
+    # inhibited: the journey-level incident of delivery is open
+    parent, child = incident("delivery"), incident("delivery", "app")
+    h.change([step(parent, "opened", T0, "a"), step(child, "opened", T0, "a")], T0)
+    h.flush(T0 + 30 * S, [parent, child])
+    # muted: the pager route's weekend mute interval (Saturday)
+    saturday = T0 + timedelta(days=5)
+    h.change([step(incident("payments", "web"), "opened", saturday, "a")], saturday)
+    rows = [n for n in store.notifications() if n.status == "suppressed"]
+    reasons = {(n.incident_key, n.receiver): n.reason for n in rows}
+    assert reasons == {
+        (silenced.key, "ops"): f"silenced by {s.id}",
+        (child.key, "ops"): f"inhibited by {parent.key}",
+        ("payments/web@T0", "pager"): "mute time interval weekend (route.routes[0])",
+    }
+    # only the parent was told (and, by Saturday, reminded: repeat_interval)
+    assert {n.incident_key for n in store.notifications() if n.status == "pending"} == {
+        parent.key}
+    assert store.outbox_counts()["suppressed"] == 3
+
+
+def test_merge_keeps_the_first_message_flag_and_counts_anomalies_once() -> None:
+    a = {"id": "a", "severity": 40, "series": "s1"}
+    b = {"id": "b", "severity": 90, "series": "s2"}
+    merged = merge_payloads({"update": False, "anomalies": [a], "anomalies_total": 1},
+                            {"update": True, "anomalies": [a, b], "anomalies_total": 2,
+                             "severity": 90})
+    assert merged["update"] is False and merged["severity"] == 90
+    assert [x["id"] for x in merged["anomalies"]] == ["b", "a"]
+    assert merged["anomalies_total"] == 2
