@@ -168,10 +168,11 @@ class FitReport:
 
 
 def _auto(setting: Seasonality, span_ns: int, step_ns: int, period_ns: int) -> bool:
-    """``auto``: on once the history spans one period and the data resolves it."""
+    """``auto``: on once the history covers one period (its buckets, the last one included)
+    and the data resolves it."""
     if setting != "auto":
         return bool(setting)
-    return span_ns >= period_ns and step_ns <= period_ns // 4
+    return span_ns + step_ns >= period_ns and step_ns <= period_ns // 4
 
 
 def fit_forecast(

@@ -7,13 +7,16 @@ first residual, small-sample MAD bias, Poisson and binomial noise, trend extrapo
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, Future
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 
 import detectors  # noqa: F401
 from detectors.base import TickBatch
+from detectors.prophet_detector import Forecast, ProphetConfig, ProphetDetector, fit_forecast
 from detectors.registry import create
 
 H = 3_600 * 10**9
@@ -98,3 +101,74 @@ def test_seasonal_baseline_old_checkpoint_is_refused() -> None:
     old = blob[:4] + bytes([1]) + blob[5:]
     with pytest.raises(ValueError, match="not a seasonal_baseline"):
         create({"type": "seasonal_baseline"}, interval=HOUR).set_state({"s": old})
+
+
+# -- prophet -------------------------------------------------------------------------------------
+
+
+class _Held(Executor):
+    """Keeps submitted fits; the test installs the forecast it wants."""
+
+    def __init__(self) -> None:
+        self.calls: list[Future] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
+        fut: Future = Future()
+        self.calls.append(fut)
+        return fut
+
+
+def _prophet_with(history: np.ndarray, volumes: np.ndarray | None, yhat: float,
+                  half_band: float) -> ProphetDetector:
+    """A prophet detector whose installed forecast is ``yhat +- half_band`` (80 %)."""
+    ex = _Held()
+    det = ProphetDetector(ProphetConfig(min_history="2d"), interval=HOUR, executor=ex)
+    vol = np.full(len(history), np.nan) if volumes is None else volumes
+    for t, (y, v) in enumerate(zip(history, vol, strict=True)):
+        det.learn(TickBatch.of(["s"], [t * H], [y], [v]), np.zeros(1, bool))
+    n = len(history)
+    ex.calls[0].set_result(Forecast(n * H, np.full(48, yhat), np.full(48, yhat - half_band),
+                                    np.full(48, yhat + half_band), half_band / 10, 0.1))
+    det.collect_fits()
+    return det
+
+
+def test_prophet_counts_are_never_less_noisy_than_poisson() -> None:
+    """Prophet's noise is one sigma for the whole series; at a busy hour a count of 115
+    against 100 expected is ordinary Poisson noise (1.5 sd), whatever the fitted band."""
+    rng = np.random.default_rng(7)
+    det = _prophet_with(rng.poisson(100, 60).astype(np.float64), None, 100.0, 0.5)
+    s = det.score(TickBatch.of(["s", "s"], [61 * H] * 2, [115.0, 200.0]))
+    assert s.score[0] < 0.99 < ALERT < s.score[1]
+    assert s.lower[0] >= 0.0
+
+
+def test_prophet_rates_respect_binomial_noise_and_domain() -> None:
+    """A rate of 0.30 vs 0.25 expected is noise on 100 sessions and an incident on
+    100,000; a forecast below 0 is shown as 0 for a rate."""
+    rng = np.random.default_rng(8)
+    det = _prophet_with(rng.uniform(0.2, 0.3, 60), np.full(60, 1000.0), 0.25, 0.001)
+    s = det.score(TickBatch.of(["s", "s"], [61 * H] * 2, [0.30, 0.30], [100.0, 100_000.0]))
+    assert s.score[0] < 0.99 < ALERT < s.score[1]
+    low = _prophet_with(rng.uniform(0.0, 0.05, 60), np.full(60, 1000.0), -0.02, 0.01)
+    out = low.score(TickBatch.of(["s"], [61 * H], [0.01], [1000.0]))
+    assert out.expected[0] == 0.0 and out.lower[0] == 0.0
+
+
+def test_prophet_first_fit_after_a_week_does_not_extrapolate_the_weekend() -> None:
+    """Contact volume with a busy Monday and a quiet weekend, fitted on its first week
+    (the bench's min_history): the forecast of the next week must stay near the data.
+    With Prophet's linear trend and its own 'auto' (weekly only after two weeks) the
+    weekend became a falling trend and the forecast went negative within days."""
+    rng = np.random.default_rng(9)
+    t = np.arange(24 * 14)
+    weekday = (t // 24) % 7  # day 0 is a Monday
+    level = np.array([1.2, 1.05, 1.0, 1.0, 0.95, 0.6, 0.45])[weekday]
+    hourly = np.clip(np.sin((t % 24 - 7) / 13 * np.pi), 0.05, None)
+    y = rng.poisson(150 * level * hourly).astype(np.float64)
+    start = 1_767_571_200 * 10**9  # 2026-01-05, a Monday
+    fc = fit_forecast(start + t[:168] * H, y[:168],
+                      ProphetConfig(uncertainty_samples=20).model_dump(mode="json"), H, 168)
+    assert fc.yhat.min() > -0.5 * y[168:].mean()  # was -1.8 x the mean
+    shown = np.maximum(fc.yhat, 0.0)  # what the detector expects for a count
+    assert np.abs(shown - y[168:]).mean() < 0.4 * y[168:].mean()  # was 1.25 x the mean
