@@ -130,6 +130,7 @@ def run(
 ) -> None:
     """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM."""
     from alerts.cli import start_feedback
+    from monitor.executor import WaitingExecutor
     from monitor.pipeline import Pipeline
     from monitor.scheduler import Scheduler
 
@@ -141,8 +142,10 @@ def run(
     fits = _open_fit_executor(cfg, store)
     telemetry = Telemetry(cfg, store)
     on_tick = telemetry.chain(_log_tick)
+    # --once exits after the tick: its fits must land in that tick's checkpoint.
+    fit_executor = WaitingExecutor(fits.executor) if once else fits.executor
     pipeline = Pipeline(cfg, store, clock=SystemClock(), console=console,
-                        sources=telemetry.sources, fit_executor=fits.executor)
+                        sources=telemetry.sources, fit_executor=fit_executor)
     try:
         if once:
             results = [pipeline.tick(m.name) for m in cfg.metrics]

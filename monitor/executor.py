@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any
 
@@ -31,7 +31,7 @@ from monitor.config import (
     LocalExecutorConfig,
 )
 
-__all__ = ["FitExecutor", "open_executor"]
+__all__ = ["FitExecutor", "WaitingExecutor", "open_executor"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,25 @@ class FitExecutor:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class WaitingExecutor(Executor):
+    """Runs each job on ``inner`` and waits for it before ``submit`` returns.
+
+    For ``cxmon run --once``: the process exits after one tick, so a fit that finished after
+    the tick would never be installed or checkpointed; waiting keeps the work on the
+    configured pool or cluster and the result in the tick that asked for it."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
+        fut = self.inner.submit(fn, *args, **kwargs)
+        wait([fut])
+        return fut
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.inner.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 def open_executor(config: ExecutorConfig) -> FitExecutor:

@@ -137,11 +137,11 @@ def config_text(executor: str = "", source: str = "{type: demo}") -> str:
     )
 
 
-def one_series_csv(tmp_path: Path) -> str:
+def one_series_csv(tmp_path: Path, start: datetime = ANCHOR) -> str:
     """Four days of one hourly KPI (a daily cycle and noise), as a ``files`` source."""
     rng = np.random.default_rng(0)
     t = np.arange(24 * 4)
-    ts = [(ANCHOR + k * HOUR).strftime("%Y-%m-%dT%H:%M:%SZ") for k in t]
+    ts = [(start + int(k) * HOUR).strftime("%Y-%m-%dT%H:%M:%SZ") for k in t]
     v = 0.3 + 0.05 * np.sin(t / 24 * 2 * np.pi) + rng.normal(0, 0.005, len(t))
     path = tmp_path / "kpi.csv"
     path.write_text("ts,value\n" + "".join(f"{a},{b:.5f}\n" for a, b in zip(ts, v, strict=True)))
@@ -270,3 +270,26 @@ def test_a_fit_that_fails_on_dask_is_counted_not_raised() -> None:
             wait(det.pending_futures(), timeout=60)
             feed(det, range(49, 50))
             assert det.drain_fit_report().failures == 1 and det.pending() == 0
+
+
+def test_cli_run_once_keeps_its_fits_with_a_thread_pool(tmp_path: Path) -> None:
+    """``cxmon run --once`` (cron) exits after one tick: a fit handed to the pool must still
+    be installed and checkpointed by that tick, or Prophet would never get a model."""
+    from detectors.prophet_detector import _Series
+
+    db = tmp_path / "once.db"
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # run uses real time
+    text = config_text("executor: {type: local, workers: 2}\n",
+                       one_series_csv(tmp_path, now - timedelta(days=3)))
+    text = text.replace("store: sqlite://", f"store: sqlite:///{db}")
+    text = text.replace("interval: 1h,", "interval: 1h, history: 3d,")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    res = CliRunner().invoke(app, ["run", "--once", "-c", str(cfg), "--log-level", "error"])
+    assert res.exit_code == 0, res.output
+    store = Store.open(f"sqlite:///{db}")
+    states = store.load_checkpoints("kpi/seasonal")
+    store.close()
+    assert len(states) == 1
+    st = _Series.unpack(next(iter(states.values())))
+    assert st.fitted_at is not None and len(st.yhat) == 48 and st.sigma_obs > 0
