@@ -8,8 +8,11 @@ is far too slow to fit on every tick, so the detector separates the two:
   ``horizon`` ahead (default twice ``refit``), and that small table is the series' model
   state. ``expected`` is ``yhat``; the noise is ``sigma = max((upper - lower) / (2 z_w),
   sigma_obs)`` (the interval covers ``interval_width`` of a Gaussian; ``sigma_obs`` is the
-  fit's own noise, so a band drawn from few samples cannot come out too narrow), never below
-  Poisson noise for counts or binomial noise for rates with a volume; the score is
+  fit's own noise, so a band drawn from few samples cannot come out too narrow), scaled by
+  volume (Prophet's noise is one sigma for the whole history, but a rate from 30 sessions
+  is noisier than from 3,000, and a count at a busy hour than at night:
+  ``volume_noise_share``), never below Poisson noise for counts or binomial noise for rates
+  with a volume; the score is
   ``P(|T| < |value - yhat| / sigma)`` (Student-t, ``tail_dof``), the same scale as every
   other detector, and the band shown is ``yhat +- z_band sigma``, as for the others.
   Counts and rates are never expected below 0 (or a rate above 1).
@@ -119,6 +122,9 @@ class ProphetConfig(DetectorConfig):
     tail_dof: int = Field(8, ge=1, le=60, description="Student-t dof of the tail probability.")
     z_band: float = Field(3.0, gt=0, le=50, description="Band half-width in sigmas (as the "
                           "other detectors).")
+    volume_noise_share: float = Field(0.75, ge=0.0, le=1.0, description="Share of the "
+                                      "fitted noise variance that scales as 1 / volume "
+                                      "(rates, means) or as the level (counts); 0 = off.")
     retry_after: Duration = Field(timedelta(hours=1), description="Retry a failed fit this "
                                   "much later (data time), doubling up to refit.")
 
@@ -236,6 +242,7 @@ class _Series:
     ts: list[int] = field(default_factory=list)
     y: list[float] = field(default_factory=list)
     flagged: list[bool] = field(default_factory=list)
+    vol: list[float] = field(default_factory=list)  # volume behind each point (NaN: none)
     fitted_at: int | None = None  # newest point the installed forecast was fitted on
     t0: int = 0  # forecast grid
     yhat: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -243,6 +250,8 @@ class _Series:
     hi: np.ndarray = field(default_factory=lambda: np.zeros(0))
     sigma_obs: float = 0.0  # of the installed fit
     domain: int = 0  # _FLAG_* of the installed fit's history
+    vref: float = 0.0  # harmonic mean volume of the fitted points (0: none)
+    lref: float = 0.0  # mean level of the fitted points (counts: Poisson-like scaling)
     failures: int = 0  # failed fits in a row (not checkpointed: retried after a restart)
     retry_at: int | None = None  # no new fit before a point this new (after a failure)
 
@@ -250,15 +259,17 @@ class _Series:
         return _MAGIC + pickle.dumps(
             (np.asarray(self.ts, np.int64), np.asarray(self.y, np.float64),
              np.asarray(self.flagged, bool), self.fitted_at, self.t0, self.yhat, self.lo,
-             self.hi, self.sigma_obs, self.domain), protocol=5)
+             self.hi, self.sigma_obs, self.domain, np.asarray(self.vol, np.float64),
+             self.vref, self.lref), protocol=5)
 
     @classmethod
     def unpack(cls, blob: bytes) -> _Series:
         fields = pickle.loads(blob[len(_MAGIC):])
         ts, y, fl, fitted_at, t0, yhat, lo, hi, *rest = fields
-        sigma_obs, domain = rest if rest else (0.0, 0)
-        return cls(ts.tolist(), y.tolist(), fl.tolist(), fitted_at, t0, yhat, lo, hi,
-                   sigma_obs, domain)
+        sigma_obs, domain, vol, vref, lref = rest if rest else (
+            0.0, 0, np.full(len(ts), np.nan), 0.0, 0.0)
+        return cls(ts.tolist(), y.tolist(), fl.tolist(), vol.tolist(), fitted_at, t0, yhat,
+                   lo, hi, sigma_obs, domain, vref, lref)
 
 
 @register("prophet")
@@ -279,7 +290,8 @@ class ProphetDetector(Detector):
         self._settings = config.model_dump(mode="json")
         self._z_w = NormalDist().inv_cdf(0.5 + config.interval_width / 2.0)
         self._series: dict[str, _Series] = {}
-        self._pending: dict[str, tuple[Future, int, int]] = {}  # future, last point, domain
+        #: key -> (future, newest point fitted, (domain flags, volume ref, level ref))
+        self._pending: dict[str, tuple[Future, int, tuple[int, float, float]]] = {}
         self._blobs: dict[str, bytes] = {}
         self._report = FitReport()
         #: Fits that failed since this instance was created (the report is drained).
@@ -305,6 +317,7 @@ class ProphetDetector(Detector):
             yhat, lo, hi = (float(np.interp(pos, grid, a)) for a in (st.yhat, st.lo, st.hi))
             sigma = max((hi - lo) / (2.0 * self._z_w), st.sigma_obs)
             vol = float(batch.volumes[i])
+            sigma *= self._noise_factor(st, yhat, vol)
             if st.domain:  # counts and rates: not below 0; rates with a volume: not above 1
                 yhat = max(yhat, 0.0)
             unit = bool(st.domain & _FLAG_UNIT) and math.isfinite(vol) and vol > 0
@@ -326,6 +339,20 @@ class ProphetDetector(Detector):
                                                      self.cfg.tail_dof)[0])
         return out
 
+    def _noise_factor(self, st: _Series, yhat: float, vol: float) -> float:
+        """Prophet's noise is one sigma for the whole history; CX noise is not. A rate or a
+        mean from fewer sessions than usual is noisier (variance ~ 1 / volume), a count at
+        a busy hour noisier than at night (variance ~ level): ``volume_noise_share`` of the
+        fitted variance is redistributed so, against the fitted points' own reference."""
+        if math.isfinite(vol) and vol > 0 and st.vref > 0:
+            ratio = st.vref / vol
+        elif st.domain & _FLAG_COUNT and st.lref > 0 and not math.isfinite(vol):
+            ratio = max(yhat, 1.0) / st.lref
+        else:
+            return 1.0
+        share = self.cfg.volume_noise_share
+        return math.sqrt((1.0 - share) + share * min(max(ratio, 1e-6), 1e6))
+
     # -- learning -----------------------------------------------------------------------------
 
     def learn(self, batch: TickBatch, anomalous: np.ndarray) -> None:
@@ -345,11 +372,12 @@ class ProphetDetector(Detector):
             st.ts.append(t)
             st.y.append(y)
             st.flagged.append(bool(flags[i]))
+            st.vol.append(float(batch.volumes[i]))
             cut = 0
             while st.ts[cut] < t - keep:
                 cut += 1
             if cut:
-                del st.ts[:cut], st.y[:cut], st.flagged[:cut]
+                del st.ts[:cut], st.y[:cut], st.flagged[:cut], st.vol[:cut]
             self._blobs.pop(key, None)
             touched.append(key)
         for key in dict.fromkeys(touched):
@@ -372,25 +400,29 @@ class ProphetDetector(Detector):
         ts = np.asarray(st.ts, np.int64)
         y = np.asarray(st.y, np.float64)
         fl = np.asarray(st.flagged, bool)
+        vol = np.asarray(st.vol, np.float64)
         recent = ts > last - _ns(self.cfg.refit)
         if fl[recent].mean() < 0.5:  # an incident is left out; a new regime is learned
-            ts, y = ts[~fl], y[~fl]
+            ts, y, vol = ts[~fl], y[~fl], vol[~fl]
         if len(ts) < 3:
             return
+        good = vol[np.isfinite(vol) & (vol > 0)]
+        noise = (_domain_flags(y), float(len(good) / np.sum(1.0 / good)) if len(good) else 0.0,
+                 float(np.mean(np.maximum(y, 1.0))))
         try:
             fut = self.executor.submit(fit_forecast, ts, y, self._settings, self._step,
                                        self._steps)
         except Exception as exc:  # e.g. a Dask scheduler that went away: retried later
             self._failed(key, st, last, exc)
             return
-        self._pending[key] = (fut, last, _domain_flags(y))
+        self._pending[key] = (fut, last, noise)
 
     def collect_fits(self) -> None:
         """Install finished fits (their forecasts start after the points they used).
 
         ``learn`` does this too; the pipeline also calls it at the start of a tick, so a fit
         that finished between ticks scores the very next point."""
-        for key, (fut, last, domain) in list(self._pending.items()):
+        for key, (fut, last, (domain, vref, lref)) in list(self._pending.items()):
             if not fut.done():
                 continue
             del self._pending[key]
@@ -409,7 +441,7 @@ class ProphetDetector(Detector):
                 continue
             st.t0, st.yhat, st.lo, st.hi = fc.start, fc.yhat, fc.lower, fc.upper
             st.sigma_obs = fc.sigma_obs if math.isfinite(fc.sigma_obs) else 0.0
-            st.domain, st.fitted_at = domain, last
+            st.domain, st.vref, st.lref, st.fitted_at = domain, vref, lref, last
             st.failures, st.retry_at = 0, None
             self._report.seconds.append(fc.seconds)
             self._blobs.pop(key, None)

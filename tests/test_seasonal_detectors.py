@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from concurrent.futures import Executor, Future
 from datetime import timedelta
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -119,10 +120,11 @@ class _Held(Executor):
 
 
 def _prophet_with(history: np.ndarray, volumes: np.ndarray | None, yhat: float,
-                  half_band: float) -> ProphetDetector:
+                  half_band: float, **settings: Any) -> ProphetDetector:
     """A prophet detector whose installed forecast is ``yhat +- half_band`` (80 %)."""
     ex = _Held()
-    det = ProphetDetector(ProphetConfig(min_history="2d"), interval=HOUR, executor=ex)
+    det = ProphetDetector(ProphetConfig(min_history="2d", **settings), interval=HOUR,
+                          executor=ex)
     vol = np.full(len(history), np.nan) if volumes is None else volumes
     for t, (y, v) in enumerate(zip(history, vol, strict=True)):
         det.learn(TickBatch.of(["s"], [t * H], [y], [v]), np.zeros(1, bool))
@@ -153,6 +155,20 @@ def test_prophet_rates_respect_binomial_noise_and_domain() -> None:
     low = _prophet_with(rng.uniform(0.0, 0.05, 60), np.full(60, 1000.0), -0.02, 0.01)
     out = low.score(TickBatch.of(["s"], [61 * H], [0.01], [1000.0]))
     assert out.expected[0] == 0.0 and out.lower[0] == 0.0
+
+
+def test_prophet_noise_follows_the_volume_behind_a_mean() -> None:
+    """CSAT from 1,000 responses is far less noisy than from 10, though Prophet fits one
+    sigma to both: a 0.8 drop is an incident at high volume and noise at low volume."""
+    rng = np.random.default_rng(10)
+    hist = 4.3 + rng.normal(0, 0.1, 60)  # a mean (not a count, not a rate)
+    vol = np.where(np.arange(60) % 2 == 0, 10.0, 1000.0)
+    half = 0.2 * NormalDist().inv_cdf(0.9)  # Prophet's sigma: 0.2
+    probe = TickBatch.of(["s", "s"], [61 * H] * 2, [3.5, 3.5], [1000.0, 10.0])
+    busy, thin = _prophet_with(hist, vol, 4.3, half).score(probe).score
+    assert thin < 0.99 < ALERT < busy
+    flat = _prophet_with(hist, vol, 4.3, half, volume_noise_share=0.0).score(probe).score
+    assert flat[0] < ALERT  # one sigma for all volumes misses it
 
 
 def test_prophet_first_fit_after_a_week_does_not_extrapolate_the_weekend() -> None:
