@@ -18,7 +18,8 @@ Monitor health: ``cxmon_ticks_total{cx_metric,outcome}``, ``cxmon_tick_duration_
 ``cxmon_incidents_opened_total{journey,severity}``, ``cxmon_incidents_open{journey,severity}``,
 ``cxmon_notifications{receiver,status}``, ``cxmon_source_poll_seconds{source,type}``,
 ``cxmon_source_poll_errors_total{source,type,kind}``,
-``cxmon_detector_refit_seconds{cx_metric,detector}``, ``cxmon_last_tick_timestamp_seconds``,
+``cxmon_detector_refit_seconds{cx_metric,detector}``,
+``cxmon_detector_refit_failures_total{cx_metric,detector}``, ``cxmon_last_tick_timestamp_seconds``,
 and the cardinality guard's ``cxmon_exporter_series`` / ``cxmon_exporter_series_dropped_total``.
 
 The registry is injected (``registry=``, like client_python's own collectors), so tests use a
@@ -300,6 +301,10 @@ class Exporter:
             "cxmon_detector_refit_seconds", "Time a detector spent refitting its model.",
             [m, "detector"], buckets=(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900), registry=r,
         )
+        self.refit_failures = Counter(
+            "cxmon_detector_refit_failures", "Detector model fits that failed (the previous "
+            "model keeps scoring; the fit is retried later).", [m, "detector"], registry=r,
+        )
         self.last_tick = Gauge("cxmon_last_tick_timestamp_seconds",
                                "Unix time of the last successful tick.", [m], registry=r)
         self.series_count = Gauge("cxmon_exporter_series", "Series exported now.", registry=r)
@@ -336,6 +341,7 @@ class Exporter:
                 exp.rows_rejected.labels(m.name, reason)
             for detector in m.detectors:
                 exp.refit_seconds.labels(m.name, detector)
+                exp.refit_failures.labels(m.name, detector)
             exp.notifications_sent.labels(m.name)
         for r in config.alerting.receivers:
             for status in ("pending", "sent", "dead"):
@@ -369,7 +375,10 @@ class Exporter:
             journey = a.labels.get("journey") or self.journeys.get(a.metric, "")
             self.anomalies.labels(a.metric, journey, severity_band(a.severity)).inc()
         for detector, seconds in (getattr(result, "refits", None) or {}).items():
-            self.refit_seconds.labels(metric, detector).observe(seconds)
+            for value in seconds if isinstance(seconds, list | tuple) else [seconds]:
+                self.refit_seconds.labels(metric, detector).observe(value)
+        for detector, n in (getattr(result, "refit_failures", None) or {}).items():
+            self.refit_failures.labels(metric, detector).inc(n)
         self._observe_incidents(getattr(result, "incidents", None) or ())
         scores = result.scores
         if scores is not None and len(scores):

@@ -343,6 +343,9 @@ def health_dashboard(config: MonitorConfig) -> Built:
          "sum by (cx_metric, detector) (rate(cxmon_detector_refit_seconds_sum[1h])) / "
          "sum by (cx_metric, detector) (rate(cxmon_detector_refit_seconds_count[1h]))",
          "{{cx_metric}} {{detector}}", "s"),
+        ("Detector refit failures per hour",
+         "sum by (cx_metric, detector) (increase(cxmon_detector_refit_failures_total[1h]))",
+         "{{cx_metric}} {{detector}}", "short"),
         ("Exported series and points dropped by the cap",
          "sum(cxmon_exporter_series) or vector(0)", "series", "short"),
     ]

@@ -6,18 +6,35 @@ is far too slow to fit on every tick, so the detector separates the two:
 * **Scoring** (on the tick path) only looks up the last fit's forecast: at fit time the
   model predicts ``yhat``, ``yhat_lower`` and ``yhat_upper`` on the metric's time grid for
   ``horizon`` ahead (default twice ``refit``), and that small table is the series' model
-  state. ``expected`` is ``yhat``, the band is Prophet's interval, and the score is the tail
-  probability of the residual against the band width: with the interval covering
-  ``interval_width`` of a Gaussian, ``sigma = (upper - lower) / (2 z_w)`` and
-  ``score = P(|T| < |value - yhat| / sigma)`` (Student-t, ``tail_dof``), the same scale as
-  every other detector.
+  state. ``expected`` is ``yhat``; the noise is ``sigma = max((upper - lower) / (2 z_w),
+  sigma_obs)`` (the interval covers ``interval_width`` of a Gaussian; ``sigma_obs`` is the
+  fit's own noise, so a band drawn from few samples cannot come out too narrow), scaled by
+  volume (Prophet's noise is one sigma for the whole history, but a rate from 30 sessions
+  is noisier than from 3,000, and a count at a busy hour than at night:
+  ``volume_noise_share``), never below Poisson noise for counts or binomial noise for rates
+  with a volume; the score is
+  ``P(|T| < |value - yhat| / sigma)`` (Student-t, ``tail_dof``), the same scale as every
+  other detector, and the band shown is ``yhat +- z_band sigma``, as for the others.
+  Counts and rates are never expected below 0 (or a rate above 1).
 * **Fitting** happens on a schedule (``refit: 1d``): ``learn`` appends the point to the
   series' history and, when a refit is due, *submits* it to an executor
   (``concurrent.futures``: the default runs it inline, which keeps backtests and tests
-  deterministic; the pipeline can plug a thread pool or a Dask client's executor with
-  :meth:`ProphetDetector.set_executor`). A finished fit is picked up by the next ``learn``;
-  until then the previous forecast keeps scoring. The fit function is a plain module-level
-  function of arrays, so it pickles to worker processes.
+  deterministic; ``cxmon run`` plugs in the configured thread / process pool or Dask
+  cluster through :meth:`ProphetDetector.set_executor`). A finished fit is picked up by the
+  next ``learn``; until then the previous forecast keeps scoring. A failed fit (an exception
+  in the fit, or an executor that refuses the job) is logged and counted
+  (:meth:`ProphetDetector.drain_fit_report`), the previous forecast stays, and the fit is
+  retried ``retry_after`` later (doubling while it keeps failing, at most ``refit``).
+  The fit function is a plain module-level function of arrays, so it pickles to worker
+  processes.
+
+Why ``growth: flat`` by default: between two refits only the seasonal shape and the level
+matter, and Prophet's linear trend, fitted on a week or two of data, extrapolates whatever
+the last days did (a quiet weekend becomes a falling trend, a forecast of negative contact
+volumes a week later). The level is re-estimated at every refit anyway. ``linear`` is there
+for long histories with a real trend. Seasonalities set to ``auto`` are switched on as soon
+as the history spans one period (Prophet's own rule waits for two, so a first fit after a
+week would model the weekly rhythm as trend changes).
 
 Flagged points are left out of the fit (an incident must not become the forecast), unless at
 least half of the last ``refit`` window is flagged: then it is a new regime and is learned.
@@ -30,6 +47,7 @@ import logging
 import math
 import pickle
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -45,9 +63,15 @@ from detectors.registry import register
 from detectors.robust_seasonal import t_two_sided_cdf
 from monitor.durations import Duration
 
-__all__ = ["InlineExecutor", "ProphetConfig", "ProphetDetector", "fit_forecast"]
+__all__ = ["FitReport", "Forecast", "InlineExecutor", "ProphetConfig", "ProphetDetector",
+           "fit_forecast"]
 
-_MAGIC = b"CXPF1"
+log = logging.getLogger(__name__)
+_MAGIC = b"CXPF2"
+_MAGIC_V1 = b"CXPF1"  # before sigma_obs and the domain flags: still readable
+_FLAG_COUNT = 1  # every fitted value was a non-negative integer
+_FLAG_UNIT = 2  # every fitted value was within [0, 1]
+_NS_DAY = 86_400 * 10**9
 _PREDICT_LOCK = threading.Lock()  # Prophet samples its bands with NumPy's global RNG
 
 
@@ -92,12 +116,22 @@ class ProphetConfig(DetectorConfig):
                                      "the band.")
     changepoint_prior_scale: float = Field(0.05, gt=0, description="Trend flexibility.")
     seasonality_mode: Literal["additive", "multiplicative"] = "additive"
+    growth: Literal["flat", "linear"] = Field("flat", description="Trend between refits: "
+                                              "flat (level re-fitted each refit) or linear "
+                                              "(Prophet's extrapolated trend).")
     tail_dof: int = Field(8, ge=1, le=60, description="Student-t dof of the tail probability.")
+    z_band: float = Field(3.0, gt=0, le=50, description="Band half-width in sigmas (as the "
+                          "other detectors).")
+    volume_noise_share: float = Field(0.75, ge=0.0, le=1.0, description="Share of the "
+                                      "fitted noise variance that scales as 1 / volume "
+                                      "(rates, means) or as the level (counts); 0 = off.")
+    retry_after: Duration = Field(timedelta(hours=1), description="Retry a failed fit this "
+                                  "much later (data time), doubling up to refit.")
 
     @model_validator(mode="after")
     def _check(self) -> ProphetConfig:
-        if self.refit <= timedelta(0) or self.history <= timedelta(0):
-            raise ValueError("refit and history must be positive durations")
+        if min(self.refit, self.history, self.retry_after) <= timedelta(0):
+            raise ValueError("refit, history and retry_after must be positive durations")
         if self.holidays is not None:
             import holidays as hol
 
@@ -119,17 +153,45 @@ class InlineExecutor(Executor):
         return fut
 
 
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """One fit's output: the forecast grid from ``start`` (ns) and the fit's noise."""
+
+    start: int
+    yhat: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    sigma_obs: float  # the fitted observation noise, in the KPI's units
+    seconds: float  # time the fit and forecast took (where it ran)
+
+
+@dataclass(slots=True)
+class FitReport:
+    """Fits installed and failed since the last :meth:`ProphetDetector.drain_fit_report`."""
+
+    seconds: list[float] = field(default_factory=list)
+    failures: int = 0
+
+
+def _auto(setting: Seasonality, span_ns: int, step_ns: int, period_ns: int) -> bool:
+    """``auto``: on once the history covers one period (its buckets, the last one included)
+    and the data resolves it."""
+    if setting != "auto":
+        return bool(setting)
+    return span_ns + step_ns >= period_ns and step_ns <= period_ns // 4
+
+
 def fit_forecast(
     ts_ns: np.ndarray, y: np.ndarray, settings: dict[str, Any], step_ns: int, steps: int
-) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+) -> Forecast:
     """Fit Prophet on ``(ts_ns, y)`` and forecast ``steps`` points after the last one.
 
-    Returns ``(first forecast ns, yhat, yhat_lower, yhat_upper)``. Module-level and plain
-    data in and out, so executors can ship it to other processes.
+    Module-level and plain data in and out, so executors can ship it to other processes.
     """
     import pandas as pd
     from prophet import Prophet
 
+    started = time.perf_counter()
     logging.getLogger("cmdstanpy").setLevel(logging.WARNING)
     logging.getLogger("prophet").setLevel(logging.WARNING)
     cfg = ProphetConfig.model_validate(settings)
@@ -138,9 +200,13 @@ def fit_forecast(
         rows = [(e.name, pd.Timestamp(d)) for e in cfg.events
                 for d in pd.date_range(e.start, e.end, freq="D")]
         holidays = pd.DataFrame(rows, columns=["holiday", "ds"])
+    span = int(ts_ns[-1]) - int(ts_ns[0])
     m = Prophet(
-        daily_seasonality=cfg.daily, weekly_seasonality=cfg.weekly,
-        yearly_seasonality=cfg.yearly, holidays=holidays, interval_width=cfg.interval_width,
+        growth=cfg.growth,
+        daily_seasonality=_auto(cfg.daily, span, step_ns, _NS_DAY),
+        weekly_seasonality=_auto(cfg.weekly, span, step_ns, 7 * _NS_DAY),
+        yearly_seasonality=_auto(cfg.yearly, span, step_ns, 730 * _NS_DAY),
+        holidays=holidays, interval_width=cfg.interval_width,
         uncertainty_samples=cfg.uncertainty_samples,
         changepoint_prior_scale=cfg.changepoint_prior_scale,
         seasonality_mode=cfg.seasonality_mode,
@@ -158,8 +224,17 @@ def fit_forecast(
             fc = m.predict(future)
         finally:
             np.random.set_state(rng_state)
-    return (start, fc["yhat"].to_numpy(np.float64), fc["yhat_lower"].to_numpy(np.float64),
-            fc["yhat_upper"].to_numpy(np.float64))
+    sigma_obs = float(np.asarray(m.params["sigma_obs"]).ravel()[0]) * float(m.y_scale)
+    return Forecast(start, fc["yhat"].to_numpy(np.float64),
+                    fc["yhat_lower"].to_numpy(np.float64), fc["yhat_upper"].to_numpy(np.float64),
+                    sigma_obs, time.perf_counter() - started)
+
+
+def _domain_flags(y: np.ndarray) -> int:
+    """Which domain every value of a history lies in (counts, unit-interval rates)."""
+    nonneg = bool((y >= 0).all())
+    return ((_FLAG_COUNT if nonneg and bool((y == np.floor(y)).all()) else 0)
+            | (_FLAG_UNIT if nonneg and bool((y <= 1).all()) else 0))
 
 
 @dataclass
@@ -167,22 +242,34 @@ class _Series:
     ts: list[int] = field(default_factory=list)
     y: list[float] = field(default_factory=list)
     flagged: list[bool] = field(default_factory=list)
+    vol: list[float] = field(default_factory=list)  # volume behind each point (NaN: none)
     fitted_at: int | None = None  # newest point the installed forecast was fitted on
     t0: int = 0  # forecast grid
     yhat: np.ndarray = field(default_factory=lambda: np.zeros(0))
     lo: np.ndarray = field(default_factory=lambda: np.zeros(0))
     hi: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sigma_obs: float = 0.0  # of the installed fit
+    domain: int = 0  # _FLAG_* of the installed fit's history
+    vref: float = 0.0  # harmonic mean volume of the fitted points (0: none)
+    lref: float = 0.0  # mean level of the fitted points (counts: Poisson-like scaling)
+    failures: int = 0  # failed fits in a row (not checkpointed: retried after a restart)
+    retry_at: int | None = None  # no new fit before a point this new (after a failure)
 
     def packed(self) -> bytes:
         return _MAGIC + pickle.dumps(
             (np.asarray(self.ts, np.int64), np.asarray(self.y, np.float64),
              np.asarray(self.flagged, bool), self.fitted_at, self.t0, self.yhat, self.lo,
-             self.hi), protocol=5)
+             self.hi, self.sigma_obs, self.domain, np.asarray(self.vol, np.float64),
+             self.vref, self.lref), protocol=5)
 
     @classmethod
     def unpack(cls, blob: bytes) -> _Series:
-        ts, y, fl, fitted_at, t0, yhat, lo, hi = pickle.loads(blob[len(_MAGIC):])
-        return cls(ts.tolist(), y.tolist(), fl.tolist(), fitted_at, t0, yhat, lo, hi)
+        fields = pickle.loads(blob[len(_MAGIC):])
+        ts, y, fl, fitted_at, t0, yhat, lo, hi, *rest = fields
+        sigma_obs, domain, vol, vref, lref = rest if rest else (
+            0.0, 0, np.full(len(ts), np.nan), 0.0, 0.0)
+        return cls(ts.tolist(), y.tolist(), fl.tolist(), vol.tolist(), fitted_at, t0, yhat,
+                   lo, hi, sigma_obs, domain, vref, lref)
 
 
 @register("prophet")
@@ -203,8 +290,12 @@ class ProphetDetector(Detector):
         self._settings = config.model_dump(mode="json")
         self._z_w = NormalDist().inv_cdf(0.5 + config.interval_width / 2.0)
         self._series: dict[str, _Series] = {}
-        self._pending: dict[str, tuple[Future, int]] = {}
+        #: key -> (future, newest point fitted, (domain flags, volume ref, level ref))
+        self._pending: dict[str, tuple[Future, int, tuple[int, float, float]]] = {}
         self._blobs: dict[str, bytes] = {}
+        self._report = FitReport()
+        #: Fits that failed since this instance was created (the report is drained).
+        self.failures_total = 0
 
     def set_executor(self, executor: Executor) -> None:
         """Run future fits on ``executor`` (a thread pool, or ``dask_client.get_executor()``)."""
@@ -214,6 +305,7 @@ class ProphetDetector(Detector):
 
     def score(self, batch: TickBatch) -> Scores:
         out = Scores.empty(len(batch))
+        z_band = self.cfg.z_band
         for i, key in enumerate(batch.series.tolist()):
             st = self._series.get(key)
             if st is None or len(st.yhat) == 0:
@@ -223,13 +315,43 @@ class ProphetDetector(Detector):
                 continue
             grid = np.arange(len(st.yhat))
             yhat, lo, hi = (float(np.interp(pos, grid, a)) for a in (st.yhat, st.lo, st.hi))
-            out.expected[i], out.lower[i], out.upper[i] = yhat, min(lo, yhat), max(hi, yhat)
+            sigma = max((hi - lo) / (2.0 * self._z_w), st.sigma_obs)
+            vol = float(batch.volumes[i])
+            sigma *= self._noise_factor(st, yhat, vol)
+            if st.domain:  # counts and rates: not below 0; rates with a volume: not above 1
+                yhat = max(yhat, 0.0)
+            unit = bool(st.domain & _FLAG_UNIT) and math.isfinite(vol) and vol > 0
+            if unit:
+                yhat = min(yhat, 1.0)
+                v = max(vol, 1.0)
+                p = min(max(yhat, 1.0 / (v + 1.0)), v / (v + 1.0))
+                sigma = max(sigma, math.sqrt(p * (1.0 - p) / v))
+            elif st.domain & _FLAG_COUNT and not (math.isfinite(vol) and vol > 0):
+                sigma = max(sigma, math.sqrt(max(yhat, 1.0)))  # never below Poisson noise
+            sigma = max(sigma, 1e-9 * abs(yhat) + 1e-12)
+            lower, upper = yhat - z_band * sigma, yhat + z_band * sigma
+            out.expected[i] = yhat
+            out.lower[i] = max(lower, 0.0) if st.domain else lower
+            out.upper[i] = min(upper, 1.0) if unit else upper
             y = float(batch.values[i])
             if math.isfinite(y):
-                sigma = max((hi - lo) / (2.0 * self._z_w), 1e-9 * abs(yhat) + 1e-12)
                 out.score[i] = float(t_two_sided_cdf(np.array([(y - yhat) / sigma]),
                                                      self.cfg.tail_dof)[0])
         return out
+
+    def _noise_factor(self, st: _Series, yhat: float, vol: float) -> float:
+        """Prophet's noise is one sigma for the whole history; CX noise is not. A rate or a
+        mean from fewer sessions than usual is noisier (variance ~ 1 / volume), a count at
+        a busy hour noisier than at night (variance ~ level): ``volume_noise_share`` of the
+        fitted variance is redistributed so, against the fitted points' own reference."""
+        if math.isfinite(vol) and vol > 0 and st.vref > 0:
+            ratio = st.vref / vol
+        elif st.domain & _FLAG_COUNT and st.lref > 0 and not math.isfinite(vol):
+            ratio = max(yhat, 1.0) / st.lref
+        else:
+            return 1.0
+        share = self.cfg.volume_noise_share
+        return math.sqrt((1.0 - share) + share * min(max(ratio, 1e-6), 1e6))
 
     # -- learning -----------------------------------------------------------------------------
 
@@ -237,7 +359,7 @@ class ProphetDetector(Detector):
         flags = np.asarray(anomalous, dtype=bool)
         if flags.shape != (len(batch),):
             raise ValueError(f"anomalous has shape {flags.shape}, expected ({len(batch)},)")
-        self._collect()
+        self.collect_fits()
         keep = _ns(self.cfg.history)
         touched = []
         for i in np.argsort(batch.timestamps, kind="stable"):
@@ -250,22 +372,25 @@ class ProphetDetector(Detector):
             st.ts.append(t)
             st.y.append(y)
             st.flagged.append(bool(flags[i]))
+            st.vol.append(float(batch.volumes[i]))
             cut = 0
             while st.ts[cut] < t - keep:
                 cut += 1
             if cut:
-                del st.ts[:cut], st.y[:cut], st.flagged[:cut]
+                del st.ts[:cut], st.y[:cut], st.flagged[:cut], st.vol[:cut]
             self._blobs.pop(key, None)
             touched.append(key)
         for key in dict.fromkeys(touched):
             self._maybe_refit(key)
-        self._collect()
+        self.collect_fits()
 
     def _maybe_refit(self, key: str) -> None:
         st = self._series[key]
         if key in self._pending or not st.ts:
             return
         last = st.ts[-1]
+        if st.retry_at is not None and last < st.retry_at:
+            return
         if st.fitted_at is None:
             due = last - st.ts[0] >= _ns(self.cfg.min_history)
         else:
@@ -275,17 +400,29 @@ class ProphetDetector(Detector):
         ts = np.asarray(st.ts, np.int64)
         y = np.asarray(st.y, np.float64)
         fl = np.asarray(st.flagged, bool)
+        vol = np.asarray(st.vol, np.float64)
         recent = ts > last - _ns(self.cfg.refit)
         if fl[recent].mean() < 0.5:  # an incident is left out; a new regime is learned
-            ts, y = ts[~fl], y[~fl]
+            ts, y, vol = ts[~fl], y[~fl], vol[~fl]
         if len(ts) < 3:
             return
-        fut = self.executor.submit(fit_forecast, ts, y, self._settings, self._step, self._steps)
-        self._pending[key] = (fut, last)
+        good = vol[np.isfinite(vol) & (vol > 0)]
+        noise = (_domain_flags(y), float(len(good) / np.sum(1.0 / good)) if len(good) else 0.0,
+                 float(np.mean(np.maximum(y, 1.0))))
+        try:
+            fut = self.executor.submit(fit_forecast, ts, y, self._settings, self._step,
+                                       self._steps)
+        except Exception as exc:  # e.g. a Dask scheduler that went away: retried later
+            self._failed(key, st, last, exc)
+            return
+        self._pending[key] = (fut, last, noise)
 
-    def _collect(self) -> None:
-        """Install finished fits (their forecasts start after the points they used)."""
-        for key, (fut, last) in list(self._pending.items()):
+    def collect_fits(self) -> None:
+        """Install finished fits (their forecasts start after the points they used).
+
+        ``learn`` does this too; the pipeline also calls it at the start of a tick, so a fit
+        that finished between ticks scores the very next point."""
+        for key, (fut, last, (domain, vref, lref)) in list(self._pending.items()):
             if not fut.done():
                 continue
             del self._pending[key]
@@ -293,16 +430,46 @@ class ProphetDetector(Detector):
             if st is None:
                 continue
             try:
-                st.t0, st.yhat, st.lo, st.hi = fut.result()
-                st.fitted_at = last
-            except Exception:  # a failed fit keeps the previous forecast; retried next refit
-                logging.getLogger(__name__).exception("prophet fit of %s failed", key)
+                if fut.cancelled():
+                    raise RuntimeError("the fit was cancelled")
+                fc = fut.result()
+                if not isinstance(fc, Forecast) or not (
+                        len(fc.yhat) == len(fc.lower) == len(fc.upper) > 0):
+                    raise TypeError(f"the fit returned {type(fc).__name__}, not a Forecast")
+            except Exception as exc:  # the previous forecast keeps scoring
+                self._failed(key, st, last, exc)
                 continue
+            st.t0, st.yhat, st.lo, st.hi = fc.start, fc.yhat, fc.lower, fc.upper
+            st.sigma_obs = fc.sigma_obs if math.isfinite(fc.sigma_obs) else 0.0
+            st.domain, st.vref, st.lref, st.fitted_at = domain, vref, lref, last
+            st.failures, st.retry_at = 0, None
+            self._report.seconds.append(fc.seconds)
             self._blobs.pop(key, None)
+
+    def _failed(self, key: str, st: _Series, last: int, exc: BaseException) -> None:
+        """Log and count a failed fit; retry after ``retry_after`` x 2^(failures - 1)."""
+        st.failures += 1
+        wait = min(_ns(self.cfg.retry_after) * 2 ** min(st.failures - 1, 30),
+                   _ns(self.cfg.refit))
+        st.retry_at = last + wait
+        self._report.failures += 1
+        self.failures_total += 1
+        log.warning("prophet fit of %s failed (%d in a row), retried after %s of data: %s: %s",
+                    key, st.failures, timedelta(microseconds=wait // 1_000),
+                    type(exc).__name__, exc)
 
     def pending(self) -> int:
         """Fits submitted and not yet installed."""
         return len(self._pending)
+
+    def pending_futures(self) -> list[Future]:
+        """The futures of the fits in flight (to wait on them at shutdown or in tests)."""
+        return [fut for fut, _, _ in self._pending.values()]
+
+    def drain_fit_report(self) -> FitReport:
+        """Fits installed (their durations) and failed since the last call."""
+        report, self._report = self._report, FitReport()
+        return report
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -321,17 +488,16 @@ class ProphetDetector(Detector):
     def set_state(self, states: Mapping[str, bytes]) -> None:
         for key, blob in states.items():
             raw = bytes(blob)
-            if raw[:len(_MAGIC)] != _MAGIC:
+            if raw[:len(_MAGIC)] not in (_MAGIC, _MAGIC_V1):
                 raise ValueError(f"state of {key!r} is not a prophet detector record")
             st = _Series.unpack(raw)
             if key in self._pending:
                 del self._pending[key]
             self._series[key] = st
-            self._blobs[key] = raw
+            self._blobs[key] = raw if raw[:len(_MAGIC)] == _MAGIC else st.packed()
 
     def forget(self, series: Sequence[str]) -> None:
         for key in series:
             self._series.pop(key, None)
             self._pending.pop(key, None)
             self._blobs.pop(key, None)
-

@@ -6,16 +6,26 @@ in that slot (for hourly data: the same hour of the last ``depth`` weeks) in a s
 float32. A point is judged against::
 
     expected = median(ring of its slot) + offset
-    sigma    = sqrt((k * (1.4826 * MAD(ring))^2 + 4 * s^2) / (k + 4))     k = values in ring
+    sigma^2  = ((k - 1) * (c_k * 1.4826 * MAD(ring))^2 + 4 * (s * f)^2) / (k - 1 + 4)
+               * (1 + Var(median of k) / sigma^2)                  k = values in the ring
+    sigma    = max(sigma, Poisson floor for counts, binomial floor for rates with a volume)
     score    = P(|T| < |z|),  z = (value - expected) / sigma,  T ~ Student-t(tail_dof)
 
-``offset`` is a short exponentially weighted mean of the residual (drift since last week) and
-``s`` a per-series robust scale of the residuals, which carries slots with few values. The
-median and MAD make one bad week harmless; points the post-rules flagged enter the ring
-clipped to ``expected +- k sigma``, so an incident does not become the baseline, while a
-lasting shift still does after ``depth / 2`` weeks. No model is fitted: building a series'
-baseline from history is learning its points, which is one vectorized step per tick for all
-series (``cxmon bench detect`` reports it as fits per second).
+``offset`` is a short exponentially weighted mean of the residual (drift since last week),
+``s`` a per-series robust scale of the residuals (which carries slots with few values) and
+``f`` a noise factor: ``sqrt(typical volume / volume)`` for rates and means that carry a
+volume (a rate from 30 sessions is noisier than from 3,000), ``sqrt(expected / typical
+level)`` for counts. Why each correction: with the 1-4 values a slot holds, a raw MAD is
+biased low (``c_k`` undoes that), the median itself is uncertain (a point is compared with
+an estimate, not the truth), and a scale learned from one lucky residual must not collapse
+(``s`` is clipped against itself only after ``_SCALE_SETTLED`` samples, and scores wait for
+``_SCALE_READY`` of them). Counts are never assumed less noisy than Poisson, rates in [0, 1]
+with a volume never less noisy than binomial, and the expected value stays in the series'
+domain. The median and MAD make one bad week harmless; points the post-rules flagged enter
+the ring clipped to ``expected +- k sigma``, so an incident does not become the baseline,
+while a lasting shift still does after ``depth / 2`` weeks. No model is fitted: building a
+series' baseline from history is learning its points, which is one vectorized step per tick
+for all series (``cxmon bench detect`` reports it as fits per second).
 
 >>> from datetime import timedelta
 >>> det = SeasonalBaseline(SeasonalBaselineConfig(), interval=timedelta(hours=1))
@@ -34,6 +44,7 @@ True
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -52,13 +63,42 @@ __all__ = ["SeasonalBaseline", "SeasonalBaselineConfig"]
 _NS_HOUR = 3_600 * 10**9
 _NS_WEEK = 168 * _NS_HOUR
 _MAD_SIGMA = 1.4826
-_PRIOR = 4.0
+_PRIOR = 4.0  # pseudo-observations of the series scale in a slot's scale
+_SCALE_SETTLED = 24.0  # scale samples after which they are clipped against the scale
+_SCALE_READY = 24  # scale samples before scoring (fewer for series with fewer slots)
 _MAGIC = b"CXSB"
+_VERSION = 2
 _HEADER = struct.Struct("<4sBHB")  # magic, version, slots, depth
+_FLAG_COUNT = 1  # every learned value was a non-negative integer
+_FLAG_UNIT = 2  # every learned value was within [0, 1]
+
+# Gaussian small-sample constants for k = 0..16 values in a slot (simulated, 1e6 draws):
+# c_k makes (c_k * 1.4826 * MAD)^2 an unbiased variance estimate; _VAR_MEDIAN[k] is the
+# variance of the median of k values in units of sigma^2 (pi / 2k beyond the table).
+_C_MAD = np.array([0.0, 0.0, 0.953, 1.147, 1.182, 1.05, 1.075, 1.026, 1.042, 1.018, 1.027,
+                   1.013, 1.02, 1.01, 1.015, 1.009, 1.012])
+_VAR_MEDIAN = np.array([0.0, 0.997, 0.499, 0.449, 0.298, 0.287, 0.214, 0.211, 0.168, 0.166,
+                        0.139, 0.137, 0.118, 0.117, 0.102, 0.102, 0.09])
 
 
 def _ns(value: timedelta) -> int:
     return value // timedelta(microseconds=1) * 1_000
+
+
+def _small_sample(depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """``c_k`` and ``1 + Var(median of k)`` for k = 0..depth (table, then asymptotics)."""
+    k = np.arange(depth + 1)
+    c = np.ones(depth + 1)
+    var = np.pi / (2.0 * np.maximum(k, 1))
+    n = min(depth + 1, len(_C_MAD))
+    c[:n], var[:n] = _C_MAD[:n], _VAR_MEDIAN[:n]
+    return c, 1.0 + var
+
+
+def _clipped_consistency(k: float) -> float:
+    """Factor turning ``E[min(|r|, k sigma)]`` into ``sigma`` for Gaussian errors."""
+    tail = math.erfc(k / math.sqrt(2.0))
+    return 1.0 / (math.sqrt(2.0 / math.pi) * (1.0 - math.exp(-k * k / 2.0)) + k * tail)
 
 
 class SeasonalBaselineConfig(DetectorConfig):
@@ -78,6 +118,12 @@ class SeasonalBaselineConfig(DetectorConfig):
     z_band: float = Field(3.0, gt=0, description="Band half-width in sigmas.")
     anomaly_learning: float = Field(0.05, ge=0, le=1, description="Drift-offset learning "
                                     "rate factor for flagged points.")
+    count_noise: Literal["auto", "off"] = Field(
+        "auto", description="'auto': series without volume whose values are all non-negative "
+        "integers are counts (noise scales with sqrt(expected), never below Poisson).")
+    volume_noise_share: float = Field(
+        0.75, ge=0.0, le=1.0, description="Share of the series-scale variance (at typical "
+        "volume) that shrinks as 1/volume; 0 ignores volumes.")
 
 
 def _median_sorted(s: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -104,6 +150,9 @@ class SeasonalBaseline(Detector):
         self._warmup_ns = _ns(c.warmup)
         self._a_off = 1.0 - 2.0 ** (-1.0 / c.offset_halflife)
         self._a_scale = 1.0 - 2.0 ** (-1.0 / c.scale_halflife)
+        self._c_k, self._inflate = _small_sample(c.depth)
+        self._c_clip = _clipped_consistency(c.k)
+        self._ready_ws = float(min(_SCALE_READY, self.slots))
         self._rows: dict[str, int] = {}
         self._free: list[int] = []
         self._cap = 0
@@ -111,7 +160,7 @@ class SeasonalBaseline(Detector):
 
     # -- storage ----------------------------------------------------------------------------
 
-    _FIELDS = ("ring", "cnt", "off", "s", "ws", "n", "t0")
+    _FIELDS = ("ring", "cnt", "off", "s", "ws", "vref", "n", "t0", "flags")
 
     def _alloc(self, cap: int) -> None:
         d, S = self.cfg.depth, self.slots
@@ -119,10 +168,12 @@ class SeasonalBaseline(Detector):
             "ring": np.full((cap, S, d), np.nan, np.float32),
             "cnt": np.zeros((cap, S), np.uint16),  # values ever written to the slot
             "off": np.zeros(cap, np.float32),
-            "s": np.zeros(cap, np.float32),
-            "ws": np.zeros(cap, np.float32),
+            "s": np.zeros(cap, np.float32),  # series scale, in units of the noise factor
+            "ws": np.zeros(cap, np.float32),  # scale samples so far
+            "vref": np.zeros(cap, np.float32),  # typical volume (rates, means) or level (counts)
             "n": np.zeros(cap, np.uint32),
             "t0": np.zeros(cap, np.int64),
+            "flags": np.zeros(cap, np.uint8),
         }
         for name, arr in new.items():
             if self._cap:
@@ -133,7 +184,7 @@ class SeasonalBaseline(Detector):
 
     def _clear(self, rows: np.ndarray) -> None:
         self._ring[rows] = np.nan
-        for name in ("cnt", "off", "s", "ws", "n", "t0"):
+        for name in self._FIELDS[1:]:
             getattr(self, "_" + name)[rows] = 0
 
     def _create(self, keys: Sequence[str]) -> None:
@@ -149,19 +200,44 @@ class SeasonalBaseline(Detector):
 
     # -- model ------------------------------------------------------------------------------
 
-    def _predict(self, rows: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _predict(self, rows: np.ndarray, ts: np.ndarray, vol: np.ndarray
+                 ) -> tuple[np.ndarray, ...]:
+        """Slot, values in it, expected value, sigma, noise factor, and the domain flags."""
+        c = self.cfg
         slot = (ts // self._slot_ns) % self.slots
         ring = self._ring[rows, slot].astype(np.float64)  # [B, depth]
-        k = np.minimum(self._cnt[rows, slot], self.cfg.depth).astype(np.int64)
+        k = np.minimum(self._cnt[rows, slot], c.depth).astype(np.int64)
         srt = np.sort(ring, axis=1)
         med = _median_sorted(srt, k)
         mad = _median_sorted(np.sort(np.abs(ring - med[:, None]), axis=1), k)
-        s = self._s[rows].astype(np.float64)
-        sig2 = (k * (_MAD_SIGMA * mad) ** 2 + _PRIOR * s * s) / (k + _PRIOR)
-        expected = np.where(k > 0, med + self._off[rows], np.nan)
-        sigma = np.sqrt(sig2)
+        flags = self._flags[rows]
+        vol_ok = np.isfinite(vol) & (vol > 0)
+        is_count = ~vol_ok & ((flags & _FLAG_COUNT) != 0) & (c.count_noise == "auto")
+        nonneg = (flags & (_FLAG_COUNT | _FLAG_UNIT)) != 0
+        unit = vol_ok & ((flags & _FLAG_UNIT) != 0)
+        raw = med + self._off[rows]
+        expected = np.where(nonneg, np.maximum(raw, 0.0), raw)
+        expected = np.where(unit, np.minimum(expected, 1.0), expected)
+        expected = np.where(k > 0, expected, np.nan)
+        # Noise factor of the series scale: volume (rates, means) or level (counts).
+        vref = self._vref[rows].astype(np.float64)
+        ratio = np.where(vol_ok, vref / vol,
+                         np.where(is_count, np.maximum(expected, 1.0) / vref, 1.0))
+        ratio = np.where(np.isfinite(ratio) & (vref > 0), np.clip(ratio, 1e-6, 1e6), 1.0)
+        share = c.volume_noise_share
+        factor = np.sqrt((1.0 - share) + share * ratio)
+        s = self._s[rows].astype(np.float64) * factor
+        dof = np.maximum(k - 1, 0)
+        slot_sd = self._c_k[k] * _MAD_SIGMA * mad
+        sig2 = (dof * slot_sd * slot_sd + _PRIOR * s * s) / (dof + _PRIOR)
+        sigma = np.sqrt(sig2 * self._inflate[k])
+        # Floors: Poisson for counts, binomial for rates in [0, 1] with a volume, numerical.
+        sigma = np.where(is_count, np.maximum(sigma, np.sqrt(np.maximum(expected, 1.0))), sigma)
+        vol1 = np.maximum(np.where(vol_ok, vol, 1.0), 1.0)
+        p = np.clip(expected, 1.0 / (vol1 + 1.0), vol1 / (vol1 + 1.0))
+        sigma = np.where(unit, np.maximum(sigma, np.sqrt(p * (1.0 - p) / vol1)), sigma)
         sigma = np.maximum(sigma, 1e-9 * np.abs(expected) + 1e-12)
-        return slot, k, expected, sigma
+        return slot, k, expected, sigma, factor, nonneg, unit
 
     def score(self, batch: TickBatch) -> Scores:
         out = Scores.empty(len(batch))
@@ -171,15 +247,15 @@ class SeasonalBaseline(Detector):
             return out
         r, ts, y = rows[sel], batch.timestamps[sel], batch.values[sel]
         with np.errstate(all="ignore"):
-            _, k, expected, sigma = self._predict(r, ts)
+            _, k, expected, sigma, _, nonneg, unit = self._predict(r, ts, batch.volumes[sel])
             z = (y - expected) / sigma
             score = t_two_sided_cdf(z, self.cfg.tail_dof)
         ready = ((self._n[r] >= self.cfg.min_points) & (ts - self._t0[r] >= self._warmup_ns)
-                 & (k > 0) & (self._ws[r] > 0) & np.isfinite(y))
+                 & (k > 0) & (self._ws[r] >= self._ready_ws) & np.isfinite(y))
         half = self.cfg.z_band * sigma
         out.expected[sel] = expected
-        out.lower[sel] = expected - half
-        out.upper[sel] = expected + half
+        out.lower[sel] = np.where(nonneg, np.maximum(expected - half, 0.0), expected - half)
+        out.upper[sel] = np.where(unit, np.minimum(expected + half, 1.0), expected + half)
         out.score[sel] = np.where(ready, score, np.nan)
         return out
 
@@ -204,39 +280,58 @@ class SeasonalBaseline(Detector):
         if (rows < 0).any():
             self._create(list(dict.fromkeys(keys[rows < 0].tolist())))
             rows = self._lookup(keys)
-        ts, y, fl = batch.timestamps[fin], batch.values[fin], flags[fin]
+        ts, y, fl, vol = (batch.timestamps[fin], batch.values[fin], flags[fin],
+                          batch.volumes[fin])
         c = self.cfg
+        new = self._n[rows] == 0
+        # Domain flags: a series is a count / a unit-interval rate while every value is one.
+        kind = (np.where((y >= 0) & (y == np.floor(y)), _FLAG_COUNT, 0)
+                | np.where((y >= 0) & (y <= 1), _FLAG_UNIT, 0)).astype(np.uint8)
+        self._flags[rows] = np.where(new, kind, self._flags[rows] & kind)
         with np.errstate(all="ignore"):
-            slot, k, expected, sigma = self._predict(rows, ts)
+            slot, k, expected, sigma, factor, _, _ = self._predict(rows, ts, vol)
             known = k > 0
             err = np.where(known, y - expected, 0.0)
-            trusted = known & (self._ws[rows] > 0)
+            ws_old = self._ws[rows].astype(np.float64)
+            trusted = known & (ws_old >= self._ready_ws)
             clip = np.where(trusted, c.k * sigma, np.inf)
             err_c = np.clip(err, -clip, clip)
             stored = np.where(fl & known, expected + err_c, y)
             # Drift offset from the clipped residual (flagged points move it slowly).
             learn = np.where(known, np.where(fl, c.anomaly_learning, 1.0), 0.0)
             off = self._off[rows] + learn * self._a_off * err_c
-            # Series scale: robust running mean of |residual| of slots with values.
-            w = np.where(known & ~fl, 1.0, 0.0)
-            ws = self._ws[rows] + w
+            # Series scale, in units of the noise factor and of the median's uncertainty:
+            # a plain running mean of |residual| first, Huber-clipped once it has settled.
+            e_n = err / (factor * np.sqrt(self._inflate[k]))
+            s_old = self._s[rows].astype(np.float64)
+            settled = ws_old >= _SCALE_SETTLED
+            lim = c.k * s_old
+            sample = np.where(settled, self._c_clip * np.minimum(np.abs(e_n), lim),
+                              math.sqrt(math.pi / 2.0) * np.abs(e_n))
+            w = np.where(known & ~fl & np.isfinite(sample), 1.0, 0.0)
+            ws = ws_old + w
             rate = np.where(w > 0, np.maximum(self._a_scale, w / np.maximum(ws, 1.0)), 0.0)
-            sample = 1.2533 * np.abs(err_c)
-            s = self._s[rows] + rate * (sample - self._s[rows])
+            s = s_old + rate * (np.where(w > 0, sample, 0.0) - s_old)
+            # Typical volume (rates, means) or level (counts) behind the series scale.
+            level = np.where(np.isfinite(vol) & (vol > 0), vol, np.maximum(y, 1.0))
+            vref = self._vref[rows].astype(np.float64)
+            n_old = self._n[rows].astype(np.float64)
+            a_v = np.maximum(self._a_scale, 1.0 / (n_old + 1.0))
+            vref = np.where(new, level, vref + a_v * (level - vref))
         pos = (self._cnt[rows, slot] % c.depth).astype(np.int64)
         self._ring[rows, slot, pos] = stored - np.where(known, self._off[rows], 0.0)
         self._cnt[rows, slot] = np.minimum(self._cnt[rows, slot].astype(np.int64) + 1, 60000)
         self._off[rows] = off
         self._s[rows] = s
         self._ws[rows] = np.minimum(ws, 1e9)
-        new = self._n[rows] == 0
+        self._vref[rows] = vref
         self._t0[rows] = np.where(new, ts, self._t0[rows])
         self._n[rows] = self._n[rows] + 1
 
     # -- checkpoints ------------------------------------------------------------------------
 
     def _header(self) -> bytes:
-        return _HEADER.pack(_MAGIC, 1, self.slots, self.cfg.depth)
+        return _HEADER.pack(_MAGIC, _VERSION, self.slots, self.cfg.depth)
 
     def _record_size(self) -> int:
         return sum(getattr(self, "_" + f)[0].nbytes for f in self._FIELDS)
@@ -260,8 +355,8 @@ class SeasonalBaseline(Detector):
         head, size = self._header(), self._record_size()
         for key, blob in states.items():
             if bytes(blob[: len(head)]) != head or len(blob) != len(head) + size:
-                raise ValueError(f"state of {key!r} is not a seasonal_baseline record for "
-                                 f"{self.slots} slots x depth {self.cfg.depth}")
+                raise ValueError(f"state of {key!r} is not a seasonal_baseline v{_VERSION} "
+                                 f"record for {self.slots} slots x depth {self.cfg.depth}")
         keys = list(states)
         missing = [k for k in keys if k not in self._rows]
         if missing:

@@ -25,6 +25,7 @@ from monitor.config import MonitorConfig, config_json_schema, load_config
 from monitor.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
+    from monitor.executor import FitExecutor
     from monitor.pipeline import TickResult
     from monitor.store import Store
     from sources.demo import ResolvedIncident
@@ -129,6 +130,7 @@ def run(
 ) -> None:
     """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM."""
     from alerts.cli import start_feedback
+    from monitor.executor import WaitingExecutor
     from monitor.pipeline import Pipeline
     from monitor.scheduler import Scheduler
 
@@ -137,10 +139,13 @@ def run(
     store = _open_store(cfg)
     from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz
 
+    fits = _open_fit_executor(cfg, store)
     telemetry = Telemetry(cfg, store)
     on_tick = telemetry.chain(_log_tick)
+    # --once exits after the tick: its fits must land in that tick's checkpoint.
+    fit_executor = WaitingExecutor(fits.executor) if once else fits.executor
     pipeline = Pipeline(cfg, store, clock=SystemClock(), console=console,
-                        sources=telemetry.sources)
+                        sources=telemetry.sources, fit_executor=fit_executor)
     try:
         if once:
             results = [pipeline.tick(m.name) for m in cfg.metrics]
@@ -172,7 +177,23 @@ def run(
     finally:
         telemetry.stop()
         pipeline.close()
+        fits.close()
         store.close()
+
+
+def _open_fit_executor(cfg: MonitorConfig, store: Store) -> FitExecutor:
+    """The ``executor:`` for slow model fits; exit 1 if a Dask scheduler is unreachable."""
+    from monitor.executor import open_executor
+
+    try:
+        fits = open_executor(cfg.executor)
+    except (OSError, TimeoutError) as exc:
+        err_console.print(f"[bold red]executor:[/] cannot reach the Dask scheduler: "
+                          f"{escape(str(exc) or type(exc).__name__)}")
+        store.close()
+        raise typer.Exit(1) from None
+    logging.getLogger(__name__).info("model fits run: %s", fits.description)
+    return fits
 
 
 def _log_tick(result: TickResult) -> None:

@@ -30,10 +30,12 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     GetJsonSchemaHandler,
     SecretStr,
     SerializeAsAny,
+    Tag,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -69,7 +71,11 @@ __all__ = [
     "DEFAULT_DETECTOR_TYPE",
     "AlertingConfig",
     "ConsoleReceiverConfig",
+    "DaskExecutorConfig",
+    "ExecutorConfig",
     "GrafanaConfig",
+    "InlineExecutorConfig",
+    "LocalExecutorConfig",
     "MetricConfig",
     "MonitorConfig",
     "ReceiverConfig",
@@ -502,6 +508,55 @@ class SchedulerConfig(BaseModel):
     _durations_non_negative = field_validator("jitter", "misfire_grace")(_non_negative)
 
 
+class InlineExecutorConfig(BaseModel):
+    """Slow model fits run on the tick itself (reproducible; what backtests do)."""
+
+    model_config = _STRICT
+
+    type: Literal["inline"]
+
+
+class LocalExecutorConfig(BaseModel):
+    """Slow model fits (Prophet refits) run in a pool of this process, off the tick path."""
+
+    model_config = _STRICT
+
+    type: Literal["local"] = "local"
+    workers: int = Field(1, ge=1, le=256, description="Fits running at once.")
+    processes: bool = Field(False, description="Worker processes instead of threads "
+                            "(isolates a fit that crashes or leaks; costs start-up time).")
+
+
+class DaskExecutorConfig(BaseModel):
+    """Slow model fits run on a Dask cluster (``dask.distributed``)."""
+
+    model_config = _STRICT
+
+    type: Literal["dask"]
+    address: str = Field(min_length=1, description="Scheduler address, e.g. "
+                         "tcp://dask-scheduler:8786 (workers need cxmon installed).")
+    timeout: Duration = Field(timedelta(seconds=30), description="Connecting to the "
+                              "scheduler gives up after this long.")
+
+    _timeout_positive = field_validator("timeout")(_positive)
+
+
+def _executor_type(value: Any) -> str | None:
+    """The executor's ``type:``; ``local`` when omitted (``{workers: 4}``)."""
+    if isinstance(value, Mapping):
+        return value.get("type", "local") if isinstance(value.get("type", "local"), str) else None
+    return getattr(value, "type", None)
+
+
+ExecutorConfig = Annotated[
+    Annotated[InlineExecutorConfig, Tag("inline")]
+    | Annotated[LocalExecutorConfig, Tag("local")]
+    | Annotated[DaskExecutorConfig, Tag("dask")],
+    Discriminator(_executor_type, custom_error_type="executor_type",
+                  custom_error_message="unknown executor type; valid types: inline, local, dask"),
+]
+
+
 def _validate_plugins(
     value: Any, kind: str, lookup: Callable[[str], type[BaseModel]], valid: Iterable[str]
 ) -> Any:
@@ -618,6 +673,8 @@ class MonitorConfig(BaseModel):
     grafana: GrafanaConfig | None = None
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)  # dashboards/config.py
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    #: Where ``cxmon run`` runs slow model fits (monitor/executor.py).
+    executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -825,12 +882,17 @@ def _child(node: Any, el: str | int) -> Any:
     return None
 
 
+#: Discriminated unions whose ``type:`` may be omitted: key -> the tag it then takes.
+_DEFAULT_TAGS: dict[str | int, str] = {"executor": "local"}
+
+
 def _strip_tags(loc: Loc, data: Any) -> Loc:
     """Drop discriminated-union tag elements, which are not keys in the document."""
     out: list[str | int] = []
     node = data
     for el in loc:
-        if isinstance(node, Mapping) and el not in node and el == node.get("type"):
+        if isinstance(node, Mapping) and el not in node and el == node.get(
+                "type", _DEFAULT_TAGS.get(out[-1] if out else "")):
             continue
         out.append(el)
         node = _child(node, el)

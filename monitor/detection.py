@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +24,7 @@ from detectors.postrules import (
     RuleState,
     severity_from_score,
 )
+from detectors.prophet_detector import FitReport
 from detectors.registry import create as create_detector
 from monitor.model import Anomaly, Direction, Series
 from monitor.staleness import NO_DATA_SEVERITY
@@ -72,6 +73,20 @@ class MetricDetectors:
             if setter is not None:
                 setter(executor)
 
+    def fit_reports(self) -> dict[str, FitReport]:
+        """Slow fits installed and failed since the last call, per detector that has them."""
+        out = {}
+        for name, det in self.detectors.items():
+            drain = getattr(det, "drain_fit_report", None)
+            if drain is not None:
+                out[name] = drain()
+        return out
+
+    def pending_fits(self) -> list[Future]:
+        """Futures of the slow fits in flight, over all detectors."""
+        return [f for det in self.detectors.values()
+                for f in (getattr(det, "pending_futures", None) or list)()]
+
     def checkpoints(self, keys: list[str]) -> dict[str, dict[str, bytes]]:
         """Everything to checkpoint after a tick, by checkpoint name: each detector's state
         of ``keys`` and its post-rule state of every series the tick touched."""
@@ -115,6 +130,10 @@ class MetricDetectors:
         """
         result = DetectionResult()
         self._labels.update({k: s.labels for k, s in series.items()})
+        for det in self.detectors.values():  # slow fits finished since the last tick
+            collect = getattr(det, "collect_fits", None)
+            if collect is not None:
+                collect()
         if frame.empty:  # the whole metric is silent: monitor.staleness reports that
             return result
         frame = frame.sort_values(["timestamp", "series"], kind="stable")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,6 +79,10 @@ class TickResult:
     silent_before: datetime | None = None
     #: Incident changes (opened / updated / resolved) committed by the tick.
     incidents: list[IncidentChange] = field(default_factory=list)
+    #: Model fits installed during the tick, per detector: seconds each fit took.
+    refits: dict[str, list[float]] = field(default_factory=dict)
+    #: Model fits that failed during the tick, per detector (logged; retried later).
+    refit_failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -247,6 +251,10 @@ class Pipeline:
                                         last_data_end=self._last_data.get(metric.name))
         return result
 
+    def pending_fits(self) -> list[Future]:
+        """Futures of the slow model fits in flight (they are installed by a later tick)."""
+        return [f for dets in self._detectors.values() for f in dets.pending_fits()]
+
     def deliver(self) -> DeliveryReport:
         """Flush the alert groups that are due into the outbox, then send what is due."""
         self.flush_groups()
@@ -301,6 +309,11 @@ class Pipeline:
         dets.feedback.extend(verdicts(self.store.feedback_after(metric.name,
                                                                 dets.feedback.last_id)))
         detected = dets.run(fresh, built.series, keep_scores=True, until=until)
+        for name, report in dets.fit_reports().items():
+            if report.seconds:
+                result.refits[name] = report.seconds
+            if report.failures:
+                result.refit_failures[name] = report.failures
         no_data = self._no_data(metric, until, built.frame)
         detected.anomalies += no_data
         result.anomalies = detected.anomalies

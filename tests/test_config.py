@@ -729,8 +729,12 @@ def test_json_schema_lists_registered_types() -> None:
         "grafana",
         "scheduler",
         "exporter",
+        "executor",
     }
     assert schema["required"] == ["sources", "metrics"]
+    executors = props["executor"]["oneOf"]
+    assert {e["$ref"].rsplit("/", 1)[1] for e in executors} == {
+        "InlineExecutorConfig", "LocalExecutorConfig", "DaskExecutorConfig"}
     sources = props["sources"]["additionalProperties"]
     assert sources["discriminator"]["propertyName"] == "type"
     assert {"fake_src", "fake_api"} <= set(sources["discriminator"]["mapping"])

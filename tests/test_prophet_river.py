@@ -6,6 +6,7 @@ from __future__ import annotations
 from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 import detectors  # noqa: F401
 from detectors.base import TickBatch
-from detectors.prophet_detector import ProphetConfig, ProphetDetector, fit_forecast
+from detectors.prophet_detector import Forecast, ProphetConfig, ProphetDetector, fit_forecast
 from detectors.river_adapter import RiverConfig, RiverDetector
 from monitor.cli import app
 from monitor.model import Anomaly, Direction, Series
@@ -37,7 +38,8 @@ class ManualExecutor(Executor):
         return fut
 
 
-def feed(det: ProphetDetector, ts: range, value: float = 10.0) -> None:
+def feed(det: ProphetDetector, ts: range, value: float = 10.25) -> None:
+    """Learn a constant, non-integer series (not a count: no Poisson floor)."""
     for t in ts:
         det.learn(TickBatch.of(["s"], [t * H], [value]), np.zeros(1, bool))
 
@@ -56,11 +58,15 @@ def test_fits_are_queued_off_the_tick_path_and_installed_later() -> None:
     assert np.isnan(det.score(probe).score[0])  # no model yet: scoring does not wait
     feed(det, range(49, 50))
     assert len(ex.calls) == 1  # no second fit while one is pending
-    fut.set_result((49 * H, np.full(48, 10.0), np.full(48, 9.0), np.full(48, 11.0)))
+    fut.set_result(Forecast(49 * H, np.full(48, 10.0), np.full(48, 9.0), np.full(48, 11.0),
+                            0.0, 0.5))
     feed(det, range(50, 51))  # the next learn installs the finished fit
     assert det.pending() == 0
     s = det.score(TickBatch.of(["s", "s"], [51 * H, 51 * H], [10.5, 20.0]))
-    assert s.expected.tolist() == [10.0, 10.0] and s.lower[0] == 9.0 and s.upper[0] == 11.0
+    sigma = 1.0 / NormalDist().inv_cdf(0.9)  # the 80% interval is +-1: sigma = 1 / z_0.9
+    assert s.expected.tolist() == [10.0, 10.0]
+    assert s.lower[0] == pytest.approx(10.0 - 3 * sigma) and s.upper[0] == pytest.approx(
+        10.0 + 3 * sigma)  # the band is +-z_band sigma, as for every detector
     assert s.score[0] < 0.9 < 0.9999 < s.score[1]
     # the state (history + forecast) round-trips; the refit is due a day after the fit
     fresh = ProphetDetector(det.cfg, interval=HOUR, executor=ex)
@@ -98,8 +104,8 @@ def test_holidays_and_events_move_the_forecast() -> None:
         {"name": "sale", "start": "2026-01-10", "end": "2026-01-10"},
         {"name": "sale", "start": "2026-01-17", "end": "2026-01-17"},
         {"name": "sale", "start": "2026-01-24", "end": "2026-01-24"}]}
-    _, plain, _, _ = fit_forecast(ts, y, base, 6 * H, 4 * 8)
-    _, with_event, _, _ = fit_forecast(ts, y, ev, 6 * H, 4 * 8)
+    plain = fit_forecast(ts, y, base, 6 * H, 4 * 8).yhat
+    with_event = fit_forecast(ts, y, ev, 6 * H, 4 * 8).yhat
     event_day = slice(4 * 5, 4 * 6)  # forecast day 5 after the history = 2026-01-24
     assert with_event[event_day].mean() > plain[event_day].mean() + 4
 

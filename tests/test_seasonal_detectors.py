@@ -1,0 +1,190 @@
+"""Seasonal detectors on the kinds of data CX KPIs are: counts, thin rates, short histories.
+
+Each test is a false-alarm or a detection check that the calibration fixes of
+``seasonal_baseline`` and ``prophet`` are there for (a scale that collapses after a lucky
+first residual, small-sample MAD bias, Poisson and binomial noise, trend extrapolation).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, Future
+from datetime import timedelta
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pytest
+
+import detectors  # noqa: F401
+from detectors.base import TickBatch
+from detectors.prophet_detector import Forecast, ProphetConfig, ProphetDetector, fit_forecast
+from detectors.registry import create
+
+H = 3_600 * 10**9
+HOUR = timedelta(hours=1)
+ALERT = 0.9999  # score of severity 25, the post-rules' default
+
+
+def _daily(t: np.ndarray) -> np.ndarray:
+    return 1.0 + 0.8 * np.sin((t % 24 - 8) / 24 * 2 * np.pi)
+
+
+def run_series(type_name: str, values: np.ndarray, volumes: np.ndarray | None = None,
+               **params: object) -> np.ndarray:
+    """Score then learn every column of ``values[t, s]``, as the pipeline does; scores."""
+    ticks, n = values.shape
+    det = create({"type": type_name, **params}, interval=HOUR)
+    keys = np.array([f"s{i}" for i in range(n)], dtype=object)
+    vol = np.full((ticks, n), np.nan) if volumes is None else volumes
+    out = np.full((ticks, n), np.nan)
+    for t in range(ticks):
+        batch = TickBatch(keys, np.full(n, t * H, np.int64), values[t], vol[t])
+        out[t] = det.score(batch).score
+        det.learn(batch, np.nan_to_num(out[t]) >= ALERT)
+    return out
+
+
+def test_seasonal_baseline_counts_raise_few_false_alarms() -> None:
+    """Poisson counts with a daily cycle (complaints per hour): pure noise, so alerts at
+    p = 1e-4 must stay near that rate. Without the scale fixes the series scale collapsed
+    to zero after a near-zero first residual and almost every later point alerted."""
+    rng = np.random.default_rng(3)
+    t = np.arange(24 * 7 * 4)[:, None]
+    lam = 12.0 * _daily(t) * np.ones((1, 60))
+    scores = run_series("seasonal_baseline", rng.poisson(lam).astype(np.float64))
+    scored = scores[np.isfinite(scores)]
+    assert scored.size > 60 * 24 * 7 * 2  # weeks 2-4 are judged
+    assert (scored >= ALERT).mean() < 1e-3
+
+
+def test_seasonal_baseline_thin_rates_respect_binomial_noise() -> None:
+    """A drop-off rate from ~30 sessions an hour moves by +-0.08 by chance alone; with
+    only one to four past values per slot the band must not be narrower than that."""
+    rng = np.random.default_rng(4)
+    t = np.arange(24 * 7 * 4)[:, None]
+    started = rng.poisson(30 * _daily(t) * np.ones((1, 60))).astype(np.float64) + 1
+    rate = rng.binomial(started.astype(int), 0.25) / started
+    scores = run_series("seasonal_baseline", rate, started)
+    scored = scores[np.isfinite(scores)]
+    assert scored.size > 60 * 24 * 7 * 2
+    assert (scored >= ALERT).mean() < 1e-3
+
+
+def test_seasonal_baseline_still_catches_an_incident() -> None:
+    """The wider, honest band must not hide a real incident: a rate 0.25 -> 0.45 on
+    ~500 sessions an hour for 6 hours is flagged from its first hour."""
+    rng = np.random.default_rng(5)
+    t = np.arange(24 * 7 * 3 + 30)[:, None]
+    started = rng.poisson(500 * _daily(t)).astype(np.float64) + 1
+    p = np.where((t >= 24 * 21 + 11) & (t < 24 * 21 + 17), 0.45, 0.25)
+    rate = rng.binomial(started.astype(int), p) / started
+    scores = run_series("seasonal_baseline", rate, started)[:, 0]
+    assert (scores[24 * 21 + 11: 24 * 21 + 17] >= ALERT).all()
+    assert np.nanmax(scores[24 * 8: 24 * 21]) < ALERT
+
+
+def test_seasonal_baseline_waits_for_a_settled_scale() -> None:
+    """A scale from a handful of residuals is a guess: scores start only after a day of
+    them (one week of slots, then 24 residuals), not at the first residual."""
+    rng = np.random.default_rng(6)
+    v = 50 + rng.normal(0, 2, (24 * 9, 1))
+    scores = run_series("seasonal_baseline", v)[:, 0]
+    first = int(np.flatnonzero(np.isfinite(scores))[0])
+    assert first == 24 * 8
+
+
+def test_seasonal_baseline_old_checkpoint_is_refused() -> None:
+    """The record layout changed (volume and domain flags): an old record must be
+    reported as unusable (the pipeline then learns afresh), not misread."""
+    det = create({"type": "seasonal_baseline"}, interval=HOUR)
+    det.learn(TickBatch.of(["s"], [0], [1.0]), np.zeros(1, bool))
+    blob = det.get_state()["s"]
+    old = blob[:4] + bytes([1]) + blob[5:]
+    with pytest.raises(ValueError, match="not a seasonal_baseline"):
+        create({"type": "seasonal_baseline"}, interval=HOUR).set_state({"s": old})
+
+
+# -- prophet -------------------------------------------------------------------------------------
+
+
+class _Held(Executor):
+    """Keeps submitted fits; the test installs the forecast it wants."""
+
+    def __init__(self) -> None:
+        self.calls: list[Future] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
+        fut: Future = Future()
+        self.calls.append(fut)
+        return fut
+
+
+def _prophet_with(history: np.ndarray, volumes: np.ndarray | None, yhat: float,
+                  half_band: float, **settings: Any) -> ProphetDetector:
+    """A prophet detector whose installed forecast is ``yhat +- half_band`` (80 %)."""
+    ex = _Held()
+    det = ProphetDetector(ProphetConfig(min_history="2d", **settings), interval=HOUR,
+                          executor=ex)
+    vol = np.full(len(history), np.nan) if volumes is None else volumes
+    for t, (y, v) in enumerate(zip(history, vol, strict=True)):
+        det.learn(TickBatch.of(["s"], [t * H], [y], [v]), np.zeros(1, bool))
+    n = len(history)
+    ex.calls[0].set_result(Forecast(n * H, np.full(48, yhat), np.full(48, yhat - half_band),
+                                    np.full(48, yhat + half_band), half_band / 10, 0.1))
+    det.collect_fits()
+    return det
+
+
+def test_prophet_counts_are_never_less_noisy_than_poisson() -> None:
+    """Prophet's noise is one sigma for the whole series; at a busy hour a count of 115
+    against 100 expected is ordinary Poisson noise (1.5 sd), whatever the fitted band."""
+    rng = np.random.default_rng(7)
+    det = _prophet_with(rng.poisson(100, 60).astype(np.float64), None, 100.0, 0.5)
+    s = det.score(TickBatch.of(["s", "s"], [61 * H] * 2, [115.0, 200.0]))
+    assert s.score[0] < 0.99 < ALERT < s.score[1]
+    assert s.lower[0] >= 0.0
+
+
+def test_prophet_rates_respect_binomial_noise_and_domain() -> None:
+    """A rate of 0.30 vs 0.25 expected is noise on 100 sessions and an incident on
+    100,000; a forecast below 0 is shown as 0 for a rate."""
+    rng = np.random.default_rng(8)
+    det = _prophet_with(rng.uniform(0.2, 0.3, 60), np.full(60, 1000.0), 0.25, 0.001)
+    s = det.score(TickBatch.of(["s", "s"], [61 * H] * 2, [0.30, 0.30], [100.0, 100_000.0]))
+    assert s.score[0] < 0.99 < ALERT < s.score[1]
+    low = _prophet_with(rng.uniform(0.0, 0.05, 60), np.full(60, 1000.0), -0.02, 0.01)
+    out = low.score(TickBatch.of(["s"], [61 * H], [0.01], [1000.0]))
+    assert out.expected[0] == 0.0 and out.lower[0] == 0.0
+
+
+def test_prophet_noise_follows_the_volume_behind_a_mean() -> None:
+    """CSAT from 1,000 responses is far less noisy than from 10, though Prophet fits one
+    sigma to both: a 0.8 drop is an incident at high volume and noise at low volume."""
+    rng = np.random.default_rng(10)
+    hist = 4.3 + rng.normal(0, 0.1, 60)  # a mean (not a count, not a rate)
+    vol = np.where(np.arange(60) % 2 == 0, 10.0, 1000.0)
+    half = 0.2 * NormalDist().inv_cdf(0.9)  # Prophet's sigma: 0.2
+    probe = TickBatch.of(["s", "s"], [61 * H] * 2, [3.5, 3.5], [1000.0, 10.0])
+    busy, thin = _prophet_with(hist, vol, 4.3, half).score(probe).score
+    assert thin < 0.99 < ALERT < busy
+    flat = _prophet_with(hist, vol, 4.3, half, volume_noise_share=0.0).score(probe).score
+    assert flat[0] < ALERT  # one sigma for all volumes misses it
+
+
+def test_prophet_first_fit_after_a_week_does_not_extrapolate_the_weekend() -> None:
+    """Contact volume with a busy Monday and a quiet weekend, fitted on its first week
+    (the bench's min_history): the forecast of the next week must stay near the data.
+    With Prophet's linear trend and its own 'auto' (weekly only after two weeks) the
+    weekend became a falling trend and the forecast went negative within days."""
+    rng = np.random.default_rng(9)
+    t = np.arange(24 * 14)
+    weekday = (t // 24) % 7  # day 0 is a Monday
+    level = np.array([1.2, 1.05, 1.0, 1.0, 0.95, 0.6, 0.45])[weekday]
+    hourly = np.clip(np.sin((t % 24 - 7) / 13 * np.pi), 0.05, None)
+    y = rng.poisson(150 * level * hourly).astype(np.float64)
+    start = 1_767_571_200 * 10**9  # 2026-01-05, a Monday
+    fc = fit_forecast(start + t[:168] * H, y[:168],
+                      ProphetConfig(uncertainty_samples=20).model_dump(mode="json"), H, 168)
+    assert fc.yhat.min() > -0.5 * y[168:].mean()  # was -1.8 x the mean
+    shown = np.maximum(fc.yhat, 0.0)  # what the detector expects for a count
+    assert np.abs(shown - y[168:]).mean() < 0.4 * y[168:].mean()  # was 1.25 x the mean
