@@ -6,9 +6,14 @@ Model, per series (vectorized over the series of a tick)::
     d_w       = distance from the last w points to their nearest neighbour among the
                 earlier, non-overlapping w-point windows of the last ``history`` points
                 (the left matrix profile of Yeh et al. 2016, for w in ``windows``)
-    decades_w = -log10 P(N > (d_w - mu_w) / sd_w)      mu_w, sd_w: EW moments of d_w
-                                                       (half-life likelihood_halflife)
-    decades   = mean over w of decades_w
+    d_day     = distance from the last 8 points to the same 8 points of each of the
+                previous ``seasonal_days`` days (the nearest of them)
+    d_b       = d_8 on the series of block means of b points, for b in ``coarse``,
+                computed when a block completes
+    dec_c     = -log10 P(N > (d_c - mu_c) / sd_c)   for every channel c; mu_c, sd_c: EW
+                moments of d_c (half-life likelihood_halflife, coarse_halflife in blocks)
+    shape     = mean over w of dec_w
+    decades   = max(shape, (shape + dec_day) / 2, dec_b for every b)
     score     = 1 - 10 ** -decades
 
 Why: most incidents in machine and business series draw a shape the series has not drawn
@@ -17,8 +22,11 @@ while the recurring oddities of a healthy series (the nightly batch spike, the M
 have a near twin in its history. Comparing the nearest-neighbour distance with the series'
 *own* history of such distances turns it into a tail probability calibrated per series, so
 one threshold suits noisy and quiet series. Averaging three window lengths rewards anomalies
-that stand out at several scales. After a point reaches ``refractory_decades`` the detector
-reports 0 for ``refractory`` points: the first point of an incident carries the news.
+that stand out at several scales; the same-time-of-day view catches a normal-looking shape at
+the wrong time (no morning peak), and can only strengthen the shape's own evidence; the block
+means catch slow drifts that no short window sees. After a point reaches
+``refractory_decades`` the detector reports 0 for ``refractory`` points: the first point of an
+incident carries the news.
 
 The expected value and band come from an EW mean and mean absolute deviation (as
 :mod:`detectors.surprise`); they describe the level, not the shape.
@@ -41,7 +49,7 @@ Example: a noisy daily pattern that suddenly skips its peak.
 ...     scores.append(det.score(batch).score[0])
 ...     det.learn(batch, np.zeros(1, dtype=bool))
 >>> scores = np.nan_to_num(scores)
->>> bool(scores[200:720].max() < 0.9), bool(scores[720:].max() > 0.99)
+>>> bool(scores[200:720].max() < 0.999), bool(scores[720:].max() > 0.9999)
 (True, True)
 """
 
@@ -75,11 +83,19 @@ class NoveltyConfig(DetectorConfig):
     likelihood_halflife: float = Field(1000.0, gt=0.0, le=1e7, description="Half-life "
                                        "(points) of the history each distance is compared "
                                        "with.")
+    seasonal_days: int = Field(7, ge=0, le=60, description="Also compare the latest "
+                               "8 points with the same time on each of this many previous "
+                               "days (0 disables; needs at least 16 points a day).")
+    coarse: list[int] = Field(default_factory=lambda: [4, 8], max_length=4, description="Also "
+                              "search 8-block shapes of block means of these sizes (points), "
+                              "for slow anomalies.")
+    coarse_halflife: float = Field(100.0, gt=0.0, le=1e7, description="Half-life (blocks) of "
+                                   "the history each coarse distance is compared with.")
     min_distances: int = Field(10, ge=2, le=100_000, description="Distances seen before the "
                                "first score.")
     refractory: int = Field(100, ge=0, le=10**7, description="Points reported as 0 after a "
                             "point reaches refractory_decades (0 disables).")
-    refractory_decades: float = Field(2.8, gt=0.0, le=300.0, description="-log10 p that "
+    refractory_decades: float = Field(3.3, gt=0.0, le=300.0, description="-log10 p that "
                                       "starts the refractory period.")
     level_halflife: float = Field(3.0, gt=0.0, le=1e6, description="Half-life (points) of "
                                   "the EW mean reported as the expected value.")
@@ -88,12 +104,51 @@ class NoveltyConfig(DetectorConfig):
     z_band: float = Field(3.0, gt=0.0, le=50.0, description="Half-width of the band in "
                           "mean absolute deviations.")
 
-    @field_validator("windows")
+    @field_validator("windows", "coarse")
     @classmethod
-    def _windows_positive(cls, v: list[int]) -> list[int]:
+    def _lengths_positive(cls, v: list[int]) -> list[int]:
         if any(w < 1 or w > 1000 for w in v):
-            raise ValueError("every window must be between 1 and 1000 points")
+            raise ValueError("every length must be between 1 and 1000 points")
         return sorted(set(v))
+
+
+_SEASONAL_WINDOW = 8  # points compared with the same time on previous days
+_COARSE_WINDOW = 8  # blocks per coarse shape
+
+
+def _nearest(series: np.ndarray, have: np.ndarray, w: int) -> np.ndarray:
+    """Per row of ``series`` (S, T; the newest point last, ``have`` real points at the end):
+    the distance from the last ``w`` points to the nearest earlier window that does not
+    overlap them (NaN if none)."""
+    total = series.shape[1]
+    past_n = total - 2 * w + 1  # windows ending at or before t - w
+    if past_n <= 0:
+        return np.full(len(series), np.nan)
+    csq = np.concatenate([np.zeros((len(series), 1)), np.cumsum(series * series, axis=1)],
+                         axis=1)
+    cur = series[:, total - w:]
+    dot = np.zeros((len(series), past_n))
+    for k in range(w):
+        dot += series[:, k:k + past_n] * cur[:, k:k + 1]
+    d2 = (csq[:, w:w + past_n] - csq[:, :past_n]) + (csq[:, -1] - csq[:, total - w])[:, None]
+    d2 -= 2.0 * dot
+    # a past window is real when all its points are: it starts at or after total - have
+    d2 = np.where(np.arange(past_n)[None, :] >= (total - have)[:, None], d2, np.inf)
+    best = d2.min(axis=1)
+    return np.where(np.isfinite(best), np.sqrt(np.maximum(best, 0.0)), np.nan)
+
+
+def _at_lags(series: np.ndarray, have: np.ndarray, w: int, lags: Sequence[int]) -> np.ndarray:
+    """Distance from the last ``w`` points to the nearest of the windows ``lags`` points
+    earlier (NaN when none of them is real yet)."""
+    total = series.shape[1]
+    cur = series[:, total - w:]
+    best = np.full(len(series), np.inf)
+    for lag in lags:
+        past = series[:, total - w - lag:total - lag]
+        d2 = ((past - cur) ** 2).sum(axis=1)
+        best = np.where(have >= lag + w, np.minimum(best, d2), best)
+    return np.where(np.isfinite(best), np.sqrt(best), np.nan)
 
 
 @dataclass(slots=True)
@@ -103,7 +158,7 @@ class _Step:
     sel: np.ndarray  # positions in the batch
     rows: np.ndarray  # state rows
     x: np.ndarray
-    dist: np.ndarray  # (len(rows), len(windows)); NaN where not computable yet
+    dist: np.ndarray  # (len(rows), channels); NaN where a channel has no distance
     decades: np.ndarray
     ready: np.ndarray
 
@@ -119,7 +174,11 @@ class Novelty(Detector):
         assert isinstance(config, NoveltyConfig)
         self.cfg: NoveltyConfig = config
         self._len = config.history + max(config.windows)
-        k = len(config.windows)
+        day = round(86_400 / max(interval.total_seconds(), 1e-9))
+        #: lags (points) of the same time on previous days that fit in the buffer
+        self._lags = [k * day for k in range(1, config.seasonal_days + 1)
+                      if day >= 2 * _SEASONAL_WINDOW and k * day + _SEASONAL_WINDOW < self._len]
+        k = len(config.windows) + (1 if self._lags else 0) + len(config.coarse)
         self._dtype = np.dtype([
             ("buf", "<f8", (self._len,)), ("n", "<i8"), ("cool", "<i8"),
             ("mu", "<f8", (k,)), ("var", "<f8", (k,)), ("cnt", "<f8", (k,)),
@@ -127,7 +186,9 @@ class Novelty(Detector):
         ])
         self._st = np.zeros(0, dtype=self._dtype)
         self._slot: dict[str, int] = {}
-        self._a_lik = _rate(config.likelihood_halflife)
+        fine = len(config.windows) + (1 if self._lags else 0)
+        self._rates = np.array([_rate(config.likelihood_halflife)] * fine
+                               + [_rate(config.coarse_halflife)] * len(config.coarse))
         self._a_level = _rate(config.level_halflife)
         self._a_scale = _rate(config.scale_halflife)
         self._version = 0
@@ -147,33 +208,27 @@ class Novelty(Detector):
         return sp
 
     def _distances(self, buf: np.ndarray, n: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Nearest-neighbour distance of the window ending at ``x`` for every window length.
+        """Distance of the latest shape to its nearest past twin, one column per channel:
+        every window length, then the same time on previous days, then every coarse block
+        size (NaN where a channel has nothing to say at this point).
 
         ``buf`` holds the past, oldest first (the newest ``n`` entries are real).
         """
         series = np.concatenate([buf, x[:, None]], axis=1)  # (S, L + 1), x last
-        series -= x[:, None]  # centred on the newest value: no cancellation in the sums below
-        total = series.shape[1]
+        series -= x[:, None]  # centred on the newest value: no cancellation in the sums
         have = np.minimum(n, self._len) + 1  # real points, x included
-        csq = np.concatenate([np.zeros((len(x), 1)), np.cumsum(series * series, axis=1)], axis=1)
-        out = np.full((len(x), len(self.cfg.windows)), np.nan)
-        for j, w in enumerate(self.cfg.windows):
-            past_n = total - 2 * w + 1  # windows ending at or before t - w
-            if past_n <= 0:
-                continue
-            cur = series[:, total - w:]
-            dot = np.zeros((len(x), past_n))
-            for k in range(w):
-                dot += series[:, k:k + past_n] * cur[:, k:k + 1]
-            sq_past = csq[:, w:w + past_n] - csq[:, :past_n]
-            sq_cur = csq[:, -1] - csq[:, total - w]
-            d2 = sq_past + sq_cur[:, None] - 2.0 * dot
-            # a past window is real when all its points are: it starts at or after total-have
-            start = np.arange(past_n)
-            d2 = np.where(start[None, :] >= (total - have)[:, None], d2, np.inf)
-            best = d2.min(axis=1)
-            out[:, j] = np.where(np.isfinite(best), np.sqrt(np.maximum(best, 0.0)), np.nan)
-        return out
+        cols = [_nearest(series, have, w) for w in self.cfg.windows]
+        if self._lags:
+            cols.append(_at_lags(series, have, _SEASONAL_WINDOW, self._lags))
+        for b in self.cfg.coarse:
+            d = np.full(len(x), np.nan)
+            due = np.flatnonzero((n + 1) % b == 0)  # this point completes a block
+            if len(due):
+                blocks = series[due, series.shape[1] % b:]
+                means = blocks.reshape(len(due), -1, b).mean(axis=2)
+                d[due] = _nearest(means, have[due] // b, _COARSE_WINDOW)
+            cols.append(d)
+        return np.stack(cols, axis=1)
 
     def _compute(self, batch: TickBatch) -> _Step:
         c = self.cfg
@@ -183,13 +238,19 @@ class Novelty(Detector):
         st = self._st[rows]
         x = batch.values[sel]
         dist = self._distances(st["buf"], st["n"], x)
-        scale = np.maximum(np.abs(st["m"]) * 1e-9, 1e-12)[:, None]
+        floor = np.maximum(np.abs(st["m"]) * 1e-9, 1e-12)[:, None]
         sd = np.sqrt(np.maximum(st["var"], 0.0))
+        known = st["cnt"] >= c.min_distances
         with np.errstate(invalid="ignore"):
-            z = (dist - st["mu"]) / np.maximum(sd, np.maximum(1e-6 * np.abs(st["mu"]), scale))
-        per_w = np.where(np.isfinite(z) & (st["cnt"] >= c.min_distances), z, -np.inf)
-        decades = log10_gauss_tail(np.where(np.isfinite(per_w), per_w, 0.0)).mean(axis=1)
-        ready = (st["cnt"] >= c.min_distances).all(axis=1)
+            z = (dist - st["mu"]) / np.maximum(sd, np.maximum(1e-6 * np.abs(st["mu"]), floor))
+        dec = log10_gauss_tail(np.where(np.isfinite(z) & known, z, 0.0))
+        k = len(c.windows)
+        fine = dec[:, :k].mean(axis=1)
+        if self._lags:  # the same-time-of-day view can only add to the shape's own view
+            fine = np.maximum(fine, 0.5 * (fine + dec[:, k]))
+            k += 1
+        decades = np.max(np.column_stack([fine, dec[:, k:]]), axis=1)
+        ready = known[:, :len(c.windows)].all(axis=1)
         return _Step(sel, rows, x, dist, np.where(ready, decades, 0.0), ready)
 
     # ------------------------------------------------------------------ contract
@@ -239,12 +300,12 @@ class Novelty(Detector):
         sp = self._step(batch)
         st = self._st[sp.rows]
         n = st["n"].astype(np.float64)
-        for j in range(len(self.cfg.windows)):
+        for j, rate in enumerate(self._rates):
             d = sp.dist[:, j]
             ok = np.isfinite(d)
             cnt = st["cnt"][:, j]
             mu, var = _ew_moments(st["mu"][:, j], st["var"][:, j], np.where(ok, d, 0.0), cnt,
-                                  self._a_lik)
+                                  float(rate))
             st["mu"][:, j] = np.where(ok, mu, st["mu"][:, j])
             st["var"][:, j] = np.where(ok, var, st["var"][:, j])
             st["cnt"][:, j] = cnt + ok
