@@ -14,6 +14,7 @@ Model, per series (vectorized over the series of a tick)::
                 moments of d_c (half-life likelihood_halflife, coarse_halflife in blocks)
     shape     = mean over w of dec_w
     decades   = max(shape, (shape + dec_day) / 2, dec_b for every b)
+    decades  -= fatigue_decades * (EW count of this series' recent alarms)
     score     = 1 - 10 ** -decades
 
 Why: most incidents in machine and business series draw a shape the series has not drawn
@@ -26,7 +27,9 @@ that stand out at several scales; the same-time-of-day view catches a normal-loo
 the wrong time (no morning peak), and can only strengthen the shape's own evidence; the block
 means catch slow drifts that no short window sees. After a point reaches
 ``refractory_decades`` the detector reports 0 for ``refractory`` points: the first point of an
-incident carries the news.
+incident carries the news. And a series that alarms often needs rarer evidence for its next
+alarm (alarm fatigue: each recent alarm adds ``fatigue_decades``, fading with
+``fatigue_halflife``), so one restless series does not flood its owners.
 
 The expected value and band come from an EW mean and mean absolute deviation (as
 :mod:`detectors.surprise`); they describe the level, not the shape.
@@ -97,6 +100,11 @@ class NoveltyConfig(DetectorConfig):
                             "point reaches refractory_decades (0 disables).")
     refractory_decades: float = Field(3.3, gt=0.0, le=300.0, description="-log10 p that "
                                       "starts the refractory period.")
+    fatigue_decades: float = Field(1.0, ge=0.0, le=100.0, description="How much rarer (in "
+                                   "decades of p) each recent alarm makes the next one have to "
+                                   "be (0 disables).")
+    fatigue_halflife: float = Field(3000.0, gt=0.0, le=1e8, description="Half-life (points) "
+                                    "of that effect.")
     level_halflife: float = Field(3.0, gt=0.0, le=1e6, description="Half-life (points) of "
                                   "the EW mean reported as the expected value.")
     scale_halflife: float = Field(200.0, gt=0.0, le=1e7, description="Half-life (points) of "
@@ -182,13 +190,14 @@ class Novelty(Detector):
         self._dtype = np.dtype([
             ("buf", "<f8", (self._len,)), ("n", "<i8"), ("cool", "<i8"),
             ("mu", "<f8", (k,)), ("var", "<f8", (k,)), ("cnt", "<f8", (k,)),
-            ("m", "<f8"), ("s", "<f8"),
+            ("m", "<f8"), ("s", "<f8"), ("load", "<f8"),
         ])
         self._st = np.zeros(0, dtype=self._dtype)
         self._slot: dict[str, int] = {}
         fine = len(config.windows) + (1 if self._lags else 0)
         self._rates = np.array([_rate(config.likelihood_halflife)] * fine
                                + [_rate(config.coarse_halflife)] * len(config.coarse))
+        self._fatigue_keep = 2.0 ** (-1.0 / config.fatigue_halflife)
         self._a_level = _rate(config.level_halflife)
         self._a_scale = _rate(config.scale_halflife)
         self._version = 0
@@ -250,6 +259,8 @@ class Novelty(Detector):
             fine = np.maximum(fine, 0.5 * (fine + dec[:, k]))
             k += 1
         decades = np.max(np.column_stack([fine, dec[:, k:]]), axis=1)
+        # alarm fatigue: every recent alarm of this series raises the bar
+        decades = np.maximum(decades - c.fatigue_decades * st["load"] * self._fatigue_keep, 0.0)
         ready = known[:, :len(c.windows)].all(axis=1)
         return _Step(sel, rows, x, dist, np.where(ready, decades, 0.0), ready)
 
@@ -309,9 +320,10 @@ class Novelty(Detector):
             st["mu"][:, j] = np.where(ok, mu, st["mu"][:, j])
             st["var"][:, j] = np.where(ok, var, st["var"][:, j])
             st["cnt"][:, j] = cnt + ok
-        fire = (self.cfg.refractory > 0) & sp.ready & (sp.decades >= self.cfg.refractory_decades)
+        alarm = sp.ready & (sp.decades >= self.cfg.refractory_decades) & (st["cool"] == 0)
+        st["load"] = st["load"] * self._fatigue_keep + alarm
         st["cool"] = np.where(st["cool"] > 0, st["cool"] - 1,
-                              np.where(fire, self.cfg.refractory, 0))
+                              np.where(alarm, self.cfg.refractory, 0))
         err = sp.x - st["m"]
         first = st["n"] == 0
         st["m"] = np.where(first, sp.x, st["m"] + self._a_level * err)

@@ -64,3 +64,24 @@ def test_state_is_bounded_by_history() -> None:
     _scores(det, np.arange(500.0))
     (blob,) = det.get_state().values()
     assert len(blob) < 8 * (100 + 8) + 200
+
+
+def _two_novel_events() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    values = 10 + rng.normal(size=900)
+    values[500:504] += 30  # a burst never seen before
+    values[700:704] -= 30  # and later a drop never seen before
+    return values
+
+
+def test_alarm_fatigue_makes_a_restless_series_need_rarer_evidence() -> None:
+    def alarms(**cfg: float) -> np.ndarray:
+        det = Novelty(NoveltyConfig(refractory=20, **cfg), interval=timedelta(minutes=5))
+        return np.flatnonzero(_scores(det, _two_novel_events()) >= ALARM)
+
+    without = alarms(fatigue_decades=0.0)
+    assert any(500 <= i < 510 for i in without) and any(700 <= i < 710 for i in without)
+    tired = alarms(fatigue_decades=50.0)
+    assert any(500 <= i < 510 for i in tired) and not any(700 <= i < 710 for i in tired)
+    rested = alarms(fatigue_decades=50.0, fatigue_halflife=5.0)  # the effect has faded by 700
+    assert any(700 <= i < 710 for i in rested)
