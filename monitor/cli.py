@@ -85,7 +85,11 @@ def _open_store(config: MonitorConfig, *, must_exist: bool = False) -> Store:
     path = url.database or ""
     is_file = url.get_backend_name() == "sqlite" and path not in ("", ":memory:")
     if must_exist and is_file and not Path(path).exists():
-        err_console.print(f"[bold red]store:[/] no store at {escape(path)}")
+        where = Path(path).resolve()
+        err_console.print(f"[bold red]store:[/] no store at {escape(str(where))} (check "
+                          "store: in the config; a relative sqlite path is taken from the "
+                          "current directory; `cxmon run` creates the store)",
+                          highlight=False)
         raise typer.Exit(1)
     try:
         return Store.open(config.store.url)
