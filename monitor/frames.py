@@ -94,6 +94,11 @@ def build_measure_frame(
     if spec.denominator:
         needed.append(spec.denominator)
     missing = [c for c in dict.fromkeys(needed) if c not in raw.columns]
+    if missing and len(raw) == 0:
+        # No rows is no data, whatever the columns: a source cannot always know the columns
+        # of an empty result (no file yet, a PromQL query without series).
+        raw = raw.reindex(columns=[*raw.columns, *missing])
+        missing = []
     if missing:
         have = ", ".join(map(str, raw.columns)) or "none"
         raise FrameError(

@@ -164,3 +164,25 @@ def test_backfill_never_splits_a_bucket_between_chunks(tmp_path) -> None:
     total = total[total["series"] == "orders"]
     assert total["value"].tolist() == [60.0] * 6
     store.close()
+
+
+def test_cli_backfill_relative_path_from_another_directory_and_missing_file(
+        tmp_path, monkeypatch) -> None:
+    """``path: events.csv`` is next to the config file whatever the working directory; a file
+    that is not there is named in a clean error (exit 1), not 'no column(s) n'."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "events.csv").write_text("ts,channel,n\n" + "2026-11-27T10:05:00Z,app,1\n" * 3)
+    (conf / "cx.yaml").write_text(EVENTS.format(tmp=tmp_path).replace(
+        f"{tmp_path}/events.csv", "events.csv"))
+    monkeypatch.chdir(tmp_path)
+    args = ["backfill", "-c", "conf/cx.yaml", "--metric", "contacts",
+            "--start", "2026-11-27T10:00Z", "--end", "2026-11-27T11:00Z"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "3 rows" in " ".join(out.output.split())
+    (conf / "events.csv").unlink()
+    out = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert out.exit_code == 1
+    assert f"file {conf / 'events.csv'} does not exist" in "".join(out.output.splitlines())
+    assert "Traceback" not in out.output

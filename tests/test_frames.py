@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from monitor.frames import FrameError, MeasureSpec, build_measure_frame, floor_time
-from monitor.model import ValueKind
+from monitor.model import MEASURE_COLUMNS, ValueKind
 
 T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
@@ -146,3 +146,12 @@ def test_buckets_and_naive_timestamps_are_utc() -> None:
     assert floor_time(datetime(2026, 1, 5, 10, 7, tzinfo=UTC), timedelta(minutes=5)) == datetime(
         2026, 1, 5, 10, 5, tzinfo=UTC
     )
+
+
+def test_no_rows_is_no_data_even_without_the_columns() -> None:
+    """A source cannot always know the columns of an empty result (no file yet, a PromQL
+    query without series): zero rows is no data, not a missing column."""
+    for empty in (pd.DataFrame(), pd.DataFrame(columns=["ts"])):
+        mf = build_measure_frame(empty, spec(), T0, T1)
+        assert mf.frame.empty and list(mf.frame.columns) == MEASURE_COLUMNS
+        assert mf.series == {} and mf.rows_in == 0 and mf.rejected == {}
