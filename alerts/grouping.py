@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlertGroups", "FlushResult", "merge_payloads", "next_tick"]
+__all__ = ["AlertGroups", "FlushResult", "WaitingGroup", "merge_payloads", "next_tick",
+           "waiting_groups"]
 
 G = alert_groups_t
 
@@ -159,10 +160,19 @@ class AlertGroups:
     # -- flushing -------------------------------------------------------------------------
 
     def flush(self, tx: StoreTx, now: datetime,
-              open_incidents: Iterable[OpenIncident] = ()) -> FlushResult:
-        """Turn every group due at ``now`` into an outbox row (or a suppressed one)."""
-        q = sa.select(G).where(G.c.next_flush_at <= now).order_by(G.c.next_flush_at,
-                                                                   G.c.incident_key)
+              open_incidents: Iterable[OpenIncident] = (), *,
+              group_wait: bool = False) -> FlushResult:
+        """Turn every group due at ``now`` into an outbox row (or a suppressed one).
+
+        ``group_wait=True`` also flushes the groups still in their ``group_wait`` (a new
+        incident's first message): ``cxmon run --once`` has ticked every metric, so there is
+        nothing more to gather, and it would otherwise exit with the message unsent.
+        ``group_interval`` and ``repeat_interval`` keep their timing."""
+        due = G.c.next_flush_at <= now
+        if group_wait:
+            due = sa.or_(due, sa.and_(G.c.last_flush_at.is_(None),
+                                      G.c.next_flush_at.is_not(None)))
+        q = sa.select(G).where(due).order_by(G.c.next_flush_at, G.c.incident_key)
         if tx.conn.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
         rows = tx.conn.execute(q).all()
@@ -216,3 +226,32 @@ def next_flush_at(store: Store) -> datetime | None:
     with store.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.min(G.c.next_flush_at,
                                                   type_=G.c.next_flush_at.type))).scalar()
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingGroup:
+    """A notification held back by group timing (``cxmon alerts status``)."""
+
+    incident_key: str
+    receiver: str
+    kind: str  # opened | updated | resolved
+    due: datetime | None
+    first: bool  # still in group_wait (nothing sent yet to this receiver)
+
+    @property
+    def timer(self) -> str:
+        return "group_wait" if self.first else "group_interval"
+
+
+def waiting_groups(store: Store) -> list[WaitingGroup]:
+    """Groups with a notification not yet in the outbox, soonest first: a new incident's
+    first message in ``group_wait``, or an update / resolution waiting for ``group_interval``
+    (reminders, due after ``repeat_interval``, are not listed)."""
+    q = (sa.select(G.c.incident_key, G.c.receiver, G.c.pending_kind, G.c.next_flush_at,
+                   G.c.last_flush_at)
+         .where(G.c.pending_kind.is_not(None))  # (``pending`` may be a JSON null)
+         .order_by(G.c.next_flush_at, G.c.incident_key, G.c.receiver))
+    with store.engine.connect() as conn:
+        return [WaitingGroup(r.incident_key, r.receiver, r.pending_kind,
+                             r.next_flush_at, r.last_flush_at is None)
+                for r in conn.execute(q)]

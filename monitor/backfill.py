@@ -50,7 +50,22 @@ def chunks(start: datetime, end: datetime, step: timedelta) -> list[tuple[dateti
 
 
 def default_chunk(metric: MetricConfig) -> timedelta:
-    return max(metric.interval, min(timedelta(days=1), CHUNK_BUCKETS * metric.interval))
+    return align_chunk(min(timedelta(days=1), CHUNK_BUCKETS * metric.interval), metric.interval)
+
+
+def align_chunk(step: timedelta, interval: timedelta) -> timedelta:
+    """``step`` rounded up to whole buckets (at least one).
+
+    A bucket must never be split between two requests: each chunk's points replace the
+    stored ones, so the second half of a split bucket would overwrite the first.
+
+    >>> align_chunk(timedelta(minutes=90), timedelta(hours=1))
+    datetime.timedelta(seconds=7200)
+    >>> align_chunk(timedelta(days=1), timedelta(minutes=7)) // timedelta(minutes=7)
+    206
+    """
+    n = max(1, -(-step // interval))
+    return n * interval
 
 
 def backfill(
@@ -75,8 +90,9 @@ def backfill(
     src = source or create_source(metric.source, config.sources[metric.source])
     spec = measure_spec(metric)
     seen: set[str] = set()
+    step = align_chunk(chunk, metric.interval) if chunk else default_chunk(metric)
     try:
-        for lo, hi in chunks(start, end, chunk or default_chunk(metric)):
+        for lo, hi in chunks(start, end, step):
             request = PollRequest(metric.name, lo, hi, metric.query, dict(metric.params),
                                   metric.timestamp)
             for attempt in range(retries + 1):

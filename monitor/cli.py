@@ -85,7 +85,11 @@ def _open_store(config: MonitorConfig, *, must_exist: bool = False) -> Store:
     path = url.database or ""
     is_file = url.get_backend_name() == "sqlite" and path not in ("", ":memory:")
     if must_exist and is_file and not Path(path).exists():
-        err_console.print(f"[bold red]store:[/] no store at {escape(path)}")
+        where = Path(path).resolve()
+        err_console.print(f"[bold red]store:[/] no store at {escape(str(where))} (check "
+                          "store: in the config; a relative sqlite path is taken from the "
+                          "current directory; `cxmon run` creates the store)",
+                          highlight=False)
         raise typer.Exit(1)
     try:
         return Store.open(config.store.url)
@@ -154,7 +158,9 @@ def run(
                 if r.skipped:
                     logging.getLogger("cxmon.tick").info("%s: nothing to do (%s)",
                                                          r.metric, r.skipped)
-            report = pipeline.deliver()
+            # Every metric has ticked: a new incident's first message has nothing more to
+            # wait for (group_wait), and this process will not be here when it is due.
+            report = pipeline.deliver(group_wait=True)
             failed = [r.metric for r in results if r.error]
             if failed or report.dead:
                 dead = f", {report.dead} notification(s) dead-lettered" if report.dead else ""
@@ -209,6 +215,10 @@ def _log_tick(result: TickResult) -> None:
 
 def _hm(ts: datetime | None) -> str:
     return ts.strftime("%Y-%m-%d %H:%M") if ts else "-"
+
+
+def _hms(ts: datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "-"
 
 
 @app.command()
@@ -429,6 +439,8 @@ def alerts_status(
     """Outbox counts (pending, sent, dead, suppressed) and the notifications not sent: pending
     (with the worker holding them), dead-lettered (the error) and suppressed (the silence,
     time interval or inhibiting incident)."""
+    from alerts.grouping import waiting_groups
+
     cfg = _load(config)
     st = _open_store(cfg, must_exist=True)
     counts = st.outbox_counts()
@@ -436,12 +448,28 @@ def alerts_status(
         f"pending {counts.get('pending', 0)} · sent {counts.get('sent', 0)} · "
         f"dead {counts.get('dead', 0)} · suppressed {counts.get('suppressed', 0)}"
     )
+    waiting = waiting_groups(st)
+    if waiting:  # not in the outbox yet: held back by the route's group timing
+        first = [w for w in waiting if w.first]
+        parts = []
+        if first:
+            parts.append(f"group_wait until {_hms(min(w.due for w in first if w.due))}")
+        if len(first) < len(waiting):
+            later = [w.due for w in waiting if not w.first and w.due]
+            parts.append(f"group_interval until {_hms(min(later))}" if later
+                         else "group_interval")
+        console.print(f"waiting: {len(waiting)} ({'; '.join(parts)})", highlight=False)
     rows = [r for r in st.notifications() if r.status != "sent"][:show]
-    if rows:
+    if rows or waiting:
         table = Table()
         for col in ("id", "status", "receiver", "incident", "attempts", "next attempt",
                     "error / reason"):
             table.add_column(col, overflow="fold")
+        for w in waiting[:show]:
+            what = {"opened": "first message", "updated": "update",
+                    "resolved": "resolution"}.get(w.kind, w.kind)
+            table.add_row("-", "waiting", w.receiver, w.incident_key, "0", _hms(w.due),
+                          f"{what}: {w.timer} until {_hms(w.due)}")
         for r in rows:
             why = r.reason if r.status == "suppressed" else (r.last_error or "")
             if r.status == "pending" and r.lease_owner and r.lease_until:

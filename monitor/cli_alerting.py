@@ -66,11 +66,13 @@ ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="cxmon YAML confi
 
 
 def _store(config: str) -> Store:
+    """The configured store; a missing SQLite file is an error (exit 1), never a new store:
+    a silence written to a fresh, mistyped store would silence nothing."""
     from pathlib import Path
 
     from monitor.cli import _load, _open_store
 
-    return _open_store(_load(Path(config)))
+    return _open_store(_load(Path(config)), must_exist=True)
 
 
 def _silence_matchers(args: list[str]) -> list[str]:

@@ -27,10 +27,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Poll [start, end) from the metric's source and store the points (no detection,
         no alerts; the live cursor is not moved). Safe to re-run."""
-        from monitor.backfill import backfill, chunks, default_chunk
+        from monitor.backfill import align_chunk, backfill, chunks, default_chunk
         from monitor.cli import _load, _open_store, _parse_time, console, err_console
         from monitor.durations import parse_duration
-        from monitor.frames import floor_time
+        from monitor.frames import FrameError, floor_time
         from sources.base import SourceError
 
         cfg = _load(config)
@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
             step = parse_duration(chunk) if chunk else default_chunk(m)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
+        step = align_chunk(step, m.interval)  # whole buckets: a bucket is never split
         total = len(chunks(floor_time(t0, m.interval), floor_time(t1, m.interval), step))
         try:
             store = _open_store(cfg)
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
                     on_chunk=lambda lo, _hi, _r: progress.update(
                         task, advance=1, description=f"{metric} {lo:%Y-%m-%d %H:%M}"),
                 )
-        except SourceError as exc:
+        except (SourceError, FrameError) as exc:
             err_console.print(f"[bold red]backfill failed:[/] {exc}", highlight=False)
             raise typer.Exit(1) from None
         finally:

@@ -1020,7 +1020,12 @@ def parse_config(
 def load_config(
     path: str | os.PathLike[str], env: Mapping[str, str] | None = None
 ) -> MonitorConfig:
-    """Read and validate the config file at ``path`` (``env`` defaults to ``os.environ``)."""
+    """Read and validate the config file at ``path`` (``env`` defaults to ``os.environ``).
+
+    Relative file paths in sources (a ``files`` source's ``path``/``base_dir``, a
+    ``credentials_file``) are taken from the config file's folder, not the working directory,
+    so ``cxmon run`` from cron finds the same files. (The ``store`` URL is not changed: a
+    relative SQLite path is taken from the working directory.)"""
     name = os.fspath(path)
     try:
         text = Path(name).read_text(encoding="utf-8")
@@ -1032,7 +1037,10 @@ def load_config(
     except OSError as exc:
         msg = f"cannot read config file: {exc.strerror or exc}"
         raise ConfigError([Problem("", msg)], name) from None
-    return parse_config(text, env, source=name)
+    config = parse_config(text, env, source=name)
+    folder = Path(name).resolve().parent
+    config.sources = {k: src.resolve_paths(folder) for k, src in config.sources.items()}
+    return config
 
 
 def _plugin_union(classes: list[type[BaseModel]]) -> Any:

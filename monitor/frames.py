@@ -2,7 +2,8 @@
 
 A bad row is counted by reason and dropped; it never fails the tick. Roll-ups are exact:
 ratios and means are recomputed from summed parts (``sum(abandoned) / sum(started)``), never
-averaged, so the total and every dimension slice agree with the leaves.
+averaged, so the total and every dimension slice agree with the leaves. Every valid row counts:
+rows identical in every column are separate contributions and add up.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ REJECT_REASONS = (
     "non_finite",
     "negative",
     "missing_dimension",
-    "duplicate",
     "zero_denominator",
 )
 
@@ -94,6 +94,11 @@ def build_measure_frame(
     if spec.denominator:
         needed.append(spec.denominator)
     missing = [c for c in dict.fromkeys(needed) if c not in raw.columns]
+    if missing and len(raw) == 0:
+        # No rows is no data, whatever the columns: a source cannot always know the columns
+        # of an empty result (no file yet, a PromQL query without series).
+        raw = raw.reindex(columns=[*raw.columns, *missing])
+        missing = []
     if missing:
         have = ", ".join(map(str, raw.columns)) or "none"
         raise FrameError(
@@ -133,13 +138,11 @@ def build_measure_frame(
     ok = _count(~before, "before_cursor", rejected, only=ok)
     ok &= ~after
 
+    # Rows are additive contributions (events, or partial aggregates of a finer grain than
+    # the metric's dimensions) and are all summed per bucket: two identical rows are two
+    # events, never a "duplicate". Re-polls do not double count because a poll returns every
+    # row of its complete buckets and the store replaces a bucket's point (upsert).
     df = df[ok]
-    # Rows are additive contributions (events, or partial aggregates) and are summed per
-    # bucket; only a row identical to another in every column the metric uses is a
-    # duplicate (a record delivered twice), counted and dropped.
-    dup = df.duplicated(keep="first").to_numpy()
-    rejected["duplicate"] += int(dup.sum())
-    df = df[~dup]
 
     step = pd.Timedelta(spec.interval)
     bucket = df["ts"].dt.floor(step) if _divides_day(step) else _epoch_floor(df["ts"], step)

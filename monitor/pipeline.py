@@ -255,16 +255,19 @@ class Pipeline:
         """Futures of the slow model fits in flight (they are installed by a later tick)."""
         return [f for dets in self._detectors.values() for f in dets.pending_fits()]
 
-    def deliver(self) -> DeliveryReport:
-        """Flush the alert groups that are due into the outbox, then send what is due."""
-        self.flush_groups()
+    def deliver(self, *, group_wait: bool = False) -> DeliveryReport:
+        """Flush the alert groups that are due into the outbox, then send what is due.
+        ``group_wait=True``: new incidents' first messages too (``cxmon run --once``)."""
+        self.flush_groups(group_wait=group_wait)
         return self.outbox.deliver_due()
 
-    def flush_groups(self) -> int:
+    def flush_groups(self, *, group_wait: bool = False) -> int:
         """Alert groups due now (group_wait, group_interval, repeat_interval) into the outbox;
-        returns how many notifications were enqueued."""
+        returns how many notifications were enqueued. ``group_wait=True`` also flushes the
+        groups still waiting for their first message (see :meth:`AlertGroups.flush`)."""
         with self.store.transaction() as tx:
-            return self.groups.flush(tx, self.clock.now(), self.incidents.open.values()).enqueued
+            return self.groups.flush(tx, self.clock.now(), self.incidents.open.values(),
+                                     group_wait=group_wait).enqueued
 
     def next_flush_at(self) -> datetime | None:
         """When the next alert group is due (for simulated time), or None."""

@@ -11,7 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Self
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -34,6 +35,11 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: str
+
+    def resolve_paths(self, config_dir: Path) -> Self:
+        """This config with its relative file paths taken from ``config_dir`` (the config
+        file's folder; :func:`monitor.config.load_config` calls it). No paths: ``self``."""
+        return self
 
 
 @dataclass(frozen=True, slots=True)

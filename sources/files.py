@@ -6,16 +6,23 @@ filtered to ``since <= timestamp < until`` here; a row whose timestamp cannot be
 dropped and counted once per file version (``skipped["bad_timestamp"]``, exported as
 ``cxmon_source_records_skipped_total``), not at every poll. A metric's ``query``, if set,
 is its own path or glob instead of the source's ``path``. Relative paths are taken from
-``base_dir`` (default: the working directory).
+``base_dir``; a relative ``base_dir``, or none, from the config file's folder (set by
+:func:`monitor.config.load_config`; the working directory for a config built in code).
+
+A plain path (no ``*``, ``?`` or ``[``) that does not exist is a fatal error naming the full
+path: it is a mistake to fix, and the tick is retried with backoff (the cursor stays, so
+nothing is lost once the file is there). A glob that matches no file is "no data yet" (a
+drop folder still empty): logged once, with the full pattern, and polled again next tick.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import pandas as pd
 import pyarrow
@@ -23,6 +30,8 @@ from pydantic import Field
 
 from sources.base import FatalSourceError, PollRequest, Source, SourceConfig
 from sources.registry import register
+
+log = logging.getLogger(__name__)
 
 Format = Literal["auto", "csv", "parquet", "jsonl"]
 _EXT = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
@@ -35,8 +44,13 @@ class FilesSourceConfig(SourceConfig):
     type: Literal["files"]
     path: str = Field(min_length=1, description="file path or glob (**, *, ?)")
     format: Format = Field("auto", description="auto picks by extension")
-    base_dir: str | None = Field(None, description="relative paths start here")
+    base_dir: str | None = Field(None, description="relative paths start here (default and "
+                                 "relative: the config file's folder)")
     csv_separator: str = ","
+
+    def resolve_paths(self, config_dir: Path) -> Self:
+        base = config_dir / (self.base_dir or "")  # an absolute base_dir wins in the join
+        return self.model_copy(update={"base_dir": str(base)})
 
 
 @register("files")
@@ -51,16 +65,25 @@ class FilesSource(Source):
         self._cache: dict[str, tuple[tuple[int, int], pd.DataFrame]] = {}
         self._ts_cache: dict[tuple[str, str], tuple[Any, pd.Series]] = {}
         self.skipped: Counter[str] = Counter()  # rows dropped here (see sources.metrics)
+        self._unmatched: set[str] = set()  # globs that matched nothing at the last poll
+
+    def pattern(self, pattern: str | None = None) -> str:
+        """The full path or glob polled: relative ones are taken from ``base_dir``."""
+        pattern = os.path.expanduser(pattern or self.config.path)
+        if not os.path.isabs(pattern):
+            pattern = os.path.join(self.config.base_dir or os.getcwd(), pattern)
+        return os.path.normpath(pattern)
 
     def files(self, pattern: str | None = None) -> list[str]:
         """The files matching the pattern now, sorted."""
-        pattern = pattern or self.config.path
-        if not os.path.isabs(pattern):
-            pattern = os.path.join(self.config.base_dir or os.getcwd(), pattern)
-        return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        full = self.pattern(pattern)
+        return sorted(p for p in glob.glob(full, recursive=True) if os.path.isfile(p))
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
         paths = self.files(request.query)
+        if not paths:
+            return self._nothing(request)
+        self._unmatched.discard(self.pattern(request.query))
         frames = []
         for path in paths:
             df = self._read(path)
@@ -78,9 +101,23 @@ class FilesSource(Source):
         live = set(paths)
         self._cache = {p: v for p, v in self._cache.items() if p in live}
         self._ts_cache = {k: v for k, v in self._ts_cache.items() if k[0] in live}
-        if not frames:
-            return pd.DataFrame(columns=[request.timestamp_column])
+        if not frames:  # only empty files (being written): no rows, no columns yet
+            return pd.DataFrame()
         return pd.concat(frames, ignore_index=True)
+
+    def _nothing(self, request: PollRequest) -> pd.DataFrame:
+        """No file matches: a missing plain path is an error, an empty glob is no data."""
+        full = self.pattern(request.query)
+        given = request.query or self.config.path
+        where = "" if os.path.isabs(os.path.expanduser(given)) else (
+            f" ({given!r} is relative to {self.config.base_dir or os.getcwd()})")
+        if not glob.has_magic(full):
+            raise FatalSourceError(f"source {self.name}: file {full} does not exist{where}")
+        if full not in self._unmatched:
+            self._unmatched.add(full)
+            log.warning("source %s: no file matches %s%s yet: no data for metric %s",
+                        self.name, full, where, request.metric)
+        return pd.DataFrame()
 
     def _times(self, path: str, df: pd.DataFrame, column: str) -> pd.Series:
         """Parsed timestamps of a file (cached with it); a row whose timestamp cannot be

@@ -26,9 +26,11 @@ endpoint, a proxy, or a local test server: ``http://127.0.0.1:8080``).
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, timedelta
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Self
 
 import pandas as pd
 from google.api_core import exceptions as gexc
@@ -60,6 +62,12 @@ class GoogleAnalyticsSourceConfig(SourceConfig):
     page_size: int = Field(10_000, ge=1, le=250_000)
     timeout: float = Field(60.0, gt=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    def resolve_paths(self, config_dir: Path) -> Self:
+        if self.credentials_file and not os.path.isabs(self.credentials_file):
+            return self.model_copy(
+                update={"credentials_file": str(config_dir / self.credentials_file)})
+        return self
 
 
 class ReportParams(BaseModel):

@@ -108,3 +108,81 @@ def load_config_text(tmp_path):
     path = tmp_path / "cx.yaml"
     path.write_text(CONFIG.format(tmp=tmp_path))
     return load_config(path, env={})
+
+
+EVENTS = """
+store: "sqlite:///{tmp}/cx.db"
+sources:
+  exports: {{type: files, path: "{tmp}/events.csv"}}
+metrics:
+  - name: contacts
+    source: exports
+    interval: 5m
+    timestamp: ts
+    dimensions: [channel]
+    value: n
+"""
+
+
+def test_cli_backfill_counts_identical_event_rows_and_reruns_do_not_double(tmp_path) -> None:
+    """Three identical event rows are three contacts, not one plus two 'duplicates'; a re-run
+    replaces the bucket (upsert) instead of adding to it."""
+    (tmp_path / "events.csv").write_text("ts,channel,n\n" + "2026-11-27T10:05:00Z,app,1\n" * 3)
+    path = tmp_path / "cx.yaml"
+    path.write_text(EVENTS.format(tmp=tmp_path))
+    args = ["backfill", "-c", str(path), "--metric", "contacts",
+            "--start", "2026-11-27T10:00Z", "--end", "2026-11-27T11:00Z"]
+    for _ in range(2):
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 0, out.output
+        assert "0 rejected" in " ".join(out.output.split())
+        store = Store.open(f"sqlite:///{tmp_path}/cx.db")
+        points = store.load_points(metric="contacts")
+        store.close()
+        assert sorted(points["value"]) == [3.0, 3.0]  # the total and channel=app
+
+
+def test_backfill_never_splits_a_bucket_between_chunks(tmp_path) -> None:
+    """A 90-minute chunk with hourly buckets is rounded up to 2h: otherwise the second half of
+    a split bucket would replace the first half's point."""
+    cfg = load_config_text(tmp_path)
+    store = Store.open(cfg.store.url)
+
+    class Minutely(Source):
+        def __init__(self) -> None:
+            super().__init__("exports", SourceConfig(type="files"))
+
+        def fetch(self, request: PollRequest) -> pd.DataFrame:
+            ts = pd.date_range(request.since, request.until, freq="1min", inclusive="left")
+            return pd.DataFrame({"ts": ts, "channel": "app", "count": 1})
+
+    seen: list[tuple[datetime, datetime]] = []
+    backfill(cfg, store, "orders", T0, T0 + timedelta(hours=6), source=Minutely(),
+             chunk=timedelta(minutes=90), on_chunk=lambda lo, hi, _r: seen.append((lo, hi)))
+    assert seen[0] == (T0, T0 + timedelta(hours=2))
+    total = store.load_points(metric="orders")
+    total = total[total["series"] == "orders"]
+    assert total["value"].tolist() == [60.0] * 6
+    store.close()
+
+
+def test_cli_backfill_relative_path_from_another_directory_and_missing_file(
+        tmp_path, monkeypatch) -> None:
+    """``path: events.csv`` is next to the config file whatever the working directory; a file
+    that is not there is named in a clean error (exit 1), not 'no column(s) n'."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "events.csv").write_text("ts,channel,n\n" + "2026-11-27T10:05:00Z,app,1\n" * 3)
+    (conf / "cx.yaml").write_text(EVENTS.format(tmp=tmp_path).replace(
+        f"{tmp_path}/events.csv", "events.csv"))
+    monkeypatch.chdir(tmp_path)
+    args = ["backfill", "-c", "conf/cx.yaml", "--metric", "contacts",
+            "--start", "2026-11-27T10:00Z", "--end", "2026-11-27T11:00Z"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "3 rows" in " ".join(out.output.split())
+    (conf / "events.csv").unlink()
+    out = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert out.exit_code == 1
+    assert f"file {conf / 'events.csv'} does not exist" in "".join(out.output.splitlines())
+    assert "Traceback" not in out.output

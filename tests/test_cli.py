@@ -135,3 +135,70 @@ def test_validate_messages_keep_square_brackets(tmp_path: Path) -> None:
                            env={"COLUMNS": "200"})
     assert result.exit_code == 2
     assert "[a-zA-Z_:]" in result.output  # rich markup must not swallow the pattern
+
+
+INCIDENT = """
+store: sqlite:///{db}
+sources:
+  shop: {{type: demo, anchor: "2026-01-05T00:00:00Z"}}
+metrics:
+  - name: checkout_dropoff_rate
+    source: shop
+    query: checkout
+    interval: 1h
+    history: 22d
+    timestamp: ts
+    dimensions: [channel, region]
+    value: {{ratio: [abandoned, started]}}
+    labels: {{journey: checkout}}
+    direction: up
+executor: {{type: inline}}
+exporter: {{enabled: false}}
+alerting:
+  route: {{receiver: console}}   # group_wait: the default 30s
+  receivers: [{{name: console, console: {{format: json}}}}]
+"""
+# The demo's scripted app/uk checkout drop-off is under way at 12:00; the first tick learns
+# 22 days silently and its newest bucket (12:00-13:00) opens an incident.
+INCIDENT_NOW = pd.Timestamp("2026-01-27T13:05:00Z").to_pydatetime()
+
+
+def test_run_once_sends_a_new_incidents_first_alert_before_exiting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor.clock import FakeClock
+    from monitor.store import Store
+
+    monkeypatch.setattr("monitor.cli.SystemClock", lambda: FakeClock(INCIDENT_NOW))
+    cfg = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
+    result = runner.invoke(app, ["run", "-c", str(cfg), "--once"])
+    assert result.exit_code == 0, result.output
+    # not left waiting group_wait for a next --once run: printed by the console receiver
+    assert '"status": "firing"' in result.output
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        (sent,) = store.notifications()
+        assert sent.status == "sent" and "|opened|" in sent.idempotency_key
+    status = runner.invoke(app, ["alerts", "status", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert "sent 1" in status.output and "waiting" not in status.output
+
+
+def test_alerts_status_shows_groups_waiting_in_group_wait(tmp_path: Path) -> None:
+    from monitor.clock import FakeClock
+    from monitor.config import load_config
+    from monitor.pipeline import Pipeline
+    from monitor.store import Store
+
+    cfg_path = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
+    cfg = load_config(cfg_path, env={})
+    with Store.open(cfg.store.url) as store:
+        p = Pipeline(cfg, store, clock=FakeClock(INCIDENT_NOW),
+                     notifiers={"console": object()})  # type: ignore[dict-item] - not sent
+        assert p.tick("checkout_dropoff_rate").incidents
+        assert p.flush_groups() == 0  # the scheduler's flush: group_wait has not passed
+        p.close()
+    result = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "pending 0 · sent 0" in text
+    assert "waiting: 1 (group_wait until 2026-01-27 13:05:30 UTC)" in text
+    assert "│ waiting │" in text  # and a row for it (the table folds on narrow terminals)

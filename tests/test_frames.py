@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from monitor.frames import FrameError, MeasureSpec, build_measure_frame, floor_time
-from monitor.model import ValueKind
+from monitor.model import MEASURE_COLUMNS, ValueKind
 
 T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
@@ -89,17 +89,33 @@ def test_bad_rows_are_counted_by_reason_and_never_crash() -> None:
     assert value_of(mf.frame, 'dropoff{journey="checkout"}') == pytest.approx(0.1)
 
 
-def test_identical_rows_are_duplicates_other_rows_add_up() -> None:
+def test_identical_rows_add_up_they_are_not_duplicates() -> None:
+    """Rows are additive: identical rows are separate events (or rows of a finer grain than
+    the metric's dimensions), never dropped as duplicates."""
     rows = pd.DataFrame({
         "ts": [T0, T0, T0, T0], "channel": ["app", "app", "app", "web"],
         "region": ["uk", "uk", "uk", "uk"],
         "started": [100, 100, 200, 0], "abandoned": [10, 10, 50, 0],
     })
     mf = build_measure_frame(rows, spec(), T0, T1)
-    assert mf.rejected == {"duplicate": 1, "zero_denominator": 1}
-    # the two distinct app rows are summed: (10 + 50) / (100 + 200)
-    assert value_of(mf.frame, 'dropoff{channel="app",journey="checkout",region="uk"}') == 0.2
+    assert mf.rejected == {"zero_denominator": 1}
+    # all three app rows are summed: (10 + 10 + 50) / (100 + 100 + 200)
+    leaf = 'dropoff{channel="app",journey="checkout",region="uk"}'
+    assert value_of(mf.frame, leaf) == pytest.approx(70 / 400)
     assert not (mf.frame["series"].str.contains('channel="web"')).any()
+
+
+def test_event_rows_count_every_event() -> None:
+    """Three identical event rows are a count of 3 (the bug: 1, with 2 'duplicate')."""
+    rows = pd.DataFrame({"ts": ["2026-11-27T10:05:00Z"] * 3, "channel": ["app"] * 3,
+                         "n": [1, 1, 1]})
+    s = MeasureSpec("contacts", timedelta(minutes=5), ValueKind.SUM, "n",
+                    timestamp="ts", dimensions=("channel",))
+    t = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    mf = build_measure_frame(rows, s, t, t + timedelta(hours=1))
+    assert mf.rejected == {}
+    assert value_of(mf.frame, "contacts") == 3.0
+    assert value_of(mf.frame, 'contacts{channel="app"}') == 3.0
 
 
 def test_rows_without_declared_dimensions_are_summed_not_dropped() -> None:
@@ -130,3 +146,12 @@ def test_buckets_and_naive_timestamps_are_utc() -> None:
     assert floor_time(datetime(2026, 1, 5, 10, 7, tzinfo=UTC), timedelta(minutes=5)) == datetime(
         2026, 1, 5, 10, 5, tzinfo=UTC
     )
+
+
+def test_no_rows_is_no_data_even_without_the_columns() -> None:
+    """A source cannot always know the columns of an empty result (no file yet, a PromQL
+    query without series): zero rows is no data, not a missing column."""
+    for empty in (pd.DataFrame(), pd.DataFrame(columns=["ts"])):
+        mf = build_measure_frame(empty, spec(), T0, T1)
+        assert mf.frame.empty and list(mf.frame.columns) == MEASURE_COLUMNS
+        assert mf.series == {} and mf.rows_in == 0 and mf.rejected == {}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from alerts.dispatch import Dispatcher
-from alerts.grouping import AlertGroups, merge_payloads
+from alerts.grouping import AlertGroups, merge_payloads, waiting_groups
 from alerts.payload import incident_payload
 from alerts.silences import active_silences, add_silence
 from monitor.config import parse_config
@@ -63,9 +63,10 @@ class Harness:
             self.groups.apply(tx, changes, payloads, now)
             self.groups.flush(tx, now)
 
-    def flush(self, now: datetime, open_incidents: Sequence[OpenIncident] = ()) -> None:
+    def flush(self, now: datetime, open_incidents: Sequence[OpenIncident] = (), *,
+              group_wait: bool = False) -> None:
         with self.store.transaction() as tx:
-            self.groups.flush(tx, now, open_incidents)
+            self.groups.flush(tx, now, open_incidents, group_wait=group_wait)
 
     def sent(self, receiver: str = "ops") -> list[dict[str, Any]]:
         return [dict(n.payload) for n in self.store.notifications()
@@ -131,6 +132,29 @@ def test_group_interval_paces_later_changes_and_merges_them(h: Harness) -> None:
     assert len(h.sent()) == 2
     h.flush(T0 + 15 * M + 30 * S)  # on the group's tick, not 5 minutes after the change
     assert [p["anomalies"][0]["series"][-1] for p in h.sent()[2:]] == ["d"]
+
+
+def test_group_wait_flush_sends_first_messages_now_and_keeps_group_interval(
+        h: Harness, store: Store) -> None:
+    """``cxmon run --once``: a new incident's first message goes out before the process
+    exits; an update still waits for group_interval, which counts from that early flush."""
+    old, new = incident("checkout", "app"), incident("checkout", "web")
+    h.change([step(old, "opened", T0, "a")], T0)
+    h.flush(T0 + 30 * S)  # told; next group_interval ticks at 05:30, 10:30, ...
+    h.change([step(old, "updated", T0 + M, "b")], T0 + M)
+    h.change([step(new, "opened", T0 + M, "x")], T0 + M)
+    assert [(w.incident_key, w.kind, w.first, w.due) for w in waiting_groups(store)] == [
+        (new.key, "opened", True, T0 + M + 30 * S),
+        (old.key, "updated", False, T0 + 5 * M + 30 * S)]
+    h.flush(T0 + M, group_wait=True)
+    sent = h.sent()
+    assert [p["incident_key"] for p in sent] == [old.key, new.key]  # not old's update
+    assert [w.incident_key for w in waiting_groups(store)] == [old.key]
+    h.change([step(new, "updated", T0 + 2 * M, "y")], T0 + 2 * M)
+    h.flush(T0 + 5 * M, group_wait=True)
+    assert len(h.sent()) == 2  # new's update: group_interval from 01:00, due 06:00
+    h.flush(T0 + 6 * M)
+    assert {p["incident_key"] for p in h.sent()[2:]} == {old.key, new.key}
 
 
 def test_repeat_interval_reminds_of_an_unchanged_firing_group(h: Harness) -> None:

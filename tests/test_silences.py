@@ -84,6 +84,7 @@ store: sqlite:///{tmp_path / 's.db'}
 sources: {{s: {{type: sql, url: "sqlite://"}}}}
 metrics: [{{name: m, source: s, value: v}}]
 """)
+    Store.open(f"sqlite:///{tmp_path / 's.db'}").close()  # `cxmon run` made it
     run = CliRunner().invoke
     out = run(app, ["silence", "add", "-c", str(path), 'team="checkout"', "region!~us.*",
                     "--duration", "2h", "--comment", "deploy", "--author", "ana"])
@@ -99,6 +100,24 @@ metrics: [{{name: m, source: s, value: v}}]
     assert run(app, ["silence", "expire", "-c", str(path), sid]).exit_code == 1
     bad = run(app, ["silence", "add", "-c", str(path), 'team=~"("'])
     assert bad.exit_code != 0
+
+
+@pytest.mark.parametrize("args", [["add", 'team="checkout"'], ["query"], ["expire", "x"]])
+def test_silence_cli_does_not_create_a_missing_store(tmp_path: Path, args: list[str]) -> None:
+    """Like ``alerts status``: a mistyped store path is an error, not a new empty store (a
+    silence written there would silence nothing, a query there would show none)."""
+    db = tmp_path / "no" / "such" / "dir" / "s.db"
+    path = tmp_path / "c.yaml"
+    path.write_text(f"""
+store: sqlite:///{db}
+sources: {{s: {{type: sql, url: "sqlite://"}}}}
+metrics: [{{name: m, source: s, value: v}}]
+""")
+    out = CliRunner().invoke(app, ["silence", args[0], "-c", str(path), *args[1:]],
+                             env={"COLUMNS": "300"})
+    assert out.exit_code == 1
+    assert f"nostoreat{db}" in "".join(out.output.split())  # however rich wraps it
+    assert not (tmp_path / "no").exists()
 
 
 def test_pipeline_drops_silenced_incident_and_records_it(

@@ -91,3 +91,47 @@ def test_unusable_files_are_fatal(tmp_path, name: str, content: str, needle: str
     with pytest.raises(FatalSourceError) as info:
         src(str(tmp_path / name)).fetch(req())
     assert "exports" in str(info.value) and needle in str(info.value)
+
+
+def test_a_missing_plain_path_is_fatal_and_names_the_full_path(tmp_path) -> None:
+    s = src("exports/contacts.csv", base_dir=str(tmp_path))
+    with pytest.raises(FatalSourceError) as info:
+        s.fetch(req())
+    full = tmp_path / "exports" / "contacts.csv"
+    assert str(info.value) == (f"source exports: file {full} does not exist "
+                               f"('exports/contacts.csv' is relative to {tmp_path})")
+
+
+def test_a_glob_matching_no_file_is_no_data_logged_once(tmp_path, caplog) -> None:
+    s = src("exports/*.csv", base_dir=str(tmp_path))
+    with caplog.at_level("WARNING", logger="sources.files"):
+        assert s.fetch(req()).empty
+        assert s.fetch(req()).empty
+    full = tmp_path / "exports" / "*.csv"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"source exports: no file matches {full} ('exports/*.csv' is relative to {tmp_path}) "
+        "yet: no data for metric contacts"]
+    (tmp_path / "exports").mkdir()
+    rows(0, 2).to_csv(tmp_path / "exports" / "a.csv", index=False)
+    assert len(s.fetch(req())) == 2
+
+
+def test_relative_paths_are_taken_from_the_config_files_folder(tmp_path, monkeypatch) -> None:
+    from monitor.config import load_config
+
+    conf = tmp_path / "conf"
+    (conf / "data").mkdir(parents=True)
+    rows(0, 3).to_csv(conf / "data" / "contacts.csv", index=False)
+    (conf / "cx.yaml").write_text("""
+sources:
+  a: {type: files, path: data/contacts.csv}
+  b: {type: files, path: contacts.csv, base_dir: data}
+  c: {type: files, path: contacts.csv, base_dir: /elsewhere}
+metrics: [{name: contacts, source: a, value: contacts, timestamp: ts}]
+""")
+    monkeypatch.chdir(tmp_path)  # another working directory, as under cron
+    cfg = load_config("conf/cx.yaml", env={})
+    for name in "ab":
+        s = FilesSource(name, cfg.sources[name])  # type: ignore[arg-type]
+        assert len(s.fetch(req())) == 3, name
+    assert cfg.sources["c"].base_dir == "/elsewhere"  # type: ignore[attr-defined]

@@ -211,3 +211,44 @@ def test_source_metrics_count_http_retries_and_skips() -> None:
         == T0.timestamp()
     assert np.isfinite(get("cxmon_source_polls_total", {"source": "api", "metric": "m",
                                                          "outcome": "ok"}))
+
+
+class Events(Source):
+    """One row per event: three identical rows per bucket for app, two for web."""
+
+    def __init__(self) -> None:
+        super().__init__("shop", SourceConfig(type="demo"))
+        self.requests: list[PollRequest] = []
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        self.requests.append(request)
+        stamps = pd.date_range(request.since, request.until, freq=STEP, inclusive="left")
+        rows = [{"ts": ts + timedelta(minutes=1), "channel": channel, "count": 1}
+                for ts in stamps for channel, n in (("app", 3), ("web", 2)) for _ in range(n)]
+        return pd.DataFrame(rows, columns=["ts", "channel", "count"])
+
+
+def test_identical_event_rows_add_up_and_late_window_repolls_do_not_double_count(
+        tmp_path) -> None:
+    """Rows are summed, identical or not; a re-polled bucket replaces the stored point, so
+    overlapping polls (late_window) never count an event twice."""
+    cfg = parse_config(CONFIG.format(db=tmp_path / "s.db", extra="late_window: 15m"), env={})
+    store = Store.open(cfg.store.url)
+    clock = FakeClock(T0 + STEP)
+    events = Events()
+    p = Pipeline(cfg, store, clock=clock, sources={"shop": events},
+                 notifiers={"console": object()})  # type: ignore[dict-item]
+    results = run(p, clock, T0 + timedelta(minutes=40))
+    assert all(r.ok and not r.rejected for r in results)
+    assert any(r.since - req.since == 3 * STEP  # later polls overlap the last 15 minutes
+               for r, req in zip(results, events.requests, strict=True) if r.since)
+    points = store.load_points(metric="orders")
+    by_series = points.groupby("series")["value"]
+    assert set(by_series.max()) == set(by_series.min())  # every bucket the same
+    assert by_series.max().to_dict() == {
+        'orders{journey="checkout"}': 5.0,
+        'orders{channel="app",journey="checkout"}': 3.0,
+        'orders{channel="web",journey="checkout"}': 2.0,
+    }
+    p.close()
+    store.close()

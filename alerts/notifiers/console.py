@@ -55,10 +55,24 @@ def render_panel(payload: Mapping[str, Any]) -> Panel:
         since = str(payload.get("opened_at", ""))[:16].replace("T", " ")
         until = str(payload.get("resolved_at") or "")[:16].replace("T", " ")
         body = Text(f"back to normal; open from {since} to {until} UTC")
-    verb = "RESOLVED" if status == "resolved" else ("UPDATE" if payload.get("update") else "FIRING")
-    title = f"[{colour}]{verb}[/] sev {severity} · {payload.get('title', '')}"
+    title = f"[{colour}]{_verb(payload)}[/] sev {severity} · {payload.get('title', '')}"
     subtitle = payload.get("runbook") or payload.get("incident_key", "")
     return Panel(body, title=title, subtitle=str(subtitle), border_style=colour)
+
+
+def _verb(payload: Mapping[str, Any]) -> str:
+    """RESOLVED, REMINDER (``repeat_interval``: still firing, nothing new, with when it was
+    opened), UPDATE or FIRING.
+
+    >>> _verb({"update": True, "repeat": True, "opened_at": "2026-01-27T11:00:00+00:00"})
+    'REMINDER (open since 2026-01-27 11:00 UTC)'
+    """
+    if payload.get("status") == "resolved":
+        return "RESOLVED"
+    if payload.get("repeat"):
+        opened = str(payload.get("opened_at") or "")[:16].replace("T", " ")
+        return f"REMINDER (open since {opened} UTC)" if opened else "REMINDER"
+    return "UPDATE" if payload.get("update") else "FIRING"
 
 
 def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str]) -> Table:
