@@ -178,8 +178,10 @@ def validate(config: ConfigOpt) -> None:
     """Check a config file; print every problem with its path (exit 2 if any)."""
     cfg = _load(config)
     console.print(
-        f"[green]✓[/] {config}: {len(cfg.sources)} source(s), {len(cfg.metrics)} metric(s), "
-        f"{len(cfg.detectors)} detector(s), {len(cfg.alerting.receivers)} receiver(s)"
+        f"[green]✓[/] {escape(str(config))}: {len(cfg.sources)} source(s), "
+        f"{len(cfg.metrics)} metric(s), {len(cfg.detectors)} detector(s), "
+        f"{len(cfg.alerting.receivers)} receiver(s)",
+        soft_wrap=True,  # one line, also in a log or a pipe
     )
 
 
@@ -487,6 +489,31 @@ def backtest(
             out = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
             out.to_csv(output, index=False)
         console.print(f"wrote {len(frame)} anomalies to {output}")
+
+
+@app.command("anomalies")
+def anomalies_list(
+    config: ConfigOpt,
+    last: Annotated[int, typer.Option("--last", "-n", min=1,
+                                      help="How many, newest first.")] = 20,
+    metric: Annotated[str | None, typer.Option(help="Only this metric.")] = None,
+) -> None:
+    """List recent stored anomalies with their ids (for cxmon feedback ID LABEL)."""
+    cfg = _load(config)
+    if metric is not None and metric not in {m.name for m in cfg.metrics}:
+        raise typer.BadParameter(f"unknown metric {metric!r}", param_hint="--metric")
+    st = _open_store(cfg, must_exist=True)
+    try:
+        frame = st.anomalies(metric=metric)
+    finally:
+        st.close()
+    rows = frame.iloc[::-1].head(last)
+    typer.echo(f"{'ID':32}  {'TIME (UTC)':16}  {'SEV':>3}  {'VALUE':>10}  {'EXPECTED':>10}  SERIES")
+    for r in rows.itertuples():
+        typer.echo(f"{r.id:32}  {_hm(r.ts):16}  {r.severity:>3}  {_g(r.value):>10}  "
+                   f"{_g(r.expected):>10}  {r.series}")
+    if frame.empty:
+        typer.echo("(no anomalies stored)", err=True)
 
 
 @alerts_app.command("status")
