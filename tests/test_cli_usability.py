@@ -256,3 +256,21 @@ def test_readme_routing_examples_are_true(tmp_path: Path) -> None:
         res = runner.invoke(app, ["routes", "test", "-c", str(cfg), *labels.split()])
         assert res.exit_code == 0, res.output
         assert res.stdout.strip() == expected, labels
+
+
+def test_logs_are_plain_single_lines_off_a_terminal() -> None:
+    import logging
+    import sys
+
+    from monitor.cli import _setup_logging
+
+    _setup_logging("info")  # pytest's stderr is not a terminal
+    long = "x" * 150
+    saved, sys.stderr = sys.stderr, io.StringIO()  # the handler follows sys.stderr
+    try:
+        logging.getLogger("cxmon.test").error("tick failed: %s", long)
+        lines = sys.stderr.getvalue().splitlines()
+    finally:
+        sys.stderr = saved
+        logging.getLogger().handlers.clear()
+    assert len(lines) == 1 and lines[0].endswith(f"ERROR cxmon.test: tick failed: {long}")
