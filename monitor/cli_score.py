@@ -84,6 +84,9 @@ def _read_csv(source: str) -> pd.DataFrame:
     """``source`` (``-`` = stdin) as strings-preserving CSV, or a one-line usage error."""
     import sys
 
+    if source == "-" and sys.stdin.isatty():
+        raise typer.BadParameter("stdin is a terminal: pipe a CSV in or give --input FILE",
+                                 param_hint="--input")
     if source != "-":
         path = Path(source)
         if not path.exists() or path.is_dir():
