@@ -10,10 +10,11 @@ import tempfile
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import pandas as pd
 import typer
+import typer.core
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -30,7 +31,59 @@ if TYPE_CHECKING:
     from monitor.store import Store
     from sources.demo import ResolvedIncident
 
+def _is_tty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _Group(typer.core.TyperGroup):
+    """The ``cxmon`` group. When stderr is not a terminal, usage errors are printed as plain
+    lines (``Error: ...``), never boxed or hard-wrapped at 80 columns, so logs can be grepped."""
+
+    def main(self, args=None, prog_name=None, complete_var=None,  # type: ignore[override]
+             standalone_mode=True, **extra):
+        if not standalone_mode or _is_tty(sys.stderr):
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # click's usage and file errors
+            if type(exc).__name__ != "NoArgsIsHelpError":  # its help is already printed
+                exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _hide_flag_types() -> None:
+    """Typer's rich help shows a ``<bool>`` type beside every flag (``--help`` included),
+    as if it took a value; flags take none, so show no type for them."""
+    option = typer.core.TyperOption
+    shown = option.display_type_rich
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    option.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"cxmon {version('cxmon')}")
+        except PackageNotFoundError:  # pragma: no cover - a source tree that is not installed
+            typer.echo("cxmon (not installed)")
+        raise typer.Exit()
+
+
 app = typer.Typer(
+    cls=_Group,
     help="cxmon: anomaly detection and alerting for customer-experience KPIs.",
     no_args_is_help=True,
     add_completion=False,
@@ -39,20 +92,45 @@ app = typer.Typer(
 alerts_app = typer.Typer(help="Inspect the alert outbox.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """cxmon: anomaly detection and alerting for customer-experience KPIs."""
+
+
 console = Console()
-err_console = Console(stderr=True)
+# Not a terminal (a log file, a pipe): no hard wrap at 80 columns, one problem per line.
+err_console = Console(stderr=True, soft_wrap=not _is_tty(sys.stderr))
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error"],
+    typer.Option("--log-level", help="Log level.", case_sensitive=False),
+]
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
-        force=True,
-    )
+    """Rich log lines on a terminal; plain one-line records (never wrapped) in a file or pipe."""
+    handler: logging.Handler
+    if _is_tty(sys.stderr):
+        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
+        fmt = "%(message)s"
+    else:
+        handler = _StderrHandler()
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level.upper(), format=fmt, handlers=[handler], force=True)
     for noisy in ("apscheduler", "alembic", "cmdstanpy", "prophet"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -115,8 +193,10 @@ def validate(config: ConfigOpt) -> None:
     """Check a config file; print every problem with its path (exit 2 if any)."""
     cfg = _load(config)
     console.print(
-        f"[green]✓[/] {config}: {len(cfg.sources)} source(s), {len(cfg.metrics)} metric(s), "
-        f"{len(cfg.detectors)} detector(s), {len(cfg.alerting.receivers)} receiver(s)"
+        f"[green]✓[/] {escape(str(config))}: {len(cfg.sources)} source(s), "
+        f"{len(cfg.metrics)} metric(s), {len(cfg.detectors)} detector(s), "
+        f"{len(cfg.alerting.receivers)} receiver(s)",
+        soft_wrap=True,  # one line, also in a log or a pipe
     )
 
 
@@ -379,8 +459,9 @@ def backtest(
         Path | None, typer.Option(help="Write anomalies to this .csv or .json file.")
     ] = None,
 ) -> None:
-    """Replay history through the detectors (fresh state, no look-ahead); nothing is stored
-    or sent. Prints a table of anomalies and a summary."""
+    """Replay history through the detectors (fresh state, no look-ahead).
+
+    Nothing is stored or sent. Prints a table of anomalies and a summary."""
     from monitor.backtest import run_backtest
 
     cfg = _load(config)
@@ -429,6 +510,31 @@ def backtest(
             out = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
             out.to_csv(output, index=False)
         console.print(f"wrote {len(frame)} anomalies to {output}")
+
+
+@app.command("anomalies")
+def anomalies_list(
+    config: ConfigOpt,
+    last: Annotated[int, typer.Option("--last", "-n", min=1,
+                                      help="How many, newest first.")] = 20,
+    metric: Annotated[str | None, typer.Option(help="Only this metric.")] = None,
+) -> None:
+    """List recent stored anomalies with their ids (for cxmon feedback ID LABEL)."""
+    cfg = _load(config)
+    if metric is not None and metric not in {m.name for m in cfg.metrics}:
+        raise typer.BadParameter(f"unknown metric {metric!r}", param_hint="--metric")
+    st = _open_store(cfg, must_exist=True)
+    try:
+        frame = st.anomalies(metric=metric)
+    finally:
+        st.close()
+    rows = frame.iloc[::-1].head(last)
+    typer.echo(f"{'ID':32}  {'TIME (UTC)':16}  {'SEV':>3}  {'VALUE':>10}  {'EXPECTED':>10}  SERIES")
+    for r in rows.itertuples():
+        typer.echo(f"{r.id:32}  {_hm(r.ts):16}  {r.severity:>3}  {_g(r.value):>10}  "
+                   f"{_g(r.expected):>10}  {r.series}")
+    if frame.empty:
+        typer.echo("(no anomalies stored)", err=True)
 
 
 @alerts_app.command("status")

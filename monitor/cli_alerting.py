@@ -40,8 +40,9 @@ def routes_test(
                      "(comma-separated)."),
     ] = None,
 ) -> None:
-    """Print the receivers a label set reaches, comma-separated, in Alertmanager's order
-    (like ``amtool config routes test``)."""
+    """Print the receivers a label set reaches, comma-separated, in Alertmanager's order.
+
+    Like 'amtool config routes test'."""
     from pathlib import Path
 
     from alerts.routing import Router
@@ -89,7 +90,8 @@ def silence_add(
     matchers: Annotated[list[str], typer.Argument(help="Matchers, e.g. 'team=\"checkout\"'")],
     duration: Annotated[str, typer.Option("--duration", "-d", help="e.g. 2h")] = "1h",
     comment: Annotated[str, typer.Option("--comment", help="Why.")] = "",
-    author: Annotated[str, typer.Option("--author", "-a")] = "",
+    author: Annotated[str, typer.Option("--author", "-a",
+                                        help="Who (default: $USER).")] = "",
 ) -> None:
     """Silence matching notifications for --duration; prints the silence id."""
     from alerts.silences import add_silence

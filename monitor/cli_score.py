@@ -13,21 +13,38 @@ import typer
 
 SCORE_HELP = """Score one series with one detector, streaming, without look-ahead.
 
-Reads INPUT (CSV with columns timestamp,value; timestamps in any ISO format, naive = UTC),
-feeds the rows in time order and writes OUTPUT with columns timestamp,value,anomaly_score.
-Row i's score uses rows <= i only. anomaly_score = 1 - p, p the detector's tail probability
-(0 while the detector is still warming up). Points the default post-rules would flag
-(severity >= 25) are learned cautiously, as in `cxmon run`.
+Reads --input (CSV with columns timestamp,value; timestamps in any ISO format, naive = UTC; \
+- = stdin), feeds the rows in time order and writes --output (- = stdout) with columns \
+timestamp,value,anomaly_score. Messages go to stderr, so stdout is clean CSV.
 
-Every detector type works with its defaults; --param k=v (repeatable, YAML values) sets
-its options, e.g. `--detector river --param model=HalfSpaceTrees --param calibration=300`.
-The interval is the median step of the timestamps unless --interval is given.
+Row i's score uses rows <= i only. anomaly_score = 1 - p, p the detector's tail probability \
+(0 while the detector is still warming up; empty for a value that is not a number, which is \
+reported and skipped). Points the default post-rules would flag (severity >= 25) are learned \
+cautiously, as in 'cxmon run'.
+
+Every detector type works with its defaults; --param k=v (repeatable, YAML values) sets its \
+options, e.g. --detector river --param model=HalfSpaceTrees --param calibration=300. The \
+interval is the median step of the timestamps unless --interval is given.
 """
+
+
+def _detector_help() -> str:
+    import detectors  # noqa: F401  (registers the built-in types)
+    from detectors.registry import detector_types
+
+    return f"Detector type: {', '.join(sorted(detector_types()))}."
+
+
+DETECTOR_HELP = _detector_help()  # from the registry, so a new type shows up in --help
 
 
 def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
                 interval: timedelta | None = None) -> pd.DataFrame:
-    """Score ``frame`` (timestamp, value) point by point; returns it with ``anomaly_score``."""
+    """Score ``frame`` (timestamp, value) point by point; returns it with ``anomaly_score``.
+
+    A value that is not a number (``abc``, empty) is missing: it is not fed to the detector
+    and its ``anomaly_score`` is NaN (written as an empty cell).
+    """
     import detectors  # noqa: F401  (registers the built-in types)
     from detectors.base import TickBatch
     from detectors.postrules import score_for_severity
@@ -46,8 +63,8 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     flag_at = score_for_severity(25.0)
     key = np.array(["series"], dtype=object)
     nan = np.array([math.nan])
-    scores = np.zeros(len(values))
-    for i in range(len(values)):
+    scores = np.full(len(values), math.nan)
+    for i in np.flatnonzero(np.isfinite(values)):
         batch = TickBatch(key, ts_ns[i:i + 1], values[i:i + 1], nan)
         s = float(det.score(batch).score[0])
         scores[i] = s if math.isfinite(s) else 0.0
@@ -57,59 +74,106 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     return out
 
 
+def not_numbers(values: pd.Series) -> pd.Series:
+    """Which values are not numbers (``abc``, empty, ``nan``, ``inf``): True where missing."""
+    numeric = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+    return pd.Series(~np.isfinite(numeric), index=values.index)
+
+
+def _read_csv(source: str) -> pd.DataFrame:
+    """``source`` (``-`` = stdin) as strings-preserving CSV, or a one-line usage error."""
+    import sys
+
+    if source == "-" and sys.stdin.isatty():
+        raise typer.BadParameter("stdin is a terminal: pipe a CSV in or give --input FILE",
+                                 param_hint="--input")
+    if source != "-":
+        path = Path(source)
+        if not path.exists() or path.is_dir():
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise typer.BadParameter(f"{source} {what}", param_hint="--input")
+    try:
+        return pd.read_csv(sys.stdin if source == "-" else source)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        where = "stdin" if source == "-" else source
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise typer.BadParameter(f"{where}: not a CSV ({first})", param_hint="--input") from None
+
+
 def register(app: typer.Typer) -> None:
     """Add ``score`` and ``feedback`` to the ``cxmon`` app."""
 
     @app.command("score", help=SCORE_HELP)
     def score(
-        detector: Annotated[str, typer.Option("--detector", "-d", help="Detector type, e.g. "
-                                              "robust_seasonal, seasonal_baseline, prophet, "
-                                              "river.")] = "robust_seasonal",
+        detector: Annotated[str, typer.Option(
+            "--detector", "-d", help=DETECTOR_HELP)] = "robust_seasonal",
         param: Annotated[list[str] | None, typer.Option(
             "--param", "-p", help="Detector option k=v (repeatable).")] = None,
-        input: Annotated[Path, typer.Option("--input", "-i", help="CSV: timestamp,value.",
-                                            exists=True, dir_okay=False)] = Path("-"),
-        output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: "
-                                             "timestamp,value,anomaly_score.")] = Path("-"),
+        input: Annotated[str, typer.Option(
+            "--input", "-i", metavar="<path>",
+            help="CSV with columns timestamp,value; - reads stdin.")] = "-",
+        output: Annotated[str, typer.Option(
+            "--output", "-o", metavar="<path>",
+            help="CSV to write (timestamp,value,anomaly_score); - writes stdout.")] = "-",
         interval: Annotated[str | None, typer.Option(
             "--interval", help="Series interval (e.g. 5m, 1h); default: median step.")] = None,
     ) -> None:
-        from pydantic import ValidationError
+        import sys
 
-        import detectors  # noqa: F401
-        from detectors.registry import detector_types
-        from monitor.bench.nab import parse_params
+        from monitor.bench.nab import detector_config
         from monitor.durations import parse_duration
 
-        if detector not in detector_types():
-            valid = ", ".join(sorted(detector_types()))
-            raise typer.BadParameter(f"unknown detector {detector!r}; valid: {valid}",
-                                     param_hint="--detector")
-        frame = pd.read_csv(input)
+        config = detector_config(detector, param or [])
+        if output != "-" and not Path(output).parent.is_dir():
+            raise typer.BadParameter(f"no directory {Path(output).parent}",
+                                     param_hint="--output")
+        if output != "-" and Path(output).is_dir():
+            raise typer.BadParameter(f"{output} is a directory", param_hint="--output")
+        try:
+            step = parse_duration(interval) if interval else None
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--interval") from None
+        frame = _read_csv(input)
+        where = "stdin" if input == "-" else input
         missing = {"timestamp", "value"} - set(frame.columns)
         if missing:
-            raise typer.BadParameter(f"{input} lacks column(s) {', '.join(sorted(missing))}",
+            raise typer.BadParameter(f"{where} lacks column(s) {', '.join(sorted(missing))}",
                                      param_hint="--input")
-        step = parse_duration(interval) if interval else None
-        try:
-            out = score_frame(frame, detector, parse_params(param or []), step)
-        except ValidationError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--param") from None
-        out.to_csv(output, index=False)
-        typer.echo(f"scored {len(out)} rows -> {output}", err=True)
+        bad_ts = pd.to_datetime(frame["timestamp"], utc=True, format="mixed", errors="coerce")
+        if bad_ts.isna().any():
+            row = int(np.flatnonzero(bad_ts.isna().to_numpy())[0])
+            raise typer.BadParameter(
+                f"{where} row {row + 1}: not a time: {frame['timestamp'].iloc[row]!r}",
+                param_hint="--input")
+        skipped = not_numbers(frame["value"])
+        params = {k: v for k, v in config.items() if k != "type"}
+        out = score_frame(frame, detector, params, step)
+        if output == "-":
+            out.to_csv(sys.stdout, index=False)
+            sys.stdout.flush()
+        else:
+            out.to_csv(output, index=False)
+        if skipped.any():
+            rows = ", ".join(str(i + 1) for i in np.flatnonzero(skipped.to_numpy())[:5])
+            more = ", ..." if skipped.sum() > 5 else ""
+            typer.echo(f"{int(skipped.sum())} value(s) not a number (data row(s) {rows}{more}): "
+                       "scored as missing (empty anomaly_score)", err=True)
+        typer.echo(f"scored {len(out)} rows -> {'stdout' if output == '-' else output}",
+                   err=True)
 
     @app.command("feedback")
     def feedback(
         anomaly_id: Annotated[str, typer.Argument(help="Anomaly id (as in alerts and the store).")],
         label: Annotated[str, typer.Argument(help="not_anomaly | expected | confirmed")],
-        config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config.")] = Path(
-            "cxmon.yaml"),
+        config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")],
         note: Annotated[str | None, typer.Option("--note", help="Why.")] = None,
         user: Annotated[str | None, typer.Option("--user", help="Who.")] = None,
     ) -> None:
-        """Mark an anomaly: not_anomaly / expected make that series need a rarer point before
-        it alerts again (a week; for expected: that day and the same hour of the week for 4
-        weeks); confirmed cancels earlier such verdicts."""
+        """Mark an anomaly (ids: cxmon anomalies) as not_anomaly, expected or confirmed.
+
+        not_anomaly / expected make that series need a rarer point before it alerts again
+        (a week; for expected: that day and the same hour of the week for 4 weeks); confirmed
+        cancels earlier such verdicts."""
         from monitor.cli import _load, _open_store
 
         if label not in ("not_anomaly", "expected", "confirmed"):
@@ -119,7 +183,7 @@ def register(app: typer.Typer) -> None:
         try:
             fid = store.add_feedback(anomaly_id, label, source="cli", user=user, note=note)
         except KeyError as exc:
-            typer.echo(str(exc).strip("'\""), err=True)
+            typer.echo(exc.args[0] if exc.args else str(exc), err=True)
             raise typer.Exit(1) from None
         finally:
             store.close()

@@ -25,8 +25,9 @@ def register(app: typer.Typer) -> None:
                                      "288 buckets, at most a day).")
         ] = None,
     ) -> None:
-        """Poll [start, end) from the metric's source and store the points (no detection,
-        no alerts; the live cursor is not moved). Safe to re-run."""
+        """Poll [start, end) from the metric's source and store the points.
+
+        No detection, no alerts; the live cursor is not moved. Safe to re-run."""
         from monitor.backfill import align_chunk, backfill, chunks, default_chunk
         from monitor.cli import _load, _open_store, _parse_time, console, err_console
         from monitor.durations import parse_duration

@@ -28,9 +28,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -305,9 +307,11 @@ def _run_group(args: tuple[dict[str, Any], float, list[NabFile]]) -> dict[str, n
 
 
 def run_detector(
-    files: Sequence[NabFile], config: Mapping[str, Any], jobs: int = 1
+    files: Sequence[NabFile], config: Mapping[str, Any], jobs: int = 1,
+    on_done: Callable[[list[str], int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Anomaly score per row of every file (NaN scores, e.g. in warm-up, become 0)."""
+    """Anomaly score per row of every file (NaN scores, e.g. in warm-up, become 0).
+    ``on_done(file_names, rows)`` is called as each group of files finishes (progress)."""
     groups: dict[float, list[NabFile]] = {}
     for f in files:
         groups.setdefault(infer_interval(f.timestamps).total_seconds(), []).append(f)
@@ -322,13 +326,19 @@ def run_detector(
             load[k] += len(f)
         tasks += [(dict(config), seconds, c) for c in chunks if c]
     out: dict[str, np.ndarray] = {}
+
+    def done(part: dict[str, np.ndarray]) -> None:
+        out.update(part)
+        if on_done is not None:
+            on_done(list(part), sum(len(v) for v in part.values()))
+
     if jobs > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for part in pool.map(_run_group, tasks):
-                out.update(part)
+            for future in as_completed([pool.submit(_run_group, t) for t in tasks]):
+                done(future.result())
     else:
         for task in tasks:
-            out.update(_run_group(task))
+            done(_run_group(task))
     return {k: np.clip(np.nan_to_num(v, nan=0.0), 0.0, 1.0) for k, v in out.items()}
 
 
@@ -388,6 +398,39 @@ def parse_params(params: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def detector_config(detector: str, params: Sequence[str], hint: str = "--detector"
+                    ) -> dict[str, Any]:
+    """``{"type": detector, **params}`` checked against the detector's config: an unknown type
+    or a bad setting is a one-line usage error (exit 2), not a traceback."""
+    from pydantic import ValidationError
+
+    import detectors  # noqa: F401  (registers the built-in types)
+    from detectors.registry import config_class, detector_types
+
+    if detector not in detector_types():
+        valid = ", ".join(sorted(detector_types()))
+        raise typer.BadParameter(f"unknown detector {detector!r}; valid: {valid}",
+                                 param_hint=hint)
+    config = {"type": detector, **parse_params(params)}
+    try:
+        config_class(detector).model_validate(config)
+    except ValidationError as exc:
+        raise typer.BadParameter(validation_message(exc), param_hint="--param") from None
+    return config
+
+
+def validation_message(exc: Any) -> str:
+    """A pydantic ``ValidationError`` as one line: ``key: problem; key: problem``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown setting"
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
 def _table(results: Mapping[str, Mapping[str, ProfileResult]],
            published: Mapping[str, Mapping[str, float]]) -> str:
     rows = [(f"**{name} (cxmon)**", {p: r.score for p, r in res.items()})
@@ -417,29 +460,51 @@ def bench_nab(
                                          "published per-file results: score them with our "
                                          "scorer and compare to final_results.json."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the figures here."),
-    doc: Path | None = typer.Option(None, "--doc", help="Benchmarks document "
-                                    "(default docs/benchmarks.md)."),
+    doc: Path | None = typer.Option(None, "--doc", help="Benchmarks document whose nab "
+                                    "section a full run (no --file) rewrites; default: "
+                                    "docs/benchmarks.md of the cxmon checkout. A --file "
+                                    "subset run never writes it."),
 ) -> None:
-    """Run a detector over the NAB corpus and score it with NAB's rules (3 profiles)."""
+    """Run a detector over the NAB corpus and score it with NAB's rules (3 profiles).
+
+    Progress goes to stderr (a bar on a terminal, else a line per finished group of files)."""
     from monitor.bench.report import update_section, write_json
 
-    config = {"type": detector, **parse_params(param)}
-    corpus = load_corpus(data, files or None)
+    config = detector_config(detector, param, "--detector")
+    for extra in also:
+        detector_config(extra, [], "--also")
+    if jobs < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--jobs")
+    for opt, path in (("--json", json_out), ("--doc", doc)):
+        if path is not None and not path.parent.is_dir():
+            raise typer.BadParameter(f"no directory {path.parent}", param_hint=opt)
+    if validate is not None and not validate.is_dir():
+        raise typer.BadParameter(f"{validate} is not a folder", param_hint="--validate")
+    if not (data / "labels" / "combined_windows.json").is_file():
+        raise typer.BadParameter(f"{data} has no labels/combined_windows.json (not a NAB "
+                                 "folder?)", param_hint="--data")
+    try:
+        corpus = load_corpus(data, files or None)
+    except FileNotFoundError as exc:
+        hint = "--file" if str(exc).startswith("not in the NAB labels") else "--data"
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
     profiles = load_profiles(data)
     pub_path = data / "results" / "final_results.json"
     published = json.loads(pub_path.read_text()) if pub_path.exists() else {}
+    rows = sum(len(f) for f in corpus)
 
     start = time.perf_counter()
-    scores = run_detector(corpus, config, jobs=jobs)
+    with _progress(detector, len(corpus), rows) as tick:
+        scores = run_detector(corpus, config, jobs=jobs, on_done=tick)
     elapsed = time.perf_counter() - start
-    rows = sum(len(f) for f in corpus)
     results = score_all([(scores[f.name], f.windows) for f in corpus], profiles)
     label = detector + ("" if not param else " " + " ".join(param))
     ours = {label: results}
     others: dict[str, Any] = {}
     for extra in also:
         t0 = time.perf_counter()
-        extra_scores = run_detector(corpus, {"type": extra}, jobs=jobs)
+        with _progress(extra, len(corpus), rows) as tick:
+            extra_scores = run_detector(corpus, {"type": extra}, jobs=jobs, on_done=tick)
         spent = time.perf_counter() - t0
         ours[extra] = score_all([(extra_scores[f.name], f.windows) for f in corpus], profiles)
         others[extra] = {"seconds": spent,
@@ -497,8 +562,46 @@ def bench_nab(
         typer.echo("\n".join(lines))
         body += lines
     write_json(json_out, figures)
-    if not files:
+    if files:
+        typer.echo("docs not updated (subset run: only a run over the whole corpus writes the "
+                   "nab section)", err=True)
+    else:
         update_section("nab", "\n".join(body), doc)
+
+
+@contextmanager
+def _progress(label: str, n_files: int, n_rows: int
+              ) -> Iterator[Callable[[list[str], int], None]]:
+    """A progress callback for ``run_detector``: a rich bar on stderr when it is a terminal,
+    else one line per finished group of files (a log stays readable)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    err = Console(stderr=True)
+    start = time.perf_counter()
+    done = {"files": 0, "rows": 0}
+    if err.is_terminal:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("rows"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task(f"{label}: {n_files} files", total=n_rows)
+            yield lambda _names, rows: bar.advance(task, rows)
+        return
+
+    def line(names: list[str], rows: int) -> None:
+        done["files"] += len(names)
+        done["rows"] += rows
+        print(f"{label}: {done['files']}/{n_files} files, {done['rows']:,}/{n_rows:,} rows "
+              f"done ({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
+
+    yield line
 
 
 def register(app: typer.Typer) -> None:

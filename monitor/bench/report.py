@@ -11,7 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DOC = Path("docs/benchmarks.md")
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_doc() -> Path | None:
+    """``docs/benchmarks.md`` of the cxmon checkout this code runs from, whatever the current
+    directory; ``None`` for an installed package (no checkout: pass ``--doc FILE``)."""
+    if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "docs").is_dir():
+        return _ROOT / "docs" / "benchmarks.md"
+    return None
 _HEADER = (
     "# Benchmarks\n\n"
     "Every section is written by the `cxmon bench` command it names, on the machine it names.\n"
@@ -35,9 +43,14 @@ def command_line() -> str:
     return "cxmon " + " ".join(args) if args else "cxmon bench"
 
 
-def update_section(name: str, body_markdown: str, doc: Path | None = None) -> Path:
-    """Replace (or append) the section ``name`` of the benchmarks document."""
-    doc = doc or DEFAULT_DOC
+def update_section(name: str, body_markdown: str, doc: Path | None = None) -> Path | None:
+    """Replace (or append) the section ``name`` of the benchmarks document: ``doc``, else the
+    checkout's ``docs/benchmarks.md``; says on stderr what was written (or why nothing)."""
+    doc = doc or default_doc()
+    if doc is None:
+        print("docs not updated: not running from a cxmon checkout (pass --doc FILE)",
+              file=sys.stderr)
+        return None
     doc.parent.mkdir(parents=True, exist_ok=True)
     text = doc.read_text() if doc.exists() else _HEADER
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -53,6 +66,7 @@ def update_section(name: str, body_markdown: str, doc: Path | None = None) -> Pa
     else:
         text = text.rstrip() + "\n\n" + block
     doc.write_text(text)
+    print(f"docs: section {name!r} of {doc} updated", file=sys.stderr)
     return doc
 
 

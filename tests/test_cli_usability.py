@@ -1,0 +1,276 @@
+"""The command line as a new user meets it: ``-`` for stdin/stdout, one-line usage errors
+(exit 2) instead of tracebacks, help without ``<bool>`` or stray backticks, ``--version``,
+anomaly ids that can be found, and error lines that a pipe does not see hard-wrapped."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from monitor.cli import app
+from monitor.model import Anomaly, Direction, Series
+from monitor.store import Store
+
+runner = CliRunner()
+NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab"
+
+
+def series_csv(n: int = 60, bad: dict[int, str] | None = None) -> str:
+    ts = pd.date_range("2026-01-05", periods=n, freq="h", tz="UTC")
+    values = [f"{10 + np.sin(i / 4):.3f}" for i in range(n)]
+    for i, text in (bad or {}).items():
+        values[i] = text
+    lines = ["timestamp,value", *(f"{t:%Y-%m-%dT%H:%M:%SZ},{v}" for t, v in zip(
+        ts, values, strict=True))]
+    return "\n".join(lines) + "\n"
+
+
+def test_score_dash_reads_stdin_and_writes_clean_csv_to_stdout() -> None:
+    res = runner.invoke(app, ["score", "-d", "surprise", "-i", "-"], input=series_csv())
+    assert res.exit_code == 0, res.output
+    out = pd.read_csv(io.StringIO(res.stdout))  # stdout is the CSV alone
+    assert list(out.columns) == ["timestamp", "value", "anomaly_score"]
+    assert len(out) == 60
+    assert "scored 60 rows -> stdout" in res.stderr
+    assert not Path("-").exists()
+
+
+def test_score_defaults_are_stdin_and_stdout(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["score", "-d", "surprise"], input=series_csv(10))
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("timestamp,value,anomaly_score")
+    assert list(tmp_path.iterdir()) == []  # no file named '-'
+
+
+def test_score_checks_the_output_directory_before_scoring(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text(series_csv())
+    res = runner.invoke(app, ["score", "-i", str(src), "-o", str(tmp_path / "no" / "o.csv")])
+    assert res.exit_code == 2
+    assert "no directory" in res.output and "Traceback" not in res.output
+    assert "scored" not in res.output
+
+
+def test_score_reports_non_numeric_values_and_scores_them_as_missing(tmp_path: Path) -> None:
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_text(series_csv(bad={5: "abc", 9: ""}))
+    res = runner.invoke(app, ["score", "-d", "surprise", "-i", str(src), "-o", str(dst)])
+    assert res.exit_code == 0, res.output
+    assert "2 value(s) not a number (data row(s) 6, 10)" in res.stderr
+    out = pd.read_csv(dst)
+    assert out["anomaly_score"].isna().tolist() == [i in (5, 9) for i in range(60)]
+    # the missing rows are skipped, not scored as 0: the other rows score as without them
+    clean = tmp_path / "clean.csv"
+    pd.read_csv(src).drop(index=[5, 9]).to_csv(clean, index=False)
+    ref = tmp_path / "ref.csv"
+    assert runner.invoke(app, ["score", "-d", "surprise", "-i", str(clean), "-o", str(ref),
+                               "--interval", "1h"]).exit_code == 0
+    res = runner.invoke(app, ["score", "-d", "surprise", "-i", str(src), "-o", str(dst),
+                              "--interval", "1h"])
+    np.testing.assert_array_equal(pd.read_csv(dst)["anomaly_score"].dropna(),
+                                  pd.read_csv(ref)["anomaly_score"])
+
+
+@pytest.mark.parametrize(("args", "stdin", "expected"), [
+    (["-i", "nope.csv"], None, "nope.csv does not exist"),
+    (["-p", "bogus=1"], "", "--param: bogus: unknown setting"),
+    (["-d", "surprise", "-p", "refractory=abc"], "", "refractory: Input should be"),
+    (["-d", "nope"], "", "unknown detector 'nope'"),
+    (["-i", "-"], "", "stdin: not a CSV"),
+    (["-i", "-"], "time,value\n1,2\n", "lacks column(s) timestamp"),
+    (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "row 1: not a time"),
+])
+def test_score_usage_errors_are_one_line_exit_2(args, stdin, expected) -> None:
+    res = runner.invoke(app, ["score", *args], input=stdin)
+    assert res.exit_code == 2, res.output
+    assert expected in res.output
+    assert "Traceback" not in res.output and "pydantic" not in res.output
+    error = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1  # off a terminal: plain, not boxed, not wrapped
+
+
+def test_score_help_lists_every_registered_detector() -> None:
+    import detectors  # noqa: F401
+    from detectors.registry import detector_types
+
+    res = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0
+    for name in detector_types():
+        assert name in res.output, name
+    assert {"novelty", "surprise"} <= set(detector_types())
+
+
+def test_log_level_is_a_choice(tmp_path: Path) -> None:
+    for cmd in (["run", "-c", str(tmp_path / "x.yaml"), "--once"], ["demo", "--once"]):
+        res = runner.invoke(app, [*cmd, "--log-level", "loud"])
+        assert res.exit_code == 2, res.output
+        assert "'loud' is not one of 'debug', 'info', 'warning', 'error'" in res.output
+        assert "Traceback" not in res.output
+
+
+def _commands(group=None, path=()):
+    import typer.main
+
+    group = group or typer.main.get_command(app)
+    yield path
+    for name, cmd in getattr(group, "commands", {}).items():
+        yield from _commands(cmd, (*path, name))
+
+
+def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
+    paths = list(_commands())
+    assert ("bench", "nab") in paths and ("anomalies",) in paths
+    for path in paths:
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (path, res.output)
+        assert "<bool>" not in res.output, path
+        assert "``" not in res.output, path
+    add = runner.invoke(app, ["silence", "add", "--help"], env={"COLUMNS": "200"}).output
+    assert "Who (default: $USER)" in add
+
+
+def test_version_from_package_metadata() -> None:
+    from importlib.metadata import version
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0
+    assert res.output.strip() == f"cxmon {version('cxmon')}"
+
+
+def test_config_errors_are_not_wrapped_off_a_terminal(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("store: sqlite:///x.db\nsources:\n  shop: {type: demo}\nmetrics:\n"
+                   "  - {name: kpi, source: shop, query: checkout, value: started, "
+                   "detectors: [" + "a_detector_name_that_is_long_enough_to_wrap" * 2 + "]}\n")
+    res = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "80"})
+    assert res.exit_code == 2
+    line = next(s for s in res.stderr.splitlines() if "metrics[0].detectors[0]" in s)
+    assert len(line) > 80 and "a_detector_name_that_is_long_enough_to_wrap" * 2 in line
+
+
+def _store_with_anomaly(tmp_path: Path) -> tuple[Path, Anomaly]:
+    db = tmp_path / "fb.db"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"store: sqlite:///{db}\nsources:\n  shop: {{type: demo}}\nmetrics:\n"
+        "  - {name: kpi, source: shop, query: checkout, value: started}\n")
+    store = Store.open(f"sqlite:///{db}")
+    store.migrate()
+    a = Anomaly(series='kpi{region="uk"}', metric="kpi", labels={"region": "uk"},
+                timestamp=datetime(2026, 1, 5, tzinfo=UTC), value=3.0, expected=1.0,
+                lower=0.5, upper=1.5, score=0.999999, severity=50, direction=Direction.UP,
+                detector="default")
+    with store.transaction() as tx:
+        tx.ensure_series([Series("kpi", {"region": "uk"})])
+        tx.add_anomalies([a])
+    store.close()
+    return cfg, a
+
+
+def test_anomalies_lists_ids_that_feedback_accepts(tmp_path: Path) -> None:
+    cfg, a = _store_with_anomaly(tmp_path)
+    res = runner.invoke(app, ["anomalies", "-c", str(cfg), "--last", "5"])
+    assert res.exit_code == 0, res.output
+    header, row = res.stdout.splitlines()
+    assert header.startswith("ID") and row.startswith(a.id)
+    assert 'kpi{region="uk"}' in row and "2026-01-05 00:00" in row
+    res = runner.invoke(app, ["feedback", row.split()[0], "not_anomaly", "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    bad = runner.invoke(app, ["anomalies", "-c", str(cfg), "--metric", "nope"])
+    assert bad.exit_code == 2 and "unknown metric 'nope'" in bad.output
+
+
+def test_feedback_requires_config_and_quotes_the_unknown_id(tmp_path: Path) -> None:
+    cfg, _ = _store_with_anomaly(tmp_path)
+    res = runner.invoke(app, ["feedback", "deadbeef", "not_anomaly", "-c", str(cfg)])
+    assert res.exit_code == 1
+    assert "no anomaly with id 'deadbeef'" in res.stderr
+    res = runner.invoke(app, ["feedback", "deadbeef", "not_anomaly"])
+    assert res.exit_code == 2 and "--config" in res.output
+
+
+def test_bench_default_doc_is_the_checkouts_not_the_working_directory() -> None:
+    from monitor.bench.report import default_doc
+
+    root = Path(__file__).resolve().parents[1]
+    assert default_doc() == root / "docs" / "benchmarks.md"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--data", "{nab}", "--file", "nope.csv"], "--file: not in the NAB labels: ['nope.csv']"),
+    (["--data", "{tmp}"], "has no labels/combined_windows.json"),
+    (["--data", "{nab}", "--detector", "nope"], "--detector: unknown detector 'nope'"),
+    (["--data", "{nab}", "--param", "bogus=1"], "--param: bogus: unknown setting"),
+    (["--data", "{nab}", "--also", "nope"], "--also: unknown detector 'nope'"),
+    (["--data", "{nab}", "--json", "{tmp}/no/x.json"], "--json: no directory"),
+])
+def test_bench_nab_usage_errors_are_one_line_exit_2(tmp_path: Path, args, expected) -> None:
+    labels = tmp_path / "nab" / "labels"
+    labels.mkdir(parents=True)
+    (labels / "combined_windows.json").write_text("{}")
+    args = [a.format(nab=tmp_path / "nab", tmp=tmp_path) for a in args]
+    res = runner.invoke(app, ["bench", "nab", *args])
+    assert res.exit_code == 2, res.output
+    assert expected in res.output
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.skipif(not NAB.exists(), reason="NAB data set not present")
+def test_bench_nab_subset_says_docs_not_updated_and_reports_progress(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    res = runner.invoke(app, ["bench", "nab", "--data", str(NAB), "--detector", "surprise",
+                              "--file", "realTraffic/speed_7578.csv", "--jobs", "1",
+                              "--doc", str(doc)])
+    assert res.exit_code == 0, res.output
+    assert "docs not updated (subset run" in res.stderr
+    assert "surprise: 1/1 files, 1,127/1,127 rows done" in res.stderr
+    assert not doc.exists()
+
+
+def test_readme_routing_examples_are_true(tmp_path: Path) -> None:
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("```yaml\nalerting:\n  route:\n    receiver: cx-ops")
+    block = yaml.safe_load(readme[start + len("```yaml\n"):readme.index("```", start + 8)])
+    block["alerting"]["receivers"] = [{"name": n, "console": {}}
+                                      for n in ("cx-ops", "checkout", "pager")]
+    block.update(store=f"sqlite:///{tmp_path / 'rt.db'}", sources={"shop": {"type": "demo"}},
+                 metrics=[{"name": "kpi", "source": "shop", "query": "checkout",
+                           "value": "started"}])
+    cfg = tmp_path / "cxmon.yaml"
+    cfg.write_text(yaml.safe_dump(block))
+    examples = re.findall(r"cxmon routes test -c cxmon\.yaml ((?:[\w-]+=[\w-]+ ?)+)\s*"
+                          r"#\s*-> ([\w,-]+)", readme)
+    assert len(examples) >= 2
+    for labels, expected in examples:
+        res = runner.invoke(app, ["routes", "test", "-c", str(cfg), *labels.split()])
+        assert res.exit_code == 0, res.output
+        assert res.stdout.strip() == expected, labels
+
+
+def test_logs_are_plain_single_lines_off_a_terminal() -> None:
+    import logging
+    import sys
+
+    from monitor.cli import _setup_logging
+
+    _setup_logging("info")  # pytest's stderr is not a terminal
+    long = "x" * 150
+    saved, sys.stderr = sys.stderr, io.StringIO()  # the handler follows sys.stderr
+    try:
+        logging.getLogger("cxmon.test").error("tick failed: %s", long)
+        lines = sys.stderr.getvalue().splitlines()
+    finally:
+        sys.stderr = saved
+        logging.getLogger().handlers.clear()
+    assert len(lines) == 1 and lines[0].endswith(f"ERROR cxmon.test: tick failed: {long}")
