@@ -58,7 +58,7 @@ Example: a noisy daily pattern that suddenly skips its peak.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -66,13 +66,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from detectors.base import Detector, DetectorConfig, Scores, TickBatch
+from detectors.base import DetectorConfig, Scores, TickBatch
+from detectors.records import RecordDetector
 from detectors.registry import register
 from detectors.surprise import _LN10, _ew_moments, _rate, log10_gauss_tail
 
 __all__ = ["Novelty", "NoveltyConfig"]
 
-_MAGIC = b"CXNV1"
 
 
 class NoveltyConfig(DetectorConfig):
@@ -172,10 +172,11 @@ class _Step:
 
 
 @register("novelty")
-class Novelty(Detector):
+class Novelty(RecordDetector):
     """Nearest-neighbour distance of the latest shape, as a per-series tail probability."""
 
     Config = NoveltyConfig
+    record_magic = b"CXNV1"
 
     def __init__(self, config: DetectorConfig, *, interval: timedelta) -> None:
         super().__init__(config, interval=interval)
@@ -187,34 +188,19 @@ class Novelty(Detector):
         self._lags = [k * day for k in range(1, config.seasonal_days + 1)
                       if day >= 2 * _SEASONAL_WINDOW and k * day + _SEASONAL_WINDOW < self._len]
         k = len(config.windows) + (1 if self._lags else 0) + len(config.coarse)
-        self._dtype = np.dtype([
+        self._set_record(np.dtype([
             ("buf", "<f8", (self._len,)), ("n", "<i8"), ("cool", "<i8"),
             ("mu", "<f8", (k,)), ("var", "<f8", (k,)), ("cnt", "<f8", (k,)),
             ("m", "<f8"), ("s", "<f8"), ("load", "<f8"),
-        ])
-        self._st = np.zeros(0, dtype=self._dtype)
-        self._slot: dict[str, int] = {}
+        ]))
         fine = len(config.windows) + (1 if self._lags else 0)
         self._rates = np.array([_rate(config.likelihood_halflife)] * fine
                                + [_rate(config.coarse_halflife)] * len(config.coarse))
         self._fatigue_keep = 2.0 ** (-1.0 / config.fatigue_halflife)
         self._a_level = _rate(config.level_halflife)
         self._a_scale = _rate(config.scale_halflife)
-        self._version = 0
-        self._cache: tuple[TickBatch, int, _Step] | None = None
 
     # ------------------------------------------------------------------ model
-
-    def _rows(self, series: np.ndarray) -> np.ndarray:
-        return np.array([self._slot.get(k, -1) for k in series.tolist()], dtype=np.int64)
-
-    def _step(self, batch: TickBatch) -> _Step:
-        cached = self._cache
-        if cached is not None and cached[0] is batch and cached[1] == self._version:
-            return cached[2]
-        sp = self._compute(batch)
-        self._cache = (batch, self._version, sp)
-        return sp
 
     def _distances(self, buf: np.ndarray, n: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Distance of the latest shape to its nearest past twin, one column per channel:
@@ -301,10 +287,7 @@ class Novelty(Detector):
             return
         new = [k for k in keys.tolist() if k not in self._slot]
         if new:
-            start = len(self._st)
-            self._st = np.concatenate([self._st, np.zeros(len(new), dtype=self._dtype)])
-            self._slot.update({k: start + i for i, k in enumerate(new)})
-            self._version += 1
+            self._add_series(new)
         self._update(batch.take(np.flatnonzero(finite)))
 
     def _update(self, batch: TickBatch) -> None:
@@ -332,37 +315,4 @@ class Novelty(Detector):
             st["s"] + self._a_scale * (np.abs(err) - st["s"])))
         st["buf"] = np.concatenate([st["buf"][:, 1:], sp.x[:, None]], axis=1)
         st["n"] = st["n"] + 1
-        self._st[sp.rows] = st
-        self._version += 1
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def get_state(self, series: Sequence[str] | None = None) -> dict[str, bytes]:
-        """Per-series checkpoint: a magic prefix and one packed record."""
-        keys = list(self._slot) if series is None else [k for k in series if k in self._slot]
-        return {k: _MAGIC + self._st[self._slot[k]:self._slot[k] + 1].tobytes() for k in keys}
-
-    def set_state(self, states: Mapping[str, bytes]) -> None:
-        """Restore series from :meth:`get_state` (same config), overwriting present ones."""
-        size = self._dtype.itemsize
-        for key, blob in states.items():
-            if bytes(blob[:len(_MAGIC)]) != _MAGIC or len(blob) != len(_MAGIC) + size:
-                raise ValueError(f"state of {key!r} is not a novelty record for this config")
-            rec = np.frombuffer(bytes(blob[len(_MAGIC):]), dtype=self._dtype)
-            if key not in self._slot:
-                self._slot[key] = len(self._st)
-                self._st = np.concatenate([self._st, rec.copy()])
-            else:
-                self._st[self._slot[key]] = rec[0]
-        self._version += 1
-
-    def forget(self, series: Sequence[str]) -> None:
-        """Drop the state of series that no longer exist."""
-        gone = {self._slot[k] for k in series if k in self._slot}
-        if not gone:
-            return
-        keep = [k for k in self._slot if self._slot[k] not in gone]
-        rows = np.array([self._slot[k] for k in keep], dtype=np.int64)
-        self._st = self._st[rows] if len(rows) else np.zeros(0, dtype=self._dtype)
-        self._slot = {k: i for i, k in enumerate(keep)}
-        self._version += 1
+        self._commit(sp.rows, st)

@@ -46,7 +46,6 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -54,13 +53,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from detectors.base import Detector, DetectorConfig, Scores, TickBatch
+from detectors.base import DetectorConfig, Scores, TickBatch
+from detectors.records import RecordDetector
 from detectors.registry import register
 
 __all__ = ["Surprise", "SurpriseConfig", "log10_gauss_tail"]
 
 _LN10 = math.log(10.0)
-_MAGIC = b"CXSP1"
 _ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
          -1.13520398, 1.48851587, -0.82215223, 0.17087277)
 
@@ -149,44 +148,29 @@ class _Step:
 
 
 @register("surprise")
-class Surprise(Detector):
+class Surprise(RecordDetector):
     """Anomaly likelihood of the averaged prediction error, plus a level-shift test."""
 
     Config = SurpriseConfig
+    record_magic = b"CXSP1"
 
     def __init__(self, config: DetectorConfig, *, interval: timedelta) -> None:
         super().__init__(config, interval=interval)
         assert isinstance(config, SurpriseConfig)
         self.cfg: SurpriseConfig = config
         w, w2 = config.window, config.shift_window
-        self._dtype = np.dtype([
+        self._set_record(np.dtype([
             ("m", "<f8"), ("s", "<f8"), ("lo", "<f8"), ("hi", "<f8"), ("bsum", "<f8"),
             ("mu1", "<f8"), ("var1", "<f8"), ("bs", "<f8"), ("ml", "<f8"), ("vl", "<f8"),
             ("mu2", "<f8"), ("var2", "<f8"), ("n", "<i8"), ("cool", "<i8"),
             ("buf", "<f8", (w,)), ("xbuf", "<f8", (w2,)),
-        ])
-        self._st = np.zeros(0, dtype=self._dtype)
-        self._slot: dict[str, int] = {}
+        ]))
         self._a_pred = _rate(config.predict_halflife)
         self._a_scale = _rate(config.scale_halflife)
         self._a_lik = _rate(config.likelihood_halflife)
         self._a_shift = _rate(config.shift_halflife)
-        self._version = 0
-        self._cache: tuple[TickBatch, int, _Step] | None = None
 
     # ------------------------------------------------------------------ model
-
-    def _rows(self, series: np.ndarray) -> np.ndarray:
-        return np.array([self._slot.get(k, -1) for k in series.tolist()], dtype=np.int64)
-
-    def _step(self, batch: TickBatch) -> _Step:
-        """The step for ``batch``, cached between ``score`` and ``learn`` of one tick."""
-        cached = self._cache
-        if cached is not None and cached[0] is batch and cached[1] == self._version:
-            return cached[2]
-        sp = self._compute(batch)
-        self._cache = (batch, self._version, sp)
-        return sp
 
     def _compute(self, batch: TickBatch) -> _Step:
         c = self.cfg
@@ -260,11 +244,7 @@ class Surprise(Detector):
             self._update(batch.take(sub), flagged[sub])
 
     def _create(self, keys: list[str], x: np.ndarray) -> None:
-        start = len(self._st)
-        self._st = np.concatenate([self._st, np.zeros(len(keys), dtype=self._dtype)])
-        for i, k in enumerate(keys):
-            self._slot[k] = start + i
-        self._version += 1
+        start = self._add_series(keys)
         rec = self._st[start:]
         rec["m"] = rec["lo"] = rec["hi"] = rec["ml"] = x
         rec["xbuf"] = x[:, None]
@@ -295,37 +275,4 @@ class Surprise(Detector):
                            st["s"] + (abs_err - st["s"]) / (n + 1.0))
         st["ml"], st["vl"] = _ew_moments(st["ml"], st["vl"], sp.x, n, self._a_shift)
         st["n"] = st["n"] + 1
-        self._st[sp.rows] = st
-        self._version += 1
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def get_state(self, series: Sequence[str] | None = None) -> dict[str, bytes]:
-        """Per-series checkpoint: a magic prefix and one packed record (a few hundred bytes)."""
-        keys = list(self._slot) if series is None else [k for k in series if k in self._slot]
-        return {k: _MAGIC + self._st[self._slot[k]:self._slot[k] + 1].tobytes() for k in keys}
-
-    def set_state(self, states: Mapping[str, bytes]) -> None:
-        """Restore series from :meth:`get_state` (same config), overwriting present ones."""
-        size = self._dtype.itemsize
-        for key, blob in states.items():
-            if bytes(blob[:len(_MAGIC)]) != _MAGIC or len(blob) != len(_MAGIC) + size:
-                raise ValueError(f"state of {key!r} is not a surprise record for this config")
-            rec = np.frombuffer(bytes(blob[len(_MAGIC):]), dtype=self._dtype)
-            if key not in self._slot:
-                self._slot[key] = len(self._st)
-                self._st = np.concatenate([self._st, rec.copy()])
-            else:
-                self._st[self._slot[key]] = rec[0]
-        self._version += 1
-
-    def forget(self, series: Sequence[str]) -> None:
-        """Drop the state of series that no longer exist."""
-        gone = {self._slot[k] for k in series if k in self._slot}
-        if not gone:
-            return
-        keep = [k for k in self._slot if self._slot[k] not in gone]
-        rows = np.array([self._slot[k] for k in keep], dtype=np.int64)
-        self._st = self._st[rows] if len(rows) else np.zeros(0, dtype=self._dtype)
-        self._slot = {k: i for i, k in enumerate(keep)}
-        self._version += 1
+        self._commit(sp.rows, st)
