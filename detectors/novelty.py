@@ -64,25 +64,29 @@ from datetime import timedelta
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from detectors.base import DetectorConfig, Scores, TickBatch
 from detectors.records import RecordDetector
 from detectors.registry import register
 from detectors.surprise import _LN10, _ew_moments, _rate, log10_gauss_tail
+from monitor.durations import Duration
 
 __all__ = ["Novelty", "NoveltyConfig"]
 
 
 
 class NoveltyConfig(DetectorConfig):
-    """Settings of :class:`Novelty`. Lengths are in points (rows), not durations."""
+    """Settings of :class:`Novelty`. Lengths are in points (rows); ``history`` may also be a
+    duration."""
 
     type: Literal["novelty"] = "novelty"
     windows: list[int] = Field(default_factory=lambda: [4, 8, 16], min_length=1,
                                max_length=8, description="Shape lengths compared (points).")
-    history: int = Field(4000, ge=16, le=100_000, description="Points searched for a "
-                         "nearest neighbour (memory of the series).")
+    history: int | Duration = Field(4000, description="What the nearest-neighbour search "
+                                    "looks back over: points (an integer, 16 to 100,000) or a "
+                                    "duration such as 14d (turned into points with the metric's "
+                                    "interval).")
     likelihood_halflife: float = Field(1000.0, gt=0.0, le=1e7, description="Half-life "
                                        "(points) of the history each distance is compared "
                                        "with.")
@@ -112,12 +116,36 @@ class NoveltyConfig(DetectorConfig):
     z_band: float = Field(3.0, gt=0.0, le=50.0, description="Half-width of the band in "
                           "mean absolute deviations.")
 
+    @field_validator("history")
+    @classmethod
+    def _history_range(cls, v: int | timedelta) -> int | timedelta:
+        if isinstance(v, int) and not 16 <= v <= 100_000:
+            raise ValueError("history in points must be between 16 and 100,000")
+        if isinstance(v, timedelta) and v <= timedelta(0):
+            raise ValueError("history must be a positive duration")
+        return v
+
+    @model_validator(mode="after")
+    def _history_holds_the_windows(self) -> NoveltyConfig:
+        if isinstance(self.history, int) and self.history < 2 * max(self.windows):
+            raise ValueError(f"history ({self.history} points) must be at least twice the "
+                             f"longest window ({max(self.windows)}), or nothing is ever compared")
+        return self
+
     @field_validator("windows", "coarse")
     @classmethod
     def _lengths_positive(cls, v: list[int]) -> list[int]:
         if any(w < 1 or w > 1000 for w in v):
             raise ValueError("every length must be between 1 and 1000 points")
         return sorted(set(v))
+
+
+def _history_points(config: NoveltyConfig, interval: timedelta) -> int:
+    """``history`` in points: as given, or a duration divided by the interval (clamped)."""
+    if isinstance(config.history, int):
+        return config.history
+    points = round(config.history / max(interval, timedelta(seconds=1)))
+    return int(min(100_000, max(2 * max(config.windows), 16, points)))
 
 
 _SEASONAL_WINDOW = 8  # points compared with the same time on previous days
@@ -182,7 +210,7 @@ class Novelty(RecordDetector):
         super().__init__(config, interval=interval)
         assert isinstance(config, NoveltyConfig)
         self.cfg: NoveltyConfig = config
-        self._len = config.history + max(config.windows)
+        self._len = _history_points(config, interval) + max(config.windows)
         day = round(86_400 / max(interval.total_seconds(), 1e-9))
         #: lags (points) of the same time on previous days that fit in the buffer
         self._lags = [k * day for k in range(1, config.seasonal_days + 1)

@@ -130,9 +130,15 @@ def _setup_logging(level: str) -> None:
     else:
         handler = _StderrHandler()
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    from monitor.redact import SecretFilter
+
+    handler.addFilter(SecretFilter())
     logging.basicConfig(level=level.upper(), format=fmt, handlers=[handler], force=True)
     for noisy in ("apscheduler", "alembic", "cmdstanpy", "prophet"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # HTTP clients log every request URL at INFO; receivers' URLs may carry secrets
+    for client in ("httpx", "httpcore", "urllib3", "slack_sdk"):
+        logging.getLogger(client).setLevel(logging.WARNING)
 
 
 def _load(path: Path, env: dict[str, str] | None = None) -> MonitorConfig:

@@ -657,6 +657,44 @@ def _check_metrics(data: Any) -> list[tuple[Loc, str, str]]:
                 msg = f"detector {det!r} is not defined{_did_you_mean(det, det_names)}; "
                 loc: Loc = ("metrics", i, "detectors", j)
                 out.append((loc, "reference", msg + f"defined detectors: {defined}"))
+        out += _check_streaks(i, metric, listed if isinstance(listed, list) else ["default"],
+                              detectors)
+    return out
+
+
+def _refractory(detector: Any) -> int:
+    """Points a detector reports as 0 after an alarm (its ``refractory`` setting), else 0."""
+    kind = _get(detector, "type")
+    try:
+        fields = detector_config_class(kind).model_fields if isinstance(kind, str) else {}
+    except KeyError:
+        return 0
+    if "refractory" not in fields:
+        return 0
+    value = _get(detector, "refractory") if _has(detector, "refractory") else (
+        fields["refractory"].default)
+    return value if isinstance(value, int) else 0
+
+
+def _check_streaks(i: int, metric: Any, listed: list[Any], detectors: Any
+                   ) -> list[tuple[Loc, str, str]]:
+    """A detector that reports one point per incident (a refractory period) can never
+    satisfy ``consecutive > 1`` or a ``window`` needing more than one point: say so."""
+    out: list[tuple[Loc, str, str]] = []
+    needs = max(_get(metric, "consecutive", 1) if isinstance(_get(metric, "consecutive", 1),
+                                                             int) else 1,
+                _get(_get(metric, "window"), "k", 1) if _has(metric, "window") else 1)
+    if not isinstance(needs, int) or needs <= 1 or not isinstance(detectors, Mapping):
+        return out
+    rule = "consecutive" if _get(metric, "consecutive", 1) == needs else "window"
+    for det in listed:
+        if isinstance(det, str) and det in detectors and _refractory(detectors[det]) > 0:
+            msg = (f"detector {det!r} reports one point per incident (refractory "
+                   f"{_refractory(detectors[det])} points), so {rule} needing {needs} unusual "
+                   f"points would never alert; use "
+                   f"{'consecutive: 1' if rule == 'consecutive' else 'a window with k: 1'} "
+                   "with it, or set its refractory to 0")
+            out.append((("metrics", i, rule), "incompatible", msg))
     return out
 
 

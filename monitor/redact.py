@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 _SECRET_PARAM = re.compile(r"(pass|pwd|secret|token|key|auth|credential|signature)", re.I)
@@ -29,3 +30,35 @@ def redact_url(url: object) -> str:
     query = {k: ("REDACTED" if _SECRET_PARAM.search(k) else v) for k, v in parsed.query.items()}
     text = parsed.set(query=query).render_as_string(hide_password=True)
     return text.replace("=REDACTED", "=***")
+
+
+_TEXT_PARAM = re.compile(
+    r"(?i)([?&;](?:[\w.-]*(?:pass|pwd|secret|token|key|auth|credential|signature|sig)[\w.-]*)=)"
+    r"([^&\s\"'#]+)")
+_TEXT_USERINFO = re.compile(r"(\w+://[^:/@\s]+):[^@/\s]+@")
+_SLACK_HOOK = re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[\w/]+")
+
+
+def redact_text(text: str) -> str:
+    """Scrub URL secrets anywhere in a free text (log lines of third-party libraries).
+
+    >>> redact_text('POST http://h/cx?token=abc&x=1 "400"')
+    'POST http://h/cx?token=***&x=1 "400"'
+    >>> redact_text("https://bob:pw@db/x and https://hooks.slack.com/services/T0/B1/xyz")
+    'https://bob:***@db/x and https://hooks.slack.com/services/***'
+    """
+    text = _TEXT_PARAM.sub(r"\1***", text)
+    text = _TEXT_USERINFO.sub(r"\1:***@", text)
+    return _SLACK_HOOK.sub(r"\1***", text)
+
+
+class SecretFilter(logging.Filter):
+    """A log filter that scrubs URL secrets from every record it sees, whoever logged it:
+    the last line of defence behind cxmon's own redaction."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True

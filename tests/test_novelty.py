@@ -85,3 +85,13 @@ def test_alarm_fatigue_makes_a_restless_series_need_rarer_evidence() -> None:
     assert any(500 <= i < 510 for i in tired) and not any(700 <= i < 710 for i in tired)
     rested = alarms(fatigue_decades=50.0, fatigue_halflife=5.0)  # the effect has faded by 700
     assert any(700 <= i < 710 for i in rested)
+
+
+def test_history_as_a_duration_and_windows_that_cannot_fit_are_rejected() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    det = Novelty(NoveltyConfig(history="1d"), interval=timedelta(minutes=5))
+    assert det._len == 288 + 16  # one day of 5-minute points, plus the longest window
+    with pytest.raises(ValidationError, match="at least twice the longest window"):
+        NoveltyConfig(history=16, windows=[500])

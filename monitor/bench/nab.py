@@ -563,6 +563,9 @@ def bench_nab(
         body += lines
     write_json(json_out, figures)
     if files:
+        typer.echo(f"note: the threshold was tuned on these {len(corpus)} file(s) only, so this "
+                   "score is not comparable to a whole-corpus score or to the published "
+                   "scoreboard", err=True)
         typer.echo("docs not updated (subset run: only a run over the whole corpus writes the "
                    "nab section)", err=True)
     else:
