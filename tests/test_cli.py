@@ -202,3 +202,30 @@ def test_alerts_status_shows_groups_waiting_in_group_wait(tmp_path: Path) -> Non
     assert "pending 0 · sent 0" in text
     assert "waiting: 1 (group_wait until 2026-01-27 13:05:30 UTC)" in text
     assert "│ waiting │" in text  # and a row for it (the table folds on narrow terminals)
+
+
+def test_backtest_learns_from_history_before_start(tmp_path: Path) -> None:
+    # two days around the scripted incident (2026-01-27 11:00-17:00)
+    args = ["--start", "2026-01-26", "--end", "2026-01-28"]
+    cold = runner.invoke(app, ["backtest", "-c", str(write(tmp_path, GOOD.format(db="x.db"))),
+                               *args])
+    assert cold.exit_code == 0, cold.output
+    assert "no anomalies 2026-01-26 00:00" in cold.output and "┏" not in cold.output
+    assert "rejected" not in cold.output  # no "rejected {}"
+    assert ("checkout_dropoff_rate: detectors warming up for the whole range "
+            "(robust_seasonal needs 1w)") in cold.output
+    warm = runner.invoke(app, ["backtest", "-c", str(write(
+        tmp_path, GOOD.format(db="x.db") + "    history: 14d\n")), *args])
+    assert warm.exit_code == 0, warm.output
+    assert "warming up" not in warm.output
+    # not a terminal: every row on one line, however long
+    assert '│ checkout_dropoff_rate{channel="app",journey="checkout",region="uk"}' in warm.output
+    assert "0 anomalies" not in warm.output
+
+
+def test_backtest_says_until_when_the_detectors_warmed_up(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["backtest", "-c", str(write(tmp_path, GOOD.format(db="x.db"))),
+                                 "--start", "2026-01-05", "--end", "2026-01-14"])
+    assert result.exit_code == 0, result.output
+    assert ("checkout_dropoff_rate: detectors warming up until 2026-01-12 00:00 UTC "
+            "(robust_seasonal needs 1w)") in result.output
