@@ -596,13 +596,15 @@ def alerts_status(
             what = {"opened": "first message", "updated": "update",
                     "resolved": "resolution"}.get(w.kind, w.kind)
             table.add_row("-", "waiting", w.receiver, w.incident_key, "0", _hms(w.due),
-                          f"{what}: {w.timer} until {_hms(w.due)}")
+                          f"{what}: {w.timer}")
         for r in rows:
             why = r.reason if r.status == "suppressed" else (r.last_error or "")
             if r.status == "pending" and r.lease_owner and r.lease_until:
-                why = f"claimed by {r.lease_owner} until {_hm(r.lease_until)}; {why}".strip()
+                why = f"claimed by {r.lease_owner} until {_hms(r.lease_until)}; {why}"
+            # dead and suppressed rows are never attempted again
             table.add_row(str(r.id), r.status, r.receiver, r.incident_key, str(r.attempts),
-                          _hm(r.next_attempt_at), (why or "")[:80])
+                          _hms(r.next_attempt_at) if r.status == "pending" else "-",
+                          (why or "").strip("; ")[:200])
         console.print(table)
     st.close()
 

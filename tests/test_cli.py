@@ -229,3 +229,47 @@ def test_backtest_says_until_when_the_detectors_warmed_up(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert ("checkout_dropoff_rate: detectors warming up until 2026-01-12 00:00 UTC "
             "(robust_seasonal needs 1w)") in result.output
+
+
+def test_alerts_status_shows_causes_and_no_next_attempt_for_dead_or_suppressed(
+        tmp_path: Path) -> None:
+    import socket
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from alerts.notifiers.base import NotifyError
+    from alerts.notifiers.http import post_json
+    from monitor.model import Notification
+    from monitor.store import Store
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        post_json(httpx.Client(timeout=2), f"http://me:pw@127.0.0.1:{port}/hook?token=sekrit",
+                  b"{}", {}, "webhook hook")
+    except NotifyError as exc:
+        error = str(exc)
+    assert error == f"webhook hook: ConnectError: connection refused to 127.0.0.1:{port}"
+    db = tmp_path / "s.db"
+    t0 = datetime(2026, 1, 27, 12, 0, tzinfo=UTC)
+    with Store(f"sqlite:///{db}") as store:
+        store.migrate()
+        with store.transaction() as tx:
+            tx.enqueue([Notification("a", "hook", "inc-a"), Notification("b", "hook", "inc-b")],
+                       t0)
+            tx.record_suppressed([(Notification("c", "hook", "inc-c"), "silenced by s1")], t0)
+        ids = {r.idempotency_key: r.id for r in store.notifications()}
+        store.mark_retry(ids["a"], error, datetime(2026, 1, 27, 12, 0, 5, tzinfo=UTC))
+        store.mark_dead(ids["b"], error)
+    result = runner.invoke(app, ["alerts", "status", "-c", str(write(
+        tmp_path, GOOD.format(db=db)))], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[1:-1]]
+            for line in result.output.splitlines() if line.count("│") > 5
+            and line.split("│")[2].strip() in ("pending", "dead", "suppressed")}
+    assert rows["pending"][5] == "2026-01-27 12:00:05 UTC"  # one time format
+    assert rows["dead"][5] == "-" and rows["suppressed"][5] == "-"  # never attempted again
+    assert "ConnectError: connection refused to 127.0.0.1" in rows["dead"][6]
+    assert "sekrit" not in result.output and "pw@" not in result.output
