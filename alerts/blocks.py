@@ -27,6 +27,7 @@ from typing import Any
 
 from alerts.notifiers.console import format_change, format_number
 from dashboards.links import grafana_link as dashboard_link
+from monitor.model import severity_name
 
 __all__ = [
     "FEEDBACK_ACTIONS",
@@ -55,20 +56,21 @@ FEEDBACK_ACTIONS: dict[str, tuple[str, str]] = {
     "cxmon_expected": ("Expected", "expected"),
 }
 
-_STYLES = (
-    (75, "critical", ":red_circle:", "#D32F2F"),
-    (50, "high", ":large_orange_circle:", "#F57C00"),
-    (25, "medium", ":large_yellow_circle:", "#FBC02D"),
-    (0, "low", ":large_blue_circle:", "#1E88E5"),
-)
+#: Emoji and colour per severity level (:data:`monitor.model.SEVERITY_LEVELS`).
+_STYLES = {
+    "critical": (":red_circle:", "#D32F2F"),
+    "high": (":large_orange_circle:", "#F57C00"),
+    "medium": (":large_yellow_circle:", "#FBC02D"),
+    "low": (":large_blue_circle:", "#1E88E5"),
+}
 _RESOLVED = ("resolved", ":white_check_mark:", "#2E7D32")
 _HIDDEN_LABELS = ("team",)
 
 
 def severity_style(severity: int) -> tuple[str, str, str]:
     """(name, emoji, hex colour) for a severity 0-100."""
-    return next((name, emoji, colour) for floor, name, emoji, colour in _STYLES
-                if severity >= floor)
+    name = severity_name(severity)
+    return (name, *_STYLES[name])
 
 
 def render_message(

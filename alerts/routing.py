@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from alerts.matchers import Matcher, matches_all
 from alerts.timeintervals import NamedTimeInterval, in_any
+from monitor.model import SEVERITY_LEVELS, severity_name
 
 if TYPE_CHECKING:
     from alerts.am_config import RouteConfig
@@ -55,20 +56,17 @@ DEFAULT_GROUP_WAIT = timedelta(seconds=30)
 DEFAULT_GROUP_INTERVAL = timedelta(minutes=5)
 DEFAULT_REPEAT_INTERVAL = timedelta(hours=4)
 
-#: (lowest severity, label value), highest first.
-SEVERITY_BUCKETS = ((75, "critical"), (50, "high"), (25, "warning"), (0, "info"))
+#: (lowest severity, label value), highest first: :data:`monitor.model.SEVERITY_LEVELS`.
+SEVERITY_BUCKETS = SEVERITY_LEVELS
 
 
 def severity_bucket(severity: float) -> str:
-    """``severity`` label value for a 0-100 severity.
+    """``severity`` label value for a 0-100 severity (:func:`monitor.model.severity_name`).
 
     >>> severity_bucket(80), severity_bucket(50), severity_bucket(30), severity_bucket(3)
-    ('critical', 'high', 'warning', 'info')
+    ('critical', 'high', 'medium', 'low')
     """
-    for low, name in SEVERITY_BUCKETS:
-        if severity >= low:
-            return name
-    return "info"
+    return severity_name(severity)
 
 
 def alert_labels(

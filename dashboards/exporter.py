@@ -52,7 +52,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from monitor.frames import REJECT_REASONS
-from monitor.model import parse_series_key
+from monitor.model import SEVERITY_LEVELS, parse_series_key, severity_name
 
 if TYPE_CHECKING:
     from monitor.config import MonitorConfig
@@ -87,23 +87,17 @@ _FIELD_HELP = {
     "severity": "Severity of the newest point, 0-100 (same number = same rarity).",
 }
 #: Severity bands used as the ``severity`` label of counters (bounded cardinality).
-SEVERITY_BANDS = ("low", "medium", "high", "critical")
+SEVERITY_BANDS = tuple(name for _, name in reversed(SEVERITY_LEVELS))
 
 
 def severity_band(severity: float) -> str:
     """A 0-100 severity as one of four bands (``low`` < 25 <= ``medium`` < 50 <= ``high`` <
-    75 <= ``critical``).
+    75 <= ``critical``): :func:`monitor.model.severity_name`, as everywhere.
 
     >>> severity_band(10), severity_band(25), severity_band(60), severity_band(99)
     ('low', 'medium', 'high', 'critical')
     """
-    if severity >= 75:
-        return "critical"
-    if severity >= 50:
-        return "high"
-    if severity >= 25:
-        return "medium"
-    return "low"
+    return severity_name(severity)
 
 
 def _escape(value: str) -> str:

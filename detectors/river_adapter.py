@@ -57,6 +57,21 @@ _TAIL_QUANTILE = 0.9
 _DEFAULTS: dict[str, dict[str, Any]] = {"HalfSpaceTrees": {"window_size": 50, "height": 6}}
 
 
+def build_model(name: str, params: dict[str, Any], *, scale: bool) -> Any:
+    """A river anomaly model ``name(**params)`` (after the adapter's defaults), min-max scaled
+    first when ``scale``."""
+    cls = _river_models()[name]
+    params = {**_DEFAULTS.get(name, {}), **params}
+    if "seed" in inspect.signature(cls).parameters:
+        params.setdefault("seed", 42)
+    model = cls(**params)
+    if scale:
+        from river import preprocessing
+
+        model = preprocessing.MinMaxScaler() | model
+    return model
+
+
 def _river_models() -> dict[str, type]:
     from river import anomaly
 
@@ -90,6 +105,15 @@ class RiverConfig(DetectorConfig):
         unknown = sorted(set(self.params) - set(accepted))
         if unknown:
             raise ValueError(f"{self.model} has no parameter(s) {', '.join(unknown)}")
+        try:  # river checks few arguments itself: a wrong type surfaces on the first point
+            model = build_model(self.model, dict(self.params), scale=self.scale)
+            for y in (0.0, 1.0, 0.5):
+                model.score_one({"x": y})
+                model.learn_one({"x": y})
+        except Exception as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+            raise ValueError(f"{self.model}({shown}) does not work: "
+                             f"{type(exc).__name__}: {exc}") from None
         return self
 
 
@@ -140,16 +164,7 @@ class RiverDetector(Detector):
         self._alpha = 1.0 - 2.0 ** (-1.0 / config.level_halflife)
 
     def _new_model(self) -> Any:
-        cls = _river_models()[self.cfg.model]
-        params = {**_DEFAULTS.get(self.cfg.model, {}), **self.cfg.params}
-        if "seed" in inspect.signature(cls).parameters:
-            params.setdefault("seed", 42)
-        model = cls(**params)
-        if self.cfg.scale:
-            from river import preprocessing
-
-            model = preprocessing.MinMaxScaler() | model
-        return model
+        return build_model(self.cfg.model, dict(self.cfg.params), scale=self.cfg.scale)
 
     def score(self, batch: TickBatch) -> Scores:
         out = Scores.empty(len(batch))

@@ -520,6 +520,11 @@ class RobustSeasonal(Detector):
 
     # ------------------------------------------------------------------ contract
 
+    @property
+    def warmup_period(self) -> timedelta:
+        """How long a new series learns before it is scored."""
+        return timedelta(microseconds=self._warmup_ns // 1000)
+
     def score(self, batch: TickBatch) -> Scores:
         """Score every point of the tick against the state learned so far (no mutation).
 

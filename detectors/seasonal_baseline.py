@@ -239,6 +239,11 @@ class SeasonalBaseline(Detector):
         sigma = np.maximum(sigma, 1e-9 * np.abs(expected) + 1e-12)
         return slot, k, expected, sigma, factor, nonneg, unit
 
+    @property
+    def warmup_period(self) -> timedelta:
+        """How long a new series learns before it is scored."""
+        return timedelta(microseconds=self._warmup_ns // 1000)
+
     def score(self, batch: TickBatch) -> Scores:
         out = Scores.empty(len(batch))
         rows = self._lookup(batch.series)

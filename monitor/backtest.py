@@ -1,11 +1,13 @@
-"""Replay history through a config's detectors: fresh state, bucket by bucket, no look-ahead,
-nothing stored or sent. Answers "what would cxmon have told us last month?"."""
+"""Replay history through a config's detectors: bucket by bucket, no look-ahead, nothing stored
+or sent. Answers "what would cxmon have told us last month?". Like a metric's first live tick,
+the detectors first learn from the metric's ``history`` before ``start`` (anomalies there are
+not reported)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -15,6 +17,7 @@ from rich.progress import Progress
 from alerts.payload import anomaly_dict
 from monitor.config import MonitorConfig
 from monitor.detection import MetricDetectors
+from monitor.durations import format_duration
 from monitor.frames import build_measure_frame
 from monitor.pipeline import measure_spec, post_rules
 from sources.base import PollRequest
@@ -31,6 +34,36 @@ ANOMALY_COLUMNS = [
 class BacktestResult:
     anomalies: pd.DataFrame
     summary: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Per metric: a note when its detectors were still warming up inside the range.
+    warmup: dict[str, str] = field(default_factory=dict)
+
+
+def _chunks(lo: datetime, hi: datetime) -> list[tuple[datetime, datetime]]:
+    out = []
+    while lo < hi:
+        out.append((lo, min(lo + CHUNK, hi)))
+        lo += CHUNK
+    return out
+
+
+def warmup_note(dets: MetricDetectors, interval: timedelta, start: datetime,
+                end: datetime) -> str | None:
+    """``"detectors warming up until ..."`` when a detector could not score some points in
+    ``[start, end)`` because it had not learned enough yet; None when all were scored."""
+    start_ns = int(start.timestamp() * 1e6) * 1000
+    cold = {n: t for n, t in dets.cold_until.items() if t >= start_ns}
+    if not cold:
+        return None
+    until = datetime.fromtimestamp(max(cold.values()) // 1000 / 1e6, UTC) + interval
+    periods = dets.warmup_periods()
+    names = {n: dets.types.get(n, n) if n in ("default", dets.types.get(n))
+             else f"{n} [{dets.types[n]}]" for n in cold}
+    needs = ", ".join(f"{names[n]} needs {format_duration(periods[n])}" if n in periods
+                      else f"{names[n]} was not scoring yet" for n in sorted(cold))
+    if until >= end:
+        return (f"detectors warming up for the whole range ({needs}); "
+                "give the metric a longer history: or start later")
+    return f"detectors warming up until {until:%Y-%m-%d %H:%M} UTC ({needs})"
 
 
 def run_backtest(
@@ -41,19 +74,19 @@ def run_backtest(
     *,
     progress_console: Console | None = None,
 ) -> BacktestResult:
-    """Run the named metrics over ``[start, end)`` in weekly chunks (state carries over)."""
+    """Run the named metrics over ``[start, end)`` in weekly chunks (state carries over),
+    after learning from each metric's ``history`` before ``start``."""
     sources = {name: create_source(name, cfg) for name, cfg in config.sources.items()}
     rows: list[dict[str, Any]] = []
     summary: dict[str, dict[str, Any]] = {}
-    chunks = []
-    t = start
-    while t < end:
-        chunks.append((t, min(t + CHUNK, end)))
-        t += CHUNK
+    warmup: dict[str, str] = {}
+    chunks = _chunks(start, end)
+    learn = {name: _chunks(start - config.metric(name).history, start) for name in metrics}
     try:
         with Progress(console=progress_console, transient=True,
                       disable=progress_console is None) as progress:
-            task = progress.add_task("backtest", total=len(chunks) * len(metrics))
+            task = progress.add_task(
+                "backtest", total=len(chunks) * len(metrics) + sum(map(len, learn.values())))
             for name in metrics:
                 metric = config.metric(name)
                 dets = MetricDetectors(
@@ -63,7 +96,8 @@ def run_backtest(
                 stats: dict[str, Any] = {"rows": 0, "points": 0, "anomalies": 0}
                 rejected: Counter[str] = Counter()
                 all_series: set[str] = set()
-                for lo, hi in chunks:
+                plan = [(c, True) for c in learn[name]] + [(c, False) for c in chunks]
+                for (lo, hi), history in plan:
                     progress.update(task, description=f"{name} {lo:%Y-%m-%d}")
                     raw = sources[metric.source].fetch(
                         PollRequest(name, lo, hi, metric.query, dict(metric.params),
@@ -71,16 +105,22 @@ def run_backtest(
                     )
                     built = build_measure_frame(raw, measure_spec(metric), lo, hi)
                     found = dets.run(built.frame, built.series).anomalies
+                    progress.advance(task)
+                    if history:  # learned, not reported (like a first tick's history)
+                        continue
                     stats["rows"] += built.rows_in
                     stats["points"] += len(built.frame)
                     stats["anomalies"] += len(found)
                     rejected.update(built.rejected)
                     all_series.update(built.series)
                     rows.extend(anomaly_dict(a) for a in found)
-                    progress.advance(task)
                 stats["series"] = len(all_series)
                 stats["rejected"] = dict(rejected)
+                stats["history"] = metric.history
                 summary[name] = stats
+                note = warmup_note(dets, metric.interval, start, end)
+                if note is not None:
+                    warmup[name] = note
     finally:
         for s in sources.values():
             s.close()
@@ -90,4 +130,4 @@ def run_backtest(
     else:
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
         frame = frame[ANOMALY_COLUMNS].sort_values(["timestamp", "series"], ignore_index=True)
-    return BacktestResult(frame, summary)
+    return BacktestResult(frame, summary, warmup)

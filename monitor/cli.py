@@ -299,6 +299,13 @@ def _log_tick(result: TickResult) -> None:
         )
 
 
+def _table_width(table: Table) -> int:
+    """The width a table needs to print every row on one line."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update(width=10_000), table).maximum
+
+
 def _hm(ts: datetime | None) -> str:
     return ts.strftime("%Y-%m-%d %H:%M") if ts else "-"
 
@@ -465,9 +472,10 @@ def backtest(
         Path | None, typer.Option(help="Write anomalies to this .csv or .json file.")
     ] = None,
 ) -> None:
-    """Replay history through the detectors (fresh state, no look-ahead).
+    """Replay history through the detectors (no look-ahead).
 
-    Nothing is stored or sent. Prints a table of anomalies and a summary."""
+    Like a metric's first live tick, the detectors first learn from the metric's `history:`
+    before --start. Nothing is stored or sent. Prints a table of anomalies and a summary."""
     from monitor.backtest import run_backtest
 
     cfg = _load(config)
@@ -492,22 +500,35 @@ def backtest(
         err_console.print(f"[bold red]backtest failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     frame = result.anomalies
-    table = Table(title=f"Anomalies {_hm(t0)} – {_hm(t1)} UTC")
-    table.add_column("time", no_wrap=True)
-    table.add_column("series", overflow="fold", ratio=1)
-    for col in ("value", "expected", "band", "sev"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for row in frame.head(50).itertuples():
-        table.add_row(_hm(row.timestamp), row.series, f"{row.value:.4g}", f"{row.expected:.4g}",
-                      f"{row.lower:.4g} – {row.upper:.4g}", str(row.severity))
-    console.print(table)
+    tty = _is_tty(sys.stdout)
+    if frame.empty:
+        console.print(f"no anomalies {_hm(t0)} – {_hm(t1)} UTC", soft_wrap=True)
+    else:
+        table = Table(title=f"Anomalies {_hm(t0)} – {_hm(t1)} UTC")
+        table.add_column("time", no_wrap=True)
+        table.add_column("series", overflow="fold", ratio=1)
+        for col in ("value", "expected", "band", "sev"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for row in frame.head(50).itertuples():
+            table.add_row(_hm(row.timestamp), row.series, f"{row.value:.4g}",
+                          f"{row.expected:.4g}", f"{row.lower:.4g} – {row.upper:.4g}",
+                          str(row.severity))
+        # not a terminal (a pipe, a file): one row per line, however long
+        if tty:
+            console.print(table)
+        else:
+            Console(file=console.file, width=_table_width(table)).print(table)
     if len(frame) > 50:
         console.print(f"... and {len(frame) - 50} more (use --output to get them all)")
     for name, s in result.summary.items():
+        rejected = ", ".join(f"{n} {why}" for why, n in sorted(s["rejected"].items()))
         console.print(
             f"[bold]{name}[/]: {s['rows']} rows, {s['points']} points in {s['series']} series, "
-            f"{s['anomalies']} anomalies, rejected {s['rejected']}"
+            f"{s['anomalies']} anomalies" + (f", rejected rows: {rejected}" if rejected else ""),
+            soft_wrap=not tty,
         )
+        if name in result.warmup:
+            console.print(f"[yellow]{name}: {escape(result.warmup[name])}[/]", soft_wrap=not tty)
     if output:
         if output.suffix.lower() == ".json":
             out = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
@@ -581,13 +602,15 @@ def alerts_status(
             what = {"opened": "first message", "updated": "update",
                     "resolved": "resolution"}.get(w.kind, w.kind)
             table.add_row("-", "waiting", w.receiver, w.incident_key, "0", _hms(w.due),
-                          f"{what}: {w.timer} until {_hms(w.due)}")
+                          f"{what}: {w.timer}")
         for r in rows:
             why = r.reason if r.status == "suppressed" else (r.last_error or "")
             if r.status == "pending" and r.lease_owner and r.lease_until:
-                why = f"claimed by {r.lease_owner} until {_hm(r.lease_until)}; {why}".strip()
+                why = f"claimed by {r.lease_owner} until {_hms(r.lease_until)}; {why}"
+            # dead and suppressed rows are never attempted again
             table.add_row(str(r.id), r.status, r.receiver, r.incident_key, str(r.attempts),
-                          _hm(r.next_attempt_at), (why or "")[:80])
+                          _hms(r.next_attempt_at) if r.status == "pending" else "-",
+                          (why or "").strip("; ")[:200])
         console.print(table)
     st.close()
 

@@ -163,7 +163,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("feedback")
     def feedback(
-        anomaly_id: Annotated[str, typer.Argument(help="Anomaly id (as in alerts and the store).")],
+        anomaly_id: Annotated[str, typer.Argument(
+            help="Anomaly id (as in alerts and the store), or a unique prefix of 8+ characters.")],
         label: Annotated[str, typer.Argument(help="not_anomaly | expected | confirmed")],
         config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")],
         note: Annotated[str | None, typer.Option("--note", help="Why.")] = None,
@@ -179,8 +180,16 @@ def register(app: typer.Typer) -> None:
         if label not in ("not_anomaly", "expected", "confirmed"):
             raise typer.BadParameter("expected not_anomaly, expected or confirmed",
                                      param_hint="LABEL")
-        store = _open_store(_load(config))
+        store = _open_store(_load(config), must_exist=True)
         try:
+            ids = store.anomaly_ids(anomaly_id) if len(anomaly_id) >= 8 else [anomaly_id]
+            if len(ids) > 1:
+                typer.echo(f"anomaly id prefix {anomaly_id!r} is ambiguous: matches "
+                           f"{', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''} "
+                           "(give more characters)", err=True)
+                raise typer.Exit(1)
+            if ids:
+                anomaly_id = ids[0]
             fid = store.add_feedback(anomaly_id, label, source="cli", user=user, note=note)
         except KeyError as exc:
             typer.echo(exc.args[0] if exc.args else str(exc), err=True)

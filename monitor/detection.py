@@ -53,6 +53,8 @@ class MetricDetectors:
         self.metric = metric
         self.rules = rules
         self.feedback = feedback if feedback is not None else FeedbackBook()
+        #: Detector name -> its type (``robust_seasonal``), for messages.
+        self.types = {name: cfg.type for name, cfg in detectors.items()}
         self.detectors: dict[str, Detector] = {
             name: create_detector(cfg, interval=interval) for name, cfg in detectors.items()
         }
@@ -61,6 +63,18 @@ class MetricDetectors:
             name: RuleState(rules, interval) for name in self.detectors
         }
         self._labels: dict[str, Mapping[str, str]] = {}
+        #: Per detector: the newest bucket (ns) in which it could not score a point that had
+        #: a value (still warming up on some series); absent = it scored every point so far.
+        self.cold_until: dict[str, int] = {}
+
+    def warmup_periods(self) -> dict[str, timedelta]:
+        """The warm-up each detector declares (``warmup_period``), by detector name."""
+        out = {}
+        for name, det in self.detectors.items():
+            period = getattr(det, "warmup_period", None)
+            if isinstance(period, timedelta) and period > timedelta(0):
+                out[name] = period
+        return out
 
     def checkpoint_name(self, detector: str) -> str:
         """Name under which a detector's state is checkpointed (unique per metric)."""
@@ -152,6 +166,9 @@ class MetricDetectors:
                 state = self.rule_states[name]
                 batch, filled = state.fill(polled)
                 scores = det.score(batch)
+                cold = np.isnan(scores.score) & np.isfinite(batch.values)
+                if cold.any():
+                    self.cold_until[name] = int(batch.timestamps[cold].max())
                 need = None
                 if self.feedback:
                     need = self.feedback.min_severity(batch.series, batch.timestamps,

@@ -79,3 +79,25 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^(\d+(ms|s|m|h|d|w|y))+$"}),
 ]
 """A pydantic field type: accepts ``"5m"`` in YAML, holds a ``timedelta``."""
+
+
+def _to_seconds(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected seconds or a duration string such as 2s or 500ms")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, str):
+        return parse_duration(value).total_seconds()
+    raise ValueError("expected seconds or a duration string such as 2s or 500ms")
+
+
+Seconds = Annotated[
+    float,
+    BeforeValidator(_to_seconds),
+    WithJsonSchema({"anyOf": [{"type": "number"},
+                              {"type": "string", "pattern": r"^(\d+(ms|s|m|h|d|w|y))+$"}]}),
+]
+"""A pydantic field type for timeouts: ``2s``, ``500ms`` or a plain number of seconds (kept
+for compatibility); holds float seconds."""

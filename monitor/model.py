@@ -27,6 +27,24 @@ from typing import Any
 
 MEASURE_COLUMNS = ["timestamp", "series", "value", "numerator", "denominator"]
 
+#: The severity levels, the same on every surface: the ``severity`` label that routes, silences
+#: and inhibit rules match, the console and Slack messages and the Prometheus ``severity``
+#: label. (lowest 0-100 severity, name), highest first.
+SEVERITY_LEVELS: tuple[tuple[int, str], ...] = (
+    (75, "critical"), (50, "high"), (25, "medium"), (0, "low"),
+)
+
+
+def severity_name(severity: float) -> str:
+    """The level of a 0-100 severity: ``low`` < 25 <= ``medium`` < 50 <= ``high`` < 75 <=
+    ``critical``.
+
+    >>> severity_name(3), severity_name(25), severity_name(60), severity_name(99)
+    ('low', 'medium', 'high', 'critical')
+    """
+    return next((name for low, name in SEVERITY_LEVELS if severity >= low), "low")
+
+
 _LABEL_ESCAPE = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 
 

@@ -51,7 +51,9 @@ from sources.registry import create as create_source
 
 log = logging.getLogger(__name__)
 
-#: At most this many buckets are polled in one tick when catching up after downtime.
+#: At most this many buckets are polled in one tick when catching up after downtime (the rest
+#: follow on the next ticks; a warning says so). A metric's first tick always learns from its
+#: whole configured ``history``.
 MAX_CATCHUP_BUCKETS = 2000
 #: Backoff after consecutive failed polls of a metric: interval * 2^(n-1), capped.
 MAX_BACKOFF = timedelta(hours=1)
@@ -221,11 +223,15 @@ class Pipeline:
         until = floor_time(started_at - metric.delay, metric.interval)
         if cursor is not None:
             since = cursor
-            until = min(until, since + MAX_CATCHUP_BUCKETS * metric.interval)
-        else:  # first tick: the last bucket, or the configured history (learned silently)
-            span = min(max(metric.history, metric.interval),
-                       MAX_CATCHUP_BUCKETS * metric.interval)
-            since = floor_time(until - span, metric.interval)
+            capped = min(until, since + MAX_CATCHUP_BUCKETS * metric.interval)
+            if capped < until:
+                log.warning("%s: catching up %d buckets since %s; this tick polls the first %d "
+                            "(to %s), the next ticks the rest", metric.name,
+                            (until - since) // metric.interval, since.isoformat(),
+                            MAX_CATCHUP_BUCKETS, capped.isoformat())
+            until = capped
+        else:  # first tick: the last bucket, or the whole configured history (learned silently)
+            since = floor_time(until - max(metric.history, metric.interval), metric.interval)
         result.silent_before = until - metric.interval if cursor is None else None
         result.since, result.until = since, until
         if until <= since:

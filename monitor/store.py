@@ -1241,6 +1241,18 @@ class Store:
         with self._read() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def anomaly_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """Anomaly ids equal to ``prefix``, else (at most ``limit``) starting with it."""
+        with self._read() as conn:
+            if conn.execute(sa.select(anomalies_t.c.id)
+                            .where(anomalies_t.c.id == prefix)).first() is not None:
+                return [prefix]
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            q = (sa.select(anomalies_t.c.id)
+                 .where(anomalies_t.c.id.like(escaped + "%", escape="\\"))
+                 .order_by(anomalies_t.c.id).limit(limit))
+            return [r[0] for r in conn.execute(q)]
+
     def feedback_for(self, series_key: str) -> list[dict[str, Any]]:
         """Feedback on a series' anomalies, oldest first, with the anomaly's ts/detector/kind."""
         q = (

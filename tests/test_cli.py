@@ -202,3 +202,74 @@ def test_alerts_status_shows_groups_waiting_in_group_wait(tmp_path: Path) -> Non
     assert "pending 0 · sent 0" in text
     assert "waiting: 1 (group_wait until 2026-01-27 13:05:30 UTC)" in text
     assert "│ waiting │" in text  # and a row for it (the table folds on narrow terminals)
+
+
+def test_backtest_learns_from_history_before_start(tmp_path: Path) -> None:
+    # two days around the scripted incident (2026-01-27 11:00-17:00)
+    args = ["--start", "2026-01-26", "--end", "2026-01-28"]
+    cold = runner.invoke(app, ["backtest", "-c", str(write(tmp_path, GOOD.format(db="x.db"))),
+                               *args])
+    assert cold.exit_code == 0, cold.output
+    assert "no anomalies 2026-01-26 00:00" in cold.output and "┏" not in cold.output
+    assert "rejected" not in cold.output  # no "rejected {}"
+    assert ("checkout_dropoff_rate: detectors warming up for the whole range "
+            "(robust_seasonal needs 1w)") in cold.output
+    warm = runner.invoke(app, ["backtest", "-c", str(write(
+        tmp_path, GOOD.format(db="x.db") + "    history: 14d\n")), *args])
+    assert warm.exit_code == 0, warm.output
+    assert "warming up" not in warm.output
+    # not a terminal: every row on one line, however long
+    assert '│ checkout_dropoff_rate{channel="app",journey="checkout",region="uk"}' in warm.output
+    assert "0 anomalies" not in warm.output
+
+
+def test_backtest_says_until_when_the_detectors_warmed_up(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["backtest", "-c", str(write(tmp_path, GOOD.format(db="x.db"))),
+                                 "--start", "2026-01-05", "--end", "2026-01-14"])
+    assert result.exit_code == 0, result.output
+    assert ("checkout_dropoff_rate: detectors warming up until 2026-01-12 00:00 UTC "
+            "(robust_seasonal needs 1w)") in result.output
+
+
+def test_alerts_status_shows_causes_and_no_next_attempt_for_dead_or_suppressed(
+        tmp_path: Path) -> None:
+    import socket
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from alerts.notifiers.base import NotifyError
+    from alerts.notifiers.http import post_json
+    from monitor.model import Notification
+    from monitor.store import Store
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        post_json(httpx.Client(timeout=2), f"http://me:pw@127.0.0.1:{port}/hook?token=sekrit",
+                  b"{}", {}, "webhook hook")
+    except NotifyError as exc:
+        error = str(exc)
+    assert error == f"webhook hook: ConnectError: connection refused to 127.0.0.1:{port}"
+    db = tmp_path / "s.db"
+    t0 = datetime(2026, 1, 27, 12, 0, tzinfo=UTC)
+    with Store(f"sqlite:///{db}") as store:
+        store.migrate()
+        with store.transaction() as tx:
+            tx.enqueue([Notification("a", "hook", "inc-a"), Notification("b", "hook", "inc-b")],
+                       t0)
+            tx.record_suppressed([(Notification("c", "hook", "inc-c"), "silenced by s1")], t0)
+        ids = {r.idempotency_key: r.id for r in store.notifications()}
+        store.mark_retry(ids["a"], error, datetime(2026, 1, 27, 12, 0, 5, tzinfo=UTC))
+        store.mark_dead(ids["b"], error)
+    result = runner.invoke(app, ["alerts", "status", "-c", str(write(
+        tmp_path, GOOD.format(db=db)))], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[1:-1]]
+            for line in result.output.splitlines() if line.count("│") > 5
+            and line.split("│")[2].strip() in ("pending", "dead", "suppressed")}
+    assert rows["pending"][5] == "2026-01-27 12:00:05 UTC"  # one time format
+    assert rows["dead"][5] == "-" and rows["suppressed"][5] == "-"  # never attempted again
+    assert "ConnectError: connection refused to 127.0.0.1" in rows["dead"][6]
+    assert "sekrit" not in result.output and "pw@" not in result.output

@@ -274,3 +274,37 @@ def test_logs_are_plain_single_lines_off_a_terminal() -> None:
         sys.stderr = saved
         logging.getLogger().handlers.clear()
     assert len(lines) == 1 and lines[0].endswith(f"ERROR cxmon.test: tick failed: {long}")
+
+
+def test_feedback_without_a_store_fails_and_creates_none(tmp_path: Path) -> None:
+    cfg, _ = _store_with_anomaly(tmp_path)
+    (tmp_path / "fb.db").unlink()
+    res = runner.invoke(app, ["feedback", "deadbeef", "not_anomaly", "-c", str(cfg)])
+    assert res.exit_code == 1 and "no store at" in res.stderr
+    assert not (tmp_path / "fb.db").exists()
+
+
+def test_feedback_accepts_a_unique_id_prefix(tmp_path: Path) -> None:
+    import sqlite3
+
+    cfg, a = _store_with_anomaly(tmp_path)
+    res = runner.invoke(app, ["feedback", a.id[:8], "not_anomaly", "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert f"{a.id} marked not_anomaly" in res.stdout
+    short = runner.invoke(app, ["feedback", a.id[:7], "not_anomaly", "-c", str(cfg)])
+    assert short.exit_code == 1 and "no anomaly with id" in short.stderr
+    store = Store.open(f"sqlite:///{tmp_path / 'fb.db'}")
+    b = Anomaly(series=a.series, metric="kpi", labels=a.labels,
+                timestamp=datetime(2026, 1, 6, tzinfo=UTC), value=3.0, expected=1.0,
+                lower=0.5, upper=1.5, score=0.999999, severity=50, direction=Direction.UP,
+                detector="default")
+    with store.transaction() as tx:
+        tx.add_anomalies([b])
+    store.close()
+    with sqlite3.connect(tmp_path / "fb.db") as conn:  # two ids sharing 8 characters
+        conn.execute("UPDATE anomalies SET id = ? WHERE id = ?", ("abcd1234" + b.id[8:], b.id))
+        conn.execute("UPDATE feedback SET anomaly_id = ? WHERE anomaly_id = ?",
+                     ("abcd1234" + a.id[8:], a.id))
+        conn.execute("UPDATE anomalies SET id = ? WHERE id = ?", ("abcd1234" + a.id[8:], a.id))
+    res = runner.invoke(app, ["feedback", "abcd1234", "confirmed", "-c", str(cfg)])
+    assert res.exit_code == 1 and "prefix 'abcd1234' is ambiguous" in res.stderr

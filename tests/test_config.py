@@ -753,3 +753,22 @@ def test_json_schema_lists_registered_types() -> None:
     assert metric["properties"]["interval"]["default"] == "5m"  # not ISO 8601 "PT5M"
     assert defs["FakeApiConfig"]["properties"]["timeout"]["default"] == "30s"
 
+
+
+def test_receiver_timeouts_take_durations_and_plain_seconds() -> None:
+    text = minimal() + """
+alerting:
+  receivers:
+    - name: hook
+      webhook: {url: "http://hooks.example/cx", timeout: 2s}
+    - name: pd
+      pagerduty: {routing_key: abc, timeout: 1500ms}
+    - name: slack
+      slack: {token: xoxb-1, channel: "#cx", timeout: 7}
+"""
+    c = cfg.parse_config(with_fake_types(text), env=ENV)
+    hook, pd_, slack = c.alerting.receivers
+    assert (hook.webhook.timeout, pd_.pagerduty.timeout, slack.slack.timeout) == (2.0, 1.5, 7.0)
+    bad = problems_of(with_fake_types(text.replace("timeout: 2s", "timeout: soon")))
+    assert [p for p, _ in bad] == ["alerting.receivers[0].webhook.timeout"]
+    assert "invalid duration 'soon'" in bad[0][1]

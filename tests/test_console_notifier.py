@@ -30,3 +30,22 @@ def test_titles_tell_firing_update_reminder_and_resolved_apart() -> None:
     assert "UPDATE" not in reminder and "FIRING" not in reminder
     assert "RESOLVED sev" in title({**base, "status": "resolved", "anomalies": [],
                                     "resolved_at": "2026-01-27T15:00:00+00:00"})
+
+
+def test_one_set_of_severity_names_on_every_surface() -> None:
+    from alerts.blocks import render_message
+    from alerts.matchers import parse_matcher
+    from alerts.routing import alert_labels
+    from dashboards.exporter import SEVERITY_BANDS, severity_band
+    from monitor.model import SEVERITY_LEVELS
+
+    assert [n for _, n in SEVERITY_LEVELS] == ["critical", "high", "medium", "low"]
+    assert SEVERITY_BANDS == ("low", "medium", "high", "critical")
+    for severity, name in ((3, "low"), (35, "medium"), (60, "high"), (80, "critical")):
+        payload = {**PAYLOAD, "severity": severity}
+        labels = alert_labels({"journey": "checkout"}, None, severity)
+        assert labels["severity"] == name  # what routes, silences and inhibit rules match
+        assert parse_matcher(f'severity="{name}"').matches(labels)
+        assert f"sev {severity} {name} ·" in title(payload)  # the console
+        assert f"(severity {severity}, {name})" in render_message(payload)["text"]  # Slack
+        assert severity_band(severity) == name  # Prometheus

@@ -76,3 +76,28 @@ def test_without_history_the_first_tick_cannot_judge(tmp_path: Path) -> None:
     assert result.ok and result.until - result.since == timedelta(hours=1)
     assert store.anomalies().empty and sink.payloads == []  # cold detectors: warm-up
     store.close()
+
+
+def test_first_tick_honours_the_whole_history_beyond_the_catchup_cap(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    # 21d at 1h is 504 buckets; the catch-up cap (after downtime) must not cut the history
+    monkeypatch.setattr("monitor.pipeline.MAX_CATCHUP_BUCKETS", 100)
+    store, sink, result = first_tick(tmp_path, "21d")
+    assert result.ok and result.since == INCIDENT + timedelta(hours=2) - timedelta(days=21)
+    assert len(sink.payloads) == 1  # warmed up: the newest bucket alerts
+    store.close()
+
+
+def test_a_truncated_catchup_says_so(tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
+    monkeypatch.setattr("monitor.pipeline.MAX_CATCHUP_BUCKETS", 5)
+    cfg = parse_config(CONFIG.format(db=tmp_path / "c.db", history="0s"))
+    store = Store.open(cfg.store.url)
+    clock = FakeClock(ANCHOR + timedelta(days=1))
+    pipeline = Pipeline(cfg, store, clock=clock, notifiers={"collect": Collect()})  # type: ignore[dict-item]
+    assert pipeline.tick("checkout_dropoff_rate").ok
+    clock.advance(timedelta(hours=12))  # downtime: 12 buckets to catch up, 5 per tick
+    with caplog.at_level("WARNING", logger="monitor.pipeline"):
+        result = pipeline.tick("checkout_dropoff_rate")
+    assert result.ok and result.until - result.since == timedelta(hours=5)
+    assert "catching up 12 buckets" in caplog.text and "the next ticks the rest" in caplog.text
+    store.close()

@@ -151,3 +151,21 @@ def test_cli_feedback_records_the_verdict(tmp_path: Path) -> None:
     assert runner.invoke(app, ["feedback", "nope", "expected", "-c", str(cfg)]).exit_code == 1
     assert runner.invoke(app, ["feedback", a.id, "maybe", "-c", str(cfg)]).exit_code != 0
     store.close()
+
+
+def test_river_params_of_the_wrong_type_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"HalfSpaceTrees\(n_trees='abc'\) does not work"):
+        RiverConfig(params={"n_trees": "abc"})
+    runner = CliRunner()
+    data = tmp_path / "s.csv"
+    data.write_text("timestamp,value\n2026-01-01T00:00Z,1\n2026-01-01T01:00Z,2\n")
+    res = runner.invoke(app, ["score", "-d", "river", "-p", "params={n_trees: abc}",
+                              "-i", str(data)])
+    assert res.exit_code == 2 and "n_trees='abc'" in res.output and "Traceback" not in res.output
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("store: sqlite:///x.db\nsources:\n  shop: {type: demo}\n"
+                   "detectors:\n  fast: {type: river, params: {n_trees: abc}}\nmetrics:\n"
+                   "  - {name: kpi, source: shop, query: checkout, value: started, "
+                   "detectors: [fast]}\n")
+    res = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert res.exit_code == 2 and "detectors.fast" in res.output and "n_trees='abc'" in res.output

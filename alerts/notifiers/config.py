@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from monitor.durations import Seconds
+
 __all__ = [
     "DEFAULT_PAGERDUTY_EVENTS_URL",
     "DEFAULT_SLACK_API_URL",
@@ -43,7 +45,8 @@ class SlackReceiverConfig(BaseModel):
     runbook: str | None = Field(
         default=None, description="Runbook link used when the metric has none."
     )
-    timeout: float = Field(default=10.0, gt=0, description="Seconds per Slack API call.")
+    timeout: Seconds = Field(default=10.0, gt=0,
+                             description="Per Slack API call: 10s, 500ms or plain seconds.")
 
     _api_url = field_validator("api_url")(_http_url)
 
@@ -60,7 +63,8 @@ class WebhookReceiverConfig(BaseModel):
         "of '<X-Cxmon-Timestamp>.<body>'.",
     )
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: Seconds = Field(default=10.0, gt=0, description="Per request: 10s, 500ms or "
+                             "plain seconds.")
 
     _url = field_validator("url")(_http_url)
 
@@ -73,7 +77,8 @@ class PagerDutyReceiverConfig(BaseModel):
     routing_key: SecretStr
     events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
     source: str = "cxmon"
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: Seconds = Field(default=10.0, gt=0, description="Per request: 10s, 500ms or "
+                             "plain seconds.")
 
     _events_url = field_validator("events_url")(_http_url)
 
@@ -87,8 +92,9 @@ class FeedbackServerConfig(BaseModel):
     listen: str = Field(default="127.0.0.1:8787", pattern=r"^[^:\s]*:\d{1,5}$",
                         description="host:port to bind")
     path: str = Field(default="/slack/actions", pattern=r"^/")
-    max_age: float = Field(default=300.0, gt=0,
-                           description="Requests whose timestamp is older (or newer) are refused.")
+    max_age: Seconds = Field(default=300.0, gt=0,
+                             description="Requests whose timestamp is older (or newer) are "
+                             "refused: 5m or plain seconds.")
 
     @property
     def host(self) -> str:

@@ -14,13 +14,15 @@ from rich.table import Table
 from rich.text import Text
 
 from alerts.notifiers.base import Notifier
+from monitor.model import severity_name
 
-_COLOURS = ((75, "bold red"), (50, "red"), (25, "yellow"), (0, "cyan"))
+#: Colour per severity level (:data:`monitor.model.SEVERITY_LEVELS`).
+_COLOURS = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
 
 def severity_colour(severity: int) -> str:
     """Colour for a severity 0-100."""
-    return next(colour for floor, colour in _COLOURS if severity >= floor)
+    return _COLOURS[severity_name(severity)]
 
 
 class ConsoleNotifier(Notifier):
@@ -55,7 +57,8 @@ def render_panel(payload: Mapping[str, Any]) -> Panel:
         since = str(payload.get("opened_at", ""))[:16].replace("T", " ")
         until = str(payload.get("resolved_at") or "")[:16].replace("T", " ")
         body = Text(f"back to normal; open from {since} to {until} UTC")
-    title = f"[{colour}]{_verb(payload)}[/] sev {severity} · {payload.get('title', '')}"
+    title = (f"[{colour}]{_verb(payload)}[/] sev {severity} {severity_name(severity)} · "
+             f"{payload.get('title', '')}")
     subtitle = payload.get("runbook") or payload.get("incident_key", "")
     return Panel(body, title=title, subtitle=str(subtitle), border_style=colour)
 
