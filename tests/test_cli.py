@@ -232,8 +232,12 @@ def test_backtest_says_until_when_the_detectors_warmed_up(tmp_path: Path) -> Non
 
 
 def test_alerts_status_shows_causes_and_no_next_attempt_for_dead_or_suppressed(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
+
+    from monitor import cli
+
+    monkeypatch.setattr(cli.console, "width", 250)  # one line per row, whatever the terminal
     from datetime import UTC, datetime
 
     import httpx
