@@ -299,6 +299,14 @@ def _log_tick(result: TickResult) -> None:
         )
 
 
+def _print_table(table: Table) -> None:
+    """Print a table; not to a terminal (a pipe, a file): one row per line, however long."""
+    if _is_tty(sys.stdout):
+        console.print(table)
+    else:
+        Console(file=console.file, width=_table_width(table)).print(table)
+
+
 def _table_width(table: Table) -> int:
     """The width a table needs to print every row on one line."""
     from rich.measure import Measurement
@@ -513,11 +521,7 @@ def backtest(
             table.add_row(_hm(row.timestamp), row.series, f"{row.value:.4g}",
                           f"{row.expected:.4g}", f"{row.lower:.4g} – {row.upper:.4g}",
                           str(row.severity))
-        # not a terminal (a pipe, a file): one row per line, however long
-        if tty:
-            console.print(table)
-        else:
-            Console(file=console.file, width=_table_width(table)).print(table)
+        _print_table(table)
     if len(frame) > 50:
         console.print(f"... and {len(frame) - 50} more (use --output to get them all)")
     for name, s in result.summary.items():
@@ -611,7 +615,7 @@ def alerts_status(
             table.add_row(str(r.id), r.status, r.receiver, r.incident_key, str(r.attempts),
                           _hms(r.next_attempt_at) if r.status == "pending" else "-",
                           (why or "").strip("; ")[:200])
-        console.print(table)
+        _print_table(table)
     st.close()
 
 
