@@ -298,25 +298,13 @@ class Novelty(RecordDetector):
         out.score[sp.sel] = np.where(sp.ready, score, np.nan)
         return out
 
-    def learn(self, batch: TickBatch, anomalous: np.ndarray) -> None:
-        """Remember every finite point (a shape seen once is known afterwards); a series
-        present twice in one batch has its points learned in time order."""
-        flagged = np.asarray(anomalous, dtype=bool)
-        if flagged.shape != (len(batch),):
-            raise ValueError(f"anomalous has shape {flagged.shape}, expected ({len(batch)},)")
-        finite = np.isfinite(batch.values)
-        if not finite.any():
-            return
-        keys = batch.series[finite]
-        if len(set(keys.tolist())) < len(keys):
-            for i in np.argsort(batch.timestamps, kind="stable"):
-                if finite[i]:
-                    self.learn(batch.take(np.array([i])), flagged[i:i + 1])
-            return
-        new = [k for k in keys.tolist() if k not in self._slot]
+    def _learn_points(self, batch: TickBatch, flagged: np.ndarray) -> None:
+        """Remember every point (a shape seen once is known afterwards); ``flagged`` does not
+        matter here."""
+        new = [k for k in batch.series.tolist() if k not in self._slot]
         if new:
             self._add_series(new)
-        self._update(batch.take(np.flatnonzero(finite)))
+        self._update(batch)
 
     def _update(self, batch: TickBatch) -> None:
         sp = self._step(batch)

@@ -64,6 +64,31 @@ class RecordDetector(Detector):
         self._cache = (batch, self._version, step)
         return step
 
+    def learn(self, batch: TickBatch, anomalous: np.ndarray) -> None:
+        """Learn every finite point; NaN values are skipped. A series present twice in one
+        batch has its points learned in time order, one at a time."""
+        flagged = np.asarray(anomalous, dtype=bool)
+        if flagged.shape != (len(batch),):
+            raise ValueError(f"anomalous has shape {flagged.shape}, expected ({len(batch)},)")
+        finite = np.isfinite(batch.values)
+        if not finite.any():
+            return
+        keys = batch.series[finite]
+        if len(set(keys.tolist())) < len(keys):
+            for i in np.argsort(batch.timestamps, kind="stable"):
+                if finite[i]:
+                    self.learn(batch.take(np.array([i])), flagged[i:i + 1])
+            return
+        if finite.all():
+            self._learn_points(batch, flagged)
+        else:
+            sub = np.flatnonzero(finite)
+            self._learn_points(batch.take(sub), flagged[sub])
+
+    @abstractmethod
+    def _learn_points(self, batch: TickBatch, flagged: np.ndarray) -> None:
+        """Learn a batch of finite values, one per series (new series included)."""
+
     @abstractmethod
     def _compute(self, batch: TickBatch) -> Any:
         """Score-and-update quantities for the series of ``batch`` that have state."""

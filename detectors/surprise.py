@@ -217,31 +217,18 @@ class Surprise(RecordDetector):
         out.score[sp.sel] = np.where(sp.ready, score, np.nan)
         return out
 
-    def learn(self, batch: TickBatch, anomalous: np.ndarray) -> None:
-        """Update every series in the tick; NaN values are skipped. A series present twice
-        in one batch has its points learned in time order."""
-        flagged = np.asarray(anomalous, dtype=bool)
-        if flagged.shape != (len(batch),):
-            raise ValueError(f"anomalous has shape {flagged.shape}, expected ({len(batch)},)")
-        finite = np.isfinite(batch.values)
-        if not finite.any():
-            return
-        keys = batch.series[finite]
-        if len(set(keys.tolist())) < len(keys):
-            for i in np.argsort(batch.timestamps, kind="stable"):
-                if finite[i]:
-                    self.learn(batch.take(np.array([i])), flagged[i:i + 1])
-            return
-        new = [k for k in keys.tolist() if k not in self._slot]
-        if not new and finite.all():
+    def _learn_points(self, batch: TickBatch, flagged: np.ndarray) -> None:
+        """A new series starts from its first value; the others are updated."""
+        keys = batch.series.tolist()
+        new = [k for k in keys if k not in self._slot]
+        if not new:
             self._update(batch, flagged)
             return
-        if new:
-            first = np.flatnonzero(finite)[np.isin(keys, np.array(new, dtype=object))]
-            self._create(new, batch.values[first])
-        sub = np.flatnonzero(finite)[~np.isin(keys, np.array(new, dtype=object))]
-        if len(sub):
-            self._update(batch.take(sub), flagged[sub])
+        is_new = np.isin(batch.series, np.array(new, dtype=object))
+        self._create(new, batch.values[is_new])
+        old = np.flatnonzero(~is_new)
+        if len(old):
+            self._update(batch.take(old), flagged[old])
 
     def _create(self, keys: list[str], x: np.ndarray) -> None:
         start = self._add_series(keys)
