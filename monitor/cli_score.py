@@ -18,9 +18,9 @@ Reads --input (CSV with columns timestamp,value; timestamps in any ISO format, n
 timestamp,value,anomaly_score. Messages go to stderr, so stdout is clean CSV.
 
 Row i's score uses rows <= i only. anomaly_score = 1 - p, p the detector's tail probability \
-(0 while the detector is still warming up; empty for a value that is not a number, which is \
-reported and skipped). Points the default post-rules would flag (severity >= 25) are learned \
-cautiously, as in 'cxmon run'.
+(0 while the detector is still warming up; empty for a value that is not a number and for a \
+row that repeats an earlier row's timestamp: both are reported and skipped). Points the \
+default post-rules would flag (severity >= 25) are learned cautiously, as in 'cxmon run'.
 
 Every detector type works with its defaults; --param k=v (repeatable, YAML values) sets its \
 options, e.g. --detector river --param model=HalfSpaceTrees --param calibration=300. The \
@@ -54,11 +54,10 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     order = np.argsort(ts.to_numpy(), kind="stable")
     ts_ns = ts.dt.as_unit("ns").astype("int64").to_numpy()[order]
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(np.float64)[order]
+    # a second value for a time already seen is not fed: a stream has one value per time
+    values[repeated_times(ts_ns)] = math.nan
     if interval is None:
-        steps = np.diff(ts_ns)
-        steps = steps[steps > 0]
-        interval = timedelta(microseconds=float(np.median(steps)) / 1e3) if len(steps) else \
-            timedelta(hours=1)
+        interval = median_step(ts_ns) or timedelta(hours=1)
     det = create({"type": detector, **params}, interval=interval)
     flag_at = score_for_severity(25.0)
     key = np.array(["series"], dtype=object)
@@ -72,6 +71,24 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     out = pd.DataFrame({"timestamp": frame["timestamp"].to_numpy()[order],
                         "value": frame["value"].to_numpy()[order], "anomaly_score": scores})
     return out
+
+
+def repeated_times(ts_ns: np.ndarray) -> np.ndarray:
+    """True for every row (in time order) whose timestamp equals the previous row's: the
+    first value for a time is scored, later ones are reported and left unscored.
+
+    >>> repeated_times(np.array([1, 2, 2, 3, 3, 3])).tolist()
+    [False, False, True, False, True, True]
+    """
+    return np.concatenate(([False], np.diff(ts_ns) == 0)) if len(ts_ns) else \
+        np.zeros(0, dtype=bool)
+
+
+def median_step(ts_ns: np.ndarray) -> timedelta | None:
+    """The median positive step between sorted timestamps (ns), or None with fewer than 2."""
+    steps = np.diff(np.sort(ts_ns))
+    steps = steps[steps > 0]
+    return timedelta(microseconds=float(np.median(steps)) / 1e3) if len(steps) else None
 
 
 def not_numbers(values: pd.Series) -> pd.Series:
@@ -98,6 +115,15 @@ def _read_csv(source: str) -> pd.DataFrame:
         where = "stdin" if source == "-" else source
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise typer.BadParameter(f"{where}: not a CSV ({first})", param_hint="--input") from None
+
+
+def _human(step: timedelta) -> str:
+    """``5m``, ``1h``, ``1d``, ``90s``: a step as a config would write it."""
+    seconds = step.total_seconds()
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def register(app: typer.Typer) -> None:
@@ -146,6 +172,17 @@ def register(app: typer.Typer) -> None:
                 f"{where} row {row + 1}: not a time: {frame['timestamp'].iloc[row]!r}",
                 param_hint="--input")
         skipped = not_numbers(frame["value"])
+        times = pd.to_datetime(frame["timestamp"], utc=True, format="mixed")
+        ts_ns = times.dt.as_unit("ns").astype("int64").to_numpy()
+        order = np.argsort(ts_ns, kind="stable")
+        dup_sorted = repeated_times(ts_ns[order])
+        dup_rows = np.sort(order[dup_sorted])  # data rows (0-based) that repeat a time
+        median = median_step(ts_ns)
+        if step is not None and median is not None and \
+                abs(step - median) > 0.01 * median:
+            typer.echo(f"warning: --interval {interval} but the data's median step is "
+                       f"{_human(median)}: detectors that count points per day or week "
+                       f"(seasonal channels, history as a duration) use {interval}", err=True)
         params = {k: v for k, v in config.items() if k != "type"}
         out = score_frame(frame, detector, params, step)
         if output == "-":
@@ -158,6 +195,12 @@ def register(app: typer.Typer) -> None:
             more = ", ..." if skipped.sum() > 5 else ""
             typer.echo(f"{int(skipped.sum())} value(s) not a number (data row(s) {rows}{more}): "
                        "scored as missing (empty anomaly_score)", err=True)
+        if len(dup_rows):
+            rows = ", ".join(str(i + 1) for i in dup_rows[:5])
+            more = ", ..." if len(dup_rows) > 5 else ""
+            typer.echo(f"{len(dup_rows)} row(s) repeat an earlier row's timestamp (data row(s) "
+                       f"{rows}{more}): the first value of each time was scored, the repeats "
+                       "were not (empty anomaly_score)", err=True)
         typer.echo(f"scored {len(out)} rows -> {'stdout' if output == '-' else output}",
                    err=True)
 

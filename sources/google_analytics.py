@@ -37,6 +37,7 @@ from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from monitor.durations import Seconds
 from sources.base import FatalSourceError, PollRequest, SourceConfig
 from sources.http import (
     Classified,
@@ -60,7 +61,7 @@ class GoogleAnalyticsSourceConfig(SourceConfig):
     access_token: SecretStr | None = Field(None, description="an OAuth access token")
     api_endpoint: str | None = Field(None, description="default analyticsdata.googleapis.com")
     page_size: int = Field(10_000, ge=1, le=250_000)
-    timeout: float = Field(60.0, gt=0)
+    timeout: Seconds = Field(60.0, gt=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
     def resolve_paths(self, config_dir: Path) -> Self:

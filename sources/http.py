@@ -35,6 +35,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from monitor.durations import Seconds
 from sources.base import FatalSourceError, RetriableSourceError, Source, SourceConfig
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class HttpSourceConfig(SourceConfig):
     username: str | None = None
     password: SecretStr | None = None
     headers: dict[str, SecretStr] = Field(default_factory=dict)
-    timeout: float = Field(30.0, gt=0, description="seconds per request")
+    timeout: Seconds = Field(30.0, gt=0, description="per request: 30s, 2m or plain seconds")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     rate_limit: float | None = Field(None, gt=0, description="most requests per second")
     verify_tls: bool = True

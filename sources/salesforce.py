@@ -47,6 +47,7 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.format import quote_soql_value
 
+from monitor.durations import Seconds
 from sources.base import FatalSourceError, PollRequest, SourceConfig
 from sources.http import Classified, RetryConfig, SdkSource, Sleep, retry_after_seconds
 from sources.registry import register
@@ -65,7 +66,7 @@ class SalesforceSourceConfig(SourceConfig):
     security_token: SecretStr | None = None
     domain: str = Field("login", description="login, test (sandbox) or a My Domain")
     version: str = Field("59.0", pattern=r"^\d+\.\d$")
-    timeout: float = Field(60.0, gt=0)
+    timeout: Seconds = Field(60.0, gt=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from pydantic import Field, SecretStr
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
+from monitor.durations import Seconds
 from sources.base import (
     FatalSourceError,
     PollRequest,
@@ -25,7 +26,8 @@ class SqlSourceConfig(SourceConfig):
 
     type: Literal["sql"]
     url: SecretStr = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
-    timeout: float = Field(30.0, gt=0, description="seconds before a query is abandoned")
+    timeout: Seconds = Field(30.0, gt=0, description="before a query is abandoned: 30s, 2m "
+                             "or plain seconds")
 
 
 @register("sql")

@@ -49,6 +49,34 @@ def test_score_defaults_are_stdin_and_stdout(tmp_path: Path, monkeypatch) -> Non
     assert list(tmp_path.iterdir()) == []  # no file named '-'
 
 
+def test_score_reports_repeated_timestamps_and_scores_only_the_first(tmp_path: Path) -> None:
+    """A second value for a time already seen is counted, named by row and left unscored;
+    the remaining rows score exactly as the file without the repeats."""
+    lines = series_csv(40).splitlines()
+    dup = [*lines[:11], lines[10].replace(",", ",9", 1)[:-1] + "99", *lines[11:]]
+    # data row 11 (line 12) repeats data row 10's timestamp with another value
+    src, dst, ref_src, ref = (tmp_path / n for n in ("d.csv", "o.csv", "c.csv", "r.csv"))
+    src.write_text("\n".join(dup) + "\n")
+    ref_src.write_text("\n".join(lines) + "\n")
+    res = runner.invoke(app, ["score", "-d", "surprise", "-i", str(src), "-o", str(dst)])
+    assert res.exit_code == 0, res.output
+    assert "1 row(s) repeat an earlier row's timestamp (data row(s) 11)" in res.stderr
+    out = pd.read_csv(dst)
+    assert len(out) == 41 and out["anomaly_score"].isna().tolist() == [i == 10 for i in range(41)]
+    assert runner.invoke(app, ["score", "-d", "surprise", "-i", str(ref_src), "-o",
+                               str(ref)]).exit_code == 0
+    np.testing.assert_array_equal(out["anomaly_score"].dropna(), pd.read_csv(ref)["anomaly_score"])
+
+
+def test_score_warns_when_interval_does_not_match_the_data() -> None:
+    res = runner.invoke(app, ["score", "-d", "surprise", "--interval", "5m"], input=series_csv())
+    assert res.exit_code == 0
+    assert "warning: --interval 5m but the data's median step is 1h" in res.stderr
+    quiet = runner.invoke(app, ["score", "-d", "surprise", "--interval", "1h"],
+                          input=series_csv())
+    assert "warning" not in quiet.stderr
+
+
 def test_score_checks_the_output_directory_before_scoring(tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     src.write_text(series_csv())

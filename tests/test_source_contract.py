@@ -172,3 +172,23 @@ def test_idempotent_repoll(case: Case, env: Env) -> None:
         src.close()
     ts = env.request.timestamp_column
     pd.testing.assert_frame_equal(canonical(a, ts), canonical(b, ts))
+
+
+@pytest.mark.parametrize("cls,extra", [
+    ("sources.sql:SqlSourceConfig", {"type": "sql", "url": "sqlite://"}),
+    ("sources.http:HttpSourceConfig", {"type": "http", "base_url": "https://api.example.com"}),
+])
+def test_source_timeouts_take_durations_or_seconds(cls: str, extra: dict) -> None:
+    """``timeout: 2m`` is two minutes, a plain number is seconds, and a typo is a config
+    error naming the field (not a timeout of zero)."""
+    import importlib
+
+    from pydantic import ValidationError
+
+    module, name = cls.split(":")
+    config_cls = getattr(importlib.import_module(module), name)
+    assert config_cls.model_validate({**extra, "timeout": "2m"}).timeout == 120.0
+    assert config_cls.model_validate({**extra, "timeout": 5}).timeout == 5.0
+    with pytest.raises(ValidationError) as err:
+        config_cls.model_validate({**extra, "timeout": "2 minutes"})
+    assert err.value.errors()[0]["loc"] == ("timeout",)
