@@ -1,6 +1,7 @@
 """Prophet refits off the tick path: the ``executor:`` config, the pipeline's wiring, failed
-fits, and a real Dask cluster (``LocalCluster``, in-process). No sleeps: tests decide when a
-fit finishes (an injected executor) or wait on the real futures."""
+fits, and a real Dask cluster (``LocalCluster``: a worker process over TCP, so the fit and the
+model cross a process boundary as on a cluster; in-process for the failure test). No sleeps:
+tests decide when a fit finishes (an injected executor) or wait on the real futures."""
 
 from __future__ import annotations
 
@@ -229,10 +230,11 @@ def test_pipeline_hands_fits_to_its_executor_and_reports_them(tmp_path: Path) ->
 
 
 def test_pipeline_refits_on_a_real_dask_cluster(tmp_path: Path) -> None:
-    """``executor: {type: dask, address: ...}`` against a LocalCluster: the tick submits
-    the fit, the test waits on the real future, the next tick installs the Prophet model."""
+    """``executor: {type: dask, address: ...}`` against a LocalCluster whose worker is another
+    process: the tick submits the fit, the test waits on the real future, the next tick
+    installs the Prophet model that came back over TCP."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   protocol="tcp", dashboard_address=None) as cluster:
         cfg = parse_config(config_text(f"executor: {{type: dask, address: "
                                        f"'{cluster.scheduler_address}'}}\n",
