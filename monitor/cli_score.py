@@ -63,13 +63,22 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     key = np.array(["series"], dtype=object)
     nan = np.array([math.nan])
     scores = np.full(len(values), math.nan)
+    warming: list[int] = []  # rows (time order) the detector could not score yet
     for i in np.flatnonzero(np.isfinite(values)):
         batch = TickBatch(key, ts_ns[i:i + 1], values[i:i + 1], nan)
         s = float(det.score(batch).score[0])
+        if not math.isfinite(s):
+            warming.append(int(i))
         scores[i] = s if math.isfinite(s) else 0.0
         det.learn(batch, np.array([math.isfinite(s) and s >= flag_at]))
     out = pd.DataFrame({"timestamp": frame["timestamp"].to_numpy()[order],
                         "value": frame["value"].to_numpy()[order], "anomaly_score": scores})
+    out.attrs["warming_rows"] = len(warming)
+    out.attrs["all_warming"] = bool(warming) and len(warming) == int(np.isfinite(values).sum())
+    period = getattr(det, "warmup_period", None)  # a property on the seasonal detectors
+    out.attrs["warmup"] = period() if callable(period) else period
+    out.attrs["last_warming"] = str(frame["timestamp"].to_numpy()[order][warming[-1]]) \
+        if warming else None
     return out
 
 
@@ -147,7 +156,7 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from monitor.bench.nab import detector_config
-        from monitor.durations import parse_duration
+        from monitor.durations import format_duration, parse_duration
 
         config = detector_config(detector, param or [])
         if output != "-" and not Path(output).parent.is_dir():
@@ -195,6 +204,17 @@ def register(app: typer.Typer) -> None:
             more = ", ..." if skipped.sum() > 5 else ""
             typer.echo(f"{int(skipped.sum())} value(s) not a number (data row(s) {rows}{more}): "
                        "scored as missing (empty anomaly_score)", err=True)
+        if out.attrs.get("all_warming"):
+            need = out.attrs.get("warmup")
+            typer.echo(f"no row was scored: {detector} was still warming up at the last row"
+                       + (f" (it needs {format_duration(need)} of history; shorter: --param "
+                          "warmup=1d, or --param season=day)" if need else "")
+                       + ": every anomaly_score is 0", err=True)
+        elif out.attrs.get("warming_rows"):
+            typer.echo(f"{out.attrs['warming_rows']} row(s) up to {out.attrs['last_warming']} "
+                       f"came while {detector} was warming up (it needs more history before "
+                       "it can score): anomaly_score 0 there means 'not scored yet', not "
+                       "'normal'", err=True)
         if len(dup_rows):
             rows = ", ".join(str(i + 1) for i in dup_rows[:5])
             more = ", ..." if len(dup_rows) > 5 else ""

@@ -77,6 +77,19 @@ def test_score_warns_when_interval_does_not_match_the_data() -> None:
     assert "warning" not in quiet.stderr
 
 
+def test_score_says_which_rows_came_during_warm_up() -> None:
+    """A 0 written during warm-up is 'not scored yet'; the user is told how many rows that is,
+    and, when nothing could be scored at all, how much history the detector needs."""
+    res = runner.invoke(app, ["score", "-d", "novelty"], input=series_csv(60))
+    assert res.exit_code == 0
+    assert "41 row(s) up to 2026-01-06T16:00:00Z came while novelty was warming up" in res.stderr
+    none = runner.invoke(app, ["score", "-d", "robust_seasonal"], input=series_csv(60))
+    assert none.exit_code == 0
+    assert "no row was scored: robust_seasonal was still warming up" in none.stderr
+    assert "it needs 1w of history" in none.stderr
+    assert (pd.read_csv(io.StringIO(none.stdout))["anomaly_score"] == 0).all()
+
+
 def test_score_checks_the_output_directory_before_scoring(tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     src.write_text(series_csv())
