@@ -10,10 +10,14 @@ Model, per series (vectorized over the series of a tick)::
                 previous ``seasonal_days`` days (the nearest of them)
     d_b       = d_8 on the series of block means of b points, for b in ``coarse``,
                 computed when a block completes
+    q         = mean over the last ``sequence_window`` points of -log2 P(bin | previous
+                bins): the series binned into ``sequence_bins`` quantile bins of its last
+                2,000 points (re-estimated every 100), P from its own counts of which bin
+                followed which ``sequence_order`` bins (orders interpolated)
     dec_c     = -log10 P(N > (d_c - mu_c) / sd_c)   for every channel c; mu_c, sd_c: EW
                 moments of d_c (half-life likelihood_halflife, coarse_halflife in blocks)
     shape     = mean over w of dec_w
-    decades   = max(shape, (shape + dec_day) / 2, dec_b for every b)
+    decades   = max(shape, (shape + dec_day) / 2, dec_b for every b, dec_q)
     decades  -= fatigue_decades * (EW count of this series' recent alarms)
     score     = 1 - 10 ** -decades
 
@@ -25,7 +29,9 @@ have a near twin in its history. Comparing the nearest-neighbour distance with t
 one threshold suits noisy and quiet series. Averaging three window lengths rewards anomalies
 that stand out at several scales; the same-time-of-day view catches a normal-looking shape at
 the wrong time (no morning peak), and can only strengthen the shape's own evidence; the block
-means catch slow drifts that no short window sees. After a point reaches
+means catch slow drifts that no short window sees; and the sequence model catches a burst of
+ordinary-sized spikes or a sudden oscillation, where every shape has a twin but the order of
+highs and lows is one the series rarely produces. After a point reaches
 ``refractory_decades`` the detector reports 0 for ``refractory`` points: the first point of an
 incident carries the news. And a series that alarms often needs rarer evidence for its next
 alarm (alarm fatigue: each recent alarm adds ``fatigue_decades``, fading with
@@ -35,8 +41,8 @@ The expected value and band come from an EW mean and mean absolute deviation (as
 :mod:`detectors.surprise`); they describe the level, not the shape.
 
 Cost: O(history x sum(windows)) per point and ``8 x (history + max window)`` bytes of
-state per series (about 32 KB at the default), so this is a detector for hundreds of key
-series, not for the long tail (use ``robust_seasonal`` there).
+state per series plus about 1 KB (about 33 KB at the default), so this is a detector for
+hundreds of key series, not for the long tail (use ``robust_seasonal`` there).
 
 Example: a noisy daily pattern that suddenly skips its peak.
 
@@ -98,6 +104,14 @@ class NoveltyConfig(DetectorConfig):
                               "for slow anomalies.")
     coarse_halflife: float = Field(100.0, gt=0.0, le=1e7, description="Half-life (blocks) of "
                                    "the history each coarse distance is compared with.")
+    sequence_bins: int = Field(4, ge=0, le=8, description="Also learn which of this many "
+                               "quantile bins follows which (a sequence model of the series) "
+                               "and score the mean surprise of the last sequence_window "
+                               "points (0 disables; else at least 2).")
+    sequence_order: int = Field(2, ge=1, le=3, description="Points of context of the sequence "
+                                "model.")
+    sequence_window: int = Field(16, ge=2, le=256, description="Points whose surprise is "
+                                 "averaged.")
     min_distances: int = Field(10, ge=2, le=100_000, description="Distances seen before the "
                                "first score.")
     refractory: int = Field(100, ge=0, le=10**7, description="Points reported as 0 after a "
@@ -132,6 +146,13 @@ class NoveltyConfig(DetectorConfig):
                              f"longest window ({max(self.windows)}), or nothing is ever compared")
         return self
 
+    @field_validator("sequence_bins")
+    @classmethod
+    def _bins_not_one(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("one bin says nothing: use 0 to disable, or 2 to 8 bins")
+        return v
+
     @field_validator("windows", "coarse")
     @classmethod
     def _lengths_positive(cls, v: list[int]) -> list[int]:
@@ -150,6 +171,9 @@ def _history_points(config: NoveltyConfig, interval: timedelta) -> int:
 
 _SEASONAL_WINDOW = 8  # points compared with the same time on previous days
 _COARSE_WINDOW = 8  # blocks per coarse shape
+_SEQ_START = 100  # points before the sequence model bins its first point
+_SEQ_REBIN = 100  # the bin edges are re-estimated every this many points ...
+_SEQ_SPAN = 2000  # ... from the quantiles of at most this many latest points
 
 
 def _nearest(series: np.ndarray, have: np.ndarray, w: int) -> np.ndarray:
@@ -197,6 +221,17 @@ class _Step:
     dist: np.ndarray  # (len(rows), channels); NaN where a channel has no distance
     decades: np.ndarray
     ready: np.ndarray
+    seq: _SeqStep | None = None
+
+
+@dataclass(slots=True)
+class _SeqStep:
+    """The sequence model's view of this point (for the series past ``_SEQ_START``)."""
+
+    on: np.ndarray  # bool per row: the point is binned and learned
+    edges: np.ndarray  # (rows, bins - 1) bin edges in force
+    symbol: np.ndarray  # bin of the point
+    ring: np.ndarray  # (rows, window) latest surprises, this point's last
 
 
 @register("novelty")
@@ -215,15 +250,25 @@ class Novelty(RecordDetector):
         #: lags (points) of the same time on previous days that fit in the buffer
         self._lags = [k * day for k in range(1, config.seasonal_days + 1)
                       if day >= 2 * _SEASONAL_WINDOW and k * day + _SEASONAL_WINDOW < self._len]
-        k = len(config.windows) + (1 if self._lags else 0) + len(config.coarse)
-        self._set_record(np.dtype([
+        bins, order = config.sequence_bins, config.sequence_order
+        self._seq = bins > 0
+        #: offset of each context order's count table (order o: bins ** o contexts x bins)
+        self._seq_off = np.cumsum([0] + [bins ** (o + 1) for o in range(order + 1)])
+        k = len(config.windows) + (1 if self._lags else 0) + len(config.coarse) + self._seq
+        fields = [
             ("buf", "<f8", (self._len,)), ("n", "<i8"), ("cool", "<i8"),
             ("mu", "<f8", (k,)), ("var", "<f8", (k,)), ("cnt", "<f8", (k,)),
             ("m", "<f8"), ("s", "<f8"), ("load", "<f8"),
-        ]))
+        ]
+        if self._seq:
+            fields += [("seq_edges", "<f8", (bins - 1,)), ("seq_sym", "<i8", (order,)),
+                       ("seq_cnt", "<f8", (int(self._seq_off[-1]),)),
+                       ("seq_ring", "<f8", (config.sequence_window,)), ("seq_k", "<i8")]
+        self._set_record(np.dtype(fields))
         fine = len(config.windows) + (1 if self._lags else 0)
         self._rates = np.array([_rate(config.likelihood_halflife)] * fine
-                               + [_rate(config.coarse_halflife)] * len(config.coarse))
+                               + [_rate(config.coarse_halflife)] * len(config.coarse)
+                               + [_rate(config.likelihood_halflife)] * self._seq)
         self._fatigue_keep = 2.0 ** (-1.0 / config.fatigue_halflife)
         self._a_level = _rate(config.level_halflife)
         self._a_scale = _rate(config.scale_halflife)
@@ -253,6 +298,49 @@ class Novelty(RecordDetector):
             cols.append(d)
         return np.stack(cols, axis=1)
 
+    def _sequence(self, st: np.ndarray, x: np.ndarray) -> tuple[_SeqStep, np.ndarray]:
+        """Bin the point, and the mean surprise (-log2 P(bin | the previous bins)) of the last
+        ``sequence_window`` points under the series' own bin-sequence counts (NaN before
+        ``_SEQ_START`` points and until the window is full).
+
+        Why: a burst of ordinary-sized spikes, or an oscillation where the series used to be
+        calm, draws no shape that is new point by point, but an order of highs and lows that
+        the series has rarely produced. The model interpolates context orders 0..order
+        (Witten-Bell-like weights), so short histories still predict.
+        """
+        c = self.cfg
+        bins, order = c.sequence_bins, c.sequence_order
+        n = st["n"]
+        on = n >= _SEQ_START
+        edges = st["seq_edges"].copy()
+        due = np.flatnonzero(on & (n % _SEQ_REBIN == 0))
+        if len(due):
+            span = min(_SEQ_SPAN, self._len)
+            recent = st["buf"][due, -span:].copy()
+            real = np.arange(span)[None, :] >= (span - np.minimum(n[due], span))[:, None]
+            recent[~real] = np.nan
+            levels = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+            edges[due] = np.nanquantile(recent, levels, axis=1).T
+        symbol = (edges <= x[:, None]).sum(axis=1)
+        p = np.full((len(x), bins), 1.0 / bins)
+        cells = np.arange(bins)[None, :]
+        for o in range(order + 1):
+            ctx = np.zeros(len(x), dtype=np.int64)
+            for j in range(order - o, order):
+                ctx = ctx * bins + st["seq_sym"][:, j]
+            counts = np.take_along_axis(st["seq_cnt"],
+                                        self._seq_off[o] + ctx[:, None] * bins + cells, axis=1)
+            total = counts.sum(axis=1, keepdims=True)
+            weight = total / (total + 2.0)
+            p = np.where(total > 0, weight * counts / np.maximum(total, 1e-300)
+                         + (1.0 - weight) * p, p)
+        surprise = -np.log2(np.maximum(np.take_along_axis(p, symbol[:, None], axis=1)[:, 0],
+                                       1e-12))
+        ring = np.concatenate([st["seq_ring"][:, 1:], surprise[:, None]], axis=1)
+        full = on & (st["seq_k"] + 1 >= c.sequence_window)
+        mean = np.where(full, ring.mean(axis=1), np.nan)
+        return _SeqStep(on, edges, symbol, ring), mean
+
     def _compute(self, batch: TickBatch) -> _Step:
         c = self.cfg
         rows_all = self._rows(batch.series)
@@ -261,6 +349,10 @@ class Novelty(RecordDetector):
         st = self._st[rows]
         x = batch.values[sel]
         dist = self._distances(st["buf"], st["n"], x)
+        seq = None
+        if self._seq:
+            seq, surprise = self._sequence(st, x)
+            dist = np.column_stack([dist, surprise])
         floor = np.maximum(np.abs(st["m"]) * 1e-9, 1e-12)[:, None]
         sd = np.sqrt(np.maximum(st["var"], 0.0))
         known = st["cnt"] >= c.min_distances
@@ -276,7 +368,7 @@ class Novelty(RecordDetector):
         # alarm fatigue: every recent alarm of this series raises the bar
         decades = np.maximum(decades - c.fatigue_decades * st["load"] * self._fatigue_keep, 0.0)
         ready = known[:, :len(c.windows)].all(axis=1)
-        return _Step(sel, rows, x, dist, np.where(ready, decades, 0.0), ready)
+        return _Step(sel, rows, x, dist, np.where(ready, decades, 0.0), ready, seq)
 
     # ------------------------------------------------------------------ contract
 
@@ -329,6 +421,27 @@ class Novelty(RecordDetector):
         st["s"] = np.where(first, 0.0, np.where(
             n < 30, st["s"] + (np.abs(err) - st["s"]) / np.maximum(n, 1.0),
             st["s"] + self._a_scale * (np.abs(err) - st["s"])))
+        if sp.seq is not None:
+            self._learn_sequence(st, sp.seq)
         st["buf"] = np.concatenate([st["buf"][:, 1:], sp.x[:, None]], axis=1)
         st["n"] = st["n"] + 1
         self._commit(sp.rows, st)
+
+    def _learn_sequence(self, st: np.ndarray, seq: _SeqStep) -> None:
+        """Count the point's bin after each of its contexts; shift it into the context."""
+        bins, order = self.cfg.sequence_bins, self.cfg.sequence_order
+        on = np.flatnonzero(seq.on)
+        if not len(on):
+            return
+        sym = st["seq_sym"][on]
+        counts = st["seq_cnt"][on]
+        for o in range(order + 1):
+            ctx = np.zeros(len(on), dtype=np.int64)
+            for j in range(order - o, order):
+                ctx = ctx * bins + sym[:, j]
+            counts[np.arange(len(on)), self._seq_off[o] + ctx * bins + seq.symbol[on]] += 1.0
+        st["seq_cnt"][on] = counts
+        st["seq_sym"][on] = np.concatenate([sym[:, 1:], seq.symbol[on, None]], axis=1)
+        st["seq_edges"][on] = seq.edges[on]
+        st["seq_ring"][on] = seq.ring[on]
+        st["seq_k"][on] = st["seq_k"][on] + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pytest
 
 from detectors.base import TickBatch
 from detectors.novelty import Novelty, NoveltyConfig
@@ -63,7 +64,13 @@ def test_state_is_bounded_by_history() -> None:
     det = Novelty(NoveltyConfig(history=100, windows=[4, 8]), interval=timedelta(minutes=5))
     _scores(det, np.arange(500.0))
     (blob,) = det.get_state().values()
-    assert len(blob) < 8 * (100 + 8) + 200
+    # the buffer, plus a fixed part: channel moments, level, and the sequence model (4 bins,
+    # order 2: 84 counts, 16 surprises, edges and context), about 1 KB
+    assert len(blob) < 8 * (100 + 8) + 1200
+    small = Novelty(NoveltyConfig(history=100, windows=[4, 8], sequence_bins=0),
+                    interval=timedelta(minutes=5))
+    _scores(small, np.arange(500.0))
+    assert len(next(iter(small.get_state().values()))) < 8 * (100 + 8) + 200
 
 
 def _two_novel_events() -> np.ndarray:
@@ -95,3 +102,35 @@ def test_history_as_a_duration_and_windows_that_cannot_fit_are_rejected() -> Non
     assert det._len == 288 + 16  # one day of 5-minute points, plus the longest window
     with pytest.raises(ValidationError, match="at least twice the longest window"):
         NoveltyConfig(history=16, windows=[500])
+
+
+def test_sequence_model_notices_a_new_order_of_ordinary_values() -> None:
+    """Low, high, low, high for a long time, then low, low, high, high: every value is
+    ordinary, but the order is new. The sequence channel (the last distance column: the mean
+    surprise of the last 16 points, in bits) rises to several times its usual level; without the
+    channel (``sequence_bins: 0``) there is no such column."""
+    rng = np.random.default_rng(5)
+    base = np.tile([0.0, 10.0], 600)
+    values = np.concatenate([base, np.tile([0.0, 0.0, 10.0, 10.0], 10)])
+    values = values + rng.normal(scale=0.1, size=len(values))
+    det = Novelty(NoveltyConfig(), interval=timedelta(minutes=5))
+    surprise = []
+    for t, v in enumerate(values):
+        batch = TickBatch.of(["k"], [t * 300 * 10**9], [v])
+        dist = det._step(batch).dist  # no row before the series' first point
+        surprise.append(dist[0, -1] if len(dist) else np.nan)
+        det.learn(batch, np.zeros(1, dtype=bool))
+    surprise = np.array(surprise)
+    usual = np.nanmax(surprise[600:1200])
+    # the noise splits each level over two of the 4 bins: about 1 bit a point is usual
+    assert usual < 1.5
+    assert surprise[1200:].max() > 3 * usual
+    plain = Novelty(NoveltyConfig(sequence_bins=0), interval=timedelta(minutes=5))
+    plain.learn(TickBatch.of(["k"], [0], [1.0]), np.zeros(1, dtype=bool))
+    batch = TickBatch.of(["k"], [10**12], [1.0])
+    assert det._step(batch).dist.shape[1] == plain._step(batch).dist.shape[1] + 1
+
+
+def test_sequence_bins_of_one_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="one bin says nothing"):
+        NoveltyConfig(sequence_bins=1)
