@@ -13,7 +13,8 @@ Model, per series (vectorized over the series of a tick)::
     q         = mean over the last ``sequence_window`` points of -log2 P(bin | previous
                 bins): the series binned into ``sequence_bins`` quantile bins of its last
                 2,000 points (re-estimated every 100), P from its own counts of which bin
-                followed which ``sequence_order`` bins (orders interpolated)
+                followed which ``sequence_order`` bins (orders interpolated); it has a
+                say once 200 such means have been seen
     dec_c     = -log10 P(N > (d_c - mu_c) / sd_c)   for every channel c; mu_c, sd_c: EW
                 moments of d_c (half-life likelihood_halflife, coarse_halflife in blocks)
     shape     = mean over w of dec_w
@@ -174,6 +175,7 @@ _COARSE_WINDOW = 8  # blocks per coarse shape
 _SEQ_START = 100  # points before the sequence model bins its first point
 _SEQ_REBIN = 100  # the bin edges are re-estimated every this many points ...
 _SEQ_SPAN = 2000  # ... from the quantiles of at most this many latest points
+_SEQ_MIN_SURPRISES = 200  # window means seen before the sequence channel has a say
 
 
 def _nearest(series: np.ndarray, have: np.ndarray, w: int) -> np.ndarray:
@@ -356,6 +358,8 @@ class Novelty(RecordDetector):
         floor = np.maximum(np.abs(st["m"]) * 1e-9, 1e-12)[:, None]
         sd = np.sqrt(np.maximum(st["var"], 0.0))
         known = st["cnt"] >= c.min_distances
+        if self._seq:  # the sequence model's surprise means little until it has counted a lot
+            known[:, -1] &= st["cnt"][:, -1] >= _SEQ_MIN_SURPRISES
         with np.errstate(invalid="ignore"):
             z = (dist - st["mu"]) / np.maximum(sd, np.maximum(1e-6 * np.abs(st["mu"]), floor))
         dec = log10_gauss_tail(np.where(np.isfinite(z) & known, z, 0.0))
