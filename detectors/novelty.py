@@ -17,7 +17,7 @@ Model, per series (vectorized over the series of a tick)::
                 say once 200 such means have been seen
     dec_c     = -log10 P(N > (d_c - mu_c) / sd_c)   for every channel c; mu_c, sd_c: EW
                 moments of d_c (half-life likelihood_halflife, coarse_halflife in blocks)
-    shape     = mean over w of dec_w
+    shape     = mean of dec_w over w, and of dec_q once it has a say
     decades   = max(shape, (shape + dec_day) / 2, dec_b for every b, dec_q)
     decades  -= fatigue_decades * (EW count of this series' recent alarms)
     score     = 1 - 10 ** -decades
@@ -365,6 +365,8 @@ class Novelty(RecordDetector):
         dec = log10_gauss_tail(np.where(np.isfinite(z) & known, z, 0.0))
         k = len(c.windows)
         fine = dec[:, :k].mean(axis=1)
+        if self._seq:  # the sequence view joins the multi-scale mean once it has a say
+            fine = np.where(known[:, -1], (dec[:, :k].sum(axis=1) + dec[:, -1]) / (k + 1), fine)
         if self._lags:  # the same-time-of-day view can only add to the shape's own view
             fine = np.maximum(fine, 0.5 * (fine + dec[:, k]))
             k += 1
