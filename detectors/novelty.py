@@ -213,6 +213,18 @@ def _at_lags(series: np.ndarray, have: np.ndarray, w: int, lags: Sequence[int]) 
     return np.where(np.isfinite(best), np.sqrt(best), np.nan)
 
 
+def _context(symbols: np.ndarray, order: int, bins: int) -> np.ndarray:
+    """Index of the context made of the last ``order`` symbols of each row (0 for order 0).
+
+    >>> _context(np.array([[1, 3], [0, 2]]), 2, 4).tolist(), _context(np.array([[1, 3]]), 1, 4)
+    ([7, 2], array([3]))
+    """
+    ctx = np.zeros(len(symbols), dtype=np.int64)
+    for j in range(symbols.shape[1] - order, symbols.shape[1]):
+        ctx = ctx * bins + symbols[:, j]
+    return ctx
+
+
 @dataclass(slots=True)
 class _Step:
     """What one batch implies for the series that have state (score and update)."""
@@ -327,9 +339,7 @@ class Novelty(RecordDetector):
         p = np.full((len(x), bins), 1.0 / bins)
         cells = np.arange(bins)[None, :]
         for o in range(order + 1):
-            ctx = np.zeros(len(x), dtype=np.int64)
-            for j in range(order - o, order):
-                ctx = ctx * bins + st["seq_sym"][:, j]
+            ctx = _context(st["seq_sym"], o, bins)
             counts = np.take_along_axis(st["seq_cnt"],
                                         self._seq_off[o] + ctx[:, None] * bins + cells, axis=1)
             total = counts.sum(axis=1, keepdims=True)
@@ -442,9 +452,7 @@ class Novelty(RecordDetector):
         sym = st["seq_sym"][on]
         counts = st["seq_cnt"][on]
         for o in range(order + 1):
-            ctx = np.zeros(len(on), dtype=np.int64)
-            for j in range(order - o, order):
-                ctx = ctx * bins + sym[:, j]
+            ctx = _context(sym, o, bins)
             counts[np.arange(len(on)), self._seq_off[o] + ctx * bins + seq.symbol[on]] += 1.0
         st["seq_cnt"][on] = counts
         st["seq_sym"][on] = np.concatenate([sym[:, 1:], seq.symbol[on, None]], axis=1)
