@@ -55,9 +55,11 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     ts_ns = ts.dt.as_unit("ns").astype("int64").to_numpy()[order]
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(np.float64)[order]
     # a second value for a time already seen is not fed: a stream has one value per time
-    values[repeated_times(ts_ns)] = math.nan
+    repeated = repeated_times(ts_ns)
+    values[repeated] = math.nan
+    step = median_step(ts_ns)
     if interval is None:
-        interval = median_step(ts_ns) or timedelta(hours=1)
+        interval = step or timedelta(hours=1)
     det = create({"type": detector, **params}, interval=interval)
     flag_at = score_for_severity(25.0)
     key = np.array(["series"], dtype=object)
@@ -73,6 +75,8 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
         det.learn(batch, np.array([math.isfinite(s) and s >= flag_at]))
     out = pd.DataFrame({"timestamp": frame["timestamp"].to_numpy()[order],
                         "value": frame["value"].to_numpy()[order], "anomaly_score": scores})
+    out.attrs["repeated_rows"] = np.sort(order[repeated])  # data rows, 0-based
+    out.attrs["median_step"] = step
     out.attrs["warming_rows"] = len(warming)
     out.attrs["all_warming"] = bool(warming) and len(warming) == int(np.isfinite(values).sum())
     period = getattr(det, "warmup_period", None)  # a property on the seasonal detectors
@@ -126,15 +130,6 @@ def _read_csv(source: str) -> pd.DataFrame:
         raise typer.BadParameter(f"{where}: not a CSV ({first})", param_hint="--input") from None
 
 
-def _human(step: timedelta) -> str:
-    """``5m``, ``1h``, ``1d``, ``90s``: a step as a config would write it."""
-    seconds = step.total_seconds()
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
 def register(app: typer.Typer) -> None:
     """Add ``score`` and ``feedback`` to the ``cxmon`` app."""
 
@@ -181,19 +176,14 @@ def register(app: typer.Typer) -> None:
                 f"{where} row {row + 1}: not a time: {frame['timestamp'].iloc[row]!r}",
                 param_hint="--input")
         skipped = not_numbers(frame["value"])
-        times = pd.to_datetime(frame["timestamp"], utc=True, format="mixed")
-        ts_ns = times.dt.as_unit("ns").astype("int64").to_numpy()
-        order = np.argsort(ts_ns, kind="stable")
-        dup_sorted = repeated_times(ts_ns[order])
-        dup_rows = np.sort(order[dup_sorted])  # data rows (0-based) that repeat a time
-        median = median_step(ts_ns)
-        if step is not None and median is not None and \
-                abs(step - median) > 0.01 * median:
-            typer.echo(f"warning: --interval {interval} but the data's median step is "
-                       f"{_human(median)}: detectors that count points per day or week "
-                       f"(seasonal channels, history as a duration) use {interval}", err=True)
         params = {k: v for k, v in config.items() if k != "type"}
         out = score_frame(frame, detector, params, step)
+        median = out.attrs["median_step"]
+        if step is not None and median is not None and abs(step - median) > 0.01 * median:
+            typer.echo(f"warning: --interval {interval} but the data's median step is "
+                       f"{format_duration(median)}: detectors that count points per day or "
+                       f"week (seasonal channels, history as a duration) used {interval}",
+                       err=True)
         if output == "-":
             out.to_csv(sys.stdout, index=False)
             sys.stdout.flush()
@@ -215,6 +205,7 @@ def register(app: typer.Typer) -> None:
                        f"came while {detector} was warming up (it needs more history before "
                        "it can score): anomaly_score 0 there means 'not scored yet', not "
                        "'normal'", err=True)
+        dup_rows = out.attrs["repeated_rows"]
         if len(dup_rows):
             rows = ", ".join(str(i + 1) for i in dup_rows[:5])
             more = ", ..." if len(dup_rows) > 5 else ""
