@@ -319,8 +319,9 @@ class Novelty(RecordDetector):
 
         Why: a burst of ordinary-sized spikes, or an oscillation where the series used to be
         calm, draws no shape that is new point by point, but an order of highs and lows that
-        the series has rarely produced. The model interpolates context orders 0..order
-        (Witten-Bell-like weights), so short histories still predict.
+        the series has rarely produced. The model interpolates context orders 0..order (a
+        context seen n times gets weight n / (n + 2) over the shorter ones), so short
+        histories still predict.
         """
         c = self.cfg
         bins, order = c.sequence_bins, c.sequence_order
