@@ -1,0 +1,25 @@
+"""A small ``cxmon bench detect`` run prints its figures but leaves the published ones alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from monitor.cli import app
+
+
+def test_small_speed_run_does_not_overwrite_the_published_figures(tmp_path: Path) -> None:
+    runner = CliRunner()
+    doc = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+    before = doc.read_text()
+    res = runner.invoke(app, ["bench", "detect", "--series", "50", "--ticks", "5",
+                              "--no-accuracy"])
+    assert res.exit_code == 0, res.output
+    assert "docs not updated: the published figures are for --series 100,000" in res.stderr
+    assert doc.read_text() == before
+    out = tmp_path / "b.md"
+    res = runner.invoke(app, ["bench", "detect", "--series", "50", "--ticks", "5",
+                              "--no-accuracy", "--doc", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "| robust_seasonal | 50 x 5 |" in out.read_text()
