@@ -68,6 +68,15 @@ def run_rca(
                            na_values=[""])
     except (OSError, ValueError) as exc:
         raise RootCauseError(f"cannot read {path}: {exc}") from None
+    for column in (actual, expected, value, denominator):
+        if column is None or column not in rows.columns:
+            continue
+        bad = pd.to_numeric(rows[column], errors="coerce").isna() & rows[column].notna()
+        if bad.any():
+            first = int(bad.to_numpy().nonzero()[0][0])
+            raise RootCauseError(f"column {column!r} is not a number in {int(bad.sum())} "
+                                 f"row(s), first data row {first + 1}: "
+                                 f"{rows[column].iloc[first]!r}")
     if (actual is None) != (expected is None):
         raise RootCauseError("--actual and --expected go together")
     if actual is not None and value is not None:

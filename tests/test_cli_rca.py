@@ -73,3 +73,13 @@ def test_rca_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     res = runner.invoke(app, ["rca", "--input", str(tmp_path / "none.csv"), "--dimensions",
                               "a", "--actual", "x", "--expected", "y"])
     assert res.exit_code == 2 and "cannot read" in res.output
+
+
+def test_rca_rejects_values_that_are_not_numbers(tmp_path: Path) -> None:
+    """'abc' in a measure column is an error (exit 2), not an empty answer with exit 0."""
+    src = tmp_path / "c.csv"
+    src.write_text("channel,region,actual,expected\napp,uk,abc,10\nweb,uk,10,10\n")
+    res = CliRunner().invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
+                                   "--actual", "actual", "--expected", "expected"])
+    assert res.exit_code == 2
+    assert "column 'actual' is not a number in 1 row(s), first data row 1: 'abc'" in res.output
