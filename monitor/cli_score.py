@@ -246,7 +246,10 @@ def register(app: typer.Typer) -> None:
                 anomaly_id = ids[0]
             fid = store.add_feedback(anomaly_id, label, source="cli", user=user, note=note)
         except KeyError as exc:
-            typer.echo(exc.args[0] if exc.args else str(exc), err=True)
+            message = exc.args[0] if exc.args else str(exc)
+            if len(anomaly_id) < 8:
+                message += " (a prefix needs at least 8 characters; ids: cxmon anomalies)"
+            typer.echo(message, err=True)
             raise typer.Exit(1) from None
         finally:
             store.close()

@@ -334,6 +334,7 @@ def test_feedback_accepts_a_unique_id_prefix(tmp_path: Path) -> None:
     assert f"{a.id} marked not_anomaly" in res.stdout
     short = runner.invoke(app, ["feedback", a.id[:7], "not_anomaly", "-c", str(cfg)])
     assert short.exit_code == 1 and "no anomaly with id" in short.stderr
+    assert "a prefix needs at least 8 characters" in short.stderr
     store = Store.open(f"sqlite:///{tmp_path / 'fb.db'}")
     b = Anomaly(series=a.series, metric="kpi", labels=a.labels,
                 timestamp=datetime(2026, 1, 6, tzinfo=UTC), value=3.0, expected=1.0,
