@@ -47,8 +47,16 @@ def score_for_severity(severity: float) -> float:
     >>> round(score_for_severity(50), 8)
     0.999999
     """
-    decades = _SEVERITY_FLOOR + severity * _SEVERITY_DECADES / 100.0
-    return 1.0 - 10.0 ** (-decades)
+    return 1.0 - 10.0 ** (-decades_for_severity(severity))
+
+
+def decades_for_severity(severity: float) -> float:
+    """``-log10 p`` of a point at ``severity`` (25 -> 4.0: a 1-in-10,000 point).
+
+    >>> decades_for_severity(25), decades_for_severity(0)
+    (4.0, 2.0)
+    """
+    return _SEVERITY_FLOOR + severity * _SEVERITY_DECADES / 100.0
 
 
 class MissingPolicy(enum.StrEnum):

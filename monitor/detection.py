@@ -22,6 +22,7 @@ from detectors.postrules import (
     MissingPolicy,
     PostRules,
     RuleState,
+    decades_for_severity,
     severity_from_score,
 )
 from detectors.prophet_detector import FitReport
@@ -37,6 +38,21 @@ SCORE_COLUMNS = ["timestamp", "series", "value", "expected", "lower", "upper", "
 class DetectionResult:
     anomalies: list[Anomaly] = field(default_factory=list)
     scores: pd.DataFrame | None = None  # SCORE_COLUMNS, first detector's view of each point
+
+
+def refractory_at_alert_level(config: DetectorConfig, min_severity: float) -> DetectorConfig:
+    """``config`` with its refractory period starting where the metric alerts, unless the
+    config sets ``refractory_decades`` itself.
+
+    Why: a detector that goes quiet after its first strong point (``novelty``, ``surprise``)
+    must not go quiet on a point too weak to alert: the first point of a level drop at
+    severity 20 would silence the drop's stronger points under the default ``min_severity``
+    of 25, and the incident would never be alerted.
+    """
+    if ("refractory_decades" not in type(config).model_fields
+            or "refractory_decades" in config.model_fields_set):
+        return config
+    return config.model_copy(update={"refractory_decades": decades_for_severity(min_severity)})
 
 
 class MetricDetectors:
@@ -56,7 +72,9 @@ class MetricDetectors:
         #: Detector name -> its type (``robust_seasonal``), for messages.
         self.types = {name: cfg.type for name, cfg in detectors.items()}
         self.detectors: dict[str, Detector] = {
-            name: create_detector(cfg, interval=interval) for name, cfg in detectors.items()
+            name: create_detector(refractory_at_alert_level(cfg, rules.min_severity),
+                                  interval=interval)
+            for name, cfg in detectors.items()
         }
         #: Per-series post-rule state (streaks, suppression, last values), one per detector.
         self.rule_states: dict[str, RuleState] = {
