@@ -21,7 +21,10 @@ Method (a greedy minimum-description-length search that borrows from the publish
   layer) + 2`` nats (a Bonferroni-like price), so a parent wins over its children whenever
   it explains as much, and a noisy single leaf never pays for itself. Elements are added
   greedily while their gain exceeds their cost; each leaf is explained by the first element
-  that covers it.
+  that covers it, and a set never holds an element with its ancestor (``{web}`` and
+  ``{web, uk}`` would name the same leaves twice). Elements of different dimensions may
+  overlap (``{web}`` and ``{uk}``: two causes), and then their shares add up to more than
+  the set's.
 * **Alternatives**: the greedy search is restarted from each of the best first elements, and
   the resulting sets are ranked by total net gain (the top set is the answer).
 
@@ -369,12 +372,16 @@ class _Search:
         total = 0.0
         for ci, g in start:
             net = self._net_of(ci, g, uncovered)
-            if net > 0:
+            if net > 0 and not self._nested_in(chosen, (ci, g)):
                 chosen.append((ci, g))
                 total += net
                 uncovered &= ~self._members(ci, g)
         while len(chosen) < self.max_elements and uncovered.any():
-            gains = self._gains(uncovered)
+            # per cuboid, at most one element per chosen one is its ancestor (its descendants
+            # are covered and gain nothing), so this many candidates hold a free one
+            k = len(chosen) * len(self.cuboids) + 1
+            gains = [t for t in self._gains(uncovered, k)
+                     if not self._nested_in(chosen, (t[1], t[2]))]
             if not gains:
                 break
             net, ci, g = gains[0]
@@ -382,6 +389,16 @@ class _Search:
             total += net
             uncovered &= ~self._members(ci, g)
         return chosen, total
+
+    def _nested_in(self, chosen: Sequence[tuple[int, int]], item: tuple[int, int]) -> bool:
+        """Whether ``item`` is an ancestor or a descendant of a chosen element.
+
+        Why: ``{web}`` beside ``{web, uk}`` names the same leaves twice, so their shares add up
+        to more than the change; one set never holds both (as in HotSpot and Squeeze), and the
+        alternatives compare "web" with "web in the UK" instead.
+        """
+        mine = set(self._canonical(item))
+        return any(mine <= (other := set(self._canonical(c))) or other <= mine for c in chosen)
 
     def _net_of(self, ci: int, g: int, uncovered: np.ndarray) -> float:
         m = self._members(ci, g) & uncovered

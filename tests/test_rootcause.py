@@ -47,6 +47,21 @@ def test_additive_root_causes_at_different_depths_are_found_exactly() -> None:
     assert sorted(found, key=len) == [{"os": "other"}, {"channel": "app", "region": "uk"}]
 
 
+def test_no_answer_names_an_element_and_its_ancestor() -> None:
+    """web is up 30 % everywhere and web-uk 100 %: every answer names web or some of its
+    children, never both, so no leaf is counted twice and shares add up to at most 1."""
+    df = cube_frame(2)
+    web = df["channel"] == "web"
+    df.loc[web, "actual"] *= np.where(df.loc[web, "region"] == "uk", 2.0, 1.3)
+    cube = prepare(df, ["channel", "region", "os"], actual="actual", expected="expected")
+    causes = localize(cube, top=5)
+    assert causes
+    for cause in causes:
+        items = [set(e.items()) for e in cause.elements]
+        assert not any(a < b for a in items for b in items), cause.elements
+    assert sum(c.share for c in causes[0].contributions) <= 1.0 + 1e-9
+
+
 def test_nothing_abnormal_gives_no_root_cause() -> None:
     assert top_elements(cube_frame(1), actual="actual", expected="expected") == []
 
