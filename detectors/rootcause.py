@@ -67,6 +67,7 @@ __all__ = [
     "parse_time",
     "prepare",
     "rows_at",
+    "same_slot",
 ]
 
 #: Default deepest combination considered (elements of up to this many dimensions).
@@ -514,6 +515,11 @@ def expected_from_history(
     leaf's median over the history's time points (a leaf absent at a time point counts as
     0 there). Ratio: the expected rate is the leaf's pooled historical rate (numerator and
     denominator summed, never averaged); a leaf absent at ``at`` has actual 0.
+
+    The history is the same time of week as ``at`` when it holds at least
+    ``MIN_SLOT_POINTS`` such times, else the same time of day, else all of it
+    (``attrs["history"]`` of the result says which): CX volumes peak by day, so the median
+    of a whole day would make every leaf look "up" at noon.
     """
     dims = list(dimensions)
     cols = [value] + ([denominator] if denominator else [])
@@ -534,8 +540,11 @@ def expected_from_history(
     if past.empty:
         raise RootCauseError(f"no rows before {at.isoformat()}: no history to learn from")
     snap = now.groupby(dims, sort=False)[cols].sum()
+    past_ts = ts[ts < at]
+    slot, basis = same_slot(past_ts, at)
+    past, past_ts = past[slot], past_ts[slot]
     if denominator is None:
-        per_time = past.assign(_t=ts[ts < at]).groupby(["_t", *dims])[value].sum()
+        per_time = past.assign(_t=past_ts).groupby(["_t", *dims])[value].sum()
         wide = per_time.unstack("_t", fill_value=0.0)
         hist = wide.median(axis=1).rename("expected").to_frame()
     else:
@@ -545,7 +554,31 @@ def expected_from_history(
     out = out.rename(columns={value: "actual"})
     if denominator is not None:
         out = out.rename(columns={denominator: "denominator"})
-    return out.reset_index()
+    out = out.reset_index()
+    out.attrs["history"] = basis
+    return out
+
+
+#: Times at the same point of the week (or day) needed before history is restricted to them.
+MIN_SLOT_POINTS = 3
+
+
+def same_slot(times: pd.Series, at: pd.Timestamp) -> tuple[np.ndarray, str]:
+    """Mask of ``times`` at the same time of week as ``at`` (whole weeks earlier), else of
+    day, else all, with a description of the choice.
+
+    >>> t = pd.Series(pd.date_range("2026-01-01", periods=96, freq="h", tz="UTC"))
+    >>> mask, basis = same_slot(t, pd.Timestamp("2026-01-05 10:00", tz="UTC"))
+    >>> int(mask.sum()), basis
+    (4, 'same time of day (4 points)')
+    """
+    lag = (at - times).to_numpy()
+    for period, name in ((np.timedelta64(7, "D"), "week"), (np.timedelta64(1, "D"), "day")):
+        mask = lag % period == np.timedelta64(0)
+        n = len(pd.unique(times[mask]))
+        if n >= MIN_SLOT_POINTS:
+            return mask, f"same time of {name} ({n} points)"
+    return np.ones(len(times), dtype=bool), f"all history ({len(pd.unique(times))} points)"
 
 
 def _parse_times(col: pd.Series) -> pd.Series:

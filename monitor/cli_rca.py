@@ -105,7 +105,10 @@ def run_rca(
     else:
         raise RootCauseError("give --actual and --expected, or --value with --time-column/--at")
     causes = localize(cube, top=top)
-    return {"root_causes": [c.to_dict() for c in causes]}
+    out: dict[str, object] = {"root_causes": [c.to_dict() for c in causes]}
+    if value is not None:
+        out["expected_from"] = leaves.attrs.get("history")
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -135,6 +135,30 @@ def test_expected_from_history_uses_each_leafs_own_past() -> None:
         expected_from_history(df, ["channel"], time_column="ts", at=t0, value="started")
 
 
+def test_expected_from_history_compares_the_same_time_of_day() -> None:
+    """Contacts peak at noon. At noon web-uk doubles; against the median of whole days every
+    leaf would look up (and web-uk's share small), against past noons only web-uk is."""
+    t0 = pd.Timestamp("2026-01-05T00:00Z")
+    at = t0 + pd.Timedelta(days=4, hours=12)
+    rows = []
+    for h in range(4 * 24 + 13):
+        t = t0 + pd.Timedelta(hours=h)
+        for ch, rg in product(CH, RG):
+            level = 100.0 if t.hour == 12 else 10.0
+            if t == at and (ch, rg) == ("web", "uk"):
+                level *= 2
+            rows.append({"ts": t, "channel": ch, "region": rg, "contacts": level})
+    df = pd.DataFrame(rows)
+    leaves = expected_from_history(df, ["channel", "region"], time_column="ts", at=at,
+                                   value="contacts")
+    assert leaves.attrs["history"] == "same time of day (4 points)"
+    assert set(leaves["expected"]) == {100.0}
+    cube = prepare(leaves, ["channel", "region"], actual="actual", expected="expected")
+    best = localize(cube, top=1)[0]
+    assert best.elements == ({"channel": "web", "region": "uk"},)
+    assert best.share == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("kind", ["additive", "ratio"])
 def test_generated_benchmark_cases_are_solved(kind: str) -> None:
     """A small slice of ``cxmon bench rca`` (the full run is the benchmark)."""
