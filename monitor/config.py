@@ -59,6 +59,7 @@ from detectors.base import DetectorConfig
 from detectors.postrules import MissingPolicy, WindowRule
 from detectors.registry import config_class as detector_config_class
 from detectors.registry import detector_types
+from monitor.dburl import STORE_BACKENDS, STORE_EXAMPLES, url_problem
 from monitor.durations import Duration, format_duration
 from monitor.errors import ConfigError, Problem
 from monitor.model import Direction, ValueKind
@@ -217,6 +218,16 @@ class StoreConfig(BaseModel):
         return {"url": data} if isinstance(data, str) else data
 
     _retention_positive = field_validator("retention")(_positive)
+
+    @field_validator("url")
+    @classmethod
+    def _url_usable(cls, value: str) -> str:
+        # what Store() refuses, refused here too, so `cxmon validate` agrees with `cxmon run`
+        problem = url_problem(value, STORE_BACKENDS)
+        if problem:
+            raise ValueError(f"{problem} ({STORE_EXAMPLES})" if "unsupported" in problem
+                             else problem)
+        return value
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         # The URL may carry a database password: never show it in reprs or logs.

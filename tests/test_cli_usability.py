@@ -196,6 +196,22 @@ def test_config_errors_are_not_wrapped_off_a_terminal(tmp_path: Path) -> None:
     assert len(line) > 80 and "a_detector_name_that_is_long_enough_to_wrap" * 2 in line
 
 
+def test_validate_refuses_urls_that_run_would_refuse(tmp_path: Path) -> None:
+    """An unsupported store and a sql source's unusable url are config problems with their
+    paths, found by validate rather than by the first tick of cxmon run."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("store: 'mysqlx://u:pw@h/db'\nsources:\n  dw: {type: sql, url: notaurl}\n"
+                   "  dw2: {type: sql, url: 'nosuchdb://h/x'}\n  ok: {type: sql, url: "
+                   "'sqlite://'}\nmetrics:\n  - {name: kpi, source: dw, query: q, value: v}\n")
+    res = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert res.exit_code == 2, res.output
+    assert "3 problem(s)" in res.stderr
+    assert "store.url: unsupported database 'mysqlx'" in res.stderr
+    assert "sources.dw.url: not a SQLAlchemy URL" in res.stderr
+    assert "sources.dw2.url: unknown database dialect 'nosuchdb'" in res.stderr
+    assert "pw" not in res.stderr.replace("password", "")
+
+
 def _store_with_anomaly(tmp_path: Path) -> tuple[Path, Anomaly]:
     db = tmp_path / "fb.db"
     cfg = tmp_path / "c.yaml"
