@@ -333,7 +333,8 @@ def demo(
     ] = None,
     anchor: Annotated[
         str | None,
-        typer.Option(help="Day 0 of the demo data (default: 28 days before today, UTC)."),
+        typer.Option(help="Day 0 of the demo data, a UTC date such as 2026-01-05 "
+                     "(default: 28 days before today)."),
     ] = None,
     days: Annotated[int, typer.Option(min=1, help="Days of history to replay.")] = 28,
     step_hours: Annotated[
@@ -350,7 +351,7 @@ def demo(
 
     _setup_logging(log_level)
     now = SystemClock().now()
-    start = _parse_time(anchor) if anchor else default_anchor(now)
+    start = _demo_anchor(anchor) if anchor else default_anchor(now)
     end = min(start + timedelta(days=days), now) if not anchor else start + timedelta(days=days)
     if store is None:
         store = f"sqlite:///{Path(tempfile.mkdtemp(prefix='cxmon-demo-')) / 'demo.db'}"
@@ -403,6 +404,23 @@ def demo(
         live.close()
         st.close()
         console.print(f"stopped; the demo's store stays at {st.url_redacted}")
+
+
+def _demo_anchor(text: str) -> datetime:
+    """``--anchor`` as a time, or a usage error naming the option and the value typed (not the
+    internal demo.yaml it is passed on to)."""
+    accepted = "expected a UTC date such as 2026-01-05 (or a time at 00:00 UTC: 2026-01-05T00:00Z)"
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        ts = None
+    if ts is None or ts is pd.NaT:
+        raise typer.BadParameter(f"{text!r} is not a date; {accepted}", param_hint="--anchor")
+    ts = (ts.tz_localize("UTC") if ts.tzinfo is None else ts).tz_convert("UTC")
+    if ts != ts.normalize():
+        raise typer.BadParameter(f"{text!r} is not at 00:00 UTC (the demo's days start at "
+                                 f"midnight UTC); {accepted}", param_hint="--anchor")
+    return ts.to_pydatetime()
 
 
 def _demo_summary(

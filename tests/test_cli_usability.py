@@ -212,6 +212,18 @@ def test_validate_refuses_urls_that_run_would_refuse(tmp_path: Path) -> None:
     assert "pw" not in res.stderr.replace("password", "")
 
 
+@pytest.mark.parametrize(("anchor", "expected"), [
+    ("BADVALUE", "'BADVALUE' is not a date"),
+    ("2026-01-05T03:00Z", "'2026-01-05T03:00Z' is not at 00:00 UTC"),
+])
+def test_demo_anchor_errors_name_the_option_and_the_value(anchor: str, expected: str) -> None:
+    res = runner.invoke(app, ["demo", "--once", "--anchor", anchor], env={"COLUMNS": "300"})
+    assert res.exit_code == 2, res.output
+    assert f"Invalid value for --anchor: {expected}" in res.output
+    assert "expected a UTC date such as 2026-01-05" in res.output
+    assert "demo.yaml" not in res.output and "***" not in res.output
+
+
 def _store_with_anomaly(tmp_path: Path) -> tuple[Path, Anomaly]:
     db = tmp_path / "fb.db"
     cfg = tmp_path / "c.yaml"
