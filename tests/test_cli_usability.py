@@ -54,18 +54,54 @@ def test_score_reports_repeated_timestamps_and_scores_only_the_first(tmp_path: P
     the remaining rows score exactly as the file without the repeats."""
     lines = series_csv(40).splitlines()
     dup = [*lines[:11], lines[10].replace(",", ",9", 1)[:-1] + "99", *lines[11:]]
-    # data row 11 (line 12) repeats data row 10's timestamp with another value
+    # line 12 repeats line 11's timestamp with another value (header = line 1)
     src, dst, ref_src, ref = (tmp_path / n for n in ("d.csv", "o.csv", "c.csv", "r.csv"))
     src.write_text("\n".join(dup) + "\n")
     ref_src.write_text("\n".join(lines) + "\n")
     res = runner.invoke(app, ["score", "-d", "surprise", "-i", str(src), "-o", str(dst)])
     assert res.exit_code == 0, res.output
-    assert "1 row(s) repeat an earlier row's timestamp (data row(s) 11)" in res.stderr
+    assert ("1 line(s) repeat an earlier line's timestamp (line 12): only the first line of each "
+            "time is fed to the detector") in res.stderr
+    assert "not a number" not in res.stderr
     out = pd.read_csv(dst)
     assert len(out) == 41 and out["anomaly_score"].isna().tolist() == [i == 10 for i in range(41)]
     assert runner.invoke(app, ["score", "-d", "surprise", "-i", str(ref_src), "-o",
                                str(ref)]).exit_code == 0
     np.testing.assert_array_equal(out["anomaly_score"].dropna(), pd.read_csv(ref)["anomaly_score"])
+
+
+def test_score_says_when_the_first_value_of_a_repeated_time_is_not_a_number() -> None:
+    lines = series_csv(40).splitlines()
+    lines[11] = lines[11].split(",")[0] + ",abc"  # line 12: the first value at its time
+    dup = [*lines[:12], lines[11].split(",")[0] + ",7", *lines[12:]]  # line 13 repeats it
+    res = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(dup) + "\n")
+    assert res.exit_code == 0, res.output
+    assert "1 value(s) not a number (line 12)" in res.stderr
+    assert ("1 line(s) repeat an earlier line's timestamp (line 13): only the first line of each "
+            "time is fed to the detector, the repeats are not (empty anomaly_score); at 1 of "
+            "these times the first line is not a number either (line 12), so that time has no "
+            "score") in res.stderr
+    assert "was scored" not in res.stderr
+    assert pd.read_csv(io.StringIO(res.stdout))["anomaly_score"].isna().sum() == 2
+
+
+def test_score_skips_and_reports_lines_with_extra_fields(tmp_path: Path) -> None:
+    """A line with more fields than the header is counted, named by its line in the file and
+    left out; the others score as the file without it (a blank line is counted as a line)."""
+    lines = series_csv(40).splitlines()
+    bad = [*lines[:5], lines[5] + ",extra", "", *lines[6:20], lines[20] + ",x,y", *lines[21:]]
+    src, dst, ref_src, ref = (tmp_path / n for n in ("b.csv", "o.csv", "c.csv", "r.csv"))
+    src.write_text("\n".join(bad) + "\n")
+    ref_src.write_text("\n".join([*lines[:5], *lines[6:20], *lines[21:]]) + "\n")
+    res = runner.invoke(app, ["score", "-d", "surprise", "-i", str(src), "-o", str(dst),
+                              "--interval", "1h"])
+    assert res.exit_code == 0, res.output
+    assert ("2 line(s) have more fields than the header (lines 6, 22): skipped (not scored, "
+            "not in the output)") in res.stderr
+    assert "scored 38 rows" in res.stderr
+    assert runner.invoke(app, ["score", "-d", "surprise", "-i", str(ref_src), "-o", str(ref),
+                               "--interval", "1h"]).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(dst), pd.read_csv(ref))
 
 
 def test_score_warns_when_interval_does_not_match_the_data() -> None:
@@ -104,7 +140,7 @@ def test_score_reports_non_numeric_values_and_scores_them_as_missing(tmp_path: P
     src.write_text(series_csv(bad={5: "abc", 9: ""}))
     res = runner.invoke(app, ["score", "-d", "surprise", "-i", str(src), "-o", str(dst)])
     assert res.exit_code == 0, res.output
-    assert "2 value(s) not a number (data row(s) 6, 10)" in res.stderr
+    assert "2 value(s) not a number (lines 7, 11)" in res.stderr
     out = pd.read_csv(dst)
     assert out["anomaly_score"].isna().tolist() == [i in (5, 9) for i in range(60)]
     # the missing rows are skipped, not scored as 0: the other rows score as without them
@@ -126,7 +162,8 @@ def test_score_reports_non_numeric_values_and_scores_them_as_missing(tmp_path: P
     (["-d", "nope"], "", "unknown detector 'nope'"),
     (["-i", "-"], "", "stdin: not a CSV"),
     (["-i", "-"], "time,value\n1,2\n", "lacks column(s) timestamp"),
-    (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "row 1: not a time"),
+    (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "line 2: not a time"),
+    (["-i", "-"], "timestamp,value\n\n2026-01-05,1\nnope,2\n", "line 4: not a time"),
 ])
 def test_score_usage_errors_are_one_line_exit_2(args, stdin, expected) -> None:
     res = runner.invoke(app, ["score", *args], input=stdin)
