@@ -17,8 +17,13 @@ FILES = sorted(EXAMPLES.glob("*.yaml"))
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+#: Variables whose value validate checks (a sql source's url must be a SQLAlchemy URL).
+REALISTIC = {"WAREHOUSE_URL": "postgresql+psycopg://reader@warehouse.internal/dw"}
+
+
 def env_for(path: Path) -> dict[str, str]:
-    return {name: f"example-{name.lower()}" for name in VAR.findall(path.read_text())}
+    return {name: REALISTIC.get(name, f"example-{name.lower()}")
+            for name in VAR.findall(path.read_text())}
 
 
 def test_every_connector_has_an_example() -> None:
