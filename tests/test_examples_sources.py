@@ -37,3 +37,24 @@ def test_cxmon_validate_passes(path: Path) -> None:
     out = CliRunner().invoke(app, ["validate", "-c", str(path)], env=env_for(path))
     assert out.exit_code == 0, out.output
     assert "✓" in out.output
+
+
+def test_unset_variables_cause_no_knock_on_problems() -> None:
+    """With no environment, validate names the unset variables only: not also "api_token
+    needs email", which is about the empty value the unset variable left behind. A problem
+    that does not depend on them (no subdomain) is still reported."""
+    from monitor.config import parse_config
+    from monitor.errors import ConfigError
+
+    text = (EXAMPLES / "zendesk.yaml").read_text()
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    assert [(p.path, p.message) for p in info.value.problems] == [
+        ("sources.support.email", "environment variable ZENDESK_EMAIL is not set"),
+        ("sources.support.api_token", "environment variable ZENDESK_API_TOKEN is not set"),
+    ]
+    with pytest.raises(ConfigError) as info:
+        parse_config(text.replace("    subdomain: acme\n", ""), env={})
+    assert ("sources.support", "set subdomain (https://<subdomain>.zendesk.com) or base_url") in [
+        (p.path, p.message) for p in info.value.problems]
+    assert not any("needs email" in p.message for p in info.value.problems)
