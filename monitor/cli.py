@@ -490,7 +490,8 @@ def _incident_matches(incident: dict, truth: ResolvedIncident, metric: str) -> b
 def backtest(
     config: ConfigOpt,
     start: Annotated[str, typer.Option(help="First bucket to replay (ISO 8601, UTC).")],
-    end: Annotated[str, typer.Option(help="End of the replay, exclusive (ISO 8601, UTC).")],
+    end: Annotated[str, typer.Option(help="End of the replay, exclusive (ISO 8601, UTC); "
+                                     "an end after now stops at now.")],
     metric: Annotated[
         list[str] | None, typer.Option(help="Only these metrics (repeatable).")
     ] = None,
@@ -508,6 +509,14 @@ def backtest(
     t0, t1 = _parse_time(start), _parse_time(end)
     if t1 <= t0:
         raise typer.BadParameter("--end must be after --start")
+    now = SystemClock().now()
+    if t0 >= now:
+        raise typer.BadParameter(f"--start is after now ({_hm(now)} UTC): there is no data "
+                                 "to replay yet")
+    if t1 > now:  # sources have no data after now; the demo's would be made up
+        err_console.print(f"warning: --end {end} is after now: the backtest stops at now "
+                          f"({_hm(now)} UTC)", highlight=False, soft_wrap=True)
+        t1 = now
     names = metric or [m.name for m in cfg.metrics]
     unknown = [n for n in names if n not in {m.name for m in cfg.metrics}]
     if unknown:

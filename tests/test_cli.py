@@ -110,6 +110,21 @@ def test_backtest_rejects_bad_ranges(tmp_path: Path, args: list[str]) -> None:
     assert result.exit_code == 2
 
 
+def test_backtest_end_after_now_warns_and_stops_at_now(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    cfg = write(tmp_path, GOOD.format(db="x.db"))
+    start = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:00Z")
+    result = runner.invoke(app, ["backtest", "-c", str(cfg), "--start", start,
+                                 "--end", "2999-01-01"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "warning: --end 2999-01-01 is after now: the backtest stops at now (" in result.stderr
+    assert "2999" not in result.stdout  # the range shown ends at now
+    future = runner.invoke(app, ["backtest", "-c", str(cfg), "--start", "2998-01-01",
+                                 "--end", "2999-01-01"])
+    assert future.exit_code == 2 and "--start is after now" in future.output
+
+
 def test_alerts_status(tmp_path: Path) -> None:
     cfg = write(tmp_path, GOOD.format(db=tmp_path / "s.db"))
     missing = runner.invoke(app, ["alerts", "status", "-c", str(cfg)])
