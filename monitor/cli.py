@@ -10,7 +10,7 @@ import tempfile
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from monitor.cli_options import LogLevel
 from monitor.clock import FakeClock, SystemClock
 from monitor.config import MonitorConfig, config_json_schema, load_config
 from monitor.errors import ConfigError, StoreError
@@ -106,11 +107,6 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=not _is_tty(sys.stderr))
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")]
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LogLevel = Annotated[
-    Literal["debug", "info", "warning", "error"],
-    typer.Option("--log-level", help="Log level.", case_sensitive=False),
-]
 
 
 class _StderrHandler(logging.StreamHandler):

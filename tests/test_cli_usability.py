@@ -188,12 +188,31 @@ def test_score_help_lists_every_registered_detector() -> None:
     assert {"novelty", "surprise"} <= set(detector_types())
 
 
-def test_log_level_is_a_choice(tmp_path: Path) -> None:
-    for cmd in (["run", "-c", str(tmp_path / "x.yaml"), "--once"], ["demo", "--once"]):
-        res = runner.invoke(app, [*cmd, "--log-level", "loud"])
-        assert res.exit_code == 2, res.output
-        assert "'loud' is not one of 'debug', 'info', 'warning', 'error'" in res.output
+def test_log_level_is_a_choice_everywhere(tmp_path: Path) -> None:
+    """Every command with --log-level takes the standard level names in any case, and refuses
+    anything else as a usage error (not a ValueError from logging once the command runs)."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    with_level = []
+    for path in _commands():
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        if any("--log-level" in getattr(p, "opts", ()) for p in cmd.params):
+            with_level.append(list(path))
+    assert {("run",), ("demo",), ("alerts", "deliver"), ("serve-feedback",)} <= set(
+        map(tuple, with_level))
+    for path in with_level:
+        res = runner.invoke(app, [*path, "-c", str(tmp_path / "x.yaml"), "--log-level", "loud"]
+                            if path != ["demo"] else [*path, "--log-level", "loud"])
+        assert res.exit_code == 2, (path, res.output)
+        assert ("'loud' is not one of 'debug', 'info', 'warning', 'error', 'critical'"
+                in res.output), path
         assert "Traceback" not in res.output
+    res = runner.invoke(app, ["alerts", "deliver", "-c", str(tmp_path / "x.yaml"),
+                              "--log-level", "DEBUG"])
+    assert "config file not found" in res.output  # accepted: it got as far as the config
 
 
 def _commands(group=None, path=()):
