@@ -58,3 +58,10 @@ def test_unset_variables_cause_no_knock_on_problems() -> None:
     assert ("sources.support", "set subdomain (https://<subdomain>.zendesk.com) or base_url") in [
         (p.path, p.message) for p in info.value.problems]
     assert not any("needs email" in p.message for p in info.value.problems)
+
+
+def test_examples_end_with_a_newline() -> None:
+    """Copied or concatenated (cat a.yaml b.yaml), a file without a final newline joins lines."""
+    files = [*FILES, *sorted((EXAMPLES.parent / "monitor" / "examples").glob("*.yaml"))]
+    assert len(files) > len(FILES)
+    assert [p.name for p in files if not p.read_bytes().endswith(b"\n")] == []
