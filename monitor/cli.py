@@ -214,7 +214,13 @@ def run(
     once: Annotated[bool, typer.Option(help="Tick every metric once, deliver, exit.")] = False,
     log_level: LogLevel = "info",
 ) -> None:
-    """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM."""
+    """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM.
+
+    Exit codes with --once: 0 when every metric ticked, even if some notifications failed \
+to send with an error that may pass (timeout, 429, 5xx): they stay pending in the outbox, \
+a warning says how many, and the next run retries them; 1 when a tick failed, a \
+notification was dead-lettered (it will never be sent) or the store or executor could not be \
+opened; 2 for a bad option or config."""
     from alerts.cli import start_feedback
     from monitor.executor import WaitingExecutor
     from monitor.pipeline import Pipeline
@@ -250,6 +256,11 @@ def run(
                     f"[bold red]{len(failed)} of {len(results)} tick(s) failed{dead}[/]"
                 )
                 raise typer.Exit(1)
+            if report.retried:  # exit 0: the next run retries them (see --help)
+                err_console.print(
+                    f"[yellow]{report.retried} notification(s) could not be sent and stay "
+                    "pending in the outbox; the next run retries them (cxmon alerts status)[/]"
+                )
             return
         logging.getLogger(__name__).info(
             "cxmon running: %d metric(s), store %s; Ctrl-C to stop",
