@@ -521,7 +521,7 @@ def backtest(
         raise typer.BadParameter(f"--start is after now ({_hm(now)} UTC): there is no data "
                                  "to replay yet")
     if t1 > now:  # sources have no data after now; the demo's would be made up
-        err_console.print(f"warning: --end {end} is after now: the backtest stops at now "
+        err_console.print(f"warning: --end {escape(end)} is after now: the backtest stops at now "
                           f"({_hm(now)} UTC)", highlight=False, soft_wrap=True)
         t1 = now
     names = metric or [m.name for m in cfg.metrics]
