@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from monitor.cli_options import LogLevel
+
 if TYPE_CHECKING:
     from alerts.feedback_server import FeedbackServer
     from monitor.config import MonitorConfig
@@ -22,7 +24,6 @@ __all__ = ["register", "start_feedback"]
 log = logging.getLogger("cxmon.delivery")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 
 
 def start_feedback(config: MonitorConfig, store: Store) -> FeedbackServer | None:

@@ -10,7 +10,7 @@ import tempfile
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from monitor.cli_options import LogLevel
 from monitor.clock import FakeClock, SystemClock
 from monitor.config import MonitorConfig, config_json_schema, load_config
 from monitor.errors import ConfigError, StoreError
@@ -106,11 +107,6 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=not _is_tty(sys.stderr))
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")]
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LogLevel = Annotated[
-    Literal["debug", "info", "warning", "error"],
-    typer.Option("--log-level", help="Log level.", case_sensitive=False),
-]
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -218,7 +214,13 @@ def run(
     once: Annotated[bool, typer.Option(help="Tick every metric once, deliver, exit.")] = False,
     log_level: LogLevel = "info",
 ) -> None:
-    """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM."""
+    """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM.
+
+    Exit codes with --once: 0 when every metric ticked, even if some notifications failed \
+to send with an error that may pass (timeout, 429, 5xx): they stay pending in the outbox, \
+a warning says how many, and the next run retries them; 1 when a tick failed, a \
+notification was dead-lettered (it will never be sent) or the store or executor could not be \
+opened; 2 for a bad option or config."""
     from alerts.cli import start_feedback
     from monitor.executor import WaitingExecutor
     from monitor.pipeline import Pipeline
@@ -254,6 +256,11 @@ def run(
                     f"[bold red]{len(failed)} of {len(results)} tick(s) failed{dead}[/]"
                 )
                 raise typer.Exit(1)
+            if report.retried:  # exit 0: the next run retries them (see --help)
+                err_console.print(
+                    f"[yellow]{report.retried} notification(s) could not be sent and stay "
+                    "pending in the outbox; the next run retries them (cxmon alerts status)[/]"
+                )
             return
         logging.getLogger(__name__).info(
             "cxmon running: %d metric(s), store %s; Ctrl-C to stop",
@@ -333,7 +340,8 @@ def demo(
     ] = None,
     anchor: Annotated[
         str | None,
-        typer.Option(help="Day 0 of the demo data (default: 28 days before today, UTC)."),
+        typer.Option(help="Day 0 of the demo data, a UTC date such as 2026-01-05 "
+                     "(default: 28 days before today)."),
     ] = None,
     days: Annotated[int, typer.Option(min=1, help="Days of history to replay.")] = 28,
     step_hours: Annotated[
@@ -350,7 +358,7 @@ def demo(
 
     _setup_logging(log_level)
     now = SystemClock().now()
-    start = _parse_time(anchor) if anchor else default_anchor(now)
+    start = _demo_anchor(anchor) if anchor else default_anchor(now)
     end = min(start + timedelta(days=days), now) if not anchor else start + timedelta(days=days)
     if store is None:
         store = f"sqlite:///{Path(tempfile.mkdtemp(prefix='cxmon-demo-')) / 'demo.db'}"
@@ -403,6 +411,23 @@ def demo(
         live.close()
         st.close()
         console.print(f"stopped; the demo's store stays at {st.url_redacted}")
+
+
+def _demo_anchor(text: str) -> datetime:
+    """``--anchor`` as a time, or a usage error naming the option and the value typed (not the
+    internal demo.yaml it is passed on to)."""
+    accepted = "expected a UTC date such as 2026-01-05 (or a time at 00:00 UTC: 2026-01-05T00:00Z)"
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        ts = None
+    if ts is None or ts is pd.NaT:
+        raise typer.BadParameter(f"{text!r} is not a date; {accepted}", param_hint="--anchor")
+    ts = (ts.tz_localize("UTC") if ts.tzinfo is None else ts).tz_convert("UTC")
+    if ts != ts.normalize():
+        raise typer.BadParameter(f"{text!r} is not at 00:00 UTC (the demo's days start at "
+                                 f"midnight UTC); {accepted}", param_hint="--anchor")
+    return ts.to_pydatetime()
 
 
 def _demo_summary(
@@ -472,7 +497,8 @@ def _incident_matches(incident: dict, truth: ResolvedIncident, metric: str) -> b
 def backtest(
     config: ConfigOpt,
     start: Annotated[str, typer.Option(help="First bucket to replay (ISO 8601, UTC).")],
-    end: Annotated[str, typer.Option(help="End of the replay, exclusive (ISO 8601, UTC).")],
+    end: Annotated[str, typer.Option(help="End of the replay, exclusive (ISO 8601, UTC); "
+                                     "an end after now stops at now.")],
     metric: Annotated[
         list[str] | None, typer.Option(help="Only these metrics (repeatable).")
     ] = None,
@@ -490,6 +516,14 @@ def backtest(
     t0, t1 = _parse_time(start), _parse_time(end)
     if t1 <= t0:
         raise typer.BadParameter("--end must be after --start")
+    now = SystemClock().now()
+    if t0 >= now:
+        raise typer.BadParameter(f"--start is after now ({_hm(now)} UTC): there is no data "
+                                 "to replay yet")
+    if t1 > now:  # sources have no data after now; the demo's would be made up
+        err_console.print(f"warning: --end {escape(end)} is after now: the backtest stops at now "
+                          f"({_hm(now)} UTC)", highlight=False, soft_wrap=True)
+        t1 = now
     names = metric or [m.name for m in cfg.metrics]
     unknown = [n for n in names if n not in {m.name for m in cfg.metrics}]
     if unknown:

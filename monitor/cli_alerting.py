@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -138,10 +139,21 @@ def silence_query(
         for s in rows:
             typer.echo(s.id)
         return
-    typer.echo(f"{'ID':36}  {'Matchers':40}  {'Ends At':25}  {'Created By':12}  Comment")
+    typer.echo(f"{'ID':36}  {'Matchers':40}  {'Ends At':23}  {'Created By':12}  Comment")
     for s in rows:
-        typer.echo(f"{s.id:36}  {' '.join(s.matchers):40}  {s.ends_at.isoformat():25}  "
+        typer.echo(f"{s.id:36}  {' '.join(s.matchers):40}  {_utc_time(s.ends_at):23}  "
                    f"{s.created_by:12}  {s.comment}")
+
+
+def _utc_time(ts: datetime) -> str:
+    """``2026-01-05 14:00:00 UTC``, as amtool prints silence times (naive = UTC).
+
+    >>> from datetime import timedelta, timezone
+    >>> _utc_time(datetime(2026, 1, 5, 16, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2))))
+    '2026-01-05 14:00:00 UTC'
+    """
+    aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @silence_app.command("expire")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,10 +18,12 @@ Reads --input (CSV with columns timestamp,value; timestamps in any ISO format, n
 - = stdin), feeds the rows in time order and writes --output (- = stdout) with columns \
 timestamp,value,anomaly_score. Messages go to stderr, so stdout is clean CSV.
 
-Row i's score uses rows <= i only. anomaly_score = 1 - p, p the detector's tail probability \
-(0 while the detector is still warming up; empty for a value that is not a number and for a \
-row that repeats an earlier row's timestamp: both are reported and skipped). Points the \
-default post-rules would flag (severity >= 25) are learned cautiously, as in 'cxmon run'.
+A row's score uses rows at or before its time only. anomaly_score = 1 - p, p the detector's \
+tail probability (0 while the detector is still warming up; empty for a value that is not a \
+number and for a line that repeats an earlier line's timestamp: both are reported and \
+skipped). A line with more fields than the header is reported and left out. Messages name \
+lines of the input (the header is line 1). Points the default post-rules would flag \
+(severity >= 25) are learned cautiously, as in 'cxmon run'.
 
 Every detector type works with its defaults; --param k=v (repeatable, YAML values) sets its \
 options, e.g. --detector river --param model=HalfSpaceTrees --param calibration=300. The \
@@ -56,6 +59,10 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(np.float64)[order]
     # a second value for a time already seen is not fed: a stream has one value per time
     repeated = repeated_times(ts_ns)
+    # the first line of each repeated time is the one fed; it may not be a number itself
+    first = np.maximum.accumulate(np.where(repeated, 0, np.arange(len(values))))
+    firsts = np.unique(first[repeated])
+    unfed_firsts = firsts[~np.isfinite(values[firsts])]
     values[repeated] = math.nan
     step = median_step(ts_ns)
     if interval is None:
@@ -76,6 +83,7 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     out = pd.DataFrame({"timestamp": frame["timestamp"].to_numpy()[order],
                         "value": frame["value"].to_numpy()[order], "anomaly_score": scores})
     out.attrs["repeated_rows"] = np.sort(order[repeated])  # data rows, 0-based
+    out.attrs["repeated_unfed_firsts"] = np.sort(order[unfed_firsts])  # ditto: firsts not fed
     out.attrs["median_step"] = step
     out.attrs["warming_rows"] = len(warming)
     out.attrs["all_warming"] = bool(warming) and len(warming) == int(np.isfinite(values).sum())
@@ -110,8 +118,54 @@ def not_numbers(values: pd.Series) -> pd.Series:
     return pd.Series(~np.isfinite(numeric), index=values.index)
 
 
-def _read_csv(source: str) -> pd.DataFrame:
-    """``source`` (``-`` = stdin) as strings-preserving CSV, or a one-line usage error."""
+def parse_series_csv(text: str) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
+    """CSV text -> (frame of the cells as typed, the file line of each row, the lines skipped
+    because they have more fields than the header).
+
+    A line with too many fields cannot be matched to columns, so it is left out and reported,
+    like other bad lines, instead of failing the whole file; a short line's missing cells are
+    empty. Lines are counted in the file (header = line 1, blank lines count), so a message
+    points at what an editor shows.
+
+    >>> frame, lines, extra = parse_series_csv("timestamp,value\\n\\nt1,1\\nt2,2,9\\nt3\\n")
+    >>> frame.to_dict("list"), lines.tolist(), extra
+    ({'timestamp': ['t1', 't3'], 'value': ['1', '']}, [3, 5], [4])
+    """
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text))
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    extra: list[int] = []
+    end = 0  # last line read so far: a record starts on the line after
+    for record in reader:
+        start, end = end + 1, reader.line_num
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue  # a blank line is no row
+        if header is None:
+            header = [h.strip() for h in record]
+            continue
+        if len(record) > len(header):
+            extra.append(start)
+            continue
+        rows.append(record + [""] * (len(header) - len(record)))
+        lines.append(start)
+    if header is None:
+        raise ValueError("no header line")
+    for name in ("timestamp", "value"):
+        if header.count(name) > 1:
+            raise ValueError(f"column {name!r} appears {header.count(name)} times in the header")
+    frame = pd.DataFrame(rows, columns=header, dtype=object) if rows else \
+        pd.DataFrame({h: pd.Series(dtype=object) for h in header})
+    return frame, np.asarray(lines, dtype=np.int64), extra
+
+
+def _read_csv(source: str) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
+    """``source`` (``-`` = stdin) through :func:`parse_series_csv`, or a one-line usage
+    error."""
+    import csv
     import sys
 
     if source == "-" and sys.stdin.isatty():
@@ -122,12 +176,20 @@ def _read_csv(source: str) -> pd.DataFrame:
         if not path.exists() or path.is_dir():
             what = "is a directory" if path.is_dir() else "does not exist"
             raise typer.BadParameter(f"{source} {what}", param_hint="--input")
+    where = "stdin" if source == "-" else source
     try:
-        return pd.read_csv(sys.stdin if source == "-" else source)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        where = "stdin" if source == "-" else source
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8-sig")
+        return parse_series_csv(text.removeprefix("\ufeff"))
+    except (ValueError, csv.Error, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise typer.BadParameter(f"{where}: not a CSV ({first})", param_hint="--input") from None
+
+
+def _lines(lines: Iterable[int], limit: int = 5) -> str:
+    """``line 7`` / ``lines 3, 9, ...``: where rows are in the input file."""
+    shown = [str(n) for n in lines]
+    text = ", ".join(shown[:limit]) + (", ..." if len(shown) > limit else "")
+    return f"line{'s' if len(shown) > 1 else ''} {text}"
 
 
 def register(app: typer.Typer) -> None:
@@ -163,7 +225,7 @@ def register(app: typer.Typer) -> None:
             step = parse_duration(interval) if interval else None
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--interval") from None
-        frame = _read_csv(input)
+        frame, lines, extra = _read_csv(input)
         where = "stdin" if input == "-" else input
         missing = {"timestamp", "value"} - set(frame.columns)
         if missing:
@@ -173,7 +235,7 @@ def register(app: typer.Typer) -> None:
         if bad_ts.isna().any():
             row = int(np.flatnonzero(bad_ts.isna().to_numpy())[0])
             raise typer.BadParameter(
-                f"{where} row {row + 1}: not a time: {frame['timestamp'].iloc[row]!r}",
+                f"{where} line {lines[row]}: not a time: {frame['timestamp'].iloc[row]!r}",
                 param_hint="--input")
         skipped = not_numbers(frame["value"])
         params = {k: v for k, v in config.items() if k != "type"}
@@ -189,11 +251,13 @@ def register(app: typer.Typer) -> None:
             sys.stdout.flush()
         else:
             out.to_csv(output, index=False)
+        if extra:
+            typer.echo(f"{len(extra)} line(s) have more fields than the header "
+                       f"({_lines(extra)}): skipped (not scored, not in the output)", err=True)
         if skipped.any():
-            rows = ", ".join(str(i + 1) for i in np.flatnonzero(skipped.to_numpy())[:5])
-            more = ", ..." if skipped.sum() > 5 else ""
-            typer.echo(f"{int(skipped.sum())} value(s) not a number (data row(s) {rows}{more}): "
-                       "scored as missing (empty anomaly_score)", err=True)
+            bad = lines[np.flatnonzero(skipped.to_numpy())]
+            typer.echo(f"{len(bad)} value(s) not a number ({_lines(bad)}): scored as missing "
+                       "(empty anomaly_score)", err=True)
         if out.attrs.get("all_warming"):
             need = out.attrs.get("warmup")
             typer.echo(f"no row was scored: {detector} was still warming up at the last row"
@@ -207,11 +271,13 @@ def register(app: typer.Typer) -> None:
                        "'normal'", err=True)
         dup_rows = out.attrs["repeated_rows"]
         if len(dup_rows):
-            rows = ", ".join(str(i + 1) for i in dup_rows[:5])
-            more = ", ..." if len(dup_rows) > 5 else ""
-            typer.echo(f"{len(dup_rows)} row(s) repeat an earlier row's timestamp (data row(s) "
-                       f"{rows}{more}): the first value of each time was scored, the repeats "
-                       "were not (empty anomaly_score)", err=True)
+            unfed = out.attrs["repeated_unfed_firsts"]
+            none = (f"; at {len(unfed)} of these times the first line is not a number either "
+                    f"({_lines(lines[unfed])}), so that time has no score") if len(unfed) else ""
+            typer.echo(f"{len(dup_rows)} line(s) repeat an earlier line's timestamp "
+                       f"({_lines(lines[dup_rows])}): only the first line of each time is fed "
+                       f"to the detector, the repeats are not (empty anomaly_score){none}",
+                       err=True)
         typer.echo(f"scored {len(out)} rows -> {'stdout' if output == '-' else output}",
                    err=True)
 

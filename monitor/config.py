@@ -15,6 +15,7 @@ Values that came from the environment are treated as secrets: problems never quo
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import json
 import os
@@ -59,6 +60,7 @@ from detectors.base import DetectorConfig
 from detectors.postrules import MissingPolicy, WindowRule
 from detectors.registry import config_class as detector_config_class
 from detectors.registry import detector_types
+from monitor.dburl import STORE_BACKENDS, STORE_EXAMPLES, url_problem
 from monitor.durations import Duration, format_duration
 from monitor.errors import ConfigError, Problem
 from monitor.model import Direction, ValueKind
@@ -217,6 +219,16 @@ class StoreConfig(BaseModel):
         return {"url": data} if isinstance(data, str) else data
 
     _retention_positive = field_validator("retention")(_positive)
+
+    @field_validator("url")
+    @classmethod
+    def _url_usable(cls, value: str) -> str:
+        # what Store() refuses, refused here too, so `cxmon validate` agrees with `cxmon run`
+        problem = url_problem(value, STORE_BACKENDS)
+        if problem:
+            raise ValueError(f"{problem} ({STORE_EXAMPLES})" if "unsupported" in problem
+                             else problem)
+        return value
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         # The URL may carry a database password: never show it in reprs or logs.
@@ -1041,9 +1053,14 @@ def parse_config(
     except ValidationError as exc:
         found += [(loc, msg, positions.of(loc)) for loc, msg in _problems_from(exc, data)]
 
-    # A path whose variable is unset has no value to judge: report only the unset variable.
+    # A path whose variable is unset has no value to judge: report only the unset variable,
+    # and no problem elsewhere that goes away once it has a value ("api_token needs email").
     unset = interp.unset
-    kept = found[:own] + [p for p in found[own:] if not any(p[0][: len(u)] == u for u in unset)]
+    kept = [p for p in found[own:] if not any(p[0][: len(u)] == u for u in unset)]
+    if unset and kept:
+        persist = _problems_with_stand_ins(data, unset)
+        kept = [p for p in kept if (p[0], p[1]) in persist]
+    kept = found[:own] + kept
     kept.sort(key=lambda p: p[2])  # stable: document order, then discovery order
     problems: list[Problem] = []
     for loc, msg, _ in kept:
@@ -1053,6 +1070,25 @@ def parse_config(
     if problems or config is None:
         raise ConfigError(problems or [Problem("", "invalid config")], source)
     return config
+
+
+_STAND_IN = "unset-variable"
+
+
+def _problems_with_stand_ins(data: Any, unset: list[Loc]) -> set[tuple[Loc, str]]:
+    """The problems left when every path with an unset variable holds a stand-in value."""
+    filled = copy.deepcopy(data)
+    for loc in unset:
+        node = filled
+        for el in loc[:-1]:
+            node = _child(node, el)
+        if isinstance(node, dict | list) and loc:
+            node[loc[-1]] = _STAND_IN  # type: ignore[index]
+    try:
+        MonitorConfig.model_validate(filled)
+    except ValidationError as exc:
+        return set(_problems_from(exc, filled))
+    return set()
 
 
 def load_config(

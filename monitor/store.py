@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.types import TypeDecorator
 
 from monitor.clock import Clock, SystemClock
+from monitor.dburl import STORE_BACKENDS, STORE_EXAMPLES
 from monitor.errors import StoreError
 from monitor.model import MEASURE_COLUMNS, Anomaly, Notification, Series
 from monitor.redact import redact_url as _redact_url
@@ -60,7 +61,7 @@ WRITE_CHUNK = 10_000  # rows per executemany call: bounded memory, few round tri
 IN_CHUNK = 900  # keys per IN (...) list: far below SQLite's and PostgreSQL's bind limits
 MAX_ERROR_CHARS = 4_000  # notifier errors can embed whole HTTP bodies
 
-_SUPPORTED = ("sqlite", "postgresql")
+_SUPPORTED = STORE_BACKENDS
 
 
 # -- types --------------------------------------------------------------------------------------
@@ -812,7 +813,7 @@ class Store:
         if backend not in _SUPPORTED:
             raise StoreError(
                 f"unsupported store backend {backend!r} in {self.url_redacted}; "
-                "use sqlite:///path.db or postgresql+psycopg://..."
+                + STORE_EXAMPLES
             )
         self._url = parsed
         kwargs: dict[str, Any] = {}

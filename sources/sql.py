@@ -7,9 +7,10 @@ from typing import Literal
 
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
+from monitor.dburl import url_problem
 from monitor.durations import Seconds
 from sources.base import (
     FatalSourceError,
@@ -28,6 +29,15 @@ class SqlSourceConfig(SourceConfig):
     url: SecretStr = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
     timeout: Seconds = Field(30.0, gt=0, description="before a query is abandoned: 30s, 2m "
                              "or plain seconds")
+
+    @field_validator("url")
+    @classmethod
+    def _url_usable(cls, value: SecretStr) -> SecretStr:
+        # parsed and its dialect loaded now, so `cxmon validate` catches `url: notaurl`
+        problem = url_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 @register("sql")

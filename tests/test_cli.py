@@ -110,6 +110,21 @@ def test_backtest_rejects_bad_ranges(tmp_path: Path, args: list[str]) -> None:
     assert result.exit_code == 2
 
 
+def test_backtest_end_after_now_warns_and_stops_at_now(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    cfg = write(tmp_path, GOOD.format(db="x.db"))
+    start = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:00Z")
+    result = runner.invoke(app, ["backtest", "-c", str(cfg), "--start", start,
+                                 "--end", "2999-01-01"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "warning: --end 2999-01-01 is after now: the backtest stops at now (" in result.stderr
+    assert "2999" not in result.stdout  # the range shown ends at now
+    future = runner.invoke(app, ["backtest", "-c", str(cfg), "--start", "2998-01-01",
+                                 "--end", "2999-01-01"])
+    assert future.exit_code == 2 and "--start is after now" in future.output
+
+
 def test_alerts_status(tmp_path: Path) -> None:
     cfg = write(tmp_path, GOOD.format(db=tmp_path / "s.db"))
     missing = runner.invoke(app, ["alerts", "status", "-c", str(cfg)])
@@ -179,6 +194,34 @@ def test_run_once_sends_a_new_incidents_first_alert_before_exiting(
         assert sent.status == "sent" and "|opened|" in sent.idempotency_key
     status = runner.invoke(app, ["alerts", "status", "-c", str(cfg)], env={"COLUMNS": "200"})
     assert "sent 1" in status.output and "waiting" not in status.output
+
+
+def test_run_once_exits_0_and_warns_while_a_failed_delivery_is_pending(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery that may succeed later stays pending for the next run: exit 0 (as --help
+    and README say) with a warning, not silence."""
+    import socket
+
+    from monitor.clock import FakeClock
+    from monitor.store import Store
+
+    with socket.socket() as sock:  # a port nothing listens on: connection refused (retryable)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr("monitor.cli.SystemClock", lambda: FakeClock(INCIDENT_NOW))
+    text = INCIDENT.format(db=tmp_path / "s.db").replace(
+        "console: {format: json}", f"webhook: {{url: 'http://127.0.0.1:{port}/hook', "
+        "timeout: 2}")
+    result = runner.invoke(app, ["run", "-c", str(write(tmp_path, text)), "--once"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert ("1 notification(s) could not be sent and stay pending in the outbox; the next run "
+            "retries them") in result.stderr
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        (pending,) = store.notifications()
+        assert pending.status == "pending"
+    assert "Exit codes with --once: 0 when every metric ticked" in runner.invoke(
+        app, ["run", "--help"], env={"COLUMNS": "200"}).output
 
 
 def test_alerts_status_shows_groups_waiting_in_group_wait(tmp_path: Path) -> None:

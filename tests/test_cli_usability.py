@@ -54,18 +54,54 @@ def test_score_reports_repeated_timestamps_and_scores_only_the_first(tmp_path: P
     the remaining rows score exactly as the file without the repeats."""
     lines = series_csv(40).splitlines()
     dup = [*lines[:11], lines[10].replace(",", ",9", 1)[:-1] + "99", *lines[11:]]
-    # data row 11 (line 12) repeats data row 10's timestamp with another value
+    # line 12 repeats line 11's timestamp with another value (header = line 1)
     src, dst, ref_src, ref = (tmp_path / n for n in ("d.csv", "o.csv", "c.csv", "r.csv"))
     src.write_text("\n".join(dup) + "\n")
     ref_src.write_text("\n".join(lines) + "\n")
     res = runner.invoke(app, ["score", "-d", "surprise", "-i", str(src), "-o", str(dst)])
     assert res.exit_code == 0, res.output
-    assert "1 row(s) repeat an earlier row's timestamp (data row(s) 11)" in res.stderr
+    assert ("1 line(s) repeat an earlier line's timestamp (line 12): only the first line of each "
+            "time is fed to the detector") in res.stderr
+    assert "not a number" not in res.stderr
     out = pd.read_csv(dst)
     assert len(out) == 41 and out["anomaly_score"].isna().tolist() == [i == 10 for i in range(41)]
     assert runner.invoke(app, ["score", "-d", "surprise", "-i", str(ref_src), "-o",
                                str(ref)]).exit_code == 0
     np.testing.assert_array_equal(out["anomaly_score"].dropna(), pd.read_csv(ref)["anomaly_score"])
+
+
+def test_score_says_when_the_first_value_of_a_repeated_time_is_not_a_number() -> None:
+    lines = series_csv(40).splitlines()
+    lines[11] = lines[11].split(",")[0] + ",abc"  # line 12: the first value at its time
+    dup = [*lines[:12], lines[11].split(",")[0] + ",7", *lines[12:]]  # line 13 repeats it
+    res = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(dup) + "\n")
+    assert res.exit_code == 0, res.output
+    assert "1 value(s) not a number (line 12)" in res.stderr
+    assert ("1 line(s) repeat an earlier line's timestamp (line 13): only the first line of each "
+            "time is fed to the detector, the repeats are not (empty anomaly_score); at 1 of "
+            "these times the first line is not a number either (line 12), so that time has no "
+            "score") in res.stderr
+    assert "was scored" not in res.stderr
+    assert pd.read_csv(io.StringIO(res.stdout))["anomaly_score"].isna().sum() == 2
+
+
+def test_score_skips_and_reports_lines_with_extra_fields(tmp_path: Path) -> None:
+    """A line with more fields than the header is counted, named by its line in the file and
+    left out; the others score as the file without it (a blank line is counted as a line)."""
+    lines = series_csv(40).splitlines()
+    bad = [*lines[:5], lines[5] + ",extra", "", *lines[6:20], lines[20] + ",x,y", *lines[21:]]
+    src, dst, ref_src, ref = (tmp_path / n for n in ("b.csv", "o.csv", "c.csv", "r.csv"))
+    src.write_text("\n".join(bad) + "\n")
+    ref_src.write_text("\n".join([*lines[:5], *lines[6:20], *lines[21:]]) + "\n")
+    res = runner.invoke(app, ["score", "-d", "surprise", "-i", str(src), "-o", str(dst),
+                              "--interval", "1h"])
+    assert res.exit_code == 0, res.output
+    assert ("2 line(s) have more fields than the header (lines 6, 22): skipped (not scored, "
+            "not in the output)") in res.stderr
+    assert "scored 38 rows" in res.stderr
+    assert runner.invoke(app, ["score", "-d", "surprise", "-i", str(ref_src), "-o", str(ref),
+                               "--interval", "1h"]).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(dst), pd.read_csv(ref))
 
 
 def test_score_warns_when_interval_does_not_match_the_data() -> None:
@@ -104,7 +140,7 @@ def test_score_reports_non_numeric_values_and_scores_them_as_missing(tmp_path: P
     src.write_text(series_csv(bad={5: "abc", 9: ""}))
     res = runner.invoke(app, ["score", "-d", "surprise", "-i", str(src), "-o", str(dst)])
     assert res.exit_code == 0, res.output
-    assert "2 value(s) not a number (data row(s) 6, 10)" in res.stderr
+    assert "2 value(s) not a number (lines 7, 11)" in res.stderr
     out = pd.read_csv(dst)
     assert out["anomaly_score"].isna().tolist() == [i in (5, 9) for i in range(60)]
     # the missing rows are skipped, not scored as 0: the other rows score as without them
@@ -123,10 +159,14 @@ def test_score_reports_non_numeric_values_and_scores_them_as_missing(tmp_path: P
     (["-i", "nope.csv"], None, "nope.csv does not exist"),
     (["-p", "bogus=1"], "", "--param: bogus: unknown setting"),
     (["-d", "surprise", "-p", "refractory=abc"], "", "refractory: Input should be"),
-    (["-d", "nope"], "", "unknown detector 'nope'"),
+    (["-d", "nope"], "", "unknown detector 'nope'; valid:"),
+    (["-d", "surprize"], "", "unknown detector 'surprize' (did you mean 'surprise'?); valid:"),
+    (["-d", "surprise", "-p", "refractry=3"], "",
+     "--param: refractry: unknown setting (did you mean 'refractory'?)"),
     (["-i", "-"], "", "stdin: not a CSV"),
     (["-i", "-"], "time,value\n1,2\n", "lacks column(s) timestamp"),
-    (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "row 1: not a time"),
+    (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "line 2: not a time"),
+    (["-i", "-"], "timestamp,value\n\n2026-01-05,1\nnope,2\n", "line 4: not a time"),
 ])
 def test_score_usage_errors_are_one_line_exit_2(args, stdin, expected) -> None:
     res = runner.invoke(app, ["score", *args], input=stdin)
@@ -148,12 +188,31 @@ def test_score_help_lists_every_registered_detector() -> None:
     assert {"novelty", "surprise"} <= set(detector_types())
 
 
-def test_log_level_is_a_choice(tmp_path: Path) -> None:
-    for cmd in (["run", "-c", str(tmp_path / "x.yaml"), "--once"], ["demo", "--once"]):
-        res = runner.invoke(app, [*cmd, "--log-level", "loud"])
-        assert res.exit_code == 2, res.output
-        assert "'loud' is not one of 'debug', 'info', 'warning', 'error'" in res.output
+def test_log_level_is_a_choice_everywhere(tmp_path: Path) -> None:
+    """Every command with --log-level takes the standard level names in any case, and refuses
+    anything else as a usage error (not a ValueError from logging once the command runs)."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    with_level = []
+    for path in _commands():
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        if any("--log-level" in getattr(p, "opts", ()) for p in cmd.params):
+            with_level.append(list(path))
+    assert {("run",), ("demo",), ("alerts", "deliver"), ("serve-feedback",)} <= set(
+        map(tuple, with_level))
+    for path in with_level:
+        res = runner.invoke(app, [*path, "-c", str(tmp_path / "x.yaml"), "--log-level", "loud"]
+                            if path != ["demo"] else [*path, "--log-level", "loud"])
+        assert res.exit_code == 2, (path, res.output)
+        assert ("'loud' is not one of 'debug', 'info', 'warning', 'error', 'critical'"
+                in res.output), path
         assert "Traceback" not in res.output
+    res = runner.invoke(app, ["alerts", "deliver", "-c", str(tmp_path / "x.yaml"),
+                              "--log-level", "DEBUG"])
+    assert "config file not found" in res.output  # accepted: it got as far as the config
 
 
 def _commands(group=None, path=()):
@@ -194,6 +253,34 @@ def test_config_errors_are_not_wrapped_off_a_terminal(tmp_path: Path) -> None:
     assert res.exit_code == 2
     line = next(s for s in res.stderr.splitlines() if "metrics[0].detectors[0]" in s)
     assert len(line) > 80 and "a_detector_name_that_is_long_enough_to_wrap" * 2 in line
+
+
+def test_validate_refuses_urls_that_run_would_refuse(tmp_path: Path) -> None:
+    """An unsupported store and a sql source's unusable url are config problems with their
+    paths, found by validate rather than by the first tick of cxmon run."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("store: 'mysqlx://u:pw@h/db'\nsources:\n  dw: {type: sql, url: notaurl}\n"
+                   "  dw2: {type: sql, url: 'nosuchdb://h/x'}\n  ok: {type: sql, url: "
+                   "'sqlite://'}\nmetrics:\n  - {name: kpi, source: dw, query: q, value: v}\n")
+    res = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert res.exit_code == 2, res.output
+    assert "3 problem(s)" in res.stderr
+    assert "store.url: unsupported database 'mysqlx'" in res.stderr
+    assert "sources.dw.url: not a SQLAlchemy URL" in res.stderr
+    assert "sources.dw2.url: unknown database dialect 'nosuchdb'" in res.stderr
+    assert "pw" not in res.stderr.replace("password", "")
+
+
+@pytest.mark.parametrize(("anchor", "expected"), [
+    ("BADVALUE", "'BADVALUE' is not a date"),
+    ("2026-01-05T03:00Z", "'2026-01-05T03:00Z' is not at 00:00 UTC"),
+])
+def test_demo_anchor_errors_name_the_option_and_the_value(anchor: str, expected: str) -> None:
+    res = runner.invoke(app, ["demo", "--once", "--anchor", anchor], env={"COLUMNS": "300"})
+    assert res.exit_code == 2, res.output
+    assert f"Invalid value for --anchor: {expected}" in res.output
+    assert "expected a UTC date such as 2026-01-05" in res.output
+    assert "demo.yaml" not in res.output and "***" not in res.output
 
 
 def _store_with_anomaly(tmp_path: Path) -> tuple[Path, Anomaly]:

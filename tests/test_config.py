@@ -373,7 +373,20 @@ def test_store_accepts_a_plain_url_or_a_mapping() -> None:
     assert (c.store.url, c.store.retention) == ("sqlite:///x.db", timedelta(days=7))
     assert cfg.parse_config(minimal()).store == cfg.StoreConfig()
     assert cfg.StoreConfig.model_validate("sqlite://").url == "sqlite://"
-    assert paths_of(minimal() + "store: {url: x, path: y}\n") == ["store.path"]
+    assert paths_of(minimal() + "store: {url: 'sqlite://', path: y}\n") == ["store.path"]
+
+
+def test_store_url_must_be_one_the_store_can_open() -> None:
+    """validate refuses what Store() refuses (cxmon run), with the path and no password."""
+    problems = problems_of(minimal() + "store: 'mysqlx://u:hunter2@h/db'\n")
+    assert problems == [("store.url", "unsupported database 'mysqlx'; supported: sqlite, "
+                         "postgresql (use sqlite:///path.db or postgresql+psycopg://...)")]
+    [(path, message)] = problems_of(minimal() + "store: {url: 'postgresql+nodriver://h/db'}\n")
+    assert (path, message) == ("store.url", "unknown driver 'nodriver' for postgresql (SQLAlchemy "
+                               "has no dialect 'postgresql+nodriver')")
+    [(path, message)] = problems_of(minimal() + "store: notaurl\n")
+    assert path == "store.url" and message.startswith("not a SQLAlchemy URL")
+    assert cfg.parse_config(minimal() + "store: postgresql+psycopg://h/db\n")
 
 
 def test_store_url_password_is_masked() -> None:

@@ -3,6 +3,7 @@ dispatcher, and managed with ``cxmon silence add|query|expire``."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -93,6 +94,11 @@ metrics: [{{name: m, source: s, value: v}}]
     out = run(app, ["silence", "query", "-c", str(path)])
     assert sid in out.output and 'team="checkout" region!~"us.*"' in out.output
     assert "ana" in out.output and "deploy" in out.output
+    # times as README shows them (amtool's format): UTC, whole seconds
+    header, row = out.output.splitlines()
+    assert "Ends At" in header
+    assert re.search(r"  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC  ", row), row
+    assert "+00:00" not in row and not re.search(r":\d\d\.\d", row)
     assert run(app, ["silence", "query", "-c", str(path), "-q", "team=other"]).output == ""
     assert run(app, ["silence", "expire", "-c", str(path), sid]).exit_code == 0
     assert run(app, ["silence", "query", "-c", str(path), "-q"]).output == ""

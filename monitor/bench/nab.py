@@ -25,6 +25,7 @@ series, which the contract guarantees is the same as running them one at a time.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -409,24 +410,34 @@ def detector_config(detector: str, params: Sequence[str], hint: str = "--detecto
 
     if detector not in detector_types():
         valid = ", ".join(sorted(detector_types()))
-        raise typer.BadParameter(f"unknown detector {detector!r}; valid: {valid}",
+        hint_text = _did_you_mean(detector, detector_types())
+        raise typer.BadParameter(f"unknown detector {detector!r}{hint_text}; valid: {valid}",
                                  param_hint=hint)
     config = {"type": detector, **parse_params(params)}
+    cls = config_class(detector)
     try:
-        config_class(detector).model_validate(config)
+        cls.model_validate(config)
     except ValidationError as exc:
-        raise typer.BadParameter(validation_message(exc), param_hint="--param") from None
+        fields = [f.alias or name for name, f in cls.model_fields.items() if name != "type"]
+        raise typer.BadParameter(validation_message(exc, fields), param_hint="--param") from None
     return config
 
 
-def validation_message(exc: Any) -> str:
-    """A pydantic ``ValidationError`` as one line: ``key: problem; key: problem``."""
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or nothing when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validation_message(exc: Any, fields: Iterable[str] = ()) -> str:
+    """A pydantic ``ValidationError`` as one line: ``key: problem; key: problem``; an unknown
+    key names the closest of ``fields`` (the config's settings)."""
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()))
         msg = str(err.get("msg", "invalid"))
         if err.get("type") == "extra_forbidden":
-            msg = "unknown setting"
+            msg = "unknown setting" + _did_you_mean(str(err["loc"][-1]), fields)
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 
