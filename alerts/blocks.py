@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from alerts.notifiers.console import format_change, format_number
+from alerts.notifiers.console import format_change, format_number, no_data_text
 from dashboards.links import grafana_link as dashboard_link
 from monitor.model import severity_name
 
@@ -192,6 +192,11 @@ def _key(element: Any) -> str:
 
 def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
     where = _where(a, group)
+    silent = no_data_text(a)
+    if silent:
+        return (f"*{a.get('metric', a.get('series', ''))}* · {where}"
+                f" at {_when(a.get('timestamp'))}\n"
+                f"*No data*: {silent} · sev {a.get('severity', 0)}")
     return (
         f"*{a.get('metric', a.get('series', ''))}* · {where}"
         f" at {_when(a.get('timestamp'))}\n"
@@ -204,6 +209,10 @@ def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
 def _related_line(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
     where = _where(a, group)
     ts = str(a.get("timestamp", ""))[11:16]
+    silent = no_data_text(a)
+    if silent:
+        return (f"• {a.get('metric', a.get('series', ''))} · {where}: no data, {silent},"
+                f" sev {a.get('severity', 0)}, {ts}")
     return (
         f"• {a.get('metric', a.get('series', ''))} · {where}:"
         f" {format_number(a.get('value'))} vs {format_number(a.get('expected'))}"

@@ -46,7 +46,8 @@ def incident_payload(
     if change.status == "resolved":
         title = f"{where}: resolved"
     else:
-        title = f"{where}: {', '.join(metrics)} anomalous"
+        silent = all(a.kind == "no_data" for a in change.anomalies) and change.anomalies
+        title = f"{where}: {', '.join(metrics)} {'has no data' if silent else 'anomalous'}"
     runbook = None
     for m in metrics:
         runbook = runbook or (runbooks or {}).get(m)

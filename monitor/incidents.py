@@ -232,10 +232,15 @@ def _add_root_causes(
     inc: OpenIncident, attributions: Sequence[Attribution], group_by: Sequence[str], gk: str
 ) -> bool:
     """Keep, per measure, the root cause found at its onset (before the detectors start to
-    learn the new level), upgraded only by a clearly more severe moment; True if new."""
+    learn the new level), upgraded only by a clearly more severe moment; True if new.
+
+    A root cause from before the incident opened is not its own (a first tick that learns
+    from history finds the old incidents' causes too) and is ignored."""
     new = False
     for att in attributions:
         if not att.causes or group_key(labels_group(att.labels, group_by)) != gk:
+            continue
+        if att.timestamp < inc.opened_at:
             continue
         old = inc.root_causes.get(att.metric)
         if old is None or att.severity >= old["severity"] + ONSET_UPGRADE:

@@ -332,8 +332,9 @@ class Pipeline:
                         kind=metric.value.kind, dimensions=metric.dimensions,
                         split_by=metric.split_by)
         alerting = detected.anomalies
-        if result.silent_before is not None:
+        if result.silent_before is not None:  # history learned on a first tick: no alerts
             alerting = [a for a in alerting if a.timestamp >= result.silent_before]
+            rca = [r for r in rca if r.timestamp >= result.silent_before]
         changes = self.incidents.observe(alerting, until, rca)
         # Quiet means quiet in every metric: resolve only up to where all have been polled.
         changes += self.incidents.resolve_quiet(self._watermark(metric.name, until))

@@ -3,6 +3,7 @@ RESOLVED, so a repeat_interval reminder is not mistaken for news."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.console import Console
@@ -49,3 +50,19 @@ def test_one_set_of_severity_names_on_every_surface() -> None:
         assert f"sev {severity} {name} ·" in title(payload)  # the console
         assert f"(severity {severity}, {name})" in render_message(payload)["text"]  # Slack
         assert severity_band(severity) == name  # Prometheus
+
+
+def test_a_no_data_anomaly_reads_as_silence_not_as_a_value() -> None:
+    """The metric-level no-data anomaly carries the silence length as its value and the
+    timeout as its band; printed as KPI numbers ("9 vs expected 0") it would mislead."""
+    from alerts.blocks import render_message
+
+    silent = {**PAYLOAD["anomalies"][0], "kind": "no_data", "detector": "no_data",
+              "value": 9.0, "expected": 0.0, "lower": 0.0, "upper": 3.0, "change": None}
+    payload = {**PAYLOAD, "anomalies": [silent]}
+    text = printed(payload)
+    assert "no data" in text and "silent 9 intervals" in text
+    assert "0–3" not in text
+    slack = json.dumps(render_message(payload))
+    assert "*No data*: silent 9 intervals" in slack
+    assert "Value 9" not in slack

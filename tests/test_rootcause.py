@@ -245,6 +245,32 @@ def test_related_measures_of_a_journey_form_one_incident_with_order_and_root_cau
     assert [c.status for c in tr2.resolve_quiet(T0 + 7 * H)] == ["resolved"]
 
 
+def test_a_root_cause_from_before_the_incident_is_not_attached() -> None:
+    """A first tick that learns history finds the root cause of an old, unalerted change;
+    the incident opened later (here by another anomaly of the journey) must not show it."""
+    tr = IncidentTracker(["journey"], gap=3 * H, renotify=H, quiet_ticks=2)
+    frame, scores, series = _leaf_tick("dropoff", T0)
+    old = _anomaly("dropoff", T0, {"journey": "checkout"}, 60)
+    rca = attribute(frame, scores, series, [old], kind=ValueKind.RATIO,
+                    dimensions=["channel", "region"])
+    assert rca and rca[0].causes
+    now = _anomaly("complaints", T0 + 30 * H, {"journey": "checkout"})
+    inc = tr.observe([now], T0 + 31 * H, rca)[0].incident
+    assert inc.root_causes == {}
+
+
+def test_an_incident_of_silence_is_titled_no_data() -> None:
+    from dataclasses import replace
+
+    tr = IncidentTracker(["journey"], gap=3 * H)
+    silent = replace(_anomaly("contacts", T0, {"journey": "support"}), kind="no_data",
+                     detector="no_data", value=9.0, expected=0.0)
+    change = tr.observe([silent], T0 + H)[0]
+    assert incident_payload(change)["title"] == "journey=support: contacts has no data"
+    loud = _anomaly("csat", T0 + H, {"journey": "support"})
+    assert incident_payload(tr.observe([loud], T0 + 2 * H)[0])["title"].endswith("anomalous")
+
+
 def test_incident_root_causes_survive_a_restart() -> None:
     """What the pipeline stores in the incident summary restores the in-memory incident."""
     import json

@@ -90,13 +90,14 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str])
         labels = a.get("labels") or {}
         where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
                           if k not in group and k != "team") or "all"
+        silent = no_data_text(a)
         table.add_row(
             where if one_metric else f"{a.get('metric', a['series'])} · {where}",
             str(a["timestamp"])[5:16].replace("T", " "),
-            format_number(a["value"]),
-            format_number(a["expected"]),
-            f"{format_number(a['lower'])}–{format_number(a['upper'])}",
-            format_change(a.get("change")),
+            "no data" if silent else format_number(a["value"]),
+            "–" if silent else format_number(a["expected"]),
+            "–" if silent else f"{format_number(a['lower'])}–{format_number(a['upper'])}",
+            silent or format_change(a.get("change")),
             f"[{severity_colour(int(a['severity']))}]{a['severity']}[/]",
         )
     return table
@@ -116,6 +117,23 @@ def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType) -> R
         lines.append(f"{rc.get('metric', '')}: {where}{pct}\n")
     lines.rstrip()
     return Group(lines, body)
+
+
+def no_data_text(anomaly: Mapping[str, Any]) -> str | None:
+    """What a ``no_data`` anomaly means, in words (None for any other anomaly): its value
+    and band are a silence length and a timeout, not KPI values, and must not read as such.
+
+    >>> no_data_text({"kind": "no_data", "detector": "no_data", "value": 9.0, "upper": 3.0})
+    'silent 9 intervals'
+    >>> no_data_text({"kind": "no_data", "detector": "default", "value": None, "expected": 133})
+    'stopped (last 133)'
+    """
+    if anomaly.get("kind") != "no_data":
+        return None
+    if anomaly.get("detector") == "no_data":  # the whole metric (monitor/staleness.py)
+        return f"silent {format_number(anomaly.get('value'))} intervals"
+    last = anomaly.get("expected")
+    return f"stopped (last {format_number(last)})" if last is not None else "stopped"
 
 
 def format_number(value: Any) -> str:
