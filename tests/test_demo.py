@@ -89,3 +89,22 @@ def test_demo_incidents_carry_the_injected_root_cause(demo_store: tuple[Store, s
         assert found[0]["causes"][0]["elements"] == expected, (t.name, found[0])
         assert len({i["key"] for i in matching}) == 1, t.name  # one incident per journey
     assert "root cause · checkout_dropoff_rate: channel=app, region=uk" in output
+
+
+def test_demo_alert_links_point_to_built_dashboards(demo_store: tuple[Store, str]) -> None:
+    """Every Grafana deep link a demo alert carries opens a dashboard that
+    ``cxmon dashboards build`` makes (journeys of split_by metrics included)."""
+    from urllib.parse import urlparse
+
+    from alerts.blocks import grafana_link
+    from dashboards.grafana import build_all
+    from monitor.config import load_config
+
+    store, _ = demo_store
+    links = [grafana_link(n.payload, "http://grafana:3000") for n in store.notifications()]
+    linked = {urlparse(u).path.split("/")[2] for u in links if u}
+    cfg = load_config("monitor/examples/demo.yaml",
+                      env={"CXMON_DEMO_ANCHOR": ANCHOR.isoformat()})
+    built = {d.uid for d in build_all(cfg)}
+    assert len(linked) >= 4  # the four journeys of the demo
+    assert linked <= built, sorted(linked - built)
