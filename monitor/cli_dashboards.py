@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 dashboards_app = typer.Typer(help="Grafana dashboards generated from the config.",
                              no_args_is_help=True)
@@ -50,6 +51,7 @@ def push(
     """Upload the dashboards into the 'cxmon' folder of the config's grafana: server and post
     the anomalies as annotations."""
     from dashboards.grafana import build_all
+    from dashboards.push import GrafanaPushError
     from dashboards.push import push as do_push
     from monitor.cli import _load, _open_store, console, err_console
 
@@ -61,8 +63,8 @@ def push(
     store = _open_store(cfg) if annotations else None
     try:
         report = do_push(cfg, build_all(cfg, journey or ()), store=store)
-    except Exception as exc:
-        err_console.print(f"[bold red]grafana:[/] {exc}")
+    except GrafanaPushError as exc:
+        err_console.print(f"[bold red]grafana:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     finally:
         if store is not None:
