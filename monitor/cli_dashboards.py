@@ -32,7 +32,7 @@ def build(
     from dashboards.grafana import build_all
     from monitor.cli import _load, console
 
-    cfg = _load(config)
+    cfg = _load(config, needs={"metrics"})
     built = build_all(cfg, journey or ())
     files = provisioning.write(built, out, prometheus_url=prometheus_url)
     for d in built:
@@ -55,7 +55,8 @@ def push(
     from dashboards.push import push as do_push
     from monitor.cli import _load, _open_store, console, err_console
 
-    cfg = _load(config)
+    cfg = _load(config, needs={"metrics", "grafana", "store"} if annotations
+                else {"metrics", "grafana"})
     if cfg.grafana is None:
         err_console.print("[bold red]no grafana: block in the config[/] "
                           "(grafana: {url: ..., token: ${GRAFANA_TOKEN}})")

@@ -15,13 +15,14 @@ Values that came from the environment are treated as secrets: problems never quo
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import json
 import os
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
@@ -822,6 +823,7 @@ def _load_yaml(text: str, source: str) -> tuple[Any, _Positions, list[tuple[Loc,
 # --------------------------------------------------------------------------------------------
 # Interpolation
 
+UNSET_PREFIX = "environment variable "
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
 
@@ -869,7 +871,7 @@ class _Interpolator:
                 if default is not None:
                     return default
                 failed = True
-                self.problems.append((loc, f"environment variable {name} is not set"))
+                self.problems.append((loc, f"{UNSET_PREFIX}{name} is not set"))
                 return ""
             if value:
                 used.append(value)
@@ -1018,9 +1020,19 @@ def _problems_from(exc: ValidationError, data: Any) -> list[tuple[Loc, str]]:
 
 
 def parse_config(
-    text: str, env: Mapping[str, str] | None = None, source: str = "<string>"
+    text: str,
+    env: Mapping[str, str] | None = None,
+    source: str = "<string>",
+    *,
+    needs: Collection[str] | None = None,
 ) -> MonitorConfig:
-    """Parse and validate a config document; ``ConfigError`` lists every problem found."""
+    """Parse and validate a config document; ``ConfigError`` lists every problem found.
+
+    ``needs``: the top-level sections the caller uses (None: all, as ``cxmon validate``). An
+    unset ``${VAR}`` elsewhere is not an error: its key is left out (its default applies) or,
+    if the model requires it, left empty; so ``cxmon alerts status`` runs without the
+    ``GRAFANA_TOKEN`` only ``dashboards push`` needs. If the config still does not validate,
+    every unset variable is reported."""
     env = os.environ if env is None else env
     data, positions, yaml_problems = _load_yaml(text, source)
     if data is None:
@@ -1032,14 +1044,29 @@ def parse_config(
 
     interp = _Interpolator(env)
     data = interp.walk(data, ())
-    found += [(loc, msg, positions.of(loc)) for loc, msg in interp.problems]
-    own = len(found)
+    skipped = [] if needs is None else [u for u in interp.unset if not u or u[0] not in needs]
+
+    def tolerated(loc: Loc, msg: str) -> bool:
+        return loc in skipped and msg.startswith(UNSET_PREFIX)
 
     config: MonitorConfig | None = None
-    try:
-        config = MonitorConfig.model_validate(data)
-    except ValidationError as exc:
-        found += [(loc, msg, positions.of(loc)) for loc, msg in _problems_from(exc, data)]
+    errors: list[tuple[Loc, str]] = []
+    left_out = list(skipped)  # first leave every skipped key out, then only optional ones
+    while True:
+        try:
+            config = MonitorConfig.model_validate(_without(data, left_out))
+            break
+        except ValidationError as exc:
+            errors = _problems_from(exc, data)
+        required = {loc for loc, _ in errors} & set(left_out)
+        if not required:
+            break
+        left_out = [loc for loc in left_out if loc not in required]
+    found += [(loc, msg, positions.of(loc)) for loc, msg in interp.problems
+              if config is None or not tolerated(loc, msg)]
+    own = len(found)
+    if config is None:
+        found += [(loc, msg, positions.of(loc)) for loc, msg in errors]
 
     # A path whose variable is unset has no value to judge: report only the unset variable.
     unset = interp.unset
@@ -1055,10 +1082,26 @@ def parse_config(
     return config
 
 
+def _without(data: Any, locs: Iterable[Loc]) -> Any:
+    """A copy of ``data`` without the mapping keys at ``locs`` (list items stay)."""
+    out = copy.deepcopy(data)
+    for loc in locs:
+        node = out
+        for el in loc[:-1]:
+            node = _child(node, el)
+        if isinstance(node, dict) and loc:
+            node.pop(loc[-1], None)
+    return out
+
+
 def load_config(
-    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    needs: Collection[str] | None = None,
 ) -> MonitorConfig:
-    """Read and validate the config file at ``path`` (``env`` defaults to ``os.environ``).
+    """Read and validate the config file at ``path`` (``env`` defaults to ``os.environ``;
+    ``needs``: the sections whose unset variables are errors, see :func:`parse_config`).
 
     Relative file paths in sources (a ``files`` source's ``path``/``base_dir``, a
     ``credentials_file``) are taken from the config file's folder, not the working directory,
@@ -1075,7 +1118,7 @@ def load_config(
     except OSError as exc:
         msg = f"cannot read config file: {exc.strerror or exc}"
         raise ConfigError([Problem("", msg)], name) from None
-    config = parse_config(text, env, source=name)
+    config = parse_config(text, env, source=name, needs=needs)
     folder = Path(name).resolve().parent
     config.sources = {k: src.resolve_paths(folder) for k, src in config.sources.items()}
     return config
