@@ -108,3 +108,24 @@ def test_demo_alert_links_point_to_built_dashboards(demo_store: tuple[Store, str
     built = {d.uid for d in build_all(cfg)}
     assert len(linked) >= 4  # the four journeys of the demo
     assert linked <= built, sorted(linked - built)
+
+
+def test_readme_slack_example_is_real_demo_output(demo_store: tuple[Store, str]) -> None:
+    """The README's "What the team sees" example names the demo anchor it comes from, and its
+    header and worst-anomaly line are what that demo run renders for Slack."""
+    import re
+
+    from alerts.blocks import render_message
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**What the team sees.**"):readme.index("**Grafana link.**")]
+    anchor = re.search(r"cxmon demo --once --anchor (\S+?)`", section)
+    assert anchor is not None, "the example must say which demo anchor it comes from"
+    assert datetime.fromisoformat(anchor.group(1).replace("Z", "+00:00")) == ANCHOR
+    store, _ = demo_store
+    first = next(n.payload for n in store.notifications()
+                 if n.payload.get("journey") == "checkout" and not n.payload.get("update"))
+    blocks = render_message(first)["blocks"]
+    header = blocks[0]["text"]["text"]
+    worst = blocks[2]["text"]["text"]
+    assert header in section and worst in section.replace("\\n", "\n")
