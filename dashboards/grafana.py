@@ -56,10 +56,15 @@ class Built:
 
 
 def journeys(config: MonitorConfig, extra: Iterable[str] = ()) -> list[str]:
-    """The journeys to build dashboards for: ``labels.journey`` of the metrics plus ``extra``
-    (values of a ``split_by: [journey]`` label are only known from data: pass them)."""
-    found = [m.labels["journey"] for m in config.metrics if "journey" in m.labels]
-    return sorted(set(found) | set(extra))
+    """The journeys to build dashboards for: ``labels.journey`` of the metrics, the values of
+    a ``split_by: [journey]`` label that the metric's source knows
+    (:meth:`~sources.base.SourceConfig.label_values`), plus ``extra`` (values only known from
+    data: pass them), so every journey an alert can link to has its dashboard."""
+    found = {m.labels["journey"] for m in config.metrics if "journey" in m.labels}
+    for m in config.metrics:
+        if "journey" in m.split_by and (source := config.sources.get(m.source)) is not None:
+            found.update(source.label_values(m.query, "journey"))
+    return sorted(found | set(extra))
 
 
 def journey_metrics(config: MonitorConfig, journey: str) -> list[MetricConfig]:

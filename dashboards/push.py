@@ -9,13 +9,18 @@ Idempotent: the folder is created only when missing, dashboards are saved with
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import socket
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from grafana_client import GrafanaApi
-from grafana_client.client import GrafanaClientError
+from grafana_client.client import GrafanaException
+from niquests.exceptions import RequestException
 
 from dashboards.exporter import severity_band
 from dashboards.grafana import TAG, Built
@@ -43,32 +48,133 @@ class PushReport:
     annotations_skipped: int = 0
 
 
+class GrafanaPushError(RuntimeError):
+    """A Grafana call failed. The message is one line, safe to print: what failed, the
+    server without credentials, the HTTP status or connection problem, a short reason."""
+
+
+#: Worth another try: no connection / timeout (status 0) and a proxy or Grafana restarting.
+RETRIABLE_STATUS = frozenset({0, 502, 503, 504})
+MAX_REASON = 120
+
+
+def safe_url(url: str) -> str:
+    """``url`` without credentials, path or query: what a message may show.
+
+    >>> safe_url("https://admin:s3cret@grafana.example.com:3000/sub/?token=x")
+    'https://grafana.example.com:3000/sub/'
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """Why no HTTP answer came back, from the innermost cause (urllib3 wraps it thrice)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cur, socket.gaierror):
+            return "host not found"
+        if isinstance(cur, TimeoutError) or "timed out" in str(cur).lower():
+            return "timed out"
+        if isinstance(cur, ConnectionResetError):
+            return "connection reset"
+        cur = cur.__cause__ or cur.__context__
+    return f"cannot connect ({type(exc).__name__})"
+
+
+def _http_reason(exc: GrafanaException) -> str:
+    """``HTTP 502 Bad Gateway: <Grafana's message>``; an HTML or long body is left out."""
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = ""
+    text = f"HTTP {exc.status_code} {phrase}".rstrip()
+    body = exc.response
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(message, str) and message.strip() and message.strip() != phrase:
+        message = " ".join(message.split())
+        cut = message if len(message) <= MAX_REASON else message[: MAX_REASON - 1] + "…"
+        text += f": {cut}"
+    if exc.status_code in (401, 403):
+        text += " (check the grafana: token)"
+    return text
+
+
+def describe(exc: BaseException) -> tuple[int, str]:
+    """``(status, reason)`` of a failed call; status 0 when no HTTP answer came back."""
+    if isinstance(exc, GrafanaException) and exc.status_code:
+        return exc.status_code, _http_reason(exc)
+    return 0, _connection_reason(exc)
+
+
+@dataclass(slots=True)
+class Caller:
+    """Runs each Grafana call: retries connection failures and 502/503/504 with doubling
+    waits (``sleep`` is injected so tests never wait), and turns any failure into one
+    :class:`GrafanaPushError` line."""
+
+    url: str
+    attempts: int = 3
+    backoff: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def __call__(self, what: str, fn: Callable[..., Any], *args: Any,
+                 missing_ok: bool = False, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``; ``missing_ok``: a 404 returns None."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn(*args, **kwargs)
+            except (GrafanaException, RequestException, OSError) as exc:
+                status, reason = describe(exc)
+                if missing_ok and status == 404:
+                    return None
+                if status not in RETRIABLE_STATUS or attempt == self.attempts:
+                    tries = f" after {attempt} tries" if attempt > 1 else ""
+                    raise GrafanaPushError(
+                        f"{what} failed at {safe_url(self.url)}: {reason}{tries}") from None
+                wait = self.backoff * 2 ** (attempt - 1)
+                log.info("grafana: %s: %s; retry %d/%d in %.1fs", what, reason, attempt,
+                         self.attempts - 1, wait)
+                self.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
 def connect(url: str, token: str | None = None, timeout: float = 10.0) -> GrafanaApi:
     """A grafana-client API object for ``url`` (a service-account token, or user:pass in URL)."""
     return GrafanaApi.from_url(url, credential=token, timeout=timeout)
 
 
-def ensure_folder(api: GrafanaApi, uid: str = FOLDER_UID, title: str = FOLDER_TITLE) -> bool:
+def _caller(api: GrafanaApi, call: Caller | None) -> Caller:
+    return call if call is not None else Caller(str(api.url or api.client.url))
+
+
+def ensure_folder(api: GrafanaApi, uid: str = FOLDER_UID, title: str = FOLDER_TITLE,
+                  *, call: Caller | None = None) -> bool:
     """Create the folder if missing; True if it was created."""
-    try:
-        api.folder.get_folder(uid)
+    call = _caller(api, call)
+    if call(f"reading folder {uid}", api.folder.get_folder, uid, missing_ok=True) is not None:
         return False
-    except GrafanaClientError as exc:
-        if exc.status_code != 404:
-            raise
-    api.folder.create_folder(title, uid=uid)
+    call(f"creating folder {uid}", api.folder.create_folder, title, uid=uid)
     return True
 
 
 def push_dashboards(
-    api: GrafanaApi, dashboards: Iterable[Built], folder_uid: str = FOLDER_UID
+    api: GrafanaApi, dashboards: Iterable[Built], folder_uid: str = FOLDER_UID,
+    *, call: Caller | None = None,
 ) -> PushReport:
     """Folder, then every dashboard (overwrite), then a search to confirm they are there."""
+    call = _caller(api, call)
     report = PushReport(folder_uid=folder_uid)
-    report.folder_created = ensure_folder(api, folder_uid)
+    report.folder_created = ensure_folder(api, folder_uid, call=call)
     for d in dashboards:
         model = {k: v for k, v in d.model.items() if k != "id"}
-        res = api.dashboard.update_dashboard({
+        res = call(f"saving dashboard {d.uid}", api.dashboard.update_dashboard, {
             "dashboard": model,
             "folderUid": folder_uid,
             "overwrite": True,
@@ -77,7 +183,7 @@ def push_dashboards(
         report.dashboards.append(d.uid)
         if isinstance(res, dict) and res.get("url"):
             report.urls[d.uid] = res["url"]
-    hits = api.search.search_dashboards(tag=TAG, type_="dash-db")
+    hits = call("searching dashboards", api.search.search_dashboards, tag=TAG, type_="dash-db")
     report.found = sorted(h["uid"] for h in hits or [] if "uid" in h)
     missing = set(report.dashboards) - set(report.found)
     if missing:
@@ -118,16 +224,19 @@ def anomaly_annotations(
 
 
 def post_annotations(
-    api: GrafanaApi, payloads: list[dict[str, Any]], report: PushReport | None = None
+    api: GrafanaApi, payloads: list[dict[str, Any]], report: PushReport | None = None,
+    *, call: Caller | None = None,
 ) -> PushReport:
     """Post annotations not posted before (looked up by the ``anomaly:<id>`` tag)."""
+    call = _caller(api, call)
     report = report or PushReport()
     if not payloads:
         return report
     start = min(p["time_from"] for p in payloads)
     end = max(p["time_to"] for p in payloads)
-    existing = api.annotations.find_annotations(
-        time_from=start, time_to=end + 1, tags=[TAG], limit=100_000
+    existing = call(
+        "reading annotations", api.annotations.find_annotations,
+        time_from=start, time_to=end + 1, tags=[TAG], limit=100_000,
     ) or []
     done = {t for a in existing for t in a.get("tags") or [] if t.startswith("anomaly:")}
     for p in payloads:
@@ -135,7 +244,7 @@ def post_annotations(
         if key in done:
             report.annotations_skipped += 1
             continue
-        api.annotations.add_annotation(**p)
+        call(f"posting annotation {key}", api.annotations.add_annotation, **p)
         done.add(key)
         report.annotations_posted += 1
     return report
@@ -149,22 +258,26 @@ def push(
     store: Store | None = None,
     since: datetime | None = None,
     folder_uid: str = FOLDER_UID,
+    call: Caller | None = None,
 ) -> PushReport:
-    """Everything ``cxmon dashboards push`` does."""
+    """Everything ``cxmon dashboards push`` does; a failure is a :class:`GrafanaPushError`."""
     if api is None:
         if config.grafana is None:
             raise ValueError("no grafana: block in the config (grafana: {url: ..., token: ...})")
         token = config.grafana.token.get_secret_value() if config.grafana.token else None
         api = connect(config.grafana.url, token)
-    report = push_dashboards(api, dashboards, folder_uid)
+        call = call or Caller(config.grafana.url)
+    report = push_dashboards(api, dashboards, folder_uid, call=call)
     if store is not None:
         journeys = {m.name: m.labels["journey"] for m in config.metrics if "journey" in m.labels}
         payloads = anomaly_annotations(store.anomalies(start=since), journeys)
-        post_annotations(api, payloads, report)
+        post_annotations(api, payloads, report, call=call)
     return report
 
 
 __all__ = [
+    "Caller",
+    "GrafanaPushError",
     "PushReport",
     "anomaly_annotations",
     "connect",
@@ -172,4 +285,5 @@ __all__ = [
     "post_annotations",
     "push",
     "push_dashboards",
+    "safe_url",
 ]

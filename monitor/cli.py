@@ -27,6 +27,8 @@ from monitor.config import MonitorConfig, config_json_schema, load_config
 from monitor.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from monitor.executor import FitExecutor
     from monitor.pipeline import TickResult
     from monitor.store import Store
@@ -137,10 +139,13 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(client).setLevel(logging.WARNING)
 
 
-def _load(path: Path, env: dict[str, str] | None = None) -> MonitorConfig:
-    """Load a config or print every problem and exit 2."""
+def _load(
+    path: Path, env: dict[str, str] | None = None, *, needs: Collection[str] | None = None
+) -> MonitorConfig:
+    """Load a config or print every problem and exit 2. ``needs``: the top-level sections the
+    command uses; an unset ``${VAR}`` elsewhere is no error (None: every section)."""
     try:
-        return load_config(path, env=env)
+        return load_config(path, env=env, needs=needs)
     except ConfigError as exc:
         err_console.print(f"[bold red]{escape(exc.source)}: {len(exc.problems)} problem(s)[/]")
         for p in exc.problems:
@@ -585,7 +590,7 @@ def anomalies_list(
     metric: Annotated[str | None, typer.Option(help="Only this metric.")] = None,
 ) -> None:
     """List recent stored anomalies with their ids (for cxmon feedback ID LABEL)."""
-    cfg = _load(config)
+    cfg = _load(config, needs={"store", "metrics"})
     if metric is not None and metric not in {m.name for m in cfg.metrics}:
         raise typer.BadParameter(f"unknown metric {metric!r}", param_hint="--metric")
     st = _open_store(cfg, must_exist=True)
@@ -612,7 +617,7 @@ def alerts_status(
     time interval or inhibiting incident)."""
     from alerts.grouping import waiting_groups
 
-    cfg = _load(config)
+    cfg = _load(config, needs={"store"})
     st = _open_store(cfg, must_exist=True)
     counts = st.outbox_counts()
     console.print(

@@ -49,7 +49,7 @@ def routes_test(
     from alerts.routing import Router
     from monitor.cli import _load
 
-    cfg = _load(Path(config))
+    cfg = _load(Path(config), needs={"alerting"})
     lset = _labels(labels or [])
     router = Router.from_config(cfg.alerting)
     if tree:
@@ -74,7 +74,7 @@ def _store(config: str) -> Store:
 
     from monitor.cli import _load, _open_store
 
-    return _open_store(_load(Path(config)), must_exist=True)
+    return _open_store(_load(Path(config), needs={"store"}), must_exist=True)
 
 
 def _silence_matchers(args: list[str]) -> list[str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 dashboards_app = typer.Typer(help="Grafana dashboards generated from the config.",
                              no_args_is_help=True)
@@ -13,7 +14,7 @@ dashboards_app = typer.Typer(help="Grafana dashboards generated from the config.
 JourneyOpt = Annotated[
     list[str] | None,
     typer.Option("--journey", help="Also build a dashboard for this journey (repeatable); "
-                 "needed for values of a split_by: [journey] label."),
+                 "needed for values of a split_by: [journey] label that the source cannot list."),
 ]
 
 
@@ -31,7 +32,7 @@ def build(
     from dashboards.grafana import build_all
     from monitor.cli import _load, console
 
-    cfg = _load(config)
+    cfg = _load(config, needs={"metrics"})
     built = build_all(cfg, journey or ())
     files = provisioning.write(built, out, prometheus_url=prometheus_url)
     for d in built:
@@ -50,10 +51,12 @@ def push(
     """Upload the dashboards into the 'cxmon' folder of the config's grafana: server and post
     the anomalies as annotations."""
     from dashboards.grafana import build_all
+    from dashboards.push import GrafanaPushError
     from dashboards.push import push as do_push
     from monitor.cli import _load, _open_store, console, err_console
 
-    cfg = _load(config)
+    cfg = _load(config, needs={"metrics", "grafana", "store"} if annotations
+                else {"metrics", "grafana"})
     if cfg.grafana is None:
         err_console.print("[bold red]no grafana: block in the config[/] "
                           "(grafana: {url: ..., token: ${GRAFANA_TOKEN}})")
@@ -61,8 +64,8 @@ def push(
     store = _open_store(cfg) if annotations else None
     try:
         report = do_push(cfg, build_all(cfg, journey or ()), store=store)
-    except Exception as exc:
-        err_console.print(f"[bold red]grafana:[/] {exc}")
+    except GrafanaPushError as exc:
+        err_console.print(f"[bold red]grafana:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     finally:
         if store is not None:

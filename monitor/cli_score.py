@@ -300,7 +300,7 @@ def register(app: typer.Typer) -> None:
         if label not in ("not_anomaly", "expected", "confirmed"):
             raise typer.BadParameter("expected not_anomaly, expected or confirmed",
                                      param_hint="LABEL")
-        store = _open_store(_load(config), must_exist=True)
+        store = _open_store(_load(config, needs={"store"}), must_exist=True)
         try:
             ids = store.anomaly_ids(anomaly_id) if len(anomaly_id) >= 8 else [anomaly_id]
             if len(ids) > 1:

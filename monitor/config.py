@@ -22,7 +22,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
@@ -834,6 +834,7 @@ def _load_yaml(text: str, source: str) -> tuple[Any, _Positions, list[tuple[Loc,
 # --------------------------------------------------------------------------------------------
 # Interpolation
 
+UNSET_PREFIX = "environment variable "
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
 
@@ -881,7 +882,7 @@ class _Interpolator:
                 if default is not None:
                     return default
                 failed = True
-                self.problems.append((loc, f"environment variable {name} is not set"))
+                self.problems.append((loc, f"{UNSET_PREFIX}{name} is not set"))
                 return ""
             if value:
                 used.append(value)
@@ -1030,9 +1031,19 @@ def _problems_from(exc: ValidationError, data: Any) -> list[tuple[Loc, str]]:
 
 
 def parse_config(
-    text: str, env: Mapping[str, str] | None = None, source: str = "<string>"
+    text: str,
+    env: Mapping[str, str] | None = None,
+    source: str = "<string>",
+    *,
+    needs: Collection[str] | None = None,
 ) -> MonitorConfig:
-    """Parse and validate a config document; ``ConfigError`` lists every problem found."""
+    """Parse and validate a config document; ``ConfigError`` lists every problem found.
+
+    ``needs``: the top-level sections the caller uses (None: all, as ``cxmon validate``). An
+    unset ``${VAR}`` elsewhere is not an error: its key is left out (its default applies) or,
+    if the model requires it, left empty; so ``cxmon alerts status`` runs without the
+    ``GRAFANA_TOKEN`` only ``dashboards push`` needs. If the config still does not validate,
+    every unset variable is reported."""
     env = os.environ if env is None else env
     data, positions, yaml_problems = _load_yaml(text, source)
     if data is None:
@@ -1044,14 +1055,29 @@ def parse_config(
 
     interp = _Interpolator(env)
     data = interp.walk(data, ())
-    found += [(loc, msg, positions.of(loc)) for loc, msg in interp.problems]
-    own = len(found)
+    skipped = [] if needs is None else [u for u in interp.unset if not u or u[0] not in needs]
+
+    def tolerated(loc: Loc, msg: str) -> bool:
+        return loc in skipped and msg.startswith(UNSET_PREFIX)
 
     config: MonitorConfig | None = None
-    try:
-        config = MonitorConfig.model_validate(data)
-    except ValidationError as exc:
-        found += [(loc, msg, positions.of(loc)) for loc, msg in _problems_from(exc, data)]
+    errors: list[tuple[Loc, str]] = []
+    left_out = list(skipped)  # first leave every skipped key out, then only optional ones
+    while True:
+        try:
+            config = MonitorConfig.model_validate(_without(data, left_out))
+            break
+        except ValidationError as exc:
+            errors = _problems_from(exc, data)
+        required = {loc for loc, _ in errors} & set(left_out)
+        if not required:
+            break
+        left_out = [loc for loc in left_out if loc not in required]
+    found += [(loc, msg, positions.of(loc)) for loc, msg in interp.problems
+              if config is None or not tolerated(loc, msg)]
+    own = len(found)
+    if config is None:
+        found += [(loc, msg, positions.of(loc)) for loc, msg in errors]
 
     # A path whose variable is unset has no value to judge: report only the unset variable,
     # and no problem elsewhere that goes away once it has a value ("api_token needs email").
@@ -1091,10 +1117,26 @@ def _problems_with_stand_ins(data: Any, unset: list[Loc]) -> set[tuple[Loc, str]
     return set()
 
 
+def _without(data: Any, locs: Iterable[Loc]) -> Any:
+    """A copy of ``data`` without the mapping keys at ``locs`` (list items stay)."""
+    out = copy.deepcopy(data)
+    for loc in locs:
+        node = out
+        for el in loc[:-1]:
+            node = _child(node, el)
+        if isinstance(node, dict) and loc:
+            node.pop(loc[-1], None)
+    return out
+
+
 def load_config(
-    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    needs: Collection[str] | None = None,
 ) -> MonitorConfig:
-    """Read and validate the config file at ``path`` (``env`` defaults to ``os.environ``).
+    """Read and validate the config file at ``path`` (``env`` defaults to ``os.environ``;
+    ``needs``: the sections whose unset variables are errors, see :func:`parse_config`).
 
     Relative file paths in sources (a ``files`` source's ``path``/``base_dir``, a
     ``credentials_file``) are taken from the config file's folder, not the working directory,
@@ -1111,7 +1153,7 @@ def load_config(
     except OSError as exc:
         msg = f"cannot read config file: {exc.strerror or exc}"
         raise ConfigError([Problem("", msg)], name) from None
-    config = parse_config(text, env, source=name)
+    config = parse_config(text, env, source=name, needs=needs)
     folder = Path(name).resolve().parent
     config.sources = {k: src.resolve_paths(folder) for k, src in config.sources.items()}
     return config

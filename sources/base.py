@@ -41,6 +41,12 @@ class SourceConfig(BaseModel):
         file's folder; :func:`monitor.config.load_config` calls it). No paths: ``self``."""
         return self
 
+    def label_values(self, query: str | None, label: str) -> tuple[str, ...]:
+        """Values ``label`` takes in ``query``'s rows, when known without fetching (default:
+        unknown, empty). Lets ``cxmon dashboards build`` make a dashboard for every value of
+        a ``split_by`` label without polling the source."""
+        return ()
+
 
 @dataclass(frozen=True, slots=True)
 class PollRequest:

@@ -359,6 +359,11 @@ class DemoSourceConfig(SourceConfig):
     )
     incidents: bool = Field(True, description="inject SCRIPTED_INCIDENTS (false: clean data)")
 
+    def label_values(self, query: str | None, label: str) -> tuple[str, ...]:
+        """The fixed values of a demo table's column (the journeys of ``complaints``...)."""
+        known = {"journey": JOURNEYS, "channel": CHANNELS, "region": REGIONS}
+        return known.get(label, ()) if label in COLUMNS.get(query or "", ()) else ()
+
     @field_validator("anchor")
     @classmethod
     def _anchor_midnight_utc(cls, value: datetime | None) -> datetime | None:

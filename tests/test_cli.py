@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app
+from monitor.store import Store
 
 runner = CliRunner()
 
@@ -320,3 +321,27 @@ def test_alerts_status_shows_causes_and_no_next_attempt_for_dead_or_suppressed(
     assert rows["dead"][5] == "-" and rows["suppressed"][5] == "-"  # never attempted again
     assert "ConnectError: connection refused to 127.0.0.1" in rows["dead"][6]
     assert "sekrit" not in result.output and "pw@" not in result.output
+
+
+def test_read_only_commands_ignore_unset_variables_of_other_sections(tmp_path: Path) -> None:
+    """GRAFANA_TOKEN (and a source's ${VAR}) unset: only the commands that use that section
+    fail; ``validate`` still reports every unset variable."""
+    text = GOOD.format(db=tmp_path / "u.db").replace(
+        '"2026-01-05T00:00:00Z"', '"${CXMON_TEST_ANCHOR}"'
+    ) + 'grafana: {url: "http://127.0.0.1:3000", token: "${CXMON_TEST_GRAFANA_TOKEN}"}\n'
+    cfg = write(tmp_path, text)
+    Store.open(f"sqlite:///{tmp_path / 'u.db'}").close()  # an empty store: status reads it
+    env = {"CXMON_TEST_ANCHOR": None, "CXMON_TEST_GRAFANA_TOKEN": None, "COLUMNS": "200"}
+    routes = runner.invoke(app, ["routes", "test", "-c", str(cfg), "journey=checkout"], env=env)
+    assert routes.exit_code == 0, routes.output
+    assert routes.output.strip() == "console"
+    for args in (["alerts", "status"], ["silence", "query"]):
+        result = runner.invoke(app, [*args, "-c", str(cfg)], env=env)
+        assert result.exit_code == 0, (args, result.output)
+    checked = runner.invoke(app, ["validate", "-c", str(cfg)], env=env)
+    assert checked.exit_code == 2
+    assert "CXMON_TEST_ANCHOR is not set" in checked.output
+    assert "CXMON_TEST_GRAFANA_TOKEN is not set" in checked.output
+    push = runner.invoke(app, ["dashboards", "push", "-c", str(cfg)], env=env)
+    assert push.exit_code == 2 and "CXMON_TEST_GRAFANA_TOKEN is not set" in push.output
+    assert "CXMON_TEST_ANCHOR" not in push.output

@@ -785,3 +785,34 @@ alerting:
     bad = problems_of(with_fake_types(text.replace("timeout: 2s", "timeout: soon")))
     assert [p for p, _ in bad] == ["alerting.receivers[0].webhook.timeout"]
     assert "invalid duration 'soon'" in bad[0][1]
+
+
+# --------------------------------------------------------------------------------------------
+# Unset variables outside the sections a command needs
+
+GRAFANA_TOKEN_UNSET = minimal() + """
+store: {url: "${CXMON_STORE:-sqlite:///cx.db}"}
+grafana: {url: "${GRAFANA_URL}", token: "${GRAFANA_TOKEN}"}
+"""
+
+
+def test_unset_variable_outside_the_needed_sections_is_no_error() -> None:
+    unset = [("grafana.url", "environment variable GRAFANA_URL is not set"),
+             ("grafana.token", "environment variable GRAFANA_TOKEN is not set")]
+    assert problems_of(GRAFANA_TOKEN_UNSET, env={}) == unset  # validate: every section
+    config = cfg.parse_config(GRAFANA_TOKEN_UNSET, env={}, needs={"store"})
+    assert config.store.url == "sqlite:///cx.db"
+    assert config.grafana is not None and config.grafana.token is None  # left out: default
+    assert config.grafana.url == ""  # required: left empty
+    with pytest.raises(ConfigError) as info:
+        cfg.parse_config(GRAFANA_TOKEN_UNSET, env={"GRAFANA_URL": "http://g"},
+                         needs={"store", "grafana"})
+    assert [(p.path, p.message) for p in info.value.problems] == unset[1:]
+
+
+def test_a_real_problem_still_reports_every_unset_variable() -> None:
+    text = GRAFANA_TOKEN_UNSET.replace("source: src", "source: nowhere")
+    with pytest.raises(ConfigError) as info:
+        cfg.parse_config(text, env={}, needs={"store"})
+    paths = [p.path for p in info.value.problems]
+    assert paths == ["metrics[0].source", "grafana.url", "grafana.token"]

@@ -1,5 +1,5 @@
-"""The console notifier: one box per notification, titled FIRING, UPDATE, REMINDER or
-RESOLVED, so a repeat_interval reminder is not mistaken for news."""
+"""The console notifier: one box per notification, titled FIRING, UPDATE or RESOLVED; a
+repeat_interval reminder is one line starting REMINDER, so it is not mistaken for news."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def test_titles_tell_firing_update_reminder_and_resolved_apart() -> None:
     assert "FIRING sev" in title({**base, "update": False})
     assert "UPDATE sev" in title({**base, "update": True})
     reminder = title({**base, "update": True, "repeat": True})  # alerts.grouping's reminder
-    assert "REMINDER (open since 2026-01-27 11:00 UTC) sev" in reminder
+    assert reminder == ("REMINDER journey=checkout · sev 82 critical · open since "
+                        "2026-01-27 11:00 UTC")
     assert "UPDATE" not in reminder and "FIRING" not in reminder
     assert "RESOLVED sev" in title({**base, "status": "resolved", "anomalies": [],
                                     "resolved_at": "2026-01-27T15:00:00+00:00"})
@@ -66,3 +67,12 @@ def test_a_no_data_anomaly_reads_as_silence_not_as_a_value() -> None:
     slack = json.dumps(render_message(payload))
     assert "*No data*: silent 9 intervals" in slack
     assert "Value 9" not in slack
+
+
+def test_a_reminder_is_one_line_not_a_box() -> None:
+    """``make demo`` was mostly reminder boxes: a reminder says nothing new, so one line."""
+    base = {**PAYLOAD, "opened_at": "2026-01-27T11:00:00+00:00", "update": True}
+    reminder = printed({**base, "repeat": True}).splitlines()
+    assert reminder == [
+        "REMINDER journey=checkout · sev 82 critical · open since 2026-01-27 11:00 UTC"]
+    assert len(printed({**base, "update": False}).splitlines()) > 5  # FIRING stays a box

@@ -17,11 +17,14 @@ def test_build_writes_dashboards_and_provisioning(tmp_path):
     env = {**os.environ, "CXMON_DEMO_ANCHOR": "2026-01-05T00:00:00Z"}
     out = tmp_path / "grafana"
     res = CliRunner().invoke(app, ["dashboards", "build", "-c", "monitor/examples/demo.yaml",
-                                   "--out", str(out), "--journey", "support"], env=env)
+                                   "--out", str(out), "--journey", "extra"], env=env)
     assert res.exit_code == 0, res.output
     files = sorted(p.name for p in (out / "dashboards").iterdir())
+    # every journey of the demo source (split_by: [journey]) plus the one asked for
     assert files == ["cxmon-health.json", "cxmon-journey-checkout.json",
-                     "cxmon-journey-support.json", "cxmon-overview.json"]
+                     "cxmon-journey-delivery.json", "cxmon-journey-extra.json",
+                     "cxmon-journey-returns.json", "cxmon-journey-support.json",
+                     "cxmon-overview.json"]
     checkout = json.loads((out / "dashboards" / "cxmon-journey-checkout.json").read_text())
     assert variable_names(checkout) == ["datasource", "channel", "region"]
     region = next(v for v in checkout["templating"]["list"] if v["name"] == "region")

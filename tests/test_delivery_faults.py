@@ -154,3 +154,49 @@ alerting:
                                          "suppressed": 0}
         assert slack.calls("conversations.replies") == 1  # the unknown outcome was looked up
         assert_delivered_exactly_once_in_order(slack, sent)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_failed_delivery_is_logged_once_with_a_clear_reason(tmp_path: Path, caplog) -> None:
+    """Slack unreachable, a webhook answering an HTML error page: one log line each, saying
+    why, never the token, the webhook's path or the HTML."""
+    import logging
+
+    import httpx
+
+    from alerts.notifiers.config import WebhookReceiverConfig
+    from alerts.notifiers.webhook import WebhookNotifier
+
+    caplog.set_level(logging.WARNING)  # cxmon's CLI keeps HTTP clients' INFO lines off
+    port = _closed_port()
+    store = Store.open(f"sqlite:///{tmp_path / 'o.db'}")
+    html = "<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
+    hook = WebhookNotifier("hook", WebhookReceiverConfig(url="https://hooks.example.com/T0/SECRETPATH"),
+                           client=httpx.Client(transport=httpx.MockTransport(
+                               lambda _r: httpx.Response(502, text=html))))
+    notifiers = {
+        "slack": SlackNotifier("slack", SlackReceiverConfig(
+            token=TOKEN, channel="#cx", api_url=f"http://127.0.0.1:{port}/api/")),
+        "hook": hook,
+    }
+    with store.transaction() as tx:
+        tx.enqueue([Notification("a|0", "slack", "a", payload("a", 0)),
+                    Notification("b|0", "hook", "b", payload("b", 0))], T0)
+    report = OutboxWorker(store, notifiers, FakeClock(T0)).deliver_due()
+    assert report.retried == 2
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 2, lines
+    slack_line = next(line for line in lines if " to slack " in line)
+    assert slack_line.endswith(f": slack chat.postMessage: connection refused (127.0.0.1:{port})")
+    hook_line = next(line for line in lines if " to hook " in line)
+    assert hook_line.endswith(": webhook hook: HTTP 502 Bad Gateway")
+    text = caplog.text
+    assert TOKEN not in text and "SECRETPATH" not in text and "<html" not in text
+    store.close()

@@ -89,3 +89,43 @@ def test_demo_incidents_carry_the_injected_root_cause(demo_store: tuple[Store, s
         assert found[0]["causes"][0]["elements"] == expected, (t.name, found[0])
         assert len({i["key"] for i in matching}) == 1, t.name  # one incident per journey
     assert "root cause · checkout_dropoff_rate: channel=app, region=uk" in output
+
+
+def test_demo_alert_links_point_to_built_dashboards(demo_store: tuple[Store, str]) -> None:
+    """Every Grafana deep link a demo alert carries opens a dashboard that
+    ``cxmon dashboards build`` makes (journeys of split_by metrics included)."""
+    from urllib.parse import urlparse
+
+    from alerts.blocks import grafana_link
+    from dashboards.grafana import build_all
+    from monitor.config import load_config
+
+    store, _ = demo_store
+    links = [grafana_link(n.payload, "http://grafana:3000") for n in store.notifications()]
+    linked = {urlparse(u).path.split("/")[2] for u in links if u}
+    cfg = load_config("monitor/examples/demo.yaml",
+                      env={"CXMON_DEMO_ANCHOR": ANCHOR.isoformat()})
+    built = {d.uid for d in build_all(cfg)}
+    assert len(linked) >= 4  # the four journeys of the demo
+    assert linked <= built, sorted(linked - built)
+
+
+def test_readme_slack_example_is_real_demo_output(demo_store: tuple[Store, str]) -> None:
+    """The README's "What the team sees" example names the demo anchor it comes from, and its
+    header and worst-anomaly line are what that demo run renders for Slack."""
+    import re
+
+    from alerts.blocks import render_message
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**What the team sees.**"):readme.index("**Grafana link.**")]
+    anchor = re.search(r"cxmon demo --once --anchor (\S+?)`", section)
+    assert anchor is not None, "the example must say which demo anchor it comes from"
+    assert datetime.fromisoformat(anchor.group(1).replace("Z", "+00:00")) == ANCHOR
+    store, _ = demo_store
+    first = next(n.payload for n in store.notifications()
+                 if n.payload.get("journey") == "checkout" and not n.payload.get("update"))
+    blocks = render_message(first)["blocks"]
+    header = blocks[0]["text"]["text"]
+    worst = blocks[2]["text"]["text"]
+    assert header in section and worst in section.replace("\\n", "\n")

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import socket
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-from grafana_client.client import GrafanaUnauthorizedError
+from typer.testing import CliRunner
 
 from dashboards.grafana import build_all
 from dashboards.links import grafana_link, journey_uid, panel_id
-from dashboards.push import anomaly_annotations, connect, post_annotations, push_dashboards
+from dashboards.push import (
+    Caller,
+    GrafanaPushError,
+    anomaly_annotations,
+    connect,
+    post_annotations,
+    push_dashboards,
+)
+from monitor.cli import app
 from monitor.config import load_config
 from tests.fakes.grafana_server import FakeGrafana
 
@@ -91,9 +100,70 @@ def test_annotations_posted_once_on_the_journey_panel(grafana):
 
 def test_wrong_token_is_an_error(grafana, demo_cfg):
     fake, url = grafana
-    with pytest.raises(GrafanaUnauthorizedError):
+    with pytest.raises(GrafanaPushError) as err:
         push_dashboards(connect(url, "nope"), build_all(demo_cfg))
+    assert str(err.value) == (f"reading folder cxmon failed at {url}: HTTP 401 Unauthorized "
+                              "(check the grafana: token)")
     assert fake.folders == {} and fake.dashboards == {}
+    assert len(fake.requests) == 1  # a 401 is not retried
+
+
+BAD_GATEWAY = ("<html><head><title>502 Bad Gateway</title></head><body><center>"
+               "<h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>")
+
+
+def test_html_error_is_one_line_with_status_and_retried(grafana, demo_cfg):
+    fake, url = grafana
+    fake.html_errors = [(502, BAD_GATEWAY)] * 3
+    waits: list[float] = []
+    call = Caller(url.replace("http://", "http://admin:pw@"), sleep=waits.append)
+    with pytest.raises(GrafanaPushError) as err:
+        push_dashboards(connect(url, fake.token), build_all(demo_cfg), call=call)
+    assert str(err.value) == (f"reading folder cxmon failed at {url}: HTTP 502 Bad Gateway "
+                              "after 3 tries")
+    assert waits == [1.0, 2.0]
+    # a proxy that recovers: the push goes through after one retry
+    fake.html_errors = [(503, BAD_GATEWAY)]
+    waits.clear()
+    report = push_dashboards(connect(url, fake.token), build_all(demo_cfg), call=call)
+    assert waits == [1.0] and report.found
+
+
+def test_connection_refused_is_retried_then_one_clear_line(demo_cfg):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    waits: list[float] = []
+    call = Caller(f"http://admin:s3cret@127.0.0.1:{port}/grafana?token=t0k", sleep=waits.append)
+    with pytest.raises(GrafanaPushError) as err:
+        push_dashboards(connect(f"http://127.0.0.1:{port}", "t0k"), build_all(demo_cfg),
+                        call=call)
+    assert str(err.value) == (f"reading folder cxmon failed at http://127.0.0.1:{port}/grafana: "
+                              "connection refused after 3 tries")
+    assert waits == [1.0, 2.0]
+
+
+def test_push_command_prints_one_line_and_exits_1(tmp_path, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr("dashboards.push.time.sleep", lambda _s: None)
+    cfg = tmp_path / "cxmon.yaml"
+    cfg.write_text(f"""
+store: sqlite:///{tmp_path}/cx.db
+sources: {{shop: {{type: demo, anchor: "2026-01-05T00:00:00Z"}}}}
+metrics:
+  - {{name: dropoff, source: shop, query: checkout, interval: 1h, timestamp: ts,
+     value: {{ratio: [abandoned, started]}}, labels: {{journey: checkout}}}}
+grafana: {{url: "http://admin:pw-s3cret@127.0.0.1:{port}", token: "${{GRAFANA_TOKEN}}"}}
+""")
+    res = CliRunner().invoke(app, ["dashboards", "push", "-c", str(cfg), "--no-annotations"],
+                             env={"GRAFANA_TOKEN": "glsa_secret_token", "COLUMNS": "200"})
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines() == [
+        f"grafana: reading folder cxmon failed at http://127.0.0.1:{port}: connection refused "
+        "after 3 tries"]
+    assert "s3cret" not in res.output and "glsa_" not in res.output
 
 
 def test_deep_link_points_at_generated_dashboard_and_panel(demo_cfg):

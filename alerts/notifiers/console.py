@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -26,7 +27,10 @@ def severity_colour(severity: int) -> str:
 
 
 class ConsoleNotifier(Notifier):
-    """Prints each notification; ``format="json"`` prints one JSON object per line."""
+    """Prints each notification; ``format="json"`` prints one JSON object per line.
+
+    A ``repeat_interval`` reminder says nothing new, so it is one line, not a box: the boxes
+    (FIRING, UPDATE, RESOLVED) stay readable between them."""
 
     def __init__(self, console: Console | None = None, *, format: str = "rich") -> None:
         self.console = console or Console()
@@ -36,7 +40,27 @@ class ConsoleNotifier(Notifier):
         if self.format == "json":
             self.console.print_json(json.dumps(payload, default=str), indent=None)
             return
+        if payload.get("repeat") and payload.get("status") != "resolved":
+            self.console.print(reminder_line(payload), no_wrap=True, overflow="ellipsis")
+            return
         self.console.print(render_panel(payload))
+
+
+def reminder_line(payload: Mapping[str, Any]) -> str:
+    """One line for a reminder (still firing, nothing new; rich markup): which incident, how
+    bad, open since when; short enough for an 80-column terminal.
+
+    >>> reminder_line({"repeat": True, "severity": 52, "group": {"journey": "checkout"},
+    ...                "opened_at": "2026-01-27T11:00:00+00:00"})
+    '[red]REMINDER[/] journey=checkout · sev 52 high · open since 2026-01-27 11:00 UTC'
+    """
+    severity = int(payload.get("severity", 0))
+    group = payload.get("group") or {}
+    who = ", ".join(f"{k}={v}" for k, v in group.items()) or str(payload.get("title", ""))
+    opened = str(payload.get("opened_at") or "")[:16].replace("T", " ")
+    since = f" · open since {opened} UTC" if opened else ""
+    return (f"[{severity_colour(severity)}]REMINDER[/] {escape(who)} · "
+            f"sev {severity} {severity_name(severity)}{since}")
 
 
 def render_panel(payload: Mapping[str, Any]) -> Panel:

@@ -3,16 +3,20 @@ receiver's answer mapped to :class:`NotifyError` the way the outbox needs it."""
 
 from __future__ import annotations
 
+import json
 import re
+import socket
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import httpx
 
 from alerts.notifiers.base import NotifyError
 
-__all__ = ["describe_http_error", "post_json"]
+__all__ = ["connection_reason", "describe_http_error", "host_port", "http_reason", "post_json"]
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_REASON = 120
 
 
 def post_json(client: httpx.Client, url: str, body: bytes, headers: dict[str, str],
@@ -28,8 +32,7 @@ def post_json(client: httpx.Client, url: str, body: bytes, headers: dict[str, st
     if 200 <= resp.status_code < 300:
         return resp
     retry_after = _seconds(resp.headers.get("Retry-After"))
-    detail = resp.text[:300].strip()
-    message = f"{what}: HTTP {resp.status_code}" + (f" {detail}" if detail else "")
+    message = f"{what}: {http_reason(resp.status_code, resp.text)}"
     retryable = resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500
     raise NotifyError(message, retryable=retryable, retry_after=retry_after)
 
@@ -53,6 +56,74 @@ def describe_http_error(exc: Exception, url: str) -> str:
     where = f"{host}:{port}" if host and port else host
     out = type(exc).__name__ + (f": {reason}" if reason else "")
     return f"{out} to {where}" if where else out
+
+
+def http_reason(status: int, body: str) -> str:
+    """``HTTP 400 Bad Request: <the receiver's message>``: the message only when the body is
+    JSON saying one (``message``/``error``/``errors``), never an HTML page or a raw body.
+
+    >>> http_reason(502, "<html><body><h1>502 Bad Gateway</h1></body></html>")
+    'HTTP 502 Bad Gateway'
+    >>> http_reason(400, '{"message": "Event object is invalid", "errors": ["bad key"]}')
+    'HTTP 400 Bad Request: Event object is invalid (bad key)'
+    """
+    try:
+        text = f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        text = f"HTTP {status}"
+    try:
+        data = json.loads(body) if body.lstrip().startswith("{") else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return text
+    parts = [data.get("message"), data.get("error")]
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors:
+        parts.append(errors[0])
+    said = [" ".join(p.split()) for p in parts if isinstance(p, str) and p.strip()]
+    if not said:
+        return text
+    reason = said[0] + (f" ({'; '.join(said[1:])})" if len(said) > 1 else "")
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 1] + "…"
+    return f"{text}: {reason}"
+
+
+def connection_reason(exc: BaseException) -> str:
+    """Why no HTTP answer came back (``connection refused``, ``host not found``, ``timed
+    out``...), from the innermost cause; client libraries wrap it once or twice."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cur, socket.gaierror):
+            return "host not found"
+        if isinstance(cur, TimeoutError) or "timed out" in str(cur).lower():
+            return "timed out"
+        if isinstance(cur, ConnectionResetError):
+            return "connection reset"
+        reason = getattr(cur, "reason", None)  # urllib's URLError keeps the cause here
+        nxt = reason if isinstance(reason, BaseException) else None
+        cur = nxt or cur.__cause__ or cur.__context__
+    return f"cannot connect ({type(exc).__name__})"
+
+
+def host_port(url: str) -> str:
+    """``host:port`` of ``url``, the only part of a receiver URL a message may show.
+
+    >>> host_port("https://user:pw@hooks.example.com/T0/SECRET?token=x")
+    'hooks.example.com:443'
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return ""
+    return f"{host}:{port}" if host and port else host
 
 
 def _seconds(value: str | None) -> float | None:

@@ -28,11 +28,26 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from alerts.blocks import render_message
 from alerts.notifiers.base import Notifier, NotifyError
 from alerts.notifiers.config import SlackReceiverConfig
+from alerts.notifiers.http import connection_reason, host_port, http_reason
 from alerts.receipts import MemoryReceipts, Receipt, Receipts
 
 __all__ = ["METADATA_EVENT", "SlackNotifier"]
 
 log = logging.getLogger(__name__)
+
+
+class _NoErrors(logging.Filter):
+    """slack_sdk logs a failed request at ERROR before raising it; the notifier raises it as a
+    :class:`NotifyError` that the outbox logs, once, with a clear reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+#: The WebClient's logger: warnings only (its debug lines show request URLs), errors dropped.
+SDK_LOG = log.getChild("sdk")
+SDK_LOG.setLevel(logging.WARNING)
+SDK_LOG.addFilter(_NoErrors())
 
 #: Slack message metadata event type carrying the notification's idempotency key.
 METADATA_EVENT = "cxmon_notification"
@@ -68,7 +83,7 @@ class SlackNotifier(Notifier):
         # retry_handlers=[]: the outbox owns retries and backoff; the client never sleeps.
         self.client = client or WebClient(
             token=config.token.get_secret_value(), base_url=base_url,
-            timeout=int(max(1, config.timeout)), retry_handlers=[],
+            timeout=int(max(1, config.timeout)), retry_handlers=[], logger=SDK_LOG,
         )
 
     def __repr__(self) -> str:
@@ -173,7 +188,8 @@ class SlackNotifier(Notifier):
                 undo()
             raise _api_error(api, exc) from None
         except (SlackClientError, OSError, TimeoutError) as exc:
-            raise NotifyError(f"slack {api}: {type(exc).__name__}: {exc}",
+            where = host_port(self.config.api_url)
+            raise NotifyError(f"slack {api}: {connection_reason(exc)} ({where})",
                               retryable=True) from None
 
 
@@ -190,7 +206,11 @@ def _api_error(api: str, exc: SlackApiError) -> NotifyError:
                 retry_after = float(value[0] if isinstance(value, list) else value)
             except (TypeError, ValueError):
                 retry_after = None
-    message = f"slack {api}: HTTP {status}" + (f" {error}" if error else "")
+    if error:
+        message = f"slack {api}: Slack error {error}" + (f" (HTTP {status})" if status != 200
+                                                        else "")
+    else:
+        message = f"slack {api}: {http_reason(status, '')}"
     if status == 429 or error == "ratelimited":
         return NotifyError(message, retryable=True, retry_after=retry_after)
     if status >= 500 or status in (408, 0):

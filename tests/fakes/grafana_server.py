@@ -28,6 +28,8 @@ class FakeGrafana:
     folders: dict[str, dict] = field(default_factory=dict)
     dashboards: dict[str, dict] = field(default_factory=dict)
     annotations: list[dict] = field(default_factory=list)
+    #: (status, HTML body) answered, one each, to the next requests (a proxy in front failing)
+    html_errors: list[tuple[int, str]] = field(default_factory=list)
 
     def start(self) -> str:
         fake = self
@@ -40,6 +42,9 @@ class FakeGrafana:
                 body = json.loads(raw) if raw else None
                 fake.requests.append(Request(method, url.path, parse_qs(url.query), body,
                                              dict(self.headers)))
+                if fake.html_errors:
+                    code, html = fake.html_errors.pop(0)
+                    return self._send(code, html, "text/html")
                 if self.headers.get("Authorization") != f"Bearer {fake.token}":
                     return self._send(401, {"message": "Unauthorized"})
                 code, payload = fake.route(method, url.path, parse_qs(url.query), body)
@@ -51,10 +56,10 @@ class FakeGrafana:
             def do_POST(self) -> None:
                 self._handle("POST")
 
-            def _send(self, code: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
+            def _send(self, code: int, payload: Any, ctype: str = "application/json") -> None:
+                data = (payload if ctype == "text/html" else json.dumps(payload)).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
