@@ -25,7 +25,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from alerts.notifiers.console import format_change, format_number, no_data_text
+from alerts.notifiers.console import (
+    format_change,
+    format_number,
+    format_share,
+    no_data_text,
+)
 from dashboards.links import grafana_link as dashboard_link
 from monitor.model import severity_name
 
@@ -314,7 +319,7 @@ def _labels_md(labels: Mapping[str, str]) -> str:
 
 
 def _share(share: float | None) -> str:
-    return "" if share is None else f" — {share * 100:.0f}%"
+    return "" if share is None else f" — {format_share(share, short=True)}"
 
 
 def _parse(value: Any) -> datetime | None:

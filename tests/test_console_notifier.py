@@ -76,3 +76,16 @@ def test_a_reminder_is_one_line_not_a_box() -> None:
     assert reminder == [
         "REMINDER journey=checkout · sev 82 critical · open since 2026-01-27 11:00 UTC"]
     assert len(printed({**base, "update": False}).splitlines()) > 5  # FIRING stays a box
+
+
+def test_a_root_cause_share_above_one_reads_as_all_of_the_change() -> None:
+    """Other leaves moving the other way push a cause's share of the net change above 100 %;
+    "138% of change" reads as a bug."""
+    from alerts.blocks import render_message
+
+    cause = {"metric": "checkout_dropoff_rate", "elements": [{"channel": "app"}],
+             "share": 1.38}
+    payload = {**PAYLOAD, "root_cause": [cause]}
+    assert "channel=app (all of the change)" in printed(payload)
+    assert "138%" not in printed(payload)
+    assert "`channel=app` — all" in json.dumps(render_message(payload), ensure_ascii=False)

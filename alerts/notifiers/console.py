@@ -136,7 +136,7 @@ def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType) -> R
     for rc in causes[:3]:
         where = " + ".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in rc["elements"])
         share = rc.get("share")
-        pct = f" ({share * 100:.0f}% of change)" if isinstance(share, int | float) else ""
+        pct = f" ({format_share(share)})" if isinstance(share, int | float) else ""
         lines.append("root cause · ", style="bold")
         lines.append(f"{rc.get('metric', '')}: {where}{pct}\n")
     lines.rstrip()
@@ -158,6 +158,23 @@ def no_data_text(anomaly: Mapping[str, Any]) -> str | None:
         return f"silent {format_number(anomaly.get('value'))} intervals"
     last = anomaly.get("expected")
     return f"stopped (last {format_number(last)})" if last is not None else "stopped"
+
+
+def format_share(share: float, *, short: bool = False) -> str:
+    """A root cause's share of the total's change, for humans. Above 100 % (the rest of the
+    leaves moved the other way, as noise does) it is "all of the change": "138 %" reads as
+    an error. ``short`` where a heading already says "share of the change".
+
+    >>> format_share(0.914), format_share(1.38), format_share(-0.2)
+    ('91% of change', 'all of the change', 'against the change')
+    >>> format_share(0.914, short=True), format_share(1.38, short=True)
+    ('91%', 'all')
+    """
+    if share > 1.0:
+        return "all" if short else "all of the change"
+    if share < 0.0:
+        return "against" if short else "against the change"
+    return f"{share * 100:.0f}%" + ("" if short else " of change")
 
 
 def format_number(value: Any) -> str:
