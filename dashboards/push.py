@@ -9,7 +9,6 @@ Idempotent: the folder is created only when missing, dashboards are saved with
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaException
 from niquests.exceptions import RequestException
 
+from alerts.notifiers.http import connection_reason
 from dashboards.exporter import severity_band
 from dashboards.grafana import TAG, Built
 from dashboards.links import journey_uid, panel_id
@@ -70,24 +70,6 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def _connection_reason(exc: BaseException) -> str:
-    """Why no HTTP answer came back, from the innermost cause (urllib3 wraps it thrice)."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(cur, socket.gaierror):
-            return "host not found"
-        if isinstance(cur, TimeoutError) or "timed out" in str(cur).lower():
-            return "timed out"
-        if isinstance(cur, ConnectionResetError):
-            return "connection reset"
-        cur = cur.__cause__ or cur.__context__
-    return f"cannot connect ({type(exc).__name__})"
-
-
 def _http_reason(exc: GrafanaException) -> str:
     """``HTTP 502 Bad Gateway: <Grafana's message>``; an HTML or long body is left out."""
     try:
@@ -110,7 +92,7 @@ def describe(exc: BaseException) -> tuple[int, str]:
     """``(status, reason)`` of a failed call; status 0 when no HTTP answer came back."""
     if isinstance(exc, GrafanaException) and exc.status_code:
         return exc.status_code, _http_reason(exc)
-    return 0, _connection_reason(exc)
+    return 0, connection_reason(exc)
 
 
 @dataclass(slots=True)
