@@ -14,6 +14,8 @@ Model, per series (every step vectorized over the series of a tick)::
     sigma    = robust scale of the time-of-day slot x noise factor (volume / Poisson)
     z        = (value - expected) / sigma
     score    = P(|T| < |z|),  T ~ Student-t(tail_dof)   (= 1 - two-sided tail probability)
+               and, for a count below expected, at least 1 - 2 P(X <= value) with X negative
+               binomial (mean expected, sd sigma): a channel gone silent is rare at once
 
 * The **baseline** is slow. ``D`` is a time-of-day profile learned across *all* days (kept
   centred, so ``L`` carries the mean) and ``W`` the weekly correction on top of it (weekday
@@ -96,6 +98,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
+from detectors.count_tail import count_drop_score
 from detectors.registry import register
 from monitor.durations import Duration
 
@@ -553,6 +556,10 @@ class RobustSeasonal(Detector):
                 # EWMA lags, and the hour after an incident must not inherit its alert.
                 ongoing = (np.sign(z) == np.sign(ez)) & (np.abs(z) >= _EVIDENCE_MIN_Z)
                 score = np.fmax(score, np.where(np.isfinite(z) & ongoing, sustained, np.nan))
+            # A count far below its expected value: ask the count distribution, whose lower
+            # tail near 0 is much lighter than the Student-t's (detectors/count_tail.py).
+            drop = count_drop_score(pr.y, pr.expected, pr.sigma)
+            score = np.where(pr.is_count, np.fmax(score, drop), score)
         out.expected[pr.sel] = pr.expected
         out.lower[pr.sel] = np.where(nonneg, np.maximum(lower, 0.0), lower)
         out.upper[pr.sel] = np.where(unit, np.minimum(upper, 1.0), upper)

@@ -249,6 +249,26 @@ def test_counts_are_never_less_noisy_than_poisson() -> None:
     assert counted.score(TickBatch.of(["s0"], [ts], [40.0])).score[0] > ALERT
 
 
+def test_a_count_that_falls_to_zero_alerts_in_its_first_hour() -> None:
+    """A chat channel that usually takes ~25 contacts an hour takes none: a z of about 5,
+    which the Student-t tail alone scores far below the alert bar; the count model does not.
+    Ordinary Poisson dips (15 for 25) stay quiet."""
+    rng = np.random.default_rng(4)
+    counts = rng.poisson(weekly_shape(3 * WEEK) / 4).astype(np.float64)
+    for count_noise in ("auto", "off"):
+        det = detector(count_noise=count_noise)
+        run(det, counts)
+        ts = START_NS + 3 * WEEK * HOUR_NS + 10 * HOUR_NS  # Monday 10:00, ~25 expected
+        expected = det.score(TickBatch.of(["s0"], [ts], [25.0])).expected[0]
+        assert 18 < expected < 35
+        silent = det.score(TickBatch.of(["s0"], [ts], [0.0])).score[0]
+        dip = det.score(TickBatch.of(["s0"], [ts], [0.6 * expected])).score[0]
+        if count_noise == "auto":
+            assert silent > ALERT and dip < 0.99
+        else:
+            assert silent < ALERT  # the Student-t alone: not alerted
+
+
 def test_rates_are_never_less_noisy_than_binomial() -> None:
     zero = np.zeros((3 * WEEK, 1))
     det = detector()
