@@ -223,10 +223,8 @@ def _to_utc(col: pd.Series) -> pd.Series:
     """Parse timestamps; naive ones are taken as UTC; unparseable ones become NaT."""
     if pd.api.types.is_datetime64_any_dtype(col):
         ts = col
-    else:
-        ts = pd.to_datetime(col, errors="coerce", utc=False, format="mixed")
-        if not pd.api.types.is_datetime64_any_dtype(ts):
-            ts = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
+    else:  # utc=True: naive strings are taken as UTC, and a mix of naive and zoned is fine
+        ts = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
     if getattr(ts.dt, "tz", None) is None:
         return ts.dt.tz_localize("UTC")
     return ts.dt.tz_convert("UTC")

@@ -3,11 +3,13 @@
 Every poll globs again, so files dropped into the folder later are picked up; a file is
 re-read only when its size or modification time changed (a small cache per source). Rows are
 filtered to ``since <= timestamp < until`` here; a row whose timestamp cannot be parsed is
-dropped and counted once per file version (``skipped["bad_timestamp"]``, exported as
-``cxmon_source_records_skipped_total``), not at every poll. A metric's ``query``, if set,
-is its own path or glob instead of the source's ``path``. Relative paths are taken from
-``base_dir``; a relative ``base_dir``, or none, from the config file's folder (set by
-:func:`monitor.config.load_config`; the working directory for a config built in code).
+dropped, counted once per file version (``skipped["bad_timestamp"]``, exported as
+``cxmon_source_records_skipped_total``) and logged with the first such value; a CSV line
+with more fields than the header is dropped and counted the same way (``bad_line``). A
+metric's ``query``, if set, is its own path or glob instead of the source's ``path``.
+Relative paths are taken from ``base_dir``; a relative ``base_dir``, or none, from the config
+file's folder (set by :func:`monitor.config.load_config`; the working directory for a config
+built in code).
 
 A plain path (no ``*``, ``?`` or ``[``) that does not exist is a fatal error naming the full
 path: it is a mistake to fix, and the tick is retried with backoff (the cursor stays, so
@@ -20,6 +22,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -129,9 +132,14 @@ class FilesSource(Source):
         if hit is not None and hit[0] == stamp:
             return hit[1]
         ts = pd.to_datetime(df[column], utc=True, errors="coerce", format="mixed")
-        bad = int(ts.isna().sum())
-        if bad:
-            self.skipped["bad_timestamp"] += bad
+        bad = ts.isna().to_numpy()
+        if bad.any():
+            self.skipped["bad_timestamp"] += int(bad.sum())
+            first = df[column][bad].iloc[0]
+            log.warning("source %s: %s: %d row(s) with no readable time in column %r skipped "
+                        "(first: %r); times need a date and a time, e.g. 2026-11-28T09:00Z",
+                        self.name, Path(path).name, int(bad.sum()), column,
+                        None if pd.isna(first) else str(first)[:40])
         self._ts_cache[key] = (stamp, ts)
         return ts
 
@@ -154,7 +162,7 @@ class FilesSource(Source):
                 )
         try:
             if fmt == "csv":
-                df = pd.read_csv(path, sep=self.config.csv_separator)
+                df = self._read_csv(path)
             elif fmt == "parquet":
                 df = pd.read_parquet(path)
             else:
@@ -168,4 +176,22 @@ class FilesSource(Source):
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from None
         self._cache[path] = (stamp, df)
+        return df
+
+    def _read_csv(self, path: str) -> pd.DataFrame:
+        """A CSV file without its malformed lines (more fields than the header), which are
+        counted in :attr:`skipped` (``bad_line``) and logged once per file version: one bad
+        line must not stop a metric."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep=self.config.csv_separator, on_bad_lines="warn")
+        bad = [str(w.message).strip() for w in caught
+               if issubclass(w.category, pd.errors.ParserWarning)
+               and str(w.message).startswith("Skipping line")]
+        lines = [m for msg in bad for m in msg.splitlines() if m.startswith("Skipping line")]
+        if lines:
+            self.skipped["bad_line"] += len(lines)
+            log.warning("source %s: %s: %d malformed line(s) skipped (%s)", self.name,
+                        Path(path).name, len(lines), "; ".join(lines[:3]).replace(
+                            "Skipping line", "line"))
         return df

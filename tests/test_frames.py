@@ -148,6 +148,14 @@ def test_buckets_and_naive_timestamps_are_utc() -> None:
     )
 
 
+def test_naive_and_zoned_timestamps_mixed_in_one_frame_are_all_utc() -> None:
+    """One exporter writes Z, another none: the tick must not fail ("Mixed timezones")."""
+    rows = leaf_rows().assign(ts=["2026-01-05T10:10:00Z", "2026-01-05 10:20",
+                                  "2026-01-05T11:10:00+01:00", "2026-01-05 10:40"])
+    mf = build_measure_frame(rows, spec(interval=timedelta(hours=1)), T0, T1)
+    assert set(mf.frame["timestamp"]) == {pd.Timestamp("2026-01-05 10:00", tz="UTC")}
+
+
 def test_no_rows_is_no_data_even_without_the_columns() -> None:
     """A source cannot always know the columns of an empty result (no file yet, a PromQL
     query without series): zero rows is no data, not a missing column."""

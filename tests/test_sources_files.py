@@ -76,6 +76,33 @@ def test_bad_timestamps_counted_once_per_file_version(tmp_path) -> None:
     assert s.skipped["bad_timestamp"] == 1
 
 
+def test_bad_timestamps_are_logged_with_the_first_value(tmp_path, caplog) -> None:
+    df = rows(0, 3)
+    df.loc[1, "ts"] = "notatime"
+    df.to_csv(tmp_path / "a.csv", index=False)
+    s = src(str(tmp_path / "a.csv"))
+    s.fetch(req())
+    s.fetch(req())
+    said = [r.getMessage() for r in caplog.records if "no readable time" in r.getMessage()]
+    assert len(said) == 1 and "a.csv: 1 row(s)" in said[0] and "'notatime'" in said[0]
+
+
+def test_a_csv_line_with_extra_fields_is_skipped_counted_and_logged(tmp_path, caplog) -> None:
+    """One malformed line must not stop the metric (it used to fail every tick)."""
+    path = tmp_path / "a.csv"
+    rows(0, 3).to_csv(path, index=False)
+    with path.open("a") as f:
+        f.write(f"{(T0 + timedelta(hours=3)).isoformat()},app,5,extra,fields\n")
+        f.write(f"{(T0 + timedelta(hours=4)).isoformat()},app,6\n")
+    s = src(str(path))
+    assert len(s.fetch(req())) == 4
+    assert len(s.fetch(req())) == 4
+    assert s.skipped["bad_line"] == 1
+    said = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert said == ["source exports: a.csv: 1 malformed line(s) skipped "
+                    "(line 5: expected 3 fields, saw 5)"]
+
+
 def test_empty_file_being_written_is_ignored(tmp_path) -> None:
     (tmp_path / "a.csv").write_text("")
     assert len(src(str(tmp_path / "*.csv")).fetch(req())) == 0
