@@ -153,12 +153,15 @@ class MetricDetectors:
         *,
         keep_scores: bool = False,
         until: datetime | None = None,
+        metric_silent: bool = False,
     ) -> DetectionResult:
         """Score, decide and learn every bucket of ``frame`` (MEASURE_COLUMNS) in time order.
 
         With ``until`` (the end of the polled range), series that stopped arriving while
         others of the metric still arrive are reported once per gap as ``kind="no_data"``
-        after ``no_data_after`` (a silent metric as a whole is :mod:`monitor.staleness`'s).
+        after ``no_data_after``. A silent metric as a whole (``metric_silent``, or no rows)
+        is :mod:`monitor.staleness`'s to report: one anomaly, not one per series; series
+        still silent once the metric is back are reported then.
         """
         result = DetectionResult()
         self._labels.update({k: s.labels for k, s in series.items()})
@@ -220,7 +223,8 @@ class MetricDetectors:
             scores_df = pd.concat(score_parts, ignore_index=True)
             scores_df["timestamp"] = pd.to_datetime(scores_df["timestamp"], utc=True)
             result.scores = scores_df
-        self._no_data(until, result)
+        if not metric_silent:
+            self._no_data(until, result)
         return result
 
     def _no_data(self, until: datetime | None, result: DetectionResult) -> None:

@@ -317,13 +317,14 @@ class Pipeline:
             fresh = fresh[fresh["timestamp"] >= pd.Timestamp(since)]
         dets.feedback.extend(verdicts(self.store.feedback_after(metric.name,
                                                                 dets.feedback.last_id)))
-        detected = dets.run(fresh, built.series, keep_scores=True, until=until)
+        no_data = self._no_data(metric, until, built.frame)
+        detected = dets.run(fresh, built.series, keep_scores=True, until=until,
+                            metric_silent=bool(no_data))
         for name, report in dets.fit_reports().items():
             if report.seconds:
                 result.refits[name] = report.seconds
             if report.failures:
                 result.refit_failures[name] = report.failures
-        no_data = self._no_data(metric, until, built.frame)
         detected.anomalies += no_data
         result.anomalies = detected.anomalies
         if detected.scores is not None and len(detected.scores):

@@ -132,6 +132,41 @@ def test_outage_then_recovery_no_gap_one_no_data_alert_resolved(tmp_path) -> Non
     store.close()
 
 
+class QuietShop(Shop):
+    """A Shop whose rows stop at ``cutoff`` (the whole metric goes quiet, no error), and
+    whose ``missing`` channels send nothing."""
+
+    cutoff: datetime | None = None
+    missing: frozenset[str] = frozenset()
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        df = super().fetch(request)
+        if self.cutoff is not None:
+            df = df[pd.to_datetime(df["ts"], utc=True) < pd.Timestamp(self.cutoff)]
+        return df[~df["channel"].isin(self.missing)]
+
+
+def test_a_silent_metric_is_one_no_data_anomaly_not_one_per_series(tmp_path) -> None:
+    p, store, clock, _ = setup(tmp_path)
+    shop = QuietShop()
+    p.sources["shop"] = shop  # type: ignore[index]
+    run(p, clock, T0 + timedelta(minutes=30))
+    shop.cutoff = clock.now() + 2 * STEP
+    clock.advance(8 * STEP)  # one tick (a catch-up, a first tick) whose rows stop early
+    p.tick("orders")
+    p.flush_groups()
+    nodata = store.anomalies()
+    nodata = nodata[nodata["kind"] == "no_data"]
+    assert len(nodata) >= 1 and set(nodata["detector"]) == {"no_data"}  # the metric's rule
+    shop.cutoff, shop.missing = None, frozenset({"web"})  # back, but web stays silent
+    run(p, clock, T0 + timedelta(hours=1, minutes=30))
+    nodata = store.anomalies()
+    per_series = nodata[(nodata["kind"] == "no_data") & (nodata["detector"] != "no_data")]
+    assert set(per_series["series"]) == {'orders{channel="web",journey="checkout"}'}
+    p.close()
+    store.close()
+
+
 def test_no_data_after_zero_disables_staleness(tmp_path) -> None:
     p, store, clock, shop = setup(tmp_path, extra="no_data_after: 0s")
     run(p, clock, T0 + timedelta(minutes=20))
