@@ -599,10 +599,14 @@ def anomalies_list(
     finally:
         st.close()
     rows = frame.iloc[::-1].head(last)
-    typer.echo(f"{'ID':32}  {'TIME (UTC)':16}  {'SEV':>3}  {'VALUE':>10}  {'EXPECTED':>10}  SERIES")
+    typer.echo(f"{'ID':32}  {'TIME (UTC)':16}  {'SEV':>3}  {'KIND':8}  {'VALUE':>10}  "
+               f"{'EXPECTED':>10}  SERIES")
     for r in rows.itertuples():
-        typer.echo(f"{r.id:32}  {_hm(r.ts):16}  {r.severity:>3}  {_g(r.value):>10}  "
-                   f"{_g(r.expected):>10}  {r.series}")
+        # a no-data anomaly's value is a silence length (metric) or NaN (series): say "-"
+        silent = r.kind == "no_data"
+        typer.echo(f"{r.id:32}  {_hm(r.ts):16}  {r.severity:>3}  {r.kind:8}  "
+                   f"{'-' if silent else _g(r.value):>10}  "
+                   f"{'-' if silent else _g(r.expected):>10}  {r.series}")
     if frame.empty:
         typer.echo("(no anomalies stored)", err=True)
 

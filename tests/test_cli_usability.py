@@ -315,6 +315,24 @@ def test_anomalies_lists_ids_that_feedback_accepts(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown metric 'nope'" in bad.output
 
 
+def test_anomalies_shows_the_kind_and_no_value_for_a_silence(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    cfg, a = _store_with_anomaly(tmp_path)
+    silent = replace(a, timestamp=datetime(2026, 1, 5, 1, tzinfo=UTC), kind="no_data",
+                     detector="no_data", value=24.0, expected=0.0)
+    store = Store.open(f"sqlite:///{tmp_path / 'fb.db'}")
+    with store.transaction() as tx:
+        tx.add_anomalies([silent])
+    store.close()
+    res = runner.invoke(app, ["anomalies", "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    header, first, second = res.stdout.splitlines()
+    assert "KIND" in header
+    assert first.split()[4:7] == ["no_data", "-", "-"]  # not "24" vs "0"
+    assert second.split()[4:7] == ["outlier", "3", "1"]
+
+
 def test_feedback_requires_config_and_quotes_the_unknown_id(tmp_path: Path) -> None:
     cfg, _ = _store_with_anomaly(tmp_path)
     res = runner.invoke(app, ["feedback", "deadbeef", "not_anomaly", "-c", str(cfg)])
