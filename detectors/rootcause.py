@@ -23,8 +23,8 @@ Method (a greedy minimum-description-length search that borrows from the publish
   greedily while their gain exceeds their cost; each leaf is explained by the first element
   that covers it, and a set never holds an element with its ancestor (``{web}`` and
   ``{web, uk}`` would name the same leaves twice). Elements of different dimensions may
-  overlap (``{web}`` and ``{uk}``: two causes), and then their shares add up to more than
-  the set's.
+  overlap (``{web}`` and ``{uk}``: two causes); each element's share counts only the leaves
+  it explains, so the shares add up to the set's.
 * **Alternatives**: the greedy search is restarted from each of the best first elements, and
   the resulting sets are ranked by total net gain (the top set is the answer).
 
@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 __all__ = [
     "Contribution",
@@ -92,7 +93,10 @@ class Contribution:
     element: dict[str, str]
     actual: float
     expected: float
-    share: float  # share of the total deviation (sum of actual - expected over all leaves)
+    # share of the total deviation (sum of actual - expected over all leaves) from the leaves
+    # this element explains: those no element chosen before it covers, so the shares of a set
+    # add up to the set's share even when its elements overlap ({web} and {uk})
+    share: float
     leaves: int
 
     @property
@@ -316,16 +320,31 @@ class _Search:
         self.cost = {d: COST_PER_LOG * math.log(max(n, 2)) + COST_BASE for d, n in by_depth.items()}
         self.estimate_scale(np.ones(len(v), dtype=bool))
 
+    def _loss(self, z: np.ndarray) -> np.ndarray:
+        """Negative log-likelihood of residuals ``z`` (in noise sds), up to a constant:
+        Student-t with as many degrees of freedom as leaves behind the scale estimate (a
+        scale from six leaves is uncertain, so a z of 4 is no proof of a cause), Gaussian
+        ``z^2 / 2`` in the limit."""
+        nu = self.nu
+        if nu >= 99:
+            return 0.5 * z * z
+        return 0.5 * (nu + 1.0) * np.log1p(z * z / nu)
+
     def estimate_scale(self, mask: np.ndarray) -> None:
         """Per-leaf noise sd ``sqrt(a^2 f^2 + c^2 |f|)`` (forecast error + counting noise),
         fitted robustly (binned MAD) on the leaves in ``mask``; losses are squared z-scores."""
         floor = (1e-3 * self.mag) ** 2  # never trust a forecast to better than 0.1 %
         if self.cube.noise is not None:
+            self.nu = math.inf  # the detectors' own noise: known, not estimated here
             self.scale = np.sqrt(np.maximum(self.cube.noise**2, floor))
-            self.base_loss = 0.5 * (self.dev / self.scale) ** 2
+            self.base_loss = self._loss(self.dev / self.scale)
             return
         idx = np.flatnonzero(mask) if mask.any() else np.arange(len(self.v))
+        self.nu = float(max(len(idx) - 1, 1))
         mag, dev = self.mag[idx], np.abs(self.dev[idx])
+        # counts: a deviation within 0.5 of 0 may be rounding, and a quantile of a bin full
+        # of exact zeros would say "no noise" (then every leaf looks like a cause)
+        counts = bool(np.all(self.v[idx] == np.round(self.v[idx])))
         x1, x2 = mag**2, mag
         bins = max(1, min(20, len(idx) // 25))
         order = np.argsort(mag, kind="stable")
@@ -335,12 +354,16 @@ class _Search:
                 rows.append([x1[chunk].mean(), x2[chunk].mean()])
                 # median |deviation|; with few leaves the lower quartile, as many may be causes
                 q, norm = (0.5, _Q50_ABS_NORMAL) if len(idx) >= 40 else (0.25, _Q25_ABS_NORMAL)
-                ys.append((float(np.quantile(dev[chunk], q)) / norm) ** 2)
+                at = float(np.quantile(dev[chunk], q))
+                sd = at / norm
+                if counts and at <= 0.5:  # the quantile fell within rounding of 0
+                    sd = max(sd, _sd_from_ties(dev[chunk]))
+                ys.append(sd**2)
         a_mat, y = np.asarray(rows), np.asarray(ys)
         coef = _nnls2(a_mat, y) if bins > 1 else np.array([y[0] / max(a_mat[0, 0], 1e-300), 0])
         var = coef[0] * self.mag**2 + coef[1] * self.mag
         self.scale = np.sqrt(np.maximum(var, floor))
-        self.base_loss = 0.5 * (self.dev / self.scale) ** 2
+        self.base_loss = self._loss(self.dev / self.scale)
 
     # -- search -------------------------------------------------------------------------------
 
@@ -355,7 +378,7 @@ class _Search:
             wsum = np.bincount(cb.inv, w_u, n)
             old = np.bincount(cb.inv, loss_u, n)
             per_w = np.divide(dev, wsum, out=np.zeros(n), where=wsum > 0)
-            resid = 0.5 * ((self.dev - per_w[cb.inv] * self.w) / self.scale) ** 2
+            resid = self._loss((self.dev - per_w[cb.inv] * self.w) / self.scale)
             net = old - np.bincount(cb.inv, resid * u, n) - self.cost[len(cb.dims)]
             best = np.argpartition(-net, k - 1)[:k] if n > k else np.arange(n)
             out.extend((float(net[g]), ci, int(g)) for g in best if net[g] > 0)
@@ -405,7 +428,7 @@ class _Search:
         m = self._members(ci, g) & uncovered
         dev, w = self.dev[m], self.w[m]
         per_w = dev.sum() / w.sum() if w.sum() > 0 else 0.0
-        new = 0.5 * ((dev - per_w * w) / self.scale[m]) ** 2
+        new = self._loss((dev - per_w * w) / self.scale[m])
         gain = float(self.base_loss[m].sum() - new.sum())
         return gain - self.cost[len(self.cuboids[ci].dims)]
 
@@ -445,8 +468,11 @@ class _Search:
     def root_cause(self, chosen: list[tuple[int, int]], gain: float) -> RootCause:
         total_dev = float(self.dev.sum())
         contribs = []
-        for ci, g in chosen:
+        claimed = np.zeros(len(self.v), dtype=bool)
+        for ci, g in chosen:  # in the order chosen: a leaf is the first coverer's to explain
             m = self._members(ci, g)
+            own = m & ~claimed
+            claimed |= m
             cb = self.cuboids[ci]
             a, e = float(self.v[m].sum()), float(self.f[m].sum())
             contribs.append(
@@ -454,7 +480,7 @@ class _Search:
                     element=self.cube.element(cb.dims, int(cb.first[g])),
                     actual=a,
                     expected=e,
-                    share=_share(a - e, total_dev),
+                    share=_share(float(self.dev[own].sum()), total_dev),
                     leaves=int(m.sum()),
                 )
             )
@@ -468,6 +494,21 @@ class _Search:
             share=_share(float(self.dev[covered].sum()), total_dev),
             contributions=tuple(contribs),
         )
+
+
+def _sd_from_ties(dev: np.ndarray) -> float:
+    """The noise sd of integer data implied by the share of deviations within rounding of 0:
+    ``P(|e| <= 0.5) = p0`` for ``e ~ N(0, sd)``.
+
+    >>> round(_sd_from_ties(np.array([0.0, 0.0, 1.0, 2.0, 3.0, 1.0, 4.0, 2.0])), 2)
+    1.57
+    """
+    p0 = float(np.mean(dev <= 0.5))
+    if p0 <= 0.0:
+        return 0.0
+    if p0 >= 1.0:
+        p0 = 1.0 - 0.5 / len(dev)  # all within rounding: the noise is below it
+    return 0.5 / float(special.ndtri(0.5 + 0.5 * p0))
 
 
 def _nnls2(a: np.ndarray, y: np.ndarray) -> np.ndarray:
