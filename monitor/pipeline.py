@@ -197,6 +197,8 @@ class Pipeline:
         # sources (issue 6): staleness rules, end of the newest bucket with rows, metrics
         self._staleness = {m.name: StalenessRule.for_metric(m) for m in config.metrics}
         self._last_data: dict[str, datetime | None] = {}
+        #: metrics already warned about never having had a row (once per process)
+        self._never_warned: set[str] = set()
         self.source_metrics = source_metrics  # None: fed by dashboards.telemetry instead
         #: Where slow model fits (Prophet refits) run; None = inline. A thread pool or a Dask
         #: client's ``get_executor()`` takes them off the tick path.
@@ -318,6 +320,13 @@ class Pipeline:
         dets.feedback.extend(verdicts(self.store.feedback_after(metric.name,
                                                                 dets.feedback.last_id)))
         no_data = self._no_data(metric, until, built.frame)
+        if self._last_data.get(metric.name) is None and metric.name not in self._never_warned:
+            # never any row: the staleness rule has no "last data" to count from, so say it
+            self._never_warned.add(metric.name)
+            log.warning("%s: no rows from source %s for %s..%s, and none stored before: "
+                        "check the source, the query and the timestamp column %r",
+                        metric.name, metric.source, fetch_since.isoformat(),
+                        until.isoformat(), metric.timestamp)
         detected = dets.run(fresh, built.series, keep_scores=True, until=until,
                             metric_silent=bool(no_data))
         for name, report in dets.fit_reports().items():

@@ -167,6 +167,20 @@ def test_a_silent_metric_is_one_no_data_anomaly_not_one_per_series(tmp_path) -> 
     store.close()
 
 
+def test_a_metric_that_never_had_a_row_is_warned_about_once(tmp_path, caplog) -> None:
+    """No stored point and no row (an empty export, a wrong query): the staleness rule has
+    nothing to count from, so the tick says so, once."""
+    p, store, clock, _ = setup(tmp_path)
+    shop = QuietShop()
+    shop.cutoff = T0
+    p.sources["shop"] = shop  # type: ignore[index]
+    run(p, clock, T0 + timedelta(minutes=20))
+    said = [r.getMessage() for r in caplog.records if "none stored before" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("orders: no rows from source shop")
+    p.close()
+    store.close()
+
+
 def test_no_data_after_zero_disables_staleness(tmp_path) -> None:
     p, store, clock, shop = setup(tmp_path, extra="no_data_after: 0s")
     run(p, clock, T0 + timedelta(minutes=20))
