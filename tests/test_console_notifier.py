@@ -89,3 +89,19 @@ def test_a_root_cause_share_above_one_reads_as_all_of_the_change() -> None:
     assert "channel=app (all of the change)" in printed(payload)
     assert "138%" not in printed(payload)
     assert "`channel=app` — all" in json.dumps(render_message(payload), ensure_ascii=False)
+
+
+def test_boxes_are_wide_enough_for_a_log_file(monkeypatch) -> None:
+    """Not a terminal (cron, a log file): 120 columns, not rich's 80 that wraps labels."""
+    import io
+
+    from alerts.notifiers import console as console_module
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(console_module.Console, "is_terminal", property(lambda self: False))
+    notifier = ConsoleNotifier()
+    assert notifier.console.width == console_module.LOG_WIDTH
+    notifier.console.file = io.StringIO()
+    notifier.send(PAYLOAD)
+    lines = notifier.console.file.getvalue().splitlines()
+    assert max(len(line) for line in lines) > 80

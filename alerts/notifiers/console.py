@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +34,7 @@ class ConsoleNotifier(Notifier):
     (FIRING, UPDATE, RESOLVED) stay readable between them."""
 
     def __init__(self, console: Console | None = None, *, format: str = "rich") -> None:
-        self.console = console or Console()
+        self.console = console or _console()
         self.format = format
 
     def send(self, payload: Mapping[str, Any]) -> None:
@@ -61,6 +62,18 @@ def reminder_line(payload: Mapping[str, Any]) -> str:
     since = f" · open since {opened} UTC" if opened else ""
     return (f"[{severity_colour(severity)}]REMINDER[/] {escape(who)} · "
             f"sev {severity} {severity_name(severity)}{since}")
+
+
+#: Width of the boxes when stdout is not a terminal (a log file, cron mail, ``| less``),
+#: unless COLUMNS says otherwise: rich's 80 wraps label values mid-word ("contac / ts").
+LOG_WIDTH = 120
+
+
+def _console() -> Console:
+    probe = Console()
+    if probe.is_terminal or os.environ.get("COLUMNS"):
+        return probe
+    return Console(width=LOG_WIDTH)
 
 
 def render_panel(payload: Mapping[str, Any]) -> Panel:
