@@ -365,6 +365,7 @@ def demo(
     now = SystemClock().now()
     start = _demo_anchor(anchor) if anchor else default_anchor(now)
     end = min(start + timedelta(days=days), now) if not anchor else start + timedelta(days=days)
+    own_store = store is None
     if store is None:
         store = f"sqlite:///{Path(tempfile.mkdtemp(prefix='cxmon-demo-')) / 'demo.db'}"
     env = {**os.environ, "CXMON_DEMO_STORE": store, "CXMON_DEMO_ANCHOR": start.isoformat()}
@@ -405,6 +406,7 @@ def demo(
     pipeline.close()
     if once:
         st.close()
+        _demo_explore_hint(store if own_store else "<your --store URL>", start)
         return
     console.print(f"\nPolling live (Ctrl-C to stop); store: {st.url_redacted}")
     live = Pipeline(cfg, st, clock=SystemClock(), console=console, sources=telemetry.sources)
@@ -416,6 +418,18 @@ def demo(
         live.close()
         st.close()
         console.print(f"stopped; the demo's store stays at {st.url_redacted}")
+
+
+def _demo_explore_hint(store: str, start: datetime) -> None:
+    """How to point the other commands at the run just replayed (its store stays). A
+    ``--store`` URL is not repeated: it may hold a password."""
+    demo_yaml = resources.files("monitor") / "examples" / "demo.yaml"
+    console.print(
+        "\nExplore this run with the other commands (the store stays):\n"
+        f"  export CXMON_DEMO_STORE='{store}' CXMON_DEMO_ANCHOR='{start.isoformat()}'\n"
+        f"  cxmon anomalies -c {demo_yaml}      # then: alerts status, feedback, silence, ...",
+        highlight=False, soft_wrap=True,
+    )
 
 
 def _demo_anchor(text: str) -> datetime:

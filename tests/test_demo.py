@@ -129,3 +129,14 @@ def test_readme_slack_example_is_real_demo_output(demo_store: tuple[Store, str])
     header = blocks[0]["text"]["text"]
     worst = blocks[2]["text"]["text"]
     assert header in section and worst in section.replace("\\n", "\n")
+
+
+def test_demo_says_how_to_explore_its_run_without_repeating_a_store_url(
+    demo_store: tuple[Store, str],
+) -> None:
+    """The follow-up commands need the demo's config and store; a --store URL may hold a
+    password, so it is not echoed."""
+    _, output = demo_store
+    assert "export CXMON_DEMO_STORE='<your --store URL>'" in output
+    assert f"CXMON_DEMO_ANCHOR='{ANCHOR.isoformat()}'" in output
+    assert "examples/demo.yaml" in output and "cxmon anomalies -c" in output
