@@ -205,6 +205,28 @@ def validate(config: ConfigOpt) -> None:
         f"{len(cfg.alerting.receivers)} receiver(s)",
         soft_wrap=True,  # one line, also in a log or a pipe
     )
+    for where, text in missing_files(cfg):
+        console.print(f"[yellow]warning[/] {where}: {escape(text)}", soft_wrap=True)
+
+
+def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    """``(config path, message)`` for every ``files`` path or metric glob that matches no
+    file now: not an error (a drop folder may still be empty), but usually a typo or the
+    wrong ``base_dir``, which ``run`` would only reveal at its first tick."""
+    from sources.files import FilesSource, FilesSourceConfig
+
+    out = []
+    for name, sc in cfg.sources.items():
+        if not isinstance(sc, FilesSourceConfig):
+            continue
+        src = FilesSource(name, sc)
+        if not src.files():
+            out.append((f"sources.{name}.path", f"no file matches {src.pattern()} (yet)"))
+        for i, m in enumerate(cfg.metrics):
+            if m.source == name and m.query and not src.files(m.query):
+                out.append((f"metrics[{i}].query",
+                            f"no file matches {src.pattern(m.query)} (yet)"))
+    return sorted(out, key=lambda w: not w[0].startswith("sources"))  # as in the file
 
 
 @app.command("config-schema")

@@ -68,6 +68,30 @@ def test_validate_ok(tmp_path: Path) -> None:
     assert "1 metric(s)" in result.output
 
 
+def test_validate_warns_when_a_files_path_matches_nothing(tmp_path: Path) -> None:
+    """A typo in a drop folder is no error (the folder may fill later) but is said now,
+    with the full path, instead of at the first tick of ``run``."""
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "a.csv").write_text("ts,n\n")
+    text = (
+        "sources:\n  f: {type: files, path: 'exports/*.csv'}\n"
+        "  g: {type: files, path: 'exprots/*.csv'}\n"
+        "metrics:\n"
+        "  - {name: a, source: f, timestamp: ts, value: n}\n"
+        "  - {name: b, source: f, query: 'surveys/*.csv', timestamp: ts, value: n}\n"
+        "  - {name: c, source: g, timestamp: ts, value: n}\n"
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    result = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning")]
+    assert warnings == [
+        f"warning sources.g.path: no file matches {tmp_path / 'exprots' / '*.csv'} (yet)",
+        f"warning metrics[1].query: no file matches {tmp_path / 'surveys' / '*.csv'} (yet)",
+    ]
+
+
 def test_config_schema_is_json_schema() -> None:
     result = runner.invoke(app, ["config-schema"])
     assert result.exit_code == 0
