@@ -3,6 +3,7 @@ picked up at the next poll; bad timestamps counted once; unreadable files are fa
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -77,6 +78,7 @@ def test_bad_timestamps_counted_once_per_file_version(tmp_path) -> None:
 
 
 def test_bad_timestamps_are_logged_with_the_first_value(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="sources.files")  # whatever earlier tests set
     df = rows(0, 3)
     df.loc[1, "ts"] = "notatime"
     df.to_csv(tmp_path / "a.csv", index=False)
@@ -89,6 +91,7 @@ def test_bad_timestamps_are_logged_with_the_first_value(tmp_path, caplog) -> Non
 
 def test_a_csv_line_with_extra_fields_is_skipped_counted_and_logged(tmp_path, caplog) -> None:
     """One malformed line must not stop the metric (it used to fail every tick)."""
+    caplog.set_level(logging.WARNING, logger="sources.files")
     path = tmp_path / "a.csv"
     rows(0, 3).to_csv(path, index=False)
     with path.open("a") as f:

@@ -4,6 +4,7 @@ staleness settings and the per-source Prometheus metrics."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -170,6 +171,7 @@ def test_a_silent_metric_is_one_no_data_anomaly_not_one_per_series(tmp_path) -> 
 def test_a_metric_that_never_had_a_row_is_warned_about_once(tmp_path, caplog) -> None:
     """No stored point and no row (an empty export, a wrong query): the staleness rule has
     nothing to count from, so the tick says so, once."""
+    caplog.set_level(logging.WARNING, logger="monitor.pipeline")
     p, store, clock, _ = setup(tmp_path)
     shop = QuietShop()
     shop.cutoff = T0
