@@ -13,8 +13,9 @@ built in code).
 
 A plain path (no ``*``, ``?`` or ``[``) that does not exist is a fatal error naming the full
 path: it is a mistake to fix, and the tick is retried with backoff (the cursor stays, so
-nothing is lost once the file is there). A glob that matches no file is "no data yet" (a
-drop folder still empty): logged once, with the full pattern, and polled again next tick.
+nothing is lost once the file is there). A glob that matches no file (a drop folder still
+empty, or a typo) fails the poll as retriable, with the full pattern: the poll is retried with
+backoff and the cursor waits, so a first tick does not move past the history it should load.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ import pandas as pd
 import pyarrow
 from pydantic import Field
 
-from sources.base import FatalSourceError, PollRequest, Source, SourceConfig
+from sources.base import (
+    FatalSourceError,
+    PollRequest,
+    RetriableSourceError,
+    Source,
+    SourceConfig,
+)
 from sources.registry import register
 
 log = logging.getLogger(__name__)
@@ -68,7 +75,6 @@ class FilesSource(Source):
         self._cache: dict[str, tuple[tuple[int, int], pd.DataFrame]] = {}
         self._ts_cache: dict[tuple[str, str], tuple[Any, pd.Series]] = {}
         self.skipped: Counter[str] = Counter()  # rows dropped here (see sources.metrics)
-        self._unmatched: set[str] = set()  # globs that matched nothing at the last poll
 
     def pattern(self, pattern: str | None = None) -> str:
         """The full path or glob polled: relative ones are taken from ``base_dir``."""
@@ -86,7 +92,6 @@ class FilesSource(Source):
         paths = self.files(request.query)
         if not paths:
             return self._nothing(request)
-        self._unmatched.discard(self.pattern(request.query))
         frames = []
         for path in paths:
             df = self._read(path)
@@ -109,18 +114,19 @@ class FilesSource(Source):
         return pd.concat(frames, ignore_index=True)
 
     def _nothing(self, request: PollRequest) -> pd.DataFrame:
-        """No file matches: a missing plain path is an error, an empty glob is no data."""
+        """No file matches: a missing plain path is an error to fix, an empty glob a failed
+        poll to retry (the cursor waits)."""
         full = self.pattern(request.query)
         given = request.query or self.config.path
         where = "" if os.path.isabs(os.path.expanduser(given)) else (
             f" ({given!r} is relative to {self.config.base_dir or os.getcwd()})")
         if not glob.has_magic(full):
             raise FatalSourceError(f"source {self.name}: file {full} does not exist{where}")
-        if full not in self._unmatched:
-            self._unmatched.add(full)
-            log.warning("source %s: no file matches %s%s yet: no data for metric %s",
-                        self.name, full, where, request.metric)
-        return pd.DataFrame()
+        # Not "no data": a first tick would move the cursor past the whole history, and a
+        # typo would never load it. The poll fails (retried with backoff, in the metrics and
+        # logs) and the cursor waits until a file matches.
+        raise RetriableSourceError(f"source {self.name}: no file matches {full}{where} yet; "
+                                   f"metric {request.metric} waits for one (nothing is skipped)")
 
     def _times(self, path: str, df: pd.DataFrame, column: str) -> pd.Series:
         """Parsed timestamps of a file (cached with it); a row whose timestamp cannot be
