@@ -101,6 +101,8 @@ def test_boxes_are_wide_enough_for_a_log_file(monkeypatch) -> None:
     monkeypatch.setattr(console_module.Console, "is_terminal", property(lambda self: False))
     notifier = ConsoleNotifier()
     assert notifier.console.width == console_module.LOG_WIDTH
+    shared = console_module.Console()  # the CLI hands its own console to the notifier
+    assert ConsoleNotifier(shared).console.width == console_module.LOG_WIDTH
     notifier.console.file = io.StringIO()
     notifier.send(PAYLOAD)
     lines = notifier.console.file.getvalue().splitlines()

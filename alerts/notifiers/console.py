@@ -34,7 +34,7 @@ class ConsoleNotifier(Notifier):
     (FIRING, UPDATE, RESOLVED) stay readable between them."""
 
     def __init__(self, console: Console | None = None, *, format: str = "rich") -> None:
-        self.console = console or _console()
+        self.console = _wide_for_logs(console or Console())
         self.format = format
 
     def send(self, payload: Mapping[str, Any]) -> None:
@@ -69,11 +69,13 @@ def reminder_line(payload: Mapping[str, Any]) -> str:
 LOG_WIDTH = 120
 
 
-def _console() -> Console:
-    probe = Console()
-    if probe.is_terminal or os.environ.get("COLUMNS"):
-        return probe
-    return Console(width=LOG_WIDTH)
+def _wide_for_logs(console: Console) -> Console:
+    """``console``, at least ``LOG_WIDTH`` wide when it writes to a file or pipe with no
+    width of its own (none given, no COLUMNS)."""
+    own_width = getattr(console, "_width", None) is not None
+    if not (console.is_terminal or own_width or os.environ.get("COLUMNS")):
+        console.width = max(console.width, LOG_WIDTH)
+    return console
 
 
 def render_panel(payload: Mapping[str, Any]) -> Panel:
