@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -306,13 +307,16 @@ class Pipeline:
             params=dict(metric.params),
             timestamp_column=metric.timestamp,
         )
+        dropped_before = Counter(getattr(source, "skipped", None) or {})
         raw = source.fetch(request)
+        # rows the source itself dropped (a files source: malformed lines, unreadable times)
+        dropped = Counter(getattr(source, "skipped", None) or {}) - dropped_before
         built = build_measure_frame(raw, measure_spec(metric), fetch_since, until)
         result.rows_in = built.rows_in
-        result.rejected = dict(built.rejected)
+        result.rejected = dict(built.rejected + dropped)
         if built.rejected:
             log.warning("%s: rejected %d of %d rows %s", metric.name, built.rejected_total,
-                        built.rows_in, dict(built.rejected))
+                        built.rows_in, dict(built.rejected))  # the source logs its own drops
         dets = self._metric_detectors(metric, list(built.series))
         fresh = built.frame  # re-polled (late-window) buckets are stored, never re-detected
         if fetch_since < since:

@@ -183,6 +183,29 @@ def test_a_metric_that_never_had_a_row_is_warned_about_once(tmp_path, caplog) ->
     store.close()
 
 
+def test_rows_the_source_dropped_are_recorded_with_the_tick(tmp_path) -> None:
+    """A files source drops malformed lines itself; the tick's rejected counts (log line,
+    ticks table) must show them, as the README says of every bad row."""
+    from collections import Counter
+
+    class DroppingShop(Shop):
+        def __init__(self) -> None:
+            super().__init__()
+            self.skipped: Counter[str] = Counter()
+
+        def fetch(self, request: PollRequest) -> pd.DataFrame:
+            self.skipped["bad_line"] += 2
+            return super().fetch(request)
+
+    p, store, clock, _ = setup(tmp_path)
+    p.sources["shop"] = DroppingShop()  # type: ignore[index]
+    result = run(p, clock, T0 + 2 * STEP)[-1]
+    assert result.rejected == {"bad_line": 2}
+    assert store.ticks("orders", limit=1)[0]["rejected"] == {"bad_line": 2}
+    p.close()
+    store.close()
+
+
 def test_no_data_after_zero_disables_staleness(tmp_path) -> None:
     p, store, clock, shop = setup(tmp_path, extra="no_data_after: 0s")
     run(p, clock, T0 + timedelta(minutes=20))
