@@ -619,7 +619,9 @@ def same_slot(times: pd.Series, at: pd.Timestamp) -> tuple[np.ndarray, str]:
         n = len(pd.unique(times[mask]))
         if n >= MIN_SLOT_POINTS:
             return mask, f"same time of {name} ({n} points)"
-    return np.ones(len(times), dtype=bool), f"all history ({len(pd.unique(times))} points)"
+    return np.ones(len(times), dtype=bool), (
+        f"all history ({len(pd.unique(times))} points; fewer than {MIN_SLOT_POINTS} at the "
+        "same time of day, so hours of different levels are mixed)")
 
 
 def _parse_times(col: pd.Series) -> pd.Series:

@@ -106,6 +106,10 @@ def run_rca(
         raise RootCauseError("give --actual and --expected, or --value with --time-column/--at")
     causes = localize(cube, top=top)
     out: dict[str, object] = {"root_causes": [c.to_dict() for c in causes]}
+    if not causes:
+        out["note"] = ("no combination of dimension values stands out from the leaves' noise "
+                       "(estimated from the leaves themselves: with few leaves only large "
+                       "changes can)")
     if value is not None:
         out["expected_from"] = leaves.attrs.get("history")
     return out

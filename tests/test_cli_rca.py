@@ -83,3 +83,22 @@ def test_rca_rejects_values_that_are_not_numbers(tmp_path: Path) -> None:
                                    "--actual", "actual", "--expected", "expected"])
     assert res.exit_code == 2
     assert "column 'actual' is not a number in 1 row(s), first data row 1: 'abc'" in res.output
+
+
+def test_rca_says_why_it_names_nothing(tmp_path: Path) -> None:
+    """An empty answer with exit 0 left users guessing; a short history that cannot be
+    matched by time of day is named too."""
+    rows = [{"ts": f"2026-01-05T{h:02d}:00Z", "channel": c, "region": r,
+             "contacts": 10 + h % 3}
+            for h in range(6) for c, r in product(["app", "web"], ["uk", "de"])]
+    csv = tmp_path / "h.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    res = runner.invoke(app, ["rca", "--input", str(csv), "--dimensions", "channel,region",
+                              "--time-column", "ts", "--at", "2026-01-05T05:00Z",
+                              "--value", "contacts"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["root_causes"] == []
+    assert out["note"].startswith("no combination of dimension values stands out")
+    assert out["expected_from"] == ("all history (5 points; fewer than 3 at the same time of "
+                                    "day, so hours of different levels are mixed)")
