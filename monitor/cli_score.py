@@ -310,6 +310,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(1)
             if ids:
                 anomaly_id = ids[0]
+            before = store.feedback_on(anomaly_id)
             fid = store.add_feedback(anomaly_id, label, source="cli", user=user, note=note)
         except KeyError as exc:
             message = exc.args[0] if exc.args else str(exc)
@@ -320,3 +321,10 @@ def register(app: typer.Typer) -> None:
         finally:
             store.close()
         typer.echo(f"feedback {fid}: {anomaly_id} marked {label}")
+        if before:
+            last = before[-1]
+            same = last["label"] == label
+            typer.echo(f"note: it was already marked {last['label']} (feedback {last['id']})"
+                       + ("; marking it again changes nothing" if same else
+                          "; both are kept (confirmed cancels earlier not_anomaly and "
+                          "expected marks)"))

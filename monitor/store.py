@@ -1254,6 +1254,13 @@ class Store:
                  .order_by(anomalies_t.c.id).limit(limit))
             return [r[0] for r in conn.execute(q)]
 
+    def feedback_on(self, anomaly_id: str) -> list[dict[str, Any]]:
+        """The feedback records of one anomaly (id, label, source, created_at), oldest first."""
+        q = (sa.select(feedback_t).where(feedback_t.c.anomaly_id == anomaly_id)
+             .order_by(feedback_t.c.id))
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
     def feedback_for(self, series_key: str) -> list[dict[str, Any]]:
         """Feedback on a series' anomalies, oldest first, with the anomaly's ts/detector/kind."""
         q = (

@@ -333,6 +333,18 @@ def test_anomalies_shows_the_kind_and_no_value_for_a_silence(tmp_path: Path) -> 
     assert second.split()[4:7] == ["outlier", "3", "1"]
 
 
+def test_feedback_twice_says_it_was_already_marked(tmp_path: Path) -> None:
+    cfg, a = _store_with_anomaly(tmp_path)
+    first = runner.invoke(app, ["feedback", a.id, "not_anomaly", "-c", str(cfg)])
+    assert first.exit_code == 0 and "already" not in first.output
+    again = runner.invoke(app, ["feedback", a.id, "not_anomaly", "-c", str(cfg)])
+    assert again.exit_code == 0
+    assert ("note: it was already marked not_anomaly (feedback 1); marking it again changes "
+            "nothing") in again.output
+    other = runner.invoke(app, ["feedback", a.id, "confirmed", "-c", str(cfg)])
+    assert "already marked not_anomaly (feedback 2); both are kept" in other.output
+
+
 def test_feedback_requires_config_and_quotes_the_unknown_id(tmp_path: Path) -> None:
     cfg, _ = _store_with_anomaly(tmp_path)
     res = runner.invoke(app, ["feedback", "deadbeef", "not_anomaly", "-c", str(cfg)])
