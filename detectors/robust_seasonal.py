@@ -558,8 +558,12 @@ class RobustSeasonal(Detector):
                 score = np.fmax(score, np.where(np.isfinite(z) & ongoing, sustained, np.nan))
             # A count far below its expected value: ask the count distribution, whose lower
             # tail near 0 is much lighter than the Student-t's (detectors/count_tail.py).
-            drop = count_drop_score(pr.y, pr.expected, pr.sigma)
-            score = np.where(pr.is_count, np.fmax(score, drop), score)
+            # Only well below (z < -2.5): above that neither tail is near an alert, and the
+            # incomplete beta is the costliest step of a tick.
+            low = np.flatnonzero(pr.is_count & (z < -2.5))
+            if len(low):
+                drop = count_drop_score(pr.y[low], pr.expected[low], pr.sigma[low])
+                score[low] = np.fmax(score[low], drop)
         out.expected[pr.sel] = pr.expected
         out.lower[pr.sel] = np.where(nonneg, np.maximum(lower, 0.0), lower)
         out.upper[pr.sel] = np.where(unit, np.minimum(upper, 1.0), upper)
