@@ -78,6 +78,10 @@ MAX_ELEMENTS = 8
 #: Cost (nats) of naming an element: COST_PER_LOG * log(#elements of its depth) + COST_BASE.
 COST_PER_LOG = 1.5
 COST_BASE = 2.0
+#: From this many degrees of freedom (leaves behind the noise estimate, minus one) residuals
+#: are scored as Gaussian: the scale is then known well enough, and cubes of thousands of
+#: leaves (``cxmon bench rca``) keep the plain likelihood gain.
+GAUSSIAN_DOF = 99
 _Q25_ABS_NORMAL = 0.3186  # lower quartile of |Z| for a standard normal Z
 _Q50_ABS_NORMAL = 0.6745  # median of |Z|
 
@@ -326,7 +330,7 @@ class _Search:
         scale from six leaves is uncertain, so a z of 4 is no proof of a cause), Gaussian
         ``z^2 / 2`` in the limit."""
         nu = self.nu
-        if nu >= 99:
+        if nu >= GAUSSIAN_DOF:
             return 0.5 * z * z
         return 0.5 * (nu + 1.0) * np.log1p(z * z / nu)
 
