@@ -14,6 +14,7 @@ A roll-up total has no label for the rolled-up dimension: ``channel=""`` selects
 
 Monitor health: ``cxmon_ticks_total{cx_metric,outcome}``, ``cxmon_tick_duration_seconds``,
 ``cxmon_rows_total``, ``cxmon_rows_rejected_total{cx_metric,reason}``,
+``cxmon_late_buckets_total{cx_metric,kind}`` (``kind``: new, corrected),
 ``cxmon_anomalies_total{cx_metric,journey,severity}``,
 ``cxmon_incidents_opened_total{journey,severity}``, ``cxmon_incidents_open{journey,severity}``,
 ``cxmon_notifications{receiver,status}``, ``cxmon_source_poll_seconds{source,type}``,
@@ -269,6 +270,10 @@ class Exporter:
         self.rows = Counter("cxmon_rows", "Rows received from sources.", [m], registry=r)
         self.rows_rejected = Counter("cxmon_rows_rejected", "Bad rows skipped, by reason.",
                                      [m, "reason"], registry=r)
+        self.late_buckets = Counter(
+            "cxmon_late_buckets", "Already-scored buckets whose rows came late (late_window): "
+            "kind=new (never scored: raise delay) or corrected.", [m, "kind"], registry=r,
+        )
         self.anomalies = Counter("cxmon_anomalies", "Anomalous points, by journey and severity.",
                                  [m, "journey", "severity"], registry=r)
         self.incidents_opened = Counter("cxmon_incidents_opened", "Incidents opened.",
@@ -333,6 +338,9 @@ class Exporter:
         for m in config.metrics:
             for reason in REJECT_REASONS:
                 exp.rows_rejected.labels(m.name, reason)
+            if m.late_window:
+                for kind in ("new", "corrected"):
+                    exp.late_buckets.labels(m.name, kind)
             for detector in m.detectors:
                 exp.refit_seconds.labels(m.name, detector)
                 exp.refit_failures.labels(m.name, detector)
@@ -360,6 +368,10 @@ class Exporter:
             self.rows.labels(metric).inc(result.rows_in)
         for reason, n in result.rejected.items():
             self.rows_rejected.labels(metric, reason).inc(n)
+        late = getattr(result, "late", None)
+        for kind in ("new", "corrected"):
+            if late is not None and getattr(late, kind):
+                self.late_buckets.labels(metric, kind).inc(getattr(late, kind))
         if result.error:
             return
         self.last_tick.labels(metric).set_to_current_time()

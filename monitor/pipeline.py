@@ -33,6 +33,7 @@ from detectors.postrules import PostRules
 from monitor.clock import Clock, SystemClock
 from monitor.config import MetricConfig, MonitorConfig
 from monitor.detection import MetricDetectors
+from monitor.durations import format_duration
 from monitor.frames import FrameError, MeasureSpec, build_measure_frame, floor_time
 from monitor.incidents import (
     IncidentChange,
@@ -43,6 +44,7 @@ from monitor.incidents import (
     incident_summary,
     restore_summary,
 )
+from monitor.late import LateBuckets, late_buckets
 from monitor.model import Anomaly, Series
 from monitor.staleness import DEFAULT_NO_DATA_INTERVALS, StalenessRule
 from monitor.store import Store, StoreTx
@@ -86,6 +88,8 @@ class TickResult:
     refits: dict[str, list[float]] = field(default_factory=dict)
     #: Model fits that failed during the tick, per detector (logged; retried later).
     refit_failures: dict[str, int] = field(default_factory=dict)
+    #: Re-polled (``late_window``) buckets that were new or corrected (stored, not scored).
+    late: LateBuckets = field(default_factory=LateBuckets)
 
     @property
     def ok(self) -> bool:
@@ -321,6 +325,8 @@ class Pipeline:
         fresh = built.frame  # re-polled (late-window) buckets are stored, never re-detected
         if fetch_since < since:
             fresh = fresh[fresh["timestamp"] >= pd.Timestamp(since)]
+            self._check_late(metric, built.frame[built.frame["timestamp"] < pd.Timestamp(since)],
+                             fetch_since, since, until, result)
         dets.feedback.extend(verdicts(self.store.feedback_after(metric.name,
                                                                 dets.feedback.last_id)))
         no_data = self._no_data(metric, until, built.frame)
@@ -372,6 +378,22 @@ class Pipeline:
             )
         self._cursors[metric.name] = until
         result.incidents = changes
+
+    def _check_late(self, metric: MetricConfig, repolled: pd.DataFrame, fetch_since: datetime,
+                    since: datetime, until: datetime, result: TickResult) -> None:
+        """Count re-polled buckets that are new or corrected (``result.late``), and warn about
+        new ones: rows that arrived after their bucket was scored are never alerted on."""
+        stored = self.store.load_points(metric=metric.name, start=fetch_since, end=since)
+        late = result.late = late_buckets(stored, repolled)
+        if late.corrected:
+            log.info("%s: %d already-scored buckets corrected by late rows (stored, not "
+                     "scored again)", metric.name, late.corrected)
+        if late.new and late.oldest_new is not None:
+            lag = until + metric.delay - (late.oldest_new + metric.interval)
+            log.warning("%s: %d buckets (series x interval) got their first rows after they "
+                        "were scored, up to %s late (oldest %s): stored, never alerted on; set "
+                        "delay: %s or more to score data this late", metric.name, late.new,
+                        format_duration(lag), late.oldest_new.isoformat(), format_duration(lag))
 
     def _watermark(self, current: str, until: datetime) -> datetime:
         """The time up to which every metric has been processed (this tick included)."""

@@ -47,7 +47,7 @@ def test_build_writes_dashboards_and_provisioning(tmp_path):
     exprs = " ".join(e for _, e in panel_queries(health))
     for name in ("cxmon_ticks_total", "cxmon_tick_duration_seconds_bucket",
                  "cxmon_source_poll_seconds_bucket", "cxmon_source_poll_errors_total",
-                 "cxmon_rows_rejected_total", "cxmon_notifications",
+                 "cxmon_rows_rejected_total", "cxmon_late_buckets_total", "cxmon_notifications",
                  "cxmon_detector_refit_seconds", "cxmon_detector_refit_failures_total"):
         assert name in exprs
     provider = yaml.safe_load((out / "provisioning" / "dashboards" / "cxmon.yaml").read_text())

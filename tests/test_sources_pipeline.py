@@ -53,6 +53,7 @@ class Shop(Source):
         super().__init__("shop", SourceConfig(type="demo"))
         self.down = False
         self.revised: dict[datetime, int] = {}
+        self.missing: set[datetime] = set()  # buckets whose rows have not arrived yet
         self.requests: list[PollRequest] = []
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
@@ -62,6 +63,8 @@ class Shop(Source):
         stamps = pd.date_range(request.since, request.until, freq=STEP, inclusive="left")
         rows = []
         for ts in stamps:
+            if ts.to_pydatetime() in self.missing:
+                continue
             for i, channel in enumerate(("app", "web")):
                 base = 100 + 10 * i + int(ts.minute / 5) % 3
                 rows.append({"ts": ts, "channel": channel,
@@ -245,6 +248,46 @@ def test_late_window_upserts_corrections_without_redetecting(tmp_path) -> None:
     assert result.anomalies == []
     assert result.scores is None or set(result.scores["timestamp"]) == {
         pd.Timestamp(T0 + timedelta(minutes=30))}
+    store.close()
+
+
+def test_late_rows_for_scored_buckets_are_counted_and_warned_about(tmp_path, caplog) -> None:
+    """A bucket that had no rows when it was scored and gets them later was never seen by
+    the detectors: the tick counts it, warns with the delay that would have scored it, and
+    the exporter shows it. A corrected bucket is counted quietly (late_window's job)."""
+    from dashboards.exporter import Exporter
+
+    caplog.set_level(logging.INFO, logger="monitor.pipeline")
+    p, store, clock, shop = setup(tmp_path, extra="late_window: 15m")
+    hidden, fixed = T0 + timedelta(minutes=20), T0 + timedelta(minutes=15)
+    shop.missing.add(hidden)
+    run(p, clock, T0 + timedelta(minutes=30))
+    n_series = store.load_points(metric="orders", start=fixed, end=fixed + STEP)["series"].nunique()
+    assert store.load_points(metric="orders", start=hidden, end=hidden + STEP).empty
+    shop.missing.clear()
+    shop.revised[fixed] = 500
+    clock.advance(STEP)
+    result = p.tick("orders")
+    assert result.ok
+    assert (result.late.new, result.late.corrected) == (n_series, n_series)
+    assert result.late.oldest_new == hidden
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"{n_series} buckets (series x interval) got their first rows after they were "
+               "scored, up to 10m late" in m and "set delay: 10m or more" in m for m in warned)
+    assert len(warned) == 1  # earlier ticks re-polled buckets from before monitoring: quiet
+    assert not store.load_points(metric="orders", start=hidden, end=hidden + STEP).empty
+    exporter = Exporter(registry=CollectorRegistry())
+    exporter.observe(result)
+    get = exporter.registry.get_sample_value
+    assert get("cxmon_late_buckets_total", {"cx_metric": "orders", "kind": "new"}) == n_series
+    assert get("cxmon_late_buckets_total",
+               {"cx_metric": "orders", "kind": "corrected"}) == n_series
+    # the next tick re-polls the same buckets, now stored: nothing new, nothing warned
+    caplog.clear()
+    clock.advance(STEP)
+    again = p.tick("orders")
+    assert (again.late.new, again.late.corrected) == (0, 0)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
     store.close()
 
 
