@@ -338,9 +338,8 @@ class Exporter:
         for m in config.metrics:
             for reason in REJECT_REASONS:
                 exp.rows_rejected.labels(m.name, reason)
-            if m.late_window:
-                for kind in ("new", "corrected"):
-                    exp.late_buckets.labels(m.name, kind)
+            for kind in ("new", "corrected"):
+                exp.late_buckets.labels(m.name, kind)
             for detector in m.detectors:
                 exp.refit_seconds.labels(m.name, detector)
                 exp.refit_failures.labels(m.name, detector)
