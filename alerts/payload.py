@@ -31,6 +31,7 @@ def anomaly_dict(a: Anomaly) -> dict[str, Any]:
         "change": _finite(a.change),
         "detector": a.detector,
         "kind": a.kind,
+        "last_seen": a.last_seen.isoformat() if a.last_seen is not None else None,
     }
 
 

@@ -271,10 +271,10 @@ class RuleState:
         self.dirty.update(keys)
         return Decision(alert, unusual)
 
-    def no_data(self, until_ns: int) -> list[tuple[str, int, float]]:
+    def no_data(self, until_ns: int) -> list[tuple[str, int, float, int]]:
         """Series whose data stopped: no real point for ``no_data_after`` intervals before
         ``until_ns`` (the end of the newest polled bucket). Each gap is reported once, as
-        ``(series, timestamp it became overdue, last value)``."""
+        ``(series, timestamp it became overdue, last value, end of its last bucket)``."""
         after = self.rules.no_data_after
         if after <= 0 or not self._rows:
             return []
@@ -287,7 +287,7 @@ class RuleState:
             self._nodata[row] = True
             self.dirty.add(keys[row])
             out.append((keys[row], int(self._last[row] + after * self.interval_ns),
-                        float(self._value[row])))
+                        float(self._value[row]), int(self._last[row] + self.interval_ns)))
         return out
 
     # -- checkpoints --------------------------------------------------------------------------

@@ -233,7 +233,7 @@ class MetricDetectors:
             return
         name = next(iter(self.detectors))
         until_ns = int(pd.Timestamp(until).as_unit("ns").value)
-        for key, at_ns, last in self.rule_states[name].no_data(until_ns):
+        for key, at_ns, last, seen_ns in self.rule_states[name].no_data(until_ns):
             labels = self._labels.get(key)
             if labels is None:
                 labels = {k: v.replace('\\"', '"') for k, v in _LABEL.findall(key)}
@@ -243,7 +243,7 @@ class MetricDetectors:
                     timestamp=datetime.fromtimestamp(at_ns / 1e9, tz=UTC),
                     value=float("nan"), expected=last, lower=last, upper=last, score=1.0,
                     severity=NO_DATA_SEVERITY, direction=Direction.DOWN, detector=name,
-                    kind="no_data",
+                    kind="no_data", last_seen=datetime.fromtimestamp(seen_ns / 1e9, tz=UTC),
                 )
             )
 

@@ -127,6 +127,8 @@ class Anomaly:
     direction: Direction  # which way the value moved
     detector: str  # name of the configured detector that flagged it
     kind: str = "outlier"  # "outlier" or "no_data"
+    #: ``no_data`` only: end of the newest bucket that had data, when known (not stored)
+    last_seen: datetime | None = None
 
     @property
     def change(self) -> float:

@@ -74,4 +74,5 @@ class StalenessRule:
             direction=Direction.UP,
             detector=DETECTOR,
             kind="no_data",
+            last_seen=last_data_end,
         )

@@ -59,13 +59,14 @@ def test_a_no_data_anomaly_reads_as_silence_not_as_a_value() -> None:
     from alerts.blocks import render_message
 
     silent = {**PAYLOAD["anomalies"][0], "kind": "no_data", "detector": "no_data",
-              "value": 9.0, "expected": 0.0, "lower": 0.0, "upper": 3.0, "change": None}
+              "value": 9.0, "expected": 0.0, "lower": 0.0, "upper": 3.0, "change": None,
+              "last_seen": "2026-01-05T10:15:00+00:00"}
     payload = {**PAYLOAD, "anomalies": [silent]}
     text = printed(payload)
-    assert "no data" in text and "silent 9 intervals" in text
+    assert "no data" in text and "silent 9 intervals, data until 01-05 10:15" in text
     assert "0–3" not in text
     slack = json.dumps(render_message(payload))
-    assert "*No data*: silent 9 intervals" in slack
+    assert "*No data*: silent 9 intervals, data until 01-05 10:15" in slack
     assert "Value 9" not in slack
 
 

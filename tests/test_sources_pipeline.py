@@ -53,7 +53,7 @@ class Shop(Source):
         super().__init__("shop", SourceConfig(type="demo"))
         self.down = False
         self.revised: dict[datetime, int] = {}
-        self.missing: set[datetime] = set()  # buckets whose rows have not arrived yet
+        self.held_back: set[datetime] = set()  # buckets whose rows have not arrived yet
         self.requests: list[PollRequest] = []
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
@@ -63,7 +63,7 @@ class Shop(Source):
         stamps = pd.date_range(request.since, request.until, freq=STEP, inclusive="left")
         rows = []
         for ts in stamps:
-            if ts.to_pydatetime() in self.missing:
+            if ts.to_pydatetime() in self.held_back:
                 continue
             for i, channel in enumerate(("app", "web")):
                 base = 100 + 10 * i + int(ts.minute / 5) % 3
@@ -157,16 +157,20 @@ def test_a_silent_metric_is_one_no_data_anomaly_not_one_per_series(tmp_path) -> 
     run(p, clock, T0 + timedelta(minutes=30))
     shop.cutoff = clock.now() + 2 * STEP
     clock.advance(8 * STEP)  # one tick (a catch-up, a first tick) whose rows stop early
-    p.tick("orders")
+    silence = [a for a in p.tick("orders").anomalies if a.kind == "no_data"]
+    assert [a.last_seen for a in silence] == [shop.cutoff]  # end of the last bucket with rows
     p.flush_groups()
     nodata = store.anomalies()
     nodata = nodata[nodata["kind"] == "no_data"]
     assert len(nodata) >= 1 and set(nodata["detector"]) == {"no_data"}  # the metric's rule
+    web_last = shop.cutoff
     shop.cutoff, shop.missing = None, frozenset({"web"})  # back, but web stays silent
-    run(p, clock, T0 + timedelta(hours=1, minutes=30))
+    ticks = run(p, clock, T0 + timedelta(hours=1, minutes=30))
     nodata = store.anomalies()
     per_series = nodata[(nodata["kind"] == "no_data") & (nodata["detector"] != "no_data")]
     assert set(per_series["series"]) == {'orders{channel="web",journey="checkout"}'}
+    stopped = [a for r in ticks for a in r.anomalies if a.kind == "no_data"]
+    assert stopped and {a.last_seen for a in stopped} == {web_last}
     p.close()
     store.close()
 
@@ -260,11 +264,11 @@ def test_late_rows_for_scored_buckets_are_counted_and_warned_about(tmp_path, cap
     caplog.set_level(logging.INFO, logger="monitor.pipeline")
     p, store, clock, shop = setup(tmp_path, extra="late_window: 15m")
     hidden, fixed = T0 + timedelta(minutes=20), T0 + timedelta(minutes=15)
-    shop.missing.add(hidden)
+    shop.held_back.add(hidden)
     run(p, clock, T0 + timedelta(minutes=30))
     n_series = store.load_points(metric="orders", start=fixed, end=fixed + STEP)["series"].nunique()
     assert store.load_points(metric="orders", start=hidden, end=hidden + STEP).empty
-    shop.missing.clear()
+    shop.held_back.clear()
     shop.revised[fixed] = 500
     clock.advance(STEP)
     result = p.tick("orders")

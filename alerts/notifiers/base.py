@@ -8,7 +8,7 @@ Payload schema (a JSON-able dict, the same for every notifier)::
      "opened_at": iso, "resolved_at": iso | None, "runbook": str | None,
      "anomalies": [{"series", "metric", "labels", "timestamp", "value", "expected",
                     "lower", "upper", "score", "severity", "direction", "change",
-                    "detector", "kind"}, ...],
+                    "detector", "kind", "last_seen"}, ...],  # last_seen: no_data only
      "measures": [{"metric", "first_at", "last_at", "direction", "severity"}, ...],  # as moved
      "root_cause": [{"metric", "at", "elements": [{dim: value}, ...], "share", "score",
                      "contributions": [{"element", "actual", "expected", "change", "share",

@@ -162,17 +162,21 @@ def no_data_text(anomaly: Mapping[str, Any]) -> str | None:
     """What a ``no_data`` anomaly means, in words (None for any other anomaly): its value
     and band are a silence length and a timeout, not KPI values, and must not read as such.
 
-    >>> no_data_text({"kind": "no_data", "detector": "no_data", "value": 9.0, "upper": 3.0})
-    'silent 9 intervals'
+    >>> no_data_text({"kind": "no_data", "detector": "no_data", "value": 9.0, "upper": 3.0,
+    ...               "last_seen": "2026-11-26T12:00:00+00:00"})
+    'silent 9 intervals, data until 11-26 12:00'
     >>> no_data_text({"kind": "no_data", "detector": "default", "value": None, "expected": 133})
     'stopped (last 133)'
     """
     if anomaly.get("kind") != "no_data":
         return None
+    seen = str(anomaly.get("last_seen") or "")[5:16].replace("T", " ")
     if anomaly.get("detector") == "no_data":  # the whole metric (monitor/staleness.py)
-        return f"silent {format_number(anomaly.get('value'))} intervals"
+        until = f", data until {seen}" if seen else ""
+        return f"silent {format_number(anomaly.get('value'))} intervals{until}"
     last = anomaly.get("expected")
-    return f"stopped (last {format_number(last)})" if last is not None else "stopped"
+    at = f", data until {seen}" if seen else ""
+    return f"stopped (last {format_number(last)}{at})" if last is not None else "stopped"
 
 
 def format_share(share: float, *, short: bool = False) -> str:
