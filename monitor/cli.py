@@ -196,7 +196,15 @@ def _parse_time(text: str) -> datetime:
 
 
 @app.command()
-def validate(config: ConfigOpt) -> None:
+def validate(
+    config: ConfigOpt,
+    poll: Annotated[bool, typer.Option(
+        help="Also poll the latest buckets of every metric once and check the rows as a tick "
+             "would (columns, timestamps, values); nothing is stored. Exit 1 if a poll "
+             "fails.")] = False,
+    intervals: Annotated[int, typer.Option(
+        min=1, max=10_000, help="With --poll: how many of the latest buckets.")] = 3,
+) -> None:
     """Check a config file; print every problem with its path (exit 2 if any)."""
     cfg = _load(config)
     console.print(
@@ -207,6 +215,25 @@ def validate(config: ConfigOpt) -> None:
     )
     for where, text in missing_files(cfg):
         console.print(f"[yellow]warning[/] {where}: {escape(text)}", soft_wrap=True)
+    if poll:
+        _poll_metrics(cfg, intervals)
+
+
+def _poll_metrics(cfg: MonitorConfig, intervals: int) -> None:
+    """``validate --poll``: one line per metric; exit 1 when any poll failed."""
+    from monitor.probe import probe_all
+
+    probes = probe_all(cfg, SystemClock().now(), intervals)
+    for p in probes:
+        mark = "[green]✓[/]" if p.ok else "[red]✗[/]"
+        span = f"{p.since:%m-%d %H:%M}–{p.until:%m-%d %H:%M} UTC"
+        console.print(f"{mark} {escape(p.metric)} ({escape(p.source)}, {span}): "
+                      f"{escape(p.verdict())}", soft_wrap=True)
+    failed = [p.metric for p in probes if not p.ok]
+    if failed:
+        err_console.print(f"[bold red]{len(failed)} of {len(probes)} metric(s) could not be "
+                          f"polled: {', '.join(failed)}[/]")
+        raise typer.Exit(1)
 
 
 def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:

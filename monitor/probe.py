@@ -1,0 +1,107 @@
+"""``cxmon validate --poll``: poll the latest buckets of every metric once, store nothing.
+
+A config can be valid and still not work: a wrong table, a timestamp column that is not
+there, a token without access, a query whose values are text. ``run`` would only say so at
+its first tick, after the history has been requested; this says it before anything starts,
+with the same frame checks a tick applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from monitor.config import MetricConfig, MonitorConfig
+from monitor.frames import FrameError, build_measure_frame, floor_time
+from monitor.pipeline import measure_spec
+from monitor.redact import redact_text
+from sources.base import PollRequest, Source, SourceError
+from sources.registry import create as create_source
+
+__all__ = ["Probe", "probe_all", "probe_metric"]
+
+
+@dataclass(slots=True)
+class Probe:
+    """What one poll of a metric's latest buckets returned."""
+
+    metric: str
+    source: str
+    since: datetime
+    until: datetime
+    rows_in: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    series: int = 0
+    newest: datetime | None = None  # start of the newest bucket with a row
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def verdict(self) -> str:
+        """One line for humans: the error, or what came back."""
+        if self.error:
+            return self.error
+        if not self.rows_in:
+            return ("no rows in this range (columns and values cannot be checked; try more "
+                    "--intervals)")
+        bad = sum(self.rejected.values())
+        why = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items()))
+        rejected = f", {bad} rejected ({why})" if bad else ""
+        newest = f", newest bucket {self.newest:%Y-%m-%d %H:%M} UTC" if self.newest else ""
+        return f"{self.rows_in} rows{rejected}, {self.series} series{newest}"
+
+
+def probe_metric(metric: MetricConfig, source: Source, now: datetime, intervals: int) -> Probe:
+    """Poll the last ``intervals`` complete buckets (after ``delay``) and build the frame a
+    tick would build; source and frame errors become ``error``, never an exception."""
+    until = floor_time(now - metric.delay, metric.interval)
+    since = until - intervals * metric.interval
+    out = Probe(metric.name, metric.source, since, until)
+    request = PollRequest(metric=metric.name, since=since, until=until, query=metric.query,
+                          params=dict(metric.params), timestamp_column=metric.timestamp)
+    try:
+        raw = source.fetch(request)
+        built = build_measure_frame(raw, measure_spec(metric), since, until)
+    except (SourceError, FrameError) as exc:
+        out.error = redact_text(str(exc)) or type(exc).__name__
+        return out
+    except Exception as exc:  # a source bug: still one line per metric, never a traceback
+        out.error = f"{type(exc).__name__}: {redact_text(str(exc))}"
+        return out
+    out.rows_in = built.rows_in
+    out.rejected = dict(built.rejected)
+    out.series = len(built.series)
+    if not built.frame.empty:
+        out.newest = built.frame["timestamp"].max().to_pydatetime()
+    return out
+
+
+def probe_all(config: MonitorConfig, now: datetime, intervals: int = 3,
+              sources: Mapping[str, Source] | None = None) -> list[Probe]:
+    """:func:`probe_metric` for every metric; each source is created once (a source that
+    cannot be created is an error of its metrics) and the ones created here are closed."""
+    live: dict[str, Source | str] = dict(sources or {})
+    own: list[Source] = []
+    out = []
+    try:
+        for m in config.metrics:
+            if m.source not in live:
+                try:
+                    live[m.source] = create_source(m.source, config.sources[m.source])
+                    own.append(live[m.source])  # type: ignore[arg-type]
+                except Exception as exc:
+                    live[m.source] = f"source {m.source}: {redact_text(str(exc))}"
+            src = live[m.source]
+            if isinstance(src, str):
+                until = floor_time(now - m.delay, m.interval)
+                out.append(Probe(m.name, m.source, until - intervals * m.interval, until,
+                                 error=src))
+            else:
+                out.append(probe_metric(m, src, now, intervals))
+        return out
+    finally:
+        for src in own:
+            src.close()

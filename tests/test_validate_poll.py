@@ -1,0 +1,85 @@
+"""``cxmon validate --poll``: a config that parses can still fail at its first tick (a wrong
+timestamp column, text values); the probe says so before ``run``, one line per metric, and
+stores nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from monitor.cli import app
+from monitor.config import parse_config
+from monitor.probe import probe_all
+
+runner = CliRunner()
+NOW = datetime(2026, 11, 28, 11, 20, tzinfo=UTC)
+
+CONFIG = """
+store: sqlite:///{db}
+sources:
+  drop: {{type: files, path: "contacts-*.csv", base_dir: "{dir}"}}
+metrics:
+  - name: contacts
+    source: drop
+    interval: 1h
+    timestamp: {ts}
+    dimensions: [channel]
+    value: n
+"""
+
+
+def export(tmp_path: Path, end: datetime, hours: int = 5, bad: int = 0) -> None:
+    lines = ["hour,channel,n"]
+    for h in range(1, hours + 1):
+        lines.append(f"{(end - timedelta(hours=h)).isoformat()},web,{10 + h}")
+    lines += [f"{(end - timedelta(hours=1)).isoformat()},app,lots"] * bad
+    (tmp_path / "contacts-1.csv").write_text("\n".join(lines) + "\n")
+
+
+def config(tmp_path: Path, ts: str = "hour") -> Path:
+    path = tmp_path / "cxmon.yaml"
+    path.write_text(CONFIG.format(db=tmp_path / "cx.db", dir=tmp_path, ts=ts))
+    return path
+
+
+def test_probe_reports_rows_rejects_series_and_the_newest_bucket(tmp_path: Path) -> None:
+    export(tmp_path, datetime(2026, 11, 28, 11, tzinfo=UTC), bad=2)
+    cfg = parse_config(config(tmp_path).read_text(), env={})
+    [p] = probe_all(cfg, NOW, intervals=3)
+    assert p.ok and (p.since, p.until) == (datetime(2026, 11, 28, 8, tzinfo=UTC),
+                                           datetime(2026, 11, 28, 11, tzinfo=UTC))
+    assert p.rows_in == 5 and p.rejected == {"non_numeric": 2}
+    assert p.series == 2  # the total and channel=web
+    assert p.newest == datetime(2026, 11, 28, 10, tzinfo=UTC)
+    assert p.verdict() == ("5 rows, 2 rejected (non_numeric 2), 2 series, newest bucket "
+                           "2026-11-28 10:00 UTC")
+
+
+def test_probe_names_a_missing_timestamp_column_and_says_when_it_saw_no_rows(
+        tmp_path: Path) -> None:
+    export(tmp_path, datetime(2026, 11, 28, 11, tzinfo=UTC))
+    cfg = parse_config(config(tmp_path, ts="answered_at").read_text(), env={})
+    [p] = probe_all(cfg, NOW)
+    assert not p.ok and "no column 'answered_at'" in (p.error or "")
+    assert "columns: hour, channel, n" in (p.error or "")
+    cfg = parse_config(config(tmp_path).read_text(), env={})
+    [later] = probe_all(cfg, NOW + timedelta(days=30))
+    assert later.ok and later.rows_in == 0 and "no rows in this range" in later.verdict()
+
+
+def test_validate_poll_prints_one_line_per_metric_exits_1_and_stores_nothing(
+        tmp_path: Path) -> None:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    export(tmp_path, now)
+    bad = runner.invoke(app, ["validate", "-c", str(config(tmp_path, ts="answered_at")),
+                              "--poll"], env={"COLUMNS": "300"})
+    assert bad.exit_code == 1, bad.output
+    assert "✗ contacts (drop, " in bad.output and "no column 'answered_at'" in bad.output
+    assert "1 of 1 metric(s) could not be polled: contacts" in bad.output
+    good = runner.invoke(app, ["validate", "-c", str(config(tmp_path)), "--poll"],
+                         env={"COLUMNS": "300"})
+    assert good.exit_code == 0, good.output
+    assert "✓ contacts (drop, " in good.output and "rows" in good.output
+    assert not (tmp_path / "cx.db").exists()  # a probe never opens the store
