@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from monitor.clock import SystemClock
 from monitor.errors import StoreError
 
 
@@ -19,7 +20,8 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")],
         metric: Annotated[str, typer.Option(help="The metric to backfill.")],
         start: Annotated[str, typer.Option(help="First bucket (ISO 8601, UTC).")],
-        end: Annotated[str, typer.Option(help="End, exclusive (ISO 8601, UTC).")],
+        end: Annotated[str, typer.Option(help="End, exclusive (ISO 8601, UTC); an end after "
+                                         "now stops at the last complete bucket.")],
         chunk: Annotated[
             str | None, typer.Option(help="Range fetched per request, e.g. 1d (default: "
                                      "288 buckets, at most a day).")
@@ -42,6 +44,17 @@ def register(app: typer.Typer) -> None:
         if t1 <= t0:
             raise typer.BadParameter("--end must be after --start")
         m = cfg.metric(metric)
+        # a source has no rows after now (the demo's would be made up), and a bucket still
+        # filling would be stored half-counted: stop at the last complete bucket, as backtest
+        now = floor_time(SystemClock().now(), m.interval)
+        if t0 >= now:
+            raise typer.BadParameter(f"--start is after the last complete bucket "
+                                     f"({now:%Y-%m-%d %H:%M} UTC): there is no data to load yet")
+        if t1 > now:
+            err_console.print(f"warning: --end {end} is after now: the backfill stops at the "
+                              f"last complete bucket ({now:%Y-%m-%d %H:%M} UTC)",
+                              highlight=False, soft_wrap=True, markup=False)
+            t1 = now
         try:
             step = parse_duration(chunk) if chunk else default_chunk(m)
         except ValueError as exc:

@@ -3,6 +3,7 @@ parameters (never string formatting), plus the metric's own ``params``."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
 import pandas as pd
@@ -61,7 +62,10 @@ class SqlSource(Source):
     def fetch(self, request: PollRequest) -> pd.DataFrame:
         if not request.query:
             raise FatalSourceError(f"source {self.name}: metric {request.metric} has no query")
-        params = {**request.params, "since": request.since, "until": request.until}
+        since, until = request.since, request.until
+        if self.engine.dialect.name == "sqlite":
+            since, until = _sqlite_time(since), _sqlite_time(until)
+        params = {**request.params, "since": since, "until": until}
         stmt = sa.text(request.query)
         bound = {k: v for k, v in params.items() if k in stmt._bindparams}
         try:
@@ -86,6 +90,20 @@ class SqlSource(Source):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def _sqlite_time(value: datetime) -> str:
+    """``value`` as naive UTC text, SQLite's own ``datetime()`` format.
+
+    SQLite has no time type: ``ts >= :since`` compares text. The driver's default binding of
+    an aware datetime adds ``+00:00``, which sorts after ``2026-01-05 00:00:00``, so the
+    first bucket of every poll was lost. Naive text sorts right against the usual stored
+    forms (``2026-01-05 00:00:00``, with ``.000000`` or with ``+00:00``).
+
+    >>> _sqlite_time(datetime(2026, 1, 5, 1, tzinfo=UTC))
+    '2026-01-05 01:00:00'
+    """
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
 
 
 #: Login failures: MySQL/MariaDB error codes (access denied, unknown database) and PostgreSQL

@@ -186,3 +186,27 @@ def test_cli_backfill_relative_path_from_another_directory_and_missing_file(
     assert out.exit_code == 1
     assert f"file {conf / 'events.csv'} does not exist" in "".join(out.output.splitlines())
     assert "Traceback" not in out.output
+
+
+def test_cli_backfill_stops_at_the_last_complete_bucket(tmp_path, monkeypatch) -> None:
+    """An --end after now stops at the last complete bucket, with a warning (a source has no
+    rows after now, and a bucket still filling would be stored half-counted), like backtest;
+    a --start after it is a bad option."""
+    from monitor.clock import FakeClock
+
+    monkeypatch.setattr("monitor.cli_sources.SystemClock",
+                        lambda: FakeClock(datetime(2026, 11, 27, 10, 7, tzinfo=UTC)))
+    (tmp_path / "events.csv").write_text("ts,channel,n\n2026-11-27T09:55:00Z,app,1\n"
+                                         "2026-11-27T10:05:00Z,app,1\n")
+    path = tmp_path / "cx.yaml"
+    path.write_text(EVENTS.format(tmp=tmp_path))
+    args = ["backfill", "-c", str(path), "--metric", "contacts", "--start", "2026-11-27T09:00Z"]
+    out = CliRunner().invoke(app, [*args, "--end", "2026-11-28T00:00Z"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    assert "the backfill stops at the last complete bucket (2026-11-27 10:05 UTC)" in out.output
+    with Store(f"sqlite:///{tmp_path}/cx.db") as store:
+        points = store.load_points(metric="contacts")
+    assert points["timestamp"].max() == pd.Timestamp("2026-11-27T09:55Z")
+    late = CliRunner().invoke(app, ["backfill", "-c", str(path), "--metric", "contacts",
+                                    "--start", "2026-11-27T10:05Z", "--end", "2026-11-28T00:00Z"])
+    assert late.exit_code == 2

@@ -23,3 +23,21 @@ def test_small_speed_run_does_not_overwrite_the_published_figures(tmp_path: Path
                               "--no-accuracy", "--doc", str(out)])
     assert res.exit_code == 0, res.output
     assert "| robust_seasonal | 50 x 5 |" in out.read_text()
+
+
+def test_small_rca_run_does_not_overwrite_the_published_figures(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    """``cxmon bench rca --cases 1 --leaves 200`` prints its table but leaves the checkout's
+    published rca section alone; with --doc it writes there."""
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("<!-- bench:rca -->\n## rca\npublished\n<!-- /bench:rca -->\n")
+    monkeypatch.setattr("monitor.bench.report.default_doc", lambda: doc)
+    args = ["bench", "rca", "--cases", "1", "--leaves", "200"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "docs not updated: the published figures are for --cases 15" in res.stderr
+    assert "published" in doc.read_text()
+    out = tmp_path / "b.md"
+    res = CliRunner().invoke(app, [*args, "--doc", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "Mean F1" in out.read_text()

@@ -186,3 +186,19 @@ def test_frame_from_mariadb_naive_timestamps_are_utc(db: tuple[str, str]) -> Non
     finally:
         src.close()
     assert pd.to_datetime(raw["ts"]).min() == pd.Timestamp(T0.replace(tzinfo=None))
+
+
+def test_sqlite_text_times_keep_the_first_bucket(tmp_path) -> None:
+    """SQLite compares text: a row stored as ``2026-01-05 00:00:00`` (SQLite's own format)
+    is in the poll that starts then, and a row at ``until`` is not."""
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    engine = sa.create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text("create table f (ts text, n int)"))
+        conn.execute(sa.text("insert into f values ('2026-01-05 00:00:00', 1), "
+                             "('2026-01-05 00:30:00.000000', 2), ('2026-01-05 01:00:00', 4)"))
+    src = SqlSource("wh", SqlSourceConfig(type="sql", url=url))
+    query = "select ts, n from f where ts >= :since and ts < :until"
+    frame = src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1), query, {}, "ts"))
+    src.close()
+    assert sorted(frame["n"]) == [1, 2]

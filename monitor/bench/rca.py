@@ -308,7 +308,17 @@ def bench_rca(
                   f"max {fig['max_seconds']:.3f} s; CPU mean {fig['mean_cpu_seconds']:.3f} s, "
                   f"max {fig['max_cpu_seconds']:.3f} s")
     write_json(json_file, fig)
+    if doc is None and (cases < PUBLISHED_SIZE[0] or leaves < PUBLISHED_SIZE[1]):
+        # a quick try-out must not replace the published F1 and timings with a toy run's
+        typer.echo(f"docs not updated: the published figures are for --cases "
+                   f"{PUBLISHED_SIZE[0]} --leaves {PUBLISHED_SIZE[1]:,} (pass --doc FILE to "
+                   "write a smaller run)", err=True)
+        return
     update_section("rca", _markdown(fig), doc)
+
+
+#: the smallest run whose figures ``docs/benchmarks.md`` publishes (cases, leaves per cube)
+PUBLISHED_SIZE = (15, 10_000)
 
 
 def register(app: typer.Typer) -> None:
