@@ -17,8 +17,15 @@ import sqlalchemy as sa
 from alerts.matchers import Matcher, matches_all, parse_matchers
 from monitor.store import Store, silences_t
 
-__all__ = ["Silence", "active_silences", "add_silence", "expire_silence", "list_silences",
-           "silenced_by"]
+__all__ = [
+    "Silence",
+    "active_silences",
+    "add_silence",
+    "expire_silence",
+    "list_silences",
+    "silenced_by",
+    "unended_ids",
+]
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,14 @@ def list_silences(store: Store) -> list[Silence]:
 
 def active_silences(store: Store, now: datetime) -> list[Silence]:
     return [s for s in list_silences(store) if s.active(now)]
+
+
+def unended_ids(store: Store, prefix: str, now: datetime) -> list[str]:
+    """Ids of the silences not yet ended (active or pending) equal to ``prefix``, else
+    starting with it: ``silence expire`` takes the first characters of an id, as
+    ``feedback`` does."""
+    ids = [s.id for s in list_silences(store) if s.ends_at > now]
+    return [prefix] if prefix in ids else [i for i in ids if i.startswith(prefix)]
 
 
 def expire_silence(store: Store, silence_id: str, now: datetime) -> bool:

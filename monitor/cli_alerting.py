@@ -159,22 +159,31 @@ def _utc_time(ts: datetime) -> str:
 @silence_app.command("expire")
 def silence_expire(
     config: ConfigOpt,
-    ids: Annotated[list[str], typer.Argument(help="Silence ids.")],
+    ids: Annotated[list[str], typer.Argument(help="Silence ids, or their first characters "
+                                             "(as silence query shows them).")],
 ) -> None:
-    """End silences now."""
-    from alerts.silences import expire_silence
+    """End silences now; says which ones it ended."""
+    from alerts.silences import expire_silence, unended_ids
     from monitor.clock import SystemClock
 
     st = _store(config)
-    missing = []
+    problems = []
     try:
         for sid in ids:
-            if not expire_silence(st, sid, SystemClock().now()):
-                missing.append(sid)
+            now = SystemClock().now()
+            found = unended_ids(st, sid, now)
+            if len(found) > 1:
+                problems.append(f"{sid} matches {len(found)} silences ({', '.join(found)}): "
+                                "give more characters")
+            elif found and expire_silence(st, found[0], now):
+                typer.echo(f"expired silence {found[0]}")
+            else:
+                problems.append(f"no active or pending silence with id {sid}")
     finally:
         st.close()
-    if missing:
-        typer.echo(f"no active silence with id: {', '.join(missing)}", err=True)
+    for text in problems:
+        typer.echo(text, err=True)
+    if problems:
         raise typer.Exit(1)
 
 

@@ -4,6 +4,7 @@ dispatcher, and managed with ``cxmon silence add|query|expire``."""
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -78,7 +79,7 @@ alerting: {receivers: [{name: ops}]}
     assert d.receivers(change(anomaly("search"), "resolved"), T0) == ["ops"]
 
 
-def test_silence_cli(tmp_path: Path) -> None:
+def test_silence_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(f"""
 store: sqlite:///{tmp_path / 's.db'}
@@ -100,9 +101,20 @@ metrics: [{{name: m, source: s, value: v}}]
     assert re.search(r"  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC  ", row), row
     assert "+00:00" not in row and not re.search(r":\d\d\.\d", row)
     assert run(app, ["silence", "query", "-c", str(path), "-q", "team=other"]).output == ""
-    assert run(app, ["silence", "expire", "-c", str(path), sid]).exit_code == 0
+    # the first characters of an id will do, and the command says what it ended; a prefix
+    # shared by two silences is refused, naming both
+    twins = iter([uuid.UUID(f"{sid[:8]}-0000-4000-8000-00000000000{i}") for i in (1, 2)])
+    monkeypatch.setattr("alerts.silences.uuid.uuid4", lambda: next(twins))
+    a, b = (run(app, ["silence", "add", "-c", str(path), f'team="t{i}"']).output.strip()
+            for i in (1, 2))
+    twice = run(app, ["silence", "expire", "-c", str(path), sid[:8]])
+    assert twice.exit_code == 1 and "matches 3 silences" in twice.output
+    assert all(i in twice.output for i in (sid, a, b)) and "give more characters" in twice.output
+    assert run(app, ["silence", "expire", "-c", str(path), a, b]).exit_code == 0
+    out = run(app, ["silence", "expire", "-c", str(path), sid[:8]])
+    assert out.exit_code == 0 and out.output.strip() == f"expired silence {sid}"
     assert run(app, ["silence", "query", "-c", str(path), "-q"]).output == ""
-    assert run(app, ["silence", "query", "-c", str(path), "-q", "--expired"]).output.strip() == sid
+    assert sid in run(app, ["silence", "query", "-c", str(path), "-q", "--expired"]).output
     assert run(app, ["silence", "expire", "-c", str(path), sid]).exit_code == 1
     bad = run(app, ["silence", "add", "-c", str(path), 'team=~"("'])
     assert bad.exit_code != 0
