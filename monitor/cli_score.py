@@ -292,9 +292,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Mark an anomaly (ids: cxmon anomalies) as not_anomaly, expected or confirmed.
 
-        not_anomaly / expected make that series need a rarer point before it alerts again
-        (a week; for expected: that day and the same hour of the week for 4 weeks); confirmed
-        cancels earlier such verdicts."""
+        not_anomaly / expected make that series need a rarer point before it alerts again \
+(a week; for expected: that day and the same hour of the week for 4 weeks); confirmed \
+cancels earlier such verdicts."""
         from monitor.cli import _load, _open_store
 
         if label not in ("not_anomaly", "expected", "confirmed"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -59,6 +60,9 @@ def register(app: typer.Typer) -> None:
             step = parse_duration(chunk) if chunk else default_chunk(m)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
+        if step <= timedelta(0):
+            raise typer.BadParameter(f"--chunk must be positive (got {chunk}); leave it out for "
+                                     "the default")
         step = align_chunk(step, m.interval)  # whole buckets: a bucket is never split
         total = len(chunks(floor_time(t0, m.interval), floor_time(t1, m.interval), step))
         try:

@@ -74,6 +74,17 @@ def test_cli_backfill_rejects_unknown_metric(tmp_path) -> None:
     assert "unknown metric" in out.output
 
 
+def test_cli_backfill_refuses_a_chunk_of_zero(tmp_path) -> None:
+    """0s used to be rounded up to one bucket per request (1,440 requests a day of minutes)."""
+    path = tmp_path / "cx.yaml"
+    path.write_text(CONFIG.format(tmp=tmp_path))
+    out = CliRunner().invoke(app, ["backfill", "-c", str(path), "--metric", "orders", "--start",
+                                   "2026-01-05", "--end", "2026-01-06", "--chunk", "0s"],
+                             env={"COLUMNS": "200"})
+    assert out.exit_code == 2
+    assert "--chunk must be positive (got 0s)" in out.output
+
+
 class Flaky(Source):
     def __init__(self, failures: int) -> None:
         super().__init__("exports", SourceConfig(type="files"))
