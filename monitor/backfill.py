@@ -110,7 +110,10 @@ def backfill(
                 result.points += tx.upsert_points(built.frame)
             seen.update(built.series)
             result.rows_in += built.rows_in
-            result.rejected.update(built.rejected)
+            # rows before the chunk are another chunk's (a source that ignores the range),
+            # not bad rows; there is no cursor in a backfill (rows after it are not counted)
+            result.rejected.update({k: n for k, n in built.rejected.items()
+                                    if k != "before_cursor"})
             result.chunks += 1
             result.series = len(seen)
             if on_chunk:

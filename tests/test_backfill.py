@@ -115,6 +115,24 @@ def test_backfill_retries_with_injected_sleep_and_reports_progress(tmp_path) -> 
     store.close()
 
 
+class IgnoresTheRange(Flaky):
+    """A source (an API) that returns its whole 12-hour export whatever range is asked."""
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        hours = pd.date_range(T0, T0 + timedelta(hours=12), freq="1h", inclusive="left")
+        return pd.DataFrame({"ts": hours, "channel": "app", "count": 1})
+
+
+def test_backfill_does_not_count_rows_of_other_chunks_as_rejected(tmp_path) -> None:
+    cfg = load_config_text(tmp_path)
+    store = Store.open(cfg.store.url)
+    result = backfill(cfg, store, "orders", T0, T0 + timedelta(hours=12),
+                      source=IgnoresTheRange(0), chunk=timedelta(hours=3))
+    assert result.chunks == 4 and result.points == 12 * 2
+    assert result.rejected == {}  # was {"before_cursor": 18}: rows of the earlier chunks
+    store.close()
+
+
 def load_config_text(tmp_path):
     path = tmp_path / "cx.yaml"
     path.write_text(CONFIG.format(tmp=tmp_path))
