@@ -173,7 +173,9 @@ class MetricDetectors:
             return result
         frame = frame.sort_values(["timestamp", "series"], kind="stable")
         ts_ns = frame["timestamp"].dt.as_unit("ns").astype("int64").to_numpy()
-        keys = frame["series"].to_numpy(dtype=object)
+        # one str object per series, not per row (a first tick's history has millions of rows)
+        codes, uniques = pd.factorize(frame["series"])
+        keys = np.asarray(uniques, dtype=object)[codes]
         values = frame["value"].to_numpy(dtype=np.float64)
         volumes = frame["denominator"].to_numpy(dtype=np.float64)
         bounds = np.flatnonzero(np.diff(ts_ns)) + 1

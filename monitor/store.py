@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -501,9 +502,10 @@ class StoreTx:
             raise ValueError(f"points frame lacks columns {missing_cols}")
         if frame.empty:
             return 0
+        codes, keys = pd.factorize(frame["series"])  # one str per series, not per row
         df = pd.DataFrame(
             {
-                "series": frame["series"].to_numpy(),
+                "series": codes,
                 "ts": _utc_index(frame["timestamp"]),
                 "value": pd.to_numeric(frame["value"]).to_numpy(dtype=float),
                 "numerator": pd.to_numeric(frame["numerator"]).to_numpy(dtype=float),
@@ -512,20 +514,11 @@ class StoreTx:
         ).drop_duplicates(["series", "ts"], keep="last")
         if df["value"].isna().any() or df["numerator"].isna().any():
             raise ValueError("points frame has NaN in value or numerator")
-        ids = _require_series(self.conn, df["series"].unique().tolist())
-        series_ids = df["series"].map(ids).astype("int64").tolist()
-        stamps = pd.DatetimeIndex(df["ts"]).to_pydatetime()
-        rows = [
-            {"series_id": s, "ts": t, "value": v, "numerator": n, "denominator": _float_or_none(d)}
-            for s, t, v, n, d in zip(
-                series_ids,
-                stamps,
-                df["value"].tolist(),
-                df["numerator"].tolist(),
-                df["denominator"].tolist(),
-                strict=True,
-            )
-        ]
+        names = [str(k) for k in keys]
+        ids = _require_series(self.conn, names)
+        series_ids = np.array([ids[k] for k in names], dtype=np.int64)[df["series"].to_numpy()]
+        stamps = pd.DatetimeIndex(df["ts"])
+        values, nums, dens = (df[c].to_numpy() for c in ("value", "numerator", "denominator"))
         ins = _insert(self.conn, points_t)
         stmt = ins.on_conflict_do_update(
             index_elements=["series_id", "ts"],
@@ -535,9 +528,18 @@ class StoreTx:
                 "denominator": ins.excluded.denominator,
             },
         )
-        for chunk in _chunks(rows, WRITE_CHUNK):
-            self.conn.execute(stmt, list(chunk))
-        return len(rows)
+        # row dicts one chunk at a time: for a first tick's history (millions of points) a
+        # list of all of them would cost about 0.5 KB of memory per point
+        for lo in range(0, len(df), WRITE_CHUNK):
+            hi = lo + WRITE_CHUNK
+            self.conn.execute(stmt, [
+                {"series_id": s, "ts": t, "value": v, "numerator": n,
+                 "denominator": _float_or_none(d)}
+                for s, t, v, n, d in zip(series_ids[lo:hi].tolist(),
+                                         stamps[lo:hi].to_pydatetime(), values[lo:hi].tolist(),
+                                         nums[lo:hi].tolist(), dens[lo:hi].tolist(), strict=True)
+            ])
+        return len(df)
 
     def set_cursor(self, metric: str, cursor: datetime) -> None:
         """Remember how far a metric has been polled (moves backwards too, for backfills)."""

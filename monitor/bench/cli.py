@@ -12,3 +12,4 @@ __import__("monitor.bench.nab").bench.nab.register(bench_app)  # nab
 __import__("monitor.bench.rca").bench.rca.register(bench_app)  # rca
 __import__("monitor.bench.exporter").bench.exporter.register(bench_app)  # exporter
 __import__("monitor.bench.detect").bench.detect.register(bench_app)  # detect
+__import__("monitor.bench.tick").bench.tick.register(bench_app)  # tick

@@ -1,0 +1,218 @@
+"""``cxmon bench tick``: one whole pipeline tick (poll, frame and roll-ups, detection, root
+cause, store writes, checkpoints) on generated contact counts, per store, side by side.
+
+Why: ``bench detect`` times the detectors alone; what a team sizing a laptop or a database
+needs is the wall time of a tick with every roll-up series written to the store, and of the
+first tick that loads the history.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from monitor.bench.report import update_section, write_json
+from monitor.clock import FakeClock
+from monitor.config import parse_config
+from monitor.store import Store
+from sources.base import PollRequest, Source, SourceConfig
+
+STEP = timedelta(hours=1)
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+#: the run whose figures ``docs/benchmarks.md`` publishes (leaves, ticks)
+PUBLISHED_SIZE = (10_000, 5)
+
+
+class ContactCounts(Source):
+    """Hourly contact counts per channel x region x reason (Poisson around a daily cycle)."""
+
+    def __init__(self, leaves: int, seed: int = 0) -> None:
+        super().__init__("gen", SourceConfig(type="demo"))
+        channels = 10
+        regions = 10 if leaves >= 100 else 1
+        reasons = max(1, leaves // (channels * regions))
+        a, b, c = np.meshgrid(np.arange(channels), np.arange(regions), np.arange(reasons),
+                              indexing="ij")
+        self.dims = pd.DataFrame({"channel": [f"c{i}" for i in a.ravel()],
+                                  "region": [f"r{i}" for i in b.ravel()],
+                                  "reason": [f"x{i}" for i in c.ravel()]})
+        self.rng = np.random.default_rng(seed)
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        frames = []
+        for ts in pd.date_range(request.since, request.until, freq=STEP, inclusive="left"):
+            rate = 20.0 + 10.0 * np.sin(ts.hour / 24 * 2 * np.pi)
+            frames.append(self.dims.assign(ts=ts, n=self.rng.poisson(rate, len(self.dims))))
+        if not frames:
+            return pd.DataFrame(columns=["ts", "channel", "region", "reason", "n"])
+        return pd.concat(frames, ignore_index=True)
+
+
+_CONFIG = """
+store: "{url}"
+sources: {{gen: {{type: demo}}}}
+metrics:
+  - name: contacts
+    source: gen
+    interval: 1h
+    timestamp: ts
+    dimensions: [channel, region, reason]
+    value: n
+    history: {history}
+    labels: {{journey: support}}
+alerting:
+  receivers: [{{name: console, console: {{format: json}}}}]
+"""
+
+
+@contextmanager
+def scratch_store(kind: str, postgres_url: str | None) -> Iterator[str]:
+    """A store URL that is empty and removed afterwards: a temporary SQLite file, or a schema
+    created (and dropped) in the PostgreSQL database of ``postgres_url``."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="cxmon-bench-") as tmp:
+            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
+        return
+    assert postgres_url is not None
+    url = sa.make_url(postgres_url)
+    schema = f"cxmon_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        options = " ".join(filter(None, [url.query.get("options"), f"-csearch_path={schema}"]))
+        yield url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def measure(url: str, leaves: int, ticks: int, history: str) -> dict[str, Any]:
+    """The first tick (history) and ``ticks`` steady ticks of one metric on store ``url``."""
+    from monitor.pipeline import Pipeline
+
+    cfg = parse_config(_CONFIG.format(url=url, history=history), env={})
+    store = Store.open(cfg.store.url)
+    clock = FakeClock(T0 + timedelta(days=40))
+    pipeline = Pipeline(cfg, store, clock=clock, sources={"gen": ContactCounts(leaves)},
+                        notifiers={"console": _Discard()})  # type: ignore[dict-item]
+    try:
+        t = time.perf_counter()
+        first = pipeline.tick("contacts")
+        first_seconds = time.perf_counter() - t
+        if first.error:
+            raise RuntimeError(first.error)
+        steady, series = [], 0
+        for _ in range(ticks):
+            clock.advance(STEP)
+            t = time.perf_counter()
+            r = pipeline.tick("contacts")
+            steady.append(time.perf_counter() - t)
+            if r.error:
+                raise RuntimeError(r.error)
+            series = r.rows_stored
+    finally:
+        pipeline.close()
+        store.close()
+    return {
+        "leaves": len(ContactCounts(leaves).dims), "series": series,
+        "first_tick_seconds": round(first_seconds, 2), "history_points": first.rows_stored,
+        "history_points_per_second": round(first.rows_stored / first_seconds),
+        "tick_median_seconds": round(statistics.median(steady), 2),
+        "tick_max_seconds": round(max(steady), 2),
+        "series_per_second": round(series / statistics.median(steady)),
+    }
+
+
+class _Discard:
+    """A notifier that drops everything: delivery is not what is timed."""
+
+    def send(self, payload: dict[str, Any]) -> None:
+        return None
+
+
+def bench_tick(
+    leaves: Annotated[int, typer.Option(help="Leaf series (channel x region x reason); every "
+                                        "roll-up is a series too.")] = PUBLISHED_SIZE[0],
+    ticks: Annotated[int, typer.Option(min=1, help="Steady ticks timed after the first.")] = (
+        PUBLISHED_SIZE[1]),
+    history: Annotated[str, typer.Option(help="History loaded by the first tick.")] = "7d",
+    postgres: Annotated[str | None, typer.Option(
+        help="Also run on this PostgreSQL database (in a schema created and dropped), e.g. "
+             "postgresql+psycopg://postgres@127.0.0.1/test.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write figures here.")] = None,
+    doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update.")] = None,
+) -> None:
+    """Wall time of whole pipeline ticks (poll, roll-ups, detection, root cause, store), per
+    store, and the first tick that loads the history."""
+    console = Console()
+    kinds = ["sqlite"] + (["postgresql"] if postgres else [])
+    figures: dict[str, Any] = {}
+    for kind in kinds:
+        status = f"{kind}: first tick ({history} of history), then {ticks} ticks"
+        with console.status(status), scratch_store(kind, postgres) as url:
+            figures[kind] = measure(url, leaves, ticks, history)
+    figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    table = Table(title=f"cxmon tick, {figures['sqlite']['series']:,} series")
+    for col in ("store", "first tick", "history points/s", "tick median", "tick max",
+                "series/s"):
+        table.add_column(col, justify="right")
+    for kind in kinds:
+        f = figures[kind]
+        table.add_row(kind, f"{f['first_tick_seconds']:.1f} s",
+                      f"{f['history_points_per_second']:,}", f"{f['tick_median_seconds']:.2f} s",
+                      f"{f['tick_max_seconds']:.2f} s", f"{f['series_per_second']:,}")
+    console.print(table)
+    write_json(json_out, figures)
+    if doc is None and (leaves < PUBLISHED_SIZE[0] or ticks < PUBLISHED_SIZE[1]):
+        typer.echo(f"docs not updated: the published figures are for --leaves "
+                   f"{PUBLISHED_SIZE[0]:,} --ticks {PUBLISHED_SIZE[1]} (pass --doc FILE to "
+                   "write a smaller run)", err=True)
+        return
+    update_section("tick", _markdown(figures, kinds, history, ticks), doc)
+
+
+def _markdown(figures: dict[str, Any], kinds: list[str], history: str, ticks: int) -> str:
+    f0 = figures["sqlite"]
+    lines = [
+        f"One metric of hourly contact counts with three dimensions: {f0['leaves']:,} leaves, "
+        f"{f0['series']:,} series with every roll-up (the total, each dimension value, each "
+        f"pair). A tick polls a generated in-memory source, builds and rolls up the frame, "
+        f"runs the default detector (`robust_seasonal`) and root cause, and writes points, "
+        f"checkpoints and the tick record to the store; delivery is not timed. The first tick "
+        f"also loads {history} of history. Steady figures: median and max of {ticks} ticks.",
+        "",
+        "| store | first tick | history points | history points/s | tick median | tick max "
+        "| series/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind in kinds:
+        f = figures[kind]
+        lines.append(f"| {kind} | {f['first_tick_seconds']:.1f} s | {f['history_points']:,} | "
+                     f"{f['history_points_per_second']:,} | {f['tick_median_seconds']:.2f} s | "
+                     f"{f['tick_max_seconds']:.2f} s | {f['series_per_second']:,} |")
+    lines += ["", f"Peak memory of the process (both runs): {figures['peak_rss_mb']:,} MB. "
+              f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+              "(a shared machine)."]
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tick")(bench_tick)
