@@ -34,7 +34,13 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import MetricConfig, MonitorConfig
 from monitor.detection import MetricDetectors
 from monitor.durations import format_duration
-from monitor.frames import FrameError, MeasureSpec, build_measure_frame, floor_time
+from monitor.frames import (
+    FrameError,
+    MeasureFrame,
+    MeasureSpec,
+    build_measure_frame,
+    floor_time,
+)
 from monitor.incidents import (
     IncidentChange,
     IncidentTracker,
@@ -60,6 +66,11 @@ log = logging.getLogger(__name__)
 MAX_CATCHUP_BUCKETS = 2000
 #: Backoff after consecutive failed polls of a metric: interval * 2^(n-1), capped.
 MAX_BACKOFF = timedelta(hours=1)
+#: A first tick learns its history in chunks of about this many points (series x buckets;
+#: roughly 0.5 KB of memory each while a chunk is processed) ...
+HISTORY_CHUNK_POINTS = 250_000
+#: ... the first chunk being this many buckets, before the number of series is known.
+HISTORY_FIRST_CHUNK = 24
 
 
 @dataclass(slots=True)
@@ -250,7 +261,11 @@ class Pipeline:
             fetch_since = floor_time(since - metric.late_window, metric.interval)
         snapshot = self.incidents.snapshot()
         try:
-            self._run(metric, since, until, result, fetch_since=fetch_since)
+            learned: list[str] = []  # series of the history's earlier chunks
+            if cursor is None:  # a long history is learned in chunks of bounded memory
+                since, learned = self._learn_history(metric, since, until, result)
+                fetch_since = since
+            self._run(metric, since, until, result, fetch_since=fetch_since, learned=learned)
         except (RetriableSourceError, FatalSourceError, FrameError) as exc:
             self._failed(metric, result, exc, health, started_at, snapshot)
         except Exception as exc:  # a bug must not kill the scheduler; it is logged and counted
@@ -300,27 +315,12 @@ class Pipeline:
         result: TickResult,
         *,
         fetch_since: datetime | None = None,
+        learned: list[str] | None = None,
     ) -> None:
-        source = self.sources[metric.source]
+        """Poll, detect, attribute, alert and commit ``[since, until)``; ``learned``: series
+        met in earlier history chunks of this tick, checkpointed with the ones polled here."""
         fetch_since = since if fetch_since is None else fetch_since
-        request = PollRequest(
-            metric=metric.name,
-            since=fetch_since,
-            until=until,
-            query=metric.query,
-            params=dict(metric.params),
-            timestamp_column=metric.timestamp,
-        )
-        dropped_before = Counter(getattr(source, "skipped", None) or {})
-        raw = source.fetch(request)
-        # rows the source itself dropped (a files source: malformed lines, unreadable times)
-        dropped = Counter(getattr(source, "skipped", None) or {}) - dropped_before
-        built = build_measure_frame(raw, measure_spec(metric), fetch_since, until)
-        result.rows_in = built.rows_in
-        result.rejected = dict(built.rejected + dropped)
-        if built.rejected:
-            log.warning("%s: rejected %d of %d rows %s", metric.name, built.rejected_total,
-                        built.rows_in, dict(built.rejected))  # the source logs its own drops
+        built = self._poll(metric, fetch_since, until, result)
         dets = self._metric_detectors(metric, list(built.series))
         fresh = built.frame  # re-polled (late-window) buckets are stored, never re-detected
         if fetch_since < since:
@@ -345,7 +345,7 @@ class Pipeline:
             if report.failures:
                 result.refit_failures[name] = report.failures
         detected.anomalies += no_data
-        result.anomalies = detected.anomalies
+        result.anomalies += detected.anomalies
         if detected.scores is not None and len(detected.scores):
             result.scores = detected.scores.drop_duplicates("series", keep="last")
         rca = attribute(fresh, detected.scores, built.series, detected.anomalies,  # root cause
@@ -362,8 +362,8 @@ class Pipeline:
         now = self.clock.now()
         with self.store.transaction() as tx:
             tx.ensure_series([*built.series.values(), *self._no_data_series(metric, no_data)])
-            result.rows_stored = tx.upsert_points(built.frame)
-            keys = list(built.series)
+            result.rows_stored += tx.upsert_points(built.frame)
+            keys = list(dict.fromkeys([*(learned or ()), *built.series]))
             for name, states in dets.checkpoints(keys).items():
                 tx.save_checkpoints(name, states)
             tx.add_anomalies(detected.anomalies)
@@ -372,8 +372,9 @@ class Pipeline:
             result.notifications = self._route(tx, changes, payloads, now)
             tx.set_cursor(metric.name, until)
             tx.record_tick(
-                metric=metric.name, started_at=now, finished_at=self.clock.now(), since=since,
-                until=until, rows_in=result.rows_in, rows_stored=result.rows_stored,
+                metric=metric.name, started_at=now, finished_at=self.clock.now(),
+                since=result.since or since, until=until, rows_in=result.rows_in,
+                rows_stored=result.rows_stored,
                 rejected=result.rejected, anomalies=len(result.anomalies),
             )
         self._cursors[metric.name] = until
@@ -394,6 +395,54 @@ class Pipeline:
                         "were scored, up to %s late (oldest %s): stored, never alerted on; set "
                         "delay: %s or more to score data this late", metric.name, late.new,
                         format_duration(lag), late.oldest_new.isoformat(), format_duration(lag))
+
+    def _poll(self, metric: MetricConfig, since: datetime, until: datetime,
+              result: TickResult) -> MeasureFrame:
+        """Fetch ``[since, until)`` and build the measure frame; rows in and rejected rows
+        (the frame's and the source's own drops) are added to ``result``."""
+        source = self.sources[metric.source]
+        request = PollRequest(metric=metric.name, since=since, until=until, query=metric.query,
+                              params=dict(metric.params), timestamp_column=metric.timestamp)
+        dropped_before = Counter(getattr(source, "skipped", None) or {})
+        raw = source.fetch(request)
+        # rows the source itself dropped (a files source: malformed lines, unreadable times)
+        dropped = Counter(getattr(source, "skipped", None) or {}) - dropped_before
+        built = build_measure_frame(raw, measure_spec(metric), since, until)
+        result.rows_in += built.rows_in
+        result.rejected = dict(Counter(result.rejected) + built.rejected + dropped)
+        if built.rejected:
+            log.warning("%s: rejected %d of %d rows %s", metric.name, built.rejected_total,
+                        built.rows_in, dict(built.rejected))  # the source logs its own drops
+        return built
+
+    def _learn_history(self, metric: MetricConfig, since: datetime, until: datetime,
+                       result: TickResult) -> tuple[datetime, list[str]]:
+        """A first tick's history but its newest chunk, learned chunk by chunk so memory is
+        bounded by ``HISTORY_CHUNK_POINTS``, not by history x series; returns where the
+        newest chunk (run by :meth:`_run`) starts, and the series met before it.
+
+        Each chunk stores its points, series and anomalies (idempotent writes); the cursor and
+        the detectors' checkpoints are only written with the newest chunk, so a failure part
+        way leaves nothing half-learned: the next tick learns the history again from scratch.
+        History is never alerted on (``result.silent_before``).
+        """
+        buckets = HISTORY_FIRST_CHUNK
+        seen: dict[str, None] = {}
+        while (until - since) // metric.interval > buckets:
+            hi = since + buckets * metric.interval
+            built = self._poll(metric, since, hi, result)
+            dets = self._metric_detectors(metric, list(built.series))
+            detected = dets.run(built.frame, built.series, keep_scores=False, until=hi)
+            self._no_data(metric, hi, built.frame)  # the newest bucket with rows, for later
+            with self.store.transaction() as tx:
+                tx.ensure_series(list(built.series.values()))
+                result.rows_stored += tx.upsert_points(built.frame)
+                tx.add_anomalies(detected.anomalies)
+            result.anomalies += detected.anomalies
+            seen.update(dict.fromkeys(built.series))
+            since = hi
+            buckets = max(1, HISTORY_CHUNK_POINTS // max(1, len(built.series)))
+        return since, list(seen)
 
     def _watermark(self, current: str, until: datetime) -> datetime:
         """The time up to which every metric has been processed (this tick included)."""
@@ -433,7 +482,9 @@ class Pipeline:
         snapshot = self.incidents.snapshot()
         try:
             with self.store.transaction() as tx:
-                if result.until is not None:  # no data while the source is down (issue 6)
+                # no data while the source is down (issue 6); not on a first tick, which may
+                # have stored part of its history: that is no "last data" to time an outage by
+                if result.until is not None and result.silent_before is None:
                     no_data = self._no_data(metric, result.until, None)
                     changes = self.incidents.observe(no_data, result.until)
                     tx.ensure_series(self._no_data_series(metric, no_data))
@@ -446,7 +497,8 @@ class Pipeline:
                 tx.record_tick(
                     metric=metric.name, started_at=now, finished_at=self.clock.now(),
                     since=result.since, until=result.until, rows_in=result.rows_in,
-                    rows_stored=0, rejected=result.rejected, anomalies=0, error=result.error,
+                    rows_stored=result.rows_stored, rejected=result.rejected, anomalies=0,
+                    error=result.error,
                 )
         except Exception:
             self.incidents.restore(snapshot)
