@@ -20,6 +20,7 @@ Clock and sleep are injected, so tests never wait.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import threading
@@ -170,9 +171,6 @@ class HttpClient:
         self.config = config
         self.sleep = sleep
         self.monotonic = monotonic
-        self.secrets = sorted(
-            {*secrets_of(config), *(extra_secrets or [])}, key=len, reverse=True
-        )
         hdrs = {"User-Agent": "cxmon", "Accept": "application/json"}
         hdrs.update({k: v.get_secret_value() for k, v in config.headers.items()})
         if config.token is not None:
@@ -181,6 +179,10 @@ class HttpClient:
         if auth is None and config.username is not None:
             pw = config.password.get_secret_value() if config.password else ""
             auth = (config.username, pw)
+        self.secrets = sorted(
+            {*secrets_of(config), *(extra_secrets or []), *_basic_credentials(auth)},
+            key=len, reverse=True,
+        )
         self._client = httpx.Client(
             base_url=config.base_url or "",
             headers=hdrs,
@@ -418,6 +420,16 @@ def call_with_retries(
                  retry.attempts - 1, wait)
         sleep(wait)
     raise RetriableSourceError(f"source {source}: {last} (will retry on a later tick)")
+
+
+def _basic_credentials(auth: Any) -> list[str]:
+    """The base64 ``user:password`` a basic-auth header carries: a proxy or vendor that
+    echoes the request's ``Authorization`` in its 401 body would otherwise put the
+    password, barely encoded, into the error message and the logs."""
+    if not isinstance(auth, tuple) or not auth[1]:
+        return []
+    user, password = auth
+    return [base64.b64encode(f"{user}:{password}".encode()).decode()]
 
 
 def _param(value: Any) -> Any:

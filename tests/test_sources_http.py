@@ -199,3 +199,17 @@ def test_pagination_stops_at_max_pages() -> None:
                                                        max_pages=4).model_dump())
         df = src.fetch(req("/x", records="items"))
     assert len(df) == 4
+
+
+def test_basic_auth_echoed_in_an_error_body_is_scrubbed() -> None:
+    """A gateway that echoes ``Authorization`` in its 401 body must not leak the
+    base64 ``user:password`` into the fatal message."""
+    with FakeServer() as server:
+        server.route("GET", "/items", lambda r: Response(
+            401, {"error": "unauthorized", "echo": r.headers.get("authorization")}))
+        src = make(server, username="svc", password="pw-s3cret")
+        with pytest.raises(FatalSourceError) as err:
+            src.fetch(req("/items", records="items"))
+    assert "HTTP 401" in str(err.value)
+    assert "c3ZjOnB3LXMzY3JldA" not in str(err.value)
+    assert "***" in str(err.value)
