@@ -301,19 +301,29 @@ class HttpClient:
         return f": {self.scrub(text[:200])}" if text else ""
 
     def get_json(
-        self, url: str, *, params: Mapping[str, Any] | None = None, fix_hint: str = ""
+        self, url: str, *, params: Mapping[str, Any] | None = None, fix_hint: str = "",
+        obj: bool = False,
     ) -> Any:
         response = self.request("GET", url, params=params, fix_hint=fix_hint)
-        return self.decode(response)
+        return self.decode(response, obj=obj)
 
-    def decode(self, response: httpx.Response) -> Any:
+    def decode(self, response: httpx.Response, *, obj: bool = False) -> Any:
+        """The JSON body; ``obj=True``: it must be an object (a connector reads its keys, and
+        a ``null`` or ``[]`` from a gateway was an ``AttributeError`` naming no source)."""
         try:
-            return response.json()
+            body = response.json()
         except ValueError:
             raise RetriableSourceError(
                 f"source {self.source}: {self.where(response.request.url)} returned a body "
                 "that is not JSON (a proxy or maintenance page?)"
             ) from None
+        if obj and not isinstance(body, dict):
+            raise RetriableSourceError(
+                f"source {self.source}: {self.where(response.request.url)} returned JSON "
+                f"{type(body).__name__ if body is not None else 'null'} where an object was "
+                "expected (a proxy, or base_url not the API root?)"
+            )
+        return body
 
     def pages(
         self,
@@ -323,6 +333,7 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         records: str | None = None,
         fix_hint: str = "",
+        obj: bool = False,
     ) -> Iterator[Any]:
         """Yield decoded bodies page after page, following ``pagination``.
 
@@ -341,7 +352,7 @@ class HttpClient:
         for _ in range(pagination.max_pages):
             assert next_url is not None
             response = self.request("GET", next_url, params=query, fix_hint=fix_hint)
-            body = self.decode(response)
+            body = self.decode(response, obj=obj)
             yield body
             if style == "none":
                 return

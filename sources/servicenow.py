@@ -146,7 +146,7 @@ class ServiceNowSource(HttpSource):
 
         rows: list[dict[str, Any]] = []
         for body in self.http.pages(f"/api/now/table/{table}", pagination, params=params,
-                                    fix_hint="the user needs the itil role or read ACLs"):
+                                    fix_hint="the user needs the itil role or read ACLs", obj=True):
             rows.extend(self.records(body.get("result"), parse))
         return pd.DataFrame(rows, columns=[*dict.fromkeys(fields), "count"])
 
@@ -161,7 +161,7 @@ class ServiceNowSource(HttpSource):
                 "sysparm_group_by": ",".join(q.group_by),
                 "sysparm_display_value": "false",
             }
-            body = self.http.get_json(f"/api/now/stats/{table}", params=params,
+            body = self.http.get_json(f"/api/now/stats/{table}", params=params, obj=True,
                                       fix_hint="the user needs the itil role or read ACLs")
             result = body.get("result")
             if isinstance(result, dict):  # no group_by: a single stats object

@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from sources.base import FatalSourceError, PollRequest
+from sources.base import FatalSourceError, PollRequest, RetriableSourceError
 from sources.google_analytics import GoogleAnalyticsSource, GoogleAnalyticsSourceConfig
 from sources.salesforce import SalesforceSource, SalesforceSourceConfig, render_soql
 from sources.servicenow import ServiceNowSource, ServiceNowSourceConfig
 from sources.zendesk import ZendeskSource, ZendeskSourceConfig
 from tests.fakes.google_analytics import PROPERTY, serve_google_analytics
 from tests.fakes.salesforce import AGGREGATE_SOQL, serve_salesforce
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, Response
 from tests.fakes.servicenow import serve_servicenow
 from tests.fakes.zendesk import serve_zendesk
 
@@ -75,6 +75,21 @@ def test_zendesk_expired_credentials_are_fatal() -> None:
         with pytest.raises(FatalSourceError) as info:
             src.fetch(PollRequest("t", T0, T6, "tickets", {}, "created_at"))
     assert "credentials" in str(info.value) and "old-token" not in str(info.value)
+
+
+@pytest.mark.parametrize("body", [[], None])
+@pytest.mark.parametrize("vendor", ["zendesk", "servicenow"])
+def test_a_body_that_is_not_an_object_is_a_source_error(vendor: str, body: object) -> None:
+    """A gateway's ``null`` or ``[]`` (or a base_url that is not the API root) names the
+    source and URL instead of failing the tick with a bare AttributeError."""
+    path = {"zendesk": "/api/v2/incremental/tickets/cursor.json",
+            "servicenow": "/api/now/table/incident"}[vendor]
+    with FakeServer() as server:
+        server.route("GET", path, lambda r: Response(200, body))
+        src = zendesk(server) if vendor == "zendesk" else servicenow(server)
+        query = "tickets" if vendor == "zendesk" else "incident"
+        with pytest.raises(RetriableSourceError, match="where an object was expected"):
+            src.fetch(PollRequest("t", T0, T6, query, {}, "created_at"))
 
 
 def servicenow(server: FakeServer) -> ServiceNowSource:
