@@ -191,6 +191,21 @@ def test_salesforce_expired_session_and_bad_soql_are_fatal() -> None:
                 PollRequest("c", T0, T6, "SELEC Id FROM Case", {}, "ts"))
 
 
+def test_salesforce_maintenance_page_is_retried_then_retriable() -> None:
+    """An HTML page instead of JSON (a proxy, Salesforce maintenance) is retried with backoff
+    and then a retriable error naming the source, not a bare JSONDecodeError."""
+    sleeps: list[float] = []
+    with FakeServer() as server:
+        server.route("GET", "/services/data/v59.0/query/*",
+                     lambda r: Response(200, "<html>Down for maintenance</html>"))
+        src = SalesforceSource("sf", SalesforceSourceConfig(
+            type="salesforce", instance_url=server.url, access_token="tok",
+            retry={"attempts": 3, "backoff": 2}), sleep=sleeps.append)
+        with pytest.raises(RetriableSourceError, match=r"source sf: .*not JSON"):
+            src.fetch(PollRequest("c", T0, T6, AGGREGATE_SOQL, {}, "ts"))
+    assert sleeps == [2, 4]
+
+
 def test_salesforce_config_needs_credentials() -> None:
     with pytest.raises(ValidationError, match="instance_url"):
         SalesforceSourceConfig(type="salesforce", access_token="t")
