@@ -260,3 +260,16 @@ def test_ga_unknown_dimension_is_fatal() -> None:
                                                             "metrics": ["sessions"]}, "ts"))
         with pytest.raises(FatalSourceError, match=r"params\.metrics or params\.funnel"):
             ga(server).fetch(PollRequest("x", T0, T6, "x", {}, "ts"))
+
+
+def test_ga_no_access_to_the_property_is_a_credentials_error() -> None:
+    """HTTP 403 (the service account is not on the property) says to fix access, not to
+    check params.dimensions."""
+    with FakeServer() as server:
+        server.route("POST", f"/v1beta/properties/{PROPERTY}:runReport", lambda r: Response(
+            403, {"error": {"code": 403, "status": "PERMISSION_DENIED", "message":
+                            "User does not have sufficient permissions for this property."}}))
+        with pytest.raises(FatalSourceError) as info:
+            ga(server).fetch(PollRequest("x", T0, T6, "x", {"metrics": ["sessions"]}, "ts"))
+    assert "credentials rejected" in str(info.value)
+    assert "params.dimensions" not in str(info.value)
