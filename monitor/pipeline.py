@@ -427,6 +427,9 @@ class Pipeline:
         health.failures += 1
         backoff = min(metric.interval * 2 ** (health.failures - 1), MAX_BACKOFF)
         health.retry_at = now + backoff if health.failures > 1 else None
+        asked = getattr(exc, "retry_after", None)
+        if asked:  # the server's Retry-After: polling sooner only prolongs a rate limit
+            health.retry_at = max(health.retry_at or now, now + timedelta(seconds=asked))
         level = logging.ERROR if isinstance(exc, FatalSourceError | FrameError) else logging.WARNING
         log.log(level, "tick of %s failed (%d in a row): %s", metric.name, health.failures,
                 result.error)

@@ -23,7 +23,14 @@ class SourceError(RuntimeError):
 
 
 class RetriableSourceError(SourceError):
-    """Temporary failure (timeout, 429, 5xx, connection refused): retry with backoff."""
+    """Temporary failure (timeout, 429, 5xx, connection refused): retry with backoff.
+
+    ``retry_after``: seconds the server asked to wait (a ``Retry-After`` longer than the
+    poll's ``max_wait``); the pipeline does not poll the source again sooner."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class FatalSourceError(SourceError):

@@ -249,7 +249,7 @@ class HttpClient:
         target = httpx.URL(url)
         if params:  # merged into the URL's own query (httpx would replace it)
             target = target.copy_merge_params({k: _param(v) for k, v in params.items()})
-        last = ""
+        last, asked = "", None
         for attempt in range(1, attempts + 1):
             self._throttle()
             self.requests += 1
@@ -285,12 +285,14 @@ class HttpClient:
             wait = self._wait_for(attempt, response)
             if wait > self.config.retry.max_wait:
                 last += f"; server asked to wait {wait:.0f}s"
+                asked = wait
                 break
             self.retries += 1
             log.info("source %s: %s; retry %d/%d in %.1fs", self.source, last, attempt,
                      attempts - 1, wait)
             self.sleep(wait)
-        raise RetriableSourceError(f"source {self.source}: {last} (will retry on a later tick)")
+        raise RetriableSourceError(f"source {self.source}: {last} (will retry on a later tick)",
+                                   retry_after=asked)
 
     def _detail(self, response: httpx.Response) -> str:
         """A short, scrubbed excerpt of the vendor's error message."""
@@ -407,7 +409,7 @@ def call_with_retries(
     ``("fatal", None, message)``, or None for an exception that is not the SDK's (re-raised).
     Messages pass through ``scrub``.
     """
-    last = ""
+    last, asked = "", None
     for attempt in range(1, retry.attempts + 1):
         try:
             return fn()
@@ -426,11 +428,13 @@ def call_with_retries(
                                                    retry.max_wait)
         if wait > retry.max_wait:
             last += f"; server asked to wait {wait:.0f}s"
+            asked = wait
             break
         log.info("source %s: %s; retry %d/%d in %.1fs", source, last, attempt,
                  retry.attempts - 1, wait)
         sleep(wait)
-    raise RetriableSourceError(f"source {source}: {last} (will retry on a later tick)")
+    raise RetriableSourceError(f"source {source}: {last} (will retry on a later tick)",
+                               retry_after=asked)
 
 
 def _basic_credentials(auth: Any) -> list[str]:

@@ -124,9 +124,10 @@ def test_retry_after_http_date_and_too_long_waits() -> None:
         assert sleeps == [3.0]
         # A Retry-After longer than max_wait ends the poll now: the pipeline retries later.
         server.fail(429, 1, {"Retry-After": "3600"})
-        with pytest.raises(RetriableSourceError, match=r"asked to wait 3600s"):
+        with pytest.raises(RetriableSourceError, match=r"asked to wait 3600s") as err:
             src.fetch(req("/x"))
         assert sleeps == [3.0]
+        assert err.value.retry_after == 3600  # the pipeline waits that long (not sooner)
 
 
 def test_timeout_is_retriable() -> None:
