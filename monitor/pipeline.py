@@ -310,6 +310,7 @@ class Pipeline:
             query=metric.query,
             params=dict(metric.params),
             timestamp_column=metric.timestamp,
+            interval=metric.interval,
         )
         dropped_before = Counter(getattr(source, "skipped", None) or {})
         raw = source.fetch(request)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -65,6 +65,8 @@ class PollRequest:
     query: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     timestamp_column: str = "timestamp"
+    #: the metric's bucket size, for sources that count per bucket themselves
+    interval: timedelta | None = None
 
 
 class Source(ABC):

@@ -110,6 +110,21 @@ def test_servicenow_aggregate_counts_per_bucket_and_category() -> None:
                                             T0 + timedelta(hours=4)]
 
 
+def test_servicenow_aggregate_buckets_never_span_more_than_the_interval() -> None:
+    """A 15m metric polling an hour (history, catch-up, late_window) makes one stats call
+    per 15 minutes, so each count lands in its own bucket, not all in the first."""
+    with FakeServer() as server:
+        serve_servicenow(server, "u", "p")
+        df = servicenow(server).fetch(PollRequest(
+            "inc", T0, T0 + timedelta(hours=1), "incident", {"group_by": ["category"]},
+            "opened_at", timedelta(minutes=15)))
+        calls = server.requests_to("/api/now/stats/incident")
+    assert len(calls) == 4
+    # the fake's incidents are opened at :15 and :16: their quarter, not the hour's first
+    assert list(df["opened_at"]) == [T0 + timedelta(minutes=15)] * 2
+    assert df["count"].tolist() == [1, 1]
+
+
 def test_servicenow_table_filter_and_reference_fields() -> None:
     with FakeServer() as server:
         serve_servicenow(server, "u", "p")
