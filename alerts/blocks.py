@@ -38,6 +38,7 @@ __all__ = [
     "FEEDBACK_ACTIONS",
     "MAX_BLOCKS",
     "MAX_TEXT",
+    "escape_mrkdwn",
     "grafana_link",
     "limit_blocks",
     "render_message",
@@ -107,7 +108,7 @@ def render_message(
         f"*Metric*\n{', '.join(metrics) or 'n/a'}",
         f"*Since*\n{_when(payload.get('opened_at'))}",
     ]
-    blocks.append({"type": "section", "fields": [_mrkdwn(_cut(f, 2000)) for f in fields]})
+    blocks.append({"type": "section", "fields": [_mrkdwn(f, 2000) for f in fields]})
 
     if payload.get("status") == "resolved":
         opened, until = payload.get("opened_at"), payload.get("resolved_at")
@@ -139,8 +140,9 @@ def render_message(
     context = f"cxmon · incident `{payload.get('incident_key', '')}`"
     if closed and payload.get("status") != "resolved":
         context += " · resolved, see thread"
-    blocks.append({"type": "context", "elements": [_mrkdwn(_cut(context, MAX_TEXT))]})
-    return {"text": _cut(text, MAX_TEXT), "color": colour, "blocks": limit_blocks(blocks)}
+    blocks.append({"type": "context", "elements": [_mrkdwn(context)]})
+    return {"text": _cut(escape_mrkdwn(text), MAX_TEXT), "color": colour,
+            "blocks": limit_blocks(blocks)}
 
 
 def grafana_link(payload: Mapping[str, Any], base_url: str) -> str | None:
@@ -288,15 +290,26 @@ def limit_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": _mrkdwn(_cut(text, MAX_TEXT))}
+    return {"type": "section", "text": _mrkdwn(text)}
 
 
 def _plain(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": text, "emoji": True}
 
 
-def _mrkdwn(text: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": text}
+def _mrkdwn(text: str, limit: int = MAX_TEXT) -> dict[str, Any]:
+    """A mrkdwn text object, escaped, then cut to ``limit``."""
+    return {"type": "mrkdwn", "text": _cut(escape_mrkdwn(text), limit)}
+
+
+def escape_mrkdwn(text: str) -> str:
+    """``&``, ``<`` and ``>`` as Slack's entities. Label values come from the data: a value
+    ``<!channel>`` pinged the whole channel and ``<https://x|y>`` became a link.
+
+    >>> escape_mrkdwn("a&b <!channel>")
+    'a&amp;b &lt;!channel&gt;'
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cut(text: str, limit: int) -> str:

@@ -94,7 +94,7 @@ def backfill(
     try:
         for lo, hi in chunks(start, end, step):
             request = PollRequest(metric.name, lo, hi, metric.query, dict(metric.params),
-                                  metric.timestamp)
+                                  metric.timestamp, metric.interval)
             for attempt in range(retries + 1):
                 try:
                     raw = src.fetch(request)

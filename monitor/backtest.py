@@ -101,7 +101,7 @@ def run_backtest(
                     progress.update(task, description=f"{name} {lo:%Y-%m-%d}")
                     raw = sources[metric.source].fetch(
                         PollRequest(name, lo, hi, metric.query, dict(metric.params),
-                                    metric.timestamp)
+                                    metric.timestamp, metric.interval)
                     )
                     built = build_measure_frame(raw, measure_spec(metric), lo, hi)
                     found = dets.run(built.frame, built.series).anomalies

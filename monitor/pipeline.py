@@ -402,7 +402,8 @@ class Pipeline:
         (the frame's and the source's own drops) are added to ``result``."""
         source = self.sources[metric.source]
         request = PollRequest(metric=metric.name, since=since, until=until, query=metric.query,
-                              params=dict(metric.params), timestamp_column=metric.timestamp)
+                              params=dict(metric.params), timestamp_column=metric.timestamp,
+                              interval=metric.interval)
         dropped_before = Counter(getattr(source, "skipped", None) or {})
         raw = source.fetch(request)
         # rows the source itself dropped (a files source: malformed lines, unreadable times)
@@ -476,6 +477,9 @@ class Pipeline:
         health.failures += 1
         backoff = min(metric.interval * 2 ** (health.failures - 1), MAX_BACKOFF)
         health.retry_at = now + backoff if health.failures > 1 else None
+        asked = getattr(exc, "retry_after", None)
+        if asked:  # the server's Retry-After: polling sooner only prolongs a rate limit
+            health.retry_at = max(health.retry_at or now, now + timedelta(seconds=asked))
         level = logging.ERROR if isinstance(exc, FatalSourceError | FrameError) else logging.WARNING
         log.log(level, "tick of %s failed (%d in a row): %s", metric.name, health.failures,
                 result.error)

@@ -61,7 +61,8 @@ def probe_metric(metric: MetricConfig, source: Source, now: datetime, intervals:
     since = until - intervals * metric.interval
     out = Probe(metric.name, metric.source, since, until)
     request = PollRequest(metric=metric.name, since=since, until=until, query=metric.query,
-                          params=dict(metric.params), timestamp_column=metric.timestamp)
+                          params=dict(metric.params), timestamp_column=metric.timestamp,
+                          interval=metric.interval)
     try:
         raw = source.fetch(request)
         built = build_measure_frame(raw, measure_spec(metric), since, until)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -23,7 +23,14 @@ class SourceError(RuntimeError):
 
 
 class RetriableSourceError(SourceError):
-    """Temporary failure (timeout, 429, 5xx, connection refused): retry with backoff."""
+    """Temporary failure (timeout, 429, 5xx, connection refused): retry with backoff.
+
+    ``retry_after``: seconds the server asked to wait (a ``Retry-After`` longer than the
+    poll's ``max_wait``); the pipeline does not poll the source again sooner."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class FatalSourceError(SourceError):
@@ -58,6 +65,8 @@ class PollRequest:
     query: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     timestamp_column: str = "timestamp"
+    #: the metric's bucket size, for sources that count per bucket themselves
+    interval: timedelta | None = None
 
 
 class Source(ABC):

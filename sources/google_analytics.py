@@ -181,7 +181,9 @@ class GoogleAnalyticsSource(SdkSource):
         if isinstance(exc, gexc.GoogleAPICallError):
             code = getattr(exc, "code", None) or 0
             message = f"GA4 Data API HTTP {code}: {exc.message}"
-            if isinstance(exc, gexc.Unauthenticated | gexc.PermissionDenied):
+            # the REST transport raises the HTTP classes (Unauthorized, Forbidden), parents
+            # of the gRPC ones (Unauthenticated, PermissionDenied)
+            if isinstance(exc, gexc.Unauthorized | gexc.Forbidden):
                 return ("fatal", None, f"credentials rejected ({message}); the token expired "
                         "or the account has no access to the property: renew the credentials "
                         "or grant the service account Viewer on the property")

@@ -20,6 +20,7 @@ Clock and sleep are injected, so tests never wait.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import threading
@@ -170,9 +171,6 @@ class HttpClient:
         self.config = config
         self.sleep = sleep
         self.monotonic = monotonic
-        self.secrets = sorted(
-            {*secrets_of(config), *(extra_secrets or [])}, key=len, reverse=True
-        )
         hdrs = {"User-Agent": "cxmon", "Accept": "application/json"}
         hdrs.update({k: v.get_secret_value() for k, v in config.headers.items()})
         if config.token is not None:
@@ -181,6 +179,10 @@ class HttpClient:
         if auth is None and config.username is not None:
             pw = config.password.get_secret_value() if config.password else ""
             auth = (config.username, pw)
+        self.secrets = sorted(
+            {*secrets_of(config), *(extra_secrets or []), *_basic_credentials(auth)},
+            key=len, reverse=True,
+        )
         self._client = httpx.Client(
             base_url=config.base_url or "",
             headers=hdrs,
@@ -247,7 +249,7 @@ class HttpClient:
         target = httpx.URL(url)
         if params:  # merged into the URL's own query (httpx would replace it)
             target = target.copy_merge_params({k: _param(v) for k, v in params.items()})
-        last = ""
+        last, asked = "", None
         for attempt in range(1, attempts + 1):
             self._throttle()
             self.requests += 1
@@ -283,12 +285,14 @@ class HttpClient:
             wait = self._wait_for(attempt, response)
             if wait > self.config.retry.max_wait:
                 last += f"; server asked to wait {wait:.0f}s"
+                asked = wait
                 break
             self.retries += 1
             log.info("source %s: %s; retry %d/%d in %.1fs", self.source, last, attempt,
                      attempts - 1, wait)
             self.sleep(wait)
-        raise RetriableSourceError(f"source {self.source}: {last} (will retry on a later tick)")
+        raise RetriableSourceError(f"source {self.source}: {last} (will retry on a later tick)",
+                                   retry_after=asked)
 
     def _detail(self, response: httpx.Response) -> str:
         """A short, scrubbed excerpt of the vendor's error message."""
@@ -299,19 +303,29 @@ class HttpClient:
         return f": {self.scrub(text[:200])}" if text else ""
 
     def get_json(
-        self, url: str, *, params: Mapping[str, Any] | None = None, fix_hint: str = ""
+        self, url: str, *, params: Mapping[str, Any] | None = None, fix_hint: str = "",
+        obj: bool = False,
     ) -> Any:
         response = self.request("GET", url, params=params, fix_hint=fix_hint)
-        return self.decode(response)
+        return self.decode(response, obj=obj)
 
-    def decode(self, response: httpx.Response) -> Any:
+    def decode(self, response: httpx.Response, *, obj: bool = False) -> Any:
+        """The JSON body; ``obj=True``: it must be an object (a connector reads its keys, and
+        a ``null`` or ``[]`` from a gateway was an ``AttributeError`` naming no source)."""
         try:
-            return response.json()
+            body = response.json()
         except ValueError:
             raise RetriableSourceError(
                 f"source {self.source}: {self.where(response.request.url)} returned a body "
                 "that is not JSON (a proxy or maintenance page?)"
             ) from None
+        if obj and not isinstance(body, dict):
+            raise RetriableSourceError(
+                f"source {self.source}: {self.where(response.request.url)} returned JSON "
+                f"{type(body).__name__ if body is not None else 'null'} where an object was "
+                "expected (a proxy, or base_url not the API root?)"
+            )
+        return body
 
     def pages(
         self,
@@ -321,6 +335,7 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         records: str | None = None,
         fix_hint: str = "",
+        obj: bool = False,
     ) -> Iterator[Any]:
         """Yield decoded bodies page after page, following ``pagination``.
 
@@ -339,7 +354,7 @@ class HttpClient:
         for _ in range(pagination.max_pages):
             assert next_url is not None
             response = self.request("GET", next_url, params=query, fix_hint=fix_hint)
-            body = self.decode(response)
+            body = self.decode(response, obj=obj)
             yield body
             if style == "none":
                 return
@@ -394,7 +409,7 @@ def call_with_retries(
     ``("fatal", None, message)``, or None for an exception that is not the SDK's (re-raised).
     Messages pass through ``scrub``.
     """
-    last = ""
+    last, asked = "", None
     for attempt in range(1, retry.attempts + 1):
         try:
             return fn()
@@ -413,11 +428,23 @@ def call_with_retries(
                                                    retry.max_wait)
         if wait > retry.max_wait:
             last += f"; server asked to wait {wait:.0f}s"
+            asked = wait
             break
         log.info("source %s: %s; retry %d/%d in %.1fs", source, last, attempt,
                  retry.attempts - 1, wait)
         sleep(wait)
-    raise RetriableSourceError(f"source {source}: {last} (will retry on a later tick)")
+    raise RetriableSourceError(f"source {source}: {last} (will retry on a later tick)",
+                               retry_after=asked)
+
+
+def _basic_credentials(auth: Any) -> list[str]:
+    """The base64 ``user:password`` a basic-auth header carries: a proxy or vendor that
+    echoes the request's ``Authorization`` in its 401 body would otherwise put the
+    password, barely encoded, into the error message and the logs."""
+    if not isinstance(auth, tuple) or not auth[1]:
+        return []
+    user, password = auth
+    return [base64.b64encode(f"{user}:{password}".encode()).decode()]
 
 
 def _param(value: Any) -> Any:

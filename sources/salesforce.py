@@ -209,6 +209,9 @@ class SalesforceSource(SdkSource):
             return ("fatal", None, f"HTTP {status} ({detail})")
         if isinstance(exc, requests.Timeout | requests.ConnectionError):
             return ("retriable", None, f"connection failed ({type(exc).__name__})")
+        if isinstance(exc, requests.JSONDecodeError):  # a proxy's page, not the REST API
+            return ("retriable", self._retry_after(), "the API returned a body that is not "
+                    "JSON (a proxy or maintenance page?)")
         return None
 
     def _retry_after(self) -> float | None:

@@ -6,7 +6,8 @@ A metric's ``query`` is the table name (``incident``). ``params``:
 ``fields``      Table API: the fields returned per record, e.g. ``[category, priority]``
 ``filter``      an extra encoded query ANDed to the time range (e.g. ``active=true``)
 ``group_by``    Aggregate API: count records per these fields in each ``bucket``
-``bucket``      Aggregate API bucket length (default ``1h``): one stats call per bucket
+``bucket``      Aggregate API bucket length (default and at most: the metric's ``interval``;
+                ``1h`` when unknown): one stats call per bucket
 
 Table API (default): ``GET /api/now/table/<table>?sysparm_query=...&sysparm_fields=...``
 with ``sysparm_limit``/``sysparm_offset`` paging (following ``Link: rel="next"``); one row per
@@ -74,7 +75,7 @@ class ServiceNowQuery(BaseModel):
     fields: list[str] = Field(default_factory=list)
     filter: str | None = None
     group_by: list[str] = Field(default_factory=list)
-    bucket: Duration = timedelta(hours=1)
+    bucket: Duration | None = None
 
     @field_validator("time_field")
     @classmethod
@@ -146,22 +147,23 @@ class ServiceNowSource(HttpSource):
 
         rows: list[dict[str, Any]] = []
         for body in self.http.pages(f"/api/now/table/{table}", pagination, params=params,
-                                    fix_hint="the user needs the itil role or read ACLs"):
+                                    fix_hint="the user needs the itil role or read ACLs", obj=True):
             rows.extend(self.records(body.get("result"), parse))
         return pd.DataFrame(rows, columns=[*dict.fromkeys(fields), "count"])
 
     def _aggregate(self, table: str, q: ServiceNowQuery, request: PollRequest) -> pd.DataFrame:
         rows: list[dict[str, Any]] = []
+        bucket = _bucket(q.bucket, request.interval)
         lo = request.since
         while lo < request.until:
-            hi = min(lo + q.bucket, request.until)
+            hi = min(lo + bucket, request.until)
             params = {
                 "sysparm_query": _encoded(q.time_field, lo, hi, q.filter).rsplit("^ORDERBY", 1)[0],
                 "sysparm_count": "true",
                 "sysparm_group_by": ",".join(q.group_by),
                 "sysparm_display_value": "false",
             }
-            body = self.http.get_json(f"/api/now/stats/{table}", params=params,
+            body = self.http.get_json(f"/api/now/stats/{table}", params=params, obj=True,
                                       fix_hint="the user needs the itil role or read ACLs")
             result = body.get("result")
             if isinstance(result, dict):  # no group_by: a single stats object
@@ -177,6 +179,14 @@ class ServiceNowSource(HttpSource):
             rows.extend(self.records(result, parse))
             lo = hi
         return pd.DataFrame(rows, columns=[q.time_field, *q.group_by, "count"])
+
+
+def _bucket(bucket: timedelta | None, interval: timedelta | None) -> timedelta:
+    """One stats call's span: ``bucket``, never more than the metric's interval. A count is
+    stamped at its call's start, so a 1h bucket on a 15m metric put an hour of incidents
+    into the first quarter (history, catch-up and late_window polls span several)."""
+    spans = [s for s in (bucket, interval) if s]
+    return min(spans) if spans else timedelta(hours=1)
 
 
 def _value(v: Any) -> Any:

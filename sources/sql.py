@@ -4,7 +4,7 @@ parameters (never string formatting), plus the metric's own ``params``."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import sqlalchemy as sa
@@ -57,6 +57,7 @@ class SqlSource(Source):
         if self._engine is None:
             url = sa.make_url(self.config.url.get_secret_value())
             self._engine = sa.create_engine(url, pool_pre_ping=True)
+            _utc_sessions(self._engine)
         return self._engine
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
@@ -90,6 +91,34 @@ class SqlSource(Source):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+#: Per dialect, the statement that makes a session compare and return times in UTC.
+_SESSION_UTC = {"postgresql": "SET TIME ZONE 'UTC'", "mysql": "SET time_zone = '+00:00'",
+                "mariadb": "SET time_zone = '+00:00'"}
+
+
+def _utc_sessions(engine: sa.Engine) -> None:
+    """Run every connection of ``engine`` in UTC.
+
+    ``:since`` is bound as an aware time. A server whose time zone is local (initdb's default
+    is the host's) compares a naive ``timestamp`` column with it in that zone, so a poll of
+    09:00-12:00 UTC returned the rows stored as 04:00-07:00 (New York): shifted data, silently.
+    In UTC the comparison matches the documented rule, naive values are UTC.
+    """
+    statement = _SESSION_UTC.get(engine.dialect.name)
+    if statement is None:
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def _set_utc(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+        if engine.dialect.name == "postgresql":
+            dbapi_conn.commit()  # psycopg opened a transaction for the SET
 
 
 def _sqlite_time(value: datetime) -> str:

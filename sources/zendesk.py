@@ -125,7 +125,7 @@ class ZendeskSource(HttpSource):
                                   "per_page": 1000}
         for _ in range(MAX_PAGES):
             body = self.http.get_json("/api/v2/incremental/tickets/cursor.json", params=params,
-                                      fix_hint=hint)
+                                      fix_hint=hint, obj=True)
             rows.extend(self.records(body.get("tickets"), parse))
             cursor = body.get("after_cursor")
             if body.get("end_of_stream", True) or not cursor:
@@ -154,7 +154,7 @@ class ZendeskSource(HttpSource):
         }
         for _ in range(MAX_PAGES):
             assert url is not None
-            body = self.http.get_json(url, params=params)
+            body = self.http.get_json(url, params=params, obj=True)
             rows.extend(self.records(body.get("satisfaction_ratings"), parse))
             links, meta = body.get("links") or {}, body.get("meta") or {}
             url = links.get("next") if meta.get("has_more") else body.get("next_page")

@@ -344,3 +344,22 @@ def test_root_cause_shapes() -> None:
     assert any(t.startswith("*Related anomalies* (2)\nMoved in this order: "
                             "checkout_dropoff_rate (10:00) → complaints (11:00)\n• ")
                for t in texts)
+
+
+def test_label_values_are_escaped_for_mrkdwn() -> None:
+    """``<``, ``>`` and ``&`` in data-driven label values reach Slack as entities: a value
+    ``<!channel>`` must not ping the channel nor ``<https://x|y>`` become a link."""
+    a = {**PAYLOAD["anomalies"][0], "labels": {"journey": "checkout",
+                                                "page": "<!channel> <https://evil|x> a&b"}}
+    payload = update_of(PAYLOAD, anomalies=[a, a], anomalies_total=2,
+                        title="journey=checkout: page=<!here> anomalous",
+                        root_cause=[{"elements": [{"page": "<!channel>"}], "share": 1.0}])
+    message = render_message(payload)
+    texts = [message["text"]] + [
+        t["text"] for b in message["blocks"] if b["type"] in ("section", "context")
+        for t in ([b["text"]] if "text" in b else []) + b.get("fields", [])
+        + b.get("elements", []) if t.get("type") == "mrkdwn"]
+    joined = "\n".join(texts)
+    assert "<" not in joined and ">" not in joined
+    assert "&lt;!channel&gt; &lt;https://evil|x&gt; a&amp;b" in joined
+    assert "page=&lt;!here&gt;" in message["text"]

@@ -124,9 +124,10 @@ def test_retry_after_http_date_and_too_long_waits() -> None:
         assert sleeps == [3.0]
         # A Retry-After longer than max_wait ends the poll now: the pipeline retries later.
         server.fail(429, 1, {"Retry-After": "3600"})
-        with pytest.raises(RetriableSourceError, match=r"asked to wait 3600s"):
+        with pytest.raises(RetriableSourceError, match=r"asked to wait 3600s") as err:
             src.fetch(req("/x"))
         assert sleeps == [3.0]
+        assert err.value.retry_after == 3600  # the pipeline waits that long (not sooner)
 
 
 def test_timeout_is_retriable() -> None:
@@ -199,3 +200,17 @@ def test_pagination_stops_at_max_pages() -> None:
                                                        max_pages=4).model_dump())
         df = src.fetch(req("/x", records="items"))
     assert len(df) == 4
+
+
+def test_basic_auth_echoed_in_an_error_body_is_scrubbed() -> None:
+    """A gateway that echoes ``Authorization`` in its 401 body must not leak the
+    base64 ``user:password`` into the fatal message."""
+    with FakeServer() as server:
+        server.route("GET", "/items", lambda r: Response(
+            401, {"error": "unauthorized", "echo": r.headers.get("authorization")}))
+        src = make(server, username="svc", password="pw-s3cret")
+        with pytest.raises(FatalSourceError) as err:
+            src.fetch(req("/items", records="items"))
+    assert "HTTP 401" in str(err.value)
+    assert "c3ZjOnB3LXMzY3JldA" not in str(err.value)
+    assert "***" in str(err.value)

@@ -136,6 +136,38 @@ def test_outage_then_recovery_no_gap_one_no_data_alert_resolved(tmp_path) -> Non
     store.close()
 
 
+def test_a_long_retry_after_holds_the_next_polls_back(tmp_path) -> None:
+    """A 429 asking for an hour (longer than the poll's max_wait) is not polled again
+    within that hour: the pipeline's own backoff (5, 10, 20 minutes) would hammer a
+    rate-limited API and extend its lockout."""
+
+    class Limited(Shop):
+        def fetch(self, request: PollRequest) -> pd.DataFrame:
+            if self.down:
+                self.requests.append(request)
+                raise RetriableSourceError("source shop: HTTP 429; server asked to wait "
+                                           "3600s", retry_after=3600)
+            return super().fetch(request)
+
+    cfg = parse_config(CONFIG.format(db=tmp_path / "s.db", extra=""), env={})
+    store = Store.open(cfg.store.url)
+    clock = FakeClock(T0 + STEP)
+    shop = Limited()
+    p = Pipeline(cfg, store, clock=clock, sources={"shop": shop},
+                 notifiers={"console": object()})  # type: ignore[dict-item]
+    run(p, clock, T0 + timedelta(minutes=30))
+    shop.down, shop.requests = True, []
+    limited_at = clock.now() + STEP
+    results = run(p, clock, limited_at + timedelta(minutes=55))
+    assert len(shop.requests) == 1  # the 429, then nothing for the hour
+    assert all(r.skipped.startswith("backing off") for r in results[1:])
+    shop.down = False
+    after = run(p, clock, limited_at + timedelta(minutes=65))
+    assert any(r.ok and not r.skipped for r in after)
+    p.close()
+    store.close()
+
+
 class QuietShop(Shop):
     """A Shop whose rows stop at ``cutoff`` (the whole metric goes quiet, no error), and
     whose ``missing`` channels send nothing."""

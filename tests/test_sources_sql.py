@@ -202,3 +202,36 @@ def test_sqlite_text_times_keep_the_first_bucket(tmp_path) -> None:
     frame = src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1), query, {}, "ts"))
     src.close()
     assert sorted(frame["n"]) == [1, 2]
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_naive_utc_column_is_polled_in_utc_whatever_the_server_time_zone(kind: str) -> None:
+    """A server (or URL) in New York time must not shift a naive UTC column by five hours:
+    the row at ``since`` is in, the row at ``until`` out, and nothing else."""
+    if kind == "postgresql":
+        require_postgres()
+        url = PG_URL + ("&" if "?" in PG_URL else "?") + "options=-c%20timezone%3DAmerica/New_York"
+    else:
+        require_mariadb()
+        url = MARIADB_URL + "?init_command=SET%20time_zone%3D'-05:00'"
+    table = f"tz_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(url.split("?")[0], poolclass=NullPool)
+    meta = sa.MetaData()
+    # MariaDB converts a TIMESTAMP column through the session's zone (written here in UTC)
+    column = sa.DateTime() if kind == "postgresql" else sa.TIMESTAMP()
+    t = sa.Table(table, meta, sa.Column("ts", column, nullable=True), sa.Column("n", sa.Integer))
+    meta.create_all(engine)
+    stamps = [T0 - timedelta(hours=5), T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)]
+    with engine.begin() as conn:
+        conn.execute(t.insert(), [{"ts": s.replace(tzinfo=None), "n": i}
+                                  for i, s in enumerate(stamps)])
+    src = _source(url)
+    try:
+        df = src.fetch(PollRequest("m", T0, T0 + timedelta(hours=2),
+                                   f"select ts, n from {table} where ts >= :since "
+                                   "and ts < :until order by n", {}, "ts"))
+    finally:
+        src.close()
+        meta.drop_all(engine)
+        engine.dispose()
+    assert list(df["n"]) == [1, 2]

@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from sources.base import FatalSourceError, PollRequest
+from sources.base import FatalSourceError, PollRequest, RetriableSourceError
 from sources.google_analytics import GoogleAnalyticsSource, GoogleAnalyticsSourceConfig
 from sources.salesforce import SalesforceSource, SalesforceSourceConfig, render_soql
 from sources.servicenow import ServiceNowSource, ServiceNowSourceConfig
 from sources.zendesk import ZendeskSource, ZendeskSourceConfig
 from tests.fakes.google_analytics import PROPERTY, serve_google_analytics
 from tests.fakes.salesforce import AGGREGATE_SOQL, serve_salesforce
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, Response
 from tests.fakes.servicenow import serve_servicenow
 from tests.fakes.zendesk import serve_zendesk
 
@@ -77,6 +77,21 @@ def test_zendesk_expired_credentials_are_fatal() -> None:
     assert "credentials" in str(info.value) and "old-token" not in str(info.value)
 
 
+@pytest.mark.parametrize("body", [[], None])
+@pytest.mark.parametrize("vendor", ["zendesk", "servicenow"])
+def test_a_body_that_is_not_an_object_is_a_source_error(vendor: str, body: object) -> None:
+    """A gateway's ``null`` or ``[]`` (or a base_url that is not the API root) names the
+    source and URL instead of failing the tick with a bare AttributeError."""
+    path = {"zendesk": "/api/v2/incremental/tickets/cursor.json",
+            "servicenow": "/api/now/table/incident"}[vendor]
+    with FakeServer() as server:
+        server.route("GET", path, lambda r: Response(200, body))
+        src = zendesk(server) if vendor == "zendesk" else servicenow(server)
+        query = "tickets" if vendor == "zendesk" else "incident"
+        with pytest.raises(RetriableSourceError, match="where an object was expected"):
+            src.fetch(PollRequest("t", T0, T6, query, {}, "created_at"))
+
+
 def servicenow(server: FakeServer) -> ServiceNowSource:
     return ServiceNowSource("snow", ServiceNowSourceConfig(
         type="servicenow", base_url=server.url, username="u", password="p"))
@@ -93,6 +108,21 @@ def test_servicenow_aggregate_counts_per_bucket_and_category() -> None:
     assert df.groupby("category")["count"].sum().to_dict() == {"network": 6, "software": 6}
     assert sorted(set(df["opened_at"])) == [T0, T0 + timedelta(hours=2),
                                             T0 + timedelta(hours=4)]
+
+
+def test_servicenow_aggregate_buckets_never_span_more_than_the_interval() -> None:
+    """A 15m metric polling an hour (history, catch-up, late_window) makes one stats call
+    per 15 minutes, so each count lands in its own bucket, not all in the first."""
+    with FakeServer() as server:
+        serve_servicenow(server, "u", "p")
+        df = servicenow(server).fetch(PollRequest(
+            "inc", T0, T0 + timedelta(hours=1), "incident", {"group_by": ["category"]},
+            "opened_at", timedelta(minutes=15)))
+        calls = server.requests_to("/api/now/stats/incident")
+    assert len(calls) == 4
+    # the fake's incidents are opened at :15 and :16: their quarter, not the hour's first
+    assert list(df["opened_at"]) == [T0 + timedelta(minutes=15)] * 2
+    assert df["count"].tolist() == [1, 1]
 
 
 def test_servicenow_table_filter_and_reference_fields() -> None:
@@ -176,6 +206,21 @@ def test_salesforce_expired_session_and_bad_soql_are_fatal() -> None:
                 PollRequest("c", T0, T6, "SELEC Id FROM Case", {}, "ts"))
 
 
+def test_salesforce_maintenance_page_is_retried_then_retriable() -> None:
+    """An HTML page instead of JSON (a proxy, Salesforce maintenance) is retried with backoff
+    and then a retriable error naming the source, not a bare JSONDecodeError."""
+    sleeps: list[float] = []
+    with FakeServer() as server:
+        server.route("GET", "/services/data/v59.0/query/*",
+                     lambda r: Response(200, "<html>Down for maintenance</html>"))
+        src = SalesforceSource("sf", SalesforceSourceConfig(
+            type="salesforce", instance_url=server.url, access_token="tok",
+            retry={"attempts": 3, "backoff": 2}), sleep=sleeps.append)
+        with pytest.raises(RetriableSourceError, match=r"source sf: .*not JSON"):
+            src.fetch(PollRequest("c", T0, T6, AGGREGATE_SOQL, {}, "ts"))
+    assert sleeps == [2, 4]
+
+
 def test_salesforce_config_needs_credentials() -> None:
     with pytest.raises(ValidationError, match="instance_url"):
         SalesforceSourceConfig(type="salesforce", access_token="t")
@@ -230,3 +275,16 @@ def test_ga_unknown_dimension_is_fatal() -> None:
                                                             "metrics": ["sessions"]}, "ts"))
         with pytest.raises(FatalSourceError, match=r"params\.metrics or params\.funnel"):
             ga(server).fetch(PollRequest("x", T0, T6, "x", {}, "ts"))
+
+
+def test_ga_no_access_to_the_property_is_a_credentials_error() -> None:
+    """HTTP 403 (the service account is not on the property) says to fix access, not to
+    check params.dimensions."""
+    with FakeServer() as server:
+        server.route("POST", f"/v1beta/properties/{PROPERTY}:runReport", lambda r: Response(
+            403, {"error": {"code": 403, "status": "PERMISSION_DENIED", "message":
+                            "User does not have sufficient permissions for this property."}}))
+        with pytest.raises(FatalSourceError) as info:
+            ga(server).fetch(PollRequest("x", T0, T6, "x", {"metrics": ["sessions"]}, "ts"))
+    assert "credentials rejected" in str(info.value)
+    assert "params.dimensions" not in str(info.value)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -78,6 +79,11 @@ def test_webhook_errors(http: FakeServer) -> None:
     with pytest.raises(NotifyError) as busy:
         n.deliver(PAYLOAD, "n-1")
     assert busy.value.retryable and busy.value.retry_after == 17
+    later = format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)
+    http.fail(429, headers={"Retry-After": later}, body={"error": "slow down"})
+    with pytest.raises(NotifyError) as dated:  # the HTTP-date form of Retry-After
+        n.deliver(PAYLOAD, "n-1")
+    assert dated.value.retry_after is not None and 7000 < dated.value.retry_after <= 7200
     http.fail(400, body={"error": "bad"})
     with pytest.raises(NotifyError) as bad:
         n.deliver(PAYLOAD, "n-1")

@@ -3,9 +3,11 @@ receiver's answer mapped to :class:`NotifyError` the way the outbox needs it."""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
 import socket
+from datetime import UTC, datetime
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -126,8 +128,22 @@ def host_port(url: str) -> str:
     return f"{host}:{port}" if host and port else host
 
 
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+def _seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from ``Retry-After``: delta-seconds or an HTTP date (RFC 9110 allows both; a
+    date was ignored, and the next attempt came after 5 s instead of when asked).
+
+    >>> _seconds("Wed, 21 Oct 2015 07:28:10 GMT", datetime(2015, 10, 21, 7, 28, tzinfo=UTC))
+    10.0
+    """
+    if value is None:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
