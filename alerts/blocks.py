@@ -115,7 +115,7 @@ def render_message(
         blocks.append(_section(
             f"Back to normal. Open from {_when(opened)} to {_when(until)}"
             f"{_duration(opened, until)}; this thread is closed."))
-    elif anomalies:
+    if anomalies and (payload.get("status") != "resolved" or payload.get("late")):
         top, related = anomalies[0], anomalies[1:]
         blocks.append(_section(_top_anomaly(top, payload.get("group") or {})))
         causes = root_cause_items(payload.get("root_cause"))

@@ -9,8 +9,12 @@ receiver first gives the timings). Like Alertmanager's aggregation groups:
   group_interval``; changes in between are merged into one notification;
 - ``repeat_interval``: an unchanged, still-firing group is re-notified (a reminder in the
   thread) at the first flush at least this long after the last notification;
-- a resolution is a change too (sent at the next flush, to receivers that were told); an
-  incident that resolves before anything was sent is dropped silently, as in Alertmanager.
+- a resolution is a change too (sent at the next flush, to receivers that were told). Unlike
+  Alertmanager, an incident that resolves before its first flush (a catch-up tick after
+  downtime opens and resolves it at once; a blip shorter than ``group_wait``) is still told,
+  once, at that flush: its first message marked ``"late": true`` and resolved, so no detected
+  incident goes unreported; silences and inhibition apply to it as to a firing one. One that
+  was muted at its flushes (nothing sent) resolves silently.
 
 Silences, inhibition and time intervals are checked when a group flushes (as Alertmanager's
 notification pipeline does), through :meth:`alerts.dispatch.Dispatcher.suppression`; a
@@ -147,7 +151,15 @@ class AlertGroups:
         rows = tx.conn.execute(sa.select(G).where(G.c.incident_key == key)).all()
         for row in rows:
             where = (G.c.incident_key == key, G.c.receiver == row.receiver)
-            if row.last_sent_at is None:  # nobody was told: nothing to close
+            if row.last_sent_at is None and row.last_flush_at is None \
+                    and row.pending is not None:  # opened and resolved before its first flush
+                late = {**row.pending, "status": "resolved", "late": True, "update": False,
+                        "resolved_at": payload.get("resolved_at"),
+                        "title": f"{row.pending.get('title', '')}, already resolved"}
+                tx.conn.execute(sa.update(G).where(*where).values(pending=late,
+                                                                  pending_kind="late"))
+                continue
+            if row.last_sent_at is None:  # muted at every flush: nobody was told
                 tx.conn.execute(sa.delete(G).where(*where))
                 log.info("incident %s resolved before anything was sent to %s", key,
                          row.receiver)
@@ -210,7 +222,7 @@ class AlertGroups:
                 last_sent, last_payload = now, payload
             else:
                 muted.append((n, reason))
-        if kind == "resolved":
+        if kind in ("resolved", "late"):  # the group's last message
             tx.conn.execute(sa.delete(G).where(*where))
             return
         due = None

@@ -70,6 +70,22 @@ def test_a_no_data_anomaly_reads_as_silence_not_as_a_value() -> None:
     assert "Value 9" not in slack
 
 
+def test_a_late_incident_shows_its_anomalies_though_resolved() -> None:
+    """Opened and resolved before its first message (a catch-up after downtime): the one
+    message it gets must say what happened, not only "back to normal"."""
+    from alerts.blocks import render_message
+
+    late = {**PAYLOAD, "status": "resolved", "late": True, "title": "x: y, already resolved",
+            "resolved_at": "2026-01-05T12:00:00+00:00"}
+    text = printed(late)
+    assert "RESOLVED" in text and "already resolved" in text
+    value = PAYLOAD["anomalies"][0]["value"]
+    slack = json.dumps(render_message(late))
+    assert "Back to normal" in slack and f"Value {value:g}" in slack
+    plain = json.dumps(render_message({**late, "late": False}))
+    assert f"Value {value:g}" not in plain  # an ordinary resolution: the thread has the rest
+
+
 def test_a_reminder_is_one_line_not_a_box() -> None:
     """``make demo`` was mostly reminder boxes: a reminder says nothing new, so one line."""
     base = {**PAYLOAD, "opened_at": "2026-01-27T11:00:00+00:00", "update": True}

@@ -189,18 +189,29 @@ def test_a_restart_neither_loses_a_waiting_group_nor_sends_early(h: Harness) -> 
     assert len(h.sent()) == 2
 
 
-def test_resolution_closes_told_groups_and_drops_untold_ones(h: Harness) -> None:
+def test_resolution_closes_told_groups_and_tells_one_resolved_before_its_first_flush(
+        h: Harness) -> None:
+    """An incident opened and resolved within group_wait (a catch-up tick after downtime
+    finds it over) is told once, at its flush, resolved and marked late, with its anomalies;
+    Alertmanager would drop it, and a detected incident would go unreported."""
     quick, told = incident("search", "web"), incident("checkout", "app")
     h.change([step(quick, "opened", T0, "a"), step(told, "opened", T0, "a")], T0)
     h.flush(T0 + 30 * S)
     late = incident("returns", "web")
     h.change([step(late, "opened", T0 + M, "a")], T0 + M)
     h.change([step(late, "resolved", T0 + M + 10 * S)], T0 + M + 10 * S)  # within group_wait
+    h.flush(T0 + M + 20 * S)
+    assert all(p["incident_key"] != late.key for p in h.sent())  # group_wait still applies
     h.change([step(told, "resolved", T0 + 2 * M)], T0 + 2 * M)
     h.flush(T0 + 5 * M + 30 * S)
-    keys = [(p["incident_key"], p["status"]) for p in h.sent()]
-    assert sorted(keys) == sorted([(quick.key, "firing"), (told.key, "firing"),
-                                   (told.key, "resolved")])  # nothing about ``late``
+    keys = [(p["incident_key"], p["status"], p.get("late", False)) for p in h.sent()]
+    assert sorted(keys) == sorted([(quick.key, "firing", False), (told.key, "firing", False),
+                                   (told.key, "resolved", False), (late.key, "resolved", True)])
+    [told_late] = [p for p in h.sent() if p.get("late")]
+    assert told_late["anomalies"] and told_late["title"].endswith(", already resolved")
+    assert told_late["resolved_at"] is not None
+    h.flush(T0 + 10 * M)
+    assert len(h.sent()) == 4  # told once: the group is closed
 
 
 def test_a_route_with_group_wait_0s_sends_with_the_change(h: Harness) -> None:
@@ -232,6 +243,21 @@ def test_suppressed_notifications_are_stored_with_the_reason(h: Harness, store: 
     assert {n.incident_key for n in store.notifications() if n.status == "pending"} == {
         parent.key}
     assert store.outbox_counts()["suppressed"] == 3
+
+
+def test_a_silenced_incident_resolved_before_its_flush_stays_silent(h: Harness,
+                                                                     store: Store) -> None:
+    """Telling a late incident once must not get around a silence: it is checked at the
+    flush, as for a firing message, and the message is kept as suppressed."""
+    quiet = incident("checkout", "app")
+    h.change([step(quiet, "opened", T0, "a")], T0)
+    s = add_silence(store, ['journey="checkout"'], now=T0 + 5 * S, duration=H)
+    h.change([step(quiet, "resolved", T0 + 10 * S)], T0 + 10 * S)
+    h.flush(T0 + M)
+    assert h.sent() == []
+    [muted] = [n for n in store.notifications() if n.status == "suppressed"]
+    assert muted.incident_key == quiet.key and muted.reason == f"silenced by {s.id}"
+    assert muted.payload["late"] is True
 
 
 def test_merge_keeps_the_first_message_flag_and_counts_anomalies_once() -> None:

@@ -4,6 +4,7 @@ failure say whether a retry can help. The outbox worker owns retries, backoff an
 Payload schema (a JSON-able dict, the same for every notifier)::
 
     {"status": "firing" | "resolved", "update": bool, "incident_key": str,
+     "late": bool,  # optional: opened and resolved before its first message (told once)
      "group": {label: value}, "journey": str | None, "severity": int, "title": str,
      "opened_at": iso, "resolved_at": iso | None, "runbook": str | None,
      "anomalies": [{"series", "metric", "labels", "timestamp", "value", "expected",
