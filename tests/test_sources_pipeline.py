@@ -405,3 +405,23 @@ def test_identical_event_rows_add_up_and_late_window_repolls_do_not_double_count
     }
     p.close()
     store.close()
+
+
+def test_an_incident_over_before_a_catch_up_tick_is_still_told(tmp_path) -> None:
+    """cxmon was down while a spike came and went: the catch-up tick opens and resolves the
+    incident at once; it must still reach the outbox (once, marked late), not vanish."""
+    p, store, clock, shop = setup(tmp_path, extra="history: 9d")
+    clock.advance(timedelta(days=9))  # a first tick that learns 9 days of orders
+    assert p.tick("orders").ok
+    spike = floor_now = clock.now()
+    shop.revised.update({spike + k * STEP: 5_000 for k in range(3)})
+    clock.advance(timedelta(hours=3))  # down for three hours; the spike is long over
+    result = p.tick("orders")
+    assert result.ok and result.since == floor_now
+    assert [c.status for c in result.incidents] == ["opened", "resolved"]
+    p.flush_groups(group_wait=True)  # what `run --once` and the delivery job do
+    [told] = store.notifications()
+    assert told.payload["late"] is True and told.payload["status"] == "resolved"
+    assert told.payload["anomalies"][0]["timestamp"] >= spike.isoformat()
+    p.close()
+    store.close()
