@@ -61,7 +61,7 @@ from detectors.postrules import MissingPolicy, WindowRule
 from detectors.registry import config_class as detector_config_class
 from detectors.registry import detector_types
 from monitor.dburl import STORE_BACKENDS, STORE_EXAMPLES, url_problem
-from monitor.durations import Duration, format_duration
+from monitor.durations import Duration, format_duration, parse_duration
 from monitor.errors import ConfigError, Problem
 from monitor.model import Direction, ValueKind
 from monitor.redact import redact_url as _redact_url
@@ -653,6 +653,8 @@ def _check_metrics(data: Any) -> list[tuple[Loc, str, str]]:
             defined = ", ".join(src_names) or "none"
             msg = f"source {src!r} is not defined{_did_you_mean(src, src_names)}; "
             out.append((("metrics", i, "source"), "reference", msg + f"defined sources: {defined}"))
+        if isinstance(src, str) and isinstance(sources, Mapping) and src in sources:
+            out += _check_grain(i, metric, src, _get(sources[src], "type"))
         if det_names is None or not isinstance(metric, Mapping | BaseModel):
             continue
         defined = ", ".join(det_names) or "none"
@@ -672,6 +674,27 @@ def _check_metrics(data: Any) -> list[tuple[Loc, str, str]]:
         out += _check_streaks(i, metric, listed if isinstance(listed, list) else ["default"],
                               detectors)
     return out
+
+
+def _check_grain(i: int, metric: Any, source: str, kind: Any) -> list[tuple[Loc, str, str]]:
+    """A metric finer than its source's data (15-minute buckets of hourly GA4 reports) would
+    stamp each hour's counts on its first quarter and leave the rest empty: say so."""
+    try:
+        finest = source_config_class(kind).finest_interval if isinstance(kind, str) else None
+    except KeyError:
+        return []
+    interval = _get(metric, "interval") if _has(metric, "interval") else None
+    if isinstance(interval, str):
+        try:
+            interval = parse_duration(interval)
+        except ValueError:
+            return []  # reported by validation
+    if not finest or not isinstance(interval, timedelta) or interval % finest == timedelta(0):
+        return []
+    msg = (f"interval {format_duration(interval)} is finer than, or not a multiple of, the "
+           f"{format_duration(finest)} grain of source {source!r} ({kind} data); use a "
+           f"multiple of {format_duration(finest)}")
+    return [(("metrics", i, "interval"), "value", msg)]
 
 
 def _refractory(detector: Any) -> int:

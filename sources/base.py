@@ -42,6 +42,9 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: str
+    #: the finest time grain of this source's data (None: any); a metric's ``interval`` must
+    #: be a whole multiple of it, or rows pile up on the first bucket of each grain
+    finest_interval: ClassVar[timedelta | None] = None
 
     def resolve_paths(self, config_dir: Path) -> Self:
         """This config with its relative file paths taken from ``config_dir`` (the config

@@ -30,7 +30,7 @@ import os
 import time
 from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import pandas as pd
 from google.api_core import exceptions as gexc
@@ -56,6 +56,7 @@ class GoogleAnalyticsSourceConfig(SourceConfig):
     """A GA4 property."""
 
     type: Literal["google_analytics"]
+    finest_interval: ClassVar[timedelta] = timedelta(hours=1)  # reports are per dateHour
     property_id: str = Field(pattern=r"^\d+$", description="the numeric GA4 property id")
     credentials_file: str | None = Field(None, description="service-account JSON key file")
     access_token: SecretStr | None = Field(None, description="an OAuth access token")

@@ -288,3 +288,27 @@ def test_ga_no_access_to_the_property_is_a_credentials_error() -> None:
             ga(server).fetch(PollRequest("x", T0, T6, "x", {"metrics": ["sessions"]}, "ts"))
     assert "credentials rejected" in str(info.value)
     assert "params.dimensions" not in str(info.value)
+
+
+@pytest.mark.parametrize(("interval", "ok"), [("15m", False), ("90m", False), ("1h", True),
+                                               ("1d", True)])
+def test_ga_metric_interval_must_be_whole_hours(interval: str, ok: bool) -> None:
+    """GA4 reports per dateHour: 15-minute buckets would get each hour's counts on their
+    first quarter (and three empty ones), so the config says so, with the path."""
+    from monitor.config import parse_config
+    from monitor.errors import ConfigError
+
+    text = f"""
+sources: {{ga: {{type: google_analytics, property_id: "1", credentials_file: /x.json}}}}
+metrics:
+  - {{name: m, source: ga, interval: {interval}, query: q, params: {{metrics: [sessions]}},
+     timestamp: timestamp, value: sessions}}
+"""
+    if ok:
+        assert parse_config(text, env={}).metrics[0].interval >= timedelta(hours=1)
+        return
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, env={})
+    assert "metrics[0].interval" in str(err.value)
+    shown = {"15m": "15m", "90m": "1h30m"}[interval]
+    assert f"interval {shown} is finer than, or not a multiple of, the 1h grain" in str(err.value)
