@@ -21,6 +21,7 @@ from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaException
 from niquests.exceptions import RequestException
 
+from alerts.notifiers.console import no_data_text
 from alerts.notifiers.http import connection_reason
 from dashboards.exporter import severity_band
 from dashboards.grafana import TAG, Built
@@ -199,10 +200,23 @@ def anomaly_annotations(
             "time_to": _ms(row.ts),
             "tags": [TAG, f"journey:{journey or 'none'}", f"cx_metric:{row.metric}",
                      f"severity:{band}", f"anomaly:{row.id}"],
-            "text": (f"{row.series}: {row.value:.4g} vs expected {row.expected:.4g}{change}, "
-                     f"severity {row.severity}"),
+            "text": f"{row.series}: {_what(row, change)}, severity {row.severity}",
         })
     return out
+
+
+def _what(row: Any, change: str) -> str:
+    """The anomaly in words: value against expected, or for a no-data anomaly the silence
+    (its value and expected are a silence length or NaN, not KPI values)."""
+    def real(x: Any) -> Any:
+        return x if x == x else None  # NaN -> None
+
+    silent = no_data_text({"kind": getattr(row, "kind", None),
+                           "detector": getattr(row, "detector", None),
+                           "value": real(row.value), "expected": real(row.expected)})
+    if silent:
+        return f"no data, {silent}"
+    return f"{row.value:.4g} vs expected {row.expected:.4g}{change}"
 
 
 def post_annotations(

@@ -181,3 +181,19 @@ def test_deep_link_points_at_generated_dashboard_and_panel(demo_cfg):
     assert "channel" in [v["name"] for v in model["templating"]["list"]]
     start = int(datetime(2026, 1, 27, 0, tzinfo=UTC).timestamp() * 1000)
     assert f"from={start}" in link
+
+
+def test_no_data_annotations_read_as_silence_not_nan() -> None:
+    ts = pd.Timestamp("2026-01-27T12:00Z")
+    base = {"metric": "contacts", "labels": {"journey": "support"}, "ts": ts, "severity": 60,
+            "kind": "no_data"}
+    frame = pd.DataFrame([
+        {**base, "id": "a", "series": 'contacts{journey="support"}', "detector": "no_data",
+         "value": 9.0, "expected": 0.0},
+        {**base, "id": "b", "series": 'contacts{channel="web",journey="support"}',
+         "detector": "default", "value": float("nan"), "expected": 133.0},
+    ])
+    texts = [p["text"] for p in anomaly_annotations(frame)]
+    assert texts == ['contacts{journey="support"}: no data, silent 9 intervals, severity 60',
+                     'contacts{channel="web",journey="support"}: no data, stopped (last 133), '
+                     "severity 60"]
