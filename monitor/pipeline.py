@@ -209,6 +209,8 @@ class Pipeline:
         )
         self._detectors: dict[str, MetricDetectors] = {}
         self._health: dict[str, _Health] = {m.name: _Health() for m in config.metrics}
+        #: source -> until when its server asked (Retry-After) that nobody polls it again
+        self._source_hold: dict[str, datetime] = {}
         self._cursors: dict[str, datetime | None] = {}
         # sources (issue 6): staleness rules, end of the newest bucket with rows, metrics
         self._staleness = {m.name: StalenessRule.for_metric(m) for m in config.metrics}
@@ -234,6 +236,11 @@ class Pipeline:
         health = self._health[metric.name]
         if health.retry_at is not None and started_at < health.retry_at:
             result.skipped = f"backing off until {health.retry_at.isoformat()}"
+            return result
+        held = self._source_hold.get(metric.source)
+        if held is not None and started_at < held:  # the server asked every client to wait
+            result.skipped = (f"backing off until {held.isoformat()} (source {metric.source} "
+                              "asked to wait: Retry-After)")
             return result
         if metric.name not in self._cursors:
             self._cursors[metric.name] = self.store.get_cursor(metric.name)
@@ -478,8 +485,11 @@ class Pipeline:
         backoff = min(metric.interval * 2 ** (health.failures - 1), MAX_BACKOFF)
         health.retry_at = now + backoff if health.failures > 1 else None
         asked = getattr(exc, "retry_after", None)
-        if asked:  # the server's Retry-After: polling sooner only prolongs a rate limit
+        if asked:  # the server's Retry-After: polling sooner only prolongs a rate limit, and
+            # a rate limit is the account's: every metric of the source waits
             health.retry_at = max(health.retry_at or now, now + timedelta(seconds=asked))
+            held = self._source_hold.get(metric.source)
+            self._source_hold[metric.source] = max(held or now, now + timedelta(seconds=asked))
         level = logging.ERROR if isinstance(exc, FatalSourceError | FrameError) else logging.WARNING
         log.log(level, "tick of %s failed (%d in a row): %s", metric.name, health.failures,
                 result.error)

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from monitor.clock import FakeClock
@@ -149,7 +150,9 @@ def test_a_long_retry_after_holds_the_next_polls_back(tmp_path) -> None:
                                            "3600s", retry_after=3600)
             return super().fetch(request)
 
-    cfg = parse_config(CONFIG.format(db=tmp_path / "s.db", extra=""), env={})
+    data = yaml.safe_load(CONFIG.format(db=tmp_path / "s.db", extra=""))
+    data["metrics"].append({**data["metrics"][0], "name": "orders_web"})
+    cfg = parse_config(yaml.safe_dump(data), env={})
     store = Store.open(cfg.store.url)
     clock = FakeClock(T0 + STEP)
     shop = Limited()
@@ -161,6 +164,10 @@ def test_a_long_retry_after_holds_the_next_polls_back(tmp_path) -> None:
     results = run(p, clock, limited_at + timedelta(minutes=55))
     assert len(shop.requests) == 1  # the 429, then nothing for the hour
     assert all(r.skipped.startswith("backing off") for r in results[1:])
+    # a rate limit is the account's: the source's other metric waits too
+    skipped = p.tick("orders_web")
+    assert skipped.skipped and "source shop asked to wait" in skipped.skipped
+    assert len(shop.requests) == 1
     shop.down = False
     after = run(p, clock, limited_at + timedelta(minutes=65))
     assert any(r.ok and not r.skipped for r in after)
