@@ -210,7 +210,7 @@ SUBSET_DETECTORS: dict[str, tuple[int, int]] = {"river": (50, 300), "novelty": (
 
 def _speed(figures: dict[str, Any], streaming: list[str], series: int, ticks: int,
            doc: Path | None) -> None:
-    from monitor.bench.report import update_section
+    from monitor.bench.report import publish
 
     for t in streaming:
         typer.echo(f"throughput {t} ...", err=True)
@@ -240,12 +240,8 @@ def _speed(figures: dict[str, Any], streaming: list[str], series: int, ticks: in
               f"{'yes' if figures['default_meets_targets'] else 'no'}."]
     body = "\n".join(lines)
     typer.echo(body)
-    if doc is None and (series < PUBLISHED_SIZE[0] or ticks < PUBLISHED_SIZE[1]):
-        typer.echo(f"docs not updated: the published figures are for --series "
-                   f"{PUBLISHED_SIZE[0]:,} --ticks {PUBLISHED_SIZE[1]} (pass --doc FILE to "
-                   "write a smaller run)", err=True)
-        return
-    update_section("detect", body, doc)
+    publish("detect", body, doc, {"series": series, "ticks": ticks},
+            {"series": PUBLISHED_SIZE[0], "ticks": PUBLISHED_SIZE[1]})
 
 
 #: the size whose throughput ``docs/benchmarks.md`` publishes (the detectors issue's target)

@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detectors.rootcause import localize, prepare
-from monitor.bench.report import update_section, write_json
+from monitor.bench.report import publish, write_json
 
 KINDS = ("additive", "ratio")
 DEPTHS = (1, 2, 3)
@@ -308,13 +308,8 @@ def bench_rca(
                   f"max {fig['max_seconds']:.3f} s; CPU mean {fig['mean_cpu_seconds']:.3f} s, "
                   f"max {fig['max_cpu_seconds']:.3f} s")
     write_json(json_file, fig)
-    if doc is None and (cases < PUBLISHED_SIZE[0] or leaves < PUBLISHED_SIZE[1]):
-        # a quick try-out must not replace the published F1 and timings with a toy run's
-        typer.echo(f"docs not updated: the published figures are for --cases "
-                   f"{PUBLISHED_SIZE[0]} --leaves {PUBLISHED_SIZE[1]:,} (pass --doc FILE to "
-                   "write a smaller run)", err=True)
-        return
-    update_section("rca", _markdown(fig), doc)
+    publish("rca", _markdown(fig), doc, {"cases": cases, "leaves": leaves},
+            {"cases": PUBLISHED_SIZE[0], "leaves": PUBLISHED_SIZE[1]})
 
 
 #: the smallest run whose figures ``docs/benchmarks.md`` publishes (cases, leaves per cube)

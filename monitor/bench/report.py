@@ -7,6 +7,7 @@ import json
 import platform
 import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,19 @@ def update_section(name: str, body_markdown: str, doc: Path | None = None) -> Pa
     doc.write_text(text)
     print(f"docs: section {name!r} of {doc} updated", file=sys.stderr)
     return doc
+
+
+def publish(name: str, body_markdown: str, doc: Path | None, run: Mapping[str, int],
+            published: Mapping[str, int]) -> Path | None:
+    """:func:`update_section`, unless no ``--doc`` was given and the run is smaller than the
+    published one in any option (``run`` and ``published``: option name -> value): a quick
+    try-out must not replace the published figures with a toy run's."""
+    if doc is None and any(run[k] < v for k, v in published.items()):
+        sizes = " ".join(f"--{k} {v:,}" for k, v in published.items())
+        print(f"docs not updated: the published figures are for {sizes} (pass --doc FILE to "
+              "write a smaller run)", file=sys.stderr)
+        return None
+    return update_section(name, body_markdown, doc)
 
 
 def write_json(path: Path | None, figures: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from monitor.bench.report import update_section, write_json
+from monitor.bench.report import publish, write_json
 from monitor.clock import FakeClock
 from monitor.config import parse_config
 from monitor.store import Store
@@ -181,12 +181,9 @@ def bench_tick(
                       f"{f['tick_max_seconds']:.2f} s", f"{f['series_per_second']:,}")
     console.print(table)
     write_json(json_out, figures)
-    if doc is None and (leaves < PUBLISHED_SIZE[0] or ticks < PUBLISHED_SIZE[1]):
-        typer.echo(f"docs not updated: the published figures are for --leaves "
-                   f"{PUBLISHED_SIZE[0]:,} --ticks {PUBLISHED_SIZE[1]} (pass --doc FILE to "
-                   "write a smaller run)", err=True)
-        return
-    update_section("tick", _markdown(figures, kinds, history, ticks), doc)
+    publish("tick", _markdown(figures, kinds, history, ticks), doc,
+            {"leaves": leaves, "ticks": ticks},
+            {"leaves": PUBLISHED_SIZE[0], "ticks": PUBLISHED_SIZE[1]})
 
 
 def _markdown(figures: dict[str, Any], kinds: list[str], history: str, ticks: int) -> str:
