@@ -6,8 +6,9 @@ thing everywhere and a typo is rejected rather than read as zero.
 
 from __future__ import annotations
 
+import email.utils
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
@@ -101,3 +102,28 @@ Seconds = Annotated[
 ]
 """A pydantic field type for timeouts: ``2s``, ``500ms`` or a plain number of seconds (kept
 for compatibility); holds float seconds."""
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None.
+
+    >>> retry_after_seconds("7")
+    7.0
+    >>> retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT",
+    ...                     datetime(2015, 10, 21, 7, 28, tzinfo=UTC))
+    10.0
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -21,7 +21,6 @@ Clock and sleep are injected, so tests never wait.
 from __future__ import annotations
 
 import base64
-import email.utils
 import logging
 import threading
 import time
@@ -36,7 +35,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from monitor.durations import Seconds
+from monitor.durations import Seconds, retry_after_seconds
 from sources.base import FatalSourceError, RetriableSourceError, Source, SourceConfig
 
 log = logging.getLogger(__name__)
@@ -121,31 +120,6 @@ def secrets_of(model: BaseModel) -> list[str]:
 
     walk(model)
     return [s for s in out if s]
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None.
-
-    >>> retry_after_seconds("7")
-    7.0
-    >>> retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT",
-    ...                     datetime(2015, 10, 21, 7, 28, tzinfo=UTC))
-    10.0
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class HttpClient:

@@ -3,17 +3,16 @@ receiver's answer mapped to :class:`NotifyError` the way the outbox needs it."""
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 import socket
-from datetime import UTC, datetime
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import httpx
 
 from alerts.notifiers.base import NotifyError
+from monitor.durations import retry_after_seconds
 
 __all__ = ["connection_reason", "describe_http_error", "host_port", "http_reason", "post_json"]
 
@@ -33,7 +32,7 @@ def post_json(client: httpx.Client, url: str, body: bytes, headers: dict[str, st
         raise NotifyError(f"{what}: {describe_http_error(exc, url)}", retryable=True) from None
     if 200 <= resp.status_code < 300:
         return resp
-    retry_after = _seconds(resp.headers.get("Retry-After"))
+    retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
     message = f"{what}: {http_reason(resp.status_code, resp.text)}"
     retryable = resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500
     raise NotifyError(message, retryable=retryable, retry_after=retry_after)
@@ -128,22 +127,3 @@ def host_port(url: str) -> str:
     return f"{host}:{port}" if host and port else host
 
 
-def _seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from ``Retry-After``: delta-seconds or an HTTP date (RFC 9110 allows both; a
-    date was ignored, and the next attempt came after 5 s instead of when asked).
-
-    >>> _seconds("Wed, 21 Oct 2015 07:28:10 GMT", datetime(2015, 10, 21, 7, 28, tzinfo=UTC))
-    10.0
-    """
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
