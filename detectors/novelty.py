@@ -117,7 +117,7 @@ class NoveltyConfig(DetectorConfig):
                                "first score.")
     refractory: int = Field(100, ge=0, le=10**7, description="Points reported as 0 after a "
                             "point reaches refractory_decades (0 disables).")
-    refractory_decades: float = Field(3.3, gt=0.0, le=300.0, description="-log10 p that "
+    refractory_decades: float = Field(3.0, gt=0.0, le=300.0, description="-log10 p that "
                                       "starts the refractory period.")
     fatigue_decades: float = Field(1.0, ge=0.0, le=100.0, description="How much rarer (in "
                                    "decades of p) each recent alarm makes the next one have to "

@@ -11,7 +11,7 @@ from detectors.base import TickBatch
 from detectors.novelty import Novelty, NoveltyConfig
 
 STEP_NS = 300 * 10**9
-ALARM = 1 - 10**-3.3
+ALARM = 1 - 10**-3.0
 
 
 def _scores(det: Novelty, values: np.ndarray) -> np.ndarray:
