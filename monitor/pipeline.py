@@ -60,17 +60,24 @@ from sources.registry import create as create_source
 
 log = logging.getLogger(__name__)
 
-#: At most this many buckets are polled in one tick when catching up after downtime (the rest
-#: follow on the next ticks; a warning says so). A metric's first tick always learns from its
-#: whole configured ``history``.
+#: A catch-up after downtime polls at most this many buckets at a time: the tick runs the
+#: whole gap, chunk by chunk, each chunk committed (points, anomalies, incidents, alerts,
+#: checkpoints, cursor) before the next is polled.
 MAX_CATCHUP_BUCKETS = 2000
 #: Backoff after consecutive failed polls of a metric: interval * 2^(n-1), capped.
 MAX_BACKOFF = timedelta(hours=1)
-#: A first tick learns its history in chunks of about this many points (series x buckets;
-#: roughly 0.5 KB of memory each while a chunk is processed) ...
+#: A first tick's history and a catch-up are processed in chunks of about this many points
+#: (series x buckets; roughly 0.5 KB of memory each while a chunk is processed) ...
 HISTORY_CHUNK_POINTS = 250_000
 #: ... the first chunk being this many buckets, before the number of series is known.
 HISTORY_FIRST_CHUNK = 24
+
+
+def chunk_buckets(series: int | None, cap: int | None = None) -> int:
+    """Buckets per chunk for a metric of ``series`` series (``None``: not known yet), so a
+    chunk holds about ``HISTORY_CHUNK_POINTS`` points; at most ``cap`` buckets."""
+    n = HISTORY_FIRST_CHUNK if series is None else HISTORY_CHUNK_POINTS // max(1, series)
+    return max(1, min(n, cap) if cap is not None else n)
 
 
 @dataclass(slots=True)
@@ -212,6 +219,8 @@ class Pipeline:
         #: source -> until when its server asked (Retry-After) that nobody polls it again
         self._source_hold: dict[str, datetime] = {}
         self._cursors: dict[str, datetime | None] = {}
+        #: series of each metric's latest poll: sizes a catch-up's chunks
+        self._series_polled: dict[str, int] = {}
         # sources (issue 6): staleness rules, end of the newest bucket with rows, metrics
         self._staleness = {m.name: StalenessRule.for_metric(m) for m in config.metrics}
         self._last_data: dict[str, datetime | None] = {}
@@ -248,13 +257,6 @@ class Pipeline:
         until = floor_time(started_at - metric.delay, metric.interval)
         if cursor is not None:
             since = cursor
-            capped = min(until, since + MAX_CATCHUP_BUCKETS * metric.interval)
-            if capped < until:
-                log.warning("%s: catching up %d buckets since %s; this tick polls the first %d "
-                            "(to %s), the next ticks the rest", metric.name,
-                            (until - since) // metric.interval, since.isoformat(),
-                            MAX_CATCHUP_BUCKETS, capped.isoformat())
-            until = capped
         else:  # first tick: the last bucket, or the whole configured history (learned silently)
             since = floor_time(until - max(metric.history, metric.interval), metric.interval)
         result.silent_before = until - metric.interval if cursor is None else None
@@ -268,11 +270,24 @@ class Pipeline:
             fetch_since = floor_time(since - metric.late_window, metric.interval)
         snapshot = self.incidents.snapshot()
         try:
-            learned: list[str] = []  # series of the history's earlier chunks
             if cursor is None:  # a long history is learned in chunks of bounded memory
                 since, learned = self._learn_history(metric, since, until, result)
-                fetch_since = since
-            self._run(metric, since, until, result, fetch_since=fetch_since, learned=learned)
+                self._run(metric, since, until, result, learned=learned)
+            else:  # usually one bucket; after downtime, the gap in chunks
+                series = self._series_polled.get(metric.name)  # sizes the chunks
+                lo = since
+                while lo < until:
+                    hi = min(until, lo + chunk_buckets(series, MAX_CATCHUP_BUCKETS)
+                             * metric.interval)
+                    if lo == since and hi < until:
+                        log.warning("%s: catching up %d buckets since %s, in chunks of at most "
+                                    "%d (each alerted and committed before the next)",
+                                    metric.name, (until - since) // metric.interval,
+                                    since.isoformat(), MAX_CATCHUP_BUCKETS)
+                    series = self._run(metric, lo, hi, result,
+                                       fetch_since=fetch_since if lo == since else lo)
+                    snapshot = self.incidents.snapshot()  # committed: a later failure keeps it
+                    lo = hi
         except (RetriableSourceError, FatalSourceError, FrameError) as exc:
             self._failed(metric, result, exc, health, started_at, snapshot)
         except Exception as exc:  # a bug must not kill the scheduler; it is logged and counted
@@ -323,9 +338,10 @@ class Pipeline:
         *,
         fetch_since: datetime | None = None,
         learned: list[str] | None = None,
-    ) -> None:
+    ) -> int:
         """Poll, detect, attribute, alert and commit ``[since, until)``; ``learned``: series
-        met in earlier history chunks of this tick, checkpointed with the ones polled here."""
+        met in earlier history chunks of this tick, checkpointed with the ones polled here.
+        Returns the number of series polled."""
         fetch_since = since if fetch_since is None else fetch_since
         built = self._poll(metric, fetch_since, until, result)
         dets = self._metric_detectors(metric, list(built.series))
@@ -376,7 +392,7 @@ class Pipeline:
             tx.add_anomalies(detected.anomalies)
             for change in changes:
                 self._persist_incident(tx, change)
-            result.notifications = self._route(tx, changes, payloads, now)
+            result.notifications += self._route(tx, changes, payloads, now)
             tx.set_cursor(metric.name, until)
             tx.record_tick(
                 metric=metric.name, started_at=now, finished_at=self.clock.now(),
@@ -385,7 +401,9 @@ class Pipeline:
                 rejected=result.rejected, anomalies=len(result.anomalies),
             )
         self._cursors[metric.name] = until
-        result.incidents = changes
+        self._series_polled[metric.name] = len(built.series)
+        result.incidents += changes
+        return len(built.series)
 
     def _check_late(self, metric: MetricConfig, repolled: pd.DataFrame, fetch_since: datetime,
                     since: datetime, until: datetime, result: TickResult) -> None:
@@ -449,7 +467,7 @@ class Pipeline:
             result.anomalies += detected.anomalies
             seen.update(dict.fromkeys(built.series))
             since = hi
-            buckets = max(1, HISTORY_CHUNK_POINTS // max(1, len(built.series)))
+            buckets = chunk_buckets(len(built.series))
         return since, list(seen)
 
     def _watermark(self, current: str, until: datetime) -> datetime:

@@ -88,16 +88,19 @@ def test_first_tick_honours_the_whole_history_beyond_the_catchup_cap(
     store.close()
 
 
-def test_a_truncated_catchup_says_so(tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
+def test_a_long_catchup_runs_the_whole_gap_in_chunks_and_says_so(
+        tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
     monkeypatch.setattr("monitor.pipeline.MAX_CATCHUP_BUCKETS", 5)
     cfg = parse_config(CONFIG.format(db=tmp_path / "c.db", history="0s"))
     store = Store.open(cfg.store.url)
     clock = FakeClock(ANCHOR + timedelta(days=1))
     pipeline = Pipeline(cfg, store, clock=clock, notifiers={"collect": Collect()})  # type: ignore[dict-item]
     assert pipeline.tick("checkout_dropoff_rate").ok
-    clock.advance(timedelta(hours=12))  # downtime: 12 buckets to catch up, 5 per tick
+    clock.advance(timedelta(hours=12))  # downtime: 12 buckets to catch up, 5 per poll
     with caplog.at_level("WARNING", logger="monitor.pipeline"):
         result = pipeline.tick("checkout_dropoff_rate")
-    assert result.ok and result.until - result.since == timedelta(hours=5)
-    assert "catching up 12 buckets" in caplog.text and "the next ticks the rest" in caplog.text
+    assert result.ok and result.until - result.since == timedelta(hours=12)  # all of it
+    assert store.get_cursor("checkout_dropoff_rate") == result.until
+    assert "catching up 12 buckets" in caplog.text and "in chunks of at most 5" in caplog.text
+    assert len(store.ticks("checkout_dropoff_rate")) == 1 + 3  # each chunk committed alone
     store.close()
