@@ -343,6 +343,10 @@ class Pipeline:
         met in earlier history chunks of this tick, checkpointed with the ones polled here.
         Returns the number of series polled."""
         fetch_since = since if fetch_since is None else fetch_since
+        # each catch-up chunk is recorded as a tick of its own; a first tick as one, history
+        first = result.silent_before is not None
+        before = (0, 0, 0) if first else (result.rows_in, result.rows_stored,
+                                           len(result.anomalies))
         built = self._poll(metric, fetch_since, until, result)
         dets = self._metric_detectors(metric, list(built.series))
         fresh = built.frame  # re-polled (late-window) buckets are stored, never re-detected
@@ -396,9 +400,9 @@ class Pipeline:
             tx.set_cursor(metric.name, until)
             tx.record_tick(
                 metric=metric.name, started_at=now, finished_at=self.clock.now(),
-                since=result.since or since, until=until, rows_in=result.rows_in,
-                rows_stored=result.rows_stored,
-                rejected=result.rejected, anomalies=len(result.anomalies),
+                since=(result.since or since) if first else since, until=until,
+                rows_in=result.rows_in - before[0], rows_stored=result.rows_stored - before[1],
+                rejected=result.rejected, anomalies=len(result.anomalies) - before[2],
             )
         self._cursors[metric.name] = until
         self._series_polled[metric.name] = len(built.series)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -102,5 +103,8 @@ def test_a_long_catchup_runs_the_whole_gap_in_chunks_and_says_so(
     assert result.ok and result.until - result.since == timedelta(hours=12)  # all of it
     assert store.get_cursor("checkout_dropoff_rate") == result.until
     assert "catching up 12 buckets" in caplog.text and "in chunks of at most 5" in caplog.text
-    assert len(store.ticks("checkout_dropoff_rate")) == 1 + 3  # each chunk committed alone
+    chunks = sorted((t["since"], t["until"]) for t in store.ticks("checkout_dropoff_rate"))[1:]
+    assert [(b - a) // timedelta(hours=1) for a, b in chunks] == [5, 5, 2]  # committed alone
+    assert chunks[0][0] == result.since and chunks[-1][1] == result.until
+    assert all(a[1] == b[0] for a, b in pairwise(chunks))
     store.close()
