@@ -12,7 +12,8 @@ A metric's ``params``:
                 by ``eventName`` and pivoted to one column per step (``funnel_metric``,
                 default ``activeUsers``), plus ``abandoned = first step - last step``
                 (clipped at 0), so a drop-off rate is ``{ratio: [abandoned, started]}``
-``timezone``    the property's reporting time zone (``dateHour`` is local to it; default UTC)
+``timezone``    the property's reporting time zone (``dateHour`` is local to it; default UTC;
+                the hour repeated when clocks go back is stamped at its first occurrence)
 
 ``query`` is free text (e.g. ``checkout funnel``); the report is defined by ``params``.
 Pages are fetched with ``limit``/``offset`` until ``rowCount``. Errors: 401/403 (token
@@ -215,8 +216,7 @@ class GoogleAnalyticsSource(SdkSource):
         for m in metrics:
             df[m] = pd.to_numeric(df[m], errors="coerce")
         stamps = pd.to_datetime(df["dateHour"], format="%Y%m%d%H", errors="coerce")
-        df.insert(0, "timestamp", stamps.dt.tz_localize(tz, ambiguous="NaT",
-                                                         nonexistent="NaT").dt.tz_convert(UTC))
+        df.insert(0, "timestamp", _localize(stamps, tz))
         df = df.drop(columns=["dateHour"])
         keep = df["timestamp"].isna() | ((df["timestamp"] >= pd.Timestamp(request.since))
                                          & (df["timestamp"] < pd.Timestamp(request.until)))
@@ -312,6 +312,14 @@ class GoogleAnalyticsSource(SdkSource):
             if transport is not None:
                 transport.close()
             self._client = None
+
+
+def _localize(stamps: pd.Series, tz: Any) -> pd.Series:
+    """Property-local ``dateHour`` stamps in UTC. The hour repeated when clocks go back is
+    one ``dateHour`` in GA4 (both hours' data): it is stamped at its first occurrence rather
+    than dropped as NaT; a skipped hour (clocks forward) has no data and stays NaT."""
+    first = [True] * len(stamps)  # ambiguous: the DST (first) occurrence
+    return stamps.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT").dt.tz_convert(UTC)
 
 
 def _pivot_funnel(df: pd.DataFrame, p: ReportParams) -> pd.DataFrame:

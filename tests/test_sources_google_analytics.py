@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError
@@ -113,3 +114,17 @@ def test_googles_own_errors_keep_their_message() -> None:
                                          "timestamp"))
         df = ga(server).fetch(REQUEST)
     assert len(df) == 2
+
+
+def test_hour_repeated_when_clocks_go_back_is_kept_not_nat() -> None:
+    """Europe/Paris, 2026-10-25: local 02:00 happens twice and GA4 reports it as one
+    ``dateHour``; it is stamped at its first occurrence (00:00 UTC), not dropped as NaT."""
+    start = datetime(2026, 10, 24, 22, tzinfo=UTC)  # local midnight
+    with FakeServer() as server:
+        serve_google_analytics(server, TOKEN, max_limit=1000)
+        df = ga(server).fetch(PollRequest(
+            "s", start, start + timedelta(hours=5), "sessions",
+            {"metrics": ["sessions"], "timezone": "Europe/Paris"}, "timestamp"))
+    assert df["timestamp"].notna().all()
+    assert list(df["timestamp"]) == [pd.Timestamp(start + timedelta(hours=h))
+                                     for h in (0, 1, 2, 4)]
