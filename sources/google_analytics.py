@@ -12,12 +12,17 @@ A metric's ``params``:
                 by ``eventName`` and pivoted to one column per step (``funnel_metric``,
                 default ``activeUsers``), plus ``abandoned = first step - last step``
                 (clipped at 0), so a drop-off rate is ``{ratio: [abandoned, started]}``
-``timezone``    the property's reporting time zone (``dateHour`` is local to it; default UTC)
+``timezone``    the property's reporting time zone (``dateHour`` is local to it; default UTC;
+                the hour repeated when clocks go back is stamped at its first occurrence)
 
 ``query`` is free text (e.g. ``checkout funnel``); the report is defined by ``params``.
 Pages are fetched with ``limit``/``offset`` until ``rowCount``. Errors: 401/403 (token
 expired, no access to the property) and 400 (unknown dimension or metric) are fatal; 429
 (quota), 5xx and connection errors are retried with backoff honouring ``Retry-After``.
+An error whose body is not Google's JSON error format (a proxy's or gateway's HTML or plain
+text, JSON without an ``error`` object) is classified the same way by its status code, with
+the status, host/path and a short excerpt of the body (secrets scrubbed), instead of failing
+inside the client; so is a 2xx body that is not a ``runReport`` response (retriable).
 
 Auth: ``credentials_file`` (a service-account JSON key), an OAuth ``access_token``, or
 Application Default Credentials. ``api_endpoint`` points the client elsewhere (a regional
@@ -26,11 +31,15 @@ endpoint, a proxy, or a local test server: ``http://127.0.0.1:8080``).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
 import pandas as pd
 from google.api_core import exceptions as gexc
@@ -50,6 +59,42 @@ from sources.http import (
 from sources.registry import register
 
 SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
+EXCERPT = 160  # characters of an unexpected body shown in an error
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """The last HTTP response of the API, kept to explain what the client could not."""
+
+    status: int
+    where: str
+    excerpt: str
+    google_error: bool
+    retry_after: float | None
+    json_object: bool
+
+
+def _is_google_error(text: str) -> bool:
+    """Whether ``text`` is Google's JSON error format, which the client can read (an
+    ``error`` object whose ``details``, if any, are objects)."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return False
+    if isinstance(body, list):  # the client reads the first object of a list
+        body = next((b for b in body if isinstance(b, dict)), None)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return False
+    details = error.get("details", [])
+    return isinstance(details, list) and all(isinstance(d, dict) for d in details) \
+        and isinstance(error.get("errors", []), list)
+
+
+def _excerpt(text: str) -> str:
+    """A short, one-line excerpt of a body (HTML tags dropped) for an error message."""
+    flat = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "..."
 
 
 class GoogleAnalyticsSourceConfig(SourceConfig):
@@ -93,6 +138,7 @@ class GoogleAnalyticsSource(SdkSource):
                  sleep: Sleep = time.sleep) -> None:
         super().__init__(name, config, sleep=sleep)
         self._client: Any = None
+        self._seen: _Seen | None = None
 
     def client(self) -> Any:
         if self._client is None:
@@ -117,7 +163,25 @@ class GoogleAnalyticsSource(SdkSource):
             options = ClientOptions(api_endpoint=cfg.api_endpoint) if cfg.api_endpoint else None
             self._client = BetaAnalyticsDataClient(credentials=credentials, transport="rest",
                                                    client_options=options)
+            session = getattr(getattr(self._client, "_transport", None), "_session", None)
+            if session is not None:
+                session.hooks["response"].append(self._remember)
         return self._client
+
+    def _remember(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        """Keep what :meth:`classify` needs from the API's last response (status, where, an
+        excerpt): the client fails on bodies that are not Google's format."""
+        try:
+            text = response.text or ""
+        except Exception:  # undecodable body
+            text = ""
+        parts = urlsplit(str(response.url))
+        self._seen = _Seen(
+            status=response.status_code, where=f"{parts.netloc}{parts.path}",
+            excerpt=_excerpt(text) or "(empty body)",
+            google_error=response.status_code >= 400 and _is_google_error(text),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            json_object=text.lstrip().startswith("{"))
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
         p = parse_params(ReportParams, self.name, request)
@@ -152,8 +216,7 @@ class GoogleAnalyticsSource(SdkSource):
         for m in metrics:
             df[m] = pd.to_numeric(df[m], errors="coerce")
         stamps = pd.to_datetime(df["dateHour"], format="%Y%m%d%H", errors="coerce")
-        df.insert(0, "timestamp", stamps.dt.tz_localize(tz, ambiguous="NaT",
-                                                         nonexistent="NaT").dt.tz_convert(UTC))
+        df.insert(0, "timestamp", _localize(stamps, tz))
         df = df.drop(columns=["dateHour"])
         keep = df["timestamp"].isna() | ((df["timestamp"] >= pd.Timestamp(request.since))
                                          & (df["timestamp"] < pd.Timestamp(request.until)))
@@ -169,8 +232,12 @@ class GoogleAnalyticsSource(SdkSource):
         offset = 0
         while True:
             req = RunReportRequest(**body, limit=self.config.page_size, offset=offset)
+            self._seen = None
             resp = self.client().run_report(request=req, retry=None,
                                             timeout=self.config.timeout)
+            if self._seen is not None and not self._seen.json_object:
+                # ``[]`` or ``null`` from a gateway parses as an empty report: not "no data"
+                raise ValueError("the runReport response is not a JSON object")
             for row in resp.rows:
                 out.append([v.value for v in row.dimension_values]
                            + [v.value for v in row.metric_values])
@@ -179,6 +246,9 @@ class GoogleAnalyticsSource(SdkSource):
                 return out
 
     def classify(self, exc: BaseException) -> Classified | None:
+        odd = self._unreadable(exc)
+        if odd is not None:
+            return odd
         if isinstance(exc, gexc.GoogleAPICallError):
             code = getattr(exc, "code", None) or 0
             message = f"GA4 Data API HTTP {code}: {exc.message}"
@@ -208,12 +278,48 @@ class GoogleAnalyticsSource(SdkSource):
             return ("retriable", None, f"connection failed ({type(exc).__name__})")
         return None
 
+    def _unreadable(self, exc: BaseException) -> Classified | None:
+        """A verdict for a response the client could not read: an error body not in Google's
+        format (the client's own message is then the whole page, or it fails with an
+        AttributeError), or a 2xx body that is not a report. None: not such a case."""
+        from google.protobuf.json_format import ParseError
+
+        seen = self._seen
+        if seen is None:
+            return None
+        if seen.status < 400:
+            if isinstance(exc, ParseError | ValueError):
+                return ("retriable", seen.retry_after,
+                        f"GA4 Data API HTTP {seen.status} from {seen.where} is not a runReport "
+                        f"response (a proxy or maintenance page?): {seen.excerpt}")
+            return None
+        if seen.google_error or not isinstance(
+                exc, gexc.GoogleAPICallError | AttributeError | TypeError | ValueError):
+            return None
+        message = (f"GA4 Data API HTTP {seen.status} from {seen.where}, not in Google's error "
+                   f"format (a proxy or gateway?): {seen.excerpt}")
+        if seen.status in (401, 403):
+            return ("fatal", None, f"credentials rejected ({message}); renew the credentials "
+                    "or grant the service account Viewer on the property")
+        if seen.status in (408, 429) or seen.status >= 500:
+            return ("retriable", seen.retry_after, message)
+        return ("fatal", None, f"report rejected ({message}); check api_endpoint, "
+                "params.dimensions and params.metrics")
+
     def close(self) -> None:
         if self._client is not None:
             transport = getattr(self._client, "_transport", None)
             if transport is not None:
                 transport.close()
             self._client = None
+
+
+def _localize(stamps: pd.Series, tz: Any) -> pd.Series:
+    """Property-local ``dateHour`` stamps in UTC. The hour repeated when clocks go back is
+    one ``dateHour`` in GA4 (both hours' data): it is stamped at its first occurrence rather
+    than dropped as NaT; a skipped hour (clocks forward) has no data and stays NaT."""
+    first = [True] * len(stamps)  # ambiguous: the DST (first) occurrence
+    return stamps.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT").dt.tz_convert(UTC)
 
 
 def _pivot_funnel(df: pd.DataFrame, p: ReportParams) -> pd.DataFrame:

@@ -15,7 +15,12 @@ Rows are the records (``attributes`` dropped, relationship fields flattened to
 ``Owner.Name``). When the metric's timestamp column is missing but ``day`` (and ``hour``)
 are present, as in the aggregate above, the timestamp is ``day + hour`` (UTC; Salesforce
 date functions use UTC unless wrapped in ``convertTimezone()``). ``nextRecordsUrl`` paging
-is followed (``query_all_iter``).
+is followed until ``done`` (a link that repeats, ``done: false`` without a link, or more than
+``MAX_PAGES`` pages is an error, never a partial result). Aggregate (``GROUP BY``) results
+cannot be paged: Salesforce returns at most 2,000 groups and refuses ``queryMore`` for them.
+An aggregate result that is cut short (``totalSize`` above the rows returned, or a next page
+Salesforce refuses) fails with a fatal error saying to group by fewer fields or poll a
+shorter range (``backfill --chunk``), rather than returning partial counts.
 
 Auth: an OAuth ``access_token`` with ``instance_url``, or ``username`` + ``password`` +
 ``security_token`` (``domain: test`` for sandboxes); with a password login an expired
@@ -48,11 +53,17 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.format import quote_soql_value
 
 from monitor.durations import Seconds
-from sources.base import FatalSourceError, PollRequest, SourceConfig
+from sources.base import FatalSourceError, PollRequest, RetriableSourceError, SourceConfig
 from sources.http import Classified, RetryConfig, SdkSource, Sleep, retry_after_seconds
 from sources.registry import register
 
 _PLACEHOLDER = re.compile(r"'(?:[^'\\]|\\.)*'|(?<![:\w]):([A-Za-z_]\w*)")
+_GROUP_BY = re.compile(r"'(?:[^'\\]|\\.)*'|\b(GROUP\s+BY)\b", re.IGNORECASE)
+MAX_PAGES = 10_000  # 2,000 records a page: 20 million records
+TOO_MANY_GROUPS = (
+    "Salesforce returns at most 2,000 groups for a GROUP BY query and cannot page them, so "
+    "the counts would be partial: group by fewer or coarser fields (drop a dimension, "
+    "DAY_ONLY instead of HOUR_IN_DAY), or poll a shorter range (a smaller backfill --chunk)")
 
 
 class SalesforceSourceConfig(SourceConfig):
@@ -105,6 +116,21 @@ def render_soql(soql: str, values: dict[str, Any]) -> str:
         return soql_literal(values[name])
 
     return _PLACEHOLDER.sub(sub, soql)
+
+
+def is_aggregate(soql: str) -> bool:
+    """Whether ``soql`` has a GROUP BY outside quoted strings.
+
+    >>> is_aggregate("SELECT Origin, COUNT(Id) FROM Case GROUP BY Origin")
+    True
+    >>> is_aggregate("SELECT Id FROM Case WHERE Subject = 'group by me'")
+    False
+    """
+    return any(m.group(1) for m in _GROUP_BY.finditer(soql))
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 class _PlainHttp(HTTPAdapter):
@@ -175,8 +201,8 @@ class SalesforceSource(SdkSource):
             raise FatalSourceError(
                 f"source {self.name}: metric {request.metric}: {exc}") from None
         self._renewed = False
-        records = self.call(lambda: list(self._client().query_all_iter(soql)))
-        rows = [_flatten(r) for r in records]
+        records = self.call(lambda: self._query_all(soql, request.metric))
+        rows = [_flatten(r) for r in records if isinstance(r, dict)]
         df = pd.DataFrame(rows)
         ts = request.timestamp_column
         if ts not in df.columns and "day" in df.columns:
@@ -187,8 +213,71 @@ class SalesforceSource(SdkSource):
             df = pd.DataFrame(columns=[ts])
         return df
 
+    def _query_all(self, soql: str, metric: str) -> list[Any]:
+        """Every record of ``soql``: the first page, then each ``nextRecordsUrl`` until
+        ``done``; an aggregate result Salesforce cut short is an error, not partial data."""
+        sf = self._client()
+        aggregate = is_aggregate(soql)
+        page = self._page(sf.query(soql), metric)
+        records: list[Any] = []
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            records.extend(page["records"])
+            aggregate = aggregate or any(
+                isinstance(r, dict) and _obj(r.get("attributes")).get("type") == "AggregateResult"
+                for r in page["records"])
+            link = page.get("nextRecordsUrl")
+            if page.get("done") is not False and not link:
+                self._check_complete(page, records, aggregate, metric)
+                return records
+            if not isinstance(link, str) or not link:
+                raise RetriableSourceError(
+                    f"source {self.name}: metric {metric}: Salesforce said the result is not "
+                    "done but gave no nextRecordsUrl; the rows would be partial (retried on a "
+                    "later tick)")
+            if link in seen:
+                raise RetriableSourceError(
+                    f"source {self.name}: metric {metric}: Salesforce gave a nextRecordsUrl "
+                    "already read: the paging does not advance (stopped rather than loop; "
+                    "retried on a later tick)")
+            seen.add(link)
+            try:
+                page = self._page(sf.query_more(link, identifier_is_url=True), metric)
+            except (SalesforceMalformedRequest, SalesforceResourceNotFound) as exc:
+                if not aggregate:  # (an expired session or a 5xx is classified as usual)
+                    raise
+                raise FatalSourceError(
+                    f"source {self.name}: metric {metric}: the aggregate query returned more "
+                    f"rows than one page ({len(records)}) and Salesforce refused the next page "
+                    f"({self.scrub(_detail(exc))}); {TOO_MANY_GROUPS}") from None
+        raise RetriableSourceError(
+            f"source {self.name}: metric {metric}: more than {MAX_PAGES} pages of records; "
+            "aggregate in the SOQL (GROUP BY) or poll a shorter range")
+
+    def _page(self, body: Any, metric: str) -> dict[str, Any]:
+        """One query page, checked: an object with a ``records`` list."""
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            what = type(body).__name__ if not isinstance(body, dict) else "an object without " \
+                "a records list"
+            raise RetriableSourceError(
+                f"source {self.name}: metric {metric}: the query API returned {what}, not a "
+                "query result (a proxy, or instance_url not the org's?)")
+        return body
+
+    def _check_complete(self, page: dict[str, Any], records: list[Any], aggregate: bool,
+                        metric: str) -> None:
+        """An aggregate result with fewer rows than ``totalSize`` was cut at 2,000 groups."""
+        total = page.get("totalSize")
+        if not aggregate or not isinstance(total, int) or total <= len(records):
+            return
+        raise FatalSourceError(
+            f"source {self.name}: metric {metric}: the aggregate query has {total} groups "
+            f"and Salesforce returned {len(records)}; {TOO_MANY_GROUPS}")
+
     def classify(self, exc: BaseException) -> Classified | None:
         detail = _detail(exc)
+        if isinstance(exc, SalesforceError) and "queryMore" in detail:
+            return ("fatal", None, f"aggregate query refused ({detail}); {TOO_MANY_GROUPS}")
         if isinstance(exc, SalesforceExpiredSession | SalesforceAuthenticationFailed):
             if self.config.password is not None and not self._renewed:
                 self._renewed, self._sf = True, None  # log in again once

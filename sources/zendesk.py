@@ -4,13 +4,28 @@ Follows Zendesk's documented APIs:
 
 * tickets: the cursor-based incremental export
   ``GET /api/v2/incremental/tickets/cursor.json?start_time=<unix>`` then ``?cursor=<after_cursor>``
-  until ``end_of_stream`` (it returns tickets *updated* since ``start_time``; rows are kept when
-  ``created_at`` falls in the polled range, deleted tickets are dropped);
+  (or the cursor of ``after_url``) while ``end_of_stream`` is not ``true``. It returns the
+  *current* version of every ticket *updated* since ``start_time``, each once, ordered by its
+  latest update; rows are kept when ``created_at`` falls in the polled range, deleted tickets
+  are dropped. A page that says more follows but gives no cursor, or a cursor that does not
+  advance, is an error (never a silent partial result or an endless loop), and so is an export
+  longer than ``MAX_PAGES`` pages per poll (its position is kept: the next poll goes on);
 * satisfaction ratings: ``GET /api/v2/satisfaction_ratings?start_time=&end_time=`` with
   cursor pagination (``page[size]``, ``meta.has_more``, ``links.next``; the older
-  ``next_page`` is followed too);
+  ``next_page`` is followed too), with the same guards;
 * auth: an API token (``email`` + ``api_token``, sent as ``{email}/token:{api_token}``) or an
   OAuth ``token`` (Bearer); rate limits: 429 with ``Retry-After`` (honoured by the HTTP base).
+
+Why the ticket export is resumed, not cut at ``until``: a ticket created inside the polled
+range is listed at its *latest* update, which may be any time up to now (it was solved
+later), so stopping once the export passes ``until`` would silently lose most tickets. The
+export cannot be bounded; instead, as Zendesk's workflow intends, the source keeps the
+export's last ``after_cursor`` and the tickets seen (a few fields each, those created at most
+``KEEP`` before the latest poll's start), and the next poll of any ticket metric whose range
+starts at or after what it holds only asks for what changed since. So backfill and catch-up
+chunks, live ticks and the ``tickets`` / ``ticket_tags`` metrics of one source share one
+export: its cost is the tickets changed since the earliest ``since``, once, not chunks x
+tickets. A range starting earlier than what is held starts a new export from its ``since``.
 
 ``query`` of a metric picks the rows (timestamp column ``created_at``):
 
@@ -23,13 +38,16 @@ Follows Zendesk's documented APIs:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 from pydantic import Field, SecretStr, model_validator
 
-from sources.base import FatalSourceError, PollRequest
+from sources.base import FatalSourceError, PollRequest, RetriableSourceError
 from sources.http import HttpClient, HttpSource, HttpSourceConfig, SkipRecord
 from sources.registry import register
 
@@ -37,8 +55,14 @@ QUERIES = ("tickets", "ticket_tags", "satisfaction_ratings")
 TICKET_COLUMNS = ["created_at", "tickets", "channel", "group_id", "brand_id", "priority",
                   "status", "type"]
 RATING_COLUMNS = ["created_at", "score", "good", "rated", "group_id"]
+EXPORT_PATH = "/api/v2/incremental/tickets/cursor.json"
+EXPORT_PAGE = 1000  # the export's largest per_page
 PAGE_SIZE = 100
 MAX_PAGES = 1000
+#: tickets created this long before the latest poll's ``since`` stay in the resumed export,
+#: so late_window re-polls and metrics with other windows still resume it
+KEEP = timedelta(days=2)
+HINT = "the token needs the 'read' scope; an admin must enable API token access"
 
 
 class ZendeskSourceConfig(HttpSourceConfig):
@@ -60,10 +84,79 @@ class ZendeskSourceConfig(HttpSourceConfig):
         return self
 
 
+@dataclass
+class _Export:
+    """The ticket export so far: the current version of every ticket created at or after
+    ``floor`` (by id), and the cursor it resumes from (None: start from ``floor``)."""
+
+    floor: datetime
+    cursor: str | None = None
+    tickets: dict[Any, dict[str, Any]] = field(default_factory=dict)
+
+
 def _ts(value: Any) -> datetime:
-    if not value:
+    """A UTC time; a naive one is read as UTC (Zendesk sends ``Z``), garbage is skipped."""
+    if not value or not isinstance(value, str):
         raise SkipRecord("missing_created_at")
-    return pd.Timestamp(value).tz_convert(UTC).to_pydatetime()
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError:
+        raise SkipRecord("bad_created_at") from None
+    if ts is pd.NaT:
+        raise SkipRecord("bad_created_at")
+    ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
+    return ts.to_pydatetime()
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else ``{}`` (a field a proxy or an API change made
+    a string or a list must not crash the poll)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _items(body: dict[str, Any], key: str, source: str) -> list[Any]:
+    """The page's list of records; a missing key is an empty page, anything else an error."""
+    items = body.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise RetriableSourceError(
+            f"source {source}: the Zendesk response's {key!r} is a {type(items).__name__}, "
+            "not a list (a proxy, or base_url not the API root?)")
+    return items
+
+
+def _ticket(t: Any) -> dict[str, Any]:
+    """The fields of one exported ticket the rows are made of (``tags``: a tuple)."""
+    if not isinstance(t, dict):
+        raise SkipRecord("not_an_object")
+    if t.get("id") is None:
+        raise SkipRecord("missing_id")
+    tags = t.get("tags")
+    return {
+        "id": t["id"],
+        "created_at": _ts(t.get("created_at")),
+        "tickets": 1,
+        "channel": str(_obj(t.get("via")).get("channel") or "unknown"),
+        "group_id": str(t.get("group_id") or "none"),
+        "brand_id": str(t.get("brand_id") or "none"),
+        "priority": t.get("priority") or "none",
+        "status": t.get("status") or "unknown",
+        "type": t.get("type") or "none",
+        "tags": tuple(str(x) for x in tags) if isinstance(tags, list) else (),
+    }
+
+
+def _after_cursor(body: dict[str, Any]) -> str | None:
+    """The cursor of the next page: ``after_cursor``, else the ``cursor`` of ``after_url``."""
+    cursor = body.get("after_cursor")
+    if isinstance(cursor, str) and cursor:
+        return cursor
+    url = body.get("after_url")
+    if isinstance(url, str) and url:
+        found = parse_qs(urlsplit(url).query).get("cursor")
+        return found[-1] if found else None
+    return None
 
 
 @register("zendesk")
@@ -72,6 +165,11 @@ class ZendeskSource(HttpSource):
 
     Config = ZendeskSourceConfig
     config: ZendeskSourceConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._export: _Export | None = None
+        self._export_lock = threading.Lock()
 
     def make_client(self) -> HttpClient:
         cfg = self.config
@@ -97,45 +195,92 @@ class ZendeskSource(HttpSource):
     def _in_range(self, ts: datetime, request: PollRequest) -> bool:
         return request.since <= ts < request.until
 
+    # -- tickets: the incremental export, resumed -----------------------------------------
+
     def _tickets(self, request: PollRequest, *, tags: bool) -> pd.DataFrame:
-        hint = "the token needs the 'read' scope; an admin must enable API token access"
-
-        def parse(t: dict[str, Any]) -> list[dict[str, Any]] | None:
-            if t.get("status") == "deleted":
-                return None
-            created = _ts(t.get("created_at"))
-            if not self._in_range(created, request):
-                return None
-            row = {
-                "created_at": created,
-                "tickets": 1,
-                "channel": (t.get("via") or {}).get("channel") or "unknown",
-                "group_id": str(t.get("group_id") or "none"),
-                "brand_id": str(t.get("brand_id") or "none"),
-                "priority": t.get("priority") or "none",
-                "status": t.get("status") or "unknown",
-                "type": t.get("type") or "none",
-            }
-            if not tags:
-                return [row]
-            return [{**row, "tag": tag} for tag in t.get("tags") or ()]
-
-        rows: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"start_time": int(request.since.timestamp()),
-                                  "per_page": 1000}
-        for _ in range(MAX_PAGES):
-            body = self.http.get_json("/api/v2/incremental/tickets/cursor.json", params=params,
-                                      fix_hint=hint, obj=True)
-            rows.extend(self.records(body.get("tickets"), parse))
-            cursor = body.get("after_cursor")
-            if body.get("end_of_stream", True) or not cursor:
-                break
-            params = {"cursor": cursor, "per_page": 1000}
+        with self._export_lock:
+            export = self._export
+            if export is None or request.since < export.floor:
+                export = self._export = _Export(floor=request.since)
+            self._follow_export(export)
+            rows: list[dict[str, Any]] = []
+            for t in export.tickets.values():
+                if not self._in_range(t["created_at"], request):
+                    continue
+                row = {k: t[k] for k in TICKET_COLUMNS}
+                rows.extend([{**row, "tag": tag} for tag in t["tags"]] if tags else [row])
+            self._prune(export, request.since - KEEP)
         columns = TICKET_COLUMNS + (["tag"] if tags else [])
         return pd.DataFrame(rows, columns=columns)
 
+    def _follow_export(self, export: _Export) -> None:
+        """Page the export from its cursor (or ``floor``) to ``end_of_stream``, folding each
+        page into ``export`` so that a failure keeps every page already read."""
+        for _ in range(MAX_PAGES):
+            params: dict[str, Any] = {"per_page": EXPORT_PAGE}
+            if export.cursor is None:
+                params["start_time"] = int(export.floor.timestamp())
+            else:
+                params["cursor"] = export.cursor
+            body = self.http.get_json(EXPORT_PATH, params=params, fix_hint=HINT, obj=True)
+            items = _items(body, "tickets", self.name)
+            self._fold(export, items)
+            end, cursor = body.get("end_of_stream"), _after_cursor(body)
+            if end is True or (end is None and (not items or cursor is None)):
+                self._stop_at(export, cursor)  # the end (absent: an empty or last page)
+                return
+            if cursor is None:
+                self._stop_at(export, None)
+                raise RetriableSourceError(
+                    f"source {self.name}: the Zendesk ticket export says more follows "
+                    "(end_of_stream false) but gives no after_cursor; the tickets would be "
+                    "incomplete (retried on a later tick)")
+            if cursor == export.cursor:
+                raise RetriableSourceError(
+                    f"source {self.name}: the Zendesk ticket export returned the cursor it "
+                    "was sent and end_of_stream is not true: it does not advance (stopped "
+                    "rather than loop; retried on a later tick)")
+            export.cursor = cursor
+        raise RetriableSourceError(
+            f"source {self.name}: the Zendesk ticket export did not reach end_of_stream "
+            f"within {MAX_PAGES} pages of {EXPORT_PAGE} tickets; its position is kept and the "
+            "next poll goes on from there (a first export of a busy account takes several)")
+
+    def _stop_at(self, export: _Export, cursor: str | None) -> None:
+        """Keep ``cursor`` for the next poll to resume from; without one it cannot resume,
+        so the next poll starts a new export."""
+        export.cursor = cursor
+        if cursor is None and self._export is export:
+            self._export = None
+
+    def _fold(self, export: _Export, items: list[Any]) -> None:
+        """Apply one page: a ticket's latest version replaces the one held; deleted tickets
+        and those created before ``floor`` are dropped; unreadable ones are counted."""
+        for t in items:
+            try:
+                ticket = _ticket(t)
+            except SkipRecord as exc:
+                self.skipped[str(exc)] += 1
+                continue
+            if ticket["status"] == "deleted" or ticket["created_at"] < export.floor:
+                export.tickets.pop(ticket["id"], None)
+            else:
+                export.tickets[ticket["id"]] = ticket
+
+    @staticmethod
+    def _prune(export: _Export, floor: datetime) -> None:
+        """Forget tickets created before ``floor`` (bounded memory for a live monitor)."""
+        if floor <= export.floor:
+            return
+        export.tickets = {k: t for k, t in export.tickets.items() if t["created_at"] >= floor}
+        export.floor = floor
+
+    # -- satisfaction ratings ---------------------------------------------------------------
+
     def _ratings(self, request: PollRequest) -> pd.DataFrame:
-        def parse(r: dict[str, Any]) -> dict[str, Any] | None:
+        def parse(r: Any) -> dict[str, Any] | None:
+            if not isinstance(r, dict):
+                raise SkipRecord("not_an_object")
             score = r.get("score")
             if score not in ("good", "bad"):  # offered / unoffered: no answer yet
                 return None
@@ -152,13 +297,27 @@ class ZendeskSource(HttpSource):
             "end_time": int(request.until.timestamp()),
             "page[size]": PAGE_SIZE,
         }
+        seen: set[str] = set()
         for _ in range(MAX_PAGES):
             assert url is not None
             body = self.http.get_json(url, params=params, obj=True)
-            rows.extend(self.records(body.get("satisfaction_ratings"), parse))
-            links, meta = body.get("links") or {}, body.get("meta") or {}
-            url = links.get("next") if meta.get("has_more") else body.get("next_page")
-            params = None
+            rows.extend(self.records(_items(body, "satisfaction_ratings", self.name), parse))
+            url, params = self._next_ratings_page(body), None
             if not url:
-                break
-        return pd.DataFrame(rows, columns=RATING_COLUMNS)
+                return pd.DataFrame(rows, columns=RATING_COLUMNS)
+            if url in seen:
+                raise RetriableSourceError(
+                    f"source {self.name}: Zendesk satisfaction ratings gave a next page "
+                    "already read: the pagination does not advance (stopped rather than "
+                    "loop; retried on a later tick)")
+            seen.add(url)
+        raise RetriableSourceError(
+            f"source {self.name}: satisfaction ratings still had more pages after "
+            f"{MAX_PAGES} pages of {PAGE_SIZE}; poll a shorter range (a smaller backfill "
+            "chunk) so that one poll reads them all")
+
+    def _next_ratings_page(self, body: dict[str, Any]) -> str | None:
+        """``links.next`` while ``meta.has_more``, else the older ``next_page``."""
+        links, meta = _obj(body.get("links")), _obj(body.get("meta"))
+        url = links.get("next") if meta.get("has_more") is True else body.get("next_page")
+        return url if isinstance(url, str) and url else None

@@ -49,7 +49,10 @@ def ratings(hours: int = 6) -> list[dict]:
     return out
 
 
-def serve_zendesk(server: FakeServer, email: str, api_token: str, page_size: int = 5) -> None:
+def serve_zendesk(server: FakeServer, email: str, api_token: str,
+                  page_size: int = 5) -> list[dict]:
+    """Serve the fake; returns the export's ticket list (ordered by update: a test appends a
+    ticket's new version to change it, as Zendesk moves an updated ticket to the end)."""
     expected = "Basic " + base64.b64encode(f"{email}/token:{api_token}".encode()).decode()
     server.auth_check = lambda r: r.headers.get("authorization") == expected
     all_tickets = tickets()
@@ -62,11 +65,11 @@ def serve_zendesk(server: FakeServer, email: str, api_token: str, page_size: int
             start = next((i for i, t in enumerate(all_tickets)
                           if datetime.fromisoformat(t["updated_at"]) >= since), len(all_tickets))
         page = all_tickets[start:start + page_size]
-        end = start + page_size >= len(all_tickets)
+        after = start + len(page)  # just past the last ticket listed: resumes from there
+        end = after >= len(all_tickets)
         return Response(200, {
-            "tickets": page, "after_cursor": f"c{start + page_size}",
-            "after_url": f"{server.url}/api/v2/incremental/tickets/cursor.json?cursor=c"
-                         f"{start + page_size}",
+            "tickets": page, "after_cursor": f"c{after}",
+            "after_url": f"{server.url}/api/v2/incremental/tickets/cursor.json?cursor=c{after}",
             "before_cursor": None, "end_of_stream": end,
         })
 
@@ -91,3 +94,4 @@ def serve_zendesk(server: FakeServer, email: str, api_token: str, page_size: int
 
     server.route("GET", "/api/v2/incremental/tickets/cursor.json", export)
     server.route("GET", "/api/v2/satisfaction_ratings", satisfaction)
+    return all_tickets
