@@ -218,3 +218,28 @@ def test_alertmanager_doc_example_loads_unchanged_and_routes_like_amtool() -> No
     for labels in SIMPLE_CASES:
         want = amtool_receivers(amtool, DATA / "alertmanager_simple.yml", labels)
         assert ",".join(r.receivers(labels)) == want, labels
+
+
+def test_empty_secrets_and_hostless_urls_are_rejected_with_paths() -> None:
+    """``PD_KEY=""`` exported empty passed validation and every event failed at send time; an
+    empty signing secret let anyone sign feedback; ``url: http://`` failed only when sent."""
+    text = HEAD + """
+alerting:
+  route: {receiver: all}
+  receivers:
+    - name: all
+      slack: {channel: "#c", token: "${SLACK_TOKEN}"}
+      pagerduty: {routing_key: "${PD_KEY}"}
+      webhook: {url: "http://", secret: ""}
+  feedback: {signing_secret: " "}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={"SLACK_TOKEN": "", "PD_KEY": ""})
+    found = {p.path: p.message for p in info.value.problems}
+    assert found == {
+        "alerting.receivers[0].slack.token": "must not be empty",
+        "alerting.receivers[0].pagerduty.routing_key": "must not be empty",
+        "alerting.receivers[0].webhook.url": "must be an http:// or https:// URL with a host",
+        "alerting.receivers[0].webhook.secret": "must not be empty",
+        "alerting.feedback.signing_secret": "must not be empty",
+    }
