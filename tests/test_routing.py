@@ -231,15 +231,18 @@ alerting:
       slack: {channel: "#c", token: "${SLACK_TOKEN}"}
       pagerduty: {routing_key: "${PD_KEY}"}
       webhook: {url: "http://", secret: ""}
+    - {name: port, webhook: {url: "http://hooks.example.com:port/x"}}
   feedback: {signing_secret: " "}
 """
     with pytest.raises(ConfigError) as info:
         parse_config(text, env={"SLACK_TOKEN": "", "PD_KEY": ""})
     found = {p.path: p.message for p in info.value.problems}
+    bad_url = "must be an http:// or https:// URL with a host (and a valid port)"
     assert found == {
         "alerting.receivers[0].slack.token": "must not be empty",
         "alerting.receivers[0].pagerduty.routing_key": "must not be empty",
-        "alerting.receivers[0].webhook.url": "must be an http:// or https:// URL with a host",
+        "alerting.receivers[0].webhook.url": bad_url,
         "alerting.receivers[0].webhook.secret": "must not be empty",
+        "alerting.receivers[1].webhook.url": bad_url,
         "alerting.feedback.signing_secret": "must not be empty",
     }
