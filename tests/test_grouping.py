@@ -309,3 +309,20 @@ def test_a_muted_incident_that_resolves_meanwhile_stays_silent(h: Harness,
     h.change([step(inc, "resolved", T0 + 3 * M)], T0 + 3 * M)
     h.flush(T0 + H)
     assert h.sent() == [] and waiting_groups(store) == []
+
+
+def test_an_inhibited_incident_is_told_once_its_inhibitor_resolves(h: Harness,
+                                                                   store: Store) -> None:
+    """The channel incident was inhibited by its journey's incident at its first flush; when
+    the journey incident resolves, the channel one (still open) is told, as Alertmanager
+    does once the source alert is gone."""
+    parent, child = incident("delivery"), incident("delivery", "app")
+    h.change([step(parent, "opened", T0, "a"), step(child, "opened", T0, "a")], T0)
+    h.flush(T0 + 30 * S, [parent, child])
+    assert [p["incident_key"] for p in h.sent()] == [parent.key]
+    h.flush(T0 + 5 * M + 30 * S, [parent, child])
+    assert len(h.sent()) == 1 and store.outbox_counts()["suppressed"] == 1
+    h.change([step(parent, "resolved", T0 + 6 * M)], T0 + 6 * M)
+    h.flush(T0 + 10 * M + 30 * S, [child])
+    told = [(p["incident_key"], p["status"]) for p in h.sent()]
+    assert told == [(parent.key, "firing"), (parent.key, "resolved"), (child.key, "firing")]
