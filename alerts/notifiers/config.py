@@ -41,14 +41,15 @@ def _http_url(value: str) -> str:
     return value
 
 
-#: A secret that may not be empty: an unset-looking ``${PD_KEY}`` exported as "" made every
-#: PagerDuty event fail at send time, and an empty signing secret is a key anyone can sign with.
 def _not_empty(value: SecretStr) -> SecretStr:
+    """``${PD_KEY}`` exported as "" made every PagerDuty event fail at send time, and an
+    empty signing secret is a key anyone can sign with."""
     if not value.get_secret_value().strip():
         raise ValueError("must not be empty")
     return value
 
 
+#: A secret that may not be empty (or blank).
 Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
 
 
