@@ -246,3 +246,19 @@ alerting:
         "alerting.receivers[1].webhook.url": bad_url,
         "alerting.feedback.signing_secret": "must not be empty",
     }
+
+
+def test_a_duration_out_of_range_is_a_problem_with_its_path_not_a_traceback() -> None:
+    """``group_wait: 99999999999999999999d`` crashed ``cxmon validate`` (OverflowError);
+    ``1000000w`` parsed, then overflowed the flush time at run time."""
+    text = HEAD + """
+alerting:
+  receivers: [{name: ops}]
+  route: {receiver: ops, group_wait: 99999999999999999999d, repeat_interval: 1000000w}
+"""
+    assert problems(text) == [
+        ("alerting.route.group_wait",
+         "invalid duration '99999999999999999999d': out of range (at most 292y)"),
+        ("alerting.route.repeat_interval",
+         "invalid duration '1000000w': out of range (at most 292y)"),
+    ]
