@@ -45,6 +45,14 @@ def _stop_event() -> threading.Event:
     return stop
 
 
+def _exit_if_dead(dead: int, until_empty: bool) -> None:
+    """``--until-empty`` is for cron, like ``run --once``: exit 1 when it dead-lettered a
+    notification (it exited 0, and a never-sent alert went unnoticed)."""
+    if until_empty and dead:
+        typer.echo(f"{dead} notification(s) dead-lettered (cxmon alerts status)", err=True)
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     """Add the commands (the CLI's helpers are imported when a command runs)."""
 
@@ -52,7 +60,8 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     def deliver(
         config: ConfigOpt,
         until_empty: Annotated[bool, typer.Option(
-            help="Exit when no notification is pending (waits for scheduled retries).")] = False,
+            help="Exit when no notification is pending (waits for scheduled retries); "
+                 "exit 1 if one was dead-lettered.")] = False,
         every: Annotated[float, typer.Option(help="Seconds between passes.")] = 5.0,
         log_level: LogLevel = "info",
     ) -> None:
@@ -68,9 +77,11 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         clock = SystemClock()
         worker = OutboxWorker(store, build_notifiers(cfg, main.console, store), clock)
         stop = _stop_event()
+        dead = 0
         try:
             while not stop.is_set():
                 report = worker.deliver_due()
+                dead += report.dead
                 if report.sent or report.retried or report.dead:
                     log.info("delivery: %d sent, %d to retry, %d dead", report.sent,
                              report.retried, report.dead)
@@ -85,6 +96,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
                 stop.wait(wait)
         finally:
             store.close()
+        _exit_if_dead(dead, until_empty)
 
     @app.command("serve-feedback")
     def serve_feedback(config: ConfigOpt, log_level: LogLevel = "info") -> None:

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ class FeedbackApp:
             ts = float(timestamp)
         except ValueError:
             return False
+        if not math.isfinite(ts):  # "nan" passed the age check and was never kept as seen
+            return False
         now = self.clock.now().timestamp()
         if abs(now - ts) > self.max_age:
             log.warning("feedback: refused a request %.0f s away from now (replay?)", now - ts)
@@ -105,19 +108,22 @@ class FeedbackApp:
     def _record(self, payload: Mapping[str, Any]) -> int:
         if payload.get("type") != "block_actions":
             return 0
-        user_info = payload.get("user") or {}
+        user_info = _mapping(payload.get("user"))
         user = user_info.get("username") or user_info.get("name") or user_info.get("id")
         recorded = 0
-        for action in payload.get("actions") or []:
+        actions = payload.get("actions")
+        for action in actions if isinstance(actions, list) else []:
+            action = _mapping(action)
             known = FEEDBACK_ACTIONS.get(str(action.get("action_id")))
             if known is None:
                 continue  # link buttons (Grafana, runbook) also report clicks
             try:
-                value = json.loads(action.get("value") or "{}")
+                value = _mapping(json.loads(str(action.get("value") or "{}")))
             except ValueError:
                 continue
             note = f"incident {value.get('incident', '')}"
-            for anomaly_id in value.get("anomalies") or []:
+            ids = value.get("anomalies")
+            for anomaly_id in ids if isinstance(ids, list) else []:
                 try:
                     self.store.add_feedback(str(anomaly_id), known[1], source="slack",
                                             user=user, note=note)
@@ -126,6 +132,12 @@ class FeedbackApp:
                     log.warning("feedback: unknown anomaly %s", anomaly_id)
         log.info("feedback: %d record(s) from %s", recorded, user)
         return recorded
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else empty: a signed payload of an unexpected shape
+    (a string ``user``, a list ``value``) ended in an AttributeError and a 500."""
+    return value if isinstance(value, Mapping) else {}
 
 
 class FeedbackServer:

@@ -14,7 +14,8 @@ receiver first gives the timings). Like Alertmanager's aggregation groups:
   downtime opens and resolves it at once; a blip shorter than ``group_wait``) is still told,
   once, at that flush: its first message marked ``"late": true`` and resolved, so no detected
   incident goes unreported; silences and inhibition apply to it as to a firing one. One that
-  was muted at its flushes (nothing sent) resolves silently.
+  was muted at its flushes (nothing sent) is checked again at each group_interval tick and
+  told once the mute ends, if it is still open; if it resolves first, it resolves silently.
 
 Silences, inhibition and time intervals are checked when a group flushes (as Alertmanager's
 notification pipeline does), through :meth:`alerts.dispatch.Dispatcher.suppression`; a
@@ -220,10 +221,13 @@ class AlertGroups:
             if reason is None:
                 sent.append(n)
                 last_sent, last_payload = now, payload
-            else:
+            elif not _muted_before(row):  # one suppressed row per muted incident, not 12/h
                 muted.append((n, reason))
         if kind in ("resolved", "late"):  # the group's last message
             tx.conn.execute(sa.delete(G).where(*where))
+            return
+        if last_sent is None and payload is not None:
+            self._retry_muted(tx, row, now, payload, kind)
             return
         due = None
         if last_sent is not None:  # the reminder: the first flush tick after repeat_interval
@@ -231,6 +235,24 @@ class AlertGroups:
         tx.conn.execute(sa.update(G).where(*where).values(
             pending=None, pending_kind=None, last_flush_at=now, next_flush_at=due,
             last_sent_at=last_sent, last_payload=last_payload, seq=row.seq + 1))
+
+    @staticmethod
+    def _retry_muted(tx: StoreTx, row: Any, now: datetime, payload: Mapping[str, Any],
+                     kind: str | None) -> None:
+        """Nobody was told of this still-firing incident (silenced, inhibited, muted): keep
+        its first message and check again at the next ``group_interval`` tick, as
+        Alertmanager does. It was dropped: an incident opened during a maintenance window
+        or a silence was never told after the window or the silence ended."""
+        tx.conn.execute(sa.update(G).where(
+            G.c.incident_key == row.incident_key, G.c.receiver == row.receiver).values(
+            pending=dict(payload), pending_kind=kind, last_flush_at=now,
+            next_flush_at=next_tick(now, timedelta(seconds=row.group_interval_s), now),
+            seq=row.seq + 1))
+
+
+def _muted_before(row: Any) -> bool:
+    """Flushed before and nothing sent: the suppressed row is already in the outbox."""
+    return row.last_flush_at is not None and row.last_sent_at is None
 
 
 def next_flush_at(store: Store) -> datetime | None:
@@ -252,7 +274,11 @@ class WaitingGroup:
 
     @property
     def timer(self) -> str:
-        return "group_wait" if self.first else "group_interval"
+        """What holds it back; a first message past its group_wait was muted at a flush."""
+        if self.first:
+            return "group_wait"
+        return "muted, checked again at group_interval" if self.kind == "opened" \
+            else "group_interval"
 
 
 def waiting_groups(store: Store) -> list[WaitingGroup]:

@@ -18,6 +18,7 @@ idempotency key, as after any crash.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import uuid
@@ -45,12 +46,18 @@ class DeliveryPolicy:
     #: Longer than any one send (notifier timeouts are 10-30 s), short enough that a crashed
     #: worker on another host delays its rows only briefly.
     lease: timedelta = timedelta(minutes=2)
+    #: The longest ``Retry-After`` honoured: a receiver's ``Retry-After: 1e12`` (or ``inf``)
+    #: overflowed the retry time, crashed the worker before the attempt was counted, and the
+    #: notification was re-sent on every pass, never dead-lettered.
+    max_retry_after: timedelta = timedelta(days=1)
 
     def delay(self, attempts: int, hint: float | None = None) -> timedelta:
-        """Backoff after ``attempts`` failures, never shorter than the receiver's hint."""
+        """Backoff after ``attempts`` failures, never shorter than the receiver's hint
+        (itself capped at ``max_retry_after``)."""
         backoff = min(self.base_delay * (2 ** max(attempts - 1, 0)), self.max_delay)
-        if hint is not None:
-            backoff = max(backoff, timedelta(seconds=hint))
+        if hint is not None and not math.isnan(hint):
+            cap = self.max_retry_after.total_seconds()
+            backoff = max(backoff, timedelta(seconds=min(max(hint, 0.0), cap)))
         return backoff
 
 

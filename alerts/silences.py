@@ -1,8 +1,9 @@
 """Silences: mute notifications whose labels match every matcher, between ``starts_at`` and
 ``ends_at`` (Alertmanager's semantics; ``cxmon silence add|query|expire``).
 
-Stored in the ``silences`` table. A silenced notification is not enqueued; the pipeline records
-that it was silenced and by which silence (log + the incident's summary).
+Stored in the ``silences`` table. Checked when a group flushes: a silenced notification is
+kept in the outbox with status ``suppressed`` and the reason ``silenced by <silence id>``
+(:mod:`alerts.grouping`), never sent; a resolution is never silenced.
 """
 
 from __future__ import annotations

@@ -127,7 +127,11 @@ def silence_query(
     from alerts.silences import list_silences
     from monitor.clock import SystemClock
 
-    wanted = {str(m) for line in _silence_matchers(matchers or []) for m in parse_matchers(line)}
+    try:
+        wanted = {str(m) for line in _silence_matchers(matchers or [])
+                  for m in parse_matchers(line)}
+    except MatcherError as exc:  # was a traceback
+        raise typer.BadParameter(str(exc)) from None
     now = SystemClock().now()
     st = _store(config)
     try:

@@ -24,6 +24,9 @@ _UNITS = {
 }
 _PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _ORDER = ["y", "w", "d", "h", "m", "s", "ms"]
+#: Prometheus' limit (Go's int64 nanoseconds, about 292 years): a longer ``group_wait`` or
+#: silence crashed ``cxmon validate`` (OverflowError) or overflowed a date at run time.
+MAX_DURATION = timedelta(microseconds=(2**63 - 1) // 1000)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -44,10 +47,15 @@ def parse_duration(text: str) -> timedelta:
         if rank <= last_rank:
             raise ValueError(f"invalid duration {text!r}: units must go from largest to smallest")
         last_rank = rank
-        total += int(m.group(1)) * _UNITS[m.group(2)]
+        try:
+            total += int(m.group(1)) * _UNITS[m.group(2)]
+        except OverflowError:
+            total = timedelta.max
         pos = m.end()
     if pos != len(text):
         raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 5m, 1h30m, 1d, 1w")
+    if total > MAX_DURATION:
+        raise ValueError(f"invalid duration {text!r}: out of range (at most 292y)")
     return total
 
 

@@ -200,3 +200,31 @@ def test_a_failed_delivery_is_logged_once_with_a_clear_reason(tmp_path: Path, ca
     text = caplog.text
     assert TOKEN not in text and "SECRETPATH" not in text and "<html" not in text
     store.close()
+
+
+def test_deliver_until_empty_exits_1_when_it_dead_lettered(tmp_path: Path) -> None:
+    """``cxmon alerts deliver --until-empty`` from cron exited 0 after dead-lettering a
+    notification (here: its receiver was removed from the config), unlike ``run --once``."""
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    db = tmp_path / "cxmon.db"
+    config = tmp_path / "cxmon.yaml"
+    config.write_text(f"""
+store: sqlite:///{db}
+sources: {{s: {{type: sql, url: "sqlite://"}}}}
+metrics: [{{name: m, source: s, value: v}}]
+alerting:
+  route: {{receiver: console}}
+  receivers: [{{name: console, console: {{format: json}}}}]
+""")
+    with Store.open(f"sqlite:///{db}") as store, store.transaction() as tx:
+        tx.enqueue([Notification("k|opened|t|gone", "gone", "k", {"n": 1})],
+                   datetime.now(UTC))
+    out = CliRunner().invoke(app, ["alerts", "deliver", "-c", str(config), "--until-empty",
+                                   "--every", "0.01"])
+    assert out.exit_code == 1, out.output
+    assert "1 notification(s) dead-lettered" in out.output
+    with Store.open(f"sqlite:///{db}") as store:
+        assert store.outbox_counts()["dead"] == 1

@@ -142,3 +142,32 @@ def test_serve_feedback_needs_the_feedback_config(tmp_path) -> None:
                       "metrics: [{name: m, source: shop, query: complaints, value: complaints}]\n")
     result = CliRunner().invoke(app, ["serve-feedback", "-c", str(config)])
     assert result.exit_code == 2 and "alerting.feedback is not configured" in result.output
+
+
+@pytest.mark.parametrize("payload", [
+    {"type": "block_actions", "user": "ana", "actions": [{"action_id": "cxmon_ack",
+                                                          "value": "[1]"}]},
+    {"type": "block_actions", "user": {"id": "U1"}, "actions": ["cxmon_ack"]},
+    {"type": "block_actions", "actions": {"action_id": "cxmon_ack"}},
+    {"type": "block_actions", "actions": [{"action_id": "cxmon_ack",
+                                           "value": '{"anomalies": "abc"}'}]},
+])
+def test_a_signed_payload_of_an_unexpected_shape_records_nothing_and_is_no_500(
+    server: FeedbackServer, store: Store, anomaly_ids: list[str], payload: dict
+) -> None:
+    """A string ``user`` or a list ``value`` raised AttributeError: a 500 and a traceback."""
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    assert post(server, body).status_code == 200
+    assert feedback_rows(store) == []
+
+
+def test_a_nan_timestamp_is_refused(store: Store, clock: FakeClock,
+                                    anomaly_ids: list[str]) -> None:
+    """``nan`` passed the 5-minute check (every comparison with NaN is false) and fell out of
+    the replay cache at once, so the same signed request was accepted again and again."""
+    app = FeedbackApp(store, SECRET, clock=clock)
+    body = body_for("cxmon_not_anomaly", anomaly_ids)
+    headers = {"X-Slack-Request-Timestamp": "nan",
+               "X-Slack-Signature": slack_signature(SECRET, "nan", body)}
+    assert app.handle("POST", "/slack/actions", headers, body).status == 401
+    assert feedback_rows(store) == []

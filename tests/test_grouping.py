@@ -229,6 +229,8 @@ def test_suppressed_notifications_are_stored_with_the_reason(h: Harness, store: 
     parent, child = incident("delivery"), incident("delivery", "app")
     h.change([step(parent, "opened", T0, "a"), step(child, "opened", T0, "a")], T0)
     h.flush(T0 + 30 * S, [parent, child])
+    assert {n.incident_key for n in store.notifications() if n.status == "pending"} == {
+        parent.key}
     # muted: the pager route's weekend mute interval (Saturday)
     saturday = T0 + timedelta(days=5)
     h.change([step(incident("payments", "web"), "opened", saturday, "a")], saturday)
@@ -239,10 +241,11 @@ def test_suppressed_notifications_are_stored_with_the_reason(h: Harness, store: 
         (child.key, "ops"): f"inhibited by {parent.key}",
         ("payments/web@T0", "pager"): "mute time interval weekend (route.routes[0])",
     }
-    # only the parent was told (and, by Saturday, reminded: repeat_interval)
+    # by Saturday the parent was reminded (repeat_interval), and the checkout incident,
+    # still open when its silence ended, was told; the child is still inhibited
     assert {n.incident_key for n in store.notifications() if n.status == "pending"} == {
-        parent.key}
-    assert store.outbox_counts()["suppressed"] == 3
+        parent.key, silenced.key}
+    assert store.outbox_counts()["suppressed"] == 3  # one row per muted group, not per flush
 
 
 def test_a_silenced_incident_resolved_before_its_flush_stays_silent(h: Harness,
@@ -269,3 +272,57 @@ def test_merge_keeps_the_first_message_flag_and_counts_anomalies_once() -> None:
     assert merged["update"] is False and merged["severity"] == 90
     assert [x["id"] for x in merged["anomalies"]] == ["b", "a"]
     assert merged["anomalies_total"] == 2
+
+
+def test_an_incident_muted_at_its_flush_is_told_once_the_mute_ends(h: Harness,
+                                                                    store: Store) -> None:
+    """An incident opened inside a silence (or a maintenance window) and still firing when
+    it ended was never told: its group had nothing left to flush. Alertmanager sends it at
+    the next group_interval tick; so does cxmon, and the outbox keeps one suppressed row."""
+    inc = incident("checkout", "app")
+    s = add_silence(store, ['journey="checkout"'], now=T0, duration=10 * M)
+    h.change([step(inc, "opened", T0, "a")], T0)
+    for minute in range(1, 10):
+        h.flush(T0 + minute * M)
+    assert h.sent() == [] and store.outbox_counts()["suppressed"] == 1
+    assert [w.kind for w in waiting_groups(store)] == ["opened"]
+    h.change([step(inc, "updated", T0 + 9 * M, "b")], T0 + 9 * M)
+    h.flush(T0 + 10 * M + 30 * S)
+    assert h.sent() == []  # the silence ended at 10:00; the group's ticks: 01:00, 06:00, 11:00
+    h.flush(T0 + 11 * M)
+    (told,) = h.sent()
+    assert told["update"] is False and told["status"] == "firing"
+    assert {a["series"][-1] for a in told["anomalies"]} == {"a", "b"}
+    assert [n.reason for n in store.notifications() if n.status == "suppressed"] == [
+        f"silenced by {s.id}"]
+    h.flush(T0 + 16 * M)
+    assert len(h.sent()) == 1  # told once; reminders follow repeat_interval
+
+
+def test_a_muted_incident_that_resolves_meanwhile_stays_silent(h: Harness,
+                                                               store: Store) -> None:
+    """Keeping the muted first message for a later flush must not tell a resolved one."""
+    inc = incident("checkout", "app")
+    add_silence(store, ['journey="checkout"'], now=T0, duration=10 * M)
+    h.change([step(inc, "opened", T0, "a")], T0)
+    h.flush(T0 + M)
+    h.change([step(inc, "resolved", T0 + 3 * M)], T0 + 3 * M)
+    h.flush(T0 + H)
+    assert h.sent() == [] and waiting_groups(store) == []
+
+
+def test_an_inhibited_incident_is_told_once_its_inhibitor_resolves(h: Harness,
+                                                                   store: Store) -> None:
+    """The channel incident was inhibited by its journey's incident at its first flush; when
+    the journey incident resolves, the channel one (still open) is told, as Alertmanager
+    does once the source alert is gone."""
+    parent, child = incident("delivery"), incident("delivery", "app")
+    h.change([step(parent, "opened", T0, "a"), step(child, "opened", T0, "a")], T0)
+    h.flush(T0 + 30 * S, [parent, child])
+    assert [p["incident_key"] for p in h.sent()] == [parent.key]
+    h.flush(T0 + 5 * M + 30 * S, [parent, child])
+    assert len(h.sent()) == 1 and store.outbox_counts()["suppressed"] == 1
+    h.change([step(parent, "resolved", T0 + 6 * M)], T0 + 6 * M)
+    h.flush(T0 + 10 * M + 30 * S, [child])
+    told = [(p["incident_key"], p["status"]) for p in h.sent()]
+    assert told == [(parent.key, "firing"), (parent.key, "resolved"), (child.key, "firing")]

@@ -138,3 +138,20 @@ def test_an_update_never_overtakes_the_message_waiting_for_its_retry(store: Stor
     clock.advance(timedelta(seconds=20))
     assert worker.deliver_due().sent == 2
     assert slack.received == [{"n": 1}, {"n": 2}]
+
+
+@pytest.mark.parametrize("hint", [1e12, float("inf"), float("nan")])
+def test_an_absurd_retry_after_is_capped_and_the_attempt_counted(store: Store,
+                                                                  hint: float) -> None:
+    """A 429 with ``Retry-After: 1e12`` overflowed the retry time: the worker crashed before
+    counting the attempt, and every later pass re-sent the notification."""
+    clock = FakeClock(T0)
+    worker = OutboxWorker(store, {"slack": Flaky(failures=99, retry_after=hint)}, clock,
+                          DeliveryPolicy(max_attempts=2))
+    enqueue(store, ("i1", "slack", 1))
+    assert worker.deliver_due().retried == 1
+    row = store.notifications("pending")[0]
+    assert row.attempts == 1
+    assert row.next_attempt_at <= T0 + DeliveryPolicy().max_retry_after
+    clock.advance(DeliveryPolicy().max_retry_after)
+    assert worker.deliver_due().dead == 1

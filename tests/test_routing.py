@@ -218,3 +218,47 @@ def test_alertmanager_doc_example_loads_unchanged_and_routes_like_amtool() -> No
     for labels in SIMPLE_CASES:
         want = amtool_receivers(amtool, DATA / "alertmanager_simple.yml", labels)
         assert ",".join(r.receivers(labels)) == want, labels
+
+
+def test_empty_secrets_and_hostless_urls_are_rejected_with_paths() -> None:
+    """``PD_KEY=""`` exported empty passed validation and every event failed at send time; an
+    empty signing secret let anyone sign feedback; ``url: http://`` failed only when sent."""
+    text = HEAD + """
+alerting:
+  route: {receiver: all}
+  receivers:
+    - name: all
+      slack: {channel: "#c", token: "${SLACK_TOKEN}"}
+      pagerduty: {routing_key: "${PD_KEY}"}
+      webhook: {url: "http://", secret: ""}
+    - {name: port, webhook: {url: "http://hooks.example.com:port/x"}}
+  feedback: {signing_secret: " "}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={"SLACK_TOKEN": "", "PD_KEY": ""})
+    found = {p.path: p.message for p in info.value.problems}
+    bad_url = "must be an http:// or https:// URL with a host (and a valid port)"
+    assert found == {
+        "alerting.receivers[0].slack.token": "must not be empty",
+        "alerting.receivers[0].pagerduty.routing_key": "must not be empty",
+        "alerting.receivers[0].webhook.url": bad_url,
+        "alerting.receivers[0].webhook.secret": "must not be empty",
+        "alerting.receivers[1].webhook.url": bad_url,
+        "alerting.feedback.signing_secret": "must not be empty",
+    }
+
+
+def test_a_duration_out_of_range_is_a_problem_with_its_path_not_a_traceback() -> None:
+    """``group_wait: 99999999999999999999d`` crashed ``cxmon validate`` (OverflowError);
+    ``1000000w`` parsed, then overflowed the flush time at run time."""
+    text = HEAD + """
+alerting:
+  receivers: [{name: ops}]
+  route: {receiver: ops, group_wait: 99999999999999999999d, repeat_interval: 1000000w}
+"""
+    assert problems(text) == [
+        ("alerting.route.group_wait",
+         "invalid duration '99999999999999999999d': out of range (at most 292y)"),
+        ("alerting.route.repeat_interval",
+         "invalid duration '1000000w': out of range (at most 292y)"),
+    ]

@@ -4,8 +4,10 @@ edit, Slack's limits, error mapping, and exactly-once across a crash."""
 from __future__ import annotations
 
 import copy
+import email.utils
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -363,3 +365,32 @@ def test_label_values_are_escaped_for_mrkdwn() -> None:
     assert "<" not in joined and ">" not in joined
     assert "&lt;!channel&gt; &lt;https://evil|x&gt; a&amp;b" in joined
     assert "page=&lt;!here&gt;" in message["text"]
+
+
+def test_other_4xx_dead_letter_and_a_dated_retry_after_is_honoured(slack: SlackServer) -> None:
+    """A 404 (a wrong ``api_url`` path) was retried for 36 minutes, and a Retry-After given
+    as an HTTP date was ignored (the README promises both as for webhooks)."""
+    n = notifier(slack)
+    slack.http.fail(404, 1, body={"error": "no such path"})
+    with pytest.raises(NotifyError) as missing:
+        n.deliver(PAYLOAD, "n-1")
+    assert not missing.value.retryable
+    when = email.utils.format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    slack.http.fail(429, 1, headers={"Retry-After": when}, body={"ok": False})
+    with pytest.raises(NotifyError) as rate:
+        n.deliver(PAYLOAD, "n-2")
+    assert rate.value.retryable and 3500 < (rate.value.retry_after or 0) <= 3600
+
+
+def test_a_5xx_keeps_the_receipt_so_the_retry_looks_before_posting(slack: SlackServer) -> None:
+    """A gateway's 504 does not prove Slack did not post: the receipt was dropped and the
+    retry posted blind (a duplicate if the first call had gone through)."""
+    channel = slack.channel_id("#checkout-alerts")
+    n = SlackNotifier("checkout", SlackReceiverConfig(token=TOKEN, channel=channel,
+                                                      api_url=slack.api_url))
+    slack.http.fail(504, 1)
+    with pytest.raises(NotifyError):
+        n.deliver(PAYLOAD, "n-1")
+    assert n.receipts.get("n-1") is not None
+    n.deliver(PAYLOAD, "n-1")
+    assert slack.calls("conversations.history") == 1 and len(slack.messages) == 1

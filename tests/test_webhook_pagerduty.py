@@ -208,3 +208,33 @@ def test_fake_server_saw_the_requests(http: FakeServer) -> None:
         wrong.send(PAYLOAD)
     assert "HTTP 404" in str(err.value) and not err.value.retryable
     assert isinstance(http.log[-1], Request)
+
+
+def test_a_fan_out_retry_goes_only_to_the_notifiers_that_failed() -> None:
+    """A receiver with a console and a webhook block: while the webhook was down, every
+    retry printed (or posted, or paged) the notification again through its sibling."""
+    class Ok(ConsoleNotifier):
+        def __init__(self) -> None:
+            self.got: list[Any] = []
+
+        def send(self, payload: Any) -> None:
+            self.got.append(payload)
+
+    class Flaky(Ok):
+        failures = 2
+
+        def send(self, payload: Any) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise NotifyError("down", retryable=True)
+            super().send(payload)
+
+    ok, flaky = Ok(), Flaky()
+    fan = FanOut([ok, flaky])
+    for _ in range(2):
+        with pytest.raises(NotifyError):
+            fan.deliver(PAYLOAD, "n-1")
+    fan.deliver(PAYLOAD, "n-1")
+    assert ok.got == [PAYLOAD] and flaky.got == [PAYLOAD]
+    fan.deliver(PAYLOAD, "n-1")  # settled: a later re-send (a crash before mark_sent) goes
+    assert len(ok.got) == 2      # to all again, at least once

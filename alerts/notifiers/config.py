@@ -5,7 +5,10 @@ feedback endpoint. Pure pydantic: ``monitor.config`` plugs them into ``ReceiverC
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from monitor.durations import Seconds
 
@@ -25,9 +28,29 @@ _STRICT = ConfigDict(extra="forbid")
 
 
 def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("must be an http:// or https:// URL")
+    """An http(s) URL with a host and a valid port: ``http://`` or ``http://h:port/``
+    failed only at the first send (and was retried for 36 minutes)."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname if value.startswith(("http://", "https://")) else None
+        _ = parts.port  # "host:port" literally, or 99999: ValueError
+    except ValueError:
+        host = None
+    if not host:
+        raise ValueError("must be an http:// or https:// URL with a host (and a valid port)")
     return value
+
+
+def _not_empty(value: SecretStr) -> SecretStr:
+    """``${PD_KEY}`` exported as "" made every PagerDuty event fail at send time, and an
+    empty signing secret is a key anyone can sign with."""
+    if not value.get_secret_value().strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+#: A secret that may not be empty (or blank).
+Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
 
 
 class SlackReceiverConfig(BaseModel):
@@ -36,7 +59,7 @@ class SlackReceiverConfig(BaseModel):
 
     model_config = _STRICT
 
-    token: SecretStr
+    token: Secret
     channel: str = Field(min_length=1)
     api_url: str = Field(
         default=DEFAULT_SLACK_API_URL,
@@ -57,7 +80,7 @@ class WebhookReceiverConfig(BaseModel):
     model_config = _STRICT
 
     url: str
-    secret: SecretStr | None = Field(
+    secret: Secret | None = Field(
         default=None,
         description="If set, the body is signed: X-Cxmon-Signature: sha256=<HMAC-SHA256 hex> "
         "of '<X-Cxmon-Timestamp>.<body>'.",
@@ -74,7 +97,7 @@ class PagerDutyReceiverConfig(BaseModel):
 
     model_config = _STRICT
 
-    routing_key: SecretStr
+    routing_key: Secret
     events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
     source: str = "cxmon"
     timeout: Seconds = Field(default=10.0, gt=0, description="Per request: 10s, 500ms or "
@@ -88,7 +111,7 @@ class FeedbackServerConfig(BaseModel):
 
     model_config = _STRICT
 
-    signing_secret: SecretStr
+    signing_secret: Secret
     listen: str = Field(default="127.0.0.1:8787", pattern=r"^[^:\s]*:\d{1,5}$",
                         description="host:port to bind")
     path: str = Field(default="/slack/actions", pattern=r"^/")

@@ -18,26 +18,45 @@ __all__ = ["FanOut", "receiver_notifier"]
 
 
 class FanOut(Notifier):
-    """Sends to every notifier of one receiver. Each must tolerate a re-send (Slack keeps
-    receipts, PagerDuty dedups by key, webhooks get the idempotency key) because one failing
-    makes the outbox retry the whole notification."""
+    """Sends to every notifier of one receiver. One failing makes the outbox retry the whole
+    notification; the retry goes only to the notifiers that have not taken it yet (in this
+    process: after a restart, to all again, so each must tolerate a re-send: Slack keeps
+    receipts, PagerDuty dedups by key, webhooks get the idempotency key). Without that, a
+    webhook down for 36 minutes made its sibling print or post the notification 10 times."""
+
+    #: Keys remembered at most (a dead-lettered notification's key is never settled here).
+    MAX_KEYS = 10_000
 
     def __init__(self, notifiers: Sequence[Notifier]) -> None:
         self.notifiers = list(notifiers)
+        self._done: dict[str, set[int]] = {}  # idempotency key -> notifiers that took it
 
     def send(self, payload: Mapping[str, Any]) -> None:
-        self._each(lambda n: n.send(payload))
+        self._each(lambda n: n.send(payload), set())
 
     def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
-        self._each(lambda n: n.deliver(payload, idempotency_key))
+        done = self._done.pop(idempotency_key, set())
+        try:
+            self._each(lambda n: n.deliver(payload, idempotency_key), done)
+        except NotifyError as exc:
+            if exc.retryable:
+                while len(self._done) >= self.MAX_KEYS:
+                    self._done.pop(next(iter(self._done)))
+                self._done[idempotency_key] = done
+            raise
 
-    def _each(self, call: Any) -> None:
+    def _each(self, call: Any, done: set[int]) -> None:
+        """Call every notifier not in ``done`` (indexes), adding those that succeed."""
         errors: list[NotifyError] = []
-        for n in self.notifiers:
+        for i, n in enumerate(self.notifiers):
+            if i in done:
+                continue
             try:
                 call(n)
             except NotifyError as exc:
                 errors.append(exc)
+            else:
+                done.add(i)
         if errors:
             hints = [e.retry_after for e in errors if e.retry_after is not None]
             raise NotifyError("; ".join(str(e) for e in errors),

@@ -10,7 +10,8 @@
   look for the message by the idempotency key it put in the message metadata
   (``conversations.history`` / ``conversations.replies``) before posting.
 * Errors: 429 (with ``Retry-After``), 5xx, timeouts and connection errors are retryable;
-  auth, channel and payload errors are not (the outbox dead-letters them at once).
+  auth, channel and payload errors and other HTTP 4xx are not (the outbox dead-letters them
+  at once). After a 5xx the receipt stays, so the retry looks for the message first.
 * The bot token is never logged or put in an error message.
 """
 
@@ -30,6 +31,7 @@ from alerts.notifiers.base import Notifier, NotifyError
 from alerts.notifiers.config import SlackReceiverConfig
 from alerts.notifiers.http import connection_reason, host_port, http_reason
 from alerts.receipts import MemoryReceipts, Receipt, Receipts
+from monitor.durations import retry_after_seconds
 
 __all__ = ["METADATA_EVENT", "SlackNotifier"]
 
@@ -179,14 +181,15 @@ class SlackNotifier(Notifier):
     def _call(self, method: Callable[..., Any], *, undo: Callable[[], None] | None = None,
               **kwargs: Any) -> Any:
         """One Web API call; failures become :class:`NotifyError` (never with the token).
-        ``undo`` runs when Slack answered with an error (the call surely had no effect)."""
+        ``undo`` runs when Slack answered with an error that surely had no effect."""
         api = getattr(method, "__name__", "api").replace("_", ".", 1)
         try:
             return method(**kwargs)
         except SlackApiError as exc:
-            if undo is not None:
+            error = _api_error(api, exc)
+            if undo is not None and not _maybe_done(exc):
                 undo()
-            raise _api_error(api, exc) from None
+            raise error from None
         except (SlackClientError, OSError, TimeoutError) as exc:
             where = host_port(self.config.api_url)
             raise NotifyError(f"slack {api}: {connection_reason(exc)} ({where})",
@@ -195,17 +198,14 @@ class SlackNotifier(Notifier):
 
 def _api_error(api: str, exc: SlackApiError) -> NotifyError:
     resp = exc.response
-    status = int(getattr(resp, "status_code", 0) or 0)
+    status = _status(exc)
     data = getattr(resp, "data", None)
     error = data.get("error") if isinstance(data, Mapping) else None
     headers = getattr(resp, "headers", None) or {}
     retry_after = None
     for key, value in headers.items():
         if key.lower() == "retry-after":
-            try:
-                retry_after = float(value[0] if isinstance(value, list) else value)
-            except (TypeError, ValueError):
-                retry_after = None
+            retry_after = retry_after_seconds(str(value[0] if isinstance(value, list) else value))
     if error:
         message = f"slack {api}: Slack error {error}" + (f" (HTTP {status})" if status != 200
                                                         else "")
@@ -213,6 +213,19 @@ def _api_error(api: str, exc: SlackApiError) -> NotifyError:
         message = f"slack {api}: {http_reason(status, '')}"
     if status == 429 or error == "ratelimited":
         return NotifyError(message, retryable=True, retry_after=retry_after)
-    if status >= 500 or status in (408, 0):
+    if status >= 500 or status in (408, 425, 0):
         return NotifyError(message, retryable=True, retry_after=retry_after)
-    return NotifyError(message, retryable=error not in FATAL_ERRORS and status not in (401, 403))
+    if 400 <= status < 500:  # a wrong api_url path (404), a payload too large (413), ...
+        return NotifyError(message, retryable=False)
+    return NotifyError(message, retryable=error not in FATAL_ERRORS)
+
+
+def _status(exc: SlackApiError) -> int:
+    return int(getattr(exc.response, "status_code", 0) or 0)
+
+
+def _maybe_done(exc: SlackApiError) -> bool:
+    """A 5xx or 408 (a gateway timing out, say) does not prove the message was not posted:
+    keep the receipt so the next attempt looks for the message before posting again."""
+    status = _status(exc)
+    return status >= 500 or status in (0, 408)
