@@ -17,7 +17,7 @@ Model, per series (vectorized over the series of a tick)::
                 say once 200 such means have been seen
     dec_c     = -log10 P(N > (d_c - mu_c) / sd_c)   for every channel c; mu_c, sd_c: EW
                 moments of d_c (half-life likelihood_halflife, coarse_halflife in blocks)
-    shape     = mean of dec_w over w, and of dec_q once it has a say
+    shape     = median of dec_w over w, and of dec_q once it has a say
     decades   = max(shape, (shape + dec_day) / 2, dec_b for every b, dec_q)
     decades  -= fatigue_decades * (EW count of this series' recent alarms)
     score     = 1 - 10 ** -decades
@@ -27,9 +27,10 @@ before (a spike higher than the usual ones, a step, a missing daily peak, a chan
 while the recurring oddities of a healthy series (the nightly batch spike, the Monday peak)
 have a near twin in its history. Comparing the nearest-neighbour distance with the series'
 *own* history of such distances turns it into a tail probability calibrated per series, so
-one threshold suits noisy and quiet series. Averaging three window lengths rewards anomalies
-that stand out at several scales; the same-time-of-day view catches a normal-looking shape at
-the wrong time (no morning peak), and can only strengthen the shape's own evidence; the block
+one threshold suits noisy and quiet series. The median over three window lengths keeps
+anomalies that stand out at several scales and drops one scale's flukes; the same-time-of-day
+view catches a normal-looking shape at the wrong time (no morning peak), and can only
+strengthen the shape's own evidence; the block
 means catch slow drifts that no short window sees; and the sequence model catches a burst of
 ordinary-sized spikes or a sudden oscillation, where every shape has a twin but the order of
 highs and lows is one the series rarely produces. After a point reaches
@@ -375,9 +376,12 @@ class Novelty(RecordDetector):
             z = (dist - st["mu"]) / np.maximum(sd, np.maximum(1e-6 * np.abs(st["mu"]), floor))
         dec = log10_gauss_tail(np.where(np.isfinite(z) & known, z, 0.0))
         k = len(c.windows)
-        fine = dec[:, :k].mean(axis=1)
-        if self._seq:  # the sequence view joins the multi-scale mean once it has a say
-            fine = np.where(known[:, -1], (dec[:, :k].sum(axis=1) + dec[:, -1]) / (k + 1), fine)
+        # the median of the scales: an anomaly must stand out at half of them at least, so
+        # one scale's fluke (a jittered spike seen by the shortest window) cannot alarm alone
+        fine = np.median(dec[:, :k], axis=1)
+        if self._seq:  # the sequence view joins the shape views once it has a say
+            fine = np.where(known[:, -1], np.median(np.column_stack([dec[:, :k], dec[:, -1]]),
+                                                    axis=1), fine)
         if self._lags:  # the same-time-of-day view can only add to the shape's own view
             fine = np.maximum(fine, 0.5 * (fine + dec[:, k]))
             k += 1
