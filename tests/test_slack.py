@@ -26,6 +26,7 @@ from alerts.notifiers.slack import METADATA_EVENT, SlackNotifier
 from alerts.receipts import StoreReceipts
 from dashboards.links import panel_id
 from monitor.store import Store
+from tests.fakes.server import Response
 from tests.fakes.slack_server import TOKEN, SlackServer
 
 INCIDENT = "journey=checkout@2026-01-05T10:00:00+00:00"
@@ -394,3 +395,37 @@ def test_a_5xx_keeps_the_receipt_so_the_retry_looks_before_posting(slack: SlackS
     assert n.receipts.get("n-1") is not None
     n.deliver(PAYLOAD, "n-1")
     assert slack.calls("conversations.history") == 1 and len(slack.messages) == 1
+
+
+@pytest.mark.parametrize("error", ["message_not_found", "edit_window_closed"])
+def test_a_first_message_that_cannot_be_edited_does_not_dead_letter_the_resolution(
+        slack: SlackServer, caplog: Any, error: str) -> None:
+    """The root was deleted (or is too old to edit): the "back to normal" reply is in the
+    thread already, so the resolution is delivered; only the green edit is lost, and said."""
+    caplog.set_level(logging.WARNING, logger="alerts.notifiers.slack")
+    n = notifier(slack)
+    n.deliver(PAYLOAD, "n-1")
+    slack.http.route("POST", "/api/chat.update",
+                     lambda req: Response(200, {"ok": False, "error": error}))
+    resolved = update_of(PAYLOAD, status="resolved", anomalies=[], anomalies_total=0,
+                         resolved_at="2026-01-05T14:30:00+00:00")
+    n.deliver(resolved, "n-2")  # no NotifyError: delivered
+    assert len(slack.messages) == 2 and slack.updates == []
+    assert f"could not mark the first message of {INCIDENT} resolved" in caplog.text
+    assert error in caplog.text
+
+
+def test_an_ok_answer_without_ts_is_retried_and_looked_up_not_stored_as_none(
+        slack: SlackServer) -> None:
+    channel = slack.channel_id("#checkout-alerts")
+    n = SlackNotifier("checkout", SlackReceiverConfig(token=TOKEN, channel=channel,
+                                                      api_url=slack.api_url))
+    slack.http.fail(200, 1, body={"ok": True})
+    with pytest.raises(NotifyError) as exc:
+        n.deliver(PAYLOAD, "n-1")
+    assert exc.value.retryable and "no channel or ts" in str(exc.value)
+    receipt = n.receipts.get("n-1")
+    assert receipt is not None and receipt.ts is None  # not the string "None"
+    n.deliver(PAYLOAD, "n-1")
+    assert slack.calls("conversations.history") == 1 and len(slack.messages) == 1
+    assert n.receipts.get("n-1").ts == slack.messages[0]["ts"]  # type: ignore[union-attr]

@@ -135,7 +135,12 @@ class SlackNotifier(Notifier):
                       "event_payload": {"idempotency_key": receipt.idempotency_key,
                                         "incident_key": receipt.incident_key}},
         )
-        self.receipts.posted(receipt.idempotency_key, str(resp["channel"]), str(resp["ts"]))
+        channel, ts = resp.get("channel"), resp.get("ts")
+        if not channel or not ts:  # "ok" without the message's address (a proxy in between?)
+            raise NotifyError("slack chat.postMessage: the answer has no channel or ts; "
+                              "the next attempt looks for the message before posting",
+                              retryable=True)
+        self.receipts.posted(receipt.idempotency_key, str(channel), str(ts))
 
     def _recover(self, receipt: Receipt) -> bool:
         """A previous attempt died during its call: was the message posted after all?"""
@@ -169,14 +174,21 @@ class SlackNotifier(Notifier):
         original = self.receipts.payload(root.idempotency_key) or resolved
         message = self.render({**original, "resolved_at": resolved.get("resolved_at")},
                               closed=True)
-        self._call(
-            self.client.chat_update,
-            channel=root.channel or self.config.channel,
-            ts=root.ts,
-            text=message["text"],
-            attachments=[{"color": message["color"], "fallback": message["text"],
-                          "blocks": message["blocks"]}],
-        )
+        try:
+            self._call(
+                self.client.chat_update,
+                channel=root.channel or self.config.channel,
+                ts=root.ts,
+                text=message["text"],
+                attachments=[{"color": message["color"], "fallback": message["text"],
+                              "blocks": message["blocks"]}],
+            )
+        except NotifyError as exc:
+            if not any(code in str(exc) for code in UNEDITABLE):
+                raise
+            # the resolution is already in the thread; only the root's green edit is lost
+            log.warning("slack %s: could not mark the first message of %s resolved (%s); "
+                        "the thread says it", self.name, root.incident_key, exc)
 
     def _call(self, method: Callable[..., Any], *, undo: Callable[[], None] | None = None,
               **kwargs: Any) -> Any:
@@ -194,6 +206,10 @@ class SlackNotifier(Notifier):
             where = host_port(self.config.api_url)
             raise NotifyError(f"slack {api}: {connection_reason(exc)} ({where})",
                               retryable=True) from None
+
+
+#: chat.update errors that no retry can fix: the message was deleted or is too old to edit.
+UNEDITABLE = ("message_not_found", "cant_update_message", "edit_window_closed")
 
 
 def _api_error(api: str, exc: SlackApiError) -> NotifyError:
