@@ -921,7 +921,8 @@ class _Interpolator:
 
 def _scrub(message: str, loc: Loc, secrets: Mapping[Loc, list[str]]) -> str:
     """Hide environment values: everywhere if long enough, and at their own path always."""
-    local = [s for key, values in secrets.items() if loc[: len(key)] == key for s in values]
+    local = [s for key, values in secrets.items() if loc[: len(key)] == key for s in values
+             if s.strip()]  # a blank value hides nothing, and masking it garbles the message
     everywhere = [s for values in secrets.values() for s in values if len(s) >= 4]
     for secret in sorted({*local, *everywhere}, key=len, reverse=True):
         message = message.replace(secret, "***")

@@ -262,3 +262,18 @@ alerting:
         ("alerting.route.repeat_interval",
          "invalid duration '1000000w': out of range (at most 292y)"),
     ]
+
+
+def test_a_whitespace_secret_does_not_mask_its_own_error_message() -> None:
+    """A token exported as one space made its error read ``must***not***be***empty``:
+    blank values have nothing to hide."""
+    text = HEAD + """
+alerting:
+  route: {receiver: all}
+  receivers:
+    - {name: all, slack: {channel: "#c", token: "${SLACK_TOKEN}"}}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={"SLACK_TOKEN": " "})
+    found = {p.path: p.message for p in info.value.problems}
+    assert found == {"alerting.receivers[0].slack.token": "must not be empty"}
