@@ -149,7 +149,9 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
         parsed = _parser.parse(f"(?:{text})", re.ASCII)
         bad = {op for op in _walk_opcodes(parsed) if op in _BAD_OPCODES}
         compiled = re.compile(f"(?:{text})", re.ASCII)
-    except (re.error, RecursionError, OverflowError) as exc:
+    except re.error as exc:  # its position would count the (?: wrapper: name the pattern
+        raise MatcherError(f"error parsing regexp {pattern!r}: {exc.msg}") from None
+    except (RecursionError, OverflowError) as exc:
         raise MatcherError(f"error parsing regexp: {exc}") from None
     if bad:
         raise MatcherError(

@@ -277,3 +277,11 @@ alerting:
         parse_config(text, env={"SLACK_TOKEN": " "})
     found = {p.path: p.message for p in info.value.problems}
     assert found == {"alerting.receivers[0].slack.token": "must not be empty"}
+
+
+def test_a_bad_regex_is_named_without_a_position_shifted_by_the_anchoring() -> None:
+    from alerts.matchers import MatcherError, parse_matcher
+
+    with pytest.raises(MatcherError) as info:
+        parse_matcher('journey=~"check(out"')
+    assert str(info.value) == "error parsing regexp 'check(out': missing ), unterminated subpattern"
