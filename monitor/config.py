@@ -552,6 +552,27 @@ class DaskExecutorConfig(BaseModel):
 
     _timeout_positive = field_validator("timeout")(_positive)
 
+    @field_validator("address")
+    @classmethod
+    def _address_form(cls, v: str) -> str:
+        """``[tcp://]host:port``, checked here: Dask's own errors for a malformed address
+        are tracebacks from deep inside its client."""
+        scheme, sep, rest = v.partition("://")
+        if not sep:
+            scheme, rest = "tcp", v
+        if scheme in ("tls", "wss"):
+            raise ValueError(f"{scheme}:// needs TLS settings that cxmon does not pass to Dask "
+                             "yet; use tcp:// (e.g. inside a private network)")
+        if scheme not in ("tcp", "ws", "inproc", "ucx"):
+            raise ValueError(f"unknown scheme {scheme!r}: a Dask scheduler address is "
+                             "tcp://host:port (also ws://, ucx://)")
+        host, colon, port = rest.rpartition(":")
+        if scheme != "inproc" and (not colon or not host.strip("[]") or not port.isdigit()
+                                   or not 0 < int(port) < 65536):
+            raise ValueError("expected tcp://host:port with a port from 1 to 65535, e.g. "
+                             "tcp://dask-scheduler:8786")
+        return v
+
 
 def _executor_type(value: Any) -> str | None:
     """The executor's ``type:``; ``local`` when omitted (``{workers: 4}``)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any
@@ -96,12 +97,50 @@ def open_executor(config: ExecutorConfig) -> FitExecutor:
             kind = "thread"
         return FitExecutor(pool, f"local {kind} pool, {config.workers} worker(s)")
     if isinstance(config, DaskExecutorConfig):
-        from distributed import Client
-
-        client = Client(config.address, timeout=config.timeout.total_seconds(),
-                        set_as_default=False)
+        client = _connect(config.address, config.timeout.total_seconds())
         # pure=False: a retried fit with the same inputs must run again, not return the
         # cached (failed) result of the first attempt.
         return FitExecutor(client.get_executor(pure=False), f"dask at {config.address}",
                            client=client)
     raise TypeError(f"unknown executor config {type(config).__name__}")  # pragma: no cover
+
+
+class SchedulerUnreachable(OSError):
+    """No Dask scheduler could be used at the configured address."""
+
+
+def _connect(address: str, timeout: float) -> Any:
+    """A Dask client of the scheduler at ``address``, or :class:`SchedulerUnreachable`.
+
+    Why the guard: what answers at a wrong address is not always a refusal. Something that
+    is not a Dask scheduler (a web server, another service) can make the client fail deep
+    inside its protocol (a ``MemoryError`` from a garbage frame length) or wait for a
+    handshake that never comes; so every failure becomes one error naming the address, and
+    the connection gets ``timeout`` plus a few seconds of wall time, whatever happens.
+    """
+    from distributed import Client
+
+    class QuietClient(Client):  # type: ignore[misc]
+        def __del__(self) -> None:  # one that never connected has nothing to close
+            return None
+
+    outcome: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            outcome["client"] = QuietClient(address, timeout=timeout, set_as_default=False)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=attempt, name="cxmon-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 5.0)
+    if thread.is_alive():
+        raise SchedulerUnreachable(f"nothing that speaks Dask answered at {address} within "
+                                   f"{timeout + 5.0:.0f} s (is it the scheduler's port?)")
+    error = outcome.get("error")
+    if error is not None:
+        reason = str(error).splitlines()[0] if str(error) else ""
+        raise SchedulerUnreachable(f"{address}: {type(error).__name__}"
+                                   + (f": {reason[:200]}" if reason else ""))
+    return outcome["client"]

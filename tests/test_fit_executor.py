@@ -295,3 +295,41 @@ def test_cli_run_once_keeps_its_fits_with_a_thread_pool(tmp_path: Path) -> None:
     assert len(states) == 1
     st = _Series.unpack(next(iter(states.values())))
     assert st.fitted_at is not None and len(st.yhat) == 48 and st.sigma_obs > 0
+
+
+@pytest.mark.parametrize(("address", "says"), [
+    ("not a url", "expected tcp://host:port"),
+    ("http://127.0.0.1:8786", "unknown scheme 'http'"),
+    ("tls://127.0.0.1:8786", "tls:// needs TLS settings"),
+    ("tcp://127.0.0.1:99999", "port from 1 to 65535"),
+])
+def test_a_malformed_dask_address_is_a_config_error(address: str, says: str) -> None:
+    """Dask's own errors for these are tracebacks (missing port number, unknown address
+    scheme, TLS expects a ssl_context) that ``cxmon run`` did not catch."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(config_text(f"executor: {{type: dask, address: '{address}'}}\n"))
+    [problem] = err.value.problems
+    assert problem.path == "executor.address" and says in problem.message
+
+
+def test_cli_run_says_so_when_what_answers_is_not_a_dask_scheduler(tmp_path: Path) -> None:
+    """A web server at the address made the client fail deep in its protocol (a MemoryError
+    from a garbage frame length, or a wait for a handshake): one clear error, no traceback."""
+    import socketserver
+    import threading
+
+    class NotDask(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.sendall(b"HTTP/1.0 400 Bad Request\r\nServer: nginx\r\n\r\n" * 50)
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), NotDask) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(config_text("executor: {type: dask, address: "
+                                   f"'tcp://127.0.0.1:{server.server_address[1]}', "
+                                   "timeout: 1s}\n"))
+        res = CliRunner().invoke(app, ["run", "--once", "-c", str(cfg)])
+        server.shutdown()
+    assert res.exit_code == 1
+    assert "cannot reach the Dask scheduler" in res.output and "Traceback" not in res.output
+    assert f"127.0.0.1:{server.server_address[1]}" in res.output
