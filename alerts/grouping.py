@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,7 @@ G = alert_groups_t
 class FlushResult:
     enqueued: int = 0
     suppressed: int = 0
+    by_receiver: Counter[str] = field(default_factory=Counter)  # enqueued, per receiver
 
 
 def next_tick(last_flush: datetime, interval: timedelta, not_before: datetime) -> datetime:
@@ -198,6 +200,7 @@ class AlertGroups:
         for row in rows:
             self._flush_one(tx, row, now, opened, sent, muted)
         result.enqueued = tx.enqueue(sent, now)
+        result.by_receiver = Counter(tx.enqueued_by_receiver)
         result.suppressed = tx.record_suppressed(muted, now)
         for n, reason in muted:
             log.info("notification %s not sent to %s: %s", n.incident_key, n.receiver, reason)

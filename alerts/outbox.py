@@ -22,6 +22,7 @@ import math
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -63,6 +64,8 @@ class DeliveryPolicy:
 
 @dataclass(slots=True)
 class DeliveryReport:
+    #: notifications the flush before this delivery wrote to the outbox, per receiver
+    enqueued: Counter[str] = field(default_factory=Counter)
     sent: int = 0
     retried: int = 0
     dead: int = 0

@@ -285,8 +285,9 @@ class Exporter:
             "(pending, sent, dead = failed for good).", ["receiver", "status"], registry=r,
         )
         self.notifications_sent = Counter(
-            "cxmon_notifications_enqueued", "Notifications written to the outbox.", [m],
-            registry=r,
+            "cxmon_notifications_enqueued", "Notifications written to the outbox, by "
+            "receiver (by a tick, or by the delivery job's flush of the alert groups).",
+            ["receiver"], registry=r,
         )
         self.poll_seconds = Histogram(
             "cxmon_source_poll_seconds", "Latency of one poll of a source.", ["source", "type"],
@@ -343,8 +344,8 @@ class Exporter:
             for detector in m.detectors:
                 exp.refit_seconds.labels(m.name, detector)
                 exp.refit_failures.labels(m.name, detector)
-            exp.notifications_sent.labels(m.name)
         for r in config.alerting.receivers:
+            exp.notifications_sent.labels(r.name)
             for status in ("pending", "sent", "dead"):
                 exp.notifications.labels(r.name, status).set(0)
         for name, src in config.sources.items():
@@ -374,8 +375,7 @@ class Exporter:
         if result.error:
             return
         self.last_tick.labels(metric).set_to_current_time()
-        if result.notifications:
-            self.notifications_sent.labels(metric).inc(result.notifications)
+        self.observe_enqueued(getattr(result, "enqueued", None) or {})
         for a in result.anomalies:
             journey = a.labels.get("journey") or self.journeys.get(a.metric, "")
             self.anomalies.labels(a.metric, journey, severity_band(a.severity)).inc()
@@ -441,6 +441,12 @@ class Exporter:
         with self._lock:
             self._open = {k: _Open(j or "", severity_band(s)) for k, j, s in open_rows}
             self._set_open_gauge()
+
+    def observe_enqueued(self, by_receiver: Mapping[str, int]) -> None:
+        """Count notifications written to the outbox (by a tick or a delivery pass)."""
+        for receiver, n in by_receiver.items():
+            if n:
+                self.notifications_sent.labels(receiver).inc(n)
 
     def observe_refit(self, metric: str, detector: str, seconds: float) -> None:
         """A detector refitted its model (for detectors with a periodic refit)."""

@@ -283,8 +283,8 @@ def overview_dashboard(config: MonitorConfig, journey_names: Iterable[str] = ())
     ))
     b = b.with_panel(_timeseries(
         "Alert volume: notifications enqueued per hour",
-        [("sum by (cx_metric) (increase(cxmon_notifications_enqueued_total[1h]))",
-          "{{cx_metric}}")],
+        [("sum by (receiver) (increase(cxmon_notifications_enqueued_total[1h]))",
+          "{{receiver}}")],
     ))
     b = b.with_panel(_timeseries(
         "Worst severity now, by journey",

@@ -18,6 +18,7 @@ from sources.metrics import SourceMetrics
 from sources.registry import create as create_source
 
 if TYPE_CHECKING:
+    from alerts.outbox import DeliveryReport
     from monitor.config import MonitorConfig
     from monitor.pipeline import TickResult
     from monitor.store import Store
@@ -61,6 +62,16 @@ class Telemetry:
                 self.exporter.sync_store(self.store)
         except Exception:
             log.exception("exporter: could not record the tick of %s", result.metric)
+
+    def on_deliver(self, report: DeliveryReport) -> None:
+        """After a delivery pass: what its flush enqueued, and the outbox counts now (the
+        scheduler's delivery job runs outside any tick; never raises)."""
+        try:
+            self.exporter.observe_enqueued(report.enqueued)
+            if self.store is not None:
+                self.exporter.sync_store(self.store)
+        except Exception:
+            log.exception("exporter: could not record a delivery pass")
 
     def chain(self, callback: Callable[[TickResult], None] | None) -> Callable[[TickResult], None]:
         """An ``on_tick`` that records the tick, then calls ``callback``."""

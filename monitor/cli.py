@@ -303,6 +303,7 @@ opened; 2 for a bad option or config."""
             # Every metric has ticked: a new incident's first message has nothing more to
             # wait for (group_wait), and this process will not be here when it is due.
             report = pipeline.deliver(group_wait=True)
+            telemetry.on_deliver(report)
             failed = [r.metric for r in results if r.error]
             if failed or report.dead:
                 dead = f", {report.dead} notification(s) dead-lettered" if report.dead else ""
@@ -323,7 +324,8 @@ opened; 2 for a bad option or config."""
         telemetry.serve()
         feedback = start_feedback(cfg, store)  # Slack buttons, if alerting.feedback is set
         try:
-            Scheduler(pipeline, on_tick=on_tick).run_until_stopped()
+            Scheduler(pipeline, on_tick=on_tick,
+                      on_deliver=telemetry.on_deliver).run_until_stopped()
         finally:
             if feedback is not None:
                 feedback.stop()
@@ -461,7 +463,8 @@ def demo(
     live = Pipeline(cfg, st, clock=SystemClock(), console=console, sources=telemetry.sources)
     try:
         telemetry.serve()
-        Scheduler(live, on_tick=telemetry.chain(_log_tick)).run_until_stopped()
+        Scheduler(live, on_tick=telemetry.chain(_log_tick),
+                  on_deliver=telemetry.on_deliver).run_until_stopped()
     finally:
         telemetry.stop()
         live.close()

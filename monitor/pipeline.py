@@ -21,7 +21,7 @@ import pandas as pd
 from rich.console import Console
 
 from alerts.dispatch import Dispatcher
-from alerts.grouping import AlertGroups, next_flush_at
+from alerts.grouping import AlertGroups, FlushResult, next_flush_at
 from alerts.notifiers.base import Notifier
 from alerts.notifiers.factory import receiver_notifier
 from alerts.outbox import DeliveryPolicy, DeliveryReport, OutboxWorker
@@ -92,6 +92,8 @@ class TickResult:
     rejected: dict[str, int] = field(default_factory=dict)
     anomalies: list[Anomaly] = field(default_factory=list)
     notifications: int = 0
+    #: The same, per receiver.
+    enqueued: Counter[str] = field(default_factory=Counter)
     error: str | None = None
     skipped: str | None = None
     seconds: float = 0.0
@@ -308,16 +310,21 @@ class Pipeline:
     def deliver(self, *, group_wait: bool = False) -> DeliveryReport:
         """Flush the alert groups that are due into the outbox, then send what is due.
         ``group_wait=True``: new incidents' first messages too (``cxmon run --once``)."""
-        self.flush_groups(group_wait=group_wait)
-        return self.outbox.deliver_due()
+        flushed = self._flush(group_wait)
+        report = self.outbox.deliver_due()
+        report.enqueued = flushed.by_receiver
+        return report
 
     def flush_groups(self, *, group_wait: bool = False) -> int:
         """Alert groups due now (group_wait, group_interval, repeat_interval) into the outbox;
         returns how many notifications were enqueued. ``group_wait=True`` also flushes the
         groups still waiting for their first message (see :meth:`AlertGroups.flush`)."""
+        return self._flush(group_wait).enqueued
+
+    def _flush(self, group_wait: bool) -> FlushResult:
         with self.store.transaction() as tx:
             return self.groups.flush(tx, self.clock.now(), self.incidents.open.values(),
-                                     group_wait=group_wait).enqueued
+                                     group_wait=group_wait)
 
     def next_flush_at(self) -> datetime | None:
         """When the next alert group is due (for simulated time), or None."""
@@ -396,7 +403,9 @@ class Pipeline:
             tx.add_anomalies(detected.anomalies)
             for change in changes:
                 self._persist_incident(tx, change)
-            result.notifications += self._route(tx, changes, payloads, now)
+            flushed = self._route(tx, changes, payloads, now)
+            result.notifications += flushed.enqueued
+            result.enqueued.update(flushed.by_receiver)
             tx.set_cursor(metric.name, until)
             tx.record_tick(
                 metric=metric.name, started_at=now, finished_at=self.clock.now(),
@@ -527,8 +536,9 @@ class Pipeline:
                     tx.add_anomalies(no_data)
                     for change in changes:
                         self._persist_incident(tx, change)
-                    result.notifications = self._route(tx, changes, self._payloads(changes),
-                                                       now)
+                    flushed = self._route(tx, changes, self._payloads(changes), now)
+                    result.notifications += flushed.enqueued
+                    result.enqueued.update(flushed.by_receiver)
                     result.anomalies, result.incidents = no_data, changes
                 tx.record_tick(
                     metric=metric.name, started_at=now, finished_at=self.clock.now(),
@@ -580,11 +590,11 @@ class Pipeline:
                 for c in changes if c.notify}
 
     def _route(self, tx: StoreTx, changes: list[IncidentChange],
-               payloads: dict[int, dict[str, Any]], now: datetime) -> int:
+               payloads: dict[int, dict[str, Any]], now: datetime) -> FlushResult:
         """Changes into the alert groups, then due groups into the outbox (same transaction,
-        so a group with ``group_wait: 0s`` goes out with its tick). Returns the new rows."""
+        so a group with ``group_wait: 0s`` goes out with its tick)."""
         self.groups.apply(tx, changes, payloads, now)
-        return self.groups.flush(tx, now, self.incidents.open.values()).enqueued
+        return self.groups.flush(tx, now, self.incidents.open.values())
 
     def _persist_incident(self, tx: StoreTx, change: IncidentChange) -> None:
         inc = change.incident

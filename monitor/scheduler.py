@@ -23,6 +23,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from alerts.outbox import DeliveryReport
 from monitor.clock import FakeClock
 from monitor.frames import floor_time
 from monitor.pipeline import Pipeline, TickResult
@@ -50,10 +51,12 @@ class Scheduler:
         pipeline: Pipeline,
         *,
         on_tick: Callable[[TickResult], None] | None = None,
+        on_deliver: Callable[[DeliveryReport], None] | None = None,
         max_workers: int = 4,
     ) -> None:
         self.pipeline = pipeline
         self.on_tick = on_tick
+        self.on_deliver = on_deliver
         self._stop = threading.Event()
         self._lock = threading.Lock()  # ticks share the incident tracker: one at a time
         self._scheduler = BackgroundScheduler(
@@ -76,6 +79,8 @@ class Scheduler:
     def _deliver(self) -> None:
         with self._lock:
             report = self.pipeline.deliver()
+        if self.on_deliver:
+            self.on_deliver(report)
         if report.errors:
             log.warning("delivery: %d sent, %d to retry, %d dead", report.sent, report.retried,
                         report.dead)

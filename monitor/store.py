@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -456,6 +457,8 @@ class StoreTx:
     def __init__(self, conn: Connection, clock: Clock) -> None:
         self.conn = conn
         self._clock = clock
+        #: new outbox rows of the last :meth:`enqueue`, by receiver (for the exporter)
+        self.enqueued_by_receiver: Counter[str] = Counter()
 
     def _now(self) -> datetime:
         return _require_aware(self._clock.now(), "clock.now()")
@@ -640,12 +643,12 @@ class StoreTx:
         stmt = (
             _insert(self.conn, notifications_t)
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(notifications_t.c.id)
+            .returning(notifications_t.c.receiver)
         )
-        count = 0
+        self.enqueued_by_receiver = Counter[str]()
         for chunk in _chunks(rows, WRITE_CHUNK):
-            count += len(self.conn.execute(stmt, list(chunk)).all())
-        return count
+            self.enqueued_by_receiver.update(r[0] for r in self.conn.execute(stmt, list(chunk)))
+        return sum(self.enqueued_by_receiver.values())
 
     def record_suppressed(
         self, items: Sequence[tuple[Notification, str]], now: datetime

@@ -9,6 +9,7 @@ server is unreachable, but fail when ``CI`` is set: CI must never silently drop 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,17 @@ settings.register_profile("cxmon", deadline=None)
 settings.load_profile("cxmon")
 
 PG_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A CLI command run in a test (``cxmon run``) sets up the root logger for the whole
+    process: undo it, so a later command's output is not mixed with INFO log lines."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pg_base_url() -> str:

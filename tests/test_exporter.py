@@ -165,3 +165,34 @@ def test_exporter_config_block_defaults_and_strictness():
         parse_config(base + "exporter: {port: 70000, colour: red}\n")
     paths = {p.path for p in exc.value.problems}
     assert {"exporter.port", "exporter.colour"} <= paths
+
+
+def test_notifications_flushed_by_the_delivery_job_are_counted_and_the_outbox_is_fresh(
+        tmp_path):
+    """With group_wait, notifications reach the outbox in the scheduler's delivery job, not
+    in a tick: the counter stayed 0 and the outbox gauges waited for the next tick."""
+    from datetime import timedelta
+
+    from dashboards.telemetry import Telemetry
+    from monitor.scheduler import Scheduler
+    from tests.test_sources_pipeline import STEP, setup
+
+    p, store, clock, shop = setup(tmp_path, extra="history: 9d")
+    tel = Telemetry(p.config, store, registry=CollectorRegistry(), sources={"shop": shop})
+    p.outbox.notifiers = {"console": type("Sink", (), {"send": lambda self, payload: None})()}
+    clock.advance(timedelta(days=9))
+    tel.on_tick(p.tick("orders"))
+    shop.revised[clock.now()] = 5_000  # a spike: an incident opens, waits group_wait
+    clock.advance(STEP)
+    result = p.tick("orders")
+    tel.on_tick(result)
+    assert result.incidents and result.notifications == 0  # nothing enqueued by the tick
+    key = ("cxmon_notifications_enqueued_total", (("receiver", "console"),))
+    assert _samples(tel.exporter.render().decode())[key] == 0
+    clock.advance(timedelta(minutes=1))  # past group_wait (30s)
+    Scheduler(p, on_deliver=tel.on_deliver)._deliver()  # the delivery job, once
+    s = _samples(tel.exporter.render().decode())
+    assert s[key] == 1
+    assert s[("cxmon_notifications", (("receiver", "console"), ("status", "sent")))] == 1
+    p.close()
+    store.close()
