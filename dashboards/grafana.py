@@ -354,11 +354,14 @@ def health_dashboard(config: MonitorConfig) -> Built:
         ("Detector refit failures per hour",
          "sum by (cx_metric, detector) (increase(cxmon_detector_refit_failures_total[1h]))",
          "{{cx_metric}} {{detector}}", "short"),
-        ("Exported series and points dropped by the cap",
-         "sum(cxmon_exporter_series) or vector(0)", "series", "short"),
     ]
     for title, expr, legend, unit in panels:
         b = b.with_panel(_timeseries(title, [(expr, legend)], unit=unit))
+    b = b.with_panel(_timeseries("Exported series and points dropped by the cap", [
+        ("sum(cxmon_exporter_series) or vector(0)", "series"),
+        ("sum(increase(cxmon_exporter_series_dropped_total[1h])) or vector(0)",
+         "points dropped per hour"),
+    ], unit="short"))
     return Built(HEALTH_UID, "cxmon · monitor health", _finish(b))
 
 

@@ -54,3 +54,29 @@ def test_build_writes_dashboards_and_provisioning(tmp_path):
     assert provider["providers"][0]["options"]["path"] == str((out / "dashboards").resolve())
     ds = yaml.safe_load((out / "provisioning" / "datasources" / "cxmon.yaml").read_text())
     assert ds["datasources"][0]["type"] == "prometheus"
+
+
+def test_every_metric_a_dashboard_queries_is_exported() -> None:
+    """A panel whose metric the exporter does not have is an empty panel forever."""
+    import re
+
+    from prometheus_client import CollectorRegistry
+
+    from dashboards.exporter import SERIES_FIELDS
+    from dashboards.grafana import build_all
+    from dashboards.telemetry import Telemetry
+    from monitor.config import load_config
+
+    env = {**os.environ, "CXMON_DEMO_ANCHOR": "2026-01-05T00:00:00Z"}
+    cfg = load_config("monitor/examples/demo.yaml", env=env)
+    registry = CollectorRegistry()
+    Telemetry(cfg, registry=registry)
+    exported = {s.name for family in registry.collect() for s in family.samples}
+    exported |= {f.name for f in registry.collect()}  # families not sampled yet (no labels)
+    exported |= set(SERIES_FIELDS.values())  # per-series gauges: sampled once scores exist
+    queried = {name for built in build_all(cfg) for _, expr in panel_queries(built.model)
+               for name in re.findall(r"\bcxmon_[a-z_]+", expr)}
+    missing = {q for q in queried
+               if q not in exported and q.removesuffix("_total") not in exported
+               and re.sub(r"_(bucket|count|sum)$", "", q) not in exported}
+    assert not missing, missing
