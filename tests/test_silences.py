@@ -171,9 +171,8 @@ def test_pipeline_drops_silenced_incident_and_records_it(
     store.close()
 
 
-@pytest.mark.parametrize("matcher", ['team=~"("', 'team="x'])
-def test_silence_query_with_a_bad_matcher_says_why(tmp_path: Path, matcher: str) -> None:
-    """``silence query 'team=~"("'`` ended in a MatcherError traceback."""
+def _minimal_config(tmp_path: Path) -> Path:
+    """A config file with a migrated SQLite store, for the silence commands."""
     path = tmp_path / "c.yaml"
     path.write_text(f"""
 store: sqlite:///{tmp_path / 's.db'}
@@ -181,6 +180,13 @@ sources: {{s: {{type: sql, url: "sqlite://"}}}}
 metrics: [{{name: m, source: s, value: v}}]
 """)
     Store.open(f"sqlite:///{tmp_path / 's.db'}").close()
+    return path
+
+
+@pytest.mark.parametrize("matcher", ['team=~"("', 'team="x'])
+def test_silence_query_with_a_bad_matcher_says_why(tmp_path: Path, matcher: str) -> None:
+    """``silence query 'team=~"("'`` ended in a MatcherError traceback."""
+    path = _minimal_config(tmp_path)
     out = CliRunner().invoke(app, ["silence", "query", "-c", str(path), matcher])
     assert out.exit_code == 2, out.output
     assert out.exception is None or isinstance(out.exception, SystemExit)
@@ -189,13 +195,7 @@ metrics: [{{name: m, source: s, value: v}}]
 
 def test_silence_add_with_an_absurd_duration_says_why(tmp_path: Path) -> None:
     """``--duration 1000000w`` ended in an OverflowError traceback."""
-    path = tmp_path / "c.yaml"
-    path.write_text(f"""
-store: sqlite:///{tmp_path / 's.db'}
-sources: {{s: {{type: sql, url: "sqlite://"}}}}
-metrics: [{{name: m, source: s, value: v}}]
-""")
-    Store.open(f"sqlite:///{tmp_path / 's.db'}").close()
+    path = _minimal_config(tmp_path)
     out = CliRunner().invoke(app, ["silence", "add", "-c", str(path), 'team="x"',
                                    "--duration", "1000000w"])
     assert out.exit_code == 2 and "out of range" in out.output
