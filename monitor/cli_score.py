@@ -225,6 +225,9 @@ def register(app: typer.Typer) -> None:
             step = parse_duration(interval) if interval else None
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--interval") from None
+        if step is not None and step <= timedelta(0):
+            # a detector divides by it: say so here, not in a traceback from its constructor
+            raise typer.BadParameter(f"must be positive, got {interval}", param_hint="--interval")
         frame, lines, extra = _read_csv(input)
         where = "stdin" if input == "-" else input
         missing = {"timestamp", "value"} - set(frame.columns)
