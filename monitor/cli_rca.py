@@ -68,6 +68,7 @@ def run_rca(
                            na_values=[""])
     except (OSError, ValueError) as exc:
         raise RootCauseError(f"cannot read {path}: {exc}") from None
+    _check_fields(path)
     for column in (actual, expected, value, denominator):
         if column is None or column not in rows.columns:
             continue
@@ -113,6 +114,29 @@ def run_rca(
     if value is not None:
         out["expected_from"] = leaves.attrs.get("history")
     return out
+
+
+def _check_fields(path: Path) -> None:
+    """Refuse lines with more fields than the header: pandas would silently turn the first
+    column into an index when the first data line has one field too many, shifting every
+    column (a snapshot that names nothing), or fail deep inside with a C-parser message."""
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        width = None
+        long: list[int] = []
+        for record in reader:
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue
+            if width is None:
+                width = len(record)
+            elif len(record) > width:
+                long.append(reader.line_num)
+    if long:
+        shown = ", ".join(map(str, long[:5])) + (", ..." if len(long) > 5 else "")
+        raise RootCauseError(f"{path}: {len(long)} line(s) have more fields than the header "
+                             f"(line{'s' if len(long) > 1 else ''} {shown})")
 
 
 def register(app: typer.Typer) -> None:

@@ -85,6 +85,18 @@ def test_rca_rejects_values_that_are_not_numbers(tmp_path: Path) -> None:
     assert "column 'actual' is not a number in 1 row(s), first data row 1: 'abc'" in res.output
 
 
+def test_rca_refuses_lines_with_more_fields_than_the_header(tmp_path: Path) -> None:
+    """pandas took the first column as an index when line 2 had a field too many: every
+    column shifted and the answer silently named nothing."""
+    src = tmp_path / "c.csv"
+    src.write_text("channel,region,actual,expected\napp,uk,200,100,5\napp,us,100,100\n"
+                   "web,uk,100,100\nweb,us,100,100,7\n")
+    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
+                              "--actual", "actual", "--expected", "expected"])
+    assert res.exit_code == 2, res.output
+    assert "2 line(s) have more fields than the header (lines 2, 5)" in res.output
+
+
 def test_rca_says_why_it_names_nothing(tmp_path: Path) -> None:
     """An empty answer with exit 0 left users guessing; a short history that cannot be
     matched by time of day is named too."""
