@@ -78,6 +78,9 @@ def run_rca(
             raise RootCauseError(f"column {column!r} is not a number in {int(bad.sum())} "
                                  f"row(s), first data row {first + 1}: "
                                  f"{rows[column].iloc[first]!r}")
+        _check_magnitude(rows[column], column)
+    if rows.empty:
+        raise RootCauseError(f"{path} has a header but no data rows")
     if (actual is None) != (expected is None):
         raise RootCauseError("--actual and --expected go together")
     if actual is not None and value is not None:
@@ -114,6 +117,21 @@ def run_rca(
     if value is not None:
         out["expected_from"] = leaves.attrs.get("history")
     return out
+
+
+_MAX_MAGNITUDE = 1e150  # squares of sums of such values still fit in a float
+
+
+def _check_magnitude(column: pd.Series, name: str) -> None:
+    """Refuse values so large that the noise estimate overflows (a traceback at 1e308,
+    infinities below): a clear error instead of a crash or a meaningless answer."""
+    numbers = pd.to_numeric(column, errors="coerce").abs()
+    huge = numbers > _MAX_MAGNITUDE  # inf too; NaN is not
+    if huge.any():
+        first = int(huge.to_numpy().nonzero()[0][0])
+        raise RootCauseError(f"column {name!r} has {int(huge.sum())} value(s) beyond "
+                             f"+-{_MAX_MAGNITUDE:g}, first data row {first + 1}: "
+                             f"{column.iloc[first]}")
 
 
 def _check_fields(path: Path) -> None:

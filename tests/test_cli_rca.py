@@ -97,6 +97,28 @@ def test_rca_refuses_lines_with_more_fields_than_the_header(tmp_path: Path) -> N
     assert "2 line(s) have more fields than the header (lines 2, 5)" in res.output
 
 
+def test_rca_refuses_values_too_large_to_analyse(tmp_path: Path) -> None:
+    """1e308 crashed with an OverflowError traceback in the noise estimate."""
+    src = tmp_path / "c.csv"
+    src.write_text("channel,region,actual,expected\napp,uk,1e308,100\napp,us,1e308,100\n"
+                   "web,uk,100,100\n")
+    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
+                              "--actual", "actual", "--expected", "expected"])
+    assert res.exit_code == 2, res.output
+    assert "column 'actual' has 2 value(s) beyond +-1e+150, first data row 1: 1e+308" \
+        in res.output
+
+
+def test_rca_header_without_rows_is_an_error(tmp_path: Path) -> None:
+    """A header-only file answered 'nothing stands out from the noise' with exit 0."""
+    src = tmp_path / "c.csv"
+    src.write_text("channel,region,actual,expected\n")
+    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
+                              "--actual", "actual", "--expected", "expected"])
+    assert res.exit_code == 2, res.output
+    assert "has a header but no data rows" in res.output
+
+
 def test_rca_says_why_it_names_nothing(tmp_path: Path) -> None:
     """An empty answer with exit 0 left users guessing; a short history that cannot be
     matched by time of day is named too."""
