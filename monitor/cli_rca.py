@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 
 from detectors.rootcause import RootCauseError, expected_from_history, localize, prepare, rows_at
+from monitor.cli_score import separator_hint
 
 
 def rca(
@@ -69,6 +70,9 @@ def run_rca(
     except (OSError, ValueError) as exc:
         raise RootCauseError(f"cannot read {path}: {exc}") from None
     _check_fields(path)
+    hint = separator_hint(rows.columns)
+    if hint:
+        raise RootCauseError(f"{path}: no column {', '.join(dims)}{hint}")
     for column in (actual, expected, value, denominator):
         if column is None or column not in rows.columns:
             continue

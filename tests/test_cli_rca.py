@@ -119,6 +119,16 @@ def test_rca_header_without_rows_is_an_error(tmp_path: Path) -> None:
     assert "has a header but no data rows" in res.output
 
 
+def test_rca_names_a_semicolon_separated_file(tmp_path: Path) -> None:
+    """'missing column(s): channel, region, actual, expected' did not say why."""
+    src = tmp_path / "c.csv"
+    src.write_text("channel;region;actual;expected\napp;uk;1;100\n")
+    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
+                              "--actual", "actual", "--expected", "expected"])
+    assert res.exit_code == 2, res.output
+    assert 'holding ";": the file must be comma-separated' in res.output
+
+
 def test_rca_says_why_it_names_nothing(tmp_path: Path) -> None:
     """An empty answer with exit 0 left users guessing; a short history that cannot be
     matched by time of day is named too."""
