@@ -129,6 +129,18 @@ def test_rca_names_a_semicolon_separated_file(tmp_path: Path) -> None:
     assert 'holding ";": the file must be comma-separated' in res.output
 
 
+def test_rca_names_the_column_and_row_of_a_bad_time(tmp_path: Path) -> None:
+    """'cannot parse time 'garbage'' did not say where it was."""
+    src = tmp_path / "h.csv"
+    src.write_text("ts,channel,contacts\n2026-01-05T10:00Z,app,5\ngarbage,app,5\n"
+                   "2026-01-05T11:00Z,app,9\n")
+    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel",
+                              "--time-column", "ts", "--at", "2026-01-05T11:00Z",
+                              "--value", "contacts"])
+    assert res.exit_code == 2, res.output
+    assert "column 'ts' is not a time in 1 row(s), first data row 2: 'garbage'" in res.output
+
+
 def test_rca_says_why_it_names_nothing(tmp_path: Path) -> None:
     """An empty answer with exit 0 left users guessing; a short history that cannot be
     matched by time of day is named too."""
