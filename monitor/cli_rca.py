@@ -83,6 +83,7 @@ def run_rca(
                                  f"row(s), first data row {first + 1}: "
                                  f"{rows[column].iloc[first]!r}")
         _check_magnitude(rows[column], column)
+        _report_empty(rows[column], column)
     if rows.empty:
         raise RootCauseError(f"{path} has a header but no data rows")
     if (actual is None) != (expected is None):
@@ -136,6 +137,15 @@ def _check_magnitude(column: pd.Series, name: str) -> None:
         raise RootCauseError(f"column {name!r} has {int(huge.sum())} value(s) beyond "
                              f"+-{_MAX_MAGNITUDE:g}, first data row {first + 1}: "
                              f"{column.iloc[first]}")
+
+
+def _report_empty(column: pd.Series, name: str) -> None:
+    """Say on stderr how many cells of a measure are empty: they count as 0 (like a missing
+    leaf), which can be a leaf that fell to zero or a broken export, so it is never silent."""
+    empty = column.isna().to_numpy()
+    if empty.any():
+        typer.echo(f"note: column {name!r} has {int(empty.sum())} empty cell(s), first data "
+                   f"row {int(empty.nonzero()[0][0]) + 1}: counted as 0", err=True)
 
 
 def _check_fields(path: Path) -> None:

@@ -141,6 +141,20 @@ def test_rca_names_the_column_and_row_of_a_bad_time(tmp_path: Path) -> None:
     assert "column 'ts' is not a time in 1 row(s), first data row 2: 'garbage'" in res.output
 
 
+def test_rca_reports_empty_measure_cells(tmp_path: Path) -> None:
+    """An empty cell counts as 0; it was not reported at all, unlike 'abc'."""
+    src = tmp_path / "c.csv"
+    src.write_text("channel,region,actual,expected\napp,uk,200,100\napp,us,,100\n"
+                   "web,uk,100,100\nweb,us,100,\n")
+    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
+                              "--actual", "actual", "--expected", "expected"])
+    assert res.exit_code == 0, res.output
+    assert "note: column 'actual' has 1 empty cell(s), first data row 2: counted as 0" \
+        in res.stderr
+    assert "note: column 'expected' has 1 empty cell(s), first data row 4" in res.stderr
+    json.loads(res.stdout)  # stdout stays clean JSON
+
+
 def test_rca_says_why_it_names_nothing(tmp_path: Path) -> None:
     """An empty answer with exit 0 left users guessing; a short history that cannot be
     matched by time of day is named too."""
