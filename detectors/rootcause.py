@@ -629,10 +629,13 @@ def same_slot(times: pd.Series, at: pd.Timestamp) -> tuple[np.ndarray, str]:
 
 
 def _parse_times(col: pd.Series) -> pd.Series:
+    """UTC times of a time column; a value that is not a time is an error naming the column,
+    how many and the first data row (1 = first line after the header), so it can be found."""
     ts = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
     if ts.isna().any():
-        bad = col[ts.isna()].iloc[0]
-        raise RootCauseError(f"cannot parse time {bad!r}")
+        rows = np.flatnonzero(ts.isna().to_numpy())
+        raise RootCauseError(f"column {col.name!r} is not a time in {len(rows)} row(s), first "
+                             f"data row {rows[0] + 1}: {col.iloc[rows[0]]!r}")
     return ts
 
 

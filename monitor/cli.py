@@ -604,6 +604,8 @@ def backtest(
             raise typer.BadParameter("--output must end in .csv or .json")
         if not output.parent.exists():
             raise typer.BadParameter(f"--output: no directory {output.parent}")
+        if output.is_dir():  # found now, not after the whole replay (as a traceback)
+            raise typer.BadParameter(f"--output: {output} is a directory")
     from monitor.frames import FrameError
     from sources.base import SourceError
 

@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 
 from detectors.rootcause import RootCauseError, expected_from_history, localize, prepare, rows_at
+from monitor.cli_score import separator_hint
 
 
 def rca(
@@ -68,6 +69,10 @@ def run_rca(
                            na_values=[""])
     except (OSError, ValueError) as exc:
         raise RootCauseError(f"cannot read {path}: {exc}") from None
+    _check_fields(path)
+    hint = separator_hint(rows.columns)
+    if hint:
+        raise RootCauseError(f"{path}: no column {', '.join(dims)}{hint}")
     for column in (actual, expected, value, denominator):
         if column is None or column not in rows.columns:
             continue
@@ -77,6 +82,10 @@ def run_rca(
             raise RootCauseError(f"column {column!r} is not a number in {int(bad.sum())} "
                                  f"row(s), first data row {first + 1}: "
                                  f"{rows[column].iloc[first]!r}")
+        _check_magnitude(rows[column], column)
+        _report_empty(rows[column], column)
+    if rows.empty:
+        raise RootCauseError(f"{path} has a header but no data rows")
     if (actual is None) != (expected is None):
         raise RootCauseError("--actual and --expected go together")
     if actual is not None and value is not None:
@@ -113,6 +122,53 @@ def run_rca(
     if value is not None:
         out["expected_from"] = leaves.attrs.get("history")
     return out
+
+
+_MAX_MAGNITUDE = 1e150  # squares of sums of such values still fit in a float
+
+
+def _check_magnitude(column: pd.Series, name: str) -> None:
+    """Refuse values so large that the noise estimate overflows (a traceback at 1e308,
+    infinities below): a clear error instead of a crash or a meaningless answer."""
+    numbers = pd.to_numeric(column, errors="coerce").abs()
+    huge = numbers > _MAX_MAGNITUDE  # inf too; NaN is not
+    if huge.any():
+        first = int(huge.to_numpy().nonzero()[0][0])
+        raise RootCauseError(f"column {name!r} has {int(huge.sum())} value(s) beyond "
+                             f"+-{_MAX_MAGNITUDE:g}, first data row {first + 1}: "
+                             f"{column.iloc[first]}")
+
+
+def _report_empty(column: pd.Series, name: str) -> None:
+    """Say on stderr how many cells of a measure are empty: they count as 0 (like a missing
+    leaf), which can be a leaf that fell to zero or a broken export, so it is never silent."""
+    empty = column.isna().to_numpy()
+    if empty.any():
+        typer.echo(f"note: column {name!r} has {int(empty.sum())} empty cell(s), first data "
+                   f"row {int(empty.nonzero()[0][0]) + 1}: counted as 0", err=True)
+
+
+def _check_fields(path: Path) -> None:
+    """Refuse lines with more fields than the header: pandas would silently turn the first
+    column into an index when the first data line has one field too many, shifting every
+    column (a snapshot that names nothing), or fail deep inside with a C-parser message."""
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        width = None
+        long: list[int] = []
+        for record in reader:
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue
+            if width is None:
+                width = len(record)
+            elif len(record) > width:
+                long.append(reader.line_num)
+    if long:
+        shown = ", ".join(map(str, long[:5])) + (", ..." if len(long) > 5 else "")
+        raise RootCauseError(f"{path}: {len(long)} line(s) have more fields than the header "
+                             f"(line{'s' if len(long) > 1 else ''} {shown})")
 
 
 def register(app: typer.Typer) -> None:

@@ -162,6 +162,21 @@ def parse_series_csv(text: str) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
     return frame, np.asarray(lines, dtype=np.int64), extra
 
 
+def separator_hint(columns: Iterable[object]) -> str:
+    """A hint when the header is one column holding ``;`` or tabs: the file uses another
+    separator (a spreadsheet export in a comma-decimal locale), which "lacks column(s)
+    timestamp, value" alone does not say.
+
+    >>> separator_hint(["timestamp;value"]), separator_hint(["ts", "value"])
+    (' (the header is one column holding ";": the file must be comma-separated)', '')
+    """
+    names = [str(c) for c in columns]
+    for sep, shown in ((";", '";"'), ("\t", "tabs")):
+        if len(names) == 1 and sep in names[0]:
+            return f" (the header is one column holding {shown}: the file must be comma-separated)"
+    return ""
+
+
 def _read_csv(source: str) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
     """``source`` (``-`` = stdin) through :func:`parse_series_csv`, or a one-line usage
     error."""
@@ -225,12 +240,15 @@ def register(app: typer.Typer) -> None:
             step = parse_duration(interval) if interval else None
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--interval") from None
+        if step is not None and step <= timedelta(0):
+            # a detector divides by it: say so here, not in a traceback from its constructor
+            raise typer.BadParameter(f"must be positive, got {interval}", param_hint="--interval")
         frame, lines, extra = _read_csv(input)
         where = "stdin" if input == "-" else input
         missing = {"timestamp", "value"} - set(frame.columns)
         if missing:
-            raise typer.BadParameter(f"{where} lacks column(s) {', '.join(sorted(missing))}",
-                                     param_hint="--input")
+            raise typer.BadParameter(f"{where} lacks column(s) {', '.join(sorted(missing))}"
+                                     + separator_hint(frame.columns), param_hint="--input")
         bad_ts = pd.to_datetime(frame["timestamp"], utc=True, format="mixed", errors="coerce")
         if bad_ts.isna().any():
             row = int(np.flatnonzero(bad_ts.isna().to_numpy())[0])

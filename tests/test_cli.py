@@ -135,6 +135,18 @@ def test_backtest_rejects_bad_ranges(tmp_path: Path, args: list[str]) -> None:
     assert result.exit_code == 2
 
 
+def test_backtest_output_that_is_a_directory_is_refused_before_the_replay(
+        tmp_path: Path) -> None:
+    """It was an IsADirectoryError traceback after the whole replay had run."""
+    cfg = write(tmp_path, GOOD.format(db="x.db"))
+    (tmp_path / "out.csv").mkdir()
+    result = runner.invoke(app, ["backtest", "-c", str(cfg), "--start", "2026-01-05",
+                                 "--end", "2026-01-06", "--output", str(tmp_path / "out.csv")])
+    assert result.exit_code == 2, result.output
+    assert "out.csv is a directory" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_backtest_end_after_now_warns_and_stops_at_now(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 

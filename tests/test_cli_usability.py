@@ -167,6 +167,10 @@ def test_score_reports_non_numeric_values_and_scores_them_as_missing(tmp_path: P
     (["-i", "-"], "time,value\n1,2\n", "lacks column(s) timestamp"),
     (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "line 2: not a time"),
     (["-i", "-"], "timestamp,value\n\n2026-01-05,1\nnope,2\n", "line 4: not a time"),
+    (["--interval", "0m"], "", "--interval: must be positive, got 0m"),
+    (["-i", "-"], "timestamp;value\n2026-01-05;1\n",
+     'lacks column(s) timestamp, value (the header is one column holding ";": the file must '
+     "be comma-separated)"),
 ])
 def test_score_usage_errors_are_one_line_exit_2(args, stdin, expected) -> None:
     res = runner.invoke(app, ["score", *args], input=stdin)
