@@ -187,14 +187,13 @@ def _nearest(series: np.ndarray, have: np.ndarray, w: int) -> np.ndarray:
     past_n = total - 2 * w + 1  # windows ending at or before t - w
     if past_n <= 0:
         return np.full(len(series), np.nan)
-    csq = np.concatenate([np.zeros((len(series), 1)), np.cumsum(series * series, axis=1)],
-                         axis=1)
+    # squared differences summed term by term, never as sum(a^2) + sum(b^2) - 2ab from
+    # running sums: one huge glitch in the buffer would cancel every later distance to noise
     cur = series[:, total - w:]
-    dot = np.zeros((len(series), past_n))
+    d2 = np.zeros((len(series), past_n))
     for k in range(w):
-        dot += series[:, k:k + past_n] * cur[:, k:k + 1]
-    d2 = (csq[:, w:w + past_n] - csq[:, :past_n]) + (csq[:, -1] - csq[:, total - w])[:, None]
-    d2 -= 2.0 * dot
+        diff = series[:, k:k + past_n] - cur[:, k:k + 1]
+        d2 += diff * diff
     # a past window is real when all its points are: it starts at or after total - have
     d2 = np.where(np.arange(past_n)[None, :] >= (total - have)[:, None], d2, np.inf)
     best = d2.min(axis=1)
@@ -298,7 +297,12 @@ class Novelty(RecordDetector):
         ``buf`` holds the past, oldest first (the newest ``n`` entries are real).
         """
         series = np.concatenate([buf, x[:, None]], axis=1)  # (S, L + 1), x last
-        series -= x[:, None]  # centred on the newest value: no cancellation in the sums
+        series -= x[:, None]  # centred on the newest value
+        # scaled to at most 1 (distances scale back below): squares of values beyond 1e154
+        # would overflow
+        scale = np.abs(series).max(axis=1)
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        series /= scale[:, None]
         have = np.minimum(n, self._len) + 1  # real points, x included
         cols = [_nearest(series, have, w) for w in self.cfg.windows]
         if self._lags:
@@ -311,7 +315,7 @@ class Novelty(RecordDetector):
                 means = blocks.reshape(len(due), -1, b).mean(axis=2)
                 d[due] = _nearest(means, have[due] // b, _COARSE_WINDOW)
             cols.append(d)
-        return np.stack(cols, axis=1)
+        return np.stack(cols, axis=1) * scale[:, None]
 
     def _sequence(self, st: np.ndarray, x: np.ndarray) -> tuple[_SeqStep, np.ndarray]:
         """Bin the point, and the mean surprise (-log2 P(bin | the previous bins)) of the last

@@ -134,3 +134,27 @@ def test_sequence_model_notices_a_new_order_of_ordinary_values() -> None:
 def test_sequence_bins_of_one_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="one bin says nothing"):
         NoveltyConfig(sequence_bins=1)
+
+
+def test_a_value_too_large_to_square_is_still_flagged() -> None:
+    """Squares beyond 1e154 overflowed to inf and such a value scored 0."""
+    rng = np.random.default_rng(3)
+    values = 100 + rng.normal(size=400)
+    values[300] = 1e200
+    scores = _scores(Novelty(NoveltyConfig(history=400), interval=timedelta(minutes=5)), values)
+    assert scores[300] >= ALARM
+
+
+def test_distances_do_not_cancel_after_a_huge_glitch() -> None:
+    """Distances from running sums of squares (a^2 + b^2 - 2ab) cancelled to noise for
+    ``history`` points after one huge value: an exact twin came out ~1e8 away."""
+    from detectors.novelty import _nearest
+
+    rng = np.random.default_rng(4)
+    series = np.concatenate([[1e12], rng.normal(size=100)])[None, :]
+    have = np.array([series.shape[1]])
+    w, total = 8, series.shape[1]
+    brute = min(np.sqrt(((series[0, j:j + w] - series[0, total - w:]) ** 2).sum())
+                for j in range(total - 2 * w + 1))
+    assert 0.5 < brute < 10  # noise vs noise (the glitch's windows are far)
+    assert _nearest(series, have, w)[0] == pytest.approx(brute, rel=1e-9)
