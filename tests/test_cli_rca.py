@@ -7,6 +7,7 @@ from itertools import product
 from pathlib import Path
 
 import pandas as pd
+from click.testing import Result
 from typer.testing import CliRunner
 
 from monitor.cli import app
@@ -24,6 +25,14 @@ def _snapshot_csv(path: Path) -> Path:
     rows.append({"a": "a3", "b": "b3", "c": "c1", "actual": 0.0, "expected": 0.0})  # zero
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def _snapshot(tmp_path: Path, csv_text: str) -> Result:
+    """``cxmon rca`` in snapshot mode (actual vs expected per channel x region) on a CSV."""
+    src = tmp_path / "c.csv"
+    src.write_text(csv_text)
+    return runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
+                               "--actual", "actual", "--expected", "expected"])
 
 
 def test_rca_snapshot_prints_ranked_root_causes(tmp_path: Path) -> None:
@@ -88,22 +97,16 @@ def test_rca_rejects_values_that_are_not_numbers(tmp_path: Path) -> None:
 def test_rca_refuses_lines_with_more_fields_than_the_header(tmp_path: Path) -> None:
     """pandas took the first column as an index when line 2 had a field too many: every
     column shifted and the answer silently named nothing."""
-    src = tmp_path / "c.csv"
-    src.write_text("channel,region,actual,expected\napp,uk,200,100,5\napp,us,100,100\n"
-                   "web,uk,100,100\nweb,us,100,100,7\n")
-    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
-                              "--actual", "actual", "--expected", "expected"])
+    res = _snapshot(tmp_path, "channel,region,actual,expected\napp,uk,200,100,5\napp,us,100,100\n"
+                              "web,uk,100,100\nweb,us,100,100,7\n")
     assert res.exit_code == 2, res.output
     assert "2 line(s) have more fields than the header (lines 2, 5)" in res.output
 
 
 def test_rca_refuses_values_too_large_to_analyse(tmp_path: Path) -> None:
     """1e308 crashed with an OverflowError traceback in the noise estimate."""
-    src = tmp_path / "c.csv"
-    src.write_text("channel,region,actual,expected\napp,uk,1e308,100\napp,us,1e308,100\n"
-                   "web,uk,100,100\n")
-    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
-                              "--actual", "actual", "--expected", "expected"])
+    res = _snapshot(tmp_path, "channel,region,actual,expected\napp,uk,1e308,100\napp,us,1e308,100\n"
+                              "web,uk,100,100\n")
     assert res.exit_code == 2, res.output
     assert "column 'actual' has 2 value(s) beyond +-1e+150, first data row 1: 1e+308" \
         in res.output
@@ -111,20 +114,14 @@ def test_rca_refuses_values_too_large_to_analyse(tmp_path: Path) -> None:
 
 def test_rca_header_without_rows_is_an_error(tmp_path: Path) -> None:
     """A header-only file answered 'nothing stands out from the noise' with exit 0."""
-    src = tmp_path / "c.csv"
-    src.write_text("channel,region,actual,expected\n")
-    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
-                              "--actual", "actual", "--expected", "expected"])
+    res = _snapshot(tmp_path, "channel,region,actual,expected\n")
     assert res.exit_code == 2, res.output
     assert "has a header but no data rows" in res.output
 
 
 def test_rca_names_a_semicolon_separated_file(tmp_path: Path) -> None:
     """'missing column(s): channel, region, actual, expected' did not say why."""
-    src = tmp_path / "c.csv"
-    src.write_text("channel;region;actual;expected\napp;uk;1;100\n")
-    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
-                              "--actual", "actual", "--expected", "expected"])
+    res = _snapshot(tmp_path, "channel;region;actual;expected\napp;uk;1;100\n")
     assert res.exit_code == 2, res.output
     assert 'holding ";": the file must be comma-separated' in res.output
 
@@ -143,11 +140,8 @@ def test_rca_names_the_column_and_row_of_a_bad_time(tmp_path: Path) -> None:
 
 def test_rca_reports_empty_measure_cells(tmp_path: Path) -> None:
     """An empty cell counts as 0; it was not reported at all, unlike 'abc'."""
-    src = tmp_path / "c.csv"
-    src.write_text("channel,region,actual,expected\napp,uk,200,100\napp,us,,100\n"
-                   "web,uk,100,100\nweb,us,100,\n")
-    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
-                              "--actual", "actual", "--expected", "expected"])
+    res = _snapshot(tmp_path, "channel,region,actual,expected\napp,uk,200,100\napp,us,,100\n"
+                              "web,uk,100,100\nweb,us,100,\n")
     assert res.exit_code == 0, res.output
     assert "note: column 'actual' has 1 empty cell(s), first data row 2: counted as 0" \
         in res.stderr
