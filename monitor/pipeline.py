@@ -276,18 +276,18 @@ class Pipeline:
                 since, learned = self._learn_history(metric, since, until, result)
                 self._run(metric, since, until, result, learned=learned)
             else:  # usually one bucket; after downtime, the gap in chunks
-                series = self._series_polled.get(metric.name)  # sizes the chunks
                 lo = since
                 while lo < until:
-                    hi = min(until, lo + chunk_buckets(series, MAX_CATCHUP_BUCKETS)
-                             * metric.interval)
+                    buckets = chunk_buckets(self._series_polled.get(metric.name),
+                                            MAX_CATCHUP_BUCKETS)
+                    hi = min(until, lo + buckets * metric.interval)
                     if lo == since and hi < until:
                         log.warning("%s: catching up %d buckets since %s, in chunks of at most "
                                     "%d (each alerted and committed before the next)",
                                     metric.name, (until - since) // metric.interval,
                                     since.isoformat(), MAX_CATCHUP_BUCKETS)
-                    series = self._run(metric, lo, hi, result,
-                                       fetch_since=fetch_since if lo == since else lo)
+                    self._run(metric, lo, hi, result,
+                              fetch_since=fetch_since if lo == since else lo)
                     snapshot = self.incidents.snapshot()  # committed: a later failure keeps it
                     lo = hi
         except (RetriableSourceError, FatalSourceError, FrameError) as exc:
@@ -345,10 +345,9 @@ class Pipeline:
         *,
         fetch_since: datetime | None = None,
         learned: list[str] | None = None,
-    ) -> int:
+    ) -> None:
         """Poll, detect, attribute, alert and commit ``[since, until)``; ``learned``: series
-        met in earlier history chunks of this tick, checkpointed with the ones polled here.
-        Returns the number of series polled."""
+        met in earlier history chunks of this tick, checkpointed with the ones polled here."""
         fetch_since = since if fetch_since is None else fetch_since
         # each catch-up chunk is recorded as a tick of its own; a first tick as one, history
         first = result.silent_before is not None
@@ -416,7 +415,6 @@ class Pipeline:
         self._cursors[metric.name] = until
         self._series_polled[metric.name] = len(built.series)
         result.incidents += changes
-        return len(built.series)
 
     def _check_late(self, metric: MetricConfig, repolled: pd.DataFrame, fetch_since: datetime,
                     since: datetime, until: datetime, result: TickResult) -> None:
