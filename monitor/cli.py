@@ -641,12 +641,16 @@ def backtest(
         if name in result.warmup:
             console.print(f"[yellow]{name}: {escape(result.warmup[name])}[/]", soft_wrap=not tty)
     if output:
-        if output.suffix.lower() == ".json":
-            out = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
-            output.write_text(out.to_json(orient="records", indent=1))
-        else:
-            out = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
-            out.to_csv(output, index=False)
+        out = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
+        try:
+            if output.suffix.lower() == ".json":
+                output.write_text(out.to_json(orient="records", indent=1))
+            else:
+                out.to_csv(output, index=False)
+        except OSError as exc:  # the replay is done: say why its result could not be kept
+            err_console.print(f"[bold red]cannot write {escape(str(output))}:[/] "
+                              f"{escape(exc.strerror or str(exc))}")
+            raise typer.Exit(1) from None
         console.print(f"wrote {len(frame)} anomalies to {output}")
 
 

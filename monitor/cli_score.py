@@ -268,7 +268,11 @@ def register(app: typer.Typer) -> None:
             out.to_csv(sys.stdout, index=False)
             sys.stdout.flush()
         else:
-            out.to_csv(output, index=False)
+            try:
+                out.to_csv(output, index=False)
+            except OSError as exc:
+                typer.echo(f"cannot write {output}: {exc.strerror or exc}", err=True)
+                raise typer.Exit(1) from None
         if extra:
             typer.echo(f"{len(extra)} line(s) have more fields than the header "
                        f"({_lines(extra)}): skipped (not scored, not in the output)", err=True)

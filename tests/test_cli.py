@@ -381,3 +381,20 @@ def test_read_only_commands_ignore_unset_variables_of_other_sections(tmp_path: P
     push = runner.invoke(app, ["dashboards", "push", "-c", str(cfg)], env=env)
     assert push.exit_code == 2 and "CXMON_TEST_GRAFANA_TOKEN is not set" in push.output
     assert "CXMON_TEST_ANCHOR" not in push.output
+
+
+def test_backtest_output_that_cannot_be_written_is_one_line_exit_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write refused by the file system (permissions, a full disk) was a traceback."""
+    import pandas as pd
+
+    def refuse(self, path, **kw):  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", refuse)
+    cfg = write(tmp_path, GOOD.format(db="x.db"))
+    result = runner.invoke(app, ["backtest", "-c", str(cfg), "--start", "2026-01-05",
+                                 "--end", "2026-01-06", "--output", str(tmp_path / "out.csv")])
+    assert result.exit_code == 1, result.output
+    assert "cannot write" in result.output and "Permission denied" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -471,3 +471,20 @@ def test_feedback_accepts_a_unique_id_prefix(tmp_path: Path) -> None:
         conn.execute("UPDATE anomalies SET id = ? WHERE id = ?", ("abcd1234" + a.id[8:], a.id))
     res = runner.invoke(app, ["feedback", "abcd1234", "confirmed", "-c", str(cfg)])
     assert res.exit_code == 1 and "prefix 'abcd1234' is ambiguous" in res.stderr
+
+
+def test_score_output_that_cannot_be_written_is_one_line_exit_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write refused by the file system (permissions, a full disk) was a traceback."""
+    def refuse(self, path, **kw):  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied", str(path))
+
+    src = tmp_path / "in.csv"
+    src.write_text("timestamp,value\n" + "".join(
+        f"2026-01-05T{h:02d}:00Z,{h % 5}\n" for h in range(24)))
+    monkeypatch.setattr(pd.DataFrame, "to_csv", refuse)
+    res = runner.invoke(app, ["score", "--detector", "surprise", "--input", str(src),
+                              "--output", str(tmp_path / "out.csv")])
+    assert res.exit_code == 1, res.output
+    assert "cannot write" in res.output and "Permission denied" in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
