@@ -73,6 +73,13 @@ def run_rca(
     hint = separator_hint(rows.columns)
     if hint:
         raise RootCauseError(f"{path}: no column {', '.join(dims)}{hint}")
+    for d in dims:  # an empty dimension cell is a value of its own, named, and said
+        if d in rows.columns and rows[d].isna().any():
+            empty = rows[d].isna().to_numpy()
+            typer.echo(f"note: column {d!r} has {int(empty.sum())} empty cell(s), first data "
+                       f"row {int(empty.nonzero()[0][0]) + 1}: a value named {EMPTY_VALUE!r}",
+                       err=True)
+            rows[d] = rows[d].fillna(EMPTY_VALUE)
     for column in (actual, expected, value, denominator):
         if column is None or column not in rows.columns:
             continue
@@ -137,6 +144,10 @@ def _check_magnitude(column: pd.Series, name: str) -> None:
         raise RootCauseError(f"column {name!r} has {int(huge.sum())} value(s) beyond "
                              f"+-{_MAX_MAGNITUDE:g}, first data row {first + 1}: "
                              f"{column.iloc[first]}")
+
+
+#: What an empty dimension cell is called in the answer (it was the leaf "nan").
+EMPTY_VALUE = "(empty)"
 
 
 def _report_empty(column: pd.Series, name: str) -> None:

@@ -166,3 +166,13 @@ def test_rca_says_why_it_names_nothing(tmp_path: Path) -> None:
     assert out["note"].startswith("no combination of dimension values stands out")
     assert out["expected_from"] == ("all history (5 points; fewer than 3 at the same time of "
                                     "day, so hours of different levels are mixed)")
+
+
+def test_rca_names_empty_dimension_cells_instead_of_nan(tmp_path: Path) -> None:
+    """An empty channel cell became a leaf named 'nan', silently."""
+    res = _snapshot(tmp_path, "channel,region,actual,expected\napp,uk,100,100\n,uk,900,100\n"
+                              "web,uk,100,100\napp,us,100,100\n,us,100,100\nweb,us,100,100\n")
+    assert res.exit_code == 0, res.output
+    assert "note: column 'channel' has 2 empty cell(s), first data row 2: a value named " \
+        "'(empty)'" in res.stderr
+    assert "nan" not in res.stdout and "(empty)" in res.stdout
