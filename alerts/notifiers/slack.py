@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from slack_sdk import WebClient
@@ -174,31 +174,33 @@ class SlackNotifier(Notifier):
         original = self.receipts.payload(root.idempotency_key) or resolved
         message = self.render({**original, "resolved_at": resolved.get("resolved_at")},
                               closed=True)
-        try:
-            self._call(
-                self.client.chat_update,
-                channel=root.channel or self.config.channel,
-                ts=root.ts,
-                text=message["text"],
-                attachments=[{"color": message["color"], "fallback": message["text"],
-                              "blocks": message["blocks"]}],
-            )
-        except NotifyError as exc:
-            if not any(code in str(exc) for code in UNEDITABLE):
-                raise
-            # the resolution is already in the thread; only the root's green edit is lost
-            log.warning("slack %s: could not mark the first message of %s resolved (%s); "
-                        "the thread says it", self.name, root.incident_key, exc)
+        resp = self._call(
+            self.client.chat_update,
+            tolerate=UNEDITABLE,
+            channel=root.channel or self.config.channel,
+            ts=root.ts,
+            text=message["text"],
+            attachments=[{"color": message["color"], "fallback": message["text"],
+                          "blocks": message["blocks"]}],
+        )
+        if resp is None:  # the resolution is in the thread; only the root's green edit is lost
+            log.warning("slack %s: could not mark the first message of %s resolved; the "
+                        "thread says it", self.name, root.incident_key)
 
     def _call(self, method: Callable[..., Any], *, undo: Callable[[], None] | None = None,
-              **kwargs: Any) -> Any:
+              tolerate: Collection[str] = (), **kwargs: Any) -> Any:
         """One Web API call; failures become :class:`NotifyError` (never with the token).
-        ``undo`` runs when Slack answered with an error that surely had no effect."""
+        ``undo`` runs when Slack answered with an error that surely had no effect; a Slack
+        error code in ``tolerate`` is logged and the call returns None."""
         api = getattr(method, "__name__", "api").replace("_", ".", 1)
         try:
             return method(**kwargs)
         except SlackApiError as exc:
             error = _api_error(api, exc)
+            data = getattr(exc.response, "data", None)
+            if isinstance(data, Mapping) and data.get("error") in tolerate:
+                log.warning("slack %s: %s", self.name, error)
+                return None
             if undo is not None and not _maybe_done(exc):
                 undo()
             raise error from None
