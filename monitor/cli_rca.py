@@ -74,11 +74,8 @@ def run_rca(
     if hint:
         raise RootCauseError(f"{path}: no column {', '.join(dims)}{hint}")
     for d in dims:  # an empty dimension cell is a value of its own, named, and said
-        if d in rows.columns and rows[d].isna().any():
-            empty = rows[d].isna().to_numpy()
-            typer.echo(f"note: column {d!r} has {int(empty.sum())} empty cell(s), first data "
-                       f"row {int(empty.nonzero()[0][0]) + 1}: a value named {EMPTY_VALUE!r}",
-                       err=True)
+        if d in rows.columns:
+            _report_empty(rows[d], d, f"a value named {EMPTY_VALUE!r}")
             rows[d] = rows[d].fillna(EMPTY_VALUE)
     for column in (actual, expected, value, denominator):
         if column is None or column not in rows.columns:
@@ -150,13 +147,13 @@ def _check_magnitude(column: pd.Series, name: str) -> None:
 EMPTY_VALUE = "(empty)"
 
 
-def _report_empty(column: pd.Series, name: str) -> None:
-    """Say on stderr how many cells of a measure are empty: they count as 0 (like a missing
-    leaf), which can be a leaf that fell to zero or a broken export, so it is never silent."""
+def _report_empty(column: pd.Series, name: str, meaning: str = "counted as 0") -> None:
+    """Say on stderr how many cells of a column are empty and what they are taken as (a
+    measure: 0, like a missing leaf), which can be real or a broken export: never silent."""
     empty = column.isna().to_numpy()
     if empty.any():
         typer.echo(f"note: column {name!r} has {int(empty.sum())} empty cell(s), first data "
-                   f"row {int(empty.nonzero()[0][0]) + 1}: counted as 0", err=True)
+                   f"row {int(empty.nonzero()[0][0]) + 1}: {meaning}", err=True)
 
 
 def _check_fields(path: Path) -> None:
