@@ -199,8 +199,8 @@ class AlertGroups:
         muted: list[tuple[Notification, str]] = []
         for row in rows:
             self._flush_one(tx, row, now, opened, sent, muted)
-        result.enqueued = tx.enqueue(sent, now)
-        result.by_receiver = Counter(tx.enqueued_by_receiver)
+        result.by_receiver = tx.enqueue_by_receiver(sent, now)
+        result.enqueued = sum(result.by_receiver.values())
         result.suppressed = tx.record_suppressed(muted, now)
         for n, reason in muted:
             log.info("notification %s not sent to %s: %s", n.incident_key, n.receiver, reason)

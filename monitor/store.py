@@ -457,8 +457,6 @@ class StoreTx:
     def __init__(self, conn: Connection, clock: Clock) -> None:
         self.conn = conn
         self._clock = clock
-        #: new outbox rows of the last :meth:`enqueue`, by receiver (for the exporter)
-        self.enqueued_by_receiver: Counter[str] = Counter()
 
     def _now(self) -> datetime:
         return _require_aware(self._clock.now(), "clock.now()")
@@ -619,12 +617,17 @@ class StoreTx:
     def enqueue(self, notifications: Sequence[Notification], now: datetime) -> int:
         """Write notifications to the outbox, due at ``now``; a known idempotency key is a
         no-op so a re-run tick never notifies twice. Returns how many were new."""
+        return sum(self.enqueue_by_receiver(notifications, now).values())
+
+    def enqueue_by_receiver(self, notifications: Sequence[Notification], now: datetime
+                            ) -> Counter[str]:
+        """:meth:`enqueue`, returning the new rows per receiver (for the exporter)."""
         now = _require_aware(now, "now")
         unique: dict[str, Notification] = {}
         for n in notifications:
             unique.setdefault(n.idempotency_key, n)
         if not unique:
-            return 0
+            return Counter()
         rows = [
             {
                 "idempotency_key": n.idempotency_key,
@@ -645,10 +648,10 @@ class StoreTx:
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(notifications_t.c.receiver)
         )
-        self.enqueued_by_receiver = Counter[str]()
+        by_receiver = Counter[str]()
         for chunk in _chunks(rows, WRITE_CHUNK):
-            self.enqueued_by_receiver.update(r[0] for r in self.conn.execute(stmt, list(chunk)))
-        return sum(self.enqueued_by_receiver.values())
+            by_receiver.update(r[0] for r in self.conn.execute(stmt, list(chunk)))
+        return by_receiver
 
     def record_suppressed(
         self, items: Sequence[tuple[Notification, str]], now: datetime
