@@ -16,7 +16,8 @@ Model, per series (vectorized over the series of a tick)::
                 followed which ``sequence_order`` bins (orders interpolated); it has a
                 say once 200 such means have been seen
     dec_c     = -log10 P(N > (d_c - mu_c) / sd_c)   for every channel c; mu_c, sd_c: EW
-                moments of d_c (half-life likelihood_halflife, coarse_halflife in blocks)
+                moments of d_c (half-life likelihood_halflife, coarse_halflife in blocks),
+                each d_c capped at mu_c + outlier_clip sd_c before it updates them
     shape     = median of dec_w over w, and of dec_q once it has a say
     decades   = max(shape, (shape + dec_day) / 2, dec_b for every b, dec_q)
     decades  -= fatigue_decades * (EW count of this series' recent alarms)
@@ -116,6 +117,10 @@ class NoveltyConfig(DetectorConfig):
                                  "averaged.")
     min_distances: int = Field(10, ge=2, le=100_000, description="Distances seen before the "
                                "first score.")
+    outlier_clip: float = Field(15.0, ge=0.0, le=1e6, description="A distance beyond its "
+                                "channel's mean + this many standard deviations updates the "
+                                "moments as if it were at that bound (0 disables): one glitch "
+                                "must not blind the series for weeks.")
     refractory: int = Field(100, ge=0, le=10**7, description="Points reported as 0 after a "
                             "point reaches refractory_decades (0 disables).")
     refractory_decades: float = Field(3.0, gt=0.0, le=300.0, description="-log10 p that "
@@ -211,6 +216,24 @@ def _at_lags(series: np.ndarray, have: np.ndarray, w: int, lags: Sequence[int]) 
         d2 = ((past - cur) ** 2).sum(axis=1)
         best = np.where(have >= lag + w, np.minimum(best, d2), best)
     return np.where(np.isfinite(best), np.sqrt(best), np.nan)
+
+
+def _clip_outliers(d: np.ndarray, mu: np.ndarray, var: np.ndarray, known: np.ndarray,
+                   k: float) -> np.ndarray:
+    """``d`` capped at ``mu + k sd`` where the moments are known and show some spread (a
+    series flat so far must still learn its first change).
+
+    Why: the moments are exponentially weighted, so one distance 10,000 sds out (a unit
+    error, a counter reset) would widen the channel's spread for tens of thousands of points
+    and hide every later incident of the series. Capped, a glitch widens it at most by a
+    bounded factor, while a long incident still widens it (later alarms need rarer evidence).
+
+    >>> _clip_outliers(np.array([1e9, 2.0]), np.array([1.0, 1.0]), np.array([4.0, 4.0]),
+    ...                np.array([True, True]), 15.0).tolist()
+    [31.0, 2.0]
+    """
+    with np.errstate(invalid="ignore"):
+        return np.where(known & (var > 0.0), np.minimum(d, mu + k * np.sqrt(var)), d)
 
 
 def _context(symbols: np.ndarray, order: int, bins: int) -> np.ndarray:
@@ -427,10 +450,14 @@ class Novelty(RecordDetector):
         sp = self._step(batch)
         st = self._st[sp.rows]
         n = st["n"].astype(np.float64)
+        clip = self.cfg.outlier_clip
         for j, rate in enumerate(self._rates):
             d = sp.dist[:, j]
             ok = np.isfinite(d)
             cnt = st["cnt"][:, j]
+            if clip > 0:  # bounded influence: see _clip_outliers
+                d = _clip_outliers(d, st["mu"][:, j], st["var"][:, j],
+                                   cnt >= self.cfg.min_distances, clip)
             mu, var = _ew_moments(st["mu"][:, j], st["var"][:, j], np.where(ok, d, 0.0), cnt,
                                   float(rate))
             st["mu"][:, j] = np.where(ok, mu, st["mu"][:, j])

@@ -158,3 +158,23 @@ def test_distances_do_not_cancel_after_a_huge_glitch() -> None:
                 for j in range(total - 2 * w + 1))
     assert 0.5 < brute < 10  # noise vs noise (the glitch's windows are far)
     assert _nearest(series, have, w)[0] == pytest.approx(brute, rel=1e-9)
+
+
+def test_one_huge_glitch_does_not_blind_the_series() -> None:
+    """One value 10,000x the level used to widen every channel's spread for tens of
+    thousands of points: an incident weeks later scored nothing. The distances that update
+    the moments are now capped at mean + ``outlier_clip`` sds."""
+    rng = np.random.default_rng(5)
+    t = np.arange(3000)
+    values = 100 + 20 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 3, len(t))
+    values[1000] = 1e6  # a unit error in one row
+    values[2500:2504] += 40  # an ordinary incident, 5 days later
+
+    def evidence(clip: float) -> float:
+        det = Novelty(NoveltyConfig(outlier_clip=clip), interval=timedelta(minutes=5))
+        scores = _scores(det, values)
+        assert scores[1000] >= ALARM  # the glitch itself is news
+        return float(-np.log10(max(1.0 - scores[2500:2516].max(), 1e-300)))
+
+    assert evidence(NoveltyConfig().outlier_clip) > 5.0  # (300 decades without the glitch)
+    assert evidence(0.0) < 4.0  # without the cap the shape views stay blind
