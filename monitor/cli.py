@@ -711,7 +711,11 @@ def alerts_status(
             parts.append(f"group_interval until {_hms(min(later))}" if later
                          else "group_interval")
         console.print(f"waiting: {len(waiting)} ({'; '.join(parts)})", highlight=False)
-    rows = [r for r in st.notifications() if r.status != "sent"][:show]
+    # pending and dead ones first (they need someone), newest first: the oldest ones hid
+    # today's dead-lettered notification behind a month of suppressed ones
+    unsent = sorted((r for r in st.notifications() if r.status != "sent"),
+                    key=lambda r: (r.status == "suppressed", -r.id))
+    rows = unsent[:show]
     if rows or waiting:
         table = Table()
         for col in ("id", "status", "receiver", "incident", "attempts", "next attempt",
@@ -731,6 +735,8 @@ def alerts_status(
                           _hms(r.next_attempt_at) if r.status == "pending" else "-",
                           (why or "").strip("; ")[:200])
         _print_table(table)
+    if len(unsent) > len(rows):
+        console.print(f"{len(unsent) - len(rows)} more not shown (--show)", highlight=False)
     st.close()
 
 

@@ -398,3 +398,32 @@ def test_backtest_output_that_cannot_be_written_is_one_line_exit_1(
     assert result.exit_code == 1, result.output
     assert "cannot write" in result.output and "Permission denied" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_alerts_status_lists_a_new_dead_notification_behind_many_old_suppressed_ones(
+    tmp_path: Path,
+) -> None:
+    """The table kept the oldest ``--show`` rows: after a month of silenced incidents, the
+    notification dead-lettered today was cut off, with no word that rows were left out."""
+    from datetime import timedelta
+
+    from monitor.model import Notification
+    from monitor.store import Store
+
+    cfg_path = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        with store.transaction() as tx:
+            for i in range(25):
+                n = Notification(f"old-{i}|opened|x|console", "console", f"old-{i}", {})
+                tx.record_suppressed([(n, "silenced by s1")],
+                                     INCIDENT_NOW - timedelta(days=30 - i))
+            tx.enqueue([Notification("new|opened|x|console", "console", "new-incident", {})],
+                       INCIDENT_NOW)
+        (row,) = store.notifications("pending")
+        store.mark_dead(row.id, "webhook hook: HTTP 404")
+    result = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "new-incident" in text and "HTTP 404" in text
+    assert "6 more not shown (--show)" in text
