@@ -9,7 +9,8 @@ within ``max_age`` (5 minutes) of now, and the same signature was not seen befor
 inside the window). Anything else is answered 401 and records nothing. Accepted
 ``block_actions`` for the buttons ``cxmon_ack`` / ``cxmon_not_anomaly`` / ``cxmon_expected``
 record ``acknowledged`` / ``not_anomaly`` / ``expected`` feedback (source ``slack``, the
-Slack user) for every anomaly id in the button's value; the detectors read it from the store.
+Slack user) for every anomaly id in the button's value and every anomaly of its incident in the
+store (the value holds at most the first message's top 20); the detectors read it from the store.
 """
 
 from __future__ import annotations
@@ -121,9 +122,13 @@ class FeedbackApp:
                 value = _mapping(json.loads(str(action.get("value") or "{}")))
             except ValueError:
                 continue
-            note = f"incident {value.get('incident', '')}"
+            incident = str(value.get("incident") or "")
+            note = f"incident {incident}"
             ids = value.get("anomalies")
-            for anomaly_id in ids if isinstance(ids, list) else []:
+            ids = [str(i) for i in ids] if isinstance(ids, list) else []
+            if incident:  # the button holds at most 20 ids; later ones came in the thread
+                ids = list(dict.fromkeys([*ids, *self.store.incident_anomaly_ids(incident)]))
+            for anomaly_id in ids:
                 try:
                     self.store.add_feedback(str(anomaly_id), known[1], source="slack",
                                             user=user, note=note)

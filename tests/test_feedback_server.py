@@ -171,3 +171,27 @@ def test_a_nan_timestamp_is_refused(store: Store, clock: FakeClock,
                "X-Slack-Signature": slack_signature(SECRET, "nan", body)}
     assert app.handle("POST", "/slack/actions", headers, body).status == 401
     assert feedback_rows(store) == []
+
+
+def test_a_click_records_feedback_for_the_anomalies_not_in_the_button_value(
+    server: FeedbackServer, store: Store
+) -> None:
+    """The button's value holds the first message's anomalies (at most 20, as fit 2,000
+    characters); the incident's later ones, told in thread updates without buttons, got no
+    feedback, and their series kept alerting after "Not an anomaly"."""
+    series = make_series(25)
+    anomalies = [make_anomaly(s, NOW - timedelta(hours=i % 3)) for i, s in enumerate(series)]
+    other = make_anomaly(make_series(1, metric="csat")[0], NOW)  # another incident's
+    key = "journey=checkout@2026-01-05T10:00Z"
+    with store.transaction() as tx:
+        tx.ensure_series([*series, *make_series(1, metric="csat")])
+        tx.add_anomalies([*anomalies, other])
+        incident = tx.open_incident(key, journey="checkout", severity=80, at=NOW, summary={})
+        tx.link_anomalies(incident, [a.id for a in anomalies])
+    payload = {"type": "block_actions", "user": {"id": "U123", "username": "ana"},
+               "actions": [{"action_id": "cxmon_not_anomaly", "type": "button", "value":
+                            json.dumps({"incident": key, "anomalies": [anomalies[0].id]})}]}
+    assert post(server, urlencode({"payload": json.dumps(payload)}).encode()).status_code == 200
+    rows = feedback_rows(store)
+    assert sorted(r["anomaly_id"] for r in rows) == sorted(a.id for a in anomalies)
+    assert {r["label"] for r in rows} == {"not_anomaly"}
