@@ -195,3 +195,32 @@ def test_a_click_records_feedback_for_the_anomalies_not_in_the_button_value(
     rows = feedback_rows(store)
     assert sorted(r["anomaly_id"] for r in rows) == sorted(a.id for a in anomalies)
     assert {r["label"] for r in rows} == {"not_anomaly"}
+
+
+def test_a_feedback_port_in_use_is_one_clear_error_not_a_traceback(tmp_path) -> None:
+    """``serve-feedback`` (and ``cxmon run``) ended in an OSError traceback when another
+    process held ``alerting.feedback.listen``."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "cxmon.yaml"
+        config.write_text(
+            f"store: sqlite:///{tmp_path / 's.db'}\n"
+            "sources: {shop: {type: demo}}\n"
+            "metrics: [{name: m, source: shop, query: complaints, value: complaints}]\n"
+            "alerting: {feedback: {signing_secret: s3cr3t, "
+            f"listen: '127.0.0.1:{port}'}}}}\n")
+        result = CliRunner().invoke(app, ["serve-feedback", "-c", str(config)],
+                                    env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    text = " ".join(result.output.split())
+    assert f"alerting.feedback.listen: cannot listen on 127.0.0.1:{port}" in text
+    assert "s3cr3t" not in text
