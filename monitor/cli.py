@@ -716,6 +716,7 @@ def alerts_status(
     unsent = sorted((r for r in st.notifications() if r.status != "sent"),
                     key=lambda r: (r.status == "suppressed", -r.id))
     rows = unsent[:show]
+    now = SystemClock().now()
     if rows or waiting:
         table = Table()
         for col in ("id", "status", "receiver", "incident", "attempts", "next attempt",
@@ -728,7 +729,8 @@ def alerts_status(
                           f"{what}: {w.timer}")
         for r in rows:
             why = r.reason if r.status == "suppressed" else (r.last_error or "")
-            if r.status == "pending" and r.lease_owner and r.lease_until:
+            # an expired lease (its worker died) holds nothing: it was shown as a claim
+            if r.status == "pending" and r.lease_owner and r.lease_until and r.lease_until > now:
                 why = f"claimed by {r.lease_owner} until {_hms(r.lease_until)}; {why}"
             # dead and suppressed rows are never attempted again
             table.add_row(str(r.id), r.status, r.receiver, r.incident_key, str(r.attempts),

@@ -427,3 +427,31 @@ def test_alerts_status_lists_a_new_dead_notification_behind_many_old_suppressed_
     text = " ".join(result.output.split())
     assert "new-incident" in text and "HTTP 404" in text
     assert "6 more not shown (--show)" in text
+
+
+def test_alerts_status_does_not_show_an_expired_lease_as_a_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-send leaves its lease on the row: long after it expired (nobody
+    holds the row), ``alerts status`` still said ``claimed by <dead worker> until <past>``."""
+    from datetime import timedelta
+
+    from monitor.clock import FakeClock
+    from monitor.model import Notification
+    from monitor.store import Store
+
+    cfg_path = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        with store.transaction() as tx:
+            tx.enqueue([Notification("k|opened|x|console", "console", "inc-k", {})],
+                       INCIDENT_NOW)
+        assert store.claim_due(INCIDENT_NOW, lease=timedelta(minutes=2), owner="w1")
+    monkeypatch.setattr("monitor.cli.SystemClock", lambda: FakeClock(INCIDENT_NOW))
+    held = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)], env={"COLUMNS": "200"})
+    assert "claimed by w1 until 2026-01-27 13:07:00 UTC" in " ".join(held.output.split())
+    later = INCIDENT_NOW + timedelta(hours=1)
+    monkeypatch.setattr("monitor.cli.SystemClock", lambda: FakeClock(later))
+    result = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "inc-k" in result.output and "claimed" not in result.output
