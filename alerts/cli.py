@@ -81,7 +81,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
 
         main._setup_logging(log_level)
         cfg = main._load(config)
-        store = main._open_store(cfg)
+        store = main._open_store(cfg, must_exist=True)  # a fresh one holds nothing
         clock = SystemClock()
         worker = OutboxWorker(store, build_notifiers(cfg, main.console, store), clock)
         stop = _stop_event()
@@ -116,7 +116,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         if cfg.alerting.feedback is None:
             main.err_console.print("[bold red]alerting.feedback is not configured[/]")
             raise typer.Exit(2)
-        store = main._open_store(cfg)
+        store = main._open_store(cfg, must_exist=True)  # a fresh one holds nothing
         server = start_feedback(cfg, store)
         if server is None:  # the address is taken (logged): nothing left to do
             store.close()

@@ -455,3 +455,18 @@ def test_alerts_status_does_not_show_an_expired_lease_as_a_claim(
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "inc-k" in result.output and "claimed" not in result.output
+
+
+@pytest.mark.parametrize("command", [["alerts", "deliver", "--until-empty"], ["serve-feedback"]])
+def test_delivery_and_feedback_commands_do_not_create_a_missing_store(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """``alerts deliver`` and ``serve-feedback`` created a fresh, empty store at a mistyped
+    path (and its folders), then delivered nothing / knew no anomaly, and exited 0."""
+    db = tmp_path / "typo" / "s.db"
+    cfg = write(tmp_path, INCIDENT.format(db=db) + "  feedback: {signing_secret: s, "
+                "listen: '127.0.0.1:0'}\n")
+    result = runner.invoke(app, [*command, "-c", str(cfg)], env={"COLUMNS": "300"})
+    assert result.exit_code == 1, result.output
+    assert f"nostoreat{db}" in "".join(result.output.split())
+    assert not db.parent.exists()

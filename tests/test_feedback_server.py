@@ -210,6 +210,7 @@ def test_a_feedback_port_in_use_is_one_clear_error_not_a_traceback(tmp_path) -> 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        Store.open(f"sqlite:///{tmp_path / 's.db'}").close()
         config = tmp_path / "cxmon.yaml"
         config.write_text(
             f"store: sqlite:///{tmp_path / 's.db'}\n"
