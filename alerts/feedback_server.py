@@ -145,6 +145,13 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _content_length(value: str | None) -> int | None:
+    """The body's length, or None if the header is not a length: ``abc`` raised in the
+    handler (a traceback, no answer) and ``-1`` read until the client hung up."""
+    text = (value or "0").strip()
+    return int(text) if text.isdigit() else None
+
+
 class FeedbackServer:
     """Serves a :class:`FeedbackApp` over HTTP in a background thread."""
 
@@ -156,8 +163,10 @@ class FeedbackServer:
                 pass
 
             def _do(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
+                length = _content_length(self.headers.get("Content-Length"))
+                if length is None:
+                    reply = Reply(400, "bad Content-Length")
+                elif length > MAX_BODY:
                     reply = Reply(413, "too large")
                 else:
                     body = self.rfile.read(length) if length else b""

@@ -225,3 +225,20 @@ def test_a_feedback_port_in_use_is_one_clear_error_not_a_traceback(tmp_path) -> 
     text = " ".join(result.output.split())
     assert f"alerting.feedback.listen: cannot listen on 127.0.0.1:{port}" in text
     assert "s3cr3t" not in text
+
+
+@pytest.mark.parametrize("length", ["abc", "-1"])
+def test_a_bad_content_length_is_answered_400(server: FeedbackServer, length: str) -> None:
+    """``Content-Length: abc`` dropped the connection with a ValueError traceback on stderr;
+    ``-1`` read until the client hung up, holding a thread, then a BrokenPipe traceback."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(f"POST {url.path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+                     "\r\n".encode())  # no body: nothing left unread to reset the line
+        reply = b""
+        while chunk := sock.recv(4096):  # the whole answer: the server closes after it
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.0 400") and reply.endswith(b"bad Content-Length")
