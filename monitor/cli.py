@@ -686,7 +686,8 @@ def anomalies_list(
 @alerts_app.command("status")
 def alerts_status(
     config: ConfigOpt,
-    show: Annotated[int, typer.Option(help="List this many pending/failed notifications.")] = 20,
+    show: Annotated[int, typer.Option(min=0, help="List this many notifications not sent "
+                                      "(pending and dead first, newest first).")] = 20,
 ) -> None:
     """Outbox counts (pending, sent, dead, suppressed) and the notifications not sent: pending
     (with the worker holding them), dead-lettered (the error) and suppressed (the silence,

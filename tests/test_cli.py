@@ -470,3 +470,10 @@ def test_delivery_and_feedback_commands_do_not_create_a_missing_store(
     assert result.exit_code == 1, result.output
     assert f"nostoreat{db}" in "".join(result.output.split())
     assert not db.parent.exists()
+
+
+def test_alerts_status_rejects_a_negative_show(tmp_path: Path) -> None:
+    """``--show -1`` was taken as a Python slice: every row but the last one."""
+    cfg = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
+    result = runner.invoke(app, ["alerts", "status", "-c", str(cfg), "--show", "-1"])
+    assert result.exit_code == 2 and "Invalid value for '--show'" in result.output
