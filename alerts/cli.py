@@ -27,7 +27,9 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML conf
 
 
 def start_feedback(config: MonitorConfig, store: Store) -> FeedbackServer | None:
-    """Start the feedback endpoint in the background if the config has one."""
+    """Start the feedback endpoint in the background if the config has one; None (logged)
+    when its address cannot be used: a taken port ended ``cxmon run`` in a traceback, where
+    alerting matters more than the buttons (as with the exporter)."""
     fb = config.alerting.feedback
     if fb is None:
         return None
@@ -35,7 +37,13 @@ def start_feedback(config: MonitorConfig, store: Store) -> FeedbackServer | None
 
     app = FeedbackApp(store, fb.signing_secret.get_secret_value(), max_age=fb.max_age,
                       path=fb.path)
-    return FeedbackServer(app, fb.host, fb.port).start()
+    try:
+        server = FeedbackServer(app, fb.host, fb.port)
+    except OSError as exc:
+        log.error("alerting.feedback.listen: cannot listen on %s:%s (%s); the feedback "
+                  "endpoint is off", fb.host, fb.port, exc.strerror or exc)
+        return None
+    return server.start()
 
 
 def _stop_event() -> threading.Event:
@@ -73,7 +81,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
 
         main._setup_logging(log_level)
         cfg = main._load(config)
-        store = main._open_store(cfg)
+        store = main._open_store(cfg, must_exist=True)  # a fresh one holds nothing
         clock = SystemClock()
         worker = OutboxWorker(store, build_notifiers(cfg, main.console, store), clock)
         stop = _stop_event()
@@ -108,8 +116,11 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         if cfg.alerting.feedback is None:
             main.err_console.print("[bold red]alerting.feedback is not configured[/]")
             raise typer.Exit(2)
-        store = main._open_store(cfg)
+        store = main._open_store(cfg, must_exist=True)  # a fresh one holds nothing
         server = start_feedback(cfg, store)
+        if server is None:  # the address is taken (logged): nothing left to do
+            store.close()
+            raise typer.Exit(1)
         stop = _stop_event()
         try:
             stop.wait()

@@ -85,6 +85,12 @@ class Dispatcher:
         elif change.anomalies or key not in self._firing:
             self._firing[key] = change_labels(change)
 
+    def remember(self, key: str, labels: Mapping[str, str]) -> None:
+        """The labels an open incident fired with, read back from the store after a restart
+        (its group alone lacks ``alertname``, ``metric`` and the dimensions that inhibition
+        rules match on); what this process observed itself wins."""
+        self._firing.setdefault(key, dict(labels))
+
     def labels(self, change: IncidentChange) -> dict[str, str]:
         """What routes, silences and inhibition see for ``change`` (as when it fired)."""
         return dict(self._firing.get(change.incident.key) or change_labels(change))

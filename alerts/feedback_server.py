@@ -9,7 +9,8 @@ within ``max_age`` (5 minutes) of now, and the same signature was not seen befor
 inside the window). Anything else is answered 401 and records nothing. Accepted
 ``block_actions`` for the buttons ``cxmon_ack`` / ``cxmon_not_anomaly`` / ``cxmon_expected``
 record ``acknowledged`` / ``not_anomaly`` / ``expected`` feedback (source ``slack``, the
-Slack user) for every anomaly id in the button's value; the detectors read it from the store.
+Slack user) for every anomaly id in the button's value and every anomaly of its incident in the
+store (the value holds at most the first message's top 20); the detectors read it from the store.
 """
 
 from __future__ import annotations
@@ -121,9 +122,13 @@ class FeedbackApp:
                 value = _mapping(json.loads(str(action.get("value") or "{}")))
             except ValueError:
                 continue
-            note = f"incident {value.get('incident', '')}"
+            incident = str(value.get("incident") or "")
+            note = f"incident {incident}"
             ids = value.get("anomalies")
-            for anomaly_id in ids if isinstance(ids, list) else []:
+            ids = [str(i) for i in ids] if isinstance(ids, list) else []
+            if incident:  # the button holds at most 20 ids; later ones came in the thread
+                ids = list(dict.fromkeys([*ids, *self.store.incident_anomaly_ids(incident)]))
+            for anomaly_id in ids:
                 try:
                     self.store.add_feedback(str(anomaly_id), known[1], source="slack",
                                             user=user, note=note)
@@ -140,6 +145,13 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _content_length(value: str | None) -> int | None:
+    """The body's length, or None if the header is not a length: ``abc`` raised in the
+    handler (a traceback, no answer) and ``-1`` read until the client hung up."""
+    text = (value or "0").strip()
+    return int(text) if text.isdigit() else None
+
+
 class FeedbackServer:
     """Serves a :class:`FeedbackApp` over HTTP in a background thread."""
 
@@ -151,8 +163,10 @@ class FeedbackServer:
                 pass
 
             def _do(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
+                length = _content_length(self.headers.get("Content-Length"))
+                if length is None:
+                    reply = Reply(400, "bad Content-Length")
+                elif length > MAX_BODY:
                     reply = Reply(413, "too large")
                 else:
                     body = self.rfile.read(length) if length else b""

@@ -195,6 +195,7 @@ class AlertGroups:
         if not rows:
             return result
         opened = list(open_incidents)
+        self._recall_labels(tx, opened)
         sent: list[Notification] = []
         muted: list[tuple[Notification, str]] = []
         for row in rows:
@@ -205,6 +206,17 @@ class AlertGroups:
         for n, reason in muted:
             log.info("notification %s not sent to %s: %s", n.incident_key, n.receiver, reason)
         return result
+
+    def _recall_labels(self, tx: StoreTx, opened: Sequence[OpenIncident]) -> None:
+        """Give the dispatcher the labels the open incidents fired with (kept with their
+        groups): after a restart it knew them only by their group, and an inhibition rule on
+        ``alertname`` stopped muting what it had muted before."""
+        keys = [inc.key for inc in opened]
+        for chunk in (keys[i:i + 500] for i in range(0, len(keys), 500)):
+            q = sa.select(G.c.incident_key, G.c.labels).where(G.c.incident_key.in_(chunk))
+            for key, labels in tx.conn.execute(q):
+                if labels:
+                    self.dispatcher.remember(key, labels)
 
     def _flush_one(self, tx: StoreTx, row: Any, now: datetime, opened: list[OpenIncident],
                    sent: list[Notification], muted: list[tuple[Notification, str]]) -> None:

@@ -686,7 +686,8 @@ def anomalies_list(
 @alerts_app.command("status")
 def alerts_status(
     config: ConfigOpt,
-    show: Annotated[int, typer.Option(help="List this many pending/failed notifications.")] = 20,
+    show: Annotated[int, typer.Option(min=0, help="List this many notifications not sent "
+                                      "(pending and dead first, newest first).")] = 20,
 ) -> None:
     """Outbox counts (pending, sent, dead, suppressed) and the notifications not sent: pending
     (with the worker holding them), dead-lettered (the error) and suppressed (the silence,
@@ -711,7 +712,12 @@ def alerts_status(
             parts.append(f"group_interval until {_hms(min(later))}" if later
                          else "group_interval")
         console.print(f"waiting: {len(waiting)} ({'; '.join(parts)})", highlight=False)
-    rows = [r for r in st.notifications() if r.status != "sent"][:show]
+    # pending and dead ones first (they need someone), newest first: the oldest ones hid
+    # today's dead-lettered notification behind a month of suppressed ones
+    unsent = sorted((r for r in st.notifications() if r.status != "sent"),
+                    key=lambda r: (r.status == "suppressed", -r.id))
+    rows = unsent[:show]
+    now = SystemClock().now()
     if rows or waiting:
         table = Table()
         for col in ("id", "status", "receiver", "incident", "attempts", "next attempt",
@@ -724,13 +730,16 @@ def alerts_status(
                           f"{what}: {w.timer}")
         for r in rows:
             why = r.reason if r.status == "suppressed" else (r.last_error or "")
-            if r.status == "pending" and r.lease_owner and r.lease_until:
+            # an expired lease (its worker died) holds nothing: it was shown as a claim
+            if r.status == "pending" and r.lease_owner and r.lease_until and r.lease_until > now:
                 why = f"claimed by {r.lease_owner} until {_hms(r.lease_until)}; {why}"
             # dead and suppressed rows are never attempted again
             table.add_row(str(r.id), r.status, r.receiver, r.incident_key, str(r.attempts),
                           _hms(r.next_attempt_at) if r.status == "pending" else "-",
                           (why or "").strip("; ")[:200])
         _print_table(table)
+    if len(unsent) > len(rows):
+        console.print(f"{len(unsent) - len(rows)} more not shown (--show)", highlight=False)
     st.close()
 
 

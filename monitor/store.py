@@ -1054,6 +1054,16 @@ class Store:
         """Open incidents, to rebuild the in-memory tracker after a restart."""
         return self.incidents("open")
 
+    def incident_anomaly_ids(self, key: str) -> list[str]:
+        """Ids of the anomalies linked to the incident ``key``, oldest first (a Slack
+        feedback click applies to all of them, not only those its button could hold)."""
+        q = (sa.select(anomalies_t.c.id)
+             .join(incidents_t, anomalies_t.c.incident_id == incidents_t.c.id)
+             .where(incidents_t.c.key == key)
+             .order_by(anomalies_t.c.ts, anomalies_t.c.id))
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(q)]
+
     # -- outbox -----------------------------------------------------------------------------------
 
     def outbox_counts(self) -> dict[str, int]:

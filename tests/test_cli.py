@@ -398,3 +398,82 @@ def test_backtest_output_that_cannot_be_written_is_one_line_exit_1(
     assert result.exit_code == 1, result.output
     assert "cannot write" in result.output and "Permission denied" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_alerts_status_lists_a_new_dead_notification_behind_many_old_suppressed_ones(
+    tmp_path: Path,
+) -> None:
+    """The table kept the oldest ``--show`` rows: after a month of silenced incidents, the
+    notification dead-lettered today was cut off, with no word that rows were left out."""
+    from datetime import timedelta
+
+    from monitor.model import Notification
+    from monitor.store import Store
+
+    cfg_path = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        with store.transaction() as tx:
+            for i in range(25):
+                n = Notification(f"old-{i}|opened|x|console", "console", f"old-{i}", {})
+                tx.record_suppressed([(n, "silenced by s1")],
+                                     INCIDENT_NOW - timedelta(days=30 - i))
+            tx.enqueue([Notification("new|opened|x|console", "console", "new-incident", {})],
+                       INCIDENT_NOW)
+        (row,) = store.notifications("pending")
+        store.mark_dead(row.id, "webhook hook: HTTP 404")
+    result = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "new-incident" in text and "HTTP 404" in text
+    assert "6 more not shown (--show)" in text
+
+
+def test_alerts_status_does_not_show_an_expired_lease_as_a_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-send leaves its lease on the row: long after it expired (nobody
+    holds the row), ``alerts status`` still said ``claimed by <dead worker> until <past>``."""
+    from datetime import timedelta
+
+    from monitor.clock import FakeClock
+    from monitor.model import Notification
+    from monitor.store import Store
+
+    cfg_path = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        with store.transaction() as tx:
+            tx.enqueue([Notification("k|opened|x|console", "console", "inc-k", {})],
+                       INCIDENT_NOW)
+        assert store.claim_due(INCIDENT_NOW, lease=timedelta(minutes=2), owner="w1")
+    monkeypatch.setattr("monitor.cli.SystemClock", lambda: FakeClock(INCIDENT_NOW))
+    held = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)], env={"COLUMNS": "200"})
+    assert "claimed by w1 until 2026-01-27 13:07:00 UTC" in " ".join(held.output.split())
+    later = INCIDENT_NOW + timedelta(hours=1)
+    monkeypatch.setattr("monitor.cli.SystemClock", lambda: FakeClock(later))
+    result = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "inc-k" in result.output and "claimed" not in result.output
+
+
+@pytest.mark.parametrize("command", [["alerts", "deliver", "--until-empty"], ["serve-feedback"]])
+def test_delivery_and_feedback_commands_do_not_create_a_missing_store(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """``alerts deliver`` and ``serve-feedback`` created a fresh, empty store at a mistyped
+    path (and its folders), then delivered nothing / knew no anomaly, and exited 0."""
+    db = tmp_path / "typo" / "s.db"
+    cfg = write(tmp_path, INCIDENT.format(db=db) + "  feedback: {signing_secret: s, "
+                "listen: '127.0.0.1:0'}\n")
+    result = runner.invoke(app, [*command, "-c", str(cfg)], env={"COLUMNS": "300"})
+    assert result.exit_code == 1, result.output
+    assert f"nostoreat{db}" in "".join(result.output.split())
+    assert not db.parent.exists()
+
+
+def test_alerts_status_rejects_a_negative_show(tmp_path: Path) -> None:
+    """``--show -1`` was taken as a Python slice: every row but the last one."""
+    cfg = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
+    result = runner.invoke(app, ["alerts", "status", "-c", str(cfg), "--show", "-1"])
+    assert result.exit_code == 2 and "Invalid value for '--show'" in result.output

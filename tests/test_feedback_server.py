@@ -171,3 +171,74 @@ def test_a_nan_timestamp_is_refused(store: Store, clock: FakeClock,
                "X-Slack-Signature": slack_signature(SECRET, "nan", body)}
     assert app.handle("POST", "/slack/actions", headers, body).status == 401
     assert feedback_rows(store) == []
+
+
+def test_a_click_records_feedback_for_the_anomalies_not_in_the_button_value(
+    server: FeedbackServer, store: Store
+) -> None:
+    """The button's value holds the first message's anomalies (at most 20, as fit 2,000
+    characters); the incident's later ones, told in thread updates without buttons, got no
+    feedback, and their series kept alerting after "Not an anomaly"."""
+    series = make_series(25)
+    anomalies = [make_anomaly(s, NOW - timedelta(hours=i % 3)) for i, s in enumerate(series)]
+    other = make_anomaly(make_series(1, metric="csat")[0], NOW)  # another incident's
+    key = "journey=checkout@2026-01-05T10:00Z"
+    with store.transaction() as tx:
+        tx.ensure_series([*series, *make_series(1, metric="csat")])
+        tx.add_anomalies([*anomalies, other])
+        incident = tx.open_incident(key, journey="checkout", severity=80, at=NOW, summary={})
+        tx.link_anomalies(incident, [a.id for a in anomalies])
+    payload = {"type": "block_actions", "user": {"id": "U123", "username": "ana"},
+               "actions": [{"action_id": "cxmon_not_anomaly", "type": "button", "value":
+                            json.dumps({"incident": key, "anomalies": [anomalies[0].id]})}]}
+    assert post(server, urlencode({"payload": json.dumps(payload)}).encode()).status_code == 200
+    rows = feedback_rows(store)
+    assert sorted(r["anomaly_id"] for r in rows) == sorted(a.id for a in anomalies)
+    assert {r["label"] for r in rows} == {"not_anomaly"}
+
+
+def test_a_feedback_port_in_use_is_one_clear_error_not_a_traceback(tmp_path) -> None:
+    """``serve-feedback`` (and ``cxmon run``) ended in an OSError traceback when another
+    process held ``alerting.feedback.listen``."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        Store.open(f"sqlite:///{tmp_path / 's.db'}").close()
+        config = tmp_path / "cxmon.yaml"
+        config.write_text(
+            f"store: sqlite:///{tmp_path / 's.db'}\n"
+            "sources: {shop: {type: demo}}\n"
+            "metrics: [{name: m, source: shop, query: complaints, value: complaints}]\n"
+            "alerting: {feedback: {signing_secret: s3cr3t, "
+            f"listen: '127.0.0.1:{port}'}}}}\n")
+        result = CliRunner().invoke(app, ["serve-feedback", "-c", str(config)],
+                                    env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    text = " ".join(result.output.split())
+    assert f"alerting.feedback.listen: cannot listen on 127.0.0.1:{port}" in text
+    assert "s3cr3t" not in text
+
+
+@pytest.mark.parametrize("length", ["abc", "-1"])
+def test_a_bad_content_length_is_answered_400(server: FeedbackServer, length: str) -> None:
+    """``Content-Length: abc`` dropped the connection with a ValueError traceback on stderr;
+    ``-1`` read until the client hung up, holding a thread, then a BrokenPipe traceback."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(f"POST {url.path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+                     "\r\n".encode())  # no body: nothing left unread to reset the line
+        reply = b""
+        while chunk := sock.recv(4096):  # the whole answer: the server closes after it
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.0 400") and reply.endswith(b"bad Content-Length")

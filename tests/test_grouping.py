@@ -326,3 +326,32 @@ def test_an_inhibited_incident_is_told_once_its_inhibitor_resolves(h: Harness,
     h.flush(T0 + 10 * M + 30 * S, [child])
     told = [(p["incident_key"], p["status"]) for p in h.sent()]
     assert told == [(parent.key, "firing"), (parent.key, "resolved"), (child.key, "firing")]
+
+
+def test_an_inhibition_by_alertname_survives_a_restart(store: Store) -> None:
+    """After a restart the dispatcher knew the open incidents only by their group labels: a
+    rule on ``alertname`` (Alertmanager's usual one) no longer matched the inhibiting
+    incident, and the incident it had muted was told at its next flush."""
+    cfg = parse_config(CONFIG.replace(
+        """['channel=""'], target_matchers: ['channel=~".+"'], equal: [journey]""",
+        """['alertname="contacts"'], target_matchers: ['alertname="csat"'],
+         equal: [journey]"""), env={})
+
+    def groups() -> AlertGroups:
+        return AlertGroups(Dispatcher(cfg.alerting), {"ops", "pager"})
+
+    def change(inc: OpenIncident, metric: str) -> IncidentChange:
+        a = anomaly("delivery", inc.group["channel"], T0)
+        a = Anomaly(f"{metric}{{}}", metric, a.labels, T0, 1.0, 0.5, 0.4, 0.6, 0.999, 60,
+                    Direction.UP, "d")
+        return IncidentChange(inc, "opened", (a,), True, T0)
+
+    parent, child = incident("delivery", "app"), incident("delivery", "web")
+    changes = [change(parent, "contacts"), change(child, "csat")]
+    with store.transaction() as tx:
+        groups().apply(tx, changes, {id(c): incident_payload(c) for c in changes}, T0)
+    with store.transaction() as tx:  # kill -9 during group_wait: a new process flushes
+        groups().flush(tx, T0 + 30 * S, [parent, child])
+    rows = {n.incident_key: (n.status, n.reason) for n in store.notifications()}
+    assert rows == {parent.key: ("pending", None),
+                    child.key: ("suppressed", f"inhibited by {parent.key}")}
