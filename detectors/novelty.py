@@ -17,7 +17,8 @@ Model, per series (vectorized over the series of a tick)::
                 say once 200 such means have been seen
     dec_c     = -log10 P(N > (d_c - mu_c) / sd_c)   for every channel c; mu_c, sd_c: EW
                 moments of d_c (half-life likelihood_halflife, coarse_halflife in blocks),
-                each d_c capped at mu_c + outlier_clip sd_c before it updates them
+                each d_c capped at mu_c + outlier_clip sd_c (the sd from before the run
+                of capped distances began) before it updates them
     shape     = median of dec_w over w, and of dec_q once it has a say
     decades   = max(shape, (shape + dec_day) / 2, dec_b for every b, dec_q)
     decades  -= fatigue_decades * (EW count of this series' recent alarms)
@@ -117,10 +118,11 @@ class NoveltyConfig(DetectorConfig):
                                  "averaged.")
     min_distances: int = Field(10, ge=2, le=100_000, description="Distances seen before the "
                                "first score.")
-    outlier_clip: float = Field(15.0, ge=0.0, le=1e6, description="A distance beyond its "
-                                "channel's mean + this many standard deviations updates the "
-                                "moments as if it were at that bound (0 disables): one glitch "
-                                "must not blind the series for weeks.")
+    outlier_clip: float = Field(25.0, ge=0.0, le=1e6, description="A distance beyond its "
+                                "channel's mean + this many standard deviations (as they were "
+                                "before the run of such distances began) updates the moments "
+                                "as if it were at that bound (0 disables): one glitch must not "
+                                "blind the series for weeks.")
     refractory: int = Field(100, ge=0, le=10**7, description="Points reported as 0 after a "
                             "point reaches refractory_decades (0 disables).")
     refractory_decades: float = Field(3.0, gt=0.0, le=300.0, description="-log10 p that "
@@ -218,22 +220,31 @@ def _at_lags(series: np.ndarray, have: np.ndarray, w: int, lags: Sequence[int]) 
     return np.where(np.isfinite(best), np.sqrt(best), np.nan)
 
 
-def _clip_outliers(d: np.ndarray, mu: np.ndarray, var: np.ndarray, known: np.ndarray,
-                   k: float) -> np.ndarray:
-    """``d`` capped at ``mu + k sd`` where the moments are known and show some spread (a
-    series flat so far must still learn its first change).
+def _clip_outliers(d: np.ndarray, mu: np.ndarray, var: np.ndarray, ref: np.ndarray,
+                   known: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """``d`` capped at ``mu + k sd``, and the channel's new ``ref``: the variance in force when
+    the current run of capped distances began (0 outside a run; NaN distances keep it).
 
     Why: the moments are exponentially weighted, so one distance 10,000 sds out (a unit
     error, a counter reset) would widen the channel's spread for tens of thousands of points
-    and hide every later incident of the series. Capped, a glitch widens it at most by a
-    bounded factor, while a long incident still widens it (later alarms need rarer evidence).
+    and hide every later incident of the series. Capped, the glitch's few distances widen it
+    by a bounded factor; the sd of the cap stays the one from before the run, or each capped
+    distance would raise the next cap and the bound would compound. A long incident still
+    widens the spread (later alarms need rarer evidence). Only where the moments are known
+    and show some spread: a series flat so far must still learn its first change.
 
-    >>> _clip_outliers(np.array([1e9, 2.0]), np.array([1.0, 1.0]), np.array([4.0, 4.0]),
-    ...                np.array([True, True]), 15.0).tolist()
-    [31.0, 2.0]
+    >>> d, ref = _clip_outliers(np.array([1e9, 1e9, 2.0, np.nan]), np.ones(4),
+    ...                         np.array([4.0, 9.0, 4.0, 4.0]), np.array([0.0, 4.0, 4.0, 4.0]),
+    ...                         np.ones(4, dtype=bool), 25.0)
+    >>> d[:3].tolist(), ref.tolist()
+    ([51.0, 51.0, 2.0], [4.0, 4.0, 0.0, 4.0])
     """
+    ok = np.isfinite(d)
+    base = np.where(ref > 0.0, ref, var)
+    bound = mu + k * np.sqrt(np.maximum(base, 0.0))
     with np.errstate(invalid="ignore"):
-        return np.where(known & (var > 0.0), np.minimum(d, mu + k * np.sqrt(var)), d)
+        over = known & (var > 0.0) & ok & (d > bound)
+    return np.where(over, bound, d), np.where(ok, np.where(over, base, 0.0), ref)
 
 
 def _context(symbols: np.ndarray, order: int, bins: int) -> np.ndarray:
@@ -276,7 +287,7 @@ class Novelty(RecordDetector):
     """Nearest-neighbour distance of the latest shape, as a per-series tail probability."""
 
     Config = NoveltyConfig
-    record_magic = b"CXNV1"
+    record_magic = b"CXNV2"
 
     def __init__(self, config: DetectorConfig, *, interval: timedelta) -> None:
         super().__init__(config, interval=interval)
@@ -295,6 +306,7 @@ class Novelty(RecordDetector):
         fields = [
             ("buf", "<f8", (self._len,)), ("n", "<i8"), ("cool", "<i8"),
             ("mu", "<f8", (k,)), ("var", "<f8", (k,)), ("cnt", "<f8", (k,)),
+            ("ref", "<f8", (k,)),
             ("m", "<f8"), ("s", "<f8"), ("load", "<f8"),
         ]
         if self._seq:
@@ -456,8 +468,9 @@ class Novelty(RecordDetector):
             ok = np.isfinite(d)
             cnt = st["cnt"][:, j]
             if clip > 0:  # bounded influence: see _clip_outliers
-                d = _clip_outliers(d, st["mu"][:, j], st["var"][:, j],
-                                   cnt >= self.cfg.min_distances, clip)
+                d, st["ref"][:, j] = _clip_outliers(d, st["mu"][:, j], st["var"][:, j],
+                                                    st["ref"][:, j],
+                                                    cnt >= self.cfg.min_distances, clip)
             mu, var = _ew_moments(st["mu"][:, j], st["var"][:, j], np.where(ok, d, 0.0), cnt,
                                   float(rate))
             st["mu"][:, j] = np.where(ok, mu, st["mu"][:, j])
