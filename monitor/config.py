@@ -852,10 +852,25 @@ def _walk_nodes(
             _walk_nodes(item, (*loc, i), pos, problems)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps an impossible date (``2026-13-01``, which YAML's timestamp
+    pattern matches) as text, so validation reports it at its path instead of the loader
+    failing with a traceback."""
+
+    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:  # type: ignore[override]
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
 def _load_yaml(text: str, source: str) -> tuple[Any, _Positions, list[tuple[Loc, str, Any]]]:
     pos = _Positions()
     problems: list[tuple[Loc, str, Any]] = []
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -169,3 +169,18 @@ def test_river_params_of_the_wrong_type_are_config_errors(tmp_path: Path) -> Non
                    "detectors: [fast]}\n")
     res = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "200"})
     assert res.exit_code == 2 and "detectors.fast" in res.output and "n_trees='abc'" in res.output
+
+
+def test_impossible_event_date_is_a_config_error_with_its_path(tmp_path: Path) -> None:
+    """YAML reads 2026-13-01 as a timestamp: an impossible one is a problem at its path (and a
+    text field may hold one), not a traceback from the YAML loader."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("store: sqlite:///x.db\nsources:\n  shop: {type: demo}\n"
+                   "detectors:\n  p: {type: prophet, events: [{name: bf, start: 2026-13-01, "
+                   "end: 2026-11-30}]}\nmetrics:\n"
+                   "  - {name: kpi, source: shop, query: checkout, value: started, "
+                   "detectors: [p], description: 2026-02-30}\n")
+    res = CliRunner().invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert res.exit_code == 2, res.output
+    assert "detectors.p.events[0].start: Input should be a valid date" in res.output
+    assert "metrics[0].description" not in res.output
