@@ -184,3 +184,14 @@ def test_impossible_event_date_is_a_config_error_with_its_path(tmp_path: Path) -
     assert res.exit_code == 2, res.output
     assert "detectors.p.events[0].start: Input should be a valid date" in res.output
     assert "metrics[0].description" not in res.output
+
+
+def test_every_prophet_config_problem_is_reported_at_its_field() -> None:
+    """An unknown holidays country was hidden by any other mistake in the same detector (a
+    model validator runs only when all fields pass), and refit's path was the detector's."""
+    with pytest.raises(ValidationError) as info:
+        ProphetConfig.model_validate({"holidays": "XX", "refit": "0s", "interval_width": 2})
+    problems = {e["loc"]: e["msg"] for e in info.value.errors()}
+    assert set(problems) == {("holidays",), ("refit",), ("interval_width",)}
+    assert "unknown holidays country 'XX'" in problems[("holidays",)]
+    assert ProphetConfig(holidays="gb").holidays == "gb"
