@@ -195,3 +195,15 @@ def test_every_prophet_config_problem_is_reported_at_its_field() -> None:
     assert set(problems) == {("holidays",), ("refit",), ("interval_width",)}
     assert "unknown holidays country 'XX'" in problems[("holidays",)]
     assert ProphetConfig(holidays="gb").holidays == "gb"
+
+
+def test_every_river_config_problem_is_reported_at_its_field() -> None:
+    """An unknown model or parameter was hidden by any other mistake in the same detector."""
+    with pytest.raises(ValidationError) as info:
+        RiverConfig.model_validate({"model": "NoSuchModel", "calibration": 5})
+    assert {e["loc"] for e in info.value.errors()} == {("model",), ("calibration",)}
+    with pytest.raises(ValidationError) as info:
+        RiverConfig.model_validate({"params": {"bogus": 1}, "min_points": 0})
+    problems = {e["loc"]: e["msg"] for e in info.value.errors()}
+    assert set(problems) == {("params",), ("min_points",)}
+    assert "HalfSpaceTrees has no parameter(s) bogus" in problems[("params",)]
