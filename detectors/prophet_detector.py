@@ -56,7 +56,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
 from detectors.registry import register
@@ -87,11 +87,14 @@ class Event(BaseModel):
     start: date
     end: date
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Event:
-        if self.end < self.start:
-            raise ValueError("end is before start")
-        return self
+    @field_validator("end")
+    @classmethod
+    def _ordered(cls, end: date, info: ValidationInfo) -> date:
+        # a field validator: a model validator would be skipped when another key is wrong
+        start = info.data.get("start")
+        if start is not None and end < start:
+            raise ValueError(f"end ({end}) is before start ({start})")
+        return end
 
 
 Seasonality = Literal["auto"] | bool

@@ -207,3 +207,12 @@ def test_every_river_config_problem_is_reported_at_its_field() -> None:
     problems = {e["loc"]: e["msg"] for e in info.value.errors()}
     assert set(problems) == {("params",), ("min_points",)}
     assert "HalfSpaceTrees has no parameter(s) bogus" in problems[("params",)]
+
+
+def test_an_event_ending_before_it_starts_is_reported_with_its_other_mistakes() -> None:
+    with pytest.raises(ValidationError) as info:
+        ProphetConfig.model_validate({"events": [{"name": "bf", "start": "2026-01-02",
+                                                  "end": "2026-01-01", "when": 1}]})
+    problems = {e["loc"]: e["msg"] for e in info.value.errors()}
+    assert set(problems) == {("events", 0, "end"), ("events", 0, "when")}
+    assert "end (2026-01-01) is before start (2026-01-02)" in problems[("events", 0, "end")]
