@@ -88,7 +88,8 @@ class RiverConfig(DetectorConfig):
     type: Literal["river"] = "river"
     model: str = Field("HalfSpaceTrees", description="A class of river.anomaly.")
     scale: bool = Field(True, description="Min-max scale the value first (HST expects [0, 1]).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Its keyword arguments.")
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True,
+                                   description="Its keyword arguments.")
     calibration: int = Field(200, ge=20, le=100_000, description="Raw scores kept per series "
                              "to turn a raw score into a tail probability.")
     min_points: int = Field(120, ge=1, description="Points learned before scores are given.")

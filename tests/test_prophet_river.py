@@ -207,6 +207,9 @@ def test_every_river_config_problem_is_reported_at_its_field() -> None:
     problems = {e["loc"]: e["msg"] for e in info.value.errors()}
     assert set(problems) == {("params",), ("min_points",)}
     assert "HalfSpaceTrees has no parameter(s) bogus" in problems[("params",)]
+    # a model that cannot run with its defaults is tried (and refused) without any params
+    with pytest.raises(ValidationError, match=r"QuantileFilter\(\) does not work"):
+        RiverConfig(model="QuantileFilter")
 
 
 def test_an_event_ending_before_it_starts_is_reported_with_its_other_mistakes() -> None:
