@@ -56,7 +56,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
 from detectors.registry import register
@@ -87,11 +87,14 @@ class Event(BaseModel):
     start: date
     end: date
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Event:
-        if self.end < self.start:
-            raise ValueError("end is before start")
-        return self
+    @field_validator("end")
+    @classmethod
+    def _ordered(cls, end: date, info: ValidationInfo) -> date:
+        # a field validator: a model validator would be skipped when another key is wrong
+        start = info.data.get("start")
+        if start is not None and end < start:
+            raise ValueError(f"end ({end}) is before start ({start})")
+        return end
 
 
 Seasonality = Literal["auto"] | bool
@@ -128,16 +131,25 @@ class ProphetConfig(DetectorConfig):
     retry_after: Duration = Field(timedelta(hours=1), description="Retry a failed fit this "
                                   "much later (data time), doubling up to refit.")
 
-    @model_validator(mode="after")
-    def _check(self) -> ProphetConfig:
-        if min(self.refit, self.history, self.retry_after) <= timedelta(0):
-            raise ValueError("refit, history and retry_after must be positive durations")
-        if self.holidays is not None:
+    # Field validators, not one model validator: pydantic skips a model validator when any
+    # field fails, which hid an unknown holidays country behind any other mistake.
+    @field_validator("refit", "history", "retry_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is not None:
             import holidays as hol
 
-            if self.holidays.upper() not in hol.list_supported_countries():
-                raise ValueError(f"unknown holidays country {self.holidays!r}")
-        return self
+            if value.upper() not in hol.list_supported_countries():
+                raise ValueError(f"unknown holidays country {value!r}; give a country code "
+                                 "such as GB, US or DE")
+        return value
 
 
 class InlineExecutor(Executor):

@@ -43,7 +43,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
 from detectors.registry import register
@@ -87,34 +87,45 @@ class RiverConfig(DetectorConfig):
 
     type: Literal["river"] = "river"
     model: str = Field("HalfSpaceTrees", description="A class of river.anomaly.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Its keyword arguments.")
     scale: bool = Field(True, description="Min-max scale the value first (HST expects [0, 1]).")
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True,
+                                   description="Its keyword arguments.")
     calibration: int = Field(200, ge=20, le=100_000, description="Raw scores kept per series "
                              "to turn a raw score into a tail probability.")
     min_points: int = Field(120, ge=1, description="Points learned before scores are given.")
     level_halflife: int = Field(24, ge=1, description="Points: memory of the expected level.")
     z_band: float = Field(3.0, gt=0, description="Band half-width in robust sigmas.")
 
-    @model_validator(mode="after")
-    def _known_model(self) -> RiverConfig:
+    # Field validators, not one model validator: pydantic skips a model validator when any
+    # field fails, which hid an unknown model or parameter behind any other mistake.
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
         models = _river_models()
-        if self.model not in models:
-            valid = ", ".join(sorted(models))
-            raise ValueError(f"unknown river model {self.model!r}; valid: {valid}")
-        accepted = inspect.signature(models[self.model]).parameters
-        unknown = sorted(set(self.params) - set(accepted))
+        if value not in models:
+            raise ValueError(f"unknown river model {value!r}; valid: {', '.join(sorted(models))}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params_work(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("model")
+        if name is None:  # the model itself is wrong: reported there
+            return params
+        accepted = inspect.signature(_river_models()[name]).parameters
+        unknown = sorted(set(params) - set(accepted))
         if unknown:
-            raise ValueError(f"{self.model} has no parameter(s) {', '.join(unknown)}")
+            raise ValueError(f"{name} has no parameter(s) {', '.join(unknown)}")
         try:  # river checks few arguments itself: a wrong type surfaces on the first point
-            model = build_model(self.model, dict(self.params), scale=self.scale)
+            model = build_model(name, dict(params), scale=info.data.get("scale", True))
             for y in (0.0, 1.0, 0.5):
                 model.score_one({"x": y})
                 model.learn_one({"x": y})
         except Exception as exc:
-            shown = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-            raise ValueError(f"{self.model}({shown}) does not work: "
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            raise ValueError(f"{name}({shown}) does not work: "
                              f"{type(exc).__name__}: {exc}") from None
-        return self
+        return params
 
 
 def tail_p_value(raw: float, history: Sequence[float]) -> float:

@@ -26,7 +26,7 @@ from sources.registry import create as create_source
 CHUNK = timedelta(days=7)
 ANOMALY_COLUMNS = [
     "timestamp", "metric", "series", "value", "expected", "lower", "upper", "score", "severity",
-    "direction", "change", "detector",
+    "direction", "change", "detector", "kind",
 ]
 
 
@@ -104,7 +104,9 @@ def run_backtest(
                                     metric.timestamp, metric.interval)
                     )
                     built = build_measure_frame(raw, measure_spec(metric), lo, hi)
-                    found = dets.run(built.frame, built.series).anomalies
+                    # until: a series that stops while others go on is a no_data anomaly,
+                    # as in a tick (and, in history, its gap is not reported again later)
+                    found = dets.run(built.frame, built.series, until=hi).anomalies
                     progress.advance(task)
                     if history:  # learned, not reported (like a first tick's history)
                         continue

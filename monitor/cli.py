@@ -625,6 +625,10 @@ def backtest(
         for col in ("value", "expected", "band", "sev"):
             table.add_column(col, justify="right", no_wrap=True)
         for row in frame.head(50).itertuples():
+            if row.kind == "no_data":  # a silence, not a value: "no data" and the last one
+                table.add_row(_hm(row.timestamp), row.series, "no data",
+                              f"last {_g(row.expected)}", "", str(row.severity))
+                continue
             table.add_row(_hm(row.timestamp), row.series, f"{row.value:.4g}",
                           f"{row.expected:.4g}", f"{row.lower:.4g} – {row.upper:.4g}",
                           str(row.severity))

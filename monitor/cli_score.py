@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,11 +42,13 @@ DETECTOR_HELP = _detector_help()  # from the registry, so a new type shows up in
 
 
 def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
-                interval: timedelta | None = None) -> pd.DataFrame:
+                interval: timedelta | None = None,
+                progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Score ``frame`` (timestamp, value) point by point; returns it with ``anomaly_score``.
 
     A value that is not a number (``abc``, empty) is missing: it is not fed to the detector
-    and its ``anomaly_score`` is NaN (written as an empty cell).
+    and its ``anomaly_score`` is NaN (written as an empty cell). ``progress(done, total)`` is
+    called as points are fed (a long series through Prophet takes minutes).
     """
     import detectors  # noqa: F401  (registers the built-in types)
     from detectors.base import TickBatch
@@ -73,13 +75,18 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     nan = np.array([math.nan])
     scores = np.full(len(values), math.nan)
     warming: list[int] = []  # rows (time order) the detector could not score yet
-    for i in np.flatnonzero(np.isfinite(values)):
+    fed = np.flatnonzero(np.isfinite(values))
+    for n, i in enumerate(fed):
+        if progress is not None and n % 100 == 0:
+            progress(n, len(fed))
         batch = TickBatch(key, ts_ns[i:i + 1], values[i:i + 1], nan)
         s = float(det.score(batch).score[0])
         if not math.isfinite(s):
             warming.append(int(i))
         scores[i] = s if math.isfinite(s) else 0.0
         det.learn(batch, np.array([math.isfinite(s) and s >= flag_at]))
+    if progress is not None:
+        progress(len(fed), len(fed))
     out = pd.DataFrame({"timestamp": frame["timestamp"].to_numpy()[order],
                         "value": frame["value"].to_numpy()[order], "anomaly_score": scores})
     out.attrs["repeated_rows"] = np.sort(order[repeated])  # data rows, 0-based
@@ -92,6 +99,22 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     out.attrs["last_warming"] = str(frame["timestamp"].to_numpy()[order][warming[-1]]) \
         if warming else None
     return out
+
+
+def _score_with_bar(frame: pd.DataFrame, detector: str, params: dict[str, Any],
+                    interval: timedelta | None) -> pd.DataFrame:
+    """:func:`score_frame` with a progress bar on stderr when it is a terminal (stdout may be
+    the scored CSV, so nothing else may go there)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    with Progress("scoring", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("scoring", total=None)
+        return score_frame(frame, detector, params, interval,
+                           progress=lambda done, total: bar.update(task, completed=done,
+                                                                   total=total))
 
 
 def repeated_times(ts_ns: np.ndarray) -> np.ndarray:
@@ -257,7 +280,7 @@ def register(app: typer.Typer) -> None:
                 param_hint="--input")
         skipped = not_numbers(frame["value"])
         params = {k: v for k, v in config.items() if k != "type"}
-        out = score_frame(frame, detector, params, step)
+        out = _score_with_bar(frame, detector, params, step)
         median = out.attrs["median_step"]
         if step is not None and median is not None and abs(step - median) > 0.01 * median:
             typer.echo(f"warning: --interval {interval} but the data's median step is "

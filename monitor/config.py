@@ -852,10 +852,25 @@ def _walk_nodes(
             _walk_nodes(item, (*loc, i), pos, problems)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps an impossible date (``2026-13-01``, which YAML's timestamp
+    pattern matches) as text, so validation reports it at its path instead of the loader
+    failing with a traceback."""
+
+    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:  # type: ignore[override]
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
 def _load_yaml(text: str, source: str) -> tuple[Any, _Positions, list[tuple[Loc, str, Any]]]:
     pos = _Positions()
     problems: list[tuple[Loc, str, Any]] = []
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -983,12 +998,17 @@ _DEFAULT_TAGS: dict[str | int, str] = {"executor": "local"}
 
 
 def _strip_tags(loc: Loc, data: Any) -> Loc:
-    """Drop discriminated-union tag elements, which are not keys in the document."""
+    """Drop union tag elements, which are not keys in the document: a discriminated union's
+    ``type``, and the member names pydantic adds below a value that is no mapping
+    (``history.int``, ``daily["literal['auto']"]``)."""
     out: list[str | int] = []
     node = data
     for el in loc:
         if isinstance(node, Mapping) and el not in node and el == node.get(
                 "type", _DEFAULT_TAGS.get(out[-1] if out else "")):
+            continue
+        if (isinstance(el, str) and out and not isinstance(node, Mapping)
+                and el not in _known_keys(tuple(out), data)):
             continue
         out.append(el)
         node = _child(node, el)
@@ -1060,13 +1080,22 @@ def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
 
 
 def _problems_from(exc: ValidationError, data: Any) -> list[tuple[Loc, str]]:
-    out = []
+    out: list[tuple[Loc, str]] = []
+    members: dict[Loc, int] = {}  # a value that fits no member of a union: one problem
     for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        loc = _strip_tags(tuple(err["loc"]), data)
+        raw = tuple(err["loc"])
+        loc = _strip_tags(raw, data)
         if "[key]" in loc:
             loc = tuple(el for el in loc if el != "[key]")
             out.append((loc, "invalid key: " + _message(err, loc, data)))
+        elif loc and raw[-1] != loc[-1] and loc in members:  # another member's complaint
+            msg, first = _message(err, loc, data), out[members[loc]][1]
+            if first.startswith("Input should be ") and msg.startswith("Input should be "):
+                msg = msg.removeprefix("Input should be ")
+            out[members[loc]] = (loc, f"{first} or {msg}")
         else:
+            if loc and raw[-1] != loc[-1]:
+                members[loc] = len(out)
             out.append((loc, _message(err, loc, data)))
     return out
 

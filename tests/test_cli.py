@@ -477,3 +477,24 @@ def test_alerts_status_rejects_a_negative_show(tmp_path: Path) -> None:
     cfg = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
     result = runner.invoke(app, ["alerts", "status", "-c", str(cfg), "--show", "-1"])
     assert result.exit_code == 2 and "Invalid value for '--show'" in result.output
+
+
+def test_backtest_reports_a_series_that_stops_arriving(tmp_path: Path) -> None:
+    """A series that stops while the others continue is a no_data anomaly in `run`; the
+    backtest left it out, so it did not say what cxmon would have told us."""
+    times = pd.date_range("2026-01-01", periods=24 * 10, freq="h")
+    rows = [(t, ch, 10) for t in times for ch in ("app", "web") if ch == "app" or t.day < 8]
+    pd.DataFrame(rows, columns=["ts", "channel", "n"]).to_csv(tmp_path / "d.csv", index=False)
+    cfg = write(tmp_path, "sources:\n  f: {type: files, path: d.csv}\nmetrics:\n"
+                "  - {name: contacts, source: f, interval: 1h, timestamp: ts, value: n,\n"
+                "     dimensions: [channel], no_data_after: 3h}\n")
+    out = tmp_path / "a.csv"
+    result = runner.invoke(app, ["backtest", "-c", str(cfg), "--start", "2026-01-06",
+                                 "--end", "2026-01-10", "--output", str(out)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    gone = frame[frame["kind"] == "no_data"]
+    assert list(gone["series"]) == ['contacts{channel="web"}']
+    assert list(gone["timestamp"]) == ["2026-01-08T02:00:00+00:00"]
+    assert 'contacts{channel="web"}' in result.output and "Traceback" not in result.output

@@ -488,3 +488,17 @@ def test_score_output_that_cannot_be_written_is_one_line_exit_1(
     assert res.exit_code == 1, res.output
     assert "cannot write" in res.output and "Permission denied" in res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_score_reports_progress_on_long_series() -> None:
+    """Scoring thousands of points (Prophet refits, novelty's search) takes minutes: the
+    scorer reports its progress, which `cxmon score` shows as a bar on a terminal."""
+    from monitor.cli_score import score_frame
+
+    n = 250
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=n, freq="h"),
+                          "value": [str(i % 7) for i in range(n - 1)] + ["x"]})
+    calls: list[tuple[int, int]] = []
+    score_frame(frame, "surprise", {}, progress=lambda done, total: calls.append((done, total)))
+    assert calls[0] == (0, n - 1) and calls[-1] == (n - 1, n - 1)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) >= 3

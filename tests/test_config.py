@@ -100,6 +100,8 @@ class FakeSeasonalConfig(DetectorConfig):
     type: Literal["fake_seasonal"]
     refit: Duration = timedelta(days=1)
     holidays: str | None = None
+    daily: Literal["auto"] | bool = "auto"
+    history: int | Duration = 4000
 
 
 class FakeDetector(Detector):  # never instantiated: only its Config is used
@@ -563,6 +565,19 @@ def test_plugin_config_errors_have_paths() -> None:
         ("sources.src.extra", "unknown key 'extra'"),
         ("detectors.d.sensitivity", "Input should be less than or equal to 1"),
         ("detectors.d.sensitivty", "unknown key 'sensitivty' (did you mean 'sensitivity'?)"),
+    ]
+
+
+def test_a_value_that_fits_no_union_member_is_one_problem_at_its_key() -> None:
+    """pydantic names each union member it tried; those names are no keys of the file."""
+    text = minimal() + ("detectors:\n  d: {type: fake_seasonal, daily: maybe, history: abc,"
+                        " refit: xx}\n")
+    assert problems_of(text) == [
+        ("detectors.d.daily",
+         "Input should be 'auto' or a valid boolean, unable to interpret input"),
+        ("detectors.d.history", "Input should be a valid integer, unable to parse string as an "
+         "integer or invalid duration 'abc': expected e.g. 30s, 5m, 1h30m, 1d, 1w"),
+        ("detectors.d.refit", "invalid duration 'xx': expected e.g. 30s, 5m, 1h30m, 1d, 1w"),
     ]
 
 

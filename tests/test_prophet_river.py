@@ -169,3 +169,53 @@ def test_river_params_of_the_wrong_type_are_config_errors(tmp_path: Path) -> Non
                    "detectors: [fast]}\n")
     res = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "200"})
     assert res.exit_code == 2 and "detectors.fast" in res.output and "n_trees='abc'" in res.output
+
+
+def test_impossible_event_date_is_a_config_error_with_its_path(tmp_path: Path) -> None:
+    """YAML reads 2026-13-01 as a timestamp: an impossible one is a problem at its path (and a
+    text field may hold one), not a traceback from the YAML loader."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("store: sqlite:///x.db\nsources:\n  shop: {type: demo}\n"
+                   "detectors:\n  p: {type: prophet, events: [{name: bf, start: 2026-13-01, "
+                   "end: 2026-11-30}]}\nmetrics:\n"
+                   "  - {name: kpi, source: shop, query: checkout, value: started, "
+                   "detectors: [p], description: 2026-02-30}\n")
+    res = CliRunner().invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert res.exit_code == 2, res.output
+    assert "detectors.p.events[0].start: Input should be a valid date" in res.output
+    assert "metrics[0].description" not in res.output
+
+
+def test_every_prophet_config_problem_is_reported_at_its_field() -> None:
+    """An unknown holidays country was hidden by any other mistake in the same detector (a
+    model validator runs only when all fields pass), and refit's path was the detector's."""
+    with pytest.raises(ValidationError) as info:
+        ProphetConfig.model_validate({"holidays": "XX", "refit": "0s", "interval_width": 2})
+    problems = {e["loc"]: e["msg"] for e in info.value.errors()}
+    assert set(problems) == {("holidays",), ("refit",), ("interval_width",)}
+    assert "unknown holidays country 'XX'" in problems[("holidays",)]
+    assert ProphetConfig(holidays="gb").holidays == "gb"
+
+
+def test_every_river_config_problem_is_reported_at_its_field() -> None:
+    """An unknown model or parameter was hidden by any other mistake in the same detector."""
+    with pytest.raises(ValidationError) as info:
+        RiverConfig.model_validate({"model": "NoSuchModel", "calibration": 5})
+    assert {e["loc"] for e in info.value.errors()} == {("model",), ("calibration",)}
+    with pytest.raises(ValidationError) as info:
+        RiverConfig.model_validate({"params": {"bogus": 1}, "min_points": 0})
+    problems = {e["loc"]: e["msg"] for e in info.value.errors()}
+    assert set(problems) == {("params",), ("min_points",)}
+    assert "HalfSpaceTrees has no parameter(s) bogus" in problems[("params",)]
+    # a model that cannot run with its defaults is tried (and refused) without any params
+    with pytest.raises(ValidationError, match=r"QuantileFilter\(\) does not work"):
+        RiverConfig(model="QuantileFilter")
+
+
+def test_an_event_ending_before_it_starts_is_reported_with_its_other_mistakes() -> None:
+    with pytest.raises(ValidationError) as info:
+        ProphetConfig.model_validate({"events": [{"name": "bf", "start": "2026-01-02",
+                                                  "end": "2026-01-01", "when": 1}]})
+    problems = {e["loc"]: e["msg"] for e in info.value.errors()}
+    assert set(problems) == {("events", 0, "end"), ("events", 0, "when")}
+    assert "end (2026-01-01) is before start (2026-01-02)" in problems[("events", 0, "end")]
