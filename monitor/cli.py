@@ -27,11 +27,11 @@ from monitor.config import MonitorConfig, config_json_schema, load_config
 from monitor.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Iterable
 
     from monitor.executor import FitExecutor
     from monitor.pipeline import TickResult
-    from monitor.store import Store
+    from monitor.store import OutboxRow, Store
     from sources.demo import ResolvedIncident
 
 def _is_tty(stream: object) -> bool:
@@ -687,6 +687,16 @@ def anomalies_list(
         typer.echo("(no anomalies stored)", err=True)
 
 
+def _told_later(sent: Iterable[OutboxRow]) -> dict[tuple[str, str], int]:
+    """The newest sent notification id per (incident, receiver): a suppressed row older than
+    it was told after its silence or inhibition ended, and read as "never told" without it."""
+    out: dict[tuple[str, str], int] = {}
+    for r in sent:
+        key = (r.incident_key, r.receiver)
+        out[key] = max(out.get(key, 0), r.id)
+    return out
+
+
 @alerts_app.command("status")
 def alerts_status(
     config: ConfigOpt,
@@ -722,6 +732,7 @@ def alerts_status(
                     key=lambda r: (r.status == "suppressed", -r.id))
     rows = unsent[:show]
     now = SystemClock().now()
+    told = _told_later(st.notifications("sent"))
     if rows or waiting:
         table = Table()
         for col in ("id", "status", "receiver", "incident", "attempts", "next attempt",
@@ -734,6 +745,9 @@ def alerts_status(
                           f"{what}: {w.timer}")
         for r in rows:
             why = r.reason if r.status == "suppressed" else (r.last_error or "")
+            later = told.get((r.incident_key, r.receiver), 0)
+            if r.status == "suppressed" and later > r.id:  # the mute ended and it was told
+                why = f"{why}; told later (#{later})"
             # an expired lease (its worker died) holds nothing: it was shown as a claim
             if r.status == "pending" and r.lease_owner and r.lease_until and r.lease_until > now:
                 why = f"claimed by {r.lease_owner} until {_hms(r.lease_until)}; {why}"

@@ -498,3 +498,29 @@ def test_backtest_reports_a_series_that_stops_arriving(tmp_path: Path) -> None:
     assert list(gone["series"]) == ['contacts{channel="web"}']
     assert list(gone["timestamp"]) == ["2026-01-08T02:00:00+00:00"]
     assert 'contacts{channel="web"}' in result.output and "Traceback" not in result.output
+
+
+def test_alerts_status_says_a_suppressed_notification_was_told_later(tmp_path: Path) -> None:
+    """A notification muted by a silence stayed listed as "suppressed" after the silence
+    ended and the incident was sent: on-call read it as "never told"."""
+    from datetime import timedelta
+
+    from monitor.model import Notification
+    from monitor.store import Store
+
+    cfg_path = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        with store.transaction() as tx:
+            for key in ("told", "still-muted"):
+                n = Notification(f"{key}|opened|x|console", "console", key, {})
+                tx.record_suppressed([(n, "silenced by s1")], INCIDENT_NOW - timedelta(hours=2))
+            tx.enqueue([Notification("told|opened|y|console", "console", "told", {})],
+                       INCIDENT_NOW)
+        (row,) = store.notifications("pending")
+        store.mark_sent(row.id, INCIDENT_NOW)
+    result = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = {ln.split("│")[4].strip(): ln for ln in result.output.splitlines() if ln.count("│") > 6}
+    assert f"told later (#{row.id})" in lines["told"]
+    assert "told later" not in lines["still-muted"]
