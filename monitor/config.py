@@ -1100,6 +1100,13 @@ def _problems_from(exc: ValidationError, data: Any) -> list[tuple[Loc, str]]:
     return out
 
 
+def validation_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
+    """``(path, message)`` per problem of a pydantic error on ``data``, worded as a config
+    file's problems are (one problem for a value that fits no member of a union, no
+    "Value error, " prefixes), for the CLI options that take settings outside a file."""
+    return [(format_path(loc), msg) for loc, msg in _problems_from(exc, data)]
+
+
 # --------------------------------------------------------------------------------------------
 # Public entry points
 

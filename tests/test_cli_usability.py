@@ -163,6 +163,12 @@ def test_score_reports_non_numeric_values_and_scores_them_as_missing(tmp_path: P
     (["-d", "surprize"], "", "unknown detector 'surprize' (did you mean 'surprise'?); valid:"),
     (["-d", "surprise", "-p", "refractry=3"], "",
      "--param: refractry: unknown setting (did you mean 'refractory'?)"),
+    # worded as in a config file: one problem at the key, no "Value error, " prefix, no
+    # union member paths such as history.int
+    (["-d", "novelty", "-p", "history=abc"], "",
+     "--param: history: Input should be a valid integer, unable to parse string as an "
+     "integer or invalid duration 'abc'"),
+    (["-d", "prophet", "-p", "holidays=XX"], "", "--param: holidays: unknown holidays country"),
     (["-i", "-"], "", "stdin: not a CSV"),
     (["-i", "-"], "time,value\n1,2\n", "lacks column(s) timestamp"),
     (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "line 2: not a time"),

@@ -419,7 +419,8 @@ def detector_config(detector: str, params: Sequence[str], hint: str = "--detecto
         cls.model_validate(config)
     except ValidationError as exc:
         fields = [f.alias or name for name, f in cls.model_fields.items() if name != "type"]
-        raise typer.BadParameter(validation_message(exc, fields), param_hint="--param") from None
+        raise typer.BadParameter(validation_message(exc, fields, config),
+                                 param_hint="--param") from None
     return config
 
 
@@ -429,15 +430,16 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def validation_message(exc: Any, fields: Iterable[str] = ()) -> str:
-    """A pydantic ``ValidationError`` as one line: ``key: problem; key: problem``; an unknown
-    key names the closest of ``fields`` (the config's settings)."""
+def validation_message(exc: Any, fields: Iterable[str] = (), data: Any = None) -> str:
+    """A pydantic ``ValidationError`` as one line: ``key: problem; key: problem``, worded as
+    the config file's problems are; an unknown key names the closest of ``fields`` (the
+    config's settings)."""
+    from monitor.config import validation_problems
+
     parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        msg = str(err.get("msg", "invalid"))
-        if err.get("type") == "extra_forbidden":
-            msg = "unknown setting" + _did_you_mean(str(err["loc"][-1]), fields)
+    for where, msg in validation_problems(exc, data):
+        if msg.startswith("unknown key"):
+            msg = "unknown setting" + _did_you_mean(where.rpartition(".")[2], fields)
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 
