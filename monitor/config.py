@@ -22,7 +22,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
@@ -1168,6 +1168,9 @@ def parse_config(
         persist = _problems_with_stand_ins(data, unset)
         kept = [p for p in kept if (p[0], p[1]) in persist]
     kept = found[:own] + kept
+    if config is not None:  # pydantic's lax mode reads true as 1: a slip, not a number
+        kept += [(loc, "expected a number, not a boolean", positions.of(loc))
+                 for loc in _booleans_taken_as_numbers(data, config, ())]
     kept.sort(key=lambda p: p[2])  # stable: document order, then discovery order
     problems: list[Problem] = []
     for loc, msg, _ in kept:
@@ -1177,6 +1180,39 @@ def parse_config(
     if problems or config is None:
         raise ConfigError(problems or [Problem("", "invalid config")], source)
     return config
+
+
+def _booleans_taken_as_numbers(raw: Any, value: Any, loc: Loc) -> Iterator[Loc]:
+    """Paths where the file has ``true``/``false`` and the validated config a number
+    (``min_severity: true`` passed as 1), found by walking both side by side."""
+    if isinstance(raw, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            yield loc
+        return
+    if isinstance(raw, Mapping):
+        for key, item in raw.items():
+            child = _validated_child(value, key)
+            if child is not _MISSING:
+                yield from _booleans_taken_as_numbers(item, child, (*loc, key))
+    elif isinstance(raw, list) and isinstance(value, list | tuple) and len(raw) == len(value):
+        for i, (item, child) in enumerate(zip(raw, value, strict=True)):
+            yield from _booleans_taken_as_numbers(item, child, (*loc, i))
+
+
+_MISSING = object()
+
+
+def _validated_child(value: Any, key: Any) -> Any:
+    """The validated value under a raw mapping key (a model field by alias or name, or a
+    dict entry); ``_MISSING`` when it cannot be told."""
+    if isinstance(value, BaseModel):
+        for name, field in type(value).model_fields.items():
+            if key in (name, field.alias):
+                return getattr(value, name, _MISSING)
+        return _MISSING
+    if isinstance(value, Mapping):
+        return value.get(key, _MISSING)
+    return _MISSING
 
 
 _STAND_IN = "unset-variable"

@@ -581,6 +581,17 @@ def test_a_value_that_fits_no_union_member_is_one_problem_at_its_key() -> None:
     ]
 
 
+def test_a_boolean_where_a_number_belongs_is_a_problem() -> None:
+    """pydantic's lax mode read ``min_severity: true`` as 1 and ``sensitivity: false`` as 0:
+    a slip in the file silently became a setting. A boolean where a boolean belongs stays."""
+    text = minimal(min_severity="true") + ("detectors:\n  d: {type: fake_det, sensitivity: "
+                                            "false}\n  s: {type: fake_seasonal, daily: true}\n")
+    assert problems_of(text) == [
+        ("metrics[0].min_severity", "expected a number, not a boolean"),
+        ("detectors.d.sensitivity", "expected a number, not a boolean"),
+    ]
+
+
 def test_unknown_keys_suggest_the_closest_known_key() -> None:
     text = minimal() + "detector: {}\nalerting: {route: {reciever: x}}\n"
     assert problems_of(text) == [
