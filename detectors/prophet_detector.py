@@ -61,7 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
 from detectors.registry import register
 from detectors.robust_seasonal import t_two_sided_cdf
-from monitor.durations import Duration
+from monitor.durations import Duration, positive_duration
 
 __all__ = ["FitReport", "Forecast", "InlineExecutor", "ProphetConfig", "ProphetDetector",
            "fit_forecast"]
@@ -136,9 +136,7 @@ class ProphetConfig(DetectorConfig):
     @field_validator("refit", "history", "retry_after")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be a positive duration")
-        return value
+        return positive_duration(value)
 
     @field_validator("holidays")
     @classmethod

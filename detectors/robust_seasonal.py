@@ -100,7 +100,7 @@ from pydantic import Field, field_validator
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
 from detectors.count_tail import count_drop_score
 from detectors.registry import register
-from monitor.durations import Duration
+from monitor.durations import Duration, positive_duration
 
 __all__ = ["RobustSeasonal", "RobustSeasonalConfig", "t_two_sided_cdf"]
 
@@ -207,9 +207,7 @@ class RobustSeasonalConfig(DetectorConfig):
     )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be a positive duration")
-        return value
+        return positive_duration(value)
 
     @field_validator("warmup")
     @classmethod

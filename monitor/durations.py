@@ -90,6 +90,14 @@ Duration = Annotated[
 """A pydantic field type: accepts ``"5m"`` in YAML, holds a ``timedelta``."""
 
 
+def positive_duration(value: timedelta) -> timedelta:
+    """``value`` if above zero, else a ValueError for a field validator (a zero refit or
+    half-life would divide by zero or spin)."""
+    if value <= timedelta(0):
+        raise ValueError("must be a positive duration")
+    return value
+
+
 def _to_seconds(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("expected seconds or a duration string such as 2s or 500ms")
