@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from monitor.clock import SystemClock
@@ -83,7 +84,8 @@ def register(app: typer.Typer) -> None:
                         task, advance=1, description=f"{metric} {lo:%Y-%m-%d %H:%M}"),
                 )
         except (SourceError, FrameError) as exc:
-            err_console.print(f"[bold red]backfill failed:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]backfill failed:[/] {escape(str(exc))}",
+                              highlight=False)
             raise typer.Exit(1) from None
         finally:
             store.close()

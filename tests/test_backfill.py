@@ -239,3 +239,27 @@ def test_cli_backfill_stops_at_the_last_complete_bucket(tmp_path, monkeypatch) -
     late = CliRunner().invoke(app, ["backfill", "-c", str(path), "--metric", "contacts",
                                     "--start", "2026-11-27T10:05Z", "--end", "2026-11-28T00:00Z"])
     assert late.exit_code == 2
+
+
+def test_cli_backfill_error_keeps_brackets_of_the_source_message(tmp_path) -> None:
+    """The failure was printed as Rich markup: a driver message quoting ``t[red]x[/]`` came
+    out as ``tx`` (or crashed on a stray ``[/``), hiding the very name at fault."""
+    path = tmp_path / "cx.yaml"
+    path.write_text(f"""
+store: "sqlite:///{tmp_path}/cx.db"
+sources:
+  wh: {{type: sql, url: "sqlite:///{tmp_path}/wh.db"}}
+metrics:
+  - name: orders
+    source: wh
+    interval: 1h
+    query: 'select ts, n from "t[red]x[/]" where ts >= :since and ts < :until'
+    timestamp: ts
+    value: n
+""")
+    out = CliRunner().invoke(app, ["backfill", "-c", str(path), "--metric", "orders",
+                                   "--start", "2026-01-05", "--end", "2026-01-06"],
+                             env={"COLUMNS": "300"})
+    assert out.exit_code == 1, out.output
+    assert "no such table: t[red]x[/]" in out.output
+    assert "Traceback" not in out.output
