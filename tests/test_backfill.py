@@ -100,7 +100,9 @@ class Flaky(Source):
         return pd.DataFrame({"ts": hours, "channel": "app", "count": 1})
 
 
-def test_backfill_retries_with_injected_sleep_and_reports_progress(tmp_path) -> None:
+def test_backfill_retries_with_injected_sleep_and_reports_progress(tmp_path, caplog) -> None:
+    """Each retry is logged: an unreachable source used to keep `cxmon backfill` silent for
+    over a minute (backoff plus connect timeouts) before its error."""
     cfg = load_config_text(tmp_path)
     store = Store.open(cfg.store.url)
     waits: list[float] = []
@@ -110,6 +112,9 @@ def test_backfill_retries_with_injected_sleep_and_reports_progress(tmp_path) -> 
                       source=src, chunk=timedelta(hours=3), sleep=waits.append,
                       on_chunk=lambda lo, hi, _r: seen.append((lo, hi)))
     assert waits == [1.0, 2.0] and result.retries == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "orders: chunk from 2026-01-05 00:00: source exports: HTTP 503; retry 1 of 5 in 1s",
+        "orders: chunk from 2026-01-05 00:00: source exports: HTTP 503; retry 2 of 5 in 2s"]
     assert seen[0] == (T0, T0 + timedelta(hours=3))  # start floored to a bucket
     assert result.chunks == 4 and result.points == 12 * 2
     store.close()
