@@ -106,7 +106,7 @@ def build_measure_frame(
             f"(columns returned: {have})"
         )
     df = pd.DataFrame(index=raw.index)
-    df["ts"] = _to_utc(raw[spec.timestamp])
+    df["ts"] = to_utc(raw[spec.timestamp])
     ok = _count(df["ts"].notna().to_numpy(), "bad_timestamp", rejected)
 
     num, ok = _numeric(raw[spec.numerator], ok, rejected)
@@ -219,7 +219,7 @@ def _rollup(
     return out, series
 
 
-def _to_utc(col: pd.Series) -> pd.Series:
+def to_utc(col: pd.Series) -> pd.Series:
     """Parse timestamps; naive ones are taken as UTC; unparseable ones become NaT.
 
     Numbers are Unix seconds (``extract(epoch ...)``, ``UNIX_TIMESTAMP()``): pandas' own
