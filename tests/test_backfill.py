@@ -268,3 +268,15 @@ metrics:
     assert out.exit_code == 1, out.output
     assert "no such table: t[red]x[/]" in out.output
     assert "Traceback" not in out.output
+
+
+def test_cli_backfill_range_without_a_complete_bucket_is_an_error(tmp_path) -> None:
+    """Half an hour of an hourly metric floored to no bucket and printed a success with 0
+    chunks and 0 rows, as if the source had no data."""
+    path = tmp_path / "cx.yaml"
+    path.write_text(CONFIG.format(tmp=tmp_path))
+    out = CliRunner().invoke(app, ["backfill", "-c", str(path), "--metric", "orders",
+                                   "--start", "2026-01-05T10:00Z", "--end", "2026-01-05T10:30Z"],
+                             env={"COLUMNS": "300"})
+    assert out.exit_code == 2
+    assert "holds no complete 1h bucket of orders" in out.output
