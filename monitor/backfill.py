@@ -9,6 +9,7 @@ tests never wait); a fatal error stops with the source's message.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from monitor.pipeline import measure_spec
 from monitor.store import Store
 from sources.base import PollRequest, RetriableSourceError, Source
 from sources.registry import create as create_source
+
+log = logging.getLogger("cxmon.backfill")
 
 #: Buckets fetched per request (at least one interval, at most a day unless the interval is).
 CHUNK_BUCKETS = 288
@@ -99,11 +102,15 @@ def backfill(
                 try:
                     raw = src.fetch(request)
                     break
-                except RetriableSourceError:
+                except RetriableSourceError as exc:
                     if attempt == retries:
                         raise
                     result.retries += 1
-                    sleep(min(2.0**attempt, 60.0))
+                    wait = min(2.0**attempt, 60.0)
+                    # said, or an unreachable source sits a minute and more without a word
+                    log.warning("%s: chunk from %s: %s; retry %d of %d in %gs", metric.name,
+                                f"{lo:%Y-%m-%d %H:%M}", exc, attempt + 1, retries, wait)
+                    sleep(wait)
             built = build_measure_frame(raw, spec, lo, hi)
             with store.transaction() as tx:
                 tx.ensure_series(list(built.series.values()))

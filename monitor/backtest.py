@@ -18,7 +18,7 @@ from alerts.payload import anomaly_dict
 from monitor.config import MonitorConfig
 from monitor.detection import MetricDetectors
 from monitor.durations import format_duration
-from monitor.frames import build_measure_frame
+from monitor.frames import build_measure_frame, floor_time
 from monitor.pipeline import measure_spec, post_rules
 from sources.base import PollRequest
 from sources.registry import create as create_source
@@ -80,13 +80,16 @@ def run_backtest(
     rows: list[dict[str, Any]] = []
     summary: dict[str, dict[str, Any]] = {}
     warmup: dict[str, str] = {}
-    chunks = _chunks(start, end)
-    learn = {name: _chunks(start - config.metric(name).history, start) for name in metrics}
+    # whole buckets of each metric: an unaligned start, end (or an end clipped to now) split
+    # buckets between chunks, scoring each part as if it were the whole bucket
+    spans = {name: (floor_time(start, config.metric(name).interval),
+                    floor_time(end, config.metric(name).interval)) for name in metrics}
+    plans = {name: ([(c, True) for c in _chunks(lo - config.metric(name).history, lo)]
+                    + [(c, False) for c in _chunks(lo, hi)]) for name, (lo, hi) in spans.items()}
     try:
         with Progress(console=progress_console, transient=True,
                       disable=progress_console is None) as progress:
-            task = progress.add_task(
-                "backtest", total=len(chunks) * len(metrics) + sum(map(len, learn.values())))
+            task = progress.add_task("backtest", total=sum(map(len, plans.values())))
             for name in metrics:
                 metric = config.metric(name)
                 dets = MetricDetectors(
@@ -96,8 +99,7 @@ def run_backtest(
                 stats: dict[str, Any] = {"rows": 0, "points": 0, "anomalies": 0}
                 rejected: Counter[str] = Counter()
                 all_series: set[str] = set()
-                plan = [(c, True) for c in learn[name]] + [(c, False) for c in chunks]
-                for (lo, hi), history in plan:
+                for (lo, hi), history in plans[name]:
                     progress.update(task, description=f"{name} {lo:%Y-%m-%d}")
                     raw = sources[metric.source].fetch(
                         PollRequest(name, lo, hi, metric.query, dict(metric.params),
@@ -120,7 +122,7 @@ def run_backtest(
                 stats["rejected"] = dict(rejected)
                 stats["history"] = metric.history
                 summary[name] = stats
-                note = warmup_note(dets, metric.interval, start, end)
+                note = warmup_note(dets, metric.interval, *spans[name])
                 if note is not None:
                     warmup[name] = note
     finally:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from monitor.clock import SystemClock
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
         No detection, no alerts; the live cursor is not moved. Safe to re-run."""
         from monitor.backfill import align_chunk, backfill, chunks, default_chunk
         from monitor.cli import _load, _open_store, _parse_time, console, err_console
-        from monitor.durations import parse_duration
+        from monitor.durations import format_duration, parse_duration
         from monitor.frames import FrameError, floor_time
         from sources.base import SourceError
 
@@ -65,6 +66,10 @@ def register(app: typer.Typer) -> None:
                                      "the default")
         step = align_chunk(step, m.interval)  # whole buckets: a bucket is never split
         total = len(chunks(floor_time(t0, m.interval), floor_time(t1, m.interval), step))
+        if not total:  # both ends floor to one bucket: a "✓ 0 rows" would look like no data
+            raise typer.BadParameter(
+                f"--start {start} to --end {end} holds no complete {format_duration(m.interval)}"
+                f" bucket of {metric} (buckets start at {floor_time(t0, m.interval):%H:%M})")
         try:
             store = _open_store(cfg)
         except StoreError as exc:  # pragma: no cover - _open_store exits already
@@ -83,7 +88,8 @@ def register(app: typer.Typer) -> None:
                         task, advance=1, description=f"{metric} {lo:%Y-%m-%d %H:%M}"),
                 )
         except (SourceError, FrameError) as exc:
-            err_console.print(f"[bold red]backfill failed:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]backfill failed:[/] {escape(str(exc))}",
+                              highlight=False)
             raise typer.Exit(1) from None
         finally:
             store.close()

@@ -106,7 +106,7 @@ def build_measure_frame(
             f"(columns returned: {have})"
         )
     df = pd.DataFrame(index=raw.index)
-    df["ts"] = _to_utc(raw[spec.timestamp])
+    df["ts"] = to_utc(raw[spec.timestamp])
     ok = _count(df["ts"].notna().to_numpy(), "bad_timestamp", rejected)
 
     num, ok = _numeric(raw[spec.numerator], ok, rejected)
@@ -219,10 +219,17 @@ def _rollup(
     return out, series
 
 
-def _to_utc(col: pd.Series) -> pd.Series:
-    """Parse timestamps; naive ones are taken as UTC; unparseable ones become NaT."""
+def to_utc(col: pd.Series) -> pd.Series:
+    """Parse timestamps; naive ones are taken as UTC; unparseable ones become NaT.
+
+    Numbers are Unix seconds (``extract(epoch ...)``, ``UNIX_TIMESTAMP()``): pandas' own
+    default, nanoseconds, put every row in 1970. Beyond year 5138 (1e11 s: milliseconds
+    taken as seconds) they become NaT, a bad time rather than rows of a far future bucket.
+    """
     if pd.api.types.is_datetime64_any_dtype(col):
         ts = col
+    elif pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        ts = pd.to_datetime(col.where(col.abs() < 1e11), unit="s", errors="coerce", utc=True)
     else:  # utc=True: naive strings are taken as UTC, and a mix of naive and zoned is fine
         ts = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
     if getattr(ts.dt, "tz", None) is None:

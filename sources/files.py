@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow
 from pydantic import Field
 
+from monitor.frames import to_utc
 from sources.base import (
     FatalSourceError,
     PollRequest,
@@ -137,7 +138,7 @@ class FilesSource(Source):
         hit = self._ts_cache.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        ts = pd.to_datetime(df[column], utc=True, errors="coerce", format="mixed")
+        ts = to_utc(df[column])  # as the tick reads them: numbers are Unix seconds
         bad = ts.isna().to_numpy()
         if bad.any():
             self.skipped["bad_timestamp"] += int(bad.sum())

@@ -3,6 +3,7 @@ parameters (never string formatting), plus the metric's own ``params``."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -56,7 +57,9 @@ class SqlSource(Source):
     def engine(self) -> sa.Engine:
         if self._engine is None:
             url = sa.make_url(self.config.url.get_secret_value())
-            self._engine = sa.create_engine(url, pool_pre_ping=True)
+            self._engine = sa.create_engine(
+                url, pool_pre_ping=True,
+                connect_args=_timeout_args(url, self.config.timeout))
             _utc_sessions(self._engine)
         return self._engine
 
@@ -91,6 +94,23 @@ class SqlSource(Source):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def _timeout_args(url: sa.URL, seconds: float) -> dict[str, Any]:
+    """Driver arguments that make ``timeout`` bound connecting and each query.
+
+    ``timeout`` was accepted and documented but never passed on: a hung server or a runaway
+    query held a tick (or ``validate --poll``, a backfill) for as long as the database liked.
+    Keys the URL already sets (``?connect_timeout=5``) are left to the URL.
+    """
+    whole = max(1, math.ceil(seconds))
+    args: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql":
+        args = {"connect_timeout": whole,
+                "options": f"-c statement_timeout={math.ceil(seconds * 1000)}"}
+    elif url.get_backend_name() in ("mysql", "mariadb"):
+        args = {"connect_timeout": whole, "read_timeout": whole}
+    return {k: v for k, v in args.items() if k not in url.query}
 
 
 #: Per dialect, the statement that makes a session compare and return times in UTC.

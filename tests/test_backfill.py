@@ -100,7 +100,9 @@ class Flaky(Source):
         return pd.DataFrame({"ts": hours, "channel": "app", "count": 1})
 
 
-def test_backfill_retries_with_injected_sleep_and_reports_progress(tmp_path) -> None:
+def test_backfill_retries_with_injected_sleep_and_reports_progress(tmp_path, caplog) -> None:
+    """Each retry is logged: an unreachable source used to keep `cxmon backfill` silent for
+    over a minute (backoff plus connect timeouts) before its error."""
     cfg = load_config_text(tmp_path)
     store = Store.open(cfg.store.url)
     waits: list[float] = []
@@ -110,6 +112,9 @@ def test_backfill_retries_with_injected_sleep_and_reports_progress(tmp_path) -> 
                       source=src, chunk=timedelta(hours=3), sleep=waits.append,
                       on_chunk=lambda lo, hi, _r: seen.append((lo, hi)))
     assert waits == [1.0, 2.0] and result.retries == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "orders: chunk from 2026-01-05 00:00: source exports: HTTP 503; retry 1 of 5 in 1s",
+        "orders: chunk from 2026-01-05 00:00: source exports: HTTP 503; retry 2 of 5 in 2s"]
     assert seen[0] == (T0, T0 + timedelta(hours=3))  # start floored to a bucket
     assert result.chunks == 4 and result.points == 12 * 2
     store.close()
@@ -239,3 +244,39 @@ def test_cli_backfill_stops_at_the_last_complete_bucket(tmp_path, monkeypatch) -
     late = CliRunner().invoke(app, ["backfill", "-c", str(path), "--metric", "contacts",
                                     "--start", "2026-11-27T10:05Z", "--end", "2026-11-28T00:00Z"])
     assert late.exit_code == 2
+
+
+def test_cli_backfill_error_keeps_brackets_of_the_source_message(tmp_path) -> None:
+    """The failure was printed as Rich markup: a driver message quoting ``t[red]x[/]`` came
+    out as ``tx`` (or crashed on a stray ``[/``), hiding the very name at fault."""
+    path = tmp_path / "cx.yaml"
+    path.write_text(f"""
+store: "sqlite:///{tmp_path}/cx.db"
+sources:
+  wh: {{type: sql, url: "sqlite:///{tmp_path}/wh.db"}}
+metrics:
+  - name: orders
+    source: wh
+    interval: 1h
+    query: 'select ts, n from "t[red]x[/]" where ts >= :since and ts < :until'
+    timestamp: ts
+    value: n
+""")
+    out = CliRunner().invoke(app, ["backfill", "-c", str(path), "--metric", "orders",
+                                   "--start", "2026-01-05", "--end", "2026-01-06"],
+                             env={"COLUMNS": "300"})
+    assert out.exit_code == 1, out.output
+    assert "no such table: t[red]x[/]" in out.output
+    assert "Traceback" not in out.output
+
+
+def test_cli_backfill_range_without_a_complete_bucket_is_an_error(tmp_path) -> None:
+    """Half an hour of an hourly metric floored to no bucket and printed a success with 0
+    chunks and 0 rows, as if the source had no data."""
+    path = tmp_path / "cx.yaml"
+    path.write_text(CONFIG.format(tmp=tmp_path))
+    out = CliRunner().invoke(app, ["backfill", "-c", str(path), "--metric", "orders",
+                                   "--start", "2026-01-05T10:00Z", "--end", "2026-01-05T10:30Z"],
+                             env={"COLUMNS": "300"})
+    assert out.exit_code == 2
+    assert "holds no complete 1h bucket of orders" in out.output

@@ -524,3 +524,27 @@ def test_alerts_status_says_a_suppressed_notification_was_told_later(tmp_path: P
     lines = {ln.split("│")[4].strip(): ln for ln in result.output.splitlines() if ln.count("│") > 6}
     assert f"told later (#{row.id})" in lines["told"]
     assert "told later" not in lines["still-muted"]
+
+
+def test_backtest_replays_whole_buckets_when_start_and_end_fall_inside_one(
+        tmp_path: Path) -> None:
+    """An unaligned --start/--end (or an --end clipped to now) split buckets: the first and
+    last were scored half-counted, and each weekly chunk boundary scored one bucket twice."""
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.backtest import run_backtest
+    from monitor.config import parse_config
+
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    stamps = pd.date_range(t0, t0 + timedelta(days=9), freq="5min", inclusive="left")
+    pd.DataFrame({"ts": stamps, "n": 1}).to_csv(tmp_path / "events.csv", index=False)
+    cfg = parse_config(f"""
+sources: {{f: {{type: files, path: "{tmp_path}/events.csv"}}}}
+metrics: [{{name: events, source: f, interval: 1h, timestamp: ts, value: n, history: 1d}}]
+""", env={})
+    half = timedelta(minutes=30)
+    result = run_backtest(cfg, ["events"], t0 + timedelta(days=1) + half,
+                          t0 + timedelta(days=9) - half)
+    assert result.summary["events"]["points"] == 8 * 24 - 1  # 01-06 00:00 .. 01-13 22:00
+    assert result.summary["events"]["rows"] == (8 * 24 - 1) * 12
+    assert result.anomalies.empty  # every hour holds its 12 events

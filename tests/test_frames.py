@@ -156,6 +156,18 @@ def test_naive_and_zoned_timestamps_mixed_in_one_frame_are_all_utc() -> None:
     assert set(mf.frame["timestamp"]) == {pd.Timestamp("2026-01-05 10:00", tz="UTC")}
 
 
+def test_numeric_timestamps_are_unix_seconds() -> None:
+    """``extract(epoch from ts)`` / ``UNIX_TIMESTAMP(ts)`` columns were read as nanoseconds:
+    every row landed in 1970, before the range, and a backfill stored nothing, silently."""
+    secs = [int((T0 + timedelta(minutes=i)).timestamp()) for i in range(4)]
+    for ts in (secs, [float(s) for s in secs]):
+        mf = build_measure_frame(leaf_rows().assign(ts=ts), spec(), T0, T1)
+        assert set(mf.frame["timestamp"]) == {pd.Timestamp(T0)}
+        assert value_of(mf.frame, 'dropoff{journey="checkout"}') == 189 / 1410
+    millis = leaf_rows().assign(ts=[s * 1000 for s in secs])  # out of range: a bad time
+    assert build_measure_frame(millis, spec(), T0, T1).rejected["bad_timestamp"] == 4
+
+
 def test_no_rows_is_no_data_even_without_the_columns() -> None:
     """A source cannot always know the columns of an empty result (no file yet, a PromQL
     query without series): zero rows is no data, not a missing column."""

@@ -68,6 +68,13 @@ def test_range_filter_and_metric_query_glob(tmp_path) -> None:
     assert len(df) == 3
 
 
+def test_unix_second_timestamps_are_in_range(tmp_path) -> None:
+    """A column of Unix seconds was read as nanoseconds (1970): no row was ever in range."""
+    df = rows(0, 3).assign(ts=[int((T0 + timedelta(hours=h)).timestamp()) for h in range(3)])
+    df.to_csv(tmp_path / "a.csv", index=False)
+    assert len(src(str(tmp_path / "a.csv")).fetch(req())) == 3
+
+
 def test_bad_timestamps_counted_once_per_file_version(tmp_path) -> None:
     df = rows(0, 3)
     df.loc[1, "ts"] = "yesterday-ish"

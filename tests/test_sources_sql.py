@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -174,6 +175,21 @@ def test_unreachable_server_is_retriable() -> None:
     with pytest.raises(RetriableSourceError):
         src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1), "select 1", {}, "ts"))
     src.close()
+
+
+def test_timeout_abandons_a_slow_query(db: tuple[str, str]) -> None:
+    """``timeout`` was never passed to the driver: a 1s timeout waited out a 3s query."""
+    url, _ = db
+    sleep = "pg_sleep(3)" if url.startswith("postgresql") else "sleep(3)"
+    src = SqlSource("warehouse", SqlSourceConfig(type="sql", url=url, timeout=1))
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetriableSourceError):
+            src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1), f"select {sleep}", {},
+                                  "ts"))
+    finally:
+        src.close()
+    assert time.monotonic() - started < 2.5
 
 
 def test_frame_from_mariadb_naive_timestamps_are_utc(db: tuple[str, str]) -> None:
