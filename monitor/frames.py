@@ -223,13 +223,16 @@ def to_utc(col: pd.Series) -> pd.Series:
     """Parse timestamps; naive ones are taken as UTC; unparseable ones become NaT.
 
     Numbers are Unix seconds (``extract(epoch ...)``, ``UNIX_TIMESTAMP()``): pandas' own
-    default, nanoseconds, put every row in 1970. Beyond year 5138 (1e11 s: milliseconds
-    taken as seconds) they become NaT, a bad time rather than rows of a far future bucket.
+    default, nanoseconds, put every row in 1970. From 1e11 (year 5138 in seconds, 1973 in
+    milliseconds) to 1e14 they are milliseconds (JavaScript's ``Date.now()``, many JSON
+    APIs): the two ranges cannot be confused. Larger numbers become NaT, a bad time.
     """
     if pd.api.types.is_datetime64_any_dtype(col):
         ts = col
     elif pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        ts = pd.to_datetime(col.where(col.abs() < 1e11), unit="s", errors="coerce", utc=True)
+        num = col.astype("float64")
+        secs = num.where(num.abs() < 1e11, num / 1e3).where(num.abs() < 1e14)
+        ts = pd.to_datetime(secs, unit="s", errors="coerce", utc=True)
     else:  # utc=True: naive strings are taken as UTC, and a mix of naive and zoned is fine
         ts = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
     if getattr(ts.dt, "tz", None) is None:

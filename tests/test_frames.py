@@ -164,8 +164,11 @@ def test_numeric_timestamps_are_unix_seconds() -> None:
         mf = build_measure_frame(leaf_rows().assign(ts=ts), spec(), T0, T1)
         assert set(mf.frame["timestamp"]) == {pd.Timestamp(T0)}
         assert value_of(mf.frame, 'dropoff{journey="checkout"}') == 189 / 1410
-    millis = leaf_rows().assign(ts=[s * 1000 for s in secs])  # out of range: a bad time
-    assert build_measure_frame(millis, spec(), T0, T1).rejected["bad_timestamp"] == 4
+    millis = leaf_rows().assign(ts=[s * 1000 for s in secs])  # Date.now(): milliseconds
+    mf = build_measure_frame(millis, spec(), T0, T1)
+    assert set(mf.frame["timestamp"]) == {pd.Timestamp(T0)}
+    micros = leaf_rows().assign(ts=[s * 10**6 for s in secs])  # beyond both: a bad time
+    assert build_measure_frame(micros, spec(), T0, T1).rejected["bad_timestamp"] == 4
 
 
 def test_no_rows_is_no_data_even_without_the_columns() -> None:
