@@ -520,8 +520,11 @@ class Pipeline:
             held = self._source_hold.get(metric.source)
             self._source_hold[metric.source] = max(held or now, now + timedelta(seconds=asked))
         level = logging.ERROR if isinstance(exc, FatalSourceError | FrameError) else logging.WARNING
-        log.log(level, "tick of %s failed (%d in a row): %s", metric.name, health.failures,
-                result.error)
+        # the source only knows that its own retries are used up; the tick retries later
+        # (a backfill or backtest does not, so the source does not say so)
+        later = " (retried on a later tick)" if isinstance(exc, RetriableSourceError) else ""
+        log.log(level, "tick of %s failed (%d in a row): %s%s", metric.name, health.failures,
+                result.error, later)
         snapshot = self.incidents.snapshot()
         try:
             with self.store.transaction() as tx:

@@ -265,7 +265,7 @@ class HttpClient:
             log.info("source %s: %s; retry %d/%d in %.1fs", self.source, last, attempt,
                      attempts - 1, wait)
             self.sleep(wait)
-        raise RetriableSourceError(f"source {self.source}: {last} (will retry on a later tick)",
+        raise RetriableSourceError(f"source {self.source}: {last}",
                                    retry_after=asked)
 
     def _detail(self, response: httpx.Response) -> str:
@@ -407,7 +407,7 @@ def call_with_retries(
         log.info("source %s: %s; retry %d/%d in %.1fs", source, last, attempt,
                  retry.attempts - 1, wait)
         sleep(wait)
-    raise RetriableSourceError(f"source {source}: {last} (will retry on a later tick)",
+    raise RetriableSourceError(f"source {source}: {last}",
                                retry_after=asked)
 
 
