@@ -728,11 +728,12 @@ def alerts_status(
         console.print(f"waiting: {len(waiting)} ({'; '.join(parts)})", highlight=False)
     # pending and dead ones first (they need someone), newest first: the oldest ones hid
     # today's dead-lettered notification behind a month of suppressed ones
-    unsent = sorted((r for r in st.notifications() if r.status != "sent"),
+    every = st.notifications()
+    unsent = sorted((r for r in every if r.status != "sent"),
                     key=lambda r: (r.status == "suppressed", -r.id))
     rows = unsent[:show]
     now = SystemClock().now()
-    told = _told_later(st.notifications("sent"))
+    told = _told_later(r for r in every if r.status == "sent")
     if rows or waiting:
         table = Table()
         for col in ("id", "status", "receiver", "incident", "attempts", "next attempt",
