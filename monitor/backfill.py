@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import pandas as pd
+
 from monitor.config import MetricConfig, MonitorConfig
 from monitor.frames import build_measure_frame, floor_time
 from monitor.pipeline import measure_spec
@@ -71,6 +73,29 @@ def align_chunk(step: timedelta, interval: timedelta) -> timedelta:
     return n * interval
 
 
+def fetch_retrying(src: Source, request: PollRequest, *, retries: int = 5,
+                   sleep: Callable[[float], None] = time.sleep) -> tuple[pd.DataFrame, int]:
+    """``src.fetch(request)`` and how many retries it took: retried with exponential backoff
+    (1 s doubling, at most 60 s) on a retriable error, each retry logged.
+
+    Why here and not only in the tick: a backfill or a backtest has no later tick to retry
+    on, so one transient error would otherwise fail a replay of weeks."""
+    for attempt in range(retries + 1):
+        try:
+            raw = src.fetch(request)
+        except RetriableSourceError as exc:
+            if attempt == retries:
+                raise
+            wait = min(2.0**attempt, 60.0)
+            # said, or an unreachable source sits a minute and more without a word
+            log.warning("%s: chunk from %s: %s; retry %d of %d in %gs", request.metric,
+                        f"{request.since:%Y-%m-%d %H:%M}", exc, attempt + 1, retries, wait)
+            sleep(wait)
+        else:
+            return raw, attempt
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
 def backfill(
     config: MonitorConfig,
     store: Store,
@@ -98,19 +123,8 @@ def backfill(
         for lo, hi in chunks(start, end, step):
             request = PollRequest(metric.name, lo, hi, metric.query, dict(metric.params),
                                   metric.timestamp, metric.interval)
-            for attempt in range(retries + 1):
-                try:
-                    raw = src.fetch(request)
-                    break
-                except RetriableSourceError as exc:
-                    if attempt == retries:
-                        raise
-                    result.retries += 1
-                    wait = min(2.0**attempt, 60.0)
-                    # said, or an unreachable source sits a minute and more without a word
-                    log.warning("%s: chunk from %s: %s; retry %d of %d in %gs", metric.name,
-                                f"{lo:%Y-%m-%d %H:%M}", exc, attempt + 1, retries, wait)
-                    sleep(wait)
+            raw, retried = fetch_retrying(src, request, retries=retries, sleep=sleep)
+            result.retries += retried
             built = build_measure_frame(raw, spec, lo, hi)
             with store.transaction() as tx:
                 tx.ensure_series(list(built.series.values()))

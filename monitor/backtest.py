@@ -5,7 +5,9 @@ not reported)."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from alerts.payload import anomaly_dict
+from monitor.backfill import fetch_retrying
 from monitor.config import MonitorConfig
 from monitor.detection import MetricDetectors
 from monitor.durations import format_duration
@@ -73,6 +76,7 @@ def run_backtest(
     end: datetime,
     *,
     progress_console: Console | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> BacktestResult:
     """Run the named metrics over ``[start, end)`` in weekly chunks (state carries over),
     after learning from each metric's ``history`` before ``start``."""
@@ -101,10 +105,10 @@ def run_backtest(
                 all_series: set[str] = set()
                 for (lo, hi), history in plans[name]:
                     progress.update(task, description=f"{name} {lo:%Y-%m-%d}")
-                    raw = sources[metric.source].fetch(
+                    raw, _ = fetch_retrying(
+                        sources[metric.source],
                         PollRequest(name, lo, hi, metric.query, dict(metric.params),
-                                    metric.timestamp, metric.interval)
-                    )
+                                    metric.timestamp, metric.interval), sleep=sleep)
                     built = build_measure_frame(raw, measure_spec(metric), lo, hi)
                     # until: a series that stops while others go on is a no_data anomaly,
                     # as in a tick (and, in history, its gap is not reported again later)

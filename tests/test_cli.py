@@ -548,3 +548,43 @@ metrics: [{{name: events, source: f, interval: 1h, timestamp: ts, value: n, hist
     assert result.summary["events"]["points"] == 8 * 24 - 1  # 01-06 00:00 .. 01-13 22:00
     assert result.summary["events"]["rows"] == (8 * 24 - 1) * 12
     assert result.anomalies.empty  # every hour holds its 12 events
+
+
+def test_backtest_retries_a_transient_source_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backfill retried a flaky source with backoff; a backtest failed the whole replay on
+    the first transient error. Both now fetch through the same retrying helper."""
+    from datetime import UTC, datetime, timedelta
+
+    import monitor.backtest as bt
+    from monitor.config import parse_config
+    from sources.base import RetriableSourceError
+
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    stamps = pd.date_range(t0, t0 + timedelta(days=3), freq="5min", inclusive="left")
+    pd.DataFrame({"ts": stamps, "n": 1}).to_csv(tmp_path / "events.csv", index=False)
+    cfg = parse_config(f"""
+sources: {{f: {{type: files, path: "{tmp_path}/events.csv"}}}}
+metrics: [{{name: events, source: f, interval: 1h, timestamp: ts, value: n, history: 1d}}]
+""", env={})
+    real = bt.create_source
+    failures = iter([True, True])  # the first two fetches fail
+
+    def flaky(name: str, config: object) -> object:
+        src = real(name, config)
+        fetch = src.fetch
+
+        def sometimes(request: object) -> pd.DataFrame:
+            if next(failures, False):
+                raise RetriableSourceError("source f: HTTP 503")
+            return fetch(request)
+
+        src.fetch = sometimes  # type: ignore[method-assign]
+        return src
+
+    monkeypatch.setattr(bt, "create_source", flaky)
+    waits: list[float] = []
+    result = bt.run_backtest(cfg, ["events"], t0 + timedelta(days=1), t0 + timedelta(days=3),
+                             sleep=waits.append)
+    assert waits == [1.0, 2.0]  # backoff, injected: the test never waits
+    assert result.summary["events"]["points"] == 2 * 24
