@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -82,11 +82,19 @@ def register(app: typer.Typer) -> None:
                 console=console, transient=True,
             ) as progress:
                 task = progress.add_task(f"backfill {metric}", total=total)
-                result = backfill(
-                    cfg, store, metric, t0, t1, chunk=step,
-                    on_chunk=lambda lo, _hi, _r: progress.update(
-                        task, advance=1, description=f"{metric} {lo:%Y-%m-%d %H:%M}"),
-                )
+                stored: list[datetime] = []  # end of the last committed chunk
+
+                def chunk_done(lo: datetime, hi: datetime, _r: object) -> None:
+                    stored[:] = [hi]
+                    progress.update(task, advance=1, description=f"{metric} {lo:%Y-%m-%d %H:%M}")
+
+                result = backfill(cfg, store, metric, t0, t1, chunk=step, on_chunk=chunk_done)
+        except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to finish
+            done = f"up to {stored[0]:%Y-%m-%d %H:%M} UTC" if stored else "nothing yet"
+            err_console.print(f"backfill of {metric} interrupted: points stored {done}; "
+                              "re-run the same command to complete (it is idempotent)",
+                              highlight=False)
+            raise typer.Exit(130) from None
         except (SourceError, FrameError) as exc:
             err_console.print(f"[bold red]backfill failed:[/] {escape(str(exc))}",
                               highlight=False)

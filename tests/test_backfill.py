@@ -280,3 +280,37 @@ def test_cli_backfill_range_without_a_complete_bucket_is_an_error(tmp_path) -> N
                              env={"COLUMNS": "300"})
     assert out.exit_code == 2
     assert "holds no complete 1h bucket of orders" in out.output
+
+
+def test_cli_backfill_interrupted_says_what_is_stored(tmp_path, monkeypatch) -> None:
+    """Ctrl-C ended a backfill with no word of what was kept or how to finish."""
+    import monitor.backfill as bf
+
+    write_history(tmp_path)
+    path = tmp_path / "cx.yaml"
+    path.write_text(CONFIG.format(tmp=tmp_path))
+    real = bf.create_source
+    calls = iter(range(100))
+
+    def interrupted_at_the_third_chunk(name, config):
+        src = real(name, config)
+        fetch = src.fetch
+
+        def fetch_or_stop(request):
+            if next(calls) == 2:
+                raise KeyboardInterrupt
+            return fetch(request)
+
+        src.fetch = fetch_or_stop
+        return src
+
+    monkeypatch.setattr(bf, "create_source", interrupted_at_the_third_chunk)
+    out = CliRunner().invoke(app, ["backfill", "-c", str(path), "--metric", "orders", "--start",
+                                   "2026-01-05T00:00Z", "--end", "2026-01-07T00:00Z",
+                                   "--chunk", "12h"], env={"COLUMNS": "200"})
+    assert out.exit_code == 130, out.output
+    assert ("backfill of orders interrupted: points stored up to 2026-01-06 00:00 UTC; re-run "
+            "the same command to complete") in " ".join(out.output.split())
+    store = Store.open(f"sqlite:///{tmp_path}/cx.db")
+    assert len(store.load_points(metric="orders")) == 24 * 3  # the two chunks done are kept
+    store.close()
