@@ -125,6 +125,7 @@ def run_backtest(
                 stats["series"] = len(all_series)
                 stats["rejected"] = dict(rejected)
                 stats["history"] = metric.history
+                stats["start"], stats["end"] = spans[name]  # whole buckets, as replayed
                 summary[name] = stats
                 note = warmup_note(dets, metric.interval, *spans[name])
                 if note is not None:

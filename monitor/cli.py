@@ -638,7 +638,8 @@ def backtest(
     for name, s in result.summary.items():
         rejected = ", ".join(f"{n} {why}" for why, n in sorted(s["rejected"].items()))
         console.print(
-            f"[bold]{name}[/]: {s['rows']} rows, {s['points']} points in {s['series']} series, "
+            f"[bold]{name}[/] ({_hm(s['start'])} – {_hm(s['end'])} UTC, whole buckets): "
+            f"{s['rows']} rows, {s['points']} points in {s['series']} series, "
             f"{s['anomalies']} anomalies" + (f", rejected rows: {rejected}" if rejected else ""),
             soft_wrap=not tty,
         )

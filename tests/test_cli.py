@@ -546,6 +546,9 @@ metrics: [{{name: events, source: f, interval: 1h, timestamp: ts, value: n, hist
     result = run_backtest(cfg, ["events"], t0 + timedelta(days=1) + half,
                           t0 + timedelta(days=9) - half)
     assert result.summary["events"]["points"] == 8 * 24 - 1  # 01-06 00:00 .. 01-13 22:00
+    # what was replayed, for the summary line (the typed range was shown)
+    assert (result.summary["events"]["start"], result.summary["events"]["end"]) == (
+        t0 + timedelta(days=1), t0 + timedelta(days=9) - timedelta(hours=1))
     assert result.summary["events"]["rows"] == (8 * 24 - 1) * 12
     assert result.anomalies.empty  # every hour holds its 12 events
 
