@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import math
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -152,6 +153,19 @@ def _content_length(value: str | None) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up before its answer (a timeout on Slack's side, a refused large
+    body) is routine: socketserver printed a ConnectionReset / BrokenPipe traceback to stderr
+    for it. Those go to the debug log; any other handler error to the log, with traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            log.debug("feedback: client %s hung up: %s", client_address, exc)
+        else:
+            log.error("feedback: error serving %s", client_address, exc_info=True)
+
+
 class FeedbackServer:
     """Serves a :class:`FeedbackApp` over HTTP in a background thread."""
 
@@ -184,7 +198,7 @@ class FeedbackServer:
 
             do_GET = do_POST = do_PUT = _do
 
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._httpd = _QuietServer((host, port), _Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
                                         name="cxmon-feedback")

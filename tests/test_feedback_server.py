@@ -242,3 +242,22 @@ def test_a_bad_content_length_is_answered_400(server: FeedbackServer, length: st
         while chunk := sock.recv(4096):  # the whole answer: the server closes after it
             reply += chunk
     assert reply.startswith(b"HTTP/1.0 400") and reply.endswith(b"bad Content-Length")
+
+
+def test_a_client_hanging_up_is_no_traceback_on_stderr(
+    server: FeedbackServer, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """socketserver printed a ConnectionReset / BrokenPipe traceback to stderr whenever a
+    client hung up before its answer; other handler errors now reach the log."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="alerts.feedback_server")
+    for exc in (ConnectionResetError(104, "Connection reset by peer"), ValueError("a bug")):
+        try:
+            raise exc
+        except Exception:
+            server._httpd.handle_error(None, ("127.0.0.1", 5555))
+    assert capsys.readouterr().err == ""
+    assert "hung up" in caplog.text
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
