@@ -16,7 +16,8 @@ SCORE_HELP = """Score one series with one detector, streaming, without look-ahea
 
 Reads --input (CSV with columns timestamp,value; timestamps in any ISO format, naive = UTC; \
 - = stdin), feeds the rows in time order and writes --output (- = stdout) with columns \
-timestamp,value,anomaly_score. Messages go to stderr, so stdout is clean CSV.
+timestamp,value,anomaly_score, then any other columns of the input as they were (an \
+input column anomaly_score is replaced). Messages go to stderr, so stdout is clean CSV.
 
 A row's score uses rows at or before its time only. anomaly_score = 1 - p, p the detector's \
 tail probability (0 while the detector is still warming up; empty for a value that is not a \
@@ -89,6 +90,9 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
         progress(len(fed), len(fed))
     out = pd.DataFrame({"timestamp": frame["timestamp"].to_numpy()[order],
                         "value": frame["value"].to_numpy()[order], "anomaly_score": scores})
+    for column in frame.columns:  # a label or an id column rides along (it was dropped)
+        if column not in out.columns:
+            out[column] = frame[column].to_numpy()[order]
     out.attrs["repeated_rows"] = np.sort(order[repeated])  # data rows, 0-based
     out.attrs["repeated_unfed_firsts"] = np.sort(order[unfed_firsts])  # ditto: firsts not fed
     out.attrs["median_step"] = step

@@ -41,6 +41,17 @@ def test_score_dash_reads_stdin_and_writes_clean_csv_to_stdout() -> None:
     assert not Path("-").exists()
 
 
+def test_score_keeps_the_other_input_columns_after_the_score() -> None:
+    """A label column was silently dropped: comparing scores with labels meant a join."""
+    text = series_csv().splitlines()
+    rows = ["label,timestamp,value"] + [f"{i % 2},{line}" for i, line in enumerate(text[1:])]
+    res = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(rows) + "\n")
+    assert res.exit_code == 0, res.output
+    out = pd.read_csv(io.StringIO(res.stdout))
+    assert list(out.columns) == ["timestamp", "value", "anomaly_score", "label"]
+    assert out["label"].tolist() == [i % 2 for i in range(60)]
+
+
 def test_score_defaults_are_stdin_and_stdout(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(app, ["score", "-d", "surprise"], input=series_csv(10))
