@@ -1144,16 +1144,21 @@ def parse_config(
     config: MonitorConfig | None = None
     errors: list[tuple[Loc, str]] = []
     left_out = list(skipped)  # first leave every skipped key out, then only optional ones
+    stood_in: list[Loc] = []  # required keys whose empty value is refused (a token)
     while True:
         try:
-            config = MonitorConfig.model_validate(_without(data, left_out))
+            config = MonitorConfig.model_validate(
+                _with_stand_ins(_without(data, left_out), stood_in))
             break
         except ValidationError as exc:
             errors = _problems_from(exc, data)
-        required = {loc for loc, _ in errors} & set(left_out)
-        if not required:
+        failing = {loc for loc, _ in errors}
+        if required := failing & set(left_out):
+            left_out = [loc for loc in left_out if loc not in required]
+        elif refused := (failing & set(skipped)) - set(left_out) - set(stood_in):
+            stood_in += sorted(refused, key=str)
+        else:
             break
-        left_out = [loc for loc in left_out if loc not in required]
     found += [(loc, msg, positions.of(loc)) for loc, msg in interp.problems
               if config is None or not tolerated(loc, msg)]
     own = len(found)
@@ -1218,15 +1223,23 @@ def _validated_child(value: Any, key: Any) -> Any:
 _STAND_IN = "unset-variable"
 
 
-def _problems_with_stand_ins(data: Any, unset: list[Loc]) -> set[tuple[Loc, str]]:
-    """The problems left when every path with an unset variable holds a stand-in value."""
+def _with_stand_ins(data: Any, locs: Iterable[Loc]) -> Any:
+    """A copy of ``data`` with a stand-in value at ``locs``: a required key of a section the
+    command does not use (a Slack ``token`` for ``alerts status``) that refuses an empty value
+    must not stop the command."""
     filled = copy.deepcopy(data)
-    for loc in unset:
+    for loc in locs:
         node = filled
         for el in loc[:-1]:
             node = _child(node, el)
         if isinstance(node, dict | list) and loc:
             node[loc[-1]] = _STAND_IN  # type: ignore[index]
+    return filled
+
+
+def _problems_with_stand_ins(data: Any, unset: list[Loc]) -> set[tuple[Loc, str]]:
+    """The problems left when every path with an unset variable holds a stand-in value."""
+    filled = _with_stand_ins(data, unset)
     try:
         MonitorConfig.model_validate(filled)
     except ValidationError as exc:

@@ -836,6 +836,23 @@ def test_unset_variable_outside_the_needed_sections_is_no_error() -> None:
     assert [(p.path, p.message) for p in info.value.problems] == unset[1:]
 
 
+def test_unset_required_secret_outside_the_needed_sections_is_no_error() -> None:
+    # README: "an unset GRAFANA_TOKEN does not stop cxmon alerts status"; the same holds for
+    # a Slack token, which is required and refuses an empty value.
+    text = minimal() + """
+alerting:
+  route: {receiver: checkout}
+  receivers:
+    - name: checkout
+      slack: {channel: "#checkout-alerts", token: "${SLACK_BOT_TOKEN}"}
+"""
+    config = cfg.parse_config(text, env={}, needs={"store"})
+    assert config.store.url
+    with pytest.raises(ConfigError) as info:
+        cfg.parse_config(text, env={}, needs={"alerting"})
+    assert [p.path for p in info.value.problems] == ["alerting.receivers[0].slack.token"]
+
+
 def test_a_real_problem_still_reports_every_unset_variable() -> None:
     text = GRAFANA_TOKEN_UNSET.replace("source: src", "source: nowhere")
     with pytest.raises(ConfigError) as info:
