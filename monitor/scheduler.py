@@ -2,8 +2,8 @@
 
 Real time: APScheduler 3 runs one job per metric at its interval (aligned to bucket
 boundaries plus the metric's delay, with jitter; coalesced, one instance at a time), a delivery
-job for the outbox and a daily retention job. SIGINT/SIGTERM let the running tick finish, then
-stop cleanly.
+job for the outbox and a retention job (at start, then every 6 h). SIGINT/SIGTERM let the
+running tick finish, then stop cleanly.
 
 Simulated time (:func:`replay`): the same ticks driven by a :class:`~monitor.clock.FakeClock`,
 step by step. ``cxmon demo`` replays weeks of history this way, and tests use it instead of
