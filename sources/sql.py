@@ -4,6 +4,7 @@ parameters (never string formatting), plus the metric's own ``params``."""
 from __future__ import annotations
 
 import math
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -77,6 +78,11 @@ class SqlSource(Source):
                 result = conn.execute(stmt, bound)
                 return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
         except OperationalError as exc:
+            if _is_sqlite_bad_query(exc):
+                raise FatalSourceError(
+                    f"source {self.name}: query for metric {request.metric} failed: "
+                    f"{_reason(exc)}"
+                ) from None
             if _is_login_failure(exc):
                 raise FatalSourceError(
                     f"source {self.name}: the database rejected the credentials or database "
@@ -171,6 +177,16 @@ def _is_login_failure(exc: BaseException) -> bool:
         return True
     text = str(orig or exc).lower()
     return "fatal:" in text and any(t in text for t in _LOGIN_TEXT)
+
+
+def _is_sqlite_bad_query(exc: OperationalError) -> bool:
+    """SQLite reports a missing table or column and a syntax error as ``OperationalError``
+    (PostgreSQL and MariaDB as ``ProgrammingError``): a wrong query, not a busy database, so
+    fatal rather than retried every tick."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return isinstance(getattr(exc, "orig", None), sqlite3.Error) and (
+        text.startswith("no such ") or "syntax error" in text
+        or "incomplete input" in text or "ambiguous column" in text)
 
 
 def _reason(exc: BaseException) -> str:

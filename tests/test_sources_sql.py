@@ -251,3 +251,38 @@ def test_naive_utc_column_is_polled_in_utc_whatever_the_server_time_zone(kind: s
         meta.drop_all(engine)
         engine.dispose()
     assert list(df["n"]) == [1, 2]
+
+
+@pytest.mark.parametrize("query", ["select * from no_such_table", "select nope from f",
+                                   "selec ts from f"])
+def test_sqlite_bad_query_is_fatal_not_unreachable(tmp_path, query: str) -> None:
+    """SQLite raises OperationalError for a missing table or column and a syntax error: they
+    were reported as "database unreachable or busy" and retried every tick for ever."""
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    engine = sa.create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text("create table f (ts text, n int)"))
+    engine.dispose()
+    src = SqlSource("wh", SqlSourceConfig(type="sql", url=url))
+    with pytest.raises(FatalSourceError) as info:
+        src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1), query, {}, "ts"))
+    src.close()
+    assert "metric m" in str(info.value) and "unreachable" not in str(info.value)
+
+
+def test_sqlite_locked_database_stays_retriable(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'wh.db'}?timeout=0"
+    engine = sa.create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text("create table f (ts text, n int)"))
+    holder = engine.connect()
+    holder.exec_driver_sql("begin exclusive")
+    src = SqlSource("wh", SqlSourceConfig(type="sql", url=url))
+    try:
+        with pytest.raises(RetriableSourceError):
+            src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1), "select * from f", {},
+                                  "ts"))
+    finally:
+        src.close()
+        holder.close()
+        engine.dispose()
