@@ -1144,7 +1144,8 @@ def parse_config(
     config: MonitorConfig | None = None
     errors: list[tuple[Loc, str]] = []
     left_out = list(skipped)  # first leave every skipped key out, then only optional ones
-    stood_in: list[Loc] = []  # required keys whose empty value is refused (a token)
+    # required keys whose empty value is refused (a token, a URL): index of their stand-in
+    stood_in: dict[Loc, int] = {}
     while True:
         try:
             config = MonitorConfig.model_validate(
@@ -1153,10 +1154,11 @@ def parse_config(
         except ValidationError as exc:
             errors = _problems_from(exc, data)
         failing = {loc for loc, _ in errors}
+        refused = (failing & set(skipped)) - set(left_out)
         if required := failing & set(left_out):
             left_out = [loc for loc in left_out if loc not in required]
-        elif refused := (failing & set(skipped)) - set(left_out) - set(stood_in):
-            stood_in += sorted(refused, key=str)
+        elif refused and all(stood_in.get(loc, -1) + 1 < len(_STAND_INS) for loc in refused):
+            stood_in.update({loc: stood_in.get(loc, -1) + 1 for loc in refused})
         else:
             break
     found += [(loc, msg, positions.of(loc)) for loc, msg in interp.problems
@@ -1221,19 +1223,23 @@ def _validated_child(value: Any, key: Any) -> Any:
 
 
 _STAND_IN = "unset-variable"
+#: Stand-ins tried in turn for a required key of a section the command does not use: plain
+#: text, then a database URL, then an HTTP URL (a source's ``url`` or ``base_url``).
+_STAND_INS = (_STAND_IN, "sqlite://", "http://unset-variable.invalid")
 
 
-def _with_stand_ins(data: Any, locs: Iterable[Loc]) -> Any:
-    """A copy of ``data`` with a stand-in value at ``locs``: a required key of a section the
-    command does not use (a Slack ``token`` for ``alerts status``) that refuses an empty value
-    must not stop the command."""
+def _with_stand_ins(data: Any, locs: Iterable[Loc] | Mapping[Loc, int]) -> Any:
+    """A copy of ``data`` with a stand-in value at ``locs`` (a mapping: the index into
+    ``_STAND_INS`` per path): a required key of a section the command does not use (a Slack
+    ``token`` for ``alerts status``) that refuses an empty value must not stop the command."""
     filled = copy.deepcopy(data)
     for loc in locs:
         node = filled
         for el in loc[:-1]:
             node = _child(node, el)
         if isinstance(node, dict | list) and loc:
-            node[loc[-1]] = _STAND_IN  # type: ignore[index]
+            which = locs[loc] if isinstance(locs, Mapping) else 0
+            node[loc[-1]] = _STAND_INS[which]  # type: ignore[index]
     return filled
 
 

@@ -853,6 +853,23 @@ alerting:
     assert [p.path for p in info.value.problems] == ["alerting.receivers[0].slack.token"]
 
 
+def test_unset_source_url_does_not_stop_a_command_that_does_not_poll() -> None:
+    # README: routes test needs only alerting's variables, dashboards build only metrics'.
+    text = """
+sources: {warehouse: {type: sql, url: "${WAREHOUSE_URL}"}}
+metrics:
+  - {name: orders, source: warehouse, query: "select 1", value: n}
+alerting:
+  route: {receiver: console}
+  receivers: [{name: console, console: {format: rich}}]
+"""
+    config = cfg.parse_config(text, env={}, needs={"alerting"})
+    assert config.alerting.route.receiver == "console"
+    with pytest.raises(ConfigError) as info:
+        cfg.parse_config(text, env={})
+    assert [p.path for p in info.value.problems] == ["sources.warehouse.url"]
+
+
 def test_a_real_problem_still_reports_every_unset_variable() -> None:
     text = GRAFANA_TOKEN_UNSET.replace("source: src", "source: nowhere")
     with pytest.raises(ConfigError) as info:
