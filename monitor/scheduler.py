@@ -34,6 +34,30 @@ DELIVERY_EVERY = timedelta(seconds=5)
 RETENTION_EVERY = timedelta(hours=6)
 
 
+class AlignedIntervalTrigger(IntervalTrigger):
+    """Fires at ``start_date + k * interval`` (plus jitter), found from the clock.
+
+    Why: APScheduler's own trigger adds the interval to the previous fire time, so the
+    catch-up run at start-up moved every later tick off the bucket boundary (up to an
+    interval late) and each tick's jitter was added on top of the last one's (drift).
+    """
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None,
+                           now: datetime) -> datetime | None:
+        if previous_fire_time is not None:  # strictly after the run just done
+            now = max(now, previous_fire_time + timedelta(microseconds=1))
+        return super().get_next_fire_time(None, now)
+
+
+def aligned_trigger(interval: timedelta, start: datetime, *,
+                    jitter: timedelta) -> AlignedIntervalTrigger:
+    """A metric's poll schedule: every ``interval`` from ``start`` (a bucket end plus the
+    metric's delay), each fire up to ``jitter`` late."""
+    seconds = int(jitter.total_seconds())
+    return AlignedIntervalTrigger(seconds=interval.total_seconds(), start_date=start,
+                                  jitter=seconds or None, timezone="UTC")
+
+
 def run_retention(pipeline: Pipeline) -> int:
     """Delete raw points older than the store's retention setting."""
     cutoff = pipeline.clock.now() - pipeline.config.store.retention
@@ -88,13 +112,12 @@ class Scheduler:
     def start(self) -> None:
         """Add the jobs and start the scheduler threads."""
         now = self.pipeline.clock.now()
-        jitter = int(self.pipeline.config.scheduler.jitter.total_seconds())
+        jitter = self.pipeline.config.scheduler.jitter
         for metric in self.pipeline.config.metrics:
             first = floor_time(now, metric.interval) + metric.interval + metric.delay
             self._scheduler.add_job(
                 self._tick,
-                IntervalTrigger(seconds=metric.interval.total_seconds(), start_date=first,
-                                jitter=jitter or None, timezone="UTC"),
+                aligned_trigger(metric.interval, first, jitter=jitter),
                 args=[metric.name],
                 id=f"poll:{metric.name}",
                 name=f"poll {metric.name}",

@@ -1,0 +1,38 @@
+"""The real-time schedule: poll jobs fire on bucket boundaries plus the metric's delay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from monitor.scheduler import aligned_trigger
+
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+def _next(trigger, previous: datetime | None, now: datetime) -> datetime:
+    return trigger.get_next_fire_time(previous, now)
+
+
+def test_poll_ticks_stay_on_bucket_boundaries_after_the_start_up_catch_up():
+    """The catch-up run at start-up (10:03:37) must not shift the schedule: APScheduler's
+    IntervalTrigger added the interval to the previous run, so every later tick came at
+    :03:37 + 5m instead of bucket end + delay (10:07), up to an interval late."""
+    start = T0 + timedelta(minutes=7)  # floor(10:03:37) + 5m interval + 2m delay
+    trigger = aligned_trigger(timedelta(minutes=5), start, jitter=timedelta(0))
+    catch_up = T0 + timedelta(minutes=3, seconds=37)
+    assert _next(trigger, catch_up, catch_up) == start
+    assert _next(trigger, start, start) == start + timedelta(minutes=5)
+    late = start + timedelta(seconds=20)  # a tick that ran late does not move the next one
+    assert _next(trigger, start, late) == start + timedelta(minutes=5)
+
+
+def test_jitter_does_not_accumulate_from_tick_to_tick():
+    """Jitter is added to each boundary, not to the previous (already jittered) fire time,
+    so the ticks do not drift away from the bucket boundaries over a day."""
+    interval = timedelta(minutes=1)
+    trigger = aligned_trigger(interval, T0, jitter=timedelta(seconds=5))
+    fire = T0
+    for k in range(1, 1441):
+        fire = _next(trigger, fire, fire)
+        boundary = T0 + k * interval
+        assert boundary <= fire <= boundary + timedelta(seconds=5)
