@@ -697,6 +697,35 @@ def _check_metrics(data: Any) -> list[tuple[Loc, str, str]]:
     return out
 
 
+def _duration_of(raw: Any) -> timedelta | None:
+    """A raw duration value (``5m`` or a timedelta) or None when it is not one (validation
+    reports that)."""
+    if isinstance(raw, str):
+        try:
+            return parse_duration(raw)
+        except ValueError:
+            return None
+    return raw if isinstance(raw, timedelta) else None
+
+
+def _check_jitter(data: Any) -> list[tuple[Loc, str, str]]:
+    """``scheduler.jitter`` shorter than every metric's interval: a tick delayed by more than
+    its interval runs after the next bucket is due, and the two overlap."""
+    scheduler = _get(data, "scheduler")
+    jitter = _duration_of(_get(scheduler, "jitter")) if _has(scheduler, "jitter") else None
+    metrics = _get(data, "metrics")
+    if jitter is None or not isinstance(metrics, list):
+        return []
+    intervals = [d for m in metrics if _has(m, "interval")
+                 and (d := _duration_of(_get(m, "interval"))) is not None and d > timedelta(0)]
+    if not intervals or jitter < min(intervals):
+        return []
+    msg = (f"jitter {format_duration(jitter)} is not shorter than the shortest metric "
+           f"interval ({format_duration(min(intervals))}): ticks would run after the next "
+           "bucket is due")
+    return [(("scheduler", "jitter"), "value", msg)]
+
+
 def _check_grain(i: int, metric: Any, source: str, kind: Any) -> list[tuple[Loc, str, str]]:
     """A metric finer than its source's data (15-minute buckets of hourly GA4 reports) would
     stamp each hour's counts on its first quarter and leave the rest empty: say so."""
@@ -783,7 +812,8 @@ class MonitorConfig(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _validate_all(cls, data: Any, handler: Callable[[Any], MonitorConfig]) -> MonitorConfig:
-        result = _validate_with_checks(cls, data, handler, _check_metrics)
+        result = _validate_with_checks(cls, data, handler,
+                                       lambda d: _check_metrics(d) + _check_jitter(d))
         if "default" not in result.detectors and (default := _default_detector()) is not None:
             result.detectors["default"] = default
         return result

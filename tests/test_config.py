@@ -592,6 +592,17 @@ def test_a_boolean_where_a_number_belongs_is_a_problem() -> None:
     ]
 
 
+def test_jitter_not_shorter_than_a_metric_interval_is_a_problem() -> None:
+    """``jitter: 10m`` with a 1m metric passed: every tick could start after the next bucket
+    was due."""
+    assert problems_of(minimal(interval="1m") + "scheduler: {jitter: 10m}\n") == [
+        ("scheduler.jitter", "jitter 10m is not shorter than the shortest metric interval "
+         "(1m): ticks would run after the next bucket is due"),
+    ]
+    ok = cfg.parse_config(minimal(interval="1m") + "scheduler: {jitter: 30s}\n", env=ENV)
+    assert ok.scheduler.jitter == timedelta(seconds=30)
+
+
 def test_unknown_keys_suggest_the_closest_known_key() -> None:
     text = minimal() + "detector: {}\nalerting: {route: {reciever: x}}\n"
     assert problems_of(text) == [
