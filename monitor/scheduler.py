@@ -146,6 +146,8 @@ class Scheduler:
             log.info("stopping: waiting for running ticks to finish")
             self._scheduler.shutdown(wait=True)
             self._deliver()
+            # the log alone must show the process ended cleanly, not in the middle of a tick
+            log.info("stopped: ticks finished and the outbox delivered once more")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)

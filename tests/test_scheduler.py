@@ -36,3 +36,22 @@ def test_jitter_does_not_accumulate_from_tick_to_tick():
         fire = _next(trigger, fire, fire)
         boundary = T0 + k * interval
         assert boundary <= fire <= boundary + timedelta(seconds=5)
+
+
+def test_a_stop_ends_with_a_log_line_saying_it_stopped_cleanly(tmp_path, caplog):
+    """After SIGTERM the last line was "stopping: waiting for running ticks to finish": the
+    log alone did not show that the process got to the end."""
+    import logging
+
+    from monitor.scheduler import Scheduler
+    from tests.test_sources_pipeline import setup
+
+    caplog.set_level(logging.INFO, logger="monitor.scheduler")
+    p, store, _clock, _shop = setup(tmp_path)
+    sched = Scheduler(p)
+    sched.stop()  # as the signal handler does
+    sched.run_until_stopped(install_signal_handlers=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.scheduler"]
+    assert lines[-1] == "stopped: ticks finished and the outbox delivered once more"
+    p.close()
+    store.close()
