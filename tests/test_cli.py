@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app
+from monitor.config import MonitorConfig, parse_config
 from monitor.store import Store
 
 runner = CliRunner()
@@ -526,22 +528,25 @@ def test_alerts_status_says_a_suppressed_notification_was_told_later(tmp_path: P
     assert "told later" not in lines["still-muted"]
 
 
+def _one_event_every_5_minutes(tmp_path: Path, days: int) -> tuple[datetime, MonitorConfig]:
+    """A files source with one event every 5 minutes from 2026-01-05 for ``days`` days, and
+    an hourly ``events`` metric (1 day of history) counting them."""
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    stamps = pd.date_range(t0, t0 + timedelta(days=days), freq="5min", inclusive="left")
+    pd.DataFrame({"ts": stamps, "n": 1}).to_csv(tmp_path / "events.csv", index=False)
+    return t0, parse_config(f"""
+sources: {{f: {{type: files, path: "{tmp_path}/events.csv"}}}}
+metrics: [{{name: events, source: f, interval: 1h, timestamp: ts, value: n, history: 1d}}]
+""", env={})
+
+
 def test_backtest_replays_whole_buckets_when_start_and_end_fall_inside_one(
         tmp_path: Path) -> None:
     """An unaligned --start/--end (or an --end clipped to now) split buckets: the first and
     last were scored half-counted, and each weekly chunk boundary scored one bucket twice."""
-    from datetime import UTC, datetime, timedelta
-
     from monitor.backtest import run_backtest
-    from monitor.config import parse_config
 
-    t0 = datetime(2026, 1, 5, tzinfo=UTC)
-    stamps = pd.date_range(t0, t0 + timedelta(days=9), freq="5min", inclusive="left")
-    pd.DataFrame({"ts": stamps, "n": 1}).to_csv(tmp_path / "events.csv", index=False)
-    cfg = parse_config(f"""
-sources: {{f: {{type: files, path: "{tmp_path}/events.csv"}}}}
-metrics: [{{name: events, source: f, interval: 1h, timestamp: ts, value: n, history: 1d}}]
-""", env={})
+    t0, cfg = _one_event_every_5_minutes(tmp_path, days=9)
     half = timedelta(minutes=30)
     result = run_backtest(cfg, ["events"], t0 + timedelta(days=1) + half,
                           t0 + timedelta(days=9) - half)
@@ -557,19 +562,10 @@ def test_backtest_retries_a_transient_source_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A backfill retried a flaky source with backoff; a backtest failed the whole replay on
     the first transient error. Both now fetch through the same retrying helper."""
-    from datetime import UTC, datetime, timedelta
-
     import monitor.backtest as bt
-    from monitor.config import parse_config
     from sources.base import RetriableSourceError
 
-    t0 = datetime(2026, 1, 5, tzinfo=UTC)
-    stamps = pd.date_range(t0, t0 + timedelta(days=3), freq="5min", inclusive="left")
-    pd.DataFrame({"ts": stamps, "n": 1}).to_csv(tmp_path / "events.csv", index=False)
-    cfg = parse_config(f"""
-sources: {{f: {{type: files, path: "{tmp_path}/events.csv"}}}}
-metrics: [{{name: events, source: f, interval: 1h, timestamp: ts, value: n, history: 1d}}]
-""", env={})
+    t0, cfg = _one_event_every_5_minutes(tmp_path, days=3)
     real = bt.create_source
     failures = iter([True, True])  # the first two fetches fail
 
