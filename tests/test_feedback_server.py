@@ -257,7 +257,9 @@ def test_a_client_hanging_up_is_no_traceback_on_stderr(
             raise exc
         except Exception:
             server._httpd.handle_error(None, ("127.0.0.1", 5555))
-    assert capsys.readouterr().err == ""
+    err = capsys.readouterr().err  # (log handlers other tests installed may write here)
+    assert "Exception occurred during processing of request" not in err  # socketserver's
+    assert "ConnectionResetError" not in err
     assert "hung up" in caplog.text
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
