@@ -15,6 +15,8 @@ import typer
 from monitor.cli_options import LogLevel
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from alerts.feedback_server import FeedbackServer
     from monitor.config import MonitorConfig
     from monitor.store import Store
@@ -26,17 +28,19 @@ log = logging.getLogger("cxmon.delivery")
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")]
 
 
-def start_feedback(config: MonitorConfig, store: Store) -> FeedbackServer | None:
+def start_feedback(config: MonitorConfig, store: Store, *,
+                   registry: CollectorRegistry | None = None) -> FeedbackServer | None:
     """Start the feedback endpoint in the background if the config has one; None (logged)
     when its address cannot be used: a taken port ended ``cxmon run`` in a traceback, where
-    alerting matters more than the buttons (as with the exporter)."""
+    alerting matters more than the buttons (as with the exporter). ``registry``: the
+    exporter's, so refused requests show on ``/metrics``."""
     fb = config.alerting.feedback
     if fb is None:
         return None
     from alerts.feedback_server import FeedbackApp, FeedbackServer
 
     app = FeedbackApp(store, fb.signing_secret.get_secret_value(), max_age=fb.max_age,
-                      path=fb.path)
+                      path=fb.path, registry=registry)
     try:
         server = FeedbackServer(app, fb.host, fb.port)
     except OSError as exc:

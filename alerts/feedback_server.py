@@ -6,7 +6,11 @@ Interactivity Request URL, signed with the app's signing secret:
 
 A request is accepted only if the signature matches (constant-time compare), the timestamp is
 within ``max_age`` (5 minutes) of now, and the same signature was not seen before (a replay
-inside the window). Anything else is answered 401 and records nothing. Accepted
+inside the window). Seen signatures live in the store (table ``feedback_requests``), so a
+replay is refused after a restart and by every process sharing the store; rows older than the
+window are purged as new requests arrive. Anything else is answered 401, records nothing and
+is counted in ``cxmon_feedback_requests_refused_total{reason}`` (``stale``, ``bad_signature``,
+``replay``). Accepted
 ``block_actions`` for the buttons ``cxmon_ack`` / ``cxmon_not_anomaly`` / ``cxmon_expected``
 record ``acknowledged`` / ``not_anomaly`` / ``expected`` feedback (source ``slack``, the
 Slack user) for every anomaly id in the button's value and every anomaly of its incident in the
@@ -24,9 +28,12 @@ import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+
+from prometheus_client import CollectorRegistry, Counter
 
 from alerts.blocks import FEEDBACK_ACTIONS
 from monitor.clock import Clock, SystemClock
@@ -55,14 +62,19 @@ class FeedbackApp:
     """Verifies and records one request; no HTTP server needed (tests call :meth:`handle`)."""
 
     def __init__(self, store: Store, signing_secret: str, *, clock: Clock | None = None,
-                 max_age: float = 300.0, path: str = "/slack/actions") -> None:
+                 max_age: float = 300.0, path: str = "/slack/actions",
+                 registry: CollectorRegistry | None = None) -> None:
         self.store = store
         self._secret = signing_secret
         self.clock = clock or SystemClock()
         self.max_age = max_age
         self.path = path
-        self._seen: dict[str, float] = {}  # signature -> request time, inside the window
-        self._lock = threading.Lock()
+        self.refused = Counter(
+            "cxmon_feedback_requests_refused",
+            "Slack feedback requests answered 401, by reason: stale (timestamp outside "
+            "max_age), bad_signature, replay (a signature already accepted).",
+            ["reason"], registry=registry if registry is not None else CollectorRegistry(),
+        )
 
     def __repr__(self) -> str:
         return f"FeedbackApp(path={self.path!r})"
@@ -95,17 +107,28 @@ class FeedbackApp:
         now = self.clock.now().timestamp()
         if abs(now - ts) > self.max_age:
             log.warning("feedback: refused a request %.0f s away from now (replay?)", now - ts)
+            self.refused.labels("stale").inc()
             return False
         if not hmac.compare_digest(slack_signature(self._secret, timestamp, body), signature):
             log.warning("feedback: refused a request with a bad signature")
+            self.refused.labels("bad_signature").inc()
             return False
-        with self._lock:
-            self._seen = {s: t for s, t in self._seen.items() if abs(now - t) <= self.max_age}
-            if signature in self._seen:
-                log.warning("feedback: refused a replayed request")
-                return False
-            self._seen[signature] = ts
-        return True
+        return self._first_time(signature, ts, now)
+
+    def _first_time(self, signature: str, ts: float, now: float) -> bool:
+        """True the first time a verified signature is seen, in any process on the store.
+
+        Why the store and not memory: a restart emptied the memory, and a request captured
+        before it could be replayed for the rest of its 5 minutes. Rows whose request time is
+        older than ``max_age`` can only be refused as stale by now, so they are purged here.
+        """
+        request_ts = datetime.fromtimestamp(ts, UTC)
+        cutoff = datetime.fromtimestamp(now, UTC) - timedelta(seconds=self.max_age)
+        if self.store.remember_feedback_request(signature, request_ts, purge_before=cutoff):
+            return True
+        log.warning("feedback: refused a replayed request")
+        self.refused.labels("replay").inc()
+        return False
 
     def _record(self, payload: Mapping[str, Any]) -> int:
         if payload.get("type") != "block_actions":

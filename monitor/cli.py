@@ -322,7 +322,8 @@ opened; 2 for a bad option or config."""
             len(cfg.metrics), store.url_redacted,
         )
         telemetry.serve()
-        feedback = start_feedback(cfg, store)  # Slack buttons, if alerting.feedback is set
+        # Slack buttons, if alerting.feedback is set
+        feedback = start_feedback(cfg, store, registry=telemetry.exporter.registry)
         try:
             Scheduler(pipeline, on_tick=on_tick,
                       on_deliver=telemetry.on_deliver).run_until_stopped()

@@ -64,7 +64,16 @@ def run_retention(pipeline: Pipeline) -> int:
     deleted = pipeline.store.purge_points(cutoff)
     if deleted:
         log.info("retention: deleted %d points older than %s", deleted, cutoff.isoformat())
+    _purge_feedback_requests(pipeline)
     return deleted
+
+
+def _purge_feedback_requests(pipeline: Pipeline) -> int:
+    """Forget feedback request signatures past the replay window: the feedback endpoint
+    purges as requests arrive, this also empties the table when none come any more."""
+    fb = pipeline.config.alerting.feedback
+    window = timedelta(seconds=fb.max_age if fb is not None else 300.0)
+    return pipeline.store.purge_feedback_requests(pipeline.clock.now() - window)
 
 
 class Scheduler:

@@ -321,6 +321,21 @@ alert_groups_t = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False),  # flushes so far
 )
 
+# -- seen feedback requests (migration 0005_feedback_requests) ----------------------------------
+# Slack feedback requests already accepted, keyed by their signature, so a signed request replayed
+# inside its 5-minute window is refused even after a restart or by another process on the same
+# store. The primary key makes "insert unless seen" one atomic statement; rows are purged once
+# their request time is older than the window (nothing could be replayed then anyway).
+
+feedback_requests_t = sa.Table(
+    "feedback_requests",
+    METADATA,
+    sa.Column("signature", sa.String(128), primary_key=True),
+    sa.Column("request_ts", UTCDateTime, nullable=False),  # X-Slack-Request-Timestamp
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+    sa.Index("ix_feedback_requests_request_ts", "request_ts"),
+)
+
 # -- silences (issue 5/12: alerts/silences.py; migration 0002_silences) -------------------------
 # Alertmanager-style silences: matchers (strings in matcher syntax) and a validity window;
 # expiring one sets ends_at to now. Notifications they silence are recorded, not sent.
@@ -1208,6 +1223,39 @@ class Store:
         cutoff = _require_aware(older_than, "older_than")
         with self._write() as conn:
             res = conn.execute(sa.delete(points_t).where(points_t.c.ts < cutoff))
+            return int(res.rowcount)
+
+    def remember_feedback_request(self, signature: str, request_ts: datetime, *,
+                                  purge_before: datetime | None = None) -> bool:
+        """Record a verified feedback request; False if its signature was seen before.
+
+        Why: one ``INSERT ... ON CONFLICT DO NOTHING`` on the primary key is atomic, so two
+        processes sharing the store cannot both accept the same replayed request (a
+        check-then-insert could). ``purge_before`` deletes rows whose request time is older
+        (in the same transaction), which keeps the table at one window of requests.
+        """
+        ts = _require_aware(request_ts, "request_ts")
+        now = _require_aware(self._clock.now(), "clock.now()")
+        with self._write() as conn:
+            if purge_before is not None:
+                cutoff = _require_aware(purge_before, "purge_before")
+                conn.execute(sa.delete(feedback_requests_t)
+                             .where(feedback_requests_t.c.request_ts < cutoff))
+            res = conn.execute(
+                _insert(conn, feedback_requests_t)
+                .values(signature=signature, request_ts=ts, seen_at=now)
+                .on_conflict_do_nothing(index_elements=[feedback_requests_t.c.signature])
+                .returning(feedback_requests_t.c.signature)
+            )
+            return res.first() is not None  # rowcount is not reliable for upserts
+
+    def purge_feedback_requests(self, older_than: datetime) -> int:
+        """Delete remembered feedback requests sent before ``older_than``; returns how many
+        (retention: past the replay window they can only be refused as stale)."""
+        cutoff = _require_aware(older_than, "older_than")
+        with self._write() as conn:
+            res = conn.execute(sa.delete(feedback_requests_t)
+                               .where(feedback_requests_t.c.request_ts < cutoff))
             return int(res.rowcount)
 
     def add_feedback(

@@ -263,3 +263,84 @@ def test_a_client_hanging_up_is_no_traceback_on_stderr(
     assert "hung up" in caplog.text
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
+
+
+def _signed(body: bytes, at: datetime = NOW) -> dict[str, str]:
+    ts = str(int(at.timestamp()))
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": slack_signature(SECRET, ts, body)}
+
+
+def _refused(app: FeedbackApp, reason: str) -> float:
+    return app.refused.labels(reason)._value.get()
+
+
+def test_a_replay_after_a_restart_is_refused_and_counted(
+    store_url: str, clock: FakeClock, anomaly_ids: list[str]
+) -> None:
+    """Seen signatures were kept in memory only: after a restart, a signed request captured
+    before it was accepted again for the rest of its 5 minutes (a duplicate feedback row)."""
+    body = body_for("cxmon_not_anomaly", anomaly_ids)
+    before = FeedbackApp(Store.open(store_url, clock=clock), SECRET, clock=clock)
+    assert before.handle("POST", "/slack/actions", _signed(body), body).status == 200
+    before.store.close()
+
+    clock.advance(timedelta(minutes=2))  # the restart; the request is still inside its window
+    restarted = Store.open(store_url, clock=clock)
+    after = FeedbackApp(restarted, SECRET, clock=clock)
+    try:
+        reply = after.handle("POST", "/slack/actions", _signed(body), body)
+        assert reply.status == 401
+        assert _refused(after, "replay") == 1
+        assert len(feedback_rows(restarted)) == len(anomaly_ids)
+    finally:
+        restarted.close()
+
+
+def test_two_processes_on_one_store_accept_a_request_once(
+    store_url: str, clock: FakeClock, anomaly_ids: list[str]
+) -> None:
+    """Two feedback endpoints (two engines, as two processes would have) race on the same
+    signed request: the store's primary key lets exactly one of them accept it."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = body_for("cxmon_ack", anomaly_ids[:1])
+    stores = [Store.open(store_url, clock=clock) for _ in range(2)]
+    apps = [FeedbackApp(s, SECRET, clock=clock) for s in stores]
+    start = threading.Barrier(8)
+
+    def click(i: int) -> int:
+        start.wait()
+        return apps[i % 2].handle("POST", "/slack/actions", _signed(body), body).status
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = sorted(pool.map(click, range(8)))
+        assert statuses == [200] + [401] * 7
+        assert sum(_refused(a, "replay") for a in apps) == 7
+        assert len(feedback_rows(stores[0])) == 1
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_seen_requests_are_purged_once_past_the_window(
+    store: Store, clock: FakeClock, anomaly_ids: list[str]
+) -> None:
+    """The seen-request table holds one window of requests, not every click ever made."""
+    app = FeedbackApp(store, SECRET, clock=clock)
+    first = body_for("cxmon_ack", anomaly_ids[:1])
+    assert app.handle("POST", "/slack/actions", _signed(first), first).status == 200
+    clock.advance(timedelta(minutes=6))
+    second = body_for("cxmon_expected", anomaly_ids[1:])
+    forged = {**_signed(second, clock.now()), "X-Slack-Signature": "v0=" + "0" * 64}
+    assert app.handle("POST", "/slack/actions", forged, second).status == 401
+    assert app.handle("POST", "/slack/actions", _signed(second, clock.now()),
+                      second).status == 200
+    with store.engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT request_ts FROM feedback_requests")).scalars().all()
+    assert len(kept) == 1  # the first request's row went with the second one's insert
+    assert _refused(app, "bad_signature") == 1
+    # and the first request, replayed now, is refused as stale, not accepted
+    assert app.handle("POST", "/slack/actions", _signed(first), first).status == 401
+    assert _refused(app, "stale") == 1

@@ -55,3 +55,20 @@ def test_a_stop_ends_with_a_log_line_saying_it_stopped_cleanly(tmp_path, caplog)
     assert lines[-1] == "stopped: ticks finished and the outbox delivered once more"
     p.close()
     store.close()
+
+
+def test_retention_also_forgets_feedback_requests_past_the_replay_window(tmp_path):
+    """The feedback endpoint purges seen requests only as new ones arrive; the retention job
+    empties the table when no more clicks come."""
+    from monitor.scheduler import run_retention
+    from tests.test_sources_pipeline import setup
+
+    p, store, clock, _shop = setup(tmp_path)
+    now = clock.now()
+    store.remember_feedback_request("v0=old", now - timedelta(minutes=6))
+    store.remember_feedback_request("v0=new", now - timedelta(minutes=1))
+    run_retention(p)
+    assert store.remember_feedback_request("v0=old", now) is True  # forgotten
+    assert store.remember_feedback_request("v0=new", now) is False  # still in its window
+    p.close()
+    store.close()

@@ -34,6 +34,7 @@ TABLES = {
     "feedback",
     "ticks",
     "alert_groups",
+    "feedback_requests",
     "alembic_version",
 }
 
@@ -674,3 +675,20 @@ def test_concurrent_writers_do_not_fail(store_url: str) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+def test_feedback_requests_are_remembered_once_and_purged(cstore: Store) -> None:
+    """A signature is accepted once (atomic insert on the primary key); purging by request
+    time keeps the table to the replay window."""
+    assert cstore.remember_feedback_request("v0=a", T0) is True
+    assert cstore.remember_feedback_request("v0=a", T0) is False
+    assert cstore.remember_feedback_request("v0=b", T0 + STEP) is True
+    assert cstore.purge_feedback_requests(T0 + STEP) == 1
+    assert cstore.remember_feedback_request("v0=a", T0) is True  # forgotten: only stale now
+    assert cstore.remember_feedback_request("v0=c", T0 + 2 * STEP,
+                                            purge_before=T0 + 2 * STEP) is True
+    with cstore.engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT signature FROM feedback_requests")).scalars()
+        assert sorted(left) == ["v0=c"]
+    with pytest.raises(ValueError, match="tz-aware"):
+        cstore.purge_feedback_requests(T0.replace(tzinfo=None))
