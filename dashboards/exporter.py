@@ -294,7 +294,7 @@ class Exporter:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r,
         )
         self.poll_errors = Counter(
-            "cxmon_source_poll_errors", "Failed polls, by kind (retriable, fatal, other).",
+            "cxmon_source_poll_errors", "Failed polls, by kind (retriable, missing, fatal, other).",
             ["source", "type", "kind"], registry=r,
         )
         self.refit_seconds = Histogram(
@@ -351,6 +351,8 @@ class Exporter:
         for name, src in config.sources.items():
             exp.poll_seconds.labels(name, src.type)
             exp.poll_errors.labels(name, src.type, "retriable")
+            if src.type == "files":  # the only source whose data can be missing yet
+                exp.poll_errors.labels(name, src.type, "missing")
         return exp
 
     # -- feeding ------------------------------------------------------------------------------
@@ -455,11 +457,14 @@ class Exporter:
     @contextmanager
     def poll_timer(self, source: str, type_name: str) -> Iterator[None]:
         """Time one poll; count an error by kind if it raises (the error propagates)."""
-        from sources.base import FatalSourceError, RetriableSourceError
+        from sources.base import FatalSourceError, MissingSourceError, RetriableSourceError
 
         start = time.perf_counter()
         try:
             yield
+        except MissingSourceError:  # before its base class: no data yet is not an outage
+            self.poll_errors.labels(source, type_name, "missing").inc()
+            raise
         except RetriableSourceError:
             self.poll_errors.labels(source, type_name, "retriable").inc()
             raise

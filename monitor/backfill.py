@@ -22,7 +22,7 @@ from monitor.config import MetricConfig, MonitorConfig
 from monitor.frames import build_measure_frame, floor_time
 from monitor.pipeline import measure_spec
 from monitor.store import Store
-from sources.base import PollRequest, RetriableSourceError, Source
+from sources.base import MissingSourceError, PollRequest, RetriableSourceError, Source
 from sources.registry import create as create_source
 
 log = logging.getLogger("cxmon.backfill")
@@ -79,10 +79,14 @@ def fetch_retrying(src: Source, request: PollRequest, *, retries: int = 5,
     (1 s doubling, at most 60 s) on a retriable error, each retry logged.
 
     Why here and not only in the tick: a backfill or a backtest has no later tick to retry
-    on, so one transient error would otherwise fail a replay of weeks."""
+    on, so one transient error would otherwise fail a replay of weeks. A missing file
+    (:class:`MissingSourceError`) is not retried: it does not appear within seconds, and it
+    stopped a backfill at once before it had its own kind."""
     for attempt in range(retries + 1):
         try:
             raw = src.fetch(request)
+        except MissingSourceError:
+            raise
         except RetriableSourceError as exc:
             if attempt == retries:
                 raise

@@ -13,6 +13,7 @@ from sources import (  # noqa: F401  (registers the built-in types)
 )
 from sources.base import (
     FatalSourceError,
+    MissingSourceError,
     PollRequest,
     RetriableSourceError,
     Source,
@@ -23,6 +24,7 @@ from sources.registry import config_class, create, register, source_types
 
 __all__ = [
     "FatalSourceError",
+    "MissingSourceError",
     "PollRequest",
     "RetriableSourceError",
     "Source",

@@ -1,8 +1,9 @@
 """The source contract: a poller returns the raw rows of one metric's query for a time range.
 
 Sources do I/O only. They never detect or alert. Errors are classified so the pipeline knows
-what to do: retry later (:class:`RetriableSourceError`), stop and tell the user what to fix
-(:class:`FatalSourceError`). A bad row is not an error here: the pipeline counts and skips it.
+what to do: retry later (:class:`RetriableSourceError`), wait for data that is not there yet
+(:class:`MissingSourceError`, retried like a retriable error), stop and tell the user what to
+fix (:class:`FatalSourceError`). A bad row is not an error here: the pipeline counts and skips it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ class RetriableSourceError(SourceError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class MissingSourceError(RetriableSourceError):
+    """The data is not there yet (a ``files`` path or glob matching no file): the cursor
+    waits and later ticks poll again.
+
+    Why its own class: it is neither an outage of the source (``retriable``) nor a mistake
+    that retrying cannot fix (``fatal``); ``cxmon_source_poll_errors_total`` counts it as
+    ``kind="missing"`` so an alert on fatal or retriable errors does not page for a drop
+    folder that is briefly empty."""
 
 
 class FatalSourceError(SourceError):

@@ -11,11 +11,11 @@ Relative paths are taken from ``base_dir``; a relative ``base_dir``, or none, fr
 file's folder (set by :func:`monitor.config.load_config`; the working directory for a config
 built in code).
 
-A plain path (no ``*``, ``?`` or ``[``) that does not exist is a fatal error naming the full
-path: it is a mistake to fix, and the tick is retried with backoff (the cursor stays, so
-nothing is lost once the file is there). A glob that matches no file (a drop folder still
-empty, or a typo) fails the poll as retriable, with the full pattern: the poll is retried with
-backoff and the cursor waits, so a first tick does not move past the history it should load.
+A plain path (no ``*``, ``?`` or ``[``) that does not exist, or a glob that matches no file (a
+drop folder still empty, or a typo), fails the poll with :class:`MissingSourceError` naming the
+full path or pattern (``kind="missing"`` in ``cxmon_source_poll_errors_total``, a warning in
+the log): the tick is retried with backoff on later ticks and the cursor waits, so nothing is
+lost once a file is there and a first tick does not move past the history it should load.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from pydantic import Field
 from monitor.frames import to_utc
 from sources.base import (
     FatalSourceError,
+    MissingSourceError,
     PollRequest,
-    RetriableSourceError,
     Source,
     SourceConfig,
 )
@@ -115,18 +115,20 @@ class FilesSource(Source):
         return pd.concat(frames, ignore_index=True)
 
     def _nothing(self, request: PollRequest) -> pd.DataFrame:
-        """No file matches: a missing plain path is an error to fix, an empty glob a failed
-        poll to retry (the cursor waits)."""
+        """No file matches: the poll fails as ``missing`` (retried on later ticks, the cursor
+        waits). Not ``fatal``: later ticks do retry it, and an alert on fatal errors paged for
+        a drop folder that was briefly empty."""
         full = self.pattern(request.query)
         given = request.query or self.config.path
         where = "" if os.path.isabs(os.path.expanduser(given)) else (
             f" ({given!r} is relative to {self.config.base_dir or os.getcwd()})")
         if not glob.has_magic(full):
-            raise FatalSourceError(f"source {self.name}: file {full} does not exist{where}")
+            raise MissingSourceError(f"source {self.name}: file {full} does not exist{where}; "
+                                     f"metric {request.metric} waits for it")
         # Not "no data": a first tick would move the cursor past the whole history, and a
         # typo would never load it. The poll fails (retried with backoff, in the metrics and
         # logs) and the cursor waits until a file matches.
-        raise RetriableSourceError(f"source {self.name}: no file matches {full}{where} yet; "
+        raise MissingSourceError(f"source {self.name}: no file matches {full}{where} yet; "
                                    f"metric {request.metric} waits for one (nothing is skipped)")
 
     def _times(self, path: str, df: pd.DataFrame, column: str) -> pd.Series:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from sources.base import FatalSourceError, PollRequest, RetriableSourceError
+from sources.base import FatalSourceError, MissingSourceError, PollRequest, RetriableSourceError
 from sources.files import FilesSource, FilesSourceConfig
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -131,20 +131,28 @@ def test_unusable_files_are_fatal(tmp_path, name: str, content: str, needle: str
     assert "exports" in str(info.value) and needle in str(info.value)
 
 
-def test_a_missing_plain_path_is_fatal_and_names_the_full_path(tmp_path) -> None:
+def test_a_missing_plain_path_is_missing_not_fatal_and_names_the_full_path(tmp_path) -> None:
+    """Later ticks retry a missing file, so it is no fatal error (an alert on fatal errors
+    paged for a drop folder that was briefly empty); it is retried like a retriable one."""
     s = src("exports/contacts.csv", base_dir=str(tmp_path))
-    with pytest.raises(FatalSourceError) as info:
+    with pytest.raises(MissingSourceError) as info:
         s.fetch(req())
+    assert isinstance(info.value, RetriableSourceError)
+    assert not isinstance(info.value, FatalSourceError)
     full = tmp_path / "exports" / "contacts.csv"
     assert str(info.value) == (f"source exports: file {full} does not exist "
-                               f"('exports/contacts.csv' is relative to {tmp_path})")
+                               f"('exports/contacts.csv' is relative to {tmp_path}); "
+                               "metric contacts waits for it")
+    (tmp_path / "exports").mkdir()
+    rows(0, 2).to_csv(full, index=False)
+    assert len(s.fetch(req())) == 2
 
 
 def test_a_glob_matching_no_file_fails_the_poll_so_the_cursor_waits(tmp_path) -> None:
     """Returning "no data" let a first tick move the cursor past the whole history, so a
     typo in the glob lost it for good even after the fix."""
     s = src("exports/*.csv", base_dir=str(tmp_path))
-    with pytest.raises(RetriableSourceError) as info:
+    with pytest.raises(MissingSourceError) as info:
         s.fetch(req())
     full = tmp_path / "exports" / "*.csv"
     assert str(info.value) == (
@@ -174,3 +182,53 @@ metrics: [{name: contacts, source: a, value: contacts, timestamp: ts}]
         s = FilesSource(name, cfg.sources[name])  # type: ignore[arg-type]
         assert len(s.fetch(req())) == 3, name
     assert cfg.sources["c"].base_dir == "/elsewhere"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", ["drop/contacts.csv", "drop/*.csv"])
+def test_a_missing_file_is_counted_as_missing_and_logged_as_a_warning(
+    tmp_path, caplog, path: str
+) -> None:
+    """A missing file was ``kind="fatal"`` in ``cxmon_source_poll_errors_total`` and an
+    ERROR in the log, though the next tick retries it: an alert on fatal errors paged."""
+    from prometheus_client import CollectorRegistry
+
+    from dashboards.telemetry import Telemetry
+    from monitor.clock import FakeClock
+    from monitor.config import parse_config
+    from monitor.pipeline import Pipeline
+    from monitor.store import Store
+
+    cfg = parse_config(f"""
+store: sqlite:///{tmp_path / 's.db'}
+sources: {{exports: {{type: files, path: "{path}", base_dir: "{tmp_path}"}}}}
+metrics: [{{name: contacts, source: exports, interval: 1h, timestamp: ts, value: contacts}}]
+""")
+    store = Store.open(cfg.store.url)
+    tel = Telemetry(cfg, store, registry=CollectorRegistry())
+    pipeline = Pipeline(cfg, store, clock=FakeClock(T0 + timedelta(hours=3)), notifiers={},
+                        sources=tel.sources)
+    caplog.set_level(logging.WARNING)
+    try:
+        result = pipeline.tick("contacts")
+        tel.on_tick(result)
+        text = tel.exporter.render().decode()
+    finally:
+        pipeline.close()
+        store.close()
+    assert result.error
+    labels = 'source="exports",type="files"'
+    assert f'cxmon_source_poll_errors_total{{kind="missing",{labels}}} 1.0' in text
+    assert 'kind="fatal"' not in text
+    failed = [r for r in caplog.records if r.getMessage().startswith("tick of contacts failed")]
+    assert [r.levelno for r in failed] == [logging.WARNING]
+    assert "(retried on a later tick)" in failed[0].getMessage()
+
+
+def test_a_backfill_stops_at_a_missing_file_without_retrying(tmp_path) -> None:
+    """No later tick in a backfill, and a file does not appear within seconds of backoff."""
+    from monitor.backfill import fetch_retrying
+
+    waits: list[float] = []
+    with pytest.raises(MissingSourceError):
+        fetch_retrying(src(str(tmp_path / "none.csv")), req(), sleep=waits.append)
+    assert waits == []
