@@ -334,6 +334,8 @@ def health_dashboard(config: MonitorConfig) -> Built:
         ("Source poll errors per second",
          f"sum by (source, kind) (rate(cxmon_source_poll_errors_total[{rate}]))",
          "{{source}} {{kind}}", "ops"),
+        ("Source lag: seconds behind now of the newest stored point",
+         "max by (source, metric) (cxmon_source_lag_seconds)", "{{source}} {{metric}}", "s"),
         ("Rows received per second",
          f"sum by (cx_metric) (rate(cxmon_rows_total[{rate}]))", "{{cx_metric}}", "rowsps"),
         ("Rows rejected per hour by reason",

@@ -19,6 +19,7 @@ from sources.registry import create as create_source
 
 if TYPE_CHECKING:
     from alerts.outbox import DeliveryReport
+    from monitor.clock import Clock
     from monitor.config import MonitorConfig
     from monitor.pipeline import TickResult
     from monitor.store import Store
@@ -37,6 +38,7 @@ class Telemetry:
         *,
         registry: CollectorRegistry | None = None,
         sources: dict[str, Source] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -44,9 +46,25 @@ class Telemetry:
         self._raw = sources or {n: create_source(n, c) for n, c in config.sources.items()}
         self.sources: dict[str, Any] = self.exporter.instrument_sources(self._raw)
         self._metric_source = {m.name: m.source for m in config.metrics}
-        self.source_metrics = SourceMetrics(registry=self.exporter.registry)
+        self.source_metrics = SourceMetrics(registry=self.exporter.registry, clock=clock)
         for m in config.metrics:
             self.source_metrics.declare(m.source, m.name)
+        self._seed_lag()
+
+    def _seed_lag(self) -> None:
+        """The newest stored point of every metric, so ``cxmon_source_lag_seconds`` is right
+        from the first scrape after a restart (a tick with nothing new to poll says nothing
+        about it). Never raises: telemetry must not stop the monitor from starting."""
+        if self.store is None:
+            return
+        for m in self.config.metrics:
+            try:
+                newest = self.store.last_point_time(m.name)
+            except Exception:
+                log.exception("exporter: could not read the newest point of %s", m.name)
+                return
+            if newest is not None:
+                self.source_metrics.lag.update(m.source, m.name, newest)
 
     def on_tick(self, result: TickResult) -> None:
         """Feed one tick to every collector (never raises: telemetry must not stop ticks)."""

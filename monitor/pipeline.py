@@ -110,6 +110,9 @@ class TickResult:
     refit_failures: dict[str, int] = field(default_factory=dict)
     #: Re-polled (``late_window``) buckets that were new or corrected (stored, not scored).
     late: LateBuckets = field(default_factory=LateBuckets)
+    #: Start of the newest point stored for the metric after the tick (None: not known yet):
+    #: what ``cxmon_source_lag_seconds`` measures from.
+    newest_point: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -298,6 +301,8 @@ class Pipeline:
         else:
             health.failures, health.retry_at = 0, None
         result.seconds = time.perf_counter() - started
+        last_end = self._last_data.get(metric.name)  # end of the newest bucket with rows
+        result.newest_point = None if last_end is None else last_end - metric.interval
         if self.source_metrics is not None:
             self.source_metrics.observe(metric.source, self.sources.get(metric.source), result,
                                         last_data_end=self._last_data.get(metric.name))

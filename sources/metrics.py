@@ -15,26 +15,65 @@ the same ``/metrics``; tests use a fresh one.
 ``cxmon_source_polls_total{source,metric,outcome}``       ok / empty / error
 ``cxmon_source_last_data_timestamp_seconds{source,metric}`` end of the newest bucket with rows
 ``cxmon_source_no_data{source,metric}``                   1 while the metric is stale
+``cxmon_source_lag_seconds{source,metric}``               now minus the newest stored point
+
+The lag is computed when ``/metrics`` is scraped, from the injected clock: a gauge set at each
+tick would stop growing exactly when ticks stop (a hung scheduler), which is when it matters.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter as PyCounter
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from monitor.clock import Clock, SystemClock
 from sources.base import Source
 
 OUTCOMES = ("ok", "empty", "error")
+LAG = "cxmon_source_lag_seconds"
+LAG_HELP = ("Seconds between now and the timestamp (bucket start) of the newest point stored "
+            "for the metric.")
+
+
+class _LagCollector(Collector):
+    """``cxmon_source_lag_seconds`` per (source, metric), computed at scrape time."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.newest: dict[tuple[str, str], datetime] = {}
+        self._lock = threading.Lock()
+
+    def update(self, source: str, metric: str, newest: datetime) -> None:
+        """Keep the newest point time seen (a re-poll of older data must not lower it)."""
+        with self._lock:
+            prev = self.newest.get((source, metric))
+            self.newest[(source, metric)] = newest if prev is None else max(prev, newest)
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(LAG, LAG_HELP, labels=["source", "metric"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(LAG, LAG_HELP, labels=["source", "metric"])
+        now = self.clock.now()
+        with self._lock:
+            items = sorted(self.newest.items())
+        for (source, metric), newest in items:
+            family.add_metric([source, metric], (now - newest).total_seconds())
+        yield family
 
 
 class SourceMetrics:
     """The collectors, and :meth:`observe` to feed them after each tick."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 clock: Clock | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.rows = Counter("cxmon_source_rows", "Rows returned by source polls.",
@@ -58,6 +97,8 @@ class SourceMetrics:
                                ["source", "metric"], registry=r)
         self.no_data = Gauge("cxmon_source_no_data", "1 while a metric gets no data.",
                              ["source", "metric"], registry=r)
+        self.lag = _LagCollector(clock or SystemClock())
+        r.register(self.lag)
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[int, int, PyCounter[str]]] = {}
 
@@ -79,7 +120,8 @@ class SourceMetrics:
     ) -> None:
         """Record one tick's poll (``result`` is a :class:`~monitor.pipeline.TickResult`).
 
-        ``stale`` defaults to whether the tick raised a ``no_data`` anomaly."""
+        ``stale`` defaults to whether the tick raised a ``no_data`` anomaly. The lag gauge
+        follows ``result.newest_point`` (the newest stored point after the tick)."""
         metric = result.metric
         if result.skipped:
             return
@@ -95,6 +137,9 @@ class SourceMetrics:
         self.no_data.labels(source_name, metric).set(1 if stale else 0)
         if last_data_end is not None:
             self.last_data.labels(source_name, metric).set(last_data_end.timestamp())
+        newest = getattr(result, "newest_point", None)
+        if newest is not None:
+            self.lag.update(source_name, metric, newest)
         if source is not None:
             self._observe_source(source_name, source)
 

@@ -196,3 +196,53 @@ def test_notifications_flushed_by_the_delivery_job_are_counted_and_the_outbox_is
     assert s[("cxmon_notifications", (("receiver", "console"), ("status", "sent")))] == 1
     p.close()
     store.close()
+
+
+def test_source_lag_is_now_minus_the_newest_stored_point_and_grows_between_ticks(tmp_path):
+    """``cxmon_source_lag_seconds``: the health dashboard needs how far behind each metric's
+    data is; computed at scrape time from the injected clock, so it keeps growing when ticks
+    stop (a gauge set per tick would freeze exactly then)."""
+    import os
+    from datetime import timedelta
+
+    from dashboards.telemetry import Telemetry
+    from monitor.clock import FakeClock
+    from monitor.config import load_config
+    from monitor.pipeline import Pipeline
+    from monitor.store import Store
+
+    env = {**os.environ, "CXMON_DEMO_ANCHOR": "2026-01-05T00:00:00Z",
+           "CXMON_DEMO_STORE": f"sqlite:///{tmp_path / 'd.db'}"}
+    cfg = load_config("monitor/examples/demo.yaml", env=env)
+    store = Store.open(cfg.store.url)
+    clock = FakeClock(pd.Timestamp("2026-01-05T03:00Z").to_pydatetime())
+    tel = Telemetry(cfg, store, registry=CollectorRegistry(), clock=clock)
+    pipeline = Pipeline(cfg, store, clock=clock, notifiers={}, sources=tel.sources)
+    key = ("cxmon_source_lag_seconds",
+           (("metric", "checkout_dropoff_rate"), ("source", "shop")))
+    try:
+        assert key not in _samples(tel.exporter.render().decode())  # nothing stored: unknown
+        tel.on_tick(pipeline.tick("checkout_dropoff_rate"))
+        newest = store.last_point_time("checkout_dropoff_rate")
+        assert newest is not None
+        lag = _samples(tel.exporter.render().decode())[key]
+        assert lag == (clock.now() - newest).total_seconds() > 0
+        clock.advance(timedelta(minutes=10))  # no tick: the data only gets older
+        assert _samples(tel.exporter.render().decode())[key] == lag + 600
+        clock.advance(timedelta(hours=1))  # a tick that stores a newer bucket: lag drops
+        tel.on_tick(pipeline.tick("checkout_dropoff_rate"))
+        newer = store.last_point_time("checkout_dropoff_rate")
+        assert newer is not None and newer > newest
+        lag = _samples(tel.exporter.render().decode())[key]
+        assert lag == (clock.now() - newer).total_seconds()
+        # a restarted monitor knows the lag before any tick (from the store), and a tick
+        # with nothing new to poll leaves it as it is
+        tel2 = Telemetry(cfg, store, registry=CollectorRegistry(), clock=clock)
+        assert _samples(tel2.exporter.render().decode())[key] == lag
+        restarted = Pipeline(cfg, store, clock=clock, notifiers={}, sources=tel2.sources)
+        tel2.on_tick(restarted.tick("checkout_dropoff_rate"))
+        assert _samples(tel2.exporter.render().decode())[key] == lag
+        restarted.close()
+    finally:
+        pipeline.close()
+        store.close()
