@@ -7,10 +7,10 @@ Interactivity Request URL, signed with the app's signing secret:
 A request is accepted only if the signature matches (constant-time compare), the timestamp is
 within ``max_age`` (5 minutes) of now, and the same signature was not seen before (a replay
 inside the window). Seen signatures live in the store (table ``feedback_requests``), so a
-replay is refused after a restart and by every process sharing the store; rows older than the
-window are purged as new requests arrive. Anything else is answered 401, records nothing and
-is counted in ``cxmon_feedback_requests_refused_total{reason}`` (``stale``, ``bad_signature``,
-``replay``). Accepted
+replay is refused after a restart and by every process sharing the store; rows older than
+twice ``max_age`` are purged as new requests arrive. Anything else is answered 401, records
+nothing and is counted in ``cxmon_feedback_requests_refused_total{reason}`` (``stale``,
+``bad_signature``, ``replay``). Accepted
 ``block_actions`` for the buttons ``cxmon_ack`` / ``cxmon_not_anomaly`` / ``cxmon_expected``
 record ``acknowledged`` / ``not_anomaly`` / ``expected`` feedback (source ``slack``, the
 Slack user) for every anomaly id in the button's value and every anomaly of its incident in the
@@ -120,10 +120,12 @@ class FeedbackApp:
 
         Why the store and not memory: a restart emptied the memory, and a request captured
         before it could be replayed for the rest of its 5 minutes. Rows whose request time is
-        older than ``max_age`` can only be refused as stale by now, so they are purged here.
+        older than ``max_age`` can only be refused as stale by now, so they are purged here;
+        twice ``max_age``, so a process whose clock runs up to ``max_age`` ahead of another's
+        cannot forget a request the other would still accept.
         """
         request_ts = datetime.fromtimestamp(ts, UTC)
-        cutoff = datetime.fromtimestamp(now, UTC) - timedelta(seconds=self.max_age)
+        cutoff = datetime.fromtimestamp(now, UTC) - timedelta(seconds=2 * self.max_age)
         if self.store.remember_feedback_request(signature, request_ts, purge_before=cutoff):
             return True
         log.warning("feedback: refused a replayed request")

@@ -72,7 +72,7 @@ def _purge_feedback_requests(pipeline: Pipeline) -> int:
     """Forget feedback request signatures past the replay window: the feedback endpoint
     purges as requests arrive, this also empties the table when none come any more."""
     fb = pipeline.config.alerting.feedback
-    window = timedelta(seconds=fb.max_age if fb is not None else 300.0)
+    window = timedelta(seconds=2 * (fb.max_age if fb is not None else 300.0))  # as the app
     return pipeline.store.purge_feedback_requests(pipeline.clock.now() - window)
 
 
