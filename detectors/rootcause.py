@@ -115,8 +115,8 @@ class Contribution:
             "element": dict(self.element),
             "actual": _finite(self.actual),
             "expected": _finite(self.expected),
-            "change": _finite(self.change),
-            "share": _finite(self.share),
+            "change": _finite(round(self.change, 4)),
+            "share": _finite(round(self.share, 4)),
             "leaves": self.leaves,
         }
 
@@ -540,8 +540,16 @@ def _share(part: float, total: float) -> float:
     return part / total
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
+def _finite(x: float, digits: int = 6) -> float | None:
+    """``x`` to ``digits`` significant digits, None when not finite.
+
+    Why: the sums behind a contribution carry float noise (0.30000000000000004) that reads as
+    spurious precision in JSON, Slack and the CLI.
+
+    >>> _finite(0.1 + 0.2), _finite(1234567.89), _finite(float("inf"))
+    (0.3, 1234570.0, None)
+    """
+    return float(f"{float(x):.{digits}g}") if math.isfinite(x) else None
 
 
 def expected_from_history(

@@ -176,3 +176,19 @@ def test_rca_names_empty_dimension_cells_instead_of_nan(tmp_path: Path) -> None:
     assert "note: column 'channel' has 2 empty cell(s), first data row 2: a value named " \
         "'(empty)'" in res.stderr
     assert "nan" not in res.stdout and "(empty)" in res.stdout
+
+
+def test_rca_numbers_carry_no_float_noise(tmp_path: Path) -> None:
+    """Sums of decimal values (0.1 + 0.2) print as 0.3, not 0.30000000000000004."""
+    rows = ["channel,region,actual,expected"]
+    for ch, rg in product(["web", "app", "kiosk"], ["uk", "de", "fr", "es"]):
+        act = "0.1" if (ch, rg) != ("app", "uk") else "9.1"
+        rows.append(f"{ch},{rg},{act},0.1")
+    rows.append("app,uk,0.2,0.2")  # a second row of the same leaf: summed
+    res = _snapshot(tmp_path, "\n".join(rows) + "\n")
+    assert res.exit_code == 0, res.output
+    top = json.loads(res.stdout)["root_causes"][0]
+    assert top["elements"] == [{"channel": "app", "region": "uk"}]
+    contribution = top["contributions"][0]
+    assert contribution["expected"] == 0.3 and contribution["actual"] == 9.3
+    assert "0000000" not in res.stdout
