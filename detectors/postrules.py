@@ -106,14 +106,16 @@ class PostRules:
         if not 1 <= self.consecutive <= 64:
             raise ValueError("consecutive must be within 1..64")
 
-    def decide(
+    def rare(
         self, batch: TickBatch, scores: Scores, min_severity: np.ndarray | None = None
     ) -> np.ndarray:
-        """Boolean mask of unusual points in the batch (the per-point rules only).
+        """Boolean mask of points at or above the severity bar, whichever way they deviate.
 
-        ``min_severity`` (per point) overrides the configured one, e.g. raised by feedback.
+        Why separate from :meth:`decide`: a detector must learn a rare point cautiously even
+        when it is not worth an alert. With ``direction: up`` a two-day drop is not an alert,
+        but learned at full weight it drags the baseline down, and the recovery to normal
+        then alerts as a rise.
         """
-        value, expected = batch.values, scores.expected
         with np.errstate(invalid="ignore"):
             if min_severity is None:
                 flag = scores.score >= score_for_severity(self.min_severity)
@@ -121,6 +123,21 @@ class PostRules:
                 need = 1.0 - 10.0 ** -(_SEVERITY_FLOOR + np.asarray(min_severity, np.float64)
                                        * _SEVERITY_DECADES / 100.0)
                 flag = (scores.score >= need) & (np.asarray(min_severity) <= 100.0)
+        return flag & np.isfinite(batch.values) & np.isfinite(scores.score)
+
+    def decide(
+        self, batch: TickBatch, scores: Scores, min_severity: np.ndarray | None = None,
+        rare: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Boolean mask of unusual points in the batch (the per-point rules only): rare
+        (:meth:`rare`, or ``rare`` when already computed), in the bad direction, changed
+        enough, on enough volume.
+
+        ``min_severity`` (per point) overrides the configured one, e.g. raised by feedback.
+        """
+        value, expected = batch.values, scores.expected
+        flag = self.rare(batch, scores, min_severity) if rare is None else rare.copy()
+        with np.errstate(invalid="ignore"):
             if self.direction is Direction.UP:
                 flag &= value > expected
             elif self.direction is Direction.DOWN:
@@ -133,7 +150,7 @@ class PostRules:
                 flag &= np.abs(value - expected) >= self.min_abs_change
             if self.min_volume > 0:
                 flag &= ~(batch.volumes < self.min_volume)  # NaN volume (sums) passes
-        return flag & np.isfinite(value) & np.isfinite(scores.score)
+        return flag
 
 
 _REC = struct.Struct("<4sqqqdQHB")  # magic, first, last real point, last alert, last value,
@@ -146,7 +163,8 @@ class Decision:
     """What the rules made of one batch, aligned with it."""
 
     alert: np.ndarray  # bool: report these points as anomalies
-    unusual: np.ndarray  # bool: the per-point rules flagged them (detectors learn cautiously)
+    unusual: np.ndarray  # bool: the per-point rules flagged them (streaks count these)
+    rare: np.ndarray  # bool: at or above the severity bar either way (detectors learn cautiously)
 
 
 class RuleState:
@@ -241,10 +259,11 @@ class RuleState:
     ) -> Decision:
         """Per-point rules, then the per-series ones; updates the series' state."""
         r = self.rules
-        unusual = r.decide(batch, scores, min_severity)
+        rare = r.rare(batch, scores, min_severity)
+        unusual = r.decide(batch, scores, rare=rare)
         n = len(batch)
         if n == 0:
-            return Decision(unusual, unusual)
+            return Decision(unusual, unusual, rare)
         keys = [str(k) for k in batch.series]
         rows = self._rows_for(keys)
         ts = batch.timestamps
@@ -269,7 +288,7 @@ class RuleState:
         self._value[rows] = np.where(real, batch.values, self._value[rows])
         self._nodata[rows] &= ~real
         self.dirty.update(keys)
-        return Decision(alert, unusual)
+        return Decision(alert, unusual, rare)
 
     def no_data(self, until_ns: int) -> list[tuple[str, int, float, int]]:
         """Series whose data stopped: no real point for ``no_data_after`` intervals before

@@ -53,7 +53,10 @@ Model, per series (every step vectorized over the series of a tick)::
   and when it reaches ``k`` the baseline level jumps to the new regime, flagged or not. A
   shift of 2k sigma or more is accepted after one ``shift_confirm``, one of ``d`` sigma
   (k < d < 2k) after ``shift_confirm * log2(d / (d - k))``; smaller shifts are learned
-  through the normal, clipped updates.
+  through the normal, clipped updates. An accepted shift is remembered for ``shift_memory``:
+  a point closer to the level before it is scored against that level, so the end of a
+  two-day outage is a recovery, not a shift the other way (until the detector has moved
+  back, which ends the memory).
 
 Why Student-t for the tail probability: the scale is an exponentially weighted estimate from
 an effective sample of a few dozen points, and seasonal residuals are heavier-tailed than
@@ -120,7 +123,7 @@ _FLAG_COUNT = 1  # every learned value was a non-negative integer
 _FLAG_UNIT = 2  # every learned value was within [0, 1]
 
 _MAGIC = b"CXRS"
-_VERSION = 2
+_VERSION = 3
 _HEADER = struct.Struct("<4sBBBB")  # magic, version, day slots, week slots - 1, reserved
 
 
@@ -195,6 +198,11 @@ class RobustSeasonalConfig(DetectorConfig):
     min_scale: float = Field(
         0.0, ge=0.0, description="Floor of sigma in the KPI's units (0 = none)."
     )
+    shift_memory: Duration = Field(
+        timedelta(days=7), description="How long after an accepted level shift a return "
+        "to the level before it is scored against that level (a recovery, not a new shift); "
+        "0 disables."
+    )
     evidence_rate: float = Field(
         0.3, ge=0.0, lt=1.0, description="EWMA weight of the newest point in the sustained-"
         "deviation test (0 disables it): several moderately unusual points in a row, all on "
@@ -209,7 +217,7 @@ class RobustSeasonalConfig(DetectorConfig):
     def _positive(cls, value: timedelta) -> timedelta:
         return positive_duration(value)
 
-    @field_validator("warmup")
+    @field_validator("warmup", "shift_memory")
     @classmethod
     def _non_negative(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value < timedelta(0):
@@ -288,6 +296,9 @@ class _Pred:
     sigma_n: np.ndarray  # scale in normalized units
     sigma: np.ndarray  # scale in the KPI's units, with floors
     ready: np.ndarray  # past warm-up
+    back: np.ndarray  # the point fits the level before a recent shift better (a recovery)
+    before: np.ndarray  # expected at that earlier level (= expected without a recent shift)
+    sigma_before: np.ndarray  # its scale
 
     def take(self, index: np.ndarray) -> _Pred:
         """The prediction for a subset (``index`` into ``sel``)."""
@@ -309,6 +320,8 @@ class RobustSeasonal(Detector):
     _mz: np.ndarray
     _mr: np.ndarray
     _ez: np.ndarray
+    _jump: np.ndarray
+    _t_jump: np.ndarray
     _sD: np.ndarray
     _ns: np.ndarray
     _flags: np.ndarray
@@ -348,6 +361,7 @@ class RobustSeasonal(Detector):
         self._a_scale_slot = _rate(n_d * interval, c.scale_halflife)
         self._a_scale = _rate(interval, c.scale_halflife)
         self._a_shift = _rate(interval, c.shift_confirm)
+        self._memory_ns = _ns(c.shift_memory)
         # Effective number of weekly visits behind a slot's EW mean at its floor rate.
         self._week_visits_cap = 2.0 / _rate(timedelta(weeks=1), c.seasonal_halflife) - 1.0
         self._c_k = _clipped_mad_consistency(c.k)
@@ -367,7 +381,7 @@ class RobustSeasonal(Detector):
         self._record = np.dtype([
             ("t0", "<i8"), ("n", "<i8"), ("L", "<f4"), ("O", "<f4"), ("sig", "<f4"),
             ("mz", "<f4"), ("mr", "<f4"), ("sD", "<f4"), ("ns", "<f4"), ("ez", "<f4"),
-            ("flags", "u1"),
+            ("jump", "<f4"), ("t_jump", "<i8"), ("flags", "u1"),
             ("D", "<f4", (n_d,)), ("Sd", "<f4", (n_d,)), ("wS", "<f4", (n_d,)),
             ("Vd", "<f4", (n_d,)),
             ("nD", "<u2", (n_d,)), ("W", "<f4", (n_w,)), ("nW", "<u2", (n_w,)),
@@ -507,8 +521,17 @@ class RobustSeasonal(Detector):
         sigma = np.maximum(sigma, np.maximum(c.min_scale, 1e-9 * np.abs(expected) + 1e-300))
 
         ready = (self._n[r] >= c.min_points) & (ts - self._t0[r] >= self._warmup_ns)
+
+        # A return to the level before a recently accepted shift is scored against that
+        # level: the series recovering from a two-day outage is not a new shift the other way.
+        jump = self._jump[r].astype(np.float64)
+        recent = (jump != 0.0) & (ts - self._t_jump[r] <= self._memory_ns)
+        before = np.where(recent, domain(raw - jump), expected)
+        sigma_b = np.where(recent & is_count,
+                           np.maximum(sigma, np.sqrt(np.maximum(before, 1.0))), sigma)
+        back = recent & (np.abs(y - before) / sigma_b < np.abs(y - expected) / sigma)
         return _Pred(all_rows, sel, r, id_d, id_w, y, flags, vol_ok, is_count, weekly, base,
-                     raw, expected, factor, sigma_n, sigma, ready)
+                     raw, expected, factor, sigma_n, sigma, ready, back, before, sigma_b)
 
     def _prediction(self, batch: TickBatch) -> _Pred:
         cached = self._cache
@@ -562,7 +585,13 @@ class RobustSeasonal(Detector):
             if len(low):
                 drop = count_drop_score(pr.y[low], pr.expected[low], pr.sigma[low])
                 score[low] = np.fmax(score[low], drop)
-        out.expected[pr.sel] = pr.expected
+            if pr.back.any():  # a recovery: scored against the level before the shift
+                half_b = self.cfg.z_band * pr.sigma_before
+                score = np.where(pr.back, t_two_sided_cdf(
+                    (pr.y - pr.before) / pr.sigma_before, self.cfg.tail_dof), score)
+                lower = np.where(pr.back, pr.before - half_b, lower)
+                upper = np.where(pr.back, pr.before + half_b, upper)
+        out.expected[pr.sel] = np.where(pr.back, pr.before, pr.expected)
         out.lower[pr.sel] = np.where(nonneg, np.maximum(lower, 0.0), lower)
         out.upper[pr.sel] = np.where(unit, np.minimum(upper, 1.0), upper)
         out.score[pr.sel] = np.where(pr.ready & np.isfinite(pr.y), score, np.nan)
@@ -709,6 +738,17 @@ class RobustSeasonal(Detector):
         else:
             ez = np.zeros(len(r))
         accept = pr.ready & (np.abs(mz) >= c.k)
+        # Remember an accepted shift (how far from the level before it, when) for
+        # shift_memory, so a return to the earlier level scores against it. A further shift
+        # of the detour (a correction) adds to it; one back more than halfway ends the
+        # memory, or the detour's level would be remembered and a relapse to it not alerted.
+        jump = self._jump[r].astype(np.float64)
+        recent = (jump != 0.0) & (ts - self._t_jump[r] <= self._memory_ns)
+        total = np.where(recent, jump, 0.0) + mr  # offset from the level before the first
+        returning = accept & recent & (np.abs(total) < 0.5 * np.abs(jump))
+        self._jump[r] = np.where(accept, np.where(returning | (self._memory_ns == 0), 0.0,
+                                                  total), jump)
+        self._t_jump[r] = np.where(accept & ~returning, ts, self._t_jump[r])
         self._ez[r] = np.where(accept, 0.0, ez)
         self._L[r] = np.where(accept, level + mr, level)
         self._mz[r] = np.where(accept, 0.0, mz)

@@ -202,7 +202,7 @@ class MetricDetectors:
                 if self.rules.missing is MissingPolicy.CARRY and filled.any():
                     learned = TickBatch(batch.series, batch.timestamps,
                                         np.where(filled, np.nan, batch.values), batch.volumes)
-                det.learn(learned, decision.unusual)
+                det.learn(learned, decision.rare)
                 if flags.any():
                     result.anomalies.extend(self._anomalies(name, batch, scores, flags, series))
                 if keep_scores and first:

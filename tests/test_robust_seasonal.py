@@ -461,3 +461,49 @@ def test_sustained_evidence_does_not_outlive_the_deviation() -> None:
     assert (score[start:start + 8] >= ALERT).any(axis=0).all()
     after = score[start + 8:start + 11]  # back to normal: the EWMA still remembers
     assert (after >= ALERT).mean() < 0.02
+
+
+def _outage_anomalies(direction: str, relapse: bool = False) -> list[int]:
+    """Hours (from the outage's start) of the anomalies a direction-`direction` metric gets
+    for an hourly count series with a daily rhythm whose volume falls to a fifth for two days
+    (from day 21 at 08:00), then recovers (and, with ``relapse``, falls again two days later)."""
+    import pandas as pd
+
+    from detectors.postrules import PostRules
+    from monitor.detection import MetricDetectors
+    from monitor.model import Direction
+
+    rng = np.random.default_rng(3)
+    hours = np.arange(24 * 30)
+    values = rng.poisson(100 + 30 * np.sin(2 * np.pi * hours / 24)).astype(float)
+    start = 24 * 21 + 8
+    down = [(start, start + 48)] + ([(start + 96, start + 120)] if relapse else [])
+    for lo, hi in down:
+        values[lo:hi] = np.round(values[lo:hi] * 0.2)
+    t0 = pd.Timestamp("2026-01-05", tz="UTC")
+    frame = pd.DataFrame({"timestamp": t0 + pd.to_timedelta(hours, unit="h"), "series": "s",
+                          "value": values, "denominator": np.nan})
+    det = MetricDetectors("contacts", timedelta(hours=1),
+                          {"d": RobustSeasonalConfig()}, PostRules(direction=Direction(direction)))
+    found = det.run(frame, {}).anomalies
+    return sorted(int((a.timestamp - t0.to_pydatetime()) / timedelta(hours=1)) - start
+                  for a in found)
+
+
+def test_recovery_from_an_outage_is_not_a_new_shift() -> None:
+    """A two-day drop is accepted as the new level after about a day; the return to the
+    level before it is scored against that level (shift_memory), not alerted as a rise. With
+    direction up the drop is not an alert, but it is still learned cautiously (rare points,
+    whichever way), so the baseline does not follow it down either."""
+    assert [h for h in _outage_anomalies("up") if h >= 48] == []
+    both = _outage_anomalies("both")
+    assert both[:6] == [0, 1, 2, 3, 4, 5]  # the outage is alerted at once...
+    assert [h for h in both if h >= 48] == []  # ...its end is not
+    assert [h for h in _outage_anomalies("down") if h >= 48] == []
+
+
+def test_a_relapse_after_the_recovery_is_alerted_again() -> None:
+    """The memory of the earlier level ends when the series returns to it, so the detour's
+    level is not remembered as normal: falling back to it two days later alerts again."""
+    relapse = [h for h in _outage_anomalies("down", relapse=True) if h >= 96]
+    assert relapse and relapse[0] == 96
