@@ -59,6 +59,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
+from detectors.count_tail import count_drop_score
 from detectors.registry import register
 from detectors.robust_seasonal import t_two_sided_cdf
 from monitor.durations import Duration, positive_duration
@@ -336,7 +337,8 @@ class ProphetDetector(Detector):
                 v = max(vol, 1.0)
                 p = min(max(yhat, 1.0 / (v + 1.0)), v / (v + 1.0))
                 sigma = max(sigma, math.sqrt(p * (1.0 - p) / v))
-            elif st.domain & _FLAG_COUNT and not (math.isfinite(vol) and vol > 0):
+            count = bool(st.domain & _FLAG_COUNT) and not (math.isfinite(vol) and vol > 0)
+            if count:
                 sigma = max(sigma, math.sqrt(max(yhat, 1.0)))  # never below Poisson noise
             sigma = max(sigma, 1e-9 * abs(yhat) + 1e-12)
             lower, upper = yhat - z_band * sigma, yhat + z_band * sigma
@@ -345,8 +347,13 @@ class ProphetDetector(Detector):
             out.upper[i] = min(upper, 1.0) if unit else upper
             y = float(batch.values[i])
             if math.isfinite(y):
-                out.score[i] = float(t_two_sided_cdf(np.array([(y - yhat) / sigma]),
-                                                     self.cfg.tail_dof)[0])
+                z = (y - yhat) / sigma
+                score = float(t_two_sided_cdf(np.array([z]), self.cfg.tail_dof)[0])
+                if count and z < -2.5:  # a count far below: its own tail (detectors/count_tail)
+                    drop = float(count_drop_score(np.array([y]), np.array([yhat]),
+                                                  np.array([sigma]))[0])
+                    score = max(score, drop) if math.isfinite(drop) else score
+                out.score[i] = score
         return out
 
     def _noise_factor(self, st: _Series, yhat: float, vol: float) -> float:

@@ -53,7 +53,8 @@ Model, per series (every step vectorized over the series of a tick)::
   and when it reaches ``k`` the baseline level jumps to the new regime, flagged or not. A
   shift of 2k sigma or more is accepted after one ``shift_confirm``, one of ``d`` sigma
   (k < d < 2k) after ``shift_confirm * log2(d / (d - k))``; smaller shifts are learned
-  through the normal, clipped updates. An accepted shift is remembered for ``shift_memory``:
+  through the normal, clipped updates. A count shifts in proportion (its daily rhythm with
+  it), anything else by a constant. An accepted shift is remembered for ``shift_memory``:
   a point closer to the level before it is scored against that level, so the end of a
   two-day outage is a recovery, not a shift the other way (until the detector has moved
   back, which ends the memory).
@@ -121,6 +122,7 @@ _EVIDENCE_MIN_Z = 2.0  # the sustained test speaks only for a point at least thi
 
 _FLAG_COUNT = 1  # every learned value was a non-negative integer
 _FLAG_UNIT = 2  # every learned value was within [0, 1]
+_MIN_RATIO = 0.02  # a shift in proportion scales the profile by at least this (at most 1/it)
 
 _MAGIC = b"CXRS"
 _VERSION = 3
@@ -321,6 +323,7 @@ class RobustSeasonal(Detector):
     _mr: np.ndarray
     _ez: np.ndarray
     _jump: np.ndarray
+    _log_ratio: np.ndarray
     _t_jump: np.ndarray
     _sD: np.ndarray
     _ns: np.ndarray
@@ -381,7 +384,7 @@ class RobustSeasonal(Detector):
         self._record = np.dtype([
             ("t0", "<i8"), ("n", "<i8"), ("L", "<f4"), ("O", "<f4"), ("sig", "<f4"),
             ("mz", "<f4"), ("mr", "<f4"), ("sD", "<f4"), ("ns", "<f4"), ("ez", "<f4"),
-            ("jump", "<f4"), ("t_jump", "<i8"), ("flags", "u1"),
+            ("jump", "<f4"), ("log_ratio", "<f4"), ("t_jump", "<i8"), ("flags", "u1"),
             ("D", "<f4", (n_d,)), ("Sd", "<f4", (n_d,)), ("wS", "<f4", (n_d,)),
             ("Vd", "<f4", (n_d,)),
             ("nD", "<u2", (n_d,)), ("W", "<f4", (n_w,)), ("nW", "<u2", (n_w,)),
@@ -525,10 +528,13 @@ class RobustSeasonal(Detector):
         # A return to the level before a recently accepted shift is scored against that
         # level: the series recovering from a two-day outage is not a new shift the other way.
         jump = self._jump[r].astype(np.float64)
-        recent = (jump != 0.0) & (ts - self._t_jump[r] <= self._memory_ns)
-        before = np.where(recent, domain(raw - jump), expected)
+        shrink = np.exp(-self._log_ratio[r].astype(np.float64))
+        recent = (((jump != 0.0) | (shrink != 1.0))
+                  & (ts - self._t_jump[r] <= self._memory_ns))
+        before = np.where(recent, domain((raw - jump) * shrink), expected)
+        sigma_b = np.where(recent, sigma * shrink, sigma)
         sigma_b = np.where(recent & is_count,
-                           np.maximum(sigma, np.sqrt(np.maximum(before, 1.0))), sigma)
+                           np.maximum(sigma_b, np.sqrt(np.maximum(before, 1.0))), sigma_b)
         back = recent & (np.abs(y - before) / sigma_b < np.abs(y - expected) / sigma)
         return _Pred(all_rows, sel, r, id_d, id_w, y, flags, vol_ok, is_count, weekly, base,
                      raw, expected, factor, sigma_n, sigma, ready, back, before, sigma_b)
@@ -738,19 +744,10 @@ class RobustSeasonal(Detector):
         else:
             ez = np.zeros(len(r))
         accept = pr.ready & (np.abs(mz) >= c.k)
-        # Remember an accepted shift (how far from the level before it, when) for
-        # shift_memory, so a return to the earlier level scores against it. A further shift
-        # of the detour (a correction) adds to it; one back more than halfway ends the
-        # memory, or the detour's level would be remembered and a relapse to it not alerted.
-        jump = self._jump[r].astype(np.float64)
-        recent = (jump != 0.0) & (ts - self._t_jump[r] <= self._memory_ns)
-        total = np.where(recent, jump, 0.0) + mr  # offset from the level before the first
-        returning = accept & recent & (np.abs(total) < 0.5 * np.abs(jump))
-        self._jump[r] = np.where(accept, np.where(returning | (self._memory_ns == 0), 0.0,
-                                                  total), jump)
-        self._t_jump[r] = np.where(accept & ~returning, ts, self._t_jump[r])
+        self._L[r] = level
+        if accept.any():
+            self._accept_shifts(pr, ts, accept, mr)
         self._ez[r] = np.where(accept, 0.0, ez)
-        self._L[r] = np.where(accept, level + mr, level)
         self._mz[r] = np.where(accept, 0.0, mz)
         self._mr[r] = np.where(accept, 0.0, mr)
 
@@ -760,6 +757,52 @@ class RobustSeasonal(Detector):
         self._flags[r] = np.where(new, obs, pr.flags & obs)
         self._t0[r] = np.where(new, ts, self._t0[r])
         self._n[r] = n + 1
+
+    def _accept_shifts(self, pr: _Pred, ts: np.ndarray, accept: np.ndarray,
+                       size: np.ndarray) -> None:
+        """Move the level of the ``accept`` series by ``size`` (the shift's recent mean error)
+        and remember the shift for ``shift_memory``.
+
+        Why in proportion for counts: contact and session volumes keep their daily rhythm in
+        proportion (half the traffic, half the peak). Moving only the level would keep the
+        old amplitude, so after a drop to a fifth the night's expected count would be
+        clamped at 0 and the real night read as a rise, for as long as the profile takes to
+        relearn. Rates, means and other values shift additively.
+
+        The memory (how far from the level before the first shift: ``jump`` additively,
+        ``log_ratio`` in proportion, and when) lets a return to that level score against it.
+        A further shift of the detour (a correction) adds to it; one back more than halfway
+        ends it, or the detour's level would be remembered and a relapse to it not alerted.
+        """
+        idx = np.flatnonzero(accept)
+        r, ts, size, raw = pr.rows[idx], ts[idx], size[idx], pr.raw[idx]
+        level = self._L[r].astype(np.float64)
+        # in proportion: the recent points over what was expected of them (a channel gone
+        # silent is taken as a fiftieth, so the profile can still come back)
+        mult = pr.is_count[idx] & (raw > 0) & (level > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.where(mult, np.clip((raw + size) / raw, _MIN_RATIO, 1.0 / _MIN_RATIO), 1.0)
+        scaled = r[mult]
+        if len(scaled):
+            k = f[mult]
+            for arr in (self._D, self._Sd, self._W, self._Vd):
+                arr[scaled] = arr[scaled] * k[:, None]
+            for arr in (self._sD, self._sig, self._O):
+                arr[scaled] = arr[scaled] * k
+        self._L[r] = np.where(mult, level * f, level + size)
+
+        jump = self._jump[r].astype(np.float64)
+        log_ratio = self._log_ratio[r].astype(np.float64)
+        recent = (((jump != 0.0) | (log_ratio != 0.0))
+                  & (ts - self._t_jump[r] <= self._memory_ns))
+        total_jump = np.where(recent, jump, 0.0) + np.where(mult, 0.0, size)
+        total_log = np.where(recent, log_ratio, 0.0) + np.log(f)
+        returning = recent & np.where(mult, np.abs(total_log) < 0.5 * np.abs(log_ratio),
+                                      np.abs(total_jump) < 0.5 * np.abs(jump))
+        forget = returning | (self._memory_ns == 0)
+        self._jump[r] = np.where(forget, 0.0, total_jump)
+        self._log_ratio[r] = np.where(forget, 0.0, total_log)
+        self._t_jump[r] = np.where(returning, self._t_jump[r], ts)
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -219,3 +219,24 @@ def test_an_event_ending_before_it_starts_is_reported_with_its_other_mistakes() 
     problems = {e["loc"]: e["msg"] for e in info.value.errors()}
     assert set(problems) == {("events", 0, "end"), ("events", 0, "when")}
     assert "end (2026-01-01) is before start (2026-01-02)" in problems[("events", 0, "end")]
+
+
+def test_a_count_that_falls_to_almost_nothing_is_rare_for_prophet_too() -> None:
+    """35 contacts an hour expected, 2 seen: Prophet's interval (+-12 here, trend and season
+    uncertainty) gives a z of only -3.6, which the Student-t tail calls severity ~5. The count
+    distribution calls it a 1-in-10^9 event, as robust_seasonal does (detectors/count_tail)."""
+    from detectors.postrules import severity_from_score
+
+    ex = ManualExecutor()
+    det = ProphetDetector(ProphetConfig(refit="1d", min_history="2d"), interval=HOUR,
+                          executor=ex)
+    for t in range(49):
+        det.learn(TickBatch.of(["s"], [t * H], [35.0 + (t % 3) - 1]), np.zeros(1, bool))
+    fut, _ = ex.calls[0]
+    fut.set_result(Forecast(49 * H, np.full(48, 35.0), np.full(48, 23.0), np.full(48, 47.0),
+                            3.0, 0.5))
+    det.learn(TickBatch.of(["s"], [49 * H], [35.0]), np.zeros(1, bool))
+    s = det.score(TickBatch.of(["s", "s", "s"], [50 * H] * 3, [2.0, 30.0, 68.0]))
+    assert severity_from_score(s.score[:1])[0] >= 50  # the silent hour: an alert
+    assert s.score[1] < 0.9  # an ordinary dip is not
+    assert s.score[2] < 1 - 1e-4  # a rise keeps the cautious Student-t tail
