@@ -238,3 +238,38 @@ def test_a_fan_out_retry_goes_only_to_the_notifiers_that_failed() -> None:
     assert ok.got == [PAYLOAD] and flaky.got == [PAYLOAD]
     fan.deliver(PAYLOAD, "n-1")  # settled: a later re-send (a crash before mark_sent) goes
     assert len(ok.got) == 2      # to all again, at least once
+
+
+def test_pagerduty_records_an_incident_over_before_it_was_sent_as_a_change_event(
+        http: FakeServer) -> None:
+    """A late incident (found by a catch-up, already resolved) pages no one, but is recorded
+    on the service's timeline; a resolve for a key PagerDuty never saw would vanish."""
+    http.route("POST", "/v2/change/enqueue", lambda r: Response(202, {"status": "success"}))
+    late = {**PAYLOAD, "status": "resolved", "late": True,
+            "resolved_at": "2026-01-05T11:00:00+00:00"}
+    pagerduty(http).send(late)
+    assert http.requests_to("/v2/enqueue") == []
+    (change,) = (r.json() for r in http.requests_to("/v2/change/enqueue"))
+    assert change["routing_key"] == ROUTING_KEY and "event_action" not in change
+    assert change["payload"]["summary"] == ("journey=checkout: checkout_dropoff_rate, "
+                                            "complaints anomalous (over before it was reported)")
+    assert change["payload"]["timestamp"] == "2026-01-05T10:00:00+00:00"
+    details = change["payload"]["custom_details"]
+    assert details["incident_key"] == INCIDENT and details["severity"] == 82
+    assert details["resolved_at"] == "2026-01-05T11:00:00+00:00"
+    assert details["root_cause"] == PAYLOAD["root_cause"]
+    assert [link["text"] for link in change["links"]] == ["Grafana", "Runbook"]
+
+
+def test_pagerduty_change_endpoint_beside_the_events_url_or_configured() -> None:
+    def endpoint(**kw: Any) -> str | None:
+        return PagerDutyReceiverConfig(routing_key=ROUTING_KEY, **kw).change_endpoint()
+
+    assert endpoint() == "https://events.pagerduty.com/v2/change/enqueue"
+    assert endpoint(events_url="http://proxy:8080/pd/v2/enqueue/") == (
+        "http://proxy:8080/pd/v2/change/enqueue")
+    assert endpoint(events_url="http://proxy:8080/events",
+                    change_url="http://proxy:8080/changes") == "http://proxy:8080/changes"
+    assert endpoint(events_url="http://proxy:8080/events") is None  # cannot be told: resolve
+    with pytest.raises(ValueError, match="change_url"):
+        endpoint(change_url="not a url")

@@ -99,11 +99,28 @@ class PagerDutyReceiverConfig(BaseModel):
 
     routing_key: Secret
     events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
+    change_url: str | None = Field(default=None, description="Change Events endpoint, for an "
+                                   "incident already over when first sent (recorded on the "
+                                   "service, pages no one); default: events_url's "
+                                   "/v2/change/enqueue.")
     source: str = "cxmon"
     timeout: Seconds = Field(default=10.0, gt=0, description="Per request: 10s, 500ms or "
                              "plain seconds.")
 
     _events_url = field_validator("events_url")(_http_url)
+
+    @field_validator("change_url")
+    @classmethod
+    def _change_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    def change_endpoint(self) -> str | None:
+        """Where change events go: ``change_url``, else the change endpoint beside
+        ``events_url`` (None when ``events_url`` does not end in ``/v2/enqueue``)."""
+        if self.change_url is not None:
+            return self.change_url
+        head, sep, tail = self.events_url.rstrip("/").rpartition("/v2/enqueue")
+        return f"{head}/v2/change/enqueue" if sep and not tail else None
 
 
 class FeedbackServerConfig(BaseModel):

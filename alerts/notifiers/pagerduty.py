@@ -1,6 +1,11 @@
 """PagerDuty Events API v2: a firing notification (new or update) is a ``trigger``, a resolved
 one a ``resolve``; ``dedup_key`` is the incident key, so PagerDuty keeps one alert per
-incident and a re-sent trigger is merged into it (at-least-once is safe)."""
+incident and a re-sent trigger is merged into it (at-least-once is safe).
+
+An incident already over when first sent (``"late": true``: found by a catch-up or a backfill)
+is a *change event*: recorded on the service's timeline, where responders see it beside the
+incidents it may explain, but paging no one for something that has ended. A ``resolve`` for a
+key PagerDuty never saw would be dropped without a trace."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from alerts.notifiers.base import Notifier
 from alerts.notifiers.config import PagerDutyReceiverConfig
 from alerts.notifiers.http import post_json
 
-__all__ = ["PagerDutyNotifier", "pagerduty_event"]
+__all__ = ["PagerDutyNotifier", "pagerduty_change_event", "pagerduty_event"]
 
 _SEVERITIES = ((75, "critical"), (50, "error"), (25, "warning"), (0, "info"))
 
@@ -30,7 +35,7 @@ def dedup_key(incident_key: str) -> str:
 
 def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str = "cxmon",
                     grafana_url: str | None = None) -> dict[str, Any]:
-    """The Events API v2 body for one notification."""
+    """The Events API v2 body for one notification (an alert event)."""
     key = dedup_key(str(payload.get("incident_key", "")))
     if payload.get("status") == "resolved":
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": key}
@@ -50,15 +55,44 @@ def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str
             "component": payload.get("journey") or "all",
             "group": payload.get("journey") or "all",
             "class": ", ".join(metrics) or "anomaly",
-            "custom_details": {
-                "severity": severity,
-                "group": payload.get("group") or {},
-                "anomalies": anomalies[:5],
-                "anomalies_total": payload.get("anomalies_total", len(anomalies)),
-                **({"root_cause": payload["root_cause"]} if payload.get("root_cause") else {}),
-            },
+            "custom_details": _details(payload),
         },
     }
+    return _with_links(event, payload, grafana_url)
+
+
+def pagerduty_change_event(payload: Mapping[str, Any], routing_key: str, *,
+                           source: str = "cxmon",
+                           grafana_url: str | None = None) -> dict[str, Any]:
+    """The Change Events body for an incident already over when first sent."""
+    key = str(payload.get("incident_key", ""))
+    title = str(payload.get("title") or key)
+    event: dict[str, Any] = {
+        "routing_key": routing_key,
+        "payload": {
+            "summary": f"{title} (over before it was reported)"[:1024],
+            "source": source,
+            "timestamp": payload.get("opened_at"),
+            "custom_details": {"incident_key": key, "resolved_at": payload.get("resolved_at"),
+                               **_details(payload)},
+        },
+    }
+    return _with_links(event, payload, grafana_url)
+
+
+def _details(payload: Mapping[str, Any]) -> dict[str, Any]:
+    anomalies = list(payload.get("anomalies") or [])
+    return {
+        "severity": int(payload.get("severity") or 0),
+        "group": payload.get("group") or {},
+        "anomalies": anomalies[:5],
+        "anomalies_total": payload.get("anomalies_total", len(anomalies)),
+        **({"root_cause": payload["root_cause"]} if payload.get("root_cause") else {}),
+    }
+
+
+def _with_links(event: dict[str, Any], payload: Mapping[str, Any],
+                grafana_url: str | None) -> dict[str, Any]:
     links = []
     if grafana_url and (link := grafana_link(payload, grafana_url)):
         links.append({"href": link, "text": "Grafana"})
@@ -81,7 +115,11 @@ class PagerDutyNotifier(Notifier):
         return f"PagerDutyNotifier({self.name!r})"
 
     def send(self, payload: Mapping[str, Any]) -> None:
-        event = pagerduty_event(payload, self.config.routing_key.get_secret_value(),
-                                source=self.config.source, grafana_url=self.grafana_url)
+        key = self.config.routing_key.get_secret_value()
+        url, build = self.config.events_url, pagerduty_event
+        change = self.config.change_endpoint()
+        if payload.get("late") and payload.get("status") == "resolved" and change:
+            url, build = change, pagerduty_change_event
+        event = build(payload, key, source=self.config.source, grafana_url=self.grafana_url)
         body = json.dumps(event, default=str).encode()
-        post_json(self.client, self.config.events_url, body, {}, f"pagerduty {self.name}")
+        post_json(self.client, url, body, {}, f"pagerduty {self.name}")
