@@ -197,3 +197,24 @@ def test_no_data_annotations_read_as_silence_not_nan() -> None:
     assert texts == ['contacts{journey="support"}: no data, silent 9 intervals, severity 60',
                      'contacts{channel="web",journey="support"}: no data, stopped (last 133), '
                      "severity 60"]
+
+
+def test_push_with_annotations_refuses_a_store_that_does_not_exist(grafana, tmp_path):
+    """A mistyped sqlite path created a fresh, empty store and pushed "0 posted": annotations
+    silently missing. Like every command that only reads the store, push now says so."""
+    fake, url = grafana
+    cfg = tmp_path / "cxmon.yaml"
+    cfg.write_text(f"""
+store: sqlite:///{tmp_path}/typo.db
+sources: {{shop: {{type: demo, anchor: "2026-01-05T00:00:00Z"}}}}
+metrics:
+  - {{name: dropoff, source: shop, query: checkout, interval: 1h, timestamp: ts,
+     value: {{ratio: [abandoned, started]}}, labels: {{journey: checkout}}}}
+grafana: {{url: "{url}", token: "${{GRAFANA_TOKEN}}"}}
+""")
+    res = CliRunner().invoke(app, ["dashboards", "push", "-c", str(cfg)],
+                             env={"GRAFANA_TOKEN": fake.token, "COLUMNS": "300"})
+    assert res.exit_code == 1
+    assert "no store at" in res.output and "typo.db" in res.output
+    assert not (tmp_path / "typo.db").exists()
+    assert fake.requests == []  # nothing pushed before the problem was reported
