@@ -275,3 +275,31 @@ def test_replay_passes_delivery_reports_so_the_demo_counts_its_notifications(tmp
     assert s[("cxmon_notifications_enqueued_total", (("receiver", "console"),))] == sent
     p.close()
     store.close()
+
+
+def test_readme_lists_the_health_metrics_with_their_real_labels():
+    """The README's metric list is what SREs write PromQL from: every name it gives is
+    exported, with exactly the labels it shows (it said cxmon_rows_rejected_total{reason}
+    and cxmon_rows_total without labels, though both carry cx_metric)."""
+    import re
+    from pathlib import Path
+
+    from alerts.feedback_server import FeedbackApp
+    from sources.metrics import SourceMetrics
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text[text.index("**Metrics.** Each monitored"):text.index("**Cardinality guard.**")]
+    registry = CollectorRegistry()
+    Exporter(registry=registry)
+    SourceMetrics(registry=registry)
+    FeedbackApp(None, "secret", registry=registry)  # type: ignore[arg-type]
+    collectors = registry._names_to_collectors
+    wrong = []
+    documented = re.findall(r"(cxmon_[a-z_]+)(\{[a-z_,]+\})?", section)
+    for name, labels in documented:
+        if name.startswith("cxmon_series_"):  # the per-series gauges: labels are the series'
+            continue
+        real = tuple(getattr(collectors.get(name), "_labelnames", ("<not exported>",)))
+        if (labels or "{}") != "{" + ",".join(real) + "}":
+            wrong.append(f"{name}{labels} exported as {name}{{{','.join(real)}}}")
+    assert len(documented) > 15 and not wrong, wrong
