@@ -165,6 +165,15 @@ def test_exporter_config_block_defaults_and_strictness():
         parse_config(base + "exporter: {port: 70000, colour: red}\n")
     paths = {p.path for p in exc.value.problems}
     assert {"exporter.port", "exporter.colour"} <= paths
+    # exporter.metrics names metrics: a typo exported nothing for it, silently
+    with pytest.raises(ConfigError) as exc:
+        parse_config(base.replace("name: m,", "name: checkout_dropoff_rate,")
+                     .replace("[{", "[{name: csat, source: s, value: v}, {")
+                     + "exporter: {metrics: [csat, chekout_dropoff_rate]}\n")
+    [problem] = exc.value.problems
+    assert problem.path == "exporter.metrics[1]"
+    assert "'chekout_dropoff_rate' is not defined (did you mean 'checkout_dropoff_rate'?)" in (
+        problem.message)
 
 
 def test_notifications_flushed_by_the_delivery_job_are_counted_and_the_outbox_is_fresh(
