@@ -218,3 +218,21 @@ grafana: {{url: "{url}", token: "${{GRAFANA_TOKEN}}"}}
     assert "no store at" in res.output and "typo.db" in res.output
     assert not (tmp_path / "typo.db").exists()
     assert fake.requests == []  # nothing pushed before the problem was reported
+
+
+def test_alert_links_never_carry_the_grafana_url_credentials():
+    """grafana.url may hold user:password for `dashboards push` (basic auth); the same URL
+    is the base of every alert's "Open in Grafana" link, which put the password in Slack
+    and PagerDuty."""
+    from alerts.blocks import grafana_link as alert_link
+
+    payload = {"journey": "checkout", "opened_at": "2026-01-27T11:00:00+00:00",
+               "anomalies": [{"metric": "checkout_dropoff_rate",
+                              "labels": {"journey": "checkout", "channel": "app"},
+                              "timestamp": "2026-01-27T11:00:00+00:00"}]}
+    link = alert_link(payload, "https://admin:pw-s3cret@grafana.example.com:3000/g/")
+    assert link is not None
+    assert link.startswith("https://grafana.example.com:3000/g/d/cxmon-journey-checkout/")
+    assert "s3cret" not in link and "admin" not in link
+    plain = grafana_link("http://g:3000", None)
+    assert plain == "http://g:3000/d/cxmon-overview/cxmon-overview?orgId=1"
