@@ -15,7 +15,7 @@ import re
 import zlib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 OVERVIEW_UID = "cxmon-overview"
 HEALTH_UID = "cxmon-health"
@@ -55,6 +55,19 @@ def panel_id(metric: str, kind: str = "value") -> int:
     """
     base = 1000 + zlib.crc32(metric.encode()) % 100_000 * 10
     return base + (1 if kind == "severity" else 0)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without ``user:password@``: the ``grafana.url`` may carry basic-auth
+    credentials for ``dashboards push``, and links end up in Slack and PagerDuty.
+
+    >>> without_credentials("https://admin:s3cret@grafana.example.com:3000/sub/")
+    'https://grafana.example.com:3000/sub/'
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _ms(ts: datetime) -> int:
@@ -99,7 +112,16 @@ def grafana_link(
             params.append((f"var-{key}", value))
     if metric and journey:
         params.append(("viewPanel", panel_id(metric)))
-    return f"{base_url.rstrip('/')}/d/{uid}/{uid}?{urlencode(params, quote_via=quote)}"
+    base = without_credentials(base_url).rstrip("/")
+    return f"{base}/d/{uid}/{uid}?{urlencode(params, quote_via=quote)}"
 
 
-__all__ = ["HEALTH_UID", "OVERVIEW_UID", "grafana_link", "journey_uid", "panel_id", "slug"]
+__all__ = [
+    "HEALTH_UID",
+    "OVERVIEW_UID",
+    "grafana_link",
+    "journey_uid",
+    "panel_id",
+    "slug",
+    "without_credentials",
+]

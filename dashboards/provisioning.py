@@ -44,7 +44,13 @@ def provider_yaml(dashboards_dir: Path, folder: str = DEFAULT_FOLDER) -> str:
 
 
 def datasource_yaml(prometheus_url: str = DEFAULT_PROMETHEUS_URL) -> str:
-    """A Prometheus data source (the default one) for the dashboards' ``datasource`` variable."""
+    """A Prometheus data source for the dashboards' ``datasource`` variable.
+
+    Not marked default: Grafana refuses to provision (and does not start its provisioning)
+    when two provisioned data sources of one organization are default, and most Grafanas
+    that get this file already provision their own default Prometheus. The dashboards pick
+    their Prometheus through the variable, so they do not need the default.
+    """
     doc = {
         "apiVersion": 1,
         "datasources": [{
@@ -53,7 +59,7 @@ def datasource_yaml(prometheus_url: str = DEFAULT_PROMETHEUS_URL) -> str:
             "type": "prometheus",
             "access": "proxy",
             "url": prometheus_url,
-            "isDefault": True,
+            "isDefault": False,
             "jsonData": {"timeInterval": "15s"},
         }],
     }

@@ -451,7 +451,8 @@ def demo(
                 telemetry.on_tick(r)
             progress.advance(task)
 
-        replay(pipeline, clock, end, step=step, on_step=on_step)
+        replay(pipeline, clock, end, step=step, on_step=on_step,
+               on_deliver=telemetry.on_deliver)
     table_metric = {m.query: m.name for m in cfg.metrics if m.query}
     replayed = [t for t in incidents_at(start) if t.start < end]
     _demo_summary(st, replayed, table_metric)

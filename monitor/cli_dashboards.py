@@ -61,7 +61,7 @@ def push(
         err_console.print("[bold red]no grafana: block in the config[/] "
                           "(grafana: {url: ..., token: ${GRAFANA_TOKEN}})")
         raise typer.Exit(2)
-    store = _open_store(cfg) if annotations else None
+    store = _open_store(cfg, must_exist=True) if annotations else None
     try:
         report = do_push(cfg, build_all(cfg, journey or ()), store=store)
     except GrafanaPushError as exc:

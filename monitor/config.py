@@ -697,6 +697,24 @@ def _check_metrics(data: Any) -> list[tuple[Loc, str, str]]:
     return out
 
 
+def _check_exported(data: Any) -> list[tuple[Loc, str, str]]:
+    """``exporter.metrics`` names defined metrics: a typo would export nothing for that metric
+    (empty dashboards) without a word."""
+    exporter = _get(data, "exporter") if _has(data, "exporter") else None
+    listed = _get(exporter, "metrics") if _has(exporter, "metrics") else None
+    metrics = _get(data, "metrics")
+    if not isinstance(listed, list) or not isinstance(metrics, list):
+        return []
+    names = [n for m in metrics if isinstance(n := _get(m, "name"), str)]
+    out: list[tuple[Loc, str, str]] = []
+    for i, name in enumerate(listed):
+        if isinstance(name, str) and name not in names:
+            msg = (f"metric {name!r} is not defined{_did_you_mean(name, names)}; "
+                   f"defined metrics: {', '.join(names) or 'none'}")
+            out.append((("exporter", "metrics", i), "reference", msg))
+    return out
+
+
 def _duration_of(raw: Any) -> timedelta | None:
     """A raw duration value (``5m`` or a timedelta) or None when it is not one (validation
     reports that)."""
@@ -813,7 +831,8 @@ class MonitorConfig(BaseModel):
     @classmethod
     def _validate_all(cls, data: Any, handler: Callable[[Any], MonitorConfig]) -> MonitorConfig:
         result = _validate_with_checks(cls, data, handler,
-                                       lambda d: _check_metrics(d) + _check_jitter(d))
+                                       lambda d: _check_metrics(d) + _check_jitter(d)
+                                       + _check_exported(d))
         if "default" not in result.detectors and (default := _default_detector()) is not None:
             result.detectors["default"] = default
         return result

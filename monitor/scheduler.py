@@ -173,6 +173,12 @@ def replay_steps(start: datetime, end: datetime, step: timedelta) -> Iterator[da
         yield end
 
 
+def _delivered(report: DeliveryReport, on_deliver: Callable[[DeliveryReport], None] | None
+               ) -> None:
+    if on_deliver is not None:
+        on_deliver(report)
+
+
 def replay(
     pipeline: Pipeline,
     clock: FakeClock,
@@ -181,8 +187,12 @@ def replay(
     step: timedelta | None = None,
     deliver: bool = True,
     on_step: Callable[[datetime, list[TickResult]], None] | None = None,
+    on_deliver: Callable[[DeliveryReport], None] | None = None,
 ) -> list[TickResult]:
     """Advance ``clock`` to ``end`` in steps, ticking every metric and delivering at each step.
+
+    ``on_deliver`` gets every delivery pass's report, as the scheduler's delivery job passes
+    it on (``Telemetry.on_deliver``: notifications flushed from alert groups are counted).
 
     ``step`` defaults to the smallest metric interval. Metrics whose bucket is not complete yet
     skip cheaply, so each metric still ticks at its own interval. Between steps the clock also
@@ -195,11 +205,11 @@ def replay(
         while deliver and (due := pipeline.next_flush_at()) is not None and (
                 clock.now() < due < t):
             clock.set(due)  # an alert group's group_wait / group_interval ends between steps
-            pipeline.deliver()
+            _delivered(pipeline.deliver(), on_deliver)
         clock.set(t)
         step_results = [pipeline.tick(m.name) for m in pipeline.config.metrics]
         if deliver:
-            pipeline.deliver()
+            _delivered(pipeline.deliver(), on_deliver)
         results.extend(step_results)
         if on_step:
             on_step(t, step_results)

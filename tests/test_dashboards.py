@@ -55,6 +55,10 @@ def test_build_writes_dashboards_and_provisioning(tmp_path):
     assert provider["providers"][0]["options"]["path"] == str((out / "dashboards").resolve())
     ds = yaml.safe_load((out / "provisioning" / "datasources" / "cxmon.yaml").read_text())
     assert ds["datasources"][0]["type"] == "prometheus"
+    # Copied next to an existing provisioned default Prometheus, a second default makes
+    # Grafana's provisioning fail ("Only one datasource per organization can be marked as
+    # default"); the dashboards choose their data source with the variable anyway.
+    assert ds["datasources"][0]["isDefault"] is False
 
 
 def test_every_metric_a_dashboard_queries_is_exported() -> None:

@@ -165,6 +165,15 @@ def test_exporter_config_block_defaults_and_strictness():
         parse_config(base + "exporter: {port: 70000, colour: red}\n")
     paths = {p.path for p in exc.value.problems}
     assert {"exporter.port", "exporter.colour"} <= paths
+    # exporter.metrics names metrics: a typo exported nothing for it, silently
+    with pytest.raises(ConfigError) as exc:
+        parse_config(base.replace("name: m,", "name: checkout_dropoff_rate,")
+                     .replace("[{", "[{name: csat, source: s, value: v}, {")
+                     + "exporter: {metrics: [csat, chekout_dropoff_rate]}\n")
+    [problem] = exc.value.problems
+    assert problem.path == "exporter.metrics[1]"
+    assert "'chekout_dropoff_rate' is not defined (did you mean 'checkout_dropoff_rate'?)" in (
+        problem.message)
 
 
 def test_notifications_flushed_by_the_delivery_job_are_counted_and_the_outbox_is_fresh(
@@ -246,3 +255,60 @@ def test_source_lag_is_now_minus_the_newest_stored_point_and_grows_between_ticks
     finally:
         pipeline.close()
         store.close()
+
+
+def test_replay_passes_delivery_reports_so_the_demo_counts_its_notifications(tmp_path):
+    """``cxmon demo`` replays history with ``replay``: its delivery passes flush the alert
+    groups, and their notifications were missing from cxmon_notifications_enqueued_total
+    (0 while the outbox gauge said 42 sent)."""
+    from datetime import timedelta
+
+    from dashboards.telemetry import Telemetry
+    from monitor.scheduler import replay
+    from tests.test_sources_pipeline import STEP, setup
+
+    p, store, clock, shop = setup(tmp_path, extra="history: 9d")
+    tel = Telemetry(p.config, store, registry=CollectorRegistry(), sources={"shop": shop})
+    p.outbox.notifiers = {"console": type("Sink", (), {"send": lambda self, payload: None})()}
+    clock.advance(timedelta(days=9))
+    tel.on_tick(p.tick("orders"))  # the history
+    shop.revised[clock.now() + STEP] = 5_000  # a spike: an incident opens, waits group_wait
+    results = replay(p, clock, clock.now() + 3 * STEP, step=STEP,
+                     on_step=lambda _t, rs: [tel.on_tick(r) for r in rs],
+                     on_deliver=tel.on_deliver)
+    assert any(r.incidents for r in results)
+    assert sum(r.notifications for r in results) == 0  # all of them came from group flushes
+    s = _samples(tel.exporter.render().decode())
+    sent = s[("cxmon_notifications", (("receiver", "console"), ("status", "sent")))]
+    assert sent >= 1
+    assert s[("cxmon_notifications_enqueued_total", (("receiver", "console"),))] == sent
+    p.close()
+    store.close()
+
+
+def test_readme_lists_the_health_metrics_with_their_real_labels():
+    """The README's metric list is what SREs write PromQL from: every name it gives is
+    exported, with exactly the labels it shows (it said cxmon_rows_rejected_total{reason}
+    and cxmon_rows_total without labels, though both carry cx_metric)."""
+    import re
+    from pathlib import Path
+
+    from alerts.feedback_server import FeedbackApp
+    from sources.metrics import SourceMetrics
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text[text.index("**Metrics.** Each monitored"):text.index("**Cardinality guard.**")]
+    registry = CollectorRegistry()
+    Exporter(registry=registry)
+    SourceMetrics(registry=registry)
+    FeedbackApp(None, "secret", registry=registry)  # type: ignore[arg-type]
+    collectors = registry._names_to_collectors
+    wrong = []
+    documented = re.findall(r"(cxmon_[a-z_]+)(\{[a-z_,]+\})?", section)
+    for name, labels in documented:
+        if name.startswith("cxmon_series_"):  # the per-series gauges: labels are the series'
+            continue
+        real = tuple(getattr(collectors.get(name), "_labelnames", ("<not exported>",)))
+        if (labels or "{}") != "{" + ",".join(real) + "}":
+            wrong.append(f"{name}{labels} exported as {name}{{{','.join(real)}}}")
+    assert len(documented) > 15 and not wrong, wrong

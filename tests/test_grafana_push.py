@@ -197,3 +197,42 @@ def test_no_data_annotations_read_as_silence_not_nan() -> None:
     assert texts == ['contacts{journey="support"}: no data, silent 9 intervals, severity 60',
                      'contacts{channel="web",journey="support"}: no data, stopped (last 133), '
                      "severity 60"]
+
+
+def test_push_with_annotations_refuses_a_store_that_does_not_exist(grafana, tmp_path):
+    """A mistyped sqlite path created a fresh, empty store and pushed "0 posted": annotations
+    silently missing. Like every command that only reads the store, push now says so."""
+    fake, url = grafana
+    cfg = tmp_path / "cxmon.yaml"
+    cfg.write_text(f"""
+store: sqlite:///{tmp_path}/typo.db
+sources: {{shop: {{type: demo, anchor: "2026-01-05T00:00:00Z"}}}}
+metrics:
+  - {{name: dropoff, source: shop, query: checkout, interval: 1h, timestamp: ts,
+     value: {{ratio: [abandoned, started]}}, labels: {{journey: checkout}}}}
+grafana: {{url: "{url}", token: "${{GRAFANA_TOKEN}}"}}
+""")
+    res = CliRunner().invoke(app, ["dashboards", "push", "-c", str(cfg)],
+                             env={"GRAFANA_TOKEN": fake.token, "COLUMNS": "300"})
+    assert res.exit_code == 1
+    assert "no store at" in res.output and "typo.db" in res.output
+    assert not (tmp_path / "typo.db").exists()
+    assert fake.requests == []  # nothing pushed before the problem was reported
+
+
+def test_alert_links_never_carry_the_grafana_url_credentials():
+    """grafana.url may hold user:password for `dashboards push` (basic auth); the same URL
+    is the base of every alert's "Open in Grafana" link, which put the password in Slack
+    and PagerDuty."""
+    from alerts.blocks import grafana_link as alert_link
+
+    payload = {"journey": "checkout", "opened_at": "2026-01-27T11:00:00+00:00",
+               "anomalies": [{"metric": "checkout_dropoff_rate",
+                              "labels": {"journey": "checkout", "channel": "app"},
+                              "timestamp": "2026-01-27T11:00:00+00:00"}]}
+    link = alert_link(payload, "https://admin:pw-s3cret@grafana.example.com:3000/g/")
+    assert link is not None
+    assert link.startswith("https://grafana.example.com:3000/g/d/cxmon-journey-checkout/")
+    assert "s3cret" not in link and "admin" not in link
+    plain = grafana_link("http://g:3000", None)
+    assert plain == "http://g:3000/d/cxmon-overview/cxmon-overview?orgId=1"
