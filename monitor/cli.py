@@ -400,7 +400,9 @@ def demo(
         typer.Option(help="Day 0 of the demo data, a UTC date such as 2026-01-05 "
                      "(default: 28 days before today)."),
     ] = None,
-    days: Annotated[int, typer.Option(min=1, help="Days of history to replay.")] = 28,
+    days: Annotated[int, typer.Option(min=1, help="Days replayed from day 0 (the scripted "
+                                      "incidents are in days 21-27); without --once, live "
+                                      "polling then catches up to now.")] = 28,
     step_hours: Annotated[
         int,
         typer.Option("--step-hours", min=1, max=24,
@@ -464,7 +466,8 @@ def demo(
     console.print(f"\nPolling live (Ctrl-C to stop); store: {st.url_redacted}")
     live = Pipeline(cfg, st, clock=SystemClock(), console=console, sources=telemetry.sources)
     try:
-        telemetry.serve()
+        if (port := telemetry.serve()) is not None:
+            console.print(f"Prometheus metrics: http://{cfg.exporter.address}:{port}/metrics")
         Scheduler(live, on_tick=telemetry.chain(_log_tick),
                   on_deliver=telemetry.on_deliver).run_until_stopped()
     finally:
