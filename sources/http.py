@@ -325,6 +325,7 @@ class HttpClient:
         elif style == "page":
             query[pagination.page_param] = page
         next_url: str | None = url
+        seen: set[str] = set()
         for _ in range(pagination.max_pages):
             assert next_url is not None
             response = self.request("GET", next_url, params=query, fix_hint=fix_hint)
@@ -332,21 +333,25 @@ class HttpClient:
             yield body
             if style == "none":
                 return
+            seen.add(str(response.request.url))  # a next link back to this very page
             if style == "next_url":
                 link = _search(pagination.next, body)
                 if not link:
                     return
                 next_url, query = urljoin(str(response.request.url), str(link)), {}
+                self._new_page(seen, next_url, "next page URL")
             elif style == "link_header":
                 link = response.links.get("next", {}).get("url")
                 if not link:
                     return
                 next_url, query = urljoin(str(response.request.url), link), {}
+                self._new_page(seen, next_url, "next page URL")
             elif style == "cursor":
                 cursor = _search(pagination.next, body)
                 if not cursor:
                     return
                 query[pagination.cursor_param] = cursor
+                self._new_page(seen, str(cursor), "cursor")
             else:
                 n = _page_len(body, records or pagination.next)
                 if n == 0 or n < pagination.page_size:
@@ -359,6 +364,18 @@ class HttpClient:
                     query[pagination.page_param] = page
         log.warning("source %s: stopped after max_pages=%d pages", self.source,
                     pagination.max_pages)
+
+    def _new_page(self, seen: set[str], position: str, what: str) -> None:
+        """Refuse a page already read in this poll.
+
+        Why: a server that hands back the same cursor or next link (a bug, a proxy cache)
+        would have the poll re-read that page up to ``max_pages`` times and sum every copy,
+        a count inflated a thousandfold that alerts as a spike. Retried on a later tick."""
+        if position in seen:
+            raise RetriableSourceError(
+                f"source {self.source}: the server returned a {what} already followed in this "
+                f"poll; its rows would be counted twice (nothing stored; retried next tick)")
+        seen.add(position)
 
     def close(self) -> None:
         self._client.close()

@@ -198,11 +198,25 @@ def test_non_json_body_is_retriable() -> None:
 
 def test_pagination_stops_at_max_pages() -> None:
     with FakeServer() as server:
-        server.route("GET", "/x", lambda r: Response(200, {"items": [ITEMS[0]], "next": "/x"}))
+        server.route("GET", "/x", lambda r: Response(200, {
+            "items": [ITEMS[0]], "next": f"/x?p={int(r.query.get('p', 0)) + 1}"}))
         src = make(server, pagination=PaginationConfig(style="next_url", next="next",
                                                        max_pages=4).model_dump())
         df = src.fetch(req("/x", records="items"))
     assert len(df) == 4
+
+
+@pytest.mark.parametrize("style", ["next_url", "cursor"])
+def test_a_page_handed_back_twice_is_an_error_not_counted_twice(style: str) -> None:
+    """A server that returns the same next link or cursor again (a bug, a caching proxy)
+    would have the poll sum the same rows up to max_pages times: a thousandfold spike."""
+    with FakeServer() as server:
+        server.route("GET", "/x", lambda r: Response(200, {
+            "items": [ITEMS[0]], "next": "/x" if style == "next_url" else "c-1"}))
+        src = make(server, pagination=PaginationConfig(style=style, next="next").model_dump())
+        with pytest.raises(RetriableSourceError, match="already followed in this poll"):
+            src.fetch(req("/x", records="items"))
+        assert len(server.requests_to("/x")) == (2 if style == "cursor" else 1)
 
 
 def test_basic_auth_echoed_in_an_error_body_is_scrubbed() -> None:
