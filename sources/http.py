@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
@@ -175,12 +175,7 @@ class HttpClient:
 
     def scrub(self, text: str) -> str:
         """Remove every secret value from ``text``."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-            quoted = quote(secret, safe="")
-            if quoted != secret:
-                text = text.replace(quoted, "***")
-        return text
+        return scrub_secrets(text, self.secrets)
 
     def where(self, url: httpx.URL | str) -> str:
         """A URL for messages: host and path, never the query string (it may hold keys)."""
@@ -384,6 +379,23 @@ class HttpClient:
 Classified = tuple[Literal["retriable", "fatal"], float | None, str]
 
 
+def scrub_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret, as written or URL-encoded (an SDK or a gateway may echo
+    either), replaced by ``***``.
+
+    >>> scrub_secrets("token=a%2Fb and a/b", ["a/b"])
+    'token=*** and ***'
+    """
+    for secret in secrets:
+        if not secret:
+            continue
+        text = text.replace(secret, "***")
+        quoted = quote(secret, safe="")
+        if quoted != secret:
+            text = text.replace(quoted, "***")
+    return text
+
+
 def call_with_retries(
     fn: Callable[[], T],
     classify: Callable[[BaseException], Classified | None],
@@ -552,9 +564,7 @@ class SdkSource(Source):
         self._sleep = sleep
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return scrub_secrets(text, self._secrets)
 
     def classify(self, exc: BaseException) -> Classified | None:
         """Retriable / fatal verdict for an SDK exception; None re-raises it."""

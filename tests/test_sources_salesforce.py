@@ -181,3 +181,13 @@ def test_records_that_are_not_objects_are_dropped() -> None:
                                                "records": [*groups(2), "x"]}))
         df = poll(server)
     assert len(df) == 2 and df["ts"].notna().all()
+
+
+def test_a_token_echoed_url_encoded_in_an_sdk_error_is_scrubbed() -> None:
+    """The SDK-based sources hide a secret in both forms, as the HTTP sources do: an error
+    that echoes the request URL carries the token URL-encoded."""
+    source = SalesforceSource("sf", SalesforceSourceConfig(
+        type="salesforce", instance_url="https://x.my.salesforce.com",
+        access_token="00D!AR8/tok+en="), sleep=lambda s: None)
+    text = source.scrub("401 for https://x/?access_token=00D%21AR8%2Ftok%2Ben%3D (00D!AR8/tok+en=)")
+    assert "AR8" not in text and text.count("***") == 2
