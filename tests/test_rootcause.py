@@ -12,7 +12,14 @@ import pytest
 
 from alerts.notifiers.console import render_panel
 from alerts.payload import incident_payload
-from detectors.rootcause import RootCauseError, expected_from_history, localize, prepare
+from detectors.rootcause import (
+    Cube,
+    RootCauseError,
+    analyse,
+    expected_from_history,
+    localize,
+    prepare,
+)
 from monitor.bench.rca import generate_case, run_case
 from monitor.incidents import Attribution, IncidentTracker, attribute
 from monitor.model import Anomaly, Direction, Series, ValueKind, series_key
@@ -318,3 +325,35 @@ def test_incident_root_causes_survive_a_restart() -> None:
     back = OpenIncident(inc.key, inc.group, inc.opened_at, inc.last_anomaly_at, inc.severity)
     restore_summary(back, stored)
     assert back.measures == inc.measures and back.root_causes == inc.root_causes
+
+
+def _even_cube(noise: bool) -> Cube:
+    """4 x 4 leaves that all rose by 30 % (give or take the noise): no value is the culprit."""
+    wobble = [3.0, -2.0, 1.0, -3.0, 2.0, 0.0, -1.0, 4.0, -4.0, 1.0, 2.0, -2.0, 0.0, 3.0, -1.0, 1.0]
+    rows = [{"channel": c, "region": r, "actual": 130.0 + wobble[4 * i + j], "expected": 100.0,
+             "noise": 3.0}
+            for i, c in enumerate(["app", "web", "store", "phone"])
+            for j, r in enumerate(["uk", "de", "fr", "us"])]
+    return prepare(pd.DataFrame(rows), ["channel", "region"], actual="actual",
+                   expected="expected", noise="noise" if noise else None)
+
+
+def test_a_change_spread_over_everything_names_no_culprit() -> None:
+    # with the detectors' noise (as in alerts) every channel was named, "100% of the change"
+    # (in an alert from a real tick: region=us and region=de, 67%), for a rise all shared
+    found = analyse(_even_cube(noise=True))
+    assert found.causes == [] and found.spread
+    assert localize(_even_cube(noise=True)) == []
+    # noise estimated from the leaves takes the shared rise for noise: still no culprit
+    assert localize(_even_cube(noise=False)) == []
+
+
+def test_one_culprit_on_top_of_noise_is_still_named_not_spread() -> None:
+    rows = [{"channel": c, "region": r, "expected": 100.0, "noise": 3.0,
+             "actual": 200.0 if r == "uk" else 100.0 + (2.0 if c == "app" else -1.0)}
+            for c in ["app", "web", "store", "phone"] for r in ["uk", "de", "fr", "us"]]
+    cube = prepare(pd.DataFrame(rows), ["channel", "region"], actual="actual",
+                   expected="expected", noise="noise")
+    found = analyse(cube, top=1)
+    assert not found.spread
+    assert [c.elements for c in found.causes] == [({"region": "uk"},)]
