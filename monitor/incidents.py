@@ -218,9 +218,17 @@ class Attribution:
     timestamp: datetime
     severity: int  # the highest severity among the anomalies it explains
     causes: tuple[RootCause, ...]
+    split: dict[str, str] = field(default_factory=dict)  # the split_by values of the group
+
+    @property
+    def key(self) -> str:
+        """Where an incident keeps it: one root cause per measure and split group."""
+        return self.metric + (f"{{{group_key(self.split)}}}" if self.split else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "metric": self.metric,
+            "split": dict(self.split),
             "at": self.timestamp.isoformat(),
             "severity": self.severity,
             "labels": dict(self.labels),
@@ -242,10 +250,10 @@ def _add_root_causes(
             continue
         if att.timestamp < inc.opened_at:
             continue
-        old = inc.root_causes.get(att.metric)
+        old = inc.root_causes.get(att.key)
         if old is None or att.severity >= old["severity"] + ONSET_UPGRADE:
             new |= old is None
-            inc.root_causes[att.metric] = att.to_dict()
+            inc.root_causes[att.key] = att.to_dict()
     return new
 
 
@@ -300,6 +308,7 @@ def attribute(
         out.append(Attribution(
             metric=series[snap["series"].iloc[0]].metric, labels=labels,
             timestamp=ts.to_pydatetime(), severity=severity, causes=tuple(causes),
+            split=dict(zip(split_by, split, strict=True)),
         ))
     return out
 
@@ -343,21 +352,28 @@ def _leaf_cube(snap: pd.DataFrame, kind: ValueKind, dims: list[str]) -> Any:
 
 def root_cause_payload(inc: OpenIncident, top: int = 1) -> list[dict[str, Any]]:
     """``[{metric, at, elements, share, score, contributions}]``: the best ``top`` root causes
-    of each measure, measures in the order they moved."""
+    of each measure (and split group), measures in the order they moved.
+
+    A split group's values (``split_by``) are part of its elements (``channel=app,
+    region=uk``): its share is of that group's change, and several groups of one measure
+    each keep their own cause."""
+    by_metric: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, rc in sorted(inc.root_causes.items()):
+        by_metric.setdefault(str(rc.get("metric") or key), []).append((key, rc))
     out = []
-    for metric in inc.measure_order() + sorted(set(inc.root_causes) - set(inc.measures)):
-        rc = inc.root_causes.get(metric)
-        if not rc:
-            continue
-        for cause in rc["causes"][:top]:
-            out.append({
-                "metric": metric,
-                "at": rc["at"],
-                "elements": cause["elements"],
-                "share": cause["share"],
-                "score": cause["score"],
-                "contributions": cause["contributions"],
-            })
+    for metric in inc.measure_order() + sorted(set(by_metric) - set(inc.measures)):
+        for _, rc in by_metric.get(metric, []):
+            split = dict(rc.get("split") or {})
+            for cause in rc["causes"][:top]:
+                out.append({
+                    "metric": metric,
+                    "at": rc["at"],
+                    "elements": [{**split, **e} for e in cause["elements"]],
+                    "share": cause["share"],
+                    "score": cause["score"],
+                    "contributions": [{**c, "element": {**split, **c["element"]}}
+                                      for c in cause["contributions"]],
+                })
     return out
 
 

@@ -21,7 +21,7 @@ from detectors.rootcause import (
     prepare,
 )
 from monitor.bench.rca import generate_case, run_case
-from monitor.incidents import Attribution, IncidentTracker, attribute
+from monitor.incidents import Attribution, IncidentChange, IncidentTracker, attribute
 from monitor.model import Anomaly, Direction, Series, ValueKind, series_key
 
 CH = ["web", "app", "store", "cc"]
@@ -357,3 +357,33 @@ def test_one_culprit_on_top_of_noise_is_still_named_not_spread() -> None:
     found = analyse(cube, top=1)
     assert not found.spread
     assert [c.elements for c in found.causes] == [({"region": "uk"},)]
+
+
+def test_each_split_group_keeps_its_own_root_cause_named_with_its_split_value() -> None:
+    """split_by [channel], dimensions [region]: app's drop-off rose in the UK, web's in
+    Germany. Before, the incident kept one root cause per metric, `region=uk` (app's, with
+    app's share) and no channel: the message blamed the UK for everything, web's cause lost."""
+    series: dict[str, Series] = {}
+    frame, scores = [], []
+    hit = {("app", "uk"), ("web", "de")}
+    for ch, rg in product(CH, RG):
+        labels = {"journey": "checkout", "channel": ch, "region": rg}
+        key = series_key("dropoff", labels)
+        series[key] = Series("dropoff", labels, ("region",))
+        rate = 0.6 if (ch, rg) in hit else 0.3
+        frame.append({"timestamp": pd.Timestamp(T0), "series": key, "value": rate,
+                      "numerator": 1000 * rate, "denominator": 1000.0})
+        scores.append({"timestamp": pd.Timestamp(T0), "series": key, "expected": 0.3,
+                       "lower": 0.27, "upper": 0.33})
+    anomalies = [_anomaly("dropoff", T0, {"journey": "checkout", "channel": ch}, sev)
+                 for ch, sev in (("app", 50), ("web", 40))]
+    rca = attribute(pd.DataFrame(frame), pd.DataFrame(scores), series, anomalies,
+                    kind=ValueKind.RATIO, dimensions=["region"], split_by=["channel"])
+    assert [a.split for a in rca] == [{"channel": "app"}, {"channel": "web"}]
+    inc = IncidentTracker(["journey"]).observe(anomalies, T0 + H, rca)[0].incident
+    causes = incident_payload(IncidentChange(inc, "opened", tuple(anomalies), True, T0 + H))
+    got = [(c["metric"], c["elements"], c["share"]) for c in causes["root_cause"]]
+    assert got == [("dropoff", [{"channel": "app", "region": "uk"}], pytest.approx(1.0)),
+                   ("dropoff", [{"channel": "web", "region": "de"}], pytest.approx(1.0))]
+    assert causes["contributors"][0]["element"] in ({"channel": "app", "region": "uk"},
+                                                    {"channel": "web", "region": "de"})
