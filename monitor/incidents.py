@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.rootcause import RootCause, localize, prepare
-from monitor.model import Anomaly, Series, ValueKind
+from monitor.model import Anomaly, Series, ValueKind, parse_series_key
 
 #: Root causes (candidate sets) kept per measure of an incident.
 TOP_ROOT_CAUSES = 3
@@ -285,16 +285,32 @@ def attribute(
             continue
         key = (pd.Timestamp(a.timestamp), tuple(a.labels[k] for k in split_by))
         wanted[key] = max(wanted.get(key, 0), a.severity)
-    leaf_keys = {k for k, s in series.items() if set(dims) <= set(s.dimensions)}
-    if not wanted or not leaf_keys:
+    # leaves the detectors filled in (``missing: zero|carry``: a known leaf that sent no rows,
+    # e.g. a channel whose volume collapsed to nothing) are not in the frame, only scored
+    labels_of = {k: s.labels for k, s in series.items() if set(dims) <= set(s.dimensions)}
+    for key in pd.unique(scores["series"]):
+        if key not in series:
+            lab = parse_series_key(str(key))[1]
+            if all(d in lab for d in dims):
+                labels_of[str(key)] = lab
+    if not wanted or not labels_of:
         return []
-    leaves = frame[frame["series"].isin(leaf_keys)]
+    leaves = frame[frame["series"].isin(labels_of)]
     leaves = leaves.merge(
         scores[["timestamp", "series", "expected", "lower", "upper"]],
         on=["timestamp", "series"], how="left",
     )
+    filled = scores.iloc[:0]
+    if "value" in scores.columns:
+        scored = scores[scores["series"].isin(labels_of) & np.isfinite(scores["value"])]
+        seen = pd.MultiIndex.from_frame(leaves[["timestamp", "series"]])
+        filled = scored[~pd.MultiIndex.from_frame(scored[["timestamp", "series"]]).isin(seen)]
+    if len(filled):  # a sum is the filled value; a ratio has no parts, so no say in it
+        leaves = pd.concat([leaves, filled.assign(numerator=0.0, denominator=0.0)[
+            ["timestamp", "series", "value", "numerator", "denominator", "expected", "lower",
+             "upper"]]], ignore_index=True)
     for col in (*split_by, *dims):
-        leaves[col] = [series[k].labels.get(col, "") for k in leaves["series"]]
+        leaves[col] = [labels_of[k].get(col, "") for k in leaves["series"]]
     out = []
     for (ts, split), severity in sorted(wanted.items()):
         sel = leaves["timestamp"] == ts
@@ -304,9 +320,10 @@ def attribute(
         if snap.empty:
             continue
         causes = localize(_leaf_cube(snap, kind, dims), top=top)
-        labels = {k: v for k, v in series[snap["series"].iloc[0]].labels.items() if k not in dims}
+        first = str(snap["series"].iloc[0])
+        labels = {k: v for k, v in labels_of[first].items() if k not in dims}
         out.append(Attribution(
-            metric=series[snap["series"].iloc[0]].metric, labels=labels,
+            metric=parse_series_key(first)[0], labels=labels,
             timestamp=ts.to_pydatetime(), severity=severity, causes=tuple(causes),
             split=dict(zip(split_by, split, strict=True)),
         ))

@@ -387,3 +387,28 @@ def test_each_split_group_keeps_its_own_root_cause_named_with_its_split_value() 
                    ("dropoff", [{"channel": "web", "region": "de"}], pytest.approx(1.0))]
     assert causes["contributors"][0]["element"] in ({"channel": "app", "region": "uk"},
                                                     {"channel": "web", "region": "de"})
+
+
+def test_a_leaf_that_sent_no_rows_is_named_from_its_filled_score() -> None:
+    """A count whose phone channel sent no rows at all (``missing: zero`` scores it as 0): the
+    total fell by a quarter. Before, the root cause read only the tick's rows, so the one
+    leaf that explains it was not there and the alert named nothing (or a noise leaf)."""
+    series: dict[str, Series] = {}
+    frame, scores = [], []
+    for ch, rg in product(CH, RG):
+        labels = {"journey": "support", "channel": ch, "region": rg}
+        key = series_key("contacts", labels)
+        gone = (ch, rg) == ("cc", "uk")
+        if not gone:  # the pipeline's series and frame come from the rows polled
+            series[key] = Series("contacts", labels, ("channel", "region"))
+            frame.append({"timestamp": pd.Timestamp(T0), "series": key, "value": 100.0,
+                          "numerator": np.nan, "denominator": np.nan})
+        scores.append({"timestamp": pd.Timestamp(T0), "series": key,
+                       "value": 0.0 if gone else 100.0, "expected": 100.0,
+                       "lower": 94.0, "upper": 106.0})
+    a = _anomaly("contacts", T0, {"journey": "support"})
+    out = attribute(pd.DataFrame(frame), pd.DataFrame(scores), series, [a],
+                    kind=ValueKind.SUM, dimensions=["channel", "region"])
+    assert [c.elements for c in out[0].causes[:1]] == [({"channel": "cc", "region": "uk"},)]
+    assert out[0].causes[0].contributions[0].actual == 0.0
+    assert out[0].metric == "contacts" and out[0].labels == {"journey": "support"}
