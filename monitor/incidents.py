@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detectors.rootcause import RootCause, localize, prepare
+from detectors.rootcause import RootCause, analyse, prepare
 from monitor.model import Anomaly, Series, ValueKind, parse_series_key
 
 #: Root causes (candidate sets) kept per measure of an incident.
@@ -219,6 +219,8 @@ class Attribution:
     severity: int  # the highest severity among the anomalies it explains
     causes: tuple[RootCause, ...]
     split: dict[str, str] = field(default_factory=dict)  # the split_by values of the group
+    #: no cause because every dimension value moved alike (no single culprit)
+    spread: bool = False
 
     @property
     def key(self) -> str:
@@ -233,6 +235,7 @@ class Attribution:
             "severity": self.severity,
             "labels": dict(self.labels),
             "causes": [c.to_dict() for c in self.causes],
+            "spread": self.spread,
         }
 
 
@@ -246,7 +249,7 @@ def _add_root_causes(
     from history finds the old incidents' causes too) and is ignored."""
     new = False
     for att in attributions:
-        if not att.causes or group_key(labels_group(att.labels, group_by)) != gk:
+        if not (att.causes or att.spread) or group_key(labels_group(att.labels, group_by)) != gk:
             continue
         if att.timestamp < inc.opened_at:
             continue
@@ -319,13 +322,13 @@ def attribute(
         snap = leaves[sel]
         if snap.empty:
             continue
-        causes = localize(_leaf_cube(snap, kind, dims), top=top)
+        found = analyse(_leaf_cube(snap, kind, dims), top=top)
         first = str(snap["series"].iloc[0])
         labels = {k: v for k, v in labels_of[first].items() if k not in dims}
         out.append(Attribution(
             metric=parse_series_key(first)[0], labels=labels,
-            timestamp=ts.to_pydatetime(), severity=severity, causes=tuple(causes),
-            split=dict(zip(split_by, split, strict=True)),
+            timestamp=ts.to_pydatetime(), severity=severity, causes=tuple(found.causes),
+            split=dict(zip(split_by, split, strict=True)), spread=found.spread,
         ))
     return out
 
@@ -381,6 +384,9 @@ def root_cause_payload(inc: OpenIncident, top: int = 1) -> list[dict[str, Any]]:
     for metric in inc.measure_order() + sorted(set(by_metric) - set(inc.measures)):
         for _, rc in by_metric.get(metric, []):
             split = dict(rc.get("split") or {})
+            if rc.get("spread") and not rc["causes"]:  # said, so no one hunts for a culprit
+                out.append({"metric": metric, "at": rc["at"], "elements": [], "spread": True,
+                            "split": split, "share": None, "score": None, "contributions": []})
             for cause in rc["causes"][:top]:
                 out.append({
                     "metric": metric,

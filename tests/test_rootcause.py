@@ -412,3 +412,38 @@ def test_a_leaf_that_sent_no_rows_is_named_from_its_filled_score() -> None:
     assert [c.elements for c in out[0].causes[:1]] == [({"channel": "cc", "region": "uk"},)]
     assert out[0].causes[0].contributions[0].actual == 0.0
     assert out[0].metric == "contacts" and out[0].labels == {"journey": "support"}
+
+
+def test_an_alert_for_a_change_every_value_shares_says_so_in_slack_and_console() -> None:
+    """Every leaf's drop-off rate rose 30 %. Before, the alert blamed a few values; a bare
+    'no root cause' would send the team hunting for one: the message says it is spread."""
+    from rich.console import Console
+
+    from alerts.blocks import render_message
+
+    wobble = [3.0, -2.0, 1.0, -3.0, 2.0, 0.0, -1.0, 4.0, -4.0, 1.0, 2.0, -2.0, 0.0, 3.0, -1.0, 1.0]
+    series: dict[str, Series] = {}
+    frame, scores = [], []
+    for n, (ch, rg) in enumerate(product(CH, RG)):
+        labels = {"journey": "checkout", "channel": ch, "region": rg}
+        key = series_key("dropoff", labels)
+        series[key] = Series("dropoff", labels, ("channel", "region"))
+        num = 390.0 + wobble[n]  # expected 300 of 1000 (0.3), sd 3 abandoned
+        frame.append({"timestamp": pd.Timestamp(T0), "series": key, "value": num / 1000,
+                      "numerator": num, "denominator": 1000.0})
+        scores.append({"timestamp": pd.Timestamp(T0), "series": key, "expected": 0.3,
+                       "lower": 0.291, "upper": 0.309})
+    a = _anomaly("dropoff", T0, {"journey": "checkout"})
+    rca = attribute(pd.DataFrame(frame), pd.DataFrame(scores), series, [a],
+                    kind=ValueKind.RATIO, dimensions=["channel", "region"])
+    assert rca[0].spread and rca[0].causes == ()
+    change = IncidentTracker(["journey"]).observe([a], T0 + H, rca)[0]
+    payload = incident_payload(change)
+    assert payload["root_cause"][0]["spread"] and payload["root_cause"][0]["elements"] == []
+    texts = [b["text"]["text"] for b in render_message(payload)["blocks"]
+             if b["type"] == "section" and "text" in b]
+    assert "• *dropoff*: spread over all dimension values alike (no single culprit)" in "\n".join(
+        texts)
+    console = Console(width=120, record=True)
+    console.print(render_panel(payload))
+    assert "root cause · dropoff: spread over all dimension values alike" in console.export_text()
