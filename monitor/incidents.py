@@ -222,11 +222,6 @@ class Attribution:
     #: no cause because every dimension value moved alike (no single culprit)
     spread: bool = False
 
-    @property
-    def key(self) -> str:
-        """Where an incident keeps it: one root cause per measure and split group."""
-        return self.metric + (f"{{{group_key(self.split)}}}" if self.split else "")
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
@@ -253,10 +248,14 @@ def _add_root_causes(
             continue
         if att.timestamp < inc.opened_at:
             continue
-        old = inc.root_causes.get(att.key)
+        # one root cause per measure and split group; split values the incident's group
+        # already says (split_by [journey], group_by [journey]) name nothing more
+        split = {k: v for k, v in att.split.items() if k not in group_by}
+        key = att.metric + (f"{{{group_key(split)}}}" if split else "")
+        old = inc.root_causes.get(key)
         if old is None or att.severity >= old["severity"] + ONSET_UPGRADE:
             new |= old is None
-            inc.root_causes[att.key] = att.to_dict()
+            inc.root_causes[key] = {**att.to_dict(), "split": split}
     return new
 
 
