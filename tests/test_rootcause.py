@@ -447,3 +447,17 @@ def test_an_alert_for_a_change_every_value_shares_says_so_in_slack_and_console()
     console = Console(width=120, record=True)
     console.print(render_panel(payload))
     assert "root cause · dropoff: spread over all dimension values alike" in console.export_text()
+
+
+def test_a_split_value_the_incident_group_says_is_not_repeated() -> None:
+    """split_by [journey] grouped by journey (the demo): the cause stays `channel=app,
+    region=uk` under the metric's own key, as before split groups kept their own causes."""
+    frame, scores, series = _leaf_tick("dropoff", T0)
+    a = _anomaly("dropoff", T0, {"journey": "checkout"})
+    rca = attribute(frame, scores, series, [a], kind=ValueKind.RATIO,
+                    dimensions=["channel", "region"], split_by=["journey"])
+    assert rca[0].split == {"journey": "checkout"}
+    inc = IncidentTracker(["journey"]).observe([a], T0 + H, rca)[0].incident
+    assert list(inc.root_causes) == ["dropoff"]
+    payload = incident_payload(IncidentChange(inc, "opened", (a,), True, T0 + H))
+    assert payload["root_cause"][0]["elements"] == [{"channel": "app", "region": "uk"}]
