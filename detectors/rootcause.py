@@ -25,6 +25,9 @@ Method (a greedy minimum-description-length search that borrows from the publish
   ``{web, uk}`` would name the same leaves twice). Elements of different dimensions may
   overlap (``{web}`` and ``{uk}``: two causes); each element's share counts only the leaves
   it explains, so the shares add up to the set's.
+* **No culprit**: the whole cube (every leaf changed by the same relative amount) is a
+  candidate too; when the best explanation starts from it, the change is spread over
+  everything and nothing is named (:func:`analyse` says ``spread``).
 * **Alternatives**: the greedy search is restarted from each of the best first elements, and
   the resulting sets are ranked by total net gain (the top set is the answer).
 
