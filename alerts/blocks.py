@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.notifiers.console import (
+    SPREAD_TEXT,
     format_change,
     format_number,
     format_share,
@@ -119,9 +120,12 @@ def render_message(
         top, related = anomalies[0], anomalies[1:]
         blocks.append(_section(_top_anomaly(top, payload.get("group") or {})))
         causes = root_cause_items(payload.get("root_cause"))
-        if causes:
+        spread = spread_items(payload.get("root_cause"))
+        if causes or spread:
             lines = [f"• {f'*{metric}*: ' if metric else ''}{_labels_md(labels)}{_share(share)}"
                      for metric, labels, share in causes]
+            lines += [f"• *{metric}*: {_labels_md(split) + ' ' if split else ''}{SPREAD_TEXT}"
+                      for metric, split in spread]
             blocks.append(_section("*Root cause* (top dimension values, share of the change)\n"
                                    + "\n".join(lines)))
         total = int(payload.get("anomalies_total") or len(anomalies))
@@ -188,6 +192,17 @@ def root_cause_items(raw: Any) -> list[tuple[str | None, dict[str, str], float |
             labels = {str(k): str(v) for k, v in el.items()}
             out.append((metric, labels, float(share) if isinstance(share, int | float) else None))
     return out[:MAX_ROOT_CAUSES]
+
+
+def spread_items(raw: Any) -> list[tuple[str, dict[str, str]]]:
+    """``[(metric, split values)]`` of the payload's root causes that are a change spread
+    over every dimension value (``"spread": true``, no elements)."""
+    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
+        return []
+    return [(str(item.get("metric") or ""),
+             {str(k): str(v) for k, v in (item.get("split") or {}).items()})
+            for item in raw if isinstance(item, Mapping) and item.get("spread")
+            and not item.get("elements")][:MAX_ROOT_CAUSES]
 
 
 def _key(element: Any) -> str:

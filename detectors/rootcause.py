@@ -25,6 +25,9 @@ Method (a greedy minimum-description-length search that borrows from the publish
   ``{web, uk}`` would name the same leaves twice). Elements of different dimensions may
   overlap (``{web}`` and ``{uk}``: two causes); each element's share counts only the leaves
   it explains, so the shares add up to the set's.
+* **No culprit**: the whole cube (every leaf changed by the same relative amount) is a
+  candidate too; when the best explanation starts from it, the change is spread over
+  everything and nothing is named (:func:`analyse` says ``spread``).
 * **Alternatives**: the greedy search is restarted from each of the best first elements, and
   the resulting sets are ranked by total net gain (the top set is the answer).
 
@@ -59,10 +62,12 @@ import pandas as pd
 from scipy import special
 
 __all__ = [
+    "Analysis",
     "Contribution",
     "Cube",
     "RootCause",
     "RootCauseError",
+    "analyse",
     "expected_from_history",
     "localize",
     "parse_time",
@@ -286,19 +291,48 @@ def localize(
     max_elements: int = MAX_ELEMENTS,
 ) -> list[RootCause]:
     """Ranked candidate root causes (best first); empty when nothing stands out."""
+    return analyse(cube, top=top, max_depth=max_depth, max_elements=max_elements).causes
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """What :func:`analyse` found: ranked ``causes`` (best first), or none, and then whether
+    that is because the change is ``spread`` over all leaves alike (every dimension value
+    moved by about the same relative amount: no value is the culprit)."""
+
+    causes: list[RootCause]
+    spread: bool = False
+
+
+def analyse(
+    cube: Cube,
+    *,
+    top: int = 3,
+    max_depth: int = MAX_DEPTH,
+    max_elements: int = MAX_ELEMENTS,
+) -> Analysis:
+    """:func:`localize` with the reason when nothing is named.
+
+    The whole cube (every leaf changed by the same relative amount) competes as a candidate
+    like any element. When it is the best explanation, the change is spread evenly and no
+    dimension value is named: picking the few values whose noise happened to push them
+    furthest would blame them for a change everything shares.
+    """
     if len(cube) == 0 or not cube.dimensions:
-        return []
-    search = _Search(cube, cube.cuboids(max_depth), max_elements)
+        return Analysis([])
+    whole = _Cuboid((), np.zeros(len(cube), dtype=np.int64), np.zeros(1, dtype=np.int64), 1)
+    search = _Search(cube, [whole, *cube.cuboids(max_depth)], max_elements)
     sets = search.run(top)
-    if not sets:
-        return []
-    if cube.noise is None:
+    if sets and cube.noise is None:
         # the noise scale again, from the leaves the best explanation leaves unexplained
         before = search.scale
         search.estimate_scale(~search.covered_by(sets[0][0]))
         if not np.allclose(search.scale, before, rtol=0.05):
             sets = search.run(top, [chosen for chosen, _ in sets]) or sets
-    return [search.root_cause(chosen, gain) for chosen, gain in sets[:top]]
+    if sets and any(ci == 0 for ci, _ in sets[0][0]):
+        return Analysis([], spread=True)
+    sets = [(chosen, gain) for chosen, gain in sets if all(ci != 0 for ci, _ in chosen)]
+    return Analysis([search.root_cause(chosen, gain) for chosen, gain in sets[:top]])
 
 
 class _Search:

@@ -9,7 +9,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from detectors.rootcause import RootCauseError, expected_from_history, localize, prepare, rows_at
+from detectors.rootcause import RootCauseError, analyse, expected_from_history, prepare, rows_at
 from monitor.cli_score import separator_hint
 
 
@@ -117,9 +117,12 @@ def run_rca(
         )
     else:
         raise RootCauseError("give --actual and --expected, or --value with --time-column/--at")
-    causes = localize(cube, top=top)
+    found = analyse(cube, top=top)
+    causes = found.causes
     out: dict[str, object] = {"root_causes": [c.to_dict() for c in causes]}
-    if not causes:
+    if found.spread:
+        out["note"] = SPREAD_NOTE
+    elif not causes:
         out["note"] = ("no combination of dimension values stands out from the leaves' noise "
                        "(estimated from the leaves themselves: with few leaves only large "
                        "changes can)")
@@ -127,6 +130,10 @@ def run_rca(
         out["expected_from"] = leaves.attrs.get("history")
     return out
 
+
+#: The note when every dimension value moved alike (no value is the culprit).
+SPREAD_NOTE = ("the change is spread over all dimension values alike (each moved by about the "
+               "same relative amount): no single value drove it")
 
 _MAX_MAGNITUDE = 1e150  # squares of sums of such values still fit in a float
 

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detectors.rootcause import RootCause, localize, prepare
-from monitor.model import Anomaly, Series, ValueKind
+from detectors.rootcause import RootCause, analyse, prepare
+from monitor.model import Anomaly, Series, ValueKind, parse_series_key
 
 #: Root causes (candidate sets) kept per measure of an incident.
 TOP_ROOT_CAUSES = 3
@@ -218,13 +218,19 @@ class Attribution:
     timestamp: datetime
     severity: int  # the highest severity among the anomalies it explains
     causes: tuple[RootCause, ...]
+    split: dict[str, str] = field(default_factory=dict)  # the split_by values of the group
+    #: no cause because every dimension value moved alike (no single culprit)
+    spread: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "metric": self.metric,
+            "split": dict(self.split),
             "at": self.timestamp.isoformat(),
             "severity": self.severity,
             "labels": dict(self.labels),
             "causes": [c.to_dict() for c in self.causes],
+            "spread": self.spread,
         }
 
 
@@ -238,14 +244,18 @@ def _add_root_causes(
     from history finds the old incidents' causes too) and is ignored."""
     new = False
     for att in attributions:
-        if not att.causes or group_key(labels_group(att.labels, group_by)) != gk:
+        if not (att.causes or att.spread) or group_key(labels_group(att.labels, group_by)) != gk:
             continue
         if att.timestamp < inc.opened_at:
             continue
-        old = inc.root_causes.get(att.metric)
+        # one root cause per measure and split group; split values the incident's group
+        # already says (split_by [journey], group_by [journey]) name nothing more
+        split = {k: v for k, v in att.split.items() if k not in group_by}
+        key = att.metric + (f"{{{group_key(split)}}}" if split else "")
+        old = inc.root_causes.get(key)
         if old is None or att.severity >= old["severity"] + ONSET_UPGRADE:
             new |= old is None
-            inc.root_causes[att.metric] = att.to_dict()
+            inc.root_causes[key] = {**att.to_dict(), "split": split}
     return new
 
 
@@ -277,16 +287,32 @@ def attribute(
             continue
         key = (pd.Timestamp(a.timestamp), tuple(a.labels[k] for k in split_by))
         wanted[key] = max(wanted.get(key, 0), a.severity)
-    leaf_keys = {k for k, s in series.items() if set(dims) <= set(s.dimensions)}
-    if not wanted or not leaf_keys:
+    # leaves the detectors filled in (``missing: zero|carry``: a known leaf that sent no rows,
+    # e.g. a channel whose volume collapsed to nothing) are not in the frame, only scored
+    labels_of = {k: s.labels for k, s in series.items() if set(dims) <= set(s.dimensions)}
+    for key in pd.unique(scores["series"]):
+        if key not in series:
+            lab = parse_series_key(str(key))[1]
+            if all(d in lab for d in dims):
+                labels_of[str(key)] = lab
+    if not wanted or not labels_of:
         return []
-    leaves = frame[frame["series"].isin(leaf_keys)]
+    leaves = frame[frame["series"].isin(labels_of)]
     leaves = leaves.merge(
         scores[["timestamp", "series", "expected", "lower", "upper"]],
         on=["timestamp", "series"], how="left",
     )
+    filled = scores.iloc[:0]
+    if "value" in scores.columns:
+        scored = scores[scores["series"].isin(labels_of) & np.isfinite(scores["value"])]
+        seen = pd.MultiIndex.from_frame(leaves[["timestamp", "series"]])
+        filled = scored[~pd.MultiIndex.from_frame(scored[["timestamp", "series"]]).isin(seen)]
+    if len(filled):  # a sum is the filled value; a ratio has no parts, so no say in it
+        leaves = pd.concat([leaves, filled.assign(numerator=0.0, denominator=0.0)[
+            ["timestamp", "series", "value", "numerator", "denominator", "expected", "lower",
+             "upper"]]], ignore_index=True)
     for col in (*split_by, *dims):
-        leaves[col] = [series[k].labels.get(col, "") for k in leaves["series"]]
+        leaves[col] = [labels_of[k].get(col, "") for k in leaves["series"]]
     out = []
     for (ts, split), severity in sorted(wanted.items()):
         sel = leaves["timestamp"] == ts
@@ -295,11 +321,13 @@ def attribute(
         snap = leaves[sel]
         if snap.empty:
             continue
-        causes = localize(_leaf_cube(snap, kind, dims), top=top)
-        labels = {k: v for k, v in series[snap["series"].iloc[0]].labels.items() if k not in dims}
+        found = analyse(_leaf_cube(snap, kind, dims), top=top)
+        first = str(snap["series"].iloc[0])
+        labels = {k: v for k, v in labels_of[first].items() if k not in dims}
         out.append(Attribution(
-            metric=series[snap["series"].iloc[0]].metric, labels=labels,
-            timestamp=ts.to_pydatetime(), severity=severity, causes=tuple(causes),
+            metric=parse_series_key(first)[0], labels=labels,
+            timestamp=ts.to_pydatetime(), severity=severity, causes=tuple(found.causes),
+            split=dict(zip(split_by, split, strict=True)), spread=found.spread,
         ))
     return out
 
@@ -343,21 +371,31 @@ def _leaf_cube(snap: pd.DataFrame, kind: ValueKind, dims: list[str]) -> Any:
 
 def root_cause_payload(inc: OpenIncident, top: int = 1) -> list[dict[str, Any]]:
     """``[{metric, at, elements, share, score, contributions}]``: the best ``top`` root causes
-    of each measure, measures in the order they moved."""
+    of each measure (and split group), measures in the order they moved.
+
+    A split group's values (``split_by``) are part of its elements (``channel=app,
+    region=uk``): its share is of that group's change, and several groups of one measure
+    each keep their own cause."""
+    by_metric: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, rc in sorted(inc.root_causes.items()):
+        by_metric.setdefault(str(rc.get("metric") or key), []).append((key, rc))
     out = []
-    for metric in inc.measure_order() + sorted(set(inc.root_causes) - set(inc.measures)):
-        rc = inc.root_causes.get(metric)
-        if not rc:
-            continue
-        for cause in rc["causes"][:top]:
-            out.append({
-                "metric": metric,
-                "at": rc["at"],
-                "elements": cause["elements"],
-                "share": cause["share"],
-                "score": cause["score"],
-                "contributions": cause["contributions"],
-            })
+    for metric in inc.measure_order() + sorted(set(by_metric) - set(inc.measures)):
+        for _, rc in by_metric.get(metric, []):
+            split = dict(rc.get("split") or {})
+            if rc.get("spread") and not rc["causes"]:  # said, so no one hunts for a culprit
+                out.append({"metric": metric, "at": rc["at"], "elements": [], "spread": True,
+                            "split": split, "share": None, "score": None, "contributions": []})
+            for cause in rc["causes"][:top]:
+                out.append({
+                    "metric": metric,
+                    "at": rc["at"],
+                    "elements": [{**split, **e} for e in cause["elements"]],
+                    "share": cause["share"],
+                    "score": cause["score"],
+                    "contributions": [{**c, "element": {**split, **c["element"]}}
+                                      for c in cause["contributions"]],
+                })
     return out
 
 

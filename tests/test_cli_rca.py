@@ -192,3 +192,19 @@ def test_rca_numbers_carry_no_float_noise(tmp_path: Path) -> None:
     contribution = top["contributions"][0]
     assert contribution["expected"] == 0.3 and contribution["actual"] == 9.3
     assert "0000000" not in res.stdout
+
+
+def test_rca_says_when_the_change_is_spread_over_everything(tmp_path: Path) -> None:
+    # every leaf rose by 30 % (plus a little noise): before, the note said nothing stood out
+    # from the noise, which reads as "no change", or (with enough leaves) named a few values
+    wobble = [3, -2, 1, -3, 2, 0, -1, 4, -4, 1, 2, -2, 0, 3, -1, 1] * 4
+    rows = [{"channel": f"c{i}", "region": f"r{j}", "actual": 1300 + 10 * wobble[8 * i + j],
+             "expected": 1000} for i in range(8) for j in range(8)]
+    src = tmp_path / "even.csv"
+    pd.DataFrame(rows).to_csv(src, index=False)
+    res = runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
+                              "--actual", "actual", "--expected", "expected"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["root_causes"] == []
+    assert "spread over all dimension values" in out["note"]

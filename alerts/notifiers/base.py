@@ -13,7 +13,8 @@ Payload schema (a JSON-able dict, the same for every notifier)::
      "measures": [{"metric", "first_at", "last_at", "direction", "severity"}, ...],  # as moved
      "root_cause": [{"metric", "at", "elements": [{dim: value}, ...], "share", "score",
                      "contributions": [{"element", "actual", "expected", "change", "share",
-                                        "leaves"}]}, ...],
+                                        "leaves"}]}, ...],  # or, when every dimension
+                     # value moved alike: {"metric", "at", "elements": [], "spread": true, ...}
      "contributors": [{"metric", "element", "share", ...}, ...]}  # top dimension values
 """
 

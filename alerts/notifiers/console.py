@@ -142,6 +142,10 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str])
     return table
 
 
+#: What an alert says for a measure whose change every dimension value shares.
+SPREAD_TEXT = "spread over all dimension values alike (no single culprit)"
+
+
 def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType) -> RenderableType:
     """The body with one compact line per measure's root cause above it, e.g.
     ``root cause · checkout_dropoff_rate: channel=app, region=uk (97% of change)``."""
@@ -152,6 +156,9 @@ def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType) -> R
         where = " + ".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in rc["elements"])
         share = rc.get("share")
         pct = f" ({format_share(share)})" if isinstance(share, int | float) else ""
+        if rc.get("spread") and not rc["elements"]:
+            split = ", ".join(f"{k}={v}" for k, v in (rc.get("split") or {}).items())
+            where, pct = (f"{split}: " if split else "") + SPREAD_TEXT, ""
         lines.append("root cause · ", style="bold")
         lines.append(f"{rc.get('metric', '')}: {where}{pct}\n")
     lines.rstrip()
