@@ -190,6 +190,7 @@ class RuleState:
         self._supp_ns = rules.suppress // timedelta(microseconds=1) * 1_000
         self._mask = (1 << rules.window_n) - 1
         self._rows: dict[str, int] = {}
+        self._keys: list[str] = []  # by row
         self._first = np.zeros(0, np.int64)
         self._last = np.zeros(0, np.int64)
         self._alert = np.zeros(0, np.int64)
@@ -207,6 +208,7 @@ class RuleState:
             start = len(self._first)
             for i, k in enumerate(new):
                 self._rows[k] = start + i
+            self._keys += new
             for name in self._ARRAYS:
                 arr = getattr(self, name)
                 fill = np.full(len(new), np.iinfo(np.int64).min if arr.dtype == np.int64
@@ -246,6 +248,30 @@ class RuleState:
             values[np.flatnonzero(holes)] = np.where(started, fill, np.nan)
         filled = holes & np.isfinite(values)
         return TickBatch(keys, stamps, values, volumes), filled
+
+    def recently_gone(self, batch: TickBatch, within: int) -> list[str]:
+        """Series absent from ``batch`` (one bucket) whose last real point is at most
+        ``within`` intervals old: under ``missing: skip`` they are not scored, but a sum's
+        root cause must still see them (a channel that vanished is a channel at zero).
+
+        >>> rs = RuleState(PostRules(), timedelta(hours=1))
+        >>> H = 3_600 * 10**9
+        >>> _ = rs.decide(TickBatch.of(["a", "b"], [0, 0], [1.0, 2.0]),
+        ...               Scores(*(np.zeros(2) for _ in range(4))))
+        >>> rs.recently_gone(TickBatch.of(["a"], [H], [1.0]), 3), rs.recently_gone(
+        ...     TickBatch.of(["a"], [5 * H], [1.0]), 3)
+        (['b'], [])
+        """
+        if len(batch) == 0 or not self._rows:
+            return []
+        ts = int(batch.timestamps[0])
+        unset = np.iinfo(np.int64).min
+        hits = np.flatnonzero((self._last != unset) & (self._last < ts)
+                              & (ts - self._last <= within * self.interval_ns))
+        if not len(hits):
+            return []
+        present = set(batch.series.tolist())
+        return [k for k in (self._keys[i] for i in hits) if k not in present]
 
     # -- deciding -----------------------------------------------------------------------------
 

@@ -38,6 +38,15 @@ SCORE_COLUMNS = ["timestamp", "series", "value", "expected", "lower", "upper", "
 class DetectionResult:
     anomalies: list[Anomaly] = field(default_factory=list)
     scores: pd.DataFrame | None = None  # SCORE_COLUMNS, first detector's view of each point
+    #: GONE_COLUMNS: series that sent no row in a bucket they were expected in (recently seen,
+    #: ``missing: skip``), with the first detector's expectation, for the root cause only
+    gone: pd.DataFrame | None = None
+
+
+GONE_COLUMNS = ["timestamp", "series", "expected", "lower", "upper"]
+#: A series absent for at most this many intervals (or ``no_data_after``, if longer) still
+#: takes part in a sum's root cause, at zero.
+GONE_WITHIN = 3
 
 
 def refractory_at_alert_level(config: DetectorConfig, min_severity: float) -> DetectorConfig:
@@ -182,6 +191,7 @@ class MetricDetectors:
         starts = np.concatenate([[0], bounds])
         ends = np.concatenate([bounds, [len(ts_ns)]])
         score_parts: list[pd.DataFrame] = []
+        gone_parts: list[pd.DataFrame] = []
         for lo, hi in zip(starts, ends, strict=True):
             polled = TickBatch(keys[lo:hi], ts_ns[lo:hi], values[lo:hi], volumes[lo:hi])
             first = True
@@ -220,14 +230,37 @@ class MetricDetectors:
                             }
                         )
                     )
+                    gone = self._gone(det, state, polled)
+                    if gone is not None:
+                        gone_parts.append(gone)
                 first = False
         if keep_scores and score_parts:
             scores_df = pd.concat(score_parts, ignore_index=True)
             scores_df["timestamp"] = pd.to_datetime(scores_df["timestamp"], utc=True)
             result.scores = scores_df
+        if gone_parts:
+            gone = pd.concat(gone_parts, ignore_index=True)
+            gone["timestamp"] = pd.to_datetime(gone["timestamp"], utc=True)
+            result.gone = gone
         if not metric_silent:
             self._no_data(until, result)
         return result
+
+    def _gone(self, det: Detector, state: RuleState, polled: TickBatch) -> pd.DataFrame | None:
+        """What ``det`` expected of the series recently seen that sent nothing in ``polled``'s
+        bucket (scoring is pure: NaN values, nothing learned); None when there are none or
+        ``missing`` fills them in (then they are scored as usual)."""
+        if self.rules.missing is not MissingPolicy.SKIP:
+            return None
+        keys = state.recently_gone(polled, max(GONE_WITHIN, self.rules.no_data_after))
+        if not keys:
+            return None
+        n = len(keys)
+        batch = TickBatch(np.array(keys, dtype=object), np.full(n, polled.timestamps[0]),
+                          np.full(n, np.nan), np.full(n, np.nan))
+        s = det.score(batch)
+        return pd.DataFrame({"timestamp": batch.timestamps, "series": batch.series,
+                             "expected": s.expected, "lower": s.lower, "upper": s.upper})
 
     def _no_data(self, until: datetime | None, result: DetectionResult) -> None:
         """``kind="no_data"`` anomalies (first detector's post-rule state) up to ``until``."""

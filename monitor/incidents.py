@@ -269,6 +269,7 @@ def attribute(
     dimensions: Sequence[str],
     split_by: Sequence[str] = (),
     top: int = TOP_ROOT_CAUSES,
+    gone: pd.DataFrame | None = None,
 ) -> list[Attribution]:
     """Root cause of every (time, split group) of a metric's tick that has an anomaly.
 
@@ -276,7 +277,9 @@ def attribute(
     (SCORE_COLUMNS: expected value and band of every point, leaves included). The leaves are
     the series carrying every dimension; their actual numerator (and denominator) come from
     the frame, their expected value from the scores, their noise from the band. A leaf the
-    detectors cannot judge yet (no expected value) is taken as normal.
+    detectors cannot judge yet (no expected value) is taken as normal. ``gone``
+    (:data:`monitor.detection.GONE_COLUMNS`): leaves seen recently that sent no row, with what
+    was expected of them; a sum counts them at zero (a ratio has no parts without rows).
     """
     dims = list(dimensions)
     if not dims or scores is None or scores.empty or not anomalies:
@@ -290,7 +293,10 @@ def attribute(
     # leaves the detectors filled in (``missing: zero|carry``: a known leaf that sent no rows,
     # e.g. a channel whose volume collapsed to nothing) are not in the frame, only scored
     labels_of = {k: s.labels for k, s in series.items() if set(dims) <= set(s.dimensions)}
-    for key in pd.unique(scores["series"]):
+    known = pd.unique(scores["series"])
+    if gone is not None and len(gone) and kind is ValueKind.SUM:
+        known = pd.unique(np.concatenate([known, gone["series"].to_numpy(dtype=object)]))
+    for key in known:
         if key not in series:
             lab = parse_series_key(str(key))[1]
             if all(d in lab for d in dims):
@@ -307,6 +313,9 @@ def attribute(
         scored = scores[scores["series"].isin(labels_of) & np.isfinite(scores["value"])]
         seen = pd.MultiIndex.from_frame(leaves[["timestamp", "series"]])
         filled = scored[~pd.MultiIndex.from_frame(scored[["timestamp", "series"]]).isin(seen)]
+    if gone is not None and len(gone) and kind is ValueKind.SUM:  # vanished: at zero
+        gone = gone[gone["series"].isin(labels_of) & np.isfinite(gone["expected"])]
+        filled = pd.concat([filled, gone.assign(value=0.0)], ignore_index=True)
     if len(filled):  # a sum is the filled value; a ratio has no parts, so no say in it
         leaves = pd.concat([leaves, filled.assign(numerator=0.0, denominator=0.0)[
             ["timestamp", "series", "value", "numerator", "denominator", "expected", "lower",

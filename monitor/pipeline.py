@@ -388,7 +388,7 @@ class Pipeline:
             result.scores = detected.scores.drop_duplicates("series", keep="last")
         rca = attribute(fresh, detected.scores, built.series, detected.anomalies,  # root cause
                         kind=metric.value.kind, dimensions=metric.dimensions,
-                        split_by=metric.split_by)
+                        split_by=metric.split_by, gone=detected.gone)
         alerting = detected.anomalies
         if result.silent_before is not None:  # history learned on a first tick: no alerts
             alerting = [a for a in alerting if a.timestamp >= result.silent_before]
