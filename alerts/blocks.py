@@ -30,6 +30,7 @@ from alerts.notifiers.console import (
     format_change,
     format_number,
     format_share,
+    mix_text,
     no_data_text,
 )
 from dashboards.links import grafana_link as dashboard_link
@@ -121,11 +122,14 @@ def render_message(
         blocks.append(_section(_top_anomaly(top, payload.get("group") or {})))
         causes = root_cause_items(payload.get("root_cause"))
         spread = spread_items(payload.get("root_cause"))
-        if causes or spread:
+        mixes = mix_items(payload.get("root_cause"))
+        if causes or spread or mixes:
             lines = [f"• {f'*{metric}*: ' if metric else ''}{_labels_md(labels)}{_share(share)}"
                      for metric, labels, share in causes]
             lines += [f"• *{metric}*: {_labels_md(split) + ' ' if split else ''}{SPREAD_TEXT}"
                       for metric, split in spread]
+            lines += [f"• *{metric}*: {_labels_md(split) + ' ' if split else ''}"
+                      f"{escape_mrkdwn(mix_text(mix))}" for metric, split, mix in mixes]
             blocks.append(_section("*Root cause* (top dimension values, share of the change)\n"
                                    + "\n".join(lines)))
         total = int(payload.get("anomalies_total") or len(anomalies))
@@ -203,6 +207,17 @@ def spread_items(raw: Any) -> list[tuple[str, dict[str, str]]]:
              {str(k): str(v) for k, v in (item.get("split") or {}).items()})
             for item in raw if isinstance(item, Mapping) and item.get("spread")
             and not item.get("elements")][:MAX_ROOT_CAUSES]
+
+
+def mix_items(raw: Any) -> list[tuple[str, dict[str, str], Mapping[str, Any]]]:
+    """``[(metric, split values, mix)]`` of the payload's root causes that are a mix shift
+    (``"mix": {...}``: the volume moved between dimension values, not their rates)."""
+    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
+        return []
+    return [(str(item.get("metric") or ""),
+             {str(k): str(v) for k, v in (item.get("split") or {}).items()}, item["mix"])
+            for item in raw if isinstance(item, Mapping)
+            and isinstance(item.get("mix"), Mapping)][:MAX_ROOT_CAUSES]
 
 
 def _key(element: Any) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detectors.mixshift import mix_shift
 from detectors.rootcause import RootCause, analyse, prepare
 from monitor.model import Anomaly, Series, ValueKind, parse_series_key
 
@@ -221,6 +222,9 @@ class Attribution:
     split: dict[str, str] = field(default_factory=dict)  # the split_by values of the group
     #: no cause because every dimension value moved alike (no single culprit)
     spread: bool = False
+    #: a rate that moved because volume moved between dimension values
+    #: (:class:`detectors.mixshift.MixShift` as a dict), else None
+    mix: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -231,6 +235,7 @@ class Attribution:
             "labels": dict(self.labels),
             "causes": [c.to_dict() for c in self.causes],
             "spread": self.spread,
+            "mix": self.mix,
         }
 
 
@@ -244,7 +249,8 @@ def _add_root_causes(
     from history finds the old incidents' causes too) and is ignored."""
     new = False
     for att in attributions:
-        if not (att.causes or att.spread) or group_key(labels_group(att.labels, group_by)) != gk:
+        said = att.causes or att.spread or att.mix
+        if not said or group_key(labels_group(att.labels, group_by)) != gk:
             continue
         if att.timestamp < inc.opened_at:
             continue
@@ -270,6 +276,7 @@ def attribute(
     split_by: Sequence[str] = (),
     top: int = TOP_ROOT_CAUSES,
     gone: pd.DataFrame | None = None,
+    usual_volume: Callable[[pd.Timestamp, Sequence[str]], Mapping[str, float]] | None = None,
 ) -> list[Attribution]:
     """Root cause of every (time, split group) of a metric's tick that has an anomaly.
 
@@ -280,6 +287,8 @@ def attribute(
     detectors cannot judge yet (no expected value) is taken as normal. ``gone``
     (:data:`monitor.detection.GONE_COLUMNS`): leaves seen recently that sent no row, with what
     was expected of them; a sum counts them at zero (a ratio has no parts without rows).
+    ``usual_volume(time, leaf keys)``: each leaf's usual denominator at that time; with it, a
+    ratio or mean that moved because its volume moved between leaves says so (``mix``).
     """
     dims = list(dimensions)
     if not dims or scores is None or scores.empty or not anomalies:
@@ -333,10 +342,24 @@ def attribute(
         found = analyse(_leaf_cube(snap, kind, dims), top=top)
         first = str(snap["series"].iloc[0])
         labels = {k: v for k, v in labels_of[first].items() if k not in dims}
+        mix = None
+        if usual_volume is not None and kind is not ValueKind.SUM:
+            usual = usual_volume(ts, snap["series"].tolist())
+            shift = mix_shift(
+                snap[dims].reset_index(drop=True), dims,
+                numerator=snap["numerator"].to_numpy(dtype=np.float64),
+                denominator=snap["denominator"].to_numpy(dtype=np.float64),
+                expected_rate=snap["expected"].to_numpy(dtype=np.float64),
+                usual_volume=[usual.get(str(k), 0.0) for k in snap["series"]],
+            ) if usual else None
+            mix = shift.to_dict() if shift is not None else None
+        causes = tuple(found.causes)
+        if mix is not None and mix["portion"] >= 1.0 - MINOR_RATE_PORTION:
+            causes = ()  # the rates explain (almost) nothing: a part's noise, not a cause
         out.append(Attribution(
             metric=parse_series_key(first)[0], labels=labels,
-            timestamp=ts.to_pydatetime(), severity=severity, causes=tuple(found.causes),
-            split=dict(zip(split_by, split, strict=True)), spread=found.spread,
+            timestamp=ts.to_pydatetime(), severity=severity, causes=causes,
+            split=dict(zip(split_by, split, strict=True)), spread=found.spread, mix=mix,
         ))
     return out
 
@@ -375,6 +398,11 @@ def _leaf_cube(snap: pd.DataFrame, kind: ValueKind, dims: list[str]) -> Any:
                    noise="noise" if noise is not None else None)
 
 
+#: With a mix shift, the parts' own rates must explain more than this part of the change for
+#: the rate root cause to be kept beside it.
+MINOR_RATE_PORTION = 0.25
+
+
 # --- what alerts and the store see ------------------------------------------------------------
 
 
@@ -392,7 +420,11 @@ def root_cause_payload(inc: OpenIncident, top: int = 1) -> list[dict[str, Any]]:
     for metric in inc.measure_order() + sorted(set(by_metric) - set(inc.measures)):
         for _, rc in by_metric.get(metric, []):
             split = dict(rc.get("split") or {})
-            if rc.get("spread") and not rc["causes"]:  # said, so no one hunts for a culprit
+            if rc.get("mix"):  # the volume moved, not the rates: said first
+                out.append({"metric": metric, "at": rc["at"], "elements": [], "mix": rc["mix"],
+                            "split": split, "share": None, "score": None, "contributions": []})
+            if rc.get("spread") and not rc["causes"] and not rc.get("mix"):
+                # said, so no one hunts for a culprit
                 out.append({"metric": metric, "at": rc["at"], "elements": [], "spread": True,
                             "split": split, "share": None, "score": None, "contributions": []})
             for cause in rc["causes"][:top]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,7 +51,7 @@ from monitor.incidents import (
     restore_summary,
 )
 from monitor.late import LateBuckets, late_buckets
-from monitor.model import Anomaly, Series
+from monitor.model import Anomaly, Series, ValueKind
 from monitor.staleness import DEFAULT_NO_DATA_INTERVALS, StalenessRule
 from monitor.store import Store, StoreTx
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError, Source
@@ -64,6 +64,10 @@ log = logging.getLogger(__name__)
 #: whole gap, chunk by chunk, each chunk committed (points, anomalies, incidents, alerts,
 #: checkpoints, cursor) before the next is polled.
 MAX_CATCHUP_BUCKETS = 2000
+#: A mix shift compares the leaves' volume with their median at the same time on this many
+#: previous days (at least USUAL_MIN_DAYS of them with data).
+USUAL_DAYS = 7
+USUAL_MIN_DAYS = 3
 #: Backoff after consecutive failed polls of a metric: interval * 2^(n-1), capped.
 MAX_BACKOFF = timedelta(hours=1)
 #: A first tick's history and a catch-up are processed in chunks of about this many points
@@ -339,6 +343,32 @@ class Pipeline:
         for source in self.sources.values():
             source.close()
 
+    def _usual_volume(self, metric: MetricConfig, silent_before: datetime | None
+                      ) -> Callable[[pd.Timestamp, Sequence[str]], dict[str, float]] | None:
+        """Each leaf's usual denominator at a time: its median at the same time on the
+        previous ``USUAL_DAYS`` days (stored points; a day without a row counts as 0). Only
+        ratios and means have a volume mix; read only when an anomaly needs it."""
+        if metric.value.kind is ValueKind.SUM or not metric.dimensions:
+            return None
+
+        def usual(ts: pd.Timestamp, keys: Sequence[str]) -> dict[str, float]:
+            at = ts.to_pydatetime()
+            if silent_before is not None and at < silent_before:
+                return {}  # history learned on a first tick: no alert will say it
+            days = []
+            for k in range(1, USUAL_DAYS + 1):
+                start = at - timedelta(days=k)
+                pts = self.store.load_points(metric=metric.name, keys=list(keys), start=start,
+                                             end=start + metric.interval)
+                days.append(pts.groupby("series")["denominator"].sum())
+            seen = [d for d in days if len(d)]
+            if len(seen) < USUAL_MIN_DAYS:
+                return {}
+            table = pd.concat(seen, axis=1).fillna(0.0)
+            return {str(k): float(v) for k, v in table.median(axis=1).items()}
+
+        return usual
+
     # -- internals ----------------------------------------------------------------------------
 
     def _run(
@@ -388,7 +418,8 @@ class Pipeline:
             result.scores = detected.scores.drop_duplicates("series", keep="last")
         rca = attribute(fresh, detected.scores, built.series, detected.anomalies,  # root cause
                         kind=metric.value.kind, dimensions=metric.dimensions,
-                        split_by=metric.split_by, gone=detected.gone)
+                        split_by=metric.split_by, gone=detected.gone,
+                        usual_volume=self._usual_volume(metric, result.silent_before))
         alerting = detected.anomalies
         if result.silent_before is not None:  # history learned on a first tick: no alerts
             alerting = [a for a in alerting if a.timestamp >= result.silent_before]

@@ -146,6 +146,25 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str])
 SPREAD_TEXT = "spread over all dimension values alike (no single culprit)"
 
 
+def mix_text(mix: Mapping[str, Any]) -> str:
+    """What an alert says for a rate that moved because its volume moved between dimension
+    values (:mod:`detectors.mixshift`), not because any value's own rate changed.
+
+    >>> text = mix_text({"dimension": "channel", "value": "web", "share_usual": 0.333,
+    ...                  "share_now": 0.667, "rate_usual": 0.5, "rate_overall": 0.367,
+    ...                  "rate_now": 0.433, "portion": 1.0})
+    >>> for part in text.split(", and "): print(part)
+    mix shift: channel=web went from 33% to 67% of the volume
+    its usual rate is 0.500 (0.367 overall): 100% of change
+    """
+    portion = mix.get("portion")
+    part = f": {format_share(float(portion))}" if isinstance(portion, int | float) else ""
+    return (f"mix shift: {mix.get('dimension')}={mix.get('value')} went from "
+            f"{float(mix.get('share_usual') or 0):.0%} to {float(mix.get('share_now') or 0):.0%}"
+            f" of the volume, and its usual rate is {format_number(mix.get('rate_usual'))} "
+            f"({format_number(mix.get('rate_overall'))} overall){part}")
+
+
 def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType) -> RenderableType:
     """The body with one compact line per measure's root cause above it, e.g.
     ``root cause · checkout_dropoff_rate: channel=app, region=uk (97% of change)``."""
@@ -156,9 +175,10 @@ def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType) -> R
         where = " + ".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in rc["elements"])
         share = rc.get("share")
         pct = f" ({format_share(share)})" if isinstance(share, int | float) else ""
-        if rc.get("spread") and not rc["elements"]:
+        if (rc.get("spread") or rc.get("mix")) and not rc["elements"]:
             split = ", ".join(f"{k}={v}" for k, v in (rc.get("split") or {}).items())
-            where, pct = (f"{split}: " if split else "") + SPREAD_TEXT, ""
+            said = mix_text(rc["mix"]) if rc.get("mix") else SPREAD_TEXT
+            where, pct = (f"{split}: " if split else "") + said, ""
         lines.append("root cause · ", style="bold")
         lines.append(f"{rc.get('metric', '')}: {where}{pct}\n")
     lines.rstrip()
