@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 import typer
 
+from detectors.mixshift import mix_shift
 from detectors.rootcause import RootCauseError, analyse, expected_from_history, prepare, rows_at
 from monitor.cli_score import separator_hint
 
@@ -128,7 +130,30 @@ def run_rca(
                        "changes can)")
     if value is not None:
         out["expected_from"] = leaves.attrs.get("history")
+        if denominator is not None:
+            shift = _mix(leaves, dims)
+            if shift is not None:
+                out["mix_shift"] = shift
+                out["note"] = MIX_NOTE
     return out
+
+
+#: The note when the volume moved between dimension values rather than their rates.
+MIX_NOTE = ("the rate moved mostly because the volume moved between dimension values "
+            "(mix_shift), not because their own rates changed")
+
+
+def _mix(leaves: pd.DataFrame, dims: list[str]) -> dict[str, object] | None:
+    """The mix shift behind a ratio's change (:mod:`detectors.mixshift`), from the leaves'
+    history: pooled historical rate, and historical volume as the usual mix."""
+    hist_num = leaves["expected"].to_numpy(dtype=float)
+    hist_den = leaves["expected_denominator"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(hist_den > 0, hist_num / hist_den, np.nan)
+    found = mix_shift(leaves[dims], dims, numerator=leaves["actual"].to_numpy(dtype=float),
+                      denominator=leaves["denominator"].to_numpy(dtype=float),
+                      expected_rate=rate, usual_volume=hist_den)
+    return found.to_dict() if found is not None else None
 
 
 #: The note when every dimension value moved alike (no value is the culprit).

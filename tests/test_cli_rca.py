@@ -208,3 +208,29 @@ def test_rca_says_when_the_change_is_spread_over_everything(tmp_path: Path) -> N
     out = json.loads(res.stdout)
     assert out["root_causes"] == []
     assert "spread over all dimension values" in out["note"]
+
+
+def test_rca_says_when_a_rate_moved_with_its_volume_mix(tmp_path: Path) -> None:
+    """Drop-off 0.2 on the app and 0.5 on the web, unchanged; the web's share of sessions
+    went from 20% to 70%, so the total rose from 0.26 to 0.41. Before, `rca` named nothing
+    and said the leaves' noise hid everything."""
+    rows = []
+    for h in range(5):
+        web = 700 if h == 4 else 200
+        for ch, rg in product(["web", "app"], ["uk", "de"]):
+            started = (web if ch == "web" else 1000 - web) // 2
+            rate = 0.5 if ch == "web" else 0.2
+            rows.append({"t": f"2026-01-05T0{h}:00:00Z", "channel": ch, "region": rg,
+                         "started": started, "abandoned": rate * started})
+    path = tmp_path / "funnel.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    res = runner.invoke(app, ["rca", "--input", str(path), "--dimensions", "channel,region",
+                              "--time-column", "t", "--at", "2026-01-05T04:00Z",
+                              "--value", "abandoned", "--denominator", "started"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    mix = out["mix_shift"]
+    assert (mix["dimension"], mix["value"]) == ("channel", "web")
+    assert (mix["share_usual"], mix["share_now"], mix["rate_usual"]) == (0.2, 0.7, 0.5)
+    assert (mix["rate_overall"], mix["rate_now"], mix["portion"]) == (0.26, 0.41, 1.0)
+    assert "volume moved" in out["note"] and out["root_causes"] == []
