@@ -13,7 +13,9 @@ exactly (shift-share analysis) into::
 
 and the mix effect of a dimension value ``v`` is ``(W_now(v) - W_usual(v)) (r_usual(v) -
 R_usual)``: a value that gained volume and usually has a higher rate than the whole pushes
-the total up. The change is called a mix shift when the mix effect is at least half of it.
+the total up. The change is called a mix shift when the mix effect is at least half of it,
+and the value with the largest effect is named, unless a value lost all its volume (then it
+is: the others only took its share).
 
 >>> import pandas as pd
 >>> parts = pd.DataFrame({"channel": ["app", "web"], "region": ["uk", "uk"]})
@@ -101,7 +103,10 @@ def mix_shift(
                                   / share_usual,
                                   np.bincount(codes, w_now * rate, k) / share_now)
         effect = sign * (share_now - share_usual) * (rate_usual - overall)
-        i = int(np.nanargmax(effect))
+        # a value that lost all its volume is the news (its tracking broke, it went down),
+        # though the values that took its share show the larger effect
+        vanished = (share_now == 0) & (share_usual > 0) & (effect > 0)
+        i = int(np.nanargmax(np.where(vanished, np.inf, effect)))
         if not effect[i] > 0:
             continue
         found = MixShift(dim, str(values[i]), float(share_usual[i]), float(share_now[i]),

@@ -286,7 +286,8 @@ def attribute(
     the frame, their expected value from the scores, their noise from the band. A leaf the
     detectors cannot judge yet (no expected value) is taken as normal. ``gone``
     (:data:`monitor.detection.GONE_COLUMNS`): leaves seen recently that sent no row, with what
-    was expected of them; a sum counts them at zero (a ratio has no parts without rows).
+    was expected of them; a sum counts them at zero, a ratio or mean as no volume (no rate to
+    judge, but the volume they lost is part of a mix shift).
     ``usual_volume(time, leaf keys)``: each leaf's usual denominator at that time; with it, a
     ratio or mean that moved because its volume moved between leaves says so (``mix``).
     """
@@ -303,7 +304,7 @@ def attribute(
     # e.g. a channel whose volume collapsed to nothing) are not in the frame, only scored
     labels_of = {k: s.labels for k, s in series.items() if set(dims) <= set(s.dimensions)}
     known = pd.unique(scores["series"])
-    if gone is not None and len(gone) and kind is ValueKind.SUM:
+    if gone is not None and len(gone):
         known = pd.unique(np.concatenate([known, gone["series"].to_numpy(dtype=object)]))
     for key in known:
         if key not in series:
@@ -322,7 +323,7 @@ def attribute(
         scored = scores[scores["series"].isin(labels_of) & np.isfinite(scores["value"])]
         seen = pd.MultiIndex.from_frame(leaves[["timestamp", "series"]])
         filled = scored[~pd.MultiIndex.from_frame(scored[["timestamp", "series"]]).isin(seen)]
-    if gone is not None and len(gone) and kind is ValueKind.SUM:  # vanished: at zero
+    if gone is not None and len(gone):  # vanished: a sum at zero, a ratio without volume
         gone = gone[gone["series"].isin(labels_of) & np.isfinite(gone["expected"])]
         filled = pd.concat([filled, gone.assign(value=0.0)], ignore_index=True)
     if len(filled):  # a sum is the filled value; a ratio has no parts, so no say in it

@@ -46,10 +46,12 @@ RATE = {"app": 0.2, "web": 0.5}
 
 
 class Shop(Source):
-    """Checkout sessions per hour and channel: 80 % app before the shift, 30 % after."""
+    """Checkout sessions per hour and channel: 80 % app before the shift, 30 % after (or,
+    with ``app_gone``, no app rows at all after it: the app's tracking broke)."""
 
-    def __init__(self) -> None:
+    def __init__(self, app_gone: bool = False) -> None:
         super().__init__("shop", SourceConfig(type="demo"))
+        self.app_gone = app_gone
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
         rows = []
@@ -57,23 +59,30 @@ class Shop(Source):
             rng = np.random.default_rng(int(ts.timestamp()))
             app_share = 0.3 if ts >= SHIFT else 0.8
             for channel, share in (("app", app_share), ("web", 1.0 - app_share)):
+                if self.app_gone and channel == "app" and ts >= SHIFT:
+                    continue
                 started = int(rng.poisson(2000 * share))
                 rows.append({"ts": ts, "channel": channel, "started": started,
                              "abandoned": int(rng.binomial(started, RATE[channel]))})
         return pd.DataFrame(rows, columns=["ts", "channel", "started", "abandoned"])
 
 
-def test_a_rate_moved_by_the_volume_mix_is_called_a_mix_shift(tmp_path) -> None:
+def run(tmp_path, shop: Shop) -> Store:
     cfg = parse_config(CONFIG.format(db=tmp_path / "s.db"), env={})
     store = Store.open(cfg.store.url)
     clock = FakeClock(T0 + STEP)
-    p = Pipeline(cfg, store, clock=clock, sources={"shop": Shop()},
+    p = Pipeline(cfg, store, clock=clock, sources={"shop": shop},
                  notifiers={"console": object()})  # type: ignore[dict-item] - never delivered
     while clock.now() < SHIFT + 2 * STEP:
         clock.advance(STEP)
         assert p.tick("dropoff").ok
         p.flush_groups()  # the delivery job's first half: due alert groups into the outbox
     p.close()
+    return store
+
+
+def test_a_rate_moved_by_the_volume_mix_is_called_a_mix_shift(tmp_path) -> None:
+    store = run(tmp_path, Shop())
     anomalies = store.anomalies()
     total = anomalies[anomalies["series"] == 'dropoff{journey="checkout"}']
     assert len(total) and total["ts"].min() == SHIFT
@@ -97,6 +106,21 @@ def test_a_rate_moved_by_the_volume_mix_is_called_a_mix_shift(tmp_path) -> None:
     console = Console(width=200, record=True)
     console.print(render_panel(payload))
     assert f"root cause · dropoff: {said}" in console.export_text()
+    store.close()
+
+
+def test_a_channel_that_stopped_sending_rows_shows_as_a_mix_shift(tmp_path) -> None:
+    """The app's rows stop (default ``missing: skip``): the total drop-off is now the web's
+    0.5. The app has no rate to judge, but the volume it lost is named."""
+    store = run(tmp_path, Shop(app_gone=True))
+    anomalies = store.anomalies()
+    total = anomalies[anomalies["series"] == 'dropoff{journey="checkout"}']
+    assert len(total) and total["ts"].min() == SHIFT
+    [incident] = store.incidents()
+    mix = next(rc["mix"] for rc in incident["summary"]["root_cause"] if rc.get("mix"))
+    assert (mix["dimension"], mix["value"]) == ("channel", "app")
+    assert mix["share_usual"] == pytest.approx(0.8, abs=0.03) and mix["share_now"] == 0.0
+    assert mix["rate_usual"] == pytest.approx(0.2, abs=0.03) and mix["portion"] > 0.8
     store.close()
 
 
