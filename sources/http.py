@@ -71,6 +71,9 @@ class PaginationConfig(BaseModel):
     (RFC 8288 ``Link: <...>; rel="next"``); ``cursor`` (JMESPath to a cursor sent back as
     ``cursor_param``); ``offset`` (``offset_param`` += page size); ``page`` (``page_param``
     += 1). Paging stops at an empty page, a missing next link/cursor, or ``max_pages``.
+    For ``offset``/``page`` a page shorter than ``page_size`` does NOT end paging unless
+    ``stop_on_short`` is set: many APIs cap the page size below what was asked (ask 1000,
+    get 100), and stopping there would silently drop every later page.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -84,6 +87,9 @@ class PaginationConfig(BaseModel):
     page_size: int = Field(100, ge=1)
     first_page: int = 1
     max_pages: int = Field(1000, ge=1)
+    stop_on_short: bool = Field(
+        False, description="offset/page: stop at a page shorter than page_size (only safe "
+        "when the API never caps page_size; costs one fewer request per poll)")
 
 
 class HttpSourceConfig(SourceConfig):
@@ -349,7 +355,7 @@ class HttpClient:
                 self._new_page(seen, str(cursor), "cursor")
             else:
                 n = _page_len(body, records or pagination.next)
-                if n == 0 or n < pagination.page_size:
+                if n == 0 or (pagination.stop_on_short and n < pagination.page_size):
                     return
                 if style == "offset":
                     offset += n

@@ -62,7 +62,8 @@ def test_pagination_styles(style: str) -> None:
         src = make(server, pagination=pag)
         df = src.fetch(req("/items", records="items"))
         assert df["v"].tolist() == list(range(7))
-        assert len(server.log) == 3
+        # offset/page read one more (empty) page: a short page does not end paging
+        assert len(server.log) == (4 if style in ("offset", "page") else 3)
 
 
 def test_jmespath_fields_and_skipped_records() -> None:
