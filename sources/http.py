@@ -363,8 +363,12 @@ class HttpClient:
                 else:
                     page += 1
                     query[pagination.page_param] = page
-        log.warning("source %s: stopped after max_pages=%d pages", self.source,
-                    pagination.max_pages)
+        # Fatal, not retriable: the same window will have as many pages next tick, and a
+        # partial sum must never be scored; the fix is a larger max_pages or a narrower query.
+        raise FatalSourceError(
+            f"source {self.source}: more than max_pages={pagination.max_pages} pages; the "
+            "result would be partial, so it is not scored (raise pagination.max_pages or "
+            "narrow the query)")
 
     def _new_page(self, seen: set[str], position: str, what: str) -> None:
         """Refuse a page already read in this poll.

@@ -203,8 +203,8 @@ def test_pagination_stops_at_max_pages() -> None:
             "items": [ITEMS[0]], "next": f"/x?p={int(r.query.get('p', 0)) + 1}"}))
         src = make(server, pagination=PaginationConfig(style="next_url", next="next",
                                                        max_pages=4).model_dump())
-        df = src.fetch(req("/x", records="items"))
-    assert len(df) == 4
+        with pytest.raises(FatalSourceError, match="max_pages=4"):
+            src.fetch(req("/x", records="items"))
 
 
 @pytest.mark.parametrize("style", ["next_url", "cursor"])
