@@ -114,6 +114,13 @@ def secrets_of(model: BaseModel) -> list[str]:
     def walk(value: Any) -> None:
         if isinstance(value, SecretStr):
             out.append(value.get_secret_value())
+        elif isinstance(value, str) and "@" in value and "://" in value:
+            try:  # a password inside a URL (https://user:pw@host/) is a secret too
+                password = urlsplit(value).password
+            except ValueError:
+                password = None
+            if password:
+                out.append(password)
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 walk(getattr(value, name))
