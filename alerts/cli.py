@@ -7,12 +7,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from monitor.cli_options import LogLevel
+from monitor.durations import format_duration
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -65,6 +67,17 @@ def _exit_if_dead(dead: int, until_empty: bool) -> None:
         raise typer.Exit(1)
 
 
+def _note_left_for_others(rows: list, grace: timedelta) -> None:
+    """Say what ``--until-empty`` leaves pending: rows for receivers this config lacks wait
+    for a worker that has them (a config roll-out), and are dead-lettered by the first pass
+    after ``grace`` if none does."""
+    if rows:
+        names = ", ".join(sorted({r.receiver for r in rows}))
+        typer.echo(f"{len(rows)} notification(s) for receivers not in this config ({names}) "
+                   f"left pending for another worker; dead-lettered after "
+                   f"{format_duration(grace)} if no worker takes them", err=True)
+
+
 def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     """Add the commands (the CLI's helpers are imported when a command runs)."""
 
@@ -99,10 +112,17 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
                              report.retried, report.dead)
                 wait = every
                 if until_empty:
+                    now = clock.now()
                     pending = store.notifications("pending")
+                    orphaned = now - worker.policy.orphan_after
+                    others = [p for p in pending if p.receiver not in worker.notifiers
+                              and p.next_attempt_at > orphaned]
+                    foreign = {p.id for p in others}
+                    pending = [p for p in pending if p.id not in foreign]
                     if not pending:
+                        _note_left_for_others(others, worker.policy.orphan_after)
                         break
-                    now = clock.now()  # the next retry; due rows wait for their incident
+                    # the next retry; due rows wait for their incident
                     later = [p.next_attempt_at - now for p in pending if p.next_attempt_at > now]
                     wait = min([every, *(d.total_seconds() for d in later)])
                 stop.wait(wait)

@@ -29,6 +29,7 @@ from datetime import timedelta
 
 from alerts.notifiers.base import Notifier, NotifyError
 from monitor.clock import Clock
+from monitor.durations import format_duration
 from monitor.store import OutboxRow, Store
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ class DeliveryPolicy:
     #: overflowed the retry time, crashed the worker before the attempt was counted, and the
     #: notification was re-sent on every pass, never dead-lettered.
     max_retry_after: timedelta = timedelta(days=1)
+    #: How long a notification for a receiver this worker does not have waits for a worker
+    #: that has it (two workers on one store during a config roll-out) before it is
+    #: dead-lettered as "not configured".
+    orphan_after: timedelta = timedelta(minutes=10)
 
     def delay(self, attempts: int, hint: float | None = None) -> timedelta:
         """Backoff after ``attempts`` failures, never shorter than the receiver's hint
@@ -123,8 +128,11 @@ class OutboxWorker:
         report = DeliveryReport()
         self._release_dead_local_workers()
         for _ in range(MAX_BATCHES):
-            rows = self.store.claim_due(self.clock.now(), limit, lease=self.policy.lease,
-                                        owner=self.owner, heads_only=True)
+            now = self.clock.now()
+            rows = self.store.claim_due(now, limit, lease=self.policy.lease,
+                                        owner=self.owner, heads_only=True,
+                                        receivers=list(self.notifiers),
+                                        orphaned_before=now - self.policy.orphan_after)
             if not rows:
                 break
             for row in rows:
@@ -135,8 +143,9 @@ class OutboxWorker:
         notifier = self.notifiers.get(row.receiver)
         if notifier is None:
             self._settle(self.store.mark_dead(
-                row.id, f"receiver {row.receiver!r} is not configured", owner=self.owner),
-                row, report)
+                row.id, f"receiver {row.receiver!r} is not configured in any worker that "
+                f"polled the outbox for {format_duration(self.policy.orphan_after)}",
+                owner=self.owner), row, report)
             report.dead += 1
             return
         try:

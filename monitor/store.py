@@ -1096,6 +1096,8 @@ class Store:
         lease: timedelta | None = None,
         owner: str | None = None,
         heads_only: bool = False,
+        receivers: Sequence[str] | None = None,
+        orphaned_before: datetime | None = None,
     ) -> list[OutboxRow]:
         """Pending notifications due at ``now`` and not leased by a worker, oldest first.
 
@@ -1104,12 +1106,21 @@ class Store:
         (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: the write transaction is serialized by
         ``BEGIN IMMEDIATE``), and a crashed worker's rows come back once the lease expires.
         ``heads_only``: only the oldest pending row of each (incident, receiver), so an update
-        is never sent before, or beside, the message that precedes it.
+        is never sent before, or beside, the message that precedes it. ``receivers``: only
+        rows for these receivers (the ones the worker can send to), and rows for any other
+        receiver due since before ``orphaned_before`` (no worker has taken them: the caller
+        dead-letters them, visibly, instead of leaving them pending forever).
         """
         now = _require_aware(now, "now")
         t = notifications_t
         due = [t.c.status == "pending", t.c.next_attempt_at <= now,
                sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now)]
+        if receivers is not None:
+            mine = t.c.receiver.in_(list(receivers)) if receivers else sa.false()
+            if orphaned_before is not None:
+                mine = sa.or_(mine, t.c.next_attempt_at <= _require_aware(orphaned_before,
+                                                                           "orphaned_before"))
+            due.append(mine)
         if heads_only:
             earlier = t.alias("earlier")
             due.append(~sa.exists().where(

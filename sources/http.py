@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import httpx
 import jmespath
@@ -119,8 +119,8 @@ def secrets_of(model: BaseModel) -> list[str]:
                 password = urlsplit(value).password
             except ValueError:
                 password = None
-            if password:
-                out.append(password)
+            if password:  # as written and decoded (a client or log may print either)
+                out.extend(dict.fromkeys([password, unquote(password)]))
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 walk(getattr(value, name))

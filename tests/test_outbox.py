@@ -73,7 +73,8 @@ def test_dead_letter_after_max_attempts_and_on_fatal_errors(store: Store) -> Non
         store,
         {"down": Flaky(failures=99), "bad": Flaky(failures=1, retryable=False)},
         clock,
-        DeliveryPolicy(max_attempts=3, base_delay=timedelta(seconds=1)),
+        DeliveryPolicy(max_attempts=3, base_delay=timedelta(seconds=1),
+                       orphan_after=timedelta(minutes=3)),
     )
     enqueue(store, ("i1", "down", 1), ("i2", "bad", 1), ("i3", "unknown", 1))
     for _ in range(5):
@@ -83,6 +84,31 @@ def test_dead_letter_after_max_attempts_and_on_fatal_errors(store: Store) -> Non
     assert set(dead) == {"down", "bad", "unknown"}
     assert dead["down"].attempts == 3 and dead["bad"].attempts == 1
     assert "not configured" in (dead["unknown"].last_error or "")
+
+
+def test_a_worker_leaves_a_receiver_it_lacks_to_a_worker_that_has_it(store: Store) -> None:
+    """Two workers on one store during a config roll-out: the old one has no `pagerduty`
+    receiver yet. Before, it dead-lettered every PagerDuty notification it claimed first
+    ("not configured") though the new worker could send it: pages were lost."""
+    clock = FakeClock(T0)
+    old_slack, new_slack, pagerduty = Flaky(), Flaky(), Flaky()
+    old = OutboxWorker(store, {"slack": old_slack}, clock, owner="old")
+    new = OutboxWorker(store, {"slack": new_slack, "pagerduty": pagerduty}, clock, owner="new")
+    enqueue(store, ("i1", "pagerduty", 1), ("i1", "slack", 2), ("i2", "retired", 3))
+    report = old.deliver_due()  # the old worker polls first
+    assert (report.sent, report.dead) == (1, 0) and old_slack.received == [{"n": 2}]
+    assert new.deliver_due().sent == 1 and pagerduty.received == [{"n": 1}]
+    # a receiver no worker has (removed from the config) is dead-lettered, visibly, once no
+    # worker took it for `orphan_after`: never pending forever
+    assert store.outbox_counts()["pending"] == 1
+    clock.advance(DeliveryPolicy().orphan_after - timedelta(seconds=1))
+    assert old.deliver_due().dead == 0
+    clock.advance(timedelta(seconds=1))
+    assert old.deliver_due().dead == 1
+    [dead] = store.notifications("dead")
+    assert dead.receiver == "retired"
+    assert dead.last_error == ("receiver 'retired' is not configured in any worker that polled "
+                               "the outbox for 10m")
 
 
 def test_order_per_incident_is_kept_when_a_send_fails(store: Store) -> None:
