@@ -64,8 +64,9 @@ log = logging.getLogger(__name__)
 #: whole gap, chunk by chunk, each chunk committed (points, anomalies, incidents, alerts,
 #: checkpoints, cursor) before the next is polled.
 MAX_CATCHUP_BUCKETS = 2000
-#: A mix shift compares the leaves' volume with their median at the same time on this many
-#: previous days (at least USUAL_MIN_DAYS of them with data).
+#: A mix shift compares the leaves' volume with their median at the same time of week over
+#: this many weeks, else of day over this many days (at least USUAL_MIN_DAYS with data).
+USUAL_WEEKS = 4
 USUAL_DAYS = 7
 USUAL_MIN_DAYS = 3
 #: Backoff after consecutive failed polls of a metric: interval * 2^(n-1), capped.
@@ -345,9 +346,11 @@ class Pipeline:
 
     def _usual_volume(self, metric: MetricConfig, silent_before: datetime | None
                       ) -> Callable[[pd.Timestamp, Sequence[str]], dict[str, float]] | None:
-        """Each leaf's usual denominator at a time: its median at the same time on the
-        previous ``USUAL_DAYS`` days (stored points; a day without a row counts as 0). Only
-        ratios and means have a volume mix; read only when an anomaly needs it."""
+        """Each leaf's usual denominator at a time: its median at the same time of week over
+        the previous ``USUAL_WEEKS`` weeks (weekends have their own mix), else at the same
+        time on the previous ``USUAL_DAYS`` days, whichever first has ``USUAL_MIN_DAYS`` with
+        data (stored points; a missing leaf counts as 0). Only ratios and means have a volume
+        mix; read only when an anomaly needs it."""
         if metric.value.kind is ValueKind.SUM or not metric.dimensions:
             return None
 
@@ -355,17 +358,19 @@ class Pipeline:
             at = ts.to_pydatetime()
             if silent_before is not None and at < silent_before:
                 return {}  # history learned on a first tick: no alert will say it
-            days = []
-            for k in range(1, USUAL_DAYS + 1):
-                start = at - timedelta(days=k)
-                pts = self.store.load_points(metric=metric.name, keys=list(keys), start=start,
-                                             end=start + metric.interval)
-                days.append(pts.groupby("series")["denominator"].sum())
-            seen = [d for d in days if len(d)]
-            if len(seen) < USUAL_MIN_DAYS:
-                return {}
-            table = pd.concat(seen, axis=1).fillna(0.0)
-            return {str(k): float(v) for k, v in table.median(axis=1).items()}
+            for step, count in ((timedelta(weeks=1), USUAL_WEEKS), (timedelta(days=1),
+                                                                     USUAL_DAYS)):
+                seen = []
+                for k in range(1, count + 1):
+                    start = at - k * step
+                    pts = self.store.load_points(metric=metric.name, keys=list(keys),
+                                                 start=start, end=start + metric.interval)
+                    if len(pts):
+                        seen.append(pts.groupby("series")["denominator"].sum())
+                if len(seen) >= USUAL_MIN_DAYS:
+                    table = pd.concat(seen, axis=1).fillna(0.0)
+                    return {str(k): float(v) for k, v in table.median(axis=1).items()}
+            return {}
 
         return usual
 

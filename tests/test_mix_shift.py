@@ -133,3 +133,37 @@ def test_no_mix_shift_when_a_part_rate_moved() -> None:
     # and without a usual volume there is nothing to compare with
     assert mix_shift(parts, ["channel"], numerator=[60.0, 350.0], denominator=[300.0, 700.0],
                      expected_rate=[0.2, 0.5], usual_volume=[0.0, 0.0]) is None
+
+
+def test_the_usual_volume_is_the_same_time_of_week_when_weeks_are_stored(tmp_path) -> None:
+    """On Saturdays the app carries 70 % of the sessions, on weekdays 20 %: a Saturday must be
+    compared with earlier Saturdays, or every weekend anomaly would read as a mix shift."""
+    from monitor.model import Series
+
+    cfg = parse_config(CONFIG.format(db=tmp_path / "s.db"), env={})
+    store = Store.open(cfg.store.url)
+    leaves = {ch: Series("dropoff", {"journey": "checkout", "channel": ch}, ("channel",))
+              for ch in ("app", "web")}
+    saturday = datetime(2026, 2, 7, 14, tzinfo=UTC)
+    rows = []
+    for day in range(1, 29):
+        ts = saturday - timedelta(days=day)
+        app = 700.0 if ts.weekday() == 5 else 200.0
+        for ch, started in (("app", app), ("web", 1000.0 - app)):
+            rows.append({"timestamp": pd.Timestamp(ts), "series": leaves[ch].key,
+                         "value": 0.3, "numerator": 0.3 * started, "denominator": started})
+    with store.transaction() as tx:
+        tx.ensure_series(list(leaves.values()))
+        tx.upsert_points(pd.DataFrame(rows))
+    p = Pipeline(cfg, store, clock=FakeClock(saturday), sources={"shop": Shop()},
+                 notifiers={"console": object()})  # type: ignore[dict-item]
+    usual = p._usual_volume(cfg.metrics[0], None)
+    assert usual is not None
+    keys = [s.key for s in leaves.values()]
+    assert usual(pd.Timestamp(saturday), keys) == {leaves["app"].key: 700.0,
+                                                   leaves["web"].key: 300.0}
+    tuesday = saturday + timedelta(days=3)
+    assert usual(pd.Timestamp(tuesday), keys) == {leaves["app"].key: 200.0,
+                                                  leaves["web"].key: 800.0}
+    p.close()
+    store.close()
