@@ -47,6 +47,18 @@ def test_rca_snapshot_prints_ranked_root_causes(tmp_path: Path) -> None:
     assert len(scores) <= 2 and scores == sorted(scores, reverse=True)
 
 
+def _rca_funnel(tmp_path: Path, rows: list[dict]) -> Result:
+    """``cxmon rca`` with history on hourly funnel rows (t, channel, region, started,
+    abandoned), the anomalous hour being 04:00."""
+    path = tmp_path / "funnel.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    res = runner.invoke(app, ["rca", "--input", str(path), "--dimensions", "channel,region",
+                              "--time-column", "t", "--at", "2026-01-05T04:00Z",
+                              "--value", "abandoned", "--denominator", "started"])
+    assert res.exit_code == 0, res.output
+    return res
+
+
 def test_rca_with_history_and_denominator(tmp_path: Path) -> None:
     rows = []
     for h in range(5):
@@ -55,12 +67,7 @@ def test_rca_with_history_and_denominator(tmp_path: Path) -> None:
             started = 0 if (ch, rg) == ("web", "fr") else 1000  # a zero denominator
             rows.append({"t": f"2026-01-05T0{h}:00:00Z", "channel": ch, "region": rg,
                          "started": started, "abandoned": rate * started})
-    path = tmp_path / "funnel.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
-    res = runner.invoke(app, ["rca", "--input", str(path), "--dimensions", "channel,region",
-                              "--time-column", "t", "--at", "2026-01-05T04:00Z",
-                              "--value", "abandoned", "--denominator", "started"])
-    assert res.exit_code == 0, res.output
+    res = _rca_funnel(tmp_path, rows)
     top = json.loads(res.stdout)["root_causes"][0]
     assert top["elements"] == [{"channel": "app", "region": "uk"}]
     assert top["share"] == 1.0
@@ -222,12 +229,7 @@ def test_rca_says_when_a_rate_moved_with_its_volume_mix(tmp_path: Path) -> None:
             rate = 0.5 if ch == "web" else 0.2
             rows.append({"t": f"2026-01-05T0{h}:00:00Z", "channel": ch, "region": rg,
                          "started": started, "abandoned": rate * started})
-    path = tmp_path / "funnel.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
-    res = runner.invoke(app, ["rca", "--input", str(path), "--dimensions", "channel,region",
-                              "--time-column", "t", "--at", "2026-01-05T04:00Z",
-                              "--value", "abandoned", "--denominator", "started"])
-    assert res.exit_code == 0, res.output
+    res = _rca_funnel(tmp_path, rows)
     out = json.loads(res.stdout)
     mix = out["mix_shift"]
     assert (mix["dimension"], mix["value"]) == ("channel", "web")
