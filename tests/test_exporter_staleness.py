@@ -42,8 +42,9 @@ def _series(text: str) -> dict:
 
 
 def _keys(text: str) -> set[str]:
-    return {dict(k[1])["channel"] for k in _series(text) if ("channel", "app") in k[1]
-            or ("channel", "web") in k[1]}
+    """The ``channel`` of every csat series on /metrics."""
+    return {dict(labels)["channel"] for _, labels in _series(text)
+            if ("cx_metric", "csat") in labels}
 
 
 def _config(extra: str = ""):
