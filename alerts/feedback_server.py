@@ -10,7 +10,9 @@ inside the window). Seen signatures live in the store (table ``feedback_requests
 replay is refused after a restart and by every process sharing the store; rows older than
 twice ``max_age`` are purged as new requests arrive. Anything else is answered 401, records
 nothing and is counted in ``cxmon_feedback_requests_refused_total{reason}`` (``stale``,
-``bad_signature``, ``replay``). Accepted
+``bad_signature``, ``replay``). That counter is also served by the endpoint itself, on
+``GET /metrics`` (only the feedback endpoint's own metrics: no KPI reaches a listener Slack can
+reach), so ``cxmon serve-feedback`` run alone can be scraped. Accepted
 ``block_actions`` for the buttons ``cxmon_ack`` / ``cxmon_not_anomaly`` / ``cxmon_expected``
 record ``acknowledged`` / ``not_anomaly`` / ``expected`` feedback (source ``slack``, the
 Slack user) for every anomaly id in the button's value and every anomaly of its incident in the
@@ -33,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from alerts.blocks import FEEDBACK_ACTIONS
 from monitor.clock import Clock, SystemClock
@@ -44,6 +46,10 @@ __all__ = ["FeedbackApp", "FeedbackServer", "slack_signature"]
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
+#: Where the feedback endpoint serves its own metrics (unless the Slack path is this).
+METRICS_PATH = "/metrics"
+#: The classic text format that ``generate_latest`` writes (as the exporter's /metrics).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -56,6 +62,7 @@ def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
 class Reply:
     status: int
     body: str = ""
+    content_type: str = "text/plain; charset=utf-8"
 
 
 class FeedbackApp:
@@ -73,14 +80,28 @@ class FeedbackApp:
             "cxmon_feedback_requests_refused",
             "Slack feedback requests answered 401, by reason: stale (timestamp outside "
             "max_age), bad_signature, replay (a signature already accepted).",
-            ["reason"], registry=registry if registry is not None else CollectorRegistry(),
+            ["reason"], registry=None,
         )
+        for reason in ("stale", "bad_signature", "replay"):  # 0, not absent, until one
+            self.refused.labels(reason)
+        #: What ``GET /metrics`` on the endpoint serves: this app's metrics only, even when
+        #: ``registry`` is the exporter's (``cxmon run``), whose series stay on its own port.
+        self.metrics_registry = CollectorRegistry()
+        self.metrics_registry.register(self.refused)
+        if registry is not None:
+            registry.register(self.refused)
 
     def __repr__(self) -> str:
         return f"FeedbackApp(path={self.path!r})"
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
-        if path.split("?", 1)[0] != self.path:
+        route = path.split("?", 1)[0]
+        if route == METRICS_PATH and route != self.path:
+            if method != "GET":
+                return Reply(405, "GET only")
+            return Reply(200, generate_latest(self.metrics_registry).decode(),
+                         METRICS_CONTENT_TYPE)
+        if route != self.path:
             return Reply(404, "not found")
         if method != "POST":
             return Reply(405, "POST only")
@@ -216,7 +237,7 @@ class FeedbackServer:
                         reply = Reply(500, "error")
                 data = reply.body.encode()
                 self.send_response(reply.status)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

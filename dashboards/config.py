@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from monitor.durations import Duration
 
 
 class ExporterConfig(BaseModel):
@@ -12,6 +16,10 @@ class ExporterConfig(BaseModel):
     ``max_series`` caps the per-series gauges (first come, first kept; points of further
     series are dropped and counted in ``cxmon_exporter_series_dropped_total``). ``metrics``
     is an opt-in list: when given, only these metrics get per-series gauges.
+
+    ``series_ttl``: a series that gets no new point for this long leaves ``/metrics`` (its
+    gauges are removed). Default (unset): three intervals of its metric plus its ``delay``;
+    ``0s`` keeps every series until a restart.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -23,3 +31,15 @@ class ExporterConfig(BaseModel):
     metrics: list[str] | None = Field(
         default=None, description="Opt-in: export only these metrics (default: all)."
     )
+    series_ttl: Duration | None = Field(
+        default=None,
+        description="Remove a series' gauges after this long without a new point "
+        "(default: 3 intervals of its metric + delay; 0s: never).",
+    )
+
+    @field_validator("series_ttl")
+    @classmethod
+    def _ttl_non_negative(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value

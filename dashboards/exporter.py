@@ -10,7 +10,9 @@ as ``cx_metric`` plus the series' own labels, so PromQL can slice by journey or 
     cxmon_series_value{cx_metric="checkout_dropoff_rate",channel="app",journey="checkout"}
     cxmon_series_expected / _lower / _upper / _score / _severity  (same labels)
 
-A roll-up total has no label for the rolled-up dimension: ``channel=""`` selects it.
+A roll-up total has no label for the rolled-up dimension: ``channel=""`` selects it. A series
+with no new point for its ttl (``exporter.series_ttl``, default three intervals of its metric
+plus its delay: :func:`series_ttls`) is removed from ``/metrics`` until its next point.
 
 Monitor health: ``cxmon_ticks_total{cx_metric,outcome}``, ``cxmon_tick_duration_seconds``,
 ``cxmon_rows_total``, ``cxmon_rows_rejected_total{cx_metric,reason}``,
@@ -56,6 +58,7 @@ from monitor.frames import REJECT_REASONS
 from monitor.model import SEVERITY_LEVELS, parse_series_key, severity_name
 
 if TYPE_CHECKING:
+    from monitor.clock import Clock
     from monitor.config import MonitorConfig
     from monitor.pipeline import TickResult
     from monitor.store import Store
@@ -126,6 +129,23 @@ def series_labels(key: str) -> dict[str, str]:
     return {METRIC_LABEL: metric, **labels}
 
 
+#: Default staleness of a series: this many intervals of its metric without a new point.
+STALE_INTERVALS = 3
+
+
+def series_ttls(config: MonitorConfig) -> dict[str, float]:
+    """Seconds without a new point after which each metric's series leave ``/metrics``:
+    ``exporter.series_ttl`` when set (``0s``: never), else :data:`STALE_INTERVALS` intervals
+    of the metric plus its ``delay`` (a series that stopped arriving, or a metric since removed
+    from the config, must not keep its last severity forever)."""
+    ex = getattr(config, "exporter", None)
+    fixed = getattr(ex, "series_ttl", None)
+    if fixed is not None:
+        return {m.name: fixed.total_seconds() for m in config.metrics}
+    return {m.name: (STALE_INTERVALS * m.interval + m.delay).total_seconds()
+            for m in config.metrics}
+
+
 #: Series per pre-rendered block of sample lines.
 BLOCK = 2048
 
@@ -144,13 +164,23 @@ class SeriesGauges(Collector):
     """
 
     def __init__(
-        self, max_series: int = DEFAULT_MAX_SERIES, metrics: Iterable[str] | None = None
+        self,
+        max_series: int = DEFAULT_MAX_SERIES,
+        metrics: Iterable[str] | None = None,
+        *,
+        ttl: float | Mapping[str, float] | None = None,
     ) -> None:
         self.max_series = int(max_series)
         self.metrics = frozenset(metrics) if metrics is not None else None
+        # seconds without a new point after which a series is removed, per metric (a
+        # mapping: metrics not in it never expire) or for all; None / <= 0: never
+        self.ttl = ttl
         self._lock = threading.Lock()
         self._index: dict[str, int] = {}
         self._labels: list[dict[str, str]] = []
+        self._seen: list[float] = []  # when each series last got a point (clock seconds)
+        self._deadline: list[float] = []  # _seen + its ttl (inf: never expires)
+        self._check_after = math.inf  # no series can expire before this
         self._prefix: list[list[str]] = [[] for _ in SERIES_FIELDS]  # 'name{labels} '
         self._values: dict[str, list[float]] = {f: [] for f in SERIES_FIELDS}
         self._lines: list[list[str]] = [[] for _ in SERIES_FIELDS]  # 'name{labels} value'
@@ -167,13 +197,22 @@ class SeriesGauges(Collector):
     def wants(self, metric: str) -> bool:
         return self.metrics is None or metric in self.metrics
 
-    def update(self, rows: Iterable[tuple[str, Sequence[float]]]) -> dict[str, int]:
+    def ttl_of(self, metric: str) -> float:
+        """Seconds without a point after which a series of ``metric`` is removed (inf: never)."""
+        ttl = self.ttl.get(metric) if isinstance(self.ttl, Mapping) else self.ttl
+        return float(ttl) if ttl is not None and ttl > 0 else math.inf
+
+    def update(
+        self, rows: Iterable[tuple[str, Sequence[float]]], now: float | None = None
+    ) -> dict[str, int]:
         """Set the newest point of each ``(series_key, (value, expected, lower, upper, score,
-        severity))``; returns the points dropped by the guard in this call, per metric."""
+        severity))``; returns the points dropped by the guard in this call, per metric.
+        ``now`` (clock seconds, default ``time.time()``) starts each series' staleness over."""
+        now = time.time() if now is None else float(now)
         dropped: dict[str, int] = {}
-        columns = list(self._values.values())
         touched: set[int] = set()
         with self._lock:
+            columns = list(self._values.values())
             for key, fields in rows:
                 i = self._index.get(key)
                 if i is None:
@@ -187,6 +226,10 @@ class SeriesGauges(Collector):
                         continue
                     i = self._index[key] = len(self._labels)
                     self._labels.append(labels)
+                    ttl = self.ttl_of(metric)
+                    self._seen.append(now)
+                    self._deadline.append(now + ttl)
+                    self._check_after = min(self._check_after, now + ttl)
                     inner = "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "} "
                     for prefixes, lines, values, name in zip(
                         self._prefix, self._lines, columns, SERIES_FIELDS.values(), strict=True
@@ -194,6 +237,10 @@ class SeriesGauges(Collector):
                         prefixes.append(name + inner)
                         lines.append("")
                         values.append(math.nan)
+                else:  # a later deadline: _check_after stays a (lower) bound
+                    self._deadline[i] += now - self._seen[i]
+                    self._seen[i] = now
+                    self._check_after = min(self._check_after, self._deadline[i])
                 touched.add(i // BLOCK)
                 for j, x in enumerate(fields):
                     x = float(x)
@@ -208,6 +255,38 @@ class SeriesGauges(Collector):
                 for b in touched:
                     blocks[b] = ("\n".join(lines[b * BLOCK:(b + 1) * BLOCK]) + "\n").encode()
         return dropped
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """Remove the series whose ttl passed without a new point (a series that stopped
+        arriving, or whose metric left the config); returns their keys. Cheap when nothing
+        is due: the earliest deadline is kept, the series are scanned only once it passed."""
+        now = time.time() if now is None else float(now)
+        if now <= self._check_after:  # a series expires once *more* than its ttl passed
+            return []
+        with self._lock:
+            keep = [i for i, d in enumerate(self._deadline) if d >= now]
+            self._check_after = min((self._deadline[i] for i in keep), default=math.inf)
+            if len(keep) == len(self._deadline):
+                return []
+            kept = set(keep)
+            gone = [k for k, i in self._index.items() if i not in kept]
+            self._compact(keep)
+        return gone
+
+    def _compact(self, keep: list[int]) -> None:
+        """Keep only the series at ``keep`` (in order); re-encode every block. Under the lock."""
+        keys = sorted(self._index, key=self._index.__getitem__)
+        self._index = {keys[i]: n for n, i in enumerate(keep)}
+        self._labels = [self._labels[i] for i in keep]
+        self._seen = [self._seen[i] for i in keep]
+        self._deadline = [self._deadline[i] for i in keep]
+        self._prefix = [[p[i] for i in keep] for p in self._prefix]
+        self._lines = [[line[i] for i in keep] for line in self._lines]
+        self._values = {f: [v[i] for i in keep] for f, v in self._values.items()}
+        self._blocks = [
+            [("\n".join(lines[b:b + BLOCK]) + "\n").encode() for b in range(0, len(lines), BLOCK)]
+            for lines in self._lines
+        ]
 
     def render_parts(self) -> list[bytes]:
         """The gauges in the Prometheus text format, as a list of byte strings to send."""
@@ -251,13 +330,18 @@ class Exporter:
         max_series: int = DEFAULT_MAX_SERIES,
         metrics: Iterable[str] | None = None,
         journeys: Mapping[str, str] | None = None,
+        series_ttl: float | Mapping[str, float] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """``registry``: where the health metrics live (a fresh one by default).
         ``metrics``: opt-in list of exported metrics (default: all, up to ``max_series``).
         ``journeys``: metric -> journey label for counters of metrics whose series carry no
-        journey label."""
+        journey label. ``series_ttl``: seconds without a new point after which a series'
+        gauges are removed, for all metrics or per metric (None: never; :meth:`from_config`
+        sets it). ``clock``: what "now" is for that (the wall clock by default)."""
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self.series = SeriesGauges(max_series, metrics)
+        self.clock = clock
+        self.series = SeriesGauges(max_series, metrics, ttl=series_ttl)
         self.journeys = dict(journeys or {})
         r = self.registry
         m = METRIC_LABEL
@@ -322,7 +406,11 @@ class Exporter:
 
     @classmethod
     def from_config(
-        cls, config: MonitorConfig, *, registry: CollectorRegistry | None = None
+        cls,
+        config: MonitorConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Clock | None = None,
     ) -> Exporter:
         """An exporter set up from the ``exporter:`` block (defaults when absent)."""
         ex = getattr(config, "exporter", None)
@@ -332,6 +420,8 @@ class Exporter:
             max_series=ex.max_series if ex else DEFAULT_MAX_SERIES,
             metrics=ex.metrics if ex else None,
             journeys=journeys,
+            series_ttl=series_ttls(config),
+            clock=clock,
         )
         for m in config.metrics:  # every metric shows up at 0 before its first tick
             for outcome in ("ok", "error", "skipped"):
@@ -391,8 +481,21 @@ class Exporter:
         if scores is not None and len(scores):
             cols = [scores[f].to_numpy(dtype=float).tolist() for f in SERIES_FIELDS]
             rows = zip(scores["series"].tolist(), zip(*cols, strict=True), strict=True)
-            for name, n in self.series.update(rows).items():
+            for name, n in self.series.update(rows, self._now()).items():
                 self.series_dropped.labels(name).inc(n)
+        self.expire()
+
+    def _now(self) -> float:
+        return self.clock.now().timestamp() if self.clock is not None else time.time()
+
+    def expire(self) -> list[str]:
+        """Remove the per-series gauges of series that got no point for their ttl (run on
+        every tick and every scrape); returns their keys."""
+        gone = self.series.expire(self._now())
+        if gone:
+            log.info("exporter: %d stale series removed from /metrics (e.g. %s)",
+                     len(gone), gone[0])
+        return gone
 
     def _observe_incidents(self, changes: Iterable[Any]) -> None:
         """Incident changes (``IncidentChange``): opened counter and the open gauge."""
@@ -485,6 +588,7 @@ class Exporter:
 
     def render(self) -> bytes:
         """The whole ``/metrics`` payload."""
+        self.expire()
         return generate_latest(self.registry) + self.series.render()
 
     def health(self) -> dict[str, Any]:
@@ -499,6 +603,7 @@ class Exporter:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":  # two writes: no copy of a large series payload
+                    exporter.expire()
                     parts = (generate_latest(exporter.registry),
                              *exporter.series.render_parts())
                     self._send(200, parts, CONTENT_TYPE)
@@ -563,8 +668,10 @@ __all__ = [
     "DEFAULT_PORT",
     "METRIC_LABEL",
     "SERIES_FIELDS",
+    "STALE_INTERVALS",
     "Exporter",
     "SeriesGauges",
     "series_labels",
+    "series_ttls",
     "severity_band",
 ]

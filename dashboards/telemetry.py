@@ -42,7 +42,7 @@ class Telemetry:
     ) -> None:
         self.config = config
         self.store = store
-        self.exporter = Exporter.from_config(config, registry=registry)
+        self.exporter = Exporter.from_config(config, registry=registry, clock=clock)
         self._raw = sources or {n: create_source(n, c) for n, c in config.sources.items()}
         self.sources: dict[str, Any] = self.exporter.instrument_sources(self._raw)
         self._metric_source = {m.name: m.source for m in config.metrics}
