@@ -8,12 +8,11 @@ import logging
 import signal
 import threading
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from monitor.cli_options import LogLevel
+from monitor.cli_options import ConfigOpt, LogLevel
 from monitor.durations import format_duration
 
 if TYPE_CHECKING:
@@ -27,7 +26,6 @@ __all__ = ["register", "start_feedback"]
 
 log = logging.getLogger("cxmon.delivery")
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")]
 
 
 def start_feedback(config: MonitorConfig, store: Store, *,

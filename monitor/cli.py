@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from monitor.cli_options import LogLevel
+from monitor.cli_options import ConfigOpt, LogLevel
 from monitor.clock import FakeClock, SystemClock
 from monitor.config import MonitorConfig, config_json_schema, load_config
 from monitor.errors import ConfigError, StoreError
@@ -108,7 +108,6 @@ console = Console()
 # Not a terminal (a log file, a pipe): no hard wrap at 80 columns, one problem per line.
 err_console = Console(stderr=True, soft_wrap=not _is_tty(sys.stderr))
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")]
 
 
 class _StderrHandler(logging.StreamHandler):

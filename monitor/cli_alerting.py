@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from alerts.matchers import MatcherError, parse_matcher, parse_matchers
+from monitor.cli_options import ConfigOpt
 
 if TYPE_CHECKING:
     from monitor.store import Store
@@ -32,7 +34,7 @@ def _labels(args: list[str]) -> dict[str, str]:
 
 @routes_app.command("test")
 def routes_test(
-    config: Annotated[str, typer.Option("--config", "-c", help="cxmon YAML config file.")],
+    config: ConfigOpt,
     labels: Annotated[list[str] | None, typer.Argument(help="label=value ...")] = None,
     tree: Annotated[bool, typer.Option("--tree", help="Print the routing tree.")] = False,
     verify: Annotated[
@@ -44,8 +46,6 @@ def routes_test(
     """Print the receivers a label set reaches, comma-separated, in Alertmanager's order.
 
     Like 'amtool config routes test'."""
-    from pathlib import Path
-
     from alerts.routing import Router
     from monitor.cli import _load
 
@@ -64,14 +64,11 @@ def routes_test(
 
 silence_app = typer.Typer(help="Add, list and expire silences (amtool-like).",
                           no_args_is_help=True)
-ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="cxmon YAML config file.")]
 
 
-def _store(config: str) -> Store:
+def _store(config: Path) -> Store:
     """The configured store; a missing SQLite file is an error (exit 1), never a new store:
     a silence written to a fresh, mistyped store would silence nothing."""
-    from pathlib import Path
-
     from monitor.cli import _load, _open_store
 
     return _open_store(_load(Path(config), needs={"store"}), must_exist=True)

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from monitor.cli_options import ConfigOpt
+
 dashboards_app = typer.Typer(help="Grafana dashboards generated from the config.",
                              no_args_is_help=True)
 
@@ -20,7 +22,7 @@ JourneyOpt = Annotated[
 
 @dashboards_app.command("build")
 def build(
-    config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")],
+    config: ConfigOpt,
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("grafana"),
     journey: JourneyOpt = None,
     prometheus_url: Annotated[
@@ -42,7 +44,7 @@ def build(
 
 @dashboards_app.command("push")
 def push(
-    config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")],
+    config: ConfigOpt,
     journey: JourneyOpt = None,
     annotations: Annotated[
         bool, typer.Option(help="Also post the stored anomalies as annotations.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -13,3 +14,10 @@ LogLevel = Annotated[
     Literal["debug", "info", "warning", "error", "critical"],
     typer.Option("--log-level", help="Log level.", case_sensitive=False),
 ]
+
+
+#: The config file of every command that reads one; ``CXMON_CONFIG`` saves typing ``-c`` in a
+#: shell session (an explicit ``-c`` wins).
+ConfigOpt = Annotated[Path, typer.Option(
+    "--config", "-c", envvar="CXMON_CONFIG", show_envvar=True,
+    help="cxmon YAML config file.")]

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import typer
 
+from monitor.cli_options import ConfigOpt
+
 SCORE_HELP = """Score one series with one detector, streaming, without look-ahead.
 
 Reads --input (CSV with columns timestamp,value; timestamps in any ISO format, naive = UTC; \
@@ -335,7 +337,7 @@ def register(app: typer.Typer) -> None:
         anomaly_id: Annotated[str, typer.Argument(
             help="Anomaly id (as in alerts and the store), or a unique prefix of 8+ characters.")],
         label: Annotated[str, typer.Argument(help="not_anomaly | expected | confirmed")],
-        config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")],
+        config: ConfigOpt,
         note: Annotated[str | None, typer.Option("--note", help="Why.")] = None,
         user: Annotated[str | None, typer.Option("--user", help="Who.")] = None,
     ) -> None:

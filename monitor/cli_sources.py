@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from monitor.cli_options import ConfigOpt
 from monitor.clock import SystemClock
 from monitor.errors import StoreError
 
@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("backfill")
     def backfill_cmd(
-        config: Annotated[Path, typer.Option("--config", "-c", help="cxmon YAML config file.")],
+        config: ConfigOpt,
         metric: Annotated[str, typer.Option(help="The metric to backfill.")],
         start: Annotated[str, typer.Option(help="First bucket (ISO 8601, UTC).")],
         end: Annotated[str, typer.Option(help="End, exclusive (ISO 8601, UTC); an end after "

@@ -519,3 +519,19 @@ def test_score_reports_progress_on_long_series() -> None:
     score_frame(frame, "surprise", {}, progress=lambda done, total: calls.append((done, total)))
     assert calls[0] == (0, n - 1) and calls[-1] == (n - 1, n - 1)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) >= 3
+
+
+def test_the_config_can_come_from_cxmon_config(tmp_path: Path) -> None:
+    """``export CXMON_CONFIG=cxmon.yaml`` once instead of ``-c`` on every command; an
+    explicit ``-c`` still wins, and neither given says how to give one."""
+    good = tmp_path / "cxmon.yaml"
+    good.write_text("sources: {s: {type: demo}}\n"
+                    "metrics: [{name: m, source: s, query: q, value: count}]\n")
+    out = runner.invoke(app, ["validate"], env={"CXMON_CONFIG": str(good)})
+    assert out.exit_code == 0, out.output
+    assert "cxmon.yaml: 1 source(s), 1 metric(s)" in out.output
+    out = runner.invoke(app, ["validate", "-c", str(tmp_path / "other.yaml")],
+                        env={"CXMON_CONFIG": str(good)})
+    assert out.exit_code != 0 and "other.yaml" in out.output
+    out = runner.invoke(app, ["validate"], env={"CXMON_CONFIG": None})
+    assert out.exit_code == 2 and "--config" in out.output and "CXMON_CONFIG" in out.output
