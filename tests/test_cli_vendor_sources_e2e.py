@@ -1,0 +1,253 @@
+"""GA4, Salesforce and ServiceNow end to end through the CLI, as a user runs them: a config
+file per source pointing at the vendor fake, ``cxmon validate``, ``validate --poll`` and
+``cxmon backfill`` into a SQLite store, then the stored points (UTC hour buckets, every page
+counted), plus the failures a user meets first (wrong credentials, 429, 5xx, a typo in a key),
+each with a clear message and no secret in the output or the logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from monitor.cli import app
+from monitor.store import Store
+from tests.fakes.google_analytics import PROPERTY, google_error, serve_google_analytics
+from tests.fakes.salesforce import AGGREGATE_SOQL, serve_salesforce
+from tests.fakes.server import FakeServer
+from tests.fakes.servicenow import serve_servicenow
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+HOURS = [pd.Timestamp(T0 + timedelta(hours=h)) for h in range(6)]
+WINDOW = ["--start", "2026-01-05T00:00Z", "--end", "2026-01-05T06:00Z"]
+GA_TOKEN, SF_TOKEN, SN_PASSWORD = "ya29.ga-SECRET-1", "00Dsf!SECRET-2", "sn-SECRET-3"
+ENV = {"GA_TOKEN": GA_TOKEN, "SF_TOKEN": SF_TOKEN, "SN_USER": "cxmon",
+       "SN_PASSWORD": SN_PASSWORD}
+WRONG = {"GA_TOKEN": "ya29.WRONG-4", "SF_TOKEN": "WRONG-5", "SN_USER": "cxmon",
+         "SN_PASSWORD": "WRONG-6"}
+SECRETS = (GA_TOKEN, SF_TOKEN, SN_PASSWORD, "WRONG-4", "WRONG-5", "WRONG-6",
+           "Y3htb246")  # base64 of "cxmon:", the start of the basic-auth header
+
+GA = """
+store: "sqlite:///{tmp}/cx.db"
+sources:
+  ga:
+    type: google_analytics
+    property_id: "{prop}"
+    api_endpoint: "{url}"
+    access_token: "${{GA_TOKEN}}"
+    page_size: 7                    # the fake caps pages at 5 rows: 10+ pages a day
+    retry: {{attempts: 2, backoff: 0.01}}
+metrics:
+  - name: checkout_dropoff
+    source: ga
+    interval: 1h
+    query: checkout funnel
+    params:
+      dimensions: [deviceCategory]
+      funnel: {{started: begin_checkout, completed: purchase}}
+    timestamp: timestamp
+    dimensions: [deviceCategory]
+    value: {{ratio: [abandoned, started]}}
+"""
+
+SF = """
+store: "sqlite:///{tmp}/cx.db"
+sources:
+  crm:
+    type: salesforce
+    instance_url: "{url}"
+    access_token: "${{SF_TOKEN}}"
+    retry: {{attempts: 2, backoff: 0.01}}
+metrics:
+  - name: cases
+    source: crm
+    interval: 1h
+    query: "{soql}"
+    timestamp: ts
+    dimensions: [origin]
+    value: cases
+"""
+
+SN = """
+store: "sqlite:///{tmp}/cx.db"
+sources:
+  itsm:
+    type: servicenow
+    base_url: "{url}"
+    username: "${{SN_USER}}"
+    password: "${{SN_PASSWORD}}"
+    retry: {{attempts: 2, backoff: 0.01}}
+metrics:
+  - name: incidents
+    source: itsm
+    interval: 1h
+    query: incident
+    params: {params}
+    timestamp: opened_at
+    dimensions: [category]
+    value: count
+"""
+
+
+@contextmanager
+def vendor(kind: str, tmp: Path, **fmt: str) -> Iterator[tuple[FakeServer, Path, str]]:
+    """The fake of ``kind`` running, a config file for it, and the metric's name."""
+    with FakeServer() as server:
+        if kind == "ga":
+            serve_google_analytics(server, GA_TOKEN)
+            text, metric = GA.format(tmp=tmp, url=server.url, prop=PROPERTY), "checkout_dropoff"
+        elif kind == "sf":
+            serve_salesforce(server, SF_TOKEN, page_size=5)
+            text, metric = SF.format(tmp=tmp, url=server.url, soql=AGGREGATE_SOQL), "cases"
+        else:
+            serve_servicenow(server, "cxmon", SN_PASSWORD)
+            text = SN.format(tmp=tmp, url=server.url,
+                             params=fmt.get("params", "{group_by: [category]}"))
+            metric = "incidents"
+        path = tmp / f"{kind}.yaml"
+        path.write_text(text)
+        yield server, path, metric
+
+
+def cli(*args: str, env: dict[str, str] = ENV) -> tuple[int, str]:
+    out = CliRunner().invoke(app, list(args), env=env)
+    return out.exit_code, " ".join(out.output.split())
+
+
+def stored(tmp: Path, metric: str) -> dict[str, dict[pd.Timestamp, float]]:
+    store = Store.open(f"sqlite:///{tmp}/cx.db")
+    try:
+        points = store.load_points(metric=metric)
+    finally:
+        store.close()
+    assert all(ts.tzinfo is not None and ts.utcoffset() == timedelta(0)
+               for ts in points["timestamp"]), points["timestamp"]
+    return {s: dict(zip(g["timestamp"], g["value"], strict=True))
+            for s, g in points.groupby("series")}
+
+
+def assert_no_secret(text: str) -> None:
+    leaked = [s for s in SECRETS if s in text]
+    assert not leaked, (leaked, text)
+
+
+# -- happy path: validate, validate --poll, backfill, stored points ------------------------
+
+def test_google_analytics_backfill_stores_funnel_dropoff_per_utc_hour(tmp_path) -> None:
+    with vendor("ga", tmp_path) as (server, path, metric):
+        assert cli("validate", "-c", str(path))[0] == 0
+        code, out = cli("validate", "-c", str(path), "--poll")
+        assert code == 0 and "✓ checkout_dropoff (ga," in out and "3 series" in out, out
+        code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW)
+        assert code == 0, out
+        assert "2026-01-05 00:00 – 2026-01-05 06:00 UTC" in out and "0 rejected" in out, out
+        # the day's 96 report rows (24 h x 2 devices x 2 events), 5 rows per page
+        assert len(server.log) > 20
+    points = stored(tmp_path, metric)
+    assert set(points) == {"checkout_dropoff", 'checkout_dropoff{deviceCategory="desktop"}',
+                           'checkout_dropoff{deviceCategory="mobile"}'}
+    for series in points.values():
+        assert sorted(series) == HOURS  # the six UTC hours asked for, not the whole day
+    # fake: begin_checkout 100 + hour (+7 on mobile), purchase 60 + hour (+7): abandoned 40
+    desktop = points['checkout_dropoff{deviceCategory="desktop"}']
+    assert desktop[HOURS[3]] == pytest.approx(40 / 103)
+    assert points["checkout_dropoff"][HOURS[5]] == pytest.approx(80 / (105 + 112))
+
+
+def test_salesforce_backfill_follows_next_records_url_and_stores_cases(tmp_path) -> None:
+    with vendor("sf", tmp_path) as (server, path, metric):
+        assert cli("validate", "-c", str(path))[0] == 0
+        code, out = cli("validate", "-c", str(path), "--poll")
+        assert code == 0 and "✓ cases (crm," in out, out
+        code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW,
+                        "--chunk", "3h")
+        assert code == 0, out
+        assert "2 chunk(s), 12 rows, 18 points in 3 series, 0 rejected" in out, out
+        pages = [r.path for r in server.log if r.path.rsplit("/", 1)[-1].startswith("01gD")]
+        assert pages  # 6 groups per chunk, 5 per page: every chunk needed a second page
+    points = stored(tmp_path, metric)
+    assert points['cases{origin="Web"}'] == {h: float(1 + i % 2) for i, h in enumerate(HOURS)}
+    assert points['cases{origin="Phone"}'] == {h: float(2 + i % 2) for i, h in enumerate(HOURS)}
+    assert points["cases"] == {h: float(3 + 2 * (i % 2)) for i, h in enumerate(HOURS)}
+
+
+@pytest.mark.parametrize("params", ["{group_by: [category]}", "{fields: [category]}"],
+                         ids=["aggregate_api", "table_api"])
+def test_servicenow_backfill_counts_incidents_per_utc_hour(tmp_path, params: str) -> None:
+    with vendor("sn", tmp_path, params=params) as (server, path, metric):
+        assert cli("validate", "-c", str(path))[0] == 0
+        code, out = cli("validate", "-c", str(path), "--poll")
+        assert code == 0 and "✓ incidents (itsm," in out, out
+        # a start inside a bucket is floored to it; 07:00 is past the fake's data
+        code, out = cli("backfill", "-c", str(path), "--metric", metric,
+                        "--start", "2026-01-04T23:30Z", "--end", "2026-01-05T07:00Z")
+        assert code == 0, out
+        assert "2026-01-04 23:00 – 2026-01-05 07:00 UTC" in out and "12 rows" in out, out
+        if "fields" in params:  # 12 rows, 5 per page: the Link header was followed
+            assert len(server.requests_to("/api/now/table/incident")) >= 3
+    points = stored(tmp_path, metric)
+    assert points["incidents"] == {h: 2.0 for h in HOURS}
+    assert points['incidents{category="network"}'] == {h: 1.0 for h in HOURS}
+    assert points['incidents{category="software"}'] == {h: 1.0 for h in HOURS}
+
+
+# -- failures: clear, classified, no secret --------------------------------------------------
+
+KINDS = ["ga", "sf", "sn"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_wrong_credentials_fail_clearly_without_the_secret(tmp_path, kind, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    with vendor(kind, tmp_path) as (_server, path, metric):
+        code, out = cli("validate", "-c", str(path), "--poll", env=WRONG)
+        assert code == 1 and "credentials" in out and "could not be polled" in out, out
+        code2, out2 = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW, env=WRONG)
+    assert code2 == 1 and "backfill failed" in out2 and "credentials" in out2, out2
+    assert_no_secret(out + out2 + caplog.text)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_401_mid_backfill_is_fatal_and_names_the_credentials(tmp_path, kind,
+                                                                 caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    with vendor(kind, tmp_path) as (server, path, metric):
+        server.fail(401, body=google_error(401, "Request had invalid authentication "
+                                                "credentials."))
+        code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW)
+        assert len(server.log) == 1  # not retried
+    assert code == 1 and "credentials" in out, out
+    assert_no_secret(out + caplog.text)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("status", [429, 500])
+def test_a_transient_error_is_retried_and_the_backfill_completes(tmp_path, kind, status,
+                                                                 caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    with vendor(kind, tmp_path) as (server, path, metric):
+        server.fail(status, times=1, headers={"Retry-After": "0"})
+        code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW)
+    assert code == 0 and "18 points in 3 series" in out, out
+    assert f"{status}" in caplog.text  # the retry is logged with the status
+    assert_no_secret(out + caplog.text)
+
+
+@pytest.mark.parametrize(("kind", "key", "hint"), [
+    ("ga", "pagesize", "page_size"), ("sf", "acess_token", "access_token"),
+    ("sn", "pasword", "password")])
+def test_a_misspelt_source_key_is_rejected_with_its_path(tmp_path, kind, key, hint) -> None:
+    with vendor(kind, tmp_path) as (_server, path, _metric):
+        name = {"ga": "ga", "sf": "crm", "sn": "itsm"}[kind]
+        text = path.read_text().replace("    retry:", f"    {key}: x\n    retry:")
+        path.write_text(text)
+        code, out = cli("validate", "-c", str(path))
+    assert code == 2, out
+    assert f"sources.{name}.{key}: unknown key '{key}' (did you mean '{hint}'?)" in out
