@@ -20,7 +20,7 @@ from monitor.cli import app
 from monitor.store import Store
 from tests.fakes.google_analytics import PROPERTY, google_error, serve_google_analytics
 from tests.fakes.salesforce import AGGREGATE_SOQL, serve_salesforce
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, Response
 from tests.fakes.servicenow import serve_servicenow
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -251,3 +251,37 @@ def test_a_misspelt_source_key_is_rejected_with_its_path(tmp_path, kind, key, hi
         code, out = cli("validate", "-c", str(path))
     assert code == 2, out
     assert f"sources.{name}.{key}: unknown key '{key}' (did you mean '{hint}'?)" in out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_long_retry_after_stops_the_backfill_and_says_when_to_rerun(tmp_path, kind,
+                                                                     caplog) -> None:
+    """A 429 asking for an hour used to be re-asked within seconds by the backfill's own
+    retries ("server asked to wait 3600s; retry 1 of 5 in 1s"): one request, then a stop."""
+    caplog.set_level(logging.DEBUG)
+    with vendor(kind, tmp_path) as (server, path, metric):
+        server.fail(429, headers={"Retry-After": "3600"})
+        code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW)
+        assert len(server.log) == 1  # not asked again
+    assert code == 1, out
+    assert "backfill stopped:" in out and "server asked to wait 3600s" in out, out
+    assert "nothing was stored yet" in out and "Re-run the same command after" in out, out
+    assert "retry 1 of" not in out + caplog.text
+    assert_no_secret(out + caplog.text)
+
+
+def test_a_long_retry_after_mid_backfill_says_what_is_stored(tmp_path) -> None:
+    with vendor("sn", tmp_path) as (server, path, metric):
+        stats = server.routes[("GET", "/api/now/stats/incident")]
+
+        def limited(req):  # three hourly buckets answered, then the quota is spent
+            if len(server.requests_to(req.path)) > 3:
+                return Response(429, {"error": "quota"}, {"Retry-After": "600"})
+            return stats(req)
+
+        server.route("GET", "/api/now/stats/incident", limited)
+        code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW,
+                        "--chunk", "1h")
+    assert code == 1, out
+    assert "points are stored up to 2026-01-05 03:00 UTC" in out, out
+    assert set(stored(tmp_path, metric)["incidents"]) == set(HOURS[:3])
