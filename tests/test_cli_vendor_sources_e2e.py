@@ -285,3 +285,23 @@ def test_a_long_retry_after_mid_backfill_says_what_is_stored(tmp_path) -> None:
     assert code == 1, out
     assert "points are stored up to 2026-01-05 03:00 UTC" in out, out
     assert set(stored(tmp_path, metric)["incidents"]) == set(HOURS[:3])
+
+
+@pytest.mark.parametrize(("status", "body", "said"), [
+    (503, "<html><head><title>503 Service Unavailable</title></head><body><h1>Down for "
+          "maintenance</h1>" + "<p>back soon</p>" * 200 + "</body></html>",
+     "HTTP 503 (503 Service Unavailable Down for maintenance back soon"),
+    (429, "Too Many Requests", "HTTP 429 (Too Many Requests)"),
+    (500, {"error": "fault", "token": SF_TOKEN}, 'HTTP 500 ({"error": "fault", "token": '),
+])
+def test_salesforce_error_pages_are_quoted_not_named_by_the_client_class(
+        tmp_path, status, body, said) -> None:
+    """A proxy's or load balancer's page used to read "HTTP 503 (SalesforceGeneralError)",
+    and a JSON body showed as a Python dict; now a short excerpt, secrets scrubbed."""
+    with vendor("sf", tmp_path) as (server, path, _metric):
+        server.fail(status, times=10, body=body, headers={"Content-Type": "text/html"})
+        code, out = cli("validate", "-c", str(path), "--poll")
+    assert code == 1, out
+    assert said in out and "SalesforceGeneralError" not in out, out
+    assert len(out) < 700  # an excerpt, not the page
+    assert_no_secret(out)
