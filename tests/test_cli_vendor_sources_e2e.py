@@ -305,3 +305,34 @@ def test_salesforce_error_pages_are_quoted_not_named_by_the_client_class(
     assert said in out and "SalesforceGeneralError" not in out, out
     assert len(out) < 700  # an excerpt, not the page
     assert_no_secret(out)
+
+
+def test_google_analytics_property_time_zone_is_converted_to_utc_buckets(tmp_path) -> None:
+    """``dateHour`` is local to the property: with America/New_York (UTC-5 in January) the
+    local hour 19:00 of 01-04 is stored as the UTC bucket 01-05 00:00."""
+    with vendor("ga", tmp_path) as (server, path, metric):
+        path.write_text(path.read_text().replace(
+            "      funnel:", "      timezone: America/New_York\n      funnel:"))
+        code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW)
+        assert code == 0 and "18 points in 3 series" in out, out
+        ranges = [b["dateRanges"] for b in (r.json() for r in server.log)]
+    assert ranges[0] == [{"startDate": "2026-01-04", "endDate": "2026-01-05"}]
+    desktop = stored(tmp_path, metric)['checkout_dropoff{deviceCategory="desktop"}']
+    assert sorted(desktop) == HOURS
+    local_hours = [19, 20, 21, 22, 23, 0]  # the fake's started = 100 + local hour on desktop
+    assert [desktop[h] for h in HOURS] == pytest.approx([40 / (100 + lh) for lh in local_hours])
+
+
+@pytest.mark.parametrize("kind", ["ga", "sn"])
+def test_a_misspelt_params_key_is_named_by_validate_poll_and_backfill(tmp_path, kind) -> None:
+    """Metric params are the source's: plain ``validate`` cannot see them (README says so);
+    ``validate --poll`` and ``backfill`` name the key, before any data is stored."""
+    with vendor(kind, tmp_path, params="{group_by: [category], bukket: 1h}") as (
+            _server, path, metric):
+        if kind == "ga":
+            path.write_text(path.read_text().replace("      funnel:", "      funnell:"))
+        bad = "params.bukket" if kind == "sn" else "params.funnell"
+        code, out = cli("validate", "-c", str(path), "--poll")
+        assert code == 1 and f"{bad}: Extra inputs are not permitted" in out, out
+        code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW)
+    assert code == 1 and "backfill failed" in out and bad in out, out
