@@ -336,3 +336,22 @@ def test_a_misspelt_params_key_is_named_by_validate_poll_and_backfill(tmp_path, 
         assert code == 1 and f"{bad}: Extra inputs are not permitted" in out, out
         code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW)
     assert code == 1 and "backfill failed" in out and bad in out, out
+
+
+def test_google_analytics_credentials_file_problems_name_the_file_not_the_key(tmp_path) -> None:
+    """"cannot read credentials_file: FileNotFoundError" said neither which file (a relative
+    one is taken from the config's folder) nor what to do."""
+    with vendor("ga", tmp_path) as (_server, path, _metric):
+        path.write_text(path.read_text().replace('access_token: "${GA_TOKEN}"',
+                                                 'credentials_file: keys/ga.json'))
+        code, out = cli("validate", "-c", str(path), "--poll")
+        assert code == 1, out
+        assert f"credentials_file {tmp_path}/keys/ga.json: no such file" in out, out
+        (tmp_path / "keys").mkdir()
+        (tmp_path / "keys" / "ga.json").write_text(
+            '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\n'
+            'KEY-MATERIAL-7\\n-----END PRIVATE KEY-----\\n", "client_email": "a@b.c"}')
+        code, out = cli("validate", "-c", str(path), "--poll")
+    assert code == 1, out
+    assert f"credentials_file {tmp_path}/keys/ga.json is not a service-account JSON key" in out
+    assert "KEY-MATERIAL-7" not in out
