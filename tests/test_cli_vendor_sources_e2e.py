@@ -355,3 +355,22 @@ def test_google_analytics_credentials_file_problems_name_the_file_not_the_key(tm
     assert code == 1, out
     assert f"credentials_file {tmp_path}/keys/ga.json is not a service-account JSON key" in out
     assert "KEY-MATERIAL-7" not in out
+
+
+@pytest.mark.parametrize("params", ["{group_by: [category]}", "{fields: [category]}"],
+                         ids=["aggregate_api", "table_api"])
+def test_servicenow_hints_match_the_error(tmp_path, params: str) -> None:
+    """A refused query (400: a misspelt table or field) used to end with "(the user needs
+    the itil role or read ACLs)", a fix for a 401/403 only."""
+    with vendor("sn", tmp_path, params=params) as (server, path, _metric):
+        server.fail(400, times=10, body={"error": {"message": "Invalid table incidnt"}})
+        code, out = cli("validate", "-c", str(path), "--poll")
+        assert code == 1 and "HTTP 400" in out, out
+        assert "check the table name (the metric's query), params.time_field" in out, out
+        assert "itil" not in out, out
+        server.faults.clear()
+        server.fail(403, times=10, body={"error": {"message": "User Not Authorized"}})
+        code, out = cli("validate", "-c", str(path), "--poll")
+    assert code == 1 and "credentials rejected" in out, out
+    assert "the user needs the itil role or read ACLs on the table" in out, out
+    assert "check the table name" not in out, out
