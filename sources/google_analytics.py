@@ -156,10 +156,17 @@ class GoogleAnalyticsSource(SdkSource):
                 try:
                     credentials = service_account.Credentials.from_service_account_file(
                         cfg.credentials_file, scopes=[SCOPE])
-                except (OSError, ValueError) as exc:
+                except OSError as exc:  # the path is no secret; the key's content is
+                    why = ("no such file" if isinstance(exc, FileNotFoundError)
+                           else f"cannot read it ({type(exc).__name__})")
                     raise FatalSourceError(
-                        f"source {self.name}: cannot read credentials_file: "
-                        f"{type(exc).__name__}") from None
+                        f"source {self.name}: credentials_file {cfg.credentials_file}: {why} "
+                        "(a relative path is taken from the config file's folder)") from None
+                except ValueError as exc:
+                    raise FatalSourceError(
+                        f"source {self.name}: credentials_file {cfg.credentials_file} is not a "
+                        f"service-account JSON key ({type(exc).__name__}); download a new key "
+                        "of the service account (IAM > Service accounts > Keys)") from None
             options = ClientOptions(api_endpoint=cfg.api_endpoint) if cfg.api_endpoint else None
             self._client = BetaAnalyticsDataClient(credentials=credentials, transport="rest",
                                                    client_options=options)

@@ -225,8 +225,13 @@ class HttpClient:
         data: Any = None,
         headers: Mapping[str, str] | None = None,
         fix_hint: str = "",
+        auth_hint: str | None = None,
     ) -> httpx.Response:
-        """Send with retries; return a 2xx response or raise a classified source error."""
+        """Send with retries; return a 2xx response or raise a classified source error.
+
+        ``fix_hint`` is added to a refused request's message (and to a 401/403's unless
+        ``auth_hint`` is given: a role to grant is no fix for a bad query, nor the reverse)."""
+        auth_hint = fix_hint if auth_hint is None else auth_hint
         attempts = self.config.retry.attempts
         target = httpx.URL(url)
         if params:  # merged into the URL's own query (httpx would replace it)
@@ -253,7 +258,7 @@ class HttpClient:
                     raise FatalSourceError(
                         f"source {self.source}: credentials rejected by {where} (HTTP {status}"
                         f"{self._detail(response)}); check the source's credentials, they may "
-                        "be wrong or expired" + (f" ({fix_hint})" if fix_hint else "")
+                        "be wrong or expired" + (f" ({auth_hint})" if auth_hint else "")
                     )
                 if status not in RETRIABLE_STATUS:
                     raise FatalSourceError(
@@ -286,9 +291,10 @@ class HttpClient:
 
     def get_json(
         self, url: str, *, params: Mapping[str, Any] | None = None, fix_hint: str = "",
-        obj: bool = False,
+        obj: bool = False, auth_hint: str | None = None,
     ) -> Any:
-        response = self.request("GET", url, params=params, fix_hint=fix_hint)
+        response = self.request("GET", url, params=params, fix_hint=fix_hint,
+                                auth_hint=auth_hint)
         return self.decode(response, obj=obj)
 
     def decode(self, response: httpx.Response, *, obj: bool = False) -> Any:
@@ -318,6 +324,7 @@ class HttpClient:
         records: str | None = None,
         fix_hint: str = "",
         obj: bool = False,
+        auth_hint: str | None = None,
     ) -> Iterator[Any]:
         """Yield decoded bodies page after page, following ``pagination``.
 
@@ -336,7 +343,8 @@ class HttpClient:
         seen: set[str] = set()
         for _ in range(pagination.max_pages):
             assert next_url is not None
-            response = self.request("GET", next_url, params=query, fix_hint=fix_hint)
+            response = self.request("GET", next_url, params=query, fix_hint=fix_hint,
+                                    auth_hint=auth_hint)
             body = self.decode(response, obj=obj)
             yield body
             if style == "none":

@@ -31,6 +31,7 @@ timeouts and connection errors are retried with backoff (honouring ``Retry-After
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime
@@ -320,13 +321,31 @@ def _with_timeout(request: Any, timeout: float) -> Any:
     return call
 
 
+EXCERPT = 160  # characters of an unexpected error body shown in a message
+
+
 def _detail(exc: BaseException) -> str:
+    """What the API said, short and on one line: Salesforce's ``errorCode: message``, an
+    OAuth ``error_description``, else an excerpt of the body (a proxy's or load balancer's
+    429/503 page or JSON), not the client's class name (``SalesforceGeneralError``) alone."""
     content = getattr(exc, "content", None)
     if isinstance(content, list) and content and isinstance(content[0], dict):
         first = content[0]
         return f"{first.get('errorCode', '')}: {first.get('message', '')}".strip(": ")
     if isinstance(content, dict):
-        return str(content.get("error_description") or content.get("message") or content)
+        said = content.get("error_description") or content.get("message")
+        if isinstance(said, str) and said:
+            return said
+        content = json.dumps(content)
+    elif isinstance(content, list):
+        content = json.dumps(content)
+    elif isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
+    if isinstance(content, str):
+        flat = " ".join(re.sub(r"<[^>]*>", " ", content).split())
+        if flat:
+            return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "..."
+        return "empty body"
     return type(exc).__name__
 
 

@@ -50,6 +50,9 @@ from sources.registry import register
 NAME = re.compile(r"^[a-z0-9_][a-z0-9_.]*$")
 PAGE_SIZE = 1000
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+AUTH_HINT = "the user needs the itil role or read ACLs on the table"
+QUERY_HINT = ("check the table name (the metric's query), params.time_field, params.fields, "
+              "params.group_by and params.filter")
 
 
 class ServiceNowSourceConfig(HttpSourceConfig):
@@ -147,7 +150,7 @@ class ServiceNowSource(HttpSource):
 
         rows: list[dict[str, Any]] = []
         for body in self.http.pages(f"/api/now/table/{table}", pagination, params=params,
-                                    fix_hint="the user needs the itil role or read ACLs", obj=True):
+                                    fix_hint=QUERY_HINT, auth_hint=AUTH_HINT, obj=True):
             rows.extend(self.records(body.get("result"), parse))
         return pd.DataFrame(rows, columns=[*dict.fromkeys(fields), "count"])
 
@@ -164,7 +167,7 @@ class ServiceNowSource(HttpSource):
                 "sysparm_display_value": "false",
             }
             body = self.http.get_json(f"/api/now/stats/{table}", params=params, obj=True,
-                                      fix_hint="the user needs the itil role or read ACLs")
+                                      fix_hint=QUERY_HINT, auth_hint=AUTH_HINT)
             result = body.get("result")
             if isinstance(result, dict):  # no group_by: a single stats object
                 result = [result]
