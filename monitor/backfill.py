@@ -81,15 +81,18 @@ def fetch_retrying(src: Source, request: PollRequest, *, retries: int = 5,
     Why here and not only in the tick: a backfill or a backtest has no later tick to retry
     on, so one transient error would otherwise fail a replay of weeks. A missing file
     (:class:`MissingSourceError`) is not retried: it does not appear within seconds, and it
-    stopped a backfill at once before it had its own kind."""
+    stopped a backfill at once before it had its own kind. Nor is an error carrying a
+    ``retry_after`` (a rate limit longer than the source's ``retry.max_wait``): the caller
+    says when to try again."""
     for attempt in range(retries + 1):
         try:
             raw = src.fetch(request)
         except MissingSourceError:
             raise
         except RetriableSourceError as exc:
-            if attempt == retries:
-                raise
+            if attempt == retries or exc.retry_after is not None:
+                raise  # out of retries, or the server asked for a longer wait than the
+                # source's own retry.max_wait: asking again within seconds would be refused
             wait = min(2.0**attempt, 60.0)
             # said, or an unreachable source sits a minute and more without a word
             log.warning("%s: chunk from %s: %s; retry %d of %d in %gs", request.metric,

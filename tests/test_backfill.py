@@ -120,6 +120,27 @@ def test_backfill_retries_with_injected_sleep_and_reports_progress(tmp_path, cap
     store.close()
 
 
+def test_a_long_rate_limit_is_not_retried_within_seconds(tmp_path) -> None:
+    """A 429 asking for an hour (more than the source's retry.max_wait): the replay stops at
+    once with the server's wait in the error. Before, it asked again 5 times in 31 s (and
+    `backtest`, which shares this retry, still did after the backfill CLI stopped)."""
+    import pytest
+
+    from monitor.backfill import fetch_retrying
+
+    class RateLimited(Flaky):
+        def fetch(self, request: PollRequest) -> pd.DataFrame:
+            self.requests.append(request)
+            raise RetriableSourceError("source exports: HTTP 429; server asked to wait 3600s",
+                                       retry_after=3600.0)
+
+    src, waits = RateLimited(failures=0), []
+    request = PollRequest("orders", T0, T0 + timedelta(hours=1))
+    with pytest.raises(RetriableSourceError, match="wait 3600s") as caught:
+        fetch_retrying(src, request, sleep=waits.append)
+    assert caught.value.retry_after == 3600.0 and waits == [] and len(src.requests) == 1
+
+
 class IgnoresTheRange(Flaky):
     """A source (an API) that returns its whole 12-hour export whatever range is asked."""
 
