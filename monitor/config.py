@@ -67,6 +67,7 @@ from monitor.model import Direction, ValueKind
 from monitor.redact import redact_url as _redact_url
 from sources.base import SourceConfig
 from sources.registry import config_class as source_config_class
+from sources.registry import params_class as source_params_class
 from sources.registry import source_types
 
 __all__ = [
@@ -676,6 +677,7 @@ def _check_metrics(data: Any) -> list[tuple[Loc, str, str]]:
             out.append((("metrics", i, "source"), "reference", msg + f"defined sources: {defined}"))
         if isinstance(src, str) and isinstance(sources, Mapping) and src in sources:
             out += _check_grain(i, metric, src, _get(sources[src], "type"))
+            out += _check_params(i, metric, _get(sources[src], "type"))
         if det_names is None or not isinstance(metric, Mapping | BaseModel):
             continue
         defined = ", ".join(det_names) or "none"
@@ -742,6 +744,29 @@ def _check_jitter(data: Any) -> list[tuple[Loc, str, str]]:
            f"interval ({format_duration(min(intervals))}): ticks would run after the next "
            "bucket is due")
     return [(("scheduler", "jitter"), "value", msg)]
+
+
+def _check_params(i: int, metric: Any, kind: Any) -> list[tuple[Loc, str, str]]:
+    """A metric's ``params`` checked against its source type's model (``Source.Params``)
+    with the rest of the config: a misspelt key used to surface only at the first poll."""
+    model = source_params_class(kind) if isinstance(kind, str) else None
+    params = _get(metric, "params") if _has(metric, "params") else None
+    if model is None or not isinstance(params, Mapping):
+        return []
+    try:
+        model.model_validate(dict(params))
+    except ValidationError as exc:
+        out: list[tuple[Loc, str, str]] = []
+        for err in exc.errors(include_url=False, include_input=False, include_context=False):
+            loc: Loc = ("metrics", i, "params", *err["loc"])
+            if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+                key = str(err["loc"][0])
+                msg = f"unknown key {key!r}{_did_you_mean(key, list(model.model_fields))}"
+            else:
+                msg = _message(err, loc, None)
+            out.append((loc, "params", msg))
+        return out
+    return []
 
 
 def _check_grain(i: int, metric: Any, source: str, kind: Any) -> list[tuple[Loc, str, str]]:

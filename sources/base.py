@@ -88,6 +88,9 @@ class Source(ABC):
 
     Config: ClassVar[type[SourceConfig]]
     type_name: ClassVar[str]
+    #: The model of a metric's ``params`` for this source type, checked with the config
+    #: (None: the source reads no params, or any, such as SQL bind values).
+    Params: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, name: str, config: SourceConfig) -> None:
         self.name = name

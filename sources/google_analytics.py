@@ -132,6 +132,7 @@ class GoogleAnalyticsSource(SdkSource):
     """Runs a GA4 report per poll; rows become the metric's raw rows."""
 
     Config = GoogleAnalyticsSourceConfig
+    Params = ReportParams
     config: GoogleAnalyticsSourceConfig
 
     def __init__(self, name: str, config: GoogleAnalyticsSourceConfig, *,  # type: ignore[override]

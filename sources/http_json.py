@@ -88,6 +88,7 @@ class HttpJsonSource(HttpSource):
     """Polls a JSON API and maps records to rows with JMESPath."""
 
     Config = HttpJsonSourceConfig
+    Params = HttpJsonQuery
     config: HttpJsonSourceConfig
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from pydantic import BaseModel
+
 from sources.base import Source, SourceConfig
 
 _TYPES: dict[str, type[Source]] = {}
@@ -36,6 +38,13 @@ def config_class(type_name: str) -> type[SourceConfig]:
     except KeyError:
         valid = ", ".join(sorted(_TYPES))
         raise KeyError(f"unknown source type {type_name!r}; valid types: {valid}") from None
+
+
+def params_class(type_name: str) -> type[BaseModel] | None:
+    """The model of a metric's ``params`` for a source type (None: unchecked, or unknown
+    type, which is reported on its own)."""
+    cls = _TYPES.get(type_name)
+    return cls.Params if cls is not None else None
 
 
 def create(name: str, config: SourceConfig) -> Source:

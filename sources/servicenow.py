@@ -116,6 +116,7 @@ class ServiceNowSource(HttpSource):
     """Incident (or any table) records or per-bucket counts."""
 
     Config = ServiceNowSourceConfig
+    Params = ServiceNowQuery
     config: ServiceNowSourceConfig
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:

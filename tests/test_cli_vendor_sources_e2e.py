@@ -324,18 +324,21 @@ def test_google_analytics_property_time_zone_is_converted_to_utc_buckets(tmp_pat
 
 
 @pytest.mark.parametrize("kind", ["ga", "sn"])
-def test_a_misspelt_params_key_is_named_by_validate_poll_and_backfill(tmp_path, kind) -> None:
-    """Metric params are the source's: plain ``validate`` cannot see them (README says so);
-    ``validate --poll`` and ``backfill`` name the key, before any data is stored."""
+def test_a_misspelt_params_key_is_named_by_validate_with_its_path(tmp_path, kind) -> None:
+    """Metric params are checked against the source type's model with the rest of the
+    config: plain ``validate`` names the key with its full path and a did-you-mean (before,
+    only ``validate --poll`` and ``backfill`` saw it, without the path)."""
     with vendor(kind, tmp_path, params="{group_by: [category], bukket: 1h}") as (
             _server, path, metric):
         if kind == "ga":
             path.write_text(path.read_text().replace("      funnel:", "      funnell:"))
-        bad = "params.bukket" if kind == "sn" else "params.funnell"
-        code, out = cli("validate", "-c", str(path), "--poll")
-        assert code == 1 and f"{bad}: Extra inputs are not permitted" in out, out
+        said = ("metrics[0].params.bukket: unknown key 'bukket' (did you mean 'bucket'?)"
+                if kind == "sn" else
+                "metrics[0].params.funnell: unknown key 'funnell' (did you mean 'funnel'?)")
+        code, out = cli("validate", "-c", str(path))
+        assert code == 2 and said in out, out
         code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW)
-    assert code == 1 and "backfill failed" in out and bad in out, out
+    assert code == 2 and said in out, out
 
 
 def test_google_analytics_credentials_file_problems_name_the_file_not_the_key(tmp_path) -> None:

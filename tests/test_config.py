@@ -905,3 +905,21 @@ def test_readme_config_reference_is_a_valid_config(tmp_path: Path) -> None:
     assert metric.name == "checkout_dropoff_rate"
     assert metric.description and metric.runbook
     assert [r.name for r in config.alerting.receivers][:2] == ["console", "blackhole"]
+
+
+def test_metric_params_are_checked_against_their_source_type() -> None:
+    """A misspelt http_json ``records`` used to pass validation and fail at the first poll
+    (or, for a key with a default, be ignored: every record read from the page itself)."""
+    got = problems_of("""
+sources:
+  api: {type: http_json, base_url: "https://api.example.com"}
+  db: {type: sql, url: "sqlite://"}
+metrics:
+  - {name: a, source: api, query: /t, timestamp: ts, value: count,
+     params: {recrods: data, query_params: {page: [1]}}}
+  - {name: b, source: db, query: "select 1", timestamp: ts, value: count,
+     params: {any_bind_name: 1}}
+""")
+    assert ("metrics[0].params.recrods", "unknown key 'recrods' (did you mean 'records'?)") in got
+    assert any(path.startswith("metrics[0].params.query_params.page") for path, _ in got)
+    assert not any(path.startswith("metrics[1]") for path, _ in got)  # SQL binds: any name
