@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,39 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from monitor.cli_options import ConfigOpt
 from monitor.clock import SystemClock
 from monitor.errors import StoreError
-from sources.base import PollRequest, RetriableSourceError, Source, SourceError
-
-
-class RateLimitedError(SourceError):
-    """The source asked to wait longer than its ``retry.max_wait`` (a ``Retry-After``)."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class _HonourRetryAfter(Source):
-    """A source whose long ``Retry-After`` stops the backfill instead of being retried.
-
-    Why: the backfill's own retries (1 s doubling) would ask again within seconds a server
-    that asked for an hour's wait, and print "server asked to wait 3600s; retry 1 of 5 in
-    1s". A tick leaves such a source alone for the wait; a backfill stops and says when to
-    re-run it (it is idempotent)."""
-
-    def __init__(self, inner: Source) -> None:
-        super().__init__(inner.name, inner.config)
-        self.inner = inner
-
-    def fetch(self, request: PollRequest) -> pd.DataFrame:
-        try:
-            return self.inner.fetch(request)
-        except RetriableSourceError as exc:
-            if exc.retry_after is None:
-                raise
-            raise RateLimitedError(str(exc), exc.retry_after) from None
-
-    def close(self) -> None:
-        self.inner.close()
+from sources.base import RetriableSourceError, SourceError
 
 
 def register(app: typer.Typer) -> None:
@@ -66,7 +33,6 @@ def register(app: typer.Typer) -> None:
         """Poll [start, end) from the metric's source and store the points.
 
         No detection, no alerts; the live cursor is not moved. Safe to re-run."""
-        from monitor import backfill as backfill_module
         from monitor.backfill import align_chunk, backfill, chunks, default_chunk
         from monitor.cli import _load, _open_store, _parse_time, console, err_console
         from monitor.durations import format_duration, parse_duration
@@ -109,8 +75,6 @@ def register(app: typer.Typer) -> None:
         except StoreError as exc:  # pragma: no cover - _open_store exits already
             err_console.print(f"store: {exc}")
             raise typer.Exit(1) from None
-        # built here (through monitor.backfill, the one place tests swap sources) to wrap it
-        source = _HonourRetryAfter(backfill_module.create_source(m.source, cfg.sources[m.source]))
         stored: list[datetime] = []  # end of the last committed chunk
         try:
             with Progress(
@@ -124,15 +88,20 @@ def register(app: typer.Typer) -> None:
                     stored[:] = [hi]
                     progress.update(task, advance=1, description=f"{metric} {lo:%Y-%m-%d %H:%M}")
 
-                result = backfill(cfg, store, metric, t0, t1, chunk=step, on_chunk=chunk_done,
-                                  source=source)
+                result = backfill(cfg, store, metric, t0, t1, chunk=step, on_chunk=chunk_done)
         except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to finish
             done = f"up to {stored[0]:%Y-%m-%d %H:%M} UTC" if stored else "nothing yet"
             err_console.print(f"backfill of {metric} interrupted: points stored {done}; "
                               "re-run the same command to complete (it is idempotent)",
                               highlight=False)
             raise typer.Exit(130) from None
-        except RateLimitedError as exc:
+        except RetriableSourceError as exc:
+            if exc.retry_after is None:  # out of retries: as any other source error
+                err_console.print(f"[bold red]backfill failed:[/] {escape(str(exc))}",
+                                  highlight=False)
+                raise typer.Exit(1) from None
+            # a rate limit longer than the source's retry.max_wait (fetch_retrying does not
+            # retry it within seconds): say when the same command can load the rest
             done = (f"points are stored up to {stored[0]:%Y-%m-%d %H:%M} UTC" if stored
                     else "nothing was stored yet")
             after = SystemClock().now() + timedelta(seconds=exc.retry_after)
@@ -147,7 +116,6 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         finally:
             store.close()
-            source.close()
         rejected = sum(result.rejected.values())
         console.print(
             f"[green]✓[/] {metric}: {result.start:%Y-%m-%d %H:%M} – {result.end:%Y-%m-%d %H:%M}"
