@@ -92,7 +92,9 @@ def mix_shift(
         return None
     sign = np.sign(change)
     best: tuple[float, MixShift] | None = None
-    labels = parts.loc[ok] if len(parts) == len(ok) else parts
+    if len(parts) != len(ok):
+        raise ValueError(f"parts has {len(parts)} rows for {len(ok)} values")
+    labels = parts.loc[ok]
     for dim in dimensions:
         codes, values = pd.factorize(labels[dim].astype(str))
         k = len(values)
