@@ -92,7 +92,8 @@ class PrometheusSource(HttpSource):
             "step": _seconds(step),
         }
         body = self.http.get_json("/api/v1/query_range", params=params,
-                                  fix_hint="check the PromQL in the metric's query")
+                                  fix_hint="check the PromQL in the metric's query",
+                                  auth_hint="")  # a rejected token is no PromQL problem
         if not isinstance(body, dict) or body.get("status") != "success":
             error = body.get("error") if isinstance(body, dict) else None
             kind = body.get("errorType") if isinstance(body, dict) else None

@@ -145,6 +145,7 @@ def test_fatal_on_401(case: Case, env: Env) -> None:
     assert src.name in message
     assert "credentials" in message
     assert SECRET not in message
+    assert "PromQL" not in message and "metric's query" not in message  # not a query problem
 
 
 def test_cursor_advance_partitions_rows(case: Case, env: Env) -> None:
