@@ -237,12 +237,19 @@ def _poll_metrics(cfg: MonitorConfig, intervals: int) -> None:
 
 def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:
     """``(config path, message)`` for every ``files`` path or metric glob that matches no
-    file now: not an error (a drop folder may still be empty), but usually a typo or the
-    wrong ``base_dir``, which ``run`` would only reveal at its first tick."""
+    file now, and every Google Analytics ``credentials_file`` that does not exist: not an
+    error (a drop folder may still be empty, a key may be mounted at start), but usually a
+    typo or the wrong folder, which ``run`` would only reveal at its first tick."""
     from sources.files import FilesSource, FilesSourceConfig
+    from sources.google_analytics import GoogleAnalyticsSourceConfig
 
     out = []
     for name, sc in cfg.sources.items():
+        if isinstance(sc, GoogleAnalyticsSourceConfig) and sc.credentials_file and not Path(
+                sc.credentials_file).is_file():
+            out.append((f"sources.{name}.credentials_file",
+                        f"no file {sc.credentials_file} (a relative path is taken from the "
+                        "config's folder)"))
         if not isinstance(sc, FilesSourceConfig):
             continue
         src = FilesSource(name, sc)

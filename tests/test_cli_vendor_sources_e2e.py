@@ -347,6 +347,10 @@ def test_google_analytics_credentials_file_problems_name_the_file_not_the_key(tm
     with vendor("ga", tmp_path) as (_server, path, _metric):
         path.write_text(path.read_text().replace('access_token: "${GA_TOKEN}"',
                                                  'credentials_file: keys/ga.json'))
+        code, out = cli("validate", "-c", str(path))  # plain validate warns already
+        assert code == 0 and (f"warning sources.ga.credentials_file: no file {tmp_path}/keys/"
+                              "ga.json (a relative path is taken from the config's folder)"
+                              in " ".join(out.split())), out
         code, out = cli("validate", "-c", str(path), "--poll")
         assert code == 1, out
         assert f"credentials_file {tmp_path}/keys/ga.json: no such file" in out, out
