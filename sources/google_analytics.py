@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -53,13 +52,13 @@ from sources.http import (
     RetryConfig,
     SdkSource,
     Sleep,
+    body_excerpt,
     parse_params,
     retry_after_seconds,
 )
 from sources.registry import register
 
 SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
-EXCERPT = 160  # characters of an unexpected body shown in an error
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +88,6 @@ def _is_google_error(text: str) -> bool:
     details = error.get("details", [])
     return isinstance(details, list) and all(isinstance(d, dict) for d in details) \
         and isinstance(error.get("errors", []), list)
-
-
-def _excerpt(text: str) -> str:
-    """A short, one-line excerpt of a body (HTML tags dropped) for an error message."""
-    flat = " ".join(re.sub(r"<[^>]*>", " ", text).split())
-    return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "..."
 
 
 class GoogleAnalyticsSourceConfig(SourceConfig):
@@ -186,7 +179,7 @@ class GoogleAnalyticsSource(SdkSource):
         parts = urlsplit(str(response.url))
         self._seen = _Seen(
             status=response.status_code, where=f"{parts.netloc}{parts.path}",
-            excerpt=_excerpt(text) or "(empty body)",
+            excerpt=body_excerpt(text) or "(empty body)",
             google_error=response.status_code >= 400 and _is_google_error(text),
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             json_object=text.lstrip().startswith("{"))

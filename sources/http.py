@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -402,6 +403,21 @@ class HttpClient:
 
 
 Classified = tuple[Literal["retriable", "fatal"], float | None, str]
+
+
+#: Characters of an unexpected error body (a proxy's page, a vendor's JSON) in a message.
+EXCERPT = 160
+
+
+def body_excerpt(text: str) -> str:
+    """A short, one-line excerpt of a body (HTML tags dropped) for an error message; empty
+    for an empty body.
+
+    >>> body_excerpt("<html><h1>503</h1> <p>Service   Unavailable</p></html>")
+    '503 Service Unavailable'
+    """
+    flat = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "..."
 
 
 def scrub_secrets(text: str, secrets: Iterable[str]) -> str:

@@ -55,7 +55,14 @@ from simple_salesforce.format import quote_soql_value
 
 from monitor.durations import Seconds
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError, SourceConfig
-from sources.http import Classified, RetryConfig, SdkSource, Sleep, retry_after_seconds
+from sources.http import (
+    Classified,
+    RetryConfig,
+    SdkSource,
+    Sleep,
+    body_excerpt,
+    retry_after_seconds,
+)
 from sources.registry import register
 
 _PLACEHOLDER = re.compile(r"'(?:[^'\\]|\\.)*'|(?<![:\w]):([A-Za-z_]\w*)")
@@ -321,9 +328,6 @@ def _with_timeout(request: Any, timeout: float) -> Any:
     return call
 
 
-EXCERPT = 160  # characters of an unexpected error body shown in a message
-
-
 def _detail(exc: BaseException) -> str:
     """What the API said, short and on one line: Salesforce's ``errorCode: message``, an
     OAuth ``error_description``, else an excerpt of the body (a proxy's or load balancer's
@@ -342,10 +346,7 @@ def _detail(exc: BaseException) -> str:
     elif isinstance(content, bytes):
         content = content.decode("utf-8", "replace")
     if isinstance(content, str):
-        flat = " ".join(re.sub(r"<[^>]*>", " ", content).split())
-        if flat:
-            return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "..."
-        return "empty body"
+        return body_excerpt(content) or "empty body"
     return type(exc).__name__
 
 
