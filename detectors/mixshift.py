@@ -15,7 +15,9 @@ and the mix effect of a dimension value ``v`` is ``(W_now(v) - W_usual(v)) (r_us
 R_usual)``: a value that gained volume and usually has a higher rate than the whole pushes
 the total up. The change is called a mix shift when the mix effect is at least half of it,
 and the value with the largest effect is named, unless a value lost all its volume (then it
-is: the others only took its share).
+is: the others only took its share). When that value carries less than ``NAMED_PORTION`` of its
+dimension's mix effect (traffic moved to web *and* to the app), the next values of the same
+dimension are named too (``also``, at most ``MAX_ALSO``) until they do.
 
 >>> import pandas as pd
 >>> parts = pd.DataFrame({"channel": ["app", "web"], "region": ["uk", "uk"]})
@@ -37,10 +39,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MIN_PORTION", "MixShift", "mix_shift"]
+__all__ = ["MAX_ALSO", "MIN_PORTION", "NAMED_PORTION", "MixShift", "mix_shift"]
 
 #: The mix effect must be at least this part of the total's change to be reported.
 MIN_PORTION = 0.5
+#: The values named must carry at least this part of their dimension's mix effect ...
+NAMED_PORTION = 0.7
+#: ... naming at most this many besides the first.
+MAX_ALSO = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +61,17 @@ class MixShift:
     rate_overall: float  # the total's usual rate, at the usual mix
     rate_now: float  # the total's rate now
     portion: float  # of the total's change that the whole mix shift explains
+    #: more values of the same dimension that moved the total the same way, strongest first:
+    #: ``{"value", "share_usual", "share_now", "rate_usual"}`` each
+    also: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        out = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()
+               if k != "also"}
+        if self.also:
+            out["also"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in a.items()}
+                           for a in self.also]
+        return out
 
 
 def mix_shift(
@@ -111,8 +125,31 @@ def mix_shift(
         i = int(np.nanargmax(np.where(vanished, np.inf, effect)))
         if not effect[i] > 0:
             continue
+        also = tuple({"value": str(values[j]), "share_usual": float(share_usual[j]),
+                      "share_now": float(share_now[j]), "rate_usual": float(rate_usual[j])}
+                     for j in ([] if vanished[i] else _also(effect, i)))
         found = MixShift(dim, str(values[i]), float(share_usual[i]), float(share_now[i]),
-                         float(rate_usual[i]), overall, now, mix / change)
+                         float(rate_usual[i]), overall, now, mix / change, also)
         if best is None or effect[i] > best[0]:
             best = (float(effect[i]), found)
     return best[1] if best is not None else None
+
+
+def _also(effect: np.ndarray, first: int) -> list[int]:
+    """Indices of the values to name after ``first``: the strongest others with a positive
+    effect, until the named ones carry ``NAMED_PORTION`` of the dimension's positive effect.
+
+    >>> _also(np.array([0.5, 0.3, 0.2, -0.1]), 0), _also(np.array([0.9, 0.1]), 0)
+    ([1], [])
+    """
+    pos = np.where(np.isfinite(effect) & (effect > 0), effect, 0.0)
+    total = float(pos.sum())
+    named = float(pos[first])
+    out: list[int] = []
+    for j in np.argsort(-pos, kind="stable").tolist():
+        if named >= NAMED_PORTION * total or len(out) >= MAX_ALSO or pos[j] <= 0:
+            break
+        if j != first:
+            out.append(j)
+            named += float(pos[j])
+    return out

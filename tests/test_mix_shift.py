@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from alerts.blocks import render_message
-from alerts.notifiers.console import render_panel
+from alerts.notifiers.console import mix_text, render_panel
 from detectors.mixshift import mix_shift
 from monitor.clock import FakeClock
 from monitor.config import parse_config
@@ -133,6 +133,30 @@ def test_no_mix_shift_when_a_part_rate_moved() -> None:
     # and without a usual volume there is nothing to compare with
     assert mix_shift(parts, ["channel"], numerator=[60.0, 350.0], denominator=[300.0, 700.0],
                      expected_rate=[0.2, 0.5], usual_volume=[0.0, 0.0]) is None
+
+
+def test_traffic_that_moved_to_two_channels_names_both() -> None:
+    """The app lost half its share to the web *and* to iOS, whose drop-offs are both high:
+    naming only the web would send its owners after half the story."""
+    parts = pd.DataFrame({"channel": ["app", "web", "ios", "kiosk"]})
+    usual = [800.0, 100.0, 80.0, 20.0]
+    now = [400.0, 300.0, 280.0, 20.0]
+    rate = [0.2, 0.5, 0.45, 0.3]
+    found = mix_shift(parts, ["channel"], numerator=np.multiply(now, rate), denominator=now,
+                      expected_rate=rate, usual_volume=usual)
+    assert found is not None and (found.dimension, found.value) == ("channel", "web")
+    assert [a["value"] for a in found.also] == ["ios"]  # the kiosk kept its share: not named
+    assert found.also[0]["share_usual"] == pytest.approx(0.08)
+    assert found.also[0]["share_now"] == pytest.approx(0.28)
+    assert found.to_dict()["also"][0]["rate_usual"] == pytest.approx(0.45)
+    text = mix_text(found.to_dict())
+    assert "channel=web went from 10% to 30%" in text and "also channel=ios 8% → 28%" in text
+    # one channel carrying the move alone names only that one
+    now = [400.0, 560.0, 20.0, 20.0]
+    alone = mix_shift(parts, ["channel"], numerator=np.multiply(now, rate), denominator=now,
+                      expected_rate=rate, usual_volume=[800.0, 160.0, 20.0, 20.0])
+    assert alone is not None and alone.value == "web" and alone.also == ()
+    assert "also" not in alone.to_dict() and "also" not in mix_text(alone.to_dict())
 
 
 def test_the_usual_volume_is_the_same_time_of_week_when_weeks_are_stored(tmp_path) -> None:

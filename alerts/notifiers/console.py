@@ -156,13 +156,23 @@ def mix_text(mix: Mapping[str, Any]) -> str:
     >>> for part in text.split(", and "): print(part)
     mix shift: channel=web went from 33% to 67% of the volume
     its usual rate is 0.500 (0.367 overall): 100% of change
+    >>> mix_text({"dimension": "channel", "value": "web", "share_usual": 0.2, "share_now": 0.4,
+    ...           "rate_usual": 0.5, "rate_overall": 0.3, "portion": 0.9, "also": [
+    ...           {"value": "ios", "share_usual": 0.1, "share_now": 0.3, "rate_usual": 0.45}]}
+    ...          ).split("; ")[1]
+    'also channel=ios 10% → 30% (usual rate 0.450): 90% of change'
     """
     portion = mix.get("portion")
     part = f": {format_share(float(portion))}" if isinstance(portion, int | float) else ""
-    return (f"mix shift: {mix.get('dimension')}={mix.get('value')} went from "
+    dim = mix.get("dimension")
+    also = "".join(
+        f"; also {dim}={a.get('value')} {float(a.get('share_usual') or 0):.0%} → "
+        f"{float(a.get('share_now') or 0):.0%} (usual rate {format_number(a.get('rate_usual'))})"
+        for a in (mix.get("also") or []) if isinstance(a, Mapping))
+    return (f"mix shift: {dim}={mix.get('value')} went from "
             f"{float(mix.get('share_usual') or 0):.0%} to {float(mix.get('share_now') or 0):.0%}"
             f" of the volume, and its usual rate is {format_number(mix.get('rate_usual'))} "
-            f"({format_number(mix.get('rate_overall'))} overall){part}")
+            f"({format_number(mix.get('rate_overall'))} overall){also}{part}")
 
 
 def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType) -> RenderableType:
