@@ -750,7 +750,9 @@ def _check_params(i: int, metric: Any, kind: Any) -> list[tuple[Loc, str, str]]:
     """A metric's ``params`` checked against its source type's model (``Source.Params``)
     with the rest of the config: a misspelt key used to surface only at the first poll."""
     model = source_params_class(kind) if isinstance(kind, str) else None
-    params = _get(metric, "params") if _has(metric, "params") else None
+    # no params is {} (what a poll gets): ServiceNow's default Table API mode still needs
+    # the metric's dimensions among params.fields
+    params = _get(metric, "params") if _has(metric, "params") else {}
     if model is None or not isinstance(params, Mapping):
         return []
     try:
