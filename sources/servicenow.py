@@ -3,7 +3,9 @@
 A metric's ``query`` is the table name (``incident``). ``params``:
 
 ``time_field``  the timestamp field (default ``opened_at``), also the rows' timestamp column
-``fields``      Table API: the fields returned per record, e.g. ``[category, priority]``
+``fields``      Table API: the fields returned per record, e.g. ``[category, priority]``;
+                must include the metric's dimensions and split_by labels (``cxmon validate``
+                and the poll say which are missing)
 ``filter``      an extra encoded query ANDed to the time range (e.g. ``active=true``)
 ``group_by``    Aggregate API: count records per these fields in each ``bucket``
 ``bucket``      Aggregate API bucket length (default and at most: the metric's ``interval``;
