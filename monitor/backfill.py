@@ -129,7 +129,8 @@ def backfill(
     try:
         for lo, hi in chunks(start, end, step):
             request = PollRequest(metric.name, lo, hi, metric.query, dict(metric.params),
-                                  metric.timestamp, metric.interval)
+                                  metric.timestamp, metric.interval,
+                                  (*metric.split_by, *metric.dimensions))
             raw, retried = fetch_retrying(src, request, retries=retries, sleep=sleep)
             result.retries += retried
             built = build_measure_frame(raw, spec, lo, hi)

@@ -108,7 +108,8 @@ def run_backtest(
                     raw, _ = fetch_retrying(
                         sources[metric.source],
                         PollRequest(name, lo, hi, metric.query, dict(metric.params),
-                                    metric.timestamp, metric.interval), sleep=sleep)
+                                    metric.timestamp, metric.interval,
+                                    (*metric.split_by, *metric.dimensions)), sleep=sleep)
                     built = build_measure_frame(raw, measure_spec(metric), lo, hi)
                     # until: a series that stops while others go on is a no_data anomaly,
                     # as in a tick (and, in history, its gap is not reported again later)

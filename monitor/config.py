@@ -750,23 +750,35 @@ def _check_params(i: int, metric: Any, kind: Any) -> list[tuple[Loc, str, str]]:
     """A metric's ``params`` checked against its source type's model (``Source.Params``)
     with the rest of the config: a misspelt key used to surface only at the first poll."""
     model = source_params_class(kind) if isinstance(kind, str) else None
-    params = _get(metric, "params") if _has(metric, "params") else None
+    # no params is {} (what a poll gets): ServiceNow's default Table API mode still needs
+    # the metric's dimensions among params.fields
+    params = _get(metric, "params") if _has(metric, "params") else {}
     if model is None or not isinstance(params, Mapping):
         return []
     try:
-        model.model_validate(dict(params))
+        parsed = model.model_validate(dict(params))
     except ValidationError as exc:
         out: list[tuple[Loc, str, str]] = []
         for err in exc.errors(include_url=False, include_input=False, include_context=False):
             loc: Loc = ("metrics", i, "params", *err["loc"])
             if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
                 key = str(err["loc"][0])
-                msg = f"unknown key {key!r}{_did_you_mean(key, list(model.model_fields))}"
+                msg = (f"unknown key {key!r}{_did_you_mean(key, list(model.model_fields))}"
+                       if model.model_fields else
+                       f"unknown key {key!r}: {kind} sources take no params (remove it)")
             else:
                 msg = _message(err, loc, None)
             out.append((loc, "params", msg))
         return out
-    return []
+    # params that are fine alone but cannot serve the metric (ServiceNow's Table API returns
+    # only params.fields: a dimension not among them failed at the first poll)
+    check = getattr(parsed, "metric_problems", None)
+    if not callable(check):
+        return []
+    columns = [c for key in ("split_by", "dimensions")
+               if isinstance(cols := _get(metric, key), list) for c in cols if isinstance(c, str)]
+    return [(("metrics", i, "params", key), "params", msg)
+            for key, msg in check(columns).items()]
 
 
 def _check_grain(i: int, metric: Any, source: str, kind: Any) -> list[tuple[Loc, str, str]]:

@@ -480,7 +480,8 @@ class Pipeline:
         source = self.sources[metric.source]
         request = PollRequest(metric=metric.name, since=since, until=until, query=metric.query,
                               params=dict(metric.params), timestamp_column=metric.timestamp,
-                              interval=metric.interval)
+                              interval=metric.interval,
+                              dimensions=(*metric.split_by, *metric.dimensions))
         dropped_before = Counter(getattr(source, "skipped", None) or {})
         raw = source.fetch(request)
         # rows the source itself dropped (a files source: malformed lines, unreadable times)

@@ -62,7 +62,8 @@ def probe_metric(metric: MetricConfig, source: Source, now: datetime, intervals:
     out = Probe(metric.name, metric.source, since, until)
     request = PollRequest(metric=metric.name, since=since, until=until, query=metric.query,
                           params=dict(metric.params), timestamp_column=metric.timestamp,
-                          interval=metric.interval)
+                          interval=metric.interval,
+                          dimensions=(*metric.split_by, *metric.dimensions))
     try:
         raw = source.fetch(request)
         built = build_measure_frame(raw, measure_spec(metric), since, until)

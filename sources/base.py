@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class SourceError(RuntimeError):
@@ -81,6 +81,19 @@ class PollRequest:
     timestamp_column: str = "timestamp"
     #: the metric's bucket size, for sources that count per bucket themselves
     interval: timedelta | None = None
+    #: the metric's ``split_by`` labels and ``dimensions``: columns the rows must carry, for
+    #: sources that choose the columns they return (ServiceNow's ``params.fields``)
+    dimensions: tuple[str, ...] = ()
+
+
+class NoParams(BaseModel):
+    """The ``params`` of a source type that reads none (``zendesk``, ``files``, ``demo``).
+
+    Why a model at all: with ``Params = None`` any key was accepted and then ignored, so a
+    ``params`` meant for another source type (or a misplaced ``query``) did nothing, silently.
+    Forbidding every key makes ``cxmon validate`` and the poll say so."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Source(ABC):
@@ -89,7 +102,10 @@ class Source(ABC):
     Config: ClassVar[type[SourceConfig]]
     type_name: ClassVar[str]
     #: The model of a metric's ``params`` for this source type, checked with the config
-    #: (None: the source reads no params, or any, such as SQL bind values).
+    #: (None: any params, such as SQL bind values; :class:`NoParams`: none at all). A model
+    #: may define ``metric_problems(self, dimensions) -> dict[str, str]`` (param key ->
+    #: message) for params that cannot serve the metric's dimensions; ``cxmon validate``
+    #: reports those under ``metrics[i].params.<key>``.
     Params: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, name: str, config: SourceConfig) -> None:
@@ -107,3 +123,19 @@ class Source(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Called once when the monitor stops."""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_params(model: type[M], source: str, request: Any) -> M:
+    """A metric's ``params`` validated against ``model``; problems are one fatal error that
+    names the source, the metric and each bad key."""
+    try:
+        return model.model_validate(dict(request.params))
+    except ValidationError as exc:
+        errs = "; ".join(f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                         for e in exc.errors(include_input=False))
+        raise FatalSourceError(
+            f"source {source}: metric {request.metric} has invalid params ({errs})"
+        ) from None

@@ -58,7 +58,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from sources.base import FatalSourceError, PollRequest, Source, SourceConfig
+from sources.base import (
+    FatalSourceError,
+    NoParams,
+    PollRequest,
+    Source,
+    SourceConfig,
+    parse_params,
+)
 from sources.registry import register
 
 __all__ = [
@@ -379,6 +386,7 @@ class DemoSource(Source):
     """
 
     Config = DemoSourceConfig
+    Params = NoParams  # the query names the table
     config: DemoSourceConfig
 
     def __init__(
@@ -398,6 +406,7 @@ class DemoSource(Source):
         return incidents_at(self.anchor) if self.config.incidents else []
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
+        parse_params(NoParams, self.name, request)
         table = (request.query or "").strip()
         if table not in COLUMNS:
             raise FatalSourceError(

@@ -36,9 +36,11 @@ from monitor.frames import to_utc
 from sources.base import (
     FatalSourceError,
     MissingSourceError,
+    NoParams,
     PollRequest,
     Source,
     SourceConfig,
+    parse_params,
 )
 from sources.registry import register
 
@@ -69,6 +71,7 @@ class FilesSource(Source):
     """Reads the files matching the glob at each poll; caches unchanged files."""
 
     Config = FilesSourceConfig
+    Params = NoParams  # the query is an optional own glob
     config: FilesSourceConfig
 
     def __init__(self, name: str, config: FilesSourceConfig) -> None:  # type: ignore[override]
@@ -90,6 +93,7 @@ class FilesSource(Source):
         return sorted(p for p in glob.glob(full, recursive=True) if os.path.isfile(p))
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
+        parse_params(NoParams, self.name, request)
         paths = self.files(request.query)
         if not paths:
             return self._nothing(request)

@@ -34,10 +34,16 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import httpx
 import jmespath
 from jmespath.exceptions import JMESPathError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from monitor.durations import Seconds, retry_after_seconds
-from sources.base import FatalSourceError, RetriableSourceError, Source, SourceConfig
+from sources.base import (
+    FatalSourceError,
+    RetriableSourceError,
+    Source,
+    SourceConfig,
+)
+from sources.base import parse_params as parse_params  # re-exported for the HTTP sources
 
 log = logging.getLogger(__name__)
 
@@ -615,22 +621,6 @@ class SdkSource(Source):
         retry = getattr(self.config, "retry", None) or RetryConfig()
         return call_with_retries(fn, self.classify, source=self.name, retry=retry,
                                  sleep=self._sleep, scrub=self.scrub)
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def parse_params(model: type[M], source: str, request: Any) -> M:
-    """A metric's ``params`` validated against ``model``; problems are one fatal error that
-    names the source, the metric and each bad key."""
-    try:
-        return model.model_validate(dict(request.params))
-    except ValidationError as exc:
-        errs = "; ".join(f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                         for e in exc.errors(include_input=False))
-        raise FatalSourceError(
-            f"source {source}: metric {request.metric} has invalid params ({errs})"
-        ) from None
 
 
 def iso_z(ts: datetime) -> str:

@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from monitor.durations import Duration, parse_duration
+from monitor.durations import Duration, positive_duration
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError
-from sources.http import HttpSource, HttpSourceConfig, SkipRecord
+from sources.http import HttpSource, HttpSourceConfig, SkipRecord, parse_params
 from sources.registry import register
 
 MAX_POINTS = 10_000
@@ -39,6 +39,24 @@ class PrometheusSourceConfig(HttpSourceConfig):
     step: Duration = Field(default=timedelta(minutes=1), description="default query step")
 
 
+class PrometheusParams(BaseModel):
+    """The ``params`` of a metric polled from a prometheus source.
+
+    Why a model: a misspelt ``stpe`` used to be ignored (the source's ``step`` was used
+    without a word) and a bad ``step`` surfaced only at the first poll; now ``cxmon
+    validate`` names it with its path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the query step for this metric (default: the source's ``step``)
+    step: Duration | None = None
+
+    @field_validator("step")
+    @classmethod
+    def _positive(cls, v: timedelta | None) -> timedelta | None:
+        return None if v is None else positive_duration(v)
+
+
 def _seconds(td: timedelta) -> str:
     return f"{td.total_seconds():g}s"
 
@@ -48,6 +66,7 @@ class PrometheusSource(HttpSource):
     """Runs a metric's PromQL as a range query; labels become columns."""
 
     Config = PrometheusSourceConfig
+    Params = PrometheusParams
     config: PrometheusSourceConfig
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
@@ -68,18 +87,8 @@ class PrometheusSource(HttpSource):
         return out
 
     def _step(self, request: PollRequest) -> timedelta:
-        raw = request.params.get("step")
-        if raw is None:
-            return self.config.step
-        try:
-            step = parse_duration(str(raw))
-        except ValueError as exc:
-            raise FatalSourceError(
-                f"source {self.name}: metric {request.metric}: params.step: {exc}"
-            ) from None
-        if step <= timedelta(0):
-            raise FatalSourceError(f"source {self.name}: params.step must be positive")
-        return step
+        step = parse_params(PrometheusParams, self.name, request).step
+        return self.config.step if step is None else step
 
     def _range(
         self, request: PollRequest, lo: datetime, hi: datetime, step: timedelta

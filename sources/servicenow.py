@@ -3,7 +3,9 @@
 A metric's ``query`` is the table name (``incident``). ``params``:
 
 ``time_field``  the timestamp field (default ``opened_at``), also the rows' timestamp column
-``fields``      Table API: the fields returned per record, e.g. ``[category, priority]``
+``fields``      Table API: the fields returned per record, e.g. ``[category, priority]``;
+                must include the metric's dimensions and split_by labels (``cxmon validate``
+                and the poll say which are missing)
 ``filter``      an extra encoded query ANDed to the time range (e.g. ``active=true``)
 ``group_by``    Aggregate API: count records per these fields in each ``bucket``
 ``bucket``      Aggregate API bucket length (default and at most: the metric's ``interval``;
@@ -24,6 +26,7 @@ encoded query. Auth: basic (``username``/``password``) or an OAuth ``token``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -72,6 +75,9 @@ class ServiceNowSourceConfig(HttpSourceConfig):
 
 
 class ServiceNowQuery(BaseModel):
+    """The ``params`` of a metric polled from a servicenow source (the module docstring
+    says what each does)."""
+
     model_config = ConfigDict(extra="forbid")
 
     time_field: str = "opened_at"
@@ -101,6 +107,27 @@ class ServiceNowQuery(BaseModel):
         if v is not None and ("^NQ" in v or "\n" in v):
             raise ValueError("filter may not contain ^NQ (a new OR query) or newlines")
         return v
+
+    def unfetched(self, dimensions: Iterable[str]) -> list[str]:
+        """The metric's dimensions (and split_by labels) the Table API would not return:
+        it returns ``time_field`` and ``fields`` only (the Aggregate API: ``group_by``)."""
+        if self.group_by:
+            return []
+        have = {self.time_field, *self.fields, "count"}
+        return [d for d in dict.fromkeys(dimensions) if d not in have]
+
+    def metric_problems(self, dimensions: Iterable[str]) -> dict[str, str]:
+        """``params.fields`` problems for ``cxmon validate`` (see ``Source.Params``)."""
+        missing = self.unfetched(dimensions)
+        return {"fields": _unfetched_message(missing)} if missing else {}
+
+
+def _unfetched_message(missing: list[str]) -> str:
+    names = ", ".join(missing)
+    return (f"{'dimension' if len(missing) == 1 else 'dimensions'} {names} "
+            f"{'is' if len(missing) == 1 else 'are'} not among params.fields, so the Table "
+            f"API would not return {'it' if len(missing) == 1 else 'them'}; add {names} to "
+            "params.fields")
 
 
 def _encoded(field: str, lo: datetime, hi: datetime, extra: str | None) -> str:
@@ -132,6 +159,10 @@ class ServiceNowSource(HttpSource):
         return self._table(table, q, request)
 
     def _table(self, table: str, q: ServiceNowQuery, request: PollRequest) -> pd.DataFrame:
+        missing = q.unfetched(request.dimensions)
+        if missing:
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: {_unfetched_message(missing)}")
         fields = [q.time_field, *q.fields]
         params = {
             "sysparm_query": _encoded(q.time_field, request.since, request.until, q.filter),

@@ -47,7 +47,13 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 from pydantic import Field, SecretStr, model_validator
 
-from sources.base import FatalSourceError, PollRequest, RetriableSourceError
+from sources.base import (
+    FatalSourceError,
+    NoParams,
+    PollRequest,
+    RetriableSourceError,
+    parse_params,
+)
 from sources.http import HttpClient, HttpSource, HttpSourceConfig, SkipRecord
 from sources.registry import register
 
@@ -164,6 +170,7 @@ class ZendeskSource(HttpSource):
     """Zendesk tickets and satisfaction ratings as rows."""
 
     Config = ZendeskSourceConfig
+    Params = NoParams  # the query (tickets, ...) says it all
     config: ZendeskSourceConfig
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -182,6 +189,7 @@ class ZendeskSource(HttpSource):
                           monotonic=self._monotonic, transport=self._transport)
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
+        parse_params(NoParams, self.name, request)
         query = (request.query or "").strip()
         if query in ("tickets", "ticket_tags"):
             return self._tickets(request, tags=query == "ticket_tags")

@@ -341,6 +341,20 @@ def test_a_misspelt_params_key_is_named_by_validate_with_its_path(tmp_path, kind
     assert code == 2 and said in out, out
 
 
+def test_servicenow_table_api_dimension_missing_from_fields_is_named_by_validate(
+        tmp_path) -> None:
+    """The Table API returns only params.fields (and time_field): a dimension missing there
+    used to pass validate and fail each poll with "the query result has no column(s)"."""
+    with vendor("sn", tmp_path, params="{fields: [priority]}") as (server, path, metric):
+        said = ("metrics[0].params.fields: dimension category is not among params.fields, "
+                "so the Table API would not return it; add category to params.fields")
+        code, out = cli("validate", "-c", str(path))
+        assert code == 2 and said in " ".join(out.split()), out
+        code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW)
+        assert code == 2 and said in " ".join(out.split()), out
+        assert not server.log  # nothing was polled
+
+
 def test_google_analytics_credentials_file_problems_name_the_file_not_the_key(tmp_path) -> None:
     """"cannot read credentials_file: FileNotFoundError" said neither which file (a relative
     one is taken from the config's folder) nor what to do."""

@@ -1,0 +1,179 @@
+"""A metric's ``params`` checked against its source type's model by ``cxmon validate`` and at
+poll time: prometheus (``step``), the source types that take none (``zendesk``, ``files``,
+``demo``), and ServiceNow Table API ``fields`` that must carry the metric's dimensions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor import config as cfg
+from monitor.config import ConfigError, MetricConfig
+from monitor.probe import probe_metric
+from sources.base import FatalSourceError, PollRequest
+from sources.demo import DemoSource, DemoSourceConfig
+from sources.files import FilesSource, FilesSourceConfig
+from sources.prometheus import PrometheusSource, PrometheusSourceConfig
+from sources.servicenow import ServiceNowSource, ServiceNowSourceConfig
+from sources.zendesk import ZendeskSource, ZendeskSourceConfig
+from tests.fakes.prometheus import serve_prometheus
+from tests.fakes.server import FakeServer
+from tests.fakes.servicenow import serve_servicenow
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+T6 = T0 + timedelta(hours=6)
+
+SOURCES = """
+sources:
+  prom: {type: prometheus, base_url: "http://prometheus:9090"}
+  support: {type: zendesk, subdomain: acme, email: a@b.c, api_token: secret-token}
+  exports: {type: files, path: /nonexistent/cx/*.csv}
+  shop: {type: demo, anchor: "2026-01-01T00:00:00Z"}
+  itsm: {type: servicenow, instance: acme, username: u, password: p}
+  db: {type: sql, url: "sqlite://"}
+metrics:
+"""
+
+
+def problems(metrics: str) -> list[tuple[str, str]]:
+    """``(path, message)`` of every problem validation finds; [] when the config is valid."""
+    try:
+        cfg.parse_config(SOURCES + metrics, env={})
+    except ConfigError as exc:
+        return [(p.path, p.message) for p in exc.problems]
+    return []
+
+
+def test_a_misspelt_prometheus_step_is_named_with_a_suggestion() -> None:
+    """``stpe: 5m`` used to be ignored: the source's step was used without a word."""
+    got = problems("""
+  - {name: a, source: prom, query: "sum(rate(x[5m]))", value: value, params: {stpe: 5m}}
+  - {name: b, source: prom, query: "sum(rate(x[5m]))", value: value, params: {step: 0s}}
+  - {name: c, source: prom, query: "sum(rate(x[5m]))", value: value, params: {step: 5x}}
+""")
+    assert ("metrics[0].params.stpe", "unknown key 'stpe' (did you mean 'step'?)") in got, got
+    assert any(p == "metrics[1].params.step" and "positive" in m for p, m in got), got
+    assert any(p == "metrics[2].params.step" and "invalid duration" in m for p, m in got), got
+    assert len(got) == 3, got
+
+
+def test_valid_params_pass() -> None:
+    assert problems("""
+  - {name: a, source: prom, query: "sum(rate(x[5m]))", value: value, params: {step: 15m}}
+  - {name: b, source: support, query: tickets, timestamp: created_at, value: count,
+     dimensions: [channel]}
+  - {name: c, source: exports, timestamp: ts, value: count, params: {}}
+  - {name: d, source: shop, query: checkout, timestamp: timestamp, value: count}
+  - {name: e, source: db, query: "select 1", timestamp: ts, value: count,
+     params: {any_bind_name: 1}}
+  - {name: f, source: itsm, query: incident, timestamp: opened_at, value: count,
+     dimensions: [category], params: {fields: [category]}}
+  - {name: g, source: itsm, query: incident, timestamp: opened_at, value: count,
+     dimensions: [category], params: {group_by: [category]}}
+""") == []
+
+
+@pytest.mark.parametrize("source,query", [("support", "tickets"), ("exports", "a.csv"),
+                                          ("shop", "checkout")])
+def test_params_given_to_a_source_type_that_reads_none_are_rejected(source, query) -> None:
+    """zendesk, files and demo read no params: one given did nothing, silently."""
+    kind = {"support": "zendesk", "exports": "files", "shop": "demo"}[source]
+    got = problems(f"""
+  - {{name: a, source: {source}, query: {query}, timestamp: ts, value: count,
+     params: {{query: tickets}}}}
+""")
+    assert got == [("metrics[0].params.query",
+                    f"unknown key 'query': {kind} sources take no params (remove it)")], got
+
+
+def test_servicenow_table_api_dimensions_must_be_among_fields() -> None:
+    """The Table API returns only ``time_field`` and ``fields``: a dimension missing there
+    used to fail at the first poll with "the query result has no column(s) category"."""
+    got = problems("""
+  - {name: a, source: itsm, query: incident, timestamp: opened_at, value: count,
+     dimensions: [category], params: {fields: [priority]}}
+  - {name: b, source: itsm, query: incident, timestamp: opened_at, value: count,
+     split_by: [channel], dimensions: [category, priority]}
+""")
+    assert got == [
+        ("metrics[0].params.fields",
+         "dimension category is not among params.fields, so the Table API would not return "
+         "it; add category to params.fields"),
+        ("metrics[1].params",  # no params: reported where they belong
+         "dimensions channel, category, priority are not among params.fields, so the Table "
+         "API would not return them; add channel, category, priority to params.fields"),
+    ], got
+
+
+def servicenow(server: FakeServer) -> ServiceNowSource:
+    return ServiceNowSource("snow", ServiceNowSourceConfig(
+        type="servicenow", base_url=server.url, username="u", password="p"))
+
+
+def test_servicenow_table_api_missing_dimension_is_fatal_at_poll_time() -> None:
+    with FakeServer() as server:
+        serve_servicenow(server, "u", "p")
+        src = servicenow(server)
+        with pytest.raises(FatalSourceError) as info:
+            src.fetch(PollRequest("inc", T0, T6, "incident", {"fields": ["priority"]},
+                                  "opened_at", dimensions=("category",)))
+        assert not server.log  # nothing was sent
+        assert str(info.value) == (
+            "source snow: metric inc: dimension category is not among params.fields, so the "
+            "Table API would not return it; add category to params.fields")
+        # with the field listed (or the Aggregate API) the same metric polls
+        df = src.fetch(PollRequest("inc", T0, T6, "incident", {"fields": ["category"]},
+                                   "opened_at", dimensions=("category",)))
+        assert "category" in df.columns and len(df) == 12
+        df = src.fetch(PollRequest("inc", T0, T6, "incident", {"group_by": ["category"]},
+                                   "opened_at", dimensions=("category",)))
+        assert "category" in df.columns
+
+
+def test_polls_pass_the_metrics_dimensions_to_the_source() -> None:
+    """``validate --poll`` (and every poll) gives the source the metric's dimensions, so the
+    ServiceNow check also guards a config that skipped validation."""
+    metric = MetricConfig(name="inc", source="itsm", query="incident", timestamp="opened_at",
+                          interval=timedelta(hours=1), dimensions=["category"],
+                          value="count", params={"fields": ["priority"]})
+    with FakeServer() as server:
+        serve_servicenow(server, "u", "p")
+        probe = probe_metric(metric, servicenow(server), T6, 6)
+        assert not server.log
+    assert probe.error and "add category to params.fields" in probe.error
+
+
+def test_prometheus_params_are_parsed_at_poll_time() -> None:
+    with FakeServer() as server:
+        serve_prometheus(server)
+        src = PrometheusSource("prom", PrometheusSourceConfig(type="prometheus",
+                                                              base_url=server.url))
+        with pytest.raises(FatalSourceError) as info:
+            src.fetch(PollRequest("m", T0, T6, "sum(x)", {"stpe": "1h"}))
+        assert "params.stpe: Extra inputs are not permitted" in str(info.value)
+        with pytest.raises(FatalSourceError, match=r"params\.step: .*positive"):
+            src.fetch(PollRequest("m", T0, T6, "sum(x)", {"step": "0s"}))
+        assert not server.log
+        src.fetch(PollRequest("m", T0, T6, "sum(x)", {"step": "1h"}))
+        src.fetch(PollRequest("m", T0, T6, "sum(x)", {}))
+        steps = [r.query["step"] for r in server.requests_to("/api/v1/query_range")]
+    assert steps == ["3600s", "60s"]  # params.step, else the source's step
+
+
+def test_sources_without_params_refuse_them_at_poll_time(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("ts,n\n2026-01-05T01:00:00Z,1\n")
+    sources = [
+        DemoSource("shop", DemoSourceConfig(type="demo", anchor=T0)),
+        FilesSource("exports", FilesSourceConfig(type="files", path=str(tmp_path / "a.csv"))),
+        ZendeskSource("support", ZendeskSourceConfig(type="zendesk",
+                                                     base_url="http://127.0.0.1:9",
+                                                     email="a@b.c", api_token="tok")),
+    ]
+    for src in sources:
+        query = {"shop": "checkout", "exports": None, "support": "tickets"}[src.name]
+        with pytest.raises(FatalSourceError, match=r"params\.query: Extra inputs"):
+            src.fetch(PollRequest("m", T0, T6, query, {"query": "x"}, "ts"))
+        if src.name != "support":  # (no zendesk server here) no params: the same poll runs
+            src.fetch(PollRequest("m", T0, T0 + timedelta(hours=2), query, {}, "ts"))
