@@ -59,6 +59,9 @@ def lookout(
     except LookoutInputError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    except RuntimeError as exc:  # the converted config failed validation: a converter bug
+        err.print(f"[red]error:[/] {escape(str(exc))}; please report it with the input")
+        raise typer.Exit(1) from None
     for note in conv.notes:
         style = _KIND_STYLE.get(note.kind, "")
         err.print(f"[{style}]{note.kind}[/]: {escape(note.setting)}: {escape(note.message)}")

@@ -219,7 +219,11 @@ class _Converter:
                        "ColumnName", "TimestampColumn.")
         self._timestamp_notes(ms)
         src_key = label_name(set_name)
-        dims: list[str] = [d for d in ms.get("DimensionList") or [] if isinstance(d, str)]
+        raw_dims = ms.get("DimensionList") or []
+        if not isinstance(raw_dims, list) or not all(isinstance(d, str) for d in raw_dims):
+            raise LookoutInputError("DimensionList: expected a list of column names")
+        dims: list[str] = list(dict.fromkeys(raw_dims))
+        self.dim_names: dict[str, str] = {}  # Lookout dimension -> cxmon dimension
         filters = self._filters(ms.get("DimensionFilterList") or [])
         if kind == "S3SourceConfig":
             source_cfg, build = self._s3(src_key, src_cfg, dims, filters)
@@ -312,6 +316,10 @@ class _Converter:
         where = "MetricSource.S3SourceConfig."
         paths = cfg.get("TemplatedPathList") or []
         historical = cfg.get("HistoricalDataPathList") or []
+        for field_, value in (("TemplatedPathList", paths),
+                              ("HistoricalDataPathList", historical)):
+            if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+                raise LookoutInputError(f"{where}{field_}: expected a list of s3:// paths")
         if not paths and not historical:
             raise LookoutInputError(f"{where}TemplatedPathList: required field missing or empty")
         first = str((paths or historical)[0])
@@ -383,6 +391,7 @@ class _Converter:
         for d in dims:
             if re.match(LABEL_NAME, d):
                 usable.append(d)
+                self.dim_names[d] = d
             else:
                 self.note("unsupported", "DimensionList",
                           f"{d!r} is not a valid cxmon dimension name ([a-zA-Z_][a-zA-Z0-9_]*) "
@@ -461,6 +470,9 @@ class _Converter:
         dim_names: list[str] = []
         for d in dims:
             name = d if re.match(LABEL_NAME, d) else label_name(d)
+            while name in dim_names or (name in dims and name != d):
+                name += "_"
+            self.dim_names[d] = name
             if name != d:
                 self.note("mapped", "DimensionList",
                           f"{d!r} is selected as {name} (cxmon dimension names are "
@@ -619,9 +631,17 @@ class _Converter:
                 dim = f.get("DimensionName") or f.get("Name")
                 vals = f.get("DimensionValueList") or [
                     x.get("DimensionValue") for x in f.get("FilterList") or []]
-                if dim and vals:
-                    alt = "|".join(re.escape(str(v)) for v in vals)
-                    matchers.append(f'{label_name(dim)}=~"{alt}"')
+                if not (dim and vals):
+                    continue
+                if dim not in self.dim_names:
+                    self.note("unsupported", f"{where}AlertFilters.DimensionFilterList[{j}]",
+                              f"{dim!r} is not a dimension of the converted metrics: the "
+                              "filter is left out, so this alert gets every dimension value")
+                    continue
+                alt = "|".join(re.escape(str(v)).replace("\\", "\\\\") for v in vals)
+                matchers.append(f'{self.dim_names[dim]}=~"{alt}"')
+            self.unknown(filters, {"MetricList", "DimensionFilterList"},
+                         where + "AlertFilters.")
             if matchers:
                 route["matchers"] = matchers
             threshold = alert.get("AlertSensitivityThreshold")

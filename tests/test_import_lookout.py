@@ -228,3 +228,31 @@ def test_not_json_and_wrong_documents_exit_2(tmp_path):
     res = _import(str(DATA / "rds_metric_set.json"), "--alerts", str(DATA / "detector.json"))
     assert res.exit_code == 2 and "alerts[0]" in res.stderr
     assert "Traceback" not in res.output
+
+
+def test_alert_dimension_filters_use_the_converted_dimension_names():
+    alert = copy.deepcopy(_json("alerts.json")[0])
+    alert["Alert"]["AlertFilters"]["DimensionFilterList"] = [
+        {"DimensionName": "Queue-Name", "DimensionValueList": ["billing.eu", "tech"]},
+        {"DimensionName": "not_a_dimension", "DimensionValueList": ["x"]}]
+    conv = convert(_json("rds_metric_set.json"), [alert])
+    text = render_yaml(conv)
+    cfg = parse_config(text, {"LOOKOUT_CONTACT_CENTRE_DB_URL": "sqlite://",
+                              "LOOKOUT_ALERT_SUPPORT_LEADS_WEBHOOK_URL": "https://h.example/"})
+    from alerts.matchers import matches_all, parse_matcher
+
+    route = cfg.alerting.route.routes[0]
+    assert route.matchers[1].startswith("queue_name=~")
+    matchers = [parse_matcher(m) for m in route.matchers]
+    base = {"metric": "contact_centre_contacts"}
+    assert matches_all(matchers, {**base, "queue_name": "billing.eu"})
+    assert not matches_all(matchers, {**base, "queue_name": "billingxeu"})
+    assert any("not_a_dimension" in str(n) and n.kind == "unsupported" for n in conv.notes)
+
+
+def test_dimension_names_that_collide_once_sanitized_stay_apart():
+    ms = _json("rds_metric_set.json")
+    ms["DimensionList"] = ["queue_name", "Queue-Name", "Queue Name"]
+    conv = convert(ms)
+    assert conv.config["metrics"][0]["dimensions"] == ["queue_name", "queue_name_",
+                                                      "queue_name__"]
