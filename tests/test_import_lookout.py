@@ -256,3 +256,19 @@ def test_dimension_names_that_collide_once_sanitized_stay_apart():
     conv = convert(ms)
     assert conv.config["metrics"][0]["dimensions"] == ["queue_name", "queue_name_",
                                                       "queue_name__"]
+
+
+def test_redshift_source_and_a_local_timezone():
+    ms = _json("rds_metric_set.json")
+    ms["Timezone"] = "Europe/Berlin"
+    ms["MetricSource"] = {"RedshiftSourceConfig": {
+        "ClusterIdentifier": "analytics", "DatabaseHost":
+        "analytics.c1a2b3.eu-west-1.redshift.amazonaws.com", "DatabasePort": 5439,
+        "DatabaseName": "dev", "TableName": "cx.contact_events",
+        "SecretManagerArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rs-AbCdEf"}}
+    conv = convert(ms)
+    assert conv.config["sources"]["contact_centre"] == {
+        "type": "sql", "url": "${LOOKOUT_CONTACT_CENTRE_DB_URL}"}
+    assert "FROM cx.contact_events" in conv.config["metrics"][0]["query"]
+    assert "postgresql+psycopg://" in conv.env["LOOKOUT_CONTACT_CENTRE_DB_URL"]
+    assert any(n.setting == "Timezone" and "Europe/Berlin" in n.message for n in conv.notes)
