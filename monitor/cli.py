@@ -784,6 +784,7 @@ __import__("monitor.cli_rca").cli_rca.register(app)  # rca
 __import__("monitor.cli_sources").cli_sources.register(app)  # backfill
 __import__("alerts.cli").cli.register(app, alerts_app)  # alerts deliver, serve-feedback
 __import__("monitor.cli_score").cli_score.register(app)  # score, feedback
+__import__("monitor.cli_import").cli_import.register(app)  # import lookout
 
 
 def main() -> None:  # pragma: no cover

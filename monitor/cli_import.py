@@ -1,0 +1,90 @@
+"""``cxmon import lookout``: a cxmon config from Amazon Lookout for Metrics definitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from monitor.lookout import LookoutInputError, convert, load_json, render_yaml
+
+import_app = typer.Typer(help="Convert another tool's definitions into a cxmon config.",
+                         no_args_is_help=True)
+
+_KIND_STYLE = {"unsupported": "red", "manual": "yellow", "mapped": "dim"}
+
+
+def _read(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LookoutInputError(f"{what}: file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise LookoutInputError(f"{what}: {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise LookoutInputError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    return load_json(text, f"{what} ({path.name})")
+
+
+def lookout(
+    metric_set: Annotated[Path, typer.Argument(
+        metavar="METRIC_SET.json",
+        help="Output of `aws lookoutmetrics describe-metric-set`.")],
+    alerts: Annotated[Path | None, typer.Option(
+        "--alerts", metavar="ALERTS.json",
+        help="Output of `describe-alert`, or a JSON list of them.")] = None,
+    detector: Annotated[Path | None, typer.Option(
+        "--detector", metavar="DETECTOR.json",
+        help="Output of `describe-anomaly-detector`.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="cxmon.yaml",
+        help="Write the config here (default: standard output).")] = None,
+) -> None:
+    """Convert a Lookout for Metrics metric set (and its alerts) into a cxmon config.
+
+    The report on stderr lists every Lookout setting that has no cxmon equivalent or needs a
+    manual step. Exit 0: converted; 1: nothing could be converted (e.g. a CloudWatch source);
+    2: the input is not what the AWS CLI prints.
+    """
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        conv = convert(
+            _read(metric_set, "metric set"),
+            _read(alerts, "alerts") if alerts else None,
+            _read(detector, "detector") if detector else None,
+        )
+    except LookoutInputError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except RuntimeError as exc:  # the converted config failed validation: a converter bug
+        err.print(f"[red]error:[/] {escape(str(exc))}; please report it with the input")
+        raise typer.Exit(1) from None
+    for note in conv.notes:
+        style = _KIND_STYLE.get(note.kind, "")
+        err.print(f"[{style}]{note.kind}[/]: {escape(note.setting)}: {escape(note.message)}")
+    if conv.config is None:
+        err.print("[red]error:[/] nothing could be converted (see above)")
+        raise typer.Exit(1)
+    text = render_yaml(conv)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            err.print(f"[red]error:[/] cannot write {escape(str(output))}: "
+                      f"{escape(exc.strerror or str(exc))}")
+            raise typer.Exit(1) from None
+        err.print(f"wrote {escape(str(output))}: {len(conv.config['metrics'])} metric(s)")
+    if conv.env:
+        names = " ".join(f"{v}=..." for v in conv.env)
+        err.print(f"next: set {escape(names)} and run cxmon validate -c "
+                  f"{escape(str(output or 'cxmon.yaml'))}")
+
+
+def register(app: typer.Typer) -> None:
+    import_app.command("lookout")(lookout)
+    app.add_typer(import_app, name="import")

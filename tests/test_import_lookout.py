@@ -1,0 +1,274 @@
+"""``cxmon import lookout``: Lookout for Metrics JSON (boto3/AWS CLI response shapes) -> a
+cxmon config that cxmon's own loader accepts, plus a report of what was not converted."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from typer.testing import CliRunner
+
+from monitor.cli import app
+from monitor.config import load_config, parse_config
+from monitor.lookout import LookoutInputError, convert, render_yaml
+from sources.base import PollRequest
+from sources.sql import SqlSource
+
+DATA = Path(__file__).parent / "data" / "lookout"
+runner = CliRunner()
+
+
+def _json(name: str) -> dict:
+    return json.loads((DATA / name).read_text())
+
+
+def _import(*args: str):
+    return runner.invoke(app, ["import", "lookout", *args])
+
+
+def test_s3_csv_metric_set_converts_to_a_valid_files_config(tmp_path, monkeypatch):
+    out = tmp_path / "cxmon.yaml"
+    res = _import(str(DATA / "s3_csv_metric_set.json"), "--output", str(out))
+    assert res.exit_code == 0, res.output
+
+    # loads through cxmon's config loader once the variable it references is set
+    data_dir = tmp_path / "mirror"
+    env = {"LOOKOUT_CHECKOUT_ORDERS_DATA_DIR": str(data_dir)}
+    cfg = load_config(out, env=env)
+    src = cfg.sources["checkout_orders"]
+    assert src.type == "files" and src.format == "csv"
+    assert src.path == "ecommerce/live/*/*/*"
+    assert [m.name for m in cfg.metrics] == ["checkout_orders_orders", "checkout_orders_revenue"]
+    for m, col in zip(cfg.metrics, ["orders", "revenue"], strict=True):
+        assert m.source == "checkout_orders"
+        assert m.dimensions == ["marketplace", "platform"]
+        assert m.value.kind == "sum" and m.value.numerator == col
+        assert m.interval.total_seconds() == 3600  # PT1H
+        assert m.delay.total_seconds() == 600  # Offset 600 s
+        assert m.timestamp == "timestamp"
+        assert m.labels["lookout_metric_set"] == "checkout-orders"
+    assert cfg.metrics[1].labels["namespace"] == "Checkout"
+
+    # the glob reads a file laid out as Lookout's templated path (a synced copy of the bucket)
+    folder = data_dir / "ecommerce" / "live" / "20260301" / "1000"
+    folder.mkdir(parents=True)
+    (folder / "part-0.csv").write_text(
+        "platform,marketplace,timestamp,orders,revenue\n"
+        "web,us,2026-03-01 10:00:00,3,120.5\n")
+    from sources.files import FilesSource
+
+    rows = FilesSource("checkout_orders", src).fetch(PollRequest(
+        "checkout_orders_orders", datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 3, 2, tzinfo=UTC)))
+    assert rows["orders"].tolist() == [3]
+
+    # the report names what was not converted or needs a step
+    err = res.stderr
+    assert "S3SourceConfig.TemplatedPathList" in err and "aws s3 sync" in err
+    assert "HistoricalDataPathList" in err and "cxmon backfill" in err
+    assert "unsupported: DimensionFilterList" in err  # files cannot filter rows
+    assert "TimestampColumn.ColumnFormat" in err
+
+
+def test_s3_avg_metric_is_reported_as_a_sum(tmp_path):
+    ms = _json("s3_csv_metric_set.json")
+    ms["MetricList"][0]["AggregationFunction"] = "AVG"
+    ms["MetricSource"]["S3SourceConfig"]["FileFormatDescriptor"] = {
+        "JsonFormatDescriptor": {"FileCompression": "GZIP", "Charset": "UTF-8"}}
+    conv = convert(ms)
+    metric = conv.config["metrics"][0]
+    assert metric["value"] == {"sum": "orders"}
+    assert conv.config["sources"]["checkout_orders"]["format"] == "jsonl"
+    notes = [str(n) for n in conv.notes]
+    assert any("MetricList[0].AggregationFunction" in n and "AVG" in n
+               and n.startswith("unsupported") for n in notes)
+    assert any("FileCompression" in n for n in notes)
+
+
+def test_rds_metric_set_gives_a_sql_source_whose_query_runs(tmp_path):
+    conv = convert(_json("rds_metric_set.json"))
+    assert list(conv.env) == ["LOOKOUT_CONTACT_CENTRE_DB_URL"]
+    text = render_yaml(conv)
+    assert "PASSWORD@" not in text.split("\nsources:")[1]  # no credentials in the config
+    db = tmp_path / "support.db"
+    url = f"sqlite:///{db}"
+    cfg = parse_config(text, {"LOOKOUT_CONTACT_CENTRE_DB_URL": url})
+    src = cfg.sources["contact_centre"]
+    assert src.type == "sql"
+    assert yaml.safe_load(text)["sources"]["contact_centre"]["url"] == (
+        "${LOOKOUT_CONTACT_CENTRE_DB_URL}")
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text('CREATE TABLE contact_events (created_at TEXT, channel TEXT, '
+                             '"Queue-Name" TEXT, contacts INTEGER, handle_seconds REAL)'))
+        conn.execute(sa.text("INSERT INTO contact_events VALUES "
+                             "('2026-03-01 10:00:00', 'phone', 'billing', 4, 300), "
+                             "('2026-03-01 10:05:00', 'chat', 'billing', 2, 100), "
+                             "('2026-03-01 10:05:00', 'email', 'billing', 9, 50), "
+                             "('2026-03-01 11:00:00', 'phone', 'billing', 7, 10)"))
+    engine.dispose()
+
+    contacts, handle = cfg.metrics
+    assert contacts.dimensions == ["channel", "queue_name"]
+    assert contacts.interval.total_seconds() == 600 and contacts.delay.total_seconds() == 300
+    assert contacts.value.kind == "sum"
+    assert handle.value.kind == "mean" and handle.value.columns() == [
+        "handle_seconds", "cxmon_rows"]
+    source = SqlSource("contact_centre", src)
+    try:
+        rows = {}
+        for m in (contacts, handle):
+            rows[m.name] = source.fetch(PollRequest(
+                m.name, datetime(2026, 3, 1, 10, tzinfo=UTC), datetime(2026, 3, 1, 11, tzinfo=UTC),
+                query=m.query, params=m.params, timestamp_column=m.timestamp))
+    finally:
+        source.close()
+    got = rows["contact_centre_contacts"]
+    assert list(got.columns) == ["created_at", "channel", "queue_name", "contacts"]
+    assert sorted(got["channel"]) == ["chat", "phone"]  # DimensionFilterList: no email
+    assert got["contacts"].sum() == 6  # the 11:00 row is outside [since, until)
+    got = rows["contact_centre_handle_seconds"]
+    assert list(got.columns) == ["created_at", "channel", "queue_name", "handle_seconds",
+                                 "cxmon_rows"]
+    assert got["handle_seconds"].sum() / got["cxmon_rows"].sum() == 200  # AVG of the rows
+
+    notes = "\n".join(map(str, conv.notes))
+    assert "SecretManagerArn" in notes and "VpcConfiguration" in notes
+
+
+def test_alerts_map_to_min_severity_and_webhook_receivers(tmp_path):
+    out = tmp_path / "cxmon.yaml"
+    res = _import(str(DATA / "rds_metric_set.json"), "--alerts", str(DATA / "alerts.json"),
+                  "--detector", str(DATA / "detector.json"), "-o", str(out))
+    assert res.exit_code == 0, res.output
+    env = {"LOOKOUT_CONTACT_CENTRE_DB_URL": "postgresql+psycopg://u@db.example.com/support",
+           "LOOKOUT_ALERT_SUPPORT_LEADS_WEBHOOK_URL": "https://hooks.example.com/sns",
+           "LOOKOUT_ALERT_OPEN_TICKET_WEBHOOK_URL": "https://fn.example.com/"}
+    cfg = load_config(out, env=env)
+    receivers = {r.name: r for r in cfg.alerting.receivers}
+    assert receivers["support_leads"].webhook.url == "https://hooks.example.com/sns"
+    assert receivers["open_ticket"].webhook.url == "https://fn.example.com/"
+    leads, ticket = cfg.alerting.route.routes
+    assert (leads.receiver, leads.min_severity) == ("support_leads", 70)
+    assert leads.matchers == ['metric=~"contact_centre_contacts"', 'channel=~"phone"']
+    assert (ticket.receiver, ticket.min_severity, ticket.matchers) == ("open_ticket", 40, [])
+    # each metric lets through the lowest threshold of the alerts covering it
+    assert [m.min_severity for m in cfg.metrics] == [40, 40]
+    err = res.stderr
+    assert "alerts[0].Action.SNSConfiguration" in err
+    assert "alerts[1].Action.LambdaConfiguration" in err
+    assert "1-in-10,000" in err  # the scale difference is explained
+    assert "KmsKeyArn" in err
+
+
+def test_single_describe_alert_output_is_accepted():
+    alert = _json("alerts.json")[1]
+    conv = convert(_json("rds_metric_set.json"), alert)
+    assert [r["name"] for r in conv.config["alerting"]["receivers"]] == ["console", "open_ticket"]
+
+
+@pytest.mark.parametrize("kind", ["AthenaSourceConfig", "CloudWatchConfig", "AppFlowConfig"])
+def test_unsupported_sources_are_reported_and_exit_1(tmp_path, kind):
+    ms = _json("rds_metric_set.json")
+    ms["MetricSource"] = {kind: {"RoleArn": "arn:aws:iam::123456789012:role/x"}}
+    path = tmp_path / "ms.json"
+    path.write_text(json.dumps(ms))
+    res = _import(str(path))
+    assert res.exit_code == 1
+    assert f"unsupported: MetricSource.{kind}" in res.stderr
+    assert "nothing could be converted" in res.stderr
+    assert res.stdout == ""
+
+
+def test_unknown_fields_are_reported_not_dropped():
+    ms = _json("rds_metric_set.json")
+    ms["SomeNewSetting"] = True
+    conv = convert(ms)
+    assert any(n.setting == "SomeNewSetting" for n in conv.notes)
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda ms: ms.pop("MetricList"), "MetricList: required field missing"),
+    (lambda ms: ms.pop("MetricSetFrequency"), "MetricSetFrequency: required field missing"),
+    (lambda ms: ms.update(MetricSetFrequency="PT2H"), "MetricSetFrequency: expected one of"),
+    (lambda ms: ms["MetricList"][1].update(AggregationFunction="MAX"),
+     "MetricList[1].AggregationFunction: expected AVG or SUM"),
+    (lambda ms: ms.pop("TimestampColumn"), "TimestampColumn: required field missing"),
+    (lambda ms: ms["MetricSource"]["RDSSourceConfig"].pop("TableName"),
+     "MetricSource.RDSSourceConfig.TableName: required field missing"),
+    (lambda ms: ms.update(MetricSource={}), "MetricSource: required field missing"),
+])
+def test_malformed_metric_sets_fail_cleanly(tmp_path, mutate, message):
+    ms = copy.deepcopy(_json("rds_metric_set.json"))
+    mutate(ms)
+    with pytest.raises(LookoutInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        convert(ms)
+    path = tmp_path / "ms.json"
+    path.write_text(json.dumps(ms))
+    res = _import(str(path))
+    assert res.exit_code == 2
+    assert message in res.stderr and "Traceback" not in res.output
+
+
+def test_not_json_and_wrong_documents_exit_2(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"MetricSetName": ')
+    res = _import(str(bad))
+    assert res.exit_code == 2 and "not JSON" in res.stderr
+    res = _import(str(DATA / "detector.json"))
+    assert res.exit_code == 2 and "--detector" in res.stderr
+    res = _import(str(tmp_path / "missing.json"))
+    assert res.exit_code == 2 and "file not found" in res.stderr
+    res = _import(str(DATA / "rds_metric_set.json"), "--alerts", str(DATA / "detector.json"))
+    assert res.exit_code == 2 and "alerts[0]" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_alert_dimension_filters_use_the_converted_dimension_names():
+    alert = copy.deepcopy(_json("alerts.json")[0])
+    alert["Alert"]["AlertFilters"]["DimensionFilterList"] = [
+        {"DimensionName": "Queue-Name", "DimensionValueList": ["billing.eu", "tech"]},
+        {"DimensionName": "not_a_dimension", "DimensionValueList": ["x"]}]
+    conv = convert(_json("rds_metric_set.json"), [alert])
+    text = render_yaml(conv)
+    cfg = parse_config(text, {"LOOKOUT_CONTACT_CENTRE_DB_URL": "sqlite://",
+                              "LOOKOUT_ALERT_SUPPORT_LEADS_WEBHOOK_URL": "https://h.example/"})
+    from alerts.matchers import matches_all, parse_matcher
+
+    route = cfg.alerting.route.routes[0]
+    assert route.matchers[1].startswith("queue_name=~")
+    matchers = [parse_matcher(m) for m in route.matchers]
+    base = {"metric": "contact_centre_contacts"}
+    assert matches_all(matchers, {**base, "queue_name": "billing.eu"})
+    assert not matches_all(matchers, {**base, "queue_name": "billingxeu"})
+    assert any("not_a_dimension" in str(n) and n.kind == "unsupported" for n in conv.notes)
+
+
+def test_dimension_names_that_collide_once_sanitized_stay_apart():
+    ms = _json("rds_metric_set.json")
+    ms["DimensionList"] = ["queue_name", "Queue-Name", "Queue Name"]
+    conv = convert(ms)
+    assert conv.config["metrics"][0]["dimensions"] == ["queue_name", "queue_name_",
+                                                      "queue_name__"]
+
+
+def test_redshift_source_and_a_local_timezone():
+    ms = _json("rds_metric_set.json")
+    ms["Timezone"] = "Europe/Berlin"
+    ms["MetricSource"] = {"RedshiftSourceConfig": {
+        "ClusterIdentifier": "analytics", "DatabaseHost":
+        "analytics.c1a2b3.eu-west-1.redshift.amazonaws.com", "DatabasePort": 5439,
+        "DatabaseName": "dev", "TableName": "cx.contact_events",
+        "SecretManagerArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rs-AbCdEf"}}
+    conv = convert(ms)
+    assert conv.config["sources"]["contact_centre"] == {
+        "type": "sql", "url": "${LOOKOUT_CONTACT_CENTRE_DB_URL}"}
+    assert "FROM cx.contact_events" in conv.config["metrics"][0]["query"]
+    assert "postgresql+psycopg://" in conv.env["LOOKOUT_CONTACT_CENTRE_DB_URL"]
+    assert any(n.setting == "Timezone" and "Europe/Berlin" in n.message for n in conv.notes)
