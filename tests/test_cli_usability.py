@@ -257,6 +257,15 @@ def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
     assert "Who (default: $USER)" in add
 
 
+def test_command_lists_do_not_break_a_summary_mid_sentence() -> None:
+    """A docstring's first paragraph spanning two source lines was shown with its line
+    break in the group's command list (``... not sent: pending`` / ``(with the worker``)."""
+    alerts = runner.invoke(app, ["alerts", "--help"], env={"COLUMNS": "250"}).output
+    assert "notifications not sent: pending (with the worker holding them)" in alerts
+    bench = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "250"}).output
+    assert "fits per second, and precision / recall" in bench
+
+
 def test_version_from_package_metadata() -> None:
     from importlib.metadata import version
 
