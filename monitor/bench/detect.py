@@ -265,12 +265,20 @@ def _accuracy(figures: dict[str, Any], streaming: list[str], doc: Path | None) -
              + ", ".join(f"`{k}: {v}`" for k, v in PROPHET_DEMO.items()) + "):", "",
              "| detector | alerts | precision | recall (of incidents) | median time to "
              "detect (h) |", "|---|---|---|---|---|"]
-    for t, r in figures["demo"].items():
-        lines.append(f"| {t} | {r['alerts']} | {r['precision']} | "
-                     f"{r['recall']} (of {r['incidents']}) | {r['median_ttd_hours']} |")
+    lines += [accuracy_row(t, r) for t, r in figures["demo"].items()]
     body = "\n".join(lines)
     typer.echo(body)
     update_section("detect-demo", body, doc)
+
+
+def accuracy_row(detector: str, r: dict[str, Any]) -> str:
+    """One row of the demo accuracy table; a figure that does not exist (the precision of no
+    alerts, the time to detect of no incident found) is ``-``, not Python's ``None``."""
+    def cell(v: Any) -> str:
+        return "-" if v is None else str(v)
+
+    return (f"| {detector} | {r['alerts']} | {cell(r['precision'])} | "
+            f"{cell(r['recall'])} (of {r['incidents']}) | {cell(r['median_ttd_hours'])} |")
 
 
 def register(app: typer.Typer) -> None:
