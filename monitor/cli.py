@@ -462,7 +462,8 @@ def demo(
     pipeline = Pipeline(cfg, st, clock=clock, console=console, sources=telemetry.sources)
     console.rule("[bold]cxmon demo")
     console.print(
-        f"Replaying {days} days of an omnichannel retailer ({len(cfg.metrics)} KPIs, "
+        f"Replaying {days} day{'s' if days != 1 else ''} of an omnichannel retailer "
+        f"({len(cfg.metrics)} KPIs, "
         f"from {_hm(start)} UTC); store: {st.url_redacted}\n"
     )
     step = timedelta(hours=step_hours)

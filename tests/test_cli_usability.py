@@ -544,3 +544,12 @@ def test_the_config_can_come_from_cxmon_config(tmp_path: Path) -> None:
     assert out.exit_code != 0 and "other.yaml" in out.output
     out = runner.invoke(app, ["validate"], env={"CXMON_CONFIG": None})
     assert out.exit_code == 2 and "--config" in out.output and "CXMON_CONFIG" in out.output
+
+
+def test_demo_of_one_day_says_day(tmp_path: Path) -> None:
+    """``cxmon demo --once --days 1`` said "Replaying 1 days"."""
+    res = runner.invoke(app, ["demo", "--once", "--days", "1", "--anchor", "2026-01-05",
+                              "--store", f"sqlite:///{tmp_path / 'd.db'}"],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "Replaying 1 day of" in res.output
