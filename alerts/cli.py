@@ -95,7 +95,8 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         from monitor.pipeline import build_notifiers
 
         main._setup_logging(log_level)
-        cfg = main._load(config)
+        # the receivers and Grafana links only: an unset source ${VAR} is no error here
+        cfg = main._load(config, needs={"store", "alerting", "grafana"})
         store = main._open_store(cfg, must_exist=True)  # a fresh one holds nothing
         clock = SystemClock()
         worker = OutboxWorker(store, build_notifiers(cfg, main.console, store), clock)
@@ -134,7 +135,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         from monitor import cli as main
 
         main._setup_logging(log_level)
-        cfg = main._load(config)
+        cfg = main._load(config, needs={"store", "alerting"})
         if cfg.alerting.feedback is None:
             main.err_console.print("[bold red]alerting.feedback is not configured[/]")
             raise typer.Exit(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -74,6 +75,26 @@ def _hide_flag_types() -> None:
 _hide_flag_types()
 
 
+def _unwrap_command_summaries() -> None:
+    """A group's command list shows each command's first help paragraph; in rich mode Typer
+    keeps the docstring's line breaks there, so a two-line summary was broken mid-sentence
+    (``notifications not sent: pending`` / ``(with the worker ...``). Join its lines."""
+    import typer.rich_utils as rich_utils
+
+    make = rich_utils._make_command_help
+
+    def make_command_help(*, help_text: str, markup_mode):  # type: ignore[no-untyped-def]
+        first, sep, rest = inspect.cleandoc(help_text).partition("\n\n")
+        if not first.startswith("\b"):
+            first = " ".join(first.split("\n"))
+        return make(help_text=first + sep + rest, markup_mode=markup_mode)
+
+    rich_utils._make_command_help = make_command_help  # type: ignore[assignment]
+
+
+_unwrap_command_summaries()
+
+
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import PackageNotFoundError, version
@@ -92,7 +113,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-alerts_app = typer.Typer(help="Inspect the alert outbox.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Inspect the alert outbox; run its delivery worker.",
+                         no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 
 
@@ -440,7 +462,8 @@ def demo(
     pipeline = Pipeline(cfg, st, clock=clock, console=console, sources=telemetry.sources)
     console.rule("[bold]cxmon demo")
     console.print(
-        f"Replaying {days} days of an omnichannel retailer ({len(cfg.metrics)} KPIs, "
+        f"Replaying {days} day{'s' if days != 1 else ''} of an omnichannel retailer "
+        f"({len(cfg.metrics)} KPIs, "
         f"from {_hm(start)} UTC); store: {st.url_redacted}\n"
     )
     step = timedelta(hours=step_hours)

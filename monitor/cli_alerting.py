@@ -25,9 +25,11 @@ def _labels(args: list[str]) -> dict[str, str]:
         try:
             m = parse_matcher(arg)
         except MatcherError as exc:
-            raise typer.BadParameter(f"Failed to parse labels: {exc}") from None
+            raise typer.BadParameter(f"Failed to parse labels: {exc}",
+                                     param_hint="LABELS") from None
         if m.op != "=":
-            raise typer.BadParameter("labels must be specified as key=value pairs")
+            raise typer.BadParameter("labels must be specified as key=value pairs",
+                                     param_hint="LABELS")
         out[m.name] = m.value
     return out
 
@@ -99,7 +101,7 @@ def silence_add(
     try:
         length = parse_duration(duration)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(str(exc), param_hint="'--duration'") from None
     st = _store(config)
     try:
         s = add_silence(st, _silence_matchers(matchers), now=SystemClock().now(),

@@ -66,11 +66,19 @@ def run_rca(
         raise RootCauseError("--top must be at least 1")
     if not dims:
         raise RootCauseError("--dimensions needs at least one column")
+    roles = {"--actual": actual, "--expected": expected, "--value": value,
+             "--denominator": denominator, "--time-column": time_column}
+    for option, column in roles.items():
+        if column is not None and column in dims:  # was a TypeError traceback
+            raise RootCauseError(f"column {column!r} is both in --dimensions and {option}: "
+                                 "a dimension names the slices, it cannot also be measured")
     try:
         rows = pd.read_csv(path, dtype={d: str for d in dims}, keep_default_na=False,
                            na_values=[""])
     except (OSError, ValueError) as exc:
-        raise RootCauseError(f"cannot read {path}: {exc}") from None
+        if isinstance(exc, ValueError) and path.is_file():
+            _check_fields(path)  # a long line after the first: pandas' C-parser message
+        raise RootCauseError(f"cannot read {path}: {str(exc).strip()}") from None
     _check_fields(path)
     hint = separator_hint(rows.columns)
     if hint:

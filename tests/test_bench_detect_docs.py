@@ -41,3 +41,34 @@ def test_small_rca_run_does_not_overwrite_the_published_figures(tmp_path: Path,
     res = CliRunner().invoke(app, [*args, "--doc", str(out)])
     assert res.exit_code == 0, res.output
     assert "Mean F1" in out.read_text()
+
+
+def test_accuracy_table_shows_a_missing_figure_as_a_dash() -> None:
+    """No alerts has no precision and no incident found no time to detect: the table said
+    ``None`` (Python's), in the terminal and in docs/benchmarks.md."""
+    from monitor.bench.detect import accuracy_row
+
+    row = accuracy_row("surprise", {"alerts": 0, "precision": None, "recall": 0.0,
+                                    "incidents": 5, "median_ttd_hours": None})
+    assert row == "| surprise | 0 | - | 0.0 (of 5) | - |"
+    assert "None" not in (Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+                          ).read_text().split("<!-- bench:detect-demo -->")[1].split("<!--")[0]
+
+
+def test_small_run_leaves_the_accuracy_section_alone_too(monkeypatch, tmp_path: Path) -> None:
+    """``cxmon bench detect --series 1000 --ticks 50`` said "docs not updated" for the speed
+    figures, then rewrote the checkout's detect-demo section, stamped with that command."""
+    import monitor.bench.detect as bench
+
+    written: list[Path | None] = []
+    monkeypatch.setattr(bench, "demo_accuracy", lambda t, params: {
+        "alerts": 1, "precision": 1.0, "recall": 1.0, "incidents": 5, "median_ttd_hours": 0.0})
+    monkeypatch.setattr("monitor.bench.report.update_section",
+                        lambda name, body, doc: written.append(doc))
+    args = ["bench", "detect", "--series", "20", "--ticks", "5"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert written == [] and "section detect-demo" in res.stderr
+    res = CliRunner().invoke(app, [*args, "--no-speed"])  # how the section is published
+    assert res.exit_code == 0, res.output
+    assert written == [None]

@@ -236,3 +236,23 @@ def test_rca_says_when_a_rate_moved_with_its_volume_mix(tmp_path: Path) -> None:
     assert (mix["share_usual"], mix["share_now"], mix["rate_usual"]) == (0.2, 0.7, 0.5)
     assert (mix["rate_overall"], mix["rate_now"], mix["portion"]) == (0.26, 0.41, 1.0)
     assert "volume moved" in out["note"] and out["root_causes"] == []
+
+
+def test_rca_names_a_long_line_after_a_good_first_line(tmp_path: Path) -> None:
+    """A field too many on a later line surfaced as pandas' 'Error tokenizing data. C error'."""
+    res = _snapshot(tmp_path, "channel,region,actual,expected\napp,uk,200,100\n"
+                              "web,uk,100,100,7\n")
+    assert res.exit_code == 2, res.output
+    assert "1 line(s) have more fields than the header (line 3)" in res.output
+    assert "tokenizing" not in res.output
+
+
+def test_rca_refuses_a_dimension_that_is_also_a_measure(tmp_path: Path) -> None:
+    """``--dimensions actual --actual actual`` was a TypeError traceback."""
+    src = tmp_path / "c.csv"
+    src.write_text("channel,actual,expected\napp,20,10\nweb,10,10\n")
+    res = CliRunner().invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,actual",
+                                   "--actual", "actual", "--expected", "expected"])
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert "column 'actual' is both in --dimensions and --actual" in res.output

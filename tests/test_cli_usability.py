@@ -257,6 +257,15 @@ def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
     assert "Who (default: $USER)" in add
 
 
+def test_command_lists_do_not_break_a_summary_mid_sentence() -> None:
+    """A docstring's first paragraph spanning two source lines was shown with its line
+    break in the group's command list (``... not sent: pending`` / ``(with the worker``)."""
+    alerts = runner.invoke(app, ["alerts", "--help"], env={"COLUMNS": "250"}).output
+    assert "notifications not sent: pending (with the worker holding them)" in alerts
+    bench = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "250"}).output
+    assert "fits per second, and precision / recall" in bench
+
+
 def test_version_from_package_metadata() -> None:
     from importlib.metadata import version
 
@@ -535,3 +544,12 @@ def test_the_config_can_come_from_cxmon_config(tmp_path: Path) -> None:
     assert out.exit_code != 0 and "other.yaml" in out.output
     out = runner.invoke(app, ["validate"], env={"CXMON_CONFIG": None})
     assert out.exit_code == 2 and "--config" in out.output and "CXMON_CONFIG" in out.output
+
+
+def test_demo_of_one_day_says_day(tmp_path: Path) -> None:
+    """``cxmon demo --once --days 1`` said "Replaying 1 days"."""
+    res = runner.invoke(app, ["demo", "--once", "--days", "1", "--anchor", "2026-01-05",
+                              "--store", f"sqlite:///{tmp_path / 'd.db'}"],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "Replaying 1 day of" in res.output

@@ -199,3 +199,13 @@ def test_silence_add_with_an_absurd_duration_says_why(tmp_path: Path) -> None:
     out = CliRunner().invoke(app, ["silence", "add", "-c", str(path), 'team="x"',
                                    "--duration", "1000000w"])
     assert out.exit_code == 2 and "out of range" in out.output
+
+
+def test_silence_add_and_routes_test_name_the_bad_argument(tmp_path: Path) -> None:
+    """``--duration 2x`` said only ``Invalid value:``, without naming the option."""
+    path = _minimal_config(tmp_path)
+    out = CliRunner().invoke(app, ["silence", "add", "-c", str(path), 'team="x"',
+                                   "--duration", "2x"])
+    assert out.exit_code == 2 and "Invalid value for '--duration'" in out.output
+    out = CliRunner().invoke(app, ["routes", "test", "-c", str(path), "team=~x"])
+    assert out.exit_code == 2 and "Invalid value for LABELS" in out.output
