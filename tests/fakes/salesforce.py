@@ -88,3 +88,40 @@ def serve_salesforce(server: FakeServer, token: str, page_size: int = 5) -> dict
     server.route("GET", base, query)
     server.route("GET", base + "/*", more)
     return state
+
+
+SOAP_OK = """<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+ xmlns="urn:partner.soap.sforce.com"><soapenv:Body><loginResponse><result>
+<serverUrl>https://{host}/services/Soap/u/{version}/00D000000000001</serverUrl>
+<sessionId>{session}</sessionId></result></loginResponse></soapenv:Body></soapenv:Envelope>"""
+SOAP_FAULT = """<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+ xmlns:sf="urn:fault.partner.soap.sforce.com"><soapenv:Body><soapenv:Fault>
+<faultcode>INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username, password,
+security token; or user locked out.</faultstring><detail><sf:LoginFault>
+<sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode><sf:exceptionMessage>Invalid username,
+password, security token; or user locked out.</sf:exceptionMessage></sf:LoginFault></detail>
+</soapenv:Fault></soapenv:Body></soapenv:Envelope>"""
+USERNAME_PASSWORD = re.compile(r"<n1:username>(.*?)</n1:username>\s*"
+                               r"<n1:password>(.*?)</n1:password>", re.S)
+
+
+def serve_salesforce_login(server: FakeServer, state: dict, username: str,
+                           password_and_token: str) -> None:
+    """The SOAP ``login()`` call of the partner API (what a username + password + security
+    token login sends): each good login issues a new session id, which becomes the only one
+    the REST API accepts (``state["token"]``, as :func:`serve_salesforce` checks it)."""
+    state["logins"] = 0
+
+    def login(req: Request) -> Response:
+        m = USERNAME_PASSWORD.search(req.body.decode())
+        if m is None or (m.group(1), m.group(2)) != (username, password_and_token):
+            return Response(500, SOAP_FAULT, {"Content-Type": "text/xml"})
+        state["logins"] += 1
+        state["token"] = f"session-{state['logins']}"
+        body = SOAP_OK.format(host=f"127.0.0.1:{server.port}", version=VERSION,
+                              session=state["token"])
+        return Response(200, body, {"Content-Type": "text/xml"})
+
+    server.route("POST", f"/services/Soap/u/{VERSION}", login)
