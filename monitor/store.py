@@ -60,6 +60,11 @@ FEEDBACK_LABELS = ("not_anomaly", "expected", "confirmed", "acknowledged")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # writers queue behind each other instead of failing
 WRITE_CHUNK = 10_000  # rows per executemany call: bounded memory, few round trips
+#: From this many points, PostgreSQL gets them by COPY into a temporary table and one
+#: INSERT ... SELECT ... ON CONFLICT (a first tick's history: millions of rows), not by
+#: executemany, which sends one statement per row
+COPY_MIN_ROWS = 5_000
+COPY_CHUNK = 200_000  # rows formatted per COPY write: bounded memory
 IN_CHUNK = 900  # keys per IN (...) list: far below SQLite's and PostgreSQL's bind limits
 MAX_ERROR_CHARS = 4_000  # notifier errors can embed whole HTTP bodies
 
@@ -435,6 +440,51 @@ def _utc_index(col: pd.Series) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(values, utc=True))
 
 
+_points_load_t = sa.Table(
+    "cxmon_points_load", sa.MetaData(),
+    sa.Column("series_id", sa.BigInteger), sa.Column("ts_us", sa.BigInteger),
+    sa.Column("value", sa.Float), sa.Column("numerator", sa.Float),
+    sa.Column("denominator", sa.Float),
+)
+
+
+def _copy_points(conn: Connection, series_ids: np.ndarray, stamps: pd.DatetimeIndex,
+                 values: np.ndarray, nums: np.ndarray, dens: np.ndarray) -> None:
+    """Upsert points on PostgreSQL by COPY: about 10x the rows per second of executemany.
+
+    The rows go (in the tick's transaction) into a session-local temporary table that is
+    emptied at commit, then into ``points`` with the same upsert as the executemany path.
+    Timestamps travel as integer microseconds since the epoch (exact, no text parsing);
+    floats as ``%.17g`` (round-trips every float64)."""
+    load = _points_load_t
+    conn.execute(sa.text(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS cxmon_points_load (series_id bigint, "
+        "ts_us bigint, value double precision, numerator double precision, "
+        "denominator double precision) ON COMMIT DELETE ROWS"))
+    conn.execute(sa.text("TRUNCATE cxmon_points_load"))
+    micros = stamps.tz_convert(UTC).as_unit("us").asi8
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(
+            "COPY cxmon_points_load (series_id, ts_us, value, numerator, denominator) "
+            "FROM STDIN") as copy:
+        for lo in range(0, len(series_ids), COPY_CHUNK):
+            hi = lo + COPY_CHUNK
+            chunk = pd.DataFrame({"s": series_ids[lo:hi], "t": micros[lo:hi],
+                                  "v": values[lo:hi], "n": nums[lo:hi], "d": dens[lo:hi]})
+            copy.write(chunk.to_csv(sep="\t", header=False, index=False, na_rep="\\N",
+                                    float_format="%.17g", lineterminator="\n"))
+    ts = sa.literal_column("TIMESTAMPTZ 'epoch'") + load.c.ts_us * sa.literal_column(
+        "INTERVAL '1 microsecond'")
+    ins = postgresql.insert(points_t).from_select(
+        ["series_id", "ts", "value", "numerator", "denominator"],
+        sa.select(load.c.series_id, ts, load.c.value, load.c.numerator, load.c.denominator))
+    conn.execute(ins.on_conflict_do_update(
+        index_elements=["series_id", "ts"],
+        set_={"value": ins.excluded.value, "numerator": ins.excluded.numerator,
+              "denominator": ins.excluded.denominator}))
+
+
 def _insert(conn: Connection, table: sa.Table) -> Any:
     """The dialect's INSERT, which has ``on_conflict_do_*`` (both spell it the same)."""
     if conn.dialect.name == "postgresql":
@@ -535,6 +585,9 @@ class StoreTx:
         series_ids = np.array([ids[k] for k in names], dtype=np.int64)[df["series"].to_numpy()]
         stamps = pd.DatetimeIndex(df["ts"])
         values, nums, dens = (df[c].to_numpy() for c in ("value", "numerator", "denominator"))
+        if self.conn.dialect.name == "postgresql" and len(df) >= COPY_MIN_ROWS:
+            _copy_points(self.conn, series_ids, stamps, values, nums, dens)
+            return len(df)
         ins = _insert(self.conn, points_t)
         stmt = ins.on_conflict_do_update(
             index_elements=["series_id", "ts"],

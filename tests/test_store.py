@@ -360,6 +360,53 @@ def test_bulk_upsert_of_50k_points_in_one_call(store: Store) -> None:
     assert loaded["value"].min() >= 1.0
 
 
+def _awkward_frame(series: list[Series], n_times: int, seed: int) -> pd.DataFrame:
+    """Points that a text or float round trip could spoil: thirds, tiny and huge
+    magnitudes, missing denominators, sub-second times in another zone."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range("2026-01-05 01:00:00.123457+01:00", periods=n_times, freq="37s")
+    frame = pd.DataFrame({
+        "timestamp": np.tile(times, len(series)),
+        "series": np.repeat([s.key for s in series], n_times),
+    })
+    n = len(frame)
+    magnitudes = rng.choice([1e-300, 1.0 / 3.0, 7.0, 1.7e308, -2.5e-7], size=n)
+    frame["value"] = magnitudes * rng.uniform(0.5, 1.0, size=n)
+    frame["numerator"] = rng.normal(size=n) / 3.0
+    frame["denominator"] = np.where(rng.random(n) < 0.2, np.nan, rng.uniform(1, 1e6, size=n))
+    return frame
+
+
+def test_bulk_points_are_stored_exactly_as_the_row_by_row_path_stores_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a large batch takes the COPY path (a first tick's history): every float
+    bit, NaN denominator and microsecond must come back as from the executemany path, and a
+    second batch in the same transaction must correct and add, not duplicate."""
+    series = make_series(6)
+    first = _awkward_frame(series, 1_000, seed=1)
+    again = _awkward_frame(series, 1_200, seed=2)  # rewrites the first 1,000 times, adds 200
+    assert len(first) >= store_module.COPY_MIN_ROWS
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        assert tx.upsert_points(first) == len(first)
+        assert tx.upsert_points(again) == len(again)
+    bulk = store.load_points()
+    monkeypatch.setattr(store_module, "COPY_MIN_ROWS", 10**9)  # now row by row
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM points"))
+    with store.transaction() as tx:
+        tx.upsert_points(first)
+        tx.upsert_points(again)
+    rows = store.load_points()
+    assert len(bulk) == len(again) == len(rows)
+    pd.testing.assert_frame_equal(bulk, rows, check_exact=True)
+    expected = again.assign(timestamp=pd.to_datetime(again["timestamp"], utc=True))
+    expected = expected.sort_values(["series", "timestamp"], ignore_index=True)
+    pd.testing.assert_frame_equal(bulk, expected[MEASURE_COLUMNS], check_exact=True,
+                                  check_dtype=False)
+
+
 def test_purge_points_retention(store: Store) -> None:
     series = make_series(2)
     with store.transaction() as tx:
