@@ -674,7 +674,10 @@ def backtest(
         console.print(
             f"[bold]{name}[/] ({_hm(s['start'])} – {_hm(s['end'])} UTC, whole buckets): "
             f"{s['rows']} rows, {s['points']} points in {s['series']} series, "
-            f"{s['anomalies']} anomalies" + (f", rejected rows: {rejected}" if rejected else ""),
+            f"{s['anomalies']} anomalies"
+            + (f" in {s['episodes']} episode(s) of {s['buckets']} bucket(s)" if s["anomalies"]
+               else "")
+            + (f", rejected rows: {rejected}" if rejected else ""),
             soft_wrap=not tty,
         )
         if name in result.warmup:
