@@ -616,3 +616,14 @@ def test_backtest_retries_a_transient_source_error(
                              sleep=waits.append)
     assert waits == [1.0, 2.0]  # backoff, injected: the test never waits
     assert result.summary["events"]["points"] == 2 * 24
+
+
+@pytest.mark.parametrize("command", ["backtest", "backfill"])
+def test_times_must_be_iso_not_a_month_or_day_first_guess(tmp_path: Path, command: str) -> None:
+    # pandas reads 10/11/2026 as October 11: a European analyst meant November 10
+    cfg = str(write(tmp_path, GOOD.format(db="x.db")))
+    extra = ["--metric", "checkout_dropoff_rate"] if command == "backfill" else []
+    result = runner.invoke(app, [command, "-c", cfg, *extra, "--start", "10/11/2025",
+                                 "--end", "2026-01-28"])
+    assert result.exit_code == 2, result.output
+    assert "not a time: '10/11/2025' (use ISO 8601" in " ".join(result.output.split())
