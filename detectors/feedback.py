@@ -14,8 +14,9 @@ corrupts a detector's state and can be reverted.
   on the series (the analyst has changed their mind), and raises nothing.
 * ``acknowledged``: seen; no effect on scoring.
 
-Verdicts act only from the anomaly's own timestamp on (no retroactive change), so a backtest
-with feedback gives the same answers as the live run did.
+Verdicts act only from the anomaly's own timestamp on (no retroactive change), so replaying
+with a book of verdicts gives the same answers as the live run did (``cxmon backtest`` reads no
+store and applies none).
 
 >>> book = FeedbackBook()
 >>> H = 3_600 * 10**9

@@ -69,6 +69,19 @@ def warmup_note(dets: MetricDetectors, interval: timedelta, start: datetime,
     return f"detectors warming up until {until:%Y-%m-%d %H:%M} UTC ({needs})"
 
 
+def episodes(times: set[datetime], interval: timedelta) -> int:
+    """Runs of anomalous buckets of a metric (any series), a gap of one quiet bucket or more
+    ending a run: about the incidents a setting would raise, comparable between settings where
+    the anomaly count (every anomalous point of every roll-up series) is not.
+
+    >>> t = datetime(2026, 1, 5, tzinfo=UTC)
+    >>> episodes({t, t + timedelta(hours=1), t + timedelta(hours=5)}, timedelta(hours=1))
+    2
+    """
+    ordered = sorted(times)
+    return sum(1 for i, t in enumerate(ordered) if i == 0 or t - ordered[i - 1] > interval)
+
+
 def run_backtest(
     config: MonitorConfig,
     metrics: list[str],
@@ -103,6 +116,7 @@ def run_backtest(
                 stats: dict[str, Any] = {"rows": 0, "points": 0, "anomalies": 0}
                 rejected: Counter[str] = Counter()
                 all_series: set[str] = set()
+                times: set[datetime] = set()
                 for (lo, hi), history in plans[name]:
                     progress.update(task, description=f"{name} {lo:%Y-%m-%d}")
                     raw, _ = fetch_retrying(
@@ -122,9 +136,12 @@ def run_backtest(
                     stats["anomalies"] += len(found)
                     rejected.update(built.rejected)
                     all_series.update(built.series)
+                    times.update(a.timestamp for a in found)
                     rows.extend(anomaly_dict(a) for a in found)
                 stats["series"] = len(all_series)
                 stats["rejected"] = dict(rejected)
+                stats["buckets"] = len(times)
+                stats["episodes"] = episodes(times, metric.interval)
                 stats["history"] = metric.history
                 stats["start"], stats["end"] = spans[name]  # whole buckets, as replayed
                 summary[name] = stats

@@ -6,6 +6,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from datetime import datetime, timedelta
@@ -205,7 +206,11 @@ def _open_store(config: MonitorConfig, *, must_exist: bool = False) -> Store:
 
 
 def _parse_time(text: str) -> datetime:
+    # ISO only: pandas also reads 11/10/2026, as November 10 (month first), so a European
+    # 10/11/2026 would replay the wrong month without a word
     try:
+        if not re.match(r"\s*\d{4}-\d{2}-\d{2}", text):
+            raise ValueError(text)
         ts = pd.Timestamp(text)
     except ValueError:
         raise typer.BadParameter(
@@ -674,7 +679,10 @@ def backtest(
         console.print(
             f"[bold]{name}[/] ({_hm(s['start'])} – {_hm(s['end'])} UTC, whole buckets): "
             f"{s['rows']} rows, {s['points']} points in {s['series']} series, "
-            f"{s['anomalies']} anomalies" + (f", rejected rows: {rejected}" if rejected else ""),
+            f"{s['anomalies']} anomalies"
+            + (f" in {s['episodes']} episode(s) of {s['buckets']} bucket(s)" if s["anomalies"]
+               else "")
+            + (f", rejected rows: {rejected}" if rejected else ""),
             soft_wrap=not tty,
         )
         if name in result.warmup:

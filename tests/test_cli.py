@@ -305,6 +305,30 @@ def test_backtest_learns_from_history_before_start(tmp_path: Path) -> None:
     assert "0 anomalies" not in warm.output
 
 
+def test_backtest_summary_counts_episodes_comparable_between_settings(tmp_path: Path) -> None:
+    """The anomaly count adds every anomalous point of every roll-up series; the summary also
+    says in how many runs of anomalous buckets (episodes) they came, what an analyst compares
+    between two settings."""
+    import re
+
+    from monitor.backtest import episodes
+
+    hour = timedelta(hours=1)
+    t = datetime(2026, 1, 27, 11, tzinfo=UTC)
+    assert episodes(set(), hour) == 0
+    assert episodes({t, t + hour, t + 2 * hour}, hour) == 1
+    assert episodes({t, t + 2 * hour, t + 30 * hour}, hour) == 3
+    result = runner.invoke(app, ["backtest", "-c", str(write(
+        tmp_path, GOOD.format(db="x.db") + "    history: 14d\n")),
+        "--start", "2026-01-26", "--end", "2026-01-28"])
+    assert result.exit_code == 0, result.output
+    found = re.search(r"(\d+) anomalies in (\d+) episode\(s\) of (\d+) bucket\(s\)",
+                      result.output)
+    assert found, result.output
+    n, runs, buckets = map(int, found.groups())
+    assert 1 <= runs <= buckets <= n
+
+
 def test_backtest_says_until_when_the_detectors_warmed_up(tmp_path: Path) -> None:
     result = runner.invoke(app, ["backtest", "-c", str(write(tmp_path, GOOD.format(db="x.db"))),
                                  "--start", "2026-01-05", "--end", "2026-01-14"])
@@ -592,3 +616,14 @@ def test_backtest_retries_a_transient_source_error(
                              sleep=waits.append)
     assert waits == [1.0, 2.0]  # backoff, injected: the test never waits
     assert result.summary["events"]["points"] == 2 * 24
+
+
+@pytest.mark.parametrize("command", ["backtest", "backfill"])
+def test_times_must_be_iso_not_a_month_or_day_first_guess(tmp_path: Path, command: str) -> None:
+    # pandas reads 10/11/2026 as October 11: a European analyst meant November 10
+    cfg = str(write(tmp_path, GOOD.format(db="x.db")))
+    extra = ["--metric", "checkout_dropoff_rate"] if command == "backfill" else []
+    result = runner.invoke(app, [command, "-c", cfg, *extra, "--start", "10/11/2025",
+                                 "--end", "2026-01-28"])
+    assert result.exit_code == 2, result.output
+    assert "not a time: '10/11/2025' (use ISO 8601" in " ".join(result.output.split())
