@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from monitor.cli_options import ConfigOpt
+from monitor.cli_options import ConfigOpt, input_name, read_input_text
 
 SCORE_HELP = """Score one series with one detector, streaming, without look-ahead.
 
@@ -236,23 +236,14 @@ def _read_csv(source: str) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
     """``source`` (``-`` = stdin) through :func:`parse_series_csv`, or a one-line usage
     error."""
     import csv
-    import sys
 
-    if source == "-" and sys.stdin.isatty():
-        raise typer.BadParameter("stdin is a terminal: pipe a CSV in or give --input FILE",
-                                 param_hint="--input")
-    if source != "-":
-        path = Path(source)
-        if not path.exists() or path.is_dir():
-            what = "is a directory" if path.is_dir() else "does not exist"
-            raise typer.BadParameter(f"{source} {what}", param_hint="--input")
-    where = "stdin" if source == "-" else source
+    text = read_input_text(source)
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8-sig")
-        return parse_series_csv(text.removeprefix("\ufeff"))
-    except (ValueError, csv.Error, UnicodeDecodeError) as exc:
+        return parse_series_csv(text)
+    except (ValueError, csv.Error) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise typer.BadParameter(f"{where}: not a CSV ({first})", param_hint="--input") from None
+        raise typer.BadParameter(f"{input_name(source)}: not a CSV ({first})",
+                                 param_hint="--input") from None
 
 
 def _lines(lines: Iterable[int], limit: int = 5) -> str:
@@ -299,7 +290,7 @@ def register(app: typer.Typer) -> None:
             # a detector divides by it: say so here, not in a traceback from its constructor
             raise typer.BadParameter(f"must be positive, got {interval}", param_hint="--interval")
         frame, lines, extra = _read_csv(input)
-        where = "stdin" if input == "-" else input
+        where = input_name(input)
         missing = {"timestamp", "value"} - set(frame.columns)
         if missing:
             raise typer.BadParameter(f"{where} lacks column(s) {', '.join(sorted(missing))}"
