@@ -205,7 +205,8 @@ def _open_store(config: MonitorConfig, *, must_exist: bool = False) -> Store:
         raise typer.Exit(1) from None
 
 
-def _parse_time(text: str) -> datetime:
+def _parse_time(text: str, option: str) -> datetime:
+    """``text`` as a UTC time (naive = UTC), or a usage error naming ``option``."""
     # ISO only: pandas also reads 11/10/2026, as November 10 (month first), so a European
     # 10/11/2026 would replay the wrong month without a word
     try:
@@ -214,8 +215,11 @@ def _parse_time(text: str) -> datetime:
         ts = pd.Timestamp(text)
     except ValueError:
         raise typer.BadParameter(
-            f"not a time: {text!r} (use ISO 8601, e.g. 2026-01-05T00:00Z)"
+            f"not a time: {text!r} (use ISO 8601, e.g. 2026-01-05T00:00Z)", param_hint=option
         ) from None
+    if ts is pd.NaT:  # '' and 'nat' parse to NaT, which has no time zone to convert
+        raise typer.BadParameter(f"not a time: {text!r} (use ISO 8601, e.g. "
+                                 "2026-01-05T00:00Z)", param_hint=option)
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
     return ts.tz_convert("UTC").to_pydatetime()
@@ -623,13 +627,13 @@ def backtest(
     from monitor.backtest import run_backtest
 
     cfg = _load(config)
-    t0, t1 = _parse_time(start), _parse_time(end)
+    t0, t1 = _parse_time(start, "'--start'"), _parse_time(end, "'--end'")
     if t1 <= t0:
-        raise typer.BadParameter("--end must be after --start")
+        raise typer.BadParameter(f"must be after --start ({start})", param_hint="'--end'")
     now = SystemClock().now()
     if t0 >= now:
-        raise typer.BadParameter(f"--start is after now ({_hm(now)} UTC): there is no data "
-                                 "to replay yet")
+        raise typer.BadParameter(f"{start} is after now ({_hm(now)} UTC): there is no data "
+                                 "to replay yet", param_hint="'--start'")
     if t1 > now:  # sources have no data after now; the demo's would be made up
         err_console.print(f"warning: --end {escape(end)} is after now: the backtest stops at now "
                           f"({_hm(now)} UTC)", highlight=False, soft_wrap=True)
@@ -637,14 +641,17 @@ def backtest(
     names = metric or [m.name for m in cfg.metrics]
     unknown = [n for n in names if n not in {m.name for m in cfg.metrics}]
     if unknown:
-        raise typer.BadParameter(f"unknown metric(s): {', '.join(unknown)}")
+        raise typer.BadParameter(f"unknown metric(s): {', '.join(unknown)}; defined: "
+                                 f"{', '.join(m.name for m in cfg.metrics)}",
+                                 param_hint="'--metric'")
     if output is not None:
         if output.suffix.lower() not in (".csv", ".json"):
-            raise typer.BadParameter("--output must end in .csv or .json")
+            raise typer.BadParameter(f"{output} must end in .csv or .json",
+                                     param_hint="'--output'")
         if not output.parent.exists():
-            raise typer.BadParameter(f"--output: no directory {output.parent}")
+            raise typer.BadParameter(f"no directory {output.parent}", param_hint="'--output'")
         if output.is_dir():  # found now, not after the whole replay (as a traceback)
-            raise typer.BadParameter(f"--output: {output} is a directory")
+            raise typer.BadParameter(f"{output} is a directory", param_hint="'--output'")
     from monitor.frames import FrameError
     from sources.base import SourceError
 

@@ -21,3 +21,33 @@ LogLevel = Annotated[
 ConfigOpt = Annotated[Path, typer.Option(
     "--config", "-c", envvar="CXMON_CONFIG", show_envvar=True,
     help="cxmon YAML config file.")]
+
+
+def input_name(source: str) -> str:
+    """How messages name an ``--input``: ``stdin`` for ``-``, else the path as given."""
+    return "stdin" if source == "-" else source
+
+
+def read_input_text(source: str, option: str = "--input") -> str:
+    """The text of a CSV ``--input`` (``-`` = stdin; UTF-8, a byte-order mark dropped), or a
+    one-line usage error (exit 2) naming ``option``: stdin is a terminal, no such file, a
+    directory, not UTF-8. Shared so that every command reading a CSV takes ``-`` alike."""
+    import sys
+
+    if source == "-" and sys.stdin.isatty():
+        raise typer.BadParameter("stdin is a terminal: pipe a CSV in or give --input FILE",
+                                 param_hint=option)
+    if source != "-":
+        path = Path(source)
+        if not path.exists() or path.is_dir():
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise typer.BadParameter(f"{source} {what}", param_hint=option)
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise typer.BadParameter(f"{input_name(source)}: not a CSV ({exc})",
+                                 param_hint=option) from None
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {source}: {exc.strerror or exc}",
+                                 param_hint=option) from None
+    return text.removeprefix("\ufeff")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -12,11 +12,14 @@ import typer
 
 from detectors.mixshift import mix_shift
 from detectors.rootcause import RootCauseError, analyse, expected_from_history, prepare, rows_at
+from monitor.cli_options import input_name, read_input_text
 from monitor.cli_score import separator_hint
 
 
 def rca(
-    input: Annotated[Path, typer.Option("--input", help="CSV file, one row per leaf (and time).")],
+    input: Annotated[str, typer.Option(
+        "--input", metavar="<path>",
+        help="CSV file, one row per leaf (and time); - reads stdin.")],
     dimensions: Annotated[str, typer.Option(help="Comma-separated dimension columns.")],
     time_column: Annotated[
         str | None, typer.Option(help="Time column: rows before --at are history.")
@@ -36,10 +39,12 @@ def rca(
 
     Either --actual and --expected columns (one snapshot; additive), or --value [--denominator]
     with --time-column and --at (rows before --at are history, rows at --at the snapshot).
+    --input - reads the CSV from stdin.
     """
+    text = read_input_text(input)
     try:
         result = run_rca(
-            input, [d.strip() for d in dimensions.split(",") if d.strip()],
+            text, input_name(input), [d.strip() for d in dimensions.split(",") if d.strip()],
             time_column=time_column, at=at, actual=actual, expected=expected, value=value,
             denominator=denominator, top=top,
         )
@@ -50,7 +55,8 @@ def rca(
 
 
 def run_rca(
-    path: Path,
+    text: str,
+    path: str,
     dims: list[str],
     *,
     time_column: str | None,
@@ -61,7 +67,8 @@ def run_rca(
     denominator: str | None,
     top: int,
 ) -> dict[str, object]:
-    """The ``cxmon rca`` result as a JSON-able dict; raises RootCauseError for bad input."""
+    """The ``cxmon rca`` result for the CSV ``text`` (read from ``path``, which messages
+    name) as a JSON-able dict; raises RootCauseError for bad input."""
     if top < 1:
         raise RootCauseError("--top must be at least 1")
     if not dims:
@@ -73,13 +80,12 @@ def run_rca(
             raise RootCauseError(f"column {column!r} is both in --dimensions and {option}: "
                                  "a dimension names the slices, it cannot also be measured")
     try:
-        rows = pd.read_csv(path, dtype={d: str for d in dims}, keep_default_na=False,
-                           na_values=[""])
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, ValueError) and path.is_file():
-            _check_fields(path)  # a long line after the first: pandas' C-parser message
+        rows = pd.read_csv(io.StringIO(text), dtype={d: str for d in dims},
+                           keep_default_na=False, na_values=[""])
+    except ValueError as exc:
+        _check_fields(text, path)  # a long line after the first: pandas' C-parser message
         raise RootCauseError(f"cannot read {path}: {str(exc).strip()}") from None
-    _check_fields(path)
+    _check_fields(text, path)
     hint = separator_hint(rows.columns)
     if hint:
         raise RootCauseError(f"{path}: no column {', '.join(dims)}{hint}")
@@ -196,23 +202,22 @@ def _report_empty(column: pd.Series, name: str, meaning: str = "counted as 0") -
                    f"row {int(empty.nonzero()[0][0]) + 1}: {meaning}", err=True)
 
 
-def _check_fields(path: Path) -> None:
+def _check_fields(text: str, path: str) -> None:
     """Refuse lines with more fields than the header: pandas would silently turn the first
     column into an index when the first data line has one field too many, shifting every
     column (a snapshot that names nothing), or fail deep inside with a C-parser message."""
     import csv
 
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        width = None
-        long: list[int] = []
-        for record in reader:
-            if not record or (len(record) == 1 and not record[0].strip()):
-                continue
-            if width is None:
-                width = len(record)
-            elif len(record) > width:
-                long.append(reader.line_num)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    width = None
+    long: list[int] = []
+    for record in reader:
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue
+        if width is None:
+            width = len(record)
+        elif len(record) > width:
+            long.append(reader.line_num)
     if long:
         shown = ", ".join(map(str, long[:5])) + (", ..." if len(long) > 5 else "")
         raise RootCauseError(f"{path}: {len(long)} line(s) have more fields than the header "

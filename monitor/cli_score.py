@@ -12,21 +12,25 @@ import numpy as np
 import pandas as pd
 import typer
 
-from monitor.cli_options import ConfigOpt
+from monitor.cli_options import ConfigOpt, input_name, read_input_text
 
 SCORE_HELP = """Score one series with one detector, streaming, without look-ahead.
 
 Reads --input (CSV with columns timestamp,value; timestamps in any ISO format, naive = UTC; \
-- = stdin), feeds the rows in time order and writes --output (- = stdout) with columns \
-timestamp,value,anomaly_score, then any other columns of the input as they were (an \
-input column anomaly_score is replaced). Messages go to stderr, so stdout is clean CSV.
+- = stdin), feeds the rows in time order and writes them in time order to --output \
+(- = stdout) with columns timestamp,value,anomaly_score, then any other columns of the input \
+as they were (an input column anomaly_score is replaced). Rows out of time order in the input \
+are sorted, not reported: they score as the sorted file would (lines with the same time keep \
+their order). Messages go to stderr, so stdout is clean CSV.
 
 A row's score uses rows at or before its time only. anomaly_score = 1 - p, p the detector's \
 tail probability (0 while the detector is still warming up; empty for a value that is not a \
-number and for a line that repeats an earlier line's timestamp: both are reported and \
-skipped). A line with more fields than the header is reported and left out. Messages name \
-lines of the input (the header is line 1). Points the default post-rules would flag \
-(severity >= 25) are learned cautiously, as in 'cxmon run'.
+number, for a timestamp that is not a time and for a line that repeats an earlier line's \
+timestamp: these are counted, reported with their lines and skipped, neither scored nor \
+learned). Rows whose timestamp is not a time are written last, in input order. If no line's \
+timestamp can be read, that is an error (exit 2). A line with more fields than the header is \
+reported and left out. Messages name lines of the input (the header is line 1). Points the \
+default post-rules would flag (severity >= 25) are learned cautiously, as in 'cxmon run'.
 
 Every detector type works with its defaults; --param k=v (repeatable, YAML values) sets its \
 options, e.g. --detector river --param model=HalfSpaceTrees --param calibration=300. The \
@@ -49,8 +53,11 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
                 progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Score ``frame`` (timestamp, value) point by point; returns it with ``anomaly_score``.
 
-    A value that is not a number (``abc``, empty) is missing: it is not fed to the detector
-    and its ``anomaly_score`` is NaN (written as an empty cell). ``progress(done, total)`` is
+    Rows come out in time order (rows out of order in ``frame`` are sorted, equal times keep
+    their order). A value that is not a number (``abc``, empty) is missing: it is not fed to
+    the detector and its ``anomaly_score`` is NaN (written as an empty cell). So is a row
+    whose timestamp is not a time; such rows come last, in their order in ``frame``
+    (``attrs["no_time_rows"]``: which rows of ``frame``). ``progress(done, total)`` is
     called as points are fed (a long series through Prophet takes minutes).
     """
     import detectors  # noqa: F401  (registers the built-in types)
@@ -58,18 +65,26 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     from detectors.postrules import score_for_severity
     from detectors.registry import create
 
-    ts = pd.to_datetime(frame["timestamp"], utc=True, format="mixed")
-    order = np.argsort(ts.to_numpy(), kind="stable")
-    ts_ns = ts.dt.as_unit("ns").astype("int64").to_numpy()[order]
+    ts = pd.to_datetime(frame["timestamp"], utc=True, format="mixed", errors="coerce")
+    no_time = ts.isna().to_numpy()  # not a time: like a value that is not a number, not fed
+    timed = np.flatnonzero(~no_time)
+    timed_ns = ts.iloc[timed].dt.as_unit("ns").astype("int64").to_numpy()
+    # time order (stable: equal times keep the file's order); rows without a time go last
+    order = np.concatenate((timed[np.argsort(timed_ns, kind="stable")],
+                            np.flatnonzero(no_time))).astype(np.int64)
+    ts_ns = np.concatenate((np.sort(timed_ns, kind="stable"),
+                            np.zeros(int(no_time.sum()), dtype=np.int64)))
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(np.float64)[order]
+    values[len(timed):] = math.nan
     # a second value for a time already seen is not fed: a stream has one value per time
-    repeated = repeated_times(ts_ns)
+    repeated = np.concatenate((repeated_times(ts_ns[:len(timed)]),
+                               np.zeros(int(no_time.sum()), dtype=bool)))
     # the first line of each repeated time is the one fed; it may not be a number itself
     first = np.maximum.accumulate(np.where(repeated, 0, np.arange(len(values))))
     firsts = np.unique(first[repeated])
     unfed_firsts = firsts[~np.isfinite(values[firsts])]
     values[repeated] = math.nan
-    step = median_step(ts_ns)
+    step = median_step(ts_ns[:len(timed)])
     if interval is None:
         interval = step or timedelta(hours=1)
     det = create({"type": detector, **params}, interval=interval)
@@ -97,6 +112,7 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
             out[column] = frame[column].to_numpy()[order]
     out.attrs["repeated_rows"] = np.sort(order[repeated])  # data rows, 0-based
     out.attrs["repeated_unfed_firsts"] = np.sort(order[unfed_firsts])  # ditto: firsts not fed
+    out.attrs["no_time_rows"] = np.flatnonzero(no_time)  # data rows, 0-based
     out.attrs["median_step"] = step
     out.attrs["warming_rows"] = len(warming)
     out.attrs["all_warming"] = bool(warming) and len(warming) == int(np.isfinite(values).sum())
@@ -145,6 +161,16 @@ def not_numbers(values: pd.Series) -> pd.Series:
     """Which values are not numbers (``abc``, empty, ``nan``, ``inf``): True where missing."""
     numeric = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
     return pd.Series(~np.isfinite(numeric), index=values.index)
+
+
+def not_times(stamps: pd.Series) -> pd.Series:
+    """Which timestamps cannot be read as a time (any ISO format, naive = UTC): True there.
+
+    >>> not_times(pd.Series(["2026-01-05T10:00Z", "nope", "", "2026-01-05"])).tolist()
+    [False, True, True, False]
+    """
+    ts = pd.to_datetime(stamps, utc=True, format="mixed", errors="coerce")
+    return pd.Series(ts.isna().to_numpy(), index=stamps.index)
 
 
 def parse_series_csv(text: str) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
@@ -210,23 +236,14 @@ def _read_csv(source: str) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
     """``source`` (``-`` = stdin) through :func:`parse_series_csv`, or a one-line usage
     error."""
     import csv
-    import sys
 
-    if source == "-" and sys.stdin.isatty():
-        raise typer.BadParameter("stdin is a terminal: pipe a CSV in or give --input FILE",
-                                 param_hint="--input")
-    if source != "-":
-        path = Path(source)
-        if not path.exists() or path.is_dir():
-            what = "is a directory" if path.is_dir() else "does not exist"
-            raise typer.BadParameter(f"{source} {what}", param_hint="--input")
-    where = "stdin" if source == "-" else source
+    text = read_input_text(source)
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8-sig")
-        return parse_series_csv(text.removeprefix("\ufeff"))
-    except (ValueError, csv.Error, UnicodeDecodeError) as exc:
+        return parse_series_csv(text)
+    except (ValueError, csv.Error) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise typer.BadParameter(f"{where}: not a CSV ({first})", param_hint="--input") from None
+        raise typer.BadParameter(f"{input_name(source)}: not a CSV ({first})",
+                                 param_hint="--input") from None
 
 
 def _lines(lines: Iterable[int], limit: int = 5) -> str:
@@ -273,18 +290,17 @@ def register(app: typer.Typer) -> None:
             # a detector divides by it: say so here, not in a traceback from its constructor
             raise typer.BadParameter(f"must be positive, got {interval}", param_hint="--interval")
         frame, lines, extra = _read_csv(input)
-        where = "stdin" if input == "-" else input
+        where = input_name(input)
         missing = {"timestamp", "value"} - set(frame.columns)
         if missing:
             raise typer.BadParameter(f"{where} lacks column(s) {', '.join(sorted(missing))}"
                                      + separator_hint(frame.columns), param_hint="--input")
-        bad_ts = pd.to_datetime(frame["timestamp"], utc=True, format="mixed", errors="coerce")
-        if bad_ts.isna().any():
-            row = int(np.flatnonzero(bad_ts.isna().to_numpy())[0])
+        no_time = not_times(frame["timestamp"])
+        if len(frame) and no_time.all():  # the wrong column or format, not a few bad rows
             raise typer.BadParameter(
-                f"{where} line {lines[row]}: not a time: {frame['timestamp'].iloc[row]!r}",
-                param_hint="--input")
-        skipped = not_numbers(frame["value"])
+                f"{where} line {lines[0]}: not a time: {frame['timestamp'].iloc[0]!r} (no "
+                "line has a timestamp that can be read)", param_hint="--input")
+        skipped = not_numbers(frame["value"]) & ~no_time  # a row without a time: said below
         params = {k: v for k, v in config.items() if k != "type"}
         out = _score_with_bar(frame, detector, params, step)
         median = out.attrs["median_step"]
@@ -305,6 +321,13 @@ def register(app: typer.Typer) -> None:
         if extra:
             typer.echo(f"{len(extra)} line(s) have more fields than the header "
                        f"({_lines(extra)}): skipped (not scored, not in the output)", err=True)
+        if no_time.any():
+            rows = np.flatnonzero(no_time.to_numpy())
+            first = repr(frame["timestamp"].iloc[rows[0]])
+            typer.echo(f"{len(rows)} timestamp(s) not a time ({_lines(lines[rows])}"
+                       f"{': ' if len(rows) == 1 else '; first: '}{first}): skipped "
+                       "(not scored, not learned): empty anomaly_score, written after the "
+                       "rows that have a time", err=True)
         if skipped.any():
             bad = lines[np.flatnonzero(skipped.to_numpy())]
             typer.echo(f"{len(bad)} value(s) not a number ({_lines(bad)}): scored as missing "

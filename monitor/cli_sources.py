@@ -41,17 +41,19 @@ def register(app: typer.Typer) -> None:
         cfg = _load(config)
         names = [m.name for m in cfg.metrics]
         if metric not in names:
-            raise typer.BadParameter(f"unknown metric {metric!r}; defined: {', '.join(names)}")
-        t0, t1 = _parse_time(start), _parse_time(end)
+            raise typer.BadParameter(f"unknown metric {metric!r}; defined: {', '.join(names)}",
+                                     param_hint="'--metric'")
+        t0, t1 = _parse_time(start, "'--start'"), _parse_time(end, "'--end'")
         if t1 <= t0:
-            raise typer.BadParameter("--end must be after --start")
+            raise typer.BadParameter(f"must be after --start ({start})", param_hint="'--end'")
         m = cfg.metric(metric)
         # a source has no rows after now (the demo's would be made up), and a bucket still
         # filling would be stored half-counted: stop at the last complete bucket, as backtest
         now = floor_time(SystemClock().now(), m.interval)
         if t0 >= now:
-            raise typer.BadParameter(f"--start is after the last complete bucket "
-                                     f"({now:%Y-%m-%d %H:%M} UTC): there is no data to load yet")
+            raise typer.BadParameter(f"{start} is after the last complete bucket "
+                                     f"({now:%Y-%m-%d %H:%M} UTC): there is no data to load yet",
+                                     param_hint="'--start'")
         if t1 > now:
             err_console.print(f"warning: --end {end} is after now: the backfill stops at the "
                               f"last complete bucket ({now:%Y-%m-%d %H:%M} UTC)",
@@ -60,16 +62,17 @@ def register(app: typer.Typer) -> None:
         try:
             step = parse_duration(chunk) if chunk else default_chunk(m)
         except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            raise typer.BadParameter(str(exc), param_hint="'--chunk'") from None
         if step <= timedelta(0):
-            raise typer.BadParameter(f"--chunk must be positive (got {chunk}); leave it out for "
-                                     "the default")
+            raise typer.BadParameter(f"must be positive (got {chunk}); leave it out for the "
+                                     "default", param_hint="'--chunk'")
         step = align_chunk(step, m.interval)  # whole buckets: a bucket is never split
         total = len(chunks(floor_time(t0, m.interval), floor_time(t1, m.interval), step))
         if not total:  # both ends floor to one bucket: a "✓ 0 rows" would look like no data
             raise typer.BadParameter(
                 f"--start {start} to --end {end} holds no complete {format_duration(m.interval)}"
-                f" bucket of {metric} (buckets start at {floor_time(t0, m.interval):%H:%M})")
+                f" bucket of {metric} (buckets start at {floor_time(t0, m.interval):%H:%M})",
+                param_hint=["--start", "--end"])
         try:
             store = _open_store(cfg)
         except StoreError as exc:  # pragma: no cover - _open_store exits already

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from monitor.backfill import backfill
@@ -82,7 +83,33 @@ def test_cli_backfill_refuses_a_chunk_of_zero(tmp_path) -> None:
                                    "2026-01-05", "--end", "2026-01-06", "--chunk", "0s"],
                              env={"COLUMNS": "200"})
     assert out.exit_code == 2
-    assert "--chunk must be positive (got 0s)" in out.output
+    assert "Invalid value for '--chunk': must be positive (got 0s)" in out.output
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--metric", "nope"], "Invalid value for '--metric': unknown metric 'nope'; defined: orders"),
+    (["--start", "yesterday-ish"], "Invalid value for '--start': not a time: 'yesterday-ish'"),
+    (["--end", "soon"], "Invalid value for '--end': not a time: 'soon'"),
+    (["--start", "2026-01-07"], "Invalid value for '--end': must be after --start (2026-01-07)"),
+    (["--start", "2998-01-01", "--end", "2999-01-01"],
+     "Invalid value for '--start': 2998-01-01 is after the last complete bucket"),
+    (["--chunk", "2x"], "Invalid value for '--chunk': "),
+    (["--start", "2026-01-05T10:00Z", "--end", "2026-01-05T10:30Z"],
+     "Invalid value for '--start' / '--end': --start 2026-01-05T10:00Z to --end "
+     "2026-01-05T10:30Z holds no complete 1h bucket of orders"),
+])
+def test_cli_backfill_option_errors_name_the_option(tmp_path, args, expected) -> None:
+    """They said only 'Invalid value:', without naming the option."""
+    path = tmp_path / "cx.yaml"
+    path.write_text(CONFIG.format(tmp=tmp_path))
+    given = {"--metric": "orders", "--start": "2026-01-05", "--end": "2026-01-06"}
+    given.update(dict(zip(args[::2], args[1::2], strict=True)))
+    out = CliRunner().invoke(app, ["backfill", "-c", str(path),
+                                   *(x for kv in given.items() for x in kv)],
+                             env={"COLUMNS": "300"})
+    assert out.exit_code == 2, out.output
+    assert expected in out.output
+    assert "Invalid value:" not in out.output and "Traceback" not in out.output
 
 
 class Flaky(Source):

@@ -161,7 +161,32 @@ def test_backtest_end_after_now_warns_and_stops_at_now(tmp_path: Path) -> None:
     assert "2999" not in result.stdout  # the range shown ends at now
     future = runner.invoke(app, ["backtest", "-c", str(cfg), "--start", "2998-01-01",
                                  "--end", "2999-01-01"])
-    assert future.exit_code == 2 and "--start is after now" in future.output
+    assert future.exit_code == 2, future.output
+    assert "Invalid value for '--start': 2998-01-01 is after now" in future.output
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--start", "yesterday-ish", "--end", "2026-01-01"],
+     "Invalid value for '--start': not a time: 'yesterday-ish'"),
+    (["--start", "2026-01-01", "--end", "soon"], "Invalid value for '--end': not a time: 'soon'"),
+    (["--start", "", "--end", "2026-01-01"], "Invalid value for '--start': not a time: ''"),
+    (["--start", "2026-02-01", "--end", "2026-01-01"],
+     "Invalid value for '--end': must be after --start (2026-02-01)"),
+    (["--start", "2026-01-05", "--end", "2026-01-06", "--metric", "nope"],
+     "Invalid value for '--metric': unknown metric(s): nope; defined: "),
+    (["--start", "2026-01-05", "--end", "2026-01-06", "--output", "x.txt"],
+     "Invalid value for '--output': x.txt must end in .csv or .json"),
+    (["--start", "2026-01-05", "--end", "2026-01-06", "--output", "no/x.csv"],
+     "Invalid value for '--output': no directory no"),
+])
+def test_backtest_option_errors_name_the_option(tmp_path: Path, args: list[str],
+                                                expected: str) -> None:
+    """They said only 'Invalid value:', without naming the option."""
+    cfg = write(tmp_path, GOOD.format(db="x.db"))
+    result = runner.invoke(app, ["backtest", "-c", str(cfg), *args], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "Invalid value:" not in result.output and "Traceback" not in result.output
 
 
 def test_alerts_status(tmp_path: Path) -> None:

@@ -88,7 +88,29 @@ def test_rca_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         assert message in res.output, (extra, res.output)
     res = runner.invoke(app, ["rca", "--input", str(tmp_path / "none.csv"), "--dimensions",
                               "a", "--actual", "x", "--expected", "y"])
-    assert res.exit_code == 2 and "cannot read" in res.output
+    assert res.exit_code == 2 and "none.csv does not exist" in res.output
+    res = runner.invoke(app, ["rca", "--input", str(tmp_path), "--dimensions", "a",
+                              "--actual", "x", "--expected", "y"])
+    assert res.exit_code == 2 and "is a directory" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_rca_dash_reads_stdin(tmp_path: Path) -> None:
+    """``--input -`` looked for a file named '-' although ``cxmon score --input -`` reads
+    stdin: both read it now, with the same answer as from the file."""
+    csv = _snapshot_csv(tmp_path / "snap.csv")
+    args = ["--dimensions", "a,b,c", "--actual", "actual", "--expected", "expected"]
+    res = runner.invoke(app, ["rca", "--input", "-", *args], input=csv.read_text())
+    assert res.exit_code == 0, res.output
+    from_file = runner.invoke(app, ["rca", "--input", str(csv), *args])
+    assert json.loads(res.stdout) == json.loads(from_file.stdout)
+    assert json.loads(res.stdout)["root_causes"][0]["elements"] == [{"a": "a1", "b": "b2"}]
+    empty = runner.invoke(app, ["rca", "--input", "-", *args], input="")
+    assert empty.exit_code == 2 and "cannot read stdin" in empty.output, empty.output
+    long = runner.invoke(app, ["rca", "--input", "-", *args],
+                         input="a,b,c,actual,expected\nx,y,z,1,1\nx,y,w,1,1,9\n")
+    assert long.exit_code == 2
+    assert "stdin: 1 line(s) have more fields than the header (line 3)" in long.output
 
 
 def test_rca_rejects_values_that_are_not_numbers(tmp_path: Path) -> None:

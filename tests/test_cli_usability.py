@@ -166,6 +166,56 @@ def test_score_reports_non_numeric_values_and_scores_them_as_missing(tmp_path: P
                                   pd.read_csv(ref)["anomaly_score"])
 
 
+def test_score_skips_and_reports_timestamps_that_are_not_times(tmp_path: Path) -> None:
+    """One unreadable timestamp stopped the whole run (exit 2) while a value that is not a
+    number was counted and skipped: now such a row is skipped alike (not scored, not
+    learned), counted and named on stderr, and written last with an empty anomaly_score."""
+    lines = series_csv(40).splitlines()
+    lines = ["label," + lines[0], *(f"r{i}," + line for i, line in enumerate(lines[1:]))]
+    bad = list(lines)
+    bad[6] = "r5,nope," + lines[6].split(",")[2]  # line 7
+    bad[14] = "r13,,3.5"  # line 15: empty timestamp
+    src, dst, ref_src, ref = (tmp_path / n for n in ("b.csv", "o.csv", "c.csv", "r.csv"))
+    src.write_text("\n".join(bad) + "\n")
+    ref_src.write_text("\n".join(line for i, line in enumerate(lines) if i not in (6, 14))
+                       + "\n")
+    res = runner.invoke(app, ["score", "-d", "surprise", "-i", str(src), "-o", str(dst),
+                              "--interval", "1h"])
+    assert res.exit_code == 0, res.output
+    assert ("2 timestamp(s) not a time (lines 7, 15; first: 'nope'): skipped (not scored, not "
+            "learned): empty anomaly_score, written after the rows that have a time"
+            ) in res.stderr
+    assert "not a number" not in res.stderr  # line 15's value is a number: counted once
+    assert "scored 40 rows" in res.stderr
+    out = pd.read_csv(dst, keep_default_na=False, dtype=str)
+    assert list(out.columns) == ["timestamp", "value", "anomaly_score", "label"]
+    assert out["label"].tolist()[-2:] == ["r5", "r13"]
+    assert out["timestamp"].tolist()[-2:] == ["nope", ""]
+    assert out["anomaly_score"].tolist()[-2:] == ["", ""]
+    assert (out["anomaly_score"][:-2] != "").all()
+    # the other rows score as the file without those lines: they were not learned either
+    assert runner.invoke(app, ["score", "-d", "surprise", "-i", str(ref_src), "-o", str(ref),
+                               "--interval", "1h"]).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(dst).iloc[:-2], pd.read_csv(ref),
+                                  check_dtype=False)
+    one = runner.invoke(app, ["score", "-d", "surprise"],
+                        input="\n".join([lines[0], *lines[1:4], "r9,2026-13-45,1"]) + "\n")
+    assert one.exit_code == 0, one.output
+    assert "1 timestamp(s) not a time (line 5: '2026-13-45'): skipped" in one.stderr
+
+
+def test_score_sorts_rows_out_of_time_order(tmp_path: Path) -> None:
+    """Rows out of time order are scored and written in time order, as the sorted file."""
+    lines = series_csv(40).splitlines()
+    rows = lines[1:]
+    shuffled = [rows[i] for i in np.random.default_rng(3).permutation(len(rows))]
+    res = runner.invoke(app, ["score", "-d", "surprise"],
+                        input="\n".join([lines[0], *shuffled]) + "\n")
+    ref = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(lines) + "\n")
+    assert res.exit_code == 0 and ref.exit_code == 0, res.output
+    assert res.stdout == ref.stdout
+
+
 @pytest.mark.parametrize(("args", "stdin", "expected"), [
     (["-i", "nope.csv"], None, "nope.csv does not exist"),
     (["-p", "bogus=1"], "", "--param: bogus: unknown setting"),
@@ -183,7 +233,8 @@ def test_score_reports_non_numeric_values_and_scores_them_as_missing(tmp_path: P
     (["-i", "-"], "", "stdin: not a CSV"),
     (["-i", "-"], "time,value\n1,2\n", "lacks column(s) timestamp"),
     (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "line 2: not a time"),
-    (["-i", "-"], "timestamp,value\n\n2026-01-05,1\nnope,2\n", "line 4: not a time"),
+    (["-i", "-"], "timestamp,value\n\nnope,1\n,2\n",
+     "stdin line 3: not a time: 'nope' (no line has a timestamp that can be read)"),
     (["--interval", "0m"], "", "--interval: must be positive, got 0m"),
     (["-i", "-"], "timestamp;value\n2026-01-05;1\n",
      'lacks column(s) timestamp, value (the header is one column holding ";": the file must '
