@@ -255,7 +255,7 @@ def _poll_metrics(cfg: MonitorConfig, intervals: int) -> None:
 
     probes = probe_all(cfg, SystemClock().now(), intervals)
     for p in probes:
-        mark = "[green]✓[/]" if p.ok else "[red]✗[/]"
+        mark = "[red]✗[/]" if not p.ok else "[yellow]![/]" if p.stale else "[green]✓[/]"
         span = f"{p.since:%m-%d %H:%M}–{p.until:%m-%d %H:%M} UTC"
         console.print(f"{mark} {escape(p.metric)} ({escape(p.source)}, {span}): "
                       f"{escape(p.verdict())}", soft_wrap=True)

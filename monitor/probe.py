@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from monitor.config import MetricConfig, MonitorConfig
+from monitor.durations import format_duration
 from monitor.frames import FrameError, build_measure_frame, floor_time
 from monitor.pipeline import measure_spec
 from monitor.redact import redact_text
+from monitor.staleness import StalenessRule
 from sources.base import PollRequest, Source, SourceError
 from sources.registry import create as create_source
 
@@ -35,10 +37,24 @@ class Probe:
     series: int = 0
     newest: datetime | None = None  # start of the newest bucket with a row
     error: str | None = None
+    #: the metric's interval and ``no_data_after`` (0: off), to judge how old ``newest`` is
+    interval: timedelta = timedelta(0)
+    stale_after: timedelta = timedelta(0)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def stale(self) -> timedelta | None:
+        """How long before the polled range's end the newest data ended, when that is at
+        least ``no_data_after``: the source answers, but with old data (an export that
+        stopped, a replica that lags, a file nobody updates), which ``run`` would report as
+        a "no data" alert at once."""
+        if self.newest is None or self.stale_after <= timedelta(0):
+            return None
+        gap = self.until - (self.newest + self.interval)
+        return gap if gap >= self.stale_after else None
 
     def verdict(self) -> str:
         """One line for humans: the error, or what came back."""
@@ -51,6 +67,10 @@ class Probe:
         why = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items()))
         rejected = f", {bad} rejected ({why})" if bad else ""
         newest = f", newest bucket {self.newest:%Y-%m-%d %H:%M} UTC" if self.newest else ""
+        if (gap := self.stale) is not None:
+            newest += (f" (warning: the data ends {format_duration(gap)} before now - "
+                       f"delay; no_data_after is {format_duration(self.stale_after)}, so "
+                       "`run` would alert \"no data\" at once)")
         return f"{self.rows_in} rows{rejected}, {self.series} series{newest}"
 
 
@@ -59,7 +79,8 @@ def probe_metric(metric: MetricConfig, source: Source, now: datetime, intervals:
     tick would build; source and frame errors become ``error``, never an exception."""
     until = floor_time(now - metric.delay, metric.interval)
     since = until - intervals * metric.interval
-    out = Probe(metric.name, metric.source, since, until)
+    out = Probe(metric.name, metric.source, since, until, interval=metric.interval,
+                stale_after=StalenessRule.for_metric(metric).timeout)
     request = PollRequest(metric=metric.name, since=since, until=until, query=metric.query,
                           params=dict(metric.params), timestamp_column=metric.timestamp,
                           interval=metric.interval,

@@ -83,3 +83,25 @@ def test_validate_poll_prints_one_line_per_metric_exits_1_and_stores_nothing(
     assert good.exit_code == 0, good.output
     assert "✓ contacts (drop, " in good.output and "rows" in good.output
     assert not (tmp_path / "cx.db").exists()  # a probe never opens the store
+
+
+def test_probe_warns_when_the_newest_data_is_older_than_no_data_after(tmp_path: Path) -> None:
+    """The source answers, but its newest row is days old (an export that stopped): the
+    probe says so, or ``run`` would surprise the user with a "no data" alert at once."""
+    export(tmp_path, NOW - timedelta(days=13), hours=5)
+    cfg = parse_config(config(tmp_path).read_text(), env={})
+    [p] = probe_all(cfg, NOW, intervals=400)
+    assert p.ok and p.newest == datetime(2026, 11, 15, 10, tzinfo=UTC)
+    assert p.stale == timedelta(days=13)  # until 11-28 11:00, data ended 11-15 11:00
+    assert p.verdict().endswith(
+        "newest bucket 2026-11-15 10:00 UTC (warning: the data ends 1w6d before now - "
+        "delay; no_data_after is 3h, so `run` would alert \"no data\" at once)")
+    [fresh] = probe_all(cfg, NOW - timedelta(days=13), intervals=3)  # just after the export
+    assert fresh.ok and fresh.stale is None and "warning" not in fresh.verdict()
+    quiet = cfg.model_copy(deep=True)
+    quiet.metrics[0].no_data_after = timedelta(0)  # "no data" alerts off: nothing to warn of
+    [off] = probe_all(quiet, NOW, intervals=400)
+    assert off.stale is None
+    out = runner.invoke(app, ["validate", "-c", str(config(tmp_path)), "--poll",
+                              "--intervals", "10000"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0 and "! contacts (drop, " in out.output, out.output
