@@ -490,8 +490,10 @@ class Pipeline:
         result.rows_in += built.rows_in
         result.rejected = dict(Counter(result.rejected) + built.rejected + dropped)
         if built.rejected:
-            log.warning("%s: rejected %d of %d rows %s", metric.name, built.rejected_total,
-                        built.rows_in, dict(built.rejected))  # the source logs its own drops
+            # per poll (a first tick's history is polled in chunks): the range says which
+            log.warning("%s: rejected %d of the %d rows polled for %s to %s %s", metric.name,
+                        built.rejected_total, built.rows_in, since.isoformat(),
+                        until.isoformat(), dict(built.rejected))  # the source logs its own
         return built
 
     def _learn_history(self, metric: MetricConfig, since: datetime, until: datetime,
