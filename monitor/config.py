@@ -247,7 +247,8 @@ class StoreConfig(BaseModel):
 
 _VALUE_FORMS = (
     "value must be one of: a column name (value: orders), {sum: column}, "
-    "{ratio: [numerator_column, denominator_column]} or {mean: [sum_column, count_column]}"
+    "{ratio: [numerator_column, denominator_column]}, {mean: column} (the mean over the rows "
+    "of a bucket) or {mean: [sum_column, count_column]}"
 )
 
 
@@ -274,23 +275,25 @@ class ValueSpec(BaseModel):
         ((key, arg),) = data.items()
         if key == "sum" and isinstance(arg, str):
             return {"kind": ValueKind.SUM, "numerator": arg}
+        if key == "mean" and isinstance(arg, str):  # one row = one observation (a rating)
+            return {"kind": ValueKind.MEAN, "numerator": arg}
         if key in ("ratio", "mean"):
             parts = {
                 "ratio": "numerator_column, denominator_column",
                 "mean": "sum_column, count_column",
             }
             if not (isinstance(arg, list) and len(arg) == 2):
-                raise ValueError(f"{key} needs a list of two column names: [{parts[key]}]")
+                one = " or one column (the mean over rows)" if key == "mean" else ""
+                raise ValueError(f"{key} needs a list of two column names: [{parts[key]}]{one}")
             return {"kind": ValueKind(key), "numerator": arg[0], "denominator": arg[1]}
         raise ValueError(_VALUE_FORMS)
 
     @model_validator(mode="after")
     def _parts_match_kind(self) -> ValueSpec:
-        if (self.kind is ValueKind.SUM) != (self.denominator is None):
-            raise ValueError(
-                f"a {self.kind.value} value needs "
-                + ("exactly one column" if self.kind is ValueKind.SUM else "two columns")
-            )
+        if self.kind is ValueKind.SUM and self.denominator is not None:
+            raise ValueError("a sum value needs exactly one column")
+        if self.kind is ValueKind.RATIO and self.denominator is None:
+            raise ValueError("a ratio value needs two columns")
         return self
 
     def columns(self) -> list[str]:
@@ -314,7 +317,8 @@ class ValueSpec(BaseModel):
 
         return {
             "description": _VALUE_FORMS,
-            "oneOf": [col, one("sum", col), one("ratio", pair), one("mean", pair)],
+            "oneOf": [col, one("sum", col), one("ratio", pair),
+                      one("mean", {"oneOf": [col, pair]})],
         }
 
 

@@ -114,6 +114,8 @@ def build_measure_frame(
     if spec.denominator:
         den, ok = _numeric(raw[spec.denominator], ok, rejected)
         df["den"] = den
+    elif spec.kind is ValueKind.MEAN:  # {mean: column}: every row is one observation
+        df["den"] = 1.0
     else:
         df["den"] = np.nan
 
@@ -164,7 +166,8 @@ def _rollup(
         c, u = pd.factorize(df[dim], sort=True)
         codes[dim] = (c.astype(np.int64), np.asarray(u, dtype=object))
     num = df["num"].to_numpy(dtype=np.float64)
-    den = df["den"].to_numpy(dtype=np.float64) if spec.denominator else None
+    counted = spec.denominator or spec.kind is ValueKind.MEAN
+    den = df["den"].to_numpy(dtype=np.float64) if counted else None
     leaf_width = len(spec.split_by) + len(spec.dimensions)
     parts_ts, parts_key, parts_val, parts_num, parts_den = [], [], [], [], []
     series: dict[str, Series] = {}

@@ -407,16 +407,7 @@ class _Converter:
         def build(i: int, m: dict[str, Any]) -> dict[str, Any]:
             col = m["MetricName"]
             out: dict[str, Any] = {"dimensions": list(usable)}
-            out["value"] = {"sum": col}
-            if m["AggregationFunction"] == "AVG":
-                self.note("unsupported", f"MetricList[{i}].AggregationFunction",
-                          f"AVG of {col!r}: cxmon sums the rows of a bucket and has no plain "
-                          "average of a column over rows (a mean needs a sum column and a "
-                          "count column: {mean: [sum_col, count_col]}); the value is the SUM "
-                          f"of {col} meanwhile, which equals the average only with one row "
-                          "per bucket and dimension combination, not for roll-ups. Add a "
-                          f"count column (1 per row) to the files and set value: "
-                          f"{{mean: [{col}, <count column>]}}")
+            out["value"] = _value(self, i, col, m["AggregationFunction"])
             return out
 
         return source, build
@@ -496,15 +487,7 @@ class _Converter:
         def build(i: int, m: dict[str, Any]) -> dict[str, Any]:
             col = m["MetricName"]
             cols = [_ident(ts_col), *selected, _ident(col)]
-            if m["AggregationFunction"] == "AVG":
-                cols.append("1 AS cxmon_rows")
-                value: Any = {"mean": [col, "cxmon_rows"]}
-                self.note("mapped", f"MetricList[{i}].AggregationFunction",
-                          f"AVG of {col}: the query adds a count column (1 AS cxmon_rows) and "
-                          "value: {mean: [col, cxmon_rows]} divides the sum by the row count "
-                          "at every roll-up level")
-            else:
-                value = {"sum": col}
+            value = _value(self, i, col, m["AggregationFunction"])
             query = (f"SELECT {', '.join(cols)}\nFROM {_ident(table)}\n"
                      f"WHERE {' AND '.join(conds)}")
             out: dict[str, Any] = {"query": query}
@@ -660,6 +643,18 @@ class _Converter:
                                  "AlertType", "Action", "AlertFilters"}, where)
             routes.append(route)
         return {"route": {"receiver": "console", "routes": routes}, "receivers": receivers}
+
+
+def _value(conv: _Converter, i: int, col: str, aggregation: str) -> dict[str, str]:
+    """A Lookout metric's ``value:``: SUM sums the rows of a bucket, AVG is their mean
+    (``{mean: col}``: each row counts once, and roll-ups average all their rows, not their
+    leaves' averages)."""
+    if aggregation == "AVG":
+        conv.note("mapped", f"MetricList[{i}].AggregationFunction",
+                  f"AVG of {col}: value {{mean: {col}}}, the mean over the rows of each "
+                  "bucket at every roll-up level")
+        return {"mean": col}
+    return {"sum": col}
 
 
 def _as_alert_list(alerts: Any) -> list[Any]:

@@ -280,6 +280,7 @@ def test_demo_example_file_loads() -> None:
         ("{ratio: [abandoned, started]}", ValueKind.RATIO, "abandoned", "started"),
         ("{mean: [rating_sum, responses]}", ValueKind.MEAN, "rating_sum", "responses"),
         ("{kind: mean, numerator: s, denominator: c}", ValueKind.MEAN, "s", "c"),
+        ("{mean: rating}", ValueKind.MEAN, "rating", None),  # the mean over the rows
     ],
 )
 def test_value_spec_forms(
@@ -300,7 +301,9 @@ def test_value_spec_forms(
         ("5", "value must be one of"),
         ("[a, b]", "value must be one of"),
         ("{ratio: [a]}", "ratio needs a list of two column names"),
-        ("{mean: a}", "mean needs a list of two column names"),
+        ("{mean: [a]}", "mean needs a list of two column names: [sum_column, count_column] "
+                        "or one column"),
+        ("{kind: ratio, numerator: a}", "a ratio value needs two columns"),
         ("{kind: sum, numerator: a, denominator: b}", "a sum value needs exactly one column"),
     ],
 )

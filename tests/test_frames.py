@@ -71,6 +71,27 @@ def test_mean_and_sum_measures() -> None:
     assert float(total["value"].iloc[0]) == 13 and np.isnan(total["denominator"].iloc[0])
 
 
+def test_mean_over_rows_counts_each_row_once() -> None:
+    """``{mean: rating}``: one row per survey answer; the mean of a roll-up is the mean of
+    its answers (not of its leaves' means), and the count behind it is the number of rows,
+    so ``min_volume`` holds back a CSAT from 3 answers. A row without a rating is rejected,
+    not counted as an answer."""
+    rows = pd.DataFrame({
+        "ts": [T0 + timedelta(minutes=i) for i in range(6)],
+        "channel": ["app", "app", "app", "web", "web", "web"],
+        "region": ["uk"] * 6,
+        "rating": [5.0, 4.0, 3.0, 1.0, "n/a", 2.0],
+    })
+    mf = build_measure_frame(
+        rows, spec(kind=ValueKind.MEAN, numerator="rating", denominator=None), T0, T1)
+    f = mf.frame.set_index("series")
+    total, web = 'dropoff{journey="checkout"}', 'dropoff{channel="web",journey="checkout"}'
+    assert f.loc[total, "value"] == pytest.approx(15 / 5)  # not mean(4.0, 1.5) = 2.75
+    assert f.loc[total, "denominator"] == 5 and f.loc[total, "numerator"] == 15
+    assert f.loc[web, "value"] == pytest.approx(1.5) and f.loc[web, "denominator"] == 2
+    assert mf.rejected == {"non_numeric": 1}
+
+
 def test_bad_rows_are_counted_by_reason_and_never_crash() -> None:
     rows = pd.DataFrame({
         "ts": [T0, "not a time", T0, T0, T0 - timedelta(hours=2), T0, T0, T1, T0],

@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.config import load_config, parse_config
+from monitor.frames import build_measure_frame
 from monitor.lookout import LookoutInputError, convert, render_yaml
+from monitor.pipeline import measure_spec
 from sources.base import PollRequest
 from sources.sql import SqlSource
 
@@ -75,18 +77,18 @@ def test_s3_csv_metric_set_converts_to_a_valid_files_config(tmp_path, monkeypatc
     assert "TimestampColumn.ColumnFormat" in err
 
 
-def test_s3_avg_metric_is_reported_as_a_sum(tmp_path):
+def test_s3_avg_metric_is_the_mean_over_rows(tmp_path):
     ms = _json("s3_csv_metric_set.json")
     ms["MetricList"][0]["AggregationFunction"] = "AVG"
     ms["MetricSource"]["S3SourceConfig"]["FileFormatDescriptor"] = {
         "JsonFormatDescriptor": {"FileCompression": "GZIP", "Charset": "UTF-8"}}
     conv = convert(ms)
     metric = conv.config["metrics"][0]
-    assert metric["value"] == {"sum": "orders"}
+    assert metric["value"] == {"mean": "orders"}
     assert conv.config["sources"]["checkout_orders"]["format"] == "jsonl"
     notes = [str(n) for n in conv.notes]
     assert any("MetricList[0].AggregationFunction" in n and "AVG" in n
-               and n.startswith("unsupported") for n in notes)
+               and n.startswith("mapped") for n in notes)
     assert any("FileCompression" in n for n in notes)
 
 
@@ -118,8 +120,7 @@ def test_rds_metric_set_gives_a_sql_source_whose_query_runs(tmp_path):
     assert contacts.dimensions == ["channel", "queue_name"]
     assert contacts.interval.total_seconds() == 600 and contacts.delay.total_seconds() == 300
     assert contacts.value.kind == "sum"
-    assert handle.value.kind == "mean" and handle.value.columns() == [
-        "handle_seconds", "cxmon_rows"]
+    assert handle.value.kind == "mean" and handle.value.columns() == ["handle_seconds"]
     source = SqlSource("contact_centre", src)
     try:
         rows = {}
@@ -134,9 +135,12 @@ def test_rds_metric_set_gives_a_sql_source_whose_query_runs(tmp_path):
     assert sorted(got["channel"]) == ["chat", "phone"]  # DimensionFilterList: no email
     assert got["contacts"].sum() == 6  # the 11:00 row is outside [since, until)
     got = rows["contact_centre_handle_seconds"]
-    assert list(got.columns) == ["created_at", "channel", "queue_name", "handle_seconds",
-                                 "cxmon_rows"]
-    assert got["handle_seconds"].sum() / got["cxmon_rows"].sum() == 200  # AVG of the rows
+    assert list(got.columns) == ["created_at", "channel", "queue_name", "handle_seconds"]
+    built = build_measure_frame(got, measure_spec(handle), datetime(2026, 3, 1, 10, tzinfo=UTC),
+                                datetime(2026, 3, 1, 11, tzinfo=UTC))
+    total = built.frame[built.frame["series"].str.startswith("contact_centre_handle_seconds{")
+                        & ~built.frame["series"].str.contains("channel=|queue_name=")]
+    assert total["value"].tolist() == [200.0]  # AVG of the rows: (300 + 100) / 2
 
     notes = "\n".join(map(str, conv.notes))
     assert "SecretManagerArn" in notes and "VpcConfiguration" in notes
