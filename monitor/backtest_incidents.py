@@ -217,8 +217,11 @@ def score_incidents(
     for metric, series, ts in zip(anomalies["metric"], anomalies["series"],
                                   anomalies["timestamp"], strict=True):
         if metric in by_metric:
-            by_metric[metric].append((pd.Timestamp(ts).to_pydatetime(),
-                                      parse_series_key(series)[1]))
+            try:
+                labels = parse_series_key(series)[1]
+            except ValueError:  # not a key (never expected): the metric-wide series
+                labels = {}
+            by_metric[metric].append((pd.Timestamp(ts).to_pydatetime(), labels))
     first: dict[int, datetime] = {}  # overall: incident row -> first matching bucket
     scores: dict[str, Score] = {}
     for metric, (_, _, interval) in spans.items():
