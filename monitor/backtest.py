@@ -143,6 +143,7 @@ def run_backtest(
                 stats["buckets"] = len(times)
                 stats["episodes"] = episodes(times, metric.interval)
                 stats["history"] = metric.history
+                stats["interval"] = metric.interval
                 stats["start"], stats["end"] = spans[name]  # whole buckets, as replayed
                 summary[name] = stats
                 note = warmup_note(dets, metric.interval, *spans[name])

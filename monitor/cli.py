@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import statistics
 import sys
 import tempfile
 from datetime import datetime, timedelta
@@ -29,8 +30,10 @@ from monitor.config import MonitorConfig, config_json_schema, load_config
 from monitor.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
+    from collections.abc import Callable, Collection, Iterable
 
+    from monitor.backtest import BacktestResult
+    from monitor.backtest_incidents import KnownIncident
     from monitor.executor import FitExecutor
     from monitor.pipeline import TickResult
     from monitor.store import OutboxRow, Store
@@ -619,12 +622,24 @@ def backtest(
     output: Annotated[
         Path | None, typer.Option(help="Write anomalies to this .csv or .json file.")
     ] = None,
+    incidents: Annotated[
+        Path | None, typer.Option(
+            help="CSV of incidents known to have happened (columns start,end[,metric]"
+                 "[,labels][,name]): also report incidents found/missed, time to detect, "
+                 "false episodes, precision and recall.")
+    ] = None,
+    incidents_json: Annotated[
+        Path | None, typer.Option(
+            help="With --incidents: also write that report to this .json file.")
+    ] = None,
 ) -> None:
     """Replay history through the detectors (no look-ahead).
 
     Like a metric's first live tick, the detectors first learn from the metric's `history:`
-    before --start. Nothing is stored or sent. Prints a table of anomalies and a summary."""
+    before --start. Nothing is stored or sent. Prints a table of anomalies and a summary;
+    with --incidents, how well they match incidents known to have happened."""
     from monitor.backtest import run_backtest
+    from monitor.backtest_incidents import IncidentsError, load_incidents
 
     cfg = _load(config)
     t0, t1 = _parse_time(start, "'--start'"), _parse_time(end, "'--end'")
@@ -652,6 +667,22 @@ def backtest(
             raise typer.BadParameter(f"no directory {output.parent}", param_hint="'--output'")
         if output.is_dir():  # found now, not after the whole replay (as a traceback)
             raise typer.BadParameter(f"{output} is a directory", param_hint="'--output'")
+    if incidents_json is not None:
+        if incidents is None:
+            raise typer.BadParameter("needs --incidents", param_hint="'--incidents-json'")
+        if incidents_json.suffix.lower() != ".json":
+            raise typer.BadParameter("must end in .json", param_hint="'--incidents-json'")
+        if not incidents_json.parent.exists() or incidents_json.is_dir():
+            raise typer.BadParameter(f"cannot write {incidents_json}",
+                                     param_hint="'--incidents-json'")
+    known = None
+    if incidents is not None:  # checked before the replay: a typo costs seconds, not minutes
+        try:
+            known = load_incidents(incidents, {m.name for m in cfg.metrics})
+        except IncidentsError as exc:
+            err_console.print(f"[bold red]--incidents:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
+            raise typer.Exit(2) from None
     from monitor.frames import FrameError
     from sources.base import SourceError
 
@@ -706,6 +737,59 @@ def backtest(
                               f"{escape(exc.strerror or str(exc))}")
             raise typer.Exit(1) from None
         console.print(f"wrote {len(frame)} anomalies to {output}")
+    if known is not None:
+        _report_incidents(result, known, incidents_json, tty)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def _report_incidents(result: BacktestResult, known: list[KnownIncident], path: Path | None,
+                      tty: bool) -> None:
+    """Print (and with --incidents-json write) how a backtest's anomalies match known
+    incidents: see monitor/backtest_incidents.py for the rule."""
+    from monitor.backtest_incidents import score_incidents
+    from monitor.durations import format_duration
+
+    spans = {name: (s["start"], s["end"], s["interval"]) for name, s in result.summary.items()}
+    report = score_incidents(result.anomalies, known, spans)
+
+    def ttd(detect: list[timedelta], pick: Callable[[list[timedelta]], timedelta]) -> str:
+        return format_duration(pick(detect)) if detect else "-"
+
+    def median_td(ds: list[timedelta]) -> timedelta:
+        return timedelta(seconds=statistics.median(d.total_seconds() for d in ds))
+
+    table = Table(title="Known incidents (found: an anomaly within [start, end + 1 interval))")
+    table.add_column("metric", overflow="fold", ratio=1)
+    for col in ("incidents", "found", "missed", "detect median", "detect max", "episodes",
+                "false", "precision", "recall"):
+        table.add_column(col, justify="right", no_wrap=True)
+    rows = [*report.metrics.items(), ("all", report.overall)]
+    for name, s in rows:
+        table.add_row(f"[bold]{escape(name)}[/]" if name == "all" else escape(name),
+                      str(s.incidents), str(s.found), str(len(s.missed)),
+                      ttd(s.detect, median_td), ttd(s.detect, max), str(s.episodes),
+                      str(s.false_episodes), _pct(s.precision), _pct(s.recall))
+    _print_table(table)
+    for inc in report.overall.missed:
+        where = ", ".join(filter(None, [inc.metric or "any metric",
+                                        ";".join(f"{k}={v}" for k, v in inc.labels)]))
+        console.print(f"[red]missed:[/] {escape(inc.label)} ({_hm(inc.start)} – {_hm(inc.end)} "
+                      f"UTC, {escape(where)}, row {inc.row})", soft_wrap=not tty,
+                      highlight=False)
+    for inc, why in report.skipped:
+        err_console.print(f"warning: incident {escape(inc.label)} (row {inc.row}) left out: "
+                          f"{escape(why)}", highlight=False, soft_wrap=True)
+    if path is not None:
+        try:
+            path.write_text(json.dumps(report.as_dict(), indent=1))
+        except OSError as exc:
+            err_console.print(f"[bold red]cannot write {escape(str(path))}:[/] "
+                              f"{escape(exc.strerror or str(exc))}")
+            raise typer.Exit(1) from None
+        console.print(f"wrote the incident report to {path}")
 
 
 @app.command("anomalies")
