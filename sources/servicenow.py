@@ -109,25 +109,28 @@ class ServiceNowQuery(BaseModel):
         return v
 
     def unfetched(self, dimensions: Iterable[str]) -> list[str]:
-        """The metric's dimensions (and split_by labels) the Table API would not return:
-        it returns ``time_field`` and ``fields`` only (the Aggregate API: ``group_by``)."""
-        if self.group_by:
-            return []
-        have = {self.time_field, *self.fields, "count"}
+        """The metric's dimensions (and split_by labels) the API would not return: the
+        Table API returns ``time_field`` and ``fields`` only, the Aggregate API ``group_by``."""
+        have = {self.time_field, "count", *(self.group_by or self.fields)}
         return [d for d in dict.fromkeys(dimensions) if d not in have]
 
+    @property
+    def _listing(self) -> str:
+        """The params key that lists what is returned, in the mode the query is in."""
+        return "group_by" if self.group_by else "fields"
+
+    def unfetched_message(self, missing: list[str]) -> str:
+        names, one = ", ".join(missing), len(missing) == 1
+        api = "Aggregate API would not group by" if self.group_by else "Table API would not return"
+        return (f"{'dimension' if one else 'dimensions'} {names} {'is' if one else 'are'} "
+                f"not among params.{self._listing}, so the {api} {'it' if one else 'them'}; "
+                f"add {names} to params.{self._listing}")
+
     def metric_problems(self, dimensions: Iterable[str]) -> dict[str, str]:
-        """``params.fields`` problems for ``cxmon validate`` (see ``Source.Params``)."""
+        """``params.fields`` / ``params.group_by`` problems for ``cxmon validate`` (see
+        ``Source.Params``)."""
         missing = self.unfetched(dimensions)
-        return {"fields": _unfetched_message(missing)} if missing else {}
-
-
-def _unfetched_message(missing: list[str]) -> str:
-    names = ", ".join(missing)
-    return (f"{'dimension' if len(missing) == 1 else 'dimensions'} {names} "
-            f"{'is' if len(missing) == 1 else 'are'} not among params.fields, so the Table "
-            f"API would not return {'it' if len(missing) == 1 else 'them'}; add {names} to "
-            "params.fields")
+        return {self._listing: self.unfetched_message(missing)} if missing else {}
 
 
 def _encoded(field: str, lo: datetime, hi: datetime, extra: str | None) -> str:
@@ -154,15 +157,15 @@ class ServiceNowSource(HttpSource):
                 f"such as incident, got {table!r}"
             )
         q = parse_params(ServiceNowQuery, self.name, request)
+        missing = q.unfetched(request.dimensions)
+        if missing:
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: {q.unfetched_message(missing)}")
         if q.group_by:
             return self._aggregate(table, q, request)
         return self._table(table, q, request)
 
     def _table(self, table: str, q: ServiceNowQuery, request: PollRequest) -> pd.DataFrame:
-        missing = q.unfetched(request.dimensions)
-        if missing:
-            raise FatalSourceError(
-                f"source {self.name}: metric {request.metric}: {_unfetched_message(missing)}")
         fields = [q.time_field, *q.fields]
         params = {
             "sysparm_query": _encoded(q.time_field, request.since, request.until, q.filter),

@@ -107,6 +107,20 @@ def test_servicenow_table_api_dimensions_must_be_among_fields() -> None:
     ], got
 
 
+def test_servicenow_aggregate_api_dimensions_must_be_grouped_by() -> None:
+    """The Aggregate API returns only the ``group_by`` fields: a dimension missing there
+    failed at the first poll with a generic "no column(s)" error."""
+    got = problems("""
+  - {name: a, source: itsm, query: incident, timestamp: opened_at, value: count,
+     dimensions: [category, priority], params: {group_by: [priority], fields: [category]}}
+""")
+    assert got == [
+        ("metrics[0].params.group_by",
+         "dimension category is not among params.group_by, so the Aggregate API would not "
+         "group by it; add category to params.group_by"),
+    ], got
+
+
 def servicenow(server: FakeServer) -> ServiceNowSource:
     return ServiceNowSource("snow", ServiceNowSourceConfig(
         type="servicenow", base_url=server.url, username="u", password="p"))
@@ -130,6 +144,12 @@ def test_servicenow_table_api_missing_dimension_is_fatal_at_poll_time() -> None:
         df = src.fetch(PollRequest("inc", T0, T6, "incident", {"group_by": ["category"]},
                                    "opened_at", dimensions=("category",)))
         assert "category" in df.columns
+        sent = len(server.log)
+        with pytest.raises(FatalSourceError, match="dimension priority is not among "
+                           r"params.group_by, so the Aggregate API would not group by it"):
+            src.fetch(PollRequest("inc", T0, T6, "incident", {"group_by": ["category"]},
+                                  "opened_at", dimensions=("category", "priority")))
+        assert len(server.log) == sent  # nothing was sent
 
 
 def test_polls_pass_the_metrics_dimensions_to_the_source() -> None:
