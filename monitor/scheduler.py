@@ -112,6 +112,22 @@ class Scheduler:
     def _deliver(self) -> None:
         with self._lock:
             report = self.pipeline.deliver()
+        self._delivered(report)
+
+    def _deliver_job(self) -> None:
+        """The periodic delivery: skipped while a tick runs (that tick delivers when it
+        ends). Waiting for the lock kept the job running, so APScheduler logged a warning
+        every 5 s of a long tick ("skipped: maximum number of running instances reached")
+        that read as if delivery were stuck."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            report = self.pipeline.deliver()
+        finally:
+            self._lock.release()
+        self._delivered(report)
+
+    def _delivered(self, report: DeliveryReport) -> None:
         if self.on_deliver:
             self.on_deliver(report)
         if report.errors:
@@ -132,7 +148,7 @@ class Scheduler:
                 name=f"poll {metric.name}",
                 next_run_time=now,  # catch up at start, then on the aligned schedule
             )
-        self._scheduler.add_job(self._deliver, "interval",
+        self._scheduler.add_job(self._deliver_job, "interval",
                                 seconds=DELIVERY_EVERY.total_seconds(), id="deliver")
         self._scheduler.add_job(lambda: run_retention(self.pipeline), "interval",
                                 seconds=RETENTION_EVERY.total_seconds(), id="retention",

@@ -72,3 +72,28 @@ def test_retention_also_forgets_feedback_requests_past_the_replay_window(tmp_pat
     assert store.remember_feedback_request("v0=new", now) is False  # within twice the window
     p.close()
     store.close()
+
+
+def test_the_periodic_delivery_does_not_wait_behind_a_running_tick(tmp_path):
+    """The 5 s delivery job blocked on the tick lock, so during a long tick (a first tick's
+    history, a catch-up) APScheduler warned every 5 s that the delivery job was skipped
+    ("maximum number of running instances reached"), as if delivery were stuck. It now
+    returns at once; the tick delivers when it ends."""
+    import threading
+
+    from monitor.scheduler import Scheduler
+    from tests.test_sources_pipeline import setup
+
+    p, store, _clock, _shop = setup(tmp_path)
+    reports = []
+    sched = Scheduler(p, on_deliver=reports.append)
+    with sched._lock:  # a tick is running
+        done = threading.Event()
+        job = threading.Thread(target=lambda: (sched._deliver_job(), done.set()))
+        job.start()
+        job.join(timeout=30)
+        assert done.is_set() and reports == []  # returned without waiting or delivering
+    sched._deliver_job()  # no tick running: delivers
+    assert len(reports) == 1
+    p.close()
+    store.close()
