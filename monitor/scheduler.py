@@ -49,6 +49,15 @@ class AlignedIntervalTrigger(IntervalTrigger):
         return super().get_next_fire_time(None, now)
 
 
+def first_poll(now: datetime, interval: timedelta, delay: timedelta) -> datetime:
+    """The first scheduled poll after a start at ``now``: the next bucket end plus ``delay``
+    strictly after ``now``. Counted from ``floor(now)`` it skipped the bucket that ended
+    before ``now`` but was not yet due (a start within ``delay`` of a bucket end): the
+    start-up catch-up found it not due, and it was polled an interval late (an hour for an
+    hourly metric)."""
+    return floor_time(now - delay, interval) + interval + delay
+
+
 def aligned_trigger(interval: timedelta, start: datetime, *,
                     jitter: timedelta) -> AlignedIntervalTrigger:
     """A metric's poll schedule: every ``interval`` from ``start`` (a bucket end plus the
@@ -139,7 +148,7 @@ class Scheduler:
         now = self.pipeline.clock.now()
         jitter = self.pipeline.config.scheduler.jitter
         for metric in self.pipeline.config.metrics:
-            first = floor_time(now, metric.interval) + metric.interval + metric.delay
+            first = first_poll(now, metric.interval, metric.delay)
             self._scheduler.add_job(
                 self._tick,
                 aligned_trigger(metric.interval, first, jitter=jitter),
