@@ -49,6 +49,15 @@ class AlignedIntervalTrigger(IntervalTrigger):
         return super().get_next_fire_time(None, now)
 
 
+def first_poll(now: datetime, interval: timedelta, delay: timedelta) -> datetime:
+    """The first scheduled poll after a start at ``now``: the next bucket end plus ``delay``
+    strictly after ``now``. Counted from ``floor(now)`` it skipped the bucket that ended
+    before ``now`` but was not yet due (a start within ``delay`` of a bucket end): the
+    start-up catch-up found it not due, and it was polled an interval late (an hour for an
+    hourly metric)."""
+    return floor_time(now - delay, interval) + interval + delay
+
+
 def aligned_trigger(interval: timedelta, start: datetime, *,
                     jitter: timedelta) -> AlignedIntervalTrigger:
     """A metric's poll schedule: every ``interval`` from ``start`` (a bucket end plus the
@@ -112,6 +121,22 @@ class Scheduler:
     def _deliver(self) -> None:
         with self._lock:
             report = self.pipeline.deliver()
+        self._delivered(report)
+
+    def _deliver_job(self) -> None:
+        """The periodic delivery: skipped while a tick runs (that tick delivers when it
+        ends). Waiting for the lock kept the job running, so APScheduler logged a warning
+        every 5 s of a long tick ("skipped: maximum number of running instances reached")
+        that read as if delivery were stuck."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            report = self.pipeline.deliver()
+        finally:
+            self._lock.release()
+        self._delivered(report)
+
+    def _delivered(self, report: DeliveryReport) -> None:
         if self.on_deliver:
             self.on_deliver(report)
         if report.errors:
@@ -123,7 +148,7 @@ class Scheduler:
         now = self.pipeline.clock.now()
         jitter = self.pipeline.config.scheduler.jitter
         for metric in self.pipeline.config.metrics:
-            first = floor_time(now, metric.interval) + metric.interval + metric.delay
+            first = first_poll(now, metric.interval, metric.delay)
             self._scheduler.add_job(
                 self._tick,
                 aligned_trigger(metric.interval, first, jitter=jitter),
@@ -132,7 +157,7 @@ class Scheduler:
                 name=f"poll {metric.name}",
                 next_run_time=now,  # catch up at start, then on the aligned schedule
             )
-        self._scheduler.add_job(self._deliver, "interval",
+        self._scheduler.add_job(self._deliver_job, "interval",
                                 seconds=DELIVERY_EVERY.total_seconds(), id="deliver")
         self._scheduler.add_job(lambda: run_retention(self.pipeline), "interval",
                                 seconds=RETENTION_EVERY.total_seconds(), id="retention",

@@ -985,6 +985,21 @@ class Store:
                 f"{type(exc).__name__}: {self._scrub(exc)}"
             ) from exc
 
+    def has_schema(self) -> bool:
+        """Whether cxmon's tables are there (``alembic_version`` in the connection's default
+        schema: PostgreSQL's ``search_path``), without creating anything.
+
+        Read-only commands check it so that a mistyped schema or database is an error, not a
+        fresh, empty store that reports all clear."""
+        try:
+            with self._read() as conn:
+                return sa.inspect(conn).has_table("alembic_version")
+        except Exception as exc:
+            raise StoreError(
+                f"cannot connect to store {self.url_redacted}: "
+                f"{type(exc).__name__}: {self._scrub(exc)}"
+            ) from exc
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -523,6 +523,32 @@ def test_feedback_without_a_store_fails_and_creates_none(tmp_path: Path) -> None
     assert not (tmp_path / "fb.db").exists()
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", [["alerts", "status"], ["anomalies"],
+                                     ["silence", "query"]])
+def test_read_commands_on_an_empty_postgres_schema_fail_and_create_nothing(
+        tmp_path: Path, pg_url: str, command: list[str]) -> None:
+    # a mistyped search_path: the schema is there but holds no cxmon tables; migrating it
+    # would report "pending 0 · dead 0" from a store that never saw an alert
+    import sqlalchemy as sa
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"store: '{pg_url}'\nsources:\n  shop: {{type: demo}}\nmetrics:\n"
+                   "  - {name: kpi, source: shop, query: checkout, value: started}\n")
+    res = runner.invoke(app, [*command, "-c", str(cfg)])
+    assert res.exit_code == 1, res.output
+    assert "no store at" in res.stderr and "search_path" in res.stderr
+    engine = sa.create_engine(pg_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+    with Store.open(pg_url):  # once `cxmon run` has created it, the command works
+        pass
+    res = runner.invoke(app, [*command, "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+
+
 def test_feedback_accepts_a_unique_id_prefix(tmp_path: Path) -> None:
     import sqlite3
 

@@ -72,3 +72,46 @@ def test_retention_also_forgets_feedback_requests_past_the_replay_window(tmp_pat
     assert store.remember_feedback_request("v0=new", now) is False  # within twice the window
     p.close()
     store.close()
+
+
+def test_the_periodic_delivery_does_not_wait_behind_a_running_tick(tmp_path):
+    """The 5 s delivery job blocked on the tick lock, so during a long tick (a first tick's
+    history, a catch-up) APScheduler warned every 5 s that the delivery job was skipped
+    ("maximum number of running instances reached"), as if delivery were stuck. It now
+    returns at once; the tick delivers when it ends."""
+    import threading
+
+    from monitor.scheduler import Scheduler
+    from tests.test_sources_pipeline import setup
+
+    p, store, _clock, _shop = setup(tmp_path)
+    reports = []
+    sched = Scheduler(p, on_deliver=reports.append)
+    with sched._lock:  # a tick is running
+        done = threading.Event()
+        job = threading.Thread(target=lambda: (sched._deliver_job(), done.set()))
+        job.start()
+        job.join(timeout=30)
+        assert done.is_set() and reports == []  # returned without waiting or delivering
+    sched._deliver_job()  # no tick running: delivers
+    assert len(reports) == 1
+    p.close()
+    store.close()
+
+
+def test_a_start_within_delay_of_a_bucket_end_polls_that_bucket_when_it_is_due():
+    """Started at 02:57:02 with a 1m interval and 30s delay, the first poll was 02:58:30:
+    the start-up catch-up found bucket 02:56 not due yet (until 02:57:30), so it waited a
+    whole interval (an hour late for an hourly metric started at 10:05 with delay 10m)."""
+    from monitor.scheduler import first_poll
+
+    m, h = timedelta(minutes=1), timedelta(hours=1)
+    assert first_poll(T0 + timedelta(seconds=2), m, timedelta(seconds=30)) == \
+        T0 + timedelta(seconds=30)
+    assert first_poll(T0 + timedelta(minutes=5), h, timedelta(minutes=10)) == \
+        T0 + timedelta(minutes=10)
+    # past the delay: the next bucket, as before (the catch-up at start polled this one)
+    assert first_poll(T0 + timedelta(minutes=3, seconds=37), 5 * m, 2 * m) == T0 + 7 * m
+    assert first_poll(T0 + 2 * m, 5 * m, 2 * m) == T0 + 7 * m  # exactly due: polled at start
+    # a delay longer than the interval
+    assert first_poll(T0 + 3 * m, 5 * m, 7 * m) == T0 + 7 * m
