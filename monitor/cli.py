@@ -255,7 +255,7 @@ def validate(
         f"{len(cfg.alerting.receivers)} receiver(s)",
         soft_wrap=True,  # one line, also in a log or a pipe
     )
-    for where, text in missing_files(cfg):
+    for where, text in [*missing_files(cfg), *short_histories(cfg)]:
         console.print(f"[yellow]warning[/] {where}: {escape(text)}", soft_wrap=True)
     if poll:
         _poll_metrics(cfg, intervals)
@@ -276,6 +276,32 @@ def _poll_metrics(cfg: MonitorConfig, intervals: int) -> None:
         err_console.print(f"[bold red]{len(failed)} of {len(probes)} metric(s) could not be "
                           f"polled: {', '.join(failed)}[/]")
         raise typer.Exit(1)
+
+
+def short_histories(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    """``(config path, message)`` for every metric whose ``history`` is shorter than the
+    warm-up of one of its detectors (``robust_seasonal`` learns a week before it scores):
+    not an error, but ``run`` would show values and bands and alert on nothing for that long,
+    with no other sign why."""
+    from monitor.detection import MetricDetectors
+    from monitor.durations import format_duration
+    from monitor.pipeline import post_rules
+
+    out = []
+    for i, m in enumerate(cfg.metrics):
+        dets = MetricDetectors(m.name, m.interval,
+                               {n: cfg.detector(n) for n in m.detectors}, post_rules(m))
+        for name, period in dets.warmup_periods().items():
+            if m.history < period:
+                kind = dets.types.get(name, name)
+                det = kind if name in ("default", kind) else f"{name} [{kind}]"
+                out.append((f"metrics[{i}].history",
+                            f"{format_duration(m.history)} is shorter than the warm-up of "
+                            f"{det} ({format_duration(period)}): for about "
+                            f"{format_duration(period - m.history)} after its first run, "
+                            f"{m.name} gets no alerts from it; set history: "
+                            f"{format_duration(period)} or more"))
+    return out
 
 
 def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:

@@ -70,6 +70,33 @@ def test_validate_ok(tmp_path: Path) -> None:
     assert "1 metric(s)" in result.output
 
 
+def test_validate_warns_when_history_is_shorter_than_a_detector_warm_up(tmp_path: Path) -> None:
+    """``robust_seasonal`` learns a week before it scores: a metric started with less history
+    showed values and bands and alerted on nothing for days, with no sign why."""
+    (tmp_path / "a.csv").write_text("ts,n\n")
+    text = (
+        "sources:\n  f: {type: files, path: 'a.csv'}\n"
+        "detectors:\n  fast: {type: surprise}\n  weekly: {type: robust_seasonal}\n"
+        "metrics:\n"
+        "  - {name: a, source: f, timestamp: ts, value: n, history: 2d}\n"
+        "  - {name: b, source: f, timestamp: ts, value: n, history: 14d}\n"
+        "  - {name: c, source: f, timestamp: ts, value: n, detectors: [fast]}\n"
+        "  - {name: d, source: f, timestamp: ts, value: n, detectors: [fast, weekly]}\n"
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    result = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning")]
+    assert warnings == [
+        "warning metrics[0].history: 2d is shorter than the warm-up of robust_seasonal (1w): "
+        "for about 5d after its first run, a gets no alerts from it; set history: 1w or more",
+        "warning metrics[3].history: 0s is shorter than the warm-up of weekly "
+        "[robust_seasonal] (1w): for about 1w after its first run, d gets no alerts from it; "
+        "set history: 1w or more",
+    ]
+
+
 def test_validate_warns_when_a_files_path_matches_nothing(tmp_path: Path) -> None:
     """A typo in a drop folder is no error (the folder may fill later) but is said now,
     with the full path, instead of at the first tick of ``run``."""
@@ -79,9 +106,10 @@ def test_validate_warns_when_a_files_path_matches_nothing(tmp_path: Path) -> Non
         "sources:\n  f: {type: files, path: 'exports/*.csv'}\n"
         "  g: {type: files, path: 'exprots/*.csv'}\n"
         "metrics:\n"
-        "  - {name: a, source: f, timestamp: ts, value: n}\n"
-        "  - {name: b, source: f, query: 'surveys/*.csv', timestamp: ts, value: n}\n"
-        "  - {name: c, source: g, timestamp: ts, value: n}\n"
+        "  - {name: a, source: f, timestamp: ts, value: n, history: 7d}\n"
+        "  - {name: b, source: f, query: 'surveys/*.csv', timestamp: ts, value: n, "
+        "history: 7d}\n"
+        "  - {name: c, source: g, timestamp: ts, value: n, history: 7d}\n"
     )
     cfg = tmp_path / "c.yaml"
     cfg.write_text(text)
