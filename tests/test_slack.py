@@ -429,3 +429,17 @@ def test_an_ok_answer_without_ts_is_retried_and_looked_up_not_stored_as_none(
     n.deliver(PAYLOAD, "n-1")
     assert slack.calls("conversations.history") == 1 and len(slack.messages) == 1
     assert n.receipts.get("n-1").ts == slack.messages[0]["ts"]  # type: ignore[union-attr]
+
+
+def test_counts_and_means_are_shown_to_three_significant_digits() -> None:
+    """A forecast of 18.221 complaints or a CSAT of 3.533 is noise after the third digit:
+    the demo's returns incident read "expected 18.221 (band 0–37.494)"."""
+    a = {**PAYLOAD["anomalies"][2], "labels": {"channel": "store", "journey": "returns"},
+         "value": 76.0, "expected": 18.221, "lower": 0.0, "upper": 37.494, "change": 3.17}
+    csat = {**a, "id": "c", "metric": "csat", "value": 3.533, "expected": 4.302,
+            "lower": 3.978, "upper": 4.626, "change": -0.18}
+    message = render_message(update_of(PAYLOAD, anomalies=[a, csat], anomalies_total=2))
+    texts = "\n".join(b["text"]["text"] for b in message["blocks"] if "text" in b)
+    assert "*Value 76* vs expected 18.2 (band 0–37.5)" in texts
+    assert "3.53 vs 4.30 (-18%)" in texts
+    assert "18.221" not in texts and "37.494" not in texts
