@@ -46,6 +46,7 @@ __all__ = [
     "render_message",
     "root_cause_items",
     "severity_style",
+    "summary",
 ]
 
 MAX_BLOCKS = 50
@@ -94,16 +95,19 @@ def render_message(
     resolved = payload.get("status") == "resolved" or closed
     severity = int(payload.get("severity") or 0)
     name, emoji, colour = _RESOLVED if resolved else severity_style(severity)
-    title = str(payload.get("title") or payload.get("incident_key") or "incident")
     verb = "Resolved" if resolved else ("Update" if payload.get("update") else "Anomaly")
-    header = f"{emoji} {verb} · sev {severity} · {title}"
-    text = f"{verb}: {title} (severity {severity}, {name})"
+    head, numbers, tail = summary(payload)
+    header = f"{emoji} {verb} · {head}{tail}"
+    rank = f"peak sev {severity}" if resolved else f"sev {severity} {name}"
+    text = f"{verb}: {head}{f' ({numbers})' if numbers else ''}{tail} · {rank}"
 
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(_cut(header, MAX_HEADER))},
     ]
     anomalies = list(payload.get("anomalies") or [])
-    metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")})
+    metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")}) or sorted(
+        {str(m.get("metric")) for m in payload.get("measures") or []
+         if isinstance(m, Mapping) and m.get("metric")})
     fields = [
         f"*Severity*\n{emoji} {severity} · {name}",
         f"*Journey*\n{payload.get('journey') or 'all'}",
@@ -151,6 +155,57 @@ def render_message(
     blocks.append({"type": "context", "elements": [_mrkdwn(context)]})
     return {"text": _cut(escape_mrkdwn(text), MAX_TEXT), "color": colour,
             "blocks": limit_blocks(blocks)}
+
+
+def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(what moved and how much, its numbers, where and why): the header and the notification
+    text, so the preview on a phone says which measure moved, how much, in which journey and
+    dimension values, and which values drove it, without opening the message.
+
+    >>> head, numbers, tail = summary({"journey": "checkout", "group": {"journey": "checkout"},
+    ...     "anomalies": [{"metric": "checkout_dropoff_rate", "value": 0.587, "expected": 0.335,
+    ...                    "labels": {"channel": "app", "region": "uk"}, "change": 0.752}]})
+    >>> head + tail
+    'checkout journey · checkout_dropoff_rate +75% in channel=app, region=uk'
+    >>> numbers
+    '0.587 vs 0.335 expected'
+    >>> summary({"journey": "support", "group": {"journey": "support"}, "anomalies": [
+    ...     {"metric": "csat", "labels": {}, "value": 3.533, "expected": 4.302, "change": -0.18}],
+    ...     "root_cause": [{"metric": "csat", "elements": [{"channel": "contact-centre"}]}]})
+    ('support journey · csat -18%', '3.53 vs 4.30 expected', ', driven by channel=contact-centre')
+    """
+    group = payload.get("group") or {}
+    journey = payload.get("journey")
+    if journey and set(group) <= {"journey"}:
+        scope = f"{journey} journey"
+    else:
+        scope = ", ".join(f"{k}={v}" for k, v in group.items()) or "all series"
+    anomalies = list(payload.get("anomalies") or [])
+    if payload.get("status") == "resolved" and not anomalies:
+        measures = [str(m.get("metric")) for m in payload.get("measures") or []
+                    if isinstance(m, Mapping) and m.get("metric")]
+        took = _duration(payload.get("opened_at"), payload.get("resolved_at")).strip(" ()")
+        return (f"{scope}{' · ' + ', '.join(measures) if measures else ''} back to normal",
+                "", f" after {took}" if took else "")
+    if not anomalies:
+        return f"{scope} · {payload.get('title') or 'incident'}", "", ""
+    top = anomalies[0]
+    metric = str(top.get("metric") or top.get("series") or "")
+    where = _where(top, group)
+    loc = "" if where == "total" else f" in {where}"
+    others = sorted({str(a.get("metric")) for a in anomalies[1:] if a.get("metric")} - {metric})
+    also = f"; also {', '.join(others)}" if others else ""
+    silent = no_data_text(top)
+    if silent:
+        return f"{scope} · {metric} has no data", silent, f"{loc}{also}"
+    cause = next((labels for m, labels, _ in root_cause_items(payload.get("root_cause"))
+                  if m in (None, metric)), None)
+    said = ", ".join(f"{k}={v}" for k, v in sorted((cause or {}).items()))
+    driven = f", driven by {said}" if said and said != where else ""
+    numbers = (f"{format_number(top.get('value'))} vs "
+               f"{format_number(top.get('expected'))} expected")
+    return (f"{scope} · {metric} {format_change(top.get('change'))}", numbers,
+            f"{loc}{driven}{also}")
 
 
 def grafana_link(payload: Mapping[str, Any], base_url: str) -> str | None:

@@ -83,12 +83,13 @@ def md(text: str) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": text}
 
 
-EXPECTED_TEXT = ("Anomaly: journey=checkout: checkout_dropoff_rate, complaints anomalous "
-                 "(severity 82, critical)")
+EXPECTED_TEXT = ("Anomaly: checkout journey · checkout_dropoff_rate +96% (0.412 vs 0.210 "
+                 "expected) in channel=app, driven by channel=app, region=uk; also complaints"
+                 " · sev 82 critical")
 EXPECTED_BLOCKS = [
     {"type": "header", "text": plain(
-        ":red_circle: Anomaly · sev 82 · journey=checkout: checkout_dropoff_rate, "
-        "complaints anomalous")},
+        ":red_circle: Anomaly · checkout journey · checkout_dropoff_rate +96% in channel=app,"
+        " driven by channel=app, region=uk; also complaints")},
     {"type": "section", "fields": [
         md("*Severity*\n:red_circle: 82 · critical"),
         md("*Journey*\ncheckout"),
@@ -162,12 +163,17 @@ def test_updates_go_to_the_thread_and_resolution_closes_it(slack: SlackServer) -
     n.deliver(update_of(PAYLOAD, update=True, severity=90), "n-2")
     resolved = update_of(PAYLOAD, status="resolved", anomalies=[], anomalies_total=0,
                          resolved_at="2026-01-05T14:30:00+00:00",
-                         title="journey=checkout: resolved")
+                         title="journey=checkout: resolved",
+                         measures=[{"metric": "checkout_dropoff_rate"}, {"metric": "complaints"}])
     n.deliver(resolved, "n-3")
 
     assert [m["thread_ts"] for m in slack.messages] == [None, root, root]
     update_header = slack.messages[1]["attachments"][0]["blocks"][0]["text"]["text"]
-    assert update_header.startswith(":red_circle: Update · sev 90 ·")
+    assert update_header.startswith(":red_circle: Update · checkout journey · ")
+    assert slack.messages[1]["text"].endswith(" · sev 90 critical")
+    assert slack.messages[2]["text"] == (  # the thread's last word says what recovered
+        "Resolved: checkout journey · checkout_dropoff_rate, complaints back to normal"
+        " after 4 h 30 min · peak sev 82")
     reply = slack.messages[2]["attachments"][0]
     assert reply["color"] == "#2E7D32"
     assert reply["blocks"][2] == {"type": "section", "text": md(
@@ -180,7 +186,7 @@ def test_updates_go_to_the_thread_and_resolution_closes_it(slack: SlackServer) -
     assert (edit["channel"], edit["ts"]) == (slack.messages[0]["channel"], root)
     blocks = edit["attachments"][0]["blocks"]
     assert edit["attachments"][0]["color"] == "#2E7D32"
-    assert blocks[0]["text"]["text"].startswith(":white_check_mark: Resolved · sev 82 ·")
+    assert blocks[0]["text"]["text"].startswith(":white_check_mark: Resolved · checkout journey")
     actions = next(b for b in blocks if b["type"] == "actions")
     assert [e["action_id"] for e in actions["elements"]] == ["cxmon_grafana", "cxmon_runbook"]
     assert blocks[2:5] == EXPECTED_BLOCKS[2:5]  # what happened is still in the root message
@@ -365,7 +371,7 @@ def test_label_values_are_escaped_for_mrkdwn() -> None:
     joined = "\n".join(texts)
     assert "<" not in joined and ">" not in joined
     assert "&lt;!channel&gt; &lt;https://evil|x&gt; a&amp;b" in joined
-    assert "page=&lt;!here&gt;" in message["text"]
+    assert " in page=&lt;!channel&gt; &lt;https://evil|x&gt; a&amp;b," in message["text"]
 
 
 def test_other_4xx_dead_letter_and_a_dated_retry_after_is_honoured(slack: SlackServer) -> None:
@@ -443,3 +449,37 @@ def test_counts_and_means_are_shown_to_three_significant_digits() -> None:
     assert "*Value 76* vs expected 18.2 (band 0–37.5)" in texts
     assert "3.53 vs 4.30 (-18%)" in texts
     assert "18.221" not in texts and "37.494" not in texts
+
+
+def test_the_notification_preview_says_what_broke_where_how_much_and_why() -> None:
+    """The ``text`` (the phone's notification preview) and the header name the measure, its
+    change and numbers, the journey, the dimension values and the root cause's driver, not
+    only "journey=checkout: ... anomalous"; a resolution says what recovered and after how
+    long; a silence says no data, not a value."""
+    csat = {**PAYLOAD["anomalies"][1], "metric": "csat", "labels": {"journey": "support"},
+            "value": 3.533, "expected": 4.302, "change": -0.18, "severity": 49}
+    payload = update_of(PAYLOAD, journey="support", group={"journey": "support"}, severity=49,
+                        anomalies=[csat], anomalies_total=1, root_cause=[
+                            {"metric": "csat", "elements": [{"channel": "contact-centre"}],
+                             "share": 1.2}])
+    message = render_message(payload)
+    assert message["text"] == ("Anomaly: support journey · csat -18% (3.53 vs 4.30 expected),"
+                               " driven by channel=contact-centre · sev 49 medium")
+    assert message["blocks"][0]["text"]["text"] == (
+        ":large_yellow_circle: Anomaly · support journey · csat -18%,"
+        " driven by channel=contact-centre")
+
+    silent = {**PAYLOAD["anomalies"][0], "kind": "no_data", "detector": "no_data",
+              "value": 9.0, "change": None, "last_seen": "2026-01-05T10:15:00+00:00"}
+    text = render_message(update_of(PAYLOAD, anomalies=[silent], anomalies_total=1))["text"]
+    assert text == ("Anomaly: checkout journey · checkout_dropoff_rate has no data (silent 9"
+                    " intervals, data until 01-05 10:15) in channel=app · sev 82 critical")
+
+    resolved = update_of(PAYLOAD, status="resolved", anomalies=[], anomalies_total=0,
+                         resolved_at="2026-01-05T14:30:00+00:00")
+    assert render_message(resolved)["text"] == (
+        "Resolved: checkout journey back to normal after 4 h 30 min · peak sev 82")
+    other = update_of(PAYLOAD, group={"team": "web", "region": "uk"}, journey=None)
+    assert render_message(other)["text"].startswith(
+        "Anomaly: team=web, region=uk · checkout_dropoff_rate +96% (0.412 vs 0.210 expected)"
+        " in channel=app, journey=checkout,")
