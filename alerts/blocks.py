@@ -38,6 +38,7 @@ from monitor.model import severity_name
 
 __all__ = [
     "FEEDBACK_ACTIONS",
+    "FEEDBACK_CONFIRM",
     "MAX_BLOCKS",
     "MAX_TEXT",
     "escape_mrkdwn",
@@ -62,7 +63,25 @@ LINK_AFTER = timedelta(hours=1)
 FEEDBACK_ACTIONS: dict[str, tuple[str, str]] = {
     "cxmon_ack": ("Acknowledge", "acknowledged"),
     "cxmon_not_anomaly": ("Not an anomaly", "not_anomaly"),
-    "cxmon_expected": ("Expected", "expected"),
+    "cxmon_expected": ("Expected change", "expected"),
+}
+
+#: action_id -> (title, what the click does, confirm label): a confirmation dialog on the
+#: buttons that make cxmon alert less (:mod:`detectors.feedback`), so nobody mutes a series
+#: by tapping a button whose effect the message does not say. Slack: title 100 characters,
+#: text 300, buttons 30.
+FEEDBACK_CONFIRM: dict[str, tuple[str, str, str]] = {
+    "cxmon_not_anomaly": (
+        "Not an anomaly?",
+        "Marks these anomalies as a false alarm: for 7 days cxmon alerts on these series only"
+        " for a deviation about ten times rarer than this one.",
+        "Yes, false alarm"),
+    "cxmon_expected": (
+        "Expected change?",
+        "A known cause (a promotion, a release, a planned outage): cxmon alerts on these"
+        " series only for a much rarer deviation for the rest of the day, and at this hour of"
+        " the week for the next 4 weeks.",
+        "Yes, expected"),
 }
 
 #: Emoji and colour per severity level (:data:`monitor.model.SEVERITY_LEVELS`).
@@ -347,6 +366,10 @@ def _buttons(
                                       "text": _plain(label), "value": value}
             if action_id == "cxmon_ack":
                 button["style"] = "primary"
+            if action_id in FEEDBACK_CONFIRM:
+                title, said, yes = FEEDBACK_CONFIRM[action_id]
+                button["confirm"] = {"title": _plain(title), "text": _plain(said),
+                                     "confirm": _plain(yes), "deny": _plain("Cancel")}
             out.append(button)
     return out
 

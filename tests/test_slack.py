@@ -115,9 +115,18 @@ EXPECTED_BLOCKS = [
         {"type": "button", "action_id": "cxmon_ack", "text": plain("Acknowledge"),
          "value": FEEDBACK_VALUE, "style": "primary"},
         {"type": "button", "action_id": "cxmon_not_anomaly", "text": plain("Not an anomaly"),
-         "value": FEEDBACK_VALUE},
-        {"type": "button", "action_id": "cxmon_expected", "text": plain("Expected"),
-         "value": FEEDBACK_VALUE},
+         "value": FEEDBACK_VALUE, "confirm": {
+             "title": plain("Not an anomaly?"), "text": plain(
+                 "Marks these anomalies as a false alarm: for 7 days cxmon alerts on these"
+                 " series only for a deviation about ten times rarer than this one."),
+             "confirm": plain("Yes, false alarm"), "deny": plain("Cancel")}},
+        {"type": "button", "action_id": "cxmon_expected", "text": plain("Expected change"),
+         "value": FEEDBACK_VALUE, "confirm": {
+             "title": plain("Expected change?"), "text": plain(
+                 "A known cause (a promotion, a release, a planned outage): cxmon alerts on"
+                 " these series only for a much rarer deviation for the rest of the day, and at"
+                 " this hour of the week for the next 4 weeks."),
+             "confirm": plain("Yes, expected"), "deny": plain("Cancel")}},
     ]},
     {"type": "context", "elements": [md(f"cxmon · incident `{INCIDENT}`")]},
 ]
