@@ -492,3 +492,47 @@ def test_the_notification_preview_says_what_broke_where_how_much_and_why() -> No
     assert render_message(other)["text"].startswith(
         "Anomaly: team=web, region=uk · checkout_dropoff_rate +96% (0.412 vs 0.210 expected)"
         " in channel=app, journey=checkout,")
+
+
+def test_every_block_kit_limit_holds_for_an_oversized_incident(slack: SlackServer) -> None:
+    """Every limit Slack enforces (blocks, header, texts, fields, context elements, buttons,
+    button values, URLs, confirmation dialogs), checked by the fake Slack on every message
+    posted or edited, for an incident with everything too long: the post is accepted."""
+    from tests.fakes.slack_server import block_kit_problems
+
+    long = "v" * 900
+    many = [{**PAYLOAD["anomalies"][i % 3], "id": f"{i:040d}", "metric": f"m{i}_" + "x" * 80,
+             "labels": {"journey": "checkout", "channel": f"c{i}-{long}", "region": long}}
+            for i in range(60)]
+    causes = [{"metric": f"m{i}", "elements": [{"channel": long, "region": long}], "share": 0.2}
+              for i in range(8)]
+    payload = update_of(
+        PAYLOAD, anomalies=many, anomalies_total=5000, title="t" * 5000,
+        group={"journey": "checkout", "page": long}, incident_key="k" * 4000,
+        runbook="https://runbooks.example.com/" + "r" * 3000, root_cause=causes,
+        measures=[{"metric": f"m{i}", "first_at": "2026-01-05T10:00:00+00:00"}
+                  for i in range(60)])
+    message = render_message(payload, grafana_url="http://grafana.local:3000")
+    assert block_kit_problems({"attachments": [{"blocks": message["blocks"]}]}) == []
+    assert block_kit_problems({"blocks": message["blocks"]}) == []
+    notifier(slack).deliver(payload, "n-big")
+    assert len(slack.messages) == 1  # the fake refuses anything over a limit (invalid_blocks)
+
+    # the checker itself: every limit is seen
+    bad = [{"type": "header", "text": plain("h" * 151)},
+           {"type": "section", "text": md("s" * 3001), "fields": [md("f" * 2001)] + [md("")] * 10},
+           {"type": "context", "elements": [md("c")] * 11},
+           {"type": "actions", "elements": [{"type": "button", "text": plain("b" * 76),
+                                             "value": "v" * 2001, "action_id": "a",
+                                             "url": "u" * 3001, "confirm": {
+                                                 "title": plain("t" * 101),
+                                                 "text": plain("x" * 301),
+                                                 "confirm": plain("y" * 31),
+                                                 "deny": plain("n")}}]},
+           *[{"type": "divider"}] * 47]
+    assert block_kit_problems({"blocks": bad}) == [
+        "51 blocks > 50", "block 0 header: 151 > 150", "block 1 text: 3001 > 3000",
+        "block 1: 11 fields > 10", "block 1 field: 2001 > 2000", "block 2: 11 context elements",
+        "block 3 button text: 76 > 75", "block 3 button value: 2001 > 2000",
+        "block 3 url: 3001 > 3000", "block 3 confirm title: 101 > 100",
+        "block 3 confirm text: 301 > 300", "block 3 confirm confirm: 31 > 30"]
