@@ -157,12 +157,12 @@ def render_message(
                                    + "\n".join(lines)))
         total = int(payload.get("anomalies_total") or len(anomalies))
         if related:
-            lines = [_related_line(a, payload.get("group") or {}) for a in related]
+            lines = _related_lines(related, payload.get("group") or {})
             hidden = total - len(anomalies)
             if hidden > 0:
                 lines.append(f"… and {hidden} more not shown")
             order = _measure_order(payload.get("measures"))
-            blocks.append(_section(f"*Related anomalies* ({total - 1})\n{order}"
+            blocks.append(_section(f"*Related anomalies* ({total - 1}, times UTC)\n{order}"
                                    + "\n".join(lines)))
 
     buttons = _buttons(payload, grafana_url, runbook, feedback and not resolved)
@@ -315,6 +315,33 @@ def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
         f" (band {format_number(a.get('lower'))}–{format_number(a.get('upper'))}),"
         f" *{format_change(a.get('change'))}* · sev {a.get('severity', 0)}"
     )
+
+
+def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any]) -> list[str]:
+    """One line per series (metric and dimension values), its worst anomaly first: an
+    incident of several hours listed every hour of every series, a wall of near-identical
+    lines on a phone. A series with several anomalies says how many and over which hours.
+
+    >>> a = {"metric": "csat", "labels": {"channel": "cc"}, "value": 3.389, "expected": 4.247,
+    ...      "change": -0.2, "severity": 48, "timestamp": "2026-01-30T17:00:00+00:00"}
+    >>> _related_lines([a, {**a, "timestamp": "2026-01-30T13:00:00+00:00"},
+    ...                 {**a, "timestamp": "2026-01-31T01:00:00+00:00"}], {})
+    ['• csat · channel=cc: 3.39 vs 4.25 (-20%), sev 48, 17:00; 3 anomalies 01-30 13:00–01-31 01:00']
+    """
+    series: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for a in related:
+        key = (str(a.get("metric", a.get("series", ""))), _where(a, group))
+        series.setdefault(key, []).append(a)
+    out = []
+    for found in series.values():
+        line = _related_line(found[0], group)
+        if len(found) > 1:
+            times = sorted(str(a.get("timestamp", "")) for a in found)
+            cut = slice(11, 16) if times[0][:10] == times[-1][:10] else slice(5, 16)
+            line += (f"; {len(found)} anomalies {times[0][cut]}–{times[-1][cut]}"
+                     .replace("T", " "))
+        out.append(line)
+    return out
 
 
 def _related_line(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:

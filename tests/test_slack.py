@@ -104,7 +104,7 @@ EXPECTED_BLOCKS = [
         "• `channel=app` `region=uk` — 78%\n"
         "• `channel=web` `region=uk` — 12%")},
     {"type": "section", "text": md(
-        "*Related anomalies* (2)\n"
+        "*Related anomalies* (2, times UTC)\n"
         "• checkout_dropoff_rate · total: 0.305 vs 0.200 (+52%), sev 61, 10:00\n"
         "• complaints · channel=app: 140 vs 41 (+241%), sev 40, 11:00")},
     {"type": "actions", "block_id": "cxmon_actions", "elements": [
@@ -311,7 +311,8 @@ def test_message_limits_are_respected_and_truncation_says_so() -> None:
     assert len(blocks[0]["text"]["text"]) <= 150
     assert blocks[0]["text"]["text"].endswith("… (truncated)")
     related = next(b for b in blocks if b["type"] == "section"
-                   and b.get("text", {}).get("text", "").startswith("*Related anomalies* (999)"))
+                   and b.get("text", {}).get("text", "").startswith(
+                       "*Related anomalies* (999, times UTC)"))
     assert len(related["text"]["text"]) <= MAX_TEXT
     assert related["text"]["text"].rsplit("\n", 1)[-1].startswith("… (truncated: ")
     value = blocks[-2]["elements"][-1]["value"]
@@ -359,7 +360,7 @@ def test_root_cause_shapes() -> None:
     texts = [b.get("text", {}).get("text", "") for b in with_metric["blocks"]]
     assert "*Root cause* (top dimension values, share of the change)\n"\
         "• *complaints*: `channel=app` — 50%" in texts
-    assert any(t.startswith("*Related anomalies* (2)\nMoved in this order: "
+    assert any(t.startswith("*Related anomalies* (2, times UTC)\nMoved in this order: "
                             "checkout_dropoff_rate (10:00) → complaints (11:00)\n• ")
                for t in texts)
 
@@ -536,3 +537,23 @@ def test_every_block_kit_limit_holds_for_an_oversized_incident(slack: SlackServe
         "block 3 button text: 76 > 75", "block 3 button value: 2001 > 2000",
         "block 3 url: 3001 > 3000", "block 3 confirm title: 101 > 100",
         "block 3 confirm text: 301 > 300", "block 3 confirm confirm: 31 > 30"]
+
+
+def test_related_anomalies_are_one_line_per_series_not_per_hour() -> None:
+    """The demo's CSAT incident listed 19 related anomalies, one per hour of 4 series: a wall
+    of near-identical lines on a phone. Each series is one line, its worst hour first, with
+    how many anomalies it had and over which hours (UTC)."""
+    top, total, app = PAYLOAD["anomalies"][0], PAYLOAD["anomalies"][1], PAYLOAD["anomalies"][2]
+    hours = [{**total, "id": f"t{h}", "severity": 61 - h,
+              "timestamp": f"2026-01-05T{10 + h:02d}:00:00+00:00"} for h in range(4)]
+    late = {**app, "id": "late", "severity": 20, "timestamp": "2026-01-06T02:00:00+00:00"}
+    message = render_message(update_of(PAYLOAD, anomalies=[top, *hours, app, late],
+                                       anomalies_total=7))
+    related = next(b["text"]["text"] for b in message["blocks"]
+                   if b.get("text", {}).get("text", "").startswith("*Related anomalies*"))
+    assert related == (
+        "*Related anomalies* (6, times UTC)\n"
+        "• checkout_dropoff_rate · total: 0.305 vs 0.200 (+52%), sev 61, 10:00;"
+        " 4 anomalies 10:00–13:00\n"
+        "• complaints · channel=app: 140 vs 41 (+241%), sev 40, 11:00;"
+        " 2 anomalies 01-05 11:00–01-06 02:00")
