@@ -221,6 +221,14 @@ def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:
                   if m in (None, metric)), None)
     said = ", ".join(f"{k}={v}" for k, v in sorted((cause or {}).items()))
     driven = f", driven by {said}" if said and said != where else ""
+    raw = payload.get("root_cause")
+    mix = next((m for name, _, m in mix_items(raw) if name in ("", metric)), None)
+    if not driven and mix is not None:  # the volume moved between values, not their rates
+        driven = (f", a mix shift: {mix.get('dimension')}={mix.get('value')} went from"
+                  f" {float(mix.get('share_usual') or 0):.0%} to"
+                  f" {float(mix.get('share_now') or 0):.0%} of the volume")
+    elif not driven and any(name in ("", metric) for name, _ in spread_items(raw)):
+        driven = ", on every dimension value alike"
     numbers = (f"{format_number(top.get('value'))} vs "
                f"{format_number(top.get('expected'))} expected")
     return (f"{scope} · {metric} {format_change(top.get('change'))}", numbers,

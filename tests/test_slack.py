@@ -485,6 +485,20 @@ def test_the_notification_preview_says_what_broke_where_how_much_and_why() -> No
     assert text == ("Anomaly: checkout journey · checkout_dropoff_rate has no data (silent 9"
                     " intervals, data until 01-05 10:15) in channel=app · sev 82 critical")
 
+    total = PAYLOAD["anomalies"][1]
+    mix = update_of(PAYLOAD, anomalies=[total], anomalies_total=1, root_cause=[
+        {"metric": "checkout_dropoff_rate", "elements": [], "mix": {
+            "dimension": "channel", "value": "web", "share_usual": 0.2, "share_now": 0.7,
+            "rate_usual": 0.5, "rate_overall": 0.3, "portion": 0.9}}])
+    assert render_message(mix)["text"] == (
+        "Anomaly: checkout journey · checkout_dropoff_rate +52% (0.305 vs 0.200 expected),"
+        " a mix shift: channel=web went from 20% to 70% of the volume · sev 82 critical")
+    spread = update_of(mix, root_cause=[{"metric": "checkout_dropoff_rate", "elements": [],
+                                         "spread": True}])
+    assert render_message(spread)["blocks"][0]["text"]["text"] == (
+        ":red_circle: Anomaly · checkout journey · checkout_dropoff_rate +52%,"
+        " on every dimension value alike")
+
     resolved = update_of(PAYLOAD, status="resolved", anomalies=[], anomalies_total=0,
                          resolved_at="2026-01-05T14:30:00+00:00")
     assert render_message(resolved)["text"] == (
