@@ -153,7 +153,7 @@ def render_message(
                       for metric, split in spread]
             lines += [f"• *{metric}*: {_labels_md(split) + ' ' if split else ''}"
                       f"{escape_mrkdwn(mix_text(mix))}" for metric, split, mix in mixes]
-            blocks.append(_section("*Root cause* (top dimension values, share of the change)\n"
+            blocks.append(_section("*Root cause*: where the change came from\n"
                                    + "\n".join(lines)))
         total = int(payload.get("anomalies_total") or len(anomalies))
         if related:
@@ -475,7 +475,7 @@ def _labels_md(labels: Mapping[str, str]) -> str:
 
 
 def _share(share: float | None) -> str:
-    return "" if share is None else f" — {format_share(share, short=True)}"
+    return "" if share is None else f" — {format_share(share)}"
 
 
 def _parse(value: Any) -> datetime | None:

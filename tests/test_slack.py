@@ -100,9 +100,9 @@ EXPECTED_BLOCKS = [
         "*checkout_dropoff_rate* · channel=app at 2026-01-05 10:00 UTC\n"
         "*Value 0.412* vs expected 0.210 (band 0.180–0.240), *+96%* · sev 82")},
     {"type": "section", "text": md(
-        "*Root cause* (top dimension values, share of the change)\n"
-        "• `channel=app` `region=uk` — 78%\n"
-        "• `channel=web` `region=uk` — 12%")},
+        "*Root cause*: where the change came from\n"
+        "• `channel=app` `region=uk` — 78% of change\n"
+        "• `channel=web` `region=uk` — 12% of change")},
     {"type": "section", "text": md(
         "*Related anomalies* (2, times UTC)\n"
         "• checkout_dropoff_rate · total: 0.305 vs 0.200 (+52%), sev 61, 10:00\n"
@@ -358,8 +358,8 @@ def test_root_cause_shapes() -> None:
         measures=[{"metric": "checkout_dropoff_rate", "first_at": "2026-01-05T10:00:00+00:00"},
                   {"metric": "complaints", "first_at": "2026-01-05T11:00:00+00:00"}]))
     texts = [b.get("text", {}).get("text", "") for b in with_metric["blocks"]]
-    assert "*Root cause* (top dimension values, share of the change)\n"\
-        "• *complaints*: `channel=app` — 50%" in texts
+    assert "*Root cause*: where the change came from\n"\
+        "• *complaints*: `channel=app` — 50% of change" in texts
     assert any(t.startswith("*Related anomalies* (2, times UTC)\nMoved in this order: "
                             "checkout_dropoff_rate (10:00) → complaints (11:00)\n• ")
                for t in texts)
