@@ -246,7 +246,11 @@ def grafana_link(payload: Mapping[str, Any], base_url: str) -> str | None:
             times.append(t)
     if not times:
         return None
-    top = anomalies[0] if anomalies else {}
+    # a resolution carries no anomalies: its link opens the first measure's panel over the
+    # whole incident (the journey's whole dashboard said nothing about what recovered)
+    measures = [m for m in payload.get("measures") or [] if isinstance(m, Mapping)]
+    top = anomalies[0] if anomalies else {"metric": measures[0].get("metric")} if measures \
+        else {}
     return dashboard_link(
         base_url, payload.get("journey") or None, metric=top.get("metric") or None,
         labels={str(k): str(v) for k, v in (top.get("labels") or {}).items()},

@@ -335,6 +335,12 @@ def test_grafana_link_is_the_dashboards_link() -> None:
     link = grafana_link(no_journey, "http://g")
     assert link is not None and link.startswith("http://g/d/cxmon-overview/cxmon-overview?")
     assert "viewPanel" not in link  # the overview has no per-metric panel ids
+    resolved = update_of(PAYLOAD, status="resolved", anomalies=[], anomalies_total=0,
+                         resolved_at="2026-01-05T14:30:00+00:00",
+                         measures=[{"metric": "checkout_dropoff_rate"}])
+    link = grafana_link(resolved, "http://g")  # the panel of what recovered, whole incident
+    assert link is not None and link.endswith(f"viewPanel={panel_id('checkout_dropoff_rate')}")
+    assert "from=1767585600000&to=1767627000000" in link  # 04:00 to 15:30 UTC
 
 
 def test_root_cause_shapes() -> None:
