@@ -38,6 +38,7 @@ from monitor.model import severity_name
 
 __all__ = [
     "FEEDBACK_ACTIONS",
+    "FEEDBACK_CONFIRM",
     "MAX_BLOCKS",
     "MAX_TEXT",
     "escape_mrkdwn",
@@ -46,6 +47,7 @@ __all__ = [
     "render_message",
     "root_cause_items",
     "severity_style",
+    "summary",
 ]
 
 MAX_BLOCKS = 50
@@ -61,7 +63,25 @@ LINK_AFTER = timedelta(hours=1)
 FEEDBACK_ACTIONS: dict[str, tuple[str, str]] = {
     "cxmon_ack": ("Acknowledge", "acknowledged"),
     "cxmon_not_anomaly": ("Not an anomaly", "not_anomaly"),
-    "cxmon_expected": ("Expected", "expected"),
+    "cxmon_expected": ("Expected change", "expected"),
+}
+
+#: action_id -> (title, what the click does, confirm label): a confirmation dialog on the
+#: buttons that make cxmon alert less (:mod:`detectors.feedback`), so nobody mutes a series
+#: by tapping a button whose effect the message does not say. Slack: title 100 characters,
+#: text 300, buttons 30.
+FEEDBACK_CONFIRM: dict[str, tuple[str, str, str]] = {
+    "cxmon_not_anomaly": (
+        "Not an anomaly?",
+        "Marks these anomalies as a false alarm: for 7 days cxmon alerts on these series only"
+        " for a deviation about ten times rarer than this one.",
+        "Yes, false alarm"),
+    "cxmon_expected": (
+        "Expected change?",
+        "A known cause (a promotion, a release, a planned outage): cxmon alerts on these"
+        " series only for a much rarer deviation for the rest of the day, and at this hour of"
+        " the week for the next 4 weeks.",
+        "Yes, expected"),
 }
 
 #: Emoji and colour per severity level (:data:`monitor.model.SEVERITY_LEVELS`).
@@ -94,16 +114,19 @@ def render_message(
     resolved = payload.get("status") == "resolved" or closed
     severity = int(payload.get("severity") or 0)
     name, emoji, colour = _RESOLVED if resolved else severity_style(severity)
-    title = str(payload.get("title") or payload.get("incident_key") or "incident")
     verb = "Resolved" if resolved else ("Update" if payload.get("update") else "Anomaly")
-    header = f"{emoji} {verb} · sev {severity} · {title}"
-    text = f"{verb}: {title} (severity {severity}, {name})"
+    head, numbers, tail = summary(payload)
+    header = f"{emoji} {verb} · {head}{tail}"
+    rank = f"peak sev {severity}" if resolved else f"sev {severity} {name}"
+    text = f"{verb}: {head}{f' ({numbers})' if numbers else ''}{tail} · {rank}"
 
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(_cut(header, MAX_HEADER))},
     ]
     anomalies = list(payload.get("anomalies") or [])
-    metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")})
+    metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")}) or sorted(
+        {str(m.get("metric")) for m in payload.get("measures") or []
+         if isinstance(m, Mapping) and m.get("metric")})
     fields = [
         f"*Severity*\n{emoji} {severity} · {name}",
         f"*Journey*\n{payload.get('journey') or 'all'}",
@@ -130,16 +153,16 @@ def render_message(
                       for metric, split in spread]
             lines += [f"• *{metric}*: {_labels_md(split) + ' ' if split else ''}"
                       f"{escape_mrkdwn(mix_text(mix))}" for metric, split, mix in mixes]
-            blocks.append(_section("*Root cause* (top dimension values, share of the change)\n"
+            blocks.append(_section("*Root cause*: where the change came from\n"
                                    + "\n".join(lines)))
         total = int(payload.get("anomalies_total") or len(anomalies))
         if related:
-            lines = [_related_line(a, payload.get("group") or {}) for a in related]
+            lines = _related_lines(related, payload.get("group") or {})
             hidden = total - len(anomalies)
             if hidden > 0:
                 lines.append(f"… and {hidden} more not shown")
             order = _measure_order(payload.get("measures"))
-            blocks.append(_section(f"*Related anomalies* ({total - 1})\n{order}"
+            blocks.append(_section(f"*Related anomalies* ({total - 1}, times UTC)\n{order}"
                                    + "\n".join(lines)))
 
     buttons = _buttons(payload, grafana_url, runbook, feedback and not resolved)
@@ -153,6 +176,65 @@ def render_message(
             "blocks": limit_blocks(blocks)}
 
 
+def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(what moved and how much, its numbers, where and why): the header and the notification
+    text, so the preview on a phone says which measure moved, how much, in which journey and
+    dimension values, and which values drove it, without opening the message.
+
+    >>> head, numbers, tail = summary({"journey": "checkout", "group": {"journey": "checkout"},
+    ...     "anomalies": [{"metric": "checkout_dropoff_rate", "value": 0.587, "expected": 0.335,
+    ...                    "labels": {"channel": "app", "region": "uk"}, "change": 0.752}]})
+    >>> head + tail
+    'checkout journey · checkout_dropoff_rate +75% in channel=app, region=uk'
+    >>> numbers
+    '0.587 vs 0.335 expected'
+    >>> summary({"journey": "support", "group": {"journey": "support"}, "anomalies": [
+    ...     {"metric": "csat", "labels": {}, "value": 3.533, "expected": 4.302, "change": -0.18}],
+    ...     "root_cause": [{"metric": "csat", "elements": [{"channel": "contact-centre"}]}]})
+    ('support journey · csat -18%', '3.53 vs 4.30 expected', ', driven by channel=contact-centre')
+    """
+    group = payload.get("group") or {}
+    journey = payload.get("journey")
+    if journey and set(group) <= {"journey"}:
+        scope = f"{journey} journey"
+    else:
+        scope = ", ".join(f"{k}={v}" for k, v in group.items()) or "all series"
+    anomalies = list(payload.get("anomalies") or [])
+    if payload.get("status") == "resolved" and not anomalies:
+        measures = [str(m.get("metric")) for m in payload.get("measures") or []
+                    if isinstance(m, Mapping) and m.get("metric")]
+        took = _duration(payload.get("opened_at"), payload.get("resolved_at")).strip(" ()")
+        return (f"{scope}{' · ' + ', '.join(measures) if measures else ''} back to normal",
+                "", f" after {took}" if took else "")
+    if not anomalies:
+        return f"{scope} · {payload.get('title') or 'incident'}", "", ""
+    top = anomalies[0]
+    metric = str(top.get("metric") or top.get("series") or "")
+    where = _where(top, group)
+    loc = "" if where == "total" else f" in {where}"
+    others = sorted({str(a.get("metric")) for a in anomalies[1:] if a.get("metric")} - {metric})
+    also = f"; also {', '.join(others)}" if others else ""
+    silent = no_data_text(top)
+    if silent:
+        return f"{scope} · {metric} has no data", silent, f"{loc}{also}"
+    cause = next((labels for m, labels, _ in root_cause_items(payload.get("root_cause"))
+                  if m in (None, metric)), None)
+    said = ", ".join(f"{k}={v}" for k, v in sorted((cause or {}).items()))
+    driven = f", driven by {said}" if said and said != where else ""
+    raw = payload.get("root_cause")
+    mix = next((m for name, _, m in mix_items(raw) if name in ("", metric)), None)
+    if not driven and mix is not None:  # the volume moved between values, not their rates
+        driven = (f", a mix shift: {mix.get('dimension')}={mix.get('value')} went from"
+                  f" {float(mix.get('share_usual') or 0):.0%} to"
+                  f" {float(mix.get('share_now') or 0):.0%} of the volume")
+    elif not driven and any(name in ("", metric) for name, _ in spread_items(raw)):
+        driven = ", on every dimension value alike"
+    numbers = (f"{format_number(top.get('value'))} vs "
+               f"{format_number(top.get('expected'))} expected")
+    return (f"{scope} · {metric} {format_change(top.get('change'))}", numbers,
+            f"{loc}{driven}{also}")
+
+
 def grafana_link(payload: Mapping[str, Any], base_url: str) -> str | None:
     """Deep link to the top anomaly's panel around the incident. The URL itself comes from
     :func:`dashboards.links.grafana_link`, the one place that knows the dashboards' uids,
@@ -164,7 +246,11 @@ def grafana_link(payload: Mapping[str, Any], base_url: str) -> str | None:
             times.append(t)
     if not times:
         return None
-    top = anomalies[0] if anomalies else {}
+    # a resolution carries no anomalies: its link opens the first measure's panel over the
+    # whole incident (the journey's whole dashboard said nothing about what recovered)
+    measures = [m for m in payload.get("measures") or [] if isinstance(m, Mapping)]
+    top = anomalies[0] if anomalies else {"metric": measures[0].get("metric")} if measures \
+        else {}
     return dashboard_link(
         base_url, payload.get("journey") or None, metric=top.get("metric") or None,
         labels={str(k): str(v) for k, v in (top.get("labels") or {}).items()},
@@ -243,6 +329,33 @@ def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
     )
 
 
+def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any]) -> list[str]:
+    """One line per series (metric and dimension values), its worst anomaly first: an
+    incident of several hours listed every hour of every series, a wall of near-identical
+    lines on a phone. A series with several anomalies says how many and over which hours.
+
+    >>> a = {"metric": "csat", "labels": {"channel": "cc"}, "value": 3.389, "expected": 4.247,
+    ...      "change": -0.2, "severity": 48, "timestamp": "2026-01-30T17:00:00+00:00"}
+    >>> _related_lines([a, {**a, "timestamp": "2026-01-30T13:00:00+00:00"},
+    ...                 {**a, "timestamp": "2026-01-31T01:00:00+00:00"}], {})
+    ['• csat · channel=cc: 3.39 vs 4.25 (-20%), sev 48, 17:00; 3 anomalies 01-30 13:00–01-31 01:00']
+    """
+    series: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for a in related:
+        key = (str(a.get("metric", a.get("series", ""))), _where(a, group))
+        series.setdefault(key, []).append(a)
+    out = []
+    for found in series.values():
+        line = _related_line(found[0], group)
+        if len(found) > 1:
+            times = sorted(str(a.get("timestamp", "")) for a in found)
+            cut = slice(11, 16) if times[0][:10] == times[-1][:10] else slice(5, 16)
+            line += (f"; {len(found)} anomalies {times[0][cut]}–{times[-1][cut]}"
+                     .replace("T", " "))
+        out.append(line)
+    return out
+
+
 def _related_line(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
     where = _where(a, group)
     ts = str(a.get("timestamp", ""))[11:16]
@@ -292,6 +405,10 @@ def _buttons(
                                       "text": _plain(label), "value": value}
             if action_id == "cxmon_ack":
                 button["style"] = "primary"
+            if action_id in FEEDBACK_CONFIRM:
+                title, said, yes = FEEDBACK_CONFIRM[action_id]
+                button["confirm"] = {"title": _plain(title), "text": _plain(said),
+                                     "confirm": _plain(yes), "deny": _plain("Cancel")}
             out.append(button)
     return out
 
@@ -362,7 +479,7 @@ def _labels_md(labels: Mapping[str, str]) -> str:
 
 
 def _share(share: float | None) -> str:
-    return "" if share is None else f" — {format_share(share, short=True)}"
+    return "" if share is None else f" — {format_share(share)}"
 
 
 def _parse(value: Any) -> datetime | None:

@@ -83,12 +83,13 @@ def md(text: str) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": text}
 
 
-EXPECTED_TEXT = ("Anomaly: journey=checkout: checkout_dropoff_rate, complaints anomalous "
-                 "(severity 82, critical)")
+EXPECTED_TEXT = ("Anomaly: checkout journey · checkout_dropoff_rate +96% (0.412 vs 0.210 "
+                 "expected) in channel=app, driven by channel=app, region=uk; also complaints"
+                 " · sev 82 critical")
 EXPECTED_BLOCKS = [
     {"type": "header", "text": plain(
-        ":red_circle: Anomaly · sev 82 · journey=checkout: checkout_dropoff_rate, "
-        "complaints anomalous")},
+        ":red_circle: Anomaly · checkout journey · checkout_dropoff_rate +96% in channel=app,"
+        " driven by channel=app, region=uk; also complaints")},
     {"type": "section", "fields": [
         md("*Severity*\n:red_circle: 82 · critical"),
         md("*Journey*\ncheckout"),
@@ -99,11 +100,11 @@ EXPECTED_BLOCKS = [
         "*checkout_dropoff_rate* · channel=app at 2026-01-05 10:00 UTC\n"
         "*Value 0.412* vs expected 0.210 (band 0.180–0.240), *+96%* · sev 82")},
     {"type": "section", "text": md(
-        "*Root cause* (top dimension values, share of the change)\n"
-        "• `channel=app` `region=uk` — 78%\n"
-        "• `channel=web` `region=uk` — 12%")},
+        "*Root cause*: where the change came from\n"
+        "• `channel=app` `region=uk` — 78% of change\n"
+        "• `channel=web` `region=uk` — 12% of change")},
     {"type": "section", "text": md(
-        "*Related anomalies* (2)\n"
+        "*Related anomalies* (2, times UTC)\n"
         "• checkout_dropoff_rate · total: 0.305 vs 0.200 (+52%), sev 61, 10:00\n"
         "• complaints · channel=app: 140 vs 41 (+241%), sev 40, 11:00")},
     {"type": "actions", "block_id": "cxmon_actions", "elements": [
@@ -114,9 +115,18 @@ EXPECTED_BLOCKS = [
         {"type": "button", "action_id": "cxmon_ack", "text": plain("Acknowledge"),
          "value": FEEDBACK_VALUE, "style": "primary"},
         {"type": "button", "action_id": "cxmon_not_anomaly", "text": plain("Not an anomaly"),
-         "value": FEEDBACK_VALUE},
-        {"type": "button", "action_id": "cxmon_expected", "text": plain("Expected"),
-         "value": FEEDBACK_VALUE},
+         "value": FEEDBACK_VALUE, "confirm": {
+             "title": plain("Not an anomaly?"), "text": plain(
+                 "Marks these anomalies as a false alarm: for 7 days cxmon alerts on these"
+                 " series only for a deviation about ten times rarer than this one."),
+             "confirm": plain("Yes, false alarm"), "deny": plain("Cancel")}},
+        {"type": "button", "action_id": "cxmon_expected", "text": plain("Expected change"),
+         "value": FEEDBACK_VALUE, "confirm": {
+             "title": plain("Expected change?"), "text": plain(
+                 "A known cause (a promotion, a release, a planned outage): cxmon alerts on"
+                 " these series only for a much rarer deviation for the rest of the day, and at"
+                 " this hour of the week for the next 4 weeks."),
+             "confirm": plain("Yes, expected"), "deny": plain("Cancel")}},
     ]},
     {"type": "context", "elements": [md(f"cxmon · incident `{INCIDENT}`")]},
 ]
@@ -162,12 +172,17 @@ def test_updates_go_to_the_thread_and_resolution_closes_it(slack: SlackServer) -
     n.deliver(update_of(PAYLOAD, update=True, severity=90), "n-2")
     resolved = update_of(PAYLOAD, status="resolved", anomalies=[], anomalies_total=0,
                          resolved_at="2026-01-05T14:30:00+00:00",
-                         title="journey=checkout: resolved")
+                         title="journey=checkout: resolved",
+                         measures=[{"metric": "checkout_dropoff_rate"}, {"metric": "complaints"}])
     n.deliver(resolved, "n-3")
 
     assert [m["thread_ts"] for m in slack.messages] == [None, root, root]
     update_header = slack.messages[1]["attachments"][0]["blocks"][0]["text"]["text"]
-    assert update_header.startswith(":red_circle: Update · sev 90 ·")
+    assert update_header.startswith(":red_circle: Update · checkout journey · ")
+    assert slack.messages[1]["text"].endswith(" · sev 90 critical")
+    assert slack.messages[2]["text"] == (  # the thread's last word says what recovered
+        "Resolved: checkout journey · checkout_dropoff_rate, complaints back to normal"
+        " after 4 h 30 min · peak sev 82")
     reply = slack.messages[2]["attachments"][0]
     assert reply["color"] == "#2E7D32"
     assert reply["blocks"][2] == {"type": "section", "text": md(
@@ -180,7 +195,7 @@ def test_updates_go_to_the_thread_and_resolution_closes_it(slack: SlackServer) -
     assert (edit["channel"], edit["ts"]) == (slack.messages[0]["channel"], root)
     blocks = edit["attachments"][0]["blocks"]
     assert edit["attachments"][0]["color"] == "#2E7D32"
-    assert blocks[0]["text"]["text"].startswith(":white_check_mark: Resolved · sev 82 ·")
+    assert blocks[0]["text"]["text"].startswith(":white_check_mark: Resolved · checkout journey")
     actions = next(b for b in blocks if b["type"] == "actions")
     assert [e["action_id"] for e in actions["elements"]] == ["cxmon_grafana", "cxmon_runbook"]
     assert blocks[2:5] == EXPECTED_BLOCKS[2:5]  # what happened is still in the root message
@@ -296,7 +311,8 @@ def test_message_limits_are_respected_and_truncation_says_so() -> None:
     assert len(blocks[0]["text"]["text"]) <= 150
     assert blocks[0]["text"]["text"].endswith("… (truncated)")
     related = next(b for b in blocks if b["type"] == "section"
-                   and b.get("text", {}).get("text", "").startswith("*Related anomalies* (999)"))
+                   and b.get("text", {}).get("text", "").startswith(
+                       "*Related anomalies* (999, times UTC)"))
     assert len(related["text"]["text"]) <= MAX_TEXT
     assert related["text"]["text"].rsplit("\n", 1)[-1].startswith("… (truncated: ")
     value = blocks[-2]["elements"][-1]["value"]
@@ -319,6 +335,12 @@ def test_grafana_link_is_the_dashboards_link() -> None:
     link = grafana_link(no_journey, "http://g")
     assert link is not None and link.startswith("http://g/d/cxmon-overview/cxmon-overview?")
     assert "viewPanel" not in link  # the overview has no per-metric panel ids
+    resolved = update_of(PAYLOAD, status="resolved", anomalies=[], anomalies_total=0,
+                         resolved_at="2026-01-05T14:30:00+00:00",
+                         measures=[{"metric": "checkout_dropoff_rate"}])
+    link = grafana_link(resolved, "http://g")  # the panel of what recovered, whole incident
+    assert link is not None and link.endswith(f"viewPanel={panel_id('checkout_dropoff_rate')}")
+    assert "from=1767585600000&to=1767627000000" in link  # 04:00 to 15:30 UTC
 
 
 def test_root_cause_shapes() -> None:
@@ -342,9 +364,9 @@ def test_root_cause_shapes() -> None:
         measures=[{"metric": "checkout_dropoff_rate", "first_at": "2026-01-05T10:00:00+00:00"},
                   {"metric": "complaints", "first_at": "2026-01-05T11:00:00+00:00"}]))
     texts = [b.get("text", {}).get("text", "") for b in with_metric["blocks"]]
-    assert "*Root cause* (top dimension values, share of the change)\n"\
-        "• *complaints*: `channel=app` — 50%" in texts
-    assert any(t.startswith("*Related anomalies* (2)\nMoved in this order: "
+    assert "*Root cause*: where the change came from\n"\
+        "• *complaints*: `channel=app` — 50% of change" in texts
+    assert any(t.startswith("*Related anomalies* (2, times UTC)\nMoved in this order: "
                             "checkout_dropoff_rate (10:00) → complaints (11:00)\n• ")
                for t in texts)
 
@@ -365,7 +387,7 @@ def test_label_values_are_escaped_for_mrkdwn() -> None:
     joined = "\n".join(texts)
     assert "<" not in joined and ">" not in joined
     assert "&lt;!channel&gt; &lt;https://evil|x&gt; a&amp;b" in joined
-    assert "page=&lt;!here&gt;" in message["text"]
+    assert " in page=&lt;!channel&gt; &lt;https://evil|x&gt; a&amp;b," in message["text"]
 
 
 def test_other_4xx_dead_letter_and_a_dated_retry_after_is_honoured(slack: SlackServer) -> None:
@@ -429,3 +451,129 @@ def test_an_ok_answer_without_ts_is_retried_and_looked_up_not_stored_as_none(
     n.deliver(PAYLOAD, "n-1")
     assert slack.calls("conversations.history") == 1 and len(slack.messages) == 1
     assert n.receipts.get("n-1").ts == slack.messages[0]["ts"]  # type: ignore[union-attr]
+
+
+def test_counts_and_means_are_shown_to_three_significant_digits() -> None:
+    """A forecast of 18.221 complaints or a CSAT of 3.533 is noise after the third digit:
+    the demo's returns incident read "expected 18.221 (band 0–37.494)"."""
+    a = {**PAYLOAD["anomalies"][2], "labels": {"channel": "store", "journey": "returns"},
+         "value": 76.0, "expected": 18.221, "lower": 0.0, "upper": 37.494, "change": 3.17}
+    csat = {**a, "id": "c", "metric": "csat", "value": 3.533, "expected": 4.302,
+            "lower": 3.978, "upper": 4.626, "change": -0.18}
+    message = render_message(update_of(PAYLOAD, anomalies=[a, csat], anomalies_total=2))
+    texts = "\n".join(b["text"]["text"] for b in message["blocks"] if "text" in b)
+    assert "*Value 76* vs expected 18.2 (band 0–37.5)" in texts
+    assert "3.53 vs 4.30 (-18%)" in texts
+    assert "18.221" not in texts and "37.494" not in texts
+
+
+def test_the_notification_preview_says_what_broke_where_how_much_and_why() -> None:
+    """The ``text`` (the phone's notification preview) and the header name the measure, its
+    change and numbers, the journey, the dimension values and the root cause's driver, not
+    only "journey=checkout: ... anomalous"; a resolution says what recovered and after how
+    long; a silence says no data, not a value."""
+    csat = {**PAYLOAD["anomalies"][1], "metric": "csat", "labels": {"journey": "support"},
+            "value": 3.533, "expected": 4.302, "change": -0.18, "severity": 49}
+    payload = update_of(PAYLOAD, journey="support", group={"journey": "support"}, severity=49,
+                        anomalies=[csat], anomalies_total=1, root_cause=[
+                            {"metric": "csat", "elements": [{"channel": "contact-centre"}],
+                             "share": 1.2}])
+    message = render_message(payload)
+    assert message["text"] == ("Anomaly: support journey · csat -18% (3.53 vs 4.30 expected),"
+                               " driven by channel=contact-centre · sev 49 medium")
+    assert message["blocks"][0]["text"]["text"] == (
+        ":large_yellow_circle: Anomaly · support journey · csat -18%,"
+        " driven by channel=contact-centre")
+
+    silent = {**PAYLOAD["anomalies"][0], "kind": "no_data", "detector": "no_data",
+              "value": 9.0, "change": None, "last_seen": "2026-01-05T10:15:00+00:00"}
+    text = render_message(update_of(PAYLOAD, anomalies=[silent], anomalies_total=1))["text"]
+    assert text == ("Anomaly: checkout journey · checkout_dropoff_rate has no data (silent 9"
+                    " intervals, data until 01-05 10:15) in channel=app · sev 82 critical")
+
+    total = PAYLOAD["anomalies"][1]
+    mix = update_of(PAYLOAD, anomalies=[total], anomalies_total=1, root_cause=[
+        {"metric": "checkout_dropoff_rate", "elements": [], "mix": {
+            "dimension": "channel", "value": "web", "share_usual": 0.2, "share_now": 0.7,
+            "rate_usual": 0.5, "rate_overall": 0.3, "portion": 0.9}}])
+    assert render_message(mix)["text"] == (
+        "Anomaly: checkout journey · checkout_dropoff_rate +52% (0.305 vs 0.200 expected),"
+        " a mix shift: channel=web went from 20% to 70% of the volume · sev 82 critical")
+    spread = update_of(mix, root_cause=[{"metric": "checkout_dropoff_rate", "elements": [],
+                                         "spread": True}])
+    assert render_message(spread)["blocks"][0]["text"]["text"] == (
+        ":red_circle: Anomaly · checkout journey · checkout_dropoff_rate +52%,"
+        " on every dimension value alike")
+
+    resolved = update_of(PAYLOAD, status="resolved", anomalies=[], anomalies_total=0,
+                         resolved_at="2026-01-05T14:30:00+00:00")
+    assert render_message(resolved)["text"] == (
+        "Resolved: checkout journey back to normal after 4 h 30 min · peak sev 82")
+    other = update_of(PAYLOAD, group={"team": "web", "region": "uk"}, journey=None)
+    assert render_message(other)["text"].startswith(
+        "Anomaly: team=web, region=uk · checkout_dropoff_rate +96% (0.412 vs 0.210 expected)"
+        " in channel=app, journey=checkout,")
+
+
+def test_every_block_kit_limit_holds_for_an_oversized_incident(slack: SlackServer) -> None:
+    """Every limit Slack enforces (blocks, header, texts, fields, context elements, buttons,
+    button values, URLs, confirmation dialogs), checked by the fake Slack on every message
+    posted or edited, for an incident with everything too long: the post is accepted."""
+    from tests.fakes.slack_server import block_kit_problems
+
+    long = "v" * 900
+    many = [{**PAYLOAD["anomalies"][i % 3], "id": f"{i:040d}", "metric": f"m{i}_" + "x" * 80,
+             "labels": {"journey": "checkout", "channel": f"c{i}-{long}", "region": long}}
+            for i in range(60)]
+    causes = [{"metric": f"m{i}", "elements": [{"channel": long, "region": long}], "share": 0.2}
+              for i in range(8)]
+    payload = update_of(
+        PAYLOAD, anomalies=many, anomalies_total=5000, title="t" * 5000,
+        group={"journey": "checkout", "page": long}, incident_key="k" * 4000,
+        runbook="https://runbooks.example.com/" + "r" * 3000, root_cause=causes,
+        measures=[{"metric": f"m{i}", "first_at": "2026-01-05T10:00:00+00:00"}
+                  for i in range(60)])
+    message = render_message(payload, grafana_url="http://grafana.local:3000")
+    assert block_kit_problems({"attachments": [{"blocks": message["blocks"]}]}) == []
+    assert block_kit_problems({"blocks": message["blocks"]}) == []
+    notifier(slack).deliver(payload, "n-big")
+    assert len(slack.messages) == 1  # the fake refuses anything over a limit (invalid_blocks)
+
+    # the checker itself: every limit is seen
+    bad = [{"type": "header", "text": plain("h" * 151)},
+           {"type": "section", "text": md("s" * 3001), "fields": [md("f" * 2001)] + [md("")] * 10},
+           {"type": "context", "elements": [md("c")] * 11},
+           {"type": "actions", "elements": [{"type": "button", "text": plain("b" * 76),
+                                             "value": "v" * 2001, "action_id": "a",
+                                             "url": "u" * 3001, "confirm": {
+                                                 "title": plain("t" * 101),
+                                                 "text": plain("x" * 301),
+                                                 "confirm": plain("y" * 31),
+                                                 "deny": plain("n")}}]},
+           *[{"type": "divider"}] * 47]
+    assert block_kit_problems({"blocks": bad}) == [
+        "51 blocks > 50", "block 0 header: 151 > 150", "block 1 text: 3001 > 3000",
+        "block 1: 11 fields > 10", "block 1 field: 2001 > 2000", "block 2: 11 context elements",
+        "block 3 button text: 76 > 75", "block 3 button value: 2001 > 2000",
+        "block 3 url: 3001 > 3000", "block 3 confirm title: 101 > 100",
+        "block 3 confirm text: 301 > 300", "block 3 confirm confirm: 31 > 30"]
+
+
+def test_related_anomalies_are_one_line_per_series_not_per_hour() -> None:
+    """The demo's CSAT incident listed 19 related anomalies, one per hour of 4 series: a wall
+    of near-identical lines on a phone. Each series is one line, its worst hour first, with
+    how many anomalies it had and over which hours (UTC)."""
+    top, total, app = PAYLOAD["anomalies"][0], PAYLOAD["anomalies"][1], PAYLOAD["anomalies"][2]
+    hours = [{**total, "id": f"t{h}", "severity": 61 - h,
+              "timestamp": f"2026-01-05T{10 + h:02d}:00:00+00:00"} for h in range(4)]
+    late = {**app, "id": "late", "severity": 20, "timestamp": "2026-01-06T02:00:00+00:00"}
+    message = render_message(update_of(PAYLOAD, anomalies=[top, *hours, app, late],
+                                       anomalies_total=7))
+    related = next(b["text"]["text"] for b in message["blocks"]
+                   if b.get("text", {}).get("text", "").startswith("*Related anomalies*"))
+    assert related == (
+        "*Related anomalies* (6, times UTC)\n"
+        "• checkout_dropoff_rate · total: 0.305 vs 0.200 (+52%), sev 61, 10:00;"
+        " 4 anomalies 10:00–13:00\n"
+        "• complaints · channel=app: 140 vs 41 (+241%), sev 40, 11:00;"
+        " 2 anomalies 01-05 11:00–01-06 02:00")

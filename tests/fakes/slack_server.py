@@ -8,6 +8,8 @@ Faults: a wrong token answers ``invalid_auth`` (HTTP 200, ``ok: false``, as Slac
 ``down = True`` answers 503 until set back; ``stall_on(n)`` records the n-th posted message and
 then holds the response until ``release()`` (to kill a client mid-call, deterministically).
 Every posted message is kept in ``messages`` (a dict per message), every edit in ``updates``.
+A message beyond Slack's Block Kit limits (:func:`block_kit_problems`) is refused with
+``invalid_blocks``, as Slack does, so every test that posts also checks the limits.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class SlackServer:
     def _post(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel"):
             return {"ok": False, "error": "channel_not_found"}
+        if problems := block_kit_problems(args):
+            return {"ok": False, "error": "invalid_blocks", "errors": problems}
         channel = self.channel_id(str(args["channel"]))
         with self.lock:
             msg = {
@@ -114,6 +118,8 @@ class SlackServer:
         return {"ok": True, "channel": channel, "ts": msg["ts"], "message": msg}
 
     def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        if problems := block_kit_problems(args):
+            return {"ok": False, "error": "invalid_blocks", "errors": problems}
         with self.lock:
             msg = next((m for m in self.messages
                         if m["channel"] == args.get("channel") and m["ts"] == args.get("ts")), None)
@@ -174,3 +180,63 @@ def _args(req: Request) -> dict[str, Any]:
         if isinstance(args.get(key), str):
             args[key] = json.loads(args[key])
     return args
+
+
+#: Slack's documented Block Kit limits (https://api.slack.com/reference/block-kit).
+LIMITS = {"blocks": 50, "header": 150, "section_text": 3000, "fields": 10, "field": 2000,
+          "context_elements": 10, "actions_elements": 25, "button_text": 75,
+          "button_value": 2000, "url": 3000, "action_id": 255, "block_id": 255,
+          "confirm_title": 100, "confirm_text": 300, "confirm_button": 30}
+
+
+def block_kit_problems(message: dict[str, Any]) -> list[str]:
+    """What in a ``chat.postMessage`` / ``chat.update`` body breaks Slack's Block Kit limits
+    (the message's ``blocks`` and every attachment's); empty when it is valid."""
+    attachments = message.get("attachments") or []
+    if isinstance(attachments, str):
+        attachments = json.loads(attachments)
+    lists = [message.get("blocks")] + [a.get("blocks") for a in attachments]
+    out: list[str] = []
+
+    def over(what: str, text: Any, limit: str) -> None:
+        if text is not None and len(str(text)) > LIMITS[limit]:
+            out.append(f"{what}: {len(str(text))} > {LIMITS[limit]}")
+
+    for blocks in lists:
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if not blocks:
+            continue
+        if len(blocks) > LIMITS["blocks"]:
+            out.append(f"{len(blocks)} blocks > {LIMITS['blocks']}")
+        for i, b in enumerate(blocks):
+            over(f"block {i} block_id", b.get("block_id"), "block_id")
+            if b["type"] == "header":
+                over(f"block {i} header", b["text"]["text"], "header")
+            elif b["type"] == "section":
+                over(f"block {i} text", (b.get("text") or {}).get("text"), "section_text")
+                fields = b.get("fields") or []
+                if len(fields) > LIMITS["fields"]:
+                    out.append(f"block {i}: {len(fields)} fields > {LIMITS['fields']}")
+                for f in fields:
+                    over(f"block {i} field", f["text"], "field")
+            elif b["type"] == "context":
+                if len(b["elements"]) > LIMITS["context_elements"]:
+                    out.append(f"block {i}: {len(b['elements'])} context elements")
+                for e in b["elements"]:
+                    over(f"block {i} context", e.get("text"), "section_text")
+            elif b["type"] == "actions":
+                if len(b["elements"]) > LIMITS["actions_elements"]:
+                    out.append(f"block {i}: {len(b['elements'])} actions")
+                for e in b["elements"]:
+                    over(f"block {i} button text", e["text"]["text"], "button_text")
+                    over(f"block {i} button value", e.get("value"), "button_value")
+                    over(f"block {i} url", e.get("url"), "url")
+                    over(f"block {i} action_id", e.get("action_id"), "action_id")
+                    confirm = e.get("confirm") or {}
+                    for key in ("title", "text", "confirm", "deny"):
+                        limit = {"title": "confirm_title", "text": "confirm_text"}.get(
+                            key, "confirm_button")
+                        over(f"block {i} confirm {key}",
+                             (confirm.get(key) or {}).get("text"), limit)
+    return out
