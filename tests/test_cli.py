@@ -70,6 +70,15 @@ def test_validate_ok(tmp_path: Path) -> None:
     assert "1 metric(s)" in result.output
 
 
+def validate_warnings(tmp_path: Path, text: str) -> list[str]:
+    """The warning lines ``cxmon validate`` prints for config ``text`` (which must pass)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    result = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    return [line for line in result.output.splitlines() if line.startswith("warning")]
+
+
 def test_validate_warns_when_history_is_shorter_than_a_detector_warm_up(tmp_path: Path) -> None:
     """``robust_seasonal`` learns a week before it scores: a metric started with less history
     showed values and bands and alerted on nothing for days, with no sign why."""
@@ -83,12 +92,7 @@ def test_validate_warns_when_history_is_shorter_than_a_detector_warm_up(tmp_path
         "  - {name: c, source: f, timestamp: ts, value: n, detectors: [fast]}\n"
         "  - {name: d, source: f, timestamp: ts, value: n, detectors: [fast, weekly]}\n"
     )
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(text)
-    result = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "300"})
-    assert result.exit_code == 0, result.output
-    warnings = [line for line in result.output.splitlines() if line.startswith("warning")]
-    assert warnings == [
+    assert validate_warnings(tmp_path, text) == [
         "warning metrics[0].history: 2d is shorter than the warm-up of robust_seasonal (1w): "
         "for about 5d after its first run, a gets no alerts from it; set history: 1w or more",
         "warning metrics[3].history: 0s is shorter than the warm-up of weekly "
@@ -111,12 +115,7 @@ def test_validate_warns_when_a_files_path_matches_nothing(tmp_path: Path) -> Non
         "history: 7d}\n"
         "  - {name: c, source: g, timestamp: ts, value: n, history: 7d}\n"
     )
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(text)
-    result = runner.invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "300"})
-    assert result.exit_code == 0, result.output
-    warnings = [line for line in result.output.splitlines() if line.startswith("warning")]
-    assert warnings == [
+    assert validate_warnings(tmp_path, text) == [
         f"warning sources.g.path: no file matches {tmp_path / 'exprots' / '*.csv'} (yet)",
         f"warning metrics[1].query: no file matches {tmp_path / 'surveys' / '*.csv'} (yet)",
     ]
