@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -20,7 +20,6 @@ from alerts.payload import anomaly_dict
 from monitor.backfill import fetch_retrying
 from monitor.config import MonitorConfig
 from monitor.detection import MetricDetectors
-from monitor.durations import format_duration
 from monitor.frames import build_measure_frame, floor_time
 from monitor.pipeline import measure_spec, post_rules
 from sources.base import PollRequest
@@ -53,16 +52,10 @@ def warmup_note(dets: MetricDetectors, interval: timedelta, start: datetime,
                 end: datetime) -> str | None:
     """``"detectors warming up until ..."`` when a detector could not score some points in
     ``[start, end)`` because it had not learned enough yet; None when all were scored."""
-    start_ns = int(start.timestamp() * 1e6) * 1000
-    cold = {n: t for n, t in dets.cold_until.items() if t >= start_ns}
-    if not cold:
+    warming = dets.warming(start, interval)
+    if warming is None:
         return None
-    until = datetime.fromtimestamp(max(cold.values()) // 1000 / 1e6, UTC) + interval
-    periods = dets.warmup_periods()
-    names = {n: dets.types.get(n, n) if n in ("default", dets.types.get(n))
-             else f"{n} [{dets.types[n]}]" for n in cold}
-    needs = ", ".join(f"{names[n]} needs {format_duration(periods[n])}" if n in periods
-                      else f"{names[n]} was not scoring yet" for n in sorted(cold))
+    until, needs = warming
     if until >= end:
         return (f"detectors warming up for the whole range ({needs}); "
                 "give the metric a longer history: or start later")

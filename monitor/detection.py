@@ -27,6 +27,7 @@ from detectors.postrules import (
 )
 from detectors.prophet_detector import FitReport
 from detectors.registry import create as create_detector
+from monitor.durations import format_duration
 from monitor.model import Anomaly, Direction, Series
 from monitor.staleness import NO_DATA_SEVERITY
 
@@ -102,6 +103,22 @@ class MetricDetectors:
             if isinstance(period, timedelta) and period > timedelta(0):
                 out[name] = period
         return out
+
+    def warming(self, start: datetime, interval: timedelta) -> tuple[datetime, str] | None:
+        """Whether some detector could not score points at or after ``start`` because it had
+        not learned enough yet: the end of its newest such bucket, and what each of them
+        needs (``"robust_seasonal needs 1w"``); None when all were scored."""
+        start_ns = int(start.timestamp() * 1e6) * 1000
+        cold = {n: t for n, t in self.cold_until.items() if t >= start_ns}
+        if not cold:
+            return None
+        until = datetime.fromtimestamp(max(cold.values()) // 1000 / 1e6, UTC) + interval
+        periods = self.warmup_periods()
+        names = {n: self.types.get(n, n) if n in ("default", self.types.get(n))
+                 else f"{n} [{self.types[n]}]" for n in cold}
+        needs = ", ".join(f"{names[n]} needs {format_duration(periods[n])}" if n in periods
+                          else f"{names[n]} was not scoring yet" for n in sorted(cold))
+        return until, needs
 
     def checkpoint_name(self, detector: str) -> str:
         """Name under which a detector's state is checkpointed (unique per metric)."""

@@ -236,6 +236,8 @@ class Pipeline:
         self._last_data: dict[str, datetime | None] = {}
         #: metrics already warned about never having had a row (once per process)
         self._never_warned: set[str] = set()
+        #: metrics already said to be warming up (once per process)
+        self._warming_said: set[str] = set()
         self.source_metrics = source_metrics  # None: fed by dashboards.telemetry instead
         #: Where slow model fits (Prophet refits) run; None = inline. A thread pool or a Dask
         #: client's ``get_executor()`` takes them off the tick path.
@@ -412,6 +414,7 @@ class Pipeline:
                         until.isoformat(), metric.timestamp)
         detected = dets.run(fresh, built.series, keep_scores=True, until=until,
                             metric_silent=bool(no_data))
+        self._say_warming(metric, dets, until)
         for name, report in dets.fit_reports().items():
             if report.seconds:
                 result.refits[name] = report.seconds
@@ -472,6 +475,20 @@ class Pipeline:
                         "were scored, up to %s late (oldest %s): stored, never alerted on; set "
                         "delay: %s or more to score data this late", metric.name, late.new,
                         format_duration(lag), late.oldest_new.isoformat(), format_duration(lag))
+
+    def _say_warming(self, metric: MetricConfig, dets: MetricDetectors,
+                     until: datetime) -> None:
+        """Once per process and metric: its newest bucket could not be scored because a
+        detector is still learning. Values and bands show on dashboards meanwhile, so without
+        this a metric that cannot alert yet looks like one that finds nothing."""
+        if metric.name in self._warming_said:
+            return
+        warming = dets.warming(until - metric.interval, metric.interval)
+        if warming is not None:
+            self._warming_said.add(metric.name)
+            log.warning("%s: detectors still warming up (%s): no alerts from them until they "
+                        "have learned that much; a longer history: learns it on the first "
+                        "tick", metric.name, warming[1])
 
     def _poll(self, metric: MetricConfig, since: datetime, until: datetime,
               result: TickResult) -> MeasureFrame:

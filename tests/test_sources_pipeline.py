@@ -314,7 +314,8 @@ def test_late_rows_for_scored_buckets_are_counted_and_warned_about(tmp_path, cap
     assert result.ok
     assert (result.late.new, result.late.corrected) == (n_series, n_series)
     assert result.late.oldest_new == hidden
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+              and "warming up" not in r.getMessage()]  # the new default detector learns a week
     assert any(f"{n_series} buckets (series x interval) got their first rows after they were "
                "scored, up to 10m late" in m and "set delay: 10m or more" in m for m in warned)
     assert len(warned) == 1  # earlier ticks re-polled buckets from before monitoring: quiet
@@ -430,5 +431,28 @@ def test_an_incident_over_before_a_catch_up_tick_is_still_told(tmp_path) -> None
     [told] = store.notifications()
     assert told.payload["late"] is True and told.payload["status"] == "resolved"
     assert told.payload["anomalies"][0]["timestamp"] >= spike.isoformat()
+    p.close()
+    store.close()
+
+
+def test_a_metric_whose_detectors_are_still_warming_up_is_said_once(tmp_path, caplog) -> None:
+    """The default detector learns a week before it scores: meanwhile dashboards show values
+    and bands and nothing alerts, which looked like a metric that finds nothing. The tick says
+    so once; with a history as long as the warm-up, nothing is said."""
+    caplog.set_level(logging.WARNING, logger="monitor.pipeline")
+    p, store, clock, _ = setup(tmp_path)
+    run(p, clock, T0 + timedelta(minutes=30))
+    said = [r.getMessage() for r in caplog.records if "warming up" in r.getMessage()]
+    assert said == ["orders: detectors still warming up (robust_seasonal needs 1w): no alerts "
+                    "from them until they have learned that much; a longer history: learns it "
+                    "on the first tick"]
+    p.close()
+    store.close()
+    caplog.clear()
+    warm = tmp_path / "warm"
+    warm.mkdir()
+    p, store, clock, _ = setup(warm, extra="history: 8d")
+    run(p, clock, T0 + timedelta(minutes=30))
+    assert not [r for r in caplog.records if "warming up" in r.getMessage()]
     p.close()
     store.close()
