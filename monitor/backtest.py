@@ -67,6 +67,7 @@ def episodes(times: set[datetime], interval: timedelta) -> int:
     ending a run: about the incidents a setting would raise, comparable between settings where
     the anomaly count (every anomalous point of every roll-up series) is not.
 
+    >>> from datetime import UTC
     >>> t = datetime(2026, 1, 5, tzinfo=UTC)
     >>> episodes({t, t + timedelta(hours=1), t + timedelta(hours=5)}, timedelta(hours=1))
     2
