@@ -54,9 +54,19 @@ class Telemetry:
     def _seed_lag(self) -> None:
         """The newest stored point of every metric, so ``cxmon_source_lag_seconds`` is right
         from the first scrape after a restart (a tick with nothing new to poll says nothing
-        about it). Never raises: telemetry must not stop the monitor from starting."""
+        about it), and each metric's last good tick, so a metric whose every tick fails after
+        a restart shows as stale on the health dashboard instead of having no value. Never
+        raises: telemetry must not stop the monitor from starting."""
         if self.store is None:
             return
+        try:
+            good = self.store.last_good_ticks()
+        except Exception:
+            log.exception("exporter: could not read the last good ticks")
+            good = {}
+        for m in self.config.metrics:
+            if m.name in good:
+                self.exporter.last_tick.labels(m.name).set(good[m.name].timestamp())
         for m in self.config.metrics:
             try:
                 newest = self.store.last_point_time(m.name)

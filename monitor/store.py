@@ -1021,6 +1021,15 @@ class Store:
         with self._read() as conn:
             return conn.execute(q).scalar_one_or_none()
 
+    def last_good_ticks(self) -> dict[str, datetime]:
+        """When each metric's newest tick without an error finished (metrics with none are
+        absent)."""
+        q = (sa.select(ticks_t.c.metric,
+                       sa.func.max(ticks_t.c.finished_at, type_=UTCDateTime()))
+             .where(ticks_t.c.error.is_(None)).group_by(ticks_t.c.metric))
+        with self._read() as conn:
+            return {str(m): t for m, t in conn.execute(q) if t is not None}
+
     def series_ids(self, keys: Sequence[str]) -> dict[str, int]:
         """Ids of the known keys; unknown keys are simply absent."""
         with self._read() as conn:

@@ -248,6 +248,16 @@ def test_source_lag_is_now_minus_the_newest_stored_point_and_grows_between_ticks
         # with nothing new to poll leaves it as it is
         tel2 = Telemetry(cfg, store, registry=CollectorRegistry(), clock=clock)
         assert _samples(tel2.exporter.render().decode())[key] == lag
+        # ... and when each metric last ticked well, so a metric whose every tick fails
+        # after the restart shows as stale on the health dashboard instead of as no value
+        last = ("cxmon_last_tick_timestamp_seconds", (("cx_metric", "checkout_dropoff_rate"),))
+        good = store.last_good_ticks()
+        assert set(good) == {"checkout_dropoff_rate"}  # the only metric ticked
+        assert _samples(tel2.exporter.render().decode())[last] == good[
+            "checkout_dropoff_rate"].timestamp()
+        assert not [k for k in _samples(tel2.exporter.render().decode())
+                    if k[0] == "cxmon_last_tick_timestamp_seconds"
+                    and k[1] != last[1]]  # never-ticked metrics: no invented time
         restarted = Pipeline(cfg, store, clock=clock, notifiers={}, sources=tel2.sources)
         tel2.on_tick(restarted.tick("checkout_dropoff_rate"))
         assert _samples(tel2.exporter.render().decode())[key] == lag

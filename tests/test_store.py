@@ -661,6 +661,8 @@ def test_record_and_list_ticks(store: Store) -> None:
     assert len(store.ticks(limit=2)) == 2
     (failed,) = store.ticks("other")
     assert failed["error"] == "source timed out" and failed["since"] is None
+    # the exporter's last-good-tick gauge after a restart: failed ticks do not count
+    assert store.last_good_ticks() == {"m": T0 + 2 * STEP}
 
 
 # -- incidents and feedback ---------------------------------------------------------------------
