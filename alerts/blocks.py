@@ -229,8 +229,8 @@ def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:
                   f" {float(mix.get('share_now') or 0):.0%} of the volume")
     elif not driven and any(name in ("", metric) for name, _ in spread_items(raw)):
         driven = ", on every dimension value alike"
-    numbers = (f"{format_number(top.get('value'))} vs "
-               f"{format_number(top.get('expected'))} expected")
+    numbers = (f"{format_number(top.get('value'), top.get('unit'))} vs "
+               f"{format_number(top.get('expected'), top.get('unit'))} expected")
     return (f"{scope} · {metric} {format_change(top.get('change'))}", numbers,
             f"{loc}{driven}{also}")
 
@@ -323,8 +323,10 @@ def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
     return (
         f"*{a.get('metric', a.get('series', ''))}* · {where}"
         f" at {_when(a.get('timestamp'))}\n"
-        f"*Value {format_number(a.get('value'))}* vs expected {format_number(a.get('expected'))}"
-        f" (band {format_number(a.get('lower'))}–{format_number(a.get('upper'))}),"
+        f"*Value {format_number(a.get('value'), a.get('unit'))}* vs expected "
+        f"{format_number(a.get('expected'), a.get('unit'))}"
+        f" (band {format_number(a.get('lower'), a.get('unit'))}–"
+        f"{format_number(a.get('upper'), a.get('unit'))}),"
         f" *{format_change(a.get('change'))}* · sev {a.get('severity', 0)}"
     )
 
@@ -365,7 +367,8 @@ def _related_line(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
                 f" sev {a.get('severity', 0)}, {ts}")
     return (
         f"• {a.get('metric', a.get('series', ''))} · {where}:"
-        f" {format_number(a.get('value'))} vs {format_number(a.get('expected'))}"
+        f" {format_number(a.get('value'), a.get('unit'))} vs "
+        f"{format_number(a.get('expected'), a.get('unit'))}"
         f" ({format_change(a.get('change'))}), sev {a.get('severity', 0)}, {ts}"
     )
 

@@ -4,7 +4,7 @@ incident change. Every notifier renders from this one dict, so they all say the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from monitor.incidents import IncidentChange, contributors, root_cause_payload
@@ -36,9 +36,12 @@ def anomaly_dict(a: Anomaly) -> dict[str, Any]:
 
 
 def incident_payload(
-    change: IncidentChange, *, runbooks: Mapping[str, str | None] | None = None
+    change: IncidentChange, *, runbooks: Mapping[str, str | None] | None = None,
+    percent: Collection[str] = (),
 ) -> dict[str, Any]:
-    """Payload for an opened, updated or resolved incident."""
+    """Payload for an opened, updated or resolved incident. Anomalies (and mix shifts) of the
+    metrics in ``percent`` (ratios: a drop-off rate) carry ``"unit": "percent"``, so messages
+    say 58.7%, not 0.587."""
     inc = change.incident
     ranked = sorted(change.anomalies, key=lambda a: (-a.severity, len(a.labels), a.series))
     shown = ranked[:MAX_ANOMALIES]
@@ -63,14 +66,26 @@ def incident_payload(
         "opened_at": inc.opened_at.isoformat(),
         "resolved_at": change.at.isoformat() if change.status == "resolved" else None,
         "runbook": runbook,
-        "anomalies": [anomaly_dict(a) for a in shown],
+        "anomalies": [_with_unit(anomaly_dict(a), a.metric in percent) for a in shown],
         "anomalies_total": len(change.anomalies),
         # root cause (monitor/incidents.py): measures in the order they moved, the best root
         # cause of each ([{metric, elements, share, score, ...}]) and the top dimension values
         "measures": [{"metric": m, **inc.measures[m]} for m in inc.measure_order()],
-        "root_cause": root_cause_payload(inc),
+        "root_cause": [_mix_unit(rc, rc.get("metric") in percent)
+                       for rc in root_cause_payload(inc)],
         "contributors": contributors(inc),
     }
+
+
+def _with_unit(item: dict[str, Any], percent: bool) -> dict[str, Any]:
+    return {**item, "unit": "percent"} if percent else item
+
+
+def _mix_unit(rc: dict[str, Any], percent: bool) -> dict[str, Any]:
+    """A root-cause entry whose mix shift's rates are percentages when the metric's are."""
+    if percent and isinstance(rc.get("mix"), dict):
+        return {**rc, "mix": _with_unit(rc["mix"], True)}
+    return rc
 
 
 def _finite(x: float) -> float | None:

@@ -217,6 +217,9 @@ class Pipeline:
         self.groups = AlertGroups(self.dispatcher, self.notifiers)
         self.outbox = OutboxWorker(store, self.notifiers, self.clock, delivery)
         self.runbooks = {m.name: m.runbook for m in config.metrics}
+        #: ratio metrics: their values read as percentages in messages
+        self.percent = frozenset(m.name for m in config.metrics
+                                 if m.value.kind is ValueKind.RATIO)
         max_interval = max(m.interval for m in config.metrics)
         self.incidents = IncidentTracker(
             incident_group_by(config.alerting.route.group_by, config.metrics),
@@ -648,7 +651,7 @@ class Pipeline:
 
     def _payloads(self, changes: list[IncidentChange]) -> dict[int, dict[str, Any]]:
         """The notification payload of each change worth telling, by ``id(change)``."""
-        return {id(c): incident_payload(c, runbooks=self.runbooks)
+        return {id(c): incident_payload(c, runbooks=self.runbooks, percent=self.percent)
                 for c in changes if c.notify}
 
     def _route(self, tx: StoreTx, changes: list[IncidentChange],

@@ -97,7 +97,7 @@ def test_a_rate_moved_by_the_volume_mix_is_called_a_mix_shift(tmp_path) -> None:
     assert mix["rate_usual"] == pytest.approx(0.5, abs=0.03)
     assert mix["portion"] > 0.8
     payload = store.notifications()[0].payload  # what the receivers get
-    assert payload["root_cause"][0]["mix"] == mix
+    assert payload["root_cause"][0]["mix"] == {**mix, "unit": "percent"}  # a ratio: 71%
     text = "\n".join(b["text"]["text"] for b in render_message(payload)["blocks"]
                      if b["type"] == "section" and "text" in b)
     said = (f"mix shift: channel=web went from {mix['share_usual']:.0%} to "

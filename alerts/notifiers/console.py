@@ -133,9 +133,10 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str])
         table.add_row(
             where if one_metric else f"{a.get('metric', a['series'])} · {where}",
             str(a["timestamp"])[5:16].replace("T", " "),
-            "no data" if silent else format_number(a["value"]),
-            "–" if silent else format_number(a["expected"]),
-            "–" if silent else f"{format_number(a['lower'])}–{format_number(a['upper'])}",
+            "no data" if silent else format_number(a["value"], a.get("unit")),
+            "–" if silent else format_number(a["expected"], a.get("unit")),
+            "–" if silent else (f"{format_number(a['lower'], a.get('unit'))}–"
+                                f"{format_number(a['upper'], a.get('unit'))}"),
             silent or format_change(a.get("change")),
             f"[{severity_colour(int(a['severity']))}]{a['severity']}[/]",
         )
@@ -167,12 +168,14 @@ def mix_text(mix: Mapping[str, Any]) -> str:
     dim = mix.get("dimension")
     also = "".join(
         f"; also {dim}={a.get('value')} {float(a.get('share_usual') or 0):.0%} → "
-        f"{float(a.get('share_now') or 0):.0%} (usual rate {format_number(a.get('rate_usual'))})"
+        f"{float(a.get('share_now') or 0):.0%} (usual rate "
+        f"{format_number(a.get('rate_usual'), mix.get('unit'))})"
         for a in (mix.get("also") or []) if isinstance(a, Mapping))
     return (f"mix shift: {dim}={mix.get('value')} went from "
             f"{float(mix.get('share_usual') or 0):.0%} to {float(mix.get('share_now') or 0):.0%}"
-            f" of the volume, and its usual rate is {format_number(mix.get('rate_usual'))} "
-            f"({format_number(mix.get('rate_overall'))} overall){also}{part}")
+            f" of the volume, and its usual rate is "
+            f"{format_number(mix.get('rate_usual'), mix.get('unit'))} "
+            f"({format_number(mix.get('rate_overall'), mix.get('unit'))} overall){also}{part}")
 
 
 def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType) -> RenderableType:
@@ -233,16 +236,20 @@ def format_share(share: float, *, short: bool = False) -> str:
     return f"{share * 100:.0f}%" + ("" if short else " of change")
 
 
-def format_number(value: Any) -> str:
+def format_number(value: Any, unit: str | None = None) -> str:
     """A KPI value for humans: thousands separated, whole from 100 up, else 3 significant
-    digits (a forecast of 18.221 complaints reads as 18.2; rates keep 0.587), tiny values to
-    3 decimals.
+    digits (a forecast of 18.221 complaints reads as 18.2), tiny values to 3 decimals; with
+    ``unit="percent"`` (a ratio metric) the same digits of the value times 100, and ``%``.
 
     >>> [format_number(v) for v in (12345.6, 140.0, 41.0, 95.564, 18.221, 3.533, 0.21, 0.004)]
     ['12,346', '140', '41', '95.6', '18.2', '3.53', '0.210', '0.004']
+    >>> [format_number(v, "percent") for v in (0.587, 0.0123, 1.0, None)]
+    ['58.7%', '1.23%', '100%', '–']
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if unit == "percent":
+        return f"{format_number(float(value) * 100)}%"
     v = float(value)
     if abs(v) >= 100 or v == int(v):
         return f"{v:,.0f}"
