@@ -201,19 +201,10 @@ def _open_store(config: MonitorConfig, *, must_exist: bool = False) -> Store:
                           "current directory; `cxmon run` creates the store)",
                           highlight=False)
         raise typer.Exit(1)
-    try:
-        if must_exist and not is_file:  # a server database (PostgreSQL): look, create nothing
-            with Store(config.store.url) as probe:
-                if not probe.has_schema():
-                    err_console.print(
-                        f"[bold red]store:[/] no store at {escape(probe.url_redacted)} (no "
-                        "cxmon tables in that database and schema: check store: in the "
-                        "config, and the search_path in the URL's options; `cxmon run` "
-                        "creates the store)", highlight=False)
-                    raise typer.Exit(1)
-        return Store.open(config.store.url)
+    try:  # a server database (PostgreSQL) that must exist: look, create nothing
+        return Store.open(config.store.url, create=not (must_exist and not is_file))
     except StoreError as exc:
-        err_console.print(f"[bold red]store:[/] {escape(str(exc))}")
+        err_console.print(f"[bold red]store:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
 
 

@@ -907,10 +907,17 @@ class Store:
             _install_sqlite_hooks(self.engine)
 
     @classmethod
-    def open(cls, url: str, *, clock: Clock | None = None) -> Store:
-        """Connect and migrate to head: what the monitor does on start-up."""
+    def open(cls, url: str, *, clock: Clock | None = None, create: bool = True) -> Store:
+        """Connect and migrate to head: what the monitor does on start-up. ``create=False``
+        (the read-only commands): a database without cxmon's tables is a :class:`StoreError`,
+        not a fresh, empty store that reports all clear."""
         store = cls(url, clock=clock)
         try:
+            if not create and not store.has_schema():
+                raise StoreError(
+                    f"no store at {store.url_redacted} (no cxmon tables in that database and "
+                    "schema: check store: in the config, and the search_path in the URL's "
+                    "options; `cxmon run` creates the store)")
             store.migrate()
         except BaseException:
             store.close()
