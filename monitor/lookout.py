@@ -130,11 +130,16 @@ def env_name(*parts: str) -> str:
     return "_".join(_LABEL_BAD.sub("_", p).strip("_").upper() for p in parts if p)
 
 
-def _ident(column: str) -> str:
-    """A column or table name for SQL: bare when simple, else double-quoted (ANSI)."""
+def _ident(column: str, quote: str = '"') -> str:
+    """A column or table name for SQL: bare when simple, else quoted with ``quote`` (``"`` is
+    ANSI, as PostgreSQL and Redshift read it; MySQL reads backticks).
+
+    >>> _ident("order date"), _ident("order date", "`"), _ident("sales.orders")
+    ('"order date"', '`order date`', 'sales.orders')
+    """
     if all(_SIMPLE_IDENT.match(part) for part in column.split(".")):
         return column
-    return '"' + column.replace('"', '""') + '"'
+    return quote + column.replace(quote, quote * 2) + quote
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,11 +435,13 @@ class _Converter:
         table = _need(cfg, "TableName", where)
         var = env_name("LOOKOUT", key, "DB_URL")
         host, port, db = cfg.get("DatabaseHost"), cfg.get("DatabasePort"), cfg.get("DatabaseName")
+        quote = '"'
         if kind == "RedshiftSourceConfig":
             dialect = "postgresql+psycopg"
             engine = "Redshift (PostgreSQL protocol)"
         elif port == 3306:
             dialect, engine = "mysql+pymysql", "MySQL/MariaDB"
+            quote = "`"
         else:
             dialect, engine = "postgresql+psycopg", "PostgreSQL (the engine is not in the " \
                                                     "metric set: use mysql+pymysql:// for MySQL)"
@@ -467,11 +474,10 @@ class _Converter:
             if name != d:
                 self.note("mapped", "DimensionList",
                           f"{d!r} is selected as {name} (cxmon dimension names are "
-                          "[a-zA-Z_][a-zA-Z0-9_]*); the query quotes it ANSI-style "
-                          "(\"...\"): MySQL needs backticks instead")
-            selected.append(_ident(d) if name == d else f"{_ident(d)} AS {name}")
+                          "[a-zA-Z_][a-zA-Z0-9_]*)")
+            selected.append(_ident(d, quote) if name == d else f"{_ident(d, quote)} AS {name}")
             dim_names.append(name)
-        conds = [f"{_ident(ts_col)} >= :since", f"{_ident(ts_col)} < :until"]
+        conds = [f"{_ident(ts_col, quote)} >= :since", f"{_ident(ts_col, quote)} < :until"]
         params: dict[str, str] = {}
         for name, values in filters.items():
             binds = []
@@ -479,16 +485,16 @@ class _Converter:
                 p = f"{label_name(name)}_{j}"
                 params[p] = v
                 binds.append(f":{p}")
-            conds.append(f"{_ident(name)} IN ({', '.join(binds)})")
+            conds.append(f"{_ident(name, quote)} IN ({', '.join(binds)})")
         if filters:
             self.note("mapped", "DimensionFilterList",
                       "became a WHERE ... IN (...) of the query, values as bound params")
 
         def build(i: int, m: dict[str, Any]) -> dict[str, Any]:
             col = m["MetricName"]
-            cols = [_ident(ts_col), *selected, _ident(col)]
+            cols = [_ident(ts_col, quote), *selected, _ident(col, quote)]
             value = _value(self, i, col, m["AggregationFunction"])
-            query = (f"SELECT {', '.join(cols)}\nFROM {_ident(table)}\n"
+            query = (f"SELECT {', '.join(cols)}\nFROM {_ident(table, quote)}\n"
                      f"WHERE {' AND '.join(conds)}")
             out: dict[str, Any] = {"query": query}
             if params:

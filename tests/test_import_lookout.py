@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -276,3 +277,41 @@ def test_redshift_source_and_a_local_timezone():
     assert "FROM cx.contact_events" in conv.config["metrics"][0]["query"]
     assert "postgresql+psycopg://" in conv.env["LOOKOUT_CONTACT_CENTRE_DB_URL"]
     assert any(n.setting == "Timezone" and "Europe/Berlin" in n.message for n in conv.notes)
+
+
+def test_mysql_rds_source_quotes_with_backticks_and_runs_on_mariadb():
+    """A MySQL table (port 3306) reads "Queue-Name" as a string literal, not a column: the
+    converted query must use backticks there, and run."""
+    from tests.test_sources_sql import MARIADB_URL, require_mariadb
+
+    ms = _json("rds_metric_set.json")
+    ms["MetricSource"]["RDSSourceConfig"]["DatabasePort"] = 3306
+    conv = convert(ms)
+    assert "mysql+pymysql://" in conv.env["LOOKOUT_CONTACT_CENTRE_DB_URL"]
+    text = render_yaml(conv)
+    assert "`Queue-Name` AS queue_name" in text and '"Queue-Name"' not in text
+
+    require_mariadb()
+    table = f"contact_events_{uuid.uuid4().hex[:8]}"
+    ms["MetricSource"]["RDSSourceConfig"]["TableName"] = table
+    cfg = parse_config(render_yaml(convert(ms)), {"LOOKOUT_CONTACT_CENTRE_DB_URL": MARIADB_URL})
+    engine = sa.create_engine(MARIADB_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {table} (created_at DATETIME, channel TEXT, "
+                             "`Queue-Name` TEXT, contacts INTEGER, handle_seconds DOUBLE)"))
+        conn.execute(sa.text(f"INSERT INTO {table} VALUES "
+                             "('2026-03-01 10:00:00', 'phone', 'billing', 4, 300), "
+                             "('2026-03-01 10:05:00', 'chat', 'refunds', 2, 100)"))
+    source = SqlSource("contact_centre", cfg.sources["contact_centre"])
+    try:
+        m = cfg.metrics[0]
+        got = source.fetch(PollRequest(
+            m.name, datetime(2026, 3, 1, 10, tzinfo=UTC), datetime(2026, 3, 1, 11, tzinfo=UTC),
+            query=m.query, params=m.params, timestamp_column=m.timestamp))
+    finally:
+        source.close()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+        engine.dispose()
+    assert sorted(got["queue_name"]) == ["billing", "refunds"]  # the column, not its name
+    assert got["contacts"].sum() == 6
