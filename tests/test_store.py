@@ -407,6 +407,77 @@ def test_bulk_points_are_stored_exactly_as_the_row_by_row_path_stores_them(
                                   check_dtype=False)
 
 
+def test_bulk_checkpoints_round_trip_like_the_row_by_row_path(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every series is checkpointed every tick, so PostgreSQL takes them by COPY from
+    COPY_MIN_ROWS states: every byte (NUL, 0xff, empty state) must come back, a second save
+    must overwrite, not duplicate, and other detectors' states stay untouched."""
+    series = make_series(store_module.COPY_MIN_ROWS + 7)
+    rng = np.random.default_rng(3)
+    first = {s.key: rng.bytes(int(rng.integers(0, 300))) for s in series}
+    first[series[0].key] = bytes(range(256)) + b"\x00\\N\t\n"
+    again = {k: v[::-1] + b"\x01" for k, v in list(first.items())[::2]}
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        tx.save_checkpoints("other", {series[1].key: b"keep"})
+        tx.save_checkpoints("robust_seasonal", first)
+    with store.transaction() as tx:
+        tx.save_checkpoints("robust_seasonal", {**first, **again})
+    bulk = store.load_checkpoints("robust_seasonal")
+    assert bulk == {**first, **again}
+    assert store.load_checkpoints("other") == {series[1].key: b"keep"}
+    monkeypatch.setattr(store_module, "COPY_MIN_ROWS", 10**9)  # now row by row
+    with store.transaction() as tx:
+        tx.save_checkpoints("row_by_row", {**first, **again})
+    assert store.load_checkpoints("row_by_row") == bulk
+
+
+def test_series_ids_of_many_keys_in_one_lookup(store: Store) -> None:
+    """More keys than one IN list (or array parameter) chunk: all found, unknown ones not."""
+    series = make_series(2 * store_module.IN_CHUNK + 5)
+    with store.transaction() as tx:
+        ids = tx.ensure_series(series)
+        again = tx.ensure_series(series)
+        found = store_module._select_series_ids(tx.conn, [*ids, "nope{}"])
+    assert again == ids and found == ids and len(set(ids.values())) == len(series)
+
+
+def test_series_ids_are_looked_up_once_and_a_rolled_back_series_is_forgotten(
+    store: Store
+) -> None:
+    """A tick writes points, checkpoints and anomalies of the same series: their ids come
+    from the store's memory after the first lookup. A series created in a transaction that
+    rolled back must not be remembered (its id was never committed)."""
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    series = make_series(3)
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        with store.transaction() as tx:
+            tx.ensure_series(series)
+            tx.upsert_points(make_frame(series, 2))
+            tx.save_checkpoints("d", {s.key: b"x" for s in series})
+        assert not [q for q in statements if "FROM series" in q]
+        ghost = make_series(1, metric="ghost")
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            tx.ensure_series(ghost)
+            raise RuntimeError("tick failed after creating the series")
+        assert ghost[0].key not in store._series_ids
+        with store.transaction() as tx:
+            ids = tx.ensure_series(ghost)
+            tx.save_checkpoints("d", {ghost[0].key: b"y"})
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+    assert store.load_checkpoints("d", [ghost[0].key]) == {ghost[0].key: b"y"}
+    assert store.series_ids([ghost[0].key]) == ids
+
+
 def test_purge_points_retention(store: Store) -> None:
     series = make_series(2)
     with store.transaction() as tx:
