@@ -58,11 +58,11 @@ def diff(told: Mapping[str, Any], now: Mapping[str, Any], since: str | None) -> 
 
     >>> old = {"severity": 35, "points": 4, "series": ["m{region=\\"uk\\"}"], "measures": ["m"],
     ...        "root_cause": []}
-    >>> new = {"severity": 48, "points": 7, "series": ["m{region=\\"uk\\"}", "m{region=\\"us\\"}"],
+    >>> new = {"severity": 52, "points": 7, "series": ["m{region=\\"uk\\"}", "m{region=\\"us\\"}"],
     ...        "measures": ["m"], "root_cause": ["m: region=us"]}
     >>> c = diff(old, new, "2026-01-05T10:00:00+00:00")
     >>> c["severity"], c["new_points"], c["new_series"], c["new_root_causes"]
-    ({'from': 35, 'to': 48, 'level': 'high'}, 3, ['m{region="us"}'], ['m: region=us'])
+    ({'from': 35, 'to': 52, 'level': 'high'}, 3, ['m{region="us"}'], ['m: region=us'])
     """
     out: dict[str, Any] = {"since": since}
     before, after = int(told.get("severity") or 0), int(now.get("severity") or 0)
@@ -83,13 +83,13 @@ def diff(told: Mapping[str, Any], now: Mapping[str, Any], since: str | None) -> 
 
 
 def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None = None) -> str:
-    """One line saying what changed (``""`` for a first message), e.g. ``severity 35 → 48
+    """One line saying what changed (``""`` for a first message), e.g. ``severity 35 → 52
     (high); 3 new anomalous points; now also region=us``.
 
-    >>> describe({"since": "t", "severity": {"from": 35, "to": 48, "level": "high"},
+    >>> describe({"since": "t", "severity": {"from": 35, "to": 52, "level": "high"},
     ...           "new_points": 3, "new_series": ['m{journey="checkout",region="us"}'],
     ...           "new_series_total": 1}, {"journey": "checkout"})
-    'severity 35 → 48 (high); 3 new anomalous points; now also region=us'
+    'severity 35 → 52 (high); 3 new anomalous points; now also region=us'
     >>> describe({"since": "t"})
     'no change since the last message'
     """

@@ -17,6 +17,11 @@ receiver first gives the timings). Like Alertmanager's aggregation groups:
   was muted at its flushes (nothing sent) is checked again at each group_interval tick and
   told once the mute ends, if it is still open; if it resolves first, it resolves silently.
 
+Every message after a group's first says what changed since the previous one this receiver
+got (``payload["changes"]``, :mod:`alerts.changes`; what each message told is kept in the
+group's ``told`` column). An acknowledged incident (:mod:`alerts.acks`) gets no reminders until
+it changes materially, which lifts the acknowledgement, or resolves.
+
 Silences, inhibition and time intervals are checked when a group flushes (as Alertmanager's
 notification pipeline does), through :meth:`alerts.dispatch.Dispatcher.suppression`; a
 suppressed notification is stored in the outbox with status ``suppressed`` and the reason.
