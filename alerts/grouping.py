@@ -251,8 +251,6 @@ class AlertGroups:
             if last_sent is not None:  # an update or a reminder: say what changed
                 before = told or {**_state_of(last_payload), "points": now_state["points"]}
                 payload = {**payload, "changes": diff(before, now_state, last_sent.isoformat())}
-                if kind != "repeat":
-                    self._lift_if_material(tx, row.incident_key, now_state)
         if payload is not None:
             n = Notification(f"{row.incident_key}|{kind}|{now.isoformat()}|{row.receiver}",
                              row.receiver, row.incident_key, payload)
@@ -260,6 +258,8 @@ class AlertGroups:
                 row.incident_key, row.labels, row.route, now, opened)
             if reason is None:
                 sent.append(n)
+                if row.last_sent_at is not None and now_state is not None and kind != "repeat":
+                    self._lift_if_material(tx, row.incident_key, now_state)  # told: resume
                 last_sent, last_payload, told = now, payload, now_state or told
             elif not _muted_before(row):  # one suppressed row per muted incident, not 12/h
                 muted.append((n, reason))
