@@ -29,6 +29,7 @@ from alerts.notifiers.webhook import webhook_body
 from alerts.outbox import OutboxWorker
 from alerts.payload import incident_payload
 from alerts.receipts import StoreReceipts
+from alerts.silences import active_silences, add_silence
 from monitor.cli import app
 from monitor.clock import FakeClock
 from monitor.config import parse_config
@@ -78,7 +79,10 @@ class Monitor:
         if self.store is not None:
             self.store.close()
         self.store = Store.open(self.url)
-        self.groups = AlertGroups(Dispatcher(parse_config(CONFIG, env={}).alerting), {"ops"})
+        store = self.store
+        dispatcher = Dispatcher(parse_config(CONFIG, env={}).alerting,
+                                silences=lambda now: active_silences(store, now))
+        self.groups = AlertGroups(dispatcher, {"ops"})
 
     def tick(self, at: datetime, *anomalies: Anomaly, resolve: bool = False) -> None:
         changes = self.tracker.observe(anomalies, at) if anomalies else []
@@ -274,6 +278,17 @@ def test_a_new_series_lifts_the_ack_even_when_no_update_was_sent(store_url: str)
     finally:
         assert mon.store is not None
         mon.store.close()
+
+
+def test_a_silenced_update_does_not_lift_the_ack(mon: Monitor) -> None:
+    """Nobody was told of the higher severity, so reminders stay off until someone is."""
+    mon.tick(T0, anomaly("uk", T0, 40))
+    assert mon.store is not None
+    acknowledge(mon.store, mon.sent()[0]["incident_key"], by="bo", source="cli", now=T0)
+    add_silence(mon.store, ['journey="checkout"'], now=T0 + 5 * M, duration=H)
+    mon.tick(T0 + 10 * M, anomaly("uk", T0 + 10 * M, 55))
+    assert len(mon.sent()) == 1  # suppressed
+    assert len(list_acks(mon.store)) == 1
 
 
 def test_cli_ack_then_resolution_is_still_sent_and_ends_the_ack(
