@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from alerts.changes import describe
 from alerts.notifiers.console import (
     SPREAD_TEXT,
     format_change,
@@ -118,11 +119,17 @@ def render_message(
     head, numbers, tail = summary(payload)
     header = f"{emoji} {verb} · {head}{tail}"
     rank = f"peak sev {severity}" if resolved else f"sev {severity} {name}"
-    text = f"{verb}: {head}{f' ({numbers})' if numbers else ''}{tail} · {rank}"
+    changed = "" if resolved else describe(payload.get("changes"), payload.get("group"))
+    lead = f"{'Reminder' if payload.get('repeat') else verb}: {changed} · " if changed \
+        else f"{verb}: "  # what is new first: all a phone's preview may show
+    text = f"{lead}{head}{f' ({numbers})' if numbers else ''}{tail} · {rank}"
 
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(_cut(header, MAX_HEADER))},
     ]
+    if changed:  # an update says first what is new since the last message
+        blocks.append({"type": "context", "elements": [_mrkdwn(
+            _changes_line(payload, changed))]})
     anomalies = list(payload.get("anomalies") or [])
     metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")}) or sorted(
         {str(m.get("metric")) for m in payload.get("measures") or []
@@ -174,6 +181,13 @@ def render_message(
     blocks.append({"type": "context", "elements": [_mrkdwn(context)]})
     return {"text": _cut(escape_mrkdwn(text), MAX_TEXT), "color": colour,
             "blocks": limit_blocks(blocks)}
+
+
+def _changes_line(payload: Mapping[str, Any], changed: str) -> str:
+    """``*Update* since 10:05 UTC: severity 35 → 48 (high); ...`` (a reminder says so)."""
+    since = (payload.get("changes") or {}).get("since")
+    when = f" since {_when(since)}" if since else ""
+    return f"*{'Reminder' if payload.get('repeat') else 'Update'}*{when}: {changed}"
 
 
 def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:

@@ -5,6 +5,7 @@ endpoint too when ``alerting.feedback`` is configured (:func:`start_feedback`)."
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from datetime import timedelta
@@ -76,8 +77,96 @@ def _note_left_for_others(rows: list, grace: timedelta) -> None:
                    f"{format_duration(grace)} if no worker takes them", err=True)
 
 
+def _open_key(store: Store, given: str) -> str | None:
+    """The open incident ``given`` names: its key, or the start of exactly one open key
+    (keys are long: ``journey=checkout@2026-01-05T10:00Z``). None (said) otherwise."""
+    keys = [str(r["key"]) for r in store.open_incidents()]
+    if given in keys:
+        return given
+    found = [k for k in keys if k.startswith(given)]
+    if len(found) == 1:
+        return found[0]
+    typer.echo(f"{given} matches {len(found)} open incidents"
+               + (f" ({', '.join(found)}): give more characters" if found else ""), err=True)
+    return None
+
+
 def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     """Add the commands (the CLI's helpers are imported when a command runs)."""
+
+    @alerts_app.command("ack")
+    def ack(
+        config: ConfigOpt,
+        incidents: Annotated[list[str], typer.Argument(help="Open incident keys, or their "
+                                                       "first characters (cxmon alerts acks).")],
+        by: Annotated[str, typer.Option("--by", "-a", help="Who (default: $USER).")] = "",
+    ) -> None:
+        """Acknowledge incidents: no more reminders (repeat_interval) until one changes
+        materially (severity rises a level, new series) or resolves; updates and the
+        resolution are still sent."""
+        from alerts.acks import acknowledge
+        from monitor import cli as main
+        from monitor.clock import SystemClock
+
+        store = main._open_store(main._load(config, needs={"store"}), must_exist=True)
+        failed = False
+        try:
+            for given in incidents:
+                key = _open_key(store, given)
+                if key is None:
+                    failed = True
+                    continue
+                a = acknowledge(store, key, by=by or os.environ.get("USER", "cxmon"),
+                                source="cli", now=SystemClock().now())
+                typer.echo(f"acknowledged {key} (sev {a.severity}, {len(a.series)} series)")
+        finally:
+            store.close()
+        if failed:
+            raise typer.Exit(1)
+
+    @alerts_app.command("unack")
+    def unack(
+        config: ConfigOpt,
+        incidents: Annotated[list[str], typer.Argument(help="Acknowledged incident keys.")],
+    ) -> None:
+        """Remove acknowledgements: the incidents' reminders resume."""
+        from alerts.acks import unacknowledge
+        from monitor import cli as main
+
+        store = main._open_store(main._load(config, needs={"store"}), must_exist=True)
+        missing = []
+        try:
+            for key in incidents:
+                if unacknowledge(store, key):
+                    typer.echo(f"unacknowledged {key}")
+                else:
+                    missing.append(key)
+        finally:
+            store.close()
+        for key in missing:
+            typer.echo(f"{key} is not acknowledged", err=True)
+        if missing:
+            raise typer.Exit(1)
+
+    @alerts_app.command("acks")
+    def acks(config: ConfigOpt) -> None:
+        """List the open incidents and which are acknowledged (by whom, when)."""
+        from alerts.acks import list_acks
+        from monitor import cli as main
+
+        store = main._open_store(main._load(config, needs={"store"}), must_exist=True)
+        try:
+            by_key = {a.incident_key: a for a in list_acks(store)}
+            rows = store.open_incidents()
+        finally:
+            store.close()
+        typer.echo(f"{'Incident':44}  {'Sev':>3}  Acknowledged")
+        for r in rows:
+            a = by_key.get(str(r["key"]))
+            said = (f"by {a.acked_by} ({a.source}) at "
+                    f"{a.acked_at.strftime('%Y-%m-%d %H:%M UTC')}, sev {a.severity}"
+                    if a else "-")
+            typer.echo(f"{r['key']:44}  {r['severity']:>3}  {said}")
 
     @alerts_app.command("deliver")
     def deliver(

@@ -17,6 +17,8 @@ reach), so ``cxmon serve-feedback`` run alone can be scraped. Accepted
 record ``acknowledged`` / ``not_anomaly`` / ``expected`` feedback (source ``slack``, the
 Slack user) for every anomaly id in the button's value and every anomaly of its incident in the
 store (the value holds at most the first message's top 20); the detectors read it from the store.
+``cxmon_ack`` also acknowledges the open incident (:mod:`alerts.acks`): no more reminders for it
+until it changes materially or resolves.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
+from alerts.acks import acknowledge
 from alerts.blocks import FEEDBACK_ACTIONS
 from monitor.clock import Clock, SystemClock
 from monitor.store import Store
@@ -170,6 +173,8 @@ class FeedbackApp:
             except ValueError:
                 continue
             incident = str(value.get("incident") or "")
+            if known[1] == "acknowledged" and incident:
+                self._acknowledge(incident, user)
             note = f"incident {incident}"
             ids = value.get("anomalies")
             ids = [str(i) for i in ids] if isinstance(ids, list) else []
@@ -184,6 +189,14 @@ class FeedbackApp:
                     log.warning("feedback: unknown anomaly %s", anomaly_id)
         log.info("feedback: %d record(s) from %s", recorded, user)
         return recorded
+
+    def _acknowledge(self, incident: str, user: Any) -> None:
+        """"Acknowledge" also stops the incident's reminders (:mod:`alerts.acks`)."""
+        try:
+            acknowledge(self.store, incident, by=str(user or "slack"), source="slack",
+                        now=self.clock.now())
+        except KeyError:
+            log.info("feedback: incident %s is not open; nothing to acknowledge", incident)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

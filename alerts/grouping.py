@@ -17,6 +17,11 @@ receiver first gives the timings). Like Alertmanager's aggregation groups:
   was muted at its flushes (nothing sent) is checked again at each group_interval tick and
   told once the mute ends, if it is still open; if it resolves first, it resolves silently.
 
+Every message after a group's first says what changed since the previous one this receiver
+got (``payload["changes"]``, :mod:`alerts.changes`; what each message told is kept in the
+group's ``told`` column). An acknowledged incident (:mod:`alerts.acks`) gets no reminders until
+it changes materially, which lifts the acknowledgement, or resolves.
+
 Silences, inhibition and time intervals are checked when a group flushes (as Alertmanager's
 notification pipeline does), through :meth:`alerts.dispatch.Dispatcher.suppression`; a
 suppressed notification is stored in the outbox with status ``suppressed`` and the reason.
@@ -37,9 +42,11 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from alerts.acks import get_ack, lift_ack
+from alerts.changes import diff, material_change, state
 from alerts.payload import MAX_ANOMALIES
 from monitor.model import Notification
-from monitor.store import Store, StoreTx, alert_groups_t
+from monitor.store import Store, StoreTx, alert_groups_t, anomalies_t, incidents_t
 
 if TYPE_CHECKING:
     from alerts.dispatch import Dispatcher
@@ -151,6 +158,7 @@ class AlertGroups:
 
     def _resolved(self, tx: StoreTx, key: str, payload: Mapping[str, Any],
                   now: datetime) -> None:
+        lift_ack(tx.conn, key, "resolved")  # the resolution is still sent
         rows = tx.conn.execute(sa.select(G).where(G.c.incident_key == key)).all()
         for row in rows:
             where = (G.c.incident_key == key, G.c.receiver == row.receiver)
@@ -227,7 +235,22 @@ class AlertGroups:
         if payload is None and row.last_sent_at is not None and (
                 now - row.last_sent_at >= repeat):
             payload, kind = {**row.last_payload, "update": True, "repeat": True}, "repeat"
-        last_sent, last_payload = row.last_sent_at, row.last_payload
+        last_sent, last_payload, told = row.last_sent_at, row.last_payload, row.told
+        facts = _facts(tx, row.incident_key) if payload is not None and kind not in (
+            "resolved", "late") else None
+        if kind == "repeat" and facts is not None:  # a reminder: the incident as it is now
+            payload = {**payload, "severity": max(int(payload.get("severity") or 0), facts[0])}
+        if kind == "repeat" and not self._remind(tx, row.incident_key, facts, payload):
+            tx.conn.execute(sa.update(G).where(*where).values(  # acknowledged: check later
+                last_flush_at=now, next_flush_at=next_tick(now, interval, now + repeat),
+                seq=row.seq + 1))
+            return
+        now_state = None
+        if facts is not None and payload is not None:
+            now_state = _state_now(payload, facts, row)
+            if last_sent is not None:  # an update or a reminder: say what changed
+                before = told or {**_state_of(last_payload), "points": now_state["points"]}
+                payload = {**payload, "changes": diff(before, now_state, last_sent.isoformat())}
         if payload is not None:
             n = Notification(f"{row.incident_key}|{kind}|{now.isoformat()}|{row.receiver}",
                              row.receiver, row.incident_key, payload)
@@ -235,7 +258,9 @@ class AlertGroups:
                 row.incident_key, row.labels, row.route, now, opened)
             if reason is None:
                 sent.append(n)
-                last_sent, last_payload = now, payload
+                if row.last_sent_at is not None and now_state is not None and kind != "repeat":
+                    self._lift_if_material(tx, row.incident_key, now_state)  # told: resume
+                last_sent, last_payload, told = now, payload, now_state or told
             elif not _muted_before(row):  # one suppressed row per muted incident, not 12/h
                 muted.append((n, reason))
         if kind in ("resolved", "late"):  # the group's last message
@@ -249,7 +274,35 @@ class AlertGroups:
             due = next_tick(now, interval, last_sent + repeat)
         tx.conn.execute(sa.update(G).where(*where).values(
             pending=None, pending_kind=None, last_flush_at=now, next_flush_at=due,
-            last_sent_at=last_sent, last_payload=last_payload, seq=row.seq + 1))
+            last_sent_at=last_sent, last_payload=last_payload, told=told, seq=row.seq + 1))
+
+    @staticmethod
+    def _remind(tx: StoreTx, key: str, facts: _Facts | None,
+                payload: Mapping[str, Any]) -> bool:
+        """Whether a due reminder goes out: not while the incident is acknowledged, unless it
+        changed materially since (which lifts the acknowledgement)."""
+        ack = get_ack(tx.conn, key)
+        if ack is None:
+            return True
+        severity = int(payload.get("severity") or 0)  # the incident's, as it is now
+        series = facts[1] if facts is not None and facts[1] is not None else ack.series
+        why = material_change(ack.as_state(), severity, series)
+        if why is None:
+            log.info("incident %s acknowledged by %s: no reminder", key, ack.acked_by)
+            return False
+        lift_ack(tx.conn, key, why)
+        return True
+
+    @staticmethod
+    def _lift_if_material(tx: StoreTx, key: str, now_state: Mapping[str, Any]) -> None:
+        """An update that changes the incident materially ends its acknowledgement, so the
+        reminders resume after it."""
+        ack = get_ack(tx.conn, key)
+        if ack is None:
+            return
+        why = material_change(ack.as_state(), int(now_state["severity"]), now_state["series"])
+        if why is not None:
+            lift_ack(tx.conn, key, why)
 
     @staticmethod
     def _retry_muted(tx: StoreTx, row: Any, now: datetime, payload: Mapping[str, Any],
@@ -263,6 +316,48 @@ class AlertGroups:
             pending=dict(payload), pending_kind=kind, last_flush_at=now,
             next_flush_at=next_tick(now, timedelta(seconds=row.group_interval_s), now),
             seq=row.seq + 1))
+
+
+#: (severity, series, anomalous points) of an incident in the store; series and points are
+#: None when the store does not have the incident (then the payloads say what they can).
+_Facts = tuple[int, list[str] | None, int | None]
+
+
+def _facts(tx: StoreTx, key: str) -> _Facts:
+    """The incident as stored now: a payload lists only its own change's anomalies (at most
+    20), while an update must say how many points and which series are new overall."""
+    inc = tx.conn.execute(sa.select(incidents_t.c.id, incidents_t.c.severity,
+                                    incidents_t.c.summary)
+                          .where(incidents_t.c.key == key)).first()
+    if inc is None:
+        return 0, None, None
+    points = tx.conn.execute(sa.select(sa.func.count()).select_from(anomalies_t)
+                             .where(anomalies_t.c.incident_id == inc.id)).scalar_one()
+    series = (inc.summary or {}).get("series")
+    return int(inc.severity), list(series) if series is not None else None, int(points)
+
+
+def _state_now(payload: Mapping[str, Any], facts: _Facts, row: Any) -> dict[str, Any]:
+    """What a message with ``payload`` tells; without the incident in the store, the series
+    and points told before plus the payload's own."""
+    _, series, points = facts
+    before = row.told or {}
+    if series is None:
+        series = [*(before.get("series") or []),
+                  *(str(a.get("series")) for a in payload.get("anomalies") or []
+                    if a.get("series"))]
+    if points is None:
+        extra = 0 if payload.get("repeat") else int(payload.get("anomalies_total") or 0)
+        points = int(before.get("points") or 0) + extra
+    return state(payload, series, points)
+
+
+def _state_of(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The state a message told, from its payload alone (a group from before ``told`` was
+    kept): its series are all that is known of it (its points: unknown)."""
+    payload = payload or {}
+    anomalies = [a for a in payload.get("anomalies") or [] if isinstance(a, Mapping)]
+    return state(payload, [str(a["series"]) for a in anomalies if a.get("series")], 0)
 
 
 def _muted_before(row: Any) -> bool:

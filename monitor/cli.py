@@ -866,6 +866,7 @@ def alerts_status(
     """Outbox counts (pending, sent, dead, suppressed) and the notifications not sent: pending
     (with the worker holding them), dead-lettered (the error) and suppressed (the silence,
     time interval or inhibiting incident)."""
+    from alerts.acks import list_acks
     from alerts.grouping import waiting_groups
 
     cfg = _load(config, needs={"store"})
@@ -875,6 +876,10 @@ def alerts_status(
         f"pending {counts.get('pending', 0)} · sent {counts.get('sent', 0)} · "
         f"dead {counts.get('dead', 0)} · suppressed {counts.get('suppressed', 0)}"
     )
+    acked = list_acks(st)
+    if acked:  # reminders held back until they change materially or resolve
+        console.print(f"acknowledged: {len(acked)} incident(s), no reminders "
+                      f"(cxmon alerts acks)", highlight=False)
     waiting = waiting_groups(st)
     if waiting:  # not in the outbox yet: held back by the route's group timing
         first = [w for w in waiting if w.first]

@@ -325,6 +325,24 @@ alert_groups_t = sa.Table(
     sa.Column("pending_kind", sa.String(16), nullable=True),  # opened | updated | resolved
     sa.Column("last_payload", JSONType, nullable=True),  # the last payload sent
     sa.Column("seq", sa.Integer, nullable=False),  # flushes so far
+    # what the last message told (alerts/changes.py state): an update says what is new
+    sa.Column("told", JSONType, nullable=True),
+)
+
+# -- acknowledgements (alerts/acks.py; migration 0006_alert_acks) -------------------------------
+# An incident someone acknowledged (Slack button, ``cxmon alerts ack``): its groups send no
+# repeat_interval reminders until it changes materially (severity rises a level, new series)
+# or resolves. ``severity`` and ``series`` are the incident as it was acknowledged.
+
+alert_acks_t = sa.Table(
+    "alert_acks",
+    METADATA,
+    sa.Column("incident_key", sa.Text, primary_key=True),
+    sa.Column("acked_at", UTCDateTime, nullable=False),
+    sa.Column("acked_by", sa.String(255), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),  # slack | cli
+    sa.Column("severity", sa.Integer, nullable=False),
+    sa.Column("series", JSONType, nullable=False),
 )
 
 # -- seen feedback requests (migration 0005_feedback_requests) ----------------------------------

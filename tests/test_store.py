@@ -35,6 +35,7 @@ TABLES = {
     "ticks",
     "alert_groups",
     "feedback_requests",
+    "alert_acks",
     "alembic_version",
 }
 
@@ -127,7 +128,7 @@ def test_migrations_match_table_definitions(store: Store) -> None:
     assert diff == []
 
 
-@pytest.mark.parametrize("old", ["0001", "0002", "0003"])
+@pytest.mark.parametrize("old", ["0001", "0002", "0003", "0005_feedback_requests"])
 def test_a_store_at_an_old_revision_is_upgraded_at_open_with_its_data(
         store_url: str, old: str) -> None:
     """An existing store at an older revision (with rows) reaches every head on start-up,

@@ -15,7 +15,13 @@ Payload schema (a JSON-able dict, the same for every notifier)::
                      "contributions": [{"element", "actual", "expected", "change", "share",
                                         "leaves"}]}, ...],  # or, when every dimension
                      # value moved alike: {"metric", "at", "elements": [], "spread": true, ...}
-     "contributors": [{"metric", "element", "share", ...}, ...]}  # top dimension values
+     "contributors": [{"metric", "element", "share", ...}, ...],  # top dimension values
+     "repeat": bool,  # optional: a repeat_interval reminder
+     # updates and reminders only (absent from a group's first message and resolutions):
+     # what changed since the last message this receiver got (alerts/changes.py)
+     "changes": {"since": iso, "severity": {"from", "to", "level"}, "new_points": int,
+                 "new_series": [series keys], "new_series_total": int,
+                 "new_measures": [metric], "new_root_causes": ["metric: dim=value"]}}
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from alerts.changes import describe
 from alerts.notifiers.base import Notifier
 from monitor.model import severity_name
 
@@ -60,8 +61,15 @@ def reminder_line(payload: Mapping[str, Any]) -> str:
     who = ", ".join(f"{k}={v}" for k, v in group.items()) or str(payload.get("title", ""))
     opened = str(payload.get("opened_at") or "")[:16].replace("T", " ")
     since = f" · open since {opened} UTC" if opened else ""
+    changed = _changed(payload)
     return (f"[{severity_colour(severity)}]REMINDER[/] {escape(who)} · "
-            f"sev {severity} {severity_name(severity)}{since}")
+            f"sev {severity} {severity_name(severity)}{since}"
+            f"{f' · {escape(changed)}' if changed else ''}")
+
+
+def _changed(payload: Mapping[str, Any]) -> str:
+    """What changed since the last message (:func:`alerts.changes.describe`), or ``""``."""
+    return describe(payload.get("changes"), payload.get("group"))
 
 
 #: Width of the boxes when stdout is not a terminal (a log file, cron mail, ``| less``),
@@ -98,6 +106,9 @@ def render_panel(payload: Mapping[str, Any]) -> Panel:
         body = Text(f"back to normal; open from {since} to {until} UTC")
     title = (f"[{colour}]{_verb(payload)}[/] sev {severity} {severity_name(severity)} · "
              f"{payload.get('title', '')}")
+    changed = _changed(payload) if status != "resolved" else ""
+    if changed:  # an update says first what is new since the last message
+        body = Group(Text(f"Update: {changed}", style="bold"), body)
     subtitle = payload.get("runbook") or payload.get("incident_key", "")
     return Panel(body, title=title, subtitle=str(subtitle), border_style=colour)
 

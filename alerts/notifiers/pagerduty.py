@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from alerts.blocks import grafana_link
+from alerts.changes import describe
 from alerts.notifiers.base import Notifier
 from alerts.notifiers.config import PagerDutyReceiverConfig
 from alerts.notifiers.http import post_json
@@ -48,7 +49,7 @@ def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str
         "dedup_key": key,
         "client": "cxmon",
         "payload": {
-            "summary": str(payload.get("title") or key)[:1024],
+            "summary": _summary(payload, key)[:1024],
             "source": source,
             "severity": next(name for floor, name in _SEVERITIES if severity >= floor),
             "timestamp": payload.get("opened_at"),
@@ -80,6 +81,13 @@ def pagerduty_change_event(payload: Mapping[str, Any], routing_key: str, *,
     return _with_links(event, payload, grafana_url)
 
 
+def _summary(payload: Mapping[str, Any], key: str) -> str:
+    """The title; an update's says first what changed since the last trigger."""
+    title = str(payload.get("title") or key)
+    changed = describe(payload.get("changes"), payload.get("group"))
+    return f"Update: {changed} · {title}" if changed else title
+
+
 def _details(payload: Mapping[str, Any]) -> dict[str, Any]:
     anomalies = list(payload.get("anomalies") or [])
     return {
@@ -88,6 +96,7 @@ def _details(payload: Mapping[str, Any]) -> dict[str, Any]:
         "anomalies": anomalies[:5],
         "anomalies_total": payload.get("anomalies_total", len(anomalies)),
         **({"root_cause": payload["root_cause"]} if payload.get("root_cause") else {}),
+        **({"changes": payload["changes"]} if payload.get("changes") is not None else {}),
     }
 
 

@@ -1,0 +1,166 @@
+"""What changed in an alert group since the last message its receiver got, and whether an
+acknowledged group changed enough to remind anyone again. Pure: dicts in, dicts out.
+
+A *state* is what one message told (or what an acknowledgement saw)::
+
+    {"severity": 48, "points": 12, "series": [series keys], "measures": [metrics],
+     "root_cause": ["metric: channel=app, region=uk", ...]}
+
+:mod:`alerts.grouping` keeps the last state told to each receiver with its group (column
+``told`` of ``alert_groups``), so an update after a restart still says what is new. An update's
+payload carries ``changes`` (:func:`diff`), rendered by every notifier (:func:`describe`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from monitor.model import SEVERITY_LEVELS, parse_series_key, severity_name
+
+__all__ = ["describe", "diff", "material_change", "state"]
+
+#: New series named in the text (the ``changes`` object lists up to ``MAX_SERIES``).
+SHOWN_SERIES = 3
+MAX_SERIES = 20
+_HIDDEN_LABELS = ("team",)
+
+
+def state(payload: Mapping[str, Any], series: Iterable[str], points: int) -> dict[str, Any]:
+    """The state a message with ``payload`` tells: the incident's ``series`` and anomalous
+    ``points`` so far come from the store (a payload lists only its own anomalies)."""
+    return {
+        "severity": int(payload.get("severity") or 0),
+        "points": int(points),
+        "series": sorted(set(series)),
+        "measures": sorted({str(m.get("metric")) for m in payload.get("measures") or []
+                            if isinstance(m, Mapping) and m.get("metric")}),
+        "root_cause": _causes(payload.get("root_cause")),
+    }
+
+
+def _causes(raw: Any) -> list[str]:
+    """``metric: dim=value, ...`` per root-cause element, so a new culprit is a new string."""
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        for el in item.get("elements") or []:
+            if isinstance(el, Mapping) and el:
+                where = ", ".join(f"{k}={v}" for k, v in sorted(el.items()))
+                out.append(f"{item.get('metric') or ''}: {where}")
+    return sorted(set(out))
+
+
+def diff(told: Mapping[str, Any], now: Mapping[str, Any], since: str | None) -> dict[str, Any]:
+    """The ``changes`` object of an update: only what differs from ``told``; ``since`` is
+    when the previous message went out. A reminder of an unchanged group gets ``{"since"}``.
+
+    >>> old = {"severity": 35, "points": 4, "series": ["m{region=\\"uk\\"}"], "measures": ["m"],
+    ...        "root_cause": []}
+    >>> new = {"severity": 52, "points": 7, "series": ["m{region=\\"uk\\"}", "m{region=\\"us\\"}"],
+    ...        "measures": ["m"], "root_cause": ["m: region=us"]}
+    >>> c = diff(old, new, "2026-01-05T10:00:00+00:00")
+    >>> c["severity"], c["new_points"], c["new_series"], c["new_root_causes"]
+    ({'from': 35, 'to': 52, 'level': 'high'}, 3, ['m{region="us"}'], ['m: region=us'])
+    """
+    out: dict[str, Any] = {"since": since}
+    before, after = int(told.get("severity") or 0), int(now.get("severity") or 0)
+    if after != before:
+        out["severity"] = {"from": before, "to": after, "level": severity_name(after)}
+    points = int(now.get("points") or 0) - int(told.get("points") or 0)
+    if points > 0:
+        out["new_points"] = points
+    new = sorted(set(now.get("series") or []) - set(told.get("series") or []))
+    if new:
+        out["new_series"] = new[:MAX_SERIES]
+        out["new_series_total"] = len(new)
+    for key, name in (("measures", "new_measures"), ("root_cause", "new_root_causes")):
+        added = sorted(set(now.get(key) or []) - set(told.get(key) or []))
+        if added:
+            out[name] = added
+    return out
+
+
+def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None = None) -> str:
+    """One line saying what changed (``""`` for a first message), e.g. ``severity 35 → 52
+    (high); 3 new anomalous points; now also region=us``.
+
+    >>> describe({"since": "t", "severity": {"from": 35, "to": 52, "level": "high"},
+    ...           "new_points": 3, "new_series": ['m{journey="checkout",region="us"}'],
+    ...           "new_series_total": 1}, {"journey": "checkout"})
+    'severity 35 → 52 (high); 3 new anomalous points; now also region=us'
+    >>> describe({"since": "t"})
+    'no change since the last message'
+    """
+    if changes is None:
+        return ""
+    parts = []
+    sev = changes.get("severity")
+    if isinstance(sev, Mapping):
+        parts.append(f"severity {sev.get('from')} → {sev.get('to')} ({sev.get('level')})")
+    points = int(changes.get("new_points") or 0)
+    if points:
+        parts.append(f"{points} new anomalous point{'s' if points != 1 else ''}")
+    measures = list(changes.get("new_measures") or [])
+    if measures:
+        parts.append(f"new measure{'s' if len(measures) > 1 else ''} {', '.join(measures)}")
+    series = list(changes.get("new_series") or [])
+    if series:
+        parts.append(_also(series, int(changes.get("new_series_total") or len(series)),
+                           group or {}))
+    causes = list(changes.get("new_root_causes") or [])
+    if causes:
+        parts.append(f"new root cause {'; '.join(causes[:SHOWN_SERIES])}"
+                     + (f" (+{len(causes) - SHOWN_SERIES} more)" if len(causes) > SHOWN_SERIES
+                        else ""))
+    return "; ".join(parts) or "no change since the last message"
+
+
+def _also(series: list[str], total: int, group: Mapping[str, Any]) -> str:
+    """``now also region=us, region=de (+2 more)``: the labels the group does not say, each
+    with its metric when the new series are of several metrics."""
+    parsed = []
+    for key in series:
+        try:
+            parsed.append(parse_series_key(key))
+        except ValueError:
+            parsed.append((key, {}))
+    several = len({metric for metric, _ in parsed}) > 1
+    names = []
+    for metric, labels in parsed:
+        where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
+                          if k not in group and k not in _HIDDEN_LABELS) or "total"
+        names.append(f"{metric} {where}" if several else where)
+    unique = list(dict.fromkeys(names))
+    shown = unique[:SHOWN_SERIES]
+    more = max(total - len(series), 0) + len(unique) - len(shown)
+    return "now also " + ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _band(severity: int) -> int:
+    """The severity level's rank: low 0, medium 1, high 2, critical 3."""
+    floors = sorted(low for low, _ in SEVERITY_LEVELS)
+    return sum(1 for low in floors[1:] if severity >= low)
+
+
+def material_change(acked: Mapping[str, Any], severity: int, series: Iterable[str]
+                    ) -> str | None:
+    """Why an acknowledged group must remind again, or None: its severity rose a level
+    (medium → high) or it spread to series it did not have when acknowledged.
+
+    >>> material_change({"severity": 40, "series": ["a"]}, 48, ["a"]) is None
+    True
+    >>> material_change({"severity": 40, "series": ["a"]}, 52, ["a"])
+    'severity rose from medium to high'
+    >>> material_change({"severity": 40, "series": ["a"]}, 40, ["a", "b"])
+    'new series b'
+    """
+    before = int(acked.get("severity") or 0)
+    if _band(severity) > _band(before):
+        return f"severity rose from {severity_name(before)} to {severity_name(severity)}"
+    new = sorted(set(series) - set(acked.get("series") or []))
+    if new:
+        return f"new series {', '.join(new[:SHOWN_SERIES])}" + (
+            f" (+{len(new) - SHOWN_SERIES} more)" if len(new) > SHOWN_SERIES else "")
+    return None
