@@ -640,11 +640,15 @@ def _incident_matches(incident: dict, truth: ResolvedIncident, metric: str) -> b
 @app.command()
 def backtest(
     config: ConfigOpt,
-    start: Annotated[str, typer.Option(help="First bucket to replay (ISO 8601, UTC).")],
-    end: Annotated[str, typer.Option(help="End of the replay, exclusive (ISO 8601, UTC); "
+    start: Annotated[str, typer.Option(
+        metavar="<time>", help="First bucket to replay (ISO 8601, UTC; e.g. 2026-01-05 or "
+                               "2026-01-05T06:00Z).")],
+    end: Annotated[str, typer.Option(metavar="<time>",
+                                     help="End of the replay, exclusive (ISO 8601, UTC); "
                                      "an end after now stops at now.")],
     metric: Annotated[
-        list[str] | None, typer.Option(help="Only these metrics (repeatable).")
+        list[str] | None, typer.Option(metavar="<name>",
+                                       help="Only this metric (repeatable).")
     ] = None,
     output: Annotated[
         Path | None, typer.Option(help="Write anomalies to this .csv or .json file.")
