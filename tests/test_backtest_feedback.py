@@ -114,3 +114,20 @@ def test_a_store_without_feedback_says_so(tmp_path: Path) -> None:
     times, out = backtest(cfg)
     assert times == [FIRST, REPEAT]
     assert "feedback: none stored on these metrics' anomalies" in out
+
+
+def test_an_unreachable_store_is_an_error_that_names_no_feedback(tmp_path: Path) -> None:
+    """A store that is there but cannot be read would silently drop the analyst's verdicts:
+    it is an error saying how to replay without them, and --no-feedback does not open it."""
+    cfg, _ = setup(tmp_path)
+    text = cfg.read_text().splitlines()
+    text[0] = "store: postgresql+psycopg://cxmon@127.0.0.1:1/cx"  # nothing listens on port 1
+    cfg.write_text("\n".join(text) + "\n")
+    res = runner.invoke(app, ["backtest", "-c", str(cfg), "--start", "2026-01-09",
+                              "--end", "2026-01-20"], env={"COLUMNS": "250"})
+    assert res.exit_code == 1
+    out = " ".join(res.output.split())
+    assert "store: cannot connect to store" in out
+    assert "(--no-feedback replays without the stored feedback)" in out
+    times, _ = backtest(cfg, "--no-feedback")
+    assert times == [FIRST, REPEAT]
