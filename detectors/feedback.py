@@ -14,15 +14,19 @@ corrupts a detector's state and can be reverted.
   on the series (the analyst has changed their mind), and raises nothing.
 * ``acknowledged``: seen; no effect on scoring.
 
-Verdicts act only from the anomaly's own timestamp on (no retroactive change), so replaying
-with a book of verdicts gives the same answers as the live run did (``cxmon backtest`` reads no
-store and applies none).
+Verdicts act only on points after the anomaly's own timestamp (no retroactive change, and
+never on the dismissed point itself, which the live run had already alerted). ``cxmon
+backtest`` replays with every verdict stored so far (the book as it is now, ``confirmed``
+cancellations included), so it shows what the monitor would alert today: the dismissed
+anomaly itself is still reported, its repeats after it are not.
 
 >>> book = FeedbackBook()
 >>> H = 3_600 * 10**9
 >>> book.add(Verdict("s", "not_anomaly", at_ns=10 * H, severity=30))
 >>> book.min_severity(np.array(["s", "t"], dtype=object), np.array([11 * H, 11 * H]), 25.0)
 array([42.5, 25. ])
+>>> book.min_severity(np.array(["s"], dtype=object), np.array([10 * H]), 25.0)  # itself
+array([25.])
 """
 
 from __future__ import annotations
@@ -79,6 +83,21 @@ class FeedbackBook:
     def __bool__(self) -> bool:
         return any(self.verdicts.values())
 
+    def in_force(self, lo_ns: int, hi_ns: int) -> list[Verdict]:
+        """The verdicts that can raise some point in ``[lo_ns, hi_ns)``: what a backtest of
+        that range says it applied (a verdict outside it changes nothing there).
+
+        >>> book = FeedbackBook()
+        >>> book.add(Verdict("s", "not_anomaly", at_ns=10 * _H, severity=30, id=1))
+        >>> book.add(Verdict("s", "expected", at_ns=3 * _DAY + 10 * _H, severity=30, id=2))
+        >>> [v.id for v in book.in_force(2 * _DAY, 3 * _DAY)]  # the expected one acts later
+        [1]
+        >>> [v.id for v in book.in_force(10 * _DAY + 10 * _H, 10 * _DAY + 11 * _H)]  # +1 week
+        [2]
+        """
+        return [v for vs in self.verdicts.values() for v in vs
+                if any(a < hi_ns and lo_ns < b for a, b in _windows(v))]
+
     def min_severity(self, series: np.ndarray, ts: np.ndarray, base: float) -> np.ndarray:
         """Required severity per point: ``base``, raised by active verdicts on its series."""
         out = np.full(len(series), float(base))
@@ -87,7 +106,7 @@ class FeedbackBook:
         for i, key in enumerate(series.tolist()):
             for v in self.verdicts.get(str(key), ()):
                 t = int(ts[i])
-                if t < v.at_ns:
+                if t <= v.at_ns:  # only after the anomaly it refers to
                     continue
                 age = t - v.at_ns
                 if v.label == "not_anomaly":
@@ -99,6 +118,18 @@ class FeedbackBook:
                 if active:
                     out[i] = max(out[i], v.severity + MARGIN)
         return out
+
+
+def _windows(v: Verdict) -> list[tuple[int, int]]:
+    """The half-open time ranges in which ``v`` raises its series (as in ``min_severity``)."""
+    if v.label == "not_anomaly":
+        return [(v.at_ns + 1, v.at_ns + NOT_ANOMALY_TTL_NS)]
+    hour = v.at_ns - v.at_ns % _H
+    end = v.at_ns + EXPECTED_TTL_NS
+    out = [(v.at_ns + 1, v.at_ns - v.at_ns % _DAY + _DAY)]  # the rest of that day
+    out += [(hour + k * _WEEK, min(hour + k * _WEEK + _H, end))
+            for k in range(1, EXPECTED_TTL_NS // _WEEK + 1)]
+    return out
 
 
 def verdicts(rows: Iterable[Mapping[str, Any]]) -> list[Verdict]:

@@ -1,29 +1,41 @@
 """Replay history through a config's detectors: bucket by bucket, no look-ahead, nothing stored
 or sent. Answers "what would cxmon have told us last month?". Like a metric's first live tick,
 the detectors first learn from the metric's ``history`` before ``start`` (anomalies there are
-not reported)."""
+not reported).
+
+Feedback: given the verdicts stored so far (:func:`stored_verdicts`), the replay decides as
+the live tick does with them (:mod:`detectors.feedback`: each verdict raises its series only
+after the anomaly it refers to). A metric with verdicts is also replayed without them, on the
+same fetched rows, so the summary can say how many anomalies the feedback suppressed (or
+added: a suppressed point no longer starts a ``suppress`` window or a refractory period).
+"""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
 from alerts.payload import anomaly_dict
+from detectors.feedback import FeedbackBook, Verdict, verdicts
 from monitor.backfill import fetch_retrying
 from monitor.config import MonitorConfig
 from monitor.detection import MetricDetectors
 from monitor.frames import build_measure_frame, floor_time
+from monitor.model import Anomaly
 from monitor.pipeline import measure_spec, post_rules
 from sources.base import PollRequest
 from sources.registry import create as create_source
+
+if TYPE_CHECKING:
+    from monitor.store import Store
 
 CHUNK = timedelta(days=7)
 ANOMALY_COLUMNS = [
@@ -38,6 +50,52 @@ class BacktestResult:
     summary: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Per metric: a note when its detectors were still warming up inside the range.
     warmup: dict[str, str] = field(default_factory=dict)
+
+
+def stored_verdicts(store: Store, metrics: Sequence[str]) -> dict[str, list[Verdict]]:
+    """Every verdict stored on the metrics' anomalies, oldest first: the book a live tick
+    would hold now (acknowledged ones included; they change nothing)."""
+    return {name: verdicts(store.feedback_after(name)) for name in metrics}
+
+
+def _book(stored: Sequence[Verdict]) -> FeedbackBook:
+    """A feedback book holding ``stored`` (``confirmed`` cancels earlier raises, by id)."""
+    book = FeedbackBook()
+    book.extend(stored)
+    return book
+
+
+def feedback_stats(stored: Sequence[Verdict], book: FeedbackBook, lo: datetime,
+                   hi: datetime, interval: timedelta, with_fb: Sequence[Anomaly],
+                   without_fb: Sequence[Anomaly]) -> dict[str, Any]:
+    """What the stored verdicts did to a metric's replay of ``[lo, hi)``: how many are
+    stored, how many were in force there (by label), and the anomalies they suppressed or
+    added (by anomaly id, against the same replay without them), with the episode count
+    the replay would have had without them."""
+    in_force = book.in_force(_ns(lo), _ns(hi))
+    kept, plain = {a.id for a in with_fb}, {a.id for a in without_fb}
+    return {
+        "stored": len(stored),
+        "in_force": len(in_force),
+        "labels": dict(Counter(v.label for v in in_force)),
+        "suppressed": len(plain - kept),
+        "added": len(kept - plain),
+        "anomalies_without": len(without_fb),
+        "episodes_without": episodes({a.timestamp for a in without_fb}, interval),
+    }
+
+
+def _ns(t: datetime) -> int:
+    """A tz-aware time as UTC nanoseconds (the unit of :mod:`detectors.feedback`)."""
+    return int(pd.Timestamp(t).value)
+
+
+def _metric_detectors(config: MonitorConfig, name: str, book: FeedbackBook) -> MetricDetectors:
+    """A metric's detectors and post-rules as a live tick builds them, deciding with ``book``."""
+    metric = config.metric(name)
+    return MetricDetectors(name, metric.interval,
+                           {d: config.detector(d) for d in metric.detectors}, post_rules(metric),
+                           book)
 
 
 def _chunks(lo: datetime, hi: datetime) -> list[tuple[datetime, datetime]]:
@@ -84,9 +142,11 @@ def run_backtest(
     *,
     progress_console: Console | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    feedback: Mapping[str, Sequence[Verdict]] | None = None,
 ) -> BacktestResult:
     """Run the named metrics over ``[start, end)`` in weekly chunks (state carries over),
-    after learning from each metric's ``history`` before ``start``."""
+    after learning from each metric's ``history`` before ``start``. ``feedback``: stored
+    verdicts by metric (:func:`stored_verdicts`); None applies none (``--no-feedback``)."""
     sources = {name: create_source(name, cfg) for name, cfg in config.sources.items()}
     rows: list[dict[str, Any]] = []
     summary: dict[str, dict[str, Any]] = {}
@@ -103,10 +163,13 @@ def run_backtest(
             task = progress.add_task("backtest", total=sum(map(len, plans.values())))
             for name in metrics:
                 metric = config.metric(name)
-                dets = MetricDetectors(
-                    name, metric.interval,
-                    {d: config.detector(d) for d in metric.detectors}, post_rules(metric),
-                )
+                stored = list((feedback or {}).get(name, ()))
+                book = _book(stored)
+                dets = _metric_detectors(config, name, book)
+                # the same replay without the verdicts, for what they changed (only if any)
+                plain = _metric_detectors(config, name, FeedbackBook()) if book else None
+                without: list[Anomaly] = []
+                with_fb: list[Anomaly] = []
                 stats: dict[str, Any] = {"rows": 0, "points": 0, "anomalies": 0}
                 rejected: Counter[str] = Counter()
                 all_series: set[str] = set()
@@ -122,9 +185,13 @@ def run_backtest(
                     # until: a series that stops while others go on is a no_data anomaly,
                     # as in a tick (and, in history, its gap is not reported again later)
                     found = dets.run(built.frame, built.series, until=hi).anomalies
+                    unfiltered = (found if plain is None else
+                                  plain.run(built.frame, built.series, until=hi).anomalies)
                     progress.advance(task)
                     if history:  # learned, not reported (like a first tick's history)
                         continue
+                    with_fb.extend(found)
+                    without.extend(unfiltered)
                     stats["rows"] += built.rows_in
                     stats["points"] += len(built.frame)
                     stats["anomalies"] += len(found)
@@ -139,6 +206,9 @@ def run_backtest(
                 stats["history"] = metric.history
                 stats["interval"] = metric.interval
                 stats["start"], stats["end"] = spans[name]  # whole buckets, as replayed
+                if feedback is not None:
+                    stats["feedback"] = feedback_stats(stored, book, *spans[name],
+                                                       metric.interval, with_fb, without)
                 summary[name] = stats
                 note = warmup_note(dets, metric.interval, *spans[name])
                 if note is not None:

@@ -13,7 +13,7 @@ import tempfile
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import typer
@@ -32,6 +32,7 @@ from monitor.errors import ConfigError, StoreError
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable
 
+    from detectors.feedback import Verdict
     from monitor.backtest import BacktestResult
     from monitor.backtest_incidents import KnownIncident
     from monitor.executor import FitExecutor
@@ -639,11 +640,15 @@ def _incident_matches(incident: dict, truth: ResolvedIncident, metric: str) -> b
 @app.command()
 def backtest(
     config: ConfigOpt,
-    start: Annotated[str, typer.Option(help="First bucket to replay (ISO 8601, UTC).")],
-    end: Annotated[str, typer.Option(help="End of the replay, exclusive (ISO 8601, UTC); "
+    start: Annotated[str, typer.Option(
+        metavar="<time>", help="First bucket to replay (ISO 8601, UTC; e.g. 2026-01-05 or "
+                               "2026-01-05T06:00Z).")],
+    end: Annotated[str, typer.Option(metavar="<time>",
+                                     help="End of the replay, exclusive (ISO 8601, UTC); "
                                      "an end after now stops at now.")],
     metric: Annotated[
-        list[str] | None, typer.Option(help="Only these metrics (repeatable).")
+        list[str] | None, typer.Option(metavar="<name>",
+                                       help="Only this metric (repeatable).")
     ] = None,
     output: Annotated[
         Path | None, typer.Option(help="Write anomalies to this .csv or .json file.")
@@ -658,12 +663,22 @@ def backtest(
         Path | None, typer.Option(
             help="With --incidents: also write that report to this .json file.")
     ] = None,
+    no_feedback: Annotated[
+        bool, typer.Option("--no-feedback",
+                           help="Ignore the feedback verdicts in the store (`cxmon feedback`, "
+                                "Slack buttons), to compare with the default, which applies "
+                                "them as `cxmon run` would now.")
+    ] = False,
 ) -> None:
     """Replay history through the detectors (no look-ahead).
 
     Like a metric's first live tick, the detectors first learn from the metric's `history:`
-    before --start. Nothing is stored or sent. Prints a table of anomalies and a summary;
-    with --incidents, how well they match incidents known to have happened."""
+    before --start. Feedback stored so far (not_anomaly, expected, confirmed) applies as in
+    `cxmon run`: from just after the anomaly it refers to. Nothing is stored or sent. Prints a
+    table of anomalies and a summary (with what the feedback suppressed); with --incidents,
+    how well they match incidents known to have happened.
+
+    Example: cxmon backtest -c cxmon.yaml --start 2026-01-01 --end 2026-02-01 --no-feedback"""
     from monitor.backtest import run_backtest
     from monitor.backtest_incidents import IncidentsError, load_incidents
 
@@ -712,8 +727,9 @@ def backtest(
     from monitor.frames import FrameError
     from sources.base import SourceError
 
+    feedback = None if no_feedback else _stored_feedback(cfg, names)
     try:
-        result = run_backtest(cfg, names, t0, t1, progress_console=console)
+        result = run_backtest(cfg, names, t0, t1, progress_console=console, feedback=feedback)
     except (SourceError, FrameError) as exc:
         err_console.print(f"[bold red]backtest failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
@@ -751,6 +767,14 @@ def backtest(
         )
         if name in result.warmup:
             console.print(f"[yellow]{name}: {escape(result.warmup[name])}[/]", soft_wrap=not tty)
+        if s.get("feedback", {}).get("stored"):
+            console.print(f"{name}: {_feedback_line(s)}", soft_wrap=not tty, highlight=False)
+    if no_feedback:
+        console.print("feedback: not applied (--no-feedback)")
+    elif feedback is not None and not any(s["feedback"]["stored"]
+                                          for s in result.summary.values()):
+        console.print("feedback: none stored on these metrics' anomalies "
+                      "(`cxmon feedback ID LABEL` records some)", highlight=False)
     if output:
         out = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat()))
         try:
@@ -765,6 +789,56 @@ def backtest(
         console.print(f"wrote {len(frame)} anomalies to {output}")
     if known is not None:
         _report_incidents(result, known, incidents_json, tty)
+
+
+def _stored_feedback(config: MonitorConfig,
+                     names: list[str]) -> dict[str, list[Verdict]] | None:
+    """The feedback verdicts stored on the metrics' anomalies, for a backtest to apply.
+    None (with a warning) when there is no store yet: backtesting before the first
+    `cxmon run` is normal, and nothing is created to find that out."""
+    from sqlalchemy.engine import make_url
+
+    from monitor.backtest import stored_verdicts
+    from monitor.store import Store
+
+    try:
+        url = make_url(config.store.url)
+    except Exception:
+        err_console.print("[bold red]store:[/] the store URL is not a valid SQLAlchemy URL")
+        raise typer.Exit(1) from None
+    path = url.database or ""
+    if url.get_backend_name() == "sqlite" and path not in ("", ":memory:") \
+            and not Path(path).exists():
+        err_console.print(f"warning: no store at {escape(str(Path(path).resolve()))}: no "
+                          "feedback applied", highlight=False, soft_wrap=True)
+        return None
+    store = Store(config.store.url)
+    try:
+        if not store.has_schema():
+            err_console.print(f"warning: no store at {escape(store.url_redacted)} (no cxmon "
+                              "tables): no feedback applied", highlight=False, soft_wrap=True)
+            return None
+        store.migrate()  # an older store's tables, as every command reading it does
+        return stored_verdicts(store, names)
+    except StoreError as exc:
+        err_console.print(f"[bold red]store:[/] {escape(str(exc))} (--no-feedback replays "
+                          "without the stored feedback)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+
+
+def _feedback_line(stats: dict[str, Any]) -> str:
+    """What the stored verdicts did to one metric's replay, for the backtest summary."""
+    fb = stats["feedback"]
+    labels = ", ".join(f"{n} {label}" for label, n in sorted(fb["labels"].items()))
+    line = (f"feedback applied: {fb['in_force']} of {fb['stored']} stored verdict(s) in force "
+            f"in the range" + (f" ({labels})" if labels else ""))
+    line += f"; {fb['suppressed']} anomalies suppressed"
+    if fb["added"]:
+        line += f", {fb['added']} added"
+    return line + (f" (--no-feedback: {fb['anomalies_without']} anomalies in "
+                   f"{fb['episodes_without']} episode(s))")
 
 
 def _pct(x: float | None) -> str:

@@ -28,13 +28,16 @@ tail probability (0 while the detector is still warming up; empty for a value th
 number, for a timestamp that is not a time and for a line that repeats an earlier line's \
 timestamp: these are counted, reported with their lines and skipped, neither scored nor \
 learned). Rows whose timestamp is not a time are written last, in input order. If no line's \
-timestamp can be read, that is an error (exit 2). A line with more fields than the header is \
+timestamp can be read, that is an error (exit 2). The last message counts the rows scored and \
+those skipped, by why. A line with more fields than the header is \
 reported and left out. Messages name lines of the input (the header is line 1). Points the \
 default post-rules would flag (severity >= 25) are learned cautiously, as in 'cxmon run'.
 
 Every detector type works with its defaults; --param k=v (repeatable, YAML values) sets its \
 options, e.g. --detector river --param model=HalfSpaceTrees --param calibration=300. The \
 interval is the median step of the timestamps unless --interval is given.
+
+Example: cxmon score -d surprise -i in.csv -o scored.csv
 """
 
 
@@ -57,7 +60,9 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     their order). A value that is not a number (``abc``, empty) is missing: it is not fed to
     the detector and its ``anomaly_score`` is NaN (written as an empty cell). So is a row
     whose timestamp is not a time; such rows come last, in their order in ``frame``
-    (``attrs["no_time_rows"]``: which rows of ``frame``). ``progress(done, total)`` is
+    (``attrs["no_time_rows"]``: which rows of ``frame``). ``attrs["scored_rows"]`` counts the
+    rows fed (scored, or 0 while warming up) and ``attrs["skipped"]`` the others by why, so a
+    message about "every score" can say which rows it means. ``progress(done, total)`` is
     called as points are fed (a long series through Prophet takes minutes).
     """
     import detectors  # noqa: F401  (registers the built-in types)
@@ -76,6 +81,7 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
                             np.zeros(int(no_time.sum()), dtype=np.int64)))
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(np.float64)[order]
     values[len(timed):] = math.nan
+    no_number = ~np.isfinite(values)  # before repeats are blanked: why a row is skipped
     # a second value for a time already seen is not fed: a stream has one value per time
     repeated = np.concatenate((repeated_times(ts_ns[:len(timed)]),
                                np.zeros(int(no_time.sum()), dtype=bool)))
@@ -115,12 +121,41 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     out.attrs["no_time_rows"] = np.flatnonzero(no_time)  # data rows, 0-based
     out.attrs["median_step"] = step
     out.attrs["warming_rows"] = len(warming)
+    out.attrs["scored_rows"] = len(fed)  # rows with an anomaly_score (0 while warming up)
+    has_time = slice(0, len(timed))  # the rows without a time are the last ones
+    out.attrs["skipped"] = skip_reasons(
+        int(no_time.sum()), int(repeated.sum()),
+        int((no_number[has_time] & ~repeated[has_time]).sum()))
     out.attrs["all_warming"] = bool(warming) and len(warming) == int(np.isfinite(values).sum())
     period = getattr(det, "warmup_period", None)  # a property on the seasonal detectors
     out.attrs["warmup"] = period() if callable(period) else period
     out.attrs["last_warming"] = str(frame["timestamp"].to_numpy()[order][warming[-1]]) \
         if warming else None
     return out
+
+
+def skip_reasons(no_time: int, repeated: int, not_number: int) -> dict[str, int]:
+    """Rows skipped (empty anomaly_score), by why, each row counted once: a row without a
+    time is not looked at further, a repeated time is a repeat whatever its value."""
+    counts = {"unreadable timestamp": no_time, "repeated timestamp": repeated,
+              "value not a number": not_number}
+    return {why: n for why, n in counts.items() if n}
+
+
+def skipped_text(skipped: dict[str, int]) -> str:
+    """``12 rows skipped: 12 unreadable timestamp`` (empty when none was): the rows that a
+    count of scored rows leaves out, so two numbers that differ say why.
+
+    >>> skipped_text({"unreadable timestamp": 2, "value not a number": 1})
+    '3 rows skipped: 2 unreadable timestamp, 1 value not a number'
+    >>> skipped_text({"repeated timestamp": 1}), skipped_text({})
+    ('1 row skipped: 1 repeated timestamp', '')
+    """
+    total = sum(skipped.values())
+    if not total:
+        return ""
+    reasons = ", ".join(f"{n} {why}" for why, n in skipped.items())
+    return f"{total} row{'s' if total > 1 else ''} skipped: {reasons}"
 
 
 def _score_with_bar(frame: pd.DataFrame, detector: str, params: dict[str, Any],
@@ -259,9 +294,10 @@ def register(app: typer.Typer) -> None:
     @app.command("score", help=SCORE_HELP)
     def score(
         detector: Annotated[str, typer.Option(
-            "--detector", "-d", help=DETECTOR_HELP)] = "robust_seasonal",
+            "--detector", "-d", metavar="<type>", help=DETECTOR_HELP)] = "robust_seasonal",
         param: Annotated[list[str] | None, typer.Option(
-            "--param", "-p", help="Detector option k=v (repeatable).")] = None,
+            "--param", "-p", metavar="<k=v>",
+            help="Detector option k=v (repeatable), e.g. -p season=day.")] = None,
         input: Annotated[str, typer.Option(
             "--input", "-i", metavar="<path>",
             help="CSV with columns timestamp,value; - reads stdin.")] = "-",
@@ -269,7 +305,8 @@ def register(app: typer.Typer) -> None:
             "--output", "-o", metavar="<path>",
             help="CSV to write (timestamp,value,anomaly_score); - writes stdout.")] = "-",
         interval: Annotated[str | None, typer.Option(
-            "--interval", help="Series interval (e.g. 5m, 1h); default: median step.")] = None,
+            "--interval", metavar="<duration>",
+            help="Series interval (e.g. 5m, 1h); default: median step.")] = None,
     ) -> None:
         import sys
 
@@ -332,12 +369,15 @@ def register(app: typer.Typer) -> None:
             bad = lines[np.flatnonzero(skipped.to_numpy())]
             typer.echo(f"{len(bad)} value(s) not a number ({_lines(bad)}): scored as missing "
                        "(empty anomaly_score)", err=True)
+        skipped_note = skipped_text(out.attrs["skipped"])
         if out.attrs.get("all_warming"):
             need = out.attrs.get("warmup")
-            typer.echo(f"no row was scored: {detector} was still warming up at the last row"
+            typer.echo(f"no row was scored yet: {detector} was still warming up at the last row"
                        + (f" (it needs {format_duration(need)} of history; shorter: --param "
                           "warmup=1d, or --param season=day)" if need else "")
-                       + ": every anomaly_score is 0", err=True)
+                       + f": all {out.attrs['scored_rows']} scored rows have anomaly_score 0"
+                       + (f" ({skipped_note}, empty anomaly_score)" if skipped_note else ""),
+                       err=True)
         elif out.attrs.get("warming_rows"):
             typer.echo(f"{out.attrs['warming_rows']} row(s) up to {out.attrs['last_warming']} "
                        f"came while {detector} was warming up (it needs more history before "
@@ -352,7 +392,10 @@ def register(app: typer.Typer) -> None:
                        f"({_lines(lines[dup_rows])}): only the first line of each time is fed "
                        f"to the detector, the repeats are not (empty anomaly_score){none}",
                        err=True)
-        typer.echo(f"scored {len(out)} rows -> {'stdout' if output == '-' else output}",
+        scored = out.attrs["scored_rows"]
+        typer.echo(f"scored {scored}{'' if scored == len(out) else f' of {len(out)}'} rows -> "
+                   f"{'stdout' if output == '-' else output}"
+                   + (f" ({skipped_note}, empty anomaly_score)" if skipped_note else ""),
                    err=True)
 
     @app.command("feedback")

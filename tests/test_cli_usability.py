@@ -132,9 +132,32 @@ def test_score_says_which_rows_came_during_warm_up() -> None:
     assert "41 row(s) up to 2026-01-06T16:00:00Z came while novelty was warming up" in res.stderr
     none = runner.invoke(app, ["score", "-d", "robust_seasonal"], input=series_csv(60))
     assert none.exit_code == 0
-    assert "no row was scored: robust_seasonal was still warming up" in none.stderr
+    assert "no row was scored yet: robust_seasonal was still warming up" in none.stderr
     assert "it needs 1w of history" in none.stderr
+    assert ": all 60 scored rows have anomaly_score 0\n" in none.stderr
     assert (pd.read_csv(io.StringIO(none.stdout))["anomaly_score"] == 0).all()
+
+
+def test_score_warm_up_message_counts_only_the_rows_it_scored() -> None:
+    """"every anomaly_score is 0" was said of a file whose skipped rows (unreadable timestamp,
+    a value that is not a number, a repeated time) have an empty anomaly_score: the message
+    counts the scored rows and says how many were skipped, and why."""
+    lines = series_csv(60).splitlines()
+    lines[3] = "yesterday," + lines[3].split(",")[1]  # line 4: not a time
+    lines[8] = "," + lines[8].split(",")[1]  # line 9: no timestamp
+    lines[20] = lines[20].split(",")[0] + ",abc"  # line 21: not a number
+    lines.insert(31, lines[30])  # line 32 repeats line 31's time
+    res = runner.invoke(app, ["score", "-d", "robust_seasonal"], input="\n".join(lines) + "\n")
+    assert res.exit_code == 0, res.output
+    err = " ".join(res.stderr.split())
+    assert ("no row was scored yet: robust_seasonal was still warming up at the last row (it "
+            "needs 1w of history; shorter: --param warmup=1d, or --param season=day): all 57 "
+            "scored rows have anomaly_score 0 (4 rows skipped: 2 unreadable timestamp, 1 "
+            "repeated timestamp, 1 value not a number, empty anomaly_score)") in err
+    assert ("scored 57 of 61 rows -> stdout (4 rows skipped: 2 unreadable timestamp, "
+            "1 repeated timestamp, 1 value not a number, empty anomaly_score)") in err
+    scores = pd.read_csv(io.StringIO(res.stdout))["anomaly_score"]
+    assert (scores == 0).sum() == 57 and scores.isna().sum() == 4
 
 
 def test_score_checks_the_output_directory_before_scoring(tmp_path: Path) -> None:
@@ -186,7 +209,8 @@ def test_score_skips_and_reports_timestamps_that_are_not_times(tmp_path: Path) -
             "learned): empty anomaly_score, written after the rows that have a time"
             ) in res.stderr
     assert "not a number" not in res.stderr  # line 15's value is a number: counted once
-    assert "scored 40 rows" in res.stderr
+    assert ("scored 38 of 40 rows -> " + str(dst) + " (2 rows skipped: 2 unreadable timestamp, "
+            "empty anomaly_score)") in " ".join(res.stderr.split())
     out = pd.read_csv(dst, keep_default_na=False, dtype=str)
     assert list(out.columns) == ["timestamp", "value", "anomaly_score", "label"]
     assert out["label"].tolist()[-2:] == ["r5", "r13"]
@@ -224,6 +248,9 @@ def test_score_sorts_rows_out_of_time_order(tmp_path: Path) -> None:
     (["-d", "surprize"], "", "unknown detector 'surprize' (did you mean 'surprise'?); valid:"),
     (["-d", "surprise", "-p", "refractry=3"], "",
      "--param: refractry: unknown setting (did you mean 'refractory'?)"),
+    # nothing close: the detector's settings are listed instead of a trip to the README
+    (["-d", "surprise", "-p", "bogus=1"], "",
+     "--param: bogus: unknown setting (settings: predict_halflife, scale_halflife, window,"),
     # worded as in a config file: one problem at the key, no "Value error, " prefix, no
     # union member paths such as history.int
     (["-d", "novelty", "-p", "history=abc"], "",
@@ -306,6 +333,24 @@ def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
         assert "``" not in res.output, path
     add = runner.invoke(app, ["silence", "add", "--help"], env={"COLUMNS": "200"}).output
     assert "Who (default: $USER)" in add
+
+
+@pytest.mark.parametrize(("command", "shown"), [
+    ("backtest", ["--start <time>", "--end <time>", "--metric <name>", "--no-feedback",
+                  "Example: cxmon backtest -c cxmon.yaml --start 2026-01-01"]),
+    ("score", ["--detector -d <type>", "--param -p <k=v>", "--interval <duration>",
+               "Example: cxmon score -d surprise -i in.csv -o scored.csv"]),
+])
+def test_backtest_and_score_help_name_what_each_option_takes(command: str,
+                                                             shown: list[str]) -> None:
+    """``<str>`` and ``<list[str]>`` said nothing of what to type, and neither command's help
+    had an example."""
+    res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.replace("│", " ").split())
+    for part in shown:
+        assert part in text, part
+    assert "<str>" not in text and "<list[str]>" not in text
 
 
 def test_command_lists_do_not_break_a_summary_mid_sentence() -> None:

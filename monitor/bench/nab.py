@@ -436,10 +436,13 @@ def validation_message(exc: Any, fields: Iterable[str] = (), data: Any = None) -
     config's settings)."""
     from monitor.config import validation_problems
 
+    fields = list(fields)
     parts = []
     for where, msg in validation_problems(exc, data):
-        if msg.startswith("unknown key"):
-            msg = "unknown setting" + _did_you_mean(where.rpartition(".")[2], fields)
+        if msg.startswith("unknown key"):  # no close one: list them, not a trip to the README
+            msg = "unknown setting" + (_did_you_mean(where.rpartition(".")[2], fields)
+                                       or (f" (settings: {', '.join(fields)})" if fields
+                                           else ""))
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 
