@@ -18,7 +18,8 @@ record ``acknowledged`` / ``not_anomaly`` / ``expected`` feedback (source ``slac
 Slack user) for every anomaly id in the button's value and every anomaly of its incident in the
 store (the value holds at most the first message's top 20); the detectors read it from the store.
 ``cxmon_ack`` also acknowledges the open incident (:mod:`alerts.acks`): no more reminders for it
-until it changes materially or resolves.
+until it changes materially or resolves. What a click did is posted back to Slack through the
+click's ``response_url`` (:mod:`alerts.feedback_reply`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from alerts.acks import acknowledge
 from alerts.blocks import FEEDBACK_ACTIONS
+from alerts.feedback_reply import Responder, post_in_background, reply_for
 from monitor.clock import Clock, SystemClock
 from monitor.store import Store
 
@@ -73,8 +75,11 @@ class FeedbackApp:
 
     def __init__(self, store: Store, signing_secret: str, *, clock: Clock | None = None,
                  max_age: float = 300.0, path: str = "/slack/actions",
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None,
+                 responder: Responder | None = post_in_background) -> None:
         self.store = store
+        #: posts what a click did to its ``response_url`` (None: no reply)
+        self.responder = responder
         self._secret = signing_secret
         self.clock = clock or SystemClock()
         self.max_age = max_age
@@ -162,6 +167,7 @@ class FeedbackApp:
         user_info = _mapping(payload.get("user"))
         user = user_info.get("username") or user_info.get("name") or user_info.get("id")
         recorded = 0
+        replies = []
         actions = payload.get("actions")
         for action in actions if isinstance(actions, list) else []:
             action = _mapping(action)
@@ -173,8 +179,10 @@ class FeedbackApp:
             except ValueError:
                 continue
             incident = str(value.get("incident") or "")
+            acked = None
             if known[1] == "acknowledged" and incident:
-                self._acknowledge(incident, user)
+                acked = self._acknowledge(incident, user)
+            before = recorded
             note = f"incident {incident}"
             ids = value.get("anomalies")
             ids = [str(i) for i in ids] if isinstance(ids, list) else []
@@ -187,16 +195,25 @@ class FeedbackApp:
                     recorded += 1
                 except KeyError:
                     log.warning("feedback: unknown anomaly %s", anomaly_id)
+            replies.append(reply_for(known[1], recorded=recorded - before,
+                                     user=str(user) if user else None, acked=acked))
         log.info("feedback: %d record(s) from %s", recorded, user)
+        url = payload.get("response_url")
+        if self.responder is not None and isinstance(url, str) and url.startswith("http"):
+            for message in replies:
+                self.responder(url, message)
         return recorded
 
-    def _acknowledge(self, incident: str, user: Any) -> None:
-        """"Acknowledge" also stops the incident's reminders (:mod:`alerts.acks`)."""
+    def _acknowledge(self, incident: str, user: Any) -> bool:
+        """"Acknowledge" also stops the incident's reminders (:mod:`alerts.acks`); False if
+        the incident is no longer open."""
         try:
             acknowledge(self.store, incident, by=str(user or "slack"), source="slack",
                         now=self.clock.now())
         except KeyError:
             log.info("feedback: incident %s is not open; nothing to acknowledge", incident)
+            return False
+        return True
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

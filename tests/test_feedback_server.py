@@ -344,3 +344,65 @@ def test_seen_requests_are_purged_once_past_the_window(
     # and the first request, replayed now, is refused as stale, not accepted
     assert app.handle("POST", "/slack/actions", _signed(first), first).status == 401
     assert _refused(app, "stale") == 1
+
+
+def _click_payload(action_id: str, key: str, ids: list[str], response_url: str | None) -> bytes:
+    payload: dict = {"type": "block_actions", "user": {"id": "U123", "username": "ana"},
+                     "actions": [{"action_id": action_id, "type": "button", "value":
+                                  json.dumps({"incident": key, "anomalies": ids})}]}
+    if response_url:
+        payload["response_url"] = response_url
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def test_a_click_is_answered_in_slack_through_its_response_url(
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack shows nothing after a click: the acknowledgement is posted in the channel (the
+    team sees who took it), a verdict only to the clicker, and a failing response_url is
+    logged without the URL while the click stays recorded."""
+    from alerts.feedback_reply import send_reply
+    from tests.fakes.server import FakeServer, Response
+
+    series = make_series(2)
+    anomalies = [make_anomaly(s, NOW) for s in series]
+    key = "journey=checkout@2026-01-05T12:00Z"
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        tx.add_anomalies(anomalies)
+        incident = tx.open_incident(key, journey="checkout", severity=60, at=NOW, summary={})
+        tx.link_anomalies(incident, [a.id for a in anomalies])
+    got: list[dict] = []
+    with FakeServer() as slack:
+        slack.route("POST", "/actions/T1/secret-token", lambda r: (got.append(r.json()),
+                                                                   Response(200, "ok"))[1])
+        url = slack.url + "/actions/T1/secret-token"
+        with FeedbackServer(FeedbackApp(store, SECRET, clock=clock,
+                                        responder=send_reply)) as srv:
+            assert post(srv, _click_payload("cxmon_ack", key, [], url)).status_code == 200
+            assert post(srv, _click_payload("cxmon_not_anomaly", key, [], url)
+                        ).status_code == 200
+            assert post(srv, _click_payload("cxmon_expected", key, [], None)).status_code == 200
+            slack.fail(500, times=3)
+            caplog.clear()
+            assert post(srv, _click_payload("cxmon_expected", key, [anomalies[0].id], url)
+                        ).status_code == 200
+    ack, verdict = got
+    assert ack == {"response_type": "in_channel", "replace_original": False, "text":
+                   ":white_check_mark: Acknowledged by ana: no more reminders for this incident"
+                   " until it gets worse (a higher severity level or new series) or resolves."}
+    assert verdict["response_type"] == "ephemeral" and verdict["replace_original"] is False
+    assert verdict["text"] == ("Recorded 2 anomalies of this incident as a false alarm: for 7 "
+                               "days cxmon alerts on these series only for a deviation about "
+                               "ten times rarer.")
+    assert len(got) == 2  # no response_url: nothing posted; the failing one: nothing taken
+    assert "refused the reply (HTTP 500)" in caplog.text and "secret-token" not in caplog.text
+    assert [r["label"] for r in feedback_rows(store)].count("expected") == 4  # all recorded
+
+
+def test_an_acknowledge_on_a_resolved_incident_says_there_is_nothing_to_stop() -> None:
+    from alerts.feedback_reply import reply_for
+
+    text = reply_for("acknowledged", recorded=1, user="ana", acked=False)["text"]
+    assert "1 anomaly marked" in text and "no longer open" in text
+    assert reply_for("expected", recorded=0, user=None)["text"].startswith("Nothing recorded")
