@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -67,16 +67,20 @@ def _book(stored: Sequence[Verdict]) -> FeedbackBook:
 
 def feedback_stats(stored: Sequence[Verdict], book: FeedbackBook, lo: datetime,
                    hi: datetime, interval: timedelta, with_fb: Sequence[Anomaly],
-                   without_fb: Sequence[Anomaly]) -> dict[str, Any]:
+                   without_fb: Sequence[Anomaly], series: Collection[str] = ()
+                   ) -> dict[str, Any]:
     """What the stored verdicts did to a metric's replay of ``[lo, hi)``: how many are
-    stored, how many were in force there (by label), and the anomalies they suppressed or
-    added (by anomaly id, against the same replay without them), with the episode count
-    the replay would have had without them."""
+    stored, how many were in force there (by label), the anomalies they suppressed or added
+    (by anomaly id, against the same replay without them), with the episode count the replay
+    would have had without them, and how many in force were on series the replay never
+    produced (``series``: its series keys): feedback given before the metric's dimensions or
+    labels changed no longer matches any series, and would otherwise be silently ignored."""
     in_force = book.in_force(_ns(lo), _ns(hi))
     kept, plain = {a.id for a in with_fb}, {a.id for a in without_fb}
     return {
         "stored": len(stored),
         "in_force": len(in_force),
+        "unmatched": sum(v.series not in series for v in in_force) if series else 0,
         "labels": dict(Counter(v.label for v in in_force)),
         "suppressed": len(plain - kept),
         "added": len(kept - plain),
@@ -208,7 +212,8 @@ def run_backtest(
                 stats["start"], stats["end"] = spans[name]  # whole buckets, as replayed
                 if feedback is not None:
                     stats["feedback"] = feedback_stats(stored, book, *spans[name],
-                                                       metric.interval, with_fb, without)
+                                                       metric.interval, with_fb, without,
+                                                       all_series)
                 summary[name] = stats
                 note = warmup_note(dets, metric.interval, *spans[name])
                 if note is not None:

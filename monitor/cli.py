@@ -837,8 +837,13 @@ def _feedback_line(stats: dict[str, Any]) -> str:
     line += f"; {fb['suppressed']} anomalies suppressed"
     if fb["added"]:
         line += f", {fb['added']} added"
-    return line + (f" (--no-feedback: {fb['anomalies_without']} anomalies in "
-                   f"{fb['episodes_without']} episode(s))")
+    line += (f" (--no-feedback: {fb['anomalies_without']} anomalies in "
+             f"{fb['episodes_without']} episode(s))")
+    if fb.get("unmatched"):
+        line += (f"; {fb['unmatched']} of the verdicts in force are on series this replay "
+                 "does not produce (were the metric's dimensions or labels changed?): they "
+                 "apply to nothing")
+    return line
 
 
 def _pct(x: float | None) -> str:

@@ -131,3 +131,16 @@ def test_an_unreachable_store_is_an_error_that_names_no_feedback(tmp_path: Path)
     assert "(--no-feedback replays without the stored feedback)" in out
     times, _ = backtest(cfg, "--no-feedback")
     assert times == [FIRST, REPEAT]
+
+
+def test_verdicts_on_series_the_replay_no_longer_produces_are_reported(tmp_path: Path) -> None:
+    """Feedback is kept by series: once the metric's labels (or dimensions) change, the
+    analyst's verdicts match no series and would be silently ignored."""
+    cfg, db = setup(tmp_path)
+    backtest(cfg)
+    store_feedback(db, anomaly_row(cfg, FIRST), "not_anomaly")
+    cfg.write_text(cfg.read_text().replace("history: 8d}", "history: 8d, labels: {team: cx}}"))
+    times, out = backtest(cfg)
+    assert times == [FIRST, REPEAT]  # nothing suppressed: the verdict is on the old series
+    assert ("1 of the verdicts in force are on series this replay does not produce (were the "
+            "metric's dimensions or labels changed?): they apply to nothing") in out
