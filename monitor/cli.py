@@ -499,11 +499,14 @@ def demo(
 
     telemetry = Telemetry(cfg, st)
     pipeline = Pipeline(cfg, st, clock=clock, console=console, sources=telemetry.sources)
+    pipeline.warming_level = logging.INFO  # said once below, not as four warnings
     console.rule("[bold]cxmon demo")
     console.print(
         f"Replaying {days} day{'s' if days != 1 else ''} of an omnichannel retailer "
         f"({len(cfg.metrics)} KPIs, "
         f"from {_hm(start)} UTC); store: {st.url_redacted}\n"
+        "The demo starts without history, so the first week is the detectors' warm-up "
+        "(they learn each KPI's weekly pattern before they alert).\n"
     )
     step = timedelta(hours=step_hours)
     steps = int((end - clock.now()) / step) + 1

@@ -239,8 +239,10 @@ class Pipeline:
         self._last_data: dict[str, datetime | None] = {}
         #: metrics already warned about never having had a row (once per process)
         self._never_warned: set[str] = set()
-        #: metrics already said to be warming up (once per process)
+        #: metrics already said to be warming up (once per process), and at what log level
+        #: (the demo lowers it: it announces its warm-up week itself)
         self._warming_said: set[str] = set()
+        self.warming_level = logging.WARNING
         self.source_metrics = source_metrics  # None: fed by dashboards.telemetry instead
         #: Where slow model fits (Prophet refits) run; None = inline. A thread pool or a Dask
         #: client's ``get_executor()`` takes them off the tick path.
@@ -489,9 +491,10 @@ class Pipeline:
         warming = dets.warming(until - metric.interval, metric.interval)
         if warming is not None:
             self._warming_said.add(metric.name)
-            log.warning("%s: detectors still warming up (%s): no alerts from them until they "
-                        "have learned that much; a longer history: learns it on the first "
-                        "tick", metric.name, warming[1])
+            log.log(self.warming_level, "%s: detectors still warming up (%s): no alerts from "
+                    "them until they have learned that much; a `history:` at least that long "
+                    "on the metric learns it from the past on the first tick", metric.name,
+                    warming[1])
 
     def _poll(self, metric: MetricConfig, since: datetime, until: datetime,
               result: TickResult) -> MeasureFrame:

@@ -444,8 +444,8 @@ def test_a_metric_whose_detectors_are_still_warming_up_is_said_once(tmp_path, ca
     run(p, clock, T0 + timedelta(minutes=30))
     said = [r.getMessage() for r in caplog.records if "warming up" in r.getMessage()]
     assert said == ["orders: detectors still warming up (robust_seasonal needs 1w): no alerts "
-                    "from them until they have learned that much; a longer history: learns it "
-                    "on the first tick"]
+                    "from them until they have learned that much; a `history:` at least that long "
+                    "on the metric learns it from the past on the first tick"]
     p.close()
     store.close()
     caplog.clear()
