@@ -41,7 +41,7 @@ def start_feedback(config: MonitorConfig, store: Store, *,
     from alerts.feedback_server import FeedbackApp, FeedbackServer
 
     app = FeedbackApp(store, fb.signing_secret.get_secret_value(), max_age=fb.max_age,
-                      path=fb.path, registry=registry)
+                      path=fb.path, registry=registry, serve_metrics=fb.metrics)
     try:
         server = FeedbackServer(app, fb.host, fb.port)
     except OSError as exc:

@@ -76,8 +76,10 @@ class FeedbackApp:
     def __init__(self, store: Store, signing_secret: str, *, clock: Clock | None = None,
                  max_age: float = 300.0, path: str = "/slack/actions",
                  registry: CollectorRegistry | None = None,
-                 responder: Responder | None = post_in_background) -> None:
+                 responder: Responder | None = post_in_background,
+                 serve_metrics: bool = True) -> None:
         self.store = store
+        self.serve_metrics = serve_metrics
         #: posts what a click did to its ``response_url`` (None: no reply)
         self.responder = responder
         self._secret = signing_secret
@@ -104,7 +106,7 @@ class FeedbackApp:
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         route = path.split("?", 1)[0]
-        if route == METRICS_PATH and route != self.path:
+        if route == METRICS_PATH and route != self.path and self.serve_metrics:
             if method != "GET":
                 return Reply(405, "GET only")
             return Reply(200, generate_latest(self.metrics_registry).decode(),

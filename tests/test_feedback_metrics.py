@@ -101,3 +101,28 @@ def test_under_cxmon_run_the_exporter_counts_too_and_no_kpi_leaks(tmp_path) -> N
     finally:
         server.stop()
         store.close()
+
+
+def test_metrics_false_hides_them_on_a_public_listener_but_the_exporter_still_counts(
+    tmp_path
+) -> None:
+    """A listener Slack can reach is often reachable by everyone: ``metrics: false`` answers
+    404 on /metrics there, while the exporter (``cxmon run``) still counts refused requests."""
+    text = (f"store: sqlite:///{tmp_path / 's.db'}\n"
+            "sources: {shop: {type: demo}}\n"
+            "metrics: [{name: m, source: shop, query: complaints, value: complaints}]\n"
+            "alerting: {receivers: [{name: console, console: {}}], route: {receiver: console},\n"
+            f"           feedback: {{signing_secret: {SECRET}, listen: '127.0.0.1:0',"
+            " metrics: false}}\n")
+    cfg = parse_config(text, env={})
+    store = Store.open(cfg.store.url)
+    exporter = Exporter.from_config(cfg, registry=CollectorRegistry())
+    server = start_feedback(cfg, store, registry=exporter.registry)
+    assert server is not None
+    try:
+        assert _post(server.url, b"payload={}", at=datetime.now(UTC), secret="forged") == 401
+        assert httpx.get(server.url.replace("/slack/actions", "/metrics")).status_code == 404
+        assert _refused(exporter.render().decode())["bad_signature"] == 1
+    finally:
+        server.stop()
+        store.close()

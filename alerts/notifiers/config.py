@@ -135,6 +135,9 @@ class FeedbackServerConfig(BaseModel):
     max_age: Seconds = Field(default=300.0, gt=0,
                              description="Requests whose timestamp is older (or newer) are "
                              "refused: 5m or plain seconds.")
+    metrics: bool = Field(default=True, description="Serve the endpoint's own metrics on "
+                          "GET /metrics (false: 404 there, for a listener reachable from the "
+                          "internet; under `cxmon run` they stay on the exporter).")
 
     @property
     def host(self) -> str:
