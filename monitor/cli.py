@@ -181,12 +181,10 @@ def _load(
         raise typer.Exit(2) from None
 
 
-def _open_store(config: MonitorConfig, *, must_exist: bool = False) -> Store:
-    """Open (and migrate) the store. ``must_exist``: for read-only commands, a mistyped
-    SQLite path is an error rather than a fresh, empty store that reports all clear."""
+def _store_file(config: MonitorConfig) -> Path | None:
+    """The store's SQLite file (None for a server database or an in-memory one); a URL that
+    does not parse is a usage error."""
     from sqlalchemy.engine import make_url
-
-    from monitor.store import Store
 
     try:
         url = make_url(config.store.url)
@@ -195,8 +193,18 @@ def _open_store(config: MonitorConfig, *, must_exist: bool = False) -> Store:
         raise typer.Exit(1) from None
     path = url.database or ""
     is_file = url.get_backend_name() == "sqlite" and path not in ("", ":memory:")
-    if must_exist and is_file and not Path(path).exists():
-        where = Path(path).resolve()
+    return Path(path) if is_file else None
+
+
+def _open_store(config: MonitorConfig, *, must_exist: bool = False) -> Store:
+    """Open (and migrate) the store. ``must_exist``: for read-only commands, a mistyped
+    SQLite path is an error rather than a fresh, empty store that reports all clear."""
+    from monitor.store import Store
+
+    file = _store_file(config)
+    is_file = file is not None
+    if must_exist and file is not None and not file.exists():
+        where = file.resolve()
         err_console.print(f"[bold red]store:[/] no store at {escape(str(where))} (check "
                           "store: in the config; a relative sqlite path is taken from the "
                           "current directory; `cxmon run` creates the store)",
@@ -799,20 +807,12 @@ def _stored_feedback(config: MonitorConfig,
     """The feedback verdicts stored on the metrics' anomalies, for a backtest to apply.
     None (with a warning) when there is no store yet: backtesting before the first
     `cxmon run` is normal, and nothing is created to find that out."""
-    from sqlalchemy.engine import make_url
-
     from monitor.backtest import stored_verdicts
     from monitor.store import Store
 
-    try:
-        url = make_url(config.store.url)
-    except Exception:
-        err_console.print("[bold red]store:[/] the store URL is not a valid SQLAlchemy URL")
-        raise typer.Exit(1) from None
-    path = url.database or ""
-    if url.get_backend_name() == "sqlite" and path not in ("", ":memory:") \
-            and not Path(path).exists():
-        err_console.print(f"warning: no store at {escape(str(Path(path).resolve()))}: no "
+    file = _store_file(config)
+    if file is not None and not file.exists():
+        err_console.print(f"warning: no store at {escape(str(file.resolve()))}: no "
                           "feedback applied", highlight=False, soft_wrap=True)
         return None
     store = Store(config.store.url)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -59,13 +61,13 @@ def test_a_slack_path_of_metrics_wins(store: Store) -> None:
     assert app.handle("GET", "/metrics", {}, b"").status == 405  # POST only: Slack's path
 
 
-def _config(tmp_path, port: int = 0):
+def _config(tmp_path, port: int = 0, extra: str = ""):
     return parse_config(
         f"store: sqlite:///{tmp_path / 's.db'}\n"
         "sources: {shop: {type: demo}}\n"
         "metrics: [{name: m, source: shop, query: complaints, value: complaints}]\n"
         "alerting: {receivers: [{name: console, console: {}}], route: {receiver: console},\n"
-        f"           feedback: {{signing_secret: {SECRET}, listen: '127.0.0.1:{port}'}}}}\n",
+        f"           feedback: {{signing_secret: {SECRET}, listen: '127.0.0.1:{port}'{extra}}}}}\n",
         env={})
 
 
@@ -87,20 +89,12 @@ def test_serve_feedback_alone_has_metrics(tmp_path) -> None:
 def test_under_cxmon_run_the_exporter_counts_too_and_no_kpi_leaks(tmp_path) -> None:
     """With the exporter's registry (``cxmon run``) the counter is on the exporter's
     /metrics as before; the feedback listener (reachable by Slack) serves only its own."""
-    cfg = _config(tmp_path)
-    store = Store.open(cfg.store.url)
-    exporter = Exporter.from_config(cfg, registry=CollectorRegistry())
-    server = start_feedback(cfg, store, registry=exporter.registry)
-    assert server is not None
-    try:
+    with _under_run(_config(tmp_path)) as (server, exporter):
         assert _post(server.url, b"payload={}", at=datetime.now(UTC), secret="forged") == 401
         text = httpx.get(server.url.replace("/slack/actions", "/metrics")).text
         assert _refused(text)["bad_signature"] == 1
         assert "cxmon_ticks_total" not in text and "cxmon_notifications" not in text
         assert _refused(exporter.render().decode())["bad_signature"] == 1
-    finally:
-        server.stop()
-        store.close()
 
 
 def test_metrics_false_hides_them_on_a_public_listener_but_the_exporter_still_counts(
@@ -108,21 +102,22 @@ def test_metrics_false_hides_them_on_a_public_listener_but_the_exporter_still_co
 ) -> None:
     """A listener Slack can reach is often reachable by everyone: ``metrics: false`` answers
     404 on /metrics there, while the exporter (``cxmon run``) still counts refused requests."""
-    text = (f"store: sqlite:///{tmp_path / 's.db'}\n"
-            "sources: {shop: {type: demo}}\n"
-            "metrics: [{name: m, source: shop, query: complaints, value: complaints}]\n"
-            "alerting: {receivers: [{name: console, console: {}}], route: {receiver: console},\n"
-            f"           feedback: {{signing_secret: {SECRET}, listen: '127.0.0.1:0',"
-            " metrics: false}}\n")
-    cfg = parse_config(text, env={})
+    cfg = _config(tmp_path, extra=", metrics: false")
+    with _under_run(cfg) as (server, exporter):
+        assert _post(server.url, b"payload={}", at=datetime.now(UTC), secret="forged") == 401
+        assert httpx.get(server.url.replace("/slack/actions", "/metrics")).status_code == 404
+        assert _refused(exporter.render().decode())["bad_signature"] == 1
+
+
+@contextmanager
+def _under_run(cfg) -> Iterator[tuple[FeedbackServer, Exporter]]:
+    """The feedback endpoint as ``cxmon run`` starts it: with the exporter's registry."""
     store = Store.open(cfg.store.url)
     exporter = Exporter.from_config(cfg, registry=CollectorRegistry())
     server = start_feedback(cfg, store, registry=exporter.registry)
     assert server is not None
     try:
-        assert _post(server.url, b"payload={}", at=datetime.now(UTC), secret="forged") == 401
-        assert httpx.get(server.url.replace("/slack/actions", "/metrics")).status_code == 404
-        assert _refused(exporter.render().decode())["bad_signature"] == 1
+        yield server, exporter
     finally:
         server.stop()
         store.close()
