@@ -68,15 +68,36 @@ class WaitingExecutor(Executor):
 
     For ``cxmon run --once``: the process exits after one tick, so a fit that finished after
     the tick would never be installed or checkpointed; waiting keeps the work on the
-    configured pool or cluster and the result in the tick that asked for it."""
+    configured pool or cluster and the result in the tick that asked for it.
 
-    def __init__(self, inner: Executor) -> None:
+    A wait is bounded by ``timeout`` seconds (default 300, 5 minutes): a Dask
+    cluster with no workers (all lost, or not started yet) accepts a job and never runs it,
+    which would hang ``--once`` for ever. A job that times out is cancelled and fails with
+    :class:`TimeoutError` (the detector counts it and retries it on a later run), and the
+    executor then refuses every later job of this run at once (:class:`RuntimeError`, also
+    counted and retried), so a stalled cluster costs one timeout, not one per series."""
+
+    def __init__(self, inner: Executor, timeout: float = 300.0) -> None:
         self.inner = inner
+        self.timeout = timeout
+        self.stalled: str | None = None
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
+        if self.stalled is not None:
+            raise RuntimeError(self.stalled)
         fut = self.inner.submit(fn, *args, **kwargs)
-        wait([fut])
-        return fut
+        done, _ = wait([fut], timeout=self.timeout)
+        if done:
+            return fut
+        fut.cancel()
+        self.stalled = (f"an earlier fit did not finish within {self.timeout:g} s (does the "
+                        "cluster have workers?); this run hands out no more fits")
+        log.warning("a model fit did not finish within %g s: cancelled, and no more fits "
+                    "this run (they are retried on the next); does the executor have "
+                    "workers?", self.timeout)
+        failed: Future = Future()
+        failed.set_exception(TimeoutError(f"the fit did not finish within {self.timeout:g} s"))
+        return failed
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.inner.shutdown(wait=wait, cancel_futures=cancel_futures)

@@ -22,7 +22,7 @@ from monitor.cli import app
 from monitor.clock import FakeClock
 from monitor.config import DaskExecutorConfig, LocalExecutorConfig, parse_config
 from monitor.errors import ConfigError
-from monitor.executor import open_executor
+from monitor.executor import WaitingExecutor, open_executor
 from monitor.pipeline import Pipeline, TickResult
 from monitor.scheduler import replay
 from monitor.store import Store
@@ -122,6 +122,37 @@ def test_an_executor_that_refuses_work_does_not_break_learning() -> None:
     # refused at 48 h, then every 3, 6, 12 h of data after (doubling, at most refit = 1 d)
     assert det.drain_fit_report().failures == 3 and det.pending() == 0
     assert "s" in det.get_state()
+
+
+def test_run_once_waits_for_a_finished_fit_and_returns_it() -> None:
+    ex = WaitingExecutor(InlineExecutor(), timeout=0)
+    assert ex.submit(pow, 2, 10).result() == 1024 and ex.stalled is None
+
+
+def test_run_once_gives_up_on_a_cluster_that_never_runs_the_fit(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A Dask cluster without workers accepts a fit and never runs it: ``--once`` must not
+    wait for ever. The first wait times out (the job is cancelled), every later fit of the
+    run is refused at once, and all of them are counted and retried on a later run."""
+    inner = ManualExecutor()
+    det = ProphetDetector(ProphetConfig(min_history="2d", retry_after="3h"), interval=HOUR,
+                          executor=WaitingExecutor(inner, timeout=0))
+    with caplog.at_level(logging.WARNING):
+        for t in range(49):
+            det.learn(TickBatch.of(["a", "b"], [t * H, t * H], [10.0, 11.0]),
+                      np.zeros(2, bool))
+    assert len(inner.calls) == 1 and inner.calls[0].cancelled()  # "b" was never handed out
+    assert det.drain_fit_report().failures == 2 and det.pending() == 0
+    assert "did not finish within 0 s" in caplog.text
+    assert "this run hands out no more fits" in caplog.text
+    det.set_executor(InlineExecutor())  # the next run, with workers back
+    ok = flat_forecast(52 * H, 10.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("detectors.prophet_detector.fit_forecast", lambda *a, **k: ok)
+        for t in range(49, 53):
+            det.learn(TickBatch.of(["a", "b"], [t * H, t * H], [10.0, 11.0]),
+                      np.zeros(2, bool))
+    assert det.drain_fit_report().seconds == [0.25, 0.25] and det.failures_total == 2
 
 
 # -- config ------------------------------------------------------------------------------------
