@@ -22,7 +22,8 @@ Monitor health: ``cxmon_ticks_total{cx_metric,outcome}``, ``cxmon_tick_duration_
 ``cxmon_notifications{receiver,status}``, ``cxmon_source_poll_seconds{source,type}``,
 ``cxmon_source_poll_errors_total{source,type,kind}``,
 ``cxmon_detector_refit_seconds{cx_metric,detector}``,
-``cxmon_detector_refit_failures_total{cx_metric,detector}``, ``cxmon_last_tick_timestamp_seconds``,
+``cxmon_detector_refit_failures_total{cx_metric,detector}``,
+``cxmon_detector_fits_in_flight{cx_metric,detector}``, ``cxmon_last_tick_timestamp_seconds``,
 and the cardinality guard's ``cxmon_exporter_series`` / ``cxmon_exporter_series_dropped_total``.
 
 The registry is injected (``registry=``, like client_python's own collectors), so tests use a
@@ -389,6 +390,12 @@ class Exporter:
             "cxmon_detector_refit_failures", "Detector model fits that failed (the previous "
             "model keeps scoring; the fit is retried later).", [m, "detector"], registry=r,
         )
+        self.fits_in_flight = Gauge(
+            "cxmon_detector_fits_in_flight", "Model fits handed to the executor and not "
+            "installed yet (after the metric's last tick); one that never falls means the "
+            "executor runs nothing, e.g. a Dask cluster without workers.", [m, "detector"],
+            registry=r,
+        )
         self.last_tick = Gauge("cxmon_last_tick_timestamp_seconds",
                                "Unix time of the last successful tick.", [m], registry=r)
         self.series_count = Gauge("cxmon_exporter_series", "Series exported now.", registry=r)
@@ -476,6 +483,8 @@ class Exporter:
                 self.refit_seconds.labels(metric, detector).observe(value)
         for detector, n in (getattr(result, "refit_failures", None) or {}).items():
             self.refit_failures.labels(metric, detector).inc(n)
+        for detector, n in (getattr(result, "fits_in_flight", None) or {}).items():
+            self.fits_in_flight.labels(metric, detector).set(n)
         self._observe_incidents(getattr(result, "incidents", None) or ())
         scores = result.scores
         if scores is not None and len(scores):

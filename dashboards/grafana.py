@@ -356,6 +356,9 @@ def health_dashboard(config: MonitorConfig) -> Built:
         ("Detector refit failures per hour",
          "sum by (cx_metric, detector) (increase(cxmon_detector_refit_failures_total[1h]))",
          "{{cx_metric}} {{detector}}", "short"),
+        ("Detector fits in flight (never falling: the executor runs nothing)",
+         "sum by (cx_metric, detector) (cxmon_detector_fits_in_flight)",
+         "{{cx_metric}} {{detector}}", "short"),
     ]
     for title, expr, legend, unit in panels:
         b = b.with_panel(_timeseries(title, [(expr, legend)], unit=unit))

@@ -140,6 +140,18 @@ class MetricDetectors:
                 out[name] = drain()
         return out
 
+    def collect_fits(self) -> None:
+        """Install the slow fits that have finished, in every detector that has them."""
+        for det in self.detectors.values():
+            collect = getattr(det, "collect_fits", None)
+            if collect is not None:
+                collect()
+
+    def fits_in_flight(self) -> dict[str, int]:
+        """Slow fits handed out and not installed yet, per detector that has them."""
+        return {name: det.pending() for name, det in self.detectors.items()
+                if callable(getattr(det, "pending", None))}
+
     def pending_fits(self) -> list[Future]:
         """Futures of the slow fits in flight, over all detectors."""
         return [f for det in self.detectors.values()
@@ -191,10 +203,7 @@ class MetricDetectors:
         """
         result = DetectionResult()
         self._labels.update({k: s.labels for k, s in series.items()})
-        for det in self.detectors.values():  # slow fits finished since the last tick
-            collect = getattr(det, "collect_fits", None)
-            if collect is not None:
-                collect()
+        self.collect_fits()  # slow fits finished since the last tick
         if frame.empty:  # the whole metric is silent: monitor.staleness reports that
             return result
         frame = frame.sort_values(["timestamp", "series"], kind="stable")

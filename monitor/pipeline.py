@@ -113,6 +113,9 @@ class TickResult:
     refits: dict[str, list[float]] = field(default_factory=dict)
     #: Model fits that failed during the tick, per detector (logged; retried later).
     refit_failures: dict[str, int] = field(default_factory=dict)
+    #: Model fits handed out and not installed after the tick, per detector: a number that
+    #: never falls means the executor runs nothing (a Dask cluster without workers).
+    fits_in_flight: dict[str, int] = field(default_factory=dict)
     #: Re-polled (``late_window``) buckets that were new or corrected (stored, not scored).
     late: LateBuckets = field(default_factory=LateBuckets)
     #: Start of the newest point stored for the metric after the tick (None: not known yet):
@@ -320,6 +323,15 @@ class Pipeline:
                                         last_data_end=self._last_data.get(metric.name))
         return result
 
+    def _settle_fits(self, dets: MetricDetectors) -> None:
+        """With an executor that can settle (``cxmon run --once``: :class:`WaitingExecutor`),
+        wait for the fits this tick handed out and install them, so they are in its
+        checkpoint; otherwise a later tick installs them."""
+        settle = getattr(self.fit_executor, "settle", None)
+        if settle is not None:
+            settle()
+            dets.collect_fits()
+
     def pending_fits(self) -> list[Future]:
         """Futures of the slow model fits in flight (they are installed by a later tick)."""
         return [f for dets in self._detectors.values() for f in dets.pending_fits()]
@@ -419,12 +431,14 @@ class Pipeline:
                         until.isoformat(), metric.timestamp)
         detected = dets.run(fresh, built.series, keep_scores=True, until=until,
                             metric_silent=bool(no_data))
+        self._settle_fits(dets)
         self._say_warming(metric, dets, until)
         for name, report in dets.fit_reports().items():
             if report.seconds:
                 result.refits[name] = report.seconds
             if report.failures:
                 result.refit_failures[name] = report.failures
+        result.fits_in_flight.update(dets.fits_in_flight())
         detected.anomalies += no_data
         result.anomalies += detected.anomalies
         if detected.scores is not None and len(detected.scores):

@@ -49,7 +49,7 @@ def test_build_writes_dashboards_and_provisioning(tmp_path):
                  "cxmon_source_poll_seconds_bucket", "cxmon_source_poll_errors_total",
                  "cxmon_rows_rejected_total", "cxmon_late_buckets_total", "cxmon_notifications",
                  "cxmon_detector_refit_seconds", "cxmon_detector_refit_failures_total",
-                 "cxmon_source_lag_seconds"):
+                 "cxmon_detector_fits_in_flight", "cxmon_source_lag_seconds"):
         assert name in exprs
     provider = yaml.safe_load((out / "provisioning" / "dashboards" / "cxmon.yaml").read_text())
     assert provider["providers"][0]["options"]["path"] == str((out / "dashboards").resolve())

@@ -44,7 +44,8 @@ def test_series_gauges_and_health_metrics_over_http():
                           anomalies=[anomaly], seconds=0.2, scores=_scores(KEYS[:2])))
     ex.observe(TickResult("csat", error="boom", seconds=0.1))
     ex.observe(TickResult("csat", skipped="backing off"))
-    ex.observe(TickResult("csat", scores=_scores(KEYS[2:], value=4.1)))
+    ex.observe(TickResult("csat", scores=_scores(KEYS[2:], value=4.1),
+                          fits_in_flight={"seasonal": 3}))
     port = ex.start("127.0.0.1", 0)
     try:
         r = httpx.get(f"http://127.0.0.1:{port}/metrics")
@@ -70,6 +71,8 @@ def test_series_gauges_and_health_metrics_over_http():
     assert s[("cxmon_tick_duration_seconds_count",
               (("cx_metric", "checkout_dropoff_rate"),))] == 1
     assert s[("cxmon_exporter_series", ())] == 3
+    assert s[("cxmon_detector_fits_in_flight",
+              (("cx_metric", "csat"), ("detector", "seasonal")))] == 3
 
 
 def test_cardinality_cap_counts_overflow_and_opt_in_list():

@@ -6,6 +6,7 @@ tests decide when a fit finishes (an injected executor) or wait on the real futu
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,27 +125,42 @@ def test_an_executor_that_refuses_work_does_not_break_learning() -> None:
     assert "s" in det.get_state()
 
 
-def test_run_once_waits_for_a_finished_fit_and_returns_it() -> None:
-    ex = WaitingExecutor(InlineExecutor(), timeout=0)
-    assert ex.submit(pow, 2, 10).result() == 1024 and ex.stalled is None
+def test_run_once_hands_fits_out_together_and_settles_them() -> None:
+    """``--once`` must install a tick's fits before its checkpoint, but waiting in ``submit``
+    ran them one at a time on a cluster of many workers: all are handed out first, then
+    ``settle`` waits for them all (their results, or failures, are the detector's)."""
+    inner = ManualExecutor()
+    ex = WaitingExecutor(inner, timeout=5)
+    a, b = ex.submit(pow, 2, 10), ex.submit(pow, 3, 2)
+    assert len(inner.calls) == 2 and not a.done()  # both out before either finished
+    inner.calls[0].set_result(1024)
+    inner.calls[1].set_exception(ValueError("bad fit"))
+    ex.settle()
+    assert a.result() == 1024 and isinstance(b.exception(), ValueError) and ex.stalled is None
 
 
 def test_run_once_gives_up_on_a_cluster_that_never_runs_the_fit(
         caplog: pytest.LogCaptureFixture) -> None:
-    """A Dask cluster without workers accepts a fit and never runs it: ``--once`` must not
-    wait for ever. The first wait times out (the job is cancelled), every later fit of the
-    run is refused at once, and all of them are counted and retried on a later run."""
+    """A Dask cluster without workers accepts fits and never runs them: ``--once`` must not
+    wait for ever. With no progress for ``timeout`` the fits are cancelled and fail, every
+    later fit of the run is refused at once, and all are counted and retried later."""
     inner = ManualExecutor()
+    ex = WaitingExecutor(inner, timeout=0)
     det = ProphetDetector(ProphetConfig(min_history="2d", retry_after="3h"), interval=HOUR,
-                          executor=WaitingExecutor(inner, timeout=0))
+                          executor=ex)
     with caplog.at_level(logging.WARNING):
         for t in range(49):
             det.learn(TickBatch.of(["a", "b"], [t * H, t * H], [10.0, 11.0]),
                       np.zeros(2, bool))
-    assert len(inner.calls) == 1 and inner.calls[0].cancelled()  # "b" was never handed out
+        assert len(inner.calls) == 2 and det.pending() == 2  # handed out together
+        ex.settle()
+        det.collect_fits()
+        det.learn(TickBatch.of(["c"], [49 * H], [1.0]), np.zeros(1, bool))
+    assert all(f.cancelled() for f in inner.calls)
     assert det.drain_fit_report().failures == 2 and det.pending() == 0
-    assert "did not finish within 0 s" in caplog.text
-    assert "this run hands out no more fits" in caplog.text
+    assert "2 model fit(s) made no progress within 0 s" in caplog.text
+    with pytest.raises(RuntimeError, match="this run hands out no more fits"):
+        ex.submit(pow, 2, 2)
     det.set_executor(InlineExecutor())  # the next run, with workers back
     ok = flat_forecast(52 * H, 10.0)
     with pytest.MonkeyPatch.context() as mp:
@@ -153,6 +169,19 @@ def test_run_once_gives_up_on_a_cluster_that_never_runs_the_fit(
             det.learn(TickBatch.of(["a", "b"], [t * H, t * H], [10.0, 11.0]),
                       np.zeros(2, bool))
     assert det.drain_fit_report().seconds == [0.25, 0.25] and det.failures_total == 2
+
+
+def test_settle_waits_while_fits_keep_finishing() -> None:
+    """The bound is on progress, not on the whole batch: thousands of fits on a small
+    cluster take longer than ``timeout`` in all, and must not be cancelled for it."""
+    gate = threading.Semaphore(0)
+    with ThreadPoolExecutor(2) as pool:
+        ex = WaitingExecutor(pool, timeout=30)
+        futures = [ex.submit(gate.acquire) for _ in range(6)]
+        for _ in range(6):
+            gate.release()
+        ex.settle()
+    assert all(f.result() is True for f in futures) and ex.stalled is None
 
 
 # -- config ------------------------------------------------------------------------------------
@@ -242,12 +271,14 @@ def test_pipeline_hands_fits_to_its_executor_and_reports_them(tmp_path: Path) ->
     pipe, clock = pipeline(ex, store, one_series_csv(tmp_path))
     done = ticks(replay(pipe, clock, ANCHOR + timedelta(hours=27), deliver=False))
     assert len(ex.calls) == 1 and len(pipe.pending_fits()) == 1
+    assert done[-1].fits_in_flight == {"seasonal": 1}  # the exporter's gauge: still out
     assert all(r.error is None for r in done)
     assert all(np.isnan(r.scores["score"]).all() for r in done)  # no model yet, no waiting
     ex.calls[0].set_result(flat_forecast(int((ANCHOR + timedelta(hours=25)).timestamp()) * 10**9,
                                          0.35))
     nxt = ticks(replay(pipe, clock, ANCHOR + timedelta(hours=28), deliver=False))
     assert nxt[-1].refits == {"seasonal": [0.25]} and nxt[-1].error is None
+    assert nxt[-1].fits_in_flight == {"seasonal": 0}
     assert np.isfinite(nxt[-1].scores["score"]).all()  # the new model scores this tick
     # a day later the next refit is submitted; it fails: counted on the tick, no error
     later = ticks(replay(pipe, clock, ANCHOR + timedelta(hours=51), deliver=False))
