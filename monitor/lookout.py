@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -130,6 +131,15 @@ def env_name(*parts: str) -> str:
     return "_".join(_LABEL_BAD.sub("_", p).strip("_").upper() for p in parts if p)
 
 
+def _known_zone(name: str) -> bool:
+    """An IANA time zone name this machine knows (a typo stays a note, not SQL)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _ident(column: str, quote: str = '"') -> str:
     """A column or table name for SQL: bare when simple, else quoted with ``quote`` (``"`` is
     ANSI, as PostgreSQL and Redshift read it; MySQL reads backticks).
@@ -230,10 +240,12 @@ class _Converter:
         dims: list[str] = list(dict.fromkeys(raw_dims))
         self.dim_names: dict[str, str] = {}  # Lookout dimension -> cxmon dimension
         filters = self._filters(ms.get("DimensionFilterList") or [])
+        tz = self._local_zone(ms)
         if kind == "S3SourceConfig":
+            self._zone_note(tz)
             source_cfg, build = self._s3(src_key, src_cfg, dims, filters)
         else:
-            source_cfg, build = self._sql(src_key, kind, src_cfg, ts_col, dims, filters)
+            source_cfg, build = self._sql(src_key, kind, src_cfg, ts_col, dims, filters, tz)
 
         prefix = metric_name(set_name)
         thresholds = self._alert_thresholds()
@@ -288,12 +300,21 @@ class _Converter:
                       "--poll` that they are read")
         self.unknown(ms.get("TimestampColumn") or {}, {"ColumnName", "ColumnFormat"},
                      "TimestampColumn.")
+
+    def _local_zone(self, ms: dict[str, Any]) -> str | None:
+        """The metric set's ``Timezone`` when it is not UTC (None for UTC or none)."""
         tz = ms.get("Timezone")
-        if tz and tz not in ("UTC", "Etc/UTC", "GMT", "Z"):
+        if not tz or tz in ("UTC", "Etc/UTC", "GMT", "Z"):
+            return None
+        return str(tz)
+
+    def _zone_note(self, tz: str | None) -> None:
+        """Where the query cannot convert local times: say what to do instead."""
+        if tz:
             self.note("manual", "Timezone",
                       f"cxmon reads timestamps without a zone as UTC, not {tz}: store them with "
-                      "their offset, or convert in the sql query "
-                      f"(e.g. ts AT TIME ZONE '{tz}' on PostgreSQL)")
+                      "their offset, or convert them in the source (PostgreSQL and Redshift "
+                      f"sources get ts AT TIME ZONE '{tz}' in their query)")
 
     def _filters(self, raw: Any) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -430,7 +451,7 @@ class _Converter:
                       f"{comp}: read when the file names end in .gz (decompressed by extension)")
 
     def _sql(self, key: str, kind: str, cfg: dict[str, Any], ts_col: str, dims: list[str],
-             filters: dict[str, list[str]]) -> tuple[dict[str, Any], Any]:
+             filters: dict[str, list[str]], tz: str | None) -> tuple[dict[str, Any], Any]:
         where = f"MetricSource.{kind}."
         table = _need(cfg, "TableName", where)
         var = env_name("LOOKOUT", key, "DB_URL")
@@ -477,8 +498,19 @@ class _Converter:
                           "[a-zA-Z_][a-zA-Z0-9_]*)")
             selected.append(_ident(d, quote) if name == d else f"{_ident(d, quote)} AS {name}")
             dim_names.append(name)
-        conds = [f"{_ident(ts_col, quote)} >= :since", f"{_ident(ts_col, quote)} < :until"]
+        ts_expr = _ident(ts_col, quote)
         params: dict[str, str] = {}
+        if tz and quote == '"' and _known_zone(tz):
+            # a local wall-clock column read as UTC would shift every bucket; PostgreSQL and
+            # Redshift turn it into an absolute time (the zone is a bound parameter)
+            ts_expr = f"({ts_expr} AT TIME ZONE :lookout_timezone)"
+            params["lookout_timezone"] = tz
+            self.note("mapped", "Timezone",
+                      f"{tz}: the query reads {ts_col} AT TIME ZONE '{tz}' (a column without "
+                      "a zone holding local times), so buckets are in UTC")
+        else:
+            self._zone_note(tz)
+        conds = [f"{ts_expr} >= :since", f"{ts_expr} < :until"]
         for name, values in filters.items():
             binds = []
             for j, v in enumerate(values):
@@ -492,7 +524,9 @@ class _Converter:
 
         def build(i: int, m: dict[str, Any]) -> dict[str, Any]:
             col = m["MetricName"]
-            cols = [_ident(ts_col, quote), *selected, _ident(col, quote)]
+            ts_sel = (ts_expr if ts_expr == _ident(ts_col, quote)
+                      else f"{ts_expr} AS {_ident(ts_col, quote)}")
+            cols = [ts_sel, *selected, _ident(col, quote)]
             value = _value(self, i, col, m["AggregationFunction"])
             query = (f"SELECT {', '.join(cols)}\nFROM {_ident(table, quote)}\n"
                      f"WHERE {' AND '.join(conds)}")

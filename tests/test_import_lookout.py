@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -276,7 +277,51 @@ def test_redshift_source_and_a_local_timezone():
         "type": "sql", "url": "${LOOKOUT_CONTACT_CENTRE_DB_URL}"}
     assert "FROM cx.contact_events" in conv.config["metrics"][0]["query"]
     assert "postgresql+psycopg://" in conv.env["LOOKOUT_CONTACT_CENTRE_DB_URL"]
-    assert any(n.setting == "Timezone" and "Europe/Berlin" in n.message for n in conv.notes)
+    assert any(n.setting == "Timezone" and n.kind == "mapped" and "Europe/Berlin" in n.message
+               for n in conv.notes)
+    assert conv.config["metrics"][0]["params"]["lookout_timezone"] == "Europe/Berlin"
+
+
+def test_a_local_timezone_is_converted_by_the_postgresql_query():
+    """Lookout's Timezone says the column holds local wall-clock times without a zone: read
+    as UTC, every bucket would be an hour off in Berlin. The query converts them (the zone a
+    bound parameter), on the real PostgreSQL; an unknown zone stays a note, not SQL."""
+    from tests.conftest import PG_URL, require_postgres
+
+    ms = _json("rds_metric_set.json")
+    ms["Timezone"] = "Europe/Berlin"
+    table = f"contact_events_{uuid.uuid4().hex[:8]}"
+    ms["MetricSource"]["RDSSourceConfig"]["TableName"] = table
+    conv = convert(ms)
+    assert '(created_at AT TIME ZONE :lookout_timezone) AS created_at' in (
+        conv.config["metrics"][0]["query"])
+    require_postgres()
+    cfg = parse_config(render_yaml(conv), {"LOOKOUT_CONTACT_CENTRE_DB_URL": PG_URL})
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE TABLE {table} (created_at TIMESTAMP, channel TEXT, '
+                             '"Queue-Name" TEXT, contacts INTEGER, handle_seconds REAL)'))
+        conn.execute(sa.text(f"INSERT INTO {table} VALUES "
+                             "('2026-03-01 11:00:00', 'phone', 'billing', 4, 300), "  # 10:00Z
+                             "('2026-03-01 10:30:00', 'chat', 'billing', 2, 100)"))  # 09:30Z
+    source = SqlSource("contact_centre", cfg.sources["contact_centre"])
+    try:
+        m = cfg.metrics[0]
+        got = source.fetch(PollRequest(
+            m.name, datetime(2026, 3, 1, 10, tzinfo=UTC), datetime(2026, 3, 1, 11, tzinfo=UTC),
+            query=m.query, params=m.params, timestamp_column=m.timestamp))
+    finally:
+        source.close()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+        engine.dispose()
+    assert got["contacts"].tolist() == [4]
+    assert pd.Timestamp(got["created_at"].iloc[0]) == pd.Timestamp("2026-03-01 10:00", tz="UTC")
+
+    ms["Timezone"] = "Europe/Berlinn"
+    typo = convert(ms)
+    assert "AT TIME ZONE" not in typo.config["metrics"][0]["query"]
+    assert any(n.setting == "Timezone" and n.kind == "manual" for n in typo.notes)
 
 
 def test_mysql_rds_source_quotes_with_backticks_and_runs_on_mariadb():
