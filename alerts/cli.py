@@ -97,8 +97,9 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     @alerts_app.command("ack")
     def ack(
         config: ConfigOpt,
-        incidents: Annotated[list[str], typer.Argument(help="Open incident keys, or their "
-                                                       "first characters (cxmon alerts acks).")],
+        incidents: Annotated[list[str], typer.Argument(
+            metavar="INCIDENT...", help="Open incident keys, or their first characters "
+            "(cxmon alerts acks lists them).")],
         by: Annotated[str, typer.Option("--by", "-a", help="Who (default: $USER).")] = "",
     ) -> None:
         """Acknowledge incidents: no more reminders (repeat_interval) until one changes
@@ -127,7 +128,8 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     @alerts_app.command("unack")
     def unack(
         config: ConfigOpt,
-        incidents: Annotated[list[str], typer.Argument(help="Acknowledged incident keys.")],
+        incidents: Annotated[list[str], typer.Argument(metavar="INCIDENT...",
+                                                       help="Acknowledged incident keys.")],
     ) -> None:
         """Remove acknowledgements: the incidents' reminders resume."""
         from alerts.acks import unacknowledge
@@ -160,6 +162,9 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
             rows = store.open_incidents()
         finally:
             store.close()
+        if not rows:
+            typer.echo("no open incidents, so nothing to acknowledge")
+            return
         typer.echo(f"{'Incident':44}  {'Sev':>3}  Acknowledged")
         for r in rows:
             a = by_key.get(str(r["key"]))

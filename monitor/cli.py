@@ -67,14 +67,23 @@ class _Group(typer.core.TyperGroup):
 
 def _hide_flag_types() -> None:
     """Typer's rich help shows a ``<bool>`` type beside every flag (``--help`` included),
-    as if it took a value; flags take none, so show no type for them."""
-    option = typer.core.TyperOption
-    shown = option.display_type_rich
+    as if it took a value; flags take none, so show no type for them. A repeatable option
+    or argument showed ``<list[str]>``, Python's spelling: each occurrence takes one value,
+    so show that value's type; an argument with a metavar already says what to type."""
+    option, argument = typer.core.TyperOption, typer.core.TyperArgument
+    shown_option, shown_argument = option.display_type_rich, argument.display_type_rich
 
-    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
-        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+    def one_value(shown: str | None) -> str | None:
+        return re.sub(r"<list\[(\w+)\]>", r"<\1>", shown) if shown else shown
 
-    option.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    def option_type(self, ctx):  # type: ignore[no-untyped-def]
+        return None if getattr(self, "is_flag", False) else one_value(shown_option(self, ctx))
+
+    def argument_type(self, ctx):  # type: ignore[no-untyped-def]
+        return None if self.metavar else one_value(shown_argument(self, ctx))
+
+    option.display_type_rich = option_type  # type: ignore[method-assign]
+    argument.display_type_rich = argument_type  # type: ignore[method-assign]
 
 
 _hide_flag_types()

@@ -317,6 +317,8 @@ def test_cli_ack_then_resolution_is_still_sent_and_ends_the_ack(
     assert mon.store is not None
     with mon.store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(alert_acks_t)).scalar() == 0
+    out = run(app, ["alerts", "acks", "-c", str(path)], env={"COLUMNS": "200"})
+    assert out.output.strip() == "no open incidents, so nothing to acknowledge"
 
 
 def test_cli_unack_resumes_reminders(mon: Monitor, tmp_path: Path) -> None:

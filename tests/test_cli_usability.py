@@ -330,6 +330,7 @@ def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
         res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
         assert res.exit_code == 0, (path, res.output)
         assert "<bool>" not in res.output, path
+        assert "<list[" not in res.output, path  # Python's spelling of "repeatable"
         assert "``" not in res.output, path
     add = runner.invoke(app, ["silence", "add", "--help"], env={"COLUMNS": "200"}).output
     assert "Who (default: $USER)" in add
