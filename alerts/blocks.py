@@ -119,7 +119,7 @@ def render_message(
     verb = "Resolved" if resolved else ("Update" if payload.get("update") else "Anomaly")
     names = Names.from_payload(payload)
     head, numbers, tail = summary(payload)
-    header = f"{emoji} {verb} · {head}{tail}"
+    header = _header(f"{emoji} {verb} · {head}", tail)
     rank = f"peak sev {severity}" if resolved else f"sev {severity} {name}"
     changed = "" if resolved else describe(payload.get("changes"), payload.get("group"), names)
     lead = f"{'Reminder' if payload.get('repeat') else verb}: {changed} · " if changed \
@@ -127,7 +127,7 @@ def render_message(
     text = f"{lead}{head}{f' ({numbers})' if numbers else ''}{tail} · {rank}"
 
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(_cut(header, MAX_HEADER))},
+        {"type": "header", "text": _plain(header)},
     ]
     if changed:  # an update says first what is new since the last message
         blocks.append({"type": "context", "elements": [_mrkdwn(
@@ -187,6 +187,14 @@ def render_message(
     blocks.append({"type": "context", "elements": [_mrkdwn(context)]})
     return {"text": _cut(escape_mrkdwn(text), MAX_TEXT), "color": colour,
             "blocks": limit_blocks(blocks)}
+
+
+def _header(head: str, tail: str) -> str:
+    """The header within Slack's 150 characters: when too long (display names are longer
+    than identifiers), the other measures (``; also …``) go first, then the end is cut."""
+    if len(head + tail) > MAX_HEADER and "; also " in tail:
+        tail = tail[:tail.rindex("; also ")]
+    return _cut(head + tail, MAX_HEADER)
 
 
 def _changes_line(payload: Mapping[str, Any], changed: str) -> str:

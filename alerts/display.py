@@ -97,6 +97,20 @@ class Names:
             return [f"{k}={v}" for k, v in items]
         return [f"{self.label(k)}: {self.value(k, v)}" for k, v in items]
 
+    def group(self, group: Mapping[str, Any]) -> str:
+        """An alert group as people read it: ``journey=checkout`` without names (as ever),
+        ``Checkout journey`` for a journey's group once it is named, else :meth:`where`
+        (``""`` for the empty group).
+
+        >>> n = Names(values={"journey": {"checkout": "Checkout"}})
+        >>> n.group({"journey": "checkout"}), Names().group({"journey": "checkout"})
+        ('Checkout journey', 'journey=checkout')
+        """
+        pairs = list(group.items())
+        if set(group) == {"journey"} and any(self.named(k, v) for k, v in pairs):
+            return f"{self.value('journey', group['journey'])} journey"
+        return self.where(pairs)
+
     def for_payload(self, metrics: Iterable[Any], labels: Iterable[str]) -> dict[str, Any]:
         """The ``display`` object of a payload that mentions these metrics and labels (only
         their names: a config's whole section would be carried by every message)."""

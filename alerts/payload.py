@@ -50,12 +50,12 @@ def incident_payload(
     ranked = sorted(change.anomalies, key=lambda a: (-a.severity, len(a.labels), a.series))
     shown = ranked[:MAX_ANOMALIES]
     metrics = sorted({a.metric for a in change.anomalies})
-    where = names.where(sorted(inc.group.items())) or "all series"
+    where, sep = _scope(inc.group, metrics, names)
     if change.status == "resolved":
-        title = f"{where}: resolved"
+        title = f"{where}{sep}resolved"
     else:
         silent = all(a.kind == "no_data" for a in change.anomalies) and change.anomalies
-        title = (f"{where}: {', '.join(names.metric(m) for m in metrics)} "
+        title = (f"{where}{sep}{', '.join(names.metric(m) for m in metrics)} "
                  f"{'has no data' if silent else 'anomalous'}")
     runbook = None
     for m in metrics:
@@ -84,6 +84,17 @@ def incident_payload(
     if names and (shown_names := _display(names, change, causes)):
         payload["display"] = shown_names
     return payload
+
+
+def _scope(group: Mapping[str, str], metrics: list[str], names: Names) -> tuple[str, str]:
+    """The title's "where" and separator: ``journey=checkout: `` as ever, or, once a name
+    applies, ``Checkout journey · `` (``journey: Checkout: `` would read badly)."""
+    pairs = sorted(group.items())
+    if not (any(names.named(k, v) for k, v in pairs) or any(m in names.metrics for m in metrics)):
+        return ", ".join(f"{k}={v}" for k, v in pairs) or "all series", ": "
+    if set(group) == {"journey"}:  # titled metrics, the journey's name or not
+        return f"{names.value('journey', group['journey'])} journey", " · "
+    return names.group(dict(pairs)) or "all series", " · "
 
 
 def _display(names: Names, change: IncidentChange, causes: list[dict[str, Any]]

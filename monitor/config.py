@@ -456,27 +456,33 @@ class DisplayConfig(BaseModel):
         default_factory=dict,
         description="label -> {value: display name} (channel: {app: Mobile app})")
 
-    @field_validator("values", mode="before")
+    @field_validator("values", mode="wrap")
     @classmethod
-    def _values_text(cls, value: Any) -> Any:
+    def _values_text(cls, value: Any, handler: Callable[[Any], Any]) -> Any:
         """Label values are text in the data: ``1`` becomes "1"; a YAML boolean (``no``),
-        null or float is an error with a hint to quote it."""
+        null or float is an error with a hint to quote it, reported with the other
+        problems of the section."""
         if not isinstance(value, Mapping):
-            return value
-        errors: list[tuple[Loc, str, str]] = []
+            return handler(value)
+        mine: list[InitErrorDetails] = []
         out: dict[Any, Any] = {}
         for label, names in value.items():
-            if not isinstance(names, Mapping):
-                out[label] = names
-                continue
-            out[label] = {}
-            for key, name in names.items():
-                if (why := _yaml_key_problem(key)) is not None:
-                    errors.append(((label,), "value_key", why))
-                else:
-                    out[label][str(key)] = name
-        _raise("values", errors)
-        return out
+            out[label] = names
+            if isinstance(names, Mapping):
+                out[label] = {}
+                for key, name in names.items():
+                    if (why := _yaml_key_problem(key)) is not None:
+                        mine.append(InitErrorDetails(type=PydanticCustomError("value_key", why),
+                                                     loc=(label,), input=None))
+                    else:
+                        out[label][str(key)] = name
+        try:
+            result = handler(out)
+        except ValidationError as exc:
+            mine += _relocate(exc)
+        if mine:
+            raise ValidationError.from_exception_data("values", mine)
+        return result
 
     @model_validator(mode="after")
     def _distinct(self) -> DisplayConfig:

@@ -59,7 +59,7 @@ def reminder_line(payload: Mapping[str, Any]) -> str:
     """
     severity = int(payload.get("severity", 0))
     group = payload.get("group") or {}
-    who = Names.from_payload(payload).where(group.items()) or str(payload.get("title", ""))
+    who = Names.from_payload(payload).group(group) or str(payload.get("title", ""))
     opened = str(payload.get("opened_at") or "")[:16].replace("T", " ")
     since = f" · open since {opened} UTC" if opened else ""
     changed = _changed(payload)
