@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.changes import describe
+from alerts.display import Names
 from alerts.notifiers.console import (
     SPREAD_TEXT,
     format_change,
@@ -116,16 +117,17 @@ def render_message(
     severity = int(payload.get("severity") or 0)
     name, emoji, colour = _RESOLVED if resolved else severity_style(severity)
     verb = "Resolved" if resolved else ("Update" if payload.get("update") else "Anomaly")
+    names = Names.from_payload(payload)
     head, numbers, tail = summary(payload)
-    header = f"{emoji} {verb} · {head}{tail}"
+    header = _header(f"{emoji} {verb} · {head}", tail)
     rank = f"peak sev {severity}" if resolved else f"sev {severity} {name}"
-    changed = "" if resolved else describe(payload.get("changes"), payload.get("group"))
+    changed = "" if resolved else describe(payload.get("changes"), payload.get("group"), names)
     lead = f"{'Reminder' if payload.get('repeat') else verb}: {changed} · " if changed \
         else f"{verb}: "  # what is new first: all a phone's preview may show
     text = f"{lead}{head}{f' ({numbers})' if numbers else ''}{tail} · {rank}"
 
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(_cut(header, MAX_HEADER))},
+        {"type": "header", "text": _plain(header)},
     ]
     if changed:  # an update says first what is new since the last message
         blocks.append({"type": "context", "elements": [_mrkdwn(
@@ -134,10 +136,11 @@ def render_message(
     metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")}) or sorted(
         {str(m.get("metric")) for m in payload.get("measures") or []
          if isinstance(m, Mapping) and m.get("metric")})
+    journey = payload.get("journey")
     fields = [
         f"*Severity*\n{emoji} {severity} · {name}",
-        f"*Journey*\n{payload.get('journey') or 'all'}",
-        f"*Metric*\n{', '.join(metrics) or 'n/a'}",
+        f"*Journey*\n{names.value('journey', journey) if journey else 'all'}",
+        f"*Metric*\n{', '.join(names.metric(m) for m in metrics) or 'n/a'}",
         f"*Since*\n{_when(payload.get('opened_at'))}",
     ]
     blocks.append({"type": "section", "fields": [_mrkdwn(f, 2000) for f in fields]})
@@ -149,26 +152,29 @@ def render_message(
             f"{_duration(opened, until)}; this thread is closed."))
     if anomalies and (payload.get("status") != "resolved" or payload.get("late")):
         top, related = anomalies[0], anomalies[1:]
-        blocks.append(_section(_top_anomaly(top, payload.get("group") or {})))
+        blocks.append(_section(_top_anomaly(top, payload.get("group") or {}, names)))
         causes = root_cause_items(payload.get("root_cause"))
         spread = spread_items(payload.get("root_cause"))
         mixes = mix_items(payload.get("root_cause"))
         if causes or spread or mixes:
-            lines = [f"• {f'*{metric}*: ' if metric else ''}{_labels_md(labels)}{_share(share)}"
+            lines = [f"• {f'*{names.metric(metric)}*: ' if metric else ''}"
+                     f"{_labels_md(labels, names)}{_share(share)}"
                      for metric, labels, share in causes]
-            lines += [f"• *{metric}*: {_labels_md(split) + ' ' if split else ''}{SPREAD_TEXT}"
+            lines += [f"• *{names.metric(metric)}*: "
+                      f"{_labels_md(split, names) + ' ' if split else ''}{SPREAD_TEXT}"
                       for metric, split in spread]
-            lines += [f"• *{metric}*: {_labels_md(split) + ' ' if split else ''}"
-                      f"{escape_mrkdwn(mix_text(mix))}" for metric, split, mix in mixes]
+            lines += [f"• *{names.metric(metric)}*: "
+                      f"{_labels_md(split, names) + ' ' if split else ''}"
+                      f"{escape_mrkdwn(mix_text(mix, names))}" for metric, split, mix in mixes]
             blocks.append(_section("*Root cause*: where the change came from\n"
                                    + "\n".join(lines)))
         total = int(payload.get("anomalies_total") or len(anomalies))
         if related:
-            lines = _related_lines(related, payload.get("group") or {})
+            lines = _related_lines(related, payload.get("group") or {}, names)
             hidden = total - len(anomalies)
             if hidden > 0:
                 lines.append(f"… and {hidden} more not shown")
-            order = _measure_order(payload.get("measures"))
+            order = _measure_order(payload.get("measures"), names)
             blocks.append(_section(f"*Related anomalies* ({total - 1}, times UTC)\n{order}"
                                    + "\n".join(lines)))
 
@@ -181,6 +187,14 @@ def render_message(
     blocks.append({"type": "context", "elements": [_mrkdwn(context)]})
     return {"text": _cut(escape_mrkdwn(text), MAX_TEXT), "color": colour,
             "blocks": limit_blocks(blocks)}
+
+
+def _header(head: str, tail: str) -> str:
+    """The header within Slack's 150 characters: when too long (display names are longer
+    than identifiers), the other measures (``; also …``) go first, then the end is cut."""
+    if len(head + tail) > MAX_HEADER and "; also " in tail:
+        tail = tail[:tail.rindex("; also ")]
+    return _cut(head + tail, MAX_HEADER)
 
 
 def _changes_line(payload: Mapping[str, Any], changed: str) -> str:
@@ -206,16 +220,29 @@ def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:
     ...     {"metric": "csat", "labels": {}, "value": 3.533, "expected": 4.302, "change": -0.18}],
     ...     "root_cause": [{"metric": "csat", "elements": [{"channel": "contact-centre"}]}]})
     ('support journey · csat -18%', '3.53 vs 4.30 expected', ', driven by channel=contact-centre')
+
+    With display names (``payload["display"]``, :mod:`alerts.display`) it reads them:
+
+    >>> head, numbers, tail = summary({"journey": "checkout", "group": {"journey": "checkout"},
+    ...     "anomalies": [{"metric": "checkout_dropoff_rate", "value": 0.587, "expected": 0.335,
+    ...                    "labels": {"channel": "app", "region": "uk"}, "change": 0.752}],
+    ...     "display": {"metrics": {"checkout_dropoff_rate": "Checkout drop-off rate"},
+    ...                 "labels": {"channel": "Channel", "region": "Region"},
+    ...                 "values": {"channel": {"app": "Mobile app"}, "region": {"uk": "UK"},
+    ...                            "journey": {"checkout": "Checkout"}}}})
+    >>> head + tail
+    'Checkout journey · Checkout drop-off rate +75% in Channel: Mobile app, Region: UK'
     """
+    names = Names.from_payload(payload)
     group = payload.get("group") or {}
     journey = payload.get("journey")
     if journey and set(group) <= {"journey"}:
-        scope = f"{journey} journey"
+        scope = f"{names.value('journey', journey)} journey"
     else:
-        scope = ", ".join(f"{k}={v}" for k, v in group.items()) or "all series"
+        scope = names.where(group.items()) or "all series"
     anomalies = list(payload.get("anomalies") or [])
     if payload.get("status") == "resolved" and not anomalies:
-        measures = [str(m.get("metric")) for m in payload.get("measures") or []
+        measures = [names.metric(m.get("metric")) for m in payload.get("measures") or []
                     if isinstance(m, Mapping) and m.get("metric")]
         took = _duration(payload.get("opened_at"), payload.get("resolved_at")).strip(" ()")
         return (f"{scope}{' · ' + ', '.join(measures) if measures else ''} back to normal",
@@ -224,28 +251,30 @@ def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:
         return f"{scope} · {payload.get('title') or 'incident'}", "", ""
     top = anomalies[0]
     metric = str(top.get("metric") or top.get("series") or "")
-    where = _where(top, group)
+    title = names.metric(metric)
+    where = _where(top, group, names)
     loc = "" if where == "total" else f" in {where}"
     others = sorted({str(a.get("metric")) for a in anomalies[1:] if a.get("metric")} - {metric})
-    also = f"; also {', '.join(others)}" if others else ""
+    also = f"; also {', '.join(names.metric(m) for m in others)}" if others else ""
     silent = no_data_text(top)
     if silent:
-        return f"{scope} · {metric} has no data", silent, f"{loc}{also}"
+        return f"{scope} · {title} has no data", silent, f"{loc}{also}"
     cause = next((labels for m, labels, _ in root_cause_items(payload.get("root_cause"))
                   if m in (None, metric)), None)
-    said = ", ".join(f"{k}={v}" for k, v in sorted((cause or {}).items()))
+    said = names.where(sorted((cause or {}).items()))
     driven = f", driven by {said}" if said and said != where else ""
     raw = payload.get("root_cause")
     mix = next((m for name, _, m in mix_items(raw) if name in ("", metric)), None)
     if not driven and mix is not None:  # the volume moved between values, not their rates
-        driven = (f", a mix shift: {mix.get('dimension')}={mix.get('value')} went from"
+        moved = names.where([(str(mix.get("dimension")), mix.get("value"))])
+        driven = (f", a mix shift: {moved} went from"
                   f" {float(mix.get('share_usual') or 0):.0%} to"
                   f" {float(mix.get('share_now') or 0):.0%} of the volume")
     elif not driven and any(name in ("", metric) for name, _ in spread_items(raw)):
         driven = ", on every dimension value alike"
     numbers = (f"{format_number(top.get('value'), top.get('unit'))} vs "
                f"{format_number(top.get('expected'), top.get('unit'))} expected")
-    return (f"{scope} · {metric} {format_change(top.get('change'))}", numbers,
+    return (f"{scope} · {title} {format_change(top.get('change'))}", numbers,
             f"{loc}{driven}{also}")
 
 
@@ -327,15 +356,16 @@ def _key(element: Any) -> str:
 # -- pieces ---------------------------------------------------------------------------------
 
 
-def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
-    where = _where(a, group)
+def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -> str:
+    where = _where(a, group, names)
+    title = names.metric(a.get("metric", a.get("series", "")))
     silent = no_data_text(a)
     if silent:
-        return (f"*{a.get('metric', a.get('series', ''))}* · {where}"
+        return (f"*{title}* · {where}"
                 f" at {_when(a.get('timestamp'))}\n"
                 f"*No data*: {silent} · sev {a.get('severity', 0)}")
     return (
-        f"*{a.get('metric', a.get('series', ''))}* · {where}"
+        f"*{title}* · {where}"
         f" at {_when(a.get('timestamp'))}\n"
         f"*Value {format_number(a.get('value'), a.get('unit'))}* vs expected "
         f"{format_number(a.get('expected'), a.get('unit'))}"
@@ -345,7 +375,8 @@ def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
     )
 
 
-def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any]) -> list[str]:
+def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any],
+                   names: Names | None = None) -> list[str]:
     """One line per series (metric and dimension values), its worst anomaly first: an
     incident of several hours listed every hour of every series, a wall of near-identical
     lines on a phone. A series with several anomalies says how many and over which hours.
@@ -356,13 +387,14 @@ def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any]) -
     ...                 {**a, "timestamp": "2026-01-31T01:00:00+00:00"}], {})
     ['• csat · channel=cc: 3.39 vs 4.25 (-20%), sev 48, 17:00; 3 anomalies 01-30 13:00–01-31 01:00']
     """
+    names = names or Names()
     series: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for a in related:
-        key = (str(a.get("metric", a.get("series", ""))), _where(a, group))
+        key = (str(a.get("metric", a.get("series", ""))), _where(a, group, names))
         series.setdefault(key, []).append(a)
     out = []
     for found in series.values():
-        line = _related_line(found[0], group)
+        line = _related_line(found[0], group, names)
         if len(found) > 1:
             times = sorted(str(a.get("timestamp", "")) for a in found)
             cut = slice(11, 16) if times[0][:10] == times[-1][:10] else slice(5, 16)
@@ -372,35 +404,37 @@ def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any]) -
     return out
 
 
-def _related_line(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
-    where = _where(a, group)
+def _related_line(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -> str:
+    where = _where(a, group, names)
+    title = names.metric(a.get("metric", a.get("series", "")))
     ts = str(a.get("timestamp", ""))[11:16]
     silent = no_data_text(a)
     if silent:
-        return (f"• {a.get('metric', a.get('series', ''))} · {where}: no data, {silent},"
+        return (f"• {title} · {where}: no data, {silent},"
                 f" sev {a.get('severity', 0)}, {ts}")
     return (
-        f"• {a.get('metric', a.get('series', ''))} · {where}:"
+        f"• {title} · {where}:"
         f" {format_number(a.get('value'), a.get('unit'))} vs "
         f"{format_number(a.get('expected'), a.get('unit'))}"
         f" ({format_change(a.get('change'))}), sev {a.get('severity', 0)}, {ts}"
     )
 
 
-def _measure_order(measures: Any) -> str:
+def _measure_order(measures: Any, names: Names) -> str:
     """``Moved in this order: a (07:00) → b (09:00)`` when several measures moved."""
     if not isinstance(measures, list) or len(measures) < 2:
         return ""
-    steps = [f"{m.get('metric')} ({str(m.get('first_at', ''))[11:16]})" for m in measures
+    steps = [f"{names.metric(m.get('metric'))} ({str(m.get('first_at', ''))[11:16]})"
+             for m in measures
              if isinstance(m, Mapping)]
     return "Moved in this order: " + " → ".join(steps) + "\n"
 
 
-def _where(a: Mapping[str, Any], group: Mapping[str, Any]) -> str:
+def _where(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -> str:
     """The labels the incident's group does not already say; ``total`` for the roll-up."""
     labels = a.get("labels") or {}
-    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
-                     if k not in group and k not in _HIDDEN_LABELS) or "total"
+    return names.where((k, v) for k, v in sorted(labels.items())
+                       if k not in group and k not in _HIDDEN_LABELS) or "total"
 
 
 def _buttons(
@@ -491,8 +525,8 @@ def _cut(text: str, limit: int) -> str:
     return text[: limit - 14] + "… (truncated)"
 
 
-def _labels_md(labels: Mapping[str, str]) -> str:
-    return " ".join(f"`{k}={v}`" for k, v in labels.items())
+def _labels_md(labels: Mapping[str, str], names: Names) -> str:
+    return " ".join(f"`{pair}`" for pair in names.pairs(labels.items()))
 
 
 def _share(share: float | None) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from alerts.display import Names
 from monitor.model import SEVERITY_LEVELS, parse_series_key, severity_name
 
 __all__ = ["describe", "diff", "material_change", "state"]
@@ -82,9 +83,11 @@ def diff(told: Mapping[str, Any], now: Mapping[str, Any], since: str | None) -> 
     return out
 
 
-def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None = None) -> str:
+def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None = None,
+             names: Names | None = None) -> str:
     """One line saying what changed (``""`` for a first message), e.g. ``severity 35 → 52
-    (high); 3 new anomalous points; now also region=us``.
+    (high); 3 new anomalous points; now also region=us`` (with display ``names``: metric
+    titles and ``Region: US``).
 
     >>> describe({"since": "t", "severity": {"from": 35, "to": 52, "level": "high"},
     ...           "new_points": 3, "new_series": ['m{journey="checkout",region="us"}'],
@@ -95,6 +98,7 @@ def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None 
     """
     if changes is None:
         return ""
+    names = names or Names()
     parts = []
     sev = changes.get("severity")
     if isinstance(sev, Mapping):
@@ -104,12 +108,13 @@ def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None 
         parts.append(f"{points} new anomalous point{'s' if points != 1 else ''}")
     measures = list(changes.get("new_measures") or [])
     if measures:
-        parts.append(f"new measure{'s' if len(measures) > 1 else ''} {', '.join(measures)}")
+        parts.append(f"new measure{'s' if len(measures) > 1 else ''} "
+                     f"{', '.join(names.metric(m) for m in measures)}")
     series = list(changes.get("new_series") or [])
     if series:
         parts.append(_also(series, int(changes.get("new_series_total") or len(series)),
-                           group or {}))
-    causes = list(changes.get("new_root_causes") or [])
+                           group or {}, names))
+    causes = [_cause_text(str(c), names) for c in changes.get("new_root_causes") or []]
     if causes:
         parts.append(f"new root cause {'; '.join(causes[:SHOWN_SERIES])}"
                      + (f" (+{len(causes) - SHOWN_SERIES} more)" if len(causes) > SHOWN_SERIES
@@ -117,7 +122,24 @@ def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None 
     return "; ".join(parts) or "no change since the last message"
 
 
-def _also(series: list[str], total: int, group: Mapping[str, Any]) -> str:
+def _cause_text(cause: str, names: Names) -> str:
+    """A state's ``metric: dim=value, ...`` as people read it (unchanged without names, or
+    when it does not split into pairs).
+
+    >>> _cause_text("m: channel=app, region=uk", Names({"m": "Drop-off"}, {"channel": "Channel"}))
+    'Drop-off: Channel: app, region: uk'
+    """
+    if not names:
+        return cause
+    metric, sep, rest = cause.partition(": ")
+    pairs = [p.partition("=") for p in rest.split(", ")] if sep else []
+    if not pairs or any(not eq for _, eq, _ in pairs):
+        return cause
+    return f"{names.metric(metric) if metric else ''}: {names.where((k, v) for k, _, v in pairs)}"
+
+
+def _also(series: list[str], total: int, group: Mapping[str, Any],
+          names: Names | None = None) -> str:
     """``now also region=us, region=de (+2 more)``: the labels the group does not say, each
     with its metric when the new series are of several metrics."""
     parsed = []
@@ -126,13 +148,14 @@ def _also(series: list[str], total: int, group: Mapping[str, Any]) -> str:
             parsed.append(parse_series_key(key))
         except ValueError:
             parsed.append((key, {}))
+    names = names or Names()
     several = len({metric for metric, _ in parsed}) > 1
-    names = []
+    said = []
     for metric, labels in parsed:
-        where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
-                          if k not in group and k not in _HIDDEN_LABELS) or "total"
-        names.append(f"{metric} {where}" if several else where)
-    unique = list(dict.fromkeys(names))
+        where = names.where((k, v) for k, v in sorted(labels.items())
+                            if k not in group and k not in _HIDDEN_LABELS) or "total"
+        said.append(f"{names.metric(metric)} {where}" if several else where)
+    unique = list(dict.fromkeys(said))
     shown = unique[:SHOWN_SERIES]
     more = max(total - len(series), 0) + len(unique) - len(shown)
     return "now also " + ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")

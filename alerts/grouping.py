@@ -44,6 +44,7 @@ import sqlalchemy as sa
 
 from alerts.acks import get_ack, lift_ack
 from alerts.changes import diff, material_change, state
+from alerts.display import merge_display
 from alerts.payload import MAX_ANOMALIES
 from monitor.model import Notification
 from monitor.store import Store, StoreTx, alert_groups_t, anomalies_t, incidents_t
@@ -93,8 +94,11 @@ def merge_payloads(waiting: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
                                                   str(a.get("series"))))
     overlap = len(waiting.get("anomalies") or []) + len(new.get("anomalies") or []) - len(seen)
     total = int(waiting.get("anomalies_total") or 0) + int(new.get("anomalies_total") or 0)
-    return {**new, "update": bool(waiting.get("update")), "anomalies": ranked[:MAX_ANOMALIES],
-            "anomalies_total": total - overlap}
+    merged = {**new, "update": bool(waiting.get("update")), "anomalies": ranked[:MAX_ANOMALIES],
+              "anomalies_total": total - overlap}
+    if waiting.get("display") or new.get("display"):  # names of both's metrics and labels
+        merged["display"] = merge_display(waiting.get("display"), new.get("display"))
+    return merged
 
 
 class AlertGroups:

@@ -7,8 +7,9 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from alerts.display import Names
 from monitor.incidents import IncidentChange, contributors, root_cause_payload
-from monitor.model import Anomaly
+from monitor.model import Anomaly, parse_series_key
 
 MAX_ANOMALIES = 20
 
@@ -37,25 +38,30 @@ def anomaly_dict(a: Anomaly) -> dict[str, Any]:
 
 def incident_payload(
     change: IncidentChange, *, runbooks: Mapping[str, str | None] | None = None,
-    percent: Collection[str] = (),
+    percent: Collection[str] = (), names: Names | None = None,
 ) -> dict[str, Any]:
     """Payload for an opened, updated or resolved incident. Anomalies (and mix shifts) of the
     metrics in ``percent`` (ratios: a drop-off rate) carry ``"unit": "percent"``, so messages
-    say 58.7%, not 0.587."""
+    say 58.7%, not 0.587. With display ``names`` (:mod:`alerts.display`), the title reads
+    them, each anomaly adds ``title`` / ``display``, and ``display`` carries the names the
+    notifiers need; identifiers (``metric``, ``labels``, ``group``) are unchanged."""
+    names = names or Names()
     inc = change.incident
     ranked = sorted(change.anomalies, key=lambda a: (-a.severity, len(a.labels), a.series))
     shown = ranked[:MAX_ANOMALIES]
     metrics = sorted({a.metric for a in change.anomalies})
-    where = ", ".join(f"{k}={v}" for k, v in sorted(inc.group.items())) or "all series"
+    where, sep = _scope(inc.group, metrics, names)
     if change.status == "resolved":
-        title = f"{where}: resolved"
+        title = f"{where}{sep}resolved"
     else:
         silent = all(a.kind == "no_data" for a in change.anomalies) and change.anomalies
-        title = f"{where}: {', '.join(metrics)} {'has no data' if silent else 'anomalous'}"
+        title = (f"{where}{sep}{', '.join(names.metric(m) for m in metrics)} "
+                 f"{'has no data' if silent else 'anomalous'}")
     runbook = None
     for m in metrics:
         runbook = runbook or (runbooks or {}).get(m)
-    return {
+    causes = root_cause_payload(inc)
+    payload = {
         "status": "resolved" if change.status == "resolved" else "firing",
         "update": change.status == "updated",
         "incident_key": inc.key,
@@ -66,15 +72,53 @@ def incident_payload(
         "opened_at": inc.opened_at.isoformat(),
         "resolved_at": change.at.isoformat() if change.status == "resolved" else None,
         "runbook": runbook,
-        "anomalies": [_with_unit(anomaly_dict(a), a.metric in percent) for a in shown],
+        "anomalies": [{**_with_unit(anomaly_dict(a), a.metric in percent),
+                       **names.anomaly_extras(a.metric, a.labels)} for a in shown],
         "anomalies_total": len(change.anomalies),
         # root cause (monitor/incidents.py): measures in the order they moved, the best root
         # cause of each ([{metric, elements, share, score, ...}]) and the top dimension values
         "measures": [{"metric": m, **inc.measures[m]} for m in inc.measure_order()],
-        "root_cause": [_mix_unit(rc, rc.get("metric") in percent)
-                       for rc in root_cause_payload(inc)],
+        "root_cause": [_mix_unit(rc, rc.get("metric") in percent) for rc in causes],
         "contributors": contributors(inc),
     }
+    if names and (shown_names := _display(names, change, causes)):
+        payload["display"] = shown_names
+    return payload
+
+
+def _scope(group: Mapping[str, str], metrics: list[str], names: Names) -> tuple[str, str]:
+    """The title's "where" and separator: ``journey=checkout: `` as ever, or, once a name
+    applies, ``Checkout journey · `` (``journey: Checkout: `` would read badly)."""
+    pairs = sorted(group.items())
+    if not (any(names.named(k, v) for k, v in pairs) or any(m in names.metrics for m in metrics)):
+        return ", ".join(f"{k}={v}" for k, v in pairs) or "all series", ": "
+    if set(group) == {"journey"}:  # titled metrics, the journey's name or not
+        return f"{names.value('journey', group['journey'])} journey", " · "
+    return names.group(dict(pairs)) or "all series", " · "
+
+
+def _display(names: Names, change: IncidentChange, causes: list[dict[str, Any]]
+             ) -> dict[str, Any]:
+    """The names a payload needs: of every metric and label it (or a later ``changes`` of
+    its incident) can mention."""
+    inc = change.incident
+    metrics = {a.metric for a in change.anomalies} | set(inc.measures) | {
+        str(rc.get("metric")) for rc in causes}
+    labels = set(inc.group)
+    for a in change.anomalies:
+        labels.update(a.labels)
+    for key in inc.series:
+        try:
+            labels.update(parse_series_key(key)[1])
+        except ValueError:
+            continue
+    for rc in causes:
+        for el in rc.get("elements") or []:
+            labels.update(el)
+        labels.update(rc.get("split") or {})
+        if isinstance(rc.get("mix"), dict) and rc["mix"].get("dimension"):
+            labels.add(str(rc["mix"]["dimension"]))
+    return names.for_payload(metrics, labels)
 
 
 def _with_unit(item: dict[str, Any], percent: bool) -> dict[str, Any]:

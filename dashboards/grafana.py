@@ -106,12 +106,14 @@ def _datasource_variable() -> dash_b.DatasourceVariable:
     return dash_b.DatasourceVariable(DATASOURCE_VAR).label("Prometheus").type("prometheus")
 
 
-def _dimension_variable(label: str, journey: str, rolled_up: bool) -> dash_b.QueryVariable:
+def _dimension_variable(label: str, journey: str, rolled_up: bool,
+                        shown: str | None = None) -> dash_b.QueryVariable:
     """A variable listing a label's values on the journey; All = the roll-up total (for a
-    dimension) or every value (for a split_by label)."""
+    dimension) or every value (for a split_by label). ``shown``: the label's display name
+    (``display.labels``); the variable's name stays the label, as deep links use it."""
     return (
         dash_b.QueryVariable(label)
-        .label(label)
+        .label(shown or label)
         .datasource(DS)
         .query({
             "query": f'label_values(cxmon_series_value{{journey="{journey}"}}, {label})',
@@ -168,7 +170,7 @@ def _finish(builder: dash_b.Dashboard) -> dict[str, Any]:
 def journey_dashboard(config: MonitorConfig, journey: str) -> Built:
     """One journey: each measure with its band and severity, a variable per dimension."""
     uid = journey_uid(journey)
-    title = f"cxmon · {journey}"
+    title = f"cxmon · {config.display.values.get('journey', {}).get(journey, journey)}"
     metrics = journey_metrics(config, journey)
     b = _base(uid, title, [f"journey:{journey}"]).description(
         f"Customer-experience KPIs of the {journey} journey, monitored by cxmon. "
@@ -182,7 +184,8 @@ def journey_dashboard(config: MonitorConfig, journey: str) -> Built:
             if s != "journey":
                 seen.setdefault(s, False)
     for label, rolled_up in seen.items():
-        b = b.with_variable(_dimension_variable(label, journey, rolled_up))
+        b = b.with_variable(_dimension_variable(label, journey, rolled_up,
+                                                config.display.labels.get(label)))
     b = b.annotation(
         dash_b.AnnotationQuery().name("cxmon anomalies (Prometheus)").datasource(DS)
         .enable(True).icon_color("red")
@@ -204,10 +207,11 @@ def journey_dashboard(config: MonitorConfig, journey: str) -> Built:
     ))
     for m in metrics:
         sel = _selector(m, journey)
-        b = b.with_row(dash_b.Row(m.name))
+        shown = m.title or m.name  # the metric's title where people read it
+        b = b.with_row(dash_b.Row(shown))
         band = (
             _timeseries(
-                f"{m.name}: value and expected band",
+                f"{shown}: value and expected band",
                 [
                     (f"cxmon_series_value{{{sel}}}", "value"),
                     (f"cxmon_series_expected{{{sel}}}", "expected"),
@@ -217,7 +221,7 @@ def journey_dashboard(config: MonitorConfig, journey: str) -> Built:
                 span=16, unit=_unit(m),
             )
             .id(panel_id(m.name))
-            .description(m.description or f"{m.name} with what the detectors expected.")
+            .description(m.description or f"{shown} with what the detectors expected.")
             .line_width(2).fill_opacity(0).show_points(common_m.VisibilityMode.NEVER)
             .with_override(dash_m.MatcherConfig(id_val="byName", options="upper"), [
                 dash_m.DynamicConfigValue(id_val="custom.fillBelowTo", value="lower"),
@@ -247,7 +251,7 @@ def journey_dashboard(config: MonitorConfig, journey: str) -> Built:
                                .target_blank(True)])
         b = b.with_panel(band)
         b = b.with_panel(
-            _timeseries(f"{m.name}: severity", [(f"cxmon_series_severity{{{sel}}}", "severity")],
+            _timeseries(f"{shown}: severity", [(f"cxmon_series_severity{{{sel}}}", "severity")],
                         span=8)
             .id(panel_id(m.name, "severity")).min(0).max(100)
             .thresholds(

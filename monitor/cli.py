@@ -26,7 +26,7 @@ from rich.table import Table
 
 from monitor.cli_options import ConfigOpt, LogLevel
 from monitor.clock import FakeClock, SystemClock
-from monitor.config import MonitorConfig, config_json_schema, load_config
+from monitor.config import MonitorConfig, config_json_schema, display_warnings, load_config
 from monitor.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
@@ -264,7 +264,7 @@ def validate(
         f"{len(cfg.alerting.receivers)} receiver(s)",
         soft_wrap=True,  # one line, also in a log or a pipe
     )
-    for where, text in [*missing_files(cfg), *short_histories(cfg)]:
+    for where, text in [*missing_files(cfg), *short_histories(cfg), *display_warnings(cfg)]:
         console.print(f"[yellow]warning[/] {where}: {escape(text)}", soft_wrap=True)
     if poll:
         _poll_metrics(cfg, intervals)

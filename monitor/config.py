@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -75,6 +76,7 @@ __all__ = [
     "AlertingConfig",
     "ConsoleReceiverConfig",
     "DaskExecutorConfig",
+    "DisplayConfig",
     "ExecutorConfig",
     "GrafanaConfig",
     "InlineExecutorConfig",
@@ -87,6 +89,7 @@ __all__ = [
     "StoreConfig",
     "ValueSpec",
     "config_json_schema",
+    "display_warnings",
     "format_path",
     "load_config",
     "parse_config",
@@ -104,6 +107,19 @@ LabelName = Annotated[str, Field(pattern=LABEL_NAME)]
 Column = Annotated[str, Field(min_length=1)]
 
 _STRICT = ConfigDict(extra="forbid")
+
+
+def _one_line(value: str) -> str:
+    """A display name is one line of text: messages put it inside a sentence or a header."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be one line (no line breaks)")
+    return value.strip()
+
+
+#: A name people read (a metric's title, a label's or a value's display name).
+DisplayName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_one_line)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,7 +385,9 @@ class MetricConfig(BaseModel):
     warmup: Duration = timedelta(0)  # no alerts this long after a series first appears
     suppress: Duration = timedelta(0)  # no new alert on a series this long after one
     missing: MissingPolicy = MissingPolicy.SKIP  # skip | zero | carry (a bucket without data)
-    description: str | None = None
+    #: what people read for this metric in alerts and dashboards (``name`` is for machines)
+    title: DisplayName | None = None
+    description: str | None = None  # a sentence: the Grafana panel's description
     runbook: str | None = None
 
     _interval_positive = field_validator("interval")(_positive)
@@ -414,6 +432,108 @@ class MetricConfig(BaseModel):
             (((k,), "collision", f"label {k!r} is also a {taken[k]}") for k in value if k in taken),
         )
         return value
+
+
+def _yaml_key_problem(key: Any) -> str | None:
+    """Why a YAML key cannot be a label value (None: it can, after ``str``)."""
+    if isinstance(key, bool) or key is None:
+        what = "null (~, null)" if key is None else "a boolean (yes, no, on, off, true, false)"
+        return (f"a label value is read by YAML as {what}, not text: quote it ('no': Norway)")
+    if isinstance(key, float):
+        return f"{key} is read by YAML as a number: quote the label value as in the data"
+    return None
+
+
+class DisplayConfig(BaseModel):
+    """Names people read for labels and label values in alerts and dashboards (identifiers
+    stay in series keys, links and webhook ``labels``)."""
+
+    model_config = _STRICT
+
+    labels: dict[LabelName, DisplayName] = Field(
+        default_factory=dict, description="label -> its display name (channel: Channel)")
+    values: dict[LabelName, dict[str, DisplayName]] = Field(
+        default_factory=dict,
+        description="label -> {value: display name} (channel: {app: Mobile app})")
+
+    @field_validator("values", mode="wrap")
+    @classmethod
+    def _values_text(cls, value: Any, handler: Callable[[Any], Any]) -> Any:
+        """Label values are text in the data: ``1`` becomes "1"; a YAML boolean (``no``),
+        null or float is an error with a hint to quote it, reported with the other
+        problems of the section."""
+        if not isinstance(value, Mapping):
+            return handler(value)
+        mine: list[InitErrorDetails] = []
+        out: dict[Any, Any] = {}
+        for label, names in value.items():
+            out[label] = names
+            if isinstance(names, Mapping):
+                out[label] = {}
+                for key, name in names.items():
+                    if (why := _yaml_key_problem(key)) is not None:
+                        mine.append(InitErrorDetails(type=PydanticCustomError("value_key", why),
+                                                     loc=(label,), input=None))
+                    else:
+                        out[label][str(key)] = name
+        try:
+            result = handler(out)
+        except ValidationError as exc:
+            mine += _relocate(exc)
+        if mine:
+            raise ValidationError.from_exception_data("values", mine)
+        return result
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DisplayConfig:
+        """Two labels (or two values of a label) with one display name would make alerts that
+        cannot tell them apart."""
+        errors: list[tuple[Loc, str, str]] = []
+        errors += _same_names(self.labels, ("labels",), "label")
+        for label, names in self.values.items():
+            errors += _same_names(names, ("values", label), f"{label} value")
+        _raise("display", errors)
+        return self
+
+
+def _same_names(names: Mapping[str, str], loc: Loc, what: str) -> list[tuple[Loc, str, str]]:
+    """A problem per key whose display name an earlier key already has."""
+    first: dict[str, str] = {}
+    out: list[tuple[Loc, str, str]] = []
+    for key, name in names.items():
+        if name.casefold() in first:
+            out.append(((*loc, key), "duplicate",
+                        f"display name {name!r} is already that of {what} "
+                        f"{first[name.casefold()]!r}: alerts could not tell them apart"))
+        else:
+            first[name.casefold()] = key
+    return out
+
+
+def display_warnings(config: MonitorConfig) -> list[tuple[str, str]]:
+    """``(config path, message)`` for display names nothing uses: a label in ``display`` that
+    no metric has (as a dimension, ``split_by`` or ``labels`` key: a typo, the text stays an
+    identifier), and two metrics with one ``title``. Not errors: the alerts still work."""
+    known = sorted({k for m in config.metrics for k in (*m.dimensions, *m.split_by, *m.labels)})
+    out: list[tuple[str, str]] = []
+    for part in ("labels", "values"):
+        for label in getattr(config.display, part):
+            if label not in known:
+                out.append((format_path(("display", part, label)),
+                            f"no metric has a label {label!r}{_did_you_mean(label, known)}; "
+                            f"metric labels: {', '.join(known) or 'none'}"))
+    titles: dict[str, int] = {}
+    for i, m in enumerate(config.metrics):
+        if m.title is None:
+            continue
+        if m.title.casefold() in titles:
+            j = titles[m.title.casefold()]
+            out.append((format_path(("metrics", i, "title")),
+                        f"{m.title!r} is also the title of {config.metrics[j].name} "
+                        f"(metrics[{j}]): alerts could not tell them apart"))
+        else:
+            titles[m.title.casefold()] = i
+    return out
 
 
 class ConsoleReceiverConfig(BaseModel):
@@ -857,6 +977,8 @@ class MonitorConfig(BaseModel):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     #: Where ``cxmon run`` runs slow model fits (monitor/executor.py).
     executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
+    #: Names people read for labels and their values (alerts/display.py)
+    display: DisplayConfig = Field(default_factory=DisplayConfig)
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ import pandas as pd
 from rich.console import Console
 
 from alerts.dispatch import Dispatcher
+from alerts.display import Names
 from alerts.grouping import AlertGroups, FlushResult, next_flush_at
 from alerts.notifiers.base import Notifier
 from alerts.notifiers.factory import receiver_notifier
@@ -220,6 +221,8 @@ class Pipeline:
         self.groups = AlertGroups(self.dispatcher, self.notifiers)
         self.outbox = OutboxWorker(store, self.notifiers, self.clock, delivery)
         self.runbooks = {m.name: m.runbook for m in config.metrics}
+        #: metric titles, label and value display names: what people read in messages
+        self.names = Names.from_config(config)
         #: ratio metrics: their values read as percentages in messages
         self.percent = frozenset(m.name for m in config.metrics
                                  if m.value.kind is ValueKind.RATIO)
@@ -668,7 +671,8 @@ class Pipeline:
 
     def _payloads(self, changes: list[IncidentChange]) -> dict[int, dict[str, Any]]:
         """The notification payload of each change worth telling, by ``id(change)``."""
-        return {id(c): incident_payload(c, runbooks=self.runbooks, percent=self.percent)
+        return {id(c): incident_payload(c, runbooks=self.runbooks, percent=self.percent,
+                                        names=self.names)
                 for c in changes if c.notify}
 
     def _route(self, tx: StoreTx, changes: list[IncidentChange],

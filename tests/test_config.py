@@ -783,6 +783,7 @@ def test_json_schema_lists_registered_types() -> None:
         "scheduler",
         "exporter",
         "executor",
+        "display",
     }
     assert schema["required"] == ["sources", "metrics"]
     executors = props["executor"]["oneOf"]

@@ -140,3 +140,27 @@ def test_demo_says_how_to_explore_its_run_without_repeating_a_store_url(
     assert "export CXMON_DEMO_STORE='<your --store URL>'" in output
     assert f"CXMON_DEMO_ANCHOR='{ANCHOR.isoformat()}'" in output
     assert "examples/demo.yaml" in output and "cxmon anomalies -c" in output
+
+
+def test_readme_display_names_example_is_the_demo_message_with_names(
+        demo_store: tuple[Store, str]) -> None:
+    """The README's display-names example is what the demo's message says with the
+    Config reference's names (the payload carries them in ``display``)."""
+    from alerts.blocks import render_message
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("With display names (a metric `title`"):
+                     readme.index("**Grafana link.**")]
+    store, _ = demo_store
+    first = next(n.payload for n in store.notifications()
+                 if n.payload.get("journey") == "checkout" and not n.payload.get("update"))
+    named = {**first, "display": {
+        "metrics": {"checkout_dropoff_rate": "Checkout drop-off rate"},
+        "labels": {"channel": "Channel", "region": "Region"},
+        "values": {"channel": {"app": "Mobile app"}, "region": {"uk": "UK"},
+                   "journey": {"checkout": "Checkout"}}}}
+    blocks = render_message(named)["blocks"]
+    header = blocks[0]["text"]["text"].replace(":large_yellow_circle:", "🟡")
+    assert f"`{header}`" in " ".join(section.split())
+    cause = blocks[3]["text"]["text"].split("\n")[1].removeprefix("• *Checkout drop-off rate*: ")
+    assert cause in " ".join(section.split())

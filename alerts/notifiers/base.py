@@ -17,6 +17,11 @@ Payload schema (a JSON-able dict, the same for every notifier)::
                      # value moved alike: {"metric", "at", "elements": [], "spread": true, ...}
      "contributors": [{"metric", "element", "share", ...}, ...],  # top dimension values
      "repeat": bool,  # optional: a repeat_interval reminder
+     # optional, only with display names configured (alerts/display.py): the names of the
+     # metrics and labels mentioned; each anomaly then also has "title" (its metric's) and
+     # "display" ({label name: value name}); identifiers everywhere else are unchanged
+     "display": {"metrics": {metric: title}, "labels": {label: name},
+                 "values": {label: {value: name}}},
      # updates and reminders only (absent from a group's first message and resolutions):
      # what changed since the last message this receiver got (alerts/changes.py)
      "changes": {"since": iso, "severity": {"from", "to", "level"}, "new_points": int,

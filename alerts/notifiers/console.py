@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from alerts.changes import describe
+from alerts.display import Names
 from alerts.notifiers.base import Notifier
 from monitor.model import severity_name
 
@@ -58,7 +59,7 @@ def reminder_line(payload: Mapping[str, Any]) -> str:
     """
     severity = int(payload.get("severity", 0))
     group = payload.get("group") or {}
-    who = ", ".join(f"{k}={v}" for k, v in group.items()) or str(payload.get("title", ""))
+    who = Names.from_payload(payload).group(group) or str(payload.get("title", ""))
     opened = str(payload.get("opened_at") or "")[:16].replace("T", " ")
     since = f" · open since {opened} UTC" if opened else ""
     changed = _changed(payload)
@@ -69,7 +70,7 @@ def reminder_line(payload: Mapping[str, Any]) -> str:
 
 def _changed(payload: Mapping[str, Any]) -> str:
     """What changed since the last message (:func:`alerts.changes.describe`), or ``""``."""
-    return describe(payload.get("changes"), payload.get("group"))
+    return describe(payload.get("changes"), payload.get("group"), Names.from_payload(payload))
 
 
 #: Width of the boxes when stdout is not a terminal (a log file, cron mail, ``| less``),
@@ -93,13 +94,14 @@ def render_panel(payload: Mapping[str, Any]) -> Panel:
     colour = "green" if status == "resolved" else severity_colour(severity)
     body: RenderableType
     anomalies = payload.get("anomalies", [])
+    names = Names.from_payload(payload)
     if anomalies:
-        body = _anomaly_table(anomalies, payload.get("group") or {})
+        body = _anomaly_table(anomalies, payload.get("group") or {}, names)
         more = int(payload.get("anomalies_total", len(anomalies))) - len(anomalies)
         if more > 0:
             table = body
             table.caption = f"... and {more} more anomalies"
-        body = root_cause_lines(payload.get("root_cause") or [], body)
+        body = root_cause_lines(payload.get("root_cause") or [], body, names)
     else:
         since = str(payload.get("opened_at", ""))[:16].replace("T", " ")
         until = str(payload.get("resolved_at") or "")[:16].replace("T", " ")
@@ -128,7 +130,8 @@ def _verb(payload: Mapping[str, Any]) -> str:
     return "UPDATE" if payload.get("update") else "FIRING"
 
 
-def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str]) -> Table:
+def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
+                   names: Names) -> Table:
     """One row per anomaly; the series is shown as metric + the labels the title lacks."""
     table = Table(expand=True, show_edge=False, pad_edge=False)
     one_metric = len({a.get("metric") for a in anomalies}) == 1
@@ -138,11 +141,11 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str])
         table.add_column(col, justify="right", no_wrap=True)
     for a in anomalies:
         labels = a.get("labels") or {}
-        where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
-                          if k not in group and k != "team") or "all"
+        where = names.where((k, v) for k, v in sorted(labels.items())
+                            if k not in group and k != "team") or "all"
         silent = no_data_text(a)
         table.add_row(
-            where if one_metric else f"{a.get('metric', a['series'])} · {where}",
+            where if one_metric else f"{names.metric(a.get('metric', a['series']))} · {where}",
             str(a["timestamp"])[5:16].replace("T", " "),
             "no data" if silent else format_number(a["value"], a.get("unit")),
             "–" if silent else format_number(a["expected"], a.get("unit")),
@@ -158,7 +161,7 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str])
 SPREAD_TEXT = "spread over all dimension values alike (no single culprit)"
 
 
-def mix_text(mix: Mapping[str, Any]) -> str:
+def mix_text(mix: Mapping[str, Any], names: Names | None = None) -> str:
     """What an alert says for a rate that moved because its volume moved between dimension
     values (:mod:`detectors.mixshift`), not because any value's own rate changed.
 
@@ -174,37 +177,42 @@ def mix_text(mix: Mapping[str, Any]) -> str:
     ...          ).split("; ")[1]
     'also channel=ios 10% → 30% (usual rate 0.450): 90% of change'
     """
+    names = names or Names()
     portion = mix.get("portion")
     part = f": {format_share(float(portion))}" if isinstance(portion, int | float) else ""
-    dim = mix.get("dimension")
+    dim = str(mix.get("dimension"))
     also = "".join(
-        f"; also {dim}={a.get('value')} {float(a.get('share_usual') or 0):.0%} → "
+        f"; also {names.where([(dim, a.get('value'))])} "
+        f"{float(a.get('share_usual') or 0):.0%} → "
         f"{float(a.get('share_now') or 0):.0%} (usual rate "
         f"{format_number(a.get('rate_usual'), mix.get('unit'))})"
         for a in (mix.get("also") or []) if isinstance(a, Mapping))
-    return (f"mix shift: {dim}={mix.get('value')} went from "
+    return (f"mix shift: {names.where([(dim, mix.get('value'))])} went from "
             f"{float(mix.get('share_usual') or 0):.0%} to {float(mix.get('share_now') or 0):.0%}"
             f" of the volume, and its usual rate is "
             f"{format_number(mix.get('rate_usual'), mix.get('unit'))} "
             f"({format_number(mix.get('rate_overall'), mix.get('unit'))} overall){also}{part}")
 
 
-def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType) -> RenderableType:
+def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType,
+                     names: Names | None = None) -> RenderableType:
     """The body with one compact line per measure's root cause above it, e.g.
     ``root cause · checkout_dropoff_rate: channel=app, region=uk (97% of change)``."""
     if not causes:
         return body
+    names = names or Names()
     lines = Text()
     for rc in causes[:3]:
-        where = " + ".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in rc["elements"])
+        where = " + ".join(names.where(e.items()) for e in rc["elements"])
         share = rc.get("share")
         pct = f" ({format_share(share)})" if isinstance(share, int | float) else ""
         if (rc.get("spread") or rc.get("mix")) and not rc["elements"]:
-            split = ", ".join(f"{k}={v}" for k, v in (rc.get("split") or {}).items())
-            said = mix_text(rc["mix"]) if rc.get("mix") else SPREAD_TEXT
+            split = names.where((rc.get("split") or {}).items())
+            said = mix_text(rc["mix"], names) if rc.get("mix") else SPREAD_TEXT
             where, pct = (f"{split}: " if split else "") + said, ""
         lines.append("root cause · ", style="bold")
-        lines.append(f"{rc.get('metric', '')}: {where}{pct}\n")
+        metric = rc.get("metric", "")
+        lines.append(f"{names.metric(metric) if metric else ''}: {where}{pct}\n")
     lines.rstrip()
     return Group(lines, body)
 

@@ -18,6 +18,7 @@ import httpx
 
 from alerts.blocks import grafana_link
 from alerts.changes import describe
+from alerts.display import Names
 from alerts.notifiers.base import Notifier
 from alerts.notifiers.config import PagerDutyReceiverConfig
 from alerts.notifiers.http import post_json
@@ -84,7 +85,8 @@ def pagerduty_change_event(payload: Mapping[str, Any], routing_key: str, *,
 def _summary(payload: Mapping[str, Any], key: str) -> str:
     """The title; an update's says first what changed since the last trigger."""
     title = str(payload.get("title") or key)
-    changed = describe(payload.get("changes"), payload.get("group"))
+    changed = describe(payload.get("changes"), payload.get("group"),
+                       Names.from_payload(payload))
     return f"Update: {changed} · {title}" if changed else title
 
 
