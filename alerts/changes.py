@@ -95,6 +95,8 @@ def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None 
     'severity 35 → 52 (high); 3 new anomalous points; now also region=us'
     >>> describe({"since": "t"})
     'no change since the last message'
+    >>> describe({"since": "t", "ack_lifted": {"by": "ana", "reason": "severity"}})
+    'acknowledged by ana, but its severity rose a level: reminders are back on'
     """
     if changes is None:
         return ""
@@ -119,6 +121,11 @@ def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None 
         parts.append(f"new root cause {'; '.join(causes[:SHOWN_SERIES])}"
                      + (f" (+{len(causes) - SHOWN_SERIES} more)" if len(causes) > SHOWN_SERIES
                         else ""))
+    lifted = changes.get("ack_lifted")
+    if isinstance(lifted, Mapping):
+        what = "its severity rose a level" if lifted.get("reason") == "severity" else \
+            "it spread to new series"
+        parts.append(f"acknowledged by {lifted.get('by')}, but {what}: reminders are back on")
     return "; ".join(parts) or "no change since the last message"
 
 

@@ -62,6 +62,13 @@ __all__ = ["AlertGroups", "FlushResult", "WaitingGroup", "merge_payloads", "next
 G = alert_groups_t
 
 
+def _lifted(ack: Any, why: str) -> dict[str, Any]:
+    """The ``changes.ack_lifted`` of a message that ends an acknowledgement: the team must
+    read that reminders are back on, and why, or they take the incident for handled."""
+    return {"by": ack.acked_by, "at": ack.acked_at.isoformat(),
+            "reason": "severity" if why.startswith("severity") else "series"}
+
+
 @dataclass(slots=True)
 class FlushResult:
     enqueued: int = 0
@@ -244,11 +251,14 @@ class AlertGroups:
             "resolved", "late") else None
         if kind == "repeat" and facts is not None:  # a reminder: the incident as it is now
             payload = {**payload, "severity": max(int(payload.get("severity") or 0), facts[0])}
-        if kind == "repeat" and not self._remind(tx, row.incident_key, facts, payload):
-            tx.conn.execute(sa.update(G).where(*where).values(  # acknowledged: check later
-                last_flush_at=now, next_flush_at=next_tick(now, interval, now + repeat),
-                seq=row.seq + 1))
-            return
+        lifted = None  # an acknowledgement this message ends (it says so)
+        if kind == "repeat":
+            remind, lifted = self._remind(tx, row.incident_key, facts, payload)
+            if not remind:
+                tx.conn.execute(sa.update(G).where(*where).values(  # acknowledged: check later
+                    last_flush_at=now, next_flush_at=next_tick(now, interval, now + repeat),
+                    seq=row.seq + 1))
+                return
         now_state = None
         if facts is not None and payload is not None:
             now_state = _state_now(payload, facts, row)
@@ -256,14 +266,17 @@ class AlertGroups:
                 before = told or {**_state_of(last_payload), "points": now_state["points"]}
                 payload = {**payload, "changes": diff(before, now_state, last_sent.isoformat())}
         if payload is not None:
-            n = Notification(f"{row.incident_key}|{kind}|{now.isoformat()}|{row.receiver}",
-                             row.receiver, row.incident_key, payload)
             reason = None if kind == "resolved" else self.dispatcher.suppression(
                 row.incident_key, row.labels, row.route, now, opened)
+            if reason is None and kind != "repeat" and row.last_sent_at is not None \
+                    and now_state is not None:  # a told update that changes it materially
+                lifted = self._lift_if_material(tx, row.incident_key, now_state)
+            if lifted is not None and isinstance(payload.get("changes"), Mapping):
+                payload = {**payload, "changes": {**payload["changes"], "ack_lifted": lifted}}
+            n = Notification(f"{row.incident_key}|{kind}|{now.isoformat()}|{row.receiver}",
+                             row.receiver, row.incident_key, payload)
             if reason is None:
                 sent.append(n)
-                if row.last_sent_at is not None and now_state is not None and kind != "repeat":
-                    self._lift_if_material(tx, row.incident_key, now_state)  # told: resume
                 last_sent, last_payload, told = now, payload, now_state or told
             elif not _muted_before(row):  # one suppressed row per muted incident, not 12/h
                 muted.append((n, reason))
@@ -282,31 +295,34 @@ class AlertGroups:
 
     @staticmethod
     def _remind(tx: StoreTx, key: str, facts: _Facts | None,
-                payload: Mapping[str, Any]) -> bool:
+                payload: Mapping[str, Any]) -> tuple[bool, dict[str, Any] | None]:
         """Whether a due reminder goes out: not while the incident is acknowledged, unless it
-        changed materially since (which lifts the acknowledgement)."""
+        changed materially since (which lifts the acknowledgement: returned, to be said)."""
         ack = get_ack(tx.conn, key)
         if ack is None:
-            return True
+            return True, None
         severity = int(payload.get("severity") or 0)  # the incident's, as it is now
         series = facts[1] if facts is not None and facts[1] is not None else ack.series
         why = material_change(ack.as_state(), severity, series)
         if why is None:
             log.info("incident %s acknowledged by %s: no reminder", key, ack.acked_by)
-            return False
+            return False, None
         lift_ack(tx.conn, key, why)
-        return True
+        return True, _lifted(ack, why)
 
     @staticmethod
-    def _lift_if_material(tx: StoreTx, key: str, now_state: Mapping[str, Any]) -> None:
+    def _lift_if_material(tx: StoreTx, key: str,
+                          now_state: Mapping[str, Any]) -> dict[str, Any] | None:
         """An update that changes the incident materially ends its acknowledgement, so the
-        reminders resume after it."""
+        reminders resume after it; returns what the update says about that (or None)."""
         ack = get_ack(tx.conn, key)
         if ack is None:
-            return
+            return None
         why = material_change(ack.as_state(), int(now_state["severity"]), now_state["series"])
-        if why is not None:
-            lift_ack(tx.conn, key, why)
+        if why is None:
+            return None
+        lift_ack(tx.conn, key, why)
+        return _lifted(ack, why)
 
     @staticmethod
     def _retry_muted(tx: StoreTx, row: Any, now: datetime, payload: Mapping[str, Any],

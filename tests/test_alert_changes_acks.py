@@ -251,11 +251,17 @@ def test_acknowledged_incident_sends_no_reminders_until_it_changes_materially(
     mon.tick(at, anomaly("uk", at, 55))
     _, update = mon.sent()
     assert update["changes"]["severity"] == {"from": 40, "to": 55, "level": "high"}
+    # the team must read that the incident is no longer handled as far as cxmon knows
+    assert update["changes"]["ack_lifted"] == {"by": "ana", "at": ack.acked_at.isoformat(),
+                                               "reason": "severity"}
+    assert describe(update["changes"]).endswith(
+        "acknowledged by ana, but its severity rose a level: reminders are back on")
     assert list_acks(mon.store) == []
     mon.restart()
     mon.flush(at + H)  # reminders resume
     *_, reminder = mon.sent()
     assert reminder["repeat"] is True and len(mon.sent()) == 3
+    assert "ack_lifted" not in reminder["changes"]  # said once, by the update
 
 
 def test_a_new_series_lifts_the_ack_even_when_no_update_was_sent(store_url: str) -> None:
@@ -274,6 +280,9 @@ def test_a_new_series_lifts_the_ack_even_when_no_update_was_sent(store_url: str)
         _, reminder = mon.sent()
         assert reminder["repeat"] is True
         assert reminder["changes"]["new_series"] == [series("us").key]
+        assert reminder["changes"]["ack_lifted"]["reason"] == "series"
+        assert describe(reminder["changes"]).endswith(
+            "acknowledged by bo, but it spread to new series: reminders are back on")
         assert list_acks(mon.store) == []
     finally:
         assert mon.store is not None

@@ -26,7 +26,8 @@ Payload schema (a JSON-able dict, the same for every notifier)::
      # what changed since the last message this receiver got (alerts/changes.py)
      "changes": {"since": iso, "severity": {"from", "to", "level"}, "new_points": int,
                  "new_series": [series keys], "new_series_total": int,
-                 "new_measures": [metric], "new_root_causes": ["metric: dim=value"]}}
+                 "new_measures": [metric], "new_root_causes": ["metric: dim=value"],
+                 "ack_lifted": {"by", "at", "reason": "severity" | "series"}}}
 """
 
 from __future__ import annotations
