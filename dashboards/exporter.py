@@ -441,6 +441,7 @@ class Exporter:
             for detector in m.detectors:
                 exp.refit_seconds.labels(m.name, detector)
                 exp.refit_failures.labels(m.name, detector)
+                exp.fits_in_flight.labels(m.name, detector).set(0)
         for r in config.alerting.receivers:
             exp.notifications_sent.labels(r.name)
             for status in ("pending", "sent", "dead"):
