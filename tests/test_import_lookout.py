@@ -296,25 +296,11 @@ def test_a_local_timezone_is_converted_by_the_postgresql_query():
     assert '(created_at AT TIME ZONE :lookout_timezone) AS created_at' in (
         conv.config["metrics"][0]["query"])
     require_postgres()
-    cfg = parse_config(render_yaml(conv), {"LOOKOUT_CONTACT_CENTRE_DB_URL": PG_URL})
-    engine = sa.create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE TABLE {table} (created_at TIMESTAMP, channel TEXT, '
-                             '"Queue-Name" TEXT, contacts INTEGER, handle_seconds REAL)'))
-        conn.execute(sa.text(f"INSERT INTO {table} VALUES "
-                             "('2026-03-01 11:00:00', 'phone', 'billing', 4, 300), "  # 10:00Z
-                             "('2026-03-01 10:30:00', 'chat', 'billing', 2, 100)"))  # 09:30Z
-    source = SqlSource("contact_centre", cfg.sources["contact_centre"])
-    try:
-        m = cfg.metrics[0]
-        got = source.fetch(PollRequest(
-            m.name, datetime(2026, 3, 1, 10, tzinfo=UTC), datetime(2026, 3, 1, 11, tzinfo=UTC),
-            query=m.query, params=m.params, timestamp_column=m.timestamp))
-    finally:
-        source.close()
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP TABLE {table}"))
-        engine.dispose()
+    got = _poll_converted(conv, PG_URL, table, (
+        f'CREATE TABLE {table} (created_at TIMESTAMP, channel TEXT, "Queue-Name" TEXT, '
+        "contacts INTEGER, handle_seconds REAL)"),
+        "('2026-03-01 11:00:00', 'phone', 'billing', 4, 300), "  # 10:00Z
+        "('2026-03-01 10:30:00', 'chat', 'billing', 2, 100)")  # 09:30Z
     assert got["contacts"].tolist() == [4]
     assert pd.Timestamp(got["created_at"].iloc[0]) == pd.Timestamp("2026-03-01 10:00", tz="UTC")
 
@@ -339,18 +325,27 @@ def test_mysql_rds_source_quotes_with_backticks_and_runs_on_mariadb():
     require_mariadb()
     table = f"contact_events_{uuid.uuid4().hex[:8]}"
     ms["MetricSource"]["RDSSourceConfig"]["TableName"] = table
-    cfg = parse_config(render_yaml(convert(ms)), {"LOOKOUT_CONTACT_CENTRE_DB_URL": MARIADB_URL})
-    engine = sa.create_engine(MARIADB_URL)
+    got = _poll_converted(convert(ms), MARIADB_URL, table, (
+        f"CREATE TABLE {table} (created_at DATETIME, channel TEXT, `Queue-Name` TEXT, "
+        "contacts INTEGER, handle_seconds DOUBLE)"),
+        "('2026-03-01 10:00:00', 'phone', 'billing', 4, 300), "
+        "('2026-03-01 10:05:00', 'chat', 'refunds', 2, 100)")
+    assert sorted(got["queue_name"]) == ["billing", "refunds"]  # the column, not its name
+    assert got["contacts"].sum() == 6
+
+
+def _poll_converted(conv, url: str, table: str, create: str, rows: str) -> pd.DataFrame:
+    """What the converted config's first metric polls for 2026-03-01 10:00-11:00 UTC from a
+    real database at ``url``, with ``table`` created and filled there (and dropped after)."""
+    cfg = parse_config(render_yaml(conv), {"LOOKOUT_CONTACT_CENTRE_DB_URL": url})
+    engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE TABLE {table} (created_at DATETIME, channel TEXT, "
-                             "`Queue-Name` TEXT, contacts INTEGER, handle_seconds DOUBLE)"))
-        conn.execute(sa.text(f"INSERT INTO {table} VALUES "
-                             "('2026-03-01 10:00:00', 'phone', 'billing', 4, 300), "
-                             "('2026-03-01 10:05:00', 'chat', 'refunds', 2, 100)"))
+        conn.execute(sa.text(create))
+        conn.execute(sa.text(f"INSERT INTO {table} VALUES {rows}"))
     source = SqlSource("contact_centre", cfg.sources["contact_centre"])
     try:
         m = cfg.metrics[0]
-        got = source.fetch(PollRequest(
+        return source.fetch(PollRequest(
             m.name, datetime(2026, 3, 1, 10, tzinfo=UTC), datetime(2026, 3, 1, 11, tzinfo=UTC),
             query=m.query, params=m.params, timestamp_column=m.timestamp))
     finally:
@@ -358,5 +353,3 @@ def test_mysql_rds_source_quotes_with_backticks_and_runs_on_mariadb():
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE {table}"))
         engine.dispose()
-    assert sorted(got["queue_name"]) == ["billing", "refunds"]  # the column, not its name
-    assert got["contacts"].sum() == 6
