@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from alerts.payload import anomaly_dict
+from detectors.calendar import CalendarDay
 from detectors.feedback import FeedbackBook, Verdict, verdicts
 from monitor.backfill import fetch_retrying
 from monitor.config import MonitorConfig
@@ -99,7 +100,7 @@ def _metric_detectors(config: MonitorConfig, name: str, book: FeedbackBook) -> M
     metric = config.metric(name)
     return MetricDetectors(name, metric.interval,
                            {d: config.detector(d) for d in metric.detectors}, post_rules(metric),
-                           book)
+                           book, calendar=config.calendar_for(metric))
 
 
 def _chunks(lo: datetime, hi: datetime) -> list[tuple[datetime, datetime]]:
@@ -178,6 +179,7 @@ def run_backtest(
                 rejected: Counter[str] = Counter()
                 all_series: set[str] = set()
                 times: set[datetime] = set()
+                calendar: dict[str, CalendarDay] = {}
                 for (lo, hi), history in plans[name]:
                     progress.update(task, description=f"{name} {lo:%Y-%m-%d}")
                     raw, _ = fetch_retrying(
@@ -188,13 +190,15 @@ def run_backtest(
                     built = build_measure_frame(raw, measure_spec(metric), lo, hi)
                     # until: a series that stops while others go on is a no_data anomaly,
                     # as in a tick (and, in history, its gap is not reported again later)
-                    found = dets.run(built.frame, built.series, until=hi).anomalies
+                    run = dets.run(built.frame, built.series, until=hi)
+                    found = run.anomalies
                     unfiltered = (found if plain is None else
                                   plain.run(built.frame, built.series, until=hi).anomalies)
                     progress.advance(task)
                     if history:  # learned, not reported (like a first tick's history)
                         continue
                     with_fb.extend(found)
+                    calendar.update(run.calendar_days)
                     without.extend(unfiltered)
                     stats["rows"] += built.rows_in
                     stats["points"] += len(built.frame)
@@ -207,6 +211,7 @@ def run_backtest(
                 stats["rejected"] = dict(rejected)
                 stats["buckets"] = len(times)
                 stats["episodes"] = episodes(times, metric.interval)
+                stats["calendar"] = {d: (day.name, day.mode) for d, day in sorted(calendar.items())}
                 stats["history"] = metric.history
                 stats["interval"] = metric.interval
                 stats["start"], stats["end"] = spans[name]  # whole buckets, as replayed

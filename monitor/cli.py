@@ -787,6 +787,9 @@ def backtest(
         )
         if name in result.warmup:
             console.print(f"[yellow]{name}: {escape(result.warmup[name])}[/]", soft_wrap=not tty)
+        if s.get("calendar"):
+            console.print(f"{name}: {_calendar_line(s['calendar'])}", soft_wrap=not tty,
+                          highlight=False)
         if s.get("feedback", {}).get("stored"):
             console.print(f"{name}: {_feedback_line(s)}", soft_wrap=not tty, highlight=False)
     if no_feedback:
@@ -838,6 +841,19 @@ def _stored_feedback(config: MonitorConfig,
         raise typer.Exit(1) from None
     finally:
         store.close()
+
+
+def _calendar_line(days: dict[str, tuple[str, str]]) -> str:
+    """The calendar days a backtest met, for its summary."""
+    skipped = [f"{d} {name}" for d, (name, mode) in days.items() if mode == "skip"]
+    scored = [f"{d} {name}" for d, (name, mode) in days.items() if mode == "score"]
+    parts = []
+    if skipped:
+        parts.append(f"not scored or learned on {len(skipped)} calendar day(s) "
+                     f"({', '.join(skipped)})")
+    if scored:
+        parts.append(f"scored but not learned on {len(scored)} ({', '.join(scored)})")
+    return "; ".join(parts)
 
 
 def _feedback_line(stats: dict[str, Any]) -> str:
@@ -1029,6 +1045,7 @@ __import__("monitor.cli_sources").cli_sources.register(app)  # backfill
 __import__("alerts.cli").cli.register(app, alerts_app)  # alerts deliver, serve-feedback
 __import__("monitor.cli_score").cli_score.register(app)  # score, feedback
 __import__("monitor.cli_import").cli_import.register(app)  # import lookout
+__import__("monitor.cli_calendar").cli_calendar.register(app)  # calendar
 
 
 def main() -> None:  # pragma: no cover

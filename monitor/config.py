@@ -35,6 +35,7 @@ from pydantic import (
     Discriminator,
     Field,
     GetJsonSchemaHandler,
+    PrivateAttr,
     SecretStr,
     SerializeAsAny,
     Tag,
@@ -58,6 +59,7 @@ from alerts.notifiers.config import (
 from alerts.timeintervals import NamedTimeInterval  # alerting.time_intervals
 from dashboards.config import ExporterConfig
 from detectors.base import DetectorConfig
+from detectors.calendar import BusinessCalendar, CalendarConfig
 from detectors.postrules import MissingPolicy, WindowRule
 from detectors.registry import config_class as detector_config_class
 from detectors.registry import detector_types
@@ -389,6 +391,8 @@ class MetricConfig(BaseModel):
     title: DisplayName | None = None
     description: str | None = None  # a sentence: the Grafana panel's description
     runbook: str | None = None
+    #: false: the top-level ``calendar`` (holidays, events) does not apply to this metric
+    calendar: bool = True
 
     _interval_positive = field_validator("interval")(_positive)
     _delay_non_negative = field_validator("delay", "late_window", "history")(_non_negative)
@@ -979,6 +983,9 @@ class MonitorConfig(BaseModel):
     executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
     #: Names people read for labels and their values (alerts/display.py)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
+    #: Holidays and events the detectors treat apart (detectors/calendar.py)
+    calendar: CalendarConfig | None = None
+    _calendar: BusinessCalendar | None = PrivateAttr(None)
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -1007,6 +1014,15 @@ class MonitorConfig(BaseModel):
                 return metric
         names = ", ".join(m.name for m in self.metrics)
         raise KeyError(f"no metric named {name!r}; defined metrics: {names}")
+
+    def calendar_for(self, metric: MetricConfig) -> BusinessCalendar | None:
+        """The business calendar that applies to ``metric`` (one instance per config, so
+        holidays are looked up once)."""
+        if self.calendar is None or not metric.calendar:
+            return None
+        if self._calendar is None:
+            self._calendar = BusinessCalendar(self.calendar)
+        return self._calendar
 
     def detector(self, name: str) -> DetectorConfig:
         """The detector config called ``name``; ``KeyError`` lists the defined ones."""

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
+from detectors.calendar import BusinessCalendar, CalendarDay
 from detectors.feedback import FeedbackBook
 from detectors.postrules import (
     MissingPolicy,
@@ -42,6 +43,9 @@ class DetectionResult:
     #: GONE_COLUMNS: series that sent no row in a bucket they were expected in (recently seen,
     #: ``missing: skip``), with the first detector's expectation, for the root cause only
     gone: pd.DataFrame | None = None
+    #: Calendar days met (local ISO date -> the day): buckets not learned, and not scored
+    #: on ``skip`` days
+    calendar_days: dict[str, CalendarDay] = field(default_factory=dict)
 
 
 GONE_COLUMNS = ["timestamp", "series", "expected", "lower", "upper"]
@@ -75,9 +79,12 @@ class MetricDetectors:
         detectors: Mapping[str, DetectorConfig],
         rules: PostRules,
         feedback: FeedbackBook | None = None,
+        calendar: BusinessCalendar | None = None,
     ) -> None:
         self.metric = metric
         self.rules = rules
+        #: Holidays and events: their buckets are not learned (``skip``: nor scored)
+        self.calendar = calendar
         self.feedback = feedback if feedback is not None else FeedbackBook()
         #: Detector name -> its type (``robust_seasonal``), for messages.
         self.types = {name: cfg.type for name, cfg in detectors.items()}
@@ -90,6 +97,7 @@ class MetricDetectors:
         self.rule_states: dict[str, RuleState] = {
             name: RuleState(rules, interval) for name in self.detectors
         }
+        self.interval = interval
         self._labels: dict[str, Mapping[str, str]] = {}
         #: Per detector: the newest bucket (ns) in which it could not score a point that had
         #: a value (still warming up on some series); absent = it scored every point so far.
@@ -220,13 +228,17 @@ class MetricDetectors:
         gone_parts: list[pd.DataFrame] = []
         for lo, hi in zip(starts, ends, strict=True):
             polled = TickBatch(keys[lo:hi], ts_ns[lo:hi], values[lo:hi], volumes[lo:hi])
+            day = self._calendar_day(int(ts_ns[lo]), result)
             first = True
             for name, det in self.detectors.items():
                 state = self.rule_states[name]
                 batch, filled = state.fill(polled)
                 scores = det.score(batch)
+                if day is not None and day.mode == "skip":  # shown, never judged
+                    scores = Scores(scores.expected, scores.lower, scores.upper,
+                                    np.full(len(batch), np.nan))
                 cold = np.isnan(scores.score) & np.isfinite(batch.values)
-                if cold.any():
+                if cold.any() and day is None:
                     self.cold_until[name] = int(batch.timestamps[cold].max())
                 need = None
                 if self.feedback:
@@ -238,7 +250,8 @@ class MetricDetectors:
                 if self.rules.missing is MissingPolicy.CARRY and filled.any():
                     learned = TickBatch(batch.series, batch.timestamps,
                                         np.where(filled, np.nan, batch.values), batch.volumes)
-                det.learn(learned, decision.rare)
+                if day is None:  # a holiday or an event must not become the baseline
+                    det.learn(learned, decision.rare)
                 if flags.any():
                     result.anomalies.extend(self._anomalies(name, batch, scores, flags, series))
                 if keep_scores and first:
@@ -288,10 +301,22 @@ class MetricDetectors:
         return pd.DataFrame({"timestamp": batch.timestamps, "series": batch.series,
                              "expected": s.expected, "lower": s.lower, "upper": s.upper})
 
+    def _calendar_day(self, ts_ns: int, result: DetectionResult) -> CalendarDay | None:
+        """The calendar day of the bucket starting at ``ts_ns`` (noted in ``result``)."""
+        if self.calendar is None:
+            return None
+        day = self.calendar.day_at_ns(ts_ns)
+        if day is not None:
+            local = datetime.fromtimestamp(ts_ns // 1000 / 1e6, UTC).astimezone(self.calendar.zone)
+            result.calendar_days.setdefault(local.date().isoformat(), day)
+        return day
+
     def _no_data(self, until: datetime | None, result: DetectionResult) -> None:
         """``kind="no_data"`` anomalies (first detector's post-rule state) up to ``until``."""
         if until is None or not self.detectors:
             return
+        if self.calendar is not None and self.calendar.skips(until - self.interval):
+            return  # a closed day: gaps still open after it are reported then
         name = next(iter(self.detectors))
         until_ns = int(pd.Timestamp(until).as_unit("ns").value)
         for key, at_ns, last, seen_ns in self.rule_states[name].no_data(until_ns):

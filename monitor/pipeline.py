@@ -29,6 +29,7 @@ from alerts.outbox import DeliveryPolicy, DeliveryReport, OutboxWorker
 from alerts.payload import anomaly_dict, incident_payload
 from alerts.routing import Router, incident_group_by
 from alerts.silences import active_silences
+from detectors.calendar import CalendarDay
 from detectors.feedback import verdicts
 from detectors.postrules import PostRules
 from monitor.clock import Clock, SystemClock
@@ -234,6 +235,7 @@ class Pipeline:
             quiet_ticks=config.alerting.resolve_after_ticks,
         )
         self._detectors: dict[str, MetricDetectors] = {}
+        self._calendar_said: dict[str, set[str]] = {}  # metric -> local dates logged
         self._health: dict[str, _Health] = {m.name: _Health() for m in config.metrics}
         #: source -> until when its server asked (Retry-After) that nobody polls it again
         self._source_hold: dict[str, datetime] = {}
@@ -436,6 +438,7 @@ class Pipeline:
                             metric_silent=bool(no_data))
         self._settle_fits(dets)
         self._say_warming(metric, dets, until)
+        self._say_calendar(metric, detected.calendar_days)
         for name, report in dets.fit_reports().items():
             if report.seconds:
                 result.refits[name] = report.seconds
@@ -497,6 +500,19 @@ class Pipeline:
                         "were scored, up to %s late (oldest %s): stored, never alerted on; set "
                         "delay: %s or more to score data this late", metric.name, late.new,
                         format_duration(lag), late.oldest_new.isoformat(), format_duration(lag))
+
+    def _say_calendar(self, metric: MetricConfig, days: Mapping[str, CalendarDay]) -> None:
+        """Log each calendar day once per metric: why a day's points were not scored or
+        learned is otherwise invisible."""
+        said = self._calendar_said.setdefault(metric.name, set())
+        for local, day in sorted(days.items()):
+            if local in said:
+                continue
+            said.add(local)
+            what = ("not scored, not learned" if day.mode == "skip"
+                    else "scored and alerted as usual, not learned")
+            log.info("%s: %s is %s (calendar: %s): its points are %s", metric.name, local,
+                     day.name, day.mode, what)
 
     def _say_warming(self, metric: MetricConfig, dets: MetricDetectors,
                      until: datetime) -> None:
@@ -651,6 +667,9 @@ class Pipeline:
         last_end = self._last_data[metric.name]
         if last_end is None or not rule.is_stale(last_end, until):
             return []
+        calendar = self.config.calendar_for(metric)
+        if calendar is not None and calendar.skips(until - metric.interval):
+            return []  # a closed day: reported after it if the data has not come back
         return [rule.anomaly(last_end, until)]
 
     def _no_data_series(self, metric: MetricConfig, anomalies: list[Anomaly]) -> list[Series]:
@@ -661,7 +680,8 @@ class Pipeline:
         dets = self._detectors.get(metric.name)
         if dets is None:
             configs = {name: self.config.detector(name) for name in metric.detectors}
-            dets = MetricDetectors(metric.name, metric.interval, configs, post_rules(metric))
+            dets = MetricDetectors(metric.name, metric.interval, configs, post_rules(metric),
+                                   calendar=self.config.calendar_for(metric))
             if self.fit_executor is not None:
                 dets.set_executor(self.fit_executor)
             for name in dets.restore(self.store.load_checkpoints):

@@ -784,6 +784,7 @@ def test_json_schema_lists_registered_types() -> None:
         "exporter",
         "executor",
         "display",
+        "calendar",
     }
     assert schema["required"] == ["sources", "metrics"]
     executors = props["executor"]["oneOf"]

@@ -1,0 +1,70 @@
+"""``cxmon calendar``: the holidays and events the config's ``calendar:`` names, and what the
+detectors will do on each (an analyst checks this before Christmas, not after)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from monitor.cli_options import ConfigOpt
+
+_WHAT = {"skip": "not scored, not learned", "score": "scored and alerted, not learned"}
+
+
+def calendar(
+    config: ConfigOpt,
+    start: Annotated[str | None, typer.Option(
+        "--from", metavar="<date>",
+        help="First date listed, YYYY-MM-DD (default: today in the calendar's time zone).")
+    ] = None,
+    days: Annotated[int, typer.Option(
+        min=1, max=3660, metavar="<days>", help="How many days to look ahead.")] = 90,
+) -> None:
+    """List the calendar days ahead (holidays and events), what detectors do on each, and
+    the metrics it applies to."""
+    from monitor.cli import _load, _print_table, console
+
+    cfg = _load(Path(config), needs={"calendar", "metrics", "detectors"})
+    if cfg.calendar is None:
+        console.print("no calendar: every day is an ordinary day (add a top-level "
+                      "`calendar:` with holidays or events)", highlight=False)
+        return
+    applies = [m.name for m in cfg.metrics if m.calendar]
+    cal = cfg.calendar_for(next(m for m in cfg.metrics if m.calendar)) if applies else None
+    if cal is None:
+        console.print("the calendar applies to no metric (every metric sets calendar: false)",
+                      highlight=False)
+        return
+    if start is None:
+        first = datetime.now(UTC).astimezone(cal.zone).date()
+    else:
+        try:
+            first = date.fromisoformat(start)
+        except ValueError:
+            raise typer.BadParameter(f"{start!r} is not a date (YYYY-MM-DD)",
+                                     param_hint="--from") from None
+    last = first + timedelta(days=days - 1)
+    from rich.table import Table
+
+    found = list(cal.days(first, last))
+    table = Table(title=f"Calendar {first} – {last} ({cfg.calendar.timezone})")
+    for col in ("date", "day", "name", "mode", "detectors"):
+        table.add_column(col, no_wrap=col != "name")
+    for d, day in found:
+        table.add_row(d.isoformat(), d.strftime("%a"), day.name, day.mode, _WHAT[day.mode])
+    if found:
+        _print_table(table)
+    else:
+        console.print(f"no calendar days between {first} and {last}", highlight=False)
+    skipped = [m.name for m in cfg.metrics if not m.calendar]
+    console.print(f"applies to {len(applies)} metric(s)"
+                  + (f"; not to {', '.join(skipped)} (calendar: false)" if skipped else ""),
+                  highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``cxmon calendar`` to the ``cxmon`` app."""
+    app.command("calendar")(calendar)
