@@ -433,3 +433,20 @@ def test_a_new_root_cause_is_named_from_its_labels_whatever_its_values_hold() ->
     # without names, exactly the identifiers as ever
     assert describe(changes, {"journey": "checkout"}) == (
         f"new root cause checkout_dropoff_rate: channel=app, plan={odd}")
+
+
+def test_grafana_texts_that_say_a_journey_read_its_name() -> None:
+    """"X journey" in the dashboards (a journey's description, the overview's links) is the
+    journey's display name; the uid and URL keep the identifier."""
+    from dashboards.grafana import overview_dashboard
+
+    named, plain = parse_config(CONFIG, env={}), parse_config(PLAIN, env={})
+    assert "KPIs of the Checkout journey," in journey_dashboard(named, "checkout").model[
+        "description"]
+    assert "KPIs of the checkout journey," in journey_dashboard(plain, "checkout").model[
+        "description"]
+    links = {ln["title"]: ln["url"] for ln in overview_dashboard(named, ["checkout"]).model[
+        "links"]}
+    assert links["Checkout journey"] == "/d/cxmon-journey-checkout"
+    assert "checkout journey" in {ln["title"] for ln in overview_dashboard(
+        plain, ["checkout"]).model["links"]}
