@@ -4,7 +4,12 @@ acknowledged group changed enough to remind anyone again. Pure: dicts in, dicts 
 A *state* is what one message told (or what an acknowledgement saw)::
 
     {"severity": 48, "points": 12, "series": [series keys], "measures": [metrics],
-     "root_cause": ["metric: channel=app, region=uk", ...]}
+     "root_cause": ["metric: channel=app, region=uk", ...],
+     "root_cause_items": [{"metric": "metric", "labels": {"channel": "app", "region": "uk"}}]}
+
+``root_cause`` (one string per culprit) is what is compared; ``root_cause_items`` carries the
+same culprits as data, so an update names them as people read them (display names) whatever
+their values hold (``, `` or ``=``).
 
 :mod:`alerts.grouping` keeps the last state told to each receiver with its group (column
 ``told`` of ``alert_groups``), so an update after a restart still says what is new. An update's
@@ -30,27 +35,42 @@ _HIDDEN_LABELS = ("team",)
 def state(payload: Mapping[str, Any], series: Iterable[str], points: int) -> dict[str, Any]:
     """The state a message with ``payload`` tells: the incident's ``series`` and anomalous
     ``points`` so far come from the store (a payload lists only its own anomalies)."""
+    causes = _cause_items(payload.get("root_cause"))
     return {
         "severity": int(payload.get("severity") or 0),
         "points": int(points),
         "series": sorted(set(series)),
         "measures": sorted({str(m.get("metric")) for m in payload.get("measures") or []
                             if isinstance(m, Mapping) and m.get("metric")}),
-        "root_cause": _causes(payload.get("root_cause")),
+        "root_cause": [_cause_key(c) for c in causes],
+        "root_cause_items": causes,
     }
 
 
-def _causes(raw: Any) -> list[str]:
-    """``metric: dim=value, ...`` per root-cause element, so a new culprit is a new string."""
-    out = []
+def _cause_items(raw: Any) -> list[dict[str, Any]]:
+    """One ``{"metric", "labels"}`` per root-cause element (labels sorted), each culprit once,
+    in the order of their :func:`_cause_key`."""
+    out: dict[str, dict[str, Any]] = {}
     for item in raw if isinstance(raw, list) else []:
         if not isinstance(item, Mapping):
             continue
         for el in item.get("elements") or []:
             if isinstance(el, Mapping) and el:
-                where = ", ".join(f"{k}={v}" for k, v in sorted(el.items()))
-                out.append(f"{item.get('metric') or ''}: {where}")
-    return sorted(set(out))
+                cause = {"metric": str(item.get("metric") or ""),
+                         "labels": {str(k): v for k, v in sorted(el.items())}}
+                out.setdefault(_cause_key(cause), cause)
+    return [out[k] for k in sorted(out)]
+
+
+def _cause_key(cause: Mapping[str, Any]) -> str:
+    """``metric: dim=value, ...``: a culprit as one string, so a new culprit is a new string.
+
+    >>> _cause_key({"metric": "m", "labels": {"channel": "app", "region": "uk"}})
+    'm: channel=app, region=uk'
+    """
+    labels = cause.get("labels") if isinstance(cause.get("labels"), Mapping) else {}
+    where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return f"{cause.get('metric') or ''}: {where}"
 
 
 def diff(told: Mapping[str, Any], now: Mapping[str, Any], since: str | None) -> dict[str, Any]:
@@ -80,6 +100,11 @@ def diff(told: Mapping[str, Any], now: Mapping[str, Any], since: str | None) -> 
         added = sorted(set(now.get(key) or []) - set(told.get(key) or []))
         if added:
             out[name] = added
+    if out.get("new_root_causes"):  # the same culprits as data, in the same order
+        items = {_cause_key(c): c for c in now.get("root_cause_items") or []
+                 if isinstance(c, Mapping)}
+        if all(k in items for k in out["new_root_causes"]):
+            out["new_root_cause_items"] = [items[k] for k in out["new_root_causes"]]
     return out
 
 
@@ -116,7 +141,7 @@ def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None 
     if series:
         parts.append(_also(series, int(changes.get("new_series_total") or len(series)),
                            group or {}, names))
-    causes = [_cause_text(str(c), names) for c in changes.get("new_root_causes") or []]
+    causes = _causes_text(changes, names)
     if causes:
         parts.append(f"new root cause {'; '.join(causes[:SHOWN_SERIES])}"
                      + (f" (+{len(causes) - SHOWN_SERIES} more)" if len(causes) > SHOWN_SERIES
@@ -129,20 +154,31 @@ def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None 
     return "; ".join(parts) or "no change since the last message"
 
 
-def _cause_text(cause: str, names: Names) -> str:
-    """A state's ``metric: dim=value, ...`` as people read it (unchanged without names, or
-    when it does not split into pairs).
+def _causes_text(changes: Mapping[str, Any], names: Names) -> list[str]:
+    """The new root causes as people read them: from ``new_root_cause_items`` (the culprits'
+    labels as data, so a value with ``, `` or ``=`` is named all the same); a ``changes`` from
+    before it had them says its strings as they are.
 
-    >>> _cause_text("m: channel=app, region=uk", Names({"m": "Drop-off"}, {"channel": "Channel"}))
-    'Drop-off: Channel: app, region: uk'
+    >>> names = Names({"m": "Drop-off"}, {"channel": "Channel"}, {"plan": {"a=1, b": "Plan A"}})
+    >>> _causes_text({"new_root_causes": ["m: channel=app, plan=a=1, b"],
+    ...               "new_root_cause_items": [{"metric": "m", "labels": {
+    ...                   "channel": "app", "plan": "a=1, b"}}]}, names)
+    ['Drop-off: Channel: app, plan: Plan A']
+    >>> _causes_text({"new_root_causes": ["m: channel=app"]}, names)
+    ['m: channel=app']
     """
-    if not names:
-        return cause
-    metric, sep, rest = cause.partition(": ")
-    pairs = [p.partition("=") for p in rest.split(", ")] if sep else []
-    if not pairs or any(not eq for _, eq, _ in pairs):
-        return cause
-    return f"{names.metric(metric) if metric else ''}: {names.where((k, v) for k, _, v in pairs)}"
+    raw = [str(c) for c in changes.get("new_root_causes") or []]
+    items = changes.get("new_root_cause_items")
+    if not names or not isinstance(items, list) or len(items) != len(raw) \
+            or not all(isinstance(c, Mapping) for c in items):
+        return raw
+    out = []
+    for cause in items:
+        labels = cause.get("labels") if isinstance(cause.get("labels"), Mapping) else {}
+        metric = cause.get("metric")
+        out.append(f"{names.metric(metric) if metric else ''}: "
+                   f"{names.where(sorted(labels.items()))}")
+    return out
 
 
 def _also(series: list[str], total: int, group: Mapping[str, Any],

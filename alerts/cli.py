@@ -8,8 +8,9 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +20,7 @@ from monitor.durations import format_duration
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from alerts.display import Names
     from alerts.feedback_server import FeedbackServer
     from monitor.config import MonitorConfig
     from monitor.store import Store
@@ -91,6 +93,15 @@ def _open_key(store: Store, given: str) -> str | None:
     return None
 
 
+def _group_text(names: Names, incident: Mapping[str, Any]) -> str:
+    """An open incident's group as people read it (its summary's ``group`` labels; ``""``
+    without names, or for an incident stored without them)."""
+    if not names:
+        return ""
+    summary = incident.get("summary")
+    return names.listed(summary.get("group") if isinstance(summary, Mapping) else None)
+
+
 def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     """Add the commands (the CLI's helpers are imported when a command runs)."""
 
@@ -106,10 +117,13 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         materially (severity rises a level, new series) or resolves; updates and the
         resolution are still sent."""
         from alerts.acks import acknowledge
+        from alerts.display import Names
         from monitor import cli as main
         from monitor.clock import SystemClock
 
-        store = main._open_store(main._load(config, needs={"store"}), must_exist=True)
+        cfg = main._load(config, needs={"store"})
+        names = Names.from_config(cfg)
+        store = main._open_store(cfg, must_exist=True)
         failed = False
         try:
             for given in incidents:
@@ -119,7 +133,10 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
                     continue
                 a = acknowledge(store, key, by=by or os.environ.get("USER", "cxmon"),
                                 source="cli", now=SystemClock().now())
-                typer.echo(f"acknowledged {key} (sev {a.severity}, {len(a.series)} series)")
+                row = next((r for r in store.open_incidents() if r["key"] == key), {})
+                group = _group_text(names, row)
+                typer.echo(f"acknowledged {key}" + (f" · {group}" if group else "")
+                           + f" (sev {a.severity}, {len(a.series)} series)")
         finally:
             store.close()
         if failed:
@@ -154,9 +171,12 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     def acks(config: ConfigOpt) -> None:
         """List the open incidents and which are acknowledged (by whom, when)."""
         from alerts.acks import list_acks
+        from alerts.display import Names
         from monitor import cli as main
 
-        store = main._open_store(main._load(config, needs={"store"}), must_exist=True)
+        cfg = main._load(config, needs={"store"})
+        names = Names.from_config(cfg)  # with display names: a "Group" column
+        store = main._open_store(cfg, must_exist=True)
         try:
             by_key = {a.incident_key: a for a in list_acks(store)}
             rows = store.open_incidents()
@@ -165,13 +185,17 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         if not rows:
             typer.echo("no open incidents, so nothing to acknowledge")
             return
-        typer.echo(f"{'Incident':44}  {'Sev':>3}  Acknowledged")
-        for r in rows:
+        groups = [_group_text(names, r) for r in rows]
+        width = max(len("Group"), *(len(g) for g in groups))
+        typer.echo(f"{'Incident':44}  {'Sev':>3}  " + (f"{'Group':{width}}  " if names else "")
+                   + "Acknowledged")
+        for r, group in zip(rows, groups, strict=True):
             a = by_key.get(str(r["key"]))
             said = (f"by {a.acked_by} ({a.source}) at "
                     f"{a.acked_at.strftime('%Y-%m-%d %H:%M UTC')}, sev {a.severity}"
                     if a else "-")
-            typer.echo(f"{r['key']:44}  {r['severity']:>3}  {said}")
+            typer.echo(f"{r['key']:44}  {r['severity']:>3}  "
+                       + (f"{group:{width}}  " if names else "") + said)
 
     @alerts_app.command("deliver")
     def deliver(

@@ -111,6 +111,28 @@ class Names:
             return f"{self.value('journey', group['journey'])} journey"
         return self.where(pairs)
 
+    def listed(self, group: Any) -> str:
+        """An incident's group in a CLI listing: :meth:`group`, ``all`` for the empty group
+        (as its incident key says), ``""`` when the group is unknown (not a mapping).
+
+        >>> n = Names(values={"journey": {"checkout": "Checkout"}})
+        >>> n.listed({"journey": "checkout"}), n.listed({}), n.listed(None)
+        ('Checkout journey', 'all', '')
+        """
+        if not isinstance(group, Mapping):
+            return ""
+        return self.group(group) or "all"
+
+    def series(self, metric: Any, labels: Mapping[str, Any]) -> str:
+        """A series as people read it in a listing: the metric's title, then its labels
+        (one style, as :meth:`where`; ``total`` without labels).
+
+        >>> Names({"m": "Drop-off"}, {"channel": "Channel"}).series(
+        ...     "m", {"region": "uk", "channel": "app"})
+        'Drop-off · Channel: app, region: uk'
+        """
+        return f"{self.metric(metric)} · {self.where(sorted(labels.items())) or 'total'}"
+
     def for_payload(self, metrics: Iterable[Any], labels: Iterable[str]) -> dict[str, Any]:
         """The ``display`` object of a payload that mentions these metrics and labels (only
         their names: a config's whole section would be carried by every message)."""

@@ -401,6 +401,7 @@ class WaitingGroup:
     kind: str  # opened | updated | resolved
     due: datetime | None
     first: bool  # still in group_wait (nothing sent yet to this receiver)
+    group: Mapping[str, Any] | None = None  # the incident's group labels (its waiting payload's)
 
     @property
     def timer(self) -> str:
@@ -416,10 +417,11 @@ def waiting_groups(store: Store) -> list[WaitingGroup]:
     first message in ``group_wait``, or an update / resolution waiting for ``group_interval``
     (reminders, due after ``repeat_interval``, are not listed)."""
     q = (sa.select(G.c.incident_key, G.c.receiver, G.c.pending_kind, G.c.next_flush_at,
-                   G.c.last_flush_at)
+                   G.c.last_flush_at, G.c.pending)
          .where(G.c.pending_kind.is_not(None))  # (``pending`` may be a JSON null)
          .order_by(G.c.next_flush_at, G.c.incident_key, G.c.receiver))
     with store.engine.connect() as conn:
         return [WaitingGroup(r.incident_key, r.receiver, r.pending_kind,
-                             r.next_flush_at, r.last_flush_at is None)
+                             r.next_flush_at, r.last_flush_at is None,
+                             r.pending.get("group") if isinstance(r.pending, Mapping) else None)
                 for r in conn.execute(q)]

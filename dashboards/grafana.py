@@ -167,13 +167,19 @@ def _finish(builder: dash_b.Dashboard) -> dict[str, Any]:
 # -- the three kinds --------------------------------------------------------------------------
 
 
+def _journey_name(config: MonitorConfig, journey: str) -> str:
+    """The journey as people read it: its ``display.values.journey`` name, or the value."""
+    return config.display.values.get("journey", {}).get(journey, journey)
+
+
 def journey_dashboard(config: MonitorConfig, journey: str) -> Built:
     """One journey: each measure with its band and severity, a variable per dimension."""
     uid = journey_uid(journey)
-    title = f"cxmon · {config.display.values.get('journey', {}).get(journey, journey)}"
+    name = _journey_name(config, journey)
+    title = f"cxmon · {name}"
     metrics = journey_metrics(config, journey)
     b = _base(uid, title, [f"journey:{journey}"]).description(
-        f"Customer-experience KPIs of the {journey} journey, monitored by cxmon. "
+        f"Customer-experience KPIs of the {name} journey, monitored by cxmon. "
         "A dimension set to All shows the roll-up total."
     )
     seen: dict[str, bool] = {}
@@ -273,7 +279,8 @@ def overview_dashboard(config: MonitorConfig, journey_names: Iterable[str] = ())
         "Every customer journey monitored by cxmon: open incidents, alert volume, severity."
     )
     for j in journey_names:
-        b = b.link(dash_b.DashboardLink(f"{j} journey").type(dash_m.DashboardLinkType.LINK)
+        b = b.link(dash_b.DashboardLink(f"{_journey_name(config, j)} journey")
+                   .type(dash_m.DashboardLinkType.LINK)
                    .url(f"/d/{journey_uid(j)}").keep_time(True))
     b = b.link(dash_b.DashboardLink("monitor health").type(dash_m.DashboardLinkType.LINK)
                .url(f"/d/{HEALTH_UID}").keep_time(True))

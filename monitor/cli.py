@@ -941,15 +941,20 @@ def anomalies_list(
         frame = st.anomalies(metric=metric)
     finally:
         st.close()
+    from alerts.display import Names
+
     rows = frame.iloc[::-1].head(last)
+    names = Names.from_config(cfg)  # with display names: the series as people read it
     typer.echo(f"{'ID':32}  {'TIME (UTC)':16}  {'SEV':>3}  {'KIND':8}  {'VALUE':>10}  "
                f"{'EXPECTED':>10}  SERIES")
     for r in rows.itertuples():
+        said = names.series(r.metric, r.labels if isinstance(r.labels, dict) else {}) \
+            if names else r.series
         # a no-data anomaly's value is a silence length (metric) or NaN (series): say "-"
         silent = r.kind == "no_data"
         typer.echo(f"{r.id:32}  {_hm(r.ts):16}  {r.severity:>3}  {r.kind:8}  "
                    f"{'-' if silent else _g(r.value):>10}  "
-                   f"{'-' if silent else _g(r.expected):>10}  {r.series}")
+                   f"{'-' if silent else _g(r.expected):>10}  {said}")
     if frame.empty:
         typer.echo("(no anomalies stored)", err=True)
 
@@ -974,9 +979,11 @@ def alerts_status(
     (with the worker holding them), dead-lettered (the error) and suppressed (the silence,
     time interval or inhibiting incident)."""
     from alerts.acks import list_acks
+    from alerts.display import Names
     from alerts.grouping import waiting_groups
 
     cfg = _load(config, needs={"store"})
+    names = Names.from_config(cfg)  # with display names: a "group" column as people read it
     st = _open_store(cfg, must_exist=True)
     counts = st.outbox_counts()
     console.print(
@@ -1008,14 +1015,18 @@ def alerts_status(
     told = _told_later(r for r in every if r.status == "sent")
     if rows or waiting:
         table = Table()
-        for col in ("id", "status", "receiver", "incident", "attempts", "next attempt",
-                    "error / reason"):
+        for col in ("id", "status", "receiver", "incident", *(["group"] if names else []),
+                    "attempts", "next attempt", "error / reason"):
             table.add_column(col, overflow="fold")
+
+        def incident(key: str, group: Any) -> list[str]:
+            return [key, escape(names.listed(group))] if names else [key]
+
         for w in waiting[:show]:
             what = {"opened": "first message", "updated": "update",
                     "resolved": "resolution"}.get(w.kind, w.kind)
-            table.add_row("-", "waiting", w.receiver, w.incident_key, "0", _hms(w.due),
-                          f"{what}: {w.timer}")
+            table.add_row("-", "waiting", w.receiver, *incident(w.incident_key, w.group), "0",
+                          _hms(w.due), f"{what}: {w.timer}")
         for r in rows:
             why = r.reason if r.status == "suppressed" else (r.last_error or "")
             later = told.get((r.incident_key, r.receiver), 0)
@@ -1025,7 +1036,9 @@ def alerts_status(
             if r.status == "pending" and r.lease_owner and r.lease_until and r.lease_until > now:
                 why = f"claimed by {r.lease_owner} until {_hms(r.lease_until)}; {why}"
             # dead and suppressed rows are never attempted again
-            table.add_row(str(r.id), r.status, r.receiver, r.incident_key, str(r.attempts),
+            table.add_row(str(r.id), r.status, r.receiver,
+                          *incident(r.incident_key, (r.payload or {}).get("group")),
+                          str(r.attempts),
                           _hms(r.next_attempt_at) if r.status == "pending" else "-",
                           (why or "").strip("; ")[:200])
         _print_table(table)

@@ -344,3 +344,56 @@ def test_cli_unack_resumes_reminders(mon: Monitor, tmp_path: Path) -> None:
     assert run(app, ["alerts", "unack", "-c", str(path), key]).exit_code == 1
     mon.flush(T0 + 2 * H)
     assert [p.get("repeat") for p in mon.sent()] == [None, True]
+
+
+NAMED = CONFIG.replace(
+    "metrics: [{name: checkout_dropoff_rate, source: s, value: v}]",
+    "metrics: [{name: checkout_dropoff_rate, source: s, value: v, "
+    "title: Checkout drop-off rate}]\n"
+    "display:\n  labels: {region: Region}\n"
+    "  values: {region: {uk: UK}, journey: {checkout: Checkout}}")
+
+
+def test_cli_listings_read_the_display_names_beside_the_identifiers(
+        mon: Monitor, tmp_path: Path) -> None:
+    """``alerts ack``, ``alerts acks``, ``alerts status`` and ``anomalies`` say incidents and
+    series as people read them once the config names them; the keys people type stay."""
+    assert "display:" in NAMED and "title:" in NAMED
+    mon.tick(T0, anomaly("uk", T0, 60))
+    key = mon.sent()[0]["incident_key"]
+    named, plain = tmp_path / "named.yaml", tmp_path / "plain.yaml"
+    named.write_text(f"store: {mon.url}\n{NAMED}")
+    plain.write_text(f"store: {mon.url}\n{CONFIG}")
+    run = CliRunner().invoke
+    wide = {"COLUMNS": "200"}
+
+    out = run(app, ["alerts", "ack", "-c", str(named), key[:12], "--by", "ana"])
+    assert out.exit_code == 0, out.output
+    assert out.output.strip() == f"acknowledged {key} · Checkout journey (sev 60, 1 series)"
+
+    out = run(app, ["alerts", "acks", "-c", str(named)], env=wide)
+    header, row = out.output.splitlines()
+    assert header.split() == ["Incident", "Sev", "Group", "Acknowledged"]
+    assert row.startswith(key) and " Checkout journey " in row and "by ana (cli)" in row
+    out = run(app, ["alerts", "acks", "-c", str(plain)], env=wide)
+    assert out.output.splitlines()[0].split() == ["Incident", "Sev", "Acknowledged"]
+    assert "Checkout journey" not in out.output
+
+    status = run(app, ["alerts", "status", "-c", str(named)], env=wide)
+    assert status.exit_code == 0, status.output
+    header = next(line for line in status.output.splitlines() if "┃ id" in line)
+    columns = [c.strip() for c in header.split("┃")[1:-1]]
+    assert columns[3:5] == ["incident", "group"]
+    row = next(line for line in status.output.splitlines() if key in line)
+    assert [c.strip() for c in row.split("│")[1:-1]][3:5] == [key, "Checkout journey"]
+    status = run(app, ["alerts", "status", "-c", str(plain)], env=wide)
+    assert key in status.output and "group" not in status.output
+    assert "Checkout journey" not in status.output
+
+    out = run(app, ["anomalies", "-c", str(named)], env=wide)
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines()[1].endswith(
+        "Checkout drop-off rate · journey: Checkout, Region: UK")
+    out = run(app, ["anomalies", "-c", str(plain)], env=wide)
+    assert out.stdout.splitlines()[1].endswith(
+        'checkout_dropoff_rate{journey="checkout",region="uk"}')

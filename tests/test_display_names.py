@@ -274,7 +274,9 @@ def test_slack_root_cause_mix_shift_order_and_update_line_use_the_names(
         "changes": {"since": "2026-01-05T10:05:00+00:00", "new_measures": ["complaints"],
                     "new_series": ['complaints{channel="web",journey="checkout"}'],
                     "new_series_total": 1,
-                    "new_root_causes": ["checkout_dropoff_rate: channel=web, region=uk"]},
+                    "new_root_causes": ["checkout_dropoff_rate: channel=web, region=uk"],
+                    "new_root_cause_items": [{"metric": "checkout_dropoff_rate", "labels": {
+                        "channel": "web", "region": "uk"}}]},
     }
     update["root_cause"] = [
         {"metric": "checkout_dropoff_rate", "elements": [{"channel": "app", "region": "uk"}],
@@ -404,3 +406,47 @@ def test_names_come_back_from_a_stored_payload() -> None:
     assert Names.from_payload(p).where([("channel", "app")]) == "Channel: Mobile app"
     assert not Names.from_payload({"display": "garbage"})
     assert Names.from_payload(PAYLOAD).where([("channel", "app")]) == "channel=app"
+
+
+def test_a_new_root_cause_is_named_from_its_labels_whatever_its_values_hold() -> None:
+    """An update's new culprit is named from the root cause's labels (data), not by splitting
+    its ``metric: k=v, ...`` string: a value with ``, `` and ``=`` reads its name too, the
+    string stays the identifier text, and a state survives its JSON round trip."""
+    from alerts.changes import describe, diff, state
+
+    odd = "a=1, b=2"
+    names = Names({"checkout_dropoff_rate": "Checkout drop-off rate"},
+                  {"channel": "Channel", "plan": "Plan"},
+                  {"channel": {"app": "Mobile app"}, "plan": {odd: "Plan A, then B"}})
+    old = {"root_cause": [{"metric": "checkout_dropoff_rate",
+                           "elements": [{"channel": "app"}]}]}
+    new = {"root_cause": [{"metric": "checkout_dropoff_rate",
+                           "elements": [{"channel": "app"}, {"plan": odd, "channel": "app"}]}]}
+    told = json.loads(json.dumps(state(old, [], 0)))
+    now = json.loads(json.dumps(state(new, [], 0)))
+    changes = json.loads(json.dumps(diff(told, now, "t")))
+    assert changes["new_root_causes"] == [f"checkout_dropoff_rate: channel=app, plan={odd}"]
+    assert changes["new_root_cause_items"] == [{"metric": "checkout_dropoff_rate", "labels": {
+        "channel": "app", "plan": odd}}]
+    assert describe(changes, {"journey": "checkout"}, names) == (
+        "new root cause Checkout drop-off rate: Channel: Mobile app, Plan: Plan A, then B")
+    # without names, exactly the identifiers as ever
+    assert describe(changes, {"journey": "checkout"}) == (
+        f"new root cause checkout_dropoff_rate: channel=app, plan={odd}")
+
+
+def test_grafana_texts_that_say_a_journey_read_its_name() -> None:
+    """"X journey" in the dashboards (a journey's description, the overview's links) is the
+    journey's display name; the uid and URL keep the identifier."""
+    from dashboards.grafana import overview_dashboard
+
+    named, plain = parse_config(CONFIG, env={}), parse_config(PLAIN, env={})
+    assert "KPIs of the Checkout journey," in journey_dashboard(named, "checkout").model[
+        "description"]
+    assert "KPIs of the checkout journey," in journey_dashboard(plain, "checkout").model[
+        "description"]
+    links = {ln["title"]: ln["url"] for ln in overview_dashboard(named, ["checkout"]).model[
+        "links"]}
+    assert links["Checkout journey"] == "/d/cxmon-journey-checkout"
+    assert "checkout journey" in {ln["title"] for ln in overview_dashboard(
+        plain, ["checkout"]).model["links"]}

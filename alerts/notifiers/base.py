@@ -27,6 +27,7 @@ Payload schema (a JSON-able dict, the same for every notifier)::
      "changes": {"since": iso, "severity": {"from", "to", "level"}, "new_points": int,
                  "new_series": [series keys], "new_series_total": int,
                  "new_measures": [metric], "new_root_causes": ["metric: dim=value"],
+                 "new_root_cause_items": [{"metric", "labels": {dim: value}}],
                  "ack_lifted": {"by", "at", "reason": "severity" | "series"}}}
 """
 
