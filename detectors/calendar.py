@@ -15,7 +15,10 @@ so the calendar tells them which days to treat apart, in one of two ways:
 
 Days are local dates in the calendar's ``timezone`` (a bucket belongs to the day its start
 falls on there). Holidays come from the ``holidays`` package (country codes, optionally with a
-subdivision: ``GB-SCT``, ``US-CA``), events from the config.
+subdivision: ``GB-SCT``, ``US-CA``), events from the config. ``by: {label: region, values:
+{de: {...}}}`` gives the series of each listed value a calendar of their own (a German
+holiday is a German series' business, not the UK's); roll-up totals without the label keep
+the top-level calendar.
 
 >>> cal = BusinessCalendar(CalendarConfig.model_validate({
 ...     "timezone": "Europe/London", "holidays": ["GB"],
@@ -32,11 +35,11 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -48,7 +51,16 @@ from pydantic import (
     field_validator,
 )
 
-__all__ = ["BusinessCalendar", "CalendarConfig", "CalendarDay", "CalendarEvent", "DayMode"]
+__all__ = [
+    "BusinessCalendar",
+    "CalendarBy",
+    "CalendarConfig",
+    "CalendarDay",
+    "CalendarEvent",
+    "CalendarRules",
+    "Calendars",
+    "DayMode",
+]
 
 DayMode = Literal["skip", "score"]
 
@@ -97,8 +109,8 @@ def _known_region(code: str) -> str:
 HolidayRegion = Annotated[str, AfterValidator(_known_region)]
 
 
-class CalendarConfig(BaseModel):
-    """The top-level ``calendar:`` section."""
+class CalendarRules(BaseModel):
+    """One calendar: a time zone, its holidays and events, and what detectors do on them."""
 
     model_config = ConfigDict(extra="forbid")
     timezone: str = Field("UTC", description="IANA time zone of the calendar's dates, e.g. "
@@ -123,6 +135,24 @@ class CalendarConfig(BaseModel):
         return value
 
 
+class CalendarBy(BaseModel):
+    """Calendars by a label's value: ``{label: region, values: {de: {holidays: [DE], ...}}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", description="The label whose value "
+                       "picks the calendar (a dimension or split_by label, e.g. region).")
+    values: dict[str, CalendarRules] = Field(min_length=1, description="A calendar per value; "
+                                             "other values, and series without the label "
+                                             "(roll-up totals), keep the top-level one.")
+
+
+class CalendarConfig(CalendarRules):
+    """The top-level ``calendar:`` section: one calendar, optionally others by a label."""
+
+    by: CalendarBy | None = Field(None, description="Different calendars for the series of "
+                                  "each value of a label (countries of a region dimension).")
+
+
 @dataclass(frozen=True, slots=True)
 class CalendarDay:
     """What the calendar says of one local date."""
@@ -135,7 +165,7 @@ class BusinessCalendar:
     """Answers "is this bucket on a calendar day, and which?"; holidays are looked up once
     per year and date."""
 
-    def __init__(self, config: CalendarConfig) -> None:
+    def __init__(self, config: CalendarRules) -> None:
         self.config = config
         self.zone = ZoneInfo(config.timezone)
         self._day = lru_cache(maxsize=4096)(self._compute)
@@ -189,9 +219,44 @@ class BusinessCalendar:
                 f"events={len(c.events)}, mode={c.mode!r})")
 
 
-def calendar_from(raw: Any) -> BusinessCalendar | None:
-    """A calendar from a config section (a :class:`CalendarConfig`, a dict, or None)."""
-    if raw is None:
-        return None
-    cfg = raw if isinstance(raw, CalendarConfig) else CalendarConfig.model_validate(raw)
-    return BusinessCalendar(cfg)
+class Calendars:
+    """The calendar of each series: the top-level one, or the one of its ``by`` label's value.
+
+    >>> cals = Calendars(CalendarConfig.model_validate({"holidays": ["GB"], "by": {
+    ...     "label": "region", "values": {"de": {"holidays": ["DE"],
+    ...                                          "timezone": "Europe/Berlin"}}}}))
+    >>> from datetime import datetime, UTC
+    >>> unity = datetime(2026, 10, 3, 12, tzinfo=UTC)  # German Unity Day
+    >>> [cals.of({"region": r}).day_at(unity) for r in ("de", "uk")]
+    [CalendarDay(name='German Unity Day', mode='skip'), None]
+    >>> cals.where({"region": "de"}), cals.where({})
+    ('region=de', '')
+    """
+
+    def __init__(self, config: CalendarConfig) -> None:
+        self.config = config
+        self.default = BusinessCalendar(config)
+        by = config.by
+        self.label = by.label if by is not None else None
+        self._by = {v: BusinessCalendar(r) for v, r in by.values.items()} if by else {}
+
+    def of(self, labels: Mapping[str, str]) -> BusinessCalendar:
+        """The calendar of a series with ``labels``."""
+        if self.label is None:
+            return self.default
+        return self._by.get(str(labels.get(self.label)), self.default) \
+            if self.label in labels else self.default
+
+    def where(self, labels: Mapping[str, str]) -> str:
+        """``region=de`` when the series has a calendar of its own, else ``""``."""
+        if self.label is None or str(labels.get(self.label)) not in self._by:
+            return ""
+        return f"{self.label}={labels[self.label]}"
+
+    def values(self) -> list[str]:
+        """The ``by`` label's values that have a calendar of their own."""
+        return list(self._by)
+
+    def all(self) -> list[tuple[str, BusinessCalendar]]:
+        """Every calendar with where it applies (``""``: the top-level one)."""
+        return [("", self.default)] + [(f"{self.label}={v}", c) for v, c in self._by.items()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -316,10 +316,12 @@ class RuleState:
         self.dirty.update(keys)
         return Decision(alert, unusual, rare)
 
-    def no_data(self, until_ns: int) -> list[tuple[str, int, float, int]]:
+    def no_data(self, until_ns: int, hold: Callable[[str], bool] | None = None
+                ) -> list[tuple[str, int, float, int]]:
         """Series whose data stopped: no real point for ``no_data_after`` intervals before
         ``until_ns`` (the end of the newest polled bucket). Each gap is reported once, as
-        ``(series, timestamp it became overdue, last value, end of its last bucket)``."""
+        ``(series, timestamp it became overdue, last value, end of its last bucket)``;
+        ``hold(series)`` true keeps a gap for a later call (a shop closed for the day)."""
         after = self.rules.no_data_after
         if after <= 0 or not self._rows:
             return []
@@ -329,6 +331,8 @@ class RuleState:
         keys = list(self._rows)
         out = []
         for row in np.flatnonzero(hit):
+            if hold is not None and hold(keys[row]):
+                continue
             self._nodata[row] = True
             self.dirty.add(keys[row])
             out.append((keys[row], int(self._last[row] + after * self.interval_ns),

@@ -33,13 +33,13 @@ def calendar(
                       "`calendar:` with holidays or events)", highlight=False)
         return
     applies = [m.name for m in cfg.metrics if m.calendar]
-    cal = cfg.calendar_for(next(m for m in cfg.metrics if m.calendar)) if applies else None
-    if cal is None:
+    cals = cfg.calendar_for(next(m for m in cfg.metrics if m.calendar)) if applies else None
+    if cals is None:
         console.print("the calendar applies to no metric (every metric sets calendar: false)",
                       highlight=False)
         return
     if start is None:
-        first = datetime.now(UTC).astimezone(cal.zone).date()
+        first = datetime.now(UTC).astimezone(cals.default.zone).date()
     else:
         try:
             first = date.fromisoformat(start)
@@ -49,16 +49,25 @@ def calendar(
     last = first + timedelta(days=days - 1)
     from rich.table import Table
 
-    found = list(cal.days(first, last))
-    table = Table(title=f"Calendar {first} – {last} ({cfg.calendar.timezone})")
-    for col in ("date", "day", "name", "mode", "detectors"):
+    found = sorted(((d, where or "other series", cal.config.timezone, day)
+                    for where, cal in cals.all() for d, day in cal.days(first, last)),
+                   key=lambda row: (row[0], row[1] != "other series", row[1]))
+    table = Table(title=f"Calendar {first} – {last}")
+    by = cals.label is not None
+    for col in ("date", "day", *(("series", "time zone") if by else ()), "name", "mode",
+                "detectors"):
         table.add_column(col, no_wrap=col != "name")
-    for d, day in found:
-        table.add_row(d.isoformat(), d.strftime("%a"), day.name, day.mode, _WHAT[day.mode])
+    for d, where, zone, day in found:
+        table.add_row(d.isoformat(), d.strftime("%a"), *((where, zone) if by else ()),
+                      day.name, day.mode, _WHAT[day.mode])
     if found:
         _print_table(table)
     else:
         console.print(f"no calendar days between {first} and {last}", highlight=False)
+    if by:
+        own = ", ".join(f"{cals.label}={v}" for v in cals.values())
+        console.print(f"series with {own} follow their own calendar; the other series follow "
+                      "the top-level one", highlight=False)
     skipped = [m.name for m in cfg.metrics if not m.calendar]
     console.print(f"applies to {len(applies)} metric(s)"
                   + (f"; not to {', '.join(skipped)} (calendar: false)" if skipped else ""),

@@ -59,7 +59,7 @@ from alerts.notifiers.config import (
 from alerts.timeintervals import NamedTimeInterval  # alerting.time_intervals
 from dashboards.config import ExporterConfig
 from detectors.base import DetectorConfig
-from detectors.calendar import BusinessCalendar, CalendarConfig
+from detectors.calendar import CalendarConfig, Calendars
 from detectors.postrules import MissingPolicy, WindowRule
 from detectors.registry import config_class as detector_config_class
 from detectors.registry import detector_types
@@ -845,6 +845,28 @@ def _check_exported(data: Any) -> list[tuple[Loc, str, str]]:
     return out
 
 
+def _check_calendar_label(data: Any) -> list[tuple[Loc, str, str]]:
+    """``calendar.by.label`` is a label some metric's series carry (a dimension, a split_by
+    label or a fixed label): a typo would give no series its own calendar without a word."""
+    cal = _get(data, "calendar") if _has(data, "calendar") else None
+    by = _get(cal, "by") if _has(cal, "by") else None
+    label = _get(by, "label") if _has(by, "label") else None
+    metrics = _get(data, "metrics")
+    if not isinstance(label, str) or not isinstance(metrics, list):
+        return []
+    known: list[str] = []
+    for m in metrics:
+        for key in ("dimensions", "split_by", "labels"):
+            found = _get(m, key) if _has(m, key) else None
+            known += [str(k) for k in found or () if str(k) not in known] \
+                if isinstance(found, list | dict) else []
+    if label in known:
+        return []
+    msg = (f"no metric has a label {label!r}{_did_you_mean(label, known)}; "
+           f"labels of the metrics: {', '.join(sorted(known)) or 'none'}")
+    return [(("calendar", "by", "label"), "reference", msg)]
+
+
 def _duration_of(raw: Any) -> timedelta | None:
     """A raw duration value (``5m`` or a timedelta) or None when it is not one (validation
     reports that)."""
@@ -985,7 +1007,7 @@ class MonitorConfig(BaseModel):
     display: DisplayConfig = Field(default_factory=DisplayConfig)
     #: Holidays and events the detectors treat apart (detectors/calendar.py)
     calendar: CalendarConfig | None = None
-    _calendar: BusinessCalendar | None = PrivateAttr(None)
+    _calendar: Calendars | None = PrivateAttr(None)
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -1002,7 +1024,7 @@ class MonitorConfig(BaseModel):
     def _validate_all(cls, data: Any, handler: Callable[[Any], MonitorConfig]) -> MonitorConfig:
         result = _validate_with_checks(cls, data, handler,
                                        lambda d: _check_metrics(d) + _check_jitter(d)
-                                       + _check_exported(d))
+                                       + _check_exported(d) + _check_calendar_label(d))
         if "default" not in result.detectors and (default := _default_detector()) is not None:
             result.detectors["default"] = default
         return result
@@ -1015,13 +1037,13 @@ class MonitorConfig(BaseModel):
         names = ", ".join(m.name for m in self.metrics)
         raise KeyError(f"no metric named {name!r}; defined metrics: {names}")
 
-    def calendar_for(self, metric: MetricConfig) -> BusinessCalendar | None:
-        """The business calendar that applies to ``metric`` (one instance per config, so
+    def calendar_for(self, metric: MetricConfig) -> Calendars | None:
+        """The business calendars that apply to ``metric`` (one instance per config, so
         holidays are looked up once)."""
         if self.calendar is None or not metric.calendar:
             return None
         if self._calendar is None:
-            self._calendar = BusinessCalendar(self.calendar)
+            self._calendar = Calendars(self.calendar)
         return self._calendar
 
     def detector(self, name: str) -> DetectorConfig:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
-from detectors.calendar import BusinessCalendar, CalendarDay
+from detectors.calendar import CalendarDay, Calendars
 from detectors.feedback import FeedbackBook
 from detectors.postrules import (
     MissingPolicy,
@@ -79,12 +79,14 @@ class MetricDetectors:
         detectors: Mapping[str, DetectorConfig],
         rules: PostRules,
         feedback: FeedbackBook | None = None,
-        calendar: BusinessCalendar | None = None,
+        calendar: Calendars | None = None,
     ) -> None:
         self.metric = metric
         self.rules = rules
-        #: Holidays and events: their buckets are not learned (``skip``: nor scored)
+        #: Holidays and events: their points are not learned (``skip``: nor scored)
         self.calendar = calendar
+        self._cals = calendar.all() if calendar is not None else []
+        self._cal_of: dict[str, int] = {}  # series -> index in _cals
         self.feedback = feedback if feedback is not None else FeedbackBook()
         #: Detector name -> its type (``robust_seasonal``), for messages.
         self.types = {name: cfg.type for name, cfg in detectors.items()}
@@ -228,17 +230,21 @@ class MetricDetectors:
         gone_parts: list[pd.DataFrame] = []
         for lo, hi in zip(starts, ends, strict=True):
             polled = TickBatch(keys[lo:hi], ts_ns[lo:hi], values[lo:hi], volumes[lo:hi])
-            day = self._calendar_day(int(ts_ns[lo]), result)
+            days = self._bucket_days(int(ts_ns[lo]), result)
             first = True
             for name, det in self.detectors.items():
                 state = self.rule_states[name]
                 batch, filled = state.fill(polled)
                 scores = det.score(batch)
-                if day is not None and day.mode == "skip":  # shown, never judged
+                # per series: 0 an ordinary day, 1 a score day, 2 a skip day (shown, not judged)
+                modes = None if days is None else self._modes(batch.series, days)
+                if modes is not None and (modes == 2).any():
                     scores = Scores(scores.expected, scores.lower, scores.upper,
-                                    np.full(len(batch), np.nan))
+                                    np.where(modes == 2, np.nan, scores.score))
                 cold = np.isnan(scores.score) & np.isfinite(batch.values)
-                if cold.any() and day is None:
+                if modes is not None:
+                    cold &= modes == 0
+                if cold.any():
                     self.cold_until[name] = int(batch.timestamps[cold].max())
                 need = None
                 if self.feedback:
@@ -250,8 +256,11 @@ class MetricDetectors:
                 if self.rules.missing is MissingPolicy.CARRY and filled.any():
                     learned = TickBatch(batch.series, batch.timestamps,
                                         np.where(filled, np.nan, batch.values), batch.volumes)
-                if day is None:  # a holiday or an event must not become the baseline
+                if modes is None:
                     det.learn(learned, decision.rare)
+                elif (ordinary := np.flatnonzero(modes == 0)).size:
+                    # a holiday or an event must not become the baseline: as if it sent nothing
+                    det.learn(learned.take(ordinary), decision.rare[ordinary])
                 if flags.any():
                     result.anomalies.extend(self._anomalies(name, batch, scores, flags, series))
                 if keep_scores and first:
@@ -301,28 +310,60 @@ class MetricDetectors:
         return pd.DataFrame({"timestamp": batch.timestamps, "series": batch.series,
                              "expected": s.expected, "lower": s.lower, "upper": s.upper})
 
-    def _calendar_day(self, ts_ns: int, result: DetectionResult) -> CalendarDay | None:
-        """The calendar day of the bucket starting at ``ts_ns`` (noted in ``result``)."""
-        if self.calendar is None:
+    def _bucket_days(self, ts_ns: int, result: DetectionResult
+                     ) -> list[CalendarDay | None] | None:
+        """What each calendar says of the bucket starting at ``ts_ns`` (noted in ``result``);
+        None on an ordinary day everywhere, the common case, which costs nothing per series."""
+        if not self._cals:
             return None
-        day = self.calendar.day_at_ns(ts_ns)
-        if day is not None:
-            local = datetime.fromtimestamp(ts_ns // 1000 / 1e6, UTC).astimezone(self.calendar.zone)
-            result.calendar_days.setdefault(local.date().isoformat(), day)
-        return day
+        days = [cal.day_at_ns(ts_ns) for _, cal in self._cals]
+        if not any(days):
+            return None
+        at = datetime.fromtimestamp(ts_ns // 1000 / 1e6, UTC)
+        for (where, cal), day in zip(self._cals, days, strict=True):
+            if day is not None:
+                local = at.astimezone(cal.zone).date().isoformat()
+                result.calendar_days.setdefault(f"{local} ({where})" if where else local, day)
+        return days
+
+    def _modes(self, keys: np.ndarray, days: list[CalendarDay | None]) -> np.ndarray:
+        """Per series: 0 ordinary, 1 a ``score`` day, 2 a ``skip`` day of its calendar."""
+        per_cal = np.array([0 if d is None else 2 if d.mode == "skip" else 1 for d in days],
+                           dtype=np.int8)
+        return per_cal[np.fromiter((self._calendar_index(str(k)) for k in keys), np.int64,
+                                   len(keys))]
+
+    def _calendar_index(self, key: str) -> int:
+        index = self._cal_of.get(key)
+        if index is None:
+            assert self.calendar is not None
+            where = self.calendar.where(self._labels_of(key))
+            index = next(i for i, (w, _) in enumerate(self._cals) if w == where)
+            self._cal_of[key] = index
+        return index
+
+    def _labels_of(self, key: str) -> Mapping[str, str]:
+        """A series' labels: as polled, or read back from its key."""
+        labels = self._labels.get(key)
+        if labels is None:
+            labels = {k: v.replace('\\"', '"') for k, v in _LABEL.findall(key)}
+        return labels
+
+    def _skips(self, key: str, at: datetime) -> bool:
+        """Whether series ``key``'s calendar makes ``at``'s bucket a ``skip`` day."""
+        return self._cals[self._calendar_index(key)][1].skips(at) if self._cals else False
 
     def _no_data(self, until: datetime | None, result: DetectionResult) -> None:
         """``kind="no_data"`` anomalies (first detector's post-rule state) up to ``until``."""
         if until is None or not self.detectors:
             return
-        if self.calendar is not None and self.calendar.skips(until - self.interval):
-            return  # a closed day: gaps still open after it are reported then
         name = next(iter(self.detectors))
         until_ns = int(pd.Timestamp(until).as_unit("ns").value)
-        for key, at_ns, last, seen_ns in self.rule_states[name].no_data(until_ns):
-            labels = self._labels.get(key)
-            if labels is None:
-                labels = {k: v.replace('\\"', '"') for k, v in _LABEL.findall(key)}
+        bucket = until - self.interval
+        # a series closed for the day is no gap while the day lasts (reported after it)
+        hold = (lambda key: self._skips(key, bucket)) if self._cals else None
+        for key, at_ns, last, seen_ns in self.rule_states[name].no_data(until_ns, hold=hold):
+            labels = self._labels_of(key)
             result.anomalies.append(
                 Anomaly(
                     series=key, metric=self.metric, labels=dict(labels),

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from detectors.calendar import BusinessCalendar, CalendarConfig, CalendarDay
+from detectors.calendar import BusinessCalendar, CalendarConfig, CalendarDay, Calendars
 from detectors.postrules import PostRules
 from detectors.registry import create
 from monitor.backtest import run_backtest
@@ -26,6 +26,10 @@ ANCHOR = T0
 
 def _cal(**cfg: object) -> BusinessCalendar:
     return BusinessCalendar(CalendarConfig.model_validate(cfg))
+
+
+def _cals(**cfg: object) -> Calendars:
+    return Calendars(CalendarConfig.model_validate(cfg))
 
 
 def test_days_are_local_dates_in_the_calendar_zone() -> None:
@@ -119,7 +123,7 @@ def _frame(points: list[tuple[int, str, float]]) -> pd.DataFrame:
     })
 
 
-def _detectors(calendar: BusinessCalendar | None, no_data_after: int = 0) -> MetricDetectors:
+def _detectors(calendar: Calendars | None, no_data_after: int = 0) -> MetricDetectors:
     cfg = create({"type": "robust_seasonal"}, interval=HOUR).config
     return MetricDetectors("kpi", HOUR, {"d": cfg}, PostRules(no_data_after=no_data_after),
                            calendar=calendar)
@@ -135,7 +139,7 @@ def test_a_skipped_day_is_learned_as_if_it_were_missing() -> None:
     values[day == 14] *= 0.1  # the holiday: 90 % down
     pts = [(t, "s", float(v)) for t, v in enumerate(values)]
     holiday = (T0 + timedelta(days=14)).date().isoformat()
-    cal = _cal(events=[{"name": "Holiday", "start": holiday, "end": holiday}])
+    cal = _cals(events=[{"name": "Holiday", "start": holiday, "end": holiday}])
     with_cal = _detectors(cal).run(_frame(pts), {}, keep_scores=True).scores
     absent = _detectors(None).run(_frame([p for p in pts if p[0] // 24 != 14]), {},
                                   keep_scores=True).scores
@@ -160,7 +164,7 @@ def test_data_that_stops_on_a_skipped_day_is_reported_after_it() -> None:
     """A store closed on a holiday sends nothing: no ``no_data`` while the day lasts; if it
     has not come back the day after, the gap is reported then."""
     holiday = (T0 + timedelta(days=1)).date().isoformat()
-    cal = _cal(events=[{"name": "Closed", "start": holiday, "end": holiday}])
+    cal = _cals(events=[{"name": "Closed", "start": holiday, "end": holiday}])
     labels = {"a": Series("kpi", {"shop": "a"}), "b": Series("kpi", {"shop": "b"})}
 
     def gaps(dets: MetricDetectors, hours: range, b_until: int) -> list[datetime]:
@@ -247,3 +251,75 @@ def test_a_metric_silent_on_a_skipped_day_is_reported_only_after_it(tmp_path, ca
     for pipe, st in ((p, store), (p2, store2)):
         pipe.close()
         st.close()
+
+
+BY_REGION = """calendar:
+  events: [{name: Holiday, start: 2026-01-19, end: 2026-01-19}]
+  by:
+    label: region
+    values:
+      de: {timezone: Etc/GMT-1, events: [{name: Feiertag, start: 2026-01-19, end: 2026-01-19}]}
+      fr: {timezone: Etc/GMT-1, events: [{name: Jour férié, start: 2026-01-19, end: 2026-01-19}]}
+      us: {timezone: Etc/GMT+5, events: [{name: Holiday, start: 2026-01-19, end: 2026-01-19}]}
+"""
+
+
+def test_each_region_can_follow_its_own_calendar() -> None:
+    """The demo's holiday is day 14 in each region's local calendar (the US five hours
+    behind): one UTC calendar leaves the US evening of the holiday alerting; a calendar per
+    region (``by: {label: region}``) skips every region's own day, totals keep the top one."""
+    start, end = ANCHOR + timedelta(days=7), ANCHOR + timedelta(days=28)
+    one = BASE + "calendar: {events: [{name: Holiday, start: 2026-01-19, end: 2026-01-19}]}\n"
+    utc = run_backtest(parse_config(one), ["contacts"], start, end)
+    assert list(utc.anomalies.loc[_days(utc.anomalies) == 15, "series"]) == [
+        'contacts{region="us"}']  # 01:00 UTC on day 15 is still the holiday in the US
+    by = run_backtest(parse_config(BASE + BY_REGION), ["contacts"], start, end)
+    assert set(_by_day(by.anomalies)) == {26}  # only the scripted incident
+    assert by.summary["contacts"]["calendar"] == {
+        "2026-01-19": ("Holiday", "skip"), "2026-01-19 (region=de)": ("Feiertag", "skip"),
+        "2026-01-19 (region=fr)": ("Jour férié", "skip"),
+        "2026-01-19 (region=us)": ("Holiday", "skip")}
+
+
+def _days(frame: pd.DataFrame) -> pd.Series:
+    return (frame["timestamp"] - ANCHOR).dt.days
+
+
+def test_a_region_closed_for_its_holiday_is_not_a_gap_but_the_others_are() -> None:
+    cals = _cals(by={"label": "shop", "values": {
+        "b": {"events": [{"name": "Closed", "start": "2026-01-05", "end": "2026-01-05"}]}}})
+    labels = {f'kpi{{shop="{k}"}}': Series("kpi", {"shop": k}) for k in "abc"}
+    dets = _detectors(cals, no_data_after=3)
+    gone: list[str] = []
+    for t in range(30):  # shops a and b send nothing from 02:00 to 23:00, c goes on
+        pts = [(t, k, 1.0) for k in labels if t < 2 or t >= 23 or "c" in k]
+        res = dets.run(_frame(pts), labels, until=T0 + (t + 1) * HOUR)
+        gone += [x.series for x in res.anomalies if x.kind == "no_data"]
+    assert gone == ['kpi{shop="a"}']  # b was closed for the day, a was not
+
+
+def test_a_calendar_label_no_metric_has_is_a_config_error() -> None:
+    bad = BASE + "calendar: {by: {label: regoin, values: {de: {holidays: [DE]}}}}\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    [problem] = err.value.problems
+    assert problem.path == "calendar.by.label"
+    assert "no metric has a label 'regoin' (did you mean 'region'?)" in problem.message
+
+
+def test_calendar_command_shows_each_regions_days(tmp_path) -> None:
+    path = tmp_path / "cxmon.yaml"
+    path.write_text(BASE + """calendar:
+  timezone: Europe/London
+  holidays: [GB]
+  by: {label: region, values: {de: {timezone: Europe/Berlin, holidays: [DE]}}}
+""")
+    out = CliRunner().invoke(app, ["calendar", "-c", str(path), "--from", "2026-10-01",
+                                   "--days", "87"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    rows = [[c.strip() for c in line.split("│")[1:4]] for line in out.output.splitlines()
+            if "2026-" in line and "│" in line]
+    assert rows == [["2026-10-03", "Sat", "region=de"], ["2026-12-25", "Fri", "other series"],
+                    ["2026-12-25", "Fri", "region=de"], ["2026-12-26", "Sat", "other series"],
+                    ["2026-12-26", "Sat", "region=de"]]
+    assert "series with region=de follow their own calendar" in out.output
