@@ -289,12 +289,18 @@ class HttpClient:
                                    retry_after=asked)
 
     def _detail(self, response: httpx.Response) -> str:
-        """A short, scrubbed excerpt of the vendor's error message."""
+        """A short, scrubbed excerpt of the vendor's error message.
+
+        Scrubbed before it is cut (a secret cut in two was no longer found, and its first
+        characters were shown), and of the request's secret-looking query values too: an
+        ``api_key`` in a metric's URL or ``query_params`` is no config secret, yet a vendor's
+        400 ("invalid api key ...") echoes it."""
         try:
             text = response.text.strip().replace("\n", " ")
         except Exception:  # undecodable body
             return ""
-        return f": {self.scrub(text[:200])}" if text else ""
+        text = scrub_secrets(self.scrub(text), query_secrets(response.request.url))
+        return f": {text[:200]}" if text else ""
 
     def get_json(
         self, url: str, *, params: Mapping[str, Any] | None = None, fix_hint: str = "",
@@ -424,6 +430,22 @@ def body_excerpt(text: str) -> str:
     """
     flat = " ".join(re.sub(r"<[^>]*>", " ", text).split())
     return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "..."
+
+
+#: a query parameter whose name says it carries a credential (as monitor.redact masks them)
+SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature|sig", re.I)
+
+
+def query_secrets(url: httpx.URL | str) -> list[str]:
+    """The values of ``url``'s secret-looking query parameters (``api_key``, ``token``, ...),
+    longest first, for :func:`scrub_secrets`.
+
+    >>> query_secrets("https://h/x?since=2026-01-01&api_key=k3y&apiToken=t%2Fk3n")
+    ['t/k3n', 'k3y']
+    """
+    values = [v for k, v in httpx.URL(str(url)).params.multi_items()
+              if SECRET_PARAM.search(k) and v]
+    return sorted(dict.fromkeys(values), key=len, reverse=True)
 
 
 def scrub_secrets(text: str, secrets: Iterable[str]) -> str:
