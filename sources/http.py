@@ -421,14 +421,17 @@ Classified = tuple[Literal["retriable", "fatal"], float | None, str]
 EXCERPT = 160
 
 
-def body_excerpt(text: str) -> str:
+def body_excerpt(text: str, scrub: Callable[[str], str] | None = None) -> str:
     """A short, one-line excerpt of a body (HTML tags dropped) for an error message; empty
-    for an empty body.
+    for an empty body. ``scrub`` removes secrets *before* the cut: scrubbed after it, a
+    secret cut in two is no longer found and its first characters are shown.
 
     >>> body_excerpt("<html><h1>503</h1> <p>Service   Unavailable</p></html>")
     '503 Service Unavailable'
     """
     flat = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    if scrub is not None:
+        flat = scrub(flat)
     return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "..."
 
 
