@@ -34,7 +34,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import httpx
 import jmespath
 from jmespath.exceptions import JMESPathError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from monitor.durations import Seconds, retry_after_seconds
 from sources.base import (
@@ -112,6 +112,27 @@ class HttpSourceConfig(SourceConfig):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     rate_limit: float | None = Field(None, gt=0, description="most requests per second")
     verify_tls: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        """An ``http(s)://host`` URL. Why checked here: ``htps://...`` or ``api.example.com``
+        passed ``cxmon validate`` and every poll then failed as a *retriable* connection
+        error, retried with backoff for ever instead of naming the key to fix. (The value
+        is not echoed: it may carry a password.)"""
+        if v is None:
+            return v
+        try:
+            parts = urlsplit(v)
+            host = parts.hostname
+        except ValueError:
+            parts, host = None, None
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
+            scheme = f" (it starts with {parts.scheme}://)" if parts and parts.scheme and \
+                parts.netloc else ""
+            raise ValueError("must be an http:// or https:// URL naming a host, e.g. "
+                             f"https://api.example.com{scheme}")
+        return v
 
 
 def secrets_of(model: BaseModel) -> list[str]:
@@ -254,6 +275,13 @@ class HttpClient:
                 )
             except httpx.TimeoutException:
                 last = f"timed out after {self.config.timeout:g}s"
+            except httpx.UnsupportedProtocol:
+                # not an outage: no base_url under a relative query (or a next link that is
+                # not http); retrying cannot help, so it must not back off for ever
+                raise FatalSourceError(
+                    f"source {self.source}: cannot request {self.where(target)!r}: it is not "
+                    "an http:// or https:// URL; set the source's base_url, or make the "
+                    "metric's query an absolute URL") from None
             except httpx.TransportError as exc:
                 last = f"connection failed ({type(exc).__name__}: {self.scrub(str(exc))})"
             else:
