@@ -504,16 +504,19 @@ def call_with_retries(
     retry: RetryConfig,
     sleep: Sleep,
     scrub: Callable[[str], str] = lambda s: s,
+    counts: CallCounts | None = None,
 ) -> T:
     """Run ``fn`` with the same backoff policy as :meth:`HttpClient.request`, for sources
     built on a vendor SDK (Salesforce, Google Analytics) rather than on :class:`HttpClient`.
 
     ``classify(exc)`` says ``("retriable", retry_after_or_None, message)``,
     ``("fatal", None, message)``, or None for an exception that is not the SDK's (re-raised).
-    Messages pass through ``scrub``.
+    Messages pass through ``scrub``; ``counts`` (if given) counts attempts and retries.
     """
     last, asked = "", None
     for attempt in range(1, retry.attempts + 1):
+        if counts is not None:
+            counts.requests += 1
         try:
             return fn()
         except Exception as exc:
@@ -533,11 +536,23 @@ def call_with_retries(
             last += f"; server asked to wait {wait:.0f}s"
             asked = wait
             break
+        if counts is not None:
+            counts.retries += 1
         log.info("source %s: %s; retry %d/%d in %.1fs", source, last, attempt,
                  retry.attempts - 1, wait)
         sleep(wait)
     raise RetriableSourceError(f"source {source}: {last}",
                                retry_after=asked)
+
+
+class CallCounts:
+    """Attempts and retries of an :class:`SdkSource`'s calls, exported like an
+    :class:`HttpClient`'s as ``cxmon_source_http_requests_total`` / ``..._retries_total``
+    (one attempt may be several HTTP requests: a paged query)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.retries = 0
 
 
 def _basic_credentials(auth: Any) -> list[str]:
@@ -659,6 +674,9 @@ class SdkSource(Source):
         super().__init__(name, config)
         self._sleep = sleep
         self._secrets = sorted(secrets_of(config), key=len, reverse=True)
+        #: attempts and retries, for sources.metrics (Salesforce and GA4 retries were
+        #: logged but never counted: cxmon_source_http_retries_total stayed 0)
+        self.calls = CallCounts()
 
     def set_sleep(self, sleep: Sleep) -> None:
         self._sleep = sleep
@@ -673,7 +691,7 @@ class SdkSource(Source):
     def call(self, fn: Callable[[], T]) -> T:
         retry = getattr(self.config, "retry", None) or RetryConfig()
         return call_with_retries(fn, self.classify, source=self.name, retry=retry,
-                                 sleep=self._sleep, scrub=self.scrub)
+                                 sleep=self._sleep, scrub=self.scrub, counts=self.calls)
 
 
 def iso_z(ts: datetime) -> str:
