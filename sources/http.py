@@ -55,6 +55,10 @@ Sleep = Callable[[float], None]
 Monotonic = Callable[[], float]
 
 
+class _TooSlow(Exception):
+    """The response's body did not arrive within the source's ``timeout``."""
+
+
 class SkipRecord(ValueError):
     """Raised by a connector's record parser: this one record is unusable; count and skip."""
 
@@ -108,7 +112,8 @@ class HttpSourceConfig(SourceConfig):
     username: str | None = None
     password: SecretStr | None = None
     headers: dict[str, SecretStr] = Field(default_factory=dict)
-    timeout: Seconds = Field(30.0, gt=0, description="per request: 30s, 2m or plain seconds")
+    timeout: Seconds = Field(30.0, gt=0, description="per request, body included: 30s, 2m or "
+                             "plain seconds")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     rate_limit: float | None = Field(None, gt=0, description="most requests per second")
     verify_tls: bool = True
@@ -270,11 +275,12 @@ class HttpClient:
             self.requests += 1
             response: httpx.Response | None = None
             try:
-                response = self._client.request(
-                    method, target, json=json, data=data, headers=headers
-                )
+                response = self._send(method, target, json=json, data=data, headers=headers)
             except httpx.TimeoutException:
                 last = f"timed out after {self.config.timeout:g}s"
+            except _TooSlow:
+                last = (f"the response took longer than timeout={self.config.timeout:g}s "
+                        "(a body sent slowly)")
             except httpx.UnsupportedProtocol:
                 # not an outage: no base_url under a relative query (or a next link that is
                 # not http); retrying cannot help, so it must not back off for ever
@@ -315,6 +321,29 @@ class HttpClient:
             self.sleep(wait)
         raise RetriableSourceError(f"source {self.source}: {last}",
                                    retry_after=asked)
+
+    def _send(self, method: str, url: httpx.URL, **kwargs: Any) -> httpx.Response:
+        """One request whose whole response, body included, arrives within ``timeout``.
+
+        Why: httpx's timeout bounds each read, not the response, so a server sending its
+        body a few bytes at a time (a struggling API, a proxy) held a poll, and the tick,
+        for as long as it liked. The body is read in chunks against a deadline on the
+        injected clock; past it the request counts as timed out (retriable)."""
+        started = self.monotonic()
+        request = self._client.build_request(method, url, **kwargs)
+        response = self._client.send(request, stream=True)
+        if response.is_stream_consumed:  # already read (an in-memory test transport)
+            return response
+        try:
+            raw = []
+            for chunk in response.iter_raw():
+                raw.append(chunk)
+                if self.monotonic() - started > self.config.timeout:
+                    raise _TooSlow
+        finally:
+            response.close()
+        return httpx.Response(response.status_code, headers=response.headers,
+                              content=b"".join(raw), request=response.request)
 
     def _detail(self, response: httpx.Response) -> str:
         """A short, scrubbed excerpt of the vendor's error message.
