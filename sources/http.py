@@ -426,12 +426,14 @@ class HttpClient:
                     return
                 next_url, query = urljoin(str(response.request.url), str(link)), {}
                 self._new_page(seen, next_url, "next page URL")
+                self._same_host(response.request.url, next_url)
             elif style == "link_header":
                 link = response.links.get("next", {}).get("url")
                 if not link:
                     return
                 next_url, query = urljoin(str(response.request.url), link), {}
                 self._new_page(seen, next_url, "next page URL")
+                self._same_host(response.request.url, next_url)
             elif style == "cursor":
                 cursor = _search(pagination.next, body)
                 if not cursor:
@@ -454,6 +456,20 @@ class HttpClient:
             f"source {self.source}: more than max_pages={pagination.max_pages} pages; the "
             "result would be partial, so it is not scored (raise pagination.max_pages or "
             "narrow the query)")
+
+    def _same_host(self, current: httpx.URL, next_url: str) -> None:
+        """Refuse a next page on another host.
+
+        Why: the client sends the source's token, basic auth and ``headers`` (API keys) with
+        every request, so a next link to another host (an API that was tampered with, or a
+        link field a user can write to) handed it the credentials. httpx drops them on a
+        cross-host *redirect*, never on a URL it is asked for."""
+        there = httpx.URL(next_url).host
+        if there.lower() != current.host.lower():
+            raise FatalSourceError(
+                f"source {self.source}: the next page is on another host ({there}, not "
+                f"{current.host}); it is not followed, so the source's credentials are not "
+                "sent there (point base_url at the host that serves the pages)")
 
     def _new_page(self, seen: set[str], position: str, what: str) -> None:
         """Refuse a page already read in this poll.
