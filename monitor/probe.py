@@ -8,6 +8,7 @@ with the same frame checks a tick applies.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -85,8 +86,13 @@ def probe_metric(metric: MetricConfig, source: Source, now: datetime, intervals:
                           params=dict(metric.params), timestamp_column=metric.timestamp,
                           interval=metric.interval,
                           dimensions=(*metric.split_by, *metric.dimensions))
+    # records the source itself dropped (an unreadable ticket, a malformed line) are
+    # rejected rows too, as a tick counts them: without them a poll that lost half its
+    # records to a bad timestamp read as clean
+    dropped_before = Counter(getattr(source, "skipped", None) or {})
     try:
         raw = source.fetch(request)
+        dropped = Counter(getattr(source, "skipped", None) or {}) - dropped_before
         built = build_measure_frame(raw, measure_spec(metric), since, until)
     except (SourceError, FrameError) as exc:
         out.error = redact_text(str(exc)) or type(exc).__name__
@@ -95,7 +101,7 @@ def probe_metric(metric: MetricConfig, source: Source, now: datetime, intervals:
         out.error = f"{type(exc).__name__}: {redact_text(str(exc))}"
         return out
     out.rows_in = built.rows_in
-    out.rejected = dict(built.rejected)
+    out.rejected = dict(Counter(built.rejected) + dropped)
     out.series = len(built.series)
     if not built.frame.empty:
         out.newest = built.frame["timestamp"].max().to_pydatetime()

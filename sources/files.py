@@ -21,6 +21,8 @@ lost once a file is there and a first tick does not move past the history it sho
 from __future__ import annotations
 
 import glob
+import io
+import json
 import logging
 import os
 import warnings
@@ -179,7 +181,7 @@ class FilesSource(Source):
             elif fmt == "parquet":
                 df = pd.read_parquet(path)
             else:
-                df = pd.read_json(path, lines=True, dtype=False)
+                df = self._read_jsonl(path)
         except pd.errors.EmptyDataError:  # being written, or empty: nothing yet
             df = pd.DataFrame()
         except (ValueError, pyarrow.ArrowException, pd.errors.ParserError, UnicodeDecodeError,
@@ -190,6 +192,40 @@ class FilesSource(Source):
             ) from None
         self._cache[path] = (stamp, df)
         return df
+
+    def _read_jsonl(self, path: str) -> pd.DataFrame:
+        """A JSON-lines file without its unreadable lines (not JSON, cut short while being
+        written, or not an object), counted in :attr:`skipped` (``bad_line``) and logged
+        once per file version, as a CSV's malformed lines are.
+
+        Why: one such line made the whole file a fatal error (or an uncaught ``TypeError``
+        for a ``null`` or a list), so a metric stopped on one bad record and an export
+        still being appended failed every tick until its last line was complete."""
+        try:
+            return pd.read_json(path, lines=True, dtype=False)
+        except (ValueError, TypeError) as exc:
+            whole = str(exc) or type(exc).__name__  # some line is not a JSON object
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        good, bad = [], []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                ok = isinstance(json.loads(line), dict)
+            except ValueError:
+                ok = False
+            (good if ok else bad).append(line if ok else str(n))
+        if bad and not good:  # not JSON lines at all (a JSON array, pretty-printed JSON)
+            raise ValueError(f"{whole} (no line is a JSON object; one object per line)")
+        if bad:
+            self.skipped["bad_line"] += len(bad)
+            log.warning("source %s: %s: %d unreadable line(s) skipped (not a JSON object: "
+                        "line %s)", self.name, Path(path).name, len(bad),
+                        ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else ""))
+        if not good:
+            return pd.DataFrame()  # blank lines only
+        return pd.read_json(io.StringIO("\n".join(good)), lines=True, dtype=False)
 
     def _read_csv(self, path: str) -> pd.DataFrame:
         """A CSV file without its malformed lines (more fields than the header), which are

@@ -179,7 +179,7 @@ class GoogleAnalyticsSource(SdkSource):
         parts = urlsplit(str(response.url))
         self._seen = _Seen(
             status=response.status_code, where=f"{parts.netloc}{parts.path}",
-            excerpt=body_excerpt(text) or "(empty body)",
+            excerpt=body_excerpt(text, self.scrub) or "(empty body)",
             google_error=response.status_code >= 400 and _is_google_error(text),
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             json_object=text.lstrip().startswith("{"))

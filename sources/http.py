@@ -34,7 +34,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import httpx
 import jmespath
 from jmespath.exceptions import JMESPathError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from monitor.durations import Seconds, retry_after_seconds
 from sources.base import (
@@ -53,6 +53,10 @@ AUTH_STATUS = frozenset({401, 403})
 T = TypeVar("T")
 Sleep = Callable[[float], None]
 Monotonic = Callable[[], float]
+
+
+class _TooSlow(Exception):
+    """The response's body did not arrive within the source's ``timeout``."""
 
 
 class SkipRecord(ValueError):
@@ -108,10 +112,32 @@ class HttpSourceConfig(SourceConfig):
     username: str | None = None
     password: SecretStr | None = None
     headers: dict[str, SecretStr] = Field(default_factory=dict)
-    timeout: Seconds = Field(30.0, gt=0, description="per request: 30s, 2m or plain seconds")
+    timeout: Seconds = Field(30.0, gt=0, description="per request, body included: 30s, 2m or "
+                             "plain seconds")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     rate_limit: float | None = Field(None, gt=0, description="most requests per second")
     verify_tls: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        """An ``http(s)://host`` URL. Why checked here: ``htps://...`` or ``api.example.com``
+        passed ``cxmon validate`` and every poll then failed as a *retriable* connection
+        error, retried with backoff for ever instead of naming the key to fix. (The value
+        is not echoed: it may carry a password.)"""
+        if v is None:
+            return v
+        try:
+            parts = urlsplit(v)
+            host = parts.hostname
+        except ValueError:
+            parts, host = None, None
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
+            scheme = f" (it starts with {parts.scheme}://)" if parts and parts.scheme and \
+                parts.netloc else ""
+            raise ValueError("must be an http:// or https:// URL naming a host, e.g. "
+                             f"https://api.example.com{scheme}")
+        return v
 
 
 def secrets_of(model: BaseModel) -> list[str]:
@@ -249,11 +275,19 @@ class HttpClient:
             self.requests += 1
             response: httpx.Response | None = None
             try:
-                response = self._client.request(
-                    method, target, json=json, data=data, headers=headers
-                )
+                response = self._send(method, target, json=json, data=data, headers=headers)
             except httpx.TimeoutException:
                 last = f"timed out after {self.config.timeout:g}s"
+            except _TooSlow:
+                last = (f"the response took longer than timeout={self.config.timeout:g}s "
+                        "(a body sent slowly)")
+            except httpx.UnsupportedProtocol:
+                # not an outage: no base_url under a relative query (or a next link that is
+                # not http); retrying cannot help, so it must not back off for ever
+                raise FatalSourceError(
+                    f"source {self.source}: cannot request {self.where(target)!r}: it is not "
+                    "an http:// or https:// URL; set the source's base_url, or make the "
+                    "metric's query an absolute URL") from None
             except httpx.TransportError as exc:
                 last = f"connection failed ({type(exc).__name__}: {self.scrub(str(exc))})"
             else:
@@ -288,13 +322,42 @@ class HttpClient:
         raise RetriableSourceError(f"source {self.source}: {last}",
                                    retry_after=asked)
 
+    def _send(self, method: str, url: httpx.URL, **kwargs: Any) -> httpx.Response:
+        """One request whose whole response, body included, arrives within ``timeout``.
+
+        Why: httpx's timeout bounds each read, not the response, so a server sending its
+        body a few bytes at a time (a struggling API, a proxy) held a poll, and the tick,
+        for as long as it liked. The body is read in chunks against a deadline on the
+        injected clock; past it the request counts as timed out (retriable)."""
+        started = self.monotonic()
+        request = self._client.build_request(method, url, **kwargs)
+        response = self._client.send(request, stream=True)
+        if response.is_stream_consumed:  # already read (an in-memory test transport)
+            return response
+        try:
+            raw = []
+            for chunk in response.iter_raw():
+                raw.append(chunk)
+                if self.monotonic() - started > self.config.timeout:
+                    raise _TooSlow
+        finally:
+            response.close()
+        return httpx.Response(response.status_code, headers=response.headers,
+                              content=b"".join(raw), request=response.request)
+
     def _detail(self, response: httpx.Response) -> str:
-        """A short, scrubbed excerpt of the vendor's error message."""
+        """A short, scrubbed excerpt of the vendor's error message.
+
+        Scrubbed before it is cut (a secret cut in two was no longer found, and its first
+        characters were shown), and of the request's secret-looking query values too: an
+        ``api_key`` in a metric's URL or ``query_params`` is no config secret, yet a vendor's
+        400 ("invalid api key ...") echoes it."""
         try:
             text = response.text.strip().replace("\n", " ")
         except Exception:  # undecodable body
             return ""
-        return f": {self.scrub(text[:200])}" if text else ""
+        text = scrub_secrets(self.scrub(text), query_secrets(response.request.url))
+        return f": {text[:200]}" if text else ""
 
     def get_json(
         self, url: str, *, params: Mapping[str, Any] | None = None, fix_hint: str = "",
@@ -363,12 +426,14 @@ class HttpClient:
                     return
                 next_url, query = urljoin(str(response.request.url), str(link)), {}
                 self._new_page(seen, next_url, "next page URL")
+                self._same_host(response.request.url, next_url)
             elif style == "link_header":
                 link = response.links.get("next", {}).get("url")
                 if not link:
                     return
                 next_url, query = urljoin(str(response.request.url), link), {}
                 self._new_page(seen, next_url, "next page URL")
+                self._same_host(response.request.url, next_url)
             elif style == "cursor":
                 cursor = _search(pagination.next, body)
                 if not cursor:
@@ -391,6 +456,20 @@ class HttpClient:
             f"source {self.source}: more than max_pages={pagination.max_pages} pages; the "
             "result would be partial, so it is not scored (raise pagination.max_pages or "
             "narrow the query)")
+
+    def _same_host(self, current: httpx.URL, next_url: str) -> None:
+        """Refuse a next page on another host.
+
+        Why: the client sends the source's token, basic auth and ``headers`` (API keys) with
+        every request, so a next link to another host (an API that was tampered with, or a
+        link field a user can write to) handed it the credentials. httpx drops them on a
+        cross-host *redirect*, never on a URL it is asked for."""
+        there = httpx.URL(next_url).host
+        if there.lower() != current.host.lower():
+            raise FatalSourceError(
+                f"source {self.source}: the next page is on another host ({there}, not "
+                f"{current.host}); it is not followed, so the source's credentials are not "
+                "sent there (point base_url at the host that serves the pages)")
 
     def _new_page(self, seen: set[str], position: str, what: str) -> None:
         """Refuse a page already read in this poll.
@@ -415,15 +494,34 @@ Classified = tuple[Literal["retriable", "fatal"], float | None, str]
 EXCERPT = 160
 
 
-def body_excerpt(text: str) -> str:
+def body_excerpt(text: str, scrub: Callable[[str], str] | None = None) -> str:
     """A short, one-line excerpt of a body (HTML tags dropped) for an error message; empty
-    for an empty body.
+    for an empty body. ``scrub`` removes secrets *before* the cut: scrubbed after it, a
+    secret cut in two is no longer found and its first characters are shown.
 
     >>> body_excerpt("<html><h1>503</h1> <p>Service   Unavailable</p></html>")
     '503 Service Unavailable'
     """
     flat = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    if scrub is not None:
+        flat = scrub(flat)
     return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "..."
+
+
+#: a query parameter whose name says it carries a credential (as monitor.redact masks them)
+SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature|sig", re.I)
+
+
+def query_secrets(url: httpx.URL | str) -> list[str]:
+    """The values of ``url``'s secret-looking query parameters (``api_key``, ``token``, ...),
+    longest first, for :func:`scrub_secrets`.
+
+    >>> query_secrets("https://h/x?since=2026-01-01&api_key=k3y&apiToken=t%2Fk3n")
+    ['t/k3n', 'k3y']
+    """
+    values = [v for k, v in httpx.URL(str(url)).params.multi_items()
+              if SECRET_PARAM.search(k) and v]
+    return sorted(dict.fromkeys(values), key=len, reverse=True)
 
 
 def scrub_secrets(text: str, secrets: Iterable[str]) -> str:
@@ -451,16 +549,19 @@ def call_with_retries(
     retry: RetryConfig,
     sleep: Sleep,
     scrub: Callable[[str], str] = lambda s: s,
+    counts: CallCounts | None = None,
 ) -> T:
     """Run ``fn`` with the same backoff policy as :meth:`HttpClient.request`, for sources
     built on a vendor SDK (Salesforce, Google Analytics) rather than on :class:`HttpClient`.
 
     ``classify(exc)`` says ``("retriable", retry_after_or_None, message)``,
     ``("fatal", None, message)``, or None for an exception that is not the SDK's (re-raised).
-    Messages pass through ``scrub``.
+    Messages pass through ``scrub``; ``counts`` (if given) counts attempts and retries.
     """
     last, asked = "", None
     for attempt in range(1, retry.attempts + 1):
+        if counts is not None:
+            counts.requests += 1
         try:
             return fn()
         except Exception as exc:
@@ -480,11 +581,23 @@ def call_with_retries(
             last += f"; server asked to wait {wait:.0f}s"
             asked = wait
             break
+        if counts is not None:
+            counts.retries += 1
         log.info("source %s: %s; retry %d/%d in %.1fs", source, last, attempt,
                  retry.attempts - 1, wait)
         sleep(wait)
     raise RetriableSourceError(f"source {source}: {last}",
                                retry_after=asked)
+
+
+class CallCounts:
+    """Attempts and retries of an :class:`SdkSource`'s calls, exported like an
+    :class:`HttpClient`'s as ``cxmon_source_http_requests_total`` / ``..._retries_total``
+    (one attempt may be several HTTP requests: a paged query)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.retries = 0
 
 
 def _basic_credentials(auth: Any) -> list[str]:
@@ -606,6 +719,9 @@ class SdkSource(Source):
         super().__init__(name, config)
         self._sleep = sleep
         self._secrets = sorted(secrets_of(config), key=len, reverse=True)
+        #: attempts and retries, for sources.metrics (Salesforce and GA4 retries were
+        #: logged but never counted: cxmon_source_http_retries_total stayed 0)
+        self.calls = CallCounts()
 
     def set_sleep(self, sleep: Sleep) -> None:
         self._sleep = sleep
@@ -620,7 +736,7 @@ class SdkSource(Source):
     def call(self, fn: Callable[[], T]) -> T:
         retry = getattr(self.config, "retry", None) or RetryConfig()
         return call_with_retries(fn, self.classify, source=self.name, retry=retry,
-                                 sleep=self._sleep, scrub=self.scrub)
+                                 sleep=self._sleep, scrub=self.scrub, counts=self.calls)
 
 
 def iso_z(ts: datetime) -> str:

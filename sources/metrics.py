@@ -10,7 +10,7 @@ the same ``/metrics``; tests use a fresh one.
 ``cxmon_source_rows_total{source,metric}``                rows returned by polls
 ``cxmon_source_rows_rejected_total{source,metric,reason}`` rows dropped by validation
 ``cxmon_source_records_skipped_total{source,reason}``     records a connector could not read
-``cxmon_source_http_requests_total{source}``              HTTP requests, retries included
+``cxmon_source_http_requests_total{source}``              HTTP requests (SDK: calls), retries too
 ``cxmon_source_http_retries_total{source}``               requests retried after 429/5xx/timeouts
 ``cxmon_source_polls_total{source,metric,outcome}``       ok / empty / error
 ``cxmon_source_last_data_timestamp_seconds{source,metric}`` end of the newest bucket with rows
@@ -145,7 +145,8 @@ class SourceMetrics:
 
     def _observe_source(self, name: str, source: Source) -> None:
         """Counters kept by the source itself (HTTP client, skipped records): add the delta."""
-        http = getattr(source, "_http", None)
+        # an HttpClient's counts, or an SDK source's (Salesforce, Google Analytics)
+        http = getattr(source, "_http", None) or getattr(source, "calls", None)
         requests = int(getattr(http, "requests", 0) or 0)
         retries = int(getattr(http, "retries", 0) or 0)
         skipped: PyCounter[str] = PyCounter(getattr(source, "skipped", None) or {})

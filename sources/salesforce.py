@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -257,7 +258,7 @@ class SalesforceSource(SdkSource):
                 raise FatalSourceError(
                     f"source {self.name}: metric {metric}: the aggregate query returned more "
                     f"rows than one page ({len(records)}) and Salesforce refused the next page "
-                    f"({self.scrub(_detail(exc))}); {TOO_MANY_GROUPS}") from None
+                    f"({self.scrub(_detail(exc, self.scrub))}); {TOO_MANY_GROUPS}") from None
         raise RetriableSourceError(
             f"source {self.name}: metric {metric}: more than {MAX_PAGES} pages of records; "
             "aggregate in the SOQL (GROUP BY) or poll a shorter range")
@@ -283,7 +284,7 @@ class SalesforceSource(SdkSource):
             f"and Salesforce returned {len(records)}; {TOO_MANY_GROUPS}")
 
     def classify(self, exc: BaseException) -> Classified | None:
-        detail = _detail(exc)
+        detail = _detail(exc, self.scrub)
         if isinstance(exc, SalesforceError) and "queryMore" in detail:
             return ("fatal", None, f"aggregate query refused ({detail}); {TOO_MANY_GROUPS}")
         if isinstance(exc, SalesforceExpiredSession | SalesforceAuthenticationFailed):
@@ -328,7 +329,7 @@ def _with_timeout(request: Any, timeout: float) -> Any:
     return call
 
 
-def _detail(exc: BaseException) -> str:
+def _detail(exc: BaseException, scrub: Callable[[str], str] = lambda s: s) -> str:
     """What the API said, short and on one line: Salesforce's ``errorCode: message``, an
     OAuth ``error_description``, else an excerpt of the body (a proxy's or load balancer's
     429/503 page or JSON), not the client's class name (``SalesforceGeneralError``) alone."""
@@ -346,7 +347,7 @@ def _detail(exc: BaseException) -> str:
     elif isinstance(content, bytes):
         content = content.decode("utf-8", "replace")
     if isinstance(content, str):
-        return body_excerpt(content) or "empty body"
+        return body_excerpt(content, scrub) or "empty body"
     return type(exc).__name__
 
 

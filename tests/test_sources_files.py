@@ -232,3 +232,29 @@ def test_a_backfill_stops_at_a_missing_file_without_retrying(tmp_path) -> None:
     with pytest.raises(MissingSourceError):
         fetch_retrying(src(str(tmp_path / "none.csv")), req(), sleep=waits.append)
     assert waits == []
+
+
+@pytest.mark.parametrize("bad", ['{"ts": "2026-01-05T03:00:00+00:00", "chan',  # cut short
+                                 "null", "[1, 2]", '"text"', "not json"])
+def test_an_unreadable_jsonl_line_is_skipped_and_counted_not_the_whole_file(
+        tmp_path, bad: str) -> None:
+    """One bad line (an export still being appended, a stray ``null``) made the whole file
+    a fatal error, or an uncaught TypeError; a CSV's malformed line is skipped and counted."""
+    rows(0, 3).to_json(tmp_path / "c.jsonl", orient="records", lines=True)
+    with open(tmp_path / "c.jsonl", "a") as fh:
+        fh.write(bad + "\n")
+    s = src(str(tmp_path / "c.jsonl"))
+    df = s.fetch(req())
+    assert len(df) == 3 and list(df["contacts"]) == [0, 1, 2]
+    assert s.skipped["bad_line"] == 1
+    s.fetch(req())  # unchanged file: counted once per version
+    assert s.skipped["bad_line"] == 1
+
+
+def test_a_file_that_is_not_json_lines_at_all_is_still_fatal(tmp_path) -> None:
+    """A pretty-printed JSON file is not one object per line: every line bad must not read
+    as an empty export (and the message says what the format needs)."""
+    (tmp_path / "c.json").write_text('[\n  {\n    "ts": "2026-01-05T03:00:00Z",\n'
+                                     '    "contacts": 1\n  }\n]\n')
+    with pytest.raises(FatalSourceError, match=r"cannot read c\.json as jsonl.*one object per"):
+        src(str(tmp_path / "c.json")).fetch(req())

@@ -128,3 +128,13 @@ def test_hour_repeated_when_clocks_go_back_is_kept_not_nat() -> None:
     assert df["timestamp"].notna().all()
     assert list(df["timestamp"]) == [pd.Timestamp(start + timedelta(hours=h))
                                      for h in (0, 1, 2, 4)]
+
+
+def test_excerpt_cut_inside_the_token_does_not_show_its_start() -> None:
+    """The excerpt was cut at 160 characters before it was scrubbed: a token straddling the
+    cut no longer matched and its first characters reached the message."""
+    with FakeServer() as server:
+        answer(server, 502, "x" * 145 + f" Bearer {TOKEN} echoed")
+        with pytest.raises(RetriableSourceError) as info:
+            ga(server).fetch(REQUEST)
+    assert "ya29" not in str(info.value)

@@ -20,6 +20,7 @@ from monitor.pipeline import Pipeline
 from monitor.staleness import StalenessRule
 from monitor.store import Store
 from sources.base import PollRequest, RetriableSourceError, Source, SourceConfig
+from sources.http import SdkSource
 from sources.metrics import SourceMetrics
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -456,3 +457,32 @@ def test_a_metric_whose_detectors_are_still_warming_up_is_said_once(tmp_path, ca
     assert not [r for r in caplog.records if "warming up" in r.getMessage()]
     p.close()
     store.close()
+
+
+def test_source_metrics_count_the_retries_of_an_sdk_source() -> None:
+    """Salesforce and GA4 retry through ``SdkSource.call``; their retries were logged but
+    ``cxmon_source_http_retries_total`` stayed 0 (it read an HttpClient they do not have)."""
+    class Flaky(SdkSource):
+        def classify(self, exc):
+            return ("retriable", None, "HTTP 503") if isinstance(exc, OSError) else None
+
+        def fetch(self, request: PollRequest):
+            tries = iter([OSError("503"), OSError("503"), None])
+
+            def call() -> pd.DataFrame:
+                err = next(tries)
+                if err:
+                    raise err
+                return pd.DataFrame()
+            return self.call(call)
+
+    sleeps: list[float] = []
+    src = Flaky("sf", SourceConfig(type="salesforce"), sleep=sleeps.append)
+    src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1)))
+    assert sleeps == [1.0, 2.0]  # backoff, without waiting
+    registry = CollectorRegistry()
+    result = SimpleNamespace(metric="m", skipped=None, error=None, rows_in=0, rejected={})
+    SourceMetrics(registry).observe("sf", src, result)  # type: ignore[arg-type]
+    get = registry.get_sample_value
+    assert get("cxmon_source_http_retries_total", {"source": "sf"}) == 2
+    assert get("cxmon_source_http_requests_total", {"source": "sf"}) == 3

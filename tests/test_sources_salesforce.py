@@ -191,3 +191,16 @@ def test_a_token_echoed_url_encoded_in_an_sdk_error_is_scrubbed() -> None:
         access_token="00D!AR8/tok+en="), sleep=lambda s: None)
     text = source.scrub("401 for https://x/?access_token=00D%21AR8%2Ftok%2Ben%3D (00D!AR8/tok+en=)")
     assert "AR8" not in text and text.count("***") == 2
+
+
+def test_error_excerpt_cut_inside_the_token_does_not_show_its_start() -> None:
+    """A proxy's 503 echoing the session id at the excerpt's cut: the excerpt was cut, then
+    scrubbed, so the token's first characters were in the message."""
+    from simple_salesforce.exceptions import SalesforceGeneralError
+
+    source = SalesforceSource("sf", SalesforceSourceConfig(
+        type="salesforce", instance_url="https://sf.example.com",
+        access_token="00Dxx0000001gPL!AQ4AQFakeSessionId"), sleep=lambda s: None)
+    body = ("x" * 130 + " Authorization: Bearer 00Dxx0000001gPL!AQ4AQFakeSessionId").encode()
+    verdict = source.classify(SalesforceGeneralError("u", 503, "query", body))
+    assert verdict is not None and "00Dxx" not in verdict[2]

@@ -105,3 +105,30 @@ def test_probe_warns_when_the_newest_data_is_older_than_no_data_after(tmp_path: 
     out = runner.invoke(app, ["validate", "-c", str(config(tmp_path)), "--poll",
                               "--intervals", "10000"], env={"COLUMNS": "300"})
     assert out.exit_code == 0 and "! contacts (drop, " in out.output, out.output
+
+
+def test_probe_counts_the_records_the_source_itself_dropped_as_a_tick_does() -> None:
+    """An unreadable Zendesk ticket (a ``created_at`` that is not a time) is dropped by the
+    source and counted in its ``skipped``; a tick adds those to the rejected rows, and the
+    probe did not, so ``validate --poll`` said "2 rows" where ``run`` said "rejected=2"."""
+    from collections import Counter
+
+    import pandas as pd
+
+    from monitor.probe import probe_metric
+    from sources.base import PollRequest, Source
+
+    class Dropping(Source):
+        def __init__(self) -> None:
+            self.name, self.skipped = "support", Counter({"bad_created_at": 4})  # before
+
+        def fetch(self, request: PollRequest) -> pd.DataFrame:
+            self.skipped["bad_created_at"] += 2
+            self.skipped["missing_created_at"] += 1
+            return pd.DataFrame({"hour": [request.since], "channel": ["web"], "n": [3]})
+
+    cfg = parse_config(CONFIG.format(db="/nonexistent/cx.db", dir="/tmp", ts="hour"), env={})
+    p = probe_metric(cfg.metrics[0], Dropping(), NOW, 3)
+    assert p.ok and p.rows_in == 1
+    assert p.rejected == {"bad_created_at": 2, "missing_created_at": 1}
+    assert "3 rejected (bad_created_at 2, missing_created_at 1)" in p.verdict()
