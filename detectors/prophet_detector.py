@@ -312,6 +312,13 @@ class ProphetDetector(Detector):
         """Run future fits on ``executor`` (a thread pool, or ``dask_client.get_executor()``)."""
         self.executor = executor
 
+    @property
+    def models_calendar(self) -> bool:
+        """Whether this detector models holidays and events itself (its own ``holidays`` or
+        ``events``): it must learn those days, or it can never estimate their effect, so the
+        business calendar does not hide them from it (see monitor/detection.py)."""
+        return bool(self.cfg.holidays or self.cfg.events)
+
     # -- scoring ------------------------------------------------------------------------------
 
     def score(self, batch: TickBatch) -> Scores:

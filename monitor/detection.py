@@ -256,7 +256,7 @@ class MetricDetectors:
                 if self.rules.missing is MissingPolicy.CARRY and filled.any():
                     learned = TickBatch(batch.series, batch.timestamps,
                                         np.where(filled, np.nan, batch.values), batch.volumes)
-                if modes is None:
+                if modes is None or getattr(det, "models_calendar", False):
                     det.learn(learned, decision.rare)
                 elif (ordinary := np.flatnonzero(modes == 0)).size:
                     # a holiday or an event must not become the baseline: as if it sent nothing

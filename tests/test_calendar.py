@@ -323,3 +323,24 @@ def test_calendar_command_shows_each_regions_days(tmp_path) -> None:
                     ["2026-12-25", "Fri", "region=de"], ["2026-12-26", "Sat", "other series"],
                     ["2026-12-26", "Sat", "region=de"]]
     assert "series with region=de follow their own calendar" in out.output
+
+
+def test_prophet_with_its_own_holidays_still_learns_the_calendar_days() -> None:
+    """Prophet with ``holidays`` or ``events`` estimates a holiday's effect from the days it
+    has seen, so the business calendar must not hide them from it (it still blanks the
+    scores of a skip day); without its own calendar Prophet is treated like the others."""
+    holiday = (T0 + timedelta(days=2)).date().isoformat()
+    cals = _cals(events=[{"name": "Holiday", "start": holiday, "end": holiday}])
+    pts = [(t, "s", float(10 + t % 24)) for t in range(4 * 24)]
+    learned = {}
+    for name, extra in (("own", {"events": [{"name": "Holiday", "start": holiday,
+                                             "end": holiday}]}), ("plain", {})):
+        cfg = create({"type": "prophet", "refit": "100d", "min_history": "100d", **extra},
+                     interval=HOUR).config
+        dets = MetricDetectors("kpi", HOUR, {"p": cfg}, PostRules(), calendar=cals)
+        res = dets.run(_frame(pts), {}, keep_scores=True)
+        assert res.scores is not None
+        day = res.scores["timestamp"].dt.floor("D") == pd.Timestamp(holiday, tz=UTC)
+        assert res.scores.loc[day, "score"].isna().all()
+        learned[name] = len(dets.detectors["p"].get_state(["s"])["s"])
+    assert learned["own"] > learned["plain"]  # 24 more hourly points kept in its history
