@@ -241,3 +241,24 @@ def test_the_poll_refuses_an_unknown_http_json_placeholder_the_same_way() -> Non
             src.fetch(PollRequest("m", T0, T6, "/t?x={since", {}))
         assert "metric m: query: not a valid template" in str(info.value)
         assert not server.log
+
+
+@pytest.mark.parametrize("given,message", [
+    ("Acme.zendesk.com", "give only the subdomain, e.g. acme (for https://acme.zendesk.com)"),
+    ("https://acme.zendesk.com/", "give only the subdomain, e.g. acme (for "
+                                  "https://acme.zendesk.com)"),
+    ("Acme", "give only the subdomain, e.g. acme (for https://acme.zendesk.com)"),
+    ("support.example.com", "give only the subdomain, e.g. acme for https://acme.zendesk.com; "
+                            "for a host-mapped domain set base_url instead"),
+    ("acme_corp", "give only the subdomain, e.g. acme for https://acme.zendesk.com "
+                  "(lowercase letters, digits and -)"),
+])
+def test_a_zendesk_subdomain_given_as_a_host_or_url_gets_a_hint(given, message) -> None:
+    text = ("sources:\n  support: {type: zendesk, subdomain: \"" + given + "\", email: a@b.c, "
+            "api_token: secret-token}\nmetrics:\n  - {name: t, source: support, query: tickets, "
+            "timestamp: created_at, value: tickets}\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.parse_config(text, env={})
+    got = [(p.path, p.message) for p in info.value.problems]
+    assert got == [("sources.support.subdomain", message)], got
+    assert cfg.parse_config(text.replace(given, "acme-eu"), env={})
