@@ -11,6 +11,11 @@ SECRET_WORDS = frozenset({
     "key", "apikey", "token", "accesstoken", "apitoken", "authtoken", "secret",
     "clientsecret", "password", "passwd", "pass", "pwd", "passphrase", "sig", "signature",
     "auth", "authorization", "credential", "credentials", "jwt",
+    # run-together compounds (``privatekey``), which a split into words cannot see
+    "privatekey", "secretkey", "accesskey", "appkey", "authkey", "clientkey", "consumerkey",
+    "routingkey", "sessionkey", "signingkey", "refreshtoken", "idtoken", "sessiontoken",
+    "bearertoken", "usertoken", "apppassword", "appsecret", "consumersecret",
+    "webhooksecret", "signingsecret", "sharedsecret",
 })
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
