@@ -920,15 +920,23 @@ def _check_params(i: int, metric: Any, kind: Any) -> list[tuple[Loc, str, str]]:
                 msg = _message(err, loc, None)
             out.append((loc, "params", msg))
         return out
+    out = []
+    # templates that use what the params do not define (http_json: an unknown {placeholder}
+    # in the URL was fatal at the first poll)
+    templates = getattr(parsed, "query_problems", None)
+    if callable(templates):
+        query = _get(metric, "query") if _has(metric, "query") else None
+        out += [(("metrics", i, *where), "params", msg)
+                for where, msg in templates(query).items()]
     # params that are fine alone but cannot serve the metric (ServiceNow's Table API returns
     # only params.fields: a dimension not among them failed at the first poll)
     check = getattr(parsed, "metric_problems", None)
     if not callable(check):
-        return []
+        return out
     columns = [c for key in ("split_by", "dimensions")
                if isinstance(cols := _get(metric, key), list) for c in cols if isinstance(c, str)]
-    return [(("metrics", i, "params", key), "params", msg)
-            for key, msg in check(columns).items()]
+    return out + [(("metrics", i, "params", key), "params", msg)
+                  for key, msg in check(columns).items()]
 
 
 def _check_grain(i: int, metric: Any, source: str, kind: Any) -> list[tuple[Loc, str, str]]:

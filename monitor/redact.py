@@ -5,7 +5,34 @@ from __future__ import annotations
 import logging
 import re
 
-_SECRET_PARAM = re.compile(r"(pass|pwd|secret|token|key|auth|credential|signature)", re.I)
+#: words of a parameter name that say it carries a credential; a name is split into words
+#: at ``_``, ``-``, ``.`` and camelCase (``api_key``, ``apiKey``, ``X-Api-Key``: ``key``)
+SECRET_WORDS = frozenset({
+    "key", "apikey", "token", "accesstoken", "apitoken", "authtoken", "secret",
+    "clientsecret", "password", "passwd", "pass", "pwd", "passphrase", "sig", "signature",
+    "auth", "authorization", "credential", "credentials", "jwt",
+    # run-together compounds (``privatekey``), which a split into words cannot see
+    "privatekey", "secretkey", "accesskey", "appkey", "authkey", "clientkey", "consumerkey",
+    "routingkey", "sessionkey", "signingkey", "refreshtoken", "idtoken", "sessiontoken",
+    "bearertoken", "usertoken", "apppassword", "appsecret", "consumersecret",
+    "webhooksecret", "signingsecret", "sharedsecret",
+})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a query parameter named ``name`` carries a credential, by whole words: not
+    ``keyword``, ``design``, ``author`` or ``passenger``, which merely contain one.
+
+    >>> [n for n in ("api_key", "apiKey", "apikey", "access_token", "X-Api-Key", "sig",
+    ...              "password", "keyword", "design", "author", "monkey", "page")
+    ...  if is_secret_name(n)]
+    ['api_key', 'apiKey', 'apikey', 'access_token', 'X-Api-Key', 'sig', 'password']
+    """
+    words = [w.lower() for w in _WORD.findall(name)]
+    return any(w in SECRET_WORDS for w in words)
+
+
 _USERINFO = re.compile(r"(//[^:/@]+):[^@/]*@")
 
 
@@ -27,14 +54,12 @@ def redact_url(url: object) -> str:
             base = _USERINFO.sub(r"\1:***@", text.split("?", 1)[0])
             return base + ("?***" if "?" in text else "")
         return "<unparsable URL>"
-    query = {k: ("REDACTED" if _SECRET_PARAM.search(k) else v) for k, v in parsed.query.items()}
+    query = {k: ("REDACTED" if is_secret_name(k) else v) for k, v in parsed.query.items()}
     text = parsed.set(query=query).render_as_string(hide_password=True)
     return text.replace("=REDACTED", "=***")
 
 
-_TEXT_PARAM = re.compile(
-    r"(?i)([?&;](?:[\w.-]*(?:pass|pwd|secret|token|key|auth|credential|signature|sig)[\w.-]*)=)"
-    r"([^&\s\"'#]+)")
+_TEXT_PARAM = re.compile(r"([?&;]([\w.-]+)=)([^&\s\"'#]+)")
 _TEXT_USERINFO = re.compile(r"(\w+://[^:/@\s]+):[^@/\s]+@")
 _SLACK_HOOK = re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[\w/]+")
 
@@ -42,12 +67,13 @@ _SLACK_HOOK = re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[
 def redact_text(text: str) -> str:
     """Scrub URL secrets anywhere in a free text (log lines of third-party libraries).
 
-    >>> redact_text('POST http://h/cx?token=abc&x=1 "400"')
-    'POST http://h/cx?token=***&x=1 "400"'
+    >>> redact_text('POST http://h/cx?token=abc&x=1&keyword=refund "400"')
+    'POST http://h/cx?token=***&x=1&keyword=refund "400"'
     >>> redact_text("https://bob:pw@db/x and https://hooks.slack.com/services/T0/B1/xyz")
     'https://bob:***@db/x and https://hooks.slack.com/services/***'
     """
-    text = _TEXT_PARAM.sub(r"\1***", text)
+    text = _TEXT_PARAM.sub(
+        lambda m: m.group(1) + "***" if is_secret_name(m.group(2)) else m.group(0), text)
     text = _TEXT_USERINFO.sub(r"\1:***@", text)
     return _SLACK_HOOK.sub(r"\1***", text)
 

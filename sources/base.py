@@ -105,7 +105,10 @@ class Source(ABC):
     #: (None: any params, such as SQL bind values; :class:`NoParams`: none at all). A model
     #: may define ``metric_problems(self, dimensions) -> dict[str, str]`` (param key ->
     #: message) for params that cannot serve the metric's dimensions; ``cxmon validate``
-    #: reports those under ``metrics[i].params.<key>``.
+    #: reports those under ``metrics[i].params.<key>``. It may also define
+    #: ``query_problems(self, query) -> dict[tuple, str]`` (path under the metric, such as
+    #: ``("query",)`` -> message) for a ``query`` the params cannot serve (http_json: an
+    #: unknown ``{placeholder}``), reported under ``metrics[i].<path>``.
     Params: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, name: str, config: SourceConfig) -> None:

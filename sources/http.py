@@ -37,6 +37,7 @@ from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from monitor.durations import Seconds, retry_after_seconds
+from monitor.redact import is_secret_name
 from sources.base import (
     FatalSourceError,
     RetriableSourceError,
@@ -105,7 +106,9 @@ class PaginationConfig(BaseModel):
 
 class HttpSourceConfig(SourceConfig):
     """Settings every HTTP source has. ``token`` is sent as ``Authorization: Bearer``;
-    ``username``/``password`` as basic auth; ``headers`` values are treated as secrets."""
+    ``username``/``password`` as basic auth; ``headers`` values are treated as secrets (scrubbed
+    from messages), a value shorter than 6 characters only when its header's name says it is
+    a credential (``Authorization``, ``X-Api-Key``, ...: :func:`header_is_secret`)."""
 
     base_url: str | None = Field(None, description="API root, e.g. https://api.example.com")
     token: SecretStr | None = None
@@ -140,11 +143,39 @@ class HttpSourceConfig(SourceConfig):
         return v
 
 
+#: a ``headers`` value shorter than this is scrubbed only when its header's name says it is
+#: a credential: ``X-Account: 42`` scrubbed turned every "429" and "1420" into "***9"
+MIN_HEADER_SECRET = 6
+_CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|pass|pwd|cookie|signature|credential",
+                                re.I)
+
+
+def header_is_secret(name: str, value: str) -> bool:
+    """Whether a ``headers`` value is scrubbed from messages: always for a header whose name
+    says it is a credential (``Authorization``, ``X-Api-Key``, ``X-Auth-Token``, ...),
+    otherwise only from :data:`MIN_HEADER_SECRET` characters on.
+
+    >>> [header_is_secret(*h) for h in [("X-Account", "42"), ("X-Api-Key", "k1"),
+    ...                                 ("X-Tenant", "tenant-7f3a"), ("Authorization", "x")]]
+    [False, True, True, True]
+    """
+    return bool(value) and (len(value) >= MIN_HEADER_SECRET
+                            or bool(_CREDENTIAL_HEADER.search(name)))
+
+
 def secrets_of(model: BaseModel) -> list[str]:
-    """Every secret value in a config (SecretStr anywhere, nested models and dicts included)."""
+    """Every secret value in a config (SecretStr anywhere, nested models and dicts included;
+    a short ``headers`` value only when its name says it is a credential,
+    :func:`header_is_secret`)."""
     out: list[str] = []
 
     def walk(value: Any) -> None:
+        if isinstance(value, BaseModel) and isinstance(headers := getattr(value, "headers",
+                                                                          None), Mapping):
+            for name, v in headers.items():
+                secret = v.get_secret_value() if isinstance(v, SecretStr) else v
+                if isinstance(secret, str) and header_is_secret(str(name), secret):
+                    out.append(secret)
         if isinstance(value, SecretStr):
             out.append(value.get_secret_value())
         elif isinstance(value, str) and "@" in value and "://" in value:
@@ -156,7 +187,8 @@ def secrets_of(model: BaseModel) -> list[str]:
                 out.extend(dict.fromkeys([password, unquote(password)]))
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
-                walk(getattr(value, name))
+                if name != "headers" or not isinstance(getattr(value, name), Mapping):
+                    walk(getattr(value, name))
         elif isinstance(value, Mapping):
             for v in value.values():
                 walk(v)
@@ -508,19 +540,19 @@ def body_excerpt(text: str, scrub: Callable[[str], str] | None = None) -> str:
     return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "..."
 
 
-#: a query parameter whose name says it carries a credential (as monitor.redact masks them)
-SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature|sig", re.I)
-
-
 def query_secrets(url: httpx.URL | str) -> list[str]:
     """The values of ``url``'s secret-looking query parameters (``api_key``, ``token``, ...),
     longest first, for :func:`scrub_secrets`.
 
-    >>> query_secrets("https://h/x?since=2026-01-01&api_key=k3y&apiToken=t%2Fk3n")
+    Names are matched by whole words (:func:`monitor.redact.is_secret_name`): a
+    ``keyword=refund`` or ``design=blue`` is no secret, and scrubbing its value garbled
+    every message that contained it.
+
+    >>> query_secrets("https://h/x?since=2026-01-01&api_key=k3y&apiToken=t%2Fk3n&keyword=ref")
     ['t/k3n', 'k3y']
     """
     values = [v for k, v in httpx.URL(str(url)).params.multi_items()
-              if SECRET_PARAM.search(k) and v]
+              if is_secret_name(k) and v]
     return sorted(dict.fromkeys(values), key=len, reverse=True)
 
 

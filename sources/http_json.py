@@ -14,6 +14,7 @@ URL-encoded, so data or config values cannot change the URL's structure. ``param
 
 from __future__ import annotations
 
+import difflib
 import string
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -52,6 +53,56 @@ class HttpJsonQuery(BaseModel):
     query_params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     vars: dict[str, str | int | float] = Field(default_factory=dict)
     pagination: PaginationConfig | None = None
+
+    def known_placeholders(self) -> list[str]:
+        return [*BUILTIN_PLACEHOLDERS, *(str(k) for k in self.vars)]
+
+    def query_problems(self, query: Any) -> dict[tuple[str | int, ...], str]:
+        """Unknown placeholders in the metric's URL (``query``) or ``params.query_params``,
+        by their path under the metric, for ``cxmon validate`` (the poll refuses them too,
+        as a fatal error, but only at the first poll)."""
+        known = self.known_placeholders()
+        out: dict[tuple[str | int, ...], str] = {}
+        if isinstance(query, str) and (problem := template_problem(query, known)):
+            out[("query",)] = problem
+        for key, value in self.query_params.items():
+            if isinstance(value, str) and (problem := template_problem(value, known)):
+                out[("params", "query_params", key)] = problem
+        return out
+
+
+#: the placeholders every URL template has (``params.vars`` adds its keys)
+BUILTIN_PLACEHOLDERS = ("since", "until", "since_epoch", "until_epoch", "since_date",
+                        "until_date")
+
+
+def template_problem(template: str, known: list[str]) -> str | None:
+    """What is wrong with a URL/``query_params`` template, or None.
+
+    >>> template_problem("/t?from={since}&to={untill}", ["since", "until"])
+    'unknown placeholder {untill} (did you mean {until}?); known placeholders: {since}, {until}'
+    >>> template_problem("/t?from={since}", ["since"]) is None
+    True
+    """
+    listing = ", ".join(f"{{{k}}}" for k in known)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return (f"not a valid template ({exc}; write a literal {{ or }} as {{{{ or }}}}); "
+                f"known placeholders: {listing}")
+    for _literal, field, spec, conv in parsed:
+        if field is None:
+            continue
+        if spec or conv:
+            return (f"placeholder {{{field}{'!' + conv if conv else ''}"
+                    f"{':' + spec if spec else ''}}}: format specs are not supported; "
+                    f"known placeholders: {listing}")
+        if field not in known:
+            close = difflib.get_close_matches(field, known, n=1)
+            hint = f" (did you mean {{{close[0]}}}?)" if close else ""
+            return (f"unknown placeholder {{{field}}}{hint}; known placeholders: {listing}"
+                    + ("" if field else " (an empty {} is no placeholder)"))
+    return None
 
 
 def placeholders(since: datetime, until: datetime, extra: dict[str, Any]) -> dict[str, str]:
@@ -98,6 +149,13 @@ class HttpJsonSource(HttpSource):
             )
         q = parse_params(HttpJsonQuery, self.name, request)
         values = placeholders(request.since, request.until, q.vars)
+        problems = q.query_problems(request.query)
+        if problems:
+            where, problem = next(iter(problems.items()))
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: "
+                f"{'.'.join(map(str, where))}: {problem}"
+            )
         try:
             url = render_template(request.query, values, encode=True)
             query = {

@@ -12,7 +12,11 @@ Use a step equal to the metric's interval for gauges and rates; with a smaller s
 
 Long ranges are split so that no request asks for more than 10,000 points per series
 (Prometheus refuses more than 11,000). ``NaN``/``Inf`` samples are passed on and rejected
-(counted) by the pipeline. A PromQL error (HTTP 400/422, ``bad_data``) is fatal.
+(counted) by the pipeline. A sample that cannot be read (not a ``[time, "value"]`` pair, or
+a value that is no number) is dropped and counted (``skipped["bad_sample"]``, exported as
+``cxmon_source_records_skipped_total{reason="bad_sample"}``); the rest of its series is kept.
+A PromQL error (HTTP 400/422, ``bad_data``) is fatal, and so is a response that is not
+Prometheus' format (``data`` not an object, ``data.result`` not a list), with the source named.
 """
 
 from __future__ import annotations
@@ -103,34 +107,62 @@ class PrometheusSource(HttpSource):
         body = self.http.get_json("/api/v1/query_range", params=params,
                                   fix_hint="check the PromQL in the metric's query",
                                   auth_hint="")  # a rejected token is no PromQL problem
-        if not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error") if isinstance(body, dict) else None
-            kind = body.get("errorType") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: malformed Prometheus response: "
+                f"a JSON {type(body).__name__}, not an object (is base_url a Prometheus "
+                f"API root?)"
+            )
+        if body.get("status") != "success":
+            error = body.get("error")
+            kind = body.get("errorType")
             if kind in ("timeout", "canceled", "unavailable"):
                 raise RetriableSourceError(f"source {self.name}: Prometheus {kind}: {error}")
             raise FatalSourceError(
                 f"source {self.name}: metric {request.metric}: query failed ({kind}: {error})"
             )
         data = body.get("data") or {}
+        if not isinstance(data, dict):
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: malformed Prometheus response: "
+                f"'data' is {type(data).__name__}, not an object (is base_url a Prometheus "
+                f"API root?)"
+            )
         if data.get("resultType") != "matrix":
             raise FatalSourceError(
                 f"source {self.name}: metric {request.metric}: expected a range vector "
                 f"(matrix), got {data.get('resultType')}"
             )
+        result = data.get("result") or []
+        if not isinstance(result, list):
+            raise FatalSourceError(
+                f"source {self.name}: metric {request.metric}: malformed Prometheus response: "
+                f"'data.result' is {type(result).__name__}, not a list"
+            )
         shift = step.total_seconds()
 
         def parse(series: Any) -> list[dict[str, Any]]:
-            labels = {k: v for k, v in (series.get("metric") or {}).items() if k != "__name__"}
+            if not isinstance(series, dict):
+                raise SkipRecord("bad_series")
+            metric = series.get("metric") or {}
+            values = series.get("values") or ()
+            if not isinstance(metric, dict) or not isinstance(values, list):
+                raise SkipRecord("bad_series")
+            labels = {k: v for k, v in metric.items() if k != "__name__"}
             rows = []
-            for ts, value in series.get("values") or ():
+            for sample in values:
+                # one unreadable sample is counted and dropped; the rest of the series stays
                 try:
+                    ts, value = sample
                     stamp = float(ts) - shift
+                    number = float(value)
                 except (TypeError, ValueError):
-                    raise SkipRecord("bad_sample") from None
-                rows.append({**labels, "timestamp": stamp, "value": float(value)})
+                    self.skipped["bad_sample"] += 1
+                    continue
+                rows.append({**labels, "timestamp": stamp, "value": number})
             return rows
 
-        rows = self.records(data.get("result") or [], parse)
+        rows = self.records(result, parse)
         if not rows:
             return pd.DataFrame(columns=["timestamp", "value"])
         df = pd.DataFrame(rows)

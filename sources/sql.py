@@ -3,7 +3,9 @@ parameters (never string formatting), plus the metric's own ``params``."""
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,6 +25,10 @@ from sources.base import (
     SourceConfig,
 )
 from sources.registry import register
+
+log = logging.getLogger(__name__)
+
+_ISO_T = re.compile(r"^\d{4}-\d\d-\d\dT\d\d")
 
 
 class SqlSourceConfig(SourceConfig):
@@ -53,6 +59,7 @@ class SqlSource(Source):
     def __init__(self, name: str, config: SqlSourceConfig) -> None:  # type: ignore[override]
         super().__init__(name, config)
         self._engine: sa.Engine | None = None
+        self._warned_iso_t: set[str] = set()
 
     @property
     def engine(self) -> sa.Engine:
@@ -67,12 +74,19 @@ class SqlSource(Source):
     def fetch(self, request: PollRequest) -> pd.DataFrame:
         if not request.query:
             raise FatalSourceError(f"source {self.name}: metric {request.metric} has no query")
-        since, until = request.since, request.until
-        if self.engine.dialect.name == "sqlite":
-            since, until = _sqlite_time(since), _sqlite_time(until)
-        params = {**request.params, "since": since, "until": until}
         stmt = sa.text(request.query)
+        sqlite = self.engine.dialect.name == "sqlite"
+        since: Any = _sqlite_time(request.since) if sqlite else request.since
+        until: Any = _sqlite_time(request.until) if sqlite else request.until
+        params = {**request.params, "since": since, "until": until}
         bound = {k: v for k, v in params.items() if k in stmt._bindparams}
+        frame = self._run(request, stmt, bound)
+        if sqlite and ("since" in bound or "until" in bound):
+            frame = self._sqlite_iso_t(request, stmt, bound, frame)
+        return frame
+
+    def _run(self, request: PollRequest, stmt: sa.TextClause,
+             bound: dict[str, Any]) -> pd.DataFrame:
         try:
             with self.engine.connect() as conn:
                 result = conn.execute(stmt, bound)
@@ -95,6 +109,44 @@ class SqlSource(Source):
             raise FatalSourceError(
                 f"source {self.name}: query for metric {request.metric} failed: {_reason(exc)}"
             ) from None
+
+    def _sqlite_iso_t(self, request: PollRequest, stmt: sa.TextClause, bound: dict[str, Any],
+                      frame: pd.DataFrame) -> pd.DataFrame:
+        """Times stored as ISO text with a ``T`` (``2026-01-05T10:00:00``) on SQLite.
+
+        SQLite compares text, and ``T`` sorts after the space of the bound
+        ``2026-01-05 10:00:00``: ``ts >= :since and ts < :until`` then returned the whole
+        day of ``since`` and nothing of the day of ``until`` (an hourly tick: no row at all),
+        silently. When the rows show ``T`` times, or there are none, the query is run again
+        with ``:since``/``:until`` in the ``T`` form; its rows are used (and a warning says
+        how to write the query) when they are ``T`` times, all inside the polled range, and
+        more than the first run found inside it. A query comparing ``datetime(ts)`` is right
+        either way and keeps its first result.
+        """
+        column = request.timestamp_column
+        if len(frame) and not _iso_t(frame, column):
+            return frame  # the usual case: no second query
+        again = {**bound}
+        for key in ("since", "until"):
+            if key in again:
+                again[key] = again[key].replace(" ", "T", 1)
+        other = self._run(request, stmt, again)
+        if not len(other) or not _iso_t(other, column):
+            return frame
+        inside = _inside(other, column, request)
+        if not inside.all() or int(inside.sum()) <= int(_inside(frame, column, request).sum()):
+            return frame
+        if request.metric not in self._warned_iso_t:
+            self._warned_iso_t.add(request.metric)
+            log.warning(
+                "source %s: metric %s: %s holds ISO text times with a 'T' "
+                "(%s), which SQLite compares as text with :since/:until "
+                "('%s'): polled with :since/:until in the 'T' form instead. Write the "
+                "query as datetime(%s) >= datetime(:since) and datetime(%s) < "
+                "datetime(:until) to compare times, whatever their text form",
+                self.name, request.metric, column, other[column].dropna().iloc[0],
+                bound.get("since", bound.get("until")), column, column)
+        return other
 
     def close(self) -> None:
         if self._engine is not None:
@@ -159,6 +211,22 @@ def _sqlite_time(value: datetime) -> str:
     '2026-01-05 01:00:00'
     """
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+
+
+def _iso_t(frame: pd.DataFrame, column: str) -> bool:
+    """Whether ``frame[column]`` holds text times with a ``T`` separator."""
+    if column not in frame.columns:
+        return False
+    values = frame[column].dropna()
+    return bool(len(values)) and all(isinstance(v, str) and _ISO_T.match(v) for v in values)
+
+
+def _inside(frame: pd.DataFrame, column: str, request: PollRequest) -> pd.Series:
+    """Per row, whether its time (naive = UTC) is inside ``[since, until)``."""
+    if column not in frame.columns or not len(frame):
+        return pd.Series([], dtype=bool)
+    times = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
+    return (times >= pd.Timestamp(request.since)) & (times < pd.Timestamp(request.until))
 
 
 #: Login failures: MySQL/MariaDB error codes (access denied, unknown database) and PostgreSQL

@@ -38,6 +38,7 @@ tickets. A range starting earlier than what is held starts a new export from its
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,7 +46,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from sources.base import (
     FatalSourceError,
@@ -68,6 +69,7 @@ MAX_PAGES = 1000
 #: tickets created this long before the latest poll's ``since`` stay in the resumed export,
 #: so late_window re-polls and metrics with other windows still resume it
 KEEP = timedelta(days=2)
+_SUBDOMAIN = re.compile(r"[a-z0-9][a-z0-9-]*")
 HINT = "the token needs the 'read' scope; an admin must enable API token access"
 
 
@@ -75,9 +77,27 @@ class ZendeskSourceConfig(HttpSourceConfig):
     """A Zendesk Support account: ``subdomain`` (or ``base_url``) and credentials."""
 
     type: Literal["zendesk"]
-    subdomain: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    subdomain: str | None = Field(None, description="acme for https://acme.zendesk.com")
     email: str | None = None
     api_token: SecretStr | None = None
+
+    @field_validator("subdomain")
+    @classmethod
+    def _only_the_subdomain(cls, value: str | None) -> str | None:
+        """``Acme.zendesk.com`` or ``https://acme.zendesk.com`` used to get a bare regex
+        pattern error; say what to write instead."""
+        if value is None or _SUBDOMAIN.fullmatch(value):
+            return value
+        host = urlsplit(value if "//" in value else f"//{value}").hostname or ""
+        guess = host.lower().removesuffix(".zendesk.com")
+        if guess and _SUBDOMAIN.fullmatch(guess):
+            raise ValueError(f"give only the subdomain, e.g. {guess} (for "
+                             f"https://{guess}.zendesk.com)")
+        if host and "." in host:  # a host-mapped domain such as support.example.com
+            raise ValueError("give only the subdomain, e.g. acme for https://acme.zendesk.com; "
+                             "for a host-mapped domain set base_url instead")
+        raise ValueError("give only the subdomain, e.g. acme for https://acme.zendesk.com "
+                         "(lowercase letters, digits and -)")
 
     @model_validator(mode="after")
     def _where_and_how(self) -> ZendeskSourceConfig:

@@ -197,3 +197,68 @@ def test_sources_without_params_refuse_them_at_poll_time(tmp_path: Path) -> None
             src.fetch(PollRequest("m", T0, T6, query, {"query": "x"}, "ts"))
         if src.name != "support":  # (no zendesk server here) no params: the same poll runs
             src.fetch(PollRequest("m", T0, T0 + timedelta(hours=2), query, {}, "ts"))
+
+
+HTTP_JSON = """
+sources:
+  api: {type: http_json, base_url: "https://api.example.com"}
+metrics:
+"""
+
+
+def test_an_unknown_http_json_placeholder_is_named_by_validate_with_the_known_ones() -> None:
+    """``{sinse}`` in an http_json URL used to pass ``cxmon validate`` and stop the first
+    poll (fatal); now validation names it with its path and the placeholders there are."""
+    try:
+        cfg.parse_config(HTTP_JSON + """
+  - {name: a, source: api, query: "/t?from={sinse}&to={until}", timestamp: ts, value: n}
+  - {name: b, source: api, query: "/t/{team}", timestamp: ts, value: n,
+     params: {vars: {team: cx}, query_params: {day: "{since_day}", to: "{until_epoch}"}}}
+  - {name: c, source: api, query: "/t?x={since", timestamp: ts, value: n}
+  - {name: d, source: api, query: "/t/{team}?from={since_date}", timestamp: ts, value: n,
+     params: {vars: {team: cx}}}
+""", env={})
+    except ConfigError as exc:
+        got = [(p.path, p.message) for p in exc.problems]
+    else:
+        got = []
+    known = ("known placeholders: {since}, {until}, {since_epoch}, {until_epoch}, "
+             "{since_date}, {until_date}")
+    assert ("metrics[0].query",
+            f"unknown placeholder {{sinse}} (did you mean {{since}}?); {known}") in got, got
+    assert ("metrics[1].params.query_params.day",
+            f"unknown placeholder {{since_day}} (did you mean {{since_date}}?); {known}, "
+            "{team}") in got, got
+    assert any(p == "metrics[2].query" and "not a valid template" in m for p, m in got), got
+    assert len(got) == 3, got  # metric d is fine; b's `to` too
+
+
+def test_the_poll_refuses_an_unknown_http_json_placeholder_the_same_way() -> None:
+    with FakeServer() as server:
+        from sources.http_json import HttpJsonSource, HttpJsonSourceConfig
+        src = HttpJsonSource("api", HttpJsonSourceConfig(type="http_json", base_url=server.url))
+        with pytest.raises(FatalSourceError) as info:
+            src.fetch(PollRequest("m", T0, T6, "/t?x={since", {}))
+        assert "metric m: query: not a valid template" in str(info.value)
+        assert not server.log
+
+
+@pytest.mark.parametrize("given,message", [
+    ("Acme.zendesk.com", "give only the subdomain, e.g. acme (for https://acme.zendesk.com)"),
+    ("https://acme.zendesk.com/", "give only the subdomain, e.g. acme (for "
+                                  "https://acme.zendesk.com)"),
+    ("Acme", "give only the subdomain, e.g. acme (for https://acme.zendesk.com)"),
+    ("support.example.com", "give only the subdomain, e.g. acme for https://acme.zendesk.com; "
+                            "for a host-mapped domain set base_url instead"),
+    ("acme_corp", "give only the subdomain, e.g. acme for https://acme.zendesk.com "
+                  "(lowercase letters, digits and -)"),
+])
+def test_a_zendesk_subdomain_given_as_a_host_or_url_gets_a_hint(given, message) -> None:
+    text = ("sources:\n  support: {type: zendesk, subdomain: \"" + given + "\", email: a@b.c, "
+            "api_token: secret-token}\nmetrics:\n  - {name: t, source: support, query: tickets, "
+            "timestamp: created_at, value: tickets}\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.parse_config(text, env={})
+    got = [(p.path, p.message) for p in info.value.problems]
+    assert got == [("sources.support.subdomain", message)], got
+    assert cfg.parse_config(text.replace(given, "acme-eu"), env={})
