@@ -173,6 +173,33 @@ class SchedulerUnreachable(OSError):
     """No Dask scheduler could be used at the configured address."""
 
 
+def _probe(address: str, timeout: float) -> None:
+    """Fail at once when the address cannot be a scheduler: a host name that does not resolve,
+    or a port that refuses the connection. Dask's client retries both until ``timeout`` runs
+    out, then says only "Timed out", so ``cxmon run`` sat there before saying anything."""
+    import socket
+
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in ("tcp", "ws"):
+        return  # inproc, ucx: nothing a TCP probe can say
+    host, _, port = rest.rpartition(":")
+    host = host.split("@")[-1].strip("[]")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except socket.gaierror as exc:
+        raise SchedulerUnreachable(f"{address}: host {host!r} does not resolve "
+                                   f"({exc.strerror or exc})") from None
+    except ConnectionRefusedError:
+        raise SchedulerUnreachable(f"{address}: connection refused (no scheduler listens "
+                                   "on that port)") from None
+    except OSError as exc:
+        raise SchedulerUnreachable(f"{address}: {type(exc).__name__}: "
+                                   f"{exc.strerror or exc or 'no answer'} within "
+                                   f"{timeout:g} s") from None
+
+
 def _connect(address: str, timeout: float) -> Any:
     """A Dask client of the scheduler at ``address``, or :class:`SchedulerUnreachable`.
 
@@ -182,6 +209,7 @@ def _connect(address: str, timeout: float) -> Any:
     handshake that never comes; so every failure becomes one error naming the address, and
     the connection gets ``timeout`` plus a few seconds of wall time, whatever happens.
     """
+    _probe(address, timeout)
     from distributed import Client
 
     class QuietClient(Client):  # type: ignore[misc]

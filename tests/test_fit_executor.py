@@ -395,3 +395,23 @@ def test_cli_run_says_so_when_what_answers_is_not_a_dask_scheduler(tmp_path: Pat
     assert res.exit_code == 1
     assert "cannot reach the Dask scheduler" in res.output and "Traceback" not in res.output
     assert f"127.0.0.1:{server.server_address[1]}" in res.output
+
+
+@pytest.mark.parametrize(("address", "says"), [
+    ("tcp://127.0.0.1:1", "tcp://127.0.0.1:1: connection refused"),
+    ("tcp://no-such-host.invalid:8786", "'no-such-host.invalid' does not resolve"),
+])
+def test_cli_run_fails_at_once_on_a_refused_port_or_an_unknown_host(
+        tmp_path: Path, address: str, says: str) -> None:
+    """Dask's client retries a refused port or an unresolvable host until its timeout (30 s,
+    then one vague 'Timed out' line): the probe says what is wrong at once, default timeout."""
+    import time
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_text(f"executor: {{type: dask, address: '{address}'}}\n"))
+    assert parse_config(cfg.read_text()).executor.timeout == timedelta(seconds=10)
+    t0 = time.monotonic()
+    res = CliRunner().invoke(app, ["run", "--once", "-c", str(cfg)])
+    assert time.monotonic() - t0 < 5
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert says in " ".join(res.output.split())
