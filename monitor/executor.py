@@ -21,6 +21,7 @@ import contextlib
 import logging
 import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent.futures import (
     FIRST_COMPLETED,
     Executor,
@@ -34,6 +35,7 @@ from types import TracebackType
 from typing import Any
 
 from detectors.prophet_detector import InlineExecutor
+from monitor.clock import Clock, SystemClock
 from monitor.config import (
     DaskExecutorConfig,
     ExecutorConfig,
@@ -87,11 +89,20 @@ class WaitingExecutor(Executor):
     ``--once`` for ever. Jobs still unfinished then are cancelled and fail with
     :class:`TimeoutError` (the detector counts them and retries them on a later run), and the
     executor refuses every later job of this run at once (:class:`RuntimeError`, also counted
-    and retried), so a stalled cluster costs one timeout, not one per metric."""
+    and retried), so a stalled cluster costs one timeout, not one per metric. After
+    ``warn_after`` seconds (default 60) without progress a WARNING says how many fits wait
+    and on what (``where``: the executor's description, e.g. the scheduler address), once per
+    stall; ``clock`` and ``wait`` are injectable so tests drive the time by hand."""
 
-    def __init__(self, inner: Executor, timeout: float = 300.0) -> None:
+    def __init__(self, inner: Executor, timeout: float = 300.0, *, warn_after: float = 60.0,
+                 where: str = "the fit executor", clock: Clock | None = None,
+                 wait: Callable[..., Any] = wait) -> None:
         self.inner = inner
         self.timeout = timeout
+        self.warn_after = warn_after
+        self.where = where  # e.g. "dask at tcp://host:8786", for the log lines
+        self._clock: Clock = clock or SystemClock()
+        self._wait = wait  # tests: a fake that advances a FakeClock instead of blocking
         self.stalled: str | None = None
         self._handed: list[tuple[Future, Future]] = []  # (ours, the inner executor's)
 
@@ -109,12 +120,24 @@ class WaitingExecutor(Executor):
         for ``timeout`` seconds (then fail the rest: see the class)."""
         waiting = {ours: inner for ours, inner in self._handed if not ours.done()}
         self._handed.clear()
+        since = self._clock.now()  # the last progress
+        warned = False
         while waiting:
-            done, _ = wait(list(waiting), timeout=self.timeout, return_when=FIRST_COMPLETED)
-            if not done:
+            idle = (self._clock.now() - since).total_seconds()
+            if idle >= self.timeout:
                 break
-            for f in done:
-                waiting.pop(f)
+            if not warned and idle >= self.warn_after:
+                warned = True  # once per stall: progress re-arms it
+                log.warning("%d model fit(s) waiting on %s, none finished for %g s; they are "
+                            "cancelled after %g s without progress", len(waiting), self.where,
+                            idle, self.timeout)
+            until = self.timeout if warned else min(self.warn_after, self.timeout)
+            done, _ = self._wait(list(waiting), timeout=max(until - idle, 0.0),
+                                 return_when=FIRST_COMPLETED)
+            if done:
+                for f in done:
+                    waiting.pop(f)
+                since, warned = self._clock.now(), False
         if not waiting:
             return
         for ours, inner in waiting.items():
@@ -122,9 +145,9 @@ class WaitingExecutor(Executor):
             _fail(ours, TimeoutError(f"no fit finished within {self.timeout:g} s"))
         self.stalled = (f"{len(waiting)} fit(s) made no progress within {self.timeout:g} s "
                         "(does the cluster have workers?); this run hands out no more fits")
-        log.warning("%d model fit(s) made no progress within %g s: cancelled, and no more fits "
-                    "this run (they are retried on the next); does the executor have "
-                    "workers?", len(waiting), self.timeout)
+        log.warning("%d model fit(s) made no progress within %g s on %s: cancelled, and no "
+                    "more fits this run (they are retried on the next); does the executor "
+                    "have workers?", len(waiting), self.timeout, self.where)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.inner.shutdown(wait=wait, cancel_futures=cancel_futures)
