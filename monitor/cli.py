@@ -373,7 +373,8 @@ opened; 2 for a bad option or config."""
     telemetry = Telemetry(cfg, store)
     on_tick = telemetry.chain(_log_tick)
     # --once exits after the tick: its fits must land in that tick's checkpoint.
-    fit_executor = WaitingExecutor(fits.executor) if once else fits.executor
+    fit_executor = (WaitingExecutor(fits.executor, where=fits.description, clock=SystemClock())
+                    if once else fits.executor)
     pipeline = Pipeline(cfg, store, clock=SystemClock(), console=console,
                         sources=telemetry.sources, fit_executor=fit_executor)
     try:

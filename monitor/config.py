@@ -676,8 +676,9 @@ class DaskExecutorConfig(BaseModel):
     type: Literal["dask"]
     address: str = Field(min_length=1, description="Scheduler address, e.g. "
                          "tcp://dask-scheduler:8786 (workers need cxmon installed).")
-    timeout: Duration = Field(timedelta(seconds=30), description="Connecting to the "
-                              "scheduler gives up after this long.")
+    timeout: Duration = Field(timedelta(seconds=10), description="Connecting to the "
+                              "scheduler gives up after this long (a host that does not "
+                              "resolve or a refused port fails at once).")
 
     _timeout_positive = field_validator("timeout")(_positive)
 

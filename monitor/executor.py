@@ -21,6 +21,7 @@ import contextlib
 import logging
 import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent.futures import (
     FIRST_COMPLETED,
     Executor,
@@ -34,6 +35,7 @@ from types import TracebackType
 from typing import Any
 
 from detectors.prophet_detector import InlineExecutor
+from monitor.clock import Clock, SystemClock
 from monitor.config import (
     DaskExecutorConfig,
     ExecutorConfig,
@@ -87,11 +89,20 @@ class WaitingExecutor(Executor):
     ``--once`` for ever. Jobs still unfinished then are cancelled and fail with
     :class:`TimeoutError` (the detector counts them and retries them on a later run), and the
     executor refuses every later job of this run at once (:class:`RuntimeError`, also counted
-    and retried), so a stalled cluster costs one timeout, not one per metric."""
+    and retried), so a stalled cluster costs one timeout, not one per metric. After
+    ``warn_after`` seconds (default 60) without progress a WARNING says how many fits wait
+    and on what (``where``: the executor's description, e.g. the scheduler address), once per
+    stall; ``clock`` and ``wait`` are injectable so tests drive the time by hand."""
 
-    def __init__(self, inner: Executor, timeout: float = 300.0) -> None:
+    def __init__(self, inner: Executor, timeout: float = 300.0, *, warn_after: float = 60.0,
+                 where: str = "the fit executor", clock: Clock | None = None,
+                 wait: Callable[..., Any] = wait) -> None:
         self.inner = inner
         self.timeout = timeout
+        self.warn_after = warn_after
+        self.where = where  # e.g. "dask at tcp://host:8786", for the log lines
+        self._clock: Clock = clock or SystemClock()
+        self._wait = wait  # tests: a fake that advances a FakeClock instead of blocking
         self.stalled: str | None = None
         self._handed: list[tuple[Future, Future]] = []  # (ours, the inner executor's)
 
@@ -109,12 +120,24 @@ class WaitingExecutor(Executor):
         for ``timeout`` seconds (then fail the rest: see the class)."""
         waiting = {ours: inner for ours, inner in self._handed if not ours.done()}
         self._handed.clear()
+        since = self._clock.now()  # the last progress
+        warned = False
         while waiting:
-            done, _ = wait(list(waiting), timeout=self.timeout, return_when=FIRST_COMPLETED)
-            if not done:
+            idle = (self._clock.now() - since).total_seconds()
+            if idle >= self.timeout:
                 break
-            for f in done:
-                waiting.pop(f)
+            if not warned and idle >= self.warn_after:
+                warned = True  # once per stall: progress re-arms it
+                log.warning("%d model fit(s) waiting on %s, none finished for %g s; they are "
+                            "cancelled after %g s without progress", len(waiting), self.where,
+                            idle, self.timeout)
+            until = self.timeout if warned else min(self.warn_after, self.timeout)
+            done, _ = self._wait(list(waiting), timeout=max(until - idle, 0.0),
+                                 return_when=FIRST_COMPLETED)
+            if done:
+                for f in done:
+                    waiting.pop(f)
+                since, warned = self._clock.now(), False
         if not waiting:
             return
         for ours, inner in waiting.items():
@@ -122,9 +145,9 @@ class WaitingExecutor(Executor):
             _fail(ours, TimeoutError(f"no fit finished within {self.timeout:g} s"))
         self.stalled = (f"{len(waiting)} fit(s) made no progress within {self.timeout:g} s "
                         "(does the cluster have workers?); this run hands out no more fits")
-        log.warning("%d model fit(s) made no progress within %g s: cancelled, and no more fits "
-                    "this run (they are retried on the next); does the executor have "
-                    "workers?", len(waiting), self.timeout)
+        log.warning("%d model fit(s) made no progress within %g s on %s: cancelled, and no "
+                    "more fits this run (they are retried on the next); does the executor "
+                    "have workers?", len(waiting), self.timeout, self.where)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.inner.shutdown(wait=wait, cancel_futures=cancel_futures)
@@ -173,6 +196,33 @@ class SchedulerUnreachable(OSError):
     """No Dask scheduler could be used at the configured address."""
 
 
+def _probe(address: str, timeout: float) -> None:
+    """Fail at once when the address cannot be a scheduler: a host name that does not resolve,
+    or a port that refuses the connection. Dask's client retries both until ``timeout`` runs
+    out, then says only "Timed out", so ``cxmon run`` sat there before saying anything."""
+    import socket
+
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in ("tcp", "ws"):
+        return  # inproc, ucx: nothing a TCP probe can say
+    host, _, port = rest.rpartition(":")
+    host = host.split("@")[-1].strip("[]")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except socket.gaierror as exc:
+        raise SchedulerUnreachable(f"{address}: host {host!r} does not resolve "
+                                   f"({exc.strerror or exc})") from None
+    except ConnectionRefusedError:
+        raise SchedulerUnreachable(f"{address}: connection refused (no scheduler listens "
+                                   "on that port)") from None
+    except OSError as exc:
+        raise SchedulerUnreachable(f"{address}: {type(exc).__name__}: "
+                                   f"{exc.strerror or exc or 'no answer'} within "
+                                   f"{timeout:g} s") from None
+
+
 def _connect(address: str, timeout: float) -> Any:
     """A Dask client of the scheduler at ``address``, or :class:`SchedulerUnreachable`.
 
@@ -182,6 +232,7 @@ def _connect(address: str, timeout: float) -> Any:
     handshake that never comes; so every failure becomes one error naming the address, and
     the connection gets ``timeout`` plus a few seconds of wall time, whatever happens.
     """
+    _probe(address, timeout)
     from distributed import Client
 
     class QuietClient(Client):  # type: ignore[misc]

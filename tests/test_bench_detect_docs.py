@@ -72,3 +72,26 @@ def test_small_run_leaves_the_accuracy_section_alone_too(monkeypatch, tmp_path: 
     res = CliRunner().invoke(app, [*args, "--no-speed"])  # how the section is published
     assert res.exit_code == 0, res.output
     assert written == [None]
+
+
+def test_dask_run_reports_fits_per_second_beside_the_in_process_figure(tmp_path: Path) -> None:
+    """``--dask N``: Prophet fits through the Dask executor on a local cluster, in the same run
+    as the in-process fits, with the ratio, in its own section (detect-dask)."""
+    import json
+
+    import pytest
+
+    pytest.importorskip("distributed")
+    doc, out = tmp_path / "b.md", tmp_path / "b.json"
+    res = CliRunner().invoke(app, ["bench", "detect", "--no-speed", "--no-accuracy",
+                                   "--dask", "1", "--fits", "2", "--doc", str(doc),
+                                   "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    figures = json.loads(out.read_text())["dask"]
+    assert figures["dask"]["workers"] == 1 and figures["dask"]["failed"] == 0
+    assert figures["inline"]["fits"] == figures["dask"]["fits"] == 2
+    assert figures["ratio"] == round(figures["dask"]["fits_per_s"]
+                                     / figures["inline"]["fits_per_s"], 2)
+    text = doc.read_text()
+    assert "<!-- bench:detect-dask -->" in text and "through the Dask executor" in text
+    assert f"{figures['ratio']}x in process" in text

@@ -395,3 +395,59 @@ def test_cli_run_says_so_when_what_answers_is_not_a_dask_scheduler(tmp_path: Pat
     assert res.exit_code == 1
     assert "cannot reach the Dask scheduler" in res.output and "Traceback" not in res.output
     assert f"127.0.0.1:{server.server_address[1]}" in res.output
+
+
+@pytest.mark.parametrize(("address", "says"), [
+    ("tcp://127.0.0.1:1", "tcp://127.0.0.1:1: connection refused"),
+    ("tcp://no-such-host.invalid:8786", "'no-such-host.invalid' does not resolve"),
+])
+def test_cli_run_fails_at_once_on_a_refused_port_or_an_unknown_host(
+        tmp_path: Path, address: str, says: str) -> None:
+    """Dask's client retries a refused port or an unresolvable host until its timeout (30 s,
+    then one vague 'Timed out' line): the probe says what is wrong at once, default timeout."""
+    import time
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_text(f"executor: {{type: dask, address: '{address}'}}\n"))
+    assert parse_config(cfg.read_text()).executor.timeout == timedelta(seconds=10)
+    t0 = time.monotonic()
+    res = CliRunner().invoke(app, ["run", "--once", "-c", str(cfg)])
+    assert time.monotonic() - t0 < 5
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert says in " ".join(res.output.split())
+
+
+def test_settle_warns_once_per_stall_then_gives_up_naming_the_executor(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Fits in flight and none finishing: a WARNING after ``warn_after`` (how many wait, on
+    what), once per stall (progress re-arms it), and the give-up names the executor too. The
+    wait is a fake that moves a FakeClock: no sleeping."""
+    clock = FakeClock(ANCHOR)
+    inner = ManualExecutor()
+    script: list[Any] = [None, lambda: inner.calls[0].set_result(1)]  # per wait call
+
+    def fake_wait(fs: Any, timeout: float, return_when: str) -> tuple[set, set]:
+        step = script.pop(0) if script else None
+        if step is not None:
+            step()
+            return {f for f in fs if f.done()}, set()
+        clock.advance(timedelta(seconds=timeout))
+        return set(), set(fs)
+
+    ex = WaitingExecutor(inner, timeout=300, warn_after=60, where="dask at tcp://sched:8786",
+                         clock=clock, wait=fake_wait)
+    a, b = ex.submit(pow, 2, 2), ex.submit(pow, 3, 3)
+    with caplog.at_level(logging.WARNING, logger="monitor.executor"):
+        ex.settle()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "2 model fit(s) waiting on dask at tcp://sched:8786, none finished for 60 s; they "
+        "are cancelled after 300 s without progress",  # stall 1, then a fit finished
+        "1 model fit(s) waiting on dask at tcp://sched:8786, none finished for 60 s; they "
+        "are cancelled after 300 s without progress",  # stall 2: warned again, once
+        "1 model fit(s) made no progress within 300 s on dask at tcp://sched:8786: cancelled, "
+        "and no more fits this run (they are retried on the next); does the executor have "
+        "workers?",
+    ]
+    assert a.result() == 1 and b.exception() is not None and ex.stalled is not None
+    assert clock.now() == ANCHOR + timedelta(seconds=360)  # progress at 60 s, then 300 more

@@ -90,20 +90,65 @@ def throughput(type_name: str, n: int, ticks: int) -> dict[str, Any]:
 
 
 def prophet_fits_per_s(fits: int = 5) -> dict[str, Any]:
-    from detectors.prophet_detector import ProphetConfig, fit_forecast
+    from detectors.prophet_detector import fit_forecast
+
+    ts, values, settings = _fit_inputs()
+    fit_forecast(ts, values, settings, H, 48)  # warm (Stan model load)
+    t0 = time.perf_counter()  # wall time: Stan runs in a subprocess
+    for _ in range(fits):
+        fit_forecast(ts, values, settings, H, 48)
+    spent = time.perf_counter() - t0
+    return {"fits": fits, "seconds": round(spent, 3), "fits_per_s": round(fits / spent, 2),
+            "history_points": len(values)}
+
+
+def _fit_inputs() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Two weeks of one hourly series: what :func:`prophet_fits_per_s` fits."""
+    from detectors.prophet_detector import ProphetConfig
 
     gen = SeriesGenerator(1, seed=3)
     hist = np.array([gen.tick(t)[2][0] for t in range(24 * 14)])
     ts = START + H * np.arange(len(hist), dtype=np.int64)
     ok = np.isfinite(hist)
-    settings = ProphetConfig().model_dump(mode="json")
-    fit_forecast(ts[ok], hist[ok], settings, H, 48)  # warm (Stan model load)
-    t0 = time.perf_counter()  # wall time: Stan runs in a subprocess
-    for _ in range(fits):
-        fit_forecast(ts[ok], hist[ok], settings, H, 48)
-    spent = time.perf_counter() - t0
-    return {"fits": fits, "seconds": round(spent, 3), "fits_per_s": round(fits / spent, 2),
-            "history_points": int(ok.sum())}
+    return ts[ok], hist[ok], ProphetConfig().model_dump(mode="json")
+
+
+def dask_fits_per_s(fits: int, workers: int = 0, scheduler: str | None = None) -> dict[str, Any]:
+    """Prophet fits per second through ``monitor.executor`` with ``executor: {type: dask}``:
+    ``fits`` handed out together (as ``cxmon run --once`` does), wall time until all are back.
+    On ``scheduler``, or on a LocalCluster of ``workers`` processes of one thread each."""
+    from concurrent.futures import wait
+
+    from detectors.prophet_detector import fit_forecast
+    from monitor.config import DaskExecutorConfig
+    from monitor.executor import open_executor
+
+    cluster = None
+    if scheduler is None:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               protocol="tcp", dashboard_address=None)
+        scheduler = cluster.scheduler_address
+    ts, values, settings = _fit_inputs()
+    try:
+        config = DaskExecutorConfig(type="dask", address=scheduler)
+        with open_executor(config) as ex:
+            n_workers = len(ex._client.scheduler_info()["workers"])
+            warm = [ex.executor.submit(fit_forecast, ts, values, settings, H, 48)
+                    for _ in range(2 * max(n_workers, 1))]  # Stan model load, per worker
+            wait(warm)
+            t0 = time.perf_counter()
+            futures = [ex.executor.submit(fit_forecast, ts, values, settings, H, 48)
+                       for _ in range(fits)]
+            wait(futures)
+            spent = time.perf_counter() - t0
+            failed = sum(f.exception() is not None for f in futures)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return {"fits": fits, "workers": n_workers, "seconds": round(spent, 3), "failed": failed,
+            "fits_per_s": round(fits / spent, 2), "scheduler": "local" if cluster else scheduler}
 
 
 def baseline_fits_per_s(n: int = 10_000, weeks: int = 4) -> dict[str, Any]:
@@ -187,6 +232,14 @@ def bench_detect(
                                         "(section detect).")] = True,
     doc: Annotated[Path | None, typer.Option("--doc", help="Benchmarks markdown to update.")]
     = None,
+    dask: Annotated[int, typer.Option("--dask", help="Also fit Prophet through the Dask "
+                                      "executor on a local cluster of N one-thread worker "
+                                      "processes (section detect-dask).")] = 0,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="... or on the Dask "
+                                                  "scheduler at ADDR (tcp://host:port).")]
+    = None,
+    fits: Annotated[int, typer.Option("--fits", help="Prophet fits per run of the Dask "
+                                      "comparison (in-process and on Dask).")] = 40,
 ) -> None:
     """Throughput (series-points/s, one core), state bytes per series, fits per second, and
     precision / recall / time-to-detect on the demo's scripted incidents, per detector."""
@@ -198,6 +251,8 @@ def bench_detect(
     streaming = [t for t in detector_types() if t not in ("prophet", *SUBSET_DETECTORS)]
     if speed:
         _speed(figures, streaming, series, ticks, doc)
+    if dask or scheduler:
+        _dask(figures, fits, dask, scheduler, doc)
     if accuracy:
         # a quick try-out (--series 1000 --ticks 50) leaves the checkout alone, the accuracy
         # section too (it would be stamped with the try-out's command): --no-speed publishes it
@@ -246,6 +301,30 @@ def _speed(figures: dict[str, Any], streaming: list[str], series: int, ticks: in
     typer.echo(body)
     publish("detect", body, doc, {"series": series, "ticks": ticks},
             {"series": PUBLISHED_SIZE[0], "ticks": PUBLISHED_SIZE[1]})
+
+
+def _dask(figures: dict[str, Any], fits: int, workers: int, scheduler: str | None,
+          doc: Path | None) -> None:
+    """Prophet fits/s in this process and through the Dask executor, side by side."""
+    from monitor.bench.report import update_section
+
+    typer.echo("prophet fits in process ...", err=True)
+    inline = prophet_fits_per_s(fits)
+    typer.echo("prophet fits on dask ...", err=True)
+    on_dask = dask_fits_per_s(fits, workers, scheduler)
+    ratio = round(on_dask["fits_per_s"] / inline["fits_per_s"], 2)
+    figures["dask"] = {"inline": inline, "dask": on_dask, "ratio": ratio}
+    where = ("a LocalCluster of " if on_dask["scheduler"] == "local" else
+             f"the scheduler at {on_dask['scheduler']} with ")
+    body = (f"Prophet fits per second ({inline['history_points']} hourly points, 48-step "
+            f"forecast, {fits} fits each): in process (one after another) "
+            f"{inline['fits_per_s']}; through the Dask executor (`executor: {{type: dask}}`, "
+            f"handed out together, wall time until all are back) on {where}"
+            f"{on_dask['workers']} one-thread worker(s): {on_dask['fits_per_s']} "
+            f"({ratio}x in process; {on_dask['failed']} failed). The seasonal baseline is "
+            "not fitted on the executor (its learn is vectorized on the tick).")
+    typer.echo(body)
+    update_section("detect-dask", body, doc)
 
 
 #: the size whose throughput ``docs/benchmarks.md`` publishes (the detectors issue's target)
