@@ -3,7 +3,9 @@ the stored anomalies as annotations, through grafana-client (Grafana's documente
 
 Idempotent: the folder is created only when missing, dashboards are saved with
 ``overwrite: true`` under their fixed uids, and an anomaly already annotated (tag
-``anomaly:<id>``) is not posted again.
+``anomaly:<id>``) is not posted again. The calendar's holidays and events (``calendar:``) are
+posted as region annotations on each journey's dashboard (tag ``calendar:<date>:...``), so a
+score left blank on Christmas Day explains itself on the graph.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_start
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -24,7 +27,7 @@ from niquests.exceptions import RequestException
 from alerts.notifiers.console import no_data_text
 from alerts.notifiers.http import connection_reason
 from dashboards.exporter import severity_band
-from dashboards.grafana import TAG, Built
+from dashboards.grafana import TAG, Built, journey_metrics
 from dashboards.links import journey_uid, panel_id
 from monitor.model import parse_series_key
 
@@ -219,11 +222,48 @@ def _what(row: Any, change: str) -> str:
     return f"{row.value:.4g} vs expected {row.expected:.4g}{change}"
 
 
+#: How far around today ``dashboards push`` annotates calendar days (past, ahead).
+CALENDAR_BEFORE = timedelta(days=35)
+CALENDAR_AHEAD = timedelta(days=90)
+_CALENDAR_WHAT = {"skip": "not scored, alerted or learned", "score": "scored, not learned"}
+
+
+def calendar_annotations(
+    config: MonitorConfig, journeys: Iterable[str], start: date, end: date
+) -> list[dict[str, Any]]:
+    """One region annotation per calendar day in ``[start, end]`` and journey dashboard whose
+    metrics follow the calendar (the day in its calendar's time zone, midnight to midnight)."""
+    shown = [j for j in journeys
+             if any(m.calendar for m in journey_metrics(config, j))]
+    metric = next((m for m in config.metrics if m.calendar), None)
+    cals = config.calendar_for(metric) if metric is not None else None
+    if cals is None or not shown:
+        return []
+    out = []
+    for where, cal in cals.all():
+        for d, day in cal.days(start, end):
+            t0 = datetime.combine(d, day_start(), cal.zone)
+            t1 = datetime.combine(d + timedelta(days=1), day_start(), cal.zone)
+            scope = f" ({where})" if where else (" (other series)" if cals.label else "")
+            text = (f"{day.name}{scope}: calendar {day.mode} day, "
+                    f"{_CALENDAR_WHAT[day.mode]}")
+            for j in shown:
+                out.append({
+                    "dashboard_uid": journey_uid(j), "panel_id": None,
+                    "time_from": _ms(t0), "time_to": _ms(t1),
+                    "tags": [TAG, f"journey:{j}", "calendar",
+                             f"calendar:{d.isoformat()}:{where or 'all'}:{j}:{day.mode}"],
+                    "text": text,
+                })
+    return out
+
+
 def post_annotations(
     api: GrafanaApi, payloads: list[dict[str, Any]], report: PushReport | None = None,
     *, call: Caller | None = None,
 ) -> PushReport:
-    """Post annotations not posted before (looked up by the ``anomaly:<id>`` tag)."""
+    """Post annotations not posted before (looked up by their last tag: ``anomaly:<id>`` or
+    ``calendar:<date>:...``)."""
     call = _caller(api, call)
     report = report or PushReport()
     if not payloads:
@@ -234,7 +274,8 @@ def post_annotations(
         "reading annotations", api.annotations.find_annotations,
         time_from=start, time_to=end + 1, tags=[TAG], limit=100_000,
     ) or []
-    done = {t for a in existing for t in a.get("tags") or [] if t.startswith("anomaly:")}
+    done = {t for a in existing for t in a.get("tags") or []
+            if t.startswith(("anomaly:", "calendar:"))}
     for p in payloads:
         key = p["tags"][-1]
         if key in done:
@@ -255,8 +296,13 @@ def push(
     since: datetime | None = None,
     folder_uid: str = FOLDER_UID,
     call: Caller | None = None,
+    journeys: Iterable[str] = (),
+    today: date | None = None,
 ) -> PushReport:
-    """Everything ``cxmon dashboards push`` does; a failure is a :class:`GrafanaPushError`."""
+    """Everything ``cxmon dashboards push`` does; a failure is a :class:`GrafanaPushError`.
+    With a ``store``, also the anomalies as annotations, and the calendar days from
+    ``CALENDAR_BEFORE`` before ``today`` to ``CALENDAR_AHEAD`` after it on the ``journeys``'
+    dashboards."""
     if api is None:
         if config.grafana is None:
             raise ValueError("no grafana: block in the config (grafana: {url: ..., token: ...})")
@@ -265,8 +311,11 @@ def push(
         call = call or Caller(config.grafana.url)
     report = push_dashboards(api, dashboards, folder_uid, call=call)
     if store is not None:
-        journeys = {m.name: m.labels["journey"] for m in config.metrics if "journey" in m.labels}
-        payloads = anomaly_annotations(store.anomalies(start=since), journeys)
+        labelled = {m.name: m.labels["journey"] for m in config.metrics if "journey" in m.labels}
+        payloads = anomaly_annotations(store.anomalies(start=since), labelled)
+        today = today or datetime.now(UTC).date()
+        payloads += calendar_annotations(config, journeys, today - CALENDAR_BEFORE,
+                                         today + CALENDAR_AHEAD)
         post_annotations(api, payloads, report, call=call)
     return report
 
@@ -276,6 +325,7 @@ __all__ = [
     "GrafanaPushError",
     "PushReport",
     "anomaly_annotations",
+    "calendar_annotations",
     "connect",
     "ensure_folder",
     "post_annotations",

@@ -47,12 +47,13 @@ def push(
     config: ConfigOpt,
     journey: JourneyOpt = None,
     annotations: Annotated[
-        bool, typer.Option(help="Also post the stored anomalies as annotations.")
+        bool, typer.Option(help="Also post the stored anomalies, and the calendar's holidays "
+                                "and events, as annotations.")
     ] = True,
 ) -> None:
     """Upload the dashboards into the 'cxmon' folder of the config's grafana: server and post
-    the anomalies as annotations."""
-    from dashboards.grafana import build_all
+    the anomalies (and the calendar days of the last 35 and next 90 days) as annotations."""
+    from dashboards.grafana import build_all, journeys
     from dashboards.push import GrafanaPushError
     from dashboards.push import push as do_push
     from monitor.cli import _load, _open_store, console, err_console
@@ -65,7 +66,8 @@ def push(
         raise typer.Exit(2)
     store = _open_store(cfg, must_exist=True) if annotations else None
     try:
-        report = do_push(cfg, build_all(cfg, journey or ()), store=store)
+        report = do_push(cfg, build_all(cfg, journey or ()), store=store,
+                         journeys=journeys(cfg, journey or ()))
     except GrafanaPushError as exc:
         err_console.print(f"[bold red]grafana:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None

@@ -236,3 +236,47 @@ def test_alert_links_never_carry_the_grafana_url_credentials():
     assert "s3cret" not in link and "admin" not in link
     plain = grafana_link("http://g:3000", None)
     assert plain == "http://g:3000/d/cxmon-overview/cxmon-overview?orgId=1"
+
+
+def test_calendar_days_are_region_annotations_on_each_journey_posted_once(grafana):
+    """A holiday's blank scores explain themselves on the graph: one region annotation per
+    calendar day (midnight to midnight in its calendar's zone) per journey dashboard whose
+    metrics follow the calendar; a second push adds none."""
+    from datetime import date, timedelta
+
+    from dashboards.push import calendar_annotations
+    from monitor.config import parse_config
+
+    fake, url = grafana
+    api = connect(url, fake.token)
+    cfg = parse_config("""
+sources: {shop: {type: demo}}
+metrics:
+  - {name: dropoff, source: shop, query: checkout, interval: 1h, timestamp: ts,
+     dimensions: [region], value: {ratio: [abandoned, started]}, labels: {journey: checkout}}
+  - {name: returns, source: shop, query: returns, interval: 1h, timestamp: ts,
+     value: returns, labels: {journey: returns}, calendar: false}
+calendar:
+  timezone: Europe/London
+  holidays: [GB]
+  events: [{name: Sale, start: 2026-12-26, end: 2026-12-26, mode: score}]
+  by: {label: region, values: {de: {timezone: Europe/Berlin, holidays: [DE]}}}
+""")
+    payloads = calendar_annotations(cfg, ["checkout", "returns"], date(2026, 12, 24),
+                                    date(2026, 12, 26))
+    assert [p["text"] for p in payloads] == [
+        "Christmas Day (other series): calendar skip day, not scored, alerted or learned",
+        "Sale (other series): calendar score day, scored, not learned",
+        "Christmas Day (region=de): calendar skip day, not scored, alerted or learned",
+        "Second Day of Christmas (region=de): calendar skip day, not scored, alerted or learned",
+    ]
+    assert {p["dashboard_uid"] for p in payloads} == {"cxmon-journey-checkout"}  # returns opts out
+    berlin = payloads[2]
+    start = datetime(2026, 12, 24, 23, tzinfo=UTC)  # midnight in Berlin
+    assert (berlin["time_from"], berlin["time_to"]) == (
+        int(start.timestamp() * 1000), int((start + timedelta(days=1)).timestamp() * 1000))
+    assert post_annotations(api, payloads).annotations_posted == 4
+    again = post_annotations(api, payloads)
+    assert again.annotations_posted == 0 and again.annotations_skipped == 4
+    assert len(fake.annotations) == 4
+    assert fake.annotations[0]["tags"][:3] == ["cxmon", "journey:checkout", "calendar"]
