@@ -13,8 +13,10 @@ so the calendar tells them which days to treat apart, in one of two ways:
   want alerts on (a sale: checkout breaking on Black Friday matters most) without the event
   becoming the next week's normal.
 
-Days are local dates in the calendar's ``timezone`` (a bucket belongs to the day its start
-falls on there). Holidays come from the ``holidays`` package (country codes, optionally with a
+Days are local dates in the calendar's ``timezone``; a bucket belongs to the day its middle
+falls on there (the same as its start for hourly buckets; for daily buckets, which start at
+midnight UTC, the local day most of the bucket covers: the UTC day of Thanksgiving starts at
+19:00 the evening before in New York). Holidays come from the ``holidays`` package (country codes, optionally with a
 subdivision: ``GB-SCT``, ``US-CA``), events from the config. ``by: {label: region, values:
 {de: {...}}}`` gives the series of each listed value a calendar of their own (a German
 holiday is a German series' business, not the UK's); roll-up totals without the label keep
@@ -174,6 +176,18 @@ class BusinessCalendar:
     def day_at(self, ts: datetime) -> CalendarDay | None:
         """The calendar day a bucket starting at ``ts`` (tz-aware) falls on, or None."""
         return self._day(ts.astimezone(self.zone).date())
+
+    def day_of_bucket(self, start: datetime, interval: timedelta) -> CalendarDay | None:
+        """The calendar day of the bucket ``[start, start + interval)``: the local date of its
+        middle, so that a daily bucket (midnight to midnight UTC) counts as the local day it
+        mostly covers, east or west of UTC.
+
+        >>> ny = BusinessCalendar(CalendarRules(timezone="America/New_York", holidays=["US"]))
+        >>> thanksgiving = datetime(2026, 11, 26, tzinfo=UTC)  # 19:00 on the 25th in New York
+        >>> ny.day_at(thanksgiving), ny.day_of_bucket(thanksgiving, timedelta(days=1))
+        (None, CalendarDay(name='Thanksgiving Day', mode='skip'))
+        """
+        return self.day_at(start + interval / 2)
 
     def skips(self, ts: datetime) -> bool:
         """Whether the bucket starting at ``ts`` is on a ``skip`` day: nothing is alerted

@@ -316,10 +316,13 @@ class MetricDetectors:
         None on an ordinary day everywhere, the common case, which costs nothing per series."""
         if not self._cals:
             return None
-        days = [cal.day_at_ns(ts_ns) for _, cal in self._cals]
+        # a bucket counts as the local day of its middle (a daily bucket: the day it mostly
+        # covers, also west of UTC, where midnight UTC is the evening before)
+        mid_ns = ts_ns + int(self.interval.total_seconds() * 1e9) // 2
+        days = [cal.day_at_ns(mid_ns) for _, cal in self._cals]
         if not any(days):
             return None
-        at = datetime.fromtimestamp(ts_ns // 1000 / 1e6, UTC)
+        at = datetime.fromtimestamp(mid_ns // 1000 / 1e6, UTC)
         for (where, cal), day in zip(self._cals, days, strict=True):
             if day is not None:
                 local = at.astimezone(cal.zone).date().isoformat()
@@ -359,7 +362,7 @@ class MetricDetectors:
             return
         name = next(iter(self.detectors))
         until_ns = int(pd.Timestamp(until).as_unit("ns").value)
-        bucket = until - self.interval
+        bucket = until - self.interval / 2  # the newest bucket's middle (its calendar day)
         # a series closed for the day is no gap while the day lasts (reported after it)
         hold = (lambda key: self._skips(key, bucket)) if self._cals else None
         for key, at_ns, last, seen_ns in self.rule_states[name].no_data(until_ns, hold=hold):

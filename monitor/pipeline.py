@@ -668,7 +668,7 @@ class Pipeline:
         if last_end is None or not rule.is_stale(last_end, until):
             return []
         calendar = self.config.calendar_for(metric)
-        if calendar is not None and calendar.of(metric.labels).skips(until - metric.interval):
+        if calendar is not None and calendar.of(metric.labels).skips(until - metric.interval / 2):
             return []  # a closed day: reported after it if the data has not come back
         return [rule.anomaly(last_end, until)]
 

@@ -344,3 +344,22 @@ def test_prophet_with_its_own_holidays_still_learns_the_calendar_days() -> None:
         assert res.scores.loc[day, "score"].isna().all()
         learned[name] = len(dets.detectors["p"].get_state(["s"])["s"])
     assert learned["own"] > learned["plain"]  # 24 more hourly points kept in its history
+
+
+def test_a_daily_bucket_is_the_local_day_it_mostly_covers() -> None:
+    """Daily buckets start at midnight UTC, which in New York is 19:00 the evening before:
+    counted by its start, Thanksgiving's bucket was scored and the Friday's skipped."""
+    day = timedelta(days=1)
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
+    cal = _cals(timezone="America/New_York", holidays=["US"])
+    cfg = create({"type": "robust_seasonal"}, interval=day).config
+    dets = MetricDetectors("kpi", day, {"d": cfg}, PostRules(), calendar=cal)
+    frame = pd.DataFrame({"timestamp": [t0 + i * day for i in range(60)], "series": "s",
+                          "value": 100.0, "denominator": np.nan})
+    res = dets.run(frame, {}, keep_scores=True)
+    assert res.scores is not None
+    skipped = res.scores.loc[res.scores["score"].isna(), "timestamp"].dt.date.tolist()
+    assert date(2026, 11, 26) in skipped  # Thanksgiving
+    assert date(2026, 11, 27) not in skipped and date(2026, 11, 25) not in skipped
+    assert res.calendar_days["2026-11-26"] == CalendarDay("Thanksgiving Day", "skip")
+    assert "2026-11-27" not in res.calendar_days
