@@ -18,9 +18,9 @@ falls on there (the same as its start for hourly buckets; for daily buckets, whi
 midnight UTC, the local day most of the bucket covers: the UTC day of Thanksgiving starts at
 19:00 the evening before in New York). Holidays come from the ``holidays`` package (country
 codes, optionally with a subdivision: ``GB-SCT``, ``US-CA``), events from the config.
-``by: {label: region, values: {de: {...}}}`` gives the series of each listed value a calendar of their own (a German
-holiday is a German series' business, not the UK's); roll-up totals without the label keep
-the top-level calendar.
+``by: {label: region, values: {de: {...}}}`` gives the series of each listed value a calendar
+of their own (a German holiday is a German series' business, not the UK's); roll-up totals
+without the label keep the top-level calendar.
 
 >>> cal = BusinessCalendar(CalendarConfig.model_validate({
 ...     "timezone": "Europe/London", "holidays": ["GB"],
