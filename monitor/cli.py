@@ -790,6 +790,13 @@ def backtest(
         if s.get("calendar"):
             console.print(f"{name}: {_calendar_line(s['calendar'])}", soft_wrap=not tty,
                           highlight=False)
+        if s.get("calendar_unmatched"):
+            label, unmatched, seen = s["calendar_unmatched"]
+            console.print(
+                f"[yellow]{name}: calendar.by.values {', '.join(map(repr, unmatched))} matched "
+                f"no series ({label} values seen: {escape(', '.join(seen))}); series of "
+                "other values follow the top-level calendar[/]", soft_wrap=not tty,
+                highlight=False)
         if s.get("feedback", {}).get("stored"):
             console.print(f"{name}: {_feedback_line(s)}", soft_wrap=not tty, highlight=False)
     if no_feedback:

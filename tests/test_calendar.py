@@ -363,3 +363,29 @@ def test_a_daily_bucket_is_the_local_day_it_mostly_covers() -> None:
     assert date(2026, 11, 27) not in skipped and date(2026, 11, 25) not in skipped
     assert res.calendar_days["2026-11-26"] == CalendarDay("Thanksgiving Day", "skip")
     assert "2026-11-27" not in res.calendar_days
+
+
+def test_a_by_value_no_series_has_is_named_and_not_said_to_have_skipped(tmp_path) -> None:
+    """``DE`` where the source says ``de``: the German series follow the top-level calendar.
+    The backtest said ``2026-01-19 (region=DE) Holiday`` was skipped, though no series had
+    that calendar; it names the value that matched nothing instead."""
+    cfg = BASE + """calendar:
+  by:
+    label: region
+    values:
+      DE: {events: [{name: Feiertag, start: 2026-01-19, end: 2026-01-19}]}
+      us: {events: [{name: Holiday, start: 2026-01-19, end: 2026-01-19}]}
+"""
+    start, end = ANCHOR + timedelta(days=13), ANCHOR + timedelta(days=15)
+    res = run_backtest(parse_config(cfg), ["contacts"], start, end)
+    summary = res.summary["contacts"]
+    assert summary["calendar"] == {"2026-01-19 (region=us)": ("Holiday", "skip")}
+    assert summary["calendar_unmatched"] == ("region", ["DE"], ["de", "fr", "uk", "us"])
+    path = tmp_path / "cxmon.yaml"
+    path.write_text(cfg)
+    out = CliRunner().invoke(app, ["backtest", "-c", str(path), "--start", "2026-01-18",
+                                   "--end", "2026-01-20", "--no-feedback"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    assert ("contacts: calendar.by.values 'DE' matched no series (region values seen: de, fr, "
+            "uk, us)") in out.output
+    assert "(region=DE)" not in out.output
