@@ -208,10 +208,13 @@ class BusinessCalendar:
             d += timedelta(days=1)
 
     def _compute(self, d: date) -> CalendarDay | None:
-        # an event wins over a holiday on the same date: it was named for this business
-        for event in self.config.events:
-            if event.start <= d <= event.end:
-                return CalendarDay(event.name, event.mode or self.config.mode)
+        # an event wins over a holiday on the same date: it was named for this business; of
+        # overlapping events the shortest (the first listed of equal ones), so a Cyber Monday
+        # inside a Black Friday weekend is named and keeps its own mode
+        on = [e for e in self.config.events if e.start <= d <= e.end]
+        if on:
+            event = min(on, key=lambda e: e.end - e.start)
+            return CalendarDay(event.name, event.mode or self.config.mode)
         name = self._holidays(d.year).get(d)
         return CalendarDay(name, self.config.mode) if name else None
 

@@ -389,3 +389,15 @@ def test_a_by_value_no_series_has_is_named_and_not_said_to_have_skipped(tmp_path
     assert ("contacts: calendar.by.values 'DE' matched no series (region values seen: de, fr, "
             "uk, us)") in out.output
     assert "(region=DE)" not in out.output
+
+
+def test_the_shortest_of_overlapping_events_names_the_day() -> None:
+    """A one-day event inside a longer one listed first was hidden by it: Cyber Monday
+    (skip) inside the Black Friday weekend (score) was scored as Black Friday."""
+    cal = _cal(events=[
+        {"name": "Black Friday", "start": "2026-11-27", "end": "2026-11-30", "mode": "score"},
+        {"name": "Cyber Monday", "start": "2026-11-30", "end": "2026-11-30", "mode": "skip"},
+        {"name": "Also Monday", "start": "2026-11-30", "end": "2026-11-30", "mode": "score"}])
+    got = dict(cal.days(date(2026, 11, 27), date(2026, 11, 30)))
+    assert got[date(2026, 11, 29)] == CalendarDay("Black Friday", "score")
+    assert got[date(2026, 11, 30)] == CalendarDay("Cyber Monday", "skip")
