@@ -51,6 +51,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 __all__ = [
@@ -69,12 +70,22 @@ DayMode = Literal["skip", "score"]
 
 class CalendarEvent(BaseModel):
     """A custom calendar entry: ``{name: black_friday, start: 2026-11-27, end: 2026-11-30}``
-    (inclusive local dates), optionally with its own ``mode``."""
+    (inclusive local dates; without ``end``, the one day ``start``), optionally with its own
+    ``mode``."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     start: date
-    end: date
+    end: date = Field(  # type: ignore[assignment]  # filled in from start when absent
+        None, description="Last day, inclusive (default: start, a one-day event).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_day(cls, data: object) -> object:
+        # {name: Black Friday, start: 2026-11-27} is the one day: an analyst writes no end
+        if isinstance(data, dict) and data.get("end") is None and "start" in data:
+            return {**data, "end": data["start"]}
+        return data
     mode: DayMode | None = Field(None, description="skip or score (default: the calendar's "
                                  "mode).")
 

@@ -401,3 +401,16 @@ def test_the_shortest_of_overlapping_events_names_the_day() -> None:
     got = dict(cal.days(date(2026, 11, 27), date(2026, 11, 30)))
     assert got[date(2026, 11, 29)] == CalendarDay("Black Friday", "score")
     assert got[date(2026, 11, 30)] == CalendarDay("Cyber Monday", "skip")
+
+
+def test_an_event_without_an_end_is_its_one_day() -> None:
+    """``{name: Black Friday, start: 2026-11-27}`` was "missing required key 'end'"."""
+    cfg = parse_config(BASE + "calendar: {events: [{name: Black Friday, start: 2026-11-27, "
+                       "mode: score}]}\n")
+    assert cfg.calendar is not None
+    event = cfg.calendar.events[0]
+    assert (event.start, event.end) == (date(2026, 11, 27), date(2026, 11, 27))
+    with pytest.raises(ConfigError) as err:  # an end before start is still an error
+        parse_config(BASE + "calendar: {events: [{name: X, start: 2026-11-27, "
+                     "end: 2026-11-26}]}\n")
+    assert [p.path for p in err.value.problems] == ["calendar.events[0].end"]
