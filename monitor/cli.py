@@ -788,7 +788,8 @@ def backtest(
         if name in result.warmup:
             console.print(f"[yellow]{name}: {escape(result.warmup[name])}[/]", soft_wrap=not tty)
         if s.get("calendar"):
-            console.print(f"{name}: {_calendar_line(s['calendar'])}", soft_wrap=not tty,
+            console.print(f"{name}: {_calendar_line(s['calendar'], s.get('calendar_learners'))}",
+                          soft_wrap=not tty,
                           highlight=False)
         if s.get("calendar_unmatched"):
             label, unmatched, seen = s["calendar_unmatched"]
@@ -850,8 +851,9 @@ def _stored_feedback(config: MonitorConfig,
         store.close()
 
 
-def _calendar_line(days: dict[str, tuple[str, str]]) -> str:
-    """The calendar days a backtest met, for its summary."""
+def _calendar_line(days: dict[str, tuple[str, str]], learners: list[str] | None = None) -> str:
+    """The calendar days a backtest met, for its summary (``learners``: detectors that model
+    holidays themselves and learn the days all the same)."""
     skipped = [f"{d} {name}" for d, (name, mode) in days.items() if mode == "skip"]
     scored = [f"{d} {name}" for d, (name, mode) in days.items() if mode == "score"]
     parts = []
@@ -860,6 +862,9 @@ def _calendar_line(days: dict[str, tuple[str, str]]) -> str:
                      f"({', '.join(skipped)})")
     if scored:
         parts.append(f"scored but not learned on {len(scored)} ({', '.join(scored)})")
+    if learners:
+        parts.append(f"learned all the same by {', '.join(learners)} (holidays or events of "
+                     "its own)")
     return "; ".join(parts)
 
 

@@ -339,6 +339,15 @@ class MetricDetectors:
         return per_cal[np.fromiter((self._calendar_index(str(k)) for k in keys), np.int64,
                                    len(keys))]
 
+    def calendar_learners(self) -> list[str]:
+        """The detectors that learn calendar days all the same because they model holidays
+        and events themselves (Prophet with its own ``holidays`` or ``events``), named as in
+        messages: ``seasonal [prophet]``."""
+        if self.calendar is None:
+            return []
+        return [n if n in ("default", self.types[n]) else f"{n} [{self.types[n]}]"
+                for n, det in self.detectors.items() if getattr(det, "models_calendar", False)]
+
     def calendar_unmatched(self) -> tuple[str, list[str], list[str]] | None:
         """``(label, by-values no series had, values the series had)`` when the series carry
         ``calendar.by.label`` but some of its listed values never came (``DE`` for ``de``: a

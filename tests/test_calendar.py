@@ -414,3 +414,28 @@ def test_an_event_without_an_end_is_its_one_day() -> None:
         parse_config(BASE + "calendar: {events: [{name: X, start: 2026-11-27, "
                      "end: 2026-11-26}]}\n")
     assert [p.path for p in err.value.problems] == ["calendar.events[0].end"]
+
+
+def test_messages_say_that_prophet_with_holidays_learns_the_calendar_days(tmp_path) -> None:
+    """Prophet with holidays of its own learns calendar days (it estimates their effect from
+    them), yet the backtest summary, the run log and ``cxmon calendar`` said "not learned"."""
+    from monitor.cli import _calendar_line
+
+    cfg = create({"type": "prophet", "holidays": "GB"}, interval=HOUR).config
+    dets = MetricDetectors("kpi", HOUR, {"seasonal": cfg, "default": create(
+        {"type": "robust_seasonal"}, interval=HOUR).config}, PostRules(), calendar=_cals())
+    assert dets.calendar_learners() == ["seasonal [prophet]"]
+    line = _calendar_line({"2026-12-25": ("Christmas Day", "skip")}, dets.calendar_learners())
+    assert line == ("not scored or learned on 1 calendar day(s) (2026-12-25 Christmas Day); "
+                    "learned all the same by seasonal [prophet] (holidays or events of its own)")
+    path = tmp_path / "cxmon.yaml"
+    path.write_text(BASE + """    detectors: [seasonal]
+detectors:
+  seasonal: {type: prophet, holidays: GB}
+calendar: {holidays: [GB]}
+""")
+    out = CliRunner().invoke(app, ["calendar", "-c", str(path), "--from", "2026-12-20",
+                                   "--days", "10"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert ("detector(s) seasonal model holidays or events of their own and learn these days "
+            "all the same (a skip day is still not scored)") in out.output
