@@ -83,11 +83,25 @@ class CalendarEvent(BaseModel):
     @classmethod
     def _one_day(cls, data: object) -> object:
         # {name: Black Friday, start: 2026-11-27} is the one day: an analyst writes no end
-        if isinstance(data, dict) and data.get("end") is None and "start" in data:
+        start = data.get("start") if isinstance(data, dict) else None
+        if isinstance(data, dict) and data.get("end") is None and (
+                (isinstance(start, date) and not isinstance(start, datetime))
+                or (isinstance(start, str) and _is_date(start))):
             return {**data, "end": data["start"]}
         return data
     mode: DayMode | None = Field(None, description="skip or score (default: the calendar's "
                                  "mode).")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _a_date(cls, value: object) -> object:
+        # events are whole local days: a time of day (or 27/11/2026) would otherwise get
+        # pydantic's "Datetimes provided to dates should have zero time"
+        if isinstance(value, datetime) or (isinstance(value, str) and not _is_date(value)):
+            raise ValueError(
+                f"{str(value)!r} is not a date: give YYYY-MM-DD (events are whole days in the "
+                "calendar's time zone; one that runs past midnight there covers both dates)")
+        return value
 
     @field_validator("end")
     @classmethod
@@ -96,6 +110,14 @@ class CalendarEvent(BaseModel):
         if start is not None and end < start:
             raise ValueError(f"end ({end}) is before start ({start})")
         return end
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def _split_region(code: str) -> tuple[str, str | None]:

@@ -439,3 +439,21 @@ calendar: {holidays: [GB]}
     assert out.exit_code == 0, out.output
     assert ("detector(s) seasonal model holidays or events of their own and learn these days "
             "all the same (a skip day is still not scored)") in out.output
+
+
+def test_an_event_with_a_time_of_day_says_events_are_whole_days() -> None:
+    """``start: 2026-11-27T18:00`` was "Datetimes provided to dates should have zero time"."""
+    bad = BASE + """calendar:
+  events:
+    - {name: Flash sale, start: "2026-11-27T18:00", end: 2026-11-28T02:00:00Z}
+    - {name: Sale, start: 27/11/2026}
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    got = {p.path: p.message for p in err.value.problems}
+    assert sorted(got) == ["calendar.events[0].end", "calendar.events[0].start",
+                           "calendar.events[1].start"]
+    assert got["calendar.events[0].start"] == (
+        "'2026-11-27T18:00' is not a date: give YYYY-MM-DD (events are whole days in the "
+        "calendar's time zone; one that runs past midnight there covers both dates)")
+    assert "'27/11/2026' is not a date: give YYYY-MM-DD" in got["calendar.events[1].start"]
