@@ -78,6 +78,8 @@ class CalendarEvent(BaseModel):
     start: date
     end: date = Field(  # type: ignore[assignment]  # filled in from start when absent
         None, description="Last day, inclusive (default: start, a one-day event).")
+    mode: DayMode | None = Field(None, description="skip or score (default: the calendar's "
+                                 "mode).")
 
     @model_validator(mode="before")
     @classmethod
@@ -89,8 +91,6 @@ class CalendarEvent(BaseModel):
                 or (isinstance(start, str) and _is_date(start))):
             return {**data, "end": data["start"]}
         return data
-    mode: DayMode | None = Field(None, description="skip or score (default: the calendar's "
-                                 "mode).")
 
     @field_validator("start", "end", mode="before")
     @classmethod
