@@ -133,12 +133,28 @@ def _known_region(code: str) -> str:
     supported = hol.list_supported_countries()
     country, subdiv = _split_region(code)
     if country not in supported:
-        raise ValueError(f"unknown holidays country {code!r} (a code such as GB, US, DE)")
+        raise ValueError(f"unknown holidays country {code!r}{_country_hint(code)} (a code such "
+                         "as GB, US, DE)")
     if subdiv is not None and subdiv not in supported[country]:
         known = supported[country]
         raise ValueError(f"unknown subdivision {subdiv!r} of {country} (known: "
                          f"{', '.join(known[:12]) or 'none'}{', ...' if len(known) > 12 else ''})")
     return code.strip().upper()
+
+
+def _country_hint(name: str) -> str:
+    """``"; did you mean DE?"`` for a country's English name (``Germany``, ``united
+    kingdom``); ``""`` when it is none."""
+    import difflib
+
+    from holidays.registry import COUNTRIES
+
+    by_name = {key.replace("_", ""): entry[1] for key, entry in COUNTRIES.items()}
+    wanted = "".join(ch for ch in name.lower() if ch.isalpha())
+    if wanted in by_name:
+        return f"; did you mean {by_name[wanted]}?"
+    close = difflib.get_close_matches(wanted, list(by_name), n=1, cutoff=0.85)
+    return f"; did you mean {by_name[close[0]]}?" if close else ""
 
 
 HolidayRegion = Annotated[str, AfterValidator(_known_region)]
@@ -165,8 +181,15 @@ class CalendarRules(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; give an IANA name such as "
-                             "Europe/London or America/New_York") from None
+            import difflib
+            from zoneinfo import available_timezones
+
+            zones = sorted(available_timezones())
+            close = ([z for z in zones if z.lower().endswith("/" + value.lower())][:1]
+                     or difflib.get_close_matches(value, zones, n=1))
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(f"unknown time zone {value!r}{hint} (an IANA name such as "
+                             "Europe/London or America/New_York)") from None
         return value
 
 

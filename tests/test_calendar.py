@@ -457,3 +457,20 @@ def test_an_event_with_a_time_of_day_says_events_are_whole_days() -> None:
         "'2026-11-27T18:00' is not a date: give YYYY-MM-DD (events are whole days in the "
         "calendar's time zone; one that runs past midnight there covers both dates)")
     assert "'27/11/2026' is not a date: give YYYY-MM-DD" in got["calendar.events[1].start"]
+
+
+def test_country_names_and_misspelt_time_zones_get_a_did_you_mean() -> None:
+    bad = BASE + """calendar:
+  timezone: Europe/Londn
+  holidays: [Germany, United Kingdom]
+  by: {label: region, values: {fr: {timezone: Paris}}}
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    got = {p.path: p.message for p in err.value.problems}
+    assert got["calendar.timezone"].startswith(
+        "unknown time zone 'Europe/Londn'; did you mean Europe/London?")
+    assert got["calendar.holidays[0]"].startswith(
+        "unknown holidays country 'Germany'; did you mean DE?")
+    assert "did you mean GB?" in got["calendar.holidays[1]"]
+    assert "did you mean Europe/Paris?" in got["calendar.by.values.fr.timezone"]
