@@ -170,10 +170,33 @@ class CalendarRules(BaseModel):
         default_factory=list,
         description="Countries whose public holidays count, e.g. [GB] or [US-CA] (with a "
                     "subdivision).")
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="Holidays that are ordinary business days here, by name as `cxmon "
+                    "calendar` lists them, e.g. [Columbus Day, Veterans Day] (their observed "
+                    "days too).")
     events: list[CalendarEvent] = Field(default_factory=list, description="Custom days.")
     mode: DayMode = Field("skip", description="What detectors do on a holiday, and on an "
                           "event without its own mode: skip (neither scored nor learned) or "
                           "score (scored and alerted, not learned).")
+
+    @field_validator("ignore")
+    @classmethod
+    def _known_holidays(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        # a name no listed country has (a typo, or "Columbus day" of DE) would ignore nothing
+        codes = info.data.get("holidays")
+        if codes is None:  # the holidays are invalid: reported on their own
+            return names
+        known = _holiday_names(tuple(codes))
+        for name in names:
+            if _base_name(name) not in {_base_name(k) for k in known}:
+                import difflib
+
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"no holiday of {', '.join(codes) or 'no country'} is called "
+                                 f"{name!r}{hint} (`cxmon calendar` lists their names)")
+        return names
 
     @field_validator("timezone")
     @classmethod
@@ -191,6 +214,28 @@ class CalendarRules(BaseModel):
             raise ValueError(f"unknown time zone {value!r}{hint} (an IANA name such as "
                              "Europe/London or America/New_York)") from None
         return value
+
+
+def _base_name(name: str) -> str:
+    """``"Christmas Day (observed)"`` -> ``"christmas day"``: ignoring a holiday ignores the
+    day it is observed on too."""
+    name = name.strip().casefold()
+    return name.removesuffix("(observed)").strip()
+
+
+@lru_cache(maxsize=64)
+def _holiday_names(codes: tuple[str, ...]) -> frozenset[str]:
+    """Every holiday name of ``codes`` from last year to two years ahead."""
+    import holidays as hol
+
+    this = datetime.now(UTC).year
+    names: set[str] = set()
+    for code in codes:
+        country, subdiv = _split_region(code)
+        for name in hol.country_holidays(country, subdiv=subdiv,
+                                         years=range(this - 1, this + 3)).values():
+            names.update(n.strip() for n in name.split(";"))
+    return frozenset(names)
 
 
 class CalendarBy(BaseModel):
@@ -274,6 +319,10 @@ class BusinessCalendar:
         name = self._holidays(d.year).get(d)
         return CalendarDay(name, self.config.mode) if name else None
 
+    def _ignored(self, name: str) -> bool:
+        ignore = {_base_name(n) for n in self.config.ignore}
+        return all(_base_name(part) in ignore for part in name.split(";"))
+
     def _holidays(self, year: int) -> dict[date, str]:
         if year not in self._years:
             import holidays as hol
@@ -282,7 +331,8 @@ class BusinessCalendar:
             for code in self.config.holidays:
                 country, subdiv = _split_region(code)
                 for d, name in hol.country_holidays(country, subdiv=subdiv, years=year).items():
-                    names.setdefault(d, name)
+                    if not self._ignored(name):
+                        names.setdefault(d, name)
             self._years[year] = names
         return self._years[year]
 

@@ -474,3 +474,19 @@ def test_country_names_and_misspelt_time_zones_get_a_did_you_mean() -> None:
         "unknown holidays country 'Germany'; did you mean DE?")
     assert "did you mean GB?" in got["calendar.holidays[1]"]
     assert "did you mean Europe/Paris?" in got["calendar.by.values.fr.timezone"]
+
+
+def test_holidays_that_are_business_days_can_be_ignored() -> None:
+    """[US] brought Columbus Day and Veterans Day, on which the shops trade as usual, with no
+    way to leave them out: they went unscored and unlearned."""
+    cal = _cal(timezone="America/New_York", holidays=["US"],
+               ignore=["Columbus Day", "veterans day", "Independence Day"])
+    got = dict(cal.days(date(2026, 7, 1), date(2026, 11, 30)))
+    assert [day.name for day in got.values()] == ["Labor Day", "Thanksgiving Day"]
+    assert date(2026, 7, 3) not in got  # Independence Day (observed) goes with it
+    with pytest.raises(ConfigError) as err:
+        parse_config(BASE + "calendar: {holidays: [US], ignore: [Colombus Day]}\n")
+    (problem,) = err.value.problems
+    assert problem.path == "calendar.ignore"
+    assert "no holiday of US is called 'Colombus Day'; did you mean 'Columbus Day'?" in (
+        problem.message)
