@@ -47,6 +47,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -157,7 +158,16 @@ def _country_hint(name: str) -> str:
     return f"; did you mean {by_name[close[0]]}?" if close else ""
 
 
-HolidayRegion = Annotated[str, AfterValidator(_known_region)]
+def _not_yaml_boolean(value: object) -> object:
+    # holidays: [NO] is [false] to YAML (Norway's code, like ON, YES, Y and N)
+    if isinstance(value, bool):
+        raise ValueError(f"YAML reads this code as {str(value).lower()}, not text: quote it "
+                         "(holidays: [\"NO\"])")
+    return value
+
+
+HolidayRegion = Annotated[str, BeforeValidator(_not_yaml_boolean),
+                          AfterValidator(_known_region)]
 
 
 class CalendarRules(BaseModel):
@@ -247,6 +257,22 @@ class CalendarBy(BaseModel):
     values: dict[str, CalendarRules] = Field(min_length=1, description="A calendar per value; "
                                              "other values, and series without the label "
                                              "(roll-up totals), keep the top-level one.")
+
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _text_keys(cls, values: object) -> object:
+        # values: {no: {...}} is {false: {...}} to YAML: no series' label value is "False"
+        if not isinstance(values, Mapping):
+            return values
+        for key in values:
+            what = ("the boolean " + str(key).lower() + " (no, off, yes, on, ...)"
+                    if isinstance(key, bool) else "null" if key is None
+                    else f"the number {key}" if isinstance(key, float) else None)
+            if what is not None:
+                raise ValueError(f"a key YAML reads as {what}, not as a label value: quote it "
+                                 "as in the data ('no': {holidays: [\"NO\"]})")
+        return {str(k): v for k, v in values.items()}
 
 
 class CalendarConfig(CalendarRules):

@@ -490,3 +490,25 @@ def test_holidays_that_are_business_days_can_be_ignored() -> None:
     assert problem.path == "calendar.ignore"
     assert "no holiday of US is called 'Colombus Day'; did you mean 'Columbus Day'?" in (
         problem.message)
+
+
+def test_norway_is_not_false() -> None:
+    """``holidays: [NO]`` and ``values: {no: ...}`` are booleans to YAML: the problems said
+    "Input should be a valid string" (and "invalid key" at values[0])."""
+    bad = BASE + """calendar:
+  holidays: [GB, NO]
+  by: {label: region, values: {no: {holidays: ["NO"]}, 1: {holidays: [GB]}}}
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    got = {p.path: p.message for p in err.value.problems}
+    assert got == {
+        "calendar.holidays[1]": 'YAML reads this code as false, not text: quote it '
+                                '(holidays: ["NO"])',
+        "calendar.by.values": "a key YAML reads as the boolean false (no, off, yes, on, ...), "
+                              "not as a label value: quote it as in the data ('no': "
+                              '{holidays: ["NO"]})'}
+    ok = parse_config(BASE + """calendar: {by: {label: region, values: {"no": {holidays: ["NO"]},
+                                  1: {holidays: [GB]}}}}\n""")
+    assert ok.calendar is not None and ok.calendar.by is not None
+    assert list(ok.calendar.by.values) == ["no", "1"]
