@@ -227,10 +227,17 @@ class CalendarRules(BaseModel):
 
 
 def _base_name(name: str) -> str:
-    """``"Christmas Day (observed)"`` -> ``"christmas day"``: ignoring a holiday ignores the
-    day it is observed on too."""
+    """``"Christmas Day (observed)"`` -> ``"christmas day"``."""
     name = name.strip().casefold()
     return name.removesuffix("(observed)").strip()
+
+
+def _ignores(ignore: list[str], name: str) -> bool:
+    """Whether ``ignore`` leaves out the holiday ``name``: ``Boxing Day`` leaves out the day
+    and the day it is observed on, ``Boxing Day (observed)`` only the observed day."""
+    names = {n.strip().casefold() for n in ignore}
+    name = name.strip().casefold()
+    return name in names or _base_name(name) in names
 
 
 @lru_cache(maxsize=64)
@@ -346,8 +353,7 @@ class BusinessCalendar:
         return CalendarDay(name, self.config.mode) if name else None
 
     def _ignored(self, name: str) -> bool:
-        ignore = {_base_name(n) for n in self.config.ignore}
-        return all(_base_name(part) in ignore for part in name.split(";"))
+        return all(_ignores(self.config.ignore, part) for part in name.split(";"))
 
     def _holidays(self, year: int) -> dict[date, str]:
         if year not in self._years:

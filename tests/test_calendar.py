@@ -484,6 +484,10 @@ def test_holidays_that_are_business_days_can_be_ignored() -> None:
     got = dict(cal.days(date(2026, 7, 1), date(2026, 11, 30)))
     assert [day.name for day in got.values()] == ["Labor Day", "Thanksgiving Day"]
     assert date(2026, 7, 3) not in got  # Independence Day (observed) goes with it
+    # a shop open on the Monday after Boxing Day (the bank holiday) but not on the day
+    gb = dict(_cal(holidays=["GB"], ignore=["Boxing Day (observed)"]).days(
+        date(2026, 12, 24), date(2026, 12, 31)))
+    assert [day.name for day in gb.values()] == ["Christmas Day", "Boxing Day"]
     with pytest.raises(ConfigError) as err:
         parse_config(BASE + "calendar: {holidays: [US], ignore: [Colombus Day]}\n")
     (problem,) = err.value.problems
