@@ -190,6 +190,12 @@ class CalendarRules(BaseModel):
                           "event without its own mode: skip (neither scored nor learned) or "
                           "score (scored and alerted, not learned).")
 
+    @field_validator("holidays", "ignore", "events", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: object) -> object:
+        # holidays: GB (as a prophet detector takes it), one event without [ ]
+        return [value] if isinstance(value, str | Mapping) else value
+
     @field_validator("ignore")
     @classmethod
     def _known_holidays(cls, names: list[str], info: ValidationInfo) -> list[str]:

@@ -516,3 +516,15 @@ def test_norway_is_not_false() -> None:
                                   1: {holidays: [GB]}}}}\n""")
     assert ok.calendar is not None and ok.calendar.by is not None
     assert list(ok.calendar.by.values) == ["no", "1"]
+
+
+def test_one_holiday_country_or_event_needs_no_list() -> None:
+    """``holidays: GB``, as a prophet detector takes it, was "Input should be a valid list"."""
+    cfg = parse_config(BASE + """calendar:
+  holidays: GB
+  ignore: Boxing Day
+  events: {name: Black Friday, start: 2026-11-27}
+""")
+    assert cfg.calendar is not None
+    assert (cfg.calendar.holidays, cfg.calendar.ignore) == (["GB"], ["Boxing Day"])
+    assert [e.name for e in cfg.calendar.events] == ["Black Friday"]
