@@ -13,12 +13,14 @@ so the calendar tells them which days to treat apart, in one of two ways:
   want alerts on (a sale: checkout breaking on Black Friday matters most) without the event
   becoming the next week's normal.
 
-Days are local dates in the calendar's ``timezone`` (a bucket belongs to the day its start
-falls on there). Holidays come from the ``holidays`` package (country codes, optionally with a
-subdivision: ``GB-SCT``, ``US-CA``), events from the config. ``by: {label: region, values:
-{de: {...}}}`` gives the series of each listed value a calendar of their own (a German
-holiday is a German series' business, not the UK's); roll-up totals without the label keep
-the top-level calendar.
+Days are local dates in the calendar's ``timezone``; a bucket belongs to the day its middle
+falls on there (the same as its start for hourly buckets; for daily buckets, which start at
+midnight UTC, the local day most of the bucket covers: the UTC day of Thanksgiving starts at
+19:00 the evening before in New York). Holidays come from the ``holidays`` package (country
+codes, optionally with a subdivision: ``GB-SCT``, ``US-CA``), events from the config.
+``by: {label: region, values: {de: {...}}}`` gives the series of each listed value a calendar
+of their own (a German holiday is a German series' business, not the UK's); roll-up totals
+without the label keep the top-level calendar.
 
 >>> cal = BusinessCalendar(CalendarConfig.model_validate({
 ...     "timezone": "Europe/London", "holidays": ["GB"],
@@ -45,10 +47,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 __all__ = [
@@ -67,14 +71,38 @@ DayMode = Literal["skip", "score"]
 
 class CalendarEvent(BaseModel):
     """A custom calendar entry: ``{name: black_friday, start: 2026-11-27, end: 2026-11-30}``
-    (inclusive local dates), optionally with its own ``mode``."""
+    (inclusive local dates; without ``end``, the one day ``start``), optionally with its own
+    ``mode``."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     start: date
-    end: date
+    end: date = Field(  # type: ignore[assignment]  # filled in from start when absent
+        None, description="Last day, inclusive (default: start, a one-day event).")
     mode: DayMode | None = Field(None, description="skip or score (default: the calendar's "
                                  "mode).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_day(cls, data: object) -> object:
+        # {name: Black Friday, start: 2026-11-27} is the one day: an analyst writes no end
+        start = data.get("start") if isinstance(data, dict) else None
+        if isinstance(data, dict) and data.get("end") is None and (
+                (isinstance(start, date) and not isinstance(start, datetime))
+                or (isinstance(start, str) and _is_date(start))):
+            return {**data, "end": data["start"]}
+        return data
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _a_date(cls, value: object) -> object:
+        # events are whole local days: a time of day (or 27/11/2026) would otherwise get
+        # pydantic's "Datetimes provided to dates should have zero time"
+        if isinstance(value, datetime) or (isinstance(value, str) and not _is_date(value)):
+            raise ValueError(
+                f"{str(value)!r} is not a date: give YYYY-MM-DD (events are whole days in the "
+                "calendar's time zone; one that runs past midnight there covers both dates)")
+        return value
 
     @field_validator("end")
     @classmethod
@@ -83,6 +111,14 @@ class CalendarEvent(BaseModel):
         if start is not None and end < start:
             raise ValueError(f"end ({end}) is before start ({start})")
         return end
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def _split_region(code: str) -> tuple[str, str | None]:
@@ -98,7 +134,8 @@ def _known_region(code: str) -> str:
     supported = hol.list_supported_countries()
     country, subdiv = _split_region(code)
     if country not in supported:
-        raise ValueError(f"unknown holidays country {code!r} (a code such as GB, US, DE)")
+        raise ValueError(f"unknown holidays country {code!r}{_country_hint(code)} (a code such "
+                         "as GB, US, DE)")
     if subdiv is not None and subdiv not in supported[country]:
         known = supported[country]
         raise ValueError(f"unknown subdivision {subdiv!r} of {country} (known: "
@@ -106,7 +143,31 @@ def _known_region(code: str) -> str:
     return code.strip().upper()
 
 
-HolidayRegion = Annotated[str, AfterValidator(_known_region)]
+def _country_hint(name: str) -> str:
+    """``"; did you mean DE?"`` for a country's English name (``Germany``, ``united
+    kingdom``); ``""`` when it is none."""
+    import difflib
+
+    from holidays.registry import COUNTRIES
+
+    by_name = {key.replace("_", ""): entry[1] for key, entry in COUNTRIES.items()}
+    wanted = "".join(ch for ch in name.lower() if ch.isalpha())
+    if wanted in by_name:
+        return f"; did you mean {by_name[wanted]}?"
+    close = difflib.get_close_matches(wanted, list(by_name), n=1, cutoff=0.85)
+    return f"; did you mean {by_name[close[0]]}?" if close else ""
+
+
+def _not_yaml_boolean(value: object) -> object:
+    # holidays: [NO] is [false] to YAML (Norway's code, like ON, YES, Y and N)
+    if isinstance(value, bool):
+        raise ValueError(f"YAML reads this code as {str(value).lower()}, not text: quote it "
+                         "(holidays: [\"NO\"])")
+    return value
+
+
+HolidayRegion = Annotated[str, BeforeValidator(_not_yaml_boolean),
+                          AfterValidator(_known_region)]
 
 
 class CalendarRules(BaseModel):
@@ -119,10 +180,39 @@ class CalendarRules(BaseModel):
         default_factory=list,
         description="Countries whose public holidays count, e.g. [GB] or [US-CA] (with a "
                     "subdivision).")
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="Holidays that are ordinary business days here, by name as `cxmon "
+                    "calendar` lists them, e.g. [Columbus Day, Veterans Day] (their observed "
+                    "days too).")
     events: list[CalendarEvent] = Field(default_factory=list, description="Custom days.")
     mode: DayMode = Field("skip", description="What detectors do on a holiday, and on an "
                           "event without its own mode: skip (neither scored nor learned) or "
                           "score (scored and alerted, not learned).")
+
+    @field_validator("holidays", "ignore", "events", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: object) -> object:
+        # holidays: GB (as a prophet detector takes it), one event without [ ]
+        return [value] if isinstance(value, str | Mapping) else value
+
+    @field_validator("ignore")
+    @classmethod
+    def _known_holidays(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        # a name no listed country has (a typo, or "Columbus day" of DE) would ignore nothing
+        codes = info.data.get("holidays")
+        if codes is None:  # the holidays are invalid: reported on their own
+            return names
+        known = _holiday_names(tuple(codes))
+        for name in names:
+            if _base_name(name) not in {_base_name(k) for k in known}:
+                import difflib
+
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"no holiday of {', '.join(codes) or 'no country'} is called "
+                                 f"{name!r}{hint} (`cxmon calendar` lists their names)")
+        return names
 
     @field_validator("timezone")
     @classmethod
@@ -130,9 +220,45 @@ class CalendarRules(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; give an IANA name such as "
-                             "Europe/London or America/New_York") from None
+            import difflib
+            from zoneinfo import available_timezones
+
+            zones = sorted(available_timezones())
+            close = ([z for z in zones if z.lower().endswith("/" + value.lower())][:1]
+                     or difflib.get_close_matches(value, zones, n=1))
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(f"unknown time zone {value!r}{hint} (an IANA name such as "
+                             "Europe/London or America/New_York)") from None
         return value
+
+
+def _base_name(name: str) -> str:
+    """``"Christmas Day (observed)"`` -> ``"christmas day"``."""
+    name = name.strip().casefold()
+    return name.removesuffix("(observed)").strip()
+
+
+def _ignores(ignore: list[str], name: str) -> bool:
+    """Whether ``ignore`` leaves out the holiday ``name``: ``Boxing Day`` leaves out the day
+    and the day it is observed on, ``Boxing Day (observed)`` only the observed day."""
+    names = {n.strip().casefold() for n in ignore}
+    name = name.strip().casefold()
+    return name in names or _base_name(name) in names
+
+
+@lru_cache(maxsize=64)
+def _holiday_names(codes: tuple[str, ...]) -> frozenset[str]:
+    """Every holiday name of ``codes`` from last year to two years ahead."""
+    import holidays as hol
+
+    this = datetime.now(UTC).year
+    names: set[str] = set()
+    for code in codes:
+        country, subdiv = _split_region(code)
+        for name in hol.country_holidays(country, subdiv=subdiv,
+                                         years=range(this - 1, this + 3)).values():
+            names.update(n.strip() for n in name.split(";"))
+    return frozenset(names)
 
 
 class CalendarBy(BaseModel):
@@ -144,6 +270,22 @@ class CalendarBy(BaseModel):
     values: dict[str, CalendarRules] = Field(min_length=1, description="A calendar per value; "
                                              "other values, and series without the label "
                                              "(roll-up totals), keep the top-level one.")
+
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _text_keys(cls, values: object) -> object:
+        # values: {no: {...}} is {false: {...}} to YAML: no series' label value is "False"
+        if not isinstance(values, Mapping):
+            return values
+        for key in values:
+            what = ("the boolean " + str(key).lower() + " (no, off, yes, on, ...)"
+                    if isinstance(key, bool) else "null" if key is None
+                    else f"the number {key}" if isinstance(key, float) else None)
+            if what is not None:
+                raise ValueError(f"a key YAML reads as {what}, not as a label value: quote it "
+                                 "as in the data ('no': {holidays: [\"NO\"]})")
+        return {str(k): v for k, v in values.items()}
 
 
 class CalendarConfig(CalendarRules):
@@ -175,6 +317,18 @@ class BusinessCalendar:
         """The calendar day a bucket starting at ``ts`` (tz-aware) falls on, or None."""
         return self._day(ts.astimezone(self.zone).date())
 
+    def day_of_bucket(self, start: datetime, interval: timedelta) -> CalendarDay | None:
+        """The calendar day of the bucket ``[start, start + interval)``: the local date of its
+        middle, so that a daily bucket (midnight to midnight UTC) counts as the local day it
+        mostly covers, east or west of UTC.
+
+        >>> ny = BusinessCalendar(CalendarRules(timezone="America/New_York", holidays=["US"]))
+        >>> thanksgiving = datetime(2026, 11, 26, tzinfo=UTC)  # 19:00 on the 25th in New York
+        >>> ny.day_at(thanksgiving), ny.day_of_bucket(thanksgiving, timedelta(days=1))
+        (None, CalendarDay(name='Thanksgiving Day', mode='skip'))
+        """
+        return self.day_at(start + interval / 2)
+
     def skips(self, ts: datetime) -> bool:
         """Whether the bucket starting at ``ts`` is on a ``skip`` day: nothing is alerted
         then, not even data that stopped (reported after the day if it has not come back)."""
@@ -194,12 +348,18 @@ class BusinessCalendar:
             d += timedelta(days=1)
 
     def _compute(self, d: date) -> CalendarDay | None:
-        # an event wins over a holiday on the same date: it was named for this business
-        for event in self.config.events:
-            if event.start <= d <= event.end:
-                return CalendarDay(event.name, event.mode or self.config.mode)
+        # an event wins over a holiday on the same date: it was named for this business; of
+        # overlapping events the shortest (the first listed of equal ones), so a Cyber Monday
+        # inside a Black Friday weekend is named and keeps its own mode
+        on = [e for e in self.config.events if e.start <= d <= e.end]
+        if on:
+            event = min(on, key=lambda e: e.end - e.start)
+            return CalendarDay(event.name, event.mode or self.config.mode)
         name = self._holidays(d.year).get(d)
         return CalendarDay(name, self.config.mode) if name else None
+
+    def _ignored(self, name: str) -> bool:
+        return all(_ignores(self.config.ignore, part) for part in name.split(";"))
 
     def _holidays(self, year: int) -> dict[date, str]:
         if year not in self._years:
@@ -209,7 +369,8 @@ class BusinessCalendar:
             for code in self.config.holidays:
                 country, subdiv = _split_region(code)
                 for d, name in hol.country_holidays(country, subdiv=subdiv, years=year).items():
-                    names.setdefault(d, name)
+                    if not self._ignored(name):
+                        names.setdefault(d, name)
             self._years[year] = names
         return self._years[year]
 

@@ -212,6 +212,8 @@ def run_backtest(
                 stats["buckets"] = len(times)
                 stats["episodes"] = episodes(times, metric.interval)
                 stats["calendar"] = {d: (day.name, day.mode) for d, day in sorted(calendar.items())}
+                stats["calendar_unmatched"] = dets.calendar_unmatched()
+                stats["calendar_learners"] = dets.calendar_learners()
                 stats["history"] = metric.history
                 stats["interval"] = metric.interval
                 stats["start"], stats["end"] = spans[name]  # whole buckets, as replayed

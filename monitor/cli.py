@@ -789,8 +789,16 @@ def backtest(
         if name in result.warmup:
             console.print(f"[yellow]{name}: {escape(result.warmup[name])}[/]", soft_wrap=not tty)
         if s.get("calendar"):
-            console.print(f"{name}: {_calendar_line(s['calendar'])}", soft_wrap=not tty,
+            console.print(f"{name}: {_calendar_line(s['calendar'], s.get('calendar_learners'))}",
+                          soft_wrap=not tty,
                           highlight=False)
+        if s.get("calendar_unmatched"):
+            label, unmatched, seen = s["calendar_unmatched"]
+            console.print(
+                f"[yellow]{name}: calendar.by.values {', '.join(map(repr, unmatched))} matched "
+                f"no series ({label} values seen: {escape(', '.join(seen))}); series of "
+                "other values follow the top-level calendar[/]", soft_wrap=not tty,
+                highlight=False)
         if s.get("feedback", {}).get("stored"):
             console.print(f"{name}: {_feedback_line(s)}", soft_wrap=not tty, highlight=False)
     if no_feedback:
@@ -844,8 +852,9 @@ def _stored_feedback(config: MonitorConfig,
         store.close()
 
 
-def _calendar_line(days: dict[str, tuple[str, str]]) -> str:
-    """The calendar days a backtest met, for its summary."""
+def _calendar_line(days: dict[str, tuple[str, str]], learners: list[str] | None = None) -> str:
+    """The calendar days a backtest met, for its summary (``learners``: detectors that model
+    holidays themselves and learn the days all the same)."""
     skipped = [f"{d} {name}" for d, (name, mode) in days.items() if mode == "skip"]
     scored = [f"{d} {name}" for d, (name, mode) in days.items() if mode == "score"]
     parts = []
@@ -854,6 +863,9 @@ def _calendar_line(days: dict[str, tuple[str, str]]) -> str:
                      f"({', '.join(skipped)})")
     if scored:
         parts.append(f"scored but not learned on {len(scored)} ({', '.join(scored)})")
+    if learners:
+        parts.append(f"learned all the same by {', '.join(learners)} (holidays or events of "
+                     "its own)")
     return "; ".join(parts)
 
 

@@ -67,7 +67,14 @@ def calendar(
     if by:
         own = ", ".join(f"{cals.label}={v}" for v in cals.values())
         console.print(f"series with {own} follow their own calendar; the other series follow "
-                      "the top-level one", highlight=False)
+                      "the top-level one", highlight=False, soft_wrap=True)
+    modelling = sorted({d for m in cfg.metrics if m.calendar for d in m.detectors
+                        if getattr(cfg.detectors.get(d), "holidays", None)
+                        or getattr(cfg.detectors.get(d), "events", None)})
+    if modelling:
+        console.print(f"detector(s) {', '.join(modelling)} model holidays or events of their "
+                      "own and learn these days all the same (a skip day is still not scored)",
+                      highlight=False, soft_wrap=True)
     skipped = [m.name for m in cfg.metrics if not m.calendar]
     console.print(f"applies to {len(applies)} metric(s)"
                   + (f"; not to {', '.join(skipped)} (calendar: false)" if skipped else ""),

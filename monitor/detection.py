@@ -230,7 +230,7 @@ class MetricDetectors:
         gone_parts: list[pd.DataFrame] = []
         for lo, hi in zip(starts, ends, strict=True):
             polled = TickBatch(keys[lo:hi], ts_ns[lo:hi], values[lo:hi], volumes[lo:hi])
-            days = self._bucket_days(int(ts_ns[lo]), result)
+            days = self._bucket_days(int(ts_ns[lo]), result, keys[lo:hi])
             first = True
             for name, det in self.detectors.items():
                 state = self.rule_states[name]
@@ -310,18 +310,24 @@ class MetricDetectors:
         return pd.DataFrame({"timestamp": batch.timestamps, "series": batch.series,
                              "expected": s.expected, "lower": s.lower, "upper": s.upper})
 
-    def _bucket_days(self, ts_ns: int, result: DetectionResult
+    def _bucket_days(self, ts_ns: int, result: DetectionResult, keys: np.ndarray
                      ) -> list[CalendarDay | None] | None:
-        """What each calendar says of the bucket starting at ``ts_ns`` (noted in ``result``);
-        None on an ordinary day everywhere, the common case, which costs nothing per series."""
+        """What each calendar says of the bucket starting at ``ts_ns``; None on an ordinary
+        day everywhere, the common case, which costs nothing per series. A day is noted in
+        ``result`` only for a calendar some series of the bucket (``keys``) follows: a
+        ``region=DE`` calendar when the series say ``region=de`` skipped nothing."""
         if not self._cals:
             return None
-        days = [cal.day_at_ns(ts_ns) for _, cal in self._cals]
+        # a bucket counts as the local day of its middle (a daily bucket: the day it mostly
+        # covers, also west of UTC, where midnight UTC is the evening before)
+        mid_ns = ts_ns + int(self.interval.total_seconds() * 1e9) // 2
+        days = [cal.day_at_ns(mid_ns) for _, cal in self._cals]
         if not any(days):
             return None
-        at = datetime.fromtimestamp(ts_ns // 1000 / 1e6, UTC)
-        for (where, cal), day in zip(self._cals, days, strict=True):
-            if day is not None:
+        at = datetime.fromtimestamp(mid_ns // 1000 / 1e6, UTC)
+        used = {self._calendar_index(str(k)) for k in set(keys)}
+        for i, ((where, cal), day) in enumerate(zip(self._cals, days, strict=True)):
+            if day is not None and i in used:
                 local = at.astimezone(cal.zone).date().isoformat()
                 result.calendar_days.setdefault(f"{local} ({where})" if where else local, day)
         return days
@@ -332,6 +338,27 @@ class MetricDetectors:
                            dtype=np.int8)
         return per_cal[np.fromiter((self._calendar_index(str(k)) for k in keys), np.int64,
                                    len(keys))]
+
+    def calendar_learners(self) -> list[str]:
+        """The detectors that learn calendar days all the same because they model holidays
+        and events themselves (Prophet with its own ``holidays`` or ``events``), named as in
+        messages: ``seasonal [prophet]``."""
+        if self.calendar is None:
+            return []
+        return [n if n in ("default", self.types[n]) else f"{n} [{self.types[n]}]"
+                for n, det in self.detectors.items() if getattr(det, "models_calendar", False)]
+
+    def calendar_unmatched(self) -> tuple[str, list[str], list[str]] | None:
+        """``(label, by-values no series had, values the series had)`` when the series carry
+        ``calendar.by.label`` but some of its listed values never came (``DE`` for ``de``: a
+        value's calendar that applies to nothing); None otherwise."""
+        if self.calendar is None or self.calendar.label is None:
+            return None
+        label = self.calendar.label
+        seen = sorted({str(labels[label]) for labels in self._labels.values()
+                       if label in labels})
+        unmatched = [v for v in self.calendar.values() if v not in seen]
+        return (label, unmatched, seen) if seen and unmatched else None
 
     def _calendar_index(self, key: str) -> int:
         index = self._cal_of.get(key)
@@ -359,7 +386,7 @@ class MetricDetectors:
             return
         name = next(iter(self.detectors))
         until_ns = int(pd.Timestamp(until).as_unit("ns").value)
-        bucket = until - self.interval
+        bucket = until - self.interval / 2  # the newest bucket's middle (its calendar day)
         # a series closed for the day is no gap while the day lasts (reported after it)
         hold = (lambda key: self._skips(key, bucket)) if self._cals else None
         for key, at_ns, last, seen_ns in self.rule_states[name].no_data(until_ns, hold=hold):

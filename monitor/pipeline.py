@@ -438,7 +438,7 @@ class Pipeline:
                             metric_silent=bool(no_data))
         self._settle_fits(dets)
         self._say_warming(metric, dets, until)
-        self._say_calendar(metric, detected.calendar_days)
+        self._say_calendar(metric, detected.calendar_days, dets.calendar_learners())
         for name, report in dets.fit_reports().items():
             if report.seconds:
                 result.refits[name] = report.seconds
@@ -501,9 +501,11 @@ class Pipeline:
                         "delay: %s or more to score data this late", metric.name, late.new,
                         format_duration(lag), late.oldest_new.isoformat(), format_duration(lag))
 
-    def _say_calendar(self, metric: MetricConfig, days: Mapping[str, CalendarDay]) -> None:
+    def _say_calendar(self, metric: MetricConfig, days: Mapping[str, CalendarDay],
+                      learners: Sequence[str] = ()) -> None:
         """Log each calendar day once per metric: why a day's points were not scored or
-        learned is otherwise invisible."""
+        learned is otherwise invisible (``learners``: detectors that model holidays
+        themselves and learn the day all the same)."""
         said = self._calendar_said.setdefault(metric.name, set())
         for local, day in sorted(days.items()):
             if local in said:
@@ -511,6 +513,8 @@ class Pipeline:
             said.add(local)
             what = ("not scored, not learned" if day.mode == "skip"
                     else "scored and alerted as usual, not learned")
+            if learners:
+                what += f" (learned all the same by {', '.join(learners)}: holidays of its own)"
             log.info("%s: %s is %s (calendar: %s): its points are %s", metric.name, local,
                      day.name, day.mode, what)
 
@@ -668,7 +672,7 @@ class Pipeline:
         if last_end is None or not rule.is_stale(last_end, until):
             return []
         calendar = self.config.calendar_for(metric)
-        if calendar is not None and calendar.of(metric.labels).skips(until - metric.interval):
+        if calendar is not None and calendar.of(metric.labels).skips(until - metric.interval / 2):
             return []  # a closed day: reported after it if the data has not come back
         return [rule.anomaly(last_end, until)]
 

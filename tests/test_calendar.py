@@ -344,3 +344,187 @@ def test_prophet_with_its_own_holidays_still_learns_the_calendar_days() -> None:
         assert res.scores.loc[day, "score"].isna().all()
         learned[name] = len(dets.detectors["p"].get_state(["s"])["s"])
     assert learned["own"] > learned["plain"]  # 24 more hourly points kept in its history
+
+
+def test_a_daily_bucket_is_the_local_day_it_mostly_covers() -> None:
+    """Daily buckets start at midnight UTC, which in New York is 19:00 the evening before:
+    counted by its start, Thanksgiving's bucket was scored and the Friday's skipped."""
+    day = timedelta(days=1)
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
+    cal = _cals(timezone="America/New_York", holidays=["US"])
+    cfg = create({"type": "robust_seasonal"}, interval=day).config
+    dets = MetricDetectors("kpi", day, {"d": cfg}, PostRules(), calendar=cal)
+    frame = pd.DataFrame({"timestamp": [t0 + i * day for i in range(60)], "series": "s",
+                          "value": 100.0, "denominator": np.nan})
+    res = dets.run(frame, {}, keep_scores=True)
+    assert res.scores is not None
+    skipped = res.scores.loc[res.scores["score"].isna(), "timestamp"].dt.date.tolist()
+    assert date(2026, 11, 26) in skipped  # Thanksgiving
+    assert date(2026, 11, 27) not in skipped and date(2026, 11, 25) not in skipped
+    assert res.calendar_days["2026-11-26"] == CalendarDay("Thanksgiving Day", "skip")
+    assert "2026-11-27" not in res.calendar_days
+
+
+def test_a_by_value_no_series_has_is_named_and_not_said_to_have_skipped(tmp_path) -> None:
+    """``DE`` where the source says ``de``: the German series follow the top-level calendar.
+    The backtest said ``2026-01-19 (region=DE) Holiday`` was skipped, though no series had
+    that calendar; it names the value that matched nothing instead."""
+    cfg = BASE + """calendar:
+  by:
+    label: region
+    values:
+      DE: {events: [{name: Feiertag, start: 2026-01-19, end: 2026-01-19}]}
+      us: {events: [{name: Holiday, start: 2026-01-19, end: 2026-01-19}]}
+"""
+    start, end = ANCHOR + timedelta(days=13), ANCHOR + timedelta(days=15)
+    res = run_backtest(parse_config(cfg), ["contacts"], start, end)
+    summary = res.summary["contacts"]
+    assert summary["calendar"] == {"2026-01-19 (region=us)": ("Holiday", "skip")}
+    assert summary["calendar_unmatched"] == ("region", ["DE"], ["de", "fr", "uk", "us"])
+    path = tmp_path / "cxmon.yaml"
+    path.write_text(cfg)
+    out = CliRunner().invoke(app, ["backtest", "-c", str(path), "--start", "2026-01-18",
+                                   "--end", "2026-01-20", "--no-feedback"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    assert ("contacts: calendar.by.values 'DE' matched no series (region values seen: de, fr, "
+            "uk, us)") in out.output
+    assert "(region=DE)" not in out.output
+
+
+def test_the_shortest_of_overlapping_events_names_the_day() -> None:
+    """A one-day event inside a longer one listed first was hidden by it: Cyber Monday
+    (skip) inside the Black Friday weekend (score) was scored as Black Friday."""
+    cal = _cal(events=[
+        {"name": "Black Friday", "start": "2026-11-27", "end": "2026-11-30", "mode": "score"},
+        {"name": "Cyber Monday", "start": "2026-11-30", "end": "2026-11-30", "mode": "skip"},
+        {"name": "Also Monday", "start": "2026-11-30", "end": "2026-11-30", "mode": "score"}])
+    got = dict(cal.days(date(2026, 11, 27), date(2026, 11, 30)))
+    assert got[date(2026, 11, 29)] == CalendarDay("Black Friday", "score")
+    assert got[date(2026, 11, 30)] == CalendarDay("Cyber Monday", "skip")
+
+
+def test_an_event_without_an_end_is_its_one_day() -> None:
+    """``{name: Black Friday, start: 2026-11-27}`` was "missing required key 'end'"."""
+    cfg = parse_config(BASE + "calendar: {events: [{name: Black Friday, start: 2026-11-27, "
+                       "mode: score}]}\n")
+    assert cfg.calendar is not None
+    event = cfg.calendar.events[0]
+    assert (event.start, event.end) == (date(2026, 11, 27), date(2026, 11, 27))
+    with pytest.raises(ConfigError) as err:  # an end before start is still an error
+        parse_config(BASE + "calendar: {events: [{name: X, start: 2026-11-27, "
+                     "end: 2026-11-26}]}\n")
+    assert [p.path for p in err.value.problems] == ["calendar.events[0].end"]
+
+
+def test_messages_say_that_prophet_with_holidays_learns_the_calendar_days(tmp_path) -> None:
+    """Prophet with holidays of its own learns calendar days (it estimates their effect from
+    them), yet the backtest summary, the run log and ``cxmon calendar`` said "not learned"."""
+    from monitor.cli import _calendar_line
+
+    cfg = create({"type": "prophet", "holidays": "GB"}, interval=HOUR).config
+    dets = MetricDetectors("kpi", HOUR, {"seasonal": cfg, "default": create(
+        {"type": "robust_seasonal"}, interval=HOUR).config}, PostRules(), calendar=_cals())
+    assert dets.calendar_learners() == ["seasonal [prophet]"]
+    line = _calendar_line({"2026-12-25": ("Christmas Day", "skip")}, dets.calendar_learners())
+    assert line == ("not scored or learned on 1 calendar day(s) (2026-12-25 Christmas Day); "
+                    "learned all the same by seasonal [prophet] (holidays or events of its own)")
+    path = tmp_path / "cxmon.yaml"
+    path.write_text(BASE + """    detectors: [seasonal]
+detectors:
+  seasonal: {type: prophet, holidays: GB}
+calendar: {holidays: [GB]}
+""")
+    out = CliRunner().invoke(app, ["calendar", "-c", str(path), "--from", "2026-12-20",
+                                   "--days", "10"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert ("detector(s) seasonal model holidays or events of their own and learn these days "
+            "all the same (a skip day is still not scored)") in " ".join(out.output.split())
+
+
+def test_an_event_with_a_time_of_day_says_events_are_whole_days() -> None:
+    """``start: 2026-11-27T18:00`` was "Datetimes provided to dates should have zero time"."""
+    bad = BASE + """calendar:
+  events:
+    - {name: Flash sale, start: "2026-11-27T18:00", end: 2026-11-28T02:00:00Z}
+    - {name: Sale, start: 27/11/2026}
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    got = {p.path: p.message for p in err.value.problems}
+    assert sorted(got) == ["calendar.events[0].end", "calendar.events[0].start",
+                           "calendar.events[1].start"]
+    assert got["calendar.events[0].start"] == (
+        "'2026-11-27T18:00' is not a date: give YYYY-MM-DD (events are whole days in the "
+        "calendar's time zone; one that runs past midnight there covers both dates)")
+    assert "'27/11/2026' is not a date: give YYYY-MM-DD" in got["calendar.events[1].start"]
+
+
+def test_country_names_and_misspelt_time_zones_get_a_did_you_mean() -> None:
+    bad = BASE + """calendar:
+  timezone: Europe/Londn
+  holidays: [Germany, United Kingdom]
+  by: {label: region, values: {fr: {timezone: Paris}}}
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    got = {p.path: p.message for p in err.value.problems}
+    assert got["calendar.timezone"].startswith(
+        "unknown time zone 'Europe/Londn'; did you mean Europe/London?")
+    assert got["calendar.holidays[0]"].startswith(
+        "unknown holidays country 'Germany'; did you mean DE?")
+    assert "did you mean GB?" in got["calendar.holidays[1]"]
+    assert "did you mean Europe/Paris?" in got["calendar.by.values.fr.timezone"]
+
+
+def test_holidays_that_are_business_days_can_be_ignored() -> None:
+    """[US] brought Columbus Day and Veterans Day, on which the shops trade as usual, with no
+    way to leave them out: they went unscored and unlearned."""
+    cal = _cal(timezone="America/New_York", holidays=["US"],
+               ignore=["Columbus Day", "veterans day", "Independence Day"])
+    got = dict(cal.days(date(2026, 7, 1), date(2026, 11, 30)))
+    assert [day.name for day in got.values()] == ["Labor Day", "Thanksgiving Day"]
+    assert date(2026, 7, 3) not in got  # Independence Day (observed) goes with it
+    # a shop open on the Monday after Boxing Day (the bank holiday) but not on the day
+    gb = dict(_cal(holidays=["GB"], ignore=["Boxing Day (observed)"]).days(
+        date(2026, 12, 24), date(2026, 12, 31)))
+    assert [day.name for day in gb.values()] == ["Christmas Day", "Boxing Day"]
+    with pytest.raises(ConfigError) as err:
+        parse_config(BASE + "calendar: {holidays: [US], ignore: [Colombus Day]}\n")
+    (problem,) = err.value.problems
+    assert problem.path == "calendar.ignore"
+    assert "no holiday of US is called 'Colombus Day'; did you mean 'Columbus Day'?" in (
+        problem.message)
+
+
+def test_norway_is_not_false() -> None:
+    """``holidays: [NO]`` and ``values: {no: ...}`` are booleans to YAML: the problems said
+    "Input should be a valid string" (and "invalid key" at values[0])."""
+    bad = BASE + """calendar:
+  holidays: [GB, NO]
+  by: {label: region, values: {no: {holidays: ["NO"]}, 1: {holidays: [GB]}}}
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad)
+    got = {p.path: p.message for p in err.value.problems}
+    assert got == {
+        "calendar.holidays[1]": 'YAML reads this code as false, not text: quote it '
+                                '(holidays: ["NO"])',
+        "calendar.by.values": "a key YAML reads as the boolean false (no, off, yes, on, ...), "
+                              "not as a label value: quote it as in the data ('no': "
+                              '{holidays: ["NO"]})'}
+    ok = parse_config(BASE + """calendar: {by: {label: region, values: {"no": {holidays: ["NO"]},
+                                  1: {holidays: [GB]}}}}\n""")
+    assert ok.calendar is not None and ok.calendar.by is not None
+    assert list(ok.calendar.by.values) == ["no", "1"]
+
+
+def test_one_holiday_country_or_event_needs_no_list() -> None:
+    """``holidays: GB``, as a prophet detector takes it, was "Input should be a valid list"."""
+    cfg = parse_config(BASE + """calendar:
+  holidays: GB
+  ignore: Boxing Day
+  events: {name: Black Friday, start: 2026-11-27}
+""")
+    assert cfg.calendar is not None
+    assert (cfg.calendar.holidays, cfg.calendar.ignore) == (["GB"], ["Boxing Day"])
+    assert [e.name for e in cfg.calendar.events] == ["Black Friday"]
