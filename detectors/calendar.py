@@ -392,6 +392,15 @@ class Calendars:
     [CalendarDay(name='German Unity Day', mode='skip'), None]
     >>> cals.where({"region": "de"}), cals.where({})
     ('region=de', '')
+
+    A value's calendar takes the keys it does not set from the top-level one:
+
+    >>> cals = Calendars(CalendarConfig.model_validate({"events": [{"name": "Sale",
+    ...     "start": "2026-11-27"}], "by": {"label": "region", "values": {
+    ...     "de": {"timezone": "Europe/Berlin"}, "us": {"events": []}}}}))
+    >>> sale = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    >>> [cals.of({"region": r}).day_at(sale) for r in ("de", "us")]
+    [CalendarDay(name='Sale', mode='skip'), None]
     """
 
     def __init__(self, config: CalendarConfig) -> None:
@@ -399,7 +408,16 @@ class Calendars:
         self.default = BusinessCalendar(config)
         by = config.by
         self.label = by.label if by is not None else None
-        self._by = {v: BusinessCalendar(r) for v, r in by.values.items()} if by else {}
+        self._by = {v: BusinessCalendar(self._inherit(config, r))
+                    for v, r in by.values.items()} if by else {}
+
+    @staticmethod
+    def _inherit(top: CalendarConfig, own: CalendarRules) -> CalendarRules:
+        """A value's calendar: the keys it sets, the top-level calendar's for the others (a
+        Black Friday given once applies to every country; ``events: []`` opts out)."""
+        fields = {k: getattr(top, k) for k in CalendarRules.model_fields}
+        fields.update({k: getattr(own, k) for k in own.model_fields_set})
+        return CalendarRules.model_construct(**fields)
 
     def of(self, labels: Mapping[str, str]) -> BusinessCalendar:
         """The calendar of a series with ``labels``."""

@@ -847,8 +847,9 @@ def _check_exported(data: Any) -> list[tuple[Loc, str, str]]:
 
 
 def _check_calendar_label(data: Any) -> list[tuple[Loc, str, str]]:
-    """``calendar.by.label`` is a label some metric's series carry (a dimension, a split_by
-    label or a fixed label): a typo would give no series its own calendar without a word."""
+    """``calendar.by.label`` is a label the series of some metric that follows the calendar
+    carry (a dimension, a split_by label or a fixed label): a typo would give no series its
+    own calendar without a word."""
     cal = _get(data, "calendar") if _has(data, "calendar") else None
     by = _get(cal, "by") if _has(cal, "by") else None
     label = _get(by, "label") if _has(by, "label") else None
@@ -857,14 +858,16 @@ def _check_calendar_label(data: Any) -> list[tuple[Loc, str, str]]:
         return []
     known: list[str] = []
     for m in metrics:
+        if _has(m, "calendar") and _get(m, "calendar") is False:
+            continue  # the calendar does not apply to it
         for key in ("dimensions", "split_by", "labels"):
             found = _get(m, key) if _has(m, key) else None
             known += [str(k) for k in found or () if str(k) not in known] \
                 if isinstance(found, list | dict) else []
     if label in known:
         return []
-    msg = (f"no metric has a label {label!r}{_did_you_mean(label, known)}; "
-           f"labels of the metrics: {', '.join(sorted(known)) or 'none'}")
+    msg = (f"no metric that follows the calendar has a label {label!r}"
+           f"{_did_you_mean(label, known)}; their labels: {', '.join(sorted(known)) or 'none'}")
     return [(("calendar", "by", "label"), "reference", msg)]
 
 

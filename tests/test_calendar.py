@@ -304,7 +304,13 @@ def test_a_calendar_label_no_metric_has_is_a_config_error() -> None:
         parse_config(bad)
     [problem] = err.value.problems
     assert problem.path == "calendar.by.label"
-    assert "no metric has a label 'regoin' (did you mean 'region'?)" in problem.message
+    assert ("no metric that follows the calendar has a label 'regoin' (did you mean "
+            "'region'?)") in problem.message
+    # a metric that opts out of the calendar does not make its labels valid here
+    opted_out = BASE.replace("    history: 7d\n", "    history: 7d\n    calendar: false\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(opted_out + "calendar: {by: {label: region, values: {de: {}}}}\n")
+    assert [p.path for p in err.value.problems] == ["calendar.by.label"]
 
 
 def test_calendar_command_shows_each_regions_days(tmp_path) -> None:
