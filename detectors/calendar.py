@@ -19,8 +19,9 @@ midnight UTC, the local day most of the bucket covers: the UTC day of Thanksgivi
 19:00 the evening before in New York). Holidays come from the ``holidays`` package (country
 codes, optionally with a subdivision: ``GB-SCT``, ``US-CA``), events from the config.
 ``by: {label: region, values: {de: {...}}}`` gives the series of each listed value a calendar
-of their own (a German holiday is a German series' business, not the UK's); roll-up totals
-without the label keep the top-level calendar.
+of their own (a German holiday is a German series' business, not the UK's); a total over the
+label's values follows all of them (:class:`CombinedCalendar`), and other series the top-level
+calendar.
 
 >>> cal = BusinessCalendar(CalendarConfig.model_validate({
 ...     "timezone": "Europe/London", "holidays": ["GB"],
@@ -37,7 +38,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import copy
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -269,7 +271,8 @@ class CalendarBy(BaseModel):
                        "picks the calendar (a dimension or split_by label, e.g. region).")
     values: dict[str, CalendarRules] = Field(min_length=1, description="A calendar per value; "
                                              "other values, and series without the label "
-                                             "(roll-up totals), keep the top-level one.")
+                                             "elsewhere keep the top-level one; totals over the "
+                                             "label follow every value's.")
 
 
     @field_validator("values", mode="before")
@@ -380,6 +383,37 @@ class BusinessCalendar:
                 f"events={len(c.events)}, mode={c.mode!r})")
 
 
+class CombinedCalendar:
+    """The calendar of a series summed over the ``by`` label's values (a roll-up total over
+    regions): a calendar day when any part has one, the strongest mode winning (skip over
+    score), named after the part it comes from: ``German Unity Day (region=de)``. Why: a
+    German holiday moves the total too; learned, it would pull the total's baseline, and
+    scored as an ordinary day, the total alerts on it."""
+
+    def __init__(self, parts: list[tuple[str, BusinessCalendar]]) -> None:
+        self.parts = parts
+        self.zone = parts[0][1].zone  # for dates people read: the top-level calendar's
+        self.config = parts[0][1].config
+
+    def day_at(self, ts: datetime) -> CalendarDay | None:
+        """The strongest calendar day of the parts at ``ts``, or None."""
+        best: CalendarDay | None = None
+        for where, cal in self.parts:
+            day = cal.day_at(ts)
+            if day is not None and (best is None or (day.mode == "skip" and best.mode != "skip")):
+                best = CalendarDay(f"{day.name} ({where})" if where else day.name, day.mode)
+        return best
+
+    def day_at_ns(self, ts_ns: int) -> CalendarDay | None:
+        """:meth:`day_at` for UTC nanoseconds."""
+        return self.day_at(datetime.fromtimestamp(ts_ns // 1000 / 1e6, UTC))
+
+    def skips(self, ts: datetime) -> bool:
+        """Whether some part makes ``ts``'s bucket a ``skip`` day."""
+        day = self.day_at(ts)
+        return day is not None and day.mode == "skip"
+
+
 class Calendars:
     """The calendar of each series: the top-level one, or the one of its ``by`` label's value.
 
@@ -410,6 +444,17 @@ class Calendars:
         self.label = by.label if by is not None else None
         self._by = {v: BusinessCalendar(self._inherit(config, r))
                     for v, r in by.values.items()} if by else {}
+        #: whether series without the label are totals over its values (a dimension of the
+        #: metric), which then follow every value's calendar (:class:`CombinedCalendar`)
+        self.rolled_up = False
+        self._combined = CombinedCalendar(self.all()) if self._by else None
+
+    def for_dimensions(self, dimensions: Collection[str]) -> Calendars:
+        """The same calendars for a metric whose rolled-up ``dimensions`` are these (shared:
+        holidays are still looked up once)."""
+        view = copy.copy(self)
+        view.rolled_up = self.label is not None and self.label in dimensions
+        return view
 
     @staticmethod
     def _inherit(top: CalendarConfig, own: CalendarRules) -> CalendarRules:
@@ -419,18 +464,37 @@ class Calendars:
         fields.update({k: getattr(own, k) for k in own.model_fields_set})
         return CalendarRules.model_construct(**fields)
 
-    def of(self, labels: Mapping[str, str]) -> BusinessCalendar:
+    def of(self, labels: Mapping[str, str]) -> BusinessCalendar | CombinedCalendar:
         """The calendar of a series with ``labels``."""
         if self.label is None:
             return self.default
-        return self._by.get(str(labels.get(self.label)), self.default) \
-            if self.label in labels else self.default
+        if self.label in labels:
+            return self._by.get(str(labels[self.label]), self.default)
+        return self._combined if self.rolled_up and self._combined else self.default
 
     def where(self, labels: Mapping[str, str]) -> str:
-        """``region=de`` when the series has a calendar of its own, else ``""``."""
-        if self.label is None or str(labels.get(self.label)) not in self._by:
+        """``region=de`` when the series has a calendar of its own, ``region=any`` for a total
+        over the label's values (rolled up), else ``""``."""
+        if self.label is None:
             return ""
-        return f"{self.label}={labels[self.label]}"
+        if self.label not in labels:
+            return f"{self.label}=any" if self.rolled_up and self._combined else ""
+        return f"{self.label}={labels[self.label]}" if str(labels[self.label]) in self._by \
+            else ""
+
+    def combined(self, values: Collection[str]) -> CombinedCalendar:
+        """The calendar of totals over the label, from the top-level calendar and those of
+        ``values`` (the ones the series have: a listed value no series has moves no total)."""
+        return CombinedCalendar([("", self.default)] + [
+            (f"{self.label}={v}", c) for v, c in self._by.items() if v in values])
+
+    def series_calendars(self) -> list[tuple[str, BusinessCalendar | CombinedCalendar]]:
+        """:meth:`all`, plus (last) the combined calendar of totals when the label is rolled
+        up: of every value, until :meth:`combined` narrows it to the values seen."""
+        extra: list[tuple[str, BusinessCalendar | CombinedCalendar]] = []
+        if self.rolled_up and self._combined is not None:
+            extra.append((f"{self.label}=any", self._combined))
+        return [*self.all(), *extra]
 
     def values(self) -> list[str]:
         """The ``by`` label's values that have a calendar of their own."""

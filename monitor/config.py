@@ -1056,7 +1056,7 @@ class MonitorConfig(BaseModel):
             return None
         if self._calendar is None:
             self._calendar = Calendars(self.calendar)
-        return self._calendar
+        return self._calendar.for_dimensions(metric.dimensions)
 
     def detector(self, name: str) -> DetectorConfig:
         """The detector config called ``name``; ``KeyError`` lists the defined ones."""

@@ -85,8 +85,9 @@ class MetricDetectors:
         self.rules = rules
         #: Holidays and events: their points are not learned (``skip``: nor scored)
         self.calendar = calendar
-        self._cals = calendar.all() if calendar is not None else []
+        self._cals = calendar.series_calendars() if calendar is not None else []
         self._cal_of: dict[str, int] = {}  # series -> index in _cals
+        self._cal_seen: frozenset[str] | None = None  # by-label values of the series seen
         self.feedback = feedback if feedback is not None else FeedbackBook()
         #: Detector name -> its type (``robust_seasonal``), for messages.
         self.types = {name: cfg.type for name, cfg in detectors.items()}
@@ -213,6 +214,7 @@ class MetricDetectors:
         """
         result = DetectionResult()
         self._labels.update({k: s.labels for k, s in series.items()})
+        self._narrow_totals_calendar()
         self.collect_fits()  # slow fits finished since the last tick
         if frame.empty:  # the whole metric is silent: monitor.staleness reports that
             return result
@@ -359,6 +361,18 @@ class MetricDetectors:
                        if label in labels})
         unmatched = [v for v in self.calendar.values() if v not in seen]
         return (label, unmatched, seen) if seen and unmatched else None
+
+    def _narrow_totals_calendar(self) -> None:
+        """Totals over the ``by`` label follow the calendars of the values the series have
+        (``DE`` listed where the source says ``de`` moves no total)."""
+        cal = self.calendar
+        if cal is None or not cal.rolled_up or cal.label is None or not self._cals:
+            return
+        seen = frozenset(str(labels[cal.label]) for labels in self._labels.values()
+                         if cal.label in labels)
+        if seen != self._cal_seen:
+            self._cal_seen = seen
+            self._cals[-1] = (self._cals[-1][0], cal.combined(seen))
 
     def _calendar_index(self, key: str) -> int:
         index = self._cal_of.get(key)

@@ -278,7 +278,12 @@ def test_each_region_can_follow_its_own_calendar() -> None:
     assert by.summary["contacts"]["calendar"] == {
         "2026-01-19": ("Holiday", "skip"), "2026-01-19 (region=de)": ("Feiertag", "skip"),
         "2026-01-19 (region=fr)": ("Jour férié", "skip"),
-        "2026-01-19 (region=us)": ("Holiday", "skip")}
+        "2026-01-19 (region=us)": ("Holiday", "skip"),
+        # the total over regions is off on every region's day, in UTC dates: Berlin's
+        # holiday starts at 23:00 UTC the day before, New York's ends at 05:00 the day after
+        "2026-01-18 (region=any)": ("Feiertag (region=de)", "skip"),
+        "2026-01-19 (region=any)": ("Holiday", "skip"),
+        "2026-01-20 (region=any)": ("Holiday (region=us)", "skip")}
 
 
 def _days(frame: pd.DataFrame) -> pd.Series:
@@ -385,7 +390,10 @@ def test_a_by_value_no_series_has_is_named_and_not_said_to_have_skipped(tmp_path
     start, end = ANCHOR + timedelta(days=13), ANCHOR + timedelta(days=15)
     res = run_backtest(parse_config(cfg), ["contacts"], start, end)
     summary = res.summary["contacts"]
-    assert summary["calendar"] == {"2026-01-19 (region=us)": ("Holiday", "skip")}
+    assert summary["calendar"] == {
+        "2026-01-19 (region=us)": ("Holiday", "skip"),
+        # the total over regions follows the calendars of the regions its series have
+        "2026-01-19 (region=any)": ("Holiday (region=us)", "skip")}
     assert summary["calendar_unmatched"] == ("region", ["DE"], ["de", "fr", "uk", "us"])
     path = tmp_path / "cxmon.yaml"
     path.write_text(cfg)
@@ -534,3 +542,32 @@ def test_one_holiday_country_or_event_needs_no_list() -> None:
     assert cfg.calendar is not None
     assert (cfg.calendar.holidays, cfg.calendar.ignore) == (["GB"], ["Boxing Day"])
     assert [e.name for e in cfg.calendar.events] == ["Black Friday"]
+
+
+def test_a_total_over_regions_follows_every_regions_calendar() -> None:
+    """A German holiday moves the total over regions too: a series rolled up over the ``by``
+    label is on a calendar day when any of its parts is (the strongest mode wins, named after
+    its part); the other regions' series are ordinary. Where the label is no dimension of the
+    metric, series without it keep the top-level calendar."""
+    cals = _cals(by={"label": "region", "values": {
+        "de": {"events": [{"name": "Feiertag", "start": "2026-01-13"}]},
+        "fr": {"events": [{"name": "Soldes", "start": "2026-01-13", "mode": "score"}]}}})
+    keys = {'kpi{region="de"}': {"region": "de"}, 'kpi{region="uk"}': {"region": "uk"},
+            "kpi": {}}
+    labels = {k: Series("kpi", v) for k, v in keys.items()}
+    pts = [(t, k, 10.0 + t % 24) for t in range(10 * 24) for k in keys]
+    day = pd.Timestamp("2026-01-13", tz=UTC)
+    for dims, total_skipped in ((["region"], True), ([], False)):
+        cfg = create({"type": "robust_seasonal"}, interval=HOUR).config
+        dets = MetricDetectors("kpi", HOUR, {"d": cfg}, PostRules(),
+                               calendar=cals.for_dimensions(dims))
+        res = dets.run(_frame(pts), labels, keep_scores=True)
+        assert res.scores is not None
+        on = res.scores[res.scores["timestamp"].dt.floor("D") == day]
+        blank = {k: bool(on.loc[on["series"] == k, "score"].isna().all()) for k in keys}
+        assert blank == {'kpi{region="de"}': True, 'kpi{region="uk"}': False,
+                         "kpi": total_skipped}, dims
+        if total_skipped:
+            assert res.calendar_days["2026-01-13 (region=any)"] == CalendarDay(
+                "Feiertag (region=de)", "skip")  # skip wins over fr's score day
+    assert cals.where({}) == "" and cals.for_dimensions(["region"]).where({}) == "region=any"
