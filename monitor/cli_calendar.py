@@ -66,8 +66,12 @@ def calendar(
         console.print(f"no calendar days between {first} and {last}", highlight=False)
     if by:
         own = ", ".join(f"{cals.label}={v}" for v in cals.values())
-        console.print(f"series with {own} follow their own calendar; the other series follow "
-                      "the top-level one", highlight=False, soft_wrap=True)
+        totals = [m.name for m in cfg.metrics if m.calendar and cals.label in m.dimensions]
+        console.print(f"series with {own} follow their own calendar"
+                      + (f"; the totals over {cals.label} ({', '.join(totals)}) are off on any "
+                         f"of those days" if totals else "")
+                      + "; the other series follow the top-level one",
+                      highlight=False, soft_wrap=True)
     modelling = sorted({d for m in cfg.metrics if m.calendar for d in m.detectors
                         if getattr(cfg.detectors.get(d), "holidays", None)
                         or getattr(cfg.detectors.get(d), "events", None)})

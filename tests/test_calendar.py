@@ -333,7 +333,9 @@ def test_calendar_command_shows_each_regions_days(tmp_path) -> None:
     assert rows == [["2026-10-03", "Sat", "region=de"], ["2026-12-25", "Fri", "other series"],
                     ["2026-12-25", "Fri", "region=de"], ["2026-12-26", "Sat", "other series"],
                     ["2026-12-26", "Sat", "region=de"]]
-    assert "series with region=de follow their own calendar" in out.output
+    assert ("series with region=de follow their own calendar; the totals over region "
+            "(contacts) are off on any of those days; the other series follow the top-level "
+            "one") in out.output
 
 
 def test_prophet_with_its_own_holidays_still_learns_the_calendar_days() -> None:
