@@ -10,7 +10,7 @@ import re
 import statistics
 import sys
 import tempfile
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -266,8 +266,28 @@ def validate(
     )
     for where, text in [*missing_files(cfg), *short_histories(cfg), *display_warnings(cfg)]:
         console.print(f"[yellow]warning[/] {where}: {escape(text)}", soft_wrap=True)
+    if (line := _calendar_summary(cfg)) is not None:
+        console.print(line, soft_wrap=True, highlight=False)
     if poll:
         _poll_metrics(cfg, intervals)
+
+
+def _calendar_summary(cfg: MonitorConfig, days: int = 90, today: date | None = None
+                      ) -> str | None:
+    """``calendar: 6 days in the next 90 ...``: what the calendar will do soon, so a config
+    whose calendar names no day (a wrong year, an empty list) shows it before the holiday."""
+    metric = next((m for m in cfg.metrics if m.calendar), None)
+    cals = cfg.calendar_for(metric) if metric is not None else None
+    if cals is None:
+        return None
+    today = today or datetime.now(UTC).astimezone(cals.default.zone).date()
+    end = today + timedelta(days=days - 1)
+    found = {d for _, cal in cals.all() for d, _day in cal.days(today, end)}
+    following = sum(m.calendar for m in cfg.metrics)
+    nxt = min(found) if found else None
+    return (f"calendar: {len(found)} day(s) in the next {days}"
+            + (f" (next {nxt.isoformat()}; `cxmon calendar` lists them)" if nxt else "")
+            + f", for {following} of {len(cfg.metrics)} metric(s)")
 
 
 def _poll_metrics(cfg: MonitorConfig, intervals: int) -> None:

@@ -573,3 +573,21 @@ def test_a_total_over_regions_follows_every_regions_calendar() -> None:
             assert res.calendar_days["2026-01-13 (region=any)"] == CalendarDay(
                 "Feiertag (region=de)", "skip")  # skip wins over fr's score day
     assert cals.where({}) == "" and cals.for_dimensions(["region"]).where({}) == "region=any"
+
+
+def test_validate_says_what_the_calendar_will_do_soon(tmp_path) -> None:
+    from monitor.cli import _calendar_summary
+
+    cfg = parse_config(BASE + "calendar: {holidays: [GB], events: [{name: Sale, "
+                              "start: 2026-11-27}]}\n")
+    assert _calendar_summary(cfg, today=date(2026, 11, 20)) == (
+        "calendar: 5 day(s) in the next 90 (next 2026-11-27; `cxmon calendar` lists them), "
+        "for 1 of 1 metric(s)")  # the sale, Christmas, Boxing Day and its observed day, 1 Jan
+    stale = parse_config(BASE + "calendar: {events: [{name: Sale, start: 2025-11-28}]}\n")
+    assert _calendar_summary(stale, today=date(2026, 11, 20)) == (
+        "calendar: 0 day(s) in the next 90, for 1 of 1 metric(s)")  # last year's date
+    assert _calendar_summary(parse_config(BASE)) is None
+    path = tmp_path / "cxmon.yaml"
+    path.write_text(BASE + "calendar: {holidays: [GB]}\n")
+    out = CliRunner().invoke(app, ["validate", "-c", str(path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0 and "calendar: " in out.output and "for 1 of 1 metric(s)" in out.output
