@@ -66,23 +66,22 @@ __all__ = [
     "CalendarRules",
     "Calendars",
     "DayMode",
+    "NamedDays",
 ]
 
 DayMode = Literal["skip", "score"]
 
 
-class CalendarEvent(BaseModel):
-    """A custom calendar entry: ``{name: black_friday, start: 2026-11-27, end: 2026-11-30}``
-    (inclusive local dates; without ``end``, the one day ``start``), optionally with its own
-    ``mode``."""
+class NamedDays(BaseModel):
+    """Named whole days: ``{name: black_friday, start: 2026-11-27, end: 2026-11-30}``
+    (inclusive dates; without ``end``, the one day ``start``). Shared by the calendar's events
+    and Prophet's ``events``, so both read and check dates alike."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     start: date
     end: date = Field(  # type: ignore[assignment]  # filled in from start when absent
         None, description="Last day, inclusive (default: start, a one-day event).")
-    mode: DayMode | None = Field(None, description="skip or score (default: the calendar's "
-                                 "mode).")
 
     @model_validator(mode="before")
     @classmethod
@@ -102,8 +101,8 @@ class CalendarEvent(BaseModel):
         # pydantic's "Datetimes provided to dates should have zero time"
         if isinstance(value, datetime) or (isinstance(value, str) and not _is_date(value)):
             raise ValueError(
-                f"{str(value)!r} is not a date: give YYYY-MM-DD (events are whole days in the "
-                "calendar's time zone; one that runs past midnight there covers both dates)")
+                f"{str(value)!r} is not a date: give YYYY-MM-DD (events are whole local days; "
+                "one that runs past midnight covers both dates)")
         return value
 
     @field_validator("end")
@@ -113,6 +112,13 @@ class CalendarEvent(BaseModel):
         if start is not None and end < start:
             raise ValueError(f"end ({end}) is before start ({start})")
         return end
+
+
+class CalendarEvent(NamedDays):
+    """A calendar event, optionally with its own ``mode``."""
+
+    mode: DayMode | None = Field(None, description="skip or score (default: the calendar's "
+                                 "mode).")
 
 
 def _is_date(text: str) -> bool:

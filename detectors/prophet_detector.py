@@ -51,14 +51,15 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
 from detectors.base import Detector, DetectorConfig, Scores, TickBatch
+from detectors.calendar import NamedDays
 from detectors.count_tail import count_drop_score
 from detectors.registry import register
 from detectors.robust_seasonal import t_two_sided_cdf
@@ -80,22 +81,8 @@ def _ns(value: timedelta) -> int:
     return value // timedelta(microseconds=1) * 1_000
 
 
-class Event(BaseModel):
-    """A custom calendar entry: ``{name: black_friday, start: 2026-11-27, end: 2026-11-30}``."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
-    start: date
-    end: date
-
-    @field_validator("end")
-    @classmethod
-    def _ordered(cls, end: date, info: ValidationInfo) -> date:
-        # a field validator: a model validator would be skipped when another key is wrong
-        start = info.data.get("start")
-        if start is not None and end < start:
-            raise ValueError(f"end ({end}) is before start ({start})")
-        return end
+#: Prophet's custom events: named whole days (detectors/calendar.py)
+Event = NamedDays
 
 
 Seasonality = Literal["auto"] | bool

@@ -470,8 +470,8 @@ def test_an_event_with_a_time_of_day_says_events_are_whole_days() -> None:
     assert sorted(got) == ["calendar.events[0].end", "calendar.events[0].start",
                            "calendar.events[1].start"]
     assert got["calendar.events[0].start"] == (
-        "'2026-11-27T18:00' is not a date: give YYYY-MM-DD (events are whole days in the "
-        "calendar's time zone; one that runs past midnight there covers both dates)")
+        "'2026-11-27T18:00' is not a date: give YYYY-MM-DD (events are whole local days; "
+        "one that runs past midnight covers both dates)")
     assert "'27/11/2026' is not a date: give YYYY-MM-DD" in got["calendar.events[1].start"]
 
 
@@ -590,4 +590,5 @@ def test_validate_says_what_the_calendar_will_do_soon(tmp_path) -> None:
     path = tmp_path / "cxmon.yaml"
     path.write_text(BASE + "calendar: {holidays: [GB]}\n")
     out = CliRunner().invoke(app, ["validate", "-c", str(path)], env={"COLUMNS": "200"})
-    assert out.exit_code == 0 and "calendar: " in out.output and "for 1 of 1 metric(s)" in out.output
+    assert out.exit_code == 0
+    assert "calendar: " in out.output and "for 1 of 1 metric(s)" in out.output

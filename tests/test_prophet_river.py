@@ -182,7 +182,8 @@ def test_impossible_event_date_is_a_config_error_with_its_path(tmp_path: Path) -
                    "detectors: [p], description: 2026-02-30}\n")
     res = CliRunner().invoke(app, ["validate", "-c", str(cfg)], env={"COLUMNS": "200"})
     assert res.exit_code == 2, res.output
-    assert "detectors.p.events[0].start: Input should be a valid date" in res.output
+    assert "detectors.p.events[0].start: '2026-13-01' is not a date: give YYYY-MM-DD" \
+        in res.output
     assert "metrics[0].description" not in res.output
 
 
