@@ -577,8 +577,8 @@ def _demo_explore_hint(store: str, start: datetime, end: datetime) -> None:
     period = f"--start {start:%Y-%m-%dT%H:%MZ} --end {end:%Y-%m-%dT%H:%MZ}"
     console.print(
         "\nExplore this run with the other commands (the store stays):\n"
-        + (f"  source {activate}      # cxmon is not on your PATH; or type {cxmon} as below\n"
-           if activate else "")
+        + (f"  source {activate}      # cxmon is not on your PATH: activate its venv, "
+           "or use its full path as below\n" if activate else "")
         + f"  export CXMON_DEMO_STORE='{store}' CXMON_DEMO_ANCHOR='{start.isoformat()}'\n"
         f"  {cxmon} anomalies -c {demo_yaml}      # then: alerts status, feedback, silence, ...\n"
         f"  {cxmon} backtest -c {demo_yaml} {period}   # the same 4 weeks, replayed",
