@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -570,7 +571,7 @@ def demo(
     pipeline.close()
     if once:
         st.close()
-        _demo_explore_hint(store if own_store else "<your --store URL>", start)
+        _demo_explore_hint(store if own_store else "<your --store URL>", start, end)
         return
     console.print(f"\nPolling live (Ctrl-C to stop); store: {st.url_redacted}")
     live = Pipeline(cfg, st, clock=SystemClock(), console=console, sources=telemetry.sources)
@@ -586,16 +587,36 @@ def demo(
         console.print(f"stopped; the demo's store stays at {st.url_redacted}")
 
 
-def _demo_explore_hint(store: str, start: datetime) -> None:
+def _demo_explore_hint(store: str, start: datetime, end: datetime) -> None:
     """How to point the other commands at the run just replayed (its store stays). A
-    ``--store`` URL is not repeated: it may hold a password."""
+    ``--store`` URL is not repeated: it may hold a password. ``make demo`` installs cxmon into
+    ``.venv`` without activating it, so when ``cxmon`` is not on the PATH the commands name the
+    executable that is running (and say how to activate its virtualenv)."""
     demo_yaml = resources.files("monitor") / "examples" / "demo.yaml"
+    cxmon, activate = _cxmon_command()
+    period = f"--start {start:%Y-%m-%dT%H:%MZ} --end {end:%Y-%m-%dT%H:%MZ}"
     console.print(
         "\nExplore this run with the other commands (the store stays):\n"
-        f"  export CXMON_DEMO_STORE='{store}' CXMON_DEMO_ANCHOR='{start.isoformat()}'\n"
-        f"  cxmon anomalies -c {demo_yaml}      # then: alerts status, feedback, silence, ...",
+        + (f"  source {activate}      # cxmon is not on your PATH: activate its venv, "
+           "or use its full path as below\n" if activate else "")
+        + f"  export CXMON_DEMO_STORE='{store}' CXMON_DEMO_ANCHOR='{start.isoformat()}'\n"
+        f"  {cxmon} anomalies -c {demo_yaml}      # then: alerts status, feedback, silence, ...\n"
+        f"  {cxmon} backtest -c {demo_yaml} {period}   # the same 4 weeks, replayed",
         highlight=False, soft_wrap=True,
     )
+
+
+def _cxmon_command() -> tuple[str, str | None]:
+    """``cxmon`` when that is on the PATH, else the running interpreter's ``cxmon`` script and
+    the ``activate`` script beside it (``.venv/bin/cxmon``, ``.venv/bin/activate``)."""
+    if shutil.which("cxmon"):
+        return "cxmon", None
+    bindir = Path(sys.executable).parent
+    script = bindir / "cxmon"
+    if not script.exists():
+        return "cxmon", None
+    activate = bindir / "activate"
+    return str(script), str(activate) if activate.exists() else None
 
 
 def _demo_anchor(text: str) -> datetime:

@@ -142,6 +142,61 @@ def test_demo_says_how_to_explore_its_run_without_repeating_a_store_url(
     assert "examples/demo.yaml" in output and "cxmon anomalies -c" in output
 
 
+def test_demo_hint_names_the_venv_cxmon_when_cxmon_is_not_on_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``make demo`` installs cxmon into .venv without activating it: a bare ``cxmon`` in the
+    hint would be 'command not found', so the hint names the venv's script and activate."""
+    import io
+
+    from rich.console import Console
+
+    import monitor.cli as cli
+
+    bindir = tmp_path / ".venv" / "bin"
+    bindir.mkdir(parents=True)
+    for name in ("python", "cxmon", "activate"):
+        (bindir / name).write_text("")
+    monkeypatch.setattr(cli.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(cli.sys, "executable", str(bindir / "python"))
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=out, width=300))
+    cli._demo_explore_hint("sqlite:////tmp/x/demo.db", ANCHOR, ANCHOR + timedelta(days=28))
+    text = out.getvalue()
+    assert f"source {bindir / 'activate'}" in text
+    assert f"  {bindir / 'cxmon'} anomalies -c " in text
+    assert "\n  cxmon " not in text
+
+    monkeypatch.setattr(cli.shutil, "which", lambda _name: "/usr/local/bin/cxmon")
+    out.seek(0)
+    out.truncate()
+    cli._demo_explore_hint("sqlite:////tmp/x/demo.db", ANCHOR, ANCHOR + timedelta(days=28))
+    text = out.getvalue()
+    assert "source " not in text and "  cxmon anomalies -c " in text
+
+
+def test_demo_hint_backtest_replays_the_demo_period(
+    demo_store: tuple[Store, str], tmp_path: Path,
+) -> None:
+    """The hint's backtest line runs as printed (with the exported variables) and finds the
+    demo's incidents, instead of a newcomer guessing dates outside the demo's period."""
+    import re
+    import shlex
+
+    _, output = demo_store
+    line = next(ln for ln in output.splitlines() if " backtest -c " in ln)
+    args = shlex.split(line.split("#")[0])
+    assert args[1] == "backtest"
+    assert args[args.index("--start") + 1] == f"{ANCHOR:%Y-%m-%dT%H:%MZ}"
+    result = CliRunner().invoke(app, args[1:], env={
+        "COLUMNS": "200", "CXMON_DEMO_ANCHOR": ANCHOR.isoformat(),
+        "CXMON_DEMO_STORE": f"sqlite:///{tmp_path / 'none.db'}",
+    })
+    assert result.exit_code == 0, result.output
+    found = [int(n) for n in re.findall(r"(\d+) anomalies in", result.output)]
+    assert len(found) == 4 and all(n > 0 for n in found), result.output
+
+
 def test_readme_display_names_example_is_the_demo_message_with_names(
         demo_store: tuple[Store, str]) -> None:
     """The README's display-names example is what the demo's message says with the
