@@ -183,8 +183,13 @@ def _causes_text(changes: Mapping[str, Any], names: Names) -> list[str]:
 
 def _also(series: list[str], total: int, group: Mapping[str, Any],
           names: Names | None = None) -> str:
-    """``now also region=us, region=de (+2 more)``: the labels the group does not say, each
-    with its metric when the new series are of several metrics."""
+    """``now also region=us / channel=app, region=de (+2 more)``: the labels the group does
+    not say, each with its metric when the new series are of several metrics; series are
+    set apart by `` / `` (a comma already separates one series' labels).
+
+    >>> _also(['m{channel="app",region="de"}', 'm{region="uk"}'], 2, {})
+    'now also channel=app, region=de / region=uk'
+    """
     parsed = []
     for key in series:
         try:
@@ -201,7 +206,7 @@ def _also(series: list[str], total: int, group: Mapping[str, Any],
     unique = list(dict.fromkeys(said))
     shown = unique[:SHOWN_SERIES]
     more = max(total - len(series), 0) + len(unique) - len(shown)
-    return "now also " + ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")
+    return "now also " + " / ".join(shown) + (f" (+{more} more)" if more > 0 else "")
 
 
 def _band(severity: int) -> int:
