@@ -519,7 +519,7 @@ def demo(
     """Replay a few weeks of a simulated retailer's KPIs, print the alerts, then poll live."""
     from monitor.pipeline import Pipeline
     from monitor.scheduler import Scheduler, replay
-    from sources.demo import default_anchor, incidents_at
+    from sources.demo import HOLIDAY_DAYS, default_anchor, incidents_at
 
     _setup_logging(log_level)
     now = SystemClock().now()
@@ -528,7 +528,8 @@ def demo(
     own_store = store is None
     if store is None:
         store = f"sqlite:///{Path(tempfile.mkdtemp(prefix='cxmon-demo-')) / 'demo.db'}"
-    env = {**os.environ, "CXMON_DEMO_STORE": store, "CXMON_DEMO_ANCHOR": start.isoformat()}
+    env = {**os.environ, "CXMON_DEMO_STORE": store, "CXMON_DEMO_ANCHOR": start.isoformat(),
+           "CXMON_DEMO_HOLIDAY": demo_holiday(start)}
     demo_yaml = resources.files("monitor") / "examples" / "demo.yaml"
     with resources.as_file(demo_yaml) as path:
         cfg = _load(path, env=env)
@@ -546,6 +547,9 @@ def demo(
         f"from {_hm(start)} UTC); store: {st.url_redacted}\n"
         "The demo starts without history, so the first week is the detectors' warm-up "
         "(they learn each KPI's weekly pattern before they alert).\n"
+        + (f"Day {HOLIDAY_DAYS[0]} ({demo_holiday(start)}) is a public holiday in the data "
+           "(online -40 %, stores closed): demo.yaml's calendar has the detectors skip it "
+           "(not scored, not learned).\n" if days > HOLIDAY_DAYS[0] else "")
     )
     step = timedelta(hours=step_hours)
     steps = int((end - clock.now()) / step) + 1
@@ -599,11 +603,20 @@ def _demo_explore_hint(store: str, start: datetime, end: datetime) -> None:
         "\nExplore this run with the other commands (the store stays):\n"
         + (f"  source {activate}      # cxmon is not on your PATH: activate its venv, "
            "or use its full path as below\n" if activate else "")
-        + f"  export CXMON_DEMO_STORE='{store}' CXMON_DEMO_ANCHOR='{start.isoformat()}'\n"
+        + f"  export CXMON_DEMO_STORE='{store}' CXMON_DEMO_ANCHOR='{start.isoformat()}' "
+        f"CXMON_DEMO_HOLIDAY='{demo_holiday(start)}'\n"
         f"  {cxmon} anomalies -c {demo_yaml}      # then: alerts status, feedback, silence, ...\n"
         f"  {cxmon} backtest -c {demo_yaml} {period}   # the same 4 weeks, replayed",
         highlight=False, soft_wrap=True,
     )
+
+
+def demo_holiday(start: datetime) -> str:
+    """The demo data's public holiday (its ``HOLIDAY_DAYS`` after ``start``) as the date
+    ``demo.yaml``'s calendar reads from ``CXMON_DEMO_HOLIDAY``."""
+    from sources.demo import HOLIDAY_DAYS
+
+    return (start + timedelta(days=HOLIDAY_DAYS[0])).date().isoformat()
 
 
 def _cxmon_command() -> tuple[str, str | None]:
