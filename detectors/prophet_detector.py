@@ -300,11 +300,11 @@ class ProphetDetector(Detector):
         self.executor = executor
 
     @property
-    def models_calendar(self) -> bool:
-        """Whether this detector models holidays and events itself (its own ``holidays`` or
-        ``events``): it must learn those days, or it can never estimate their effect, so the
-        business calendar does not hide them from it (see monitor/detection.py)."""
-        return bool(self.cfg.holidays or self.cfg.events)
+    def learns_calendar_days(self) -> str | None:
+        """Why this detector learns the business calendar's days all the same (see
+        monitor/detection.py), or None: with its own ``holidays`` or ``events`` it estimates
+        their effect from the days it has seen."""
+        return "holidays or events of its own" if self.cfg.holidays or self.cfg.events else None
 
     # -- scoring ------------------------------------------------------------------------------
 

@@ -918,8 +918,7 @@ def _calendar_line(days: dict[str, tuple[str, str]], learners: list[str] | None 
     if scored:
         parts.append(f"scored but not learned on {len(scored)} ({', '.join(scored)})")
     if learners:
-        parts.append(f"learned all the same by {', '.join(learners)} (holidays or events of "
-                     "its own)")
+        parts.append(f"learned all the same by {', '.join(learners)}")
     return "; ".join(parts)
 
 

@@ -79,6 +79,12 @@ def calendar(
         console.print(f"detector(s) {', '.join(modelling)} model holidays or events of their "
                       "own and learn these days all the same (a skip day is still not scored)",
                       highlight=False, soft_wrap=True)
+    positional = sorted({d for m in cfg.metrics if m.calendar for d in m.detectors
+                         if getattr(cfg.detectors.get(d), "type", None) == "novelty"})
+    if positional:
+        console.print(f"detector(s) {', '.join(positional)} (novelty) learn these days all the "
+                      "same: their shapes are positions in their history (a skip day is still "
+                      "not scored)", highlight=False, soft_wrap=True)
     skipped = [m.name for m in cfg.metrics if not m.calendar]
     console.print(f"applies to {len(applies)} metric(s)"
                   + (f"; not to {', '.join(skipped)} (calendar: false)" if skipped else ""),

@@ -258,7 +258,7 @@ class MetricDetectors:
                 if self.rules.missing is MissingPolicy.CARRY and filled.any():
                     learned = TickBatch(batch.series, batch.timestamps,
                                         np.where(filled, np.nan, batch.values), batch.volumes)
-                if modes is None or getattr(det, "models_calendar", False):
+                if modes is None or getattr(det, "learns_calendar_days", None):
                     det.learn(learned, decision.rare)
                 elif (ordinary := np.flatnonzero(modes == 0)).size:
                     # a holiday or an event must not become the baseline: as if it sent nothing
@@ -342,13 +342,14 @@ class MetricDetectors:
                                    len(keys))]
 
     def calendar_learners(self) -> list[str]:
-        """The detectors that learn calendar days all the same because they model holidays
-        and events themselves (Prophet with its own ``holidays`` or ``events``), named as in
-        messages: ``seasonal [prophet]``."""
+        """The detectors that learn calendar days all the same, with why (``learns_calendar_
+        days``: Prophet with holidays of its own, ``novelty`` whose shapes are positions),
+        named as in messages: ``seasonal [prophet] (holidays or events of its own)``."""
         if self.calendar is None:
             return []
-        return [n if n in ("default", self.types[n]) else f"{n} [{self.types[n]}]"
-                for n, det in self.detectors.items() if getattr(det, "models_calendar", False)]
+        return [f"{n if n in ('default', self.types[n]) else f'{n} [{self.types[n]}]'} ({why})"
+                for n, det in self.detectors.items()
+                if (why := getattr(det, "learns_calendar_days", None))]
 
     def calendar_unmatched(self) -> tuple[str, list[str], list[str]] | None:
         """``(label, by-values no series had, values the series had)`` when the series carry

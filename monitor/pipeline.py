@@ -514,7 +514,7 @@ class Pipeline:
             what = ("not scored, not learned" if day.mode == "skip"
                     else "scored and alerted as usual, not learned")
             if learners:
-                what += f" (learned all the same by {', '.join(learners)}: holidays of its own)"
+                what += f" (learned all the same by {', '.join(learners)})"
             log.info("%s: %s is %s (calendar: %s): its points are %s", metric.name, local,
                      day.name, day.mode, what)
 

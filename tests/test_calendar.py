@@ -440,7 +440,7 @@ def test_messages_say_that_prophet_with_holidays_learns_the_calendar_days(tmp_pa
     cfg = create({"type": "prophet", "holidays": "GB"}, interval=HOUR).config
     dets = MetricDetectors("kpi", HOUR, {"seasonal": cfg, "default": create(
         {"type": "robust_seasonal"}, interval=HOUR).config}, PostRules(), calendar=_cals())
-    assert dets.calendar_learners() == ["seasonal [prophet]"]
+    assert dets.calendar_learners() == ["seasonal [prophet] (holidays or events of its own)"]
     line = _calendar_line({"2026-12-25": ("Christmas Day", "skip")}, dets.calendar_learners())
     assert line == ("not scored or learned on 1 calendar day(s) (2026-12-25 Christmas Day); "
                     "learned all the same by seasonal [prophet] (holidays or events of its own)")
@@ -592,3 +592,24 @@ def test_validate_says_what_the_calendar_will_do_soon(tmp_path) -> None:
     out = CliRunner().invoke(app, ["validate", "-c", str(path)], env={"COLUMNS": "200"})
     assert out.exit_code == 0
     assert "calendar: " in out.output and "for 1 of 1 metric(s)" in out.output
+
+
+def test_novelty_learns_calendar_days_so_its_positions_stay_in_place() -> None:
+    """``novelty``'s shapes and same-time-of-day lags are positions in its buffer: a total
+    over regions skipped for 30 hours (the demo's holiday from Berlin's midnight to New
+    York's) compared each hour with the wrong hour of the previous days for a week. It learns
+    calendar days all the same; its skip-day scores are still blanked."""
+    holiday = (T0 + timedelta(days=9)).date().isoformat()
+    cals = _cals(events=[{"name": "Holiday", "start": holiday}])
+    pts = [(t, "s", float(10 + 5 * np.sin(t / 24 * 2 * np.pi))) for t in range(12 * 24)]
+    cfg = create({"type": "novelty", "history": 400}, interval=HOUR).config
+    dets = MetricDetectors("kpi", HOUR, {"n": cfg}, PostRules(), calendar=cals)
+    res = dets.run(_frame(pts), {}, keep_scores=True)
+    assert res.scores is not None
+    on = res.scores["timestamp"].dt.floor("D") == pd.Timestamp(holiday, tz=UTC)
+    assert res.scores.loc[on, "score"].isna().all()
+    assert dets.calendar_learners() == ["n [novelty] (its shapes are positions in its history)"]
+    state = dets.detectors["n"].get_state(["s"])["s"]
+    plain = MetricDetectors("kpi", HOUR, {"n": cfg}, PostRules())
+    plain.run(_frame(pts), {})
+    assert plain.detectors["n"].get_state(["s"])["s"] == state  # every point learned
