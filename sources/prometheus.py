@@ -107,12 +107,13 @@ class PrometheusSource(HttpSource):
         body = self.http.get_json("/api/v1/query_range", params=params,
                                   fix_hint="check the PromQL in the metric's query",
                                   auth_hint="")  # a rejected token is no PromQL problem
+        def malformed(what: str) -> FatalSourceError:
+            return FatalSourceError(f"source {self.name}: metric {request.metric}: malformed "
+                                    f"Prometheus response: {what}")
+
         if not isinstance(body, dict):
-            raise FatalSourceError(
-                f"source {self.name}: metric {request.metric}: malformed Prometheus response: "
-                f"a JSON {type(body).__name__}, not an object (is base_url a Prometheus "
-                f"API root?)"
-            )
+            raise malformed(f"a JSON {type(body).__name__}, not an object (is base_url a "
+                            "Prometheus API root?)")
         if body.get("status") != "success":
             error = body.get("error")
             kind = body.get("errorType")
@@ -123,11 +124,8 @@ class PrometheusSource(HttpSource):
             )
         data = body.get("data") or {}
         if not isinstance(data, dict):
-            raise FatalSourceError(
-                f"source {self.name}: metric {request.metric}: malformed Prometheus response: "
-                f"'data' is {type(data).__name__}, not an object (is base_url a Prometheus "
-                f"API root?)"
-            )
+            raise malformed(f"'data' is {type(data).__name__}, not an object (is base_url a "
+                            "Prometheus API root?)")
         if data.get("resultType") != "matrix":
             raise FatalSourceError(
                 f"source {self.name}: metric {request.metric}: expected a range vector "
@@ -135,10 +133,7 @@ class PrometheusSource(HttpSource):
             )
         result = data.get("result") or []
         if not isinstance(result, list):
-            raise FatalSourceError(
-                f"source {self.name}: metric {request.metric}: malformed Prometheus response: "
-                f"'data.result' is {type(result).__name__}, not a list"
-            )
+            raise malformed(f"'data.result' is {type(result).__name__}, not a list")
         shift = step.total_seconds()
 
         def parse(series: Any) -> list[dict[str, Any]]:
