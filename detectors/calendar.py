@@ -323,24 +323,20 @@ class BusinessCalendar:
         self._years: dict[int, dict[date, str]] = {}
 
     def day_at(self, ts: datetime) -> CalendarDay | None:
-        """The calendar day a bucket starting at ``ts`` (tz-aware) falls on, or None."""
-        return self._day(ts.astimezone(self.zone).date())
-
-    def day_of_bucket(self, start: datetime, interval: timedelta) -> CalendarDay | None:
-        """The calendar day of the bucket ``[start, start + interval)``: the local date of its
-        middle, so that a daily bucket (midnight to midnight UTC) counts as the local day it
-        mostly covers, east or west of UTC.
+        """The calendar day of the local date of ``ts`` (tz-aware), or None. Callers ask it of
+        a bucket's middle (monitor/detection.py), so that a daily bucket, midnight to midnight
+        UTC, counts as the local day it mostly covers, east or west of UTC.
 
         >>> ny = BusinessCalendar(CalendarRules(timezone="America/New_York", holidays=["US"]))
         >>> thanksgiving = datetime(2026, 11, 26, tzinfo=UTC)  # 19:00 on the 25th in New York
-        >>> ny.day_at(thanksgiving), ny.day_of_bucket(thanksgiving, timedelta(days=1))
+        >>> ny.day_at(thanksgiving), ny.day_at(thanksgiving + timedelta(days=1) / 2)
         (None, CalendarDay(name='Thanksgiving Day', mode='skip'))
         """
-        return self.day_at(start + interval / 2)
+        return self._day(ts.astimezone(self.zone).date())
 
     def skips(self, ts: datetime) -> bool:
-        """Whether the bucket starting at ``ts`` is on a ``skip`` day: nothing is alerted
-        then, not even data that stopped (reported after the day if it has not come back)."""
+        """Whether ``ts`` (a bucket's middle) is on a ``skip`` day: nothing is alerted then,
+        not even data that stopped (reported after the day if it has not come back)."""
         day = self.day_at(ts)
         return day is not None and day.mode == "skip"
 
@@ -415,7 +411,7 @@ class CombinedCalendar:
         return self.day_at(datetime.fromtimestamp(ts_ns // 1000 / 1e6, UTC))
 
     def skips(self, ts: datetime) -> bool:
-        """Whether some part makes ``ts``'s bucket a ``skip`` day."""
+        """Whether some part makes ``ts`` (a bucket's middle) a ``skip`` day."""
         day = self.day_at(ts)
         return day is not None and day.mode == "skip"
 
