@@ -914,12 +914,23 @@ def _calendar_line(days: dict[str, tuple[str, str]], learners: list[str] | None 
     parts = []
     if skipped:
         parts.append(f"not scored or learned on {len(skipped)} calendar day(s) "
-                     f"({', '.join(skipped)})")
+                     f"({_first(skipped)})")
     if scored:
-        parts.append(f"scored but not learned on {len(scored)} ({', '.join(scored)})")
+        parts.append(f"scored but not learned on {len(scored)} ({_first(scored)})")
     if learners:
         parts.append(f"learned all the same by {', '.join(learners)}")
     return "; ".join(parts)
+
+
+def _first(items: list[str], shown: int = 6) -> str:
+    """The first ``shown`` items, and how many more (a year of holidays in several regions
+    would otherwise make one summary line of hundreds of dates; `cxmon calendar` lists them).
+
+    >>> _first(["a", "b", "c"], 2)
+    'a, b, +1 more'
+    """
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f", +{more} more" if more > 0 else "")
 
 
 def _feedback_line(stats: dict[str, Any]) -> str:
