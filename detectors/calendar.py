@@ -201,8 +201,9 @@ class CalendarRules(BaseModel):
     @field_validator("holidays", "ignore", "events", mode="before")
     @classmethod
     def _one_is_a_list(cls, value: object) -> object:
-        # holidays: GB (as a prophet detector takes it), one event without [ ]
-        return [value] if isinstance(value, str | Mapping) else value
+        # holidays: GB (as a prophet detector takes it), one event without [ ]; holidays: NO
+        # (a YAML boolean) gets the same hint as inside a list
+        return [value] if isinstance(value, str | Mapping | bool) else value
 
     @field_validator("ignore")
     @classmethod

@@ -613,3 +613,11 @@ def test_novelty_learns_calendar_days_so_its_positions_stay_in_place() -> None:
     plain = MetricDetectors("kpi", HOUR, {"n": cfg}, PostRules())
     plain.run(_frame(pts), {})
     assert plain.detectors["n"].get_state(["s"])["s"] == state  # every point learned
+
+
+def test_norway_without_brackets_gets_the_same_hint() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(BASE + "calendar: {holidays: NO}\n")
+    assert [(p.path, p.message) for p in err.value.problems] == [
+        ("calendar.holidays[0]", 'YAML reads this code as false, not text: quote it '
+                                 '(holidays: ["NO"])')]
