@@ -357,11 +357,15 @@ class MetricDetectors:
         value's calendar that applies to nothing); None otherwise."""
         if self.calendar is None or self.calendar.label is None:
             return None
-        label = self.calendar.label
-        seen = sorted({str(labels[label]) for labels in self._labels.values()
-                       if label in labels})
+        seen = sorted(self._by_values_seen())
         unmatched = [v for v in self.calendar.values() if v not in seen]
-        return (label, unmatched, seen) if seen and unmatched else None
+        return (self.calendar.label, unmatched, seen) if seen and unmatched else None
+
+    def _by_values_seen(self) -> frozenset[str]:
+        """The values of ``calendar.by.label`` that the series seen so far carry."""
+        label = self.calendar.label if self.calendar is not None else None
+        return frozenset(str(labels[label]) for labels in self._labels.values()
+                         if label in labels)
 
     def _narrow_totals_calendar(self) -> None:
         """Totals over the ``by`` label follow the calendars of the values the series have
@@ -369,8 +373,7 @@ class MetricDetectors:
         cal = self.calendar
         if cal is None or not cal.rolled_up or cal.label is None or not self._cals:
             return
-        seen = frozenset(str(labels[cal.label]) for labels in self._labels.values()
-                         if cal.label in labels)
+        seen = self._by_values_seen()
         if seen != self._cal_seen:
             self._cal_seen = seen
             self._cals[-1] = (self._cals[-1][0], cal.combined(seen))

@@ -18,9 +18,10 @@ from monitor.cli import app
 from monitor.config import ConfigError, parse_config
 from monitor.detection import MetricDetectors
 from monitor.model import Series
+from tests.test_postrules_feedback import T0  # 2026-01-05, a Monday
+from tests.test_postrules_feedback import frame as postrule_frame
 
 HOUR = timedelta(hours=1)
-T0 = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 ANCHOR = T0
 
 
@@ -114,13 +115,8 @@ def test_the_demo_holiday_alerts_unless_the_calendar_skips_it() -> None:
     assert runs["score"][1] == {holiday: ("Holiday", "score")}
 
 
-def _frame(points: list[tuple[int, str, float]]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "timestamp": pd.to_datetime([T0 + t * HOUR for t, _, _ in points], utc=True),
-        "series": [s for _, s, _ in points],
-        "value": [v for _, _, v in points],
-        "denominator": np.nan,
-    })
+# a measure frame of (hour after T0, series, value) points, as the post-rule tests build it
+_frame = postrule_frame
 
 
 def _detectors(calendar: Calendars | None, no_data_after: int = 0) -> MetricDetectors:
