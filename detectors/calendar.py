@@ -52,10 +52,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
     "BusinessCalendar",
@@ -208,19 +210,21 @@ class CalendarRules(BaseModel):
     @field_validator("ignore")
     @classmethod
     def _known_holidays(cls, names: list[str], info: ValidationInfo) -> list[str]:
-        # a name no listed country has (a typo, or "Columbus day" of DE) would ignore nothing
+        # a name no listed country has (a typo, or "Columbus day" of DE) would ignore nothing;
+        # every such name is reported at its own position (calendar.ignore[1]), not the first
         codes = info.data.get("holidays")
         if codes is None:  # the holidays are invalid: reported on their own
             return names
         known = _holiday_names(tuple(codes))
-        for name in names:
-            if _base_name(name) not in {_base_name(k) for k in known}:
-                import difflib
-
-                close = difflib.get_close_matches(name, sorted(known), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"no holiday of {', '.join(codes) or 'no country'} is called "
-                                 f"{name!r}{hint} (`cxmon calendar` lists their names)")
+        bases = {_base_name(k) for k in known}
+        problems = [
+            InitErrorDetails(type=PydanticCustomError("value_error", "{msg}",
+                                                      {"msg": _unknown_holiday(name, codes,
+                                                                               known)}),
+                             loc=(i,), input=name)
+            for i, name in enumerate(names) if _base_name(name) not in bases]
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
         return names
 
     @field_validator("timezone")
@@ -239,6 +243,16 @@ class CalendarRules(BaseModel):
             raise ValueError(f"unknown time zone {value!r}{hint} (an IANA name such as "
                              "Europe/London or America/New_York)") from None
         return value
+
+
+def _unknown_holiday(name: str, codes: Collection[str], known: Collection[str]) -> str:
+    """What to say about an ``ignore`` entry that names no holiday of ``codes``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (f"no holiday of {', '.join(codes) or 'no country'} is called {name!r}{hint} "
+            "(`cxmon calendar` lists their names)")
 
 
 def _base_name(name: str) -> str:

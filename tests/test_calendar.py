@@ -501,11 +501,14 @@ def test_holidays_that_are_business_days_can_be_ignored() -> None:
         date(2026, 12, 24), date(2026, 12, 31)))
     assert [day.name for day in gb.values()] == ["Christmas Day", "Boxing Day"]
     with pytest.raises(ConfigError) as err:
-        parse_config(BASE + "calendar: {holidays: [US], ignore: [Colombus Day]}\n")
-    (problem,) = err.value.problems
-    assert problem.path == "calendar.ignore"
+        parse_config(BASE + "calendar: {holidays: [US], "
+                     "ignore: [Colombus Day, Labor Day, Boxing Day]}\n")
+    # every unknown name at its own position, the valid one between them not reported
+    got = {p.path: p.message for p in err.value.problems}
+    assert sorted(got) == ["calendar.ignore[0]", "calendar.ignore[2]"]
     assert "no holiday of US is called 'Colombus Day'; did you mean 'Columbus Day'?" in (
-        problem.message)
+        got["calendar.ignore[0]"])
+    assert "'Boxing Day'" in got["calendar.ignore[2]"]
 
 
 def test_norway_is_not_false() -> None:
