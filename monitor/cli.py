@@ -1067,6 +1067,10 @@ def alerts_status(
         f"pending {counts.get('pending', 0)} · sent {counts.get('sent', 0)} · "
         f"dead {counts.get('dead', 0)} · suppressed {counts.get('suppressed', 0)}"
     )
+    if counts.get("dead", 0):  # the way back, where the dead ones are listed
+        console.print("dead-lettered ones are never retried on their own: `cxmon alerts "
+                      "retry ID...` (or --all) requeues them once the receiver is fixed",
+                      highlight=False)
     acked = list_acks(st)
     if acked:  # reminders held back until they change materially or resolve
         console.print(f"acknowledged: {len(acked)} incident(s), no reminders "

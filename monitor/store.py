@@ -1394,6 +1394,32 @@ class Store:
             last_error=error[:MAX_ERROR_CHARS],
         )
 
+    def requeue_dead(self, ids: Sequence[int] | None, now: datetime, *,
+                     receiver: str | None = None) -> list[int]:
+        """Put dead-lettered notifications back in the queue, due at ``now`` with a fresh
+        attempt budget; returns the ids requeued, oldest first.
+
+        Why: a receiver that was down past the retry budget, or a fixed config (a rotated
+        token), left alerts that were never sent with no way back but SQL. ``ids`` None:
+        every dead one (of ``receiver``, if given). ``last_error`` is kept, so ``alerts
+        status`` still says why it died until the next attempt says more. The idempotency
+        key is unchanged: the receiver deduplicates a send that did land after all."""
+        now = _require_aware(now, "now")
+        t = notifications_t
+        where = [t.c.status == "dead"]
+        if ids is not None:
+            where.append(t.c.id.in_([int(i) for i in ids]))
+        if receiver is not None:
+            where.append(t.c.receiver == receiver)
+        with self._write() as conn:
+            found = sorted(int(i) for i in conn.execute(sa.select(t.c.id).where(*where))
+                           .scalars())
+            if found:
+                conn.execute(sa.update(t).where(t.c.id.in_(found)).values(
+                    status="pending", attempts=0, next_attempt_at=now, sent_at=None,
+                    lease_owner=None, lease_until=None))
+        return found
+
     def notifications(self, status: str | None = None) -> list[OutboxRow]:
         q = sa.select(notifications_t).order_by(notifications_t.c.id)
         if status is not None:
