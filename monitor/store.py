@@ -942,6 +942,27 @@ def _migrations_dir() -> resources.abc.Traversable:
     return resources.files("monitor") / "migrations"
 
 
+def _refuse_newer_schema(cfg: Any, conn: Connection, where: str) -> None:
+    """A StoreError that says what to do when the store was migrated by a newer cxmon.
+
+    Why: after an upgrade on one host, an older cxmon elsewhere (a laptop's ``alerts status``,
+    a delivery worker not yet upgraded) failed with Alembic's ``CommandError: Can't locate
+    revision identified by '0007'``, which reads like a corrupt store."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(cfg)
+    known = {r.revision for r in script.walk_revisions()}
+    current = MigrationContext.configure(conn).get_current_heads()
+    unknown = sorted(r for r in current if r not in known)
+    if unknown:
+        raise StoreError(
+            f"store {where} was migrated by a newer cxmon (schema revision "
+            f"{', '.join(unknown)}; this cxmon knows up to {', '.join(sorted(script.get_heads()))}"
+            "): upgrade cxmon here too; going back needs the backup taken before the upgrade "
+            "(docs/operations.md, Upgrades)")
+
+
 def _install_sqlite_hooks(engine: Engine) -> None:
     """WAL + foreign keys + busy timeout on every connection, and our own BEGIN.
 
@@ -1083,7 +1104,10 @@ class Store:
                             "|| coalesce(current_schema(), '')))"
                         )
                     cfg.attributes["connection"] = conn
+                    _refuse_newer_schema(cfg, conn, self.url_redacted)
                     command.upgrade(cfg, "heads")
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(
                 f"cannot migrate store {self.url_redacted}: "
