@@ -957,7 +957,7 @@ def _refuse_newer_schema(cfg: Any, conn: Connection, where: str) -> None:
     unknown = sorted(r for r in current if r not in known)
     if unknown:
         raise StoreError(
-            f"store {where} was migrated by a newer cxmon (schema revision "
+            f"{where} was migrated by a newer cxmon (schema revision "
             f"{', '.join(unknown)}; this cxmon knows up to {', '.join(sorted(script.get_heads()))}"
             "): upgrade cxmon here too; going back needs the backup taken before the upgrade "
             "(docs/operations.md, Upgrades)")
