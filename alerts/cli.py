@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor.cli_options import ConfigOpt, LogLevel
+from monitor.cli_options import ConfigOpt, LogFormat, LogLevel
 from monitor.durations import format_duration
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ def _exit_if_dead(dead: int, until_empty: bool) -> None:
     """``--until-empty`` is for cron, like ``run --once``: exit 1 when it dead-lettered a
     notification (it exited 0, and a never-sent alert went unnoticed)."""
     if until_empty and dead:
-        typer.echo(f"{dead} notification(s) dead-lettered (cxmon alerts status)", err=True)
+        typer.echo(f"{dead} notification(s) dead-lettered (cxmon alerts status; "
+                   "cxmon alerts retry requeues them)", err=True)
         raise typer.Exit(1)
 
 
@@ -77,6 +78,24 @@ def _note_left_for_others(rows: list, grace: timedelta) -> None:
         typer.echo(f"{len(rows)} notification(s) for receivers not in this config ({names}) "
                    f"left pending for another worker; dead-lettered after "
                    f"{format_duration(grace)} if no worker takes them", err=True)
+
+
+def _say_requeued(done: list[int], asked: list[int], receiver: str | None) -> None:
+    """Report ``alerts retry``: what was requeued, and exit 1 naming every id that was not
+    (not dead, wrong receiver, no such id), so a typo is not taken for a retried alert."""
+    if done:
+        typer.echo(f"requeued {len(done)} notification(s): {', '.join(map(str, done))} "
+                   "(due now; the running monitor or `cxmon alerts deliver` sends them)")
+    missed = [i for i in asked if i not in done]
+    for i in missed:
+        typer.echo(f"notification {i} is not dead-lettered"
+                   + (f" for receiver {receiver}" if receiver else "")
+                   + " (cxmon alerts status)", err=True)
+    if not done and not asked:
+        typer.echo("no dead-lettered notifications"
+                   + (f" for receiver {receiver}" if receiver else ""))
+    if missed:
+        raise typer.Exit(1)
 
 
 def _open_key(store: Store, given: str) -> str | None:
@@ -197,6 +216,35 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
             typer.echo(f"{r['key']:44}  {r['severity']:>3}  "
                        + (f"{group:{width}}  " if names else "") + said)
 
+    @alerts_app.command("retry")
+    def retry(
+        config: ConfigOpt,
+        ids: Annotated[list[int] | None, typer.Argument(
+            metavar="[ID...]", help="Dead-lettered notification ids (cxmon alerts status "
+            "lists them).")] = None,
+        all_dead: Annotated[bool, typer.Option("--all", help="Every dead-lettered "
+                                               "notification (of --receiver, if given).")]
+        = False,
+        receiver: Annotated[str | None, typer.Option(
+            "--receiver", "-r", help="Only notifications to this receiver.")] = None,
+    ) -> None:
+        """Requeue dead-lettered notifications: due now, with a fresh retry budget, sent by
+        the running monitor or `cxmon alerts deliver`. For after the receiver is fixed (it
+        was down past the retries, a token was rotated); ids are from `alerts status`."""
+        from monitor import cli as main
+        from monitor.clock import SystemClock
+
+        if not ids and not all_dead:
+            raise typer.BadParameter("give notification ids, or --all", param_hint="ID")
+        if ids and all_dead:
+            raise typer.BadParameter("give ids or --all, not both", param_hint="ID")
+        store = main._open_store(main._load(config, needs={"store"}), must_exist=True)
+        try:
+            done = store.requeue_dead(ids or None, SystemClock().now(), receiver=receiver)
+        finally:
+            store.close()
+        _say_requeued(done, ids or [], receiver)
+
     @alerts_app.command("deliver")
     def deliver(
         config: ConfigOpt,
@@ -205,6 +253,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
                  "exit 1 if one was dead-lettered.")] = False,
         every: Annotated[float, typer.Option(help="Seconds between passes.")] = 5.0,
         log_level: LogLevel = "info",
+        log_format: LogFormat = "auto",
     ) -> None:
         """Run the delivery worker alone: send what is due in the outbox, with retries."""
         from alerts.outbox import OutboxWorker
@@ -212,7 +261,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         from monitor.clock import SystemClock
         from monitor.pipeline import build_notifiers
 
-        main._setup_logging(log_level)
+        main._setup_logging(log_level, log_format)
         # the receivers and Grafana links only: an unset source ${VAR} is no error here
         cfg = main._load(config, needs={"store", "alerting", "grafana"})
         store = main._open_store(cfg, must_exist=True)  # a fresh one holds nothing
@@ -248,11 +297,12 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         _exit_if_dead(dead, until_empty)
 
     @app.command("serve-feedback")
-    def serve_feedback(config: ConfigOpt, log_level: LogLevel = "info") -> None:
+    def serve_feedback(config: ConfigOpt, log_level: LogLevel = "info",
+                       log_format: LogFormat = "auto") -> None:
         """Serve the endpoint Slack's feedback buttons post to (alerting.feedback)."""
         from monitor import cli as main
 
-        main._setup_logging(log_level)
+        main._setup_logging(log_level, log_format)
         cfg = main._load(config, needs={"store", "alerting"})
         if cfg.alerting.feedback is None:
             main.err_console.print("[bold red]alerting.feedback is not configured[/]")

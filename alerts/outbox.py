@@ -76,6 +76,10 @@ class DeliveryReport:
     dead: int = 0
     lost: int = 0  # rows whose lease expired mid-send (another worker owns them now)
     errors: list[str] = field(default_factory=list)
+    #: send attempts per (receiver, outcome: ``sent`` | ``retry`` | ``dead``): the exporter
+    #: counts them, so a receiver that fails every attempt shows on ``/metrics`` while its
+    #: notifications are still pending (the outbox gauges only show where they ended up)
+    attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def worker_id() -> str:
@@ -147,6 +151,7 @@ class OutboxWorker:
                 f"polled the outbox for {format_duration(self.policy.orphan_after)}",
                 owner=self.owner), row, report)
             report.dead += 1
+            report.attempts[row.receiver, "dead"] += 1
             return
         try:
             deliver = getattr(notifier, "deliver", None)  # duck-typed ones may only send
@@ -163,6 +168,7 @@ class OutboxWorker:
             self._settle(self.store.mark_sent(row.id, self.clock.now(), owner=self.owner),
                          row, report)
             report.sent += 1
+            report.attempts[row.receiver, "sent"] += 1
 
     def _settle(self, ok: bool, row: OutboxRow, report: DeliveryReport) -> None:
         if not ok:
@@ -187,6 +193,7 @@ class OutboxWorker:
         if not exc.retryable or attempts >= self.policy.max_attempts:
             self._settle(self.store.mark_dead(row.id, message, owner=self.owner), row, report)
             report.dead += 1
+            report.attempts[row.receiver, "dead"] += 1
             log.error("notification %s to %s dead-lettered after %d attempt(s): %s",
                       row.id, row.receiver, attempts, message)
             return
@@ -194,5 +201,6 @@ class OutboxWorker:
         self._settle(self.store.mark_retry(row.id, message, when, owner=self.owner), row,
                      report)
         report.retried += 1
+        report.attempts[row.receiver, "retry"] += 1
         log.warning("notification %s to %s failed (attempt %d), retry at %s: %s",
                     row.id, row.receiver, attempts, when.isoformat(), message)

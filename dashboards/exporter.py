@@ -374,6 +374,11 @@ class Exporter:
             "receiver (by a tick, or by the delivery job's flush of the alert groups).",
             ["receiver"], registry=r,
         )
+        self.delivery_attempts = Counter(
+            "cxmon_notification_attempts", "Send attempts of outbox notifications, by "
+            "receiver and outcome: sent, retry (failed, will be retried with backoff), dead "
+            "(failed for good: dead-lettered).", ["receiver", "outcome"], registry=r,
+        )
         self.poll_seconds = Histogram(
             "cxmon_source_poll_seconds", "Latency of one poll of a source.", ["source", "type"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r,
@@ -446,6 +451,8 @@ class Exporter:
             exp.notifications_sent.labels(r.name)
             for status in ("pending", "sent", "dead"):
                 exp.notifications.labels(r.name, status).set(0)
+            for outcome in ("sent", "retry", "dead"):
+                exp.delivery_attempts.labels(r.name, outcome)
         for name, src in config.sources.items():
             exp.poll_seconds.labels(name, src.type)
             exp.poll_errors.labels(name, src.type, "retriable")
@@ -562,6 +569,14 @@ class Exporter:
         for receiver, n in by_receiver.items():
             if n:
                 self.notifications_sent.labels(receiver).inc(n)
+
+    def observe_attempts(self, attempts: Mapping[tuple[str, str], int]) -> None:
+        """Count a delivery pass's send attempts per (receiver, outcome), so
+        ``rate(cxmon_notification_attempts_total{outcome="retry"}[15m]) > 0`` pages on a
+        receiver that is down before anything is dead-lettered."""
+        for (receiver, outcome), n in attempts.items():
+            if n:
+                self.delivery_attempts.labels(receiver, outcome).inc(n)
 
     def observe_refit(self, metric: str, detector: str, seconds: float) -> None:
         """A detector refitted its model (for detectors with a periodic refit)."""

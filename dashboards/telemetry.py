@@ -96,6 +96,7 @@ class Telemetry:
         scheduler's delivery job runs outside any tick; never raises)."""
         try:
             self.exporter.observe_enqueued(report.enqueued)
+            self.exporter.observe_attempts(report.attempts)
             if self.store is not None:
                 self.exporter.sync_store(self.store)
         except Exception:

@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from monitor.cli_options import ConfigOpt, LogLevel
+from monitor.cli_options import ConfigOpt, LogFormat, LogLevel
 from monitor.clock import FakeClock, SystemClock
 from monitor.config import MonitorConfig, config_json_schema, display_warnings, load_config
 from monitor.errors import ConfigError, StoreError
@@ -155,19 +155,43 @@ class _StderrHandler(logging.StreamHandler):
         super().emit(record)
 
 
-def _setup_logging(level: str) -> None:
-    """Rich log lines on a terminal; plain one-line records (never wrapped) in a file or pipe."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record and line, for log shippers that would otherwise parse the
+    text with a regex: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message`` and, for
+    an exception, ``exception`` (the traceback, scrubbed of URL secrets like the message)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from monitor.redact import redact_text
+
+        when = datetime.fromtimestamp(record.created, UTC)
+        out: dict[str, Any] = {
+            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname, "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = redact_text(self.formatException(record.exc_info))
+        return json.dumps(out, ensure_ascii=False)
+
+
+def _setup_logging(level: str, log_format: str = "auto") -> None:
+    """Rich log lines on a terminal; plain one-line records (never wrapped) in a file or pipe,
+    or with ``text``; one JSON object per line with ``json``."""
     handler: logging.Handler
-    if _is_tty(sys.stderr):
+    formatter: logging.Formatter
+    if log_format == "json":
+        handler, formatter = _StderrHandler(), JsonFormatter()
+    elif log_format == "auto" and _is_tty(sys.stderr):
         handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
-        fmt = "%(message)s"
+        formatter = logging.Formatter("%(message)s")
     else:
         handler = _StderrHandler()
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     from monitor.redact import SecretFilter
 
     handler.addFilter(SecretFilter())
-    logging.basicConfig(level=level.upper(), format=fmt, handlers=[handler], force=True)
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     for noisy in ("apscheduler", "alembic", "cmdstanpy", "prophet"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # HTTP clients log every request URL at INFO; receivers' URLs may carry secrets
@@ -372,6 +396,7 @@ def run(
     config: ConfigOpt,
     once: Annotated[bool, typer.Option(help="Tick every metric once, deliver, exit.")] = False,
     log_level: LogLevel = "info",
+    log_format: LogFormat = "auto",
 ) -> None:
     """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM.
 
@@ -385,7 +410,7 @@ opened; 2 for a bad option or config."""
     from monitor.pipeline import Pipeline
     from monitor.scheduler import Scheduler
 
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
     cfg = _load(config)
     store = _open_store(cfg)
     from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz
@@ -1067,6 +1092,10 @@ def alerts_status(
         f"pending {counts.get('pending', 0)} · sent {counts.get('sent', 0)} · "
         f"dead {counts.get('dead', 0)} · suppressed {counts.get('suppressed', 0)}"
     )
+    if counts.get("dead", 0):  # the way back, where the dead ones are listed
+        console.print("dead-lettered ones are never retried on their own: `cxmon alerts "
+                      "retry ID...` (or --all) requeues them once the receiver is fixed",
+                      highlight=False)
     acked = list_acks(st)
     if acked:  # reminders held back until they change materially or resolve
         console.print(f"acknowledged: {len(acked)} incident(s), no reminders "

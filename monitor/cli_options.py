@@ -16,6 +16,18 @@ LogLevel = Annotated[
 ]
 
 
+#: How the long-running commands write log records (``auto``: rich on a terminal, one plain
+#: line per record otherwise); ``json`` is for log shippers (journald to Loki, Vector, ...).
+LogFormat = Annotated[
+    Literal["auto", "text", "json"],
+    typer.Option("--log-format", envvar="CXMON_LOG_FORMAT", show_envvar=True,
+                 case_sensitive=False,
+                 help="auto: rich on a terminal, else one plain line per record; text: always "
+                      "plain lines; json: one JSON object per line (time, level, logger, "
+                      "message) for log shippers."),
+]
+
+
 #: The config file of every command that reads one; ``CXMON_CONFIG`` saves typing ``-c`` in a
 #: shell session (an explicit ``-c`` wins).
 ConfigOpt = Annotated[Path, typer.Option(

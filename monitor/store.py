@@ -942,6 +942,27 @@ def _migrations_dir() -> resources.abc.Traversable:
     return resources.files("monitor") / "migrations"
 
 
+def _refuse_newer_schema(cfg: Any, conn: Connection, where: str) -> None:
+    """A StoreError that says what to do when the store was migrated by a newer cxmon.
+
+    Why: after an upgrade on one host, an older cxmon elsewhere (a laptop's ``alerts status``,
+    a delivery worker not yet upgraded) failed with Alembic's ``CommandError: Can't locate
+    revision identified by '0007'``, which reads like a corrupt store."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(cfg)
+    known = {r.revision for r in script.walk_revisions()}
+    current = MigrationContext.configure(conn).get_current_heads()
+    unknown = sorted(r for r in current if r not in known)
+    if unknown:
+        raise StoreError(
+            f"{where} was migrated by a newer cxmon (schema revision "
+            f"{', '.join(unknown)}; this cxmon knows up to {', '.join(sorted(script.get_heads()))}"
+            "): upgrade cxmon here too; going back needs the backup taken before the upgrade "
+            "(docs/operations.md, Upgrades)")
+
+
 def _install_sqlite_hooks(engine: Engine) -> None:
     """WAL + foreign keys + busy timeout on every connection, and our own BEGIN.
 
@@ -1083,7 +1104,10 @@ class Store:
                             "|| coalesce(current_schema(), '')))"
                         )
                     cfg.attributes["connection"] = conn
+                    _refuse_newer_schema(cfg, conn, self.url_redacted)
                     command.upgrade(cfg, "heads")
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(
                 f"cannot migrate store {self.url_redacted}: "
@@ -1393,6 +1417,32 @@ class Store:
             attempts=notifications_t.c.attempts + 1,
             last_error=error[:MAX_ERROR_CHARS],
         )
+
+    def requeue_dead(self, ids: Sequence[int] | None, now: datetime, *,
+                     receiver: str | None = None) -> list[int]:
+        """Put dead-lettered notifications back in the queue, due at ``now`` with a fresh
+        attempt budget; returns the ids requeued, oldest first.
+
+        Why: a receiver that was down past the retry budget, or a fixed config (a rotated
+        token), left alerts that were never sent with no way back but SQL. ``ids`` None:
+        every dead one (of ``receiver``, if given). ``last_error`` is kept, so ``alerts
+        status`` still says why it died until the next attempt says more. The idempotency
+        key is unchanged: the receiver deduplicates a send that did land after all."""
+        now = _require_aware(now, "now")
+        t = notifications_t
+        where = [t.c.status == "dead"]
+        if ids is not None:
+            where.append(t.c.id.in_([int(i) for i in ids]))
+        if receiver is not None:
+            where.append(t.c.receiver == receiver)
+        with self._write() as conn:
+            found = sorted(int(i) for i in conn.execute(sa.select(t.c.id).where(*where))
+                           .scalars())
+            if found:
+                conn.execute(sa.update(t).where(t.c.id.in_(found)).values(
+                    status="pending", attempts=0, next_attempt_at=now, sent_at=None,
+                    lease_owner=None, lease_until=None))
+        return found
 
     def notifications(self, status: str | None = None) -> list[OutboxRow]:
         q = sa.select(notifications_t).order_by(notifications_t.c.id)

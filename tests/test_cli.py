@@ -434,6 +434,7 @@ def test_alerts_status_shows_causes_and_no_next_attempt_for_dead_or_suppressed(
     assert rows["pending"][5] == "2026-01-27 12:00:05 UTC"  # one time format
     assert rows["dead"][5] == "-" and rows["suppressed"][5] == "-"  # never attempted again
     assert "ConnectError: connection refused to 127.0.0.1" in rows["dead"][6]
+    assert "`cxmon alerts retry ID...` (or --all)" in result.output  # the way back
     assert "sekrit" not in result.output and "pw@" not in result.output
 
 
@@ -679,3 +680,36 @@ def test_times_must_be_iso_not_a_month_or_day_first_guess(tmp_path: Path, comman
                                  "--end", "2026-01-28"])
     assert result.exit_code == 2, result.output
     assert "not a time: '10/11/2025' (use ISO 8601" in " ".join(result.output.split())
+
+
+def test_alerts_retry_requeues_dead_letters_and_refuses_others(tmp_path: Path) -> None:
+    """The SRE's way back for an alert dead-lettered while its receiver was down."""
+    from datetime import UTC, datetime
+
+    from monitor.model import Notification
+    from monitor.store import Store
+
+    db = tmp_path / "r.db"
+    t0 = datetime(2026, 1, 27, 12, 0, tzinfo=UTC)
+    with Store(f"sqlite:///{db}") as store:
+        store.migrate()
+        with store.transaction() as tx:
+            tx.enqueue([Notification("a", "hook", "inc-a"), Notification("b", "hook", "inc-b"),
+                        Notification("c", "pd", "inc-c")], t0)
+        ids = {r.idempotency_key: r.id for r in store.notifications()}
+        for key in ("a", "c"):
+            store.mark_dead(ids[key], "webhook hook: HTTP 404 Not Found")
+    cfg = write(tmp_path, GOOD.format(db=db))
+    none = runner.invoke(app, ["alerts", "retry", "-c", str(cfg)])
+    assert none.exit_code == 2 and "--all" in none.output
+    wrong = runner.invoke(app, ["alerts", "retry", "-c", str(cfg), str(ids["a"]), str(ids["b"])])
+    assert wrong.exit_code == 1
+    assert f"requeued 1 notification(s): {ids['a']} " in wrong.output
+    assert f"notification {ids['b']} is not dead-lettered" in wrong.output
+    rest = runner.invoke(app, ["alerts", "retry", "-c", str(cfg), "--all", "-r", "pd"])
+    assert rest.exit_code == 0 and f"requeued 1 notification(s): {ids['c']} " in rest.output
+    with Store(f"sqlite:///{db}") as store:
+        assert store.outbox_counts()["dead"] == 0
+        assert {r.id for r in store.notifications("pending")} == set(ids.values())
+    empty = runner.invoke(app, ["alerts", "retry", "-c", str(cfg), "--all"])
+    assert empty.exit_code == 0 and "no dead-lettered notifications" in empty.output

@@ -325,3 +325,44 @@ def test_readme_lists_the_health_metrics_with_their_real_labels():
         if (labels or "{}") != "{" + ",".join(real) + "}":
             wrong.append(f"{name}{labels} exported as {name}{{{','.join(real)}}}")
     assert len(documented) > 15 and not wrong, wrong
+
+
+def test_send_attempts_are_counted_per_receiver_and_outcome(tmp_path):
+    """A receiver that is down shows on /metrics at its first failed attempt (the outbox
+    gauges only said `pending`, the same as a notification that was merely new)."""
+    from datetime import UTC, datetime, timedelta
+
+    from alerts.notifiers.base import NotifyError
+    from alerts.outbox import DeliveryPolicy, OutboxWorker
+    from monitor.clock import FakeClock
+    from monitor.model import Notification
+    from monitor.store import Store
+
+    class Down:
+        def send(self, payload):
+            raise NotifyError("HTTP 503", retryable=True)
+
+    class Up:
+        def send(self, payload):
+            return None
+
+    clock = FakeClock(datetime(2026, 1, 5, 10, tzinfo=UTC))
+    store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
+    with store.transaction() as tx:
+        tx.enqueue([Notification("a", "hook", "i1"), Notification("b", "slack", "i2")],
+                   clock.now())
+    worker = OutboxWorker(store, {"hook": Down(), "slack": Up()}, clock,
+                          DeliveryPolicy(max_attempts=2, base_delay=timedelta(seconds=1)))
+    exporter = Exporter(registry=CollectorRegistry())
+    exporter.observe_attempts(worker.deliver_due().attempts)
+    clock.advance(timedelta(seconds=1))
+    exporter.observe_attempts(worker.deliver_due().attempts)
+    s = _samples(exporter.render().decode())
+
+    def attempts(receiver, outcome):
+        return s[("cxmon_notification_attempts_total",
+                  (("outcome", outcome), ("receiver", receiver)))]
+
+    assert (attempts("hook", "retry"), attempts("hook", "dead")) == (1, 1)
+    assert attempts("slack", "sent") == 1
+    store.close()

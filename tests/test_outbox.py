@@ -181,3 +181,38 @@ def test_an_absurd_retry_after_is_capped_and_the_attempt_counted(store: Store,
     assert row.next_attempt_at <= T0 + DeliveryPolicy().max_retry_after
     clock.advance(DeliveryPolicy().max_retry_after)
     assert worker.deliver_due().dead == 1
+
+
+def test_a_requeued_dead_letter_is_sent_once_the_receiver_is_back(store: Store) -> None:
+    """A receiver down past the retry budget: `alerts retry` puts the notification back,
+    due now with a fresh budget, and the worker sends it; a sent one is left alone."""
+    clock = FakeClock(T0)
+    hook = Flaky(failures=2)
+    worker = OutboxWorker(store, {"hook": hook, "other": Flaky()}, clock,
+                          DeliveryPolicy(max_attempts=2, base_delay=timedelta(seconds=1)))
+    enqueue(store, ("i1", "hook", 1), ("i2", "other", 1))
+    worker.deliver_due()
+    clock.advance(timedelta(seconds=1))
+    assert worker.deliver_due().dead == 1
+    dead = store.notifications("dead")[0]
+    sent = store.notifications("sent")[0]
+    clock.advance(timedelta(hours=1))
+    assert store.requeue_dead([dead.id, sent.id], clock.now()) == [dead.id]
+    again = store.notifications("pending")[0]
+    assert (again.attempts, again.next_attempt_at) == (0, clock.now())
+    assert again.last_error == dead.last_error  # still says why it died, until retried
+    assert worker.deliver_due().sent == 1
+    assert hook.received == [{"n": 1}]
+    assert store.outbox_counts()["dead"] == 0
+
+
+def test_requeue_dead_all_of_one_receiver(store: Store) -> None:
+    clock = FakeClock(T0)
+    worker = OutboxWorker(store, {"a": Flaky(9, retryable=False),
+                                  "b": Flaky(9, retryable=False)}, clock)
+    enqueue(store, ("i1", "a", 1), ("i2", "b", 1), ("i3", "a", 1))
+    assert worker.deliver_due().dead == 3
+    done = store.requeue_dead(None, clock.now(), receiver="a")
+    assert [r.receiver for r in store.notifications("pending")] == ["a", "a"]
+    assert done == [r.id for r in store.notifications("pending")]
+    assert store.requeue_dead(None, clock.now(), receiver="a") == []

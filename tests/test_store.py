@@ -850,3 +850,24 @@ def test_feedback_requests_are_remembered_once_and_purged(cstore: Store) -> None
         assert sorted(left) == ["v0=c"]
     with pytest.raises(ValueError, match="tz-aware"):
         cstore.purge_feedback_requests(T0.replace(tzinfo=None))
+
+
+def test_a_store_migrated_by_a_newer_cxmon_is_refused_in_words(store_url: str) -> None:
+    """An older cxmon on an upgraded store said `CommandError: Can't locate revision`; it
+    now says the store is newer and what to do, and changes nothing."""
+    Store.open(store_url).close()
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099_future' "
+                                 "WHERE version_num = '0006_alert_acks'"))
+        with pytest.raises(StoreError) as err:
+            Store.open(store_url)
+        message = str(err.value)
+        assert "migrated by a newer cxmon (schema revision 0099_future" in message
+        assert "0006_alert_acks" in message and "upgrade cxmon here too" in message
+        with engine.connect() as conn:
+            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            assert "0099_future" in set(versions.scalars())
+    finally:
+        engine.dispose()
