@@ -3,7 +3,7 @@ models, so an existing Alertmanager routing tree pastes into cxmon's ``alerting:
 unchanged. Validation rejects what Alertmanager 0.25's ``config.Load`` rejects (bad matchers
 and regexes, invalid label names, ``...`` mixed with labels, zero intervals, matchers or time
 intervals on the root route), each problem at its path. References (receivers, time interval
-names) are checked by :func:`check_references`, called from ``monitor/config.py``.
+names) are checked by :func:`check_references`, called from ``monitor/config/alerting.py``.
 
 One cxmon extension: ``min_severity`` (0-100) on a route. A route with it matches only alerts at
 least that severe, like an extra matcher on the numeric severity.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-#: Databases the store supports (monitor/store.py); a ``sql`` source takes any dialect.
+#: Databases the store supports (monitor/store/); a ``sql`` source takes any dialect.
 STORE_BACKENDS = ("sqlite", "postgresql")
 STORE_EXAMPLES = "use sqlite:///path.db or postgresql+psycopg://..."
 

@@ -49,6 +49,7 @@ detector_registry = importlib.import_module("detectors.registry")
 
 from detectors.base import Detector, DetectorConfig  # noqa: E402
 from monitor import config as cfg  # noqa: E402
+from monitor.config import plugins as config_plugins  # noqa: E402
 from monitor.durations import Duration  # noqa: E402
 from monitor.errors import ConfigError  # noqa: E402
 from monitor.model import Direction, ValueKind  # noqa: E402
@@ -123,7 +124,7 @@ def fake_plugins() -> Iterator[None]:
             mp.setitem(source_registry._TYPES, name, src)
         for name, det in (("fake_det", FakeDetector), ("fake_seasonal", FakeSeasonal)):
             mp.setitem(detector_registry._TYPES, name, det)
-        mp.setattr(cfg, "DEFAULT_DETECTOR_TYPE", "fake_det")
+        mp.setattr(config_plugins, "DEFAULT_DETECTOR_TYPE", "fake_det")
         yield
 
 
@@ -539,7 +540,7 @@ def test_default_detector(monkeypatch: pytest.MonkeyPatch) -> None:
     own = cfg.parse_config(minimal() + "detectors: {default: {type: fake_seasonal}}\n")
     assert isinstance(own.detector("default"), FakeSeasonalConfig)  # the user's wins
 
-    monkeypatch.setattr(cfg, "DEFAULT_DETECTOR_TYPE", "not_registered")
+    monkeypatch.setattr(config_plugins, "DEFAULT_DETECTOR_TYPE", "not_registered")
     [(path, message)] = problems_of(minimal())
     assert path == "metrics[0].detectors"
     assert "no detector named 'default' is defined" in message

@@ -15,11 +15,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-import monitor.store as store_module
+import monitor
 from monitor.clock import FakeClock
 from monitor.errors import StoreError
 from monitor.model import MEASURE_COLUMNS, Anomaly, Direction, Notification, Series
 from monitor.store import METADATA, OutboxRow, Store
+from monitor.store import bulk as store_bulk
+from monitor.store import transaction as store_transaction
+from monitor.store.tables import poll_cursors_t, series_t
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -103,7 +106,7 @@ def cstore(store_url: str, clock: FakeClock):
 def test_migrate_is_idempotent_and_lands_in_current_schema(store: Store) -> None:
     store.migrate()
     store.migrate()
-    script = ScriptDirectory(str(Path(store_module.__file__).parent / "migrations"))
+    script = ScriptDirectory(str(Path(monitor.__file__).parent / "migrations"))
     with store.engine.connect() as conn:
         versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
         assert sorted(versions) == sorted(script.get_heads())  # branches per feature
@@ -136,7 +139,7 @@ def test_a_store_at_an_old_revision_is_upgraded_at_open_with_its_data(
     from alembic import command
     from alembic.config import Config
 
-    script_dir = Path(store_module.__file__).parent / "migrations"
+    script_dir = Path(monitor.__file__).parent / "migrations"
     engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
@@ -251,7 +254,7 @@ def test_points_accept_object_timestamps_in_any_zone(store: Store) -> None:
 def test_utc_type_rejects_naive_even_when_bypassing_the_api(store: Store) -> None:
     with pytest.raises(sa.exc.StatementError, match="tz-aware"), store.engine.begin() as conn:
         conn.execute(
-            sa.insert(store_module.poll_cursors_t).values(
+            sa.insert(poll_cursors_t).values(
                 metric="m", cursor=datetime(2026, 1, 1), updated_at=T0
             )
         )
@@ -274,7 +277,7 @@ def test_ensure_series_is_idempotent(store: Store) -> None:
     assert count(store, "series") == 5
     with store.engine.connect() as conn:
         row = conn.execute(
-            sa.select(store_module.series_t).where(store_module.series_t.c.key == first[0].key)
+            sa.select(series_t).where(series_t.c.key == first[0].key)
         ).one()
     assert row.metric == "checkout_dropoff_rate"
     assert row.labels == {"journey": "checkout", "channel": "c0"}
@@ -387,13 +390,13 @@ def test_bulk_points_are_stored_exactly_as_the_row_by_row_path_stores_them(
     series = make_series(6)
     first = _awkward_frame(series, 1_000, seed=1)
     again = _awkward_frame(series, 1_200, seed=2)  # rewrites the first 1,000 times, adds 200
-    assert len(first) >= store_module.COPY_MIN_ROWS
+    assert len(first) >= store_transaction.COPY_MIN_ROWS
     with store.transaction() as tx:
         tx.ensure_series(series)
         assert tx.upsert_points(first) == len(first)
         assert tx.upsert_points(again) == len(again)
     bulk = store.load_points()
-    monkeypatch.setattr(store_module, "COPY_MIN_ROWS", 10**9)  # now row by row
+    monkeypatch.setattr(store_transaction, "COPY_MIN_ROWS", 10**9)  # now row by row
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM points"))
     with store.transaction() as tx:
@@ -414,7 +417,7 @@ def test_bulk_checkpoints_round_trip_like_the_row_by_row_path(
     """Every series is checkpointed every tick, so PostgreSQL takes them by COPY from
     COPY_MIN_ROWS states: every byte (NUL, 0xff, empty state) must come back, a second save
     must overwrite, not duplicate, and other detectors' states stay untouched."""
-    series = make_series(store_module.COPY_MIN_ROWS + 7)
+    series = make_series(store_transaction.COPY_MIN_ROWS + 7)
     rng = np.random.default_rng(3)
     first = {s.key: rng.bytes(int(rng.integers(0, 300))) for s in series}
     first[series[0].key] = bytes(range(256)) + b"\x00\\N\t\n"
@@ -428,7 +431,7 @@ def test_bulk_checkpoints_round_trip_like_the_row_by_row_path(
     bulk = store.load_checkpoints("robust_seasonal")
     assert bulk == {**first, **again}
     assert store.load_checkpoints("other") == {series[1].key: b"keep"}
-    monkeypatch.setattr(store_module, "COPY_MIN_ROWS", 10**9)  # now row by row
+    monkeypatch.setattr(store_transaction, "COPY_MIN_ROWS", 10**9)  # now row by row
     with store.transaction() as tx:
         tx.save_checkpoints("row_by_row", {**first, **again})
     assert store.load_checkpoints("row_by_row") == bulk
@@ -436,11 +439,11 @@ def test_bulk_checkpoints_round_trip_like_the_row_by_row_path(
 
 def test_series_ids_of_many_keys_in_one_lookup(store: Store) -> None:
     """More keys than one IN list (or array parameter) chunk: all found, unknown ones not."""
-    series = make_series(2 * store_module.IN_CHUNK + 5)
+    series = make_series(2 * store_bulk.IN_CHUNK + 5)
     with store.transaction() as tx:
         ids = tx.ensure_series(series)
         again = tx.ensure_series(series)
-        found = store_module._select_series_ids(tx.conn, [*ids, "nope{}"])
+        found = store_bulk._select_series_ids(tx.conn, [*ids, "nope{}"])
     assert again == ids and found == ids and len(set(ids.values())) == len(series)
 
 

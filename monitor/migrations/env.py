@@ -14,7 +14,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
-from monitor.store import METADATA
+from monitor.store.tables import METADATA
 
 config = context.config
 

@@ -1,0 +1,72 @@
+"""Config of the services cxmon connects to: the store database and the Grafana server.
+
+Both hold URLs and secrets, so this is where a URL is checked against what ``Store()``
+accepts and masked before it reaches a repr or a log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, GetJsonSchemaHandler, SecretStr, field_validator, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from monitor.config.fields import _STRICT, _positive
+from monitor.dburl import STORE_BACKENDS, STORE_EXAMPLES, url_problem
+from monitor.durations import Duration
+from monitor.redact import redact_url as _redact_url
+
+
+def redact_url(url: str) -> str:
+    """The URL with secrets masked (see :func:`monitor.redact.redact_url`)."""
+    return _redact_url(url)
+
+
+class StoreConfig(BaseModel):
+    """Where series and state are kept; ``store: <url>`` is shorthand for ``{url: ...}``."""
+
+    model_config = _STRICT
+
+    url: str = "sqlite:///cxmon.db"
+    retention: Duration = timedelta(days=90)  # how long raw points are kept
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, data: Any) -> Any:
+        return {"url": data} if isinstance(data, str) else data
+
+    _retention_positive = field_validator("retention")(_positive)
+
+    @field_validator("url")
+    @classmethod
+    def _url_usable(cls, value: str) -> str:
+        # what Store() refuses, refused here too, so `cxmon validate` agrees with `cxmon run`
+        problem = url_problem(value, STORE_BACKENDS)
+        if problem:
+            raise ValueError(f"{problem} ({STORE_EXAMPLES})" if "unsupported" in problem
+                             else problem)
+        return value
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # The URL may carry a database password: never show it in reprs or logs.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" else value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        url = {"type": "string", "description": "database URL (shorthand for {url: ...})"}
+        return {"anyOf": [url, dict(schema)]}
+
+
+class GrafanaConfig(BaseModel):
+    """The Grafana server dashboards and annotations are pushed to."""
+
+    model_config = _STRICT
+
+    url: str
+    token: SecretStr | None = None

@@ -1,0 +1,199 @@
+"""Config of one metric (a KPI) and of how its value is computed from rows.
+
+The ``metrics:`` entries are the heart of the file; their model and the four YAML forms of
+``value`` are kept together so one reading tells what a metric accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from detectors.postrules import MissingPolicy, WindowRule
+from monitor.config.fields import (
+    _STRICT,
+    METRIC_NAME,
+    Column,
+    DisplayName,
+    LabelName,
+    _non_negative,
+    _positive,
+    _unique,
+)
+from monitor.config.validator_errors import _raise
+from monitor.durations import Duration
+from monitor.model import Direction, ValueKind
+
+_VALUE_FORMS = (
+    "value must be one of: a column name (value: orders), {sum: column}, "
+    "{ratio: [numerator_column, denominator_column]}, {mean: column} (the mean over the rows "
+    "of a bucket) or {mean: [sum_column, count_column]}"
+)
+
+
+class ValueSpec(BaseModel):
+    """How a metric's value is computed from its rows, normalized from four YAML forms."""
+
+    model_config = _STRICT
+
+    kind: ValueKind
+    numerator: Column
+    denominator: Column | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"kind": ValueKind.SUM, "numerator": data}
+        if not isinstance(data, Mapping):
+            raise ValueError(_VALUE_FORMS)
+        if "kind" in data:
+            return data  # already normalized
+        if len(data) != 1:
+            raise ValueError(_VALUE_FORMS)
+        ((key, arg),) = data.items()
+        if key == "sum" and isinstance(arg, str):
+            return {"kind": ValueKind.SUM, "numerator": arg}
+        if key == "mean" and isinstance(arg, str):  # one row = one observation (a rating)
+            return {"kind": ValueKind.MEAN, "numerator": arg}
+        if key in ("ratio", "mean"):
+            parts = {
+                "ratio": "numerator_column, denominator_column",
+                "mean": "sum_column, count_column",
+            }
+            if not (isinstance(arg, list) and len(arg) == 2):
+                one = " or one column (the mean over rows)" if key == "mean" else ""
+                raise ValueError(f"{key} needs a list of two column names: [{parts[key]}]{one}")
+            return {"kind": ValueKind(key), "numerator": arg[0], "denominator": arg[1]}
+        raise ValueError(_VALUE_FORMS)
+
+    @model_validator(mode="after")
+    def _parts_match_kind(self) -> ValueSpec:
+        if self.kind is ValueKind.SUM and self.denominator is not None:
+            raise ValueError("a sum value needs exactly one column")
+        if self.kind is ValueKind.RATIO and self.denominator is None:
+            raise ValueError("a ratio value needs two columns")
+        return self
+
+    def columns(self) -> list[str]:
+        """The source columns this value reads."""
+        return [self.numerator] if self.denominator is None else [self.numerator, self.denominator]
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        col = {"type": "string", "minLength": 1}
+        pair = {"type": "array", "items": col, "minItems": 2, "maxItems": 2}
+
+        def one(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "type": "object",
+                "properties": {key: schema},
+                "required": [key],
+                "additionalProperties": False,
+            }
+
+        return {
+            "description": _VALUE_FORMS,
+            "oneOf": [col, one("sum", col), one("ratio", pair),
+                      one("mean", {"oneOf": [col, pair]})],
+        }
+
+
+class MetricConfig(BaseModel):
+    """One KPI: which source and query produce it, how to bucket it, when to alert."""
+
+    model_config = _STRICT
+
+    name: str = Field(pattern=METRIC_NAME)
+    source: str
+    query: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    interval: Duration = timedelta(minutes=5)
+    timestamp: str = "timestamp"  # the timestamp column
+    dimensions: list[LabelName] = Field(default_factory=list)  # rolled up
+    split_by: list[LabelName] = Field(default_factory=list)  # kept on every series, not rolled up
+    value: ValueSpec
+    labels: dict[LabelName, str] = Field(default_factory=dict)
+    direction: Direction = Direction.BOTH
+    detectors: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    delay: Duration = timedelta(0)  # how long after a bucket ends its data is complete
+    # sources (issue 6): re-poll this much of the recent past each tick and upsert corrections
+    # (re-polled buckets are not detected again); alert "no data" after this long without rows
+    # (default 3 intervals; 0s turns it off)
+    late_window: Duration = timedelta(0)
+    no_data_after: Duration | None = None
+    # On a metric's first tick (no cursor yet), learn from this much history: its anomalies
+    # are stored but only the newest bucket can alert (no alert storm about old data).
+    history: Duration = timedelta(0)
+    min_severity: float = Field(default=25.0, ge=0, le=100)  # 25 = a 1-in-10,000 point
+    min_change: float = Field(default=0.0, ge=0)  # relative change needed to alert
+    min_abs_change: float = Field(default=0.0, ge=0)  # absolute change needed to alert
+    min_volume: float = Field(default=0.0, ge=0)  # minimum denominator / count to alert
+    # Stateful post-rules per series (detectors/postrules.py RuleState; README "Detectors").
+    consecutive: int = Field(default=1, ge=1, le=64)  # unusual points in a row to alert
+    window: WindowRule | None = None  # {k, n}: k of the last n points unusual to alert
+    warmup: Duration = timedelta(0)  # no alerts this long after a series first appears
+    suppress: Duration = timedelta(0)  # no new alert on a series this long after one
+    missing: MissingPolicy = MissingPolicy.SKIP  # skip | zero | carry (a bucket without data)
+    #: what people read for this metric in alerts and dashboards (``name`` is for machines)
+    title: DisplayName | None = None
+    description: str | None = None  # a sentence: the Grafana panel's description
+    runbook: str | None = None
+    #: false: the top-level ``calendar`` (holidays, events) does not apply to this metric
+    calendar: bool = True
+
+    _interval_positive = field_validator("interval")(_positive)
+    _delay_non_negative = field_validator("delay", "late_window", "history")(_non_negative)
+
+    @field_validator("no_data_after")
+    @classmethod
+    def _no_data_after_non_negative(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _non_negative(value)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _unique_dimensions(cls, value: list[str]) -> list[str]:
+        return _unique(value, "dimension")
+
+    @field_validator("split_by")
+    @classmethod
+    def _split_by_not_dimensions(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        dims = set(info.data.get("dimensions") or ())
+        both = [
+            ((i,), "collision", f"{k!r} is also a dimension")
+            for i, k in enumerate(value)
+            if k in dims
+        ]
+        _raise("split_by", both)
+        return _unique(value, "split_by label")
+
+    @field_validator("detectors")
+    @classmethod
+    def _unique_detectors(cls, value: list[str]) -> list[str]:
+        return _unique(value, "detector")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_not_dimensions(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        taken = {
+            **dict.fromkeys(info.data.get("split_by") or (), "split_by label"),
+            **dict.fromkeys(info.data.get("dimensions") or (), "dimension"),
+        }
+        _raise(
+            "labels",
+            (((k,), "collision", f"label {k!r} is also a {taken[k]}") for k in value if k in taken),
+        )
+        return value

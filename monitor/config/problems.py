@@ -1,0 +1,162 @@
+"""pydantic errors turned into config problems: a path and a message a user can act on.
+
+pydantic's locations include union tags and its messages prefixes; this module words them as
+paths in the file (``metrics[0].detectors[1]``) with "did you mean" hints."""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, ValidationError
+
+from detectors.base import DetectorConfig
+from detectors.registry import config_class as detector_config_class
+from monitor.config.validator_errors import Loc, _did_you_mean
+from sources.base import SourceConfig
+from sources.registry import config_class as source_config_class
+
+_SIMPLE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    """``("metrics", 0, "detectors", 1)`` -> ``metrics[0].detectors[1]``."""
+    out = ""
+    for el in loc:
+        if isinstance(el, int):
+            out += f"[{el}]"
+        elif _SIMPLE_KEY.match(el):
+            out += f".{el}" if out else el
+        else:
+            out += f"[{json.dumps(el)}]"
+    return out
+
+
+def _child(node: Any, el: str | int) -> Any:
+    """Step into raw data by one path element (None when it is not there)."""
+    if isinstance(node, Mapping):
+        return node.get(el)
+    if isinstance(node, list) and isinstance(el, int) and 0 <= el < len(node):
+        return node[el]
+    return None
+
+
+#: Discriminated unions whose ``type:`` may be omitted: key -> the tag it then takes.
+_DEFAULT_TAGS: dict[str | int, str] = {"executor": "local"}
+
+
+def _strip_tags(loc: Loc, data: Any) -> Loc:
+    """Drop union tag elements, which are not keys in the document: a discriminated union's
+    ``type``, and the member names pydantic adds below a value that is no mapping
+    (``history.int``, ``daily["literal['auto']"]``)."""
+    out: list[str | int] = []
+    node = data
+    for el in loc:
+        if isinstance(node, Mapping) and el not in node and el == node.get(
+                "type", _DEFAULT_TAGS.get(out[-1] if out else "")):
+            continue
+        if (isinstance(el, str) and out and not isinstance(node, Mapping)
+                and el not in _known_keys(tuple(out), data)):
+            continue
+        out.append(el)
+        node = _child(node, el)
+    return tuple(out)
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """The concrete types an annotation may hold (Annotated/Optional/Union removed)."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        return [t for arg in typing.get_args(tp) for t in _unwrap(arg) if t is not type(None)]
+    return [tp]
+
+
+def _resolve_plugin(tp: Any, node: Any) -> Any:
+    """A registry base class (SourceConfig) -> the registered class named by ``type:``."""
+    lookups = {SourceConfig: source_config_class, DetectorConfig: detector_config_class}
+    if tp in lookups and isinstance(node, Mapping) and isinstance(node.get("type"), str):
+        try:
+            return lookups[tp](node["type"])
+        except KeyError:
+            return tp
+    return tp
+
+
+def _known_keys(loc: Loc, data: Any) -> list[str]:
+    """The keys the model at ``loc`` accepts, for "did you mean" hints (best effort)."""
+    # Imported here: the root model's own checks word their problems with this module.
+    from monitor.config.root import MonitorConfig
+
+    tp: Any = MonitorConfig
+    node = data
+    for el in loc:
+        candidates = _unwrap(tp)
+        if len(candidates) != 1:
+            return []
+        tp = _resolve_plugin(candidates[0], node)
+        origin = typing.get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(el, str):
+            field = tp.model_fields.get(el)
+            if field is None:
+                return []
+            tp = field.annotation
+        elif origin is list and isinstance(el, int):
+            tp = typing.get_args(tp)[0]
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return []
+        node = _child(node, el)
+    candidates = _unwrap(tp)
+    if len(candidates) == 1:
+        tp = _resolve_plugin(candidates[0], node)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return [f.alias or n for n, f in tp.model_fields.items()]  # route's `continue`
+    return []
+
+
+def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
+    """A user-facing message from a pydantic error. Never uses the error's ``input``."""
+    kind, msg = err["type"], str(err["msg"])
+    if kind == "extra_forbidden" and loc:
+        key = str(loc[-1])
+        return f"unknown key {key!r}{_did_you_mean(key, _known_keys(loc[:-1], data))}"
+    if kind == "missing" and msg == "Field required" and loc:
+        return f"missing required key {loc[-1]!r}"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg
+
+
+def _problems_from(exc: ValidationError, data: Any) -> list[tuple[Loc, str]]:
+    out: list[tuple[Loc, str]] = []
+    members: dict[Loc, int] = {}  # a value that fits no member of a union: one problem
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        raw = tuple(err["loc"])
+        loc = _strip_tags(raw, data)
+        if "[key]" in loc:
+            loc = tuple(el for el in loc if el != "[key]")
+            out.append((loc, "invalid key: " + _message(err, loc, data)))
+        elif loc and raw[-1] != loc[-1] and loc in members:  # another member's complaint
+            msg, first = _message(err, loc, data), out[members[loc]][1]
+            if first.startswith("Input should be ") and msg.startswith("Input should be "):
+                msg = msg.removeprefix("Input should be ")
+            out[members[loc]] = (loc, f"{first} or {msg}")
+        else:
+            if loc and raw[-1] != loc[-1]:
+                members[loc] = len(out)
+            out.append((loc, _message(err, loc, data)))
+    return out
+
+
+def validation_problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
+    """``(path, message)`` per problem of a pydantic error on ``data``, worded as a config
+    file's problems are (one problem for a value that fits no member of a union, no
+    "Value error, " prefixes), for the CLI options that take settings outside a file."""
+    return [(format_path(loc), msg) for loc, msg in _problems_from(exc, data)]

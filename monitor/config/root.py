@@ -1,0 +1,101 @@
+"""The model of the whole config file, assembled from its sections.
+
+``MonitorConfig`` is what the rest of cxmon receives; it runs the plugin validation and the
+cross-section checks and answers look-ups by metric and detector name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field, PrivateAttr, SerializeAsAny, field_validator, model_validator
+
+from dashboards.config import ExporterConfig
+from detectors.base import DetectorConfig
+from detectors.calendar import CalendarConfig, Calendars
+from detectors.registry import config_class as detector_config_class
+from detectors.registry import detector_types
+from monitor.config.alerting import AlertingConfig
+from monitor.config.checks import (
+    _check_calendar_label,
+    _check_exported,
+    _check_jitter,
+    _check_metrics,
+)
+from monitor.config.connections import GrafanaConfig, StoreConfig
+from monitor.config.display import DisplayConfig
+from monitor.config.fields import _STRICT
+from monitor.config.metric import MetricConfig
+from monitor.config.plugins import _default_detector, _validate_plugins
+from monitor.config.runtime import ExecutorConfig, LocalExecutorConfig, SchedulerConfig
+from monitor.config.validator_errors import _validate_with_checks
+from sources.base import SourceConfig
+from sources.registry import config_class as source_config_class
+from sources.registry import source_types
+
+
+class MonitorConfig(BaseModel):
+    """The whole config file."""
+
+    model_config = _STRICT
+
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    sources: dict[str, SerializeAsAny[SourceConfig]]
+    metrics: list[MetricConfig] = Field(min_length=1)
+    detectors: dict[str, SerializeAsAny[DetectorConfig]] = Field(default_factory=dict)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    grafana: GrafanaConfig | None = None
+    exporter: ExporterConfig = Field(default_factory=ExporterConfig)  # dashboards/config.py
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    #: Where ``cxmon run`` runs slow model fits (monitor/executor.py).
+    executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
+    #: Names people read for labels and their values (alerts/display.py)
+    display: DisplayConfig = Field(default_factory=DisplayConfig)
+    #: Holidays and events the detectors treat apart (detectors/calendar.py)
+    calendar: CalendarConfig | None = None
+    _calendar: Calendars | None = PrivateAttr(None)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        return _validate_plugins(value, "source", source_config_class, source_types())
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _detectors(cls, value: Any) -> Any:
+        return _validate_plugins(value, "detector", detector_config_class, detector_types())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _validate_all(cls, data: Any, handler: Callable[[Any], MonitorConfig]) -> MonitorConfig:
+        result = _validate_with_checks(cls, data, handler,
+                                       lambda d: _check_metrics(d) + _check_jitter(d)
+                                       + _check_exported(d) + _check_calendar_label(d))
+        if "default" not in result.detectors and (default := _default_detector()) is not None:
+            result.detectors["default"] = default
+        return result
+
+    def metric(self, name: str) -> MetricConfig:
+        """The metric called ``name``; ``KeyError`` lists the defined ones."""
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        names = ", ".join(m.name for m in self.metrics)
+        raise KeyError(f"no metric named {name!r}; defined metrics: {names}")
+
+    def calendar_for(self, metric: MetricConfig) -> Calendars | None:
+        """The business calendars that apply to ``metric`` (one instance per config, so
+        holidays are looked up once)."""
+        if self.calendar is None or not metric.calendar:
+            return None
+        if self._calendar is None:
+            self._calendar = Calendars(self.calendar)
+        return self._calendar.for_dimensions(metric.dimensions)
+
+    def detector(self, name: str) -> DetectorConfig:
+        """The detector config called ``name``; ``KeyError`` lists the defined ones."""
+        try:
+            return self.detectors[name]
+        except KeyError:
+            names = ", ".join(self.detectors) or "none"
+            raise KeyError(f"no detector named {name!r}; defined detectors: {names}") from None

@@ -1,0 +1,97 @@
+"""How ``cxmon run`` runs: tick timing (``scheduler:``) and where slow fits run (``executor:``).
+
+These settings change no result, only when and where work happens, so they are kept apart
+from the models that describe what is monitored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
+
+from monitor.config.fields import _STRICT, _non_negative, _positive
+from monitor.durations import Duration
+
+
+class SchedulerConfig(BaseModel):
+    """Tick timing: jitter spreads polls; misfire grace lets a late tick still run."""
+
+    model_config = _STRICT
+
+    jitter: Duration = timedelta(seconds=5)
+    misfire_grace: Duration = timedelta(minutes=1)
+
+    _durations_non_negative = field_validator("jitter", "misfire_grace")(_non_negative)
+
+
+class InlineExecutorConfig(BaseModel):
+    """Slow model fits run on the tick itself (reproducible; what backtests do)."""
+
+    model_config = _STRICT
+
+    type: Literal["inline"]
+
+
+class LocalExecutorConfig(BaseModel):
+    """Slow model fits (Prophet refits) run in a pool of this process, off the tick path."""
+
+    model_config = _STRICT
+
+    type: Literal["local"] = "local"
+    workers: int = Field(1, ge=1, le=256, description="Fits running at once.")
+    processes: bool = Field(False, description="Worker processes instead of threads "
+                            "(isolates a fit that crashes or leaks; costs start-up time).")
+
+
+class DaskExecutorConfig(BaseModel):
+    """Slow model fits run on a Dask cluster (``dask.distributed``)."""
+
+    model_config = _STRICT
+
+    type: Literal["dask"]
+    address: str = Field(min_length=1, description="Scheduler address, e.g. "
+                         "tcp://dask-scheduler:8786 (workers need cxmon installed).")
+    timeout: Duration = Field(timedelta(seconds=10), description="Connecting to the "
+                              "scheduler gives up after this long (a host that does not "
+                              "resolve or a refused port fails at once).")
+
+    _timeout_positive = field_validator("timeout")(_positive)
+
+    @field_validator("address")
+    @classmethod
+    def _address_form(cls, v: str) -> str:
+        """``[tcp://]host:port``, checked here: Dask's own errors for a malformed address
+        are tracebacks from deep inside its client."""
+        scheme, sep, rest = v.partition("://")
+        if not sep:
+            scheme, rest = "tcp", v
+        if scheme in ("tls", "wss"):
+            raise ValueError(f"{scheme}:// needs TLS settings that cxmon does not pass to Dask "
+                             "yet; use tcp:// (e.g. inside a private network)")
+        if scheme not in ("tcp", "ws", "inproc", "ucx"):
+            raise ValueError(f"unknown scheme {scheme!r}: a Dask scheduler address is "
+                             "tcp://host:port (also ws://, ucx://)")
+        host, colon, port = rest.rpartition(":")
+        if scheme != "inproc" and (not colon or not host.strip("[]") or not port.isdigit()
+                                   or not 0 < int(port) < 65536):
+            raise ValueError("expected tcp://host:port with a port from 1 to 65535, e.g. "
+                             "tcp://dask-scheduler:8786")
+        return v
+
+
+def _executor_type(value: Any) -> str | None:
+    """The executor's ``type:``; ``local`` when omitted (``{workers: 4}``)."""
+    if isinstance(value, Mapping):
+        return value.get("type", "local") if isinstance(value.get("type", "local"), str) else None
+    return getattr(value, "type", None)
+
+
+ExecutorConfig = Annotated[
+    Annotated[InlineExecutorConfig, Tag("inline")]
+    | Annotated[LocalExecutorConfig, Tag("local")]
+    | Annotated[DaskExecutorConfig, Tag("dask")],
+    Discriminator(_executor_type, custom_error_type="executor_type",
+                  custom_error_message="unknown executor type; valid types: inline, local, dask"),
+]
