@@ -228,19 +228,32 @@ def to_utc(col: pd.Series) -> pd.Series:
     Numbers are Unix seconds (``extract(epoch ...)``, ``UNIX_TIMESTAMP()``): pandas' own
     default, nanoseconds, put every row in 1970. From 1e11 (year 5138 in seconds, 1973 in
     milliseconds) to 1e14 they are milliseconds (JavaScript's ``Date.now()``, many JSON
-    APIs): the two ranges cannot be confused. Larger numbers become NaT, a bad time.
+    APIs): the two ranges cannot be confused. Larger numbers become NaT, a bad time. The same
+    holds for numbers sent as text, from 9 digits on (8 digits read as a date: 20260101).
     """
     if pd.api.types.is_datetime64_any_dtype(col):
         ts = col
     elif pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        num = col.astype("float64")
-        secs = num.where(num.abs() < 1e11, num / 1e3).where(num.abs() < 1e14)
-        ts = pd.to_datetime(secs, unit="s", errors="coerce", utc=True)
+        ts = _from_unix(col.astype("float64"))
     else:  # utc=True: naive strings are taken as UTC, and a mix of naive and zoned is fine
         ts = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
+        # Unix times sent as text ("1764400000", a CSV column or JSON string) are NaT to
+        # pandas; 9+ integer digits (1973 on) leave 8-digit dates such as 20260101 alone
+        digits = col.astype("string").str.fullmatch(r"\s*-?\d{9,}(?:\.\d+)?\s*")
+        digits = digits.fillna(False).to_numpy(dtype=bool)
+        if digits.any():
+            unix = _from_unix(pd.to_numeric(col[digits], errors="coerce").astype("float64"))
+            ts = ts.dt.as_unit("ns")  # both sides at one resolution before mixing them
+            ts[digits] = unix.dt.as_unit("ns")
     if getattr(ts.dt, "tz", None) is None:
         return ts.dt.tz_localize("UTC")
     return ts.dt.tz_convert("UTC")
+
+
+def _from_unix(num: pd.Series) -> pd.Series:
+    """Unix seconds, or milliseconds from 1e11 on, as UTC times (NaT beyond 1e14)."""
+    secs = num.where(num.abs() < 1e11, num / 1e3).where(num.abs() < 1e14)
+    return pd.to_datetime(secs, unit="s", errors="coerce", utc=True)
 
 
 def _numeric(

@@ -152,7 +152,8 @@ class FilesSource(Source):
             self.skipped["bad_timestamp"] += int(bad.sum())
             first = df[column][bad].iloc[0]
             log.warning("source %s: %s: %d row(s) with no readable time in column %r skipped "
-                        "(first: %r); times need a date and a time, e.g. 2026-11-28T09:00Z",
+                        "(first: %r); times need a date and a time, e.g. 2026-11-28T09:00Z, "
+                        "or Unix seconds",
                         self.name, Path(path).name, int(bad.sum()), column,
                         None if pd.isna(first) else str(first)[:40])
         self._ts_cache[key] = (stamp, ts)

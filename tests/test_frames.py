@@ -192,6 +192,24 @@ def test_numeric_timestamps_are_unix_seconds() -> None:
     assert build_measure_frame(micros, spec(), T0, T1).rejected["bad_timestamp"] == 4
 
 
+def test_unix_times_sent_as_text_are_read_as_numbers() -> None:
+    """A CSV column or a JSON string holding ``"1767607200"`` was a bad timestamp: every row
+    dropped. Text of 9+ digits is Unix seconds (or milliseconds), 8 digits stay a date."""
+    secs = [int((T0 + timedelta(minutes=i)).timestamp()) for i in range(4)]
+    as_text = [str(secs[0]), f"{secs[1]}.5", str(secs[2] * 1000), " " + str(secs[3])]
+    mf = build_measure_frame(leaf_rows().assign(ts=as_text), spec(), T0, T1)
+    assert not mf.rejected
+    assert set(mf.frame["timestamp"]) == {pd.Timestamp(T0)}
+    assert value_of(mf.frame, 'dropoff{journey="checkout"}') == 189 / 1410
+    # mixed with ISO text and a compact date: each read its own way, garbage still counted
+    day = spec(interval=timedelta(days=1))
+    mixed = leaf_rows().assign(ts=[str(secs[0]), "2026-01-05T10:30:00Z", "20260105", "soon"])
+    mf = build_measure_frame(mixed, day, T0.replace(hour=0), T0.replace(hour=0)
+                             + timedelta(days=1))
+    assert mf.rejected["bad_timestamp"] == 1
+    assert set(mf.frame["timestamp"]) == {pd.Timestamp(T0.replace(hour=0))}
+
+
 def test_no_rows_is_no_data_even_without_the_columns() -> None:
     """A source cannot always know the columns of an empty result (no file yet, a PromQL
     query without series): zero rows is no data, not a missing column."""
