@@ -353,3 +353,32 @@ def _poll_converted(conv, url: str, table: str, create: str, rows: str) -> pd.Da
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE {table}"))
         engine.dispose()
+
+
+def test_an_inactive_alert_is_reported_not_turned_into_a_live_route():
+    alerts = _json("alerts.json")
+    alerts[1]["Alert"]["AlertStatus"] = "INACTIVE"  # the Lambda alert, threshold 40
+    conv = convert(_json("rds_metric_set.json"), alerts)
+    assert [r["receiver"] for r in conv.config["alerting"]["route"]["routes"]] == [
+        "support_leads"]
+    assert "LOOKOUT_ALERT_OPEN_TICKET_WEBHOOK_URL" not in conv.env
+    # its lower threshold no longer lets more points through the metrics
+    assert [m.get("min_severity") for m in conv.config["metrics"]] == [70.0, None]
+    note = next(n for n in conv.notes if n.setting == "alerts[1].AlertStatus")
+    assert note.kind == "manual" and "INACTIVE" in note.message
+
+
+@pytest.mark.parametrize("status", ["DEACTIVATED", "FAILED"])
+def test_a_detector_that_was_not_running_is_reported(status):
+    det = _json("detector.json") | {"Status": status, "FailureType": "ACTIVATION_FAILURE",
+                                    "FailureReason": "no data in the bucket"}
+    conv = convert(_json("rds_metric_set.json"), None, det)
+    note = next(n for n in conv.notes if n.setting == "detector.Status")
+    assert note.kind == "manual" and status in note.message
+    assert "no data in the bucket" in note.message
+    assert not any(n.setting == "detector.FailureType" for n in conv.notes)
+
+
+def test_an_active_detector_gets_no_status_note():
+    conv = convert(_json("rds_metric_set.json"), None, _json("detector.json"))
+    assert not any(n.setting == "detector.Status" for n in conv.notes)

@@ -35,6 +35,15 @@ class _AlertsMixin(_State):
                 raise LookoutInputError(f"{where}AlertSensitivityThreshold: expected a number "
                                         f"from 0 to 100, got {threshold!r}")
             _need(alert, "Action", where, dict)
+            status = alert.get("AlertStatus")
+            if status == "INACTIVE":
+                # an inactive alert sent nothing: as a route it would start sending, and its
+                # threshold would lower the metrics' min_severity for everyone
+                self.note("manual", where + "AlertStatus",
+                          f"{alert['AlertName']} was INACTIVE in Lookout: not converted (no "
+                          "receiver, no route, its threshold ignored); to bring it back, set "
+                          "its AlertStatus to ACTIVE in the JSON and convert again")
+                continue
             out.append(alert)
         return out
 

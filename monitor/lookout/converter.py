@@ -19,6 +19,11 @@ FREQUENCIES = {"P1D": timedelta(days=1), "PT1H": timedelta(hours=1),
                "PT10M": timedelta(minutes=10), "PT5M": timedelta(minutes=5)}
 
 
+#: Detector states in which Lookout was not detecting: the converted config would start to.
+_NOT_RUNNING = {"DEACTIVATED", "DEACTIVATING", "INACTIVE", "FAILED", "DELETING",
+                "BACK_TEST_ACTIVATING", "BACK_TEST_ACTIVE", "BACK_TEST_COMPLETE"}
+
+
 class _Converter(_SourcesMixin, _AlertsMixin):
     def __init__(self, metric_set: Any, alerts: list[Any], detector: Any) -> None:
         if isinstance(metric_set, list):
@@ -197,7 +202,15 @@ class _Converter(_SourcesMixin, _AlertsMixin):
             self.note("unsupported", "KmsKeyArn",
                       "cxmon's store is not encrypted with KMS: use an encrypted volume or "
                       "database for the store")
-        self.unknown(det, {"AnomalyDetectorConfig", "KmsKeyArn"}, "detector.")
+        status = det.get("Status")
+        if status in _NOT_RUNNING:
+            why = f" ({det.get('FailureType') or 'failure'}: {det['FailureReason']})" \
+                if det.get("FailureReason") else ""
+            self.note("manual", "detector.Status",
+                      f"{status}{why}: the detector was not running in Lookout, but cxmon "
+                      "detects and alerts on every configured metric once `cxmon run` starts; "
+                      "remove the metrics (or the alerting section) you do not want live yet")
+        self.unknown(det, {"AnomalyDetectorConfig", "KmsKeyArn", "FailureType"}, "detector.")
         return out
 
 
