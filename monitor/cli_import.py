@@ -30,9 +30,10 @@ def _read(path: Path, what: str) -> Any:
 
 
 def lookout(
-    metric_set: Annotated[Path, typer.Argument(
-        metavar="METRIC_SET.json",
-        help="Output of `aws lookoutmetrics describe-metric-set`.")],
+    metric_sets: Annotated[list[Path], typer.Argument(
+        metavar="METRIC_SET.json...",
+        help="Output of `aws lookoutmetrics describe-metric-set`: one file per metric set of "
+             "the detector (or a JSON list of them); they become one config.")],
     alerts: Annotated[Path | None, typer.Option(
         "--alerts", metavar="ALERTS.json",
         help="Output of `describe-alert`, or a JSON list of them.")] = None,
@@ -43,7 +44,7 @@ def lookout(
         "--output", "-o", metavar="cxmon.yaml",
         help="Write the config here (default: standard output).")] = None,
 ) -> None:
-    """Convert a Lookout for Metrics metric set (and its alerts) into a cxmon config.
+    """Convert a Lookout for Metrics detector's metric sets (and alerts) into a cxmon config.
 
     The report on stderr lists every Lookout setting that has no cxmon equivalent or needs a
     manual step. Exit 0: converted; 1: nothing could be converted (e.g. a CloudWatch source);
@@ -51,8 +52,12 @@ def lookout(
     """
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
+        sets: list[Any] = []
+        for path in metric_sets:
+            doc = _read(path, "metric set")
+            sets.extend(doc if isinstance(doc, list) else [doc])
         conv = convert(
-            _read(metric_set, "metric set"),
+            sets,
             _read(alerts, "alerts") if alerts else None,
             _read(detector, "detector") if detector else None,
         )

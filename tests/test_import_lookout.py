@@ -382,3 +382,64 @@ def test_a_detector_that_was_not_running_is_reported(status):
 def test_an_active_detector_gets_no_status_note():
     conv = convert(_json("rds_metric_set.json"), None, _json("detector.json"))
     assert not any(n.setting == "detector.Status" for n in conv.notes)
+
+
+def test_a_detectors_metric_sets_become_one_config_with_its_alerts_once(tmp_path):
+    out = tmp_path / "cxmon.yaml"
+    res = _import(str(DATA / "s3_csv_metric_set.json"), str(DATA / "rds_metric_set.json"),
+                  "--alerts", str(DATA / "alerts.json"), "-o", str(out))
+    assert res.exit_code == 0, res.output
+    env = {"LOOKOUT_CHECKOUT_ORDERS_DATA_DIR": str(tmp_path),
+           "LOOKOUT_CONTACT_CENTRE_DB_URL": "postgresql+psycopg://u@db.example.com/support",
+           "LOOKOUT_ALERT_SUPPORT_LEADS_WEBHOOK_URL": "https://hooks.example.com/sns",
+           "LOOKOUT_ALERT_OPEN_TICKET_WEBHOOK_URL": "https://fn.example.com/"}
+    cfg = load_config(out, env=env)
+    assert sorted(cfg.sources) == ["checkout_orders", "contact_centre"]
+    assert [m.name for m in cfg.metrics] == [
+        "checkout_orders_orders", "checkout_orders_revenue",
+        "contact_centre_contacts", "contact_centre_handle_seconds"]
+    # one route per alert, not one per metric set; the filter finds its metric in set 2
+    leads, ticket = cfg.alerting.route.routes
+    assert leads.matchers == ['metric=~"contact_centre_contacts"', 'channel=~"phone"']
+    assert ticket.receiver == "open_ticket"
+    assert [m.min_severity for m in cfg.metrics] == [40, 40, 40, 40]
+    # per-set notes say which set they are about
+    assert "checkout-orders: MetricSource.S3SourceConfig.TemplatedPathList" in res.stderr
+    assert "contact-centre: MetricSource.RDSSourceConfig.SecretManagerArn" in res.stderr
+    assert "not in the converted metric set" not in res.stderr
+
+
+def test_a_json_list_of_metric_sets_and_errors_name_the_set():
+    sets = [_json("s3_csv_metric_set.json"), _json("rds_metric_set.json")]
+    assert len(convert(sets).config["metrics"]) == 4
+    del sets[1]["MetricList"][0]["AggregationFunction"]
+    with pytest.raises(LookoutInputError, match=r"^metric set 2 \(contact-centre\): "
+                                                r"MetricList\[0\]\.AggregationFunction"):
+        convert(sets)
+
+
+def test_same_metric_set_name_twice_gets_two_sources():
+    ms = _json("rds_metric_set.json")
+    conv = convert([ms, copy.deepcopy(ms)])
+    assert list(conv.config["sources"]) == ["contact_centre", "contact_centre_2"]
+    assert len({m["name"] for m in conv.config["metrics"]}) == 4
+
+
+def test_an_unreadable_source_skips_only_its_metric_set():
+    athena = _json("rds_metric_set.json") | {"MetricSetName": "lake",
+                                             "MetricSource": {"AthenaSourceConfig": {}}}
+    conv = convert([athena, _json("s3_csv_metric_set.json")])
+    assert list(conv.config["sources"]) == ["checkout_orders"]
+    assert any(n.setting == "lake: MetricSource.AthenaSourceConfig" for n in conv.notes)
+
+
+@pytest.mark.parametrize(("doc", "hint"), [
+    ({"MetricSetSummaryList": [{"MetricSetName": "x"}]}, "describe-metric-set --metric-set-arn"),
+    ({"AnomalyGroupSummaryList": []}, "--anomaly-groups"),
+])
+def test_list_outputs_given_as_a_metric_set_say_what_to_pass(tmp_path, doc, hint):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(doc))
+    res = _import(str(path))
+    assert res.exit_code == 2
+    assert hint in res.stderr

@@ -50,7 +50,6 @@ class _AlertsMixin(_State):
     def _alert_thresholds(self) -> dict[str, float]:
         """Per Lookout metric name: the lowest threshold of the alerts that cover it, so the
         metric's min_severity lets through every point some route wants."""
-        self._alerts = self._alert_list()
         names = [m["MetricName"] for m in self.ms["MetricList"]]
         out: dict[str, float] = {}
         for alert in self._alerts:
@@ -112,11 +111,12 @@ class _AlertsMixin(_State):
             filters = _obj(alert.get("AlertFilters") or {}, where + "AlertFilters")
             metric_list = filters.get("MetricList") or []
             if metric_list:
-                mapped = [self.names[n] for n in metric_list if n in self.names]
+                mapped = [x for n in metric_list for x in self.names.get(n, [])]
                 missing = [n for n in metric_list if n not in self.names]
                 if missing:
                     self.note("unsupported", where + "AlertFilters.MetricList",
-                              f"{', '.join(missing)} not in this metric set: left out")
+                              f"{', '.join(missing)} not in the converted metric set(s): left "
+                              "out (convert all the detector's sets together)")
                 matchers.append(f'metric=~"{"|".join(mapped) or "__none__"}"')
             for j, f in enumerate(filters.get("DimensionFilterList") or []):
                 f = _obj(f, f"{where}AlertFilters.DimensionFilterList[{j}]")

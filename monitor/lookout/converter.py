@@ -25,11 +25,8 @@ _NOT_RUNNING = {"DEACTIVATED", "DEACTIVATING", "INACTIVE", "FAILED", "DELETING",
 
 
 class _Converter(_SourcesMixin, _AlertsMixin):
-    def __init__(self, metric_set: Any, alerts: list[Any], detector: Any) -> None:
-        if isinstance(metric_set, list):
-            raise LookoutInputError("metric set: expected the object describe-metric-set "
-                                    "prints, got a JSON list (convert one metric set at a time)")
-        self.ms = _obj(metric_set, "metric set")
+    def __init__(self, metric_sets: list[Any], alerts: list[Any], detector: Any) -> None:
+        self.sets = metric_sets
         self.alerts = alerts
         self.detector = detector
         self.notes: list[Note] = []
@@ -38,7 +35,48 @@ class _Converter(_SourcesMixin, _AlertsMixin):
     # ---- metric set -------------------------------------------------------------------------
 
     def run(self) -> Conversion:
-        ms = self.ms
+        """Every metric set into one document: a detector's sets share its alerts, whose
+        filters name metrics of any of them."""
+        detector = self._detector()
+        self._alerts = self._alert_list()
+        self.names: dict[str, list[str]] = {}  # Lookout metric -> cxmon metrics (any set)
+        self.dim_names: dict[str, str] = {}  # Lookout dimension -> cxmon dimension
+        sources: dict[str, Any] = {}
+        metrics: list[dict[str, Any]] = []
+        many = len(self.sets) > 1
+        for idx, raw in enumerate(self.sets):
+            where = f"metric set {idx + 1}" if many else "metric set"
+            ms = self.ms = _obj(raw, where)
+            name = ms.get("MetricSetName")
+            self.set_where = f"{name or where}: " if many else ""
+            try:
+                converted = self._metric_set(ms, detector, set(sources),
+                                             {m["name"] for m in metrics})
+            except LookoutInputError as exc:
+                if not many:
+                    raise
+                raise LookoutInputError(f"{where} ({name or 'no name'}): {exc}") from None
+            if converted is not None:
+                key, source_cfg, entries = converted
+                sources[key] = source_cfg
+                metrics.extend(entries)
+        self.set_where = ""
+        if not metrics:
+            return Conversion(None, {}, self.notes)
+        doc: dict[str, Any] = {"sources": sources, "metrics": metrics}
+        alerting = self._alerting()
+        if alerting:
+            doc["alerting"] = alerting
+        self.note("mapped", "anomaly detection model",
+                  "Lookout's model is not portable: cxmon uses its default detector "
+                  "(robust_seasonal); `cxmon backfill` some history, then `cxmon backtest` "
+                  "to check the alert volume before going live")
+        return Conversion(doc, dict(self.env), self.notes)
+
+    def _metric_set(self, ms: dict[str, Any], detector: dict[str, Any], sources: set[str],
+                    taken: set[str]) -> tuple[str, dict[str, Any], list[dict[str, Any]]] | None:
+        """One metric set's source and metrics (None for a source cxmon cannot read);
+        ``sources`` and ``taken`` are the source keys and metric names used so far."""
         if "MetricSetName" not in ms and "MetricList" not in ms:
             if "Alert" in ms or "AlertName" in ms:
                 raise LookoutInputError("metric set: this is describe-alert output; pass it "
@@ -46,6 +84,14 @@ class _Converter(_SourcesMixin, _AlertsMixin):
             if "AnomalyDetectorConfig" in ms:
                 raise LookoutInputError("metric set: this is describe-anomaly-detector output; "
                                         "pass it with --detector")
+            if "MetricSetSummaryList" in ms:
+                raise LookoutInputError("metric set: this is list-metric-sets output, which "
+                                        "has no metrics or source; run `aws lookoutmetrics "
+                                        "describe-metric-set --metric-set-arn ARN` for each "
+                                        "MetricSetArn and pass those files")
+            if "AnomalyGroupSummaryList" in ms:
+                raise LookoutInputError("metric set: this is list-anomaly-group-summaries "
+                                        "output; pass it with --anomaly-groups")
             raise LookoutInputError("metric set: not describe-metric-set output "
                                     "(no MetricSetName or MetricList)")
         set_name = _need(ms, "MetricSetName", "")
@@ -58,7 +104,6 @@ class _Converter(_SourcesMixin, _AlertsMixin):
                 raise LookoutInputError(f"MetricList[{i}].AggregationFunction: expected AVG or "
                                         f"SUM, got {agg!r}")
         source = _obj(_need(ms, "MetricSource", "", dict), "MetricSource")
-        detector = self._detector()
         freq = ms.get("MetricSetFrequency") or detector.get("frequency")
         if not freq:
             raise LookoutInputError("MetricSetFrequency: required field missing (and no "
@@ -87,17 +132,19 @@ class _Converter(_SourcesMixin, _AlertsMixin):
             self.note("unsupported", f"MetricSource.{kind}",
                       f"cxmon has no {kind.removesuffix('Config').removesuffix('Source')} "
                       f"source; {_UNSUPPORTED_HINTS[kind]}")
-            return Conversion(None, {}, self.notes)
+            return None
 
         ts_col = _need(_obj(_need(ms, "TimestampColumn", "", dict), "TimestampColumn"),
                        "ColumnName", "TimestampColumn.")
         self._timestamp_notes(ms)
-        src_key = label_name(set_name)
+        src_key = base_key = label_name(set_name)
+        n = 2
+        while src_key in sources:  # the same name in two detectors
+            src_key, n = f"{base_key}_{n}", n + 1
         raw_dims = ms.get("DimensionList") or []
         if not isinstance(raw_dims, list) or not all(isinstance(d, str) for d in raw_dims):
             raise LookoutInputError("DimensionList: expected a list of column names")
         dims: list[str] = list(dict.fromkeys(raw_dims))
-        self.dim_names: dict[str, str] = {}  # Lookout dimension -> cxmon dimension
         filters = self._filters(ms.get("DimensionFilterList") or [])
         tz = self._local_zone(ms)
         if kind == "S3SourceConfig":
@@ -109,15 +156,13 @@ class _Converter(_SourcesMixin, _AlertsMixin):
         prefix = metric_name(set_name)
         thresholds = self._alert_thresholds()
         out_metrics: list[dict[str, Any]] = []
-        taken: set[str] = set()
-        self.names: dict[str, str] = {}
         for i, m in enumerate(metrics):
             name = metric_name(f"{prefix}_{m['MetricName']}")
             base, n = name, 2
             while name in taken:
                 name, n = f"{base}_{n}", n + 1
             taken.add(name)
-            self.names[m["MetricName"]] = name
+            self.names.setdefault(m["MetricName"], []).append(name)
             entry: dict[str, Any] = {"name": name, "source": src_key}
             entry.update(build(i, m))
             entry["interval"] = format_duration(FREQUENCIES[freq])
@@ -137,18 +182,10 @@ class _Converter(_SourcesMixin, _AlertsMixin):
                          f"MetricList[{i}].")
             out_metrics.append(entry)
 
-        doc: dict[str, Any] = {"sources": {src_key: source_cfg}, "metrics": out_metrics}
-        alerting = self._alerting()
-        if alerting:
-            doc["alerting"] = alerting
         self.unknown(ms, {"MetricSetName", "MetricSetDescription", "MetricList", "Offset",
                           "TimestampColumn", "DimensionList", "MetricSetFrequency", "Timezone",
                           "MetricSource", "DimensionFilterList"}, "")
-        self.note("mapped", "anomaly detection model",
-                  "Lookout's model is not portable: cxmon uses its default detector "
-                  "(robust_seasonal); `cxmon backfill` some history, then `cxmon backtest` "
-                  "to check the alert volume before going live")
-        return Conversion(doc, dict(self.env), self.notes)
+        return src_key, source_cfg, out_metrics
 
     def _timestamp_notes(self, ms: dict[str, Any]) -> None:
         fmt = (ms.get("TimestampColumn") or {}).get("ColumnFormat")
@@ -215,8 +252,15 @@ class _Converter(_SourcesMixin, _AlertsMixin):
 
 
 def convert(metric_set: Any, alerts: Any = None, detector: Any = None) -> Conversion:
-    """Convert parsed AWS CLI JSON; raises :class:`LookoutInputError` for bad input."""
-    conv = _Converter(metric_set, _as_alert_list(alerts), detector).run()
+    """Convert parsed AWS CLI JSON; raises :class:`LookoutInputError` for bad input.
+
+    ``metric_set`` is one describe-metric-set output or a list of them (a detector's sets:
+    they become one config, so the detector's alerts are converted once, across all of them).
+    """
+    sets = metric_set if isinstance(metric_set, list) else [metric_set]
+    if not sets:
+        raise LookoutInputError("metric set: an empty list")
+    conv = _Converter(sets, _as_alert_list(alerts), detector).run()
     if conv.config is not None:
         check(conv)
     return conv

@@ -77,10 +77,11 @@ class _State:
     notes: list[Note]
     env: dict[str, str]
     dim_names: dict[str, str]  # Lookout dimension -> cxmon dimension
-    names: dict[str, str]  # Lookout metric name -> cxmon metric name
+    names: dict[str, list[str]]  # Lookout metric name -> cxmon metric names (any set)
+    set_where: str = ""  # "<metric set>: " while converting one of several sets
 
     def note(self, kind: str, setting: str, message: str) -> None:
-        self.notes.append(Note(kind, setting, message))
+        self.notes.append(Note(kind, self.set_where + setting, message))
 
     def unknown(self, obj: dict[str, Any], known: set[str], where: str) -> None:
         for key in obj:
