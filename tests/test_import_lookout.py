@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from monitor.cli import app
 from monitor.config import load_config, parse_config
 from monitor.frames import build_measure_frame
-from monitor.lookout import LookoutInputError, convert, render_yaml
+from monitor.lookout import LookoutInputError, convert, incidents_csv, render_yaml
 from monitor.pipeline import measure_spec
 from sources.base import PollRequest
 from sources.sql import SqlSource
@@ -443,3 +443,66 @@ def test_list_outputs_given_as_a_metric_set_say_what_to_pass(tmp_path, doc, hint
     res = _import(str(path))
     assert res.exit_code == 2
     assert hint in res.stderr
+
+
+def test_metrics_read_their_detectors_warm_up_back_so_validate_has_no_warning():
+    from monitor.cli import short_histories
+
+    conv = convert(_json("rds_metric_set.json"))
+    assert {m["history"] for m in conv.config["metrics"]} == {"1w"}
+    cfg = parse_config(render_yaml(conv), {"LOOKOUT_CONTACT_CENTRE_DB_URL": "sqlite://"})
+    assert short_histories(cfg) == []
+    assert any(n.setting == "history" for n in conv.notes)
+
+
+_GROUPS = {"AnomalyGroupSummaryList": [
+    {"AnomalyGroupId": "g-1", "StartTime": "2023-01-10T09:00:00", "EndTime": "2023-01-10T10:00:00",
+     "AnomalyGroupScore": 81.5, "PrimaryMetricName": "contacts"},
+    {"AnomalyGroupId": "g-2", "StartTime": "2023-01-11T09:00:00Z",
+     "EndTime": "2023-01-11T09:00:00Z", "AnomalyGroupScore": 40, "PrimaryMetricName": "gone"},
+], "AnomalyGroupStatistics": {"TotalCount": 2}}
+
+
+def test_anomaly_groups_become_a_backtest_incidents_csv(tmp_path):
+    from monitor.backtest_incidents import parse_incidents
+
+    conv = convert(_json("rds_metric_set.json"))
+    text, notes = incidents_csv(_GROUPS, conv)
+    (inc,) = parse_incidents(text, {m["name"] for m in conv.config["metrics"]})
+    assert (inc.metric, inc.name) == ("contact_centre_contacts", "lookout g-1 score 81.5")
+    # EndTime is the last anomalous bucket's start: the incident runs to its end (PT10M)
+    assert (inc.start, inc.end) == (datetime(2023, 1, 10, 9, tzinfo=UTC),
+                                    datetime(2023, 1, 10, 10, 10, tzinfo=UTC))
+    assert any("gone" in n.message and n.kind == "unsupported" for n in notes)
+
+
+def test_get_anomaly_group_gives_the_top_contributing_slice_as_labels():
+    from monitor.backtest_incidents import parse_incidents
+
+    group = {"AnomalyGroup": dict(_GROUPS["AnomalyGroupSummaryList"][0], MetricLevelImpactList=[
+        {"MetricName": "contacts", "NumTimeSeries": 4, "ContributionMatrix": {
+            "DimensionContributionList": [
+                {"DimensionName": "Queue-Name", "DimensionValueContributionList": [
+                    {"DimensionValue": "billing", "ContributionScore": 90},
+                    {"DimensionValue": "sales", "ContributionScore": 10}]},
+                {"DimensionName": "channel", "DimensionValueContributionList": [
+                    {"DimensionValue": "phone", "ContributionScore": 30}]}]}}])}
+    conv = convert(_json("rds_metric_set.json"))
+    text, _ = incidents_csv([group], conv)
+    (inc,) = parse_incidents(text, {m["name"] for m in conv.config["metrics"]})
+    # the sanitized dimension name; channel contributed too little to single out a value
+    assert inc.labels == (("queue_name", "billing"),)
+
+
+def test_cli_writes_the_incidents_file_and_rejects_other_documents(tmp_path):
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps(_GROUPS))
+    out = tmp_path / "inc.csv"
+    res = _import(str(DATA / "rds_metric_set.json"), "--anomaly-groups", str(groups),
+                  "--incidents-out", str(out))
+    assert res.exit_code == 0, res.output
+    assert out.read_text().splitlines()[1].startswith("2023-01-10T09:00:00Z,")
+    res = _import(str(DATA / "rds_metric_set.json"), "--anomaly-groups",
+                  str(DATA / "detector.json"), "--incidents-out", str(out))
+    assert res.exit_code == 2
+    assert "not list-anomaly-group-summaries" in res.stderr

@@ -11,7 +11,7 @@ from monitor.durations import format_duration
 from monitor.lookout.alerts import _AlertsMixin, _as_alert_list
 from monitor.lookout.model import Conversion, LookoutInputError, Note, _need, _obj
 from monitor.lookout.names import label_name, metric_name
-from monitor.lookout.render import check
+from monitor.lookout.render import check, fill_history
 from monitor.lookout.sources import _SOURCE_KINDS, _UNSUPPORTED_HINTS, _SourcesMixin
 
 #: Lookout frequency -> cxmon interval.
@@ -71,7 +71,8 @@ class _Converter(_SourcesMixin, _AlertsMixin):
                   "Lookout's model is not portable: cxmon uses its default detector "
                   "(robust_seasonal); `cxmon backfill` some history, then `cxmon backtest` "
                   "to check the alert volume before going live")
-        return Conversion(doc, dict(self.env), self.notes)
+        return Conversion(doc, dict(self.env), self.notes, dict(self.names),
+                          dict(self.dim_names))
 
     def _metric_set(self, ms: dict[str, Any], detector: dict[str, Any], sources: set[str],
                     taken: set[str]) -> tuple[str, dict[str, Any], list[dict[str, Any]]] | None:
@@ -262,6 +263,7 @@ def convert(metric_set: Any, alerts: Any = None, detector: Any = None) -> Conver
         raise LookoutInputError("metric set: an empty list")
     conv = _Converter(sets, _as_alert_list(alerts), detector).run()
     if conv.config is not None:
+        fill_history(conv)
         check(conv)
     return conv
 

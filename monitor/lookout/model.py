@@ -36,6 +36,10 @@ class Conversion:
     config: dict[str, Any] | None
     env: dict[str, str] = field(default_factory=dict)  # variable -> what it must hold
     notes: list[Note] = field(default_factory=list)
+    #: Lookout metric name -> the cxmon metrics it became (one per metric set holding it)
+    metric_names: dict[str, list[str]] = field(default_factory=dict)
+    #: Lookout dimension -> cxmon dimension (sanitized names differ)
+    dimension_names: dict[str, str] = field(default_factory=dict)
 
 
 def load_json(text: str, what: str) -> Any:

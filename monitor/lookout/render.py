@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import yaml
 
-from monitor.config import parse_config
+from monitor.config import MonitorConfig, parse_config
+from monitor.durations import format_duration
 from monitor.errors import ConfigError
-from monitor.lookout.model import Conversion
+from monitor.lookout.model import Conversion, Note
 
 
 def stand_ins(env: dict[str, str]) -> dict[str, str]:
@@ -22,13 +25,42 @@ def stand_ins(env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def check(conv: Conversion) -> None:
+def check(conv: Conversion) -> MonitorConfig:
     """Validate the document through cxmon's own config loader (``cxmon validate``'s rules)
     with stand-in values for its variables: a failure is a bug of the converter."""
     try:
-        parse_config(render_yaml(conv), stand_ins(conv.env), source="converted config")
+        return parse_config(render_yaml(conv), stand_ins(conv.env), source="converted config")
     except ConfigError as exc:  # pragma: no cover - the converter's own bug
         raise RuntimeError(f"the converted config does not validate: {exc}") from exc
+
+
+def fill_history(conv: Conversion) -> None:
+    """Give each metric a ``history:`` as long as its detectors' warm-up.
+
+    Lookout trained on the metric set's past (``HistoricalDataPathList`` or the table's rows)
+    before it alerted; without ``history`` cxmon's first run starts from nothing and stays
+    silent for the warm-up (a week for robust_seasonal), which ``cxmon validate`` warns about.
+    Read from the detectors themselves, so it follows their warm-up if that changes.
+    """
+    from monitor.detection import MetricDetectors
+    from monitor.pipeline import post_rules
+
+    assert conv.config is not None
+    cfg = check(conv)
+    longest = timedelta(0)
+    for entry, m in zip(conv.config["metrics"], cfg.metrics, strict=True):
+        dets = MetricDetectors(m.name, m.interval,
+                               {n: cfg.detector(n) for n in m.detectors}, post_rules(m))
+        warmup = max(dets.warmup_periods().values(), default=timedelta(0))
+        if warmup > m.history:
+            entry["history"] = format_duration(warmup)
+            longest = max(longest, warmup)
+    if longest:
+        conv.notes.append(Note(
+            "mapped", "history",
+            f"each metric reads {format_duration(longest)} back on its first run (history:), "
+            "the warm-up of cxmon's detector, as Lookout learned from past data first: that "
+            "past must be in the source (sync the older S3 folders too)"))
 
 
 class _Dumper(yaml.SafeDumper):

@@ -73,7 +73,7 @@ class _SourcesMixin(_State):
             self.note("manual", f"{where}HistoricalDataPathList",
                       f"{', '.join(map(str, historical))}: load history with "
                       "`cxmon backfill -c FILE --metric M --start ... --end ...` once those "
-                      "files are in the synced folder (or set a metric's history:)")
+                      "files are in the synced folder (history: covers only the warm-up)")
         if cfg.get("RoleArn"):
             self.note("manual", f"{where}RoleArn",
                       "the IAM role is for Lookout; the sync job needs s3:GetObject/ListBucket")
