@@ -506,3 +506,16 @@ def test_cli_writes_the_incidents_file_and_rejects_other_documents(tmp_path):
                   str(DATA / "detector.json"), "--incidents-out", str(out))
     assert res.exit_code == 2
     assert "not list-anomaly-group-summaries" in res.stderr
+
+
+def test_the_config_file_carries_the_to_do_items_as_comments():
+    conv = convert(_json("rds_metric_set.json"), _json("alerts.json"), _json("detector.json"))
+    text = render_yaml(conv)
+    comments = [line for line in text.splitlines() if line.startswith("#")]
+    todo = " ".join(line.lstrip("# -") for line in comments)
+    for n in conv.notes:
+        if n.kind in ("manual", "unsupported"):
+            assert f"{n.kind}: {n.setting}:" in todo
+    assert "mapped:" not in todo  # decisions stay in the report, not the file
+    assert max(len(line) for line in comments if line.startswith("# -")) <= 100
+    assert yaml.safe_load(text) == conv.config

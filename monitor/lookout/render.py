@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from datetime import timedelta
 
 import yaml
@@ -76,11 +77,22 @@ _Dumper.add_representer(str, _str)
 
 
 def render_yaml(conv: Conversion) -> str:
-    """The config as YAML, headed by a comment listing the variables it needs."""
+    """The config as YAML, headed by a comment listing the variables it needs and the report's
+    to-do items (manual steps, settings not converted): the stderr report scrolls away, the
+    file is what the team reviews and keeps."""
     assert conv.config is not None
-    head = ["# Converted from Amazon Lookout for Metrics by `cxmon import lookout`.",
-            "# Set these environment variables, then run `cxmon validate -c <this file>`:"]
-    head += [f"#   {var}: {what}" for var, what in conv.env.items()]
+    head = ["# Converted from Amazon Lookout for Metrics by `cxmon import lookout`."]
+    if conv.env:
+        head.append("# Set these environment variables, then run `cxmon validate -c <this "
+                    "file>`:")
+        head += [f"#   {var}: {what}" for var, what in conv.env.items()]
+    todo = [n for n in conv.notes if n.kind in ("manual", "unsupported")]
+    if todo:
+        head.append("# To do before going live (manual: a step; unsupported: not converted):")
+        for n in todo:
+            head += textwrap.wrap(f"{n.kind}: {n.setting}: {n.message}", width=98,
+                                  initial_indent="# - ", subsequent_indent="#   ",
+                                  break_on_hyphens=False)
     body = yaml.dump(conv.config, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                      width=100)
     return "\n".join(head) + "\n" + body
