@@ -519,3 +519,20 @@ def test_the_config_file_carries_the_to_do_items_as_comments():
     assert "mapped:" not in todo  # decisions stay in the report, not the file
     assert max(len(line) for line in comments if line.startswith("# -")) <= 100
     assert yaml.safe_load(text) == conv.config
+
+
+def test_the_readme_migration_guide_covers_every_option_of_the_command():
+    import re
+
+    import typer.main
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    guide = readme.split("## Moving from Lookout for Metrics", 1)[1].split("\n## ", 1)[0]
+    cmd = typer.main.get_command(app).commands["import"].commands["lookout"]
+    options = {o for p in cmd.params for o in p.opts if o.startswith("--")} - {"--help"}
+    assert options == {"--alerts", "--detector", "--anomaly-groups", "--incidents-out",
+                       "--output"}
+    missing = {o for o in options if o not in guide and o != "--output"}
+    assert not missing, f"README's migration guide does not mention {missing}"
+    assert "-o cxmon.yaml" in guide
+    assert re.search(r"import lookout ms-\*\.json", guide)  # several metric sets at once
