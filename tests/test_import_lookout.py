@@ -205,7 +205,8 @@ def test_unknown_fields_are_reported_not_dropped():
     (lambda ms: ms.update(MetricSetFrequency="PT2H"), "MetricSetFrequency: expected one of"),
     (lambda ms: ms["MetricList"][1].update(AggregationFunction="MAX"),
      "MetricList[1].AggregationFunction: expected AVG or SUM"),
-    (lambda ms: ms.pop("TimestampColumn"), "TimestampColumn: required field missing"),
+    (lambda ms: ms.update(TimestampColumn={"ColumnFormat": "yyyy-MM-dd"}),
+     "TimestampColumn.ColumnName: required field missing"),
     (lambda ms: ms["MetricSource"]["RDSSourceConfig"].pop("TableName"),
      "MetricSource.RDSSourceConfig.TableName: required field missing"),
     (lambda ms: ms.update(MetricSource={}), "MetricSource: required field missing"),
@@ -536,3 +537,14 @@ def test_the_readme_migration_guide_covers_every_option_of_the_command():
     assert not missing, f"README's migration guide does not mention {missing}"
     assert "-o cxmon.yaml" in guide
     assert re.search(r"import lookout ms-\*\.json", guide)  # several metric sets at once
+
+
+def test_a_metric_set_without_timestamp_column_reads_timestamp_and_says_so():
+    ms = _json("rds_metric_set.json")
+    del ms["TimestampColumn"]
+    conv = convert(ms)
+    assert {m["timestamp"] for m in conv.config["metrics"]} == {"timestamp"}
+    assert any(n.setting == "TimestampColumn" and n.kind == "manual" for n in conv.notes)
+    ms["TimestampColumn"] = {"ColumnFormat": "yyyy-MM-dd"}  # present but no ColumnName
+    with pytest.raises(LookoutInputError, match=r"TimestampColumn\.ColumnName"):
+        convert(ms)

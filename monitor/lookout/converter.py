@@ -135,8 +135,15 @@ class _Converter(_SourcesMixin, _AlertsMixin):
                       f"source; {_UNSUPPORTED_HINTS[kind]}")
             return None
 
-        ts_col = _need(_obj(_need(ms, "TimestampColumn", "", dict), "TimestampColumn"),
-                       "ColumnName", "TimestampColumn.")
+        if ms.get("TimestampColumn"):
+            ts_col = _need(_obj(ms["TimestampColumn"], "TimestampColumn"), "ColumnName",
+                           "TimestampColumn.")
+        else:
+            # optional in Lookout's API (it then used the source's own time column)
+            ts_col = "timestamp"
+            self.note("manual", "TimestampColumn",
+                      "not in the export: the metrics read the column `timestamp`; set each "
+                      "metric's timestamp: to the real time column")
         self._timestamp_notes(ms)
         src_key = base_key = label_name(set_name)
         n = 2
