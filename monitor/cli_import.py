@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from monitor.lookout import LookoutInputError, convert, load_json, render_yaml
+from monitor.lookout import LookoutInputError, convert, incidents_csv, load_json, render_yaml
 
 import_app = typer.Typer(help="Convert another tool's definitions into a cxmon config.",
                          no_args_is_help=True)
@@ -30,20 +30,30 @@ def _read(path: Path, what: str) -> Any:
 
 
 def lookout(
-    metric_set: Annotated[Path, typer.Argument(
-        metavar="METRIC_SET.json",
-        help="Output of `aws lookoutmetrics describe-metric-set`.")],
+    metric_sets: Annotated[list[Path], typer.Argument(
+        metavar="METRIC_SET.json...",
+        help="Output of `aws lookoutmetrics describe-metric-set`: one file per metric set of "
+             "the detector (or a JSON list of them); they become one config.")],
     alerts: Annotated[Path | None, typer.Option(
         "--alerts", metavar="ALERTS.json",
         help="Output of `describe-alert`, or a JSON list of them.")] = None,
     detector: Annotated[Path | None, typer.Option(
         "--detector", metavar="DETECTOR.json",
         help="Output of `describe-anomaly-detector`.")] = None,
+    anomaly_groups: Annotated[Path | None, typer.Option(
+        "--anomaly-groups", metavar="GROUPS.json",
+        help="Output of `list-anomaly-group-summaries` (or `get-anomaly-group`; a JSON list "
+             "of pages is fine): written as an incidents CSV for `cxmon backtest "
+             "--incidents`, to compare cxmon with what Lookout flagged.")] = None,
+    incidents_out: Annotated[Path, typer.Option(
+        "--incidents-out", metavar="INCIDENTS.csv",
+        help="Where --anomaly-groups writes the incidents CSV.")] = Path(
+            "lookout-incidents.csv"),
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="cxmon.yaml",
         help="Write the config here (default: standard output).")] = None,
 ) -> None:
-    """Convert a Lookout for Metrics metric set (and its alerts) into a cxmon config.
+    """Convert a Lookout for Metrics detector's metric sets (and alerts) into a cxmon config.
 
     The report on stderr lists every Lookout setting that has no cxmon equivalent or needs a
     manual step. Exit 0: converted; 1: nothing could be converted (e.g. a CloudWatch source);
@@ -51,11 +61,19 @@ def lookout(
     """
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
+        sets: list[Any] = []
+        for path in metric_sets:
+            doc = _read(path, "metric set")
+            sets.extend(doc if isinstance(doc, list) else [doc])
         conv = convert(
-            _read(metric_set, "metric set"),
+            sets,
             _read(alerts, "alerts") if alerts else None,
             _read(detector, "detector") if detector else None,
         )
+        incidents = None
+        if anomaly_groups is not None and conv.config is not None:
+            incidents, extra = incidents_csv(_read(anomaly_groups, "anomaly groups"), conv)
+            conv.notes.extend(extra)
     except LookoutInputError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -69,6 +87,15 @@ def lookout(
         err.print("[red]error:[/] nothing could be converted (see above)")
         raise typer.Exit(1)
     text = render_yaml(conv)
+    if incidents is not None:
+        try:
+            incidents_out.write_text(incidents, encoding="utf-8")
+        except OSError as exc:
+            err.print(f"[red]error:[/] cannot write {escape(str(incidents_out))}: "
+                      f"{escape(exc.strerror or str(exc))}")
+            raise typer.Exit(1) from None
+        err.print(f"wrote {escape(str(incidents_out))}: Lookout's anomaly groups, for "
+                  "cxmon backtest --incidents")
     if output is None:
         typer.echo(text, nl=False)
     else:

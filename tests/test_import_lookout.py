@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from monitor.cli import app
 from monitor.config import load_config, parse_config
 from monitor.frames import build_measure_frame
-from monitor.lookout import LookoutInputError, convert, render_yaml
+from monitor.lookout import LookoutInputError, convert, incidents_csv, render_yaml
 from monitor.pipeline import measure_spec
 from sources.base import PollRequest
 from sources.sql import SqlSource
@@ -205,7 +205,8 @@ def test_unknown_fields_are_reported_not_dropped():
     (lambda ms: ms.update(MetricSetFrequency="PT2H"), "MetricSetFrequency: expected one of"),
     (lambda ms: ms["MetricList"][1].update(AggregationFunction="MAX"),
      "MetricList[1].AggregationFunction: expected AVG or SUM"),
-    (lambda ms: ms.pop("TimestampColumn"), "TimestampColumn: required field missing"),
+    (lambda ms: ms.update(TimestampColumn={"ColumnFormat": "yyyy-MM-dd"}),
+     "TimestampColumn.ColumnName: required field missing"),
     (lambda ms: ms["MetricSource"]["RDSSourceConfig"].pop("TableName"),
      "MetricSource.RDSSourceConfig.TableName: required field missing"),
     (lambda ms: ms.update(MetricSource={}), "MetricSource: required field missing"),
@@ -353,3 +354,197 @@ def _poll_converted(conv, url: str, table: str, create: str, rows: str) -> pd.Da
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE {table}"))
         engine.dispose()
+
+
+def test_an_inactive_alert_is_reported_not_turned_into_a_live_route():
+    alerts = _json("alerts.json")
+    alerts[1]["Alert"]["AlertStatus"] = "INACTIVE"  # the Lambda alert, threshold 40
+    conv = convert(_json("rds_metric_set.json"), alerts)
+    assert [r["receiver"] for r in conv.config["alerting"]["route"]["routes"]] == [
+        "support_leads"]
+    assert "LOOKOUT_ALERT_OPEN_TICKET_WEBHOOK_URL" not in conv.env
+    # its lower threshold no longer lets more points through the metrics
+    assert [m.get("min_severity") for m in conv.config["metrics"]] == [70.0, None]
+    note = next(n for n in conv.notes if n.setting == "alerts[1].AlertStatus")
+    assert note.kind == "manual" and "INACTIVE" in note.message
+
+
+@pytest.mark.parametrize("status", ["DEACTIVATED", "FAILED"])
+def test_a_detector_that_was_not_running_is_reported(status):
+    det = _json("detector.json") | {"Status": status, "FailureType": "ACTIVATION_FAILURE",
+                                    "FailureReason": "no data in the bucket"}
+    conv = convert(_json("rds_metric_set.json"), None, det)
+    note = next(n for n in conv.notes if n.setting == "detector.Status")
+    assert note.kind == "manual" and status in note.message
+    assert "no data in the bucket" in note.message
+    assert not any(n.setting == "detector.FailureType" for n in conv.notes)
+
+
+def test_an_active_detector_gets_no_status_note():
+    conv = convert(_json("rds_metric_set.json"), None, _json("detector.json"))
+    assert not any(n.setting == "detector.Status" for n in conv.notes)
+
+
+def test_a_detectors_metric_sets_become_one_config_with_its_alerts_once(tmp_path):
+    out = tmp_path / "cxmon.yaml"
+    res = _import(str(DATA / "s3_csv_metric_set.json"), str(DATA / "rds_metric_set.json"),
+                  "--alerts", str(DATA / "alerts.json"), "-o", str(out))
+    assert res.exit_code == 0, res.output
+    env = {"LOOKOUT_CHECKOUT_ORDERS_DATA_DIR": str(tmp_path),
+           "LOOKOUT_CONTACT_CENTRE_DB_URL": "postgresql+psycopg://u@db.example.com/support",
+           "LOOKOUT_ALERT_SUPPORT_LEADS_WEBHOOK_URL": "https://hooks.example.com/sns",
+           "LOOKOUT_ALERT_OPEN_TICKET_WEBHOOK_URL": "https://fn.example.com/"}
+    cfg = load_config(out, env=env)
+    assert sorted(cfg.sources) == ["checkout_orders", "contact_centre"]
+    assert [m.name for m in cfg.metrics] == [
+        "checkout_orders_orders", "checkout_orders_revenue",
+        "contact_centre_contacts", "contact_centre_handle_seconds"]
+    # one route per alert, not one per metric set; the filter finds its metric in set 2
+    leads, ticket = cfg.alerting.route.routes
+    assert leads.matchers == ['metric=~"contact_centre_contacts"', 'channel=~"phone"']
+    assert ticket.receiver == "open_ticket"
+    assert [m.min_severity for m in cfg.metrics] == [40, 40, 40, 40]
+    # per-set notes say which set they are about
+    assert "checkout-orders: MetricSource.S3SourceConfig.TemplatedPathList" in res.stderr
+    assert "contact-centre: MetricSource.RDSSourceConfig.SecretManagerArn" in res.stderr
+    assert "not in the converted metric set" not in res.stderr
+
+
+def test_a_json_list_of_metric_sets_and_errors_name_the_set():
+    sets = [_json("s3_csv_metric_set.json"), _json("rds_metric_set.json")]
+    assert len(convert(sets).config["metrics"]) == 4
+    del sets[1]["MetricList"][0]["AggregationFunction"]
+    with pytest.raises(LookoutInputError, match=r"^metric set 2 \(contact-centre\): "
+                                                r"MetricList\[0\]\.AggregationFunction"):
+        convert(sets)
+
+
+def test_same_metric_set_name_twice_gets_two_sources():
+    ms = _json("rds_metric_set.json")
+    conv = convert([ms, copy.deepcopy(ms)])
+    assert list(conv.config["sources"]) == ["contact_centre", "contact_centre_2"]
+    assert len({m["name"] for m in conv.config["metrics"]}) == 4
+
+
+def test_an_unreadable_source_skips_only_its_metric_set():
+    athena = _json("rds_metric_set.json") | {"MetricSetName": "lake",
+                                             "MetricSource": {"AthenaSourceConfig": {}}}
+    conv = convert([athena, _json("s3_csv_metric_set.json")])
+    assert list(conv.config["sources"]) == ["checkout_orders"]
+    assert any(n.setting == "lake: MetricSource.AthenaSourceConfig" for n in conv.notes)
+
+
+@pytest.mark.parametrize(("doc", "hint"), [
+    ({"MetricSetSummaryList": [{"MetricSetName": "x"}]}, "describe-metric-set --metric-set-arn"),
+    ({"AnomalyGroupSummaryList": []}, "--anomaly-groups"),
+])
+def test_list_outputs_given_as_a_metric_set_say_what_to_pass(tmp_path, doc, hint):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(doc))
+    res = _import(str(path))
+    assert res.exit_code == 2
+    assert hint in res.stderr
+
+
+def test_metrics_read_their_detectors_warm_up_back_so_validate_has_no_warning():
+    from monitor.cli import short_histories
+
+    conv = convert(_json("rds_metric_set.json"))
+    assert {m["history"] for m in conv.config["metrics"]} == {"1w"}
+    cfg = parse_config(render_yaml(conv), {"LOOKOUT_CONTACT_CENTRE_DB_URL": "sqlite://"})
+    assert short_histories(cfg) == []
+    assert any(n.setting == "history" for n in conv.notes)
+
+
+_GROUPS = {"AnomalyGroupSummaryList": [
+    {"AnomalyGroupId": "g-1", "StartTime": "2023-01-10T09:00:00", "EndTime": "2023-01-10T10:00:00",
+     "AnomalyGroupScore": 81.5, "PrimaryMetricName": "contacts"},
+    {"AnomalyGroupId": "g-2", "StartTime": "2023-01-11T09:00:00Z",
+     "EndTime": "2023-01-11T09:00:00Z", "AnomalyGroupScore": 40, "PrimaryMetricName": "gone"},
+], "AnomalyGroupStatistics": {"TotalCount": 2}}
+
+
+def test_anomaly_groups_become_a_backtest_incidents_csv(tmp_path):
+    from monitor.backtest_incidents import parse_incidents
+
+    conv = convert(_json("rds_metric_set.json"))
+    text, notes = incidents_csv(_GROUPS, conv)
+    (inc,) = parse_incidents(text, {m["name"] for m in conv.config["metrics"]})
+    assert (inc.metric, inc.name) == ("contact_centre_contacts", "lookout g-1 score 81.5")
+    # EndTime is the last anomalous bucket's start: the incident runs to its end (PT10M)
+    assert (inc.start, inc.end) == (datetime(2023, 1, 10, 9, tzinfo=UTC),
+                                    datetime(2023, 1, 10, 10, 10, tzinfo=UTC))
+    assert any("gone" in n.message and n.kind == "unsupported" for n in notes)
+
+
+def test_get_anomaly_group_gives_the_top_contributing_slice_as_labels():
+    from monitor.backtest_incidents import parse_incidents
+
+    group = {"AnomalyGroup": dict(_GROUPS["AnomalyGroupSummaryList"][0], MetricLevelImpactList=[
+        {"MetricName": "contacts", "NumTimeSeries": 4, "ContributionMatrix": {
+            "DimensionContributionList": [
+                {"DimensionName": "Queue-Name", "DimensionValueContributionList": [
+                    {"DimensionValue": "billing", "ContributionScore": 90},
+                    {"DimensionValue": "sales", "ContributionScore": 10}]},
+                {"DimensionName": "channel", "DimensionValueContributionList": [
+                    {"DimensionValue": "phone", "ContributionScore": 30}]}]}}])}
+    conv = convert(_json("rds_metric_set.json"))
+    text, _ = incidents_csv([group], conv)
+    (inc,) = parse_incidents(text, {m["name"] for m in conv.config["metrics"]})
+    # the sanitized dimension name; channel contributed too little to single out a value
+    assert inc.labels == (("queue_name", "billing"),)
+
+
+def test_cli_writes_the_incidents_file_and_rejects_other_documents(tmp_path):
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps(_GROUPS))
+    out = tmp_path / "inc.csv"
+    res = _import(str(DATA / "rds_metric_set.json"), "--anomaly-groups", str(groups),
+                  "--incidents-out", str(out))
+    assert res.exit_code == 0, res.output
+    assert out.read_text().splitlines()[1].startswith("2023-01-10T09:00:00Z,")
+    res = _import(str(DATA / "rds_metric_set.json"), "--anomaly-groups",
+                  str(DATA / "detector.json"), "--incidents-out", str(out))
+    assert res.exit_code == 2
+    assert "not list-anomaly-group-summaries" in res.stderr
+
+
+def test_the_config_file_carries_the_to_do_items_as_comments():
+    conv = convert(_json("rds_metric_set.json"), _json("alerts.json"), _json("detector.json"))
+    text = render_yaml(conv)
+    comments = [line for line in text.splitlines() if line.startswith("#")]
+    todo = " ".join(line.lstrip("# -") for line in comments)
+    for n in conv.notes:
+        if n.kind in ("manual", "unsupported"):
+            assert f"{n.kind}: {n.setting}:" in todo
+    assert "mapped:" not in todo  # decisions stay in the report, not the file
+    assert max(len(line) for line in comments if line.startswith("# -")) <= 100
+    assert yaml.safe_load(text) == conv.config
+
+
+def test_the_readme_migration_guide_covers_every_option_of_the_command():
+    import re
+
+    import typer.main
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    guide = readme.split("## Moving from Lookout for Metrics", 1)[1].split("\n## ", 1)[0]
+    cmd = typer.main.get_command(app).commands["import"].commands["lookout"]
+    options = {o for p in cmd.params for o in p.opts if o.startswith("--")} - {"--help"}
+    assert options == {"--alerts", "--detector", "--anomaly-groups", "--incidents-out",
+                       "--output"}
+    missing = {o for o in options if o not in guide and o != "--output"}
+    assert not missing, f"README's migration guide does not mention {missing}"
+    assert "-o cxmon.yaml" in guide
+    assert re.search(r"import lookout ms-\*\.json", guide)  # several metric sets at once
+
+
+def test_a_metric_set_without_timestamp_column_reads_timestamp_and_says_so():
+    ms = _json("rds_metric_set.json")
+    del ms["TimestampColumn"]
+    conv = convert(ms)
+    assert {m["timestamp"] for m in conv.config["metrics"]} == {"timestamp"}
+    assert any(n.setting == "TimestampColumn" and n.kind == "manual" for n in conv.notes)
+    ms["TimestampColumn"] = {"ColumnFormat": "yyyy-MM-dd"}  # present but no ColumnName
+    with pytest.raises(LookoutInputError, match=r"TimestampColumn\.ColumnName"):
+        convert(ms)
