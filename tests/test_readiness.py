@@ -190,3 +190,24 @@ def test_readyz_over_http_is_503_then_200_and_healthz_stays_200():
         assert missing.status_code == 404 and "/readyz" in missing.text
     finally:
         ex.stop()
+
+
+def test_the_runbooks_readyz_example_is_what_readyz_answers():
+    """docs/operations.md shows a 503 body; SREs write checks against its keys."""
+    import json
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    section = text[text.index("## Probes"):]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    clock = FakeClock(START)
+    ex = Exporter.from_config(_config(), registry=CollectorRegistry(), clock=clock)
+    _tick_all(ex, clock)
+    clock.advance(timedelta(hours=1))
+    ex.observe(TickResult("orders", error="boom", finished_at=clock.now()))
+    _, body = ex.readiness()
+    assert set(example) == set(body)
+    assert set(example["not_ready"]["orders"]) == set(body["not_ready"]["orders"])
+    assert example["not_ready"]["orders"]["state"] == body["not_ready"]["orders"]["state"]
+    assert "/readyz" in section and "livenessProbe" in section and "/healthz" in section
