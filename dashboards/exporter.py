@@ -26,6 +26,12 @@ Monitor health: ``cxmon_ticks_total{cx_metric,outcome}``, ``cxmon_tick_duration_
 ``cxmon_detector_fits_in_flight{cx_metric,detector}``, ``cxmon_last_tick_timestamp_seconds``,
 and the cardinality guard's ``cxmon_exporter_series`` / ``cxmon_exporter_series_dropped_total``.
 
+Probes: ``/healthz`` is liveness (200 while the process serves: restarting cures nothing a
+failing source or receiver causes); ``/readyz`` is readiness, 200 only while every configured
+metric's last tick succeeded within its window (:func:`ready_windows`), else 503 with the
+metrics that are failing, stale or have not ticked yet (names and times only: never an error
+text, which may quote a URL). Both read "now" from the injected clock, like the staleness.
+
 The registry is injected (``registry=``, like client_python's own collectors), so tests use a
 fresh one and other modules can add their metrics to the same ``/metrics``. The per-series
 gauges are rendered by :class:`SeriesGauges` straight to the text format (100,000 series in
@@ -59,6 +65,8 @@ from monitor.frames import REJECT_REASONS
 from monitor.model import SEVERITY_LEVELS, parse_series_key, severity_name
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from monitor.clock import Clock
     from monitor.config import MonitorConfig
     from monitor.pipeline import TickResult
@@ -145,6 +153,34 @@ def series_ttls(config: MonitorConfig) -> dict[str, float]:
         return {m.name: fixed.total_seconds() for m in config.metrics}
     return {m.name: (STALE_INTERVALS * m.interval + m.delay).total_seconds()
             for m in config.metrics}
+
+
+#: ``/readyz``: a metric is ready while its last good tick is at most this many intervals old
+#: (the scheduler ticks once per interval; one late or failed-and-retried tick is tolerated).
+READY_INTERVALS = STALE_INTERVALS
+#: ...and never less than this (seconds): a 1-minute metric must not flap to 503 whenever one
+#: long tick of another metric (history learning, a catch-up) holds the scheduler's lock.
+#: A constant, not a config option yet (``exporter:`` lives in monitor/config.py).
+READY_MIN_WINDOW = 600.0
+
+
+def ready_windows(config: MonitorConfig) -> dict[str, float]:
+    """Seconds after its last good tick at which each metric makes ``/readyz`` answer 503:
+    ``max(READY_INTERVALS * interval, READY_MIN_WINDOW)``. The delay is not added: it shifts
+    when ticks run, not how often."""
+    return {m.name: max(READY_INTERVALS * m.interval.total_seconds(), READY_MIN_WINDOW)
+            for m in config.metrics}
+
+
+def _iso(ts: float) -> str:
+    """Unix seconds as ISO 8601 UTC (``Z``), for the probe bodies.
+
+    >>> _iso(1767571200.0)
+    '2026-01-05T00:00:00Z'
+    """
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 #: Series per pre-rendered block of sample lines.
@@ -333,13 +369,16 @@ class Exporter:
         journeys: Mapping[str, str] | None = None,
         series_ttl: float | Mapping[str, float] | None = None,
         clock: Clock | None = None,
+        ready_windows: Mapping[str, float] | None = None,
     ) -> None:
         """``registry``: where the health metrics live (a fresh one by default).
         ``metrics``: opt-in list of exported metrics (default: all, up to ``max_series``).
         ``journeys``: metric -> journey label for counters of metrics whose series carry no
         journey label. ``series_ttl``: seconds without a new point after which a series'
         gauges are removed, for all metrics or per metric (None: never; :meth:`from_config`
-        sets it). ``clock``: what "now" is for that (the wall clock by default)."""
+        sets it). ``clock``: what "now" is for that and for ``/readyz`` (the wall clock by
+        default). ``ready_windows``: the metrics ``/readyz`` waits for, each with the seconds
+        its last good tick may be old (:func:`ready_windows`; none: always ready)."""
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.clock = clock
         self.series = SeriesGauges(max_series, metrics, ttl=series_ttl)
@@ -415,6 +454,9 @@ class Exporter:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.ticks_seen = 0
+        self.ready_windows = dict(ready_windows or {})
+        self._last_ok: dict[str, float] = {}  # metric -> its last good tick (clock seconds)
+        self._failing: dict[str, float] = {}  # metric -> when its last tick failed, if it did
 
     @classmethod
     def from_config(
@@ -434,6 +476,7 @@ class Exporter:
             journeys=journeys,
             series_ttl=series_ttls(config),
             clock=clock,
+            ready_windows=ready_windows(config),
         )
         for m in config.metrics:  # every metric shows up at 0 before its first tick
             for outcome in ("ok", "error", "skipped"):
@@ -479,9 +522,14 @@ class Exporter:
         for kind in ("new", "corrected"):
             if late is not None and getattr(late, kind):
                 self.late_buckets.labels(metric, kind).inc(getattr(late, kind))
+        # the pipeline's clock, not the wall clock: a replay or a fake-clock test sees its time
+        finished = getattr(result, "finished_at", None)
+        when = finished.timestamp() if finished is not None else self._now()
         if result.error:
+            with self._lock:
+                self._failing[metric] = when
             return
-        self.last_tick.labels(metric).set_to_current_time()
+        self._good_tick(metric, when)
         self.observe_enqueued(getattr(result, "enqueued", None) or {})
         for a in result.anomalies:
             journey = a.labels.get("journey") or self.journeys.get(a.metric, "")
@@ -504,6 +552,55 @@ class Exporter:
 
     def _now(self) -> float:
         return self.clock.now().timestamp() if self.clock is not None else time.time()
+
+    def _good_tick(self, metric: str, when: float, *, fresh: bool = True) -> None:
+        """Record a good tick at ``when`` (clock seconds); ``fresh``: it is the metric's
+        latest tick, so a failure before it is over."""
+        with self._lock:
+            if fresh:
+                self._failing.pop(metric, None)
+            latest = self._last_ok[metric] = max(when, self._last_ok.get(metric, when))
+        self.last_tick.labels(metric).set(latest)
+
+    def record_good_tick(self, metric: str, when: datetime) -> None:
+        """A good tick the store remembers from before a restart: without it a metric whose
+        every tick fails after the restart would have no ``cxmon_last_tick_timestamp_seconds``
+        (an alert on its age never fires), and ``/readyz`` would wait for a first new tick of
+        metrics that ticked minutes ago. Never lowers what a tick recorded."""
+        self._good_tick(metric, when.timestamp(), fresh=False)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """``(ready, body)`` for ``/readyz``. A metric is not ready when its last tick
+        failed (``failing``), when its last good tick is older than its window (``stale``: the
+        scheduler stopped or the tick hangs) or when it has not ticked well yet (``pending``);
+        skipped ticks (backing off, nothing due) change nothing. The body names those metrics
+        with their last good tick, never an error text (it may quote a URL or a query)."""
+        now = self._now()
+        not_ready: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            last_ok, failing = dict(self._last_ok), dict(self._failing)
+        for metric, window in sorted(self.ready_windows.items()):
+            ok = last_ok.get(metric)
+            if metric in failing:
+                state = "failing"
+            elif ok is None:
+                state = "pending"
+            elif now - ok > window:
+                state = "stale"
+            else:
+                continue
+            entry: dict[str, Any] = {
+                "state": state,
+                "last_success": None if ok is None else _iso(ok),
+                "seconds_since_success": None if ok is None else round(now - ok, 3),
+                "window_seconds": window,
+            }
+            if metric in failing:
+                entry["last_failure"] = _iso(failing[metric])
+            not_ready[metric] = entry
+        body = {"status": "not ready" if not_ready else "ready",
+                "metrics": len(self.ready_windows), "not_ready": not_ready}
+        return not not_ready, body
 
     def expire(self) -> list[str]:
         """Remove the per-series gauges of series that got no point for their ttl (run on
@@ -617,11 +714,13 @@ class Exporter:
         return generate_latest(self.registry) + self.series.render()
 
     def health(self) -> dict[str, Any]:
+        """``/healthz``: liveness only, always ``ok`` while the process serves (a failing
+        source would fail it again after a restart); readiness is :meth:`readiness`."""
         return {"status": "ok", "ticks": self.ticks_seen, "series": len(self.series)}
 
     def start(self, address: str = DEFAULT_ADDRESS, port: int = DEFAULT_PORT) -> int:
-        """Serve ``/metrics`` and ``/healthz`` in a daemon thread; returns the bound port
-        (pass ``port=0`` for a free one)."""
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` in a daemon thread; returns the
+        bound port (pass ``port=0`` for a free one)."""
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -635,8 +734,13 @@ class Exporter:
                 elif path == "/healthz":
                     body = json.dumps(exporter.health()).encode()
                     self._send(200, body, "application/json")
+                elif path == "/readyz":
+                    ready, payload = exporter.readiness()
+                    self._send(200 if ready else 503, json.dumps(payload).encode(),
+                               "application/json")
                 else:
-                    self._send(404, b"not found: try /metrics or /healthz\n", "text/plain")
+                    self._send(404, b"not found: try /metrics, /healthz or /readyz\n",
+                               "text/plain")
 
             def _send(self, code: int, body: bytes | tuple[bytes, ...], ctype: str) -> None:
                 parts = body if isinstance(body, tuple) else (body,)
@@ -692,10 +796,13 @@ __all__ = [
     "DEFAULT_MAX_SERIES",
     "DEFAULT_PORT",
     "METRIC_LABEL",
+    "READY_INTERVALS",
+    "READY_MIN_WINDOW",
     "SERIES_FIELDS",
     "STALE_INTERVALS",
     "Exporter",
     "SeriesGauges",
+    "ready_windows",
     "series_labels",
     "series_ttls",
     "severity_band",

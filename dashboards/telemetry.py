@@ -66,7 +66,7 @@ class Telemetry:
             good = {}
         for m in self.config.metrics:
             if m.name in good:
-                self.exporter.last_tick.labels(m.name).set(good[m.name].timestamp())
+                self.exporter.record_good_tick(m.name, good[m.name])
         for m in self.config.metrics:
             try:
                 newest = self.store.last_point_time(m.name)
@@ -113,8 +113,8 @@ class Telemetry:
         return on_tick
 
     def serve(self) -> int | None:
-        """Start ``/metrics`` and ``/healthz`` as configured; the port, or None when disabled
-        or the address is taken (logged; the monitor runs on without the exporter)."""
+        """Start ``/metrics``, ``/healthz`` and ``/readyz`` as configured; the port, or None
+        when disabled or the address is taken (logged; the monitor runs on without the exporter)."""
         ex = self.config.exporter
         if not ex.enabled:
             return None

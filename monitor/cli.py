@@ -413,15 +413,16 @@ opened; 2 for a bad option or config."""
     _setup_logging(log_level, log_format)
     cfg = _load(config)
     store = _open_store(cfg)
-    from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz
+    from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz, /readyz
 
     fits = _open_fit_executor(cfg, store)
-    telemetry = Telemetry(cfg, store)
+    clock = SystemClock()  # one clock: /readyz ages the ticks by the time the pipeline keeps
+    telemetry = Telemetry(cfg, store, clock=clock)
     on_tick = telemetry.chain(_log_tick)
     # --once exits after the tick: its fits must land in that tick's checkpoint.
-    fit_executor = (WaitingExecutor(fits.executor, where=fits.description, clock=SystemClock())
+    fit_executor = (WaitingExecutor(fits.executor, where=fits.description, clock=clock)
                     if once else fits.executor)
-    pipeline = Pipeline(cfg, store, clock=SystemClock(), console=console,
+    pipeline = Pipeline(cfg, store, clock=clock, console=console,
                         sources=telemetry.sources, fit_executor=fit_executor)
     try:
         if once:
@@ -560,7 +561,9 @@ def demo(
         cfg = _load(path, env=env)
     st = _open_store(cfg)
     clock = FakeClock(start + timedelta(hours=1))
-    from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz
+    # the wall clock: the replay's ticks carry their simulated end (TickResult.finished_at);
+    # /readyz is served only while polling live, on the wall clock
+    from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz, /readyz
 
     telemetry = Telemetry(cfg, st)
     pipeline = Pipeline(cfg, st, clock=clock, console=console, sources=telemetry.sources)

@@ -123,6 +123,10 @@ class TickResult:
     #: Start of the newest point stored for the metric after the tick (None: not known yet):
     #: what ``cxmon_source_lag_seconds`` measures from.
     newest_point: datetime | None = None
+    #: When the tick ended, by the pipeline's clock: what the exporter records as the last
+    #: good tick (``cxmon_last_tick_timestamp_seconds``, ``/readyz``), so a replay or a test
+    #: with a fake clock sees its own time, not the wall clock's. None for a skipped tick.
+    finished_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -326,6 +330,7 @@ class Pipeline:
         if self.source_metrics is not None:
             self.source_metrics.observe(metric.source, self.sources.get(metric.source), result,
                                         last_data_end=self._last_data.get(metric.name))
+        result.finished_at = self.clock.now()
         return result
 
     def _settle_fits(self, dets: MetricDetectors) -> None:

@@ -7,15 +7,20 @@ Poll latency and poll errors by kind are recorded by the exporter's ``poll_timer
 is injected (client_python style): ``SourceMetrics(registry=exporter.registry)`` puts these on
 the same ``/metrics``; tests use a fresh one.
 
-``cxmon_source_rows_total{source,metric}``                rows returned by polls
-``cxmon_source_rows_rejected_total{source,metric,reason}`` rows dropped by validation
-``cxmon_source_records_skipped_total{source,reason}``     records a connector could not read
-``cxmon_source_http_requests_total{source}``              HTTP requests (SDK: calls), retries too
-``cxmon_source_http_retries_total{source}``               requests retried after 429/5xx/timeouts
-``cxmon_source_polls_total{source,metric,outcome}``       ok / empty / error
-``cxmon_source_last_data_timestamp_seconds{source,metric}`` end of the newest bucket with rows
-``cxmon_source_no_data{source,metric}``                   1 while the metric is stale
-``cxmon_source_lag_seconds{source,metric}``               now minus the newest stored point
+``cxmon_source_rows_total{source,cx_metric}``                rows returned by polls
+``cxmon_source_rows_rejected_total{source,cx_metric,reason}`` rows dropped by validation
+``cxmon_source_records_skipped_total{source,reason}``        records a connector could not read
+``cxmon_source_http_requests_total{source}``                 HTTP requests (SDK: calls), retries
+``cxmon_source_http_retries_total{source}``                  requests retried after 429/5xx/timeouts
+``cxmon_source_polls_total{source,cx_metric,outcome}``       ok / empty / error
+``cxmon_source_last_data_timestamp_seconds{source,cx_metric}`` end of the newest bucket with rows
+``cxmon_source_no_data{source,cx_metric}``                   1 while the metric is stale
+``cxmon_source_lag_seconds{source,cx_metric}``               now minus the newest stored point
+
+The cxmon metric is the ``cx_metric`` label, as on every other cxmon family (the exporter's
+``cxmon_ticks_total{cx_metric,outcome}`` ...), so PromQL joins them ``on(cx_metric)``; the
+exporter chose ``cx_metric`` because a series' own labels may include one named ``metric``.
+(These families used ``metric`` before; renamed while cxmon is pre-release, without a shim.)
 
 The lag is computed when ``/metrics`` is scraped, from the injected clock: a gauge set at each
 tick would stop growing exactly when ticks stop (a hung scheduler), which is when it matters.
@@ -37,6 +42,9 @@ from monitor.clock import Clock, SystemClock
 from sources.base import Source
 
 OUTCOMES = ("ok", "empty", "error")
+#: The label naming the cxmon metric: the same as ``dashboards.exporter.METRIC_LABEL`` (kept
+#: here so sources do not import dashboards; a test checks they agree).
+METRIC_LABEL = "cx_metric"
 LAG = "cxmon_source_lag_seconds"
 LAG_HELP = ("Seconds between now and the timestamp (bucket start) of the newest point stored "
             "for the metric.")
@@ -57,10 +65,10 @@ class _LagCollector(Collector):
             self.newest[(source, metric)] = newest if prev is None else max(prev, newest)
 
     def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(LAG, LAG_HELP, labels=["source", "metric"])
+        yield GaugeMetricFamily(LAG, LAG_HELP, labels=["source", METRIC_LABEL])
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(LAG, LAG_HELP, labels=["source", "metric"])
+        family = GaugeMetricFamily(LAG, LAG_HELP, labels=["source", METRIC_LABEL])
         now = self.clock.now()
         with self._lock:
             items = sorted(self.newest.items())
@@ -77,10 +85,10 @@ class SourceMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.rows = Counter("cxmon_source_rows", "Rows returned by source polls.",
-                            ["source", "metric"], registry=r)
+                            ["source", METRIC_LABEL], registry=r)
         self.rejected = Counter("cxmon_source_rows_rejected",
                                 "Rows dropped by validation, by reason.",
-                                ["source", "metric", "reason"], registry=r)
+                                ["source", METRIC_LABEL, "reason"], registry=r)
         self.skipped = Counter("cxmon_source_records_skipped",
                                "Records a connector could not read (skipped, counted).",
                                ["source", "reason"], registry=r)
@@ -91,12 +99,12 @@ class SourceMetrics:
                                "HTTP requests retried after 429, 5xx or a timeout.",
                                ["source"], registry=r)
         self.polls = Counter("cxmon_source_polls", "Polls by outcome (ok, empty, error).",
-                             ["source", "metric", "outcome"], registry=r)
+                             ["source", METRIC_LABEL, "outcome"], registry=r)
         self.last_data = Gauge("cxmon_source_last_data_timestamp_seconds",
                                "Unix time at which the newest bucket with rows ended.",
-                               ["source", "metric"], registry=r)
+                               ["source", METRIC_LABEL], registry=r)
         self.no_data = Gauge("cxmon_source_no_data", "1 while a metric gets no data.",
-                             ["source", "metric"], registry=r)
+                             ["source", METRIC_LABEL], registry=r)
         self.lag = _LagCollector(clock or SystemClock())
         r.register(self.lag)
         self._lock = threading.Lock()

@@ -85,3 +85,54 @@ def test_every_metric_a_dashboard_queries_is_exported() -> None:
                if q not in exported and q.removesuffix("_total") not in exported
                and re.sub(r"_(bucket|count|sum)$", "", q) not in exported}
     assert not missing, missing
+
+
+def _label_names(registry) -> dict[str, set[str]]:
+    """Every exported name (``_total``, ``_bucket`` ... included) with its family's labels."""
+    out: dict[str, set[str]] = {}
+    for family in registry.collect():
+        labels = {k for s in family.samples for k in s.labels}
+        for s in family.samples:
+            out.setdefault(s.name, set()).update(labels)
+        out.setdefault(family.name, set()).update(labels)
+    for name, collector in registry._names_to_collectors.items():  # declared, not sampled yet
+        out.setdefault(name, set()).update(getattr(collector, "_labelnames", ()))
+    return out
+
+
+def test_the_health_panels_group_and_name_by_labels_their_metrics_have() -> None:
+    """``max by (source, metric) (cxmon_source_lag_seconds)`` over a family labelled
+    ``cx_metric`` draws one line per source with an empty legend: no error anywhere, just a
+    panel that hides which metric lags. Every label a panel groups by, matches on or puts
+    in its legend must be a label of a family it queries."""
+    import re
+    from datetime import UTC, datetime
+
+    from prometheus_client import CollectorRegistry
+
+    from dashboards.grafana import health_dashboard
+    from dashboards.telemetry import Telemetry
+    from monitor.config import load_config
+
+    env = {**os.environ, "CXMON_DEMO_ANCHOR": "2026-01-05T00:00:00Z"}
+    cfg = load_config("monitor/examples/demo.yaml", env=env)
+    registry = CollectorRegistry()
+    tel = Telemetry(cfg, registry=registry)
+    tel.source_metrics.lag.update("demo", "csat", datetime(2026, 1, 5, tzinfo=UTC))
+    labels = _label_names(registry)
+    wrong, checked = [], 0
+    for panel in iter_panels(health_dashboard(cfg).model):
+        for target in panel.get("targets") or []:
+            expr, legend = target.get("expr", ""), target.get("legendFormat", "")
+            have = {"le"} if "_bucket" in expr else set()
+            for name in re.findall(r"\bcxmon_[a-z_]+", expr):
+                have |= labels.get(name, set())
+            used = {w.strip() for by in re.findall(r"by \(([^)]*)\)", expr)
+                    for w in by.split(",") if w.strip()}
+            used |= set(re.findall(r"([a-z_]+)\s*=~?\s*\"", expr))
+            used |= set(re.findall(r"\{\{\s*([a-z_]+)\s*\}\}", legend))
+            checked += bool(used)
+            if not used <= have:
+                wrong.append(f"{panel.get('title')}: {sorted(used - have)}")
+    assert checked >= 10 and not wrong, wrong
+    assert labels["cxmon_source_lag_seconds"] == {"source", "cx_metric"}

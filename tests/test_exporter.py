@@ -231,7 +231,7 @@ def test_source_lag_is_now_minus_the_newest_stored_point_and_grows_between_ticks
     tel = Telemetry(cfg, store, registry=CollectorRegistry(), clock=clock)
     pipeline = Pipeline(cfg, store, clock=clock, notifiers={}, sources=tel.sources)
     key = ("cxmon_source_lag_seconds",
-           (("metric", "checkout_dropoff_rate"), ("source", "shop")))
+           (("cx_metric", "checkout_dropoff_rate"), ("source", "shop")))
     try:
         assert key not in _samples(tel.exporter.render().decode())  # nothing stored: unknown
         tel.on_tick(pipeline.tick("checkout_dropoff_rate"))
@@ -317,11 +317,17 @@ def test_readme_lists_the_health_metrics_with_their_real_labels():
     FeedbackApp(None, "secret", registry=registry)  # type: ignore[arg-type]
     collectors = registry._names_to_collectors
     wrong = []
-    documented = re.findall(r"(cxmon_[a-z_]+)(\{[a-z_,]+\})?", section)
+    documented = re.findall(r"(cxmon_[a-z_]+)(\{[a-z_,]+\}|\{[^}]*=)?", section)
     for name, labels in documented:
         if name.startswith("cxmon_series_"):  # the per-series gauges: labels are the series'
             continue
-        real = tuple(getattr(collectors.get(name), "_labelnames", ("<not exported>",)))
+        collector = collectors.get(name)
+        real = tuple(getattr(collector, "_labelnames", ("<not exported>",)))
+        if collector is not None and not hasattr(collector, "_labelnames"):  # custom (the lag)
+            real = tuple(label for fam in collector.describe() for label in fam._labelnames)
+        if "=" in labels:  # a PromQL example selecting by a label, not a list of labels
+            used = set(re.findall(r"([a-z_]+)\s*[=!]~?", labels))
+            labels = "{" + ",".join(real) + "}" if used <= set(real) else labels
         if (labels or "{}") != "{" + ",".join(real) + "}":
             wrong.append(f"{name}{labels} exported as {name}{{{','.join(real)}}}")
     assert len(documented) > 15 and not wrong, wrong
@@ -366,3 +372,28 @@ def test_send_attempts_are_counted_per_receiver_and_outcome(tmp_path):
     assert (attempts("hook", "retry"), attempts("hook", "dead")) == (1, 1)
     assert attempts("slack", "sent") == 1
     store.close()
+
+
+def test_every_family_names_the_cxmon_metric_cx_metric() -> None:
+    """PromQL joins cxmon's families ``on(cx_metric)``: the per-source metrics used to call
+    the same label ``metric``, so a join matched nothing. No family may label it ``metric``
+    (a series' own label of that name would clash), and the source metrics carry cx_metric."""
+    from datetime import UTC, datetime
+
+    from dashboards.exporter import METRIC_LABEL
+    from sources import metrics as source_metrics
+
+    registry = CollectorRegistry()
+    Exporter(registry=registry)
+    sm = source_metrics.SourceMetrics(registry=registry)
+    sm.declare("shop", "orders")
+    sm.lag.update("shop", "orders", datetime(2026, 1, 5, tzinfo=UTC))
+    labels = {f.name: {k for s in f.samples for k in s.labels} for f in registry.collect()}
+    labels.update({n: set(c._labelnames) for n, c in registry._names_to_collectors.items()
+                   if getattr(c, "_labelnames", None)})
+    assert source_metrics.METRIC_LABEL == METRIC_LABEL == "cx_metric"
+    assert not [n for n, ls in labels.items() if "metric" in ls]
+    for family in ("cxmon_source_rows", "cxmon_source_rows_rejected", "cxmon_source_polls",
+                   "cxmon_source_last_data_timestamp_seconds", "cxmon_source_no_data",
+                   "cxmon_source_lag_seconds", "cxmon_ticks", "cxmon_last_tick_timestamp_seconds"):
+        assert {"cx_metric"} <= labels[family], family

@@ -92,3 +92,38 @@ def test_the_operations_page_names_real_commands_and_options() -> None:
         assert path, f"cxmon {line}: no such command"
         seen.add(" ".join(path))
     assert {"run", "validate", "alerts retry", "alerts status"} <= seen
+
+
+def test_the_lag_alert_names_the_metric_it_fires_for(tmp_path: Path) -> None:
+    """promtool runs the rules on series labelled as cxmon exports them: the lag alert's
+    summary names the metric (``$labels.cx_metric``), not an empty string, and the alert
+    carries ``cx_metric`` so a ``on(cx_metric)`` silence or route matches it."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if in_ci():
+            pytest.fail("promtool is not installed (scripts/install-system-deps.sh)")
+        pytest.skip("promtool not installed (run scripts/install-system-deps.sh)")
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": [str(DOCS / "cxmon.rules.yml")],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{
+                "series": 'cxmon_source_lag_seconds{source="shop",cx_metric="orders"}',
+                "values": "20000x30",
+            }],
+            "alert_rule_test": [{
+                "eval_time": "20m",
+                "alertname": "CxmonSourceLagging",
+                "exp_alerts": [{
+                    "exp_labels": {"severity": "ticket", "source": "shop",
+                                   "cx_metric": "orders"},
+                    "exp_annotations": {"summary": "cxmon: orders from shop is 5h 33m 20s behind"},
+                }],
+            }],
+        }],
+    }))
+    out = subprocess.run([promtool, "test", "rules", str(tmp_path / "test.yml")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout

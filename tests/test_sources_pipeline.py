@@ -102,7 +102,7 @@ def test_outage_then_recovery_no_gap_one_no_data_alert_resolved(tmp_path) -> Non
     outage = run(p, clock, T0 + timedelta(hours=1))  # six intervals down
     assert all(r.error or r.skipped for r in outage)
     assert registry.get_sample_value("cxmon_source_no_data", {"source": "shop",
-                                                              "metric": "orders"}) == 1
+                                                              "cx_metric": "orders"}) == 1
     shop.down = False
     after = run(p, clock, T0 + timedelta(hours=1, minutes=45))
     first = next(r for r in after if not r.skipped)  # once the backoff has passed
@@ -129,11 +129,11 @@ def test_outage_then_recovery_no_gap_one_no_data_alert_resolved(tmp_path) -> Non
     assert sum("|resolved|" in k for k in keys) == 1
     assert len(keys) == 2
     assert registry.get_sample_value("cxmon_source_no_data", {"source": "shop",
-                                                              "metric": "orders"}) == 0
+                                                              "cx_metric": "orders"}) == 0
     assert registry.get_sample_value("cxmon_source_polls_total", {
-        "source": "shop", "metric": "orders", "outcome": "error"}) >= 3
+        "source": "shop", "cx_metric": "orders", "outcome": "error"}) >= 3
     assert registry.get_sample_value("cxmon_source_rows_total", {
-        "source": "shop", "metric": "orders"}) == 2 * len(expected)
+        "source": "shop", "cx_metric": "orders"}) == 2 * len(expected)
     p.close()
     store.close()
 
@@ -366,12 +366,12 @@ def test_source_metrics_count_http_retries_and_skips() -> None:
     assert get("cxmon_source_http_requests_total", {"source": "api"}) == 5
     assert get("cxmon_source_http_retries_total", {"source": "api"}) == 2
     assert get("cxmon_source_records_skipped_total", {"source": "api", "reason": "bad_record"}) == 2
-    assert get("cxmon_source_rows_total", {"source": "api", "metric": "m"}) == 6
-    assert get("cxmon_source_rows_rejected_total", {"source": "api", "metric": "m",
+    assert get("cxmon_source_rows_total", {"source": "api", "cx_metric": "m"}) == 6
+    assert get("cxmon_source_rows_rejected_total", {"source": "api", "cx_metric": "m",
                                                     "reason": "negative"}) == 2
-    assert get("cxmon_source_last_data_timestamp_seconds", {"source": "api", "metric": "m"}) \
+    assert get("cxmon_source_last_data_timestamp_seconds", {"source": "api", "cx_metric": "m"}) \
         == T0.timestamp()
-    assert np.isfinite(get("cxmon_source_polls_total", {"source": "api", "metric": "m",
+    assert np.isfinite(get("cxmon_source_polls_total", {"source": "api", "cx_metric": "m",
                                                          "outcome": "ok"}))
 
 
