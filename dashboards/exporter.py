@@ -169,7 +169,7 @@ def ready_windows(config: MonitorConfig) -> dict[str, float]:
     ``max(READY_INTERVALS * interval, READY_MIN_WINDOW)``. The delay is not added: it shifts
     when ticks run, not how often."""
     return {m.name: max(READY_INTERVALS * m.interval.total_seconds(), READY_MIN_WINDOW)
-            for m in config.metrics}
+            for m in config.active_metrics}  # a paused metric is not waited for
 
 
 def _iso(ts: float) -> str:

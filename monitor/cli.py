@@ -285,7 +285,8 @@ def validate(
     cfg = _load(config)
     console.print(
         f"[green]✓[/] {escape(str(config))}: {len(cfg.sources)} source(s), "
-        f"{len(cfg.metrics)} metric(s), {len(cfg.detectors)} detector(s), "
+        f"{len(cfg.metrics)} metric(s){escape(_paused_note(cfg))}, "
+        f"{len(cfg.detectors)} detector(s), "
         f"{len(cfg.alerting.receivers)} receiver(s)",
         soft_wrap=True,  # one line, also in a log or a pipe
     )
@@ -313,6 +314,21 @@ def _calendar_summary(cfg: MonitorConfig, days: int = 90, today: date | None = N
     return (f"calendar: {len(found)} day(s) in the next {days}"
             + (f" (next {nxt.isoformat()}; `cxmon calendar` lists them)" if nxt else "")
             + f", for {following} of {len(cfg.metrics)} metric(s)")
+
+
+def _paused_note(cfg: MonitorConfig) -> str:
+    """`` (paused: a, b)`` for the metrics with ``enabled: false``, else ``""``."""
+    paused = [m.name for m in cfg.metrics if not m.enabled]
+    return f" (paused: {', '.join(paused)})" if paused else ""
+
+
+def _refuse_all_paused(cfg: MonitorConfig, config: Path) -> None:
+    """Exit 2 when every metric has ``enabled: false``: a monitor that polls nothing would
+    look healthy while watching nothing."""
+    if not cfg.active_metrics:
+        err_console.print(f"{escape(str(config))}: every metric has enabled: false; nothing to "
+                          "run (set enabled: true on one, or remove the key)", soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def _poll_metrics(cfg: MonitorConfig, intervals: int) -> None:
@@ -412,6 +428,7 @@ opened; 2 for a bad option or config."""
 
     _setup_logging(log_level, log_format)
     cfg = _load(config)
+    _refuse_all_paused(cfg, config)
     store = _open_store(cfg)
     from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz, /readyz
 
@@ -426,7 +443,7 @@ opened; 2 for a bad option or config."""
                         sources=telemetry.sources, fit_executor=fit_executor)
     try:
         if once:
-            results = [pipeline.tick(m.name) for m in cfg.metrics]
+            results = [pipeline.tick(m.name) for m in cfg.active_metrics]
             for r in results:
                 on_tick(r)
                 if r.skipped:
@@ -450,8 +467,8 @@ opened; 2 for a bad option or config."""
                 )
             return
         logging.getLogger(__name__).info(
-            "cxmon running: %d metric(s), store %s; Ctrl-C to stop",
-            len(cfg.metrics), store.url_redacted,
+            "cxmon running: %d metric(s)%s, store %s; Ctrl-C to stop",
+            len(cfg.active_metrics), _paused_note(cfg), store.url_redacted,
         )
         telemetry.serve()
         # Slack buttons, if alerting.feedback is set
@@ -797,7 +814,7 @@ def backtest(
         err_console.print(f"warning: --end {escape(end)} is after now: the backtest stops at now "
                           f"({_hm(now)} UTC)", highlight=False, soft_wrap=True)
         t1 = now
-    names = metric or [m.name for m in cfg.metrics]
+    names = metric or [m.name for m in cfg.active_metrics]  # a paused one when named
     unknown = [n for n in names if n not in {m.name for m in cfg.metrics}]
     if unknown:
         raise typer.BadParameter(f"unknown metric(s): {', '.join(unknown)}; defined: "

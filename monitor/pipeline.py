@@ -593,7 +593,7 @@ class Pipeline:
     def _watermark(self, current: str, until: datetime) -> datetime:
         """The time up to which every metric has been processed (this tick included)."""
         marks = [until]
-        for m in self.config.metrics:
+        for m in self.config.active_metrics:  # a paused metric's old cursor holds nothing back
             if m.name == current:
                 continue
             if m.name not in self._cursors:

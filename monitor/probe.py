@@ -116,7 +116,7 @@ def probe_all(config: MonitorConfig, now: datetime, intervals: int = 3,
     own: list[Source] = []
     out = []
     try:
-        for m in config.metrics:
+        for m in config.active_metrics:  # a paused metric's source may be the broken one
             if m.source not in live:
                 try:
                     live[m.source] = create_source(m.source, config.sources[m.source])

@@ -147,7 +147,7 @@ class Scheduler:
         """Add the jobs and start the scheduler threads."""
         now = self.pipeline.clock.now()
         jitter = self.pipeline.config.scheduler.jitter
-        for metric in self.pipeline.config.metrics:
+        for metric in self.pipeline.config.active_metrics:
             first = first_poll(now, metric.interval, metric.delay)
             self._scheduler.add_job(
                 self._tick,
@@ -224,7 +224,7 @@ def replay(
     stops at every alert group's flush time (``group_wait``, ``group_interval``,
     ``repeat_interval``), so simulated notifications go out when real ones would.
     """
-    step = step or min(m.interval for m in pipeline.config.metrics)
+    step = step or min(m.interval for m in pipeline.config.active_metrics)
     results: list[TickResult] = []
     for t in replay_steps(clock.now(), end, step):
         while deliver and (due := pipeline.next_flush_at()) is not None and (
@@ -232,7 +232,7 @@ def replay(
             clock.set(due)  # an alert group's group_wait / group_interval ends between steps
             _delivered(pipeline.deliver(), on_deliver)
         clock.set(t)
-        step_results = [pipeline.tick(m.name) for m in pipeline.config.metrics]
+        step_results = [pipeline.tick(m.name) for m in pipeline.config.active_metrics]
         if deliver:
             _delivered(pipeline.deliver(), on_deliver)
         results.extend(step_results)

@@ -154,6 +154,10 @@ class MetricConfig(BaseModel):
     runbook: str | None = None
     #: false: the top-level ``calendar`` (holidays, events) does not apply to this metric
     calendar: bool = True
+    #: false: paused. Kept in the config (its stored history, dashboards, routes and
+    #: ``cxmon backtest --metric``) but neither polled nor scored by ``cxmon run``, and left
+    #: out of ``/readyz``: a broken source or a metric under review, without deleting it
+    enabled: bool = True
 
     _interval_positive = field_validator("interval")(_positive)
     _delay_non_negative = field_validator("delay", "late_window", "history")(_non_negative)

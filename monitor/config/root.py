@@ -75,6 +75,11 @@ class MonitorConfig(BaseModel):
             result.detectors["default"] = default
         return result
 
+    @property
+    def active_metrics(self) -> list[MetricConfig]:
+        """The metrics ``cxmon run`` polls and scores (``enabled: false`` pauses one)."""
+        return [m for m in self.metrics if m.enabled]
+
     def metric(self, name: str) -> MetricConfig:
         """The metric called ``name``; ``KeyError`` lists the defined ones."""
         for metric in self.metrics:
