@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -246,3 +247,24 @@ def test_explicit_policies_win_and_code_built_notifiers_use_the_workers(store: S
     explicit = OutboxWorker(store, {"configured": configured}, clock,
                             policies={"configured": DeliveryPolicy(max_attempts=7)})
     assert explicit.policy_for("configured").max_attempts == 7
+
+
+def test_alerts_retry_says_the_fresh_budget_per_receiver(tmp_path: Path) -> None:
+    """``cxmon alerts retry`` names the attempts each requeued notification gets: its
+    receiver's max_attempts, what the outbox reads when it sends."""
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    db = tmp_path / "r.db"
+    with Store(f"sqlite:///{db}") as store:
+        store.migrate()
+        enqueue(store, "slack", "pagerduty", "gone")
+        for row in store.notifications():
+            store.mark_dead(row.id, "HTTP 503")
+    path = tmp_path / "cxmon.yaml"
+    path.write_text(f"store: sqlite:///{db}\n" + TWO_RECEIVERS)
+    result = CliRunner().invoke(app, ["alerts", "retry", "-c", str(path), "--all"])
+    assert result.exit_code == 0, result.output
+    assert ("(due now; attempts: gone (not in this config), pagerduty 6, slack 3; "
+            in result.output)
