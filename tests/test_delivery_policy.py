@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -268,3 +268,27 @@ def test_alerts_retry_says_the_fresh_budget_per_receiver(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     assert ("(due now; attempts: gone (not in this config), pagerduty 6, slack 3; "
             in result.output)
+
+
+@pytest.mark.parametrize(("doc", "marker", "spans"), [
+    ("README.md", "delivery: {max_attempts: 8,", {"chat": "20m30s", "pager": "2h20m30s"}),
+    ("docs/operations.md", "delivery: {max_attempts: 10,", {"pagerduty": "3h6m15s"}),
+])
+def test_the_documented_examples_load_and_their_spans_hold(
+    doc: str, marker: str, spans: dict[str, str]
+) -> None:
+    """The docs' delivery examples are valid config, and the times they quote are the sums
+    of the waits the outbox uses."""
+    from monitor.durations import format_duration
+
+    text = (Path(__file__).resolve().parents[1] / doc).read_text()
+    start = text.rindex("```yaml\n", 0, text.index(marker)) + len("```yaml\n")
+    block = text[start:text.index("```", start)]
+    env = {"SLACK_BOT_TOKEN": "xoxb-" + "x" * 12, "PD_ROUTING_KEY": "x" * 32}
+    c = parse_config(HEAD + block, env=env)
+    notifiers = {r.name: n for r in c.alerting.receivers
+                 if (n := receiver_notifier(r)) is not None}
+    worker = OutboxWorker(cast(Store, None), notifiers, FakeClock(T0))  # policy_for: no store
+    got = {name: format_duration(sum(worker.policy_for(name).schedule(), timedelta()))
+           for name in spans}
+    assert got == spans
