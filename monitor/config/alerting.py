@@ -57,6 +57,8 @@ class DeliveryConfig(BaseModel):
         "ask for longer, up to a day).",
     )
 
+    # a zero wait would make a failed notification due again at once: one delivery pass
+    # would spend its whole budget on a receiver that is down, in a tight loop
     _durations_positive = field_validator("backoff", "max_backoff")(_positive)
 
 
@@ -73,8 +75,11 @@ class ReceiverDeliveryConfig(BaseModel):
     max_backoff: Duration | None = Field(default=None,
                                          description="Default: alerting.delivery.max_backoff.")
 
-    _durations_positive = field_validator("backoff", "max_backoff")(
-        lambda v: None if v is None else _positive(v))
+    @field_validator("backoff", "max_backoff")
+    @classmethod
+    def _durations_positive(cls, v: timedelta | None) -> timedelta | None:
+        """Above zero when given, as globally."""
+        return None if v is None else _positive(v)
 
 
 class ConsoleReceiverConfig(BaseModel):
