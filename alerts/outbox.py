@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from alerts.notifiers.base import Notifier, NotifyError
 from monitor.clock import Clock
@@ -89,8 +89,8 @@ class DeliveryPolicy:
         (itself capped at ``max_retry_after``).
 
         Doubled in float seconds with the exponent bounded: with a configurable
-        ``max_attempts`` (say 100) ``base_delay * 2**99`` overflowed ``timedelta``, which
-        crashed the worker before the attempt was counted (re-sent on every pass, never
+        ``max_attempts`` (say 100) ``base_delay * 2**99`` overflows ``timedelta``, which
+        would crash the worker before the attempt is counted (re-sent on every pass, never
         dead-lettered)."""
         doubled = self.base_delay.total_seconds() * 2.0 ** min(max(attempts - 1, 0), 64)
         backoff = timedelta(seconds=min(doubled, self.max_delay.total_seconds()))
@@ -185,7 +185,7 @@ class OutboxWorker:
         config applies it to the rows already queued."""
         if receiver in self.policies:
             return self.policies[receiver]
-        settings: Any = getattr(self.notifiers.get(receiver), "delivery", None)
+        settings: RetrySettings | None = getattr(self.notifiers.get(receiver), "delivery", None)
         return self.policy.configured(settings)
 
     def deliver_due(self, limit: int = 500) -> DeliveryReport:

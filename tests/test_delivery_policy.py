@@ -220,7 +220,7 @@ def test_a_requeued_dead_letter_gets_the_receivers_full_budget(store: Store) -> 
 
 
 def test_many_attempts_do_not_overflow_the_backoff(store: Store) -> None:
-    """``base * 2**99`` overflowed timedelta: the worker crashed before counting the attempt."""
+    """``base * 2**99`` overflows timedelta: the worker would crash before counting the attempt."""
     c = parse_config(HEAD + """
 alerting:
   delivery: {max_attempts: 100, backoff: 1s, max_backoff: 1h}
