@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -80,12 +80,24 @@ def _note_left_for_others(rows: list, grace: timedelta) -> None:
                    f"{format_duration(grace)} if no worker takes them", err=True)
 
 
-def _say_requeued(done: list[int], asked: list[int], receiver: str | None) -> None:
+def _budgets(config: MonitorConfig, receivers: Iterable[str]) -> str:
+    """The attempts a requeued notification gets, per receiver: its receiver's
+    ``max_attempts`` in this config (the outbox reads the same at delivery time), so
+    ``alerts retry`` says what "a fresh retry budget" means for a pager and a chat channel."""
+    by_name = {r.name: r.effective_delivery.max_attempts for r in config.alerting.receivers}
+    parts = [f"{name} {by_name[name]}" if name in by_name else f"{name} (not in this config)"
+             for name in sorted(set(receivers))]
+    return "; attempts: " + ", ".join(parts) if parts else ""
+
+
+def _say_requeued(done: list[int], asked: list[int], receiver: str | None,
+                  budgets: str = "") -> None:
     """Report ``alerts retry``: what was requeued, and exit 1 naming every id that was not
     (not dead, wrong receiver, no such id), so a typo is not taken for a retried alert."""
     if done:
         typer.echo(f"requeued {len(done)} notification(s): {', '.join(map(str, done))} "
-                   "(due now; the running monitor or `cxmon alerts deliver` sends them)")
+                   f"(due now{budgets}; the running monitor or `cxmon alerts deliver` sends "
+                   "them)")
     missed = [i for i in asked if i not in done]
     for i in missed:
         typer.echo(f"notification {i} is not dead-lettered"
@@ -228,8 +240,9 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         receiver: Annotated[str | None, typer.Option(
             "--receiver", "-r", help="Only notifications to this receiver.")] = None,
     ) -> None:
-        """Requeue dead-lettered notifications: due now, with a fresh retry budget, sent by
-        the running monitor or `cxmon alerts deliver`. For after the receiver is fixed (it
+        """Requeue dead-lettered notifications: due now, with a fresh retry budget (the
+        receiver's delivery.max_attempts), sent by the running monitor or `cxmon alerts
+        deliver`. For after the receiver is fixed (it
         was down past the retries, a token was rotated); ids are from `alerts status`."""
         from monitor import cli as main
         from monitor.clock import SystemClock
@@ -238,12 +251,18 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
             raise typer.BadParameter("give notification ids, or --all", param_hint="ID")
         if ids and all_dead:
             raise typer.BadParameter("give ids or --all, not both", param_hint="ID")
-        store = main._open_store(main._load(config, needs={"store"}), must_exist=True)
+        # the store only: a ${VAR} unset here (a Slack token) must not block a requeue; the
+        # receivers' delivery settings parse without it
+        cfg = main._load(config, needs={"store"})
+        store = main._open_store(cfg, must_exist=True)
         try:
             done = store.requeue_dead(ids or None, SystemClock().now(), receiver=receiver)
+            requeued = set(done)
+            budgets = _budgets(cfg, (r.receiver for r in store.notifications("pending")
+                                     if r.id in requeued))
         finally:
             store.close()
-        _say_requeued(done, ids or [], receiver)
+        _say_requeued(done, ids or [], receiver, budgets)
 
     @alerts_app.command("deliver")
     def deliver(

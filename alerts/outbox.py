@@ -13,6 +13,12 @@ two workers; a crashed worker's rows come back when its lease expires, or at onc
 on this host and its process is gone. A worker whose lease expired mid-send cannot settle the
 row any more (its ``mark_sent`` is refused); the new owner's re-send is deduplicated by the
 idempotency key, as after any crash.
+
+How hard to try is each receiver's own (``alerting.delivery``, overridden by
+``receivers[].delivery``: a pager deserves more patience than a chat channel). It is read when
+a notification fails, from the receiver's notifier built from the running config, not stored
+with the row: rows written before a restart or a config change follow the new values, and
+``cxmon alerts retry`` (attempts back to 0) gives a requeued one the receiver's full budget.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import socket
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Protocol
 
 from alerts.notifiers.base import Notifier, NotifyError
 from monitor.clock import Clock
@@ -36,6 +43,18 @@ log = logging.getLogger(__name__)
 
 #: A pass claims at most this many batches (each of ``limit`` rows).
 MAX_BATCHES = 100
+
+
+class RetrySettings(Protocol):
+    """What a receiver's config says about retries (:class:`monitor.config.DeliveryConfig`,
+    read duck-typed so this module does not import the config package)."""
+
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def backoff(self) -> timedelta: ...
+    @property
+    def max_backoff(self) -> timedelta: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +76,41 @@ class DeliveryPolicy:
     #: dead-lettered as "not configured".
     orphan_after: timedelta = timedelta(minutes=10)
 
+    def configured(self, settings: RetrySettings | None) -> DeliveryPolicy:
+        """This policy with a receiver's configured attempts and backoff (lease, Retry-After
+        cap and orphan grace stay the worker's)."""
+        if settings is None:
+            return self
+        return replace(self, max_attempts=settings.max_attempts, base_delay=settings.backoff,
+                       max_delay=settings.max_backoff)
+
     def delay(self, attempts: int, hint: float | None = None) -> timedelta:
         """Backoff after ``attempts`` failures, never shorter than the receiver's hint
-        (itself capped at ``max_retry_after``)."""
-        backoff = min(self.base_delay * (2 ** max(attempts - 1, 0)), self.max_delay)
+        (itself capped at ``max_retry_after``).
+
+        Doubled in float seconds with the exponent bounded: with a configurable
+        ``max_attempts`` (say 100) ``base_delay * 2**99`` overflows ``timedelta``, which
+        would crash the worker before the attempt is counted (re-sent on every pass, never
+        dead-lettered)."""
+        doubled = self.base_delay.total_seconds() * 2.0 ** min(max(attempts - 1, 0), 64)
+        backoff = timedelta(seconds=min(doubled, self.max_delay.total_seconds()))
         if hint is not None and not math.isnan(hint):
             cap = self.max_retry_after.total_seconds()
             backoff = max(backoff, timedelta(seconds=min(max(hint, 0.0), cap)))
         return backoff
+
+    def schedule(self) -> list[timedelta]:
+        """The waits between attempts when every one fails without a hint; their sum is how
+        long a notification can stay pending before it is dead-lettered (what a
+        ``give_up_after`` would say).
+
+        >>> [int(d.total_seconds()) for d in DeliveryPolicy().schedule()]
+        [5, 10, 20, 40, 80, 160, 320, 640, 900]
+        >>> from monitor.durations import format_duration
+        >>> format_duration(sum(DeliveryPolicy().schedule(), timedelta()))
+        '36m15s'
+        """
+        return [self.delay(n) for n in range(1, self.max_attempts)]
 
 
 @dataclass(slots=True)
@@ -119,12 +165,28 @@ class OutboxWorker:
         policy: DeliveryPolicy | None = None,
         *,
         owner: str | None = None,
+        policies: Mapping[str, DeliveryPolicy] | None = None,
     ) -> None:
+        """``policy``: the worker's lease and grace periods, and the retries of a receiver
+        whose notifier carries no config (built in code, as in tests). ``policies``: a
+        receiver's whole policy, given explicitly (wins over its notifier's config)."""
         self.store = store
         self.notifiers = notifiers
         self.clock = clock
         self.policy = policy or DeliveryPolicy()
+        self.policies = dict(policies or {})
         self.owner = owner or worker_id()
+
+    def policy_for(self, receiver: str) -> DeliveryPolicy:
+        """The retry policy of ``receiver``: given in ``policies``, else its config's
+        (``alerting.delivery`` with the receiver's ``delivery`` over it), which
+        :func:`alerts.notifiers.factory.receiver_notifier` puts on the notifier as
+        ``delivery``, else the worker's. Read at each failure, so a restart with a new
+        config applies it to the rows already queued."""
+        if receiver in self.policies:
+            return self.policies[receiver]
+        settings: RetrySettings | None = getattr(self.notifiers.get(receiver), "delivery", None)
+        return self.policy.configured(settings)
 
     def deliver_due(self, limit: int = 500) -> DeliveryReport:
         """Send everything due now: claim the heads of the queues, send them, and claim again
@@ -189,15 +251,16 @@ class OutboxWorker:
     def _failed(self, row: OutboxRow, exc: NotifyError, report: DeliveryReport) -> None:
         message = str(exc)
         attempts = row.attempts + 1
+        policy = self.policy_for(row.receiver)
         report.errors.append(f"{row.receiver}: {message}")
-        if not exc.retryable or attempts >= self.policy.max_attempts:
+        if not exc.retryable or attempts >= policy.max_attempts:
             self._settle(self.store.mark_dead(row.id, message, owner=self.owner), row, report)
             report.dead += 1
             report.attempts[row.receiver, "dead"] += 1
             log.error("notification %s to %s dead-lettered after %d attempt(s): %s",
                       row.id, row.receiver, attempts, message)
             return
-        when = self.clock.now() + self.policy.delay(attempts, exc.retry_after)
+        when = self.clock.now() + policy.delay(attempts, exc.retry_after)
         self._settle(self.store.mark_retry(row.id, message, when, owner=self.owner), row,
                      report)
         report.retried += 1

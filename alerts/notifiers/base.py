@@ -35,7 +35,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from monitor.config import DeliveryConfig
 
 
 class NotifyError(RuntimeError):
@@ -50,6 +53,13 @@ class NotifyError(RuntimeError):
 
 class Notifier(ABC):
     """Delivers payloads to one receiver's channel."""
+
+    #: The receiver's retry policy from the config (``alerting.delivery`` with the
+    #: receiver's ``delivery`` over it), set by
+    #: :func:`alerts.notifiers.factory.receiver_notifier`. It rides on the notifier because
+    #: the notifiers are what every outbox worker is built from (``cxmon run``, ``cxmon
+    #: alerts deliver``); None: the worker's own policy (notifiers built in code).
+    delivery: DeliveryConfig | None = None
 
     @abstractmethod
     def send(self, payload: Mapping[str, Any]) -> None:

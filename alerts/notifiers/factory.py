@@ -71,7 +71,8 @@ def receiver_notifier(
     store: Store | None = None,
     grafana_url: str | None = None,
 ) -> Notifier | None:
-    """The notifier for one receiver, or None when it has none (it drops what reaches it)."""
+    """The notifier for one receiver, or None when it has none (it drops what reaches it).
+    It carries the receiver's retry policy (``delivery``) for the outbox worker."""
     out: list[Notifier] = []
     if receiver.console is not None:
         from alerts.notifiers.console import ConsoleNotifier
@@ -94,4 +95,6 @@ def receiver_notifier(
         out.append(PagerDutyNotifier(receiver.name, receiver.pagerduty, grafana_url=grafana_url))
     if not out:
         return None
-    return out[0] if len(out) == 1 else FanOut(out)
+    notifier = out[0] if len(out) == 1 else FanOut(out)
+    notifier.delivery = receiver.effective_delivery  # the outbox's retry policy for it
+    return notifier

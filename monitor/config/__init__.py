@@ -19,7 +19,13 @@ puts the stages together.
 """
 
 from alerts.am_config import RouteConfig
-from monitor.config.alerting import AlertingConfig, ConsoleReceiverConfig, ReceiverConfig
+from monitor.config.alerting import (
+    AlertingConfig,
+    ConsoleReceiverConfig,
+    DeliveryConfig,
+    ReceiverConfig,
+    ReceiverDeliveryConfig,
+)
 from monitor.config.connections import GrafanaConfig, StoreConfig, redact_url
 from monitor.config.display import DisplayConfig, display_warnings
 from monitor.config.fields import LABEL_NAME
@@ -45,6 +51,7 @@ __all__ = [
     "ConfigError",
     "ConsoleReceiverConfig",
     "DaskExecutorConfig",
+    "DeliveryConfig",
     "DisplayConfig",
     "ExecutorConfig",
     "GrafanaConfig",
@@ -53,6 +60,7 @@ __all__ = [
     "MetricConfig",
     "MonitorConfig",
     "ReceiverConfig",
+    "ReceiverDeliveryConfig",
     "RouteConfig",
     "SchedulerConfig",
     "StoreConfig",
