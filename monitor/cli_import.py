@@ -88,28 +88,28 @@ def lookout(
         raise typer.Exit(1)
     text = render_yaml(conv)
     if incidents is not None:
-        try:
-            incidents_out.write_text(incidents, encoding="utf-8")
-        except OSError as exc:
-            err.print(f"[red]error:[/] cannot write {escape(str(incidents_out))}: "
-                      f"{escape(exc.strerror or str(exc))}")
-            raise typer.Exit(1) from None
+        _write_or_exit(incidents_out, incidents, err)
         err.print(f"wrote {escape(str(incidents_out))}: Lookout's anomaly groups, for "
                   "cxmon backtest --incidents")
     if output is None:
         typer.echo(text, nl=False)
     else:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            err.print(f"[red]error:[/] cannot write {escape(str(output))}: "
-                      f"{escape(exc.strerror or str(exc))}")
-            raise typer.Exit(1) from None
+        _write_or_exit(output, text, err)
         err.print(f"wrote {escape(str(output))}: {len(conv.config['metrics'])} metric(s)")
     if conv.env:
         names = " ".join(f"{v}=..." for v in conv.env)
         err.print(f"next: set {escape(names)} and run cxmon validate -c "
                   f"{escape(str(output or 'cxmon.yaml'))}")
+
+
+def _write_or_exit(path: Path, text: str, err: Console) -> None:
+    """Write ``text`` to ``path``; a path that cannot be written is one line and exit 1."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot write {escape(str(path))}: "
+                  f"{escape(exc.strerror or str(exc))}")
+        raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -548,3 +548,12 @@ def test_a_metric_set_without_timestamp_column_reads_timestamp_and_says_so():
     ms["TimestampColumn"] = {"ColumnFormat": "yyyy-MM-dd"}  # present but no ColumnName
     with pytest.raises(LookoutInputError, match=r"TimestampColumn\.ColumnName"):
         convert(ms)
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_1(tmp_path):
+    """A directory (or a read-only path) given as --output: one line naming it, not a
+    traceback, and no half-written config elsewhere."""
+    res = _import(str(DATA / "s3_csv_metric_set.json"), "--output", str(tmp_path))
+    assert res.exit_code == 1
+    assert f"error: cannot write {tmp_path}" in res.output
+    assert "Traceback" not in res.output
