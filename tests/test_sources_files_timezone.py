@@ -98,3 +98,24 @@ def test_to_utc_keeps_its_default_behaviour() -> None:
     assert to_utc(col)[0] == pd.Timestamp("2026-01-05 09:00Z") and pd.isna(to_utc(col)[2])
     berlin = to_utc(col, "Europe/Berlin")
     assert berlin[0] == berlin[1] == pd.Timestamp("2026-01-05 08:00Z") and pd.isna(berlin[2])
+
+
+def test_http_json_takes_naive_times_in_its_timezone() -> None:
+    """The same option on http_json, for an API answering in local time."""
+    from sources.http_json import HttpJsonSource, HttpJsonSourceConfig
+    from tests.fakes.server import FakeServer, Response
+
+    records = [{"at": "2026-10-25 02:30", "n": 1}, {"at": "2026-10-25T02:30:00Z", "n": 2},
+               {"at": "not a time", "n": 3}]
+    with FakeServer() as server:
+        server.route("GET", "/x", lambda r: Response(200, {"data": records}))
+        source = HttpJsonSource("api", HttpJsonSourceConfig(
+            type="http_json", base_url=server.url, timezone="Europe/Berlin"))
+        t0 = datetime(2026, 10, 25, tzinfo=UTC)
+        df = source.fetch(PollRequest("m", t0, t0 + timedelta(hours=4), "/x",
+                                      {"records": "data"}, "at"))
+    assert df["at"][0] == pd.Timestamp("2026-10-25 00:30Z")  # repeated hour: first one
+    assert df["at"][1] == pd.Timestamp("2026-10-25 02:30Z") and pd.isna(df["at"][2])
+    assert source.dst_adjusted == {"ambiguous": 1}
+    with pytest.raises(pydantic.ValidationError, match="did you mean America/New_York"):
+        HttpJsonSourceConfig(type="http_json", base_url=server.url, timezone="New_York")
