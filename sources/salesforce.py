@@ -178,6 +178,9 @@ class SalesforceSource(SdkSource):
         session.hooks["response"].append(self._remember)
         if cfg.instance_url and cfg.instance_url.startswith("http://"):
             session.mount(f"https://{urlsplit(cfg.instance_url).netloc}", _PlainHttp())
+        # the whole response within timeout, not each read (requests' own timeout); set
+        # before the client is built, so a password login is bounded too
+        with_deadline(session, cfg.timeout, monotonic=lambda: self._monotonic)
         kwargs: dict[str, Any] = {"version": cfg.version, "session": session}
         if cfg.access_token is not None:
             kwargs.update(instance_url=cfg.instance_url,
@@ -191,8 +194,6 @@ class SalesforceSource(SdkSource):
                 domain=cfg.domain,
             )
         self._sf = Salesforce(**kwargs)
-        # the whole response within timeout, not each read (requests' own timeout)
-        with_deadline(self._sf.session, cfg.timeout, monotonic=lambda: self._monotonic)
         return self._sf
 
     def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
