@@ -222,15 +222,23 @@ def _rollup(
     return out, series
 
 
-def to_utc(col: pd.Series) -> pd.Series:
-    """Parse timestamps; naive ones are taken as UTC; unparseable ones become NaT.
+def to_utc(col: pd.Series, tz: str | None = None,
+           dst: Counter[str] | None = None) -> pd.Series:
+    """Parse timestamps; naive ones are taken as UTC (or in ``tz``); unparseable ones NaT.
 
     Numbers are Unix seconds (``extract(epoch ...)``, ``UNIX_TIMESTAMP()``): pandas' own
     default, nanoseconds, put every row in 1970. From 1e11 (year 5138 in seconds, 1973 in
     milliseconds) to 1e14 they are milliseconds (JavaScript's ``Date.now()``, many JSON
     APIs): the two ranges cannot be confused. Larger numbers become NaT, a bad time. The same
     holds for numbers sent as text, from 9 digits on (8 digits read as a date: 20260101).
+
+    ``tz`` (an IANA name, e.g. ``Europe/Berlin``): naive times are wall-clock times there
+    (exports of BI tools and Lookout for Metrics data sets often are); zoned times keep their
+    own offset and Unix times are UTC whatever ``tz``. See :func:`localize` for clock
+    changes; ``dst`` counts the times it had to decide (``ambiguous``, ``nonexistent``).
     """
+    if tz is not None and tz != "UTC":
+        return _local_to_utc(col, tz, dst)
     if pd.api.types.is_datetime64_any_dtype(col):
         ts = col
     elif pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
@@ -248,6 +256,64 @@ def to_utc(col: pd.Series) -> pd.Series:
     if getattr(ts.dt, "tz", None) is None:
         return ts.dt.tz_localize("UTC")
     return ts.dt.tz_convert("UTC")
+
+
+def localize(wall: pd.Series, tz: str, dst: Counter[str] | None = None) -> pd.Series:
+    """Naive wall-clock times in ``tz`` as UTC; ``dst`` counts the decisions below.
+
+    A poll sees a few rows, not the whole day, so pandas' ``ambiguous="infer"`` (which needs
+    both occurrences of the repeated hour in order) cannot work: a time in the hour repeated
+    when clocks go back is taken at its first (summer time) occurrence, and a time in the hour
+    skipped when they go forward (which no clock showed, yet exports write) is shifted forward
+    to the first valid time. Neither fails the tick nor drops the row (NaT would count it as a
+    bad time)."""
+    ambiguous = np.ones(len(wall), dtype=bool)  # True: the DST, i.e. first, occurrence
+    out = wall.dt.tz_localize(tz, ambiguous=ambiguous, nonexistent="shift_forward")
+    if dst is not None and len(wall):
+        amb = wall.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").isna()
+        gap = wall.dt.tz_localize(tz, ambiguous=ambiguous, nonexistent="NaT").isna()
+        real = wall.notna()
+        if n := int((amb & real).sum()):
+            dst["ambiguous"] += n
+        if n := int((gap & real).sum()):
+            dst["nonexistent"] += n
+    return out.dt.tz_convert("UTC")
+
+
+def _local_to_utc(col: pd.Series, tz: str, dst: Counter[str] | None) -> pd.Series:
+    """:func:`to_utc` with naive times in ``tz``: parsed as UTC first (the same rules for
+    numbers, text and unreadable values), then the naive ones read again as wall-clock time
+    in ``tz``."""
+    as_utc = to_utc(col)
+    if pd.api.types.is_datetime64_any_dtype(col):
+        naive = np.full(len(col), getattr(col.dt, "tz", None) is None)
+    elif pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return as_utc  # Unix times: UTC by definition
+    else:
+        text = col.astype("string")
+        unix = text.str.fullmatch(r"\s*-?\d{9,}(?:\.\d+)?\s*").fillna(False)
+        try:  # the common case: all naive (or all zoned), in one vectorized parse
+            plain = pd.to_datetime(col, errors="coerce", format="mixed")
+            zoned = getattr(plain.dt, "tz", None) is not None
+            naive = np.full(len(col), not zoned)
+        except (ValueError, TypeError):  # naive and zoned mixed: per distinct value
+            zones = {v: _is_zoned(v) for v in text.dropna().unique()}
+            naive = ~text.map(zones).fillna(True).to_numpy(dtype=bool)
+        naive &= ~unix.to_numpy(dtype=bool)
+    naive &= as_utc.notna().to_numpy()
+    if not naive.any():
+        return as_utc
+    out = as_utc.copy()
+    wall = as_utc[naive].dt.tz_localize(None)
+    out[naive] = localize(wall, tz, dst).dt.as_unit(as_utc.dt.unit)
+    return out
+
+
+def _is_zoned(value: str) -> bool:
+    try:
+        return pd.Timestamp(value).tzinfo is not None
+    except (ValueError, TypeError):
+        return False
 
 
 def _from_unix(num: pd.Series) -> pd.Series:

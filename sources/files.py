@@ -16,6 +16,12 @@ drop folder still empty, or a typo), fails the poll with :class:`MissingSourceEr
 full path or pattern (``kind="missing"`` in ``cxmon_source_poll_errors_total``, a warning in
 the log): the tick is retried with backoff on later ticks and the cursor waits, so nothing is
 lost once a file is there and a first tick does not move past the history it should load.
+
+``timezone`` (an IANA name, default UTC) is the zone of naive timestamps (exports written in
+local time); timestamps with an offset keep it. At a clock change a time in the repeated hour
+is taken at its first occurrence and one in the skipped hour shifted forward, counted in
+:attr:`FilesSource.dst_adjusted` and logged; neither fails a tick (see
+:func:`monitor.frames.localize`).
 """
 
 from __future__ import annotations
@@ -32,9 +38,8 @@ from typing import Any, Literal, Self
 
 import pandas as pd
 import pyarrow
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from monitor.frames import to_utc
 from sources.base import (
     FatalSourceError,
     MissingSourceError,
@@ -45,6 +50,7 @@ from sources.base import (
     parse_params,
 )
 from sources.registry import register
+from sources.timezones import known_zone, parse_times
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,13 @@ class FilesSourceConfig(SourceConfig):
     base_dir: str | None = Field(None, description="relative paths start here (default and "
                                  "relative: the config file's folder)")
     csv_separator: str = ","
+    timezone: str = Field("UTC", description="IANA zone of naive timestamps (zoned ones keep "
+                          "their offset; Unix times are UTC)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value)
 
     def resolve_paths(self, config_dir: Path) -> Self:
         base = config_dir / (self.base_dir or "")  # an absolute base_dir wins in the join
@@ -81,6 +94,9 @@ class FilesSource(Source):
         self._cache: dict[str, tuple[tuple[int, int], pd.DataFrame]] = {}
         self._ts_cache: dict[tuple[str, str], tuple[Any, pd.Series]] = {}
         self.skipped: Counter[str] = Counter()  # rows dropped here (see sources.metrics)
+        #: naive times at a clock change of ``timezone`` (``ambiguous``, ``nonexistent``),
+        #: counted once per file version as they are parsed
+        self.dst_adjusted: Counter[str] = Counter()
 
     def pattern(self, pattern: str | None = None) -> str:
         """The full path or glob polled: relative ones are taken from ``base_dir``."""
@@ -112,7 +128,10 @@ class FilesSource(Source):
                 )
             ts = self._times(path, df, request.timestamp_column)
             keep = (ts >= pd.Timestamp(request.since)) & (ts < pd.Timestamp(request.until))
-            frames.append(df[keep.to_numpy()])
+            rows = df[keep.to_numpy()]
+            if self.config.timezone != "UTC":  # the tick reads naive times as UTC again
+                rows = rows.assign(**{request.timestamp_column: ts[keep.to_numpy()]})
+            frames.append(rows)
         live = set(paths)
         self._cache = {p: v for p, v in self._cache.items() if p in live}
         self._ts_cache = {k: v for k, v in self._ts_cache.items() if k[0] in live}
@@ -146,7 +165,9 @@ class FilesSource(Source):
         hit = self._ts_cache.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        ts = to_utc(df[column])  # as the tick reads them: numbers are Unix seconds
+        # as the tick reads them (numbers are Unix seconds), naive ones in ``timezone``
+        ts = parse_times(df[column], self.config.timezone, self.dst_adjusted,
+                         source=self.name, where=Path(path).name)
         bad = ts.isna().to_numpy()
         if bad.any():
             self.skipped["bad_timestamp"] += int(bad.sum())

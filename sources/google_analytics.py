@@ -24,6 +24,11 @@ text, JSON without an ``error`` object) is classified the same way by its status
 the status, host/path and a short excerpt of the body (secrets scrubbed), instead of failing
 inside the client; so is a 2xx body that is not a ``runReport`` response (retriable).
 
+``timeout`` bounds each whole response, body included (:mod:`sources.deadline`): the
+client's own ``timeout`` argument is passed to ``requests`` and bounds each read only, so a
+server trickling its body held the tick; past the deadline the attempt is a retriable
+timeout (the client's own ``retry`` is off: retries follow ``retry:`` like other sources).
+
 Auth: ``credentials_file`` (a service-account JSON key), an OAuth ``access_token``, or
 Application Default Credentials. ``api_endpoint`` points the client elsewhere (a regional
 endpoint, a proxy, or a local test server: ``http://127.0.0.1:8080``).
@@ -47,8 +52,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from monitor.durations import Seconds
 from sources.base import FatalSourceError, PollRequest, SourceConfig
+from sources.deadline import WholeResponseTimeout, with_deadline
 from sources.http import (
     Classified,
+    Monotonic,
     RetryConfig,
     SdkSource,
     Sleep,
@@ -129,8 +136,8 @@ class GoogleAnalyticsSource(SdkSource):
     config: GoogleAnalyticsSourceConfig
 
     def __init__(self, name: str, config: GoogleAnalyticsSourceConfig, *,  # type: ignore[override]
-                 sleep: Sleep = time.sleep) -> None:
-        super().__init__(name, config, sleep=sleep)
+                 sleep: Sleep = time.sleep, monotonic: Monotonic = time.monotonic) -> None:
+        super().__init__(name, config, sleep=sleep, monotonic=monotonic)
         self._client: Any = None
         self._seen: _Seen | None = None
 
@@ -166,7 +173,10 @@ class GoogleAnalyticsSource(SdkSource):
                                                    client_options=options)
             session = getattr(getattr(self._client, "_transport", None), "_session", None)
             if session is not None:
-                session.hooks["response"].append(self._remember)
+                # the client's ``timeout`` bounds each read only: the whole response within
+                # it, and _remember after the body was read (a response hook runs before)
+                with_deadline(session, cfg.timeout, monotonic=lambda: self._monotonic,
+                              on_response=self._remember)
         return self._client
 
     def _remember(self, response: Any, *args: Any, **kwargs: Any) -> None:
@@ -275,6 +285,8 @@ class GoogleAnalyticsSource(SdkSource):
             return ("retriable", None, f"GA4 Data API: {exc.message}")
         import requests
 
+        if isinstance(exc, WholeResponseTimeout):
+            return ("retriable", None, f"GA4 Data API: {exc}")
         if isinstance(exc, requests.Timeout | requests.ConnectionError):
             return ("retriable", None, f"connection failed ({type(exc).__name__})")
         return None

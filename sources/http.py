@@ -747,16 +747,20 @@ class SdkSource(Source):
     Google Analytics): the same retry policy (``config.retry``), an injectable sleep, and
     secret scrubbing. Subclasses implement :meth:`classify` and call :meth:`call`."""
 
-    def __init__(self, name: str, config: SourceConfig, *, sleep: Sleep = time.sleep) -> None:
+    def __init__(self, name: str, config: SourceConfig, *, sleep: Sleep = time.sleep,
+                 monotonic: Monotonic = time.monotonic) -> None:
         super().__init__(name, config)
         self._sleep = sleep
+        self._monotonic = monotonic  # the whole-response deadline's clock (sources.deadline)
         self._secrets = sorted(secrets_of(config), key=len, reverse=True)
         #: attempts and retries, for sources.metrics (Salesforce and GA4 retries were
         #: logged but never counted: cxmon_source_http_retries_total stayed 0)
         self.calls = CallCounts()
 
-    def set_sleep(self, sleep: Sleep) -> None:
+    def set_sleep(self, sleep: Sleep, monotonic: Monotonic | None = None) -> None:
+        """Swap the sleep (and clock) used for backoff and deadlines, e.g. for tests."""
         self._sleep = sleep
+        self._monotonic = monotonic or self._monotonic
 
     def scrub(self, text: str) -> str:
         return scrub_secrets(text, self._secrets)

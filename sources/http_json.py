@@ -10,18 +10,24 @@ URL-encoded, so data or config values cannot change the URL's structure. ``param
 ``fields``        ``{column: JMESPath}`` evaluated on each record (default: the record as is)
 ``query_params``  extra query-string parameters (values may use the same placeholders)
 ``vars``          values for extra placeholders
+
+The source's ``timezone`` (an IANA name, default UTC) is the zone of naive timestamps in the
+records (an API answering in local time); timestamps with an offset keep it, Unix times are
+UTC. They are returned in UTC; clock changes are handled as by the files source
+(:func:`monitor.frames.localize`).
 """
 
 from __future__ import annotations
 
 import difflib
 import string
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sources.base import FatalSourceError, PollRequest
 from sources.http import (
@@ -34,6 +40,7 @@ from sources.http import (
     parse_params,
 )
 from sources.registry import register
+from sources.timezones import known_zone, parse_times
 
 
 class HttpJsonSourceConfig(HttpSourceConfig):
@@ -41,6 +48,13 @@ class HttpJsonSourceConfig(HttpSourceConfig):
 
     type: Literal["http_json"]
     pagination: PaginationConfig = Field(default_factory=PaginationConfig)
+    timezone: str = Field("UTC", description="IANA zone of naive timestamps (zoned ones keep "
+                          "their offset; Unix times are UTC)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value)
 
 
 class HttpJsonQuery(BaseModel):
@@ -142,6 +156,12 @@ class HttpJsonSource(HttpSource):
     Params = HttpJsonQuery
     config: HttpJsonSourceConfig
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: naive times at a clock change of ``timezone`` (``ambiguous``, ``nonexistent``),
+        #: counted at each poll that returns them
+        self.dst_adjusted: Counter[str] = Counter()
+
     def fetch(self, request: PollRequest) -> pd.DataFrame:
         if not request.query:
             raise FatalSourceError(
@@ -197,4 +217,11 @@ class HttpJsonSource(HttpSource):
                 )
             rows.extend(self.records(items, parse))
         columns = list(fields) or None
-        return pd.DataFrame(rows, columns=columns)
+        df = pd.DataFrame(rows, columns=columns)
+        ts = request.timestamp_column
+        if self.config.timezone != "UTC" and ts in df.columns:
+            # UTC here: the tick would read naive times as UTC (unreadable ones stay NaT and
+            # are counted there as bad_timestamp)
+            df[ts] = parse_times(df[ts], self.config.timezone, self.dst_adjusted,
+                                 source=self.name, where=f"metric {request.metric}")
+        return df

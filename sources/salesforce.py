@@ -27,6 +27,8 @@ Auth: an OAuth ``access_token`` with ``instance_url``, or ``username`` + ``passw
 session is renewed once. Errors: 401 (expired session, no password to renew) and 400
 (``MALFORMED_QUERY``, ``INVALID_FIELD``) are fatal; 429, 5xx, ``REQUEST_LIMIT_EXCEEDED``,
 timeouts and connection errors are retried with backoff (honouring ``Retry-After``).
+``timeout`` bounds each whole response, body included (:mod:`sources.deadline`), not only
+each read: a server trickling its body fails the attempt as a retriable timeout.
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ from simple_salesforce.format import quote_soql_value
 
 from monitor.durations import Seconds
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError, SourceConfig
+from sources.deadline import WholeResponseTimeout, with_deadline
 from sources.http import (
     Classified,
+    Monotonic,
     RetryConfig,
     SdkSource,
     Sleep,
@@ -160,8 +164,8 @@ class SalesforceSource(SdkSource):
     config: SalesforceSourceConfig
 
     def __init__(self, name: str, config: SalesforceSourceConfig, *,  # type: ignore[override]
-                 sleep: Sleep = time.sleep) -> None:
-        super().__init__(name, config, sleep=sleep)
+                 sleep: Sleep = time.sleep, monotonic: Monotonic = time.monotonic) -> None:
+        super().__init__(name, config, sleep=sleep, monotonic=monotonic)
         self._sf: Salesforce | None = None
         self._last_headers: dict[str, str] = {}
         self._renewed = False
@@ -174,6 +178,9 @@ class SalesforceSource(SdkSource):
         session.hooks["response"].append(self._remember)
         if cfg.instance_url and cfg.instance_url.startswith("http://"):
             session.mount(f"https://{urlsplit(cfg.instance_url).netloc}", _PlainHttp())
+        # the whole response within timeout, not each read (requests' own timeout); set
+        # before the client is built, so a password login is bounded too
+        with_deadline(session, cfg.timeout, monotonic=lambda: self._monotonic)
         kwargs: dict[str, Any] = {"version": cfg.version, "session": session}
         if cfg.access_token is not None:
             kwargs.update(instance_url=cfg.instance_url,
@@ -187,7 +194,6 @@ class SalesforceSource(SdkSource):
                 domain=cfg.domain,
             )
         self._sf = Salesforce(**kwargs)
-        self._sf.session.request = _with_timeout(session.request, cfg.timeout)  # type: ignore[method-assign]
         return self._sf
 
     def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -305,6 +311,8 @@ class SalesforceSource(SdkSource):
             if status == 429 or status >= 500:
                 return ("retriable", self._retry_after(), f"HTTP {status} ({detail})")
             return ("fatal", None, f"HTTP {status} ({detail})")
+        if isinstance(exc, WholeResponseTimeout):
+            return ("retriable", self._retry_after(), str(exc))
         if isinstance(exc, requests.Timeout | requests.ConnectionError):
             return ("retriable", None, f"connection failed ({type(exc).__name__})")
         if isinstance(exc, requests.JSONDecodeError):  # a proxy's page, not the REST API
@@ -319,14 +327,6 @@ class SalesforceSource(SdkSource):
         if self._sf is not None:
             self._sf.session.close()
             self._sf = None
-
-
-def _with_timeout(request: Any, timeout: float) -> Any:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", timeout)
-        return request(*args, **kwargs)
-
-    return call
 
 
 def _detail(exc: BaseException, scrub: Callable[[str], str] = lambda s: s) -> str:

@@ -557,3 +557,45 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_1(tmp_path):
     assert res.exit_code == 1
     assert f"error: cannot write {tmp_path}" in res.output
     assert "Traceback" not in res.output
+
+
+def test_s3_metric_set_timezone_becomes_the_files_sources_timezone(tmp_path):
+    """Lookout reads the files' naive timestamps in the metric set's Timezone: the generated
+    files source does too, so a Berlin 11:00 row lands in the 10:00 UTC bucket, not 11:00."""
+    ms = _json("s3_csv_metric_set.json")
+    ms["Timezone"] = "Europe/Berlin"
+    conv = convert(ms)
+    source = conv.config["sources"]["checkout_orders"]
+    assert source["timezone"] == "Europe/Berlin"
+    zone_notes = [n for n in conv.notes if n.setting == "Timezone"]
+    assert [n.kind for n in zone_notes] == ["mapped"]
+    assert "timezone: Europe/Berlin" in zone_notes[0].message
+
+    from sources.files import FilesSource, FilesSourceConfig
+
+    folder = tmp_path / "ecommerce" / "live" / "20260301" / "1000"
+    folder.mkdir(parents=True)
+    (folder / "part-0.csv").write_text("platform,marketplace,timestamp,orders,revenue\n"
+                                       "web,us,2026-03-01 11:00:00,3,120.5\n"
+                                       "web,us,2026-03-01 10:30:00,2,80.0\n")
+    cfg = FilesSourceConfig(**{**source, "base_dir": str(tmp_path)})
+    rows = FilesSource("checkout_orders", cfg).fetch(PollRequest(
+        "checkout_orders_orders", datetime(2026, 3, 1, 10, tzinfo=UTC),
+        datetime(2026, 3, 1, 11, tzinfo=UTC)))
+    assert rows["orders"].tolist() == [3]
+    assert rows["timestamp"].tolist() == [pd.Timestamp("2026-03-01 10:00", tz="UTC")]
+
+
+@pytest.mark.parametrize(("zone", "kind", "set_zone"), [
+    ("UTC", None, False), ("Europe/Berlinn", "manual", False)])
+def test_s3_metric_set_utc_or_unknown_timezone(zone, kind, set_zone):
+    """UTC needs nothing; a zone this machine does not know stays a manual note (the config
+    would not load with it) naming the option to set."""
+    ms = _json("s3_csv_metric_set.json")
+    ms["Timezone"] = zone
+    conv = convert(ms)
+    assert ("timezone" in conv.config["sources"]["checkout_orders"]) is set_zone
+    notes = [n for n in conv.notes if n.setting == "Timezone"]
+    assert [n.kind for n in notes] == ([kind] if kind else [])
+    if kind:
+        assert "timezone:" in notes[0].message

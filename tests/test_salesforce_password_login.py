@@ -12,7 +12,7 @@ import pytest
 import requests
 
 import sources.salesforce as sf_module
-from sources.base import FatalSourceError, PollRequest
+from sources.base import FatalSourceError, PollRequest, RetriableSourceError
 from sources.salesforce import SalesforceSource, SalesforceSourceConfig
 from tests.fakes.salesforce import (
     AGGREGATE_SOQL,
@@ -109,3 +109,19 @@ def test_a_wrong_password_is_fatal_and_the_error_holds_no_secret(fake) -> None:
         assert secret not in said
     assert state["logins"] == 0
     assert len(server.requests_to("/services/Soap/u/59.0")) == 2  # one more try, no loop
+
+
+def test_a_login_answer_slower_than_timeout_is_a_retried_timeout(fake) -> None:
+    """The SOAP login goes through the same session as the queries: its whole response is
+    bounded by ``timeout`` too (the injected clock moves 6 s per reading, past 5 s)."""
+    import itertools
+
+    _, state, _ = fake
+    ticks = itertools.count()
+    src = SalesforceSource("sf", SalesforceSourceConfig(
+        type="salesforce", username="ops@example.com", password=PASSWORD,
+        security_token=TOKEN, timeout="5s", retry={"attempts": 2, "backoff": 1}),
+        sleep=lambda s: None, monotonic=lambda: next(ticks) * 6.0)
+    with pytest.raises(RetriableSourceError, match="longer than timeout=5s") as info:
+        poll(src)
+    assert state["logins"] == 2 and PASSWORD not in str(info.value)

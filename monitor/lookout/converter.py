@@ -156,8 +156,7 @@ class _Converter(_SourcesMixin, _AlertsMixin):
         filters = self._filters(ms.get("DimensionFilterList") or [])
         tz = self._local_zone(ms)
         if kind == "S3SourceConfig":
-            self._zone_note(tz)
-            source_cfg, build = self._s3(src_key, src_cfg, dims, filters)
+            source_cfg, build = self._s3(src_key, src_cfg, dims, filters, tz)
         else:
             source_cfg, build = self._sql(src_key, kind, src_cfg, ts_col, dims, filters, tz)
 

@@ -39,10 +39,12 @@ class _SourcesMixin(_State):
             self.note("manual", "Timezone",
                       f"cxmon reads timestamps without a zone as UTC, not {tz}: store them with "
                       "their offset, or convert them in the source (PostgreSQL and Redshift "
-                      f"sources get ts AT TIME ZONE '{tz}' in their query)")
+                      f"sources get ts AT TIME ZONE '{tz}' in their query; files and http_json "
+                      "sources take timezone: with an IANA name this machine knows)")
 
     def _s3(self, key: str, cfg: dict[str, Any], dims: list[str],
-            filters: dict[str, list[str]]) -> tuple[dict[str, Any], Any]:
+            filters: dict[str, list[str]], tz: str | None = None,
+            ) -> tuple[dict[str, Any], Any]:
         where = "MetricSource.S3SourceConfig."
         paths = cfg.get("TemplatedPathList") or []
         historical = cfg.get("HistoricalDataPathList") or []
@@ -78,6 +80,17 @@ class _SourcesMixin(_State):
             self.note("manual", f"{where}RoleArn",
                       "the IAM role is for Lookout; the sync job needs s3:GetObject/ListBucket")
         source: dict[str, Any] = {"type": "files", "path": glob_path, "base_dir": f"${{{var}}}"}
+        if tz and _known_zone(tz):
+            # Lookout reads a timestamp without a zone in the metric set's Timezone: so does
+            # the files source (an hour or two off in every bucket otherwise)
+            source["timezone"] = tz
+            self.note("mapped", "Timezone",
+                      f"{tz}: the files source reads timestamps without a zone as {tz} "
+                      f"(timezone: {tz}); ones with an offset keep it. At a clock change the "
+                      "repeated hour is taken at its first occurrence and the skipped hour "
+                      "shifted forward")
+        else:
+            self._zone_note(tz)  # a zone this machine does not know: say what to do
         fmt = _obj(cfg.get("FileFormatDescriptor") or {}, f"{where}FileFormatDescriptor")
         self.unknown(cfg, {"TemplatedPathList", "HistoricalDataPathList", "RoleArn",
                            "FileFormatDescriptor"}, where)
