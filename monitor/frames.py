@@ -222,6 +222,10 @@ def _rollup(
     return out, series
 
 
+#: Unix seconds (or milliseconds) sent as text: 9+ integer digits, so 20260101 stays a date
+_UNIX_TEXT = r"\s*-?\d{9,}(?:\.\d+)?\s*"
+
+
 def to_utc(col: pd.Series, tz: str | None = None,
            dst: Counter[str] | None = None) -> pd.Series:
     """Parse timestamps; naive ones are taken as UTC (or in ``tz``); unparseable ones NaT.
@@ -247,7 +251,7 @@ def to_utc(col: pd.Series, tz: str | None = None,
         ts = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
         # Unix times sent as text ("1764400000", a CSV column or JSON string) are NaT to
         # pandas; 9+ integer digits (1973 on) leave 8-digit dates such as 20260101 alone
-        digits = col.astype("string").str.fullmatch(r"\s*-?\d{9,}(?:\.\d+)?\s*")
+        digits = col.astype("string").str.fullmatch(_UNIX_TEXT)
         digits = digits.fillna(False).to_numpy(dtype=bool)
         if digits.any():
             unix = _from_unix(pd.to_numeric(col[digits], errors="coerce").astype("float64"))
@@ -291,7 +295,7 @@ def _local_to_utc(col: pd.Series, tz: str, dst: Counter[str] | None) -> pd.Serie
         return as_utc  # Unix times: UTC by definition
     else:
         text = col.astype("string")
-        unix = text.str.fullmatch(r"\s*-?\d{9,}(?:\.\d+)?\s*").fillna(False)
+        unix = text.str.fullmatch(_UNIX_TEXT).fillna(False)
         try:  # the common case: all naive (or all zoned), in one vectorized parse
             plain = pd.to_datetime(col, errors="coerce", format="mixed")
             zoned = getattr(plain.dt, "tz", None) is not None
