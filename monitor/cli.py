@@ -814,7 +814,7 @@ def backtest(
         err_console.print(f"warning: --end {escape(end)} is after now: the backtest stops at now "
                           f"({_hm(now)} UTC)", highlight=False, soft_wrap=True)
         t1 = now
-    names = metric or [m.name for m in cfg.active_metrics]  # a paused one when named
+    names = metric or [m.name for m in cfg.metrics]  # paused ones too: tune before enabling
     unknown = [n for n in names if n not in {m.name for m in cfg.metrics}]
     if unknown:
         raise typer.BadParameter(f"unknown metric(s): {', '.join(unknown)}; defined: "

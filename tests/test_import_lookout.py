@@ -370,19 +370,23 @@ def test_an_inactive_alert_is_reported_not_turned_into_a_live_route():
 
 
 @pytest.mark.parametrize("status", ["DEACTIVATED", "FAILED"])
-def test_a_detector_that_was_not_running_is_reported(status):
+def test_a_detector_that_was_not_running_is_reported_and_its_metrics_paused(status):
     det = _json("detector.json") | {"Status": status, "FailureType": "ACTIVATION_FAILURE",
                                     "FailureReason": "no data in the bucket"}
     conv = convert(_json("rds_metric_set.json"), None, det)
     note = next(n for n in conv.notes if n.setting == "detector.Status")
     assert note.kind == "manual" and status in note.message
-    assert "no data in the bucket" in note.message
+    assert "no data in the bucket" in note.message and "enabled: false" in note.message
     assert not any(n.setting == "detector.FailureType" for n in conv.notes)
+    # converted but not live: cxmon run would otherwise start alerting where Lookout did not
+    cfg = parse_config(render_yaml(conv), env={k: "postgresql://u@h/db" for k in conv.env})
+    assert cfg.metrics and cfg.active_metrics == []
 
 
-def test_an_active_detector_gets_no_status_note():
+def test_an_active_detector_gets_no_status_note_and_live_metrics():
     conv = convert(_json("rds_metric_set.json"), None, _json("detector.json"))
     assert not any(n.setting == "detector.Status" for n in conv.notes)
+    assert all("enabled" not in m for m in conv.config["metrics"])
 
 
 def test_a_detectors_metric_sets_become_one_config_with_its_alerts_once(tmp_path):

@@ -84,3 +84,14 @@ def test_the_replay_loop_leaves_a_paused_metric_alone(tmp_path) -> None:
             pipeline.close()
         assert {r.metric for r in results} == {"checkout_dropoff_rate"}
         assert store.get_cursor("csat") is None
+
+
+def test_backtest_replays_paused_metrics_too(tmp_path) -> None:
+    """Pausing a metric to tune it is the point: the backtest must still replay it."""
+    path, _ = _write(tmp_path, first="false")  # every metric paused
+    out = tmp_path / "anomalies.csv"
+    result = runner.invoke(app, ["backtest", "-c", str(path), "--start", "2026-01-19",
+                                 "--end", "2026-01-29", "--output", str(out)],
+                           env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "checkout_dropoff_rate" in result.output and "csat" in result.output

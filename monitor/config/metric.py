@@ -155,8 +155,8 @@ class MetricConfig(BaseModel):
     #: false: the top-level ``calendar`` (holidays, events) does not apply to this metric
     calendar: bool = True
     #: false: paused. Kept in the config (its stored history, dashboards, routes and
-    #: ``cxmon backtest --metric``) but neither polled nor scored by ``cxmon run``, and left
-    #: out of ``/readyz``: a broken source or a metric under review, without deleting it
+    #: ``cxmon backtest``, to tune it before it goes live) but neither polled nor scored by
+    #: ``cxmon run``, and left out of ``/readyz``: a broken source or a metric under review
     enabled: bool = True
 
     _interval_positive = field_validator("interval")(_positive)

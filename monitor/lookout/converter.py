@@ -63,6 +63,9 @@ class _Converter(_SourcesMixin, _AlertsMixin):
         self.set_where = ""
         if not metrics:
             return Conversion(None, {}, self.notes)
+        if detector.get("paused"):  # Lookout was not detecting: neither does cxmon, yet
+            for entry in metrics:
+                entry["enabled"] = False
         doc: dict[str, Any] = {"sources": sources, "metrics": metrics}
         alerting = self._alerting()
         if alerting:
@@ -240,7 +243,7 @@ class _Converter(_SourcesMixin, _AlertsMixin):
             raise LookoutInputError("detector: not describe-anomaly-detector output "
                                     "(no AnomalyDetectorName or AnomalyDetectorConfig)")
         conf = _obj(det.get("AnomalyDetectorConfig") or {}, "detector.AnomalyDetectorConfig")
-        out = {"frequency": conf.get("AnomalyDetectorFrequency")}
+        out: dict[str, Any] = {"frequency": conf.get("AnomalyDetectorFrequency")}
         self.unknown(conf, {"AnomalyDetectorFrequency"}, "AnomalyDetectorConfig.")
         if det.get("KmsKeyArn"):
             self.note("unsupported", "KmsKeyArn",
@@ -250,10 +253,12 @@ class _Converter(_SourcesMixin, _AlertsMixin):
         if status in _NOT_RUNNING:
             why = f" ({det.get('FailureType') or 'failure'}: {det['FailureReason']})" \
                 if det.get("FailureReason") else ""
+            out["paused"] = True
             self.note("manual", "detector.Status",
-                      f"{status}{why}: the detector was not running in Lookout, but cxmon "
-                      "detects and alerts on every configured metric once `cxmon run` starts; "
-                      "remove the metrics (or the alerting section) you do not want live yet")
+                      f"{status}{why}: the detector was not running in Lookout, so its metrics "
+                      "are converted paused (enabled: false: `cxmon run` neither polls nor "
+                      "alerts on them; `cxmon backtest` still replays them): set enabled: true "
+                      "on each metric you want live")
         self.unknown(det, {"AnomalyDetectorConfig", "KmsKeyArn", "FailureType"}, "detector.")
         return out
 
