@@ -20,6 +20,11 @@ store (the value holds at most the first message's top 20); the detectors read i
 ``cxmon_ack`` also acknowledges the open incident (:mod:`alerts.acks`): no more reminders for it
 until it changes materially or resolves. What a click did is posted back to Slack through the
 click's ``response_url`` (:mod:`alerts.feedback_reply`).
+
+What an unauthenticated client can do is bounded: a body over 1 MiB is refused (413) unread,
+each read of a request times out after :data:`READ_TIMEOUT` (slow clients are dropped), every
+refusal is the same ``401 invalid signature`` (stale or forged: no hint of the server's clock),
+and malformed input (non-ASCII signatures, JSON nested too deep) is a 4xx, never a 500.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ __all__ = ["FeedbackApp", "FeedbackServer", "slack_signature"]
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
+#: Seconds a client may take for each read of its request (line, headers, body) before the
+#: connection is dropped: without it a client that opened a connection and sent nothing (or a
+#: byte a minute) held a server thread for ever, and enough of them exhausted the process.
+READ_TIMEOUT = 10.0
 #: Where the feedback endpoint serves its own metrics (unless the Slack path is this).
 METRICS_PATH = "/metrics"
 #: The classic text format that ``generate_latest`` writes (as the exporter's /metrics).
@@ -121,7 +130,8 @@ class FeedbackApp:
             return Reply(401, "invalid signature")
         try:
             payload = json.loads(parse_qs(body.decode())["payload"][-1])
-        except (KeyError, ValueError, UnicodeDecodeError):
+        except (KeyError, ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: JSON nested thousands deep ended in a 500 and a traceback
             return Reply(400, "expected form field 'payload' with JSON")
         if not isinstance(payload, dict):
             return Reply(400, "payload must be a JSON object")
@@ -140,7 +150,10 @@ class FeedbackApp:
             log.warning("feedback: refused a request %.0f s away from now (replay?)", now - ts)
             self.refused.labels("stale").inc()
             return False
-        if not hmac.compare_digest(slack_signature(self._secret, timestamp, body), signature):
+        expected = slack_signature(self._secret, timestamp, body).encode()
+        # bytes, not str: compare_digest raises TypeError for a str with a non-ASCII
+        # character, so an unsigned request with "X-Slack-Signature: é" was a 500 + traceback
+        if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
             log.warning("feedback: refused a request with a bad signature")
             self.refused.labels("bad_signature").inc()
             return False
@@ -178,7 +191,7 @@ class FeedbackApp:
                 continue  # link buttons (Grafana, runbook) also report clicks
             try:
                 value = _mapping(json.loads(str(action.get("value") or "{}")))
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             incident = str(value.get("incident") or "")
             acked = None
@@ -238,7 +251,7 @@ class _QuietServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError):
+        if isinstance(exc, ConnectionError | TimeoutError):  # hung up, or too slow to send
             log.debug("feedback: client %s hung up: %s", client_address, exc)
         else:
             log.error("feedback: error serving %s", client_address, exc_info=True)
@@ -251,6 +264,8 @@ class FeedbackServer:
         self.app = app
 
         class _Handler(BaseHTTPRequestHandler):
+            timeout = READ_TIMEOUT  # a socket timeout on every read: no slow-loris client
+
             def log_message(self, *args: Any) -> None:
                 pass
 
