@@ -143,6 +143,20 @@ class HttpSourceConfig(SourceConfig):
         return v
 
 
+#: headers the client sets that carry no credential (every other one may)
+_PUBLIC_HEADERS = frozenset({"user-agent", "accept"})
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    """Same scheme, host and port, or the same host moving from http to https (httpx's rule
+    for keeping ``Authorization`` on a redirect)."""
+    if a.host.lower() != b.host.lower():
+        return False
+    if a.scheme == "http" and b.scheme == "https":
+        return b.port in (None, 443) and a.port in (None, 80)
+    return a.scheme == b.scheme and a.port == b.port
+
+
 #: a ``headers`` value shorter than this is scrubbed only when its header's name says it is
 #: a credential: ``X-Account: 42`` scrubbed turned every "429" and "1420" into "***9"
 MIN_HEADER_SECRET = 6
@@ -235,6 +249,9 @@ class HttpClient:
             {*secrets_of(config), *(extra_secrets or []), *_basic_credentials(auth)},
             key=len, reverse=True,
         )
+        #: headers that may carry credentials: dropped from a redirect to another origin
+        self._credential_headers = [k for k in hdrs if k.lower() not in _PUBLIC_HEADERS]
+        self._origin = threading.local()  # the URL a redirect chain started from (per thread)
         self._client = httpx.Client(
             base_url=config.base_url or "",
             headers=hdrs,
@@ -243,6 +260,7 @@ class HttpClient:
             verify=config.verify_tls,
             transport=transport,
             follow_redirects=True,
+            event_hooks={"request": [self._no_credentials_off_origin]},
         )
         self._lock = threading.Lock()
         self._last_request: float | None = None
@@ -363,6 +381,7 @@ class HttpClient:
         injected clock; past it the request counts as timed out (retriable)."""
         started = self.monotonic()
         request = self._client.build_request(method, url, **kwargs)
+        self._origin.url = request.url
         response = self._client.send(request, stream=True)
         if response.is_stream_consumed:  # already read (an in-memory test transport)
             return response
@@ -376,6 +395,19 @@ class HttpClient:
             response.close()
         return httpx.Response(response.status_code, headers=response.headers,
                               content=b"".join(raw), request=response.request)
+
+    def _no_credentials_off_origin(self, request: httpx.Request) -> None:
+        """Drop the source's ``headers`` (API keys) from a request redirected to another origin.
+
+        Why: httpx strips only ``Authorization`` on a cross-origin redirect; an
+        ``X-Api-Key`` from the config went along to whatever host the API (or a tampered
+        proxy, or an open redirect on it) pointed at. Same origin (or the same host moving
+        from http to https) keeps them, as httpx does for ``Authorization``."""
+        start: httpx.URL | None = getattr(self._origin, "url", None)
+        if start is None or _same_origin(start, request.url):
+            return
+        for name in self._credential_headers:
+            request.headers.pop(name, None)
 
     def _detail(self, response: httpx.Response) -> str:
         """A short, scrubbed excerpt of the vendor's error message.
@@ -494,8 +526,8 @@ class HttpClient:
 
         Why: the client sends the source's token, basic auth and ``headers`` (API keys) with
         every request, so a next link to another host (an API that was tampered with, or a
-        link field a user can write to) handed it the credentials. httpx drops them on a
-        cross-host *redirect*, never on a URL it is asked for."""
+        link field a user can write to) handed it the credentials. A cross-origin *redirect*
+        is followed without them (:meth:`_no_credentials_off_origin`)."""
         there = httpx.URL(next_url).host
         if there.lower() != current.host.lower():
             raise FatalSourceError(
