@@ -85,7 +85,10 @@ class WebhookReceiverConfig(BaseModel):
         description="If set, the body is signed: X-Cxmon-Signature: sha256=<HMAC-SHA256 hex> "
         "of '<X-Cxmon-Timestamp>.<body>'.",
     )
-    headers: dict[str, str] = Field(default_factory=dict)
+    #: SecretStr values: an ``Authorization: Bearer ...`` for the receiver printed in full in
+    #: the config's repr (a traceback, a debugger, ``cxmon validate``); sources' headers were
+    #: already secrets.
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
     timeout: Seconds = Field(default=10.0, gt=0, description="Per request: 10s, 500ms or "
                              "plain seconds.")
 

@@ -9,7 +9,9 @@ Headers: ``Content-Type: application/json``, ``Idempotency-Key`` (the key again:
 at-least-once, so a receiver drops keys it has seen), ``X-Cxmon-Timestamp`` (Unix seconds) and,
 when a ``secret`` is configured, ``X-Cxmon-Signature: sha256=<hex>``, the HMAC-SHA256 of
 ``"<X-Cxmon-Timestamp>.<raw body>"`` with the secret. Verify it with :func:`verify_signature`
-(or the same three lines in any language) and refuse old timestamps to stop replays.
+(or the same three lines in any language: docs/operations.md, "Security") and refuse old
+timestamps (``now=``) to stop replays. ``headers`` (an ``Authorization`` for the receiver,
+say) are secrets: they print as ``**********``.
 2xx is success; 408/425/429/5xx, timeouts and connection errors are retried (honouring
 ``Retry-After``); other statuses dead-letter the notification.
 """
@@ -48,8 +50,30 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def verify_signature(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+def verify_signature(secret: str, timestamp: str, body: bytes, signature: str, *,
+                     now: float | None = None, max_age: float = 300.0) -> bool:
+    """Whether a received webhook is authentic (for receivers written in Python).
+
+    With ``now`` (Unix seconds) the timestamp must also be within ``max_age`` of it: the
+    signature covers the timestamp, so an old request replayed unchanged is refused. Compared
+    as bytes in constant time (a str with a non-ASCII character made ``compare_digest``
+    raise TypeError instead of answering False).
+
+    >>> sig = sign("s3cret", "1767614400", b"{}")
+    >>> verify_signature("s3cret", "1767614400", b"{}", sig, now=1767614400 + 60)
+    True
+    >>> verify_signature("s3cret", "1767614400", b"{}", sig, now=1767614400 + 3600)
+    False
+    """
+    if now is not None:
+        try:
+            age = abs(now - float(timestamp))
+        except ValueError:
+            return False
+        if not age <= max_age:  # NaN too
+            return False
+    expected = sign(secret, timestamp, body).encode()
+    return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
 
 class WebhookNotifier(Notifier):
@@ -69,7 +93,8 @@ class WebhookNotifier(Notifier):
     def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
         body = webhook_body(self.name, idempotency_key, payload)
         timestamp = str(int(self.clock.now().timestamp()))
-        headers = {**self.config.headers, "Idempotency-Key": idempotency_key,
+        headers = {**{k: v.get_secret_value() for k, v in self.config.headers.items()},
+                   "Idempotency-Key": idempotency_key,
                    TIMESTAMP_HEADER: timestamp}
         if self.config.secret is not None:
             headers[SIGNATURE_HEADER] = sign(self.config.secret.get_secret_value(), timestamp,
