@@ -165,7 +165,8 @@ def render_message(
                       for metric, split in spread]
             lines += [f"• *{names.metric(metric)}*: "
                       f"{_labels_md(split, names) + ' ' if split else ''}"
-                      f"{escape_mrkdwn(mix_text(mix, names))}" for metric, split, mix in mixes]
+                      f"{mix_text(mix, names)}" for metric, split, mix in mixes]
+            # escaped once, by _section: escaping here too showed "&amp;" for "&"
             blocks.append(_section("*Root cause*: where the change came from\n"
                                    + "\n".join(lines)))
         total = int(payload.get("anomalies_total") or len(anomalies))

@@ -78,6 +78,8 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 9464
+#: Seconds a client may take for each read of its request before it is dropped.
+READ_TIMEOUT = 10.0
 DEFAULT_MAX_SERIES = 10_000
 
 #: The label that carries the cxmon metric name on every per-series gauge.
@@ -724,6 +726,10 @@ class Exporter:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
+            #: a socket timeout on every read: a client that connects and sends nothing (or
+            #: a byte at a time) held a thread of the exporter for ever
+            timeout = READ_TIMEOUT
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":  # two writes: no copy of a large series payload
