@@ -79,6 +79,12 @@ class Reply:
     content_type: str = "text/plain; charset=utf-8"
 
 
+#: Where Slack's ``response_url``s live. Replies go nowhere else: whoever holds the signing
+#: secret could otherwise make cxmon post to any address it can reach (an internal service,
+#: a cloud metadata endpoint) from inside the network.
+SLACK_RESPONSE_PREFIX = "https://hooks.slack.com/"
+
+
 class FeedbackApp:
     """Verifies and records one request; no HTTP server needed (tests call :meth:`handle`)."""
 
@@ -86,11 +92,15 @@ class FeedbackApp:
                  max_age: float = 300.0, path: str = "/slack/actions",
                  registry: CollectorRegistry | None = None,
                  responder: Responder | None = post_in_background,
-                 serve_metrics: bool = True) -> None:
+                 serve_metrics: bool = True,
+                 reply_prefix: str = SLACK_RESPONSE_PREFIX) -> None:
         self.store = store
         self.serve_metrics = serve_metrics
         #: posts what a click did to its ``response_url`` (None: no reply)
         self.responder = responder
+        #: only ``response_url``s under this prefix are posted to (see
+        #: :data:`SLACK_RESPONSE_PREFIX`)
+        self.reply_prefix = reply_prefix
         self._secret = signing_secret
         self.clock = clock or SystemClock()
         self.max_age = max_age
@@ -214,7 +224,11 @@ class FeedbackApp:
                                      user=str(user) if user else None, acked=acked))
         log.info("feedback: %d record(s) from %s", recorded, user)
         url = payload.get("response_url")
-        if self.responder is not None and isinstance(url, str) and url.startswith("http"):
+        if self.responder is not None and isinstance(url, str):
+            if not url.startswith(self.reply_prefix):
+                log.warning("feedback: reply not sent: response_url is not under %s",
+                            self.reply_prefix)
+                return recorded
             for message in replies:
                 self.responder(url, message)
         return recorded

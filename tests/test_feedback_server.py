@@ -377,8 +377,8 @@ def test_a_click_is_answered_in_slack_through_its_response_url(
         slack.route("POST", "/actions/T1/secret-token", lambda r: (got.append(r.json()),
                                                                    Response(200, "ok"))[1])
         url = slack.url + "/actions/T1/secret-token"
-        with FeedbackServer(FeedbackApp(store, SECRET, clock=clock,
-                                        responder=send_reply)) as srv:
+        with FeedbackServer(FeedbackApp(store, SECRET, clock=clock, responder=send_reply,
+                                        reply_prefix=slack.url + "/actions/")) as srv:
             assert post(srv, _click_payload("cxmon_ack", key, [], url)).status_code == 200
             assert post(srv, _click_payload("cxmon_not_anomaly", key, [], url)
                         ).status_code == 200
@@ -406,3 +406,22 @@ def test_an_acknowledge_on_a_resolved_incident_says_there_is_nothing_to_stop() -
     text = reply_for("acknowledged", recorded=1, user="ana", acked=False)["text"]
     assert "1 anomaly marked" in text and "no longer open" in text
     assert reply_for("expected", recorded=0, user=None)["text"].startswith("Nothing recorded")
+
+
+def test_replies_go_only_to_slacks_response_urls(store: Store, clock: FakeClock,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A signed click whose response_url points elsewhere (an internal address, a metadata
+    endpoint) is recorded, but nothing is posted there."""
+    from alerts.feedback_server import SLACK_RESPONSE_PREFIX
+
+    posted: list[str] = []
+    app = FeedbackApp(store, SECRET, clock=clock, responder=lambda url, m: posted.append(url))
+    key = "journey=checkout@2026-01-05T12:00Z"
+    with store.transaction() as tx:
+        tx.open_incident(key, journey="checkout", severity=60, at=NOW, summary={})
+    for url in ("http://169.254.169.254/latest/meta-data/", "https://hooks.slack.com.evil/x",
+                SLACK_RESPONSE_PREFIX + "actions/T1/B2/token"):
+        body = _click_payload("cxmon_ack", key, [], url)
+        assert app.handle("POST", "/slack/actions", _signed(body), body).status == 200
+    assert posted == [SLACK_RESPONSE_PREFIX + "actions/T1/B2/token"]
+    assert "response_url is not under https://hooks.slack.com/" in caplog.text
