@@ -414,9 +414,17 @@ def register(app: typer.Typer) -> None:
 cancels earlier such verdicts."""
         from monitor.cli import _load, _open_store
 
-        if label not in ("not_anomaly", "expected", "confirmed"):
-            raise typer.BadParameter("expected not_anomaly, expected or confirmed",
-                                     param_hint="LABEL")
+        verdicts = ("not_anomaly", "expected", "confirmed")
+        if label not in verdicts:
+            # "expected" is itself a verdict, so "expected not_anomaly, expected or confirmed"
+            # read as a list of four words; name the bad value and the closest verdict instead.
+            import difflib
+
+            close = difflib.get_close_matches(label.lower().replace("-", "_"), verdicts, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise typer.BadParameter(
+                f"{label!r} is not a verdict; use one of not_anomaly, expected, confirmed{hint}",
+                param_hint="LABEL")
         store = _open_store(_load(config, needs={"store"}), must_exist=True)
         try:
             ids = store.anomaly_ids(anomaly_id) if len(anomaly_id) >= 8 else [anomaly_id]
@@ -433,6 +441,8 @@ cancels earlier such verdicts."""
             message = exc.args[0] if exc.args else str(exc)
             if len(anomaly_id) < 8:
                 message += " (a prefix needs at least 8 characters; ids: cxmon anomalies)"
+            else:
+                message += " (ids: cxmon anomalies)"
             typer.echo(message, err=True)
             raise typer.Exit(1) from None
         finally:

@@ -476,9 +476,22 @@ def test_feedback_requires_config_and_quotes_the_unknown_id(tmp_path: Path) -> N
     cfg, _ = _store_with_anomaly(tmp_path)
     res = runner.invoke(app, ["feedback", "deadbeef", "not_anomaly", "-c", str(cfg)])
     assert res.exit_code == 1
-    assert "no anomaly with id 'deadbeef'" in res.stderr
+    assert "no anomaly with id 'deadbeef' (ids: cxmon anomalies)" in res.stderr
     res = runner.invoke(app, ["feedback", "deadbeef", "not_anomaly"])
     assert res.exit_code == 2 and "--config" in res.output
+
+
+def test_feedback_names_a_bad_verdict_and_the_closest_one(tmp_path: Path) -> None:
+    """The old message, "expected not_anomaly, expected or confirmed", read as four words."""
+    cfg, _ = _store_with_anomaly(tmp_path)
+    res = runner.invoke(app, ["feedback", "deadbeef", "notanomaly", "-c", str(cfg)])
+    assert res.exit_code == 2
+    text = " ".join(res.output.split())
+    assert ("'notanomaly' is not a verdict; use one of not_anomaly, expected, confirmed "
+            "(did you mean 'not_anomaly'?)") in text
+    res = runner.invoke(app, ["feedback", "deadbeef", "wrong", "-c", str(cfg)])
+    assert res.exit_code == 2 and "did you mean" not in res.output
+    assert "'wrong' is not a verdict" in " ".join(res.output.split())
 
 
 def test_bench_default_doc_is_the_checkouts_not_the_working_directory() -> None:
