@@ -330,8 +330,13 @@ def register(app: typer.Typer) -> None:
         where = input_name(input)
         missing = {"timestamp", "value"} - set(frame.columns)
         if missing:
+            # an export named its columns ts/contacts: show them, so the fix (rename the
+            # header) is plain without opening the file
+            hint = separator_hint(frame.columns) or (
+                f" (its header: {', '.join(map(str, frame.columns))}; rename the time and value "
+                "columns)")
             raise typer.BadParameter(f"{where} lacks column(s) {', '.join(sorted(missing))}"
-                                     + separator_hint(frame.columns), param_hint="--input")
+                                     + hint, param_hint="--input")
         no_time = not_times(frame["timestamp"])
         if len(frame) and no_time.all():  # the wrong column or format, not a few bad rows
             raise typer.BadParameter(
