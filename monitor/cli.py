@@ -885,6 +885,12 @@ def backtest(
             + (f", rejected rows: {rejected}" if rejected else ""),
             soft_wrap=not tty,
         )
+        if not s["rows"]:
+            # "no anomalies" over a range the data does not cover (a wrong year, a file that
+            # ends earlier) reads like "all normal": say that nothing was scored
+            console.print(f"[yellow]{name}: the source returned no rows for this range, so "
+                          "nothing was scored; check --start/--end (UTC) against the times in "
+                          "your data[/]", soft_wrap=not tty, highlight=False)
         if name in result.warmup:
             console.print(f"[yellow]{name}: {escape(result.warmup[name])}[/]", soft_wrap=not tty)
         if s.get("calendar"):

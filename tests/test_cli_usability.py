@@ -722,3 +722,11 @@ def test_readme_first_config_validates_and_backtests(tmp_path: Path) -> None:
                                  "--end", "2026-01-29"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "2026-01-25 14:00" in result.output
+    assert "no rows for this range" not in result.output
+    # a range the file does not cover is said to be unscored, not a quiet "no anomalies"
+    result = runner.invoke(app, ["backtest", "-c", str(path), "--start", "2025-01-15",
+                                 "--end", "2025-01-29"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert ("contact_volume: the source returned no rows for this range, so nothing was "
+            "scored; check --start/--end (UTC) against the times in your data") in " ".join(
+                result.output.split())
