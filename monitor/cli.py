@@ -817,9 +817,9 @@ def backtest(
     names = metric or [m.name for m in cfg.active_metrics]  # a paused one when named
     unknown = [n for n in names if n not in {m.name for m in cfg.metrics}]
     if unknown:
-        raise typer.BadParameter(f"unknown metric(s): {', '.join(unknown)}; defined: "
-                                 f"{', '.join(m.name for m in cfg.metrics)}",
-                                 param_hint="'--metric'")
+        raise typer.BadParameter(
+            unknown_metric_message(unknown, [m.name for m in cfg.metrics]),
+            param_hint="'--metric'")
     if output is not None:
         if output.suffix.lower() not in (".csv", ".json"):
             raise typer.BadParameter(f"{output} must end in .csv or .json",
@@ -1053,6 +1053,27 @@ def _report_incidents(result: BacktestResult, known: list[KnownIncident], path: 
         console.print(f"wrote the incident report to {path}")
 
 
+def unknown_metric_message(unknown: list[str], defined: list[str]) -> str:
+    """``unknown metric 'x' (did you mean 'y'?); defined: ...``: every ``--metric`` option
+    says it the same way, with the close name for a typo, so the fix needs no trip to the
+    config file.
+
+    >>> unknown_metric_message(["contact_volum"], ["contact_volume", "csat"])
+    "unknown metric 'contact_volum' (did you mean 'contact_volume'?); defined: contact_volume, csat"
+    >>> unknown_metric_message(["a", "b"], ["kpi"])
+    "unknown metric(s): 'a', 'b'; defined: kpi"
+    """
+    import difflib
+
+    if len(unknown) == 1:
+        close = difflib.get_close_matches(unknown[0], defined, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        head = f"unknown metric {unknown[0]!r}{hint}"
+    else:
+        head = f"unknown metric(s): {', '.join(map(repr, unknown))}"
+    return f"{head}; defined: {', '.join(defined)}"
+
+
 @app.command("anomalies")
 def anomalies_list(
     config: ConfigOpt,
@@ -1063,7 +1084,9 @@ def anomalies_list(
     """List recent stored anomalies with their ids (for cxmon feedback ID LABEL)."""
     cfg = _load(config, needs={"store", "metrics"})
     if metric is not None and metric not in {m.name for m in cfg.metrics}:
-        raise typer.BadParameter(f"unknown metric {metric!r}", param_hint="--metric")
+        raise typer.BadParameter(
+            unknown_metric_message([metric], [m.name for m in cfg.metrics]),
+            param_hint="--metric")
     st = _open_store(cfg, must_exist=True)
     try:
         frame = st.anomalies(metric=metric)

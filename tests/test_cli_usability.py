@@ -440,7 +440,10 @@ def test_anomalies_lists_ids_that_feedback_accepts(tmp_path: Path) -> None:
     res = runner.invoke(app, ["feedback", row.split()[0], "not_anomaly", "-c", str(cfg)])
     assert res.exit_code == 0, res.output
     bad = runner.invoke(app, ["anomalies", "-c", str(cfg), "--metric", "nope"])
-    assert bad.exit_code == 2 and "unknown metric 'nope'" in bad.output
+    assert bad.exit_code == 2 and "unknown metric 'nope'; defined: kpi" in bad.output
+    typo = runner.invoke(app, ["anomalies", "-c", str(cfg), "--metric", "kpj"])
+    assert typo.exit_code == 2
+    assert "unknown metric 'kpj' (did you mean 'kpi'?); defined: kpi" in typo.output
 
 
 def test_anomalies_shows_the_kind_and_no_value_for_a_silence(tmp_path: Path) -> None:
