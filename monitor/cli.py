@@ -1033,7 +1033,19 @@ def _report_incidents(result: BacktestResult, known: list[KnownIncident], path: 
                       str(s.incidents), str(s.found), str(len(s.missed)),
                       ttd(s.detect, median_td), ttd(s.detect, max), str(s.episodes),
                       str(s.false_episodes), _pct(s.precision), _pct(s.recall))
-    _print_table(table)
+    if tty and _table_width(table) > console.width:
+        # ten columns do not fit an 80-column terminal: rich squeezed the metric column to
+        # nothing and cut the numbers ("10…"), so say each row as a line instead
+        console.print(table.title, highlight=False, soft_wrap=False)
+        for name, s in rows:
+            console.print(
+                f"{escape(name)}: found {s.found} of {s.incidents} incident(s) "
+                f"({len(s.missed)} missed), detect median {ttd(s.detect, median_td)}, "
+                f"max {ttd(s.detect, max)}; {s.episodes} episode(s), {s.false_episodes} "
+                f"false; precision {_pct(s.precision)}, recall {_pct(s.recall)}",
+                highlight=False)
+    else:
+        _print_table(table)
     for inc in report.overall.missed:
         where = ", ".join(filter(None, [inc.metric or "any metric",
                                         ";".join(f"{k}={v}" for k, v in inc.labels)]))
