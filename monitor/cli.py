@@ -987,6 +987,13 @@ def _first(items: list[str], shown: int = 6) -> str:
 def _feedback_line(stats: dict[str, Any]) -> str:
     """What the stored verdicts did to one metric's replay, for the backtest summary."""
     fb = stats["feedback"]
+    if not (fb["in_force"] or fb["suppressed"] or fb["added"]):
+        # "feedback applied: 0 of 1 ...; 0 anomalies suppressed (--no-feedback: the same)"
+        # read as if something had been applied; say why none acted here instead
+        return (f"feedback: 0 of {fb['stored']} stored verdict(s) in force in the range, "
+                "nothing changed (a verdict acts from just after its anomaly: not_anomaly "
+                "for 7 days, expected that day and at that hour for 4 weeks; confirmed "
+                "cancels them)")
     labels = ", ".join(f"{n} {label}" for label, n in sorted(fb["labels"].items()))
     line = (f"feedback applied: {fb['in_force']} of {fb['stored']} stored verdict(s) in force "
             f"in the range" + (f" ({labels})" if labels else ""))
