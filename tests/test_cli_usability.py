@@ -733,3 +733,18 @@ def test_readme_first_config_validates_and_backtests(tmp_path: Path) -> None:
     assert ("contact_volume: the source returned no rows for this range, so nothing was "
             "scored; check --start/--end (UTC) against the times in your data") in " ".join(
                 result.output.split())
+
+
+def test_score_warns_that_slash_dates_are_read_month_first_where_they_can_be() -> None:
+    """'04/05/2026' (4 May in most of Europe) was scored as 5 April, '13/05/2026' as 13 May:
+    a day-first export had its days silently mixed up."""
+    rows = ["timestamp,value"] + [f"{d:02d}/05/2026 10:00,{d}" for d in range(1, 20)]
+    res = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(rows) + "\n")
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stderr.split())
+    assert ("warning: timestamps such as '01/05/2026 10:00' are ambiguous: read month first "
+            "(2026-01-05) where that is a date and day first otherwise ('13/05/2026 10:00' is "
+            "2026-05-13), so a day-first file gets its days mixed up; write ISO 8601") in text
+    iso = ["timestamp,value"] + [f"2026-05-{d:02d}T10:00,{d}" for d in range(1, 20)]
+    res = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(iso) + "\n")
+    assert res.exit_code == 0 and "ambiguous" not in res.stderr
