@@ -179,6 +179,24 @@ def _auto(setting: Seasonality, span_ns: int, step_ns: int, period_ns: int) -> b
     return span_ns + step_ns >= period_ns and step_ns <= period_ns // 4
 
 
+def _quiet_prophet_logs() -> None:
+    """Keep Prophet's and cmdstanpy's chatter off the console, also where no logging is set
+    up (``cxmon backtest``, ``cxmon score``, a worker process).
+
+    cmdstanpy attaches its own INFO handler (and sets DEBUG) on first use unless its logger
+    already has a handler, so a level set beforehand did not hold for the first fit: its
+    "Chain [1] start processing" lines went through the progress bar. A NullHandler makes it
+    keep ours; warnings still reach the root handlers. prophet logs "Importing plotly failed"
+    at ERROR on import: cxmon draws no plots, so that logger is silenced.
+    """
+    for name in ("cmdstanpy", "prophet"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
+    logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
+
+
 def fit_forecast(
     ts_ns: np.ndarray, y: np.ndarray, settings: dict[str, Any], step_ns: int, steps: int
 ) -> Forecast:
@@ -187,11 +205,11 @@ def fit_forecast(
     Module-level and plain data in and out, so executors can ship it to other processes.
     """
     import pandas as pd
+
+    _quiet_prophet_logs()
     from prophet import Prophet
 
     started = time.perf_counter()
-    logging.getLogger("cmdstanpy").setLevel(logging.WARNING)
-    logging.getLogger("prophet").setLevel(logging.WARNING)
     cfg = ProphetConfig.model_validate(settings)
     holidays = None
     if cfg.events:

@@ -817,9 +817,9 @@ def backtest(
     names = metric or [m.name for m in cfg.metrics]  # paused ones too: tune before enabling
     unknown = [n for n in names if n not in {m.name for m in cfg.metrics}]
     if unknown:
-        raise typer.BadParameter(f"unknown metric(s): {', '.join(unknown)}; defined: "
-                                 f"{', '.join(m.name for m in cfg.metrics)}",
-                                 param_hint="'--metric'")
+        raise typer.BadParameter(
+            unknown_metric_message(unknown, [m.name for m in cfg.metrics]),
+            param_hint="'--metric'")
     if output is not None:
         if output.suffix.lower() not in (".csv", ".json"):
             raise typer.BadParameter(f"{output} must end in .csv or .json",
@@ -885,6 +885,12 @@ def backtest(
             + (f", rejected rows: {rejected}" if rejected else ""),
             soft_wrap=not tty,
         )
+        if not s["rows"]:
+            # "no anomalies" over a range the data does not cover (a wrong year, a file that
+            # ends earlier) reads like "all normal": say that nothing was scored
+            console.print(f"[yellow]{name}: the source returned no rows for this range, so "
+                          "nothing was scored; check --start/--end (UTC) against the times in "
+                          "your data[/]", soft_wrap=not tty, highlight=False)
         if name in result.warmup:
             console.print(f"[yellow]{name}: {escape(result.warmup[name])}[/]", soft_wrap=not tty)
         if s.get("calendar"):
@@ -981,6 +987,13 @@ def _first(items: list[str], shown: int = 6) -> str:
 def _feedback_line(stats: dict[str, Any]) -> str:
     """What the stored verdicts did to one metric's replay, for the backtest summary."""
     fb = stats["feedback"]
+    if not (fb["in_force"] or fb["suppressed"] or fb["added"]):
+        # "feedback applied: 0 of 1 ...; 0 anomalies suppressed (--no-feedback: the same)"
+        # read as if something had been applied; say why none acted here instead
+        return (f"feedback: 0 of {fb['stored']} stored verdict(s) in force in the range, "
+                "nothing changed (a verdict acts from just after its anomaly: not_anomaly "
+                "for 7 days, expected that day and at that hour for 4 weeks; confirmed "
+                "cancels them)")
     labels = ", ".join(f"{n} {label}" for label, n in sorted(fb["labels"].items()))
     line = (f"feedback applied: {fb['in_force']} of {fb['stored']} stored verdict(s) in force "
             f"in the range" + (f" ({labels})" if labels else ""))
@@ -1027,7 +1040,19 @@ def _report_incidents(result: BacktestResult, known: list[KnownIncident], path: 
                       str(s.incidents), str(s.found), str(len(s.missed)),
                       ttd(s.detect, median_td), ttd(s.detect, max), str(s.episodes),
                       str(s.false_episodes), _pct(s.precision), _pct(s.recall))
-    _print_table(table)
+    if tty and _table_width(table) > console.width:
+        # ten columns do not fit an 80-column terminal: rich squeezed the metric column to
+        # nothing and cut the numbers ("10…"), so say each row as a line instead
+        console.print(table.title, highlight=False, soft_wrap=False)
+        for name, s in rows:
+            console.print(
+                f"{escape(name)}: found {s.found} of {s.incidents} incident(s) "
+                f"({len(s.missed)} missed), detect median {ttd(s.detect, median_td)}, "
+                f"max {ttd(s.detect, max)}; {s.episodes} episode(s), {s.false_episodes} "
+                f"false; precision {_pct(s.precision)}, recall {_pct(s.recall)}",
+                highlight=False)
+    else:
+        _print_table(table)
     for inc in report.overall.missed:
         where = ", ".join(filter(None, [inc.metric or "any metric",
                                         ";".join(f"{k}={v}" for k, v in inc.labels)]))
@@ -1047,6 +1072,27 @@ def _report_incidents(result: BacktestResult, known: list[KnownIncident], path: 
         console.print(f"wrote the incident report to {path}")
 
 
+def unknown_metric_message(unknown: list[str], defined: list[str]) -> str:
+    """``unknown metric 'x' (did you mean 'y'?); defined: ...``: every ``--metric`` option
+    says it the same way, with the close name for a typo, so the fix needs no trip to the
+    config file.
+
+    >>> unknown_metric_message(["contact_volum"], ["contact_volume", "csat"])
+    "unknown metric 'contact_volum' (did you mean 'contact_volume'?); defined: contact_volume, csat"
+    >>> unknown_metric_message(["a", "b"], ["kpi"])
+    "unknown metric(s): 'a', 'b'; defined: kpi"
+    """
+    import difflib
+
+    if len(unknown) == 1:
+        close = difflib.get_close_matches(unknown[0], defined, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        head = f"unknown metric {unknown[0]!r}{hint}"
+    else:
+        head = f"unknown metric(s): {', '.join(map(repr, unknown))}"
+    return f"{head}; defined: {', '.join(defined)}"
+
+
 @app.command("anomalies")
 def anomalies_list(
     config: ConfigOpt,
@@ -1057,7 +1103,9 @@ def anomalies_list(
     """List recent stored anomalies with their ids (for cxmon feedback ID LABEL)."""
     cfg = _load(config, needs={"store", "metrics"})
     if metric is not None and metric not in {m.name for m in cfg.metrics}:
-        raise typer.BadParameter(f"unknown metric {metric!r}", param_hint="--metric")
+        raise typer.BadParameter(
+            unknown_metric_message([metric], [m.name for m in cfg.metrics]),
+            param_hint="--metric")
     st = _open_store(cfg, must_exist=True)
     try:
         frame = st.anomalies(metric=metric)

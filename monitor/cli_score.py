@@ -198,6 +198,37 @@ def not_numbers(values: pd.Series) -> pd.Series:
     return pd.Series(~np.isfinite(numeric), index=values.index)
 
 
+def slash_date_warning(stamps: pd.Series) -> str | None:
+    """A warning for dates written ``04/05/2026``: pandas reads each one month first where it
+    can and day first where it cannot (``13/05/2026``), so a day-first export has its days
+    mixed up without any error. None when no timestamp is such an ambiguous date.
+
+    >>> w = slash_date_warning(pd.Series(["04/05/2026 10:00", "13/05/2026 10:00"]))
+    >>> w.split(": ", 1)[0]
+    "timestamps such as '04/05/2026 10:00' are ambiguous"
+    >>> "month first (2026-04-05)" in w and "('13/05/2026 10:00' is 2026-05-13)" in w
+    True
+    >>> slash_date_warning(pd.Series(["2026-05-04T10:00Z", "13/05/2026", "05/05/2026"])) is None
+    True
+    """
+    parts = stamps.astype("string").str.extract(r"^\s*(\d{1,2})[/.](\d{1,2})[/.](\d{4})")
+    parts = parts.dropna().astype(int)
+    ambiguous = parts[(parts[0] <= 12) & (parts[1] <= 12) & (parts[0] != parts[1])]
+    if ambiguous.empty:
+        return None
+    month, day, year = ambiguous.iloc[0]
+    said = (f"timestamps such as {str(stamps.loc[ambiguous.index[0]]).strip()!r} are "
+            f"ambiguous: read month first ({year:04d}-{month:02d}-{day:02d}) where that is a "
+            "date and day first otherwise")
+    day_first = parts[parts[0] > 12]
+    if len(day_first):
+        d, m, y = day_first.iloc[0]
+        said += (f" ({str(stamps.loc[day_first.index[0]]).strip()!r} is "
+                 f"{y:04d}-{m:02d}-{d:02d})")
+    return said + (", so a day-first file gets its days mixed up; write ISO 8601 "
+                   "(YYYY-MM-DDTHH:MM)")
+
+
 def not_times(stamps: pd.Series) -> pd.Series:
     """Which timestamps cannot be read as a time (any ISO format, naive = UTC): True there.
 
@@ -330,14 +361,22 @@ def register(app: typer.Typer) -> None:
         where = input_name(input)
         missing = {"timestamp", "value"} - set(frame.columns)
         if missing:
+            # an export named its columns ts/contacts: show them, so the fix (rename the
+            # header) is plain without opening the file
+            hint = separator_hint(frame.columns) or (
+                f" (its header: {', '.join(map(str, frame.columns))}; rename the time and value "
+                "columns)")
             raise typer.BadParameter(f"{where} lacks column(s) {', '.join(sorted(missing))}"
-                                     + separator_hint(frame.columns), param_hint="--input")
+                                     + hint, param_hint="--input")
         no_time = not_times(frame["timestamp"])
         if len(frame) and no_time.all():  # the wrong column or format, not a few bad rows
             raise typer.BadParameter(
                 f"{where} line {lines[0]}: not a time: {frame['timestamp'].iloc[0]!r} (no "
                 "line has a timestamp that can be read)", param_hint="--input")
         skipped = not_numbers(frame["value"]) & ~no_time  # a row without a time: said below
+        slash = slash_date_warning(frame["timestamp"])
+        if slash:
+            typer.echo(f"warning: {slash}", err=True)
         params = {k: v for k, v in config.items() if k != "type"}
         out = _score_with_bar(frame, detector, params, step)
         median = out.attrs["median_step"]
@@ -414,9 +453,17 @@ def register(app: typer.Typer) -> None:
 cancels earlier such verdicts."""
         from monitor.cli import _load, _open_store
 
-        if label not in ("not_anomaly", "expected", "confirmed"):
-            raise typer.BadParameter("expected not_anomaly, expected or confirmed",
-                                     param_hint="LABEL")
+        verdicts = ("not_anomaly", "expected", "confirmed")
+        if label not in verdicts:
+            # "expected" is itself a verdict, so "expected not_anomaly, expected or confirmed"
+            # read as a list of four words; name the bad value and the closest verdict instead.
+            import difflib
+
+            close = difflib.get_close_matches(label.lower().replace("-", "_"), verdicts, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise typer.BadParameter(
+                f"{label!r} is not a verdict; use one of not_anomaly, expected, confirmed{hint}",
+                param_hint="LABEL")
         store = _open_store(_load(config, needs={"store"}), must_exist=True)
         try:
             ids = store.anomaly_ids(anomaly_id) if len(anomaly_id) >= 8 else [anomaly_id]
@@ -433,6 +480,8 @@ cancels earlier such verdicts."""
             message = exc.args[0] if exc.args else str(exc)
             if len(anomaly_id) < 8:
                 message += " (a prefix needs at least 8 characters; ids: cxmon anomalies)"
+            else:
+                message += " (ids: cxmon anomalies)"
             typer.echo(message, err=True)
             raise typer.Exit(1) from None
         finally:

@@ -41,7 +41,9 @@ def register(app: typer.Typer) -> None:
         cfg = _load(config)
         names = [m.name for m in cfg.metrics]
         if metric not in names:
-            raise typer.BadParameter(f"unknown metric {metric!r}; defined: {', '.join(names)}",
+            from monitor.cli import unknown_metric_message
+
+            raise typer.BadParameter(unknown_metric_message([metric], names),
                                      param_hint="'--metric'")
         t0, t1 = _parse_time(start, "'--start'"), _parse_time(end, "'--end'")
         if t1 <= t0:

@@ -94,7 +94,9 @@ def test_not_anomaly_stops_the_repeat_and_no_feedback_restores_it(tmp_path: Path
         store.add_feedback(aid, "confirmed")
     times, out = backtest(cfg)
     assert times == [FIRST, REPEAT]
-    assert "0 of 2 stored verdict(s) in force" in out
+    assert ("feedback: 0 of 2 stored verdict(s) in force in the range, nothing changed (a "
+            "verdict acts from just after its anomaly") in " ".join(out.split())
+    assert "feedback applied" not in out and "--no-feedback:" not in out
 
 
 def test_feedback_acts_only_after_the_anomaly_it_refers_to(tmp_path: Path) -> None:

@@ -89,6 +89,28 @@ def test_found_missed_false_episode_time_to_detect_precision_recall(
         assert [m["name"] for m in score["missed_incidents"]] == ["subtle bump"]
 
 
+def test_a_terminal_too_narrow_for_the_table_gets_a_line_per_metric(
+        cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an 80-column terminal the ten-column table lost its metric names and cut the
+    recall to "10…"; there each row is said as a line."""
+    from rich.console import Console
+
+    import monitor.cli as cli
+
+    monkeypatch.setattr(cli, "_is_tty", lambda stream: True)
+    monkeypatch.setattr(cli, "console", Console(width=80, color_system=None))
+    result, _ = _backtest(cfg, tmp_path, (
+        "start,end,metric,labels,name\n"
+        "2026-01-20T08:00Z,2026-01-20T13:00Z,contacts,,app outage\n"
+        "2026-01-23T10:00Z,2026-01-23T12:00Z,,channel=app,subtle bump\n"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # wrapped at 80 columns
+    assert ("contacts: found 1 of 2 incident(s) (1 missed), detect median 2h, max 2h; 2 "
+            "episode(s), 1 false; precision 50%, recall 50%") in text
+    assert "all: found 1 of 2 incident(s)" in text
+    assert "┃ metric" not in result.output
+
+
 @pytest.mark.parametrize(("labels", "found"), [
     ("channel=web", True),   # the spiking series
     ("", True),              # any series: the roll-up and the web series spiked

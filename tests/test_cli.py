@@ -200,7 +200,7 @@ def test_backtest_end_after_now_warns_and_stops_at_now(tmp_path: Path) -> None:
     (["--start", "2026-02-01", "--end", "2026-01-01"],
      "Invalid value for '--end': must be after --start (2026-02-01)"),
     (["--start", "2026-01-05", "--end", "2026-01-06", "--metric", "nope"],
-     "Invalid value for '--metric': unknown metric(s): nope; defined: "),
+     "Invalid value for '--metric': unknown metric 'nope'; defined: "),
     (["--start", "2026-01-05", "--end", "2026-01-06", "--output", "x.txt"],
      "Invalid value for '--output': x.txt must end in .csv or .json"),
     (["--start", "2026-01-05", "--end", "2026-01-06", "--output", "no/x.csv"],

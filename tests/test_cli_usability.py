@@ -258,7 +258,8 @@ def test_score_sorts_rows_out_of_time_order(tmp_path: Path) -> None:
      "integer or invalid duration 'abc'"),
     (["-d", "prophet", "-p", "holidays=XX"], "", "--param: holidays: unknown holidays country"),
     (["-i", "-"], "", "stdin: not a CSV"),
-    (["-i", "-"], "time,value\n1,2\n", "lacks column(s) timestamp"),
+    (["-i", "-"], "time,value\n1,2\n",
+     "lacks column(s) timestamp (its header: time, value; rename the time and value columns)"),
     (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "line 2: not a time"),
     (["-i", "-"], "timestamp,value\n\nnope,1\n,2\n",
      "stdin line 3: not a time: 'nope' (no line has a timestamp that can be read)"),
@@ -439,7 +440,10 @@ def test_anomalies_lists_ids_that_feedback_accepts(tmp_path: Path) -> None:
     res = runner.invoke(app, ["feedback", row.split()[0], "not_anomaly", "-c", str(cfg)])
     assert res.exit_code == 0, res.output
     bad = runner.invoke(app, ["anomalies", "-c", str(cfg), "--metric", "nope"])
-    assert bad.exit_code == 2 and "unknown metric 'nope'" in bad.output
+    assert bad.exit_code == 2 and "unknown metric 'nope'; defined: kpi" in bad.output
+    typo = runner.invoke(app, ["anomalies", "-c", str(cfg), "--metric", "kpj"])
+    assert typo.exit_code == 2
+    assert "unknown metric 'kpj' (did you mean 'kpi'?); defined: kpi" in typo.output
 
 
 def test_anomalies_shows_the_kind_and_no_value_for_a_silence(tmp_path: Path) -> None:
@@ -476,9 +480,22 @@ def test_feedback_requires_config_and_quotes_the_unknown_id(tmp_path: Path) -> N
     cfg, _ = _store_with_anomaly(tmp_path)
     res = runner.invoke(app, ["feedback", "deadbeef", "not_anomaly", "-c", str(cfg)])
     assert res.exit_code == 1
-    assert "no anomaly with id 'deadbeef'" in res.stderr
+    assert "no anomaly with id 'deadbeef' (ids: cxmon anomalies)" in res.stderr
     res = runner.invoke(app, ["feedback", "deadbeef", "not_anomaly"])
     assert res.exit_code == 2 and "--config" in res.output
+
+
+def test_feedback_names_a_bad_verdict_and_the_closest_one(tmp_path: Path) -> None:
+    """The old message, "expected not_anomaly, expected or confirmed", read as four words."""
+    cfg, _ = _store_with_anomaly(tmp_path)
+    res = runner.invoke(app, ["feedback", "deadbeef", "notanomaly", "-c", str(cfg)])
+    assert res.exit_code == 2
+    text = " ".join(res.output.split())
+    assert ("'notanomaly' is not a verdict; use one of not_anomaly, expected, confirmed "
+            "(did you mean 'not_anomaly'?)") in text
+    res = runner.invoke(app, ["feedback", "deadbeef", "wrong", "-c", str(cfg)])
+    assert res.exit_code == 2 and "did you mean" not in res.output
+    assert "'wrong' is not a verdict" in " ".join(res.output.split())
 
 
 def test_bench_default_doc_is_the_checkouts_not_the_working_directory() -> None:
@@ -708,3 +725,26 @@ def test_readme_first_config_validates_and_backtests(tmp_path: Path) -> None:
                                  "--end", "2026-01-29"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "2026-01-25 14:00" in result.output
+    assert "no rows for this range" not in result.output
+    # a range the file does not cover is said to be unscored, not a quiet "no anomalies"
+    result = runner.invoke(app, ["backtest", "-c", str(path), "--start", "2025-01-15",
+                                 "--end", "2025-01-29"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert ("contact_volume: the source returned no rows for this range, so nothing was "
+            "scored; check --start/--end (UTC) against the times in your data") in " ".join(
+                result.output.split())
+
+
+def test_score_warns_that_slash_dates_are_read_month_first_where_they_can_be() -> None:
+    """'04/05/2026' (4 May in most of Europe) was scored as 5 April, '13/05/2026' as 13 May:
+    a day-first export had its days silently mixed up."""
+    rows = ["timestamp,value"] + [f"{d:02d}/05/2026 10:00,{d}" for d in range(1, 20)]
+    res = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(rows) + "\n")
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stderr.split())
+    assert ("warning: timestamps such as '01/05/2026 10:00' are ambiguous: read month first "
+            "(2026-01-05) where that is a date and day first otherwise ('13/05/2026 10:00' is "
+            "2026-05-13), so a day-first file gets its days mixed up; write ISO 8601") in text
+    iso = ["timestamp,value"] + [f"2026-05-{d:02d}T10:00,{d}" for d in range(1, 20)]
+    res = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(iso) + "\n")
+    assert res.exit_code == 0 and "ambiguous" not in res.stderr

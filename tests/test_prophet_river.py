@@ -241,3 +241,26 @@ def test_a_count_that_falls_to_almost_nothing_is_rare_for_prophet_too() -> None:
     assert severity_from_score(s.score[:1])[0] >= 50  # the silent hour: an alert
     assert s.score[1] < 0.9  # an ordinary dip is not
     assert s.score[2] < 1 - 1e-4  # a rise keeps the cautious Student-t tail
+
+
+def test_a_first_fit_prints_no_cmdstanpy_or_plotly_lines_without_logging_set_up() -> None:
+    """`cxmon backtest` sets up no logging: the first Prophet fit printed cmdstanpy's own
+    "Chain [1] start processing" INFO lines and prophet's "Importing plotly failed" through
+    the progress bar. A fresh interpreter, as the first fit of a backtest is."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from detectors.prophet_detector import fit_forecast\n"
+        "H = 3_600 * 10**9\n"
+        "ts = 1_767_571_200 * 10**9 + 6 * H * np.arange(40)\n"
+        "y = 10.0 + np.arange(40) % 4\n"
+        "settings = {'type': 'prophet', 'uncertainty_samples': 20, 'weekly': False, "
+        "'daily': False}\n"
+        "print(len(fit_forecast(ts, y, settings, 6 * H, 4).yhat))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "4"
+    assert "cmdstanpy" not in done.stderr and "plotly" not in done.stderr, done.stderr
