@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import combinations
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -107,7 +108,10 @@ def build_measure_frame(
         )
     df = pd.DataFrame(index=raw.index)
     df["ts"] = to_utc(raw[spec.timestamp])
-    ok = _count(df["ts"].notna().to_numpy(), "bad_timestamp", rejected)
+    # a source with date_order converts its year-last dates itself; here they are ambiguous
+    ok = _count(~(df["ts"].isna().to_numpy() & year_last_dates(raw[spec.timestamp])),
+                "ambiguous_date", rejected)
+    ok = _count(df["ts"].notna().to_numpy(), "bad_timestamp", rejected, only=ok)
 
     num, ok = _numeric(raw[spec.numerator], ok, rejected)
     df["num"] = num
@@ -224,10 +228,46 @@ def _rollup(
 
 #: Unix seconds (or milliseconds) sent as text: 9+ integer digits, so 20260101 stays a date
 _UNIX_TEXT = r"\s*-?\d{9,}(?:\.\d+)?\s*"
+#: A numeric date with the year last (04/05/2026, 04.05.2026, 04-05-2026), then anything
+_YEAR_LAST = r"\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(.*)"
+DateOrder = Literal["dmy", "mdy"]
 
 
-def to_utc(col: pd.Series, tz: str | None = None,
-           dst: Counter[str] | None = None) -> pd.Series:
+def year_last_dates(col: pd.Series) -> np.ndarray:
+    """Which values are numeric dates with the year last (``04/05/2026``): 4 May in most of
+    the world, April 5 in the US, and nothing in the value says which.
+
+    >>> year_last_dates(pd.Series(["04/05/2026 10:00", "2026-05-04", None, 5])).tolist()
+    [True, False, False, False]
+    """
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_datetime64_any_dtype(col):
+        return np.zeros(len(col), dtype=bool)
+    return col.astype("string").str.fullmatch(_YEAR_LAST).fillna(False).to_numpy(dtype=bool)
+
+
+def _in_date_order(col: pd.Series, order: DateOrder | None) -> pd.Series:
+    """``col`` with its year-last dates rewritten as ISO dates in ``order`` (None: as
+    missing values, so they are counted, never guessed).
+
+    Why: pandas reads each such value month first where that is a date and day first where it
+    is not, so a day-first export had 04/05/2026 on 5 April and 13/05/2026 on 13 May, silently.
+    """
+    hit = year_last_dates(col)
+    if not hit.any():
+        return col
+    out = col.astype(object).copy()
+    if order is None:
+        out[hit] = None
+        return out
+    parts = col[hit].astype("string").str.extract(_YEAR_LAST)
+    day, month = (parts[0], parts[2]) if order == "dmy" else (parts[2], parts[0])
+    out[hit] = (parts[3] + "-" + month.str.zfill(2) + "-" + day.str.zfill(2) + parts[4]
+                ).astype(object)
+    return out
+
+
+def to_utc(col: pd.Series, tz: str | None = None, dst: Counter[str] | None = None,
+           date_order: DateOrder | None = None) -> pd.Series:
     """Parse timestamps; naive ones are taken as UTC (or in ``tz``); unparseable ones NaT.
 
     Numbers are Unix seconds (``extract(epoch ...)``, ``UNIX_TIMESTAMP()``): pandas' own
@@ -240,7 +280,12 @@ def to_utc(col: pd.Series, tz: str | None = None,
     (exports of BI tools and Lookout for Metrics data sets often are); zoned times keep their
     own offset and Unix times are UTC whatever ``tz``. See :func:`localize` for clock
     changes; ``dst`` counts the times it had to decide (``ambiguous``, ``nonexistent``).
+
+    Numeric dates with the year last (``04/05/2026``) are read in ``date_order`` (``dmy``:
+    4 May, ``mdy``: April 5); without it they are NaT (:func:`year_last_dates` tells them
+    from unreadable values).
     """
+    col = _in_date_order(col, date_order)
     if tz is not None and tz != "UTC":
         return _local_to_utc(col, tz, dst)
     if pd.api.types.is_datetime64_any_dtype(col):

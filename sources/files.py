@@ -38,8 +38,9 @@ from typing import Any, Literal, Self
 
 import pandas as pd
 import pyarrow
-from pydantic import Field, field_validator
+from pydantic import Field
 
+from monitor.frames import year_last_dates
 from sources.base import (
     FatalSourceError,
     MissingSourceError,
@@ -50,7 +51,7 @@ from sources.base import (
     parse_params,
 )
 from sources.registry import register
-from sources.timezones import known_zone, parse_times
+from sources.timezones import AMBIGUOUS_HINT, LocalTimes, parse_times
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ _EXT = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
         ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
 
-class FilesSourceConfig(SourceConfig):
+class FilesSourceConfig(SourceConfig, LocalTimes):
     """Files matching ``path`` (a glob such as ``exports/*.csv`` is allowed)."""
 
     type: Literal["files"]
@@ -68,13 +69,6 @@ class FilesSourceConfig(SourceConfig):
     base_dir: str | None = Field(None, description="relative paths start here (default and "
                                  "relative: the config file's folder)")
     csv_separator: str = ","
-    timezone: str = Field("UTC", description="IANA zone of naive timestamps (zoned ones keep "
-                          "their offset; Unix times are UTC)")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        return known_zone(value)
 
     def resolve_paths(self, config_dir: Path) -> Self:
         base = config_dir / (self.base_dir or "")  # an absolute base_dir wins in the join
@@ -129,7 +123,7 @@ class FilesSource(Source):
             ts = self._times(path, df, request.timestamp_column)
             keep = (ts >= pd.Timestamp(request.since)) & (ts < pd.Timestamp(request.until))
             rows = df[keep.to_numpy()]
-            if self.config.timezone != "UTC":  # the tick reads naive times as UTC again
+            if self.config.converts_times():  # the tick would read the raw text again
                 rows = rows.assign(**{request.timestamp_column: ts[keep.to_numpy()]})
             frames.append(rows)
         live = set(paths)
@@ -167,8 +161,17 @@ class FilesSource(Source):
             return hit[1]
         # as the tick reads them (numbers are Unix seconds), naive ones in ``timezone``
         ts = parse_times(df[column], self.config.timezone, self.dst_adjusted,
-                         source=self.name, where=Path(path).name)
+                         source=self.name, where=Path(path).name,
+                         date_order=self.config.date_order)
         bad = ts.isna().to_numpy()
+        if bad.any():
+            ambiguous = bad & year_last_dates(df[column])
+            if self.config.date_order is None and ambiguous.any():
+                self.skipped["ambiguous_date"] += int(ambiguous.sum())
+                log.warning("source %s: %s: %d row(s) skipped: %s (first: %r in column %r)",
+                            self.name, Path(path).name, int(ambiguous.sum()), AMBIGUOUS_HINT,
+                            str(df[column][ambiguous].iloc[0])[:40], column)
+                bad = bad & ~ambiguous
         if bad.any():
             self.skipped["bad_timestamp"] += int(bad.sum())
             first = df[column][bad].iloc[0]

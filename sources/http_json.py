@@ -27,7 +27,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from sources.base import FatalSourceError, PollRequest
 from sources.http import (
@@ -40,21 +40,14 @@ from sources.http import (
     parse_params,
 )
 from sources.registry import register
-from sources.timezones import known_zone, parse_times
+from sources.timezones import LocalTimes, parse_times
 
 
-class HttpJsonSourceConfig(HttpSourceConfig):
+class HttpJsonSourceConfig(HttpSourceConfig, LocalTimes):
     """A JSON HTTP API (``base_url`` plus auth and headers shared by its metrics)."""
 
     type: Literal["http_json"]
     pagination: PaginationConfig = Field(default_factory=PaginationConfig)
-    timezone: str = Field("UTC", description="IANA zone of naive timestamps (zoned ones keep "
-                          "their offset; Unix times are UTC)")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        return known_zone(value)
 
 
 class HttpJsonQuery(BaseModel):
@@ -219,9 +212,10 @@ class HttpJsonSource(HttpSource):
         columns = list(fields) or None
         df = pd.DataFrame(rows, columns=columns)
         ts = request.timestamp_column
-        if self.config.timezone != "UTC" and ts in df.columns:
-            # UTC here: the tick would read naive times as UTC (unreadable ones stay NaT and
-            # are counted there as bad_timestamp)
+        if self.config.converts_times() and ts in df.columns:
+            # UTC here: the tick would read naive times as UTC and year-last dates as
+            # ambiguous (unreadable ones stay NaT and are counted there as bad_timestamp)
             df[ts] = parse_times(df[ts], self.config.timezone, self.dst_adjusted,
-                                 source=self.name, where=f"metric {request.metric}")
+                                 source=self.name, where=f"metric {request.metric}",
+                                 date_order=self.config.date_order)
         return df

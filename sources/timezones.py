@@ -14,8 +14,9 @@ from collections import Counter
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import pandas as pd
+from pydantic import BaseModel, Field, field_validator
 
-from monitor.frames import to_utc
+from monitor.frames import DateOrder, to_utc
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,39 @@ def known_zone(value: str) -> str:
     return value
 
 
+class LocalTimes(BaseModel):
+    """The options of a source whose timestamps may be local text: ``timezone`` and
+    ``date_order`` (a mixin of the files and http_json sources' configs)."""
+
+    timezone: str = Field("UTC", description="IANA zone of naive timestamps (zoned ones keep "
+                          "their offset; Unix times are UTC)")
+    date_order: DateOrder | None = Field(
+        None, description="How to read numeric dates with the year last: dmy (04/05/2026 = 4 "
+        "May) or mdy (= April 5). Unset: such dates are rejected as ambiguous_date, never "
+        "guessed.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value)
+
+    def converts_times(self) -> bool:
+        """Whether the source hands the tick UTC times rather than the raw column (the tick
+        would read naive text as UTC and year-last dates as ambiguous)."""
+        return self.timezone != "UTC" or self.date_order is not None
+
+
+AMBIGUOUS_HINT = ("dates such as 04/05/2026 are ambiguous: set date_order: dmy (4 May) or mdy "
+                  "(April 5) on the source, or export ISO 8601")
+
+
 def parse_times(col: pd.Series, tz: str, dst: Counter[str], *, source: str,
-                where: str) -> pd.Series:
+                where: str, date_order: DateOrder | None = None) -> pd.Series:
     """``col`` as UTC times, naive ones taken in ``tz``; clock-change decisions are added to
     ``dst`` and logged (an ambiguous time taken at its first occurrence, a nonexistent one
     shifted forward), so a shifted row can be traced rather than silently moved."""
     seen: Counter[str] = Counter()
-    ts = to_utc(col, tz, seen)
+    ts = to_utc(col, tz, seen, date_order)
     if seen:
         dst.update(seen)
         log.info("source %s: %s: naive times in %s at a clock change: %s", source, where, tz,
