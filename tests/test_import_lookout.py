@@ -603,3 +603,21 @@ def test_s3_metric_set_utc_or_unknown_timezone(zone, kind, set_zone):
     assert [n.kind for n in notes] == ([kind] if kind else [])
     if kind:
         assert "timezone:" in notes[0].message
+
+
+def test_a_day_first_column_format_sets_the_files_sources_date_order(tmp_path):
+    """Lookout's ColumnFormat dd/MM/yyyy said how to read 04/05/2026 (4 May); the files
+    source would otherwise skip such rows as ambiguous_date."""
+    ms = _json("s3_csv_metric_set.json")
+    ms["TimestampColumn"] = {"ColumnName": "timestamp", "ColumnFormat": "dd/MM/yyyy HH:mm"}
+    conv = convert(ms)
+    (source,) = conv.config["sources"].values()
+    assert source["date_order"] == "dmy"
+    note = next(n for n in conv.notes if n.setting == "TimestampColumn.ColumnFormat")
+    assert note.kind == "mapped" and "day first (date_order: dmy)" in note.message
+    # an ISO pattern needs nothing; a SQL source parses dates in the database
+    assert "date_order" not in next(iter(convert(_json("s3_csv_metric_set.json"))
+                                         .config["sources"].values()))
+    rds = _json("rds_metric_set.json")
+    rds["TimestampColumn"]["ColumnFormat"] = "dd/MM/yyyy HH:mm"
+    assert all("date_order" not in s for s in convert(rds).config["sources"].values())

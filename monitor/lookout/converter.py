@@ -24,6 +24,21 @@ _NOT_RUNNING = {"DEACTIVATED", "DEACTIVATING", "INACTIVE", "FAILED", "DELETING",
                 "BACK_TEST_ACTIVATING", "BACK_TEST_ACTIVE", "BACK_TEST_COMPLETE"}
 
 
+def _date_order(fmt: str) -> str | None:
+    """``dmy`` / ``mdy`` for a Java date pattern with the year last (Lookout's
+    ``ColumnFormat``), else None.
+
+    >>> _date_order("dd/MM/yyyy HH:mm"), _date_order("MM-dd-yyyy"), _date_order("yyyy-MM-dd")
+    ('dmy', 'mdy', None)
+    """
+    import re
+
+    found = re.match(r"\s*(d{1,2}|M{1,2})[/.-](d{1,2}|M{1,2})[/.-]y{4}", fmt)
+    if not found or found[1][0] == found[2][0]:
+        return None
+    return "dmy" if found[1][0] == "d" else "mdy"
+
+
 class _Converter(_SourcesMixin, _AlertsMixin):
     def __init__(self, metric_sets: list[Any], alerts: list[Any], detector: Any) -> None:
         self.sets = metric_sets
@@ -147,7 +162,7 @@ class _Converter(_SourcesMixin, _AlertsMixin):
             self.note("manual", "TimestampColumn",
                       "not in the export: the metrics read the column `timestamp`; set each "
                       "metric's timestamp: to the real time column")
-        self._timestamp_notes(ms)
+        order = self._timestamp_notes(ms, files=kind == "S3SourceConfig")
         src_key = base_key = label_name(set_name)
         n = 2
         while src_key in sources:  # the same name in two detectors
@@ -160,6 +175,8 @@ class _Converter(_SourcesMixin, _AlertsMixin):
         tz = self._local_zone(ms)
         if kind == "S3SourceConfig":
             source_cfg, build = self._s3(src_key, src_cfg, dims, filters, tz)
+            if order:
+                source_cfg["date_order"] = order
         else:
             source_cfg, build = self._sql(src_key, kind, src_cfg, ts_col, dims, filters, tz)
 
@@ -197,15 +214,23 @@ class _Converter(_SourcesMixin, _AlertsMixin):
                           "MetricSource", "DimensionFilterList"}, "")
         return src_key, source_cfg, out_metrics
 
-    def _timestamp_notes(self, ms: dict[str, Any]) -> None:
+    def _timestamp_notes(self, ms: dict[str, Any], *, files: bool) -> str | None:
+        """Notes on the timestamp format; the files source's ``date_order`` when the format
+        writes dates day or month first with the year last (``dd/MM/yyyy``)."""
         fmt = (ms.get("TimestampColumn") or {}).get("ColumnFormat")
-        if fmt:
+        order = _date_order(fmt) if files and isinstance(fmt, str) else None
+        if order:
+            self.note("mapped", "TimestampColumn.ColumnFormat",
+                      f"{fmt!r}: the files source reads such dates "
+                      f"{'day' if order == 'dmy' else 'month'} first (date_order: {order})")
+        elif fmt:
             self.note("manual", "TimestampColumn.ColumnFormat",
                       f"{fmt!r} is not configured in cxmon: timestamps are parsed as ISO 8601 "
                       "text, datetimes or Unix seconds/milliseconds; check with `cxmon validate "
                       "--poll` that they are read")
         self.unknown(ms.get("TimestampColumn") or {}, {"ColumnName", "ColumnFormat"},
                      "TimestampColumn.")
+        return order
 
     def _local_zone(self, ms: dict[str, Any]) -> str | None:
         """The metric set's ``Timezone`` when it is not UTC (None for UTC or none)."""
