@@ -929,3 +929,15 @@ metrics:
     assert ("metrics[0].params.recrods", "unknown key 'recrods' (did you mean 'records'?)") in got
     assert any(path.startswith("metrics[0].params.query_params.page") for path, _ in got)
     assert not any(path.startswith("metrics[1]") for path, _ in got)  # SQL binds: any name
+
+
+def test_common_slips_get_messages_in_the_configs_own_words(fake_plugins: None) -> None:
+    """A fresh-eyes pass met "Input should be a valid dictionary or instance of WindowRule"
+    (a class name users never see), a bare "unable to parse string as a number" for 10%,
+    and PyYAML's "found character '\\t'" for a tab."""
+    got = dict(problems_of(minimal(window="3", min_change="10%")))
+    assert got["metrics[0].window"] == "expected a mapping {k: ..., n: ...}, not a number"
+    assert got["metrics[0].min_change"] == ("expected a number: a share is a fraction here "
+                                            "(10% is 0.1)")
+    ((_, tab),) = problems_of("sources:\n\tsrc: {type: fake_src}\n")
+    assert "line 2, column 1" in tab and "(YAML indents with spaces only: replace the tab)" in tab

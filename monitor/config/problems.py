@@ -129,9 +129,30 @@ def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
         return f"unknown key {key!r}{_did_you_mean(key, _known_keys(loc[:-1], data))}"
     if kind == "missing" and msg == "Field required" and loc:
         return f"missing required key {loc[-1]!r}"
+    raw = _raw_at(data, loc)
+    if kind == "model_type":  # "a valid dictionary or instance of WindowRule": our class name
+        keys = _known_keys(loc, data)
+        shape = ("{" + ", ".join(f"{k}: ..." for k in keys[:4]) + (", ...}" if keys[4:] else "}")
+                 if keys else "of keys ({key: value})")
+        return f"expected a mapping {shape}, not {_kind_of(raw)}"
+    if kind in ("float_parsing", "int_parsing") and str(raw).strip().endswith("%"):
+        return "expected a number: a share is a fraction here (10% is 0.1)"
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
     return msg
+
+
+def _raw_at(data: Any, loc: Loc) -> Any:
+    """The raw value at ``loc`` (None when the path leaves the data)."""
+    for el in loc:
+        data = _child(data, el)
+    return data
+
+
+def _kind_of(value: Any) -> str:
+    """What a value is, by type only (it may be a secret)."""
+    return {bool: "true/false", int: "a number", float: "a number", str: "text",
+            list: "a list"}.get(type(value), "a single value")
 
 
 def _problems_from(exc: ValidationError, data: Any) -> list[tuple[Loc, str]]:

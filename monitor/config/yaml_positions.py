@@ -86,6 +86,8 @@ def _load_yaml(text: str, source: str) -> tuple[Any, _Positions, list[tuple[Loc,
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = "; ".join(p for p in (exc.context, exc.problem) if p)
+        if "'\\t'" in what:  # PyYAML's words for a tab; an editor often hides which line has it
+            what += " (YAML indents with spaces only: replace the tab)"
         raise ConfigError([Problem("", f"invalid YAML{where}: {what}")], source) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem("", f"invalid YAML: {exc}")], source) from None
