@@ -101,10 +101,14 @@ def build_measure_frame(
         raw = raw.reindex(columns=[*raw.columns, *missing])
         missing = []
     if missing:
-        have = ", ".join(map(str, raw.columns)) or "none"
+        import difflib
+
+        names = [str(c) for c in raw.columns]
+        close = {m: difflib.get_close_matches(m, names, n=1) for m in missing}
+        hint = "".join(f"; {m!r}: did you mean {c[0]!r}?" for m, c in close.items() if c)
         raise FrameError(
-            f"metric {spec.metric}: the query result has no column(s) {', '.join(missing)} "
-            f"(columns returned: {have})"
+            f"metric {spec.metric}: the source's rows have no column(s) {', '.join(missing)}"
+            f"{hint} (columns returned: {', '.join(names) or 'none'})"
         )
     df = pd.DataFrame(index=raw.index)
     df["ts"] = to_utc(raw[spec.timestamp])

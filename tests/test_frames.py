@@ -148,6 +148,12 @@ def test_rows_without_declared_dimensions_are_summed_not_dropped() -> None:
 def test_missing_column_is_a_clear_error() -> None:
     with pytest.raises(FrameError, match=r"no column.*started"):
         build_measure_frame(leaf_rows().drop(columns=["started"]), spec(), T0, T1)
+    # a typo in the config gets the closest column (a CSV's header, not a "query result")
+    with pytest.raises(FrameError) as err:
+        build_measure_frame(leaf_rows(), spec(numerator="abandonned"), T0, T1)
+    assert str(err.value) == (
+        "metric dropoff: the source's rows have no column(s) abandonned; 'abandonned': did "
+        "you mean 'abandoned'? (columns returned: ts, channel, region, started, abandoned)")
 
 
 def test_split_by_is_never_rolled_up() -> None:
