@@ -119,8 +119,13 @@ def _open_key(store: Store, given: str) -> str | None:
     found = [k for k in keys if k.startswith(given)]
     if len(found) == 1:
         return found[0]
-    typer.echo(f"{given} matches {len(found)} open incidents"
-               + (f" ({', '.join(found)}): give more characters" if found else ""), err=True)
+    if found:
+        typer.echo(f"{given} matches {len(found)} open incidents ({', '.join(found)}): give "
+                   "more characters", err=True)
+    else:  # a typo (journey=suport): the keys it could have meant
+        shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if keys[10:] else "")
+        typer.echo(f"{given} matches no open incident; open: {shown or 'none'} (cxmon alerts "
+                   "acks lists them)", err=True)
     return None
 
 

@@ -314,7 +314,9 @@ def test_cli_ack_then_resolution_is_still_sent_and_ends_the_ack(
     assert key in out.output and "by ana (cli)" in out.output
     assert "acknowledged: 1 incident(s)" in run(app, ["alerts", "status", "-c", str(path)],
                                                 env={"COLUMNS": "200"}).output
-    assert run(app, ["alerts", "ack", "-c", str(path), "nope"]).exit_code == 1
+    typo = run(app, ["alerts", "ack", "-c", str(path), "journey=chekout"])
+    assert typo.exit_code == 1  # a typo names the open incidents it could have meant
+    assert f"journey=chekout matches no open incident; open: {key}" in typo.output
 
     mon.restart()
     mon.flush(T0 + 2 * H)
