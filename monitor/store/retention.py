@@ -86,11 +86,20 @@ def purge_history(write: Write, older_than: datetime) -> dict[str, int]:
     module docstring for what is kept); returns rows deleted per table (:data:`TABLES`)."""
     cutoff = _require_aware(older_than, "older_than")
     out = {"points": purge_points(write, cutoff)}
+    for table, stmt in statements(cutoff).items():
+        with write() as conn:
+            out[table] = max(int(conn.execute(stmt).rowcount), 0)
+    return out
+
+
+def statements(cutoff: datetime) -> dict[str, sa.Delete]:
+    """The deletes of every table but points (those go by :func:`purge_points`), by table;
+    public so ``cxmon bench retention`` can show their query plans."""
     open_ids = sa.select(incidents_t.c.id).where(incidents_t.c.status == "open")
     open_keys = sa.select(incidents_t.c.key).where(incidents_t.c.status == "open")
     has_feedback = sa.exists().where(feedback_t.c.anomaly_id == anomalies_t.c.id)
     a, n, r = anomalies_t, notifications_t, delivery_receipts_t
-    statements = {
+    return {
         "anomalies": sa.delete(a).where(
             a.c.ts < cutoff, ~has_feedback,
             sa.or_(a.c.incident_id.is_(None), a.c.incident_id.not_in(open_ids))),
@@ -100,7 +109,3 @@ def purge_history(write: Write, older_than: datetime) -> dict[str, int]:
         "delivery_receipts": sa.delete(r).where(
             r.c.started_at < cutoff, r.c.incident_key.not_in(open_keys)),
     }
-    for table, stmt in statements.items():
-        with write() as conn:
-            out[table] = max(int(conn.execute(stmt).rowcount), 0)
-    return out
