@@ -187,7 +187,7 @@ def bench_retention(
     doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update.")] = None,
 ) -> None:
     """Store growth (bytes per point, per table) and the time of the retention job, per store,
-    scaled to ``--target`` series."""
+    scaled to --target series."""
     console = Console()
     kinds = ["sqlite"] + (["postgresql"] if postgres else [])
     figures: dict[str, Any] = {"series": series, "days": days, "metrics": metrics,
