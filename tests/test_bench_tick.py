@@ -36,6 +36,10 @@ def test_bench_tick_on_sqlite_counts_every_rollup_and_the_history(tmp_path: Path
     assert f["history_points"] == SERIES * 24  # the first tick stores a day of every series
     assert f["tick_max_seconds"] >= f["tick_median_seconds"] > 0
     assert "postgresql" not in fig and fig["peak_rss_mb"] > 0
+    # a restart restores every series' detector state, which each tick rewrites
+    assert f["restart_tick_seconds"] > 0
+    assert abs(f["checkpoint_bytes"] / SERIES - f["checkpoint_bytes_per_series"]) <= 0.5
+    assert f["checkpoint_bytes_per_series"] > 100
 
 
 @pytest.mark.postgres

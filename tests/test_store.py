@@ -863,12 +863,12 @@ def test_a_store_migrated_by_a_newer_cxmon_is_refused_in_words(store_url: str) -
     try:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099_future' "
-                                 "WHERE version_num = '0006_alert_acks'"))
+                                 "WHERE version_num = '0007_retention_indexes'"))
         with pytest.raises(StoreError) as err:
             Store.open(store_url)
         message = str(err.value)
         assert "migrated by a newer cxmon (schema revision 0099_future" in message
-        assert "0006_alert_acks" in message and "upgrade cxmon here too" in message
+        assert "0007_retention_indexes" in message and "upgrade cxmon here too" in message
         with engine.connect() as conn:
             versions = conn.execute(sa.text("SELECT version_num FROM alembic_version"))
             assert "0099_future" in set(versions.scalars())

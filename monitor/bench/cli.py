@@ -13,3 +13,4 @@ __import__("monitor.bench.rca").bench.rca.register(bench_app)  # rca
 __import__("monitor.bench.exporter").bench.exporter.register(bench_app)  # exporter
 __import__("monitor.bench.detect").bench.detect.register(bench_app)  # detect
 __import__("monitor.bench.tick").bench.tick.register(bench_app)  # tick
+__import__("monitor.bench.retention").bench.retention.register(bench_app)  # retention

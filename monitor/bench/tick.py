@@ -1,5 +1,6 @@
 """``cxmon bench tick``: one whole pipeline tick (poll, frame and roll-ups, detection, root
-cause, store writes, checkpoints) on generated contact counts, per store, side by side.
+cause, store writes, checkpoints) on generated contact counts, per store, side by side, and
+the first tick after a restart (detectors restored from their checkpoints).
 
 Why: ``bench detect`` times the detectors alone; what a team sizing a laptop or a database
 needs is the wall time of a tick with every roll-up series written to the store, and of the
@@ -128,6 +129,18 @@ def measure(url: str, leaves: int, ticks: int, history: str) -> dict[str, Any]:
             if r.error:
                 raise RuntimeError(r.error)
             series = r.rows_stored
+        checkpoint_bytes = _checkpoint_bytes(store)
+        # a restart: a new pipeline on the same store restores every detector from its
+        # checkpoints on its first tick (the cursor says no history is to be learned again)
+        pipeline.close()
+        clock.advance(STEP)
+        t = time.perf_counter()
+        pipeline = Pipeline(cfg, store, clock=clock, sources={"gen": ContactCounts(leaves)},
+                            notifiers={"console": _Discard()})  # type: ignore[dict-item]
+        r = pipeline.tick("contacts")
+        restart_seconds = time.perf_counter() - t
+        if r.error:
+            raise RuntimeError(r.error)
     finally:
         pipeline.close()
         store.close()
@@ -138,7 +151,18 @@ def measure(url: str, leaves: int, ticks: int, history: str) -> dict[str, Any]:
         "tick_median_seconds": round(statistics.median(steady), 2),
         "tick_max_seconds": round(max(steady), 2),
         "series_per_second": round(series / statistics.median(steady)),
+        "restart_tick_seconds": round(restart_seconds, 2),
+        "checkpoint_bytes": checkpoint_bytes,
+        "checkpoint_bytes_per_series": round(checkpoint_bytes / max(series, 1)),
     }
+
+
+def _checkpoint_bytes(store: Store) -> int:
+    """Bytes of detector state in the store: what every steady tick rewrites (each tick
+    checkpoints every series it polled)."""
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.text(
+            "SELECT coalesce(sum(length(state)), 0) FROM detector_checkpoints")).scalar_one())
 
 
 class _Discard:
@@ -172,13 +196,15 @@ def bench_tick(
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     table = Table(title=f"cxmon tick, {figures['sqlite']['series']:,} series")
     for col in ("store", "first tick", "history points/s", "tick median", "tick max",
-                "series/s"):
+                "series/s", "restart tick", "checkpoint/tick"):
         table.add_column(col, justify="right")
     for kind in kinds:
         f = figures[kind]
         table.add_row(kind, f"{f['first_tick_seconds']:.1f} s",
                       f"{f['history_points_per_second']:,}", f"{f['tick_median_seconds']:.2f} s",
-                      f"{f['tick_max_seconds']:.2f} s", f"{f['series_per_second']:,}")
+                      f"{f['tick_max_seconds']:.2f} s", f"{f['series_per_second']:,}",
+                      f"{f['restart_tick_seconds']:.2f} s",
+                      f"{f['checkpoint_bytes'] / 1e6:.1f} MB")
     console.print(table)
     write_json(json_out, figures)
     publish("tick", _markdown(figures, kinds, history, ticks), doc,
@@ -194,17 +220,23 @@ def _markdown(figures: dict[str, Any], kinds: list[str], history: str, ticks: in
         f"pair). A tick polls a generated in-memory source, builds and rolls up the frame, "
         f"runs the default detector (`robust_seasonal`) and root cause, and writes points, "
         f"checkpoints and the tick record to the store; delivery is not timed. The first tick "
-        f"also loads {history} of history. Steady figures: median and max of {ticks} ticks.",
+        f"also loads {history} of history. Steady figures: median and max of {ticks} ticks. "
+        f"*Restart tick*: a new pipeline on the same store (as after `systemctl restart`), "
+        f"whose first tick restores every detector from its checkpoints. *Checkpoint/tick*: "
+        f"the detector state every tick rewrites (all series it polled), "
+        f"{f0['checkpoint_bytes_per_series']:,} bytes a series.",
         "",
         "| store | first tick | history points | history points/s | tick median | tick max "
-        "| series/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| series/s | restart tick | checkpoint/tick |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind in kinds:
         f = figures[kind]
         lines.append(f"| {kind} | {f['first_tick_seconds']:.1f} s | {f['history_points']:,} | "
                      f"{f['history_points_per_second']:,} | {f['tick_median_seconds']:.2f} s | "
-                     f"{f['tick_max_seconds']:.2f} s | {f['series_per_second']:,} |")
+                     f"{f['tick_max_seconds']:.2f} s | {f['series_per_second']:,} | "
+                     f"{f['restart_tick_seconds']:.2f} s | "
+                     f"{f['checkpoint_bytes'] / 1e6:.1f} MB |")
     lines += ["", f"Peak memory of the process (both runs): {figures['peak_rss_mb']:,} MB. "
               f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
               "(a shared machine)."]

@@ -23,6 +23,7 @@ from monitor.clock import Clock, SystemClock
 from monitor.dburl import STORE_BACKENDS, STORE_EXAMPLES
 from monitor.errors import StoreError
 from monitor.redact import redact_url as _redact_url
+from monitor.store import retention
 from monitor.store.bulk import IN_CHUNK, _chunks, _insert, _select_series_ids, _utc_ns
 from monitor.store.column_types import UTCDateTime, _require_aware
 from monitor.store.outbox_row import OutboxRow, _outbox_row
@@ -578,11 +579,16 @@ class Store:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def purge_points(self, older_than: datetime) -> int:
-        """Delete points with a timestamp before ``older_than``; returns how many."""
-        cutoff = _require_aware(older_than, "older_than")
-        with self._write() as conn:
-            res = conn.execute(sa.delete(points_t).where(points_t.c.ts < cutoff))
-            return int(res.rowcount)
+        """Delete points with a timestamp before ``older_than``; returns how many. One
+        transaction per hour of points (:func:`monitor.store.retention.purge_points`), so a
+        tick waits for a slice, not for the whole purge."""
+        return retention.purge_points(self._write, older_than)
+
+    def purge_history(self, older_than: datetime) -> dict[str, int]:
+        """Retention of every table that grows with time (points, anomalies, ticks, finished
+        notifications, delivery receipts) before ``older_than``, keeping what is still read;
+        rows deleted per table. See :mod:`monitor.store.retention`."""
+        return retention.purge_history(self._write, older_than)
 
     def remember_feedback_request(self, signature: str, request_ts: datetime, *,
                                   purge_before: datetime | None = None) -> bool:

@@ -124,6 +124,7 @@ notifications_t = sa.Table(
     sa.CheckConstraint("status IN ('pending', 'sent', 'dead', 'suppressed')", name="status"),
     sa.Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
     sa.Index("ix_notifications_incident_key_receiver", "incident_key", "receiver"),
+    sa.Index("ix_notifications_created_at", "created_at"),  # retention (migration 0007)
 )
 
 poll_cursors_t = sa.Table(
@@ -183,6 +184,7 @@ ticks_t = sa.Table(
     sa.Column("rejected", JSONType, nullable=False),
     sa.Column("anomalies", sa.Integer, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_ticks_started_at", "started_at"),  # retention (migration 0007)
 )
 
 
@@ -203,6 +205,7 @@ delivery_receipts_t = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("posted_at", UTCDateTime, nullable=True),
     sa.Index("ix_delivery_receipts_incident_key_receiver", "incident_key", "receiver"),
+    sa.Index("ix_delivery_receipts_started_at", "started_at"),  # retention (migration 0007)
 )
 
 # -- alert groups (issue 5: alerts/grouping.py; migration 0004_alerts) -------------------------
