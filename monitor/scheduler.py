@@ -67,12 +67,16 @@ def aligned_trigger(interval: timedelta, start: datetime, *,
                                   jitter=seconds or None, timezone="UTC")
 
 
-def run_retention(pipeline: Pipeline) -> int:
-    """Delete raw points older than the store's retention setting."""
+def run_retention(pipeline: Pipeline) -> dict[str, int]:
+    """Delete what is older than the store's retention setting in every table that grows
+    with time (points, anomalies, ticks, finished notifications, receipts; what feedback or
+    an open incident still needs is kept); rows deleted per table."""
     cutoff = pipeline.clock.now() - pipeline.config.store.retention
-    deleted = pipeline.store.purge_points(cutoff)
-    if deleted:
-        log.info("retention: deleted %d points older than %s", deleted, cutoff.isoformat())
+    deleted = pipeline.store.purge_history(cutoff)
+    if any(deleted.values()):
+        log.info("retention: deleted %s older than %s",
+                 ", ".join(f"{n} {table}" for table, n in deleted.items() if n),
+                 cutoff.isoformat())
     _purge_feedback_requests(pipeline)
     return deleted
 

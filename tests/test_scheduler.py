@@ -115,3 +115,24 @@ def test_a_start_within_delay_of_a_bucket_end_polls_that_bucket_when_it_is_due()
     assert first_poll(T0 + 2 * m, 5 * m, 2 * m) == T0 + 7 * m  # exactly due: polled at start
     # a delay longer than the interval
     assert first_poll(T0 + 3 * m, 5 * m, 7 * m) == T0 + 7 * m
+
+
+def test_the_retention_job_prunes_every_growing_table_not_only_points(tmp_path, caplog):
+    """Only raw points were ever deleted: tick records, anomalies and notifications grew
+    for ever on a long-running monitor."""
+    import logging
+
+    from monitor.scheduler import run_retention
+    from tests.test_sources_pipeline import setup
+
+    p, store, clock, _shop = setup(tmp_path)
+    p.tick("orders")
+    assert store.ticks()
+    clock.set(clock.now() + p.config.store.retention + timedelta(days=1))
+    with caplog.at_level(logging.INFO, logger="monitor.scheduler"):
+        deleted = run_retention(p)
+    assert deleted["ticks"] >= 1 and set(deleted) >= {"points", "anomalies", "notifications"}
+    assert not store.ticks()
+    assert "retention: deleted" in caplog.text and "ticks older than" in caplog.text
+    p.close()
+    store.close()
