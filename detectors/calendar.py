@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -58,6 +58,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from monitor.zones import known_zone
 
 __all__ = [
     "BusinessCalendar",
@@ -230,19 +232,7 @@ class CalendarRules(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            import difflib
-            from zoneinfo import available_timezones
-
-            zones = sorted(available_timezones())
-            close = ([z for z in zones if z.lower().endswith("/" + value.lower())][:1]
-                     or difflib.get_close_matches(value, zones, n=1))
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise ValueError(f"unknown time zone {value!r}{hint} (an IANA name such as "
-                             "Europe/London or America/New_York)") from None
-        return value
+        return known_zone(value)
 
 
 def _unknown_holiday(name: str, codes: Collection[str], known: Collection[str]) -> str:
