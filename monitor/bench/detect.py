@@ -31,6 +31,8 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from monitor.bench.options import DocOut, JsonOut
+
 H = 3_600 * 10**9
 START = 1_767_571_200 * 10**9  # 2026-01-05 00:00 UTC (a Monday)
 STREAMING = ("robust_seasonal", "seasonal_baseline")
@@ -225,13 +227,12 @@ def bench_detect(
     series: Annotated[int, typer.Option("--series", help="Generated series.")] = 10_000,
     ticks: Annotated[int, typer.Option("--ticks", help="Ticks (hourly points) per series.")]
     = 288,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write figures here.")] = None,
+    json_path: JsonOut = None,
     accuracy: Annotated[bool, typer.Option(help="Backtest the demo incidents per detector "
                                            "(section detect-demo).")] = True,
     speed: Annotated[bool, typer.Option(help="Measure throughput, state and fits per second "
                                         "(section detect).")] = True,
-    doc: Annotated[Path | None, typer.Option("--doc", help="Benchmarks markdown to update.")]
-    = None,
+    doc: DocOut = None,
     dask: Annotated[int, typer.Option("--dask", help="Also fit Prophet through the Dask "
                                       "executor on a local cluster of N one-thread worker "
                                       "processes (section detect-dask).")] = 0,

@@ -8,7 +8,6 @@ import http.client
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dashboards.exporter import Exporter
+from monitor.bench.options import DocOut, JsonOut
 from monitor.bench.report import update_section, write_json
 from monitor.model import series_key
 from monitor.pipeline import TickResult
@@ -100,8 +100,8 @@ def measure(n_series: int, max_series: int, scrapes: int = SCRAPES) -> dict[str,
 def bench_exporter(
     series: Annotated[int, typer.Option(help="Monitored series to export.")] = 100_000,
     cap: Annotated[int, typer.Option(help="max_series for the cardinality-guard run.")] = 10_000,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write figures here.")] = None,
-    doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update.")] = None,
+    json_out: JsonOut = None,
+    doc: DocOut = None,
 ) -> None:
     """Scrape time of /metrics with --series series, and the cardinality guard."""
     console = Console()

@@ -27,7 +27,6 @@ import os
 import time
 from dataclasses import dataclass
 from itertools import product
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -37,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detectors.rootcause import localize, prepare
+from monitor.bench.options import DocOut, JsonOut
 from monitor.bench.report import publish, write_json
 
 KINDS = ("additive", "ratio")
@@ -291,8 +291,8 @@ def bench_rca(
     cases: Annotated[int, typer.Option(help="Cases per setting.")] = 20,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
     leaves: Annotated[int, typer.Option(help="Leaves per cube.")] = 10_000,
-    json_file: Annotated[Path | None, typer.Option("--json", help="Write figures here.")] = None,
-    doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update.")] = None,
+    json_file: JsonOut = None,
+    doc: DocOut = None,
 ) -> None:
     """Root-cause localisation: F1 per setting and time per case on generated cubes."""
     fig = run_benchmark(cases, seed, leaves)

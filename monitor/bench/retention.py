@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 import typer
 from rich.console import Console
 
+from monitor.bench.options import DocOut, JsonOut, Postgres
 from monitor.bench.report import publish, write_json
 from monitor.bench.tick import scratch_store
 from monitor.clock import FakeClock
@@ -180,11 +180,9 @@ def bench_retention(
     = 20_000,
     retention_days: Annotated[int, typer.Option(help="store.retention, for the size at "
                                                 "steady state.")] = 90,
-    postgres: Annotated[str | None, typer.Option(
-        help="Also run on this PostgreSQL database (in a schema created and dropped), e.g. "
-             "postgresql+psycopg://postgres@127.0.0.1/test.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write figures here.")] = None,
-    doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update.")] = None,
+    postgres: Postgres = None,
+    json_out: JsonOut = None,
+    doc: DocOut = None,
 ) -> None:
     """Store growth (bytes per point, per table) and the time of the retention job, per store,
     scaled to --target series."""

@@ -28,6 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from monitor.bench.options import DocOut, JsonOut, Postgres
 from monitor.bench.report import publish, write_json
 from monitor.clock import FakeClock
 from monitor.config import parse_config
@@ -178,11 +179,9 @@ def bench_tick(
     ticks: Annotated[int, typer.Option(min=1, help="Steady ticks timed after the first.")] = (
         PUBLISHED_SIZE[1]),
     history: Annotated[str, typer.Option(help="History loaded by the first tick.")] = "7d",
-    postgres: Annotated[str | None, typer.Option(
-        help="Also run on this PostgreSQL database (in a schema created and dropped), e.g. "
-             "postgresql+psycopg://postgres@127.0.0.1/test.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write figures here.")] = None,
-    doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update.")] = None,
+    postgres: Postgres = None,
+    json_out: JsonOut = None,
+    doc: DocOut = None,
 ) -> None:
     """Wall time of whole pipeline ticks (poll, roll-ups, detection, root cause, store), per
     store, and the first tick that loads the history."""
