@@ -431,7 +431,7 @@ def test_an_event_without_an_end_is_its_one_day() -> None:
 def test_messages_say_that_prophet_with_holidays_learns_the_calendar_days(tmp_path) -> None:
     """Prophet with holidays of its own learns calendar days (it estimates their effect from
     them), yet the backtest summary, the run log and ``cxmon calendar`` said "not learned"."""
-    from monitor.cli import _calendar_line
+    from monitor.cli_backtest import _calendar_line
 
     cfg = create({"type": "prophet", "holidays": "GB"}, interval=HOUR).config
     dets = MetricDetectors("kpi", HOUR, {"seasonal": cfg, "default": create(
@@ -575,7 +575,7 @@ def test_a_total_over_regions_follows_every_regions_calendar() -> None:
 
 
 def test_validate_says_what_the_calendar_will_do_soon(tmp_path) -> None:
-    from monitor.cli import _calendar_summary
+    from monitor.cli_validate import _calendar_summary
 
     cfg = parse_config(BASE + "calendar: {holidays: [GB], events: [{name: Sale, "
                               "start: 2026-11-27}]}\n")

@@ -274,7 +274,8 @@ def test_run_once_sends_a_new_incidents_first_alert_before_exiting(
     from monitor.clock import FakeClock
     from monitor.store import Store
 
-    monkeypatch.setattr("monitor.cli.SystemClock", lambda: FakeClock(INCIDENT_NOW))
+    monkeypatch.setattr("monitor.cli_run.SystemClock", lambda: FakeClock(INCIDENT_NOW))
+    monkeypatch.setattr("monitor.cli_status.SystemClock", lambda: FakeClock(INCIDENT_NOW))
     cfg = write(tmp_path, INCIDENT.format(db=tmp_path / "s.db"))
     result = runner.invoke(app, ["run", "-c", str(cfg), "--once"])
     assert result.exit_code == 0, result.output
@@ -299,7 +300,8 @@ def test_run_once_exits_0_and_warns_while_a_failed_delivery_is_pending(
     with socket.socket() as sock:  # a port nothing listens on: connection refused (retryable)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    monkeypatch.setattr("monitor.cli.SystemClock", lambda: FakeClock(INCIDENT_NOW))
+    monkeypatch.setattr("monitor.cli_run.SystemClock", lambda: FakeClock(INCIDENT_NOW))
+    monkeypatch.setattr("monitor.cli_status.SystemClock", lambda: FakeClock(INCIDENT_NOW))
     text = INCIDENT.format(db=tmp_path / "s.db").replace(
         "console: {format: json}", f"webhook: {{url: 'http://127.0.0.1:{port}/hook', "
         "timeout: 2}")
@@ -530,11 +532,11 @@ def test_alerts_status_does_not_show_an_expired_lease_as_a_claim(
             tx.enqueue([Notification("k|opened|x|console", "console", "inc-k", {})],
                        INCIDENT_NOW)
         assert store.claim_due(INCIDENT_NOW, lease=timedelta(minutes=2), owner="w1")
-    monkeypatch.setattr("monitor.cli.SystemClock", lambda: FakeClock(INCIDENT_NOW))
+    monkeypatch.setattr("monitor.cli_status.SystemClock", lambda: FakeClock(INCIDENT_NOW))
     held = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)], env={"COLUMNS": "200"})
     assert "claimed by w1 until 2026-01-27 13:07:00 UTC" in " ".join(held.output.split())
     later = INCIDENT_NOW + timedelta(hours=1)
-    monkeypatch.setattr("monitor.cli.SystemClock", lambda: FakeClock(later))
+    monkeypatch.setattr("monitor.cli_status.SystemClock", lambda: FakeClock(later))
     result = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

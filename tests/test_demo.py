@@ -152,25 +152,26 @@ def test_demo_hint_names_the_venv_cxmon_when_cxmon_is_not_on_the_path(
     from rich.console import Console
 
     import monitor.cli as cli
+    import monitor.cli_demo as cli_demo
 
     bindir = tmp_path / ".venv" / "bin"
     bindir.mkdir(parents=True)
     for name in ("python", "cxmon", "activate"):
         (bindir / name).write_text("")
-    monkeypatch.setattr(cli.shutil, "which", lambda _name: None)
-    monkeypatch.setattr(cli.sys, "executable", str(bindir / "python"))
+    monkeypatch.setattr(cli_demo.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(cli_demo.sys, "executable", str(bindir / "python"))
     out = io.StringIO()
     monkeypatch.setattr(cli, "console", Console(file=out, width=300))
-    cli._demo_explore_hint("sqlite:////tmp/x/demo.db", ANCHOR, ANCHOR + timedelta(days=28))
+    cli_demo._demo_explore_hint("sqlite:////tmp/x/demo.db", ANCHOR, ANCHOR + timedelta(days=28))
     text = out.getvalue()
     assert f"source {bindir / 'activate'}" in text
     assert f"  {bindir / 'cxmon'} anomalies -c " in text
     assert "\n  cxmon " not in text
 
-    monkeypatch.setattr(cli.shutil, "which", lambda _name: "/usr/local/bin/cxmon")
+    monkeypatch.setattr(cli_demo.shutil, "which", lambda _name: "/usr/local/bin/cxmon")
     out.seek(0)
     out.truncate()
-    cli._demo_explore_hint("sqlite:////tmp/x/demo.db", ANCHOR, ANCHOR + timedelta(days=28))
+    cli_demo._demo_explore_hint("sqlite:////tmp/x/demo.db", ANCHOR, ANCHOR + timedelta(days=28))
     text = out.getvalue()
     assert "source " not in text and "  cxmon anomalies -c " in text
 

@@ -451,7 +451,7 @@ def test_list_outputs_given_as_a_metric_set_say_what_to_pass(tmp_path, doc, hint
 
 
 def test_metrics_read_their_detectors_warm_up_back_so_validate_has_no_warning():
-    from monitor.cli import short_histories
+    from monitor.cli_validate import short_histories
 
     conv = convert(_json("rds_metric_set.json"))
     assert {m["history"] for m in conv.config["metrics"]} == {"1w"}

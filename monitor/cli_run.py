@@ -1,0 +1,145 @@
+"""``cxmon run``: poll, detect and alert on schedule (or once, with ``--once``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from monitor.cli_options import ConfigOpt, LogFormat, LogLevel
+from monitor.cli_validate import _paused_note
+from monitor.clock import SystemClock
+from monitor.config import MonitorConfig
+
+if TYPE_CHECKING:
+
+    from monitor.executor import FitExecutor
+    from monitor.pipeline import TickResult
+    from monitor.store import Store
+
+
+def run(
+    config: ConfigOpt,
+    once: Annotated[bool, typer.Option(help="Tick every metric once, deliver, exit.")] = False,
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "auto",
+) -> None:
+    """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM.
+
+    Exit codes with --once: 0 when every metric ticked, even if some notifications failed \
+to send with an error that may pass (timeout, 429, 5xx): they stay pending in the outbox, \
+a warning says how many, and the next run retries them; 1 when a tick failed, a \
+notification was dead-lettered (it will never be sent) or the store or executor could not be \
+opened; 2 for a bad option or config."""
+    from alerts.cli import start_feedback
+    from monitor.cli import _load, _open_store, _setup_logging, console, err_console
+    from monitor.executor import WaitingExecutor
+    from monitor.pipeline import Pipeline
+    from monitor.scheduler import Scheduler
+
+    _setup_logging(log_level, log_format)
+    cfg = _load(config)
+    _refuse_all_paused(cfg, config)
+    store = _open_store(cfg)
+    from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz, /readyz
+
+    fits = _open_fit_executor(cfg, store)
+    clock = SystemClock()  # one clock: /readyz ages the ticks by the time the pipeline keeps
+    telemetry = Telemetry(cfg, store, clock=clock)
+    on_tick = telemetry.chain(_log_tick)
+    # --once exits after the tick: its fits must land in that tick's checkpoint.
+    fit_executor = (WaitingExecutor(fits.executor, where=fits.description, clock=clock)
+                    if once else fits.executor)
+    pipeline = Pipeline(cfg, store, clock=clock, console=console,
+                        sources=telemetry.sources, fit_executor=fit_executor)
+    try:
+        if once:
+            results = [pipeline.tick(m.name) for m in cfg.active_metrics]
+            for r in results:
+                on_tick(r)
+                if r.skipped:
+                    logging.getLogger("cxmon.tick").info("%s: nothing to do (%s)",
+                                                         r.metric, r.skipped)
+            # Every metric has ticked: a new incident's first message has nothing more to
+            # wait for (group_wait), and this process will not be here when it is due.
+            report = pipeline.deliver(group_wait=True)
+            telemetry.on_deliver(report)
+            failed = [r.metric for r in results if r.error]
+            if failed or report.dead:
+                dead = f", {report.dead} notification(s) dead-lettered" if report.dead else ""
+                err_console.print(
+                    f"[bold red]{len(failed)} of {len(results)} tick(s) failed{dead}[/]"
+                )
+                raise typer.Exit(1)
+            if report.retried:  # exit 0: the next run retries them (see --help)
+                err_console.print(
+                    f"[yellow]{report.retried} notification(s) could not be sent and stay "
+                    "pending in the outbox; the next run retries them (cxmon alerts status)[/]"
+                )
+            return
+        logging.getLogger("monitor.cli").info(
+            "cxmon running: %d metric(s)%s, store %s; Ctrl-C to stop",
+            len(cfg.active_metrics), _paused_note(cfg), store.url_redacted,
+        )
+        telemetry.serve()
+        # Slack buttons, if alerting.feedback is set
+        feedback = start_feedback(cfg, store, registry=telemetry.exporter.registry)
+        try:
+            Scheduler(pipeline, on_tick=on_tick,
+                      on_deliver=telemetry.on_deliver).run_until_stopped()
+        finally:
+            if feedback is not None:
+                feedback.stop()
+    finally:
+        telemetry.stop()
+        pipeline.close()
+        fits.close()
+        store.close()
+
+
+def _refuse_all_paused(cfg: MonitorConfig, config: Path) -> None:
+    """Exit 2 when every metric has ``enabled: false``: a monitor that polls nothing would
+    look healthy while watching nothing."""
+    from monitor.cli import err_console
+
+    if not cfg.active_metrics:
+        err_console.print(f"{escape(str(config))}: every metric has enabled: false; nothing to "
+                          "run (set enabled: true on one, or remove the key)", soft_wrap=True)
+        raise typer.Exit(2)
+
+
+def _open_fit_executor(cfg: MonitorConfig, store: Store) -> FitExecutor:
+    """The ``executor:`` for slow model fits; exit 1 if a Dask scheduler is unreachable."""
+    from monitor.cli import err_console
+    from monitor.executor import open_executor
+
+    try:
+        fits = open_executor(cfg.executor)
+    except (OSError, TimeoutError) as exc:
+        err_console.print(f"[bold red]executor:[/] cannot reach the Dask scheduler: "
+                          f"{escape(str(exc) or type(exc).__name__)}")
+        store.close()
+        raise typer.Exit(1) from None
+    logging.getLogger("monitor.cli").info("model fits run: %s", fits.description)
+    return fits
+
+
+def _log_tick(result: TickResult) -> None:
+    """One line per completed tick (failures are logged once, by the pipeline)."""
+    from monitor.cli import _hm
+
+    log = logging.getLogger("cxmon.tick")
+    if not result.error and not result.skipped:
+        log.info(
+            "%s: %s..%s rows=%d stored=%d rejected=%d anomalies=%d",
+            result.metric, _hm(result.since), _hm(result.until), result.rows_in,
+            result.rows_stored, sum(result.rejected.values()), len(result.anomalies),
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` to the ``cxmon`` app."""
+    app.command("run")(run)

@@ -1,0 +1,151 @@
+"""``cxmon validate`` (check a config, optionally poll its metrics once) and
+``cxmon config-schema``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from monitor.cli_options import ConfigOpt
+from monitor.clock import SystemClock
+from monitor.config import MonitorConfig, config_json_schema, display_warnings
+
+
+def validate(
+    config: ConfigOpt,
+    poll: Annotated[bool, typer.Option(
+        help="Also poll the latest buckets of every metric once and check the rows as a tick "
+             "would (columns, timestamps, values); nothing is stored. Exit 1 if a poll "
+             "fails.")] = False,
+    intervals: Annotated[int, typer.Option(
+        min=1, max=10_000, help="With --poll: how many of the latest buckets.")] = 3,
+) -> None:
+    """Check a config file; print every problem with its path (exit 2 if any)."""
+    from monitor.cli import _load, console
+
+    cfg = _load(config)
+    console.print(
+        f"[green]✓[/] {escape(str(config))}: {len(cfg.sources)} source(s), "
+        f"{len(cfg.metrics)} metric(s){escape(_paused_note(cfg))}, "
+        f"{len(cfg.detectors)} detector(s), "
+        f"{len(cfg.alerting.receivers)} receiver(s)",
+        soft_wrap=True,  # one line, also in a log or a pipe
+    )
+    for where, text in [*missing_files(cfg), *short_histories(cfg), *display_warnings(cfg)]:
+        console.print(f"[yellow]warning[/] {where}: {escape(text)}", soft_wrap=True)
+    if (line := _calendar_summary(cfg)) is not None:
+        console.print(line, soft_wrap=True, highlight=False)
+    if poll:
+        _poll_metrics(cfg, intervals)
+
+
+def _calendar_summary(cfg: MonitorConfig, days: int = 90, today: date | None = None
+                      ) -> str | None:
+    """``calendar: 6 days in the next 90 ...``: what the calendar will do soon, so a config
+    whose calendar names no day (a wrong year, an empty list) shows it before the holiday."""
+    metric = next((m for m in cfg.metrics if m.calendar), None)
+    cals = cfg.calendar_for(metric) if metric is not None else None
+    if cals is None:
+        return None
+    today = today or datetime.now(UTC).astimezone(cals.default.zone).date()
+    end = today + timedelta(days=days - 1)
+    found = {d for _, cal in cals.all() for d, _day in cal.days(today, end)}
+    following = sum(m.calendar for m in cfg.metrics)
+    nxt = min(found) if found else None
+    return (f"calendar: {len(found)} day(s) in the next {days}"
+            + (f" (next {nxt.isoformat()}; `cxmon calendar` lists them)" if nxt else "")
+            + f", for {following} of {len(cfg.metrics)} metric(s)")
+
+
+def _paused_note(cfg: MonitorConfig) -> str:
+    """`` (paused: a, b)`` for the metrics with ``enabled: false``, else ``""``."""
+    paused = [m.name for m in cfg.metrics if not m.enabled]
+    return f" (paused: {', '.join(paused)})" if paused else ""
+
+
+def _poll_metrics(cfg: MonitorConfig, intervals: int) -> None:
+    """``validate --poll``: one line per metric; exit 1 when any poll failed."""
+    from monitor.cli import console, err_console
+    from monitor.probe import probe_all
+
+    probes = probe_all(cfg, SystemClock().now(), intervals)
+    for p in probes:
+        mark = "[red]✗[/]" if not p.ok else "[yellow]![/]" if p.stale else "[green]✓[/]"
+        span = f"{p.since:%m-%d %H:%M}–{p.until:%m-%d %H:%M} UTC"
+        console.print(f"{mark} {escape(p.metric)} ({escape(p.source)}, {span}): "
+                      f"{escape(p.verdict())}", soft_wrap=True)
+    failed = [p.metric for p in probes if not p.ok]
+    if failed:
+        err_console.print(f"[bold red]{len(failed)} of {len(probes)} metric(s) could not be "
+                          f"polled: {', '.join(failed)}[/]")
+        raise typer.Exit(1)
+
+
+def short_histories(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    """``(config path, message)`` for every metric whose ``history`` is shorter than the
+    warm-up of one of its detectors (``robust_seasonal`` learns a week before it scores):
+    not an error, but ``run`` would show values and bands and alert on nothing for that long,
+    with no other sign why."""
+    from monitor.detection import MetricDetectors
+    from monitor.durations import format_duration
+    from monitor.pipeline import post_rules
+
+    out = []
+    for i, m in enumerate(cfg.metrics):
+        dets = MetricDetectors(m.name, m.interval,
+                               {n: cfg.detector(n) for n in m.detectors}, post_rules(m))
+        for name, period in dets.warmup_periods().items():
+            if m.history < period:
+                kind = dets.types.get(name, name)
+                det = kind if name in ("default", kind) else f"{name} [{kind}]"
+                out.append((f"metrics[{i}].history",
+                            f"{format_duration(m.history)} is shorter than the warm-up of "
+                            f"{det} ({format_duration(period)}): for about "
+                            f"{format_duration(period - m.history)} after its first run, "
+                            f"{m.name} gets no alerts from it; set history: "
+                            f"{format_duration(period)} or more"))
+    return out
+
+
+def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    """``(config path, message)`` for every ``files`` path or metric glob that matches no
+    file now, and every Google Analytics ``credentials_file`` that does not exist: not an
+    error (a drop folder may still be empty, a key may be mounted at start), but usually a
+    typo or the wrong folder, which ``run`` would only reveal at its first tick."""
+    from sources.files import FilesSource, FilesSourceConfig
+    from sources.google_analytics import GoogleAnalyticsSourceConfig
+
+    out = []
+    for name, sc in cfg.sources.items():
+        if isinstance(sc, GoogleAnalyticsSourceConfig) and sc.credentials_file and not Path(
+                sc.credentials_file).is_file():
+            out.append((f"sources.{name}.credentials_file",
+                        f"no file {sc.credentials_file} (a relative path is taken from the "
+                        "config's folder)"))
+        if not isinstance(sc, FilesSourceConfig):
+            continue
+        src = FilesSource(name, sc)
+        if not src.files():
+            out.append((f"sources.{name}.path", f"no file matches {src.pattern()} (yet)"))
+        for i, m in enumerate(cfg.metrics):
+            if m.source == name and m.query and not src.files(m.query):
+                out.append((f"metrics[{i}].query",
+                            f"no file matches {src.pattern(m.query)} (yet)"))
+    return sorted(out, key=lambda w: not w[0].startswith("sources"))  # as in the file
+
+
+def config_schema() -> None:
+    """Print the config's JSON Schema (point your editor's YAML plugin at it)."""
+    sys.stdout.write(json.dumps(config_json_schema(), indent=2) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``validate`` and ``config-schema`` to the ``cxmon`` app."""
+    app.command("validate")(validate)
+    app.command("config-schema")(config_schema)
