@@ -27,10 +27,9 @@ from typing import Any
 
 from alerts.changes import describe
 from alerts.display import Names
+from alerts.notifiers import console
 from alerts.notifiers.console import (
     SPREAD_TEXT,
-    format_change,
-    format_number,
     format_share,
     mix_text,
     no_data_text,
@@ -97,6 +96,34 @@ _RESOLVED = ("resolved", ":white_check_mark:", "#2E7D32")
 _HIDDEN_LABELS = ("team",)
 
 
+def format_number(value: Any, unit: str | None = None) -> str:
+    """:func:`alerts.notifiers.console.format_number` without a signed zero: a value that
+    rounds to nothing (-0.0, -0.0001) showed as ``-0`` or ``-0.000%``, a sign people read as
+    a real fall.
+
+    >>> format_number(-0.0), format_number(-1e-7, "percent"), format_number(-0.25, "percent")
+    ('0', '0.000%', '-25%')
+    """
+    return _unsigned_zero(console.format_number(value, unit))
+
+
+def format_change(value: Any) -> str:
+    """:func:`alerts.notifiers.console.format_change` with ``0%`` for a change that rounds to
+    nothing (``-0%`` and ``+0%`` read as a direction the data does not have).
+
+    >>> format_change(-0.0004), format_change(0.004), format_change(-0.18), format_change(None)
+    ('0%', '0%', '-18%', 'n/a')
+    """
+    return _unsigned_zero(console.format_change(value))
+
+
+def _unsigned_zero(text: str) -> str:
+    """``text`` without its sign when no digit of it is non-zero."""
+    if text[:1] in "+-" and text[1:2].isdigit() and not any(c in "123456789" for c in text):
+        return text[1:]
+    return text
+
+
 def severity_style(severity: int) -> tuple[str, str, str]:
     """(name, emoji, hex colour) for a severity 0-100."""
     name = severity_name(severity)
@@ -119,7 +146,10 @@ def render_message(
     verb = "Resolved" if resolved else ("Update" if payload.get("update") else "Anomaly")
     names = Names.from_payload(payload)
     head, numbers, tail = summary(payload)
-    header = _header(f"{emoji} {verb} · {head}", tail)
+    # a reminder's header says so: "Update" over "no change since the last message" read as
+    # if something had changed, and the header is what a channel's scroll-back shows
+    said = "Reminder" if payload.get("repeat") and not resolved else verb
+    header = _header(f"{emoji} {said} · {head}", tail)
     rank = f"peak sev {severity}" if resolved else f"sev {severity} {name}"
     changed = "" if resolved else describe(payload.get("changes"), payload.get("group"), names)
     lead = f"{'Reminder' if payload.get('repeat') else verb}: {changed} · " if changed \
@@ -138,7 +168,8 @@ def render_message(
          if isinstance(m, Mapping) and m.get("metric")})
     journey = payload.get("journey")
     fields = [
-        f"*Severity*\n{emoji} {severity} · {name}",
+        # resolved: the severity is the incident's peak, not a current level
+        f"*Severity*\n{emoji} {'peak ' if resolved else ''}{severity} · {name}",
         f"*Journey*\n{names.value('journey', journey) if journey else 'all'}",
         f"*Metric*\n{', '.join(names.metric(m) for m in metrics) or 'n/a'}",
         f"*Since*\n{_when(payload.get('opened_at'))}",
@@ -174,7 +205,9 @@ def render_message(
             lines = _related_lines(related, payload.get("group") or {}, names)
             hidden = total - len(anomalies)
             if hidden > 0:
-                lines.append(f"… and {hidden} more not shown")
+                # anomalies, not lines: the lines are one per series ("3 anomalies 13:00-15:00")
+                lines.append(f"… and {hidden} more {'anomaly' if hidden == 1 else 'anomalies'}"
+                             " not shown")
             order = _measure_order(payload.get("measures"), names)
             blocks.append(_section(f"*Related anomalies* ({total - 1}, times UTC)\n{order}"
                                    + "\n".join(lines)))
@@ -552,5 +585,19 @@ def _duration(start: Any, end: Any) -> str:
     t0, t1 = _parse(start), _parse(end)
     if t0 is None or t1 is None or t1 < t0:
         return ""
-    minutes = int((t1 - t0).total_seconds() // 60)
-    return f" ({minutes // 60} h {minutes % 60:02d} min)"
+    return f" ({_span(int((t1 - t0).total_seconds() // 60))})"
+
+
+def _span(minutes: int) -> str:
+    """A duration as people say it: "76 h 00 min" made the reader divide by 24, and "0 h
+    45 min" read as a glitch; minutes are dropped from a day up, where they no longer matter.
+
+    >>> [_span(m) for m in (45, 60, 270, 1920, 4560, 1441)]
+    ['45 min', '1 h', '4 h 30 min', '1 d 8 h', '3 d 4 h', '1 d']
+    """
+    days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {mins} min" if mins else f"{hours} h"
+    return f"{mins} min"

@@ -262,7 +262,7 @@ def test_slack_reads_the_names_from_the_first_line_to_the_resolution(
                 "measures": [{"metric": "checkout_dropoff_rate"}, {"metric": "complaints"}]}
     assert sent_to_slack(slack, resolved)["text"] == (
         "Resolved: Checkout journey · Checkout drop-off rate, complaints back to normal after "
-        "32 h 00 min · peak sev 35")
+        "1 d 8 h · peak sev 35")
 
 
 def test_slack_root_cause_mix_shift_order_and_update_line_use_the_names(
