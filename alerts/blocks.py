@@ -182,8 +182,17 @@ def render_message(
             f"Back to normal. Open from {_when(opened)} to {_when(until)}"
             f"{_duration(opened, until)}; this thread is closed."))
     if anomalies and (payload.get("status") != "resolved" or payload.get("late")):
-        top, related = anomalies[0], anomalies[1:]
-        blocks.append(_section(_top_anomaly(top, payload.get("group") or {}, names)))
+        group = payload.get("group") or {}
+        # the worst series' other hours belong to its block: listed as "Related anomalies"
+        # they read as a second problem, when it was the same series an hour earlier
+        mine = _series_of(top := anomalies[0], group, names)
+        same = [a for a in anomalies[1:] if _series_of(a, group, names) == mine]
+        related = [a for a in anomalies[1:] if _series_of(a, group, names) != mine]
+        worst = _top_anomaly(top, group, names)
+        if same:
+            worst += (f"\nWorst of {len(same) + 1} anomalies of this series,"
+                      f" {_hours([top, *same])} UTC")
+        blocks.append(_section(worst))
         causes = root_cause_items(payload.get("root_cause"))
         spread = spread_items(payload.get("root_cause"))
         mixes = mix_items(payload.get("root_cause"))
@@ -201,15 +210,16 @@ def render_message(
             blocks.append(_section("*Root cause*: where the change came from\n"
                                    + "\n".join(lines)))
         total = int(payload.get("anomalies_total") or len(anomalies))
-        if related:
-            lines = _related_lines(related, payload.get("group") or {}, names)
-            hidden = total - len(anomalies)
+        hidden = total - len(anomalies)
+        if related or hidden > 0:
+            lines = _related_lines(related, group, names)
             if hidden > 0:
                 # anomalies, not lines: the lines are one per series ("3 anomalies 13:00-15:00")
                 lines.append(f"… and {hidden} more {'anomaly' if hidden == 1 else 'anomalies'}"
                              " not shown")
             order = _measure_order(payload.get("measures"), names)
-            blocks.append(_section(f"*Related anomalies* ({total - 1}, times UTC)\n{order}"
+            blocks.append(_section(f"*Related anomalies* ({total - 1 - len(same)}, times UTC)\n"
+                                   f"{order}"
                                    + "\n".join(lines)))
 
     buttons = _buttons(payload, grafana_url, runbook, feedback and not resolved)
@@ -424,18 +434,27 @@ def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any],
     names = names or Names()
     series: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for a in related:
-        key = (str(a.get("metric", a.get("series", ""))), _where(a, group, names))
-        series.setdefault(key, []).append(a)
+        series.setdefault(_series_of(a, group, names), []).append(a)
     out = []
     for found in series.values():
         line = _related_line(found[0], group, names)
         if len(found) > 1:
-            times = sorted(str(a.get("timestamp", "")) for a in found)
-            cut = slice(11, 16) if times[0][:10] == times[-1][:10] else slice(5, 16)
-            line += (f"; {len(found)} anomalies {times[0][cut]}–{times[-1][cut]}"
-                     .replace("T", " "))
+            line += f"; {len(found)} anomalies {_hours(found)}"
         out.append(line)
     return out
+
+
+def _series_of(a: Mapping[str, Any], group: Mapping[str, Any], names: Names
+               ) -> tuple[str, str]:
+    """(metric, where): one series as the message names it."""
+    return str(a.get("metric", a.get("series", ""))), _where(a, group, names)
+
+
+def _hours(found: Sequence[Mapping[str, Any]]) -> str:
+    """First to last anomaly time, ``13:00–15:00`` (with dates when the days differ)."""
+    times = sorted(str(a.get("timestamp", "")) for a in found)
+    cut = slice(11, 16) if times[0][:10] == times[-1][:10] else slice(5, 16)
+    return f"{times[0][cut]}–{times[-1][cut]}".replace("T", " ")
 
 
 def _related_line(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -> str:

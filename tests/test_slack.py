@@ -655,3 +655,29 @@ def test_the_resolution_keeps_the_runbook_button_of_its_measures() -> None:
     assert payload["runbook"] == "https://runbooks.example.com/checkout-dropoff"
     buttons = next(b for b in render_message(payload)["blocks"] if b["type"] == "actions")
     assert [e["action_id"] for e in buttons["elements"]] == ["cxmon_runbook"]
+
+
+def test_the_worst_series_earlier_hours_stay_in_its_block_not_in_related() -> None:
+    """The demo's first checkout message listed, as its only "related anomaly", the worst
+    series an hour earlier: read as a second problem. Its hours now go under the worst
+    anomaly, and "Related anomalies" lists other series only."""
+    worst = PAYLOAD["anomalies"][0]
+    earlier = {**worst, "id": "a0", "timestamp": "2026-01-05T09:00:00+00:00", "severity": 70}
+    msg = render_message(update_of(PAYLOAD, anomalies=[worst, earlier], anomalies_total=2))
+    assert msg["blocks"][2]["text"]["text"].splitlines()[-1] == (
+        "Worst of 2 anomalies of this series, 09:00–10:00 UTC")
+    assert not any("Related anomalies" in b.get("text", {}).get("text", "")
+                   for b in msg["blocks"])
+
+    # with other series: they alone are counted and listed; left-out ones are still counted
+    msg = render_message(update_of(PAYLOAD, anomalies=[worst, earlier, *PAYLOAD["anomalies"][1:]],
+                                   anomalies_total=6))
+    related = msg["blocks"][4]["text"]["text"].splitlines()
+    assert related[0] == "*Related anomalies* (4, times UTC)"
+    assert [line.split(":")[0] for line in related[1:3]] == [
+        "• checkout_dropoff_rate · total", "• complaints · channel=app"]
+    assert related[-1] == "… and 2 more anomalies not shown"
+    only_hidden = render_message(update_of(PAYLOAD, anomalies=[worst, earlier],
+                                           anomalies_total=5))
+    assert only_hidden["blocks"][4]["text"]["text"] == (
+        "*Related anomalies* (3, times UTC)\n… and 3 more anomalies not shown")
