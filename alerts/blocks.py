@@ -415,8 +415,26 @@ def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -
         f"{format_number(a.get('expected'), a.get('unit'))}"
         f" (band {format_number(a.get('lower'), a.get('unit'))}–"
         f"{format_number(a.get('upper'), a.get('unit'))}),"
-        f" *{format_change(a.get('change'))}* · sev {a.get('severity', 0)}"
+        f" *{format_change(a.get('change'))}*{_points(a)} · sev {a.get('severity', 0)}"
     )
+
+
+def _points(a: Mapping[str, Any]) -> str:
+    """A rate's change in percentage points, after its relative change: "drop-off +75%"
+    of a rate read as 75 points more, when it went from 33.4% to 58.7% (+25.3 pts).
+
+    >>> _points({"unit": "percent", "value": 0.587, "expected": 0.334})
+    ' (+25.3 pts)'
+    >>> _points({"unit": "percent", "value": 0.2, "expected": 0.2}), _points({"value": 3.0})
+    (' (0 pts)', '')
+    """
+    value, expected = a.get("value"), a.get("expected")
+    if a.get("unit") != "percent" or not all(isinstance(v, int | float)
+                                             for v in (value, expected)):
+        return ""
+    diff = format_number(float(value) - float(expected), "percent").removesuffix("%")
+    signed = diff.startswith("-") or not diff.strip("0.")  # a fall, or nothing to sign
+    return f" ({diff if signed else '+' + diff} pts)"
 
 
 def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any],

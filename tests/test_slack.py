@@ -681,3 +681,19 @@ def test_the_worst_series_earlier_hours_stay_in_its_block_not_in_related() -> No
                                            anomalies_total=5))
     assert only_hidden["blocks"][4]["text"]["text"] == (
         "*Related anomalies* (3, times UTC)\n… and 3 more anomalies not shown")
+
+
+def test_a_rates_change_also_says_percentage_points() -> None:
+    """"drop-off rate +75%" next to "58.7%" read as 75 points more; the worst anomaly of a
+    ratio metric adds the change in points. Counts and means keep their relative change only."""
+    rate = {**PAYLOAD["anomalies"][0], "unit": "percent", "value": 0.587, "expected": 0.334,
+            "lower": 0.249, "upper": 0.419, "change": 0.757}
+    worst = render_message(update_of(PAYLOAD, anomalies=[rate], anomalies_total=1))
+    assert worst["blocks"][2]["text"]["text"].splitlines()[1] == (
+        "*Value 58.7%* vs expected 33.4% (band 24.9%–41.9%), *+76%* (+25.3 pts) · sev 82")
+    fall = {**rate, "value": 0.301, "change": -0.099}
+    assert "*-10%* (-3.30 pts) · " in render_message(update_of(
+        PAYLOAD, anomalies=[fall], anomalies_total=1))["blocks"][2]["text"]["text"]
+    count = render_message(update_of(PAYLOAD, anomalies=[PAYLOAD["anomalies"][2]],
+                                     anomalies_total=1))["blocks"][2]["text"]["text"]
+    assert count.endswith("*+241%* · sev 40") and "pts" not in count
