@@ -189,8 +189,10 @@ def render_message(
         same = [a for a in anomalies[1:] if _series_of(a, group, names) == mine]
         related = [a for a in anomalies[1:] if _series_of(a, group, names) != mine]
         worst = _top_anomaly(top, group, names)
-        if same:
-            worst += (f"\nWorst of {len(same) + 1} anomalies of this series,"
+        total = int(payload.get("anomalies_total") or len(anomalies))
+        if same:  # anomalies beyond the payload's may be of this series too: "at least"
+            least = "at least " if total > len(anomalies) else ""
+            worst += (f"\nWorst of {least}{len(same) + 1} anomalies of this series,"
                       f" {_hours([top, *same])} UTC")
         blocks.append(_section(worst))
         causes = root_cause_items(payload.get("root_cause"))
@@ -209,7 +211,6 @@ def render_message(
             # escaped once, by _section: escaping here too showed "&amp;" for "&"
             blocks.append(_section("*Root cause*: where the change came from\n"
                                    + "\n".join(lines)))
-        total = int(payload.get("anomalies_total") or len(anomalies))
         hidden = total - len(anomalies)
         if related or hidden > 0:
             lines = _related_lines(related, group, names)

@@ -672,6 +672,8 @@ def test_the_worst_series_earlier_hours_stay_in_its_block_not_in_related() -> No
     # with other series: they alone are counted and listed; left-out ones are still counted
     msg = render_message(update_of(PAYLOAD, anomalies=[worst, earlier, *PAYLOAD["anomalies"][1:]],
                                    anomalies_total=6))
+    assert msg["blocks"][2]["text"]["text"].splitlines()[-1] == (  # 2 left out: maybe its own
+        "Worst of at least 2 anomalies of this series, 09:00–10:00 UTC")
     related = msg["blocks"][4]["text"]["text"].splitlines()
     assert related[0] == "*Related anomalies* (4, times UTC)"
     assert [line.split(":")[0] for line in related[1:3]] == [
