@@ -27,10 +27,9 @@ from typing import Any
 
 from alerts.changes import describe
 from alerts.display import Names
+from alerts.notifiers import console
 from alerts.notifiers.console import (
     SPREAD_TEXT,
-    format_change,
-    format_number,
     format_share,
     mix_text,
     no_data_text,
@@ -97,6 +96,34 @@ _RESOLVED = ("resolved", ":white_check_mark:", "#2E7D32")
 _HIDDEN_LABELS = ("team",)
 
 
+def format_number(value: Any, unit: str | None = None) -> str:
+    """:func:`alerts.notifiers.console.format_number` without a signed zero: a value that
+    rounds to nothing (-0.0, -0.0001) showed as ``-0`` or ``-0.000%``, a sign people read as
+    a real fall.
+
+    >>> format_number(-0.0), format_number(-1e-7, "percent"), format_number(-0.25, "percent")
+    ('0', '0.000%', '-25%')
+    """
+    return _unsigned_zero(console.format_number(value, unit))
+
+
+def format_change(value: Any) -> str:
+    """:func:`alerts.notifiers.console.format_change` with ``0%`` for a change that rounds to
+    nothing (``-0%`` and ``+0%`` read as a direction the data does not have).
+
+    >>> format_change(-0.0004), format_change(0.004), format_change(-0.18), format_change(None)
+    ('0%', '0%', '-18%', 'n/a')
+    """
+    return _unsigned_zero(console.format_change(value))
+
+
+def _unsigned_zero(text: str) -> str:
+    """``text`` without its sign when no digit of it is non-zero."""
+    if text[:1] in "+-" and text[1:2].isdigit() and not any(c in "123456789" for c in text):
+        return text[1:]
+    return text
+
+
 def severity_style(severity: int) -> tuple[str, str, str]:
     """(name, emoji, hex colour) for a severity 0-100."""
     name = severity_name(severity)
@@ -119,7 +146,10 @@ def render_message(
     verb = "Resolved" if resolved else ("Update" if payload.get("update") else "Anomaly")
     names = Names.from_payload(payload)
     head, numbers, tail = summary(payload)
-    header = _header(f"{emoji} {verb} · {head}", tail)
+    # a reminder's header says so: "Update" over "no change since the last message" read as
+    # if something had changed, and the header is what a channel's scroll-back shows
+    said = "Reminder" if payload.get("repeat") and not resolved else verb
+    header = _header(f"{emoji} {said} · {head}", tail)
     rank = f"peak sev {severity}" if resolved else f"sev {severity} {name}"
     changed = "" if resolved else describe(payload.get("changes"), payload.get("group"), names)
     lead = f"{'Reminder' if payload.get('repeat') else verb}: {changed} · " if changed \
@@ -138,7 +168,8 @@ def render_message(
          if isinstance(m, Mapping) and m.get("metric")})
     journey = payload.get("journey")
     fields = [
-        f"*Severity*\n{emoji} {severity} · {name}",
+        # resolved: the severity is the incident's peak, not a current level
+        f"*Severity*\n{emoji} {'peak ' if resolved else ''}{severity} · {name}",
         f"*Journey*\n{names.value('journey', journey) if journey else 'all'}",
         f"*Metric*\n{', '.join(names.metric(m) for m in metrics) or 'n/a'}",
         f"*Since*\n{_when(payload.get('opened_at'))}",
@@ -151,8 +182,19 @@ def render_message(
             f"Back to normal. Open from {_when(opened)} to {_when(until)}"
             f"{_duration(opened, until)}; this thread is closed."))
     if anomalies and (payload.get("status") != "resolved" or payload.get("late")):
-        top, related = anomalies[0], anomalies[1:]
-        blocks.append(_section(_top_anomaly(top, payload.get("group") or {}, names)))
+        group = payload.get("group") or {}
+        # the worst series' other hours belong to its block: listed as "Related anomalies"
+        # they read as a second problem, when it was the same series an hour earlier
+        mine = _series_of(top := anomalies[0], group, names)
+        same = [a for a in anomalies[1:] if _series_of(a, group, names) == mine]
+        related = [a for a in anomalies[1:] if _series_of(a, group, names) != mine]
+        worst = _top_anomaly(top, group, names)
+        total = int(payload.get("anomalies_total") or len(anomalies))
+        if same:  # anomalies beyond the payload's may be of this series too: "at least"
+            least = "at least " if total > len(anomalies) else ""
+            worst += (f"\nWorst of {least}{len(same) + 1} anomalies of this series,"
+                      f" {_hours([top, *same])} UTC")
+        blocks.append(_section(worst))
         causes = root_cause_items(payload.get("root_cause"))
         spread = spread_items(payload.get("root_cause"))
         mixes = mix_items(payload.get("root_cause"))
@@ -169,14 +211,16 @@ def render_message(
             # escaped once, by _section: escaping here too showed "&amp;" for "&"
             blocks.append(_section("*Root cause*: where the change came from\n"
                                    + "\n".join(lines)))
-        total = int(payload.get("anomalies_total") or len(anomalies))
-        if related:
-            lines = _related_lines(related, payload.get("group") or {}, names)
-            hidden = total - len(anomalies)
+        hidden = total - len(anomalies)
+        if related or hidden > 0:
+            lines = _related_lines(related, group, names)
             if hidden > 0:
-                lines.append(f"… and {hidden} more not shown")
+                # anomalies, not lines: the lines are one per series ("3 anomalies 13:00-15:00")
+                lines.append(f"… and {hidden} more {'anomaly' if hidden == 1 else 'anomalies'}"
+                             " not shown")
             order = _measure_order(payload.get("measures"), names)
-            blocks.append(_section(f"*Related anomalies* ({total - 1}, times UTC)\n{order}"
+            blocks.append(_section(f"*Related anomalies* ({total - 1 - len(same)}, times UTC)\n"
+                                   f"{order}"
                                    + "\n".join(lines)))
 
     buttons = _buttons(payload, grafana_url, runbook, feedback and not resolved)
@@ -372,8 +416,26 @@ def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -
         f"{format_number(a.get('expected'), a.get('unit'))}"
         f" (band {format_number(a.get('lower'), a.get('unit'))}–"
         f"{format_number(a.get('upper'), a.get('unit'))}),"
-        f" *{format_change(a.get('change'))}* · sev {a.get('severity', 0)}"
+        f" *{format_change(a.get('change'))}*{_points(a)} · sev {a.get('severity', 0)}"
     )
+
+
+def _points(a: Mapping[str, Any]) -> str:
+    """A rate's change in percentage points, after its relative change: "drop-off +75%"
+    of a rate read as 75 points more, when it went from 33.4% to 58.7% (+25.3 pts).
+
+    >>> _points({"unit": "percent", "value": 0.587, "expected": 0.334})
+    ' (+25.3 pts)'
+    >>> _points({"unit": "percent", "value": 0.2, "expected": 0.2}), _points({"value": 3.0})
+    (' (0 pts)', '')
+    """
+    value, expected = a.get("value"), a.get("expected")
+    if a.get("unit") != "percent" or not all(isinstance(v, int | float)
+                                             for v in (value, expected)):
+        return ""
+    diff = format_number(float(value) - float(expected), "percent").removesuffix("%")
+    signed = diff.startswith("-") or not diff.strip("0.")  # a fall, or nothing to sign
+    return f" ({diff if signed else '+' + diff} pts)"
 
 
 def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any],
@@ -391,18 +453,27 @@ def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any],
     names = names or Names()
     series: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for a in related:
-        key = (str(a.get("metric", a.get("series", ""))), _where(a, group, names))
-        series.setdefault(key, []).append(a)
+        series.setdefault(_series_of(a, group, names), []).append(a)
     out = []
     for found in series.values():
         line = _related_line(found[0], group, names)
         if len(found) > 1:
-            times = sorted(str(a.get("timestamp", "")) for a in found)
-            cut = slice(11, 16) if times[0][:10] == times[-1][:10] else slice(5, 16)
-            line += (f"; {len(found)} anomalies {times[0][cut]}–{times[-1][cut]}"
-                     .replace("T", " "))
+            line += f"; {len(found)} anomalies {_hours(found)}"
         out.append(line)
     return out
+
+
+def _series_of(a: Mapping[str, Any], group: Mapping[str, Any], names: Names
+               ) -> tuple[str, str]:
+    """(metric, where): one series as the message names it."""
+    return str(a.get("metric", a.get("series", ""))), _where(a, group, names)
+
+
+def _hours(found: Sequence[Mapping[str, Any]]) -> str:
+    """First to last anomaly time, ``13:00–15:00`` (with dates when the days differ)."""
+    times = sorted(str(a.get("timestamp", "")) for a in found)
+    cut = slice(11, 16) if times[0][:10] == times[-1][:10] else slice(5, 16)
+    return f"{times[0][cut]}–{times[-1][cut]}".replace("T", " ")
 
 
 def _related_line(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -> str:
@@ -552,5 +623,19 @@ def _duration(start: Any, end: Any) -> str:
     t0, t1 = _parse(start), _parse(end)
     if t0 is None or t1 is None or t1 < t0:
         return ""
-    minutes = int((t1 - t0).total_seconds() // 60)
-    return f" ({minutes // 60} h {minutes % 60:02d} min)"
+    return f" ({_span(int((t1 - t0).total_seconds() // 60))})"
+
+
+def _span(minutes: int) -> str:
+    """A duration as people say it: "76 h 00 min" made the reader divide by 24, and "0 h
+    45 min" read as a glitch; minutes are dropped from a day up, where they no longer matter.
+
+    >>> [_span(m) for m in (45, 60, 270, 1920, 4560, 1441)]
+    ['45 min', '1 h', '4 h 30 min', '1 d 8 h', '3 d 4 h', '1 d']
+    """
+    days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {mins} min" if mins else f"{hours} h"
+    return f"{mins} min"

@@ -58,7 +58,9 @@ def incident_payload(
         title = (f"{where}{sep}{', '.join(names.metric(m) for m in metrics)} "
                  f"{'has no data' if silent else 'anomalous'}")
     runbook = None
-    for m in metrics:
+    # a resolution carries no anomalies: its runbook is its measures' (the thread's last
+    # message lost the Runbook button the first one had)
+    for m in metrics or inc.measure_order():
         runbook = runbook or (runbooks or {}).get(m)
     causes = root_cause_payload(inc)
     payload = {

@@ -249,7 +249,7 @@ def test_slack_reads_the_names_from_the_first_line_to_the_resolution(
         "*Metric*\nCheckout drop-off rate, complaints", "*Since*\n2026-01-27 11:00 UTC"]
     assert blocks[2]["text"]["text"] == (
         "*Checkout drop-off rate* · Channel: Mobile app, Region: UK at 2026-01-27 11:00 UTC\n"
-        "*Value 58.7%* vs expected 33.5% (band 25.1%–41.9%), *+75%* · sev 35")
+        "*Value 58.7%* vs expected 33.5% (band 25.1%–41.9%), *+75%* (+25.2 pts) · sev 35")
     assert blocks[3]["text"]["text"] == (
         "*Related anomalies* (1, times UTC)\n"
         "Moved in this order: Checkout drop-off rate (11:00) → complaints (11:00)\n"
@@ -262,7 +262,7 @@ def test_slack_reads_the_names_from_the_first_line_to_the_resolution(
                 "measures": [{"metric": "checkout_dropoff_rate"}, {"metric": "complaints"}]}
     assert sent_to_slack(slack, resolved)["text"] == (
         "Resolved: Checkout journey · Checkout drop-off rate, complaints back to normal after "
-        "32 h 00 min · peak sev 35")
+        "1 d 8 h · peak sev 35")
 
 
 def test_slack_root_cause_mix_shift_order_and_update_line_use_the_names(

@@ -577,3 +577,125 @@ def test_related_anomalies_are_one_line_per_series_not_per_hour() -> None:
         " 4 anomalies 10:00–13:00\n"
         "• complaints · channel=app: 140 vs 41 (+241%), sev 40, 11:00;"
         " 2 anomalies 01-05 11:00–01-06 02:00")
+
+
+# -- read as the person who must act ---------------------------------------------------------
+
+
+def test_a_reminder_says_reminder_in_its_header_not_update() -> None:
+    """A reminder's notification text said "Reminder: no change" under a header saying
+    "Update": the header is what a channel's scroll-back shows."""
+    reminder = update_of(PAYLOAD, update=True, repeat=True,
+                         changes={"since": "2026-01-05T12:00:00+00:00"})
+    msg = render_message(reminder)
+    header = msg["blocks"][0]["text"]["text"]
+    assert header.startswith(":red_circle: Reminder · checkout journey · ")
+    assert msg["text"].startswith("Reminder: ")
+    update = render_message(update_of(PAYLOAD, update=True))
+    assert update["blocks"][0]["text"]["text"].startswith(":red_circle: Update · ")
+
+
+def test_resolution_durations_read_in_days_and_hours_and_severity_is_the_peak() -> None:
+    """76 h 00 min made the reader divide by 24; the resolved severity is the peak."""
+    resolved = update_of(PAYLOAD, status="resolved", anomalies=[], anomalies_total=0,
+                         opened_at="2026-01-28T09:00:00+00:00",
+                         resolved_at="2026-01-31T13:00:00+00:00",
+                         measures=[{"metric": "complaints"}])
+    msg = render_message(resolved)
+    assert msg["text"] == ("Resolved: checkout journey · complaints back to normal after"
+                           " 3 d 4 h · peak sev 82")
+    assert msg["blocks"][1]["fields"][0] == md("*Severity*\n:white_check_mark: peak 82 · resolved")
+    assert msg["blocks"][2] == {"type": "section", "text": md(
+        "Back to normal. Open from 2026-01-28 09:00 UTC to 2026-01-31 13:00 UTC (3 d 4 h);"
+        " this thread is closed.")}
+    short = render_message({**resolved, "resolved_at": "2026-01-28T09:45:00+00:00"})
+    assert short["text"].endswith("back to normal after 45 min · peak sev 82")
+
+
+def test_a_change_that_rounds_to_nothing_shows_no_sign() -> None:
+    """-0.0 and -0.04 % read as "-0" and "-0%": a direction the data does not have."""
+    flat = {**PAYLOAD["anomalies"][2], "metric": "complaints", "value": -0.0,
+            "expected": 0.0, "lower": -0.0, "upper": 3.0, "change": -0.0004}
+    msg = render_message(update_of(PAYLOAD, anomalies=[PAYLOAD["anomalies"][0], flat],
+                                   anomalies_total=2))
+    related = msg["blocks"][-3]["text"]["text"]
+    assert related.endswith("• complaints · channel=app: 0 vs 0 (0%), sev 40, 11:00")
+    top = render_message(update_of(PAYLOAD, anomalies=[flat], anomalies_total=1))
+    assert "*Value 0* vs expected 0 (band 0–3), *0%*" in top["blocks"][2]["text"]["text"]
+    assert "-0" not in top["text"] and "+0%" not in top["text"]
+
+
+def test_anomalies_left_out_are_counted_as_anomalies() -> None:
+    """The related lines are one per series, so "… and 14 more not shown" did not say 14 of
+    what; the count is of anomalies, as the lines' "3 anomalies 13:00–15:00" are."""
+    msg = render_message(update_of(PAYLOAD, anomalies_total=17))
+    related = msg["blocks"][4]["text"]["text"]
+    assert related.splitlines()[0] == "*Related anomalies* (16, times UTC)"
+    assert related.splitlines()[-1] == "… and 14 more anomalies not shown"
+    one = render_message(update_of(PAYLOAD, anomalies_total=4))["blocks"][4]["text"]["text"]
+    assert one.splitlines()[-1] == "… and 1 more anomaly not shown"
+
+
+def test_the_resolution_keeps_the_runbook_button_of_its_measures() -> None:
+    """A resolution carries no anomalies, so its payload had no runbook and the thread's last
+    message lost the Runbook button the first one had."""
+    from alerts.payload import incident_payload
+    from monitor.incidents import IncidentTracker
+    from monitor.model import Anomaly, Direction, Series
+
+    s = Series("checkout_dropoff_rate", {"journey": "checkout", "channel": "app"}, ("channel",))
+    t0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    tracker = IncidentTracker(["journey"])
+    tracker.observe([Anomaly(s.key, s.metric, s.labels, t0, 0.41, 0.21, 0.18, 0.24, 0.999, 60,
+                             Direction.UP, "default")], t0)
+    (resolved,) = tracker.resolve_quiet(t0 + timedelta(days=2))
+    assert resolved.status == "resolved" and not resolved.anomalies
+    books = {"checkout_dropoff_rate": "https://runbooks.example.com/checkout-dropoff"}
+    payload = incident_payload(resolved, runbooks=books)
+    assert payload["runbook"] == "https://runbooks.example.com/checkout-dropoff"
+    buttons = next(b for b in render_message(payload)["blocks"] if b["type"] == "actions")
+    assert [e["action_id"] for e in buttons["elements"]] == ["cxmon_runbook"]
+
+
+def test_the_worst_series_earlier_hours_stay_in_its_block_not_in_related() -> None:
+    """The demo's first checkout message listed, as its only "related anomaly", the worst
+    series an hour earlier: read as a second problem. Its hours now go under the worst
+    anomaly, and "Related anomalies" lists other series only."""
+    worst = PAYLOAD["anomalies"][0]
+    earlier = {**worst, "id": "a0", "timestamp": "2026-01-05T09:00:00+00:00", "severity": 70}
+    msg = render_message(update_of(PAYLOAD, anomalies=[worst, earlier], anomalies_total=2))
+    assert msg["blocks"][2]["text"]["text"].splitlines()[-1] == (
+        "Worst of 2 anomalies of this series, 09:00–10:00 UTC")
+    assert not any("Related anomalies" in b.get("text", {}).get("text", "")
+                   for b in msg["blocks"])
+
+    # with other series: they alone are counted and listed; left-out ones are still counted
+    msg = render_message(update_of(PAYLOAD, anomalies=[worst, earlier, *PAYLOAD["anomalies"][1:]],
+                                   anomalies_total=6))
+    assert msg["blocks"][2]["text"]["text"].splitlines()[-1] == (  # 2 left out: maybe its own
+        "Worst of at least 2 anomalies of this series, 09:00–10:00 UTC")
+    related = msg["blocks"][4]["text"]["text"].splitlines()
+    assert related[0] == "*Related anomalies* (4, times UTC)"
+    assert [line.split(":")[0] for line in related[1:3]] == [
+        "• checkout_dropoff_rate · total", "• complaints · channel=app"]
+    assert related[-1] == "… and 2 more anomalies not shown"
+    only_hidden = render_message(update_of(PAYLOAD, anomalies=[worst, earlier],
+                                           anomalies_total=5))
+    assert only_hidden["blocks"][4]["text"]["text"] == (
+        "*Related anomalies* (3, times UTC)\n… and 3 more anomalies not shown")
+
+
+def test_a_rates_change_also_says_percentage_points() -> None:
+    """"drop-off rate +75%" next to "58.7%" read as 75 points more; the worst anomaly of a
+    ratio metric adds the change in points. Counts and means keep their relative change only."""
+    rate = {**PAYLOAD["anomalies"][0], "unit": "percent", "value": 0.587, "expected": 0.334,
+            "lower": 0.249, "upper": 0.419, "change": 0.757}
+    worst = render_message(update_of(PAYLOAD, anomalies=[rate], anomalies_total=1))
+    assert worst["blocks"][2]["text"]["text"].splitlines()[1] == (
+        "*Value 58.7%* vs expected 33.4% (band 24.9%–41.9%), *+76%* (+25.3 pts) · sev 82")
+    fall = {**rate, "value": 0.301, "change": -0.099}
+    assert "*-10%* (-3.30 pts) · " in render_message(update_of(
+        PAYLOAD, anomalies=[fall], anomalies_total=1))["blocks"][2]["text"]["text"]
+    count = render_message(update_of(PAYLOAD, anomalies=[PAYLOAD["anomalies"][2]],
+                                     anomalies_total=1))["blocks"][2]["text"]["text"]
+    assert count.endswith("*+241%* · sev 40") and "pts" not in count
