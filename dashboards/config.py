@@ -37,6 +37,19 @@ class ExporterConfig(BaseModel):
         "(default: 3 intervals of its metric + delay; 0s: never).",
     )
 
+    ready_after: Duration | None = Field(
+        default=None,
+        description="/readyz answers 503 for a metric whose last good tick is older than this "
+        "(default: 3 intervals of the metric, at least 10 minutes).",
+    )
+
+    @field_validator("ready_after")
+    @classmethod
+    def _ready_after_positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be positive (leave it out for the per-metric default)")
+        return value
+
     @field_validator("series_ttl")
     @classmethod
     def _ttl_non_negative(cls, value: timedelta | None) -> timedelta | None:

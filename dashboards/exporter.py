@@ -162,15 +162,17 @@ def series_ttls(config: MonitorConfig) -> dict[str, float]:
 READY_INTERVALS = STALE_INTERVALS
 #: ...and never less than this (seconds): a 1-minute metric must not flap to 503 whenever one
 #: long tick of another metric (history learning, a catch-up) holds the scheduler's lock.
-#: A constant, not a config option yet (``exporter:`` lives in monitor/config.py).
+#: ``exporter.ready_after`` replaces the whole rule with one duration for every metric.
 READY_MIN_WINDOW = 600.0
 
 
 def ready_windows(config: MonitorConfig) -> dict[str, float]:
     """Seconds after its last good tick at which each metric makes ``/readyz`` answer 503:
-    ``max(READY_INTERVALS * interval, READY_MIN_WINDOW)``. The delay is not added: it shifts
-    when ticks run, not how often."""
-    return {m.name: max(READY_INTERVALS * m.interval.total_seconds(), READY_MIN_WINDOW)
+    ``exporter.ready_after`` when set, else ``max(READY_INTERVALS * interval,
+    READY_MIN_WINDOW)``. The delay is not added: it shifts when ticks run, not how often."""
+    fixed = getattr(getattr(config, "exporter", None), "ready_after", None)
+    return {m.name: fixed.total_seconds() if fixed is not None
+            else max(READY_INTERVALS * m.interval.total_seconds(), READY_MIN_WINDOW)
             for m in config.active_metrics}  # a paused metric is not waited for
 
 

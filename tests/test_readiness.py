@@ -18,7 +18,11 @@ START = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
 
 def _config():
-    return parse_config("""
+    return parse_config(_config_text(), env={})
+
+
+def _config_text() -> str:
+    return """
 store: sqlite://
 sources:
   shop: {type: demo, seed: 7, anchor: "2026-01-05T00:00:00Z"}
@@ -32,7 +36,7 @@ metrics:
 alerting:
   route: {receiver: console}
   receivers: [{name: console, console: {}}]
-""", env={})
+"""
 
 
 def _last_tick(ex: Exporter, metric: str) -> float | None:
@@ -211,3 +215,18 @@ def test_the_runbooks_readyz_example_is_what_readyz_answers():
     assert set(example["not_ready"]["orders"]) == set(body["not_ready"]["orders"])
     assert example["not_ready"]["orders"]["state"] == body["not_ready"]["orders"]["state"]
     assert "/readyz" in section and "livenessProbe" in section and "/healthz" in section
+
+
+def test_ready_after_sets_one_window_for_every_metric():
+    """An operator whose probe should tolerate a slow source sets one window; zero or a
+    negative one is a config error at its path."""
+    import pytest
+
+    from monitor.errors import ConfigError
+
+    text = _config_text().replace("alerting:", "exporter: {ready_after: 30m}\nalerting:")
+    assert set(ready_windows(parse_config(text, env={})).values()) == {1800.0}
+    with pytest.raises(ConfigError) as err:
+        parse_config(text.replace("30m", "0s"), env={})
+    (problem,) = err.value.problems
+    assert problem.path == "exporter.ready_after" and "must be positive" in problem.message
