@@ -225,8 +225,8 @@ def slash_date_warning(stamps: pd.Series) -> str | None:
         d, m, y = day_first.iloc[0]
         said += (f" ({str(stamps.loc[day_first.index[0]]).strip()!r} is "
                  f"{y:04d}-{m:02d}-{d:02d})")
-    return said + (", so a day-first file gets its days mixed up; write ISO 8601 "
-                   "(YYYY-MM-DDTHH:MM)")
+    return said + (", so a day-first file gets its days mixed up; pass --date-order dmy (or "
+                   "mdy), or write ISO 8601 (YYYY-MM-DDTHH:MM)")
 
 
 def not_times(stamps: pd.Series) -> pd.Series:
@@ -338,6 +338,10 @@ def register(app: typer.Typer) -> None:
         interval: Annotated[str | None, typer.Option(
             "--interval", metavar="<duration>",
             help="Series interval (e.g. 5m, 1h); default: median step.")] = None,
+        date_order: Annotated[str | None, typer.Option(
+            "--date-order", metavar="dmy|mdy",
+            help="Read dates written 04/05/2026 day first (dmy: 4 May) or month first "
+                 "(mdy: April 5); default: warn when they are ambiguous.")] = None,
     ) -> None:
         import sys
 
@@ -357,6 +361,8 @@ def register(app: typer.Typer) -> None:
         if step is not None and step <= timedelta(0):
             # a detector divides by it: say so here, not in a traceback from its constructor
             raise typer.BadParameter(f"must be positive, got {interval}", param_hint="--interval")
+        if date_order not in (None, "dmy", "mdy"):
+            raise typer.BadParameter(f"{date_order!r}: dmy or mdy", param_hint="--date-order")
         frame, lines, extra = _read_csv(input)
         where = input_name(input)
         missing = {"timestamp", "value"} - set(frame.columns)
@@ -368,6 +374,10 @@ def register(app: typer.Typer) -> None:
                 "columns)")
             raise typer.BadParameter(f"{where} lacks column(s) {', '.join(sorted(missing))}"
                                      + hint, param_hint="--input")
+        if date_order is not None and "timestamp" in frame.columns:  # read one way, said here
+            from monitor.frames import in_date_order
+
+            frame["timestamp"] = in_date_order(frame["timestamp"], date_order)  # type: ignore[arg-type]
         no_time = not_times(frame["timestamp"])
         if len(frame) and no_time.all():  # the wrong column or format, not a few bad rows
             raise typer.BadParameter(

@@ -249,7 +249,7 @@ def year_last_dates(col: pd.Series) -> np.ndarray:
     return col.astype("string").str.fullmatch(_YEAR_LAST).fillna(False).to_numpy(dtype=bool)
 
 
-def _in_date_order(col: pd.Series, order: DateOrder | None) -> pd.Series:
+def in_date_order(col: pd.Series, order: DateOrder | None) -> pd.Series:
     """``col`` with its year-last dates rewritten as ISO dates in ``order`` (None: as
     missing values, so they are counted, never guessed).
 
@@ -289,7 +289,7 @@ def to_utc(col: pd.Series, tz: str | None = None, dst: Counter[str] | None = Non
     4 May, ``mdy``: April 5); without it they are NaT (:func:`year_last_dates` tells them
     from unreadable values).
     """
-    col = _in_date_order(col, date_order)
+    col = in_date_order(col, date_order)
     if tz is not None and tz != "UTC":
         return _local_to_utc(col, tz, dst)
     if pd.api.types.is_datetime64_any_dtype(col):

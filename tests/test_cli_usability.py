@@ -744,7 +744,17 @@ def test_score_warns_that_slash_dates_are_read_month_first_where_they_can_be() -
     text = " ".join(res.stderr.split())
     assert ("warning: timestamps such as '01/05/2026 10:00' are ambiguous: read month first "
             "(2026-01-05) where that is a date and day first otherwise ('13/05/2026 10:00' is "
-            "2026-05-13), so a day-first file gets its days mixed up; write ISO 8601") in text
+            "2026-05-13), so a day-first file gets its days mixed up; pass --date-order dmy "
+            "(or mdy), or write ISO 8601") in text
     iso = ["timestamp,value"] + [f"2026-05-{d:02d}T10:00,{d}" for d in range(1, 20)]
     res = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(iso) + "\n")
     assert res.exit_code == 0 and "ambiguous" not in res.stderr
+    # told which way: every row read day first, in day order, no warning
+    res = runner.invoke(app, ["score", "-d", "surprise", "--date-order", "dmy"],
+                        input="\n".join(rows) + "\n")
+    assert res.exit_code == 0 and "ambiguous" not in res.stderr
+    out = [line.split(",") for line in res.stdout.strip().splitlines()[1:]]
+    assert [v for _, v, _ in out] == [str(d) for d in range(1, 20)]  # 01/05 .. 19/05 in order
+    assert out[0][0].startswith("2026-05-01") and out[-1][0].startswith("2026-05-19")
+    bad = runner.invoke(app, ["score", "--date-order", "ymd"], input="\n".join(rows) + "\n")
+    assert bad.exit_code == 2 and "dmy or mdy" in bad.output
