@@ -3,7 +3,7 @@
 Why: ``requests``' ``timeout`` (which simple-salesforce and the GA4 client's REST transport
 pass through) bounds the connect and each socket read, never the response: a server or proxy
 trickling its body a few bytes at a time held a poll, and the tick, for as long as it liked.
-The http sources read their body against a deadline (:meth:`sources.http.HttpClient._send`);
+The http sources read their body against a deadline (:meth:`sources.http_client.HttpClient._send`);
 this does the same for a ``requests.Session``: the request is sent with ``stream=True`` and
 the body read in chunks against ``timeout`` on an injectable clock. Past it the response is
 closed and :class:`WholeResponseTimeout` (a ``requests.Timeout``: retriable) raised.

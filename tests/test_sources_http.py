@@ -1,4 +1,4 @@
-"""The shared HTTP base (``sources/http.py``) and ``type: http_json``: every pagination
+"""The shared HTTP base (``sources/http*.py``) and ``type: http_json``: every pagination
 style, JMESPath mapping, URL-template encoding, backoff and Retry-After with an injected
 sleep, rate limiting on a fake clock, classification, and secrets kept out of messages."""
 
