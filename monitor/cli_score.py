@@ -211,16 +211,18 @@ def slash_date_warning(stamps: pd.Series) -> str | None:
     >>> slash_date_warning(pd.Series(["2026-05-04T10:00Z", "13/05/2026", "05/05/2026"])) is None
     True
     """
-    parts = stamps.astype("string").str.extract(r"^\s*(\d{1,2})[/.](\d{1,2})[/.](\d{4})")
-    parts = parts.dropna().astype(int)
-    ambiguous = parts[(parts[0] <= 12) & (parts[1] <= 12) & (parts[0] != parts[1])]
+    from monitor.frames import year_last_parts
+
+    parts = year_last_parts(stamps)
+    first, second = parts["first"], parts["second"]
+    ambiguous = parts[(first <= 12) & (second <= 12) & (first != second)]
     if ambiguous.empty:
         return None
     month, day, year = ambiguous.iloc[0]
     said = (f"timestamps such as {str(stamps.loc[ambiguous.index[0]]).strip()!r} are "
             f"ambiguous: read month first ({year:04d}-{month:02d}-{day:02d}) where that is a "
             "date and day first otherwise")
-    day_first = parts[parts[0] > 12]
+    day_first = parts[first > 12]
     if len(day_first):
         d, m, y = day_first.iloc[0]
         said += (f" ({str(stamps.loc[day_first.index[0]]).strip()!r} is "

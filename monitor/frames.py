@@ -249,6 +249,18 @@ def year_last_dates(col: pd.Series) -> np.ndarray:
     return col.astype("string").str.fullmatch(_YEAR_LAST).fillna(False).to_numpy(dtype=bool)
 
 
+def year_last_parts(col: pd.Series) -> pd.DataFrame:
+    """The year-last dates of ``col`` as integers ``first``, ``second``, ``year`` (index: their
+    rows), for messages that show how each order would read them.
+
+    >>> year_last_parts(pd.Series(["x", "13.05.2026 10:00", "04-05-2026"])).values.tolist()
+    [[13, 5, 2026], [4, 5, 2026]]
+    """
+    hit = year_last_dates(col)
+    parts = col[hit].astype("string").str.extract(_YEAR_LAST)[[0, 2, 3]].astype(int)
+    return parts.set_axis(["first", "second", "year"], axis=1)
+
+
 def in_date_order(col: pd.Series, order: DateOrder | None) -> pd.Series:
     """``col`` with its year-last dates rewritten as ISO dates in ``order`` (None: as
     missing values, so they are counted, never guessed).

@@ -746,6 +746,12 @@ def test_score_warns_that_slash_dates_are_read_month_first_where_they_can_be() -
             "(2026-01-05) where that is a date and day first otherwise ('13/05/2026 10:00' is "
             "2026-05-13), so a day-first file gets its days mixed up; pass --date-order dmy "
             "(or mdy), or write ISO 8601") in text
+    # dashes are read the same way (04-05-2026 was 5 April too), and warned about alike
+    dashes = [row.replace("/", "-") for row in rows]
+    res = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(dashes) + "\n")
+    assert res.exit_code == 0, res.output
+    assert ("timestamps such as '01-05-2026 10:00' are ambiguous: read month first "
+            "(2026-01-05)") in " ".join(res.stderr.split())
     iso = ["timestamp,value"] + [f"2026-05-{d:02d}T10:00,{d}" for d in range(1, 20)]
     res = runner.invoke(app, ["score", "-d", "surprise"], input="\n".join(iso) + "\n")
     assert res.exit_code == 0 and "ambiguous" not in res.stderr
