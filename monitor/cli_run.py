@@ -51,7 +51,8 @@ opened; 2 for a bad option or config."""
     telemetry = Telemetry(cfg, store, clock=clock)
     on_tick = telemetry.chain(_log_tick)
     # --once exits after the tick: its fits must land in that tick's checkpoint.
-    fit_executor = (WaitingExecutor(fits.executor, where=fits.description, clock=clock)
+    fit_executor = (WaitingExecutor(fits.executor, where=fits.description, clock=clock,
+                                    **_stall_limits(cfg.executor))
                     if once else fits.executor)
     pipeline = Pipeline(cfg, store, clock=clock, console=console,
                         sources=telemetry.sources, fit_executor=fit_executor)
@@ -125,6 +126,17 @@ def _open_fit_executor(cfg: MonitorConfig, store: Store) -> FitExecutor:
         raise typer.Exit(1) from None
     logging.getLogger("monitor.cli").info("model fits run: %s", fits.description)
     return fits
+
+
+def _stall_limits(executor: object) -> dict[str, float]:
+    """``--once``'s wait for fits, from the executor's settings (inline has none: its fits
+    run on the tick)."""
+    limits = {}
+    if (warn := getattr(executor, "stall_warning", None)) is not None:
+        limits["warn_after"] = warn.total_seconds()
+    if (timeout := getattr(executor, "stall_timeout", None)) is not None:
+        limits["timeout"] = timeout.total_seconds()
+    return limits
 
 
 def _log_tick(result: TickResult) -> None:

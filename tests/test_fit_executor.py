@@ -229,6 +229,28 @@ def test_executor_config_is_strict_and_defaults_to_a_thread_pool() -> None:
         ("executor.address", "missing required key 'address'")]
 
 
+def test_once_stall_limits_are_settable_and_checked() -> None:
+    """``--once`` waited 60 s / 5 min for stalled fits whatever the pool: a slow Prophet pool
+    needs longer, a CI smoke run wants to fail sooner."""
+    from monitor.cli_run import _stall_limits
+
+    cfg = parse_config(config_text("executor: {type: dask, address: 'tcp://h:8786', "
+                                   "stall_warning: 30s, stall_timeout: 2m}\n"))
+    assert _stall_limits(cfg.executor) == {"warn_after": 30.0, "timeout": 120.0}
+    assert _stall_limits(parse_config(config_text()).executor) == {"warn_after": 60.0,
+                                                                   "timeout": 300.0}
+    assert _stall_limits(parse_config(config_text("executor: {type: inline}\n")).executor) == {}
+    with pytest.raises(ConfigError) as err:
+        parse_config(config_text("executor: {workers: 2, stall_warning: 10m, "
+                                 "stall_timeout: 0s}\n"))
+    assert [p.path for p in err.value.problems] == ["executor.stall_timeout"]
+    with pytest.raises(ConfigError) as err:
+        parse_config(config_text("executor: {workers: 2, stall_warning: 10m}\n"))
+    assert [(p.path, p.message) for p in err.value.problems] == [
+        ("executor", "stall_warning (10m) is after stall_timeout (5m): the warning would never "
+                     "be logged")]
+
+
 def test_open_executor_builds_each_local_kind() -> None:
     with open_executor(LocalExecutorConfig(workers=2)) as fits:
         assert isinstance(fits.executor, ThreadPoolExecutor)

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator, model_validator
 
 from monitor.config.fields import _STRICT, _non_negative, _positive
-from monitor.durations import Duration
+from monitor.durations import Duration, format_duration
 
 
 class SchedulerConfig(BaseModel):
@@ -34,7 +34,32 @@ class InlineExecutorConfig(BaseModel):
     type: Literal["inline"]
 
 
-class LocalExecutorConfig(BaseModel):
+class StallLimits(BaseModel):
+    """How long ``cxmon run --once`` waits for its fits when none finishes (a cluster without
+    workers accepts fits and never runs them): warn after ``stall_warning``, cancel after
+    ``stall_timeout``. Why settable: a big Prophet refit on a slow pool can take longer than
+    the defaults, and a CI smoke run wants to fail sooner."""
+
+    model_config = _STRICT
+
+    stall_warning: Duration = Field(timedelta(minutes=1), description="--once: log a warning "
+                                    "when no fit has finished for this long")
+    stall_timeout: Duration = Field(timedelta(minutes=5), description="--once: cancel the "
+                                    "waiting fits (retried on the next run) when none has "
+                                    "finished for this long")
+
+    _stall_positive = field_validator("stall_warning", "stall_timeout")(_positive)
+
+    @model_validator(mode="after")
+    def _warning_first(self) -> StallLimits:
+        if self.stall_warning > self.stall_timeout:
+            raise ValueError(f"stall_warning ({format_duration(self.stall_warning)}) is after "
+                             f"stall_timeout ({format_duration(self.stall_timeout)}): the "
+                             "warning would never be logged")
+        return self
+
+
+class LocalExecutorConfig(StallLimits):
     """Slow model fits (Prophet refits) run in a pool of this process, off the tick path."""
 
     model_config = _STRICT
@@ -45,7 +70,7 @@ class LocalExecutorConfig(BaseModel):
                             "(isolates a fit that crashes or leaks; costs start-up time).")
 
 
-class DaskExecutorConfig(BaseModel):
+class DaskExecutorConfig(StallLimits):
     """Slow model fits run on a Dask cluster (``dask.distributed``)."""
 
     model_config = _STRICT
