@@ -160,15 +160,38 @@ def build_measure_frame(
     return MeasureFrame(out[MEASURE_COLUMNS], series, +rejected, rows_in)
 
 
+def _combine(codes: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """One code per distinct combination of ``codes`` (parallel int arrays of length ``n``),
+    and the first row of each combination. Pairs are folded and re-factorized one column at
+    a time, so the combined code never exceeds rows x cardinality (no int64 overflow however
+    many dimensions).
+
+    >>> _combine([np.array([0, 1, 0, 1]), np.array([2, 2, 2, 0])], 4)[0].tolist()
+    [0, 1, 0, 2]
+    """
+    combined = np.zeros(n, dtype=np.int64)
+    for c in codes:
+        combined, _ = pd.factorize(combined * (int(c.max(initial=0)) + 1) + c)
+        combined = combined.astype(np.int64)
+    count = int(combined.max(initial=-1)) + 1
+    first = np.full(count, n, dtype=np.int64)
+    np.minimum.at(first, combined, np.arange(n, dtype=np.int64))
+    return combined, first
+
+
 def _rollup(
     df: pd.DataFrame, bucket: pd.Series, spec: MeasureSpec, rejected: Counter[str]
 ) -> tuple[pd.DataFrame, dict[str, Series]]:
     """Sum numerator and denominator per bucket and dimension grouping, then divide.
 
-    Columns are factorized once and every grouping is one ``np.unique`` + ``np.bincount``:
-    a tick is a few hundred rows, where pandas' per-groupby overhead would dominate.
+    Columns are factorized once; per grouping the series are factorized once (their keys
+    built once per series, not per bucket) and every (bucket, series) cell is one integer, so
+    the sums are one ``np.bincount``: a tick is a few hundred rows, where pandas' per-groupby
+    overhead would dominate, and a first tick's history is millions, where sorting rows of
+    codes (``np.unique(axis=0)``) and a key per row did (a third of a first tick's time).
     """
-    b_codes, b_uniques = pd.factorize(bucket, sort=True)
+    b_codes, b_uniques = pd.factorize(bucket, sort=True)  # sorted: code order is time order
+    b_codes = b_codes.astype(np.int64)
     codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for dim in (*spec.split_by, *spec.dimensions):
         c, u = pd.factorize(df[dim], sort=True)
@@ -177,12 +200,14 @@ def _rollup(
     counted = spec.denominator or spec.kind is ValueKind.MEAN
     den = df["den"].to_numpy(dtype=np.float64) if counted else None
     leaf_width = len(spec.split_by) + len(spec.dimensions)
+    n_rows = len(df)
     parts_ts, parts_key, parts_val, parts_num, parts_den = [], [], [], [], []
     series: dict[str, Series] = {}
     for grouping in spec.groupings():
-        columns = [b_codes.astype(np.int64)] + [codes[d][0] for d in grouping]
-        uniq, inv = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
-        inv = inv.reshape(-1)
+        s_code, first = _combine([codes[d][0] for d in grouping], n_rows)
+        n_series = len(first)
+        cell = b_codes * max(n_series, 1) + s_code
+        uniq, inv = np.unique(cell, return_inverse=True)
         n_sum = np.bincount(inv, weights=num, minlength=len(uniq))
         if den is None:
             d_sum = np.full(len(uniq), np.nan)
@@ -196,37 +221,45 @@ def _rollup(
             uniq, n_sum, d_sum = uniq[keep], n_sum[keep], d_sum[keep]
             value = n_sum / d_sum
         dims = tuple(g for g in grouping if g not in spec.split_by)
-        cache: dict[tuple[int, ...], str] = {}
-        keys = []
-        for row in uniq[:, 1:].tolist():
-            tup = tuple(row)
-            key = cache.get(tup)
-            if key is None:
-                labels = {**spec.labels}
-                for d, code in zip(grouping, tup, strict=True):
-                    labels[d] = str(codes[d][1][code])
-                key = series_key(spec.metric, labels)
-                cache[tup] = key
-                series[key] = Series(spec.metric, labels, dims)
-            keys.append(key)
-        parts_ts.append(b_uniques[uniq[:, 0]] if len(uniq) else b_uniques[:0])
-        parts_key.append(np.asarray(keys, dtype=object))
+        size = max(n_series, 1)
+        # series met in this grouping (a leaf whose every bucket had a zero denominator is
+        # none), keyed in order of first bucket then dimension values, as they are listed
+        cell_series = uniq % size
+        first_bucket = np.full(n_series, np.iinfo(np.int64).max)
+        np.minimum.at(first_bucket, cell_series, uniq // size)
+        met = np.flatnonzero(first_bucket < np.iinfo(np.int64).max)
+        row_of = first[met]
+        met = met[np.lexsort([codes[d][0][row_of] for d in reversed(grouping)]
+                             + [first_bucket[met]])]
+        keys = np.empty(n_series, dtype=object)
+        for s, row in zip(met.tolist(), first[met].tolist(), strict=True):
+            labels = {**spec.labels}
+            for d in grouping:
+                labels[d] = str(codes[d][1][codes[d][0][row]])
+            key = keys[s] = series_key(spec.metric, labels)
+            series[key] = Series(spec.metric, labels, dims)
+        parts_ts.append(uniq // size)  # bucket codes
+        parts_key.append(keys[cell_series])
         parts_val.append(value)
         parts_num.append(n_sum)
         parts_den.append(d_sum)
+    ts = np.concatenate(parts_ts) if parts_ts else np.array([], dtype=np.int64)
+    stamps = pd.DatetimeIndex(b_uniques)
+    key_col = np.concatenate(parts_key) if parts_key else np.array([], dtype=object)
+    # by time, then series key: the keys are ranked once (a few thousand strings), not
+    # compared row by row
+    rank, _ = pd.factorize(key_col, sort=True)
+    order = np.lexsort((rank, ts))
     out = pd.DataFrame(
         {
-            "timestamp": pd.DatetimeIndex(np.concatenate([np.asarray(p) for p in parts_ts]))
-            if parts_ts
+            "timestamp": stamps.take(ts[order]).tz_convert("UTC") if len(ts)
             else pd.DatetimeIndex([], tz="UTC"),
-            "series": np.concatenate(parts_key) if parts_key else np.array([], dtype=object),
-            "value": np.concatenate(parts_val) if parts_val else np.array([]),
-            "numerator": np.concatenate(parts_num) if parts_num else np.array([]),
-            "denominator": np.concatenate(parts_den) if parts_den else np.array([]),
+            "series": key_col[order],
+            "value": np.concatenate(parts_val)[order] if parts_val else np.array([]),
+            "numerator": np.concatenate(parts_num)[order] if parts_num else np.array([]),
+            "denominator": np.concatenate(parts_den)[order] if parts_den else np.array([]),
         }
     )
-    out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True)
-    out = out.sort_values(["timestamp", "series"], kind="stable", ignore_index=True)
     return out, series
 
 

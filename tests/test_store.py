@@ -411,6 +411,51 @@ def test_bulk_points_are_stored_exactly_as_the_row_by_row_path_stores_them(
                                   check_dtype=False)
 
 
+def test_sqlite_points_are_written_as_sqlalchemy_writes_them(tmp_path: Path) -> None:
+    """SQLite points skip SQLAlchemy's per-row processing (half of a first tick's time): the
+    stored text of every time, float and missing denominator must be what SQLAlchemy's own
+    insert stores, or an upsert would add a second point instead of correcting the first."""
+    from monitor.store.tables import points_t
+
+    store = Store.open(f"sqlite:///{tmp_path / 'fast.db'}")
+    series = make_series(3)
+    frame = _awkward_frame(series, 40, seed=3)
+    raw = "SELECT series_id, ts, value, numerator, denominator FROM points ORDER BY 1, 2"
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        ids = tx.series_ids([s.key for s in series])
+        tx.upsert_points(frame)
+    with store.engine.begin() as conn:
+        fast = conn.exec_driver_sql(raw).fetchall()
+        conn.exec_driver_sql("DELETE FROM points")
+        conn.execute(points_t.insert(), [
+            {"series_id": ids[k], "ts": ts.to_pydatetime(), "value": v, "numerator": n,
+             "denominator": None if math.isnan(d) else d}
+            for k, ts, v, n, d in frame[["series", "timestamp", "value", "numerator",
+                                         "denominator"]].itertuples(index=False)])
+        core = conn.exec_driver_sql(raw).fetchall()
+    assert len(fast) == len(frame) and fast == core
+    with store.transaction() as tx:  # written by SQLAlchemy, corrected by the fast path
+        tx.upsert_points(frame.assign(value=frame["value"] * 2))
+    again = store.load_points()
+    assert len(again) == len(frame)
+    assert np.allclose(np.sort(again["value"].to_numpy()),
+                       np.sort(frame["value"].to_numpy() * 2), rtol=0, atol=0)
+    # checkpoints take the same path: their time reads back as SQLAlchemy wrote it
+    from monitor.store.tables import detector_checkpoints_t as cp
+
+    with store.transaction() as tx:
+        tx.save_checkpoints("d", {series[0].key: b"\x00state"})
+    bind = cp.c.updated_at.type.dialect_impl(store.engine.dialect)
+    with store.engine.begin() as conn:
+        (text,) = conn.exec_driver_sql("SELECT updated_at FROM detector_checkpoints").one()
+        (at,) = conn.execute(sa.select(cp.c.updated_at)).one()
+    assert at.tzinfo is not None
+    assert text == bind.impl.bind_processor(store.engine.dialect)(at.replace(tzinfo=None))
+    assert store.load_checkpoints("d") == {series[0].key: b"\x00state"}
+    store.close()
+
+
 def test_bulk_checkpoints_round_trip_like_the_row_by_row_path(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,6 +27,8 @@ from monitor.store.bulk import (
     _float_or_none,
     _insert,
     _select_series_ids,
+    _sqlite_checkpoints,
+    _sqlite_points,
     _utc_index,
 )
 from monitor.store.column_types import _require_aware
@@ -164,6 +166,9 @@ class StoreTx:
         if self.conn.dialect.name == "postgresql" and len(df) >= COPY_MIN_ROWS:
             _copy_points(self.conn, series_ids, stamps, values, nums, dens)
             return len(df)
+        if self.conn.dialect.name == "sqlite":
+            _sqlite_points(self.conn, series_ids, stamps, values, nums, dens, WRITE_CHUNK)
+            return len(df)
         ins = _insert(self.conn, points_t)
         stmt = ins.on_conflict_do_update(
             index_elements=["series_id", "ts"],
@@ -209,6 +214,10 @@ class StoreTx:
         if self.conn.dialect.name == "postgresql" and len(states) >= COPY_MIN_ROWS:
             _copy_checkpoints(self.conn, detector, now,
                               [(ids[k], bytes(v)) for k, v in states.items()])
+            return
+        if self.conn.dialect.name == "sqlite":
+            _sqlite_checkpoints(self.conn, detector, now,
+                                [(ids[k], bytes(v)) for k, v in states.items()], WRITE_CHUNK)
             return
         rows = [
             {"detector": detector, "series_id": ids[k], "state": bytes(v), "updated_at": now}
