@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from monitor.config import MetricConfig
 from monitor.staleness import DEFAULT_NO_DATA_INTERVALS
 
-#: Default ``forget_after``: a month. Longer than any detector's seasonal memory needs to
-#: bridge a pause (robust_seasonal and seasonal_baseline model a week; a series silent for
-#: four of its seasons has a baseline too old to trust anyway), short enough that a churning
-#: dimension holds at most a month of its values.
+#: Default ``forget_after``: a month. robust_seasonal's baseline and noise memories have a
+#: half-life of a week by default and its season is a week: after four of them a silent
+#: series' state is mostly stale, so relearning costs little; and a churning dimension then
+#: holds at most a month of its values.
 DEFAULT_FORGET_AFTER = timedelta(days=30)
 #: Look for series to forget at most this often per metric, in bucket time.
 CHECK_EVERY = timedelta(hours=1)

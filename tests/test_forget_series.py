@@ -244,3 +244,23 @@ def test_forget_after_must_come_after_no_data(value: str) -> None:
     with pytest.raises(ConfigError) as err:
         _metric(f"forget_after: {value}")
     assert "metrics[0].forget_after" in str(err.value)
+
+
+def test_the_store_deletes_only_the_checkpoints_of_the_series_forgotten(store: Store) -> None:
+    from tests.test_store import make_frame, make_series
+
+    series = make_series(3)
+    a, b, c = (s.key for s in series)
+    with store.transaction() as tx:
+        tx.ensure_series(series)
+        tx.upsert_points(make_frame(series[:2], 2))  # c has no points
+        for name in ("m/fast", "m/fast#rules", "other/fast"):
+            tx.save_checkpoints(name, {a: b"1", b: b"2", c: b"3"})
+    with store.transaction() as tx:
+        assert tx.delete_checkpoints(["m/fast", "m/fast#rules"], [b, "unknown"]) == 2
+    assert store.load_checkpoints("m/fast") == {a: b"1", c: b"3"}
+    assert store.load_checkpoints("m/fast#rules") == {a: b"1", c: b"3"}
+    assert set(store.load_checkpoints("other/fast")) == {a, b, c}  # other names untouched
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    assert store.series_with_points_before([a, c, "unknown"], later) == {a}
+    assert store.series_with_points_before([a], datetime(2000, 1, 1, tzinfo=UTC)) == set()
