@@ -17,7 +17,7 @@ plus its delay: :func:`series_ttls`) is removed from ``/metrics`` until its next
 Monitor health: ``cxmon_ticks_total{cx_metric,outcome}``, ``cxmon_tick_duration_seconds``,
 ``cxmon_rows_total``, ``cxmon_rows_rejected_total{cx_metric,reason}``,
 ``cxmon_late_buckets_total{cx_metric,kind}`` (``kind``: new, corrected),
-``cxmon_series_forgotten_total{cx_metric}`` (series dropped after ``forget_after``),
+``cxmon_forgotten_series_total{cx_metric}`` (series dropped after ``forget_after``),
 ``cxmon_anomalies_total{cx_metric,journey,severity}``,
 ``cxmon_incidents_opened_total{journey,severity}``, ``cxmon_incidents_open{journey,severity}``,
 ``cxmon_notifications{receiver,status}``, ``cxmon_source_poll_seconds{source,type}``,
@@ -455,7 +455,8 @@ class Exporter:
             [m], registry=r,
         )
         self.series_forgotten = Counter(
-            "cxmon_series_forgotten", "Series forgotten after forget_after without data: "
+            # not cxmon_series_*: that prefix is the per-series gauges' (one per series key)
+            "cxmon_forgotten_series", "Series forgotten after forget_after without data: "
             "their detector state and checkpoints dropped (learned afresh if they return).",
             [m], registry=r,
         )

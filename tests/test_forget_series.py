@@ -206,12 +206,12 @@ def test_the_forgotten_series_are_counted_on_metrics(tmp_path) -> None:
     clock = FakeClock(T0 + STEP)
     p = make(tmp_path, clock)
     exp = Exporter.from_config(p.config, registry=CollectorRegistry(), clock=clock)
-    assert exp.registry.get_sample_value("cxmon_series_forgotten_total",
+    assert exp.registry.get_sample_value("cxmon_forgotten_series_total",
                                          {"cx_metric": "orders"}) == 0
     while clock.now() < GONE + 14 * STEP:
         clock.advance(STEP)
         exp.observe(p.tick("orders"))
-    assert exp.registry.get_sample_value("cxmon_series_forgotten_total",
+    assert exp.registry.get_sample_value("cxmon_forgotten_series_total",
                                          {"cx_metric": "orders"}) == 1
     p.close()
 
