@@ -264,3 +264,25 @@ def test_the_store_deletes_only_the_checkpoints_of_the_series_forgotten(store: S
     later = datetime(2030, 1, 1, tzinfo=UTC)
     assert store.series_with_points_before([a, c, "unknown"], later) == {a}
     assert store.series_with_points_before([a], datetime(2000, 1, 1, tzinfo=UTC)) == set()
+
+
+class Silent(Shop):
+    """Both campaigns stop at ``GONE``: the whole metric goes silent."""
+
+    def fetch(self, request: PollRequest) -> pd.DataFrame:
+        frame = super().fetch(request)
+        return frame[frame["ts"] < GONE]
+
+
+def test_a_whole_metric_silent_for_forget_after_forgets_every_series(tmp_path) -> None:
+    clock = FakeClock(T0 + STEP)
+    p = make(tmp_path, clock)
+    p.sources["shop"] = Silent()
+    assert run(p, clock, GONE + 14 * STEP) == 2  # a and b (split_by: no total)
+    assert not held(p, A) and not held(p, B)
+    assert checkpoint_rows(p.store, A) == [] and checkpoint_rows(p.store, B) == []
+    a = p.store.anomalies()
+    no_data = a[a["kind"] == "no_data"]
+    assert len(no_data)  # the metric's own staleness anomaly speaks for the silence ...
+    assert not no_data["series"].isin([A, B]).any()  # ... not one per forgotten series
+    p.close()
