@@ -17,6 +17,7 @@ plus its delay: :func:`series_ttls`) is removed from ``/metrics`` until its next
 Monitor health: ``cxmon_ticks_total{cx_metric,outcome}``, ``cxmon_tick_duration_seconds``,
 ``cxmon_rows_total``, ``cxmon_rows_rejected_total{cx_metric,reason}``,
 ``cxmon_late_buckets_total{cx_metric,kind}`` (``kind``: new, corrected),
+``cxmon_forgotten_series_total{cx_metric}`` (series dropped after ``forget_after``),
 ``cxmon_anomalies_total{cx_metric,journey,severity}``,
 ``cxmon_incidents_opened_total{journey,severity}``, ``cxmon_incidents_open{journey,severity}``,
 ``cxmon_notifications{receiver,status}``, ``cxmon_source_poll_seconds{source,type}``,
@@ -453,6 +454,12 @@ class Exporter:
             "Points not exported because the series cap (exporter.max_series) was reached.",
             [m], registry=r,
         )
+        self.series_forgotten = Counter(
+            # not cxmon_series_*: that prefix is the per-series gauges' (one per series key)
+            "cxmon_forgotten_series", "Series forgotten after forget_after without data: "
+            "their detector state and checkpoints dropped (learned afresh if they return).",
+            [m], registry=r,
+        )
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -490,6 +497,7 @@ class Exporter:
                 exp.rows_rejected.labels(m.name, reason)
             for kind in ("new", "corrected"):
                 exp.late_buckets.labels(m.name, kind)
+            exp.series_forgotten.labels(m.name)
             for detector in m.detectors:
                 exp.refit_seconds.labels(m.name, detector)
                 exp.refit_failures.labels(m.name, detector)
@@ -541,6 +549,8 @@ class Exporter:
         for detector, seconds in (getattr(result, "refits", None) or {}).items():
             for value in seconds if isinstance(seconds, list | tuple) else [seconds]:
                 self.refit_seconds.labels(metric, detector).observe(value)
+        if getattr(result, "forgotten", 0):
+            self.series_forgotten.labels(metric).inc(result.forgotten)
         for detector, n in (getattr(result, "refit_failures", None) or {}).items():
             self.refit_failures.labels(metric, detector).inc(n)
         for detector, n in (getattr(result, "fits_in_flight", None) or {}).items():

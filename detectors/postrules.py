@@ -222,6 +222,9 @@ class RuleState:
     def series(self) -> list[str]:
         return list(self._rows)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
     # -- missing data -------------------------------------------------------------------------
 
     def fill(self, batch: TickBatch) -> tuple[TickBatch, np.ndarray]:
@@ -338,6 +341,43 @@ class RuleState:
             out.append((keys[row], int(self._last[row] + after * self.interval_ns),
                         float(self._value[row]), int(self._last[row] + self.interval_ns)))
         return out
+
+    # -- forgetting ---------------------------------------------------------------------------
+
+    def stale(self, before_ns: int) -> list[str]:
+        """Series whose last real point started before ``before_ns``: gone so long that
+        keeping their state only costs memory (``forget_after``). One vectorized pass.
+
+        >>> rs = RuleState(PostRules(), timedelta(hours=1))
+        >>> H = 3_600 * 10**9
+        >>> _ = rs.decide(TickBatch.of(["a", "b"], [0, 5 * H], [1.0, 2.0]),
+        ...               Scores(*(np.zeros(2) for _ in range(4))))
+        >>> rs.stale(3 * H)
+        ['a']
+        """
+        unset = np.iinfo(np.int64).min
+        hits = np.flatnonzero((self._last != unset) & (self._last < before_ns))
+        return [self._keys[i] for i in hits]
+
+    def forget(self, series: Sequence[str]) -> None:
+        """Drop the state of ``series``; one that comes back starts afresh (warm-up,
+        streaks, no-data all as for a new series).
+
+        >>> rs = RuleState(PostRules(), timedelta(hours=1))
+        >>> _ = rs.decide(TickBatch.of(["a", "b"], [0, 0], [1.0, 2.0]),
+        ...               Scores(*(np.zeros(2) for _ in range(4))))
+        >>> rs.forget(["a"]); rs.series, sorted(rs.get_state())
+        (['b'], ['b'])
+        """
+        gone = {self._rows[k] for k in series if k in self._rows}
+        if not gone:
+            return
+        keep = np.array([i for i in range(len(self._keys)) if i not in gone], np.int64)
+        for name in self._ARRAYS:
+            setattr(self, name, getattr(self, name)[keep])
+        self._keys = [self._keys[i] for i in keep]
+        self._rows = {k: i for i, k in enumerate(self._keys)}
+        self.dirty.difference_update(series)
 
     # -- checkpoints --------------------------------------------------------------------------
 

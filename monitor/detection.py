@@ -135,6 +135,34 @@ class MetricDetectors:
         """Name under which a detector's state is checkpointed (unique per metric)."""
         return f"{self.metric}/{detector}"
 
+    def checkpoint_names(self) -> list[str]:
+        """Every checkpoint name this metric writes (detector states and post-rule states)."""
+        return [n for d in self.detectors
+                for n in (self.checkpoint_name(d), self.checkpoint_name(d) + "#rules")]
+
+    def stale(self, before: datetime) -> list[str]:
+        """Series whose newest real point started before ``before`` (first detector's
+        post-rule state, which every series of the metric goes through)."""
+        if not self.detectors:
+            return []
+        before_ns = int(pd.Timestamp(before).as_unit("ns").value)
+        return self.rule_states[next(iter(self.detectors))].stale(before_ns)
+
+    def forget(self, series: list[str]) -> None:
+        """Drop every per-series structure of ``series``: detector states, post-rule states
+        and the label and calendar caches. Why: series of churning dimension values
+        (campaign ids, app versions) would otherwise be kept in memory forever."""
+        for name, det in self.detectors.items():
+            det.forget(series)
+            self.rule_states[name].forget(series)
+        for key in series:
+            self._labels.pop(key, None)
+            self._cal_of.pop(key, None)
+
+    def knows(self, key: str) -> bool:
+        """Whether the metric holds state of series ``key`` (seen and not forgotten)."""
+        return bool(self.detectors) and key in self.rule_states[next(iter(self.detectors))]
+
     def set_executor(self, executor: Executor) -> None:
         """Run slow fits (detectors with ``set_executor``, e.g. Prophet) on ``executor``."""
         for det in self.detectors.values():

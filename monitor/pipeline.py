@@ -36,6 +36,7 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import MetricConfig, MonitorConfig
 from monitor.detection import MetricDetectors
 from monitor.durations import format_duration
+from monitor.forgetting import ForgetSchedule, forget_after
 from monitor.frames import (
     FrameError,
     MeasureFrame,
@@ -127,6 +128,8 @@ class TickResult:
     #: good tick (``cxmon_last_tick_timestamp_seconds``, ``/readyz``), so a replay or a test
     #: with a fake clock sees its own time, not the wall clock's. None for a skipped tick.
     finished_at: datetime | None = None
+    #: Series forgotten by the tick (``forget_after``): state and checkpoints dropped.
+    forgotten: int = 0
 
     @property
     def ok(self) -> bool:
@@ -137,6 +140,14 @@ class TickResult:
 class _Health:
     failures: int = 0
     retry_at: datetime | None = None
+
+
+def _some(keys: Sequence[str], shown: int = 3) -> str:
+    """``: a, b, c (+4 more)`` for a log line; empty for no keys."""
+    if not keys:
+        return ""
+    more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
+    return ": " + ", ".join(keys[:shown]) + more
 
 
 def measure_spec(metric: MetricConfig) -> MeasureSpec:
@@ -246,6 +257,8 @@ class Pipeline:
         self._cursors: dict[str, datetime | None] = {}
         #: series of each metric's latest poll: sizes a catch-up's chunks
         self._series_polled: dict[str, int] = {}
+        #: when each metric last looked for series to forget (``forget_after``)
+        self._forget = ForgetSchedule()
         # sources (issue 6): staleness rules, end of the newest bucket with rows, metrics
         self._staleness = {m.name: StalenessRule.for_metric(m) for m in config.metrics}
         self._last_data: dict[str, datetime | None] = {}
@@ -439,8 +452,11 @@ class Pipeline:
                         "check the source, the query and the timestamp column %r",
                         metric.name, metric.source, fetch_since.isoformat(),
                         until.isoformat(), metric.timestamp)
+        if result.silent_before is None:
+            self._say_returned(metric, dets, list(built.series), fetch_since)
         detected = dets.run(fresh, built.series, keep_scores=True, until=until,
                             metric_silent=bool(no_data))
+        forgotten = self._stale_series(metric, dets, until)
         self._settle_fits(dets)
         self._say_warming(metric, dets, until)
         self._say_calendar(metric, detected.calendar_days, dets.calendar_learners())
@@ -470,9 +486,11 @@ class Pipeline:
         with self.store.transaction() as tx:
             tx.ensure_series([*built.series.values(), *self._no_data_series(metric, no_data)])
             result.rows_stored += tx.upsert_points(built.frame)
-            keys = list(dict.fromkeys([*(learned or ()), *built.series]))
+            gone = set(forgotten or ())
+            keys = [k for k in dict.fromkeys([*(learned or ()), *built.series]) if k not in gone]
             for name, states in dets.checkpoints(keys).items():
                 tx.save_checkpoints(name, states)
+            deleted = tx.delete_checkpoints(dets.checkpoint_names(), forgotten or [])
             tx.add_anomalies(detected.anomalies)
             for change in changes:
                 self._persist_incident(tx, change)
@@ -489,6 +507,50 @@ class Pipeline:
         self._cursors[metric.name] = until
         self._series_polled[metric.name] = len(built.series)
         result.incidents += changes
+        if forgotten is not None:
+            self._forgot(metric, forgotten, deleted, until, result)
+
+    def _stale_series(self, metric: MetricConfig, dets: MetricDetectors, until: datetime
+                      ) -> list[str] | None:
+        """Forget (in memory) the series without a point for ``forget_after`` before
+        ``until``; the tick's transaction deletes their checkpoints. None: not due this tick
+        (at most one look an hour of bucket time) or forgetting is off. A tick that fails
+        after this reloads the detectors from the store, so nothing is half-forgotten."""
+        after = forget_after(metric)
+        if after is None or not self._forget.due(metric.name, until):
+            return None
+        stale = dets.stale(until - after)
+        dets.forget(stale)
+        return stale
+
+    def _forgot(self, metric: MetricConfig, forgotten: list[str], deleted: int,
+                until: datetime, result: TickResult) -> None:
+        """After the commit: the look is done; say what was forgotten."""
+        self._forget.done(metric.name, until)
+        self.store.forget_series_ids(forgotten)
+        result.forgotten += len(forgotten)
+        after = forget_after(metric)
+        assert after is not None
+        level = logging.INFO if forgotten else logging.DEBUG
+        log.log(level, "%s: forgot %d series without data for %s (as of %s; %d checkpoint "
+                "rows deleted)%s", metric.name, len(forgotten), format_duration(after),
+                until.isoformat(), deleted, _some(forgotten))
+
+    def _say_returned(self, metric: MetricConfig, dets: MetricDetectors, keys: list[str],
+                      before: datetime) -> None:
+        """Log once the series that come back after they were forgotten (new to the
+        detectors, yet with points stored long before): they are learned afresh, so no
+        alerts until warmed up again, which would otherwise look like a silent detector."""
+        if forget_after(metric) is None:
+            return
+        new = [k for k in keys if not dets.knows(k)]
+        if not new:
+            return
+        back = self.store.series_with_points_before(new, before)
+        if back:
+            log.info("%s: %d series came back after they were forgotten (no data for "
+                     "forget_after): learning them afresh%s", metric.name, len(back),
+                     _some(sorted(back)))
 
     def _check_late(self, metric: MetricConfig, repolled: pd.DataFrame, fetch_since: datetime,
                     since: datetime, until: datetime, result: TickResult) -> None:

@@ -32,7 +32,7 @@ from monitor.config.fields import (
     _unique,
 )
 from monitor.config.validator_errors import _raise
-from monitor.durations import Duration
+from monitor.durations import Duration, format_duration
 from monitor.model import Direction, ValueKind
 
 _VALUE_FORMS = (
@@ -158,6 +158,27 @@ class MetricConfig(BaseModel):
     #: ``cxmon backtest``, to tune it before it goes live) but neither polled nor scored by
     #: ``cxmon run``, and left out of ``/readyz``: a broken source or a metric under review
     enabled: bool = True
+    # -- forgetting series (monitor/forgetting.py) --
+    #: a series without a point for this long (bucket time) is forgotten: its detector and
+    #: post-rule state, in memory and in the store; if it comes back it is learned afresh.
+    #: None: the default (30 days, or twice ``no_data_after`` if that is longer); 0s: never
+    forget_after: Duration | None = None
+
+    @field_validator("forget_after")
+    @classmethod
+    def _forget_after_after_no_data(cls, value: timedelta | None, info: ValidationInfo
+                                    ) -> timedelta | None:
+        """Forgetting must come after the "no data" alert: a forgotten series can never
+        be reported missing again, so forgetting first would swallow that alert."""
+        if value is None or _non_negative(value) == timedelta(0):
+            return value
+        no_data = info.data.get("no_data_after")
+        interval = info.data.get("interval") or timedelta(minutes=5)
+        floor = max(no_data if no_data is not None else 3 * interval, interval)
+        if value <= floor:
+            raise ValueError(f"must be longer than no_data_after ({format_duration(floor)}) "
+                             "so the no-data alert fires first; 0s never forgets")
+        return value
 
     _interval_positive = field_validator("interval")(_positive)
     _delay_non_negative = field_validator("delay", "late_window", "history")(_non_negative)

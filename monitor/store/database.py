@@ -281,6 +281,25 @@ class Store:
         with self._read() as conn:
             return _select_series_ids(conn, keys)
 
+    def forget_series_ids(self, keys: Sequence[str]) -> None:
+        """Drop ``keys`` from the cache of series ids (their rows stay): a series forgotten
+        for good must not keep an entry per churned dimension value in memory either."""
+        for k in keys:
+            self._series_ids.pop(k, None)
+
+    def series_with_points_before(self, keys: Sequence[str], before: datetime) -> set[str]:
+        """The ones of ``keys`` that have a stored point starting before ``before`` (a series
+        met again after it was forgotten, rather than a new one)."""
+        out: set[str] = set()
+        before = _require_aware(before, "before")
+        with self._read() as conn:
+            for chunk in _chunks(list(dict.fromkeys(keys)), IN_CHUNK):
+                q = (sa.select(series_t.c.key).where(series_t.c.key.in_(chunk))
+                     .where(sa.exists().where(points_t.c.series_id == series_t.c.id,
+                                              points_t.c.ts < before)))
+                out.update(str(k) for k in conn.execute(q).scalars())
+        return out
+
     def load_checkpoints(
         self, detector: str, keys: Sequence[str] | None = None
     ) -> dict[str, bytes]:

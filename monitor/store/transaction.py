@@ -231,6 +231,21 @@ class StoreTx:
         for chunk in _chunks(rows, WRITE_CHUNK):
             self.conn.execute(stmt, list(chunk))
 
+    def delete_checkpoints(self, detectors: Sequence[str], keys: Sequence[str]) -> int:
+        """Delete the checkpoints of ``keys`` under every name in ``detectors``; returns rows
+        deleted. Why: a series forgotten (``forget_after``) must not be restored from its old
+        state after a restart. Series rows stay (points and anomalies refer to them)."""
+        if not detectors or not keys:
+            return 0
+        ids = list(self.series_ids(keys).values())
+        c = detector_checkpoints_t.c
+        deleted = 0
+        for chunk in _chunks(ids, IN_CHUNK):
+            res = self.conn.execute(sa.delete(detector_checkpoints_t).where(
+                c.detector.in_(list(detectors)), c.series_id.in_(list(chunk))))
+            deleted += max(int(res.rowcount), 0)
+        return deleted
+
     def add_anomalies(self, anomalies: Sequence[Anomaly]) -> list[str]:
         """Insert anomalies; returns the ids actually inserted (already-stored ones ignored)."""
         unique: dict[str, Anomaly] = {}
