@@ -16,7 +16,12 @@ from prometheus_client import CollectorRegistry
 
 from alerts.feedback_server import FeedbackApp, FeedbackServer
 from dashboards.exporter import Exporter
-from monitor.bounded_http import BUSY_RESPONSE, BoundedHTTPServer, DeadlineHandler
+from monitor.bounded_http import (
+    BUSY_RESPONSE,
+    BoundedHTTPServer,
+    DeadlineHandler,
+    _DeadlineWriter,
+)
 from monitor.clock import FakeClock
 from monitor.store import Store
 from tests.test_feedback_server import NOW, SECRET
@@ -140,3 +145,18 @@ def test_connections_over_the_cap_get_a_503_at_once_and_a_freed_slot_serves_agai
 def test_the_server_refuses_nonsense_limits() -> None:
     with pytest.raises(ValueError, match="positive"):
         BoundedHTTPServer(("127.0.0.1", 0), DeadlineHandler, max_connections=0)
+
+
+def test_the_answer_must_be_taken_within_the_deadline_of_its_first_byte() -> None:
+    """A client that stops reading cannot hold the thread: writes stop at the deadline."""
+    clock = FakeMonotonic()
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        out = _DeadlineWriter(server_side, 10.0, clock)
+        assert out.write(b"HTTP/1.0 200 OK\r\n") == 17  # the deadline starts here
+        clock.now += 9
+        out.write(b"Content-Length: 0\r\n\r\n")
+        clock.now += 2
+        with pytest.raises(TimeoutError):
+            out.write(b"late")
+        assert client_side.recv(1024) == b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"

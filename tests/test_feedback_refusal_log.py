@@ -68,3 +68,14 @@ def test_left_out_warnings_are_on_the_endpoints_metrics(store: Store) -> None:
     assert samples[("cxmon_feedback_warnings_suppressed_total", "bad_signature")] == 2
     assert samples[("cxmon_feedback_requests_refused_total", "bad_signature")] == 3
     assert samples[("cxmon_feedback_connections_busy_total", None)] == 0
+
+
+def test_connections_refused_as_busy_are_counted_and_logged_once_a_minute(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    app = FeedbackApp(store, SECRET, clock=FakeClock(NOW), responder=None)
+    caplog.set_level(logging.WARNING, logger="alerts.feedback_server")
+    for _ in range(3):
+        app.refused_busy(32)
+    assert _warnings(caplog) == ["feedback: refused a connection: 32 already being served (a "
+                                 "flood of connections or of slow clients?)"]
+    assert app.busy._value.get() == 3 and _suppressed(app, "busy") == 2
