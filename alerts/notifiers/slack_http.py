@@ -57,7 +57,8 @@ def same_origin_opener(ssl: Any = None, proxy: str | None = None) -> OpenerDirec
 
 
 class SlackWebClient(WebClient):
-    """``WebClient`` whose requests go through :func:`same_origin_opener`."""
+    """``WebClient`` whose requests go through :func:`same_origin_opener`. Bodies are read
+    as text: the notifier calls no method that answers gzip (``admin.analytics.getFile``)."""
 
     def _perform_urllib_http_request_internal(self, url: str,
                                               req: urllib.request.Request) -> dict[str, Any]:
