@@ -22,7 +22,9 @@ until it changes materially or resolves. What a click did is posted back to Slac
 click's ``response_url`` (:mod:`alerts.feedback_reply`).
 
 What an unauthenticated client can do is bounded: a body over 1 MiB is refused (413) unread,
-each read of a request times out after :data:`READ_TIMEOUT` (slow clients are dropped), every
+the whole request (line, headers, body) must arrive within :data:`READ_TIMEOUT` and at most
+:data:`MAX_CONNECTIONS` are served at once (:mod:`monitor.bounded_http`: slow clients are
+dropped, connections over the cap get an immediate 503), every
 refusal is the same ``401 invalid signature`` (stale or forged: no hint of the server's clock),
 and malformed input (non-ASCII signatures, JSON nested too deep) is a 4xx, never a 500.
 """
@@ -36,10 +38,10 @@ import logging
 import math
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -48,6 +50,8 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from alerts.acks import acknowledge
 from alerts.blocks import FEEDBACK_ACTIONS
 from alerts.feedback_reply import Responder, post_in_background, reply_for
+from alerts.throttled_log import ThrottledWarnings
+from monitor.bounded_http import BoundedHTTPServer, DeadlineHandler, Monotonic
 from monitor.clock import Clock, SystemClock
 from monitor.store import Store
 
@@ -56,10 +60,14 @@ __all__ = ["FeedbackApp", "FeedbackServer", "slack_signature"]
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
-#: Seconds a client may take for each read of its request (line, headers, body) before the
-#: connection is dropped: without it a client that opened a connection and sent nothing (or a
-#: byte a minute) held a server thread for ever, and enough of them exhausted the process.
+#: Seconds a client may take for its whole request (line, headers, body) before the
+#: connection is dropped: a timeout per read let a client sending a byte just before each
+#: timeout hold a server thread for ever, and enough of them exhausted the process.
 READ_TIMEOUT = 10.0
+#: Connections served at once; more get an immediate 503 (Slack retries a failed click).
+MAX_CONNECTIONS = 32
+#: Seconds between two logged warnings for the same kind of refused request.
+WARN_EVERY = 60.0
 #: Where the feedback endpoint serves its own metrics (unless the Slack path is this).
 METRICS_PATH = "/metrics"
 #: The classic text format that ``generate_latest`` writes (as the exporter's /metrics).
@@ -93,7 +101,8 @@ class FeedbackApp:
                  registry: CollectorRegistry | None = None,
                  responder: Responder | None = post_in_background,
                  serve_metrics: bool = True,
-                 reply_prefix: str = SLACK_RESPONSE_PREFIX) -> None:
+                 reply_prefix: str = SLACK_RESPONSE_PREFIX,
+                 warn_every: float = WARN_EVERY) -> None:
         self.store = store
         self.serve_metrics = serve_metrics
         #: posts what a click did to its ``response_url`` (None: no reply)
@@ -111,14 +120,31 @@ class FeedbackApp:
             "max_age), bad_signature, replay (a signature already accepted).",
             ["reason"], registry=None,
         )
+        self.busy = Counter(
+            "cxmon_feedback_connections_busy",
+            "Connections to the feedback endpoint answered 503 at once because "
+            "max_connections were being served.", registry=None,
+        )
+        self.warnings_suppressed = Counter(
+            "cxmon_feedback_warnings_suppressed",
+            "Refusal warnings not logged (at most one per reason per warn_every seconds), "
+            "by reason.", ["reason"], registry=None,
+        )
         for reason in ("stale", "bad_signature", "replay"):  # 0, not absent, until one
             self.refused.labels(reason)
+            self.warnings_suppressed.labels(reason)
+        self.warnings_suppressed.labels("busy")
+        #: refusals are logged at most once per reason per ``warn_every`` seconds: they come
+        #: from whoever can reach the endpoint, as fast as they like
+        self.warn = ThrottledWarnings(log, interval=warn_every, clock=self.clock,
+                                      counter=self.warnings_suppressed)
         #: What ``GET /metrics`` on the endpoint serves: this app's metrics only, even when
         #: ``registry`` is the exporter's (``cxmon run``), whose series stay on its own port.
         self.metrics_registry = CollectorRegistry()
-        self.metrics_registry.register(self.refused)
-        if registry is not None:
-            registry.register(self.refused)
+        for metric in (self.refused, self.busy, self.warnings_suppressed):
+            self.metrics_registry.register(metric)
+            if registry is not None:
+                registry.register(metric)
 
     def __repr__(self) -> str:
         return f"FeedbackApp(path={self.path!r})"
@@ -157,14 +183,15 @@ class FeedbackApp:
             return False
         now = self.clock.now().timestamp()
         if abs(now - ts) > self.max_age:
-            log.warning("feedback: refused a request %.0f s away from now (replay?)", now - ts)
+            self.warn("stale", "feedback: refused a request %.0f s away from now (replay?)",
+                      now - ts)
             self.refused.labels("stale").inc()
             return False
         expected = slack_signature(self._secret, timestamp, body).encode()
         # bytes, not str: compare_digest raises TypeError for a str with a non-ASCII
         # character, so an unsigned request with "X-Slack-Signature: é" was a 500 + traceback
         if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
-            log.warning("feedback: refused a request with a bad signature")
+            self.warn("bad_signature", "feedback: refused a request with a bad signature")
             self.refused.labels("bad_signature").inc()
             return False
         return self._first_time(signature, ts, now)
@@ -182,9 +209,15 @@ class FeedbackApp:
         cutoff = datetime.fromtimestamp(now, UTC) - timedelta(seconds=2 * self.max_age)
         if self.store.remember_feedback_request(signature, request_ts, purge_before=cutoff):
             return True
-        log.warning("feedback: refused a replayed request")
+        self.warn("replay", "feedback: refused a replayed request")
         self.refused.labels("replay").inc()
         return False
+
+    def refused_busy(self, serving: int) -> None:
+        """A connection was answered 503: ``serving`` (the cap) were being served."""
+        self.busy.inc()
+        self.warn("busy", "feedback: refused a connection: %d already being served (a flood "
+                  "of connections or of slow clients?)", serving)
 
     def _record(self, payload: Mapping[str, Any]) -> int:
         if payload.get("type") != "block_actions":
@@ -258,7 +291,7 @@ def _content_length(value: str | None) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-class _QuietServer(ThreadingHTTPServer):
+class _QuietServer(BoundedHTTPServer):
     """A client that hangs up before its answer (a timeout on Slack's side, a refused large
     body) is routine: socketserver printed a ConnectionReset / BrokenPipe traceback to stderr
     for it. Those go to the debug log; any other handler error to the log, with traceback."""
@@ -274,11 +307,13 @@ class _QuietServer(ThreadingHTTPServer):
 class FeedbackServer:
     """Serves a :class:`FeedbackApp` over HTTP in a background thread."""
 
-    def __init__(self, app: FeedbackApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: FeedbackApp, host: str = "127.0.0.1", port: int = 0, *,
+                 max_connections: int = MAX_CONNECTIONS,
+                 request_deadline: float | None = None,
+                 monotonic: Monotonic = time.monotonic) -> None:
         self.app = app
 
-        class _Handler(BaseHTTPRequestHandler):
-            timeout = READ_TIMEOUT  # a socket timeout on every read: no slow-loris client
+        class _Handler(DeadlineHandler):
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -305,8 +340,10 @@ class FeedbackServer:
 
             do_GET = do_POST = do_PUT = _do
 
-        self._httpd = _QuietServer((host, port), _Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer((host, port), _Handler, max_connections=max_connections,
+                                   request_deadline=request_deadline or READ_TIMEOUT,
+                                   monotonic=monotonic,
+                                   on_busy=lambda: app.refused_busy(max_connections))
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
                                         name="cxmon-feedback")
 

@@ -25,7 +25,8 @@ Monitor health: ``cxmon_ticks_total{cx_metric,outcome}``, ``cxmon_tick_duration_
 ``cxmon_detector_refit_seconds{cx_metric,detector}``,
 ``cxmon_detector_refit_failures_total{cx_metric,detector}``,
 ``cxmon_detector_fits_in_flight{cx_metric,detector}``, ``cxmon_last_tick_timestamp_seconds``,
-and the cardinality guard's ``cxmon_exporter_series`` / ``cxmon_exporter_series_dropped_total``.
+the cardinality guard's ``cxmon_exporter_series`` / ``cxmon_exporter_series_dropped_total``,
+and ``cxmon_exporter_connections_busy_total`` (connections answered 503 over the cap).
 
 Probes: ``/healthz`` is liveness (200 while the process serves: restarting cures nothing a
 failing source or receiver causes); ``/readyz`` is readiness, 200 only while every configured
@@ -49,7 +50,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -62,6 +62,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from monitor.bounded_http import BoundedHTTPServer, DeadlineHandler, Monotonic
 from monitor.frames import REJECT_REASONS
 from monitor.model import SEVERITY_LEVELS, parse_series_key, severity_name
 
@@ -79,8 +80,11 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 9464
-#: Seconds a client may take for each read of its request before it is dropped.
+#: Seconds a client may take for its whole request (line and headers) before it is dropped,
+#: and again for reading the answer (:mod:`monitor.bounded_http`).
 READ_TIMEOUT = 10.0
+#: Connections served at once (scrapers, probes); more get an immediate 503.
+MAX_CONNECTIONS = 16
 DEFAULT_MAX_SERIES = 10_000
 
 #: The label that carries the cxmon metric name on every per-series gauge.
@@ -392,6 +396,9 @@ class Exporter:
         m = METRIC_LABEL
         self.ticks = Counter("cxmon_ticks", "Ticks run, by outcome (ok, error, skipped).",
                              [m, "outcome"], registry=r)
+        self.connections_busy = Counter(
+            "cxmon_exporter_connections_busy", "Connections to the exporter answered 503 at "
+            "once because max_connections were being served.", registry=r)
         self.tick_seconds = Histogram(
             "cxmon_tick_duration_seconds", "Wall time of a tick (poll, detect, store).", [m],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r,
@@ -462,7 +469,7 @@ class Exporter:
         )
         self._open: dict[str, _Open] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: BoundedHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.ticks_seen = 0
         self.ready_windows = dict(ready_windows or {})
@@ -732,15 +739,16 @@ class Exporter:
         source would fail it again after a restart); readiness is :meth:`readiness`."""
         return {"status": "ok", "ticks": self.ticks_seen, "series": len(self.series)}
 
-    def start(self, address: str = DEFAULT_ADDRESS, port: int = DEFAULT_PORT) -> int:
+    def start(self, address: str = DEFAULT_ADDRESS, port: int = DEFAULT_PORT, *,
+              max_connections: int = MAX_CONNECTIONS, request_deadline: float | None = None,
+              monotonic: Monotonic = time.monotonic) -> int:
         """Serve ``/metrics``, ``/healthz`` and ``/readyz`` in a daemon thread; returns the
-        bound port (pass ``port=0`` for a free one)."""
+        bound port (pass ``port=0`` for a free one). A client must send its request within
+        ``request_deadline`` (:data:`READ_TIMEOUT`) and at most ``max_connections`` are
+        served at once: a slow or silent client, or a flood of them, cannot hold the threads."""
         exporter = self
 
-        class Handler(BaseHTTPRequestHandler):
-            #: a socket timeout on every read: a client that connects and sends nothing (or
-            #: a byte at a time) held a thread of the exporter for ever
-            timeout = READ_TIMEOUT
+        class Handler(DeadlineHandler):
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
@@ -772,8 +780,10 @@ class Exporter:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("exporter: " + format, *args)
 
-        self._server = ThreadingHTTPServer((address, port), Handler)
-        self._server.daemon_threads = True
+        self._server = BoundedHTTPServer(
+            (address, port), Handler, max_connections=max_connections,
+            request_deadline=request_deadline or READ_TIMEOUT, monotonic=monotonic,
+            on_busy=self.connections_busy.inc)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="cxmon-exporter", daemon=True
         )

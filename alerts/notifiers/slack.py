@@ -30,6 +30,7 @@ from alerts.blocks import render_message
 from alerts.notifiers.base import Notifier, NotifyError
 from alerts.notifiers.config import SlackReceiverConfig
 from alerts.notifiers.http import connection_reason, host_port, http_reason
+from alerts.notifiers.slack_http import SlackWebClient
 from alerts.receipts import MemoryReceipts, Receipt, Receipts
 from monitor.durations import retry_after_seconds
 
@@ -83,7 +84,8 @@ class SlackNotifier(Notifier):
         self.receipts: Receipts = receipts if receipts is not None else MemoryReceipts()
         base_url = config.api_url if config.api_url.endswith("/") else config.api_url + "/"
         # retry_handlers=[]: the outbox owns retries and backoff; the client never sleeps.
-        self.client = client or WebClient(
+        # SlackWebClient: a redirect to another host is refused (the token stays with Slack).
+        self.client = client or SlackWebClient(
             token=config.token.get_secret_value(), base_url=base_url,
             timeout=int(max(1, config.timeout)), retry_handlers=[], logger=SDK_LOG,
         )
@@ -233,7 +235,8 @@ def _api_error(api: str, exc: SlackApiError) -> NotifyError:
         return NotifyError(message, retryable=True, retry_after=retry_after)
     if status >= 500 or status in (408, 425, 0):
         return NotifyError(message, retryable=True, retry_after=retry_after)
-    if 400 <= status < 500:  # a wrong api_url path (404), a payload too large (413), ...
+    if 300 <= status < 500:  # a wrong api_url path (404), a payload too large (413), a
+        # redirect to another host (refused: alerts.notifiers.slack_http), ...
         return NotifyError(message, retryable=False)
     return NotifyError(message, retryable=error not in FATAL_ERRORS)
 
