@@ -14,6 +14,7 @@ from monitor.store import Store
 from monitor.store import retention as store_retention
 from monitor.store.tables import (
     delivery_receipts_t,
+    detector_checkpoints_t,
     incidents_t,
     notifications_t,
 )
@@ -111,6 +112,10 @@ def test_purge_history_prunes_every_growing_table_and_keeps_what_is_still_read(
         _notification(tx.conn, "n-dead", "inc-done", "dead")
         _notification(tx.conn, "n-pending", "inc-done", "pending")
         _notification(tx.conn, "n-open", "inc-open", "sent")
+        tx.save_checkpoints("m/gone_detector", {series[0].key: b"old"})
+    with store.transaction() as tx:  # a later tick rewrites the live detector's states
+        tx.conn.execute(sa.update(detector_checkpoints_t).values(updated_at=OLD))
+        tx.save_checkpoints("m/robust_seasonal", {s.key: b"new" for s in series})
     old = {a.series: a.id for a in (_anomaly(s, OLD) for s in series)}
     store.add_feedback(old[series[1].key], "confirmed")  # the detectors learn from it
     with store.transaction() as tx:
@@ -119,7 +124,9 @@ def test_purge_history_prunes_every_growing_table_and_keeps_what_is_still_read(
     deleted = store.purge_history(CUTOFF)
 
     assert deleted == {"points": 4, "anomalies": 2, "ticks": 1, "notifications": 2,
-                       "delivery_receipts": 3}
+                       "delivery_receipts": 3, "detector_checkpoints": 1}
+    assert store.load_checkpoints("m/gone_detector") == {}
+    assert store.load_checkpoints("m/robust_seasonal") == {s.key: b"new" for s in series}
     assert list(deleted) == list(store_retention.TABLES)
     assert _count(store, "points") == 4 and _count(store, "ticks") == 1
     with store.engine.connect() as conn:

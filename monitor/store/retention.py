@@ -14,6 +14,10 @@ What is kept whatever its age, because something still reads it:
 - pending notifications (not delivered yet), and the notifications and delivery receipts of
   open incidents (follow-ups find the incident's Slack thread in its first receipt).
 
+Detector checkpoints go when no tick has written them since the cutoff: those of a detector
+renamed or removed in the config (``forget_after`` only forgets series of live detectors) or
+of a metric paused (or failing) for the whole retention, which then learns afresh.
+
 Every delete is a range on an indexed time column (``ix_points_ts``, ``ix_anomalies_ts``,
 ``ix_ticks_started_at``, ``ix_notifications_created_at``,
 ``ix_delivery_receipts_started_at``): the cost is proportional to what is deleted, not to the
@@ -33,6 +37,7 @@ from monitor.store.column_types import UTCDateTime, _require_aware
 from monitor.store.tables import (
     anomalies_t,
     delivery_receipts_t,
+    detector_checkpoints_t,
     feedback_t,
     incidents_t,
     notifications_t,
@@ -46,7 +51,8 @@ POINT_SLICE = timedelta(hours=1)
 #: notifications in these states are done with; ``pending`` ones are still to be delivered
 FINISHED = ("sent", "dead", "suppressed")
 #: what :func:`purge_history` reports, in this order
-TABLES = ("points", "anomalies", "ticks", "notifications", "delivery_receipts")
+TABLES = ("points", "anomalies", "ticks", "notifications", "delivery_receipts",
+          "detector_checkpoints")
 
 Write = Callable[[], AbstractContextManager[Connection]]
 
@@ -108,4 +114,8 @@ def statements(cutoff: datetime) -> dict[str, sa.Delete]:
             n.c.created_at < cutoff, n.c.status.in_(FINISHED), n.c.incident_key.not_in(open_keys)),
         "delivery_receipts": sa.delete(r).where(
             r.c.started_at < cutoff, r.c.incident_key.not_in(open_keys)),
+        # a state no tick has written since the cutoff belongs to a detector renamed or
+        # removed in the config, or a metric paused that long: nothing restores it usefully
+        "detector_checkpoints": sa.delete(detector_checkpoints_t).where(
+            detector_checkpoints_t.c.updated_at < cutoff),
     }
