@@ -18,6 +18,7 @@ from rich.text import Text
 from alerts.changes import describe
 from alerts.display import Names
 from alerts.notifiers.base import Notifier
+from alerts.numbers import band, shown, volume_text
 from monitor.model import severity_name
 
 #: Colour per severity level (:data:`monitor.model.SEVERITY_LEVELS`).
@@ -137,7 +138,8 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
     one_metric = len({a.get("metric") for a in anomalies}) == 1
     table.add_column("where" if one_metric else "metric · where", overflow="fold", ratio=1)
     table.add_column("UTC", no_wrap=True)
-    for col in ("value", "expected", "band", "change", "sev"):
+    volumes = any(volume_text(a) for a in anomalies)  # a ratio's or mean's denominator
+    for col in ("value", *(("from",) if volumes else ()), "expected", "band", "change", "sev"):
         table.add_column(col, justify="right", no_wrap=True)
     for a in anomalies:
         labels = a.get("labels") or {}
@@ -147,10 +149,10 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
         table.add_row(
             where if one_metric else f"{names.metric(a.get('metric', a['series']))} · {where}",
             str(a["timestamp"])[5:16].replace("T", " "),
-            "no data" if silent else format_number(a["value"], a.get("unit")),
-            "–" if silent else format_number(a["expected"], a.get("unit")),
-            "–" if silent else (f"{format_number(a['lower'], a.get('unit'))}–"
-                                f"{format_number(a['upper'], a.get('unit'))}"),
+            "no data" if silent else shown(a, "value"),
+            *((volume_text(a).removeprefix("from ") or "–",) if volumes else ()),
+            "–" if silent else shown(a, "expected"),
+            "–" if silent else band(a),
             silent or format_change(a.get("change")),
             f"[{severity_colour(int(a['severity']))}]{a['severity']}[/]",
         )
