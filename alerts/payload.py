@@ -49,7 +49,7 @@ def incident_payload(
     (``text``). With display ``names`` (:mod:`alerts.display`), the title reads them, each
     anomaly adds ``title`` / ``display``, and ``display`` carries the names the notifiers
     need; identifiers (``metric``, ``labels``, ``group``) are unchanged."""
-    names = names or Names()
+    names = Names() if names is None else names  # formats, even without any name
     # a ratio with a unit of its own (an average order value in EUR) reads as a plain number
     percent = {m for m in percent if not names.formats.get(m, {}).get("unit")}
     inc = change.incident
