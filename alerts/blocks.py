@@ -318,7 +318,8 @@ def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:
                   f" {float(mix.get('share_now') or 0):.0%} of the volume")
     elif not driven and any(name in ("", metric) for name, _ in spread_items(raw)):
         driven = ", on every dimension value alike"
-    numbers = f"{_value(top)} vs {shown(top, 'expected')} expected"
+    # no volume here: the header puts these in parentheses, the worst-anomaly line says it
+    numbers = f"{shown(top, 'value')} vs {shown(top, 'expected')} expected"
     return (f"{scope} · {title} {format_change(top.get('change'))}", numbers,
             f"{loc}{driven}{also}")
 

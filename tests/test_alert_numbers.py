@@ -82,6 +82,7 @@ def test_bad_settings_are_listed_by_path_all_at_once() -> None:
     bad = CONFIG.replace("scale_max: 5,", "scale_max: 0,").replace(
         "unit: tickets,", "unit: tickets, volume_unit: people,").replace(
         "decimals: 0,", "decimals: 9,").replace(
+        "volume_unit: calls,", f"volume_unit: {'x' * 31},").replace(
         "value: {ratio: [abandoned, sessions]},",
         "value: {ratio: [abandoned, sessions]}, scale_max: 1, unit: '%',").replace(
         "value: {sum: eur},", "value: {sum: eur}, unit: \"\",")
@@ -92,7 +93,8 @@ def test_bad_settings_are_listed_by_path_all_at_once() -> None:
     else:
         raise AssertionError("the bad settings loaded")
     assert set(problems) == {"metrics[0].scale_max", "metrics[1].volume_unit",
-                             "metrics[2].decimals", "metrics[4].scale_max", "metrics[5].unit"}
+                             "metrics[2].decimals", "metrics[2].volume_unit",
+                             "metrics[4].scale_max", "metrics[5].unit"}
     assert "a sum has no volume" in problems["metrics[1].volume_unit"]
     assert "reads as a percentage" in problems["metrics[4].scale_max"]
 
@@ -161,7 +163,7 @@ def test_a_no_data_anomaly_has_no_text() -> None:
 def test_slack_prints_the_scale_and_the_volume() -> None:
     p = payload(anomaly("csat", 3.1, 4.302, volume=14.0))
     _, numbers, _ = summary(p)
-    assert numbers == "3.10 / 5 (from 14 responses) vs 4.30 / 5 expected"
+    assert numbers == "3.10 / 5 vs 4.30 / 5 expected"  # the header's: short
     text = json.dumps(render_message(p), ensure_ascii=False)
     assert "*Value 3.10 / 5* (from 14 responses) vs expected 4.30 / 5 (band 3.87–4.73 / 5)" \
         in text

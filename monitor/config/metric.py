@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     GetJsonSchemaHandler,
@@ -28,12 +29,16 @@ from monitor.config.fields import (
     DisplayName,
     LabelName,
     _non_negative,
+    _one_line,
     _positive,
     _unique,
 )
 from monitor.config.validator_errors import _raise
 from monitor.durations import Duration
 from monitor.model import Direction, ValueKind
+
+#: A unit or a volume's noun in alert text (``ms``, ``responses``): one short line.
+UnitText = Annotated[str, Field(min_length=1, max_length=30), AfterValidator(_one_line)]
 
 _VALUE_FORMS = (
     "value must be one of: a column name (value: orders), {sum: column}, "
@@ -155,15 +160,19 @@ class MetricConfig(BaseModel):
     # How alert messages print the values (alerts/numbers.py; README "Config reference"):
     #: text after each value (``%``, ``ms``, ``tickets``, ``EUR``); a ratio reads as a
     #: percentage without it, as a plain number with any other unit (an average order value)
-    unit: DisplayName | None = Field(default=None, max_length=20)
+    unit: UnitText | None = Field(default=None, description=(
+        "text after each value in alerts: %, ms, tickets, EUR (a ratio: a plain number)"))
     #: the top of the value's scale: a CSAT out of 5 prints ``3.53 / 5``
-    scale_max: float | None = Field(default=None, gt=0)
+    scale_max: float | None = Field(default=None, gt=0, description=(
+        "the top of the value's scale: a CSAT out of 5 prints 3.53 / 5"))
     #: digits after the point (default: whole numbers for a sum of whole counts, else 3
     #: significant digits)
-    decimals: int | None = Field(default=None, ge=0, le=6)
+    decimals: int | None = Field(default=None, ge=0, le=6, description=(
+        "digits after the point in alerts (default: a sum of whole counts prints whole)"))
     #: what the volume behind a ratio or mean counts: ``(from 14 responses)`` (default: the
     #: denominator or count column, "responses" for a mean over rows)
-    volume_unit: DisplayName | None = Field(default=None, max_length=40)
+    volume_unit: UnitText | None = Field(default=None, description=(
+        "what the volume behind a ratio or mean counts: (from 14 responses)"))
     #: false: the top-level ``calendar`` (holidays, events) does not apply to this metric
     calendar: bool = True
     #: false: paused. Kept in the config (its stored history, dashboards, routes and
