@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["anomaly_format", "band", "formats_from_config", "number", "shown", "suffix",
-           "text_fields", "volume_text"]
+           "text_fields", "volume_count",
+           "volume_text"]
 
 #: units written against the number (``58%``); any other unit follows a space (``120 ms``)
 _ATTACHED = ("%", "‰")
@@ -152,12 +153,22 @@ def volume_text(a: Mapping[str, Any]) -> str:
     >>> volume_text({"volume": 14.0}), volume_text({"volume": None})
     ('from 14', '')
     """
+    if not (count := volume_count(a)):
+        return ""
+    noun = _format(a).get("volume_unit")
+    return f"from {count} {noun}" if noun else f"from {count}"
+
+
+def volume_count(a: Mapping[str, Any]) -> str:
+    """The volume alone, ``1,204`` (``""`` without one), for a column headed by its noun.
+
+    >>> volume_count({"volume": 1204.0}), volume_count({"volume": 2.5}), volume_count({})
+    ('1,204', '2.50', '')
+    """
     v = a.get("volume")
     if not isinstance(v, int | float) or not math.isfinite(v):
         return ""
-    count = f"{float(v):,.0f}" if float(v).is_integer() or abs(v) >= 100 else _plain(float(v))
-    noun = _format(a).get("volume_unit")
-    return f"from {count} {noun}" if noun else f"from {count}"
+    return f"{float(v):,.0f}" if float(v).is_integer() or abs(v) >= 100 else _plain(float(v))
 
 
 def text_fields(a: Mapping[str, Any]) -> dict[str, str]:

@@ -179,17 +179,38 @@ def test_slack_prints_a_count_whole_with_its_unit() -> None:
     assert "csat · total: 3.10 / 5 (from 14 responses) vs 4.30 / 5" in text  # related line
 
 
-def test_the_console_prints_units_and_a_from_column() -> None:
+def console_lines(*anomalies: Anomaly) -> list[str]:
     console = Console(record=True, width=160, file=io.StringIO())
-    ConsoleNotifier(console).send(payload(anomaly("csat", 3.1, 4.302, volume=14.0),
-                                          anomaly("complaints", 14.0, 41.7)))
-    lines = console.export_text().splitlines()
-    header = next(line for line in lines if "expected" in line and "value" in line)
-    assert "from" in header
-    csat = next(line for line in lines if "csat" in line and "01-27" in line)
-    assert "3.10 / 5" in csat and "14 responses" in csat and "3.87–4.73 / 5" in csat
-    complaints = next(line for line in lines if "complaints" in line and "01-27" in line)
+    ConsoleNotifier(console).send(payload(*anomalies))
+    return console.export_text().splitlines()
+
+
+def cells(lines: list[str], needle: str) -> list[str]:
+    line = next(line for line in lines if needle in line)
+    return [c.strip() for c in line.replace("┃", "│").split("│")]
+
+
+def test_the_console_prints_units_and_a_volume_column_named_by_its_noun() -> None:
+    lines = console_lines(anomaly("csat", 3.1, 4.302, volume=14.0),
+                          anomaly("complaints", 14.0, 41.7))
+    header = cells(lines, "expected")
+    assert header[header.index("value") + 1] == "responses"  # the noun heads the column
+    csat = cells(lines, "csat ·")
+    assert csat[csat.index("3.10 / 5") + 1] == "14" and "3.87–4.73 / 5" in csat
+    complaints = cells(lines, "complaints ·")
+    assert complaints[complaints.index("14 tickets") + 1] == "–"
     assert "42 tickets" in complaints and "38–46 tickets" in complaints
+
+
+def test_the_console_volume_column_names_each_noun_when_they_differ() -> None:
+    lines = console_lines(anomaly("csat", 3.1, 4.302, volume=14.0),
+                          anomaly("handle_time", 412.4, 305.6, volume=1204.0))
+    header = cells(lines, "expected")
+    assert header[header.index("value") + 1] == "from"
+    assert "1,204 calls" in cells(lines, "handle_time ·")
+    assert "14 responses" in cells(lines, "csat ·")
+    plain = console_lines(anomaly("complaints", 14.0, 41.7))
+    assert "from" not in cells(plain, "expected")  # no volume, no column
 
 
 def test_webhook_and_pagerduty_carry_the_printed_numbers() -> None:

@@ -18,7 +18,7 @@ from rich.text import Text
 from alerts.changes import describe
 from alerts.display import Names
 from alerts.notifiers.base import Notifier
-from alerts.numbers import band, shown, volume_text
+from alerts.numbers import band, shown, volume_count, volume_text
 from monitor.model import severity_name
 
 #: Colour per severity level (:data:`monitor.model.SEVERITY_LEVELS`).
@@ -138,8 +138,9 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
     one_metric = len({a.get("metric") for a in anomalies}) == 1
     table.add_column("where" if one_metric else "metric · where", overflow="fold", ratio=1)
     table.add_column("UTC", no_wrap=True)
-    volumes = any(volume_text(a) for a in anomalies)  # a ratio's or mean's denominator
-    for col in ("value", *(("from",) if volumes else ()), "expected", "band", "change", "sev"):
+    volumes = any(volume_count(a) for a in anomalies)  # a ratio's or mean's denominator
+    noun = _volume_header(anomalies)
+    for col in ("value", *((noun,) if volumes else ()), "expected", "band", "change", "sev"):
         table.add_column(col, justify="right", no_wrap=True)
     for a in anomalies:
         labels = a.get("labels") or {}
@@ -150,13 +151,28 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
             where if one_metric else f"{names.metric(a.get('metric', a['series']))} · {where}",
             str(a["timestamp"])[5:16].replace("T", " "),
             "no data" if silent else shown(a, "value"),
-            *((volume_text(a).removeprefix("from ") or "–",) if volumes else ()),
+            *((_volume_cell(a, noun),) if volumes else ()),
             "–" if silent else shown(a, "expected"),
             "–" if silent else band(a),
             silent or format_change(a.get("change")),
             f"[{severity_colour(int(a['severity']))}]{a['severity']}[/]",
         )
     return table
+
+
+def _volume_header(anomalies: list[Mapping[str, Any]]) -> str:
+    """The volume column's header: what the volumes count when the rows agree (``responses``),
+    else ``from`` (then each cell names it): short, so a narrow terminal keeps ``where``."""
+    nouns = {str((a.get("format") or {}).get("volume_unit") or "") for a in anomalies
+             if volume_count(a)}
+    return (nouns.pop() or "from") if len(nouns) == 1 else "from"
+
+
+def _volume_cell(a: Mapping[str, Any], header: str) -> str:
+    """``840`` under a header that names the noun, ``840 calls`` under ``from``; ``–``."""
+    if header != "from":
+        return volume_count(a) or "–"
+    return volume_text(a).removeprefix("from ") or "–"
 
 
 #: What an alert says for a measure whose change every dimension value shares.
