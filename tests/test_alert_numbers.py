@@ -179,8 +179,8 @@ def test_slack_prints_a_count_whole_with_its_unit() -> None:
     assert "csat · total: 3.10 / 5 (from 14 responses) vs 4.30 / 5" in text  # related line
 
 
-def console_lines(*anomalies: Anomaly) -> list[str]:
-    console = Console(record=True, width=160, file=io.StringIO())
+def console_lines(*anomalies: Anomaly, width: int = 160) -> list[str]:
+    console = Console(record=True, width=width, file=io.StringIO())
     ConsoleNotifier(console).send(payload(*anomalies))
     return console.export_text().splitlines()
 
@@ -211,6 +211,12 @@ def test_the_console_volume_column_names_each_noun_when_they_differ() -> None:
     assert "14 responses" in cells(lines, "csat ·")
     plain = console_lines(anomaly("complaints", 14.0, 41.7))
     assert "from" not in cells(plain, "expected")  # no volume, no column
+
+
+def test_a_narrow_console_leaves_the_volume_out_and_keeps_where_readable() -> None:
+    lines = console_lines(anomaly("csat", 3.1, 4.302, volume=14.0), width=80)
+    assert "responses" not in cells(lines, "expected")
+    assert "all" in cells(lines, "3.10 / 5")  # one metric: the where column is "all"
 
 
 def test_webhook_and_pagerduty_carry_the_printed_numbers() -> None:

@@ -47,7 +47,7 @@ class ConsoleNotifier(Notifier):
         if payload.get("repeat") and payload.get("status") != "resolved":
             self.console.print(reminder_line(payload), no_wrap=True, overflow="ellipsis")
             return
-        self.console.print(render_panel(payload))
+        self.console.print(render_panel(payload, width=self.console.width))
 
 
 def reminder_line(payload: Mapping[str, Any]) -> str:
@@ -88,8 +88,14 @@ def _wide_for_logs(console: Console) -> Console:
     return console
 
 
-def render_panel(payload: Mapping[str, Any]) -> Panel:
-    """A rich panel: one row per anomaly with value, expected, band, change and severity."""
+#: Narrower than this, the table leaves out the volume column: ``where`` would fold to a few
+#: letters a line (Slack's lines still say the volume)
+VOLUME_MIN_WIDTH = 100
+
+
+def render_panel(payload: Mapping[str, Any], *, width: int | None = None) -> Panel:
+    """A rich panel: one row per anomaly with value, its volume (from ``width`` columns on;
+    always without a width), expected, band, change and severity."""
     severity = int(payload.get("severity", 0))
     status = payload.get("status", "firing")
     colour = "green" if status == "resolved" else severity_colour(severity)
@@ -97,7 +103,8 @@ def render_panel(payload: Mapping[str, Any]) -> Panel:
     anomalies = payload.get("anomalies", [])
     names = Names.from_payload(payload)
     if anomalies:
-        body = _anomaly_table(anomalies, payload.get("group") or {}, names)
+        body = _anomaly_table(anomalies, payload.get("group") or {}, names,
+                              volumes=width is None or width >= VOLUME_MIN_WIDTH)
         more = int(payload.get("anomalies_total", len(anomalies))) - len(anomalies)
         if more > 0:
             table = body
@@ -132,13 +139,13 @@ def _verb(payload: Mapping[str, Any]) -> str:
 
 
 def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
-                   names: Names) -> Table:
+                   names: Names, *, volumes: bool = True) -> Table:
     """One row per anomaly; the series is shown as metric + the labels the title lacks."""
     table = Table(expand=True, show_edge=False, pad_edge=False)
     one_metric = len({a.get("metric") for a in anomalies}) == 1
     table.add_column("where" if one_metric else "metric · where", overflow="fold", ratio=1)
     table.add_column("UTC", no_wrap=True)
-    volumes = any(volume_count(a) for a in anomalies)  # a ratio's or mean's denominator
+    volumes = volumes and any(volume_count(a) for a in anomalies)  # a ratio's or mean's
     noun = _volume_header(anomalies)
     for col in ("value", *((noun,) if volumes else ()), "expected", "band", "change", "sev"):
         table.add_column(col, justify="right", no_wrap=True)
