@@ -34,6 +34,7 @@ from alerts.notifiers.console import (
     mix_text,
     no_data_text,
 )
+from alerts.numbers import band, shown, volume_text
 from dashboards.links import grafana_link as dashboard_link
 from monitor.model import severity_name
 
@@ -317,8 +318,8 @@ def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:
                   f" {float(mix.get('share_now') or 0):.0%} of the volume")
     elif not driven and any(name in ("", metric) for name, _ in spread_items(raw)):
         driven = ", on every dimension value alike"
-    numbers = (f"{format_number(top.get('value'), top.get('unit'))} vs "
-               f"{format_number(top.get('expected'), top.get('unit'))} expected")
+    # no volume here: the header puts these in parentheses, the worst-anomaly line says it
+    numbers = f"{shown(top, 'value')} vs {shown(top, 'expected')} expected"
     return (f"{scope} · {title} {format_change(top.get('change'))}", numbers,
             f"{loc}{driven}{also}")
 
@@ -412,12 +413,21 @@ def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -
     return (
         f"*{title}* · {where}"
         f" at {_when(a.get('timestamp'))}\n"
-        f"*Value {format_number(a.get('value'), a.get('unit'))}* vs expected "
-        f"{format_number(a.get('expected'), a.get('unit'))}"
-        f" (band {format_number(a.get('lower'), a.get('unit'))}–"
-        f"{format_number(a.get('upper'), a.get('unit'))}),"
+        f"*Value {shown(a, 'value')}*{_volume(a)} vs expected "
+        f"{shown(a, 'expected')} (band {band(a)}),"
         f" *{format_change(a.get('change'))}*{_points(a)} · sev {a.get('severity', 0)}"
     )
+
+
+def _value(a: Mapping[str, Any]) -> str:
+    """The observed value and, when known, its volume: ``3.10 / 5 (from 14 responses)``."""
+    return f"{shown(a, 'value')}{_volume(a)}"
+
+
+def _volume(a: Mapping[str, Any]) -> str:
+    """`` (from 14 responses)`` behind a ratio or mean; ``""`` without a volume."""
+    vol = volume_text(a)
+    return f" ({vol})" if vol else ""
 
 
 def _points(a: Mapping[str, Any]) -> str:
@@ -486,8 +496,7 @@ def _related_line(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) 
                 f" sev {a.get('severity', 0)}, {ts}")
     return (
         f"• {title} · {where}:"
-        f" {format_number(a.get('value'), a.get('unit'))} vs "
-        f"{format_number(a.get('expected'), a.get('unit'))}"
+        f" {_value(a)} vs {shown(a, 'expected')}"
         f" ({format_change(a.get('change'))}), sev {a.get('severity', 0)}, {ts}"
     )
 

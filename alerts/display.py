@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from alerts.numbers import formats_from_config
+
 __all__ = ["Names", "merge_display"]
 
 
@@ -40,6 +42,9 @@ class Names:
     metrics: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: metric -> how its numbers read (:func:`alerts.numbers.formats_from_config`); the
+    #: payload carries each anomaly's as ``"format"``, so it is not part of ``display``
+    formats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Any) -> Names:
@@ -50,6 +55,7 @@ class Names:
             metrics={m.name: m.title for m in config.metrics if getattr(m, "title", None)},
             labels=dict(getattr(display, "labels", None) or {}),
             values={k: dict(v) for k, v in (getattr(display, "values", None) or {}).items()},
+            formats=formats_from_config(config.metrics),
         )
 
     @classmethod

@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from alerts.display import Names
+from alerts.numbers import anomaly_format, text_fields
 from monitor.incidents import IncidentChange, contributors, root_cause_payload
 from monitor.model import Anomaly, parse_series_key
 
@@ -33,6 +34,7 @@ def anomaly_dict(a: Anomaly) -> dict[str, Any]:
         "detector": a.detector,
         "kind": a.kind,
         "last_seen": a.last_seen.isoformat() if a.last_seen is not None else None,
+        "volume": _finite(a.volume) if a.volume is not None else None,
     }
 
 
@@ -42,10 +44,14 @@ def incident_payload(
 ) -> dict[str, Any]:
     """Payload for an opened, updated or resolved incident. Anomalies (and mix shifts) of the
     metrics in ``percent`` (ratios: a drop-off rate) carry ``"unit": "percent"``, so messages
-    say 58.7%, not 0.587. With display ``names`` (:mod:`alerts.display`), the title reads
-    them, each anomaly adds ``title`` / ``display``, and ``display`` carries the names the
-    notifiers need; identifiers (``metric``, ``labels``, ``group``) are unchanged."""
-    names = names or Names()
+    say 58.7%, not 0.587 (unless the metric has a ``unit`` of its own). Each anomaly carries
+    its metric's number settings (``format``, from ``names``) and the numbers as printed
+    (``text``). With display ``names`` (:mod:`alerts.display`), the title reads them, each
+    anomaly adds ``title`` / ``display``, and ``display`` carries the names the notifiers
+    need; identifiers (``metric``, ``labels``, ``group``) are unchanged."""
+    names = Names() if names is None else names  # formats, even without any name
+    # a ratio with a unit of its own (an average order value in EUR) reads as a plain number
+    percent = {m for m in percent if not names.formats.get(m, {}).get("unit")}
     inc = change.incident
     ranked = sorted(change.anomalies, key=lambda a: (-a.severity, len(a.labels), a.series))
     shown = ranked[:MAX_ANOMALIES]
@@ -74,7 +80,7 @@ def incident_payload(
         "opened_at": inc.opened_at.isoformat(),
         "resolved_at": change.at.isoformat() if change.status == "resolved" else None,
         "runbook": runbook,
-        "anomalies": [{**_with_unit(anomaly_dict(a), a.metric in percent),
+        "anomalies": [{**_numbers(a, a.metric in percent, names),
                        **names.anomaly_extras(a.metric, a.labels)} for a in shown],
         "anomalies_total": len(change.anomalies),
         # root cause (monitor/incidents.py): measures in the order they moved, the best root
@@ -121,6 +127,18 @@ def _display(names: Names, change: IncidentChange, causes: list[dict[str, Any]]
         if isinstance(rc.get("mix"), dict) and rc["mix"].get("dimension"):
             labels.add(str(rc["mix"]["dimension"]))
     return names.for_payload(metrics, labels)
+
+
+def _numbers(a: Anomaly, percent: bool, names: Names) -> dict[str, Any]:
+    """The anomaly with what messages need to print its numbers (:mod:`alerts.numbers`):
+    ``unit`` (percent), ``format`` (the metric's unit, scale, decimals, volume noun) when
+    any applies, and ``text``, the numbers as printed, for webhook and PagerDuty readers."""
+    item = _with_unit(anomaly_dict(a), percent)
+    if fmt := anomaly_format(names.formats.get(a.metric), a.value):
+        item["format"] = fmt
+    if a.kind != "no_data":
+        item["text"] = text_fields(item)
+    return item
 
 
 def _with_unit(item: dict[str, Any], percent: bool) -> dict[str, Any]:

@@ -7,6 +7,7 @@ post-rules decide, then the detectors learn with the decision (flagged points le
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
@@ -477,6 +478,13 @@ class MetricDetectors:
                     severity=int(sev[j]),
                     direction=Direction.UP if value > expected else Direction.DOWN,
                     detector=detector,
+                    volume=_volume(batch.volumes[i]),
                 )
             )
         return out
+
+
+def _volume(raw: float) -> float | None:
+    """A point's volume for its alert text; None where there is none (a sum's NaN)."""
+    v = float(raw)
+    return v if math.isfinite(v) else None

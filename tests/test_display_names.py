@@ -185,7 +185,10 @@ def test_without_names_the_payload_is_what_it_was() -> None:
     assert p["title"] == "journey=checkout: checkout_dropoff_rate, complaints anomalous"
     assert all("title" not in a and "display" not in a for a in p["anomalies"])
     (change,) = IncidentTracker(["journey"]).observe(list(ANOMALIES), T0)
-    assert p == incident_payload(change, percent={"checkout_dropoff_rate"})
+    # only the metrics' number formats (tests/test_alert_numbers.py) come from the config
+    formats = Names.from_config(parse_config(PLAIN, env={})).formats
+    assert p == incident_payload(change, percent={"checkout_dropoff_rate"},
+                                 names=Names(formats=formats))
 
 
 def test_the_pipeline_threads_the_names_into_its_payloads(tmp_path: Path) -> None:

@@ -9,7 +9,11 @@ Payload schema (a JSON-able dict, the same for every notifier)::
      "opened_at": iso, "resolved_at": iso | None, "runbook": str | None,
      "anomalies": [{"series", "metric", "labels", "timestamp", "value", "expected",
                     "lower", "upper", "score", "severity", "direction", "change",
-                    "detector", "kind", "last_seen"}, ...],  # last_seen: no_data only
+                    "detector", "kind", "last_seen",  # last_seen: no_data only
+                    "volume",  # the denominator / count behind a ratio or mean, or None
+                    "unit",  # optional: "percent" (a ratio read as a percentage)
+                    "format",  # optional: {"unit", "scale_max", "decimals", "volume_unit"}
+                    "text"}, ...],  # the numbers as printed (alerts/numbers.py), not no_data
      "measures": [{"metric", "first_at", "last_at", "direction", "severity"}, ...],  # as moved
      "root_cause": [{"metric", "at", "elements": [{dim: value}, ...], "share", "score",
                      "contributions": [{"element", "actual", "expected", "change", "share",

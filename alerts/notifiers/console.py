@@ -18,6 +18,7 @@ from rich.text import Text
 from alerts.changes import describe
 from alerts.display import Names
 from alerts.notifiers.base import Notifier
+from alerts.numbers import band, shown, volume_count, volume_text
 from monitor.model import severity_name
 
 #: Colour per severity level (:data:`monitor.model.SEVERITY_LEVELS`).
@@ -46,7 +47,7 @@ class ConsoleNotifier(Notifier):
         if payload.get("repeat") and payload.get("status") != "resolved":
             self.console.print(reminder_line(payload), no_wrap=True, overflow="ellipsis")
             return
-        self.console.print(render_panel(payload))
+        self.console.print(render_panel(payload, width=self.console.width))
 
 
 def reminder_line(payload: Mapping[str, Any]) -> str:
@@ -87,8 +88,14 @@ def _wide_for_logs(console: Console) -> Console:
     return console
 
 
-def render_panel(payload: Mapping[str, Any]) -> Panel:
-    """A rich panel: one row per anomaly with value, expected, band, change and severity."""
+#: Narrower than this, the table leaves out the volume column: ``where`` would fold to a few
+#: letters a line (Slack's lines still say the volume)
+VOLUME_MIN_WIDTH = 100
+
+
+def render_panel(payload: Mapping[str, Any], *, width: int | None = None) -> Panel:
+    """A rich panel: one row per anomaly with value, its volume (from ``width`` columns on;
+    always without a width), expected, band, change and severity."""
     severity = int(payload.get("severity", 0))
     status = payload.get("status", "firing")
     colour = "green" if status == "resolved" else severity_colour(severity)
@@ -96,7 +103,8 @@ def render_panel(payload: Mapping[str, Any]) -> Panel:
     anomalies = payload.get("anomalies", [])
     names = Names.from_payload(payload)
     if anomalies:
-        body = _anomaly_table(anomalies, payload.get("group") or {}, names)
+        body = _anomaly_table(anomalies, payload.get("group") or {}, names,
+                              volumes=width is None or width >= VOLUME_MIN_WIDTH)
         more = int(payload.get("anomalies_total", len(anomalies))) - len(anomalies)
         if more > 0:
             table = body
@@ -131,13 +139,15 @@ def _verb(payload: Mapping[str, Any]) -> str:
 
 
 def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
-                   names: Names) -> Table:
+                   names: Names, *, volumes: bool = True) -> Table:
     """One row per anomaly; the series is shown as metric + the labels the title lacks."""
     table = Table(expand=True, show_edge=False, pad_edge=False)
     one_metric = len({a.get("metric") for a in anomalies}) == 1
     table.add_column("where" if one_metric else "metric · where", overflow="fold", ratio=1)
     table.add_column("UTC", no_wrap=True)
-    for col in ("value", "expected", "band", "change", "sev"):
+    volumes = volumes and any(volume_count(a) for a in anomalies)  # a ratio's or mean's
+    noun = _volume_header(anomalies)
+    for col in ("value", *((noun,) if volumes else ()), "expected", "band", "change", "sev"):
         table.add_column(col, justify="right", no_wrap=True)
     for a in anomalies:
         labels = a.get("labels") or {}
@@ -147,14 +157,29 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
         table.add_row(
             where if one_metric else f"{names.metric(a.get('metric', a['series']))} · {where}",
             str(a["timestamp"])[5:16].replace("T", " "),
-            "no data" if silent else format_number(a["value"], a.get("unit")),
-            "–" if silent else format_number(a["expected"], a.get("unit")),
-            "–" if silent else (f"{format_number(a['lower'], a.get('unit'))}–"
-                                f"{format_number(a['upper'], a.get('unit'))}"),
+            "no data" if silent else shown(a, "value"),
+            *((_volume_cell(a, noun),) if volumes else ()),
+            "–" if silent else shown(a, "expected"),
+            "–" if silent else band(a),
             silent or format_change(a.get("change")),
             f"[{severity_colour(int(a['severity']))}]{a['severity']}[/]",
         )
     return table
+
+
+def _volume_header(anomalies: list[Mapping[str, Any]]) -> str:
+    """The volume column's header: what the volumes count when the rows agree (``responses``),
+    else ``from`` (then each cell names it): short, so a narrow terminal keeps ``where``."""
+    nouns = {str((a.get("format") or {}).get("volume_unit") or "") for a in anomalies
+             if volume_count(a)}
+    return (nouns.pop() or "from") if len(nouns) == 1 else "from"
+
+
+def _volume_cell(a: Mapping[str, Any], header: str) -> str:
+    """``840`` under a header that names the noun, ``840 calls`` under ``from``; ``–``."""
+    if header != "from":
+        return volume_count(a) or "–"
+    return volume_text(a).removeprefix("from ") or "–"
 
 
 #: What an alert says for a measure whose change every dimension value shares.

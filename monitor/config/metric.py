@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     GetJsonSchemaHandler,
@@ -28,12 +29,16 @@ from monitor.config.fields import (
     DisplayName,
     LabelName,
     _non_negative,
+    _one_line,
     _positive,
     _unique,
 )
 from monitor.config.validator_errors import _raise
 from monitor.durations import Duration, format_duration
 from monitor.model import Direction, ValueKind
+
+#: A unit or a volume's noun in alert text (``ms``, ``responses``): one short line.
+UnitText = Annotated[str, Field(min_length=1, max_length=30), AfterValidator(_one_line)]
 
 _VALUE_FORMS = (
     "value must be one of: a column name (value: orders), {sum: column}, "
@@ -152,6 +157,22 @@ class MetricConfig(BaseModel):
     title: DisplayName | None = None
     description: str | None = None  # a sentence: the Grafana panel's description
     runbook: str | None = None
+    # How alert messages print the values (alerts/numbers.py; README "Config reference"):
+    #: text after each value (``%``, ``ms``, ``tickets``, ``EUR``); a ratio reads as a
+    #: percentage without it, as a plain number with any other unit (an average order value)
+    unit: UnitText | None = Field(default=None, description=(
+        "text after each value in alerts: %, ms, tickets, EUR (a ratio: a plain number)"))
+    #: the top of the value's scale: a CSAT out of 5 prints ``3.53 / 5``
+    scale_max: float | None = Field(default=None, gt=0, description=(
+        "the top of the value's scale: a CSAT out of 5 prints 3.53 / 5"))
+    #: digits after the point (default: whole numbers for a sum of whole counts, else 3
+    #: significant digits)
+    decimals: int | None = Field(default=None, ge=0, le=6, description=(
+        "digits after the point in alerts (default: a sum of whole counts prints whole)"))
+    #: what the volume behind a ratio or mean counts: ``(from 14 responses)`` (default: the
+    #: denominator or count column, "responses" for a mean over rows)
+    volume_unit: UnitText | None = Field(default=None, description=(
+        "what the volume behind a ratio or mean counts: (from 14 responses)"))
     #: false: the top-level ``calendar`` (holidays, events) does not apply to this metric
     calendar: bool = True
     #: false: paused. Kept in the config (its stored history, dashboards, routes and
@@ -182,6 +203,22 @@ class MetricConfig(BaseModel):
 
     _interval_positive = field_validator("interval")(_positive)
     _delay_non_negative = field_validator("delay", "late_window", "history")(_non_negative)
+
+    @model_validator(mode="after")
+    def _display_fits_value(self) -> MetricConfig:
+        """Number settings that cannot apply to this metric's value are errors, all at once:
+        a sum has no volume, and a ratio shown as a percentage has no scale of its own."""
+        errors = []
+        if self.volume_unit is not None and self.value.kind is ValueKind.SUM:
+            errors.append((("volume_unit",), "not_applicable",
+                           "a sum has no volume (no denominator or count): remove volume_unit"))
+        if (self.scale_max is not None and self.value.kind is ValueKind.RATIO
+                and self.unit in (None, "%")):
+            errors.append((("scale_max",), "not_applicable",
+                           "a ratio reads as a percentage (58.7%): give it a unit other than "
+                           "'%' to print it as a number out of scale_max"))
+        _raise("metric", errors)
+        return self
 
     @field_validator("no_data_after")
     @classmethod

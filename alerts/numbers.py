@@ -1,0 +1,185 @@
+"""Numbers in alert text as the metric means them: a unit, a scale, whole counts, the volume.
+
+A metric's display settings (``unit``, ``scale_max``, ``decimals``, ``volume_unit`` in its
+config) ride on each payload anomaly as ``"format"``; the anomaly's ``"volume"`` is the
+denominator / count behind a ratio or mean. Every notifier renders through these functions,
+so Slack, the console and the webhook's ``"text"`` say the same thing::
+
+    CSAT 3.10 / 5 (from 14 responses) vs 4.30 / 5 expected
+
+A payload without ``format`` (no settings, or written before they existed) reads as ever:
+``3.53``, ratios ``58.7%`` (``"unit": "percent"``). Pure: no config, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["anomaly_format", "band", "formats_from_config", "number", "shown", "suffix",
+           "text_fields", "volume_count",
+           "volume_text"]
+
+#: units written against the number (``58%``); any other unit follows a space (``120 ms``)
+_ATTACHED = ("%", "‰")
+
+
+def formats_from_config(metrics: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Each metric's display settings from its config (duck-typed: ``alerts`` does not import
+    ``monitor.config``), defaults filled in; ``counts`` marks a sum (whole counts print whole).
+
+    >>> from types import SimpleNamespace as NS
+    >>> csat = NS(name="csat", unit=None, scale_max=5.0, decimals=None, volume_unit=None,
+    ...           value=NS(kind="mean", numerator="rating", denominator=None))
+    >>> formats_from_config([csat])
+    {'csat': {'scale_max': 5.0, 'volume_unit': 'responses'}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for m in metrics:
+        kind = str(getattr(m.value.kind, "value", m.value.kind))
+        fmt: dict[str, Any] = {}
+        unit = getattr(m, "unit", None)
+        if unit and not (kind == "ratio" and unit == "%"):  # a ratio's % is its default
+            fmt["unit"] = unit
+        if getattr(m, "scale_max", None) is not None:
+            fmt["scale_max"] = float(m.scale_max)
+        if getattr(m, "decimals", None) is not None:
+            fmt["decimals"] = int(m.decimals)
+        elif kind == "sum":
+            fmt["counts"] = True
+        if kind != "sum":
+            den = m.value.denominator
+            fmt["volume_unit"] = getattr(m, "volume_unit", None) or (
+                den.replace("_", " ") if den else "responses")
+        out[m.name] = fmt
+    return out
+
+
+def anomaly_format(fmt: Mapping[str, Any] | None, value: float | None) -> dict[str, Any]:
+    """The ``"format"`` of one payload anomaly: the metric's settings, with a sum's whole
+    counts (an observed value without a fraction) printing expected values and bands whole.
+
+    >>> anomaly_format({"counts": True}, 41.0), anomaly_format({"counts": True}, 41.5)
+    ({'decimals': 0}, {})
+    """
+    out = {k: v for k, v in (fmt or {}).items() if k != "counts"}
+    if (fmt or {}).get("counts") and value is not None and math.isfinite(value) \
+            and float(value).is_integer():
+        out["decimals"] = 0
+    return out
+
+
+def _format(a: Mapping[str, Any]) -> Mapping[str, Any]:
+    fmt = a.get("format")
+    return fmt if isinstance(fmt, Mapping) else {}
+
+
+def _plain(v: float) -> str:
+    """:func:`alerts.notifiers.console.format_number`'s digits (kept here: no import cycle)."""
+    if abs(v) >= 100 or v == int(v):
+        return f"{v:,.0f}"
+    if abs(v) < 0.01:
+        return f"{v:.3f}"
+    text = f"{v:#.3g}".rstrip(".")
+    return f"{v:,.0f}" if "e" in text or abs(float(text)) >= 100 else text
+
+
+def number(a: Mapping[str, Any], value: Any) -> str:
+    """``value`` as the anomaly ``a``'s metric reads, without its unit: ``58.7%`` for a rate,
+    ``42`` for a count, ``3.10`` with ``decimals: 2``; ``–`` when unknown.
+
+    >>> number({"unit": "percent"}, 0.587), number({"format": {"decimals": 0}}, 41.7)
+    ('58.7%', '42')
+    >>> number({}, 3.533), number({"format": {"decimals": 0}}, -0.2), number({}, None)
+    ('3.53', '0', '–')
+    """
+    if value is None or not isinstance(value, int | float) or math.isnan(value):
+        return "–"
+    v = float(value)
+    if a.get("unit") == "percent":
+        text = f"{_plain(v * 100)}%"
+    elif isinstance(d := _format(a).get("decimals"), int):
+        text = f"{v:,.{d}f}"
+    else:
+        text = _plain(v)
+    return text[1:] if text.startswith("-") and not text.strip("-0.,%") else text
+
+
+def suffix(a: Mapping[str, Any]) -> str:
+    """What follows each of ``a``'s numbers: its scale and unit (``" / 5"``, ``" ms"``, ``"%"``).
+
+    >>> suffix({"format": {"scale_max": 5.0}}), suffix({"format": {"unit": "ms"}})
+    (' / 5', ' ms')
+    >>> suffix({"format": {"unit": "%"}}), suffix({"format": {"scale_max": 10, "unit": "pts"}})
+    ('%', ' / 10 pts')
+    """
+    fmt = _format(a)
+    out = ""
+    if isinstance(top := fmt.get("scale_max"), int | float):
+        out += f" / {_plain(float(top))}"
+    if unit := fmt.get("unit"):
+        out += str(unit) if str(unit) in _ATTACHED else f" {unit}"
+    return out
+
+
+def shown(a: Mapping[str, Any], key: str) -> str:
+    """``a[key]`` (value, expected, lower, upper) with its scale and unit: ``3.10 / 5``.
+
+    >>> shown({"value": 3.1, "format": {"scale_max": 5.0, "decimals": 2}}, "value")
+    '3.10 / 5'
+    >>> shown({"value": None, "format": {"unit": "ms"}}, "value")
+    '–'
+    """
+    text = number(a, a.get(key))
+    return text if text == "–" else text + suffix(a)
+
+
+def band(a: Mapping[str, Any]) -> str:
+    """The expected band, its unit once: ``3.90–4.60 / 5``.
+
+    >>> band({"lower": 38.2, "upper": 45.6, "format": {"decimals": 0, "unit": "tickets"}})
+    '38–46 tickets'
+    """
+    return f"{number(a, a.get('lower'))}–{number(a, a.get('upper'))}{suffix(a)}"
+
+
+def volume_text(a: Mapping[str, Any]) -> str:
+    """``from 14 responses``: how many observations the value came from; ``""`` without a
+    volume (a sum, or a payload from before volumes).
+
+    >>> volume_text({"volume": 1204.0, "format": {"volume_unit": "sessions"}})
+    'from 1,204 sessions'
+    >>> volume_text({"volume": 14.0}), volume_text({"volume": None})
+    ('from 14', '')
+    """
+    if not (count := volume_count(a)):
+        return ""
+    noun = _format(a).get("volume_unit")
+    return f"from {count} {noun}" if noun else f"from {count}"
+
+
+def volume_count(a: Mapping[str, Any]) -> str:
+    """The volume alone, ``1,204`` (``""`` without one), for a column headed by its noun.
+
+    >>> volume_count({"volume": 1204.0}), volume_count({"volume": 2.5}), volume_count({})
+    ('1,204', '2.50', '')
+    """
+    v = a.get("volume")
+    if not isinstance(v, int | float) or not math.isfinite(v):
+        return ""
+    return f"{float(v):,.0f}" if float(v).is_integer() or abs(v) >= 100 else _plain(float(v))
+
+
+def text_fields(a: Mapping[str, Any]) -> dict[str, str]:
+    """The anomaly's numbers as the messages print them, for consumers that show them
+    without re-implementing units (a webhook's ``"text"``): value, expected, band, volume.
+
+    >>> text_fields({"value": 14.0, "expected": 41.7, "lower": 30.2, "upper": 52.9,
+    ...              "format": {"decimals": 0, "unit": "tickets"}})
+    {'value': '14 tickets', 'expected': '42 tickets', 'band': '30–53 tickets'}
+    """
+    out = {"value": shown(a, "value"), "expected": shown(a, "expected"), "band": band(a)}
+    if vol := volume_text(a):
+        out["volume"] = vol
+    return out
