@@ -76,7 +76,9 @@ def _format(a: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _plain(v: float) -> str:
-    """:func:`alerts.notifiers.console.format_number`'s digits (kept here: no import cycle)."""
+    """A KPI value for humans: thousands separated, whole from 100 up, else 3 significant
+    digits (a forecast of 18.221 complaints reads as 18.2), tiny values to 3 decimals (the
+    digits of every notifier, :func:`alerts.notifiers.console.format_number` included)."""
     if abs(v) >= 100 or v == int(v):
         return f"{v:,.0f}"
     if abs(v) < 0.01:

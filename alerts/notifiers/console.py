@@ -18,7 +18,7 @@ from rich.text import Text
 from alerts.changes import describe
 from alerts.display import Names
 from alerts.notifiers.base import Notifier
-from alerts.numbers import band, shown, volume_count, volume_text
+from alerts.numbers import _plain, band, shown, volume_count, volume_text
 from monitor.model import severity_name
 
 #: Colour per severity level (:data:`monitor.model.SEVERITY_LEVELS`).
@@ -294,13 +294,7 @@ def format_number(value: Any, unit: str | None = None) -> str:
         return "–"
     if unit == "percent":
         return f"{format_number(float(value) * 100)}%"
-    v = float(value)
-    if abs(v) >= 100 or v == int(v):
-        return f"{v:,.0f}"
-    if abs(v) < 0.01:
-        return f"{v:.3f}"
-    text = f"{v:#.3g}".rstrip(".")
-    return f"{v:,.0f}" if "e" in text or abs(float(text)) >= 100 else text
+    return _plain(float(value))
 
 
 def format_change(value: Any) -> str:
