@@ -48,12 +48,14 @@ def routes_test(
     """Print the receivers a label set reaches, comma-separated, in Alertmanager's order.
 
     Like 'amtool config routes test'."""
-    from alerts.routing import Router
+    from alerts.routing import Router, route_warnings
     from monitor.cli import _load
 
     cfg = _load(Path(config), needs={"alerting"})
     lset = _labels(labels or [])
     router = Router.from_config(cfg.alerting)
+    for where, text in route_warnings(cfg.alerting, cfg.metrics):
+        typer.echo(f"warning {where}: {text}", err=True)
     if tree:
         typer.echo(router.tree(lset))
         typer.echo("")
@@ -74,6 +76,19 @@ def _store(config: Path) -> Store:
     from monitor.cli import _load, _open_store
 
     return _open_store(_load(Path(config), needs={"store"}), must_exist=True)
+
+
+def _warn_dead_silence(config: Path, matchers: list[str]) -> None:
+    """Say on stderr which matchers of a new silence no alert of the config can satisfy
+    (``team="checkout"`` where the metrics say ``checkout-squad``): it is stored all the
+    same (amtool's way; metrics may be added), but would silence nothing today."""
+    from alerts.routing import dead_matchers, label_values
+    from monitor.cli import _load
+
+    parsed = [m for line in matchers for m in parse_matchers(line)]
+    for text in dead_matchers(parsed, label_values(_load(Path(config), needs={"store"})
+                                                   .metrics)):
+        typer.echo(f"warning: {text}: this silence mutes nothing", err=True)
 
 
 def _silence_matchers(args: list[str]) -> list[str]:
@@ -128,6 +143,7 @@ def silence_add(
         raise typer.BadParameter(str(exc)) from None
     finally:
         st.close()
+    _warn_dead_silence(config, list(s.matchers))
     typer.echo(s.id)
 
 

@@ -91,7 +91,7 @@ metrics: [{{name: m, source: s, value: v}}]
     out = run(app, ["silence", "add", "-c", str(path), 'team="checkout"', "region!~us.*",
                     "--duration", "2h", "--comment", "deploy", "--author", "ana"])
     assert out.exit_code == 0, out.output
-    sid = out.output.strip()
+    sid = out.stdout.strip()  # stderr: the metric has no team label, which is warned
     out = run(app, ["silence", "query", "-c", str(path)])
     assert sid in out.output and 'team="checkout" region!~"us.*"' in out.output
     assert "ana" in out.output and "deploy" in out.output
@@ -105,7 +105,7 @@ metrics: [{{name: m, source: s, value: v}}]
     # shared by two silences is refused, naming both
     twins = iter([uuid.UUID(f"{sid[:8]}-0000-4000-8000-00000000000{i}") for i in (1, 2)])
     monkeypatch.setattr("alerts.silences.uuid.uuid4", lambda: next(twins))
-    a, b = (run(app, ["silence", "add", "-c", str(path), f'team="t{i}"']).output.strip()
+    a, b = (run(app, ["silence", "add", "-c", str(path), f'team="t{i}"']).stdout.strip()
             for i in (1, 2))
     twice = run(app, ["silence", "expire", "-c", str(path), sid[:8]])
     assert twice.exit_code == 1 and "matches 3 silences" in twice.output
@@ -226,7 +226,7 @@ metrics: [{{name: m, source: s, value: v}}]
                     "--start", start.strftime("%Y-%m-%dT%H:%M:%S"),   # naive = UTC
                     "--end", (start + timedelta(hours=4)).isoformat()])
     assert out.exit_code == 0, out.output
-    sid = out.output.strip()
+    sid = out.stdout.strip()  # stderr: m has no journey label, which is warned
     def stored() -> list:
         st = Store.open(f"sqlite:///{tmp_path / 's.db'}")
         try:
