@@ -159,6 +159,11 @@ class Route:
         if self.min_severity is not None:
             what += f" min_severity={self.min_severity:g}"
         extra = "  continue: true" if self.continue_ else ""
+        # the on-call question "why did this route stay quiet at night" starts here
+        if self.mute_time_intervals:
+            extra += f"  mute: [{', '.join(self.mute_time_intervals)}]"
+        if self.active_time_intervals:
+            extra += f"  active: [{', '.join(self.active_time_intervals)}]"
         group = "..." if self.group_by_all else ", ".join(self.group_by)
         return (f"{what or 'default-route'}  receiver: {self.receiver}  "
                 f"group_by: [{group}]{extra}").strip()

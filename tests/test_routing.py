@@ -358,3 +358,22 @@ def test_routes_test_and_silence_add_warn_about_dead_matchers(tmp_path: Path) ->
     assert 'warning: team="checkout" matches no alert' in out.stderr
     out = runner.invoke(app, ["silence", "add", "-c", str(path), 'team="checkout-squad"'])
     assert out.exit_code == 0 and out.stderr == ""
+
+
+def test_tree_shows_each_routes_time_intervals() -> None:
+    cfg = parse_config(HEAD + """
+alerting:
+  receivers: [{name: ops}, {name: pager}]
+  route:
+    receiver: ops
+    routes:
+      - {matchers: ['severity="low"'], receiver: ops, active_time_intervals: [office]}
+      - {receiver: pager, mute_time_intervals: [maint, office]}
+  time_intervals:
+    - {name: office, time_intervals: [{weekdays: ['monday:friday']}]}
+    - {name: maint, time_intervals: [{weekdays: [saturday]}]}
+""", env={})
+    lines = Router.from_config(cfg.alerting).tree({}).splitlines()
+    assert lines[2].endswith("receiver: ops  group_by: [journey]  active: [office]")
+    assert "mute: [maint, office]" in lines[3] and "active" not in lines[3]
+    assert "mute" not in lines[1] and "active" not in lines[1]
