@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -377,3 +377,31 @@ alerting:
     assert lines[2].endswith("receiver: ops  group_by: [journey]  active: [office]")
     assert "mute: [maint, office]" in lines[3] and "active" not in lines[3]
     assert "mute" not in lines[1] and "active" not in lines[1]
+
+
+def test_alert_routing_example_routes_as_its_comments_say() -> None:
+    import re
+
+    from monitor.config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "alert_routing.yaml"
+    cfg = load_config(path, env={})
+    assert route_warnings(cfg.alerting, cfg.metrics) == []
+    text = path.read_text()
+    said = re.findall(r"routes test -c examples/alert_routing\.yaml ((?:[\w-]+=[\w-]+ ?)+)\n"
+                      r"#\s+# -> ([\w,-]+)", text)
+    assert len(said) == 3
+    for labels, expected in said:
+        res = CliRunner().invoke(app, ["routes", "test", "-c", str(path), *labels.split()])
+        assert res.exit_code == 0 and res.stdout.strip() == expected, (labels, res.output)
+    router = Router.from_config(cfg.alerting)
+    low = router.routes({"team": "checkout-squad", "severity": "low", "severity_score": "20"})
+    assert [r.active_time_intervals for r in low] == [("business-hours",)]
+    from alerts.timeintervals import in_any
+
+    named = {t.name: t for t in cfg.alerting.time_intervals}
+    sat = datetime(2026, 1, 10, 23, 0, tzinfo=UTC)  # a Saturday
+    assert in_any(["saturday-maintenance"], named, sat)
+    assert in_any(["saturday-maintenance"], named, sat + timedelta(hours=2, minutes=59))
+    assert not in_any(["saturday-maintenance"], named, sat + timedelta(hours=3))
+    assert not in_any(["saturday-maintenance"], named, sat - timedelta(hours=2))
