@@ -129,6 +129,21 @@ def _open_key(store: Store, given: str) -> str | None:
     return None
 
 
+def _acked_key(keys: list[str], given: str) -> tuple[str | None, str]:
+    """The acknowledged incident ``given`` names (its key, or the start of exactly one
+    acknowledged key, as ``ack`` takes), or None and why: ``unack`` took only whole keys, so
+    the prefix that acknowledged an incident did not unacknowledge it."""
+    if given in keys:
+        return given, ""
+    found = [k for k in keys if k.startswith(given)]
+    if len(found) == 1:
+        return found[0], ""
+    if found:
+        return None, (f"{given} matches {len(found)} acknowledged incidents "
+                      f"({', '.join(found)}): give more characters")
+    return None, f"{given} is not acknowledged (cxmon alerts acks lists who is)"
+
+
 def _group_text(names: Names, incident: Mapping[str, Any]) -> str:
     """An open incident's group as people read it (its summary's ``group`` labels; ``""``
     without names, or for an incident stored without them)."""
@@ -181,26 +196,28 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     @alerts_app.command("unack")
     def unack(
         config: ConfigOpt,
-        incidents: Annotated[list[str], typer.Argument(metavar="INCIDENT...",
-                                                       help="Acknowledged incident keys.")],
+        incidents: Annotated[list[str], typer.Argument(
+            metavar="INCIDENT...", help="Acknowledged incident keys, or their first "
+            "characters (cxmon alerts acks lists them).")],
     ) -> None:
         """Remove acknowledgements: the incidents' reminders resume."""
-        from alerts.acks import unacknowledge
+        from alerts.acks import list_acks, unacknowledge
         from monitor import cli as main
 
         store = main._open_store(main._load(config, needs={"store"}), must_exist=True)
-        missing = []
+        problems = []
         try:
-            for key in incidents:
-                if unacknowledge(store, key):
+            for given in incidents:
+                key, why = _acked_key([a.incident_key for a in list_acks(store)], given)
+                if key is not None and unacknowledge(store, key):
                     typer.echo(f"unacknowledged {key}")
                 else:
-                    missing.append(key)
+                    problems.append(why or f"{given} is not acknowledged")
         finally:
             store.close()
-        for key in missing:
-            typer.echo(f"{key} is not acknowledged", err=True)
-        if missing:
+        for text in problems:
+            typer.echo(text, err=True)
+        if problems:
             raise typer.Exit(1)
 
     @alerts_app.command("acks")

@@ -13,9 +13,11 @@ Alertmanager's ``dispatch/route.go`` does it:
 
 The labels a cxmon alert carries (see :func:`alert_labels`) are the series' labels (metric
 labels, ``split_by`` labels, dimension values), ``metric`` and ``alertname`` (the metric name),
-``severity`` (a bucket: ``info`` < 25 <= ``warning`` < 50 <= ``high`` < 75 <= ``critical``) and
-``severity_score`` (the 0-100 number). A route's ``min_severity`` (cxmon extension) matches only
-alerts with ``severity_score`` at least that.
+``kind`` (``outlier``, or ``no_data`` when the metric's data stopped arriving; a series label
+named ``kind`` wins), ``severity`` (a level: ``low`` < 25 <= ``medium`` < 50 <= ``high`` < 75
+<= ``critical``) and ``severity_score`` (the 0-100 number). A route's ``min_severity`` (cxmon
+extension) matches only alerts with ``severity_score`` at least that. :func:`dead_matchers`
+finds the matchers no alert of a config can satisfy (a typo routes nothing, silently).
 
 >>> from alerts.am_config import RouteConfig
 >>> tree = RouteConfig.model_validate({"receiver": "ops", "routes": [
@@ -29,7 +31,7 @@ alerts with ``severity_score`` at least that.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,9 @@ __all__ = [
     "Router",
     "alert_labels",
     "build_route",
+    "dead_matchers",
+    "label_values",
+    "route_warnings",
     "severity_bucket",
 ]
 
@@ -78,6 +83,9 @@ def alert_labels(
         labels.update(anomaly.labels)
         labels["metric"] = anomaly.metric
         labels["alertname"] = anomaly.metric
+        # a source outage (no_data) can go to whoever owns the source, and inhibit the KPI
+        # alerts it causes, only if matchers can tell it apart
+        labels.setdefault("kind", getattr(anomaly, "kind", "outlier"))
     labels.update(group)
     labels["severity"] = severity_bucket(severity)
     labels["severity_score"] = str(int(severity))
@@ -151,6 +159,11 @@ class Route:
         if self.min_severity is not None:
             what += f" min_severity={self.min_severity:g}"
         extra = "  continue: true" if self.continue_ else ""
+        # the on-call question "why did this route stay quiet at night" starts here
+        if self.mute_time_intervals:
+            extra += f"  mute: [{', '.join(self.mute_time_intervals)}]"
+        if self.active_time_intervals:
+            extra += f"  active: [{', '.join(self.active_time_intervals)}]"
         group = "..." if self.group_by_all else ", ".join(self.group_by)
         return (f"{what or 'default-route'}  receiver: {self.receiver}  "
                 f"group_by: [{group}]{extra}").strip()
@@ -245,3 +258,69 @@ def incident_group_by(group_by: list[str] | None, metrics: Any = ()) -> list[str
     for m in metrics:
         names |= {*m.labels, *m.dimensions, *m.split_by}
     return sorted(names)
+
+
+#: The values cxmon gives its own labels (``severity_score``: any number).
+KINDS = ("outlier", "no_data")
+
+
+def label_values(metrics: Iterable[Any]) -> dict[str, set[str] | None]:
+    """Every value each label an alert of these metrics can carry may take (``""``: some
+    alerts lack it); None when the data decides (dimensions, ``split_by``, the score). A label
+    not in the result is on no alert, so it is always ``""``."""
+    metrics = list(metrics)
+    names = {m.name for m in metrics}
+    out: dict[str, set[str] | None] = {
+        "metric": set(names), "alertname": set(names), "kind": set(KINDS),
+        "severity": {name for _, name in SEVERITY_LEVELS}, "severity_score": None}
+    for m in metrics:
+        for name in (*m.dimensions, *m.split_by):
+            out[name] = None  # values come from the data; "" on a total series
+    for m in metrics:
+        for name, value in m.labels.items():
+            if name not in out:
+                out[name] = set()
+            values = out[name]
+            if values is not None:
+                values.add(str(value))
+    for name, values in out.items():
+        if values is not None and any(name not in m.labels for m in metrics) \
+                and name not in ("metric", "alertname", "kind", "severity"):
+            values.add("")
+    return out
+
+
+def _why(values: set[str]) -> str:
+    shown = sorted(v for v in values if v)
+    if not shown:
+        return "no metric sets it"
+    return ("it is " + " or ".join(f'"{v}"' for v in shown[:8])
+            + (" or unset" if "" in values else ""))
+
+
+def dead_matchers(matchers: Iterable[Matcher], values: Mapping[str, set[str] | None]
+                  ) -> list[str]:
+    """The matchers in ``matchers`` no alert can satisfy, each with why: ``team="checkout"``
+    when the metrics say ``team: checkout-squad`` validates, then routes nothing there."""
+    out = []
+    for m in matchers:
+        possible = values.get(m.name, {""})
+        if possible is not None and not any(m.matches_value(v) for v in possible):
+            out.append(f"{m} matches no alert ({m.name}: {_why(possible)})")
+    return out
+
+
+def route_warnings(alerting: Any, metrics: Iterable[Any]) -> list[tuple[str, str]]:
+    """(path, text) for each route and inhibition rule whose matchers no alert of ``metrics``
+    can satisfy: that route is never taken, that rule never mutes."""
+    values = label_values(metrics)
+    out = []
+    for route in Router.from_config(alerting).root.walk():
+        for text in dead_matchers(route.matchers, values):
+            out.append((f"alerting.{route.path}.matchers", f"{text}: this route is never taken"))
+    for i, rule in enumerate(getattr(alerting, "inhibit_rules", [])):
+        for side, found in (("source", rule.source()), ("target", rule.target())):
+            for text in dead_matchers(found, values):
+                out.append((f"alerting.inhibit_rules[{i}].{side}_matchers",
+                            f"{text}: this rule never mutes anything"))
+    return out

@@ -58,7 +58,11 @@ class TimeRange(BaseModel):
         if start is None:
             return end
         if _minutes(start) >= _minutes(end):
-            raise ValueError("start time cannot be equal or greater than end time")
+            # Alertmanager's words, and the way out: a night window was taken for a typo
+            hint = (f" (times do not wrap past midnight: {start}–24:00 in one entry, "
+                    f"00:00–{end} with the next day's weekdays in another)"
+                    if _minutes(start) > _minutes(end) else "")
+            raise ValueError("start time cannot be equal or greater than end time" + hint)
         return end
 
     @field_validator("start_time")

@@ -48,12 +48,14 @@ def routes_test(
     """Print the receivers a label set reaches, comma-separated, in Alertmanager's order.
 
     Like 'amtool config routes test'."""
-    from alerts.routing import Router
+    from alerts.routing import Router, route_warnings
     from monitor.cli import _load
 
     cfg = _load(Path(config), needs={"alerting"})
     lset = _labels(labels or [])
     router = Router.from_config(cfg.alerting)
+    for where, text in route_warnings(cfg.alerting, cfg.metrics):
+        typer.echo(f"warning {where}: {text}", err=True)
     if tree:
         typer.echo(router.tree(lset))
         typer.echo("")
@@ -76,6 +78,19 @@ def _store(config: Path) -> Store:
     return _open_store(_load(Path(config), needs={"store"}), must_exist=True)
 
 
+def _warn_dead_silence(config: Path, matchers: list[str]) -> None:
+    """Say on stderr which matchers of a new silence no alert of the config can satisfy
+    (``team="checkout"`` where the metrics say ``checkout-squad``): it is stored all the
+    same (amtool's way; metrics may be added), but would silence nothing today."""
+    from alerts.routing import dead_matchers, label_values
+    from monitor.cli import _load
+
+    parsed = [m for line in matchers for m in parse_matchers(line)]
+    for text in dead_matchers(parsed, label_values(_load(Path(config), needs={"store"})
+                                                   .metrics)):
+        typer.echo(f"warning: {text}: this silence mutes nothing", err=True)
+
+
 def _silence_matchers(args: list[str]) -> list[str]:
     """amtool style: a first argument without an operator means ``alertname=<it>``."""
     out = list(args)
@@ -88,13 +103,23 @@ def _silence_matchers(args: list[str]) -> list[str]:
 def silence_add(
     config: ConfigOpt,
     matchers: Annotated[list[str], typer.Argument(help="Matchers, e.g. 'team=\"checkout\"'")],
-    duration: Annotated[str, typer.Option("--duration", "-d", help="e.g. 2h")] = "1h",
+    duration: Annotated[str, typer.Option("--duration", "-d", help="e.g. 2h (from --start; "
+                                          "ignored with --end)")] = "1h",
+    start: Annotated[str | None, typer.Option(
+        "--start", help="When it begins, ISO 8601 UTC (e.g. 2026-01-10T22:00Z; a time without "
+        "zone is UTC); default now. A silence that starts later is pending until then.")]
+    = None,
+    end: Annotated[str | None, typer.Option(
+        "--end", help="When it ends, ISO 8601 UTC; instead of --duration.")] = None,
     comment: Annotated[str, typer.Option("--comment", help="Why.")] = "",
     author: Annotated[str, typer.Option("--author", "-a",
                                         help="Who (default: $USER).")] = "",
 ) -> None:
-    """Silence matching notifications for --duration; prints the silence id."""
+    """Silence matching notifications from --start (default now) for --duration or until
+    --end; prints the silence id. A maintenance window ahead (Saturday night) is a silence
+    with --start and --end: it is pending until it starts."""
     from alerts.silences import add_silence
+    from monitor.cli import _parse_time
     from monitor.clock import SystemClock
     from monitor.durations import parse_duration
 
@@ -102,15 +127,23 @@ def silence_add(
         length = parse_duration(duration)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--duration'") from None
+    now = SystemClock().now()
+    starts_at = _parse_time(start, "'--start'") if start is not None else None
+    ends_at = _parse_time(end, "'--end'") if end is not None else None
+    if ends_at is not None and ends_at <= max(starts_at or now, now):
+        # amtool refuses a silence that is over before it is stored: it would silence nothing
+        raise typer.BadParameter(f"{end} is not after --start and now ({_utc_time(now)})",
+                                 param_hint="'--end'")
     st = _store(config)
     try:
-        s = add_silence(st, _silence_matchers(matchers), now=SystemClock().now(),
-                        duration=length, comment=comment,
+        s = add_silence(st, _silence_matchers(matchers), now=now, starts_at=starts_at,
+                        ends_at=ends_at, duration=length, comment=comment,
                         created_by=author or os.environ.get("USER", "cxmon"))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     finally:
         st.close()
+    _warn_dead_silence(config, list(s.matchers))
     typer.echo(s.id)
 
 
@@ -142,10 +175,11 @@ def silence_query(
         for s in rows:
             typer.echo(s.id)
         return
-    typer.echo(f"{'ID':36}  {'Matchers':40}  {'Ends At':23}  {'Created By':12}  Comment")
+    typer.echo(f"{'ID':36}  {'Matchers':40}  {'Starts At':23}  {'Ends At':23}  "
+               f"{'Created By':12}  Comment")
     for s in rows:
-        typer.echo(f"{s.id:36}  {' '.join(s.matchers):40}  {_utc_time(s.ends_at):23}  "
-                   f"{s.created_by:12}  {s.comment}")
+        typer.echo(f"{s.id:36}  {' '.join(s.matchers):40}  {_utc_time(s.starts_at):23}  "
+                   f"{_utc_time(s.ends_at):23}  {s.created_by:12}  {s.comment}")
 
 
 def _utc_time(ts: datetime) -> str:

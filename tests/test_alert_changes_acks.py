@@ -341,9 +341,10 @@ def test_cli_unack_resumes_reminders(mon: Monitor, tmp_path: Path) -> None:
     assert run(app, ["alerts", "ack", "-c", str(path), key]).exit_code == 0
     mon.flush(T0 + H)
     assert len(mon.sent()) == 1
-    out = run(app, ["alerts", "unack", "-c", str(path), key])
+    out = run(app, ["alerts", "unack", "-c", str(path), key[:12]])  # first characters, as ack
     assert out.exit_code == 0 and f"unacknowledged {key}" in out.output
-    assert run(app, ["alerts", "unack", "-c", str(path), key]).exit_code == 1
+    again = run(app, ["alerts", "unack", "-c", str(path), key])
+    assert again.exit_code == 1 and f"{key} is not acknowledged" in again.output
     mon.flush(T0 + 2 * H)
     assert [p.get("repeat") for p in mon.sent()] == [None, True]
 
@@ -399,3 +400,13 @@ def test_cli_listings_read_the_display_names_beside_the_identifiers(
     out = run(app, ["anomalies", "-c", str(plain)], env=wide)
     assert out.stdout.splitlines()[1].endswith(
         'checkout_dropoff_rate{journey="checkout",region="uk"}')
+
+
+def test_unack_prefix_shared_by_two_acks_is_refused() -> None:
+    from alerts.cli import _acked_key
+
+    keys = ["journey=checkout@2026-01-27T11:00Z", "journey=checkout@2026-01-28T09:00Z"]
+    assert _acked_key(keys, "journey=checkout@2026-01-28") == (keys[1], "")
+    key, why = _acked_key(keys, "journey=checkout")
+    assert key is None and "matches 2 acknowledged incidents" in why and keys[0] in why
+    assert _acked_key(keys, "journey=search")[0] is None

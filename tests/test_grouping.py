@@ -4,6 +4,7 @@ stored in the outbox. Every test drives a fake clock; nothing sleeps."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -355,3 +356,41 @@ def test_an_inhibition_by_alertname_survives_a_restart(store: Store) -> None:
     rows = {n.incident_key: (n.status, n.reason) for n in store.notifications()}
     assert rows == {parent.key: ("pending", None),
                     child.key: ("suppressed", f"inhibited by {parent.key}")}
+
+
+def test_a_receiver_muted_on_one_route_is_still_told_through_another(store: Store) -> None:
+    """Alertmanager: each route is its own aggregation group, so a critical route pages the
+    chat even at night when the team route (continue: true) that also reaches it is muted.
+    cxmon has one group per receiver; a time interval mutes it only if it mutes every route
+    reaching it."""
+    cfg = parse_config("""
+sources: {s: {type: sql, url: "sqlite://"}}
+metrics: [{name: m, source: s, value: v}]
+alerting:
+  receivers: [{name: ops}, {name: chat}]
+  time_intervals:
+    - {name: weekend, time_intervals: [{weekdays: [saturday, sunday]}]}
+  route:
+    receiver: ops
+    group_wait: 0s
+    routes:
+      - {receiver: chat, matchers: ['journey="checkout"'], mute_time_intervals: [weekend],
+         continue: true}
+      - {receiver: chat, matchers: ['severity="high"']}
+""", env={})
+    groups = AlertGroups(Dispatcher(cfg.alerting), {"ops", "chat"})
+    saturday = T0 + 5 * 24 * H
+
+    def tell(inc: OpenIncident, severity: int) -> list[str]:
+        inc = dataclasses.replace(inc, severity=severity)
+        a = anomaly(inc.group["journey"], None, saturday, severity)
+        change = IncidentChange(inc, "opened", (a,), True, saturday)
+        with store.transaction() as tx:
+            groups.apply(tx, [change], {id(change): incident_payload(change)}, saturday)
+            groups.flush(tx, saturday)
+        return [n.status for n in store.notifications() if n.incident_key == inc.key]
+
+    assert tell(incident("checkout"), 60) == ["pending"]  # high: the second route is not muted
+    assert tell(incident("checkout", "app"), 30) == ["suppressed"]  # medium: only the muted one
+    (muted,) = [n for n in store.notifications() if n.status == "suppressed"]
+    assert muted.reason == "mute time interval weekend (route.routes[0])"

@@ -195,3 +195,13 @@ def test_dispatch_inhibition_and_resolve() -> None:
     d.observe(resolved)
     assert d.receivers(resolved, T0.replace(hour=20)) == ["oncall", "ops"]  # those told
     assert d.receivers(child, T0) == ["oncall", "ops"]  # no longer inhibited
+
+
+def test_a_night_window_that_wraps_midnight_says_how_to_split_it() -> None:
+    with pytest.raises(ValueError, match="start time cannot be equal or greater than end time"
+                       r" \(times do not wrap past midnight: 22:00–24:00 in one entry, "
+                       "00:00–02:00 with the next day's weekdays in another"):
+        TimeIntervalSpec.model_validate({"times": [{"start_time": "22:00", "end_time": "02:00"}]})
+    with pytest.raises(ValueError) as equal:  # equal times: no wrap to explain
+        TimeIntervalSpec.model_validate({"times": [{"start_time": "09:00", "end_time": "09:00"}]})
+    assert "wrap" not in str(equal.value)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from alerts.matchers import MatcherError, compile_regex, parse_matcher, parse_matchers
-from alerts.routing import Router, alert_labels
+from alerts.routing import Router, alert_labels, label_values, route_warnings
 from monitor.cli import app
 from monitor.config import parse_config
 from monitor.errors import ConfigError
@@ -94,7 +94,7 @@ alerting:
     anomaly_like = type("A", (), {"labels": {"journey": "checkout"}, "metric": "m"})()
     low = alert_labels({"journey": "checkout"}, anomaly_like, 40)  # type: ignore[arg-type]
     high = alert_labels({"journey": "checkout"}, anomaly_like, 80)  # type: ignore[arg-type]
-    assert high == {"journey": "checkout", "metric": "m", "alertname": "m",
+    assert high == {"journey": "checkout", "metric": "m", "alertname": "m", "kind": "outlier",
                     "severity": "critical", "severity_score": "80"}
     assert router(text).receivers(low) == ["ops"]
     assert router(text).receivers(high) == ["pager"]
@@ -180,11 +180,11 @@ def test_routes_test_command(tmp_path: Path) -> None:
     out = run(app, ["routes", "test", "-c", str(path), "team=checkout", 'severity="high"',
                     "region=us"])
     assert out.exit_code == 0, out.output
-    assert out.output.strip() == "checkout,pager"
+    assert out.stdout.strip() == "checkout,pager"  # TREE's labels are on no metric: warned
     out = run(app, ["routes", "test", "-c", str(path), "--tree", "region=uk"])
-    assert out.output.splitlines()[0] == "Routing tree:"
-    assert out.output.strip().splitlines()[-1] == "eu"
-    assert any(line.endswith(" *") and "receiver: eu" in line for line in out.output.splitlines())
+    assert out.stdout.splitlines()[0] == "Routing tree:"
+    assert out.stdout.strip().splitlines()[-1] == "eu"
+    assert any(line.endswith(" *") and "receiver: eu" in line for line in out.stdout.splitlines())
     out = run(app, ["routes", "test", "-c", str(path), "--verify-receivers", "ops", "region=uk"])
     assert out.exit_code == 1
     out = run(app, ["routes", "test", "-c", str(path), "team!=x"])
@@ -285,3 +285,123 @@ def test_a_bad_regex_is_named_without_a_position_shifted_by_the_anchoring() -> N
     with pytest.raises(MatcherError) as info:
         parse_matcher('journey=~"check(out"')
     assert str(info.value) == "error parsing regexp 'check(out': missing ), unterminated subpattern"
+
+
+def test_no_data_alerts_carry_kind_so_routes_and_inhibition_tell_outages_apart() -> None:
+    from alerts.am_config import InhibitRuleConfig
+    from alerts.inhibit import Inhibitor
+
+    def like(kind: str, labels: dict[str, str]) -> object:
+        return type("A", (), {"labels": labels, "metric": "m", "kind": kind})()
+
+    outage = alert_labels({"journey": "checkout"}, like("no_data", {"journey": "checkout"}), 60)
+    kpi = alert_labels({"journey": "checkout"}, like("outlier", {"journey": "checkout"}), 40)
+    assert outage["kind"] == "no_data" and kpi["kind"] == "outlier"
+    # a series label named kind is the series' own and wins
+    assert alert_labels({}, like("outlier", {"kind": "chat"}), 40)["kind"] == "chat"
+    rule = InhibitRuleConfig.model_validate({"source_matchers": ['kind="no_data"'],
+                                             "target_matchers": ['kind="outlier"'],
+                                             "equal": ["journey"]})
+    assert Inhibitor.from_config([rule]).inhibited(kpi, [outage])
+    assert not Inhibitor.from_config([rule]).inhibited(kpi, [{**outage, "journey": "search"}])
+
+
+DEAD = """
+sources: {s: {type: sql, url: "sqlite://"}}
+metrics:
+  - {name: dropoff, source: s, value: v, labels: {team: checkout-squad}, dimensions: [channel]}
+  - {name: csat, source: s, value: v, split_by: [journey]}
+alerting:
+  receivers: [{name: ops}, {name: checkout}]
+  route:
+    receiver: ops
+    routes:
+      - {matchers: ['team="checkout"'], receiver: checkout}          # a typo: checkout-squad
+      - {matchers: ['team="checkout-squad"', 'channel="app"'], receiver: checkout}
+      - {matchers: ['severity="warning"'], receiver: checkout}       # Alertmanager's name
+      - {matchers: ['teem!="x"', 'journey="anything"', 'kind="no_data"'], receiver: ops}
+      - {matchers: ['metric="dropout"'], receiver: ops}
+  inhibit_rules:
+    - {source_matchers: ['kind="outage"'], target_matchers: ['team=""'], equal: [journey]}
+"""
+
+
+def test_route_warnings_name_the_matchers_no_alert_can_satisfy() -> None:
+    cfg = parse_config(DEAD, env={})
+    values = label_values(cfg.metrics)
+    assert values["team"] == {"checkout-squad", ""} and values["channel"] is None
+    found = dict(route_warnings(cfg.alerting, cfg.metrics))
+    assert set(found) == {"alerting.route.routes[0].matchers",
+                          "alerting.route.routes[2].matchers",
+                          "alerting.route.routes[4].matchers",
+                          "alerting.inhibit_rules[0].source_matchers"}
+    assert found["alerting.route.routes[0].matchers"] == (
+        'team="checkout" matches no alert (team: it is "checkout-squad" or unset): this route '
+        "is never taken")
+    assert '"low" or "medium"' in found["alerting.route.routes[2].matchers"]
+    assert "never mutes" in found["alerting.inhibit_rules[0].source_matchers"]
+
+
+def test_routes_test_and_silence_add_warn_about_dead_matchers(tmp_path: Path) -> None:
+    from monitor.store import Store
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"store: sqlite:///{tmp_path / 's.db'}\n{DEAD}")
+    Store.open(f"sqlite:///{tmp_path / 's.db'}").close()
+    runner = CliRunner()
+    out = runner.invoke(app, ["routes", "test", "-c", str(path), "team=checkout"])
+    assert out.exit_code == 0 and out.stdout.strip() == "checkout"  # the label set given
+    assert ('warning alerting.route.routes[0].matchers: team="checkout" matches no alert'
+            in out.stderr)
+    out = runner.invoke(app, ["silence", "add", "-c", str(path), 'team="checkout"'])
+    assert out.exit_code == 0 and len(out.stdout.strip()) == 36  # stored all the same
+    assert 'warning: team="checkout" matches no alert' in out.stderr
+    out = runner.invoke(app, ["silence", "add", "-c", str(path), 'team="checkout-squad"'])
+    assert out.exit_code == 0 and out.stderr == ""
+
+
+def test_tree_shows_each_routes_time_intervals() -> None:
+    cfg = parse_config(HEAD + """
+alerting:
+  receivers: [{name: ops}, {name: pager}]
+  route:
+    receiver: ops
+    routes:
+      - {matchers: ['severity="low"'], receiver: ops, active_time_intervals: [office]}
+      - {receiver: pager, mute_time_intervals: [maint, office]}
+  time_intervals:
+    - {name: office, time_intervals: [{weekdays: ['monday:friday']}]}
+    - {name: maint, time_intervals: [{weekdays: [saturday]}]}
+""", env={})
+    lines = Router.from_config(cfg.alerting).tree({}).splitlines()
+    assert lines[2].endswith("receiver: ops  group_by: [journey]  active: [office]")
+    assert "mute: [maint, office]" in lines[3] and "active" not in lines[3]
+    assert "mute" not in lines[1] and "active" not in lines[1]
+
+
+def test_alert_routing_example_routes_as_its_comments_say() -> None:
+    import re
+
+    from monitor.config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "alert_routing.yaml"
+    cfg = load_config(path, env={})
+    assert route_warnings(cfg.alerting, cfg.metrics) == []
+    text = path.read_text()
+    said = re.findall(r"routes test -c examples/alert_routing\.yaml ((?:[\w-]+=[\w-]+ ?)+)\n"
+                      r"#\s+# -> ([\w,-]+)", text)
+    assert len(said) == 3
+    for labels, expected in said:
+        res = CliRunner().invoke(app, ["routes", "test", "-c", str(path), *labels.split()])
+        assert res.exit_code == 0 and res.stdout.strip() == expected, (labels, res.output)
+    router = Router.from_config(cfg.alerting)
+    low = router.routes({"team": "checkout-squad", "severity": "low", "severity_score": "20"})
+    assert [r.active_time_intervals for r in low] == [("business-hours",)]
+    from alerts.timeintervals import in_any
+
+    named = {t.name: t for t in cfg.alerting.time_intervals}
+    sat = datetime(2026, 1, 10, 23, 0, tzinfo=UTC)  # a Saturday
+    assert in_any(["saturday-maintenance"], named, sat)
+    assert in_any(["saturday-maintenance"], named, sat + timedelta(hours=2, minutes=59))
+    assert not in_any(["saturday-maintenance"], named, sat + timedelta(hours=3))
+    assert not in_any(["saturday-maintenance"], named, sat - timedelta(hours=2))

@@ -91,7 +91,7 @@ metrics: [{{name: m, source: s, value: v}}]
     out = run(app, ["silence", "add", "-c", str(path), 'team="checkout"', "region!~us.*",
                     "--duration", "2h", "--comment", "deploy", "--author", "ana"])
     assert out.exit_code == 0, out.output
-    sid = out.output.strip()
+    sid = out.stdout.strip()  # stderr: the metric has no team label, which is warned
     out = run(app, ["silence", "query", "-c", str(path)])
     assert sid in out.output and 'team="checkout" region!~"us.*"' in out.output
     assert "ana" in out.output and "deploy" in out.output
@@ -105,7 +105,7 @@ metrics: [{{name: m, source: s, value: v}}]
     # shared by two silences is refused, naming both
     twins = iter([uuid.UUID(f"{sid[:8]}-0000-4000-8000-00000000000{i}") for i in (1, 2)])
     monkeypatch.setattr("alerts.silences.uuid.uuid4", lambda: next(twins))
-    a, b = (run(app, ["silence", "add", "-c", str(path), f'team="t{i}"']).output.strip()
+    a, b = (run(app, ["silence", "add", "-c", str(path), f'team="t{i}"']).stdout.strip()
             for i in (1, 2))
     twice = run(app, ["silence", "expire", "-c", str(path), sid[:8]])
     assert twice.exit_code == 1 and "matches 3 silences" in twice.output
@@ -209,3 +209,45 @@ def test_silence_add_and_routes_test_name_the_bad_argument(tmp_path: Path) -> No
     assert out.exit_code == 2 and "Invalid value for '--duration'" in out.output
     out = CliRunner().invoke(app, ["routes", "test", "-c", str(path), "team=~x"])
     assert out.exit_code == 2 and "Invalid value for LABELS" in out.output
+
+
+def test_silence_add_schedules_a_maintenance_window_ahead(tmp_path: Path) -> None:
+    """--start/--end: a Saturday-night silence made on Friday is pending, then holds."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"""
+store: sqlite:///{tmp_path / 's.db'}
+sources: {{s: {{type: sql, url: "sqlite://"}}}}
+metrics: [{{name: m, source: s, value: v}}]
+""")
+    Store.open(f"sqlite:///{tmp_path / 's.db'}").close()
+    run = CliRunner().invoke
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    out = run(app, ["silence", "add", "-c", str(path), 'journey="checkout"',
+                    "--start", start.strftime("%Y-%m-%dT%H:%M:%S"),   # naive = UTC
+                    "--end", (start + timedelta(hours=4)).isoformat()])
+    assert out.exit_code == 0, out.output
+    sid = out.stdout.strip()  # stderr: m has no journey label, which is warned
+    def stored() -> list:
+        st = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+        try:
+            return list_silences(st)
+        finally:
+            st.close()
+
+    (s,) = stored()
+    assert s.id == sid and s.starts_at.replace(tzinfo=UTC) == start
+    assert s.ends_at.replace(tzinfo=UTC) - s.starts_at.replace(tzinfo=UTC) == timedelta(hours=4)
+    assert s.state(datetime.now(UTC)) == "pending"
+    assert s.active(start + timedelta(hours=1)) and not s.active(start + timedelta(hours=4))
+    listed = run(app, ["silence", "query", "-c", str(path)]).output
+    assert "Starts At" in listed and start.strftime("%Y-%m-%d %H:%M:%S UTC") in listed
+    # --start alone takes --duration from it
+    out = run(app, ["silence", "add", "-c", str(path), 'journey="search"', "--start",
+                    start.isoformat(), "--duration", "30m"])
+    assert out.exit_code == 0, out.output
+    (_, t) = stored()
+    assert t.ends_at.replace(tzinfo=UTC) == start + timedelta(minutes=30)
+    # an --end already past, or not a time, is a usage error naming the option
+    for bad in (["--end", "2020-01-01T00:00Z"], ["--start", "saturday"]):
+        out = run(app, ["silence", "add", "-c", str(path), 'journey="x"', *bad])
+        assert out.exit_code == 2 and bad[0] in out.output, out.output
