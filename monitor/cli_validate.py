@@ -37,7 +37,10 @@ def validate(
         f"{len(cfg.alerting.receivers)} receiver(s)",
         soft_wrap=True,  # one line, also in a log or a pipe
     )
-    for where, text in [*missing_files(cfg), *short_histories(cfg), *display_warnings(cfg)]:
+    from alerts.routing import route_warnings  # a matcher no alert can satisfy: a typo
+
+    for where, text in [*missing_files(cfg), *short_histories(cfg), *display_warnings(cfg),
+                        *route_warnings(cfg.alerting, cfg.metrics)]:
         console.print(f"[yellow]warning[/] {where}: {escape(text)}", soft_wrap=True)
     if (line := _calendar_summary(cfg)) is not None:
         console.print(line, soft_wrap=True, highlight=False)

@@ -342,7 +342,7 @@ def test_route_warnings_name_the_matchers_no_alert_can_satisfy() -> None:
     assert "never mutes" in found["alerting.inhibit_rules[0].source_matchers"]
 
 
-def test_routes_test_and_silence_add_warn_about_dead_matchers(tmp_path: Path) -> None:
+def test_validate_routes_test_and_silence_add_warn_about_dead_matchers(tmp_path: Path) -> None:
     from monitor.store import Store
 
     path = tmp_path / "c.yaml"
@@ -358,6 +358,10 @@ def test_routes_test_and_silence_add_warn_about_dead_matchers(tmp_path: Path) ->
     assert 'warning: team="checkout" matches no alert' in out.stderr
     out = runner.invoke(app, ["silence", "add", "-c", str(path), 'team="checkout-squad"'])
     assert out.exit_code == 0 and out.stderr == ""
+    out = runner.invoke(app, ["validate", "-c", str(path)])  # where a new user looks first
+    assert out.exit_code == 0, out.output
+    assert ('warning alerting.route.routes[0].matchers: team="checkout" matches no alert'
+            in " ".join(out.output.split()))
 
 
 def test_tree_shows_each_routes_time_intervals() -> None:
