@@ -105,10 +105,15 @@ class Dispatcher:
 
     def suppression(
         self, key: str, labels: Mapping[str, str], route_path: str | None, now: datetime,
-        open_incidents: Iterable[OpenIncident] = (),
+        open_incidents: Iterable[OpenIncident] = (), *, receiver: str | None = None,
     ) -> str | None:
         """Why a firing notification of incident ``key`` must not go out at ``now`` on the
-        route ``route_path``, or None: silence, inhibition, then time intervals."""
+        route ``route_path``, or None: silence, inhibition, then time intervals.
+
+        With ``receiver``, a time interval mutes it only when it mutes every route that
+        reaches it: Alertmanager gives each route its own aggregation group, so with
+        ``continue`` a critical route still pages the chat a muted team route also names
+        (here one group per receiver, timed by the first route)."""
         silence = self._silenced(labels, now)
         if silence is not None:
             return f"silenced by {silence}"
@@ -116,9 +121,16 @@ class Dispatcher:
         if source is not None:
             return f"inhibited by {source}"
         route = self._routes.get(route_path or "")
-        if route is not None:
-            return self._time_muted(route, now)
-        return None
+        if route is None:
+            return None
+        reason = self._time_muted(route, now)
+        if reason is None or receiver is None:
+            return reason
+        for other in self.router.routes(labels):
+            if other.receiver == receiver and other.path != route.path \
+                    and self._time_muted(other, now) is None:
+                return None
+        return reason
 
     def receivers(
         self, change: IncidentChange, now: datetime, open_incidents: Iterable[OpenIncident] = ()
@@ -135,7 +147,8 @@ class Dispatcher:
         told = self._told.setdefault(key, [])  # a muted incident resolves silently too
         out: list[str] = []
         for receiver, route in self.targets(change):
-            reason = self.suppression(key, labels, route.path, now, open_incidents)
+            reason = self.suppression(key, labels, route.path, now, open_incidents,
+                                      receiver=receiver)
             if reason is not None:
                 self._mute(change, receiver, reason, now)
                 continue

@@ -60,8 +60,6 @@ __all__ = ["AlertGroups", "FlushResult", "WaitingGroup", "merge_payloads", "next
            "waiting_groups"]
 
 G = alert_groups_t
-#: The reasons :meth:`alerts.dispatch.Dispatcher.suppression` gives for a time interval.
-_TIME_MUTED = ("mute time interval ", "outside active time intervals ")
 
 
 def _lifted(ack: Any, why: str) -> dict[str, Any]:
@@ -239,23 +237,6 @@ class AlertGroups:
                 if labels:
                     self.dispatcher.remember(key, labels)
 
-    def _suppression(self, row: Any, now: datetime, opened: list[OpenIncident]) -> str | None:
-        """Why the group's notification must not go out now, or None. A time interval mutes
-        a receiver only when it mutes every route that reaches it: Alertmanager gives each
-        route its own aggregation group, so with ``continue`` a critical route still pages
-        the chat a muted ``team`` route also reaches (one group per receiver here, timed by
-        the first route)."""
-        reason = self.dispatcher.suppression(row.incident_key, row.labels, row.route, now,
-                                             opened)
-        if reason is None or not reason.startswith(_TIME_MUTED):
-            return reason
-        for route in self.dispatcher.router.routes(row.labels):
-            if route.receiver == row.receiver and route.path != row.route \
-                    and self.dispatcher.suppression(row.incident_key, row.labels, route.path,
-                                                    now, opened) is None:
-                return None
-        return reason
-
     def _flush_one(self, tx: StoreTx, row: Any, now: datetime, opened: list[OpenIncident],
                    sent: list[Notification], muted: list[tuple[Notification, str]]) -> None:
         where = (G.c.incident_key == row.incident_key, G.c.receiver == row.receiver)
@@ -285,7 +266,8 @@ class AlertGroups:
                 before = told or {**_state_of(last_payload), "points": now_state["points"]}
                 payload = {**payload, "changes": diff(before, now_state, last_sent.isoformat())}
         if payload is not None:
-            reason = None if kind == "resolved" else self._suppression(row, now, opened)
+            reason = None if kind == "resolved" else self.dispatcher.suppression(
+                row.incident_key, row.labels, row.route, now, opened, receiver=row.receiver)
             if reason is None and kind != "repeat" and row.last_sent_at is not None \
                     and now_state is not None:  # a told update that changes it materially
                 lifted = self._lift_if_material(tx, row.incident_key, now_state)

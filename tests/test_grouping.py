@@ -394,3 +394,12 @@ alerting:
     assert tell(incident("checkout", "app"), 30) == ["suppressed"]  # medium: only the muted one
     (muted,) = [n for n in store.notifications() if n.status == "suppressed"]
     assert muted.reason == "mute time interval weekend (route.routes[0])"
+    # the dispatcher's own answer (which receivers to tell now) follows the same rule
+    def told(channel: str, severity: int) -> list[str]:
+        inc = dataclasses.replace(incident("checkout", channel), severity=severity)
+        change = IncidentChange(inc, "opened", (anomaly("checkout", channel, saturday,
+                                                        severity),), True, saturday)
+        return groups.dispatcher.receivers(change, saturday)
+
+    assert told("web", 60) == ["chat"]
+    assert told("phone", 30) == []
