@@ -65,6 +65,22 @@ def _told_later(sent: Iterable[OutboxRow]) -> dict[tuple[str, str], int]:
     return out
 
 
+def message_kind(payload: Any) -> str:
+    """Which message of its incident a notification is: four dead-lettered rows of one
+    incident looked alike, though retrying an old reminder is worth less than a first message.
+
+    >>> [message_kind(p) for p in ({}, {"update": True}, {"update": True, "repeat": True},
+    ...                            {"status": "resolved"})]
+    ['first message', 'update', 'reminder', 'resolution']
+    """
+    payload = payload if isinstance(payload, dict) else {}
+    if payload.get("status") == "resolved":
+        return "resolution"
+    if payload.get("repeat"):
+        return "reminder"
+    return "update" if payload.get("update") else "first message"
+
+
 def alerts_status(
     config: ConfigOpt,
     show: Annotated[int, typer.Option(min=0, help="List this many notifications not sent "
@@ -115,8 +131,9 @@ def alerts_status(
     told = _told_later(r for r in every if r.status == "sent")
     if rows or waiting:
         table = Table()
-        for col in ("id", "status", "receiver", "incident", *(["group"] if names else []),
-                    "attempts", "next attempt", "error / reason"):
+        for col in ("id", "status", "message", "receiver", "incident",
+                    *(["group"] if names else []), "attempts", "next attempt",
+                    "error / reason"):
             table.add_column(col, overflow="fold")
 
         def incident(key: str, group: Any) -> list[str]:
@@ -125,8 +142,8 @@ def alerts_status(
         for w in waiting[:show]:
             what = {"opened": "first message", "updated": "update",
                     "resolved": "resolution"}.get(w.kind, w.kind)
-            table.add_row("-", "waiting", w.receiver, *incident(w.incident_key, w.group), "0",
-                          _hms(w.due), f"{what}: {w.timer}")
+            table.add_row("-", "waiting", what, w.receiver, *incident(w.incident_key, w.group),
+                          "0", _hms(w.due), w.timer)
         for r in rows:
             why = r.reason if r.status == "suppressed" else (r.last_error or "")
             later = told.get((r.incident_key, r.receiver), 0)
@@ -136,7 +153,7 @@ def alerts_status(
             if r.status == "pending" and r.lease_owner and r.lease_until and r.lease_until > now:
                 why = f"claimed by {r.lease_owner} until {_hms(r.lease_until)}; {why}"
             # dead and suppressed rows are never attempted again
-            table.add_row(str(r.id), r.status, r.receiver,
+            table.add_row(str(r.id), r.status, message_kind(r.payload), r.receiver,
                           *incident(r.incident_key, (r.payload or {}).get("group")),
                           str(r.attempts),
                           _hms(r.next_attempt_at) if r.status == "pending" else "-",

@@ -386,9 +386,9 @@ def test_cli_listings_read_the_display_names_beside_the_identifiers(
     assert status.exit_code == 0, status.output
     header = next(line for line in status.output.splitlines() if "┃ id" in line)
     columns = [c.strip() for c in header.split("┃")[1:-1]]
-    assert columns[3:5] == ["incident", "group"]
+    assert columns[1:6] == ["status", "message", "receiver", "incident", "group"]
     row = next(line for line in status.output.splitlines() if key in line)
-    assert [c.strip() for c in row.split("│")[1:-1]][3:5] == [key, "Checkout journey"]
+    assert [c.strip() for c in row.split("│")[1:-1]][4:6] == [key, "Checkout journey"]
     status = run(app, ["alerts", "status", "-c", str(plain)], env=wide)
     assert key in status.output and "group" not in status.output
     assert "Checkout journey" not in status.output

@@ -433,9 +433,10 @@ def test_alerts_status_shows_causes_and_no_next_attempt_for_dead_or_suppressed(
     rows = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[1:-1]]
             for line in result.output.splitlines() if line.count("│") > 5
             and line.split("│")[2].strip() in ("pending", "dead", "suppressed")}
-    assert rows["pending"][5] == "2026-01-27 12:00:05 UTC"  # one time format
-    assert rows["dead"][5] == "-" and rows["suppressed"][5] == "-"  # never attempted again
-    assert "ConnectError: connection refused to 127.0.0.1" in rows["dead"][6]
+    assert rows["pending"][6] == "2026-01-27 12:00:05 UTC"  # one time format
+    assert rows["dead"][6] == "-" and rows["suppressed"][6] == "-"  # never attempted again
+    assert "ConnectError: connection refused to 127.0.0.1" in rows["dead"][7]
+    assert rows["dead"][2] == "first message"  # which message of its incident each one is
     assert "`cxmon alerts retry ID...` (or --all)" in result.output  # the way back
     assert "sekrit" not in result.output and "pw@" not in result.output
 
@@ -607,7 +608,7 @@ def test_alerts_status_says_a_suppressed_notification_was_told_later(tmp_path: P
     result = runner.invoke(app, ["alerts", "status", "-c", str(cfg_path)],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    lines = {ln.split("│")[4].strip(): ln for ln in result.output.splitlines() if ln.count("│") > 6}
+    lines = {ln.split("│")[5].strip(): ln for ln in result.output.splitlines() if ln.count("│") > 6}
     assert f"told later (#{row.id})" in lines["told"]
     assert "told later" not in lines["still-muted"]
 
