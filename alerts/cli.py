@@ -90,20 +90,55 @@ def _budgets(config: MonitorConfig, receivers: Iterable[str]) -> str:
     return "; attempts: " + ", ".join(parts) if parts else ""
 
 
+def superseded_dead(rows: Iterable[Any]) -> dict[int, int]:
+    """Dead-lettered updates and reminders that a later notification of the same incident
+    and receiver makes stale, as {id: the later one's id}.
+
+    Why: after a receiver's day-long outage ``retry --all`` re-sent every dead reminder and
+    update, hours out of date, ahead of what they were followed by. A first message (the
+    thread's anchor) and a resolution are never stale; the newest message of each incident
+    and receiver is kept too.
+
+    >>> from types import SimpleNamespace as Row
+    >>> rows = [Row(id=1, status="dead", incident_key="i", receiver="r", payload={}),
+    ...         Row(id=2, status="dead", incident_key="i", receiver="r",
+    ...             payload={"update": True, "repeat": True}),
+    ...         Row(id=3, status="dead", incident_key="i", receiver="r",
+    ...             payload={"update": True}),
+    ...         Row(id=4, status="sent", incident_key="i", receiver="x", payload={})]
+    >>> superseded_dead(rows)
+    {2: 3}
+    """
+    from alerts.payload import message_kind
+
+    latest: dict[tuple[str, str], int] = {}
+    listed = sorted(rows, key=lambda r: r.id)
+    for r in listed:
+        latest[(r.incident_key, r.receiver)] = r.id
+    return {r.id: latest[(r.incident_key, r.receiver)] for r in listed
+            if r.status == "dead" and message_kind(r.payload) in ("update", "reminder")
+            and latest[(r.incident_key, r.receiver)] > r.id}
+
+
 def _say_requeued(done: list[int], asked: list[int], receiver: str | None,
-                  budgets: str = "") -> None:
-    """Report ``alerts retry``: what was requeued, and exit 1 naming every id that was not
-    (not dead, wrong receiver, no such id), so a typo is not taken for a retried alert."""
+                  budgets: str = "", skipped: Mapping[int, int] | None = None) -> None:
+    """Report ``alerts retry``: what was requeued, what --all left dead as superseded, and
+    exit 1 naming every id that was not (not dead, wrong receiver, no such id), so a typo is
+    not taken for a retried alert."""
     if done:
         typer.echo(f"requeued {len(done)} notification(s): {', '.join(map(str, done))} "
                    f"(due now{budgets}; the running monitor or `cxmon alerts deliver` sends "
                    "them)")
+    if skipped:
+        shown = ", ".join(f"{i} (by {later})" for i, later in sorted(skipped.items()))
+        typer.echo(f"left dead {len(skipped)} update(s)/reminder(s) a later message of the "
+                   f"same incident superseded: {shown} (--stale sends them too)")
     missed = [i for i in asked if i not in done]
     for i in missed:
         typer.echo(f"notification {i} is not dead-lettered"
                    + (f" for receiver {receiver}" if receiver else "")
                    + " (cxmon alerts status)", err=True)
-    if not done and not asked:
+    if not done and not asked and not skipped:
         typer.echo("no dead-lettered notifications"
                    + (f" for receiver {receiver}" if receiver else ""))
     if missed:
@@ -261,11 +296,16 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         = False,
         receiver: Annotated[str | None, typer.Option(
             "--receiver", "-r", help="Only notifications to this receiver.")] = None,
+        stale: Annotated[bool, typer.Option(
+            "--stale", help="With --all: also updates and reminders that a later message of "
+            "the same incident and receiver superseded (left dead by default).")] = False,
     ) -> None:
         """Requeue dead-lettered notifications: due now, with a fresh retry budget (the
         receiver's delivery.max_attempts), sent by the running monitor or `cxmon alerts
         deliver`. For after the receiver is fixed (it
-        was down past the retries, a token was rotated); ids are from `alerts status`."""
+        was down past the retries, a token was rotated); ids are from `alerts status`.
+        --all leaves dead the updates and reminders a later message superseded (first
+        messages and resolutions always go); --stale sends those too."""
         from monitor import cli as main
         from monitor.clock import SystemClock
 
@@ -278,13 +318,24 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         cfg = main._load(config, needs={"store"})
         store = main._open_store(cfg, must_exist=True)
         try:
-            done = store.requeue_dead(ids or None, SystemClock().now(), receiver=receiver)
+            chosen: list[int] | None = list(ids or [])
+            skipped: dict[int, int] = {}
+            if all_dead:
+                every = store.notifications()
+                skipped = {} if stale else superseded_dead(every)
+                chosen = [r.id for r in every if r.status == "dead" and r.id not in skipped
+                          and (receiver is None or r.receiver == receiver)]
+                skipped = {i: later for i, later in skipped.items()
+                           if receiver is None or any(r.id == i and r.receiver == receiver
+                                                      for r in every)}
+            done = store.requeue_dead(chosen, SystemClock().now(), receiver=receiver) \
+                if chosen else []
             requeued = set(done)
             budgets = _budgets(cfg, (r.receiver for r in store.notifications("pending")
                                      if r.id in requeued))
         finally:
             store.close()
-        _say_requeued(done, ids or [], receiver, budgets)
+        _say_requeued(done, ids or [], receiver, budgets, skipped)
 
     @alerts_app.command("deliver")
     def deliver(

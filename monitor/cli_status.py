@@ -65,22 +65,6 @@ def _told_later(sent: Iterable[OutboxRow]) -> dict[tuple[str, str], int]:
     return out
 
 
-def message_kind(payload: Any) -> str:
-    """Which message of its incident a notification is: four dead-lettered rows of one
-    incident looked alike, though retrying an old reminder is worth less than a first message.
-
-    >>> [message_kind(p) for p in ({}, {"update": True}, {"update": True, "repeat": True},
-    ...                            {"status": "resolved"})]
-    ['first message', 'update', 'reminder', 'resolution']
-    """
-    payload = payload if isinstance(payload, dict) else {}
-    if payload.get("status") == "resolved":
-        return "resolution"
-    if payload.get("repeat"):
-        return "reminder"
-    return "update" if payload.get("update") else "first message"
-
-
 def alerts_status(
     config: ConfigOpt,
     show: Annotated[int, typer.Option(min=0, help="List this many notifications not sent "
@@ -92,6 +76,7 @@ def alerts_status(
     from alerts.acks import list_acks
     from alerts.display import Names
     from alerts.grouping import waiting_groups
+    from alerts.payload import message_kind
     from monitor.cli import _hms, _load, _open_store, _print_table, console
 
     cfg = _load(config, needs={"store"})

@@ -685,6 +685,45 @@ def test_times_must_be_iso_not_a_month_or_day_first_guess(tmp_path: Path, comman
     assert "not a time: '10/11/2025' (use ISO 8601" in " ".join(result.output.split())
 
 
+def test_alerts_retry_all_leaves_superseded_updates_and_reminders_dead(tmp_path: Path) -> None:
+    """After a day-long Slack outage, --all re-sent every dead reminder and update hours out
+    of date; now it sends per incident the first message, the resolution and the newest
+    message, and says which it left (--stale sends those too)."""
+    from datetime import UTC, datetime
+
+    from monitor.model import Notification
+    from monitor.store import Store
+
+    db = tmp_path / "r.db"
+    t0 = datetime(2026, 1, 27, 12, 0, tzinfo=UTC)
+    reminder = {"update": True, "repeat": True, "status": "firing"}
+    with Store(f"sqlite:///{db}") as store:
+        store.migrate()
+        with store.transaction() as tx:
+            tx.enqueue([Notification("first", "hook", "inc", {"status": "firing"}),
+                        Notification("remind1", "hook", "inc", reminder),
+                        Notification("update", "hook", "inc", {"update": True}),
+                        Notification("remind2", "hook", "inc", reminder),
+                        Notification("resolved", "hook", "inc", {"status": "resolved"}),
+                        Notification("other", "hook", "inc2", reminder)], t0)
+        ids = {r.idempotency_key: r.id for r in store.notifications()}
+        for i in ids.values():
+            store.mark_dead(i, "webhook hook: HTTP 503")
+    cfg = write(tmp_path, GOOD.format(db=db))
+    out = runner.invoke(app, ["alerts", "retry", "-c", str(cfg), "--all"])
+    assert out.exit_code == 0, out.output
+    sent = [ids[k] for k in ("first", "resolved", "other")]
+    assert f"requeued 3 notification(s): {', '.join(map(str, sorted(sent)))} " in out.output
+    assert (f"left dead 3 update(s)/reminder(s) a later message of the same incident "
+            f"superseded: {ids['remind1']} (by {ids['resolved']}), {ids['update']} (by "
+            f"{ids['resolved']}), {ids['remind2']} (by {ids['resolved']}) (--stale sends "
+            "them too)") in " ".join(out.output.split())
+    again = runner.invoke(app, ["alerts", "retry", "-c", str(cfg), "--all", "--stale"])
+    assert again.exit_code == 0 and "requeued 3 notification(s)" in again.output
+    with Store(f"sqlite:///{db}") as store:
+        assert store.outbox_counts().get("dead", 0) == 0
+
+
 def test_alerts_retry_requeues_dead_letters_and_refuses_others(tmp_path: Path) -> None:
     """The SRE's way back for an alert dead-lettered while its receiver was down."""
     from datetime import UTC, datetime
