@@ -154,10 +154,14 @@ def volume_text(a: Mapping[str, Any]) -> str:
     'from 1,204 sessions'
     >>> volume_text({"volume": 14.0}), volume_text({"volume": None})
     ('from 14', '')
+    >>> volume_text({"volume": 1.0, "format": {"volume_unit": "responses"}})
+    'from 1 response'
     """
     if not (count := volume_count(a)):
         return ""
     noun = _format(a).get("volume_unit")
+    if noun and count == "1" and noun.endswith("s") and not noun.endswith("ss"):
+        noun = noun[:-1]  # "from 1 responses" read as a typo in the alert
     return f"from {count} {noun}" if noun else f"from {count}"
 
 
