@@ -340,6 +340,20 @@ def test_alerts_status_shows_groups_waiting_in_group_wait(tmp_path: Path) -> Non
     assert "│ waiting │" in text  # and a row for it (the table folds on narrow terminals)
 
 
+def test_backtest_whole_range_warming_on_a_daily_season_has_no_daily_hint(
+        tmp_path: Path) -> None:
+    # the daily-season hint is for the weekly warm-up only: a daily detector is already that
+    daily = GOOD.format(db="x.db") + (
+        "    detectors: [daily]\n"
+        "detectors:\n  daily: {type: robust_seasonal, season: day}\n")
+    out = runner.invoke(app, ["backtest", "-c", str(write(tmp_path, daily)),
+                              "--start", "2026-01-05", "--end", "2026-01-05T12:00Z"])
+    assert out.exit_code == 0, out.output
+    assert ("detectors warming up for the whole range (daily [robust_seasonal] needs 1d); "
+            "give the metric a longer `history:`") in out.output
+    assert "season: day" not in out.output
+
+
 def test_backtest_learns_from_history_before_start(tmp_path: Path) -> None:
     # two days around the scripted incident (2026-01-27 11:00-17:00)
     args = ["--start", "2026-01-26", "--end", "2026-01-28"]
@@ -350,6 +364,8 @@ def test_backtest_learns_from_history_before_start(tmp_path: Path) -> None:
     assert "rejected" not in cold.output  # no "rejected {}"
     assert ("checkout_dropoff_rate: detectors warming up for the whole range "
             "(robust_seasonal needs 1w)") in cold.output
+    # a short first export can never warm the weekly season up: say how to warm up in a day
+    assert "`{type: robust_seasonal, season: day}` warms up in 1d" in cold.output
     warm = runner.invoke(app, ["backtest", "-c", str(write(
         tmp_path, GOOD.format(db="x.db") + "    history: 14d\n")), *args])
     assert warm.exit_code == 0, warm.output
