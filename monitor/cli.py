@@ -51,6 +51,21 @@ class _Group(typer.core.TyperGroup):
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
+    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
+        """An unknown command that a subgroup has (``cxmon status``) names where it lives."""
+        from monitor.cli_hints import nested_hint
+
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.TyperException as exc:  # a usage error: "No such command 'status'."
+            said = exc.format_message()  # type: ignore[attr-defined]
+            hint = nested_hint(self, ctx, args[0]) if args else None
+            if (hint is None or not said.startswith("No such command")
+                    or "Did you mean" in said):
+                raise
+            exc.message = f"{said.rstrip('.')}. {hint}"  # type: ignore[attr-defined]
+            raise
+
 
 def _hide_flag_types() -> None:
     """Typer's rich help shows a ``<bool>`` type beside every flag (``--help`` included),

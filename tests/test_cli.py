@@ -731,3 +731,24 @@ def test_alerts_retry_requeues_dead_letters_and_refuses_others(tmp_path: Path) -
         assert {r.id for r in store.notifications("pending")} == set(ids.values())
     empty = runner.invoke(app, ["alerts", "retry", "-c", str(cfg), "--all"])
     assert empty.exit_code == 0 and "no dead-lettered notifications" in empty.output
+
+
+@pytest.mark.parametrize(("typed", "hint"), [
+    ("status", "Did you mean 'cxmon alerts status'?"),
+    ("build", "Did you mean 'cxmon dashboards build'?"),
+])
+def test_unknown_command_that_a_subgroup_has_names_where_it_lives(typed: str,
+                                                                  hint: str) -> None:
+    out = runner.invoke(app, [typed, "-c", "cxmon.yaml"], prog_name="cxmon")
+    assert out.exit_code == 2
+    assert f"No such command '{typed}'. {hint}" in out.output
+
+
+def test_unknown_command_keeps_its_close_match_and_has_no_hint_otherwise() -> None:
+    close = runner.invoke(app, ["anomaly"])  # a close match: click's own suggestion only
+    assert close.exit_code == 2
+    assert "No such command 'anomaly'. Did you mean 'anomalies'?\n" in close.output
+    unknown = runner.invoke(app, ["bogus"])
+    assert unknown.exit_code == 2
+    assert "No such command 'bogus'." in unknown.output
+    assert "Did you mean" not in unknown.output
