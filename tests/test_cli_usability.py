@@ -764,3 +764,29 @@ def test_score_warns_that_slash_dates_are_read_month_first_where_they_can_be() -
     assert out[0][0].startswith("2026-05-01") and out[-1][0].startswith("2026-05-19")
     bad = runner.invoke(app, ["score", "--date-order", "ymd"], input="\n".join(rows) + "\n")
     assert bad.exit_code == 2 and "dmy or mdy" in bad.output
+
+
+def _anomaly_at(t: datetime) -> Anomaly:
+    return Anomaly('c{journey="checkout"}', "c", {"journey": "checkout"}, t, 0.02, 0.24, 0.15,
+                   0.34, 0.999, 30, Direction.DOWN, "default")
+
+
+def test_tick_log_says_a_first_ticks_history_anomalies_were_not_alerted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from monitor.cli_run import _log_tick
+    from monitor.pipeline import TickResult
+
+    newest = datetime(2026, 11, 29, 11, tzinfo=UTC)
+    first = TickResult("c", since=datetime(2026, 11, 22, tzinfo=UTC), until=newest,
+                       silent_before=newest - pd.Timedelta("1h"),
+                       anomalies=[_anomaly_at(datetime(2026, 11, 28, 7, tzinfo=UTC)),
+                                  _anomaly_at(newest - pd.Timedelta("1h"))])
+    later = TickResult("c", since=newest, until=newest + pd.Timedelta("1h"),
+                       anomalies=[_anomaly_at(newest)])
+    with caplog.at_level("INFO", logger="cxmon.tick"):
+        _log_tick(first)
+        _log_tick(later)
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].endswith("anomalies=2 (1 in the learned history: stored, not alerted; "
+                            "cxmon anomalies lists them)")
+    assert said[1].endswith("anomalies=1")  # a later tick alerts on all it finds
