@@ -16,7 +16,7 @@ dashboards_app = typer.Typer(help="Grafana dashboards generated from the config.
 JourneyOpt = Annotated[
     list[str] | None,
     typer.Option("--journey", help="Also build a dashboard for this journey (repeatable); "
-                 "needed for values of a split_by: [journey] label that the source cannot list."),
+                 "needed for values of a split_by: \\[journey] label that the source cannot list."),
 ]
 
 

@@ -337,6 +337,33 @@ def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
     assert "Who (default: $USER)" in add
 
 
+def test_no_help_loses_a_bracketed_example_to_rich_markup() -> None:
+    """Rich read ``split_by: [journey]`` in ``dashboards build --journey``'s help as a style
+    tag and showed ``split_by:  label``: every ``[...]`` a command's or option's help writes
+    must show."""
+    import re
+
+    import typer.main
+
+    root = typer.main.get_command(app)
+    checked = 0
+    for path in _commands():
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        helps = [cmd.help or "", *(getattr(p, "help", "") or "" for p in cmd.params)]
+        brackets = [b.replace("\\[", "[") for h in helps
+                    for b in re.findall(r"\\?\[[a-z_][^\]]*\]", h)]
+        if not brackets:
+            continue
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "300"})
+        text = " ".join(res.output.replace("│", " ").split())
+        for b in brackets:
+            checked += 1
+            assert " ".join(b.split()) in text, (path, b)
+    assert checked  # dashboards build --journey at least
+
+
 @pytest.mark.parametrize(("command", "shown"), [
     ("backtest", ["--start <time>", "--end <time>", "--metric <name>", "--no-feedback",
                   "Example: cxmon backtest -c cxmon.yaml --start 2026-01-01"]),
