@@ -229,10 +229,29 @@ def _demo_summary(
         )
     counts = store.outbox_counts()
     console.print(
-        f"{len(incidents)} incidents ({len(others)} matching no scripted incident), "
+        f"{_incidents_said(len(incidents), len(others))}, "
         f"{len(anomalies)} anomalous points; outbox: {counts.get('sent', 0)} sent, "
         f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead"
     )
+
+
+def _incidents_said(opened: int, unscripted: int) -> str:
+    """The closing line's incident count. It read ``4 incidents (0 matching no scripted
+    incident)``, a double negative, beside a table of five rows (one incident can cover
+    several scripted measures).
+
+    >>> _incidents_said(4, 0)
+    '4 incidents opened, each matching a scripted incident'
+    >>> _incidents_said(0, 0)
+    'no incidents opened'
+    >>> _incidents_said(5, 1)
+    '5 incidents opened, 1 matching no scripted incident (listed above)'
+    """
+    if not opened:
+        return "no incidents opened"
+    if not unscripted:
+        return f"{opened} incidents opened, each matching a scripted incident"
+    return f"{opened} incidents opened, {unscripted} matching no scripted incident (listed above)"
 
 
 def _incident_matches(incident: dict, truth: ResolvedIncident, metric: str) -> bool:
