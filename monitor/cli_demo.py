@@ -35,11 +35,12 @@ def demo(
     ] = False,
     store: Annotated[
         str | None,
-        typer.Option(help="Store URL (default: a fresh SQLite file in a temp dir)."),
+        typer.Option(metavar="<url>",
+                     help="Store URL (default: a fresh SQLite file in a temp dir)."),
     ] = None,
     anchor: Annotated[
         str | None,
-        typer.Option(help="Day 0 of the demo data, a UTC date such as 2026-01-05 "
+        typer.Option(metavar="<time>", help="Day 0 of the demo data, a UTC date such as 2026-01-05 "
                      "(default: 28 days before today)."),
     ] = None,
     days: Annotated[int, typer.Option(min=1, help="Days replayed from day 0 (the scripted "

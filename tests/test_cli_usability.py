@@ -382,6 +382,21 @@ def test_backtest_and_score_help_name_what_each_option_takes(command: str,
     assert "<str>" not in text and "<list[str]>" not in text
 
 
+@pytest.mark.parametrize(("command", "shown"), [
+    (["backfill"], ["--metric <name>", "--start <time>", "--end <time>", "--chunk <duration>"]),
+    (["demo"], ["--store <url>", "--anchor <time>"]),
+])
+def test_backfill_and_demo_help_name_what_each_option_takes(command: list[str],
+                                                           shown: list[str]) -> None:
+    """They said ``<str>`` where backtest says ``<time>`` and ``<name>`` for the same things."""
+    res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.replace("│", " ").split())
+    for part in shown:
+        assert part in text, part
+    assert "<str>" not in text
+
+
 def test_command_lists_do_not_break_a_summary_mid_sentence() -> None:
     """A docstring's first paragraph spanning two source lines was shown with its line
     break in the group's command list (``... not sent: pending`` / ``(with the worker``)."""
