@@ -236,11 +236,12 @@ def test_run_once_exits_non_zero_when_a_tick_fails(tmp_path: Path) -> None:
 
 
 def test_validate_messages_keep_square_brackets(tmp_path: Path) -> None:
-    bad = GOOD.format(db="x.db").replace("name: checkout_dropoff_rate", "name: 9bad")
+    bad = GOOD.format(db="x.db").replace("{ratio: [abandoned, started]}", "{ratio: abandoned}")
     result = runner.invoke(app, ["validate", "-c", str(write(tmp_path, bad))],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 2
-    assert "[a-zA-Z_:]" in result.output  # rich markup must not swallow the pattern
+    # rich markup must not swallow the bracketed shape
+    assert "[numerator_column, denominator_column]" in result.output
 
 
 INCIDENT = """

@@ -385,9 +385,12 @@ def test_backtest_and_score_help_name_what_each_option_takes(command: str,
 @pytest.mark.parametrize(("command", "shown"), [
     (["backfill"], ["--metric <name>", "--start <time>", "--end <time>", "--chunk <duration>"]),
     (["demo"], ["--store <url>", "--anchor <time>"]),
+    (["anomalies"], ["--metric <name>"]),
+    (["rca"], ["--dimensions <columns>", "--at <time>", "--value <column>",
+               "--denominator <column>"]),
+    (["dashboards", "build"], ["--journey <journey>", "--prometheus-url <url>"]),
 ])
-def test_backfill_and_demo_help_name_what_each_option_takes(command: list[str],
-                                                           shown: list[str]) -> None:
+def test_help_names_what_each_option_takes(command: list[str], shown: list[str]) -> None:
     """They said ``<str>`` where backtest says ``<time>`` and ``<name>`` for the same things."""
     res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
