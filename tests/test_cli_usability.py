@@ -623,6 +623,28 @@ def test_logs_are_plain_single_lines_off_a_terminal() -> None:
     assert len(lines) == 1 and lines[0].endswith(f"ERROR cxmon.test: tick failed: {long}")
 
 
+def test_plain_log_lines_are_stamped_in_utc_whatever_the_local_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every time in the messages is UTC; a line stamped in local time beside them misled."""
+    import logging
+    import time
+
+    from monitor.cli import _setup_logging
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        _setup_logging("info")  # pytest's stderr is not a terminal: plain lines
+        record = logging.LogRecord("cxmon.tick", logging.INFO, __file__, 1, "tick", None, None)
+        record.created, record.msecs = 0.25, 250.0
+        line = logging.getLogger().handlers[0].format(record)
+    finally:
+        logging.getLogger().handlers.clear()
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert line == "1970-01-01T00:00:00.250Z INFO cxmon.tick: tick"
+
+
 def test_feedback_without_a_store_fails_and_creates_none(tmp_path: Path) -> None:
     cfg, _ = _store_with_anomaly(tmp_path)
     (tmp_path / "fb.db").unlink()
