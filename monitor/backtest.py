@@ -120,9 +120,17 @@ def warmup_note(dets: MetricDetectors, interval: timedelta, start: datetime,
         return None
     until, needs = warming
     if until >= end:
-        return (f"detectors warming up for the whole range ({needs}); "
-                "give the metric a longer history: or start later")
+        return (f"detectors warming up for the whole range ({needs}); give the metric a "
+                "longer `history:` if the source has older data, or start later"
+                + (SHORT_WARMUP_HINT if "robust_seasonal needs 1w" in needs.replace("]", "")
+                   else ""))
     return f"detectors warming up until {until:%Y-%m-%d %H:%M} UTC ({needs})"
+
+
+#: With less than a week of data, the default detector's weekly season can never warm up
+#: inside the range; its daily season can, so say how (a new user's first CSV is often short).
+SHORT_WARMUP_HINT = ("; with less than a week of data, a detector "
+                     "`{type: robust_seasonal, season: day}` warms up in 1d")
 
 
 def episodes(times: set[datetime], interval: timedelta) -> int:

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -50,6 +50,21 @@ class _Group(typer.core.TyperGroup):
             typer.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
+        """An unknown command that a subgroup has (``cxmon status``) names where it lives."""
+        from monitor.cli_hints import nested_hint
+
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.TyperException as exc:  # a usage error: "No such command 'status'."
+            said = exc.format_message()  # type: ignore[attr-defined]
+            hint = nested_hint(self, ctx, args[0]) if args else None
+            if (hint is None or not said.startswith("No such command")
+                    or "Did you mean" in said):
+                raise
+            exc.message = f"{said.rstrip('.')}. {hint}"  # type: ignore[attr-defined]
+            raise
 
 
 def _hide_flag_types() -> None:
@@ -147,11 +162,11 @@ class JsonFormatter(logging.Formatter):
     an exception, ``exception`` (the traceback, scrubbed of URL secrets like the message)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        from monitor.log_time import utc_stamp
         from monitor.redact import redact_text
 
-        when = datetime.fromtimestamp(record.created, UTC)
         out: dict[str, Any] = {
-            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": utc_stamp(record.created),
             "level": record.levelname, "logger": record.name,
             "message": record.getMessage(),
         }
@@ -163,16 +178,19 @@ class JsonFormatter(logging.Formatter):
 def _setup_logging(level: str, log_format: str = "auto") -> None:
     """Rich log lines on a terminal; plain one-line records (never wrapped) in a file or pipe,
     or with ``text``; one JSON object per line with ``json``."""
+    from monitor.log_time import UtcFormatter, rich_utc_time
+
     handler: logging.Handler
     formatter: logging.Formatter
     if log_format == "json":
         handler, formatter = _StderrHandler(), JsonFormatter()
     elif log_format == "auto" and _is_tty(sys.stderr):
-        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
+        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False,
+                              log_time_format=rich_utc_time)
         formatter = logging.Formatter("%(message)s")
     else:
-        handler = _StderrHandler()
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        handler = _StderrHandler()  # times in UTC, like every time in the messages
+        formatter = UtcFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     from monitor.redact import SecretFilter
 
     handler.addFilter(SecretFilter())

@@ -15,8 +15,9 @@ dashboards_app = typer.Typer(help="Grafana dashboards generated from the config.
 
 JourneyOpt = Annotated[
     list[str] | None,
-    typer.Option("--journey", help="Also build a dashboard for this journey (repeatable); "
-                 "needed for values of a split_by: [journey] label that the source cannot list."),
+    typer.Option("--journey", metavar="<journey>",
+                 help="Also build a dashboard for this journey (repeatable); needed for "
+                 "values of a split_by: \\[journey] label that the source cannot list."),
 ]
 
 
@@ -26,7 +27,8 @@ def build(
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("grafana"),
     journey: JourneyOpt = None,
     prometheus_url: Annotated[
-        str, typer.Option(help="URL written into the provisioned Prometheus data source.")
+        str, typer.Option(metavar="<url>",
+                          help="URL written into the provisioned Prometheus data source.")
     ] = "http://localhost:9090",
 ) -> None:
     """Write the dashboards' JSON and Grafana provisioning YAML under --out."""

@@ -35,11 +35,12 @@ def demo(
     ] = False,
     store: Annotated[
         str | None,
-        typer.Option(help="Store URL (default: a fresh SQLite file in a temp dir)."),
+        typer.Option(metavar="<url>",
+                     help="Store URL (default: a fresh SQLite file in a temp dir)."),
     ] = None,
     anchor: Annotated[
         str | None,
-        typer.Option(help="Day 0 of the demo data, a UTC date such as 2026-01-05 "
+        typer.Option(metavar="<time>", help="Day 0 of the demo data, a UTC date such as 2026-01-05 "
                      "(default: 28 days before today)."),
     ] = None,
     days: Annotated[int, typer.Option(min=1, help="Days replayed from day 0 (the scripted "
@@ -229,10 +230,29 @@ def _demo_summary(
         )
     counts = store.outbox_counts()
     console.print(
-        f"{len(incidents)} incidents ({len(others)} matching no scripted incident), "
+        f"{_incidents_said(len(incidents), len(others))}, "
         f"{len(anomalies)} anomalous points; outbox: {counts.get('sent', 0)} sent, "
         f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead"
     )
+
+
+def _incidents_said(opened: int, unscripted: int) -> str:
+    """The closing line's incident count. It read ``4 incidents (0 matching no scripted
+    incident)``, a double negative, beside a table of five rows (one incident can cover
+    several scripted measures).
+
+    >>> _incidents_said(4, 0)
+    '4 incidents opened, each matching a scripted incident'
+    >>> _incidents_said(0, 0)
+    'no incidents opened'
+    >>> _incidents_said(5, 1)
+    '5 incidents opened, 1 matching no scripted incident (listed above)'
+    """
+    if not opened:
+        return "no incidents opened"
+    if not unscripted:
+        return f"{opened} incidents opened, each matching a scripted incident"
+    return f"{opened} incidents opened, {unscripted} matching no scripted incident (listed above)"
 
 
 def _incident_matches(incident: dict, truth: ResolvedIncident, metric: str) -> bool:

@@ -20,18 +20,26 @@ def rca(
     input: Annotated[str, typer.Option(
         "--input", metavar="<path>",
         help="CSV file, one row per leaf (and time); - reads stdin.")],
-    dimensions: Annotated[str, typer.Option(help="Comma-separated dimension columns.")],
+    dimensions: Annotated[str, typer.Option(
+        metavar="<columns>", help="Comma-separated dimension columns.")],
     time_column: Annotated[
-        str | None, typer.Option(help="Time column: rows before --at are history.")
+        str | None, typer.Option(metavar="<column>",
+                                 help="Time column: rows before --at are history.")
     ] = None,
-    at: Annotated[str | None, typer.Option(help="The anomalous time (with --time-column).")] = None,
-    actual: Annotated[str | None, typer.Option(help="Actual value column.")] = None,
-    expected: Annotated[str | None, typer.Option(help="Expected value column.")] = None,
+    at: Annotated[str | None, typer.Option(
+        metavar="<time>", help="The anomalous time (with --time-column).")] = None,
+    actual: Annotated[str | None, typer.Option(
+        metavar="<column>", help="Actual value column.")] = None,
+    expected: Annotated[str | None, typer.Option(
+        metavar="<column>", help="Expected value column.")] = None,
     value: Annotated[
-        str | None, typer.Option(help="Value column; expected values come from history.")
+        str | None, typer.Option(
+            metavar="<column>", help="Value column; expected values come from history.")
     ] = None,
     denominator: Annotated[
-        str | None, typer.Option(help="Denominator column: the KPI is sum(value)/sum(denominator).")
+        str | None, typer.Option(
+            metavar="<column>",
+            help="Denominator column: the KPI is sum(value)/sum(denominator).")
     ] = None,
     top: Annotated[int, typer.Option(help="How many candidate root causes to print.")] = 3,
 ) -> None:

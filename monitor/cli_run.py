@@ -145,10 +145,16 @@ def _log_tick(result: TickResult) -> None:
 
     log = logging.getLogger("cxmon.tick")
     if not result.error and not result.skipped:
+        # a first tick's history is stored but never alerted: say so, or "anomalies=2"
+        # with no alert looks like a delivery problem to someone trying cxmon out
+        history = (0 if result.silent_before is None else
+                   sum(a.timestamp < result.silent_before for a in result.anomalies))
         log.info(
-            "%s: %s..%s rows=%d stored=%d rejected=%d anomalies=%d",
+            "%s: %s..%s rows=%d stored=%d rejected=%d anomalies=%d%s",
             result.metric, _hm(result.since), _hm(result.until), result.rows_in,
             result.rows_stored, sum(result.rejected.values()), len(result.anomalies),
+            f" ({history} in the learned history: stored, not alerted; "
+            "cxmon anomalies lists them)" if history else "",
         )
 
 

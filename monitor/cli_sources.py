@@ -21,12 +21,15 @@ def register(app: typer.Typer) -> None:
     @app.command("backfill")
     def backfill_cmd(
         config: ConfigOpt,
-        metric: Annotated[str, typer.Option(help="The metric to backfill.")],
-        start: Annotated[str, typer.Option(help="First bucket (ISO 8601, UTC).")],
-        end: Annotated[str, typer.Option(help="End, exclusive (ISO 8601, UTC); an end after "
+        metric: Annotated[str, typer.Option(metavar="<name>", help="The metric to backfill.")],
+        start: Annotated[str, typer.Option(metavar="<time>",
+                                           help="First bucket (ISO 8601, UTC).")],
+        end: Annotated[str, typer.Option(metavar="<time>",
+                                         help="End, exclusive (ISO 8601, UTC); an end after "
                                          "now stops at the last complete bucket.")],
         chunk: Annotated[
-            str | None, typer.Option(help="Range fetched per request, e.g. 1d (default: "
+            str | None, typer.Option(metavar="<duration>",
+                                     help="Range fetched per request, e.g. 1d (default: "
                                      "288 buckets, at most a day).")
         ] = None,
     ) -> None:

@@ -22,7 +22,8 @@ def anomalies_list(
     config: ConfigOpt,
     last: Annotated[int, typer.Option("--last", "-n", min=1,
                                       help="How many, newest first.")] = 20,
-    metric: Annotated[str | None, typer.Option(help="Only this metric.")] = None,
+    metric: Annotated[str | None, typer.Option(metavar="<name>",
+                                              help="Only this metric.")] = None,
 ) -> None:
     """List recent stored anomalies with their ids (for cxmon feedback ID LABEL)."""
     from monitor.cli import _g, _hm, _load, _open_store, unknown_metric_message

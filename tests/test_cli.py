@@ -236,11 +236,12 @@ def test_run_once_exits_non_zero_when_a_tick_fails(tmp_path: Path) -> None:
 
 
 def test_validate_messages_keep_square_brackets(tmp_path: Path) -> None:
-    bad = GOOD.format(db="x.db").replace("name: checkout_dropoff_rate", "name: 9bad")
+    bad = GOOD.format(db="x.db").replace("{ratio: [abandoned, started]}", "{ratio: abandoned}")
     result = runner.invoke(app, ["validate", "-c", str(write(tmp_path, bad))],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 2
-    assert "[a-zA-Z_:]" in result.output  # rich markup must not swallow the pattern
+    # rich markup must not swallow the bracketed shape
+    assert "[numerator_column, denominator_column]" in result.output
 
 
 INCIDENT = """
@@ -340,6 +341,20 @@ def test_alerts_status_shows_groups_waiting_in_group_wait(tmp_path: Path) -> Non
     assert "│ waiting │" in text  # and a row for it (the table folds on narrow terminals)
 
 
+def test_backtest_whole_range_warming_on_a_daily_season_has_no_daily_hint(
+        tmp_path: Path) -> None:
+    # the daily-season hint is for the weekly warm-up only: a daily detector is already that
+    daily = GOOD.format(db="x.db") + (
+        "    detectors: [daily]\n"
+        "detectors:\n  daily: {type: robust_seasonal, season: day}\n")
+    out = runner.invoke(app, ["backtest", "-c", str(write(tmp_path, daily)),
+                              "--start", "2026-01-05", "--end", "2026-01-05T12:00Z"])
+    assert out.exit_code == 0, out.output
+    assert ("detectors warming up for the whole range (daily [robust_seasonal] needs 1d); "
+            "give the metric a longer `history:`") in out.output
+    assert "season: day" not in out.output
+
+
 def test_backtest_learns_from_history_before_start(tmp_path: Path) -> None:
     # two days around the scripted incident (2026-01-27 11:00-17:00)
     args = ["--start", "2026-01-26", "--end", "2026-01-28"]
@@ -350,6 +365,8 @@ def test_backtest_learns_from_history_before_start(tmp_path: Path) -> None:
     assert "rejected" not in cold.output  # no "rejected {}"
     assert ("checkout_dropoff_rate: detectors warming up for the whole range "
             "(robust_seasonal needs 1w)") in cold.output
+    # a short first export can never warm the weekly season up: say how to warm up in a day
+    assert "`{type: robust_seasonal, season: day}` warms up in 1d" in cold.output
     warm = runner.invoke(app, ["backtest", "-c", str(write(
         tmp_path, GOOD.format(db="x.db") + "    history: 14d\n")), *args])
     assert warm.exit_code == 0, warm.output
@@ -755,3 +772,24 @@ def test_alerts_retry_requeues_dead_letters_and_refuses_others(tmp_path: Path) -
         assert {r.id for r in store.notifications("pending")} == set(ids.values())
     empty = runner.invoke(app, ["alerts", "retry", "-c", str(cfg), "--all"])
     assert empty.exit_code == 0 and "no dead-lettered notifications" in empty.output
+
+
+@pytest.mark.parametrize(("typed", "hint"), [
+    ("status", "Did you mean 'cxmon alerts status'?"),
+    ("build", "Did you mean 'cxmon dashboards build'?"),
+])
+def test_unknown_command_that_a_subgroup_has_names_where_it_lives(typed: str,
+                                                                  hint: str) -> None:
+    out = runner.invoke(app, [typed, "-c", "cxmon.yaml"], prog_name="cxmon")
+    assert out.exit_code == 2
+    assert f"No such command '{typed}'. {hint}" in out.output
+
+
+def test_unknown_command_keeps_its_close_match_and_has_no_hint_otherwise() -> None:
+    close = runner.invoke(app, ["anomaly"])  # a close match: click's own suggestion only
+    assert close.exit_code == 2
+    assert "No such command 'anomaly'. Did you mean 'anomalies'?\n" in close.output
+    unknown = runner.invoke(app, ["bogus"])
+    assert unknown.exit_code == 2
+    assert "No such command 'bogus'." in unknown.output
+    assert "Did you mean" not in unknown.output

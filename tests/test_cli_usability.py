@@ -337,6 +337,33 @@ def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
     assert "Who (default: $USER)" in add
 
 
+def test_no_help_loses_a_bracketed_example_to_rich_markup() -> None:
+    """Rich read ``split_by: [journey]`` in ``dashboards build --journey``'s help as a style
+    tag and showed ``split_by:  label``: every ``[...]`` a command's or option's help writes
+    must show."""
+    import re
+
+    import typer.main
+
+    root = typer.main.get_command(app)
+    checked = 0
+    for path in _commands():
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        helps = [cmd.help or "", *(getattr(p, "help", "") or "" for p in cmd.params)]
+        brackets = [b.replace("\\[", "[") for h in helps
+                    for b in re.findall(r"\\?\[[a-z_][^\]]*\]", h)]
+        if not brackets:
+            continue
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "300"})
+        text = " ".join(res.output.replace("│", " ").split())
+        for b in brackets:
+            checked += 1
+            assert " ".join(b.split()) in text, (path, b)
+    assert checked  # dashboards build --journey at least
+
+
 @pytest.mark.parametrize(("command", "shown"), [
     ("backtest", ["--start <time>", "--end <time>", "--metric <name>", "--no-feedback",
                   "Example: cxmon backtest -c cxmon.yaml --start 2026-01-01"]),
@@ -353,6 +380,24 @@ def test_backtest_and_score_help_name_what_each_option_takes(command: str,
     for part in shown:
         assert part in text, part
     assert "<str>" not in text and "<list[str]>" not in text
+
+
+@pytest.mark.parametrize(("command", "shown"), [
+    (["backfill"], ["--metric <name>", "--start <time>", "--end <time>", "--chunk <duration>"]),
+    (["demo"], ["--store <url>", "--anchor <time>"]),
+    (["anomalies"], ["--metric <name>"]),
+    (["rca"], ["--dimensions <columns>", "--at <time>", "--value <column>",
+               "--denominator <column>"]),
+    (["dashboards", "build"], ["--journey <journey>", "--prometheus-url <url>"]),
+])
+def test_help_names_what_each_option_takes(command: list[str], shown: list[str]) -> None:
+    """They said ``<str>`` where backtest says ``<time>`` and ``<name>`` for the same things."""
+    res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.replace("│", " ").split())
+    for part in shown:
+        assert part in text, part
+    assert "<str>" not in text
 
 
 def test_command_lists_do_not_break_a_summary_mid_sentence() -> None:
@@ -578,6 +623,28 @@ def test_logs_are_plain_single_lines_off_a_terminal() -> None:
     assert len(lines) == 1 and lines[0].endswith(f"ERROR cxmon.test: tick failed: {long}")
 
 
+def test_plain_log_lines_are_stamped_in_utc_whatever_the_local_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every time in the messages is UTC; a line stamped in local time beside them misled."""
+    import logging
+    import time
+
+    from monitor.cli import _setup_logging
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        _setup_logging("info")  # pytest's stderr is not a terminal: plain lines
+        record = logging.LogRecord("cxmon.tick", logging.INFO, __file__, 1, "tick", None, None)
+        record.created, record.msecs = 0.25, 250.0
+        line = logging.getLogger().handlers[0].format(record)
+    finally:
+        logging.getLogger().handlers.clear()
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert line == "1970-01-01T00:00:00.250Z INFO cxmon.tick: tick"
+
+
 def test_feedback_without_a_store_fails_and_creates_none(tmp_path: Path) -> None:
     cfg, _ = _store_with_anomaly(tmp_path)
     (tmp_path / "fb.db").unlink()
@@ -764,3 +831,29 @@ def test_score_warns_that_slash_dates_are_read_month_first_where_they_can_be() -
     assert out[0][0].startswith("2026-05-01") and out[-1][0].startswith("2026-05-19")
     bad = runner.invoke(app, ["score", "--date-order", "ymd"], input="\n".join(rows) + "\n")
     assert bad.exit_code == 2 and "dmy or mdy" in bad.output
+
+
+def _anomaly_at(t: datetime) -> Anomaly:
+    return Anomaly('c{journey="checkout"}', "c", {"journey": "checkout"}, t, 0.02, 0.24, 0.15,
+                   0.34, 0.999, 30, Direction.DOWN, "default")
+
+
+def test_tick_log_says_a_first_ticks_history_anomalies_were_not_alerted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from monitor.cli_run import _log_tick
+    from monitor.pipeline import TickResult
+
+    newest = datetime(2026, 11, 29, 11, tzinfo=UTC)
+    first = TickResult("c", since=datetime(2026, 11, 22, tzinfo=UTC), until=newest,
+                       silent_before=newest - pd.Timedelta("1h"),
+                       anomalies=[_anomaly_at(datetime(2026, 11, 28, 7, tzinfo=UTC)),
+                                  _anomaly_at(newest - pd.Timedelta("1h"))])
+    later = TickResult("c", since=newest, until=newest + pd.Timedelta("1h"),
+                       anomalies=[_anomaly_at(newest)])
+    with caplog.at_level("INFO", logger="cxmon.tick"):
+        _log_tick(first)
+        _log_tick(later)
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].endswith("anomalies=2 (1 in the learned history: stored, not alerted; "
+                            "cxmon anomalies lists them)")
+    assert said[1].endswith("anomalies=1")  # a later tick alerts on all it finds

@@ -159,6 +159,19 @@ def minimal(value: str = "orders", **metric: str) -> str:
     return MINIMAL.replace("{value}", value) + extra
 
 
+def test_names_that_are_not_identifiers_say_what_is_allowed_not_a_regex() -> None:
+    text = minimal(dimensions="[sales-channel]").replace("name: orders",
+                                                        "name: checkout conversion")
+    said = dict(problems_of(text))
+    assert said["metrics[0].name"].startswith(
+        "must be an identifier: letters, digits, _ and :, not starting with a digit")
+    assert "title:" in said["metrics[0].name"]
+    assert said["metrics[0].dimensions[0]"].startswith(
+        "must be an identifier: letters, digits and _, not starting with a digit")
+    assert "renamed in the export or the query" in said["metrics[0].dimensions[0]"]
+    assert not any("pattern" in m for m in said.values())
+
+
 # --------------------------------------------------------------------------------------------
 # The DESIGN.md example
 

@@ -47,6 +47,15 @@ def test_demo_detects_every_scripted_incident(demo_store: tuple[Store, str]) -> 
     assert "FIRING" in output and "checkout_dropoff_rate" in output and "sev" in output
 
 
+def test_demo_closing_line_counts_incidents_without_a_double_negative(
+        demo_store: tuple[Store, str]) -> None:
+    store, output = demo_store
+    opened = len(store.incidents())
+    assert (f"{opened} incidents opened, each matching a scripted incident" in output
+            or (f"{opened} incidents opened, " in output and "(listed above)" in output))
+    assert "(0 matching no scripted incident)" not in output
+
+
 def test_demo_false_alarms_are_few(demo_store: tuple[Store, str]) -> None:
     store, _ = demo_store
     truth = incidents_at(ANCHOR)

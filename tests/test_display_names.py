@@ -113,7 +113,10 @@ def test_bad_shapes_are_listed_by_path() -> None:
     assert [(p.path, p.message) for p in exc.value.problems] == [
         ("metrics[0].title", "must not be blank"),
         ("display.colours", "unknown key 'colours'"),
-        ("display.labels.Bad-Name", "String should match pattern '^[a-zA-Z_][a-zA-Z0-9_]*$'"),
+        ("display.labels.Bad-Name", "must be an identifier: letters, digits and _, not "
+                                    "starting with a digit (e.g. sales_channel); a column "
+                                    "named otherwise is renamed in the export or the query "
+                                    "(select \"sales-channel\" as sales_channel)"),
         ("display.values.region", "a label value is read by YAML as a boolean (yes, no, on, "
                                   "off, true, false), not text: quote it ('no': Norway)"),
         ("display.values.store", "Input should be a valid dictionary"),

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from detectors.base import DetectorConfig
 from detectors.registry import config_class as detector_config_class
+from monitor.config.fields import LABEL_NAME, METRIC_NAME
 from monitor.config.validator_errors import Loc, _did_you_mean
 from sources.base import SourceConfig
 from sources.registry import config_class as source_config_class
@@ -121,6 +122,16 @@ def _known_keys(loc: Loc, data: Any) -> list[str]:
     return []
 
 
+#: The name patterns in words: a regex says what is allowed only to those who read regexes.
+_PATTERNS = {
+    METRIC_NAME: "must be an identifier: letters, digits, _ and :, not starting with a digit "
+                 "(e.g. checkout_conversion); the name people read goes in title:",
+    LABEL_NAME: "must be an identifier: letters, digits and _, not starting with a digit "
+                "(e.g. sales_channel); a column named otherwise is renamed in the export or "
+                "the query (select \"sales-channel\" as sales_channel)",
+}
+
+
 def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
     """A user-facing message from a pydantic error. Never uses the error's ``input``."""
     kind, msg = err["type"], str(err["msg"])
@@ -137,6 +148,9 @@ def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
         return f"expected a mapping {shape}, not {_kind_of(raw)}"
     if kind in ("float_parsing", "int_parsing") and str(raw).strip().endswith("%"):
         return "expected a number: a share is a fraction here (10% is 0.1)"
+    if kind == "string_pattern_mismatch" and (said := _PATTERNS.get(
+            msg.removeprefix("String should match pattern ").strip("'"))):
+        return said
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
     return msg
