@@ -125,7 +125,7 @@ _FLAG_UNIT = 2  # every learned value was within [0, 1]
 _MIN_RATIO = 0.02  # a shift in proportion scales the profile by at least this (at most 1/it)
 
 _MAGIC = b"CXRS"
-_VERSION = 3
+_VERSION = 4  # v4 adds ``ez2`` (the slow sustained test); v3 records load with it at 0
 _HEADER = struct.Struct("<4sBBBB")  # magic, version, day slots, week slots - 1, reserved
 
 
@@ -209,6 +209,11 @@ class RobustSeasonalConfig(DetectorConfig):
         0.3, ge=0.0, lt=1.0, description="EWMA weight of the newest point in the sustained-"
         "deviation test (0 disables it): several moderately unusual points in a row, all on "
         "one side, are as rare as one extreme point and score so."
+    )
+    slow_evidence_rate: float = Field(
+        0.1, ge=0.0, lt=1.0, description="The same test over a longer run (0 disables it): "
+        "a conversion that drops from 25% to 2% on 37 sessions a bucket is only 3 sigma out "
+        "each time, yet two dozen such buckets in a row are far rarer than any one point."
     )
 
     @field_validator(
@@ -322,6 +327,7 @@ class RobustSeasonal(Detector):
     _mz: np.ndarray
     _mr: np.ndarray
     _ez: np.ndarray
+    _ez2: np.ndarray
     _jump: np.ndarray
     _log_ratio: np.ndarray
     _t_jump: np.ndarray
@@ -388,7 +394,11 @@ class RobustSeasonal(Detector):
             ("D", "<f4", (n_d,)), ("Sd", "<f4", (n_d,)), ("wS", "<f4", (n_d,)),
             ("Vd", "<f4", (n_d,)),
             ("nD", "<u2", (n_d,)), ("W", "<f4", (n_w,)), ("nW", "<u2", (n_w,)),
+            ("ez2", "<f4"),
         ])
+        #: the v3 record (before ``ez2``): checkpoints written by the previous release
+        self._record_v3 = np.dtype([(n, self._record.fields[n][0]) for n in
+                                    self._record.names if n != "ez2"])
         self._slot: dict[str, int] = {}
         self._free: list[int] = []
         self._cap = 0
@@ -573,11 +583,13 @@ class RobustSeasonal(Detector):
             upper = pr.expected + half
             z = (pr.y - pr.expected) / pr.sigma
             score = t_two_sided_cdf(z, self.cfg.tail_dof)
-            lam = self.cfg.evidence_rate
-            if lam > 0:
+            for lam, state in ((self.cfg.evidence_rate, self._ez),
+                               (self.cfg.slow_evidence_rate, self._ez2)):
+                if lam <= 0:
+                    continue
                 # EWMA control chart on the clipped z: its stationary sd is sqrt(lam/(2-lam)).
                 zc = np.clip(z, -_EVIDENCE_CLIP, _EVIDENCE_CLIP)
-                ez = (1.0 - lam) * self._ez[pr.rows].astype(np.float64) + lam * zc
+                ez = (1.0 - lam) * state[pr.rows].astype(np.float64) + lam * zc
                 sustained = t_two_sided_cdf(ez / math.sqrt(lam / (2.0 - lam)), self.cfg.tail_dof)
                 # Only while the current point itself still deviates the same way: the
                 # EWMA lags, and the hour after an incident must not inherit its alert.
@@ -735,19 +747,18 @@ class RobustSeasonal(Detector):
         mr = self._mr[r].astype(np.float64)
         mz = np.where(pr.ready, mz + self._a_shift * (z - mz), mz)
         mr = np.where(pr.ready, mr + _SHIFT_SIZE_RATE * (y - pr.raw - mr), mr)
-        if c.evidence_rate > 0:
-            z_raw = (y - pr.expected) / pr.sigma
-            zc = np.clip(np.where(np.isfinite(z_raw), z_raw, 0.0), -_EVIDENCE_CLIP,
-                         _EVIDENCE_CLIP)
-            ez = self._ez[r].astype(np.float64)
-            ez = np.where(pr.ready, (1.0 - c.evidence_rate) * ez + c.evidence_rate * zc, 0.0)
-        else:
-            ez = np.zeros(len(r))
+        z_raw = (y - pr.expected) / pr.sigma
+        zc = np.clip(np.where(np.isfinite(z_raw), z_raw, 0.0), -_EVIDENCE_CLIP, _EVIDENCE_CLIP)
+        ez, ez2 = (np.where(pr.ready, (1.0 - lam) * state[r].astype(np.float64) + lam * zc,
+                            0.0) if lam > 0 else np.zeros(len(r))
+                   for lam, state in ((c.evidence_rate, self._ez),
+                                      (c.slow_evidence_rate, self._ez2)))
         accept = pr.ready & (np.abs(mz) >= c.k)
         self._L[r] = level
         if accept.any():
             self._accept_shifts(pr, ts, accept, mr)
         self._ez[r] = np.where(accept, 0.0, ez)
+        self._ez2[r] = np.where(accept, 0.0, ez2)
         self._mz[r] = np.where(accept, 0.0, mz)
         self._mr[r] = np.where(accept, 0.0, mr)
 
@@ -829,23 +840,33 @@ class RobustSeasonal(Detector):
         """
         if not states:
             return
-        size = self._record.itemsize
-        expect = _HEADER.pack(_MAGIC, _VERSION, self.day_slots, self.week_slots - 1, 0)
+        formats = {
+            _HEADER.pack(_MAGIC, version, self.day_slots, self.week_slots - 1, 0): record
+            for version, record in ((_VERSION, self._record), (3, self._record_v3))}
+        versions = set()
         for key, blob in states.items():
-            if bytes(blob[: _HEADER.size]) != expect or len(blob) != _HEADER.size + size:
+            record = formats.get(bytes(blob[: _HEADER.size]))
+            if record is None or len(blob) != _HEADER.size + record.itemsize:
                 raise ValueError(
-                    f"state of {key!r} is not a robust_seasonal v{_VERSION} record for "
+                    f"state of {key!r} is not a robust_seasonal v3 or v{_VERSION} record for "
                     f"{self.day_slots} day / {self.week_slots} week slots"
                 )
+            versions.add(record)
+        if len(versions) > 1:  # one restore mixing releases: each part on its own
+            for record in versions:
+                self.set_state({k: b for k, b in states.items()
+                                if formats.get(bytes(b[: _HEADER.size])) is record})
+            return
+        (record,) = versions
         rec = np.frombuffer(b"".join(bytes(b[_HEADER.size:]) for b in states.values()),
-                            dtype=self._record)
+                            dtype=record)
         keys = list(states)
         missing = [k for k in keys if k not in self._slot]
         if missing:
             self._create(missing)
         rows = np.array([self._slot[k] for k in keys], dtype=np.int64)
         for name in self._record.names:
-            getattr(self, "_" + name)[rows] = rec[name]
+            getattr(self, "_" + name)[rows] = rec[name] if name in record.names else 0
         self._version += 1
 
     def forget(self, series: Sequence[str]) -> None:

@@ -433,14 +433,15 @@ def test_any_input_gives_well_formed_scores(values: list[float], volumes: list[f
 
 
 def test_sustained_moderate_deviation_is_detected_by_the_evidence_test() -> None:
-    """A shift of 6 sigma for 8 hours: no single point is rare enough, the run is."""
+    """A shift of 6 sigma for 8 hours: no single point is rare enough, the run is (both
+    sustained tests off: the point test alone)."""
     rng = np.random.default_rng(31)
     n_ticks, n_series = 3 * WEEK, 20
     values = weekly_shape(n_ticks) + rng.normal(0, NOISE, (n_ticks, n_series))
     start = 3 * WEEK - 20
     values[start:start + 8, :10] -= 6 * NOISE
     with_evidence = field(run(detector(), values), "score")
-    without = field(run(detector(evidence_rate=0.0), values), "score")
+    without = field(run(detector(evidence_rate=0.0, slow_evidence_rate=0.0), values), "score")
     window = slice(start, start + 8)
     assert (without[window, :10] >= ALERT).mean() < 0.2  # point test alone: mostly missed
     assert (with_evidence[window, :10] >= ALERT).any(axis=0).all()  # every series caught
@@ -448,6 +449,75 @@ def test_sustained_moderate_deviation_is_detected_by_the_evidence_test() -> None
     assert (with_evidence[window, 10:] >= ALERT).mean() < 0.02
     quiet = with_evidence[WEEK:start]
     assert (quiet >= ALERT).mean() < 0.001
+
+
+def test_a_conversion_drop_on_few_sessions_is_caught_by_the_slow_evidence_test() -> None:
+    """A new user's checkout incident: 5-minute conversion on ~37 sessions a bucket falls
+    from 25% to 2% for two hours. Each bucket is only ~3 binomial sigmas down (p ~ 3e-4, not
+    rare enough alone) and the fast EWMA forgets within a few buckets, so it went unseen;
+    two dozen such buckets in a row are what the slow test adds up."""
+    rng = np.random.default_rng(7)
+    five = timedelta(minutes=5)
+    step = 300 * 10**9
+    n_ticks, n_series = 4 * 288, 20  # four days, season=day warms up in one
+    start, length = 3 * 288 + 100, 24
+    sessions = rng.poisson(37, (n_ticks, n_series)).clip(min=1)
+    p = np.full((n_ticks, n_series), 0.25)
+    p[start:start + length, :10] = 0.02
+    rates = rng.binomial(sessions, p) / sessions
+    keys = np.array([f"s{i}" for i in range(n_series)], dtype=object)
+
+    def scores(**cfg: object) -> np.ndarray:
+        det = detector(five, season="day", **cfg)
+        out = []
+        for i in range(n_ticks):
+            batch = TickBatch(keys, np.full(n_series, START_NS + i * step, np.int64),
+                              rates[i].astype(np.float64), sessions[i].astype(np.float64))
+            s = det.score(batch).score
+            out.append(s)
+            det.learn(batch, np.nan_to_num(s) >= ALERT)
+        return np.stack(out)
+
+    with_slow, without = scores(), scores(slow_evidence_rate=0.0)
+    window = slice(start, start + length)
+    assert not (without[window, :10] >= ALERT).any(axis=0).any()  # missed before
+    caught = (with_slow[window, :10] >= ALERT).any(axis=0)
+    assert caught.all(), caught
+    first = np.argmax(with_slow[window, :10] >= ALERT, axis=0)
+    assert np.median(first) <= 12  # within the first hour of the two
+    assert (with_slow[window, 10:] >= ALERT).mean() < 0.01  # the healthy series stay quiet
+    quiet = with_slow[288:start]  # two days of normal buckets after the warm-up
+    assert (quiet >= ALERT).mean() < 0.001
+
+
+def test_v3_checkpoints_restore_with_the_slow_test_at_rest() -> None:
+    """A checkpoint from the previous release (no slow EWMA) is still usable: relearning a
+    week of seasonality on upgrade would silence the detector for a week."""
+    rng = np.random.default_rng(5)
+    det = detector()
+    run(det, weekly_shape(WEEK + 10) + rng.normal(0, NOISE, (WEEK + 10, 3)))
+    state = det.get_state()
+    v3 = det._record_v3
+    old = {}
+    for key, blob in state.items():
+        rec = np.frombuffer(blob[8:], dtype=det._record)
+        down = np.zeros(1, dtype=v3)
+        for name in v3.names:
+            down[name] = rec[name]
+        old[key] = rs_module._HEADER.pack(b"CXRS", 3, det.day_slots, det.week_slots - 1, 0) \
+            + down.tobytes()
+    back = detector()
+    back.set_state({**old})
+    mixed = detector()
+    mixed.set_state({"s0": old["s0"], "s1": state["s1"]})  # one restore across releases
+    again = back.get_state()
+    for key, blob in state.items():
+        rec, got = (np.frombuffer(b[8:], dtype=det._record) for b in (blob, again[key]))
+        for name in v3.names:
+            assert np.array_equal(rec[name], got[name]), name
+        assert got["ez2"][0] == 0.0
+    assert mixed.get_state()["s1"] == state["s1"]
+    assert mixed.get_state()["s0"] == again["s0"]
 
 
 def test_sustained_evidence_does_not_outlive_the_deviation() -> None:
