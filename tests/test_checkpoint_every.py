@@ -174,6 +174,55 @@ def test_a_failed_tick_between_checkpoints_replays_on_the_next(
     c.close()
 
 
+def test_a_kill_at_commit_between_checkpoints_neither_loses_nor_repeats_an_anomaly(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tick that finds the first spike dies at its commit (nothing of it is written); a
+    new process replays the committed ticks since the checkpoint, finds the spike again,
+    and stores and notifies everything once, as a run that never stopped."""
+    clock_c = FakeClock(START)
+    c = make(tmp_path, "c", clock_c, None)
+    ticks(c, clock_c, 6)
+    clock = FakeClock(START)
+    a = make(tmp_path, "a", clock, "1d")
+    ticks(a, clock, 4)
+    real = a.store.transaction
+
+    def dying():
+        cm = real()
+        tx = cm.__enter__()
+
+        def boom(**_: object) -> None:
+            raise RuntimeError("killed")
+
+        tx.record_tick = boom
+        return _Wrap(cm, tx)
+
+    monkeypatch.setattr(a.store, "transaction", dying)
+    assert not a.tick("orders").ok  # the bucket ending at SPIKES[0]
+    monkeypatch.undo()
+    assert a.store.anomalies(metric="orders").empty  # nothing of it was committed
+    a.close()
+    b = make(tmp_path, "a", clock, "1d")
+    first, _ = ticks(b, clock, 2)
+    assert first.replayed == 3 and first.anomalies
+    assert stored(b.store) == stored(c.store)
+    b.close()
+    c.close()
+
+
+class _Wrap:
+    """A context manager yielding ``tx`` and closing ``cm`` (rolled back on an error)."""
+
+    def __init__(self, cm, tx) -> None:
+        self.cm, self.tx = cm, tx
+
+    def __enter__(self):
+        return self.tx
+
+    def __exit__(self, *exc):
+        return self.cm.__exit__(*exc)
+
+
 @pytest.mark.parametrize("every, problem", [
     ("0s", "must be greater than 0s"),
     ("90d", "must be shorter than retention (12w6d)"),
