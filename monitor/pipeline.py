@@ -130,6 +130,12 @@ class TickResult:
     finished_at: datetime | None = None
     #: Series forgotten by the tick (``forget_after``): state and checkpoints dropped.
     forgotten: int = 0
+    #: Whether the tick (its last chunk) wrote the detector checkpoints
+    #: (``store.checkpoint_every``: not every tick does).
+    checkpointed: bool = False
+    #: Buckets of stored points replayed through the detectors restored from checkpoints
+    #: older than the cursor (first tick after a restart with ``store.checkpoint_every``).
+    replayed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -255,6 +261,10 @@ class Pipeline:
         #: source -> until when its server asked (Retry-After) that nobody polls it again
         self._source_hold: dict[str, datetime] = {}
         self._cursors: dict[str, datetime | None] = {}
+        #: up to which bucket time each metric's detector checkpoints are in the store, and
+        #: the series touched since (``store.checkpoint_every``: saved with the next one)
+        self._checkpointed: dict[str, datetime | None] = {}
+        self._unsaved: dict[str, dict[str, None]] = {}
         #: series of each metric's latest poll: sizes a catch-up's chunks
         self._series_polled: dict[str, int] = {}
         #: when each metric last looked for series to forget (``forget_after``)
@@ -436,7 +446,7 @@ class Pipeline:
         before = (0, 0, 0) if first else (result.rows_in, result.rows_stored,
                                            len(result.anomalies))
         built = self._poll(metric, fetch_since, until, result)
-        dets = self._metric_detectors(metric, list(built.series))
+        dets = self._metric_detectors(metric, list(built.series), result)
         fresh = built.frame  # re-polled (late-window) buckets are stored, never re-detected
         if fetch_since < since:
             fresh = fresh[fresh["timestamp"] >= pd.Timestamp(since)]
@@ -487,9 +497,13 @@ class Pipeline:
             tx.ensure_series([*built.series.values(), *self._no_data_series(metric, no_data)])
             result.rows_stored += tx.upsert_points(built.frame)
             gone = set(forgotten or ())
-            keys = [k for k in dict.fromkeys([*(learned or ()), *built.series]) if k not in gone]
-            for name, states in dets.checkpoints(keys).items():
-                tx.save_checkpoints(name, states)
+            unsaved = self._unsaved.setdefault(metric.name, {})
+            unsaved.update(dict.fromkeys([*(learned or ()), *built.series]))
+            save = self._checkpoint_due(metric, until, first=first, forgot=bool(forgotten))
+            if save:
+                keys = [k for k in unsaved if k not in gone]
+                for name, states in dets.checkpoints(keys).items():
+                    tx.save_checkpoints(name, states)
             deleted = tx.delete_checkpoints(dets.checkpoint_names(), forgotten or [])
             tx.add_anomalies(detected.anomalies)
             for change in changes:
@@ -498,6 +512,8 @@ class Pipeline:
             result.notifications += flushed.enqueued
             result.enqueued.update(flushed.by_receiver)
             tx.set_cursor(metric.name, until)
+            if save:
+                tx.mark_checkpointed(metric.name, until)
             tx.record_tick(
                 metric=metric.name, started_at=now, finished_at=self.clock.now(),
                 since=(result.since or since) if first else since, until=until,
@@ -505,10 +521,28 @@ class Pipeline:
                 rejected=result.rejected, anomalies=len(result.anomalies) - before[2],
             )
         self._cursors[metric.name] = until
+        if save:
+            self._checkpointed[metric.name] = until
+            unsaved.clear()
+        result.checkpointed = save
         self._series_polled[metric.name] = len(built.series)
         result.incidents += changes
         if forgotten is not None:
             self._forgot(metric, forgotten, deleted, until, result)
+
+    def _checkpoint_due(self, metric: MetricConfig, until: datetime, *, first: bool,
+                        forgot: bool) -> bool:
+        """Whether this tick writes the metric's detector checkpoints: every tick without
+        ``store.checkpoint_every``; else a first tick, a tick that forgot series (their
+        deleted checkpoints must not come back through a replay of their older points), and
+        a tick at least ``checkpoint_every`` of bucket time after the last checkpoint."""
+        every = self.config.store.checkpoint_every
+        if every is None or first or forgot:
+            return True
+        if metric.name not in self._checkpointed:
+            self._checkpointed[metric.name] = self.store.checkpointed(metric.name)
+        last = self._checkpointed[metric.name]
+        return last is None or until - last >= every
 
     def _stale_series(self, metric: MetricConfig, dets: MetricDetectors, until: datetime
                       ) -> list[str] | None:
@@ -678,6 +712,8 @@ class Pipeline:
         self.incidents.restore(snapshot)
         self._detectors.pop(metric.name, None)  # reload the committed state next time
         self._cursors.pop(metric.name, None)
+        self._checkpointed.pop(metric.name, None)  # ... and replay from its checkpoint
+        self._unsaved.pop(metric.name, None)
         self._last_data.pop(metric.name, None)
         result.error = str(exc) or type(exc).__name__
         result.anomalies = []
@@ -746,8 +782,10 @@ class Pipeline:
     def _no_data_series(self, metric: MetricConfig, anomalies: list[Anomaly]) -> list[Series]:
         return [self._staleness[metric.name].series] if anomalies else []
 
-    def _metric_detectors(self, metric: MetricConfig, keys: list[str]) -> MetricDetectors:
-        """The metric's detectors, restored from their checkpoints on first use."""
+    def _metric_detectors(self, metric: MetricConfig, keys: list[str],
+                          result: TickResult | None = None) -> MetricDetectors:
+        """The metric's detectors, restored from their checkpoints on first use, then brought
+        up to the cursor by replaying the points stored since (``store.checkpoint_every``)."""
         dets = self._detectors.get(metric.name)
         if dets is None:
             configs = {name: self.config.detector(name) for name in metric.detectors}
@@ -757,8 +795,48 @@ class Pipeline:
                 dets.set_executor(self.fit_executor)
             for name in dets.restore(self.store.load_checkpoints):
                 log.warning("%s: checkpoint not usable; learning afresh", name)
+            replayed = self._replay(metric, dets)
+            if result is not None:
+                result.replayed = replayed
             self._detectors[metric.name] = dets
         return dets
+
+    def _replay(self, metric: MetricConfig, dets: MetricDetectors) -> int:
+        """Run the points stored between the checkpoints and the cursor through freshly
+        restored detectors (score, post-rules, learn), one bucket at a time as the ticks ran
+        them, loaded in chunks of about ``HISTORY_CHUNK_POINTS``; returns the buckets
+        replayed. Their anomalies, incidents and notifications were committed by the ticks
+        that ran: nothing is stored or alerted again. The keys met are checkpointed with the
+        next checkpoint."""
+        cursor = self._cursors.get(metric.name)
+        start = self.store.checkpointed(metric.name)
+        self._checkpointed[metric.name] = start
+        if cursor is None or start is None or start >= cursor:
+            return 0
+        # feedback the ticks had (given later: see docs/operations.md, "Checkpoints")
+        dets.feedback.extend(verdicts(self.store.feedback_after(metric.name,
+                                                                dets.feedback.last_id)))
+        unsaved = self._unsaved.setdefault(metric.name, {})
+        series = {k: Series(metric.name, labels, tuple(d for d in metric.dimensions
+                                                       if d in labels))
+                  for k, labels in self.store.series_labels(metric.name).items()}
+        step = chunk_buckets(len(series) or None, MAX_CATCHUP_BUCKETS) * metric.interval
+        lo = start
+        while lo < cursor:
+            hi = min(cursor, lo + step)
+            frame = self.store.load_points(metric=metric.name, start=lo, end=hi)
+            for ts, bucket in frame.groupby("timestamp", sort=True):
+                keys = bucket["series"].unique()
+                polled = {k: series[k] for k in keys if k in series}
+                dets.run(bucket.reset_index(drop=True), polled, keep_scores=False,
+                         until=ts.to_pydatetime() + metric.interval)
+                unsaved.update(dict.fromkeys(polled))
+            lo = hi
+        buckets = (cursor - start) // metric.interval
+        log.info("%s: replayed %d buckets of stored points (%s to %s) through the detectors "
+                 "restored from their checkpoints", metric.name, buckets, start.isoformat(),
+                 cursor.isoformat())
+        return buckets
 
     def _payloads(self, changes: list[IncidentChange]) -> dict[int, dict[str, Any]]:
         """The notification payload of each change worth telling, by ``id(change)``."""

@@ -40,6 +40,24 @@ def test_bench_tick_on_sqlite_counts_every_rollup_and_the_history(tmp_path: Path
     assert f["restart_tick_seconds"] > 0
     assert abs(f["checkpoint_bytes"] / SERIES - f["checkpoint_bytes_per_series"]) <= 0.5
     assert f["checkpoint_bytes_per_series"] > 100
+    assert f["ticks_checkpointed"] == 2 and f["checkpoint_bytes_per_tick"] == f[
+        "checkpoint_bytes"]
+
+
+def test_bench_tick_with_sparse_checkpoints_writes_less_and_replays_on_restart(
+        tmp_path: Path) -> None:
+    out = tmp_path / "tick.json"
+    result = runner.invoke(app, ["bench", "tick", "--leaves", "100", "--ticks", "3",
+                                 "--history", "1d", "--interval", "30m",
+                                 "--checkpoint-every", "1h", "--json", str(out)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "docs not updated: the published figures are for --interval 1h" in result.output
+    f = json.loads(out.read_text())["sqlite"]
+    assert f["history_points"] == SERIES * 48 and f["checkpoint_every"] == "1h"
+    # steady ticks at +30m, +1h (due: checkpoints), +1h30m; the restart replays that one
+    assert f["ticks_checkpointed"] == 1 and f["restart_replayed_buckets"] == 1
+    assert f["checkpoint_bytes_per_tick"] == round(f["checkpoint_bytes"] / 3)
 
 
 @pytest.mark.postgres

@@ -30,7 +30,7 @@ A = 'orders{campaign="a",journey="shop"}'
 B = 'orders{campaign="b",journey="shop"}'
 
 CONFIG = """
-store: "sqlite:///{db}"
+store: {{url: "sqlite:///{db}"{every}}}
 sources:
   shop: {{type: demo}}
 metrics:
@@ -66,8 +66,10 @@ class Shop(Source):
         return pd.DataFrame(rows, columns=["ts", "campaign", "n"])
 
 
-def make(tmp_path, clock: FakeClock, forget: str = "forget_after: 12h") -> Pipeline:
-    cfg = parse_config(CONFIG.format(db=tmp_path / "s.db", forget=forget), env={})
+def make(tmp_path, clock: FakeClock, forget: str = "forget_after: 12h",
+         checkpoint_every: str | None = None) -> Pipeline:
+    every = f", checkpoint_every: {checkpoint_every}" if checkpoint_every else ""
+    cfg = parse_config(CONFIG.format(db=tmp_path / "s.db", forget=forget, every=every), env={})
     store = Store.open(cfg.store.url)
     return Pipeline(cfg, store, clock=clock, sources={"shop": Shop()},
                     notifiers={"console": object()})  # type: ignore[dict-item] - not delivered
@@ -152,6 +154,26 @@ def test_a_restart_does_not_bring_a_forgotten_series_back(tmp_path) -> None:
     again.close()
 
 
+def test_with_sparse_checkpoints_a_restart_does_not_replay_a_forgotten_series_back(
+        tmp_path) -> None:
+    """``store.checkpoint_every`` longer than the run: the tick that forgets b writes the
+    checkpoints all the same, so a restart replays from there, not from b's older points."""
+    clock = FakeClock(T0 + STEP)
+    p = make(tmp_path, clock, checkpoint_every="3d")
+    run(p, clock, GONE + 14 * STEP)
+    assert not held(p, B)
+    mark = p.store.checkpointed("orders")
+    assert mark is not None and GONE < mark < GONE + 14 * STEP  # the forgetting tick's
+    p.close()
+    p.store.close()
+    again = make(tmp_path, clock, checkpoint_every="3d")
+    run(again, clock, GONE + 16 * STEP)
+    assert not held(again, B) and held(again, A)
+    assert checkpoint_rows(again.store, B) == []
+    assert len(no_data_of_b(again.store)) == 1
+    again.close()
+
+
 def test_a_tick_that_dies_while_forgetting_leaves_nothing_half_done(
         tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock(T0 + STEP)
@@ -227,7 +249,7 @@ def test_forgetting_is_looked_for_at_most_once_an_hour_of_bucket_time() -> None:
 
 
 def _metric(extra: str):
-    text = CONFIG.format(db="x.db", forget=extra)
+    text = CONFIG.format(db="x.db", forget=extra, every="")
     return parse_config(text, env={}).metric("orders")
 
 

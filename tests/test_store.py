@@ -131,7 +131,8 @@ def test_migrations_match_table_definitions(store: Store) -> None:
     assert diff == []
 
 
-@pytest.mark.parametrize("old", ["0001", "0002", "0003", "0005_feedback_requests"])
+@pytest.mark.parametrize("old", ["0001", "0002", "0003", "0005_feedback_requests",
+                                 "0007_retention_indexes"])
 def test_a_store_at_an_old_revision_is_upgraded_at_open_with_its_data(
         store_url: str, old: str) -> None:
     """An existing store at an older revision (with rows) reaches every head on start-up,
@@ -749,6 +750,37 @@ def test_cursor_upsert(store: Store) -> None:
     assert store.get_cursor("m") == T0
 
 
+def test_checkpoint_mark_defaults_to_the_cursor_and_moves_only_when_marked(
+        store: Store) -> None:
+    """``store.checkpoint_every``: the mark says from where a restart replays points; a
+    store from before it (NULL) checkpointed every tick, so the cursor is the mark."""
+    assert store.checkpointed("m") is None
+    with store.transaction() as tx:
+        tx.set_cursor("m", T0)
+    assert store.checkpointed("m") == T0  # no mark recorded: as far as the cursor
+    with store.transaction() as tx:
+        tx.set_cursor("m", T0 + STEP)
+        tx.mark_checkpointed("m", T0 + STEP)
+        tx.set_cursor("other", T0)
+    with store.transaction() as tx:
+        tx.set_cursor("m", T0 + 3 * STEP)  # ticks between checkpoints leave the mark
+    assert store.checkpointed("m") == T0 + STEP
+    assert store.get_cursor("m") == T0 + 3 * STEP
+    assert store.checkpointed("other") == T0
+    with pytest.raises(ValueError), store.transaction() as tx:
+        tx.mark_checkpointed("m", datetime(2026, 1, 1))  # naive
+
+
+def test_series_labels_of_a_metric(store: Store) -> None:
+    series = make_series(3)
+    with store.transaction() as tx:
+        tx.ensure_series([*series, *make_series(1, metric="other")])
+    got = store.series_labels(series[0].metric)
+    assert got == {s.key: dict(s.labels) for s in series}
+    assert store.series_labels(series[0].metric, [series[1].key, "nope"]) == {
+        series[1].key: dict(series[1].labels)}
+
+
 def test_record_and_list_ticks(store: Store) -> None:
     with store.transaction() as tx:
         for i in range(3):
@@ -908,12 +940,12 @@ def test_a_store_migrated_by_a_newer_cxmon_is_refused_in_words(store_url: str) -
     try:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099_future' "
-                                 "WHERE version_num = '0007_retention_indexes'"))
+                                 "WHERE version_num = '0008_checkpoint_marks'"))
         with pytest.raises(StoreError) as err:
             Store.open(store_url)
         message = str(err.value)
         assert "migrated by a newer cxmon (schema revision 0099_future" in message
-        assert "0007_retention_indexes" in message and "upgrade cxmon here too" in message
+        assert "0008_checkpoint_marks" in message and "upgrade cxmon here too" in message
         with engine.connect() as conn:
             versions = conn.execute(sa.text("SELECT version_num FROM alembic_version"))
             assert "0099_future" in set(versions.scalars())

@@ -32,7 +32,7 @@ from monitor.bench.options import DocOut, JsonOut, Postgres
 from monitor.bench.report import publish, write_json
 from monitor.clock import FakeClock
 from monitor.config import parse_config
-from monitor.store import Store
+from monitor.store import Store, detector_checkpoints_t
 from sources.base import PollRequest, Source, SourceConfig
 
 STEP = timedelta(hours=1)
@@ -44,8 +44,9 @@ PUBLISHED_SIZE = (10_000, 5)
 class ContactCounts(Source):
     """Hourly contact counts per channel x region x reason (Poisson around a daily cycle)."""
 
-    def __init__(self, leaves: int, seed: int = 0) -> None:
+    def __init__(self, leaves: int, seed: int = 0, step: timedelta = STEP) -> None:
         super().__init__("gen", SourceConfig(type="demo"))
+        self.step = step
         channels = 10
         regions = 10 if leaves >= 100 else 1
         reasons = max(1, leaves // (channels * regions))
@@ -58,7 +59,8 @@ class ContactCounts(Source):
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
         frames = []
-        for ts in pd.date_range(request.since, request.until, freq=STEP, inclusive="left"):
+        for ts in pd.date_range(request.since, request.until, freq=self.step,
+                                inclusive="left"):
             rate = 20.0 + 10.0 * np.sin(ts.hour / 24 * 2 * np.pi)
             frames.append(self.dims.assign(ts=ts, n=self.rng.poisson(rate, len(self.dims))))
         if not frames:
@@ -67,12 +69,12 @@ class ContactCounts(Source):
 
 
 _CONFIG = """
-store: "{url}"
+store: {{url: "{url}"{every}}}
 sources: {{gen: {{type: demo}}}}
 metrics:
   - name: contacts
     source: gen
-    interval: 1h
+    interval: {interval}
     timestamp: ts
     dimensions: [channel, region, reason]
     value: n
@@ -106,14 +108,20 @@ def scratch_store(kind: str, postgres_url: str | None) -> Iterator[str]:
         admin.dispose()
 
 
-def measure(url: str, leaves: int, ticks: int, history: str) -> dict[str, Any]:
-    """The first tick (history) and ``ticks`` steady ticks of one metric on store ``url``."""
+def measure(url: str, leaves: int, ticks: int, history: str, interval: str = "1h",
+            checkpoint_every: str | None = None) -> dict[str, Any]:
+    """The first tick (history) and ``ticks`` steady ticks of one metric on store ``url``,
+    buckets of ``interval``, detector checkpoints every tick or ``checkpoint_every``."""
     from monitor.pipeline import Pipeline
 
-    cfg = parse_config(_CONFIG.format(url=url, history=history), env={})
+    every = f", checkpoint_every: {checkpoint_every}" if checkpoint_every else ""
+    cfg = parse_config(_CONFIG.format(url=url, history=history, interval=interval,
+                                      every=every), env={})
+    step = cfg.metric("contacts").interval
     store = Store.open(cfg.store.url)
     clock = FakeClock(T0 + timedelta(days=40))
-    pipeline = Pipeline(cfg, store, clock=clock, sources={"gen": ContactCounts(leaves)},
+    pipeline = Pipeline(cfg, store, clock=clock,
+                        sources={"gen": ContactCounts(leaves, step=step)},
                         notifiers={"console": _Discard()})  # type: ignore[dict-item]
     try:
         t = time.perf_counter()
@@ -121,22 +129,27 @@ def measure(url: str, leaves: int, ticks: int, history: str) -> dict[str, Any]:
         first_seconds = time.perf_counter() - t
         if first.error:
             raise RuntimeError(first.error)
-        steady, series = [], 0
+        steady, series, written, saved = [], 0, 0, 0
         for _ in range(ticks):
-            clock.advance(STEP)
+            clock.advance(step)
+            wall = datetime.now(UTC)
             t = time.perf_counter()
             r = pipeline.tick("contacts")
             steady.append(time.perf_counter() - t)
             if r.error:
                 raise RuntimeError(r.error)
             series = r.rows_stored
+            if r.checkpointed:
+                saved += 1
+                written += _checkpoint_bytes(store, since=wall)
         checkpoint_bytes = _checkpoint_bytes(store)
         # a restart: a new pipeline on the same store restores every detector from its
         # checkpoints on its first tick (the cursor says no history is to be learned again)
         pipeline.close()
-        clock.advance(STEP)
+        clock.advance(step)
         t = time.perf_counter()
-        pipeline = Pipeline(cfg, store, clock=clock, sources={"gen": ContactCounts(leaves)},
+        pipeline = Pipeline(cfg, store, clock=clock,
+                            sources={"gen": ContactCounts(leaves, step=step)},
                             notifiers={"console": _Discard()})  # type: ignore[dict-item]
         r = pipeline.tick("contacts")
         restart_seconds = time.perf_counter() - t
@@ -153,17 +166,26 @@ def measure(url: str, leaves: int, ticks: int, history: str) -> dict[str, Any]:
         "tick_max_seconds": round(max(steady), 2),
         "series_per_second": round(series / statistics.median(steady)),
         "restart_tick_seconds": round(restart_seconds, 2),
+        "restart_replayed_buckets": r.replayed,
+        "interval": interval,
+        "checkpoint_every": checkpoint_every or "every tick",
         "checkpoint_bytes": checkpoint_bytes,
         "checkpoint_bytes_per_series": round(checkpoint_bytes / max(series, 1)),
+        # what the steady ticks wrote: every tick all series, or only the due ones
+        "checkpoint_bytes_per_tick": round(written / ticks),
+        "ticks_checkpointed": saved,
     }
 
 
-def _checkpoint_bytes(store: Store) -> int:
-    """Bytes of detector state in the store: what every steady tick rewrites (each tick
-    checkpoints every series it polled)."""
+def _checkpoint_bytes(store: Store, since: datetime | None = None) -> int:
+    """Bytes of detector state in the store (``since``: only the rows written since then,
+    by the store's wall clock): what a checkpointing tick rewrites (every series polled)."""
+    c = detector_checkpoints_t.c
+    q = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(c.state)), 0))
+    if since is not None:
+        q = q.where(c.updated_at >= since)
     with store.engine.connect() as conn:
-        return int(conn.execute(sa.text(
-            "SELECT coalesce(sum(length(state)), 0) FROM detector_checkpoints")).scalar_one())
+        return int(conn.execute(q).scalar_one())
 
 
 class _Discard:
@@ -179,6 +201,10 @@ def bench_tick(
     ticks: Annotated[int, typer.Option(min=1, help="Steady ticks timed after the first.")] = (
         PUBLISHED_SIZE[1]),
     history: Annotated[str, typer.Option(help="History loaded by the first tick.")] = "7d",
+    interval: Annotated[str, typer.Option(help="The metric's bucket interval.")] = "1h",
+    checkpoint_every: Annotated[str | None, typer.Option(
+        help="store.checkpoint_every (default: checkpoints every tick); figures other than "
+             "the defaults' update the docs only with --doc.")] = None,
     postgres: Postgres = None,
     json_out: JsonOut = None,
     doc: DocOut = None,
@@ -191,7 +217,7 @@ def bench_tick(
     for kind in kinds:
         status = f"{kind}: first tick ({history} of history), then {ticks} ticks"
         with console.status(status), scratch_store(kind, postgres) as url:
-            figures[kind] = measure(url, leaves, ticks, history)
+            figures[kind] = measure(url, leaves, ticks, history, interval, checkpoint_every)
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     table = Table(title=f"cxmon tick, {figures['sqlite']['series']:,} series")
     for col in ("store", "first tick", "history points/s", "tick median", "tick max",
@@ -203,18 +229,37 @@ def bench_tick(
                       f"{f['history_points_per_second']:,}", f"{f['tick_median_seconds']:.2f} s",
                       f"{f['tick_max_seconds']:.2f} s", f"{f['series_per_second']:,}",
                       f"{f['restart_tick_seconds']:.2f} s",
-                      f"{f['checkpoint_bytes'] / 1e6:.1f} MB")
+                      f"{f['checkpoint_bytes_per_tick'] / 1e6:.1f} MB")
     console.print(table)
     write_json(json_out, figures)
+    if doc is None and (checkpoint_every is not None or interval != "1h"):
+        console.print("docs not updated: the published figures are for --interval 1h and "
+                      "checkpoints every tick (pass --doc FILE to write this run)")
+        return
     publish("tick", _markdown(figures, kinds, history, ticks), doc,
             {"leaves": leaves, "ticks": ticks},
             {"leaves": PUBLISHED_SIZE[0], "ticks": PUBLISHED_SIZE[1]})
 
 
+def every_word(interval: str) -> str:
+    """``hourly`` for ``1h``, else ``5m``-bucket."""
+    return "hourly" if interval == "1h" else f"{interval}-bucket"
+
+
+def _written(f: dict[str, Any], ticks: int) -> str:
+    """What the checkpoint/tick column measures, in words."""
+    if f["checkpoint_every"] == "every tick":
+        return "the detector state every tick rewrites (all series it polled)"
+    return (f"the detector state the steady ticks wrote, on average (`store.checkpoint_every: "
+            f"{f['checkpoint_every']}`: {f['ticks_checkpointed']} of {ticks} ticks wrote it; "
+            f"the restart tick replayed {f['restart_replayed_buckets']} buckets)")
+
+
 def _markdown(figures: dict[str, Any], kinds: list[str], history: str, ticks: int) -> str:
     f0 = figures["sqlite"]
     lines = [
-        f"One metric of hourly contact counts with three dimensions: {f0['leaves']:,} leaves, "
+        f"One metric of {every_word(f0['interval'])} contact counts with three dimensions: "
+        f"{f0['leaves']:,} leaves, "
         f"{f0['series']:,} series with every roll-up (the total, each dimension value, each "
         f"pair). A tick polls a generated in-memory source, builds and rolls up the frame, "
         f"runs the default detector (`robust_seasonal`) and root cause, and writes points, "
@@ -222,8 +267,7 @@ def _markdown(figures: dict[str, Any], kinds: list[str], history: str, ticks: in
         f"also loads {history} of history. Steady figures: median and max of {ticks} ticks. "
         f"*Restart tick*: a new pipeline on the same store (as after `systemctl restart`), "
         f"whose first tick restores every detector from its checkpoints. *Checkpoint/tick*: "
-        f"the detector state every tick rewrites (all series it polled), "
-        f"{f0['checkpoint_bytes_per_series']:,} bytes a series.",
+        f"{_written(f0, ticks)}, {f0['checkpoint_bytes_per_series']:,} bytes a series.",
         "",
         "| store | first tick | history points | history points/s | tick median | tick max "
         "| series/s | restart tick | checkpoint/tick |",
@@ -235,7 +279,7 @@ def _markdown(figures: dict[str, Any], kinds: list[str], history: str, ticks: in
                      f"{f['history_points_per_second']:,} | {f['tick_median_seconds']:.2f} s | "
                      f"{f['tick_max_seconds']:.2f} s | {f['series_per_second']:,} | "
                      f"{f['restart_tick_seconds']:.2f} s | "
-                     f"{f['checkpoint_bytes'] / 1e6:.1f} MB |")
+                     f"{f['checkpoint_bytes_per_tick'] / 1e6:.1f} MB |")
     lines += ["", f"Peak memory of the process (both runs): {figures['peak_rss_mb']:,} MB. "
               f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
               "(a shared machine)."]

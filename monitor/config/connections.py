@@ -15,7 +15,7 @@ from pydantic_core import CoreSchema
 
 from monitor.config.fields import _STRICT, _positive
 from monitor.dburl import STORE_BACKENDS, STORE_EXAMPLES, url_problem
-from monitor.durations import Duration
+from monitor.durations import Duration, format_duration
 from monitor.redact import redact_url as _redact_url
 
 
@@ -31,6 +31,10 @@ class StoreConfig(BaseModel):
 
     url: str = "sqlite:///cxmon.db"
     retention: Duration = timedelta(days=90)  # how long raw points are kept
+    #: Write each metric's detector checkpoints at most this often (bucket time); ticks in
+    #: between commit everything else, and a restart replays the points stored since the
+    #: last checkpoint. None (the default): every tick, as before.
+    checkpoint_every: Duration | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -38,6 +42,21 @@ class StoreConfig(BaseModel):
         return {"url": data} if isinstance(data, str) else data
 
     _retention_positive = field_validator("retention")(_positive)
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _checkpoint_every_positive(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _positive(value)
+
+    @model_validator(mode="after")
+    def _replayable(self) -> StoreConfig:
+        # a restart replays the points since the last checkpoint: they must still be stored
+        if self.checkpoint_every is not None and self.checkpoint_every >= self.retention:
+            raise ValueError(
+                f"checkpoint_every ({format_duration(self.checkpoint_every)}) must be shorter "
+                f"than retention ({format_duration(self.retention)}): a restart replays the "
+                "points stored since the last checkpoint")
+        return self
 
     @field_validator("url")
     @classmethod

@@ -257,6 +257,31 @@ class Store:
                 sa.select(poll_cursors_t.c.cursor).where(poll_cursors_t.c.metric == metric)
             ).scalar_one_or_none()
 
+    def checkpointed(self, metric: str) -> datetime | None:
+        """Up to which bucket time ``metric``'s detector checkpoints are: its cursor where
+        none was recorded (stores from before ``store.checkpoint_every`` checkpointed every
+        tick); None for a metric never polled."""
+        c = poll_cursors_t.c
+        with self._read() as conn:
+            row = conn.execute(sa.select(c.cursor, c.checkpointed)
+                               .where(c.metric == metric)).one_or_none()
+        return None if row is None else (row.checkpointed or row.cursor)
+
+    def series_labels(self, metric: str, keys: Sequence[str] | None = None
+                      ) -> dict[str, dict[str, str]]:
+        """Labels of the metric's stored series by key (all, or only ``keys``): what a
+        replay of stored points hands the detectors instead of the polled series."""
+        q = sa.select(series_t.c.key, series_t.c.labels).where(series_t.c.metric == metric)
+        out: dict[str, dict[str, str]] = {}
+        with self._read() as conn:
+            if keys is None:
+                out.update({str(k): dict(v or {}) for k, v in conn.execute(q)})
+            else:
+                for chunk in _chunks(list(dict.fromkeys(keys)), IN_CHUNK):
+                    rows = conn.execute(q.where(series_t.c.key.in_(chunk)))
+                    out.update({str(k): dict(v or {}) for k, v in rows})
+        return out
+
     def last_point_time(self, metric: str) -> datetime | None:
         """Start of the newest stored bucket of a metric (for staleness), or None."""
         q = (

@@ -133,6 +133,9 @@ poll_cursors_t = sa.Table(
     sa.Column("metric", sa.String(255), primary_key=True),
     sa.Column("cursor", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # up to which bucket time the metric's detector checkpoints are (``store.checkpoint_
+    # every``); NULL: as far as the cursor (stores from before checkpoints could lag)
+    sa.Column("checkpointed", UTCDateTime, nullable=True),
 )
 
 detector_checkpoints_t = sa.Table(

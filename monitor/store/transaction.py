@@ -205,6 +205,14 @@ class StoreTx:
             )
         )
 
+    def mark_checkpointed(self, metric: str, at: datetime) -> None:
+        """Record that ``metric``'s detector checkpoints are up to bucket time ``at`` (call
+        after :meth:`set_cursor` in the same transaction); a restart replays the points
+        stored from there to the cursor (``store.checkpoint_every``)."""
+        at = _require_aware(at, "at")
+        self.conn.execute(sa.update(poll_cursors_t).where(poll_cursors_t.c.metric == metric)
+                          .values(checkpointed=at))
+
     def save_checkpoints(self, detector: str, states: Mapping[str, bytes]) -> None:
         """Upsert detector state per series key, so a restart resumes instead of re-learning."""
         if not states:
