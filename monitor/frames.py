@@ -50,6 +50,14 @@ class MeasureSpec:
     split_by: tuple[str, ...] = ()  # kept in every series, never rolled up (e.g. journey)
     rollups: tuple[tuple[str, ...], ...] | None = None  # None = every subset of dimensions
 
+    def columns(self) -> list[str]:
+        """Every column the metric reads: time, numerator, split-by and dimension columns,
+        denominator."""
+        needed = [self.timestamp, self.numerator, *self.split_by, *self.dimensions]
+        if self.denominator:
+            needed.append(self.denominator)
+        return list(dict.fromkeys(needed))
+
     def groupings(self) -> list[tuple[str, ...]]:
         """The dimension subsets to aggregate over: the total, each slice, the leaves."""
         split = tuple(self.split_by)
@@ -81,6 +89,22 @@ def floor_time(ts: datetime, interval: timedelta) -> datetime:
     return epoch + timedelta(microseconds=(micros // step) * step)
 
 
+def missing_columns(raw: pd.DataFrame, spec: MeasureSpec) -> list[str]:
+    """The columns the metric reads that ``raw`` lacks, in config order."""
+    return [c for c in spec.columns() if c not in raw.columns]
+
+
+def missing_columns_message(raw: pd.DataFrame, spec: MeasureSpec, missing: list[str]) -> str:
+    """Which columns are missing, with the closest column the source did return."""
+    import difflib
+
+    names = [str(c) for c in raw.columns]
+    close = {m: difflib.get_close_matches(m, names, n=1) for m in missing}
+    hint = "".join(f"; {m!r}: did you mean {c[0]!r}?" for m, c in close.items() if c)
+    return (f"metric {spec.metric}: the source's rows have no column(s) {', '.join(missing)}"
+            f"{hint} (columns returned: {', '.join(names) or 'none'})")
+
+
 def build_measure_frame(
     raw: pd.DataFrame, spec: MeasureSpec, since: datetime, until: datetime
 ) -> MeasureFrame:
@@ -91,25 +115,14 @@ def build_measure_frame(
     """
     rejected: Counter[str] = Counter()
     rows_in = len(raw)
-    needed = [spec.timestamp, spec.numerator, *spec.split_by, *spec.dimensions]
-    if spec.denominator:
-        needed.append(spec.denominator)
-    missing = [c for c in dict.fromkeys(needed) if c not in raw.columns]
+    missing = missing_columns(raw, spec)
     if missing and len(raw) == 0:
         # No rows is no data, whatever the columns: a source cannot always know the columns
         # of an empty result (no file yet, a PromQL query without series).
         raw = raw.reindex(columns=[*raw.columns, *missing])
         missing = []
     if missing:
-        import difflib
-
-        names = [str(c) for c in raw.columns]
-        close = {m: difflib.get_close_matches(m, names, n=1) for m in missing}
-        hint = "".join(f"; {m!r}: did you mean {c[0]!r}?" for m, c in close.items() if c)
-        raise FrameError(
-            f"metric {spec.metric}: the source's rows have no column(s) {', '.join(missing)}"
-            f"{hint} (columns returned: {', '.join(names) or 'none'})"
-        )
+        raise FrameError(missing_columns_message(raw, spec, missing))
     df = pd.DataFrame(index=raw.index)
     df["ts"] = to_utc(raw[spec.timestamp])
     # a source with date_order converts its year-last dates itself; here they are ambiguous

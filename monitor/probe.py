@@ -15,7 +15,13 @@ from datetime import datetime, timedelta
 
 from monitor.config import MetricConfig, MonitorConfig
 from monitor.durations import format_duration
-from monitor.frames import FrameError, build_measure_frame, floor_time
+from monitor.frames import (
+    FrameError,
+    build_measure_frame,
+    floor_time,
+    missing_columns,
+    missing_columns_message,
+)
 from monitor.pipeline import measure_spec
 from monitor.redact import redact_text
 from monitor.staleness import StalenessRule
@@ -93,7 +99,15 @@ def probe_metric(metric: MetricConfig, source: Source, now: datetime, intervals:
     try:
         raw = source.fetch(request)
         dropped = Counter(getattr(source, "skipped", None) or {}) - dropped_before
-        built = build_measure_frame(raw, measure_spec(metric), since, until)
+        spec = measure_spec(metric)
+        missing = missing_columns(raw, spec)
+        known = set(map(str, raw.columns)) - {metric.timestamp}
+        if missing and len(raw) == 0 and known & set(spec.columns()):
+            # no rows, but the source named some of the metric's columns (a file's header):
+            # a tick tolerates an empty result, yet the others are then misspelt, worth
+            # saying before it runs (a source that names only the time column knows none)
+            raise FrameError(missing_columns_message(raw, spec, missing))
+        built = build_measure_frame(raw, spec, since, until)
     except (SourceError, FrameError) as exc:
         out.error = redact_text(str(exc)) or type(exc).__name__
         return out

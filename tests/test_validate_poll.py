@@ -67,6 +67,13 @@ def test_probe_names_a_missing_timestamp_column_and_says_when_it_saw_no_rows(
     cfg = parse_config(config(tmp_path).read_text(), env={})
     [later] = probe_all(cfg, NOW + timedelta(days=30))
     assert later.ok and later.rows_in == 0 and "no rows in this range" in later.verdict()
+    # no rows in range, yet the file's header is known: a misspelt column is still named
+    # (it passed as "no rows", and the first tick with data failed on it)
+    text = config(tmp_path).read_text().replace("dimensions: [channel]", "dimensions: [chanel]")
+    [empty] = probe_all(parse_config(text, env={}), NOW + timedelta(days=30))
+    assert not empty.ok and empty.rows_in == 0
+    assert ("no column(s) chanel; 'chanel': did you mean 'channel'? (columns returned: hour, "
+            "channel, n)") in (empty.error or "")
 
 
 def test_validate_poll_prints_one_line_per_metric_exits_1_and_stores_nothing(
