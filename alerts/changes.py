@@ -111,13 +111,13 @@ def diff(told: Mapping[str, Any], now: Mapping[str, Any], since: str | None) -> 
 def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None = None,
              names: Names | None = None) -> str:
     """One line saying what changed (``""`` for a first message), e.g. ``severity 35 → 52
-    (high); 3 new anomalous points; now also region=us`` (with display ``names``: metric
+    (high); 3 new anomalous points; also anomalous now: region=us`` (with display ``names``: metric
     titles and ``Region: US``).
 
     >>> describe({"since": "t", "severity": {"from": 35, "to": 52, "level": "high"},
     ...           "new_points": 3, "new_series": ['m{journey="checkout",region="us"}'],
     ...           "new_series_total": 1}, {"journey": "checkout"})
-    'severity 35 → 52 (high); 3 new anomalous points; now also region=us'
+    'severity 35 → 52 (high); 3 new anomalous points; also anomalous now: region=us'
     >>> describe({"since": "t"})
     'no change since the last message'
     >>> describe({"since": "t", "ack_lifted": {"by": "ana", "reason": "severity"}})
@@ -183,12 +183,13 @@ def _causes_text(changes: Mapping[str, Any], names: Names) -> list[str]:
 
 def _also(series: list[str], total: int, group: Mapping[str, Any],
           names: Names | None = None) -> str:
-    """``now also region=us / channel=app, region=de (+2 more)``: the labels the group does
-    not say, each with its metric when the new series are of several metrics; series are
-    set apart by `` / `` (a comma already separates one series' labels).
+    """``also anomalous now: region=us / channel=app, region=de (+2 more)``: the labels the
+    group does not say, each with its metric when the new series are of several metrics;
+    series are set apart by `` / `` (a comma already separates one series' labels). Said
+    "anomalous" because "now also channel=app" read as a root cause, not as more series.
 
     >>> _also(['m{channel="app",region="de"}', 'm{region="uk"}'], 2, {})
-    'now also channel=app, region=de / region=uk'
+    'also anomalous now: channel=app, region=de / region=uk'
     """
     parsed = []
     for key in series:
@@ -206,7 +207,7 @@ def _also(series: list[str], total: int, group: Mapping[str, Any],
     unique = list(dict.fromkeys(said))
     shown = unique[:SHOWN_SERIES]
     more = max(total - len(series), 0) + len(unique) - len(shown)
-    return "now also " + " / ".join(shown) + (f" (+{more} more)" if more > 0 else "")
+    return "also anomalous now: " + " / ".join(shown) + (f" (+{more} more)" if more > 0 else "")
 
 
 def _band(severity: int) -> int:

@@ -151,7 +151,7 @@ def test_an_update_after_a_restart_says_what_changed_everywhere(mon: Monitor) ->
         "new_points": 3,  # 05 (told nothing then) and 10 on uk, 10 on us
         "new_series": [us], "new_series_total": 1,
     }
-    said = "severity 35 → 52 (high); 3 new anomalous points; now also region=us"
+    said = "severity 35 → 52 (high); 3 new anomalous points; also anomalous now: region=us"
 
     msg = render_message(update)  # Slack: the notification text and a context block
     assert msg["text"].startswith(f"Update: {said} · checkout journey · ")
@@ -180,7 +180,7 @@ def test_the_next_update_compares_with_the_update_not_the_first_message(
     assert third["changes"] == {"since": (T0 + 10 * M).isoformat(), "new_points": 1,
                                 "new_series": [series("de").key], "new_series_total": 1}
     assert describe(third["changes"], third["group"]) == (
-        "1 new anomalous point; now also region=de")
+        "1 new anomalous point; also anomalous now: region=de")
 
 
 def test_a_reminder_says_nothing_changed_and_the_slack_message_fits(mon: Monitor) -> None:

@@ -292,8 +292,8 @@ def test_slack_root_cause_mix_shift_order_and_update_line_use_the_names(
             "rate_usual": 0.5, "rate_overall": 0.3, "portion": 0.9}},
     ]
     msg = sent_to_slack(slack, update)
-    changed = ("new measure Complaints; now also Channel: Website; new root cause Checkout "
-               "drop-off rate: Channel: Website, Region: UK")
+    changed = ("new measure Complaints; also anomalous now: Channel: Website; new root cause "
+               "Checkout drop-off rate: Channel: Website, Region: UK")
     assert msg["text"].startswith(f"Update: {changed} · Checkout journey · Checkout drop-off "
                                   "rate +96% (0.412 vs 0.210 expected) in Channel: Mobile app")
     texts = [b.get("text", {}).get("text") or b.get("elements", [{}])[0].get("text")
@@ -384,7 +384,7 @@ def test_the_pagerduty_summary_reads_the_names() -> None:
         "since": "t", "new_series": ['checkout_dropoff_rate{channel="web",journey="checkout"}'],
         "new_series_total": 1}}
     assert pagerduty_event(update, "key")["payload"]["summary"] == (
-        "Update: now also Channel: Website · Checkout journey · Checkout drop-off rate, "
+        "Update: also anomalous now: Channel: Website · Checkout journey · Checkout drop-off rate, "
         "complaints anomalous")
     assert pagerduty_event(payload_for(PLAIN), "key")["payload"]["summary"] == (
         "journey=checkout: checkout_dropoff_rate, complaints anomalous")
