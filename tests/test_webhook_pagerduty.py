@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from alerts.notifiers.base import NotifyError
@@ -94,6 +95,37 @@ def test_webhook_errors(http: FakeServer) -> None:
     assert refused.value.retryable
     text = " ".join(map(str, [busy.value, bad.value, refused.value, n, n.config]))
     assert WEBHOOK_SECRET not in text
+
+
+class _Trickle(httpx.SyncByteStream):
+    """An answer arriving a few bytes at a time: each chunk moves the fake clock 1 s."""
+
+    def __init__(self, clock: list[float], chunks: int) -> None:
+        self.clock, self.chunks = clock, chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(self.chunks):
+            self.clock[0] += 1.0
+            yield b" "
+
+
+def test_webhook_timeout_bounds_the_whole_answer_not_each_read() -> None:
+    """Found by scripts/chaos_restart.py's review: httpx's timeout bounds each read, so a
+    receiver trickling its answer held the delivery (and the scheduler's lock, so every tick)
+    for as long as it liked."""
+    now = [0.0]
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, stream=_Trickle(now, 60)))
+    cfg = WebhookReceiverConfig(url="http://hooks.local/hook/SECRET-PATH", timeout=10)
+    n = WebhookNotifier("ops-hook", cfg, client=httpx.Client(transport=transport),
+                        clock=FakeClock(NOW), monotonic=lambda: now[0])
+    with pytest.raises(NotifyError) as slow:
+        n.deliver(PAYLOAD, "n-1")
+    assert slow.value.retryable and "timeout=10s" in str(slow.value)
+    assert 10 < now[0] < 13  # gave up at the deadline, not after the 60 s answer
+    assert "SECRET-PATH" not in str(slow.value)
+    quick = httpx.MockTransport(lambda r: httpx.Response(200, stream=_Trickle(now, 5)))
+    WebhookNotifier("ops-hook", cfg, client=httpx.Client(transport=quick),
+                    clock=FakeClock(NOW), monotonic=lambda: now[0]).deliver(PAYLOAD, "n-1")
 
 
 # -- PagerDuty --------------------------------------------------------------------------------
