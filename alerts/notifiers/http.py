@@ -49,13 +49,14 @@ def post_json(client: httpx.Client, url: str, body: bytes, headers: dict[str, st
                     raise NotifyError(
                         f"{what}: the whole response took longer than timeout={timeout:g}s "
                         f"(an answer arriving too slowly) from {host_port(url)}",
-                        retryable=True)
+                        retryable=True, unreachable=True)
         finally:
             resp.close()
         resp = httpx.Response(resp.status_code, headers=resp.headers, content=b"".join(raw),
                               request=request)
     except httpx.HTTPError as exc:
-        raise NotifyError(f"{what}: {describe_http_error(exc, url)}", retryable=True) from None
+        raise NotifyError(f"{what}: {describe_http_error(exc, url)}", retryable=True,
+                          unreachable=True) from None
     return _checked(resp, what)
 
 
@@ -66,7 +67,8 @@ def _checked(resp: httpx.Response, what: str) -> httpx.Response:
     retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
     message = f"{what}: {http_reason(resp.status_code, resp.text)}"
     retryable = resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500
-    raise NotifyError(message, retryable=retryable, retry_after=retry_after)
+    raise NotifyError(message, retryable=retryable, retry_after=retry_after,
+                      unreachable=resp.status_code == 429)
 
 
 def describe_http_error(exc: Exception, url: str) -> str:
