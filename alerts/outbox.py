@@ -6,6 +6,11 @@ between re-sends it; notifiers get the idempotency key to deduplicate (``Notifie
 Order per incident and receiver is kept: only the oldest pending notification of an (incident,
 receiver) can be claimed (``heads_only``), so an update never overtakes the message that opened
 the incident, even while that one waits for its retry. Another receiver is not held back.
+Once a receiver is unreachable in a pass (a timeout, a connection error, a 429: a failure
+every notification to it would meet), its other notifications wait for the next pass
+(unattempted, attempts unchanged): a receiver that is down or hangs costs one timeout per
+pass, not one per queued incident, and the ticks waiting for the pass are not held up.
+Other failures (a 500 about one payload) do not hold its other incidents back.
 
 Several workers may share one store (``cxmon run`` and ``cxmon alerts deliver`` processes): a
 worker claims rows with a lease (:meth:`monitor.store.Store.claim_due`), so no row is sent by
@@ -121,6 +126,11 @@ class DeliveryReport:
     retried: int = 0
     dead: int = 0
     lost: int = 0  # rows whose lease expired mid-send (another worker owns them now)
+    #: rows not attempted because their receiver was unreachable earlier in this pass
+    #: (``NotifyError.unreachable``): a receiver that hangs costs one timeout per pass, not
+    #: one per queued incident (the pass holds the scheduler's lock, so ticks wait for it);
+    #: tried again by the next pass
+    deferred: int = 0
     errors: list[str] = field(default_factory=list)
     #: send attempts per (receiver, outcome: ``sent`` | ``retry`` | ``dead``): the exporter
     #: counts them, so a receiver that fails every attempt shows on ``/metrics`` while its
@@ -193,6 +203,7 @@ class OutboxWorker:
         (the next message of a queue becomes its head once the previous one is settled)."""
         report = DeliveryReport()
         self._release_dead_local_workers()
+        failing: set[str] = set()  # receivers found unreachable in this pass
         for _ in range(MAX_BATCHES):
             now = self.clock.now()
             rows = self.store.claim_due(now, limit, lease=self.policy.lease,
@@ -202,10 +213,20 @@ class OutboxWorker:
             if not rows:
                 break
             for row in rows:
-                self._deliver(row, report)
+                if row.receiver in failing:
+                    report.deferred += 1
+                    continue
+                if self._deliver(row, report):
+                    failing.add(row.receiver)
+        if report.deferred:  # unattempted: claimable again by the next pass, attempts unchanged
+            self.store.release_leases([self.owner])
+            log.info("delivery: %d notification(s) to %s left for the next pass (the "
+                     "receiver did not answer in this one)", report.deferred,
+                     ", ".join(sorted(failing)))
         return report
 
-    def _deliver(self, row: OutboxRow, report: DeliveryReport) -> None:
+    def _deliver(self, row: OutboxRow, report: DeliveryReport) -> bool:
+        """Send one row and settle it; True if its receiver was unreachable."""
         notifier = self.notifiers.get(row.receiver)
         if notifier is None:
             self._settle(self.store.mark_dead(
@@ -214,7 +235,7 @@ class OutboxWorker:
                 owner=self.owner), row, report)
             report.dead += 1
             report.attempts[row.receiver, "dead"] += 1
-            return
+            return False
         try:
             deliver = getattr(notifier, "deliver", None)  # duck-typed ones may only send
             if deliver is None:
@@ -223,14 +244,17 @@ class OutboxWorker:
                 deliver(row.payload, row.idempotency_key)
         except NotifyError as exc:
             self._failed(row, exc, report)
+            return exc.retryable and exc.unreachable
         except Exception as exc:  # a notifier bug must not stop delivery of the rest
             self._failed(row, NotifyError(f"{type(exc).__name__}: {exc}", retryable=True),
                          report)
+            return False
         else:
             self._settle(self.store.mark_sent(row.id, self.clock.now(), owner=self.owner),
                          row, report)
             report.sent += 1
             report.attempts[row.receiver, "sent"] += 1
+        return False
 
     def _settle(self, ok: bool, row: OutboxRow, report: DeliveryReport) -> None:
         if not ok:

@@ -21,17 +21,18 @@ class Flaky(Notifier):
     """Fails the first ``failures`` sends, then records what it receives."""
 
     def __init__(self, failures: int = 0, *, retryable: bool = True,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, unreachable: bool = False) -> None:
         self.failures = failures
         self.retryable = retryable
         self.retry_after = retry_after
+        self.unreachable = unreachable
         self.received: list[Mapping[str, Any]] = []
 
     def send(self, payload: Mapping[str, Any]) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise NotifyError("server error", retryable=self.retryable,
-                              retry_after=self.retry_after)
+                              retry_after=self.retry_after, unreachable=self.unreachable)
         self.received.append(payload)
 
 
@@ -216,3 +217,31 @@ def test_requeue_dead_all_of_one_receiver(store: Store) -> None:
     assert [r.receiver for r in store.notifications("pending")] == ["a", "a"]
     assert done == [r.id for r in store.notifications("pending")]
     assert store.requeue_dead(None, clock.now(), receiver="a") == []
+
+
+def test_an_unreachable_receiver_costs_one_attempt_per_pass_not_one_per_incident(
+        store: Store) -> None:
+    """Found by the chaos review: a pass holds the scheduler's lock, so a receiver that
+    hangs for its timeout on each of 30 queued incidents held every tick for 30 timeouts.
+    Once it is unreachable (timeout, connection error, 429) its other notifications wait for
+    the next pass, unattempted; other receivers are not held back. (A failure about one
+    payload holds nothing back: test_order_per_incident_is_kept_when_a_send_fails.)"""
+    clock = FakeClock(T0)
+    down, ok = Flaky(failures=99, unreachable=True), Flaky()
+    worker = OutboxWorker(store, {"down": down, "ok": ok}, clock,
+                          DeliveryPolicy(base_delay=timedelta(seconds=30)))
+    enqueue(store, ("i1", "down", 1), ("i2", "down", 1), ("i3", "ok", 1), ("i4", "down", 1))
+    report = worker.deliver_due()
+    assert (report.retried, report.deferred, report.sent) == (1, 2, 1)
+    assert down.failures == 98  # one send tried, not three
+    assert ok.received == [{"n": 1}]
+    pending = {n.incident_key: n for n in store.notifications("pending")}
+    assert pending["i1"].attempts == 1
+    assert pending["i2"].attempts == 0 and pending["i4"].attempts == 0  # not counted
+    clock.advance(timedelta(seconds=5))  # the next pass: the deferred ones are due at once
+    report = worker.deliver_due()
+    assert (report.retried, report.deferred) == (1, 1)
+    down.failures = 0
+    clock.advance(timedelta(minutes=2))
+    assert worker.deliver_due().sent == 3
+    assert store.outbox_counts()["pending"] == 0

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from alerts.notifiers.base import NotifyError
@@ -94,6 +95,55 @@ def test_webhook_errors(http: FakeServer) -> None:
     assert refused.value.retryable
     text = " ".join(map(str, [busy.value, bad.value, refused.value, n, n.config]))
     assert WEBHOOK_SECRET not in text
+
+
+class _Trickle(httpx.SyncByteStream):
+    """An answer arriving a few bytes at a time: each chunk moves the fake clock 1 s."""
+
+    def __init__(self, clock: list[float], chunks: int) -> None:
+        self.clock, self.chunks = clock, chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(self.chunks):
+            self.clock[0] += 1.0
+            yield b" "
+
+
+def test_webhook_timeout_bounds_the_whole_answer_not_each_read() -> None:
+    """Found by scripts/chaos_restart.py's review: httpx's timeout bounds each read, so a
+    receiver trickling its answer held the delivery (and the scheduler's lock, so every tick)
+    for as long as it liked."""
+    now = [0.0]
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, stream=_Trickle(now, 60)))
+    cfg = WebhookReceiverConfig(url="http://hooks.local/hook/SECRET-PATH", timeout=10)
+    n = WebhookNotifier("ops-hook", cfg, client=httpx.Client(transport=transport),
+                        clock=FakeClock(NOW), monotonic=lambda: now[0])
+    with pytest.raises(NotifyError) as slow:
+        n.deliver(PAYLOAD, "n-1")
+    assert slow.value.retryable and "timeout=10s" in str(slow.value)
+    assert slow.value.unreachable  # the outbox holds this receiver's other rows back
+    assert 10 < now[0] < 13  # gave up at the deadline, not after the 60 s answer
+    assert "SECRET-PATH" not in str(slow.value)
+    quick = httpx.MockTransport(lambda r: httpx.Response(200, stream=_Trickle(now, 5)))
+    WebhookNotifier("ops-hook", cfg, client=httpx.Client(transport=quick),
+                    clock=FakeClock(NOW), monotonic=lambda: now[0]).deliver(PAYLOAD, "n-1")
+
+
+def test_webhook_says_when_the_receiver_itself_is_unreachable(http: FakeServer) -> None:
+    """Timeouts, connection errors and 429s are about the receiver, not one payload: the
+    outbox stops sending to it for the rest of its pass (alerts/outbox.py)."""
+    n = webhook(http)
+    http.fail(500, body={"error": "this payload broke us"})
+    with pytest.raises(NotifyError) as one:
+        n.deliver(PAYLOAD, "n-1")
+    http.fail(429, headers={"Retry-After": "3"})
+    with pytest.raises(NotifyError) as limited:
+        n.deliver(PAYLOAD, "n-1")
+    gone = WebhookNotifier("x", WebhookReceiverConfig(url="http://127.0.0.1:9/hook"))
+    with pytest.raises(NotifyError) as refused:
+        gone.deliver(PAYLOAD, "n-1")
+    assert (one.value.unreachable, limited.value.unreachable,
+            refused.value.unreachable) == (False, True, True)
 
 
 # -- PagerDuty --------------------------------------------------------------------------------

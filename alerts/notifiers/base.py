@@ -47,12 +47,17 @@ if TYPE_CHECKING:
 
 class NotifyError(RuntimeError):
     """Delivery failed. ``retryable`` says whether trying again may work; ``retry_after``
-    (seconds) is the receiver's own hint, e.g. Slack's 429 ``Retry-After``."""
+    (seconds) is the receiver's own hint, e.g. Slack's 429 ``Retry-After``.
+    ``unreachable``: the receiver itself did not answer in time (timeout, connection error)
+    or asked every sender to wait (429), so any other notification to it would fail alike;
+    the outbox then leaves its other notifications for its next pass."""
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None):
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None,
+                 unreachable: bool = False):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
 
 class Notifier(ABC):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
+from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -21,21 +23,52 @@ MAX_REASON = 120
 
 
 def post_json(client: httpx.Client, url: str, body: bytes, headers: dict[str, str],
-              what: str) -> httpx.Response:
+              what: str, *, timeout: float | None = None,
+              monotonic: Callable[[], float] = time.monotonic) -> httpx.Response:
     """POST ``body``; 2xx returns the response, anything else raises :class:`NotifyError`
     (retryable for timeouts, connection errors, 408/425/429 and 5xx, honouring Retry-After).
-    Messages name ``what`` and the host, never the whole URL (it may embed a key)."""
+    Messages name ``what`` and the host, never the whole URL (it may embed a key).
+
+    ``timeout`` (seconds) bounds the whole response, body included, on ``monotonic``: httpx's
+    own timeout bounds each read only, so a receiver trickling its answer a few bytes at a
+    time held the delivery, and with it the scheduler's lock and every tick, for as long as
+    it liked."""
     try:
-        resp = client.post(url, content=body,
-                           headers={"Content-Type": "application/json", **headers})
+        started = monotonic()
+        request = client.build_request("POST", url, content=body,
+                                       headers={"Content-Type": "application/json", **headers})
+        resp = client.send(request, stream=True)
+        if resp.is_stream_consumed:  # already read (an in-memory test transport)
+            resp.close()
+            return _checked(resp, what)
+        try:
+            raw = []
+            for chunk in resp.iter_raw():
+                raw.append(chunk)
+                if timeout is not None and monotonic() - started > timeout:
+                    raise NotifyError(
+                        f"{what}: the whole response took longer than timeout={timeout:g}s "
+                        f"(an answer arriving too slowly) from {host_port(url)}",
+                        retryable=True, unreachable=True)
+        finally:
+            resp.close()
+        resp = httpx.Response(resp.status_code, headers=resp.headers, content=b"".join(raw),
+                              request=request)
     except httpx.HTTPError as exc:
-        raise NotifyError(f"{what}: {describe_http_error(exc, url)}", retryable=True) from None
+        raise NotifyError(f"{what}: {describe_http_error(exc, url)}", retryable=True,
+                          unreachable=True) from None
+    return _checked(resp, what)
+
+
+def _checked(resp: httpx.Response, what: str) -> httpx.Response:
+    """``resp`` if it is a 2xx, else the :class:`NotifyError` it means."""
     if 200 <= resp.status_code < 300:
         return resp
     retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
     message = f"{what}: {http_reason(resp.status_code, resp.text)}"
     retryable = resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500
-    raise NotifyError(message, retryable=retryable, retry_after=retry_after)
+    raise NotifyError(message, retryable=retryable, retry_after=retry_after,
+                      unreachable=resp.status_code == 429)
 
 
 def describe_http_error(exc: Exception, url: str) -> str:

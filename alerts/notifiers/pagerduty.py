@@ -133,4 +133,5 @@ class PagerDutyNotifier(Notifier):
             url, build = change, pagerduty_change_event
         event = build(payload, key, source=self.config.source, grafana_url=self.grafana_url)
         body = json.dumps(event, default=str).encode()
-        post_json(self.client, url, body, {}, f"pagerduty {self.name}")
+        post_json(self.client, url, body, {}, f"pagerduty {self.name}",
+                  timeout=self.config.timeout)

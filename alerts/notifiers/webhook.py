@@ -13,7 +13,8 @@ when a ``secret`` is configured, ``X-Cxmon-Signature: sha256=<hex>``, the HMAC-S
 timestamps (``now=``) to stop replays. ``headers`` (an ``Authorization`` for the receiver,
 say) are secrets: they print as ``**********``.
 2xx is success; 408/425/429/5xx, timeouts and connection errors are retried (honouring
-``Retry-After``); other statuses dead-letter the notification.
+``Retry-After``); other statuses dead-letter the notification. ``timeout`` bounds the whole
+answer, not each read: a receiver trickling it is a timeout too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -78,10 +80,14 @@ def verify_signature(secret: str, timestamp: str, body: bytes, signature: str, *
 
 class WebhookNotifier(Notifier):
     def __init__(self, name: str, config: WebhookReceiverConfig, *,
-                 client: httpx.Client | None = None, clock: Clock | None = None) -> None:
+                 client: httpx.Client | None = None, clock: Clock | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        """``monotonic`` times the whole answer against ``config.timeout`` (injectable, so
+        tests need not wait)."""
         self.name = name
         self.config = config
         self.clock = clock or SystemClock()
+        self.monotonic = monotonic
         self.client = client or httpx.Client(timeout=config.timeout)
 
     def __repr__(self) -> str:
@@ -99,4 +105,5 @@ class WebhookNotifier(Notifier):
         if self.config.secret is not None:
             headers[SIGNATURE_HEADER] = sign(self.config.secret.get_secret_value(), timestamp,
                                              body)
-        post_json(self.client, self.config.url, body, headers, f"webhook {self.name}")
+        post_json(self.client, self.config.url, body, headers, f"webhook {self.name}",
+                  timeout=self.config.timeout, monotonic=self.monotonic)
