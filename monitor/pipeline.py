@@ -719,7 +719,9 @@ class Pipeline:
         result.anomalies = []
         health.failures += 1
         backoff = min(metric.interval * 2 ** (health.failures - 1), MAX_BACKOFF)
-        health.retry_at = now + backoff if health.failures > 1 else None
+        # a tenth of an interval early: scheduled ticks start a few ms apart, and one that
+        # started just before an exact retry_at was skipped (4 min of backoff became 5)
+        health.retry_at = now + backoff - metric.interval / 10 if health.failures > 1 else None
         asked = getattr(exc, "retry_after", None)
         if asked:  # the server's Retry-After: polling sooner only prolongs a rate limit, and
             # a rate limit is the account's: every metric of the source waits
