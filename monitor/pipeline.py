@@ -731,7 +731,10 @@ class Pipeline:
         level = logging.ERROR if isinstance(exc, FatalSourceError | FrameError) else logging.WARNING
         # the source only knows that its own retries are used up; the tick retries later
         # (a backfill or backtest does not, so the source does not say so)
-        later = " (retried on a later tick)" if isinstance(exc, RetriableSourceError) else ""
+        later = ""
+        if isinstance(exc, RetriableSourceError):  # when, so an SRE need not work it out
+            later = (f" (backing off: retried from {health.retry_at:%Y-%m-%d %H:%M:%S} UTC)"
+                     if health.retry_at is not None else " (retried on the next tick)")
         log.log(level, "tick of %s failed (%d in a row): %s%s", metric.name, health.failures,
                 result.error, later)
         snapshot = self.incidents.snapshot()

@@ -7,6 +7,7 @@ was one interval longer at random (seen in a real run: 4 min became 5)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from tests.test_sources_pipeline import T0, run, setup
@@ -14,14 +15,17 @@ from tests.test_sources_pipeline import T0, run, setup
 MS = timedelta(milliseconds=1)
 
 
-def test_a_backoff_of_two_intervals_polls_again_at_the_second_scheduled_tick(tmp_path) -> None:
+def test_a_backoff_of_two_intervals_polls_again_at_the_second_scheduled_tick(
+        tmp_path, caplog) -> None:
     p, store, clock, shop = setup(tmp_path)
     run(p, clock, T0 + timedelta(minutes=30))
     shop.down = True
     clock.set(T0 + timedelta(minutes=35) + 30 * MS)  # real ticks start a few ms late
     assert p.tick("orders").error  # first failure: no backoff yet
     clock.set(T0 + timedelta(minutes=40) + 20 * MS)
-    assert p.tick("orders").error  # second: back off two intervals (10 min)
+    with caplog.at_level(logging.WARNING, logger="monitor.pipeline"):
+        assert p.tick("orders").error  # second: back off two intervals (10 min)
+    assert "(backing off: retried from 2026-01-05 00:49:30 UTC)" in caplog.text
     clock.set(T0 + timedelta(minutes=45) + 10 * MS)
     assert p.tick("orders").skipped.startswith("backing off")
     shop.down = False

@@ -221,7 +221,7 @@ metrics: [{{name: contacts, source: exports, interval: 1h, timestamp: ts, value:
     assert 'kind="fatal"' not in text
     failed = [r for r in caplog.records if r.getMessage().startswith("tick of contacts failed")]
     assert [r.levelno for r in failed] == [logging.WARNING]
-    assert "(retried on a later tick)" in failed[0].getMessage()
+    assert "(retried on the next tick)" in failed[0].getMessage()
 
 
 def test_a_backfill_stops_at_a_missing_file_without_retrying(tmp_path) -> None:
