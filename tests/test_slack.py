@@ -273,11 +273,12 @@ def test_errors_say_whether_a_retry_can_help_and_never_show_the_token(
     with pytest.raises(NotifyError) as rate:
         n.deliver(PAYLOAD, "n-1")
     assert rate.value.retryable and rate.value.retry_after == 42
+    assert rate.value.unreachable  # the workspace's limit: the receiver's other sends wait
 
     slack.down = True
     with pytest.raises(NotifyError) as down:
         n.deliver(PAYLOAD, "n-2")
-    assert down.value.retryable and "503" in str(down.value)
+    assert down.value.retryable and "503" in str(down.value) and not down.value.unreachable
     slack.down = False
 
     bad = SlackNotifier("x", SlackReceiverConfig(token="xoxb-wrong-secret", channel="#c",
@@ -290,7 +291,7 @@ def test_errors_say_whether_a_retry_can_help_and_never_show_the_token(
                                                   api_url="http://127.0.0.1:9/api/"))
     with pytest.raises(NotifyError) as refused:
         gone.deliver(PAYLOAD, "n-4")
-    assert refused.value.retryable
+    assert refused.value.retryable and refused.value.unreachable  # later sends wait a pass
 
     everything = " ".join([str(rate.value), str(down.value), str(auth.value),
                            str(refused.value), repr(n), repr(n.config), caplog.text])

@@ -208,8 +208,10 @@ class SlackNotifier(Notifier):
             raise error from None
         except (SlackClientError, OSError, TimeoutError) as exc:
             where = host_port(self.config.api_url)
+            # Slack itself did not answer: the other queued incidents wait for the next
+            # delivery pass instead of costing a timeout each (alerts/outbox.py)
             raise NotifyError(f"slack {api}: {connection_reason(exc)} ({where})",
-                              retryable=True) from None
+                              retryable=True, unreachable=True) from None
 
 
 #: chat.update errors that no retry can fix: the message was deleted or is too old to edit.
@@ -231,8 +233,8 @@ def _api_error(api: str, exc: SlackApiError) -> NotifyError:
                                                         else "")
     else:
         message = f"slack {api}: {http_reason(status, '')}"
-    if status == 429 or error == "ratelimited":
-        return NotifyError(message, retryable=True, retry_after=retry_after)
+    if status == 429 or error == "ratelimited":  # the workspace's limit: every send waits
+        return NotifyError(message, retryable=True, retry_after=retry_after, unreachable=True)
     if status >= 500 or status in (408, 425, 0):
         return NotifyError(message, retryable=True, retry_after=retry_after)
     if 300 <= status < 500:  # a wrong api_url path (404), a payload too large (413), a
