@@ -17,6 +17,7 @@ from monitor.config import ConfigError, parse_config
 from monitor.pipeline import Pipeline, TickResult
 from monitor.store import Store
 from sources.base import PollRequest, Source, SourceConfig
+from tests.dying_commit import die_at_commit
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 STEP = timedelta(hours=1)
@@ -185,19 +186,7 @@ def test_a_kill_at_commit_between_checkpoints_neither_loses_nor_repeats_an_anoma
     clock = FakeClock(START)
     a = make(tmp_path, "a", clock, "1d")
     ticks(a, clock, 4)
-    real = a.store.transaction
-
-    def dying():
-        cm = real()
-        tx = cm.__enter__()
-
-        def boom(**_: object) -> None:
-            raise RuntimeError("killed")
-
-        tx.record_tick = boom
-        return _Wrap(cm, tx)
-
-    monkeypatch.setattr(a.store, "transaction", dying)
+    die_at_commit(a.store, monkeypatch)  # a kill -9 at the tick's commit
     assert not a.tick("orders").ok  # the bucket ending at SPIKES[0]
     monkeypatch.undo()
     assert a.store.anomalies(metric="orders").empty  # nothing of it was committed
@@ -208,19 +197,6 @@ def test_a_kill_at_commit_between_checkpoints_neither_loses_nor_repeats_an_anoma
     assert stored(b.store) == stored(c.store)
     b.close()
     c.close()
-
-
-class _Wrap:
-    """A context manager yielding ``tx`` and closing ``cm`` (rolled back on an error)."""
-
-    def __init__(self, cm, tx) -> None:
-        self.cm, self.tx = cm, tx
-
-    def __enter__(self):
-        return self.tx
-
-    def __exit__(self, *exc):
-        return self.cm.__exit__(*exc)
 
 
 @pytest.mark.parametrize("every, problem", [

@@ -21,6 +21,7 @@ from monitor.forgetting import DEFAULT_FORGET_AFTER, ForgetSchedule, forget_afte
 from monitor.pipeline import Pipeline
 from monitor.store import Store, detector_checkpoints_t, series_t
 from sources.base import PollRequest, Source, SourceConfig
+from tests.dying_commit import die_at_commit
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 STEP = timedelta(hours=1)
@@ -180,17 +181,7 @@ def test_a_tick_that_dies_while_forgetting_leaves_nothing_half_done(
     p = make(tmp_path, clock)
     run(p, clock, GONE + 11 * STEP)  # the next tick forgets b
     assert held(p, B)
-    real = p.store.transaction
-
-    def dying():  # the tick's transaction fails after the deletes (a kill -9 at commit)
-        tx_cm = real()
-        tx = tx_cm.__enter__()
-        def boom(**_: object) -> None:
-            raise RuntimeError("killed")
-        tx.record_tick = boom
-        return _Wrap(tx_cm, tx)
-
-    monkeypatch.setattr(p.store, "transaction", dying)
+    die_at_commit(p.store, monkeypatch)  # a kill -9 at the tick's commit
     clock.advance(STEP)
     assert not p.tick("orders").ok
     monkeypatch.undo()
@@ -200,19 +191,6 @@ def test_a_tick_that_dies_while_forgetting_leaves_nothing_half_done(
     assert result.ok and result.forgotten == 1
     assert checkpoint_rows(p.store, B) == [] and not held(p, B)
     p.close()
-
-
-class _Wrap:
-    """A context manager yielding ``tx`` and closing ``cm`` (rolled back on an error)."""
-
-    def __init__(self, cm, tx) -> None:
-        self.cm, self.tx = cm, tx
-
-    def __enter__(self):
-        return self.tx
-
-    def __exit__(self, *exc):
-        return self.cm.__exit__(*exc)
 
 
 def test_forget_after_0s_keeps_every_series(tmp_path) -> None:
