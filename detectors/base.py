@@ -130,3 +130,8 @@ class Detector(ABC):
 
     def forget(self, series: Sequence[str]) -> None:  # noqa: B027 - optional
         """Drop state for series that no longer exist."""
+
+    def observe(self, batch: TickBatch) -> None:  # noqa: B027 - optional
+        """Points scored but not learned (a calendar ``score`` day): a detector whose scores
+        remember recent points (a sustained-deviation test) updates that memory here, so
+        such a day is scored as usual; its baseline must not learn them."""

@@ -815,6 +815,25 @@ class RobustSeasonal(Detector):
         self._log_ratio[r] = np.where(forget, 0.0, total_log)
         self._t_jump[r] = np.where(returning, self._t_jump[r], ts)
 
+    def observe(self, batch: TickBatch) -> None:
+        """A calendar ``score`` day: move the sustained-deviation tests (part of scoring),
+        nothing of the baseline, so the day alerts as an ordinary one would."""
+        if len(batch) == 0:
+            return
+        pr = self._prediction(batch)
+        if len(pr.rows) == 0:
+            return
+        c = self.cfg
+        with np.errstate(all="ignore"):
+            z = (pr.y - pr.expected) / pr.sigma
+        zc = np.clip(np.where(np.isfinite(z), z, 0.0), -_EVIDENCE_CLIP, _EVIDENCE_CLIP)
+        ok = pr.ready & np.isfinite(pr.y)
+        for lam, state in ((c.evidence_rate, self._ez), (c.slow_evidence_rate, self._ez2)):
+            if lam > 0:
+                old = state[pr.rows].astype(np.float64)
+                state[pr.rows] = np.where(ok, (1.0 - lam) * old + lam * zc, old)
+        self._version += 1
+
     # ------------------------------------------------------------------ checkpoints
 
     def get_state(self, series: Sequence[str] | None = None) -> dict[str, bytes]:

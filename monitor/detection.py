@@ -289,9 +289,13 @@ class MetricDetectors:
                                         np.where(filled, np.nan, batch.values), batch.volumes)
                 if modes is None or getattr(det, "learns_calendar_days", None):
                     det.learn(learned, decision.rare)
-                elif (ordinary := np.flatnonzero(modes == 0)).size:
-                    # a holiday or an event must not become the baseline: as if it sent nothing
-                    det.learn(learned.take(ordinary), decision.rare[ordinary])
+                else:
+                    # a holiday or an event must not become the baseline: as if it sent
+                    # nothing; a score day is still scored as usual (observe)
+                    if (ordinary := np.flatnonzero(modes == 0)).size:
+                        det.learn(learned.take(ordinary), decision.rare[ordinary])
+                    if (scored := np.flatnonzero(modes == 1)).size:
+                        det.observe(learned.take(scored))
                 if flags.any():
                     result.anomalies.extend(self._anomalies(name, batch, scores, flags, series))
                 if keep_scores and first:

@@ -110,7 +110,9 @@ def test_the_demo_holiday_alerts_unless_the_calendar_skips_it() -> None:
     plain, skip, score = runs["none"][0], runs["skip"][0], runs["score"][0]
     assert plain.get(14, 0) >= 20 and plain.get(26, 0) >= 1
     assert skip.get(14, 0) == 0 and skip.get(26) == plain[26]
-    assert score.get(14) == plain[14]  # scored as usual: the same points alert
+    # scored as usual, sustained tests included, but not learned: the holiday alerts at
+    # least as much as without a calendar (which learns the day as it goes); day 26 alike
+    assert score.get(14, 0) >= plain[14] and score.get(26) == plain[26]
     assert runs["skip"][1] == {holiday: ("Holiday", "skip")}
     assert runs["score"][1] == {holiday: ("Holiday", "score")}
 

@@ -490,6 +490,25 @@ def test_a_conversion_drop_on_few_sessions_is_caught_by_the_slow_evidence_test()
     assert (quiet >= ALERT).mean() < 0.001
 
 
+def test_observe_moves_the_sustained_tests_not_the_baseline() -> None:
+    """A calendar score day is scored as usual (its run of low points adds up) but never
+    learned: observe() updates the sustained tests' memory and nothing else."""
+    rng = np.random.default_rng(9)
+    values = weekly_shape(WEEK + 24) + rng.normal(0, NOISE, (WEEK + 24, 1))
+    det = detector()
+    run(det, values)
+    t = WEEK + 24
+    low = TickBatch.of(["s0"], [START_NS + t * HOUR_NS], [values[t - 24, 0] - 5 * NOISE])
+    before = det.get_state()["s0"]
+    expected = det.score(low).expected.copy()
+    det.observe(low)
+    after = det.get_state()["s0"]
+    rec = [np.frombuffer(b[8:], dtype=det._record) for b in (before, after)]
+    changed = {n for n in det._record.names if not np.array_equal(rec[0][n], rec[1][n])}
+    assert changed == {"ez", "ez2"} and rec[1]["ez2"][0] < 0
+    assert np.array_equal(det.score(low).expected, expected)  # the baseline did not move
+
+
 def test_v3_checkpoints_restore_with_the_slow_test_at_rest() -> None:
     """A checkpoint from the previous release (no slow EWMA) is still usable: relearning a
     week of seasonality on upgrade would silence the detector for a week."""
