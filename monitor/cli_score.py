@@ -452,8 +452,10 @@ def register(app: typer.Typer) -> None:
     @app.command("feedback")
     def feedback(
         anomaly_id: Annotated[str, typer.Argument(
+            metavar="ANOMALY_ID",
             help="Anomaly id (as in alerts and the store), or a unique prefix of 8+ characters.")],
-        label: Annotated[str, typer.Argument(help="not_anomaly | expected | confirmed")],
+        label: Annotated[str, typer.Argument(metavar="VERDICT",
+                                             help="not_anomaly | expected | confirmed")],
         config: ConfigOpt,
         note: Annotated[str | None, typer.Option("--note", help="Why.")] = None,
         user: Annotated[str | None, typer.Option("--user", help="Who.")] = None,
