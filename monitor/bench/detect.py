@@ -236,7 +236,8 @@ def bench_detect(
     dask: Annotated[int, typer.Option("--dask", help="Also fit Prophet through the Dask "
                                       "executor on a local cluster of N one-thread worker "
                                       "processes (section detect-dask).")] = 0,
-    scheduler: Annotated[str | None, typer.Option("--scheduler", help="... or on the Dask "
+    scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="<addr>",
+                                                  help="... or on the Dask "
                                                   "scheduler at ADDR (tcp://host:port).")]
     = None,
     fits: Annotated[int, typer.Option("--fits", help="Prophet fits per run of the Dask "

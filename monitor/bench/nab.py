@@ -461,22 +461,30 @@ def _table(results: Mapping[str, Mapping[str, ProfileResult]],
 
 
 def bench_nab(
-    data: Path = typer.Option(..., "--data", help="NAB folder (data/, labels/, config/, "
+    data: Path = typer.Option(..., "--data", metavar="<path>",
+                              help="NAB folder (data/, labels/, config/, "
                               "results/final_results.json)."),
-    detector: str = typer.Option("novelty", "--detector", help="Detector type (default: "
-                                  "the streaming discord detector)."),
-    param: list[str] = typer.Option([], "--param", help="Detector setting key=value "
+    detector: str = typer.Option("novelty", "--detector", metavar="<type>",
+                                 help="Detector type (default: "
+                                 "the streaming discord detector)."),
+    param: list[str] = typer.Option([], "--param", metavar="<k=v>",
+                                    help="Detector setting key=value "
                                     "(repeatable)."),
-    files: list[str] = typer.Option([], "--file", help="Only these files (name or "
+    files: list[str] = typer.Option([], "--file", metavar="<name>",
+                                    help="Only these files (name or "
                                     "category/name; repeatable). Default: all 58."),
-    also: list[str] = typer.Option([], "--also", help="More detector types (default "
+    also: list[str] = typer.Option([], "--also", metavar="<type>",
+                                   help="More detector types (default "
                                    "settings) to run and list beside it (repeatable)."),
     jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", help="Worker processes."),
-    validate: Path | None = typer.Option(None, "--validate", help="A NAB results/ folder with "
+    validate: Path | None = typer.Option(None, "--validate", metavar="<path>",
+                                         help="A NAB results/ folder with "
                                          "published per-file results: score them with our "
                                          "scorer and compare to final_results.json."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the figures here."),
-    doc: Path | None = typer.Option(None, "--doc", help="Benchmarks document whose nab "
+    json_out: Path | None = typer.Option(None, "--json", metavar="<path>",
+                                         help="Write the figures here."),
+    doc: Path | None = typer.Option(None, "--doc", metavar="<path>",
+                                    help="Benchmarks document whose nab "
                                     "section a full run (no --file) rewrites; default: "
                                     "docs/benchmarks.md of the cxmon checkout. A --file "
                                     "subset run never writes it."),

@@ -200,9 +200,12 @@ def bench_tick(
                                         "roll-up is a series too.")] = PUBLISHED_SIZE[0],
     ticks: Annotated[int, typer.Option(min=1, help="Steady ticks timed after the first.")] = (
         PUBLISHED_SIZE[1]),
-    history: Annotated[str, typer.Option(help="History loaded by the first tick.")] = "7d",
-    interval: Annotated[str, typer.Option(help="The metric's bucket interval.")] = "1h",
+    history: Annotated[str, typer.Option(metavar="<duration>",
+                                         help="History loaded by the first tick.")] = "7d",
+    interval: Annotated[str, typer.Option(metavar="<duration>",
+                                          help="The metric's bucket interval.")] = "1h",
     checkpoint_every: Annotated[str | None, typer.Option(
+        metavar="<duration>",
         help="store.checkpoint_every (default: checkpoints every tick); figures other than "
              "the defaults' update the docs only with --doc.")] = None,
     postgres: Postgres = None,
