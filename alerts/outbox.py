@@ -36,7 +36,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from alerts.notifiers.base import Notifier, NotifyError
@@ -186,6 +186,10 @@ class OutboxWorker:
         self.policy = policy or DeliveryPolicy()
         self.policies = dict(policies or {})
         self.owner = owner or worker_id()
+        #: receivers that asked to wait (a 429's Retry-After), until when: their other rows
+        #: are not tried before, or a long rate limit spent one attempt of every queued row
+        #: per pass and dead-lettered them
+        self.held: dict[str, datetime] = {}
 
     def policy_for(self, receiver: str) -> DeliveryPolicy:
         """The retry policy of ``receiver``: given in ``policies``, else its config's
@@ -203,7 +207,9 @@ class OutboxWorker:
         (the next message of a queue becomes its head once the previous one is settled)."""
         report = DeliveryReport()
         self._release_dead_local_workers()
-        failing: set[str] = set()  # receivers found unreachable in this pass
+        start = self.clock.now()
+        self.held = {r: until for r, until in self.held.items() if until > start}
+        failing: set[str] = set(self.held)  # receivers unreachable or waiting in this pass
         for _ in range(MAX_BATCHES):
             now = self.clock.now()
             rows = self.store.claim_due(now, limit, lease=self.policy.lease,
@@ -220,8 +226,8 @@ class OutboxWorker:
                     failing.add(row.receiver)
         if report.deferred:  # unattempted: claimable again by the next pass, attempts unchanged
             self.store.release_leases([self.owner])
-            log.info("delivery: %d notification(s) to %s left for the next pass (the "
-                     "receiver did not answer in this one)", report.deferred,
+            log.info("delivery: %d notification(s) to %s left for a later pass (the "
+                     "receiver did not answer in this one, or asked to wait)", report.deferred,
                      ", ".join(sorted(failing)))
         return report
 
@@ -244,6 +250,9 @@ class OutboxWorker:
                 deliver(row.payload, row.idempotency_key)
         except NotifyError as exc:
             self._failed(row, exc, report)
+            if exc.retryable and exc.unreachable and exc.retry_after:
+                wait = self.policy_for(row.receiver).delay(1, exc.retry_after)
+                self.held[row.receiver] = self.clock.now() + wait
             return exc.retryable and exc.unreachable
         except Exception as exc:  # a notifier bug must not stop delivery of the rest
             self._failed(row, NotifyError(f"{type(exc).__name__}: {exc}", retryable=True),

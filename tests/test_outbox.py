@@ -219,6 +219,26 @@ def test_requeue_dead_all_of_one_receiver(store: Store) -> None:
     assert store.requeue_dead(None, clock.now(), receiver="a") == []
 
 
+def test_a_rate_limited_receiver_is_held_until_its_retry_after(store: Store) -> None:
+    """A 429 with Retry-After 60 s holds the whole receiver for 60 s: passes every 5 s used
+    to try one more of its queued rows each (one attempt each), so a long rate limit
+    dead-lettered a queue that a single wait would have delivered."""
+    clock = FakeClock(T0)
+    limited = Flaky(failures=1, retry_after=60, unreachable=True)
+    worker = OutboxWorker(store, {"slack": limited}, clock,
+                          DeliveryPolicy(base_delay=timedelta(seconds=5)))
+    enqueue(store, ("i1", "slack", 1), ("i2", "slack", 1), ("i3", "slack", 1))
+    report = worker.deliver_due()
+    assert (report.retried, report.deferred, report.sent) == (1, 2, 0)
+    for _ in range(11):  # passes during the wait: nothing tried, no attempt spent
+        clock.advance(timedelta(seconds=5))
+        report = worker.deliver_due()
+        assert (report.retried, report.sent, report.deferred) == (0, 0, 2)  # i1 is not due
+    assert {n.attempts for n in store.notifications("pending")} == {0, 1}
+    clock.advance(timedelta(seconds=5))  # 60 s later: all go
+    assert worker.deliver_due().sent == 3
+
+
 def test_an_unreachable_receiver_costs_one_attempt_per_pass_not_one_per_incident(
         store: Store) -> None:
     """Found by the chaos review: a pass holds the scheduler's lock, so a receiver that
