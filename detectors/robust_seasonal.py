@@ -273,6 +273,17 @@ def _clipped_mad_consistency(k: float) -> float:
     return 1.0 / mean_clipped
 
 
+def _evidence_step(state: np.ndarray, z: np.ndarray, lam: float) -> np.ndarray:
+    """One step of a sustained-deviation EWMA (weight ``lam``) on ``z`` clipped at
+    ``_EVIDENCE_CLIP`` (a NaN z adds 0), from the stored ``state``.
+
+    >>> _evidence_step(np.array([1.0, 0.0]), np.array([10.0, np.nan]), 0.5).tolist()
+    [3.5, 0.0]
+    """
+    zc = np.clip(np.where(np.isfinite(z), z, 0.0), -_EVIDENCE_CLIP, _EVIDENCE_CLIP)
+    return (1.0 - lam) * state.astype(np.float64) + lam * zc
+
+
 def _rate(period: timedelta, halflife: timedelta) -> float:
     """Exponential-smoothing rate per step of length ``period`` for a given half-life."""
     return float(1.0 - 2.0 ** (-(period / halflife)))
@@ -583,13 +594,11 @@ class RobustSeasonal(Detector):
             upper = pr.expected + half
             z = (pr.y - pr.expected) / pr.sigma
             score = t_two_sided_cdf(z, self.cfg.tail_dof)
-            for lam, state in ((self.cfg.evidence_rate, self._ez),
-                               (self.cfg.slow_evidence_rate, self._ez2)):
+            for lam, state in self._sustained_tests():
                 if lam <= 0:
                     continue
                 # EWMA control chart on the clipped z: its stationary sd is sqrt(lam/(2-lam)).
-                zc = np.clip(z, -_EVIDENCE_CLIP, _EVIDENCE_CLIP)
-                ez = (1.0 - lam) * state[pr.rows].astype(np.float64) + lam * zc
+                ez = _evidence_step(state[pr.rows], z, lam)
                 sustained = t_two_sided_cdf(ez / math.sqrt(lam / (2.0 - lam)), self.cfg.tail_dof)
                 # Only while the current point itself still deviates the same way: the
                 # EWMA lags, and the hour after an incident must not inherit its alert.
@@ -748,11 +757,8 @@ class RobustSeasonal(Detector):
         mz = np.where(pr.ready, mz + self._a_shift * (z - mz), mz)
         mr = np.where(pr.ready, mr + _SHIFT_SIZE_RATE * (y - pr.raw - mr), mr)
         z_raw = (y - pr.expected) / pr.sigma
-        zc = np.clip(np.where(np.isfinite(z_raw), z_raw, 0.0), -_EVIDENCE_CLIP, _EVIDENCE_CLIP)
-        ez, ez2 = (np.where(pr.ready, (1.0 - lam) * state[r].astype(np.float64) + lam * zc,
-                            0.0) if lam > 0 else np.zeros(len(r))
-                   for lam, state in ((c.evidence_rate, self._ez),
-                                      (c.slow_evidence_rate, self._ez2)))
+        ez, ez2 = (np.where(pr.ready, _evidence_step(state[r], z_raw, lam), 0.0) if lam > 0
+                   else np.zeros(len(r)) for lam, state in self._sustained_tests())
         accept = pr.ready & (np.abs(mz) >= c.k)
         self._L[r] = level
         if accept.any():
@@ -823,16 +829,18 @@ class RobustSeasonal(Detector):
         pr = self._prediction(batch)
         if len(pr.rows) == 0:
             return
-        c = self.cfg
         with np.errstate(all="ignore"):
             z = (pr.y - pr.expected) / pr.sigma
-        zc = np.clip(np.where(np.isfinite(z), z, 0.0), -_EVIDENCE_CLIP, _EVIDENCE_CLIP)
         ok = pr.ready & np.isfinite(pr.y)
-        for lam, state in ((c.evidence_rate, self._ez), (c.slow_evidence_rate, self._ez2)):
+        for lam, state in self._sustained_tests():
             if lam > 0:
-                old = state[pr.rows].astype(np.float64)
-                state[pr.rows] = np.where(ok, (1.0 - lam) * old + lam * zc, old)
+                state[pr.rows] = np.where(ok, _evidence_step(state[pr.rows], z, lam),
+                                          state[pr.rows])
         self._version += 1
+
+    def _sustained_tests(self) -> tuple[tuple[float, np.ndarray], ...]:
+        """(EWMA weight, per-series state) of the fast and the slow sustained tests."""
+        return ((self.cfg.evidence_rate, self._ez), (self.cfg.slow_evidence_rate, self._ez2))
 
     # ------------------------------------------------------------------ checkpoints
 
