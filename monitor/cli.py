@@ -213,7 +213,7 @@ def _load(
     except ConfigError as exc:
         err_console.print(f"[bold red]{escape(exc.source)}: {len(exc.problems)} problem(s)[/]")
         for p in exc.problems:
-            where = escape(p.path or "<root>")
+            where = escape(f"{p.file}: {p.path or '<root>'}" if p.file else p.path or "<root>")
             err_console.print(f"  [red]✗[/] [bold]{where}[/]: {escape(p.message)}",
                               highlight=False)
         raise typer.Exit(2) from None

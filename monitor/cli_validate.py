@@ -41,7 +41,8 @@ def validate(
 
     for where, text in [*missing_files(cfg), *short_histories(cfg), *display_warnings(cfg),
                         *route_warnings(cfg.alerting, cfg.metrics)]:
-        console.print(f"[yellow]warning[/] {where}: {escape(text)}", soft_wrap=True)
+        console.print(f"[yellow]warning[/] {escape(cfg.shown_path(where))}: {escape(text)}",
+                      soft_wrap=True)
     if (line := _calendar_summary(cfg)) is not None:
         console.print(line, soft_wrap=True, highlight=False)
     if poll:

@@ -11,9 +11,12 @@ class Problem:
 
     path: str
     message: str
+    #: the file the path is in, when not the main config file (``include:``)
+    file: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.path or '<root>'}: {self.message}"
+        where = self.path or "<root>"
+        return f"{self.file}: {where}: {self.message}" if self.file else f"{where}: {self.message}"
 
 
 class ConfigError(ValueError):

@@ -788,6 +788,7 @@ def test_json_schema_lists_registered_types() -> None:
     schema = json.loads(json.dumps(cfg.config_json_schema()))
     props = schema["properties"]
     assert set(props) == {
+        "include",
         "store",
         "sources",
         "metrics",
@@ -800,7 +801,9 @@ def test_json_schema_lists_registered_types() -> None:
         "display",
         "calendar",
     }
-    assert schema["required"] == ["sources", "metrics"]
+    # both required unless the file includes others (which may hold them)
+    assert schema["if"] == {"not": {"required": ["include"]}}
+    assert schema["then"]["required"] == ["sources", "metrics"]
     executors = props["executor"]["oneOf"]
     assert {e["$ref"].rsplit("/", 1)[1] for e in executors} == {
         "InlineExecutorConfig", "LocalExecutorConfig", "DaskExecutorConfig"}

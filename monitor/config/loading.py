@@ -13,11 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from monitor.config.includes import Included, expand_includes
 from monitor.config.interpolation import UNSET_PREFIX, _Interpolator, _scrub
 from monitor.config.problems import _child, _problems_from, format_path
 from monitor.config.root import MonitorConfig
 from monitor.config.validator_errors import Loc
-from monitor.config.yaml_positions import _load_yaml
+from monitor.config.yaml_positions import _load_yaml, _Positions
 from monitor.errors import ConfigError, Problem
 
 
@@ -35,14 +36,38 @@ def parse_config(
     if the model requires it, left empty; so ``cxmon alerts status`` runs without the
     ``GRAFANA_TOKEN`` only ``dashboards push`` needs. If the config still does not validate,
     every unset variable is reported."""
-    env = os.environ if env is None else env
     data, positions, yaml_problems = _load_yaml(text, source)
+    return _validate_document(_mapping(data, source), positions, yaml_problems, env, source,
+                              needs, None)
+
+
+def _mapping(data: Any, source: str) -> dict[str, Any]:
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, dict):
         msg = "expected a mapping of top-level keys (store, sources, metrics, detectors, ...)"
         raise ConfigError([Problem("", msg)], source)
-    found: list[tuple[Loc, str, tuple[int, int]]] = list(yaml_problems)
+    return data
+
+
+def _validate_document(
+    data: dict[str, Any],
+    positions: _Positions,
+    yaml_problems: list[tuple[Loc, str, Any]],
+    env: Mapping[str, str] | None,
+    source: str,
+    needs: Collection[str] | None,
+    included: Included | None,
+) -> MonitorConfig:
+    """:func:`parse_config` on a loaded document (``included``: its ``include:`` files were
+    merged in, and problems are reported in the file they are in)."""
+    env = os.environ if env is None else env
+    if included is None and "include" in data:
+        msg = "include needs a config file (its globs are relative to the file's folder)"
+        raise ConfigError([Problem("include", msg)], source)
+    where = _Where(positions, included)
+    found: list[tuple[Loc, str, tuple[int, ...]]] = [
+        (loc, msg, where.main(pos)) for loc, msg, pos in yaml_problems]
 
     interp = _Interpolator(env)
     data = interp.walk(data, ())
@@ -71,11 +96,11 @@ def parse_config(
             stood_in.update({loc: stood_in.get(loc, -1) + 1 for loc in refused})
         else:
             break
-    found += [(loc, msg, positions.of(loc)) for loc, msg in interp.problems
+    found += [(loc, msg, where.of(loc)) for loc, msg in interp.problems
               if config is None or not tolerated(loc, msg)]
     own = len(found)
     if config is None:
-        found += [(loc, msg, positions.of(loc)) for loc, msg in errors]
+        found += [(loc, msg, where.of(loc)) for loc, msg in errors]
 
     # A path whose variable is unset has no value to judge: report only the unset variable,
     # and no problem elsewhere that goes away once it has a value ("api_token needs email").
@@ -86,17 +111,56 @@ def parse_config(
         kept = [p for p in kept if (p[0], p[1]) in persist]
     kept = found[:own] + kept
     if config is not None:  # pydantic's lax mode reads true as 1: a slip, not a number
-        kept += [(loc, "expected a number, not a boolean", positions.of(loc))
+        kept += [(loc, "expected a number, not a boolean", where.of(loc))
                  for loc in _booleans_taken_as_numbers(data, config, ())]
-    kept.sort(key=lambda p: p[2])  # stable: document order, then discovery order
+    ordered = [(pos, where.problem(loc, _scrub(msg, loc, interp.secrets)))
+               for loc, msg, pos in kept]
+    if included is not None:
+        ordered += [(where.of_file(p.file, p.loc, p.where),
+                     Problem(format_path(p.loc), p.message, p.file)) for p in included.problems]
+    ordered.sort(key=lambda p: p[0])  # stable: file and document order, then discovery order
     problems: list[Problem] = []
-    for loc, msg, _ in kept:
-        problem = Problem(format_path(loc), _scrub(msg, loc, interp.secrets))
+    for _, problem in ordered:
         if problem not in problems:
             problems.append(problem)
     if problems or config is None:
         raise ConfigError(problems or [Problem("", "invalid config")], source)
     return config
+
+
+class _Where:
+    """Where a path of the (merged) document is: the position problems are sorted by (the
+    main file first, then included files in order) and the file a problem names."""
+
+    def __init__(self, positions: _Positions, included: Included | None) -> None:
+        self.positions = positions
+        self.included = included
+
+    @staticmethod
+    def main(pos: tuple[int, int]) -> tuple[int, ...]:
+        return (0, *pos)
+
+    def of(self, loc: Loc) -> tuple[int, ...]:
+        if self.included is None:
+            return self.main(self.positions.of(loc))
+        part, local = self.included.locate(loc)
+        if part is None:
+            return self.main(self.positions.of(loc))
+        return (part + 1, *self.included.parts[part].positions.of(local))
+
+    def of_file(self, file: str | None, loc: Loc, pos: tuple[int, int]) -> tuple[int, ...]:
+        """Sort position of an include problem found in ``file`` (None: the main file)."""
+        if file is None:
+            return self.main(self.positions.of(loc))
+        parts = [] if self.included is None else [p.name for p in self.included.parts]
+        return (parts.index(file) + 1 if file in parts else len(parts) + 1, *pos)
+
+    def problem(self, loc: Loc, message: str) -> Problem:
+        if self.included is None:
+            return Problem(format_path(loc), message)
+        part, local = self.included.locate(loc)
+        file = None if part is None else self.included.parts[part].name
+        return Problem(format_path(local), message, file)
 
 
 def _booleans_taken_as_numbers(raw: Any, value: Any, loc: Loc) -> Iterator[Loc]:
@@ -199,7 +263,12 @@ def load_config(
     except OSError as exc:
         msg = f"cannot read config file: {exc.strerror or exc}"
         raise ConfigError([Problem("", msg)], name) from None
-    config = parse_config(text, env, source=name, needs=needs)
+    data, positions, yaml_problems = _load_yaml(text, name)
+    included = expand_includes(_mapping(data, name), Path(name))
+    config = _validate_document(included.data, positions, yaml_problems, env, name, needs,
+                                included)
     folder = Path(name).resolve().parent
-    config.sources = {k: src.resolve_paths(folder) for k, src in config.sources.items()}
+    config.sources = {k: src.resolve_paths(included.folder_of_source(k, folder))
+                      for k, src in config.sources.items()}
+    config._included = included if included.parts else None
     return config

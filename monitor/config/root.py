@@ -54,6 +54,8 @@ class MonitorConfig(BaseModel):
     #: Holidays and events the detectors treat apart (detectors/calendar.py)
     calendar: CalendarConfig | None = None
     _calendar: Calendars | None = PrivateAttr(None)
+    #: the ``include:`` files merged in (monitor/config/includes.py), to name where a path is
+    _included: Any = PrivateAttr(None)
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -96,6 +98,13 @@ class MonitorConfig(BaseModel):
         if self._calendar is None:
             self._calendar = Calendars(self.calendar)
         return self._calendar.for_dimensions(metric.dimensions)
+
+    def shown_path(self, path: str) -> str:
+        """A config path (``metrics[7].history``) named in the file that has it, for
+        warnings: ``teams/support.yaml: metrics[1].history`` for an included file's."""
+        from monitor.config.includes import shown_path
+
+        return shown_path(self._included, path)
 
     def detector(self, name: str) -> DetectorConfig:
         """The detector config called ``name``; ``KeyError`` lists the defined ones."""

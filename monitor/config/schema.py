@@ -53,6 +53,15 @@ def config_json_schema() -> dict[str, Any]:
     )
     schema = schema_model.model_json_schema()
     _readable_duration_defaults(schema)
+    schema["properties"]["include"] = {  # read before validation (monitor/config/includes.py)
+        "description": "Globs (relative to this file's folder) of config files whose sources, "
+                       "metrics and detectors are added to this one's.",
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+    }
+    # sources and metrics may all come from the included files
+    if required := schema.pop("required", None):
+        schema["if"] = {"not": {"required": ["include"]}}
+        schema["then"] = {"required": required}
     for key, classes in (("sources", source_classes), ("detectors", detector_classes)):
         if not classes:
             schema["properties"][key]["additionalProperties"] = {
