@@ -9,7 +9,8 @@ with more fields than the header is dropped and counted the same way (``bad_line
 metric's ``query``, if set, is its own path or glob instead of the source's ``path``.
 Relative paths are taken from ``base_dir``; a relative ``base_dir``, or none, from the config
 file's folder (set by :func:`monitor.config.load_config`; the working directory for a config
-built in code).
+built in code). A URL path or ``base_dir`` (``s3://bucket/exports/*.csv``) is read from the
+object store through fsspec (:mod:`sources.object_store`), with the same caching and errors.
 
 A plain path (no ``*``, ``?`` or ``[``) that does not exist, or a glob that matches no file (a
 drop folder still empty, or a typo), fails the poll with :class:`MissingSourceError` naming the
@@ -38,7 +39,7 @@ from typing import Any, Literal, Self
 
 import pandas as pd
 import pyarrow
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from monitor.frames import year_last_dates
 from sources.base import (
@@ -50,6 +51,7 @@ from sources.base import (
     SourceConfig,
     parse_params,
 )
+from sources.object_store import RemoteFiles, join_url, protocol_of, protocol_problem
 from sources.registry import register
 from sources.timezones import AMBIGUOUS_HINT, LocalTimes, parse_times
 
@@ -67,10 +69,27 @@ class FilesSourceConfig(SourceConfig, LocalTimes):
     path: str = Field(min_length=1, description="file path or glob (**, *, ?)")
     format: Format = Field("auto", description="auto picks by extension")
     base_dir: str | None = Field(None, description="relative paths start here (default and "
-                                 "relative: the config file's folder)")
+                                 "relative: the config file's folder; may be a URL such as "
+                                 "s3://bucket/exports)")
     csv_separator: str = ","
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the fsspec filesystem of a URL path "
+        "(s3://: endpoint_url, profile, anon, key, secret, client_kwargs, config_kwargs); "
+        "credentials best from the environment")
+
+    @model_validator(mode="after")
+    def _protocols(self) -> Self:
+        for where in (self.path, self.base_dir or ""):
+            if (problem := protocol_problem(where)) is not None:
+                raise ValueError(problem)
+        if self.storage_options and not (protocol_of(self.path) or protocol_of(
+                self.base_dir or "")):
+            raise ValueError("storage_options apply to a URL path (s3://bucket/...) only")
+        return self
 
     def resolve_paths(self, config_dir: Path) -> Self:
+        if protocol_of(self.base_dir or "") or protocol_of(self.path):
+            return self
         base = config_dir / (self.base_dir or "")  # an absolute base_dir wins in the join
         return self.model_copy(update={"base_dir": str(base)})
 
@@ -85,7 +104,8 @@ class FilesSource(Source):
 
     def __init__(self, name: str, config: FilesSourceConfig) -> None:  # type: ignore[override]
         super().__init__(name, config)
-        self._cache: dict[str, tuple[tuple[int, int], pd.DataFrame]] = {}
+        self._cache: dict[str, tuple[tuple[Any, int], pd.DataFrame]] = {}
+        self._stores: dict[str, RemoteFiles] = {}  # by URL scheme (s3, gs, ...)
         self._ts_cache: dict[tuple[str, str], tuple[Any, pd.Series]] = {}
         self.skipped: Counter[str] = Counter()  # rows dropped here (see sources.metrics)
         #: naive times at a clock change of ``timezone`` (``ambiguous``, ``nonexistent``),
@@ -94,15 +114,32 @@ class FilesSource(Source):
 
     def pattern(self, pattern: str | None = None) -> str:
         """The full path or glob polled: relative ones are taken from ``base_dir``."""
-        pattern = os.path.expanduser(pattern or self.config.path)
-        if not os.path.isabs(pattern):
-            pattern = os.path.join(self.config.base_dir or os.getcwd(), pattern)
-        return os.path.normpath(pattern)
+        given = pattern or self.config.path
+        if protocol_of(given):
+            return given
+        if protocol_of(base := self.config.base_dir or ""):
+            return join_url(base, given)
+        given = os.path.expanduser(given)
+        if not os.path.isabs(given):
+            given = os.path.join(self.config.base_dir or os.getcwd(), given)
+        return os.path.normpath(given)
 
     def files(self, pattern: str | None = None) -> list[str]:
         """The files matching the pattern now, sorted."""
         full = self.pattern(pattern)
+        if (remote := self._remote(full)) is not None:
+            return remote.glob(full)
         return sorted(p for p in glob.glob(full, recursive=True) if os.path.isfile(p))
+
+    def _remote(self, path: str) -> RemoteFiles | None:
+        """The object store ``path`` is in (None: a local path)."""
+        protocol = protocol_of(path)
+        if protocol is None:
+            return None
+        if protocol not in self._stores:
+            self._stores[protocol] = RemoteFiles(self.name, protocol,
+                                                 self.config.storage_options)
+        return self._stores[protocol]
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
         parse_params(NoParams, self.name, request)
@@ -139,7 +176,7 @@ class FilesSource(Source):
         a drop folder that was briefly empty."""
         full = self.pattern(request.query)
         given = request.query or self.config.path
-        where = "" if os.path.isabs(os.path.expanduser(given)) else (
+        where = "" if os.path.isabs(os.path.expanduser(given)) or protocol_of(given) else (
             f" ({given!r} is relative to {self.config.base_dir or os.getcwd()})")
         if not glob.has_magic(full):
             raise MissingSourceError(f"source {self.name}: file {full} does not exist{where}; "
@@ -184,11 +221,10 @@ class FilesSource(Source):
         return ts
 
     def _read(self, path: str) -> pd.DataFrame:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:  # removed between glob and read
+        remote = self._remote(path)
+        stamp = self._version(path, remote)
+        if stamp is None:  # removed between glob and read
             return pd.DataFrame()
-        stamp = (st.st_mtime_ns, st.st_size)
         hit = self._cache.get(path)
         if hit is not None and hit[0] == stamp:
             return hit[1]
@@ -200,13 +236,14 @@ class FilesSource(Source):
                     f"source {self.name}: cannot tell the format of {Path(path).name}; "
                     "set format: csv, parquet or jsonl"
                 )
+        src: str | io.BytesIO = path if remote is None else io.BytesIO(remote.read(path))
         try:
             if fmt == "csv":
-                df = self._read_csv(path)
+                df = self._read_csv(path, src)
             elif fmt == "parquet":
-                df = pd.read_parquet(path)
+                df = pd.read_parquet(src)
             else:
-                df = self._read_jsonl(path)
+                df = self._read_jsonl(path, src)
         except pd.errors.EmptyDataError:  # being written, or empty: nothing yet
             df = pd.DataFrame()
         except (ValueError, pyarrow.ArrowException, pd.errors.ParserError, UnicodeDecodeError,
@@ -218,7 +255,18 @@ class FilesSource(Source):
         self._cache[path] = (stamp, df)
         return df
 
-    def _read_jsonl(self, path: str) -> pd.DataFrame:
+    @staticmethod
+    def _version(path: str, remote: RemoteFiles | None) -> tuple[Any, int] | None:
+        """What changes when the file does (modification time or ETag, and size)."""
+        if remote is not None:
+            return remote.version(path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _read_jsonl(self, path: str, src: str | io.BytesIO) -> pd.DataFrame:
         """A JSON-lines file without its unreadable lines (not JSON, cut short while being
         written, or not an object), counted in :attr:`skipped` (``bad_line``) and logged
         once per file version, as a CSV's malformed lines are.
@@ -227,11 +275,14 @@ class FilesSource(Source):
         for a ``null`` or a list), so a metric stopped on one bad record and an export
         still being appended failed every tick until its last line was complete."""
         try:
-            return pd.read_json(path, lines=True, dtype=False)
+            return pd.read_json(src, lines=True, dtype=False)
         except (ValueError, TypeError) as exc:
             whole = str(exc) or type(exc).__name__  # some line is not a JSON object
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        if isinstance(src, io.BytesIO):
+            text = src.getvalue().decode("utf-8")
+        else:
+            with open(src, encoding="utf-8") as fh:
+                text = fh.read()
         good, bad = [], []
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -252,13 +303,13 @@ class FilesSource(Source):
             return pd.DataFrame()  # blank lines only
         return pd.read_json(io.StringIO("\n".join(good)), lines=True, dtype=False)
 
-    def _read_csv(self, path: str) -> pd.DataFrame:
+    def _read_csv(self, path: str, src: str | io.BytesIO) -> pd.DataFrame:
         """A CSV file without its malformed lines (more fields than the header), which are
         counted in :attr:`skipped` (``bad_line``) and logged once per file version: one bad
         line must not stop a metric."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
-            df = pd.read_csv(path, sep=self.config.csv_separator, on_bad_lines="warn")
+            df = pd.read_csv(src, sep=self.config.csv_separator, on_bad_lines="warn")
         bad = [str(w.message).strip() for w in caught
                if issubclass(w.category, pd.errors.ParserWarning)
                and str(w.message).startswith("Skipping line")]

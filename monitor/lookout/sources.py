@@ -1,5 +1,6 @@
-"""Lookout's ``MetricSource`` as a cxmon source: S3 becomes a ``files`` source over a local
-copy, RDS and Redshift a ``sql`` source with one query per metric; the rest is reported.
+"""Lookout's ``MetricSource`` as a cxmon source: S3 becomes a ``files`` source over the
+bucket (or a local copy), RDS and Redshift a ``sql`` source with one query per metric; the
+rest is reported.
 
 Each mapping returns the source's config and a ``build(i, metric)`` that gives the
 source-specific part of each metric's entry (query, dimensions, value).
@@ -62,11 +63,14 @@ class _SourcesMixin(_State):
         if not prefix or _PLACEHOLDER.search(last) or "." not in last:
             glob_path = f"{glob_path}/*" if glob_path else "*"
         var = env_name("LOOKOUT", key, "DATA_DIR")
-        self.env[var] = f"a local copy of s3://{bucket}/ (e.g. kept by `aws s3 sync`)"
+        self.env[var] = (f"optional: a local copy of s3://{bucket}/ (e.g. kept by `aws s3 "
+                         "sync`); unset, the bucket is read directly")
         self.note("manual", f"{where}TemplatedPathList",
-                  f"cxmon reads local files, not S3: keep s3://{bucket}/ synced or mounted "
-                  f"locally (`aws s3 sync s3://{bucket}/ \"${var}\"` from cron, or mountpoint-s3) "
-                  f"and set {var}; {first} became the glob {glob_path!r} under it")
+                  f"cxmon reads s3://{bucket}/ directly (install cxmon[s3]; credentials from "
+                  "the AWS chain: AWS_* variables, AWS_PROFILE or an instance or pod role); "
+                  f"{first} became the glob {glob_path!r} under it. To read a synced copy "
+                  f"instead (`aws s3 sync s3://{bucket}/ \"${var}\"` from cron, or "
+                  f"mountpoint-s3), set {var} to its folder")
         for extra in paths[1:]:
             self.note("unsupported", f"{where}TemplatedPathList",
                       f"only one path per source: {extra} is not read (add a second files "
@@ -75,11 +79,13 @@ class _SourcesMixin(_State):
             self.note("manual", f"{where}HistoricalDataPathList",
                       f"{', '.join(map(str, historical))}: load history with "
                       "`cxmon backfill -c FILE --metric M --start ... --end ...` once those "
-                      "files are in the synced folder (history: covers only the warm-up)")
+                      "files are under the same glob (history: covers only the warm-up)")
         if cfg.get("RoleArn"):
             self.note("manual", f"{where}RoleArn",
-                      "the IAM role is for Lookout; the sync job needs s3:GetObject/ListBucket")
-        source: dict[str, Any] = {"type": "files", "path": glob_path, "base_dir": f"${{{var}}}"}
+                      "the IAM role is for Lookout; cxmon's credentials (or the sync job's) "
+                      "need s3:GetObject and s3:ListBucket")
+        source: dict[str, Any] = {"type": "files", "path": glob_path,
+                                  "base_dir": f"${{{var}:-s3://{bucket}}}"}
         if tz and _known_zone(tz):
             # Lookout reads a timestamp without a zone in the metric set's Timezone: so does
             # the files source (an hour or two off in every bucket otherwise)
