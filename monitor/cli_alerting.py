@@ -55,7 +55,7 @@ def routes_test(
     lset = _labels(labels or [])
     router = Router.from_config(cfg.alerting)
     for where, text in route_warnings(cfg.alerting, cfg.metrics):
-        typer.echo(f"warning {where}: {text}", err=True)
+        typer.echo(f"warning {cfg.shown_path(where)}: {text}", err=True)
     if tree:
         typer.echo(router.tree(lset))
         typer.echo("")

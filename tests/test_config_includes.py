@@ -102,13 +102,16 @@ def test_problems_name_the_included_file_and_the_path_inside_it(tmp_path: Path) 
 
 def test_a_name_defined_twice_and_sections_that_belong_in_the_main_file(
         tmp_path: Path) -> None:
-    twice = "sources:\n  shop: {type: demo}\nalerting: {}\ninclude: [x.yaml]\n"
+    twice = ("sources:\n  shop: {type: demo}\nstore: sqlite://\ninclude: [x.yaml]\n"
+             "alerting: {resolve_after: 1d}\n")
     found = problems(tree(tmp_path, support=SUPPORT, dup=twice))
     shown = [str(p) for p in found]
     assert ("teams/dup.yaml: sources.shop: source 'shop' is already defined in the main config"
             in shown), shown
-    assert any(s.startswith("teams/dup.yaml: alerting: an included file holds only sources, "
-                            "metrics, detectors") for s in shown), shown
+    assert any(s.startswith("teams/dup.yaml: store: an included file holds only sources, "
+                            "metrics, detectors, alerting") for s in shown), shown
+    assert any(s.startswith("teams/dup.yaml: alerting.resolve_after: an included file's "
+                            "alerting holds only receivers and routes") for s in shown), shown
     assert any(s.startswith("teams/dup.yaml: include: included files do not include")
                for s in shown), shown
 
@@ -153,3 +156,49 @@ def test_without_include_nothing_changes(tmp_path: Path) -> None:
     path.write_text(MAIN.split("\n", 1)[1].format(db=tmp_path / "s.db") + "    detector: x\n")
     found = problems(path)
     assert [(p.path, p.file) for p in found] == [("metrics[0].detector", None)]
+
+
+TEAM_ALERTING = """\
+alerting:
+  receivers:
+    - name: support-chat
+      console: {}
+  routes:
+    - matchers: ['team="support"']
+      receiver: support-chat
+metrics:
+  - name: csat
+    source: shop
+    query: csat
+    interval: 1h
+    timestamp: ts
+    split_by: [journey]
+    value: {mean: [rating_sum, responses]}
+    labels: {team: support}
+"""
+
+
+def test_a_team_file_brings_its_receivers_and_routes(tmp_path: Path) -> None:
+    main = MAIN.replace("dimensions:", "labels: {{team: checkout}}\n    dimensions:") + (
+        "alerting:\n  receivers: [{{name: all, console: {{}}}}]\n"
+        "  route:\n    receiver: all\n"
+        "    routes: [{{matchers: ['team=\"checkout\"'], receiver: all}}]\n")
+    path = tree(tmp_path, main, support=TEAM_ALERTING)
+    cfg = load_config(path, env={})
+    assert [r.name for r in cfg.alerting.receivers] == ["all", "support-chat"]
+    # the team's routes are children of the main file's top route, after its own
+    assert [r.receiver for r in cfg.alerting.route.routes] == ["all", "support-chat"]
+    routed = runner.invoke(app, ["routes", "test", "-c", str(path), "team=support"])
+    assert routed.exit_code == 0, routed.output
+    assert routed.output.strip() == "support-chat"
+    # a dead matcher in a team's route is named in the team's file
+    (tmp_path / "teams" / "support.yaml").write_text(
+        TEAM_ALERTING.replace('team="support"', 'team="suport"'))
+    warned = runner.invoke(app, ["validate", "-c", str(path)], env={"COLUMNS": "300"})
+    assert "warning teams/support.yaml: alerting.routes[0].matchers" in warned.output
+    # a route to a receiver no file defines is reported in the team's file
+    (tmp_path / "teams" / "support.yaml").write_text(
+        TEAM_ALERTING.replace("receiver: support-chat", "receiver: suport-chat"))
+    found = [str(p) for p in problems(path)]
+    assert any(s.startswith("teams/support.yaml: alerting.routes[0].receiver") for s in found), \
+        found

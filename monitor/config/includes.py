@@ -29,8 +29,14 @@ from monitor.config.yaml_positions import _load_yaml, _Positions
 from monitor.errors import ConfigError
 
 #: Top-level sections an included file may add to.
-INCLUDABLE = ("sources", "metrics", "detectors")
+INCLUDABLE = ("sources", "metrics", "detectors", "alerting")
 _KEYED = ("sources", "detectors")
+#: Lists an included file appends to (the path in the merged document and in the file):
+#: metrics, and a team's receivers and routes (children of the main file's top route).
+_LISTS: dict[Loc, Loc] = {("metrics",): ("metrics",),
+                          ("alerting", "receivers"): ("alerting", "receivers"),
+                          ("alerting", "route", "routes"): ("alerting", "routes")}
+_ALERTING_KEYS = ("receivers", "routes")
 
 
 @dataclass(slots=True)
@@ -62,17 +68,19 @@ class Included:
     data: dict[str, Any]
     parts: list[Part] = field(default_factory=list)
     problems: list[FileProblem] = field(default_factory=list)
-    #: (first, end, part index) of the merged ``metrics`` list that came from each part
-    metric_spans: list[tuple[int, int, int]] = field(default_factory=list)
+    #: merged list path -> (first, end, part index) of the items that came from each part
+    spans: dict[Loc, list[tuple[int, int, int]]] = field(default_factory=dict)
     #: (section, name) -> part index, for the sources and detectors of included files
     keyed: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def locate(self, loc: Loc) -> tuple[int | None, Loc]:
         """The part a merged path is in (None: the main file) and the path inside it."""
-        if len(loc) >= 2 and loc[0] == "metrics" and isinstance(loc[1], int):
-            for first, end, part in self.metric_spans:
-                if first <= loc[1] < end:
-                    return part, ("metrics", loc[1] - first, *loc[2:])
+        for merged, spans in self.spans.items():
+            n = len(merged)
+            if len(loc) > n and loc[:n] == merged and isinstance(loc[n], int):
+                for first, end, part in spans:
+                    if first <= loc[n] < end:
+                        return part, (*_LISTS[merged], loc[n] - first, *loc[n + 1:])
         if len(loc) >= 2 and loc[0] in _KEYED and isinstance(loc[1], str):
             part = self.keyed.get((str(loc[0]), loc[1]))
             if part is not None:
@@ -141,8 +149,7 @@ def expand_includes(data: dict[str, Any], main: Path) -> Included:
             out.problems.append(FileProblem(None, loc, f"no config file matches {pattern!r} "
                                             f"(globs are relative to {folder})", (0, 0)))
         files += [f for f in found if f not in files]
-    main_metrics = merged.get("metrics")
-    metrics: list[Any] = list(main_metrics) if isinstance(main_metrics, list) else []
+    lists = _Lists(merged)
     for path in files:
         shown = _shown(path, folder)
         part_data, positions, problems = _read(path, shown)
@@ -166,20 +173,77 @@ def expand_includes(data: dict[str, Any], main: Path) -> Included:
                        "in the main config")
                 out.problems.append(FileProblem(shown, (key,), why, where))
             elif key == "metrics":
-                if not isinstance(value, list):
-                    out.problems.append(FileProblem(shown, (key,), "expected a list of "
-                                                    "metrics", where))
-                    continue
-                out.metric_spans.append((len(metrics), len(metrics) + len(value), index))
-                metrics += value
+                lists.add(out, ("metrics",), value, index)
+            elif key == "alerting":
+                _merge_alerting(out, lists, value, index)
             elif not isinstance(value, dict):
                 out.problems.append(FileProblem(shown, (key,), f"expected a mapping of "
                                                 f"{key} by name", where))
             else:
                 _merge_keyed(out, merged, key, value, index)
-    if metrics or out.metric_spans:
-        merged["metrics"] = metrics
+    lists.write_back(out)
     return out
+
+
+class _Lists:
+    """The lists included files append to, starting from the main file's items."""
+
+    def __init__(self, merged: dict[str, Any]) -> None:
+        self.merged = merged
+        self.items: dict[Loc, list[Any]] = {}
+        for path in _LISTS:
+            node: Any = merged
+            for el in path:
+                node = node.get(el) if isinstance(node, dict) else None
+            self.items[path] = list(node) if isinstance(node, list) else []
+
+    def add(self, out: Included, path: Loc, value: Any, index: int) -> None:
+        part = out.parts[index]
+        local = _LISTS[path]
+        if not isinstance(value, list):
+            out.problems.append(FileProblem(part.name, local, f"expected a list of "
+                                            f"{local[-1]}", part.positions.of(local)))
+            return
+        items = self.items[path]
+        out.spans.setdefault(path, []).append((len(items), len(items) + len(value), index))
+        items += value
+
+    def write_back(self, out: Included) -> None:
+        """Put the grown lists into the merged document (copying the mappings on the way,
+        so the main file's own data stays as read)."""
+        for path, spans in out.spans.items():
+            if not spans:
+                continue
+            node = self.merged
+            for el in path[:-1]:
+                child = node.get(el)
+                node[el] = dict(child) if isinstance(child, dict) else {} if child is None \
+                    else child
+                node = node[el]
+                if not isinstance(node, dict):
+                    break  # the main file's section is not a mapping: validation says so
+            else:
+                node[path[-1]] = self.items[path]
+
+
+def _merge_alerting(out: Included, lists: _Lists, value: Any, index: int) -> None:
+    """A team's receivers and routes (children of the main file's top route)."""
+    part = out.parts[index]
+    if not isinstance(value, dict):
+        out.problems.append(FileProblem(part.name, ("alerting",), "expected a mapping with "
+                                        "receivers and routes", part.positions.of(("alerting",))))
+        return
+    for key, item in value.items():
+        if key == "receivers":
+            lists.add(out, ("alerting", "receivers"), item, index)
+        elif key == "routes":
+            lists.add(out, ("alerting", "route", "routes"), item, index)
+        else:
+            out.problems.append(FileProblem(
+                part.name, ("alerting", key), f"an included file's alerting holds only "
+                f"{' and '.join(_ALERTING_KEYS)} (its routes become children of the main "
+                f"file's route); {key} belongs in the main config",
+                part.positions.of(("alerting", key))))
 
 
 def _merge_keyed(out: Included, merged: dict[str, Any], section: str, value: dict[str, Any],
@@ -204,7 +268,6 @@ def _merge_keyed(out: Included, merged: dict[str, Any], section: str, value: dic
         out.keyed[(section, name)] = index
 
 
-_METRIC_PATH = re.compile(r"^metrics\[(\d+)\](.*)$", re.S)
 _KEYED_PATH = re.compile(
     r'^(sources|detectors)(?:\.([A-Za-z0-9_][A-Za-z0-9_\-]*)|\[("(?:[^"\\]|\\.)*")\])(.*)$',
     re.S)
@@ -215,11 +278,15 @@ def shown_path(included: Included | None, path: str) -> str:
     it: ``teams/support.yaml: metrics[1].history`` when it is in an included file."""
     if included is None or not included.parts:
         return path
-    if m := _METRIC_PATH.match(path):
-        part, local = included.locate(("metrics", int(m.group(1))))
-        if part is not None:
-            return f"{included.parts[part].name}: metrics[{local[1]}]{m.group(2)}"
-    elif m := _KEYED_PATH.match(path):
+    for merged, local_list in _LISTS.items():
+        prefix = ".".join(map(str, merged))
+        if m := re.match(rf"^{re.escape(prefix)}\[(\d+)\](.*)$", path, re.S):
+            part, local = included.locate((*merged, int(m.group(1))))
+            if part is None:
+                return path
+            shown = ".".join(map(str, local_list))
+            return f"{included.parts[part].name}: {shown}[{local[len(local_list)]}]{m.group(2)}"
+    if m := _KEYED_PATH.match(path):
         name = m.group(2) if m.group(2) is not None else json.loads(m.group(3))
         part, _ = included.locate((m.group(1), name))
         if part is not None:
