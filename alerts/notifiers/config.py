@@ -70,8 +70,26 @@ class SlackReceiverConfig(BaseModel):
     )
     timeout: Seconds = Field(default=10.0, gt=0,
                              description="Per Slack API call: 10s, 500ms or plain seconds.")
+    mention: list[str] = Field(
+        default_factory=list,
+        description="Who a new incident's message notifies (and an update whose severity "
+        "rises to mention_min_severity): user ids (U024BE7LH), user-group ids (S0123ABC), "
+        "@here or @channel. A string is one mention.")
+    mention_min_severity: int = Field(
+        default=0, ge=0, le=100,
+        description="Mention only for incidents at or above this severity (0-100).")
 
     _api_url = field_validator("api_url")(_http_url)
+
+    @field_validator("mention", mode="before")
+    @classmethod
+    def _mentions(cls, value: object) -> object:
+        from alerts.mentions import normalize_mention
+
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value  # pydantic reports the type
+        return [normalize_mention(v) if isinstance(v, str) else v for v in items]
 
 
 class WebhookReceiverConfig(BaseModel):

@@ -27,6 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from alerts.blocks import render_message
+from alerts.mentions import mention_prefix
 from alerts.notifiers.base import Notifier, NotifyError
 from alerts.notifiers.config import SlackReceiverConfig
 from alerts.notifiers.http import connection_reason, host_port, http_reason
@@ -122,12 +123,13 @@ class SlackNotifier(Notifier):
 
     def _post(self, payload: Mapping[str, Any], receipt: Receipt) -> None:
         message = self.render(payload)
+        ping = mention_prefix(payload, self.config.mention, self.config.mention_min_severity)
         resp = self._call(
             self.client.chat_postMessage,
             # Slack answered with an error: surely not posted, no lookup needed next time
             undo=lambda: self.receipts.discard(receipt.idempotency_key),
             channel=self.config.channel,
-            text=message["text"],
+            text=ping + message["text"],
             attachments=[{"color": message["color"], "fallback": message["text"],
                           "blocks": message["blocks"]}],
             thread_ts=receipt.thread_ts,
