@@ -133,12 +133,32 @@ def _numbers(a: Anomaly, percent: bool, names: Names) -> dict[str, Any]:
     """The anomaly with what messages need to print its numbers (:mod:`alerts.numbers`):
     ``unit`` (percent), ``format`` (the metric's unit, scale, decimals, volume noun) when
     any applies, and ``text``, the numbers as printed, for webhook and PagerDuty readers."""
-    item = _with_unit(anomaly_dict(a), percent)
-    if fmt := anomaly_format(names.formats.get(a.metric), a.value):
-        item["format"] = fmt
-    if a.kind != "no_data":
-        item["text"] = text_fields(item)
-    return item
+    return readable(anomaly_dict(a), percent=percent, names=names)
+
+
+def readable(item: Mapping[str, Any], *, percent: bool, names: Names) -> dict[str, Any]:
+    """An anomaly as a dict (``metric``, ``kind``, ``value``, ``expected``, ``lower``,
+    ``upper``, ``volume``: a payload's, or a stored row's) with its ``unit``, ``format`` and
+    ``text``: what :mod:`alerts.numbers` prints, so ``cxmon anomalies`` and anything else that
+    reads an anomaly back from the store says it as the alert did. ``percent``: the metric
+    is a ratio (ignored when its metric has a unit of its own).
+
+    >>> names = Names(formats={"csat": {"scale_max": 5.0, "decimals": 2,
+    ...                                 "volume_unit": "responses"}})
+    >>> readable({"metric": "csat", "value": 3.1, "expected": 4.3, "volume": 14.0},
+    ...          percent=False, names=names)["text"]["value"]
+    '3.10 / 5'
+    """
+    fmt = names.formats.get(str(item.get("metric")))
+    out = _with_unit(dict(item), percent and not (fmt or {}).get("unit"))
+    value = out.get("value")
+    if isinstance(value, float) and not math.isfinite(value):
+        value = None
+    if fmt := anomaly_format(fmt, value):
+        out["format"] = fmt
+    if out.get("kind") != "no_data":
+        out["text"] = text_fields(out)
+    return out
 
 
 def _with_unit(item: dict[str, Any], percent: bool) -> dict[str, Any]:

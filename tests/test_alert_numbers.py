@@ -243,6 +243,26 @@ alerting:
     assert a["format"] == {"volume_unit": "answers"}  # used once a volume is known
 
 
+def test_the_default_volume_noun_reads_as_words_not_a_column_name() -> None:
+    """Without ``volume_unit`` the noun comes from the denominator column, its count words
+    dropped: "from 14 sessions", not "from 14 sessions_total"; a column that only says
+    "count" gives no noun ("from 14") rather than "from 14 cnt"."""
+    cols = """
+sources: {s: {type: sql, url: "sqlite://"}}
+metrics:
+  - {name: r, source: s, value: {ratio: [bad, sessions_total]}, labels: {journey: support}}
+  - {name: m, source: s, value: {mean: [score, order_count]}, labels: {journey: support}}
+  - {name: c, source: s, value: {ratio: [bad, cnt]}, labels: {journey: support}}
+alerting:
+  receivers: [{name: ops}]
+"""
+    p = by_metric(payload(anomaly("r", 0.2, 0.1, volume=14.0), anomaly("m", 3.0, 4.0, volume=3.0),
+                          anomaly("c", 0.2, 0.1, volume=9.0), config=cols))
+    assert p["r"]["text"]["volume"] == "from 14 sessions"
+    assert p["m"]["text"]["volume"] == "from 3 orders"
+    assert p["c"]["text"]["volume"] == "from 9" and "format" not in p["c"]
+
+
 # -- the volume from detection to the anomaly ------------------------------------------------
 
 
