@@ -86,7 +86,8 @@ def incident_payload(
         # root cause (monitor/incidents.py): measures in the order they moved, the best root
         # cause of each ([{metric, elements, share, score, ...}]) and the top dimension values
         "measures": [{"metric": m, **inc.measures[m]} for m in inc.measure_order()],
-        "root_cause": [_mix_unit(rc, rc.get("metric") in percent) for rc in causes],
+        "root_cause": [_mix_unit(rc, rc.get("metric") in percent,
+                                 names.formats.get(str(rc.get("metric")))) for rc in causes],
         "contributors": contributors(inc),
     }
     if names and (shown_names := _display(names, change, causes)):
@@ -165,11 +166,18 @@ def _with_unit(item: dict[str, Any], percent: bool) -> dict[str, Any]:
     return {**item, "unit": "percent"} if percent else item
 
 
-def _mix_unit(rc: dict[str, Any], percent: bool) -> dict[str, Any]:
-    """A root-cause entry whose mix shift's rates are percentages when the metric's are."""
-    if percent and isinstance(rc.get("mix"), dict):
-        return {**rc, "mix": _with_unit(rc["mix"], True)}
-    return rc
+def _mix_unit(rc: dict[str, Any], percent: bool,
+              fmt: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A root-cause entry whose mix shift's rates read as the metric's values do: percentages
+    when the metric's are, else with its unit, scale and decimals (``format``), so the root
+    cause line says ``3.90 / 5`` where the headline says ``3.10 / 5``, not ``3.9``."""
+    if not isinstance(rc.get("mix"), dict):
+        return rc
+    mix = _with_unit(rc["mix"], percent)
+    if shown := {k: v for k, v in (fmt or {}).items()
+                 if k in ("unit", "scale_max", "decimals")}:
+        mix["format"] = shown
+    return {**rc, "mix": mix}
 
 
 def _finite(x: float) -> float | None:
