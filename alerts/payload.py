@@ -9,6 +9,7 @@ from typing import Any
 
 from alerts.display import Names
 from alerts.numbers import anomaly_format, text_fields
+from alerts.routing import headline_rank
 from monitor.incidents import IncidentChange, contributors, root_cause_payload
 from monitor.model import Anomaly, parse_series_key
 
@@ -53,7 +54,7 @@ def incident_payload(
     # a ratio with a unit of its own (an average order value in EUR) reads as a plain number
     percent = {m for m in percent if not names.formats.get(m, {}).get("unit")}
     inc = change.incident
-    ranked = sorted(change.anomalies, key=lambda a: (-a.severity, len(a.labels), a.series))
+    ranked = sorted(change.anomalies, key=headline_rank)  # the one routed by first
     shown = ranked[:MAX_ANOMALIES]
     metrics = sorted({a.metric for a in change.anomalies})
     where, sep = _scope(inc.group, metrics, names)
