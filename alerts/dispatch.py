@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from alerts.inhibit import Inhibitor
-from alerts.routing import Route, Router, alert_labels
+from alerts.routing import Route, Router, alert_labels, headline
 from alerts.timeintervals import in_any
 
 if TYPE_CHECKING:
@@ -47,10 +47,14 @@ class Muted:
     reason: str
 
 
-def change_labels(change: IncidentChange) -> dict[str, str]:
-    """What matchers see for an incident change: group, top anomaly's labels, severity."""
-    top = change.anomalies[0] if change.anomalies else None
-    return alert_labels(change.incident.group, top, change.incident.severity)
+def change_labels(change: IncidentChange,
+                  sources: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What matchers see for an incident change: group, its headline anomaly's labels (the
+    most severe: the one its message leads with) and source, severity. ``sources``: each
+    metric's source name."""
+    top = headline(change.anomalies)
+    source = (sources or {}).get(top.metric) if top is not None else None
+    return alert_labels(change.incident.group, top, change.incident.severity, source)
 
 
 class Dispatcher:
@@ -63,8 +67,11 @@ class Dispatcher:
         router: Router | None = None,
         silences: Callable[[datetime], Sequence[Silence]] | None = None,
         keep_muted: int = 1000,
+        sources: Mapping[str, str] | None = None,
     ) -> None:
         self.router = router or Router.from_config(alerting)
+        #: metric -> the name of its source: the ``source`` label of its alerts
+        self.sources = dict(sources or {})
         self.inhibitor = Inhibitor.from_config(getattr(alerting, "inhibit_rules", []))
         named: list[NamedTimeInterval] = [
             *getattr(alerting, "mute_time_intervals", []),
@@ -83,7 +90,7 @@ class Dispatcher:
         if change.status == "resolved":
             self._firing.pop(key, None)
         elif change.anomalies or key not in self._firing:
-            self._firing[key] = change_labels(change)
+            self._firing[key] = change_labels(change, self.sources)
 
     def remember(self, key: str, labels: Mapping[str, str]) -> None:
         """The labels an open incident fired with, read back from the store after a restart
@@ -93,7 +100,7 @@ class Dispatcher:
 
     def labels(self, change: IncidentChange) -> dict[str, str]:
         """What routes, silences and inhibition see for ``change`` (as when it fired)."""
-        return dict(self._firing.get(change.incident.key) or change_labels(change))
+        return dict(self._firing.get(change.incident.key) or change_labels(change, self.sources))
 
     def targets(self, change: IncidentChange) -> list[tuple[str, Route]]:
         """(receiver, first route that reached it), in route order, each receiver once."""
@@ -142,7 +149,7 @@ class Dispatcher:
             told = self._told.pop(key, None)
             if told is not None:
                 return told
-            return _unique(self.router.receivers(change_labels(change)))
+            return _unique(self.router.receivers(change_labels(change, self.sources)))
         labels = self.labels(change)
         told = self._told.setdefault(key, [])  # a muted incident resolves silently too
         out: list[str] = []

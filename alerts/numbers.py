@@ -14,12 +14,12 @@ A payload without ``format`` (no settings, or written before they existed) reads
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["anomaly_format", "band", "formats_from_config", "number", "shown", "suffix",
-           "text_fields", "volume_count",
-           "volume_text"]
+           "text_fields", "volume_count", "volume_noun", "volume_text"]
 
 #: units written against the number (``58%``); any other unit follows a space (``120 ms``)
 _ATTACHED = ("%", "‰")
@@ -50,10 +50,48 @@ def formats_from_config(metrics: Iterable[Any]) -> dict[str, dict[str, Any]]:
             fmt["counts"] = True
         if kind != "sum":
             den = m.value.denominator
-            fmt["volume_unit"] = getattr(m, "volume_unit", None) or (
-                den.replace("_", " ") if den else "responses")
+            noun = getattr(m, "volume_unit", None) or (volume_noun(den) if den else "responses")
+            if noun:
+                fmt["volume_unit"] = noun
         out[m.name] = fmt
     return out
+
+
+#: words of a column name that say "a count of", not what is counted (``sessions_total``)
+_COUNT_WORDS = frozenset({"n", "nb", "num", "number", "count", "cnt", "total", "sum", "qty"})
+
+
+def volume_noun(column: str) -> str:
+    """What a denominator column counts, in words, for the default ``volume_unit``: a
+    column name read as ``from 14 sessions_total`` in an alert. Count words go (``total``,
+    ``count``, ``n``, ``num``, ...) and what is counted reads as a plural; ``""`` when the
+    name says nothing but "count" (then the alert says ``from 14``). Set ``volume_unit``
+    for anything else.
+
+    >>> [volume_noun(c) for c in ("sessions_total", "order_count", "n_responses",
+    ...                           "started", "survey_replies", "numVisits", "total", "cnt")]
+    ['sessions', 'orders', 'responses', 'started', 'survey replies', 'visits', '', '']
+    >>> volume_noun("number_of_calls"), volume_noun("total_inquiry"), volume_noun("box_cnt")
+    ('calls', 'inquiries', 'boxes')
+    """
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+",
+                                           column.replace("-", "_"))]
+    kept = [w for w in words if w not in _COUNT_WORDS]
+    if kept and kept[0] == "of" and len(kept) < len(words):  # "number_of_calls"
+        kept = kept[1:]
+    if not kept:
+        return ""
+    if len(kept) < len(words) and not kept[-1].endswith("s"):  # "order_count": orders
+        kept[-1] = _plural(kept[-1])
+    return " ".join(kept)
+
+
+def _plural(word: str) -> str:
+    if word.endswith("y") and word[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return word[:-1] + "ies"
+    if word.endswith(("x", "ch", "sh", "z")):
+        return word + "es"
+    return word + "s"
 
 
 def anomaly_format(fmt: Mapping[str, Any] | None, value: float | None) -> dict[str, Any]:

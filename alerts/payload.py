@@ -9,6 +9,7 @@ from typing import Any
 
 from alerts.display import Names
 from alerts.numbers import anomaly_format, text_fields
+from alerts.routing import headline_rank
 from monitor.incidents import IncidentChange, contributors, root_cause_payload
 from monitor.model import Anomaly, parse_series_key
 
@@ -53,7 +54,7 @@ def incident_payload(
     # a ratio with a unit of its own (an average order value in EUR) reads as a plain number
     percent = {m for m in percent if not names.formats.get(m, {}).get("unit")}
     inc = change.incident
-    ranked = sorted(change.anomalies, key=lambda a: (-a.severity, len(a.labels), a.series))
+    ranked = sorted(change.anomalies, key=headline_rank)  # the one routed by first
     shown = ranked[:MAX_ANOMALIES]
     metrics = sorted({a.metric for a in change.anomalies})
     where, sep = _scope(inc.group, metrics, names)
@@ -86,7 +87,8 @@ def incident_payload(
         # root cause (monitor/incidents.py): measures in the order they moved, the best root
         # cause of each ([{metric, elements, share, score, ...}]) and the top dimension values
         "measures": [{"metric": m, **inc.measures[m]} for m in inc.measure_order()],
-        "root_cause": [_mix_unit(rc, rc.get("metric") in percent) for rc in causes],
+        "root_cause": [_mix_unit(rc, rc.get("metric") in percent,
+                                 names.formats.get(str(rc.get("metric")))) for rc in causes],
         "contributors": contributors(inc),
     }
     if names and (shown_names := _display(names, change, causes)):
@@ -133,23 +135,50 @@ def _numbers(a: Anomaly, percent: bool, names: Names) -> dict[str, Any]:
     """The anomaly with what messages need to print its numbers (:mod:`alerts.numbers`):
     ``unit`` (percent), ``format`` (the metric's unit, scale, decimals, volume noun) when
     any applies, and ``text``, the numbers as printed, for webhook and PagerDuty readers."""
-    item = _with_unit(anomaly_dict(a), percent)
-    if fmt := anomaly_format(names.formats.get(a.metric), a.value):
-        item["format"] = fmt
-    if a.kind != "no_data":
-        item["text"] = text_fields(item)
-    return item
+    return readable(anomaly_dict(a), percent=percent, names=names)
+
+
+def readable(item: Mapping[str, Any], *, percent: bool, names: Names) -> dict[str, Any]:
+    """An anomaly as a dict (``metric``, ``kind``, ``value``, ``expected``, ``lower``,
+    ``upper``, ``volume``: a payload's, or a stored row's) with its ``unit``, ``format`` and
+    ``text``: what :mod:`alerts.numbers` prints, so ``cxmon anomalies`` and anything else that
+    reads an anomaly back from the store says it as the alert did. ``percent``: the metric
+    is a ratio (ignored when its metric has a unit of its own).
+
+    >>> names = Names(formats={"csat": {"scale_max": 5.0, "decimals": 2,
+    ...                                 "volume_unit": "responses"}})
+    >>> readable({"metric": "csat", "value": 3.1, "expected": 4.3, "volume": 14.0},
+    ...          percent=False, names=names)["text"]["value"]
+    '3.10 / 5'
+    """
+    fmt = names.formats.get(str(item.get("metric")))
+    out = _with_unit(dict(item), percent and not (fmt or {}).get("unit"))
+    value = out.get("value")
+    if isinstance(value, float) and not math.isfinite(value):
+        value = None
+    if fmt := anomaly_format(fmt, value):
+        out["format"] = fmt
+    if out.get("kind") != "no_data":
+        out["text"] = text_fields(out)
+    return out
 
 
 def _with_unit(item: dict[str, Any], percent: bool) -> dict[str, Any]:
     return {**item, "unit": "percent"} if percent else item
 
 
-def _mix_unit(rc: dict[str, Any], percent: bool) -> dict[str, Any]:
-    """A root-cause entry whose mix shift's rates are percentages when the metric's are."""
-    if percent and isinstance(rc.get("mix"), dict):
-        return {**rc, "mix": _with_unit(rc["mix"], True)}
-    return rc
+def _mix_unit(rc: dict[str, Any], percent: bool,
+              fmt: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A root-cause entry whose mix shift's rates read as the metric's values do: percentages
+    when the metric's are, else with its unit, scale and decimals (``format``), so the root
+    cause line says ``3.90 / 5`` where the headline says ``3.10 / 5``, not ``3.9``."""
+    if not isinstance(rc.get("mix"), dict):
+        return rc
+    mix = _with_unit(rc["mix"], percent)
+    if shown := {k: v for k, v in (fmt or {}).items()
+                 if k in ("unit", "scale_max", "decimals")}:
+        mix["format"] = shown
+    return {**rc, "mix": mix}
 
 
 def _finite(x: float) -> float | None:

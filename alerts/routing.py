@@ -13,9 +13,15 @@ Alertmanager's ``dispatch/route.go`` does it:
 
 The labels a cxmon alert carries (see :func:`alert_labels`) are the series' labels (metric
 labels, ``split_by`` labels, dimension values), ``metric`` and ``alertname`` (the metric name),
-``kind`` (``outlier``, or ``no_data`` when the metric's data stopped arriving; a series label
+``source`` (the name of the metric's source in ``sources:``, so ``source="zendesk"`` routes
+every support metric to the support team; a series label named ``source`` wins), ``kind``
+(``outlier``, or ``no_data`` when the metric's data stopped arriving; a series label
 named ``kind`` wins), ``severity`` (a level: ``low`` < 25 <= ``medium`` < 50 <= ``high`` < 75
-<= ``critical``) and ``severity_score`` (the 0-100 number). A route's ``min_severity`` (cxmon
+<= ``critical``) and ``severity_score`` (the 0-100 number). An incident change is routed as
+one alert: with several anomalies (series, metrics), the series labels, ``metric``,
+``alertname``, ``source`` and ``kind`` are those of its headline anomaly (:func:`headline`:
+the most severe, as the message leads with it), the group's labels are shared by all, and
+``severity`` is the incident's (its worst so far). A route's ``min_severity`` (cxmon
 extension) matches only alerts with ``severity_score`` at least that. :func:`dead_matchers`
 finds the matchers no alert of a config can satisfy (a typo routes nothing, silently).
 
@@ -51,6 +57,8 @@ __all__ = [
     "alert_labels",
     "build_route",
     "dead_matchers",
+    "headline",
+    "headline_rank",
     "label_values",
     "route_warnings",
     "severity_bucket",
@@ -74,10 +82,25 @@ def severity_bucket(severity: float) -> str:
     return severity_name(severity)
 
 
+def headline_rank(a: Anomaly) -> tuple[int, int, str]:
+    """The order a message lists anomalies in: most severe first, then the roll-up (fewest
+    labels), then by series key (stable)."""
+    return -a.severity, len(a.labels), a.series
+
+
+def headline(anomalies: Iterable[Anomaly]) -> Anomaly | None:
+    """The anomaly an incident change is routed by and its message leads with (None without
+    any): routed by the first one detected, a journey incident whose worst anomaly was a
+    complaints spike went where ``metric="contact_volume"`` routes send it."""
+    return min(anomalies, key=headline_rank, default=None)
+
+
 def alert_labels(
-    group: Mapping[str, str], anomaly: Anomaly | None, severity: float
+    group: Mapping[str, str], anomaly: Anomaly | None, severity: float,
+    source: str | None = None,
 ) -> dict[str, str]:
-    """The labels routes, silences and inhibition rules see for one incident change."""
+    """The labels routes, silences and inhibition rules see for one incident change
+    (``source``: the name of ``anomaly``'s metric's source)."""
     labels: dict[str, str] = {}
     if anomaly is not None:
         labels.update(anomaly.labels)
@@ -86,6 +109,8 @@ def alert_labels(
         # a source outage (no_data) can go to whoever owns the source, and inhibit the KPI
         # alerts it causes, only if matchers can tell it apart
         labels.setdefault("kind", getattr(anomaly, "kind", "outlier"))
+        if source:  # route by where the data comes from: source="zendesk" -> support team
+            labels.setdefault("source", source)
     labels.update(group)
     labels["severity"] = severity_bucket(severity)
     labels["severity_score"] = str(int(severity))
@@ -272,7 +297,10 @@ def label_values(metrics: Iterable[Any]) -> dict[str, set[str] | None]:
     names = {m.name for m in metrics}
     out: dict[str, set[str] | None] = {
         "metric": set(names), "alertname": set(names), "kind": set(KINDS),
-        "severity": {name for _, name in SEVERITY_LEVELS}, "severity_score": None}
+        "severity": {name for _, name in SEVERITY_LEVELS}, "severity_score": None,
+        # the metric's source name, unless a series label of that name wins (below)
+        "source": {str(m.source) for m in metrics
+                   if "source" not in m.labels and getattr(m, "source", None)}}
     for m in metrics:
         for name in (*m.dimensions, *m.split_by):
             out[name] = None  # values come from the data; "" on a total series
@@ -285,7 +313,7 @@ def label_values(metrics: Iterable[Any]) -> dict[str, set[str] | None]:
                 values.add(str(value))
     for name, values in out.items():
         if values is not None and any(name not in m.labels for m in metrics) \
-                and name not in ("metric", "alertname", "kind", "severity"):
+                and name not in ("metric", "alertname", "kind", "severity", "source"):
             values.add("")
     return out
 

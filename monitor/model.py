@@ -129,8 +129,8 @@ class Anomaly:
     kind: str = "outlier"  # "outlier" or "no_data"
     #: ``no_data`` only: end of the newest bucket that had data, when known (not stored)
     last_seen: datetime | None = None
-    #: the denominator / count behind a ratio or mean (None: a sum, or unknown). Not stored:
-    #: it rides from detection to the tick's messages ("from 14 responses")
+    #: the denominator / count behind a ratio or mean (None: a sum, or unknown); stored with
+    #: the anomaly (``anomalies.volume``), so what reads it back says "from 14 responses" too
     volume: float | None = field(default=None, compare=False)
 
     @property

@@ -238,7 +238,8 @@ class Pipeline:
         self.router = Router.from_config(config.alerting)
         # routes, silences, inhibition, time intervals, group_interval (alerts/dispatch.py)
         self.dispatcher = Dispatcher(config.alerting, router=self.router,
-                                     silences=lambda now: active_silences(store, now))
+                                     silences=lambda now: active_silences(store, now),
+                                     sources={m.name: m.source for m in config.metrics})
         # group_wait / group_interval / repeat_interval, durable (alerts/grouping.py)
         self.groups = AlertGroups(self.dispatcher, self.notifiers)
         self.outbox = OutboxWorker(store, self.notifiers, self.clock, delivery)

@@ -243,6 +243,56 @@ alerting:
     assert a["format"] == {"volume_unit": "answers"}  # used once a volume is known
 
 
+def test_the_default_volume_noun_reads_as_words_not_a_column_name() -> None:
+    """Without ``volume_unit`` the noun comes from the denominator column, its count words
+    dropped: "from 14 sessions", not "from 14 sessions_total"; a column that only says
+    "count" gives no noun ("from 14") rather than "from 14 cnt"."""
+    cols = """
+sources: {s: {type: sql, url: "sqlite://"}}
+metrics:
+  - {name: r, source: s, value: {ratio: [bad, sessions_total]}, labels: {journey: support}}
+  - {name: m, source: s, value: {mean: [score, order_count]}, labels: {journey: support}}
+  - {name: c, source: s, value: {ratio: [bad, cnt]}, labels: {journey: support}}
+alerting:
+  receivers: [{name: ops}]
+"""
+    p = by_metric(payload(anomaly("r", 0.2, 0.1, volume=14.0), anomaly("m", 3.0, 4.0, volume=3.0),
+                          anomaly("c", 0.2, 0.1, volume=9.0), config=cols))
+    assert p["r"]["text"]["volume"] == "from 14 sessions"
+    assert p["m"]["text"]["volume"] == "from 3 orders"
+    assert p["c"]["text"]["volume"] == "from 9" and "format" not in p["c"]
+
+
+def test_a_mix_shift_says_its_rates_as_the_headline_does() -> None:
+    """A mix shift's rates read in the metric's own unit and scale, as its headline value:
+    "usual rate is 3.40 / 5" next to "Value 3.10 / 5", not a bare 3.40 (or 0.412 for a rate
+    the headline calls 41.2%)."""
+    from monitor.incidents import Attribution
+
+    names = Names.from_config(parse_config(CONFIG, env={}))
+    mix = {"dimension": "channel", "value": "cc", "share_usual": 0.2, "share_now": 0.5,
+           "rate_usual": 3.4, "rate_overall": 4.1, "portion": 0.8}
+
+    def said(metric: str, **rates: float) -> tuple[dict[str, Any], str]:
+        att = Attribution(metric, {"journey": "support"}, T0, 40, (), mix={**mix, **rates})
+        (change,) = IncidentTracker(["journey"]).observe(
+            [anomaly(metric, 3.1, 4.3, volume=14.0)], T0, [att])
+        p = incident_payload(change, percent=PERCENT, names=names)
+        (rc,) = p["root_cause"]
+        return rc["mix"], json.dumps(render_message(p), ensure_ascii=False)
+
+    csat, slack = said("csat")
+    assert csat["format"] == {"scale_max": 5.0}
+    assert "its usual rate is 3.40 / 5 (4.10 / 5 overall)" in slack
+    assert "*Value 3.10 / 5*" in slack
+    dropoff, slack = said("dropoff", rate_usual=0.412, rate_overall=0.3)
+    assert dropoff["unit"] == "percent" and "usual rate is 41.2% (30% overall)" in slack
+    _, slack = said("aov", rate_usual=24.123, rate_overall=31.5)
+    assert "usual rate is 24.12 EUR (31.50 EUR overall)" in slack
+    _, slack = said("handle_time", rate_usual=305.6, rate_overall=412.4)
+    assert "usual rate is 306 s (412 s overall)" in slack
+
+
 # -- the volume from detection to the anomaly ------------------------------------------------
 
 

@@ -509,6 +509,32 @@ def test_anomalies_shows_the_kind_and_no_value_for_a_silence(tmp_path: Path) -> 
     assert second.split()[4:7] == ["outlier", "3", "1"]
 
 
+def test_anomalies_reads_a_rate_as_the_alert_did_with_its_stored_volume(
+        tmp_path: Path) -> None:
+    """A rate lists as 58.7% (not 0.587) with the volume the alert said ("from 1,204
+    sessions"): the volume is stored with the anomaly, not lost after the tick."""
+    db = tmp_path / "r.db"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"store: sqlite:///{db}\nsources:\n  shop: {{type: demo}}\nmetrics:\n"
+        "  - {name: rate, source: shop, query: checkout, value: {ratio: [abandoned, started]},"
+        " volume_unit: sessions}\n")
+    store = Store.open(f"sqlite:///{db}")
+    a = Anomaly(series='rate{region="uk"}', metric="rate", labels={"region": "uk"},
+                timestamp=datetime(2026, 1, 5, tzinfo=UTC), value=0.587, expected=0.334,
+                lower=0.3, upper=0.4, score=0.99, severity=50, direction=Direction.UP,
+                detector="default", volume=1204.0)
+    with store.transaction() as tx:
+        tx.ensure_series([Series("rate", {"region": "uk"})])
+        tx.add_anomalies([a])
+    store.close()
+    res = runner.invoke(app, ["anomalies", "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    header, row = res.stdout.splitlines()
+    assert "FROM" in header
+    assert row.split()[5:9] == ["58.7%", "33.4%", "1,204", "sessions"]
+
+
 def test_feedback_twice_says_it_was_already_marked(tmp_path: Path) -> None:
     cfg, a = _store_with_anomaly(tmp_path)
     first = runner.invoke(app, ["feedback", a.id, "not_anomaly", "-c", str(cfg)])

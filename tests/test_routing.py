@@ -306,6 +306,88 @@ def test_no_data_alerts_carry_kind_so_routes_and_inhibition_tell_outages_apart()
     assert not Inhibitor.from_config([rule]).inhibited(kpi, [{**outage, "journey": "search"}])
 
 
+SOURCES = """
+sources: {zendesk: {type: sql, url: "sqlite://"}, shop: {type: sql, url: "sqlite://"}}
+metrics:
+  - {name: csat, source: zendesk, value: {mean: rating}, labels: {journey: support}}
+  - {name: dropoff, source: shop, value: {ratio: [a, b]}, labels: {journey: checkout}}
+  - {name: tagged, source: shop, value: v, labels: {source: pos, journey: store}}
+alerting:
+  receivers: [{name: ops}, {name: support}]
+  route:
+    receiver: ops
+    routes:
+      - {matchers: ['source="zendesk"'], receiver: support}
+      - {matchers: ['source="zendsk"'], receiver: support}      # a typo
+      - {matchers: ['source="pos"'], receiver: ops}             # a series label of that name
+"""
+
+
+def _change(*anomalies: object) -> object:
+    from monitor.incidents import IncidentTracker
+
+    (change,) = IncidentTracker(["journey"]).observe(list(anomalies), T_ROUTE)  # type: ignore[arg-type]
+    return change
+
+
+T_ROUTE = datetime(2026, 1, 5, 10, tzinfo=UTC)
+
+
+def _anomaly(metric: str, severity: int, at: datetime = T_ROUTE,
+             labels: dict[str, str] | None = None) -> object:
+    from monitor.model import Anomaly, Direction, series_key
+
+    labels = labels or {"journey": "support"}
+    return Anomaly(series_key(metric, labels), metric, labels, at, 1.0, 2.0, 1.5, 2.5, 0.99,
+                   severity, Direction.DOWN, "default")
+
+
+def test_alerts_carry_their_metrics_source_so_a_route_can_send_support_data_to_support(
+        ) -> None:
+    """``source`` is the metric's source name: source="zendesk" routes every metric read
+    from Zendesk to the support team, with no team label on each metric."""
+    from alerts.dispatch import Dispatcher
+
+    cfg = parse_config(SOURCES, env={})
+    d = Dispatcher(cfg.alerting, sources={m.name: m.source for m in cfg.metrics})
+    change = _change(_anomaly("csat", 40))
+    assert d.labels(change)["source"] == "zendesk"  # type: ignore[arg-type]
+    assert d.receivers(change, T_ROUTE) == ["support"]  # type: ignore[arg-type]
+    other = _change(_anomaly("dropoff", 40, labels={"journey": "checkout"}))
+    assert d.labels(other)["source"] == "shop"  # type: ignore[arg-type]
+    assert d.receivers(other, T_ROUTE) == ["ops"]  # type: ignore[arg-type]
+    # a series label named source is the series' own and wins
+    mine = alert_labels({}, _anomaly("tagged", 40, labels={"source": "pos"}), 40,  # type: ignore[arg-type]
+                        source="shop")
+    assert mine["source"] == "pos"
+    # validate knows the label: the typo is dead, the others are not
+    values = label_values(cfg.metrics)
+    assert values["source"] == {"zendesk", "shop", "pos"}
+    found = dict(route_warnings(cfg.alerting, cfg.metrics))
+    assert list(found) == ["alerting.route.routes[1].matchers"]
+    assert 'source="zendsk" matches no alert (source: it is "pos" or "shop" or "zendesk")' \
+        in found["alerting.route.routes[1].matchers"]
+
+
+def test_a_change_of_several_anomalies_is_routed_by_its_most_severe() -> None:
+    """The labels of a change come from its headline anomaly, the most severe (the one its
+    message leads with), not the first one detected: an earlier mild csat dip must not send
+    a severe dropoff spike of the same incident to csat's team."""
+    from alerts.dispatch import Dispatcher
+    from alerts.payload import incident_payload
+
+    cfg = parse_config(SOURCES, env={})
+    d = Dispatcher(cfg.alerting, sources={m.name: m.source for m in cfg.metrics})
+    mild = _anomaly("csat", 30, at=T_ROUTE - timedelta(hours=1))
+    severe = _anomaly("dropoff", 70)
+    change = _change(mild, severe)
+    labels = d.labels(change)  # type: ignore[arg-type]
+    assert (labels["metric"], labels["source"]) == ("dropoff", "shop")
+    assert labels["severity"] == "high"
+    assert incident_payload(change)["anomalies"][0]["metric"] == "dropoff"  # type: ignore[arg-type]
+    assert d.receivers(change, T_ROUTE) == ["ops"]  # type: ignore[arg-type]
+
+
 DEAD = """
 sources: {s: {type: sql, url: "sqlite://"}}
 metrics:

@@ -132,7 +132,7 @@ def test_migrations_match_table_definitions(store: Store) -> None:
 
 
 @pytest.mark.parametrize("old", ["0001", "0002", "0003", "0005_feedback_requests",
-                                 "0007_retention_indexes"])
+                                 "0007_retention_indexes", "0008_checkpoint_marks"])
 def test_a_store_at_an_old_revision_is_upgraded_at_open_with_its_data(
         store_url: str, old: str) -> None:
     """An existing store at an older revision (with rows) reaches every head on start-up,
@@ -617,6 +617,60 @@ def test_add_anomalies_ignores_duplicates(cstore: Store) -> None:
     assert cstore.anomalies(metric="other").empty
 
 
+def test_an_anomaly_keeps_its_volume_in_the_store(cstore: Store) -> None:
+    """The volume behind a point ("from 14 responses") is stored with it: whatever reads the
+    anomaly back (cxmon anomalies, annotations, feedback) says what the alert said."""
+    series = make_series(2)
+    rate = make_anomaly(series[0], T0, volume=1204.0)
+    unknown = make_anomaly(series[1], T0, volume=None)
+    nan = make_anomaly(series[1], T0 + STEP, volume=math.nan)
+    with cstore.transaction() as tx:
+        tx.ensure_series(series)
+        tx.add_anomalies([rate, unknown, nan])
+    frame = cstore.anomalies().set_index("id")
+    assert str(frame["volume"].dtype) == "float64"
+    assert frame.loc[rate.id, "volume"] == 1204.0
+    assert math.isnan(frame.loc[unknown.id, "volume"]) and math.isnan(frame.loc[nan.id, "volume"])
+
+
+def test_anomalies_stored_before_volumes_read_back_without_one(store_url: str) -> None:
+    """Migration 0009 adds the column to a store with anomalies in it: those read back with
+    no volume (NaN), and new ones keep theirs."""
+    from alembic import command
+    from alembic.config import Config
+
+    script_dir = Path(monitor.__file__).parent / "migrations"
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            cfg = Config(str(script_dir / "alembic.ini"))
+            cfg.set_main_option("script_location", str(script_dir))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0008_checkpoint_marks")
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO series (key, metric, labels, created_at) "
+                "VALUES ('m{journey=\"checkout\"}', 'm', '{\"journey\": \"checkout\"}', :t)"
+            ), {"t": T0})
+            conn.execute(sa.text(
+                "INSERT INTO anomalies (id, series_id, ts, metric, detector, kind, value, "
+                "expected, lower, upper, score, severity, direction, labels, created_at) "
+                "VALUES ('old', 1, :t, 'm', 'fast', 'outlier', 0.4, 0.2, 0.1, 0.3, 0.9, 50, "
+                "'up', '{\"journey\": \"checkout\"}', :t)"), {"t": T0})
+    finally:
+        engine.dispose()
+    s = Store.open(store_url)
+    try:
+        new = make_anomaly(Series("m", {"journey": "checkout"}), T0 + STEP, volume=14.0)
+        with s.transaction() as tx:
+            tx.add_anomalies([new])
+        frame = s.anomalies().set_index("id")
+        assert math.isnan(frame.loc["old", "volume"]) and frame.loc["old", "value"] == 0.4
+        assert frame.loc[new.id, "volume"] == 14.0
+    finally:
+        s.close()
+
+
 def test_add_anomalies_for_unknown_series_is_keyerror(store: Store) -> None:
     with pytest.raises(KeyError), store.transaction() as tx:
         tx.add_anomalies([make_anomaly(make_series(1)[0], T0)])
@@ -940,12 +994,12 @@ def test_a_store_migrated_by_a_newer_cxmon_is_refused_in_words(store_url: str) -
     try:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099_future' "
-                                 "WHERE version_num = '0008_checkpoint_marks'"))
+                                 "WHERE version_num = '0009_anomaly_volume'"))
         with pytest.raises(StoreError) as err:
             Store.open(store_url)
         message = str(err.value)
         assert "migrated by a newer cxmon (schema revision 0099_future" in message
-        assert "0008_checkpoint_marks" in message and "upgrade cxmon here too" in message
+        assert "0009_anomaly_volume" in message and "upgrade cxmon here too" in message
         with engine.connect() as conn:
             versions = conn.execute(sa.text("SELECT version_num FROM alembic_version"))
             assert "0099_future" in set(versions.scalars())

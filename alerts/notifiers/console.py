@@ -201,22 +201,33 @@ def mix_text(mix: Mapping[str, Any], names: Names | None = None) -> str:
     ...           {"value": "ios", "share_usual": 0.1, "share_now": 0.3, "rate_usual": 0.45}]}
     ...          ).split("; ")[1]
     'also channel=ios 10% → 30% (usual rate 0.450): 90% of change'
+
+    The rates read as the metric's values do (``unit``: percent; ``format``: its unit,
+    scale and decimals), as the alert's headline says them:
+
+    >>> mix_text({"dimension": "channel", "value": "cc", "share_usual": 0.2, "share_now": 0.5,
+    ...           "rate_usual": 3.4, "rate_overall": 4.1, "format": {"scale_max": 5.0}}
+    ...          ).split(", and ")[1]
+    'its usual rate is 3.40 / 5 (4.10 / 5 overall)'
     """
     names = names or Names()
     portion = mix.get("portion")
     part = f": {format_share(float(portion))}" if isinstance(portion, int | float) else ""
     dim = str(mix.get("dimension"))
+
+    def rate(v: Any) -> str:  # as the metric's values read (the headline's unit and scale)
+        return shown({"unit": mix.get("unit"), "format": mix.get("format"), "value": v},
+                     "value")
+
     also = "".join(
         f"; also {names.where([(dim, a.get('value'))])} "
         f"{float(a.get('share_usual') or 0):.0%} → "
-        f"{float(a.get('share_now') or 0):.0%} (usual rate "
-        f"{format_number(a.get('rate_usual'), mix.get('unit'))})"
+        f"{float(a.get('share_now') or 0):.0%} (usual rate {rate(a.get('rate_usual'))})"
         for a in (mix.get("also") or []) if isinstance(a, Mapping))
     return (f"mix shift: {names.where([(dim, mix.get('value'))])} went from "
             f"{float(mix.get('share_usual') or 0):.0%} to {float(mix.get('share_now') or 0):.0%}"
-            f" of the volume, and its usual rate is "
-            f"{format_number(mix.get('rate_usual'), mix.get('unit'))} "
-            f"({format_number(mix.get('rate_overall'), mix.get('unit'))} overall){also}{part}")
+            f" of the volume, and its usual rate is {rate(mix.get('rate_usual'))} "
+            f"({rate(mix.get('rate_overall'))} overall){also}{part}")
 
 
 def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType,

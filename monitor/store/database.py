@@ -416,7 +416,7 @@ class Store:
         frame = pd.DataFrame(rows, columns=columns)
         for c in ("ts", "created_at"):
             frame[c] = _utc_ns(frame[c])
-        for c in ("value", "expected", "lower", "upper", "score"):
+        for c in ("value", "expected", "lower", "upper", "score", "volume"):
             frame[c] = pd.to_numeric(frame[c]).astype("float64")
         frame["severity"] = frame["severity"].astype("int64")
         frame["incident_id"] = frame["incident_id"].astype("Int64")

@@ -96,6 +96,9 @@ anomalies_t = sa.Table(
         nullable=True,
     ),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # the denominator / count behind a ratio or mean ("from 14 responses"); NULL: a sum, or
+    # stored before migration 0009
+    sa.Column("volume", sa.Float, nullable=True),
     sa.Index("ix_anomalies_series_id_ts", "series_id", "ts"),
     sa.Index("ix_anomalies_metric_ts", "metric", "ts"),
     sa.Index("ix_anomalies_ts", "ts"),

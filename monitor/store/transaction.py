@@ -281,6 +281,7 @@ class StoreTx:
                 "labels": {str(k): str(v) for k, v in a.labels.items()},
                 "incident_id": None,
                 "created_at": now,
+                "volume": _float_or_none(a.volume),
             }
             for aid, a in unique.items()
         ]
