@@ -75,7 +75,26 @@ def journey_metrics(config: MonitorConfig, journey: str) -> list[MetricConfig]:
     ]
 
 
+#: The metric's ``unit`` as Grafana's own unit id where Grafana has one (it then scales and
+#: prints it as Grafana does); any other unit is Grafana's custom ``suffix:`` unit.
+_GRAFANA_UNITS = {"ms": "ms", "s": "s", "min": "m", "h": "h", "%": "percent",
+                  "EUR": "currencyEUR", "USD": "currencyUSD", "GBP": "currencyGBP",
+                  "JPY": "currencyJPY", "€": "currencyEUR", "$": "currencyUSD",
+                  "£": "currencyGBP", "bytes": "bytes", "B": "bytes"}
+
+
 def _unit(metric: MetricConfig) -> str:
+    """The value panel's unit, as the alerts print the metric: its own ``unit`` (an average
+    order value in EUR was drawn as 2412% because every ratio was a percentage), else a
+    percentage for a ratio, else a plain number.
+
+    >>> from types import SimpleNamespace as NS
+    >>> _unit(NS(unit="EUR", value=NS(kind=ValueKind.RATIO))), _unit(NS(unit="tickets",
+    ...                                                               value=NS(kind=None)))
+    ('currencyEUR', 'suffix: tickets')
+    """
+    if metric.unit:
+        return _GRAFANA_UNITS.get(metric.unit, f"suffix: {metric.unit}")
     return "percentunit" if metric.value.kind is ValueKind.RATIO else "short"
 
 
@@ -252,6 +271,10 @@ def journey_dashboard(config: MonitorConfig, journey: str) -> Built:
                                           value={"mode": "fixed", "fixedColor": "blue"}),
             ])
         )
+        if m.decimals is not None:  # as the alerts print it
+            band = band.decimals(m.decimals)
+        if m.scale_max is not None:  # a CSAT out of 5 is drawn on its own scale
+            band = band.max(m.scale_max)
         if m.runbook:
             band = band.links([dash_b.DashboardLink("Runbook").url(m.runbook)
                                .target_blank(True)])

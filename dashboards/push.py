@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_start
@@ -24,12 +24,14 @@ from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaException
 from niquests.exceptions import RequestException
 
+from alerts.display import Names
 from alerts.notifiers.console import no_data_text
 from alerts.notifiers.http import connection_reason
+from alerts.payload import readable
 from dashboards.exporter import severity_band
 from dashboards.grafana import TAG, Built, journey_metrics
 from dashboards.links import journey_uid, panel_id
-from monitor.model import parse_series_key
+from monitor.model import ValueKind, parse_series_key
 
 if TYPE_CHECKING:
     from monitor.config import MonitorConfig
@@ -182,11 +184,17 @@ def _ms(ts: Any) -> int:
 
 
 def anomaly_annotations(
-    anomalies: Any, journeys: dict[str, str] | None = None
+    anomalies: Any, journeys: dict[str, str] | None = None, *,
+    config: MonitorConfig | None = None,
 ) -> list[dict[str, Any]]:
     """Annotation payloads for a frame of stored anomalies (``Store.anomalies()``): one per
-    anomaly, on its journey's dashboard and its metric's panel."""
+    anomaly, on its journey's dashboard and its metric's panel. With the ``config``, the
+    numbers read as the alert did (``58.7% vs expected 33.4% (+76%), from 1,204 sessions``,
+    ``3.10 / 5``) and the series with its display names."""
     journeys = journeys or {}
+    names = Names.from_config(config) if config is not None else None
+    ratios = {m.name for m in config.metrics
+              if m.value.kind is ValueKind.RATIO} if config is not None else set()
     out = []
     for row in anomalies.itertuples(index=False):
         _, labels = parse_series_key(row.series)
@@ -196,6 +204,7 @@ def anomaly_annotations(
         change = ""
         if row.expected and row.value == row.value:
             change = f" ({(row.value - row.expected) / abs(row.expected):+.0%})"
+        series = row.series if names is None else names.series(row.metric, labels)
         out.append({
             "dashboard_uid": journey_uid(journey) if journey else None,
             "panel_id": panel_id(row.metric) if journey else None,
@@ -203,12 +212,13 @@ def anomaly_annotations(
             "time_to": _ms(row.ts),
             "tags": [TAG, f"journey:{journey or 'none'}", f"cx_metric:{row.metric}",
                      f"severity:{band}", f"anomaly:{row.id}"],
-            "text": f"{row.series}: {_what(row, change)}, severity {row.severity}",
+            "text": f"{series}: {_what(row, change, names, ratios)}, severity {row.severity}",
         })
     return out
 
 
-def _what(row: Any, change: str) -> str:
+def _what(row: Any, change: str, names: Names | None = None,
+          ratios: Collection[str] = ()) -> str:
     """The anomaly in words: value against expected, or for a no-data anomaly the silence
     (its value and expected are a silence length or NaN, not KPI values)."""
     def real(x: Any) -> Any:
@@ -219,7 +229,15 @@ def _what(row: Any, change: str) -> str:
                            "value": real(row.value), "expected": real(row.expected)})
     if silent:
         return f"no data, {silent}"
-    return f"{row.value:.4g} vs expected {row.expected:.4g}{change}"
+    if names is None:
+        return f"{row.value:.4g} vs expected {row.expected:.4g}{change}"
+    text = readable({"metric": row.metric, "kind": getattr(row, "kind", None),
+                     "value": real(row.value), "expected": real(row.expected),
+                     "volume": real(getattr(row, "volume", None))},
+                    percent=row.metric in ratios, names=names).get("text") or {}
+    volume = f", {text['volume']}" if text.get("volume") else ""
+    return (f"{text.get('value', '-')} vs expected {text.get('expected', '-')}{change}"
+            f"{volume}")
 
 
 #: How far around today ``dashboards push`` annotates calendar days (past, ahead).
@@ -312,7 +330,7 @@ def push(
     report = push_dashboards(api, dashboards, folder_uid, call=call)
     if store is not None:
         labelled = {m.name: m.labels["journey"] for m in config.metrics if "journey" in m.labels}
-        payloads = anomaly_annotations(store.anomalies(start=since), labelled)
+        payloads = anomaly_annotations(store.anomalies(start=since), labelled, config=config)
         today = today or datetime.now(UTC).date()
         payloads += calendar_annotations(config, journeys, today - CALENDAR_BEFORE,
                                          today + CALENDAR_AHEAD)

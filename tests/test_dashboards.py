@@ -136,3 +136,32 @@ def test_the_health_panels_group_and_name_by_labels_their_metrics_have() -> None
                 wrong.append(f"{panel.get('title')}: {sorted(used - have)}")
     assert checked >= 10 and not wrong, wrong
     assert labels["cxmon_source_lag_seconds"] == {"source", "cx_metric"}
+
+
+def test_value_panels_use_the_metrics_unit_scale_and_decimals() -> None:
+    """As the alerts print them: an average order value in EUR is no percentage (it was drawn
+    as 2412%), a CSAT out of 5 is drawn on its own scale, counts in their own noun."""
+    from dashboards.grafana import journey_dashboard
+    from monitor.config import parse_config
+
+    cfg = parse_config("""
+sources: {shop: {type: demo}}
+metrics:
+  - {name: order_value, source: shop, query: checkout, interval: 1h, timestamp: ts,
+     value: {ratio: [abandoned, started]}, unit: EUR, decimals: 2, labels: {journey: shop}}
+  - {name: drop_off, source: shop, query: checkout, interval: 1h, timestamp: ts,
+     value: {ratio: [abandoned, started]}, labels: {journey: shop}}
+  - {name: csat, source: shop, query: csat, interval: 1h, timestamp: ts,
+     value: {mean: [rating_sum, responses]}, scale_max: 5, labels: {journey: shop}}
+  - {name: tickets, source: shop, query: complaints, interval: 1h, timestamp: ts,
+     value: complaints, unit: tickets, labels: {journey: shop}}
+""", env={})
+    model = journey_dashboard(cfg, "shop").model
+    bands = {p["id"]: p["fieldConfig"]["defaults"] for p in iter_panels(model) if "id" in p}
+    value = {m: bands[panel_id(m)] for m in ("order_value", "drop_off", "csat", "tickets")}
+    assert value["order_value"]["unit"] == "currencyEUR"
+    assert value["order_value"]["decimals"] == 2
+    assert value["drop_off"]["unit"] == "percentunit"
+    assert value["csat"]["max"] == 5 and value["csat"]["unit"] == "short"
+    assert value["tickets"]["unit"] == "suffix: tickets"
+    assert "max" not in value["drop_off"] and "decimals" not in value["csat"]

@@ -282,3 +282,34 @@ calendar:
     assert again.annotations_posted == 0 and again.annotations_skipped == 4
     assert len(fake.annotations) == 4
     assert fake.annotations[0]["tags"][:3] == ["cxmon", "journey:checkout", "calendar"]
+
+
+def test_annotations_read_the_numbers_as_the_alert_did() -> None:
+    """With the config: the metric's unit and scale, the volume behind the value and display
+    names (``0.587 vs expected 0.335`` was what the annotation showed for 58.7%)."""
+    from monitor.config import parse_config
+
+    cfg = parse_config("""
+sources: {shop: {type: demo}}
+display: {labels: {channel: Channel}, values: {channel: {app: App}}}
+metrics:
+  - {name: checkout_dropoff_rate, source: shop, query: checkout, interval: 1h, timestamp: ts,
+     value: {ratio: [abandoned, started]}, volume_unit: checkouts, dimensions: [channel]}
+  - {name: csat, source: shop, query: csat, interval: 1h, timestamp: ts,
+     value: {mean: [rating_sum, responses]}, scale_max: 5, decimals: 2}
+""", env={})
+    ts = pd.Timestamp("2026-01-27T12:00Z")
+    frame = pd.DataFrame([
+        {"id": "a", "series": 'checkout_dropoff_rate{channel="app",journey="checkout"}',
+         "metric": "checkout_dropoff_rate", "labels": {"journey": "checkout", "channel": "app"},
+         "ts": ts, "value": 0.587, "expected": 0.334, "severity": 70, "kind": "point",
+         "volume": 1204.0},
+        {"id": "b", "series": 'csat{journey="support"}', "metric": "csat",
+         "labels": {"journey": "support"}, "ts": ts, "value": 3.1, "expected": 4.3,
+         "severity": 55, "kind": "point", "volume": float("nan")},
+    ])
+    texts = [p["text"] for p in anomaly_annotations(frame, config=cfg)]
+    assert texts[0].endswith(": 58.7% vs expected 33.4% (+76%), from 1,204 checkouts, "
+                             "severity 70"), texts[0]
+    assert "Channel: App" in texts[0]
+    assert texts[1].endswith(": 3.10 / 5 vs expected 4.30 / 5 (-28%), severity 55"), texts[1]
