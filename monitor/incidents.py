@@ -68,9 +68,33 @@ class IncidentChange:
     at: datetime
 
 
-def group_of(anomaly: Anomaly, group_by: Sequence[str]) -> dict[str, str]:
-    """The anomaly's alert group: its values of the ``group_by`` labels (missing ones absent)."""
-    return labels_group(anomaly.labels, group_by)
+def grouping_labels(labels: Mapping[str, str], metric: str, *, kind: str = "outlier",
+                    source: str | None = None) -> dict[str, str]:
+    """The labels an alert group is formed from: the series' labels and cxmon's own, as
+    routes see them (:func:`alerts.routing.alert_labels`): ``metric`` and ``alertname`` (the
+    metric), ``kind`` and ``source`` (a series label of those two names wins).
+
+    Why: ``group_by: [metric]`` (Alertmanager's habit: ``[alertname]``) found no ``metric``
+    among the series' labels and put every anomaly of every metric into one incident.
+
+    >>> grouping_labels({"journey": "checkout"}, "csat", source="zendesk")["metric"]
+    'csat'
+    """
+    out = dict(labels)
+    out["metric"] = out["alertname"] = metric
+    out.setdefault("kind", kind)
+    if source:
+        out.setdefault("source", source)
+    return out
+
+
+def group_of(anomaly: Anomaly, group_by: Sequence[str],
+             sources: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The anomaly's alert group: its values of the ``group_by`` labels (missing ones absent);
+    ``sources``: metric -> its source's name, for the ``source`` label."""
+    labels = grouping_labels(anomaly.labels, anomaly.metric, kind=anomaly.kind,
+                             source=(sources or {}).get(anomaly.metric))
+    return labels_group(labels, group_by)
 
 
 def labels_group(labels: Mapping[str, str], group_by: Sequence[str]) -> dict[str, str]:
@@ -99,8 +123,11 @@ class IncidentTracker:
         renotify: timedelta = timedelta(hours=1),
         severity_step: int = 10,
         quiet_ticks: int = 0,
+        sources: Mapping[str, str] | None = None,
     ) -> None:
         self.group_by = list(group_by)
+        #: metric -> its source's name (the ``source`` label a group may be formed by)
+        self.sources = dict(sources or {})
         self.gap = gap
         self.renotify = renotify
         self.severity_step = severity_step
@@ -126,7 +153,7 @@ class IncidentTracker:
         by_group: dict[str, list[Anomaly]] = {}
         groups: dict[str, dict[str, str]] = {}
         for a in sorted(anomalies, key=lambda a: (a.timestamp, -a.severity, a.series)):
-            group = group_of(a, self.group_by)
+            group = group_of(a, self.group_by, self.sources)
             gk = group_key(group)
             by_group.setdefault(gk, []).append(a)
             groups[gk] = group
@@ -153,13 +180,13 @@ class IncidentTracker:
                 )
                 self.open[gk] = inc
                 _add_measures(inc, items)
-                _add_root_causes(inc, root_causes, self.group_by, gk)
+                _add_root_causes(inc, root_causes, self.group_by, gk, self.sources)
                 changes.append(IncidentChange(inc, "opened", tuple(items), True, at))
                 continue
             inc.quiet_ticks = 0
             spread = bool(new_series - inc.series)
             spread |= _add_measures(inc, items)
-            spread |= _add_root_causes(inc, root_causes, self.group_by, gk)
+            spread |= _add_root_causes(inc, root_causes, self.group_by, gk, self.sources)
             grew = severity >= inc.notified_severity + self.severity_step
             inc.series |= new_series
             inc.severity = max(inc.severity, severity)
@@ -240,7 +267,8 @@ class Attribution:
 
 
 def _add_root_causes(
-    inc: OpenIncident, attributions: Sequence[Attribution], group_by: Sequence[str], gk: str
+    inc: OpenIncident, attributions: Sequence[Attribution], group_by: Sequence[str], gk: str,
+    sources: Mapping[str, str] | None = None,
 ) -> bool:
     """Keep, per measure, the root cause found at its onset (before the detectors start to
     learn the new level), upgraded only by a clearly more severe moment; True if new.
@@ -250,7 +278,9 @@ def _add_root_causes(
     new = False
     for att in attributions:
         said = att.causes or att.spread or att.mix
-        if not said or group_key(labels_group(att.labels, group_by)) != gk:
+        labels = grouping_labels(att.labels, att.metric,
+                                 source=(sources or {}).get(att.metric))
+        if not said or group_key(labels_group(labels, group_by)) != gk:
             continue
         if att.timestamp < inc.opened_at:
             continue

@@ -255,6 +255,7 @@ class Pipeline:
             gap=max(config.alerting.resolve_after, 3 * max_interval),
             renotify=timedelta(0),  # every change is reported; group_interval paces them
             quiet_ticks=config.alerting.resolve_after_ticks,
+            sources={m.name: m.source for m in config.metrics},
         )
         self._detectors: dict[str, MetricDetectors] = {}
         self._calendar_said: dict[str, set[str]] = {}  # metric -> local dates logged

@@ -60,3 +60,20 @@ def test_snapshot_restore_undoes_a_step() -> None:
     tr.observe([anomaly("a", T0)], T0 + H)
     tr.restore(snap)
     assert tr.open == {}
+
+
+def test_group_by_metric_or_source_forms_one_incident_per_metric_or_source() -> None:
+    """``group_by: [metric]`` (Alertmanager's ``[alertname]``) found no ``metric`` among the
+    series' labels and made every metric's anomalies one incident."""
+    by_metric = IncidentTracker(["metric"], gap=3 * H, renotify=H)
+    opened = by_metric.observe([anomaly("csat{}", T0), anomaly("complaints{}", T0),
+                                anomaly("csat{}", T0 + H)], T0 + H)
+    assert sorted(c.incident.key.split("@")[0] for c in opened) == [
+        "metric=complaints", "metric=csat"]
+    by_source = IncidentTracker(["source"], gap=3 * H, renotify=H,
+                                sources={"csat": "surveys", "complaints": "zendesk",
+                                         "contacts": "zendesk"})
+    opened = by_source.observe([anomaly("csat{}", T0), anomaly("complaints{}", T0),
+                                anomaly("contacts{}", T0)], T0 + H)
+    assert sorted((c.incident.key.split("@")[0], len(c.anomalies)) for c in opened) == [
+        ("source=surveys", 1), ("source=zendesk", 2)]
