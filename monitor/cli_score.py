@@ -321,6 +321,26 @@ def _lines(lines: Iterable[int], limit: int = 5) -> str:
     return f"line{'s' if len(shown) > 1 else ''} {text}"
 
 
+def _said(cfg: Any, row: Any) -> str:
+    """One stored anomaly as the alert said it: ``csat · Journey: Support at 2026-11-26 13:00
+    UTC: 3.10 / 5 (expected 4.30 / 5, from 42 responses), severity 51``."""
+    from alerts.display import Names
+    from alerts.payload import readable
+    from monitor.model import ValueKind
+
+    names = Names.from_config(cfg)
+    ratios = {m.name for m in cfg.metrics if m.value.kind is ValueKind.RATIO}
+    labels = row.labels if isinstance(row.labels, dict) else {}
+    text = readable({"metric": row.metric, "kind": row.kind, "value": row.value,
+                     "expected": row.expected, "volume": row.volume},
+                    percent=row.metric in ratios, names=names).get("text") or {}
+    what = (f"{text['value']} (expected {text.get('expected', '-')}"
+            f"{', ' + text['volume'] if text.get('volume') else ''})"
+            if text.get("value") else "no data")
+    return (f"{names.series(row.metric, labels)} at {row.ts:%Y-%m-%d %H:%M} UTC: {what}, "
+            f"severity {row.severity}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``score`` and ``feedback`` to the ``cxmon`` app."""
 
@@ -478,7 +498,8 @@ cancels earlier such verdicts."""
             raise typer.BadParameter(
                 f"{label!r} is not a verdict; use one of not_anomaly, expected, confirmed{hint}",
                 param_hint="LABEL")
-        store = _open_store(_load(config, needs={"store"}), must_exist=True)
+        cfg = _load(config, needs={"store"})
+        store = _open_store(cfg, must_exist=True)
         try:
             ids = store.anomaly_ids(anomaly_id) if len(anomaly_id) >= 8 else [anomaly_id]
             if len(ids) > 1:
@@ -490,6 +511,7 @@ cancels earlier such verdicts."""
                 anomaly_id = ids[0]
             before = store.feedback_on(anomaly_id)
             fid = store.add_feedback(anomaly_id, label, source="cli", user=user, note=note)
+            marked = store.anomalies(ids=[anomaly_id])
         except KeyError as exc:
             message = exc.args[0] if exc.args else str(exc)
             if len(anomaly_id) < 8:
@@ -501,6 +523,8 @@ cancels earlier such verdicts."""
         finally:
             store.close()
         typer.echo(f"feedback {fid}: {anomaly_id} marked {label}")
+        if not marked.empty:  # which point that was, as the alert said it: a wrong id shows
+            typer.echo(f"  {_said(cfg, marked.iloc[0])}")
         if before:
             last = before[-1]
             same = last["label"] == label

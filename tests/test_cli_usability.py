@@ -533,6 +533,12 @@ def test_anomalies_reads_a_rate_as_the_alert_did_with_its_stored_volume(
     header, row = res.stdout.splitlines()
     assert "FROM" in header
     assert row.split()[5:9] == ["58.7%", "33.4%", "1,204", "sessions"]
+    # feedback repeats which point it marked, as the alert said it: a wrong id shows at once
+    marked = runner.invoke(app, ["feedback", a.id[:10], "not_anomaly", "-c", str(cfg)])
+    assert marked.exit_code == 0, marked.output
+    assert marked.stdout.splitlines()[1] == (
+        '  rate · region=uk at 2026-01-05 00:00 UTC: 58.7% (expected 33.4%, from 1,204 '
+        "sessions), severity 50")
 
 
 def test_feedback_twice_says_it_was_already_marked(tmp_path: Path) -> None:

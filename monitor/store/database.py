@@ -7,7 +7,7 @@ monitor, the alert workers and the CLI make."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from importlib import resources
@@ -396,8 +396,10 @@ class Store:
         metric: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        ids: Collection[str] | None = None,
     ) -> pd.DataFrame:
-        """Stored anomalies (table columns plus ``series`` key), oldest first; [start, end)."""
+        """Stored anomalies (table columns plus ``series`` key), oldest first; [start, end);
+        ``ids``: only these."""
         q = (
             sa.select(anomalies_t, series_t.c.key.label("series"))
             .join_from(anomalies_t, series_t)
@@ -409,6 +411,8 @@ class Store:
             q = q.where(anomalies_t.c.ts >= _require_aware(start, "start"))
         if end is not None:
             q = q.where(anomalies_t.c.ts < _require_aware(end, "end"))
+        if ids is not None:
+            q = q.where(anomalies_t.c.id.in_(list(ids)))
         with self._read() as conn:
             result = conn.execute(q)
             columns = list(result.keys())
