@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from monitor.cli_options import ConfigOpt, LogFormat, LogLevel
 from monitor.cli_validate import _paused_note
-from monitor.clock import SystemClock
+from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from monitor.executor import FitExecutor
     from monitor.pipeline import TickResult
     from monitor.store import Store
+    from monitor.store.instance_lock import InstanceLock
 
 
 def run(
@@ -35,19 +36,24 @@ a warning says how many, and the next run retries them; 1 when a tick failed, a 
 notification was dead-lettered (it will never be sent) or the store or executor could not be \
 opened; 2 for a bad option or config."""
     from alerts.cli import start_feedback
-    from monitor.cli import _load, _open_store, _setup_logging, console, err_console
+    from monitor.cli import _load, _setup_logging, console, err_console
     from monitor.executor import WaitingExecutor
     from monitor.pipeline import Pipeline
     from monitor.scheduler import Scheduler
+    from monitor.store.instance_lock import LockWatch
 
     _setup_logging(log_level, log_format)
     cfg = _load(config)
     _refuse_all_paused(cfg, config)
-    store = _open_store(cfg)
+    clock = SystemClock()  # one clock: /readyz ages the ticks by the time the pipeline keeps
+    store, lock = _open_locked_store(cfg, clock)
     from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz, /readyz
 
-    fits = _open_fit_executor(cfg, store)
-    clock = SystemClock()  # one clock: /readyz ages the ticks by the time the pipeline keeps
+    try:
+        fits = _open_fit_executor(cfg, store)
+    except BaseException:
+        lock.release()
+        raise
     telemetry = Telemetry(cfg, store, clock=clock)
     on_tick = telemetry.chain(_log_tick)
     # --once exits after the tick: its fits must land in that tick's checkpoint.
@@ -88,17 +94,49 @@ opened; 2 for a bad option or config."""
         telemetry.serve()
         # Slack buttons, if alerting.feedback is set
         feedback = start_feedback(cfg, store, registry=telemetry.exporter.registry)
+        scheduler = Scheduler(pipeline, on_tick=on_tick, on_deliver=telemetry.on_deliver)
+        watch = LockWatch(lock, on_taken=scheduler.stop)
+        watch.start()
         try:
-            Scheduler(pipeline, on_tick=on_tick,
-                      on_deliver=telemetry.on_deliver).run_until_stopped()
+            scheduler.run_until_stopped()
         finally:
+            watch.stop()
             if feedback is not None:
                 feedback.stop()
+        if watch.taken:  # exit 1: systemd restarts us, refused until the other one stops
+            raise typer.Exit(1)
     finally:
         telemetry.stop()
         pipeline.close()
         fits.close()
+        lock.release()
         store.close()
+
+
+def _open_locked_store(cfg: MonitorConfig, clock: Clock) -> tuple[Store, InstanceLock]:
+    """Open the store, take the one-monitor-per-store lock, then migrate; exit 1 naming the
+    holder when another ``cxmon run`` has it. The lock comes first so that a new version
+    started next to a running old one does not change the schema under it."""
+    from monitor.cli import err_console
+    from monitor.errors import StoreError
+    from monitor.store import Store
+    from monitor.store.instance_lock import holder_name
+
+    store: Store | None = None
+    lock: InstanceLock | None = None
+    try:
+        store = Store(cfg.store.url, clock=clock)
+        lock = store.instance_lock(holder_name(clock.now()))
+        lock.acquire()
+        store.migrate()
+    except StoreError as exc:
+        if lock is not None:
+            lock.release()
+        if store is not None:
+            store.close()
+        err_console.print(f"[bold red]store:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    return store, lock
 
 
 def _refuse_all_paused(cfg: MonitorConfig, config: Path) -> None:

@@ -26,6 +26,7 @@ from monitor.redact import redact_url as _redact_url
 from monitor.store import retention
 from monitor.store.bulk import IN_CHUNK, _chunks, _insert, _select_series_ids, _utc_ns
 from monitor.store.column_types import UTCDateTime, _require_aware
+from monitor.store.instance_lock import InstanceLock
 from monitor.store.outbox_row import OutboxRow, _outbox_row
 from monitor.store.tables import (
     FEEDBACK_LABELS,
@@ -230,6 +231,12 @@ class Store:
                 f"cannot migrate store {self.url_redacted}: "
                 f"{type(exc).__name__}: {self._scrub(exc)}"
             ) from exc
+
+    def instance_lock(self, holder: str) -> InstanceLock:
+        """The lock that keeps a second ``cxmon run`` off this store (not yet taken: call
+        ``acquire()``); ``holder`` is how a refused process names us."""
+        return InstanceLock(self._url, where=self.url_redacted, holder=holder,
+                            scrub=self._scrub)
 
     def has_schema(self) -> bool:
         """Whether cxmon's tables are there (``alembic_version`` in the connection's default
