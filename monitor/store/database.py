@@ -6,6 +6,7 @@ monitor, the alert workers and the CLI make."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +46,8 @@ from monitor.store.tables import (
 )
 from monitor.store.transaction import StoreTx
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # writers queue behind each other instead of failing
 
 
@@ -79,6 +82,13 @@ def _refuse_newer_schema(cfg: Any, conn: Connection, where: str) -> None:
             f"{', '.join(unknown)}; this cxmon knows up to {', '.join(sorted(script.get_heads()))}"
             "): upgrade cxmon here too; going back needs the backup taken before the upgrade "
             "(docs/operations.md, Upgrades)")
+
+
+def _revisions(conn: Connection) -> str:
+    """The store's schema revisions (Alembic heads), as one string for a log line."""
+    from alembic.runtime.migration import MigrationContext
+
+    return ", ".join(sorted(MigrationContext.configure(conn).get_current_heads()))
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:
@@ -223,7 +233,13 @@ class Store:
                         )
                     cfg.attributes["connection"] = conn
                     _refuse_newer_schema(cfg, conn, self.url_redacted)
+                    before = _revisions(conn)
                     command.upgrade(cfg, "heads")
+                    after = _revisions(conn)
+            if after != before:  # committed: an operator sees the upgrade in the journal
+                log.info("store %s: schema %s", self.url_redacted,
+                         f"migrated from {before} to {after}" if before
+                         else f"created (revision {after})")
         except StoreError:
             raise
         except Exception as exc:
