@@ -84,6 +84,22 @@ def _refuse_newer_schema(cfg: Any, conn: Connection, where: str) -> None:
             "(docs/operations.md, Upgrades)")
 
 
+_HINTS = {  # SQLite's words for trouble an operator can fix: what to look at
+    "database is locked": "another process held a write lock for over "
+                          f"{SQLITE_BUSY_TIMEOUT_MS // 1000} s",
+    "readonly database": "check the permissions of the file and its folder",
+    "disk is full": "free disk space",
+    "disk I/O error": "check the disk",
+}
+
+
+def _unavailable_message(where: str, error: str) -> str:
+    """``store <url> unavailable: <the driver's first line> (<hint>)``."""
+    first = (error.strip().splitlines() or ["unknown error"])[0].strip()
+    hint = next((h for words, h in _HINTS.items() if words in first), None)
+    return f"store {where} unavailable: {first}" + (f" ({hint})" if hint else "")
+
+
 def _revisions(conn: Connection) -> str:
     """The store's schema revisions (Alembic heads), as one string for a log line."""
     from alembic.runtime.migration import MigrationContext
@@ -192,17 +208,31 @@ class Store:
     # -- connections ----------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+    def _write(self, *, wrap: bool = True) -> Iterator[Connection]:
+        with self._unavailable(wrap), self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn.execution_options(cxmon_sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+    def _read(self, *, wrap: bool = True) -> Iterator[Connection]:
+        with self._unavailable(wrap), self.engine.connect() as conn:
             yield conn
+
+    @contextmanager
+    def _unavailable(self, wrap: bool = True) -> Iterator[None]:
+        """The database's own trouble (down, restarted, locked, read-only, disk full) as one
+        :class:`StoreError` line naming the store, for the tick's error, the log and ``cxmon
+        status``: SQLAlchemy's message ran over three lines, with the SQL and a link.
+        ``wrap=False``: opening the store says "cannot migrate/connect" itself."""
+        try:
+            yield
+        except sa.exc.OperationalError as exc:
+            if not wrap:
+                raise
+            raise StoreError(_unavailable_message(self.url_redacted,
+                                                  self._scrub(exc.orig or exc))) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
@@ -225,7 +255,7 @@ class Store:
             with resources.as_file(_migrations_dir()) as script_dir:
                 cfg = Config(str(script_dir / "alembic.ini"))
                 cfg.set_main_option("script_location", str(script_dir).replace("%", "%%"))
-                with self._write() as conn:
+                with self._write(wrap=False) as conn:
                     if self.dialect == "postgresql":  # serialize concurrent starts per schema
                         conn.exec_driver_sql(
                             "SELECT pg_advisory_xact_lock(hashtext('cxmon-migrate:' "
@@ -261,7 +291,7 @@ class Store:
         Read-only commands check it so that a mistyped schema or database is an error, not a
         fresh, empty store that reports all clear."""
         try:
-            with self._read() as conn:
+            with self._read(wrap=False) as conn:
                 return sa.inspect(conn).has_table("alembic_version")
         except Exception as exc:
             raise StoreError(
