@@ -15,9 +15,10 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
 
     from monitor.executor import FitExecutor
-    from monitor.pipeline import TickResult
+    from monitor.pipeline import Pipeline, TickResult
     from monitor.store import Store
     from monitor.store.instance_lock import InstanceLock
 
@@ -39,7 +40,7 @@ opened; 2 for a bad option or config."""
     from monitor.cli import _load, _setup_logging, console, err_console
     from monitor.executor import WaitingExecutor
     from monitor.pipeline import Pipeline
-    from monitor.scheduler import Scheduler
+    from monitor.scheduler import Scheduler, run_retention
     from monitor.store.instance_lock import LockWatch
 
     _setup_logging(log_level, log_format)
@@ -74,11 +75,15 @@ opened; 2 for a bad option or config."""
             # wait for (group_wait), and this process will not be here when it is due.
             report = pipeline.deliver(group_wait=True)
             telemetry.on_deliver(report)
+            # Under cron every run is the service: without this the store grew for ever
+            # (the 6-hourly retention job is the scheduler's, which --once never starts)
+            pruned = _retention_once(pipeline, run_retention)
             failed = [r.metric for r in results if r.error]
-            if failed or report.dead:
+            if failed or report.dead or not pruned:
                 dead = f", {report.dead} notification(s) dead-lettered" if report.dead else ""
+                kept = "" if pruned else ", retention failed"
                 err_console.print(
-                    f"[bold red]{len(failed)} of {len(results)} tick(s) failed{dead}[/]"
+                    f"[bold red]{len(failed)} of {len(results)} tick(s) failed{dead}{kept}[/]"
                 )
                 raise typer.Exit(1)
             if report.retried:  # exit 0: the next run retries them (see --help)
@@ -137,6 +142,18 @@ def _open_locked_store(cfg: MonitorConfig, clock: Clock) -> tuple[Store, Instanc
         err_console.print(f"[bold red]store:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     return store, lock
+
+
+def _retention_once(pipeline: Pipeline, run_retention: Callable[[Pipeline], object]) -> bool:
+    """The retention job of a ``--once`` run; False (logged, one line) if it failed."""
+    try:
+        run_retention(pipeline)
+    except Exception as exc:  # the store's trouble: the ticks said so too
+        logging.getLogger("monitor.cli").error("retention failed: %s",
+                                               str(exc).splitlines()[0] if str(exc) else
+                                               type(exc).__name__)
+        return False
+    return True
 
 
 def _refuse_all_paused(cfg: MonitorConfig, config: Path) -> None:
