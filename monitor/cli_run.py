@@ -34,8 +34,9 @@ def run(
     Exit codes with --once: 0 when every metric ticked, even if some notifications failed \
 to send with an error that may pass (timeout, 429, 5xx): they stay pending in the outbox, \
 a warning says how many, and the next run retries them; 1 when a tick failed, a \
-notification was dead-lettered (it will never be sent) or the store or executor could not be \
-opened; 2 for a bad option or config."""
+notification was dead-lettered (it will never be sent), the retention job failed, the store or \
+executor could not be opened, or another cxmon run holds the store (one per store: it is \
+named); 2 for a bad option or config."""
     from alerts.cli import start_feedback
     from monitor.cli import _load, _setup_logging, console, err_console
     from monitor.executor import WaitingExecutor
