@@ -223,8 +223,8 @@ class Store:
     @contextmanager
     def _unavailable(self, wrap: bool = True) -> Iterator[None]:
         """The database's own trouble (down, restarted, locked, read-only, disk full) as one
-        :class:`StoreError` line naming the store, for the tick's error, the log and ``cxmon
-        status``: SQLAlchemy's message ran over three lines, with the SQL and a link.
+        :class:`StoreError` line naming the store, for the tick's error, the log and the
+        ``ticks`` table: SQLAlchemy's message ran over three lines, with the SQL and a link.
         ``wrap=False``: opening the store says "cannot migrate/connect" itself."""
         try:
             yield
