@@ -11,14 +11,16 @@ from rich.markup import escape
 
 from monitor.cli_options import ConfigOpt, LogFormat, LogLevel
 from monitor.cli_validate import _paused_note
-from monitor.clock import SystemClock
+from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
 
     from monitor.executor import FitExecutor
-    from monitor.pipeline import TickResult
+    from monitor.pipeline import Pipeline, TickResult
     from monitor.store import Store
+    from monitor.store.instance_lock import InstanceLock
 
 
 def run(
@@ -32,22 +34,28 @@ def run(
     Exit codes with --once: 0 when every metric ticked, even if some notifications failed \
 to send with an error that may pass (timeout, 429, 5xx): they stay pending in the outbox, \
 a warning says how many, and the next run retries them; 1 when a tick failed, a \
-notification was dead-lettered (it will never be sent) or the store or executor could not be \
-opened; 2 for a bad option or config."""
+notification was dead-lettered (it will never be sent), the retention job failed, the store or \
+executor could not be opened, or another cxmon run holds the store (one per store: it is \
+named); 2 for a bad option or config."""
     from alerts.cli import start_feedback
-    from monitor.cli import _load, _open_store, _setup_logging, console, err_console
+    from monitor.cli import _load, _setup_logging, console, err_console
     from monitor.executor import WaitingExecutor
     from monitor.pipeline import Pipeline
-    from monitor.scheduler import Scheduler
+    from monitor.scheduler import Scheduler, run_retention
+    from monitor.store.instance_lock import LockWatch
 
     _setup_logging(log_level, log_format)
     cfg = _load(config)
     _refuse_all_paused(cfg, config)
-    store = _open_store(cfg)
+    clock = SystemClock()  # one clock: /readyz ages the ticks by the time the pipeline keeps
+    store, lock = _open_locked_store(cfg, clock)
     from dashboards.telemetry import Telemetry  # exporter: /metrics, /healthz, /readyz
 
-    fits = _open_fit_executor(cfg, store)
-    clock = SystemClock()  # one clock: /readyz ages the ticks by the time the pipeline keeps
+    try:
+        fits = _open_fit_executor(cfg, store)
+    except BaseException:
+        lock.release()
+        raise
     telemetry = Telemetry(cfg, store, clock=clock)
     on_tick = telemetry.chain(_log_tick)
     # --once exits after the tick: its fits must land in that tick's checkpoint.
@@ -68,11 +76,15 @@ opened; 2 for a bad option or config."""
             # wait for (group_wait), and this process will not be here when it is due.
             report = pipeline.deliver(group_wait=True)
             telemetry.on_deliver(report)
+            # Under cron every run is the service: without this the store grew for ever
+            # (the 6-hourly retention job is the scheduler's, which --once never starts)
+            pruned = _retention_once(pipeline, run_retention)
             failed = [r.metric for r in results if r.error]
-            if failed or report.dead:
+            if failed or report.dead or not pruned:
                 dead = f", {report.dead} notification(s) dead-lettered" if report.dead else ""
+                kept = "" if pruned else ", retention failed"
                 err_console.print(
-                    f"[bold red]{len(failed)} of {len(results)} tick(s) failed{dead}[/]"
+                    f"[bold red]{len(failed)} of {len(results)} tick(s) failed{dead}{kept}[/]"
                 )
                 raise typer.Exit(1)
             if report.retried:  # exit 0: the next run retries them (see --help)
@@ -88,17 +100,61 @@ opened; 2 for a bad option or config."""
         telemetry.serve()
         # Slack buttons, if alerting.feedback is set
         feedback = start_feedback(cfg, store, registry=telemetry.exporter.registry)
+        scheduler = Scheduler(pipeline, on_tick=on_tick, on_deliver=telemetry.on_deliver)
+        watch = LockWatch(lock, on_taken=scheduler.stop)
+        watch.start()
         try:
-            Scheduler(pipeline, on_tick=on_tick,
-                      on_deliver=telemetry.on_deliver).run_until_stopped()
+            scheduler.run_until_stopped()
         finally:
+            watch.stop()
             if feedback is not None:
                 feedback.stop()
+        if watch.taken:  # exit 1: systemd restarts us, refused until the other one stops
+            raise typer.Exit(1)
     finally:
         telemetry.stop()
         pipeline.close()
         fits.close()
+        lock.release()
         store.close()
+
+
+def _open_locked_store(cfg: MonitorConfig, clock: Clock) -> tuple[Store, InstanceLock]:
+    """Open the store, take the one-monitor-per-store lock, then migrate; exit 1 naming the
+    holder when another ``cxmon run`` has it. The lock comes first so that a new version
+    started next to a running old one does not change the schema under it."""
+    from monitor.cli import err_console
+    from monitor.errors import StoreError
+    from monitor.store import Store
+    from monitor.store.instance_lock import holder_name
+
+    store: Store | None = None
+    lock: InstanceLock | None = None
+    try:
+        store = Store(cfg.store.url, clock=clock)
+        lock = store.instance_lock(holder_name(clock.now()))
+        lock.acquire()
+        store.migrate()
+    except StoreError as exc:
+        if lock is not None:
+            lock.release()
+        if store is not None:
+            store.close()
+        err_console.print(f"[bold red]store:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    return store, lock
+
+
+def _retention_once(pipeline: Pipeline, run_retention: Callable[[Pipeline], object]) -> bool:
+    """The retention job of a ``--once`` run; False (logged, one line) if it failed."""
+    try:
+        run_retention(pipeline)
+    except Exception as exc:  # the store's trouble: the ticks said so too
+        logging.getLogger("monitor.cli").error("retention failed: %s",
+                                               str(exc).splitlines()[0] if str(exc) else
+                                               type(exc).__name__)
+        return False
+    return True
 
 
 def _refuse_all_paused(cfg: MonitorConfig, config: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from datetime import UTC, datetime, timedelta, timezone
@@ -134,9 +135,10 @@ def test_migrations_match_table_definitions(store: Store) -> None:
 @pytest.mark.parametrize("old", ["0001", "0002", "0003", "0005_feedback_requests",
                                  "0007_retention_indexes", "0008_checkpoint_marks"])
 def test_a_store_at_an_old_revision_is_upgraded_at_open_with_its_data(
-        store_url: str, old: str) -> None:
+        store_url: str, old: str, caplog: pytest.LogCaptureFixture) -> None:
     """An existing store at an older revision (with rows) reaches every head on start-up,
-    keeps its rows, and then matches the table definitions (no drift)."""
+    keeps its rows, and then matches the table definitions (no drift). The upgrade is one
+    INFO line naming both revisions, so the journal shows when the schema changed."""
     from alembic import command
     from alembic.config import Config
 
@@ -160,6 +162,11 @@ def test_a_store_at_an_old_revision_is_upgraded_at_open_with_its_data(
                 "VALUES ('k', 'r', 'i', '{}', 'pending', 0, :t, :t)"), {"t": T0})
     finally:
         engine.dispose()
+    with caplog.at_level(logging.INFO, logger="monitor.store.database"):
+        Store.open(store_url).close()
+    (line,) = [r.getMessage() for r in caplog.records if "schema migrated" in r.getMessage()]
+    before, after = line.split("schema migrated from ", 1)[1].split(" to ")
+    assert old in before.split(", ") and "0008_checkpoint_marks" in after
     with Store.open(store_url) as s, s.engine.connect() as conn:
         versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
         assert sorted(versions) == sorted(ScriptDirectory(str(script_dir)).get_heads())
@@ -167,6 +174,16 @@ def test_a_store_at_an_old_revision_is_upgraded_at_open_with_its_data(
         points = s.load_points(metric="m")
         assert points["value"].tolist() == [0.5] and points["timestamp"].tolist() == [T0]
         assert s.outbox_counts()["pending"] == 1
+
+
+def test_a_new_store_says_it_was_created_and_a_current_one_says_nothing(
+        store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="monitor.store.database"):
+        Store.open(store_url).close()
+        assert "schema created (revision 0002, 0008_checkpoint_marks)" in caplog.text
+        caplog.clear()
+        Store.open(store_url).close()
+    assert "schema" not in caplog.text
 
 
 def test_store_without_open_does_not_migrate(store_url: str) -> None:

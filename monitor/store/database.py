@@ -6,6 +6,7 @@ monitor, the alert workers and the CLI make."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from monitor.redact import redact_url as _redact_url
 from monitor.store import retention
 from monitor.store.bulk import IN_CHUNK, _chunks, _insert, _select_series_ids, _utc_ns
 from monitor.store.column_types import UTCDateTime, _require_aware
+from monitor.store.instance_lock import InstanceLock
 from monitor.store.outbox_row import OutboxRow, _outbox_row
 from monitor.store.tables import (
     FEEDBACK_LABELS,
@@ -43,6 +45,8 @@ from monitor.store.tables import (
     ticks_t,
 )
 from monitor.store.transaction import StoreTx
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # writers queue behind each other instead of failing
 
@@ -78,6 +82,29 @@ def _refuse_newer_schema(cfg: Any, conn: Connection, where: str) -> None:
             f"{', '.join(unknown)}; this cxmon knows up to {', '.join(sorted(script.get_heads()))}"
             "): upgrade cxmon here too; going back needs the backup taken before the upgrade "
             "(docs/operations.md, Upgrades)")
+
+
+_HINTS = {  # SQLite's words for trouble an operator can fix: what to look at
+    "database is locked": "another process held a write lock for over "
+                          f"{SQLITE_BUSY_TIMEOUT_MS // 1000} s",
+    "readonly database": "check the permissions of the file and its folder",
+    "disk is full": "free disk space",
+    "disk I/O error": "check the disk",
+}
+
+
+def _unavailable_message(where: str, error: str) -> str:
+    """``store <url> unavailable: <the driver's first line> (<hint>)``."""
+    first = (error.strip().splitlines() or ["unknown error"])[0].strip()
+    hint = next((h for words, h in _HINTS.items() if words in first), None)
+    return f"store {where} unavailable: {first}" + (f" ({hint})" if hint else "")
+
+
+def _revisions(conn: Connection) -> str:
+    """The store's schema revisions (Alembic heads), as one string for a log line."""
+    from alembic.runtime.migration import MigrationContext
+
+    return ", ".join(sorted(MigrationContext.configure(conn).get_current_heads()))
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:
@@ -181,17 +208,31 @@ class Store:
     # -- connections ----------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+    def _write(self, *, wrap: bool = True) -> Iterator[Connection]:
+        with self._unavailable(wrap), self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn.execution_options(cxmon_sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+    def _read(self, *, wrap: bool = True) -> Iterator[Connection]:
+        with self._unavailable(wrap), self.engine.connect() as conn:
             yield conn
+
+    @contextmanager
+    def _unavailable(self, wrap: bool = True) -> Iterator[None]:
+        """The database's own trouble (down, restarted, locked, read-only, disk full) as one
+        :class:`StoreError` line naming the store, for the tick's error, the log and the
+        ``ticks`` table: SQLAlchemy's message ran over three lines, with the SQL and a link.
+        ``wrap=False``: opening the store says "cannot migrate/connect" itself."""
+        try:
+            yield
+        except sa.exc.OperationalError as exc:
+            if not wrap:
+                raise
+            raise StoreError(_unavailable_message(self.url_redacted,
+                                                  self._scrub(exc.orig or exc))) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
@@ -214,7 +255,7 @@ class Store:
             with resources.as_file(_migrations_dir()) as script_dir:
                 cfg = Config(str(script_dir / "alembic.ini"))
                 cfg.set_main_option("script_location", str(script_dir).replace("%", "%%"))
-                with self._write() as conn:
+                with self._write(wrap=False) as conn:
                     if self.dialect == "postgresql":  # serialize concurrent starts per schema
                         conn.exec_driver_sql(
                             "SELECT pg_advisory_xact_lock(hashtext('cxmon-migrate:' "
@@ -222,7 +263,13 @@ class Store:
                         )
                     cfg.attributes["connection"] = conn
                     _refuse_newer_schema(cfg, conn, self.url_redacted)
+                    before = _revisions(conn)
                     command.upgrade(cfg, "heads")
+                    after = _revisions(conn)
+            if after != before:  # committed: an operator sees the upgrade in the journal
+                log.info("store %s: schema %s", self.url_redacted,
+                         f"migrated from {before} to {after}" if before
+                         else f"created (revision {after})")
         except StoreError:
             raise
         except Exception as exc:
@@ -231,6 +278,12 @@ class Store:
                 f"{type(exc).__name__}: {self._scrub(exc)}"
             ) from exc
 
+    def instance_lock(self, holder: str) -> InstanceLock:
+        """The lock that keeps a second ``cxmon run`` off this store (not yet taken: call
+        ``acquire()``); ``holder`` is how a refused process names us."""
+        return InstanceLock(self._url, where=self.url_redacted, holder=holder,
+                            scrub=self._scrub)
+
     def has_schema(self) -> bool:
         """Whether cxmon's tables are there (``alembic_version`` in the connection's default
         schema: PostgreSQL's ``search_path``), without creating anything.
@@ -238,7 +291,7 @@ class Store:
         Read-only commands check it so that a mistyped schema or database is an error, not a
         fresh, empty store that reports all clear."""
         try:
-            with self._read() as conn:
+            with self._read(wrap=False) as conn:
                 return sa.inspect(conn).has_table("alembic_version")
         except Exception as exc:
             raise StoreError(
