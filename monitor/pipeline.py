@@ -267,6 +267,9 @@ class Pipeline:
         #: the series touched since (``store.checkpoint_every``: saved with the next one)
         self._checkpointed: dict[str, datetime | None] = {}
         self._unsaved: dict[str, dict[str, None]] = {}
+        #: metric -> series keys whose checkpoints were unusable and not relearned: deleted
+        #: with the next checkpoint, or every restart would find them unusable again
+        self._stale_checkpoints: dict[str, set[str]] = {}
         #: series of each metric's latest poll: sizes a catch-up's chunks
         self._series_polled: dict[str, int] = {}
         #: when each metric last looked for series to forget (``forget_after``)
@@ -506,6 +509,9 @@ class Pipeline:
                 keys = [k for k in unsaved if k not in gone]
                 for name, states in dets.checkpoints(keys).items():
                     tx.save_checkpoints(name, states)
+                if stale := self._stale_checkpoints.pop(metric.name, None):
+                    # a relearn's series whose old, unusable state was not replaced
+                    tx.delete_checkpoints(dets.checkpoint_names(), sorted(stale - set(keys)))
             deleted = tx.delete_checkpoints(dets.checkpoint_names(), forgotten or [])
             tx.add_anomalies(detected.anomalies)
             for change in changes:
@@ -795,29 +801,57 @@ class Pipeline:
         up to the cursor by replaying the points stored since (``store.checkpoint_every``)."""
         dets = self._detectors.get(metric.name)
         if dets is None:
-            configs = {name: self.config.detector(name) for name in metric.detectors}
-            dets = MetricDetectors(metric.name, metric.interval, configs, post_rules(metric),
-                                   calendar=self.config.calendar_for(metric))
-            if self.fit_executor is not None:
-                dets.set_executor(self.fit_executor)
-            for name in dets.restore(self.store.load_checkpoints):
-                log.warning("%s: checkpoint not usable; learning afresh", name)
-            replayed = self._replay(metric, dets)
+            dets = self._new_detectors(metric)
+            start = None
+            if unusable := dets.restore(self.store.load_checkpoints):
+                dets, start = self._relearn(metric, unusable)
+            replayed = self._replay(metric, dets, start)
             if result is not None:
                 result.replayed = replayed
             self._detectors[metric.name] = dets
         return dets
 
-    def _replay(self, metric: MetricConfig, dets: MetricDetectors) -> int:
-        """Run the points stored between the checkpoints and the cursor through freshly
-        restored detectors (score, post-rules, learn), one bucket at a time as the ticks ran
-        them, loaded in chunks of about ``HISTORY_CHUNK_POINTS``; returns the buckets
-        replayed. Their anomalies, incidents and notifications were committed by the ticks
-        that ran: nothing is stored or alerted again. The keys met are checkpointed with the
-        next checkpoint."""
+    def _new_detectors(self, metric: MetricConfig) -> MetricDetectors:
+        configs = {name: self.config.detector(name) for name in metric.detectors}
+        dets = MetricDetectors(metric.name, metric.interval, configs, post_rules(metric),
+                               calendar=self.config.calendar_for(metric))
+        if self.fit_executor is not None:
+            dets.set_executor(self.fit_executor)
+        return dets
+
+    def _relearn(self, metric: MetricConfig, unusable: list[str]
+                 ) -> tuple[MetricDetectors, datetime | None]:
+        """Fresh detectors for a metric with a checkpoint they cannot use (its detector's
+        settings changed, or an older cxmon wrote it), and where to relearn from: the
+        stored points of the last ``history`` or the longest warm-up, whichever is longer.
+
+        Why: learning afresh from the next tick meant no alerts for a week (robust_seasonal's
+        warm-up) after an upgrade or a changed ``z_band``, although the store held the very
+        points the detectors needed. Every detector of the metric relearns, so they agree."""
+        dets = self._new_detectors(metric)
         cursor = self._cursors.get(metric.name)
-        start = self.store.checkpointed(metric.name)
-        self._checkpointed[metric.name] = start
+        window = max([metric.history, *dets.warmup_periods().values()])
+        start = cursor - window if cursor is not None and window > timedelta(0) else None
+        self._stale_checkpoints[metric.name] = {
+            k for name in unusable for k in self.store.load_checkpoints(name)}
+        since = f"the points stored since {start.isoformat()}" if start else "the next points"
+        log.warning("%s: checkpoint not usable (%s: detector settings changed, or written by "
+                    "an older cxmon); relearning from %s", metric.name, ", ".join(unusable),
+                    since)
+        return dets, start
+
+    def _replay(self, metric: MetricConfig, dets: MetricDetectors,
+                relearn: datetime | None = None) -> int:
+        """Run the points stored between the checkpoints (or ``relearn``: fresh detectors)
+        and the cursor through the detectors (score, post-rules, learn), one bucket at a time
+        as the ticks ran them, loaded in chunks of about ``HISTORY_CHUNK_POINTS``; returns the
+        buckets replayed. Their anomalies, incidents and notifications were committed by the
+        ticks that ran: nothing is stored or alerted again. The keys met are checkpointed
+        with the next checkpoint."""
+        cursor = self._cursors.get(metric.name)
+        start = relearn or self.store.checkpointed(metric.name)
+        # after a relearn the next tick writes every checkpoint
+        self._checkpointed[metric.name] = None if relearn else start
         if cursor is None or start is None or start >= cursor:
             return 0
         # feedback the ticks had (given later: see docs/operations.md, "Checkpoints")
@@ -841,8 +875,8 @@ class Pipeline:
             lo = hi
         buckets = (cursor - start) // metric.interval
         log.info("%s: replayed %d buckets of stored points (%s to %s) through the detectors "
-                 "restored from their checkpoints", metric.name, buckets, start.isoformat(),
-                 cursor.isoformat())
+                 "%s", metric.name, buckets, start.isoformat(), cursor.isoformat(),
+                 "relearning" if relearn else "restored from their checkpoints")
         return buckets
 
     def _payloads(self, changes: list[IncidentChange]) -> dict[int, dict[str, Any]]:
