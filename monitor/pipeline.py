@@ -36,6 +36,7 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import MetricConfig, MonitorConfig
 from monitor.detection import MetricDetectors
 from monitor.durations import format_duration
+from monitor.errors import StoreError
 from monitor.forgetting import ForgetSchedule, forget_after
 from monitor.frames import (
     FrameError,
@@ -345,7 +346,9 @@ class Pipeline:
                               fetch_since=fetch_since if lo == since else lo)
                     snapshot = self.incidents.snapshot()  # committed: a later failure keeps it
                     lo = hi
-        except (RetriableSourceError, FatalSourceError, FrameError) as exc:
+        except (RetriableSourceError, FatalSourceError, FrameError, StoreError) as exc:
+            # the store down or locked: one line (StoreError says which store and what to
+            # check), not a traceback of the SQL at every tick of the outage
             self._failed(metric, result, exc, health, started_at, snapshot)
         except Exception as exc:  # a bug must not kill the scheduler; it is logged and counted
             log.exception("tick of %s failed", metric.name)
@@ -740,7 +743,8 @@ class Pipeline:
         # the source only knows that its own retries are used up; the tick retries later
         # (a backfill or backtest does not, so the source does not say so)
         later = ""
-        if isinstance(exc, RetriableSourceError):  # when, so an SRE need not work it out
+        if isinstance(exc, RetriableSourceError | StoreError):  # when, so an SRE need not
+            # work it out
             later = (f" (backing off: retried from {health.retry_at:%Y-%m-%d %H:%M:%S} UTC)"
                      if health.retry_at is not None else " (retried on the next tick)")
         log.log(level, "tick of %s failed (%d in a row): %s%s", metric.name, health.failures,
@@ -767,6 +771,10 @@ class Pipeline:
                     rows_stored=result.rows_stored, rejected=result.rejected, anomalies=0,
                     error=result.error,
                 )
+        except StoreError as exc:  # the store is what failed: it is said above, once
+            self.incidents.restore(snapshot)
+            result.anomalies, result.incidents = [], []
+            log.debug("could not record the failed tick of %s: %s", metric.name, exc)
         except Exception:
             self.incidents.restore(snapshot)
             result.anomalies, result.incidents = [], []

@@ -63,3 +63,33 @@ def test_a_connection_ended_between_ticks_is_replaced_without_an_error(pg_url: s
         with s.transaction() as tx:
             tx.set_cursor("orders", T0.replace(hour=10))
         assert s.get_cursor("orders") == T0.replace(hour=10)
+
+
+def test_a_tick_on_a_store_it_cannot_write_logs_one_line_and_backs_off(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Each tick of an outage logged SQLAlchemy's traceback twice (the tick, then "could not
+    record the failed tick"): about 30 lines a metric a tick."""
+    import logging
+
+    from monitor.clock import FakeClock
+    from monitor.config import parse_config
+    from monitor.pipeline import Pipeline
+    from tests.test_checkpoint_every import CONFIG, START, Shop
+
+    db = tmp_path / "s.db"
+    Store.open(f"sqlite:///{db}").close()
+    cfg = parse_config(CONFIG.format(db=db, every=""), env={})
+    ro = Store(f"sqlite:///file:{db}?mode=ro&uri=true")
+    p = Pipeline(cfg, ro, clock=FakeClock(START), sources={"shop": Shop()},
+                 notifiers={"console": object()})  # type: ignore[dict-item]
+    caplog.set_level(logging.DEBUG, logger="monitor.pipeline")
+    result = p.tick("orders")
+    assert not result.ok and result.error
+    assert result.error.startswith("store sqlite:///file") and "unavailable: attempt to write" \
+        in result.error
+    failed = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage().split(":")[0] for r in failed] == [
+        "tick of orders failed (1 in a row)"]
+    assert failed[0].exc_info is None and "retried on the next tick" in failed[0].getMessage()
+    p.close()
+    ro.close()
