@@ -145,15 +145,15 @@ class Scheduler:
     def _tick(self, metric: str) -> None:
         with self._tick_lock:
             result = self.pipeline.tick(metric)
+        self._wake.set()  # what it enqueued goes out now, from the delivery thread
         if self.on_tick:
             self.on_tick(result)
-        self._wake.set()  # what it enqueued goes out now, from the delivery thread
 
     def _deliver(self) -> None:
         """Flush and send, waiting for a running tick (at stop, when the ticks are done)."""
         with self._tick_lock:
-            flushed = self.pipeline.flush_due()
-        self._send(flushed.by_receiver)
+            enqueued = self._flush()
+        self._send(enqueued)
 
     def _deliver_job(self) -> None:
         """One delivery pass: flush the due groups unless a tick is running (it flushes them
@@ -161,10 +161,21 @@ class Scheduler:
         enqueued: Counter[str] = Counter()
         if self._tick_lock.acquire(blocking=False):
             try:
-                enqueued = self.pipeline.flush_due().by_receiver
+                enqueued = self._flush()
             finally:
                 self._tick_lock.release()
         self._send(enqueued)
+
+    def _flush(self) -> Counter[str]:
+        """Due groups into the outbox (the caller holds the tick lock); a failure is logged
+        and the pass sends what is already queued all the same: one group that cannot be
+        flushed must not keep every queued page from going out."""
+        try:
+            return self.pipeline.flush_due().by_receiver
+        except Exception:
+            log.exception("delivery: flushing the due alert groups failed; sending what is "
+                          "already in the outbox")
+            return Counter()
 
     def _send(self, enqueued: Counter[str]) -> None:
         """Send what is due, never in two passes at once and never waiting for a pass:

@@ -212,25 +212,42 @@ def test_the_delivery_thread_delivers_when_woken_and_survives_a_failed_pass(make
     sink = Receiver()
     p, _store = make({"console": sink})
     failures = [RuntimeError("store unreachable")]
+    passes = threading.Semaphore(0)
     send_due = p.send_due
 
     def flaky() -> DeliveryReport:
+        passes.release()
         if failures:
             raise failures.pop()
         return send_due()
 
     p.send_due = flaky  # type: ignore[method-assign]
-    passes = threading.Semaphore(0)
-    sched = Scheduler(p, on_deliver=lambda _r: passes.release())
+    sched = Scheduler(p)
     sched._start_delivery()
     try:
         sched._wake.set()  # as a tick ending does: this pass fails
+        assert passes.acquire(timeout=WAIT)
         enqueue(p, ("x", "console"))
-        while not sink.got.is_set():  # the next pass (woken, or its period) sends
-            sched._wake.set()
-            assert passes.acquire(timeout=WAIT)
+        sched._wake.set()  # the next tick's: this one sends
+        assert sink.got.wait(WAIT)
     finally:
         sched._stop_delivery()
     assert sink.sent == ["x"]
     assert sched._delivery is None  # stopped: the thread ended
     assert "delivery pass failed" in caplog.text
+
+
+def test_a_group_flush_that_fails_does_not_keep_queued_pages_from_going_out(make, caplog):
+    """Flush and send were one call: a group that could not be flushed (a store error, a
+    bug in one payload) stopped every pass before it sent anything."""
+    pager = Receiver()
+    p, _store = make({"console": pager})
+
+    def broken(**_kw: object) -> None:
+        raise ValueError("a group's payload cannot be merged")
+
+    p.flush_due = broken  # type: ignore[method-assign]
+    enqueue(p, ("page", "console"))
+    Scheduler(p)._deliver_job()
+    assert pager.sent == ["page"]
+    assert "flushing the due alert groups failed" in caplog.text
