@@ -203,17 +203,18 @@ class Scheduler:
                         report.dead)
 
     def _delivery_loop(self) -> None:
-        """Delivery's own cadence: a pass every ``DELIVERY_EVERY`` and after every tick. A
-        failed pass (the store unreachable) is logged and the next one tries again."""
-        while not self._delivery_stop.is_set():
-            self._wake.wait(DELIVERY_EVERY.total_seconds())
-            self._wake.clear()
-            if self._delivery_stop.is_set():
-                return
+        """Delivery's own cadence: a pass at start (what a crash left queued goes out before
+        the start-up catch-up ticks end), then every ``DELIVERY_EVERY`` and after every tick.
+        A failed pass (the store unreachable) is logged and the next one tries again."""
+        while True:
             try:
                 self._deliver_job()
             except Exception:
                 log.exception("delivery pass failed; the next one tries again")
+            self._wake.wait(DELIVERY_EVERY.total_seconds())
+            self._wake.clear()
+            if self._delivery_stop.is_set():
+                return
 
     def _start_delivery(self) -> None:
         self._delivery_stop.clear()

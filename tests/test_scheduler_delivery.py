@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -225,8 +226,7 @@ def test_the_delivery_thread_delivers_when_woken_and_survives_a_failed_pass(make
     sched = Scheduler(p)
     sched._start_delivery()
     try:
-        sched._wake.set()  # as a tick ending does: this pass fails
-        assert passes.acquire(timeout=WAIT)
+        assert passes.acquire(timeout=WAIT)  # the pass at start fails
         enqueue(p, ("x", "console"))
         sched._wake.set()  # the next tick's: this one sends
         assert sink.got.wait(WAIT)
@@ -251,3 +251,22 @@ def test_a_group_flush_that_fails_does_not_keep_queued_pages_from_going_out(make
     Scheduler(p)._deliver_job()
     assert pager.sent == ["page"]
     assert "flushing the due alert groups failed" in caplog.text
+
+
+def test_what_a_crash_left_queued_goes_out_at_start_not_after_the_catch_up_ticks(make,
+                                                                                monkeypatch):
+    """The first delivery came with the end of the start-up catch-up ticks (or 5 s later): a
+    restart whose first tick learns a long history held the pages a crash left queued."""
+    import monitor.scheduler as scheduler
+
+    monkeypatch.setattr(scheduler, "DELIVERY_EVERY", timedelta(hours=1))  # no period helps
+    pager = Receiver()
+    p, _store = make({"console": pager})
+    enqueue(p, ("left", "console"))
+    sched = Scheduler(p)
+    sched._start_delivery()
+    try:
+        assert pager.got.wait(WAIT)  # no tick, no wake: the pass at start sent it
+    finally:
+        sched._stop_delivery()
+    assert pager.sent == ["left"]
