@@ -9,8 +9,14 @@ the incident, even while that one waits for its retry. Another receiver is not h
 Once a receiver is unreachable in a pass (a timeout, a connection error, a 429: a failure
 every notification to it would meet), its other notifications wait for the next pass
 (unattempted, attempts unchanged): a receiver that is down or hangs costs one timeout per
-pass, not one per queued incident, and the ticks waiting for the pass are not held up.
+pass, not one per queued incident, so the pass soon gets to the other receivers' rows.
 Other failures (a 500 about one payload) do not hold its other incidents back.
+
+A pass uses only the outbox rows and the notifiers, never what a tick holds (incidents,
+alert groups): the scheduler runs passes beside the ticks, in a thread of their own. One
+worker runs one pass at a time (the scheduler's send lock): a pass that leaves rows for later
+releases all of this worker's leases, which would free a row a second pass of the same worker
+is still sending.
 
 Several workers may share one store (``cxmon run`` and ``cxmon alerts deliver`` processes): a
 worker claims rows with a lease (:meth:`monitor.store.Store.claim_due`), so no row is sent by
@@ -128,7 +134,7 @@ class DeliveryReport:
     lost: int = 0  # rows whose lease expired mid-send (another worker owns them now)
     #: rows not attempted because their receiver was unreachable earlier in this pass
     #: (``NotifyError.unreachable``): a receiver that hangs costs one timeout per pass, not
-    #: one per queued incident (the pass holds the scheduler's lock, so ticks wait for it);
+    #: one per queued incident (the other receivers' rows are not kept waiting behind it);
     #: tried again by the next pass
     deferred: int = 0
     errors: list[str] = field(default_factory=list)

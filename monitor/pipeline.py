@@ -378,10 +378,11 @@ class Pipeline:
         return [f for dets in self._detectors.values() for f in dets.pending_fits()]
 
     def deliver(self, *, group_wait: bool = False) -> DeliveryReport:
-        """Flush the alert groups that are due into the outbox, then send what is due.
-        ``group_wait=True``: new incidents' first messages too (``cxmon run --once``)."""
-        flushed = self._flush(group_wait)
-        report = self.outbox.deliver_due()
+        """Flush the alert groups that are due into the outbox, then send what is due
+        (:meth:`flush_due`, then :meth:`send_due`, in the caller's thread: simulated time
+        and ``cxmon run --once``). ``group_wait=True``: new incidents' first messages too."""
+        flushed = self.flush_due(group_wait=group_wait)
+        report = self.send_due()
         report.enqueued = flushed.by_receiver
         return report
 
@@ -389,12 +390,25 @@ class Pipeline:
         """Alert groups due now (group_wait, group_interval, repeat_interval) into the outbox;
         returns how many notifications were enqueued. ``group_wait=True`` also flushes the
         groups still waiting for their first message (see :meth:`AlertGroups.flush`)."""
-        return self._flush(group_wait).enqueued
+        return self.flush_due(group_wait=group_wait).enqueued
 
-    def _flush(self, group_wait: bool) -> FlushResult:
+    def flush_due(self, *, group_wait: bool = False) -> FlushResult:
+        """The first half of a delivery: due alert groups into outbox rows, in one short
+        transaction. It shares with :meth:`tick` the open incidents, the dispatcher's memory of
+        firing ones and the ``alert_groups`` rows (a tick applies its changes to them and
+        flushes in its own transaction), so it must not run during a tick: the scheduler runs
+        it under its tick lock."""
         with self.store.transaction() as tx:
             return self.groups.flush(tx, self.clock.now(), self.incidents.open.values(),
                                      group_wait=group_wait)
+
+    def send_due(self) -> DeliveryReport:
+        """The second half: send what is due in the outbox (the slow, network part). It
+        touches only outbox rows (claimed with a lease) and the notifiers, nothing a tick
+        uses, so it runs beside ticks; the outbox rows are the only hand-off. One pass at a
+        time per pipeline (the :class:`OutboxWorker` is one lease owner; the scheduler
+        serializes its passes)."""
+        return self.outbox.deliver_due()
 
     def next_flush_at(self) -> datetime | None:
         """When the next alert group is due (for simulated time), or None."""

@@ -1,9 +1,10 @@
 """Run the pipeline on a schedule.
 
 Real time: APScheduler 3 runs one job per metric at its interval (aligned to bucket
-boundaries plus the metric's delay, with jitter; coalesced, one instance at a time), a delivery
-job for the outbox and a retention job (at start, then every 6 h). SIGINT/SIGTERM let the
-running tick finish, then stop cleanly.
+boundaries plus the metric's delay, with jitter; coalesced, one instance at a time) and a
+retention job (at start, then every 6 h); a delivery thread of its own flushes due alert groups
+and sends the outbox every 5 s and after each tick, beside the ticks (see :class:`Scheduler`).
+SIGINT/SIGTERM let the running tick and delivery pass finish, then stop cleanly.
 
 Simulated time (:func:`replay`): the same ticks driven by a :class:`~monitor.clock.FakeClock`,
 step by step. ``cxmon demo`` replays weeks of history this way, and tests use it instead of
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from types import FrameType
@@ -90,7 +92,25 @@ def _purge_feedback_requests(pipeline: Pipeline) -> int:
 
 
 class Scheduler:
-    """Runs ticks in real time until :meth:`stop` (or a signal) is received."""
+    """Runs ticks in real time until :meth:`stop` (or a signal) is received.
+
+    Two locks, so detection and delivery do not wait for each other:
+
+    - the *tick lock*: one tick at a time (ticks share the incident tracker, the dispatcher's
+      memory of firing incidents and the alert groups), and the group flush that turns due
+      groups into outbox rows (it reads and writes the same), a short transaction;
+    - the *send lock*: one outbox pass at a time. A pass only claims outbox rows and calls the
+      notifiers, so it runs beside a tick: a page already in the outbox is not held back by
+      a tick of another metric that takes minutes, and a receiver that times out does not
+      hold the ticks up. Two passes of one worker must not overlap: a pass that leaves an
+      unreachable receiver's rows for later releases the worker's leases, and would free a
+      row the other pass is still sending, to be sent twice.
+
+    Delivery runs in its own thread (not in the tick jobs' pool, where ticks waiting for the
+    tick lock could take every worker): a pass every ``DELIVERY_EVERY``, and one as soon as a
+    tick ends (the tick wakes it). While a tick runs, a pass skips the flush (the tick
+    flushes the due groups when it commits) and sends what is in the outbox.
+    """
 
     def __init__(
         self,
@@ -104,7 +124,14 @@ class Scheduler:
         self.on_tick = on_tick
         self.on_deliver = on_deliver
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # ticks share the incident tracker: one at a time
+        self._tick_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        #: set by whoever wants a pass; cleared by the pass that then starts: a caller that
+        #: finds a pass running leaves its rows to that pass, which goes again when it ends
+        self._send_again = threading.Event()
+        self._wake = threading.Event()  # a tick ended: deliver now, not at the next period
+        self._delivery_stop = threading.Event()
+        self._delivery: threading.Thread | None = None
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers)},
             job_defaults={
@@ -116,29 +143,57 @@ class Scheduler:
         )
 
     def _tick(self, metric: str) -> None:
-        with self._lock:
+        with self._tick_lock:
             result = self.pipeline.tick(metric)
+        self._wake.set()  # what it enqueued goes out now, from the delivery thread
         if self.on_tick:
             self.on_tick(result)
-        self._deliver()
 
     def _deliver(self) -> None:
-        with self._lock:
-            report = self.pipeline.deliver()
-        self._delivered(report)
+        """Flush and send, waiting for a running tick (at stop, when the ticks are done)."""
+        with self._tick_lock:
+            enqueued = self._flush()
+        self._send(enqueued)
 
     def _deliver_job(self) -> None:
-        """The periodic delivery: skipped while a tick runs (that tick delivers when it
-        ends). Waiting for the lock kept the job running, so APScheduler logged a warning
-        every 5 s of a long tick ("skipped: maximum number of running instances reached")
-        that read as if delivery were stuck."""
-        if not self._lock.acquire(blocking=False):
-            return
+        """One delivery pass: flush the due groups unless a tick is running (it flushes them
+        itself when it commits, and wakes delivery when it ends), then send what is due."""
+        enqueued: Counter[str] = Counter()
+        if self._tick_lock.acquire(blocking=False):
+            try:
+                enqueued = self._flush()
+            finally:
+                self._tick_lock.release()
+        self._send(enqueued)
+
+    def _flush(self) -> Counter[str]:
+        """Due groups into the outbox (the caller holds the tick lock); a failure is logged
+        and the pass sends what is already queued all the same: one group that cannot be
+        flushed must not keep every queued page from going out."""
         try:
-            report = self.pipeline.deliver()
-        finally:
-            self._lock.release()
-        self._delivered(report)
+            return self.pipeline.flush_due().by_receiver
+        except Exception:
+            log.exception("delivery: flushing the due alert groups failed; sending what is "
+                          "already in the outbox")
+            return Counter()
+
+    def _send(self, enqueued: Counter[str]) -> None:
+        """Send what is due, never in two passes at once and never waiting for a pass:
+        if one is running, it goes again when it ends (so what was just flushed does not wait
+        for the next period) and this returns."""
+        self._send_again.set()
+        while self._send_again.is_set():
+            if not self._send_lock.acquire(blocking=False):
+                if enqueued:  # counted now; the running pass sends them
+                    self._delivered(DeliveryReport(enqueued=enqueued))
+                return
+            try:
+                self._send_again.clear()  # after acquiring: no request is lost
+                report = self.pipeline.send_due()
+            finally:
+                self._send_lock.release()
+            report.enqueued, enqueued = enqueued, Counter()
+            self._delivered(report)
 
     def _delivered(self, report: DeliveryReport) -> None:
         if self.on_deliver:
@@ -147,8 +202,36 @@ class Scheduler:
             log.warning("delivery: %d sent, %d to retry, %d dead", report.sent, report.retried,
                         report.dead)
 
+    def _delivery_loop(self) -> None:
+        """Delivery's own cadence: a pass at start (what a crash left queued goes out before
+        the start-up catch-up ticks end), then every ``DELIVERY_EVERY`` and after every tick.
+        A failed pass (the store unreachable) is logged and the next one tries again."""
+        while True:
+            try:
+                self._deliver_job()
+            except Exception:
+                log.exception("delivery pass failed; the next one tries again")
+            self._wake.wait(DELIVERY_EVERY.total_seconds())
+            self._wake.clear()
+            if self._delivery_stop.is_set():
+                return
+
+    def _start_delivery(self) -> None:
+        self._delivery_stop.clear()
+        self._delivery = threading.Thread(target=self._delivery_loop, name="cxmon-delivery",
+                                          daemon=True)
+        self._delivery.start()
+
+    def _stop_delivery(self) -> None:
+        """Let the running pass finish, then end the delivery thread."""
+        self._delivery_stop.set()
+        self._wake.set()
+        if self._delivery is not None:
+            self._delivery.join()
+            self._delivery = None
+
     def start(self) -> None:
-        """Add the jobs and start the scheduler threads."""
+        """Add the jobs, start the scheduler threads and the delivery thread."""
         now = self.pipeline.clock.now()
         jitter = self.pipeline.config.scheduler.jitter
         for metric in self.pipeline.config.active_metrics:
@@ -161,11 +244,10 @@ class Scheduler:
                 name=f"poll {metric.name}",
                 next_run_time=now,  # catch up at start, then on the aligned schedule
             )
-        self._scheduler.add_job(self._deliver_job, "interval",
-                                seconds=DELIVERY_EVERY.total_seconds(), id="deliver")
         self._scheduler.add_job(lambda: run_retention(self.pipeline), "interval",
                                 seconds=RETENTION_EVERY.total_seconds(), id="retention",
                                 next_run_time=now)
+        self._start_delivery()
         self._scheduler.start()
 
     def stop(self) -> None:
@@ -183,6 +265,7 @@ class Scheduler:
         finally:
             log.info("stopping: waiting for running ticks to finish")
             self._scheduler.shutdown(wait=True)
+            self._stop_delivery()
             self._deliver()
             # the log alone must show the process ended cleanly, not in the middle of a tick
             log.info("stopped: ticks finished and the outbox delivered once more")

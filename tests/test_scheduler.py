@@ -77,8 +77,9 @@ def test_retention_also_forgets_feedback_requests_past_the_replay_window(tmp_pat
 def test_the_periodic_delivery_does_not_wait_behind_a_running_tick(tmp_path):
     """The 5 s delivery job blocked on the tick lock, so during a long tick (a first tick's
     history, a catch-up) APScheduler warned every 5 s that the delivery job was skipped
-    ("maximum number of running instances reached"), as if delivery were stuck. It now
-    returns at once; the tick delivers when it ends."""
+    ("maximum number of running instances reached"), as if delivery were stuck. Then it
+    skipped while a tick ran, so nothing was sent until the tick ended. It now sends what is
+    in the outbox at once and leaves only the group flush to the tick."""
     import threading
 
     from monitor.scheduler import Scheduler
@@ -87,14 +88,18 @@ def test_the_periodic_delivery_does_not_wait_behind_a_running_tick(tmp_path):
     p, store, _clock, _shop = setup(tmp_path)
     reports = []
     sched = Scheduler(p, on_deliver=reports.append)
-    with sched._lock:  # a tick is running
+    flushes = []
+    p.flush_due = lambda **kw: flushes.append(kw)  # type: ignore[method-assign]
+    with sched._tick_lock:  # a tick is running
         done = threading.Event()
         job = threading.Thread(target=lambda: (sched._deliver_job(), done.set()))
         job.start()
         job.join(timeout=30)
-        assert done.is_set() and reports == []  # returned without waiting or delivering
-    sched._deliver_job()  # no tick running: delivers
-    assert len(reports) == 1
+        assert done.is_set() and len(reports) == 1  # returned at once, after a send pass
+        assert flushes == []  # the groups are the tick's until it ends
+    p.__dict__.pop("flush_due")
+    sched._deliver_job()  # no tick running: flushes and sends
+    assert len(reports) == 2
     p.close()
     store.close()
 
