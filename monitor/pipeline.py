@@ -9,6 +9,7 @@ anomaly is alerted twice, and no detected anomaly is lost (it is in the outbox).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -80,6 +81,17 @@ MAX_BACKOFF = timedelta(hours=1)
 HISTORY_CHUNK_POINTS = 250_000
 #: ... the first chunk being this many buckets, before the number of series is known.
 HISTORY_FIRST_CHUNK = 24
+
+
+@dataclass(frozen=True, slots=True)
+class _Prefetch:
+    """A poll made ahead of its tick: the range, the rows or the error."""
+
+    since: datetime
+    until: datetime
+    raw: Any
+    dropped: Counter[str]
+    error: BaseException | None
 
 
 def chunk_buckets(series: int | None, cap: int | None = None) -> int:
@@ -233,6 +245,12 @@ class Pipeline:
         self.sources: dict[str, Source] = dict(sources or {})
         for name, cfg in config.sources.items():
             self.sources.setdefault(name, create_source(name, cfg))
+        #: one fetch at a time per source (its caches and counters are not shared-safe); a
+        #: prefetch (:meth:`prefetch`) and a tick of two metrics of one source take turns
+        self._source_locks = {name: threading.Lock() for name in self.sources}
+        #: metric -> a poll fetched before its tick (:meth:`prefetch`), taken by the tick
+        self._prefetched: dict[str, _Prefetch] = {}
+        self._ready: dict[str, _Prefetch] = {}
         if notifiers is None:
             notifiers = build_notifiers(config, console, store)
         self.notifiers = dict(notifiers)
@@ -294,9 +312,52 @@ class Pipeline:
 
     # -- public -------------------------------------------------------------------------------
 
+    def prefetch(self, metric_name: str) -> None:
+        """Fetch the poll the metric's next tick will make, ahead of it and outside whatever
+        serializes the ticks; the tick uses it if it polls the same range, else polls itself.
+
+        Why: ticks run one at a time (they share the incident tracker), and a source that
+        is slow or retrying (a timeout of 60 s, four attempts) held every other metric's
+        tick for minutes. Only a steady tick (one bucket since the cursor) is prefetched: a
+        first tick or a catch-up polls in chunks, inside its tick. Never raises: a source
+        error is kept and raised by the tick, which handles it as always."""
+        metric = self.config.metric(metric_name)
+        now = self.clock.now()
+        health = self._health[metric.name]
+        held = self._source_hold.get(metric.source)
+        if (health.retry_at is not None and now < health.retry_at) or (
+                held is not None and now < held):
+            return
+        try:
+            cursor = self._cursors.get(metric.name) if metric.name in self._cursors \
+                else self.store.get_cursor(metric.name)
+        except Exception:  # the tick meets (and reports) the same trouble
+            return
+        until = floor_time(now - metric.delay, metric.interval)
+        if cursor is None or until - cursor != metric.interval:
+            return
+        since = cursor
+        if metric.late_window > timedelta(0):
+            since = floor_time(cursor - metric.late_window, metric.interval)
+        try:
+            raw, dropped = self._fetch(metric, self._request(metric, since, until))
+        except Exception as exc:
+            self._prefetched[metric.name] = _Prefetch(since, until, None, Counter(), exc)
+        else:
+            self._prefetched[metric.name] = _Prefetch(since, until, raw, dropped, None)
+
     def tick(self, metric_name: str) -> TickResult:
         """Run one tick of a metric now. Never raises for data or source problems."""
         metric = self.config.metric(metric_name)
+        pre = self._prefetched.pop(metric.name, None)
+        if pre is not None:
+            self._ready[metric.name] = pre
+        try:
+            return self._tick(metric)
+        finally:
+            self._ready.pop(metric.name, None)
+
+    def _tick(self, metric: MetricConfig) -> TickResult:
         started = time.perf_counter()
         started_at = self.clock.now()
         result = TickResult(metric.name)
@@ -663,15 +724,13 @@ class Pipeline:
               result: TickResult) -> MeasureFrame:
         """Fetch ``[since, until)`` and build the measure frame; rows in and rejected rows
         (the frame's and the source's own drops) are added to ``result``."""
-        source = self.sources[metric.source]
-        request = PollRequest(metric=metric.name, since=since, until=until, query=metric.query,
-                              params=dict(metric.params), timestamp_column=metric.timestamp,
-                              interval=metric.interval,
-                              dimensions=(*metric.split_by, *metric.dimensions))
-        dropped_before = Counter(getattr(source, "skipped", None) or {})
-        raw = source.fetch(request)
-        # rows the source itself dropped (a files source: malformed lines, unreadable times)
-        dropped = Counter(getattr(source, "skipped", None) or {}) - dropped_before
+        pre = self._ready.pop(metric.name, None)
+        if pre is not None and (pre.since, pre.until) == (since, until):
+            if pre.error is not None:
+                raise pre.error
+            raw, dropped = pre.raw, pre.dropped
+        else:
+            raw, dropped = self._fetch(metric, self._request(metric, since, until))
         built = build_measure_frame(raw, measure_spec(metric), since, until)
         result.rows_in += built.rows_in
         result.rejected = dict(Counter(result.rejected) + built.rejected + dropped)
@@ -681,6 +740,23 @@ class Pipeline:
                         built.rejected_total, built.rows_in, since.isoformat(),
                         until.isoformat(), dict(built.rejected))  # the source logs its own
         return built
+
+    @staticmethod
+    def _request(metric: MetricConfig, since: datetime, until: datetime) -> PollRequest:
+        return PollRequest(metric=metric.name, since=since, until=until, query=metric.query,
+                           params=dict(metric.params), timestamp_column=metric.timestamp,
+                           interval=metric.interval,
+                           dimensions=(*metric.split_by, *metric.dimensions))
+
+    def _fetch(self, metric: MetricConfig, request: PollRequest) -> tuple[Any, Counter[str]]:
+        """The source's rows and the rows it dropped itself (a files source: malformed
+        lines, unreadable times), one fetch of a source at a time."""
+        source = self.sources[metric.source]
+        with self._source_locks.setdefault(metric.source, threading.Lock()):
+            dropped_before = Counter(getattr(source, "skipped", None) or {})
+            raw = source.fetch(request)
+            dropped = Counter(getattr(source, "skipped", None) or {}) - dropped_before
+        return raw, dropped
 
     def _learn_history(self, metric: MetricConfig, since: datetime, until: datetime,
                        result: TickResult) -> tuple[datetime, list[str]]:

@@ -98,7 +98,9 @@ class Scheduler:
 
     - the *tick lock*: one tick at a time (ticks share the incident tracker, the dispatcher's
       memory of firing incidents and the alert groups), and the group flush that turns due
-      groups into outbox rows (it reads and writes the same), a short transaction;
+      groups into outbox rows (it reads and writes the same), a short transaction. A steady
+      tick's poll is made before it takes the lock (:meth:`Pipeline.prefetch`), so a slow
+      source delays its own metrics, not the others';
     - the *send lock*: one outbox pass at a time. A pass only claims outbox rows and calls the
       notifiers, so it runs beside a tick: a page already in the outbox is not held back by
       a tick of another metric that takes minutes, and a receiver that times out does not
@@ -143,6 +145,9 @@ class Scheduler:
         )
 
     def _tick(self, metric: str) -> None:
+        # the poll first, outside the tick lock: a slow or retrying source holds up its own
+        # metrics only, not every metric's tick (see Pipeline.prefetch)
+        self.pipeline.prefetch(metric)
         with self._tick_lock:
             result = self.pipeline.tick(metric)
         self._wake.set()  # what it enqueued goes out now, from the delivery thread
