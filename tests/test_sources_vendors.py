@@ -245,7 +245,8 @@ def test_ga_funnel_dropoff_by_device() -> None:
             {"dimensions": ["deviceCategory"],
              "funnel": {"started": "begin_checkout", "completed": "purchase"}}, "timestamp"))
     body = state["requests"][0]
-    assert body["dateRanges"] == [{"startDate": "2026-01-05", "endDate": "2026-01-05"}]
+    # the property's zone is not known before its first report: a day more each side
+    assert body["dateRanges"] == [{"startDate": "2026-01-04", "endDate": "2026-01-06"}]
     assert body["dimensionFilter"]["filter"]["inListFilter"]["values"] == [
         "begin_checkout", "purchase"]
     assert len(df) == 4  # 2 hours x 2 devices
@@ -256,7 +257,7 @@ def test_ga_funnel_dropoff_by_device() -> None:
 
 def test_ga_plain_metrics_and_property_timezone() -> None:
     with FakeServer() as server:
-        serve_google_analytics(server, "tok", max_limit=7)
+        serve_google_analytics(server, "tok", max_limit=7, time_zone="Europe/Paris")
         df = ga(server).fetch(PollRequest(
             "sessions", T0, T0 + timedelta(hours=2), "sessions",
             {"dimensions": ["deviceCategory"], "metrics": ["sessions"],
