@@ -396,6 +396,7 @@ def _same_zone(a: str, b: str, request: PollRequest) -> bool:
     """Whether zones ``a`` and ``b`` give the same local times around the poll (``UTC`` and
     ``Etc/GMT`` are one; ``Europe/London`` and ``UTC`` are not: they differ in summer).
 
+    >>> from datetime import datetime
     >>> r = PollRequest("m", datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 6, tzinfo=UTC))
     >>> _same_zone("UTC", "Etc/GMT", r), _same_zone("Europe/London", "UTC", r)
     (True, False)
