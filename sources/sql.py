@@ -154,6 +154,35 @@ class SqlSource(Source):
             self._engine = None
 
 
+def range_problem(query: str, column: str = "ts") -> str | None:
+    """What a metric's SQL misses to read only the polled range, or None (``column``: the
+    metric's timestamp, for the fix the message shows).
+
+    Why: a query without ``:since``/``:until`` (``select ... from kpi``) is valid and
+    polls fine, but every tick reads the whole table and the tick drops all but the polled
+    buckets as ``before_cursor``, a warning each tick and a poll that grows with the table.
+    ``cxmon validate`` says so before the first run.
+
+    >>> range_problem("select ts, n from kpi where ts >= :since and ts < :until") is None
+    True
+    >>> range_problem("select ts, n from kpi")[:34]
+    'uses neither :since nor :until, so'
+    """
+    names = set(sa.text(query)._bindparams)
+    missing = [p for p in ("since", "until") if p not in names]
+    if not missing:
+        return None
+    if len(missing) == 2:
+        return ("uses neither :since nor :until, so every poll reads the whole result and "
+                "all but the polled buckets are dropped (rejected as before_cursor); filter "
+                f"on the timestamp: where {column} >= :since and {column} < :until")
+    if missing == ["until"]:
+        return ("uses :since but not :until, so each poll reads every row after its start (a "
+                f"backfill chunk reads up to now); add: and {column} < :until")
+    return ("uses :until but not :since, so each poll reads every row before its end; "
+            f"add: {column} >= :since and")
+
+
 def _timeout_args(url: sa.URL, seconds: float) -> dict[str, Any]:
     """Driver arguments that make ``timeout`` bound connecting and each query.
 
