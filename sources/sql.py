@@ -3,6 +3,7 @@ parameters (never string formatting), plus the metric's own ``params``."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import re
@@ -43,7 +44,12 @@ class SqlSourceConfig(SourceConfig):
     @classmethod
     def _url_usable(cls, value: SecretStr) -> SecretStr:
         # parsed and its dialect loaded now, so `cxmon validate` catches `url: notaurl`
-        problem = url_problem(value.get_secret_value())
+        text = value.get_secret_value()
+        if text.split("://", 1)[0].split("+", 1)[0].lower() == "postgres":
+            # libpq's and Heroku's spelling, which SQLAlchemy does not know
+            raise ValueError("SQLAlchemy has no 'postgres' dialect: write postgresql+psycopg://"
+                             " (the rest of the URL unchanged)")
+        problem = url_problem(text)
         if problem:
             raise ValueError(problem)
         return value
@@ -65,9 +71,13 @@ class SqlSource(Source):
     def engine(self) -> sa.Engine:
         if self._engine is None:
             url = sa.make_url(self.config.url.get_secret_value())
-            self._engine = sa.create_engine(
-                url, pool_pre_ping=True,
-                connect_args=_timeout_args(url, self.config.timeout))
+            try:
+                self._engine = sa.create_engine(
+                    url, pool_pre_ping=True,
+                    connect_args=_timeout_args(url, self.config.timeout))
+            except ImportError:  # the URL's default driver (mysql:// is MySQLdb) is missing
+                raise FatalSourceError(
+                    f"source {self.name}: {driver_problem(url)}") from None
             _utc_sessions(self._engine)
         return self._engine
 
@@ -152,6 +162,42 @@ class SqlSource(Source):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+#: per database, the driver the docs name (psycopg is a cxmon dependency; pymysql is pure
+#: Python, ``pip install pymysql``), for a URL naming a driver that is missing
+_DRIVERS = {"mysql": "pymysql", "mariadb": "pymysql", "postgresql": "psycopg"}
+
+
+def driver_problem(url: str | sa.URL) -> str | None:
+    """Why the URL's DBAPI driver cannot be loaded here (None when it can), with the URL
+    prefix of a driver that is installed.
+
+    Why: ``mysql://`` means SQLAlchemy's default MySQL driver, ``mysqlclient``, which cxmon
+    does not install: the config validated, and every poll failed with
+    ``ModuleNotFoundError: No module named 'MySQLdb'`` and nothing about the URL.
+
+    >>> driver_problem("sqlite:///x.db") is None
+    True
+    """
+    parsed = sa.make_url(url)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as exc:
+        backend = parsed.get_backend_name()
+        module = exc.name or str(exc)
+        other = _DRIVERS.get(backend)
+        if not other or other == parsed.get_driver_name():
+            fix = f"; install {module} where cxmon runs"
+        elif importlib.util.find_spec(other) is not None:
+            fix = f"; write {backend}+{other}:// ({other} is installed)"
+        else:
+            fix = f"; pip install {other} and write {backend}+{other}://"
+        return (f"url: the driver of {parsed.drivername}:// ({module}) is not "
+                f"installed{fix}")
+    except Exception:  # a dialect that fails otherwise: the poll will say
+        pass
+    return None
 
 
 def range_problem(query: str, column: str = "ts") -> str | None:
