@@ -141,6 +141,29 @@ def render_template(template: str, values: dict[str, str], *, encode: bool) -> s
     return "".join(out)
 
 
+def _records_hint(body: Any) -> str:
+    """``; the response has records under data: set params.records: data`` when a key of
+    ``body`` (an object) holds a non-empty list of objects, else ``""``.
+
+    Why: a ``records`` path that matches nothing (``items`` for an API answering
+    ``{"data": [...]}``) read as an empty page, so ``validate --poll`` said "no rows in this
+    range" and the metric never had data, with nothing pointing at the path.
+
+    >>> _records_hint({"data": [{"id": 1}], "meta": {"page": 1}})
+    '; the response has records under data: set params.records: data'
+    >>> _records_hint({"data": [], "meta": {}})
+    ''
+    """
+    if not isinstance(body, dict):
+        return ""
+    keys = [str(k) for k, v in body.items()
+            if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+    if not keys:
+        return ""
+    return (f"; the response has records under {', '.join(keys)}: set params.records: "
+            f"{keys[0]}")
+
+
 @register("http_json")
 class HttpJsonSource(HttpSource):
     """Polls a JSON API and maps records to rows with JMESPath."""
@@ -202,12 +225,16 @@ class HttpJsonSource(HttpSource):
         for body in self.http.pages(url, pagination, params=query, records=q.records):
             items = records_expr.search(body)
             if items is None:
-                continue
+                if hint := _records_hint(body):  # the records are evidently elsewhere
+                    raise FatalSourceError(
+                        f"source {self.name}: metric {request.metric}: params.records "
+                        f"({q.records}) selects nothing in the response{hint}")
+                continue  # an API that leaves out an empty list
             if not isinstance(items, list):
                 raise FatalSourceError(
                     f"source {self.name}: metric {request.metric}: params.records "
                     f"({q.records}) selects a {type(items).__name__}, not a list of records"
-                )
+                    + _records_hint(items if isinstance(items, dict) else body))
             rows.extend(self.records(items, parse))
         columns = list(fields) or None
         df = pd.DataFrame(rows, columns=columns)
