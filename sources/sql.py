@@ -3,6 +3,7 @@ parameters (never string formatting), plus the metric's own ``params``."""
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import logging
 import math
@@ -13,7 +14,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from monitor.dburl import url_problem
@@ -55,11 +56,47 @@ class SqlSourceConfig(SourceConfig):
         return value
 
 
+class SqlParams(BaseModel):
+    """A SQL metric's ``params``: bind values, under any name.
+
+    Why a model: a ``:journy`` in the query with ``params: {journey: ...}`` passed
+    ``cxmon validate`` and failed every poll ("A value is required for bind parameter
+    'journy'"); :meth:`query_problems` reports it with the rest of the config."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def query_problems(self, query: Any) -> dict[tuple[str | int, ...], str]:
+        """Bind parameters of ``query`` that no param gives a value, and params named like
+        the poll's own ``since``/``until`` (which the poll would overwrite)."""
+        given = sorted(map(str, self.model_extra or {}))
+        out: dict[tuple[str | int, ...], str] = {}
+        for key in ("since", "until"):
+            if key in given:
+                out[("params", key)] = (f":{key} is the polled range, bound by cxmon; give "
+                                        "this value another name")
+        if not isinstance(query, str):
+            return out
+        missing = sorted(set(sa.text(query)._bindparams) - {"since", "until", *given})
+        given = [g for g in given if g not in ("since", "until")]
+        if missing:
+            name = missing[0]
+            close = difflib.get_close_matches(name, given, n=1)
+            hint = f" (did you mean :{close[0]}?)" if close else ""
+            out[("query",)] = (
+                f"no value for :{name}{hint}: set it in params"
+                + (f" (params: {', '.join(given)})" if given else "")
+                + (f"; also without a value: {', '.join(':' + m for m in missing[1:])}"
+                   if len(missing) > 1 else "")
+                + "; :since and :until are bound by cxmon")
+        return out
+
+
 @register("sql")
 class SqlSource(Source):
     """Runs the metric's ``query`` with ``since``/``until`` bound; one engine per source."""
 
     Config = SqlSourceConfig
+    Params = SqlParams
     config: SqlSourceConfig
 
     def __init__(self, name: str, config: SqlSourceConfig) -> None:  # type: ignore[override]

@@ -114,3 +114,47 @@ def test_a_missing_recommended_driver_says_to_install_it(monkeypatch) -> None:
         "url: the driver of mariadb:// (MySQLdb) is not installed; pip install pymysql and "
         "write mariadb+pymysql://")
     assert driver_problem("mssql+pyodbc://h/db").endswith("; install pyodbc where cxmon runs")
+
+
+# -- bind parameters without a value ---------------------------------------------------------
+
+PARAMS = """
+sources:
+  wh: {{type: sql, url: "sqlite:///{db}"}}
+metrics:
+  - name: conversions
+    source: wh
+    interval: 1h
+    query: "select hour, n from kpi where hour >= :since and hour < :until and site = :sitte"
+    params: {params}
+    timestamp: hour
+    value: n
+"""
+
+
+def _problems(tmp_path: Path, params: str) -> tuple[int, str]:
+    path = tmp_path / "cxmon.yaml"
+    path.write_text(PARAMS.format(db=tmp_path / "x.db", params=params))
+    result = runner.invoke(app, ["validate", "-c", str(path)])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_a_bind_parameter_without_a_value_is_a_config_error_with_its_path(tmp_path) -> None:
+    """``:sitte`` with ``params: {site: uk}`` validated, then every poll failed with "A value
+    is required for bind parameter 'sitte'"."""
+    code, out = _problems(tmp_path, "{site: uk}")
+    assert code == 2
+    assert ("metrics[0].query: no value for :sitte (did you mean :site?): set it in params "
+            "(params: site); :since and :until are bound by cxmon") in out
+
+
+def test_params_named_since_or_until_are_refused(tmp_path) -> None:
+    code, out = _problems(tmp_path, "{sitte: uk, until: '2026-01-01'}")
+    assert code == 2
+    assert "metrics[0].params.until: :until is the polled range, bound by cxmon" in out
+    assert "metrics[0].query" not in out  # :sitte has its value
+
+
+def test_every_bind_value_given_validates(tmp_path) -> None:
+    code, out = _problems(tmp_path, "{sitte: uk, unused: 1}")  # an unused param is fine
+    assert code == 0, out
