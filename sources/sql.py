@@ -81,7 +81,8 @@ class SqlParams(BaseModel):
         if missing:
             name = missing[0]
             close = difflib.get_close_matches(name, given, n=1)
-            hint = f" (did you mean :{close[0]}?)" if close else ""
+            hint = (f" (did you mean :{close[0]}?)" if close else
+                    " (a literal colon before a name in the SQL is written \\:)")
             out[("query",)] = (
                 f"no value for :{name}{hint}: set it in params"
                 + (f" (params: {', '.join(given)})" if given else "")
