@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
         """Poll [start, end) from the metric's source and store the points.
 
         No detection, no alerts; the live cursor is not moved. Safe to re-run."""
+        import monitor.backfill as backfill_module
         from monitor.backfill import align_chunk, backfill, chunks, default_chunk
         from monitor.cli import _load, _open_store, _parse_time, console, err_console
         from monitor.durations import format_duration, parse_duration
@@ -84,10 +86,6 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"store: {exc}")
             raise typer.Exit(1) from None
         stored: list[datetime] = []  # end of the last committed chunk
-        from collections import Counter
-
-        import monitor.backfill as backfill_module
-
         # the source is ours, so the records it drops itself (a malformed line, an
         # unreadable time or ticket) are reported with the rows the frame rejected, as
         # `validate --poll` and a tick count them: the summary said "0 rejected" for them
