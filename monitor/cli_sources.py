@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
         """Poll [start, end) from the metric's source and store the points.
 
         No detection, no alerts; the live cursor is not moved. Safe to re-run."""
+        import monitor.backfill as backfill_module
         from monitor.backfill import align_chunk, backfill, chunks, default_chunk
         from monitor.cli import _load, _open_store, _parse_time, console, err_console
         from monitor.durations import format_duration, parse_duration
@@ -84,6 +86,11 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"store: {exc}")
             raise typer.Exit(1) from None
         stored: list[datetime] = []  # end of the last committed chunk
+        # the source is ours, so the records it drops itself (a malformed line, an
+        # unreadable time or ticket) are reported with the rows the frame rejected, as
+        # `validate --poll` and a tick count them: the summary said "0 rejected" for them
+        src = backfill_module.create_source(m.source, cfg.sources[m.source])
+        skipped_before = Counter(getattr(src, "skipped", None) or {})
         try:
             with Progress(
                 TextColumn("[progress.description]{task.description}"), BarColumn(),
@@ -96,7 +103,8 @@ def register(app: typer.Typer) -> None:
                     stored[:] = [hi]
                     progress.update(task, advance=1, description=f"{metric} {lo:%Y-%m-%d %H:%M}")
 
-                result = backfill(cfg, store, metric, t0, t1, chunk=step, on_chunk=chunk_done)
+                result = backfill(cfg, store, metric, t0, t1, source=src, chunk=step,
+                                  on_chunk=chunk_done)
         except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to finish
             done = f"up to {stored[0]:%Y-%m-%d %H:%M} UTC" if stored else "nothing yet"
             err_console.print(f"backfill of {metric} interrupted: points stored {done}; "
@@ -124,11 +132,15 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         finally:
             store.close()
-        rejected = sum(result.rejected.values())
+            src.close()
+        why = Counter(result.rejected) + (
+            Counter(getattr(src, "skipped", None) or {}) - skipped_before)
+        rejected = sum(why.values())
         console.print(
             f"[green]✓[/] {metric}: {result.start:%Y-%m-%d %H:%M} – {result.end:%Y-%m-%d %H:%M}"
             f" UTC, {result.chunks} chunk(s), {result.rows_in} rows, {result.points} points in "
             f"{result.series} series, {rejected} rejected"
-            + (f" {dict(result.rejected)}" if rejected else ""),
+            + (f" ({', '.join(f'{k} {n}' for k, n in sorted(why.items()))})"
+               if rejected else ""),
             highlight=False,
         )

@@ -39,8 +39,8 @@ def validate(
     )
     from alerts.routing import route_warnings  # a matcher no alert can satisfy: a typo
 
-    for where, text in [*missing_files(cfg), *short_histories(cfg), *display_warnings(cfg),
-                        *route_warnings(cfg.alerting, cfg.metrics)]:
+    for where, text in [*missing_files(cfg), *sql_warnings(cfg), *short_histories(cfg),
+                        *display_warnings(cfg), *route_warnings(cfg.alerting, cfg.metrics)]:
         console.print(f"[yellow]warning[/] {escape(cfg.shown_path(where))}: {escape(text)}",
                       soft_wrap=True)
     if (line := _calendar_summary(cfg)) is not None:
@@ -114,6 +114,27 @@ def short_histories(cfg: MonitorConfig) -> list[tuple[str, str]]:
                             f"{format_duration(period - m.history)} after its first run, "
                             f"{m.name} gets no alerts from it; set history: "
                             f"{format_duration(period)} or more"))
+    return out
+
+
+def sql_warnings(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    """``(config path, message)`` for every ``sql`` source whose URL names a driver that is
+    not installed (``mysql://`` is mysqlclient; the poll would fail), and every ``sql``
+    metric whose query does not bound the polled range with ``:since`` and ``:until``: it
+    works, but each tick reads the whole table and drops nearly all of it, which only
+    showed as a ``before_cursor`` warning at every tick of ``run``."""
+    from sources.sql import SqlSourceConfig, driver_problem, range_problem
+
+    out = []
+    for name, sc in cfg.sources.items():
+        # not a config error: the file may be validated where the driver is not needed
+        if isinstance(sc, SqlSourceConfig) and (problem := driver_problem(
+                sc.url.get_secret_value())):
+            out.append((f"sources.{name}.url", problem.removeprefix("url: ")))
+    for i, m in enumerate(cfg.metrics):
+        if isinstance(cfg.sources.get(m.source), SqlSourceConfig) and m.query and (
+                problem := range_problem(m.query, m.timestamp)):
+            out.append((f"metrics[{i}].query", problem))
     return out
 
 

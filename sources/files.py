@@ -28,6 +28,7 @@ is taken at its first occurrence and one in the skipped hour shifted forward, co
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import json
 import logging
@@ -111,6 +112,9 @@ class FilesSource(Source):
         #: naive times at a clock change of ``timezone`` (``ambiguous``, ``nonexistent``),
         #: counted once per file version as they are parsed
         self.dst_adjusted: Counter[str] = Counter()
+        #: per file, the version (mtime, size) its content digest was taken of, the digest,
+        #: and whether its being a copy was counted and logged already
+        self._digests: dict[str, tuple[tuple[Any, int], str, bool]] = {}
 
     def pattern(self, pattern: str | None = None) -> str:
         """The full path or glob polled: relative ones are taken from ``base_dir``."""
@@ -147,9 +151,19 @@ class FilesSource(Source):
         if not paths:
             return self._nothing(request)
         frames = []
+        contents: dict[str, str] = {}  # digest -> the first file of this poll with it
         for path in paths:
             df = self._read(path)
             if df.columns.empty:
+                continue
+            if (first := self._same_as_another(path, df, contents)) is not None:
+                # its rows in this poll's range are the first file's: not counted twice
+                hit = self._ts_cache.get((first, request.timestamp_column))
+                if hit is not None:
+                    ts = hit[1]
+                    self.skipped["duplicate_file"] += int(
+                        ((ts >= pd.Timestamp(request.since))
+                         & (ts < pd.Timestamp(request.until))).sum())
                 continue
             if request.timestamp_column not in df.columns:
                 raise FatalSourceError(
@@ -166,6 +180,7 @@ class FilesSource(Source):
         live = set(paths)
         self._cache = {p: v for p, v in self._cache.items() if p in live}
         self._ts_cache = {k: v for k, v in self._ts_cache.items() if k[0] in live}
+        self._digests = {p: v for p, v in self._digests.items() if p in live}
         if not frames:  # only empty files (being written): no rows, no columns yet
             return pd.DataFrame()
         return pd.concat(frames, ignore_index=True)
@@ -186,6 +201,43 @@ class FilesSource(Source):
         # logs) and the cursor waits until a file matches.
         raise MissingSourceError(f"source {self.name}: no file matches {full}{where} yet; "
                                    f"metric {request.metric} waits for one (nothing is skipped)")
+
+    def _same_as_another(self, path: str, df: pd.DataFrame,
+                         contents: dict[str, str]) -> str | None:
+        """The file read before ``path`` in this poll with exactly its bytes, or None.
+
+        Why: rows add up, so a second copy in the folder (``kpi (1).csv`` downloaded again,
+        an export re-run under a new name) doubled every count of its range, silently, and
+        the detectors alerted on it. A byte-identical file holds the same records: it is
+        read once; the copy's rows in a poll's range are counted in :attr:`skipped`
+        (``duplicate_file``), and the copy is logged with both names once per file version.
+        Files that overlap only in part cannot be told from new data; de-duplicate those
+        in the export."""
+        stamp = self._cache[path][0] if path in self._cache else (0, 0)
+        held = self._digests.get(path)
+        if held is None or held[0] != stamp:
+            held = (stamp, self._digest(path), False)
+        self._digests[path] = held
+        first = contents.setdefault(held[1], path)
+        if first == path:
+            return None
+        if not held[2]:
+            self._digests[path] = (held[0], held[1], True)
+            log.warning("source %s: %s has the same content as %s: read once (its %d row(s) "
+                        "are not counted twice); remove the copy from the folder", self.name,
+                        Path(path).name, Path(first).name, len(df))
+        return first
+
+    def _digest(self, path: str) -> str:
+        """SHA-256 of a file's bytes (an object's: downloaded again only if :meth:`_read`
+        did not just take it)."""
+        if (remote := self._remote(path)) is not None:
+            return hashlib.sha256(remote.read(path)).hexdigest()
+        sha = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                sha.update(block)
+        return sha.hexdigest()
 
     def _times(self, path: str, df: pd.DataFrame, column: str) -> pd.Series:
         """Parsed timestamps of a file (cached with it); a row whose timestamp cannot be
@@ -236,7 +288,11 @@ class FilesSource(Source):
                     f"source {self.name}: cannot tell the format of {Path(path).name}; "
                     "set format: csv, parquet or jsonl"
                 )
-        src: str | io.BytesIO = path if remote is None else io.BytesIO(remote.read(path))
+        src: str | io.BytesIO = path
+        if remote is not None:  # downloaded once: its digest (duplicate copies) taken now
+            data = remote.read(path)
+            src = io.BytesIO(data)
+            self._digests[path] = (stamp, hashlib.sha256(data).hexdigest(), False)
         try:
             if fmt == "csv":
                 df = self._read_csv(path, src)

@@ -12,8 +12,11 @@ A metric's ``params``:
                 by ``eventName`` and pivoted to one column per step (``funnel_metric``,
                 default ``activeUsers``), plus ``abandoned = first step - last step``
                 (clipped at 0), so a drop-off rate is ``{ratio: [abandoned, started]}``
-``timezone``    the property's reporting time zone (``dateHour`` is local to it; default UTC;
-                the hour repeated when clocks go back is stamped at its first occurrence)
+``timezone``    the property's reporting time zone (``dateHour`` is local to it; the hour
+                repeated when clocks go back is stamped at its first occurrence). Unset: the
+                zone each report says it is in (``metadata.timeZone``), UTC if it says none.
+                Set and different from what the report says: a fatal error naming both,
+                since every hour would be shifted (it was silently read as UTC before)
 
 ``query`` is free text (e.g. ``checkout funnel``); the report is defined by ``params``.
 Pages are fetched with ``limit``/``offset`` until ``rowCount``. Errors: 401/403 (token
@@ -44,13 +47,15 @@ from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from monitor.durations import Seconds
+from monitor.zones import known_zone
 from sources.base import FatalSourceError, PollRequest, SourceConfig
 from sources.deadline import WholeResponseTimeout, with_deadline
 from sources.http import (
@@ -124,7 +129,14 @@ class ReportParams(BaseModel):
     metrics: list[str] = Field(default_factory=list)
     funnel: dict[str, str] = Field(default_factory=dict)
     funnel_metric: str = "activeUsers"
-    timezone: str = "UTC"
+    timezone: str | None = Field(
+        None, description="the property's reporting time zone (an IANA name); default: the "
+        "one the report says (metadata.timeZone)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else known_zone(value)
 
 
 @register("google_analytics")
@@ -140,6 +152,8 @@ class GoogleAnalyticsSource(SdkSource):
         super().__init__(name, config, sleep=sleep, monotonic=monotonic)
         self._client: Any = None
         self._seen: _Seen | None = None
+        #: the zone the property's reports said they are in (``metadata.timeZone``)
+        self._property_zone: str | None = None
 
     def client(self) -> Any:
         if self._client is None:
@@ -195,24 +209,20 @@ class GoogleAnalyticsSource(SdkSource):
             json_object=text.lstrip().startswith("{"))
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
+        return self._fetch(request, again=True)
+
+    def _fetch(self, request: PollRequest, *, again: bool) -> pd.DataFrame:
         p = parse_params(ReportParams, self.name, request)
         if not p.metrics and not p.funnel:
             raise FatalSourceError(
                 f"source {self.name}: metric {request.metric}: set params.metrics or "
                 "params.funnel")
-        try:
-            tz = pd.Timestamp(request.since).tz_convert(p.timezone).tz
-        except Exception:
-            raise FatalSourceError(
-                f"source {self.name}: unknown time zone {p.timezone!r}") from None
-        local_lo = pd.Timestamp(request.since).tz_convert(tz)
-        local_hi = pd.Timestamp(request.until - timedelta(microseconds=1)).tz_convert(tz)
+        zone = p.timezone or self._property_zone
         dims = ["dateHour", *p.dimensions] + (["eventName"] if p.funnel else [])
         metrics = [p.funnel_metric] if p.funnel else list(p.metrics)
         body: dict[str, Any] = {
             "property": f"properties/{self.config.property_id}",
-            "date_ranges": [{"start_date": local_lo.date().isoformat(),
-                             "end_date": local_hi.date().isoformat()}],
+            "date_ranges": [_date_range(request, zone)],
             "dimensions": [{"name": d} for d in dims],
             "metrics": [{"name": m} for m in metrics],
             "keep_empty_rows": False,
@@ -222,7 +232,13 @@ class GoogleAnalyticsSource(SdkSource):
                 "field_name": "eventName",
                 "in_list_filter": {"values": list(dict.fromkeys(p.funnel.values()))},
             }}
-        rows = self.call(lambda: self._all_pages(body))
+        rows, reported = self.call(lambda: self._all_pages(body))
+        zone = self._check_zone(request, p, zone, reported)
+        if zone is None:  # the property changed its zone: the dates asked for may be off
+            if again:
+                return self._fetch(request, again=False)
+            zone = self._property_zone or "UTC"
+        tz = pd.Timestamp(request.since).tz_convert(zone).tz
         df = pd.DataFrame(rows, columns=[*dims, *metrics])
         for m in metrics:
             df[m] = pd.to_numeric(df[m], errors="coerce")
@@ -236,10 +252,38 @@ class GoogleAnalyticsSource(SdkSource):
             df = _pivot_funnel(df, p)
         return df.reset_index(drop=True)
 
-    def _all_pages(self, body: dict[str, Any]) -> list[list[str]]:
+    def _check_zone(self, request: PollRequest, p: ReportParams, asked: str | None,
+                    reported: str | None) -> str | None:
+        """The zone ``dateHour`` is local to, or None when the poll must be asked again.
+
+        Why: GA4 reports ``dateHour`` in the property's time zone, and ``timezone`` used to
+        default to UTC: a property in New York had every hour shifted by five, silently
+        (seasonality, alerts and "newest bucket" all off). The report says its zone
+        (``metadata.timeZone``); unset ``timezone`` follows it, a different one set by hand
+        is an error naming both rather than shifted data."""
+        if reported is not None and not _usable_zone(reported):
+            reported = None
+        if p.timezone is not None:
+            if reported is not None and not _same_zone(p.timezone, reported, request):
+                raise FatalSourceError(
+                    f"source {self.name}: metric {request.metric}: params.timezone is "
+                    f"{p.timezone}, but property {self.config.property_id} reports dateHour "
+                    f"in {reported} (the report's metadata.timeZone), so every hour would be "
+                    f"shifted; set params.timezone: {reported}, or remove it to follow the "
+                    "property")
+            return p.timezone
+        if reported is None:
+            return asked or "UTC"
+        changed = asked is not None and not _same_zone(asked, reported, request)
+        self._property_zone = reported
+        return None if changed else reported
+
+    def _all_pages(self, body: dict[str, Any]) -> tuple[list[list[str]], str | None]:
+        """Every row of the report, and the time zone it says it is in (or None)."""
         from google.analytics.data_v1beta.types import RunReportRequest
 
         out: list[list[str]] = []
+        zone: str | None = None
         offset = 0
         while True:
             req = RunReportRequest(**body, limit=self.config.page_size, offset=offset)
@@ -249,12 +293,13 @@ class GoogleAnalyticsSource(SdkSource):
             if self._seen is not None and not self._seen.json_object:
                 # ``[]`` or ``null`` from a gateway parses as an empty report: not "no data"
                 raise ValueError("the runReport response is not a JSON object")
+            zone = zone or resp.metadata.time_zone or None
             for row in resp.rows:
                 out.append([v.value for v in row.dimension_values]
                            + [v.value for v in row.metric_values])
             offset += len(resp.rows)
             if not resp.rows or offset >= resp.row_count:
-                return out
+                return out, zone
 
     def classify(self, exc: BaseException) -> Classified | None:
         odd = self._unreadable(exc)
@@ -325,6 +370,42 @@ class GoogleAnalyticsSource(SdkSource):
             if transport is not None:
                 transport.close()
             self._client = None
+
+
+def _date_range(request: PollRequest, zone: str | None) -> dict[str, str]:
+    """The report's dates: the local days the poll covers in ``zone``; in an unknown zone
+    (the property's not seen yet) the UTC days widened by one each side, which hold the
+    polled hours in any zone (offsets are within ±14 h)."""
+    lo, hi = pd.Timestamp(request.since), pd.Timestamp(request.until - timedelta(microseconds=1))
+    if zone is None:
+        first, last = (lo - timedelta(days=1)).date(), (hi + timedelta(days=1)).date()
+    else:
+        first, last = lo.tz_convert(zone).date(), hi.tz_convert(zone).date()
+    return {"start_date": first.isoformat(), "end_date": last.isoformat()}
+
+
+def _usable_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _same_zone(a: str, b: str, request: PollRequest) -> bool:
+    """Whether zones ``a`` and ``b`` give the same local times around the poll (``UTC`` and
+    ``Etc/GMT`` are one; ``Europe/London`` and ``UTC`` are not: they differ in summer).
+
+    >>> from datetime import datetime
+    >>> r = PollRequest("m", datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 6, tzinfo=UTC))
+    >>> _same_zone("UTC", "Etc/GMT", r), _same_zone("Europe/London", "UTC", r)
+    (True, False)
+    """
+    if a == b:
+        return True
+    moments = [request.since + timedelta(days=d) for d in range(0, 366, 30)]
+    za, zb = ZoneInfo(a), ZoneInfo(b)
+    return all(t.astimezone(za).utcoffset() == t.astimezone(zb).utcoffset() for t in moments)
 
 
 def _localize(stamps: pd.Series, tz: Any) -> pd.Series:

@@ -34,6 +34,22 @@ class _TooSlow(Exception):
 _PUBLIC_HEADERS = frozenset({"user-agent", "accept"})
 
 
+def _refused_hint(status: int, fix_hint: str) -> str:
+    """What to check for a refused request. A 404 is most often a ``base_url`` that is not
+    the API root (``/prometheus`` missing or extra), which "check the metric's query" did
+    not say; the connector's own hint replaces the generic one (it said both).
+
+    >>> _refused_hint(400, "check the PromQL in the metric's query")
+    "check the PromQL in the metric's query"
+    >>> _refused_hint(404, "")
+    "check the source's base_url (the API root) and the metric's query and parameters"
+    """
+    generic = fix_hint or "check the metric's query and parameters"
+    if status == 404:
+        return f"check the source's base_url (the API root) and {generic.removeprefix('check ')}"
+    return generic
+
+
 def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
     """Same scheme, host and port, or the same host moving from http to https (httpx's rule
     for keeping ``Authorization`` on a redirect)."""
@@ -103,6 +119,13 @@ class HttpClient:
         """Remove every secret value from ``text``."""
         return scrub_secrets(text, self.secrets)
 
+    def _host(self, target: httpx.URL) -> str:
+        """``host:port`` a request went to, for messages (a relative ``target`` is under
+        ``base_url``): "connection failed" alone did not say which server to check."""
+        url = target if target.is_absolute_url else httpx.URL(self.config.base_url or "")
+        port = f":{url.port}" if url.port else ""
+        return self.scrub(f"{url.host}{port}") if url.host else "the server"
+
     def where(self, url: httpx.URL | str) -> str:
         """A URL for messages: host and path, never the query string (it may hold keys)."""
         parts = urlsplit(str(url))
@@ -157,7 +180,7 @@ class HttpClient:
             try:
                 response = self._send(method, target, json=json, data=data, headers=headers)
             except httpx.TimeoutException:
-                last = f"timed out after {self.config.timeout:g}s"
+                last = f"{self._host(target)} timed out after {self.config.timeout:g}s"
             except _TooSlow:
                 last = (f"the response took longer than timeout={self.config.timeout:g}s "
                         "(a body sent slowly)")
@@ -169,7 +192,8 @@ class HttpClient:
                     "an http:// or https:// URL; set the source's base_url, or make the "
                     "metric's query an absolute URL") from None
             except httpx.TransportError as exc:
-                last = f"connection failed ({type(exc).__name__}: {self.scrub(str(exc))})"
+                last = (f"connection to {self._host(target)} failed "
+                        f"({type(exc).__name__}: {self.scrub(str(exc))})")
             else:
                 status = response.status_code
                 if status < 400:
@@ -184,9 +208,7 @@ class HttpClient:
                 if status not in RETRIABLE_STATUS:
                     raise FatalSourceError(
                         f"source {self.source}: {method} {where} was refused (HTTP {status}"
-                        f"{self._detail(response)}); check the metric's query and parameters"
-                        + (f" ({fix_hint})" if fix_hint else "")
-                    )
+                        f"{self._detail(response)}); " + _refused_hint(status, fix_hint))
                 last = f"HTTP {status} from {where}"
             if attempt == attempts:
                 break

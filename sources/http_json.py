@@ -20,6 +20,8 @@ UTC. They are returned in UTC; clock changes are handled as by the files source
 from __future__ import annotations
 
 import difflib
+import logging
+import re
 import string
 from collections import Counter
 from datetime import UTC, datetime
@@ -41,6 +43,8 @@ from sources.http import (
 )
 from sources.registry import register
 from sources.timezones import LocalTimes, parse_times
+
+log = logging.getLogger(__name__)
 
 
 class HttpJsonSourceConfig(HttpSourceConfig, LocalTimes):
@@ -141,6 +145,80 @@ def render_template(template: str, values: dict[str, str], *, encode: bool) -> s
     return "".join(out)
 
 
+_PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+class KeySeen:
+    """Which plain ``fields`` paths (``created_at``, ``source.channel``) name a top-level key
+    that no record of a poll has.
+
+    Why: ``fields: {ts: createdAt}`` for records with ``created_at`` made every value null,
+    so every row was rejected (``27 rejected (bad_timestamp 27)``) with nothing naming the
+    misspelt path. Not an error (an API may leave out an optional key in a quiet hour): a
+    warning with the records' keys and the closest one."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.exprs = {col: expr for col, expr in fields.items() if _PLAIN_PATH.fullmatch(expr)}
+        self.first = {col: expr.split(".", 1)[0] for col, expr in self.exprs.items()}
+        self.found: set[str] = set()
+        self.keys: set[str] = set()
+        self.records = 0
+
+    def see(self, record: Any) -> None:
+        if isinstance(record, dict):
+            self.records += 1
+            self.keys.update(map(str, record))
+            self.found.update(k for k in self.first.values() if k in record)
+
+    def absent(self) -> dict[str, str]:
+        """``{column: message}`` for the paths whose first key no record had.
+
+        >>> seen = KeySeen({"ts": "createdAt", "n": "rating"})
+        >>> seen.see({"created_at": "2026-01-05T10:00Z", "rating": 4})
+        >>> seen.absent()["ts"].split("; ")
+        ["createdAt: no key 'createdAt' in any of the 1 record(s) (did you mean 'created_at'?)", \
+'their keys: created_at, rating']
+        """
+        if not self.records:
+            return {}
+        out = {}
+        listing = ", ".join(sorted(self.keys)[:20])
+        for col, key in self.first.items():
+            if key in self.found:
+                continue
+            close = difflib.get_close_matches(key, sorted(self.keys), n=1, cutoff=0.6)
+            if not close:  # snake_case vs camelCase: compare without _ and case
+                bare = {k.replace("_", "").lower(): k for k in self.keys}
+                close = [bare[b] for b in [key.replace("_", "").lower()] if b in bare]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            out[col] = (f"{self.exprs[col]}: no key {key!r} in any of the {self.records} "
+                        f"record(s){hint}; their keys: {listing}")
+        return out
+
+
+def _records_hint(body: Any) -> str:
+    """``; the response has records under data: set params.records: data`` when a key of
+    ``body`` (an object) holds a non-empty list of objects, else ``""``.
+
+    Why: a ``records`` path that matches nothing (``items`` for an API answering
+    ``{"data": [...]}``) read as an empty page, so ``validate --poll`` said "no rows in this
+    range" and the metric never had data, with nothing pointing at the path.
+
+    >>> _records_hint({"data": [{"id": 1}], "meta": {"page": 1}})
+    '; the response has records under data: set params.records: data'
+    >>> _records_hint({"data": [], "meta": {}})
+    ''
+    """
+    if not isinstance(body, dict):
+        return ""
+    keys = [str(k) for k, v in body.items()
+            if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+    if not keys:
+        return ""
+    return (f"; the response has records under {', '.join(keys)}: set params.records: "
+            f"{keys[0]}")
+
+
 @register("http_json")
 class HttpJsonSource(HttpSource):
     """Polls a JSON API and maps records to rows with JMESPath."""
@@ -154,6 +232,7 @@ class HttpJsonSource(HttpSource):
         #: naive times at a clock change of ``timezone`` (``ambiguous``, ``nonexistent``),
         #: counted at each poll that returns them
         self.dst_adjusted: Counter[str] = Counter()
+        self._warned_fields: set[tuple[str, str]] = set()  # (metric, column) said once
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
         if not request.query:
@@ -187,11 +266,14 @@ class HttpJsonSource(HttpSource):
         }
         pagination = q.pagination or self.config.pagination
 
+        keys = KeySeen(q.fields)
+
         def parse(record: Any) -> dict[str, Any]:
             if not fields:
                 if not isinstance(record, dict):
                     raise SkipRecord("not_an_object")
                 return record
+            keys.see(record)
             row = {col: expr.search(record) for col, expr in fields.items()}
             for col, value in row.items():
                 if isinstance(value, dict | list):
@@ -202,13 +284,22 @@ class HttpJsonSource(HttpSource):
         for body in self.http.pages(url, pagination, params=query, records=q.records):
             items = records_expr.search(body)
             if items is None:
-                continue
+                if hint := _records_hint(body):  # the records are evidently elsewhere
+                    raise FatalSourceError(
+                        f"source {self.name}: metric {request.metric}: params.records "
+                        f"({q.records}) selects nothing in the response{hint}")
+                continue  # an API that leaves out an empty list
             if not isinstance(items, list):
                 raise FatalSourceError(
                     f"source {self.name}: metric {request.metric}: params.records "
                     f"({q.records}) selects a {type(items).__name__}, not a list of records"
-                )
+                    + _records_hint(items if isinstance(items, dict) else body))
             rows.extend(self.records(items, parse))
+        for col, text in keys.absent().items():
+            if (request.metric, col) not in self._warned_fields:
+                self._warned_fields.add((request.metric, col))
+                log.warning("source %s: metric %s: params.fields.%s: %s", self.name,
+                            request.metric, col, text)
         columns = list(fields) or None
         df = pd.DataFrame(rows, columns=columns)
         ts = request.timestamp_column

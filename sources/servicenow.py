@@ -18,7 +18,9 @@ record with a ``count`` column of 1. Aggregate API (when ``group_by`` is set):
 group with ``count``. Either way ``value: count`` and the fields as ``dimensions``.
 
 Time ranges are sent as ``<time_field>>=YYYY-MM-DD HH:MM:SS`` in UTC (give the integration
-user the UTC time zone) and values come back with ``sysparm_display_value=false`` (UTC).
+user the UTC time zone: the first poll that finds a record checks it, see
+:meth:`ServiceNowSource._check_user_zone`) and values come back with
+``sysparm_display_value=false`` (UTC).
 Field and table names are checked against ``[a-z0-9_.]`` so config values cannot extend the
 encoded query. Auth: basic (``username``/``password``) or an OAuth ``token``.
 """
@@ -149,6 +151,11 @@ class ServiceNowSource(HttpSource):
     Params = ServiceNowQuery
     config: ServiceNowSourceConfig
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: (table, time_field) whose values the integration user was seen to get in UTC
+        self._utc_checked: set[tuple[str, str]] = set()
+
     def fetch(self, request: PollRequest) -> pd.DataFrame:
         table = (request.query or "").strip()
         if not NAME.match(table):
@@ -161,9 +168,52 @@ class ServiceNowSource(HttpSource):
         if missing:
             raise FatalSourceError(
                 f"source {self.name}: metric {request.metric}: {q.unfetched_message(missing)}")
-        if q.group_by:
-            return self._aggregate(table, q, request)
-        return self._table(table, q, request)
+        fetch = self._aggregate if q.group_by else self._table
+        frame = fetch(table, q, request)
+        if (table, q.time_field) not in self._utc_checked:
+            self._check_user_zone(table, q, request)
+        return frame
+
+    def _check_user_zone(self, table: str, q: ServiceNowQuery, request: PollRequest) -> None:
+        """Fail when the integration user's time zone is not UTC.
+
+        Why: ServiceNow reads the times of an encoded query in the session user's zone, so
+        for a user in Europe/Berlin ``opened_at>=10:00`` (meant as UTC) selected from 09:00
+        UTC: every bucket silently shifted. One record of the polled range asked with
+        ``sysparm_display_value=all`` shows its stored (UTC) value beside the user's local
+        display value; a difference is a fatal error saying what to set. A range without a
+        record, or a display format other than ``YYYY-MM-DD HH:MM:SS``, cannot tell: the
+        check is tried again at the next poll, or skipped."""
+        params = {
+            "sysparm_query": _encoded(q.time_field, request.since, request.until, q.filter),
+            "sysparm_fields": q.time_field,
+            "sysparm_display_value": "all",
+            "sysparm_exclude_reference_link": "true",
+            "sysparm_limit": 1,
+        }
+        body = self.http.get_json(f"/api/now/table/{table}", params=params, obj=True,
+                                  fix_hint=QUERY_HINT, auth_hint=AUTH_HINT)
+        result = body.get("result")
+        if not isinstance(result, list) or not result or not isinstance(result[0], dict):
+            return  # no record in this range: the next poll checks
+        field = result[0].get(q.time_field)
+        self._utc_checked.add((table, q.time_field))
+        if not isinstance(field, dict):
+            return  # display_value=all not honoured: nothing to compare
+        try:
+            stored = datetime.strptime(str(field.get("value")), TIME_FORMAT)
+            shown = datetime.strptime(str(field.get("display_value")), TIME_FORMAT)
+        except ValueError:
+            return  # the user's own date format: cannot be read reliably
+        if stored != shown:
+            self._utc_checked.discard((table, q.time_field))
+            hours = (shown - stored).total_seconds() / 3600
+            raise FatalSourceError(
+                f"source {self.name}: the ServiceNow user's time zone is not UTC "
+                f"({table}.{q.time_field} {stored:%Y-%m-%d %H:%M} UTC is shown to it as "
+                f"{shown:%H:%M}, {hours:+g} h), and ServiceNow reads the polled range in that "
+                "zone, so every bucket would be shifted; set the integration user's time "
+                "zone to UTC (its user record, Time zone field)")
 
     def _table(self, table: str, q: ServiceNowQuery, request: PollRequest) -> pd.DataFrame:
         fields = [q.time_field, *q.fields]

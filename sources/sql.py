@@ -3,6 +3,8 @@ parameters (never string formatting), plus the metric's own ``params``."""
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import logging
 import math
 import re
@@ -12,7 +14,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from monitor.dburl import url_problem
@@ -43,10 +45,51 @@ class SqlSourceConfig(SourceConfig):
     @classmethod
     def _url_usable(cls, value: SecretStr) -> SecretStr:
         # parsed and its dialect loaded now, so `cxmon validate` catches `url: notaurl`
-        problem = url_problem(value.get_secret_value())
+        text = value.get_secret_value()
+        if text.split("://", 1)[0].split("+", 1)[0].lower() == "postgres":
+            # libpq's and Heroku's spelling, which SQLAlchemy does not know
+            raise ValueError("SQLAlchemy has no 'postgres' dialect: write postgresql+psycopg://"
+                             " (the rest of the URL unchanged)")
+        problem = url_problem(text)
         if problem:
             raise ValueError(problem)
         return value
+
+
+class SqlParams(BaseModel):
+    """A SQL metric's ``params``: bind values, under any name.
+
+    Why a model: a ``:journy`` in the query with ``params: {journey: ...}`` passed
+    ``cxmon validate`` and failed every poll ("A value is required for bind parameter
+    'journy'"); :meth:`query_problems` reports it with the rest of the config."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def query_problems(self, query: Any) -> dict[tuple[str | int, ...], str]:
+        """Bind parameters of ``query`` that no param gives a value, and params named like
+        the poll's own ``since``/``until`` (which the poll would overwrite)."""
+        given = sorted(map(str, self.model_extra or {}))
+        out: dict[tuple[str | int, ...], str] = {}
+        for key in ("since", "until"):
+            if key in given:
+                out[("params", key)] = (f":{key} is the polled range, bound by cxmon; give "
+                                        "this value another name")
+        if not isinstance(query, str):
+            return out
+        missing = sorted(set(sa.text(query)._bindparams) - {"since", "until", *given})
+        given = [g for g in given if g not in ("since", "until")]
+        if missing:
+            name = missing[0]
+            close = difflib.get_close_matches(name, given, n=1)
+            hint = (f" (did you mean :{close[0]}?)" if close else
+                    " (a literal colon before a name in the SQL is written \\:)")
+            out[("query",)] = (
+                f"no value for :{name}{hint}: set it in params"
+                + (f" (params: {', '.join(given)})" if given else "")
+                + (f"; also without a value: {', '.join(':' + m for m in missing[1:])}"
+                   if len(missing) > 1 else "")
+                + "; :since and :until are bound by cxmon")
+        return out
 
 
 @register("sql")
@@ -54,6 +97,7 @@ class SqlSource(Source):
     """Runs the metric's ``query`` with ``since``/``until`` bound; one engine per source."""
 
     Config = SqlSourceConfig
+    Params = SqlParams
     config: SqlSourceConfig
 
     def __init__(self, name: str, config: SqlSourceConfig) -> None:  # type: ignore[override]
@@ -65,9 +109,13 @@ class SqlSource(Source):
     def engine(self) -> sa.Engine:
         if self._engine is None:
             url = sa.make_url(self.config.url.get_secret_value())
-            self._engine = sa.create_engine(
-                url, pool_pre_ping=True,
-                connect_args=_timeout_args(url, self.config.timeout))
+            try:
+                self._engine = sa.create_engine(
+                    url, pool_pre_ping=True,
+                    connect_args=_timeout_args(url, self.config.timeout))
+            except ImportError:  # the URL's default driver (mysql:// is MySQLdb) is missing
+                raise FatalSourceError(
+                    f"source {self.name}: {driver_problem(url)}") from None
             _utc_sessions(self._engine)
         return self._engine
 
@@ -152,6 +200,71 @@ class SqlSource(Source):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+#: per database, the driver the docs name (psycopg is a cxmon dependency; pymysql is pure
+#: Python, ``pip install pymysql``), for a URL naming a driver that is missing
+_DRIVERS = {"mysql": "pymysql", "mariadb": "pymysql", "postgresql": "psycopg"}
+
+
+def driver_problem(url: str | sa.URL) -> str | None:
+    """Why the URL's DBAPI driver cannot be loaded here (None when it can), with the URL
+    prefix of a driver that is installed.
+
+    Why: ``mysql://`` means SQLAlchemy's default MySQL driver, ``mysqlclient``, which cxmon
+    does not install: the config validated, and every poll failed with
+    ``ModuleNotFoundError: No module named 'MySQLdb'`` and nothing about the URL.
+
+    >>> driver_problem("sqlite:///x.db") is None
+    True
+    """
+    parsed = sa.make_url(url)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as exc:
+        backend = parsed.get_backend_name()
+        module = exc.name or str(exc)
+        other = _DRIVERS.get(backend)
+        if not other or other == parsed.get_driver_name():
+            fix = f"; install {module} where cxmon runs"
+        elif importlib.util.find_spec(other) is not None:
+            fix = f"; write {backend}+{other}:// ({other} is installed)"
+        else:
+            fix = f"; pip install {other} and write {backend}+{other}://"
+        return (f"url: the driver of {parsed.drivername}:// ({module}) is not "
+                f"installed{fix}")
+    except Exception:  # a dialect that fails otherwise: the poll will say
+        pass
+    return None
+
+
+def range_problem(query: str, column: str = "ts") -> str | None:
+    """What a metric's SQL misses to read only the polled range, or None (``column``: the
+    metric's timestamp, for the fix the message shows).
+
+    Why: a query without ``:since``/``:until`` (``select ... from kpi``) is valid and
+    polls fine, but every tick reads the whole table and the tick drops all but the polled
+    buckets as ``before_cursor``, a warning each tick and a poll that grows with the table.
+    ``cxmon validate`` says so before the first run.
+
+    >>> range_problem("select ts, n from kpi where ts >= :since and ts < :until") is None
+    True
+    >>> range_problem("select ts, n from kpi")[:34]
+    'uses neither :since nor :until, so'
+    """
+    names = set(sa.text(query)._bindparams)
+    missing = [p for p in ("since", "until") if p not in names]
+    if not missing:
+        return None
+    if len(missing) == 2:
+        return ("uses neither :since nor :until, so every poll reads the whole result and "
+                "all but the polled buckets are dropped (rejected as before_cursor); filter "
+                f"on the timestamp: where {column} >= :since and {column} < :until")
+    if missing == ["until"]:
+        return ("uses :since but not :until, so each poll reads every row after its start (a "
+                f"backfill chunk reads up to now); add: and {column} < :until")
+    return ("uses :until but not :since, so each poll reads every row before its end; "
+            f"add: {column} >= :since and")
 
 
 def _timeout_args(url: sa.URL, seconds: float) -> dict[str, Any]:

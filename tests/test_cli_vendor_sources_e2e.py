@@ -97,11 +97,13 @@ metrics:
 
 
 @contextmanager
-def vendor(kind: str, tmp: Path, **fmt: str) -> Iterator[tuple[FakeServer, Path, str]]:
-    """The fake of ``kind`` running, a config file for it, and the metric's name."""
+def vendor(kind: str, tmp: Path, ga_zone: str = "Etc/GMT",
+           **fmt: str) -> Iterator[tuple[FakeServer, Path, str]]:
+    """The fake of ``kind`` running, a config file for it, and the metric's name
+    (``ga_zone``: the GA4 property's time zone)."""
     with FakeServer() as server:
         if kind == "ga":
-            serve_google_analytics(server, GA_TOKEN)
+            serve_google_analytics(server, GA_TOKEN, time_zone=ga_zone)
             text, metric = GA.format(tmp=tmp, url=server.url, prop=PROPERTY), "checkout_dropoff"
         elif kind == "sf":
             serve_salesforce(server, SF_TOKEN, page_size=5)
@@ -307,16 +309,23 @@ def test_salesforce_error_pages_are_quoted_not_named_by_the_client_class(
     assert_no_secret(out)
 
 
-def test_google_analytics_property_time_zone_is_converted_to_utc_buckets(tmp_path) -> None:
+@pytest.mark.parametrize("given", [True, False])
+def test_google_analytics_property_time_zone_is_converted_to_utc_buckets(
+        tmp_path, given: bool) -> None:
     """``dateHour`` is local to the property: with America/New_York (UTC-5 in January) the
-    local hour 19:00 of 01-04 is stored as the UTC bucket 01-05 00:00."""
-    with vendor("ga", tmp_path) as (server, path, metric):
-        path.write_text(path.read_text().replace(
-            "      funnel:", "      timezone: America/New_York\n      funnel:"))
+    local hour 19:00 of 01-04 is stored as the UTC bucket 01-05 00:00, whether
+    ``params.timezone`` names the zone or is left to the report's ``metadata.timeZone``
+    (it defaulted to UTC and shifted every hour by five)."""
+    with vendor("ga", tmp_path, ga_zone="America/New_York") as (server, path, metric):
+        if given:
+            path.write_text(path.read_text().replace(
+                "      funnel:", "      timezone: America/New_York\n      funnel:"))
         code, out = cli("backfill", "-c", str(path), "--metric", metric, *WINDOW)
         assert code == 0 and "18 points in 3 series" in out, out
         ranges = [b["dateRanges"] for b in (r.json() for r in server.log)]
-    assert ranges[0] == [{"startDate": "2026-01-04", "endDate": "2026-01-05"}]
+    first = {"startDate": "2026-01-04", "endDate": "2026-01-05"} if given else {
+        "startDate": "2026-01-04", "endDate": "2026-01-06"}  # the zone is not known yet
+    assert ranges[0] == [first]
     desktop = stored(tmp_path, metric)['checkout_dropoff{deviceCategory="desktop"}']
     assert sorted(desktop) == HOURS
     local_hours = [19, 20, 21, 22, 23, 0]  # the fake's started = 100 + local hour on desktop

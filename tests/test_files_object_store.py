@@ -175,3 +175,13 @@ metrics:
         assert store.get_cursor("contacts") is not None
         tick = store.ticks()[0]
         assert tick["error"] is None and tick["rows_in"] >= 29
+
+
+def test_a_byte_identical_copy_in_the_bucket_is_read_once(
+        endpoint: str, bucket: tuple[str, object]) -> None:
+    name, s3 = bucket
+    s3.put_object(Bucket=name, Key="exports/day1.csv", Body=csv(range(0, 24)))
+    s3.put_object(Bucket=name, Key="exports/day1 (1).csv", Body=csv(range(0, 24)))
+    src = source(endpoint, f"s3://{name}/exports/*.csv")
+    assert len(src.fetch(request())) == 24
+    assert src.skipped["duplicate_file"] == 24

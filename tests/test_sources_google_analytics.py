@@ -11,7 +11,13 @@ import pytest
 
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError
 from sources.google_analytics import GoogleAnalyticsSource, GoogleAnalyticsSourceConfig
-from tests.fakes.google_analytics import PROPERTY, serve_google_analytics
+from tests.fakes.google_analytics import (
+    DEVICES,
+    EVENTS,
+    PROPERTY,
+    serve_google_analytics,
+    users,
+)
 from tests.fakes.server import FakeServer, Response
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -121,7 +127,7 @@ def test_hour_repeated_when_clocks_go_back_is_kept_not_nat() -> None:
     ``dateHour``; it is stamped at its first occurrence (00:00 UTC), not dropped as NaT."""
     start = datetime(2026, 10, 24, 22, tzinfo=UTC)  # local midnight
     with FakeServer() as server:
-        serve_google_analytics(server, TOKEN, max_limit=1000)
+        serve_google_analytics(server, TOKEN, max_limit=1000, time_zone="Europe/Paris")
         df = ga(server).fetch(PollRequest(
             "s", start, start + timedelta(hours=5), "sessions",
             {"metrics": ["sessions"], "timezone": "Europe/Paris"}, "timestamp"))
@@ -138,3 +144,87 @@ def test_excerpt_cut_inside_the_token_does_not_show_its_start() -> None:
         with pytest.raises(RetriableSourceError) as info:
             ga(server).fetch(REQUEST)
     assert "ya29" not in str(info.value)
+
+
+def _hours(df: pd.DataFrame) -> list[pd.Timestamp]:
+    return sorted(set(df["timestamp"]))
+
+
+def _sessions_at(local_hour: int) -> int:
+    """The fake's sessions of one local hour, summed over its devices and events."""
+    return sum(users(e, datetime(2026, 1, 5, local_hour), d) for e in EVENTS for d in DEVICES)
+
+
+@pytest.mark.parametrize("given", [None, "America/New_York"])
+def test_datehour_is_read_in_the_zone_the_property_reports(given: str | None) -> None:
+    """GA4's ``dateHour`` is local to the property. ``timezone`` defaulted to UTC, so a
+    New York property's hours were read five hours early, silently. Unset, the zone of the
+    report (``metadata.timeZone``) is used; set to the same zone, it is used as is."""
+    start = datetime(2026, 1, 5, 15, tzinfo=UTC)  # 10:00 in New York
+    params = {"metrics": ["sessions"], **({"timezone": given} if given else {})}
+    with FakeServer() as server:
+        state = serve_google_analytics(server, TOKEN, max_limit=1000,
+                                       time_zone="America/New_York")
+        src = ga(server)
+        df = src.fetch(PollRequest("s", start, start + timedelta(hours=2), "sessions", params,
+                                   "timestamp"))
+        again = src.fetch(PollRequest("s", start, start + timedelta(hours=2), "sessions",
+                                      params, "timestamp"))
+    assert _hours(df) == [pd.Timestamp(start), pd.Timestamp(start + timedelta(hours=1))]
+    # the fake's sessions grow with the local hour: 10:00 local, not 15:00
+    assert df["sessions"].min() == _sessions_at(10)
+    assert _hours(again) == _hours(df)
+    # once known, the property's zone picks the dates asked for
+    assert state["requests"][-1]["dateRanges"] == [{"startDate": "2026-01-05",
+                                                    "endDate": "2026-01-05"}]
+
+
+def test_a_timezone_other_than_the_propertys_is_a_fatal_error_naming_both() -> None:
+    """Shifted hours would be scored and alerted on as if right: stop and say what to set."""
+    with FakeServer() as server:
+        serve_google_analytics(server, TOKEN, max_limit=1000, time_zone="America/New_York")
+        with pytest.raises(FatalSourceError) as err:
+            ga(server).fetch(PollRequest("s", T0, T0 + timedelta(hours=2), "sessions",
+                                         {"metrics": ["sessions"],
+                                          "timezone": "Europe/London"}, "timestamp"))
+    assert "params.timezone is Europe/London" in str(err.value)
+    assert "set params.timezone: America/New_York" in str(err.value)
+
+
+def test_equivalent_zone_names_agree_and_a_report_without_zone_keeps_utc() -> None:
+    """``UTC`` for a property reporting ``Etc/GMT`` is the same clock: no error. A report
+    that names no zone (an older proxy) is read in UTC, as before."""
+    with FakeServer() as server:
+        serve_google_analytics(server, TOKEN, max_limit=1000, time_zone="Etc/GMT")
+        df = ga(server).fetch(PollRequest("s", T0, T0 + timedelta(hours=2), "sessions",
+                                          {"metrics": ["sessions"], "timezone": "UTC"},
+                                          "timestamp"))
+    assert _hours(df) == [pd.Timestamp(T0), pd.Timestamp(T0 + timedelta(hours=1))]
+    with FakeServer() as server:
+        serve_google_analytics(server, TOKEN, max_limit=1000, time_zone=None)
+        df = ga(server).fetch(REQUEST)
+    assert _hours(df) == [pd.Timestamp(T0), pd.Timestamp(T0 + timedelta(hours=1))]
+
+
+def test_a_property_that_changes_its_zone_is_followed() -> None:
+    """An admin moves the property to another zone: the next poll asks again with the new
+    zone's dates instead of reading hours of the wrong days."""
+    start = datetime(2026, 1, 5, 2, tzinfo=UTC)  # 21:00 the day before in New York
+    with FakeServer() as server:
+        serve_google_analytics(server, TOKEN, max_limit=1000, time_zone="UTC")
+        src = ga(server)
+        src.fetch(REQUEST)
+        serve_google_analytics(server, TOKEN, max_limit=1000, time_zone="America/New_York")
+        df = src.fetch(PollRequest("s", start, start + timedelta(hours=1), "sessions",
+                                   {"metrics": ["sessions"]}, "timestamp"))
+    assert _hours(df) == [pd.Timestamp(start)]
+    assert df["sessions"].min() == _sessions_at(21)
+
+
+def test_an_unknown_timezone_is_a_config_error_with_a_suggestion() -> None:
+    from pydantic import ValidationError
+
+    from sources.google_analytics import ReportParams
+
+    with pytest.raises(ValidationError, match="Europe/Paris"):
+        ReportParams(metrics=["sessions"], timezone="Europe/Pariss")

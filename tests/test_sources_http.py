@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
+import httpx
 import pytest
 
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError
@@ -135,7 +136,11 @@ def test_timeout_is_retriable() -> None:
     cfg = HttpSourceConfig(type="x", base_url="http://127.0.0.1:9", timeout=0.5,
                            retry={"attempts": 2, "backoff": 0})
     client = HttpClient("api", cfg, sleep=lambda s: None)
-    with pytest.raises(RetriableSourceError, match=r"connection failed|timed out") as err:
+    # the message names the server (a relative path is under base_url): "connection
+    # failed" alone did not say which one to check
+    with pytest.raises(RetriableSourceError,
+                       match=r"connection to 127\.0\.0\.1:9 failed|127\.0\.0\.1:9 timed out"
+                       ) as err:
         client.request("GET", "/x")
     assert client.requests == 2
     # the source cannot know who retries next: a backfill that gave up printed "(will retry
@@ -232,3 +237,17 @@ def test_basic_auth_echoed_in_an_error_body_is_scrubbed() -> None:
     assert "HTTP 401" in str(err.value)
     assert "c3ZjOnB3LXMzY3JldA" not in str(err.value)
     assert "***" in str(err.value)
+
+
+def test_a_404_points_at_base_url_and_the_connectors_hint_is_said_once() -> None:
+    """A 404 is mostly a base_url that is not the API root; "check the metric's query and
+    parameters (check the PromQL in the metric's query)" said neither that nor once."""
+    transport = httpx.MockTransport(lambda r: httpx.Response(404, text="404 page not found"))
+    cfg = HttpSourceConfig(type="x", base_url="http://prom.example/prom")
+    client = HttpClient("prom", cfg, sleep=lambda s: None, transport=transport)
+    with pytest.raises(FatalSourceError) as err:
+        client.request("GET", "/api/v1/query_range",
+                       fix_hint="check the PromQL in the metric's query")
+    assert str(err.value).endswith(
+        "check the source's base_url (the API root) and the PromQL in the metric's query")
+    assert str(err.value).count("check") == 1

@@ -245,7 +245,8 @@ def test_ga_funnel_dropoff_by_device() -> None:
             {"dimensions": ["deviceCategory"],
              "funnel": {"started": "begin_checkout", "completed": "purchase"}}, "timestamp"))
     body = state["requests"][0]
-    assert body["dateRanges"] == [{"startDate": "2026-01-05", "endDate": "2026-01-05"}]
+    # the property's zone is not known before its first report: a day more each side
+    assert body["dateRanges"] == [{"startDate": "2026-01-04", "endDate": "2026-01-06"}]
     assert body["dimensionFilter"]["filter"]["inListFilter"]["values"] == [
         "begin_checkout", "purchase"]
     assert len(df) == 4  # 2 hours x 2 devices
@@ -256,7 +257,7 @@ def test_ga_funnel_dropoff_by_device() -> None:
 
 def test_ga_plain_metrics_and_property_timezone() -> None:
     with FakeServer() as server:
-        serve_google_analytics(server, "tok", max_limit=7)
+        serve_google_analytics(server, "tok", max_limit=7, time_zone="Europe/Paris")
         df = ga(server).fetch(PollRequest(
             "sessions", T0, T0 + timedelta(hours=2), "sessions",
             {"dimensions": ["deviceCategory"], "metrics": ["sessions"],
@@ -312,3 +313,37 @@ metrics:
     assert "metrics[0].interval" in str(err.value)
     shown = {"15m": "15m", "90m": "1h30m"}[interval]
     assert f"interval {shown} is finer than, or not a multiple of, the 1h grain" in str(err.value)
+
+
+@pytest.mark.parametrize("group_by", [[], ["category"]])
+def test_servicenow_user_not_in_utc_is_a_fatal_error_saying_what_to_set(group_by) -> None:
+    """ServiceNow reads an encoded query's times in the user's zone: for a Berlin user the
+    poll of 00:00-06:00 UTC selected 23:00-05:00 UTC, every bucket shifted, silently."""
+    params = {"fields": ["category"], **({"group_by": group_by} if group_by else {})}
+    with FakeServer() as server:
+        serve_servicenow(server, "u", "p", user_zone="Europe/Berlin")
+        src = servicenow(server)
+        for _ in range(2):  # and again at the next poll, until it is fixed
+            with pytest.raises(FatalSourceError) as err:
+                src.fetch(PollRequest("inc", T0, T6, "incident", params, "opened_at"))
+            assert "time zone is not UTC" in str(err.value)
+            assert "00:15 UTC is shown to it as 01:15, +1 h" in str(err.value)
+            assert "set the integration user's time zone to UTC" in str(err.value)
+
+
+def test_servicenow_utc_user_is_checked_once_and_other_formats_are_not_guessed() -> None:
+    with FakeServer() as server:
+        serve_servicenow(server, "u", "p")
+        src = servicenow(server)
+        for _ in range(3):
+            src.fetch(PollRequest("inc", T0, T6, "incident", {"fields": ["category"]},
+                                  "opened_at"))
+        asked = [r.query.get("sysparm_display_value")
+                 for r in server.requests_to("/api/now/table/incident")]
+    assert asked.count("all") == 1  # one small request, the first poll only
+    with FakeServer() as server:  # a user date format such as 05.01.2026 01:15: no guess
+        serve_servicenow(server, "u", "p", user_zone="Europe/Berlin",
+                         display_format="%d.%m.%Y %H:%M")
+        df = servicenow(server).fetch(PollRequest("inc", T0, T6, "incident",
+                                                  {"fields": ["category"]}, "opened_at"))
+    assert len(df) == 12

@@ -24,7 +24,10 @@ def users(event: str, hour: datetime, device: str) -> int:
     return EVENTS[event] + hour.hour + (7 if device == "mobile" else 0)
 
 
-def serve_google_analytics(server: FakeServer, token: str, *, max_limit: int = 5) -> dict:
+def serve_google_analytics(server: FakeServer, token: str, *, max_limit: int = 5,
+                           time_zone: str | None = "Etc/GMT") -> dict:
+    """Serve runReport; ``time_zone`` is the property's (``metadata.timeZone``; None: the
+    response does not say), and ``dateHour`` is local to it."""
     state: dict[str, Any] = {"requests": []}
 
     def run_report(req: Request) -> Response:
@@ -76,7 +79,8 @@ def serve_google_analytics(server: FakeServer, token: str, *, max_limit: int = 5
         out = {"dimensionHeaders": [{"name": d} for d in dims],
                "metricHeaders": [{"name": m, "type": "TYPE_INTEGER"} for m in mets],
                "rowCount": len(rows), "kind": "analyticsData#runReport",
-               "metadata": {"currencyCode": "GBP", "timeZone": "Etc/GMT"}}
+               "metadata": {"currencyCode": "GBP",
+                            **({"timeZone": time_zone} if time_zone else {})}}
         if page:
             out["rows"] = page
         return Response(200, out)

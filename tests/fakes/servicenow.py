@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from tests.fakes.server import FakeServer, Request, Response
 
@@ -36,7 +37,16 @@ def _window(query: str) -> tuple[str, datetime, datetime]:
     return m.group(1), lo, hi
 
 
-def serve_servicenow(server: FakeServer, user: str, password: str) -> None:
+def serve_servicenow(server: FakeServer, user: str, password: str, *,
+                     user_zone: str = "UTC", display_format: str = FMT) -> None:
+    """``user_zone``/``display_format``: the user's time zone and date format, in which
+    ``sysparm_display_value=all`` shows times beside their stored UTC value."""
+    zone = ZoneInfo(user_zone)
+
+    def shown(value: str) -> str:
+        utc = datetime.strptime(value, FMT).replace(tzinfo=UTC)
+        return utc.astimezone(zone).strftime(display_format)
+
     expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     server.auth_check = lambda r: r.headers.get("authorization") == expected
     rows = incidents()
@@ -55,6 +65,9 @@ def serve_servicenow(server: FakeServer, user: str, password: str) -> None:
         off = int(req.query.get("sysparm_offset", 0))
         fields = req.query.get("sysparm_fields", "").split(",")
         page = [{f: r.get(f, "") for f in fields} for r in sel[off:off + limit]]
+        if req.query.get("sysparm_display_value") == "all":
+            page = [{f: {"value": v, "display_value": shown(v) if f == "opened_at" else v}
+                     for f, v in rec.items()} for rec in page]
         headers = {"X-Total-Count": str(len(sel))}
         if off + limit < len(sel):
             q = {**req.query, "sysparm_offset": off + limit, "sysparm_limit": limit}
