@@ -132,10 +132,16 @@ def test_the_lag_alert_names_the_metric_it_fires_for(tmp_path: Path) -> None:
 
 def _doc_command_lines() -> list[tuple[str, str]]:
     """``(doc, command line)`` for every ``cxmon ...`` line of a code block in the README and
-    the runbook (continuation lines joined, comments and redirections cut), as pasted."""
+    the runbook, and of the example configs' comments (continuation lines joined, comments and
+    redirections cut), as pasted."""
     out = []
-    for doc in (DOCS.parent / "README.md", DOCS / "operations.md"):
-        for body in re.findall(r"```\w*\n(.*?)```", doc.read_text(), re.S):
+    examples = sorted([*(DOCS.parent / "examples").rglob("*.yaml"),
+                       *(DOCS.parent / "monitor" / "examples").glob("*.yaml")])
+    for doc in (DOCS.parent / "README.md", DOCS / "operations.md", *examples):
+        text = doc.read_text()
+        if doc.suffix == ".yaml":  # its indented comment lines are the one block
+            text = "```\n" + "\n".join(re.findall(r"^#\s{2,}(.*)$", text, re.M)) + "\n```"
+        for body in re.findall(r"```\w*\n(.*?)```", text, re.S):
             for line in re.sub(r"\\\n\s*", " ", body).splitlines():
                 line = re.sub(r"^(\$ |ExecStart(Pre)?=\S*/|[A-Z_]+=\S+ |.*\| )", "", line.strip())
                 if line.startswith("cxmon "):
