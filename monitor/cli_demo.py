@@ -148,9 +148,18 @@ def _demo_explore_hint(store: str, start: datetime, end: datetime) -> None:
         + f"  export CXMON_DEMO_STORE='{store}' CXMON_DEMO_ANCHOR='{start.isoformat()}' "
         f"CXMON_DEMO_HOLIDAY='{demo_holiday(start)}'\n"
         f"  {cxmon} anomalies -c {demo_yaml}      # then: alerts status, feedback, silence, ...\n"
-        f"  {cxmon} backtest -c {demo_yaml} {period}   # the same 4 weeks, replayed",
+        f"  {cxmon} backtest -c {demo_yaml} {period}   # the same {_span(end - start)}, replayed",
         highlight=False, soft_wrap=True,
     )
+
+
+def _span(length: timedelta) -> str:
+    """The replayed period as the hint names it: ``4 weeks`` for the default 28 days (what
+    the README shows), else its days (``--days 10``: ``10 days``, not "4 weeks")."""
+    days = length.days
+    if days % 7 == 0:
+        return f"{days // 7} week{'s' if days > 7 else ''}"
+    return f"{days} day{'s' if days > 1 else ''}"
 
 
 def demo_holiday(start: datetime) -> str:

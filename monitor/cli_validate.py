@@ -143,6 +143,7 @@ def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:
     file now, and every Google Analytics ``credentials_file`` that does not exist: not an
     error (a drop folder may still be empty, a key may be mounted at start), but usually a
     typo or the wrong folder, which ``run`` would only reveal at its first tick."""
+    from sources.base import SourceError
     from sources.files import FilesSource, FilesSourceConfig
     from sources.google_analytics import GoogleAnalyticsSourceConfig
 
@@ -156,12 +157,17 @@ def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:
         if not isinstance(sc, FilesSourceConfig):
             continue
         src = FilesSource(name, sc)
-        if not src.files():
-            out.append((f"sources.{name}.path", f"no file matches {src.pattern()} (yet)"))
-        for i, m in enumerate(cfg.metrics):
-            if m.source == name and m.query and not src.files(m.query):
-                out.append((f"metrics[{i}].query",
-                            f"no file matches {src.pattern(m.query)} (yet)"))
+        checks = [(f"sources.{name}.path", None)]
+        checks += [(f"metrics[{i}].query", m.query) for i, m in enumerate(cfg.metrics)
+                   if m.source == name and m.query]
+        for where, query in checks:
+            try:
+                found = src.files(query)
+            except SourceError as exc:  # an object store without credentials, say
+                out.append((where, f"cannot check it now: {exc}"))
+                break  # the same error for every glob of this source
+            if not found:
+                out.append((where, f"no file matches {src.pattern(query)} (yet)"))
     return sorted(out, key=lambda w: not w[0].startswith("sources"))  # as in the file
 
 

@@ -121,6 +121,31 @@ def test_validate_warns_when_a_files_path_matches_nothing(tmp_path: Path) -> Non
     ]
 
 
+def test_validate_warns_instead_of_crashing_when_a_bucket_cannot_be_listed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config ``cxmon import lookout`` writes for an S3 metric set reads the bucket: on a
+    machine without AWS credentials ``validate`` printed a traceback (exit 1) instead of
+    passing with a warning, as it does for a drop folder that is still empty."""
+    from sources.base import FatalSourceError
+    from sources.files import FilesSource
+
+    def no_credentials(self: FilesSource, pattern: str | None = None) -> list[str]:
+        raise FatalSourceError(f"source {self.name}: no credentials for {self.pattern(pattern)}")
+
+    monkeypatch.setattr(FilesSource, "files", no_credentials)
+    text = (
+        "sources:\n  s3: {type: files, path: 's3://bucket/exports/*.csv'}\n"
+        "metrics:\n"
+        "  - {name: a, source: s3, timestamp: ts, value: n, history: 7d}\n"
+        "  - {name: b, source: s3, query: 'surveys/*.csv', timestamp: ts, value: n, "
+        "history: 7d}\n"
+    )
+    assert validate_warnings(tmp_path, text) == [
+        "warning sources.s3.path: cannot check it now: source s3: no credentials for "
+        "s3://bucket/exports/*.csv",
+    ]
+
+
 def test_config_schema_is_json_schema() -> None:
     result = runner.invoke(app, ["config-schema"])
     assert result.exit_code == 0

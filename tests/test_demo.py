@@ -183,6 +183,13 @@ def test_demo_hint_names_the_venv_cxmon_when_cxmon_is_not_on_the_path(
     cli_demo._demo_explore_hint("sqlite:////tmp/x/demo.db", ANCHOR, ANCHOR + timedelta(days=28))
     text = out.getvalue()
     assert "source " not in text and "  cxmon anomalies -c " in text
+    assert "# the same 4 weeks, replayed" in text  # as the README shows it
+
+    # --days 10 replays 10 days: the backtest line said "the same 4 weeks" all the same
+    out.seek(0)
+    out.truncate()
+    cli_demo._demo_explore_hint("sqlite:////tmp/x/demo.db", ANCHOR, ANCHOR + timedelta(days=10))
+    assert "# the same 10 days, replayed" in out.getvalue()
 
 
 def test_demo_hint_backtest_replays_the_demo_period(

@@ -1,4 +1,5 @@
-"""docs/operations.md and its Prometheus rules: what an SRE copies must work as written."""
+"""docs/operations.md, its Prometheus rules and the commands it and the README give: what an SRE
+copies must work as written."""
 
 from __future__ import annotations
 
@@ -127,3 +128,80 @@ def test_the_lag_alert_names_the_metric_it_fires_for(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout
+
+
+def _doc_command_lines() -> list[tuple[str, str]]:
+    """``(doc, command line)`` for every ``cxmon ...`` line of a code block in the README and
+    the runbook, and of the example configs' comments (continuation lines joined, comments and
+    redirections cut), as pasted."""
+    out = []
+    examples = sorted([*(DOCS.parent / "examples").rglob("*.yaml"),
+                       *(DOCS.parent / "monitor" / "examples").glob("*.yaml")])
+    for doc in (DOCS.parent / "README.md", DOCS / "operations.md", *examples):
+        text = doc.read_text()
+        if doc.suffix == ".yaml":  # its indented comment lines are the one block
+            text = "```\n" + "\n".join(re.findall(r"^#\s{2,}(.*)$", text, re.M)) + "\n```"
+        for body in re.findall(r"```\w*\n(.*?)```", text, re.S):
+            for line in re.sub(r"\\\n\s*", " ", body).splitlines():
+                line = re.sub(r"^(\$ |ExecStart(Pre)?=\S*/|[A-Z_]+=\S+ |.*\| )", "", line.strip())
+                if line.startswith("cxmon "):
+                    out.append((doc.name, re.split(r" #| >| <", line)[0]))
+    return out
+
+
+def test_every_documented_command_line_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copied command with a renamed or misspelt option, or a missing argument, fails in the
+    user's shell; here each one goes through the command's own parser (the runbook's lines
+    take the config from CXMON_CONFIG, as its unit file sets it)."""
+    import shlex
+
+    from typer.main import get_command
+
+    from monitor.cli import app
+
+    monkeypatch.setenv("CXMON_CONFIG", "cxmon.yaml")
+    root = get_command(app)
+    lines = _doc_command_lines()
+    wrong, parsed = [], 0
+    for doc, line in lines:
+        words = shlex.split(re.sub(r"\[([^]]*)\]", r"\1", line).replace("...", ""))[1:]
+        cmd, path = root, []
+        while words and words[0] in getattr(cmd, "commands", {}):
+            cmd, path = cmd.commands[words[0]], [*path, words.pop(0)]
+        if hasattr(cmd, "commands"):
+            wrong.append(f"{doc}: {line}: no such command")
+            continue
+        try:
+            cmd.make_context(" ".join(["cxmon", *path]), words)
+            parsed += 1
+        except Exception as exc:  # click's usage errors: what the user would see
+            wrong.append(f"{doc}: {line}: {getattr(exc, 'format_message', exc.__str__)()}")
+    assert not wrong, wrong
+    assert parsed >= 40, parsed  # the README's and the runbook's blocks were all found
+
+
+def test_every_inline_command_uses_real_options() -> None:
+    """The prose names commands too (`cxmon backtest --no-feedback`): each option it gives
+    exists on that command."""
+    from typer.main import get_command
+
+    from monitor.cli import app
+
+    root = get_command(app)
+    wrong, seen = [], 0
+    for doc in (DOCS.parent / "README.md", DOCS / "operations.md"):
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S).replace("\n", " ")
+        for span in re.findall(r"`cxmon ([a-z][^`]*)`", text):
+            words = span.replace("[", " ").replace("]", " ").replace("|", " ").split()
+            cmd, path = root, []
+            while words and words[0] in getattr(cmd, "commands", {}):
+                cmd, path = cmd.commands[words[0]], [*path, words.pop(0)]
+            if not path:
+                continue  # prose such as `cxmon running: ...`, a log line
+            opts = {o for p in getattr(cmd, "params", []) for o in (*p.opts, *p.secondary_opts)}
+            for w in words:
+                if w.startswith("-") and w != "-" and w.split("=")[0] not in opts:
+                    wrong.append(f"{doc.name}: `cxmon {span}`: {w}")
+            seen += 1
+    assert not wrong, wrong
+    assert seen >= 100, seen
