@@ -143,6 +143,7 @@ def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:
     file now, and every Google Analytics ``credentials_file`` that does not exist: not an
     error (a drop folder may still be empty, a key may be mounted at start), but usually a
     typo or the wrong folder, which ``run`` would only reveal at its first tick."""
+    from sources.base import SourceError
     from sources.files import FilesSource, FilesSourceConfig
     from sources.google_analytics import GoogleAnalyticsSourceConfig
 
@@ -156,12 +157,18 @@ def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:
         if not isinstance(sc, FilesSourceConfig):
             continue
         src = FilesSource(name, sc)
-        if not src.files():
-            out.append((f"sources.{name}.path", f"no file matches {src.pattern()} (yet)"))
-        for i, m in enumerate(cfg.metrics):
-            if m.source == name and m.query and not src.files(m.query):
-                out.append((f"metrics[{i}].query",
-                            f"no file matches {src.pattern(m.query)} (yet)"))
+        globs = [(f"sources.{name}.path", None)] + [
+            (f"metrics[{i}].query", m.query) for i, m in enumerate(cfg.metrics)
+            if m.source == name and m.query]
+        for where, query in globs:
+            try:
+                found = src.files(query)
+            except SourceError as exc:  # an object store that cannot be listed from here
+                out.append((where, f"{str(exc).removeprefix(f'source {name}: ')} (a tick "
+                            "would fail the same way)"))
+                break  # the same cause for every glob of this source
+            if not found:
+                out.append((where, f"no file matches {src.pattern(query)} (yet)"))
     return sorted(out, key=lambda w: not w[0].startswith("sources"))  # as in the file
 
 

@@ -141,6 +141,16 @@ class RemoteFiles:
             raise
         except ImportError:
             raise FatalSourceError(f"source {self.source}: {protocol_problem(where)}") from None
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            package = PACKAGES.get(self.protocol, f"the fsspec package for {self.protocol}://")
+            m = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+            hint = (" (S3 and S3-compatible stores: endpoint_url, key, secret, token, "
+                    "client_kwargs, config_kwargs)" if package == "s3fs" else "")
+            raise FatalSourceError(scrub_secrets(
+                f"source {self.source}: storage_options: {package} has no option "
+                f"{m.group(1) if m else '?'!r}{hint}", self._secrets)) from None
         except PermissionError as exc:
             raise FatalSourceError(self._say(where, "access denied", exc)) from None
         except Exception as exc:

@@ -185,3 +185,33 @@ def test_a_byte_identical_copy_in_the_bucket_is_read_once(
     src = source(endpoint, f"s3://{name}/exports/*.csv")
     assert len(src.fetch(request())) == 24
     assert src.skipped["duplicate_file"] == 24
+
+
+def test_validate_warns_instead_of_crashing_when_a_bucket_cannot_be_listed(
+        tmp_path: Path) -> None:
+    """Plain ``validate`` lists each files glob: an unreachable endpoint, missing
+    credentials or a misspelt storage option is a warning naming the source, not a
+    traceback."""
+    config = tmp_path / "cxmon.yaml"
+    config.write_text(f"""\
+sources:
+  down:
+    type: files
+    path: s3://bucket/exports/*.csv
+    storage_options: {{endpoint_url: "http://127.0.0.1:9", key: testing, secret: "{SECRET}",
+                      config_kwargs: {{retries: {{max_attempts: 1}}, connect_timeout: 2}}}}
+  typo:
+    type: files
+    path: s3://bucket/exports/*.csv
+    storage_options: {{endpoint: "http://127.0.0.1:9", key: testing, secret: "{SECRET}"}}
+metrics:
+  - {{name: a, source: down, interval: 1h, timestamp: hour, value: contacts}}
+  - {{name: b, source: typo, interval: 1h, timestamp: hour, value: contacts}}
+""")
+    result = CliRunner().invoke(app, ["validate", "-c", str(config)], env={"COLUMNS": "300"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 0, result.output
+    assert "warning sources.down.path: cannot read s3://bucket/exports/*.csv" in result.output
+    assert "warning sources.typo.path: storage_options: s3fs has no option 'endpoint' " \
+           "(S3 and S3-compatible stores: endpoint_url" in result.output
+    assert SECRET not in result.output
