@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from monitor.config.includes import Included, expand_includes
+from monitor.config.includes import Included, expand_includes, shown_in_message
 from monitor.config.interpolation import UNSET_PREFIX, _Interpolator, _scrub
 from monitor.config.problems import _child, _problems_from, format_path
 from monitor.config.root import MonitorConfig
@@ -160,7 +160,8 @@ class _Where:
             return Problem(format_path(loc), message)
         part, local = self.included.locate(loc)
         file = None if part is None else self.included.parts[part].name
-        return Problem(format_path(local), message, file)
+        return Problem(format_path(local), shown_in_message(self.included, message, file),
+                       file)
 
 
 def _booleans_taken_as_numbers(raw: Any, value: Any, loc: Loc) -> Iterator[Loc]:
