@@ -217,3 +217,14 @@ def test_a_name_used_twice_points_at_the_first_one_in_its_own_file(tmp_path: Pat
             "teams/support.yaml: metrics[0])") in shown, shown
     assert ("teams/zz.yaml: alerting.receivers[0].name: duplicate receiver name 'ops' (first "
             "at alerting.receivers[0] of the main config)") in shown, shown
+
+
+def test_a_typo_in_include_is_the_only_problem_of_a_main_file_without_metrics(
+        tmp_path: Path) -> None:
+    main = "include: [team/*.yaml]\nstore: sqlite:///{db}\n"
+    found = problems(tree(tmp_path, main, support=SUPPORT))
+    assert [p.path for p in found] == ["include[0]"], [str(p) for p in found]
+    # without include, a file with no metrics still says so
+    with pytest.raises(ConfigError) as err:
+        parse_config("store: sqlite://\n", env={})
+    assert "metrics" in [p.path for p in err.value.problems]

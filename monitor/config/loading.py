@@ -110,6 +110,11 @@ def _validate_document(
         persist = _problems_with_stand_ins(data, unset)
         kept = [p for p in kept if (p[0], p[1]) in persist]
     kept = found[:own] + kept
+    if included is not None and included.problems:
+        # a typo in include (or an unreadable team file) explains a main file without
+        # sources or metrics: that problem alone says what to fix
+        kept = [p for p in kept if not (p[0] in (("sources",), ("metrics",))
+                                        and p[1].startswith("missing required key"))]
     if config is not None:  # pydantic's lax mode reads true as 1: a slip, not a number
         kept += [(loc, "expected a number, not a boolean", where.of(loc))
                  for loc in _booleans_taken_as_numbers(data, config, ())]
