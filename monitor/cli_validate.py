@@ -168,7 +168,9 @@ def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:
                             "would fail the same way)"))
                 break  # the same cause for every glob of this source
             if not found:
-                out.append((where, f"no file matches {src.pattern(query)} (yet)"))
+                gone = src.missing_bucket(query)
+                out.append((where, f"no file matches {src.pattern(query)}"
+                            f"{f': {gone}' if gone else ' (yet)'}"))
     return sorted(out, key=lambda w: not w[0].startswith("sources"))  # as in the file
 
 

@@ -135,6 +135,13 @@ class FilesSource(Source):
             return remote.glob(full)
         return sorted(p for p in glob.glob(full, recursive=True) if os.path.isfile(p))
 
+    def missing_bucket(self, pattern: str | None = None) -> str | None:
+        """Why the pattern matches nothing when its bucket does not exist (None: a local
+        path, or the bucket is there)."""
+        full = self.pattern(pattern)
+        remote = self._remote(full)
+        return None if remote is None else remote.missing_bucket(full)
+
     def _remote(self, path: str) -> RemoteFiles | None:
         """The object store ``path`` is in (None: a local path)."""
         protocol = protocol_of(path)
@@ -193,6 +200,9 @@ class FilesSource(Source):
         given = request.query or self.config.path
         where = "" if os.path.isabs(os.path.expanduser(given)) or protocol_of(given) else (
             f" ({given!r} is relative to {self.config.base_dir or os.getcwd()})")
+        if (gone := self.missing_bucket(request.query)) is not None:
+            raise MissingSourceError(f"source {self.name}: no file matches {full}: {gone}; "
+                                     f"metric {request.metric} waits for one")
         if not glob.has_magic(full):
             raise MissingSourceError(f"source {self.name}: file {full} does not exist{where}; "
                                      f"metric {request.metric} waits for it")

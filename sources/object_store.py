@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from glob import has_magic as glob_has_magic
 from typing import Any
 
 import fsspec
@@ -110,6 +111,19 @@ class RemoteFiles:
             except FileNotFoundError:
                 return []
         return sorted(self._url(p) for p, info in found.items() if info.get("type") != "directory")
+
+    def missing_bucket(self, pattern: str) -> str | None:
+        """Why ``pattern`` matches nothing when its bucket is not there (a misspelt bucket
+        name would otherwise read as an empty drop folder); None when the bucket exists or
+        cannot be checked."""
+        bucket = pattern.split("://", 1)[-1].split("/", 1)[0]
+        try:
+            if not bucket or glob_has_magic(bucket) or self.fs.exists(bucket):
+                return None
+        except Exception:  # the listing's own error is what the poll reports
+            return None
+        return (f"bucket {bucket!r} does not exist or these credentials cannot see it; "
+                "check its name")
 
     def version(self, url: str) -> tuple[str, int] | None:
         """What identifies this version of the object (ETag or modification time, and size);

@@ -106,8 +106,12 @@ def test_no_object_yet_waits_like_an_empty_drop_folder(
     name, _ = bucket
     with pytest.raises(MissingSourceError, match=f"no file matches s3://{name}/exports/"):
         source(endpoint, f"s3://{name}/exports/*.csv").fetch(request())
-    with pytest.raises(MissingSourceError):  # a bucket that is not there matches nothing
+    # a bucket that is not there matches nothing, and the error says it is the bucket
+    with pytest.raises(MissingSourceError, match="bucket 'no-such-bucket-cx' does not exist"):
         source(endpoint, "s3://no-such-bucket-cx/x/*.csv").fetch(request())
+    with pytest.raises(MissingSourceError) as err:  # the bucket is there: no such claim
+        source(endpoint, f"s3://{name}/exports/*.csv").fetch(request())
+    assert "bucket" not in str(err.value)
 
 
 def test_an_unreachable_endpoint_is_retriable_and_never_shows_the_secret() -> None:
@@ -215,3 +219,20 @@ metrics:
     assert "warning sources.typo.path: storage_options: s3fs has no option 'endpoint' " \
            "(S3 and S3-compatible stores: endpoint_url" in result.output
     assert SECRET not in result.output
+
+
+def test_validate_says_when_the_bucket_itself_is_missing(endpoint: str, tmp_path: Path) -> None:
+    config = tmp_path / "cxmon.yaml"
+    config.write_text(f"""\
+sources:
+  exports:
+    type: files
+    path: s3://acme-kpi/exports/*.csv
+    storage_options: {{endpoint_url: "{endpoint}", key: testing, secret: "{SECRET}"}}
+metrics:
+  - {{name: a, source: exports, interval: 1h, timestamp: hour, value: contacts}}
+""")
+    result = CliRunner().invoke(app, ["validate", "-c", str(config)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert ("warning sources.exports.path: no file matches s3://acme-kpi/exports/*.csv: bucket "
+            "'acme-kpi' does not exist") in result.output
