@@ -236,3 +236,30 @@ metrics:
     assert result.exit_code == 0, result.output
     assert ("warning sources.exports.path: no file matches s3://acme-kpi/exports/*.csv: bucket "
             "'acme-kpi' does not exist") in result.output
+
+
+def test_debug_logging_never_shows_the_key_or_session_token(
+        endpoint: str, bucket: tuple[str, object], tmp_path: Path) -> None:
+    """botocore logs every request's headers at DEBUG (the access key id, and a session
+    token as X-Amz-Security-Token): ``--log-level debug`` must not pass them on."""
+    name, s3 = bucket
+    s3.put_object(Bucket=name, Key="exports/day1.csv", Body=csv(range(3)))
+    key, token = "AKIAKEYIDSHOWN7", "SessionTokenValue-77x"
+    config = tmp_path / "cxmon.yaml"
+    config.write_text(f"""\
+store: sqlite:///{tmp_path / 's.db'}
+sources:
+  exports:
+    type: files
+    path: s3://{name}/exports/*.csv
+    storage_options: {{endpoint_url: "{endpoint}", key: "{key}", secret: "{SECRET}",
+                      token: "{token}", client_kwargs: {{region_name: us-east-1}}}}
+metrics:
+  - {{name: contacts, source: exports, interval: 1h, history: 2d, timestamp: hour,
+      value: contacts}}
+""")
+    ran = CliRunner().invoke(app, ["run", "-c", str(config), "--once", "--log-level", "debug",
+                                   "--log-format", "text"], env={"COLUMNS": "200"})
+    assert "contacts" in ran.output, ran.output  # the tick ran and logged
+    for secret in (key, token, SECRET):
+        assert secret not in ran.output
