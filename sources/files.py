@@ -40,7 +40,8 @@ from typing import Any, Literal, Self
 
 import pandas as pd
 import pyarrow
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from monitor.frames import year_last_dates
 from sources.base import (
@@ -80,12 +81,20 @@ class FilesSourceConfig(SourceConfig, LocalTimes):
 
     @model_validator(mode="after")
     def _protocols(self) -> Self:
-        for where in (self.path, self.base_dir or ""):
-            if (problem := protocol_problem(where)) is not None:
-                raise ValueError(problem)
+        """Each problem at the key to change (``path``, ``base_dir``, ``storage_options``)."""
+        problems: list[tuple[str, str]] = [
+            (key, problem) for key, where in (
+                ("path", self.path), ("base_dir", self.base_dir or ""))
+            if (problem := protocol_problem(where)) is not None]
         if self.storage_options and not (protocol_of(self.path) or protocol_of(
                 self.base_dir or "")):
-            raise ValueError("storage_options apply to a URL path (s3://bucket/...) only")
+            problems.append(("storage_options", "storage_options apply to a URL path "
+                             f"(s3://bucket/...) only, and path {self.path!r} is local: "
+                             "remove storage_options, or make path (or base_dir) a URL"))
+        if problems:
+            raise ValidationError.from_exception_data("files source", [InitErrorDetails(
+                type=PydanticCustomError("value_error", msg), loc=(key,), input=None)
+                for key, msg in problems])
         return self
 
     def resolve_paths(self, config_dir: Path) -> Self:

@@ -57,7 +57,8 @@ def protocol_problem(path: str) -> str | None:
         return f"unknown protocol {protocol}:// (fsspec has no filesystem of that name)"
     except ImportError:
         package = PACKAGES.get(protocol, f"the fsspec package for {protocol}://")
-        extra = " (pip install 'cxmon[s3]')" if package == "s3fs" else ""
+        extra = (" (pip install 'cxmon[s3]')" if package == "s3fs" else
+                 f" (pip install {package})" if protocol in PACKAGES else "")
         return f"{protocol}:// paths need {package}, which is not installed{extra}"
     return None
 

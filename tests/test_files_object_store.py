@@ -136,9 +136,10 @@ def test_config_names_a_missing_package_and_misplaced_storage_options() -> None:
                      "metrics: [{name: m, source: gcs, interval: 1h, timestamp: t, value: v}]\n",
                      env={})
     shown = [str(p) for p in err.value.problems]
-    assert any(s.startswith("sources.gcs") and "gs:// paths need gcsfs" in s
-               for s in shown), shown
-    assert any(s.startswith("sources.local") and "storage_options apply to a URL path" in s
+    assert any(s.startswith("sources.gcs.path") and "gs:// paths need gcsfs" in s
+               and "(pip install gcsfs)" in s for s in shown), shown
+    assert any(s.startswith("sources.local.storage_options: storage_options apply to a URL "
+                            "path") and "remove storage_options, or make path" in s
                for s in shown), shown
 
 
