@@ -114,17 +114,21 @@ class RemoteFiles:
         return sorted(self._url(p) for p, info in found.items() if info.get("type") != "directory")
 
     def missing_bucket(self, pattern: str) -> str | None:
-        """Why ``pattern`` matches nothing when its bucket is not there (a misspelt bucket
+        """Why ``pattern`` matches nothing when its S3 bucket is not there (a misspelt bucket
         name would otherwise read as an empty drop folder); None when the bucket exists or
         cannot be checked."""
         bucket = pattern.split("://", 1)[-1].split("/", 1)[0]
+        if self.protocol not in ("s3", "s3a") or not bucket or glob_has_magic(bucket):
+            return None  # only S3 tells "no such bucket" apart from "not allowed" cheaply
         try:
-            if not bucket or glob_has_magic(bucket) or self.fs.exists(bucket):
-                return None
+            # HEAD: 404 only when there is no such bucket (s3fs: FileNotFoundError); a 403
+            # (a policy allowing some prefixes only) or a network error claims nothing
+            self.fs.call_s3("head_bucket", Bucket=bucket)
+        except FileNotFoundError:
+            return f"bucket {bucket!r} does not exist; check its name"
         except Exception:  # the listing's own error is what the poll reports
             return None
-        return (f"bucket {bucket!r} does not exist or these credentials cannot see it; "
-                "check its name")
+        return None
 
     def version(self, url: str) -> tuple[str, int] | None:
         """What identifies this version of the object (ETag or modification time, and size);

@@ -264,3 +264,23 @@ metrics:
     assert "contacts" in ran.output, ran.output  # the tick ran and logged
     for secret in (key, token, SECRET):
         assert secret not in ran.output
+
+
+def test_a_bucket_that_refuses_head_is_not_called_missing() -> None:
+    """A policy that allows listing some prefixes only answers HEAD with 403: that bucket
+    exists, so the empty glob must not be blamed on its name."""
+    from sources.object_store import RemoteFiles
+
+    class Refusing:
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        def call_s3(self, method: str, **kw: object) -> None:
+            raise self.exc
+
+    remote = RemoteFiles("exports", "s3", {})
+    remote._fs = Refusing(PermissionError("Forbidden"))
+    assert remote.missing_bucket("s3://acme/exports/*.csv") is None
+    remote._fs = Refusing(FileNotFoundError("Not Found"))
+    assert remote.missing_bucket("s3://acme/exports/*.csv") == (
+        "bucket 'acme' does not exist; check its name")
