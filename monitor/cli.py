@@ -198,8 +198,11 @@ def _setup_logging(level: str, log_format: str = "auto") -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     for noisy in ("apscheduler", "alembic", "cmdstanpy", "prophet"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    # HTTP clients log every request URL at INFO; receivers' URLs may carry secrets
-    for client in ("httpx", "httpcore", "urllib3", "slack_sdk"):
+    # HTTP clients log every request URL at INFO; receivers' URLs may carry secrets. The
+    # object-store clients log each request's headers at DEBUG: the access key id and an
+    # S3 session token (X-Amz-Security-Token) of storage_options
+    for client in ("httpx", "httpcore", "urllib3", "slack_sdk", "botocore", "aiobotocore",
+                   "boto3", "s3fs", "fsspec", "gcsfs", "adlfs", "azure"):
         logging.getLogger(client).setLevel(logging.WARNING)
 
 

@@ -13,6 +13,8 @@ from alerts.matchers import MatcherError, parse_matcher, parse_matchers
 from monitor.cli_options import ConfigOpt
 
 if TYPE_CHECKING:
+    from alerts.routing import Router
+    from monitor.config import MonitorConfig
     from monitor.store import Store
 
 routes_app = typer.Typer(help="Inspect the alert route tree.", no_args_is_help=True)
@@ -61,9 +63,38 @@ def routes_test(
         typer.echo("")
     slug = ",".join(router.receivers(lset))
     typer.echo(slug)
+    for hint in _label_hints(cfg, lset, router):  # stderr: stdout stays amtool's
+        typer.echo(hint, err=True)
     if verify is not None and verify != slug:
         typer.echo("WARNING: Expected receivers did not match resolved receivers.")
         raise typer.Exit(1)
+
+
+def _label_hints(cfg: MonitorConfig, lset: dict[str, str], router: Router) -> list[str]:
+    """What the label set probably meant: a label no alert carries (``tem=support``), and
+    the labels a named metric's alerts carry that were left out (``metric=tickets`` alone
+    misses its ``team: support``, so it seemed to reach the default receiver)."""
+    import difflib
+
+    from alerts.routing import label_values
+
+    known = label_values(cfg.metrics)
+    out = []
+    for name in lset:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            out.append(f"warning: label {name} is on no alert of this config"
+                       + (f" (did you mean {close[0]}?)" if close else ""))
+    metric = next((m for m in cfg.metrics
+                   if m.name in (lset.get("metric"), lset.get("alertname"))), None)
+    if metric is not None:
+        missing = {k: str(v) for k, v in metric.labels.items() if k not in lset}
+        if missing:
+            full = {**lset, **missing}
+            shown = " ".join(f"{k}={v}" for k, v in missing.items())
+            out.append(f"note: the alerts of {metric.name} also carry {shown}; with them "
+                       f"they reach {','.join(router.receivers(full))}")
+    return out
 
 
 silence_app = typer.Typer(help="Add, list and expire silences (amtool-like).",

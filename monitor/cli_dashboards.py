@@ -34,7 +34,7 @@ def build(
     """Write the dashboards' JSON and Grafana provisioning YAML under --out."""
     from dashboards import provisioning
     from dashboards.grafana import build_all
-    from monitor.cli import _load, console
+    from monitor.cli import _load, console, err_console
 
     cfg = _load(config, needs={"metrics"})
     built = build_all(cfg, journey or ())
@@ -42,6 +42,15 @@ def build(
     for d in built:
         console.print(f"[green]✓[/] {d.uid}: {d.title}")
     console.print(f"wrote {len(files)} files under {out}")
+    if left := [m.name for m in cfg.metrics
+                if "journey" not in m.labels and "journey" not in m.split_by]:
+        # a journey dashboard is what shows a metric's value and band: without one it is
+        # on no panel, and its alerts' Grafana links lead nowhere
+        err_console.print(
+            f"[yellow]warning[/] {len(left)} metric(s) have no journey and are on no "
+            "journey dashboard: " + escape(f"{', '.join(left)} (give each labels: "
+                                           "{journey: ...}, or split_by: [journey])"),
+            soft_wrap=True)
 
 
 @dashboards_app.command("push")

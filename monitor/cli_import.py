@@ -97,9 +97,12 @@ def lookout(
         _write_or_exit(output, text, err)
         err.print(f"wrote {escape(str(output))}: {len(conv.config['metrics'])} metric(s)")
     if conv.env:
-        names = " ".join(f"{v}=..." for v in conv.env)
-        err.print(f"next: set {escape(names)} and run cxmon validate -c "
-                  f"{escape(str(output or 'cxmon.yaml'))}")
+        # an optional variable (a local copy of a bucket) is not a step to take
+        needed = [v for v, why in conv.env.items() if not why.startswith("optional:")]
+        names = " ".join(f"{v}=..." for v in needed)
+        check = f"cxmon validate --poll -c {output or 'cxmon.yaml'}"
+        err.print(escape(f"next: set {names} and run {check}" if needed else
+                         f"next: run {check} (it reads the data where the config says)"))
 
 
 def _write_or_exit(path: Path, text: str, err: Console) -> None:

@@ -157,17 +157,20 @@ def missing_files(cfg: MonitorConfig) -> list[tuple[str, str]]:
         if not isinstance(sc, FilesSourceConfig):
             continue
         src = FilesSource(name, sc)
-        checks = [(f"sources.{name}.path", None)]
-        checks += [(f"metrics[{i}].query", m.query) for i, m in enumerate(cfg.metrics)
-                   if m.source == name and m.query]
-        for where, query in checks:
+        globs = [(f"sources.{name}.path", None)] + [
+            (f"metrics[{i}].query", m.query) for i, m in enumerate(cfg.metrics)
+            if m.source == name and m.query]
+        for where, query in globs:
             try:
                 found = src.files(query)
-            except SourceError as exc:  # an object store without credentials, say
-                out.append((where, f"cannot check it now: {exc}"))
-                break  # the same error for every glob of this source
+            except SourceError as exc:  # an object store that cannot be listed from here
+                out.append((where, f"{str(exc).removeprefix(f'source {name}: ')} (a tick "
+                            "would fail the same way)"))
+                break  # the same cause for every glob of this source
             if not found:
-                out.append((where, f"no file matches {src.pattern(query)} (yet)"))
+                gone = src.missing_bucket(query)
+                out.append((where, f"no file matches {src.pattern(query)}"
+                            f"{f': {gone}' if gone else ' (yet)'}"))
     return sorted(out, key=lambda w: not w[0].startswith("sources"))  # as in the file
 
 

@@ -77,7 +77,10 @@ class Probe:
         if (gap := self.stale) is not None:
             newest += (f" (warning: the data ends {format_duration(gap)} before now - "
                        f"delay; no_data_after is {format_duration(self.stale_after)}, so "
-                       "`run` would alert \"no data\" at once)")
+                       "`run` would alert \"no data\" at once"
+                       + (f"; data that always lands this late, as a daily export, needs "
+                          f"delay: {format_duration(gap)} or more" if gap <= timedelta(days=2)
+                          else "") + ")")
         return f"{self.rows_in} rows{rejected}, {self.series} series{newest}"
 
 

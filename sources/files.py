@@ -40,7 +40,8 @@ from typing import Any, Literal, Self
 
 import pandas as pd
 import pyarrow
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from monitor.frames import year_last_dates
 from sources.base import (
@@ -80,12 +81,20 @@ class FilesSourceConfig(SourceConfig, LocalTimes):
 
     @model_validator(mode="after")
     def _protocols(self) -> Self:
-        for where in (self.path, self.base_dir or ""):
-            if (problem := protocol_problem(where)) is not None:
-                raise ValueError(problem)
+        """Each problem at the key to change (``path``, ``base_dir``, ``storage_options``)."""
+        problems: list[tuple[str, str]] = [
+            (key, problem) for key, where in (
+                ("path", self.path), ("base_dir", self.base_dir or ""))
+            if (problem := protocol_problem(where)) is not None]
         if self.storage_options and not (protocol_of(self.path) or protocol_of(
                 self.base_dir or "")):
-            raise ValueError("storage_options apply to a URL path (s3://bucket/...) only")
+            problems.append(("storage_options", "storage_options apply to a URL path "
+                             f"(s3://bucket/...) only, and path {self.path!r} is local: "
+                             "remove storage_options, or make path (or base_dir) a URL"))
+        if problems:
+            raise ValidationError.from_exception_data("files source", [InitErrorDetails(
+                type=PydanticCustomError("value_error", msg), loc=(key,), input=None)
+                for key, msg in problems])
         return self
 
     def resolve_paths(self, config_dir: Path) -> Self:
@@ -134,6 +143,13 @@ class FilesSource(Source):
         if (remote := self._remote(full)) is not None:
             return remote.glob(full)
         return sorted(p for p in glob.glob(full, recursive=True) if os.path.isfile(p))
+
+    def missing_bucket(self, pattern: str | None = None) -> str | None:
+        """Why the pattern matches nothing when its bucket does not exist (None: a local
+        path, or the bucket is there)."""
+        full = self.pattern(pattern)
+        remote = self._remote(full)
+        return None if remote is None else remote.missing_bucket(full)
 
     def _remote(self, path: str) -> RemoteFiles | None:
         """The object store ``path`` is in (None: a local path)."""
@@ -193,6 +209,9 @@ class FilesSource(Source):
         given = request.query or self.config.path
         where = "" if os.path.isabs(os.path.expanduser(given)) or protocol_of(given) else (
             f" ({given!r} is relative to {self.config.base_dir or os.getcwd()})")
+        if (gone := self.missing_bucket(request.query)) is not None:
+            raise MissingSourceError(f"source {self.name}: no file matches {full}: {gone}; "
+                                     f"metric {request.metric} waits for one")
         if not glob.has_magic(full):
             raise MissingSourceError(f"source {self.name}: file {full} does not exist{where}; "
                                      f"metric {request.metric} waits for it")

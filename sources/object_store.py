@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from glob import has_magic as glob_has_magic
 from typing import Any
 
 import fsspec
@@ -56,7 +57,8 @@ def protocol_problem(path: str) -> str | None:
         return f"unknown protocol {protocol}:// (fsspec has no filesystem of that name)"
     except ImportError:
         package = PACKAGES.get(protocol, f"the fsspec package for {protocol}://")
-        extra = " (pip install 'cxmon[s3]')" if package == "s3fs" else ""
+        extra = (" (pip install 'cxmon[s3]')" if package == "s3fs" else
+                 f" (pip install {package})" if protocol in PACKAGES else "")
         return f"{protocol}:// paths need {package}, which is not installed{extra}"
     return None
 
@@ -111,6 +113,23 @@ class RemoteFiles:
                 return []
         return sorted(self._url(p) for p, info in found.items() if info.get("type") != "directory")
 
+    def missing_bucket(self, pattern: str) -> str | None:
+        """Why ``pattern`` matches nothing when its S3 bucket is not there (a misspelt bucket
+        name would otherwise read as an empty drop folder); None when the bucket exists or
+        cannot be checked."""
+        bucket = pattern.split("://", 1)[-1].split("/", 1)[0]
+        if self.protocol not in ("s3", "s3a") or not bucket or glob_has_magic(bucket):
+            return None  # only S3 tells "no such bucket" apart from "not allowed" cheaply
+        try:
+            # HEAD: 404 only when there is no such bucket (s3fs: FileNotFoundError); a 403
+            # (a policy allowing some prefixes only) or a network error claims nothing
+            self.fs.call_s3("head_bucket", Bucket=bucket)
+        except FileNotFoundError:
+            return f"bucket {bucket!r} does not exist; check its name"
+        except Exception:  # the listing's own error is what the poll reports
+            return None
+        return None
+
     def version(self, url: str) -> tuple[str, int] | None:
         """What identifies this version of the object (ETag or modification time, and size);
         None when it is gone."""
@@ -141,6 +160,16 @@ class RemoteFiles:
             raise
         except ImportError:
             raise FatalSourceError(f"source {self.source}: {protocol_problem(where)}") from None
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            package = PACKAGES.get(self.protocol, f"the fsspec package for {self.protocol}://")
+            m = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+            hint = (" (S3 and S3-compatible stores: endpoint_url, key, secret, token, "
+                    "client_kwargs, config_kwargs)" if package == "s3fs" else "")
+            raise FatalSourceError(scrub_secrets(
+                f"source {self.source}: storage_options: {package} has no option "
+                f"{m.group(1) if m else '?'!r}{hint}", self._secrets)) from None
         except PermissionError as exc:
             raise FatalSourceError(self._say(where, "access denied", exc)) from None
         except Exception as exc:

@@ -141,8 +141,8 @@ def test_validate_warns_instead_of_crashing_when_a_bucket_cannot_be_listed(
         "history: 7d}\n"
     )
     assert validate_warnings(tmp_path, text) == [
-        "warning sources.s3.path: cannot check it now: source s3: no credentials for "
-        "s3://bucket/exports/*.csv",
+        "warning sources.s3.path: no credentials for s3://bucket/exports/*.csv (a tick would "
+        "fail the same way)",
     ]
 
 

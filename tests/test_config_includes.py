@@ -202,3 +202,29 @@ def test_a_team_file_brings_its_receivers_and_routes(tmp_path: Path) -> None:
     found = [str(p) for p in problems(path)]
     assert any(s.startswith("teams/support.yaml: alerting.routes[0].receiver") for s in found), \
         found
+
+
+def test_a_name_used_twice_points_at_the_first_one_in_its_own_file(tmp_path: Path) -> None:
+    """``(first at ...)`` of a duplicate metric or receiver names the file and the index
+    inside it, not the index in the merged document (which no file has)."""
+    again = RETURNS.replace("name: complaints", "name: csat").replace(
+        "detectors:\n  slow: {type: robust_seasonal}\n", "") + (
+        "alerting:\n  receivers:\n    - {name: ops, console: {}}\n")
+    main = MAIN + ("alerting:\n  receivers: [{{name: ops, console: {{}}}}]\n"
+                   "  route: {{receiver: ops}}\n")
+    shown = [str(p) for p in problems(tree(tmp_path, main, support=SUPPORT, zz=again))]
+    assert ("teams/zz.yaml: metrics[0].name: duplicate metric name 'csat' (first at "
+            "teams/support.yaml: metrics[0])") in shown, shown
+    assert ("teams/zz.yaml: alerting.receivers[0].name: duplicate receiver name 'ops' (first "
+            "at alerting.receivers[0] of the main config)") in shown, shown
+
+
+def test_a_typo_in_include_is_the_only_problem_of_a_main_file_without_metrics(
+        tmp_path: Path) -> None:
+    main = "include: [team/*.yaml]\nstore: sqlite:///{db}\n"
+    found = problems(tree(tmp_path, main, support=SUPPORT))
+    assert [p.path for p in found] == ["include[0]"], [str(p) for p in found]
+    # without include, a file with no metrics still says so
+    with pytest.raises(ConfigError) as err:
+        parse_config("store: sqlite://\n", env={})
+    assert "metrics" in [p.path for p in err.value.problems]

@@ -19,6 +19,7 @@ def test_build_writes_dashboards_and_provisioning(tmp_path):
     res = CliRunner().invoke(app, ["dashboards", "build", "-c", "monitor/examples/demo.yaml",
                                    "--out", str(out), "--journey", "extra"], env=env)
     assert res.exit_code == 0, res.output
+    assert "no journey" not in res.stderr  # every demo metric has a journey
     files = sorted(p.name for p in (out / "dashboards").iterdir())
     # every journey of the demo source (split_by: [journey]) plus the one asked for
     assert files == ["cxmon-health.json", "cxmon-journey-checkout.json",
@@ -165,3 +166,17 @@ metrics:
     assert value["csat"]["max"] == 5 and value["csat"]["unit"] == "short"
     assert value["tickets"]["unit"] == "suffix: tickets"
     assert "max" not in value["drop_off"] and "decimals" not in value["csat"]
+
+
+def test_build_warns_about_metrics_on_no_dashboard(tmp_path):
+    """A metric without a journey label (a config split by team) is on no journey dashboard:
+    the build says which ones instead of leaving them out silently."""
+    config = tmp_path / "cxmon.yaml"
+    config.write_text("sources: {shop: {type: demo}}\nmetrics:\n"
+                      "  - {name: tickets, source: shop, query: complaints, interval: 1h,\n"
+                      "     timestamp: ts, value: complaints, labels: {team: support}}\n")
+    res = CliRunner().invoke(app, ["dashboards", "build", "-c", str(config), "--out",
+                                   str(tmp_path / "g")], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    assert ("warning 1 metric(s) have no journey and are on no journey dashboard: tickets "
+            "(give each labels: {journey: ...}, or split_by: [journey])") in res.stderr

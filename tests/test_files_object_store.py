@@ -106,8 +106,12 @@ def test_no_object_yet_waits_like_an_empty_drop_folder(
     name, _ = bucket
     with pytest.raises(MissingSourceError, match=f"no file matches s3://{name}/exports/"):
         source(endpoint, f"s3://{name}/exports/*.csv").fetch(request())
-    with pytest.raises(MissingSourceError):  # a bucket that is not there matches nothing
+    # a bucket that is not there matches nothing, and the error says it is the bucket
+    with pytest.raises(MissingSourceError, match="bucket 'no-such-bucket-cx' does not exist"):
         source(endpoint, "s3://no-such-bucket-cx/x/*.csv").fetch(request())
+    with pytest.raises(MissingSourceError) as err:  # the bucket is there: no such claim
+        source(endpoint, f"s3://{name}/exports/*.csv").fetch(request())
+    assert "bucket" not in str(err.value)
 
 
 def test_an_unreachable_endpoint_is_retriable_and_never_shows_the_secret() -> None:
@@ -132,9 +136,10 @@ def test_config_names_a_missing_package_and_misplaced_storage_options() -> None:
                      "metrics: [{name: m, source: gcs, interval: 1h, timestamp: t, value: v}]\n",
                      env={})
     shown = [str(p) for p in err.value.problems]
-    assert any(s.startswith("sources.gcs") and "gs:// paths need gcsfs" in s
-               for s in shown), shown
-    assert any(s.startswith("sources.local") and "storage_options apply to a URL path" in s
+    assert any(s.startswith("sources.gcs.path") and "gs:// paths need gcsfs" in s
+               and "(pip install gcsfs)" in s for s in shown), shown
+    assert any(s.startswith("sources.local.storage_options: storage_options apply to a URL "
+                            "path") and "remove storage_options, or make path" in s
                for s in shown), shown
 
 
@@ -185,3 +190,97 @@ def test_a_byte_identical_copy_in_the_bucket_is_read_once(
     src = source(endpoint, f"s3://{name}/exports/*.csv")
     assert len(src.fetch(request())) == 24
     assert src.skipped["duplicate_file"] == 24
+
+
+def test_validate_warns_instead_of_crashing_when_a_bucket_cannot_be_listed(
+        tmp_path: Path) -> None:
+    """Plain ``validate`` lists each files glob: an unreachable endpoint, missing
+    credentials or a misspelt storage option is a warning naming the source, not a
+    traceback."""
+    config = tmp_path / "cxmon.yaml"
+    config.write_text(f"""\
+sources:
+  down:
+    type: files
+    path: s3://bucket/exports/*.csv
+    storage_options: {{endpoint_url: "http://127.0.0.1:9", key: testing, secret: "{SECRET}",
+                      config_kwargs: {{retries: {{max_attempts: 1}}, connect_timeout: 2}}}}
+  typo:
+    type: files
+    path: s3://bucket/exports/*.csv
+    storage_options: {{endpoint: "http://127.0.0.1:9", key: testing, secret: "{SECRET}"}}
+metrics:
+  - {{name: a, source: down, interval: 1h, timestamp: hour, value: contacts}}
+  - {{name: b, source: typo, interval: 1h, timestamp: hour, value: contacts}}
+""")
+    result = CliRunner().invoke(app, ["validate", "-c", str(config)], env={"COLUMNS": "300"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 0, result.output
+    assert "warning sources.down.path: cannot read s3://bucket/exports/*.csv" in result.output
+    assert "warning sources.typo.path: storage_options: s3fs has no option 'endpoint' " \
+           "(S3 and S3-compatible stores: endpoint_url" in result.output
+    assert SECRET not in result.output
+
+
+def test_validate_says_when_the_bucket_itself_is_missing(endpoint: str, tmp_path: Path) -> None:
+    config = tmp_path / "cxmon.yaml"
+    config.write_text(f"""\
+sources:
+  exports:
+    type: files
+    path: s3://acme-kpi/exports/*.csv
+    storage_options: {{endpoint_url: "{endpoint}", key: testing, secret: "{SECRET}"}}
+metrics:
+  - {{name: a, source: exports, interval: 1h, timestamp: hour, value: contacts}}
+""")
+    result = CliRunner().invoke(app, ["validate", "-c", str(config)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert ("warning sources.exports.path: no file matches s3://acme-kpi/exports/*.csv: bucket "
+            "'acme-kpi' does not exist") in result.output
+
+
+def test_debug_logging_never_shows_the_key_or_session_token(
+        endpoint: str, bucket: tuple[str, object], tmp_path: Path) -> None:
+    """botocore logs every request's headers at DEBUG (the access key id, and a session
+    token as X-Amz-Security-Token): ``--log-level debug`` must not pass them on."""
+    name, s3 = bucket
+    s3.put_object(Bucket=name, Key="exports/day1.csv", Body=csv(range(3)))
+    key, token = "AKIAKEYIDSHOWN7", "SessionTokenValue-77x"
+    config = tmp_path / "cxmon.yaml"
+    config.write_text(f"""\
+store: sqlite:///{tmp_path / 's.db'}
+sources:
+  exports:
+    type: files
+    path: s3://{name}/exports/*.csv
+    storage_options: {{endpoint_url: "{endpoint}", key: "{key}", secret: "{SECRET}",
+                      token: "{token}", client_kwargs: {{region_name: us-east-1}}}}
+metrics:
+  - {{name: contacts, source: exports, interval: 1h, history: 2d, timestamp: hour,
+      value: contacts}}
+""")
+    ran = CliRunner().invoke(app, ["run", "-c", str(config), "--once", "--log-level", "debug",
+                                   "--log-format", "text"], env={"COLUMNS": "200"})
+    assert "contacts" in ran.output, ran.output  # the tick ran and logged
+    for secret in (key, token, SECRET):
+        assert secret not in ran.output
+
+
+def test_a_bucket_that_refuses_head_is_not_called_missing() -> None:
+    """A policy that allows listing some prefixes only answers HEAD with 403: that bucket
+    exists, so the empty glob must not be blamed on its name."""
+    from sources.object_store import RemoteFiles
+
+    class Refusing:
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        def call_s3(self, method: str, **kw: object) -> None:
+            raise self.exc
+
+    remote = RemoteFiles("exports", "s3", {})
+    remote._fs = Refusing(PermissionError("Forbidden"))
+    assert remote.missing_bucket("s3://acme/exports/*.csv") is None
+    remote._fs = Refusing(FileNotFoundError("Not Found"))
+    assert remote.missing_bucket("s3://acme/exports/*.csv") == (
+        "bucket 'acme' does not exist; check its name")

@@ -621,3 +621,13 @@ def test_a_day_first_column_format_sets_the_files_sources_date_order(tmp_path):
     rds = _json("rds_metric_set.json")
     rds["TimestampColumn"]["ColumnFormat"] = "dd/MM/yyyy HH:mm"
     assert all("date_order" not in s for s in convert(rds).config["sources"].values())
+
+
+def test_the_next_step_asks_only_for_the_variables_that_must_be_set(tmp_path):
+    """An S3 set's data folder variable is optional (unset, the bucket is read): the last
+    line must not tell the user to set it."""
+    res = _import(str(DATA / "s3_csv_metric_set.json"), "--output", str(tmp_path / "c.yaml"))
+    assert res.exit_code == 0, res.output
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("next: run cxmon validate --poll -c "), last
+    assert "LOOKOUT_CHECKOUT_ORDERS_DATA_DIR" not in last

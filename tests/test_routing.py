@@ -491,3 +491,16 @@ def test_alert_routing_example_routes_as_its_comments_say() -> None:
     assert in_any(["saturday-maintenance"], named, sat + timedelta(hours=2, minutes=59))
     assert not in_any(["saturday-maintenance"], named, sat + timedelta(hours=3))
     assert not in_any(["saturday-maintenance"], named, sat - timedelta(hours=2))
+
+
+def test_routes_test_says_which_labels_of_a_named_metric_were_left_out() -> None:
+    """``metric=complaints`` alone reaches the default receiver, though every alert of
+    complaints carries ``team: cx-ops``: stderr says so, stdout stays amtool's answer."""
+    config = str(Path(__file__).parent.parent / "examples" / "teams.yaml")
+    res = CliRunner().invoke(app, ["routes", "test", "-c", config, "metric=complaints",
+                                   "tem=x"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == "checkout-chat\n"
+    assert ("note: the alerts of complaints also carry team=cx-ops; with them they reach "
+            "cx-ops-chat") in res.stderr
+    assert "warning: label tem is on no alert of this config (did you mean team?)" in res.stderr

@@ -54,3 +54,13 @@ def test_a_handle_that_notifies_nobody_is_a_config_error(bad: str) -> None:
     with pytest.raises(ValidationError) as err:
         SlackReceiverConfig(token=TOKEN, channel="#c", mention=[bad])
     assert "user-group id (S0123ABC" in str(err.value)
+
+
+def test_every_bad_mention_is_reported_at_its_own_index() -> None:
+    with pytest.raises(ValidationError) as err:
+        SlackReceiverConfig(token=TOKEN, channel="#c",
+                            mention=["@alice", "S0123ABC", "#checkout", "@here"])
+    locs = [e["loc"] for e in err.value.errors()]
+    assert locs == [("mention", 0), ("mention", 2)], locs
+    ok = SlackReceiverConfig(token=TOKEN, channel="#c", mention="S0123ABC")
+    assert ok.mention == ["<!subteam^S0123ABC>"]

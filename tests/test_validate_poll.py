@@ -103,6 +103,11 @@ def test_probe_warns_when_the_newest_data_is_older_than_no_data_after(tmp_path: 
     assert p.verdict().endswith(
         "newest bucket 2026-11-15 10:00 UTC (warning: the data ends 1w6d before now - "
         "delay; no_data_after is 3h, so `run` would alert \"no data\" at once)")
+    # a day's lag (a daily drop of hourly rows) is a pattern, not an outage: say the fix
+    [daily] = probe_all(cfg, datetime(2026, 11, 16, 2, tzinfo=UTC), intervals=30)
+    assert daily.verdict().endswith(
+        "at once; data that always lands this late, as a daily export, needs delay: 15h or "
+        "more)"), daily.verdict()
     [fresh] = probe_all(cfg, NOW - timedelta(days=13), intervals=3)  # just after the export
     assert fresh.ok and fresh.stale is None and "warning" not in fresh.verdict()
     quiet = cfg.model_copy(deep=True)

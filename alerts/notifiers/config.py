@@ -53,6 +53,12 @@ def _not_empty(value: SecretStr) -> SecretStr:
 Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
 
 
+def _mention(value: str) -> str:
+    from alerts.mentions import normalize_mention
+
+    return normalize_mention(value)
+
+
 class SlackReceiverConfig(BaseModel):
     """Post incidents to a Slack channel with a bot token (``chat:write``; ``channels:history``
     lets cxmon find a message it posted just before a crash, so it is never posted twice)."""
@@ -70,7 +76,7 @@ class SlackReceiverConfig(BaseModel):
     )
     timeout: Seconds = Field(default=10.0, gt=0,
                              description="Per Slack API call: 10s, 500ms or plain seconds.")
-    mention: list[str] = Field(
+    mention: list[Annotated[str, AfterValidator(_mention)]] = Field(
         default_factory=list,
         description="Who a new incident's message notifies (and an update whose severity "
         "rises to mention_min_severity): user ids (U024BE7LH), user-group ids (S0123ABC), "
@@ -83,13 +89,10 @@ class SlackReceiverConfig(BaseModel):
 
     @field_validator("mention", mode="before")
     @classmethod
-    def _mentions(cls, value: object) -> object:
-        from alerts.mentions import normalize_mention
-
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list):
-            return value  # pydantic reports the type
-        return [normalize_mention(v) if isinstance(v, str) else v for v in items]
+    def _one_mention(cls, value: object) -> object:
+        """A string is one mention; each item is checked on its own (every bad one is
+        reported, at its index)."""
+        return [value] if isinstance(value, str) else value
 
 
 class WebhookReceiverConfig(BaseModel):

@@ -292,3 +292,23 @@ def shown_path(included: Included | None, path: str) -> str:
         if part is not None:
             return f"{included.parts[part].name}: {path}"
     return path
+
+
+_FIRST_AT = re.compile(r"\(first at ((?:metrics|alerting\.receivers|alerting\.route\.routes)"
+                       r"\[\d+\])\)")
+
+
+def shown_in_message(included: Included | None, message: str, file: str | None) -> str:
+    """A message of a problem in ``file`` (None: the main file) whose ``(first at
+    metrics[3])`` names a merged path: the path as the user finds it, with its file when
+    that is another one (``(first at teams/checkout.yaml: metrics[0])``)."""
+    if included is None or not included.parts:
+        return message
+
+    def one(m: re.Match[str]) -> str:
+        shown = shown_path(included, m.group(1))
+        if shown == m.group(1):  # the main file's
+            return m.group(0) if file is None else f"(first at {shown} of the main config)"
+        return f"(first at {shown.removeprefix(f'{file}: ')})"
+
+    return _FIRST_AT.sub(one, message)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from monitor.config.includes import Included, expand_includes
+from monitor.config.includes import Included, expand_includes, shown_in_message
 from monitor.config.interpolation import UNSET_PREFIX, _Interpolator, _scrub
 from monitor.config.problems import _child, _problems_from, format_path
 from monitor.config.root import MonitorConfig
@@ -110,6 +110,11 @@ def _validate_document(
         persist = _problems_with_stand_ins(data, unset)
         kept = [p for p in kept if (p[0], p[1]) in persist]
     kept = found[:own] + kept
+    if included is not None and included.problems:
+        # a typo in include (or an unreadable team file) explains a main file without
+        # sources or metrics: that problem alone says what to fix
+        kept = [p for p in kept if not (p[0] in (("sources",), ("metrics",))
+                                        and p[1].startswith("missing required key"))]
     if config is not None:  # pydantic's lax mode reads true as 1: a slip, not a number
         kept += [(loc, "expected a number, not a boolean", where.of(loc))
                  for loc in _booleans_taken_as_numbers(data, config, ())]
@@ -160,7 +165,8 @@ class _Where:
             return Problem(format_path(loc), message)
         part, local = self.included.locate(loc)
         file = None if part is None else self.included.parts[part].name
-        return Problem(format_path(local), message, file)
+        return Problem(format_path(local), shown_in_message(self.included, message, file),
+                       file)
 
 
 def _booleans_taken_as_numbers(raw: Any, value: Any, loc: Loc) -> Iterator[Loc]:
