@@ -57,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from monitor.durations import Seconds
 from monitor.zones import known_zone
 from sources.base import FatalSourceError, PollRequest, SourceConfig
-from sources.deadline import WholeResponseTimeout, with_deadline
+from sources.deadline import with_deadline
 from sources.http import (
     Classified,
     Monotonic,
@@ -69,6 +69,7 @@ from sources.http import (
     retry_after_seconds,
 )
 from sources.registry import register
+from sources.sdk_errors import host_of, transport_verdict
 
 SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
 
@@ -328,13 +329,10 @@ class GoogleAnalyticsSource(SdkSource):
                     "or use a service-account credentials_file")
         if isinstance(exc, gexc.RetryError):
             return ("retriable", None, f"GA4 Data API: {exc.message}")
-        import requests
-
-        if isinstance(exc, WholeResponseTimeout):
-            return ("retriable", None, f"GA4 Data API: {exc}")
-        if isinstance(exc, requests.Timeout | requests.ConnectionError):
-            return ("retriable", None, f"connection failed ({type(exc).__name__})")
-        return None
+        host = host_of(self.config.api_endpoint) or "analyticsdata.googleapis.com"
+        verdict = transport_verdict(exc, host, timeout=self.config.timeout,
+                                    retry_after=lambda: None, scrub=self.scrub)
+        return verdict and (verdict[0], verdict[1], f"GA4 Data API: {verdict[2]}")
 
     def _unreadable(self, exc: BaseException) -> Classified | None:
         """A verdict for a response the client could not read: an error body not in Google's

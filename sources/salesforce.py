@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 import requests
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
@@ -58,7 +58,8 @@ from simple_salesforce.format import quote_soql_value
 
 from monitor.durations import Seconds
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError, SourceConfig
-from sources.deadline import WholeResponseTimeout, with_deadline
+from sources.binds import Problems, bind_problems
+from sources.deadline import with_deadline
 from sources.http import (
     Classified,
     Monotonic,
@@ -69,6 +70,7 @@ from sources.http import (
     retry_after_seconds,
 )
 from sources.registry import register
+from sources.sdk_errors import host_of, transport_verdict, where_of
 
 _PLACEHOLDER = re.compile(r"'(?:[^'\\]|\\.)*'|(?<![:\w]):([A-Za-z_]\w*)")
 _GROUP_BY = re.compile(r"'(?:[^'\\]|\\.)*'|\b(GROUP\s+BY)\b", re.IGNORECASE)
@@ -102,6 +104,33 @@ class SalesforceSourceConfig(SourceConfig):
             raise ValueError("set access_token + instance_url, or username + password "
                              "(+ security_token)")
         return self
+
+
+class SoqlParams(BaseModel):
+    """A Salesforce metric's ``params``: placeholder values, under any name.
+
+    Why a model: a ``:typ`` in the SOQL with ``params: {type: ...}`` passed ``cxmon
+    validate`` and failed every poll; :meth:`query_problems` reports it at
+    ``metrics[i].query``, as for SQL bind parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def query_problems(self, query: Any) -> Problems:
+        """Placeholders of the SOQL that no param gives a value, and params named like
+        the poll's own ``since``/``until``."""
+        used = placeholders(query) if isinstance(query, str) else None
+        return bind_problems(used, self.model_extra or {},
+                             literal="inside a quoted string a colon is text")
+
+
+def placeholders(soql: str) -> set[str]:
+    """The ``:name`` placeholders of ``soql`` outside quoted strings.
+
+    >>> sorted(placeholders("SELECT Id FROM Case WHERE Type = :type AND Subject = ':x' "
+    ...                     "AND CreatedDate >= :since AND CreatedDate = LAST_N_DAYS:7"))
+    ['since', 'type']
+    """
+    return {m.group(1) for m in _PLACEHOLDER.finditer(soql) if m.group(1)}
 
 
 def soql_literal(value: Any) -> str:
@@ -161,6 +190,7 @@ class SalesforceSource(SdkSource):
     """Runs a metric's SOQL and returns the records as rows."""
 
     Config = SalesforceSourceConfig
+    Params = SoqlParams
     config: SalesforceSourceConfig
 
     def __init__(self, name: str, config: SalesforceSourceConfig, *,  # type: ignore[override]
@@ -291,34 +321,46 @@ class SalesforceSource(SdkSource):
 
     def classify(self, exc: BaseException) -> Classified | None:
         detail = _detail(exc, self.scrub)
+        # which org and endpoint: with several Salesforce sources "HTTP 503" alone did not
+        # say which one failed (the URL's path only: the query string holds the SOQL)
+        url = getattr(exc, "url", None)  # a login failure's is a name, not a URL
+        at = self.scrub(where_of(url if "://" in str(url) else None) or self.host())
         if isinstance(exc, SalesforceError) and "queryMore" in detail:
-            return ("fatal", None, f"aggregate query refused ({detail}); {TOO_MANY_GROUPS}")
+            return ("fatal", None, f"aggregate query refused by {at} ({detail}); "
+                    f"{TOO_MANY_GROUPS}")
         if isinstance(exc, SalesforceExpiredSession | SalesforceAuthenticationFailed):
             if self.config.password is not None and not self._renewed:
                 self._renewed, self._sf = True, None  # log in again once
-                return ("retriable", 0.0, "session expired; logging in again")
-            return ("fatal", None, f"credentials rejected ({detail}); the access token or "
-                    "password expired or is wrong: renew it in the source's config")
+                return ("retriable", 0.0, f"session expired at {at}; logging in again")
+            return ("fatal", None, f"credentials rejected by {at} ({detail}); the access "
+                    "token or password expired or is wrong: renew it in the source's config")
         if isinstance(exc, SalesforceRefusedRequest):
             if "REQUEST_LIMIT_EXCEEDED" in detail:
-                return ("retriable", self._retry_after(), f"API limit reached ({detail})")
-            return ("fatal", None, f"request refused ({detail}); check the user's permissions "
-                    "(API Enabled, read access to the queried objects)")
+                return ("retriable", self._retry_after(),
+                        f"API limit reached at {at} ({detail})")
+            return ("fatal", None, f"request refused by {at} ({detail}); check the user's "
+                    "permissions (API Enabled, read access to the queried objects)")
         if isinstance(exc, SalesforceMalformedRequest | SalesforceResourceNotFound):
-            return ("fatal", None, f"query rejected ({detail}); check the metric's SOQL")
+            return ("fatal", None, f"query rejected by {at} ({detail}); check the metric's "
+                    "SOQL")
         if isinstance(exc, SalesforceError):
             status = getattr(exc, "status", 0) or 0
             if status == 429 or status >= 500:
-                return ("retriable", self._retry_after(), f"HTTP {status} ({detail})")
-            return ("fatal", None, f"HTTP {status} ({detail})")
-        if isinstance(exc, WholeResponseTimeout):
-            return ("retriable", self._retry_after(), str(exc))
-        if isinstance(exc, requests.Timeout | requests.ConnectionError):
-            return ("retriable", None, f"connection failed ({type(exc).__name__})")
+                return ("retriable", self._retry_after(), f"HTTP {status} from {at} ({detail})")
+            return ("fatal", None, f"HTTP {status} from {at} ({detail})")
         if isinstance(exc, requests.JSONDecodeError):  # a proxy's page, not the REST API
-            return ("retriable", self._retry_after(), "the API returned a body that is not "
+            return ("retriable", self._retry_after(), f"{at} returned a body that is not "
                     "JSON (a proxy or maintenance page?)")
-        return None
+        return transport_verdict(exc, self.host(), timeout=self.config.timeout,
+                                 retry_after=self._retry_after, scrub=self.scrub)
+
+    def host(self) -> str:
+        """The org's host, for messages: the instance the session talks to, else (before a
+        password login) the login host; never a credential."""
+        if self._sf is not None and self._sf.sf_instance:
+            return str(self._sf.sf_instance)
+        cfg = self.config
+        return host_of(cfg.instance_url) or f"{cfg.domain}.salesforce.com"
 
     def _retry_after(self) -> float | None:
         return retry_after_seconds(self._last_headers.get("Retry-After"))

@@ -3,7 +3,6 @@ parameters (never string formatting), plus the metric's own ``params``."""
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import logging
 import math
@@ -26,6 +25,7 @@ from sources.base import (
     Source,
     SourceConfig,
 )
+from sources.binds import Problems, bind_problems
 from sources.registry import register
 
 log = logging.getLogger(__name__)
@@ -65,31 +65,12 @@ class SqlParams(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    def query_problems(self, query: Any) -> dict[tuple[str | int, ...], str]:
+    def query_problems(self, query: Any) -> Problems:
         """Bind parameters of ``query`` that no param gives a value, and params named like
         the poll's own ``since``/``until`` (which the poll would overwrite)."""
-        given = sorted(map(str, self.model_extra or {}))
-        out: dict[tuple[str | int, ...], str] = {}
-        for key in ("since", "until"):
-            if key in given:
-                out[("params", key)] = (f":{key} is the polled range, bound by cxmon; give "
-                                        "this value another name")
-        if not isinstance(query, str):
-            return out
-        missing = sorted(set(sa.text(query)._bindparams) - {"since", "until", *given})
-        given = [g for g in given if g not in ("since", "until")]
-        if missing:
-            name = missing[0]
-            close = difflib.get_close_matches(name, given, n=1)
-            hint = (f" (did you mean :{close[0]}?)" if close else
-                    " (a literal colon before a name in the SQL is written \\:)")
-            out[("query",)] = (
-                f"no value for :{name}{hint}: set it in params"
-                + (f" (params: {', '.join(given)})" if given else "")
-                + (f"; also without a value: {', '.join(':' + m for m in missing[1:])}"
-                   if len(missing) > 1 else "")
-                + "; :since and :until are bound by cxmon")
-        return out
+        used = set(sa.text(query)._bindparams) if isinstance(query, str) else None
+        return bind_problems(used, self.model_extra or {},
+                             literal="a literal colon before a name in the SQL is written \\:")
 
 
 @register("sql")

@@ -103,7 +103,8 @@ def test_a_wrong_password_is_fatal_and_the_error_holds_no_secret(fake) -> None:
     with pytest.raises(FatalSourceError) as info:
         poll(source(password="not-the-pw-9f2"))
     said = str(info.value)
-    assert said.startswith("source sf: credentials rejected (Invalid username, password")
+    assert said.startswith("source sf: credentials rejected by login.salesforce.com (Invalid "
+                           "username, password")
     assert "renew it in the source's config" in said
     for secret in ("not-the-pw-9f2", TOKEN, PASSWORD):
         assert secret not in said
