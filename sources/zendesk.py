@@ -12,7 +12,9 @@ Follows Zendesk's documented APIs:
   longer than ``MAX_PAGES`` pages per poll (its position is kept: the next poll goes on);
 * satisfaction ratings: ``GET /api/v2/satisfaction_ratings?start_time=&end_time=`` with
   cursor pagination (``page[size]``, ``meta.has_more``, ``links.next``; the older
-  ``next_page`` is followed too), with the same guards;
+  ``next_page`` is followed too), with the same guards. A rating is stamped with its
+  ``updated_at``, when the customer gave (or last changed) the score, not ``created_at``;
+  see below;
 * auth: an API token (``email`` + ``api_token``, sent as ``{email}/token:{api_token}``) or an
   OAuth ``token`` (Bearer); rate limits: 429 with ``Retry-After`` (honoured by the HTTP base).
 
@@ -33,7 +35,25 @@ tickets. A range starting earlier than what is held starts a new export from its
                           ``group_id``, ``brand_id``, ``priority``, ``status``, ``type``
 ``ticket_tags``           one row per (ticket, tag): the same columns plus ``tag``
 ``satisfaction_ratings``  one row per rating: ``score`` (good/bad), ``good`` (1/0),
-                          ``rated`` (=1), ``group_id``; CSAT = ``{ratio: [good, rated]}``
+                          ``rated`` (=1), ``group_id``; CSAT = ``{ratio: [good, rated]}``.
+                          ``created_at`` is when the rating was given or last changed
+                          (Zendesk's ``updated_at``); ``offered_at`` when the survey was sent
+
+Why ratings are stamped with ``updated_at``: Zendesk's rating record is the survey *request*
+(its API lists "all received satisfaction rating requests ever issued"): it is created with
+score ``offered`` when the survey is sent, typically a day after the ticket is solved, and
+updated when the customer answers, and again if they change their answer (the survey lets
+them). Stamped with ``created_at``, a rating given today belonged to the hour the survey went
+out: that bucket had been polled while it was still ``offered`` (not counted), so a live
+monitor never counted it at all. Stamped with ``updated_at`` it lands in the bucket it was
+given in. The list's ``start_time``/``end_time`` are documented only as the times of the
+oldest and newest rating, not which of the two times they filter on, so the request starts
+``rating_lookback`` (default 7 days) before the polled range and the rows are kept by
+``updated_at``: a rating answered up to that long after its survey was sent is counted
+whichever time Zendesk filters on. There is no incremental export of ratings: a changed
+rating is counted again, with its new score, in the bucket of the change (a re-poll of the
+earlier bucket within ``late_window`` moves it there); the ticket export's ratings are not
+used, since a ticket's ``updated_at`` is any update of the ticket, not the rating's.
 """
 
 from __future__ import annotations
@@ -48,6 +68,7 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from monitor.durations import Duration
 from sources.base import (
     FatalSourceError,
     NoParams,
@@ -61,7 +82,7 @@ from sources.registry import register
 QUERIES = ("tickets", "ticket_tags", "satisfaction_ratings")
 TICKET_COLUMNS = ["created_at", "tickets", "channel", "group_id", "brand_id", "priority",
                   "status", "type"]
-RATING_COLUMNS = ["created_at", "score", "good", "rated", "group_id"]
+RATING_COLUMNS = ["created_at", "score", "good", "rated", "group_id", "offered_at"]
 EXPORT_PATH = "/api/v2/incremental/tickets/cursor.json"
 EXPORT_PAGE = 1000  # the export's largest per_page
 PAGE_SIZE = 100
@@ -80,6 +101,10 @@ class ZendeskSourceConfig(HttpSourceConfig):
     subdomain: str | None = Field(None, description="acme for https://acme.zendesk.com")
     email: str | None = None
     api_token: SecretStr | None = None
+    rating_lookback: Duration = Field(
+        timedelta(days=7), description="satisfaction_ratings: how long after its survey was "
+        "sent a rating may be given and still be counted (the request starts this much "
+        "before the polled range; 0s: exactly the range)")
 
     @field_validator("subdomain")
     @classmethod
@@ -120,16 +145,17 @@ class _Export:
     tickets: dict[Any, dict[str, Any]] = field(default_factory=dict)
 
 
-def _ts(value: Any) -> datetime:
-    """A UTC time; a naive one is read as UTC (Zendesk sends ``Z``), garbage is skipped."""
+def _ts(value: Any, field: str = "created_at") -> datetime:
+    """A UTC time; a naive one is read as UTC (Zendesk sends ``Z``), garbage is skipped
+    (counted as ``missing_<field>`` or ``bad_<field>``)."""
     if not value or not isinstance(value, str):
-        raise SkipRecord("missing_created_at")
+        raise SkipRecord(f"missing_{field}")
     try:
         ts = pd.Timestamp(value)
     except ValueError:
-        raise SkipRecord("bad_created_at") from None
+        raise SkipRecord(f"bad_{field}") from None
     if ts is pd.NaT:
-        raise SkipRecord("bad_created_at")
+        raise SkipRecord(f"bad_{field}")
     ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
     return ts.to_pydatetime()
 
@@ -312,16 +338,23 @@ class ZendeskSource(HttpSource):
             score = r.get("score")
             if score not in ("good", "bad"):  # offered / unoffered: no answer yet
                 return None
-            created = _ts(r.get("created_at"))
-            if not self._in_range(created, request):
+            # when the score was given or last changed (see the module's docstring); a
+            # record without updated_at was not changed since it was created
+            rated = _ts(r.get("updated_at") or r.get("created_at"), "updated_at")
+            if not self._in_range(rated, request):
                 return None
-            return {"created_at": created, "score": score, "good": int(score == "good"),
-                    "rated": 1, "group_id": str(r.get("group_id") or "none")}
+            try:
+                offered: Any = _ts(r.get("created_at"))
+            except SkipRecord:  # only informative: the rating still counts
+                offered = pd.NaT
+            return {"created_at": rated, "score": score, "good": int(score == "good"),
+                    "rated": 1, "group_id": str(r.get("group_id") or "none"),
+                    "offered_at": offered}
 
         rows: list[dict[str, Any]] = []
         url: str | None = "/api/v2/satisfaction_ratings"
         params: dict[str, Any] | None = {
-            "start_time": int(request.since.timestamp()),
+            "start_time": int((request.since - self.config.rating_lookback).timestamp()),
             "end_time": int(request.until.timestamp()),
             "page[size]": PAGE_SIZE,
         }

@@ -216,3 +216,70 @@ def test_ratings_with_odd_links_and_records_do_not_crash() -> None:
         src = zendesk(server)
         df = src.fetch(tickets(query="satisfaction_ratings"))
     assert df["good"].tolist() == [1] and src.skipped == {"not_an_object": 1}
+
+
+# -- satisfaction ratings: stamped when given -------------------------------------------
+
+
+def rating(n: int, score: str, offered: datetime, rated: datetime | None) -> dict:
+    z = "%Y-%m-%dT%H:%M:%SZ"
+    return {"id": n, "score": score, "group_id": 1, "created_at": offered.strftime(z),
+            **({"updated_at": rated.strftime(z)} if rated else {})}
+
+
+def serve_ratings(server: FakeServer, records: list[dict]) -> list[Request]:
+    """Ratings filtered on their ``created_at`` by start_time/end_time (one reading of
+    Zendesk's docs, the one that loses late answers without a lookback)."""
+    seen: list[Request] = []
+
+    def answer(req: Request) -> Response:
+        seen.append(req)
+        lo, hi = (datetime.fromtimestamp(int(req.query[k]), UTC)
+                  for k in ("start_time", "end_time"))
+        return Response(200, {"satisfaction_ratings": [
+            r for r in records if lo <= datetime.fromisoformat(r["created_at"]) < hi]})
+
+    server.route("GET", RATINGS, answer)
+    return seen
+
+
+def test_a_rating_counts_in_the_hour_it_was_given_not_when_its_survey_was_sent() -> None:
+    """The survey (the rating record) is created when it is sent, a day after the ticket is
+    solved; the customer answers later. Stamped with created_at, the answer belonged to a
+    bucket polled while it was still "offered": a live monitor never counted it."""
+    records = [
+        rating(1, "bad", T0 - timedelta(days=1), T0 + timedelta(hours=1, minutes=5)),
+        rating(2, "good", T0 + timedelta(minutes=5), T0 + timedelta(minutes=30)),
+        rating(3, "good", T0 + timedelta(hours=2), T6 + timedelta(hours=1)),  # later
+        rating(4, "offered", T0 - timedelta(hours=2), T0 + timedelta(hours=2)),
+        rating(5, "good", T0 + timedelta(hours=4), None),  # never changed: created_at
+    ]
+    with FakeServer() as server:
+        seen = serve_ratings(server, records)
+        df = zendesk(server).fetch(tickets(query="satisfaction_ratings"))
+    assert seen[0].query["start_time"] == str(int((T0 - timedelta(days=7)).timestamp()))
+    assert df.sort_values("created_at")["created_at"].tolist() == [
+        T0 + timedelta(minutes=30), T0 + timedelta(hours=1, minutes=5), T0 + timedelta(hours=4)]
+    assert df.sort_values("created_at")["good"].tolist() == [1, 0, 1]
+    assert pd.Timestamp(T0 - timedelta(days=1)) in set(df["offered_at"])
+
+
+def test_a_changed_rating_counts_again_in_the_bucket_of_the_change() -> None:
+    """Zendesk has no incremental export of ratings: a customer who changes good to bad is
+    counted, with the new score, where the change falls."""
+    records = [rating(1, "bad", T0 - timedelta(hours=5), T3 + timedelta(minutes=1))]
+    with FakeServer() as server:
+        serve_ratings(server, records)
+        early = zendesk(server).fetch(tickets(T0, T3, "satisfaction_ratings"))
+        late = zendesk(server).fetch(tickets(T3, T6, "satisfaction_ratings"))
+    assert early.empty and late["score"].tolist() == ["bad"]
+
+
+def test_rating_lookback_zero_asks_for_exactly_the_polled_range() -> None:
+    with FakeServer() as server:
+        seen = serve_ratings(server, [rating(1, "good", T0 - timedelta(hours=1), T0)])
+        src = ZendeskSource("zd", ZendeskSourceConfig(
+            type="zendesk", base_url=server.url, email="a@b.c", api_token="tok",
+            rating_lookback="0s"))
+        df = src.fetch(tickets(query="satisfaction_ratings"))
+    assert seen[0].query["start_time"] == str(int(T0.timestamp())) and df.empty

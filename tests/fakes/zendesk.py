@@ -44,8 +44,10 @@ def ratings(hours: int = 6) -> list[dict]:
     out = []
     for h in range(hours):
         for i, score in enumerate(("good", "bad", "offered")):
+            offered = T0 + timedelta(hours=h, minutes=20 + i)
             out.append({"id": h * 10 + i, "score": score, "group_id": 360001,
-                        "created_at": _z(T0 + timedelta(hours=h, minutes=20 + i))})
+                        "created_at": _z(offered),
+                        "updated_at": _z(offered + timedelta(minutes=10))})
     return out
 
 
