@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_start
@@ -24,14 +24,13 @@ from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaException
 from niquests.exceptions import RequestException
 
-from alerts.display import Names
+from alerts.anomaly_text import AnomalyText
 from alerts.notifiers.console import no_data_text
 from alerts.notifiers.http import connection_reason
-from alerts.payload import readable
 from dashboards.exporter import severity_band
 from dashboards.grafana import TAG, Built, journey_metrics
 from dashboards.links import journey_uid, panel_id
-from monitor.model import ValueKind, parse_series_key
+from monitor.model import parse_series_key
 
 if TYPE_CHECKING:
     from monitor.config import MonitorConfig
@@ -192,9 +191,7 @@ def anomaly_annotations(
     numbers read as the alert did (``58.7% vs expected 33.4% (+76%), from 1,204 sessions``,
     ``3.10 / 5``) and the series with its display names."""
     journeys = journeys or {}
-    names = Names.from_config(config) if config is not None else None
-    ratios = {m.name for m in config.metrics
-              if m.value.kind is ValueKind.RATIO} if config is not None else set()
+    words = AnomalyText.from_config(config) if config is not None else None
     out = []
     for row in anomalies.itertuples(index=False):
         _, labels = parse_series_key(row.series)
@@ -204,7 +201,7 @@ def anomaly_annotations(
         change = ""
         if row.expected and row.value == row.value:
             change = f" ({(row.value - row.expected) / abs(row.expected):+.0%})"
-        series = row.series if names is None else names.series(row.metric, labels)
+        series = row.series if words is None else words.names.series(row.metric, labels)
         out.append({
             "dashboard_uid": journey_uid(journey) if journey else None,
             "panel_id": panel_id(row.metric) if journey else None,
@@ -212,13 +209,12 @@ def anomaly_annotations(
             "time_to": _ms(row.ts),
             "tags": [TAG, f"journey:{journey or 'none'}", f"cx_metric:{row.metric}",
                      f"severity:{band}", f"anomaly:{row.id}"],
-            "text": f"{series}: {_what(row, change, names, ratios)}, severity {row.severity}",
+            "text": f"{series}: {_what(row, change, words)}, severity {row.severity}",
         })
     return out
 
 
-def _what(row: Any, change: str, names: Names | None = None,
-          ratios: Collection[str] = ()) -> str:
+def _what(row: Any, change: str, words: AnomalyText | None = None) -> str:
     """The anomaly in words: value against expected, or for a no-data anomaly the silence
     (its value and expected are a silence length or NaN, not KPI values)."""
     def real(x: Any) -> Any:
@@ -229,12 +225,9 @@ def _what(row: Any, change: str, names: Names | None = None,
                            "value": real(row.value), "expected": real(row.expected)})
     if silent:
         return f"no data, {silent}"
-    if names is None:
+    if words is None:
         return f"{row.value:.4g} vs expected {row.expected:.4g}{change}"
-    text = readable({"metric": row.metric, "kind": getattr(row, "kind", None),
-                     "value": real(row.value), "expected": real(row.expected),
-                     "volume": real(getattr(row, "volume", None))},
-                    percent=row.metric in ratios, names=names).get("text") or {}
+    text = words.text(row)
     volume = f", {text['volume']}" if text.get("volume") else ""
     return (f"{text.get('value', '-')} vs expected {text.get('expected', '-')}{change}"
             f"{volume}")

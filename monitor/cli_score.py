@@ -324,20 +324,15 @@ def _lines(lines: Iterable[int], limit: int = 5) -> str:
 def _said(cfg: Any, row: Any) -> str:
     """One stored anomaly as the alert said it: ``csat · Journey: Support at 2026-11-26 13:00
     UTC: 3.10 / 5 (expected 4.30 / 5, from 42 responses), severity 51``."""
-    from alerts.display import Names
-    from alerts.payload import readable
-    from monitor.model import ValueKind
+    from alerts.anomaly_text import AnomalyText
 
-    names = Names.from_config(cfg)
-    ratios = {m.name for m in cfg.metrics if m.value.kind is ValueKind.RATIO}
+    words = AnomalyText.from_config(cfg)
     labels = row.labels if isinstance(row.labels, dict) else {}
-    text = readable({"metric": row.metric, "kind": row.kind, "value": row.value,
-                     "expected": row.expected, "volume": row.volume},
-                    percent=row.metric in ratios, names=names).get("text") or {}
+    text = words.text(row)
     what = (f"{text['value']} (expected {text.get('expected', '-')}"
             f"{', ' + text['volume'] if text.get('volume') else ''})"
             if text.get("value") else "no data")
-    return (f"{names.series(row.metric, labels)} at {row.ts:%Y-%m-%d %H:%M} UTC: {what}, "
+    return (f"{words.names.series(row.metric, labels)} at {row.ts:%Y-%m-%d %H:%M} UTC: {what}, "
             f"severity {row.severity}")
 
 

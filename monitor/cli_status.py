@@ -38,13 +38,11 @@ def anomalies_list(
         frame = st.anomalies(metric=metric)
     finally:
         st.close()
-    from alerts.display import Names
-    from alerts.payload import readable
-    from monitor.model import ValueKind
+    from alerts.anomaly_text import AnomalyText
 
     rows = frame.iloc[::-1].head(last)
-    names = Names.from_config(cfg)  # with display names: the series as people read it
-    ratios = {m.name for m in cfg.metrics if m.value.kind is ValueKind.RATIO}
+    words = AnomalyText.from_config(cfg)
+    names = words.names  # with display names: the series as people read it
     typer.echo(f"{'ID':32}  {'TIME (UTC)':16}  {'SEV':>3}  {'KIND':8}  {'VALUE':>10}  "
                f"{'EXPECTED':>10}  {'FROM':>16}  SERIES")
     for r in rows.itertuples():
@@ -52,9 +50,7 @@ def anomalies_list(
             if names else r.series
         # a no-data anomaly's value is a silence length (metric) or NaN (series): say "-";
         # the others read as the alert did: 58.7%, 3.10 / 5, from 1,204 sessions
-        text = readable({"metric": r.metric, "kind": r.kind, "value": r.value,
-                         "expected": r.expected, "volume": r.volume},
-                        percent=r.metric in ratios, names=names).get("text") or {}
+        text = words.text(r)
         typer.echo(f"{r.id:32}  {_hm(r.ts):16}  {r.severity:>3}  {r.kind:8}  "
                    f"{text.get('value', '-'):>10}  {text.get('expected', '-'):>10}  "
                    f"{text.get('volume', '-').removeprefix('from '):>16}  {said}")

@@ -266,8 +266,7 @@ class Pipeline:
         #: metric titles, label and value display names: what people read in messages
         self.names = Names.from_config(config)
         #: ratio metrics: their values read as percentages in messages
-        self.percent = frozenset(m.name for m in config.metrics
-                                 if m.value.kind is ValueKind.RATIO)
+        self.percent = config.ratio_metrics()
         max_interval = max(m.interval for m in config.metrics)
         self.incidents = IncidentTracker(
             incident_group_by(config.alerting.route.group_by, config.metrics),

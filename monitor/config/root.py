@@ -29,6 +29,7 @@ from monitor.config.metric import MetricConfig
 from monitor.config.plugins import _default_detector, _validate_plugins
 from monitor.config.runtime import ExecutorConfig, LocalExecutorConfig, SchedulerConfig
 from monitor.config.validator_errors import _validate_with_checks
+from monitor.model import ValueKind
 from sources.base import SourceConfig
 from sources.registry import config_class as source_config_class
 from sources.registry import source_types
@@ -81,6 +82,11 @@ class MonitorConfig(BaseModel):
     def active_metrics(self) -> list[MetricConfig]:
         """The metrics ``cxmon run`` polls and scores (``enabled: false`` pauses one)."""
         return [m for m in self.metrics if m.enabled]
+
+    def ratio_metrics(self) -> frozenset[str]:
+        """The names of the ratio metrics (``value: {ratio: [...]}``): their values read as
+        percentages in alerts, ``cxmon anomalies``, ``feedback`` and Grafana annotations."""
+        return frozenset(m.name for m in self.metrics if m.value.kind is ValueKind.RATIO)
 
     def metric(self, name: str) -> MetricConfig:
         """The metric called ``name``; ``KeyError`` lists the defined ones."""
