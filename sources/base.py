@@ -131,6 +131,14 @@ class Source(ABC):
 M = TypeVar("M", bound=BaseModel)
 
 
+def require_query(source: str, request: PollRequest, what: str) -> str:
+    """The metric's ``query``, or a fatal error naming the source, the metric and what the
+    query should be (``what``: "a SOQL statement")."""
+    if not request.query:
+        raise FatalSourceError(f"source {source}: metric {request.metric} needs query: {what}")
+    return request.query
+
+
 def parse_params(model: type[M], source: str, request: Any) -> M:
     """A metric's ``params`` validated against ``model``; problems are one fatal error that
     names the source, the metric and each bad key."""

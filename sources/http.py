@@ -58,6 +58,7 @@ __all__ = [
     "Classified", "HttpClient", "HttpSource", "HttpSourceConfig", "Monotonic",
     "PaginationConfig", "RetryConfig", "SdkSource", "SkipRecord", "Sleep", "_same_origin",
     "body_excerpt", "call_with_retries", "compile_jmespath", "header_is_secret", "iso_z",
+    "json_object",
     "parse_params", "query_secrets", "retry_after_seconds", "scrub_secrets", "secrets_of",
 ]
 
@@ -68,6 +69,16 @@ T = TypeVar("T")
 
 class SkipRecord(ValueError):
     """Raised by a connector's record parser: this one record is unusable; count and skip."""
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else ``{}``: a field that a proxy or an API change
+    made a string or a list must not crash the poll.
+
+    >>> json_object({"a": 1}), json_object(["a"]), json_object(None)
+    ({'a': 1}, {}, {})
+    """
+    return value if isinstance(value, dict) else {}
 
 
 def compile_jmespath(expr: str, source: str, what: str) -> jmespath.parser.ParsedResult:

@@ -31,7 +31,7 @@ from urllib.parse import quote
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from sources.base import FatalSourceError, PollRequest
+from sources.base import FatalSourceError, PollRequest, require_query
 from sources.http import (
     HttpSource,
     HttpSourceConfig,
@@ -235,10 +235,7 @@ class HttpJsonSource(HttpSource):
         self._warned_fields: set[tuple[str, str]] = set()  # (metric, column) said once
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
-        if not request.query:
-            raise FatalSourceError(
-                f"source {self.name}: metric {request.metric} needs query: the URL to call"
-            )
+        require_query(self.name, request, "the URL to call")
         q = parse_params(HttpJsonQuery, self.name, request)
         values = placeholders(request.since, request.until, q.vars)
         problems = q.query_problems(request.query)

@@ -28,7 +28,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.durations import Duration, positive_duration
-from sources.base import FatalSourceError, PollRequest, RetriableSourceError
+from sources.base import FatalSourceError, PollRequest, RetriableSourceError, require_query
 from sources.http import HttpSource, HttpSourceConfig, SkipRecord, parse_params
 from sources.registry import register
 
@@ -74,10 +74,7 @@ class PrometheusSource(HttpSource):
     config: PrometheusSourceConfig
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
-        if not request.query:
-            raise FatalSourceError(
-                f"source {self.name}: metric {request.metric} needs query: a PromQL expression"
-            )
+        require_query(self.name, request, "a PromQL expression")
         step = self._step(request)
         frames = []
         t = request.since

@@ -57,7 +57,13 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.format import quote_soql_value
 
 from monitor.durations import Seconds
-from sources.base import FatalSourceError, PollRequest, RetriableSourceError, SourceConfig
+from sources.base import (
+    FatalSourceError,
+    PollRequest,
+    RetriableSourceError,
+    SourceConfig,
+    require_query,
+)
 from sources.binds import Problems, bind_problems
 from sources.deadline import with_deadline
 from sources.http import (
@@ -67,6 +73,7 @@ from sources.http import (
     SdkSource,
     Sleep,
     body_excerpt,
+    json_object,
     retry_after_seconds,
 )
 from sources.registry import register
@@ -171,10 +178,6 @@ def is_aggregate(soql: str) -> bool:
     return any(m.group(1) for m in _GROUP_BY.finditer(soql))
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 class _PlainHttp(HTTPAdapter):
     """Sends ``https://host`` requests to ``http://host``: only mounted when ``instance_url``
     is explicitly ``http://`` (a local proxy or a test server)."""
@@ -230,13 +233,10 @@ class SalesforceSource(SdkSource):
         self._last_headers = dict(response.headers)
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
-        if not request.query:
-            raise FatalSourceError(
-                f"source {self.name}: metric {request.metric} needs query: a SOQL statement"
-            )
+        query = require_query(self.name, request, "a SOQL statement")
         values = {**request.params, "since": request.since, "until": request.until}
         try:
-            soql = render_soql(request.query, values)
+            soql = render_soql(query, values)
         except KeyError as exc:
             raise FatalSourceError(
                 f"source {self.name}: metric {request.metric}: no value for placeholder "
@@ -269,7 +269,8 @@ class SalesforceSource(SdkSource):
         for _ in range(MAX_PAGES):
             records.extend(page["records"])
             aggregate = aggregate or any(
-                isinstance(r, dict) and _obj(r.get("attributes")).get("type") == "AggregateResult"
+                isinstance(r, dict)
+                and json_object(r.get("attributes")).get("type") == "AggregateResult"
                 for r in page["records"])
             link = page.get("nextRecordsUrl")
             if page.get("done") is not False and not link:

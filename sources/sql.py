@@ -24,6 +24,7 @@ from sources.base import (
     RetriableSourceError,
     Source,
     SourceConfig,
+    require_query,
 )
 from sources.binds import Problems, bind_problems
 from sources.registry import register
@@ -101,9 +102,7 @@ class SqlSource(Source):
         return self._engine
 
     def fetch(self, request: PollRequest) -> pd.DataFrame:
-        if not request.query:
-            raise FatalSourceError(f"source {self.name}: metric {request.metric} has no query")
-        stmt = sa.text(request.query)
+        stmt = sa.text(require_query(self.name, request, "a SQL statement"))
         sqlite = self.engine.dialect.name == "sqlite"
         since: Any = _sqlite_time(request.since) if sqlite else request.since
         until: Any = _sqlite_time(request.until) if sqlite else request.until

@@ -76,7 +76,7 @@ from sources.base import (
     RetriableSourceError,
     parse_params,
 )
-from sources.http import HttpClient, HttpSource, HttpSourceConfig, SkipRecord
+from sources.http import HttpClient, HttpSource, HttpSourceConfig, SkipRecord, json_object
 from sources.registry import register
 
 QUERIES = ("tickets", "ticket_tags", "satisfaction_ratings")
@@ -160,12 +160,6 @@ def _ts(value: Any, field: str = "created_at") -> datetime:
     return ts.to_pydatetime()
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else ``{}`` (a field a proxy or an API change made
-    a string or a list must not crash the poll)."""
-    return value if isinstance(value, dict) else {}
-
-
 def _items(body: dict[str, Any], key: str, source: str) -> list[Any]:
     """The page's list of records; a missing key is an empty page, anything else an error."""
     items = body.get(key)
@@ -189,7 +183,7 @@ def _ticket(t: Any) -> dict[str, Any]:
         "id": t["id"],
         "created_at": _ts(t.get("created_at")),
         "tickets": 1,
-        "channel": str(_obj(t.get("via")).get("channel") or "unknown"),
+        "channel": str(json_object(t.get("via")).get("channel") or "unknown"),
         "group_id": str(t.get("group_id") or "none"),
         "brand_id": str(t.get("brand_id") or "none"),
         "priority": t.get("priority") or "none",
@@ -379,6 +373,6 @@ class ZendeskSource(HttpSource):
 
     def _next_ratings_page(self, body: dict[str, Any]) -> str | None:
         """``links.next`` while ``meta.has_more``, else the older ``next_page``."""
-        links, meta = _obj(body.get("links")), _obj(body.get("meta"))
+        links, meta = json_object(body.get("links")), json_object(body.get("meta"))
         url = links.get("next") if meta.get("has_more") is True else body.get("next_page")
         return url if isinstance(url, str) and url else None

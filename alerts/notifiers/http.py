@@ -81,13 +81,7 @@ def describe_http_error(exc: Exception, url: str) -> str:
     """
     reason = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc).strip()).rstrip(".")
     reason = reason[:1].lower() + reason[1:]
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
-    except ValueError:
-        host, port = "", None
-    where = f"{host}:{port}" if host and port else host
+    where = host_port(url)
     out = type(exc).__name__ + (f": {reason}" if reason else "")
     return f"{out} to {where}" if where else out
 
