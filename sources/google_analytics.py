@@ -308,7 +308,10 @@ class GoogleAnalyticsSource(SdkSource):
             return odd
         if isinstance(exc, gexc.GoogleAPICallError):
             code = getattr(exc, "code", None) or 0
-            message = f"GA4 Data API HTTP {code}: {exc.message}"
+            # which endpoint (and so which property) answered: the response seen, else
+            # the configured host
+            at = self._seen.where if self._seen is not None else self._host()
+            message = f"GA4 Data API HTTP {code} from {at}: {exc.message}"
             # the REST transport raises the HTTP classes (Unauthorized, Forbidden), parents
             # of the gRPC ones (Unauthenticated, PermissionDenied)
             if isinstance(exc, gexc.Unauthorized | gexc.Forbidden):
@@ -329,10 +332,13 @@ class GoogleAnalyticsSource(SdkSource):
                     "or use a service-account credentials_file")
         if isinstance(exc, gexc.RetryError):
             return ("retriable", None, f"GA4 Data API: {exc.message}")
-        host = host_of(self.config.api_endpoint) or "analyticsdata.googleapis.com"
-        verdict = transport_verdict(exc, host, timeout=self.config.timeout,
+        verdict = transport_verdict(exc, self._host(), timeout=self.config.timeout,
                                     retry_after=lambda: None, scrub=self.scrub)
         return verdict and (verdict[0], verdict[1], f"GA4 Data API: {verdict[2]}")
+
+    def _host(self) -> str:
+        """The Data API's host (``api_endpoint``, else Google's), for messages."""
+        return host_of(self.config.api_endpoint) or "analyticsdata.googleapis.com"
 
     def _unreadable(self, exc: BaseException) -> Classified | None:
         """A verdict for a response the client could not read: an error body not in Google's

@@ -127,8 +127,13 @@ class HttpClient:
         return self.scrub(f"{url.host}{port}") if url.host else "the server"
 
     def where(self, url: httpx.URL | str) -> str:
-        """A URL for messages: host and path, never the query string (it may hold keys)."""
+        """A URL for messages: host and path, never the query string (it may hold keys); a
+        relative ``url`` is under ``base_url``."""
         parts = urlsplit(str(url))
+        if not parts.netloc and self.config.base_url:
+            base = urlsplit(self.config.base_url)
+            parts = parts._replace(netloc=base.netloc,
+                                   path=base.path.rstrip("/") + "/" + parts.path.lstrip("/"))
         return self.scrub(f"{parts.netloc}{parts.path}")
 
     # -- requests -----------------------------------------------------------------------------

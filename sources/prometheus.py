@@ -33,6 +33,7 @@ from sources.http import HttpSource, HttpSourceConfig, SkipRecord, parse_params
 from sources.registry import register
 
 MAX_POINTS = 10_000
+QUERY_RANGE = "/api/v1/query_range"
 
 
 class PrometheusSourceConfig(HttpSourceConfig):
@@ -101,7 +102,7 @@ class PrometheusSource(HttpSource):
             "end": f"{hi.timestamp():.3f}",
             "step": _seconds(step),
         }
-        body = self.http.get_json("/api/v1/query_range", params=params,
+        body = self.http.get_json(QUERY_RANGE, params=params,
                                   fix_hint="check the PromQL in the metric's query",
                                   auth_hint="")  # a rejected token is no PromQL problem
         def malformed(what: str) -> FatalSourceError:
@@ -114,11 +115,13 @@ class PrometheusSource(HttpSource):
         if body.get("status") != "success":
             error = body.get("error")
             kind = body.get("errorType")
+            at = self.http.where(f"{(self.config.base_url or '').rstrip('/')}{QUERY_RANGE}")
             if kind in ("timeout", "canceled", "unavailable"):
-                raise RetriableSourceError(f"source {self.name}: Prometheus {kind}: {error}")
+                raise RetriableSourceError(
+                    f"source {self.name}: Prometheus {kind} at {at}: {error}")
             raise FatalSourceError(
-                f"source {self.name}: metric {request.metric}: query failed ({kind}: {error})"
-            )
+                f"source {self.name}: metric {request.metric}: query failed at {at} ({kind}: "
+                f"{error})")
         data = body.get("data") or {}
         if not isinstance(data, dict):
             raise malformed(f"'data' is {type(data).__name__}, not an object (is base_url a "

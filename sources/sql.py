@@ -122,21 +122,30 @@ class SqlSource(Source):
         except OperationalError as exc:
             if _is_sqlite_bad_query(exc):
                 raise FatalSourceError(
-                    f"source {self.name}: query for metric {request.metric} failed: "
-                    f"{_reason(exc)}"
+                    f"source {self.name}: query for metric {request.metric} failed on "
+                    f"{self.where}: {_reason(exc)}"
                 ) from None
             if _is_login_failure(exc):
                 raise FatalSourceError(
-                    f"source {self.name}: the database rejected the credentials or database "
-                    f"name in url ({_reason(exc)}); check the source's url"
+                    f"source {self.name}: the database {self.where} rejected the credentials "
+                    f"or database name in url ({_reason(exc)}); check the source's url"
                 ) from None
             raise RetriableSourceError(
-                f"source {self.name}: database unreachable or busy ({_reason(exc)})"
+                f"source {self.name}: database {self.where} unreachable or busy "
+                f"({_reason(exc)})"
             ) from None
         except (DBAPIError, SQLAlchemyError) as exc:
             raise FatalSourceError(
-                f"source {self.name}: query for metric {request.metric} failed: {_reason(exc)}"
+                f"source {self.name}: query for metric {request.metric} failed on "
+                f"{self.where}: {_reason(exc)}"
             ) from None
+
+    @property
+    def where(self) -> str:
+        """The database, for messages: ``host:port/name`` or SQLite's file, never the user
+        or password (a failure said "database unreachable or busy" and, with several SQL
+        sources, not which database)."""
+        return database_where(self.config.url.get_secret_value())
 
     def _sqlite_iso_t(self, request: PollRequest, stmt: sa.TextClause, bound: dict[str, Any],
                       frame: pd.DataFrame) -> pd.DataFrame:
@@ -216,6 +225,24 @@ def driver_problem(url: str | sa.URL) -> str | None:
     except Exception:  # a dialect that fails otherwise: the poll will say
         pass
     return None
+
+
+def database_where(url: str | sa.URL) -> str:
+    """Which database ``url`` names, without its user or password.
+
+    >>> database_where("postgresql+psycopg://cx:secret@db.example.com:5433/kpi")
+    'db.example.com:5433/kpi'
+    >>> database_where("sqlite:////var/lib/cx/kpi.db"), database_where("sqlite://")
+    ('/var/lib/cx/kpi.db', ':memory:')
+    """
+    try:
+        parsed = sa.make_url(url)
+    except Exception:
+        return "the database"
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or ":memory:"
+    host = f"{parsed.host}{f':{parsed.port}' if parsed.port else ''}" if parsed.host else ""
+    return f"{host}/{parsed.database or ''}".strip("/") or "the database"
 
 
 def range_problem(query: str, column: str = "ts") -> str | None:

@@ -160,15 +160,16 @@ def _ts(value: Any, field: str = "created_at") -> datetime:
     return ts.to_pydatetime()
 
 
-def _items(body: dict[str, Any], key: str, source: str) -> list[Any]:
-    """The page's list of records; a missing key is an empty page, anything else an error."""
+def _items(body: dict[str, Any], key: str, source: str, where: str) -> list[Any]:
+    """The page's list of records; a missing key is an empty page, anything else an error
+    (naming the URL it came from, ``where``: host and path)."""
     items = body.get(key)
     if items is None:
         return []
     if not isinstance(items, list):
         raise RetriableSourceError(
-            f"source {source}: the Zendesk response's {key!r} is a {type(items).__name__}, "
-            "not a list (a proxy, or base_url not the API root?)")
+            f"source {source}: the Zendesk response's {key!r} from {where} is a "
+            f"{type(items).__name__}, not a list (a proxy, or base_url not the API root?)")
     return items
 
 
@@ -271,7 +272,7 @@ class ZendeskSource(HttpSource):
             else:
                 params["cursor"] = export.cursor
             body = self.http.get_json(EXPORT_PATH, params=params, fix_hint=HINT, obj=True)
-            items = _items(body, "tickets", self.name)
+            items = _items(body, "tickets", self.name, self.http.where(EXPORT_PATH))
             self._fold(export, items)
             end, cursor = body.get("end_of_stream"), _after_cursor(body)
             if end is True or (end is None and (not items or cursor is None)):
@@ -356,7 +357,8 @@ class ZendeskSource(HttpSource):
         for _ in range(MAX_PAGES):
             assert url is not None
             body = self.http.get_json(url, params=params, obj=True)
-            rows.extend(self.records(_items(body, "satisfaction_ratings", self.name), parse))
+            items = _items(body, "satisfaction_ratings", self.name, self.http.where(url))
+            rows.extend(self.records(items, parse))
             url, params = self._next_ratings_page(body), None
             if not url:
                 return pd.DataFrame(rows, columns=RATING_COLUMNS)

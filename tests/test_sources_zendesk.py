@@ -194,8 +194,11 @@ def test_unreadable_tickets_are_skipped_and_odd_fields_do_not_crash() -> None:
 def test_tickets_that_are_not_a_list_is_a_source_error() -> None:
     with FakeServer() as server:
         pages(server, lambda r, n: {"tickets": {"1": ticket(1, T0)}, "end_of_stream": True})
-        with pytest.raises(RetriableSourceError, match="'tickets' is a dict, not a list"):
+        with pytest.raises(RetriableSourceError) as err:
             zendesk(server).fetch(tickets())
+    host = server.url.removeprefix("http://")
+    assert (f"source zd: the Zendesk response's 'tickets' from {host}{EXPORT} is a dict, not "
+            "a list") in str(err.value)
 
 
 def test_ratings_next_page_that_repeats_is_an_error_not_a_loop() -> None:
