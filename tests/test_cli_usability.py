@@ -541,16 +541,35 @@ def test_anomalies_reads_a_rate_as_the_alert_did_with_its_stored_volume(
         "sessions), severity 50")
 
 
-def test_feedback_twice_says_it_was_already_marked(tmp_path: Path) -> None:
+def test_feedback_twice_stores_the_verdict_once(tmp_path: Path) -> None:
+    """The same verdict again stores no second row (it would count twice as a stored
+    verdict) and says so, exit 0; a different verdict is recorded beside the first."""
     cfg, a = _store_with_anomaly(tmp_path)
     first = runner.invoke(app, ["feedback", a.id, "not_anomaly", "-c", str(cfg)])
     assert first.exit_code == 0 and "already" not in first.output
-    again = runner.invoke(app, ["feedback", a.id, "not_anomaly", "-c", str(cfg)])
-    assert again.exit_code == 0
-    assert ("note: it was already marked not_anomaly (feedback 1); marking it again changes "
-            "nothing") in again.output
+    again = runner.invoke(app, ["feedback", a.id[:10], "not_anomaly", "-c", str(cfg),
+                                "--note", "again"])
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines()[0] == (
+        f"{a.id} is already marked not_anomaly (feedback 1): nothing stored")
+    assert "marked not_anomaly\n" not in again.stdout
+    store = Store.open(f"sqlite:///{tmp_path / 'fb.db'}")
+    try:
+        assert [f["label"] for f in store.feedback_on(a.id)] == ["not_anomaly"]
+    finally:
+        store.close()
     other = runner.invoke(app, ["feedback", a.id, "confirmed", "-c", str(cfg)])
-    assert "already marked not_anomaly (feedback 2); both are kept" in other.output
+    assert other.exit_code == 0
+    assert "feedback 2: " in other.output
+    assert "already marked not_anomaly (feedback 1); both are kept" in other.output
+    back = runner.invoke(app, ["feedback", a.id, "not_anomaly", "-c", str(cfg)])
+    assert "feedback 3: " in back.output  # the verdict in force was confirmed: recorded
+    store = Store.open(f"sqlite:///{tmp_path / 'fb.db'}")
+    try:
+        assert [f["label"] for f in store.feedback_on(a.id)] == [
+            "not_anomaly", "confirmed", "not_anomaly"]
+    finally:
+        store.close()
 
 
 def test_feedback_requires_config_and_quotes_the_unknown_id(tmp_path: Path) -> None:
