@@ -303,9 +303,12 @@ def test_log_level_is_a_choice_everywhere(tmp_path: Path) -> None:
             with_level.append(list(path))
     assert {("run",), ("demo",), ("alerts", "deliver"), ("serve-feedback",)} <= set(
         map(tuple, with_level))
+    # and the root's, for every command: cxmon --log-level debug validate
+    assert [] in with_level
     for path in with_level:
-        res = runner.invoke(app, [*path, "-c", str(tmp_path / "x.yaml"), "--log-level", "loud"]
-                            if path != ["demo"] else [*path, "--log-level", "loud"])
+        args = ["-c", str(tmp_path / "x.yaml")] if path != ["demo"] else []
+        res = runner.invoke(app, [*path, *args, "--log-level", "loud"] if path
+                            else ["--log-level", "loud", "validate", *args])
         assert res.exit_code == 2, (path, res.output)
         assert ("'loud' is not one of 'debug', 'info', 'warning', 'error', 'critical'"
                 in res.output), path
