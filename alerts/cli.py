@@ -195,7 +195,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     def ack(
         config: ConfigOpt,
         incidents: Annotated[list[str], typer.Argument(
-            metavar="INCIDENT...", help="Open incident keys, or their first characters "
+            metavar="INCIDENT", help="Open incident keys, or their first characters "
             "(cxmon alerts acks lists them).")],
         by: Annotated[str, typer.Option("--by", "-a", help="Who (default: $USER).")] = "",
     ) -> None:
@@ -232,7 +232,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     def unack(
         config: ConfigOpt,
         incidents: Annotated[list[str], typer.Argument(
-            metavar="INCIDENT...", help="Acknowledged incident keys, or their first "
+            metavar="INCIDENT", help="Acknowledged incident keys, or their first "
             "characters (cxmon alerts acks lists them).")],
     ) -> None:
         """Remove acknowledgements: the incidents' reminders resume."""
@@ -289,7 +289,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     def retry(
         config: ConfigOpt,
         ids: Annotated[list[int] | None, typer.Argument(
-            metavar="[ID...]", help="Dead-lettered notification ids (cxmon alerts status "
+            metavar="ID", help="Dead-lettered notification ids (cxmon alerts status "
             "lists them).")] = None,
         all_dead: Annotated[bool, typer.Option("--all", help="Every dead-lettered "
                                                "notification (of --receiver, if given).")]
@@ -341,8 +341,8 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     def deliver(
         config: ConfigOpt,
         until_empty: Annotated[bool, typer.Option(
-            help="Exit when no notification is pending (waits for scheduled retries); "
-                 "exit 1 if one was dead-lettered.")] = False,
+            "--until-empty", help="Exit when no notification is pending (waits for scheduled "
+            "retries); exit 1 if one was dead-lettered.")] = False,
         every: Annotated[float, typer.Option(help="Seconds between passes.")] = 5.0,
         log_level: LogLevel = None,
         log_format: LogFormat = None,

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def demo(
     once: Annotated[
-        bool, typer.Option(help="Stop after replaying history instead of polling live.")
+        bool, typer.Option("--once", help="Stop after replaying history instead of polling live.")
     ] = False,
     store: Annotated[
         str | None,

@@ -18,14 +18,14 @@ _FORMAT_HELP = ("auto: rich on a terminal, else one plain line per record; text:
 
 #: ``cxmon --log-level LEVEL COMMAND``: logging for every command (the root option).
 GlobalLogLevel = Annotated[_Level | None, typer.Option(
-    "--log-level", metavar="LEVEL", case_sensitive=False,
+    "--log-level", metavar="<level>", case_sensitive=False,
     help="Log level of any command: debug, info, warning, error, critical (default: "
          "warning; run and the workers: info). A command's own --log-level wins.")]
 
 #: ``cxmon --log-format FORMAT COMMAND``; ``CXMON_LOG_FORMAT`` (systemd's EnvironmentFile)
 #: sets it for every command. A command's own ``--log-format`` wins over both.
 GlobalLogFormat = Annotated[_Format | None, typer.Option(
-    "--log-format", metavar="FORMAT", envvar="CXMON_LOG_FORMAT", show_envvar=True,
+    "--log-format", metavar="<format>", envvar="CXMON_LOG_FORMAT", show_envvar=True,
     case_sensitive=False, help=_FORMAT_HELP)]
 
 
@@ -33,7 +33,7 @@ def log_level_option(default: str) -> Any:
     """A command's own ``--log-level`` (None: ``cxmon --log-level``, else ``default``, which
     the command passes to :func:`log_settings` too)."""
     return Annotated[_Level | None, typer.Option(
-        "--log-level", metavar="LEVEL", case_sensitive=False,
+        "--log-level", metavar="<level>", case_sensitive=False,
         help=f"Log level: debug, info, warning, error, critical (default: cxmon --log-level, "
              f"else {default}).")]
 
@@ -45,7 +45,7 @@ LogLevel = log_level_option("info")
 #: ``CXMON_LOG_FORMAT``, else ``auto``: rich on a terminal, one plain line per record
 #: otherwise); ``json`` is for log shippers (journald to Loki, Vector, ...).
 LogFormat = Annotated[_Format | None, typer.Option(
-    "--log-format", metavar="FORMAT", case_sensitive=False,
+    "--log-format", metavar="<format>", case_sensitive=False,
     help=_FORMAT_HELP + " Default: cxmon --log-format, else CXMON_LOG_FORMAT, else auto.")]
 
 

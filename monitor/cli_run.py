@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 def run(
     config: ConfigOpt,
-    once: Annotated[bool, typer.Option(help="Tick every metric once, deliver, exit.")] = False,
+    once: Annotated[bool, typer.Option("--once",
+                                       help="Tick every metric once, deliver, exit.")] = False,
     log_level: LogLevel = None,
     log_format: LogFormat = None,
 ) -> None:

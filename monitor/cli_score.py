@@ -497,7 +497,7 @@ cancels earlier such verdicts."""
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise typer.BadParameter(
                 f"{label!r} is not a verdict; use one of not_anomaly, expected, confirmed{hint}",
-                param_hint="LABEL")
+                param_hint="VERDICT")
         cfg = _load(config, needs={"store"})
         store = _open_store(cfg, must_exist=True)
         try:

@@ -20,9 +20,9 @@ from monitor.config import MonitorConfig, config_json_schema, display_warnings
 def validate(
     config: ConfigOpt,
     poll: Annotated[bool, typer.Option(
-        help="Also poll the latest buckets of every metric once and check the rows as a tick "
-             "would (columns, timestamps, values); nothing is stored. Exit 1 if a poll "
-             "fails.")] = False,
+        "--poll", help="Also poll the latest buckets of every metric once and check the rows "
+        "as a tick would (columns, timestamps, values); nothing is stored. Exit 1 if a poll "
+        "fails.")] = False,
     intervals: Annotated[int, typer.Option(
         min=1, max=10_000, help="With --poll: how many of the latest buckets.")] = 3,
     show: Annotated[bool, typer.Option(

@@ -340,6 +340,52 @@ def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
     assert "Who (default: $USER)" in add
 
 
+def test_every_example_in_a_help_text_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``Example:`` line of a command's help is what gets pasted: it goes through the
+    command's own parser (options renamed since would fail here, not in the user's shell)."""
+    import re
+    import shlex
+
+    import typer.main
+
+    monkeypatch.setenv("CXMON_CONFIG", "cxmon.yaml")
+    root = typer.main.get_command(app)
+    parsed = []
+    for path in _commands():
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        block = (cmd.help or "").partition("Example")[2]
+        for line in re.findall(r"^\W*(cxmon .*?)\s*$", block, re.M):
+            words = shlex.split(re.split(r" >| #", line)[0])[1:]
+            assert words[: len(path)] == list(path), line
+            cmd.make_context(" ".join(["cxmon", *path]), words[len(path):])
+            parsed.append(line)
+    assert len(parsed) >= 5, parsed  # validate's four, backtest's, score's
+
+
+def test_flags_off_by_default_have_no_no_twin_and_no_metavar_doubles_its_dots() -> None:
+    """``--once`` needs no ``--no-once`` ("[default: no-once]" read as an option to pass);
+    a repeatable argument's metavar names one value (click adds the ``...``: a metavar
+    ``INCIDENT...`` showed ``INCIDENT......``); the log options look like every other
+    option's value (``<level>``)."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    for path in _commands():
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        for p in cmd.params:
+            if getattr(p, "is_flag", False) and p.default is False:
+                assert not p.secondary_opts, (path, p.opts, p.secondary_opts)
+            assert not (p.metavar or "").endswith("..."), (path, p.metavar)
+    run = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    assert "--no-once" not in run and "<level>" in run and "<format>" in run
+    ack = runner.invoke(app, ["alerts", "ack", "--help"], env={"COLUMNS": "200"}).output
+    assert "INCIDENT}..." in ack and "INCIDENT..." not in ack
+
+
 def test_no_help_loses_a_bracketed_example_to_rich_markup() -> None:
     """Rich read ``split_by: [journey]`` in ``dashboards build --journey``'s help as a style
     tag and showed ``split_by:  label``: every ``[...]`` a command's or option's help writes
