@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor.cli_options import ConfigOpt, LogFormat, LogLevel
+from monitor.cli_options import ConfigOpt, LogFormat, LogLevel, log_settings
 from monitor.durations import format_duration
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     def ack(
         config: ConfigOpt,
         incidents: Annotated[list[str], typer.Argument(
-            metavar="INCIDENT...", help="Open incident keys, or their first characters "
+            metavar="INCIDENT", help="Open incident keys, or their first characters "
             "(cxmon alerts acks lists them).")],
         by: Annotated[str, typer.Option("--by", "-a", help="Who (default: $USER).")] = "",
     ) -> None:
@@ -232,7 +232,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     def unack(
         config: ConfigOpt,
         incidents: Annotated[list[str], typer.Argument(
-            metavar="INCIDENT...", help="Acknowledged incident keys, or their first "
+            metavar="INCIDENT", help="Acknowledged incident keys, or their first "
             "characters (cxmon alerts acks lists them).")],
     ) -> None:
         """Remove acknowledgements: the incidents' reminders resume."""
@@ -289,7 +289,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     def retry(
         config: ConfigOpt,
         ids: Annotated[list[int] | None, typer.Argument(
-            metavar="[ID...]", help="Dead-lettered notification ids (cxmon alerts status "
+            metavar="ID", help="Dead-lettered notification ids (cxmon alerts status "
             "lists them).")] = None,
         all_dead: Annotated[bool, typer.Option("--all", help="Every dead-lettered "
                                                "notification (of --receiver, if given).")]
@@ -341,11 +341,11 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
     def deliver(
         config: ConfigOpt,
         until_empty: Annotated[bool, typer.Option(
-            help="Exit when no notification is pending (waits for scheduled retries); "
-                 "exit 1 if one was dead-lettered.")] = False,
+            "--until-empty", help="Exit when no notification is pending (waits for scheduled "
+            "retries); exit 1 if one was dead-lettered.")] = False,
         every: Annotated[float, typer.Option(help="Seconds between passes.")] = 5.0,
-        log_level: LogLevel = "info",
-        log_format: LogFormat = "auto",
+        log_level: LogLevel = None,
+        log_format: LogFormat = None,
     ) -> None:
         """Run the delivery worker alone: send what is due in the outbox, with retries."""
         from alerts.outbox import OutboxWorker
@@ -353,7 +353,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         from monitor.clock import SystemClock
         from monitor.pipeline import build_notifiers
 
-        main._setup_logging(log_level, log_format)
+        main._setup_logging(*log_settings(log_level, log_format, "info"))
         # the receivers and Grafana links only: an unset source ${VAR} is no error here
         cfg = main._load(config, needs={"store", "alerting", "grafana"})
         store = main._open_store(cfg, must_exist=True)  # a fresh one holds nothing
@@ -389,12 +389,12 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         _exit_if_dead(dead, until_empty)
 
     @app.command("serve-feedback")
-    def serve_feedback(config: ConfigOpt, log_level: LogLevel = "info",
-                       log_format: LogFormat = "auto") -> None:
+    def serve_feedback(config: ConfigOpt, log_level: LogLevel = None,
+                       log_format: LogFormat = None) -> None:
         """Serve the endpoint Slack's feedback buttons post to (alerting.feedback)."""
         from monitor import cli as main
 
-        main._setup_logging(log_level, log_format)
+        main._setup_logging(*log_settings(log_level, log_format, "info"))
         cfg = main._load(config, needs={"store", "alerting"})
         if cfg.alerting.feedback is None:
             main.err_console.print("[bold red]alerting.feedback is not configured[/]")

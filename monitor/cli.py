@@ -19,6 +19,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
+from monitor.cli_options import GlobalLogFormat, GlobalLogLevel, set_global_logging
 from monitor.config import MonitorConfig, load_config
 from monitor.errors import ConfigError, StoreError
 
@@ -138,8 +139,13 @@ app.add_typer(alerts_app, name="alerts")
 def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    log_level: GlobalLogLevel = None,
+    log_format: GlobalLogFormat = None,
 ) -> None:
     """cxmon: anomaly detection and alerting for customer-experience KPIs."""
+    set_global_logging(log_level, log_format)
+    if log_level is not None or log_format is not None:  # else Python's default: warnings
+        _setup_logging(log_level or "warning", log_format or "auto")
 
 
 console = Console()

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from monitor.cli_options import LogLevel
+from monitor.cli_options import log_level_option, log_settings
 from monitor.cli_run import _log_tick
 from monitor.clock import FakeClock, SystemClock
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def demo(
     once: Annotated[
-        bool, typer.Option(help="Stop after replaying history instead of polling live.")
+        bool, typer.Option("--once", help="Stop after replaying history instead of polling live.")
     ] = False,
     store: Annotated[
         str | None,
@@ -51,7 +51,7 @@ def demo(
         typer.Option("--step-hours", min=1, max=24,
                      help="Simulated hours per replay tick (detection is still hourly)."),
     ] = 6,
-    log_level: LogLevel = "warning",
+    log_level: log_level_option("warning") = None,  # type: ignore[valid-type]
 ) -> None:
     """Replay a few weeks of a simulated retailer's KPIs, print the alerts, then poll live."""
     from monitor.cli import _hm, _load, _open_store, _setup_logging, console
@@ -59,7 +59,7 @@ def demo(
     from monitor.scheduler import Scheduler, replay
     from sources.demo import HOLIDAY_DAYS, default_anchor, incidents_at
 
-    _setup_logging(log_level)
+    _setup_logging(*log_settings(log_level, None, "warning"))
     now = SystemClock().now()
     start = _demo_anchor(anchor) if anchor else default_anchor(now)
     end = min(start + timedelta(days=days), now) if not anchor else start + timedelta(days=days)

@@ -31,7 +31,7 @@ def _read(path: Path, what: str) -> Any:
 
 def lookout(
     metric_sets: Annotated[list[Path], typer.Argument(
-        metavar="METRIC_SET.json...",
+        metavar="METRIC_SET.json",
         help="Output of `aws lookoutmetrics describe-metric-set`: one file per metric set of "
              "the detector (or a JSON list of them); they become one config.")],
     alerts: Annotated[Path | None, typer.Option(

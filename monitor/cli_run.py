@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from monitor.cli_options import ConfigOpt, LogFormat, LogLevel
+from monitor.cli_options import ConfigOpt, LogFormat, LogLevel, log_settings
 from monitor.cli_validate import _paused_note
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 
 def run(
     config: ConfigOpt,
-    once: Annotated[bool, typer.Option(help="Tick every metric once, deliver, exit.")] = False,
-    log_level: LogLevel = "info",
-    log_format: LogFormat = "auto",
+    once: Annotated[bool, typer.Option("--once",
+                                       help="Tick every metric once, deliver, exit.")] = False,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
 ) -> None:
     """Run the monitor: poll, detect and alert on schedule until SIGINT/SIGTERM.
 
@@ -44,7 +45,7 @@ named); 2 for a bad option or config."""
     from monitor.scheduler import Scheduler, run_retention
     from monitor.store.instance_lock import LockWatch
 
-    _setup_logging(log_level, log_format)
+    _setup_logging(*log_settings(log_level, log_format, "info"))
     cfg = _load(config)
     _refuse_all_paused(cfg, config)
     clock = SystemClock()  # one clock: /readyz ages the ticks by the time the pipeline keeps

@@ -492,7 +492,7 @@ cancels earlier such verdicts."""
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise typer.BadParameter(
                 f"{label!r} is not a verdict; use one of not_anomaly, expected, confirmed{hint}",
-                param_hint="LABEL")
+                param_hint="VERDICT")
         cfg = _load(config, needs={"store"})
         store = _open_store(cfg, must_exist=True)
         try:
@@ -505,7 +505,11 @@ cancels earlier such verdicts."""
             if ids:
                 anomaly_id = ids[0]
             before = store.feedback_on(anomaly_id)
-            fid = store.add_feedback(anomaly_id, label, source="cli", user=user, note=note)
+            # the verdict in force is the latest: the same one again would be a second row
+            # that changes nothing (and counts twice in backtest's "stored verdicts")
+            same = bool(before) and before[-1]["label"] == label
+            fid = None if same else store.add_feedback(anomaly_id, label, source="cli",
+                                                       user=user, note=note)
             marked = store.anomalies(ids=[anomaly_id])
         except KeyError as exc:
             message = exc.args[0] if exc.args else str(exc)
@@ -517,13 +521,15 @@ cancels earlier such verdicts."""
             raise typer.Exit(1) from None
         finally:
             store.close()
-        typer.echo(f"feedback {fid}: {anomaly_id} marked {label}")
+        if same:
+            typer.echo(f"{anomaly_id} is already marked {label} (feedback {before[-1]['id']}):"
+                       " nothing stored")
+        else:
+            typer.echo(f"feedback {fid}: {anomaly_id} marked {label}")
         if not marked.empty:  # which point that was, as the alert said it: a wrong id shows
             typer.echo(f"  {_said(cfg, marked.iloc[0])}")
-        if before:
+        if before and not same:
             last = before[-1]
-            same = last["label"] == label
-            typer.echo(f"note: it was already marked {last['label']} (feedback {last['id']})"
-                       + ("; marking it again changes nothing" if same else
-                          "; both are kept (confirmed cancels earlier not_anomaly and "
-                          "expected marks)"))
+            typer.echo(f"note: it was already marked {last['label']} (feedback {last['id']}); "
+                       "both are kept (confirmed cancels earlier not_anomaly and expected "
+                       "marks)")

@@ -25,7 +25,7 @@ def anomalies_list(
     metric: Annotated[str | None, typer.Option(metavar="<name>",
                                               help="Only this metric.")] = None,
 ) -> None:
-    """List recent stored anomalies with their ids (for cxmon feedback ID LABEL)."""
+    """List recent stored anomalies with their ids (for cxmon feedback ID VERDICT)."""
     from monitor.cli import _hm, _load, _open_store, unknown_metric_message
 
     cfg = _load(config, needs={"store", "metrics"})

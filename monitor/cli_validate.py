@@ -20,16 +20,46 @@ from monitor.config import MonitorConfig, config_json_schema, display_warnings
 def validate(
     config: ConfigOpt,
     poll: Annotated[bool, typer.Option(
-        help="Also poll the latest buckets of every metric once and check the rows as a tick "
-             "would (columns, timestamps, values); nothing is stored. Exit 1 if a poll "
-             "fails.")] = False,
+        "--poll", help="Also poll the latest buckets of every metric once and check the rows "
+        "as a tick would (columns, timestamps, values); nothing is stored. Exit 1 if a poll "
+        "fails.")] = False,
     intervals: Annotated[int, typer.Option(
         min=1, max=10_000, help="With --poll: how many of the latest buckets.")] = 3,
+    show: Annotated[bool, typer.Option(
+        "--show", help="Print the effective config as YAML on stdout (include: files "
+        "merged, ${VAR}s replaced, defaults filled, every secret masked as ***); the summary "
+        "and warnings go to stderr.")] = False,
+    section: Annotated[str | None, typer.Argument(
+        metavar="SECTION", show_default=False,
+        help="With --show: print one part, a dotted path such as metrics.NAME, sources.NAME, "
+             "alerting.receivers.NAME or store.")] = None,
 ) -> None:
-    """Check a config file; print every problem with its path (exit 2 if any)."""
-    from monitor.cli import _load, console
+    """Check a config file; print every problem with its path (exit 2 if any).
 
+    \b
+    Examples:
+      cxmon validate -c cxmon.yaml
+      cxmon validate -c cxmon.yaml --poll --intervals 24
+      cxmon validate -c cxmon.yaml --show > effective.yaml
+      cxmon validate -c cxmon.yaml --show metrics.checkout_dropoff_rate"""
+    from monitor.cli import _load, console, err_console
+
+    if section is not None and not show:
+        raise typer.BadParameter(f"{section!r} is a section to show: add --show",
+                                 param_hint="SECTION")
+    if show and poll:
+        raise typer.BadParameter("--show and --poll: one at a time (--show prints YAML "
+                                 "only)", param_hint="--show")
     cfg = _load(config)
+    shown = None
+    if show:
+        from monitor.config.effective import ShowPathError, effective_yaml
+
+        try:
+            shown = effective_yaml(cfg, section)
+        except ShowPathError as exc:
+            raise typer.BadParameter(exc.args[0], param_hint="SECTION") from None
+        console = err_console  # stdout is the YAML alone: `--show > effective.yaml`
     console.print(
         f"[green]✓[/] {escape(str(config))}: {len(cfg.sources)} source(s), "
         f"{len(cfg.metrics)} metric(s){escape(_paused_note(cfg))}, "
@@ -45,6 +75,8 @@ def validate(
                       soft_wrap=True)
     if (line := _calendar_summary(cfg)) is not None:
         console.print(line, soft_wrap=True, highlight=False)
+    if shown is not None:
+        sys.stdout.write(shown)
     if poll:
         _poll_metrics(cfg, intervals)
 

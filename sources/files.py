@@ -78,19 +78,25 @@ class FilesSourceConfig(SourceConfig, LocalTimes):
         default_factory=dict, description="options of the fsspec filesystem of a URL path "
         "(s3://: endpoint_url, profile, anon, key, secret, client_kwargs, config_kwargs); "
         "credentials best from the environment")
+    connection: str | None = Field(None, description="name of a top-level connections: "
+                                   "entry whose storage_options this source uses (its own "
+                                   "storage_options keys win)")
 
     @model_validator(mode="after")
     def _protocols(self) -> Self:
-        """Each problem at the key to change (``path``, ``base_dir``, ``storage_options``)."""
+        """Each problem at the key to change (``path``, ``base_dir``, ``storage_options``,
+        ``connection``)."""
         problems: list[tuple[str, str]] = [
             (key, problem) for key, where in (
                 ("path", self.path), ("base_dir", self.base_dir or ""))
             if (problem := protocol_problem(where)) is not None]
-        if self.storage_options and not (protocol_of(self.path) or protocol_of(
-                self.base_dir or "")):
-            problems.append(("storage_options", "storage_options apply to a URL path "
-                             f"(s3://bucket/...) only, and path {self.path!r} is local: "
-                             "remove storage_options, or make path (or base_dir) a URL"))
+        is_url = protocol_of(self.path) or protocol_of(self.base_dir or "")
+        for key in ("storage_options", "connection"):
+            if getattr(self, key) and not is_url:
+                verb = "apply" if key == "storage_options" else "applies"
+                problems.append((key, f"{key} {verb} to a URL path (s3://bucket/...) only, and "
+                                 f"path {self.path!r} is local: remove {key}, or make path "
+                                 "(or base_dir) a URL"))
         if problems:
             raise ValidationError.from_exception_data("files source", [InitErrorDetails(
                 type=PydanticCustomError("value_error", msg), loc=(key,), input=None)

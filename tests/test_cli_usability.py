@@ -303,9 +303,12 @@ def test_log_level_is_a_choice_everywhere(tmp_path: Path) -> None:
             with_level.append(list(path))
     assert {("run",), ("demo",), ("alerts", "deliver"), ("serve-feedback",)} <= set(
         map(tuple, with_level))
+    # and the root's, for every command: cxmon --log-level debug validate
+    assert [] in with_level
     for path in with_level:
-        res = runner.invoke(app, [*path, "-c", str(tmp_path / "x.yaml"), "--log-level", "loud"]
-                            if path != ["demo"] else [*path, "--log-level", "loud"])
+        args = ["-c", str(tmp_path / "x.yaml")] if path != ["demo"] else []
+        res = runner.invoke(app, [*path, *args, "--log-level", "loud"] if path
+                            else ["--log-level", "loud", "validate", *args])
         assert res.exit_code == 2, (path, res.output)
         assert ("'loud' is not one of 'debug', 'info', 'warning', 'error', 'critical'"
                 in res.output), path
@@ -335,6 +338,52 @@ def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
         assert "``" not in res.output, path
     add = runner.invoke(app, ["silence", "add", "--help"], env={"COLUMNS": "200"}).output
     assert "Who (default: $USER)" in add
+
+
+def test_every_example_in_a_help_text_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``Example:`` line of a command's help is what gets pasted: it goes through the
+    command's own parser (options renamed since would fail here, not in the user's shell)."""
+    import re
+    import shlex
+
+    import typer.main
+
+    monkeypatch.setenv("CXMON_CONFIG", "cxmon.yaml")
+    root = typer.main.get_command(app)
+    parsed = []
+    for path in _commands():
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        block = (cmd.help or "").partition("Example")[2]
+        for line in re.findall(r"^\W*(cxmon .*?)\s*$", block, re.M):
+            words = shlex.split(re.split(r" >| #", line)[0])[1:]
+            assert words[: len(path)] == list(path), line
+            cmd.make_context(" ".join(["cxmon", *path]), words[len(path):])
+            parsed.append(line)
+    assert len(parsed) >= 5, parsed  # validate's four, backtest's, score's
+
+
+def test_flags_off_by_default_have_no_no_twin_and_no_metavar_doubles_its_dots() -> None:
+    """``--once`` needs no ``--no-once`` ("[default: no-once]" read as an option to pass);
+    a repeatable argument's metavar names one value (click adds the ``...``: a metavar
+    ``INCIDENT...`` showed ``INCIDENT......``); the log options look like every other
+    option's value (``<level>``)."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    for path in _commands():
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        for p in cmd.params:
+            if getattr(p, "is_flag", False) and p.default is False:
+                assert not p.secondary_opts, (path, p.opts, p.secondary_opts)
+            assert not (p.metavar or "").endswith("..."), (path, p.metavar)
+    run = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    assert "--no-once" not in run and "<level>" in run and "<format>" in run
+    ack = runner.invoke(app, ["alerts", "ack", "--help"], env={"COLUMNS": "200"}).output
+    assert "INCIDENT}..." in ack and "INCIDENT..." not in ack
 
 
 def test_no_help_loses_a_bracketed_example_to_rich_markup() -> None:
@@ -541,16 +590,35 @@ def test_anomalies_reads_a_rate_as_the_alert_did_with_its_stored_volume(
         "sessions), severity 50")
 
 
-def test_feedback_twice_says_it_was_already_marked(tmp_path: Path) -> None:
+def test_feedback_twice_stores_the_verdict_once(tmp_path: Path) -> None:
+    """The same verdict again stores no second row (it would count twice as a stored
+    verdict) and says so, exit 0; a different verdict is recorded beside the first."""
     cfg, a = _store_with_anomaly(tmp_path)
     first = runner.invoke(app, ["feedback", a.id, "not_anomaly", "-c", str(cfg)])
     assert first.exit_code == 0 and "already" not in first.output
-    again = runner.invoke(app, ["feedback", a.id, "not_anomaly", "-c", str(cfg)])
-    assert again.exit_code == 0
-    assert ("note: it was already marked not_anomaly (feedback 1); marking it again changes "
-            "nothing") in again.output
+    again = runner.invoke(app, ["feedback", a.id[:10], "not_anomaly", "-c", str(cfg),
+                                "--note", "again"])
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines()[0] == (
+        f"{a.id} is already marked not_anomaly (feedback 1): nothing stored")
+    assert "marked not_anomaly\n" not in again.stdout
+    store = Store.open(f"sqlite:///{tmp_path / 'fb.db'}")
+    try:
+        assert [f["label"] for f in store.feedback_on(a.id)] == ["not_anomaly"]
+    finally:
+        store.close()
     other = runner.invoke(app, ["feedback", a.id, "confirmed", "-c", str(cfg)])
-    assert "already marked not_anomaly (feedback 2); both are kept" in other.output
+    assert other.exit_code == 0
+    assert "feedback 2: " in other.output
+    assert "already marked not_anomaly (feedback 1); both are kept" in other.output
+    back = runner.invoke(app, ["feedback", a.id, "not_anomaly", "-c", str(cfg)])
+    assert "feedback 3: " in back.output  # the verdict in force was confirmed: recorded
+    store = Store.open(f"sqlite:///{tmp_path / 'fb.db'}")
+    try:
+        assert [f["label"] for f in store.feedback_on(a.id)] == [
+            "not_anomaly", "confirmed", "not_anomaly"]
+    finally:
+        store.close()
 
 
 def test_feedback_requires_config_and_quotes_the_unknown_id(tmp_path: Path) -> None:

@@ -790,6 +790,7 @@ def test_json_schema_lists_registered_types() -> None:
     assert set(props) == {
         "include",
         "store",
+        "connections",
         "sources",
         "metrics",
         "detectors",

@@ -284,3 +284,38 @@ def test_a_bucket_that_refuses_head_is_not_called_missing() -> None:
     remote._fs = Refusing(FileNotFoundError("Not Found"))
     assert remote.missing_bucket("s3://acme/exports/*.csv") == (
         "bucket 'acme' does not exist; check its name")
+
+
+def test_a_team_files_bucket_source_polls_with_the_main_files_connection(
+        endpoint: str, bucket: tuple[str, object], tmp_path: Path) -> None:
+    """connections: in the main file holds the endpoint and credentials once; a team file's
+    source names it and reads the bucket with them (nothing about credentials in the team
+    file), and the secret is never shown."""
+    name, s3 = bucket
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - pd.Timedelta(
+        hours=6)
+    rows = [f"{(start + pd.Timedelta(hours=h)).isoformat()},{5 + h}" for h in range(6)]
+    s3.put_object(Bucket=name, Key="support/day1.csv",
+                  Body=("hour,contacts\n" + "\n".join(rows) + "\n").encode())
+    (tmp_path / "teams").mkdir()
+    (tmp_path / "teams" / "support.yaml").write_text(f"""\
+sources:
+  support_exports: {{type: files, path: "s3://{name}/support/*.csv", connection: bucket}}
+metrics:
+  - {{name: contacts, source: support_exports, interval: 1h, timestamp: hour,
+     value: contacts}}
+""")
+    config = tmp_path / "cxmon.yaml"
+    config.write_text(f"""\
+include: [teams/*.yaml]
+store: sqlite:///{tmp_path / 's.db'}
+connections:
+  bucket:
+    storage_options: {{endpoint_url: "{endpoint}", key: testing, secret: "${{S3_SECRET}}",
+                      client_kwargs: {{region_name: us-east-1}}}}
+""")
+    env = {"S3_SECRET": SECRET, "COLUMNS": "200"}
+    checked = CliRunner().invoke(app, ["validate", "-c", str(config), "--poll"], env=env)
+    assert checked.exit_code == 0, checked.output
+    # the endpoint came from the connection: without it s3fs would have asked AWS itself
+    assert "✓ contacts (support_exports" in checked.output and SECRET not in checked.output

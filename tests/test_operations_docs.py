@@ -84,6 +84,7 @@ def test_the_operations_page_names_real_commands_and_options() -> None:
     seen = set()
     for line in re.findall(r"^(?:ExecStart(?:Pre)?=\S*/)?cxmon ([a-z -]+)", text, re.M):
         words = line.split()
+        _root_options(root, words)
         cmd, path = root, []
         for w in words:
             sub = getattr(cmd, "commands", {}).get(w)
@@ -130,6 +131,19 @@ def test_the_lag_alert_names_the_metric_it_fires_for(tmp_path: Path) -> None:
     assert "SUCCESS" in out.stdout
 
 
+def _root_options(root, words: list[str]) -> None:
+    """Take the options given before the command (``cxmon --log-level debug validate``) off
+    ``words``, parsed by the root's own parser: a misspelt one or a bad value raises."""
+    taken = []
+    while words and words[0].startswith("-"):
+        taken.append(words.pop(0))
+        param = next((p for p in root.params if taken[-1].split("=")[0] in p.opts), None)
+        if param is not None and not param.is_flag and "=" not in taken[-1] and words:
+            taken.append(words.pop(0))
+    if taken:
+        root.make_context("cxmon", [*taken, *words[:1]])
+
+
 def _doc_command_lines() -> list[tuple[str, str]]:
     """``(doc, command line)`` for every ``cxmon ...`` line of a code block in the README and
     the runbook, and of the example configs' comments (continuation lines joined, comments and
@@ -165,6 +179,11 @@ def test_every_documented_command_line_parses(monkeypatch: pytest.MonkeyPatch) -
     wrong, parsed = [], 0
     for doc, line in lines:
         words = shlex.split(re.sub(r"\[([^]]*)\]", r"\1", line).replace("...", ""))[1:]
+        try:
+            _root_options(root, words)
+        except Exception as exc:
+            wrong.append(f"{doc}: {line}: {getattr(exc, 'format_message', exc.__str__)()}")
+            continue
         cmd, path = root, []
         while words and words[0] in getattr(cmd, "commands", {}):
             cmd, path = cmd.commands[words[0]], [*path, words.pop(0)]
@@ -193,6 +212,11 @@ def test_every_inline_command_uses_real_options() -> None:
         text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S).replace("\n", " ")
         for span in re.findall(r"`cxmon ([a-z][^`]*)`", text):
             words = span.replace("[", " ").replace("]", " ").replace("|", " ").split()
+            try:
+                _root_options(root, words)
+            except Exception as exc:
+                wrong.append(f"{doc.name}: `cxmon {span}`: {exc}")
+                continue
             cmd, path = root, []
             while words and words[0] in getattr(cmd, "commands", {}):
                 cmd, path = cmd.commands[words[0]], [*path, words.pop(0)]

@@ -68,3 +68,59 @@ def test_run_and_deliver_take_the_log_format_from_the_environment() -> None:
         bad = runner.invoke(app, [*args, "-c", "missing.yaml"],
                             env={"CXMON_LOG_FORMAT": "xml"})
         assert bad.exit_code == 2 and "xml" in bad.output, bad.output
+
+
+def test_log_level_and_format_are_global_options(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cxmon --log-level debug --log-format json validate`: any command logs at the level
+    and in the format given before it, not only the long-running ones."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sources:\n  shop: {type: demo}\nmetrics:\n"
+                   "  - {name: kpi, source: shop, query: checkout, value: started}\n")
+    res = CliRunner().invoke(app, ["--log-level", "DEBUG", "--log-format", "json", "validate",
+                                   "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    logging.getLogger("monitor.somewhere").debug("GET %s", "http://h/x?token=s3cr3t")
+    (line,) = capsys.readouterr().err.splitlines()
+    record = json.loads(line)
+    assert (record["level"], record["message"]) == ("DEBUG", "GET http://h/x?token=***")
+
+
+def test_a_commands_own_log_options_win_over_the_global_ones(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cxmon --log-level debug run --log-level error`: the command's option wins; without
+    one, the global option, then CXMON_LOG_FORMAT, then the command's default."""
+    from typer.testing import CliRunner
+
+    from monitor import cli
+
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(cli, "_setup_logging", lambda level, fmt="auto": calls.append(
+        (level, fmt)))
+    runner = CliRunner()
+
+    def settings(args: list[str], env: dict[str, str] | None = None) -> list[tuple[str, str]]:
+        calls.clear()
+        res = runner.invoke(cli.app, [*args, "-c", "missing.yaml"], env=env)
+        assert res.exit_code == 2 and "config file not found" in res.output, res.output
+        return list(calls)
+
+    assert settings(["validate"]) == []  # nothing asked: Python's default, as before
+    assert settings(["--log-level", "debug", "validate"]) == [("debug", "auto")]
+    assert settings(["run"]) == [("info", "auto")]
+    assert settings(["--log-level", "debug", "run"])[-1] == ("debug", "auto")
+    assert settings(["--log-level", "debug", "run", "--log-level", "error"])[-1] == (
+        "error", "auto")
+    assert settings(["--log-format", "json", "alerts", "deliver"]) == [
+        ("warning", "json"), ("info", "json")]
+    json_env = {"CXMON_LOG_FORMAT": "json"}
+    assert settings(["serve-feedback"], json_env)[-1] == ("info", "json")
+    assert settings(["--log-format", "text", "run"], json_env)[-1] == ("info", "text")
+    assert settings(["run", "--log-format", "text"], json_env)[-1] == ("info", "text")
+    assert settings(["--log-level", "error", "validate"], json_env) == [("error", "json")]

@@ -129,6 +129,23 @@ def _duration_of(raw: Any) -> timedelta | None:
     return raw if isinstance(raw, timedelta) else None
 
 
+def _check_connections(data: Any) -> list[tuple[Loc, str, str]]:
+    """Each ``connection:`` of a files source names a defined ``connections:`` entry."""
+    sources = _get(data, "sources")
+    connections = _get(data, "connections") if _has(data, "connections") else {}
+    if not isinstance(sources, Mapping) or not isinstance(connections, Mapping):
+        return []
+    names = [k for k in connections if isinstance(k, str)]
+    out: list[tuple[Loc, str, str]] = []
+    for key, src in sources.items():
+        name = _get(src, "connection")
+        if _get(src, "type") == "files" and isinstance(name, str) and name not in names:
+            msg = (f"connection {name!r} is not defined{_did_you_mean(name, names)}; defined "
+                   f"connections (top-level connections:): {', '.join(names) or 'none'}")
+            out.append((("sources", key, "connection"), "reference", msg))
+    return out
+
+
 def _check_jitter(data: Any) -> list[tuple[Loc, str, str]]:
     """``scheduler.jitter`` shorter than every metric's interval: a tick delayed by more than
     its interval runs after the next bucket is due, and the two overlap."""

@@ -1,15 +1,23 @@
-"""Config of the services cxmon connects to: the store database and the Grafana server.
+"""Config of the services cxmon connects to: the store database, the Grafana server, and
+the shared ``connections`` sources refer to by name.
 
-Both hold URLs and secrets, so this is where a URL is checked against what ``Store()``
+They hold URLs and secrets, so this is where a URL is checked against what ``Store()``
 accepts and masked before it reaches a repr or a log."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, GetJsonSchemaHandler, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    GetJsonSchemaHandler,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -89,3 +97,32 @@ class GrafanaConfig(BaseModel):
 
     url: str
     token: SecretStr | None = None
+
+
+class ConnectionConfig(BaseModel):
+    """Settings several sources share, defined once in the main file (``connections:``) and
+    named by a source (``connection: lake``). Why: with ``include:``, each team's file
+    repeated the same object-store endpoint and credentials for every S3 source, and a key
+    rotation meant editing every team's file."""
+
+    model_config = _STRICT
+
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options of a files source's URL path "
+        "(s3://: endpoint_url, key, secret, client_kwargs, config_kwargs); a source's own "
+        "storage_options keys win, nested mappings merged key by key")
+
+
+def merged_options(shared: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """``shared`` with ``own`` over it, nested mappings merged key by key.
+
+    >>> merged_options({"endpoint_url": "http://minio:9000", "config_kwargs": {"retries": 3}},
+    ...                {"config_kwargs": {"connect_timeout": 5}})
+    {'endpoint_url': 'http://minio:9000', 'config_kwargs': {'retries': 3, 'connect_timeout': 5}}
+    """
+    out = dict(shared)
+    for key, value in own.items():
+        below = out.get(key)
+        out[key] = (merged_options(below, value)
+                    if isinstance(below, Mapping) and isinstance(value, Mapping) else value)
+    return out

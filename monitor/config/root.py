@@ -18,11 +18,17 @@ from detectors.registry import detector_types
 from monitor.config.alerting import AlertingConfig
 from monitor.config.checks import (
     _check_calendar_label,
+    _check_connections,
     _check_exported,
     _check_jitter,
     _check_metrics,
 )
-from monitor.config.connections import GrafanaConfig, StoreConfig
+from monitor.config.connections import (
+    ConnectionConfig,
+    GrafanaConfig,
+    StoreConfig,
+    merged_options,
+)
 from monitor.config.display import DisplayConfig
 from monitor.config.fields import _STRICT
 from monitor.config.metric import MetricConfig
@@ -41,6 +47,8 @@ class MonitorConfig(BaseModel):
     model_config = _STRICT
 
     store: StoreConfig = Field(default_factory=StoreConfig)
+    #: Settings sources share, named by a source's ``connection:`` (connections.py)
+    connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
     sources: dict[str, SerializeAsAny[SourceConfig]]
     metrics: list[MetricConfig] = Field(min_length=1)
     detectors: dict[str, SerializeAsAny[DetectorConfig]] = Field(default_factory=dict)
@@ -73,7 +81,13 @@ class MonitorConfig(BaseModel):
     def _validate_all(cls, data: Any, handler: Callable[[Any], MonitorConfig]) -> MonitorConfig:
         result = _validate_with_checks(cls, data, handler,
                                        lambda d: _check_metrics(d) + _check_jitter(d)
-                                       + _check_exported(d) + _check_calendar_label(d))
+                                       + _check_exported(d) + _check_calendar_label(d)
+                                       + _check_connections(d))
+        for name, src in result.sources.items():  # a source's own storage_options win
+            if (shared := result.connections.get(getattr(src, "connection", None) or "")):
+                own = getattr(src, "storage_options", {})
+                result.sources[name] = src.model_copy(update={
+                    "storage_options": merged_options(shared.storage_options, own)})
         if "default" not in result.detectors and (default := _default_detector()) is not None:
             result.detectors["default"] = default
         return result
