@@ -33,7 +33,7 @@ from monitor.store import Store
 from sources.demo import JOURNEYS
 from tests.conftest import in_ci
 
-DEADLINE = 90.0  # seconds, for each wait on Prometheus (generous: a loaded shared machine scrapes late)
+DEADLINE = 90.0  # seconds per wait on Prometheus (a loaded shared machine scrapes late)
 
 
 def _free_port() -> int:
