@@ -160,7 +160,10 @@ def test_pagerduty_trigger_then_resolve_with_the_incident_as_dedup_key(http: Fak
         "dedup_key": INCIDENT,
         "client": "cxmon",
         "payload": {
-            "summary": "journey=checkout: checkout_dropoff_rate, complaints anomalous",
+            # what broke, where, how much, why and how bad: all a phone's lock screen shows
+            "summary": "checkout journey · checkout_dropoff_rate +96% (0.412 vs 0.210 "
+                       "expected) in channel=app, driven by channel=app, region=uk; also "
+                       "complaints · sev 82 critical",
             "source": "cxmon",
             "severity": "critical",
             "timestamp": "2026-01-05T10:00:00+00:00",
@@ -183,6 +186,8 @@ def test_pagerduty_trigger_then_resolve_with_the_incident_as_dedup_key(http: Fak
 def test_pagerduty_severity_and_long_keys() -> None:
     low = pagerduty_event({**PAYLOAD, "severity": 10}, "k")
     assert low["payload"]["severity"] == "info"
+    long_summary = pagerduty_event({**PAYLOAD, "title": "x" * 2000, "anomalies": []}, "k")
+    assert len(long_summary["payload"]["summary"]) == 1024  # PagerDuty's limit
     long_key = pagerduty_event({**PAYLOAD, "incident_key": "x" * 300}, "k")["dedup_key"]
     assert len(long_key) <= 255 and long_key.startswith("cxmon-")
 
@@ -301,8 +306,10 @@ def test_pagerduty_records_an_incident_over_before_it_was_sent_as_a_change_event
     assert http.requests_to("/v2/enqueue") == []
     (change,) = (r.json() for r in http.requests_to("/v2/change/enqueue"))
     assert change["routing_key"] == ROUTING_KEY and "event_action" not in change
-    assert change["payload"]["summary"] == ("journey=checkout: checkout_dropoff_rate, "
-                                            "complaints anomalous (over before it was reported)")
+    assert change["payload"]["summary"] == (
+        "checkout journey · checkout_dropoff_rate +96% (0.412 vs 0.210 expected) in "
+        "channel=app, driven by channel=app, region=uk; also complaints (over before it was "
+        "reported)")
     assert change["payload"]["timestamp"] == "2026-01-05T10:00:00+00:00"
     details = change["payload"]["custom_details"]
     assert details["incident_key"] == INCIDENT and details["severity"] == 82

@@ -16,16 +16,18 @@ from typing import Any
 
 import httpx
 
-from alerts.blocks import grafana_link
+from alerts.blocks import grafana_link, summary
 from alerts.changes import describe
 from alerts.display import Names
 from alerts.notifiers.base import Notifier
 from alerts.notifiers.config import PagerDutyReceiverConfig
 from alerts.notifiers.http import post_json
+from monitor.model import severity_name
 
 __all__ = ["PagerDutyNotifier", "pagerduty_change_event", "pagerduty_event"]
 
 _SEVERITIES = ((75, "critical"), (50, "error"), (25, "warning"), (0, "info"))
+MAX_SUMMARY = 1024  # PagerDuty's limit on payload.summary
 
 
 def dedup_key(incident_key: str) -> str:
@@ -50,7 +52,7 @@ def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str
         "dedup_key": key,
         "client": "cxmon",
         "payload": {
-            "summary": _summary(payload, key)[:1024],
+            "summary": _summary(payload, key),
             "source": source,
             "severity": next(name for floor, name in _SEVERITIES if severity >= floor),
             "timestamp": payload.get("opened_at"),
@@ -68,11 +70,11 @@ def pagerduty_change_event(payload: Mapping[str, Any], routing_key: str, *,
                            grafana_url: str | None = None) -> dict[str, Any]:
     """The Change Events body for an incident already over when first sent."""
     key = str(payload.get("incident_key", ""))
-    title = str(payload.get("title") or key)
+    said = _readable(payload) or str(payload.get("title") or key)
     event: dict[str, Any] = {
         "routing_key": routing_key,
         "payload": {
-            "summary": f"{title} (over before it was reported)"[:1024],
+            "summary": _cut(f"{said} (over before it was reported)"),
             "source": source,
             "timestamp": payload.get("opened_at"),
             "custom_details": {"incident_key": key, "resolved_at": payload.get("resolved_at"),
@@ -83,11 +85,35 @@ def pagerduty_change_event(payload: Mapping[str, Any], routing_key: str, *,
 
 
 def _summary(payload: Mapping[str, Any], key: str) -> str:
-    """The title; an update's says first what changed since the last trigger."""
-    title = str(payload.get("title") or key)
+    """What a phone's lock screen shows of the page: what moved, in which journey, by how
+    much, where and why (the Slack message's preview), and the severity; an update's starts
+    with what changed since the last trigger. Within PagerDuty's 1024 characters.
+
+    >>> _summary({"journey": "checkout", "group": {"journey": "checkout"}, "severity": 55,
+    ...     "anomalies": [{"metric": "checkout_dropoff_rate", "value": 0.587, "expected": 0.294,
+    ...                    "unit": "percent", "labels": {"channel": "app"}, "change": 1.0}]},
+    ...     "k").split(" · ")[1:]
+    ['checkout_dropoff_rate +100% (58.7% vs 29.4% expected) in channel=app', 'sev 55 high']
+    """
+    said = _readable(payload) or str(payload.get("title") or key)
+    severity = int(payload.get("severity") or 0)
+    said += f" · sev {severity} {severity_name(severity)}"
     changed = describe(payload.get("changes"), payload.get("group"),
                        Names.from_payload(payload))
-    return f"Update: {changed} · {title}" if changed else title
+    lead = "Reminder" if payload.get("repeat") else "Update"
+    return _cut(f"{lead}: {changed} · {said}" if changed else said)
+
+
+def _readable(payload: Mapping[str, Any]) -> str:
+    """The preview line Slack's message has (:func:`alerts.blocks.summary`), or ``""``."""
+    if not payload.get("anomalies"):
+        return ""
+    head, numbers, tail = summary(payload)
+    return f"{head}{f' ({numbers})' if numbers else ''}{tail}"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 1] + "…"
 
 
 def _details(payload: Mapping[str, Any]) -> dict[str, Any]:

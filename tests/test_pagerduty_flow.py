@@ -1,0 +1,213 @@
+"""An on-call lead's PagerDuty receiver, configured as the README says, in real flows: a
+YAML config with a SQL source whose checkout drop-off jumps, the monitor replayed on a fake
+clock, its outbox delivered to a local server that checks events as PagerDuty's Events API v2
+does (202 on success; 400 with PagerDuty's error body for an invalid event; 429 and 5xx
+injected), across reminders, a restart, silences and a "not an anomaly" verdict."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from monitor.clock import FakeClock
+from monitor.config import MonitorConfig, load_config
+from monitor.pipeline import Pipeline
+from monitor.scheduler import replay
+from monitor.store import Store
+from tests.fakes.server import FakeServer, Request, Response
+
+ANCHOR = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+SPIKE = ANCHOR + timedelta(days=10, hours=14)  # app/uk drop-off doubles for 3 hours
+SPIKE_HOURS = 3
+ROUTING_KEY = "R0123456789abcdef0123456789abcde"  # 32 characters, as PagerDuty's are
+SEVERITIES = {"critical", "error", "warning", "info"}
+
+
+def funnel_rows(start: datetime, end: datetime) -> pd.DataFrame:
+    """Hourly checkout sessions per channel/region with a daily cycle and binomial noise."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for ts in pd.date_range(start, end, freq="1h", inclusive="left"):
+        daily = 1 + 0.6 * np.sin((ts.hour - 8) / 24 * 2 * np.pi)
+        for channel in ("app", "web"):
+            for region in ("uk", "de"):
+                started = int(rng.poisson(400 * daily))
+                p = 0.30 if channel == "app" else 0.25
+                if (channel, region) == ("app", "uk") and \
+                        SPIKE <= ts < SPIKE + timedelta(hours=SPIKE_HOURS):
+                    p = 0.60
+                rows.append((ts.to_pydatetime(), channel, region, started,
+                             int(rng.binomial(started, p))))
+    return pd.DataFrame(rows, columns=["ts", "channel", "region", "started", "abandoned"])
+
+
+def pagerduty_api(req: Request) -> Response:
+    """What PagerDuty's Events API v2 checks of an alert event (its documented contract)."""
+    errors: list[str] = []
+    event = req.json() if req.body else None
+    if not isinstance(event, dict):
+        return Response(400, {"status": "invalid event", "message": "Event object is invalid",
+                              "errors": ["Body is not a JSON object"]})
+    if len(str(event.get("routing_key", ""))) != 32:
+        errors.append("Length of 'routing_key' is incorrect (should be 32 characters)")
+    action = event.get("event_action")
+    if action not in ("trigger", "acknowledge", "resolve"):
+        errors.append("'event_action' is invalid (must be one of trigger, acknowledge or "
+                      "resolve)")
+    key = event.get("dedup_key")
+    if action in ("acknowledge", "resolve") and not key:
+        errors.append("'dedup_key' is missing and required for acknowledge and resolve")
+    if key is not None and len(str(key)) > 255:
+        errors.append("'dedup_key' is too long (max 255)")
+    if action == "trigger":
+        payload = event.get("payload") or {}
+        summary = payload.get("summary")
+        if not isinstance(summary, str) or not summary:
+            errors.append("'payload.summary' is missing or blank")
+        elif len(summary) > 1024:
+            errors.append("'payload.summary' is too long (max 1024)")
+        if not payload.get("source"):
+            errors.append("'payload.source' is missing or blank")
+        if payload.get("severity") not in SEVERITIES:
+            errors.append("'payload.severity' is invalid (must be one of critical, error, "
+                          "warning or info)")
+        for link in event.get("links") or []:
+            if not str(link.get("href", "")).startswith(("http://", "https://")):
+                errors.append("'links[].href' is invalid")
+    if errors:
+        return Response(400, {"status": "invalid event", "message": "Event object is invalid",
+                              "errors": errors})
+    return Response(202, {"status": "success", "message": "Event processed",
+                          "dedup_key": key or "generated"})
+
+
+CONFIG = """
+store: "${STORE_URL}"
+grafana: {url: "http://grafana.example.com"}
+sources:
+  warehouse: {type: sql, url: "${WAREHOUSE_URL}"}
+metrics:
+  - name: checkout_dropoff_rate
+    source: warehouse
+    interval: 1h
+    query: >
+      select ts, channel, region, started, abandoned
+      from funnel where ts >= :since and ts < :until
+    timestamp: ts
+    dimensions: [channel, region]
+    value: {ratio: [abandoned, started]}
+    labels: {journey: checkout, team: checkout-squad}
+    direction: up
+    min_change: 0.2
+    runbook: https://runbooks.example.com/checkout-dropoff
+alerting:
+  route: {receiver: oncall, group_by: [journey], group_wait: 0s, group_interval: 5m,
+          repeat_interval: 1h}
+  receivers:
+    - name: oncall
+      pagerduty: {routing_key: "${PD_ROUTING_KEY}", events_url: "${PD_URL}/v2/enqueue"%s}
+"""
+
+
+@dataclass
+class Flow:
+    cfg: MonitorConfig
+    store: Store
+    clock: FakeClock
+    pd: FakeServer
+    pipeline: Pipeline
+
+    def restart(self) -> None:
+        """A new process on the same store (what ``cxmon run`` does after a crash)."""
+        self.pipeline.close()
+        self.pipeline = Pipeline(self.cfg, self.store, clock=self.clock)
+
+    def run_until(self, end: datetime) -> None:
+        results = replay(self.pipeline, self.clock, end)
+        assert all(r.ok for r in results), [r for r in results if not r.ok]
+
+    def events(self) -> list[dict[str, Any]]:
+        """The events PagerDuty accepted (202), in order."""
+        return [r.json() for r in self.pd.requests_to("/v2/enqueue") if r.status == 202]
+
+
+@pytest.fixture
+def make_flow(tmp_path: Path) -> Iterator[Any]:
+    made: list[Flow] = []
+    servers: list[FakeServer] = []
+
+    def make(pagerduty_extra: str = "") -> Flow:
+        warehouse = tmp_path / "warehouse.db"
+        engine = sa.create_engine(f"sqlite:///{warehouse}")
+        funnel_rows(ANCHOR - timedelta(days=1), ANCHOR + timedelta(days=12)).to_sql(
+            "funnel", engine, if_exists="replace", index=False)
+        engine.dispose()
+        server = FakeServer().__enter__()
+        servers.append(server)
+        server.route("POST", "/v2/enqueue", _recording(pagerduty_api))
+        path = tmp_path / "cxmon.yaml"
+        path.write_text(CONFIG % pagerduty_extra)
+        env = {"STORE_URL": f"sqlite:///{tmp_path / 'cxmon.db'}",
+               "WAREHOUSE_URL": f"sqlite:///{warehouse}", "PD_ROUTING_KEY": ROUTING_KEY,
+               "PD_URL": server.url}
+        cfg = load_config(path, env=env)
+        store = Store.open(cfg.store.url)
+        clock = FakeClock(ANCHOR + timedelta(hours=1))
+        flow = Flow(cfg, store, clock, server, Pipeline(cfg, store, clock=clock))
+        made.append(flow)
+        return flow
+
+    yield make
+    for flow in made:
+        flow.pipeline.close()
+        flow.store.close()
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def _recording(handler: Any) -> Any:
+    """The handler, with each answer's status kept on its request (``Request.status``)."""
+    def handle(req: Request) -> Response:
+        resp = handler(req)
+        req.status = resp.status  # type: ignore[attr-defined]
+        return resp
+    return handle
+
+
+def test_one_pagerduty_alert_per_incident_across_updates_reminders_and_a_restart(
+        make_flow: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    flow = make_flow()
+    flow.run_until(SPIKE + timedelta(hours=1, minutes=30))
+    first = flow.events()
+    assert first and first[0]["event_action"] == "trigger"
+    key = first[0]["dedup_key"]
+    flow.restart()
+    flow.run_until(SPIKE + timedelta(hours=12))
+    events = flow.events()
+    assert all(e.get("dedup_key") == key for e in events), [e["dedup_key"] for e in events]
+    actions = [e["event_action"] for e in events]
+    assert actions[-1] == "resolve" and actions.count("resolve") == 1
+    assert actions.count("trigger") >= 2  # the opening and later updates or reminders
+    assert all(r.status == 202 for r in flow.pd.requests_to("/v2/enqueue"))
+    trigger = events[0]
+    body = trigger["payload"]
+    assert body["severity"] in SEVERITIES and body["component"] == "checkout"
+    # a phone's lock screen: which journey, what moved, by how much, where, how bad
+    assert body["summary"].startswith("checkout journey · checkout_dropoff_rate +"), body
+    assert "% expected) in channel=app, region=uk" in body["summary"]
+    assert re.search(r" · sev \d+ (low|medium|high|critical)$", body["summary"])
+    assert any(link["text"] == "Grafana" and link["href"].startswith(
+        "http://grafana.example.com/") for link in trigger["links"])
+    assert body["custom_details"]["root_cause"]
+    assert ROUTING_KEY not in caplog.text
