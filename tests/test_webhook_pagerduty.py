@@ -192,6 +192,25 @@ def test_pagerduty_severity_and_long_keys() -> None:
     assert len(long_key) <= 255 and long_key.startswith("cxmon-")
 
 
+def test_pagerduty_severity_levels_are_configurable(http: FakeServer) -> None:
+    """A team whose PagerDuty service pages (high urgency) only for critical and error wants
+    cxmon's high (50-74) to wake someone, and below 40 no more than info (no warnings)."""
+    cfg = PagerDutyReceiverConfig(routing_key=ROUTING_KEY, events_url=http.url + "/v2/enqueue",
+                                  severity={"critical": 50, "error": 40, "warning": 101})
+    pd = PagerDutyNotifier("oncall", cfg)
+    for severity in (52, 45, 30):
+        pd.send({**PAYLOAD, "severity": severity})
+    sent = [r.json()["payload"]["severity"] for r in http.requests_to("/v2/enqueue")]
+    assert sent == ["critical", "error", "info"]
+    default = PagerDutyReceiverConfig(routing_key=ROUTING_KEY).severity
+    assert [default.level(s) for s in (80, 60, 30, 10)] == ["critical", "error", "warning",
+                                                             "info"]
+    with pytest.raises(ValueError, match="critical >= error >= warning"):
+        PagerDutyReceiverConfig(routing_key=ROUTING_KEY, severity={"error": 90})
+    with pytest.raises(ValueError, match="extra"):
+        PagerDutyReceiverConfig(routing_key=ROUTING_KEY, severity={"high": 60})
+
+
 def test_pagerduty_errors_never_show_the_routing_key(http: FakeServer) -> None:
     pd = pagerduty(http)
     http.fail(429, headers={"Retry-After": "60"}, body={"status": "throttled"})

@@ -20,13 +20,12 @@ from alerts.blocks import grafana_link, summary
 from alerts.changes import describe
 from alerts.display import Names
 from alerts.notifiers.base import Notifier
-from alerts.notifiers.config import PagerDutyReceiverConfig
+from alerts.notifiers.config import PagerDutyReceiverConfig, PagerDutySeverityConfig
 from alerts.notifiers.http import post_json
 from monitor.model import severity_name
 
 __all__ = ["PagerDutyNotifier", "pagerduty_change_event", "pagerduty_event"]
 
-_SEVERITIES = ((75, "critical"), (50, "error"), (25, "warning"), (0, "info"))
 MAX_SUMMARY = 1024  # PagerDuty's limit on payload.summary
 
 
@@ -38,12 +37,15 @@ def dedup_key(incident_key: str) -> str:
 
 
 def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str = "cxmon",
-                    grafana_url: str | None = None) -> dict[str, Any]:
-    """The Events API v2 body for one notification (an alert event)."""
+                    grafana_url: str | None = None,
+                    severities: PagerDutySeverityConfig | None = None) -> dict[str, Any]:
+    """The Events API v2 body for one notification (an alert event). ``severities``: which
+    cxmon severities are PagerDuty's critical, error and warning (default 75, 50, 25)."""
     key = dedup_key(str(payload.get("incident_key", "")))
     if payload.get("status") == "resolved":
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": key}
     severity = int(payload.get("severity") or 0)
+    severities = severities or PagerDutySeverityConfig()
     anomalies = list(payload.get("anomalies") or [])
     metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")})
     event: dict[str, Any] = {
@@ -54,7 +56,7 @@ def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str
         "payload": {
             "summary": _summary(payload, key),
             "source": source,
-            "severity": next(name for floor, name in _SEVERITIES if severity >= floor),
+            "severity": severities.level(severity),
             "timestamp": payload.get("opened_at"),
             "component": payload.get("journey") or "all",
             "group": payload.get("journey") or "all",
@@ -66,9 +68,11 @@ def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str
 
 
 def pagerduty_change_event(payload: Mapping[str, Any], routing_key: str, *,
-                           source: str = "cxmon",
-                           grafana_url: str | None = None) -> dict[str, Any]:
-    """The Change Events body for an incident already over when first sent."""
+                           source: str = "cxmon", grafana_url: str | None = None,
+                           severities: PagerDutySeverityConfig | None = None
+                           ) -> dict[str, Any]:
+    """The Change Events body for an incident already over when first sent (change events
+    have no severity: ``severities`` is accepted for a uniform call)."""
     key = str(payload.get("incident_key", ""))
     said = _readable(payload) or str(payload.get("title") or key)
     event: dict[str, Any] = {
@@ -157,7 +161,8 @@ class PagerDutyNotifier(Notifier):
         change = self.config.change_endpoint()
         if payload.get("late") and payload.get("status") == "resolved" and change:
             url, build = change, pagerduty_change_event
-        event = build(payload, key, source=self.config.source, grafana_url=self.grafana_url)
+        event = build(payload, key, source=self.config.source, grafana_url=self.grafana_url,
+                      severities=self.config.severity)
         body = json.dumps(event, default=str).encode()
         post_json(self.client, url, body, {}, f"pagerduty {self.name}",
                   timeout=self.config.timeout)
