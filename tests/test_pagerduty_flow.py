@@ -30,6 +30,7 @@ ANCHOR = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 SPIKE = ANCHOR + timedelta(days=10, hours=14)  # app/uk drop-off doubles for 3 hours
 SPIKE_HOURS = 3
 ROUTING_KEY = "R0123456789abcdef0123456789abcde"  # 32 characters, as PagerDuty's are
+HOOK_SECRET = "whsec-0123456789abcdef"
 SEVERITIES = {"critical", "error", "warning", "info"}
 
 
@@ -115,8 +116,8 @@ alerting:
           repeat_interval: 1h}
   receivers:
     - name: oncall
-      pagerduty: {routing_key: "${PD_ROUTING_KEY}", events_url: "${PD_URL}/v2/enqueue"%s}
-"""
+      pagerduty: {routing_key: "${PD_ROUTING_KEY}", events_url: "${PD_URL}/v2/enqueue"%(pd)s}
+%(extra)s"""
 
 
 @dataclass
@@ -146,7 +147,9 @@ def make_flow(tmp_path: Path) -> Iterator[Any]:
     made: list[Flow] = []
     servers: list[FakeServer] = []
 
-    def make(pagerduty_extra: str = "") -> Flow:
+    def make(pagerduty_extra: str = "", extra: str = "") -> Flow:
+        """``pagerduty_extra``: more keys of the pagerduty block; ``extra``: more lines of the
+        receiver (a ``webhook:`` block posting to ``${PD_URL}/hook``, say)."""
         warehouse = tmp_path / "warehouse.db"
         engine = sa.create_engine(f"sqlite:///{warehouse}")
         funnel_rows(ANCHOR - timedelta(days=1), ANCHOR + timedelta(days=12)).to_sql(
@@ -155,11 +158,12 @@ def make_flow(tmp_path: Path) -> Iterator[Any]:
         server = FakeServer().__enter__()
         servers.append(server)
         server.route("POST", "/v2/enqueue", _recording(pagerduty_api))
+        server.route("POST", "/hook", _recording(lambda r: Response(204, b"")))
         path = tmp_path / "cxmon.yaml"
-        path.write_text(CONFIG % pagerduty_extra)
+        path.write_text(CONFIG % {"pd": pagerduty_extra, "extra": extra})
         env = {"STORE_URL": f"sqlite:///{tmp_path / 'cxmon.db'}",
                "WAREHOUSE_URL": f"sqlite:///{warehouse}", "PD_ROUTING_KEY": ROUTING_KEY,
-               "PD_URL": server.url}
+               "PD_URL": server.url, "HOOK_SECRET": HOOK_SECRET}
         cfg = load_config(path, env=env)
         store = Store.open(cfg.store.url)
         clock = FakeClock(ANCHOR + timedelta(hours=1))
@@ -211,3 +215,4 @@ def test_one_pagerduty_alert_per_incident_across_updates_reminders_and_a_restart
         "http://grafana.example.com/") for link in trigger["links"])
     assert body["custom_details"]["root_cause"]
     assert ROUTING_KEY not in caplog.text
+
