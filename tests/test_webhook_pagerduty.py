@@ -69,6 +69,19 @@ def test_webhook_posts_the_documented_body_signed(http: FakeServer) -> None:
                                 req.headers["x-cxmon-signature"])
 
 
+def test_webhook_headers_cxmon_sets_cannot_be_configured() -> None:
+    """A configured ``idempotency-key`` or ``x-cxmon-signature`` went out beside cxmon's own
+    (two values, the receiver's pick), and a ``Content-Type`` replaced application/json."""
+    with pytest.raises(ValueError) as err:
+        WebhookReceiverConfig(url="http://hooks.local/h", headers={
+            "idempotency-key": "mine", "X-CXMON-Signature": "sha256=0", "X-Team": "cx",
+            "Content-Type": "text/plain"})
+    said = str(err.value)
+    assert "Content-Type, X-CXMON-Signature, idempotency-key: set by cxmon itself" in said
+    assert "X-Team" not in said
+    WebhookReceiverConfig(url="http://hooks.local/h", headers={"Authorization": "Bearer x"})
+
+
 def test_webhook_without_secret_is_unsigned(http: FakeServer) -> None:
     webhook(http).deliver(PAYLOAD, "n-1")
     assert "x-cxmon-signature" not in http.requests_to("/hook")[0].headers

@@ -34,6 +34,9 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 _STRICT = ConfigDict(extra="forbid")
+#: what the webhook notifier sets on every request (lower case), or httpx does
+_RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "idempotency-key",
+                               "x-cxmon-timestamp", "x-cxmon-signature"})
 
 
 def _http_url(value: str) -> str:
@@ -123,6 +126,20 @@ class WebhookReceiverConfig(BaseModel):
                              "plain seconds.")
 
     _url = field_validator("url")(_http_url)
+
+    @field_validator("headers")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        """Headers cxmon sets itself cannot be configured: an ``idempotency-key`` or
+        ``x-cxmon-signature`` (any case) was sent beside cxmon's, two values the receiver
+        must choose between (a forged-looking signature first), and a ``Content-Type``
+        replaced ``application/json``."""
+        taken = sorted(k for k in value if k.strip().lower() in _RESERVED_HEADERS)
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: set by cxmon itself (Content-Type, "
+                             "Idempotency-Key, X-Cxmon-Timestamp, X-Cxmon-Signature); "
+                             "leave them out")
+        return value
 
 
 class PagerDutySeverityConfig(BaseModel):
