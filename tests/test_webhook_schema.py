@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from alerts.notifiers.webhook import verify_signature, webhook_body
+from alerts.notifiers.config import WebhookReceiverConfig
+from alerts.notifiers.webhook import WebhookNotifier, verify_signature, webhook_body
 from tests.test_display_names import CONFIG, PLAIN, payload_for
 from tests.test_pagerduty_flow import HOOK_SECRET, SPIKE
 from tests.test_pagerduty_flow import make_flow as make_flow  # the fixture
@@ -101,3 +105,29 @@ def test_the_schema_rejects_what_the_code_does_not_send(change: Any, where: str)
     assert problems(b) == []
     change(b)
     assert any(p.startswith(f"{where}:") for p in problems(b)), problems(b)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/operations.md"])
+def test_the_documented_verification_snippet_accepts_cxmon_and_refuses_the_rest(
+        doc: str) -> None:
+    """The snippet a consumer copies, run against a request cxmon signed: a fragment with
+    undefined names (or a str secret where hmac wants bytes) fails only in their code."""
+    text = (Path(__file__).parents[1] / doc).read_text()
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S)
+                   if "def authentic(" in block)
+    scope: dict[str, Any] = {}
+    exec(snippet, scope)
+    authentic = scope["authentic"]
+    seen: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(204))
+    cfg = WebhookReceiverConfig(url="https://hooks.example.com/cx", secret=HOOK_SECRET)
+    WebhookNotifier("hook", cfg, client=httpx.Client(transport=transport)).deliver(PAYLOAD, "k1")
+    (req,) = seen
+    headers, raw = dict(req.headers), req.read()
+    headers = {k.title(): v for k, v in headers.items()}  # as most frameworks spell them
+    assert authentic(HOOK_SECRET.encode(), headers, raw)
+    assert not authentic(b"another secret", headers, raw)
+    assert not authentic(HOOK_SECRET.encode(), headers, raw.replace(b'"severity"', b'"Severity"'))
+    sent_at = int(headers["X-Cxmon-Timestamp"])
+    scope["time"] = SimpleNamespace(time=lambda: sent_at + 3600)  # the snippet's clock
+    assert not authentic(HOOK_SECRET.encode(), headers, raw)  # replayed unchanged, an hour on
