@@ -125,7 +125,7 @@ class Flow:
     cfg: MonitorConfig
     store: Store
     clock: FakeClock
-    pd: FakeServer
+    pd: RecordingServer
     pipeline: Pipeline
 
     def restart(self) -> None:
@@ -145,9 +145,9 @@ class Flow:
 @pytest.fixture
 def make_flow(tmp_path: Path) -> Iterator[Any]:
     made: list[Flow] = []
-    servers: list[FakeServer] = []
+    servers: list[RecordingServer] = []
 
-    def make(pagerduty_extra: str = "", extra: str = "") -> Flow:
+    def make(pagerduty_extra: str = "", extra: str = "", routing_key: str = ROUTING_KEY) -> Flow:
         """``pagerduty_extra``: more keys of the pagerduty block; ``extra``: more lines of the
         receiver (a ``webhook:`` block posting to ``${PD_URL}/hook``, say)."""
         warehouse = tmp_path / "warehouse.db"
@@ -155,14 +155,14 @@ def make_flow(tmp_path: Path) -> Iterator[Any]:
         funnel_rows(ANCHOR - timedelta(days=1), ANCHOR + timedelta(days=12)).to_sql(
             "funnel", engine, if_exists="replace", index=False)
         engine.dispose()
-        server = FakeServer().__enter__()
+        server = RecordingServer().__enter__()
         servers.append(server)
-        server.route("POST", "/v2/enqueue", _recording(pagerduty_api))
-        server.route("POST", "/hook", _recording(lambda r: Response(204, b"")))
+        server.route("POST", "/v2/enqueue", pagerduty_api)
+        server.route("POST", "/hook", lambda r: Response(204, b""))
         path = tmp_path / "cxmon.yaml"
         path.write_text(CONFIG % {"pd": pagerduty_extra, "extra": extra})
         env = {"STORE_URL": f"sqlite:///{tmp_path / 'cxmon.db'}",
-               "WAREHOUSE_URL": f"sqlite:///{warehouse}", "PD_ROUTING_KEY": ROUTING_KEY,
+               "WAREHOUSE_URL": f"sqlite:///{warehouse}", "PD_ROUTING_KEY": routing_key,
                "PD_URL": server.url, "HOOK_SECRET": HOOK_SECRET}
         cfg = load_config(path, env=env)
         store = Store.open(cfg.store.url)
@@ -179,13 +179,13 @@ def make_flow(tmp_path: Path) -> Iterator[Any]:
         server.__exit__(None, None, None)
 
 
-def _recording(handler: Any) -> Any:
-    """The handler, with each answer's status kept on its request (``Request.status``)."""
-    def handle(req: Request) -> Response:
-        resp = handler(req)
+class RecordingServer(FakeServer):
+    """Keeps each answer's status on its request (``Request.status``), faults included."""
+
+    def handle(self, req: Request) -> Response:
+        resp = super().handle(req)
         req.status = resp.status  # type: ignore[attr-defined]
         return resp
-    return handle
 
 
 def test_one_pagerduty_alert_per_incident_across_updates_reminders_and_a_restart(
@@ -216,3 +216,63 @@ def test_one_pagerduty_alert_per_incident_across_updates_reminders_and_a_restart
     assert body["custom_details"]["root_cause"]
     assert ROUTING_KEY not in caplog.text
 
+
+
+def test_a_rate_limit_and_an_outage_are_retried_and_the_page_still_goes_out_once(
+        make_flow: Any) -> None:
+    flow = make_flow()
+    flow.run_until(SPIKE)
+    flow.pd.fail(429, headers={"Retry-After": "20"},
+                 body={"status": "throttle event", "message": "Requests for this service "
+                       "are arriving too quickly. Please retry later."})
+    flow.pd.fail(503, body={"status": "error", "message": "Service unavailable"})
+    flow.run_until(SPIKE + timedelta(hours=12))
+    answers = [r.status for r in flow.pd.requests_to("/v2/enqueue")]
+    assert answers[:3] == [429, 503, 202]
+    opening = [e for e in flow.events() if e["event_action"] == "trigger"
+               and not e["payload"]["summary"].startswith(("Update", "Reminder"))]
+    assert len(opening) == 1  # retried, not duplicated
+    assert flow.events()[-1]["event_action"] == "resolve"
+    counts = flow.store.outbox_counts()
+    assert counts.get("dead", 0) == 0 and counts.get("pending", 0) == 0
+
+
+def test_an_invalid_event_is_dead_lettered_with_pagerduty_s_reason(
+        make_flow: Any, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    wrong = ROUTING_KEY[:-1]  # one character short: PagerDuty says so
+    flow = make_flow(routing_key=wrong)
+    flow.run_until(SPIKE + timedelta(hours=1, minutes=30))
+    assert [r.status for r in flow.pd.requests_to("/v2/enqueue")] == [400]  # not retried
+    (dead,) = flow.store.notifications("dead")
+    assert dead.attempts == 1
+    assert dead.last_error == (
+        "pagerduty oncall: HTTP 400 Bad Request: Event object is invalid (Length of "
+        "'routing_key' is incorrect (should be 32 characters))")
+    env = {"STORE_URL": flow.cfg.store.url, "WAREHOUSE_URL": "sqlite://", "PD_URL": "http://x",
+           "PD_ROUTING_KEY": wrong, "HOOK_SECRET": HOOK_SECRET, "COLUMNS": "200"}
+    out = CliRunner().invoke(app, ["alerts", "status", "-c", str(tmp_path / "cxmon.yaml")],
+                             env=env)
+    assert out.exit_code == 0, out.output
+    assert "routing_key' is incorrect" in out.output
+    assert wrong not in out.output
+
+
+def test_a_silence_stops_updates_and_reminders_but_not_the_resolve(make_flow: Any) -> None:
+    """The on-call silences an incident already paged ("we know, stop pinging"): PagerDuty
+    gets nothing more while it lasts, but still the resolve when cxmon resolves it, or the
+    PagerDuty incident would stay open after the problem is gone."""
+    from alerts.silences import add_silence
+
+    flow = make_flow()
+    flow.run_until(SPIKE + timedelta(hours=1, minutes=30))
+    assert [e["event_action"] for e in flow.events()] == ["trigger"]
+    add_silence(flow.store, ['journey="checkout"'], now=flow.clock.now(),
+                duration=timedelta(days=1), created_by="ana", comment="known: bad deploy")
+    flow.run_until(SPIKE + timedelta(hours=12))
+    assert [e["event_action"] for e in flow.events()] == ["trigger", "resolve"]
+    assert len({e["dedup_key"] for e in flow.events()}) == 1
+    assert any(n.status == "suppressed" for n in flow.store.notifications())
