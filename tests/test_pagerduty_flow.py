@@ -6,6 +6,7 @@ injected), across reminders, a restart, silences and a "not an anomaly" verdict.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
@@ -276,3 +278,74 @@ def test_a_silence_stops_updates_and_reminders_but_not_the_resolve(make_flow: An
     assert [e["event_action"] for e in flow.events()] == ["trigger", "resolve"]
     assert len({e["dedup_key"] for e in flow.events()}) == 1
     assert any(n.status == "suppressed" for n in flow.store.notifications())
+
+
+def click(flow: Flow, action: str, incident: str, user: str = "ana") -> dict[str, Any]:
+    """A Slack feedback button clicked on the incident's message, through the endpoint that
+    records it (signed as Slack signs); returns the reply it posts back to Slack."""
+    from alerts.feedback_server import FeedbackApp, slack_signature
+
+    replies: list[dict[str, Any]] = []
+    app = FeedbackApp(flow.store, "slack-signing-secret", clock=flow.clock,
+                      responder=lambda url, message: replies.append(message))
+    payload = {"type": "block_actions", "user": {"username": user},
+               "response_url": "https://hooks.slack.com/actions/T0/1/x",
+               "actions": [{"action_id": action,
+                            "value": json.dumps({"incident": incident, "anomalies": []})}]}
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    ts = str(int(flow.clock.now().timestamp()))
+    answer = app.handle("POST", "/slack/actions", {
+        "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": slack_signature("slack-signing-secret", ts, body)}, body)
+    assert answer.status == 200, answer
+    (reply,) = replies
+    return reply
+
+
+def test_not_an_anomaly_resolves_the_page_at_once(make_flow: Any) -> None:
+    """The on-call, paged, looks and clicks "Not an anomaly": PagerDuty must stop escalating
+    now, not when cxmon resolves the incident hours later, and the reminders must stop
+    re-triggering it. A webhook consumer's incident closes too."""
+    flow = make_flow(extra='      webhook: {url: "${PD_URL}/hook"}')
+    flow.run_until(SPIKE + timedelta(hours=1, minutes=30))
+    (trigger,) = flow.events()
+    key = trigger["dedup_key"]
+    reply = click(flow, "cxmon_not_anomaly", key)
+    assert "The incident is dismissed" in reply["text"]
+    flow.run_until(flow.clock.now() + timedelta(minutes=1))  # the next delivery pass
+    assert [e["event_action"] for e in flow.events()] == ["trigger", "resolve"]
+    assert flow.events()[1]["dedup_key"] == key
+    (hook,) = [r.json()["notification"] for r in flow.pd.requests_to("/hook")
+               if r.json()["notification"]["status"] == "resolved"]
+    assert hook["dismissed"] == {"by": "ana", "at": (SPIKE + timedelta(hours=1, minutes=30))
+                                 .isoformat(), "label": "not_anomaly"}
+    assert hook["title"] == "journey=checkout: dismissed as a false alarm by ana"
+    from tests.test_webhook_schema import problems
+
+    assert [problems(r.json()) for r in flow.pd.requests_to("/hook")] == [[], []]
+    flow.run_until(SPIKE + timedelta(hours=12))
+    # no reminders re-triggering it, no update when the roll-up (driven by the very values
+    # called a false alarm) moves an hour later, and no second resolve when cxmon resolves it
+    assert [e["event_action"] for e in flow.events()] == ["trigger", "resolve"]
+    assert [r.json()["notification"]["status"] for r in flow.pd.requests_to("/hook")] == [
+        "firing", "resolved"]
+
+
+def test_a_confirmed_or_partial_verdict_leaves_the_page_open(make_flow: Any) -> None:
+    flow = make_flow()
+    flow.run_until(SPIKE + timedelta(hours=1, minutes=30))
+    key = flow.events()[0]["dedup_key"]
+    reply = click(flow, "cxmon_ack", key)
+    assert "dismissed" not in reply["text"]
+    ids = flow.store.incident_anomaly_ids(key)
+    flow.store.add_feedback(ids[0], "not_anomaly", source="cli")
+    from alerts.dismiss import dismiss_false_alarms
+
+    assert len(ids) > 1
+    assert dismiss_false_alarms(flow.store, ids[:1], by="bo", now=flow.clock.now()) == []
+    for i in ids[1:]:
+        flow.store.add_feedback(i, "not_anomaly", source="cli")
+    flow.store.add_feedback(ids[0], "confirmed", source="cli")  # changed their mind
+    assert dismiss_false_alarms(flow.store, ids, by="bo", now=flow.clock.now()) == []
+    flow.store.add_feedback(ids[0], "expected", source="cli")
+    assert dismiss_false_alarms(flow.store, ids, by="bo", now=flow.clock.now()) == [key]
