@@ -30,6 +30,7 @@ from alerts.display import Names
 from alerts.notifiers import console
 from alerts.notifiers.console import (
     SPREAD_TEXT,
+    dismissal,
     format_share,
     mix_text,
     no_data_text,
@@ -75,8 +76,9 @@ FEEDBACK_ACTIONS: dict[str, tuple[str, str]] = {
 FEEDBACK_CONFIRM: dict[str, tuple[str, str, str]] = {
     "cxmon_not_anomaly": (
         "Not an anomaly?",
-        "Marks these anomalies as a false alarm: for 7 days cxmon alerts on these series only"
-        " for a deviation about ten times rarer than this one.",
+        "Marks these anomalies as a false alarm and resolves the incident wherever it was"
+        " sent (PagerDuty too): for 7 days cxmon alerts on these series only for a deviation"
+        " about ten times rarer than this one.",
         "Yes, false alarm"),
     "cxmon_expected": (
         "Expected change?",
@@ -287,6 +289,8 @@ def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:
     else:
         scope = names.where(group.items()) or "all series"
     anomalies = list(payload.get("anomalies") or [])
+    if payload.get("status") == "resolved" and (said := dismissal(payload)):
+        return f"{scope} · {said}", "", ""
     if payload.get("status") == "resolved" and not anomalies:
         measures = [names.metric(m.get("metric")) for m in payload.get("measures") or []
                     if isinstance(m, Mapping) and m.get("metric")]

@@ -49,6 +49,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from alerts.acks import acknowledge
 from alerts.blocks import FEEDBACK_ACTIONS
+from alerts.dismiss import DISMISSING, dismiss_false_alarms
 from alerts.feedback_reply import Responder, post_in_background, reply_for
 from alerts.throttled_log import ThrottledWarnings
 from monitor.bounded_http import BoundedHTTPServer, DeadlineHandler, Monotonic
@@ -253,8 +254,12 @@ class FeedbackApp:
                     recorded += 1
                 except KeyError:
                     log.warning("feedback: unknown anomaly %s", anomaly_id)
-            replies.append(reply_for(known[1], recorded=recorded - before,
-                                     user=str(user) if user else None, acked=acked))
+            reply = reply_for(known[1], recorded=recorded - before,
+                              user=str(user) if user else None, acked=acked)
+            if known[1] in DISMISSING and recorded > before and self._dismiss(ids, user):
+                reply["text"] += (" The incident is dismissed: whoever was told of it "
+                                  "(PagerDuty, this thread, webhooks) gets its resolution.")
+            replies.append(reply)
         log.info("feedback: %d record(s) from %s", recorded, user)
         url = payload.get("response_url")
         if self.responder is not None and isinstance(url, str):
@@ -265,6 +270,12 @@ class FeedbackApp:
             for message in replies:
                 self.responder(url, message)
         return recorded
+
+    def _dismiss(self, ids: list[str], user: Any) -> bool:
+        """A verdict that covers every anomaly of its open incident closes the page
+        (:mod:`alerts.dismiss`); whether one was dismissed."""
+        return bool(dismiss_false_alarms(self.store, ids, by=str(user or "slack"),
+                                         now=self.clock.now()))
 
     def _acknowledge(self, incident: str, user: Any) -> bool:
         """"Acknowledge" also stops the incident's reminders (:mod:`alerts.acks`); False if

@@ -46,7 +46,7 @@ from alerts.acks import get_ack, lift_ack
 from alerts.changes import diff, material_change, state
 from alerts.display import merge_display
 from alerts.payload import MAX_ANOMALIES
-from monitor.model import Notification
+from monitor.model import Notification, severity_name
 from monitor.store import Store, StoreTx, alert_groups_t, anomalies_t, incidents_t
 
 if TYPE_CHECKING:
@@ -144,6 +144,14 @@ class AlertGroups:
                 labels: Mapping[str, str], payload: Mapping[str, Any], now: datetime) -> None:
         key = change.incident.key
         row = self._get(tx, key, receiver)
+        if row is not None and (dismissed := _dismissed(row)) is not None:
+            if _level(change.incident.severity) <= _level(dismissed.get("severity")):
+                return  # called not a problem (alerts/dismiss.py): quiet unless it worsens
+            log.info("incident %s dismissed by %s has risen to %s: told again", key,
+                     dismissed.get("by"), severity_name(change.incident.severity))
+            tx.conn.execute(sa.delete(G).where(G.c.incident_key == key,
+                                               G.c.receiver == receiver))
+            row = None  # a new first message (a new PagerDuty alert)
         if row is None:
             tx.conn.execute(sa.insert(G).values(
                 incident_key=key, receiver=receiver, route=route.path, labels=dict(labels),
@@ -173,6 +181,9 @@ class AlertGroups:
         rows = tx.conn.execute(sa.select(G).where(G.c.incident_key == key)).all()
         for row in rows:
             where = (G.c.incident_key == key, G.c.receiver == row.receiver)
+            if _dismissed(row) is not None:  # its resolution went out when it was dismissed
+                tx.conn.execute(sa.delete(G).where(*where))
+                continue
             if row.last_sent_at is None and row.last_flush_at is None \
                     and row.pending is not None:  # opened and resolved before its first flush
                 late = {**row.pending, "status": "resolved", "late": True, "update": False,
@@ -378,6 +389,19 @@ def _state_of(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     payload = payload or {}
     anomalies = [a for a in payload.get("anomalies") or [] if isinstance(a, Mapping)]
     return state(payload, [str(a["series"]) for a in anomalies if a.get("series")], 0)
+
+
+def _dismissed(row: Any) -> Mapping[str, Any] | None:
+    """The dismissal of a group whose incident was called not a problem (kept in ``told`` by
+    :mod:`alerts.dismiss`: ``{"by", "at", "label", "severity"}``), or None."""
+    told = row.told if isinstance(row.told, Mapping) else {}
+    found = told.get("dismissed")
+    return found if isinstance(found, Mapping) else None
+
+
+def _level(severity: Any) -> int:
+    """0-3: low, medium, high, critical."""
+    return ("low", "medium", "high", "critical").index(severity_name(int(severity or 0)))
 
 
 def _muted_before(row: Any) -> bool:

@@ -511,6 +511,13 @@ cancels earlier such verdicts."""
             fid = None if same else store.add_feedback(anomaly_id, label, source="cli",
                                                        user=user, note=note)
             marked = store.anomalies(ids=[anomaly_id])
+            dismissed: list[str] = []
+            if label != "confirmed":  # the last anomaly of an open incident: close its page
+                from alerts.dismiss import dismiss_false_alarms
+                from monitor.clock import SystemClock
+
+                dismissed = dismiss_false_alarms(store, [anomaly_id], by=user or "cli",
+                                                 now=SystemClock().now())
         except KeyError as exc:
             message = exc.args[0] if exc.args else str(exc)
             if len(anomaly_id) < 8:
@@ -533,3 +540,6 @@ cancels earlier such verdicts."""
             typer.echo(f"note: it was already marked {last['label']} (feedback {last['id']}); "
                        "both are kept (confirmed cancels earlier not_anomaly and expected "
                        "marks)")
+        for key in dismissed:
+            typer.echo(f"incident {key} dismissed: every anomaly of it is marked; whoever "
+                       "was told of it (PagerDuty, Slack, webhooks) gets its resolution")

@@ -410,3 +410,70 @@ def test_unack_prefix_shared_by_two_acks_is_refused() -> None:
     key, why = _acked_key(keys, "journey=checkout")
     assert key is None and "matches 2 acknowledged incidents" in why and keys[0] in why
     assert _acked_key(keys, "journey=search")[0] is None
+
+
+# -- 5. a false alarm closes the page (alerts/dismiss.py) -------------------------------------
+
+
+def test_a_dismissed_incident_stays_quiet_until_its_severity_rises_a_level(mon: Monitor) -> None:
+    from alerts.dismiss import dismiss_false_alarms
+
+    mon.tick(T0, anomaly("uk", T0, 55))  # high
+    assert mon.store is not None
+    key = mon.sent()[0]["incident_key"]
+    ids = mon.store.incident_anomaly_ids(key)
+    for i in ids:
+        mon.store.add_feedback(i, "not_anomaly", source="slack", user="ana")
+    assert dismiss_false_alarms(mon.store, ids, by="ana", now=T0 + 10 * M) == [key]
+    assert dismiss_false_alarms(mon.store, ids, by="bo", now=T0 + 11 * M) == []  # once
+    resolved = mon.sent()[-1]
+    assert resolved["status"] == "resolved" and resolved["dismissed"]["by"] == "ana"
+    assert resolved["dismissed"]["label"] == "not_anomaly"
+    mon.restart()  # the dismissal is in the store
+    mon.tick(T0 + H, anomaly("us", T0 + H, 70))  # a new series, still "high": quiet
+    mon.flush(T0 + 3 * H)  # and no reminders
+    assert len(mon.sent()) == 2
+    mon.tick(T0 + 4 * H, anomaly("de", T0 + 4 * H, 80))  # critical: worse than dismissed
+    mon.flush(T0 + 4 * H + 5 * M)
+    again = mon.sent()[2:]
+    assert [(p["status"], p["update"]) for p in again] == [("firing", False)]  # a new page
+    mon.tick(T0 + 9 * H, resolve=True)
+    mon.flush(T0 + 9 * H + 5 * M)
+    assert [p["status"] for p in mon.sent()[3:]] == ["resolved"]
+
+
+def test_a_dismissed_incident_resolves_without_a_second_resolution(mon: Monitor) -> None:
+    from alerts.dismiss import dismiss_false_alarms
+
+    mon.tick(T0, anomaly("uk", T0, 40))
+    assert mon.store is not None
+    key = mon.sent()[0]["incident_key"]
+    ids = mon.store.incident_anomaly_ids(key)
+    for i in ids:
+        mon.store.add_feedback(i, "expected", source="cli")
+    assert dismiss_false_alarms(mon.store, ids, by="bo", now=T0 + M) == [key]
+    mon.tick(T0 + 6 * H, resolve=True)
+    mon.flush(T0 + 6 * H + 5 * M)
+    assert [p["status"] for p in mon.sent()] == ["firing", "resolved"]
+    assert mon.sent()[1]["title"] == "journey=checkout: dismissed as an expected change by bo"
+    # a second verdict (another click) sends nothing again
+    assert dismiss_false_alarms(mon.store, ids, by="cy", now=T0 + 7 * H) == []
+    assert len(mon.sent()) == 2
+
+
+def test_cli_feedback_on_the_last_anomaly_dismisses_the_incident(
+        mon: Monitor, tmp_path: Path) -> None:
+    mon.tick(T0, anomaly("uk", T0, 60), anomaly("us", T0, 40))
+    assert mon.store is not None
+    key = mon.sent()[0]["incident_key"]
+    first, second = mon.store.incident_anomaly_ids(key)
+    path = tmp_path / "c.yaml"
+    path.write_text(f"store: {mon.url}\n{CONFIG}")
+    run = CliRunner().invoke
+    out = run(app, ["feedback", first, "not_anomaly", "-c", str(path), "--user", "ana"])
+    assert out.exit_code == 0, out.output
+    assert "dismissed" not in out.output and len(mon.sent()) == 1  # one of two: still open
+    out = run(app, ["feedback", second, "expected", "-c", str(path), "--user", "ana"])
+    assert out.exit_code == 0, out.output
+    assert f"incident {key} dismissed" in out.output
+    assert mon.sent()[-1]["dismissed"]["by"] == "ana"

@@ -376,7 +376,8 @@ def test_the_pagerduty_summary_reads_the_names() -> None:
     p = payload_for(CONFIG)
     event = pagerduty_event(p, "key")
     assert event["payload"]["summary"] == (
-        "Checkout journey · Checkout drop-off rate, complaints anomalous")
+        "Checkout journey · Checkout drop-off rate +75% (58.7% vs 33.5% expected) in Channel: "
+        "Mobile app, Region: UK; also complaints · sev 35 medium")
     # identifiers where PagerDuty groups and routes
     assert event["payload"]["component"] == "checkout"
     assert event["payload"]["class"] == "checkout_dropoff_rate, complaints"
@@ -384,10 +385,12 @@ def test_the_pagerduty_summary_reads_the_names() -> None:
         "since": "t", "new_series": ['checkout_dropoff_rate{channel="web",journey="checkout"}'],
         "new_series_total": 1}}
     assert pagerduty_event(update, "key")["payload"]["summary"] == (
-        "Update: also anomalous now: Channel: Website · Checkout journey · Checkout drop-off rate, "
-        "complaints anomalous")
+        "Update: also anomalous now: Channel: Website · Checkout journey · Checkout drop-off "
+        "rate +75% (58.7% vs 33.5% expected) in Channel: Mobile app, Region: UK; also "
+        "complaints · sev 35 medium")
     assert pagerduty_event(payload_for(PLAIN), "key")["payload"]["summary"] == (
-        "journey=checkout: checkout_dropoff_rate, complaints anomalous")
+        "checkout journey · checkout_dropoff_rate +75% (58.7% vs 33.5% expected) in "
+        "channel=app, region=uk; also complaints · sev 35 medium")
 
 
 def test_grafana_panels_use_the_title_and_variables_the_label_names() -> None:

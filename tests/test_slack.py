@@ -117,8 +117,9 @@ EXPECTED_BLOCKS = [
         {"type": "button", "action_id": "cxmon_not_anomaly", "text": plain("Not an anomaly"),
          "value": FEEDBACK_VALUE, "confirm": {
              "title": plain("Not an anomaly?"), "text": plain(
-                 "Marks these anomalies as a false alarm: for 7 days cxmon alerts on these"
-                 " series only for a deviation about ten times rarer than this one."),
+                 "Marks these anomalies as a false alarm and resolves the incident wherever it"
+                 " was sent (PagerDuty too): for 7 days cxmon alerts on these series only for"
+                 " a deviation about ten times rarer than this one."),
              "confirm": plain("Yes, false alarm"), "deny": plain("Cancel")}},
         {"type": "button", "action_id": "cxmon_expected", "text": plain("Expected change"),
          "value": FEEDBACK_VALUE, "confirm": {

@@ -69,6 +69,19 @@ def test_webhook_posts_the_documented_body_signed(http: FakeServer) -> None:
                                 req.headers["x-cxmon-signature"])
 
 
+def test_webhook_headers_cxmon_sets_cannot_be_configured() -> None:
+    """A configured ``idempotency-key`` or ``x-cxmon-signature`` went out beside cxmon's own
+    (two values, the receiver's pick), and a ``Content-Type`` replaced application/json."""
+    with pytest.raises(ValueError) as err:
+        WebhookReceiverConfig(url="http://hooks.local/h", headers={
+            "idempotency-key": "mine", "X-CXMON-Signature": "sha256=0", "X-Team": "cx",
+            "Content-Type": "text/plain"})
+    said = str(err.value)
+    assert "Content-Type, X-CXMON-Signature, idempotency-key: set by cxmon itself" in said
+    assert "X-Team" not in said
+    WebhookReceiverConfig(url="http://hooks.local/h", headers={"Authorization": "Bearer x"})
+
+
 def test_webhook_without_secret_is_unsigned(http: FakeServer) -> None:
     webhook(http).deliver(PAYLOAD, "n-1")
     assert "x-cxmon-signature" not in http.requests_to("/hook")[0].headers
@@ -160,7 +173,10 @@ def test_pagerduty_trigger_then_resolve_with_the_incident_as_dedup_key(http: Fak
         "dedup_key": INCIDENT,
         "client": "cxmon",
         "payload": {
-            "summary": "journey=checkout: checkout_dropoff_rate, complaints anomalous",
+            # what broke, where, how much, why and how bad: all a phone's lock screen shows
+            "summary": "checkout journey · checkout_dropoff_rate +96% (0.412 vs 0.210 "
+                       "expected) in channel=app, driven by channel=app, region=uk; also "
+                       "complaints · sev 82 critical",
             "source": "cxmon",
             "severity": "critical",
             "timestamp": "2026-01-05T10:00:00+00:00",
@@ -183,8 +199,29 @@ def test_pagerduty_trigger_then_resolve_with_the_incident_as_dedup_key(http: Fak
 def test_pagerduty_severity_and_long_keys() -> None:
     low = pagerduty_event({**PAYLOAD, "severity": 10}, "k")
     assert low["payload"]["severity"] == "info"
+    long_summary = pagerduty_event({**PAYLOAD, "title": "x" * 2000, "anomalies": []}, "k")
+    assert len(long_summary["payload"]["summary"]) == 1024  # PagerDuty's limit
     long_key = pagerduty_event({**PAYLOAD, "incident_key": "x" * 300}, "k")["dedup_key"]
     assert len(long_key) <= 255 and long_key.startswith("cxmon-")
+
+
+def test_pagerduty_severity_levels_are_configurable(http: FakeServer) -> None:
+    """A team whose PagerDuty service pages (high urgency) only for critical and error wants
+    cxmon's high (50-74) to wake someone, and below 40 no more than info (no warnings)."""
+    cfg = PagerDutyReceiverConfig(routing_key=ROUTING_KEY, events_url=http.url + "/v2/enqueue",
+                                  severity={"critical": 50, "error": 40, "warning": 101})
+    pd = PagerDutyNotifier("oncall", cfg)
+    for severity in (52, 45, 30):
+        pd.send({**PAYLOAD, "severity": severity})
+    sent = [r.json()["payload"]["severity"] for r in http.requests_to("/v2/enqueue")]
+    assert sent == ["critical", "error", "info"]
+    default = PagerDutyReceiverConfig(routing_key=ROUTING_KEY).severity
+    assert [default.level(s) for s in (80, 60, 30, 10)] == ["critical", "error", "warning",
+                                                             "info"]
+    with pytest.raises(ValueError, match="critical >= error >= warning"):
+        PagerDutyReceiverConfig(routing_key=ROUTING_KEY, severity={"error": 90})
+    with pytest.raises(ValueError, match="extra"):
+        PagerDutyReceiverConfig(routing_key=ROUTING_KEY, severity={"high": 60})
 
 
 def test_pagerduty_errors_never_show_the_routing_key(http: FakeServer) -> None:
@@ -301,8 +338,10 @@ def test_pagerduty_records_an_incident_over_before_it_was_sent_as_a_change_event
     assert http.requests_to("/v2/enqueue") == []
     (change,) = (r.json() for r in http.requests_to("/v2/change/enqueue"))
     assert change["routing_key"] == ROUTING_KEY and "event_action" not in change
-    assert change["payload"]["summary"] == ("journey=checkout: checkout_dropoff_rate, "
-                                            "complaints anomalous (over before it was reported)")
+    assert change["payload"]["summary"] == (
+        "checkout journey · checkout_dropoff_rate +96% (0.412 vs 0.210 expected) in "
+        "channel=app, driven by channel=app, region=uk; also complaints (over before it was "
+        "reported)")
     assert change["payload"]["timestamp"] == "2026-01-05T10:00:00+00:00"
     details = change["payload"]["custom_details"]
     assert details["incident_key"] == INCIDENT and details["severity"] == 82

@@ -8,7 +8,15 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from monitor.durations import Seconds
 
@@ -17,6 +25,7 @@ __all__ = [
     "DEFAULT_SLACK_API_URL",
     "FeedbackServerConfig",
     "PagerDutyReceiverConfig",
+    "PagerDutySeverityConfig",
     "SlackReceiverConfig",
     "WebhookReceiverConfig",
 ]
@@ -25,6 +34,9 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 _STRICT = ConfigDict(extra="forbid")
+#: what the webhook notifier sets on every request (lower case), or httpx does
+_RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "idempotency-key",
+                               "x-cxmon-timestamp", "x-cxmon-signature"})
 
 
 def _http_url(value: str) -> str:
@@ -115,6 +127,50 @@ class WebhookReceiverConfig(BaseModel):
 
     _url = field_validator("url")(_http_url)
 
+    @field_validator("headers")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        """Headers cxmon sets itself cannot be configured: an ``idempotency-key`` or
+        ``x-cxmon-signature`` (any case) was sent beside cxmon's, two values the receiver
+        must choose between (a forged-looking signature first), and a ``Content-Type``
+        replaced ``application/json``."""
+        taken = sorted(k for k in value if k.strip().lower() in _RESERVED_HEADERS)
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: set by cxmon itself (Content-Type, "
+                             "Idempotency-Key, X-Cxmon-Timestamp, X-Cxmon-Signature); "
+                             "leave them out")
+        return value
+
+
+class PagerDutySeverityConfig(BaseModel):
+    """The lowest cxmon severity (0-100) sent as each PagerDuty severity; below ``warning``
+    it is ``info``. PagerDuty services often page (high urgency) only for ``critical`` and
+    ``error``, so this decides what wakes someone up. 101 leaves a level unused."""
+
+    model_config = _STRICT
+
+    critical: int = Field(default=75, ge=0, le=101)
+    error: int = Field(default=50, ge=0, le=101)
+    warning: int = Field(default=25, ge=0, le=101)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PagerDutySeverityConfig:
+        used = [v for v in (self.critical, self.error, self.warning) if v <= 100]
+        if used != sorted(used, reverse=True):
+            raise ValueError(f"must be critical >= error >= warning, 101 for an unused level "
+                             f"(got {self.critical}, {self.error}, {self.warning})")
+        return self
+
+    def level(self, severity: float) -> str:
+        """PagerDuty's severity for a cxmon severity.
+
+        >>> PagerDutySeverityConfig().level(52), PagerDutySeverityConfig(critical=50).level(52)
+        ('error', 'critical')
+        """
+        return next((name for floor, name in ((self.critical, "critical"), (self.error, "error"),
+                                              (self.warning, "warning")) if severity >= floor),
+                    "info")
+
 
 class PagerDutyReceiverConfig(BaseModel):
     """PagerDuty Events API v2: trigger on firing, resolve on resolved; dedup_key = incident."""
@@ -128,6 +184,10 @@ class PagerDutyReceiverConfig(BaseModel):
                                    "service, pages no one); default: events_url's "
                                    "/v2/change/enqueue.")
     source: str = "cxmon"
+    severity: PagerDutySeverityConfig = Field(
+        default_factory=PagerDutySeverityConfig,
+        description="The lowest cxmon severity sent as PagerDuty's critical, error and "
+        "warning (below: info); defaults 75, 50, 25, cxmon's own levels.")
     timeout: Seconds = Field(default=10.0, gt=0, description="Per request: 10s, 500ms or "
                              "plain seconds.")
 

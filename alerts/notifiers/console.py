@@ -93,6 +93,21 @@ def _wide_for_logs(console: Console) -> Console:
 VOLUME_MIN_WIDTH = 100
 
 
+def dismissal(payload: Mapping[str, Any]) -> str:
+    """``dismissed as a false alarm by ana`` for a resolution sent because every anomaly was
+    marked not a problem (:mod:`alerts.dismiss`), else ``""``.
+
+    >>> dismissal({"dismissed": {"by": "ana", "label": "not_anomaly"}})
+    'dismissed as a false alarm by ana'
+    """
+    d = payload.get("dismissed")
+    if not isinstance(d, Mapping):
+        return ""
+    said = {"not_anomaly": "a false alarm", "expected": "an expected change"}.get(
+        str(d.get("label")), "not a problem")
+    return f"dismissed as {said} by {d.get('by') or 'someone'}"
+
+
 def render_panel(payload: Mapping[str, Any], *, width: int | None = None) -> Panel:
     """A rich panel: one row per anomaly with value, its volume (from ``width`` columns on;
     always without a width), expected, band, change and severity."""
@@ -113,7 +128,7 @@ def render_panel(payload: Mapping[str, Any], *, width: int | None = None) -> Pan
     else:
         since = str(payload.get("opened_at", ""))[:16].replace("T", " ")
         until = str(payload.get("resolved_at") or "")[:16].replace("T", " ")
-        body = Text(f"back to normal; open from {since} to {until} UTC")
+        body = Text(f"{dismissal(payload) or 'back to normal'}; open from {since} to {until} UTC")
     title = (f"[{colour}]{_verb(payload)}[/] sev {severity} {severity_name(severity)} · "
              f"{payload.get('title', '')}")
     changed = _changed(payload) if status != "resolved" else ""

@@ -16,16 +16,17 @@ from typing import Any
 
 import httpx
 
-from alerts.blocks import grafana_link
+from alerts.blocks import grafana_link, summary
 from alerts.changes import describe
 from alerts.display import Names
 from alerts.notifiers.base import Notifier
-from alerts.notifiers.config import PagerDutyReceiverConfig
+from alerts.notifiers.config import PagerDutyReceiverConfig, PagerDutySeverityConfig
 from alerts.notifiers.http import post_json
+from monitor.model import severity_name
 
 __all__ = ["PagerDutyNotifier", "pagerduty_change_event", "pagerduty_event"]
 
-_SEVERITIES = ((75, "critical"), (50, "error"), (25, "warning"), (0, "info"))
+MAX_SUMMARY = 1024  # PagerDuty's limit on payload.summary
 
 
 def dedup_key(incident_key: str) -> str:
@@ -36,12 +37,15 @@ def dedup_key(incident_key: str) -> str:
 
 
 def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str = "cxmon",
-                    grafana_url: str | None = None) -> dict[str, Any]:
-    """The Events API v2 body for one notification (an alert event)."""
+                    grafana_url: str | None = None,
+                    severities: PagerDutySeverityConfig | None = None) -> dict[str, Any]:
+    """The Events API v2 body for one notification (an alert event). ``severities``: which
+    cxmon severities are PagerDuty's critical, error and warning (default 75, 50, 25)."""
     key = dedup_key(str(payload.get("incident_key", "")))
     if payload.get("status") == "resolved":
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": key}
     severity = int(payload.get("severity") or 0)
+    severities = severities or PagerDutySeverityConfig()
     anomalies = list(payload.get("anomalies") or [])
     metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")})
     event: dict[str, Any] = {
@@ -50,9 +54,9 @@ def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str
         "dedup_key": key,
         "client": "cxmon",
         "payload": {
-            "summary": _summary(payload, key)[:1024],
+            "summary": _summary(payload, key),
             "source": source,
-            "severity": next(name for floor, name in _SEVERITIES if severity >= floor),
+            "severity": severities.level(severity),
             "timestamp": payload.get("opened_at"),
             "component": payload.get("journey") or "all",
             "group": payload.get("journey") or "all",
@@ -64,15 +68,17 @@ def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str
 
 
 def pagerduty_change_event(payload: Mapping[str, Any], routing_key: str, *,
-                           source: str = "cxmon",
-                           grafana_url: str | None = None) -> dict[str, Any]:
-    """The Change Events body for an incident already over when first sent."""
+                           source: str = "cxmon", grafana_url: str | None = None,
+                           severities: PagerDutySeverityConfig | None = None
+                           ) -> dict[str, Any]:
+    """The Change Events body for an incident already over when first sent (change events
+    have no severity: ``severities`` is accepted for a uniform call)."""
     key = str(payload.get("incident_key", ""))
-    title = str(payload.get("title") or key)
+    said = _readable(payload) or str(payload.get("title") or key)
     event: dict[str, Any] = {
         "routing_key": routing_key,
         "payload": {
-            "summary": f"{title} (over before it was reported)"[:1024],
+            "summary": _cut(f"{said} (over before it was reported)"),
             "source": source,
             "timestamp": payload.get("opened_at"),
             "custom_details": {"incident_key": key, "resolved_at": payload.get("resolved_at"),
@@ -83,11 +89,35 @@ def pagerduty_change_event(payload: Mapping[str, Any], routing_key: str, *,
 
 
 def _summary(payload: Mapping[str, Any], key: str) -> str:
-    """The title; an update's says first what changed since the last trigger."""
-    title = str(payload.get("title") or key)
+    """What a phone's lock screen shows of the page: what moved, in which journey, by how
+    much, where and why (the Slack message's preview), and the severity; an update's starts
+    with what changed since the last trigger. Within PagerDuty's 1024 characters.
+
+    >>> _summary({"journey": "checkout", "group": {"journey": "checkout"}, "severity": 55,
+    ...     "anomalies": [{"metric": "checkout_dropoff_rate", "value": 0.587, "expected": 0.294,
+    ...                    "unit": "percent", "labels": {"channel": "app"}, "change": 1.0}]},
+    ...     "k").split(" · ")[1:]
+    ['checkout_dropoff_rate +100% (58.7% vs 29.4% expected) in channel=app', 'sev 55 high']
+    """
+    said = _readable(payload) or str(payload.get("title") or key)
+    severity = int(payload.get("severity") or 0)
+    said += f" · sev {severity} {severity_name(severity)}"
     changed = describe(payload.get("changes"), payload.get("group"),
                        Names.from_payload(payload))
-    return f"Update: {changed} · {title}" if changed else title
+    lead = "Reminder" if payload.get("repeat") else "Update"
+    return _cut(f"{lead}: {changed} · {said}" if changed else said)
+
+
+def _readable(payload: Mapping[str, Any]) -> str:
+    """The preview line Slack's message has (:func:`alerts.blocks.summary`), or ``""``."""
+    if not payload.get("anomalies"):
+        return ""
+    head, numbers, tail = summary(payload)
+    return f"{head}{f' ({numbers})' if numbers else ''}{tail}"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 1] + "…"
 
 
 def _details(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,7 +161,8 @@ class PagerDutyNotifier(Notifier):
         change = self.config.change_endpoint()
         if payload.get("late") and payload.get("status") == "resolved" and change:
             url, build = change, pagerduty_change_event
-        event = build(payload, key, source=self.config.source, grafana_url=self.grafana_url)
+        event = build(payload, key, source=self.config.source, grafana_url=self.grafana_url,
+                      severities=self.config.severity)
         body = json.dumps(event, default=str).encode()
         post_json(self.client, url, body, {}, f"pagerduty {self.name}",
                   timeout=self.config.timeout)
