@@ -4,7 +4,8 @@ Real time: APScheduler 3 runs one job per metric at its interval (aligned to buc
 boundaries plus the metric's delay, with jitter; coalesced, one instance at a time) and a
 retention job (at start, then every 6 h); a delivery thread of its own flushes due alert groups
 and sends the outbox every 5 s and after each tick, beside the ticks (see :class:`Scheduler`).
-SIGINT/SIGTERM let the running tick and delivery pass finish, then stop cleanly.
+SIGINT/SIGTERM let the running ticks finish and deliver once more, waiting for delivery at
+most ``scheduler.delivery_stop_timeout`` (a hung webhook leaves its rows in the outbox).
 
 Simulated time (:func:`replay`): the same ticks driven by a :class:`~monitor.clock.FakeClock`,
 step by step. ``cxmon demo`` replays weeks of history this way, and tests use it instead of
@@ -27,6 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from alerts.outbox import DeliveryReport
 from monitor.clock import FakeClock
+from monitor.durations import format_duration
 from monitor.frames import floor_time
 from monitor.pipeline import Pipeline, TickResult
 
@@ -121,8 +123,13 @@ class Scheduler:
         on_tick: Callable[[TickResult], None] | None = None,
         on_deliver: Callable[[DeliveryReport], None] | None = None,
         max_workers: int = 4,
+        join: Callable[[threading.Thread, float], None] = threading.Thread.join,
     ) -> None:
+        """``join``: how a stop waits for the delivery thread, at most a number of seconds
+        (a test's fake returns at once; see :meth:`_stop_delivery`)."""
         self.pipeline = pipeline
+        self.delivery_stop_timeout = pipeline.config.scheduler.delivery_stop_timeout
+        self._join = join
         self.on_tick = on_tick
         self.on_deliver = on_deliver
         self._stop = threading.Event()
@@ -133,6 +140,7 @@ class Scheduler:
         self._send_again = threading.Event()
         self._wake = threading.Event()  # a tick ended: deliver now, not at the next period
         self._delivery_stop = threading.Event()
+        self._delivery_final = False  # the thread's last pass, at a stop
         self._delivery: threading.Thread | None = None
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers)},
@@ -209,7 +217,8 @@ class Scheduler:
 
     def _delivery_loop(self) -> None:
         """Delivery's own cadence: a pass at start (what a crash left queued goes out before
-        the start-up catch-up ticks end), then every ``DELIVERY_EVERY`` and after every tick.
+        the start-up catch-up ticks end), then every ``DELIVERY_EVERY`` and after every tick,
+        and a last one at a stop (after the ticks ended: it flushes what they left due).
         A failed pass (the store unreachable) is logged and the next one tries again."""
         while True:
             try:
@@ -219,7 +228,13 @@ class Scheduler:
             self._wake.wait(DELIVERY_EVERY.total_seconds())
             self._wake.clear()
             if self._delivery_stop.is_set():
-                return
+                break
+        if self._delivery_final:
+            try:
+                self._deliver()
+            except Exception:
+                log.exception("the last delivery pass failed; the outbox keeps what it did "
+                              "not send for the next start")
 
     def _start_delivery(self) -> None:
         self._delivery_stop.clear()
@@ -227,13 +242,32 @@ class Scheduler:
                                           daemon=True)
         self._delivery.start()
 
-    def _stop_delivery(self) -> None:
-        """Let the running pass finish, then end the delivery thread."""
+    def _stop_delivery(self, *, final: bool = False) -> bool:
+        """End the delivery thread: let the running pass finish (and with ``final`` make a
+        last one, the ticks being done), waiting at most ``delivery_stop_timeout``; True if
+        it ended. A pass that is still sending then (a webhook that hangs) is left behind, a
+        daemon thread that dies with the process: its rows stay pending in the outbox, their
+        leases freed at the next start on this host (:meth:`OutboxWorker.deliver_due`), and
+        the log says how many are left. Why bounded: SIGTERM must stop the monitor (systemd
+        and Kubernetes kill it after their own grace, mid-write), not wait for a receiver."""
+        self._delivery_final = final
         self._delivery_stop.set()
         self._wake.set()
-        if self._delivery is not None:
-            self._delivery.join()
-            self._delivery = None
+        thread, self._delivery = self._delivery, None
+        if thread is None:
+            return True
+        self._join(thread, self.delivery_stop_timeout.total_seconds())
+        if not thread.is_alive():
+            return True
+        try:
+            left = self.pipeline.store.outbox_counts().get("pending", 0)
+            what = f"{left} notification(s) left"
+        except Exception:  # the store's trouble may be why the pass hangs
+            what = "what it did not send is left"
+        log.warning("stopping: a delivery pass was still sending after %s (a receiver that "
+                    "does not answer?); %s in the outbox for the next start",
+                    format_duration(self.delivery_stop_timeout), what)
+        return False
 
     def start(self) -> None:
         """Add the jobs, start the scheduler threads and the delivery thread."""
@@ -270,10 +304,11 @@ class Scheduler:
         finally:
             log.info("stopping: waiting for running ticks to finish")
             self._scheduler.shutdown(wait=True)
-            self._stop_delivery()
-            self._deliver()
+            delivered = self._stop_delivery(final=True)
             # the log alone must show the process ended cleanly, not in the middle of a tick
-            log.info("stopped: ticks finished and the outbox delivered once more")
+            log.info("stopped: ticks finished and %s",
+                     "the outbox delivered once more" if delivered else
+                     "delivery left for the next start")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)
