@@ -96,13 +96,14 @@ def _purge_feedback_requests(pipeline: Pipeline) -> int:
 class Scheduler:
     """Runs ticks in real time until :meth:`stop` (or a signal) is received.
 
-    Two locks, so detection and delivery do not wait for each other:
+    Ticks of different metrics run side by side (one thread each, up to ``max_workers``):
+    the pipeline lets one tick of a metric run at a time and serializes only their commit
+    steps (incidents, alert groups and the tick's transaction: its *commit lock*), so a
+    metric whose detection takes long holds up no other metric's tick. A steady tick's poll
+    is made before the tick (:meth:`Pipeline.prefetch`), outside every lock.
 
-    - the *tick lock*: one tick at a time (ticks share the incident tracker, the dispatcher's
-      memory of firing incidents and the alert groups), and the group flush that turns due
-      groups into outbox rows (it reads and writes the same), a short transaction. A steady
-      tick's poll is made before it takes the lock (:meth:`Pipeline.prefetch`), so a slow
-      source delays its own metrics, not the others';
+    Delivery has a lock of its own:
+
     - the *send lock*: one outbox pass at a time. A pass only claims outbox rows and calls the
       notifiers, so it runs beside a tick: a page already in the outbox is not held back by
       a tick of another metric that takes minutes, and a receiver that times out does not
@@ -110,10 +111,10 @@ class Scheduler:
       unreachable receiver's rows for later releases the worker's leases, and would free a
       row the other pass is still sending, to be sent twice.
 
-    Delivery runs in its own thread (not in the tick jobs' pool, where ticks waiting for the
-    tick lock could take every worker): a pass every ``DELIVERY_EVERY``, and one as soon as a
-    tick ends (the tick wakes it). While a tick runs, a pass skips the flush (the tick
-    flushes the due groups when it commits) and sends what is in the outbox.
+    Delivery runs in its own thread (not in the tick jobs' pool, where long ticks could take
+    every worker): a pass every ``DELIVERY_EVERY``, and one as soon as a tick ends (the tick
+    wakes it). While a tick runs, a pass skips the flush (the tick flushes the due groups
+    when it commits) and sends what is in the outbox.
     """
 
     def __init__(
@@ -133,7 +134,9 @@ class Scheduler:
         self.on_tick = on_tick
         self.on_deliver = on_deliver
         self._stop = threading.Event()
-        self._tick_lock = threading.Lock()
+        #: ticks running now (a pass leaves the group flush to them meanwhile)
+        self._ticking = 0
+        self._ticking_lock = threading.Lock()
         self._send_lock = threading.Lock()
         #: set by whoever wants a pass; cleared by the pass that then starts: a caller that
         #: finds a pass running leaves its rows to that pass, which goes again when it ends
@@ -153,34 +156,34 @@ class Scheduler:
         )
 
     def _tick(self, metric: str) -> None:
-        # the poll first, outside the tick lock: a slow or retrying source holds up its own
+        # the poll first, outside every lock: a slow or retrying source holds up its own
         # metrics only, not every metric's tick (see Pipeline.prefetch)
         self.pipeline.prefetch(metric)
-        with self._tick_lock:
+        with self._ticking_lock:
+            self._ticking += 1
+        try:
             result = self.pipeline.tick(metric)
+        finally:
+            with self._ticking_lock:
+                self._ticking -= 1
         self._wake.set()  # what it enqueued goes out now, from the delivery thread
         if self.on_tick:
             self.on_tick(result)
 
     def _deliver(self) -> None:
-        """Flush and send, waiting for a running tick (at stop, when the ticks are done)."""
-        with self._tick_lock:
-            enqueued = self._flush()
-        self._send(enqueued)
+        """Flush and send (at stop, when the ticks are done)."""
+        self._send(self._flush())
 
     def _deliver_job(self) -> None:
         """One delivery pass: flush the due groups unless a tick is running (it flushes them
         itself when it commits, and wakes delivery when it ends), then send what is due."""
         enqueued: Counter[str] = Counter()
-        if self._tick_lock.acquire(blocking=False):
-            try:
-                enqueued = self._flush()
-            finally:
-                self._tick_lock.release()
+        if not self._ticking:
+            enqueued = self._flush()
         self._send(enqueued)
 
     def _flush(self) -> Counter[str]:
-        """Due groups into the outbox (the caller holds the tick lock); a failure is logged
+        """Due groups into the outbox (under the pipeline's commit lock); a failure is logged
         and the pass sends what is already queued all the same: one group that cannot be
         flushed must not keep every queued page from going out."""
         try:
