@@ -457,6 +457,7 @@ class Pipeline:
         (:meth:`flush_due`, then :meth:`send_due`, in the caller's thread: simulated time
         and ``cxmon run --once``). ``group_wait=True``: new incidents' first messages too."""
         flushed = self.flush_due(group_wait=group_wait)
+        assert flushed is not None  # waited for the lock
         report = self.send_due()
         report.enqueued = flushed.by_receiver
         return report
@@ -465,17 +466,25 @@ class Pipeline:
         """Alert groups due now (group_wait, group_interval, repeat_interval) into the outbox;
         returns how many notifications were enqueued. ``group_wait=True`` also flushes the
         groups still waiting for their first message (see :meth:`AlertGroups.flush`)."""
-        return self.flush_due(group_wait=group_wait).enqueued
+        flushed = self.flush_due(group_wait=group_wait)
+        assert flushed is not None  # waited for the lock
+        return flushed.enqueued
 
-    def flush_due(self, *, group_wait: bool = False) -> FlushResult:
+    def flush_due(self, *, group_wait: bool = False, wait: bool = True) -> FlushResult | None:
         """The first half of a delivery: due alert groups into outbox rows, in one short
         transaction. It shares with :meth:`tick` the open incidents, the dispatcher's memory of
         firing ones and the ``alert_groups`` rows (a tick applies its changes to them and
         flushes in its own transaction), so it takes the commit lock: it waits for a tick's
-        commit step, never for a tick's poll or detection."""
-        with self._commit_lock, self.store.transaction() as tx:
-            return self.groups.flush(tx, self.clock.now(), self.incidents.open.values(),
-                                     group_wait=group_wait)
+        commit step, never for a tick's poll or detection. ``wait=False``: None at once if a
+        commit step is running (it flushes every due group itself as it commits)."""
+        if not self._commit_lock.acquire(blocking=wait):
+            return None
+        try:
+            with self.store.transaction() as tx:
+                return self.groups.flush(tx, self.clock.now(), self.incidents.open.values(),
+                                         group_wait=group_wait)
+        finally:
+            self._commit_lock.release()
 
     def send_due(self) -> DeliveryReport:
         """The second half: send what is due in the outbox (the slow, network part). It

@@ -102,19 +102,19 @@ class Scheduler:
     metric whose detection takes long holds up no other metric's tick. A steady tick's poll
     is made before the tick (:meth:`Pipeline.prefetch`), outside every lock.
 
-    Delivery has a lock of its own:
-
-    - the *send lock*: one outbox pass at a time. A pass only claims outbox rows and calls the
-      notifiers, so it runs beside a tick: a page already in the outbox is not held back by
-      a tick of another metric that takes minutes, and a receiver that times out does not
-      hold the ticks up. Two passes of one worker must not overlap: a pass that leaves an
-      unreachable receiver's rows for later releases the worker's leases, and would free a
-      row the other pass is still sending, to be sent twice.
+    Delivery has a lock of its own, the *send lock*: one outbox pass at a time. A pass only
+    claims outbox rows and calls the notifiers, so it runs beside the ticks: a page already
+    in the outbox is not held back by a tick that takes minutes, and a receiver that times
+    out does not hold the ticks up. Two passes of one worker must not overlap: a pass that
+    leaves an unreachable receiver's rows for later releases the worker's leases, and would
+    free a row the other pass is still sending, to be sent twice.
 
     Delivery runs in its own thread (not in the tick jobs' pool, where long ticks could take
     every worker): a pass every ``DELIVERY_EVERY``, and one as soon as a tick ends (the tick
-    wakes it). While a tick runs, a pass skips the flush (the tick flushes the due groups
-    when it commits) and sends what is in the outbox.
+    wakes it). A pass flushes the due alert groups whether ticks run or not (a group whose
+    ``group_wait`` ends during a long tick goes out at the next pass, not when that tick
+    commits); only during a tick's commit step does it skip the flush, which that commit
+    makes itself. Then it sends what is in the outbox.
     """
 
     def __init__(
@@ -134,9 +134,6 @@ class Scheduler:
         self.on_tick = on_tick
         self.on_deliver = on_deliver
         self._stop = threading.Event()
-        #: ticks running now (a pass leaves the group flush to them meanwhile)
-        self._ticking = 0
-        self._ticking_lock = threading.Lock()
         self._send_lock = threading.Lock()
         #: set by whoever wants a pass; cleared by the pass that then starts: a caller that
         #: finds a pass running leaves its rows to that pass, which goes again when it ends
@@ -159,39 +156,33 @@ class Scheduler:
         # the poll first, outside every lock: a slow or retrying source holds up its own
         # metrics only, not every metric's tick (see Pipeline.prefetch)
         self.pipeline.prefetch(metric)
-        with self._ticking_lock:
-            self._ticking += 1
-        try:
-            result = self.pipeline.tick(metric)
-        finally:
-            with self._ticking_lock:
-                self._ticking -= 1
+        result = self.pipeline.tick(metric)
         self._wake.set()  # what it enqueued goes out now, from the delivery thread
         if self.on_tick:
             self.on_tick(result)
 
     def _deliver(self) -> None:
         """Flush and send (at stop, when the ticks are done)."""
-        self._send(self._flush())
+        self._send(self._flush(wait=True))
 
     def _deliver_job(self) -> None:
-        """One delivery pass: flush the due groups unless a tick is running (it flushes them
-        itself when it commits, and wakes delivery when it ends), then send what is due."""
-        enqueued: Counter[str] = Counter()
-        if not self._ticking:
-            enqueued = self._flush()
-        self._send(enqueued)
+        """One delivery pass: flush the due groups unless a tick's commit step is running (it
+        flushes them itself, and the tick wakes delivery when it ends), then send what is
+        due."""
+        self._send(self._flush(wait=False))
 
-    def _flush(self) -> Counter[str]:
-        """Due groups into the outbox (under the pipeline's commit lock); a failure is logged
+    def _flush(self, *, wait: bool) -> Counter[str]:
+        """Due groups into the outbox (under the pipeline's commit lock; ``wait=False``:
+        nothing if a commit step holds it, which flushes them itself); a failure is logged
         and the pass sends what is already queued all the same: one group that cannot be
         flushed must not keep every queued page from going out."""
         try:
-            return self.pipeline.flush_due().by_receiver
+            flushed = self.pipeline.flush_due(wait=wait)
         except Exception:
             log.exception("delivery: flushing the due alert groups failed; sending what is "
                           "already in the outbox")
             return Counter()
+        return Counter() if flushed is None else flushed.by_receiver
 
     def _send(self, enqueued: Counter[str]) -> None:
         """Send what is due, never in two passes at once and never waiting for a pass:

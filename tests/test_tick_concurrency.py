@@ -10,9 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
+from monitor.clock import FakeClock
 from monitor.detection import DetectionResult, MetricDetectors
 from monitor.model import Anomaly, Direction
 from monitor.pipeline import Pipeline
@@ -140,6 +142,55 @@ def test_the_group_flush_waits_only_for_a_commit_not_for_a_detection(tmp_path,
         assert gate.entered.wait(WAIT)
         assert not p._commit_lock.locked()  # the point of the test
         p.flush_due()  # returns during the detection
+        assert heavy.is_alive()
+    finally:
+        gate.release.set()
+        heavy.join(WAIT)
+    p.close()
+    p.store.close()
+
+
+class Pager:
+    """Records what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def send(self, payload: dict) -> None:
+        self.sent.append(payload)
+
+
+def test_a_group_whose_wait_ends_during_a_long_tick_goes_out_before_that_tick_ends(
+        tmp_path, gate: Gate) -> None:
+    """A delivery pass skipped the group flush while any tick ran, so a new incident's first
+    message, due when its ``group_wait`` (30 s) ended, waited for the end of whatever tick
+    was running: the whole history of a first tick, a catch-up, a heavy detection. A pass
+    now flushes during a tick's detection; only a commit step, which flushes itself, makes
+    it skip."""
+    from monitor.config import parse_config
+    from monitor.store import Store
+    from tests.test_scheduler_prefetch import CONFIG
+
+    cfg = parse_config(CONFIG.format(db=tmp_path / "s.db"), env={})
+    clock = FakeClock(T0 + STEP)
+    pager = Pager()
+    p = Pipeline(cfg, Store.open(cfg.store.url), clock=clock,
+                 sources={"zendesk": Shop(), "warehouse": Shop()}, notifiers={"console": pager})
+    for metric in ("tickets", "orders"):
+        assert p.tick(metric).ok
+    clock.advance(STEP)
+    gate.extra["orders"] = [spike(p, "orders")]
+    assert p.tick("orders").incidents  # an incident opens; its group waits 30 s
+    assert p.store.outbox_counts()["pending"] == 0
+    clock.advance(timedelta(seconds=31))
+    sched = Scheduler(p)
+    gate.armed = True
+    heavy = threading.Thread(target=sched._tick, args=["tickets"])
+    heavy.start()
+    try:
+        assert gate.entered.wait(WAIT)  # tickets' detection takes its time ...
+        sched._deliver_job()  # ... and the periodic pass flushes and sends all the same
+        assert len(pager.sent) == 1
         assert heavy.is_alive()
     finally:
         gate.release.set()
