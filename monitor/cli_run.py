@@ -17,6 +17,7 @@ from monitor.config import MonitorConfig
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from dashboards.telemetry import Telemetry
     from monitor.executor import FitExecutor
     from monitor.pipeline import Pipeline, TickResult
     from monitor.store import Store
@@ -37,9 +38,10 @@ to send with an error that may pass (timeout, 429, 5xx): they stay pending in th
 a warning says how many, and the next run retries them; 1 when a tick failed, a \
 notification was dead-lettered (it will never be sent), the retention job failed, the store or \
 executor could not be opened, or another cxmon run holds the store (one per store: it is \
-named); 2 for a bad option or config."""
+named; also when it took the store's lost lock during this run); 2 for a bad option or \
+config."""
     from alerts.cli import start_feedback
-    from monitor.cli import _load, _setup_logging, console, err_console
+    from monitor.cli import _load, _setup_logging, console
     from monitor.executor import WaitingExecutor
     from monitor.pipeline import Pipeline
     from monitor.scheduler import Scheduler, run_retention
@@ -67,32 +69,7 @@ named); 2 for a bad option or config."""
                         sources=telemetry.sources, fit_executor=fit_executor)
     try:
         if once:
-            results = [pipeline.tick(m.name) for m in cfg.active_metrics]
-            for r in results:
-                on_tick(r)
-                if r.skipped:
-                    logging.getLogger("cxmon.tick").info("%s: nothing to do (%s)",
-                                                         r.metric, r.skipped)
-            # Every metric has ticked: a new incident's first message has nothing more to
-            # wait for (group_wait), and this process will not be here when it is due.
-            report = pipeline.deliver(group_wait=True)
-            telemetry.on_deliver(report)
-            # Under cron every run is the service: without this the store grew for ever
-            # (the 6-hourly retention job is the scheduler's, which --once never starts)
-            pruned = _retention_once(pipeline, run_retention)
-            failed = [r.metric for r in results if r.error]
-            if failed or report.dead or not pruned:
-                dead = f", {report.dead} notification(s) dead-lettered" if report.dead else ""
-                kept = "" if pruned else ", retention failed"
-                err_console.print(
-                    f"[bold red]{len(failed)} of {len(results)} tick(s) failed{dead}{kept}[/]"
-                )
-                raise typer.Exit(1)
-            if report.retried:  # exit 0: the next run retries them (see --help)
-                err_console.print(
-                    f"[yellow]{report.retried} notification(s) could not be sent and stay "
-                    "pending in the outbox; the next run retries them (cxmon alerts status)[/]"
-                )
+            _run_once(cfg, pipeline, telemetry, on_tick, lock, run_retention)
             return
         logging.getLogger("monitor.cli").info(
             "cxmon running: %d metric(s)%s, store %s; Ctrl-C to stop",
@@ -118,6 +95,60 @@ named); 2 for a bad option or config."""
         fits.close()
         lock.release()
         store.close()
+
+
+def _run_once(cfg: MonitorConfig, pipeline: Pipeline, telemetry: Telemetry,
+              on_tick: Callable[[TickResult], None], lock: InstanceLock,
+              run_retention: Callable[[Pipeline], object]) -> None:
+    """``--once``: tick every metric, deliver, prune; the store lock watched as ``run``
+    watches it. Why: a long ``--once`` (a first tick learning history, a catch-up) whose
+    PostgreSQL lock was lost with its connection went on ticking and flushing alert groups
+    while another ``cxmon run`` had taken the store; it now stops before the next tick (the
+    running one finishes and commits, as a ``run`` stopped by the watch does) and exits 1."""
+    from monitor.cli import err_console
+    from monitor.store.instance_lock import LockWatch
+
+    watch = LockWatch(lock, on_taken=lambda: None)  # read between the steps below
+    watch.start()
+    try:
+        results: list[TickResult] = []
+        for m in cfg.active_metrics:
+            if watch.taken:
+                break
+            results.append(pipeline.tick(m.name))
+        for r in results:
+            on_tick(r)
+            if r.skipped:
+                logging.getLogger("cxmon.tick").info("%s: nothing to do (%s)",
+                                                     r.metric, r.skipped)
+        if watch.taken:  # no flush, no send, no retention: the store is the other one's now
+            err_console.print(
+                f"[bold red]store lock lost:[/] {escape(str(watch.taken))}; stopped after "
+                f"{len(results)} of {len(cfg.active_metrics)} tick(s), nothing delivered here",
+                highlight=False)
+            raise typer.Exit(1)
+        # Every metric has ticked: a new incident's first message has nothing more to
+        # wait for (group_wait), and this process will not be here when it is due.
+        report = pipeline.deliver(group_wait=True)
+        telemetry.on_deliver(report)
+        # Under cron every run is the service: without this the store grew for ever
+        # (the 6-hourly retention job is the scheduler's, which --once never starts)
+        pruned = _retention_once(pipeline, run_retention)
+        failed = [r.metric for r in results if r.error]
+        if failed or report.dead or not pruned:
+            dead = f", {report.dead} notification(s) dead-lettered" if report.dead else ""
+            kept = "" if pruned else ", retention failed"
+            err_console.print(
+                f"[bold red]{len(failed)} of {len(results)} tick(s) failed{dead}{kept}[/]"
+            )
+            raise typer.Exit(1)
+        if report.retried:  # exit 0: the next run retries them (see --help)
+            err_console.print(
+                f"[yellow]{report.retried} notification(s) could not be sent and stay "
+                "pending in the outbox; the next run retries them (cxmon alerts status)[/]"
+            )
+    finally:
+        watch.stop()
 
 
 def _open_locked_store(cfg: MonitorConfig, clock: Clock) -> tuple[Store, InstanceLock]:

@@ -248,6 +248,16 @@ class Pipeline:
         #: one fetch at a time per source (its caches and counters are not shared-safe); a
         #: prefetch (:meth:`prefetch`) and a tick of two metrics of one source take turns
         self._source_locks = {name: threading.Lock() for name in self.sources}
+        #: one tick of a metric at a time: it owns the metric's detectors, cursor, checkpoint
+        #: bookkeeping and health while it runs (:meth:`tick`)
+        self._metric_locks = {m.name: threading.Lock() for m in config.metrics}
+        #: what the ticks of all metrics share: the open incidents, the dispatcher's memory
+        #: of firing ones, the alert groups, the cursors the resolve watermark reads. Held
+        #: only for a tick's short commit step (incidents, routing, the one transaction),
+        #: and by :meth:`flush_due`; detection runs outside it, so a metric with a heavy
+        #: detection does not hold up the others' ticks. Taken after a metric lock, never
+        #: before one.
+        self._commit_lock = threading.Lock()
         #: metric -> a poll fetched before its tick (:meth:`prefetch`), taken by the tick
         self._prefetched: dict[str, _Prefetch] = {}
         self._ready: dict[str, _Prefetch] = {}
@@ -315,11 +325,13 @@ class Pipeline:
         """Fetch the poll the metric's next tick will make, ahead of it and outside whatever
         serializes the ticks; the tick uses it if it polls the same range, else polls itself.
 
-        Why: ticks run one at a time (they share the incident tracker), and a source that
-        is slow or retrying (a timeout of 60 s, four attempts) held every other metric's
-        tick for minutes. Only a steady tick (one bucket since the cursor) is prefetched: a
-        first tick or a catch-up polls in chunks, inside its tick. Never raises: a source
-        error is kept and raised by the tick, which handles it as always."""
+        Why: ticks ran one at a time then (they share the incident tracker), and a source
+        that is slow or retrying (a timeout of 60 s, four attempts) held every other metric's
+        tick for minutes. Now only their commit steps take turns (``_commit_lock``), so a
+        poll inside a tick holds up no other metric either. Only a steady tick (one bucket
+        since the cursor) is prefetched: a first tick or a catch-up polls in chunks, inside
+        its tick. Never raises: a source error is kept and raised by the tick, which handles
+        it as always."""
         metric = self.config.metric(metric_name)
         now = self.clock.now()
         health = self._health[metric.name]
@@ -346,15 +358,19 @@ class Pipeline:
             self._prefetched[metric.name] = _Prefetch(since, until, raw, dropped, None)
 
     def tick(self, metric_name: str) -> TickResult:
-        """Run one tick of a metric now. Never raises for data or source problems."""
+        """Run one tick of a metric now. Never raises for data or source problems.
+
+        Thread-safe: ticks of one metric take turns; ticks of different metrics run side by
+        side but for their commit step (see ``_commit_lock``)."""
         metric = self.config.metric(metric_name)
-        pre = self._prefetched.pop(metric.name, None)
-        if pre is not None:
-            self._ready[metric.name] = pre
-        try:
-            return self._tick(metric)
-        finally:
-            self._ready.pop(metric.name, None)
+        with self._metric_locks.setdefault(metric.name, threading.Lock()):
+            pre = self._prefetched.pop(metric.name, None)
+            if pre is not None:
+                self._ready[metric.name] = pre
+            try:
+                return self._tick(metric)
+            finally:
+                self._ready.pop(metric.name, None)
 
     def _tick(self, metric: MetricConfig) -> TickResult:
         started = time.perf_counter()
@@ -386,7 +402,6 @@ class Pipeline:
         fetch_since = since
         if cursor is not None and metric.late_window > timedelta(0):
             fetch_since = floor_time(since - metric.late_window, metric.interval)
-        snapshot = self.incidents.snapshot()
         try:
             if cursor is None:  # a long history is learned in chunks of bounded memory
                 since, learned = self._learn_history(metric, since, until, result)
@@ -404,21 +419,20 @@ class Pipeline:
                                     since.isoformat(), MAX_CATCHUP_BUCKETS)
                     self._run(metric, lo, hi, result,
                               fetch_since=fetch_since if lo == since else lo)
-                    snapshot = self.incidents.snapshot()  # committed: a later failure keeps it
                     lo = hi
         except (RetriableSourceError, FatalSourceError, FrameError, StoreError) as exc:
             # the store down or locked: one line (StoreError says which store and what to
             # check), not a traceback of the SQL at every tick of the outage
-            self._failed(metric, result, exc, health, started_at, snapshot)
+            self._failed(metric, result, exc, health, started_at)
         except Exception as exc:  # a bug must not kill the scheduler; it is logged and counted
             log.exception("tick of %s failed", metric.name)
-            self._failed(metric, result, exc, health, started_at, snapshot)
+            self._failed(metric, result, exc, health, started_at)
         else:
             health.failures, health.retry_at = 0, None
         result.seconds = time.perf_counter() - started
         last_end = self._last_data.get(metric.name)  # end of the newest bucket with rows
         result.newest_point = None if last_end is None else last_end - metric.interval
-        if self.source_metrics is not None:
+        if self.source_metrics is not None:  # thread-safe (a lock of its own)
             self.source_metrics.observe(metric.source, self.sources.get(metric.source), result,
                                         last_data_end=self._last_data.get(metric.name))
         result.finished_at = self.clock.now()
@@ -435,13 +449,14 @@ class Pipeline:
 
     def pending_fits(self) -> list[Future]:
         """Futures of the slow model fits in flight (they are installed by a later tick)."""
-        return [f for dets in self._detectors.values() for f in dets.pending_fits()]
+        return [f for dets in list(self._detectors.values()) for f in dets.pending_fits()]
 
     def deliver(self, *, group_wait: bool = False) -> DeliveryReport:
         """Flush the alert groups that are due into the outbox, then send what is due
         (:meth:`flush_due`, then :meth:`send_due`, in the caller's thread: simulated time
         and ``cxmon run --once``). ``group_wait=True``: new incidents' first messages too."""
         flushed = self.flush_due(group_wait=group_wait)
+        assert flushed is not None  # waited for the lock
         report = self.send_due()
         report.enqueued = flushed.by_receiver
         return report
@@ -450,17 +465,25 @@ class Pipeline:
         """Alert groups due now (group_wait, group_interval, repeat_interval) into the outbox;
         returns how many notifications were enqueued. ``group_wait=True`` also flushes the
         groups still waiting for their first message (see :meth:`AlertGroups.flush`)."""
-        return self.flush_due(group_wait=group_wait).enqueued
+        flushed = self.flush_due(group_wait=group_wait)
+        assert flushed is not None  # waited for the lock
+        return flushed.enqueued
 
-    def flush_due(self, *, group_wait: bool = False) -> FlushResult:
+    def flush_due(self, *, group_wait: bool = False, wait: bool = True) -> FlushResult | None:
         """The first half of a delivery: due alert groups into outbox rows, in one short
         transaction. It shares with :meth:`tick` the open incidents, the dispatcher's memory of
         firing ones and the ``alert_groups`` rows (a tick applies its changes to them and
-        flushes in its own transaction), so it must not run during a tick: the scheduler runs
-        it under its tick lock."""
-        with self.store.transaction() as tx:
-            return self.groups.flush(tx, self.clock.now(), self.incidents.open.values(),
-                                     group_wait=group_wait)
+        flushes in its own transaction), so it takes the commit lock: it waits for a tick's
+        commit step, never for a tick's poll or detection. ``wait=False``: None at once if a
+        commit step is running (it flushes every due group itself as it commits)."""
+        if not self._commit_lock.acquire(blocking=wait):
+            return None
+        try:
+            with self.store.transaction() as tx:
+                return self.groups.flush(tx, self.clock.now(), self.incidents.open.values(),
+                                         group_wait=group_wait)
+        finally:
+            self._commit_lock.release()
 
     def send_due(self) -> DeliveryReport:
         """The second half: send what is due in the outbox (the slow, network part). It
@@ -570,42 +593,57 @@ class Pipeline:
         if result.silent_before is not None:  # history learned on a first tick: no alerts
             alerting = [a for a in alerting if a.timestamp >= result.silent_before]
             rca = [r for r in rca if r.timestamp >= result.silent_before]
-        changes = self.incidents.observe(alerting, until, rca)
-        # Quiet means quiet in every metric: resolve only up to where all have been polled.
-        changes += self.incidents.resolve_quiet(self._watermark(metric.name, until))
-        payloads = self._payloads(changes)
-        now = self.clock.now()
-        with self.store.transaction() as tx:
-            tx.ensure_series([*built.series.values(), *self._no_data_series(metric, no_data)])
-            result.rows_stored += tx.upsert_points(built.frame)
-            gone = set(forgotten or ())
-            unsaved = self._unsaved.setdefault(metric.name, {})
-            unsaved.update(dict.fromkeys([*(learned or ()), *built.series]))
-            save = self._checkpoint_due(metric, until, first=first, forgot=bool(forgotten))
-            if save:
-                keys = [k for k in unsaved if k not in gone]
-                for name, states in dets.checkpoints(keys).items():
-                    tx.save_checkpoints(name, states)
-                if stale := self._stale_checkpoints.pop(metric.name, None):
-                    # a relearn's series whose old, unusable state was not replaced
-                    tx.delete_checkpoints(dets.checkpoint_names(), sorted(stale - set(keys)))
-            deleted = tx.delete_checkpoints(dets.checkpoint_names(), forgotten or [])
-            tx.add_anomalies(detected.anomalies)
-            for change in changes:
-                self._persist_incident(tx, change)
-            flushed = self._route(tx, changes, payloads, now)
-            result.notifications += flushed.enqueued
-            result.enqueued.update(flushed.by_receiver)
-            tx.set_cursor(metric.name, until)
-            if save:
-                tx.mark_checkpointed(metric.name, until)
-            tx.record_tick(
-                metric=metric.name, started_at=now, finished_at=self.clock.now(),
-                since=(result.since or since) if first else since, until=until,
-                rows_in=result.rows_in - before[0], rows_stored=result.rows_stored - before[1],
-                rejected=result.rejected, anomalies=len(result.anomalies) - before[2],
-            )
-        self._cursors[metric.name] = until
+        # What is this metric's alone is made ready before the commit step (the detector
+        # states serialized: the slow part of a checkpoint) ...
+        gone = set(forgotten or ())
+        unsaved = self._unsaved.setdefault(metric.name, {})
+        unsaved.update(dict.fromkeys([*(learned or ()), *built.series]))
+        save = self._checkpoint_due(metric, until, first=first, forgot=bool(forgotten))
+        keys = [k for k in unsaved if k not in gone] if save else []
+        states = dets.checkpoints(keys) if save else {}
+        stale = self._stale_checkpoints.pop(metric.name, None) if save else None
+        # ... and what all metrics share is changed and committed under the commit lock: the
+        # open incidents, the alert groups, the cursors the watermark reads. A failure in it
+        # puts the incidents back as they were before this step (another metric's commit
+        # that came meanwhile is kept).
+        with self._commit_lock:
+            snapshot = self.incidents.snapshot()
+            try:
+                changes = self.incidents.observe(alerting, until, rca)
+                # Quiet means quiet in every metric: resolve only up to where all have been
+                # polled.
+                changes += self.incidents.resolve_quiet(self._watermark(metric.name, until))
+                payloads = self._payloads(changes)
+                now = self.clock.now()
+                with self.store.transaction() as tx:
+                    tx.ensure_series([*built.series.values(),
+                                      *self._no_data_series(metric, no_data)])
+                    result.rows_stored += tx.upsert_points(built.frame)
+                    for name, rows in states.items():
+                        tx.save_checkpoints(name, rows)
+                    if stale:  # a relearn's series whose old, unusable state was not replaced
+                        tx.delete_checkpoints(dets.checkpoint_names(), sorted(stale - set(keys)))
+                    deleted = tx.delete_checkpoints(dets.checkpoint_names(), forgotten or [])
+                    tx.add_anomalies(detected.anomalies)
+                    for change in changes:
+                        self._persist_incident(tx, change)
+                    flushed = self._route(tx, changes, payloads, now)
+                    result.notifications += flushed.enqueued
+                    result.enqueued.update(flushed.by_receiver)
+                    tx.set_cursor(metric.name, until)
+                    if save:
+                        tx.mark_checkpointed(metric.name, until)
+                    tx.record_tick(
+                        metric=metric.name, started_at=now, finished_at=self.clock.now(),
+                        since=(result.since or since) if first else since, until=until,
+                        rows_in=result.rows_in - before[0],
+                        rows_stored=result.rows_stored - before[1],
+                        rejected=result.rejected, anomalies=len(result.anomalies) - before[2],
+                    )
+            except BaseException:
+                self.incidents.restore(snapshot)
+                raise
+            self._cursors[metric.name] = until
         if save:
             self._checkpointed[metric.name] = until
             unsaved.clear()
@@ -806,10 +844,9 @@ class Pipeline:
         exc: BaseException,
         health: _Health,
         now: datetime,
-        snapshot: dict[str, OpenIncident],
     ) -> None:
-        """Undo in-memory effects, back off, and record the failure (never the secrets)."""
-        self.incidents.restore(snapshot)
+        """Undo in-memory effects, back off, and record the failure (never the secrets). The
+        open incidents need no undoing: a commit step that fails restores them itself."""
         self._detectors.pop(metric.name, None)  # reload the committed state next time
         self._cursors.pop(metric.name, None)
         self._checkpointed.pop(metric.name, None)  # ... and replay from its checkpoint
@@ -838,36 +875,37 @@ class Pipeline:
                      if health.retry_at is not None else " (retried on the next tick)")
         log.log(level, "tick of %s failed (%d in a row): %s%s", metric.name, health.failures,
                 result.error, later)
-        snapshot = self.incidents.snapshot()
-        try:
-            with self.store.transaction() as tx:
-                # no data while the source is down (issue 6); not on a first tick, which may
-                # have stored part of its history: that is no "last data" to time an outage by
-                if result.until is not None and result.silent_before is None:
-                    no_data = self._no_data(metric, result.until, None)
-                    changes = self.incidents.observe(no_data, result.until)
-                    tx.ensure_series(self._no_data_series(metric, no_data))
-                    tx.add_anomalies(no_data)
-                    for change in changes:
-                        self._persist_incident(tx, change)
-                    flushed = self._route(tx, changes, self._payloads(changes), now)
-                    result.notifications += flushed.enqueued
-                    result.enqueued.update(flushed.by_receiver)
-                    result.anomalies, result.incidents = no_data, changes
-                tx.record_tick(
-                    metric=metric.name, started_at=now, finished_at=self.clock.now(),
-                    since=result.since, until=result.until, rows_in=result.rows_in,
-                    rows_stored=result.rows_stored, rejected=result.rejected, anomalies=0,
-                    error=result.error,
-                )
-        except StoreError as exc:  # the store is what failed: it is said above, once
-            self.incidents.restore(snapshot)
-            result.anomalies, result.incidents = [], []
-            log.debug("could not record the failed tick of %s: %s", metric.name, exc)
-        except Exception:
-            self.incidents.restore(snapshot)
-            result.anomalies, result.incidents = [], []
-            log.exception("could not record the failed tick of %s", metric.name)
+        with self._commit_lock:
+            snapshot = self.incidents.snapshot()
+            try:
+                with self.store.transaction() as tx:
+                    # no data while the source is down (issue 6); not on a first tick, which may
+                    # have stored part of its history: that is no "last data" to time an outage by
+                    if result.until is not None and result.silent_before is None:
+                        no_data = self._no_data(metric, result.until, None)
+                        changes = self.incidents.observe(no_data, result.until)
+                        tx.ensure_series(self._no_data_series(metric, no_data))
+                        tx.add_anomalies(no_data)
+                        for change in changes:
+                            self._persist_incident(tx, change)
+                        flushed = self._route(tx, changes, self._payloads(changes), now)
+                        result.notifications += flushed.enqueued
+                        result.enqueued.update(flushed.by_receiver)
+                        result.anomalies, result.incidents = no_data, changes
+                    tx.record_tick(
+                        metric=metric.name, started_at=now, finished_at=self.clock.now(),
+                        since=result.since, until=result.until, rows_in=result.rows_in,
+                        rows_stored=result.rows_stored, rejected=result.rejected, anomalies=0,
+                        error=result.error,
+                    )
+            except StoreError as exc:  # the store is what failed: it is said above, once
+                self.incidents.restore(snapshot)
+                result.anomalies, result.incidents = [], []
+                log.debug("could not record the failed tick of %s: %s", metric.name, exc)
+            except Exception:
+                self.incidents.restore(snapshot)
+                result.anomalies, result.incidents = [], []
+                log.exception("could not record the failed tick of %s", metric.name)
 
     def _no_data(
         self, metric: MetricConfig, until: datetime, frame: pd.DataFrame | None

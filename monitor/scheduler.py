@@ -4,7 +4,8 @@ Real time: APScheduler 3 runs one job per metric at its interval (aligned to buc
 boundaries plus the metric's delay, with jitter; coalesced, one instance at a time) and a
 retention job (at start, then every 6 h); a delivery thread of its own flushes due alert groups
 and sends the outbox every 5 s and after each tick, beside the ticks (see :class:`Scheduler`).
-SIGINT/SIGTERM let the running tick and delivery pass finish, then stop cleanly.
+SIGINT/SIGTERM let the running ticks finish and deliver once more, waiting for delivery at
+most ``scheduler.delivery_stop_timeout`` (a hung webhook leaves its rows in the outbox).
 
 Simulated time (:func:`replay`): the same ticks driven by a :class:`~monitor.clock.FakeClock`,
 step by step. ``cxmon demo`` replays weeks of history this way, and tests use it instead of
@@ -27,6 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from alerts.outbox import DeliveryReport
 from monitor.clock import FakeClock
+from monitor.durations import format_duration
 from monitor.frames import floor_time
 from monitor.pipeline import Pipeline, TickResult
 
@@ -94,24 +96,25 @@ def _purge_feedback_requests(pipeline: Pipeline) -> int:
 class Scheduler:
     """Runs ticks in real time until :meth:`stop` (or a signal) is received.
 
-    Two locks, so detection and delivery do not wait for each other:
+    Ticks of different metrics run side by side (one thread each, up to ``max_workers``):
+    the pipeline lets one tick of a metric run at a time and serializes only their commit
+    steps (incidents, alert groups and the tick's transaction: its *commit lock*), so a
+    metric whose detection takes long holds up no other metric's tick. A steady tick's poll
+    is made before the tick (:meth:`Pipeline.prefetch`), outside every lock.
 
-    - the *tick lock*: one tick at a time (ticks share the incident tracker, the dispatcher's
-      memory of firing incidents and the alert groups), and the group flush that turns due
-      groups into outbox rows (it reads and writes the same), a short transaction. A steady
-      tick's poll is made before it takes the lock (:meth:`Pipeline.prefetch`), so a slow
-      source delays its own metrics, not the others';
-    - the *send lock*: one outbox pass at a time. A pass only claims outbox rows and calls the
-      notifiers, so it runs beside a tick: a page already in the outbox is not held back by
-      a tick of another metric that takes minutes, and a receiver that times out does not
-      hold the ticks up. Two passes of one worker must not overlap: a pass that leaves an
-      unreachable receiver's rows for later releases the worker's leases, and would free a
-      row the other pass is still sending, to be sent twice.
+    Delivery has a lock of its own, the *send lock*: one outbox pass at a time. A pass only
+    claims outbox rows and calls the notifiers, so it runs beside the ticks: a page already
+    in the outbox is not held back by a tick that takes minutes, and a receiver that times
+    out does not hold the ticks up. Two passes of one worker must not overlap: a pass that
+    leaves an unreachable receiver's rows for later releases the worker's leases, and would
+    free a row the other pass is still sending, to be sent twice.
 
-    Delivery runs in its own thread (not in the tick jobs' pool, where ticks waiting for the
-    tick lock could take every worker): a pass every ``DELIVERY_EVERY``, and one as soon as a
-    tick ends (the tick wakes it). While a tick runs, a pass skips the flush (the tick
-    flushes the due groups when it commits) and sends what is in the outbox.
+    Delivery runs in its own thread (not in the tick jobs' pool, where long ticks could take
+    every worker): a pass every ``DELIVERY_EVERY``, and one as soon as a tick ends (the tick
+    wakes it). A pass flushes the due alert groups whether ticks run or not (a group whose
+    ``group_wait`` ends during a long tick goes out at the next pass, not when that tick
+    commits); only during a tick's commit step does it skip the flush, which that commit
+    makes itself. Then it sends what is in the outbox.
     """
 
     def __init__(
@@ -121,18 +124,23 @@ class Scheduler:
         on_tick: Callable[[TickResult], None] | None = None,
         on_deliver: Callable[[DeliveryReport], None] | None = None,
         max_workers: int = 4,
+        join: Callable[[threading.Thread, float], None] = threading.Thread.join,
     ) -> None:
+        """``join``: how a stop waits for the delivery thread, at most a number of seconds
+        (a test's fake returns at once; see :meth:`_stop_delivery`)."""
         self.pipeline = pipeline
+        self.delivery_stop_timeout = pipeline.config.scheduler.delivery_stop_timeout
+        self._join = join
         self.on_tick = on_tick
         self.on_deliver = on_deliver
         self._stop = threading.Event()
-        self._tick_lock = threading.Lock()
         self._send_lock = threading.Lock()
         #: set by whoever wants a pass; cleared by the pass that then starts: a caller that
         #: finds a pass running leaves its rows to that pass, which goes again when it ends
         self._send_again = threading.Event()
         self._wake = threading.Event()  # a tick ended: deliver now, not at the next period
         self._delivery_stop = threading.Event()
+        self._delivery_final = False  # the thread's last pass, at a stop
         self._delivery: threading.Thread | None = None
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers)},
@@ -145,42 +153,36 @@ class Scheduler:
         )
 
     def _tick(self, metric: str) -> None:
-        # the poll first, outside the tick lock: a slow or retrying source holds up its own
+        # the poll first, outside every lock: a slow or retrying source holds up its own
         # metrics only, not every metric's tick (see Pipeline.prefetch)
         self.pipeline.prefetch(metric)
-        with self._tick_lock:
-            result = self.pipeline.tick(metric)
+        result = self.pipeline.tick(metric)
         self._wake.set()  # what it enqueued goes out now, from the delivery thread
         if self.on_tick:
             self.on_tick(result)
 
     def _deliver(self) -> None:
-        """Flush and send, waiting for a running tick (at stop, when the ticks are done)."""
-        with self._tick_lock:
-            enqueued = self._flush()
-        self._send(enqueued)
+        """Flush and send (at stop, when the ticks are done)."""
+        self._send(self._flush(wait=True))
 
     def _deliver_job(self) -> None:
-        """One delivery pass: flush the due groups unless a tick is running (it flushes them
-        itself when it commits, and wakes delivery when it ends), then send what is due."""
-        enqueued: Counter[str] = Counter()
-        if self._tick_lock.acquire(blocking=False):
-            try:
-                enqueued = self._flush()
-            finally:
-                self._tick_lock.release()
-        self._send(enqueued)
+        """One delivery pass: flush the due groups unless a tick's commit step is running (it
+        flushes them itself, and the tick wakes delivery when it ends), then send what is
+        due."""
+        self._send(self._flush(wait=False))
 
-    def _flush(self) -> Counter[str]:
-        """Due groups into the outbox (the caller holds the tick lock); a failure is logged
+    def _flush(self, *, wait: bool) -> Counter[str]:
+        """Due groups into the outbox (under the pipeline's commit lock; ``wait=False``:
+        nothing if a commit step holds it, which flushes them itself); a failure is logged
         and the pass sends what is already queued all the same: one group that cannot be
         flushed must not keep every queued page from going out."""
         try:
-            return self.pipeline.flush_due().by_receiver
+            flushed = self.pipeline.flush_due(wait=wait)
         except Exception:
             log.exception("delivery: flushing the due alert groups failed; sending what is "
                           "already in the outbox")
             return Counter()
+        return Counter() if flushed is None else flushed.by_receiver
 
     def _send(self, enqueued: Counter[str]) -> None:
         """Send what is due, never in two passes at once and never waiting for a pass:
@@ -209,7 +211,8 @@ class Scheduler:
 
     def _delivery_loop(self) -> None:
         """Delivery's own cadence: a pass at start (what a crash left queued goes out before
-        the start-up catch-up ticks end), then every ``DELIVERY_EVERY`` and after every tick.
+        the start-up catch-up ticks end), then every ``DELIVERY_EVERY`` and after every tick,
+        and a last one at a stop (after the ticks ended: it flushes what they left due).
         A failed pass (the store unreachable) is logged and the next one tries again."""
         while True:
             try:
@@ -219,7 +222,13 @@ class Scheduler:
             self._wake.wait(DELIVERY_EVERY.total_seconds())
             self._wake.clear()
             if self._delivery_stop.is_set():
-                return
+                break
+        if self._delivery_final:
+            try:
+                self._deliver()
+            except Exception:
+                log.exception("the last delivery pass failed; the outbox keeps what it did "
+                              "not send for the next start")
 
     def _start_delivery(self) -> None:
         self._delivery_stop.clear()
@@ -227,13 +236,32 @@ class Scheduler:
                                           daemon=True)
         self._delivery.start()
 
-    def _stop_delivery(self) -> None:
-        """Let the running pass finish, then end the delivery thread."""
+    def _stop_delivery(self, *, final: bool = False) -> bool:
+        """End the delivery thread: let the running pass finish (and with ``final`` make a
+        last one, the ticks being done), waiting at most ``delivery_stop_timeout``; True if
+        it ended. A pass that is still sending then (a webhook that hangs) is left behind, a
+        daemon thread that dies with the process: its rows stay pending in the outbox, their
+        leases freed at the next start on this host (:meth:`OutboxWorker.deliver_due`), and
+        the log says how many are left. Why bounded: SIGTERM must stop the monitor (systemd
+        and Kubernetes kill it after their own grace, mid-write), not wait for a receiver."""
+        self._delivery_final = final
         self._delivery_stop.set()
         self._wake.set()
-        if self._delivery is not None:
-            self._delivery.join()
-            self._delivery = None
+        thread, self._delivery = self._delivery, None
+        if thread is None:
+            return True
+        self._join(thread, self.delivery_stop_timeout.total_seconds())
+        if not thread.is_alive():
+            return True
+        try:
+            left = self.pipeline.store.outbox_counts().get("pending", 0)
+            what = f"{left} notification(s) left"
+        except Exception:  # the store's trouble may be why the pass hangs
+            what = "what it did not send is left"
+        log.warning("stopping: a delivery pass was still sending after %s (a receiver that "
+                    "does not answer?); %s in the outbox for the next start",
+                    format_duration(self.delivery_stop_timeout), what)
+        return False
 
     def start(self) -> None:
         """Add the jobs, start the scheduler threads and the delivery thread."""
@@ -270,10 +298,11 @@ class Scheduler:
         finally:
             log.info("stopping: waiting for running ticks to finish")
             self._scheduler.shutdown(wait=True)
-            self._stop_delivery()
-            self._deliver()
+            delivered = self._stop_delivery(final=True)
             # the log alone must show the process ended cleanly, not in the middle of a tick
-            log.info("stopped: ticks finished and the outbox delivered once more")
+            log.info("stopped: ticks finished and %s",
+                     "the outbox delivered once more" if delivered else
+                     "delivery left for the next start")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)

@@ -143,3 +143,62 @@ def test_cxmon_run_once_is_refused_while_another_holds_the_store(
         assert "cxmon run pid 4242 on host-a" in result.output
         # refused before migrating: a new version does not change the schema under the old
         assert not other.has_schema()
+
+
+def test_cxmon_run_once_stops_when_another_took_its_lost_lock(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long ``--once`` did not watch its lock: one whose PostgreSQL session ended went on
+    ticking, flushing and sending while another ``cxmon run`` had taken the store. It now
+    stops before the next tick, delivers nothing and exits 1, as ``run`` does."""
+    import monitor.store.instance_lock as instance_lock
+    from monitor.pipeline import Pipeline
+
+    watches: list[LockWatch] = []
+
+    class StepWatch(LockWatch):
+        """The watch, its checks made by the test instead of every 15 s by its thread."""
+
+        def start(self) -> None:
+            watches.append(self)
+
+    monkeypatch.setattr(instance_lock, "LockWatch", StepWatch)
+    cfg = tmp_path / "cxmon.yaml"
+    second_metric = """  - name: checkout_started
+    source: shop
+    query: checkout
+    interval: 1h
+    history: 1d
+    timestamp: ts
+    dimensions: [channel]
+    value: {{sum: started}}
+"""
+    cfg.write_text(CONFIG.format(url=pg_url).replace(
+        "executor:", second_metric.replace("{{", "{").replace("}}", "}") + "executor:"))
+    other = Store(pg_url)
+    taken = []
+    tick = Pipeline.tick
+
+    def tick_then_lose_the_lock(self: Pipeline, metric: str):
+        result = tick(self, metric)
+        if not taken:  # the session ends (a database restart), another run starts
+            (watch,) = watches
+            assert _terminate_lock_session(watch.lock.holder) == 1
+            taken.append(other.instance_lock("the other run"))
+            taken[0].acquire()
+            assert watch.check() is False
+        return result
+
+    monkeypatch.setattr(Pipeline, "tick", tick_then_lose_the_lock)
+    try:
+        result = runner.invoke(app, ["run", "-c", str(cfg), "--once"],
+                               env={"COLUMNS": "400"})
+        assert result.exit_code == 1, result.output
+        assert "store lock lost" in result.output
+        assert "the other run" in result.output
+        assert "stopped after 1 of 2 tick(s)" in result.output
+        assert other.get_cursor("checkout_dropoff_rate") is not None  # the tick that ran
+        assert other.get_cursor("checkout_started") is None  # ... and no other
+    finally:
+        for lock in taken:
+            lock.release()
+        other.close()

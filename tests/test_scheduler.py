@@ -74,12 +74,13 @@ def test_retention_also_forgets_feedback_requests_past_the_replay_window(tmp_pat
     store.close()
 
 
-def test_the_periodic_delivery_does_not_wait_behind_a_running_tick(tmp_path):
+def test_the_periodic_delivery_does_not_wait_behind_a_running_commit(tmp_path):
     """The 5 s delivery job blocked on the tick lock, so during a long tick (a first tick's
     history, a catch-up) APScheduler warned every 5 s that the delivery job was skipped
     ("maximum number of running instances reached"), as if delivery were stuck. Then it
     skipped while a tick ran, so nothing was sent until the tick ended. It now sends what is
-    in the outbox at once and leaves only the group flush to the tick."""
+    in the outbox at once and, during a tick's commit step only, leaves the group flush to
+    that commit."""
     import threading
 
     from monitor.scheduler import Scheduler
@@ -88,18 +89,18 @@ def test_the_periodic_delivery_does_not_wait_behind_a_running_tick(tmp_path):
     p, store, _clock, _shop = setup(tmp_path)
     reports = []
     sched = Scheduler(p, on_deliver=reports.append)
+    flush_due = p.flush_due
     flushes = []
-    p.flush_due = lambda **kw: flushes.append(kw)  # type: ignore[method-assign]
-    with sched._tick_lock:  # a tick is running
+    p.flush_due = lambda **kw: flushes.append(flush_due(**kw))  # type: ignore[method-assign]
+    with p._commit_lock:  # a tick is committing
         done = threading.Event()
         job = threading.Thread(target=lambda: (sched._deliver_job(), done.set()))
         job.start()
         job.join(timeout=30)
         assert done.is_set() and len(reports) == 1  # returned at once, after a send pass
-        assert flushes == []  # the groups are the tick's until it ends
-    p.__dict__.pop("flush_due")
-    sched._deliver_job()  # no tick running: flushes and sends
-    assert len(reports) == 2
+        assert flushes == [None]  # the groups are the commit's
+    sched._deliver_job()  # no commit running: flushes and sends
+    assert len(reports) == 2 and flushes[-1] is not None
     p.close()
     store.close()
 

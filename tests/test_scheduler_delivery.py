@@ -270,3 +270,55 @@ def test_what_a_crash_left_queued_goes_out_at_start_not_after_the_catch_up_ticks
     finally:
         sched._stop_delivery()
     assert pager.sent == ["left"]
+
+
+def test_a_stop_waits_for_a_hung_webhook_only_so_long_and_its_rows_stay_queued(make, caplog):
+    """A stop joined the delivery thread without a limit: a webhook that never answered
+    held SIGTERM until systemd or Kubernetes killed the process mid-write. The wait is now
+    ``scheduler.delivery_stop_timeout``; the unsent row stays pending for the next start."""
+    hook = Receiver(gated=True)
+    p, store = make({"console": hook})
+    waited: list[float] = []
+    # the stop's wait for the thread: returns at once, as a timeout that ran out would
+    sched = Scheduler(p, join=lambda _thread, seconds: waited.append(seconds))
+    enqueue(p, ("page", "console"))
+    sched._start_delivery()
+    thread = sched._delivery
+    assert thread is not None
+    try:
+        assert hook.entered.wait(WAIT)  # the pass at start hangs in the send
+        assert sched._stop_delivery(final=True) is False  # ... and the stop returns
+        assert waited == [30.0]  # the default, from the config
+        assert store.outbox_counts()["pending"] == 1
+        assert hook.sent == []
+        assert ("a delivery pass was still sending after 30s (a receiver that does not "
+                "answer?); 1 notification(s) left in the outbox for the next start"
+                ) in caplog.text
+    finally:
+        hook.release.set()
+        thread.join(WAIT)
+
+
+def test_a_stop_ends_with_a_last_delivery_pass(make, monkeypatch):
+    """What the last ticks left in the outbox goes out before the process ends (the
+    delivery thread's last pass, bounded like the others)."""
+    import monitor.scheduler as scheduler
+
+    monkeypatch.setattr(scheduler, "DELIVERY_EVERY", timedelta(hours=1))  # no period helps
+    pager = Receiver()
+    p, _store = make({"console": pager})
+    passes = threading.Semaphore(0)
+    send_due = p.send_due
+
+    def counted() -> DeliveryReport:
+        report = send_due()
+        passes.release()  # after the claim: a row enqueued later is the next pass's
+        return report
+
+    p.send_due = counted  # type: ignore[method-assign]
+    sched = Scheduler(p)
+    sched._start_delivery()
+    assert passes.acquire(timeout=WAIT)  # the pass at start, with nothing to send
+    enqueue(p, ("last", "console"))  # what the last tick committed
+    assert sched._stop_delivery(final=True) is True
+    assert pager.sent == ["last"]

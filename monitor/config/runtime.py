@@ -16,14 +16,20 @@ from monitor.durations import Duration, format_duration
 
 
 class SchedulerConfig(BaseModel):
-    """Tick timing: jitter spreads polls; misfire grace lets a late tick still run."""
+    """Tick timing: jitter spreads polls; misfire grace lets a late tick still run; how long
+    a stop waits for a delivery pass still sending."""
 
     model_config = _STRICT
 
     jitter: Duration = timedelta(seconds=5)
     misfire_grace: Duration = timedelta(minutes=1)
+    delivery_stop_timeout: Duration = Field(
+        timedelta(seconds=30), description="at a stop (SIGTERM), how long to wait for a "
+        "delivery pass still sending (a webhook that hangs); what it did not send stays in "
+        "the outbox, sent by the next start")
 
-    _durations_non_negative = field_validator("jitter", "misfire_grace")(_non_negative)
+    _durations_non_negative = field_validator("jitter", "misfire_grace",
+                                              "delivery_stop_timeout")(_non_negative)
 
 
 class InlineExecutorConfig(BaseModel):
