@@ -1,0 +1,140 @@
+"""Seasonal detectors on a local wall clock: a shop in Berlin or New York keeps its 9:00 peak
+at 9:00 local time, which moves an hour in UTC at each change of summer time. With the
+metric's ``timezone`` the time-of-day and time-of-week slots follow the wall clock, so the
+week after a clock change raises no false alarms."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors.base import TickBatch
+from detectors.registry import create
+from detectors.robust_seasonal import RobustSeasonal
+from monitor.config import ConfigError, parse_config
+from monitor.zones import wall_clock_ns
+
+HOUR = timedelta(hours=1)
+SPRING = datetime(2026, 3, 29, 1, tzinfo=UTC)  # Europe/Berlin: 02:00 CET -> 03:00 CEST
+AUTUMN = datetime(2026, 10, 25, 1, tzinfo=UTC)  # 03:00 CEST -> 02:00 CET
+
+
+def _local_counts(start: datetime, hours: int, zone: str, seed: int = 57
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Hourly ticket counts of a support desk open 08:00-20:00 on ``zone``'s clocks, busiest
+    late morning (weekends lower)."""
+    utc = pd.date_range(start, periods=hours, freq="h")
+    local = utc.tz_convert(zone)
+    h = np.asarray(local.hour, dtype=float)
+    rate = np.where((h >= 8) & (h < 20), 60 + 60 * np.exp(-((h - 11) ** 2) / 8), 3.0)
+    rate *= np.where(np.asarray(local.day_of_week) >= 5, 0.5, 1.0)
+    values = np.random.default_rng(seed).poisson(rate).astype(float)
+    return utc.as_unit("ns").asi8, values
+
+
+def _alarms_after(detector: dict, change: datetime, zone: str = "Europe/Berlin") -> int:
+    """Points of severity 25 or more (p < 1e-4) in the week after ``change``, streaming five
+    weeks of history before it; the data has no incident, so each one is a false alarm."""
+    start = change - timedelta(weeks=5)
+    ts, values = _local_counts(start, 6 * 7 * 24, zone)
+    det = create(detector, interval=HOUR)
+    alarms = 0
+    change_ns = int(pd.Timestamp(change).value)
+    for t, v in zip(ts, values, strict=True):
+        batch = TickBatch.of(["tickets"], [t], [v])
+        score = det.score(batch).score[0]
+        if t >= change_ns and score >= 1 - 1e-4:
+            alarms += 1
+        det.learn(batch, np.array([False]))
+    return alarms
+
+
+@pytest.mark.parametrize("kind", ["robust_seasonal", "seasonal_baseline"])
+@pytest.mark.parametrize("change", [SPRING, AUTUMN], ids=["spring", "autumn"])
+def test_a_clock_change_raises_no_false_alarms_on_the_local_wall_clock(
+        kind: str, change: datetime) -> None:
+    utc = _alarms_after({"type": kind}, change)
+    local = _alarms_after({"type": kind, "timezone": "Europe/Berlin"}, change)
+    assert local == 0
+    assert utc >= 5  # UTC slots: the morning ramp is an hour off for a week and more
+
+
+def test_the_new_york_clock_change_is_followed_too() -> None:
+    change = datetime(2026, 3, 8, 7, tzinfo=UTC)  # 02:00 EST -> 03:00 EDT
+    assert _alarms_after({"type": "robust_seasonal", "timezone": "America/New_York"},
+                         change, "America/New_York") == 0
+    assert _alarms_after({"type": "robust_seasonal"}, change, "America/New_York") >= 5
+
+
+def test_wall_clock_repeats_the_hour_clocks_go_back() -> None:
+    """Both 02:00 of 25 October are 02:00 on the wall clock (one slot); 03:00 follows."""
+    ts = pd.date_range(AUTUMN - HOUR, periods=3, freq="h").as_unit("ns").asi8
+    local = pd.to_datetime(wall_clock_ns(ts, "Europe/Berlin"), unit="ns")
+    assert [t.hour for t in local] == [2, 2, 3]
+
+
+def test_a_checkpoint_is_not_reused_on_another_wall_clock() -> None:
+    """State learned in UTC slots would be an hour or more off in Berlin's: a changed
+    ``timezone`` relearns (set_state refuses it, as for a changed interval)."""
+    ts, values = _local_counts(SPRING - timedelta(days=3), 48, "Europe/Berlin")
+    utc = create({"type": "robust_seasonal"}, interval=HOUR)
+    utc.learn(TickBatch.of(["s"] * 48, ts, values), np.zeros(48, bool))
+    berlin = create({"type": "robust_seasonal", "timezone": "Europe/Berlin"}, interval=HOUR)
+    with pytest.raises(ValueError, match="Europe/Berlin"):
+        berlin.set_state(utc.get_state())
+    again = create({"type": "robust_seasonal"}, interval=HOUR)
+    again.set_state(utc.get_state())  # same clock: reused (UTC checkpoints of old releases)
+    assert len(again) == 1
+
+
+BASE = """
+sources: {exports: {type: files, path: "exports/*.csv"}}
+detectors:
+  default: {type: robust_seasonal}
+  ny: {type: seasonal_baseline, timezone: America/New_York}
+  hst: {type: surprise}
+metrics:
+  - {name: tickets_de, source: exports, interval: 1h, value: tickets, timezone: ZONE,
+     detectors: [default, ny, hst]}
+  - {name: tickets_utc, source: exports, interval: 1h, value: tickets}
+"""
+
+
+def test_a_metric_timezone_sets_its_detectors_wall_clock() -> None:
+    cfg = parse_config(BASE.replace("ZONE", "Europe/Berlin"))
+    de = cfg.detectors_for(cfg.metric("tickets_de"))
+    assert de["default"].timezone == "Europe/Berlin"  # type: ignore[attr-defined]
+    assert de["ny"].timezone == "America/New_York"  # type: ignore[attr-defined]  # its own
+    assert "timezone" not in type(de["hst"]).model_fields  # no season: nothing to follow
+    other = cfg.detectors_for(cfg.metric("tickets_utc"))
+    assert other["default"].timezone == "UTC"  # type: ignore[attr-defined]
+    det = create(de["default"], interval=HOUR)
+    assert isinstance(det, RobustSeasonal) and det.cfg.timezone == "Europe/Berlin"
+
+
+def test_an_unknown_metric_timezone_is_a_problem_at_its_path() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(BASE.replace("ZONE", "Berlin").replace(
+            "timezone: America/New_York", "timezone: America/NewYork"))
+    text = str(err.value)
+    assert "metrics[0].timezone" in text and "did you mean Europe/Berlin" in text
+    assert "detectors.ny.timezone" in text and "America/New_York" in text
+
+
+def test_prophet_sees_the_local_wall_clock() -> None:
+    """Fitted on three weeks that end two days after the spring change, a forecast on the
+    wall clock puts the next morning's peak where it is; in UTC it is an hour late."""
+    pytest.importorskip("prophet")
+    from detectors.prophet_detector import fit_forecast
+
+    ts, values = _local_counts(SPRING - timedelta(weeks=3), 3 * 7 * 24 + 48, "Europe/Berlin")
+    fit_ts, fit_y = ts[:-24], values[:-24]
+    errors = {}
+    for zone in ("UTC", "Europe/Berlin"):
+        fc = fit_forecast(fit_ts, fit_y, {"type": "prophet", "timezone": zone, "history": "4w"},
+                          3_600_000_000_000, 24)
+        errors[zone] = float(np.mean(np.abs(fc.yhat - values[-24:])))
+    assert errors["Europe/Berlin"] < 0.6 * errors["UTC"]
