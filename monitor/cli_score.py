@@ -337,7 +337,7 @@ def _said(cfg: Any, row: Any) -> str:
     what = (f"{text['value']} (expected {text.get('expected', '-')}"
             f"{', ' + text['volume'] if text.get('volume') else ''})"
             if text.get("value") else "no data")
-    return (f"{names.series(row.metric, labels)} at {row.ts:%Y-%m-%d %H:%M} UTC: {what}, "
+    return (f"{names.series(row.metric, labels)} at {names.when(row.ts)}: {what}, "
             f"severity {row.severity}")
 
 

@@ -14,6 +14,7 @@ from monitor.clock import SystemClock
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
 
     from monitor.store import OutboxRow
 
@@ -45,7 +46,15 @@ def anomalies_list(
     rows = frame.iloc[::-1].head(last)
     names = Names.from_config(cfg)  # with display names: the series as people read it
     ratios = {m.name for m in cfg.metrics if m.value.kind is ValueKind.RATIO}
-    typer.echo(f"{'ID':32}  {'TIME (UTC)':16}  {'SEV':>3}  {'KIND':8}  {'VALUE':>10}  "
+    # times on display.timezone's clock: UTC as ever, or 2026-03-30 09:00 CEST
+    utc = names.timezone == "UTC"
+    width = 16 if utc else 21
+
+    def when(ts: datetime | None) -> str:
+        return _hm(ts) if utc or ts is None else names.when(ts)
+
+    typer.echo(f"{'ID':32}  {'TIME (UTC)' if utc else 'TIME':{width}}  {'SEV':>3}  {'KIND':8}  "
+               f"{'VALUE':>10}  "
                f"{'EXPECTED':>10}  {'FROM':>16}  SERIES")
     for r in rows.itertuples():
         said = names.series(r.metric, r.labels if isinstance(r.labels, dict) else {}) \
@@ -55,7 +64,7 @@ def anomalies_list(
         text = readable({"metric": r.metric, "kind": r.kind, "value": r.value,
                          "expected": r.expected, "volume": r.volume},
                         percent=r.metric in ratios, names=names).get("text") or {}
-        typer.echo(f"{r.id:32}  {_hm(r.ts):16}  {r.severity:>3}  {r.kind:8}  "
+        typer.echo(f"{r.id:32}  {when(r.ts):{width}}  {r.severity:>3}  {r.kind:8}  "
                    f"{text.get('value', '-'):>10}  {text.get('expected', '-'):>10}  "
                    f"{text.get('volume', '-').removeprefix('from '):>16}  {said}")
     if frame.empty:
