@@ -409,11 +409,11 @@ def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -
     silent = no_data_text(a, names)
     if silent:
         return (f"*{title}* · {where}"
-                f" at {names.when(a.get('timestamp'))}\n"
+                f" at {names.at(a)}\n"
                 f"*No data*: {silent} · sev {a.get('severity', 0)}")
     return (
         f"*{title}* · {where}"
-        f" at {names.when(a.get('timestamp'))}\n"
+        f" at {names.at(a)}\n"
         f"*Value {shown(a, 'value')}*{_volume(a)} vs expected "
         f"{shown(a, 'expected')} (band {band(a)}),"
         f" *{format_change(a.get('change'))}*{_points(a)} · sev {a.get('severity', 0)}"
@@ -499,7 +499,7 @@ def _zone_name(found: Sequence[Mapping[str, Any]], names: Names) -> str:
 def _related_line(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -> str:
     where = _where(a, group, names)
     title = names.metric(a.get("metric", a.get("series", "")))
-    ts = names.clock(a.get("timestamp", ""))
+    ts = names.at(a, "%H:%M", zone=False)
     silent = no_data_text(a, names)
     if silent:
         return (f"• {title} · {where}: no data, {silent},"

@@ -108,6 +108,26 @@ class Names:
         t = self.local(value) if value else None
         return f"{t.strftime(fmt)} {t.tzname()}" if t else "n/a"
 
+    def at(self, a: Mapping[str, Any], fmt: str = "%Y-%m-%d %H:%M", *, zone: bool = True
+           ) -> str:
+        """When an anomaly (or a stored row with ``metric`` and ``timestamp``) was, as people
+        read it: :meth:`when` (or :meth:`clock` without ``zone``), except a whole-day bucket
+        on a reading clock other than UTC, which names its date (``2026-11-27``): its UTC
+        midnight would read as 01:00 CET, or 19:00 the day before in New York.
+
+        >>> ny = Names(timezone="America/New_York")
+        >>> day = {"timestamp": "2026-11-27T00:00:00+00:00", "format": {"days": True}}
+        >>> ny.at(day), ny.at({**day, "format": {}}), Names().at(day)
+        ('2026-11-27', '2026-11-26 19:00 EST', '2026-11-27 00:00 UTC')
+        """
+        ts = a.get("timestamp")
+        fmt_of = a.get("format") if isinstance(a.get("format"), Mapping) else \
+            self.formats.get(str(a.get("metric")), {})
+        if self.timezone != "UTC" and (fmt_of or {}).get("days"):
+            t = Names().local(ts) if ts else None
+            return t.strftime("%Y-%m-%d" if "%Y" in fmt else "%m-%d") if t else "n/a"
+        return self.when(ts, fmt) if zone else self.clock(ts, fmt)
+
     def clock(self, value: Any, fmt: str = "%H:%M") -> str:
         """A time on the reading wall clock without its zone (a table under a zone header)."""
         t = self.local(value) if value else None

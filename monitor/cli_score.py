@@ -337,7 +337,8 @@ def _said(cfg: Any, row: Any) -> str:
     what = (f"{text['value']} (expected {text.get('expected', '-')}"
             f"{', ' + text['volume'] if text.get('volume') else ''})"
             if text.get("value") else "no data")
-    return (f"{names.series(row.metric, labels)} at {names.when(row.ts)}: {what}, "
+    at = names.at({"metric": row.metric, "timestamp": row.ts})
+    return (f"{names.series(row.metric, labels)} at {at}: {what}, "
             f"severity {row.severity}")
 
 

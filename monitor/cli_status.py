@@ -50,8 +50,8 @@ def anomalies_list(
     utc = names.timezone == "UTC"
     width = 16 if utc else 21
 
-    def when(ts: datetime | None) -> str:
-        return _hm(ts) if utc or ts is None else names.when(ts)
+    def when(metric: str, ts: datetime | None) -> str:
+        return _hm(ts) if utc or ts is None else names.at({"metric": metric, "timestamp": ts})
 
     typer.echo(f"{'ID':32}  {'TIME (UTC)' if utc else 'TIME':{width}}  {'SEV':>3}  {'KIND':8}  "
                f"{'VALUE':>10}  "
@@ -64,7 +64,7 @@ def anomalies_list(
         text = readable({"metric": r.metric, "kind": r.kind, "value": r.value,
                          "expected": r.expected, "volume": r.volume},
                         percent=r.metric in ratios, names=names).get("text") or {}
-        typer.echo(f"{r.id:32}  {when(r.ts):{width}}  {r.severity:>3}  {r.kind:8}  "
+        typer.echo(f"{r.id:32}  {when(r.metric, r.ts):{width}}  {r.severity:>3}  {r.kind:8}  "
                    f"{text.get('value', '-'):>10}  {text.get('expected', '-'):>10}  "
                    f"{text.get('volume', '-').removeprefix('from '):>16}  {said}")
     if frame.empty:

@@ -46,3 +46,31 @@ calendar:
     assert [t.isoformat() for t in pd.to_datetime(res.anomalies["timestamp"])] == [
         "2026-11-27T00:00:00+00:00"]
     assert res.summary["orders"]["calendar"] == {"2026-11-27": ("Black Friday", "score")}
+
+
+def test_backtest_names_a_daily_bucket_by_its_date_on_a_local_clock(tmp_path: Path) -> None:
+    """With ``display.timezone``, hourly times read on that clock, but a daily bucket's UTC
+    midnight would read as 19:00 the day before in New York: it says its date."""
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    days = pd.date_range("2026-10-01", "2026-11-29", freq="D")
+    orders = np.full(len(days), 1000)
+    orders[days == pd.Timestamp("2026-11-27")] = 3000
+    pd.DataFrame({"day": days.strftime("%Y-%m-%d"), "orders": orders}).to_csv(
+        tmp_path / "daily.csv", index=False)
+    config = tmp_path / "cxmon.yaml"
+    config.write_text(f"""
+sources: {{exports: {{type: files, path: "{tmp_path}/*.csv"}}}}
+metrics:
+  - {{name: orders, source: exports, interval: 1d, history: 28d, timestamp: day,
+     value: orders, direction: up, detectors: [d]}}
+detectors: {{d: {{type: robust_seasonal, season: none}}}}
+display: {{timezone: America/New_York}}
+""")
+    out = CliRunner().invoke(app, ["backtest", "-c", str(config), "--start", "2026-11-20",
+                                   "--end", "2026-11-29"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    row = next(line for line in out.output.splitlines() if "│ orders" in line)
+    assert row.split("│")[1].strip() == "2026-11-27"

@@ -158,7 +158,7 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
         silent = no_data_text(a, names)
         table.add_row(
             where if one_metric else f"{names.metric(a.get('metric', a['series']))} · {where}",
-            names.clock(a["timestamp"], "%m-%d %H:%M"),
+            names.at(a, "%m-%d %H:%M", zone=False),
             "no data" if silent else shown(a, "value"),
             *((_volume_cell(a, noun),) if volumes else ()),
             "–" if silent else shown(a, "expected"),
