@@ -141,3 +141,25 @@ def test_prophet_sees_the_local_wall_clock() -> None:
                           3_600_000_000_000, 24)
         errors[zone] = float(np.abs(fc.yhat - values[-24:])[ramps].sum())
     assert errors["Europe/Berlin"] < 0.75 * errors["UTC"]
+
+
+def test_novelty_compares_with_the_same_wall_clock_time_on_previous_days() -> None:
+    """The day after clocks go forward, yesterday's 09:00 was 23 hours ago: on the wall
+    clock the same-time-of-day view finds the day's own shape, in UTC it is an hour off."""
+    ts, values = _local_counts(SPRING - timedelta(weeks=3), 4 * 7 * 24, "Europe/Berlin")
+    after = (ts >= pd.Timestamp(SPRING).value) & (
+        ts < pd.Timestamp(SPRING + timedelta(days=2)).value)
+    mean = {}
+    for zone in ("UTC", "Europe/Berlin"):
+        det = create({"type": "novelty", "timezone": zone}, interval=HOUR)
+        column = len(det.cfg.windows)  # the same-time-of-day view follows the windows
+        seen = []
+        for t, v, look in zip(ts, values, after, strict=True):
+            batch = TickBatch.of(["s"], [t], [v])
+            if look:
+                st = det._st[det._rows(batch.series)]
+                seen.append(det._distances(st["buf"], st["n"], batch.values,
+                                           batch.timestamps)[0, column])
+            det.learn(batch, np.array([False]))
+        mean[zone] = float(np.nanmean(seen))
+    assert mean["Europe/Berlin"] < 0.5 * mean["UTC"]
