@@ -57,7 +57,7 @@ from detectors.base import Detector, DetectorConfig, Scores, TickBatch
 from detectors.registry import register
 from detectors.robust_seasonal import t_two_sided_cdf
 from monitor.durations import Duration
-from monitor.zones import Zone, wall_clock_ns
+from monitor.zones import Zone, wall_clock_ns, zone_tag
 
 __all__ = ["SeasonalBaseline", "SeasonalBaselineConfig"]
 
@@ -340,7 +340,11 @@ class SeasonalBaseline(Detector):
     # -- checkpoints ------------------------------------------------------------------------
 
     def _header(self) -> bytes:
-        return _HEADER.pack(_MAGIC, _VERSION, self.slots, self.cfg.depth)
+        """The record's header; on a clock other than UTC one more byte names the zone (a
+        ring learned in other slots is not reused; UTC headers are those of before)."""
+        head = _HEADER.pack(_MAGIC, _VERSION, self.slots, self.cfg.depth)
+        zone = self.cfg.timezone
+        return head if zone == "UTC" else head + bytes([zone_tag(zone)])
 
     def _record_size(self) -> int:
         return sum(getattr(self, "_" + f)[0].nbytes for f in self._FIELDS)
@@ -365,7 +369,8 @@ class SeasonalBaseline(Detector):
         for key, blob in states.items():
             if bytes(blob[: len(head)]) != head or len(blob) != len(head) + size:
                 raise ValueError(f"state of {key!r} is not a seasonal_baseline v{_VERSION} "
-                                 f"record for {self.slots} slots x depth {self.cfg.depth}")
+                                 f"record for {self.slots} slots x depth {self.cfg.depth} "
+                                 f"in {self.cfg.timezone}")
         keys = list(states)
         missing = [k for k in keys if k not in self._rows]
         if missing:

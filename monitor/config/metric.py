@@ -180,7 +180,7 @@ class MetricConfig(BaseModel):
     #: (an IANA name): the shop's 9:00 peak stays the 9:00 peak across summer time
     timezone: Zone | None = Field(default=None, description=(
         "IANA time zone whose wall clock the seasonal detectors follow (robust_seasonal, "
-        "seasonal_baseline, prophet), e.g. Europe/Berlin; default UTC"))
+        "seasonal_baseline, novelty, prophet), e.g. Europe/Berlin; default UTC"))
     #: false: paused. Kept in the config (its stored history, dashboards, routes and
     #: ``cxmon backtest``, to tune it before it goes live) but neither polled nor scored by
     #: ``cxmon run``, and left out of ``/readyz``: a broken source or a metric under review
