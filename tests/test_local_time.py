@@ -6,6 +6,7 @@ week after a clock change raises no false alarms."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -169,3 +170,26 @@ def test_novelty_compares_with_the_same_wall_clock_time_on_previous_days() -> No
             det.learn(batch, np.array([False]))
         mean[zone] = float(np.nanmean(seen))
     assert mean["Europe/Berlin"] < 0.5 * mean["UTC"]
+
+
+def test_validate_warns_when_a_local_business_learns_on_the_utc_clock(tmp_path: Path) -> None:
+    """A calendar in Berlin (or a source reading Berlin times) says where the business is;
+    detectors still on UTC slots would false-alarm for a week after each clock change."""
+    from tests.test_cli import validate_warnings
+
+    (tmp_path / "a.csv").write_text("ts,n\n")
+    text = f"""
+sources: {{f: {{type: files, path: "{tmp_path}/*.csv"}}}}
+metrics:
+  - {{name: tickets, source: f, interval: 1h, history: 2w, timestamp: ts, value: n}}
+  - {{name: orders, source: f, interval: 1d, history: 2w, timestamp: ts, value: n}}
+calendar: {{timezone: Europe/Berlin, holidays: [DE]}}
+"""
+    (warning,) = validate_warnings(tmp_path, text)
+    assert warning.startswith("warning metrics[0]: its calendar is in Europe/Berlin")
+    assert warning.endswith("set timezone: Europe/Berlin")  # daily buckets have no clock
+    fixed = text.replace("value: n}\n  - {name: orders",
+                         "value: n, timezone: Europe/Berlin}\n  - {name: orders")
+    assert fixed != text
+    assert validate_warnings(tmp_path, fixed) == []
+    assert validate_warnings(tmp_path, text.replace("Europe/Berlin", "Asia/Tokyo")) == []
