@@ -175,14 +175,14 @@ def render_message(
         f"*Severity*\n{emoji} {'peak ' if resolved else ''}{severity} · {name}",
         f"*Journey*\n{names.value('journey', journey) if journey else 'all'}",
         f"*Metric*\n{', '.join(names.metric(m) for m in metrics) or 'n/a'}",
-        f"*Since*\n{_when(payload.get('opened_at'))}",
+        f"*Since*\n{names.when(payload.get('opened_at'))}",
     ]
     blocks.append({"type": "section", "fields": [_mrkdwn(f, 2000) for f in fields]})
 
     if payload.get("status") == "resolved":
         opened, until = payload.get("opened_at"), payload.get("resolved_at")
         blocks.append(_section(
-            f"Back to normal. Open from {_when(opened)} to {_when(until)}"
+            f"Back to normal. Open from {names.when(opened)} to {names.when(until)}"
             f"{_duration(opened, until)}; this thread is closed."))
     if anomalies and (payload.get("status") != "resolved" or payload.get("late")):
         group = payload.get("group") or {}
@@ -196,7 +196,7 @@ def render_message(
         if same:  # anomalies beyond the payload's may be of this series too: "at least"
             least = "at least " if total > len(anomalies) else ""
             worst += (f"\nWorst of {least}{len(same) + 1} anomalies of this series,"
-                      f" {_hours([top, *same])} UTC")
+                      f" {_hours([top, *same], names)} {_zone_name([top], names)}")
         blocks.append(_section(worst))
         causes = root_cause_items(payload.get("root_cause"))
         spread = spread_items(payload.get("root_cause"))
@@ -222,7 +222,8 @@ def render_message(
                 lines.append(f"… and {hidden} more {'anomaly' if hidden == 1 else 'anomalies'}"
                              " not shown")
             order = _measure_order(payload.get("measures"), names)
-            blocks.append(_section(f"*Related anomalies* ({total - 1 - len(same)}, times UTC)\n"
+            blocks.append(_section(f"*Related anomalies* ({total - 1 - len(same)}, times "
+                                   f"{_zone_name(anomalies, names)})\n"
                                    f"{order}"
                                    + "\n".join(lines)))
 
@@ -248,7 +249,7 @@ def _header(head: str, tail: str) -> str:
 def _changes_line(payload: Mapping[str, Any], changed: str) -> str:
     """``*Update* since 10:05 UTC: severity 35 → 48 (high); ...`` (a reminder says so)."""
     since = (payload.get("changes") or {}).get("since")
-    when = f" since {_when(since)}" if since else ""
+    when = f" since {Names.from_payload(payload).when(since)}" if since else ""
     return f"*{'Reminder' if payload.get('repeat') else 'Update'}*{when}: {changed}"
 
 
@@ -306,7 +307,7 @@ def summary(payload: Mapping[str, Any]) -> tuple[str, str, str]:
     loc = "" if where == "total" else f" in {where}"
     others = sorted({str(a.get("metric")) for a in anomalies[1:] if a.get("metric")} - {metric})
     also = f"; also {', '.join(names.metric(m) for m in others)}" if others else ""
-    silent = no_data_text(top)
+    silent = no_data_text(top, names)
     if silent:
         return f"{scope} · {title} has no data", silent, f"{loc}{also}"
     cause = next((labels for m, labels, _ in root_cause_items(payload.get("root_cause"))
@@ -409,14 +410,14 @@ def _key(element: Any) -> str:
 def _top_anomaly(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -> str:
     where = _where(a, group, names)
     title = names.metric(a.get("metric", a.get("series", "")))
-    silent = no_data_text(a)
+    silent = no_data_text(a, names)
     if silent:
         return (f"*{title}* · {where}"
-                f" at {_when(a.get('timestamp'))}\n"
+                f" at {names.at(a)}\n"
                 f"*No data*: {silent} · sev {a.get('severity', 0)}")
     return (
         f"*{title}* · {where}"
-        f" at {_when(a.get('timestamp'))}\n"
+        f" at {names.at(a)}\n"
         f"*Value {shown(a, 'value')}*{_volume(a)} vs expected "
         f"{shown(a, 'expected')} (band {band(a)}),"
         f" *{format_change(a.get('change'))}*{_points(a)} · sev {a.get('severity', 0)}"
@@ -464,7 +465,7 @@ def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any],
     ...                 {**a, "timestamp": "2026-01-31T01:00:00+00:00"}], {})
     ['• csat · channel=cc: 3.39 vs 4.25 (-20%), sev 48, 17:00; 3 anomalies 01-30 13:00–01-31 01:00']
     """
-    names = names or Names()
+    names = names if names is not None else Names()
     series: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for a in related:
         series.setdefault(_series_of(a, group, names), []).append(a)
@@ -472,7 +473,7 @@ def _related_lines(related: list[Mapping[str, Any]], group: Mapping[str, Any],
     for found in series.values():
         line = _related_line(found[0], group, names)
         if len(found) > 1:
-            line += f"; {len(found)} anomalies {_hours(found)}"
+            line += f"; {len(found)} anomalies {_hours(found, names)}"
         out.append(line)
     return out
 
@@ -483,18 +484,27 @@ def _series_of(a: Mapping[str, Any], group: Mapping[str, Any], names: Names
     return str(a.get("metric", a.get("series", ""))), _where(a, group, names)
 
 
-def _hours(found: Sequence[Mapping[str, Any]]) -> str:
-    """First to last anomaly time, ``13:00–15:00`` (with dates when the days differ)."""
-    times = sorted(str(a.get("timestamp", "")) for a in found)
-    cut = slice(11, 16) if times[0][:10] == times[-1][:10] else slice(5, 16)
-    return f"{times[0][cut]}–{times[-1][cut]}".replace("T", " ")
+def _hours(found: Sequence[Mapping[str, Any]], names: Names) -> str:
+    """First to last anomaly time on the reading clock, ``13:00–15:00`` (with dates when
+    the local days differ)."""
+    times = sorted(t for a in found if (t := names.local(a.get("timestamp", ""))))
+    if not times:
+        return ""
+    fmt = "%H:%M" if times[0].date() == times[-1].date() else "%m-%d %H:%M"
+    return f"{times[0].strftime(fmt)}–{times[-1].strftime(fmt)}"
+
+
+def _zone_name(found: Sequence[Mapping[str, Any]], names: Names) -> str:
+    """The zone the times of ``found`` read in: ``UTC``, ``CET``, ``CEST``."""
+    first = names.local(found[0].get("timestamp", "")) if found else None
+    return (first.tzname() if first else None) or "UTC"
 
 
 def _related_line(a: Mapping[str, Any], group: Mapping[str, Any], names: Names) -> str:
     where = _where(a, group, names)
     title = names.metric(a.get("metric", a.get("series", "")))
-    ts = str(a.get("timestamp", ""))[11:16]
-    silent = no_data_text(a)
+    ts = names.at(a, "%H:%M", zone=False)
+    silent = no_data_text(a, names)
     if silent:
         return (f"• {title} · {where}: no data, {silent},"
                 f" sev {a.get('severity', 0)}, {ts}")
@@ -509,7 +519,7 @@ def _measure_order(measures: Any, names: Names) -> str:
     """``Moved in this order: a (07:00) → b (09:00)`` when several measures moved."""
     if not isinstance(measures, list) or len(measures) < 2:
         return ""
-    steps = [f"{names.metric(m.get('metric'))} ({str(m.get('first_at', ''))[11:16]})"
+    steps = [f"{names.metric(m.get('metric'))} ({names.clock(m.get('first_at', ''))})"
              for m in measures
              if isinstance(m, Mapping)]
     return "Moved in this order: " + " → ".join(steps) + "\n"
@@ -625,11 +635,6 @@ def _parse(value: Any) -> datetime | None:
         return datetime.fromisoformat(str(value)) if value else None
     except ValueError:
         return None
-
-
-def _when(value: Any) -> str:
-    t = _parse(value)
-    return t.strftime("%Y-%m-%d %H:%M UTC") if t else "n/a"
 
 
 def _duration(start: Any, end: Any) -> str:

@@ -125,7 +125,7 @@ def describe(changes: Mapping[str, Any] | None, group: Mapping[str, Any] | None 
     """
     if changes is None:
         return ""
-    names = names or Names()
+    names = names if names is not None else Names()
     parts = []
     sev = changes.get("severity")
     if isinstance(sev, Mapping):
@@ -197,7 +197,7 @@ def _also(series: list[str], total: int, group: Mapping[str, Any],
             parsed.append(parse_series_key(key))
         except ValueError:
             parsed.append((key, {}))
-    names = names or Names()
+    names = names if names is not None else Names()
     several = len({metric for metric, _ in parsed}) > 1
     said = []
     for metric, labels in parsed:

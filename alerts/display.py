@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from alerts.numbers import formats_from_config
 
@@ -45,6 +47,8 @@ class Names:
     #: metric -> how its numbers read (:func:`alerts.numbers.formats_from_config`); the
     #: payload carries each anomaly's as ``"format"``, so it is not part of ``display``
     formats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: IANA zone people read times in (``display.timezone``); stored and sent times stay UTC
+    timezone: str = "UTC"
 
     @classmethod
     def from_config(cls, config: Any) -> Names:
@@ -56,6 +60,7 @@ class Names:
             labels=dict(getattr(display, "labels", None) or {}),
             values={k: dict(v) for k, v in (getattr(display, "values", None) or {}).items()},
             formats=formats_from_config(config.metrics),
+            timezone=str(getattr(display, "timezone", None) or "UTC"),
         )
 
     @classmethod
@@ -69,12 +74,64 @@ class Names:
             return {str(k): str(v) for k, v in m.items()} if isinstance(m, Mapping) else {}
 
         values = raw.get("values")
+        zone = raw.get("timezone")
+        try:
+            zone = str(zone) if zone and ZoneInfo(str(zone)) else "UTC"
+        except (ValueError, KeyError):  # a payload from elsewhere: times in UTC, as ever
+            zone = "UTC"
         return cls(strings(raw.get("metrics")), strings(raw.get("labels")),
                    {str(k): strings(v) for k, v in values.items()}
-                   if isinstance(values, Mapping) else {})
+                   if isinstance(values, Mapping) else {}, timezone=zone)
 
     def __bool__(self) -> bool:
         return bool(self.metrics or self.labels or self.values)
+
+    def local(self, value: Any) -> datetime | None:
+        """A time (a datetime or ISO text; naive = UTC) on the reading wall clock, or None."""
+        try:
+            t = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        except ValueError:
+            return None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        return t.astimezone(UTC if self.timezone == "UTC" else ZoneInfo(self.timezone))
+
+    def when(self, value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """A time as people read it, with its zone: ``2026-03-30 09:00 CEST`` (the
+        abbreviation says summer or winter time), ``n/a`` for no time.
+
+        >>> Names(timezone="Europe/Berlin").when("2026-03-30T07:00:00+00:00")
+        '2026-03-30 09:00 CEST'
+        >>> Names().when("2026-03-30T07:00:00+00:00", "%m-%d %H:%M"), Names().when(None)
+        ('03-30 07:00 UTC', 'n/a')
+        """
+        t = self.local(value) if value else None
+        return f"{t.strftime(fmt)} {t.tzname()}" if t else "n/a"
+
+    def at(self, a: Mapping[str, Any], fmt: str = "%Y-%m-%d %H:%M", *, zone: bool = True
+           ) -> str:
+        """When an anomaly (or a stored row with ``metric`` and ``timestamp``) was, as people
+        read it: :meth:`when` (or :meth:`clock` without ``zone``), except a whole-day bucket
+        on a reading clock other than UTC, which names its date (``2026-11-27``): its UTC
+        midnight would read as 01:00 CET, or 19:00 the day before in New York.
+
+        >>> ny = Names(timezone="America/New_York")
+        >>> day = {"timestamp": "2026-11-27T00:00:00+00:00", "format": {"days": True}}
+        >>> ny.at(day), ny.at({**day, "format": {}}), Names().at(day)
+        ('2026-11-27', '2026-11-26 19:00 EST', '2026-11-27 00:00 UTC')
+        """
+        ts = a.get("timestamp")
+        fmt_of = a.get("format") if isinstance(a.get("format"), Mapping) else \
+            self.formats.get(str(a.get("metric")), {})
+        if self.timezone != "UTC" and (fmt_of or {}).get("days"):
+            t = Names().local(ts) if ts else None
+            return t.strftime("%Y-%m-%d" if "%Y" in fmt else "%m-%d") if t else "n/a"
+        return self.when(ts, fmt) if zone else self.clock(ts, fmt)
+
+    def clock(self, value: Any, fmt: str = "%H:%M") -> str:
+        """A time on the reading wall clock without its zone (a table under a zone header)."""
+        t = self.local(value) if value else None
+        return t.strftime(fmt) if t else ""
 
     def metric(self, name: Any) -> str:
         """A metric's title, or its name."""
@@ -151,6 +208,8 @@ class Names:
             out["labels"] = dict(sorted(names.items()))
         if values := {k: dict(v) for k, v in self.values.items() if k in keys and v}:
             out["values"] = dict(sorted(values.items()))
+        if self.timezone != "UTC":
+            out["timezone"] = self.timezone
         return out
 
     def anomaly_extras(self, metric: Any, labels: Mapping[str, Any]) -> dict[str, Any]:
@@ -180,6 +239,8 @@ def merge_display(a: Any, b: Any) -> dict[str, Any]:
         for key in ("metrics", "labels"):
             if isinstance(part.get(key), Mapping):
                 out.setdefault(key, {}).update(part[key])
+        if part.get("timezone") and "timezone" not in out:
+            out["timezone"] = part["timezone"]
         if isinstance(part.get("values"), Mapping):
             values = out.setdefault("values", {})
             for label, names in part["values"].items():

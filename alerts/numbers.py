@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 __all__ = ["anomaly_format", "band", "formats_from_config", "number", "shown", "suffix",
@@ -53,6 +54,9 @@ def formats_from_config(metrics: Iterable[Any]) -> dict[str, dict[str, Any]]:
             noun = getattr(m, "volume_unit", None) or (volume_noun(den) if den else "responses")
             if noun:
                 fmt["volume_unit"] = noun
+        interval = getattr(m, "interval", None)
+        if interval is not None and interval >= timedelta(days=1):
+            fmt["days"] = True  # whole-day buckets: a time names a date (alerts.display)
         out[m.name] = fmt
     return out
 

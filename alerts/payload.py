@@ -91,7 +91,7 @@ def incident_payload(
                                  names.formats.get(str(rc.get("metric")))) for rc in causes],
         "contributors": contributors(inc),
     }
-    if names and (shown_names := _display(names, change, causes)):
+    if (names or names.timezone != "UTC") and (shown_names := _display(names, change, causes)):
         payload["display"] = shown_names
     return payload
 

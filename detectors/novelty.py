@@ -68,7 +68,6 @@ Example: a noisy daily pattern that suddenly skips its peak.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -81,6 +80,7 @@ from detectors.records import RecordDetector
 from detectors.registry import register
 from detectors.surprise import _LN10, _ew_moments, _rate, log10_gauss_tail
 from monitor.durations import Duration
+from monitor.zones import Zone, wall_clock_ns
 
 __all__ = ["Novelty", "NoveltyConfig"]
 
@@ -103,6 +103,10 @@ class NoveltyConfig(DetectorConfig):
     seasonal_days: int = Field(7, ge=0, le=60, description="Also compare the latest "
                                "8 points with the same time on each of this many previous "
                                "days (0 disables; needs at least 16 points a day).")
+    timezone: Zone = Field("UTC", description="IANA time zone whose wall clock 'the same "
+                           "time on previous days' follows: the day after a change of "
+                           "summer time is 23 or 25 hours back; a metric's timezone sets it "
+                           "unless given here.")
     coarse: list[int] = Field(default_factory=lambda: [4, 8], max_length=4, description="Also "
                               "search 8-block shapes of block means of these sizes (points), "
                               "for slow anomalies.")
@@ -207,16 +211,19 @@ def _nearest(series: np.ndarray, have: np.ndarray, w: int) -> np.ndarray:
     return np.where(np.isfinite(best), np.sqrt(np.maximum(best, 0.0)), np.nan)
 
 
-def _at_lags(series: np.ndarray, have: np.ndarray, w: int, lags: Sequence[int]) -> np.ndarray:
+def _at_lags(series: np.ndarray, have: np.ndarray, w: int, lags: np.ndarray) -> np.ndarray:
     """Distance from the last ``w`` points to the nearest of the windows ``lags`` points
-    earlier (NaN when none of them is real yet)."""
+    earlier (``lags``: one row per series, one column per day back; NaN when none of them is
+    real yet)."""
     total = series.shape[1]
     cur = series[:, total - w:]
     best = np.full(len(series), np.inf)
-    for lag in lags:
-        past = series[:, total - w - lag:total - lag]
+    steps = np.arange(w)
+    for lag in lags.T:
+        start = np.clip(total - w - lag, 0, total - w)
+        past = np.take_along_axis(series, start[:, None] + steps[None, :], axis=1)
         d2 = ((past - cur) ** 2).sum(axis=1)
-        best = np.where(have >= lag + w, np.minimum(best, d2), best)
+        best = np.where((have >= lag + w) & (lag + w <= total), np.minimum(best, d2), best)
     return np.where(np.isfinite(best), np.sqrt(best), np.nan)
 
 
@@ -300,6 +307,7 @@ class Novelty(RecordDetector):
         self.cfg: NoveltyConfig = config
         self._len = _history_points(config, interval) + max(config.windows)
         day = round(86_400 / max(interval.total_seconds(), 1e-9))
+        self._step_ns = max(1, interval // timedelta(microseconds=1) * 1_000)
         #: lags (points) of the same time on previous days that fit in the buffer
         self._lags = [k * day for k in range(1, config.seasonal_days + 1)
                       if day >= 2 * _SEASONAL_WINDOW and k * day + _SEASONAL_WINDOW < self._len]
@@ -329,7 +337,22 @@ class Novelty(RecordDetector):
 
     # ------------------------------------------------------------------ model
 
-    def _distances(self, buf: np.ndarray, n: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def _day_lags(self, ts: np.ndarray) -> np.ndarray:
+        """Points back to the same wall-clock time 1..seasonal_days days ago, per point: one
+        day is 23 hours back the day after clocks go forward, 25 after they go back."""
+        lags = np.broadcast_to(np.asarray(self._lags, dtype=np.int64), (len(ts), len(self._lags)))
+        if self.cfg.timezone == "UTC" or not len(ts):
+            return lags
+        day_ns = 86_400 * 1_000_000_000
+        ts = np.asarray(ts, dtype=np.int64)
+        offset = wall_clock_ns(ts, self.cfg.timezone) - ts
+        ks = np.round(np.asarray(self._lags) * self._step_ns / day_ns).astype(np.int64)
+        shifts = np.stack([offset - (wall_clock_ns(ts - k * day_ns, self.cfg.timezone)
+                                     - (ts - k * day_ns)) for k in ks], axis=1)
+        return lags - shifts // self._step_ns
+
+    def _distances(self, buf: np.ndarray, n: np.ndarray, x: np.ndarray,
+                   ts: np.ndarray | None = None) -> np.ndarray:
         """Distance of the latest shape to its nearest past twin, one column per channel:
         every window length, then the same time on previous days, then every coarse block
         size (NaN where a channel has nothing to say at this point).
@@ -346,7 +369,9 @@ class Novelty(RecordDetector):
         have = np.minimum(n, self._len) + 1  # real points, x included
         cols = [_nearest(series, have, w) for w in self.cfg.windows]
         if self._lags:
-            cols.append(_at_lags(series, have, _SEASONAL_WINDOW, self._lags))
+            lags = (self._day_lags(ts) if ts is not None else
+                    np.broadcast_to(np.asarray(self._lags, np.int64), (len(x), len(self._lags))))
+            cols.append(_at_lags(series, have, _SEASONAL_WINDOW, lags))
         for b in self.cfg.coarse:
             d = np.full(len(x), np.nan)
             due = np.flatnonzero((n + 1) % b == 0)  # this point completes a block
@@ -406,7 +431,7 @@ class Novelty(RecordDetector):
         rows = rows_all[sel]
         st = self._st[rows]
         x = batch.values[sel]
-        dist = self._distances(st["buf"], st["n"], x)
+        dist = self._distances(st["buf"], st["n"], x, batch.timestamps[sel])
         seq = None
         if self._seq:
             seq, surprise = self._sequence(st, x)

@@ -64,6 +64,7 @@ from detectors.count_tail import count_drop_score
 from detectors.registry import register
 from detectors.robust_seasonal import t_two_sided_cdf
 from monitor.durations import Duration, positive_duration
+from monitor.zones import Zone, wall_clock_ns
 
 __all__ = ["FitReport", "Forecast", "InlineExecutor", "ProphetConfig", "ProphetDetector",
            "fit_forecast"]
@@ -96,6 +97,10 @@ class ProphetConfig(DetectorConfig):
     weekly: Seasonality = Field("auto", description="Weekly seasonality.")
     yearly: Seasonality = Field("auto", description="Yearly seasonality (needs 2 years).")
     holidays: str | None = Field(None, description="Country holidays, e.g. GB, US, DE.")
+    timezone: Zone = Field("UTC", description="IANA time zone whose wall clock Prophet sees "
+                           "(daily and weekly seasonality, holiday and event dates follow "
+                           "local time across summer time); a metric's timezone sets it "
+                           "unless given here.")
     events: list[Event] = Field(default_factory=list, description="Custom events calendar.")
     refit: Duration = Field(timedelta(days=1), description="How often each series is refitted.")
     horizon: Duration | None = Field(None, description="How far each fit forecasts (default "
@@ -229,10 +234,13 @@ def fit_forecast(
     )
     if cfg.holidays:
         m.add_country_holidays(country_name=cfg.holidays.upper())
-    ds = pd.to_datetime(ts_ns, unit="ns")
+    # Prophet sees local wall-clock times: its seasonalities and holiday dates then follow
+    # the shop's clocks; forecasts are read back by position, so UTC stays the index.
+    ds = pd.to_datetime(wall_clock_ns(ts_ns, cfg.timezone), unit="ns")
     m.fit(pd.DataFrame({"ds": ds, "y": y}))
     start = int(ts_ns[-1]) + step_ns
-    future = pd.DataFrame({"ds": pd.to_datetime(start + step_ns * np.arange(steps), unit="ns")})
+    ahead = wall_clock_ns(start + step_ns * np.arange(steps, dtype=np.int64), cfg.timezone)
+    future = pd.DataFrame({"ds": pd.to_datetime(ahead, unit="ns")})
     with _PREDICT_LOCK:
         rng_state = np.random.get_state()
         np.random.seed(0)  # the same data gives the same band, in every process

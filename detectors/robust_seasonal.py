@@ -68,7 +68,8 @@ points is Student-t, so ``tail_dof`` of about 8 is principled and conservative: 
 (z of 15 or more) still gets p < 1e-6. For integer degrees of freedom the CDF has a closed
 form, so no SciPy is needed.
 
-Time slots come from the int64 ns timestamps (UTC) and the metric interval: the slot size is
+Time slots come from the int64 ns timestamps (UTC) read on the wall clock of ``timezone``
+(default UTC; :func:`monitor.zones.wall_clock_ns`) and the metric interval: the slot size is
 ``max(interval, 1h)``, so hourly and 5-minute data get 168 weekly and 24 daily slots and
 daily data gets 7 weekly slots. Rates are given as half-lives and converted per point, so a
 config behaves the same on 5-minute and hourly data.
@@ -105,6 +106,7 @@ from detectors.base import Detector, DetectorConfig, Scores, TickBatch
 from detectors.count_tail import count_drop_score
 from detectors.registry import register
 from monitor.durations import Duration, positive_duration
+from monitor.zones import Zone, wall_clock_ns, zone_tag
 
 __all__ = ["RobustSeasonal", "RobustSeasonalConfig", "t_two_sided_cdf"]
 
@@ -126,7 +128,7 @@ _MIN_RATIO = 0.02  # a shift in proportion scales the profile by at least this (
 
 _MAGIC = b"CXRS"
 _VERSION = 4  # v4 adds ``ez2`` (the slow sustained test); v3 records load with it at 0
-_HEADER = struct.Struct("<4sBBBB")  # magic, version, day slots, week slots - 1, reserved
+_HEADER = struct.Struct("<4sBBBB")  # magic, version, day slots, week slots - 1, zone tag
 
 
 def _ns(value: timedelta) -> int:
@@ -144,6 +146,11 @@ class RobustSeasonalConfig(DetectorConfig):
     season: Literal["week", "day", "none"] = Field(
         "week", description="Seasonal baseline: time of week (with a time-of-day fallback), "
         "time of day only, or none (level + noise)."
+    )
+    timezone: Zone = Field(
+        "UTC", description="IANA time zone whose wall clock the time-of-day and time-of-week "
+        "slots follow (Europe/Berlin: a 9:00 peak stays in the 9:00 slot across summer "
+        "time); a metric's timezone sets it unless given here."
     )
     warmup: Duration | None = Field(
         None, description="History needed before scoring (scores are NaN until then); "
@@ -470,6 +477,7 @@ class RobustSeasonal(Detector):
     def _slots(self, ts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Flat indices of the time-of-day and time-of-week slots of each point."""
         id_d = id_w = rows
+        ts = wall_clock_ns(ts, self.cfg.timezone)
         if self._use_d:
             d = np.minimum((ts % _NS_DAY) // self._slot_ns, self.day_slots - 1)
             id_d = rows * self.day_slots + d
@@ -854,7 +862,8 @@ class RobustSeasonal(Detector):
         rec = np.zeros(len(rows), dtype=self._record)
         for name in self._record.names:
             rec[name] = getattr(self, "_" + name)[rows]
-        header = _HEADER.pack(_MAGIC, _VERSION, self.day_slots, self.week_slots - 1, 0)
+        header = _HEADER.pack(_MAGIC, _VERSION, self.day_slots, self.week_slots - 1,
+                              zone_tag(self.cfg.timezone))
         raw = rec.tobytes()
         size = self._record.itemsize
         return {k: header + raw[i * size:(i + 1) * size] for i, k in enumerate(keys)}
@@ -863,12 +872,14 @@ class RobustSeasonal(Detector):
         """Restore series from :meth:`get_state`, overwriting series already present.
 
         Raises ``ValueError`` for a record of another format or slot layout (e.g. the
-        metric's interval changed from 1h to 1d): such state cannot be reused.
+        metric's interval changed from 1h to 1d, or its time zone, which moves every slot):
+        such state cannot be reused.
         """
         if not states:
             return
         formats = {
-            _HEADER.pack(_MAGIC, version, self.day_slots, self.week_slots - 1, 0): record
+            _HEADER.pack(_MAGIC, version, self.day_slots, self.week_slots - 1,
+                         zone_tag(self.cfg.timezone)): record
             for version, record in ((_VERSION, self._record), (3, self._record_v3))}
         versions = set()
         for key, blob in states.items():
@@ -876,7 +887,8 @@ class RobustSeasonal(Detector):
             if record is None or len(blob) != _HEADER.size + record.itemsize:
                 raise ValueError(
                     f"state of {key!r} is not a robust_seasonal v3 or v{_VERSION} record for "
-                    f"{self.day_slots} day / {self.week_slots} week slots"
+                    f"{self.day_slots} day / {self.week_slots} week slots in "
+                    f"{self.cfg.timezone}"
                 )
             versions.add(record)
         if len(versions) > 1:  # one restore mixing releases: each part on its own

@@ -57,6 +57,7 @@ from detectors.base import Detector, DetectorConfig, Scores, TickBatch
 from detectors.registry import register
 from detectors.robust_seasonal import t_two_sided_cdf
 from monitor.durations import Duration
+from monitor.zones import Zone, wall_clock_ns, zone_tag
 
 __all__ = ["SeasonalBaseline", "SeasonalBaselineConfig"]
 
@@ -108,6 +109,9 @@ class SeasonalBaselineConfig(DetectorConfig):
     depth: int = Field(4, ge=2, le=52, description="Values kept per time-of-week slot "
                        "(hourly data: weeks of history per slot).")
     season: Literal["week", "day"] = Field("week", description="Slot by time of week or of day.")
+    timezone: Zone = Field("UTC", description="IANA time zone whose wall clock the slots "
+                           "follow across summer time; a metric's timezone sets it unless "
+                           "given here.")
     warmup: Duration = Field(timedelta(weeks=1), description="History before scoring.")
     min_points: int = Field(24, ge=1, description="Points learned before scoring.")
     offset_halflife: int = Field(6, ge=1, description="Points: memory of the drift offset.")
@@ -204,7 +208,7 @@ class SeasonalBaseline(Detector):
                  ) -> tuple[np.ndarray, ...]:
         """Slot, values in it, expected value, sigma, noise factor, and the domain flags."""
         c = self.cfg
-        slot = (ts // self._slot_ns) % self.slots
+        slot = (wall_clock_ns(ts, c.timezone) // self._slot_ns) % self.slots
         ring = self._ring[rows, slot].astype(np.float64)  # [B, depth]
         k = np.minimum(self._cnt[rows, slot], c.depth).astype(np.int64)
         srt = np.sort(ring, axis=1)
@@ -336,7 +340,11 @@ class SeasonalBaseline(Detector):
     # -- checkpoints ------------------------------------------------------------------------
 
     def _header(self) -> bytes:
-        return _HEADER.pack(_MAGIC, _VERSION, self.slots, self.cfg.depth)
+        """The record's header; on a clock other than UTC one more byte names the zone (a
+        ring learned in other slots is not reused; UTC headers are those of before)."""
+        head = _HEADER.pack(_MAGIC, _VERSION, self.slots, self.cfg.depth)
+        zone = self.cfg.timezone
+        return head if zone == "UTC" else head + bytes([zone_tag(zone)])
 
     def _record_size(self) -> int:
         return sum(getattr(self, "_" + f)[0].nbytes for f in self._FIELDS)
@@ -361,7 +369,8 @@ class SeasonalBaseline(Detector):
         for key, blob in states.items():
             if bytes(blob[: len(head)]) != head or len(blob) != len(head) + size:
                 raise ValueError(f"state of {key!r} is not a seasonal_baseline v{_VERSION} "
-                                 f"record for {self.slots} slots x depth {self.cfg.depth}")
+                                 f"record for {self.slots} slots x depth {self.cfg.depth} "
+                                 f"in {self.cfg.timezone}")
         keys = list(states)
         missing = [k for k in keys if k not in self._rows]
         if missing:

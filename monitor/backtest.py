@@ -98,8 +98,7 @@ def _ns(t: datetime) -> int:
 def _metric_detectors(config: MonitorConfig, name: str, book: FeedbackBook) -> MetricDetectors:
     """A metric's detectors and post-rules as a live tick builds them, deciding with ``book``."""
     metric = config.metric(name)
-    return MetricDetectors(name, metric.interval,
-                           {d: config.detector(d) for d in metric.detectors}, post_rules(metric),
+    return MetricDetectors(name, metric.interval, config.detectors_for(metric), post_rules(metric),
                            book, calendar=config.calendar_for(metric))
 
 

@@ -138,17 +138,26 @@ def backtest(
     if frame.empty:
         console.print(f"no anomalies {_hm(t0)} – {_hm(t1)} UTC", soft_wrap=True)
     else:
+        from alerts.display import Names
+
         table = Table(title=f"Anomalies {_hm(t0)} – {_hm(t1)} UTC")
+        # each time on display.timezone's clock, as alerts say it (2026-03-30 09:00 CEST)
+        reading = Names.from_config(cfg)
+
+        def when(metric: str, ts: Any) -> str:
+            return _hm(ts) if reading.timezone == "UTC" else reading.at(
+                {"metric": metric, "timestamp": ts})
+
         table.add_column("time", no_wrap=True)
         table.add_column("series", overflow="fold", ratio=1)
         for col in ("value", "expected", "band", "sev"):
             table.add_column(col, justify="right", no_wrap=True)
         for row in frame.head(50).itertuples():
             if row.kind == "no_data":  # a silence, not a value: "no data" and the last one
-                table.add_row(_hm(row.timestamp), row.series, "no data",
+                table.add_row(when(row.metric, row.timestamp), row.series, "no data",
                               f"last {_g(row.expected)}", "", str(row.severity))
                 continue
-            table.add_row(_hm(row.timestamp), row.series, f"{row.value:.4g}",
+            table.add_row(when(row.metric, row.timestamp), row.series, f"{row.value:.4g}",
                           f"{row.expected:.4g}", f"{row.lower:.4g} – {row.upper:.4g}",
                           str(row.severity))
         _print_table(table)

@@ -332,7 +332,8 @@ def _said(cfg: Any, row: Any) -> str:
     what = (f"{text['value']} (expected {text.get('expected', '-')}"
             f"{', ' + text['volume'] if text.get('volume') else ''})"
             if text.get("value") else "no data")
-    return (f"{words.names.series(row.metric, labels)} at {row.ts:%Y-%m-%d %H:%M} UTC: {what}, "
+    at = words.names.at({"metric": row.metric, "timestamp": row.ts})
+    return (f"{words.names.series(row.metric, labels)} at {at}: {what}, "
             f"severity {row.severity}")
 
 

@@ -14,6 +14,7 @@ from monitor.clock import SystemClock
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
 
     from monitor.store import OutboxRow
 
@@ -43,7 +44,15 @@ def anomalies_list(
     rows = frame.iloc[::-1].head(last)
     words = AnomalyText.from_config(cfg)
     names = words.names  # with display names: the series as people read it
-    typer.echo(f"{'ID':32}  {'TIME (UTC)':16}  {'SEV':>3}  {'KIND':8}  {'VALUE':>10}  "
+    # times on display.timezone's clock: UTC as ever, or 2026-03-30 09:00 CEST
+    utc = names.timezone == "UTC"
+    width = 16 if utc else 21
+
+    def when(metric: str, ts: datetime | None) -> str:
+        return _hm(ts) if utc or ts is None else names.at({"metric": metric, "timestamp": ts})
+
+    typer.echo(f"{'ID':32}  {'TIME (UTC)' if utc else 'TIME':{width}}  {'SEV':>3}  {'KIND':8}  "
+               f"{'VALUE':>10}  "
                f"{'EXPECTED':>10}  {'FROM':>16}  SERIES")
     for r in rows.itertuples():
         said = names.series(r.metric, r.labels if isinstance(r.labels, dict) else {}) \
@@ -51,7 +60,7 @@ def anomalies_list(
         # a no-data anomaly's value is a silence length (metric) or NaN (series): say "-";
         # the others read as the alert did: 58.7%, 3.10 / 5, from 1,204 sessions
         text = words.text(r)
-        typer.echo(f"{r.id:32}  {_hm(r.ts):16}  {r.severity:>3}  {r.kind:8}  "
+        typer.echo(f"{r.id:32}  {when(r.metric, r.ts):{width}}  {r.severity:>3}  {r.kind:8}  "
                    f"{text.get('value', '-'):>10}  {text.get('expected', '-'):>10}  "
                    f"{text.get('volume', '-').removeprefix('from '):>16}  {said}")
     if frame.empty:

@@ -70,7 +70,8 @@ def validate(
     from alerts.routing import route_warnings  # a matcher no alert can satisfy: a typo
 
     for where, text in [*missing_files(cfg), *sql_warnings(cfg), *short_histories(cfg),
-                        *display_warnings(cfg), *route_warnings(cfg.alerting, cfg.metrics)]:
+                        *utc_clocks(cfg), *display_warnings(cfg),
+                        *route_warnings(cfg.alerting, cfg.metrics)]:
         console.print(f"[yellow]warning[/] {escape(cfg.shown_path(where))}: {escape(text)}",
                       soft_wrap=True)
     if (line := _calendar_summary(cfg)) is not None:
@@ -147,6 +148,43 @@ def short_histories(cfg: MonitorConfig) -> list[tuple[str, str]]:
                             f"{m.name} gets no alerts from it; set history: "
                             f"{format_duration(period)} or more"))
     return out
+
+
+def utc_clocks(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    """``(config path, message)`` for every sub-daily metric whose business lives in a zone
+    the config names (its calendar's ``timezone``, or its source's for naive times) while
+    its seasonal detectors learn the time of day on the UTC clock (no ``timezone``): each
+    change of summer time then moves every peak an hour off what they learned, for a week
+    of false alarms, and nothing else in the file says so."""
+    out = []
+    for i, m in enumerate(cfg.metrics):
+        if m.timezone is not None or m.interval >= timedelta(days=1):
+            continue
+        if not any("timezone" in type(c).model_fields and "timezone" not in c.model_fields_set
+                   for c in cfg.detectors_for(m).values()):
+            continue
+        cals = cfg.calendar_for(m)
+        zone = cals.of(m.labels).config.timezone if cals is not None and hasattr(
+            cals.of(m.labels), "config") else None
+        source_zone = getattr(cfg.sources.get(m.source), "timezone", None)
+        zone = zone if zone not in (None, "UTC") else source_zone
+        if zone in (None, "UTC") or not _has_summer_time(zone):
+            continue
+        out.append((f"metrics[{i}]", f"its {'calendar' if zone != source_zone else 'source'}"
+                    f" is in {zone} but its detectors learn the time of day in UTC, so each "
+                    f"change of summer time moves its daily peaks an hour off what they "
+                    f"learned; set timezone: {zone}"))
+    return out
+
+
+def _has_summer_time(zone: str) -> bool:
+    """Whether ``zone`` changes its clocks (Europe/Berlin does; Etc/GMT-1, Asia/Tokyo not)."""
+    from zoneinfo import ZoneInfo
+
+    year = datetime.now(UTC).year
+    tz = ZoneInfo(zone)
+    return datetime(year, 1, 1, tzinfo=tz).utcoffset() != datetime(year, 7, 1,
+                                                                    tzinfo=tz).utcoffset()
 
 
 def sql_warnings(cfg: MonitorConfig) -> list[tuple[str, str]]:

@@ -411,6 +411,11 @@ def _local_to_utc(col: pd.Series, tz: str, dst: Counter[str] | None) -> pd.Serie
             zones = {v: _is_zoned(v) for v in text.dropna().unique()}
             naive = ~text.map(zones).fillna(True).to_numpy(dtype=bool)
         naive &= ~unix.to_numpy(dtype=bool)
+        # A date without a time (2026-11-27: a per-day export) names a day, not the instant
+        # its midnight is in ``tz``: moved to 23:00 UTC the day before, a Berlin day's total
+        # landed in the previous daily bucket and on the previous calendar day. It keeps
+        # its date (the bucket of that date; the exporter already summed the local day).
+        naive &= ~text.str.fullmatch(_DATE_ONLY).fillna(False).to_numpy(dtype=bool)
     naive &= as_utc.notna().to_numpy()
     if not naive.any():
         return as_utc
@@ -418,6 +423,10 @@ def _local_to_utc(col: pd.Series, tz: str, dst: Counter[str] | None) -> pd.Serie
     wall = as_utc[naive].dt.tz_localize(None)
     out[naive] = localize(wall, tz, dst).dt.as_unit(as_utc.dt.unit)
     return out
+
+
+#: a date without a time of day, as :func:`in_date_order` leaves numeric dates too
+_DATE_ONLY = r"\s*\d{4}-\d{1,2}-\d{1,2}\s*"
 
 
 def _is_zoned(value: str) -> bool:

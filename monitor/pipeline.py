@@ -947,8 +947,8 @@ class Pipeline:
         return dets
 
     def _new_detectors(self, metric: MetricConfig) -> MetricDetectors:
-        configs = {name: self.config.detector(name) for name in metric.detectors}
-        dets = MetricDetectors(metric.name, metric.interval, configs, post_rules(metric),
+        dets = MetricDetectors(metric.name, metric.interval, self.config.detectors_for(metric),
+                               post_rules(metric),
                                calendar=self.config.calendar_for(metric))
         if self.fit_executor is not None:
             dets.set_executor(self.fit_executor)

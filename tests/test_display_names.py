@@ -99,7 +99,8 @@ def test_the_config_section_and_the_metric_title() -> None:
     assert cfg.metric("complaints").title is None
     assert cfg.display.labels == {"channel": "Channel", "region": "Region"}
     assert cfg.display.values["region"] == {"uk": "UK"}
-    assert parse_config(PLAIN, env={}).display.model_dump() == {"labels": {}, "values": {}}
+    assert parse_config(PLAIN, env={}).display.model_dump() == {"labels": {}, "values": {},
+                                                        "timezone": "UTC"}
 
 
 def test_bad_shapes_are_listed_by_path() -> None:

@@ -60,9 +60,10 @@ def reminder_line(payload: Mapping[str, Any]) -> str:
     """
     severity = int(payload.get("severity", 0))
     group = payload.get("group") or {}
-    who = Names.from_payload(payload).group(group) or str(payload.get("title", ""))
-    opened = str(payload.get("opened_at") or "")[:16].replace("T", " ")
-    since = f" · open since {opened} UTC" if opened else ""
+    names = Names.from_payload(payload)
+    who = names.group(group) or str(payload.get("title", ""))
+    opened = payload.get("opened_at")
+    since = f" · open since {names.when(opened)}" if opened else ""
     changed = _changed(payload)
     return (f"[{severity_colour(severity)}]REMINDER[/] {escape(who)} · "
             f"sev {severity} {severity_name(severity)}{since}"
@@ -126,9 +127,9 @@ def render_panel(payload: Mapping[str, Any], *, width: int | None = None) -> Pan
             table.caption = f"... and {more} more anomalies"
         body = root_cause_lines(payload.get("root_cause") or [], body, names)
     else:
-        since = str(payload.get("opened_at", ""))[:16].replace("T", " ")
-        until = str(payload.get("resolved_at") or "")[:16].replace("T", " ")
-        body = Text(f"{dismissal(payload) or 'back to normal'}; open from {since} to {until} UTC")
+        body = Text(f"{dismissal(payload) or 'back to normal'}; open from "
+                    f"{names.when(payload.get('opened_at'))} to "
+                    f"{names.when(payload.get('resolved_at'))}")
     title = (f"[{colour}]{_verb(payload)}[/] sev {severity} {severity_name(severity)} · "
              f"{payload.get('title', '')}")
     changed = _changed(payload) if status != "resolved" else ""
@@ -148,8 +149,9 @@ def _verb(payload: Mapping[str, Any]) -> str:
     if payload.get("status") == "resolved":
         return "RESOLVED"
     if payload.get("repeat"):
-        opened = str(payload.get("opened_at") or "")[:16].replace("T", " ")
-        return f"REMINDER (open since {opened} UTC)" if opened else "REMINDER"
+        opened = payload.get("opened_at")
+        return (f"REMINDER (open since {Names.from_payload(payload).when(opened)})" if opened
+                else "REMINDER")
     return "UPDATE" if payload.get("update") else "FIRING"
 
 
@@ -159,7 +161,8 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
     table = Table(expand=True, show_edge=False, pad_edge=False)
     one_metric = len({a.get("metric") for a in anomalies}) == 1
     table.add_column("where" if one_metric else "metric · where", overflow="fold", ratio=1)
-    table.add_column("UTC", no_wrap=True)
+    # the reading zone's name: UTC, or Europe/Berlin (each time's CET/CEST would not fit)
+    table.add_column(names.timezone, no_wrap=True)
     volumes = volumes and any(volume_count(a) for a in anomalies)  # a ratio's or mean's
     noun = _volume_header(anomalies)
     for col in ("value", *((noun,) if volumes else ()), "expected", "band", "change", "sev"):
@@ -168,10 +171,10 @@ def _anomaly_table(anomalies: list[Mapping[str, Any]], group: Mapping[str, str],
         labels = a.get("labels") or {}
         where = names.where((k, v) for k, v in sorted(labels.items())
                             if k not in group and k != "team") or "all"
-        silent = no_data_text(a)
+        silent = no_data_text(a, names)
         table.add_row(
             where if one_metric else f"{names.metric(a.get('metric', a['series']))} · {where}",
-            str(a["timestamp"])[5:16].replace("T", " "),
+            names.at(a, "%m-%d %H:%M", zone=False),
             "no data" if silent else shown(a, "value"),
             *((_volume_cell(a, noun),) if volumes else ()),
             "–" if silent else shown(a, "expected"),
@@ -225,7 +228,7 @@ def mix_text(mix: Mapping[str, Any], names: Names | None = None) -> str:
     ...          ).split(", and ")[1]
     'its usual rate is 3.40 / 5 (4.10 / 5 overall)'
     """
-    names = names or Names()
+    names = names if names is not None else Names()
     portion = mix.get("portion")
     part = f": {format_share(float(portion))}" if isinstance(portion, int | float) else ""
     dim = str(mix.get("dimension"))
@@ -251,7 +254,7 @@ def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType,
     ``root cause · checkout_dropoff_rate: channel=app, region=uk (97% of change)``."""
     if not causes:
         return body
-    names = names or Names()
+    names = names if names is not None else Names()
     lines = Text()
     for rc in causes[:3]:
         where = " + ".join(names.where(e.items()) for e in rc["elements"])
@@ -268,7 +271,7 @@ def root_cause_lines(causes: list[Mapping[str, Any]], body: RenderableType,
     return Group(lines, body)
 
 
-def no_data_text(anomaly: Mapping[str, Any]) -> str | None:
+def no_data_text(anomaly: Mapping[str, Any], names: Names | None = None) -> str | None:
     """What a ``no_data`` anomaly means, in words (None for any other anomaly): its value
     and band are a silence length and a timeout, not KPI values, and must not read as such.
 
@@ -280,7 +283,7 @@ def no_data_text(anomaly: Mapping[str, Any]) -> str | None:
     """
     if anomaly.get("kind") != "no_data":
         return None
-    seen = str(anomaly.get("last_seen") or "")[5:16].replace("T", " ")
+    seen = (names if names is not None else Names()).clock(anomaly.get("last_seen"), "%m-%d %H:%M")
     if anomaly.get("detector") == "no_data":  # the whole metric (monitor/staleness.py)
         until = f", data until {seen}" if seen else ""
         return f"silent {format_number(anomaly.get('value'))} intervals{until}"

@@ -14,6 +14,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from monitor.config.fields import _STRICT, DisplayName, LabelName
 from monitor.config.problems import format_path
 from monitor.config.validator_errors import Loc, _did_you_mean, _raise, _relocate
+from monitor.zones import Zone
 
 if TYPE_CHECKING:  # the root model holds this section
     from monitor.config.root import MonitorConfig
@@ -40,6 +41,9 @@ class DisplayConfig(BaseModel):
     values: dict[LabelName, dict[str, DisplayName]] = Field(
         default_factory=dict,
         description="label -> {value: display name} (channel: {app: Mobile app})")
+    timezone: Zone = Field(
+        "UTC", description="IANA time zone of the times people read: alert text (Slack, the "
+        "console, PagerDuty) and cxmon anomalies, e.g. Europe/Berlin (stored times stay UTC)")
 
     @field_validator("values", mode="wrap")
     @classmethod

@@ -36,6 +36,7 @@ from monitor.config.fields import (
 from monitor.config.validator_errors import _raise
 from monitor.durations import Duration, format_duration
 from monitor.model import Direction, ValueKind
+from monitor.zones import Zone
 
 #: A unit or a volume's noun in alert text (``ms``, ``responses``): one short line.
 UnitText = Annotated[str, Field(min_length=1, max_length=30), AfterValidator(_one_line)]
@@ -175,6 +176,11 @@ class MetricConfig(BaseModel):
         "what the volume behind a ratio or mean counts: (from 14 responses)"))
     #: false: the top-level ``calendar`` (holidays, events) does not apply to this metric
     calendar: bool = True
+    #: whose wall clock the seasonal detectors' time-of-day and time-of-week slots follow
+    #: (an IANA name): the shop's 9:00 peak stays the 9:00 peak across summer time
+    timezone: Zone | None = Field(default=None, description=(
+        "IANA time zone whose wall clock the seasonal detectors follow (robust_seasonal, "
+        "seasonal_baseline, novelty, prophet), e.g. Europe/Berlin; default UTC"))
     #: false: paused. Kept in the config (its stored history, dashboards, routes and
     #: ``cxmon backtest``, to tune it before it goes live) but neither polled nor scored by
     #: ``cxmon run``, and left out of ``/readyz``: a broken source or a metric under review

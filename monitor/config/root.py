@@ -126,6 +126,19 @@ class MonitorConfig(BaseModel):
 
         return shown_path(self._included, path)
 
+    def detectors_for(self, metric: MetricConfig) -> dict[str, DetectorConfig]:
+        """The metric's detector configs by name, each on the metric's wall clock
+        (``timezone``) unless the detector's own config names a zone: one shared
+        ``default`` detector serves a Berlin metric and a New York one."""
+        out = {}
+        for name in metric.detectors:
+            cfg = self.detector(name)
+            if (metric.timezone is not None and "timezone" in type(cfg).model_fields
+                    and "timezone" not in cfg.model_fields_set):
+                cfg = cfg.model_copy(update={"timezone": metric.timezone})
+            out[name] = cfg
+        return out
+
     def detector(self, name: str) -> DetectorConfig:
         """The detector config called ``name``; ``KeyError`` lists the defined ones."""
         try:
