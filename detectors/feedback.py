@@ -9,7 +9,9 @@ corrupts a detector's state and can be reverted.
   severity + ``MARGIN`` (12.5 = ten times rarer). The same deviation no longer alerts.
 * ``expected``: the pattern is known (a promotion, a planned outage): the same margin
   applies for the rest of that day and, for ``EXPECTED_TTL`` (4 weeks), at the same hour of
-  the week.
+  the week, both on the metric's wall clock (its ``timezone``; UTC by default): a Monday
+  09:00 promotion in Berlin is the Monday 09:00 local hour after a change of summer time
+  too, not an hour off.
 * ``confirmed``: a real incident; it cancels earlier ``not_anomaly`` / ``expected`` verdicts
   on the series (the analyst has changed their mind), and raises nothing.
 * ``acknowledged``: seen; no effect on scoring.
@@ -37,6 +39,9 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from monitor.zones import wall_clock_ns
 
 __all__ = [
     "EXPECTED_TTL_NS", "MARGIN", "NOT_ANOMALY_TTL_NS", "FeedbackBook", "Verdict", "verdicts",
@@ -67,6 +72,9 @@ class FeedbackBook:
 
     verdicts: dict[str, list[Verdict]] = field(default_factory=dict)
     last_id: int = 0
+    #: the metric's time zone: "that day" and "the same hour of the week" of an ``expected``
+    #: verdict are on its wall clock, so they follow the business across clock changes
+    zone: str = "UTC"
 
     def add(self, verdict: Verdict) -> None:
         self.last_id = max(self.last_id, verdict.id)
@@ -96,13 +104,14 @@ class FeedbackBook:
         [2]
         """
         return [v for vs in self.verdicts.values() for v in vs
-                if any(a < hi_ns and lo_ns < b for a, b in _windows(v))]
+                if any(a < hi_ns and lo_ns < b for a, b in _windows(v, self.zone))]
 
     def min_severity(self, series: np.ndarray, ts: np.ndarray, base: float) -> np.ndarray:
         """Required severity per point: ``base``, raised by active verdicts on its series."""
         out = np.full(len(series), float(base))
         if not self:
             return out
+        wall = wall_clock_ns(np.asarray(ts, dtype=np.int64), self.zone)
         for i, key in enumerate(series.tolist()):
             for v in self.verdicts.get(str(key), ()):
                 t = int(ts[i])
@@ -111,23 +120,47 @@ class FeedbackBook:
                 age = t - v.at_ns
                 if v.label == "not_anomaly":
                     active = age < NOT_ANOMALY_TTL_NS
-                else:  # expected: the rest of the day, and the same hour of the week
-                    same_day = t // _DAY == v.at_ns // _DAY
-                    same_hour = (t % _WEEK) // _H == (v.at_ns % _WEEK) // _H
+                else:  # expected: the rest of the day, and the same hour of the week (local)
+                    w, at = int(wall[i]), _wall(v.at_ns, self.zone)
+                    same_day = w // _DAY == at // _DAY
+                    same_hour = (w % _WEEK) // _H == (at % _WEEK) // _H
                     active = same_day or (same_hour and age < EXPECTED_TTL_NS)
                 if active:
                     out[i] = max(out[i], v.severity + MARGIN)
         return out
 
 
-def _windows(v: Verdict) -> list[tuple[int, int]]:
-    """The half-open time ranges in which ``v`` raises its series (as in ``min_severity``)."""
+def _wall(t_ns: int, zone: str) -> int:
+    """One UTC instant as ``zone``'s wall-clock time (ns), as :func:`wall_clock_ns`."""
+    return int(wall_clock_ns(np.array([t_ns], dtype=np.int64), zone)[0])
+
+
+def _utc(wall_ns: int, zone: str) -> int:
+    """A wall-clock time of ``zone`` back to a UTC instant: the first of a repeated hour, the
+    instant the clocks jump to for a skipped one (a window edge, so either side is fine)."""
+    if zone == "UTC":
+        return wall_ns
+    local = pd.Timestamp(wall_ns).tz_localize(zone, ambiguous=True,
+                                              nonexistent="shift_forward")
+    return int(local.value)
+
+
+def _windows(v: Verdict, zone: str = "UTC") -> list[tuple[int, int]]:
+    """The half-open UTC time ranges in which ``v`` raises its series (as in
+    ``min_severity``): the local day and hours of ``zone`` as UTC instants.
+
+    >>> at = 1_774_260_000 * 10**9  # Monday 2026-03-23 10:00 UTC = 11:00 in Berlin (winter)
+    >>> w = _windows(Verdict("s", "expected", at_ns=at, severity=30), "Europe/Berlin")
+    >>> (w[1][0] - at) // _H  # a week later 11:00 Berlin (summer time) is 09:00 UTC
+    167
+    """
     if v.label == "not_anomaly":
         return [(v.at_ns + 1, v.at_ns + NOT_ANOMALY_TTL_NS)]
-    hour = v.at_ns - v.at_ns % _H
+    at = _wall(v.at_ns, zone)
+    hour = at - at % _H
     end = v.at_ns + EXPECTED_TTL_NS
-    out = [(v.at_ns + 1, v.at_ns - v.at_ns % _DAY + _DAY)]  # the rest of that day
-    out += [(hour + k * _WEEK, min(hour + k * _WEEK + _H, end))
+    out = [(v.at_ns + 1, _utc(at - at % _DAY + _DAY, zone))]  # the rest of that day
+    out += [(_utc(hour + k * _WEEK, zone), min(_utc(hour + k * _WEEK + _H, zone), end))
             for k in range(1, EXPECTED_TTL_NS // _WEEK + 1)]
     return out
 

@@ -99,7 +99,8 @@ def _metric_detectors(config: MonitorConfig, name: str, book: FeedbackBook) -> M
     """A metric's detectors and post-rules as a live tick builds them, deciding with ``book``."""
     metric = config.metric(name)
     return MetricDetectors(name, metric.interval, config.detectors_for(metric), post_rules(metric),
-                           book, calendar=config.calendar_for(metric))
+                           book, calendar=config.calendar_for(metric),
+                           zone=metric.timezone or "UTC")
 
 
 def _chunks(lo: datetime, hi: datetime) -> list[tuple[datetime, datetime]]:

@@ -81,6 +81,7 @@ class MetricDetectors:
         rules: PostRules,
         feedback: FeedbackBook | None = None,
         calendar: Calendars | None = None,
+        zone: str = "UTC",
     ) -> None:
         self.metric = metric
         self.rules = rules
@@ -90,6 +91,7 @@ class MetricDetectors:
         self._cal_of: dict[str, int] = {}  # series -> index in _cals
         self._cal_seen: frozenset[str] | None = None  # by-label values of the series seen
         self.feedback = feedback if feedback is not None else FeedbackBook()
+        self.feedback.zone = zone  # the metric's wall clock: ``expected`` follows its hours
         #: Detector name -> its type (``robust_seasonal``), for messages.
         self.types = {name: cfg.type for name, cfg in detectors.items()}
         self.detectors: dict[str, Detector] = {

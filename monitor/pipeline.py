@@ -949,7 +949,8 @@ class Pipeline:
     def _new_detectors(self, metric: MetricConfig) -> MetricDetectors:
         dets = MetricDetectors(metric.name, metric.interval, self.config.detectors_for(metric),
                                post_rules(metric),
-                               calendar=self.config.calendar_for(metric))
+                               calendar=self.config.calendar_for(metric),
+                               zone=metric.timezone or "UTC")
         if self.fit_executor is not None:
             dets.set_executor(self.fit_executor)
         return dets

@@ -193,3 +193,64 @@ calendar: {{timezone: Europe/Berlin, holidays: [DE]}}
     assert fixed != text
     assert validate_warnings(tmp_path, fixed) == []
     assert validate_warnings(tmp_path, text.replace("Europe/Berlin", "Asia/Tokyo")) == []
+
+
+# -- `expected` feedback on the metric's wall clock --------------------------------------
+
+PROMO = datetime(2026, 3, 23, 10, tzinfo=UTC)  # Monday 11:00 in Berlin (winter time)
+
+
+def _raised(book_zone: str, at: datetime) -> bool:
+    """Whether an ``expected`` verdict on the PROMO hour raises the series at ``at``."""
+    from detectors.feedback import MARGIN, FeedbackBook, Verdict
+
+    book = FeedbackBook(zone=book_zone)
+    book.add(Verdict("s", "expected", at_ns=int(pd.Timestamp(PROMO).value), severity=30, id=1))
+    need = book.min_severity(np.array(["s"], dtype=object),
+                             np.array([int(pd.Timestamp(at).value)]), 25.0)
+    return bool(need[0] == 30 + MARGIN)
+
+
+def test_expected_feedback_suppresses_the_same_local_hour_after_a_clock_change() -> None:
+    """The Monday 11:00 promotion is at 09:00 UTC the Monday after summer time begins: the
+    verdict follows the shop's clock there, not the UTC hour."""
+    week = timedelta(weeks=1)
+    assert _raised("Europe/Berlin", PROMO + week - HOUR)  # 11:00 CEST = 09:00 UTC
+    assert not _raised("Europe/Berlin", PROMO + week)  # 12:00 local: another hour
+    assert _raised("UTC", PROMO + week)  # UTC metrics: unchanged
+    assert not _raised("UTC", PROMO + week - HOUR)
+    # "the rest of that day" ends at local midnight (23:00 UTC in winter), not UTC midnight
+    assert _raised("Europe/Berlin", PROMO + timedelta(hours=12, minutes=30))
+    assert not _raised("Europe/Berlin", PROMO + timedelta(hours=13, minutes=30))
+    assert _raised("UTC", PROMO + timedelta(hours=13, minutes=30))
+
+
+def test_backtest_reports_expected_feedback_in_force_at_the_local_hour() -> None:
+    """``cxmon backtest``'s "in force" count uses the same local windows as the decision."""
+    from detectors.feedback import FeedbackBook, Verdict
+
+    book = FeedbackBook(zone="Europe/Berlin")
+    book.add(Verdict("s", "expected", at_ns=int(pd.Timestamp(PROMO).value), severity=30, id=1))
+    nxt = PROMO + timedelta(weeks=1) - HOUR
+    lo, hi = int(pd.Timestamp(nxt).value), int(pd.Timestamp(nxt + HOUR).value)
+    assert [v.id for v in book.in_force(lo, hi)] == [1]
+    assert book.in_force(hi, hi + 3_600 * 10**9) == []
+
+
+def test_a_metric_timezone_sets_its_feedback_clock(tmp_path: Path) -> None:
+    """Live ticks (the pipeline) and ``cxmon backtest`` both decide on the metric's clock."""
+    from detectors.feedback import FeedbackBook
+    from monitor.backtest import _metric_detectors
+    from monitor.pipeline import Pipeline
+    from monitor.store import Store
+
+    cfg = parse_config(BASE.replace("ZONE", "Europe/Berlin"))
+    assert _metric_detectors(cfg, "tickets_de", FeedbackBook()).feedback.zone == "Europe/Berlin"
+    assert _metric_detectors(cfg, "tickets_utc", FeedbackBook()).feedback.zone == "UTC"
+    store = Store.open(f"sqlite:///{tmp_path / 'fb.db'}")
+    try:
+        pipeline = Pipeline(cfg, store, notifiers={})
+        assert pipeline._new_detectors(cfg.metric("tickets_de")).feedback.zone == "Europe/Berlin"
+        assert pipeline._new_detectors(cfg.metric("tickets_utc")).feedback.zone == "UTC"
+    finally:
+        store.close()
