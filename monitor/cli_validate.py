@@ -70,7 +70,7 @@ def validate(
     from alerts.routing import route_warnings  # a matcher no alert can satisfy: a typo
 
     for where, text in [*missing_files(cfg), *sql_warnings(cfg), *short_histories(cfg),
-                        *utc_clocks(cfg), *display_warnings(cfg),
+                        *utc_clocks(cfg), *utc_days(cfg), *display_warnings(cfg),
                         *route_warnings(cfg.alerting, cfg.metrics)]:
         console.print(f"[yellow]warning[/] {escape(cfg.shown_path(where))}: {escape(text)}",
                       soft_wrap=True)
@@ -175,6 +175,35 @@ def utc_clocks(cfg: MonitorConfig) -> list[tuple[str, str]]:
                     f"change of summer time moves its daily peaks an hour off what they "
                     f"learned; set timezone: {zone}"))
     return out
+
+
+def utc_days(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    """``(config path, message)`` for every metric with a ``timezone`` off UTC whose interval
+    is a day or longer: its buckets are still UTC days (weeks from Thursday 00:00 UTC, the
+    Unix epoch), so hourly or finer rows are summed over 01:00-01:00 in Berlin or
+    19:00-19:00 in New York, not the local calendar day the ``timezone`` suggests. Rows
+    dated per day (no time) keep their date, so only finer rows are affected."""
+    from monitor.durations import format_duration
+
+    out = []
+    for i, m in enumerate(cfg.metrics):
+        if m.timezone is None or m.interval < timedelta(days=1) or not _off_utc(m.timezone):
+            continue
+        out.append((f"metrics[{i}].interval",
+                    f"buckets of {format_duration(m.interval)} are UTC days, not days in "
+                    f"{m.timezone}: timezone sets its detectors' wall clock only, so rows "
+                    "with a time of day are summed from 00:00 UTC; export one row per local "
+                    "day (a date without a time keeps its date) to bucket by local days"))
+    return out
+
+
+def _off_utc(zone: str) -> bool:
+    """Whether ``zone``'s clocks differ from UTC in winter or summer (Europe/London does)."""
+    from zoneinfo import ZoneInfo
+
+    year = datetime.now(UTC).year
+    tz = ZoneInfo(zone)
+    return any(datetime(year, month, 1, tzinfo=tz).utcoffset() for month in (1, 7))
 
 
 def _has_summer_time(zone: str) -> bool:

@@ -74,3 +74,22 @@ display: {{timezone: America/New_York}}
     assert out.exit_code == 0, out.output
     row = next(line for line in out.output.splitlines() if "│ orders" in line)
     assert row.split("│")[1].strip() == "2026-11-27"
+
+
+def test_validate_warns_that_a_daily_metric_in_a_zone_sums_utc_days() -> None:
+    """``timezone`` moves the detectors' clock, not the day boundaries of ``1d`` buckets: a
+    Berlin metric fed hourly rows sums 01:00-01:00 local; validate says so at its path."""
+    from monitor.cli_validate import utc_days
+
+    cfg = parse_config("""
+sources: {exports: {type: files, path: "exports/*.csv"}}
+metrics:
+  - {name: de_daily, source: exports, interval: 1d, value: tickets, timezone: Europe/Berlin}
+  - {name: de_hourly, source: exports, interval: 1h, value: tickets, timezone: Europe/Berlin}
+  - {name: utc_daily, source: exports, interval: 1d, value: tickets}
+  - {name: gmt_daily, source: exports, interval: 1d, value: tickets, timezone: Etc/UTC}
+  - {name: ny_weekly, source: exports, interval: 1w, value: tickets, timezone: America/New_York}
+""")
+    got = dict(utc_days(cfg))
+    assert set(got) == {"metrics[0].interval", "metrics[4].interval"}
+    assert "UTC days, not days in Europe/Berlin" in got["metrics[0].interval"]
