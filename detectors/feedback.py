@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -130,8 +131,10 @@ class FeedbackBook:
         return out
 
 
+@lru_cache(maxsize=4096)
 def _wall(t_ns: int, zone: str) -> int:
-    """One UTC instant as ``zone``'s wall-clock time (ns), as :func:`wall_clock_ns`."""
+    """One UTC instant as ``zone``'s wall-clock time (ns), as :func:`wall_clock_ns` (cached:
+    asked once per verdict and point, of few distinct verdicts)."""
     return int(wall_clock_ns(np.array([t_ns], dtype=np.int64), zone)[0])
 
 
