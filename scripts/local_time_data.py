@@ -10,8 +10,9 @@ Writes, under the folder given (default ``exports``), beside ``examples/local_ti
   better in the evening.
 
 From 2025-12-01 to the last whole hour (the 5-minute file: to the last whole 5 minutes, so a
-``cxmon run --once`` right after finds its newest bucket and alerts no "has no data"), so 2026's changes of summer time (Europe: 29 March,
-25 October; US: 8 March, 1 November) are inside. There is no incident in the data: every
+``cxmon run --once`` right after finds its newest bucket and alerts no "has no data"), so
+2026's changes of summer time (Europe: 29 March, 25 October; US: 8 March, 1 November) are
+inside. There is no incident in the data: every
 anomaly ``cxmon backtest`` reports is a false alarm (``--incident`` triples the Berlin desk's
 last three hours, for ``cxmon run --once``). Usage::
 
