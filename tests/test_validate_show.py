@@ -190,3 +190,12 @@ def test_a_store_password_with_a_raw_at_sign_is_masked_whole(tmp_path: Path) -> 
     assert res.exit_code == 0, res.output
     assert yaml.safe_load(res.stdout)["url"] == "postgresql+psycopg://cx:***@db.internal/cx"
     assert "4711" not in res.output
+
+
+def test_show_takes_a_path_as_problems_write_it(tmp_path: Path) -> None:
+    """``metrics[1].params`` copied from a problem's path selects like ``metrics.1.params``
+    (it was "the config has no 'metrics[1]'")."""
+    config = str(_config(tmp_path))
+    res = runner.invoke(app, ["validate", "--show", "metrics[1].params", "-c", config], env=ENV)
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load(res.stdout) == {"query_params": {"access_token": "***"}}
