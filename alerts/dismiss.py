@@ -25,7 +25,7 @@ from alerts.notifiers.console import dismissal
 from monitor.model import Notification
 from monitor.store import Store, StoreTx, alert_groups_t, anomalies_t, feedback_t, incidents_t
 
-__all__ = ["DISMISSING", "dismiss_false_alarms"]
+__all__ = ["DISMISSING", "dismiss_false_alarms", "still_open"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,21 @@ def dismiss_false_alarms(store: Store, anomaly_ids: list[str], *, by: str,
     return dismissed
 
 
+def still_open(store: Store, anomaly_ids: list[str]) -> list[tuple[str, int, int]]:
+    """``(key, unmarked, anomalies)`` of each open incident of ``anomaly_ids`` that a verdict
+    did not dismiss: ``cxmon feedback`` marks one anomaly, the incident needs all of them, and
+    without this the page kept escalating with nothing said why."""
+    out = []
+    with store.transaction() as tx:
+        for key, incident_id in _open_incidents(tx, anomaly_ids):
+            if _verdict(tx, incident_id) is not None:
+                continue
+            latest = _latest_verdicts(tx, incident_id)
+            ids = _anomaly_ids(tx, incident_id)
+            out.append((key, sum(latest.get(i) not in DISMISSING for i in ids), len(ids)))
+    return out
+
+
 def _open_incidents(tx: StoreTx, anomaly_ids: list[str]) -> list[tuple[str, int]]:
     out: dict[str, int] = {}
     for i in range(0, len(anomaly_ids), 500):
@@ -72,10 +87,23 @@ def _open_incidents(tx: StoreTx, anomaly_ids: list[str]) -> list[tuple[str, int]
 def _verdict(tx: StoreTx, incident_id: int) -> str | None:
     """``not_anomaly`` or ``expected`` when every anomaly of the incident's latest verdict is
     one of them (the one most given), else None."""
-    ids = [r[0] for r in tx.conn.execute(
-        sa.select(anomalies_t.c.id).where(anomalies_t.c.incident_id == incident_id))]
+    ids = _anomaly_ids(tx, incident_id)
     if not ids:
         return None
+    latest = _latest_verdicts(tx, incident_id)
+    labels = [latest.get(i) for i in ids]
+    if not all(label in DISMISSING for label in labels):
+        return None
+    return max(DISMISSING, key=labels.count)
+
+
+def _anomaly_ids(tx: StoreTx, incident_id: int) -> list[str]:
+    return [str(r[0]) for r in tx.conn.execute(
+        sa.select(anomalies_t.c.id).where(anomalies_t.c.incident_id == incident_id))]
+
+
+def _latest_verdicts(tx: StoreTx, incident_id: int) -> dict[str, str]:
+    """Each marked anomaly of the incident: its latest verdict."""
     latest: dict[str, str] = {}
     q = (sa.select(feedback_t.c.anomaly_id, feedback_t.c.label)
          .join(anomalies_t, feedback_t.c.anomaly_id == anomalies_t.c.id)
@@ -83,10 +111,7 @@ def _verdict(tx: StoreTx, incident_id: int) -> str | None:
          .order_by(feedback_t.c.id))
     for anomaly_id, label in tx.conn.execute(q):
         latest[str(anomaly_id)] = str(label)
-    labels = [latest.get(i) for i in ids]
-    if not all(label in DISMISSING for label in labels):
-        return None
-    return max(DISMISSING, key=labels.count)
+    return latest
 
 
 def _close_groups(tx: StoreTx, key: str, dismissed: dict[str, Any], now: datetime) -> int:

@@ -52,6 +52,22 @@ class _Group(typer.core.TyperGroup):
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        """``cxmon validate --log-level debug``: the global log options go before the
+        command, which "No such option" alone did not say."""
+        try:
+            return super().invoke(ctx)
+        except typer.TyperException as exc:
+            name = getattr(exc, "option_name", None)
+            where = getattr(getattr(exc, "ctx", None), "command_path", "").partition(" ")[2]
+            if name in ("--log-level", "--log-format") and where:
+                value = "<level>" if name == "--log-level" else "<format>"
+                said = getattr(exc, "message", "")
+                exc.message = (  # type: ignore[attr-defined]
+                    f"{said}: {where} has none of its own; put it before the command: "
+                    f"cxmon {name} {value} {where} ...")
+            raise
+
     def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
         """An unknown command that a subgroup has (``cxmon status``) names where it lives."""
         from monitor.cli_hints import nested_hint

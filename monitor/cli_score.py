@@ -513,12 +513,14 @@ cancels earlier such verdicts."""
                                                        user=user, note=note)
             marked = store.anomalies(ids=[anomaly_id])
             dismissed: list[str] = []
+            undecided: list[tuple[str, int, int]] = []
             if label != "confirmed":  # the last anomaly of an open incident: close its page
-                from alerts.dismiss import dismiss_false_alarms
+                from alerts.dismiss import dismiss_false_alarms, still_open
                 from monitor.clock import SystemClock
 
                 dismissed = dismiss_false_alarms(store, [anomaly_id], by=user or "cli",
                                                  now=SystemClock().now())
+                undecided = still_open(store, [anomaly_id])  # more anomalies to mark
         except KeyError as exc:
             message = exc.args[0] if exc.args else str(exc)
             if len(anomaly_id) < 8:
@@ -544,3 +546,7 @@ cancels earlier such verdicts."""
         for key in dismissed:
             typer.echo(f"incident {key} dismissed: every anomaly of it is marked; whoever "
                        "was told of it (PagerDuty, Slack, webhooks) gets its resolution")
+        for key, unmarked, total in undecided:
+            typer.echo(f"incident {key} stays open (its pages too): {unmarked} of its {total} "
+                       "anomalies are not marked not_anomaly or expected; marking every one "
+                       "dismisses it (the Slack buttons mark them all)")

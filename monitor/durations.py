@@ -60,13 +60,21 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """Inverse of :func:`parse_duration` (``timedelta(minutes=90)`` -> ``1h30m``)."""
+    """Inverse of :func:`parse_duration` (``timedelta(minutes=90)`` -> ``1h30m``). Weeks
+    only for a whole number of them: a retention of 90 days reads ``90d``, not ``12w6d``.
+
+    >>> [format_duration(timedelta(days=d)) for d in (90, 14, 8.5)]
+    ['90d', '2w', '8d12h']
+    """
     ms = round(value.total_seconds() * 1000)
     if ms == 0:
         return "0s"
     out = []
+    day_ms = int(_UNITS["d"].total_seconds() * 1000)
     for unit in _ORDER:
         size = int(_UNITS[unit].total_seconds() * 1000)
+        if unit == "w" and (ms // day_ms) % 7:
+            continue  # days not a whole number of weeks: all of them as days
         if ms >= size:
             out.append(f"{ms // size}{unit}")
             ms %= size

@@ -34,6 +34,7 @@ def is_secret_name(name: str) -> bool:
 
 
 _USERINFO = re.compile(r"(//[^:/@]+):[^@/]*@")
+_MANY_AT = re.compile(r"^([\w+.-]+://[^:/@\s]*):[^/?\s]*@(?=[^/?\s]*@)[^/?\s]*@")
 
 
 def redact_url(url: object) -> str:
@@ -41,11 +42,16 @@ def redact_url(url: object) -> str:
 
     >>> redact_url("postgresql+psycopg://app:s3cret@db/cx?sslmode=require&password=x")
     'postgresql+psycopg://app:***@db/cx?password=***&sslmode=require'
+    >>> redact_url("postgresql+psycopg://app:pa@ss#1@db/cx")
+    'postgresql+psycopg://app:***@db/cx'
     >>> redact_url("not a url at all")
     '<unparsable URL>'
     """
     from sqlalchemy.engine import make_url
 
+    # a password with a raw ``@`` (``pa@ss``, not ``pa%40ss``): parsers split at its first
+    # ``@`` and left the rest of it in the host; mask up to the last ``@`` of the authority
+    url = _MANY_AT.sub(r"\1:***@", str(url), count=1)
     try:
         parsed = make_url(str(url))
     except Exception:
@@ -60,7 +66,7 @@ def redact_url(url: object) -> str:
 
 
 _TEXT_PARAM = re.compile(r"([?&;]([\w.-]+)=)([^&\s\"'#]+)")
-_TEXT_USERINFO = re.compile(r"(\w+://[^:/@\s]+):[^@/\s]+@")
+_TEXT_USERINFO = re.compile(r"(\w+://[^:/@\s]+):[^/?\s]*@")  # to the authority's last @
 _SLACK_HOOK = re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[\w/]+")
 
 
@@ -71,6 +77,8 @@ def redact_text(text: str) -> str:
     'POST http://h/cx?token=***&x=1&keyword=refund "400"'
     >>> redact_text("https://bob:pw@db/x and https://hooks.slack.com/services/T0/B1/xyz")
     'https://bob:***@db/x and https://hooks.slack.com/services/***'
+    >>> redact_text("connect to postgresql://app:pa@ss@db/cx failed")
+    'connect to postgresql://app:***@db/cx failed'
     """
     text = _TEXT_PARAM.sub(
         lambda m: m.group(1) + "***" if is_secret_name(m.group(2)) else m.group(0), text)

@@ -9,12 +9,14 @@ Writes, under the folder given (default ``exports``), beside ``examples/local_ti
 * ``checkout.csv``: 5-minute checkout sessions and orders of the Berlin shop, converting
   better in the evening.
 
-From 2025-12-01 to the last whole hour, so 2026's changes of summer time (Europe: 29 March,
-25 October; US: 8 March, 1 November) are inside. There is no incident in the data: every
+From 2025-12-01 to the last whole hour (the 5-minute file: to the last whole 5 minutes, so a
+``cxmon run --once`` right after finds its newest bucket and alerts no "has no data"), so
+2026's changes of summer time (Europe: 29 March, 25 October; US: 8 March, 1 November) are
+inside. There is no incident in the data: every
 anomaly ``cxmon backtest`` reports is a false alarm (``--incident`` triples the Berlin desk's
 last three hours, for ``cxmon run --once``). Usage::
 
-    python scripts/local_time_data.py exports [--incident]
+    python scripts/local_time_data.py examples/exports [--incident]
     cxmon backtest -c examples/local_time.yaml --start 2026-03-22 --end 2026-04-12
 """
 
@@ -48,10 +50,11 @@ def _profile(local: pd.DatetimeIndex, off: set[date]) -> np.ndarray:
 
 
 def write(out: Path, end: pd.Timestamp, incident: bool = False, seed: int = 57) -> None:
-    """The three CSV files under ``out``, up to ``end`` (UTC, exclusive)."""
+    """The three CSV files under ``out``, up to ``end`` (UTC, exclusive; the hourly files to
+    its whole hour, the 5-minute file to its whole 5 minutes)."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
-    hours = pd.date_range(START, end, freq="1h", tz="UTC", inclusive="left")
+    hours = pd.date_range(START, end.floor("h"), freq="1h", tz="UTC", inclusive="left")
     for region, zone, scale, off in (("de", "Europe/Berlin", 120, DE_OFF),
                                      ("us", "America/New_York", 80, US_OFF)):
         lam = scale * _profile(hours.tz_convert(zone), off)
@@ -60,7 +63,7 @@ def write(out: Path, end: pd.Timestamp, incident: bool = False, seed: int = 57) 
         pd.DataFrame({"hour": hours.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
                       "tickets": rng.poisson(lam)}).to_csv(out / f"tickets_{region}.csv",
                                                            index=False)
-    fives = pd.date_range("2026-02-15", end, freq="5min", tz="UTC", inclusive="left")
+    fives = pd.date_range("2026-02-15", end.floor("5min"), freq="5min", tz="UTC", inclusive="left")
     local = fives.tz_convert("Europe/Berlin")
     started = rng.poisson(40 * _profile(local, DE_OFF))
     rate = 0.30 + 0.08 * np.cos((np.asarray(local.hour) - 20) / 24 * 2 * np.pi)
@@ -72,4 +75,4 @@ def write(out: Path, end: pd.Timestamp, incident: bool = False, seed: int = 57) 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     write(Path(args[0] if args else "exports"),
-          pd.Timestamp.now("UTC").floor("h").tz_localize(None), "--incident" in sys.argv)
+          pd.Timestamp.now("UTC").tz_localize(None), "--incident" in sys.argv)

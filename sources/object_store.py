@@ -97,8 +97,18 @@ class RemoteFiles:
     def fs(self) -> Any:
         if self._fs is None:
             with self._errors(f"{self.protocol}://"):
-                self._fs = fsspec.filesystem(self.protocol, skip_instance_cache=True,
-                                             **self._options)
+                try:
+                    self._fs = fsspec.filesystem(self.protocol, skip_instance_cache=True,
+                                                 **self._options)
+                except (KeyError, ValueError) as exc:
+                    # the options contradict each other (s3fs: both ``secret`` and its alias
+                    # ``password``, which a connection and a source can each bring): no retry
+                    # fixes that, and validate must say so instead of a traceback
+                    why = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+                    raise FatalSourceError(scrub_secrets(
+                        f"source {self.source}: storage_options refused by "
+                        f"{self.protocol}://: {str(why).splitlines()[0]}",
+                        self._secrets)) from None
         return self._fs
 
     def glob(self, pattern: str) -> list[str]:

@@ -957,3 +957,20 @@ def test_tick_log_says_a_first_ticks_history_anomalies_were_not_alerted(
     assert said[0].endswith("anomalies=2 (1 in the learned history: stored, not alerted; "
                             "cxmon anomalies lists them)")
     assert said[1].endswith("anomalies=1")  # a later tick alerts on all it finds
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["validate", "--log-level", "debug"],
+     "No such option: --log-level: validate has none of its own; put it before the command: "
+     "cxmon --log-level <level> validate ..."),
+    (["alerts", "status", "--log-format=json"],
+     "No such option: --log-format: alerts status has none of its own; put it before the "
+     "command: cxmon --log-format <format> alerts status ..."),
+])
+def test_a_global_log_option_after_a_command_without_its_own_says_where_it_goes(
+        tmp_path: Path, argv: list[str], said: str) -> None:
+    config = tmp_path / "cxmon.yaml"
+    config.write_text("sources: {shop: {type: demo}}\nmetrics: []\n")
+    res = runner.invoke(app, [*argv, "-c", str(config)], env={"COLUMNS": "300"})
+    assert res.exit_code == 2
+    assert said in " ".join(res.output.split())

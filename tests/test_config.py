@@ -958,3 +958,12 @@ def test_common_slips_get_messages_in_the_configs_own_words(fake_plugins: None) 
                                             "(10% is 0.1)")
     ((_, tab),) = problems_of("sources:\n\tsrc: {type: fake_src}\n")
     assert "line 2, column 1" in tab and "(YAML indents with spaces only: replace the tab)" in tab
+
+
+def test_an_http_sources_url_is_pointed_at_base_url() -> None:
+    """``url:`` on a prometheus or http_json source (whose key is ``base_url``) names it; a
+    plain edit distance found nothing that far from ``url``."""
+    text = ("sources:\n  prom: {type: prometheus, url: 'http://prometheus:9090'}\n"
+            "metrics:\n  - {name: m, source: prom, query: up, timestamp: ts, value: v}\n")
+    assert ("sources.prom.url", "unknown key 'url' (did you mean 'base_url'?)") \
+        in problems_of(text)

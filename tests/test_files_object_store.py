@@ -319,3 +319,30 @@ connections:
     assert checked.exit_code == 0, checked.output
     # the endpoint came from the connection: without it s3fs would have asked AWS itself
     assert "✓ contacts (support_exports" in checked.output and SECRET not in checked.output
+
+
+def test_validate_warns_when_the_store_refuses_the_merged_storage_options(
+        tmp_path: Path) -> None:
+    """A connection's ``secret`` and a source's own ``password`` (s3fs's alias of it) make
+    s3fs raise a ``KeyError`` while it is built: ``validate`` warns at the source with
+    s3fs's reason instead of printing a traceback, and shows no secret."""
+    config = tmp_path / "cxmon.yaml"
+    config.write_text(f"""\
+connections:
+  bucket: {{storage_options: {{endpoint_url: "http://127.0.0.1:9", key: testing,
+                               secret: "{SECRET}"}}}}
+sources:
+  both:
+    type: files
+    path: s3://bucket/exports/*.csv
+    connection: bucket
+    storage_options: {{password: "{SECRET}x"}}
+metrics:
+  - {{name: a, source: both, interval: 1h, timestamp: hour, value: contacts}}
+""")
+    result = CliRunner().invoke(app, ["validate", "-c", str(config)], env={"COLUMNS": "300"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 0, result.output
+    assert ("warning sources.both.path: storage_options refused by s3://: Supply secret or "
+            "password, not both") in result.output
+    assert SECRET not in result.output

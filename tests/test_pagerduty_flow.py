@@ -349,3 +349,37 @@ def test_a_confirmed_or_partial_verdict_leaves_the_page_open(make_flow: Any) -> 
     assert dismiss_false_alarms(flow.store, ids, by="bo", now=flow.clock.now()) == []
     flow.store.add_feedback(ids[0], "expected", source="cli")
     assert dismiss_false_alarms(flow.store, ids, by="bo", now=flow.clock.now()) == [key]
+
+
+def test_cxmon_feedback_says_the_incident_stays_open_until_every_anomaly_is_marked(
+        make_flow: Any, tmp_path: Path) -> None:
+    """``cxmon feedback`` marks one anomaly; an incident of several is dismissed only when
+    all are marked. Until then it says so, with how many are left, instead of nothing while
+    the page keeps escalating; the last one dismisses it."""
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    flow = make_flow()
+    flow.run_until(SPIKE + timedelta(hours=1, minutes=30))
+    key = flow.events()[0]["dedup_key"]
+    ids = flow.store.incident_anomaly_ids(key)
+    assert len(ids) > 2
+    env = {"STORE_URL": f"sqlite:///{tmp_path / 'cxmon.db'}",
+           "WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
+           "PD_ROUTING_KEY": ROUTING_KEY, "PD_URL": flow.pd.url, "HOOK_SECRET": HOOK_SECRET,
+           "COLUMNS": "300"}
+
+    def feedback(anomaly_id: str) -> str:
+        res = CliRunner().invoke(app, ["feedback", "-c", str(tmp_path / "cxmon.yaml"),
+                                       anomaly_id, "not_anomaly"], env=env)
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    first = feedback(ids[0])
+    assert (f"incident {key} stays open (its pages too): {len(ids) - 1} of its {len(ids)} "
+            "anomalies are not marked not_anomaly or expected") in first
+    for i in ids[1:-1]:
+        flow.store.add_feedback(i, "not_anomaly", source="cli")
+    last = feedback(ids[-1])
+    assert f"incident {key} dismissed" in last and "stays open" not in last

@@ -101,7 +101,7 @@ def test_probe_warns_when_the_newest_data_is_older_than_no_data_after(tmp_path: 
     assert p.ok and p.newest == datetime(2026, 11, 15, 10, tzinfo=UTC)
     assert p.stale == timedelta(days=13)  # until 11-28 11:00, data ended 11-15 11:00
     assert p.verdict().endswith(
-        "newest bucket 2026-11-15 10:00 UTC (warning: the data ends 1w6d before now - "
+        "newest bucket 2026-11-15 10:00 UTC (warning: the data ends 13d before now - "
         "delay; no_data_after is 3h, so `run` would alert \"no data\" at once)")
     # a day's lag (a daily drop of hourly rows) is a pattern, not an outage: say the fix
     [daily] = probe_all(cfg, datetime(2026, 11, 16, 2, tzinfo=UTC), intervals=30)

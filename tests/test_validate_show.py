@@ -176,3 +176,26 @@ def test_a_secret_pasted_where_no_secret_belongs_is_masked_too(tmp_path: Path) -
                       "source: ga, timestamp: timestamp, value: activeUsers, query: x,\n"
                       "     params: {metrics: [activeUsers]}}\n")
     assert "credentials_file: /etc/cx/ga-key.json" in effective_yaml(ga, "sources.ga")
+
+
+def test_a_store_password_with_a_raw_at_sign_is_masked_whole(tmp_path: Path) -> None:
+    """``${DB_PW}`` holding ``pa@ss#1`` (not URL-encoded): the URL parser splits at its first
+    ``@``, which left ``ss#1`` in the host shown; everything up to the last ``@`` is masked."""
+    path = tmp_path / "c.yaml"
+    path.write_text('store: "postgresql+psycopg://cx:${DB_PW}@db.internal/cx"\n'
+                    "sources: {shop: {type: demo}}\nmetrics:\n  - {name: m, source: shop, "
+                    "query: checkout, timestamp: ts, value: started}\n")
+    res = runner.invoke(app, ["validate", "-c", str(path), "--show", "store"],
+                        env={"DB_PW": "Pw@4711#x"})
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load(res.stdout)["url"] == "postgresql+psycopg://cx:***@db.internal/cx"
+    assert "4711" not in res.output
+
+
+def test_show_takes_a_path_as_problems_write_it(tmp_path: Path) -> None:
+    """``metrics[1].params`` copied from a problem's path selects like ``metrics.1.params``
+    (it was "the config has no 'metrics[1]'")."""
+    config = str(_config(tmp_path))
+    res = runner.invoke(app, ["validate", "--show", "metrics[1].params", "-c", config], env=ENV)
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load(res.stdout) == {"query_params": {"access_token": "***"}}

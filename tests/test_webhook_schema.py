@@ -127,6 +127,9 @@ def test_the_documented_verification_snippet_accepts_cxmon_and_refuses_the_rest(
     headers = {k.title(): v for k, v in headers.items()}  # as most frameworks spell them
     assert authentic(HOOK_SECRET.encode(), headers, raw)
     assert not authentic(b"another secret", headers, raw)
+    assert not authentic(HOOK_SECRET.encode(), {}, raw)  # no headers: refused, not a KeyError
+    unsigned = {k: v for k, v in headers.items() if k != "X-Cxmon-Signature"}
+    assert not authentic(HOOK_SECRET.encode(), unsigned, raw)
     assert not authentic(HOOK_SECRET.encode(), headers, raw.replace(b'"severity"', b'"Severity"'))
     sent_at = int(headers["X-Cxmon-Timestamp"])
     scope["time"] = SimpleNamespace(time=lambda: sent_at + 3600)  # the snippet's clock

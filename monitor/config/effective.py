@@ -12,6 +12,7 @@ from the text, so a secret in an unexpected key is masked too.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from enum import Enum
@@ -86,9 +87,14 @@ _Dumper = _dumper()
 
 
 def select(data: Any, path: str) -> Any:
-    """The part of ``data`` at a dotted path; a list item by its ``name`` or index."""
+    """The part of ``data`` at a dotted path; a list item by its ``name`` or index, also
+    written as a problem's path writes it (``metrics[0].detectors[1]``, copied from one).
+
+    >>> select({"metrics": [{"name": "m", "detectors": ["a", "b"]}]}, "metrics[0].detectors[1]")
+    'b'
+    """
     node, walked = data, []
-    for key in path.split("."):
+    for key in re.sub(r"\[(\d+)\]", r".\1", path).split("."):
         if isinstance(node, list):
             names = [str(i.get("name")) for i in node if isinstance(i, dict) and "name" in i]
             found = [i for i in node if isinstance(i, dict) and str(i.get("name")) == key]

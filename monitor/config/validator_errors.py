@@ -67,7 +67,19 @@ def _validate_with_checks(
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """The closest spelling, else the one choice that has ``word`` as a part: ``url`` of an
+    HTTP source is its ``base_url``.
+
+    >>> _did_you_mean("url", ["base_url", "token", "timeout"])
+    " (did you mean 'base_url'?)"
+    >>> _did_you_mean("id", ["user_id", "group_id"]) + _did_you_mean("colour", ["labels"])
+    ''
+    """
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close:
+        parts = [c for c in choices if c != word and word.lower() in c.lower().split("_")]
+        close = parts if len(parts) == 1 else []
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
