@@ -13,6 +13,8 @@ What it does (docs/operations.md, "Chaos test"):
   ``waits`` every 2 minutes, ``abandons`` every minute with a heavier detection: river
   Half-Space Trees on top of the robust one), so kills also hit one metric's commit while
   another detects or the delivery thread flushes (``--metrics 1``: ``contacts`` only);
+* calls a random open incident a false alarm now and then (``--dismiss-every``), from this
+  process as the feedback server or ``cxmon feedback`` would, racing ticks and flushes;
 * serves a webhook receiver that records every POST (idempotency key and body) and answers
   500 (``--fail-rate``) or hangs past the notifier's timeout (``--hang-rate``) at random;
 * starts ``cxmon run`` on that config and ``kill -9``s it at random moments ``--kills``
