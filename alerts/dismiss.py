@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from alerts.grouping import lock_groups
 from alerts.notifiers.console import dismissal
 from monitor.model import Notification
 from monitor.store import Store, StoreTx, alert_groups_t, anomalies_t, feedback_t, incidents_t
@@ -46,7 +47,10 @@ def dismiss_false_alarms(store: Store, anomaly_ids: list[str], *, by: str,
     nothing again)."""
     dismissed: list[str] = []
     with store.transaction() as tx:
-        for key, incident_id in _open_incidents(tx, anomaly_ids):
+        incidents = _open_incidents(tx, anomaly_ids)
+        # what a concurrent tick commit or flush changes in between must not be overwritten
+        lock_groups(tx, (key for key, _id in incidents))
+        for key, incident_id in incidents:
             label = _verdict(tx, incident_id)
             if label is None:
                 continue

@@ -28,6 +28,14 @@ suppressed notification is stored in the outbox with status ``suppressed`` and t
 
 Everything uses the caller's ``now`` (the injected clock) and the ``alert_groups`` table, written
 in the caller's transaction: a restart neither loses a waiting notification nor sends early.
+
+Three writers read-modify-write a group's row: a tick's commit (:meth:`AlertGroups.apply`),
+the delivery thread's flush (:meth:`AlertGroups.flush`) and a dismissal
+(:mod:`alerts.dismiss`, from the feedback server or the CLI, another process). On PostgreSQL
+(READ COMMITTED) each locks the rows it reads (:func:`lock_groups`; the flush skips the ones
+locked), so none writes back what it read over another's change: a dismissal overwrote the
+page a concurrent flush had just sent (the page was never resolved), a commit that read before
+a dismissal paged the dismissed incident again. SQLite serializes write transactions.
 """
 
 from __future__ import annotations
@@ -56,10 +64,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlertGroups", "FlushResult", "WaitingGroup", "merge_payloads", "next_tick",
-           "waiting_groups"]
+__all__ = ["AlertGroups", "FlushResult", "WaitingGroup", "lock_groups", "merge_payloads",
+           "next_tick", "waiting_groups"]
 
 G = alert_groups_t
+
+
+def lock_groups(tx: StoreTx, keys: Iterable[str]) -> None:
+    """Row-lock the alert groups of the incidents ``keys`` until the transaction ends, in one
+    order (incident key, receiver) so two writers locking several never deadlock; what the
+    caller reads of them afterwards nobody else changes before it writes. PostgreSQL only:
+    SQLite's write transactions (``BEGIN IMMEDIATE``) are serialized already."""
+    if tx.conn.dialect.name != "postgresql":
+        return
+    ordered = sorted(set(keys))
+    for chunk in (ordered[i:i + 500] for i in range(0, len(ordered), 500)):
+        tx.conn.execute(sa.select(G.c.incident_key).where(G.c.incident_key.in_(chunk))
+                        .order_by(G.c.incident_key, G.c.receiver).with_for_update()).all()
 
 
 def _lifted(ack: Any, why: str) -> dict[str, Any]:
@@ -124,6 +145,7 @@ class AlertGroups:
         """Record what ``changes`` have to say (``payloads``: by ``id(change)``)."""
         for change in changes:
             self.dispatcher.observe(change)
+        lock_groups(tx, (c.incident.key for c in changes if payloads.get(id(c)) is not None))
         for change in changes:
             payload = payloads.get(id(change))
             if payload is None:
