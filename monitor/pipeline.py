@@ -771,11 +771,18 @@ class Pipeline:
         built = build_measure_frame(raw, measure_spec(metric), since, until)
         result.rows_in += built.rows_in
         result.rejected = dict(Counter(result.rejected) + built.rejected + dropped)
-        if built.rejected:
+        bad = {k: n for k, n in built.rejected.items() if k != "zero_denominator"}
+        if bad:
             # per poll (a first tick's history is polled in chunks): the range says which
             log.warning("%s: rejected %d of the %d rows polled for %s to %s %s", metric.name,
-                        built.rejected_total, built.rows_in, since.isoformat(),
-                        until.isoformat(), dict(built.rejected))  # the source logs its own
+                        sum(bad.values()), built.rows_in, since.isoformat(),
+                        until.isoformat(), bad)  # the source logs its own
+        if empty := built.rejected.get("zero_denominator"):
+            # no sessions in a night hour is no traffic, not a bad row: counted (the
+            # rejected-rows metric, cxmon status) but no warning each poll
+            log.info("%s: %d series-buckets with a zero denominator polled for %s to %s "
+                     "(no rate there: not scored)", metric.name, empty, since.isoformat(),
+                     until.isoformat())
         return built
 
     @staticmethod

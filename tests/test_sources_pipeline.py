@@ -486,3 +486,30 @@ def test_source_metrics_count_the_retries_of_an_sdk_source() -> None:
     get = registry.get_sample_value
     assert get("cxmon_source_http_retries_total", {"source": "sf"}) == 2
     assert get("cxmon_source_http_requests_total", {"source": "sf"}) == 3
+
+
+def test_zero_denominator_buckets_are_counted_without_a_warning(tmp_path, caplog) -> None:
+    """A night hour with no sessions has no rate: counted with the tick's rejected counts,
+    but not a WARNING each poll as a bad row would be (it is normal traffic)."""
+    text = CONFIG.replace("value: count", "value: {{ratio: [count, visits]}}")
+    cfg = parse_config(text.format(db=tmp_path / "s.db", extra=""), env={})
+
+    class QuietNights(Shop):
+        def fetch(self, request: PollRequest) -> pd.DataFrame:
+            df = super().fetch(request)
+            df["visits"] = np.where(df["channel"] == "app", 0, 200)  # the app had nobody
+            return df
+
+    store = Store.open(cfg.store.url)
+    clock = FakeClock(T0 + STEP)
+    p = Pipeline(cfg, store, clock=clock, sources={"shop": QuietNights()},
+                 notifiers={"console": object()})  # type: ignore[dict-item]
+    with caplog.at_level(logging.INFO, logger="monitor.pipeline"):
+        result = run(p, clock, T0 + 2 * STEP)[-1]
+    assert result.error is None and result.rejected == {"zero_denominator": 1}
+    said = [r for r in caplog.records if "zero denominator" in r.getMessage()]
+    assert said and all(r.levelno == logging.INFO for r in said)
+    assert not [r for r in caplog.records
+                if r.levelno >= logging.WARNING and "rejected" in r.getMessage()]
+    p.close()
+    store.close()
