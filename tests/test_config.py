@@ -579,7 +579,7 @@ def test_plugin_config_errors_have_paths() -> None:
     problems = problems_of(text.replace('url: "sqlite://"', "url: nourl, extra: 1"))
     assert problems == [
         ("sources.src.url", "not a URL: 'nourl'"),
-        ("sources.src.extra", "unknown key 'extra'"),
+        ("sources.src.extra", "unknown key 'extra' (keys here: type, url)"),
         ("detectors.d.sensitivity", "Input should be less than or equal to 1"),
         ("detectors.d.sensitivty", "unknown key 'sensitivty' (did you mean 'sensitivity'?)"),
     ]

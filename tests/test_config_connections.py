@@ -82,7 +82,8 @@ def test_connection_problems_have_their_path() -> None:
     problems = {p.path: p.message for p in info.value.problems}
     assert problems["sources.local.connection"].startswith(
         "connection applies to a URL path (s3://bucket/...) only")
-    assert problems["connections.lake.endpoint"] == "unknown key 'endpoint'"
+    assert problems["connections.lake.endpoint"] == ("unknown key 'endpoint' "
+                                                     "(keys here: storage_options)")
     assert problems["sources.other.connection"].startswith("connection 'nowhere' is not "
                                                            "defined")
     assert SECRET not in str(info.value.problems)

@@ -153,7 +153,8 @@ alerting:
         ("alerting.receivers[2].delivery.backoff", "must be greater than 0s"),
         ("alerting.receivers[3].delivery.max_backoff",
          "max_backoff 1m is shorter than backoff 2m"),
-        ("alerting.receivers[4].delivery.give_up_after", "unknown key 'give_up_after'"),
+        ("alerting.receivers[4].delivery.give_up_after",
+         "unknown key 'give_up_after' (keys here: max_attempts, backoff, max_backoff)"),
     ]
 
 

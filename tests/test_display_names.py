@@ -113,7 +113,7 @@ def test_bad_shapes_are_listed_by_path() -> None:
         parse_config(text, env={})
     assert [(p.path, p.message) for p in exc.value.problems] == [
         ("metrics[0].title", "must not be blank"),
-        ("display.colours", "unknown key 'colours'"),
+        ("display.colours", "unknown key 'colours' (keys here: labels, values, timezone)"),
         ("display.labels.Bad-Name", "must be an identifier: letters, digits and _, not "
                                     "starting with a digit (e.g. sales_channel); a column "
                                     "named otherwise is renamed in the export or the query "

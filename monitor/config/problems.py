@@ -137,7 +137,11 @@ def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
     kind, msg = err["type"], str(err["msg"])
     if kind == "extra_forbidden" and loc:
         key = str(loc[-1])
-        return f"unknown key {key!r}{_did_you_mean(key, _known_keys(loc[:-1], data))}"
+        known = _known_keys(loc[:-1], data)
+        hint = _did_you_mean(key, known)
+        if not hint and 0 < len(known) <= 6:  # a short list says what goes here
+            hint = f" (keys here: {', '.join(known)})"
+        return f"unknown key {key!r}{hint}"
     if kind == "missing" and msg == "Field required" and loc:
         return f"missing required key {loc[-1]!r}"
     raw = _raw_at(data, loc)
