@@ -35,7 +35,8 @@ Model, per series (every step vectorized over the series of a tick)::
   A slot seen only once is used only within ``k`` sigma of its neighbouring slots' range,
   and its second visit replaces it if that visit agrees with the neighbours: a one-off spike
   in the history is not learned as a weekly pattern (a real one-hour weekly pattern is
-  learned one week later).
+  learned one week later). A slot's first visit is learned without the Huber clip, as in
+  warm-up, also when it comes after warm-up (a Sunday whose first one was a skipped holiday).
 * The **offset** is fast (``level_halflife``): it follows drift and slow trends on top of the
   baseline, from the full prediction error. Keeping it apart from ``L`` means the
   seasonal layers always learn against a level that a weekend or an incident did not drag.
@@ -746,7 +747,11 @@ class RobustSeasonal(Detector):
             w_old = np.where(pr.isolated, pr.week_used, w_old)
             n_w = self._nWf[pr.id_w].astype(np.float64)
             rate = fr * np.maximum(self._a_week, 1.0 / (n_w + 1.0))
-            self._Wf[pr.id_w] = w_old + rate * np.clip(y - level - d_c - w_old, -clip, clip)
+            # A slot's first visit is learned unclipped, as in warm-up, also when it comes
+            # later (a skipped holiday): clipped, a first Sunday after warm-up would leave
+            # Sunday's pattern under-learned for weeks.
+            clip_w = np.where(n_w < self._per_visit, np.inf, clip)
+            self._Wf[pr.id_w] = w_old + rate * np.clip(y - level - d_c - w_old, -clip_w, clip_w)
             self._nWf[pr.id_w] = np.minimum(n_w + 1.0, _COUNT_MAX)
         self._nDf[pr.id_d] = np.minimum(n_d + 1.0, _COUNT_MAX)
 
