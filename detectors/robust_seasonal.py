@@ -32,6 +32,11 @@ Model, per series (every step vectorized over the series of a tick)::
   ``w = max(0, 1 - weekly_shrink / t^2)``, where ``t`` is the correction over its standard
   error (positive-part James-Stein shrinkage): a weekend that differs is trusted after one
   week, a weekday that differs only by noise is not. The detector is useful after a week.
+  A slot seen only once is used only within ``k`` sigma of its neighbouring slots' range,
+  and its second visit replaces it if that visit agrees with the neighbours: a one-off spike
+  in the history is not learned as a weekly pattern (a real one-hour weekly pattern is
+  learned one week later). A slot's first visit is learned without the Huber clip, as in
+  warm-up, also when it comes after warm-up (a Sunday whose first one was a skipped holiday).
 * The **offset** is fast (``level_halflife``): it follows drift and slow trends on top of the
   baseline, from the full prediction error. Keeping it apart from ``L`` means the
   seasonal layers always learn against a level that a weekend or an incident did not drag.
@@ -324,6 +329,8 @@ class _Pred:
     back: np.ndarray  # the point fits the level before a recent shift better (a recovery)
     before: np.ndarray  # expected at that earlier level (= expected without a recent shift)
     sigma_before: np.ndarray  # its scale
+    week_used: np.ndarray  # W as used (a once-seen slot's clamped to its neighbours)
+    isolated: np.ndarray  # once-seen slot that its neighbours and this point both disown
 
     def take(self, index: np.ndarray) -> _Pred:
         """The prediction for a subset (``index`` into ``sel``)."""
@@ -534,7 +541,23 @@ class RobustSeasonal(Detector):
 
         # Weekly correction, shrunk towards the daily profile unless it stands out of its
         # noise (positive-part James-Stein on t^2 = visits * W^2 / sigma^2).
+        isolated = np.zeros(len(r), dtype=bool)
         if week is not None:
+            # A weekly slot seen once is trusted only as far as its neighbours in the week
+            # agree (within k sigma): one spike in the history is not a weekly pattern, while
+            # a weekend or a shifted morning spans neighbouring slots and passes.
+            pos = id_w % self.week_slots
+            first = id_w - pos
+            prev = self._Wf[first + (pos - 1) % self.week_slots].astype(np.float64)
+            nxt = self._Wf[first + (pos + 1) % self.week_slots].astype(np.float64)
+            n_w = self._nWf[id_w].astype(np.float64)
+            once = (n_w >= self._per_visit) & (n_w < 2.0 * self._per_visit)
+            band = c.k * sigma
+            kept = np.clip(week, np.minimum(prev, nxt) - band, np.maximum(prev, nxt) + band)
+            kept = np.where(once, kept, week)
+            target = y - base - offset
+            isolated = once & (np.abs(target - kept) < np.abs(target - week))
+            week = kept
             visits = np.minimum(self._nWf[id_w] / self._per_visit, self._week_visits_cap)
             t2 = visits * week * week
             noise = c.weekly_shrink * sigma * sigma
@@ -566,7 +589,8 @@ class RobustSeasonal(Detector):
                            np.maximum(sigma_b, np.sqrt(np.maximum(before, 1.0))), sigma_b)
         back = recent & (np.abs(y - before) / sigma_b < np.abs(y - expected) / sigma)
         return _Pred(all_rows, sel, r, id_d, id_w, y, flags, vol_ok, is_count, weekly, base,
-                     raw, expected, factor, sigma_n, sigma, ready, back, before, sigma_b)
+                     raw, expected, factor, sigma_n, sigma, ready, back, before, sigma_b,
+                     np.zeros(len(r)) if week is None else week, isolated)
 
     def _prediction(self, batch: TickBatch) -> _Pred:
         cached = self._cache
@@ -718,9 +742,16 @@ class RobustSeasonal(Detector):
             d_c = d_store - d_mean
         if self._use_w:
             w_old = self._Wf[pr.id_w].astype(np.float64)
+            # The second visit of a slot replaces a first one that it and the neighbouring
+            # slots disown (a spike in the history) before the usual update.
+            w_old = np.where(pr.isolated, pr.week_used, w_old)
             n_w = self._nWf[pr.id_w].astype(np.float64)
             rate = fr * np.maximum(self._a_week, 1.0 / (n_w + 1.0))
-            self._Wf[pr.id_w] = w_old + rate * np.clip(y - level - d_c - w_old, -clip, clip)
+            # A slot's first visit is learned unclipped, as in warm-up, also when it comes
+            # later (a skipped holiday): clipped, a first Sunday after warm-up would leave
+            # Sunday's pattern under-learned for weeks.
+            clip_w = np.where(n_w < self._per_visit, np.inf, clip)
+            self._Wf[pr.id_w] = w_old + rate * np.clip(y - level - d_c - w_old, -clip_w, clip_w)
             self._nWf[pr.id_w] = np.minimum(n_w + 1.0, _COUNT_MAX)
         self._nDf[pr.id_d] = np.minimum(n_d + 1.0, _COUNT_MAX)
 

@@ -21,8 +21,10 @@ an estimate, not the truth), and a scale learned from one lucky residual must no
 (``s`` is clipped against itself only after ``_SCALE_SETTLED`` samples, and scores wait for
 ``_SCALE_READY`` of them). Counts are never assumed less noisy than Poisson, rates in [0, 1]
 with a volume never less noisy than binomial, and the expected value stays in the series'
-domain. The median and MAD make one bad week harmless; points the post-rules flagged enter
-the ring clipped to ``expected +- k sigma``, so an incident does not become the baseline,
+domain. The median and MAD make one bad week harmless; points the post-rules flagged, and
+any point while its slot holds a single value (the median of two is their mean; history is
+learned unflagged), enter the ring clipped to ``expected +- k sigma``, so an incident or a
+spike in the history does not become the baseline,
 while a lasting shift still does after ``depth / 2`` weeks. No model is fitted: building a
 series' baseline from history is learning its points, which is one vectorized step per tick
 for all series (``cxmon bench detect`` reports it as fits per second).
@@ -305,7 +307,11 @@ class SeasonalBaseline(Detector):
             trusted = known & (ws_old >= self._ready_ws)
             clip = np.where(trusted, c.k * sigma, np.inf)
             err_c = np.clip(err, -clip, clip)
-            stored = np.where(fl & known, expected + err_c, y)
+            # Flagged points, and any point while the slot holds a single value (a median of
+            # two is their mean, so one unflagged spike in history would become the slot's
+            # baseline), enter the ring clipped to expected +- k sigma.
+            winsorize = known & (fl | (k < 2))
+            stored = np.where(winsorize, expected + err_c, y)
             # Drift offset from the clipped residual (flagged points move it slowly).
             learn = np.where(known, np.where(fl, c.anomaly_learning, 1.0), 0.0)
             off = self._off[rows] + learn * self._a_off * err_c

@@ -188,3 +188,19 @@ def test_prophet_first_fit_after_a_week_does_not_extrapolate_the_weekend() -> No
     assert fc.yhat.min() > -0.5 * y[168:].mean()  # was -1.8 x the mean
     shown = np.maximum(fc.yhat, 0.0)  # what the detector expects for a count
     assert np.abs(shown - y[168:]).mean() < 0.4 * y[168:].mean()  # was 1.25 x the mean
+
+
+def test_seasonal_baseline_spike_in_the_history_does_not_pollute_its_slot() -> None:
+    """18 days of history learned unflagged (a backtest's first tick) with one spike on the
+    second visit of its hour-of-week slot: the slot held one value, so the ring's median was
+    the mean of the value and the spike, and the week after alarmed. Scored: the next week."""
+    rng = np.random.default_rng(1)
+    det = create({"type": "seasonal_baseline"}, interval=HOUR)
+    history, spike, alarms = 18 * 24, 11 * 24 + 12, 0
+    for i in range(history + 24 * 7):
+        y = 40.0 + 60.0 * (9 <= i % 24 < 18) + rng.normal(0.0, 3.0) + 500.0 * (i == spike)
+        batch = TickBatch.of(["s"], [i * H], [y])
+        flag = i >= history and bool(det.score(batch).score[0] >= ALERT)
+        alarms += flag
+        det.learn(batch, np.array([flag]))
+    assert alarms == 0
