@@ -76,10 +76,6 @@ class MeasureFrame:
     rejected: Counter[str]
     rows_in: int
 
-    @property
-    def rejected_total(self) -> int:
-        return sum(self.rejected.values())
-
 
 def floor_time(ts: datetime, interval: timedelta) -> datetime:
     """Start of the bucket containing ``ts`` (buckets aligned to the Unix epoch, UTC)."""
