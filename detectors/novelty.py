@@ -10,6 +10,10 @@ Model, per series (vectorized over the series of a tick)::
                 previous ``seasonal_days`` days (the nearest of them)
     d_b       = d_8 on the series of block means of b points, for b in ``coarse``,
                 computed when a block completes
+    a         = minus the mean, over the last ``arc_points`` points, of the log of how far
+                back the nearest twin of the middle window's shape ends (the left matrix
+                profile's index, not its distance); it has a say once 200 such means
+                have been seen
     q         = mean over the last ``sequence_window`` points of -log2 P(bin | previous
                 bins): the series binned into ``sequence_bins`` quantile bins of its last
                 2,000 points (re-estimated every 100), P from its own counts of which bin
@@ -20,7 +24,7 @@ Model, per series (vectorized over the series of a tick)::
                 each d_c capped at mu_c + outlier_clip sd_c (the sd from before the run
                 of capped distances began) before it updates them
     shape     = median of dec_w over w, and of dec_q once it has a say
-    decades   = max(shape, (shape + dec_day) / 2, dec_b for every b, dec_q)
+    decades   = max(shape, (shape + dec_day) / 2, dec_b for every b, dec_a, dec_q)
     decades  -= fatigue_decades * (EW count of this series' recent alarms)
     score     = 1 - 10 ** -decades
 
@@ -35,7 +39,9 @@ view catches a normal-looking shape at the wrong time (no morning peak), and can
 strengthen the shape's own evidence; the block
 means catch slow drifts that no short window sees; and the sequence model catches a burst of
 ordinary-sized spikes or a sudden oscillation, where every shape has a twin but the order of
-highs and lows is one the series rarely produces. After a point reaches
+highs and lows is one the series rarely produces; the twins' ages catch the same burst, or a
+new regime, another way: its shapes resemble each other more than anything older. After a
+point reaches
 ``refractory_decades`` the detector reports 0 for ``refractory`` points: the first point of an
 incident carries the news. And a series that alarms often needs rarer evidence for its next
 alarm (alarm fatigue: each recent alarm adds ``fatigue_decades``, fading with
@@ -120,6 +126,10 @@ class NoveltyConfig(DetectorConfig):
                                 "model.")
     sequence_window: int = Field(16, ge=2, le=256, description="Points whose surprise is "
                                  "averaged.")
+    arc_points: int = Field(12, ge=0, le=256, description="Also score how recent the "
+                            "nearest twins of the last this many shapes (of the middle "
+                            "window length) are: the shapes of a new regime, or of a burst, "
+                            "resemble each other rather than anything older (0 disables).")
     min_distances: int = Field(10, ge=2, le=100_000, description="Distances seen before the "
                                "first score.")
     outlier_clip: float = Field(25.0, ge=0.0, le=1e6, description="A distance beyond its "
@@ -188,16 +198,23 @@ _SEQ_START = 100  # points before the sequence model bins its first point
 _SEQ_REBIN = 100  # the bin edges are re-estimated every this many points ...
 _SEQ_SPAN = 2000  # ... from the quantiles of at most this many latest points
 _SEQ_MIN_SURPRISES = 200  # window means seen before the sequence channel has a say
+_ARC_MIN_MEANS = 200  # the same for the channel of the twins' ages
 
 
 def _nearest(series: np.ndarray, have: np.ndarray, w: int) -> np.ndarray:
     """Per row of ``series`` (S, T; the newest point last, ``have`` real points at the end):
     the distance from the last ``w`` points to the nearest earlier window that does not
     overlap them (NaN if none)."""
+    return _nearest_twin(series, have, w)[0]
+
+
+def _nearest_twin(series: np.ndarray, have: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_nearest`, and how many points before the newest one that nearest window ends
+    (its age: ``w`` for the window just before, NaN if none)."""
     total = series.shape[1]
     past_n = total - 2 * w + 1  # windows ending at or before t - w
     if past_n <= 0:
-        return np.full(len(series), np.nan)
+        return np.full(len(series), np.nan), np.full(len(series), np.nan)
     # squared differences summed term by term, never as sum(a^2) + sum(b^2) - 2ab from
     # running sums: one huge glitch in the buffer would cancel every later distance to noise
     cur = series[:, total - w:]
@@ -207,8 +224,11 @@ def _nearest(series: np.ndarray, have: np.ndarray, w: int) -> np.ndarray:
         d2 += diff * diff
     # a past window is real when all its points are: it starts at or after total - have
     d2 = np.where(np.arange(past_n)[None, :] >= (total - have)[:, None], d2, np.inf)
-    best = d2.min(axis=1)
-    return np.where(np.isfinite(best), np.sqrt(np.maximum(best, 0.0)), np.nan)
+    at = d2.argmin(axis=1)
+    best = d2[np.arange(len(d2)), at]
+    found = np.isfinite(best)
+    return (np.where(found, np.sqrt(np.maximum(best, 0.0)), np.nan),
+            np.where(found, (total - w - at).astype(np.float64), np.nan))
 
 
 def _at_lags(series: np.ndarray, have: np.ndarray, w: int, lags: np.ndarray) -> np.ndarray:
@@ -277,6 +297,7 @@ class _Step:
     decades: np.ndarray
     ready: np.ndarray
     seq: _SeqStep | None = None
+    arc_ring: np.ndarray | None = None  # (rows, arc_points) log-ages, this point's last
 
 
 @dataclass(slots=True)
@@ -294,7 +315,7 @@ class Novelty(RecordDetector):
     """Nearest-neighbour distance of the latest shape, as a per-series tail probability."""
 
     Config = NoveltyConfig
-    record_magic = b"CXNV2"
+    record_magic = b"CXNV3"
     #: Why the business calendar's days are learned all the same (monitor/detection.py): the
     #: shapes and same-time-of-day lags are positions in the buffer, and a day left out shifts
     #: them (on the demo, 8 alerts instead of 4: a total skipped for 30 hours compared each
@@ -315,13 +336,19 @@ class Novelty(RecordDetector):
         self._seq = bins > 0
         #: offset of each context order's count table (order o: bins ** o contexts x bins)
         self._seq_off = np.cumsum([0] + [bins ** (o + 1) for o in range(order + 1)])
-        k = len(config.windows) + (1 if self._lags else 0) + len(config.coarse) + self._seq
+        self._arc = config.arc_points > 0
+        #: the window length whose twins' ages are watched: the middle one
+        self._arc_w = config.windows[len(config.windows) // 2]
+        k = (len(config.windows) + (1 if self._lags else 0) + len(config.coarse) + self._arc
+             + self._seq)
         fields = [
             ("buf", "<f8", (self._len,)), ("n", "<i8"), ("cool", "<i8"),
             ("mu", "<f8", (k,)), ("var", "<f8", (k,)), ("cnt", "<f8", (k,)),
             ("ref", "<f8", (k,)),
             ("m", "<f8"), ("s", "<f8"), ("load", "<f8"),
         ]
+        if self._arc:
+            fields += [("arc_ring", "<f8", (config.arc_points,)), ("arc_k", "<i8")]
         if self._seq:
             fields += [("seq_edges", "<f8", (bins - 1,)), ("seq_sym", "<i8", (order,)),
                        ("seq_cnt", "<f8", (int(self._seq_off[-1]),)),
@@ -330,7 +357,11 @@ class Novelty(RecordDetector):
         fine = len(config.windows) + (1 if self._lags else 0)
         self._rates = np.array([_rate(config.likelihood_halflife)] * fine
                                + [_rate(config.coarse_halflife)] * len(config.coarse)
-                               + [_rate(config.likelihood_halflife)] * self._seq)
+                               + [_rate(config.likelihood_halflife)] * (self._arc + self._seq))
+        #: distances each channel's moments need before they count (and cap distances)
+        self._min_cnt = np.array([config.min_distances] * (k - self._arc - self._seq)
+                                 + [_ARC_MIN_MEANS] * self._arc
+                                 + [config.min_distances] * self._seq, dtype=np.float64)
         self._fatigue_keep = 2.0 ** (-1.0 / config.fatigue_halflife)
         self._a_level = _rate(config.level_halflife)
         self._a_scale = _rate(config.scale_halflife)
@@ -359,6 +390,11 @@ class Novelty(RecordDetector):
 
         ``buf`` holds the past, oldest first (the newest ``n`` entries are real).
         """
+        return self._distances_and_age(buf, n, x, ts)[0]
+
+    def _distances_and_age(self, buf: np.ndarray, n: np.ndarray, x: np.ndarray,
+                           ts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_distances`, and the age of the middle window's nearest twin."""
         series = np.concatenate([buf, x[:, None]], axis=1)  # (S, L + 1), x last
         series -= x[:, None]  # centred on the newest value
         # scaled to at most 1 (distances scale back below): squares of values beyond 1e154
@@ -367,7 +403,12 @@ class Novelty(RecordDetector):
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         series /= scale[:, None]
         have = np.minimum(n, self._len) + 1  # real points, x included
-        cols = [_nearest(series, have, w) for w in self.cfg.windows]
+        cols, age = [], np.full(len(x), np.nan)
+        for w in self.cfg.windows:
+            d, a = _nearest_twin(series, have, w)
+            cols.append(d)
+            if w == self._arc_w:
+                age = a
         if self._lags:
             lags = (self._day_lags(ts) if ts is not None else
                     np.broadcast_to(np.asarray(self._lags, np.int64), (len(x), len(self._lags))))
@@ -380,7 +421,27 @@ class Novelty(RecordDetector):
                 means = blocks.reshape(len(due), -1, b).mean(axis=2)
                 d[due] = _nearest(means, have[due] // b, _COARSE_WINDOW)
             cols.append(d)
-        return np.stack(cols, axis=1) * scale[:, None]
+        return np.stack(cols, axis=1) * scale[:, None], age
+
+    def _arc_view(self, st: np.ndarray, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ring of the last ``arc_points`` log-ages of the middle window's twin, and
+        minus their mean once the ring is full (NaN before): high when the latest shapes'
+        nearest twins are all recent.
+
+        Why: the distance channels ask how far the nearest twin is; this one asks *when* it
+        was. In a steady series the twins of successive shapes come from all over the
+        history. After a change of regime, or in a burst of spikes no larger than earlier
+        ones, the latest shapes resemble each other more than anything older, so their
+        twins are all a few points back (the arcs of the matrix profile stop crossing the
+        change: the idea behind FLUSS / FLOSS, Gharghabi et al. 2017). Compared with the
+        series' own history of this mean (like every channel), a run of young twins is
+        evidence even where each shape is near enough to something old.
+        """
+        log_age = np.log(np.maximum(age, 1.0))
+        ring = np.concatenate([st["arc_ring"][:, 1:], log_age[:, None]], axis=1)
+        full = st["arc_k"] + 1 >= self.cfg.arc_points
+        with np.errstate(invalid="ignore"):
+            return ring, np.where(full, -ring.mean(axis=1), np.nan)
 
     def _sequence(self, st: np.ndarray, x: np.ndarray) -> tuple[_SeqStep, np.ndarray]:
         """Bin the point, and the mean surprise (-log2 P(bin | the previous bins)) of the last
@@ -431,14 +492,17 @@ class Novelty(RecordDetector):
         rows = rows_all[sel]
         st = self._st[rows]
         x = batch.values[sel]
-        dist = self._distances(st["buf"], st["n"], x, batch.timestamps[sel])
-        seq = None
+        dist, age = self._distances_and_age(st["buf"], st["n"], x, batch.timestamps[sel])
+        seq = arc_ring = None
+        if self._arc:
+            arc_ring, arc = self._arc_view(st, age)
+            dist = np.column_stack([dist, arc])
         if self._seq:
             seq, surprise = self._sequence(st, x)
             dist = np.column_stack([dist, surprise])
         floor = np.maximum(np.abs(st["m"]) * 1e-9, 1e-12)[:, None]
         sd = np.sqrt(np.maximum(st["var"], 0.0))
-        known = st["cnt"] >= c.min_distances
+        known = st["cnt"] >= self._min_cnt
         if self._seq:  # the sequence model's surprise means little until it has counted a lot
             known[:, -1] &= st["cnt"][:, -1] >= _SEQ_MIN_SURPRISES
         with np.errstate(invalid="ignore"):
@@ -458,7 +522,7 @@ class Novelty(RecordDetector):
         # alarm fatigue: every recent alarm of this series raises the bar
         decades = np.maximum(decades - c.fatigue_decades * st["load"] * self._fatigue_keep, 0.0)
         ready = known[:, :len(c.windows)].all(axis=1)
-        return _Step(sel, rows, x, dist, np.where(ready, decades, 0.0), ready, seq)
+        return _Step(sel, rows, x, dist, np.where(ready, decades, 0.0), ready, seq, arc_ring)
 
     # ------------------------------------------------------------------ contract
 
@@ -500,7 +564,7 @@ class Novelty(RecordDetector):
             if clip > 0:  # bounded influence: see _clip_outliers
                 d, st["ref"][:, j] = _clip_outliers(d, st["mu"][:, j], st["var"][:, j],
                                                     st["ref"][:, j],
-                                                    cnt >= self.cfg.min_distances, clip)
+                                                    cnt >= self._min_cnt[j], clip)
             mu, var = _ew_moments(st["mu"][:, j], st["var"][:, j], np.where(ok, d, 0.0), cnt,
                                   float(rate))
             st["mu"][:, j] = np.where(ok, mu, st["mu"][:, j])
@@ -518,6 +582,9 @@ class Novelty(RecordDetector):
             st["s"] + self._a_scale * (np.abs(err) - st["s"])))
         if sp.seq is not None:
             self._learn_sequence(st, sp.seq)
+        if sp.arc_ring is not None:
+            st["arc_ring"] = sp.arc_ring
+            st["arc_k"] = st["arc_k"] + 1
         st["buf"] = np.concatenate([st["buf"][:, 1:], sp.x[:, None]], axis=1)
         st["n"] = st["n"] + 1
         self._commit(sp.rows, st)

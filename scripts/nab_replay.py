@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors.base import TickBatch
-from detectors.novelty import _SEQ_MIN_SURPRISES, Novelty, NoveltyConfig
+from detectors.novelty import _ARC_MIN_MEANS, _SEQ_MIN_SURPRISES, Novelty, NoveltyConfig
 from detectors.postrules import PostRules
 from detectors.surprise import log10_gauss_tail
 from monitor.bench.nab import (
@@ -89,7 +89,7 @@ def record_file(f: NabFile, config: dict[str, Any] | None = None) -> Record:
         out["level"][r] = level
     out.update(score=np.clip(np.nan_to_num(score), 0.0, 1.0), windows=list(f.windows),
                timestamps=f.timestamps, values=f.values,
-               has_lags=bool(det._lags), sequence=bool(det._seq))
+               has_lags=bool(det._lags), sequence=bool(det._seq), arc=bool(det._arc))
     return out
 
 
@@ -103,6 +103,9 @@ def channel_decades(r: Record, cfg: NoveltyConfig) -> tuple[np.ndarray, np.ndarr
     floor = np.maximum(r["level"] * 1e-9, 1e-12)[:, None]
     sd = np.sqrt(np.maximum(np.nan_to_num(var), 0.0))
     known = cnt >= cfg.min_distances
+    if r.get("arc"):  # the column before the sequence model's, or the last
+        col = -2 if r["sequence"] else -1
+        known[:, col] = cnt[:, col] >= _ARC_MIN_MEANS
     if r["sequence"]:
         known[:, -1] &= cnt[:, -1] >= _SEQ_MIN_SURPRISES
     with np.errstate(invalid="ignore"):

@@ -64,10 +64,10 @@ def test_state_is_bounded_by_history() -> None:
     det = Novelty(NoveltyConfig(history=100, windows=[4, 8]), interval=timedelta(minutes=5))
     _scores(det, np.arange(500.0))
     (blob,) = det.get_state().values()
-    # the buffer, plus a fixed part: channel moments, level, and the sequence model (4 bins,
-    # order 2: 84 counts, 16 surprises, edges and context), about 1 KB
+    # the buffer, plus a fixed part: channel moments, level, the sequence model (4 bins,
+    # order 2: 84 counts, 16 surprises, edges and context) and 12 twin ages, about 1.1 KB
     assert len(blob) < 8 * (100 + 8) + 1200
-    small = Novelty(NoveltyConfig(history=100, windows=[4, 8], sequence_bins=0),
+    small = Novelty(NoveltyConfig(history=100, windows=[4, 8], sequence_bins=0, arc_points=0),
                     interval=timedelta(minutes=5))
     _scores(small, np.arange(500.0))
     assert len(next(iter(small.get_state().values()))) < 8 * (100 + 8) + 200
