@@ -198,6 +198,12 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def clock(self) -> Clock:
+        """The clock the store stamps rows with (``created_at`` of feedback, ...): whoever
+        acts on those rows beside it (a dismissal after a verdict) reads the same clock."""
+        return self._clock
+
     def _scrub(self, exc: BaseException) -> str:
         """An error message without the password, in case a driver echoes the DSN."""
         text = str(exc)
