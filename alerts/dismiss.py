@@ -186,7 +186,7 @@ def _close_groups(tx: StoreTx, key: str, dismissed: dict[str, Any], now: datetim
         if row.last_sent_at is None or not isinstance(row.last_payload, dict):
             continue  # nobody was told: nothing to take back
         payload = {k: v for k, v in row.last_payload.items()
-                   if k not in ("repeat", "changes", "late")}
+                   if k not in ("repeat", "changes", "late", "headline")}
         group = payload.get("group") or {}
         where = ", ".join(f"{k}={v}" for k, v in sorted(group.items())) or "all series"
         payload.update(status="resolved", update=True, resolved_at=now.isoformat(),

@@ -117,6 +117,9 @@ class IncidentTracker:
     of :meth:`resolve_quiet` without an anomaly of its group since the last one). ``renotify``:
     an update is sent only when the incident spread to new series or measures, grew in
     severity, or learned a root cause for a measure, and at most once per ``renotify``.
+    Severity growth is ``severity_step`` points, or any rise across one of ``severity_levels``
+    (cxmon's levels, and where a PagerDuty receiver's levels change): a rise from 48 to 52 turns
+    a PagerDuty ``warning`` (low urgency) into an ``error`` (high urgency) that must be sent.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class IncidentTracker:
         severity_step: int = 10,
         quiet_ticks: int = 0,
         sources: Mapping[str, str] | None = None,
+        severity_levels: Iterable[int] = (25, 50, 75),
     ) -> None:
         self.group_by = list(group_by)
         #: metric -> its source's name (the ``source`` label a group may be formed by)
@@ -135,6 +139,7 @@ class IncidentTracker:
         self.gap = gap
         self.renotify = renotify
         self.severity_step = severity_step
+        self.severity_levels = sorted(set(severity_levels))
         self.quiet_ticks = quiet_ticks
         self.open: dict[str, OpenIncident] = {}
         self._touched: set[str] = set()
@@ -213,7 +218,8 @@ class IncidentTracker:
             spread = bool(new_series - inc.series)
             spread |= _add_measures(inc, items)
             spread |= _add_root_causes(inc, root_causes, self.group_by, gk, self.sources)
-            grew = severity >= inc.notified_severity + self.severity_step
+            grew = severity >= inc.notified_severity + self.severity_step or any(
+                inc.notified_severity < level <= severity for level in self.severity_levels)
             inc.series |= new_series
             inc.severity = max(inc.severity, severity)
             inc.last_anomaly_at = max(inc.last_anomaly_at, max(a.timestamp for a in items))

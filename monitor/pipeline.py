@@ -56,7 +56,7 @@ from monitor.incidents import (
     restore_summary,
 )
 from monitor.late import LateBuckets, late_buckets
-from monitor.model import Anomaly, Series, ValueKind
+from monitor.model import SEVERITY_LEVELS, Anomaly, Series, ValueKind
 from monitor.staleness import DEFAULT_NO_DATA_INTERVALS, StalenessRule
 from monitor.store import Store, StoreTx
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError, Source
@@ -284,6 +284,7 @@ class Pipeline:
             renotify=timedelta(0),  # every change is reported; group_interval paces them
             quiet_ticks=config.alerting.resolve_after_ticks,
             sources={m.name: m.source for m in config.metrics},
+            severity_levels=_severity_levels(config),
         )
         self._detectors: dict[str, MetricDetectors] = {}
         self._calendar_said: dict[str, set[str]] = {}  # metric -> local dates logged
@@ -1116,3 +1117,15 @@ class Pipeline:
             if isinstance(s.get("dismissed"), dict) and row["status"] == "resolved":
                 inc.dismissed = dict(s["dismissed"])
             self.incidents.open[group_key(group)] = inc
+
+
+def _severity_levels(config: MonitorConfig) -> set[int]:
+    """The severities whose crossing an incident's update must tell: cxmon's levels and each
+    PagerDuty receiver's (``severity: {critical, error, warning}``), where its alert's
+    severity, and so its urgency, changes."""
+    levels = {low for low, _name in SEVERITY_LEVELS if low > 0}
+    for receiver in config.alerting.receivers:
+        if receiver.pagerduty is not None:
+            pd = receiver.pagerduty.severity
+            levels |= {v for v in (pd.critical, pd.error, pd.warning) if 0 < v <= 100}
+    return levels
