@@ -205,7 +205,6 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
         from alerts.acks import acknowledge
         from alerts.display import Names
         from monitor import cli as main
-        from monitor.clock import SystemClock
 
         cfg = main._load(config, needs={"store"})
         names = Names.from_config(cfg)
@@ -218,7 +217,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer) -> None:
                     failed = True
                     continue
                 a = acknowledge(store, key, by=by or os.environ.get("USER", "cxmon"),
-                                source="cli", now=SystemClock().now())
+                                source="cli", now=store.clock.now())
                 row = next((r for r in store.open_incidents() if r["key"] == key), {})
                 group = _group_text(names, row)
                 typer.echo(f"acknowledged {key}" + (f" · {group}" if group else "")

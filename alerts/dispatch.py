@@ -87,10 +87,15 @@ class Dispatcher:
     def observe(self, change: IncidentChange) -> None:
         """Track which incidents are firing (inhibition sources); call for every change."""
         key = change.incident.key
-        if change.status == "resolved":
-            self._firing.pop(key, None)
+        if change.status == "resolved" or change.incident.dismissed is not None:
+            self._firing.pop(key, None)  # a false alarm, closed, mutes nothing
         elif change.anomalies or key not in self._firing:
             self._firing[key] = change_labels(change, self.sources)
+
+    def forget(self, key: str) -> None:
+        """The incident ``key`` no longer fires: dismissed as a false alarm (closed in the
+        store by :mod:`alerts.dismiss`), it must not inhibit anything."""
+        self._firing.pop(key, None)
 
     def remember(self, key: str, labels: Mapping[str, str]) -> None:
         """The labels an open incident fired with, read back from the store after a restart

@@ -112,7 +112,10 @@ class FeedbackApp:
         #: :data:`SLACK_RESPONSE_PREFIX`)
         self.reply_prefix = reply_prefix
         self._secret = signing_secret
-        self.clock = clock or SystemClock()
+        # the store's clock by default: a verdict's ``created_at`` and the dismissal it
+        # causes must read one clock (a second, wall clock here stamped a dismissal hours
+        # away from its verdict under an injected one)
+        self.clock = clock or (store.clock if store is not None else SystemClock())
         self.max_age = max_age
         self.path = path
         self.refused = Counter(

@@ -64,8 +64,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlertGroups", "FlushResult", "WaitingGroup", "lock_groups", "merge_payloads",
-           "next_tick", "waiting_groups"]
+__all__ = ["AlertGroups", "FlushResult", "WaitingGroup", "headline_of", "lock_groups",
+           "merge_payloads", "next_tick", "waiting_groups"]
 
 G = alert_groups_t
 
@@ -297,7 +297,8 @@ class AlertGroups:
             now_state = _state_now(payload, facts, row)
             if last_sent is not None:  # an update or a reminder: say what changed
                 before = told or {**_state_of(last_payload), "points": now_state["points"]}
-                payload = {**payload, "changes": diff(before, now_state, last_sent.isoformat())}
+                payload = {**payload, "changes": diff(before, now_state, last_sent.isoformat()),
+                           "headline": headline_of(last_payload, payload)}
         if payload is not None:
             reason = None if kind == "resolved" else self.dispatcher.suppression(
                 row.incident_key, row.labels, row.route, now, opened, receiver=row.receiver)
@@ -411,6 +412,37 @@ def _state_of(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     payload = payload or {}
     anomalies = [a for a in payload.get("anomalies") or [] if isinstance(a, Mapping)]
     return state(payload, [str(a["series"]) for a in anomalies if a.get("series")], 0)
+
+
+#: anomalies an update keeps of everything this receiver was told (``payload["headline"]``)
+HEADLINE = 3
+
+
+def headline_of(before: Mapping[str, Any] | None,
+                payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The incident's worst anomalies as told to this receiver so far, most severe first, one
+    per series (its most severe point): what an update's PagerDuty summary leads with. An
+    update's own ``anomalies`` are only what is new; PagerDuty's alert takes the summary of
+    the latest trigger, and read as if a new low series were the incident's headline, at the
+    incident's (critical) severity.
+
+    >>> first = {"anomalies": [{"series": "uk", "severity": 80, "labels": {"r": "uk"}}]}
+    >>> [a["series"] for a in headline_of(first, {"anomalies": [
+    ...     {"series": "us", "severity": 30, "labels": {"r": "us"}}]})]
+    ['uk', 'us']
+    """
+    told = (before or {}).get("headline") or (before or {}).get("anomalies") or []
+    worst: dict[str, dict[str, Any]] = {}
+    for a in [*told, *(payload.get("anomalies") or [])]:
+        if not isinstance(a, Mapping):
+            continue
+        key = str(a.get("series") or a.get("id"))
+        if key not in worst or (a.get("severity") or 0) >= (worst[key].get("severity") or 0):
+            worst[key] = dict(a)
+    ranked = sorted(worst.values(), key=lambda a: (-(a.get("severity") or 0),
+                                                   len(a.get("labels") or {}),
+                                                   str(a.get("series"))))
+    return ranked[:HEADLINE]
 
 
 def _dismissed(row: Any) -> Mapping[str, Any] | None:

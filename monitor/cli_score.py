@@ -516,10 +516,10 @@ cancels earlier such verdicts."""
             undecided: list[tuple[str, int, int]] = []
             if label != "confirmed":  # the last anomaly of an open incident: close its page
                 from alerts.dismiss import dismiss_false_alarms, still_open
-                from monitor.clock import SystemClock
 
+                # the store's clock, that stamped the verdict just stored
                 dismissed = dismiss_false_alarms(store, [anomaly_id], by=user or "cli",
-                                                 now=SystemClock().now())
+                                                 now=store.clock.now())
                 undecided = still_open(store, [anomaly_id])  # more anomalies to mark
         except KeyError as exc:
             message = exc.args[0] if exc.args else str(exc)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from detectors.mixshift import mix_shift
 from detectors.rootcause import RootCause, analyse, prepare
-from monitor.model import Anomaly, Series, ValueKind, parse_series_key
+from monitor.model import Anomaly, Series, ValueKind, parse_series_key, severity_name
 
 #: Root causes (candidate sets) kept per measure of an incident.
 TOP_ROOT_CAUSES = 3
@@ -51,6 +51,10 @@ class OpenIncident:
     root_causes: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: ticks (of any metric) since the group's last anomaly
     quiet_ticks: int = 0
+    #: ``{"by", "at", "label", "severity"}`` once every anomaly was called not a problem
+    #: (:mod:`alerts.dismiss`): closed in the store then; the tracker keeps it only to take
+    #: its group's later anomalies quietly until ``gap`` passes, unless they are worse
+    dismissed: dict[str, Any] | None = None
 
     def measure_order(self) -> list[str]:
         """Metrics in the order they moved (first anomaly time, then name)."""
@@ -113,6 +117,9 @@ class IncidentTracker:
     of :meth:`resolve_quiet` without an anomaly of its group since the last one). ``renotify``:
     an update is sent only when the incident spread to new series or measures, grew in
     severity, or learned a root cause for a measure, and at most once per ``renotify``.
+    Severity growth is ``severity_step`` points, or any rise across one of ``severity_levels``
+    (cxmon's levels, and where a PagerDuty receiver's levels change): a rise from 48 to 52 turns
+    a PagerDuty ``warning`` (low urgency) into an ``error`` (high urgency) that must be sent.
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class IncidentTracker:
         severity_step: int = 10,
         quiet_ticks: int = 0,
         sources: Mapping[str, str] | None = None,
+        severity_levels: Iterable[int] = (25, 50, 75),
     ) -> None:
         self.group_by = list(group_by)
         #: metric -> its source's name (the ``source`` label a group may be formed by)
@@ -131,9 +139,27 @@ class IncidentTracker:
         self.gap = gap
         self.renotify = renotify
         self.severity_step = severity_step
+        self.severity_levels = sorted(set(severity_levels))
         self.quiet_ticks = quiet_ticks
         self.open: dict[str, OpenIncident] = {}
         self._touched: set[str] = set()
+
+    def active(self) -> list[OpenIncident]:
+        """The open incidents that are firing (a dismissed one is closed: it inhibits
+        nothing)."""
+        return [inc for inc in self.open.values() if inc.dismissed is None]
+
+    def dismiss(self, key: str, dismissal: Mapping[str, Any]) -> bool:
+        """The incident ``key`` was dismissed (closed in the store by :mod:`alerts.dismiss`,
+        maybe by another process): from now on its group's anomalies join it quietly, until
+        ``gap`` passes without one (it then ends, with nothing to tell) or one is a higher
+        severity level than when dismissed (a new incident opens, told as new). Whether an
+        open incident had that key."""
+        for inc in self.open.values():
+            if inc.key == key:
+                inc.dismissed = dict(dismissal)
+                return True
+        return False
 
     def snapshot(self) -> dict[str, OpenIncident]:
         """A copy to roll back to if the step's transaction fails."""
@@ -161,10 +187,15 @@ class IncidentTracker:
         for gk, items in by_group.items():
             first = items[0].timestamp
             inc = self.open.get(gk)
+            severity = max(a.severity for a in items)
             if inc is not None and first - inc.last_anomaly_at > self.gap:
                 changes.append(self._resolve(gk, inc, inc.last_anomaly_at + self.gap))
                 inc = None
-            severity = max(a.severity for a in items)
+            elif inc is not None and inc.dismissed is not None and \
+                    _level(severity) > _level(inc.dismissed.get("severity")):
+                # worse than what was called a false alarm: a new incident, a new page
+                changes.append(self._resolve(gk, inc, at))
+                inc = None
             new_series = {a.series for a in items}
             self._touched.add(gk)
             if inc is None:
@@ -187,12 +218,13 @@ class IncidentTracker:
             spread = bool(new_series - inc.series)
             spread |= _add_measures(inc, items)
             spread |= _add_root_causes(inc, root_causes, self.group_by, gk, self.sources)
-            grew = severity >= inc.notified_severity + self.severity_step
+            grew = severity >= inc.notified_severity + self.severity_step or any(
+                inc.notified_severity < level <= severity for level in self.severity_levels)
             inc.series |= new_series
             inc.severity = max(inc.severity, severity)
             inc.last_anomaly_at = max(inc.last_anomaly_at, max(a.timestamp for a in items))
             due = inc.last_notified_at is None or at - inc.last_notified_at >= self.renotify
-            notify = (spread or grew) and due
+            notify = (spread or grew) and due and inc.dismissed is None
             if notify:
                 inc.last_notified_at = at
                 inc.notified_severity = inc.severity
@@ -215,6 +247,11 @@ class IncidentTracker:
     def _resolve(self, gk: str, inc: OpenIncident, at: datetime) -> IncidentChange:
         del self.open[gk]
         return IncidentChange(inc, "resolved", (), True, at)
+
+
+def _level(severity: Any) -> int:
+    """0-3: low, medium, high, critical."""
+    return ("low", "medium", "high", "critical").index(severity_name(int(severity or 0)))
 
 
 def _add_measures(inc: OpenIncident, items: Sequence[Anomaly]) -> bool:

@@ -56,7 +56,7 @@ from monitor.incidents import (
     restore_summary,
 )
 from monitor.late import LateBuckets, late_buckets
-from monitor.model import Anomaly, Series, ValueKind
+from monitor.model import SEVERITY_LEVELS, Anomaly, Series, ValueKind
 from monitor.staleness import DEFAULT_NO_DATA_INTERVALS, StalenessRule
 from monitor.store import Store, StoreTx
 from sources.base import FatalSourceError, PollRequest, RetriableSourceError, Source
@@ -284,6 +284,7 @@ class Pipeline:
             renotify=timedelta(0),  # every change is reported; group_interval paces them
             quiet_ticks=config.alerting.resolve_after_ticks,
             sources={m.name: m.source for m in config.metrics},
+            severity_levels=_severity_levels(config),
         )
         self._detectors: dict[str, MetricDetectors] = {}
         self._calendar_said: dict[str, set[str]] = {}  # metric -> local dates logged
@@ -480,7 +481,7 @@ class Pipeline:
             return None
         try:
             with self.store.transaction() as tx:
-                return self.groups.flush(tx, self.clock.now(), self.incidents.open.values(),
+                return self.groups.flush(tx, self.clock.now(), self.incidents.active(),
                                          group_wait=group_wait)
         finally:
             self._commit_lock.release()
@@ -609,13 +610,15 @@ class Pipeline:
         with self._commit_lock:
             snapshot = self.incidents.snapshot()
             try:
-                changes = self.incidents.observe(alerting, until, rca)
-                # Quiet means quiet in every metric: resolve only up to where all have been
-                # polled.
-                changes += self.incidents.resolve_quiet(self._watermark(metric.name, until))
-                payloads = self._payloads(changes)
                 now = self.clock.now()
                 with self.store.transaction() as tx:
+                    self._learn_dismissals(tx)  # first: closed as false alarms meanwhile
+                    changes = self.incidents.observe(alerting, until, rca)
+                    # Quiet means quiet in every metric: resolve only up to where all have
+                    # been polled.
+                    changes += self.incidents.resolve_quiet(self._watermark(metric.name,
+                                                                            until))
+                    payloads = self._payloads(changes)
                     tx.ensure_series([*built.series.values(),
                                       *self._no_data_series(metric, no_data)])
                     result.rows_stored += tx.upsert_points(built.frame)
@@ -890,6 +893,7 @@ class Pipeline:
                     # have stored part of its history: that is no "last data" to time an outage by
                     if result.until is not None and result.silent_before is None:
                         no_data = self._no_data(metric, result.until, None)
+                        self._learn_dismissals(tx)
                         changes = self.incidents.observe(no_data, result.until)
                         tx.ensure_series(self._no_data_series(metric, no_data))
                         tx.add_anomalies(no_data)
@@ -1033,14 +1037,49 @@ class Pipeline:
         """Changes into the alert groups, then due groups into the outbox (same transaction,
         so a group with ``group_wait: 0s`` goes out with its tick)."""
         self.groups.apply(tx, changes, payloads, now)
-        return self.groups.flush(tx, now, self.incidents.open.values())
+        return self.groups.flush(tx, now, self.incidents.active())
+
+    def _learn_dismissals(self, tx: StoreTx) -> None:
+        """Mark the open incidents that were dismissed as false alarms (closed in the store,
+        by the feedback endpoint or ``cxmon feedback``, :mod:`alerts.dismiss`) since the last
+        commit: they take their group's anomalies quietly from now on. In the commit's
+        transaction, their rows locked (PostgreSQL): a dismissal waits for this commit, or
+        this commit for it; neither writes over the other."""
+        from alerts.dismiss import dismissals
+
+        held = [inc.key for inc in self.incidents.active()]
+        if not held:
+            return
+        for key, dismissal in dismissals(tx, held).items():
+            self.incidents.dismiss(key, dismissal)
+            self.groups.dispatcher.forget(key)
+            log.info("incident %s was dismissed by %s: closed; its group's anomalies join it "
+                     "quietly until resolve_after passes, unless they are worse", key,
+                     dismissal.get("by"))
 
     def _persist_incident(self, tx: StoreTx, change: IncidentChange) -> None:
         inc = change.incident
+        if inc.dismissed is not None:  # closed when dismissed: it stays closed
+            if change.status != "resolved":
+                iid = tx.absorb_into_closed(inc.key, severity=inc.severity, at=change.at,
+                                            summary=self._incident_summary(change))
+                if iid is not None:
+                    tx.link_anomalies(iid, [a.id for a in change.anomalies])
+            return
         if change.status == "resolved":
             tx.resolve_incident(inc.key, change.at)
             return
-        summary = {
+        summary = self._incident_summary(change)
+        iid = tx.open_incident(
+            inc.key, journey=inc.group.get("journey"), severity=inc.severity,
+            at=inc.opened_at if change.status == "opened" else change.at, summary=summary,
+        )
+        tx.link_anomalies(iid, [a.id for a in change.anomalies])
+
+    @staticmethod
+    def _incident_summary(change: IncidentChange) -> dict[str, Any]:
+        inc = change.incident
+        return {
             "group": inc.group,
             "series": sorted(inc.series),
             "last_anomaly_at": inc.last_anomaly_at.isoformat(),
@@ -1048,16 +1087,18 @@ class Pipeline:
             "notified_severity": inc.notified_severity,
             "top": [anomaly_dict(a) for a in change.anomalies[:5]],
             **incident_summary(inc),  # measures in order, root causes, contributors
+            **({"dismissed": dict(inc.dismissed)} if inc.dismissed is not None else {}),
         }
-        iid = tx.open_incident(
-            inc.key, journey=inc.group.get("journey"), severity=inc.severity,
-            at=inc.opened_at if change.status == "opened" else change.at, summary=summary,
-        )
-        tx.link_anomalies(iid, [a.id for a in change.anomalies])
 
     def _restore_incidents(self) -> None:
-        """Rebuild the open incidents from the store after a restart."""
-        for row in self.store.open_incidents():
+        """Rebuild the open incidents from the store after a restart, and the ones closed as
+        false alarms whose alert groups are still kept (:mod:`alerts.dismiss`): without them
+        their group's next anomaly, of the very values called a false alarm, paged again."""
+        opened = self.store.open_incidents()
+        groups = {group_key(dict((r["summary"] or {}).get("group") or {})) for r in opened}
+        closed = [r for r in self.store.dismissed_incidents()
+                  if group_key(dict((r["summary"] or {}).get("group") or {})) not in groups]
+        for row in [*closed, *opened]:
             s = row["summary"] or {}
             group = dict(s.get("group") or {})
             last = s.get("last_anomaly_at")
@@ -1073,4 +1114,18 @@ class Pipeline:
                 notified_severity=int(s.get("notified_severity") or 0),
             )
             restore_summary(inc, s)
+            if isinstance(s.get("dismissed"), dict) and row["status"] == "resolved":
+                inc.dismissed = dict(s["dismissed"])
             self.incidents.open[group_key(group)] = inc
+
+
+def _severity_levels(config: MonitorConfig) -> set[int]:
+    """The severities whose crossing an incident's update must tell: cxmon's levels and each
+    PagerDuty receiver's (``severity: {critical, error, warning}``), where its alert's
+    severity, and so its urgency, changes."""
+    levels = {low for low, _name in SEVERITY_LEVELS if low > 0}
+    for receiver in config.alerting.receivers:
+        if receiver.pagerduty is not None:
+            pd = receiver.pagerduty.severity
+            levels |= {v for v in (pd.critical, pd.error, pd.warning) if 0 < v <= 100}
+    return levels

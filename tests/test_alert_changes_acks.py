@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from alerts.acks import acknowledge, list_acks
 from alerts.blocks import render_message
 from alerts.changes import describe, diff
+from alerts.dismiss import dismissals
 from alerts.dispatch import Dispatcher
 from alerts.feedback_server import FeedbackApp, slack_signature
 from alerts.grouping import AlertGroups
@@ -85,13 +86,16 @@ class Monitor:
         self.groups = AlertGroups(dispatcher, {"ops"})
 
     def tick(self, at: datetime, *anomalies: Anomaly, resolve: bool = False) -> None:
-        changes = self.tracker.observe(anomalies, at) if anomalies else []
-        if resolve:
-            changes += self.tracker.resolve_quiet(at)
-        payloads = {id(c): incident_payload(c, percent={"checkout_dropoff_rate"})
-                    for c in changes if c.notify}
         assert self.store is not None
         with self.store.transaction() as tx:
+            held = [inc.key for inc in self.tracker.active()]  # Pipeline._learn_dismissals
+            for key, dismissal in dismissals(tx, held).items():
+                self.tracker.dismiss(key, dismissal)
+            changes = self.tracker.observe(anomalies, at) if anomalies else []
+            if resolve:
+                changes += self.tracker.resolve_quiet(at)
+            payloads = {id(c): incident_payload(c, percent={"checkout_dropoff_rate"})
+                        for c in changes if c.notify}
             tx.ensure_series([series(str(a.labels["region"])) for a in anomalies])
             tx.add_anomalies(list(anomalies))
             for c in changes:
@@ -102,7 +106,7 @@ class Monitor:
     def flush(self, at: datetime) -> None:
         assert self.store is not None
         with self.store.transaction() as tx:
-            self.groups.flush(tx, at, self.tracker.open.values())
+            self.groups.flush(tx, at, self.tracker.active())
 
     def sent(self) -> list[dict[str, Any]]:
         assert self.store is not None
@@ -112,12 +116,20 @@ class Monitor:
 def _persist(tx: Any, change: IncidentChange) -> None:
     """What the pipeline stores of a change (``Pipeline._persist_incident``)."""
     inc = change.incident
+    summary = {"group": inc.group, "series": sorted(inc.series),
+               **({"dismissed": inc.dismissed} if inc.dismissed is not None else {})}
+    if inc.dismissed is not None:  # closed when dismissed: it stays closed
+        if change.status != "resolved":
+            iid = tx.absorb_into_closed(inc.key, severity=inc.severity, at=change.at,
+                                        summary=summary)
+            tx.link_anomalies(iid, [a.id for a in change.anomalies])
+        return
     if change.status == "resolved":
         tx.resolve_incident(inc.key, change.at)
         return
     iid = tx.open_incident(inc.key, journey=inc.group.get("journey"), severity=inc.severity,
                            at=inc.opened_at if change.status == "opened" else change.at,
-                           summary={"group": inc.group, "series": sorted(inc.series)})
+                           summary=summary)
     tx.link_anomalies(iid, [a.id for a in change.anomalies])
 
 
@@ -437,6 +449,14 @@ def test_a_dismissed_incident_stays_quiet_until_its_severity_rises_a_level(mon: 
     mon.flush(T0 + 4 * H + 5 * M)
     again = mon.sent()[2:]
     assert [(p["status"], p["update"]) for p in again] == [("firing", False)]  # a new page
+    # of a new incident: the dismissed one stays closed, with the series that joined it
+    assert again[0]["incident_key"] != key
+    closed, new = mon.store.incidents()
+    assert (closed["key"], closed["status"], closed["resolved_at"]) == (
+        key, "resolved", T0 + 10 * M)
+    assert closed["summary"]["dismissed"]["by"] == "ana" and len(
+        mon.store.incident_anomaly_ids(key)) == 2
+    assert (new["key"], new["status"]) == (again[0]["incident_key"], "open")
     mon.tick(T0 + 9 * H, resolve=True)
     mon.flush(T0 + 9 * H + 5 * M)
     assert [p["status"] for p in mon.sent()[3:]] == ["resolved"]

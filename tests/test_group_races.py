@@ -20,10 +20,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from alerts.dismiss import dismiss_false_alarms
+from alerts.dismiss import dismiss_false_alarms, dismissals
 from alerts.grouping import AlertGroups
 from alerts.payload import incident_payload
-from monitor.incidents import IncidentChange
+from monitor.incidents import IncidentChange, IncidentTracker, OpenIncident
 from monitor.store import Store, alert_groups_t
 from tests.test_grouping import T0, Harness, M, incident, step
 
@@ -207,3 +207,37 @@ def test_a_resolution_read_before_a_dismissal_is_not_sent_twice(store) -> None:
                lambda: dismiss_false_alarms(store, ids, by="bo", now=now))
     h.flush(now + 2 * 60 * M)
     assert sorted(_kinds(store)) in (["dismissed", "opened"], ["opened", "resolved"])
+
+
+def _commit(tracker: IncidentTracker, inc: OpenIncident, store: Store, now: datetime) -> None:
+    """A tick's commit step storing an update of ``inc`` (``Pipeline``: the dismissals
+    learned first, then the incident kept closed or upserted open)."""
+    with store.transaction() as tx:
+        for key, dismissal in dismissals(tx, [inc.key]).items():
+            tracker.dismiss(key, dismissal)
+        if inc.dismissed is None:
+            tx.open_incident(inc.key, journey="checkout", severity=inc.severity, at=now,
+                             summary={"group": inc.group})
+        else:
+            tx.absorb_into_closed(inc.key, severity=inc.severity, at=now,
+                                  summary={"group": inc.group, "dismissed": inc.dismissed})
+
+
+def test_a_tick_commit_during_a_dismissal_does_not_reopen_the_incident(store) -> None:
+    """The dismissal closed the incident; a tick's commit that had read it as open before
+    the dismissal committed upserted it open again (the store said a false alarm was a live
+    incident, and the monitor did not know it was dismissed). Now the commit reads the
+    incident's row with a lock: it waits for the dismissal, sees it closed, keeps it so."""
+    h = Harness(store)
+    inc = incident("checkout", "app")
+    h.change([step(inc, "opened", T0, "a")], T0)
+    h.flush(T0 + M)
+    ids = _store_incident(store, inc.key, "checkout")
+    tracker = IncidentTracker(["journey", "channel"])
+    tracker.open["channel=app,journey=checkout"] = inc
+    now = T0 + 2 * M
+    interleave(store, lambda: dismiss_false_alarms(store, ids, by="bo", now=now),
+               lambda: _commit(tracker, inc, store, now))
+    (row,) = store.incidents()
+    assert row["status"] == "resolved" and row["summary"]["dismissed"]["by"] == "bo"
+    assert inc.dismissed is not None and tracker.active() == []

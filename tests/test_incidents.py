@@ -54,6 +54,31 @@ def test_quiet_incidents_resolve_and_a_late_anomaly_opens_a_new_one() -> None:
     assert again[0].status == "opened" and again[0].incident.key != first
 
 
+def test_a_dismissed_incident_takes_its_groups_anomalies_quietly_unless_they_are_worse(
+) -> None:
+    """Closed as a false alarm (:mod:`alerts.dismiss`), the incident is kept only to take
+    its group's anomalies without a word until ``gap`` passes; a higher severity level than
+    when dismissed opens a new incident, told as new."""
+    tr = IncidentTracker(["journey"], gap=3 * H, renotify=timedelta(0))
+    key = tr.observe([anomaly("a", T0, 55)], T0)[0].incident.key  # high
+    assert tr.dismiss(key, {"by": "ana", "severity": 55}) and not tr.dismiss("x@T0", {})
+    assert tr.active() == []  # closed: it inhibits nothing
+    quiet = tr.observe([anomaly("b", T0 + H, 70)], T0 + H)  # a new series, still high
+    assert [(c.status, c.incident.key, c.notify) for c in quiet] == [("updated", key, False)]
+    worse = tr.observe([anomaly("c", T0 + 2 * H, 80)], T0 + 2 * H)  # critical
+    assert [(c.status, c.notify) for c in worse] == [("resolved", True), ("opened", True)]
+    assert worse[0].incident.key == key and worse[1].incident.key != key
+    assert [inc.key for inc in tr.active()] == [worse[1].incident.key]
+    # without a worse one, it ends when its group has been quiet for gap
+    tr2 = IncidentTracker(["journey"], gap=3 * H)
+    key2 = tr2.observe([anomaly("a", T0, 55)], T0)[0].incident.key
+    tr2.dismiss(key2, {"by": "ana", "severity": 55})
+    tr2.observe([anomaly("a", T0 + H, 60)], T0 + H)
+    assert tr2.resolve_quiet(T0 + 4 * H) == []  # an hour later than without the anomaly
+    assert [(c.status, c.incident.key) for c in tr2.resolve_quiet(T0 + 5 * H)] == [
+        ("resolved", key2)]
+
+
 def test_snapshot_restore_undoes_a_step() -> None:
     tr = IncidentTracker(["journey"])
     snap = tr.snapshot()

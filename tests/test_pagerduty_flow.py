@@ -383,3 +383,37 @@ def test_cxmon_feedback_says_the_incident_stays_open_until_every_anomaly_is_mark
         flow.store.add_feedback(i, "not_anomaly", source="cli")
     last = feedback(ids[-1])
     assert f"incident {key} dismissed" in last and "stays open" not in last
+
+
+def test_a_dismissed_incident_is_closed_at_once_and_stays_closed_across_a_restart(
+        make_flow: Any) -> None:
+    """"Not an anomaly" closes the incident in cxmon too, not only its page: resolved in the
+    store at the click, saying who dismissed it. A restart right after still knows it: the
+    rest of the spike (the very values called a false alarm) joins the closed incident
+    quietly, nothing reopens it, and no receiver gets a second resolution."""
+    from alerts.dismiss import dismiss_false_alarms
+
+    flow = make_flow(extra='      webhook: {url: "${PD_URL}/hook"}')
+    flow.run_until(SPIKE + timedelta(hours=1, minutes=30))
+    (trigger,) = flow.events()
+    key = trigger["dedup_key"]
+    at = flow.clock.now()
+    click(flow, "cxmon_not_anomaly", key)
+    (row,) = flow.store.incidents()
+    assert (row["key"], row["status"], row["resolved_at"]) == (key, "resolved", at)
+    assert row["summary"]["dismissed"] == {"by": "ana", "at": at.isoformat(),
+                                           "label": "not_anomaly", "severity": row["severity"]}
+    assert flow.store.open_incidents() == []
+    ids = flow.store.incident_anomaly_ids(key)
+    assert dismiss_false_alarms(flow.store, ids, by="bo", now=at) == []  # closed already
+    flow.restart()
+    flow.run_until(SPIKE + timedelta(hours=12))
+    assert [e["event_action"] for e in flow.events()] == ["trigger", "resolve"]
+    assert [r.json()["notification"]["status"] for r in flow.pd.requests_to("/hook")] == [
+        "firing", "resolved"]
+    (after,) = flow.store.incidents()  # no second incident, and it was not reopened
+    assert (after["key"], after["status"], after["resolved_at"]) == (key, "resolved", at)
+    assert after["summary"]["dismissed"]["by"] == "ana"
+    assert len(flow.store.incident_anomaly_ids(key)) > len(ids)  # the spike's later hours
+    with flow.store.engine.connect() as conn:  # its groups end with its quiet period
+        assert conn.execute(sa.text("select count(*) from alert_groups")).scalar() == 0

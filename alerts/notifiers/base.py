@@ -32,7 +32,10 @@ Payload schema (a JSON-able dict, the same for every notifier)::
                  "new_series": [series keys], "new_series_total": int,
                  "new_measures": [metric], "new_root_causes": ["metric: dim=value"],
                  "new_root_cause_items": [{"metric", "labels": {dim: value}}],
-                 "ack_lifted": {"by", "at", "reason": "severity" | "series"}}}
+                 "ack_lifted": {"by", "at", "reason": "severity" | "series"}},
+     # the incident's worst anomalies told to this receiver so far, most severe first, one
+     # per series, at most 3 (alerts/grouping.py): what PagerDuty's summary leads with
+     "headline": [anomaly, ...]}
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def pagerduty_event(payload: Mapping[str, Any], routing_key: str, *, source: str
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": key}
     severity = int(payload.get("severity") or 0)
     severities = severities or PagerDutySeverityConfig()
-    anomalies = list(payload.get("anomalies") or [])
+    anomalies = [*(payload.get("headline") or []), *(payload.get("anomalies") or [])]
     metrics = sorted({str(a.get("metric")) for a in anomalies if a.get("metric")})
     event: dict[str, Any] = {
         "routing_key": routing_key,
@@ -91,7 +91,10 @@ def pagerduty_change_event(payload: Mapping[str, Any], routing_key: str, *,
 def _summary(payload: Mapping[str, Any], key: str) -> str:
     """What a phone's lock screen shows of the page: what moved, in which journey, by how
     much, where and why (the Slack message's preview), and the severity; an update's starts
-    with what changed since the last trigger. Within PagerDuty's 1024 characters.
+    with what changed since the last trigger, then reads as the incident is now: led by its
+    worst anomaly told so far (``headline``, :func:`alerts.grouping.headline_of`), not by what
+    is new (PagerDuty's alert shows the latest trigger's summary and severity; the severity is
+    the incident's highest). Within PagerDuty's 1024 characters.
 
     >>> _summary({"journey": "checkout", "group": {"journey": "checkout"}, "severity": 55,
     ...     "anomalies": [{"metric": "checkout_dropoff_rate", "value": 0.587, "expected": 0.294,
@@ -99,7 +102,9 @@ def _summary(payload: Mapping[str, Any], key: str) -> str:
     ...     "k").split(" · ")[1:]
     ['checkout_dropoff_rate +100% (58.7% vs 29.4% expected) in channel=app', 'sev 55 high']
     """
-    said = _readable(payload) or str(payload.get("title") or key)
+    current = {**payload, "anomalies": payload["headline"]} if payload.get("headline") \
+        else payload
+    said = _readable(current) or str(payload.get("title") or key)
     severity = int(payload.get("severity") or 0)
     said += f" · sev {severity} {severity_name(severity)}"
     changed = describe(payload.get("changes"), payload.get("group"),

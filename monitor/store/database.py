@@ -33,6 +33,7 @@ from monitor.store.tables import (
     FEEDBACK_LABELS,
     MAX_ERROR_CHARS,
     OUTBOX_STATUSES,
+    alert_groups_t,
     anomalies_t,
     detector_checkpoints_t,
     feedback_requests_t,
@@ -197,6 +198,12 @@ class Store:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the store stamps rows with (``created_at`` of feedback, ...): whoever
+        acts on those rows beside it (a dismissal after a verdict) reads the same clock."""
+        return self._clock
 
     def _scrub(self, exc: BaseException) -> str:
         """An error message without the password, in case a driver echoes the DSN."""
@@ -492,6 +499,18 @@ class Store:
     def open_incidents(self) -> list[dict[str, Any]]:
         """Open incidents, to rebuild the in-memory tracker after a restart."""
         return self.incidents("open")
+
+    def dismissed_incidents(self) -> list[dict[str, Any]]:
+        """Incidents closed as false alarms whose alert groups are still kept (until their
+        group is quiet for ``resolve_after``, :mod:`alerts.dismiss`), oldest first: the
+        tracker holds them after a restart, to take their group's anomalies quietly."""
+        kept = sa.select(alert_groups_t.c.incident_key).distinct()
+        q = (sa.select(incidents_t)
+             .where(incidents_t.c.status == "resolved", incidents_t.c.key.in_(kept))
+             .order_by(incidents_t.c.id))
+        with self._read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        return [r for r in rows if isinstance((r["summary"] or {}).get("dismissed"), dict)]
 
     def incident_anomaly_ids(self, key: str) -> list[str]:
         """Ids of the anomalies linked to the incident ``key``, oldest first (a Slack

@@ -413,6 +413,23 @@ class StoreTx:
         if res.rowcount == 0:
             log.warning("resolve_incident: no open incident with key %r", key)
 
+    def absorb_into_closed(self, key: str, *, severity: int, at: datetime,
+                           summary: Mapping[str, Any]) -> int | None:
+        """Anomalies that joined an incident closed as a false alarm (:mod:`alerts.dismiss`):
+        its severity (only rises), ``updated_at`` and summary are updated, and it stays
+        resolved; returns its id, or None when there is no such incident."""
+        at = _require_aware(at, "at")
+        row = self.conn.execute(
+            sa.select(incidents_t.c.id, incidents_t.c.severity)
+            .where(incidents_t.c.key == key, incidents_t.c.status == "resolved")).first()
+        if row is None:
+            log.warning("absorb_into_closed: no resolved incident with key %r", key)
+            return None
+        self.conn.execute(sa.update(incidents_t).where(incidents_t.c.id == row.id).values(
+            severity=max(int(row.severity), int(severity)), updated_at=at,
+            summary=dict(summary)))
+        return int(row.id)
+
     def link_anomalies(self, incident_id: int, anomaly_ids: Sequence[str]) -> None:
         """Attach anomalies to an incident (unknown anomaly ids are ignored)."""
         unique = list(dict.fromkeys(anomaly_ids))
