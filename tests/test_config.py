@@ -384,6 +384,19 @@ def test_metric_field_rules() -> None:
     assert paths_of(minimal(detectors="[]")) == ["metrics[0].detectors"]
 
 
+def test_min_volume_on_a_sum_is_a_problem_not_a_silent_no_op() -> None:
+    """A fresh-eyes analyst set ``min_volume: 5`` on a complaints count to hold back alerts
+    on thin data; validate accepted it and the post-rule never acted (a sum has no volume).
+    On a ratio or a mean, where the rule reads the denominator or count, it stays valid."""
+    got = problems_of(minimal(min_volume="5"))
+    assert [path for path, _ in got] == ["metrics[0].min_volume"]
+    assert "a sum has no volume" in got[0][1] and "min_abs_change" in got[0][1]
+    assert paths_of(minimal("{sum: orders}", min_volume="1")) == ["metrics[0].min_volume"]
+    for value in ("{ratio: [a, b]}", "{mean: [s, n]}", "{mean: rating}"):
+        assert cfg.parse_config(minimal(value, min_volume="5"), env=ENV).metrics[0].min_volume == 5
+    assert cfg.parse_config(minimal(min_volume="0"), env=ENV).metrics[0].min_volume == 0
+
+
 def test_store_accepts_a_plain_url_or_a_mapping() -> None:
     assert (
         cfg.parse_config(minimal() + "store: postgresql://h/db\n").store.url == "postgresql://h/db"
