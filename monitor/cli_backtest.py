@@ -61,11 +61,11 @@ def backtest(
 ) -> None:
     """Replay history through the detectors (no look-ahead).
 
-    Like a metric's first live tick, the detectors first learn from the metric's `history:`
-    before --start. Feedback stored so far (not_anomaly, expected, confirmed) applies as in
-    `cxmon run`: from just after the anomaly it refers to. Nothing is stored or sent. Prints a
-    table of anomalies and a summary (with what the feedback suppressed); with --incidents,
-    how well they match incidents known to have happened.
+    Like a metric's first live tick, the detectors first learn from the metric's `history:` \
+before --start. Feedback stored so far (not_anomaly, expected, confirmed) applies as in \
+`cxmon run`: from just after the anomaly it refers to. Nothing is stored or sent. Prints a \
+table of anomalies and a summary (with what the feedback suppressed); with --incidents, \
+how well they match incidents known to have happened.
 
     Example: cxmon backtest -c cxmon.yaml --start 2026-01-01 --end 2026-02-01 --no-feedback"""
     from monitor.backtest import run_backtest

@@ -340,6 +340,30 @@ def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
     assert "Who (default: $USER)" in add
 
 
+def test_no_help_paragraph_breaks_its_lines_mid_sentence() -> None:
+    """Typer's rich help keeps every newline of a docstring: ``backtest --help`` printed
+    "the metric's `history:`" alone on a line and "before --start" on the next, at any
+    terminal width. A paragraph is one line of help text unless it is a block (indented
+    lines, such as validate's examples, or click's ``\\b``)."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    checked = 0
+    for path in _commands():
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        for para in (cmd.help or "").split("\n\n")[1:]:  # typer joins the summary's
+            lines = para.strip("\n").split("\n")
+            if para.startswith("\b") or any(line[:1].isspace() for line in lines[1:]):
+                continue
+            checked += 1
+            assert len(lines) == 1, (path, para)
+    assert checked > 10
+    out = runner.invoke(app, ["backtest", "--help"], env={"COLUMNS": "200"}).output
+    assert "from the metric's `history:` before --start." in out
+
+
 def test_every_example_in_a_help_text_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     """An ``Example:`` line of a command's help is what gets pasted: it goes through the
     command's own parser (options renamed since would fail here, not in the user's shell)."""
