@@ -578,7 +578,8 @@ def test_unknown_source_and_detector_types_list_the_valid_ones() -> None:
     text = minimal().replace("type: fake_src", "type: fake_sq") + "detectors: {d: {type: nope}}\n"
     problems = problems_of(text)
     assert [p for p, _ in problems] == ["sources.src.type", "detectors.d.type"]
-    assert problems[0][1].startswith("unknown source type 'fake_sq'; valid types:")
+    assert problems[0][1].startswith(
+        "unknown source type 'fake_sq' (did you mean 'fake_src'?); valid types:")
     assert "fake_api" in problems[0][1] and "fake_src" in problems[0][1]
     assert problems[1][1].startswith("unknown detector type 'nope'; valid types:")
     assert "fake_det" in problems[1][1] and "fake_seasonal" in problems[1][1]
@@ -639,6 +640,26 @@ def test_unknown_keys_suggest_the_closest_known_key() -> None:
         ("detector", "unknown key 'detector' (did you mean 'detectors'?)"),
         ("alerting.route.reciever", "unknown key 'reciever' (did you mean 'receiver'?)"),
     ]
+
+
+def test_a_key_written_one_level_off_says_where_it_goes() -> None:
+    """A fresh-eyes analyst wrote ``season: day`` on a metric and ``direction: down`` on a
+    detector and got a bare "unknown key", as if the option did not exist; and a detector
+    type one letter off got no did-you-mean."""
+    text = minimal(refit="1d", colour="red") + (
+        "detectors:\n  d: {type: fake_det, direction: up}\n  e: {type: fake_seasnal}\n")
+    got = dict(problems_of(text.replace("type: fake_src", "type: fake-src")))
+    refit = got["metrics[0].refit"]
+    assert refit.startswith("unknown key 'refit' ('refit' is an option of a detector (")
+    assert "fake_seasonal" in refit and "refit: ...}}" in refit
+    assert got["metrics[0].colour"] == "unknown key 'colour'"  # nowhere else either
+    assert got["detectors.d.direction"] == (
+        "unknown key 'direction' ('direction' is a metric setting: set it on the metrics "
+        "that use this detector)")
+    assert got["detectors.e.type"].startswith(
+        "unknown detector type 'fake_seasnal' (did you mean 'fake_seasonal'?); valid types: ")
+    assert got["sources.src.type"].startswith(
+        "unknown source type 'fake-src' (did you mean 'fake_src'?); valid types: ")
 
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
