@@ -985,11 +985,16 @@ metrics:
 def test_common_slips_get_messages_in_the_configs_own_words(fake_plugins: None) -> None:
     """A fresh-eyes pass met "Input should be a valid dictionary or instance of WindowRule"
     (a class name users never see), a bare "unable to parse string as a number" for 10%,
-    and PyYAML's "found character '\\t'" for a tab."""
+    PyYAML's "found character '\\t'" for a tab, and "Input should be a valid list" for
+    ``detectors: default``."""
     got = dict(problems_of(minimal(window="3", min_change="10%")))
     assert got["metrics[0].window"] == "expected a mapping {k: ..., n: ...}, not a number"
     assert got["metrics[0].min_change"] == ("expected a number: a share is a fraction here "
                                             "(10% is 0.1)")
+    got = dict(problems_of(minimal(detectors="default", dimensions="7")))
+    assert got["metrics[0].detectors"] == ("expected a list, not text: write even one item in "
+                                           "brackets, detectors: [...]")
+    assert got["metrics[0].dimensions"].startswith("expected a list, not a number")
     ((_, tab),) = problems_of("sources:\n\tsrc: {type: fake_src}\n")
     assert "line 2, column 1" in tab and "(YAML indents with spaces only: replace the tab)" in tab
 

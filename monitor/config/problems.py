@@ -172,6 +172,10 @@ def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
         shape = ("{" + ", ".join(f"{k}: ..." for k in keys[:4]) + (", ...}" if keys[4:] else "}")
                  if keys else "of keys ({key: value})")
         return f"expected a mapping {shape}, not {_kind_of(raw)}"
+    if kind == "list_type" and loc and isinstance(loc[-1], str) and not isinstance(
+            raw, (Mapping, type(None))):  # `detectors: default`: pydantic said "a valid list"
+        return (f"expected a list, not {_kind_of(raw)}: write even one item in brackets, "
+                f"{loc[-1]}: [...]")
     if kind in ("float_parsing", "int_parsing") and str(raw).strip().endswith("%"):
         return "expected a number: a share is a fraction here (10% is 0.1)"
     if kind == "string_pattern_mismatch" and (said := _PATTERNS.get(
