@@ -148,18 +148,25 @@ how well they match incidents known to have happened.
             return _hm(ts) if reading.timezone == "UTC" else reading.at(
                 {"metric": metric, "timestamp": ts})
 
+        # a metric with several detectors has a row per detector that flagged a point: the
+        # same time and series twice with two expected values, told apart only by this
+        by_detector = frame["detector"].dropna().nunique() > 1
         table.add_column("time", no_wrap=True)
         table.add_column("series", overflow="fold", ratio=1)
+        if by_detector:
+            table.add_column("detector", no_wrap=True)
         for col in ("value", "expected", "band", "sev"):
             table.add_column(col, justify="right", no_wrap=True)
         for row in frame.head(50).itertuples():
+            lead = [when(row.metric, row.timestamp), row.series]
+            if by_detector:
+                lead.append(row.detector if isinstance(row.detector, str) else "")
             if row.kind == "no_data":  # a silence, not a value: "no data" and the last one
-                table.add_row(when(row.metric, row.timestamp), row.series, "no data",
-                              f"last {_g(row.expected)}", "", str(row.severity))
+                table.add_row(*lead, "no data", f"last {_g(row.expected)}", "",
+                              str(row.severity))
                 continue
-            table.add_row(when(row.metric, row.timestamp), row.series, f"{row.value:.4g}",
-                          f"{row.expected:.4g}", f"{row.lower:.4g} – {row.upper:.4g}",
-                          str(row.severity))
+            table.add_row(*lead, f"{row.value:.4g}", f"{row.expected:.4g}",
+                          f"{row.lower:.4g} – {row.upper:.4g}", str(row.severity))
         _print_table(table)
     if len(frame) > 50:
         console.print(f"... and {len(frame) - 50} more (use --output to get them all)")
