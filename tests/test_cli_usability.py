@@ -138,6 +138,25 @@ def test_score_says_which_rows_came_during_warm_up() -> None:
     assert (pd.read_csv(io.StringIO(none.stdout))["anomaly_score"] == 0).all()
 
 
+def test_score_warm_up_hint_suggests_only_settings_that_shorten_it() -> None:
+    """``-d seasonal_baseline -p warmup=1d`` scored nothing in 4 days and was told "it needs
+    1d of history; shorter: --param warmup=1d, or --param season=day": the need was a week
+    (weekly slots) and the first suggestion was what it had. The hint is now worked out for
+    the type and params given, and following it scores."""
+    four_days = series_csv(96)
+    res = runner.invoke(app, ["score", "-d", "seasonal_baseline", "-p", "warmup=1d"],
+                        input=four_days)
+    assert res.exit_code == 0, res.output
+    err = " ".join(res.stderr.split())
+    assert "(it needs 1w of history; shorter: --param season=day): all 96 scored rows" in err
+    default = runner.invoke(app, ["score", "-d", "seasonal_baseline"], input=four_days)
+    assert "shorter: --param season=day --param warmup=1d)" in " ".join(default.stderr.split())
+    hinted = runner.invoke(app, ["score", "-d", "seasonal_baseline", "-p", "warmup=1d", "-p",
+                                 "season=day"], input=four_days)
+    assert hinted.exit_code == 0 and "no row was scored yet" not in hinted.stderr
+    assert (pd.read_csv(io.StringIO(hinted.stdout))["anomaly_score"] > 0).any()
+
+
 def test_score_warm_up_message_counts_only_the_rows_it_scored() -> None:
     """"every anomaly_score is 0" was said of a file whose skipped rows (unreadable timestamp,
     a value that is not a number, a repeated time) have an empty anomaly_score: the message
