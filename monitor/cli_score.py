@@ -430,9 +430,12 @@ def register(app: typer.Typer) -> None:
             frame["timestamp"] = in_date_order(frame["timestamp"], date_order)  # type: ignore[arg-type]
         no_time = not_times(frame["timestamp"])
         if len(frame) and no_time.all():  # the wrong column or format, not a few bad rows
+            first = frame["timestamp"].iloc[0]
+            epoch = ("; Unix times are not read here: write ISO 8601, e.g. 2026-01-05T00:00Z"
+                     if pd.notna(pd.to_numeric(pd.Series([first]), errors="coerce")[0]) else "")
             raise typer.BadParameter(
-                f"{where} line {lines[0]}: not a time: {frame['timestamp'].iloc[0]!r} (no "
-                "line has a timestamp that can be read)", param_hint="--input")
+                f"{where} line {lines[0]}: not a time: {first!r} (no line has a timestamp "
+                f"that can be read{epoch})", param_hint="--input")
         skipped = not_numbers(frame["value"]) & ~no_time  # a row without a time: said below
         slash = slash_date_warning(frame["timestamp"])
         if slash:

@@ -282,6 +282,10 @@ def test_score_sorts_rows_out_of_time_order(tmp_path: Path) -> None:
     (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "line 2: not a time"),
     (["-i", "-"], "timestamp,value\n\nnope,1\n,2\n",
      "stdin line 3: not a time: 'nope' (no line has a timestamp that can be read)"),
+    # an epoch export (the files source reads Unix seconds; score reads ISO 8601 only)
+    (["-i", "-"], "timestamp,value\n1767225600,3\n1767229200,4\n",
+     "stdin line 2: not a time: '1767225600' (no line has a timestamp that can be read; Unix "
+     "times are not read here: write ISO 8601, e.g. 2026-01-05T00:00Z)"),
     (["--interval", "0m"], "", "--interval: must be positive, got 0m"),
     (["-i", "-"], "timestamp;value\n2026-01-05;1\n",
      'lacks column(s) timestamp, value (the header is one column holding ";": the file must '
