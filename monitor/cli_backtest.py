@@ -119,7 +119,8 @@ how well they match incidents known to have happened.
     known = None
     if incidents is not None:  # checked before the replay: a typo costs seconds, not minutes
         try:
-            known = load_incidents(incidents, {m.name for m in cfg.metrics})
+            known = load_incidents(incidents, {m.name for m in cfg.metrics}, labels={
+                m.name: {*m.dimensions, *m.split_by, *m.labels} for m in cfg.metrics})
         except IncidentsError as exc:
             err_console.print(f"[bold red]--incidents:[/] {escape(str(exc))}", highlight=False,
                               soft_wrap=True)
