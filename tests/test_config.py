@@ -995,6 +995,10 @@ def test_common_slips_get_messages_in_the_configs_own_words(fake_plugins: None) 
     assert got["metrics[0].detectors"] == ("expected a list, not text: write even one item in "
                                            "brackets, detectors: [...]")
     assert got["metrics[0].dimensions"].startswith("expected a list, not a number")
+    inline = dict(problems_of(minimal(detectors="[{type: fake_det, sensitivity: 0.5}]")))
+    assert inline["metrics[0].detectors[0]"] == (
+        "expected a detector's name, not its settings: define it under the top-level "
+        "detectors: {NAME: {type: ..., ...}} and list NAME here")
     ((_, tab),) = problems_of("sources:\n\tsrc: {type: fake_src}\n")
     assert "line 2, column 1" in tab and "(YAML indents with spaces only: replace the tab)" in tab
 

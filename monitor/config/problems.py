@@ -172,6 +172,10 @@ def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
         shape = ("{" + ", ".join(f"{k}: ..." for k in keys[:4]) + (", ...}" if keys[4:] else "}")
                  if keys else "of keys ({key: value})")
         return f"expected a mapping {shape}, not {_kind_of(raw)}"
+    if (kind == "string_type" and isinstance(raw, Mapping) and len(loc) == 4
+            and loc[0] == "metrics" and loc[2] == "detectors"):  # defined inline: a name here
+        return ("expected a detector's name, not its settings: define it under the top-level "
+                "detectors: {NAME: {type: ..., ...}} and list NAME here")
     if kind == "list_type" and loc and isinstance(loc[-1], str) and not isinstance(
             raw, (Mapping, type(None))):  # `detectors: default`: pydantic said "a valid list"
         return (f"expected a list, not {_kind_of(raw)}: write even one item in brackets, "
