@@ -986,7 +986,8 @@ def test_common_slips_get_messages_in_the_configs_own_words(fake_plugins: None) 
     """A fresh-eyes pass met "Input should be a valid dictionary or instance of WindowRule"
     (a class name users never see), a bare "unable to parse string as a number" for 10%,
     PyYAML's "found character '\\t'" for a tab, and "Input should be a valid list" for
-    ``detectors: default``."""
+    ``detectors: default``, and "Input should be a valid string" for a detector defined
+    inline in a metric's list."""
     got = dict(problems_of(minimal(window="3", min_change="10%")))
     assert got["metrics[0].window"] == "expected a mapping {k: ..., n: ...}, not a number"
     assert got["metrics[0].min_change"] == ("expected a number: a share is a fraction here "
