@@ -233,7 +233,7 @@ def prepare(
     cols += [noise] if noise else []
     missing = [c for c in dict.fromkeys([*dims, *cols]) if c not in leaves.columns]
     if missing:
-        raise RootCauseError(f"missing column(s): {', '.join(map(str, missing))}")
+        raise _missing(missing, leaves.columns)
     df = leaves[[*dims, *dict.fromkeys(cols)]].copy()
     for c in dict.fromkeys(cols):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
@@ -612,7 +612,7 @@ def expected_from_history(
     cols = [value] + ([denominator] if denominator else [])
     missing = [c for c in dict.fromkeys([time_column, *dims, *cols]) if c not in rows.columns]
     if missing:
-        raise RootCauseError(f"missing column(s): {', '.join(missing)}")
+        raise _missing(missing, rows.columns)
     df = rows[[time_column, *dims, *cols]].copy()
     for d in dims:
         df[d] = df[d].astype(str)
@@ -692,10 +692,25 @@ def parse_time(at: pd.Timestamp | str) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
+def _missing(missing: Sequence[object], columns: Sequence[object]) -> RootCauseError:
+    """``missing column(s): regoin (did you mean 'region'?); columns: ...``: the file's
+    columns and the close name, so a typo in ``--dimensions`` needs no trip to the file.
+
+    >>> str(_missing(["regoin"], ["ts", "channel", "region"]))
+    "missing column(s): regoin (did you mean 'region'?); columns: ts, channel, region"
+    """
+    import difflib
+
+    names = [str(c) for c in columns]
+    hints = [f"{m} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+        str(m), names, n=1)) else str(m) for m in missing]
+    return RootCauseError(f"missing column(s): {', '.join(hints)}; columns: {', '.join(names)}")
+
+
 def rows_at(rows: pd.DataFrame, time_column: str, at: pd.Timestamp | str) -> pd.DataFrame:
     """The rows whose ``time_column`` is ``at``."""
     if time_column not in rows.columns:
-        raise RootCauseError(f"missing column(s): {time_column}")
+        raise _missing([time_column], rows.columns)
     t = parse_time(at)
     out = rows[_parse_times(rows[time_column]) == t]
     if out.empty:

@@ -247,8 +247,12 @@ class SeasonalBaseline(Detector):
 
     @property
     def warmup_period(self) -> timedelta:
-        """How long a new series learns before it is scored."""
-        return timedelta(microseconds=self._warmup_ns // 1000)
+        """How long a new series learns before it is scored: ``warmup``, but never less than
+        one season, since a point is scored only once its slot holds a value (with
+        ``warmup: 1d`` and ``season: week`` nothing scored for a week while ``cxmon score``,
+        ``validate`` and ``backtest`` said it needed 1d)."""
+        season_ns = self.slots * self._slot_ns
+        return timedelta(microseconds=max(self._warmup_ns, season_ns) // 1000)
 
     def score(self, batch: TickBatch) -> Scores:
         out = Scores.empty(len(batch))

@@ -25,8 +25,10 @@ by that metric); overall, each incident counts once, found if any metric found i
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -82,14 +84,33 @@ def _labels(text: str, where: str) -> tuple[tuple[str, str], ...]:
         if not eq or not _LABEL.match(key) or not value:
             raise IncidentsError(f"{where}: labels must be key=value;key=value, "
                                  f"not {text!r}")
+        if re.search(r",\s*[a-zA-Z_][a-zA-Z0-9_]*\s*=", value):  # "channel=app,region=uk"
+            raise IncidentsError(f"{where}: labels are separated by ';', not ',': "
+                                 f"{text.replace(',', ';')!r}, not {text!r}")
         out[key] = value
     return tuple(sorted(out.items()))
 
 
-def parse_incidents(text: str, metrics: set[str], *, source: str = "incidents") -> list[
+def _check_label_names(labels: tuple[tuple[str, str], ...], metric: str | None,
+                       known: Mapping[str, Collection[str]], where: str) -> None:
+    """A label no series of the metric (or of any metric) carries can match nothing: the
+    incident would be reported missed whatever the detectors did (``chanel=app``)."""
+    names = set(known.get(metric, ())) if metric else {n for v in known.values() for n in v}
+    for key, _ in labels:
+        if key not in names:
+            close = difflib.get_close_matches(key, sorted(names), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            whose = f"of {metric}" if metric else "of any metric"
+            raise IncidentsError(f"{where}: no series {whose} has a label {key!r}{hint}; "
+                                 f"labels: {', '.join(sorted(names)) or 'none'}")
+
+
+def parse_incidents(text: str, metrics: set[str], *, source: str = "incidents",
+                    labels: Mapping[str, Collection[str]] | None = None) -> list[
         KnownIncident]:
     """Parse an incidents CSV (see the module docstring); ``metrics`` are the config's metric
-    names. Raises :class:`IncidentsError` naming the row of the first problem."""
+    names, ``labels`` (when given) each metric's label names, to refuse a label no series
+    has. Raises :class:`IncidentsError` naming the row of the first problem."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     columns = [c.strip().lower() for c in reader.fieldnames or []]
     missing = [c for c in REQUIRED if c not in columns]
@@ -106,32 +127,41 @@ def parse_incidents(text: str, metrics: set[str], *, source: str = "incidents") 
     for raw in reader:
         line = reader.line_num
         row = {k: (v or "").strip() for k, v in raw.items() if k is not None}
-        if not any(row.values()):
+        if not any(row.values()) and None not in raw:
             continue  # a blank line
         where = f"{source} row {line}"
+        if None in raw:  # its last fields had no column: read into the wrong ones
+            raise IncidentsError(
+                f"{where}: more fields than the header's {len(columns)} columns; separate "
+                "labels with ';' (channel=app;region=uk) and quote a name holding a comma")
         start = _time(row.get("start", ""), "start", where)
         end = _time(row.get("end", ""), "end", where)
         if end <= start:
             raise IncidentsError(f"{where}: end {row['end']} is not after start {row['start']}")
         metric = row.get("metric") or None
         if metric is not None and metric not in metrics:
+            close = difflib.get_close_matches(metric, sorted(metrics), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise IncidentsError(f"{where}: unknown metric {metric!r} "
-                                 f"(metrics: {', '.join(sorted(metrics))})")
-        out.append(KnownIncident(line, row.get("name", ""), start, end, metric,
-                                 _labels(row.get("labels", ""), where)))
+                                 f"({hint}metrics: {', '.join(sorted(metrics))})")
+        pairs = _labels(row.get("labels", ""), where)
+        if labels is not None:
+            _check_label_names(pairs, metric, labels, where)
+        out.append(KnownIncident(line, row.get("name", ""), start, end, metric, pairs))
     if not out:
         raise IncidentsError(f"{source}: no incidents (a header and no rows)")
     return out
 
 
-def load_incidents(path: Path, metrics: set[str]) -> list[KnownIncident]:
+def load_incidents(path: Path, metrics: set[str],
+                   labels: Mapping[str, Collection[str]] | None = None) -> list[KnownIncident]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise IncidentsError(f"{path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise IncidentsError(f"{path}: not UTF-8 text") from None
-    return parse_incidents(text, metrics, source=str(path))
+    return parse_incidents(text, metrics, source=str(path), labels=labels)
 
 
 @dataclass(slots=True)

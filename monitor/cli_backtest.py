@@ -61,11 +61,11 @@ def backtest(
 ) -> None:
     """Replay history through the detectors (no look-ahead).
 
-    Like a metric's first live tick, the detectors first learn from the metric's `history:`
-    before --start. Feedback stored so far (not_anomaly, expected, confirmed) applies as in
-    `cxmon run`: from just after the anomaly it refers to. Nothing is stored or sent. Prints a
-    table of anomalies and a summary (with what the feedback suppressed); with --incidents,
-    how well they match incidents known to have happened.
+    Like a metric's first live tick, the detectors first learn from the metric's `history:` \
+before --start. Feedback stored so far (not_anomaly, expected, confirmed) applies as in \
+`cxmon run`: from just after the anomaly it refers to. Nothing is stored or sent. Prints a \
+table of anomalies and a summary (with what the feedback suppressed); with --incidents, \
+how well they match incidents known to have happened.
 
     Example: cxmon backtest -c cxmon.yaml --start 2026-01-01 --end 2026-02-01 --no-feedback"""
     from monitor.backtest import run_backtest
@@ -119,7 +119,8 @@ def backtest(
     known = None
     if incidents is not None:  # checked before the replay: a typo costs seconds, not minutes
         try:
-            known = load_incidents(incidents, {m.name for m in cfg.metrics})
+            known = load_incidents(incidents, {m.name for m in cfg.metrics}, labels={
+                m.name: {*m.dimensions, *m.split_by, *m.labels} for m in cfg.metrics})
         except IncidentsError as exc:
             err_console.print(f"[bold red]--incidents:[/] {escape(str(exc))}", highlight=False,
                               soft_wrap=True)
@@ -148,18 +149,25 @@ def backtest(
             return _hm(ts) if reading.timezone == "UTC" else reading.at(
                 {"metric": metric, "timestamp": ts})
 
+        # a metric with several detectors has a row per detector that flagged a point: the
+        # same time and series twice with two expected values, told apart only by this
+        by_detector = frame["detector"].dropna().nunique() > 1
         table.add_column("time", no_wrap=True)
         table.add_column("series", overflow="fold", ratio=1)
+        if by_detector:
+            table.add_column("detector", no_wrap=True)
         for col in ("value", "expected", "band", "sev"):
             table.add_column(col, justify="right", no_wrap=True)
         for row in frame.head(50).itertuples():
+            lead = [when(row.metric, row.timestamp), row.series]
+            if by_detector:
+                lead.append(row.detector if isinstance(row.detector, str) else "")
             if row.kind == "no_data":  # a silence, not a value: "no data" and the last one
-                table.add_row(when(row.metric, row.timestamp), row.series, "no data",
-                              f"last {_g(row.expected)}", "", str(row.severity))
+                table.add_row(*lead, "no data", f"last {_g(row.expected)}", "",
+                              str(row.severity))
                 continue
-            table.add_row(when(row.metric, row.timestamp), row.series, f"{row.value:.4g}",
-                          f"{row.expected:.4g}", f"{row.lower:.4g} – {row.upper:.4g}",
-                          str(row.severity))
+            table.add_row(*lead, f"{row.value:.4g}", f"{row.expected:.4g}",
+                          f"{row.lower:.4g} – {row.upper:.4g}", str(row.severity))
         _print_table(table)
     if len(frame) > 50:
         console.print(f"... and {len(frame) - 50} more (use --output to get them all)")

@@ -55,9 +55,9 @@ def lookout(
 ) -> None:
     """Convert a Lookout for Metrics detector's metric sets (and alerts) into a cxmon config.
 
-    The report on stderr lists every Lookout setting that has no cxmon equivalent or needs a
-    manual step. Exit 0: converted; 1: nothing could be converted (e.g. a CloudWatch source);
-    2: the input is not what the AWS CLI prints.
+    The report on stderr lists every Lookout setting that has no cxmon equivalent or needs a \
+manual step. Exit 0: converted; 1: nothing could be converted (e.g. a CloudWatch source); \
+2: the input is not what the AWS CLI prints.
     """
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:

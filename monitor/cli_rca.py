@@ -45,9 +45,9 @@ def rca(
 ) -> None:
     """Which dimension values drove the change: ranked root causes as JSON.
 
-    Either --actual and --expected columns (one snapshot; additive), or --value [--denominator]
-    with --time-column and --at (rows before --at are history, rows at --at the snapshot).
-    --input - reads the CSV from stdin.
+    Either --actual and --expected columns (one snapshot; additive), or --value \
+[--denominator] with --time-column and --at (rows before --at are history, rows at --at the \
+snapshot). --input - reads the CSV from stdin.
     """
     text = read_input_text(input)
     try:

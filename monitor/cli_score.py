@@ -51,6 +51,36 @@ def _detector_help() -> str:
 DETECTOR_HELP = _detector_help()  # from the registry, so a new type shows up in --help
 
 
+#: Settings that may shorten a seasonal detector's warm-up, tried in this order.
+_SHORTER = ({"warmup": "1d"}, {"season": "day"}, {"season": "day", "warmup": "1d"})
+
+
+def shorter_warmups(detector: str, params: dict[str, Any], interval: timedelta,
+                    need: object) -> list[str]:
+    """The ``--param`` settings that give ``detector`` a warm-up shorter than ``need``, as
+    typed: a hint that is true for this type and these params (``--param warmup=1d`` alone
+    does not shorten ``seasonal_baseline``'s weekly slots, and was suggested when already
+    given)."""
+    from detectors.registry import create
+
+    if not isinstance(need, timedelta):
+        return []
+    out: list[dict[str, str]] = []
+    for extra in _SHORTER:
+        if all(params.get(k) == v for k, v in extra.items()):
+            continue  # already so
+        if any(set(done) <= set(extra) for done in out):
+            continue  # a part of it already helps
+        try:
+            det = create({"type": detector, **params, **extra}, interval=interval)
+        except (ValueError, TypeError, KeyError):
+            continue  # an option this type does not have
+        period = getattr(det, "warmup_period", None)
+        if isinstance(period, timedelta) and period < need:
+            out.append(extra)
+    return [" ".join(f"--param {k}={v}" for k, v in e.items()) for e in out]
+
+
 def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
                 interval: timedelta | None = None,
                 progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
@@ -129,6 +159,8 @@ def score_frame(frame: pd.DataFrame, detector: str, params: dict[str, Any],
     out.attrs["all_warming"] = bool(warming) and len(warming) == int(np.isfinite(values).sum())
     period = getattr(det, "warmup_period", None)  # a property on the seasonal detectors
     out.attrs["warmup"] = period() if callable(period) else period
+    out.attrs["shorter"] = (shorter_warmups(detector, params, interval, out.attrs["warmup"])
+                            if out.attrs["all_warming"] else [])
     out.attrs["last_warming"] = str(frame["timestamp"].to_numpy()[order][warming[-1]]) \
         if warming else None
     return out
@@ -398,9 +430,12 @@ def register(app: typer.Typer) -> None:
             frame["timestamp"] = in_date_order(frame["timestamp"], date_order)  # type: ignore[arg-type]
         no_time = not_times(frame["timestamp"])
         if len(frame) and no_time.all():  # the wrong column or format, not a few bad rows
+            first = frame["timestamp"].iloc[0]
+            epoch = ("; Unix times are not read here: write ISO 8601, e.g. 2026-01-05T00:00Z"
+                     if pd.notna(pd.to_numeric(pd.Series([first]), errors="coerce")[0]) else "")
             raise typer.BadParameter(
-                f"{where} line {lines[0]}: not a time: {frame['timestamp'].iloc[0]!r} (no "
-                "line has a timestamp that can be read)", param_hint="--input")
+                f"{where} line {lines[0]}: not a time: {first!r} (no line has a timestamp "
+                f"that can be read{epoch})", param_hint="--input")
         skipped = not_numbers(frame["value"]) & ~no_time  # a row without a time: said below
         slash = slash_date_warning(frame["timestamp"])
         if slash:
@@ -438,10 +473,11 @@ def register(app: typer.Typer) -> None:
                        "(empty anomaly_score)", err=True)
         skipped_note = skipped_text(out.attrs["skipped"])
         if out.attrs.get("all_warming"):
-            need = out.attrs.get("warmup")
+            need, shorter = out.attrs.get("warmup"), out.attrs.get("shorter")
             typer.echo(f"no row was scored yet: {detector} was still warming up at the last row"
-                       + (f" (it needs {format_duration(need)} of history; shorter: --param "
-                          "warmup=1d, or --param season=day)" if need else "")
+                       + (f" (it needs {format_duration(need)} of history"
+                          + (f"; shorter: {', or '.join(shorter)}" if shorter else "") + ")"
+                          if need else "")
                        + f": all {out.attrs['scored_rows']} scored rows have anomaly_score 0"
                        + (f" ({skipped_note}, empty anomaly_score)" if skipped_note else ""),
                        err=True)

@@ -27,6 +27,7 @@ is taken at its first occurrence and one in the skipped hour shifted forward, co
 
 from __future__ import annotations
 
+import difflib
 import glob
 import hashlib
 import io
@@ -188,10 +189,13 @@ class FilesSource(Source):
                          & (ts < pd.Timestamp(request.until))).sum())
                 continue
             if request.timestamp_column not in df.columns:
+                columns = [str(c) for c in df.columns]
+                close = difflib.get_close_matches(request.timestamp_column, columns, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise FatalSourceError(
                     f"source {self.name}: {Path(path).name} has no column "
-                    f"{request.timestamp_column!r} (metric {request.metric}'s timestamp); "
-                    f"columns: {', '.join(map(str, df.columns))}"
+                    f"{request.timestamp_column!r}{hint} (metric {request.metric}'s "
+                    f"timestamp); columns: {', '.join(columns)}"
                 )
             ts = self._times(path, df, request.timestamp_column)
             keep = (ts >= pd.Timestamp(request.since)) & (ts < pd.Timestamp(request.until))

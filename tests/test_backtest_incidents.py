@@ -166,8 +166,21 @@ def test_incidents_outside_the_replay_are_left_out_with_a_warning(
     ("start,end\n2026-01-20,soon\n", "row 2: end is not a time: 'soon'"),
     ("start,end,name\n2026-01-20T10:00Z,2026-01-20T10:00Z,x\n",
      "row 2: end 2026-01-20T10:00Z is not after start"),
-    ("start,end,metric\n2026-01-20,2026-01-21,contacs\n", "row 2: unknown metric 'contacs'"),
+    ("start,end,metric\n2026-01-20,2026-01-21,contacs\n",
+     "row 2: unknown metric 'contacs' (did you mean 'contacts'? metrics: contacts)"),
     ("start,end,labels\n2026-01-20,2026-01-21,channel:app\n", "row 2: labels must be"),
+    # a fresh-eyes analyst's slips, each once read silently into an incident that could
+    # never match: an unquoted comma shifted the labels into the name, a comma inside the
+    # labels made one label with the value "app,region=uk", a misspelt key matched nothing
+    ("start,end,labels,name\n2026-01-20,2026-01-21,channel=app,region=uk,x\n",
+     "row 2: more fields than the header's 4 columns; separate labels with ';'"),
+    ('start,end,labels\n2026-01-20,2026-01-21,"channel=app,region=uk"\n',
+     "row 2: labels are separated by ';', not ',': 'channel=app;region=uk'"),
+    ("start,end,labels\n2026-01-20,2026-01-21,chanel=app\n",
+     "row 2: no series of any metric has a label 'chanel' (did you mean 'channel'?); "
+     "labels: channel"),
+    ("start,end,metric,labels\n2026-01-20,2026-01-21,contacts,region=uk\n",
+     "row 2: no series of contacts has a label 'region'; labels: channel"),
     ("start,end\n", "no incidents"),
 ])
 def test_a_bad_incidents_csv_names_the_row_and_exits_2_before_the_replay(

@@ -425,6 +425,32 @@ def test_backtest_summary_counts_episodes_comparable_between_settings(tmp_path: 
     assert 1 <= runs <= buckets <= n
 
 
+def test_backtest_table_names_the_detector_when_a_metric_has_several(tmp_path: Path) -> None:
+    """With ``detectors: [rs, sb]`` a point both flag is two rows of the same time and series
+    with two expected values: a fresh-eyes analyst could not tell which was which without
+    ``--output``. The column shows only then; one detector keeps the table as it was."""
+    two = GOOD.format(db="x.db") + (
+        "    history: 14d\n    detectors: [rs, sb]\n"
+        "detectors:\n  rs: {type: robust_seasonal}\n  sb: {type: seasonal_baseline}\n")
+    args = ["--start", "2026-01-27", "--end", "2026-01-28", "--no-feedback"]
+    out = tmp_path / "a.csv"
+    result = runner.invoke(app, ["backtest", "-c", str(write(tmp_path, two)), *args,
+                                 "--output", str(out)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    flagged = set(pd.read_csv(out)["detector"])
+    assert flagged == {"rs", "sb"}  # both flag the scripted incident
+    header = next(line for line in result.output.splitlines() if "series" in line)
+    assert header.split("┃")[3].strip() == "detector"
+    rows = [[c.strip() for c in line.split("│")] for line in result.output.splitlines()
+            if line.startswith("│")]
+    assert {r[3] for r in rows} == flagged
+    one = runner.invoke(app, ["backtest", "-c", str(write(
+        tmp_path, GOOD.format(db="x.db") + "    history: 14d\n")), *args],
+        env={"COLUMNS": "250"})
+    assert one.exit_code == 0, one.output
+    assert "detector" not in next(line for line in one.output.splitlines() if "series" in line)
+
+
 def test_backtest_says_until_when_the_detectors_warmed_up(tmp_path: Path) -> None:
     result = runner.invoke(app, ["backtest", "-c", str(write(tmp_path, GOOD.format(db="x.db"))),
                                  "--start", "2026-01-05", "--end", "2026-01-14"])

@@ -27,11 +27,11 @@ def _snapshot_csv(path: Path) -> Path:
     return path
 
 
-def _snapshot(tmp_path: Path, csv_text: str) -> Result:
+def _snapshot(tmp_path: Path, csv_text: str, dimensions: str = "channel,region") -> Result:
     """``cxmon rca`` in snapshot mode (actual vs expected per channel x region) on a CSV."""
     src = tmp_path / "c.csv"
     src.write_text(csv_text)
-    return runner.invoke(app, ["rca", "--input", str(src), "--dimensions", "channel,region",
+    return runner.invoke(app, ["rca", "--input", str(src), "--dimensions", dimensions,
                                "--actual", "actual", "--expected", "expected"])
 
 
@@ -153,6 +153,15 @@ def test_rca_names_a_semicolon_separated_file(tmp_path: Path) -> None:
     res = _snapshot(tmp_path, "channel;region;actual;expected\napp;uk;1;100\n")
     assert res.exit_code == 2, res.output
     assert 'holding ";": the file must be comma-separated' in res.output
+
+
+def test_rca_missing_column_says_the_close_name_and_the_columns(tmp_path: Path) -> None:
+    """``--dimensions channel,regoin`` said only "missing column(s): regoin"."""
+    res = _snapshot(tmp_path, "channel,region,actual,expected\napp,uk,1,100\n",
+                    dimensions="channel,regoin")
+    assert res.exit_code == 2, res.output
+    assert ("missing column(s): regoin (did you mean 'region'?); columns: channel, region, "
+            "actual, expected") in res.output
 
 
 def test_rca_names_the_column_and_row_of_a_bad_time(tmp_path: Path) -> None:

@@ -138,6 +138,25 @@ def test_score_says_which_rows_came_during_warm_up() -> None:
     assert (pd.read_csv(io.StringIO(none.stdout))["anomaly_score"] == 0).all()
 
 
+def test_score_warm_up_hint_suggests_only_settings_that_shorten_it() -> None:
+    """``-d seasonal_baseline -p warmup=1d`` scored nothing in 4 days and was told "it needs
+    1d of history; shorter: --param warmup=1d, or --param season=day": the need was a week
+    (weekly slots) and the first suggestion was what it had. The hint is now worked out for
+    the type and params given, and following it scores."""
+    four_days = series_csv(96)
+    res = runner.invoke(app, ["score", "-d", "seasonal_baseline", "-p", "warmup=1d"],
+                        input=four_days)
+    assert res.exit_code == 0, res.output
+    err = " ".join(res.stderr.split())
+    assert "(it needs 1w of history; shorter: --param season=day): all 96 scored rows" in err
+    default = runner.invoke(app, ["score", "-d", "seasonal_baseline"], input=four_days)
+    assert "shorter: --param season=day --param warmup=1d)" in " ".join(default.stderr.split())
+    hinted = runner.invoke(app, ["score", "-d", "seasonal_baseline", "-p", "warmup=1d", "-p",
+                                 "season=day"], input=four_days)
+    assert hinted.exit_code == 0 and "no row was scored yet" not in hinted.stderr
+    assert (pd.read_csv(io.StringIO(hinted.stdout))["anomaly_score"] > 0).any()
+
+
 def test_score_warm_up_message_counts_only_the_rows_it_scored() -> None:
     """"every anomaly_score is 0" was said of a file whose skipped rows (unreadable timestamp,
     a value that is not a number, a repeated time) have an empty anomaly_score: the message
@@ -263,6 +282,10 @@ def test_score_sorts_rows_out_of_time_order(tmp_path: Path) -> None:
     (["-i", "-"], "timestamp,value\nyesterday-ish,2\n", "line 2: not a time"),
     (["-i", "-"], "timestamp,value\n\nnope,1\n,2\n",
      "stdin line 3: not a time: 'nope' (no line has a timestamp that can be read)"),
+    # an epoch export (the files source reads Unix seconds; score reads ISO 8601 only)
+    (["-i", "-"], "timestamp,value\n1767225600,3\n1767229200,4\n",
+     "stdin line 2: not a time: '1767225600' (no line has a timestamp that can be read; Unix "
+     "times are not read here: write ISO 8601, e.g. 2026-01-05T00:00Z)"),
     (["--interval", "0m"], "", "--interval: must be positive, got 0m"),
     (["-i", "-"], "timestamp;value\n2026-01-05;1\n",
      'lacks column(s) timestamp, value (the header is one column holding ";": the file must '
@@ -338,6 +361,30 @@ def test_no_help_shows_a_bool_metavar_or_double_backticks() -> None:
         assert "``" not in res.output, path
     add = runner.invoke(app, ["silence", "add", "--help"], env={"COLUMNS": "200"}).output
     assert "Who (default: $USER)" in add
+
+
+def test_no_help_paragraph_breaks_its_lines_mid_sentence() -> None:
+    """Typer's rich help keeps every newline of a docstring: ``backtest --help`` printed
+    "the metric's `history:`" alone on a line and "before --start" on the next, at any
+    terminal width. A paragraph is one line of help text unless it is a block (indented
+    lines, such as validate's examples, or click's ``\\b``)."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    checked = 0
+    for path in _commands():
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        for para in (cmd.help or "").split("\n\n")[1:]:  # typer joins the summary's
+            lines = para.strip("\n").split("\n")
+            if para.startswith("\b") or any(line[:1].isspace() for line in lines[1:]):
+                continue
+            checked += 1
+            assert len(lines) == 1, (path, para)
+    assert checked > 10
+    out = runner.invoke(app, ["backtest", "--help"], env={"COLUMNS": "200"}).output
+    assert "from the metric's `history:` before --start." in out
 
 
 def test_every_example_in_a_help_text_parses(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -384,6 +384,19 @@ def test_metric_field_rules() -> None:
     assert paths_of(minimal(detectors="[]")) == ["metrics[0].detectors"]
 
 
+def test_min_volume_on_a_sum_is_a_problem_not_a_silent_no_op() -> None:
+    """A fresh-eyes analyst set ``min_volume: 5`` on a complaints count to hold back alerts
+    on thin data; validate accepted it and the post-rule never acted (a sum has no volume).
+    On a ratio or a mean, where the rule reads the denominator or count, it stays valid."""
+    got = problems_of(minimal(min_volume="5"))
+    assert [path for path, _ in got] == ["metrics[0].min_volume"]
+    assert "a sum has no volume" in got[0][1] and "min_abs_change" in got[0][1]
+    assert paths_of(minimal("{sum: orders}", min_volume="1")) == ["metrics[0].min_volume"]
+    for value in ("{ratio: [a, b]}", "{mean: [s, n]}", "{mean: rating}"):
+        assert cfg.parse_config(minimal(value, min_volume="5"), env=ENV).metrics[0].min_volume == 5
+    assert cfg.parse_config(minimal(min_volume="0"), env=ENV).metrics[0].min_volume == 0
+
+
 def test_store_accepts_a_plain_url_or_a_mapping() -> None:
     assert (
         cfg.parse_config(minimal() + "store: postgresql://h/db\n").store.url == "postgresql://h/db"
@@ -565,7 +578,8 @@ def test_unknown_source_and_detector_types_list_the_valid_ones() -> None:
     text = minimal().replace("type: fake_src", "type: fake_sq") + "detectors: {d: {type: nope}}\n"
     problems = problems_of(text)
     assert [p for p, _ in problems] == ["sources.src.type", "detectors.d.type"]
-    assert problems[0][1].startswith("unknown source type 'fake_sq'; valid types:")
+    assert problems[0][1].startswith(
+        "unknown source type 'fake_sq' (did you mean 'fake_src'?); valid types:")
     assert "fake_api" in problems[0][1] and "fake_src" in problems[0][1]
     assert problems[1][1].startswith("unknown detector type 'nope'; valid types:")
     assert "fake_det" in problems[1][1] and "fake_seasonal" in problems[1][1]
@@ -626,6 +640,26 @@ def test_unknown_keys_suggest_the_closest_known_key() -> None:
         ("detector", "unknown key 'detector' (did you mean 'detectors'?)"),
         ("alerting.route.reciever", "unknown key 'reciever' (did you mean 'receiver'?)"),
     ]
+
+
+def test_a_key_written_one_level_off_says_where_it_goes() -> None:
+    """A fresh-eyes analyst wrote ``season: day`` on a metric and ``direction: down`` on a
+    detector and got a bare "unknown key", as if the option did not exist; and a detector
+    type one letter off got no did-you-mean."""
+    text = minimal(refit="1d", colour="red") + (
+        "detectors:\n  d: {type: fake_det, direction: up}\n  e: {type: fake_seasnal}\n")
+    got = dict(problems_of(text.replace("type: fake_src", "type: fake-src")))
+    refit = got["metrics[0].refit"]
+    assert refit.startswith("unknown key 'refit' ('refit' is an option of a detector (")
+    assert "fake_seasonal" in refit and "refit: ...}}" in refit
+    assert got["metrics[0].colour"] == "unknown key 'colour'"  # nowhere else either
+    assert got["detectors.d.direction"] == (
+        "unknown key 'direction' ('direction' is a metric setting: set it on the metrics "
+        "that use this detector)")
+    assert got["detectors.e.type"].startswith(
+        "unknown detector type 'fake_seasnal' (did you mean 'fake_seasonal'?); valid types: ")
+    assert got["sources.src.type"].startswith(
+        "unknown source type 'fake-src' (did you mean 'fake_src'?); valid types: ")
 
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
@@ -951,11 +985,21 @@ metrics:
 def test_common_slips_get_messages_in_the_configs_own_words(fake_plugins: None) -> None:
     """A fresh-eyes pass met "Input should be a valid dictionary or instance of WindowRule"
     (a class name users never see), a bare "unable to parse string as a number" for 10%,
-    and PyYAML's "found character '\\t'" for a tab."""
+    PyYAML's "found character '\\t'" for a tab, and "Input should be a valid list" for
+    ``detectors: default``, and "Input should be a valid string" for a detector defined
+    inline in a metric's list."""
     got = dict(problems_of(minimal(window="3", min_change="10%")))
     assert got["metrics[0].window"] == "expected a mapping {k: ..., n: ...}, not a number"
     assert got["metrics[0].min_change"] == ("expected a number: a share is a fraction here "
                                             "(10% is 0.1)")
+    got = dict(problems_of(minimal(detectors="default", dimensions="7")))
+    assert got["metrics[0].detectors"] == ("expected a list, not text: write even one item in "
+                                           "brackets, detectors: [...]")
+    assert got["metrics[0].dimensions"].startswith("expected a list, not a number")
+    inline = dict(problems_of(minimal(detectors="[{type: fake_det, sensitivity: 0.5}]")))
+    assert inline["metrics[0].detectors[0]"] == (
+        "expected a detector's name, not its settings: define it under the top-level "
+        "detectors: {NAME: {type: ..., ...}} and list NAME here")
     ((_, tab),) = problems_of("sources:\n\tsrc: {type: fake_src}\n")
     assert "line 2, column 1" in tab and "(YAML indents with spaces only: replace the tab)" in tab
 

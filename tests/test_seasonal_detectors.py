@@ -93,6 +93,22 @@ def test_seasonal_baseline_waits_for_a_settled_scale() -> None:
     assert first == 24 * 8
 
 
+def test_seasonal_baseline_warmup_period_is_never_shorter_than_its_season() -> None:
+    """A point is scored only once its slot holds a value, so ``warmup: 1d`` with weekly
+    slots scored nothing for a week while ``warmup_period`` (what ``cxmon score``,
+    ``validate`` and ``backtest`` say a detector needs) said 1d."""
+    hour = timedelta(hours=1)
+    week = create({"type": "seasonal_baseline", "warmup": "1d"}, interval=hour)
+    day = create({"type": "seasonal_baseline", "warmup": "1d", "season": "day"}, interval=hour)
+    long = create({"type": "seasonal_baseline", "warmup": "2w", "season": "day"}, interval=hour)
+    assert (week.warmup_period, day.warmup_period, long.warmup_period) == (
+        timedelta(weeks=1), timedelta(days=1), timedelta(weeks=2))
+    v = 50 + np.random.default_rng(3).normal(0, 2, (24 * 9, 1))
+    scores = run_series("seasonal_baseline", v, warmup="1d")[:, 0]
+    first = int(np.flatnonzero(np.isfinite(scores))[0])
+    assert first >= week.warmup_period // hour  # what it says is what it does
+
+
 def test_seasonal_baseline_old_checkpoint_is_refused() -> None:
     """The record layout changed (volume and domain flags): an old record must be
     reported as unusable (the pipeline then learns afresh), not misread."""

@@ -131,6 +131,16 @@ def test_unusable_files_are_fatal(tmp_path, name: str, content: str, needle: str
     assert "exports" in str(info.value) and needle in str(info.value)
 
 
+def test_a_misspelt_timestamp_column_gets_a_did_you_mean(tmp_path) -> None:
+    """``timestamp: hours`` for a file whose column is ``hour``: the value column's message
+    had a did-you-mean, the timestamp's listed the columns only."""
+    (tmp_path / "a.csv").write_text("t_s,channel,contacts\n2026-01-05T00:00Z,app,1\n")
+    with pytest.raises(FatalSourceError) as info:
+        src(str(tmp_path / "a.csv")).fetch(req())
+    assert str(info.value) == ("source exports: a.csv has no column 'ts' (did you mean 't_s'?) "
+                               "(metric contacts's timestamp); columns: t_s, channel, contacts")
+
+
 def test_a_missing_plain_path_is_missing_not_fatal_and_names_the_full_path(tmp_path) -> None:
     """Later ticks retry a missing file, so it is no fatal error (an alert on fatal errors
     paged for a drop folder that was briefly empty); it is retried like a retriable one."""

@@ -199,3 +199,16 @@ def test_show_takes_a_path_as_problems_write_it(tmp_path: Path) -> None:
     res = runner.invoke(app, ["validate", "--show", "metrics[1].params", "-c", config], env=ENV)
     assert res.exit_code == 0, res.output
     assert yaml.safe_load(res.stdout) == {"query_params": {"access_token": "***"}}
+
+
+def test_show_of_one_value_prints_just_the_value(tmp_path: Path) -> None:
+    """``--show metrics.orders.history`` printed ``1w`` and then ``...`` (YAML's end of a
+    bare scalar's document) on a line of its own."""
+    config = str(_config(tmp_path))
+    one = runner.invoke(app, ["validate", "--show", "metrics.orders.history", "-c", config],
+                        env=ENV)
+    assert one.exit_code == 0, one.output
+    assert one.stdout == "1w\n"
+    section = runner.invoke(app, ["validate", "--show", "metrics[0].dimensions", "-c", config],
+                            env=ENV)
+    assert isinstance(yaml.safe_load(section.stdout), list)

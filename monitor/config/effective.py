@@ -55,7 +55,9 @@ def effective_yaml(config: BaseModel, path: str | None = None) -> str:
     # the last line of defence: any secret value of the config, wherever it ended up
     secrets = sorted(_all_secrets(config, secrets_of(config)), key=len, reverse=True)
     data = _scrubbed(data, lambda text: scrub_secrets(text, secrets))
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    # a bare scalar (``--show metrics.csat.min_volume``) ends in YAML's document-end marker
+    return text.removesuffix("...\n") if not isinstance(data, dict | list) else text
 
 
 def _scrubbed(data: Any, scrub: Callable[[str], str]) -> Any:

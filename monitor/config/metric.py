@@ -147,7 +147,7 @@ class MetricConfig(BaseModel):
     min_severity: float = Field(default=25.0, ge=0, le=100)  # 25 = a 1-in-10,000 point
     min_change: float = Field(default=0.0, ge=0)  # relative change needed to alert
     min_abs_change: float = Field(default=0.0, ge=0)  # absolute change needed to alert
-    min_volume: float = Field(default=0.0, ge=0)  # minimum denominator / count to alert
+    min_volume: float = Field(default=0.0, ge=0)  # min denominator / count (ratio, mean) to alert
     # Stateful post-rules per series (detectors/postrules.py RuleState; README "Detectors").
     consecutive: int = Field(default=1, ge=1, le=64)  # unusual points in a row to alert
     window: WindowRule | None = None  # {k, n}: k of the last n points unusual to alert
@@ -212,12 +212,20 @@ class MetricConfig(BaseModel):
 
     @model_validator(mode="after")
     def _display_fits_value(self) -> MetricConfig:
-        """Number settings that cannot apply to this metric's value are errors, all at once:
-        a sum has no volume, and a ratio shown as a percentage has no scale of its own."""
+        """Settings that cannot apply to this metric's value are errors, all at once: a sum
+        has no volume (to name or to require), and a ratio shown as a percentage has no scale
+        of its own."""
         errors = []
         if self.volume_unit is not None and self.value.kind is ValueKind.SUM:
             errors.append((("volume_unit",), "not_applicable",
                            "a sum has no volume (no denominator or count): remove volume_unit"))
+        if self.min_volume > 0 and self.value.kind is ValueKind.SUM:
+            # The post-rule reads the denominator or count behind a ratio or mean; a sum has
+            # none, so the setting used to be accepted and silently did nothing.
+            errors.append((("min_volume",), "not_applicable",
+                           "a sum has no volume (no denominator or count), so min_volume "
+                           "would never hold an alert back; to ignore small changes of a "
+                           "count use min_abs_change (e.g. 5 more than expected)"))
         if (self.scale_max is not None and self.value.kind is ValueKind.RATIO
                 and self.unit in (None, "%")):
             errors.append((("scale_max",), "not_applicable",

@@ -14,7 +14,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from detectors.base import DetectorConfig
 from detectors.registry import config_class as detector_config_class
 from detectors.registry import detector_types
-from monitor.config.validator_errors import Loc, _relocate
+from monitor.config.validator_errors import Loc, _did_you_mean, _relocate
 
 DEFAULT_DETECTOR_TYPE = "robust_seasonal"
 """Type of the implicit ``default`` detector, added when the user defines none of that name."""
@@ -26,7 +26,8 @@ def _validate_plugins(
     """Validate each ``name: {type: ..., ...}`` entry against its registered config class."""
     if not isinstance(value, Mapping):
         return value  # pydantic reports "valid dictionary"
-    valid_list = ", ".join(sorted(valid)) or "none registered"
+    valid = sorted(valid)
+    valid_list = ", ".join(valid) or "none registered"
     out: dict[Any, Any] = {}
     errors: list[InitErrorDetails] = []
 
@@ -52,6 +53,9 @@ def _validate_plugins(
             cls = lookup(type_name)
         except KeyError as exc:
             msg = str(exc.args[0])
+            hint = _did_you_mean(type_name, valid)  # robust_seasonl, seasonal-baseline
+            if hint:
+                msg = msg.replace(f"{type_name!r};", f"{type_name!r}{hint};", 1)
             bad((name, "type"), "unknown_type", msg + "none" if msg.endswith(": ") else msg)
             continue
         try:

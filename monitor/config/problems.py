@@ -122,6 +122,28 @@ def _known_keys(loc: Loc, data: Any) -> list[str]:
     return []
 
 
+def _belongs_elsewhere(loc: Loc) -> str:
+    """A hint for a key written one level off: a detector's option on a metric
+    (``season: day``) or a metric's post-rule on a detector (``direction: down``). A bare
+    "unknown key 'season'" read as if the option did not exist at all."""
+    from detectors.registry import detector_types
+    from monitor.config.metric import MetricConfig
+
+    key = loc[-1] if loc else None
+    if not isinstance(key, str) or len(loc) != 3:
+        return ""
+    if loc[0] == "metrics" and isinstance(loc[1], int):
+        owners = sorted(name for name, cls in detector_types().items()
+                        if key != "type" and key in cls.Config.model_fields)
+        if owners:
+            return (f" ({key!r} is an option of a detector ({', '.join(owners)}): define one, "
+                    f"detectors: {{NAME: {{type: {owners[0]}, {key}: ...}}}}, and list NAME "
+                    "in this metric's detectors)")
+    if loc[0] == "detectors" and key in MetricConfig.model_fields:
+        return f" ({key!r} is a metric setting: set it on the metrics that use this detector)"
+    return ""
+
+
 #: The name patterns in words: a regex says what is allowed only to those who read regexes.
 _PATTERNS = {
     METRIC_NAME: "must be an identifier: letters, digits, _ and :, not starting with a digit "
@@ -138,7 +160,7 @@ def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
     if kind == "extra_forbidden" and loc:
         key = str(loc[-1])
         known = _known_keys(loc[:-1], data)
-        hint = _did_you_mean(key, known)
+        hint = _did_you_mean(key, known) or _belongs_elsewhere(loc)
         if not hint and 0 < len(known) <= 6:  # a short list says what goes here
             hint = f" (keys here: {', '.join(known)})"
         return f"unknown key {key!r}{hint}"
@@ -150,6 +172,14 @@ def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
         shape = ("{" + ", ".join(f"{k}: ..." for k in keys[:4]) + (", ...}" if keys[4:] else "}")
                  if keys else "of keys ({key: value})")
         return f"expected a mapping {shape}, not {_kind_of(raw)}"
+    if (kind == "string_type" and isinstance(raw, Mapping) and len(loc) == 4
+            and loc[0] == "metrics" and loc[2] == "detectors"):  # defined inline: a name here
+        return ("expected a detector's name, not its settings: define it under the top-level "
+                "detectors: {NAME: {type: ..., ...}} and list NAME here")
+    if kind == "list_type" and loc and isinstance(loc[-1], str) and not isinstance(
+            raw, (Mapping, type(None))):  # `detectors: default`: pydantic said "a valid list"
+        return (f"expected a list, not {_kind_of(raw)}: write even one item in brackets, "
+                f"{loc[-1]}: [...]")
     if kind in ("float_parsing", "int_parsing") and str(raw).strip().endswith("%"):
         return "expected a number: a share is a fraction here (10% is 0.1)"
     if kind == "string_pattern_mismatch" and (said := _PATTERNS.get(
