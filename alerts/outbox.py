@@ -333,4 +333,4 @@ class OutboxWorker:
         report.retried += 1
         report.attempts[row.receiver, "retry"] += 1
         log.warning("notification %s to %s failed (attempt %d), retry at %s: %s",
-                    row.id, row.receiver, attempts, when.isoformat(), message)
+                    row.id, row.receiver, attempts, when.isoformat(timespec="seconds"), message)
