@@ -141,7 +141,7 @@ def test_a_metric_failing_from_its_first_tick_pages(tmp_path: Path) -> None:
         if in_ci():
             pytest.fail("promtool is not installed (scripts/install-system-deps.sh)")
         pytest.skip("promtool not installed (run scripts/install-system-deps.sh)")
-    ticks = 'cxmon_ticks_total{{job="cxmon",cx_metric="{m}",outcome="{o}"}}'
+    ticks = 'cxmon_ticks_total{{job="cxmon",instance="{i}",cx_metric="{m}",outcome="{o}"}}'
     (tmp_path / "test.yml").write_text(yaml.safe_dump({
         "rule_files": [str(DOCS / "cxmon.rules.yml")],
         "evaluation_interval": "1m",
@@ -150,17 +150,21 @@ def test_a_metric_failing_from_its_first_tick_pages(tmp_path: Path) -> None:
             "input_series": [
                 # every tick fails, from the first (hourly metric: one a minute here, the rule
                 # only counts them)
-                {"series": ticks.format(m="contacts", o="error"), "values": "1+1x60"},
-                {"series": ticks.format(m="contacts", o="ok"), "values": "0x60"},
+                {"series": ticks.format(i="a", m="contacts", o="error"), "values": "1+1x60"},
+                {"series": ticks.format(i="a", m="contacts", o="ok"), "values": "0x60"},
+                # another cxmon (staging) whose metric of that name ticks: no cover for "a"
+                {"series": ticks.format(i="b", m="contacts", o="error"), "values": "0x60"},
+                {"series": ticks.format(i="b", m="contacts", o="ok"), "values": "0+1x60"},
                 # a flaky one: a failure now and then, good ticks between
-                {"series": ticks.format(m="orders", o="error"), "values": "0+0x20 1+0x40"},
-                {"series": ticks.format(m="orders", o="ok"), "values": "0+1x60"},
+                {"series": ticks.format(i="a", m="orders", o="error"), "values": "0+0x20 1+0x40"},
+                {"series": ticks.format(i="a", m="orders", o="ok"), "values": "0+1x60"},
                 {"series": 'up{job="cxmon"}', "values": "1x60"},
             ],
             "alert_rule_test": [
                 {"eval_time": "5m", "alertname": "CxmonMetricFailing", "exp_alerts": []},
                 {"eval_time": "30m", "alertname": "CxmonMetricFailing", "exp_alerts": [{
-                    "exp_labels": {"severity": "page", "cx_metric": "contacts"},
+                    "exp_labels": {"severity": "page", "cx_metric": "contacts", "job": "cxmon",
+                                   "instance": "a", "outcome": "error"},
                     "exp_annotations": {
                         "summary": "cxmon: every tick of contacts fails",
                         "description": "journalctl -u cxmon says why (tick of ... failed); "
