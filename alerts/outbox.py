@@ -40,7 +40,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -170,6 +170,23 @@ def local_owner_dead(owner: str, host: str | None = None) -> bool:
     return False
 
 
+def _cut_secret(message: str, secrets: Sequence[str]) -> str:
+    """``message`` without the start of a secret that its cut (a receiver's reason is cut at
+    120 characters, ``…``) left at its end, where a whole-value scrub cannot find it.
+
+    >>> _cut_secret("token abc and xyz123…", ["xyz1234567"])
+    'token abc and ***…'
+    """
+    if not message.endswith("…"):
+        return message
+    head = message[:-1]
+    for secret in secrets:
+        for k in range(len(secret) - 1, 3, -1):  # at least 4 characters, or noise matches
+            if head.endswith(secret[:k]):
+                return head[:-k] + "***…"
+    return message
+
+
 class OutboxWorker:
     """Sends due notifications from the store's outbox through the receivers' notifiers."""
 
@@ -271,6 +288,17 @@ class OutboxWorker:
             report.attempts[row.receiver, "sent"] += 1
         return False
 
+    def _scrubbed(self, receiver: str, message: str) -> str:
+        """``message`` without the receiver's credentials (``secrets``, which
+        :func:`alerts.notifiers.factory.receiver_notifier` puts on its notifier) and URL
+        secrets: a receiver's error may echo its token, and this text is logged, stored as
+        ``last_error`` and shown by ``cxmon alerts status``."""
+        from monitor.redact import redact_text
+        from sources.scrubbing import scrub_secrets
+
+        secrets = getattr(self.notifiers.get(receiver), "secrets", None) or ()
+        return redact_text(_cut_secret(scrub_secrets(message, secrets), secrets))
+
     def _settle(self, ok: bool, row: OutboxRow, report: DeliveryReport) -> None:
         if not ok:
             report.lost += 1
@@ -288,7 +316,7 @@ class OutboxWorker:
                         ", ".join(dead))
 
     def _failed(self, row: OutboxRow, exc: NotifyError, report: DeliveryReport) -> None:
-        message = str(exc)
+        message = self._scrubbed(row.receiver, str(exc))
         attempts = row.attempts + 1
         policy = self.policy_for(row.receiver)
         report.errors.append(f"{row.receiver}: {message}")
@@ -305,4 +333,4 @@ class OutboxWorker:
         report.retried += 1
         report.attempts[row.receiver, "retry"] += 1
         log.warning("notification %s to %s failed (attempt %d), retry at %s: %s",
-                    row.id, row.receiver, attempts, when.isoformat(), message)
+                    row.id, row.receiver, attempts, when.isoformat(timespec="seconds"), message)

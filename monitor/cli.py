@@ -160,13 +160,41 @@ def _main(
 ) -> None:
     """cxmon: anomaly detection and alerting for customer-experience KPIs."""
     set_global_logging(log_level, log_format)
+    err_console.as_json = False  # a command's _setup_logging sets it (one process, many runs)
     if log_level is not None or log_format is not None:  # else Python's default: warnings
         _setup_logging(log_level or "warning", log_format or "auto")
 
 
+class _ErrConsole(Console):
+    """stderr for the messages a command prints itself (a config's problems, ``store: ...``,
+    ``another cxmon run holds the store``); with ``--log-format json`` each is one JSON
+    object like a log record (level from its colour: red ERROR, else WARNING).
+
+    Why: under systemd with ``CXMON_LOG_FORMAT=json``, the lines saying why ``cxmon run``
+    would not start were the only ones a JSON log shipper could not parse."""
+
+    as_json = False
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if not self.as_json or not all(isinstance(o, str) for o in objects):
+            super().print(*objects, **kwargs)
+            return
+        from rich.text import Text
+
+        from monitor.redact import SecretFilter
+
+        markup = " ".join(objects)
+        level = logging.ERROR if "red" in markup or "✗" in markup else logging.WARNING
+        record = logging.LogRecord("monitor.cli", level, __file__, 0,
+                                   Text.from_markup(markup).plain.strip(), None, None)
+        SecretFilter().filter(record)
+        sys.stderr.write(JsonFormatter().format(record) + "\n")
+        sys.stderr.flush()
+
+
 console = Console()
 # Not a terminal (a log file, a pipe): no hard wrap at 80 columns, one problem per line.
-err_console = Console(stderr=True, soft_wrap=not _is_tty(sys.stderr))
+err_console = _ErrConsole(stderr=True, soft_wrap=not _is_tty(sys.stderr))
 
 
 
@@ -204,6 +232,7 @@ def _setup_logging(level: str, log_format: str = "auto") -> None:
 
     handler: logging.Handler
     formatter: logging.Formatter
+    err_console.as_json = log_format == "json"
     if log_format == "json":
         handler, formatter = _StderrHandler(), JsonFormatter()
     elif log_format == "auto" and _is_tty(sys.stderr):

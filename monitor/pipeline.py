@@ -877,12 +877,12 @@ class Pipeline:
             self._source_hold[metric.source] = max(held or now, now + timedelta(seconds=asked))
         level = logging.ERROR if isinstance(exc, FatalSourceError | FrameError) else logging.WARNING
         # the source only knows that its own retries are used up; the tick retries later
-        # (a backfill or backtest does not, so the source does not say so)
-        later = ""
-        if isinstance(exc, RetriableSourceError | StoreError):  # when, so an SRE need not
-            # work it out
-            later = (f" (backing off: retried from {health.retry_at:%Y-%m-%d %H:%M:%S} UTC)"
-                     if health.retry_at is not None else " (retried on the next tick)")
+        # (a backfill or backtest does not, so the source does not say so). A fatal error
+        # (a rejected password, a missing table) is retried with the same backoff, since it
+        # may be fixed outside cxmon: said too, or the log went quiet for minutes between
+        # failures and read as if the monitor had given the metric up
+        later = (f" (backing off: retried from {health.retry_at:%Y-%m-%d %H:%M:%S} UTC)"
+                 if health.retry_at is not None else " (retried on the next tick)")
         log.log(level, "tick of %s failed (%d in a row): %s%s", metric.name, health.failures,
                 result.error, later)
         with self._commit_lock:

@@ -125,6 +125,11 @@ class SqlSource(Source):
                     f"source {self.name}: query for metric {request.metric} failed on "
                     f"{self.where}: {_reason(exc)}"
                 ) from None
+            if _is_bad_url_option(exc):
+                raise FatalSourceError(
+                    f"source {self.name}: the driver refused a connection option in url for "
+                    f"{self.where} ({_reason(exc)}); check the source's url"
+                ) from None
             if _is_login_failure(exc):
                 raise FatalSourceError(
                     f"source {self.name}: the database {self.where} rejected the credentials "
@@ -354,6 +359,21 @@ def _inside(frame: pd.DataFrame, column: str, request: PollRequest) -> pd.Series
 _LOGIN_CODES = {1044, 1045, 1049, 1698}
 _LOGIN_TEXT = ("password authentication failed", "role \"", "does not exist",
                "authentication failed", "access denied")
+
+
+#: libpq's words for a URL option it cannot use (``?sslmode=bogus``, ``?conect_timeout=5``):
+#: a config error that no retry cures, not an unreachable database
+_BAD_OPTION = re.compile(r"invalid (\w+ value|connection option|dsn|port number|value for "
+                         r"parameter)")
+
+
+def _is_bad_url_option(exc: BaseException) -> bool:
+    """Whether the driver refused the URL's connection options before connecting.
+
+    Why: ``?sslmode=bogus`` read ``database ... unreachable or busy``, at WARNING, and was
+    retried for ever like an outage."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return _BAD_OPTION.search(text) is not None
 
 
 def _is_login_failure(exc: BaseException) -> bool:

@@ -34,3 +34,31 @@ def test_a_backoff_of_two_intervals_polls_again_at_the_second_scheduled_tick(
     p.close()
     store.close()
     assert not result.skipped and result.ok
+
+
+def test_a_fatal_source_error_says_when_the_tick_is_retried(tmp_path, caplog) -> None:
+    """A rejected password is retried with the same backoff as an outage (it may be fixed
+    on the database's side); the log said so only for retriable errors, so between two
+    ERROR lines minutes apart nothing told an SRE whether the metric was given up."""
+    from sources.base import FatalSourceError
+
+    p, store, clock, shop = setup(tmp_path)
+    run(p, clock, T0 + timedelta(minutes=30))
+
+    def rejected(request):
+        raise FatalSourceError("source shop: the database db:5432/kpi rejected the credentials")
+
+    shop.fetch = rejected  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="monitor.pipeline"):
+        clock.set(T0 + timedelta(minutes=35))
+        assert p.tick("orders").error
+        clock.set(T0 + timedelta(minutes=40))
+        assert p.tick("orders").error
+    p.close()
+    store.close()
+    first, second = (r.getMessage() for r in caplog.records
+                     if r.getMessage().startswith("tick of orders failed"))
+    assert first.endswith("(retried on the next tick)")
+    assert second.endswith("(backing off: retried from 2026-01-05 00:49:30 UTC)")
+    assert all(r.levelno == logging.ERROR for r in caplog.records
+               if r.getMessage().startswith("tick of orders failed"))

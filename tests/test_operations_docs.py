@@ -45,7 +45,7 @@ def test_the_rules_file_passes_promtool() -> None:
     out = subprocess.run([promtool, "check", "rules", str(DOCS / "cxmon.rules.yml")],
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 5 rules found" in out.stdout
+    assert "SUCCESS: 6 rules found" in out.stdout
 
 
 def test_the_rules_use_exported_metrics_and_their_real_labels() -> None:
@@ -70,7 +70,7 @@ def test_the_rules_use_exported_metrics_and_their_real_labels() -> None:
             names = re.findall(r"(cxmon_[a-z_]+)", expr)
             if names and not any(label in exported.get(n, ()) for n in names):
                 wrong.append(f"{rule['alert']}: annotation uses $labels.{label}")
-    assert len(rules) == 5 and not wrong, wrong
+    assert len(rules) == 6 and not wrong, wrong
 
 
 def test_the_operations_page_names_real_commands_and_options() -> None:
@@ -123,6 +123,55 @@ def test_the_lag_alert_names_the_metric_it_fires_for(tmp_path: Path) -> None:
                     "exp_annotations": {"summary": "cxmon: orders from shop is 5h 33m 20s behind"},
                 }],
             }],
+        }],
+    }))
+    out = subprocess.run([promtool, "test", "rules", str(tmp_path / "test.yml")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout
+
+
+def test_a_metric_failing_from_its_first_tick_pages(tmp_path: Path) -> None:
+    """Found deploying cxmon with a wrong source password: the metric never had a good tick,
+    so it had no ``cxmon_last_tick_timestamp_seconds`` (CxmonMetricNotTicking saw nothing)
+    and no stored point (no lag either), and no rule fired while /readyz said failing.
+    CxmonMetricFailing fires for it, and not for a metric whose ticks fail now and then."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if in_ci():
+            pytest.fail("promtool is not installed (scripts/install-system-deps.sh)")
+        pytest.skip("promtool not installed (run scripts/install-system-deps.sh)")
+    ticks = 'cxmon_ticks_total{{job="cxmon",instance="{i}",cx_metric="{m}",outcome="{o}"}}'
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": [str(DOCS / "cxmon.rules.yml")],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                # every tick fails, from the first (hourly metric: one a minute here, the rule
+                # only counts them)
+                {"series": ticks.format(i="a", m="contacts", o="error"), "values": "1+1x60"},
+                {"series": ticks.format(i="a", m="contacts", o="ok"), "values": "0x60"},
+                # another cxmon (staging) whose metric of that name ticks: no cover for "a"
+                {"series": ticks.format(i="b", m="contacts", o="error"), "values": "0x60"},
+                {"series": ticks.format(i="b", m="contacts", o="ok"), "values": "0+1x60"},
+                # a flaky one: a failure now and then, good ticks between
+                {"series": ticks.format(i="a", m="orders", o="error"), "values": "0+0x20 1+0x40"},
+                {"series": ticks.format(i="a", m="orders", o="ok"), "values": "0+1x60"},
+                {"series": 'up{job="cxmon"}', "values": "1x60"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "CxmonMetricFailing", "exp_alerts": []},
+                {"eval_time": "30m", "alertname": "CxmonMetricFailing", "exp_alerts": [{
+                    "exp_labels": {"severity": "page", "cx_metric": "contacts", "job": "cxmon",
+                                   "instance": "a", "outcome": "error"},
+                    "exp_annotations": {
+                        "summary": "cxmon: every tick of contacts fails",
+                        "description": "journalctl -u cxmon says why (tick of ... failed); "
+                                       "/readyz names it as failing."},
+                }]},
+                {"eval_time": "30m", "alertname": "CxmonMetricNotTicking", "exp_alerts": []},
+            ],
         }],
     }))
     out = subprocess.run([promtool, "test", "rules", str(tmp_path / "test.yml")],

@@ -68,6 +68,21 @@ def test_retry_after_hint_is_honoured(store: Store) -> None:
     assert store.notifications("pending")[0].next_attempt_at == T0 + timedelta(seconds=120)
 
 
+def test_the_retry_log_line_gives_the_retry_time_in_whole_seconds(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """The line a journal shows (docs/operations.md, Logs): ``retry at
+    2026-01-05T10:00:05+00:00``, not the clock's microseconds."""
+    import logging
+
+    clock = FakeClock(T0 + timedelta(microseconds=123456))
+    worker = OutboxWorker(store, {"hook": Flaky(failures=1)}, clock)
+    enqueue(store, ("i1", "hook", 1))
+    with caplog.at_level(logging.WARNING, logger="alerts.outbox"):
+        worker.deliver_due()
+    assert ("notification 1 to hook failed (attempt 1), retry at 2026-01-05T10:00:05+00:00: "
+            "server error") in caplog.text
+
+
 def test_dead_letter_after_max_attempts_and_on_fatal_errors(store: Store) -> None:
     clock = FakeClock(T0)
     worker = OutboxWorker(

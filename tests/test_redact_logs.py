@@ -124,3 +124,27 @@ def test_a_commands_own_log_options_win_over_the_global_ones(
     assert settings(["--log-format", "text", "run"], json_env)[-1] == ("info", "text")
     assert settings(["run", "--log-format", "text"], json_env)[-1] == ("info", "text")
     assert settings(["--log-level", "error", "validate"], json_env) == [("error", "json")]
+
+
+def test_why_run_would_not_start_is_json_too(tmp_path) -> None:
+    """Found deploying cxmon under systemd with CXMON_LOG_FORMAT=json: the log records were
+    JSON, but the config's problems and ``store: ...`` (the lines saying why ``cxmon run``
+    exits at once) were rich text a JSON log shipper could not parse."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("metrics: [{name: x}]\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", "-c", str(cfg)], env={"CXMON_LOG_FORMAT": "json"})
+    assert res.exit_code == 2
+    records = [json.loads(line) for line in res.stderr.splitlines() if line.strip()]
+    assert records[0]["message"] == f"{cfg}: 3 problem(s)"
+    assert {(r["level"], r["logger"]) for r in records} == {("ERROR", "monitor.cli")}
+    assert "✗ metrics[0].value: missing required key 'value'" in [r["message"] for r in records]
+    # the next command of the process, without json, prints as before
+    res = runner.invoke(app, ["validate", "-c", str(cfg)])
+    assert res.exit_code == 2 and res.stderr.startswith(f"{cfg}: 3 problem(s)\n")

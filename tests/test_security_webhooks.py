@@ -58,3 +58,49 @@ def test_a_redirect_is_not_followed_to_another_host() -> None:
     assert evil.log == []
     assert "307" in str(err.value) and not err.value.retryable
     assert "url-secret-1" not in str(err.value) and "receiver-token" not in str(err.value)
+
+
+def test_a_receiver_echoing_its_credentials_in_an_error_leaks_them_nowhere(
+        store, caplog: pytest.LogCaptureFixture) -> None:
+    """Found deploying cxmon: a receiver refused the send with a JSON error that quoted the
+    token it was given, and ``token <the secret>`` became the ERROR log line, the stored
+    ``last_error`` and ``cxmon alerts status``'s error column."""
+    import json
+    import logging
+
+    from alerts.notifiers.factory import receiver_notifier
+    from alerts.outbox import OutboxWorker
+    from monitor.config.alerting import ReceiverConfig
+    from monitor.model import Notification
+
+    key = "xq7RtY2pWz9sLmNo" * 3  # a Slack-style webhook path's random part
+    path_key = f"T0ABCDEF/B0GHIJKL/{key}"
+    with FakeServer() as http:
+        def refuse(request) -> Response:  # echoes everything it was sent, as some APIs do
+            said = (f"token url-secret-1 is not valid; {request.headers['authorization']}; "
+                    f"{SECRET}; ")
+            assert len(said) < 90  # so that the cut at 120 falls inside the path's key
+            said = said.ljust(90, ".") + f"/{path_key}"
+            return Response(403, json.dumps({"message": said}),
+                            {"Content-Type": "application/json"})
+
+        http.route("POST", f"/hook/{path_key}", refuse)
+        receiver = ReceiverConfig.model_validate({"name": "hook", "webhook": {
+            "url": f"{http.url}/hook/{path_key}?token=url-secret-1", "secret": SECRET,
+            "headers": {"Authorization": BEARER}}})
+        notifier = receiver_notifier(receiver)
+        assert notifier is not None
+        with store.transaction() as tx:
+            tx.enqueue([Notification("inc-1", "hook", "inc", {"incident_key": "inc"})], NOW)
+        worker = OutboxWorker(store, {"hook": notifier}, FakeClock(NOW))
+        with caplog.at_level(logging.WARNING, logger="alerts.outbox"):
+            report = worker.deliver_due()
+    assert report.dead == 1  # a 403 cannot pass
+    (row,) = store.notifications("dead")
+    shown = [row.last_error or "", caplog.text, *report.errors]
+    for text in shown:
+        assert "HTTP 403 Forbidden: token *** is not valid" in text
+        for secret in ("url-secret-1", "receiver-token-9f8e7d", SECRET, key[:4]):
+            assert secret not in text
+    # the reason is cut at 120 characters, inside the path's key: its start is masked too
+    assert row.last_error is not None and row.last_error.endswith("/B0GHIJKL/***…")

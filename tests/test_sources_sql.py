@@ -286,3 +286,18 @@ def test_sqlite_locked_database_stays_retriable(tmp_path) -> None:
         src.close()
         holder.close()
         engine.dispose()
+
+
+@pytest.mark.parametrize("option", ["sslmode=bogus", "target_session_attrs=bogus"])
+def test_a_connection_option_the_driver_refuses_is_fatal_not_unreachable(
+        pg_url: str, option: str) -> None:
+    """Found deploying cxmon: ``?sslmode=bogus`` in a source's url read "database ...
+    unreachable or busy" (a WARNING) and was retried like an outage; it is a config error."""
+    url = f"{pg_url}{'&' if '?' in pg_url else '?'}{option}"
+    src = SqlSource("wh", SqlSourceConfig(type="sql", url=url))
+    with pytest.raises(FatalSourceError) as info:
+        src.fetch(PollRequest("m", T0, T0 + timedelta(hours=1), "select 1 as ts", {}, "ts"))
+    src.close()
+    said = str(info.value)
+    assert "refused a connection option in url" in said and "unreachable" not in said
+    assert said.endswith("check the source's url")

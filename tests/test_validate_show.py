@@ -212,3 +212,20 @@ def test_show_of_one_value_prints_just_the_value(tmp_path: Path) -> None:
     section = runner.invoke(app, ["validate", "--show", "metrics[0].dimensions", "-c", config],
                             env=ENV)
     assert isinstance(yaml.safe_load(section.stdout), list)
+
+
+def test_show_prints_a_source_url_without_credentials_as_it_is(tmp_path: Path) -> None:
+    """A sql source's ``url`` is a SecretStr: with no password in it, the last pass (every
+    secret value scrubbed whole) printed ``url: '***'``, hiding which database it reads."""
+    path = tmp_path / "cxmon.yaml"
+    path.write_text(
+        "sources:\n  warehouse: {type: sql, url: \"${WAREHOUSE_URL}\"}\n"
+        "  other: {type: sql, url: \"postgresql+psycopg://reader:Wh-pass-9090@wh2/dw\"}\n"
+        "metrics:\n  - {name: orders, source: warehouse, timestamp: ts, value: n, "
+        "history: 1w, query: \"select ts, n from t where ts >= :since and ts < :until\"}\n")
+    env = {"WAREHOUSE_URL": "postgresql+psycopg://reader@wh/dw?sslmode=require"}
+    res = runner.invoke(app, ["validate", "-c", str(path), "--show", "sources"], env=env)
+    assert res.exit_code == 0, res.output
+    shown = yaml.safe_load(res.stdout)
+    assert shown["warehouse"]["url"] == "postgresql+psycopg://reader@wh/dw?sslmode=require"
+    assert shown["other"]["url"] == "postgresql+psycopg://reader:***@wh2/dw"

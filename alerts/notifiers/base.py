@@ -72,6 +72,9 @@ class Notifier(ABC):
     #: the notifiers are what every outbox worker is built from (``cxmon run``, ``cxmon
     #: alerts deliver``); None: the worker's own policy (notifiers built in code).
     delivery: DeliveryConfig | None = None
+    #: The receiver's credentials, set by ``receiver_notifier`` too: the outbox scrubs them
+    #: from a failed send's error (a receiver may echo its token) before logging or storing it.
+    secrets: list[str] | None = None
 
     @abstractmethod
     def send(self, payload: Mapping[str, Any]) -> None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from monitor.config import ReceiverConfig
     from monitor.store import Store
 
-__all__ = ["FanOut", "receiver_notifier"]
+__all__ = ["FanOut", "receiver_notifier", "receiver_secrets"]
 
 
 class FanOut(Notifier):
@@ -97,4 +97,44 @@ def receiver_notifier(
         return None
     notifier = out[0] if len(out) == 1 else FanOut(out)
     notifier.delivery = receiver.effective_delivery  # the outbox's retry policy for it
+    notifier.secrets = receiver_secrets(receiver)  # scrubbed from its errors by the outbox
     return notifier
+
+
+#: a webhook URL's path segment at least this long is taken for a credential (Slack-style
+#: webhook URLs authenticate by a long random path); shorter ones (``/cx``, ``/hooks``) are
+#: words a message may well contain
+MIN_PATH_SECRET = 16
+
+
+def receiver_secrets(receiver: ReceiverConfig) -> list[str]:
+    """Every credential of ``receiver``, longest first, for
+    :func:`sources.scrubbing.scrub_secrets`: its ``SecretStr`` values (token, signing
+    secret, routing key, header values), a URL's password, the values of secret-looking
+    query parameters (``?token=``) and a webhook URL's long path segments.
+
+    Why: a receiver that refuses a send often echoes what it was given in its JSON error
+    (``{"message": "token abc123 is not valid"}``), and that message became the log line,
+    the notification's stored ``last_error`` and ``cxmon alerts status``."""
+    from urllib.parse import unquote, urlsplit
+
+    from sources.scrubbing import query_secrets, secrets_of
+
+    found = list(secrets_of(receiver))
+    blocks = (receiver.slack, receiver.webhook, receiver.pagerduty)
+    urls = [u for b in blocks if b is not None
+            for u in (getattr(b, "url", None), getattr(b, "api_url", None),
+                      getattr(b, "events_url", None), getattr(b, "change_url", None))
+            if isinstance(u, str)]
+    for url in urls:
+        found += query_secrets(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            continue
+        if parts.password:
+            found += [parts.password, unquote(parts.password)]
+    if receiver.webhook is not None:
+        path = urlsplit(receiver.webhook.url).path
+        found += [seg for seg in path.split("/") if len(seg) >= MIN_PATH_SECRET]
+    return sorted({s for s in found if s}, key=len, reverse=True)

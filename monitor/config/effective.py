@@ -187,10 +187,31 @@ def _url_origin(url: str) -> str:
     return f"{parts.scheme}://{host}{port}/{rest}"
 
 
+def _url_without_credentials(text: str) -> bool:
+    """Whether ``text`` is a URL with no password and no secret-looking query parameter:
+    scrubbing it whole printed a source's ``postgresql+psycopg://reader@db/dw`` as ``***``.
+
+    >>> [_url_without_credentials(u) for u in ("postgresql+psycopg://reader@db/dw",
+    ...  "postgresql+psycopg://reader:pw@db/dw", "snowflake://u@acct/db?private_key=k", "k3y")]
+    [True, False, False, False]
+    """
+    if "://" not in text or " " in text.strip():
+        return False
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(text)
+    except Exception:
+        return False
+    return not url.password and not any(is_secret_name(k) for k in url.query)
+
+
 def _all_secrets(value: Any, found: list[str], key: str = "") -> set[str]:
     """:func:`secrets_of`'s values plus every value under a secret-looking key (the
     ``secret`` of a files source's ``storage_options``, a plain ``dict``)."""
-    out = {s for s in found if len(s) >= 4}  # a 1-3 character "secret" would garble the text
+    # a 1-3 character "secret" would garble the text; a URL with no credential in it (a sql
+    # source's url is a SecretStr whatever it holds) is shown with them masked, not as ***
+    out = {s for s in found if len(s) >= 4 and not _url_without_credentials(s)}
     if isinstance(value, BaseModel):
         for name in type(value).model_fields:
             out |= _all_secrets(getattr(value, name), [], name)
