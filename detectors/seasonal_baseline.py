@@ -36,10 +36,13 @@ than that reference stands out from its day (a spike on Sunday is not judged by 
 nor a quiet Saturday by a Sunday spike). A point that disowns the slot's value (closer to
 the reference, and farther than the margin from that value) replaces it; one that agrees (a
 pattern of that day alone, such as a busier Monday morning) learns against it. Until the
-series scale is ready, the margin is ``k`` times the median day-to-day difference. No model
-is fitted: building a
-series' baseline from history is learning its points, which is one vectorized step per tick
-for all series (``cxmon bench detect`` reports it as fits per second).
+series scale is ready, the margin is ``k`` times the median day-to-day difference.
+
+A sparse slot's band is wider, and narrows as the slot fills: the median of ``k`` values is
+uncertain by ``Var(median of k)``, and with few values the slot's own MAD weighs little
+against the series scale ``s``. No model is fitted: building a series' baseline from
+history is learning its points, which is one vectorized step per tick for all series
+(``cxmon bench detect`` reports it as fits per second).
 
 >>> from datetime import timedelta
 >>> det = SeasonalBaseline(SeasonalBaselineConfig(), interval=timedelta(hours=1))
