@@ -36,7 +36,9 @@ than that reference stands out from its day (a spike on Sunday is not judged by 
 nor a quiet Saturday by a Sunday spike). A point that disowns the slot's value (closer to
 the reference, and farther than the margin from that value) replaces it; one that agrees (a
 pattern of that day alone, such as a busier Monday morning) learns against it. Until the
-series scale is ready, the margin is ``k`` times the median day-to-day difference.
+series scale is ready, the margin is ``k`` times the median day-to-day difference. Once it
+is, a slot within ``k`` sigma of every other day's value at that time is left as it is
+without the search (most are, which keeps the week after warm-up cheap).
 
 A sparse slot's band is wider, and narrows as the slot fills: the median of ``k`` values is
 uncertain by ``Var(median of k)``, and with few values the slot's own MAD weighs little
@@ -234,7 +236,7 @@ class SeasonalBaseline(Detector):
         same = (np.arange(0, self.slots, per_day)[None, :] + np.arange(per_day)[:, None])
         self._same = (same % self.slots) * d
         self._around = ((same[:, :, None] + self._window[None, None, :]) % self.slots) * d
-        self._version = 0  # bumped by every state change; guards the cached reference
+        self._version = 0  # bumped by every state change; guards the cached pull
         self._cache: tuple[TickBatch, int, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._rows: dict[str, int] = {}
         self._free: list[int] = []
@@ -372,13 +374,10 @@ class SeasonalBaseline(Detector):
         if len(once) and self._per_day:
             # One visit is one draw, and it may be an incident in the history: it is used
             # only within k sigma of the same time on the most similar other day.
-            r1, m1 = rows[once], med[once]
-            ref, spread = self._cached_reference(r1, slot[once], m1, batch,
-                                                 None if at is None else at[once])
-            sig_ref = self._band(r1, k[once], np.where(np.isfinite(ref), ref, m1), mad[once],
-                                 vol[once])[1]
-            trusted = self._ws[r1] >= self._ready_ws
-            margin = c.k * np.where(trusted, sig_ref, spread)
+            ref, margin = self._cached_pull(rows[once], slot[once], med[once],
+                                            band[1][once], vol[once], batch,
+                                            None if at is None else at[once])
+            m1 = med[once]
             ok = np.isfinite(ref) & np.isfinite(margin)
             used = np.where(ok, np.clip(m1, ref - margin, ref + margin), m1)
             moved = np.flatnonzero(used != m1)
@@ -393,23 +392,49 @@ class SeasonalBaseline(Detector):
                 pred.margin[j] = margin[moved]
         return pred
 
-    def _cached_reference(self, rows: np.ndarray, slot: np.ndarray, med: np.ndarray,
-                          batch: TickBatch | None, at: np.ndarray | None
-                          ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_reference`, computed once per batch for score and learn."""
+    def _pull(self, rows: np.ndarray, slot: np.ndarray, med: np.ndarray, sigma: np.ndarray,
+              vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For once-seen slots (median ``med``, sigma ``sigma``): the reference and how far
+        from it the slot's value may stand (NaN: the value stands as it is)."""
+        c = self.cfg
+        ref, margin = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+        # Once the series scale is known, a slot within k sigma (its own) of every other
+        # day's value at this time is left as it is: most are, and they cost nothing more.
+        trusted = self._ws[rows] >= self._ready_ws
+        same = self._ring.reshape(-1).take((rows * (self.slots * c.depth))[:, None]
+                                           + self._same[slot % self._per_day])
+        gap = np.abs(same - med[:, None])
+        far = np.where(np.isnan(gap), 0.0, gap).max(axis=1) > c.k * sigma
+        todo = np.flatnonzero(~trusted | far)
+        if len(todo) == 0:
+            return ref, margin
+        r = rows[todo]
+        ref[todo], spread = self._reference(r, slot[todo], med[todo])
+        one = np.ones(len(todo), np.int64)
+        sig_ref = self._band(r, one, np.where(np.isfinite(ref[todo]), ref[todo], med[todo]),
+                             np.zeros(len(todo)), vol[todo])[1]
+        margin[todo] = c.k * np.where(trusted[todo], sig_ref, spread)
+        return ref, margin
+
+    def _cached_pull(self, rows: np.ndarray, slot: np.ndarray, med: np.ndarray,
+                     sigma: np.ndarray, vol: np.ndarray, batch: TickBatch | None,
+                     at: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_pull`, computed once per batch for score and learn (``at``: positions in
+        ``batch``)."""
         if batch is None or at is None:
-            return self._reference(rows, slot, med)
+            return self._pull(rows, slot, med, sigma, vol)
         cached = self._cache
         if cached is None or cached[0] is not batch or cached[1] != self._version:
             nan = np.full(len(batch), np.nan)
             cached = self._cache = (batch, self._version, nan, nan.copy(),
                                     np.zeros(len(batch), dtype=bool))
-        _, _, ref, spread, done = cached
+        _, _, ref, margin, done = cached
         todo = np.flatnonzero(~done[at])
         if len(todo):
-            ref[at[todo]], spread[at[todo]] = self._reference(rows[todo], slot[todo], med[todo])
+            ref[at[todo]], margin[at[todo]] = self._pull(rows[todo], slot[todo], med[todo],
+                                                         sigma[todo], vol[todo])
             done[at[todo]] = True
-        return ref[at], spread[at]
+        return ref[at], margin[at]
 
     @property
     def warmup_period(self) -> timedelta:
