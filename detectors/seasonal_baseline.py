@@ -25,9 +25,26 @@ domain. The median and MAD make one bad week harmless; points the post-rules fla
 any point while its slot holds a single value (the median of two is their mean; history is
 learned unflagged), enter the ring clipped to ``expected +- k sigma``, so an incident or a
 spike in the history does not become the baseline,
-while a lasting shift still does after ``depth / 2`` weeks. No model is fitted: building a
-series' baseline from history is learning its points, which is one vectorized step per tick
-for all series (``cxmon bench detect`` reports it as fits per second).
+while a lasting shift still does after ``depth / 2`` weeks.
+
+A slot's first value is one draw and may be an incident (an outage in week 1, learned
+unflagged during warm-up). While a slot holds a single value (weekly season, slots of 1-8
+hours), its median is used only within ``k`` sigma of the same time on the most similar day
+(the day whose slots around that time, +-4, differ least by their median distance, so a few
+hours of incident do not count), and only when the slot stands out from its own day more
+than that reference stands out from its day (a spike on Sunday is not judged by a Monday,
+nor a quiet Saturday by a Sunday spike). A point that disowns the slot's value (closer to
+the reference, and farther than the margin from that value) replaces it; one that agrees (a
+pattern of that day alone, such as a busier Monday morning) learns against it. Until the
+series scale is ready, the margin is ``k`` times the median day-to-day difference. Once it
+is, a slot within ``k`` sigma of every other day's value at that time is left as it is
+without the search (most are, which keeps the week after warm-up cheap).
+
+A sparse slot's band is wider, and narrows as the slot fills: the median of ``k`` values is
+uncertain by ``Var(median of k)``, and with few values the slot's own MAD weighs little
+against the series scale ``s``. No model is fitted: building a series' baseline from
+history is learning its points, which is one vectorized step per tick for all series
+(``cxmon bench detect`` reports it as fits per second).
 
 >>> from datetime import timedelta
 >>> det = SeasonalBaseline(SeasonalBaselineConfig(), interval=timedelta(hours=1))
@@ -49,6 +66,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
@@ -69,6 +87,7 @@ _MAD_SIGMA = 1.4826
 _PRIOR = 4.0  # pseudo-observations of the series scale in a slot's scale
 _SCALE_SETTLED = 24.0  # scale samples after which they are clipped against the scale
 _SCALE_READY = 24  # scale samples before scoring (fewer for series with fewer slots)
+_DAY_WINDOW = 4  # slots each side that compare two days around a once-seen slot
 _MAGIC = b"CXSB"
 _VERSION = 2
 _HEADER = struct.Struct("<4sBHB")  # magic, version, slots, depth
@@ -133,11 +152,62 @@ class SeasonalBaselineConfig(DetectorConfig):
 
 
 def _median_sorted(s: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Median of the first ``k`` (>= 1) entries of each row of ``s`` (rows sorted, NaN last)."""
-    rows = np.arange(len(s))
-    lo = s[rows, np.maximum(k - 1, 0) // 2]
-    hi = s[rows, np.maximum(k, 1) // 2]
-    return np.where(k % 2 == 1, lo, 0.5 * (lo + hi))
+    """Median of the first ``k`` (>= 1) entries along the last axis of ``s`` (sorted, NaN
+    last); NaN where ``k`` is 0."""
+    lo = np.take_along_axis(s, (np.maximum(k - 1, 0) // 2)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(s, (np.maximum(k, 1) // 2)[..., None], axis=-1)[..., 0]
+    return np.where(k > 0, np.where(k % 2 == 1, lo, 0.5 * (lo + hi)), np.nan)
+
+
+def _median_net(a: np.ndarray) -> np.ndarray:
+    """Median over the (short) last axis, no NaN: an odd-even transposition network on
+    whole columns, several times faster than a sort of many short rows."""
+    n = a.shape[-1]
+    col = list(np.moveaxis(a, -1, 0).copy())
+    for r in range(n):
+        for i in range(r % 2, n - 1, 2):
+            col[i], col[i + 1] = np.minimum(col[i], col[i + 1]), np.maximum(col[i], col[i + 1])
+    return 0.5 * (col[(n - 1) // 2] + col[n // 2])
+
+
+def _nanmedian(a: np.ndarray) -> np.ndarray:
+    """Median over the (short) last axis ignoring NaN, NaN where all are."""
+    out = _median_net(a)
+    gaps = np.isnan(a).any(axis=-1)
+    if gaps.any():
+        srt = np.sort(a[gaps], axis=-1)
+        out[gaps] = _median_sorted(srt, np.isfinite(srt).sum(axis=-1))
+    return out
+
+
+@dataclass
+class _Prediction:
+    """What :meth:`SeasonalBaseline._predict` returns, per point of a batch."""
+
+    slot: np.ndarray
+    k: np.ndarray  # values in the slot's ring
+    expected: np.ndarray
+    sigma: np.ndarray
+    factor: np.ndarray  # noise factor of the series scale
+    nonneg: np.ndarray
+    unit: np.ndarray
+    raw: np.ndarray  # expected from the slot alone (differs where ``clamped``)
+    sigma_raw: np.ndarray
+    factor_raw: np.ndarray
+    clamped: np.ndarray  # a once-seen slot pulled towards its most similar day
+    margin: np.ndarray  # how far it may stand from them (NaN unless clamped)
+
+
+def _day_layout(slots: int, slot_ns: int) -> tuple[int, np.ndarray]:
+    """Slots per day (0 unless the slots tile two or more days of three or more slots: a
+    weekly season of hourly to 8-hourly slots) and the offsets of the neighbouring slots
+    that say which day is most like another."""
+    day = 24 * _NS_HOUR
+    per_day = day // slot_ns if day % slot_ns == 0 else 0
+    if per_day < 3 or slots <= per_day or slots % per_day:
+        return 0, np.zeros(0, np.int64)
+    half = min(_DAY_WINDOW, (per_day - 1) // 2)
+    return per_day, np.array([o for o in range(-half, half + 1) if o], np.int64)
 
 
 @register("seasonal_baseline")
@@ -159,6 +229,15 @@ class SeasonalBaseline(Detector):
         self._c_k, self._inflate = _small_sample(c.depth)
         self._c_clip = _clipped_consistency(c.k)
         self._ready_ws = float(min(_SCALE_READY, self.slots))
+        self._per_day, self._window = _day_layout(self.slots, self._slot_ns)
+        # Per time of day: where the slots at it (``_same``, [per_day, days]) and around it
+        # (``_around``, [per_day, days, window]) on every day of the season start in a ring.
+        per_day, d = max(self._per_day, 1), c.depth
+        same = (np.arange(0, self.slots, per_day)[None, :] + np.arange(per_day)[:, None])
+        self._same = (same % self.slots) * d
+        self._around = ((same[:, :, None] + self._window[None, None, :]) % self.slots) * d
+        self._version = 0  # bumped by every state change; guards the cached pull
+        self._cache: tuple[TickBatch, int, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._rows: dict[str, int] = {}
         self._free: list[int] = []
         self._cap = 0
@@ -189,6 +268,7 @@ class SeasonalBaseline(Detector):
         self._cap = cap
 
     def _clear(self, rows: np.ndarray) -> None:
+        self._version += 1
         self._ring[rows] = np.nan
         for name in self._FIELDS[1:]:
             getattr(self, "_" + name)[rows] = 0
@@ -206,16 +286,10 @@ class SeasonalBaseline(Detector):
 
     # -- model ------------------------------------------------------------------------------
 
-    def _predict(self, rows: np.ndarray, ts: np.ndarray, vol: np.ndarray
-                 ) -> tuple[np.ndarray, ...]:
-        """Slot, values in it, expected value, sigma, noise factor, and the domain flags."""
+    def _band(self, rows: np.ndarray, k: np.ndarray, med: np.ndarray, mad: np.ndarray,
+              vol: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Expected value, sigma, noise factor and domain flags for a slot median ``med``."""
         c = self.cfg
-        slot = (wall_clock_ns(ts, c.timezone) // self._slot_ns) % self.slots
-        ring = self._ring[rows, slot].astype(np.float64)  # [B, depth]
-        k = np.minimum(self._cnt[rows, slot], c.depth).astype(np.int64)
-        srt = np.sort(ring, axis=1)
-        med = _median_sorted(srt, k)
-        mad = _median_sorted(np.sort(np.abs(ring - med[:, None]), axis=1), k)
         flags = self._flags[rows]
         vol_ok = np.isfinite(vol) & (vol > 0)
         is_count = ~vol_ok & ((flags & _FLAG_COUNT) != 0) & (c.count_noise == "auto")
@@ -243,7 +317,124 @@ class SeasonalBaseline(Detector):
         p = np.clip(expected, 1.0 / (vol1 + 1.0), vol1 / (vol1 + 1.0))
         sigma = np.where(unit, np.maximum(sigma, np.sqrt(p * (1.0 - p) / vol1)), sigma)
         sigma = np.maximum(sigma, 1e-9 * np.abs(expected) + 1e-12)
-        return slot, k, expected, sigma, factor, nonneg, unit
+        return expected, sigma, factor, nonneg, unit
+
+    def _reference(self, rows: np.ndarray, slot: np.ndarray, med: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """For once-seen slots: the median of the same time on the day that is most like the
+        slot's own day around that time (median distance over the neighbouring slots, so a
+        few hours of incident do not count; NaN where the slot's own value is the more
+        ordinary of the two), and the noise of a day-to-day difference."""
+        per_day, depth = self._per_day, self.cfg.depth
+        own, pos = slot // per_day, slot % per_day
+        b = np.arange(len(rows))
+        flat = self._ring.reshape(-1)
+        base = (rows * (self.slots * depth))[:, None]
+        # The first kept value of each slot around this time on every day (a once-seen
+        # slot's only one): [B, days, window]; NaN for a slot never seen.
+        near = flat.take(base[:, :, None] + self._around[pos])
+        diff = np.abs(near - near[b, own][:, None, :])
+        dist = _median_net(np.where(np.isnan(diff), np.inf, diff))  # a gap: far
+        sib = base + self._same[pos]
+        dist = np.where(np.isnan(flat.take(sib)), np.inf, dist)
+        dist[b, own] = np.inf
+        best = np.argmin(dist, axis=1)
+        # The most similar day's median at this time of day.
+        ring = np.sort(self._ring.reshape(-1, depth)[sib[b, best] // depth], axis=1)
+        k = np.minimum(self._cnt.reshape(-1)[sib[b, best] // depth], depth).astype(np.int64)
+        ref = np.where(np.isfinite(dist[b, best]), _median_sorted(ring.astype(np.float64), k),
+                       np.nan)
+        # Which of the two is out of line with its own day around it: the slot's value
+        # is pulled only if it stands out more than the reference does.
+        level = _nanmedian(np.stack([near[b, own], near[b, best]], axis=1)).astype(np.float64)
+        odd = np.abs(med - level[:, 0]) > np.abs(ref - level[:, 1])
+        # Noise of a day-to-day difference: the median distance over the other days (the
+        # nearest one's is biased low), for when the series scale is not known yet.
+        spread = _MAD_SIGMA * _median_net(dist).astype(np.float64)  # own day: +inf
+        return np.where(odd, ref, np.nan), spread
+
+    def _predict(self, rows: np.ndarray, ts: np.ndarray, vol: np.ndarray,
+                 batch: TickBatch | None = None, at: np.ndarray | None = None
+                 ) -> _Prediction:
+        """Slot, values in it, expected value, sigma, noise factor and the domain flags; a
+        slot that holds a single value is used only within ``k`` sigma of its most similar day.
+        ``batch`` and ``at`` (positions in it) let learn reuse what score computed."""
+        c = self.cfg
+        slot = (wall_clock_ns(ts, c.timezone) // self._slot_ns) % self.slots
+        ring = self._ring[rows, slot].astype(np.float64)  # [B, depth]
+        k = np.minimum(self._cnt[rows, slot], c.depth).astype(np.int64)
+        srt = np.sort(ring, axis=1)
+        med = _median_sorted(srt, k)
+        mad = _median_sorted(np.sort(np.abs(ring - med[:, None]), axis=1), k)
+        band = self._band(rows, k, med, mad, vol)
+        pred = _Prediction(slot, k, *band, raw=band[0], sigma_raw=band[1],
+                           factor_raw=band[2], clamped=np.zeros(len(rows), dtype=bool),
+                           margin=np.full(len(rows), np.nan))
+        once = np.flatnonzero(k == 1)
+        if len(once) and self._per_day:
+            # One visit is one draw, and it may be an incident in the history: it is used
+            # only within k sigma of the same time on the most similar other day.
+            ref, margin = self._cached_pull(rows[once], slot[once], med[once],
+                                            band[1][once], vol[once], batch,
+                                            None if at is None else at[once])
+            m1 = med[once]
+            ok = np.isfinite(ref) & np.isfinite(margin)
+            used = np.where(ok, np.clip(m1, ref - margin, ref + margin), m1)
+            moved = np.flatnonzero(used != m1)
+            if len(moved):
+                j = once[moved]
+                e, sg, f, _, _ = self._band(rows[j], k[j], used[moved], mad[j], vol[j])
+                pred.expected = pred.expected.copy()
+                pred.sigma = pred.sigma.copy()
+                pred.factor = pred.factor.copy()
+                pred.expected[j], pred.sigma[j], pred.factor[j] = e, sg, f
+                pred.clamped[j] = True
+                pred.margin[j] = margin[moved]
+        return pred
+
+    def _pull(self, rows: np.ndarray, slot: np.ndarray, med: np.ndarray, sigma: np.ndarray,
+              vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For once-seen slots (median ``med``, sigma ``sigma``): the reference and how far
+        from it the slot's value may stand (NaN: the value stands as it is)."""
+        c = self.cfg
+        ref, margin = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+        # Once the series scale is known, a slot within k sigma (its own) of every other
+        # day's value at this time is left as it is: most are, and they cost nothing more.
+        trusted = self._ws[rows] >= self._ready_ws
+        same = self._ring.reshape(-1).take((rows * (self.slots * c.depth))[:, None]
+                                           + self._same[slot % self._per_day])
+        gap = np.abs(same - med[:, None])
+        far = np.where(np.isnan(gap), 0.0, gap).max(axis=1) > c.k * sigma
+        todo = np.flatnonzero(~trusted | far)
+        if len(todo) == 0:
+            return ref, margin
+        r = rows[todo]
+        ref[todo], spread = self._reference(r, slot[todo], med[todo])
+        one = np.ones(len(todo), np.int64)
+        sig_ref = self._band(r, one, np.where(np.isfinite(ref[todo]), ref[todo], med[todo]),
+                             np.zeros(len(todo)), vol[todo])[1]
+        margin[todo] = c.k * np.where(trusted[todo], sig_ref, spread)
+        return ref, margin
+
+    def _cached_pull(self, rows: np.ndarray, slot: np.ndarray, med: np.ndarray,
+                     sigma: np.ndarray, vol: np.ndarray, batch: TickBatch | None,
+                     at: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_pull`, computed once per batch for score and learn (``at``: positions in
+        ``batch``)."""
+        if batch is None or at is None:
+            return self._pull(rows, slot, med, sigma, vol)
+        cached = self._cache
+        if cached is None or cached[0] is not batch or cached[1] != self._version:
+            nan = np.full(len(batch), np.nan)
+            cached = self._cache = (batch, self._version, nan, nan.copy(),
+                                    np.zeros(len(batch), dtype=bool))
+        _, _, ref, margin, done = cached
+        todo = np.flatnonzero(~done[at])
+        if len(todo):
+            ref[at[todo]], margin[at[todo]] = self._pull(rows[todo], slot[todo], med[todo],
+                                                         sigma[todo], vol[todo])
+            done[at[todo]] = True
+        return ref[at], margin[at]
 
     @property
     def warmup_period(self) -> timedelta:
@@ -262,7 +453,8 @@ class SeasonalBaseline(Detector):
             return out
         r, ts, y = rows[sel], batch.timestamps[sel], batch.values[sel]
         with np.errstate(all="ignore"):
-            _, k, expected, sigma, _, nonneg, unit = self._predict(r, ts, batch.volumes[sel])
+            pr = self._predict(r, ts, batch.volumes[sel], batch, sel)
+            k, expected, sigma, nonneg, unit = pr.k, pr.expected, pr.sigma, pr.nonneg, pr.unit
             z = (y - expected) / sigma
             score = t_two_sided_cdf(z, self.cfg.tail_dof)
         ready = ((self._n[r] >= self.cfg.min_points) & (ts - self._t0[r] >= self._warmup_ns)
@@ -304,7 +496,18 @@ class SeasonalBaseline(Detector):
                 | np.where((y >= 0) & (y <= 1), _FLAG_UNIT, 0)).astype(np.uint8)
         self._flags[rows] = np.where(new, kind, self._flags[rows] & kind)
         with np.errstate(all="ignore"):
-            slot, k, expected, sigma, factor, _, _ = self._predict(rows, ts, vol)
+            pr = self._predict(rows, ts, vol, batch, fin)
+            slot, k = pr.slot, pr.k
+            # A once-seen slot pulled towards its reference: the point learns against the
+            # side it agrees with. If it disowns the slot's value (an incident in the
+            # history), it replaces that value and teaches neither offset nor scale; if it
+            # agrees (a weekly pattern of its own), the slot's value stands.
+            isolated = (pr.clamped & (np.abs(y - pr.expected) < np.abs(y - pr.raw))
+                        & (np.abs(y - pr.raw) > pr.margin))
+            own = pr.clamped & ~isolated
+            expected = np.where(own, pr.raw, pr.expected)
+            sigma = np.where(own, pr.sigma_raw, pr.sigma)
+            factor = np.where(own, pr.factor_raw, pr.factor)
             known = k > 0
             err = np.where(known, y - expected, 0.0)
             ws_old = self._ws[rows].astype(np.float64)
@@ -317,7 +520,7 @@ class SeasonalBaseline(Detector):
             winsorize = known & (fl | (k < 2))
             stored = np.where(winsorize, expected + err_c, y)
             # Drift offset from the clipped residual (flagged points move it slowly).
-            learn = np.where(known, np.where(fl, c.anomaly_learning, 1.0), 0.0)
+            learn = np.where(known & ~isolated, np.where(fl, c.anomaly_learning, 1.0), 0.0)
             off = self._off[rows] + learn * self._a_off * err_c
             # Series scale, in units of the noise factor and of the median's uncertainty:
             # a plain running mean of |residual| first, Huber-clipped once it has settled.
@@ -327,7 +530,7 @@ class SeasonalBaseline(Detector):
             lim = c.k * s_old
             sample = np.where(settled, self._c_clip * np.minimum(np.abs(e_n), lim),
                               math.sqrt(math.pi / 2.0) * np.abs(e_n))
-            w = np.where(known & ~fl & np.isfinite(sample), 1.0, 0.0)
+            w = np.where(known & ~fl & ~isolated & np.isfinite(sample), 1.0, 0.0)
             ws = ws_old + w
             rate = np.where(w > 0, np.maximum(self._a_scale, w / np.maximum(ws, 1.0)), 0.0)
             s = s_old + rate * (np.where(w > 0, sample, 0.0) - s_old)
@@ -337,15 +540,17 @@ class SeasonalBaseline(Detector):
             n_old = self._n[rows].astype(np.float64)
             a_v = np.maximum(self._a_scale, 1.0 / (n_old + 1.0))
             vref = np.where(new, level, vref + a_v * (level - vref))
-        pos = (self._cnt[rows, slot] % c.depth).astype(np.int64)
+        cnt = self._cnt[rows, slot].astype(np.int64)
+        pos = np.where(isolated, 0, cnt % c.depth)  # isolated: cnt == 1, overwrite it
         self._ring[rows, slot, pos] = stored - np.where(known, self._off[rows], 0.0)
-        self._cnt[rows, slot] = np.minimum(self._cnt[rows, slot].astype(np.int64) + 1, 60000)
+        self._cnt[rows, slot] = np.where(isolated, cnt, np.minimum(cnt + 1, 60000))
         self._off[rows] = off
         self._s[rows] = s
         self._ws[rows] = np.minimum(ws, 1e9)
         self._vref[rows] = vref
         self._t0[rows] = np.where(new, ts, self._t0[rows])
         self._n[rows] = self._n[rows] + 1
+        self._version += 1
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -386,6 +591,7 @@ class SeasonalBaseline(Detector):
         if missing:
             self._create(missing)
         rows = np.array([self._rows[k] for k in keys], np.int64)
+        self._version += 1
         raw = np.frombuffer(b"".join(bytes(states[k][len(head):]) for k in keys), np.uint8)
         raw = raw.reshape(len(keys), size)
         at = 0
