@@ -178,3 +178,24 @@ def test_one_huge_glitch_does_not_blind_the_series() -> None:
 
     assert evidence(NoveltyConfig().outlier_clip) > 5.0  # (300 decades without the glitch)
     assert evidence(0.0) < 4.0  # without the cap the shape views stay blind
+
+
+def test_twins_ages_keep_seeing_a_new_regime_whose_shapes_resemble_only_each_other() -> None:
+    """After 1,500 points of noise the series starts to alternate (+-1.5, inside the noise's
+    range). Its first shapes are new; later ones have exact twins a few points back, so every
+    distance channel goes quiet (no refractory period here, to watch the channels alone). The
+    twins' ages still say the regime is new: all of them are recent, where a steady series'
+    twins come from anywhere. Without that channel (``arc_points: 0``) nothing is seen."""
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.normal(size=1500),
+                             np.tile([1.5, -1.5], 30) + 0.05 * rng.normal(size=60)])
+    seen = {}
+    for arc in (12, 0):
+        det = Novelty(NoveltyConfig(seasonal_days=0, coarse=[], sequence_bins=0, refractory=0,
+                                    fatigue_decades=0, arc_points=arc),
+                      interval=timedelta(minutes=5))
+        scores = _scores(det, values)
+        seen[arc] = (scores[1200:1500].max(), scores[1530:].max())
+    noise, regime = seen[12]
+    assert regime > 0.999 > noise
+    assert seen[0][1] < 0.5
