@@ -404,6 +404,46 @@ def test_source_metrics_count_http_retries_and_skips() -> None:
                                                          "outcome": "ok"}))
 
 
+def test_http_request_counters_exist_only_for_http_based_sources(tmp_path) -> None:
+    """A SQL (or files, demo) source exported ``cxmon_source_http_requests_total`` and
+    ``..._retries_total`` at 0 for ever: series that read as "no traffic" for a source that
+    never speaks HTTP. HTTP sources get them, at 0 before their client is created."""
+    import httpx
+
+    from sources.prometheus import PrometheusSource, PrometheusSourceConfig
+    from sources.sql import SqlSource, SqlSourceConfig
+
+    def prom(name: str) -> PrometheusSource:
+        body = {"status": "success", "data": {"resultType": "matrix", "result": []}}
+        return PrometheusSource(
+            name, PrometheusSourceConfig(type="prometheus", base_url="http://prom:9090",
+                                         step="1h"),
+            sleep=lambda _s: None,
+            transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body)))
+
+    polled, idle = prom("prom"), prom("prom_idle")
+    polled.fetch(PollRequest("queue", T0, T0 + timedelta(hours=2), "sum(x)", {}))
+    sources = {"warehouse": SqlSource("warehouse", SqlSourceConfig(
+                   type="sql", url=f"sqlite:///{tmp_path / 'kpi.db'}")),
+               "prom": polled, "prom_idle": idle}
+    registry = CollectorRegistry()
+    m = SourceMetrics(registry)
+    for name, source in sources.items():
+        result = SimpleNamespace(metric=f"m_{name}", skipped=None, error=None, rows_in=0,
+                                 rejected={})
+        m.observe(name, source, result)  # type: ignore[arg-type]
+    for family in ("cxmon_source_http_requests", "cxmon_source_http_retries"):
+        [fam] = [f for f in registry.collect() if f.name == family]
+        by_source = {s.labels["source"]: s.value for s in fam.samples
+                     if s.name.endswith("_total")}
+        want = {"prom": 1.0, "prom_idle": 0.0} if family.endswith("requests") else \
+            {"prom": 0.0, "prom_idle": 0.0}
+        assert by_source == want, family
+    # the SQL source still gets its per-source families
+    assert registry.get_sample_value("cxmon_source_polls_total", {
+        "source": "warehouse", "cx_metric": "m_warehouse", "outcome": "empty"}) == 1
+
+
 class Events(Source):
     """One row per event: three identical rows per bucket for app, two for web."""
 
