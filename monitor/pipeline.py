@@ -378,13 +378,20 @@ class Pipeline:
         started_at = self.clock.now()
         result = TickResult(metric.name)
         health = self._health[metric.name]
+        # a skipped tick is logged at DEBUG (counted as cxmon_ticks_total{outcome="skipped"}):
+        # between two failures minutes apart, --log-level debug shows the scheduler ticking
         if health.retry_at is not None and started_at < health.retry_at:
             result.skipped = f"backing off until {health.retry_at.isoformat()}"
+            log.debug("tick of %s skipped: backing off after %d failure(s), retried from "
+                      "%s UTC", metric.name, health.failures,
+                      f"{health.retry_at:%Y-%m-%d %H:%M:%S}")
             return result
         held = self._source_hold.get(metric.source)
         if held is not None and started_at < held:  # the server asked every client to wait
             result.skipped = (f"backing off until {held.isoformat()} (source {metric.source} "
                               "asked to wait: Retry-After)")
+            log.debug("tick of %s skipped: source %s asked to wait (Retry-After), retried "
+                      "from %s UTC", metric.name, metric.source, f"{held:%Y-%m-%d %H:%M:%S}")
             return result
         if metric.name not in self._cursors:
             self._cursors[metric.name] = self.store.get_cursor(metric.name)

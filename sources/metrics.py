@@ -12,6 +12,7 @@ the same ``/metrics``; tests use a fresh one.
 ``cxmon_source_records_skipped_total{source,reason}``        records a connector could not read
 ``cxmon_source_http_requests_total{source}``                 HTTP requests (SDK: calls), retries
 ``cxmon_source_http_retries_total{source}``                  requests retried after 429/5xx/timeouts
+                                                             (both for HTTP and SDK sources only)
 ``cxmon_source_polls_total{source,cx_metric,outcome}``       ok / empty / error
 ``cxmon_source_last_data_timestamp_seconds{source,cx_metric}`` end of the newest bucket with rows
 ``cxmon_source_no_data{source,cx_metric}``                   1 while the metric is stale
@@ -152,22 +153,25 @@ class SourceMetrics:
             self._observe_source(source_name, source)
 
     def _observe_source(self, name: str, source: Source) -> None:
-        """Counters kept by the source itself (HTTP client, skipped records): add the delta."""
+        """Counters kept by the source itself (HTTP client, skipped records): add the delta.
+
+        The HTTP families get a series only for an HTTP-based source (one with an
+        ``HttpClient``, possibly not created yet, or an SDK source's call counts): a SQL or
+        files source exported ``cxmon_source_http_requests_total`` at 0 for ever."""
         # an HttpClient's counts, or an SDK source's (Salesforce, Google Analytics)
+        is_http = hasattr(source, "_http") or hasattr(source, "calls")
         http = getattr(source, "_http", None) or getattr(source, "calls", None)
         requests = int(getattr(http, "requests", 0) or 0)
         retries = int(getattr(http, "retries", 0) or 0)
         skipped: PyCounter[str] = PyCounter(getattr(source, "skipped", None) or {})
         with self._lock:
             prev_req, prev_retry, prev_skip = self._seen.get(name, (0, 0, PyCounter()))
-            if requests >= prev_req:
-                self.requests.labels(name).inc(requests - prev_req)
-            else:  # the client was recreated: its counts restarted
-                self.requests.labels(name).inc(requests)
-            if retries >= prev_retry:
-                self.retries.labels(name).inc(retries - prev_retry)
-            else:
-                self.retries.labels(name).inc(retries)
+            if is_http:
+                # fewer than last time: the client was recreated, its counts restarted
+                self.requests.labels(name).inc(requests - prev_req if requests >= prev_req
+                                               else requests)
+                self.retries.labels(name).inc(retries - prev_retry if retries >= prev_retry
+                                              else retries)
             for reason, n in skipped.items():
                 delta = n - prev_skip.get(reason, 0)
                 if delta > 0:

@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import in_ci
 
 DOCS = Path(__file__).parent.parent / "docs"
+#: labels Prometheus adds to every scraped series (the rules keep them to be per instance)
+TARGET_LABELS = frozenset({"job", "instance"})
 
 
 def _exported() -> dict[str, tuple[str, ...]]:
@@ -64,11 +66,12 @@ def test_the_rules_use_exported_metrics_and_their_real_labels() -> None:
             used = set(re.findall(r"([a-z_]+)\s*=", matchers or ""))
             used |= {w for by in re.findall(r"by \(([^)]*)\)", expr)
                      for w in re.split(r"\s*,\s*", by.strip())}
-            if not used <= set(labels):
+            if not used <= set(labels) | TARGET_LABELS:
                 wrong.append(f"{rule['alert']}: {name} has no label(s) {used - set(labels)}")
         for label in re.findall(r"\$labels\.([a-z_]+)", str(rule.get("annotations", {}))):
             names = re.findall(r"(cxmon_[a-z_]+)", expr)
-            if names and not any(label in exported.get(n, ()) for n in names):
+            if names and label not in TARGET_LABELS and not any(
+                    label in exported.get(n, ()) for n in names):
                 wrong.append(f"{rule['alert']}: annotation uses $labels.{label}")
     assert len(rules) == 6 and not wrong, wrong
 
@@ -171,6 +174,63 @@ def test_a_metric_failing_from_its_first_tick_pages(tmp_path: Path) -> None:
                                        "/readyz names it as failing."},
                 }]},
                 {"eval_time": "30m", "alertname": "CxmonMetricNotTicking", "exp_alerts": []},
+            ],
+        }],
+    }))
+    out = subprocess.run([promtool, "test", "rules", str(tmp_path / "test.yml")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout
+
+
+def test_a_receiver_failing_pages_per_cxmon_instance(tmp_path: Path) -> None:
+    """Two cxmon instances scraped by one Prometheus, both sending to a receiver named
+    ``slack``: the delivery alerts were summed by receiver, so they named no instance and the
+    instance whose sends fail was not told apart from the one delivering. Each alert is per
+    instance now, for the failing instance only."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if in_ci():
+            pytest.fail("promtool is not installed (scripts/install-system-deps.sh)")
+        pytest.skip("promtool not installed (run scripts/install-system-deps.sh)")
+    sends = ('cxmon_notification_attempts_total'
+             '{{job="cxmon",instance="{i}",receiver="{r}",outcome="{o}"}}')
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": [str(DOCS / "cxmon.rules.yml")],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                # "a" cannot reach slack: every attempt is retried
+                {"series": sends.format(i="a", r="slack", o="retry"), "values": "0+1x60"},
+                {"series": sends.format(i="a", r="slack", o="sent"), "values": "0x60"},
+                # "b" delivers to its slack, and dead-letters one to pagerduty at 31m
+                {"series": sends.format(i="b", r="slack", o="retry"), "values": "0x60"},
+                {"series": sends.format(i="b", r="slack", o="sent"), "values": "0+5x60"},
+                {"series": sends.format(i="b", r="pagerduty", o="dead"), "values": "0x30 1x30"},
+                {"series": 'up{job="cxmon"}', "values": "1x60"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "CxmonReceiverFailing", "exp_alerts": []},
+                {"eval_time": "20m", "alertname": "CxmonReceiverFailing", "exp_alerts": [{
+                    "exp_labels": {"severity": "page", "job": "cxmon", "instance": "a",
+                                   "receiver": "slack", "outcome": "retry"},
+                    "exp_annotations": {
+                        "summary": "cxmon on a cannot deliver to receiver slack (retrying)",
+                        "description": "cxmon alerts status shows the error of every pending "
+                                       "notification."},
+                }]},
+                {"eval_time": "20m", "alertname": "CxmonNotificationDeadLettered",
+                 "exp_alerts": []},
+                {"eval_time": "40m", "alertname": "CxmonNotificationDeadLettered",
+                 "exp_alerts": [{
+                     "exp_labels": {"severity": "page", "job": "cxmon", "instance": "b",
+                                    "receiver": "pagerduty", "outcome": "dead"},
+                     "exp_annotations": {
+                         "summary": "cxmon on b dead-lettered a notification to pagerduty",
+                         "description": "cxmon alerts status (why); cxmon alerts retry ID once "
+                                        "the receiver is fixed."},
+                 }]},
             ],
         }],
     }))

@@ -138,7 +138,7 @@ def test_outage_then_recovery_no_gap_one_no_data_alert_resolved(tmp_path) -> Non
     store.close()
 
 
-def test_a_long_retry_after_holds_the_next_polls_back(tmp_path) -> None:
+def test_a_long_retry_after_holds_the_next_polls_back(tmp_path, caplog) -> None:
     """A 429 asking for an hour (longer than the poll's max_wait) is not polled again
     within that hour: the pipeline's own backoff (5, 10, 20 minutes) would hammer a
     rate-limited API and extend its lockout."""
@@ -166,14 +166,43 @@ def test_a_long_retry_after_holds_the_next_polls_back(tmp_path) -> None:
     assert len(shop.requests) == 1  # the 429, then nothing for the hour
     assert all(r.skipped.startswith("backing off") for r in results[1:])
     # a rate limit is the account's: the source's other metric waits too
-    skipped = p.tick("orders_web")
+    with caplog.at_level(logging.DEBUG, logger="monitor.pipeline"):
+        skipped = p.tick("orders_web")
     assert skipped.skipped and "source shop asked to wait" in skipped.skipped
+    held = limited_at + timedelta(seconds=3600)  # the 429's Retry-After, from its tick
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if "skipped" in r.getMessage()] \
+        == [(logging.DEBUG, "tick of orders_web skipped: source shop asked to wait "
+                            f"(Retry-After), retried from {held:%Y-%m-%d %H:%M:%S} UTC")]
     assert len(shop.requests) == 1
     shop.down = False
     after = run(p, clock, limited_at + timedelta(minutes=65))
     assert any(r.ok and not r.skipped for r in after)
     p.close()
     store.close()
+
+
+def test_each_tick_skipped_while_backing_off_is_logged_at_debug(tmp_path, caplog) -> None:
+    """Skipped ticks were counted (``cxmon_ticks_total{outcome="skipped"}``) but never
+    logged: between two failures minutes apart, even ``--log-level debug`` showed nothing, so
+    a stalled scheduler and a backoff looked alike. One DEBUG line per skipped tick, naming
+    the metric and when it is retried; none once it ticks again."""
+    p, store, clock, shop = setup(tmp_path)
+    run(p, clock, T0 + timedelta(minutes=30))
+    shop.down = True
+    with caplog.at_level(logging.DEBUG, logger="monitor.pipeline"):
+        failed = run(p, clock, T0 + timedelta(minutes=40))  # the 2nd failure backs off
+        retry_at = p._health["orders"].retry_at
+        assert retry_at is not None and retry_at > clock.now() + STEP
+        skipped = run(p, clock, clock.now() + STEP)
+        shop.down = False
+        after = run(p, clock, retry_at + STEP)
+    p.close()
+    store.close()
+    assert all(r.error for r in failed) and [bool(r.skipped) for r in skipped] == [True]
+    assert after and all(r.ok and not r.skipped for r in after)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if "skipped" in r.getMessage()]
+    assert lines == [(logging.DEBUG, "tick of orders skipped: backing off after 2 failure(s), "
+                                     f"retried from {retry_at:%Y-%m-%d %H:%M:%S} UTC")]
 
 
 class QuietShop(Shop):
@@ -373,6 +402,46 @@ def test_source_metrics_count_http_retries_and_skips() -> None:
         == T0.timestamp()
     assert np.isfinite(get("cxmon_source_polls_total", {"source": "api", "cx_metric": "m",
                                                          "outcome": "ok"}))
+
+
+def test_http_request_counters_exist_only_for_http_based_sources(tmp_path) -> None:
+    """A SQL (or files, demo) source exported ``cxmon_source_http_requests_total`` and
+    ``..._retries_total`` at 0 for ever: series that read as "no traffic" for a source that
+    never speaks HTTP. HTTP sources get them, at 0 before their client is created."""
+    import httpx
+
+    from sources.prometheus import PrometheusSource, PrometheusSourceConfig
+    from sources.sql import SqlSource, SqlSourceConfig
+
+    def prom(name: str) -> PrometheusSource:
+        body = {"status": "success", "data": {"resultType": "matrix", "result": []}}
+        return PrometheusSource(
+            name, PrometheusSourceConfig(type="prometheus", base_url="http://prom:9090",
+                                         step="1h"),
+            sleep=lambda _s: None,
+            transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body)))
+
+    polled, idle = prom("prom"), prom("prom_idle")
+    polled.fetch(PollRequest("queue", T0, T0 + timedelta(hours=2), "sum(x)", {}))
+    sources = {"warehouse": SqlSource("warehouse", SqlSourceConfig(
+                   type="sql", url=f"sqlite:///{tmp_path / 'kpi.db'}")),
+               "prom": polled, "prom_idle": idle}
+    registry = CollectorRegistry()
+    m = SourceMetrics(registry)
+    for name, source in sources.items():
+        result = SimpleNamespace(metric=f"m_{name}", skipped=None, error=None, rows_in=0,
+                                 rejected={})
+        m.observe(name, source, result)  # type: ignore[arg-type]
+    for family in ("cxmon_source_http_requests", "cxmon_source_http_retries"):
+        [fam] = [f for f in registry.collect() if f.name == family]
+        by_source = {s.labels["source"]: s.value for s in fam.samples
+                     if s.name.endswith("_total")}
+        want = {"prom": 1.0, "prom_idle": 0.0} if family.endswith("requests") else \
+            {"prom": 0.0, "prom_idle": 0.0}
+        assert by_source == want, family
+    # the SQL source still gets its per-source families
+    assert registry.get_sample_value("cxmon_source_polls_total", {
+        "source": "warehouse", "cx_metric": "m_warehouse", "outcome": "empty"}) == 1
 
 
 class Events(Source):
