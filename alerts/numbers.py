@@ -175,8 +175,32 @@ def shown(a: Mapping[str, Any], key: str) -> str:
     >>> shown({"value": None, "format": {"unit": "ms"}}, "value")
     '–'
     """
-    text = number(a, a.get(key))
+    value = a.get(key)
+    text = _faithful(a, value) if key == "expected" else number(a, value)
     return text if text == "–" else text + suffix(a)
+
+
+#: how far a shown expected value may be from the one the change (``+4627%``) is taken from
+_EXPECTED_SLACK = 0.02
+
+
+def _faithful(a: Mapping[str, Any], value: Any) -> str:
+    """The expected value with as many decimals as it takes to be within 2% of itself: a
+    count's forecast of 0.55 rounded whole read "1" next to a change of +4627% taken from
+    0.55, and a reader's 26 vs 1 is +2500%. Whole when that is close enough (``42``).
+
+    >>> [_faithful({"format": {"decimals": 0}}, v) for v in (41.7, 0.55, 4.3, 0.0004, 0.0)]
+    ['42', '0.55', '4.3', '0.0004', '0']
+    """
+    d = _format(a).get("decimals")
+    if not isinstance(d, int) or a.get("unit") == "percent" or not isinstance(
+            value, int | float) or not math.isfinite(value) or value == 0:
+        return number(a, value)
+    v = float(value)
+    most = max(d, 2 - math.floor(math.log10(abs(v))))  # 3 significant digits: within 0.5%
+    places = next(p for p in range(d, most + 1)
+                  if p == most or abs(round(v, p) - v) <= _EXPECTED_SLACK * abs(v))
+    return number({**a, "format": {**_format(a), "decimals": places}}, v)
 
 
 def band(a: Mapping[str, Any]) -> str:

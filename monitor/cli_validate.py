@@ -63,7 +63,7 @@ def validate(
     console.print(
         f"[green]✓[/] {escape(str(config))}: {len(cfg.sources)} source(s), "
         f"{len(cfg.metrics)} metric(s){escape(_paused_note(cfg))}, "
-        f"{len(cfg.detectors)} detector(s), "
+        f"{len(cfg.used_detectors()) + len(cfg.unused_detectors())} detector(s), "
         f"{len(cfg.alerting.receivers)} receiver(s)",
         soft_wrap=True,  # one line, also in a log or a pipe
     )
@@ -71,7 +71,7 @@ def validate(
 
     for where, text in [*missing_files(cfg), *sql_warnings(cfg), *short_histories(cfg),
                         *utc_clocks(cfg), *utc_days(cfg), *display_warnings(cfg),
-                        *route_warnings(cfg.alerting, cfg.metrics)]:
+                        *unused_detectors(cfg), *route_warnings(cfg.alerting, cfg.metrics)]:
         console.print(f"[yellow]warning[/] {escape(cfg.shown_path(where))}: {escape(text)}",
                       soft_wrap=True)
     if (line := _calendar_summary(cfg)) is not None:
@@ -122,6 +122,16 @@ def _poll_metrics(cfg: MonitorConfig, intervals: int) -> None:
         err_console.print(f"[bold red]{len(failed)} of {len(probes)} metric(s) could not be "
                           f"polled: {', '.join(failed)}[/]")
         raise typer.Exit(1)
+
+
+def unused_detectors(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    """``(config path, message)`` for every detector the file defines that no metric lists:
+    not an error (one kept for later), but a tuned detector that scores nothing is more often
+    a metric's ``detectors:`` that still names another one."""
+    return [(f"detectors.{name}", f"no metric lists {name!r} in its detectors, so it scores "
+             "nothing" + ("" if name != "default" else
+                          " (every metric lists its detectors)"))
+            for name in cfg.unused_detectors()]
 
 
 def short_histories(cfg: MonitorConfig) -> list[tuple[str, str]]:

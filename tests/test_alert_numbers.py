@@ -179,6 +179,28 @@ def test_slack_prints_a_count_whole_with_its_unit() -> None:
     assert "csat · total: 3.10 / 5 (from 14 responses) vs 4.30 / 5" in text  # related line
 
 
+def test_a_small_expected_count_is_shown_as_the_change_takes_it() -> None:
+    """26 tickets against a forecast of 0.55 read "vs 1 tickets expected" next to +4627%
+    (taken from 0.55): a reader's 26 vs 1 is +2500%. The expected value keeps the decimals
+    that make the printed change follow from it; one near a whole number stays whole."""
+    import re
+
+    p = payload(anomaly("complaints", 26.0, 0.55, severity=50))
+    (a,) = p["anomalies"]
+    text = json.dumps(render_message(p), ensure_ascii=False)
+    change = int(re.search(r"\*([+-]\d+)%\*", text).group(1))
+    assert summary(p)[1] == "26 tickets vs 0.55 tickets expected"
+    assert a["text"]["expected"] == "0.55 tickets" and "expected 0.55 tickets" in text
+    shown = float(a["text"]["expected"].split()[0])
+    assert abs((26.0 - shown) / shown * 100 - change) <= 0.02 * abs(change)
+    assert "0.55 tickets" in cells(console_lines(anomaly("complaints", 26.0, 0.55)),
+                                   "26 tickets")
+    assert by_metric(payload(anomaly("complaints", 26.0, 4.3)))["complaints"]["text"][
+        "expected"] == "4.3 tickets"  # "4" would make +505% read as +550%
+    assert by_metric(payload(anomaly("complaints", 140.0, 41.7)))["complaints"]["text"][
+        "expected"] == "42 tickets"  # within 1% of 41.7: whole, as before
+
+
 def console_lines(*anomalies: Anomaly, width: int = 160) -> list[str]:
     console = Console(record=True, width=width, file=io.StringIO())
     ConsoleNotifier(console).send(payload(*anomalies))

@@ -52,3 +52,13 @@ def test_a_count_metric_is_not_read_as_a_percentage() -> None:
                               "volume": float("nan")}]).itertuples(index=False))
     text = AnomalyText.from_config(cfg).text(row)
     assert text["value"] == "41" and "%" not in text["expected"] and "volume" not in text
+
+
+def test_a_stored_small_forecast_reads_as_its_change_does() -> None:
+    """A stored count of 26 against 0.55: the annotation said "vs expected 1 (+4627%)"."""
+    cfg = parse_config(CONFIG, env={})
+    frame = pd.DataFrame([{**ROW, "metric": "contacts", "labels": {}, "value": 26.0,
+                           "expected": 0.55, "volume": float("nan")}])
+    text = AnomalyText.from_config(cfg).text(next(frame.itertuples(index=False)))
+    assert text["expected"] == "0.55"
+    assert "26 vs expected 0.55 (+4627%)" in anomaly_annotations(frame, config=cfg)[0]["text"]

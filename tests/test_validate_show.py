@@ -229,3 +229,26 @@ def test_show_prints_a_source_url_without_credentials_as_it_is(tmp_path: Path) -
     shown = yaml.safe_load(res.stdout)
     assert shown["warehouse"]["url"] == "postgresql+psycopg://reader@wh/dw?sslmode=require"
     assert shown["other"]["url"] == "postgresql+psycopg://reader:***@wh2/dw"
+
+
+def test_show_of_an_unset_option_prints_its_value_not_an_error(tmp_path: Path) -> None:
+    """``--show metrics.orders.unit`` for an option left unset said "has no 'unit'", as for a
+    typo: the whole section leaves None out, but a field asked for by name is there, null."""
+    config = str(_config(tmp_path))
+    unset = runner.invoke(app, ["validate", "--show", "metrics.orders.unit", "-c", config],
+                          env=ENV)
+    assert unset.exit_code == 0, unset.output
+    assert unset.stdout == "null\n" and yaml.safe_load(unset.stdout) is None
+    assert "unit" not in yaml.safe_load(runner.invoke(
+        app, ["validate", "--show", "metrics.orders", "-c", config], env=ENV).stdout)
+    filled = runner.invoke(app, ["validate", "--show", "metrics.orders.interval", "-c", config],
+                           env=ENV)
+    assert filled.stdout == "5m\n"  # a default, filled in
+    typo = runner.invoke(app, ["validate", "--show", "metrics.orders.units", "-c", config],
+                         env=ENV)
+    assert typo.exit_code == 2
+    assert "metrics.orders has no 'units' (did you mean 'unit'?)" in " ".join(
+        typo.output.split())
+    deeper = runner.invoke(app, ["validate", "--show", "metrics.orders.unit.x", "-c", config],
+                           env=ENV)
+    assert deeper.exit_code == 2 and "has no 'x'" in deeper.output

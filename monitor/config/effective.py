@@ -51,7 +51,12 @@ def effective_yaml(config: BaseModel, path: str | None = None) -> str:
 
     data: Any = effective_config(config)
     if path:
-        data = select(data, path)
+        try:
+            data = select(data, path)
+        except ShowPathError:
+            # an option left unset (``metrics.csat.unit``) is a field all the same: its
+            # effective value is null; only a key no model has stays an error
+            data = select(_plain(config, (), keep_none=True), path)
     # the last line of defence: any secret value of the config, wherever it ended up
     secrets = sorted(_all_secrets(config, secrets_of(config)), key=len, reverse=True)
     data = _scrubbed(data, lambda text: scrub_secrets(text, secrets))
@@ -88,6 +93,9 @@ def _dumper() -> Any:
 _Dumper = _dumper()
 
 
+_MISSING = object()
+
+
 def select(data: Any, path: str) -> Any:
     """The part of ``data`` at a dotted path; a list item by its ``name`` or index, also
     written as a problem's path writes it (``metrics[0].detectors[1]``, copied from one).
@@ -103,14 +111,14 @@ def select(data: Any, path: str) -> Any:
             if not found and key.isdigit() and int(key) < len(node):
                 found = [node[int(key)]]
             keys = names or [str(i) for i in range(len(node))]
-            node = found[0] if found else None
+            node = found[0] if found else _MISSING
         elif isinstance(node, dict):
             keys = [str(k) for k in node]
-            node = node.get(key)
+            node = node.get(key, _MISSING)
         else:
             keys = []
-            node = None
-        if node is None:
+            node = _MISSING
+        if node is _MISSING:
             where = ".".join(walked) or "the config"
             close = difflib.get_close_matches(key, keys, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -120,8 +128,9 @@ def select(data: Any, path: str) -> Any:
     return node
 
 
-def _plain(value: Any, loc: tuple[str, ...]) -> Any:
-    """YAML-ready data; ``loc`` is the keys above, to tell what a value is."""
+def _plain(value: Any, loc: tuple[str, ...], keep_none: bool = False) -> Any:
+    """YAML-ready data; ``loc`` is the keys above, to tell what a value is. A field that is
+    None is left out unless ``keep_none`` (to show one unset option by its path)."""
     key = loc[-1] if loc else ""
     if isinstance(value, SecretStr):
         secret = value.get_secret_value()
@@ -131,16 +140,16 @@ def _plain(value: Any, loc: tuple[str, ...]) -> Any:
         out: dict[str, Any] = {}
         for name, field in type(value).model_fields.items():
             item = getattr(value, name)
-            if item is None:
+            if item is None and not keep_none:
                 continue
             shown = field.alias or name
-            out[shown] = _plain(item, (*loc, shown))
+            out[shown] = _plain(item, (*loc, shown), keep_none)
         return out
     if isinstance(value, Mapping):
-        return {str(k): _plain(v, (*loc, str(k))) for k, v in value.items()}
+        return {str(k): _plain(v, (*loc, str(k)), keep_none) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
-        return [_plain(v, loc) for v in items]
+        return [_plain(v, loc, keep_none) for v in items]
     if isinstance(value, bool | int | float) or value is None:
         if key and _secret_key(key) and not isinstance(value, bool) and value is not None:
             return MASK  # a numeric PIN or key is a secret too
@@ -152,7 +161,7 @@ def _plain(value: Any, loc: tuple[str, ...]) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, Enum):
-        return _plain(value.value, loc)
+        return _plain(value.value, loc, keep_none)
     if isinstance(value, PurePath):
         return str(value)
     text = str(value)

@@ -92,6 +92,19 @@ class MonitorConfig(BaseModel):
             result.detectors["default"] = default
         return result
 
+    def used_detectors(self) -> list[str]:
+        """The detector names some metric lists (a paused one too), in definition order."""
+        used = {n for m in self.metrics for n in m.detectors}
+        return [n for n in self.detectors if n in used]
+
+    def unused_detectors(self) -> list[str]:
+        """The detectors the file defines that no metric lists: usually a metric's
+        ``detectors:`` that names another. Not the implicit ``default`` (nor one written
+        just as it is, ``{type: robust_seasonal}``: a dumped config validates the same)."""
+        used = set(self.used_detectors())
+        return [n for n in self.detectors if n not in used
+                and not (n == "default" and self.detectors[n] == _default_detector())]
+
     @property
     def active_metrics(self) -> list[MetricConfig]:
         """The metrics ``cxmon run`` polls and scores (``enabled: false`` pauses one)."""
