@@ -44,10 +44,13 @@ class AnomalyText:
 
     def text(self, row: Any) -> dict[str, str]:
         """``value``, ``expected``, ``band`` and ``volume`` of a stored anomaly (a store row
-        or any object with ``metric``, ``kind``, ``value``, ``expected``, ``volume``) as the
+        or any object with ``metric``, ``kind``, ``value``, ``expected``, ``volume``, and
+        ``lower`` / ``upper`` when it has them) as the
         alert printed them; empty for a no-data anomaly, whose numbers are not KPI values."""
         item = {"metric": row.metric, "kind": getattr(row, "kind", None),
                 "value": _real(row.value), "expected": _real(row.expected),
+                "lower": _real(getattr(row, "lower", None)),
+                "upper": _real(getattr(row, "upper", None)),
                 "volume": _real(getattr(row, "volume", None))}
         return readable(item, percent=row.metric in self.percent,
                         names=self.names).get("text") or {}

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.numbers import formats_from_config
+from alerts.numbers import Range, formats_from_config, ranges_from_config
 
 __all__ = ["Names", "merge_display"]
 
@@ -47,6 +47,9 @@ class Names:
     #: metric -> how its numbers read (:func:`alerts.numbers.formats_from_config`); the
     #: payload carries each anomaly's as ``"format"``, so it is not part of ``display``
     formats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: metric -> its possible values (:func:`alerts.numbers.ranges_from_config`): shown
+    #: bands and expected values are clamped to them (:func:`alerts.payload.readable`)
+    ranges: Mapping[str, Range] = field(default_factory=dict)
     #: IANA zone people read times in (``display.timezone``); stored and sent times stay UTC
     timezone: str = "UTC"
 
@@ -60,6 +63,7 @@ class Names:
             labels=dict(getattr(display, "labels", None) or {}),
             values={k: dict(v) for k, v in (getattr(display, "values", None) or {}).items()},
             formats=formats_from_config(config.metrics),
+            ranges=ranges_from_config(config.metrics),
             timezone=str(getattr(display, "timezone", None) or "UTC"),
         )
 

@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-__all__ = ["anomaly_format", "band", "formats_from_config", "number", "shown", "suffix",
-           "text_fields", "volume_count", "volume_noun", "volume_text"]
+__all__ = ["anomaly_format", "band", "clamp_band", "formats_from_config", "number",
+           "ranges_from_config", "shown", "suffix", "text_fields", "volume_count", "volume_noun",
+           "volume_text"]
 
 #: units written against the number (``58%``); any other unit follows a space (``120 ms``)
 _ATTACHED = ("%", "‰")
@@ -58,6 +59,72 @@ def formats_from_config(metrics: Iterable[Any]) -> dict[str, dict[str, Any]]:
         if interval is not None and interval >= timedelta(days=1):
             fmt["days"] = True  # whole-day buckets: a time names a date (alerts.display)
         out[m.name] = fmt
+    return out
+
+
+#: a metric's possible values, ``(lowest, highest)``; ``None``: open on that side
+Range = tuple[float | None, float | None]
+
+
+def ranges_from_config(metrics: Iterable[Any]) -> dict[str, Range]:
+    """Each metric's possible values, where its config tells them: a sum counts (``>= 0``), a
+    ratio read as a percentage is a share (``[0, 1]``), a value with a ``scale_max`` is a score
+    out of it (``[0, scale_max]``). Detectors model values as unbounded, so a band can leave
+    this range (a CSAT band of ``3.47–5.03 / 5``); :func:`clamp_band` cuts it back. A ratio
+    with a unit of its own (EUR per order) or a mean without a scale is open.
+
+    >>> from types import SimpleNamespace as NS
+    >>> def m(name, kind, unit=None, scale_max=None):
+    ...     return NS(name=name, unit=unit, scale_max=scale_max, value=NS(kind=kind))
+    >>> ranges_from_config([m("tickets", "sum"), m("dropoff", "ratio"),
+    ...                     m("csat", "mean", scale_max=5.0), m("aov", "ratio", unit="EUR"),
+    ...                     m("handle_time", "mean")])
+    {'tickets': (0.0, None), 'dropoff': (0.0, 1.0), 'csat': (0.0, 5.0)}
+    """
+    out: dict[str, Range] = {}
+    for m in metrics:
+        kind = str(getattr(m.value.kind, "value", m.value.kind))
+        top = getattr(m, "scale_max", None)
+        if top is not None:
+            out[m.name] = (0.0, float(top))
+        elif kind == "sum":
+            out[m.name] = (0.0, None)
+        elif kind == "ratio" and getattr(m, "unit", None) in (None, "%"):
+            out[m.name] = (0.0, 1.0)
+    return out
+
+
+def clamp_band(a: Mapping[str, Any], bounds: Range | None) -> dict[str, Any]:
+    """The anomaly ``a`` with its ``expected``, ``lower`` and ``upper`` inside the metric's
+    possible values ``bounds`` (:func:`ranges_from_config`): what every output shows, so no
+    alert, ``cxmon anomalies`` line or annotation says ``-3–12 tickets``. An observed
+    ``value`` outside ``bounds`` shows they do not hold (a sum of refunds can be negative, a
+    ratio can pass 100%): that side is left as the detector gave it. Scores are untouched.
+
+    >>> clamp_band({"value": 3.1, "expected": 4.25, "lower": 3.47, "upper": 5.03},
+    ...            (0.0, 5.0))
+    {'value': 3.1, 'expected': 4.25, 'lower': 3.47, 'upper': 5.0}
+    >>> clamp_band({"value": 2.0, "expected": 0.4, "lower": -1.6, "upper": 2.4}, (0.0, None))
+    {'value': 2.0, 'expected': 0.4, 'lower': 0.0, 'upper': 2.4}
+    >>> clamp_band({"value": -5.0, "expected": 1.0, "lower": -2.0, "upper": 4.0}, (0.0, None))
+    {'value': -5.0, 'expected': 1.0, 'lower': -2.0, 'upper': 4.0}
+    """
+    out = dict(a)
+    if not bounds:
+        return out
+    lo, hi = bounds
+    value = a.get("value")
+    if isinstance(value, int | float) and math.isfinite(value):
+        lo = None if lo is not None and value < lo else lo
+        hi = None if hi is not None and value > hi else hi
+    for key in ("expected", "lower", "upper"):
+        v = out.get(key)
+        if not isinstance(v, int | float) or not math.isfinite(v):
+            continue
+        if lo is not None and v < lo:
+            out[key] = lo
+        elif hi is not None and v > hi:
+            out[key] = hi
     return out
 
 

@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from alerts.display import Names
-from alerts.numbers import anomaly_format, text_fields
+from alerts.numbers import anomaly_format, clamp_band, text_fields
 from alerts.routing import headline_rank
 from monitor.incidents import IncidentChange, contributors, root_cause_payload
 from monitor.model import Anomaly, parse_series_key
@@ -143,7 +143,9 @@ def readable(item: Mapping[str, Any], *, percent: bool, names: Names) -> dict[st
     ``upper``, ``volume``: a payload's, or a stored row's) with its ``unit``, ``format`` and
     ``text``: what :mod:`alerts.numbers` prints, so ``cxmon anomalies`` and anything else that
     reads an anomaly back from the store says it as the alert did. ``percent``: the metric
-    is a ratio (ignored when its metric has a unit of its own).
+    is a ratio (ignored when its metric has a unit of its own). ``expected``, ``lower`` and
+    ``upper`` are clamped to the metric's possible values (``names.ranges``), numbers and
+    text alike, so no output shows a CSAT band above its scale or a count's below zero.
 
     >>> names = Names(formats={"csat": {"scale_max": 5.0, "decimals": 2,
     ...                                 "volume_unit": "responses"}})
@@ -153,6 +155,8 @@ def readable(item: Mapping[str, Any], *, percent: bool, names: Names) -> dict[st
     """
     fmt = names.formats.get(str(item.get("metric")))
     out = _with_unit(dict(item), percent and not (fmt or {}).get("unit"))
+    if out.get("kind") != "no_data":  # a silence's numbers are not KPI values
+        out = clamp_band(out, names.ranges.get(str(item.get("metric"))))
     value = out.get("value")
     if isinstance(value, float) and not math.isfinite(value):
         value = None
