@@ -526,5 +526,6 @@ def test_cli_feedback_on_the_last_anomaly_dismisses_the_incident(
     assert "dismissed" not in out.output and len(mon.sent()) == 1  # one of two: still open
     out = run(app, ["feedback", second, "expected", "-c", str(path), "--user", "ana"])
     assert out.exit_code == 0, out.output
-    assert f"incident {key} dismissed" in out.output
+    assert (f"dismissed: incident {key} closed (every anomaly of it is marked); whoever was "
+            "told of it (PagerDuty, Slack, webhooks) gets its resolution") in out.output
     assert mon.sent()[-1]["dismissed"]["by"] == "ana"
