@@ -67,8 +67,8 @@ def dismiss_false_alarms(store: Store, anomaly_ids: list[str], *, by: str,
             _close_groups(tx, key, {**said, "severity": severity}, now)
             dismissed.append(key)
     for key in dismissed:
-        log.info("incident %s dismissed by %s: every anomaly marked not a problem; its "
-                 "receivers get its resolution", key, by)
+        log.info("incident %s dismissed by %s: closed (every anomaly marked not a problem); "
+                 "its receivers get its resolution", key, by)
     return dismissed
 
 

@@ -260,8 +260,9 @@ class FeedbackApp:
             reply = reply_for(known[1], recorded=recorded - before,
                               user=str(user) if user else None, acked=acked)
             if known[1] in DISMISSING and recorded > before and self._dismiss(ids, user):
-                reply["text"] += (" The incident is dismissed: whoever was told of it "
-                                  "(PagerDuty, this thread, webhooks) gets its resolution.")
+                reply["text"] += (" Dismissed: the incident is closed, and whoever was told "
+                                  "of it (PagerDuty, this thread, webhooks) gets its "
+                                  "resolution.")
             replies.append(reply)
         log.info("feedback: %d record(s) from %s", recorded, user)
         url = payload.get("response_url")

@@ -516,7 +516,9 @@ def register(app: typer.Typer) -> None:
 
         not_anomaly / expected make that series need a rarer point before it alerts again \
 (a week; for expected: that day and the same hour of the week for 4 weeks); confirmed \
-cancels earlier such verdicts."""
+cancels earlier such verdicts. Once every anomaly of an open incident is marked not_anomaly \
+or expected, the incident is dismissed: closed at once, and whoever was told of it gets its \
+resolution."""
         from monitor.cli import _load, _open_store
 
         verdicts = ("not_anomaly", "expected", "confirmed")
@@ -580,9 +582,10 @@ cancels earlier such verdicts."""
                        "both are kept (confirmed cancels earlier not_anomaly and expected "
                        "marks)")
         for key in dismissed:
-            typer.echo(f"incident {key} dismissed: every anomaly of it is marked; whoever "
-                       "was told of it (PagerDuty, Slack, webhooks) gets its resolution")
+            typer.echo(f"dismissed: incident {key} closed (every anomaly of it is marked); "
+                       "whoever was told of it (PagerDuty, Slack, webhooks) gets its "
+                       "resolution")
         for key, unmarked, total in undecided:
             typer.echo(f"incident {key} stays open (its pages too): {unmarked} of its {total} "
                        "anomalies are not marked not_anomaly or expected; marking every one "
-                       "dismisses it (the Slack buttons mark them all)")
+                       "closes it (the Slack buttons mark them all)")

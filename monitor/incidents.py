@@ -109,6 +109,31 @@ def group_key(group: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(group.items())) or "all"
 
 
+def incident_key(gk: str, first: datetime, after: str | None = None) -> str:
+    """The key of a new incident of group ``gk`` whose first anomaly is at ``first``: the
+    group and that minute, so a tick repeated after a crash or a restart finds the same
+    incident. ``after``: the key of the dismissed incident this one follows (a rise to a
+    higher severity level, :mod:`alerts.dismiss`); if it is of the same minute, a
+    generation ``#2``, ``#3``... follows, counted from it (deterministic too). Why: the
+    same key reopened the dismissed incident's row and undid the dismissal.
+
+    >>> t = datetime(2026, 1, 5, 10, 0, 30)
+    >>> incident_key("journey=checkout", t)
+    'journey=checkout@2026-01-05T10:00Z'
+    >>> incident_key("journey=checkout", t, "journey=checkout@2026-01-05T10:00Z")
+    'journey=checkout@2026-01-05T10:00Z#2'
+    >>> incident_key("journey=checkout", t, "journey=checkout@2026-01-05T10:00Z#2")
+    'journey=checkout@2026-01-05T10:00Z#3'
+    """
+    key = f"{gk}@{first.strftime('%Y-%m-%dT%H:%MZ')}"
+    if after is None:
+        return key
+    if after == key:
+        return f"{key}#2"
+    generation = after.removeprefix(f"{key}#")
+    return f"{key}#{int(generation) + 1}" if generation.isdigit() else key
+
+
 class IncidentTracker:
     """Tracks open incidents by group.
 
@@ -186,6 +211,7 @@ class IncidentTracker:
         changes = []
         for gk, items in by_group.items():
             first = items[0].timestamp
+            after: str | None = None  # the key of a dismissed incident this one follows
             inc = self.open.get(gk)
             severity = max(a.severity for a in items)
             if inc is not None and first - inc.last_anomaly_at > self.gap:
@@ -195,12 +221,13 @@ class IncidentTracker:
                     _level(severity) > _level(inc.dismissed.get("severity")):
                 # worse than what was called a false alarm: a new incident, a new page
                 changes.append(self._resolve(gk, inc, at))
+                after = inc.key
                 inc = None
             new_series = {a.series for a in items}
             self._touched.add(gk)
             if inc is None:
                 inc = OpenIncident(
-                    key=f"{gk}@{first.strftime('%Y-%m-%dT%H:%MZ')}",
+                    key=incident_key(gk, first, after),
                     group=groups[gk],
                     opened_at=first,
                     last_anomaly_at=max(a.timestamp for a in items),

@@ -462,6 +462,37 @@ def test_a_dismissed_incident_stays_quiet_until_its_severity_rises_a_level(mon: 
     assert [p["status"] for p in mon.sent()[3:]] == ["resolved"]
 
 
+def test_a_rise_in_the_minute_a_dismissed_incident_opened_is_a_new_incident(
+        mon: Monitor) -> None:
+    """An incident's key is its group and the minute of its first anomaly: a rise after a
+    dismissal with anomalies of that same minute (a late series, the roll-up) got the
+    dismissed incident's key and reopened its row (the dismissal undone, in the same
+    thread). Each rise is a new incident with a key of its own, the third one too."""
+    from alerts.dismiss import dismiss_false_alarms
+
+    assert mon.store is not None
+    keys: list[str] = []
+    for n, (region, severity) in enumerate([("uk", 40), ("de", 60), ("fr", 80)]):
+        mon.tick(T0 + 10 * n * M, anomaly(region, T0, severity))  # all of minute T0
+        mon.flush(T0 + (10 * n + 1) * M)
+        first = mon.sent()[-1]
+        assert (first["status"], first["update"]) == ("firing", False)  # a new page
+        keys.append(first["incident_key"])
+        ids = mon.store.incident_anomaly_ids(keys[-1])
+        assert ids == [anomaly(region, T0, severity).id]  # not the dismissed one's
+        if n < 2:
+            for i in ids:
+                mon.store.add_feedback(i, "not_anomaly", source="slack", user="ana")
+            assert dismiss_false_alarms(mon.store, ids, by="ana",
+                                        now=T0 + (10 * n + 2) * M) == [keys[-1]]
+    assert len(set(keys)) == 3
+    rows = mon.store.incidents()
+    assert [(r["key"], r["status"]) for r in rows] == [
+        (keys[0], "resolved"), (keys[1], "resolved"), (keys[2], "open")]
+    assert [r["resolved_at"] for r in rows[:2]] == [T0 + 2 * M, T0 + 12 * M]
+    assert all(r["summary"]["dismissed"]["by"] == "ana" for r in rows[:2])
+
+
 def test_a_dismissed_incident_resolves_without_a_second_resolution(mon: Monitor) -> None:
     from alerts.dismiss import dismiss_false_alarms
 
@@ -495,5 +526,6 @@ def test_cli_feedback_on_the_last_anomaly_dismisses_the_incident(
     assert "dismissed" not in out.output and len(mon.sent()) == 1  # one of two: still open
     out = run(app, ["feedback", second, "expected", "-c", str(path), "--user", "ana"])
     assert out.exit_code == 0, out.output
-    assert f"incident {key} dismissed" in out.output
+    assert (f"dismissed: incident {key} closed (every anomaly of it is marked); whoever was "
+            "told of it (PagerDuty, Slack, webhooks) gets its resolution") in out.output
     assert mon.sent()[-1]["dismissed"]["by"] == "ana"

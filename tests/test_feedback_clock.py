@@ -72,7 +72,7 @@ def test_cxmon_feedback_dismisses_on_the_clock_that_stamped_the_verdict(
     out = CliRunner().invoke(app, ["feedback", anomaly_id, "not_anomaly", "-c", str(path),
                                    "--user", "ana"])
     assert out.exit_code == 0, out.output
-    assert f"incident {key} dismissed" in out.output
+    assert f"dismissed: incident {key} closed" in out.output
     assert mon.sent()[-1]["dismissed"]["at"] == later.isoformat()
     (verdict,) = mon.store.feedback_on(anomaly_id)
     assert verdict["created_at"] == later

@@ -394,8 +394,9 @@ def test_a_click_is_answered_in_slack_through_its_response_url(
     assert verdict["response_type"] == "ephemeral" and verdict["replace_original"] is False
     assert verdict["text"] == ("Recorded 2 anomalies of this incident as a false alarm: for 7 "
                                "days cxmon alerts on these series only for a deviation about "
-                               "ten times rarer. The incident is dismissed: whoever was told "
-                               "of it (PagerDuty, this thread, webhooks) gets its resolution.")
+                               "ten times rarer. Dismissed: the incident is closed, and whoever "
+                               "was told of it (PagerDuty, this thread, webhooks) gets its "
+                               "resolution.")
     (closed,) = store.incidents()  # closed, even with nobody told of it yet
     assert (closed["status"], closed["summary"]["dismissed"]["by"]) == ("resolved", "ana")
     assert len(got) == 2  # no response_url: nothing posted; the failing one: nothing taken

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 from monitor.incidents import IncidentTracker
@@ -77,6 +78,35 @@ def test_a_dismissed_incident_takes_its_groups_anomalies_quietly_unless_they_are
     assert tr2.resolve_quiet(T0 + 4 * H) == []  # an hour later than without the anomaly
     assert [(c.status, c.incident.key) for c in tr2.resolve_quiet(T0 + 5 * H)] == [
         ("resolved", key2)]
+
+
+def test_a_rise_after_a_dismissal_in_the_same_minute_gets_a_key_of_its_own() -> None:
+    """The key is the group and the minute of the first anomaly; a rise of that minute after
+    a dismissal got the dismissed incident's key (its row reopened). The generation counts
+    from the dismissed key, so a tracker rebuilt from the store (a restart, a tick repeated
+    after a crash) gives the same key again."""
+    def rise(tr: IncidentTracker, key: str, severity: int, series: str,
+             journey: str = "checkout") -> str:
+        tr.dismiss(key, {"by": "ana", "severity": severity - 20})
+        at = T0 + timedelta(seconds=30)
+        changes = tr.observe([anomaly(series, at, severity, journey)], T0 + H)
+        assert [(c.status, c.notify) for c in changes] == [("resolved", True), ("opened", True)]
+        assert changes[0].incident.key == key
+        return changes[1].incident.key
+
+    tr = IncidentTracker(["journey"], gap=3 * H, renotify=timedelta(0))
+    key = tr.observe([anomaly("a", T0, 30)], T0)[0].incident.key
+    assert key == "journey=checkout@2026-01-05T10:00Z"
+    second = rise(tr, key, 55, "b")
+    assert second == f"{key}#2"
+    rebuilt = IncidentTracker(["journey"], gap=3 * H, renotify=timedelta(0))
+    rebuilt.open = copy.deepcopy(tr.open)  # what Pipeline._restore_incidents rebuilds
+    third = rise(tr, second, 80, "c")
+    assert third == f"{key}#3" == rise(rebuilt, second, 80, "c")
+    # a rise of a later minute needs no generation; a '#' in a group value is no generation
+    later = IncidentTracker(["journey"], gap=3 * H, renotify=timedelta(0))
+    first = later.observe([anomaly("a", T0 - H, 30, journey="a#2")], T0 - H)[0].incident.key
+    assert rise(later, first, 55, "b", "a#2") == "journey=a#2@2026-01-05T10:00Z"
 
 
 def test_snapshot_restore_undoes_a_step() -> None:

@@ -311,7 +311,7 @@ def test_not_an_anomaly_resolves_the_page_at_once(make_flow: Any) -> None:
     (trigger,) = flow.events()
     key = trigger["dedup_key"]
     reply = click(flow, "cxmon_not_anomaly", key)
-    assert "The incident is dismissed" in reply["text"]
+    assert "Dismissed: the incident is closed" in reply["text"]
     flow.run_until(flow.clock.now() + timedelta(minutes=1))  # the next delivery pass
     assert [e["event_action"] for e in flow.events()] == ["trigger", "resolve"]
     assert flow.events()[1]["dedup_key"] == key
@@ -382,7 +382,7 @@ def test_cxmon_feedback_says_the_incident_stays_open_until_every_anomaly_is_mark
     for i in ids[1:-1]:
         flow.store.add_feedback(i, "not_anomaly", source="cli")
     last = feedback(ids[-1])
-    assert f"incident {key} dismissed" in last and "stays open" not in last
+    assert f"dismissed: incident {key} closed" in last and "stays open" not in last
 
 
 def test_a_dismissed_incident_is_closed_at_once_and_stays_closed_across_a_restart(
