@@ -20,8 +20,8 @@ from datetime import timedelta
 from typing import Any
 
 __all__ = ["anomaly_format", "band", "clamp_band", "formats_from_config", "number",
-           "ranges_from_config", "shown", "suffix", "text_fields", "volume_count", "volume_noun",
-           "volume_text"]
+           "ranges_from_config", "shown", "suffix", "text_fields",
+           "volume_count", "volume_noun", "volume_text"]
 
 #: units written against the number (``58%``); any other unit follows a space (``120 ms``)
 _ATTACHED = ("%", "‰")
@@ -69,24 +69,28 @@ Range = tuple[float | None, float | None]
 def ranges_from_config(metrics: Iterable[Any]) -> dict[str, Range]:
     """Each metric's possible values, where its config tells them: a sum counts (``>= 0``), a
     ratio read as a percentage is a share (``[0, 1]``), a value with a ``scale_max`` is a score
-    out of it (``[0, scale_max]``). Detectors model values as unbounded, so a band can leave
-    this range (a CSAT band of ``3.47–5.03 / 5``); :func:`clamp_band` cuts it back. A ratio
-    with a unit of its own (EUR per order) or a mean without a scale is open.
+    on its scale (``[scale_min, scale_max]``, ``scale_min`` 0 unless set: an NPS runs from
+    -100, and a band cut at 0 hid its negative side). Detectors model values as unbounded,
+    so a band can leave this range (a CSAT band of ``3.47–5.03 / 5``); :func:`clamp_band`
+    cuts it back. A ratio with a unit of its own (EUR per order) or a mean without a scale
+    is open.
 
     >>> from types import SimpleNamespace as NS
-    >>> def m(name, kind, unit=None, scale_max=None):
-    ...     return NS(name=name, unit=unit, scale_max=scale_max, value=NS(kind=kind))
+    >>> def m(name, kind, unit=None, scale_max=None, scale_min=None):
+    ...     return NS(name=name, unit=unit, scale_max=scale_max, scale_min=scale_min,
+    ...               value=NS(kind=kind))
     >>> ranges_from_config([m("tickets", "sum"), m("dropoff", "ratio"),
     ...                     m("csat", "mean", scale_max=5.0), m("aov", "ratio", unit="EUR"),
-    ...                     m("handle_time", "mean")])
-    {'tickets': (0.0, None), 'dropoff': (0.0, 1.0), 'csat': (0.0, 5.0)}
+    ...                     m("handle_time", "mean"), m("nps", "mean", None, 100.0, -100.0)])
+    {'tickets': (0.0, None), 'dropoff': (0.0, 1.0), 'csat': (0.0, 5.0), 'nps': (-100.0, 100.0)}
     """
     out: dict[str, Range] = {}
     for m in metrics:
         kind = str(getattr(m.value.kind, "value", m.value.kind))
         top = getattr(m, "scale_max", None)
         if top is not None:
-            out[m.name] = (0.0, float(top))
+            bottom = getattr(m, "scale_min", None)
+            out[m.name] = (0.0 if bottom is None else float(bottom), float(top))
         elif kind == "sum":
             out[m.name] = (0.0, None)
         elif kind == "ratio" and getattr(m, "unit", None) in (None, "%"):

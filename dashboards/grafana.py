@@ -275,6 +275,8 @@ def journey_dashboard(config: MonitorConfig, journey: str) -> Built:
             band = band.decimals(m.decimals)
         if m.scale_max is not None:  # a CSAT out of 5 is drawn on its own scale
             band = band.max(m.scale_max)
+        if m.scale_min is not None:  # an NPS from -100 (unset: Grafana fits the data)
+            band = band.min(m.scale_min)
         if m.runbook:
             band = band.links([dash_b.DashboardLink("Runbook").url(m.runbook)
                                .target_blank(True)])

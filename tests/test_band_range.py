@@ -23,7 +23,7 @@ from alerts.payload import incident_payload
 from dashboards.push import anomaly_annotations
 from detectors.base import TickBatch
 from detectors.registry import create
-from monitor.config import parse_config
+from monitor.config import ConfigError, parse_config
 from monitor.incidents import IncidentTracker
 from monitor.model import Anomaly, Direction, Series
 
@@ -37,6 +37,10 @@ metrics:
   - {name: dropoff, source: s, value: {ratio: [abandoned, sessions]}, labels: {journey: support}}
   - {name: refunds_net, source: s, value: {sum: eur}, labels: {journey: support}}
   - {name: handle_time, source: s, value: {mean: seconds}, unit: s, labels: {journey: support}}
+  - {name: nps, source: s, value: {mean: score}, scale_max: 100, scale_min: -100,
+     labels: {journey: support}}
+  - {name: csat15, source: s, value: {mean: rating}, scale_max: 5, scale_min: 1,
+     labels: {journey: support}}
 alerting:
   receivers: [{name: ops}]
 """
@@ -133,3 +137,35 @@ def test_an_open_metric_and_a_no_data_anomaly_are_left_alone() -> None:
     assert shown["lower"] == -20.0  # a mean without a scale has no known range
     silent = only(payload(anomaly("complaints", 9.0, 2.0, -3.0, 3.0, kind="no_data")))
     assert silent["lower"] == -3.0 and "text" not in silent
+
+
+def test_a_score_from_below_zero_keeps_its_negative_band() -> None:
+    """An NPS runs from -100 to 100: with ``scale_min: -100`` its band of -20 to 30 is shown
+    as it is, where a scale assumed to start at 0 cut it to 0 to 30."""
+    shown = only(payload(anomaly("nps", 45.0, 5.0, -20.0, 30.0)))
+    assert (shown["lower"], shown["expected"], shown["upper"]) == (-20.0, 5.0, 30.0)
+    assert shown["text"]["band"] == "-20–30 / 100"
+    below = only(payload(anomaly("nps", -90.0, -95.0, -130.0, -60.0)))
+    assert below["lower"] == -100.0  # the scale's own bottom still holds
+
+
+def test_a_csat_of_1_to_5_clamps_to_1() -> None:
+    shown = only(payload(anomaly("csat15", 1.2, 1.8, 0.6, 3.0)))
+    assert (shown["lower"], shown["upper"]) == (1.0, 3.0)
+    assert shown["text"]["band"].startswith("1")
+    low = only(payload(anomaly("csat15", 4.0, 0.9, 0.5, 1.3)))
+    assert low["expected"] == 1.0
+    plain = only(payload(anomaly("csat", 1.2, 1.8, 0.6, 3.0)))  # no scale_min: from 0
+    assert plain["lower"] == 0.6
+
+
+def test_scale_min_must_sit_below_scale_max() -> None:
+    for bad in ("scale_max: 5, scale_min: 5,", "scale_min: 1,"):
+        config = CONFIG.replace("scale_max: 5,", bad, 1)
+        try:
+            parse_config(config, env={})
+        except ConfigError as exc:
+            problems = {p.path: p.message for p in exc.problems}
+        else:
+            raise AssertionError(f"{bad} loaded")
+        assert "scale_max" in problems["metrics[0].scale_min"]

@@ -153,7 +153,8 @@ metrics:
   - {name: drop_off, source: shop, query: checkout, interval: 1h, timestamp: ts,
      value: {ratio: [abandoned, started]}, labels: {journey: shop}}
   - {name: csat, source: shop, query: csat, interval: 1h, timestamp: ts,
-     value: {mean: [rating_sum, responses]}, scale_max: 5, labels: {journey: shop}}
+     value: {mean: [rating_sum, responses]}, scale_max: 5, scale_min: 1,
+     labels: {journey: shop}}
   - {name: tickets, source: shop, query: complaints, interval: 1h, timestamp: ts,
      value: complaints, unit: tickets, labels: {journey: shop}}
 """, env={})
@@ -164,6 +165,7 @@ metrics:
     assert value["order_value"]["decimals"] == 2
     assert value["drop_off"]["unit"] == "percentunit"
     assert value["csat"]["max"] == 5 and value["csat"]["unit"] == "short"
+    assert value["csat"]["min"] == 1  # a CSAT of 1 to 5 is drawn from 1
     assert value["tickets"]["unit"] == "suffix: tickets"
     assert "max" not in value["drop_off"] and "decimals" not in value["csat"]
 

@@ -166,6 +166,11 @@ class MetricConfig(BaseModel):
     #: the top of the value's scale: a CSAT out of 5 prints ``3.53 / 5``
     scale_max: float | None = Field(default=None, gt=0, description=(
         "the top of the value's scale: a CSAT out of 5 prints 3.53 / 5"))
+    #: the bottom of that scale (default 0): an NPS from -100 to 100, a CSAT from 1 to 5;
+    #: shown bands stay within [scale_min, scale_max]
+    scale_min: float | None = Field(default=None, description=(
+        "the bottom of the value's scale (default 0 with scale_max): -100 for an NPS, "
+        "1 for a CSAT of 1 to 5"))
     #: digits after the point (default: whole numbers for a sum of whole counts, else 3
     #: significant digits)
     decimals: int | None = Field(default=None, ge=0, le=6, description=(
@@ -231,6 +236,11 @@ class MetricConfig(BaseModel):
             errors.append((("scale_max",), "not_applicable",
                            "a ratio reads as a percentage (58.7%): give it a unit other than "
                            "'%' to print it as a number out of scale_max"))
+        if self.scale_min is not None and (self.scale_max is None
+                                           or self.scale_min >= self.scale_max):
+            errors.append((("scale_min",), "invalid",
+                           "scale_min needs a scale_max above it (an NPS: scale_min: -100, "
+                           "scale_max: 100)"))
         _raise("metric", errors)
         return self
 
