@@ -47,10 +47,15 @@ class AnomalyText:
         or any object with ``metric``, ``kind``, ``value``, ``expected``, ``volume``, and
         ``lower`` / ``upper`` when it has them) as the
         alert printed them; empty for a no-data anomaly, whose numbers are not KPI values."""
+        return self.numbers(row).get("text") or {}
+
+    def numbers(self, row: Any) -> dict[str, Any]:
+        """The stored anomaly as :func:`alerts.payload.readable` gives it: its numbers as
+        shown (``expected`` clamped to the metric's range, which a change is taken from) and
+        their ``text``."""
         item = {"metric": row.metric, "kind": getattr(row, "kind", None),
                 "value": _real(row.value), "expected": _real(row.expected),
                 "lower": _real(getattr(row, "lower", None)),
                 "upper": _real(getattr(row, "upper", None)),
                 "volume": _real(getattr(row, "volume", None))}
-        return readable(item, percent=row.metric in self.percent,
-                        names=self.names).get("text") or {}
+        return readable(item, percent=row.metric in self.percent, names=self.names)

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 __all__ = ["anomaly_format", "band", "clamp_band", "formats_from_config", "number",
-           "ranges_from_config", "shown", "suffix", "text_fields",
+           "ranges_from_config", "relative_change", "shown", "suffix", "text_fields",
            "volume_count", "volume_noun", "volume_text"]
 
 #: units written against the number (``58%``); any other unit follows a space (``120 ms``)
@@ -104,6 +104,8 @@ def clamp_band(a: Mapping[str, Any], bounds: Range | None) -> dict[str, Any]:
     alert, ``cxmon anomalies`` line or annotation says ``-3–12 tickets``. An observed
     ``value`` outside ``bounds`` shows they do not hold (a sum of refunds can be negative, a
     ratio can pass 100%): that side is left as the detector gave it. Scores are untouched.
+    A ``change`` (:func:`relative_change`) is taken again from a clamped ``expected``: a count
+    forecast of -0.4 shown as 0 next to ``+2350%`` (from -0.4) read as a contradiction.
 
     >>> clamp_band({"value": 3.1, "expected": 4.25, "lower": 3.47, "upper": 5.03},
     ...            (0.0, 5.0))
@@ -112,6 +114,8 @@ def clamp_band(a: Mapping[str, Any], bounds: Range | None) -> dict[str, Any]:
     {'value': 2.0, 'expected': 0.4, 'lower': 0.0, 'upper': 2.4}
     >>> clamp_band({"value": -5.0, "expected": 1.0, "lower": -2.0, "upper": 4.0}, (0.0, None))
     {'value': -5.0, 'expected': 1.0, 'lower': -2.0, 'upper': 4.0}
+    >>> clamp_band({"value": 4.0, "expected": 5.5, "change": -0.27}, (0.0, 5.0))
+    {'value': 4.0, 'expected': 5.0, 'change': -0.2}
     """
     out = dict(a)
     if not bounds:
@@ -129,7 +133,26 @@ def clamp_band(a: Mapping[str, Any], bounds: Range | None) -> dict[str, Any]:
             out[key] = lo
         elif hi is not None and v > hi:
             out[key] = hi
+    if "change" in out and out.get("expected") != a.get("expected"):
+        out["change"] = relative_change(value, out["expected"])
     return out
+
+
+def relative_change(value: Any, expected: Any) -> float | None:
+    """``value`` against ``expected`` as a fraction (0.25: +25%), as
+    :attr:`monitor.model.Anomaly.change` takes it; ``None`` when unknown or infinite (an
+    expected 0), as a payload's ``change`` carries it.
+
+    >>> relative_change(5.0, 4.0), relative_change(-1.0, -2.0), relative_change(3.0, 0.0)
+    (0.25, 0.5, None)
+    >>> relative_change(0.0, 0.0), relative_change(None, 1.0)
+    (0.0, None)
+    """
+    if not all(isinstance(x, int | float) and math.isfinite(x) for x in (value, expected)):
+        return None
+    if expected == 0:
+        return 0.0 if value == 0 else None
+    return (float(value) - float(expected)) / abs(float(expected))
 
 
 #: words of a column name that say "a count of", not what is counted (``sessions_total``)

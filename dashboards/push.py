@@ -198,9 +198,11 @@ def anomaly_annotations(
         labels = {**(row.labels or {}), **labels}
         journey = labels.get("journey") or journeys.get(row.metric)
         band = severity_band(row.severity)
+        # from the expected value shown (clamped to the metric's range), as the alert's
         change = ""
-        if row.expected and row.value == row.value:
-            change = f" ({(row.value - row.expected) / abs(row.expected):+.0%})"
+        expected = row.expected if words is None else words.numbers(row).get("expected")
+        if expected and row.value == row.value:
+            change = f" ({(row.value - expected) / abs(expected):+.0%})"
         series = row.series if words is None else words.names.series(row.metric, labels)
         out.append({
             "dashboard_uid": journey_uid(journey) if journey else None,

@@ -120,7 +120,8 @@ def test_stored_rows_read_back_clamped_in_cxmon_anomalies_and_annotations() -> N
     row = next(frame.itertuples(index=False))
     text = AnomalyText.from_config(cfg).text(row)
     assert (text["expected"], text["band"]) == ("5 / 5", "4.80–5 / 5")
-    assert "vs expected 5 / 5" in anomaly_annotations(frame, config=cfg)[0]["text"]
+    note = anomaly_annotations(frame, config=cfg)[0]["text"]
+    assert "vs expected 5 / 5 (-2%)" in note  # 4.9 against the 5 shown, not the 5.2 stored
 
 
 def test_a_value_outside_the_range_keeps_that_side_open() -> None:
@@ -169,3 +170,26 @@ def test_scale_min_must_sit_below_scale_max() -> None:
         else:
             raise AssertionError(f"{bad} loaded")
         assert "scale_max" in problems["metrics[0].scale_min"]
+
+
+def test_the_change_shown_follows_the_clamped_expected_value() -> None:
+    """CSAT 4.0 against a forecast of 5.5 shows as "vs 5 / 5": its change is -20% (from 5),
+    not the -27% taken from 5.5, in the payload, Slack and the console alike."""
+    a = anomaly("csat", 4.0, 5.5, 4.6, 6.4)
+    assert round(a.change, 2) == -0.27  # the detector's, stored as it was
+    p = payload(a)
+    shown = only(p)
+    assert shown["expected"] == 5.0 and shown["change"] == (4.0 - 5.0) / 5.0
+    slack = json.dumps(render_message(p), ensure_ascii=False)
+    assert "-20%" in slack and "-27%" not in slack
+    console = Console(record=True, width=160, file=io.StringIO())
+    ConsoleNotifier(console).send(p)
+    assert "-20%" in console.export_text() and "-27%" not in console.export_text()
+
+
+def test_a_negative_count_forecast_shown_as_0_has_no_change_taken_from_below_0() -> None:
+    a = anomaly("complaints", 9.0, -0.4, -3.0, 2.0)
+    shown = only(payload(a))
+    assert shown["expected"] == 0.0 and shown["text"]["expected"] == "0 tickets"
+    assert shown["change"] is None  # against 0, as an anomaly with an expected 0 says
+    assert only(payload(anomaly("complaints", 9.0, 2.0, -3.0, 4.0)))["change"] == 3.5
