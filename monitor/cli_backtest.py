@@ -40,7 +40,8 @@ def backtest(
                                        help="Only this metric (repeatable).")
     ] = None,
     output: Annotated[
-        Path | None, typer.Option(help="Write anomalies to this .csv or .json file.")
+        Path | None, typer.Option(help="Write anomalies to this .csv or .json file (raw "
+                                  "numbers; the table prints them as alerts do).")
     ] = None,
     incidents: Annotated[
         Path | None, typer.Option(
@@ -139,11 +140,14 @@ how well they match incidents known to have happened.
     if frame.empty:
         console.print(f"no anomalies {_hm(t0)} – {_hm(t1)} UTC", soft_wrap=True)
     else:
-        from alerts.display import Names
+        from alerts.anomaly_text import AnomalyText
 
         table = Table(title=f"Anomalies {_hm(t0)} – {_hm(t1)} UTC")
+        # numbers as the alert says them (58.7%, 3.10 / 5, 42 tickets; bands clamped to the
+        # metric's possible values); --output keeps the detector's raw numbers for machines
+        words = AnomalyText.from_config(cfg)
         # each time on display.timezone's clock, as alerts say it (2026-03-30 09:00 CEST)
-        reading = Names.from_config(cfg)
+        reading = words.names
 
         def when(metric: str, ts: Any) -> str:
             return _hm(ts) if reading.timezone == "UTC" else reading.at(
@@ -166,8 +170,9 @@ how well they match incidents known to have happened.
                 table.add_row(*lead, "no data", f"last {_g(row.expected)}", "",
                               str(row.severity))
                 continue
-            table.add_row(*lead, f"{row.value:.4g}", f"{row.expected:.4g}",
-                          f"{row.lower:.4g} – {row.upper:.4g}", str(row.severity))
+            text = words.text(row)
+            table.add_row(*lead, text["value"], text["expected"], text["band"],
+                          str(row.severity))
         _print_table(table)
     if len(frame) > 50:
         console.print(f"... and {len(frame) - 50} more (use --output to get them all)")

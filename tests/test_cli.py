@@ -844,3 +844,52 @@ def test_unknown_command_keeps_its_close_match_and_has_no_hint_otherwise() -> No
     assert unknown.exit_code == 2
     assert "No such command 'bogus'." in unknown.output
     assert "Did you mean" not in unknown.output
+
+
+def _table_rows(output: str) -> list[list[str]]:
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in output.splitlines()
+            if line.startswith("│")]
+
+
+def test_backtest_table_prints_numbers_as_alerts_do(tmp_path: Path) -> None:
+    """The table printed raw values (``3.542``, ``0.4127``) where the alert about the same
+    point said ``3.54 / 5`` or ``41.3%``: a ratio reads as a percentage and a scaled CSAT
+    with its decimals and scale, as :func:`alerts.payload.readable` says them; --output keeps
+    the detector's raw numbers."""
+    from alerts.display import Names
+    from alerts.payload import readable
+
+    times = pd.date_range("2026-01-01", periods=24 * 10, freq="h", tz="UTC")
+    rows = []
+    for i, t in enumerate(times):
+        low = t == pd.Timestamp("2026-01-09T12:00Z")  # one bad hour
+        for j in range(20):
+            rows.append((t.isoformat(), 2 if low and j < 14 else 4 + (i + j) % 2,
+                         1 if (j < 15 if low else (i + j) % 10 == 0) else 0))
+    pd.DataFrame(rows, columns=["ts", "rating", "abandoned"]).assign(started=1).to_csv(
+        tmp_path / "d.csv", index=False)
+    cfg = write(tmp_path, "sources:\n  f: {type: files, path: d.csv}\nmetrics:\n"
+                "  - {name: csat, source: f, interval: 1h, timestamp: ts, value: {mean: rating},"
+                "\n     scale_max: 5, decimals: 2, history: 7d}\n"
+                "  - {name: dropoff, source: f, interval: 1h, timestamp: ts,\n"
+                "     value: {ratio: [abandoned, started]}, history: 7d}\n")
+    out = tmp_path / "a.csv"
+    result = runner.invoke(app, ["backtest", "-c", str(cfg), "--start", "2026-01-08",
+                                 "--end", "2026-01-11", "--no-feedback", "--output", str(out)],
+                           env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    names = Names.from_config(parse_config(cfg.read_text(), env={}))
+    shown = _table_rows(result.output)
+    assert {r[1].split("{")[0] for r in shown} == {"csat", "dropoff"}
+    assert len(shown) == len(frame)  # fewer than 50: every anomaly has its row
+    for (_, a), row in zip(frame.iterrows(), shown, strict=True):
+        assert a["series"] == row[1]
+        text = readable(a.to_dict(), percent=a["metric"] == "dropoff", names=names)["text"]
+        assert row[2:5] == [text["value"], text["expected"], text["band"]]
+        if a["metric"] == "csat":
+            assert row[2] == f"{a['value']:.2f} / 5" and row[4].endswith(" / 5")
+        else:
+            assert row[2] == f"{a['value'] * 100:.3g}%" and row[3].endswith("%")
+    # the machine output stays raw: the CSV's value is the detector's float, not text
+    assert frame["value"].dtype == float and "/ 5" not in out.read_text()
