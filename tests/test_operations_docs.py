@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -38,12 +39,31 @@ def _exported() -> dict[str, tuple[str, ...]]:
     return out
 
 
-def test_the_rules_file_passes_promtool() -> None:
+def _promtool() -> str:
+    """promtool's path; a failure in CI (the project installs it), a skip elsewhere."""
     promtool = shutil.which("promtool")
     if promtool is None:
         if in_ci():
             pytest.fail("promtool is not installed (scripts/install-system-deps.sh)")
         pytest.skip("promtool not installed (run scripts/install-system-deps.sh)")
+    return promtool
+
+
+def _promtool_test(tmp_path: Path, test: dict[str, Any]) -> None:
+    """Run one promtool rule unit test (series, alerts expected) on docs/cxmon.rules.yml."""
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": [str(DOCS / "cxmon.rules.yml")],
+        "evaluation_interval": "1m",
+        "tests": [test],
+    }))
+    out = subprocess.run([_promtool(), "test", "rules", str(tmp_path / "test.yml")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout
+
+
+def test_the_rules_file_passes_promtool() -> None:
+    promtool = _promtool()
     out = subprocess.run([promtool, "check", "rules", str(DOCS / "cxmon.rules.yml")],
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -103,35 +123,22 @@ def test_the_lag_alert_names_the_metric_it_fires_for(tmp_path: Path) -> None:
     """promtool runs the rules on series labelled as cxmon exports them: the lag alert's
     summary names the metric (``$labels.cx_metric``), not an empty string, and the alert
     carries ``cx_metric`` so a ``on(cx_metric)`` silence or route matches it."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if in_ci():
-            pytest.fail("promtool is not installed (scripts/install-system-deps.sh)")
-        pytest.skip("promtool not installed (run scripts/install-system-deps.sh)")
-    (tmp_path / "test.yml").write_text(yaml.safe_dump({
-        "rule_files": [str(DOCS / "cxmon.rules.yml")],
-        "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [{
-                "series": 'cxmon_source_lag_seconds{source="shop",cx_metric="orders"}',
-                "values": "20000x30",
-            }],
-            "alert_rule_test": [{
-                "eval_time": "20m",
-                "alertname": "CxmonSourceLagging",
-                "exp_alerts": [{
-                    "exp_labels": {"severity": "ticket", "source": "shop",
-                                   "cx_metric": "orders"},
-                    "exp_annotations": {"summary": "cxmon: orders from shop is 5h 33m 20s behind"},
-                }],
+    _promtool_test(tmp_path, {
+        "interval": "1m",
+        "input_series": [{
+            "series": 'cxmon_source_lag_seconds{source="shop",cx_metric="orders"}',
+            "values": "20000x30",
+        }],
+        "alert_rule_test": [{
+            "eval_time": "20m",
+            "alertname": "CxmonSourceLagging",
+            "exp_alerts": [{
+                "exp_labels": {"severity": "ticket", "source": "shop",
+                               "cx_metric": "orders"},
+                "exp_annotations": {"summary": "cxmon: orders from shop is 5h 33m 20s behind"},
             }],
         }],
-    }))
-    out = subprocess.run([promtool, "test", "rules", str(tmp_path / "test.yml")],
-                         capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS" in out.stdout
+    })
 
 
 def test_a_metric_failing_from_its_first_tick_pages(tmp_path: Path) -> None:
@@ -139,48 +146,35 @@ def test_a_metric_failing_from_its_first_tick_pages(tmp_path: Path) -> None:
     so it had no ``cxmon_last_tick_timestamp_seconds`` (CxmonMetricNotTicking saw nothing)
     and no stored point (no lag either), and no rule fired while /readyz said failing.
     CxmonMetricFailing fires for it, and not for a metric whose ticks fail now and then."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if in_ci():
-            pytest.fail("promtool is not installed (scripts/install-system-deps.sh)")
-        pytest.skip("promtool not installed (run scripts/install-system-deps.sh)")
     ticks = 'cxmon_ticks_total{{job="cxmon",instance="{i}",cx_metric="{m}",outcome="{o}"}}'
-    (tmp_path / "test.yml").write_text(yaml.safe_dump({
-        "rule_files": [str(DOCS / "cxmon.rules.yml")],
-        "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [
-                # every tick fails, from the first (hourly metric: one a minute here, the rule
-                # only counts them)
-                {"series": ticks.format(i="a", m="contacts", o="error"), "values": "1+1x60"},
-                {"series": ticks.format(i="a", m="contacts", o="ok"), "values": "0x60"},
-                # another cxmon (staging) whose metric of that name ticks: no cover for "a"
-                {"series": ticks.format(i="b", m="contacts", o="error"), "values": "0x60"},
-                {"series": ticks.format(i="b", m="contacts", o="ok"), "values": "0+1x60"},
-                # a flaky one: a failure now and then, good ticks between
-                {"series": ticks.format(i="a", m="orders", o="error"), "values": "0+0x20 1+0x40"},
-                {"series": ticks.format(i="a", m="orders", o="ok"), "values": "0+1x60"},
-                {"series": 'up{job="cxmon"}', "values": "1x60"},
-            ],
-            "alert_rule_test": [
-                {"eval_time": "5m", "alertname": "CxmonMetricFailing", "exp_alerts": []},
-                {"eval_time": "30m", "alertname": "CxmonMetricFailing", "exp_alerts": [{
-                    "exp_labels": {"severity": "page", "cx_metric": "contacts", "job": "cxmon",
-                                   "instance": "a", "outcome": "error"},
-                    "exp_annotations": {
-                        "summary": "cxmon: every tick of contacts fails",
-                        "description": "journalctl -u cxmon says why (tick of ... failed); "
-                                       "/readyz names it as failing."},
-                }]},
-                {"eval_time": "30m", "alertname": "CxmonMetricNotTicking", "exp_alerts": []},
-            ],
-        }],
-    }))
-    out = subprocess.run([promtool, "test", "rules", str(tmp_path / "test.yml")],
-                         capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS" in out.stdout
+    _promtool_test(tmp_path, {
+        "interval": "1m",
+        "input_series": [
+            # every tick fails, from the first (hourly metric: one a minute here, the rule
+            # only counts them)
+            {"series": ticks.format(i="a", m="contacts", o="error"), "values": "1+1x60"},
+            {"series": ticks.format(i="a", m="contacts", o="ok"), "values": "0x60"},
+            # another cxmon (staging) whose metric of that name ticks: no cover for "a"
+            {"series": ticks.format(i="b", m="contacts", o="error"), "values": "0x60"},
+            {"series": ticks.format(i="b", m="contacts", o="ok"), "values": "0+1x60"},
+            # a flaky one: a failure now and then, good ticks between
+            {"series": ticks.format(i="a", m="orders", o="error"), "values": "0+0x20 1+0x40"},
+            {"series": ticks.format(i="a", m="orders", o="ok"), "values": "0+1x60"},
+            {"series": 'up{job="cxmon"}', "values": "1x60"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "CxmonMetricFailing", "exp_alerts": []},
+            {"eval_time": "30m", "alertname": "CxmonMetricFailing", "exp_alerts": [{
+                "exp_labels": {"severity": "page", "cx_metric": "contacts", "job": "cxmon",
+                               "instance": "a", "outcome": "error"},
+                "exp_annotations": {
+                    "summary": "cxmon: every tick of contacts fails",
+                    "description": "journalctl -u cxmon says why (tick of ... failed); "
+                                   "/readyz names it as failing."},
+            }]},
+            {"eval_time": "30m", "alertname": "CxmonMetricNotTicking", "exp_alerts": []},
+        ],
+    })
 
 
 def test_a_receiver_failing_pages_per_cxmon_instance(tmp_path: Path) -> None:
@@ -188,56 +182,43 @@ def test_a_receiver_failing_pages_per_cxmon_instance(tmp_path: Path) -> None:
     ``slack``: the delivery alerts were summed by receiver, so they named no instance and the
     instance whose sends fail was not told apart from the one delivering. Each alert is per
     instance now, for the failing instance only."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if in_ci():
-            pytest.fail("promtool is not installed (scripts/install-system-deps.sh)")
-        pytest.skip("promtool not installed (run scripts/install-system-deps.sh)")
     sends = ('cxmon_notification_attempts_total'
              '{{job="cxmon",instance="{i}",receiver="{r}",outcome="{o}"}}')
-    (tmp_path / "test.yml").write_text(yaml.safe_dump({
-        "rule_files": [str(DOCS / "cxmon.rules.yml")],
-        "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [
-                # "a" cannot reach slack: every attempt is retried
-                {"series": sends.format(i="a", r="slack", o="retry"), "values": "0+1x60"},
-                {"series": sends.format(i="a", r="slack", o="sent"), "values": "0x60"},
-                # "b" delivers to its slack, and dead-letters one to pagerduty at 31m
-                {"series": sends.format(i="b", r="slack", o="retry"), "values": "0x60"},
-                {"series": sends.format(i="b", r="slack", o="sent"), "values": "0+5x60"},
-                {"series": sends.format(i="b", r="pagerduty", o="dead"), "values": "0x30 1x30"},
-                {"series": 'up{job="cxmon"}', "values": "1x60"},
-            ],
-            "alert_rule_test": [
-                {"eval_time": "5m", "alertname": "CxmonReceiverFailing", "exp_alerts": []},
-                {"eval_time": "20m", "alertname": "CxmonReceiverFailing", "exp_alerts": [{
-                    "exp_labels": {"severity": "page", "job": "cxmon", "instance": "a",
-                                   "receiver": "slack", "outcome": "retry"},
-                    "exp_annotations": {
-                        "summary": "cxmon on a cannot deliver to receiver slack (retrying)",
-                        "description": "cxmon alerts status shows the error of every pending "
-                                       "notification."},
-                }]},
-                {"eval_time": "20m", "alertname": "CxmonNotificationDeadLettered",
-                 "exp_alerts": []},
-                {"eval_time": "40m", "alertname": "CxmonNotificationDeadLettered",
-                 "exp_alerts": [{
-                     "exp_labels": {"severity": "page", "job": "cxmon", "instance": "b",
-                                    "receiver": "pagerduty", "outcome": "dead"},
-                     "exp_annotations": {
-                         "summary": "cxmon on b dead-lettered a notification to pagerduty",
-                         "description": "cxmon alerts status (why); cxmon alerts retry ID once "
-                                        "the receiver is fixed."},
-                 }]},
-            ],
-        }],
-    }))
-    out = subprocess.run([promtool, "test", "rules", str(tmp_path / "test.yml")],
-                         capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS" in out.stdout
+    _promtool_test(tmp_path, {
+        "interval": "1m",
+        "input_series": [
+            # "a" cannot reach slack: every attempt is retried
+            {"series": sends.format(i="a", r="slack", o="retry"), "values": "0+1x60"},
+            {"series": sends.format(i="a", r="slack", o="sent"), "values": "0x60"},
+            # "b" delivers to its slack, and dead-letters one to pagerduty at 31m
+            {"series": sends.format(i="b", r="slack", o="retry"), "values": "0x60"},
+            {"series": sends.format(i="b", r="slack", o="sent"), "values": "0+5x60"},
+            {"series": sends.format(i="b", r="pagerduty", o="dead"), "values": "0x30 1x30"},
+            {"series": 'up{job="cxmon"}', "values": "1x60"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "CxmonReceiverFailing", "exp_alerts": []},
+            {"eval_time": "20m", "alertname": "CxmonReceiverFailing", "exp_alerts": [{
+                "exp_labels": {"severity": "page", "job": "cxmon", "instance": "a",
+                               "receiver": "slack", "outcome": "retry"},
+                "exp_annotations": {
+                    "summary": "cxmon on a cannot deliver to receiver slack (retrying)",
+                    "description": "cxmon alerts status shows the error of every pending "
+                                   "notification."},
+            }]},
+            {"eval_time": "20m", "alertname": "CxmonNotificationDeadLettered",
+             "exp_alerts": []},
+            {"eval_time": "40m", "alertname": "CxmonNotificationDeadLettered",
+             "exp_alerts": [{
+                 "exp_labels": {"severity": "page", "job": "cxmon", "instance": "b",
+                                "receiver": "pagerduty", "outcome": "dead"},
+                 "exp_annotations": {
+                     "summary": "cxmon on b dead-lettered a notification to pagerduty",
+                     "description": "cxmon alerts status (why); cxmon alerts retry ID once "
+                                    "the receiver is fixed."},
+             }]},
+        ],
+    })
 
 
 def _root_options(root, words: list[str]) -> None:
